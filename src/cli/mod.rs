@@ -1,0 +1,38 @@
+//! The command line: one file per subcommand, each with an `Args` struct and a `run`.
+
+pub mod completions;
+pub mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A Redis-protocol key-value store kept consistent four ways.
+#[derive(Debug, Parser)]
+#[command(name = "valthree", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the Redis protocol in one of the consistency modes.
+    Serve(serve::ServeArgs),
+    /// Print a shell completion script.
+    Completions(completions::CompletionsArgs),
+}
+
+/// The clap command tree (for completions and tests).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Completions(args) => completions::run(args),
+    }
+}

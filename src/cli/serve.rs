@@ -1,0 +1,202 @@
+//! `valthree serve`: the server, in one of the consistency modes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use crate::error::{Error, Result};
+use crate::mode::ModeName;
+use crate::mode::s3::{DEFAULT_OBJECT_KEY, S3Mode, S3ModeOptions};
+use crate::object::{LocalDir, ObjectStore, S3, S3Options};
+use crate::resp::ServerConfig;
+use crate::store::Store;
+
+/// On or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+/// Arguments of `valthree serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// How the cluster keeps itself consistent.
+    #[arg(long, value_enum, default_value = "s3")]
+    pub mode: ModeName,
+    /// Address to serve the Redis protocol on.
+    #[arg(long, default_value = "127.0.0.1:6379")]
+    pub addr: String,
+    /// Directory for this node's data (in s3 mode without --s3-bucket: the embedded object store).
+    #[arg(long, default_value = "./valthree-data")]
+    pub data_dir: PathBuf,
+    /// Log as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Require clients to AUTH with this password.
+    #[arg(long, env = "VALTHREE_REQUIREPASS", hide_env_values = true)]
+    pub requirepass: Option<String>,
+    /// Refuse connections beyond this many.
+    #[arg(long, default_value_t = 10_000)]
+    pub maxclients: usize,
+    /// Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted).
+    #[arg(long, default_value = "512mb", value_parser = parse_size)]
+    pub proto_max_bulk_len: u64,
+
+    /// s3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted.
+    #[arg(long, help_heading = "s3 mode")]
+    pub s3_endpoint: Option<String>,
+    /// s3 mode: bucket holding the database (created if missing); without it the embedded
+    /// local object store in --data-dir is used.
+    #[arg(long, help_heading = "s3 mode")]
+    pub s3_bucket: Option<String>,
+    /// s3 mode: object key of the database document.
+    #[arg(long, default_value = DEFAULT_OBJECT_KEY, help_heading = "s3 mode")]
+    pub s3_key: String,
+    /// s3 mode: region.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1", help_heading = "s3 mode")]
+    pub s3_region: String,
+    /// s3 mode: access key (default: the usual AWS credential chain).
+    #[arg(long, help_heading = "s3 mode", requires = "s3_secret_key")]
+    pub s3_access_key: Option<String>,
+    /// s3 mode: secret key.
+    #[arg(long, help_heading = "s3 mode", requires = "s3_access_key", hide_env_values = true)]
+    pub s3_secret_key: Option<String>,
+    /// s3 mode: group commit (one conditional PUT for all writes queued at once).
+    #[arg(long, value_enum, default_value = "on", help_heading = "s3 mode")]
+    pub s3_batch: Switch,
+}
+
+/// Parses `512mb`, `64k`, `1048576`.
+fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("not a size: {text:?}"))?;
+    let scale = match unit {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        _ => return Err(format!("unknown size unit in {text:?} (use k, kb, m, mb, g or gb)")),
+    };
+    n.checked_mul(scale).ok_or_else(|| format!("size too large: {text:?}"))
+}
+
+fn init_logging(json: bool, verbose: u8) {
+    let level = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("valthree={level},warn")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json { builder.json().init() } else { builder.init() }
+}
+
+/// Opens the mode's store.
+async fn open_store(args: &ServeArgs) -> Result<Arc<dyn Store>> {
+    match args.mode {
+        ModeName::S3 => {
+            let objects: Arc<dyn ObjectStore> = match &args.s3_bucket {
+                Some(bucket) => Arc::new(
+                    S3::connect(S3Options {
+                        endpoint: args.s3_endpoint.clone(),
+                        bucket: bucket.clone(),
+                        region: args.s3_region.clone(),
+                        access_key: args.s3_access_key.clone(),
+                        secret_key: args.s3_secret_key.clone(),
+                    })
+                    .await
+                    .map_err(|e| Error::Config(e.to_string()))?,
+                ),
+                None if args.s3_endpoint.is_some() => {
+                    return Err(Error::Config("--s3-endpoint needs --s3-bucket".into()));
+                }
+                None => Arc::new(LocalDir::open(&args.data_dir).map_err(|e| {
+                    Error::Config(format!("cannot use data dir {}: {e}", args.data_dir.display()))
+                })?),
+            };
+            let options = S3ModeOptions { object_key: args.s3_key.clone(), batch: args.s3_batch == Switch::On };
+            Ok(Arc::new(S3Mode::start(objects, options)))
+        }
+        other => Err(Error::Config(format!(
+            "--mode {} is not available in this build yet; available modes: s3",
+            other.as_str()
+        ))),
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler cannot fail on unix");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let store = open_store(&args).await?;
+    let listener = tokio::net::TcpListener::bind(&args.addr)
+        .await
+        .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", args.addr)))?;
+    let info = store.describe();
+    let backend = info.details.first().map(|(_, v)| v.as_str()).unwrap_or("");
+    tracing::info!(
+        mode = info.mode,
+        addr = %listener.local_addr()?,
+        backend,
+        version = env!("CARGO_PKG_VERSION"),
+        "valthree ready to accept connections"
+    );
+    let config = ServerConfig {
+        requirepass: args.requirepass.clone().filter(|p| !p.is_empty()),
+        maxclients: args.maxclients,
+        proto_max_bulk_len: args.proto_max_bulk_len,
+    };
+    crate::resp::serve(listener, store, config, shutdown_signal()).await?;
+    tracing::info!("bye");
+    Ok(())
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn run(args: ServeArgs) -> ExitCode {
+    init_logging(args.json, args.verbose);
+    antithesis_sdk::antithesis_init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("512mb"), Ok(512 << 20));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("12qb").is_err());
+        assert_eq!(crate::resp::DEFAULT_PROTO_MAX_BULK_LEN, 512 << 20);
+    }
+}

@@ -1,0 +1,19 @@
+//! valthree: a Redis-protocol key-value store kept consistent four ways.
+//!
+//! A request flows one way: socket → [`resp`] (decode, parse the command) → [`store::Store`]
+//! → a mode in [`mode`] (which talks to its peers or to an [`object`] store) → back through
+//! `resp` as a reply. Modes never see RESP frames; the RESP layer never sees a peer.
+//!
+//! * [`cli`] — one file per subcommand; `main.rs` only parses and dispatches.
+//! * [`error`] — the one error enum, and whether a failure is definite or indeterminate.
+//! * [`resp`] — the Redis front: codec, connection loop, one file per command.
+//! * [`store`] — the `Store` trait, the keyspace state machine, the conformance suite.
+//! * [`object`] — compare-and-swap object storage: S3 and the embedded local directory.
+//! * [`mode`] — the consistency modes, one folder each.
+
+pub mod cli;
+pub mod error;
+pub mod mode;
+pub mod object;
+pub mod resp;
+pub mod store;

@@ -1,0 +1,214 @@
+//! s3 mode: the whole database is one JSON object, replaced by compare-and-swap.
+//!
+//! ## Protocol
+//!
+//! A write reads the document and its ETag, applies the mutation in memory, and PUTs the new
+//! document with `If-Match: <etag>` (`If-None-Match: *` when there is none yet). The object
+//! store accepts the PUT only if nobody replaced the document in between; otherwise it answers
+//! 412 (or 409 for a concurrent conditional write) and the writer re-reads and tries again,
+//! with jittered exponential backoff, a bounded number of times. This is optimistic
+//! concurrency control over a single register, as in antithesishq/valthree.
+//!
+//! ## Group commit
+//!
+//! With `--s3-batch on` (the default) one committer task per node takes every write queued
+//! at that moment, applies them in arrival order to one copy of the document, and carries
+//! them all in one conditional PUT; each client is answered only after that PUT succeeded,
+//! in batch order. The committer also remembers the document and ETag its last PUT produced
+//! and starts the next batch from them: if another node wrote meanwhile the PUT fails with
+//! 412 and the batch re-reads, so the shortcut costs nothing in correctness and saves a GET
+//! per batch when one node does most writing. Reads that are queued together share one GET
+//! — but only reads that arrived before it was sent, so a read never returns a document
+//! older than its own arrival. `--s3-batch off` gives every request its own GET/PUT cycle.
+//!
+//! ## Invariants and promises
+//!
+//! * Every acknowledged write is in the document version its PUT created, and every later
+//!   version descends from it (compare-and-swap never skips a version).
+//! * A read returns a version that was current at some instant between its arrival and its
+//!   reply. Together: **strict serializability** — each request, batch or not, takes effect
+//!   at the instant of the GET or PUT that served it.
+//! * A PUT whose outcome is unknown (timeout, 5xx) answers `-UNCERTAIN`, never OK; a write
+//!   that gave up after conflicts, or found the store unreachable, answers `-TRYAGAIN`.
+
+mod commit;
+mod document;
+
+pub use document::{decode as decode_document, encode as encode_document};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::object::{ObjectError, ObjectStore};
+use crate::store::{Keyspace, ModeInfo, Mutation, MutationReply, Store};
+use commit::{Base, Committer, PendingWrite};
+
+/// The default object key of the database document.
+pub const DEFAULT_OBJECT_KEY: &str = "db.json";
+/// The most writes one group commit carries.
+pub const MAX_BATCH: usize = 512;
+/// How many requests may wait for the committer or the reader before callers wait too.
+pub const QUEUE_DEPTH: usize = 4096;
+
+/// Options of s3 mode.
+#[derive(Debug, Clone)]
+pub struct S3ModeOptions {
+    /// The object holding the document.
+    pub object_key: String,
+    /// Group commit of writes and shared GETs of reads.
+    pub batch: bool,
+}
+
+impl Default for S3ModeOptions {
+    fn default() -> Self {
+        Self { object_key: DEFAULT_OBJECT_KEY.into(), batch: true }
+    }
+}
+
+/// Counters for INFO.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub puts: AtomicU64,
+    pub writes: AtomicU64,
+    pub gets: AtomicU64,
+    pub reads: AtomicU64,
+    pub conflicts: AtomicU64,
+}
+
+/// A reader waiting for a snapshot of the keyspace.
+type PendingRead = oneshot::Sender<Result<Arc<Keyspace>>>;
+
+/// The s3-mode store of one node.
+pub struct S3Mode {
+    committer: Arc<Committer>,
+    options: S3ModeOptions,
+    writes: Option<mpsc::Sender<PendingWrite>>,
+    reads: Option<mpsc::Sender<PendingRead>>,
+}
+
+impl S3Mode {
+    /// Starts s3 mode on `objects`; with batching on it spawns the committer and reader tasks.
+    pub fn start(objects: Arc<dyn ObjectStore>, options: S3ModeOptions) -> Self {
+        let committer = Arc::new(Committer::new(objects, options.object_key.clone()));
+        let (mut writes, mut reads) = (None, None);
+        if options.batch {
+            let (wtx, wrx) = mpsc::channel(QUEUE_DEPTH);
+            let (rtx, rrx) = mpsc::channel(QUEUE_DEPTH);
+            tokio::spawn(commit_loop(committer.clone(), wrx));
+            tokio::spawn(read_loop(committer.clone(), rrx));
+            (writes, reads) = (Some(wtx), Some(rtx));
+        }
+        Self { committer, options, writes, reads }
+    }
+
+    async fn snapshot(&self) -> Result<Arc<Keyspace>> {
+        let Some(reads) = &self.reads else {
+            return self.committer.read().await;
+        };
+        let (tx, rx) = oneshot::channel();
+        reads.send(tx).await.map_err(|_| Error::TryAgain("server is shutting down".into()))?;
+        rx.await.map_err(|_| Error::TryAgain("server is shutting down".into()))?
+    }
+}
+
+/// Serves queued writes in batches, one conditional PUT per batch.
+async fn commit_loop(committer: Arc<Committer>, mut queue: mpsc::Receiver<PendingWrite>) {
+    let mut cache: Option<Base> = None;
+    let mut batch = Vec::new();
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        committer.commit(std::mem::take(&mut batch), &mut cache).await;
+    }
+}
+
+/// Serves queued reads, one GET for all reads that arrived before it was sent.
+async fn read_loop(committer: Arc<Committer>, mut queue: mpsc::Receiver<PendingRead>) {
+    let mut waiting = Vec::new();
+    while queue.recv_many(&mut waiting, QUEUE_DEPTH).await > 0 {
+        let snapshot = committer.read().await;
+        for reader in waiting.drain(..) {
+            let _ = reader.send(snapshot.clone());
+        }
+    }
+}
+
+/// Maps an object-store failure of a read: a read changes nothing, so it is always definite.
+fn read_error(e: ObjectError) -> Error {
+    Error::TryAgain(format!("object store read failed: {e}"))
+}
+
+#[async_trait]
+impl Store for S3Mode {
+    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        Ok(self.snapshot().await?.get(key).cloned())
+    }
+
+    async fn mget(&self, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>> {
+        let snapshot = self.snapshot().await?;
+        Ok(keys.iter().map(|k| snapshot.get(k).cloned()).collect())
+    }
+
+    async fn dbsize(&self) -> Result<u64> {
+        Ok(self.snapshot().await?.len() as u64)
+    }
+
+    async fn mutate(&self, mutation: Mutation) -> Result<MutationReply> {
+        let (tx, rx) = oneshot::channel();
+        let write = PendingWrite { mutation, reply: tx };
+        match &self.writes {
+            Some(queue) => {
+                queue.send(write).await.map_err(|_| Error::TryAgain("server is shutting down".into()))?;
+            }
+            None => self.committer.commit(vec![write], &mut None).await,
+        }
+        // The committer always answers; a dropped sender means it died mid-commit.
+        rx.await.map_err(|_| Error::Uncertain("commit task ended before answering".into()))?
+    }
+
+    fn describe(&self) -> ModeInfo {
+        let s = &self.committer.stats;
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed).to_string();
+        ModeInfo {
+            mode: "s3",
+            details: vec![
+                ("s3_object_store".into(), self.committer.objects.describe()),
+                ("s3_object_key".into(), self.options.object_key.clone()),
+                ("s3_batch".into(), if self.options.batch { "on" } else { "off" }.into()),
+                ("s3_puts".into(), n(&s.puts)),
+                ("s3_writes_committed".into(), n(&s.writes)),
+                ("s3_gets".into(), n(&s.gets)),
+                ("s3_reads_served".into(), n(&s.reads)),
+                ("s3_occ_conflicts".into(), n(&s.conflicts)),
+            ],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::LocalDir;
+    use crate::store::run_conformance_suite;
+
+    fn node(dir: &std::path::Path, batch: bool) -> Arc<dyn Store> {
+        let objects = Arc::new(LocalDir::open(dir).unwrap());
+        Arc::new(S3Mode::start(objects, S3ModeOptions { batch, ..Default::default() }))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_node_with_group_commit_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        run_conformance_suite(vec![node(dir.path(), true)]).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_nodes_on_one_directory_pass_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = vec![node(dir.path(), true), node(dir.path(), false), node(dir.path(), true)];
+        run_conformance_suite(nodes).await;
+    }
+}

@@ -1,0 +1,186 @@
+//! `S3`: compare-and-swap objects on any S3-compatible server through aws-sdk-s3.
+//!
+//! The SDK's own retries are turned off: a retried conditional PUT whose first attempt did
+//! land would fail its `If-Match` and be reported as a conflict although it was applied. The
+//! caller (s3 mode's OCC loop) retries what is safe to retry, and reports the rest as
+//! indeterminate.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+
+use super::{Etag, Object, ObjectError, ObjectStore, PutCondition};
+
+/// How long to wait for a TCP connection to the object store.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one object-store call may take in all.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where and how to reach the bucket.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// Endpoint URL (`http://127.0.0.1:9000`); `None` means AWS' own endpoint for the region.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub region: String,
+    /// Static credentials; `None` uses the usual AWS chain (env vars, profile, ...).
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+}
+
+/// An S3 bucket.
+#[derive(Debug, Clone)]
+pub struct S3 {
+    client: Client,
+    bucket: String,
+    endpoint: String,
+}
+
+impl S3 {
+    /// Connects, and creates the bucket if it does not exist.
+    pub async fn connect(options: S3Options) -> Result<Self, ObjectError> {
+        let shared = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(options.region.clone()))
+            .load()
+            .await;
+        let mut config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(true)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_timeout(OPERATION_TIMEOUT)
+                    .build(),
+            );
+        if let Some(endpoint) = &options.endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        if let (Some(ak), Some(sk)) = (&options.access_key, &options.secret_key) {
+            config = config.credentials_provider(Credentials::new(ak, sk, None, None, "valthree-flags"));
+        }
+        let s3 = Self {
+            client: Client::from_conf(config.build()),
+            bucket: options.bucket,
+            endpoint: options.endpoint.unwrap_or_else(|| format!("aws:{}", options.region)),
+        };
+        s3.ensure_bucket().await?;
+        Ok(s3)
+    }
+
+    async fn ensure_bucket(&self) -> Result<(), ObjectError> {
+        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+            return Ok(());
+        }
+        match self.client.create_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(ctx))
+                if ctx.err().is_bucket_already_owned_by_you() || ctx.err().is_bucket_already_exists() =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(ObjectError::Unavailable(format!(
+                "create bucket {}: {}",
+                self.bucket,
+                DisplayErrorContext(&e)
+            ))),
+        }
+    }
+}
+
+/// True when the error chain shows the connection was refused: nothing was sent.
+fn connection_refused(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// Classifies an SDK failure. `write` says whether the call could have changed anything.
+fn classify<E, R>(err: SdkError<E, R>, write: bool) -> ObjectError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static + HasStatus,
+{
+    let text = DisplayErrorContext(&err).to_string();
+    let maybe_applied = |text: String| {
+        if write { ObjectError::Indeterminate(text) } else { ObjectError::Unavailable(text) }
+    };
+    match &err {
+        SdkError::ServiceError(ctx) => match ctx.raw().status() {
+            412 => ObjectError::PreconditionFailed,
+            409 => ObjectError::Conflict,
+            404 if write => ObjectError::PreconditionFailed,
+            500..=599 => maybe_applied(text),
+            _ => ObjectError::Unavailable(text),
+        },
+        SdkError::ConstructionFailure(_) => ObjectError::Unavailable(text),
+        SdkError::DispatchFailure(_) if err.source().is_some_and(connection_refused) => {
+            ObjectError::Unavailable(text)
+        }
+        _ => maybe_applied(text),
+    }
+}
+
+/// The HTTP status of a raw response (lets `classify` stay generic over operations).
+trait HasStatus {
+    fn status(&self) -> u16;
+}
+
+impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3 {
+    async fn get(&self, key: &str) -> Result<Option<Object>, ObjectError> {
+        let output = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(output) => output,
+            Err(SdkError::ServiceError(ctx)) if ctx.err().is_no_such_key() => return Ok(None),
+            Err(e) => return Err(classify(e, false)),
+        };
+        let etag = Etag(output.e_tag().unwrap_or_default().to_owned());
+        let body = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| ObjectError::Unavailable(format!("read body: {e}")))?
+            .into_bytes();
+        Ok(Some(Object { body, etag }))
+    }
+
+    async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<Etag, ObjectError> {
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(ByteStream::from(body));
+        let request = match condition {
+            PutCondition::IfMatch(etag) => request.if_match(etag.0),
+            PutCondition::IfAbsent => request.if_none_match("*"),
+        };
+        let output = request.send().await.map_err(|e| classify(e, true))?;
+        Ok(Etag(output.e_tag().unwrap_or_default().to_owned()))
+    }
+
+    fn describe(&self) -> String {
+        format!("s3://{}@{}", self.bucket, self.endpoint)
+    }
+}

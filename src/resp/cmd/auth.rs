@@ -1,0 +1,56 @@
+//! `AUTH [username] password`: only the `default` user exists, guarded by `--requirepass`.
+
+use super::{Args, Ctx};
+use crate::errinput;
+use crate::error::{Error, Result};
+use crate::resp::Reply;
+use crate::resp::server::ServerState;
+
+#[derive(Debug)]
+pub struct Auth {
+    username: Vec<u8>,
+    password: Vec<u8>,
+}
+
+/// Redis' reply to a wrong username or password.
+pub fn wrong_pass() -> Error {
+    Error::Prefixed {
+        prefix: "WRONGPASS",
+        message: "invalid username-password pair or user is disabled.".into(),
+    }
+}
+
+/// Checks credentials against `--requirepass` in time independent of where they differ.
+pub fn credentials_match(server: &ServerState, username: &[u8], password: &[u8]) -> bool {
+    let Some(expected) = &server.requirepass else { return username == b"default" };
+    let expected = expected.as_bytes();
+    let same_len = expected.len() == password.len();
+    let diff = expected.iter().zip(password).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    username == b"default" && same_len && diff == 0
+}
+
+impl Auth {
+    pub fn parse(args: &mut Args) -> Result<Self> {
+        let first = args.next_bytes()?;
+        let auth = match args.try_next() {
+            None => Self { username: b"default".to_vec(), password: first.to_vec() },
+            Some(password) => Self { username: first.to_vec(), password: password.to_vec() },
+        };
+        args.finish()?;
+        Ok(auth)
+    }
+
+    pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
+        if ctx.server.requirepass.is_none() && self.username == b"default" {
+            return Err(errinput!(
+                "AUTH <password> called without any password configured for the default user. \
+                 Are you sure your configuration is correct?"
+            ));
+        }
+        if !credentials_match(ctx.server, &self.username, &self.password) {
+            return Err(wrong_pass());
+        }
+        ctx.session.authenticated = true;
+        Ok(Reply::ok())
+    }
+}

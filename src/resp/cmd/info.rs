@@ -1,0 +1,77 @@
+//! `INFO [section ...]`: server, clients, keyspace, and a `valthree` section describing the
+//! consistency mode.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use super::{Args, Ctx, lower};
+use crate::error::Result;
+use crate::resp::{REDIS_COMPAT_VERSION, Reply};
+
+#[derive(Debug)]
+pub struct Info {
+    sections: Vec<String>,
+}
+
+const SECTIONS: &[&str] = &["server", "clients", "stats", "keyspace", "valthree"];
+
+impl Info {
+    pub fn parse(args: &mut Args) -> Result<Self> {
+        Ok(Self { sections: args.rest().iter().map(|s| lower(s)).collect() })
+    }
+
+    fn wants(&self, section: &str) -> bool {
+        self.sections.is_empty()
+            || self.sections.iter().any(|s| s == section || matches!(s.as_str(), "all" | "everything" | "default"))
+    }
+
+    pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
+        let server = ctx.server;
+        let mode = ctx.store.describe();
+        let mut out = String::new();
+        for section in SECTIONS.iter().filter(|s| self.wants(s)) {
+            if !out.is_empty() {
+                out.push_str("\r\n");
+            }
+            let mut line = |k: &str, v: &dyn std::fmt::Display| {
+                let _ = write!(out, "{k}:{v}\r\n");
+            };
+            match *section {
+                "server" => {
+                    line("# Server\r\nredis_version", &REDIS_COMPAT_VERSION);
+                    line("valthree_version", &env!("CARGO_PKG_VERSION"));
+                    line("redis_mode", &"standalone");
+                    line("os", &std::env::consts::OS);
+                    line("arch_bits", &(usize::BITS));
+                    line("process_id", &std::process::id());
+                    line("tcp_port", &server.local_addr.port());
+                    line("uptime_in_seconds", &server.started.elapsed().as_secs());
+                }
+                "clients" => {
+                    line("# Clients\r\nconnected_clients", &server.clients.load(Ordering::Relaxed));
+                    line("maxclients", &server.maxclients);
+                }
+                "stats" => {
+                    line("# Stats\r\ntotal_connections_received", &server.next_client_id.load(Ordering::Relaxed));
+                    line("total_commands_processed", &server.commands.load(Ordering::Relaxed));
+                }
+                "keyspace" => {
+                    out.push_str("# Keyspace\r\n");
+                    match ctx.store.dbsize().await {
+                        Ok(0) => {}
+                        Ok(n) => out.push_str(&format!("db0:keys={n},expires=0,avg_ttl=0\r\n")),
+                        Err(e) => out.push_str(&format!("# unavailable: {e}\r\n")),
+                    }
+                }
+                "valthree" => {
+                    line("# Valthree\r\nmode", &mode.mode);
+                    for (k, v) in &mode.details {
+                        line(k, v);
+                    }
+                }
+                _ => unreachable!(),
+            }
+        }
+        Ok(Reply::Verbatim(out))
+    }
+}

@@ -1,0 +1,305 @@
+//! The connection codec: requests in, replies out, on top of redis-protocol's codecs.
+//!
+//! Decoding adds to redis-protocol what a server needs and a client library does not:
+//!
+//! * **inline commands** (`PING\r\n` typed into telnet), which Redis accepts whenever a
+//!   request does not start with `*`;
+//! * **bounds**: before a multibulk request is handed to the decoder its headers are checked
+//!   as they arrive, so a bulk longer than `proto-max-bulk-len`, an absurd element count or
+//!   an endless header line is refused at once instead of being buffered;
+//! * Redis' own `Protocol error: ...` texts for malformed input.
+//!
+//! Encoding renders a [`Reply`] as RESP2 or RESP3, following the connection's `HELLO`.
+
+use bytes::{Buf, Bytes, BytesMut};
+use redis_protocol::codec::{Resp2, Resp3};
+use redis_protocol::resp2::types::BytesFrame as Resp2Frame;
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::Reply;
+
+/// Redis' limit on the element count of one multibulk request.
+pub const MAX_MULTIBULK_LEN: i64 = 1024 * 1024;
+/// Redis' limit on one inline request or one header line.
+pub const MAX_INLINE_LEN: usize = 64 * 1024;
+/// Redis' default `proto-max-bulk-len`: 512 MiB.
+pub const DEFAULT_PROTO_MAX_BULK_LEN: u64 = 512 * 1024 * 1024;
+
+/// A malformed request: the connection answers `-ERR Protocol error: ...` and closes.
+#[derive(Debug)]
+pub enum CodecError {
+    Protocol(String),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for CodecError {
+    fn from(e: std::io::Error) -> Self {
+        CodecError::Io(e)
+    }
+}
+
+/// One request: the command name and its arguments.
+pub type Request = Vec<Bytes>;
+
+/// The server side of a RESP connection.
+#[derive(Debug)]
+pub struct RespCodec {
+    /// 2 or 3, as negotiated by HELLO.
+    pub protocol: u8,
+    max_bulk_len: u64,
+    resp2: Resp2,
+    resp3: Resp3,
+}
+
+impl RespCodec {
+    /// A RESP2 codec that refuses bulks longer than `max_bulk_len`.
+    pub fn new(max_bulk_len: u64) -> Self {
+        Self { protocol: 2, max_bulk_len, resp2: Resp2::default(), resp3: Resp3::default() }
+    }
+}
+
+fn protocol_error(msg: impl Into<String>) -> CodecError {
+    CodecError::Protocol(msg.into())
+}
+
+/// Reads one `<prefix><integer>\r\n` header at `at`; `Ok(None)` when it has not fully arrived.
+fn header(buf: &[u8], at: usize, prefix: u8, what: &str) -> Result<Option<(i64, usize)>, CodecError> {
+    let Some(&first) = buf.get(at) else { return Ok(None) };
+    if first != prefix {
+        return Err(protocol_error(format!("expected '{}', got '{}'", prefix as char, first as char)));
+    }
+    let rest = &buf[at + 1..];
+    let Some(end) = rest.iter().position(|&c| c == b'\r') else {
+        if rest.len() > MAX_INLINE_LEN {
+            return Err(protocol_error(format!("too big {what} count string")));
+        }
+        return Ok(None);
+    };
+    let n = std::str::from_utf8(&rest[..end])
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or_else(|| protocol_error(format!("invalid {what} length")))?;
+    if rest.len() < end + 2 {
+        return Ok(None);
+    }
+    Ok(Some((n, at + 1 + end + 2)))
+}
+
+impl RespCodec {
+    /// Checks the headers of the multibulk request at the front of `buf` as far as it has
+    /// arrived. `Ok(true)` means the whole request is there.
+    fn check_multibulk(&self, buf: &[u8]) -> Result<bool, CodecError> {
+        let Some((count, mut at)) = header(buf, 0, b'*', "multibulk")? else { return Ok(false) };
+        if count > MAX_MULTIBULK_LEN {
+            return Err(protocol_error("invalid multibulk length"));
+        }
+        for _ in 0..count.max(0) {
+            let Some((len, data)) = header(buf, at, b'$', "bulk")? else { return Ok(false) };
+            if len < 0 || len as u64 > self.max_bulk_len {
+                return Err(protocol_error("invalid bulk length"));
+            }
+            at = data + len as usize + 2;
+            if buf.len() < at {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn decode_inline(&self, src: &mut BytesMut) -> Result<Option<Request>, CodecError> {
+        let Some(end) = src.iter().position(|&c| c == b'\n') else {
+            if src.len() > MAX_INLINE_LEN {
+                return Err(protocol_error("too big inline request"));
+            }
+            return Ok(None);
+        };
+        let line = src.split_to(end + 1);
+        let line = line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n")).unwrap_or(&line);
+        split_inline(line).map(Some)
+    }
+}
+
+/// Splits an inline request into arguments: whitespace-separated words, where a word may be
+/// wrapped in double quotes (with `\"`, `\\`, `\n`, `\r`, `\t` escapes) or single quotes.
+fn split_inline(line: &[u8]) -> Result<Request, CodecError> {
+    let mut args = Vec::new();
+    let mut i = 0;
+    while i < line.len() {
+        if line[i].is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        let mut word = Vec::new();
+        match line[i] {
+            quote @ (b'"' | b'\'') => {
+                i += 1;
+                loop {
+                    let Some(&c) = line.get(i) else {
+                        return Err(protocol_error("unbalanced quotes in request"));
+                    };
+                    i += 1;
+                    if c == quote {
+                        break;
+                    }
+                    if c == b'\\' && quote == b'"' && i < line.len() {
+                        word.push(match line[i] {
+                            b'n' => b'\n',
+                            b'r' => b'\r',
+                            b't' => b'\t',
+                            other => other,
+                        });
+                        i += 1;
+                    } else {
+                        word.push(c);
+                    }
+                }
+                if line.get(i).is_some_and(|c| !c.is_ascii_whitespace()) {
+                    return Err(protocol_error("unbalanced quotes in request"));
+                }
+            }
+            _ => {
+                while i < line.len() && !line[i].is_ascii_whitespace() {
+                    word.push(line[i]);
+                    i += 1;
+                }
+            }
+        }
+        args.push(Bytes::from(word));
+    }
+    Ok(args)
+}
+
+impl Decoder for RespCodec {
+    type Item = Request;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Request>, CodecError> {
+        loop {
+            if src.is_empty() {
+                return Ok(None);
+            }
+            if src[0] != b'*' {
+                match self.decode_inline(src)? {
+                    Some(args) if args.is_empty() => continue, // blank line: ignored, as by Redis
+                    other => return Ok(other),
+                }
+            }
+            if !self.check_multibulk(src)? {
+                return Ok(None);
+            }
+            let frame = self.resp2.decode(src).map_err(|e| protocol_error(e.details().to_owned()))?;
+            let args = match frame {
+                None => return Ok(None),
+                Some(Resp2Frame::Array(items)) => items
+                    .into_iter()
+                    .map(|item| match item {
+                        Resp2Frame::BulkString(b) => Ok(b),
+                        _ => Err(protocol_error("expected bulk string")),
+                    })
+                    .collect::<Result<Request, _>>()?,
+                Some(Resp2Frame::Null) => Vec::new(),
+                Some(_) => return Err(protocol_error("expected '*'")),
+            };
+            if !args.is_empty() {
+                return Ok(Some(args));
+            }
+            // `*0` and `*-1` are no-ops in Redis; go on with the next request.
+            if src.has_remaining() {
+                continue;
+            }
+            return Ok(None);
+        }
+    }
+}
+
+impl Encoder<Reply> for RespCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, reply: Reply, dst: &mut BytesMut) -> Result<(), CodecError> {
+        let encoded = if self.protocol >= 3 {
+            self.resp3.encode(reply.into_resp3(), dst)
+        } else {
+            self.resp2.encode(reply.into_resp2(), dst)
+        };
+        encoded.map_err(|e| protocol_error(format!("encode: {}", e.details())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(codec: &mut RespCodec, input: &[u8]) -> Result<Vec<Request>, CodecError> {
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        while let Some(req) = codec.decode(&mut buf)? {
+            out.push(req);
+        }
+        Ok(out)
+    }
+
+    fn words(req: &Request) -> Vec<&[u8]> {
+        req.iter().map(|b| b.as_ref()).collect()
+    }
+
+    #[test]
+    fn multibulk_and_inline_requests_decode_alike() {
+        let mut codec = RespCodec::new(DEFAULT_PROTO_MAX_BULK_LEN);
+        let reqs = decode_all(&mut codec, b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\nPING\r\n\r\nSET k \"a b\\n\"\r\n").unwrap();
+        assert_eq!(words(&reqs[0]), vec![&b"ECHO"[..], b"hi"]);
+        assert_eq!(words(&reqs[1]), vec![&b"PING"[..]]);
+        assert_eq!(words(&reqs[2]), vec![&b"SET"[..], b"k", b"a b\n"]);
+        assert_eq!(reqs.len(), 3);
+    }
+
+    #[test]
+    fn partial_requests_wait_for_more_bytes() {
+        let mut codec = RespCodec::new(DEFAULT_PROTO_MAX_BULK_LEN);
+        let mut buf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$5\r\nhel"[..]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(b"lo\r\n");
+        assert_eq!(words(&codec.decode(&mut buf).unwrap().unwrap()), vec![&b"GET"[..], b"hello"]);
+    }
+
+    #[test]
+    fn an_oversized_bulk_is_refused_before_it_arrives() {
+        let mut codec = RespCodec::new(1024);
+        let err = decode_all(&mut codec, b"*2\r\n$3\r\nSET\r\n$4096\r\n").unwrap_err();
+        assert!(matches!(err, CodecError::Protocol(m) if m == "invalid bulk length"));
+    }
+
+    #[test]
+    fn malformed_input_gets_redis_protocol_errors() {
+        let cases: [(&[u8], &str); 4] = [
+            (b"*x\r\n", "invalid multibulk length"),
+            (b"*1\r\n:5\r\n", "expected '$', got ':'"),
+            (b"*99999999\r\n", "invalid multibulk length"),
+            (b"GET \"unterminated\r\n", "unbalanced quotes in request"),
+        ];
+        for (input, want) in cases {
+            let mut codec = RespCodec::new(DEFAULT_PROTO_MAX_BULK_LEN);
+            match decode_all(&mut codec, input) {
+                Err(CodecError::Protocol(m)) => assert_eq!(m, want, "{input:?}"),
+                other => panic!("{input:?}: expected a protocol error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_endless_inline_line_is_bounded() {
+        let mut codec = RespCodec::new(DEFAULT_PROTO_MAX_BULK_LEN);
+        let err = decode_all(&mut codec, &vec![b'a'; MAX_INLINE_LEN + 1]).unwrap_err();
+        assert!(matches!(err, CodecError::Protocol(m) if m == "too big inline request"));
+    }
+
+    #[test]
+    fn replies_follow_the_negotiated_protocol() {
+        let mut codec = RespCodec::new(DEFAULT_PROTO_MAX_BULK_LEN);
+        let mut out = BytesMut::new();
+        codec.encode(Reply::Null, &mut out).unwrap();
+        codec.protocol = 3;
+        codec.encode(Reply::Null, &mut out).unwrap();
+        codec.encode(Reply::Map(vec![(Reply::text("a"), Reply::Integer(1))]), &mut out).unwrap();
+        assert_eq!(&out[..], b"$-1\r\n_\r\n%1\r\n$1\r\na\r\n:1\r\n");
+    }
+}

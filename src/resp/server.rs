@@ -1,0 +1,104 @@
+//! The listener: accepts connections up to `--maxclients`, and shuts down gracefully —
+//! stop accepting, let every connection finish the command it is running and flush its
+//! replies, then return (mini-redis' `server.rs` and `shutdown.rs`, with a task tracker).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::connection;
+use crate::store::Store;
+
+/// How long shutdown waits for connections to finish their in-flight commands.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The front's settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub requirepass: Option<String>,
+    pub maxclients: usize,
+    pub proto_max_bulk_len: u64,
+}
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct ServerState {
+    pub requirepass: Option<String>,
+    pub maxclients: usize,
+    pub proto_max_bulk_len: u64,
+    pub local_addr: SocketAddr,
+    pub started: Instant,
+    /// Connections open now.
+    pub clients: AtomicUsize,
+    /// Connections ever accepted (the last client id).
+    pub next_client_id: AtomicU64,
+    /// Requests ever received.
+    pub commands: AtomicU64,
+}
+
+/// Serves `store` on `listener` until `shutdown` completes, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let state = Arc::new(ServerState {
+        requirepass: config.requirepass,
+        maxclients: config.maxclients,
+        proto_max_bulk_len: config.proto_max_bulk_len,
+        local_addr: listener.local_addr()?,
+        started: Instant::now(),
+        clients: AtomicUsize::new(0),
+        next_client_id: AtomicU64::new(0),
+        commands: AtomicU64::new(0),
+    });
+    let slots = Arc::new(Semaphore::new(config.maxclients));
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (mut socket, _) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracker.spawn(async move {
+                let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
+                let _ = socket.shutdown().await;
+            });
+            continue;
+        };
+        let (store, state, stop) = (store.clone(), state.clone(), stop.child_token());
+        tracker.spawn(async move {
+            state.clients.fetch_add(1, Ordering::Relaxed);
+            connection::handle(socket, store, state.clone(), stop).await;
+            state.clients.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!(connections = state.clients.load(Ordering::Relaxed), "shutting down: draining connections");
+    stop.cancel();
+    tracker.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait()).await.is_err() {
+        tracing::warn!("connections still busy after {DRAIN_TIMEOUT:?}; closing them");
+    }
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! The keyspace every mode replicates, and the one function that changes it.
+
+use std::collections::BTreeMap;
+
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use crate::errinput;
+use crate::error::Result;
+
+/// SET's NX / XX condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetCondition {
+    /// NX: write only when the key is absent.
+    IfAbsent,
+    /// XX: write only when the key exists.
+    IfPresent,
+}
+
+/// SET's options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetOptions {
+    /// NX or XX, if given.
+    pub condition: Option<SetCondition>,
+    /// GET: return the previous value.
+    pub get: bool,
+}
+
+/// What a SET did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetReply {
+    /// Whether the value was written (false when NX/XX stopped it).
+    pub written: bool,
+    /// The value before the SET (only filled in when `SetOptions::get` was asked for).
+    pub previous: Option<Bytes>,
+}
+
+/// A read-modify-write on one key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpdateOp {
+    /// INCRBY n (INCR, DECR and DECRBY are spelled with it).
+    IncrBy(i64),
+    /// APPEND bytes.
+    Append(Bytes),
+}
+
+/// One write, as a deterministic function of the keyspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mutation {
+    /// SET key value [NX|XX] [GET].
+    Set { key: Bytes, value: Bytes, options: SetOptions },
+    /// DEL key [key ...].
+    Del { keys: Vec<Bytes> },
+    /// INCRBY / APPEND.
+    Update { key: Bytes, op: UpdateOp },
+    /// FLUSHALL.
+    FlushAll,
+}
+
+/// The outcome of a mutation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MutationReply {
+    /// SET's outcome.
+    Set(SetReply),
+    /// DEL's count.
+    Count(u64),
+    /// INCRBY's new value, or APPEND's new length.
+    Integer(i64),
+    /// FLUSHALL done.
+    Done,
+}
+
+/// Redis' text for an argument or a stored value that is not a 64-bit integer.
+pub const NOT_AN_INTEGER: &str = "value is not an integer or out of range";
+
+/// An ordered map of binary keys to binary values: the state every mode agrees on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Keyspace {
+    entries: BTreeMap<Bytes, Bytes>,
+}
+
+impl Keyspace {
+    /// An empty keyspace.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &[u8]) -> Option<&Bytes> {
+        self.entries.get(key)
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// All entries in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
+        self.entries.iter()
+    }
+
+    /// Inserts without conditions (for decoders and tests).
+    pub fn insert(&mut self, key: Bytes, value: Bytes) {
+        self.entries.insert(key, value);
+    }
+
+    /// Applies `mutation`. A mutation that fails (INCR of a non-integer) leaves the keyspace
+    /// untouched, so a batch of mutations can be applied one after another and each one's
+    /// failure stays its own.
+    pub fn apply(&mut self, mutation: &Mutation) -> Result<MutationReply> {
+        match mutation {
+            Mutation::Set { key, value, options } => {
+                let exists = self.entries.contains_key(key);
+                let allowed = match options.condition {
+                    None => true,
+                    Some(SetCondition::IfAbsent) => !exists,
+                    Some(SetCondition::IfPresent) => exists,
+                };
+                let previous = if options.get { self.entries.get(key).cloned() } else { None };
+                if allowed {
+                    self.entries.insert(key.clone(), value.clone());
+                }
+                Ok(MutationReply::Set(SetReply { written: allowed, previous }))
+            }
+            Mutation::Del { keys } => {
+                let removed = keys.iter().filter(|k| self.entries.remove(*k).is_some()).count();
+                Ok(MutationReply::Count(removed as u64))
+            }
+            Mutation::Update { key, op: UpdateOp::IncrBy(delta) } => {
+                let current = match self.entries.get(key) {
+                    None => 0,
+                    Some(v) => parse_i64(v).ok_or_else(|| errinput!("{NOT_AN_INTEGER}"))?,
+                };
+                let next = current
+                    .checked_add(*delta)
+                    .ok_or_else(|| errinput!("increment or decrement would overflow"))?;
+                self.entries.insert(key.clone(), Bytes::from(next.to_string()));
+                Ok(MutationReply::Integer(next))
+            }
+            Mutation::Update { key, op: UpdateOp::Append(suffix) } => {
+                let mut joined = BytesMut::new();
+                if let Some(v) = self.entries.get(key) {
+                    joined.extend_from_slice(v);
+                }
+                joined.extend_from_slice(suffix);
+                let len = joined.len() as i64;
+                self.entries.insert(key.clone(), joined.freeze());
+                Ok(MutationReply::Integer(len))
+            }
+            Mutation::FlushAll => {
+                self.entries.clear();
+                Ok(MutationReply::Done)
+            }
+        }
+    }
+}
+
+/// Parses a value the way Redis' `string2ll` does: optional minus, decimal digits, no
+/// leading zeros, no plus sign, no spaces, within i64.
+pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && text != "-0";
+    if !canonical {
+        return None;
+    }
+    text.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn incr_of_a_non_integer_fails_and_changes_nothing() {
+        let mut ks = Keyspace::new();
+        ks.insert(b("k"), b("abc"));
+        let err = ks.apply(&Mutation::Update { key: b("k"), op: UpdateOp::IncrBy(1) }).unwrap_err();
+        assert_eq!(err.to_resp(), "ERR value is not an integer or out of range");
+        assert_eq!(ks.get(b"k"), Some(&b("abc")));
+    }
+
+    #[test]
+    fn incr_overflow_is_refused() {
+        let mut ks = Keyspace::new();
+        ks.insert(b("k"), b(&i64::MAX.to_string()));
+        let err = ks.apply(&Mutation::Update { key: b("k"), op: UpdateOp::IncrBy(1) }).unwrap_err();
+        assert_eq!(err.to_resp(), "ERR increment or decrement would overflow");
+    }
+
+    #[test]
+    fn set_nx_writes_only_when_absent_and_get_returns_the_old_value() {
+        let mut ks = Keyspace::new();
+        let nx = SetOptions { condition: Some(SetCondition::IfAbsent), get: true };
+        let first = ks.apply(&Mutation::Set { key: b("k"), value: b("1"), options: nx }).unwrap();
+        assert_eq!(first, MutationReply::Set(SetReply { written: true, previous: None }));
+        let second = ks.apply(&Mutation::Set { key: b("k"), value: b("2"), options: nx }).unwrap();
+        assert_eq!(second, MutationReply::Set(SetReply { written: false, previous: Some(b("1")) }));
+        assert_eq!(ks.get(b"k"), Some(&b("1")));
+    }
+
+    #[test]
+    fn integers_parse_like_redis() {
+        assert_eq!(parse_i64(b"-42"), Some(-42));
+        assert_eq!(parse_i64(b"0"), Some(0));
+        for bad in ["", "-", "+1", " 1", "01", "-0", "1.0", "9223372036854775808"] {
+            assert_eq!(parse_i64(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The `Store` trait: the only thing the RESP front knows about a consistency mode.
+//!
+//! A mode implements four reads and one write entry point. Every write is a [`Mutation`] — a
+//! deterministic function of the current keyspace — so a mode that replicates a log (raft),
+//! agrees on register values (paxos) or swaps a whole document (s3) applies writes with the
+//! same code, [`Keyspace::apply`], and every mode answers SET NX, INCR or APPEND atomically by
+//! construction: the mode decides *where and in which order* mutations run, never *what* they do.
+
+mod conformance;
+mod keyspace;
+
+pub use conformance::run_conformance_suite;
+pub use keyspace::{
+    Keyspace, Mutation, MutationReply, NOT_AN_INTEGER, SetCondition, SetOptions, SetReply, UpdateOp, parse_i64,
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::Result;
+
+/// What a mode says about itself, for INFO and for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModeInfo {
+    /// The `--mode` name: s3, paxos, raft, dynamo.
+    pub mode: &'static str,
+    /// Extra `name:value` lines for INFO's `valthree` section.
+    pub details: Vec<(String, String)>,
+}
+
+/// A consistent key-value store, as one mode provides it.
+///
+/// Reads and writes return `Error::TryAgain` when they certainly did not happen and
+/// `Error::Uncertain` when they may have; a mode never answers OK for a write it cannot prove.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The value of `key`, or `None` when it is absent.
+    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>>;
+
+    /// The values of `keys`, read from one consistent view.
+    async fn mget(&self, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>>;
+
+    /// How many of `keys` exist; a key named twice counts twice (as in Redis).
+    async fn exists(&self, keys: &[Bytes]) -> Result<u64> {
+        let values = self.mget(keys).await?;
+        Ok(values.iter().filter(|v| v.is_some()).count() as u64)
+    }
+
+    /// The number of keys.
+    async fn dbsize(&self) -> Result<u64>;
+
+    /// Applies one write atomically and returns its outcome.
+    async fn mutate(&self, mutation: Mutation) -> Result<MutationReply>;
+
+    /// Describes the mode for INFO.
+    fn describe(&self) -> ModeInfo;
+
+    /// SET with its NX/XX/GET options.
+    async fn set(&self, key: Bytes, value: Bytes, options: SetOptions) -> Result<SetReply> {
+        match self.mutate(Mutation::Set { key, value, options }).await? {
+            MutationReply::Set(reply) => Ok(reply),
+            other => unreachable!("SET answered {other:?}"),
+        }
+    }
+
+    /// Deletes `keys`, returning how many existed.
+    async fn del(&self, keys: Vec<Bytes>) -> Result<u64> {
+        match self.mutate(Mutation::Del { keys }).await? {
+            MutationReply::Count(n) => Ok(n),
+            other => unreachable!("DEL answered {other:?}"),
+        }
+    }
+
+    /// A read-modify-write on one key (INCRBY, APPEND); returns the resulting integer or length.
+    async fn update(&self, key: Bytes, op: UpdateOp) -> Result<i64> {
+        match self.mutate(Mutation::Update { key, op }).await? {
+            MutationReply::Integer(n) => Ok(n),
+            other => unreachable!("update answered {other:?}"),
+        }
+    }
+
+    /// Removes every key.
+    async fn flushall(&self) -> Result<()> {
+        match self.mutate(Mutation::FlushAll).await? {
+            MutationReply::Done => Ok(()),
+            other => unreachable!("FLUSHALL answered {other:?}"),
+        }
+    }
+}
