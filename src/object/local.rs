@@ -3,7 +3,9 @@
 //! Layout: each object `key` is the file `<root>/<key>`; `<root>/.<key>.lock` is the lock file
 //! writers hold. The etag of a version is the SHA-256 of its bytes, so a reader needs no lock:
 //! rename is atomic, a reader sees a whole old version or a whole new one, and the etag it
-//! computes names exactly what it read.
+//! computes names exactly what it read. As with S3 (whose ETag is also a content digest),
+//! two versions with equal bytes share an etag; for s3 mode that is harmless, because a
+//! write computed against some content is correct against any version with that content.
 //!
 //! A conditional PUT takes the exclusive lock (`flock`, shared by every process on the
 //! machine), checks the condition against the current file, writes a temporary file, fsyncs
@@ -160,7 +162,7 @@ mod tests {
         for i in 0..16 {
             let (store, base) = (store.clone(), base.clone());
             tasks.push(tokio::spawn(async move {
-                store.put("db.json", Bytes::from(format!("{i}")), PutCondition::IfMatch(base)).await
+                store.put("db.json", Bytes::from(format!("writer-{i}")), PutCondition::IfMatch(base)).await
             }));
         }
         let mut winners = 0;

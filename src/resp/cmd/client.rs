@@ -35,7 +35,8 @@ fn arity(sub: &str, args: &Args, want: usize) -> Result<()> {
 
 impl Client {
     pub fn parse(args: &mut Args) -> Result<Self> {
-        let sub = lower(&args.next_bytes()?);
+        let given = args.next_bytes()?;
+        let sub = lower(&given);
         Ok(match sub.as_str() {
             "setname" => {
                 arity(&sub, args, 1)?;
@@ -60,7 +61,10 @@ impl Client {
                 }
                 Client::SetInfo { attr, value: args.next_bytes()? }
             }
-            _ => return Err(errinput!("unknown subcommand '{sub}'. Try CLIENT HELP.")),
+            _ => {
+                let given = String::from_utf8_lossy(&given);
+                return Err(errinput!("unknown subcommand '{given}'. Try CLIENT HELP."));
+            }
         })
     }
 

@@ -50,7 +50,10 @@ impl CommandCmd {
             "list" => CommandCmd::List,
             "info" => CommandCmd::Info(names(args)),
             "docs" => CommandCmd::Docs(names(args)),
-            other => return Err(errinput!("unknown subcommand '{other}'. Try COMMAND HELP.")),
+            _ => {
+                let given = String::from_utf8_lossy(&sub);
+                return Err(errinput!("unknown subcommand '{given}'. Try COMMAND HELP."));
+            }
         })
     }
 

@@ -1,0 +1,57 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_valthree_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_valthree_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_valthree_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_valthree_using_subcommand
+    set -l cmd (__fish_valthree_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c valthree -n "__fish_valthree_needs_command" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_needs_command" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_needs_command" -f -a "serve" -d 'Serve the Redis protocol in one of the consistency modes'
+complete -c valthree -n "__fish_valthree_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c valthree -n "__fish_valthree_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l mode -d 'How the cluster keeps itself consistent' -r -f -a "s3\t'The whole database is one JSON object in S3-compatible storage, replaced by compare-and-swap'
+paxos\t'CASPaxos: one replicated register per key'
+raft\t'A Raft log replicated to a majority'
+dynamo\t'A Dynamo-style ring with quorums and version vectors'"
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l addr -d 'Address to serve the Redis protocol on' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l data-dir -d 'Directory for this node\'s data (in s3 mode without --s3-bucket: the embedded object store)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l requirepass -d 'Require clients to AUTH with this password' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l maxclients -d 'Refuse connections beyond this many' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l proto-max-bulk-len -d 'Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-endpoint -d 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-bucket -d 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-key -d 's3 mode: object key of the database document' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-region -d 's3 mode: region' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-access-key -d 's3 mode: access key (default: the usual AWS credential chain)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-secret-key -d 's3 mode: secret key' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-batch -d 's3 mode: group commit (one conditional PUT for all writes queued at once)' -r -f -a "on\t''
+off\t''"
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l json -d 'Log as JSON lines'
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve completions help" -f -a "serve" -d 'Serve the Redis protocol in one of the consistency modes'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,282 @@
+//! What the end-to-end tests share: the real binary, real servers, free ports.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The valthree binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_valthree");
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until `port` accepts TCP connections.
+pub fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before listening: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not listen on {port} within 30s");
+}
+
+/// A `valthree serve` process, killed when dropped.
+pub struct Valthree {
+    pub child: Child,
+    pub port: u16,
+    pub args: Vec<String>,
+    pub log: PathBuf,
+}
+
+impl Valthree {
+    /// Starts `valthree serve --addr 127.0.0.1:<free> <args>` with its log in `log_dir`.
+    pub fn start(log_dir: &Path, args: &[&str]) -> Self {
+        Self::start_on(free_port(), log_dir, args)
+    }
+
+    pub fn start_on(port: u16, log_dir: &Path, args: &[&str]) -> Self {
+        let log = log_dir.join(format!("valthree-{port}.log"));
+        let mut all = vec!["serve".to_string(), "--addr".into(), format!("127.0.0.1:{port}")];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let mut child = Command::new(BIN)
+            .args(&all)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start valthree");
+        wait_for_port(port, &mut child, "valthree");
+        Self { child, port, args: all, log }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the same command line again.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        self.child = Command::new(BIN).args(&self.args).stdout(Stdio::null()).stderr(file).spawn().unwrap();
+        wait_for_port(self.port, &mut self.child, "valthree");
+    }
+
+    /// Sends a signal by name (TERM, INT, STOP, CONT).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").args([format!("-{name}"), self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Valthree {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Finds a program in the test venv (`.venv/bin`) or on PATH. When it is missing and
+/// `VALTHREE_REQUIRE_<NAME>` is set (the README's test command sets it), the test fails;
+/// otherwise it returns `None` and the caller skips with a note.
+pub fn find_program(name: &str, require_var: &str) -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin").join(name);
+    if venv.exists() {
+        return Some(venv);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(name);
+            if candidate.exists() {
+                return Some(candidate);
+            }
+        }
+    }
+    if std::env::var_os(require_var).is_some() {
+        panic!("{name} is required ({require_var} is set) but was not found; run ./scripts/test");
+    }
+    eprintln!("SKIP: {name} not found (run ./scripts/test to install it)");
+    None
+}
+
+/// A moto S3 server, killed when dropped.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+}
+
+impl Moto {
+    pub fn start() -> Option<Self> {
+        let bin = find_program("moto_server", "VALTHREE_REQUIRE_MOTO")?;
+        let port = free_port();
+        let mut child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        wait_for_port(port, &mut child, "moto_server");
+        Some(Self { child, port })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `valthree serve` flags pointing at `bucket` on this server.
+    pub fn serve_flags(&self, bucket: &str) -> Vec<String> {
+        ["--s3-endpoint", &self.endpoint(), "--s3-bucket", bucket, "--s3-access-key", "test", "--s3-secret-key", "test"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A redis-server from the system's packages, killed when dropped.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl RedisServer {
+    pub fn start() -> Option<Self> {
+        let bin = find_program("redis-server", "VALTHREE_REQUIRE_REDIS")?;
+        let port = free_port();
+        let mut child = Command::new(bin)
+            .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        wait_for_port(port, &mut child, "redis-server");
+        Some(Self { child, port })
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw RESP conversation over TCP, for byte-exact checks.
+pub struct Raw {
+    stream: std::net::TcpStream,
+}
+
+impl Raw {
+    pub fn connect(port: u16) -> Self {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Self { stream }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads until `want` bytes arrived or the peer closed; returns what arrived.
+    pub fn read_exact_or_eof(&mut self, want: usize) -> Vec<u8> {
+        use std::io::Read;
+        let mut out = vec![0; want];
+        let mut got = 0;
+        while got < want {
+            match self.stream.read(&mut out[got..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        out.truncate(got);
+        out
+    }
+
+    /// Reads one complete RESP reply (any type, nested).
+    pub fn read_reply(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.read_value(&mut out);
+        out
+    }
+
+    fn read_line(&mut self, out: &mut Vec<u8>) -> String {
+        use std::io::Read;
+        let start = out.len();
+        let mut byte = [0u8];
+        loop {
+            match self.stream.read(&mut byte) {
+                Ok(1) => out.push(byte[0]),
+                _ => panic!("connection closed mid-reply after {:?}", String::from_utf8_lossy(out)),
+            }
+            if out.ends_with(b"\r\n") {
+                return String::from_utf8_lossy(&out[start..out.len() - 2]).into_owned();
+            }
+        }
+    }
+
+    fn read_value(&mut self, out: &mut Vec<u8>) {
+        let line = self.read_line(out);
+        let (kind, rest) = line.split_at(1);
+        match kind {
+            "$" | "=" | "!" => {
+                let n: i64 = rest.parse().unwrap();
+                if n >= 0 {
+                    let body = self.read_exact_or_eof(n as usize + 2);
+                    out.extend_from_slice(&body);
+                }
+            }
+            "*" | "~" | ">" => {
+                let n: i64 = rest.parse().unwrap();
+                for _ in 0..n.max(0) {
+                    self.read_value(out);
+                }
+            }
+            "%" => {
+                let n: i64 = rest.parse().unwrap();
+                for _ in 0..2 * n {
+                    self.read_value(out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Encodes a command as a RESP multibulk request.
+pub fn request(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
