@@ -127,16 +127,21 @@ pub struct Moto {
 }
 
 impl Moto {
+    /// moto's S3 server answering one request at a time (see tests/support/moto_serial.py:
+    /// threaded moto can let two racing conditional PUTs both win).
     pub fn start() -> Option<Self> {
-        let bin = find_program("moto_server", "VALTHREE_REQUIRE_MOTO")?;
+        find_program("moto_server", "VALTHREE_REQUIRE_MOTO")?;
+        let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/moto_serial.py");
         let port = free_port();
-        let mut child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut child = Command::new(python)
+            .arg(script)
+            .arg(port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start moto_server");
-        wait_for_port(port, &mut child, "moto_server");
+            .expect("start moto");
+        wait_for_port(port, &mut child, "moto");
         Some(Self { child, port })
     }
 

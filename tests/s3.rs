@@ -1,0 +1,226 @@
+//! s3 mode end to end: a real S3 server (moto) and the embedded local directory, one node
+//! and three nodes sharing one database, crashes and outages.
+
+mod common;
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Moto, Valthree};
+use valthree::mode::s3::{S3Mode, S3ModeOptions};
+use valthree::object::{ObjectStore, S3, S3Options};
+use valthree::store::{Store, run_conformance_suite};
+
+async fn moto_node(moto: &Moto, bucket: &str, batch: bool) -> Arc<dyn Store> {
+    let s3 = S3::connect(S3Options {
+        endpoint: Some(moto.endpoint()),
+        bucket: bucket.into(),
+        region: "us-east-1".into(),
+        access_key: Some("test".into()),
+        secret_key: Some("test".into()),
+    })
+    .await
+    .expect("connect to moto");
+    let objects: Arc<dyn ObjectStore> = Arc::new(s3);
+    Arc::new(S3Mode::start(objects, S3ModeOptions { batch, ..Default::default() }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_passes_on_one_moto_node() {
+    let Some(moto) = Moto::start() else { return };
+    run_conformance_suite(vec![moto_node(&moto, "one", true).await]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_passes_on_three_nodes_sharing_a_moto_bucket() {
+    let Some(moto) = Moto::start() else { return };
+    let nodes = vec![
+        moto_node(&moto, "three", true).await,
+        moto_node(&moto, "three", false).await,
+        moto_node(&moto, "three", true).await,
+    ];
+    run_conformance_suite(nodes).await;
+}
+
+/// Counts of INCR outcomes seen by clients.
+#[derive(Debug, Default)]
+struct Tally {
+    ok: u64,
+    tryagain: u64,
+    uncertain: u64,
+}
+
+/// `clients` threads each send `per_client` INCRs, spread over `addrs`.
+fn incr_from_everywhere(addrs: &[String], clients: usize, per_client: usize) -> Tally {
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            let url = format!("redis://{}/", addrs[c % addrs.len()]);
+            thread::spawn(move || {
+                let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+                let mut tally = Tally::default();
+                for _ in 0..per_client {
+                    match redis::cmd("INCR").arg("counter").query::<i64>(&mut con) {
+                        Ok(_) => tally.ok += 1,
+                        Err(e) if e.code() == Some("TRYAGAIN") => tally.tryagain += 1,
+                        Err(e) if e.code() == Some("UNCERTAIN") => tally.uncertain += 1,
+                        Err(e) => panic!("unexpected INCR failure: {e}"),
+                    }
+                }
+                tally
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).fold(Tally::default(), |a, b| Tally {
+        ok: a.ok + b.ok,
+        tryagain: a.tryagain + b.tryagain,
+        uncertain: a.uncertain + b.uncertain,
+    })
+}
+
+fn read_counter(addr: &str) -> u64 {
+    let mut con = redis::Client::open(format!("redis://{addr}/")).unwrap().get_connection().unwrap();
+    redis::cmd("GET").arg("counter").query::<Option<u64>>(&mut con).unwrap().unwrap_or(0)
+}
+
+fn assert_no_lost_or_doubled_incr(nodes: &[Valthree]) {
+    let addrs: Vec<String> = nodes.iter().map(|n| n.addr()).collect();
+    let tally = incr_from_everywhere(&addrs, 12, 40);
+    assert!(tally.ok > 0, "{tally:?}");
+    assert_eq!(tally.uncertain, 0, "no fault was injected, so no outcome may be unknown: {tally:?}");
+    for addr in &addrs {
+        assert_eq!(read_counter(addr), tally.ok, "every node reads exactly the acknowledged INCRs: {tally:?}");
+    }
+}
+
+#[test]
+fn three_servers_on_one_moto_bucket_lose_no_incr() {
+    let Some(moto) = Moto::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let flags = moto.serve_flags("incr");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let nodes: Vec<Valthree> = (0..3).map(|_| Valthree::start(dir.path(), &flags)).collect();
+    assert_no_lost_or_doubled_incr(&nodes);
+}
+
+#[test]
+fn three_servers_on_one_local_directory_lose_no_incr() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shared");
+    let data = data.to_str().unwrap();
+    let nodes: Vec<Valthree> = [&["--s3-batch", "on"][..], &["--s3-batch", "off"], &[]]
+        .iter()
+        .map(|extra| {
+            let mut args = vec!["--data-dir", data];
+            args.extend_from_slice(extra);
+            Valthree::start(dir.path(), &args)
+        })
+        .collect();
+    assert_no_lost_or_doubled_incr(&nodes);
+}
+
+fn info_field(con: &mut redis::Connection, field: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("valthree").query(con).unwrap();
+    let line = info.lines().find(|l| l.starts_with(&format!("{field}:"))).expect(field);
+    line.split(':').nth(1).unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn group_commit_carries_many_writes_per_put_and_off_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    for (batch, data) in [("on", "batched"), ("off", "unbatched")] {
+        let data = dir.path().join(data);
+        let node = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap(), "--s3-batch", batch]);
+        let tally = incr_from_everywhere(&[node.addr()], 16, 25);
+        let mut con = redis::Client::open(node.url()).unwrap().get_connection().unwrap();
+        let (puts, writes) = (info_field(&mut con, "s3_puts"), info_field(&mut con, "s3_writes_committed"));
+        assert_eq!(writes, tally.ok);
+        if batch == "on" {
+            assert!(writes > 2 * puts, "group commit should carry several writes per PUT: {writes} writes, {puts} PUTs");
+        } else {
+            assert!(puts >= writes, "without batching every write has its own PUT: {writes} writes, {puts} PUTs");
+        }
+    }
+}
+
+/// Writes `SET w<i> <i>` one at a time until the connection fails, recording acknowledgements.
+fn write_until_killed(addr: String) -> thread::JoinHandle<Vec<u64>> {
+    thread::spawn(move || {
+        let mut acked = Vec::new();
+        let Ok(mut con) = redis::Client::open(format!("redis://{addr}/")).unwrap().get_connection() else {
+            return acked;
+        };
+        for i in 0.. {
+            match redis::cmd("SET").arg(format!("w{i}")).arg(i).query::<String>(&mut con) {
+                Ok(_) => acked.push(i),
+                Err(_) => break,
+            }
+        }
+        acked
+    })
+}
+
+fn kill_mid_burst_and_check(flags: &[&str], dir: &std::path::Path) {
+    let mut node = Valthree::start(dir, flags);
+    let writers: Vec<_> = (0..4).map(|_| write_until_killed(node.addr())).collect();
+    thread::sleep(Duration::from_millis(700));
+    node.kill9();
+    let acked: Vec<u64> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    assert!(!acked.is_empty(), "the burst acknowledged nothing before the kill");
+    node.restart();
+    let mut con = redis::Client::open(node.url()).unwrap().get_connection().unwrap();
+    let keys: Vec<String> = acked.iter().map(|i| format!("w{i}")).collect();
+    let values: Vec<Option<u64>> = redis::cmd("MGET").arg(&keys).query(&mut con).unwrap();
+    let lost: Vec<_> = keys.iter().zip(&values).filter(|(_, v)| v.is_none()).map(|(k, _)| k).collect();
+    assert!(lost.is_empty(), "{} of {} acknowledged writes lost: {lost:?}", lost.len(), acked.len());
+}
+
+#[test]
+fn kill_9_mid_burst_loses_no_acknowledged_write_on_local_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    kill_mid_burst_and_check(&["--data-dir", data.to_str().unwrap()], dir.path());
+}
+
+#[test]
+fn kill_9_mid_burst_loses_no_acknowledged_write_on_moto() {
+    let Some(moto) = Moto::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let flags = moto.serve_flags("crash");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    kill_mid_burst_and_check(&flags, dir.path());
+}
+
+#[test]
+fn a_dead_object_store_gives_tryagain_not_a_crash() {
+    let Some(moto) = Moto::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let flags = moto.serve_flags("outage");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut node = Valthree::start(dir.path(), &flags);
+    let mut con = redis::Client::open(node.url()).unwrap().get_connection().unwrap();
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut con).unwrap();
+    drop(moto);
+    let started = Instant::now();
+    let err = redis::cmd("SET").arg("k").arg("v2").query::<()>(&mut con).unwrap_err();
+    assert_eq!(err.code(), Some("TRYAGAIN"), "refused connection: nothing was sent, so definite: {err}");
+    let err = redis::cmd("GET").arg("k").query::<Option<String>>(&mut con).unwrap_err();
+    assert_eq!(err.code(), Some("TRYAGAIN"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(node.child.try_wait().unwrap().is_none(), "the server must survive an object-store outage");
+}
+
+#[test]
+fn an_invalid_document_is_reported_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("db.json"), b"{this is not json").unwrap();
+    let node = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap()]);
+    let mut con = redis::Client::open(node.url()).unwrap().get_connection().unwrap();
+    let err = redis::cmd("GET").arg("k").query::<Option<String>>(&mut con).unwrap_err();
+    assert!(err.to_string().contains("invalid document"), "{err}");
+    let err = redis::cmd("SET").arg("k").arg("v").query::<()>(&mut con).unwrap_err();
+    assert_eq!(err.code(), Some("TRYAGAIN"), "{err}");
+    assert_eq!(std::fs::read(data.join("db.json")).unwrap(), b"{this is not json", "nothing may overwrite it");
+}
