@@ -13,21 +13,84 @@ use common::{Raw, RedisServer, Valthree, request};
 /// The requests, as argument lists; each is sent and its reply compared.
 fn script() -> Vec<Vec<Vec<u8>>> {
     let text = [
-        "PING", "PING hello", "PING a b", "ECHO x", "ECHO", "GET missing", "SET k v", "GET k", "get k", "GeT k",
-        "SET k v2 NX", "SET k v3 XX", "SET k v4 GET", "SET k v NX XX", "SET k v FOO", "SET k", "SET new v XX GET",
-        "SET new v NX GET", "GET new", "SET k v5 XX GET", "INCR n", "INCRBY n 10", "INCRBY n abc", "INCRBY n 1.5",
-        "INCRBY n", "DECR n", "DECRBY n 5", "DECRBY n -9223372036854775808", "SET big 9223372036854775807",
-        "INCR big", "DECRBY big -1", "SET neg -9223372036854775808", "DECR neg", "INCR k", "INCRBY n 007",
-        "APPEND k xyz", "APPEND fresh abc", "APPEND", "STRLEN k", "STRLEN missing", "MGET k missing n", "MGET",
-        "EXISTS k missing k", "EXISTS", "DEL k missing fresh", "DEL", "DBSIZE", "DBSIZE x", "SELECT 0",
-        "SELECT abc", "CLIENT SETNAME foo", "CLIENT GETNAME", "CLIENT SETNAME", "CLIENT FOO", "client Bar",
+        "PING",
+        "PING hello",
+        "PING a b",
+        "ECHO x",
+        "ECHO",
+        "GET missing",
+        "SET k v",
+        "GET k",
+        "get k",
+        "GeT k",
+        "SET k v2 NX",
+        "SET k v3 XX",
+        "SET k v4 GET",
+        "SET k v NX XX",
+        "SET k v FOO",
+        "SET k",
+        "SET new v XX GET",
+        "SET new v NX GET",
+        "GET new",
+        "SET k v5 XX GET",
+        "INCR n",
+        "INCRBY n 10",
+        "INCRBY n abc",
+        "INCRBY n 1.5",
+        "INCRBY n",
+        "DECR n",
+        "DECRBY n 5",
+        "DECRBY n -9223372036854775808",
+        "SET big 9223372036854775807",
+        "INCR big",
+        "DECRBY big -1",
+        "SET neg -9223372036854775808",
+        "DECR neg",
+        "INCR k",
+        "INCRBY n 007",
+        "APPEND k xyz",
+        "APPEND fresh abc",
+        "APPEND",
+        "STRLEN k",
+        "STRLEN missing",
+        "MGET k missing n",
+        "MGET",
+        "EXISTS k missing k",
+        "EXISTS",
+        "DEL k missing fresh",
+        "DEL",
+        "DBSIZE",
+        "DBSIZE x",
+        "SELECT 0",
+        "SELECT abc",
+        "CLIENT SETNAME foo",
+        "CLIENT GETNAME",
+        "CLIENT SETNAME",
+        "CLIENT FOO",
+        "client Bar",
         "CLIENT GETNAME x",
-        "CLIENT SETNAME \"\"", "CLIENT GETNAME", "nosuch a b", "NOSUCH", "AUTH pw", "AUTH a b c", "FLUSHDB",
-        "FLUSHALL ASYNC", "FLUSHALL BAD", "FLUSHALL SYNC extra", "DBSIZE", "HELLO 4", "HELLO x", "HELLO 3 FOO",
+        "CLIENT SETNAME \"\"",
+        "CLIENT GETNAME",
+        "nosuch a b",
+        "NOSUCH",
+        "AUTH pw",
+        "AUTH a b c",
+        "FLUSHDB",
+        "FLUSHALL ASYNC",
+        "FLUSHALL BAD",
+        "FLUSHALL SYNC extra",
+        "DBSIZE",
+        "HELLO 4",
+        "HELLO x",
+        "HELLO 3 FOO",
     ];
     let mut script: Vec<Vec<Vec<u8>>> = text
         .iter()
-        .map(|line| line.split(' ').map(|w| if w == "\"\"" { Vec::new() } else { w.as_bytes().to_vec() }).collect())
+        .map(|line| {
+            line.split(' ')
+                .map(|w| if w == "\"\"" { Vec::new() } else { w.as_bytes().to_vec() })
+                .collect()
+        })
         .collect();
     let binary_key = b"\x00\xffkey\r\n".to_vec();
     let binary_value: Vec<u8> = (0..=255u8).collect();
@@ -54,7 +117,11 @@ fn run(port: u16, preamble: &[&[u8]], script: &[Vec<Vec<u8>>]) -> Vec<(String, S
         .map(|args| {
             let args: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
             conn.send(&request(&args));
-            let shown = args.iter().map(|a| String::from_utf8_lossy(a)).collect::<Vec<_>>().join(" ");
+            let shown = args
+                .iter()
+                .map(|a| String::from_utf8_lossy(a))
+                .collect::<Vec<_>>()
+                .join(" ");
             (shown, String::from_utf8_lossy(&conn.read_reply()).into_owned())
         })
         .collect()
@@ -74,7 +141,12 @@ fn compare(preamble: &[&[u8]]) {
         .filter(|(e, a)| e != a)
         .map(|((cmd, e), (_, a))| format!("{cmd:?}\n  redis-server: {e:?}\n  valthree:     {a:?}"))
         .collect();
-    assert!(diffs.is_empty(), "{} replies differ from redis-server:\n{}", diffs.len(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{} replies differ from redis-server:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
 }
 
 #[test]
@@ -97,7 +169,9 @@ fn inline_commands_are_answered_like_redis_server() {
     let replies = |port| {
         let mut conn = Raw::connect(port);
         conn.send(input);
-        (0..5).map(|_| String::from_utf8_lossy(&conn.read_reply()).into_owned()).collect::<Vec<_>>()
+        (0..5)
+            .map(|_| String::from_utf8_lossy(&conn.read_reply()).into_owned())
+            .collect::<Vec<_>>()
     };
     assert_eq!(replies(valthree.port), replies(redis.port));
 }

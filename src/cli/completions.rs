@@ -59,6 +59,9 @@ mod tests {
                 stale.push(path.display().to_string());
             }
         }
-        assert!(stale.is_empty(), "stale completion scripts {stale:?}: run UPDATE_COMPLETIONS=1 cargo test completions");
+        assert!(
+            stale.is_empty(),
+            "stale completion scripts {stale:?}: run UPDATE_COMPLETIONS=1 cargo test completions"
+        );
     }
 }

@@ -96,7 +96,9 @@ fn init_logging(json: bool, verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("valthree={level},warn")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json { builder.json().init() } else { builder.init() }
 }
 
@@ -119,11 +121,15 @@ async fn open_store(args: &ServeArgs) -> Result<Arc<dyn Store>> {
                 None if args.s3_endpoint.is_some() => {
                     return Err(Error::Config("--s3-endpoint needs --s3-bucket".into()));
                 }
-                None => Arc::new(LocalDir::open(&args.data_dir).map_err(|e| {
-                    Error::Config(format!("cannot use data dir {}: {e}", args.data_dir.display()))
-                })?),
+                None => Arc::new(
+                    LocalDir::open(&args.data_dir)
+                        .map_err(|e| Error::Config(format!("cannot use data dir {}: {e}", args.data_dir.display())))?,
+                ),
             };
-            let options = S3ModeOptions { object_key: args.s3_key.clone(), batch: args.s3_batch == Switch::On };
+            let options = S3ModeOptions {
+                object_key: args.s3_key.clone(),
+                batch: args.s3_batch == Switch::On,
+            };
             Ok(Arc::new(S3Mode::start(objects, options)))
         }
         other => Err(Error::Config(format!(

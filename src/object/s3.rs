@@ -117,7 +117,11 @@ where
 {
     let text = DisplayErrorContext(&err).to_string();
     let maybe_applied = |text: String| {
-        if write { ObjectError::Indeterminate(text) } else { ObjectError::Unavailable(text) }
+        if write {
+            ObjectError::Indeterminate(text)
+        } else {
+            ObjectError::Unavailable(text)
+        }
     };
     match &err {
         SdkError::ServiceError(ctx) => match ctx.raw().status() {
@@ -128,9 +132,7 @@ where
             _ => ObjectError::Unavailable(text),
         },
         SdkError::ConstructionFailure(_) => ObjectError::Unavailable(text),
-        SdkError::DispatchFailure(_) if err.source().is_some_and(connection_refused) => {
-            ObjectError::Unavailable(text)
-        }
+        SdkError::DispatchFailure(_) if err.source().is_some_and(connection_refused) => ObjectError::Unavailable(text),
         _ => maybe_applied(text),
     }
 }

@@ -54,7 +54,12 @@ pub struct RespCodec {
 impl RespCodec {
     /// A RESP2 codec that refuses bulks longer than `max_bulk_len`.
     pub fn new(max_bulk_len: u64) -> Self {
-        Self { protocol: 2, max_bulk_len, resp2: Resp2::default(), resp3: Resp3::default() }
+        Self {
+            protocol: 2,
+            max_bulk_len,
+            resp2: Resp2::default(),
+            resp3: Resp3::default(),
+        }
     }
 }
 
@@ -66,7 +71,10 @@ fn protocol_error(msg: impl Into<String>) -> CodecError {
 fn header(buf: &[u8], at: usize, prefix: u8, what: &str) -> Result<Option<(i64, usize)>, CodecError> {
     let Some(&first) = buf.get(at) else { return Ok(None) };
     if first != prefix {
-        return Err(protocol_error(format!("expected '{}', got '{}'", prefix as char, first as char)));
+        return Err(protocol_error(format!(
+            "expected '{}', got '{}'",
+            prefix as char, first as char
+        )));
     }
     let rest = &buf[at + 1..];
     let Some(end) = rest.iter().position(|&c| c == b'\r') else {
@@ -89,12 +97,16 @@ impl RespCodec {
     /// Checks the headers of the multibulk request at the front of `buf` as far as it has
     /// arrived. `Ok(true)` means the whole request is there.
     fn check_multibulk(&self, buf: &[u8]) -> Result<bool, CodecError> {
-        let Some((count, mut at)) = header(buf, 0, b'*', "multibulk")? else { return Ok(false) };
+        let Some((count, mut at)) = header(buf, 0, b'*', "multibulk")? else {
+            return Ok(false);
+        };
         if count > MAX_MULTIBULK_LEN {
             return Err(protocol_error("invalid multibulk length"));
         }
         for _ in 0..count.max(0) {
-            let Some((len, data)) = header(buf, at, b'$', "bulk")? else { return Ok(false) };
+            let Some((len, data)) = header(buf, at, b'$', "bulk")? else {
+                return Ok(false);
+            };
             if len < 0 || len as u64 > self.max_bulk_len {
                 return Err(protocol_error("invalid bulk length"));
             }
@@ -114,7 +126,10 @@ impl RespCodec {
             return Ok(None);
         };
         let line = src.split_to(end + 1);
-        let line = line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n")).unwrap_or(&line);
+        let line = line
+            .strip_suffix(b"\r\n")
+            .or_else(|| line.strip_suffix(b"\n"))
+            .unwrap_or(&line);
         split_inline(line).map(Some)
     }
 }
@@ -187,7 +202,10 @@ impl Decoder for RespCodec {
             if !self.check_multibulk(src)? {
                 return Ok(None);
             }
-            let frame = self.resp2.decode(src).map_err(|e| protocol_error(e.details().to_owned()))?;
+            let frame = self
+                .resp2
+                .decode(src)
+                .map_err(|e| protocol_error(e.details().to_owned()))?;
             let args = match frame {
                 None => return Ok(None),
                 Some(Resp2Frame::Array(items)) => items
@@ -245,7 +263,11 @@ mod tests {
     #[test]
     fn multibulk_and_inline_requests_decode_alike() {
         let mut codec = RespCodec::new(DEFAULT_PROTO_MAX_BULK_LEN);
-        let reqs = decode_all(&mut codec, b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\nPING\r\n\r\nSET k \"a b\\n\"\r\n").unwrap();
+        let reqs = decode_all(
+            &mut codec,
+            b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\nPING\r\n\r\nSET k \"a b\\n\"\r\n",
+        )
+        .unwrap();
         assert_eq!(words(&reqs[0]), vec![&b"ECHO"[..], b"hi"]);
         assert_eq!(words(&reqs[1]), vec![&b"PING"[..]]);
         assert_eq!(words(&reqs[2]), vec![&b"SET"[..], b"k", b"a b\n"]);
@@ -258,7 +280,10 @@ mod tests {
         let mut buf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$5\r\nhel"[..]);
         assert!(codec.decode(&mut buf).unwrap().is_none());
         buf.extend_from_slice(b"lo\r\n");
-        assert_eq!(words(&codec.decode(&mut buf).unwrap().unwrap()), vec![&b"GET"[..], b"hello"]);
+        assert_eq!(
+            words(&codec.decode(&mut buf).unwrap().unwrap()),
+            vec![&b"GET"[..], b"hello"]
+        );
     }
 
     #[test]
@@ -299,7 +324,9 @@ mod tests {
         codec.encode(Reply::Null, &mut out).unwrap();
         codec.protocol = 3;
         codec.encode(Reply::Null, &mut out).unwrap();
-        codec.encode(Reply::Map(vec![(Reply::text("a"), Reply::Integer(1))]), &mut out).unwrap();
+        codec
+            .encode(Reply::Map(vec![(Reply::text("a"), Reply::Integer(1))]), &mut out)
+            .unwrap();
         assert_eq!(&out[..], b"$-1\r\n_\r\n%1\r\n$1\r\na\r\n:1\r\n");
     }
 }

@@ -84,7 +84,11 @@ pub async fn handle(socket: TcpStream, store: Arc<dyn Store>, server: Arc<Server
         } else {
             match Command::parse(request) {
                 Ok(command) => {
-                    let ctx = &mut Ctx { store: store.as_ref(), session: &mut session, server: &server };
+                    let ctx = &mut Ctx {
+                        store: store.as_ref(),
+                        session: &mut session,
+                        server: &server,
+                    };
                     command.apply(ctx).await
                 }
                 Err(e) => Reply::from(e),

@@ -1,7 +1,7 @@
 //! The Redis front: RESP2/RESP3 over TCP, one file per command, nothing mode-specific.
 
-mod codec;
 pub mod cmd;
+mod codec;
 mod connection;
 mod reply;
 mod server;

@@ -66,7 +66,10 @@ pub struct S3ModeOptions {
 
 impl Default for S3ModeOptions {
     fn default() -> Self {
-        Self { object_key: DEFAULT_OBJECT_KEY.into(), batch: true }
+        Self {
+            object_key: DEFAULT_OBJECT_KEY.into(),
+            batch: true,
+        }
     }
 }
 
@@ -103,7 +106,12 @@ impl S3Mode {
             tokio::spawn(read_loop(committer.clone(), rrx));
             (writes, reads) = (Some(wtx), Some(rtx));
         }
-        Self { committer, options, writes, reads }
+        Self {
+            committer,
+            options,
+            writes,
+            reads,
+        }
     }
 
     async fn snapshot(&self) -> Result<Arc<Keyspace>> {
@@ -111,8 +119,12 @@ impl S3Mode {
             return self.committer.read().await;
         };
         let (tx, rx) = oneshot::channel();
-        reads.send(tx).await.map_err(|_| Error::TryAgain("server is shutting down".into()))?;
-        rx.await.map_err(|_| Error::TryAgain("server is shutting down".into()))?
+        reads
+            .send(tx)
+            .await
+            .map_err(|_| Error::TryAgain("server is shutting down".into()))?;
+        rx.await
+            .map_err(|_| Error::TryAgain("server is shutting down".into()))?
     }
 }
 
@@ -161,12 +173,16 @@ impl Store for S3Mode {
         let write = PendingWrite { mutation, reply: tx };
         match &self.writes {
             Some(queue) => {
-                queue.send(write).await.map_err(|_| Error::TryAgain("server is shutting down".into()))?;
+                queue
+                    .send(write)
+                    .await
+                    .map_err(|_| Error::TryAgain("server is shutting down".into()))?;
             }
             None => self.committer.commit(vec![write], &mut None).await,
         }
         // The committer always answers; a dropped sender means it died mid-commit.
-        rx.await.map_err(|_| Error::Uncertain("commit task ended before answering".into()))?
+        rx.await
+            .map_err(|_| Error::Uncertain("commit task ended before answering".into()))?
     }
 
     fn describe(&self) -> ModeInfo {
@@ -196,7 +212,13 @@ mod tests {
 
     fn node(dir: &std::path::Path, batch: bool) -> Arc<dyn Store> {
         let objects = Arc::new(LocalDir::open(dir).unwrap());
-        Arc::new(S3Mode::start(objects, S3ModeOptions { batch, ..Default::default() }))
+        Arc::new(S3Mode::start(
+            objects,
+            S3ModeOptions {
+                batch,
+                ..Default::default()
+            },
+        ))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

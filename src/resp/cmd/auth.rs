@@ -22,7 +22,9 @@ pub fn wrong_pass() -> Error {
 
 /// Checks credentials against `--requirepass` in time independent of where they differ.
 pub fn credentials_match(server: &ServerState, username: &[u8], password: &[u8]) -> bool {
-    let Some(expected) = &server.requirepass else { return username == b"default" };
+    let Some(expected) = &server.requirepass else {
+        return username == b"default";
+    };
     let expected = expected.as_bytes();
     let same_len = expected.len() == password.len();
     let diff = expected.iter().zip(password).fold(0u8, |acc, (a, b)| acc | (a ^ b));
@@ -33,8 +35,14 @@ impl Auth {
     pub fn parse(args: &mut Args) -> Result<Self> {
         let first = args.next_bytes()?;
         let auth = match args.try_next() {
-            None => Self { username: b"default".to_vec(), password: first.to_vec() },
-            Some(password) => Self { username: first.to_vec(), password: password.to_vec() },
+            None => Self {
+                username: b"default".to_vec(),
+                password: first.to_vec(),
+            },
+            Some(password) => Self {
+                username: first.to_vec(),
+                password: password.to_vec(),
+            },
         };
         args.finish()?;
         Ok(auth)

@@ -21,7 +21,9 @@ pub enum Client {
 /// Redis refuses names with spaces, newlines or other non-printable characters.
 pub fn check_name(name: &[u8]) -> Result<()> {
     if name.iter().any(|c| !(b'!'..=b'~').contains(c)) {
-        return Err(errinput!("Client names cannot contain spaces, newlines or special characters."));
+        return Err(errinput!(
+            "Client names cannot contain spaces, newlines or special characters."
+        ));
     }
     Ok(())
 }
@@ -59,7 +61,10 @@ impl Client {
                 if attr != "lib-name" && attr != "lib-ver" {
                     return Err(errinput!("Unrecognized option '{attr}'"));
                 }
-                Client::SetInfo { attr, value: args.next_bytes()? }
+                Client::SetInfo {
+                    attr,
+                    value: args.next_bytes()?,
+                }
             }
             _ => {
                 let given = String::from_utf8_lossy(&given);
@@ -79,17 +84,27 @@ impl Client {
             Client::GetName => Reply::bulk_or_null(session.name.clone()),
             Client::Id => Reply::Integer(session.id as i64),
             Client::SetInfo { attr, value } => {
-                check_name(&value).map_err(|_| errinput!("{attr} cannot contain spaces, newlines or special characters."))?;
+                check_name(&value)
+                    .map_err(|_| errinput!("{attr} cannot contain spaces, newlines or special characters."))?;
                 let text = String::from_utf8_lossy(&value).into_owned();
-                if attr == "lib-name" { session.lib_name = text } else { session.lib_ver = text }
+                if attr == "lib-name" {
+                    session.lib_name = text
+                } else {
+                    session.lib_ver = text
+                }
                 Reply::ok()
             }
             Client::Info => Reply::Verbatim(describe(session)),
             Client::Help => Reply::Array(
                 [
                     "CLIENT <subcommand> [<arg> ...]. Subcommands are:",
-                    "GETNAME", "SETNAME <name>", "ID", "INFO", "LIST",
-                    "SETINFO <LIB-NAME|LIB-VER> <value>", "HELP",
+                    "GETNAME",
+                    "SETNAME <name>",
+                    "ID",
+                    "INFO",
+                    "LIST",
+                    "SETINFO <LIB-NAME|LIB-VER> <value>",
+                    "HELP",
                 ]
                 .into_iter()
                 .map(|l| Reply::Simple(l.into()))

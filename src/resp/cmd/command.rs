@@ -34,13 +34,18 @@ fn docs(spec: &Spec) -> Reply {
     Reply::Map(vec![
         (Reply::text("summary"), Reply::text(spec.summary)),
         (Reply::text("since"), Reply::text("1.0.0")),
-        (Reply::text("group"), Reply::text(if spec.first_key > 0 { "string" } else { "server" })),
+        (
+            Reply::text("group"),
+            Reply::text(if spec.first_key > 0 { "string" } else { "server" }),
+        ),
     ])
 }
 
 impl CommandCmd {
     pub fn parse(args: &mut Args) -> Result<Self> {
-        let Some(sub) = args.try_next() else { return Ok(CommandCmd::All) };
+        let Some(sub) = args.try_next() else {
+            return Ok(CommandCmd::All);
+        };
         let names = |args: &mut Args| args.rest().iter().map(|n| lower(n)).collect();
         Ok(match lower(&sub).as_str() {
             "count" => {

@@ -19,8 +19,14 @@ pub struct Hello {
 
 impl Hello {
     pub fn parse(args: &mut Args) -> Result<Self> {
-        let mut hello = Self { protocol: None, auth: None, name: None };
-        let Some(version) = args.try_next() else { return Ok(hello) };
+        let mut hello = Self {
+            protocol: None,
+            auth: None,
+            name: None,
+        };
+        let Some(version) = args.try_next() else {
+            return Ok(hello);
+        };
         let version = crate::store::parse_i64(&version)
             .ok_or_else(|| errinput!("Protocol version is not an integer or out of range"))?;
         hello.protocol = Some(version);
@@ -28,7 +34,12 @@ impl Hello {
             match lower(&opt).as_str() {
                 "auth" if args.remaining() >= 2 => hello.auth = Some((args.next_bytes()?, args.next_bytes()?)),
                 "setname" if args.remaining() >= 1 => hello.name = Some(args.next_bytes()?),
-                _ => return Err(errinput!("Syntax error in HELLO option '{}'", String::from_utf8_lossy(&opt))),
+                _ => {
+                    return Err(errinput!(
+                        "Syntax error in HELLO option '{}'",
+                        String::from_utf8_lossy(&opt)
+                    ));
+                }
             }
         }
         Ok(hello)
@@ -39,7 +50,10 @@ impl Hello {
             None => ctx.session.protocol,
             Some(v @ (2 | 3)) => v as u8,
             Some(_) => {
-                return Err(Error::Prefixed { prefix: "NOPROTO", message: "unsupported protocol version".into() });
+                return Err(Error::Prefixed {
+                    prefix: "NOPROTO",
+                    message: "unsupported protocol version".into(),
+                });
             }
         };
         if let Some((user, pass)) = &self.auth {

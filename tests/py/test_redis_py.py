@@ -1,0 +1,102 @@
+"""redis-py against the real binary: RESP3 by default (redis-py 8), RESP2 on request."""
+
+import threading
+
+import pytest
+import redis
+
+
+@pytest.fixture(params=[3, 2], ids=["resp3", "resp2"])
+def client(request, server):
+    c = redis.Redis(host="127.0.0.1", port=server.port, protocol=request.param)
+    yield c
+    c.close()
+
+
+def test_default_client_speaks_resp3_and_handshakes(server):
+    c = redis.Redis(host="127.0.0.1", port=server.port)
+    assert c.ping() is True
+    hello = c.execute_command("HELLO", 3)
+    assert {b"server", b"version", b"proto", b"id", b"mode", b"role", b"modules"} <= set(hello)
+    assert hello[b"proto"] == 3
+    # redis-py 8 sends CLIENT SETINFO on connect; it must have been accepted.
+    info = c.client_info()
+    assert info["lib-name"].startswith("redis-py")
+
+
+def test_strings_and_counters(client):
+    assert client.set("k", "v") is True
+    assert client.get("k") == b"v"
+    assert client.set("k", "w", nx=True) is None
+    assert client.set("k", "w", xx=True, get=True) == b"v"
+    assert client.incr("n") == 1
+    assert client.incrby("n", 41) == 42
+    assert client.decr("n") == 41
+    assert client.decrby("n", 40) == 1
+    assert client.append("k", "xyz") == 4
+    assert client.strlen("k") == 4
+    assert client.mget("k", "missing", "n") == [b"wxyz", None, b"1"]
+    assert client.exists("k", "k", "missing") == 2
+    assert client.dbsize() == 2
+    assert client.delete("k", "missing") == 1
+    assert client.flushall() is True
+    assert client.dbsize() == 0
+
+
+def test_errors_are_redis_errors(client):
+    client.set("s", "abc")
+    with pytest.raises(redis.ResponseError, match="value is not an integer or out of range"):
+        client.incr("s")
+    with pytest.raises(redis.ResponseError, match="keys do not expire"):
+        client.set("t", "v", ex=10)
+    with pytest.raises(redis.ResponseError, match="unknown command 'NOPE'"):
+        client.execute_command("NOPE", "x")
+    assert client.get("s") == b"abc"
+
+
+def test_binary_values(client):
+    value = bytes(range(256)) * 10
+    client.set(b"\x00\xff", value)
+    assert client.get(b"\x00\xff") == value
+
+
+def test_pipeline_and_transaction_free_batches(client):
+    pipe = client.pipeline(transaction=False)
+    for _ in range(100):
+        pipe.incr("ctr")
+    assert pipe.execute() == list(range(1, 101))
+
+
+def test_info_and_client_commands(client):
+    info = client.info()
+    assert info["valthree_version"]
+    assert info["mode"] == "s3"
+    assert client.info("valthree")["s3_batch"] == "on"
+    client.client_setname("worker-1")
+    assert client.client_getname() in (b"worker-1", "worker-1")
+    assert isinstance(client.client_id(), int)
+
+
+def test_concurrent_incr_from_threads_is_exact(server):
+    def work():
+        c = redis.Redis(host="127.0.0.1", port=server.port)
+        for _ in range(50):
+            c.incr("shared")
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert int(redis.Redis(host="127.0.0.1", port=server.port).get("shared")) == 400
+
+
+def test_auth(server_with_password):
+    port = server_with_password.port
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(host="127.0.0.1", port=port, password="wrong").ping()
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(host="127.0.0.1", port=port).get("k")
+    c = redis.Redis(host="127.0.0.1", port=port, password="hunter2")
+    assert c.set("k", "v") is True
+    assert c.get("k") == b"v"
