@@ -11,8 +11,10 @@
 //! * [`object`] — compare-and-swap object storage: S3 and the embedded local directory.
 //! * [`mode`] — the consistency modes, one folder each.
 
+pub mod check;
 pub mod cli;
 pub mod error;
+pub mod history;
 pub mod mode;
 pub mod object;
 pub mod resp;

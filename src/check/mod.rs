@@ -1,0 +1,164 @@
+//! The linearizability checker behind `valthree check-history`.
+//!
+//! A history (see [`crate::history`]) is linearizable if every operation can be given one
+//! instant between its invocation and its completion at which it took effect, such that the
+//! operations, run one by one in that order against a single register per key, return what
+//! the clients saw. Operations that failed never took effect; those with unknown outcome
+//! may have taken effect at any instant after their invocation, or never.
+//!
+//! The check is the Wing–Gong–Lowe search with Lowe's memoization ([`search`]), run per key
+//! — linearizability is compositional (Herlihy & Wing's locality; Porcupine's
+//! P-compositionality), so a history is linearizable iff each key's sub-history is. FLUSHALL
+//! touches every key and is placed in every key's sub-history; checking those copies
+//! independently may accept a history in which FLUSHALL took effect at different instants
+//! for different keys, never the reverse, so a reported violation is always real.
+
+mod model;
+mod prepare;
+pub mod report;
+mod search;
+
+pub use model::{Input, Output};
+pub use prepare::{Fault, NEVER, Operation, Prepared, prepare};
+pub use search::Outcome;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::history::Numbered;
+
+/// The verdict on a whole history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Linearizable,
+    NotLinearizable,
+    /// The time limit ran out before every key was decided (and none was found wrong).
+    Unknown,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Linearizable => "linearizable",
+            Verdict::NotLinearizable => "NOT linearizable",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
+/// A key whose operations cannot be ordered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    pub key: String,
+    /// The longest linearizable prefix found, as indices into the key's operations.
+    pub prefix: Vec<usize>,
+    /// The operation that could not be placed after that prefix.
+    pub stuck: usize,
+    /// The smallest window to look at: the last operation placed and every operation
+    /// concurrent with the stuck one, in invocation order.
+    pub window: Vec<usize>,
+}
+
+/// What the checker found.
+#[derive(Debug)]
+pub struct Report {
+    pub verdict: Verdict,
+    pub history: Prepared,
+    pub violations: Vec<Violation>,
+    pub timed_out: Vec<String>,
+    pub elapsed: Duration,
+}
+
+/// Checks a parsed history. `progress` receives (keys done, keys in all) as keys finish.
+pub fn check(
+    events: &[Numbered],
+    timeout: Option<Duration>,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Report, String> {
+    let started = Instant::now();
+    let history = prepare(events)?;
+    let deadline = timeout.map(|t| started + t);
+    let keys: Vec<(&String, &Vec<Operation>)> = history.keys.iter().collect();
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(keys.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((key, ops)) = keys.get(i) else { break };
+                    let outcome = search::check_key(ops, deadline, &mut |_| {});
+                    results.lock().unwrap().push(((*key).clone(), outcome));
+                    progress(done.fetch_add(1, Ordering::Relaxed) + 1, keys.len());
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut violations = Vec::new();
+    let mut timed_out = Vec::new();
+    for (key, outcome) in results {
+        match outcome {
+            Outcome::Linearizable => {}
+            Outcome::TimedOut => timed_out.push(key),
+            Outcome::Violation { prefix, stuck } => {
+                let window = window(&history.keys[&key], &prefix, stuck);
+                violations.push(Violation {
+                    key,
+                    prefix,
+                    stuck,
+                    window,
+                });
+            }
+        }
+    }
+    let verdict = if !violations.is_empty() {
+        Verdict::NotLinearizable
+    } else if !timed_out.is_empty() {
+        Verdict::Unknown
+    } else {
+        Verdict::Linearizable
+    };
+    Ok(Report {
+        verdict,
+        history,
+        violations,
+        timed_out,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn window(ops: &[Operation], prefix: &[usize], stuck: usize) -> Vec<usize> {
+    let s = &ops[stuck];
+    let mut w: Vec<usize> = (0..ops.len())
+        .filter(|&i| i == stuck || (ops[i].call <= s.ret && ops[i].ret >= s.call && !prefix.contains(&i)))
+        .collect();
+    if let Some(&last) = prefix.last() {
+        w.push(last);
+    }
+    w.sort_by_key(|&i| (ops[i].call, i));
+    w.dedup();
+    w
+}
+
+/// One operation as a line of text, for reports.
+pub fn describe(op: &Operation) -> String {
+    let out = match &op.output {
+        Some(o) => o.to_string(),
+        None => "unknown".into(),
+    };
+    let lines = match op.lines.1 {
+        Some(end) => format!("lines {}-{end}", op.lines.0),
+        None => format!("line {}", op.lines.0),
+    };
+    format!("client {} {} -> {out} ({lines})", op.process, op.input)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,201 @@
+//! From events to operations: validate the history's assumptions, pair invocations with
+//! completions, and split the operations by key.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+
+use super::model::{Input, Output};
+use crate::history::{Event, EventType, Numbered, Op, Process};
+
+/// The end of time: when an operation with unknown outcome "returned".
+pub const NEVER: u64 = u64::MAX;
+
+/// One operation, paired from its invocation and completion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operation {
+    pub process: u64,
+    pub op: Op,
+    pub input: Input,
+    /// `None` when the outcome is unknown (info, or never completed).
+    pub output: Option<Output>,
+    pub call: u64,
+    /// `NEVER` when the outcome is unknown.
+    pub ret: u64,
+    /// History line numbers of the invocation and completion.
+    pub lines: (usize, Option<usize>),
+}
+
+impl Operation {
+    /// True when the outcome is known.
+    pub fn is_determinate(&self) -> bool {
+        self.output.is_some()
+    }
+}
+
+/// A fault the nemesis injected, for the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub f: String,
+    pub value: Value,
+    pub time: u64,
+}
+
+/// A validated history, split by key.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// Per key, its operations (FLUSHALL appears in every key's list).
+    pub keys: BTreeMap<String, Vec<Operation>>,
+    pub faults: Vec<Fault>,
+    /// Operations in the history (FLUSHALL counted once), before failed ones are dropped.
+    pub total_ops: usize,
+}
+
+fn err(line: usize, msg: impl Into<String>) -> String {
+    format!("line {line}: {}", msg.into())
+}
+
+fn string_value(v: &Value, line: usize, what: &str) -> Result<String, String> {
+    v.as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| err(line, format!("{what} must be a string, got {v}")))
+}
+
+fn input_of(op: Op, e: &Event, line: usize) -> Result<Input, String> {
+    Ok(match op {
+        Op::Get => Input::Get,
+        Op::Set => Input::Set(string_value(&e.value, line, "set's value")?),
+        Op::Del => Input::Del,
+        Op::Incr => Input::Incr,
+        Op::Append => Input::Append(string_value(&e.value, line, "append's value")?),
+        Op::Flushall => Input::Flushall,
+    })
+}
+
+fn output_of(op: Op, v: &Value, line: usize) -> Result<Output, String> {
+    let int = || {
+        v.as_i64()
+            .ok_or_else(|| err(line, format!("{} must return an integer, got {v}", op.as_str())))
+    };
+    Ok(match op {
+        Op::Get => match v {
+            Value::Null => Output::Value(None),
+            Value::String(s) => Output::Value(Some(s.clone())),
+            other => return Err(err(line, format!("get must return a string or null, got {other}"))),
+        },
+        Op::Set | Op::Flushall => Output::Done,
+        Op::Del => Output::Int(int()?),
+        Op::Incr | Op::Append => Output::Int(int()?),
+    })
+}
+
+/// Validates `events` and pairs them into operations.
+pub fn prepare(events: &[Numbered]) -> Result<Prepared, String> {
+    let mut pending: HashMap<u64, (usize, Op, Option<String>, Input, u64)> = HashMap::new();
+    let mut last_time: HashMap<Process, u64> = HashMap::new();
+    let mut ops: Vec<(Option<String>, Operation)> = Vec::new();
+    let mut prepared = Prepared::default();
+    for Numbered { line, event: e } in events {
+        let line = *line;
+        let last = last_time.entry(e.process).or_insert(0);
+        if e.time < *last {
+            return Err(err(line, format!("time goes backwards for process {}", e.process)));
+        }
+        *last = e.time;
+        let process = match e.process {
+            Process::Nemesis => {
+                prepared.faults.push(Fault {
+                    f: e.f.clone(),
+                    value: e.value.clone(),
+                    time: e.time,
+                });
+                continue;
+            }
+            Process::Client(p) => p,
+        };
+        let op: Op = e.f.parse().map_err(|m: String| err(line, m))?;
+        if op != Op::Flushall && e.key.is_none() {
+            return Err(err(line, format!("{} without a key", op.as_str())));
+        }
+        match e.kind {
+            EventType::Invoke => {
+                if let Some((other, ..)) = pending.get(&process) {
+                    return Err(err(
+                        line,
+                        format!("process {process} invokes while its operation from line {other} is still open"),
+                    ));
+                }
+                let input = input_of(op, e, line)?;
+                pending.insert(process, (line, op, e.key.clone(), input, e.time));
+                prepared.total_ops += 1;
+            }
+            kind => {
+                let Some((call_line, call_op, key, input, call)) = pending.remove(&process) else {
+                    return Err(err(
+                        line,
+                        format!("process {process} completes an operation it never invoked"),
+                    ));
+                };
+                if call_op != op || key != e.key {
+                    return Err(err(
+                        line,
+                        format!("completion does not match the invocation on line {call_line}"),
+                    ));
+                }
+                let (output, ret) = match kind {
+                    EventType::Ok => (Some(output_of(op, &e.value, line)?), e.time),
+                    EventType::Info => (None, NEVER),
+                    EventType::Fail => continue, // certainly did not happen
+                    EventType::Invoke => unreachable!(),
+                };
+                if op == Op::Get && output.is_none() {
+                    continue; // a read with unknown result changes nothing and tells nothing
+                }
+                let operation = Operation {
+                    process,
+                    op,
+                    input,
+                    output,
+                    call,
+                    ret,
+                    lines: (call_line, Some(line)),
+                };
+                ops.push((key, operation));
+            }
+        }
+    }
+    // Invocations that never completed may have happened.
+    for (process, (line, op, key, input, call)) in pending {
+        if op != Op::Get {
+            ops.push((
+                key,
+                Operation {
+                    process,
+                    op,
+                    input,
+                    output: None,
+                    call,
+                    ret: NEVER,
+                    lines: (line, None),
+                },
+            ));
+        }
+    }
+    let all_keys: Vec<String> = {
+        let mut k: Vec<String> = ops.iter().filter_map(|(k, _)| k.clone()).collect();
+        k.sort();
+        k.dedup();
+        k
+    };
+    for (key, op) in ops {
+        match key {
+            Some(k) => prepared.keys.entry(k).or_default().push(op),
+            None => {
+                for k in &all_keys {
+                    prepared.keys.entry(k.clone()).or_default().push(op.clone());
+                }
+            }
+        }
+    }
+    Ok(prepared)
+}

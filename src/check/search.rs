@@ -1,0 +1,216 @@
+//! The Wing–Gong–Lowe search with Lowe's memoization, as Porcupine does it.
+//!
+//! The operations of one key become a list of call and return entries in time order. The
+//! search walks the list: at a call it tries to linearize that operation now (the model must
+//! accept its output); if it can, the operation's entries are lifted out of the list and the
+//! walk restarts at the head. Reaching a return entry means an operation that had to take
+//! effect by then could not: the last choice is undone and the walk tries the next
+//! candidate. A (linearized set, model state) pair seen before is never explored again —
+//! Lowe's memoization, which is what makes the search practical.
+//!
+//! The linearized set is kept as a 128-bit Zobrist hash (the XOR of a random word per
+//! operation) rather than a bitset, so a cache entry costs 20 bytes however long the history;
+//! two different sets collide with probability about 2^-128 per pair.
+//!
+//! Operations with unknown outcome return at the end of time, so they may be placed anywhere
+//! after their call. Each of them is always applicable, so once every determinate operation
+//! is placed the rest can follow in any order — or, equivalently, never happen.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use super::model::step;
+use super::prepare::Operation;
+
+/// How the search of one key ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Linearizable,
+    /// No order exists. `prefix` is the longest sequence of operations found that could be
+    /// linearized, and `stuck` the operation that could not be placed after it.
+    Violation {
+        prefix: Vec<usize>,
+        stuck: usize,
+    },
+    /// The deadline passed first.
+    TimedOut,
+}
+
+const HEAD: usize = 0;
+const NIL: usize = usize::MAX;
+
+struct Entry {
+    op: usize,
+    is_call: bool,
+    /// For a call, the index of its return entry.
+    partner: usize,
+    prev: usize,
+    next: usize,
+}
+
+/// A doubly linked list of entries over an arena; index 0 is the head sentinel.
+struct List {
+    e: Vec<Entry>,
+}
+
+impl List {
+    fn new(ops: &[Operation]) -> Self {
+        let mut order: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            order.push((op.call, true, i));
+            order.push((op.ret, false, i));
+        }
+        // Time order; at equal times calls first (treating the pair as concurrent is the
+        // permissive reading of an ambiguous clock).
+        order.sort_by_key(|&(time, is_call, op)| (time, !is_call, op));
+        let mut e = vec![Entry {
+            op: NIL,
+            is_call: false,
+            partner: NIL,
+            prev: NIL,
+            next: NIL,
+        }];
+        let mut ret_of = vec![NIL; ops.len()];
+        for (pos, &(_, is_call, op)) in order.iter().enumerate() {
+            let idx = pos + 1;
+            e.push(Entry {
+                op,
+                is_call,
+                partner: NIL,
+                prev: idx - 1,
+                next: NIL,
+            });
+            e[idx - 1].next = idx;
+            if !is_call {
+                ret_of[op] = idx;
+            }
+        }
+        for entry in e.iter_mut().skip(1) {
+            if entry.is_call {
+                entry.partner = ret_of[entry.op];
+            }
+        }
+        List { e }
+    }
+
+    fn unlink(&mut self, i: usize) {
+        let (p, n) = (self.e[i].prev, self.e[i].next);
+        self.e[p].next = n;
+        if n != NIL {
+            self.e[n].prev = p;
+        }
+    }
+
+    fn relink(&mut self, i: usize) {
+        let (p, n) = (self.e[i].prev, self.e[i].next);
+        self.e[p].next = i;
+        if n != NIL {
+            self.e[n].prev = i;
+        }
+    }
+
+    /// Removes a call and its return (return first, so relinking in reverse order restores).
+    fn lift(&mut self, call: usize) {
+        self.unlink(call);
+        self.unlink(self.e[call].partner);
+    }
+
+    fn unlift(&mut self, call: usize) {
+        self.relink(self.e[call].partner);
+        self.relink(call);
+    }
+}
+
+/// Interns model states so the cache stores small ids.
+#[derive(Default)]
+struct States {
+    ids: HashMap<Option<String>, u32>,
+    values: Vec<Option<String>>,
+}
+
+impl States {
+    fn id(&mut self, s: Option<String>) -> u32 {
+        if let Some(&id) = self.ids.get(&s) {
+            return id;
+        }
+        let id = self.values.len() as u32;
+        self.values.push(s.clone());
+        self.ids.insert(s, id);
+        id
+    }
+}
+
+/// A 64-bit mix (splitmix64), for the per-operation Zobrist words.
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Searches for a linearization of `ops` (all on one key), giving up at `deadline`.
+/// `progress` is called now and then with the number of operations placed so far.
+pub fn check_key(ops: &[Operation], deadline: Option<Instant>, progress: &mut dyn FnMut(usize)) -> Outcome {
+    let mut list = List::new(ops);
+    let zobrist: Vec<u128> = (0..ops.len() as u64)
+        .map(|i| (splitmix(2 * i) as u128) << 64 | splitmix(2 * i + 1) as u128)
+        .collect();
+    let mut states = States::default();
+    let mut state = states.id(None);
+    let mut linearized: u128 = 0;
+    let mut cache: HashSet<(u128, u32)> = HashSet::new();
+    let mut calls: Vec<(usize, u32)> = Vec::new();
+    let mut remaining = ops.iter().filter(|o| o.is_determinate()).count();
+    let mut best: (usize, Vec<usize>, usize) = (0, Vec::new(), NIL);
+    let mut entry = list.e[HEAD].next;
+    let mut steps: u64 = 0;
+    while remaining > 0 {
+        steps += 1;
+        if steps.is_multiple_of(1 << 14) {
+            progress(calls.len());
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Outcome::TimedOut;
+            }
+        }
+        let e = &list.e[entry];
+        if e.is_call {
+            let op = &ops[e.op];
+            let current = states.values[state as usize].as_deref();
+            if let Some(next) = step(current, &op.input, op.output.as_ref()) {
+                let next = states.id(next);
+                let hashed = linearized ^ zobrist[e.op];
+                if cache.insert((hashed, next)) {
+                    calls.push((entry, state));
+                    state = next;
+                    linearized = hashed;
+                    if op.is_determinate() {
+                        remaining -= 1;
+                    }
+                    list.lift(entry);
+                    entry = list.e[HEAD].next;
+                    continue;
+                }
+            }
+            entry = list.e[entry].next;
+        } else {
+            if calls.len() > best.0 || best.2 == NIL {
+                best = (calls.len(), calls.iter().map(|(c, _)| list.e[*c].op).collect(), e.op);
+            }
+            let Some((call, previous)) = calls.pop() else {
+                return Outcome::Violation {
+                    prefix: best.1,
+                    stuck: best.2,
+                };
+            };
+            let op = list.e[call].op;
+            state = previous;
+            linearized ^= zobrist[op];
+            if ops[op].is_determinate() {
+                remaining += 1;
+            }
+            list.unlift(call);
+            entry = list.e[call].next;
+        }
+    }
+    Outcome::Linearizable
+}

@@ -1,0 +1,250 @@
+//! The checker must accept what is linearizable and catch what is not.
+
+use serde_json::{Value, json};
+
+use super::{Verdict, check};
+use crate::history::{Event, EventType, Numbered, Process};
+
+/// One operation of a hand-written history: (process, f, key, argument, call, return, type, result).
+/// `ret == None` means the invocation never completed.
+type Spec<'a> = (u64, &'a str, &'a str, Value, u64, Option<u64>, EventType, Value);
+
+fn history(ops: &[Spec]) -> Vec<Numbered> {
+    let mut events = Vec::new();
+    for (p, f, key, arg, call, ret, kind, out) in ops {
+        let key = (!key.is_empty()).then(|| key.to_string());
+        let event = |kind, value: &Value, time| Event {
+            index: 0,
+            process: Process::Client(*p),
+            kind,
+            f: f.to_string(),
+            key: key.clone(),
+            value: value.clone(),
+            error: None,
+            time,
+        };
+        events.push(event(EventType::Invoke, arg, *call));
+        if let Some(ret) = ret {
+            events.push(event(*kind, out, *ret));
+        }
+    }
+    events.sort_by_key(|e| (e.time, e.kind != EventType::Invoke));
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut event)| {
+            event.index = i as u64;
+            Numbered { line: i + 1, event }
+        })
+        .collect()
+}
+
+fn verdict(ops: &[Spec]) -> Verdict {
+    check(&history(ops), None, &|_, _| {}).unwrap().verdict
+}
+
+use EventType::{Fail, Info, Ok};
+
+#[test]
+fn concurrent_writes_may_be_read_in_either_order() {
+    for (first, second) in [("a", "b"), ("b", "a")] {
+        let ops = [
+            (1, "set", "x", json!("a"), 0, Some(10), Ok, json!("a")),
+            (2, "set", "x", json!("b"), 0, Some(10), Ok, json!("b")),
+            (3, "get", "x", json!(null), 1, Some(5), Ok, json!(first)),
+            (4, "get", "x", json!(null), 11, Some(12), Ok, json!(second)),
+        ];
+        assert_eq!(verdict(&ops), Verdict::Linearizable, "read {first} then {second}");
+    }
+}
+
+#[test]
+fn an_indeterminate_write_may_be_seen_or_never_seen() {
+    for seen in [json!("a"), json!(null)] {
+        let ops = [
+            (1, "set", "x", json!("a"), 0, Some(2), Info, json!(null)),
+            (2, "get", "x", json!(null), 5, Some(6), Ok, seen.clone()),
+            (2, "get", "x", json!(null), 7, Some(8), Ok, seen.clone()),
+        ];
+        assert_eq!(verdict(&ops), Verdict::Linearizable, "seen {seen}");
+    }
+    let never_completed = [
+        (1, "incr", "n", json!(null), 0, None, Ok, json!(null)),
+        (2, "get", "n", json!(null), 5, Some(6), Ok, json!("1")),
+    ];
+    assert_eq!(verdict(&never_completed), Verdict::Linearizable);
+}
+
+#[test]
+fn flushall_empties_every_key() {
+    let ops = [
+        (1, "set", "x", json!("a"), 0, Some(1), Ok, json!("a")),
+        (1, "set", "y", json!("b"), 2, Some(3), Ok, json!("b")),
+        (2, "flushall", "", json!(null), 4, Some(5), Ok, json!(null)),
+        (1, "get", "x", json!(null), 6, Some(7), Ok, json!(null)),
+        (1, "get", "y", json!(null), 8, Some(9), Ok, json!(null)),
+    ];
+    assert_eq!(verdict(&ops), Verdict::Linearizable);
+    let mut stale = ops;
+    stale[4].7 = json!("b");
+    assert_eq!(verdict(&stale), Verdict::NotLinearizable);
+}
+
+#[test]
+fn a_stale_read_after_an_acknowledged_write_is_caught() {
+    let ops = [
+        (1, "set", "x", json!("a"), 0, Some(1), Ok, json!("a")),
+        (1, "set", "x", json!("b"), 2, Some(3), Ok, json!("b")),
+        (2, "get", "x", json!(null), 4, Some(5), Ok, json!("a")),
+    ];
+    let report = check(&history(&ops), None, &|_, _| {}).unwrap();
+    assert_eq!(report.verdict, Verdict::NotLinearizable);
+    let v = &report.violations[0];
+    assert_eq!(v.key, "x");
+    let ops_x = &report.history.keys["x"];
+    assert_eq!(
+        ops_x[v.stuck].process, 2,
+        "the stale read is the operation that cannot be placed"
+    );
+    assert_eq!(v.prefix.len(), 2, "both writes are linearizable before it");
+}
+
+#[test]
+fn a_lost_incr_is_caught() {
+    let ops = [
+        (1, "incr", "n", json!(null), 0, Some(1), Ok, json!(1)),
+        (2, "incr", "n", json!(null), 2, Some(3), Ok, json!(1)),
+    ];
+    assert_eq!(verdict(&ops), Verdict::NotLinearizable);
+}
+
+#[test]
+fn a_read_of_a_value_never_written_is_caught() {
+    let ops = [
+        (1, "set", "x", json!("a"), 0, Some(1), Ok, json!("a")),
+        (2, "get", "x", json!(null), 0, Some(5), Ok, json!("zz")),
+    ];
+    assert_eq!(verdict(&ops), Verdict::NotLinearizable);
+}
+
+#[test]
+fn readers_seeing_writes_in_opposite_orders_are_caught() {
+    let ops = [
+        (1, "set", "x", json!("a"), 0, Some(100), Ok, json!("a")),
+        (2, "set", "x", json!("b"), 0, Some(100), Ok, json!("b")),
+        (3, "get", "x", json!(null), 10, Some(20), Ok, json!("a")),
+        (3, "get", "x", json!(null), 30, Some(40), Ok, json!("b")),
+        (4, "get", "x", json!(null), 10, Some(20), Ok, json!("b")),
+        (4, "get", "x", json!(null), 30, Some(40), Ok, json!("a")),
+    ];
+    assert_eq!(verdict(&ops), Verdict::NotLinearizable);
+}
+
+#[test]
+fn a_failed_write_that_is_later_read_is_caught() {
+    let ops = [
+        (1, "set", "x", json!("a"), 0, Some(1), Fail, json!(null)),
+        (2, "get", "x", json!(null), 2, Some(3), Ok, json!("a")),
+    ];
+    assert_eq!(verdict(&ops), Verdict::NotLinearizable);
+}
+
+#[test]
+fn malformed_histories_are_errors_with_line_numbers() {
+    let overlapping = [
+        (1, "set", "x", json!("a"), 0, Some(10), Ok, json!("a")),
+        (1, "get", "x", json!(null), 5, Some(6), Ok, json!("a")),
+    ];
+    let err = check(&history(&overlapping), None, &|_, _| {}).unwrap_err();
+    assert!(err.contains("line 2") && err.contains("still open"), "{err}");
+    let unknown = [(1, "cas", "x", json!("a"), 0, Some(1), Ok, json!("a"))];
+    let err = check(&history(&unknown), None, &|_, _| {}).unwrap_err();
+    assert!(err.starts_with("line 1: unknown op"), "{err}");
+}
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A linearizable history by construction: each operation takes effect at a random instant
+/// inside its interval, and outputs come from applying operations in that order.
+fn sequential_history(seed: u64) -> Vec<Spec<'static>> {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut planned = Vec::new();
+    for p in 0..4u64 {
+        let mut t = rng.below(5);
+        for seq in 0..12 {
+            let call = t + rng.below(4);
+            let ret = call + 1 + rng.below(25);
+            let at = call + rng.below(ret - call + 1);
+            let key = if rng.below(2) == 0 { "x" } else { "y" };
+            let f = ["get", "get", "set", "del"][rng.below(4) as usize];
+            planned.push((at, p, f, key, format!("{p}-{seq}"), call, ret));
+            t = ret + 1;
+        }
+    }
+    planned.sort_by_key(|o| (o.0, o.1));
+    let mut state: std::collections::HashMap<&str, Option<String>> = Default::default();
+    planned
+        .into_iter()
+        .map(|(_, p, f, key, value, call, ret)| {
+            let current = state.entry(key).or_default();
+            let (arg, out) = match f {
+                "get" => (json!(null), json!(current.clone())),
+                "set" => {
+                    *current = Some(value.clone());
+                    (json!(value), json!(value))
+                }
+                _ => (json!(null), json!(current.take().is_some() as u64)),
+            };
+            (p, f, key, arg, call, Some(ret), Ok, out)
+        })
+        .collect()
+}
+
+#[test]
+fn generated_linearizable_histories_pass_and_a_stale_read_in_them_is_caught() {
+    let mut mutated = 0;
+    for seed in 0..300 {
+        let ops = sequential_history(seed);
+        assert_eq!(verdict(&ops), Verdict::Linearizable, "seed {seed}");
+        // Change one read to a value that was overwritten before the read began:
+        // w1 wrote v, w2 (another value) ran wholly after w1 and wholly before the read.
+        let candidate = ops.iter().enumerate().find_map(|(r, read)| {
+            if read.1 != "get" {
+                return None;
+            }
+            ops.iter().find_map(|w1| {
+                let later = ops.iter().any(|w2| {
+                    w2.1 == "set" && w2.2 == read.2 && w2.4 > w1.5.unwrap() && w2.5.unwrap() < read.4 && w2.3 != w1.3
+                });
+                (w1.1 == "set" && w1.2 == read.2 && later && read.7 != w1.3).then(|| (r, w1.3.clone()))
+            })
+        });
+        if let Some((r, old)) = candidate {
+            let mut broken = ops.clone();
+            broken[r].7 = old;
+            assert_eq!(
+                verdict(&broken),
+                Verdict::NotLinearizable,
+                "seed {seed}: stale read not caught"
+            );
+            mutated += 1;
+        }
+    }
+    assert!(
+        mutated > 100,
+        "the generator produced too few mutable histories ({mutated})"
+    );
+}
