@@ -3,7 +3,8 @@
 //! Layout: each object `key` is the file `<root>/<key>`; `<root>/.<key>.lock` is the lock file
 //! writers hold. The etag of a version is the SHA-256 of its bytes, so a reader needs no lock:
 //! rename is atomic, a reader sees a whole old version or a whole new one, and the etag it
-//! computes names exactly what it read. As with S3 (whose ETag is also a content digest),
+//! computes names exactly what it read. Readers still take the lock shared, so they never
+//! see a version whose directory entry is not yet fsync'd (one a power cut could undo). As with S3 (whose ETag is also a content digest),
 //! two versions with equal bytes share an etag; for s3 mode that is harmless, because a
 //! write computed against some content is correct against any version with that content.
 //!
@@ -45,6 +46,14 @@ impl LocalDir {
         }
         Ok(self.root.join(key))
     }
+
+    fn lock_path(&self, key: &str) -> PathBuf {
+        self.root.join(format!(".{key}.lock"))
+    }
+}
+
+fn open_lock(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).truncate(false).write(true).open(path)
 }
 
 fn etag_of(body: &[u8]) -> Etag {
@@ -68,12 +77,7 @@ fn read_object(path: &Path) -> Result<Option<Object>, ObjectError> {
 
 fn put_locked(root: &Path, path: &Path, key: &str, body: &[u8], condition: &PutCondition) -> Result<Etag, ObjectError> {
     let unavailable = |what: &str, e: std::io::Error| ObjectError::Unavailable(format!("{what}: {e}"));
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(root.join(format!(".{key}.lock")))
-        .map_err(|e| unavailable("open lock file", e))?;
+    let lock = open_lock(&root.join(format!(".{key}.lock"))).map_err(|e| unavailable("open lock file", e))?;
     lock.lock().map_err(|e| unavailable("lock", e))?;
 
     let current = read_object(path)?;
@@ -104,9 +108,15 @@ fn put_locked(root: &Path, path: &Path, key: &str, body: &[u8], condition: &PutC
 impl ObjectStore for LocalDir {
     async fn get(&self, key: &str) -> Result<Option<Object>, ObjectError> {
         let path = self.object_path(key)?;
-        tokio::task::spawn_blocking(move || read_object(&path))
-            .await
-            .map_err(|e| ObjectError::Unavailable(e.to_string()))?
+        let lock_path = self.lock_path(key);
+        tokio::task::spawn_blocking(move || {
+            let lock = open_lock(&lock_path).map_err(|e| ObjectError::Unavailable(format!("open lock file: {e}")))?;
+            lock.lock_shared()
+                .map_err(|e| ObjectError::Unavailable(format!("lock: {e}")))?;
+            read_object(&path)
+        })
+        .await
+        .map_err(|e| ObjectError::Unavailable(e.to_string()))?
     }
 
     async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<Etag, ObjectError> {

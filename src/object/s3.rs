@@ -72,7 +72,32 @@ impl S3 {
             endpoint: options.endpoint.unwrap_or_else(|| format!("aws:{}", options.region)),
         };
         s3.ensure_bucket().await?;
+        s3.probe_conditional_writes().await?;
         Ok(s3)
+    }
+
+    /// Refuses a server that ignores conditional headers: on it every compare-and-swap
+    /// would silently succeed and concurrent writers would lose updates.
+    async fn probe_conditional_writes(&self) -> Result<(), ObjectError> {
+        let key = ".valthree-conditional-write-probe";
+        let body = || Bytes::from_static(b"probe");
+        let bogus = PutCondition::IfMatch(Etag("\"00000000000000000000000000000000\"".into()));
+        let first = self.put(key, body(), PutCondition::IfAbsent).await;
+        let absent = self.put(key, body(), PutCondition::IfAbsent).await;
+        let mismatch = self.put(key, body(), bogus).await;
+        let _ = self.client.delete_object().bucket(&self.bucket).key(key).send().await;
+        match (first, absent, mismatch) {
+            (
+                Ok(_) | Err(ObjectError::PreconditionFailed),
+                Err(ObjectError::PreconditionFailed),
+                Err(ObjectError::PreconditionFailed),
+            ) => Ok(()),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) if !matches!(e, ObjectError::PreconditionFailed) => Err(e),
+            _ => Err(ObjectError::Unavailable(format!(
+                "{} ignores If-Match/If-None-Match: compare-and-swap is impossible, refusing to start",
+                self.endpoint
+            ))),
+        }
     }
 
     async fn ensure_bucket(&self) -> Result<(), ObjectError> {
@@ -151,12 +176,36 @@ impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
 #[async_trait]
 impl ObjectStore for S3 {
     async fn get(&self, key: &str) -> Result<Option<Object>, ObjectError> {
+        // The SDK's operation timeout ends with the response headers; bound the body too.
+        tokio::time::timeout(OPERATION_TIMEOUT, self.get_whole(key))
+            .await
+            .map_err(|_| ObjectError::Unavailable(format!("GET {key} took longer than {OPERATION_TIMEOUT:?}")))?
+    }
+
+    async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<Etag, ObjectError> {
+        self.put_once(key, body, condition).await
+    }
+
+    fn describe(&self) -> String {
+        format!("s3://{}@{}", self.bucket, self.endpoint)
+    }
+}
+
+impl S3 {
+    async fn get_whole(&self, key: &str) -> Result<Option<Object>, ObjectError> {
         let output = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(output) => output,
             Err(SdkError::ServiceError(ctx)) if ctx.err().is_no_such_key() => return Ok(None),
             Err(e) => return Err(classify(e, false)),
         };
-        let etag = Etag(output.e_tag().unwrap_or_default().to_owned());
+        // Without an ETag a version cannot be named, and caches keyed by it would go stale.
+        let etag = Etag(
+            output
+                .e_tag()
+                .filter(|e| !e.is_empty())
+                .ok_or_else(|| missing_etag("GET"))?
+                .to_owned(),
+        );
         let body = output
             .body
             .collect()
@@ -166,7 +215,7 @@ impl ObjectStore for S3 {
         Ok(Some(Object { body, etag }))
     }
 
-    async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<Etag, ObjectError> {
+    async fn put_once(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<Etag, ObjectError> {
         let request = self
             .client
             .put_object()
@@ -179,10 +228,16 @@ impl ObjectStore for S3 {
             PutCondition::IfAbsent => request.if_none_match("*"),
         };
         let output = request.send().await.map_err(|e| classify(e, true))?;
-        Ok(Etag(output.e_tag().unwrap_or_default().to_owned()))
+        match output.e_tag().filter(|e| !e.is_empty()) {
+            Some(etag) => Ok(Etag(etag.to_owned())),
+            // Written, but the new version cannot be named: the caller must not assume it.
+            None => Err(ObjectError::Indeterminate(
+                "the object store answered PUT without an ETag".into(),
+            )),
+        }
     }
+}
 
-    fn describe(&self) -> String {
-        format!("s3://{}@{}", self.bucket, self.endpoint)
-    }
+fn missing_etag(call: &str) -> ObjectError {
+    ObjectError::Unavailable(format!("the object store answered {call} without an ETag"))
 }

@@ -18,8 +18,14 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use super::Reply;
 
-/// Redis' limit on the element count of one multibulk request.
-pub const MAX_MULTIBULK_LEN: i64 = 1024 * 1024;
+/// Redis' limit on the element count of one multibulk request (INT_MAX).
+pub const MAX_MULTIBULK_LEN: i64 = i32::MAX as i64;
+/// Before AUTH, Redis accepts at most this many elements per request...
+pub const UNAUTHENTICATED_MULTIBULK_LEN: i64 = 10;
+/// ...and bulks of at most this many bytes (the CVE-2021-32675 limits).
+pub const UNAUTHENTICATED_BULK_LEN: u64 = 16 * 1024;
+/// Redis' default `client-query-buffer-limit`: a request may not grow past 1 GiB.
+pub const QUERY_BUFFER_LIMIT: usize = 1 << 30;
 /// Redis' limit on one inline request or one header line.
 pub const MAX_INLINE_LEN: usize = 64 * 1024;
 /// Redis' default `proto-max-bulk-len`: 512 MiB.
@@ -46,7 +52,12 @@ pub type Request = Vec<Bytes>;
 pub struct RespCodec {
     /// 2 or 3, as negotiated by HELLO.
     pub protocol: u8,
+    /// Whether the connection has authenticated (stricter limits apply before).
+    pub authenticated: bool,
     max_bulk_len: u64,
+    /// How far the headers of the request at the front of the buffer have been checked,
+    /// so a request arriving in many reads is scanned once: (elements checked, offset).
+    scanned: (i64, usize),
     resp2: Resp2,
     resp3: Resp3,
 }
@@ -56,7 +67,9 @@ impl RespCodec {
     pub fn new(max_bulk_len: u64) -> Self {
         Self {
             protocol: 2,
+            authenticated: true,
             max_bulk_len,
+            scanned: (0, 0),
             resp2: Resp2::default(),
             resp3: Resp3::default(),
         }
@@ -87,34 +100,63 @@ fn header(buf: &[u8], at: usize, prefix: u8, what: &str) -> Result<Option<(i64, 
         .ok()
         .and_then(|s| s.parse::<i64>().ok())
         .ok_or_else(|| protocol_error(format!("invalid {what} length")))?;
-    if rest.len() < end + 2 {
-        return Ok(None);
+    match rest.get(end + 1) {
+        None => Ok(None),
+        Some(b'\n') => Ok(Some((n, at + 1 + end + 2))),
+        Some(_) => Err(protocol_error(format!("invalid {what} length"))),
     }
-    Ok(Some((n, at + 1 + end + 2)))
 }
 
 impl RespCodec {
     /// Checks the headers of the multibulk request at the front of `buf` as far as it has
-    /// arrived. `Ok(true)` means the whole request is there.
-    fn check_multibulk(&self, buf: &[u8]) -> Result<bool, CodecError> {
-        let Some((count, mut at)) = header(buf, 0, b'*', "multibulk")? else {
+    /// arrived, resuming where the last call stopped. `Ok(true)` means the whole request is there.
+    fn check_multibulk(&mut self, buf: &[u8]) -> Result<bool, CodecError> {
+        let Some((count, first)) = header(buf, 0, b'*', "multibulk")? else {
             return Ok(false);
         };
-        if count > MAX_MULTIBULK_LEN {
-            return Err(protocol_error("invalid multibulk length"));
-        }
-        for _ in 0..count.max(0) {
-            let Some((len, data)) = header(buf, at, b'$', "bulk")? else {
-                return Ok(false);
+        let (max_count, max_bulk) = if self.authenticated {
+            (MAX_MULTIBULK_LEN, self.max_bulk_len)
+        } else {
+            (
+                UNAUTHENTICATED_MULTIBULK_LEN,
+                self.max_bulk_len.min(UNAUTHENTICATED_BULK_LEN),
+            )
+        };
+        if count > max_count {
+            let what = if self.authenticated {
+                "invalid"
+            } else {
+                "unauthenticated"
             };
-            if len < 0 || len as u64 > self.max_bulk_len {
-                return Err(protocol_error("invalid bulk length"));
+            return Err(protocol_error(format!("{what} multibulk length")));
+        }
+        let (mut done, mut at) = if self.scanned.1 == 0 { (0, first) } else { self.scanned };
+        while done < count {
+            let Some((len, data)) = header(buf, at, b'$', "bulk")? else {
+                break;
+            };
+            if len < 0 || len as u64 > max_bulk {
+                let what = if len >= 0 && !self.authenticated {
+                    "unauthenticated"
+                } else {
+                    "invalid"
+                };
+                return Err(protocol_error(format!("{what} bulk length")));
+            }
+            if buf.len() < data + len as usize + 2 {
+                break;
             }
             at = data + len as usize + 2;
-            if buf.len() < at {
-                return Ok(false);
-            }
+            done += 1;
         }
+        if done < count.max(0) {
+            if buf.len() > QUERY_BUFFER_LIMIT {
+                return Err(protocol_error("query buffer limit exceeded"));
+            }
+            self.scanned = (done, at);
+            return Ok(false);
+        }
+        self.scanned = (0, 0);
         Ok(true)
     }
 
@@ -295,10 +337,11 @@ mod tests {
 
     #[test]
     fn malformed_input_gets_redis_protocol_errors() {
-        let cases: [(&[u8], &str); 4] = [
+        let cases: [(&[u8], &str); 5] = [
             (b"*x\r\n", "invalid multibulk length"),
             (b"*1\r\n:5\r\n", "expected '$', got ':'"),
-            (b"*99999999\r\n", "invalid multibulk length"),
+            (b"*3000000000\r\n", "invalid multibulk length"),
+            (b"*1\r\n$1\rx", "invalid bulk length"),
             (b"GET \"unterminated\r\n", "unbalanced quotes in request"),
         ];
         for (input, want) in cases {
@@ -307,6 +350,30 @@ mod tests {
                 Err(CodecError::Protocol(m)) => assert_eq!(m, want, "{input:?}"),
                 other => panic!("{input:?}: expected a protocol error, got {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn unauthenticated_connections_get_redis_pre_auth_limits() {
+        let mut codec = RespCodec::new(DEFAULT_PROTO_MAX_BULK_LEN);
+        codec.authenticated = false;
+        let err = decode_all(&mut codec, b"*11\r\n").unwrap_err();
+        assert!(matches!(err, CodecError::Protocol(m) if m == "unauthenticated multibulk length"));
+        let mut codec = RespCodec::new(DEFAULT_PROTO_MAX_BULK_LEN);
+        codec.authenticated = false;
+        let err = decode_all(&mut codec, b"*2\r\n$4\r\nAUTH\r\n$16385\r\n").unwrap_err();
+        assert!(matches!(err, CodecError::Protocol(m) if m == "unauthenticated bulk length"));
+    }
+
+    #[test]
+    fn a_request_arriving_byte_by_byte_decodes_once_complete() {
+        let mut codec = RespCodec::new(DEFAULT_PROTO_MAX_BULK_LEN);
+        let wire = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n";
+        let mut buf = BytesMut::new();
+        for (i, byte) in wire.iter().enumerate() {
+            buf.extend_from_slice(&[*byte]);
+            let got = codec.decode(&mut buf).unwrap();
+            assert_eq!(got.is_some(), i == wire.len() - 1, "after byte {i}");
         }
     }
 

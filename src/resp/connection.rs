@@ -54,7 +54,9 @@ pub async fn handle(socket: TcpStream, store: Arc<dyn Store>, server: Arc<Server
         connected: Instant::now(),
     };
     tracing::debug!(client = session.id, %peer, "connected");
-    let mut framed = Framed::new(socket, RespCodec::new(server.proto_max_bulk_len));
+    let mut codec = RespCodec::new(server.proto_max_bulk_len);
+    codec.authenticated = session.authenticated;
+    let mut framed = Framed::new(socket, codec);
     loop {
         let next = match framed.next().now_or_never() {
             Some(next) if !shutdown.is_cancelled() => next,
@@ -73,28 +75,29 @@ pub async fn handle(socket: TcpStream, store: Arc<dyn Store>, server: Arc<Server
             None | Some(Err(CodecError::Io(_))) => break,
             Some(Err(CodecError::Protocol(msg))) => {
                 tracing::debug!(client = session.id, %msg, "protocol error");
-                let _ = framed.send(Reply::Error(format!("ERR Protocol error: {msg}"))).await;
+                let _ = framed.send(Reply::error(format!("ERR Protocol error: {msg}"))).await;
                 break;
             }
             Some(Ok(request)) => request,
         };
         server.commands.fetch_add(1, Ordering::Relaxed);
-        let reply = if !session.authenticated && !allowed_without_auth(&request[0]) {
-            Reply::Error("NOAUTH Authentication required.".into())
-        } else {
-            match Command::parse(request) {
-                Ok(command) => {
-                    let ctx = &mut Ctx {
-                        store: store.as_ref(),
-                        session: &mut session,
-                        server: &server,
-                    };
-                    command.apply(ctx).await
-                }
-                Err(e) => Reply::from(e),
+        // As in Redis: unknown commands and wrong arity are reported before NOAUTH.
+        let needs_auth = !session.authenticated && !allowed_without_auth(&request[0]);
+        let reply = match Command::parse(request) {
+            Ok(_) if needs_auth => Reply::error("NOAUTH Authentication required."),
+            Ok(command) => {
+                let ctx = &mut Ctx {
+                    store: store.as_ref(),
+                    session: &mut session,
+                    server: &server,
+                };
+                command.apply(ctx).await
             }
+            Err(e) => Reply::from(e),
         };
-        framed.codec_mut().protocol = session.protocol;
+        let codec = framed.codec_mut();
+        codec.protocol = session.protocol;
+        codec.authenticated = session.authenticated;
         if framed.feed(reply).await.is_err() {
             break;
         }

@@ -105,6 +105,15 @@ impl Reply {
 
 impl From<Error> for Reply {
     fn from(e: Error) -> Self {
-        Reply::Error(e.to_resp())
+        Reply::error(e.to_resp())
+    }
+}
+
+impl Reply {
+    /// An error reply. Line breaks in the text (which may quote client input) become
+    /// spaces, as in Redis, so an error can never smuggle a second reply onto the wire.
+    pub fn error(text: impl Into<String>) -> Self {
+        let text: String = text.into();
+        Reply::Error(text.replace(['\r', '\n'], " "))
     }
 }

@@ -8,7 +8,8 @@ use crate::resp::server::ServerState;
 
 #[derive(Debug)]
 pub struct Auth {
-    username: Vec<u8>,
+    /// `None` for the one-argument form.
+    username: Option<Vec<u8>>,
     password: Vec<u8>,
 }
 
@@ -36,11 +37,11 @@ impl Auth {
         let first = args.next_bytes()?;
         let auth = match args.try_next() {
             None => Self {
-                username: b"default".to_vec(),
+                username: None,
                 password: first.to_vec(),
             },
             Some(password) => Self {
-                username: first.to_vec(),
+                username: Some(first.to_vec()),
                 password: password.to_vec(),
             },
         };
@@ -49,13 +50,14 @@ impl Auth {
     }
 
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
-        if ctx.server.requirepass.is_none() && self.username == b"default" {
+        if ctx.server.requirepass.is_none() && self.username.is_none() {
             return Err(errinput!(
                 "AUTH <password> called without any password configured for the default user. \
                  Are you sure your configuration is correct?"
             ));
         }
-        if !credentials_match(ctx.server, &self.username, &self.password) {
+        let username = self.username.as_deref().unwrap_or(b"default");
+        if !credentials_match(ctx.server, username, &self.password) {
             return Err(wrong_pass());
         }
         ctx.session.authenticated = true;

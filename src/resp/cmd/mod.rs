@@ -247,14 +247,18 @@ pub enum Command {
     Strlen(strlen::Strlen),
 }
 
-/// Redis' reply to an unknown command, quoting the first arguments.
+/// Redis' reply to an unknown command, quoting the first arguments: the name cut to 128
+/// bytes, and arguments quoted while the quoted text is under 128 bytes.
 fn unknown_command(request: &[Bytes]) -> Error {
-    let name = String::from_utf8_lossy(&request[0]);
-    let args: String = request[1..]
-        .iter()
-        .take(20)
-        .map(|a| format!("'{}' ", String::from_utf8_lossy(&a[..a.len().min(128)])))
-        .collect();
+    let cut = |b: &[u8], n: usize| String::from_utf8_lossy(&b[..b.len().min(n)]).into_owned();
+    let name = cut(&request[0], 128);
+    let mut args = String::new();
+    for arg in &request[1..] {
+        if args.len() >= 128 {
+            break;
+        }
+        args.push_str(&format!("'{}' ", cut(arg, 128 - args.len())));
+    }
     errinput!("unknown command '{name}', with args beginning with: {args}")
 }
 

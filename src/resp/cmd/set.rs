@@ -26,8 +26,12 @@ impl Set {
         let mut options = SetOptions::default();
         while let Some(arg) = args.try_next() {
             match lower(&arg).as_str() {
-                "nx" if options.condition.is_none() => options.condition = Some(SetCondition::IfAbsent),
-                "xx" if options.condition.is_none() => options.condition = Some(SetCondition::IfPresent),
+                "nx" if options.condition != Some(SetCondition::IfPresent) => {
+                    options.condition = Some(SetCondition::IfAbsent)
+                }
+                "xx" if options.condition != Some(SetCondition::IfAbsent) => {
+                    options.condition = Some(SetCondition::IfPresent)
+                }
                 "get" => options.get = true,
                 opt @ ("ex" | "px" | "exat" | "pxat" | "keepttl") => {
                     return Err(errinput!(
