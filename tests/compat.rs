@@ -101,7 +101,10 @@ fn script() -> Vec<Vec<Vec<u8>>> {
     script.push(vec![b"STRLEN".to_vec(), binary_key]);
     script.push(vec![b"CLIENT".to_vec(), b"SETNAME".to_vec(), b"a b".to_vec()]);
     // Quoted arguments are cut at 128 bytes in all; line breaks never reach the wire.
-    let long: Vec<Vec<u8>> = [&b"nosuch"[..], &[b'a'; 100], &[b'b'; 100], &[b'c'; 10]].iter().map(|a| a.to_vec()).collect();
+    let long: Vec<Vec<u8>> = [&b"nosuch"[..], &[b'a'; 100], &[b'b'; 100], &[b'c'; 10]]
+        .iter()
+        .map(|a| a.to_vec())
+        .collect();
     script.push(long);
     script.push(vec![b"nosuch".to_vec(), b"x\r\n+OK".to_vec()]);
     script
