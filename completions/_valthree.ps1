@@ -26,6 +26,8 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve the Redis protocol in one of the consistency modes')
+            [CompletionResult]::new('workload', 'workload', [CompletionResultType]::ParameterValue, 'Drive many clients against Redis-protocol servers and record the history')
+            [CompletionResult]::new('check-history', 'check-history', [CompletionResultType]::ParameterValue, 'Check a recorded history for linearizability')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -47,6 +49,39 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Log as JSON lines')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace); RUST_LOG overrides')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace); RUST_LOG overrides')
+            [CompletionResult]::new('--unsafe-stale-reads', '--unsafe-stale-reads', [CompletionResultType]::ParameterName, 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'valthree;workload' {
+            [CompletionResult]::new('--addrs', '--addrs', [CompletionResultType]::ParameterName, 'Comma-separated addresses; client i talks to addrs[i % n]')
+            [CompletionResult]::new('--clients', '--clients', [CompletionResultType]::ParameterName, 'Concurrent clients, each with one operation outstanding at a time')
+            [CompletionResult]::new('--keys', '--keys', [CompletionResultType]::ParameterName, 'Size of the key set (small means contention, which is the point)')
+            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Run for this long (e.g. 30s); the default when --ops is not given is 10s')
+            [CompletionResult]::new('--ops', '--ops', [CompletionResultType]::ParameterName, 'Run this many operations in all')
+            [CompletionResult]::new('--seed', '--seed', [CompletionResultType]::ParameterName, 'Seed of the operation streams: the same seed gives the same invocations')
+            [CompletionResult]::new('--history', '--history', [CompletionResultType]::ParameterName, 'Where to write the JSONL history')
+            [CompletionResult]::new('--mix', '--mix', [CompletionResultType]::ParameterName, 'Relative weights of the operations')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Per-operation client-side timeout; a timed-out operation is recorded as indeterminate')
+            [CompletionResult]::new('--html', '--html', [CompletionResultType]::ParameterName, 'With --check, also write the HTML timeline here')
+            [CompletionResult]::new('--check-timeout', '--check-timeout', [CompletionResultType]::ParameterName, 'With --check, the checker''s time limit')
+            [CompletionResult]::new('--ready-timeout', '--ready-timeout', [CompletionResultType]::ParameterName, 'Wait this long for every address to answer PING before starting')
+            [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Check the history for linearizability at the end; exit 1 on a violation')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the summary (and verdict) as JSON; no progress bar')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'valthree;check-history' {
+            [CompletionResult]::new('--model', '--model', [CompletionResultType]::ParameterName, 'The model of what each key may do')
+            [CompletionResult]::new('--html', '--html', [CompletionResultType]::ParameterName, 'Also write a self-contained HTML timeline here')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up (verdict unknown, exit 2) after this long, e.g. 60s, 5m')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a machine-readable verdict')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -62,11 +97,19 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
         }
         'valthree;help' {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve the Redis protocol in one of the consistency modes')
+            [CompletionResult]::new('workload', 'workload', [CompletionResultType]::ParameterValue, 'Drive many clients against Redis-protocol servers and record the history')
+            [CompletionResult]::new('check-history', 'check-history', [CompletionResultType]::ParameterValue, 'Check a recorded history for linearizability')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'valthree;help;serve' {
+            break
+        }
+        'valthree;help;workload' {
+            break
+        }
+        'valthree;help;check-history' {
             break
         }
         'valthree;help;completions' {

@@ -16,6 +16,9 @@ _valthree() {
             ",$1")
                 cmd="valthree"
                 ;;
+            valthree,check-history)
+                cmd="valthree__subcmd__check__subcmd__history"
+                ;;
             valthree,completions)
                 cmd="valthree__subcmd__completions"
                 ;;
@@ -24,6 +27,12 @@ _valthree() {
                 ;;
             valthree,serve)
                 cmd="valthree__subcmd__serve"
+                ;;
+            valthree,workload)
+                cmd="valthree__subcmd__workload"
+                ;;
+            valthree__subcmd__help,check-history)
+                cmd="valthree__subcmd__help__subcmd__check__subcmd__history"
                 ;;
             valthree__subcmd__help,completions)
                 cmd="valthree__subcmd__help__subcmd__completions"
@@ -34,6 +43,9 @@ _valthree() {
             valthree__subcmd__help,serve)
                 cmd="valthree__subcmd__help__subcmd__serve"
                 ;;
+            valthree__subcmd__help,workload)
+                cmd="valthree__subcmd__help__subcmd__workload"
+                ;;
             *)
                 ;;
         esac
@@ -41,12 +53,38 @@ _valthree() {
 
     case "${cmd}" in
         valthree)
-            opts="-h -V --help --version serve completions help"
+            opts="-h -V --help --version serve workload check-history completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__check__subcmd__history)
+            opts="-h -V --model --html --timeout --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --model)
+                    COMPREPLY=($(compgen -W "register" -- "${cur}"))
+                    return 0
+                    ;;
+                --html)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -69,8 +107,22 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help)
-            opts="serve completions help"
+            opts="serve workload check-history completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__check__subcmd__history)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -124,8 +176,22 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        valthree__subcmd__help__subcmd__workload)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         valthree__subcmd__serve)
-            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --maxclients --proto-max-bulk-len --s3-endpoint --s3-bucket --s3-key --s3-region --s3-access-key --s3-secret-key --s3-batch --help --version"
+            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --maxclients --proto-max-bulk-len --s3-endpoint --s3-bucket --s3-key --s3-region --s3-access-key --s3-secret-key --s3-batch --unsafe-stale-reads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -181,6 +247,68 @@ _valthree() {
                     ;;
                 --s3-batch)
                     COMPREPLY=($(compgen -W "on off" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__workload)
+            opts="-h -V --addrs --clients --keys --duration --ops --seed --history --mix --timeout --check --html --check-timeout --json --ready-timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --addrs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --clients)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keys)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ops)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --seed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --history)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --html)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --check-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ready-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

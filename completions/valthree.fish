@@ -27,6 +27,8 @@ end
 complete -c valthree -n "__fish_valthree_needs_command" -s h -l help -d 'Print help'
 complete -c valthree -n "__fish_valthree_needs_command" -s V -l version -d 'Print version'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "serve" -d 'Serve the Redis protocol in one of the consistency modes'
+complete -c valthree -n "__fish_valthree_needs_command" -f -a "workload" -d 'Drive many clients against Redis-protocol servers and record the history'
+complete -c valthree -n "__fish_valthree_needs_command" -f -a "check-history" -d 'Check a recorded history for linearizability'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l mode -d 'How the cluster keeps itself consistent' -r -f -a "s3\t'The whole database is one JSON object in S3-compatible storage, replaced by compare-and-swap'
@@ -48,10 +50,35 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-batch -d 
 off\t''"
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l json -d 'Log as JSON lines'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-stale-reads -d 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l addrs -d 'Comma-separated addresses; client i talks to addrs[i % n]' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l clients -d 'Concurrent clients, each with one operation outstanding at a time' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l keys -d 'Size of the key set (small means contention, which is the point)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l duration -d 'Run for this long (e.g. 30s); the default when --ops is not given is 10s' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l ops -d 'Run this many operations in all' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l seed -d 'Seed of the operation streams: the same seed gives the same invocations' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l history -d 'Where to write the JSONL history' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l mix -d 'Relative weights of the operations' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l timeout -d 'Per-operation client-side timeout; a timed-out operation is recorded as indeterminate' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l html -d 'With --check, also write the HTML timeline here' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l check-timeout -d 'With --check, the checker\'s time limit' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l ready-timeout -d 'Wait this long for every address to answer PING before starting' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l check -d 'Check the history for linearizability at the end; exit 1 on a violation'
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l json -d 'Print the summary (and verdict) as JSON; no progress bar'
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand check-history" -l model -d 'The model of what each key may do' -r -f -a "register\t'One register per key: get/set/del/incr/append, flushall on every key'"
+complete -c valthree -n "__fish_valthree_using_subcommand check-history" -l html -d 'Also write a self-contained HTML timeline here' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand check-history" -l timeout -d 'Give up (verdict unknown, exit 2) after this long, e.g. 60s, 5m' -r
+complete -c valthree -n "__fish_valthree_using_subcommand check-history" -l json -d 'Print a machine-readable verdict'
+complete -c valthree -n "__fish_valthree_using_subcommand check-history" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c valthree -n "__fish_valthree_using_subcommand check-history" -s V -l version -d 'Print version'
 complete -c valthree -n "__fish_valthree_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c valthree -n "__fish_valthree_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve completions help" -f -a "serve" -d 'Serve the Redis protocol in one of the consistency modes'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload check-history completions help" -f -a "serve" -d 'Serve the Redis protocol in one of the consistency modes'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload check-history completions help" -f -a "workload" -d 'Drive many clients against Redis-protocol servers and record the history'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload check-history completions help" -f -a "check-history" -d 'Check a recorded history for linearizability'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload check-history completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload check-history completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -19,24 +19,13 @@ fn main() -> redis::RedisResult<()> {
     println!("INCR visits  -> {visits}");
 
     // SET NX is an atomic test-and-set on every node of the cluster.
-    let won: Option<String> = redis::cmd("SET")
-        .arg("leader")
-        .arg(std::process::id())
-        .arg("NX")
-        .query(&mut con)?;
-    println!(
-        "SET leader NX -> {}",
-        if won.is_some() { "won" } else { "someone else holds it" }
-    );
+    let won: Option<String> = redis::cmd("SET").arg("leader").arg(std::process::id()).arg("NX").query(&mut con)?;
+    println!("SET leader NX -> {}", if won.is_some() { "won" } else { "someone else holds it" });
 
     // Failures say whether the write certainly did not happen (TRYAGAIN) or might have (UNCERTAIN).
     match redis::cmd("INCR").arg("greeting").query::<i64>(&mut con) {
         Ok(n) => println!("unexpected: {n}"),
-        Err(e) => println!(
-            "INCR greeting -> error {:?}: {}",
-            e.code(),
-            e.detail().unwrap_or_default()
-        ),
+        Err(e) => println!("INCR greeting -> error {:?}: {}", e.code(), e.detail().unwrap_or_default()),
     }
     Ok(())
 }

@@ -44,9 +44,7 @@ impl<'de> Deserialize<'de> for Process {
         match Value::deserialize(d)? {
             Value::Number(n) if n.is_u64() => Ok(Process::Client(n.as_u64().unwrap())),
             Value::String(s) if s == "nemesis" => Ok(Process::Nemesis),
-            other => Err(serde::de::Error::custom(format!(
-                "process must be a number or \"nemesis\", got {other}"
-            ))),
+            other => Err(serde::de::Error::custom(format!("process must be a number or \"nemesis\", got {other}"))),
         }
     }
 }
@@ -101,10 +99,7 @@ impl Op {
 impl FromStr for Op {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Op::ALL
-            .into_iter()
-            .find(|op| op.as_str() == s)
-            .ok_or_else(|| format!("unknown op {s:?}"))
+        Op::ALL.into_iter().find(|op| op.as_str() == s).ok_or_else(|| format!("unknown op {s:?}"))
     }
 }
 
@@ -153,14 +148,7 @@ pub struct Record {
 impl HistoryWriter {
     /// Writes to `out`; each event is one `write_all` of a whole line.
     pub fn new(out: Box<dyn Write + Send>) -> Self {
-        Self {
-            inner: Mutex::new(WriterState {
-                out,
-                next_index: 0,
-                failed: None,
-            }),
-            started: Instant::now(),
-        }
+        Self { inner: Mutex::new(WriterState { out, next_index: 0, failed: None }), started: Instant::now() }
     }
 
     /// Stamps and writes `record`, returning the event as written.
@@ -189,12 +177,7 @@ impl HistoryWriter {
 
     /// The first write error, if any write failed.
     pub fn error(&self) -> Option<String> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .failed
-            .as_ref()
-            .map(|e| e.to_string())
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).failed.as_ref().map(|e| e.to_string())
     }
 }
 
@@ -223,10 +206,7 @@ pub struct Numbered {
 pub fn read_history(input: impl BufRead) -> Result<Vec<Numbered>, ParseError> {
     let mut events = Vec::new();
     for (i, line) in input.split(b'\n').enumerate() {
-        let line = line.map_err(|e| ParseError {
-            line: i + 1,
-            message: e.to_string(),
-        })?;
+        let line = line.map_err(|e| ParseError { line: i + 1, message: e.to_string() })?;
         if line.iter().all(|c| c.is_ascii_whitespace()) {
             continue;
         }
@@ -234,10 +214,7 @@ pub fn read_history(input: impl BufRead) -> Result<Vec<Numbered>, ParseError> {
             Ok(event) => events.push(Numbered { line: i + 1, event }),
             Err(e) if e.is_eof() => break, // torn final line
             Err(e) => {
-                return Err(ParseError {
-                    line: i + 1,
-                    message: e.to_string(),
-                });
+                return Err(ParseError { line: i + 1, message: e.to_string() });
             }
         }
     }
@@ -256,10 +233,7 @@ mod tests {
         assert_eq!(event.kind, EventType::Invoke);
         assert_eq!(serde_json::to_string(&event).unwrap(), line);
         let nemesis = r#"{"index":3,"process":"nemesis","type":"info","f":"kill","value":"n2","time":5}"#;
-        assert_eq!(
-            serde_json::from_str::<Event>(nemesis).unwrap().process,
-            Process::Nemesis
-        );
+        assert_eq!(serde_json::from_str::<Event>(nemesis).unwrap().process, Process::Nemesis);
     }
 
     #[test]

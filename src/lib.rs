@@ -10,6 +10,9 @@
 //! * [`store`] — the `Store` trait, the keyspace state machine, the conformance suite.
 //! * [`object`] — compare-and-swap object storage: S3 and the embedded local directory.
 //! * [`mode`] — the consistency modes, one folder each.
+//! * [`history`] — the JSONL history of a test run.
+//! * [`workload`] — many clients against any Redis-protocol endpoint, recording a history.
+//! * [`check`] — the linearizability checker and its HTML report.
 
 pub mod check;
 pub mod cli;
@@ -19,3 +22,4 @@ pub mod mode;
 pub mod object;
 pub mod resp;
 pub mod store;
+pub mod workload;

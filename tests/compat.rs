@@ -86,11 +86,7 @@ fn script() -> Vec<Vec<Vec<u8>>> {
     ];
     let mut script: Vec<Vec<Vec<u8>>> = text
         .iter()
-        .map(|line| {
-            line.split(' ')
-                .map(|w| if w == "\"\"" { Vec::new() } else { w.as_bytes().to_vec() })
-                .collect()
-        })
+        .map(|line| line.split(' ').map(|w| if w == "\"\"" { Vec::new() } else { w.as_bytes().to_vec() }).collect())
         .collect();
     let binary_key = b"\x00\xffkey\r\n".to_vec();
     let binary_value: Vec<u8> = (0..=255u8).collect();
@@ -101,10 +97,8 @@ fn script() -> Vec<Vec<Vec<u8>>> {
     script.push(vec![b"STRLEN".to_vec(), binary_key]);
     script.push(vec![b"CLIENT".to_vec(), b"SETNAME".to_vec(), b"a b".to_vec()]);
     // Quoted arguments are cut at 128 bytes in all; line breaks never reach the wire.
-    let long: Vec<Vec<u8>> = [&b"nosuch"[..], &[b'a'; 100], &[b'b'; 100], &[b'c'; 10]]
-        .iter()
-        .map(|a| a.to_vec())
-        .collect();
+    let long: Vec<Vec<u8>> =
+        [&b"nosuch"[..], &[b'a'; 100], &[b'b'; 100], &[b'c'; 10]].iter().map(|a| a.to_vec()).collect();
     script.push(long);
     script.push(vec![b"nosuch".to_vec(), b"x\r\n+OK".to_vec()]);
     script
@@ -124,11 +118,7 @@ fn run(port: u16, preamble: &[&[u8]], script: &[Vec<Vec<u8>>]) -> Vec<(String, S
         .map(|args| {
             let args: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
             conn.send(&request(&args));
-            let shown = args
-                .iter()
-                .map(|a| String::from_utf8_lossy(a))
-                .collect::<Vec<_>>()
-                .join(" ");
+            let shown = args.iter().map(|a| String::from_utf8_lossy(a)).collect::<Vec<_>>().join(" ");
             (shown, String::from_utf8_lossy(&conn.read_reply()).into_owned())
         })
         .collect()
@@ -148,12 +138,7 @@ fn compare(preamble: &[&[u8]]) {
         .filter(|(e, a)| e != a)
         .map(|((cmd, e), (_, a))| format!("{cmd:?}\n  redis-server: {e:?}\n  valthree:     {a:?}"))
         .collect();
-    assert!(
-        diffs.is_empty(),
-        "{} replies differ from redis-server:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
+    assert!(diffs.is_empty(), "{} replies differ from redis-server:\n{}", diffs.len(), diffs.join("\n"));
 }
 
 #[test]
@@ -176,9 +161,7 @@ fn inline_commands_are_answered_like_redis_server() {
     let replies = |port| {
         let mut conn = Raw::connect(port);
         conn.send(input);
-        (0..5)
-            .map(|_| String::from_utf8_lossy(&conn.read_reply()).into_owned())
-            .collect::<Vec<_>>()
+        (0..5).map(|_| String::from_utf8_lossy(&conn.read_reply()).into_owned()).collect::<Vec<_>>()
     };
     assert_eq!(replies(valthree.port), replies(redis.port));
 }

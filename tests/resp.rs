@@ -38,53 +38,25 @@ fn every_command_works_through_the_redis_crate() {
     assert_eq!(con.exists::<_, i64>(&["k", "k", "nope"]).unwrap(), 2);
     assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut con).unwrap(), 2);
     assert_eq!(con.del::<_, i64>(&["k", "nope"]).unwrap(), 1);
-    let nx: Option<String> = redis::cmd("SET")
-        .arg("lock")
-        .arg("a")
-        .arg("NX")
-        .query(&mut con)
-        .unwrap();
+    let nx: Option<String> = redis::cmd("SET").arg("lock").arg("a").arg("NX").query(&mut con).unwrap();
     assert_eq!(nx.as_deref(), Some("OK"));
-    let nx: Option<String> = redis::cmd("SET")
-        .arg("lock")
-        .arg("b")
-        .arg("NX")
-        .query(&mut con)
-        .unwrap();
+    let nx: Option<String> = redis::cmd("SET").arg("lock").arg("b").arg("NX").query(&mut con).unwrap();
     assert_eq!(nx, None);
-    let old: Option<String> = redis::cmd("SET")
-        .arg("lock")
-        .arg("c")
-        .arg("XX")
-        .arg("GET")
-        .query(&mut con)
-        .unwrap();
+    let old: Option<String> = redis::cmd("SET").arg("lock").arg("c").arg("XX").arg("GET").query(&mut con).unwrap();
     assert_eq!(old.as_deref(), Some("a"));
     assert_eq!(redis::cmd("ECHO").arg("hi").query::<String>(&mut con).unwrap(), "hi");
     assert_eq!(redis::cmd("PING").query::<String>(&mut con).unwrap(), "PONG");
     assert_eq!(redis::cmd("SELECT").arg(0).query::<String>(&mut con).unwrap(), "OK");
     let err = redis::cmd("SELECT").arg(1).query::<String>(&mut con).unwrap_err();
     assert!(err.to_string().contains("DB index is out of range"), "{err}");
-    let err = redis::cmd("SET")
-        .arg("t")
-        .arg("v")
-        .arg("EX")
-        .arg(10)
-        .query::<String>(&mut con)
-        .unwrap_err();
+    let err = redis::cmd("SET").arg("t").arg("v").arg("EX").arg(10).query::<String>(&mut con).unwrap_err();
     assert!(err.to_string().contains("keys do not expire"), "{err}");
     assert_eq!(redis::cmd("FLUSHALL").query::<String>(&mut con).unwrap(), "OK");
     assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut con).unwrap(), 0);
     let info: String = redis::cmd("INFO").query(&mut con).unwrap();
-    for needle in [
-        "# Server",
-        "redis_version:",
-        "# Clients",
-        "connected_clients:1",
-        "# Keyspace",
-        "# Valthree",
-        "mode:s3",
-    ] {
+    for needle in
+        ["# Server", "redis_version:", "# Clients", "connected_clients:1", "# Keyspace", "# Valthree", "mode:s3"]
+    {
         assert!(info.contains(needle), "INFO lacks {needle:?}:\n{info}");
     }
     let valthree_only: String = redis::cmd("INFO").arg("valthree").query(&mut con).unwrap();
@@ -124,18 +96,10 @@ fn a_pipeline_of_a_thousand_commands_is_answered_in_order() {
 fn resp3_connections_get_resp3_replies() {
     let (_dir, server) = server(&[]);
     let mut con = connect(&server, "?protocol=resp3");
-    assert_eq!(
-        redis::cmd("GET").arg("missing").query::<Value>(&mut con).unwrap(),
-        Value::Nil
-    );
+    assert_eq!(redis::cmd("GET").arg("missing").query::<Value>(&mut con).unwrap(), Value::Nil);
     let hello: Value = redis::cmd("HELLO").arg(3).query(&mut con).unwrap();
-    let Value::Map(fields) = hello else {
-        panic!("HELLO 3 must answer a map, got {hello:?}")
-    };
-    let keys: Vec<String> = fields
-        .iter()
-        .map(|(k, _)| redis::from_redis_value_ref(k).unwrap())
-        .collect();
+    let Value::Map(fields) = hello else { panic!("HELLO 3 must answer a map, got {hello:?}") };
+    let keys: Vec<String> = fields.iter().map(|(k, _)| redis::from_redis_value_ref(k).unwrap()).collect();
     assert_eq!(keys, ["server", "version", "proto", "id", "mode", "role", "modules"]);
     assert!(fields.contains(&(Value::BulkString(b"proto".to_vec()), Value::Int(3))));
     let mut raw = Raw::connect(server.port);
@@ -154,10 +118,7 @@ fn requirepass_guards_every_command_but_auth_hello_quit() {
     for (req, want) in [
         (request(&[b"GET", b"k"]), &b"-NOAUTH Authentication required.\r\n"[..]),
         (request(&[b"PING"]), b"-NOAUTH Authentication required.\r\n"),
-        (
-            request(&[b"AUTH", b"wrong"]),
-            b"-WRONGPASS invalid username-password pair or user is disabled.\r\n",
-        ),
+        (request(&[b"AUTH", b"wrong"]), b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"),
         (
             request(&[b"AUTH", b"admin", b"s3cret"]),
             b"-WRONGPASS invalid username-password pair or user is disabled.\r\n",
@@ -166,17 +127,12 @@ fn requirepass_guards_every_command_but_auth_hello_quit() {
         (request(&[b"PING"]), b"+PONG\r\n"),
     ] {
         raw.send(&req);
-        assert_eq!(
-            String::from_utf8_lossy(&raw.read_reply()),
-            String::from_utf8_lossy(want)
-        );
+        assert_eq!(String::from_utf8_lossy(&raw.read_reply()), String::from_utf8_lossy(want));
     }
     let mut hello = Raw::connect(server.port);
     hello.send(&request(&[b"HELLO", b"3"]));
     assert!(hello.read_reply().starts_with(b"-NOAUTH HELLO must be called"));
-    hello.send(&request(&[
-        b"HELLO", b"3", b"AUTH", b"default", b"s3cret", b"SETNAME", b"app",
-    ]));
+    hello.send(&request(&[b"HELLO", b"3", b"AUTH", b"default", b"s3cret", b"SETNAME", b"app"]));
     assert!(hello.read_reply().starts_with(b"%7\r\n"));
     hello.send(&request(&[b"CLIENT", b"GETNAME"]));
     assert_eq!(hello.read_reply(), b"$3\r\napp\r\n");
@@ -190,20 +146,11 @@ fn requirepass_guards_every_command_but_auth_hello_quit() {
 #[test]
 fn malformed_input_gets_a_protocol_error_and_the_server_lives_on() {
     let (_dir, server) = server(&[]);
-    for garbage in [
-        &b"*2\r\n$3\r\nGET\r\n:1\r\n"[..],
-        b"*abc\r\n",
-        b"*1\r\n$-5\r\n",
-        b"GET \"open\r\n",
-    ] {
+    for garbage in [&b"*2\r\n$3\r\nGET\r\n:1\r\n"[..], b"*abc\r\n", b"*1\r\n$-5\r\n", b"GET \"open\r\n"] {
         let mut raw = Raw::connect(server.port);
         raw.send(garbage);
         let reply = raw.read_exact_or_eof(1024);
-        assert!(
-            reply.starts_with(b"-ERR Protocol error: "),
-            "{garbage:?} got {:?}",
-            String::from_utf8_lossy(&reply)
-        );
+        assert!(reply.starts_with(b"-ERR Protocol error: "), "{garbage:?} got {:?}", String::from_utf8_lossy(&reply));
     }
     let mut con = connect(&server, "");
     assert_eq!(redis::cmd("PING").query::<String>(&mut con).unwrap(), "PONG");
@@ -216,17 +163,11 @@ fn an_oversized_bulk_is_refused_before_it_is_buffered() {
     // Announce a 1 GiB value; the server must answer at once, without waiting for it.
     raw.send(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1073741824\r\n");
     let reply = raw.read_exact_or_eof(1024);
-    assert_eq!(
-        String::from_utf8_lossy(&reply),
-        "-ERR Protocol error: invalid bulk length\r\n"
-    );
+    assert_eq!(String::from_utf8_lossy(&reply), "-ERR Protocol error: invalid bulk length\r\n");
     let mut con = connect(&server, "");
     let _: () = con.set("small", vec![b'x'; 1024]).unwrap();
     let err = con.set::<_, _, ()>("big", vec![b'x'; 1025]).unwrap_err();
-    assert!(
-        err.is_connection_dropped() || err.to_string().contains("invalid bulk length"),
-        "{err}"
-    );
+    assert!(err.is_connection_dropped() || err.to_string().contains("invalid bulk length"), "{err}");
 }
 
 #[test]
@@ -267,9 +208,7 @@ fn sigterm_answers_pipelined_requests_then_exits_cleanly() {
     let (_dir, mut server) = server(&[]);
     let mut busy = Raw::connect(server.port);
     let idle = Raw::connect(server.port);
-    let burst: Vec<u8> = (0..200)
-        .flat_map(|i| request(&[b"SET", format!("k{i}").as_bytes(), b"v"]))
-        .collect();
+    let burst: Vec<u8> = (0..200).flat_map(|i| request(&[b"SET", format!("k{i}").as_bytes(), b"v"])).collect();
     busy.send(&burst);
     let first = busy.read_reply();
     assert_eq!(first, b"+OK\r\n");
@@ -292,10 +231,7 @@ fn sigterm_answers_pipelined_requests_then_exits_cleanly() {
 
 #[test]
 fn an_unknown_mode_is_refused_with_a_clear_message() {
-    let out = std::process::Command::new(common::BIN)
-        .args(["serve", "--mode", "paxos"])
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(common::BIN).args(["serve", "--mode", "paxos"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--mode paxos is not available"), "{stderr}");

@@ -23,13 +23,7 @@ async fn moto_node(moto: &Moto, bucket: &str, batch: bool) -> Arc<dyn Store> {
     .await
     .expect("connect to moto");
     let objects: Arc<dyn ObjectStore> = Arc::new(s3);
-    Arc::new(S3Mode::start(
-        objects,
-        S3ModeOptions {
-            batch,
-            ..Default::default()
-        },
-    ))
+    Arc::new(S3Mode::start(objects, S3ModeOptions { batch, ..Default::default() }))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,42 +71,25 @@ fn incr_from_everywhere(addrs: &[String], clients: usize, per_client: usize) -> 
             })
         })
         .collect();
-    handles
-        .into_iter()
-        .map(|h| h.join().unwrap())
-        .fold(Tally::default(), |a, b| Tally {
-            ok: a.ok + b.ok,
-            tryagain: a.tryagain + b.tryagain,
-            uncertain: a.uncertain + b.uncertain,
-        })
+    handles.into_iter().map(|h| h.join().unwrap()).fold(Tally::default(), |a, b| Tally {
+        ok: a.ok + b.ok,
+        tryagain: a.tryagain + b.tryagain,
+        uncertain: a.uncertain + b.uncertain,
+    })
 }
 
 fn read_counter(addr: &str) -> u64 {
-    let mut con = redis::Client::open(format!("redis://{addr}/"))
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    redis::cmd("GET")
-        .arg("counter")
-        .query::<Option<u64>>(&mut con)
-        .unwrap()
-        .unwrap_or(0)
+    let mut con = redis::Client::open(format!("redis://{addr}/")).unwrap().get_connection().unwrap();
+    redis::cmd("GET").arg("counter").query::<Option<u64>>(&mut con).unwrap().unwrap_or(0)
 }
 
 fn assert_no_lost_or_doubled_incr(nodes: &[Valthree]) {
     let addrs: Vec<String> = nodes.iter().map(|n| n.addr()).collect();
     let tally = incr_from_everywhere(&addrs, 12, 40);
     assert!(tally.ok > 0, "{tally:?}");
-    assert_eq!(
-        tally.uncertain, 0,
-        "no fault was injected, so no outcome may be unknown: {tally:?}"
-    );
+    assert_eq!(tally.uncertain, 0, "no fault was injected, so no outcome may be unknown: {tally:?}");
     for addr in &addrs {
-        assert_eq!(
-            read_counter(addr),
-            tally.ok,
-            "every node reads exactly the acknowledged INCRs: {tally:?}"
-        );
+        assert_eq!(read_counter(addr), tally.ok, "every node reads exactly the acknowledged INCRs: {tally:?}");
     }
 }
 
@@ -156,10 +133,7 @@ fn group_commit_carries_many_writes_per_put_and_off_does_not() {
         let node = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap(), "--s3-batch", batch]);
         let tally = incr_from_everywhere(&[node.addr()], 16, 25);
         let mut con = redis::Client::open(node.url()).unwrap().get_connection().unwrap();
-        let (puts, writes) = (
-            info_field(&mut con, "s3_puts"),
-            info_field(&mut con, "s3_writes_committed"),
-        );
+        let (puts, writes) = (info_field(&mut con, "s3_puts"), info_field(&mut con, "s3_writes_committed"));
         assert_eq!(writes, tally.ok);
         if batch == "on" {
             assert!(
@@ -167,10 +141,7 @@ fn group_commit_carries_many_writes_per_put_and_off_does_not() {
                 "group commit should carry several writes per PUT: {writes} writes, {puts} PUTs"
             );
         } else {
-            assert!(
-                puts >= writes,
-                "without batching every write has its own PUT: {writes} writes, {puts} PUTs"
-            );
+            assert!(puts >= writes, "without batching every write has its own PUT: {writes} writes, {puts} PUTs");
         }
     }
 }
@@ -179,10 +150,7 @@ fn group_commit_carries_many_writes_per_put_and_off_does_not() {
 fn write_until_killed(addr: String) -> thread::JoinHandle<Vec<u64>> {
     thread::spawn(move || {
         let mut acked = Vec::new();
-        let Ok(mut con) = redis::Client::open(format!("redis://{addr}/"))
-            .unwrap()
-            .get_connection()
-        else {
+        let Ok(mut con) = redis::Client::open(format!("redis://{addr}/")).unwrap().get_connection() else {
             return acked;
         };
         for i in 0.. {
@@ -206,18 +174,8 @@ fn kill_mid_burst_and_check(flags: &[&str], dir: &std::path::Path) {
     let mut con = redis::Client::open(node.url()).unwrap().get_connection().unwrap();
     let keys: Vec<String> = acked.iter().map(|i| format!("w{i}")).collect();
     let values: Vec<Option<u64>> = redis::cmd("MGET").arg(&keys).query(&mut con).unwrap();
-    let lost: Vec<_> = keys
-        .iter()
-        .zip(&values)
-        .filter(|(_, v)| v.is_none())
-        .map(|(k, _)| k)
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} acknowledged writes lost: {lost:?}",
-        lost.len(),
-        acked.len()
-    );
+    let lost: Vec<_> = keys.iter().zip(&values).filter(|(_, v)| v.is_none()).map(|(k, _)| k).collect();
+    assert!(lost.is_empty(), "{} of {} acknowledged writes lost: {lost:?}", lost.len(), acked.len());
 }
 
 #[test]
@@ -248,21 +206,11 @@ fn a_dead_object_store_gives_tryagain_not_a_crash() {
     drop(moto);
     let started = Instant::now();
     let err = redis::cmd("SET").arg("k").arg("v2").query::<()>(&mut con).unwrap_err();
-    assert_eq!(
-        err.code(),
-        Some("TRYAGAIN"),
-        "refused connection: nothing was sent, so definite: {err}"
-    );
-    let err = redis::cmd("GET")
-        .arg("k")
-        .query::<Option<String>>(&mut con)
-        .unwrap_err();
+    assert_eq!(err.code(), Some("TRYAGAIN"), "refused connection: nothing was sent, so definite: {err}");
+    let err = redis::cmd("GET").arg("k").query::<Option<String>>(&mut con).unwrap_err();
     assert_eq!(err.code(), Some("TRYAGAIN"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(
-        node.child.try_wait().unwrap().is_none(),
-        "the server must survive an object-store outage"
-    );
+    assert!(node.child.try_wait().unwrap().is_none(), "the server must survive an object-store outage");
 }
 
 #[test]
@@ -273,16 +221,9 @@ fn an_invalid_document_is_reported_not_served() {
     std::fs::write(data.join("db.json"), b"{this is not json").unwrap();
     let node = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap()]);
     let mut con = redis::Client::open(node.url()).unwrap().get_connection().unwrap();
-    let err = redis::cmd("GET")
-        .arg("k")
-        .query::<Option<String>>(&mut con)
-        .unwrap_err();
+    let err = redis::cmd("GET").arg("k").query::<Option<String>>(&mut con).unwrap_err();
     assert!(err.to_string().contains("invalid document"), "{err}");
     let err = redis::cmd("SET").arg("k").arg("v").query::<()>(&mut con).unwrap_err();
     assert_eq!(err.code(), Some("TRYAGAIN"), "{err}");
-    assert_eq!(
-        std::fs::read(data.join("db.json")).unwrap(),
-        b"{this is not json",
-        "nothing may overwrite it"
-    );
+    assert_eq!(std::fs::read(data.join("db.json")).unwrap(), b"{this is not json", "nothing may overwrite it");
 }

@@ -83,9 +83,7 @@ pub fn check(
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(keys.len().max(1));
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(keys.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
@@ -109,12 +107,7 @@ pub fn check(
             Outcome::TimedOut => timed_out.push(key),
             Outcome::Violation { prefix, stuck } => {
                 let window = window(&history.keys[&key], &prefix, stuck);
-                violations.push(Violation {
-                    key,
-                    prefix,
-                    stuck,
-                    window,
-                });
+                violations.push(Violation { key, prefix, stuck, window });
             }
         }
     }
@@ -125,13 +118,7 @@ pub fn check(
     } else {
         Verdict::Linearizable
     };
-    Ok(Report {
-        verdict,
-        history,
-        violations,
-        timed_out,
-        elapsed: started.elapsed(),
-    })
+    Ok(Report { verdict, history, violations, timed_out, elapsed: started.elapsed() })
 }
 
 fn window(ops: &[Operation], prefix: &[usize], stuck: usize) -> Vec<usize> {

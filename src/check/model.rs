@@ -99,10 +99,7 @@ mod tests {
 
     #[test]
     fn reads_must_match_the_state() {
-        assert_eq!(
-            step(Some("a"), &Input::Get, Some(&Output::Value(Some("a".into())))),
-            Some(Some("a".into()))
-        );
+        assert_eq!(step(Some("a"), &Input::Get, Some(&Output::Value(Some("a".into())))), Some(Some("a".into())));
         assert_eq!(step(Some("a"), &Input::Get, Some(&Output::Value(None))), None);
     }
 
@@ -114,13 +111,7 @@ mod tests {
         assert_eq!(step(Some("x"), &Input::Incr, None), Some(Some("x".into())));
         assert_eq!(step(Some("x"), &Input::Del, Some(&Output::Int(1))), Some(None));
         assert_eq!(step(None, &Input::Del, Some(&Output::Int(1))), None);
-        assert_eq!(
-            step(Some("ab"), &Input::Append("c".into()), Some(&Output::Int(3))),
-            Some(Some("abc".into()))
-        );
-        assert_eq!(
-            step(Some("ab"), &Input::Append("c".into()), Some(&Output::Int(1))),
-            None
-        );
+        assert_eq!(step(Some("ab"), &Input::Append("c".into()), Some(&Output::Int(3))), Some(Some("abc".into())));
+        assert_eq!(step(Some("ab"), &Input::Append("c".into()), Some(&Output::Int(1))), None);
     }
 }

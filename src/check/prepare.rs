@@ -56,9 +56,7 @@ fn err(line: usize, msg: impl Into<String>) -> String {
 }
 
 fn string_value(v: &Value, line: usize, what: &str) -> Result<String, String> {
-    v.as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| err(line, format!("{what} must be a string, got {v}")))
+    v.as_str().map(str::to_owned).ok_or_else(|| err(line, format!("{what} must be a string, got {v}")))
 }
 
 fn input_of(op: Op, e: &Event, line: usize) -> Result<Input, String> {
@@ -73,10 +71,7 @@ fn input_of(op: Op, e: &Event, line: usize) -> Result<Input, String> {
 }
 
 fn output_of(op: Op, v: &Value, line: usize) -> Result<Output, String> {
-    let int = || {
-        v.as_i64()
-            .ok_or_else(|| err(line, format!("{} must return an integer, got {v}", op.as_str())))
-    };
+    let int = || v.as_i64().ok_or_else(|| err(line, format!("{} must return an integer, got {v}", op.as_str())));
     Ok(match op {
         Op::Get => match v {
             Value::Null => Output::Value(None),
@@ -104,11 +99,7 @@ pub fn prepare(events: &[Numbered]) -> Result<Prepared, String> {
         *last = e.time;
         let process = match e.process {
             Process::Nemesis => {
-                prepared.faults.push(Fault {
-                    f: e.f.clone(),
-                    value: e.value.clone(),
-                    time: e.time,
-                });
+                prepared.faults.push(Fault { f: e.f.clone(), value: e.value.clone(), time: e.time });
                 continue;
             }
             Process::Client(p) => p,
@@ -131,16 +122,10 @@ pub fn prepare(events: &[Numbered]) -> Result<Prepared, String> {
             }
             kind => {
                 let Some((call_line, call_op, key, input, call)) = pending.remove(&process) else {
-                    return Err(err(
-                        line,
-                        format!("process {process} completes an operation it never invoked"),
-                    ));
+                    return Err(err(line, format!("process {process} completes an operation it never invoked")));
                 };
                 if call_op != op || key != e.key {
-                    return Err(err(
-                        line,
-                        format!("completion does not match the invocation on line {call_line}"),
-                    ));
+                    return Err(err(line, format!("completion does not match the invocation on line {call_line}")));
                 }
                 let (output, ret) = match kind {
                     EventType::Ok => (Some(output_of(op, &e.value, line)?), e.time),
@@ -151,15 +136,7 @@ pub fn prepare(events: &[Numbered]) -> Result<Prepared, String> {
                 if op == Op::Get && output.is_none() {
                     continue; // a read with unknown result changes nothing and tells nothing
                 }
-                let operation = Operation {
-                    process,
-                    op,
-                    input,
-                    output,
-                    call,
-                    ret,
-                    lines: (call_line, Some(line)),
-                };
+                let operation = Operation { process, op, input, output, call, ret, lines: (call_line, Some(line)) };
                 ops.push((key, operation));
             }
         }
@@ -167,18 +144,7 @@ pub fn prepare(events: &[Numbered]) -> Result<Prepared, String> {
     // Invocations that never completed may have happened.
     for (process, (line, op, key, input, call)) in pending {
         if op != Op::Get {
-            ops.push((
-                key,
-                Operation {
-                    process,
-                    op,
-                    input,
-                    output: None,
-                    call,
-                    ret: NEVER,
-                    lines: (line, None),
-                },
-            ));
+            ops.push((key, Operation { process, op, input, output: None, call, ret: NEVER, lines: (line, None) }));
         }
     }
     let all_keys: Vec<String> = {

@@ -37,8 +37,7 @@ fn selection(ops: &[Operation], focus: Option<usize>) -> (Vec<usize>, bool) {
     let start = match focus {
         Some(f) => {
             let pos = by_call.iter().position(|&i| i == f).unwrap_or(0);
-            pos.saturating_sub(MAX_OPS_PER_KEY * 3 / 4)
-                .min(by_call.len() - MAX_OPS_PER_KEY)
+            pos.saturating_sub(MAX_OPS_PER_KEY * 3 / 4).min(by_call.len() - MAX_OPS_PER_KEY)
         }
         None => 0,
     };
@@ -49,14 +48,11 @@ fn selection(ops: &[Operation], focus: Option<usize>) -> (Vec<usize>, bool) {
 pub fn render(report: &Report, title: &str) -> String {
     let mut keys = Vec::new();
     let violated: Vec<&str> = report.violations.iter().map(|v| v.key.as_str()).collect();
-    let order = report.violations.iter().map(|v| v.key.clone()).chain(
-        report
-            .history
-            .keys
-            .keys()
-            .filter(|k| !violated.contains(&k.as_str()))
-            .cloned(),
-    );
+    let order = report
+        .violations
+        .iter()
+        .map(|v| v.key.clone())
+        .chain(report.history.keys.keys().filter(|k| !violated.contains(&k.as_str())).cloned());
     for key in order.take(200) {
         let ops = &report.history.keys[&key];
         let violation = report.violations.iter().find(|v| v.key == key);
@@ -88,12 +84,8 @@ pub fn render(report: &Report, title: &str) -> String {
             "prefixLen": violation.map(|v| v.prefix.len()),
         }));
     }
-    let faults: Vec<Value> = report
-        .history
-        .faults
-        .iter()
-        .map(|f| json!({"f": f.f, "value": f.value, "time": f.time}))
-        .collect();
+    let faults: Vec<Value> =
+        report.history.faults.iter().map(|f| json!({"f": f.f, "value": f.value, "time": f.time})).collect();
     let data = json!({
         "title": title,
         "verdict": report.verdict.as_str(),

@@ -63,23 +63,11 @@ impl List {
         // Time order; at equal times calls first (treating the pair as concurrent is the
         // permissive reading of an ambiguous clock).
         order.sort_by_key(|&(time, is_call, op)| (time, !is_call, op));
-        let mut e = vec![Entry {
-            op: NIL,
-            is_call: false,
-            partner: NIL,
-            prev: NIL,
-            next: NIL,
-        }];
+        let mut e = vec![Entry { op: NIL, is_call: false, partner: NIL, prev: NIL, next: NIL }];
         let mut ret_of = vec![NIL; ops.len()];
         for (pos, &(_, is_call, op)) in order.iter().enumerate() {
             let idx = pos + 1;
-            e.push(Entry {
-                op,
-                is_call,
-                partner: NIL,
-                prev: idx - 1,
-                next: NIL,
-            });
+            e.push(Entry { op, is_call, partner: NIL, prev: idx - 1, next: NIL });
             e[idx - 1].next = idx;
             if !is_call {
                 ret_of[op] = idx;
@@ -152,9 +140,8 @@ fn splitmix(mut x: u64) -> u64 {
 /// `progress` is called now and then with the number of operations placed so far.
 pub fn check_key(ops: &[Operation], deadline: Option<Instant>, progress: &mut dyn FnMut(usize)) -> Outcome {
     let mut list = List::new(ops);
-    let zobrist: Vec<u128> = (0..ops.len() as u64)
-        .map(|i| (splitmix(2 * i) as u128) << 64 | splitmix(2 * i + 1) as u128)
-        .collect();
+    let zobrist: Vec<u128> =
+        (0..ops.len() as u64).map(|i| (splitmix(2 * i) as u128) << 64 | splitmix(2 * i + 1) as u128).collect();
     let mut states = States::default();
     let mut state = states.id(None);
     let mut linearized: u128 = 0;
@@ -197,10 +184,7 @@ pub fn check_key(ops: &[Operation], deadline: Option<Instant>, progress: &mut dy
                 best = (calls.len(), calls.iter().map(|(c, _)| list.e[*c].op).collect(), e.op);
             }
             let Some((call, previous)) = calls.pop() else {
-                return Outcome::Violation {
-                    prefix: best.1,
-                    stuck: best.2,
-                };
+                return Outcome::Violation { prefix: best.1, stuck: best.2 };
             };
             let op = list.e[call].op;
             state = previous;

@@ -102,10 +102,7 @@ fn a_stale_read_after_an_acknowledged_write_is_caught() {
     let v = &report.violations[0];
     assert_eq!(v.key, "x");
     let ops_x = &report.history.keys["x"];
-    assert_eq!(
-        ops_x[v.stuck].process, 2,
-        "the stale read is the operation that cannot be placed"
-    );
+    assert_eq!(ops_x[v.stuck].process, 2, "the stale read is the operation that cannot be placed");
     assert_eq!(v.prefix.len(), 2, "both writes are linearizable before it");
 }
 
@@ -235,16 +232,9 @@ fn generated_linearizable_histories_pass_and_a_stale_read_in_them_is_caught() {
         if let Some((r, old)) = candidate {
             let mut broken = ops.clone();
             broken[r].7 = old;
-            assert_eq!(
-                verdict(&broken),
-                Verdict::NotLinearizable,
-                "seed {seed}: stale read not caught"
-            );
+            assert_eq!(verdict(&broken), Verdict::NotLinearizable, "seed {seed}: stale read not caught");
             mutated += 1;
         }
     }
-    assert!(
-        mutated > 100,
-        "the generator produced too few mutable histories ({mutated})"
-    );
+    assert!(mutated > 100, "the generator produced too few mutable histories ({mutated})");
 }

@@ -1,7 +1,9 @@
 //! The command line: one file per subcommand, each with an `Args` struct and a `run`.
 
+pub mod check;
 pub mod completions;
 pub mod serve;
+pub mod workload;
 
 use std::process::ExitCode;
 
@@ -20,6 +22,10 @@ pub struct Cli {
 pub enum Command {
     /// Serve the Redis protocol in one of the consistency modes.
     Serve(Box<serve::ServeArgs>),
+    /// Drive many clients against Redis-protocol servers and record the history.
+    Workload(Box<workload::WorkloadArgs>),
+    /// Check a recorded history for linearizability.
+    CheckHistory(check::CheckArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
 }
@@ -33,6 +39,8 @@ pub fn command() -> clap::Command {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(*args),
+        Command::Workload(args) => workload::run(*args),
+        Command::CheckHistory(args) => check::run(args),
         Command::Completions(args) => completions::run(args),
     }
 }

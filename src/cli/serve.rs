@@ -71,6 +71,9 @@ pub struct ServeArgs {
     /// s3 mode: group commit (one conditional PUT for all writes queued at once).
     #[arg(long, value_enum, default_value = "on", help_heading = "s3 mode")]
     pub s3_batch: Switch,
+    /// Test only: answer some reads from a stale snapshot, so the checker has a bug to catch.
+    #[arg(long, hide = true)]
+    pub unsafe_stale_reads: bool,
 }
 
 /// Parses `512mb`, `64k`, `1048576`.
@@ -96,9 +99,7 @@ fn init_logging(json: bool, verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("valthree={level},warn")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json { builder.json().init() } else { builder.init() }
 }
 
@@ -129,7 +130,11 @@ async fn open_store(args: &ServeArgs) -> Result<Arc<dyn Store>> {
             let options = S3ModeOptions {
                 object_key: args.s3_key.clone(),
                 batch: args.s3_batch == Switch::On,
+                unsafe_stale_reads: args.unsafe_stale_reads,
             };
+            if args.unsafe_stale_reads {
+                tracing::warn!("--unsafe-stale-reads: some reads will be stale; this server is NOT linearizable");
+            }
             Ok(Arc::new(S3Mode::start(objects, options)))
         }
         other => Err(Error::Config(format!(

@@ -65,10 +65,7 @@ fn read_object(path: &Path) -> Result<Option<Object>, ObjectError> {
     match fs::read(path) {
         Ok(body) => {
             let etag = etag_of(&body);
-            Ok(Some(Object {
-                body: Bytes::from(body),
-                etag,
-            }))
+            Ok(Some(Object { body: Bytes::from(body), etag }))
         }
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ObjectError::Unavailable(format!("read {}: {e}", path.display()))),
@@ -111,8 +108,7 @@ impl ObjectStore for LocalDir {
         let lock_path = self.lock_path(key);
         tokio::task::spawn_blocking(move || {
             let lock = open_lock(&lock_path).map_err(|e| ObjectError::Unavailable(format!("open lock file: {e}")))?;
-            lock.lock_shared()
-                .map_err(|e| ObjectError::Unavailable(format!("lock: {e}")))?;
+            lock.lock_shared().map_err(|e| ObjectError::Unavailable(format!("lock: {e}")))?;
             read_object(&path)
         })
         .await
@@ -143,22 +139,12 @@ mod tests {
         let store = LocalDir::open(dir.path()).unwrap();
         assert!(store.get("db.json").await.unwrap().is_none());
 
-        let v1 = store
-            .put("db.json", Bytes::from_static(b"one"), PutCondition::IfAbsent)
-            .await
-            .unwrap();
-        let again = store
-            .put("db.json", Bytes::from_static(b"x"), PutCondition::IfAbsent)
-            .await;
+        let v1 = store.put("db.json", Bytes::from_static(b"one"), PutCondition::IfAbsent).await.unwrap();
+        let again = store.put("db.json", Bytes::from_static(b"x"), PutCondition::IfAbsent).await;
         assert_eq!(again, Err(ObjectError::PreconditionFailed));
 
-        let v2 = store
-            .put("db.json", Bytes::from_static(b"two"), PutCondition::IfMatch(v1.clone()))
-            .await
-            .unwrap();
-        let stale = store
-            .put("db.json", Bytes::from_static(b"x"), PutCondition::IfMatch(v1))
-            .await;
+        let v2 = store.put("db.json", Bytes::from_static(b"two"), PutCondition::IfMatch(v1.clone())).await.unwrap();
+        let stale = store.put("db.json", Bytes::from_static(b"x"), PutCondition::IfMatch(v1)).await;
         assert_eq!(stale, Err(ObjectError::PreconditionFailed));
 
         let read = store.get("db.json").await.unwrap().unwrap();
@@ -169,13 +155,7 @@ mod tests {
     async fn if_match_on_a_missing_object_fails() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalDir::open(dir.path()).unwrap();
-        let put = store
-            .put(
-                "db.json",
-                Bytes::from_static(b"x"),
-                PutCondition::IfMatch(Etag("abc".into())),
-            )
-            .await;
+        let put = store.put("db.json", Bytes::from_static(b"x"), PutCondition::IfMatch(Etag("abc".into()))).await;
         assert_eq!(put, Err(ObjectError::PreconditionFailed));
     }
 
@@ -183,21 +163,12 @@ mod tests {
     async fn racing_writers_on_one_version_have_exactly_one_winner() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalDir::open(dir.path()).unwrap();
-        let base = store
-            .put("db.json", Bytes::from_static(b"0"), PutCondition::IfAbsent)
-            .await
-            .unwrap();
+        let base = store.put("db.json", Bytes::from_static(b"0"), PutCondition::IfAbsent).await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..16 {
             let (store, base) = (store.clone(), base.clone());
             tasks.push(tokio::spawn(async move {
-                store
-                    .put(
-                        "db.json",
-                        Bytes::from(format!("writer-{i}")),
-                        PutCondition::IfMatch(base),
-                    )
-                    .await
+                store.put("db.json", Bytes::from(format!("writer-{i}")), PutCondition::IfMatch(base)).await
             }));
         }
         let mut winners = 0;

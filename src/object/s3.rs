@@ -47,18 +47,13 @@ pub struct S3 {
 impl S3 {
     /// Connects, and creates the bucket if it does not exist.
     pub async fn connect(options: S3Options) -> Result<Self, ObjectError> {
-        let shared = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(options.region.clone()))
-            .load()
-            .await;
+        let shared =
+            aws_config::defaults(BehaviorVersion::latest()).region(Region::new(options.region.clone())).load().await;
         let mut config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(true)
             .retry_config(RetryConfig::disabled())
             .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .operation_timeout(OPERATION_TIMEOUT)
-                    .build(),
+                TimeoutConfig::builder().connect_timeout(CONNECT_TIMEOUT).operation_timeout(OPERATION_TIMEOUT).build(),
             );
         if let Some(endpoint) = &options.endpoint {
             config = config.endpoint_url(endpoint);
@@ -111,11 +106,9 @@ impl S3 {
             {
                 Ok(())
             }
-            Err(e) => Err(ObjectError::Unavailable(format!(
-                "create bucket {}: {}",
-                self.bucket,
-                DisplayErrorContext(&e)
-            ))),
+            Err(e) => {
+                Err(ObjectError::Unavailable(format!("create bucket {}: {}", self.bucket, DisplayErrorContext(&e))))
+            }
         }
     }
 }
@@ -142,11 +135,7 @@ where
 {
     let text = DisplayErrorContext(&err).to_string();
     let maybe_applied = |text: String| {
-        if write {
-            ObjectError::Indeterminate(text)
-        } else {
-            ObjectError::Unavailable(text)
-        }
+        if write { ObjectError::Indeterminate(text) } else { ObjectError::Unavailable(text) }
     };
     match &err {
         SdkError::ServiceError(ctx) => match ctx.raw().status() {
@@ -199,19 +188,9 @@ impl S3 {
             Err(e) => return Err(classify(e, false)),
         };
         // Without an ETag a version cannot be named, and caches keyed by it would go stale.
-        let etag = Etag(
-            output
-                .e_tag()
-                .filter(|e| !e.is_empty())
-                .ok_or_else(|| missing_etag("GET"))?
-                .to_owned(),
-        );
-        let body = output
-            .body
-            .collect()
-            .await
-            .map_err(|e| ObjectError::Unavailable(format!("read body: {e}")))?
-            .into_bytes();
+        let etag = Etag(output.e_tag().filter(|e| !e.is_empty()).ok_or_else(|| missing_etag("GET"))?.to_owned());
+        let body =
+            output.body.collect().await.map_err(|e| ObjectError::Unavailable(format!("read body: {e}")))?.into_bytes();
         Ok(Some(Object { body, etag }))
     }
 
@@ -231,9 +210,7 @@ impl S3 {
         match output.e_tag().filter(|e| !e.is_empty()) {
             Some(etag) => Ok(Etag(etag.to_owned())),
             // Written, but the new version cannot be named: the caller must not assume it.
-            None => Err(ObjectError::Indeterminate(
-                "the object store answered PUT without an ETag".into(),
-            )),
+            None => Err(ObjectError::Indeterminate("the object store answered PUT without an ETag".into())),
         }
     }
 }

@@ -84,10 +84,7 @@ fn protocol_error(msg: impl Into<String>) -> CodecError {
 fn header(buf: &[u8], at: usize, prefix: u8, what: &str) -> Result<Option<(i64, usize)>, CodecError> {
     let Some(&first) = buf.get(at) else { return Ok(None) };
     if first != prefix {
-        return Err(protocol_error(format!(
-            "expected '{}', got '{}'",
-            prefix as char, first as char
-        )));
+        return Err(protocol_error(format!("expected '{}', got '{}'", prefix as char, first as char)));
     }
     let rest = &buf[at + 1..];
     let Some(end) = rest.iter().position(|&c| c == b'\r') else {
@@ -117,17 +114,10 @@ impl RespCodec {
         let (max_count, max_bulk) = if self.authenticated {
             (MAX_MULTIBULK_LEN, self.max_bulk_len)
         } else {
-            (
-                UNAUTHENTICATED_MULTIBULK_LEN,
-                self.max_bulk_len.min(UNAUTHENTICATED_BULK_LEN),
-            )
+            (UNAUTHENTICATED_MULTIBULK_LEN, self.max_bulk_len.min(UNAUTHENTICATED_BULK_LEN))
         };
         if count > max_count {
-            let what = if self.authenticated {
-                "invalid"
-            } else {
-                "unauthenticated"
-            };
+            let what = if self.authenticated { "invalid" } else { "unauthenticated" };
             return Err(protocol_error(format!("{what} multibulk length")));
         }
         let (mut done, mut at) = if self.scanned.1 == 0 { (0, first) } else { self.scanned };
@@ -136,11 +126,7 @@ impl RespCodec {
                 break;
             };
             if len < 0 || len as u64 > max_bulk {
-                let what = if len >= 0 && !self.authenticated {
-                    "unauthenticated"
-                } else {
-                    "invalid"
-                };
+                let what = if len >= 0 && !self.authenticated { "unauthenticated" } else { "invalid" };
                 return Err(protocol_error(format!("{what} bulk length")));
             }
             if buf.len() < data + len as usize + 2 {
@@ -168,10 +154,7 @@ impl RespCodec {
             return Ok(None);
         };
         let line = src.split_to(end + 1);
-        let line = line
-            .strip_suffix(b"\r\n")
-            .or_else(|| line.strip_suffix(b"\n"))
-            .unwrap_or(&line);
+        let line = line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n")).unwrap_or(&line);
         split_inline(line).map(Some)
     }
 }
@@ -244,10 +227,7 @@ impl Decoder for RespCodec {
             if !self.check_multibulk(src)? {
                 return Ok(None);
             }
-            let frame = self
-                .resp2
-                .decode(src)
-                .map_err(|e| protocol_error(e.details().to_owned()))?;
+            let frame = self.resp2.decode(src).map_err(|e| protocol_error(e.details().to_owned()))?;
             let args = match frame {
                 None => return Ok(None),
                 Some(Resp2Frame::Array(items)) => items
@@ -305,11 +285,7 @@ mod tests {
     #[test]
     fn multibulk_and_inline_requests_decode_alike() {
         let mut codec = RespCodec::new(DEFAULT_PROTO_MAX_BULK_LEN);
-        let reqs = decode_all(
-            &mut codec,
-            b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\nPING\r\n\r\nSET k \"a b\\n\"\r\n",
-        )
-        .unwrap();
+        let reqs = decode_all(&mut codec, b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\nPING\r\n\r\nSET k \"a b\\n\"\r\n").unwrap();
         assert_eq!(words(&reqs[0]), vec![&b"ECHO"[..], b"hi"]);
         assert_eq!(words(&reqs[1]), vec![&b"PING"[..]]);
         assert_eq!(words(&reqs[2]), vec![&b"SET"[..], b"k", b"a b\n"]);
@@ -322,10 +298,7 @@ mod tests {
         let mut buf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$5\r\nhel"[..]);
         assert!(codec.decode(&mut buf).unwrap().is_none());
         buf.extend_from_slice(b"lo\r\n");
-        assert_eq!(
-            words(&codec.decode(&mut buf).unwrap().unwrap()),
-            vec![&b"GET"[..], b"hello"]
-        );
+        assert_eq!(words(&codec.decode(&mut buf).unwrap().unwrap()), vec![&b"GET"[..], b"hello"]);
     }
 
     #[test]
@@ -391,9 +364,7 @@ mod tests {
         codec.encode(Reply::Null, &mut out).unwrap();
         codec.protocol = 3;
         codec.encode(Reply::Null, &mut out).unwrap();
-        codec
-            .encode(Reply::Map(vec![(Reply::text("a"), Reply::Integer(1))]), &mut out)
-            .unwrap();
+        codec.encode(Reply::Map(vec![(Reply::text("a"), Reply::Integer(1))]), &mut out).unwrap();
         assert_eq!(&out[..], b"$-1\r\n_\r\n%1\r\n$1\r\na\r\n:1\r\n");
     }
 }

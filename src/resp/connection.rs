@@ -86,11 +86,7 @@ pub async fn handle(socket: TcpStream, store: Arc<dyn Store>, server: Arc<Server
         let reply = match Command::parse(request) {
             Ok(_) if needs_auth => Reply::error("NOAUTH Authentication required."),
             Ok(command) => {
-                let ctx = &mut Ctx {
-                    store: store.as_ref(),
-                    session: &mut session,
-                    server: &server,
-                };
+                let ctx = &mut Ctx { store: store.as_ref(), session: &mut session, server: &server };
                 command.apply(ctx).await
             }
             Err(e) => Reply::from(e),

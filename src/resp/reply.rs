@@ -53,12 +53,9 @@ impl Reply {
             Reply::Bulk(b) => Resp2Frame::BulkString(b),
             Reply::Null => Resp2Frame::Null,
             Reply::Array(items) => Resp2Frame::Array(items.into_iter().map(Reply::into_resp2).collect()),
-            Reply::Map(pairs) => Resp2Frame::Array(
-                pairs
-                    .into_iter()
-                    .flat_map(|(k, v)| [k.into_resp2(), v.into_resp2()])
-                    .collect(),
-            ),
+            Reply::Map(pairs) => {
+                Resp2Frame::Array(pairs.into_iter().flat_map(|(k, v)| [k.into_resp2(), v.into_resp2()]).collect())
+            }
             Reply::Verbatim(text) => Resp2Frame::BulkString(text.into()),
         }
     }
@@ -66,39 +63,21 @@ impl Reply {
     /// Renders as a RESP3 frame.
     pub fn into_resp3(self) -> Resp3Frame {
         match self {
-            Reply::Simple(s) => Resp3Frame::SimpleString {
-                data: s.into(),
-                attributes: None,
-            },
-            Reply::Error(e) => Resp3Frame::SimpleError {
-                data: e.into(),
-                attributes: None,
-            },
-            Reply::Integer(n) => Resp3Frame::Number {
-                data: n,
-                attributes: None,
-            },
-            Reply::Bulk(b) => Resp3Frame::BlobString {
-                data: b,
-                attributes: None,
-            },
+            Reply::Simple(s) => Resp3Frame::SimpleString { data: s.into(), attributes: None },
+            Reply::Error(e) => Resp3Frame::SimpleError { data: e.into(), attributes: None },
+            Reply::Integer(n) => Resp3Frame::Number { data: n, attributes: None },
+            Reply::Bulk(b) => Resp3Frame::BlobString { data: b, attributes: None },
             Reply::Null => Resp3Frame::Null,
-            Reply::Array(items) => Resp3Frame::Array {
-                data: items.into_iter().map(Reply::into_resp3).collect(),
-                attributes: None,
-            },
+            Reply::Array(items) => {
+                Resp3Frame::Array { data: items.into_iter().map(Reply::into_resp3).collect(), attributes: None }
+            }
             Reply::Map(pairs) => {
-                let data: FrameMap<_, _> = pairs
-                    .into_iter()
-                    .map(|(k, v)| (k.into_resp3(), v.into_resp3()))
-                    .collect();
+                let data: FrameMap<_, _> = pairs.into_iter().map(|(k, v)| (k.into_resp3(), v.into_resp3())).collect();
                 Resp3Frame::Map { data, attributes: None }
             }
-            Reply::Verbatim(text) => Resp3Frame::VerbatimString {
-                data: text.into(),
-                format: VerbatimStringFormat::Text,
-                attributes: None,
-            },
+            Reply::Verbatim(text) => {
+                Resp3Frame::VerbatimString { data: text.into(), format: VerbatimStringFormat::Text, attributes: None }
+            }
         }
     }
 }

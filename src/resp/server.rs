@@ -94,10 +94,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    tracing::info!(
-        connections = state.clients.load(Ordering::Relaxed),
-        "shutting down: draining connections"
-    );
+    tracing::info!(connections = state.clients.load(Ordering::Relaxed), "shutting down: draining connections");
     stop.cancel();
     tracker.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait()).await.is_err() {

@@ -22,37 +22,18 @@ type Case = fn(Vec<Arc<dyn Store>>) -> futures_util::future::BoxFuture<'static, 
 pub async fn run_conformance_suite(nodes: Vec<Arc<dyn Store>>) {
     assert!(!nodes.is_empty(), "the conformance suite needs at least one node");
     let cases: &[(&str, Case)] = &[
-        ("written_values_are_read_back_on_every_node", |n| {
-            Box::pin(written_values_are_read_back_on_every_node(n))
-        }),
-        ("set_conditions_and_get_option", |n| {
-            Box::pin(set_conditions_and_get_option(n))
-        }),
-        ("del_and_exists_count_like_redis", |n| {
-            Box::pin(del_and_exists_count_like_redis(n))
-        }),
+        ("written_values_are_read_back_on_every_node", |n| Box::pin(written_values_are_read_back_on_every_node(n))),
+        ("set_conditions_and_get_option", |n| Box::pin(set_conditions_and_get_option(n))),
+        ("del_and_exists_count_like_redis", |n| Box::pin(del_and_exists_count_like_redis(n))),
         ("counters_and_append", |n| Box::pin(counters_and_append(n))),
-        ("binary_keys_and_values_survive", |n| {
-            Box::pin(binary_keys_and_values_survive(n))
-        }),
-        ("flushall_empties_every_node", |n| {
-            Box::pin(flushall_empties_every_node(n))
-        }),
-        ("concurrent_incrs_are_never_lost", |n| {
-            Box::pin(concurrent_incrs_are_never_lost(n))
-        }),
-        ("concurrent_set_nx_has_one_winner", |n| {
-            Box::pin(concurrent_set_nx_has_one_winner(n))
-        }),
-        ("concurrent_appends_keep_every_piece", |n| {
-            Box::pin(concurrent_appends_keep_every_piece(n))
-        }),
+        ("binary_keys_and_values_survive", |n| Box::pin(binary_keys_and_values_survive(n))),
+        ("flushall_empties_every_node", |n| Box::pin(flushall_empties_every_node(n))),
+        ("concurrent_incrs_are_never_lost", |n| Box::pin(concurrent_incrs_are_never_lost(n))),
+        ("concurrent_set_nx_has_one_winner", |n| Box::pin(concurrent_set_nx_has_one_winner(n))),
+        ("concurrent_appends_keep_every_piece", |n| Box::pin(concurrent_appends_keep_every_piece(n))),
     ];
     for (name, case) in cases {
-        nodes[0]
-            .flushall()
-            .await
-            .unwrap_or_else(|e| panic!("{name}: FLUSHALL failed: {e}"));
+        nodes[0].flushall().await.unwrap_or_else(|e| panic!("{name}: FLUSHALL failed: {e}"));
         tracing::info!(case = name, "conformance");
         case(nodes.clone()).await;
     }
@@ -68,44 +49,23 @@ async fn written_values_are_read_back_on_every_node(nodes: Vec<Arc<dyn Store>>) 
     last.set(b("k"), b("v2"), SetOptions::default()).await.unwrap();
     for node in &nodes {
         assert_eq!(node.get(b"k").await.unwrap(), Some(b("v2")));
-        assert_eq!(
-            node.mget(&[b("k"), b("missing")]).await.unwrap(),
-            vec![Some(b("v2")), None]
-        );
+        assert_eq!(node.mget(&[b("k"), b("missing")]).await.unwrap(), vec![Some(b("v2")), None]);
     }
 }
 
 async fn set_conditions_and_get_option(nodes: Vec<Arc<dyn Store>>) {
     let node = |i: usize| nodes[i % nodes.len()].clone();
-    let nx = SetOptions {
-        condition: Some(SetCondition::IfAbsent),
-        get: false,
-    };
-    let xx = SetOptions {
-        condition: Some(SetCondition::IfPresent),
-        get: false,
-    };
-    let written = |w| SetReply {
-        written: w,
-        previous: None,
-    };
+    let nx = SetOptions { condition: Some(SetCondition::IfAbsent), get: false };
+    let xx = SetOptions { condition: Some(SetCondition::IfPresent), get: false };
+    let written = |w| SetReply { written: w, previous: None };
     assert_eq!(node(0).set(b("k"), b("a"), xx).await.unwrap(), written(false));
     assert_eq!(node(1).get(b"k").await.unwrap(), None);
     assert_eq!(node(1).set(b("k"), b("a"), nx).await.unwrap(), written(true));
     assert_eq!(node(2).set(b("k"), b("b"), nx).await.unwrap(), written(false));
     assert_eq!(node(0).set(b("k"), b("c"), xx).await.unwrap(), written(true));
-    let get = SetOptions {
-        condition: None,
-        get: true,
-    };
+    let get = SetOptions { condition: None, get: true };
     let reply = node(1).set(b("k"), b("d"), get).await.unwrap();
-    assert_eq!(
-        reply,
-        SetReply {
-            written: true,
-            previous: Some(b("c"))
-        }
-    );
+    assert_eq!(reply, SetReply { written: true, previous: Some(b("c")) });
     assert_eq!(node(2).get(b"k").await.unwrap(), Some(b("d")));
 }
 
@@ -128,15 +88,8 @@ async fn counters_and_append(nodes: Vec<Arc<dyn Store>>) {
     assert_eq!(node(2).get(b"n").await.unwrap(), Some(b("-10")));
     node(0).set(b("s"), b("abc"), SetOptions::default()).await.unwrap();
     let err = node(1).update(b("s"), UpdateOp::IncrBy(1)).await.unwrap_err();
-    assert!(
-        matches!(err, Error::Input(_)),
-        "INCR of a string must be a bad request, got {err:?}"
-    );
-    assert_eq!(
-        node(2).get(b"s").await.unwrap(),
-        Some(b("abc")),
-        "a failed INCR changes nothing"
-    );
+    assert!(matches!(err, Error::Input(_)), "INCR of a string must be a bad request, got {err:?}");
+    assert_eq!(node(2).get(b"s").await.unwrap(), Some(b("abc")), "a failed INCR changes nothing");
     assert_eq!(node(0).update(b("s"), UpdateOp::Append(b("def"))).await.unwrap(), 6);
     assert_eq!(node(1).update(b("new"), UpdateOp::Append(b("xy"))).await.unwrap(), 2);
     assert_eq!(node(2).get(b"s").await.unwrap(), Some(b("abcdef")));
@@ -145,24 +98,15 @@ async fn counters_and_append(nodes: Vec<Arc<dyn Store>>) {
 async fn binary_keys_and_values_survive(nodes: Vec<Arc<dyn Store>>) {
     let key = Bytes::from_static(b"\x00key\xff\r\n");
     let value = Bytes::from((0..=255u8).collect::<Vec<_>>());
-    nodes[0]
-        .set(key.clone(), value.clone(), SetOptions::default())
-        .await
-        .unwrap();
+    nodes[0].set(key.clone(), value.clone(), SetOptions::default()).await.unwrap();
     assert_eq!(nodes.last().unwrap().get(&key).await.unwrap(), Some(value));
-    nodes[0]
-        .set(b("empty"), Bytes::new(), SetOptions::default())
-        .await
-        .unwrap();
+    nodes[0].set(b("empty"), Bytes::new(), SetOptions::default()).await.unwrap();
     assert_eq!(nodes.last().unwrap().get(b"empty").await.unwrap(), Some(Bytes::new()));
 }
 
 async fn flushall_empties_every_node(nodes: Vec<Arc<dyn Store>>) {
     for i in 0..5 {
-        nodes[i % nodes.len()]
-            .set(b(&format!("k{i}")), b("v"), SetOptions::default())
-            .await
-            .unwrap();
+        nodes[i % nodes.len()].set(b(&format!("k{i}")), b("v"), SetOptions::default()).await.unwrap();
     }
     nodes.last().unwrap().flushall().await.unwrap();
     for node in &nodes {
@@ -209,30 +153,16 @@ async fn concurrent_incrs_are_never_lost(nodes: Vec<Arc<dyn Store>>) {
     let total: usize = acked.iter().sum();
     assert!(total > 0, "no INCR succeeded");
     let value = nodes[0].get(b"counter").await.unwrap().unwrap();
-    assert_eq!(
-        value,
-        b(&total.to_string()),
-        "final counter must equal the acknowledged INCRs"
-    );
+    assert_eq!(value, b(&total.to_string()), "final counter must equal the acknowledged INCRs");
 }
 
 async fn concurrent_set_nx_has_one_winner(nodes: Vec<Arc<dyn Store>>) {
     let acked = run_concurrently(&nodes, 8, 1, |node, t, _| async move {
-        let nx = SetOptions {
-            condition: Some(SetCondition::IfAbsent),
-            get: false,
-        };
-        node.set(b("lock"), b(&format!("owner-{t}")), nx)
-            .await
-            .map(|r| r.written)
+        let nx = SetOptions { condition: Some(SetCondition::IfAbsent), get: false };
+        node.set(b("lock"), b(&format!("owner-{t}")), nx).await.map(|r| r.written)
     })
     .await;
-    let winners: Vec<_> = acked
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| **n == 1)
-        .map(|(t, _)| t)
-        .collect();
+    let winners: Vec<_> = acked.iter().enumerate().filter(|(_, n)| **n == 1).map(|(t, _)| t).collect();
     assert_eq!(winners.len(), 1, "exactly one SET NX may win: {acked:?}");
     let value = nodes.last().unwrap().get(b"lock").await.unwrap();
     assert_eq!(value, Some(b(&format!("owner-{}", winners[0]))));
@@ -240,9 +170,7 @@ async fn concurrent_set_nx_has_one_winner(nodes: Vec<Arc<dyn Store>>) {
 
 async fn concurrent_appends_keep_every_piece(nodes: Vec<Arc<dyn Store>>) {
     let acked = run_concurrently(&nodes, 6, 10, |node, t, _| async move {
-        node.update(b("log"), UpdateOp::Append(b(&t.to_string())))
-            .await
-            .map(|_| true)
+        node.update(b("log"), UpdateOp::Append(b(&t.to_string()))).await.map(|_| true)
     })
     .await;
     let value = nodes[0].get(b"log").await.unwrap().unwrap_or_default();

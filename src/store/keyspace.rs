@@ -48,11 +48,7 @@ pub enum UpdateOp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mutation {
     /// SET key value [NX|XX] [GET].
-    Set {
-        key: Bytes,
-        value: Bytes,
-        options: SetOptions,
-    },
+    Set { key: Bytes, value: Bytes, options: SetOptions },
     /// DEL key [key ...].
     Del { keys: Vec<Bytes> },
     /// INCRBY / APPEND.
@@ -126,41 +122,27 @@ impl Keyspace {
                     Some(SetCondition::IfAbsent) => !exists,
                     Some(SetCondition::IfPresent) => exists,
                 };
-                let previous = if options.get {
-                    self.entries.get(key).cloned()
-                } else {
-                    None
-                };
+                let previous = if options.get { self.entries.get(key).cloned() } else { None };
                 if allowed {
                     self.entries.insert(key.clone(), value.clone());
                 }
-                Ok(MutationReply::Set(SetReply {
-                    written: allowed,
-                    previous,
-                }))
+                Ok(MutationReply::Set(SetReply { written: allowed, previous }))
             }
             Mutation::Del { keys } => {
                 let removed = keys.iter().filter(|k| self.entries.remove(*k).is_some()).count();
                 Ok(MutationReply::Count(removed as u64))
             }
-            Mutation::Update {
-                key,
-                op: UpdateOp::IncrBy(delta),
-            } => {
+            Mutation::Update { key, op: UpdateOp::IncrBy(delta) } => {
                 let current = match self.entries.get(key) {
                     None => 0,
                     Some(v) => parse_i64(v).ok_or_else(|| errinput!("{NOT_AN_INTEGER}"))?,
                 };
-                let next = current
-                    .checked_add(*delta)
-                    .ok_or_else(|| errinput!("increment or decrement would overflow"))?;
+                let next =
+                    current.checked_add(*delta).ok_or_else(|| errinput!("increment or decrement would overflow"))?;
                 self.entries.insert(key.clone(), Bytes::from(next.to_string()));
                 Ok(MutationReply::Integer(next))
             }
-            Mutation::Update {
-                key,
-                op: UpdateOp::Append(suffix),
-            } => {
+            Mutation::Update { key, op: UpdateOp::Append(suffix) } => {
                 let mut joined = BytesMut::new();
                 if let Some(v) = self.entries.get(key) {
                     joined.extend_from_slice(v);
@@ -205,12 +187,7 @@ mod tests {
     fn incr_of_a_non_integer_fails_and_changes_nothing() {
         let mut ks = Keyspace::new();
         ks.insert(b("k"), b("abc"));
-        let err = ks
-            .apply(&Mutation::Update {
-                key: b("k"),
-                op: UpdateOp::IncrBy(1),
-            })
-            .unwrap_err();
+        let err = ks.apply(&Mutation::Update { key: b("k"), op: UpdateOp::IncrBy(1) }).unwrap_err();
         assert_eq!(err.to_resp(), "ERR value is not an integer or out of range");
         assert_eq!(ks.get(b"k"), Some(&b("abc")));
     }
@@ -219,50 +196,18 @@ mod tests {
     fn incr_overflow_is_refused() {
         let mut ks = Keyspace::new();
         ks.insert(b("k"), b(&i64::MAX.to_string()));
-        let err = ks
-            .apply(&Mutation::Update {
-                key: b("k"),
-                op: UpdateOp::IncrBy(1),
-            })
-            .unwrap_err();
+        let err = ks.apply(&Mutation::Update { key: b("k"), op: UpdateOp::IncrBy(1) }).unwrap_err();
         assert_eq!(err.to_resp(), "ERR increment or decrement would overflow");
     }
 
     #[test]
     fn set_nx_writes_only_when_absent_and_get_returns_the_old_value() {
         let mut ks = Keyspace::new();
-        let nx = SetOptions {
-            condition: Some(SetCondition::IfAbsent),
-            get: true,
-        };
-        let first = ks
-            .apply(&Mutation::Set {
-                key: b("k"),
-                value: b("1"),
-                options: nx,
-            })
-            .unwrap();
-        assert_eq!(
-            first,
-            MutationReply::Set(SetReply {
-                written: true,
-                previous: None
-            })
-        );
-        let second = ks
-            .apply(&Mutation::Set {
-                key: b("k"),
-                value: b("2"),
-                options: nx,
-            })
-            .unwrap();
-        assert_eq!(
-            second,
-            MutationReply::Set(SetReply {
-                written: false,
-                previous: Some(b("1"))
-            })
-        );
+        let nx = SetOptions { condition: Some(SetCondition::IfAbsent), get: true };
+        let first = ks.apply(&Mutation::Set { key: b("k"), value: b("1"), options: nx }).unwrap();
+        assert_eq!(first, MutationReply::Set(SetReply { written: true, previous: None }));
+        let second = ks.apply(&Mutation::Set { key: b("k"), value: b("2"), options: nx }).unwrap();
+        assert_eq!(second, MutationReply::Set(SetReply { written: false, previous: Some(b("1")) }));
         assert_eq!(ks.get(b"k"), Some(&b("1")));
     }
 

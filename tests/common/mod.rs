@@ -47,24 +47,11 @@ impl Valthree {
         let log = log_dir.join(format!("valthree-{port}.log"));
         let mut all = vec!["serve".to_string(), "--addr".into(), format!("127.0.0.1:{port}")];
         all.extend(args.iter().map(|s| s.to_string()));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let mut child = Command::new(BIN)
-            .args(&all)
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start valthree");
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let mut child =
+            Command::new(BIN).args(&all).stdout(Stdio::null()).stderr(file).spawn().expect("start valthree");
         wait_for_port(port, &mut child, "valthree");
-        Self {
-            child,
-            port,
-            args: all,
-            log,
-        }
+        Self { child, port, args: all, log }
     }
 
     pub fn url(&self) -> String {
@@ -84,26 +71,14 @@ impl Valthree {
     /// Starts the same command line again.
     pub fn restart(&mut self) {
         self.kill9();
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        self.child = Command::new(BIN)
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap();
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        self.child = Command::new(BIN).args(&self.args).stdout(Stdio::null()).stderr(file).spawn().unwrap();
         wait_for_port(self.port, &mut self.child, "valthree");
     }
 
     /// Sends a signal by name (TERM, INT, STOP, CONT).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
-            .status()
-            .unwrap();
+        let status = Command::new("kill").args([format!("-{name}"), self.child.id().to_string()]).status().unwrap();
         assert!(status.success());
     }
 
@@ -172,19 +147,10 @@ impl Moto {
 
     /// `valthree serve` flags pointing at `bucket` on this server.
     pub fn serve_flags(&self, bucket: &str) -> Vec<String> {
-        [
-            "--s3-endpoint",
-            &self.endpoint(),
-            "--s3-bucket",
-            bucket,
-            "--s3-access-key",
-            "test",
-            "--s3-secret-key",
-            "test",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        ["--s3-endpoint", &self.endpoint(), "--s3-bucket", bucket, "--s3-access-key", "test", "--s3-secret-key", "test"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 }
 
@@ -206,16 +172,7 @@ impl RedisServer {
         let bin = find_program("redis-server", "VALTHREE_REQUIRE_REDIS")?;
         let port = free_port();
         let mut child = Command::new(bin)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--bind",
-                "127.0.0.1",
-            ])
+            .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -45,12 +45,7 @@ pub struct Committer {
 
 impl Committer {
     pub fn new(objects: Arc<dyn ObjectStore>, key: String) -> Self {
-        Self {
-            objects,
-            key,
-            stats: Stats::default(),
-            decoded: Default::default(),
-        }
+        Self { objects, key, stats: Stats::default(), decoded: Default::default() }
     }
 
     /// Reads the current version of the document.
@@ -64,10 +59,7 @@ impl Committer {
             }
         };
         let Some(object) = object else {
-            return Ok(Base {
-                etag: None,
-                keyspace: Arc::default(),
-            });
+            return Ok(Base { etag: None, keyspace: Arc::default() });
         };
         if let Some(hit) = self.decoded.lock().unwrap().as_ref()
             && hit.etag.as_ref() == Some(&object.etag)
@@ -78,10 +70,7 @@ impl Committer {
             assert_unreachable!("s3: object store holds an invalid document", &json!({"error": e}));
             Error::TryAgain(format!("object store holds an invalid document: {e}"))
         })?;
-        let base = Base {
-            etag: Some(object.etag),
-            keyspace: Arc::new(keyspace),
-        };
+        let base = Base { etag: Some(object.etag), keyspace: Arc::new(keyspace) };
         *self.decoded.lock().unwrap() = Some(base.clone());
         Ok(base)
     }
@@ -140,10 +129,7 @@ impl Committer {
             self.stats.puts.fetch_add(1, Ordering::Relaxed);
             match self.objects.put(&self.key, document::encode(&next), condition).await {
                 Ok(etag) => {
-                    *cache = Some(Base {
-                        etag: Some(etag),
-                        keyspace: Arc::new(next),
-                    });
+                    *cache = Some(Base { etag: Some(etag), keyspace: Arc::new(next) });
                     return Ok(replies);
                 }
                 Err(ObjectError::PreconditionFailed | ObjectError::Conflict) => {
@@ -163,8 +149,6 @@ impl Committer {
                 }
             }
         }
-        Err(Error::TryAgain(format!(
-            "write conflict: gave up after {OCC_ATTEMPTS} attempts"
-        )))
+        Err(Error::TryAgain(format!("write conflict: gave up after {OCC_ATTEMPTS} attempts")))
     }
 }

@@ -37,10 +37,7 @@ fn encode_bytes(bytes: &[u8]) -> String {
 
 fn decode_bytes(text: String) -> Result<Bytes, String> {
     match text.strip_prefix(BINARY_PREFIX) {
-        Some(b64) => STANDARD
-            .decode(b64)
-            .map(Bytes::from)
-            .map_err(|e| format!("bad base64 {text:?}: {e}")),
+        Some(b64) => STANDARD.decode(b64).map(Bytes::from).map_err(|e| format!("bad base64 {text:?}: {e}")),
         None => Ok(Bytes::from(text)),
     }
 }
@@ -49,10 +46,7 @@ fn decode_bytes(text: String) -> Result<Bytes, String> {
 pub fn encode(keyspace: &Keyspace) -> Bytes {
     let doc = Document {
         valthree: FORMAT_VERSION,
-        keys: keyspace
-            .iter()
-            .map(|(k, v)| (encode_bytes(k), encode_bytes(v)))
-            .collect(),
+        keys: keyspace.iter().map(|(k, v)| (encode_bytes(k), encode_bytes(v))).collect(),
     };
     Bytes::from(serde_json::to_vec(&doc).expect("a map of strings always serialises"))
 }
@@ -79,10 +73,7 @@ mod tests {
         let mut ks = Keyspace::new();
         ks.insert(Bytes::from_static(b"plain"), Bytes::from_static(b"hello"));
         ks.insert(Bytes::from_static(b"\x00\xff"), Bytes::from_static(b"\xde\xad\xbe\xef"));
-        ks.insert(
-            Bytes::from_static(b"base64:looks-encoded"),
-            Bytes::from_static(b"base64:AAAA"),
-        );
+        ks.insert(Bytes::from_static(b"base64:looks-encoded"), Bytes::from_static(b"base64:AAAA"));
         ks.insert(Bytes::new(), Bytes::new());
         assert_eq!(decode(&encode(&ks)).unwrap(), ks);
     }

@@ -62,14 +62,14 @@ pub struct S3ModeOptions {
     pub object_key: String,
     /// Group commit of writes and shared GETs of reads.
     pub batch: bool,
+    /// A planted bug for testing the checker: answer about half of the reads from an old
+    /// snapshot. Never use it for data you care about.
+    pub unsafe_stale_reads: bool,
 }
 
 impl Default for S3ModeOptions {
     fn default() -> Self {
-        Self {
-            object_key: DEFAULT_OBJECT_KEY.into(),
-            batch: true,
-        }
+        Self { object_key: DEFAULT_OBJECT_KEY.into(), batch: true, unsafe_stale_reads: false }
     }
 }
 
@@ -92,6 +92,8 @@ pub struct S3Mode {
     options: S3ModeOptions,
     writes: Option<mpsc::Sender<PendingWrite>>,
     reads: Option<mpsc::Sender<PendingRead>>,
+    /// The old snapshot `unsafe_stale_reads` serves.
+    stale: std::sync::Mutex<Option<Arc<Keyspace>>>,
 }
 
 impl S3Mode {
@@ -106,25 +108,34 @@ impl S3Mode {
             tokio::spawn(read_loop(committer.clone(), rrx));
             (writes, reads) = (Some(wtx), Some(rtx));
         }
-        Self {
-            committer,
-            options,
-            writes,
-            reads,
-        }
+        Self { committer, options, writes, reads, stale: Default::default() }
     }
 
     async fn snapshot(&self) -> Result<Arc<Keyspace>> {
+        if !self.options.unsafe_stale_reads {
+            return self.fresh_snapshot().await;
+        }
+        let old = self.stale.lock().unwrap().clone();
+        match old {
+            Some(old) if fastrand::bool() => Ok(old),
+            _ => {
+                let fresh = self.fresh_snapshot().await?;
+                let mut stale = self.stale.lock().unwrap();
+                if stale.is_none() || fastrand::u8(..) < 16 {
+                    *stale = Some(fresh.clone());
+                }
+                Ok(fresh)
+            }
+        }
+    }
+
+    async fn fresh_snapshot(&self) -> Result<Arc<Keyspace>> {
         let Some(reads) = &self.reads else {
             return self.committer.read().await;
         };
         let (tx, rx) = oneshot::channel();
-        reads
-            .send(tx)
-            .await
-            .map_err(|_| Error::TryAgain("server is shutting down".into()))?;
-        rx.await
-            .map_err(|_| Error::TryAgain("server is shutting down".into()))?
+        reads.send(tx).await.map_err(|_| Error::TryAgain("server is shutting down".into()))?;
+        rx.await.map_err(|_| Error::TryAgain("server is shutting down".into()))?
     }
 }
 
@@ -173,16 +184,12 @@ impl Store for S3Mode {
         let write = PendingWrite { mutation, reply: tx };
         match &self.writes {
             Some(queue) => {
-                queue
-                    .send(write)
-                    .await
-                    .map_err(|_| Error::TryAgain("server is shutting down".into()))?;
+                queue.send(write).await.map_err(|_| Error::TryAgain("server is shutting down".into()))?;
             }
             None => self.committer.commit(vec![write], &mut None).await,
         }
         // The committer always answers; a dropped sender means it died mid-commit.
-        rx.await
-            .map_err(|_| Error::Uncertain("commit task ended before answering".into()))?
+        rx.await.map_err(|_| Error::Uncertain("commit task ended before answering".into()))?
     }
 
     fn describe(&self) -> ModeInfo {
@@ -212,13 +219,7 @@ mod tests {
 
     fn node(dir: &std::path::Path, batch: bool) -> Arc<dyn Store> {
         let objects = Arc::new(LocalDir::open(dir).unwrap());
-        Arc::new(S3Mode::start(
-            objects,
-            S3ModeOptions {
-                batch,
-                ..Default::default()
-            },
-        ))
+        Arc::new(S3Mode::start(objects, S3ModeOptions { batch, ..Default::default() }))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,15 +15,10 @@ pub struct Append {
 
 impl Append {
     pub fn parse(args: &mut Args) -> Result<Self> {
-        Ok(Self {
-            key: args.next_bytes()?,
-            suffix: args.next_bytes()?,
-        })
+        Ok(Self { key: args.next_bytes()?, suffix: args.next_bytes()? })
     }
 
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
-        Ok(Reply::Integer(
-            ctx.store.update(self.key, UpdateOp::Append(self.suffix)).await?,
-        ))
+        Ok(Reply::Integer(ctx.store.update(self.key, UpdateOp::Append(self.suffix)).await?))
     }
 }

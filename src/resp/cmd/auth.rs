@@ -15,10 +15,7 @@ pub struct Auth {
 
 /// Redis' reply to a wrong username or password.
 pub fn wrong_pass() -> Error {
-    Error::Prefixed {
-        prefix: "WRONGPASS",
-        message: "invalid username-password pair or user is disabled.".into(),
-    }
+    Error::Prefixed { prefix: "WRONGPASS", message: "invalid username-password pair or user is disabled.".into() }
 }
 
 /// Checks credentials against `--requirepass` in time independent of where they differ.
@@ -36,14 +33,8 @@ impl Auth {
     pub fn parse(args: &mut Args) -> Result<Self> {
         let first = args.next_bytes()?;
         let auth = match args.try_next() {
-            None => Self {
-                username: None,
-                password: first.to_vec(),
-            },
-            Some(password) => Self {
-                username: Some(first.to_vec()),
-                password: password.to_vec(),
-            },
+            None => Self { username: None, password: first.to_vec() },
+            Some(password) => Self { username: Some(first.to_vec()), password: password.to_vec() },
         };
         args.finish()?;
         Ok(auth)

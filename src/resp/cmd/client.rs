@@ -21,9 +21,7 @@ pub enum Client {
 /// Redis refuses names with spaces, newlines or other non-printable characters.
 pub fn check_name(name: &[u8]) -> Result<()> {
     if name.iter().any(|c| !(b'!'..=b'~').contains(c)) {
-        return Err(errinput!(
-            "Client names cannot contain spaces, newlines or special characters."
-        ));
+        return Err(errinput!("Client names cannot contain spaces, newlines or special characters."));
     }
     Ok(())
 }
@@ -61,10 +59,7 @@ impl Client {
                 if attr != "lib-name" && attr != "lib-ver" {
                     return Err(errinput!("Unrecognized option '{attr}'"));
                 }
-                Client::SetInfo {
-                    attr,
-                    value: args.next_bytes()?,
-                }
+                Client::SetInfo { attr, value: args.next_bytes()? }
             }
             _ => {
                 let given = String::from_utf8_lossy(&given);

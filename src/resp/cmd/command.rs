@@ -34,10 +34,7 @@ fn docs(spec: &Spec) -> Reply {
     Reply::Map(vec![
         (Reply::text("summary"), Reply::text(spec.summary)),
         (Reply::text("since"), Reply::text("1.0.0")),
-        (
-            Reply::text("group"),
-            Reply::text(if spec.first_key > 0 { "string" } else { "server" }),
-        ),
+        (Reply::text("group"), Reply::text(if spec.first_key > 0 { "string" } else { "server" })),
     ])
 }
 

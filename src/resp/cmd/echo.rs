@@ -13,9 +13,7 @@ pub struct Echo {
 
 impl Echo {
     pub fn parse(args: &mut Args) -> Result<Self> {
-        Ok(Self {
-            message: args.next_bytes()?,
-        })
+        Ok(Self { message: args.next_bytes()? })
     }
 
     pub async fn apply(self, _ctx: &mut Ctx<'_>) -> Result<Reply> {

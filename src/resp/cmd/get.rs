@@ -13,9 +13,7 @@ pub struct Get {
 
 impl Get {
     pub fn parse(args: &mut Args) -> Result<Self> {
-        Ok(Self {
-            key: args.next_bytes()?,
-        })
+        Ok(Self { key: args.next_bytes()? })
     }
 
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {

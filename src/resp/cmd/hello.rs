@@ -19,11 +19,7 @@ pub struct Hello {
 
 impl Hello {
     pub fn parse(args: &mut Args) -> Result<Self> {
-        let mut hello = Self {
-            protocol: None,
-            auth: None,
-            name: None,
-        };
+        let mut hello = Self { protocol: None, auth: None, name: None };
         let Some(version) = args.try_next() else {
             return Ok(hello);
         };
@@ -35,10 +31,7 @@ impl Hello {
                 "auth" if args.remaining() >= 2 => hello.auth = Some((args.next_bytes()?, args.next_bytes()?)),
                 "setname" if args.remaining() >= 1 => hello.name = Some(args.next_bytes()?),
                 _ => {
-                    return Err(errinput!(
-                        "Syntax error in HELLO option '{}'",
-                        String::from_utf8_lossy(&opt)
-                    ));
+                    return Err(errinput!("Syntax error in HELLO option '{}'", String::from_utf8_lossy(&opt)));
                 }
             }
         }
@@ -50,10 +43,7 @@ impl Hello {
             None => ctx.session.protocol,
             Some(v @ (2 | 3)) => v as u8,
             Some(_) => {
-                return Err(Error::Prefixed {
-                    prefix: "NOPROTO",
-                    message: "unsupported protocol version".into(),
-                });
+                return Err(Error::Prefixed { prefix: "NOPROTO", message: "unsupported protocol version".into() });
             }
         };
         if let Some((user, pass)) = &self.auth {

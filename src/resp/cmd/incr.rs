@@ -32,8 +32,6 @@ impl Incr {
     }
 
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
-        Ok(Reply::Integer(
-            ctx.store.update(self.key, UpdateOp::IncrBy(self.delta)).await?,
-        ))
+        Ok(Reply::Integer(ctx.store.update(self.key, UpdateOp::IncrBy(self.delta)).await?))
     }
 }

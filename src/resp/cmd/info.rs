@@ -17,17 +17,12 @@ const SECTIONS: &[&str] = &["server", "clients", "stats", "keyspace", "valthree"
 
 impl Info {
     pub fn parse(args: &mut Args) -> Result<Self> {
-        Ok(Self {
-            sections: args.rest().iter().map(|s| lower(s)).collect(),
-        })
+        Ok(Self { sections: args.rest().iter().map(|s| lower(s)).collect() })
     }
 
     fn wants(&self, section: &str) -> bool {
         self.sections.is_empty()
-            || self
-                .sections
-                .iter()
-                .any(|s| s == section || matches!(s.as_str(), "all" | "everything" | "default"))
+            || self.sections.iter().any(|s| s == section || matches!(s.as_str(), "all" | "everything" | "default"))
     }
 
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
@@ -53,17 +48,11 @@ impl Info {
                     line("uptime_in_seconds", &server.started.elapsed().as_secs());
                 }
                 "clients" => {
-                    line(
-                        "# Clients\r\nconnected_clients",
-                        &server.clients.load(Ordering::Relaxed),
-                    );
+                    line("# Clients\r\nconnected_clients", &server.clients.load(Ordering::Relaxed));
                     line("maxclients", &server.maxclients);
                 }
                 "stats" => {
-                    line(
-                        "# Stats\r\ntotal_connections_received",
-                        &server.next_client_id.load(Ordering::Relaxed),
-                    );
+                    line("# Stats\r\ntotal_connections_received", &server.next_client_id.load(Ordering::Relaxed));
                     line("total_commands_processed", &server.commands.load(Ordering::Relaxed));
                 }
                 "keyspace" => {

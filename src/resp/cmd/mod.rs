@@ -61,15 +61,7 @@ const fn spec(
     keys: (i64, i64, i64),
     summary: &'static str,
 ) -> Spec {
-    Spec {
-        name,
-        arity,
-        flags,
-        first_key: keys.0,
-        last_key: keys.1,
-        step: keys.2,
-        summary,
-    }
+    Spec { name, arity, flags, first_key: keys.0, last_key: keys.1, step: keys.2, summary }
 }
 
 const R: &[&str] = &["readonly", "fast"];
@@ -81,88 +73,28 @@ const ALL: (i64, i64, i64) = (1, -1, 1);
 
 /// Every command valthree knows.
 pub const COMMANDS: &[Spec] = &[
-    spec(
-        "append",
-        3,
-        W,
-        ONE,
-        "Appends a string to the value of a key. Creates the key if it doesn't exist.",
-    ),
+    spec("append", 3, W, ONE, "Appends a string to the value of a key. Creates the key if it doesn't exist."),
     spec("auth", -2, C, NONE, "Authenticates the connection."),
-    spec(
-        "client",
-        -2,
-        &["slow"],
-        NONE,
-        "A container for client connection commands.",
-    ),
-    spec(
-        "command",
-        -1,
-        &["slow"],
-        NONE,
-        "Returns detailed information about all commands.",
-    ),
+    spec("client", -2, &["slow"], NONE, "A container for client connection commands."),
+    spec("command", -1, &["slow"], NONE, "Returns detailed information about all commands."),
     spec("dbsize", 1, R, NONE, "Returns the number of keys in the database."),
     spec("decr", 2, W, ONE, "Decrements the integer value of a key by one."),
-    spec(
-        "decrby",
-        3,
-        W,
-        ONE,
-        "Decrements a number from the integer value of a key.",
-    ),
+    spec("decrby", 3, W, ONE, "Decrements a number from the integer value of a key."),
     spec("del", -2, &["write"], ALL, "Deletes one or more keys."),
     spec("echo", 2, &["fast"], NONE, "Returns the given string."),
     spec("exists", -2, R, ALL, "Determines whether one or more keys exist."),
     spec("flushall", -1, &["write"], NONE, "Removes all keys."),
-    spec(
-        "flushdb",
-        -1,
-        &["write"],
-        NONE,
-        "Removes all keys from the current database.",
-    ),
+    spec("flushdb", -1, &["write"], NONE, "Removes all keys from the current database."),
     spec("get", 2, R, ONE, "Returns the string value of a key."),
     spec("hello", -1, C, NONE, "Handshakes with the server."),
     spec("incr", 2, W, ONE, "Increments the integer value of a key by one."),
-    spec(
-        "incrby",
-        3,
-        W,
-        ONE,
-        "Increments the integer value of a key by a number.",
-    ),
-    spec(
-        "info",
-        -1,
-        &["slow"],
-        NONE,
-        "Returns information and statistics about the server.",
-    ),
-    spec(
-        "mget",
-        -2,
-        R,
-        ALL,
-        "Atomically returns the string values of one or more keys.",
-    ),
+    spec("incrby", 3, W, ONE, "Increments the integer value of a key by a number."),
+    spec("info", -1, &["slow"], NONE, "Returns information and statistics about the server."),
+    spec("mget", -2, R, ALL, "Atomically returns the string values of one or more keys."),
     spec("ping", -1, &["fast"], NONE, "Returns the server's liveliness response."),
     spec("quit", -1, C, NONE, "Closes the connection."),
-    spec(
-        "select",
-        2,
-        &["fast"],
-        NONE,
-        "Changes the selected database (only 0 exists).",
-    ),
-    spec(
-        "set",
-        -3,
-        W,
-        ONE,
-        "Sets the string value of a key. NX, XX and GET are supported; expiry is not.",
-    ),
+    spec("select", 2, &["fast"], NONE, "Changes the selected database (only 0 exists)."),
+    spec("set", -3, W, ONE, "Sets the string value of a key. NX, XX and GET are supported; expiry is not."),
     spec("strlen", 2, R, ONE, "Returns the length of a string value."),
 ];
 

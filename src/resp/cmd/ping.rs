@@ -17,9 +17,7 @@ impl Ping {
         if args.remaining() > 1 {
             return Err(errinput!("wrong number of arguments for 'ping' command"));
         }
-        Ok(Self {
-            message: args.try_next(),
-        })
+        Ok(Self { message: args.try_next() })
     }
 
     pub async fn apply(self, _ctx: &mut Ctx<'_>) -> Result<Reply> {

@@ -12,9 +12,7 @@ pub struct Select {
 
 impl Select {
     pub fn parse(args: &mut Args) -> Result<Self> {
-        Ok(Self {
-            index: args.next_i64()?,
-        })
+        Ok(Self { index: args.next_i64()? })
     }
 
     pub async fn apply(self, _ctx: &mut Ctx<'_>) -> Result<Reply> {

@@ -1,0 +1,148 @@
+//! `valthree check-history FILE`: is the recorded history linearizable?
+//!
+//! Exit status: 0 linearizable, 1 not linearizable, 2 unknown (time limit) or unusable input.
+
+use std::io::{BufReader, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::check::{Report, Verdict, check, describe, report};
+use crate::history::read_history;
+
+/// The models a history can be checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Model {
+    /// One register per key: get/set/del/incr/append, flushall on every key.
+    Register,
+}
+
+/// Arguments of `valthree check-history`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The JSONL history (from `valthree workload --history`).
+    pub file: PathBuf,
+    /// The model of what each key may do.
+    #[arg(long, value_enum, default_value = "register")]
+    pub model: Model,
+    /// Also write a self-contained HTML timeline here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Give up (verdict unknown, exit 2) after this long, e.g. 60s, 5m.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Print a machine-readable verdict.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The exit status for a verdict.
+pub fn exit_code(verdict: Verdict) -> ExitCode {
+    match verdict {
+        Verdict::Linearizable => ExitCode::SUCCESS,
+        Verdict::NotLinearizable => ExitCode::from(1),
+        Verdict::Unknown => ExitCode::from(2),
+    }
+}
+
+/// Reads and checks `file`; `Err` carries a message for unusable input.
+pub fn check_file(file: &PathBuf, timeout: Duration, show_progress: bool) -> Result<Report, String> {
+    let input = std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+    let events = read_history(BufReader::new(input)).map_err(|e| format!("{}: {e}", file.display()))?;
+    let bar = if show_progress && std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(0);
+        bar.set_style(ProgressStyle::with_template("checking {bar:30} {pos}/{len} keys {elapsed}").expect("template"));
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let progress = |done: usize, all: usize| {
+        bar.set_length(all as u64);
+        bar.set_position(done as u64);
+    };
+    let report = check(&events, Some(timeout), &progress).map_err(|e| format!("{}: {e}", file.display()))?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+/// The verdict for people.
+pub fn verdict_text(report: &Report) -> String {
+    let mut out = format!(
+        "{}: {} operations on {} keys checked in {:.2}s\n",
+        report.verdict.as_str(),
+        report.history.total_ops,
+        report.history.keys.len(),
+        report.elapsed.as_secs_f64()
+    );
+    for v in &report.violations {
+        let ops = &report.history.keys[&v.key];
+        out += &format!(
+            "key {}: after a linearizable prefix of {} operations, this one cannot be placed:\n  {}\n",
+            v.key,
+            v.prefix.len(),
+            describe(&ops[v.stuck])
+        );
+        out += "  window (the last operation placed and every operation concurrent with it):\n";
+        for &i in &v.window {
+            out += &format!("    {}{}\n", describe(&ops[i]), if i == v.stuck { "   <- cannot be placed" } else { "" });
+        }
+    }
+    if !report.timed_out.is_empty() {
+        out += &format!("time limit reached before deciding keys: {}\n", report.timed_out.join(", "));
+    }
+    out
+}
+
+/// The verdict for scripts.
+pub fn verdict_json(report: &Report) -> serde_json::Value {
+    json!({
+        "verdict": report.verdict.as_str(),
+        "linearizable": report.verdict == Verdict::Linearizable,
+        "operations": report.history.total_ops,
+        "keys": report.history.keys.len(),
+        "elapsed_s": report.elapsed.as_secs_f64(),
+        "violations": report.violations.iter().map(|v| {
+            let ops = &report.history.keys[&v.key];
+            json!({
+                "key": v.key,
+                "prefix_len": v.prefix.len(),
+                "stuck": describe(&ops[v.stuck]),
+                "window": v.window.iter().map(|&i| describe(&ops[i])).collect::<Vec<_>>(),
+            })
+        }).collect::<Vec<_>>(),
+        "timed_out_keys": report.timed_out,
+    })
+}
+
+/// Writes the HTML report.
+pub fn write_html(report: &Report, path: &PathBuf, title: &str) -> Result<(), String> {
+    std::fs::write(path, report::render(report, title)).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Runs the command.
+pub fn run(args: CheckArgs) -> ExitCode {
+    let Model::Register = args.model;
+    let report = match check_file(&args.file, args.timeout, !args.json) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(html) = &args.html
+        && let Err(e) = write_html(&report, html, &args.file.display().to_string())
+    {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    if args.json {
+        println!("{}", verdict_json(&report));
+    } else {
+        print!("{}", verdict_text(&report));
+    }
+    exit_code(report.verdict)
+}

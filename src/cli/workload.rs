@@ -1,0 +1,174 @@
+//! `valthree workload`: drive many clients against any Redis-protocol endpoint, record the
+//! history, and optionally check it.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use antithesis_sdk::assert_always;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use super::check::{check_file, exit_code, verdict_json, verdict_text, write_html};
+use crate::check::Verdict;
+use crate::history::HistoryWriter;
+use crate::workload::{self, Limit, Mix, Options, Progress};
+
+/// Arguments of `valthree workload`.
+#[derive(Debug, Args)]
+pub struct WorkloadArgs {
+    /// Comma-separated addresses; client i talks to addrs[i % n].
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:6379")]
+    pub addrs: Vec<String>,
+    /// Concurrent clients, each with one operation outstanding at a time.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Size of the key set (small means contention, which is the point).
+    #[arg(long, default_value_t = 4)]
+    pub keys: u64,
+    /// Run for this long (e.g. 30s); the default when --ops is not given is 10s.
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "ops")]
+    pub duration: Option<Duration>,
+    /// Run this many operations in all.
+    #[arg(long)]
+    pub ops: Option<u64>,
+    /// Seed of the operation streams: the same seed gives the same invocations.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where to write the JSONL history.
+    #[arg(long, default_value = "history.jsonl")]
+    pub history: PathBuf,
+    /// Relative weights of the operations.
+    #[arg(long, default_value = "get=3,set=2,del=1,incr=1,append=1")]
+    pub mix: Mix,
+    /// Per-operation client-side timeout; a timed-out operation is recorded as indeterminate.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Check the history for linearizability at the end; exit 1 on a violation.
+    #[arg(long)]
+    pub check: bool,
+    /// With --check, also write the HTML timeline here.
+    #[arg(long, requires = "check")]
+    pub html: Option<PathBuf>,
+    /// With --check, the checker's time limit.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub check_timeout: Duration,
+    /// Print the summary (and verdict) as JSON; no progress bar.
+    #[arg(long)]
+    pub json: bool,
+    /// Wait this long for every address to answer PING before starting.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub ready_timeout: Duration,
+}
+
+fn progress_bar(args: &WorkloadArgs, limit: Limit, progress: Arc<Progress>) -> Option<tokio::task::JoinHandle<()>> {
+    if args.json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let (len, template) = match limit {
+        Limit::Ops(n) => (n, "{spinner} {bar:30} {pos}/{len} ops {per_sec} {elapsed}"),
+        Limit::Duration(d) => (d.as_secs().max(1), "{spinner} {bar:30} {elapsed}/{duration} {msg}"),
+    };
+    let bar = ProgressBar::new(len);
+    bar.set_style(ProgressStyle::with_template(template).expect("template"));
+    let started = std::time::Instant::now();
+    Some(tokio::spawn(async move {
+        loop {
+            let done = progress.completed.load(Ordering::Relaxed);
+            match limit {
+                Limit::Ops(_) => bar.set_position(done),
+                Limit::Duration(_) => {
+                    bar.set_position(started.elapsed().as_secs());
+                    bar.set_message(format!("{done} ops"));
+                }
+            }
+            if bar.position() >= len {
+                bar.finish_and_clear();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }))
+}
+
+async fn drive(args: &WorkloadArgs) -> Result<workload::Summary, String> {
+    let deadline = tokio::time::Instant::now() + args.ready_timeout;
+    for addr in &args.addrs {
+        workload::client::wait_until_ready(addr, deadline).await?;
+    }
+    antithesis_sdk::lifecycle::setup_complete(&json!({"addrs": args.addrs, "clients": args.clients}));
+    let file =
+        std::fs::File::create(&args.history).map_err(|e| format!("cannot create {}: {e}", args.history.display()))?;
+    let history = Arc::new(HistoryWriter::new(Box::new(file)));
+    let limit = match (args.ops, args.duration) {
+        (Some(n), _) => Limit::Ops(n),
+        (None, d) => Limit::Duration(d.unwrap_or(Duration::from_secs(10))),
+    };
+    let options = Options {
+        addrs: args.addrs.clone(),
+        clients: args.clients.max(1),
+        keys: args.keys,
+        limit,
+        seed: args.seed,
+        mix: args.mix.clone(),
+        timeout: args.timeout,
+    };
+    let progress = Arc::new(Progress::default());
+    let bar = progress_bar(args, limit, progress.clone());
+    let summary = workload::run(options, history.clone(), progress).await;
+    if let Some(bar) = bar {
+        bar.abort();
+    }
+    if let Some(e) = history.error() {
+        return Err(format!("writing {} failed: {e}", args.history.display()));
+    }
+    Ok(summary)
+}
+
+/// Runs the command.
+pub fn run(args: WorkloadArgs) -> ExitCode {
+    antithesis_sdk::antithesis_init();
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
+    let summary = match runtime.block_on(drive(&args)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = json!({"summary": summary.to_json(), "history": args.history});
+    if !args.json {
+        print!("{}", summary.to_text());
+        println!("history: {}", args.history.display());
+    }
+    if !args.check {
+        if args.json {
+            println!("{out}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let report = match check_file(&args.history, args.check_timeout, !args.json) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    assert_always!(report.verdict != Verdict::NotLinearizable, "workload: the history is linearizable", &json!({}));
+    if let Some(html) = &args.html
+        && let Err(e) = write_html(&report, html, &args.history.display().to_string())
+    {
+        eprintln!("error: {e}");
+    }
+    if args.json {
+        out["check"] = verdict_json(&report);
+        println!("{out}");
+    } else {
+        print!("{}", verdict_text(&report));
+    }
+    exit_code(report.verdict)
+}

@@ -1,0 +1,65 @@
+//! A minimal RESP client on redis-protocol's codec: one request, one reply, and a precise
+//! account of whether a failed request could have reached the server.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use redis_protocol::codec::Resp2;
+use redis_protocol::resp2::types::BytesFrame;
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+/// Why a call produced no reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// Nothing reached the server (no connection could be made).
+    NotSent(String),
+    /// The request may have reached the server; the reply was lost (timeout, reset).
+    Lost(String),
+}
+
+/// One connection to a Redis-protocol server.
+pub struct Conn {
+    framed: Framed<TcpStream, Resp2>,
+}
+
+impl Conn {
+    /// Connects within `timeout`.
+    pub async fn connect(addr: &str, timeout: Duration) -> Result<Conn, CallError> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| CallError::NotSent(format!("connect to {addr} timed out")))?
+            .map_err(|e| CallError::NotSent(format!("connect to {addr}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Conn { framed: Framed::new(stream, Resp2::default()) })
+    }
+
+    /// Sends one command and waits for its reply.
+    pub async fn call(&mut self, args: &[Bytes]) -> Result<BytesFrame, CallError> {
+        let request = BytesFrame::Array(args.iter().cloned().map(BytesFrame::BulkString).collect());
+        self.framed.send(request).await.map_err(|e| CallError::Lost(format!("send: {}", e.details())))?;
+        match self.framed.next().await {
+            Some(Ok(frame)) => Ok(frame),
+            Some(Err(e)) => Err(CallError::Lost(format!("bad reply: {}", e.details()))),
+            None => Err(CallError::Lost("connection closed".into())),
+        }
+    }
+}
+
+/// Sends PING until `addr` answers PONG or `deadline` passes.
+pub async fn wait_until_ready(addr: &str, deadline: tokio::time::Instant) -> Result<(), String> {
+    loop {
+        let attempt = async {
+            let mut conn = Conn::connect(addr, Duration::from_secs(1)).await?;
+            conn.call(&[Bytes::from_static(b"PING")]).await
+        };
+        match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+            Ok(Ok(BytesFrame::SimpleString(s))) if s.as_ref() == b"PONG" => return Ok(()),
+            other if tokio::time::Instant::now() >= deadline => {
+                return Err(format!("{addr} did not answer PING: {other:?}"));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Seeded operation generators: the same seed gives every client the same sequence.
+
+use std::str::FromStr;
+
+use crate::history::Op;
+
+/// Relative weights of the operations (`get=3,set=2,del=1,incr=1,append=1`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mix {
+    weights: Vec<(Op, u32)>,
+    total: u32,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        "get=3,set=2,del=1,incr=1,append=1".parse().expect("the default mix parses")
+    }
+}
+
+impl FromStr for Mix {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut weights = Vec::new();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let (name, weight) = part.split_once('=').ok_or_else(|| format!("expected op=weight, got {part:?}"))?;
+            let op: Op = name.trim().parse()?;
+            let weight: u32 = weight.trim().parse().map_err(|_| format!("bad weight in {part:?}"))?;
+            if weight > 0 {
+                weights.push((op, weight));
+            }
+        }
+        let total = weights.iter().map(|(_, w)| w).sum();
+        if total == 0 {
+            return Err("the mix needs at least one operation with a positive weight".into());
+        }
+        Ok(Self { weights, total })
+    }
+}
+
+/// One generated operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub op: Op,
+    /// `None` for FLUSHALL.
+    pub key: Option<String>,
+    /// SET's value or APPEND's suffix: `<client>-<seq>`, unique in the run.
+    pub value: Option<String>,
+}
+
+/// The operation stream of one client.
+pub struct Generator {
+    rng: fastrand::Rng,
+    client: u64,
+    seq: u64,
+    keys: u64,
+    mix: Mix,
+}
+
+impl Generator {
+    pub fn new(seed: u64, client: u64, keys: u64, mix: Mix) -> Self {
+        let stream = seed ^ client.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        Self { rng: fastrand::Rng::with_seed(stream), client, seq: 0, keys: keys.max(1), mix }
+    }
+
+    /// The next operation.
+    pub fn next_op(&mut self) -> Planned {
+        self.seq += 1;
+        let mut pick = self.rng.u32(0..self.mix.total);
+        let op = self
+            .mix
+            .weights
+            .iter()
+            .find(|(_, w)| {
+                let hit = pick < *w;
+                pick = pick.saturating_sub(*w);
+                hit
+            })
+            .map(|(op, _)| *op)
+            .expect("pick is below the total weight");
+        let key = (op != Op::Flushall).then(|| format!("k{}", self.rng.u64(0..self.keys)));
+        let value = matches!(op, Op::Set | Op::Append).then(|| format!("{}-{}", self.client, self.seq));
+        Planned { op, key, value }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_sequence_and_values_are_unique() {
+        let run = |seed| {
+            let mut g = Generator::new(seed, 3, 4, Mix::default());
+            (0..200).map(|_| g.next_op()).collect::<Vec<_>>()
+        };
+        assert_eq!(run(7), run(7));
+        assert_ne!(run(7), run(8));
+        let values: Vec<_> = run(7).into_iter().filter_map(|p| p.value).collect();
+        let mut unique = values.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(values.len(), unique.len());
+    }
+
+    #[test]
+    fn mixes_parse_and_reject_nonsense() {
+        assert!("get=1,incr=2".parse::<Mix>().is_ok());
+        assert!("get=0".parse::<Mix>().is_err());
+        assert!("cas=1".parse::<Mix>().is_err());
+        assert!("get".parse::<Mix>().is_err());
+    }
+}

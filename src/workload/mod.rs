@@ -1,0 +1,203 @@
+//! `valthree workload`: many clients, a small contended key set, every operation recorded.
+//!
+//! Each client owns one connection to one address (client i → addrs[i % n]) and runs its
+//! seeded stream of operations one at a time. Each operation is written to the history as an
+//! invocation before it is sent and as a completion when its fate is known:
+//!
+//! | what happened | recorded as |
+//! |---|---|
+//! | a reply (`+OK`, a value, an integer) | `ok` |
+//! | `-ERR`, `-TRYAGAIN` or any other error reply | `fail`: it certainly did not happen |
+//! | `-UNCERTAIN`, a timeout, a dropped connection | `info`: it may have happened |
+//! | no connection could be made, so nothing was sent | `fail` |
+//!
+//! After a timeout or a dropped connection the client reconnects before its next operation,
+//! so a late reply can never be taken for the answer to a later request.
+
+pub mod client;
+pub mod generator;
+mod summary;
+
+pub use generator::{Generator, Mix, Planned};
+pub use summary::{Counts, Summary};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use antithesis_sdk::assert_sometimes;
+use bytes::Bytes;
+use redis_protocol::resp2::types::BytesFrame;
+use serde_json::{Value, json};
+
+use crate::history::{EventType, HistoryWriter, Op, Process, Record};
+use client::{CallError, Conn};
+
+/// How long a client waits before retrying after it could not connect.
+pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// When the run ends.
+#[derive(Debug, Clone, Copy)]
+pub enum Limit {
+    Duration(Duration),
+    Ops(u64),
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub addrs: Vec<String>,
+    pub clients: usize,
+    pub keys: u64,
+    pub limit: Limit,
+    pub seed: u64,
+    pub mix: Mix,
+    pub timeout: Duration,
+}
+
+/// Progress shared with the progress bar.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub completed: AtomicU64,
+    issued: AtomicU64,
+}
+
+struct Shared {
+    options: Options,
+    history: Arc<HistoryWriter>,
+    progress: Arc<Progress>,
+    deadline: Option<Instant>,
+}
+
+impl Shared {
+    /// Takes the right to issue one more operation.
+    fn ticket(&self) -> bool {
+        match self.options.limit {
+            Limit::Ops(n) => self.progress.issued.fetch_add(1, Ordering::Relaxed) < n,
+            Limit::Duration(_) => self.deadline.is_none_or(|d| Instant::now() < d),
+        }
+    }
+}
+
+/// The command a planned operation sends.
+fn command(p: &Planned) -> Vec<Bytes> {
+    let word = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+    let mut args = vec![word(match p.op {
+        Op::Get => "GET",
+        Op::Set => "SET",
+        Op::Del => "DEL",
+        Op::Incr => "INCR",
+        Op::Append => "APPEND",
+        Op::Flushall => "FLUSHALL",
+    })];
+    args.extend(p.key.as_deref().map(word));
+    args.extend(p.value.as_deref().map(word));
+    args
+}
+
+/// Classifies a reply: (event type, result value, error text).
+fn interpret(p: &Planned, reply: BytesFrame) -> (EventType, Value, Option<String>) {
+    match (p.op, reply) {
+        (_, BytesFrame::Error(e)) if e.starts_with("UNCERTAIN") => (EventType::Info, Value::Null, Some(e.to_string())),
+        (_, BytesFrame::Error(e)) => (EventType::Fail, Value::Null, Some(e.to_string())),
+        (Op::Get, BytesFrame::BulkString(b)) => (EventType::Ok, json!(String::from_utf8_lossy(&b)), None),
+        (Op::Get, BytesFrame::Null) => (EventType::Ok, Value::Null, None),
+        (Op::Set | Op::Flushall, BytesFrame::SimpleString(s)) if s.as_ref() == b"OK" => {
+            (EventType::Ok, p.value.clone().map_or(Value::Null, Value::String), None)
+        }
+        (Op::Del | Op::Incr | Op::Append, BytesFrame::Integer(n)) => (EventType::Ok, json!(n), None),
+        (_, other) => (EventType::Info, Value::Null, Some(format!("unexpected reply {other:?}"))),
+    }
+}
+
+async fn client_loop(id: usize, shared: Arc<Shared>) -> Summary {
+    let options = &shared.options;
+    let addr = &options.addrs[id % options.addrs.len()];
+    let mut generator = Generator::new(options.seed, id as u64, options.keys, options.mix.clone());
+    let mut summary = Summary::default();
+    let mut conn: Option<Conn> = None;
+    let record = |kind, p: &Planned, value, error| Record {
+        process: Process::Client(id as u64),
+        kind,
+        f: p.op.as_str().into(),
+        key: p.key.clone(),
+        value,
+        error,
+    };
+    while shared.ticket() {
+        let planned = generator.next_op();
+        let argument = planned.value.clone().map_or(Value::Null, Value::String);
+        shared.history.append(record(EventType::Invoke, &planned, argument, None));
+        let started = Instant::now();
+        if conn.is_none() {
+            match Conn::connect(addr, options.timeout).await {
+                Ok(c) => conn = Some(c),
+                Err(CallError::NotSent(m) | CallError::Lost(m)) => {
+                    shared.history.append(record(EventType::Fail, &planned, Value::Null, Some(m)));
+                    summary.record(planned.op, EventType::Fail, None);
+                    shared.progress.completed.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(RECONNECT_BACKOFF).await;
+                    continue;
+                }
+            }
+        }
+        let args = command(&planned);
+        let call = conn.as_mut().expect("connected above").call(&args);
+        let (kind, value, error) = match tokio::time::timeout(options.timeout, call).await {
+            Ok(Ok(reply)) => interpret(&planned, reply),
+            Ok(Err(CallError::NotSent(m))) => (EventType::Fail, Value::Null, Some(m)),
+            Ok(Err(CallError::Lost(m))) => (EventType::Info, Value::Null, Some(m)),
+            Err(_) => (EventType::Info, Value::Null, Some("timeout".into())),
+        };
+        if kind == EventType::Info {
+            conn = None; // a late reply must never answer the next request
+        }
+        let is_read = planned.op == Op::Get;
+        assert_sometimes!(kind == EventType::Ok && is_read, "workload: a read succeeds", &json!({}));
+        assert_sometimes!(kind == EventType::Ok && !is_read, "workload: a write succeeds", &json!({}));
+        shared.history.append(record(kind, &planned, value, error));
+        summary.record(planned.op, kind, Some(started.elapsed()));
+        shared.progress.completed.fetch_add(1, Ordering::Relaxed);
+    }
+    summary
+}
+
+/// Runs the workload, writing every event to `history`.
+pub async fn run(options: Options, history: Arc<HistoryWriter>, progress: Arc<Progress>) -> Summary {
+    let started = Instant::now();
+    let deadline = match options.limit {
+        Limit::Duration(d) => Some(started + d),
+        Limit::Ops(_) => None,
+    };
+    let clients = options.clients;
+    let shared = Arc::new(Shared { options, history, progress, deadline });
+    let tasks: Vec<_> = (0..clients).map(|id| tokio::spawn(client_loop(id, shared.clone()))).collect();
+    let mut total = Summary::default();
+    for task in tasks {
+        total.merge(task.await.expect("a workload client panicked"));
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planned(op: Op) -> Planned {
+        Planned { op, key: Some("k0".into()), value: (op == Op::Set).then(|| "1-1".into()) }
+    }
+
+    #[test]
+    fn replies_are_classified_by_what_they_prove() {
+        let err = |s: &str| BytesFrame::Error(s.into());
+        assert_eq!(interpret(&planned(Op::Set), err("TRYAGAIN conflict")).0, EventType::Fail);
+        assert_eq!(interpret(&planned(Op::Set), err("ERR syntax")).0, EventType::Fail);
+        assert_eq!(interpret(&planned(Op::Set), err("UNCERTAIN timeout")).0, EventType::Info);
+        let ok = interpret(&planned(Op::Set), BytesFrame::SimpleString("OK".into()));
+        assert_eq!((ok.0, ok.1), (EventType::Ok, json!("1-1")));
+        assert_eq!(interpret(&planned(Op::Get), BytesFrame::Null).1, Value::Null);
+        assert_eq!(interpret(&planned(Op::Incr), BytesFrame::Integer(4)).1, json!(4));
+        assert_eq!(interpret(&planned(Op::Incr), BytesFrame::SimpleString("OK".into())).0, EventType::Info);
+    }
+}

@@ -1,0 +1,181 @@
+//! `valthree workload` and `valthree check-history` end to end: they must pass a correct
+//! server, catch a broken one, and record faults precisely.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{BIN, RedisServer, Valthree};
+use serde_json::Value;
+
+fn valthree(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run valthree")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn workload(addrs: &str, history: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["workload", "--addrs", addrs, "--history", history.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    valthree(&args)
+}
+
+fn events(history: &Path) -> Vec<Value> {
+    std::fs::read_to_string(history).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn three_s3_nodes_on_one_directory_are_linearizable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shared");
+    let nodes: Vec<Valthree> =
+        (0..3).map(|_| Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap()])).collect();
+    let addrs = nodes.iter().map(|n| n.addr()).collect::<Vec<_>>().join(",");
+    let history = dir.path().join("h.jsonl");
+    let out = workload(&addrs, &history, &["--clients", "9", "--duration", "4s", "--seed", "7", "--check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("linearizable:"), "{}", text(&out));
+    let ok_reads = events(&history).iter().filter(|e| e["type"] == "ok" && e["f"] == "get").count();
+    assert!(ok_reads > 100, "the run must actually read: {ok_reads} reads");
+}
+
+#[test]
+fn redis_server_is_linearizable() {
+    let Some(redis) = RedisServer::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("h.jsonl");
+    let addr = format!("127.0.0.1:{}", redis.port);
+    let out = workload(&addr, &history, &["--clients", "8", "--ops", "20000", "--check", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["check"]["verdict"], "linearizable");
+    assert_eq!(report["summary"]["info"], 0);
+}
+
+#[test]
+fn the_planted_stale_read_bug_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shared");
+    let data = data.to_str().unwrap();
+    let honest = Valthree::start(dir.path(), &["--data-dir", data]);
+    let broken = Valthree::start(dir.path(), &["--data-dir", data, "--unsafe-stale-reads"]);
+    let history = dir.path().join("h.jsonl");
+    let html = dir.path().join("report.html");
+    let addrs = format!("{},{}", honest.addr(), broken.addr());
+    let out = workload(
+        &addrs,
+        &history,
+        &["--clients", "8", "--duration", "3s", "--check", "--html", html.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "a violation must exit 1: {}", text(&out));
+    assert!(text(&out).contains("NOT linearizable"), "{}", text(&out));
+    assert!(text(&out).contains("cannot be placed"), "{}", text(&out));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("NOT linearizable") && page.contains("\"tag\":\"stuck\""));
+    assert!(!page.contains("src=\"http") && !page.contains("href=\"http"), "the report must be self-contained");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_invocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let invocations = |name: &str| {
+        let data = dir.path().join(name);
+        let node = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap()]);
+        let history = dir.path().join(format!("{name}.jsonl"));
+        let out = workload(&node.addr(), &history, &["--clients", "3", "--ops", "300", "--seed", "42"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let mut per_client: Vec<Vec<(String, String, String)>> = vec![Vec::new(); 3];
+        for e in events(&history).iter().filter(|e| e["type"] == "invoke") {
+            let p = e["process"].as_u64().unwrap() as usize;
+            per_client[p].push((e["f"].to_string(), e["key"].to_string(), e["value"].to_string()));
+        }
+        per_client
+    };
+    let (a, b) = (invocations("a"), invocations("b"));
+    for (x, y) in a.iter().zip(&b) {
+        let n = x.len().min(y.len());
+        assert!(n > 50);
+        assert_eq!(x[..n], y[..n]);
+    }
+}
+
+#[test]
+fn pauses_and_restarts_are_recorded_as_info_and_fail_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut node = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap()]);
+    let history = dir.path().join("h.jsonl");
+    let addr = node.addr();
+    let run = {
+        let history = history.clone();
+        std::thread::spawn(move || {
+            workload(&addr, &history, &["--clients", "4", "--duration", "5s", "--timeout", "300ms", "--check"])
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    node.signal("STOP");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    node.signal("CONT");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    node.kill9();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    node.restart();
+    let out = run.join().unwrap();
+    assert!(out.status.success(), "faults are no violations: {}", text(&out));
+    let events = events(&history);
+    let timeouts = events.iter().filter(|e| e["type"] == "info" && e["error"] == "timeout").count();
+    let refused = events
+        .iter()
+        .filter(|e| e["type"] == "fail" && e["error"].as_str().is_some_and(|s| s.contains("connect")))
+        .count();
+    assert!(timeouts > 0, "a paused server makes operations time out");
+    assert!(refused > 0, "a dead server makes operations fail before they are sent");
+    let last_ok = events.iter().rev().find(|e| e["type"] == "ok").unwrap()["time"].as_u64().unwrap();
+    let is_refused = |e: &&Value| e["type"] == "fail" && e["error"].as_str().is_some_and(|s| s.contains("connect"));
+    let restart_fail = events.iter().rev().find(is_refused).unwrap()["time"].as_u64().unwrap();
+    assert!(last_ok > restart_fail, "clients reconnect and go on after the restart");
+}
+
+#[test]
+fn check_history_reports_bad_input_with_its_line_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &file,
+        "{\"index\":0,\"process\":1,\"type\":\"invoke\",\"f\":\"get\",\"key\":\"k\",\"time\":1}\n\
+         {\"index\":1,\"process\":1,\"type\":\"ok\",\"f\":\"get\",\"key\":\"k\",\"time\":2}\n\
+         {\"index\":2,\"process\":1,\"type\":\"invoke\",\"f\":\"cas\",\"key\":\"k\",\"time\":3}\n",
+    )
+    .unwrap();
+    let out = valthree(&["check-history", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("line 3: unknown op \"cas\""), "{}", text(&out));
+    std::fs::write(&file, "not json\n").unwrap();
+    let out = valthree(&["check-history", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("line 1"), "{}", text(&out));
+}
+
+#[test]
+fn check_history_json_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("h.jsonl");
+    let lines = [
+        r#"{"index":0,"process":1,"type":"invoke","f":"incr","key":"n","time":1}"#,
+        r#"{"index":1,"process":1,"type":"ok","f":"incr","key":"n","value":1,"time":2}"#,
+        r#"{"index":2,"process":2,"type":"invoke","f":"incr","key":"n","time":3}"#,
+        r#"{"index":3,"process":2,"type":"ok","f":"incr","key":"n","value":1,"time":4}"#,
+    ];
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = valthree(&["check-history", file.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let verdict: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict["verdict"], "NOT linearizable");
+    assert_eq!(verdict["violations"][0]["key"], "n");
+    std::fs::write(&file, lines[..2].join("\n") + "\n").unwrap();
+    let out = valthree(&["check-history", file.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+}
