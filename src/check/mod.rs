@@ -17,6 +17,7 @@ mod model;
 mod prepare;
 pub mod report;
 mod search;
+pub mod synth;
 
 pub use model::{Input, Output};
 pub use prepare::{Fault, NEVER, Operation, Prepared, prepare};

@@ -146,9 +146,14 @@ pub fn check_key(ops: &[Operation], deadline: Option<Instant>, progress: &mut dy
     let mut state = states.id(None);
     let mut linearized: u128 = 0;
     let mut cache: HashSet<(u128, u32)> = HashSet::new();
-    let mut calls: Vec<(usize, u32)> = Vec::new();
+    // The choices made so far: (call entry, state before it, its node in `trail`).
+    let mut calls: Vec<(usize, u32, usize)> = Vec::new();
+    // Every prefix ever tried, as a tree of (operation, parent) nodes, so the best prefix
+    // can be remembered in O(1) and spelled out only if the key turns out to be wrong.
+    let mut trail: Vec<(usize, usize)> = Vec::new();
     let mut remaining = ops.iter().filter(|o| o.is_determinate()).count();
-    let mut best: (usize, Vec<usize>, usize) = (0, Vec::new(), NIL);
+    // (depth, trail node of the deepest prefix, the operation stuck after it)
+    let mut best: (usize, usize, usize) = (0, NIL, NIL);
     let mut entry = list.e[HEAD].next;
     let mut steps: u64 = 0;
     while remaining > 0 {
@@ -167,7 +172,9 @@ pub fn check_key(ops: &[Operation], deadline: Option<Instant>, progress: &mut dy
                 let next = states.id(next);
                 let hashed = linearized ^ zobrist[e.op];
                 if cache.insert((hashed, next)) {
-                    calls.push((entry, state));
+                    let parent = calls.last().map_or(NIL, |c| c.2);
+                    trail.push((e.op, parent));
+                    calls.push((entry, state, trail.len() - 1));
                     state = next;
                     linearized = hashed;
                     if op.is_determinate() {
@@ -181,10 +188,17 @@ pub fn check_key(ops: &[Operation], deadline: Option<Instant>, progress: &mut dy
             entry = list.e[entry].next;
         } else {
             if calls.len() > best.0 || best.2 == NIL {
-                best = (calls.len(), calls.iter().map(|(c, _)| list.e[*c].op).collect(), e.op);
+                best = (calls.len(), calls.last().map_or(NIL, |c| c.2), e.op);
             }
-            let Some((call, previous)) = calls.pop() else {
-                return Outcome::Violation { prefix: best.1, stuck: best.2 };
+            let Some((call, previous, _)) = calls.pop() else {
+                let mut prefix = Vec::with_capacity(best.0);
+                let mut node = best.1;
+                while node != NIL {
+                    prefix.push(trail[node].0);
+                    node = trail[node].1;
+                }
+                prefix.reverse();
+                return Outcome::Violation { prefix, stuck: best.2 };
             };
             let op = list.e[call].op;
             state = previous;

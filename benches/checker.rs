@@ -1,0 +1,81 @@
+//! How fast does `check-history` decide, and how much memory does it take?
+//!
+//! `cargo bench --bench checker` writes synthetic linearizable histories (see
+//! `valthree::check::synth`) of 10k, 100k and 1M operations to a temporary directory and
+//! runs `check-history` on each in a fresh process of this same binary, which reports its
+//! wall time and peak resident memory. The same figure for any history comes from
+//! `/usr/bin/time -v valthree check-history FILE`.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use valthree::check::{check, synth};
+use valthree::history::read_history;
+
+const CASES: &[(u64, u64, u64)] = &[
+    // (operations, clients, keys)
+    (10_000, 8, 4),
+    (10_000, 64, 1000),
+    (100_000, 8, 4),
+    (100_000, 64, 1000),
+    (1_000_000, 8, 4),
+    (1_000_000, 64, 1000),
+];
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+/// Child mode: check one file, print "seconds verdict peak-MiB".
+fn check_one(path: &Path) {
+    let started = Instant::now();
+    let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    let events = read_history(file).unwrap();
+    let report = check(&events, None, &|_, _| {}).unwrap();
+    println!("{} {} {}", started.elapsed().as_secs_f64(), report.verdict.as_str().replace(' ', "_"), peak_rss_mib());
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--check-one") {
+        return check_one(Path::new(&args[i + 1]));
+    }
+    // `cargo bench` passes --bench; test runners listing or running tests get nothing.
+    if !args.iter().any(|a| a == "--bench") {
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let dir = tempfile::tempdir().unwrap();
+    println!(
+        "{:>10} {:>8} {:>6} {:>10} {:>14} {:>10}  verdict",
+        "ops", "clients", "keys", "seconds", "ops/s", "peak MiB"
+    );
+    for &(ops, clients, keys) in CASES.iter().filter(|c| !quick || c.0 <= 10_000) {
+        let path = dir.path().join(format!("h-{ops}-{clients}-{keys}.jsonl"));
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        for n in synth::linearizable_history(ops ^ clients ^ keys, clients, keys, ops) {
+            serde_json::to_writer(&mut out, &n.event).unwrap();
+            out.write_all(b"\n").unwrap();
+        }
+        drop(out);
+        let child =
+            std::process::Command::new(&args[0]).args(["--check-one", path.to_str().unwrap()]).output().unwrap();
+        let line = String::from_utf8_lossy(&child.stdout);
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let secs: f64 = fields.first().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+        println!(
+            "{ops:>10} {clients:>8} {keys:>6} {secs:>10.3} {:>14.0} {:>10.1}  {}",
+            ops as f64 / secs,
+            fields.get(2).and_then(|s| s.parse::<f64>().ok()).unwrap_or(f64::NAN),
+            fields.get(1).unwrap_or(&"?")
+        );
+    }
+}
