@@ -27,6 +27,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve the Redis protocol in one of the consistency modes')
             [CompletionResult]::new('workload', 'workload', [CompletionResultType]::ParameterValue, 'Drive many clients against Redis-protocol servers and record the history')
+            [CompletionResult]::new('cluster', 'cluster', [CompletionResultType]::ParameterValue, 'Run a local cluster and inject faults into it')
             [CompletionResult]::new('check-history', 'check-history', [CompletionResultType]::ParameterValue, 'Check a recorded history for linearizability')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -38,9 +39,11 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for this node''s data (in s3 mode without --s3-bucket: the embedded object store)')
             [CompletionResult]::new('--requirepass', '--requirepass', [CompletionResultType]::ParameterName, 'Require clients to AUTH with this password')
             [CompletionResult]::new('--maxclients', '--maxclients', [CompletionResultType]::ParameterName, 'Refuse connections beyond this many')
+            [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'Enables the VALTHREE.FAULT admin command (partitions for testing) for holders of this token')
             [CompletionResult]::new('--proto-max-bulk-len', '--proto-max-bulk-len', [CompletionResultType]::ParameterName, 'Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted)')
             [CompletionResult]::new('--s3-endpoint', '--s3-endpoint', [CompletionResultType]::ParameterName, 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted')
             [CompletionResult]::new('--s3-bucket', '--s3-bucket', [CompletionResultType]::ParameterName, 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used')
+            [CompletionResult]::new('--s3-dir', '--s3-dir', [CompletionResultType]::ParameterName, 's3 mode: directory of the embedded object store, shared by every node of a local cluster (default: --data-dir)')
             [CompletionResult]::new('--s3-key', '--s3-key', [CompletionResultType]::ParameterName, 's3 mode: object key of the database document')
             [CompletionResult]::new('--s3-region', '--s3-region', [CompletionResultType]::ParameterName, 's3 mode: region')
             [CompletionResult]::new('--s3-access-key', '--s3-access-key', [CompletionResultType]::ParameterName, 's3 mode: access key (default: the usual AWS credential chain)')
@@ -57,7 +60,10 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;workload' {
-            [CompletionResult]::new('--addrs', '--addrs', [CompletionResultType]::ParameterName, 'Comma-separated addresses; client i talks to addrs[i % n]')
+            [CompletionResult]::new('--addrs', '--addrs', [CompletionResultType]::ParameterName, 'Comma-separated addresses; client i talks to addrs[i % n] (default: the nodes of --cluster, or 127.0.0.1:6379)')
+            [CompletionResult]::new('--cluster', '--cluster', [CompletionResultType]::ParameterName, 'A local cluster''s directory (from `valthree cluster up`): its nodes are the addresses, and the nemesis acts on it')
+            [CompletionResult]::new('--nemesis', '--nemesis', [CompletionResultType]::ParameterName, 'Faults to inject while the workload runs: kill, pause, partition (comma-separated)')
+            [CompletionResult]::new('--nemesis-interval', '--nemesis-interval', [CompletionResultType]::ParameterName, 'Time between two faults; each lasts half of it')
             [CompletionResult]::new('--clients', '--clients', [CompletionResultType]::ParameterName, 'Concurrent clients, each with one operation outstanding at a time')
             [CompletionResult]::new('--keys', '--keys', [CompletionResultType]::ParameterName, 'Size of the key set (small means contention, which is the point)')
             [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Run for this long (e.g. 30s); the default when --ops is not given is 10s')
@@ -75,6 +81,153 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'valthree;cluster' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('up', 'up', [CompletionResultType]::ParameterValue, 'Start N nodes in the background and wait until each answers PING')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show each node: up, paused or down, and what it reports of itself')
+            [CompletionResult]::new('kill', 'kill', [CompletionResultType]::ParameterValue, 'SIGKILL a node')
+            [CompletionResult]::new('pause', 'pause', [CompletionResultType]::ParameterValue, 'SIGSTOP a node')
+            [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'SIGCONT a paused node')
+            [CompletionResult]::new('restart', 'restart', [CompletionResultType]::ParameterValue, 'Restart a node with the same flags and data')
+            [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store)')
+            [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic')
+            [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every node (SIGTERM, then SIGKILL after a grace period)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'valthree;cluster;up' {
+            [CompletionResult]::new('--mode', '--mode', [CompletionResultType]::ParameterName, 'mode')
+            [CompletionResult]::new('--nodes', '--nodes', [CompletionResultType]::ParameterName, 'nodes')
+            [CompletionResult]::new('--base-port', '--base-port', [CompletionResultType]::ParameterName, 'Node i serves clients on base+i and peers on base+1000+i')
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'valthree;cluster;status' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'valthree;cluster;kill' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'valthree;cluster;pause' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'valthree;cluster;resume' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'valthree;cluster;restart' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'valthree;cluster;partition' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'valthree;cluster;heal' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'valthree;cluster;down' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
+            [CompletionResult]::new('--purge', '--purge', [CompletionResultType]::ParameterName, 'Also delete the cluster''s directory')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'valthree;cluster;help' {
+            [CompletionResult]::new('up', 'up', [CompletionResultType]::ParameterValue, 'Start N nodes in the background and wait until each answers PING')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show each node: up, paused or down, and what it reports of itself')
+            [CompletionResult]::new('kill', 'kill', [CompletionResultType]::ParameterValue, 'SIGKILL a node')
+            [CompletionResult]::new('pause', 'pause', [CompletionResultType]::ParameterValue, 'SIGSTOP a node')
+            [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'SIGCONT a paused node')
+            [CompletionResult]::new('restart', 'restart', [CompletionResultType]::ParameterValue, 'Restart a node with the same flags and data')
+            [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store)')
+            [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic')
+            [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every node (SIGTERM, then SIGKILL after a grace period)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'valthree;cluster;help;up' {
+            break
+        }
+        'valthree;cluster;help;status' {
+            break
+        }
+        'valthree;cluster;help;kill' {
+            break
+        }
+        'valthree;cluster;help;pause' {
+            break
+        }
+        'valthree;cluster;help;resume' {
+            break
+        }
+        'valthree;cluster;help;restart' {
+            break
+        }
+        'valthree;cluster;help;partition' {
+            break
+        }
+        'valthree;cluster;help;heal' {
+            break
+        }
+        'valthree;cluster;help;down' {
+            break
+        }
+        'valthree;cluster;help;help' {
             break
         }
         'valthree;check-history' {
@@ -98,6 +251,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
         'valthree;help' {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve the Redis protocol in one of the consistency modes')
             [CompletionResult]::new('workload', 'workload', [CompletionResultType]::ParameterValue, 'Drive many clients against Redis-protocol servers and record the history')
+            [CompletionResult]::new('cluster', 'cluster', [CompletionResultType]::ParameterValue, 'Run a local cluster and inject faults into it')
             [CompletionResult]::new('check-history', 'check-history', [CompletionResultType]::ParameterValue, 'Check a recorded history for linearizability')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -107,6 +261,45 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;help;workload' {
+            break
+        }
+        'valthree;help;cluster' {
+            [CompletionResult]::new('up', 'up', [CompletionResultType]::ParameterValue, 'Start N nodes in the background and wait until each answers PING')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show each node: up, paused or down, and what it reports of itself')
+            [CompletionResult]::new('kill', 'kill', [CompletionResultType]::ParameterValue, 'SIGKILL a node')
+            [CompletionResult]::new('pause', 'pause', [CompletionResultType]::ParameterValue, 'SIGSTOP a node')
+            [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'SIGCONT a paused node')
+            [CompletionResult]::new('restart', 'restart', [CompletionResultType]::ParameterValue, 'Restart a node with the same flags and data')
+            [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store)')
+            [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic')
+            [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every node (SIGTERM, then SIGKILL after a grace period)')
+            break
+        }
+        'valthree;help;cluster;up' {
+            break
+        }
+        'valthree;help;cluster;status' {
+            break
+        }
+        'valthree;help;cluster;kill' {
+            break
+        }
+        'valthree;help;cluster;pause' {
+            break
+        }
+        'valthree;help;cluster;resume' {
+            break
+        }
+        'valthree;help;cluster;restart' {
+            break
+        }
+        'valthree;help;cluster;partition' {
+            break
+        }
+        'valthree;help;cluster;heal' {
+            break
+        }
+        'valthree;help;cluster;down' {
             break
         }
         'valthree;help;check-history' {

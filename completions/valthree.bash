@@ -19,6 +19,9 @@ _valthree() {
             valthree,check-history)
                 cmd="valthree__subcmd__check__subcmd__history"
                 ;;
+            valthree,cluster)
+                cmd="valthree__subcmd__cluster"
+                ;;
             valthree,completions)
                 cmd="valthree__subcmd__completions"
                 ;;
@@ -31,8 +34,71 @@ _valthree() {
             valthree,workload)
                 cmd="valthree__subcmd__workload"
                 ;;
+            valthree__subcmd__cluster,down)
+                cmd="valthree__subcmd__cluster__subcmd__down"
+                ;;
+            valthree__subcmd__cluster,heal)
+                cmd="valthree__subcmd__cluster__subcmd__heal"
+                ;;
+            valthree__subcmd__cluster,help)
+                cmd="valthree__subcmd__cluster__subcmd__help"
+                ;;
+            valthree__subcmd__cluster,kill)
+                cmd="valthree__subcmd__cluster__subcmd__kill"
+                ;;
+            valthree__subcmd__cluster,partition)
+                cmd="valthree__subcmd__cluster__subcmd__partition"
+                ;;
+            valthree__subcmd__cluster,pause)
+                cmd="valthree__subcmd__cluster__subcmd__pause"
+                ;;
+            valthree__subcmd__cluster,restart)
+                cmd="valthree__subcmd__cluster__subcmd__restart"
+                ;;
+            valthree__subcmd__cluster,resume)
+                cmd="valthree__subcmd__cluster__subcmd__resume"
+                ;;
+            valthree__subcmd__cluster,status)
+                cmd="valthree__subcmd__cluster__subcmd__status"
+                ;;
+            valthree__subcmd__cluster,up)
+                cmd="valthree__subcmd__cluster__subcmd__up"
+                ;;
+            valthree__subcmd__cluster__subcmd__help,down)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__down"
+                ;;
+            valthree__subcmd__cluster__subcmd__help,heal)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__heal"
+                ;;
+            valthree__subcmd__cluster__subcmd__help,help)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__help"
+                ;;
+            valthree__subcmd__cluster__subcmd__help,kill)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__kill"
+                ;;
+            valthree__subcmd__cluster__subcmd__help,partition)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__partition"
+                ;;
+            valthree__subcmd__cluster__subcmd__help,pause)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__pause"
+                ;;
+            valthree__subcmd__cluster__subcmd__help,restart)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__restart"
+                ;;
+            valthree__subcmd__cluster__subcmd__help,resume)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__resume"
+                ;;
+            valthree__subcmd__cluster__subcmd__help,status)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__status"
+                ;;
+            valthree__subcmd__cluster__subcmd__help,up)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__up"
+                ;;
             valthree__subcmd__help,check-history)
                 cmd="valthree__subcmd__help__subcmd__check__subcmd__history"
+                ;;
+            valthree__subcmd__help,cluster)
+                cmd="valthree__subcmd__help__subcmd__cluster"
                 ;;
             valthree__subcmd__help,completions)
                 cmd="valthree__subcmd__help__subcmd__completions"
@@ -46,6 +112,33 @@ _valthree() {
             valthree__subcmd__help,workload)
                 cmd="valthree__subcmd__help__subcmd__workload"
                 ;;
+            valthree__subcmd__help__subcmd__cluster,down)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__down"
+                ;;
+            valthree__subcmd__help__subcmd__cluster,heal)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__heal"
+                ;;
+            valthree__subcmd__help__subcmd__cluster,kill)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__kill"
+                ;;
+            valthree__subcmd__help__subcmd__cluster,partition)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__partition"
+                ;;
+            valthree__subcmd__help__subcmd__cluster,pause)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__pause"
+                ;;
+            valthree__subcmd__help__subcmd__cluster,restart)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__restart"
+                ;;
+            valthree__subcmd__help__subcmd__cluster,resume)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__resume"
+                ;;
+            valthree__subcmd__help__subcmd__cluster,status)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__status"
+                ;;
+            valthree__subcmd__help__subcmd__cluster,up)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__up"
+                ;;
             *)
                 ;;
         esac
@@ -53,7 +146,7 @@ _valthree() {
 
     case "${cmd}" in
         valthree)
-            opts="-h -V --help --version serve workload check-history completions help"
+            opts="-h -V --help --version serve workload cluster check-history completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -92,6 +185,352 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        valthree__subcmd__cluster)
+            opts="-h -V --dir --json --help --version up status kill pause resume restart partition heal down help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__down)
+            opts="-h -V --purge --dir --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__heal)
+            opts="-h -V --dir --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help)
+            opts="up status kill pause resume restart partition heal down help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__down)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__heal)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__kill)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__partition)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__pause)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__restart)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__resume)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__up)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__kill)
+            opts="-h -V --dir --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__partition)
+            opts="-h -V --dir --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__pause)
+            opts="-h -V --dir --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__restart)
+            opts="-h -V --dir --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__resume)
+            opts="-h -V --dir --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__status)
+            opts="-h -V --dir --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__up)
+            opts="-h -V --mode --nodes --base-port --dir --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --mode)
+                    COMPREPLY=($(compgen -W "s3 paxos raft dynamo" -- "${cur}"))
+                    return 0
+                    ;;
+                --nodes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --base-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         valthree__subcmd__completions)
             opts="-h -V --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -107,7 +546,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help)
-            opts="serve workload check-history completions help"
+            opts="serve workload cluster check-history completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -123,6 +562,146 @@ _valthree() {
         valthree__subcmd__help__subcmd__check__subcmd__history)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__cluster)
+            opts="up status kill pause resume restart partition heal down"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__down)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__heal)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__kill)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__partition)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__pause)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__restart)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__resume)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__up)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -191,7 +770,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__serve)
-            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --maxclients --proto-max-bulk-len --s3-endpoint --s3-bucket --s3-key --s3-region --s3-access-key --s3-secret-key --s3-batch --unsafe-stale-reads --help --version"
+            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --maxclients --admin-token --proto-max-bulk-len --s3-endpoint --s3-bucket --s3-dir --s3-key --s3-region --s3-access-key --s3-secret-key --s3-batch --unsafe-stale-reads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -217,6 +796,10 @@ _valthree() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --admin-token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --proto-max-bulk-len)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -226,6 +809,10 @@ _valthree() {
                     return 0
                     ;;
                 --s3-bucket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --s3-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -257,13 +844,25 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__workload)
-            opts="-h -V --addrs --clients --keys --duration --ops --seed --history --mix --timeout --check --html --check-timeout --json --ready-timeout --help --version"
+            opts="-h -V --addrs --cluster --nemesis --nemesis-interval --clients --keys --duration --ops --seed --history --mix --timeout --check --html --check-timeout --json --ready-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --addrs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cluster)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nemesis)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nemesis-interval)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -24,6 +24,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --version 'Print version'
             cand serve 'Serve the Redis protocol in one of the consistency modes'
             cand workload 'Drive many clients against Redis-protocol servers and record the history'
+            cand cluster 'Run a local cluster and inject faults into it'
             cand check-history 'Check a recorded history for linearizability'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -34,9 +35,11 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --data-dir 'Directory for this node''s data (in s3 mode without --s3-bucket: the embedded object store)'
             cand --requirepass 'Require clients to AUTH with this password'
             cand --maxclients 'Refuse connections beyond this many'
+            cand --admin-token 'Enables the VALTHREE.FAULT admin command (partitions for testing) for holders of this token'
             cand --proto-max-bulk-len 'Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted)'
             cand --s3-endpoint 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted'
             cand --s3-bucket 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used'
+            cand --s3-dir 's3 mode: directory of the embedded object store, shared by every node of a local cluster (default: --data-dir)'
             cand --s3-key 's3 mode: object key of the database document'
             cand --s3-region 's3 mode: region'
             cand --s3-access-key 's3 mode: access key (default: the usual AWS credential chain)'
@@ -52,7 +55,10 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --version 'Print version'
         }
         &'valthree;workload'= {
-            cand --addrs 'Comma-separated addresses; client i talks to addrs[i % n]'
+            cand --addrs 'Comma-separated addresses; client i talks to addrs[i % n] (default: the nodes of --cluster, or 127.0.0.1:6379)'
+            cand --cluster 'A local cluster''s directory (from `valthree cluster up`): its nodes are the addresses, and the nemesis acts on it'
+            cand --nemesis 'Faults to inject while the workload runs: kill, pause, partition (comma-separated)'
+            cand --nemesis-interval 'Time between two faults; each lasts half of it'
             cand --clients 'Concurrent clients, each with one operation outstanding at a time'
             cand --keys 'Size of the key set (small means contention, which is the point)'
             cand --duration 'Run for this long (e.g. 30s); the default when --ops is not given is 10s'
@@ -70,6 +76,132 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
+        }
+        &'valthree;cluster'= {
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand up 'Start N nodes in the background and wait until each answers PING'
+            cand status 'Show each node: up, paused or down, and what it reports of itself'
+            cand kill 'SIGKILL a node'
+            cand pause 'SIGSTOP a node'
+            cand resume 'SIGCONT a paused node'
+            cand restart 'Restart a node with the same flags and data'
+            cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store)'
+            cand heal 'Restore all node-to-node traffic'
+            cand down 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'valthree;cluster;up'= {
+            cand --mode 'mode'
+            cand --nodes 'nodes'
+            cand --base-port 'Node i serves clients on base+i and peers on base+1000+i'
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'valthree;cluster;status'= {
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'valthree;cluster;kill'= {
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'valthree;cluster;pause'= {
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'valthree;cluster;resume'= {
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'valthree;cluster;restart'= {
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'valthree;cluster;partition'= {
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'valthree;cluster;heal'= {
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'valthree;cluster;down'= {
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --purge 'Also delete the cluster''s directory'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'valthree;cluster;help'= {
+            cand up 'Start N nodes in the background and wait until each answers PING'
+            cand status 'Show each node: up, paused or down, and what it reports of itself'
+            cand kill 'SIGKILL a node'
+            cand pause 'SIGSTOP a node'
+            cand resume 'SIGCONT a paused node'
+            cand restart 'Restart a node with the same flags and data'
+            cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store)'
+            cand heal 'Restore all node-to-node traffic'
+            cand down 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'valthree;cluster;help;up'= {
+        }
+        &'valthree;cluster;help;status'= {
+        }
+        &'valthree;cluster;help;kill'= {
+        }
+        &'valthree;cluster;help;pause'= {
+        }
+        &'valthree;cluster;help;resume'= {
+        }
+        &'valthree;cluster;help;restart'= {
+        }
+        &'valthree;cluster;help;partition'= {
+        }
+        &'valthree;cluster;help;heal'= {
+        }
+        &'valthree;cluster;help;down'= {
+        }
+        &'valthree;cluster;help;help'= {
         }
         &'valthree;check-history'= {
             cand --model 'The model of what each key may do'
@@ -90,6 +222,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;help'= {
             cand serve 'Serve the Redis protocol in one of the consistency modes'
             cand workload 'Drive many clients against Redis-protocol servers and record the history'
+            cand cluster 'Run a local cluster and inject faults into it'
             cand check-history 'Check a recorded history for linearizability'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -97,6 +230,35 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;help;serve'= {
         }
         &'valthree;help;workload'= {
+        }
+        &'valthree;help;cluster'= {
+            cand up 'Start N nodes in the background and wait until each answers PING'
+            cand status 'Show each node: up, paused or down, and what it reports of itself'
+            cand kill 'SIGKILL a node'
+            cand pause 'SIGSTOP a node'
+            cand resume 'SIGCONT a paused node'
+            cand restart 'Restart a node with the same flags and data'
+            cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store)'
+            cand heal 'Restore all node-to-node traffic'
+            cand down 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
+        }
+        &'valthree;help;cluster;up'= {
+        }
+        &'valthree;help;cluster;status'= {
+        }
+        &'valthree;help;cluster;kill'= {
+        }
+        &'valthree;help;cluster;pause'= {
+        }
+        &'valthree;help;cluster;resume'= {
+        }
+        &'valthree;help;cluster;restart'= {
+        }
+        &'valthree;help;cluster;partition'= {
+        }
+        &'valthree;help;cluster;heal'= {
+        }
+        &'valthree;help;cluster;down'= {
         }
         &'valthree;help;check-history'= {
         }

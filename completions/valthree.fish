@@ -28,6 +28,7 @@ complete -c valthree -n "__fish_valthree_needs_command" -s h -l help -d 'Print h
 complete -c valthree -n "__fish_valthree_needs_command" -s V -l version -d 'Print version'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "serve" -d 'Serve the Redis protocol in one of the consistency modes'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "workload" -d 'Drive many clients against Redis-protocol servers and record the history'
+complete -c valthree -n "__fish_valthree_needs_command" -f -a "cluster" -d 'Run a local cluster and inject faults into it'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "check-history" -d 'Check a recorded history for linearizability'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -39,9 +40,11 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l addr -d 'Add
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l data-dir -d 'Directory for this node\'s data (in s3 mode without --s3-bucket: the embedded object store)' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l requirepass -d 'Require clients to AUTH with this password' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l maxclients -d 'Refuse connections beyond this many' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l admin-token -d 'Enables the VALTHREE.FAULT admin command (partitions for testing) for holders of this token' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l proto-max-bulk-len -d 'Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-endpoint -d 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-bucket -d 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-dir -d 's3 mode: directory of the embedded object store, shared by every node of a local cluster (default: --data-dir)' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-key -d 's3 mode: object key of the database document' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-region -d 's3 mode: region' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-access-key -d 's3 mode: access key (default: the usual AWS credential chain)' -r
@@ -53,7 +56,10 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -s v -l verbose
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-stale-reads -d 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -s V -l version -d 'Print version'
-complete -c valthree -n "__fish_valthree_using_subcommand workload" -l addrs -d 'Comma-separated addresses; client i talks to addrs[i % n]' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l addrs -d 'Comma-separated addresses; client i talks to addrs[i % n] (default: the nodes of --cluster, or 127.0.0.1:6379)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l cluster -d 'A local cluster\'s directory (from `valthree cluster up`): its nodes are the addresses, and the nemesis acts on it' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l nemesis -d 'Faults to inject while the workload runs: kill, pause, partition (comma-separated)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l nemesis-interval -d 'Time between two faults; each lasts half of it' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l clients -d 'Concurrent clients, each with one operation outstanding at a time' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l keys -d 'Size of the key set (small means contention, which is the point)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l duration -d 'Run for this long (e.g. 30s); the default when --ops is not given is 10s' -r
@@ -69,6 +75,73 @@ complete -c valthree -n "__fish_valthree_using_subcommand workload" -l check -d 
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l json -d 'Print the summary (and verdict) as JSON; no progress bar'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -s h -l help -d 'Print help'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -l dir -d 'The cluster\'s directory (state file, node data, logs)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -l json -d 'Print JSON for scripts'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "up" -d 'Start N nodes in the background and wait until each answers PING'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "status" -d 'Show each node: up, paused or down, and what it reports of itself'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "kill" -d 'SIGKILL a node'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "pause" -d 'SIGSTOP a node'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "resume" -d 'SIGCONT a paused node'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "restart" -d 'Restart a node with the same flags and data'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "partition" -d 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store)'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "heal" -d 'Restore all node-to-node traffic'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "down" -d 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l mode -r -f -a "s3\t'The whole database is one JSON object in S3-compatible storage, replaced by compare-and-swap'
+paxos\t'CASPaxos: one replicated register per key'
+raft\t'A Raft log replicated to a majority'
+dynamo\t'A Dynamo-style ring with quorums and version vectors'"
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l nodes -r
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l base-port -d 'Node i serves clients on base+i and peers on base+1000+i' -r
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l dir -d 'The cluster\'s directory (state file, node data, logs)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l json -d 'Print JSON for scripts'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from status" -l dir -d 'The cluster\'s directory (state file, node data, logs)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from status" -l json -d 'Print JSON for scripts'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from kill" -l dir -d 'The cluster\'s directory (state file, node data, logs)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from kill" -l json -d 'Print JSON for scripts'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from kill" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from kill" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from pause" -l dir -d 'The cluster\'s directory (state file, node data, logs)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from pause" -l json -d 'Print JSON for scripts'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from pause" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from pause" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from resume" -l dir -d 'The cluster\'s directory (state file, node data, logs)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from resume" -l json -d 'Print JSON for scripts'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from resume" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from resume" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from restart" -l dir -d 'The cluster\'s directory (state file, node data, logs)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from restart" -l json -d 'Print JSON for scripts'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from restart" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from restart" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from partition" -l dir -d 'The cluster\'s directory (state file, node data, logs)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from partition" -l json -d 'Print JSON for scripts'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from partition" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from partition" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from heal" -l dir -d 'The cluster\'s directory (state file, node data, logs)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from heal" -l json -d 'Print JSON for scripts'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from heal" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from heal" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from down" -l dir -d 'The cluster\'s directory (state file, node data, logs)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from down" -l purge -d 'Also delete the cluster\'s directory'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from down" -l json -d 'Print JSON for scripts'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from down" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from down" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "up" -d 'Start N nodes in the background and wait until each answers PING'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show each node: up, paused or down, and what it reports of itself'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "kill" -d 'SIGKILL a node'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "pause" -d 'SIGSTOP a node'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "resume" -d 'SIGCONT a paused node'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "restart" -d 'Restart a node with the same flags and data'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "partition" -d 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store)'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "heal" -d 'Restore all node-to-node traffic'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "down" -d 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c valthree -n "__fish_valthree_using_subcommand check-history" -l model -d 'The model of what each key may do' -r -f -a "register\t'One register per key: get/set/del/incr/append, flushall on every key'"
 complete -c valthree -n "__fish_valthree_using_subcommand check-history" -l html -d 'Also write a self-contained HTML timeline here' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand check-history" -l timeout -d 'Give up (verdict unknown, exit 2) after this long, e.g. 60s, 5m' -r
@@ -77,8 +150,18 @@ complete -c valthree -n "__fish_valthree_using_subcommand check-history" -s h -l
 complete -c valthree -n "__fish_valthree_using_subcommand check-history" -s V -l version -d 'Print version'
 complete -c valthree -n "__fish_valthree_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c valthree -n "__fish_valthree_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload check-history completions help" -f -a "serve" -d 'Serve the Redis protocol in one of the consistency modes'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload check-history completions help" -f -a "workload" -d 'Drive many clients against Redis-protocol servers and record the history'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload check-history completions help" -f -a "check-history" -d 'Check a recorded history for linearizability'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload check-history completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload check-history completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history completions help" -f -a "serve" -d 'Serve the Redis protocol in one of the consistency modes'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history completions help" -f -a "workload" -d 'Drive many clients against Redis-protocol servers and record the history'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history completions help" -f -a "cluster" -d 'Run a local cluster and inject faults into it'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history completions help" -f -a "check-history" -d 'Check a recorded history for linearizability'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "up" -d 'Start N nodes in the background and wait until each answers PING'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "status" -d 'Show each node: up, paused or down, and what it reports of itself'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "kill" -d 'SIGKILL a node'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "pause" -d 'SIGSTOP a node'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "resume" -d 'SIGCONT a paused node'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "restart" -d 'Restart a node with the same flags and data'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "partition" -d 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store)'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "heal" -d 'Restore all node-to-node traffic'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "down" -d 'Stop every node (SIGTERM, then SIGKILL after a grace period)'

@@ -9,6 +9,8 @@
 //! * [`resp`] — the Redis front: codec, connection loop, one file per command.
 //! * [`store`] — the `Store` trait, the keyspace state machine, the conformance suite.
 //! * [`object`] — compare-and-swap object storage: S3 and the embedded local directory.
+//! * [`node`] — what every node shares: its fault switches.
+//! * [`cluster`] — a local cluster of `valthree serve` processes, and the nemesis that hurts it.
 //! * [`mode`] — the consistency modes, one folder each.
 //! * [`history`] — the JSONL history of a test run.
 //! * [`workload`] — many clients against any Redis-protocol endpoint, recording a history.
@@ -16,9 +18,11 @@
 
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod error;
 pub mod history;
 pub mod mode;
+pub mod node;
 pub mod object;
 pub mod resp;
 pub mod store;

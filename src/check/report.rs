@@ -14,8 +14,9 @@ use super::{NEVER, Operation, Report, describe};
 /// The most operations drawn per key.
 pub const MAX_OPS_PER_KEY: usize = 600;
 
-fn op_json(i: usize, op: &Operation, tag: &str, order: Option<usize>) -> Value {
+fn op_json(i: usize, op: &Operation, tag: &str, order: Option<usize>, in_window: bool) -> Value {
     json!({
+        "win": in_window,
         "i": i,
         "p": op.process,
         "call": op.call,
@@ -69,7 +70,7 @@ pub fn render(report: &Report, title: &str) -> String {
                     },
                     None => ("", None),
                 };
-                op_json(i, &ops[i], tag, order)
+                op_json(i, &ops[i], tag, order, violation.is_some_and(|v| v.window.contains(&i)))
             })
             .collect();
         keys.push(json!({
@@ -109,7 +110,7 @@ h1{font-size:1.3em} .bad{color:#b00020} .good{color:#1b7a2f} .unk{color:#a66a00}
 svg{display:block;width:100%;background:#fafafa;border:1px solid #eee;cursor:grab}
 .op rect{stroke:#345;stroke-width:.6} .op text{font-size:10px;pointer-events:none}
 .op.prefix rect{fill:#b9e4c1} .op.stuck rect{fill:#f4a1a9;stroke:#b00020;stroke-width:2}
-.op.window rect{stroke:#b00020;stroke-width:1.5} .op.plain rect{fill:#cfe0f5} .op.info rect{fill:url(#hatch)}
+.op.window rect{fill:#fbe3c8;stroke:#b00020;stroke-width:1.5} .op.plain rect{fill:#cfe0f5} .op.info rect{fill:url(#hatch)}
 .fault{stroke:#c0392b;stroke-dasharray:4 3} .faulttext{font-size:10px;fill:#c0392b}
 button{margin-right:.4em} ul{margin:.3em 0}
 </style></head><body>
@@ -133,7 +134,7 @@ function draw(k, box) {
   tmax = Math.max(tmax, tmin + 1);
   const end = tmax + (tmax - tmin) * 0.05;
   let view = [tmin, end];
-  const focus = k.ops.filter(o => o.tag === 'stuck' || o.tag === 'window');
+  const focus = k.ops.filter(o => o.win);
   if (focus.length) { const a = Math.min(...focus.map(o => o.call)), b = Math.max(...focus.map(o => o.ret ?? o.call)); const m = Math.max((b - a) * 0.6, 1); view = [a - m, b + m]; }
   const svg = el('svg', {viewBox: `0 0 ${W} ${H}`, height: H});
   const defs = el('defs', {}, svg); const pat = el('pattern', {id: 'hatch', width: 6, height: 6, patternUnits: 'userSpaceOnUse', patternTransform: 'rotate(45)'}, defs);
@@ -148,7 +149,8 @@ function draw(k, box) {
       const a = x(o.call), b = x(o.ret ?? end); if (b < 90 || a > W) continue;
       const r = procs.indexOf(o.p), c = el('g', {class: 'op ' + (o.tag || 'plain') + (o.ret === null ? ' info' : '')}, g);
       el('rect', {x: Math.max(a, 90), y: top + r * row, width: Math.max(b - Math.max(a, 90), 2), height: row - 6, rx: 3}, c);
-      const t = el('text', {x: Math.max(a, 90) + 3, y: top + r * row + 11}, c); t.textContent = (o.order ? '#' + o.order + ' ' : '') + o.label;
+      const label = (o.order ? '#' + o.order + ' ' : '') + o.label, room = Math.floor((b - Math.max(a, 90) - 6) / 6);
+      if (room >= 3) { const t = el('text', {x: Math.max(a, 90) + 3, y: top + r * row + 11}, c); t.textContent = label.length <= room ? label : label.slice(0, room - 1) + '…'; }
       el('title', {}, c).textContent = o.text;
     }
   }

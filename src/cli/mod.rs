@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, each with an `Args` struct and a `run`.
 
 pub mod check;
+pub mod cluster;
 pub mod completions;
 pub mod serve;
 pub mod workload;
@@ -24,6 +25,8 @@ pub enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Drive many clients against Redis-protocol servers and record the history.
     Workload(Box<workload::WorkloadArgs>),
+    /// Run a local cluster and inject faults into it.
+    Cluster(cluster::ClusterArgs),
     /// Check a recorded history for linearizability.
     CheckHistory(check::CheckArgs),
     /// Print a shell completion script.
@@ -41,6 +44,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Workload(args) => workload::run(*args),
         Command::CheckHistory(args) => check::run(args),
+        Command::Cluster(args) => cluster::run(args),
         Command::Completions(args) => completions::run(args),
     }
 }

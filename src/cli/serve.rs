@@ -10,7 +10,8 @@ use tracing_subscriber::EnvFilter;
 use crate::error::{Error, Result};
 use crate::mode::ModeName;
 use crate::mode::s3::{DEFAULT_OBJECT_KEY, S3Mode, S3ModeOptions};
-use crate::object::{LocalDir, ObjectStore, S3, S3Options};
+use crate::node::Faults;
+use crate::object::{LocalDir, ObjectStore, Partitionable, S3, S3Options};
 use crate::resp::ServerConfig;
 use crate::store::Store;
 
@@ -45,6 +46,9 @@ pub struct ServeArgs {
     /// Refuse connections beyond this many.
     #[arg(long, default_value_t = 10_000)]
     pub maxclients: usize,
+    /// Enables the VALTHREE.FAULT admin command (partitions for testing) for holders of this token.
+    #[arg(long, env = "VALTHREE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted).
     #[arg(long, default_value = "512mb", value_parser = parse_size)]
     pub proto_max_bulk_len: u64,
@@ -56,6 +60,10 @@ pub struct ServeArgs {
     /// local object store in --data-dir is used.
     #[arg(long, help_heading = "s3 mode")]
     pub s3_bucket: Option<String>,
+    /// s3 mode: directory of the embedded object store, shared by every node of a local
+    /// cluster (default: --data-dir).
+    #[arg(long, help_heading = "s3 mode", conflicts_with = "s3_bucket")]
+    pub s3_dir: Option<PathBuf>,
     /// s3 mode: object key of the database document.
     #[arg(long, default_value = DEFAULT_OBJECT_KEY, help_heading = "s3 mode")]
     pub s3_key: String,
@@ -104,7 +112,7 @@ fn init_logging(json: bool, verbose: u8) {
 }
 
 /// Opens the mode's store.
-async fn open_store(args: &ServeArgs) -> Result<Arc<dyn Store>> {
+async fn open_store(args: &ServeArgs, faults: Arc<Faults>) -> Result<Arc<dyn Store>> {
     match args.mode {
         ModeName::S3 => {
             let objects: Arc<dyn ObjectStore> = match &args.s3_bucket {
@@ -122,11 +130,14 @@ async fn open_store(args: &ServeArgs) -> Result<Arc<dyn Store>> {
                 None if args.s3_endpoint.is_some() => {
                     return Err(Error::Config("--s3-endpoint needs --s3-bucket".into()));
                 }
-                None => Arc::new(
-                    LocalDir::open(&args.data_dir)
-                        .map_err(|e| Error::Config(format!("cannot use data dir {}: {e}", args.data_dir.display())))?,
-                ),
+                None => {
+                    let dir = args.s3_dir.as_ref().unwrap_or(&args.data_dir);
+                    let local = LocalDir::open(dir)
+                        .map_err(|e| Error::Config(format!("cannot use object directory {}: {e}", dir.display())))?;
+                    Arc::new(local)
+                }
             };
+            let objects = Arc::new(Partitionable::new(objects, faults));
             let options = S3ModeOptions {
                 object_key: args.s3_key.clone(),
                 batch: args.s3_batch == Switch::On,
@@ -154,7 +165,8 @@ async fn shutdown_signal() {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let store = open_store(&args).await?;
+    let faults = Arc::new(Faults::default());
+    let store = open_store(&args, faults.clone()).await?;
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", args.addr)))?;
@@ -169,6 +181,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     );
     let config = ServerConfig {
         requirepass: args.requirepass.clone().filter(|p| !p.is_empty()),
+        admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
+        faults,
         maxclients: args.maxclients,
         proto_max_bulk_len: args.proto_max_bulk_len,
     };

@@ -15,15 +15,28 @@ use serde_json::json;
 
 use super::check::{check_file, exit_code, verdict_json, verdict_text, write_html};
 use crate::check::Verdict;
+use crate::cluster::{ClusterState, Fault, Nemesis};
 use crate::history::HistoryWriter;
 use crate::workload::{self, Limit, Mix, Options, Progress};
+use tokio::sync::watch;
 
 /// Arguments of `valthree workload`.
 #[derive(Debug, Args)]
 pub struct WorkloadArgs {
-    /// Comma-separated addresses; client i talks to addrs[i % n].
-    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:6379")]
+    /// Comma-separated addresses; client i talks to addrs[i % n] (default: the nodes of
+    /// --cluster, or 127.0.0.1:6379).
+    #[arg(long, value_delimiter = ',')]
     pub addrs: Vec<String>,
+    /// A local cluster's directory (from `valthree cluster up`): its nodes are the addresses,
+    /// and the nemesis acts on it.
+    #[arg(long)]
+    pub cluster: Option<PathBuf>,
+    /// Faults to inject while the workload runs: kill, pause, partition (comma-separated).
+    #[arg(long, value_delimiter = ',', requires = "cluster")]
+    pub nemesis: Vec<Fault>,
+    /// Time between two faults; each lasts half of it.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub nemesis_interval: Duration,
     /// Concurrent clients, each with one operation outstanding at a time.
     #[arg(long, default_value_t = 8)]
     pub clients: usize,
@@ -95,12 +108,24 @@ fn progress_bar(args: &WorkloadArgs, limit: Limit, progress: Arc<Progress>) -> O
     }))
 }
 
+/// The addresses to drive: --addrs, else the cluster's nodes, else the default port.
+fn addresses(args: &WorkloadArgs) -> Result<Vec<String>, String> {
+    if !args.addrs.is_empty() {
+        return Ok(args.addrs.clone());
+    }
+    match &args.cluster {
+        Some(dir) => Ok(ClusterState::require(dir)?.nodes.iter().map(|n| n.addr.clone()).collect()),
+        None => Ok(vec!["127.0.0.1:6379".into()]),
+    }
+}
+
 async fn drive(args: &WorkloadArgs) -> Result<workload::Summary, String> {
+    let addrs = addresses(args)?;
     let deadline = tokio::time::Instant::now() + args.ready_timeout;
-    for addr in &args.addrs {
+    for addr in &addrs {
         workload::client::wait_until_ready(addr, deadline).await?;
     }
-    antithesis_sdk::lifecycle::setup_complete(&json!({"addrs": args.addrs, "clients": args.clients}));
+    antithesis_sdk::lifecycle::setup_complete(&json!({"addrs": addrs, "clients": args.clients}));
     let file =
         std::fs::File::create(&args.history).map_err(|e| format!("cannot create {}: {e}", args.history.display()))?;
     let history = Arc::new(HistoryWriter::new(Box::new(file)));
@@ -109,7 +134,7 @@ async fn drive(args: &WorkloadArgs) -> Result<workload::Summary, String> {
         (None, d) => Limit::Duration(d.unwrap_or(Duration::from_secs(10))),
     };
     let options = Options {
-        addrs: args.addrs.clone(),
+        addrs,
         clients: args.clients.max(1),
         keys: args.keys,
         limit,
@@ -119,9 +144,28 @@ async fn drive(args: &WorkloadArgs) -> Result<workload::Summary, String> {
     };
     let progress = Arc::new(Progress::default());
     let bar = progress_bar(args, limit, progress.clone());
+    let (stop, stopped) = watch::channel(false);
+    let nemesis = match (&args.cluster, args.nemesis.is_empty()) {
+        (Some(dir), false) => {
+            let nemesis = Nemesis {
+                dir: dir.clone(),
+                faults: args.nemesis.clone(),
+                interval: args.nemesis_interval,
+                seed: args.seed,
+                history: history.clone(),
+            };
+            Some(tokio::spawn(nemesis.run(stopped)))
+        }
+        _ => None,
+    };
     let summary = workload::run(options, history.clone(), progress).await;
     if let Some(bar) = bar {
         bar.abort();
+    }
+    let _ = stop.send(true);
+    if let Some(nemesis) = nemesis {
+        // Every fault is healed and every node back before the history is checked.
+        nemesis.await.map_err(|e| format!("nemesis: {e}"))?.map_err(|e| format!("nemesis: {e}"))?;
     }
     if let Some(e) = history.error() {
         return Err(format!("writing {} failed: {e}", args.history.display()));

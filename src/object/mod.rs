@@ -10,9 +10,11 @@
 //!   version appear atomically, so several `valthree serve` processes sharing one directory
 //!   form a valid cluster.
 
+mod faulty;
 mod local;
 mod s3;
 
+pub use faulty::Partitionable;
 pub use local::LocalDir;
 pub use s3::{S3, S3Options};
 

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::connection;
+use crate::node::Faults;
 use crate::store::Store;
 
 /// How long shutdown waits for connections to finish their in-flight commands.
@@ -24,6 +25,10 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub requirepass: Option<String>,
+    /// Enables `VALTHREE.FAULT` for holders of this token.
+    pub admin_token: Option<String>,
+    /// The node's fault switches, shared with its mode.
+    pub faults: Arc<Faults>,
     pub maxclients: usize,
     pub proto_max_bulk_len: u64,
 }
@@ -32,6 +37,8 @@ pub struct ServerConfig {
 #[derive(Debug)]
 pub struct ServerState {
     pub requirepass: Option<String>,
+    pub admin_token: Option<String>,
+    pub faults: Arc<Faults>,
     pub maxclients: usize,
     pub proto_max_bulk_len: u64,
     pub local_addr: SocketAddr,
@@ -53,6 +60,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let state = Arc::new(ServerState {
         requirepass: config.requirepass,
+        admin_token: config.admin_token,
+        faults: config.faults,
         maxclients: config.maxclients,
         proto_max_bulk_len: config.proto_max_bulk_len,
         local_addr: listener.local_addr()?,

@@ -18,15 +18,18 @@ pub fn wrong_pass() -> Error {
     Error::Prefixed { prefix: "WRONGPASS", message: "invalid username-password pair or user is disabled.".into() }
 }
 
-/// Checks credentials against `--requirepass` in time independent of where they differ.
+/// Compares secrets in time independent of where they differ.
+pub fn same_secret(expected: &[u8], given: &[u8]) -> bool {
+    let diff = expected.iter().zip(given).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    expected.len() == given.len() && diff == 0
+}
+
+/// Checks credentials against `--requirepass`.
 pub fn credentials_match(server: &ServerState, username: &[u8], password: &[u8]) -> bool {
-    let Some(expected) = &server.requirepass else {
-        return username == b"default";
-    };
-    let expected = expected.as_bytes();
-    let same_len = expected.len() == password.len();
-    let diff = expected.iter().zip(password).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    username == b"default" && same_len && diff == 0
+    match &server.requirepass {
+        None => username == b"default",
+        Some(expected) => username == b"default" && same_secret(expected.as_bytes(), password),
+    }
 }
 
 impl Auth {

@@ -6,13 +6,14 @@
 //! `COMMAND COUNT|INFO|DOCS`.
 
 mod append;
-mod auth;
+pub(crate) mod auth;
 mod client;
 mod command;
 mod dbsize;
 mod del;
 mod echo;
 mod exists;
+mod fault;
 mod flushall;
 mod get;
 mod hello;
@@ -96,6 +97,13 @@ pub const COMMANDS: &[Spec] = &[
     spec("select", 2, &["fast"], NONE, "Changes the selected database (only 0 exists)."),
     spec("set", -3, W, ONE, "Sets the string value of a key. NX, XX and GET are supported; expiry is not."),
     spec("strlen", 2, R, ONE, "Returns the length of a string value."),
+    spec(
+        "valthree.fault",
+        -3,
+        &["admin"],
+        NONE,
+        "Test only: isolates this node from peers, or heals it (needs --admin-token).",
+    ),
 ];
 
 /// Looks a command up by its lowercase name.
@@ -177,6 +185,7 @@ pub enum Command {
     Select(select::Select),
     Set(set::Set),
     Strlen(strlen::Strlen),
+    Fault(fault::Fault),
 }
 
 /// Redis' reply to an unknown command, quoting the first arguments: the name cut to 128
@@ -228,6 +237,7 @@ impl Command {
             "select" => Command::Select(select::Select::parse(args)?),
             "set" => Command::Set(set::Set::parse(args)?),
             "strlen" => Command::Strlen(strlen::Strlen::parse(args)?),
+            "valthree.fault" => Command::Fault(fault::Fault::parse(args)?),
             other => unreachable!("command {other} is in the table but not dispatched"),
         })
     }
@@ -254,6 +264,7 @@ impl Command {
             Command::Select(c) => c.apply(ctx).await,
             Command::Set(c) => c.apply(ctx).await,
             Command::Strlen(c) => c.apply(ctx).await,
+            Command::Fault(c) => c.apply(ctx).await,
         };
         result.unwrap_or_else(Reply::from)
     }

@@ -1,0 +1,217 @@
+//! `valthree cluster up|status|kill|pause|resume|restart|partition|heal|down`: a local
+//! cluster in one command, and the faults to test it with.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+use crate::cluster::{self, ClusterState, Liveness, UpOptions, process};
+use crate::mode::ModeName;
+
+/// Arguments of `valthree cluster`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// The cluster's directory (state file, node data, logs).
+    #[arg(long, global = true, default_value = ".valthree")]
+    pub dir: PathBuf,
+    /// Print JSON for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+/// The cluster subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Start N nodes in the background and wait until each answers PING.
+    Up {
+        #[arg(long, value_enum, default_value = "s3")]
+        mode: ModeName,
+        #[arg(long, default_value_t = 3)]
+        nodes: u32,
+        /// Node i serves clients on base+i and peers on base+1000+i.
+        #[arg(long, default_value_t = 6379)]
+        base_port: u16,
+        /// Extra `valthree serve` flags for every node (after `--`), e.g. `-- --s3-batch off`.
+        #[arg(last = true)]
+        extra: Vec<String>,
+    },
+    /// Show each node: up, paused or down, and what it reports of itself.
+    Status,
+    /// SIGKILL a node.
+    Kill { node: String },
+    /// SIGSTOP a node.
+    Pause { node: String },
+    /// SIGCONT a paused node.
+    Resume { node: String },
+    /// Restart a node with the same flags and data.
+    Restart { node: String },
+    /// Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode
+    /// the nodes outside the largest group lose the object store).
+    Partition {
+        #[arg(required = true, num_args = 1..)]
+        groups: Vec<String>,
+    },
+    /// Restore all node-to-node traffic.
+    Heal,
+    /// Stop every node (SIGTERM, then SIGKILL after a grace period).
+    Down {
+        /// Also delete the cluster's directory.
+        #[arg(long)]
+        purge: bool,
+    },
+}
+
+fn node_json(state: &ClusterState, node: &cluster::NodeState) -> Value {
+    let liveness = process::liveness(node);
+    let mut v = json!({
+        "node": node.name, "pid": node.pid, "state": liveness.as_str(),
+        "addr": node.addr, "peer_addr": node.peer_addr,
+        "data_dir": node.data_dir, "log": node.log,
+    });
+    if liveness == Liveness::Up {
+        let info: serde_json::Map<String, Value> =
+            cluster::info(node).into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+        v["info"] = Value::Object(info);
+        v["isolated_from"] = json!(cluster::isolated_peers(state, node).unwrap_or_default());
+    }
+    v
+}
+
+fn print_table(state: &ClusterState, with_info: bool) {
+    println!("{:<5} {:>8}  {:<7} {:<16} {:<16} {:<30} log", "node", "pid", "state", "client", "peer", "data");
+    for node in &state.nodes {
+        let liveness = process::liveness(node);
+        println!(
+            "{:<5} {:>8}  {:<7} {:<16} {:<16} {:<30} {}",
+            node.name,
+            node.pid,
+            liveness.as_str(),
+            node.addr,
+            node.peer_addr,
+            node.data_dir.display(),
+            node.log.display()
+        );
+        if with_info && liveness == Liveness::Up {
+            let info = cluster::info(node);
+            let get = |k: &str| info.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or("?");
+            let isolated = cluster::isolated_peers(state, node).unwrap_or_default();
+            let cut =
+                if isolated.is_empty() { String::new() } else { format!(", partitioned from {}", isolated.join(",")) };
+            println!("        mode {}{}{}", get("mode"), role(&info), cut);
+        }
+    }
+}
+
+/// What a replicated node says of its role (leader/follower, term, members), if anything.
+fn role(info: &[(String, String)]) -> String {
+    info.iter()
+        .filter(|(k, _)| matches!(k.as_str(), "role" | "term" | "leader" | "members" | "s3_object_store"))
+        .map(|(k, v)| format!(", {k} {v}"))
+        .collect()
+}
+
+fn run_command(args: &ClusterArgs) -> Result<Value, String> {
+    let dir = &args.dir;
+    let done = |what: String| -> Result<Value, String> {
+        if !args.json {
+            println!("{what}");
+        }
+        Ok(json!({"ok": true, "message": what}))
+    };
+    match &args.command {
+        ClusterCommand::Up { mode, nodes, base_port, extra } => {
+            let spinner = if args.json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
+            spinner.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("template"));
+            spinner.enable_steady_tick(Duration::from_millis(100));
+            spinner.set_message(format!("starting {nodes} {} nodes in {}", mode.as_str(), dir.display()));
+            let options =
+                UpOptions { mode: *mode, nodes: *nodes, dir: dir.clone(), base_port: *base_port, extra: extra.clone() };
+            let state = cluster::up(&options);
+            spinner.finish_and_clear();
+            let state = state?;
+            if !args.json {
+                println!("{} cluster of {} nodes is up in {}", state.mode, state.nodes.len(), state.dir.display());
+                print_table(&state, false);
+            }
+            Ok(
+                json!({"mode": state.mode, "dir": state.dir, "nodes": state.nodes.iter().map(|n| node_json(&state, n)).collect::<Vec<_>>()}),
+            )
+        }
+        ClusterCommand::Status => {
+            let state = ClusterState::require(dir)?;
+            let all_down = state.nodes.iter().all(|n| process::liveness(n) == Liveness::Down);
+            if !args.json {
+                println!("{} cluster in {}", state.mode, state.dir.display());
+                print_table(&state, true);
+                if all_down {
+                    println!("no node process is alive: this cluster.json is stale (`cluster down` cleans it up)");
+                }
+            }
+            Ok(json!({"mode": state.mode, "dir": state.dir, "stale": all_down,
+                      "nodes": state.nodes.iter().map(|n| node_json(&state, n)).collect::<Vec<_>>()}))
+        }
+        ClusterCommand::Kill { node } => {
+            cluster::kill(&ClusterState::require(dir)?, node)?;
+            done(format!("{node} killed"))
+        }
+        ClusterCommand::Pause { node } => {
+            cluster::pause(&ClusterState::require(dir)?, node)?;
+            done(format!("{node} paused"))
+        }
+        ClusterCommand::Resume { node } => {
+            cluster::resume(&ClusterState::require(dir)?, node)?;
+            done(format!("{node} resumed"))
+        }
+        ClusterCommand::Restart { node } => {
+            let mut state = ClusterState::require(dir)?;
+            cluster::restart(&mut state, node)?;
+            done(format!("{node} restarted (pid {})", state.node(node)?.pid))
+        }
+        ClusterCommand::Partition { groups } => {
+            let state = ClusterState::require(dir)?;
+            let groups = cluster::parse_groups(&state, groups)?;
+            cluster::partition(&state, &groups)?;
+            let shown: Vec<String> = groups.iter().map(|g| g.join(",")).collect();
+            done(format!("partitioned: {}", shown.join(" | ")))
+        }
+        ClusterCommand::Heal => {
+            cluster::heal(&ClusterState::require(dir)?)?;
+            done("healed: all peer traffic restored".into())
+        }
+        ClusterCommand::Down { purge } => {
+            let report = cluster::down(dir, *purge)?;
+            if !args.json {
+                for line in &report {
+                    println!("{line}");
+                }
+            }
+            Ok(json!({"ok": true, "nodes": report, "purged": purge}))
+        }
+    }
+}
+
+/// Runs the command.
+pub fn run(args: ClusterArgs) -> ExitCode {
+    match run_command(&args) {
+        Ok(v) => {
+            if args.json {
+                println!("{v}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if args.json {
+                println!("{}", json!({"ok": false, "error": e}));
+            } else {
+                eprintln!("error: {e}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}

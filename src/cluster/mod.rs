@@ -1,0 +1,296 @@
+//! A local cluster: N `valthree serve` processes on one machine, and the means to hurt it.
+//!
+//! Node i (from 1) serves clients on 127.0.0.1:(base+i) and peers on 127.0.0.1:(base+1000+i),
+//! keeps its data in `D/n<i>/`, logs to `D/n<i>.log`, and `D/cluster.json` records pids,
+//! ports and the exact command line of each node, so `restart` brings back the same node.
+//! In s3 mode the nodes share one object store: the embedded directory `D/objects/`, or the
+//! bucket given with `--s3-endpoint/--s3-bucket`.
+//!
+//! Faults: `kill` (SIGKILL), `pause`/`resume` (SIGSTOP/SIGCONT), `restart`, and
+//! `partition`/`heal`, which cut node-to-node traffic inside every node's peer layer through
+//! the authenticated `VALTHREE.FAULT` admin command — no root needed, but only peer traffic
+//! is cut (clients still reach every node). In s3 mode the object store is the one peer:
+//! it stays with the largest group, and every node outside that group is partitioned from it.
+//! Real network partitions are what `docker/` is for.
+//!
+//! Nothing here trusts a pid blindly: a node counts as running only if its pid's command
+//! line is that node's `valthree serve`, so a `cluster.json` left behind by a reboot is
+//! recognised as stale instead of signalling some unrelated process.
+
+mod nemesis;
+pub mod process;
+mod state;
+
+pub use nemesis::{Fault, Nemesis};
+pub use process::Liveness;
+pub use state::{ClusterState, NodeState, STATE_FILE};
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use nix::sys::signal::Signal;
+use redis_protocol::resp2::types::BytesFrame;
+use tokio_util::codec::Decoder;
+
+use crate::mode::ModeName;
+use crate::node::OBJECT_STORE;
+
+/// How long `up` and `restart` wait for a node to answer PING.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `down` waits after SIGTERM before SIGKILL.
+pub const DOWN_GRACE: Duration = Duration::from_secs(10);
+/// Peer ports are client ports plus this.
+pub const PEER_PORT_OFFSET: u16 = 1000;
+
+/// What `cluster up` starts.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub mode: ModeName,
+    pub nodes: u32,
+    pub dir: PathBuf,
+    pub base_port: u16,
+    /// Extra `valthree serve` flags for every node.
+    pub extra: Vec<String>,
+}
+
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn new_token() -> String {
+    let mut rng = fastrand::Rng::new();
+    (0..4).map(|_| format!("{:016x}", rng.u64(..))).collect()
+}
+
+/// Starts a cluster; refuses when one already runs in `dir` or a port is taken.
+pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
+    std::fs::create_dir_all(&options.dir).map_err(|e| format!("{}: {e}", options.dir.display()))?;
+    let dir = options.dir.canonicalize().map_err(|e| format!("{}: {e}", options.dir.display()))?;
+    if let Some(old) = ClusterState::load(&dir)? {
+        let running: Vec<_> =
+            old.nodes.iter().filter(|n| process::liveness(n) != Liveness::Down).map(|n| n.name.clone()).collect();
+        if !running.is_empty() {
+            return Err(format!(
+                "a cluster already runs in {} (nodes {} are up): `valthree cluster down --dir {}` first",
+                dir.display(),
+                running.join(", "),
+                dir.display()
+            ));
+        }
+        tracing::info!("replacing a stale {STATE_FILE} whose processes are gone");
+        let _ = std::fs::remove_file(ClusterState::path(&dir));
+    }
+    let uses_bucket = options.extra.iter().any(|a| a == "--s3-bucket" || a.starts_with("--s3-bucket="));
+    let mut nodes = Vec::new();
+    for id in 1..=options.nodes {
+        let port = options.base_port.checked_add(id as u16).ok_or("port out of range")?;
+        let peer_port = port.checked_add(PEER_PORT_OFFSET).ok_or("peer port out of range")?;
+        for p in [port, peer_port] {
+            if !port_free(p) {
+                return Err(format!("port {p} is taken: choose another --base-port"));
+            }
+        }
+        let name = format!("n{id}");
+        let (addr, peer_addr) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{peer_port}"));
+        let data_dir = dir.join(&name);
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--mode".into(),
+            options.mode.as_str().into(),
+            "--addr".into(),
+            addr.clone(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+        ];
+        if options.mode == ModeName::S3 && !uses_bucket {
+            args.extend(["--s3-dir".into(), dir.join("objects").display().to_string()]);
+        }
+        args.extend(options.extra.iter().cloned());
+        let log = dir.join(format!("{name}.log"));
+        nodes.push(NodeState { name, id, pid: 0, addr, peer_addr, data_dir, log, args });
+    }
+    let mut state =
+        ClusterState { mode: options.mode.as_str().into(), dir: dir.clone(), admin_token: new_token(), nodes };
+    for i in 0..state.nodes.len() {
+        state.nodes[i].pid = process::spawn(&state.nodes[i], &state.admin_token)?;
+    }
+    state.save()?;
+    for node in &state.nodes {
+        process::wait_ready(node, READY_TIMEOUT)?;
+    }
+    Ok(state)
+}
+
+/// SIGKILL.
+pub fn kill(state: &ClusterState, name: &str) -> Result<(), String> {
+    let node = state.node(name)?;
+    process::signal(node, Signal::SIGKILL)?;
+    process::wait_gone(node, Duration::from_secs(5));
+    Ok(())
+}
+
+/// SIGSTOP.
+pub fn pause(state: &ClusterState, name: &str) -> Result<(), String> {
+    process::signal(state.node(name)?, Signal::SIGSTOP)
+}
+
+/// SIGCONT.
+pub fn resume(state: &ClusterState, name: &str) -> Result<(), String> {
+    process::signal(state.node(name)?, Signal::SIGCONT)
+}
+
+/// Stops the node if it runs, starts it again with the same flags and data, and waits for it.
+pub fn restart(state: &mut ClusterState, name: &str) -> Result<(), String> {
+    let token = state.admin_token.clone();
+    let node = state.node_mut(name)?;
+    if process::liveness(node) != Liveness::Down {
+        process::signal(node, Signal::SIGKILL)?;
+        process::wait_gone(node, Duration::from_secs(5));
+    }
+    node.pid = process::spawn(node, &token)?;
+    let node = node.clone();
+    state.save()?;
+    process::wait_ready(&node, READY_TIMEOUT)
+}
+
+/// SIGTERM every node (SIGCONT too, so paused ones can act on it), SIGKILL stragglers after
+/// the grace period, forget the cluster; `purge` also deletes its directory.
+pub fn down(dir: &Path, purge: bool) -> Result<Vec<String>, String> {
+    let state = ClusterState::require(dir)?;
+    let mut report = Vec::new();
+    for node in &state.nodes {
+        if process::signal(node, Signal::SIGTERM).is_ok() {
+            let _ = process::signal(node, Signal::SIGCONT);
+        }
+    }
+    for node in &state.nodes {
+        if process::wait_gone(node, DOWN_GRACE) {
+            report.push(format!("{} stopped", node.name));
+        } else {
+            let _ = process::signal(node, Signal::SIGKILL);
+            process::wait_gone(node, Duration::from_secs(5));
+            report.push(format!("{} killed after {DOWN_GRACE:?}", node.name));
+        }
+    }
+    if purge {
+        std::fs::remove_dir_all(&state.dir).map_err(|e| format!("{}: {e}", state.dir.display()))?;
+    } else {
+        std::fs::remove_file(ClusterState::path(&state.dir)).map_err(|e| e.to_string())?;
+    }
+    Ok(report)
+}
+
+/// Sends one command to `addr` and returns the reply.
+pub fn call(addr: &str, args: &[&str]) -> Result<BytesFrame, String> {
+    let sock: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)).map_err(|e| format!("{addr}: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    let mut request = format!("*{}\r\n", args.len());
+    for a in args {
+        request += &format!("${}\r\n{a}\r\n", a.len());
+    }
+    stream.write_all(request.as_bytes()).map_err(|e| format!("{addr}: {e}"))?;
+    let mut codec = redis_protocol::codec::Resp2::default();
+    let mut buf = BytesMut::new();
+    loop {
+        if let Some(frame) = codec.decode(&mut buf).map_err(|e| e.details().to_string())? {
+            return Ok(frame);
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).map_err(|e| format!("{addr}: {e}"))?;
+        if n == 0 {
+            return Err(format!("{addr} closed the connection"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn fault(state: &ClusterState, node: &NodeState, args: &[&str]) -> Result<Vec<String>, String> {
+    let mut all = vec!["VALTHREE.FAULT", state.admin_token.as_str()];
+    all.extend_from_slice(args);
+    match call(&node.addr, &all)? {
+        BytesFrame::Array(items) => Ok(items
+            .into_iter()
+            .filter_map(|f| match f {
+                BytesFrame::BulkString(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                _ => None,
+            })
+            .collect()),
+        BytesFrame::Error(e) => Err(format!("{}: {e}", node.name)),
+        other => Err(format!("{}: unexpected reply {other:?}", node.name)),
+    }
+}
+
+/// The peers `node` is currently partitioned from.
+pub fn isolated_peers(state: &ClusterState, node: &NodeState) -> Result<Vec<String>, String> {
+    fault(state, node, &["STATUS"])
+}
+
+/// Parses `n1|n2,n3` (or the groups as separate arguments) into groups of node names.
+pub fn parse_groups(state: &ClusterState, spec: &[String]) -> Result<Vec<Vec<String>>, String> {
+    let joined = spec.join("|");
+    let mut groups = Vec::new();
+    for group in joined.split('|').map(str::trim).filter(|g| !g.is_empty()) {
+        let names: Result<Vec<String>, String> =
+            group.split(',').map(|n| state.node(n.trim()).map(|n| n.name.clone())).collect();
+        groups.push(names?);
+    }
+    if groups.len() < 2 {
+        return Err("a partition needs at least two groups, e.g. `n1 | n2,n3`".into());
+    }
+    let mut seen: Vec<&String> = groups.iter().flatten().collect();
+    seen.sort();
+    if seen.windows(2).any(|w| w[0] == w[1]) {
+        return Err("a node may be in only one group".into());
+    }
+    Ok(groups)
+}
+
+/// Cuts peer traffic between the groups (heals first, so partitions do not pile up).
+/// In s3 mode the object store stays with the largest group.
+pub fn partition(state: &ClusterState, groups: &[Vec<String>]) -> Result<(), String> {
+    heal(state)?;
+    if state.mode == ModeName::S3.as_str() {
+        let largest = groups.iter().enumerate().max_by_key(|(i, g)| (g.len(), usize::MAX - i)).map(|(i, _)| i);
+        for (i, group) in groups.iter().enumerate() {
+            if Some(i) != largest {
+                for name in group {
+                    fault(state, state.node(name)?, &["ISOLATE", OBJECT_STORE])?;
+                }
+            }
+        }
+        return Ok(());
+    }
+    for group in groups {
+        let others: Vec<&str> = groups.iter().filter(|g| *g != group).flatten().map(String::as_str).collect::<Vec<_>>();
+        for name in group {
+            let mut args = vec!["ISOLATE"];
+            args.extend(&others);
+            fault(state, state.node(name)?, &args)?;
+        }
+    }
+    Ok(())
+}
+
+/// Restores all peer traffic on every running node.
+pub fn heal(state: &ClusterState) -> Result<(), String> {
+    for node in state.nodes.iter().filter(|n| process::liveness(n) == Liveness::Up) {
+        fault(state, node, &["HEAL"])?;
+    }
+    Ok(())
+}
+
+/// INFO's `valthree` section of a node, as name/value pairs.
+pub fn info(node: &NodeState) -> Vec<(String, String)> {
+    match call(&node.addr, &["INFO", "valthree"]) {
+        Ok(BytesFrame::BulkString(b)) => String::from_utf8_lossy(&b)
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}

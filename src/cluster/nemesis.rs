@@ -1,0 +1,149 @@
+//! The nemesis: while a workload runs, inject one fault at a time into a local cluster,
+//! heal it, and record both in the history (`"process":"nemesis"`), so the checker's report
+//! shows when each fault happened.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::{ClusterState, Liveness, heal, kill, partition, pause, process, restart, resume};
+use crate::history::{EventType, HistoryWriter, Process, Record};
+
+/// A kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL a node, later restart it.
+    Kill,
+    /// SIGSTOP a node, later SIGCONT it.
+    Pause,
+    /// Cut one node off from the others (in s3 mode: from the object store), later heal.
+    Partition,
+}
+
+impl FromStr for Fault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "kill" => Ok(Fault::Kill),
+            "pause" => Ok(Fault::Pause),
+            "partition" => Ok(Fault::Partition),
+            other => Err(format!("unknown nemesis {other:?} (kill, pause, partition)")),
+        }
+    }
+}
+
+/// A fault schedule against the cluster in `dir`.
+pub struct Nemesis {
+    pub dir: PathBuf,
+    pub faults: Vec<Fault>,
+    /// Time between faults; each fault lasts half of it.
+    pub interval: Duration,
+    pub seed: u64,
+    pub history: Arc<HistoryWriter>,
+}
+
+impl Nemesis {
+    fn record(&self, f: &str, value: serde_json::Value, error: Option<String>) {
+        self.history.append(Record {
+            process: Process::Nemesis,
+            kind: EventType::Info,
+            f: f.into(),
+            key: None,
+            value,
+            error,
+        });
+    }
+
+    /// Runs one blocking cluster operation off the async runtime.
+    async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        tokio::task::spawn_blocking(f).await.expect("cluster operation panicked")
+    }
+
+    /// Injects and heals faults until `stop` turns true, then heals everything.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+        let mut rng = fastrand::Rng::with_seed(self.seed ^ 0x6e656d65736973);
+        // Faults come in rounds, each kind once per round in a seeded order, so a short run
+        // still sees every kind.
+        let mut round: Vec<Fault> = Vec::new();
+        while !*stop.borrow() {
+            let pause_for = self.interval / 2;
+            if tokio::time::timeout(pause_for, stop.changed()).await.is_ok() {
+                break;
+            }
+            let dir = self.dir.clone();
+            let mut state = Self::blocking(move || ClusterState::require(&dir)).await?;
+            if round.is_empty() {
+                round = self.faults.clone();
+                rng.shuffle(&mut round);
+            }
+            let fault = round.pop().expect("refilled above");
+            let victim = state.nodes[rng.usize(0..state.nodes.len())].name.clone();
+            let (name, undo) = match fault {
+                Fault::Kill => ("kill", "restart"),
+                Fault::Pause => ("pause", "resume"),
+                Fault::Partition => ("partition", "heal"),
+            };
+            let injected = {
+                let (state, victim) = (state.clone(), victim.clone());
+                Self::blocking(move || match fault {
+                    Fault::Kill => kill(&state, &victim),
+                    Fault::Pause => pause(&state, &victim),
+                    Fault::Partition => {
+                        let rest: Vec<String> =
+                            state.nodes.iter().map(|n| n.name.clone()).filter(|n| *n != victim).collect();
+                        partition(&state, &[vec![victim.clone()], rest])
+                    }
+                })
+                .await
+            };
+            self.record(name, json!(victim), injected.as_ref().err().cloned());
+            let _ = tokio::time::timeout(pause_for, stop.changed()).await;
+            let healed = {
+                let victim = victim.clone();
+                Self::blocking(move || match fault {
+                    Fault::Kill => restart(&mut state, &victim),
+                    Fault::Pause => resume(&state, &victim),
+                    Fault::Partition => heal(&state),
+                })
+                .await
+            };
+            self.record(undo, json!(victim), healed.err());
+        }
+        self.heal_everything().await
+    }
+
+    /// Resumes paused nodes, restarts dead ones, heals partitions.
+    async fn heal_everything(&self) -> Result<(), String> {
+        let dir = self.dir.clone();
+        let (actions, result) = Self::blocking(move || {
+            let mut actions = Vec::new();
+            let mut state = ClusterState::require(&dir)?;
+            for node in state.nodes.clone() {
+                match process::liveness(&node) {
+                    Liveness::Paused => {
+                        resume(&state, &node.name)?;
+                        actions.push(("resume", node.name));
+                    }
+                    Liveness::Down => {
+                        restart(&mut state, &node.name)?;
+                        actions.push(("restart", node.name));
+                    }
+                    Liveness::Up => {}
+                }
+            }
+            heal(&state)?;
+            Ok::<_, String>(actions)
+        })
+        .await
+        .map_or_else(|e| (Vec::new(), Err(e)), |a| (a, Ok(())));
+        for (f, node) in actions {
+            self.record(f, json!(node), None);
+        }
+        self.record("heal", json!("all"), result.as_ref().err().cloned());
+        result
+    }
+}

@@ -1,0 +1,121 @@
+//! Node processes: start detached, signal, and tell apart up, paused and down — without
+//! trusting a pid that a reboot may have handed to another program.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::state::NodeState;
+
+/// What a node process is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Up,
+    /// Stopped by SIGSTOP.
+    Paused,
+    /// Gone, a zombie, or the pid now belongs to another program.
+    Down,
+}
+
+impl Liveness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Liveness::Up => "up",
+            Liveness::Paused => "paused",
+            Liveness::Down => "down",
+        }
+    }
+}
+
+/// Whether `node`'s recorded pid is still that node's process, and in which state.
+pub fn liveness(node: &NodeState) -> Liveness {
+    let proc = Path::new("/proc").join(node.pid.to_string());
+    let Ok(cmdline) = std::fs::read(proc.join("cmdline")) else { return Liveness::Down };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let ours = args.contains(&&b"serve"[..]) && args.contains(&node.addr.as_bytes());
+    if !ours {
+        return Liveness::Down;
+    }
+    let stat = std::fs::read_to_string(proc.join("stat")).unwrap_or_default();
+    // The state follows the parenthesised command name, which may itself contain spaces.
+    match stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()) {
+        Some('T' | 't') => Liveness::Paused,
+        Some('Z' | 'X') | None => Liveness::Down,
+        Some(_) => Liveness::Up,
+    }
+}
+
+/// Sends `signal` to the node if it is still that node's process.
+pub fn signal(node: &NodeState, signal: Signal) -> Result<(), String> {
+    if liveness(node) == Liveness::Down {
+        return Err(format!("{} is not running", node.name));
+    }
+    kill(Pid::from_raw(node.pid as i32), signal).map_err(|e| format!("{}: {signal}: {e}", node.name))
+}
+
+/// Starts `valthree serve` for `node` in its own process group, detached from the terminal,
+/// logging to its log file; returns the pid. A thread reaps the child if it dies while this
+/// process lives, so a killed node never lingers as a zombie.
+pub fn spawn(node: &NodeState, admin_token: &str) -> Result<u32, String> {
+    use std::os::unix::process::CommandExt;
+    std::fs::create_dir_all(&node.data_dir).map_err(|e| format!("{}: {e}", node.data_dir.display()))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&node.log)
+        .map_err(|e| format!("{}: {e}", node.log.display()))?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the valthree binary: {e}"))?;
+    let mut child = Command::new(exe)
+        .args(&node.args)
+        .env("VALTHREE_ADMIN_TOKEN", admin_token)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", node.name))?;
+    let pid = child.id();
+    std::thread::spawn(move || child.wait());
+    Ok(pid)
+}
+
+/// Waits until the node answers PING, or fails with the end of its log.
+pub fn wait_ready(node: &NodeState, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if ping(&node.addr) {
+            return Ok(());
+        }
+        if liveness(node) == Liveness::Down || Instant::now() >= deadline {
+            let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+            return Err(format!("{} did not come up on {}:\n  {}", node.name, node.addr, tail.join("\n  ")));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One PING over a fresh connection.
+pub fn ping(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(addr) = addr.parse::<std::net::SocketAddr>() else { return false };
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 7];
+    s.write_all(b"*1\r\n$4\r\nPING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+/// Waits for the node's process to end.
+pub fn wait_gone(node: &NodeState, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if liveness(node) == Liveness::Down {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    liveness(node) == Liveness::Down
+}

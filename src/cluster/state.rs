@@ -1,0 +1,88 @@
+//! `cluster.json`: what `cluster up` started, so every later command can find it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The state file's name inside the cluster directory.
+pub const STATE_FILE: &str = "cluster.json";
+
+/// One node of a local cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeState {
+    /// `n1`, `n2`, ...
+    pub name: String,
+    pub id: u32,
+    pub pid: u32,
+    /// Where clients connect.
+    pub addr: String,
+    /// Where peers connect (node↔node traffic).
+    pub peer_addr: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    /// The full `valthree serve ...` argument list, so a restart is the same node.
+    pub args: Vec<String>,
+}
+
+/// A local cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub mode: String,
+    pub dir: PathBuf,
+    /// The admin token every node was started with (this file is readable by its owner only).
+    pub admin_token: String,
+    pub nodes: Vec<NodeState>,
+}
+
+impl ClusterState {
+    /// The state file of the cluster in `dir`.
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(STATE_FILE)
+    }
+
+    /// Reads the state file; `Ok(None)` when there is none.
+    pub fn load(dir: &Path) -> Result<Option<Self>, String> {
+        let path = Self::path(dir);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Reads the state file, or explains that there is no cluster.
+    pub fn require(dir: &Path) -> Result<Self, String> {
+        Self::load(dir)?
+            .ok_or_else(|| format!("no cluster in {} (start one with `valthree cluster up`)", dir.display()))
+    }
+
+    /// Writes the state file atomically, readable by its owner only.
+    pub fn save(&self) -> Result<(), String> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = Self::path(&self.dir);
+        let tmp = self.dir.join(format!(".{STATE_FILE}.tmp"));
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&tmp)?;
+            f.write_all(&serde_json::to_vec_pretty(self).expect("state serialises"))?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The node called `name` (`n2`, or just `2`).
+    pub fn node(&self, name: &str) -> Result<&NodeState, String> {
+        let wanted = if name.starts_with('n') { name.to_string() } else { format!("n{name}") };
+        self.nodes.iter().find(|n| n.name == wanted).ok_or_else(|| {
+            let known: Vec<_> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+            format!("no node {name:?} (nodes: {})", known.join(", "))
+        })
+    }
+
+    /// The node called `name`, for updating.
+    pub fn node_mut(&mut self, name: &str) -> Result<&mut NodeState, String> {
+        let name = self.node(name)?.name.clone();
+        Ok(self.nodes.iter_mut().find(|n| n.name == name).expect("found above"))
+    }
+}

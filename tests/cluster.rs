@@ -1,0 +1,198 @@
+//! `valthree cluster` and the workload's nemesis, against real node processes.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::BIN;
+use serde_json::Value;
+
+fn valthree(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run valthree")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Runs `valthree cluster <args> --dir <dir> --json` and returns its JSON.
+fn cluster(dir: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["cluster", "--dir", dir.to_str().unwrap(), "--json"];
+    all.extend_from_slice(args);
+    let out = valthree(&all);
+    assert!(out.status.success(), "cluster {args:?}: {}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A base port whose client and peer ports for three nodes are all free.
+fn free_base() -> u16 {
+    loop {
+        let base = 20_000 + fastrand_port();
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if (1..=3).all(|i| free(base + i) && free(base + 1000 + i)) {
+            return base;
+        }
+    }
+}
+
+fn fastrand_port() -> u16 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    ((nanos ^ (std::process::id() * 7919)) % 9000) as u16
+}
+
+fn states(status: &Value) -> Vec<String> {
+    status["nodes"].as_array().unwrap().iter().map(|n| n["state"].as_str().unwrap().to_string()).collect()
+}
+
+fn pids(status: &Value) -> Vec<u32> {
+    status["nodes"].as_array().unwrap().iter().map(|n| n["pid"].as_u64().unwrap() as u32).collect()
+}
+
+fn redis(addr: &str) -> redis::Connection {
+    redis::Client::open(format!("redis://{addr}/")).unwrap().get_connection().unwrap()
+}
+
+fn addr(status: &Value, i: usize) -> String {
+    status["nodes"][i]["addr"].as_str().unwrap().to_string()
+}
+
+/// Stops the cluster even when an assertion fails midway.
+struct Down<'a>(&'a Path);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = valthree(&["cluster", "--dir", self.0.to_str().unwrap(), "down"]);
+    }
+}
+
+#[test]
+fn a_cluster_lives_through_every_command_and_leaves_no_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let base = free_base().to_string();
+    let up = cluster(&dir, &["up", "--nodes", "3", "--base-port", &base]);
+    let _down = Down(&dir);
+    assert_eq!(states(&up), ["up", "up", "up"]);
+    let again = valthree(&["cluster", "--dir", dir.to_str().unwrap(), "up", "--base-port", &base]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(text(&again).contains("already runs"), "{}", text(&again));
+
+    let _: () = redis::cmd("SET").arg("k").arg("before").query(&mut redis(&addr(&up, 0))).unwrap();
+    cluster(&dir, &["kill", "n2"]);
+    cluster(&dir, &["pause", "3"]);
+    assert_eq!(states(&cluster(&dir, &["status"])), ["up", "down", "paused"]);
+    cluster(&dir, &["resume", "n3"]);
+    cluster(&dir, &["restart", "n2"]);
+    let status = cluster(&dir, &["status"]);
+    assert_eq!(states(&status), ["up", "up", "up"]);
+    assert_ne!(pids(&status)[1], pids(&up)[1], "a restart is a new process");
+    let value: String = redis::cmd("GET").arg("k").query(&mut redis(&addr(&status, 1))).unwrap();
+    assert_eq!(value, "before", "the restarted node serves the data written before");
+
+    // s3 mode: the partitioned minority loses the object store; the majority goes on.
+    cluster(&dir, &["partition", "n1 | n2,n3"]);
+    let status = cluster(&dir, &["status"]);
+    assert_eq!(status["nodes"][0]["isolated_from"], serde_json::json!(["objectstore"]));
+    assert_eq!(status["nodes"][1]["isolated_from"], serde_json::json!([]));
+    let err = redis::cmd("GET").arg("k").query::<String>(&mut redis(&addr(&status, 0))).unwrap_err();
+    assert_eq!(err.code(), Some("TRYAGAIN"), "{err}");
+    let _: () = redis::cmd("SET").arg("k").arg("during").query(&mut redis(&addr(&status, 2))).unwrap();
+    cluster(&dir, &["heal"]);
+    let value: String = redis::cmd("GET").arg("k").query(&mut redis(&addr(&status, 0))).unwrap();
+    assert_eq!(value, "during");
+
+    let last = cluster(&dir, &["status"]);
+    cluster(&dir, &["down", "--purge"]);
+    for pid in pids(&last) {
+        assert!(!Path::new(&format!("/proc/{pid}/cmdline")).exists() || is_zombie(pid), "pid {pid} survived down");
+    }
+    assert!(!dir.exists(), "--purge deletes the directory");
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+#[test]
+fn a_stale_state_file_is_detected_not_trusted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let base = free_base().to_string();
+    let up = cluster(&dir, &["up", "--nodes", "2", "--base-port", &base]);
+    let _down = Down(&dir);
+    // A reboot: every node process is gone, and one pid now belongs to an unrelated program.
+    for pid in pids(&up) {
+        Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    }
+    let mut stranger = Command::new("sleep").arg("30").spawn().unwrap();
+    let state_file = dir.join("cluster.json");
+    let mut state: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    state["nodes"][0]["pid"] = Value::from(stranger.id());
+    std::fs::write(&state_file, serde_json::to_vec(&state).unwrap()).unwrap();
+
+    let status = cluster(&dir, &["status"]);
+    assert_eq!(states(&status), ["down", "down"]);
+    assert_eq!(status["stale"], true);
+    cluster(&dir, &["down"]);
+    assert!(stranger.try_wait().unwrap().is_none(), "down must not signal a process that is not a node");
+    stranger.kill().unwrap();
+    let _ = stranger.wait();
+
+    std::fs::write(&state_file, serde_json::to_vec(&state).unwrap()).unwrap();
+    let up = cluster(&dir, &["up", "--nodes", "2", "--base-port", &base]);
+    assert_eq!(states(&up), ["up", "up"], "up replaces a stale state file");
+}
+
+#[test]
+fn a_taken_port_is_refused_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = free_base();
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", base + 2)).unwrap();
+    let dir = tmp.path().join("c");
+    let out = valthree(&["cluster", "--dir", dir.to_str().unwrap(), "up", "--base-port", &base.to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains(&format!("port {} is taken", base + 2)), "{}", text(&out));
+}
+
+#[test]
+fn a_workload_under_every_nemesis_stays_linearizable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let base = free_base().to_string();
+    cluster(&dir, &["up", "--nodes", "3", "--base-port", &base]);
+    let _down = Down(&dir);
+    let history = tmp.path().join("h.jsonl");
+    let out = valthree(&[
+        "workload",
+        "--cluster",
+        dir.to_str().unwrap(),
+        "--nemesis",
+        "kill,pause,partition",
+        "--nemesis-interval",
+        "1s",
+        "--duration",
+        "9s",
+        "--clients",
+        "6",
+        "--timeout",
+        "500ms",
+        "--seed",
+        "3",
+        "--history",
+        history.to_str().unwrap(),
+        "--check",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("linearizable:"), "{}", text(&out));
+    let events: Vec<Value> =
+        std::fs::read_to_string(&history).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let faults: Vec<&str> =
+        events.iter().filter(|e| e["process"] == "nemesis").map(|e| e["f"].as_str().unwrap()).collect();
+    for f in ["kill", "restart", "pause", "resume", "partition", "heal"] {
+        assert!(faults.contains(&f), "no {f} in {faults:?}");
+    }
+    assert_eq!(states(&cluster(&dir, &["status"])), ["up", "up", "up"], "all faults healed at the end");
+}
