@@ -201,6 +201,21 @@ pub struct Numbered {
     pub event: Event,
 }
 
+/// Orders events built in memory (tests, synthetic histories) as a writer would have
+/// written them — by time, invocations before completions at equal times — and numbers
+/// them as if read from a file.
+pub fn in_time_order(mut events: Vec<Event>) -> Vec<Numbered> {
+    events.sort_by_key(|e| (e.time, e.kind != EventType::Invoke));
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut event)| {
+            event.index = i as u64;
+            Numbered { line: i + 1, event }
+        })
+        .collect()
+}
+
 /// Reads a JSONL history. A final line without a newline (a writer killed mid-line) is
 /// ignored; any other bad line is an error naming its line number.
 pub fn read_history(input: impl BufRead) -> Result<Vec<Numbered>, ParseError> {

@@ -68,15 +68,7 @@ pub fn linearizable_history(seed: u64, clients: u64, keys: u64, ops: u64) -> Vec
         events.push(event(EventType::Invoke, argument, call));
         events.push(event(kind, result, ret));
     }
-    events.sort_by_key(|e| (e.time, e.kind != EventType::Invoke));
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut event)| {
-            event.index = i as u64;
-            Numbered { line: i + 1, event }
-        })
-        .collect()
+    crate::history::in_time_order(events)
 }
 
 #[cfg(test)]

@@ -28,15 +28,7 @@ fn history(ops: &[Spec]) -> Vec<Numbered> {
             events.push(event(*kind, out, *ret));
         }
     }
-    events.sort_by_key(|e| (e.time, e.kind != EventType::Invoke));
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut event)| {
-            event.index = i as u64;
-            Numbered { line: i + 1, event }
-        })
-        .collect()
+    crate::history::in_time_order(events)
 }
 
 fn verdict(ops: &[Spec]) -> Verdict {
