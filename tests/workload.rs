@@ -35,11 +35,15 @@ fn three_s3_nodes_on_one_directory_are_linearizable() {
         (0..3).map(|_| Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap()])).collect();
     let addrs = nodes.iter().map(|n| n.addr()).collect::<Vec<_>>().join(",");
     let history = dir.path().join("h.jsonl");
-    let out = workload(&addrs, &history, &["--clients", "9", "--duration", "4s", "--seed", "7", "--check"]);
+    let mix = "get=6,set=4,del=2,incr=2,append=2,flushall=1";
+    let out =
+        workload(&addrs, &history, &["--clients", "9", "--duration", "4s", "--seed", "7", "--mix", mix, "--check"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("linearizable:"), "{}", text(&out));
     let ok_reads = events(&history).iter().filter(|e| e["type"] == "ok" && e["f"] == "get").count();
     assert!(ok_reads > 100, "the run must actually read: {ok_reads} reads");
+    let flushes = events(&history).iter().filter(|e| e["type"] == "ok" && e["f"] == "flushall").count();
+    assert!(flushes > 0, "FLUSHALL is part of the checked history");
 }
 
 #[test]
@@ -178,4 +182,9 @@ fn check_history_json_verdicts() {
     std::fs::write(&file, lines[..2].join("\n") + "\n").unwrap();
     let out = valthree(&["check-history", file.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(0));
+    let out = valthree(&["check-history", file.to_str().unwrap(), "--json", "--timeout", "0s"]);
+    assert_eq!(out.status.code(), Some(2), "out of time is unknown, not a verdict");
+    let verdict: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict["verdict"], "unknown");
+    assert_eq!(verdict["timed_out_keys"], serde_json::json!(["n"]));
 }

@@ -157,13 +157,14 @@ pub fn check_key(ops: &[Operation], deadline: Option<Instant>, progress: &mut dy
     let mut entry = list.e[HEAD].next;
     let mut steps: u64 = 0;
     while remaining > 0 {
-        steps += 1;
+        // The deadline is looked at on the first step and every 16384 after.
         if steps.is_multiple_of(1 << 14) {
             progress(calls.len());
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Outcome::TimedOut;
             }
         }
+        steps += 1;
         let e = &list.e[entry];
         if e.is_call {
             let op = &ops[e.op];
