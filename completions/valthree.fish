@@ -71,7 +71,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand workload" -l timeout -
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l html -d 'With --check, also write the HTML timeline here' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l check-timeout -d 'With --check, the checker\'s time limit' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l ready-timeout -d 'Wait this long for every address to answer PING before starting' -r
-complete -c valthree -n "__fish_valthree_using_subcommand workload" -l check -d 'Check the history for linearizability at the end; exit 1 on a violation'
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l check -d 'Check the history for linearizability at the end; exit 1 on a violation. (Every run starts with FLUSHALL, recorded in the history: point it at a test database.)'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l json -d 'Print the summary (and verdict) as JSON; no progress bar'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -s h -l help -d 'Print help'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -s V -l version -d 'Print version'
@@ -85,7 +85,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fis
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "pause" -d 'SIGSTOP a node'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "resume" -d 'SIGCONT a paused node'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "restart" -d 'Restart a node with the same flags and data'
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "partition" -d 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store)'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "partition" -d 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "heal" -d 'Restore all node-to-node traffic'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "down" -d 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -138,7 +138,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_se
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "pause" -d 'SIGSTOP a node'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "resume" -d 'SIGCONT a paused node'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "restart" -d 'Restart a node with the same flags and data'
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "partition" -d 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store)'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "partition" -d 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "heal" -d 'Restore all node-to-node traffic'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "down" -d 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -162,6 +162,6 @@ complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "pause" -d 'SIGSTOP a node'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "resume" -d 'SIGCONT a paused node'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "restart" -d 'Restart a node with the same flags and data'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "partition" -d 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store)'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "partition" -d 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "heal" -d 'Restore all node-to-node traffic'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "down" -d 'Stop every node (SIGTERM, then SIGKILL after a grace period)'

@@ -218,19 +218,25 @@ pub fn in_time_order(mut events: Vec<Event>) -> Vec<Numbered> {
 
 /// Reads a JSONL history. A final line without a newline (a writer killed mid-line) is
 /// ignored; any other bad line is an error naming its line number.
-pub fn read_history(input: impl BufRead) -> Result<Vec<Numbered>, ParseError> {
+pub fn read_history(mut input: impl BufRead) -> Result<Vec<Numbered>, ParseError> {
     let mut events = Vec::new();
-    for (i, line) in input.split(b'\n').enumerate() {
-        let line = line.map_err(|e| ParseError { line: i + 1, message: e.to_string() })?;
+    let mut line = Vec::new();
+    for number in 1.. {
+        line.clear();
+        let read =
+            input.read_until(b'\n', &mut line).map_err(|e| ParseError { line: number, message: e.to_string() })?;
+        if read == 0 {
+            break;
+        }
+        let complete = line.ends_with(b"\n");
         if line.iter().all(|c| c.is_ascii_whitespace()) {
             continue;
         }
         match serde_json::from_slice::<Event>(&line) {
-            Ok(event) => events.push(Numbered { line: i + 1, event }),
-            Err(e) if e.is_eof() => break, // torn final line
-            Err(e) => {
-                return Err(ParseError { line: i + 1, message: e.to_string() });
-            }
+            Ok(event) => events.push(Numbered { line: number, event }),
+            // Only the last line, cut off before its newline, is a torn write.
+            Err(e) if e.is_eof() && !complete => break,
+            Err(e) => return Err(ParseError { line: number, message: e.to_string() }),
         }
     }
     Ok(events)
@@ -257,5 +263,7 @@ mod tests {
         assert_eq!(read_history(text.as_bytes()).unwrap().len(), 1);
         let bad = "{\"index\":0,\"process\":1,\"type\":\"invoke\",\"f\":\"get\",\"key\":\"k\",\"time\":1}\nnot json\n";
         assert_eq!(read_history(bad.as_bytes()).unwrap_err().line, 2);
+        let torn_in_the_middle = "{\"index\":0,\"proc\n{\"index\":1,\"process\":1,\"type\":\"invoke\",\"f\":\"get\",\"key\":\"k\",\"time\":1}\n";
+        assert_eq!(read_history(torn_in_the_middle.as_bytes()).unwrap_err().line, 1);
     }
 }

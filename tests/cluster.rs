@@ -98,6 +98,17 @@ fn a_cluster_lives_through_every_command_and_leaves_no_process() {
     let err = redis::cmd("GET").arg("k").query::<String>(&mut redis(&addr(&status, 0))).unwrap_err();
     assert_eq!(err.code(), Some("TRYAGAIN"), "{err}");
     let _: () = redis::cmd("SET").arg("k").arg("during").query(&mut redis(&addr(&status, 2))).unwrap();
+    cluster(&dir, &["restart", "n1"]);
+    let status = cluster(&dir, &["status"]);
+    assert_eq!(
+        status["nodes"][0]["isolated_from"],
+        serde_json::json!(["objectstore"]),
+        "a restart keeps the partition"
+    );
+    cluster(&dir, &["pause", "n3"]);
+    let refused = valthree(&["cluster", "--dir", dir.to_str().unwrap(), "partition", "n1,n2|n3"]);
+    assert_eq!(refused.status.code(), Some(2), "no partition while a node is paused: {}", text(&refused));
+    cluster(&dir, &["resume", "n3"]);
     cluster(&dir, &["heal"]);
     let value: String = redis::cmd("GET").arg("k").query(&mut redis(&addr(&status, 0))).unwrap();
     assert_eq!(value, "during");

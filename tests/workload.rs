@@ -188,3 +188,17 @@ fn check_history_json_verdicts() {
     assert_eq!(verdict["verdict"], "unknown");
     assert_eq!(verdict["timed_out_keys"], serde_json::json!(["n"]));
 }
+
+#[test]
+fn a_second_run_on_the_same_data_is_judged_from_a_clean_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let node = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap()]);
+    for run in 0..2 {
+        let history = dir.path().join(format!("h{run}.jsonl"));
+        let out = workload(&node.addr(), &history, &["--clients", "4", "--ops", "400", "--seed", "5", "--check"]);
+        assert!(out.status.success(), "run {run}: {}", text(&out));
+        let first = &events(&history)[0];
+        assert_eq!((first["f"].as_str(), first["type"].as_str()), (Some("flushall"), Some("invoke")));
+    }
+}

@@ -124,8 +124,9 @@ pub fn check(
 
 fn window(ops: &[Operation], prefix: &[usize], stuck: usize) -> Vec<usize> {
     let s = &ops[stuck];
+    let placed: std::collections::HashSet<usize> = prefix.iter().copied().collect();
     let mut w: Vec<usize> = (0..ops.len())
-        .filter(|&i| i == stuck || (ops[i].call <= s.ret && ops[i].ret >= s.call && !prefix.contains(&i)))
+        .filter(|&i| i == stuck || (ops[i].call <= s.ret && ops[i].ret >= s.call && !placed.contains(&i)))
         .collect();
     if let Some(&last) = prefix.last() {
         w.push(last);

@@ -97,7 +97,7 @@ impl List {
         }
     }
 
-    /// Removes a call and its return (return first, so relinking in reverse order restores).
+    /// Removes a call and its return (undone by `unlift` in the reverse order).
     fn lift(&mut self, call: usize) {
         self.unlink(call);
         self.unlink(self.e[call].partner);

@@ -52,7 +52,7 @@ pub enum ClusterCommand {
     /// Restart a node with the same flags and data.
     Restart { node: String },
     /// Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode
-    /// the nodes outside the largest group lose the object store).
+    /// the nodes outside the largest group lose the object store; on a tie, the last group keeps it).
     Partition {
         #[arg(required = true, num_args = 1..)]
         groups: Vec<String>,
@@ -169,19 +169,18 @@ fn run_command(args: &ClusterArgs) -> Result<Value, String> {
             done(format!("{node} resumed"))
         }
         ClusterCommand::Restart { node } => {
-            let mut state = ClusterState::require(dir)?;
-            cluster::restart(&mut state, node)?;
-            done(format!("{node} restarted (pid {})", state.node(node)?.pid))
+            cluster::restart(dir, node)?;
+            done(format!("{node} restarted (pid {})", ClusterState::require(dir)?.node(node)?.pid))
         }
         ClusterCommand::Partition { groups } => {
             let state = ClusterState::require(dir)?;
             let groups = cluster::parse_groups(&state, groups)?;
-            cluster::partition(&state, &groups)?;
+            cluster::partition(dir, &groups)?;
             let shown: Vec<String> = groups.iter().map(|g| g.join(",")).collect();
             done(format!("partitioned: {}", shown.join(" | ")))
         }
         ClusterCommand::Heal => {
-            cluster::heal(&ClusterState::require(dir)?)?;
+            cluster::heal(dir)?;
             done("healed: all peer traffic restored".into())
         }
         ClusterCommand::Down { purge } => {

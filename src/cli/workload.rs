@@ -61,7 +61,8 @@ pub struct WorkloadArgs {
     /// Per-operation client-side timeout; a timed-out operation is recorded as indeterminate.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-    /// Check the history for linearizability at the end; exit 1 on a violation.
+    /// Check the history for linearizability at the end; exit 1 on a violation. (Every run
+    /// starts with FLUSHALL, recorded in the history: point it at a test database.)
     #[arg(long)]
     pub check: bool,
     /// With --check, also write the HTML timeline here.
@@ -158,7 +159,15 @@ async fn drive(args: &WorkloadArgs) -> Result<workload::Summary, String> {
         }
         _ => None,
     };
+    let interrupt = progress.clone();
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: finishing the operations in flight, healing the cluster");
+            interrupt.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
     let summary = workload::run(options, history.clone(), progress).await;
+    ctrl_c.abort();
     if let Some(bar) = bar {
         bar.abort();
     }
@@ -167,6 +176,7 @@ async fn drive(args: &WorkloadArgs) -> Result<workload::Summary, String> {
         // Every fault is healed and every node back before the history is checked.
         nemesis.await.map_err(|e| format!("nemesis: {e}"))?.map_err(|e| format!("nemesis: {e}"))?;
     }
+    let summary = summary?;
     if let Some(e) = history.error() {
         return Err(format!("writing {} failed: {e}", args.history.display()));
     }

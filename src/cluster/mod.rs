@@ -111,8 +111,13 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
         let log = dir.join(format!("{name}.log"));
         nodes.push(NodeState { name, id, pid: 0, addr, peer_addr, data_dir, log, args });
     }
-    let mut state =
-        ClusterState { mode: options.mode.as_str().into(), dir: dir.clone(), admin_token: new_token(), nodes };
+    let mut state = ClusterState {
+        mode: options.mode.as_str().into(),
+        dir: dir.clone(),
+        admin_token: new_token(),
+        nodes,
+        partition: Vec::new(),
+    };
     for i in 0..state.nodes.len() {
         state.nodes[i].pid = process::spawn(&state.nodes[i], &state.admin_token)?;
     }
@@ -141,18 +146,32 @@ pub fn resume(state: &ClusterState, name: &str) -> Result<(), String> {
     process::signal(state.node(name)?, Signal::SIGCONT)
 }
 
-/// Stops the node if it runs, starts it again with the same flags and data, and waits for it.
-pub fn restart(state: &mut ClusterState, name: &str) -> Result<(), String> {
-    let token = state.admin_token.clone();
-    let node = state.node_mut(name)?;
-    if process::liveness(node) != Liveness::Down {
-        process::signal(node, Signal::SIGKILL)?;
-        process::wait_gone(node, Duration::from_secs(5));
-    }
-    node.pid = process::spawn(node, &token)?;
-    let node = node.clone();
-    state.save()?;
-    process::wait_ready(&node, READY_TIMEOUT)
+/// Stops the node if it runs, starts it again with the same flags and data, waits for it,
+/// and re-applies the partition in force, if any.
+pub fn restart(dir: &Path, name: &str) -> Result<(), String> {
+    ClusterState::update(dir, |state| {
+        let node = state.node_mut(name)?;
+        if process::liveness(node) != Liveness::Down {
+            process::signal(node, Signal::SIGKILL)?;
+            process::wait_gone(node, Duration::from_secs(5));
+        }
+        let port: u16 = node.addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if !port_free(port) {
+            return Err(format!("{}: port {port} is held by another process", node.name));
+        }
+        let token = state.admin_token.clone();
+        let node = state.node_mut(name)?;
+        node.pid = process::spawn(node, &token)?;
+        let node = node.clone();
+        process::wait_ready(&node, READY_TIMEOUT)?;
+        let peers = isolation_for(state, &state.partition, &node.name);
+        if !peers.is_empty() {
+            let mut args = vec!["ISOLATE"];
+            args.extend(peers.iter().map(String::as_str));
+            fault(state, &node, &args)?;
+        }
+        Ok(())
+    })
 }
 
 /// SIGTERM every node (SIGCONT too, so paused ones can act on it), SIGKILL stragglers after
@@ -249,38 +268,72 @@ pub fn parse_groups(state: &ClusterState, spec: &[String]) -> Result<Vec<Vec<Str
     Ok(groups)
 }
 
-/// Cuts peer traffic between the groups (heals first, so partitions do not pile up).
-/// In s3 mode the object store stays with the largest group.
-pub fn partition(state: &ClusterState, groups: &[Vec<String>]) -> Result<(), String> {
-    heal(state)?;
+/// The peers `name` must be cut from under `groups`. In s3 mode the object store stays with
+/// the largest group (on a tie, the last of them), and every node outside it loses it.
+fn isolation_for(state: &ClusterState, groups: &[Vec<String>], name: &str) -> Vec<String> {
+    let Some(mine) = groups.iter().position(|g| g.iter().any(|n| n == name)) else { return Vec::new() };
     if state.mode == ModeName::S3.as_str() {
-        let largest = groups.iter().enumerate().max_by_key(|(i, g)| (g.len(), usize::MAX - i)).map(|(i, _)| i);
-        for (i, group) in groups.iter().enumerate() {
-            if Some(i) != largest {
-                for name in group {
-                    fault(state, state.node(name)?, &["ISOLATE", OBJECT_STORE])?;
-                }
-            }
-        }
-        return Ok(());
+        let keeper = groups.iter().enumerate().max_by_key(|(i, g)| (g.len(), *i)).map(|(i, _)| i);
+        return if keeper == Some(mine) { Vec::new() } else { vec![OBJECT_STORE.to_string()] };
     }
-    for group in groups {
-        let others: Vec<&str> = groups.iter().filter(|g| *g != group).flatten().map(String::as_str).collect::<Vec<_>>();
-        for name in group {
-            let mut args = vec!["ISOLATE"];
-            args.extend(&others);
-            fault(state, state.node(name)?, &args)?;
-        }
-    }
-    Ok(())
+    groups.iter().enumerate().filter(|(i, _)| *i != mine).flat_map(|(_, g)| g.iter().cloned()).collect()
 }
 
-/// Restores all peer traffic on every running node.
-pub fn heal(state: &ClusterState) -> Result<(), String> {
-    for node in state.nodes.iter().filter(|n| process::liveness(n) == Liveness::Up) {
-        fault(state, node, &["HEAL"])?;
+/// Cuts peer traffic between the groups; every node must be up. On any failure the cut is
+/// undone, so a partition is never left half applied.
+pub fn partition(dir: &Path, groups: &[Vec<String>]) -> Result<(), String> {
+    ClusterState::update(dir, |state| {
+        if let Some(node) = state.nodes.iter().find(|n| process::liveness(n) != Liveness::Up) {
+            return Err(format!(
+                "{} is {}: every node must be up to partition",
+                node.name,
+                process::liveness(node).as_str()
+            ));
+        }
+        heal_nodes(state)?;
+        let apply = |state: &ClusterState| -> Result<(), String> {
+            for node in &state.nodes {
+                let peers = isolation_for(state, groups, &node.name);
+                if !peers.is_empty() {
+                    let mut args = vec!["ISOLATE"];
+                    args.extend(peers.iter().map(String::as_str));
+                    fault(state, node, &args)?;
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = apply(state) {
+            let _ = heal_nodes(state);
+            return Err(e);
+        }
+        state.partition = groups.to_vec();
+        Ok(())
+    })
+}
+
+/// Sends HEAL to every running node; a paused node cannot be healed and is reported.
+fn heal_nodes(state: &ClusterState) -> Result<(), String> {
+    let mut errors = Vec::new();
+    for node in &state.nodes {
+        match process::liveness(node) {
+            Liveness::Up => {
+                if let Err(e) = fault(state, node, &["HEAL"]) {
+                    errors.push(e);
+                }
+            }
+            Liveness::Paused => errors.push(format!("{} is paused: resume it, then heal again", node.name)),
+            Liveness::Down => {} // it comes back healed unless a partition is re-applied
+        }
     }
-    Ok(())
+    if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+}
+
+/// Restores all peer traffic and forgets the partition.
+pub fn heal(dir: &Path) -> Result<(), String> {
+    ClusterState::update(dir, |state| {
+        state.partition.clear();
+        heal_nodes(state)
+    })
 }
 
 /// INFO's `valthree` section of a node, as name/value pairs.

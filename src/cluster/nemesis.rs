@@ -75,7 +75,7 @@ impl Nemesis {
                 break;
             }
             let dir = self.dir.clone();
-            let mut state = Self::blocking(move || ClusterState::require(&dir)).await?;
+            let state = Self::blocking(move || ClusterState::require(&dir)).await?;
             if round.is_empty() {
                 round = self.faults.clone();
                 rng.shuffle(&mut round);
@@ -88,14 +88,14 @@ impl Nemesis {
                 Fault::Partition => ("partition", "heal"),
             };
             let injected = {
-                let (state, victim) = (state.clone(), victim.clone());
+                let (state, victim, dir) = (state.clone(), victim.clone(), self.dir.clone());
                 Self::blocking(move || match fault {
                     Fault::Kill => kill(&state, &victim),
                     Fault::Pause => pause(&state, &victim),
                     Fault::Partition => {
                         let rest: Vec<String> =
                             state.nodes.iter().map(|n| n.name.clone()).filter(|n| *n != victim).collect();
-                        partition(&state, &[vec![victim.clone()], rest])
+                        partition(&dir, &[vec![victim.clone()], rest])
                     }
                 })
                 .await
@@ -103,11 +103,11 @@ impl Nemesis {
             self.record(name, json!(victim), injected.as_ref().err().cloned());
             let _ = tokio::time::timeout(pause_for, stop.changed()).await;
             let healed = {
-                let victim = victim.clone();
+                let (victim, dir) = (victim.clone(), self.dir.clone());
                 Self::blocking(move || match fault {
-                    Fault::Kill => restart(&mut state, &victim),
+                    Fault::Kill => restart(&dir, &victim),
                     Fault::Pause => resume(&state, &victim),
-                    Fault::Partition => heal(&state),
+                    Fault::Partition => heal(&dir),
                 })
                 .await
             };
@@ -116,34 +116,34 @@ impl Nemesis {
         self.heal_everything().await
     }
 
-    /// Resumes paused nodes, restarts dead ones, heals partitions.
+    /// Resumes paused nodes, restarts dead ones, heals partitions — each attempted even
+    /// when an earlier one failed, so one stubborn node leaves no other one hurt.
     async fn heal_everything(&self) -> Result<(), String> {
         let dir = self.dir.clone();
-        let (actions, result) = Self::blocking(move || {
-            let mut actions = Vec::new();
-            let mut state = ClusterState::require(&dir)?;
-            for node in state.nodes.clone() {
-                match process::liveness(&node) {
-                    Liveness::Paused => {
-                        resume(&state, &node.name)?;
-                        actions.push(("resume", node.name));
-                    }
-                    Liveness::Down => {
-                        restart(&mut state, &node.name)?;
-                        actions.push(("restart", node.name));
-                    }
+        let outcomes = Self::blocking(move || {
+            let mut outcomes: Vec<(&'static str, String, Result<(), String>)> = Vec::new();
+            let state = match ClusterState::require(&dir) {
+                Ok(state) => state,
+                Err(e) => return vec![("heal", "all".to_string(), Err(e))],
+            };
+            for node in &state.nodes {
+                match process::liveness(node) {
+                    Liveness::Paused => outcomes.push(("resume", node.name.clone(), resume(&state, &node.name))),
+                    Liveness::Down => outcomes.push(("restart", node.name.clone(), restart(&dir, &node.name))),
                     Liveness::Up => {}
                 }
             }
-            heal(&state)?;
-            Ok::<_, String>(actions)
+            outcomes.push(("heal", "all".to_string(), heal(&dir)));
+            outcomes
         })
-        .await
-        .map_or_else(|e| (Vec::new(), Err(e)), |a| (a, Ok(())));
-        for (f, node) in actions {
-            self.record(f, json!(node), None);
+        .await;
+        let mut errors = Vec::new();
+        for (f, node, result) in outcomes {
+            self.record(f, json!(node), result.as_ref().err().cloned());
+            if let Err(e) = result {
+                errors.push(e);
+            }
         }
-        self.record("heal", json!("all"), result.as_ref().err().cloned());
-        result
+        if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
     }
 }

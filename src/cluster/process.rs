@@ -34,8 +34,10 @@ impl Liveness {
 pub fn liveness(node: &NodeState) -> Liveness {
     let proc = Path::new("/proc").join(node.pid.to_string());
     let Ok(cmdline) = std::fs::read(proc.join("cmdline")) else { return Liveness::Down };
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let ours = args.contains(&&b"serve"[..]) && args.contains(&node.addr.as_bytes());
+    // argv[0] is the binary; the rest must be exactly this node's arguments (which name its
+    // unique data directory), or the pid belongs to someone else now.
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).skip(1).collect();
+    let ours = args.len() == node.args.len() && args.iter().zip(&node.args).all(|(a, b)| *a == b.as_bytes());
     if !ours {
         return Liveness::Down;
     }
@@ -86,7 +88,8 @@ pub fn spawn(node: &NodeState, admin_token: &str) -> Result<u32, String> {
 pub fn wait_ready(node: &NodeState, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
-        if ping(&node.addr) {
+        // The PONG must come from this pid: an old process on the port does not count.
+        if liveness(node) == Liveness::Up && ping(&node.addr) {
             return Ok(());
         }
         if liveness(node) == Liveness::Down || Instant::now() >= deadline {

@@ -32,6 +32,10 @@ pub struct ClusterState {
     /// The admin token every node was started with (this file is readable by its owner only).
     pub admin_token: String,
     pub nodes: Vec<NodeState>,
+    /// The partition in force (groups of node names), re-applied to a node that restarts;
+    /// empty when healed.
+    #[serde(default)]
+    pub partition: Vec<Vec<String>>,
 }
 
 impl ClusterState {
@@ -54,6 +58,23 @@ impl ClusterState {
     pub fn require(dir: &Path) -> Result<Self, String> {
         Self::load(dir)?
             .ok_or_else(|| format!("no cluster in {} (start one with `valthree cluster up`)", dir.display()))
+    }
+
+    /// Runs `change` on the freshly read state while holding the cluster's lock, then saves
+    /// it, so concurrent commands (a user and a nemesis) never overwrite each other's pids.
+    pub fn update<T>(dir: &Path, change: impl FnOnce(&mut ClusterState) -> Result<T, String>) -> Result<T, String> {
+        let lock_path = dir.join(".cluster.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+        lock.lock().map_err(|e| format!("{}: {e}", lock_path.display()))?;
+        let mut state = Self::require(dir)?;
+        let result = change(&mut state);
+        state.save()?;
+        result
     }
 
     /// Writes the state file atomically, readable by its owner only.

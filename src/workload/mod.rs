@@ -60,6 +60,8 @@ pub struct Options {
 pub struct Progress {
     pub completed: AtomicU64,
     issued: AtomicU64,
+    /// Set to end the run early (Ctrl-C): clients finish the operation in hand and stop.
+    pub stop: std::sync::atomic::AtomicBool,
 }
 
 struct Shared {
@@ -72,6 +74,9 @@ struct Shared {
 impl Shared {
     /// Takes the right to issue one more operation.
     fn ticket(&self) -> bool {
+        if self.progress.stop.load(Ordering::Relaxed) {
+            return false;
+        }
         match self.options.limit {
             Limit::Ops(n) => self.progress.issued.fetch_add(1, Ordering::Relaxed) < n,
             Limit::Duration(_) => self.deadline.is_none_or(|d| Instant::now() < d),
@@ -162,8 +167,48 @@ async fn client_loop(id: usize, shared: Arc<Shared>) -> Summary {
     summary
 }
 
-/// Runs the workload, writing every event to `history`.
-pub async fn run(options: Options, history: Arc<HistoryWriter>, progress: Arc<Progress>) -> Summary {
+/// Empties the store through `addr`, recorded in the history as client 0's first operation:
+/// the checker assumes every key starts absent, so the run must start from an empty store.
+async fn flush_first(addr: &str, timeout: Duration, history: &HistoryWriter) -> Result<(), String> {
+    let planned = Planned { op: Op::Flushall, key: None, value: None };
+    let record = |kind, error| Record {
+        process: Process::Client(0),
+        kind,
+        f: "flushall".into(),
+        key: None,
+        value: Value::Null,
+        error,
+    };
+    history.append(record(EventType::Invoke, None));
+    let outcome = async {
+        let mut conn = Conn::connect(addr, timeout).await.map_err(|e| (EventType::Fail, format!("{e:?}")))?;
+        match tokio::time::timeout(timeout, conn.call(&command(&planned))).await {
+            Ok(Ok(reply)) => match interpret(&planned, reply) {
+                (EventType::Ok, _, _) => Ok(()),
+                (kind, _, error) => Err((kind, error.unwrap_or_default())),
+            },
+            Ok(Err(CallError::NotSent(m))) => Err((EventType::Fail, m)),
+            Ok(Err(CallError::Lost(m))) => Err((EventType::Info, m)),
+            Err(_) => Err((EventType::Info, "timeout".into())),
+        }
+    }
+    .await;
+    match outcome {
+        Ok(()) => {
+            history.append(record(EventType::Ok, None));
+            Ok(())
+        }
+        Err((kind, error)) => {
+            history.append(record(kind, Some(error.clone())));
+            Err(format!("the opening FLUSHALL on {addr} failed: {error}"))
+        }
+    }
+}
+
+/// Runs the workload, writing every event to `history`. It starts with FLUSHALL: point it
+/// at a database meant for testing.
+pub async fn run(options: Options, history: Arc<HistoryWriter>, progress: Arc<Progress>) -> Result<Summary, String> {
+    flush_first(&options.addrs[0], options.timeout, &history).await?;
     let started = Instant::now();
     let deadline = match options.limit {
         Limit::Duration(d) => Some(started + d),
@@ -177,7 +222,7 @@ pub async fn run(options: Options, history: Arc<HistoryWriter>, progress: Arc<Pr
         total.merge(task.await.expect("a workload client panicked"));
     }
     total.elapsed = started.elapsed();
-    total
+    Ok(total)
 }
 
 #[cfg(test)]
