@@ -74,7 +74,8 @@ impl S3 {
     /// Refuses a server that ignores conditional headers: on it every compare-and-swap
     /// would silently succeed and concurrent writers would lose updates.
     async fn probe_conditional_writes(&self) -> Result<(), ObjectError> {
-        let key = ".valthree-conditional-write-probe";
+        // A key of its own, so nodes starting together do not disturb each other's probe.
+        let key = &format!(".valthree-conditional-write-probe-{:016x}", fastrand::u64(..));
         let body = || Bytes::from_static(b"probe");
         let bogus = PutCondition::IfMatch(Etag("\"00000000000000000000000000000000\"".into()));
         let first = self.put(key, body(), PutCondition::IfAbsent).await;
