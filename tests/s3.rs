@@ -99,7 +99,11 @@ fn three_servers_on_one_moto_bucket_lose_no_incr() {
     let dir = tempfile::tempdir().unwrap();
     let flags = moto.serve_flags("incr");
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let nodes: Vec<Valthree> = (0..3).map(|_| Valthree::start(dir.path(), &flags)).collect();
+    // Started all at once: their start-up checks of the bucket must not disturb each other.
+    let nodes: Vec<Valthree> = std::thread::scope(|s| {
+        let starting: Vec<_> = (0..3).map(|_| s.spawn(|| Valthree::start(dir.path(), &flags))).collect();
+        starting.into_iter().map(|t| t.join().unwrap()).collect()
+    });
     assert_no_lost_or_doubled_incr(&nodes);
 }
 
