@@ -1,5 +1,6 @@
 //! The consistency modes, each one folder behind the [`Store`](crate::store::Store) trait.
 
+pub mod paxos;
 pub mod s3;
 
 use clap::ValueEnum;

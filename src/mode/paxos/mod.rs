@@ -1,0 +1,31 @@
+//! paxos mode (in progress, not yet served): CASPaxos (Rystsov, arXiv 1802.07000).
+//!
+//! Every key is an independent register replicated on 2F+1 acceptors. A proposer changes a
+//! register in two phases (§2.1): *prepare* with a fresh ballot collects promises from F+1
+//! acceptors, each reporting its last accepted (ballot, value); the proposer takes the value
+//! with the highest ballot, applies the command's change function to it, and *accepts* the
+//! result at the same ballot on F+1 acceptors. Every command — SET, DEL, INCR, APPEND,
+//! SET NX/XX, and GET as the identity — is a change function, so every command is an atomic
+//! read-modify-write and the register is linearizable.
+//!
+//! The one-round-trip optimisation (§2.2.1): an accept also promises the proposer's next
+//! ballot, so the next command on that key skips the prepare and goes straight to accept.
+//! If another proposer intervened, the accept is refused and the round falls back to a
+//! full prepare.
+//!
+//! Invariants: a ballot is used by one proposer only (ballot = (counter, node)); an acceptor
+//! never takes a ballot below its promise and persists before it replies; any two quorums
+//! intersect. The protocol core here does no I/O ([`acceptor::handle`] is a pure function,
+//! [`proposer::Proposer`] a state machine over messages), so a seeded simulator can replay
+//! any interleaving of dropped, duplicated and reordered messages.
+//!
+//! Still to come before `--mode paxos` is offered: the peer transport, key routing to a home
+//! proposer, tombstone garbage collection (§3.1) and membership change (§2.3).
+
+pub mod acceptor;
+pub mod ballot;
+pub mod proposer;
+#[cfg(test)]
+mod sim;
+
+pub use ballot::{Ballot, NodeId};

@@ -1,0 +1,351 @@
+//! The proposer: a state machine over messages, with no I/O (toydb's style). The driver
+//! feeds it commands (`submit`), acceptor replies (`step`) and clock ticks (`tick`), and
+//! drains what it wants sent and answered from `take_output`.
+//!
+//! Per key at most one round is in flight; commands arriving meanwhile queue up and the next
+//! round carries them all: their change functions are applied in arrival order between the
+//! phases, and every command of the batch is answered from that one round.
+//!
+//! Outcomes follow DESIGN.md: a round that never got an accept out is definitely not
+//! applied (`TryAgain` after bounded retries); once an accept was sent and no quorum
+//! confirmed it, a later proposer may still adopt the value, so the outcome is `Uncertain` —
+//! unless every acceptor refused it, which proves it was never accepted anywhere, and the
+//! round is retried.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+
+use super::acceptor::{Request, Response};
+use super::ballot::{Ballot, NodeId};
+use crate::error::{Error, Result};
+use crate::store::{Keyspace, Mutation, MutationReply};
+
+/// Identifies a client command across the proposer's API.
+pub type CommandId = u64;
+
+/// What a command does to its register: read it, or change it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Read,
+    /// A mutation of this one key.
+    Write(Mutation),
+}
+
+/// A command's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Read(Option<Bytes>),
+    Write(MutationReply),
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send `request` about `key` to acceptor `to`; route its reply back with `round` (the
+    /// id of this phase of this round).
+    Send { to: NodeId, key: Bytes, round: u64, request: Request },
+    /// Answer command `id`.
+    Reply { id: CommandId, result: Result<Outcome> },
+}
+
+/// Tunables.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Ticks a phase may wait for its quorum.
+    pub phase_timeout: u64,
+    /// Prepare attempts per round before `TryAgain`.
+    pub max_attempts: u32,
+    /// The one-round-trip optimisation (§2.2.1).
+    pub one_round_trip: bool,
+    /// Test only: accept after this many acknowledgements instead of a majority. Breaks
+    /// quorum intersection, so the history checker must catch it.
+    pub unsafe_accept_quorum: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { phase_timeout: 20, max_attempts: 8, one_round_trip: true, unsafe_accept_quorum: None }
+    }
+}
+
+struct Pending {
+    id: CommandId,
+    command: Command,
+}
+
+enum Phase {
+    Preparing {
+        ballot: Ballot,
+        promises: BTreeMap<NodeId, (Ballot, Option<Bytes>)>,
+        refused: BTreeSet<NodeId>,
+    },
+    Accepting {
+        ballot: Ballot,
+        value: Option<Bytes>,
+        outcomes: Vec<Result<Outcome>>,
+        acks: BTreeSet<NodeId>,
+        refused: BTreeSet<NodeId>,
+    },
+}
+
+struct Round {
+    id: u64,
+    batch: Vec<Pending>,
+    phase: Phase,
+    attempts: u32,
+    deadline: u64,
+}
+
+#[derive(Default)]
+struct KeyState {
+    queue: VecDeque<Pending>,
+    round: Option<Round>,
+    /// After a successful 1-RTT accept: the ballot every acceptor of its quorum promised
+    /// next, and the value they hold.
+    promised_next: Option<(Ballot, Option<Bytes>)>,
+}
+
+/// One node's proposer.
+pub struct Proposer {
+    id: NodeId,
+    acceptors: Vec<NodeId>,
+    options: Options,
+    /// The highest ballot counter seen anywhere.
+    counter: u64,
+    now: u64,
+    next_round: u64,
+    keys: BTreeMap<Bytes, KeyState>,
+    output: Vec<Output>,
+}
+
+/// Applies a batch of commands to a register's value, in order.
+fn apply_batch(key: &Bytes, value: Option<Bytes>, batch: &[Pending]) -> (Option<Bytes>, Vec<Result<Outcome>>) {
+    let mut register = Keyspace::new();
+    if let Some(v) = value {
+        register.insert(key.clone(), v);
+    }
+    let outcomes = batch
+        .iter()
+        .map(|p| match &p.command {
+            Command::Read => Ok(Outcome::Read(register.get(key).cloned())),
+            Command::Write(m) => register.apply(m).map(Outcome::Write),
+        })
+        .collect();
+    (register.get(key).cloned(), outcomes)
+}
+
+impl Proposer {
+    pub fn new(id: NodeId, acceptors: Vec<NodeId>, options: Options) -> Self {
+        Self { id, acceptors, options, counter: 0, now: 0, next_round: 0, keys: BTreeMap::new(), output: Vec::new() }
+    }
+
+    fn majority(&self) -> usize {
+        self.acceptors.len() / 2 + 1
+    }
+
+    fn accept_quorum(&self) -> usize {
+        self.options.unsafe_accept_quorum.unwrap_or_else(|| self.majority())
+    }
+
+    /// What the driver must do now.
+    pub fn take_output(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.output)
+    }
+
+    /// Queues a command on `key`; it runs in the next round for that key.
+    pub fn submit(&mut self, id: CommandId, key: Bytes, command: Command) {
+        self.keys.entry(key.clone()).or_default().queue.push_back(Pending { id, command });
+        self.start_round_if_idle(&key);
+    }
+
+    fn start_round_if_idle(&mut self, key: &Bytes) {
+        let Some(state) = self.keys.get_mut(key) else { return };
+        if state.round.is_some() || state.queue.is_empty() {
+            return;
+        }
+        let batch: Vec<Pending> = state.queue.drain(..).collect();
+        self.next_round += 1;
+        let round = Round {
+            id: self.next_round,
+            batch,
+            phase: Phase::Preparing { ballot: Ballot::ZERO, promises: BTreeMap::new(), refused: BTreeSet::new() },
+            attempts: 0,
+            deadline: 0,
+        };
+        let cached = state.promised_next.take().filter(|_| self.options.one_round_trip);
+        self.keys.get_mut(key).expect("present").round = Some(round);
+        match cached {
+            Some((ballot, value)) => self.send_accepts(key, ballot, value),
+            None => self.send_prepares(key),
+        }
+    }
+
+    fn send_prepares(&mut self, key: &Bytes) {
+        self.counter += 1;
+        let ballot = Ballot::new(self.counter, self.id);
+        let deadline = self.now + self.options.phase_timeout;
+        self.next_round += 1;
+        let phase_id = self.next_round;
+        let round = self.keys.get_mut(key).and_then(|s| s.round.as_mut()).expect("a round is running");
+        // Every phase gets its own id, so replies to an earlier attempt are never counted.
+        round.id = phase_id;
+        round.attempts += 1;
+        round.deadline = deadline;
+        round.phase = Phase::Preparing { ballot, promises: BTreeMap::new(), refused: BTreeSet::new() };
+        let id = round.id;
+        for &to in &self.acceptors {
+            self.output.push(Output::Send { to, key: key.clone(), round: id, request: Request::Prepare { ballot } });
+        }
+    }
+
+    /// Computes the new value from `current` and sends it out at `ballot`.
+    fn send_accepts(&mut self, key: &Bytes, ballot: Ballot, current: Option<Bytes>) {
+        let deadline = self.now + self.options.phase_timeout;
+        let promise_next = self.options.one_round_trip;
+        self.next_round += 1;
+        let phase_id = self.next_round;
+        let round = self.keys.get_mut(key).and_then(|s| s.round.as_mut()).expect("a round is running");
+        round.id = phase_id;
+        let (value, outcomes) = apply_batch(key, current, &round.batch);
+        round.deadline = deadline;
+        round.phase = Phase::Accepting {
+            ballot,
+            value: value.clone(),
+            outcomes,
+            acks: BTreeSet::new(),
+            refused: BTreeSet::new(),
+        };
+        let id = round.id;
+        for &to in &self.acceptors {
+            let request = Request::Accept { ballot, value: value.clone(), promise_next };
+            self.output.push(Output::Send { to, key: key.clone(), round: id, request });
+        }
+    }
+
+    /// Ends the running round on `key`, answering its batch, and starts the next one.
+    fn finish(&mut self, key: &Bytes, results: Vec<Result<Outcome>>) {
+        let state = self.keys.get_mut(key).expect("present");
+        let round = state.round.take().expect("a round is running");
+        for (pending, result) in round.batch.into_iter().zip(results) {
+            self.output.push(Output::Reply { id: pending.id, result });
+        }
+        self.start_round_if_idle(key);
+        if let Some(state) = self.keys.get(key)
+            && state.round.is_none()
+            && state.queue.is_empty()
+            && state.promised_next.is_none()
+        {
+            self.keys.remove(key);
+        }
+    }
+
+    fn fail_all(&mut self, key: &Bytes, error: Error) {
+        let n = self.keys[key].round.as_ref().map_or(0, |r| r.batch.len());
+        self.finish(key, vec![Err(error); n]);
+    }
+
+    /// Retries the round from a fresh prepare, or gives up with `TryAgain`.
+    fn retry_or_give_up(&mut self, key: &Bytes, why: &str) {
+        let attempts = self.keys[key].round.as_ref().map_or(0, |r| r.attempts);
+        if attempts >= self.options.max_attempts {
+            self.fail_all(key, Error::TryAgain(format!("no quorum after {attempts} attempts: {why}")));
+        } else {
+            self.send_prepares(key);
+        }
+    }
+
+    /// Handles an acceptor's reply to round `round` on `key`.
+    pub fn step(&mut self, from: NodeId, key: &Bytes, round: u64, response: Response) {
+        if let Response::Conflict { seen } = &response {
+            self.counter = self.counter.max(seen.counter);
+        }
+        let (n, majority, accept_quorum) = (self.acceptors.len(), self.majority(), self.accept_quorum());
+        let Some(r) = self.keys.get_mut(key).and_then(|s| s.round.as_mut()).filter(|r| r.id == round) else {
+            return; // a late reply to a round that is over
+        };
+        enum Next {
+            Wait,
+            Accept(Ballot, Option<Bytes>),
+            Retry(&'static str),
+            Done(Ballot, Option<Bytes>, Vec<Result<Outcome>>),
+            Uncertain,
+        }
+        let next = match (&mut r.phase, response) {
+            (Phase::Preparing { ballot, promises, refused }, Response::Promised { accepted, value }) => {
+                refused.remove(&from);
+                promises.insert(from, (accepted, value));
+                if promises.len() == majority {
+                    let current = promises.values().max_by_key(|(b, _)| *b).and_then(|(_, v)| v.clone());
+                    Next::Accept(*ballot, current)
+                } else {
+                    Next::Wait
+                }
+            }
+            (Phase::Preparing { refused, promises, .. }, Response::Conflict { .. }) => {
+                if !promises.contains_key(&from) {
+                    refused.insert(from);
+                }
+                if refused.len() == n - majority + 1 { Next::Retry("prepare refused") } else { Next::Wait }
+            }
+            (Phase::Accepting { acks, refused, ballot, value, outcomes }, Response::Accepted) => {
+                refused.remove(&from);
+                acks.insert(from);
+                if acks.len() == accept_quorum {
+                    Next::Done(*ballot, value.clone(), std::mem::take(outcomes))
+                } else {
+                    Next::Wait
+                }
+            }
+            (Phase::Accepting { acks, refused, .. }, Response::Conflict { .. }) => {
+                if !acks.contains(&from) {
+                    refused.insert(from);
+                }
+                if refused.len() == n {
+                    // Refused everywhere: the value exists nowhere, so the batch never happened.
+                    Next::Retry("accept refused by every acceptor")
+                } else if refused.len() + acks.len() == n && acks.len() < accept_quorum {
+                    Next::Uncertain
+                } else {
+                    Next::Wait
+                }
+            }
+            _ => Next::Wait, // a promise after the accept phase began, or a duplicate
+        };
+        match next {
+            Next::Wait => {}
+            Next::Accept(ballot, current) => self.send_accepts(key, ballot, current),
+            Next::Retry(why) => self.retry_or_give_up(key, why),
+            Next::Done(ballot, value, outcomes) => {
+                let state = self.keys.get_mut(key).expect("present");
+                state.promised_next = self.options.one_round_trip.then(|| (ballot.successor(), value));
+                self.finish(key, outcomes);
+            }
+            Next::Uncertain => {
+                self.fail_all(key, Error::Uncertain("accept reached no quorum; the value may still be adopted".into()))
+            }
+        }
+    }
+
+    /// Advances the clock one tick; phases past their deadline give up.
+    pub fn tick(&mut self) {
+        self.now += 1;
+        let expired: Vec<(Bytes, bool)> = self
+            .keys
+            .iter()
+            .filter_map(|(k, s)| {
+                s.round
+                    .as_ref()
+                    .filter(|r| r.deadline <= self.now)
+                    .map(|r| (k.clone(), matches!(r.phase, Phase::Accepting { .. })))
+            })
+            .collect();
+        for (key, accepting) in expired {
+            if accepting {
+                self.fail_all(&key, Error::Uncertain("accept timed out; the value may have been chosen".into()));
+            } else {
+                self.retry_or_give_up(&key, "prepare timed out");
+            }
+        }
+    }
+}
