@@ -157,11 +157,11 @@ fn inline_commands_are_answered_like_redis_server() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let valthree = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap()]);
-    let input = b"PING\r\n\r\nSET greeting \"hello world\"\r\nGET greeting\nECHO 'a b'\r\nEXISTS greeting nope\r\n";
+    let input = b"PING\r\n\r\nSET greeting \"hello world\"\r\nGET greeting\nECHO 'a b'\r\nEXISTS greeting nope\r\nECHO \"\\x41\\x42\\tz\"\r\nECHO 'it\\'s'\r\n";
     let replies = |port| {
         let mut conn = Raw::connect(port);
         conn.send(input);
-        (0..5).map(|_| String::from_utf8_lossy(&conn.read_reply()).into_owned()).collect::<Vec<_>>()
+        (0..7).map(|_| String::from_utf8_lossy(&conn.read_reply()).into_owned()).collect::<Vec<_>>()
     };
     assert_eq!(replies(valthree.port), replies(redis.port));
 }

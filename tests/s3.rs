@@ -231,3 +231,31 @@ fn an_invalid_document_is_reported_not_served() {
     assert_eq!(err.code(), Some("TRYAGAIN"), "{err}");
     assert_eq!(std::fs::read(data.join("db.json")).unwrap(), b"{this is not json", "nothing may overwrite it");
 }
+
+/// Deletes a bucket and everything in it, through boto3 from the test venv.
+fn delete_bucket(moto: &Moto, bucket: &str) {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let script = format!(
+        "import boto3\ns3 = boto3.resource('s3', endpoint_url='{}', aws_access_key_id='test', \
+         aws_secret_access_key='test', region_name='us-east-1')\nb = s3.Bucket('{bucket}')\n\
+         b.objects.all().delete()\nb.delete()\n",
+        moto.endpoint()
+    );
+    let out = std::process::Command::new(python).arg("-c").arg(script).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_missing_bucket_is_reported_not_retried_as_a_conflict() {
+    let Some(moto) = Moto::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let flags = moto.serve_flags("vanishing");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let node = Valthree::start(dir.path(), &flags);
+    let mut con = redis::Client::open(node.url()).unwrap().get_connection().unwrap();
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut con).unwrap();
+    delete_bucket(&moto, "vanishing");
+    let err = redis::cmd("SET").arg("k").arg("w").query::<()>(&mut con).unwrap_err();
+    assert_eq!(err.code(), Some("TRYAGAIN"), "{err}");
+    assert!(err.to_string().contains("NoSuchBucket") && !err.to_string().contains("conflict"), "{err}");
+}

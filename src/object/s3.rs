@@ -13,7 +13,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
@@ -131,7 +131,7 @@ fn connection_refused(err: &(dyn std::error::Error + 'static)) -> bool {
 /// Classifies an SDK failure. `write` says whether the call could have changed anything.
 fn classify<E, R>(err: SdkError<E, R>, write: bool) -> ObjectError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static + HasStatus,
 {
     let text = DisplayErrorContext(&err).to_string();
@@ -142,7 +142,8 @@ where
         SdkError::ServiceError(ctx) => match ctx.raw().status() {
             412 => ObjectError::PreconditionFailed,
             409 => ObjectError::Conflict,
-            404 if write => ObjectError::PreconditionFailed,
+            // If-Match on a missing object is 404; a missing bucket is no conflict to retry.
+            404 if write && ctx.err().code() != Some("NoSuchBucket") => ObjectError::PreconditionFailed,
             500..=599 => maybe_applied(text),
             _ => ObjectError::Unavailable(text),
         },

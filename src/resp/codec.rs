@@ -159,8 +159,9 @@ impl RespCodec {
     }
 }
 
-/// Splits an inline request into arguments: whitespace-separated words, where a word may be
-/// wrapped in double quotes (with `\"`, `\\`, `\n`, `\r`, `\t` escapes) or single quotes.
+/// Splits an inline request into arguments as Redis' `sdssplitargs` does: whitespace-separated
+/// words, where a word may be wrapped in double quotes (with `\xHH`, `\n`, `\r`, `\t`, `\b`,
+/// `\a` and `\<any>` escapes) or in single quotes (with `\'`).
 fn split_inline(line: &[u8]) -> Result<Request, CodecError> {
     let mut args = Vec::new();
     let mut i = 0;
@@ -182,12 +183,27 @@ fn split_inline(line: &[u8]) -> Result<Request, CodecError> {
                         break;
                     }
                     if c == b'\\' && quote == b'"' && i < line.len() {
-                        word.push(match line[i] {
-                            b'n' => b'\n',
-                            b'r' => b'\r',
-                            b't' => b'\t',
-                            other => other,
-                        });
+                        let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+                        match (line[i], line.get(i + 1).copied().and_then(hex), line.get(i + 2).copied().and_then(hex))
+                        {
+                            (b'x', Some(hi), Some(lo)) => {
+                                word.push(hi << 4 | lo);
+                                i += 3;
+                            }
+                            (other, _, _) => {
+                                word.push(match other {
+                                    b'n' => b'\n',
+                                    b'r' => b'\r',
+                                    b't' => b'\t',
+                                    b'b' => 0x08,
+                                    b'a' => 0x07,
+                                    other => other,
+                                });
+                                i += 1;
+                            }
+                        }
+                    } else if c == b'\\' && quote == b'\'' && line.get(i) == Some(&b'\'') {
+                        word.push(b'\'');
                         i += 1;
                     } else {
                         word.push(c);

@@ -70,6 +70,9 @@ pub enum MutationReply {
     Done,
 }
 
+/// The longest value APPEND may build: Redis' default proto-max-bulk-len, 512 MiB.
+pub const MAX_VALUE_LEN: usize = 512 * 1024 * 1024;
+
 /// Redis' text for an argument or a stored value that is not a 64-bit integer.
 pub const NOT_AN_INTEGER: &str = "value is not an integer or out of range";
 
@@ -143,6 +146,10 @@ impl Keyspace {
                 Ok(MutationReply::Integer(next))
             }
             Mutation::Update { key, op: UpdateOp::Append(suffix) } => {
+                let current = self.entries.get(key).map_or(0, |v| v.len());
+                if current + suffix.len() > MAX_VALUE_LEN {
+                    return Err(errinput!("string exceeds maximum allowed size (proto-max-bulk-len)"));
+                }
                 let mut joined = BytesMut::new();
                 if let Some(v) = self.entries.get(key) {
                     joined.extend_from_slice(v);
@@ -209,6 +216,15 @@ mod tests {
         let second = ks.apply(&Mutation::Set { key: b("k"), value: b("2"), options: nx }).unwrap();
         assert_eq!(second, MutationReply::Set(SetReply { written: false, previous: Some(b("1")) }));
         assert_eq!(ks.get(b"k"), Some(&b("1")));
+    }
+
+    #[test]
+    fn append_refuses_to_grow_a_value_past_the_limit() {
+        let mut ks = Keyspace::new();
+        ks.insert(b("k"), Bytes::from(vec![b'x'; MAX_VALUE_LEN]));
+        let err = ks.apply(&Mutation::Update { key: b("k"), op: UpdateOp::Append(b("y")) }).unwrap_err();
+        assert_eq!(err.to_resp(), "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+        assert_eq!(ks.get(b"k").map(|v| v.len()), Some(MAX_VALUE_LEN));
     }
 
     #[test]
