@@ -10,8 +10,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use valthree::check::{check, synth};
-use valthree::history::read_history;
+use valthree::check::{check_stream, synth};
+use valthree::history::HistoryReader;
 
 const CASES: &[(u64, u64, u64)] = &[
     // (operations, clients, keys)
@@ -38,8 +38,8 @@ fn peak_rss_mib() -> f64 {
 fn check_one(path: &Path) {
     let started = Instant::now();
     let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
-    let events = read_history(file).unwrap();
-    let report = check(&events, None, &|_, _| {}).unwrap();
+    let events = HistoryReader::new(file).map(|e| e.map_err(|e| e.to_string()));
+    let report = check_stream(events, None, &|_, _| {}).unwrap();
     println!("{} {} {}", started.elapsed().as_secs_f64(), report.verdict.as_str().replace(' ', "_"), peak_rss_mib());
 }
 

@@ -218,28 +218,57 @@ pub fn in_time_order(mut events: Vec<Event>) -> Vec<Numbered> {
 
 /// Reads a JSONL history. A final line without a newline (a writer killed mid-line) is
 /// ignored; any other bad line is an error naming its line number.
-pub fn read_history(mut input: impl BufRead) -> Result<Vec<Numbered>, ParseError> {
-    let mut events = Vec::new();
-    let mut line = Vec::new();
-    for number in 1.. {
-        line.clear();
-        let read =
-            input.read_until(b'\n', &mut line).map_err(|e| ParseError { line: number, message: e.to_string() })?;
-        if read == 0 {
-            break;
-        }
-        let complete = line.ends_with(b"\n");
-        if line.iter().all(|c| c.is_ascii_whitespace()) {
-            continue;
-        }
-        match serde_json::from_slice::<Event>(&line) {
-            Ok(event) => events.push(Numbered { line: number, event }),
-            // Only the last line, cut off before its newline, is a torn write.
-            Err(e) if e.is_eof() && !complete => break,
-            Err(e) => return Err(ParseError { line: number, message: e.to_string() }),
-        }
+pub fn read_history(input: impl BufRead) -> Result<Vec<Numbered>, ParseError> {
+    HistoryReader::new(input).collect()
+}
+
+/// Reads a JSONL history one event at a time (the rules of [`read_history`]).
+pub struct HistoryReader<R> {
+    input: R,
+    line: usize,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+impl<R: BufRead> HistoryReader<R> {
+    pub fn new(input: R) -> Self {
+        Self { input, line: 0, buf: Vec::new(), done: false }
     }
-    Ok(events)
+}
+
+impl<R: BufRead> Iterator for HistoryReader<R> {
+    type Item = Result<Numbered, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            self.line += 1;
+            self.buf.clear();
+            let line = self.line;
+            match self.input.read_until(b'\n', &mut self.buf) {
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(ParseError { line, message: e.to_string() }));
+                }
+                Ok(0) => self.done = true,
+                Ok(_) => {
+                    let complete = self.buf.ends_with(b"\n");
+                    if self.buf.iter().all(|c| c.is_ascii_whitespace()) {
+                        continue;
+                    }
+                    match serde_json::from_slice::<Event>(&self.buf) {
+                        Ok(event) => return Some(Ok(Numbered { line, event })),
+                        // Only the last line, cut off before its newline, is a torn write.
+                        Err(e) if e.is_eof() && !complete => self.done = true,
+                        Err(e) => {
+                            self.done = true;
+                            return Some(Err(ParseError { line, message: e.to_string() }));
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ mod search;
 pub mod synth;
 
 pub use model::{Input, Output};
-pub use prepare::{Fault, NEVER, Operation, Prepared, prepare};
+pub use prepare::{Fault, NEVER, Operation, Prepared, prepare, prepare_stream};
 pub use search::Outcome;
 
 use std::sync::Mutex;
@@ -78,7 +78,25 @@ pub fn check(
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Report, String> {
     let started = Instant::now();
-    let history = prepare(events)?;
+    check_prepared(prepare(events)?, started, timeout, progress)
+}
+
+/// Checks a history read as a stream (see [`crate::history::HistoryReader`]).
+pub fn check_stream(
+    events: impl Iterator<Item = Result<Numbered, String>>,
+    timeout: Option<Duration>,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Report, String> {
+    let started = Instant::now();
+    check_prepared(prepare_stream(events)?, started, timeout, progress)
+}
+
+fn check_prepared(
+    history: Prepared,
+    started: Instant,
+    timeout: Option<Duration>,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Report, String> {
     let deadline = timeout.map(|t| started + t);
     let keys: Vec<(&String, &Vec<Operation>)> = history.keys.iter().collect();
     let next = AtomicUsize::new(0);

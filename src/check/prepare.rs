@@ -86,12 +86,18 @@ fn output_of(op: Op, v: &Value, line: usize) -> Result<Output, String> {
 
 /// Validates `events` and pairs them into operations.
 pub fn prepare(events: &[Numbered]) -> Result<Prepared, String> {
+    prepare_stream(events.iter().cloned().map(Ok))
+}
+
+/// Validates and pairs events as they are read, so a history never has to be held whole.
+pub fn prepare_stream(events: impl Iterator<Item = Result<Numbered, String>>) -> Result<Prepared, String> {
     let mut pending: HashMap<u64, (usize, Op, Option<String>, Input, u64)> = HashMap::new();
     let mut last_time: HashMap<Process, u64> = HashMap::new();
     let mut ops: Vec<(Option<String>, Operation)> = Vec::new();
     let mut prepared = Prepared::default();
-    for Numbered { line, event: e } in events {
-        let line = *line;
+    for numbered in events {
+        let Numbered { line, event: e } = numbered?;
+        let e = &e;
         let last = last_time.entry(e.process).or_insert(0);
         if e.time < *last {
             return Err(err(line, format!("time goes backwards for process {}", e.process)));

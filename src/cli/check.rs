@@ -11,8 +11,8 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::check::{Report, Verdict, check, describe, report};
-use crate::history::read_history;
+use crate::check::{Report, Verdict, check_stream, describe, report};
+use crate::history::HistoryReader;
 
 /// The models a history can be checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -52,7 +52,7 @@ pub fn exit_code(verdict: Verdict) -> ExitCode {
 /// Reads and checks `file`; `Err` carries a message for unusable input.
 pub fn check_file(file: &PathBuf, timeout: Duration, show_progress: bool) -> Result<Report, String> {
     let input = std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
-    let events = read_history(BufReader::new(input)).map_err(|e| format!("{}: {e}", file.display()))?;
+    let events = HistoryReader::new(BufReader::new(input)).map(|e| e.map_err(|e| e.to_string()));
     let bar = if show_progress && std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(0);
         bar.set_style(ProgressStyle::with_template("checking {bar:30} {pos}/{len} keys {elapsed}").expect("template"));
@@ -64,7 +64,7 @@ pub fn check_file(file: &PathBuf, timeout: Duration, show_progress: bool) -> Res
         bar.set_length(all as u64);
         bar.set_position(done as u64);
     };
-    let report = check(&events, Some(timeout), &progress).map_err(|e| format!("{}: {e}", file.display()))?;
+    let report = check_stream(events, Some(timeout), &progress).map_err(|e| format!("{}: {e}", file.display()))?;
     bar.finish_and_clear();
     Ok(report)
 }
