@@ -92,12 +92,22 @@ pub fn wait_ready(node: &NodeState, timeout: Duration) -> Result<(), String> {
         if liveness(node) == Liveness::Up && ping(&node.addr) {
             return Ok(());
         }
-        if liveness(node) == Liveness::Down || Instant::now() >= deadline {
+        // Between fork and exec the child still shows the parent's command line, so only a
+        // process that is gone (or a zombie) counts as failed before the deadline.
+        if exited(node.pid) || Instant::now() >= deadline {
             let log = std::fs::read_to_string(&node.log).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
             return Err(format!("{} did not come up on {}:\n  {}", node.name, node.addr, tail.join("\n  ")));
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// True when `pid` no longer runs (no such process, or a zombie).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => matches!(stat.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next()), Some('Z' | 'X')),
     }
 }
 
