@@ -155,9 +155,14 @@ pub fn restart(dir: &Path, name: &str) -> Result<(), String> {
             process::signal(node, Signal::SIGKILL)?;
             process::wait_gone(node, Duration::from_secs(5));
         }
+        // The kernel may take a moment to release the old process's port.
         let port: u16 = node.addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        if !port_free(port) {
-            return Err(format!("{}: port {port} is held by another process", node.name));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !port_free(port) {
+            if std::time::Instant::now() >= deadline {
+                return Err(format!("{}: port {port} is held by another process", node.name));
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
         let token = state.admin_token.clone();
         let node = state.node_mut(name)?;
