@@ -37,14 +37,17 @@ pub enum Response {
     Promised { accepted: Ballot, value: Option<Bytes> },
     /// The accept is taken.
     Accepted,
-    /// Refused: this acceptor has seen `seen`, which is at least the ballot asked for.
-    Conflict { seen: Ballot },
+    /// Refused: this acceptor has seen `seen`, which is at least the ballot asked for;
+    /// `accepted` is the ballot of the value it holds (below the refused ballot, it proves
+    /// the refused accept never landed here).
+    Conflict { seen: Ballot, accepted: Ballot },
 }
 
 /// Handles one request against `slot`. Returns the reply and whether the slot changed
 /// (and so must be persisted before the reply is sent).
 pub fn handle(slot: &mut Slot, request: &Request) -> (Response, bool) {
     let seen = slot.promised.max(slot.accepted);
+    let conflict = Response::Conflict { seen, accepted: slot.accepted };
     match request {
         Request::Prepare { ballot } => {
             // A duplicate of the prepare this slot last promised: promise again, unchanged.
@@ -52,18 +55,19 @@ pub fn handle(slot: &mut Slot, request: &Request) -> (Response, bool) {
                 return (Response::Promised { accepted: slot.accepted, value: slot.value.clone() }, false);
             }
             if *ballot <= seen {
-                return (Response::Conflict { seen }, false);
+                return (conflict, false);
             }
             slot.promised = *ballot;
             (Response::Promised { accepted: slot.accepted, value: slot.value.clone() }, true)
         }
         Request::Accept { ballot, value, promise_next } => {
-            // A duplicate of the accept this slot took (a ballot carries one value only).
+            // A duplicate of the accept this slot took. A ballot carries one value only, so a
+            // different value under the same ballot is a proposer bug and is refused.
             if *ballot == slot.accepted && *ballot != Ballot::ZERO {
-                return (Response::Accepted, false);
+                return if *value == slot.value { (Response::Accepted, false) } else { (conflict, false) };
             }
             if *ballot < slot.promised || *ballot <= slot.accepted {
-                return (Response::Conflict { seen }, false);
+                return (conflict, false);
             }
             slot.accepted = *ballot;
             slot.value = value.clone();
@@ -93,15 +97,19 @@ mod tests {
             "duplicates are idempotent"
         );
         let (r, _) = handle(&mut slot, &Request::Prepare { ballot: b(1, 0) });
-        assert_eq!(r, Response::Conflict { seen: b(1, 1) });
+        assert_eq!(r, Response::Conflict { seen: b(1, 1), accepted: Ballot::ZERO });
         let accept = |ballot, v: &'static str| Request::Accept {
             ballot,
             value: Some(Bytes::from_static(v.as_bytes())),
             promise_next: false,
         };
-        assert_eq!(handle(&mut slot, &accept(b(0, 9), "old")).0, Response::Conflict { seen: b(1, 1) });
+        assert_eq!(
+            handle(&mut slot, &accept(b(0, 9), "old")).0,
+            Response::Conflict { seen: b(1, 1), accepted: Ballot::ZERO }
+        );
         assert_eq!(handle(&mut slot, &accept(b(1, 1), "x")).0, Response::Accepted);
         assert_eq!(handle(&mut slot, &accept(b(1, 1), "x")), (Response::Accepted, false), "a duplicate accept");
+        assert!(matches!(handle(&mut slot, &accept(b(1, 1), "y")).0, Response::Conflict { .. }), "never two values");
         let (r, _) = handle(&mut slot, &Request::Prepare { ballot: b(2, 0) });
         assert_eq!(r, Response::Promised { accepted: b(1, 1), value: Some(Bytes::from_static(b"x")) });
     }

@@ -19,8 +19,10 @@
 //! [`proposer::Proposer`] a state machine over messages), so a seeded simulator can replay
 //! any interleaving of dropped, duplicated and reordered messages.
 //!
-//! Still to come before `--mode paxos` is offered: the peer transport, key routing to a home
-//! proposer, tombstone garbage collection (§3.1) and membership change (§2.3).
+//! Still to come before `--mode paxos` is offered: the peer transport, durable acceptor slots
+//! *and a durable proposer counter* (a proposer that forgets its counter in a restart would
+//! reuse ballots), key routing to a home proposer, multi-key commands (FLUSHALL, DBSIZE),
+//! tombstone garbage collection (§3.1) and membership change (§2.3).
 
 pub mod acceptor;
 pub mod ballot;
