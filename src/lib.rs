@@ -24,6 +24,7 @@ pub mod history;
 pub mod mode;
 pub mod node;
 pub mod object;
+pub mod peer;
 pub mod resp;
 pub mod store;
 pub mod workload;

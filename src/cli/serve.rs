@@ -9,6 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::error::{Error, Result};
 use crate::mode::ModeName;
+use crate::mode::paxos::{PaxosMode, PaxosOptions};
 use crate::mode::s3::{DEFAULT_OBJECT_KEY, S3Mode, S3ModeOptions};
 use crate::node::Faults;
 use crate::object::{LocalDir, ObjectStore, Partitionable, S3, S3Options};
@@ -79,10 +80,38 @@ pub struct ServeArgs {
     /// s3 mode: group commit (one conditional PUT for all writes queued at once).
     #[arg(long, value_enum, default_value = "on", help_heading = "s3 mode")]
     pub s3_batch: Switch,
+    /// paxos mode: this node's id (1, 2, ...).
+    #[arg(long, default_value_t = 1, help_heading = "paxos mode")]
+    pub node_id: u32,
+    /// paxos mode: where peers reach this node (node-to-node gRPC).
+    #[arg(long, default_value = "127.0.0.1:7379", help_heading = "paxos mode")]
+    pub peer_addr: String,
+    /// paxos mode: the initial members, `1=host:port,2=host:port,...` (this node included);
+    /// used only on first start: later the configuration stored in --data-dir wins. Omitted:
+    /// a one-node cluster.
+    #[arg(long, help_heading = "paxos mode", value_parser = crate::mode::paxos::parse_peers)]
+    pub peers: Option<Members>,
+    /// paxos mode: start with no configuration and wait to be added by a member
+    /// (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`).
+    #[arg(long, help_heading = "paxos mode", conflicts_with = "peers")]
+    pub join: bool,
+    /// paxos mode: the one-round-trip optimisation (an accept also promises the next ballot).
+    #[arg(long, value_enum, default_value = "on", help_heading = "paxos mode")]
+    pub paxos_one_rtt: Switch,
+    /// paxos mode: how often tombstones of deleted keys are garbage-collected (0s: never).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, help_heading = "paxos mode")]
+    pub paxos_gc_interval: std::time::Duration,
+    /// Test only: accept a paxos value after this many acknowledgements (breaks quorum
+    /// intersection, so the checker has a bug to catch).
+    #[arg(long, hide = true)]
+    pub unsafe_accept_quorum: Option<usize>,
     /// Test only: answer some reads from a stale snapshot, so the checker has a bug to catch.
     #[arg(long, hide = true)]
     pub unsafe_stale_reads: bool,
 }
+
+/// The `--peers` list.
+pub type Members = Vec<crate::mode::paxos::storage::Member>;
 
 /// Parses `512mb`, `64k`, `1048576`.
 fn parse_size(text: &str) -> std::result::Result<u64, String> {
@@ -148,8 +177,26 @@ async fn open_store(args: &ServeArgs, faults: Arc<Faults>) -> Result<Arc<dyn Sto
             }
             Ok(Arc::new(S3Mode::start(objects, options)))
         }
+        ModeName::Paxos => {
+            if let Some(n) = args.unsafe_accept_quorum {
+                tracing::warn!(
+                    "--unsafe-accept-quorum {n}: quorums no longer intersect; this server is NOT linearizable"
+                );
+            }
+            let options = PaxosOptions {
+                node_id: args.node_id,
+                peer_addr: args.peer_addr.clone(),
+                peers: args.peers.clone().unwrap_or_default(),
+                join: args.join,
+                data_dir: args.data_dir.clone(),
+                one_round_trip: args.paxos_one_rtt == Switch::On,
+                unsafe_accept_quorum: args.unsafe_accept_quorum,
+                gc_interval: args.paxos_gc_interval,
+            };
+            Ok(Arc::new(PaxosMode::start(options, faults).await?))
+        }
         other => Err(Error::Config(format!(
-            "--mode {} is not available in this build yet; available modes: s3",
+            "--mode {} is not available in this build yet; available modes: s3, paxos",
             other.as_str()
         ))),
     }

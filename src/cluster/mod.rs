@@ -107,6 +107,13 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
         if options.mode == ModeName::S3 && !uses_bucket {
             args.extend(["--s3-dir".into(), dir.join("objects").display().to_string()]);
         }
+        if options.mode != ModeName::S3 {
+            let peers: Vec<String> = (1..=options.nodes)
+                .map(|i| format!("{i}=127.0.0.1:{}", u32::from(options.base_port) + i + u32::from(PEER_PORT_OFFSET)))
+                .collect();
+            args.extend(["--node-id".into(), id.to_string(), "--peer-addr".into(), peer_addr.clone()]);
+            args.extend(["--peers".into(), peers.join(",")]);
+        }
         args.extend(options.extra.iter().cloned());
         let log = dir.join(format!("{name}.log"));
         nodes.push(NodeState { name, id, pid: 0, addr, peer_addr, data_dir, log, args });

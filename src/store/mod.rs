@@ -28,6 +28,17 @@ pub struct ModeInfo {
     pub details: Vec<(String, String)>,
 }
 
+/// A change to the cluster's membership (`VALTHREE.MEMBERS`, `valthree cluster add-node`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Describe the current configuration.
+    Show,
+    /// Add node `id`, reachable by peers at `peer_addr`.
+    Add { id: u32, peer_addr: String },
+    /// Remove node `id`.
+    Remove { id: u32 },
+}
+
 /// A consistent key-value store, as one mode provides it.
 ///
 /// Reads and writes return `Error::TryAgain` when they certainly did not happen and
@@ -54,6 +65,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Describes the mode for INFO.
     fn describe(&self) -> ModeInfo;
+
+    /// Changes (or shows) the cluster's membership; one line of text per fact.
+    async fn change_membership(&self, change: MembershipChange) -> Result<Vec<String>> {
+        let _ = change;
+        Err(crate::error::Error::Input(format!("{} mode has no membership to change", self.describe().mode)))
+    }
 
     /// SET with its NX/XX/GET options.
     async fn set(&self, key: Bytes, value: Bytes, options: SetOptions) -> Result<SetReply> {

@@ -26,8 +26,12 @@
 
 pub mod acceptor;
 pub mod ballot;
+mod node;
 pub mod proposer;
 #[cfg(test)]
 mod sim;
+pub mod storage;
+mod wire;
 
 pub use ballot::{Ballot, NodeId};
+pub use node::{PaxosMode, PaxosOptions, parse_peers};

@@ -9,8 +9,13 @@
 //! Outcomes follow DESIGN.md: a round that never got an accept out is definitely not
 //! applied (`TryAgain` after bounded retries); once an accept was sent and no quorum
 //! confirmed it, a later proposer may still adopt the value, so the outcome is `Uncertain` —
-//! unless every acceptor refused it, which proves it was never accepted anywhere, and the
-//! round is retried.
+//! unless every acceptor refused it with proof that it holds an older ballot, which shows
+//! the value was never accepted anywhere, and the round is retried.
+//!
+//! Quorums come from a [`Quorums`]: a majority of the members, and during a membership
+//! change (joint consensus, §2.3 done as Raft's joint configurations) also a majority of the
+//! previous members. A retried round waits a few random ticks first, so two proposers
+//! duelling for one key drift apart instead of refusing each other forever.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -30,6 +35,9 @@ pub enum Command {
     Read,
     /// A mutation of this one key.
     Write(Mutation),
+    /// Garbage collection (§3.1): if the register is absent, rewrite its tombstone on *every*
+    /// acceptor at a fresh ballot, so the acceptors may then drop the slot.
+    Collect,
 }
 
 /// A command's result.
@@ -37,6 +45,9 @@ pub enum Command {
 pub enum Outcome {
     Read(Option<Bytes>),
     Write(MutationReply),
+    /// `Some(ballot)`: the tombstone is on every acceptor at `ballot`; `None`: the key holds
+    /// a value, nothing to collect.
+    Collected(Option<Ballot>),
 }
 
 /// Something the driver must do.
@@ -61,11 +72,48 @@ pub struct Options {
     /// Test only: accept after this many acknowledgements instead of a majority. Breaks
     /// quorum intersection, so the history checker must catch it.
     pub unsafe_accept_quorum: Option<usize>,
+    /// A retried round pauses up to `backoff × attempts` ticks (random) before it prepares again.
+    pub backoff: u64,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { phase_timeout: 20, max_attempts: 8, one_round_trip: true, unsafe_accept_quorum: None }
+        Self { phase_timeout: 20, max_attempts: 8, one_round_trip: true, unsafe_accept_quorum: None, backoff: 2 }
+    }
+}
+
+/// Which sets of acceptors are quorums: a majority of `members`, and while a membership
+/// change runs, also a majority of `previous`. Any two such quorums intersect, within one
+/// configuration and across the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quorums {
+    pub members: Vec<NodeId>,
+    pub previous: Option<Vec<NodeId>>,
+}
+
+impl Quorums {
+    /// A plain configuration.
+    pub fn new(members: Vec<NodeId>) -> Self {
+        Self { members, previous: None }
+    }
+
+    /// Every acceptor a round talks to.
+    pub fn all(&self) -> BTreeSet<NodeId> {
+        self.members.iter().chain(self.previous.iter().flatten()).copied().collect()
+    }
+
+    fn majority_of(group: &[NodeId], set: &BTreeSet<NodeId>) -> bool {
+        group.iter().filter(|n| set.contains(n)).count() > group.len() / 2
+    }
+
+    /// True when `set` holds a quorum.
+    pub fn is_quorum(&self, set: &BTreeSet<NodeId>) -> bool {
+        Self::majority_of(&self.members, set) && self.previous.as_ref().is_none_or(|p| Self::majority_of(p, set))
+    }
+
+    /// True when a quorum can still form once the acceptors in `lost` are out of the count.
+    pub fn reachable_without(&self, lost: &BTreeSet<NodeId>) -> bool {
+        self.is_quorum(&self.all().difference(lost).copied().collect())
     }
 }
 
@@ -90,6 +138,8 @@ enum Phase {
         /// Refusals from acceptors holding a newer ballot: ours may have been there first.
         doubtful: BTreeSet<NodeId>,
     },
+    /// Waiting a few ticks before the next prepare.
+    Backoff,
 }
 
 struct Round {
@@ -98,6 +148,8 @@ struct Round {
     phase: Phase,
     attempts: u32,
     deadline: u64,
+    /// A garbage-collection round: needs every acceptor, never batched.
+    collect: bool,
 }
 
 #[derive(Default)]
@@ -109,10 +161,19 @@ struct KeyState {
     promised_next: Option<(Ballot, Option<Bytes>)>,
 }
 
+/// Counters for INFO.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProposerStats {
+    pub rounds: u64,
+    pub one_round_trip: u64,
+    pub retries: u64,
+    pub commands: u64,
+}
+
 /// One node's proposer.
 pub struct Proposer {
     id: NodeId,
-    acceptors: Vec<NodeId>,
+    quorums: Quorums,
     options: Options,
     /// The highest ballot counter seen anywhere.
     counter: u64,
@@ -120,6 +181,8 @@ pub struct Proposer {
     next_round: u64,
     keys: BTreeMap<Bytes, KeyState>,
     output: Vec<Output>,
+    rng: fastrand::Rng,
+    stats: ProposerStats,
 }
 
 /// Applies a batch of commands to a register's value, in order.
@@ -133,22 +196,75 @@ fn apply_batch(key: &Bytes, value: Option<Bytes>, batch: &[Pending]) -> (Option<
         .map(|p| match &p.command {
             Command::Read => Ok(Outcome::Read(register.get(key).cloned())),
             Command::Write(m) => register.apply(m).map(Outcome::Write),
+            Command::Collect => Ok(Outcome::Collected(None)), // filled in when the round ends
         })
         .collect();
     (register.get(key).cloned(), outcomes)
 }
 
 impl Proposer {
+    /// A proposer for one configuration of `acceptors`, counting ballots from zero.
     pub fn new(id: NodeId, acceptors: Vec<NodeId>, options: Options) -> Self {
-        Self { id, acceptors, options, counter: 0, now: 0, next_round: 0, keys: BTreeMap::new(), output: Vec::new() }
+        Self::with_quorums(id, Quorums::new(acceptors), options, 0)
     }
 
-    fn majority(&self) -> usize {
-        self.acceptors.len() / 2 + 1
+    /// A proposer with an explicit quorum system whose ballots start above `counter` (the
+    /// durable high-water mark the driver keeps, so a restarted proposer never reuses one).
+    pub fn with_quorums(id: NodeId, quorums: Quorums, options: Options, counter: u64) -> Self {
+        Self {
+            id,
+            quorums,
+            options,
+            counter,
+            now: 0,
+            next_round: 0,
+            keys: BTreeMap::new(),
+            output: Vec::new(),
+            rng: fastrand::Rng::with_seed(u64::from(id)),
+            stats: ProposerStats::default(),
+        }
     }
 
-    fn accept_quorum(&self) -> usize {
-        self.options.unsafe_accept_quorum.unwrap_or_else(|| self.majority())
+    /// The highest ballot counter this proposer has used or seen.
+    pub fn counter(&self) -> u64 {
+        self.counter
+    }
+
+    pub fn stats(&self) -> ProposerStats {
+        self.stats
+    }
+
+    pub fn quorums(&self) -> &Quorums {
+        &self.quorums
+    }
+
+    /// Keys with a round running or commands queued.
+    pub fn busy_keys(&self) -> usize {
+        self.keys.values().filter(|s| s.round.is_some()).count()
+    }
+
+    /// Switches to a new quorum system (a membership change). Every cached promise is
+    /// dropped; a round still preparing starts over under the new quorums, and a round
+    /// whose accept is out answers `Uncertain` — it was counted against the old quorums.
+    pub fn set_quorums(&mut self, quorums: Quorums) {
+        if quorums == self.quorums {
+            return;
+        }
+        self.quorums = quorums;
+        let keys: Vec<Bytes> = self.keys.keys().cloned().collect();
+        for key in keys {
+            let state = self.keys.get_mut(&key).expect("present");
+            state.promised_next = None;
+            let accepting = match &state.round {
+                None => continue,
+                Some(r) => matches!(r.phase, Phase::Accepting { .. }),
+            };
+            if accepting {
+                self.fail_all(&key, Error::Uncertain("the membership changed while the accept was out".into()));
+            } else {
+                self.send_prepares(&key);
+            }
+        }
     }
 
     /// What the driver must do now.
@@ -171,6 +287,7 @@ impl Proposer {
                 return;
             }
         }
+        self.stats.commands += 1;
         self.keys.entry(key.clone()).or_default().queue.push_back(Pending { id, command });
         self.start_round_if_idle(&key);
     }
@@ -180,21 +297,24 @@ impl Proposer {
         if state.round.is_some() || state.queue.is_empty() {
             return;
         }
-        let batch: Vec<Pending> = state.queue.drain(..).collect();
-        self.next_round += 1;
-        let round = Round {
-            id: self.next_round,
-            batch,
-            phase: Phase::Preparing { ballot: Ballot::ZERO, promises: BTreeMap::new(), refused: BTreeSet::new() },
-            attempts: 0,
-            deadline: 0,
+        // A collection runs alone; other commands are batched up to the next collection.
+        let collect = matches!(state.queue.front().map(|p| &p.command), Some(Command::Collect));
+        let take = if collect {
+            1
+        } else {
+            state.queue.iter().position(|p| p.command == Command::Collect).unwrap_or(state.queue.len())
         };
-        let cached = state.promised_next.take().filter(|_| self.options.one_round_trip);
+        let batch: Vec<Pending> = state.queue.drain(..take).collect();
+        self.next_round += 1;
+        self.stats.rounds += 1;
+        let round = Round { id: self.next_round, batch, phase: Phase::Backoff, attempts: 0, deadline: 0, collect };
+        let cached = state.promised_next.take().filter(|_| self.options.one_round_trip && !collect);
         self.keys.get_mut(key).expect("present").round = Some(round);
         match cached {
             Some((ballot, value)) => {
                 // The cached ballot is spent now: a later prepare must go above it.
                 self.counter = self.counter.max(ballot.counter);
+                self.stats.one_round_trip += 1;
                 self.send_accepts(key, ballot, value)
             }
             None => self.send_prepares(key),
@@ -214,7 +334,7 @@ impl Proposer {
         round.deadline = deadline;
         round.phase = Phase::Preparing { ballot, promises: BTreeMap::new(), refused: BTreeSet::new() };
         let id = round.id;
-        for &to in &self.acceptors {
+        for to in self.quorums.all() {
             self.output.push(Output::Send { to, key: key.clone(), round: id, request: Request::Prepare { ballot } });
         }
     }
@@ -222,10 +342,15 @@ impl Proposer {
     /// Computes the new value from `current` and sends it out at `ballot`.
     fn send_accepts(&mut self, key: &Bytes, ballot: Ballot, current: Option<Bytes>) {
         let deadline = self.now + self.options.phase_timeout;
-        let promise_next = self.options.one_round_trip;
         self.next_round += 1;
         let phase_id = self.next_round;
         let round = self.keys.get_mut(key).and_then(|s| s.round.as_mut()).expect("a round is running");
+        if round.collect && current.is_some() {
+            // The key holds a value again: nothing to collect.
+            self.finish(key, vec![Ok(Outcome::Collected(None))]);
+            return;
+        }
+        let promise_next = self.options.one_round_trip && !round.collect;
         round.id = phase_id;
         let (value, outcomes) = apply_batch(key, current, &round.batch);
         round.deadline = deadline;
@@ -238,7 +363,7 @@ impl Proposer {
             doubtful: BTreeSet::new(),
         };
         let id = round.id;
-        for &to in &self.acceptors {
+        for to in self.quorums.all() {
             let request = Request::Accept { ballot, value: value.clone(), promise_next };
             self.output.push(Output::Send { to, key: key.clone(), round: id, request });
         }
@@ -266,13 +391,24 @@ impl Proposer {
         self.finish(key, vec![Err(error); n]);
     }
 
-    /// Retries the round from a fresh prepare, or gives up with `TryAgain`.
+    /// Retries the round from a fresh prepare after a short random pause, or gives up with
+    /// `TryAgain`.
     fn retry_or_give_up(&mut self, key: &Bytes, why: &str) {
         let attempts = self.keys[key].round.as_ref().map_or(0, |r| r.attempts);
         if attempts >= self.options.max_attempts {
             self.fail_all(key, Error::TryAgain(format!("no quorum after {attempts} attempts: {why}")));
-        } else {
+            return;
+        }
+        self.stats.retries += 1;
+        let pause = self.rng.u64(0..=u64::from(attempts) * self.options.backoff);
+        if pause == 0 {
             self.send_prepares(key);
+        } else {
+            let round = self.keys.get_mut(key).and_then(|s| s.round.as_mut()).expect("a round is running");
+            self.next_round += 1;
+            round.id = self.next_round;
+            round.phase = Phase::Backoff;
+            round.deadline = self.now + pause;
         }
     }
 
@@ -281,10 +417,14 @@ impl Proposer {
         if let Response::Conflict { seen, .. } = &response {
             self.counter = self.counter.max(seen.counter);
         }
-        let (n, majority, accept_quorum) = (self.acceptors.len(), self.majority(), self.accept_quorum());
+        let all = self.quorums.all();
+        if !all.contains(&from) {
+            return; // an acceptor outside the configuration (a reply from before a change)
+        }
         let Some(r) = self.keys.get_mut(key).and_then(|s| s.round.as_mut()).filter(|r| r.id == round) else {
             return; // a late reply to a round that is over
         };
+        let collect = r.collect;
         enum Next {
             Wait,
             Accept(Ballot, Option<Bytes>),
@@ -296,7 +436,8 @@ impl Proposer {
             (Phase::Preparing { ballot, promises, refused }, Response::Promised { accepted, value }) => {
                 refused.remove(&from);
                 promises.insert(from, (accepted, value));
-                if promises.len() == majority {
+                let granted: BTreeSet<NodeId> = promises.keys().copied().collect();
+                if self.quorums.is_quorum(&granted) {
                     let current = promises.values().max_by_key(|(b, _)| *b).and_then(|(_, v)| v.clone());
                     Next::Accept(*ballot, current)
                 } else {
@@ -307,17 +448,18 @@ impl Proposer {
                 if !promises.contains_key(&from) {
                     refused.insert(from);
                 }
-                if refused.len() == n - majority + 1 { Next::Retry("prepare refused") } else { Next::Wait }
+                if self.quorums.reachable_without(refused) { Next::Wait } else { Next::Retry("prepare refused") }
             }
             (Phase::Accepting { acks, refused, doubtful, ballot, value, outcomes }, Response::Accepted) => {
                 refused.remove(&from);
                 doubtful.remove(&from);
                 acks.insert(from);
-                if acks.len() == accept_quorum {
-                    Next::Done(*ballot, value.clone(), std::mem::take(outcomes))
-                } else {
-                    Next::Wait
-                }
+                let reached = match self.options.unsafe_accept_quorum {
+                    _ if collect => acks.len() == all.len(),
+                    Some(n) => acks.len() >= n,
+                    None => self.quorums.is_quorum(acks),
+                };
+                if reached { Next::Done(*ballot, value.clone(), std::mem::take(outcomes)) } else { Next::Wait }
             }
             (Phase::Accepting { acks, refused, doubtful, ballot, .. }, Response::Conflict { accepted, .. }) => {
                 if !acks.contains(&from) {
@@ -327,10 +469,10 @@ impl Proposer {
                         doubtful.insert(from)
                     };
                 }
-                if refused.len() == n {
+                if refused.len() == all.len() {
                     // Refused everywhere: the value exists nowhere, so the batch never happened.
                     Next::Retry("accept refused by every acceptor")
-                } else if refused.len() + doubtful.len() + acks.len() == n && acks.len() < accept_quorum {
+                } else if refused.len() + doubtful.len() + acks.len() == all.len() {
                     Next::Uncertain
                 } else {
                     Next::Wait
@@ -342,9 +484,13 @@ impl Proposer {
             Next::Wait => {}
             Next::Accept(ballot, current) => self.send_accepts(key, ballot, current),
             Next::Retry(why) => self.retry_or_give_up(key, why),
-            Next::Done(ballot, value, outcomes) => {
+            Next::Done(ballot, value, mut outcomes) => {
                 let state = self.keys.get_mut(key).expect("present");
-                state.promised_next = self.options.one_round_trip.then(|| (ballot.successor(), value));
+                if collect {
+                    outcomes = vec![Ok(Outcome::Collected(Some(ballot)))];
+                } else {
+                    state.promised_next = self.options.one_round_trip.then(|| (ballot.successor(), value));
+                }
                 self.finish(key, outcomes);
             }
             Next::Uncertain => {
@@ -353,24 +499,29 @@ impl Proposer {
         }
     }
 
-    /// Advances the clock one tick; phases past their deadline give up.
+    /// Advances the clock one tick; phases past their deadline give up or retry, and
+    /// rounds whose pause is over prepare again.
     pub fn tick(&mut self) {
         self.now += 1;
-        let expired: Vec<(Bytes, bool)> = self
+        let due: Vec<(Bytes, u8)> = self
             .keys
             .iter()
             .filter_map(|(k, s)| {
-                s.round
-                    .as_ref()
-                    .filter(|r| r.deadline <= self.now)
-                    .map(|r| (k.clone(), matches!(r.phase, Phase::Accepting { .. })))
+                s.round.as_ref().filter(|r| r.deadline <= self.now).map(|r| {
+                    let kind = match r.phase {
+                        Phase::Preparing { .. } => 0,
+                        Phase::Accepting { .. } => 1,
+                        Phase::Backoff => 2,
+                    };
+                    (k.clone(), kind)
+                })
             })
             .collect();
-        for (key, accepting) in expired {
-            if accepting {
-                self.fail_all(&key, Error::Uncertain("accept timed out; the value may have been chosen".into()));
-            } else {
-                self.retry_or_give_up(&key, "prepare timed out");
+        for (key, kind) in due {
+            match kind {
+                0 => self.retry_or_give_up(&key, "prepare timed out"),
+                1 => self.fail_all(&key, Error::Uncertain("accept timed out; the value may have been chosen".into())),
+                _ => self.send_prepares(&key),
             }
         }
     }
@@ -447,7 +598,7 @@ mod tests {
     }
 
     fn proposer(id: NodeId, one_round_trip: bool) -> Proposer {
-        Proposer::new(id, vec![1, 2, 3], Options { one_round_trip, ..Options::default() })
+        Proposer::new(id, vec![1, 2, 3], Options { one_round_trip, backoff: 0, ..Options::default() })
     }
 
     fn read(acceptors: &mut Acceptors, order: &[NodeId]) -> Option<Bytes> {

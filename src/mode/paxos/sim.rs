@@ -128,6 +128,7 @@ fn simulate(seed: u64, options: Options, faults: Faults, steps: u64) -> Vec<Even
                             }
                             Ok(Outcome::Write(MutationReply::Integer(n))) => (EventType::Ok, json!(n)),
                             Ok(Outcome::Write(_)) => (EventType::Ok, Value::Null),
+                            Ok(Outcome::Collected(_)) => unreachable!("the simulation collects nothing"),
                             Err(Error::Uncertain(_)) => (EventType::Info, Value::Null),
                             Err(_) => (EventType::Fail, Value::Null),
                         };

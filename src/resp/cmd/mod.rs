@@ -19,6 +19,7 @@ mod get;
 mod hello;
 mod incr;
 mod info;
+mod members;
 mod mget;
 mod ping;
 mod quit;
@@ -97,6 +98,7 @@ pub const COMMANDS: &[Spec] = &[
     spec("select", 2, &["fast"], NONE, "Changes the selected database (only 0 exists)."),
     spec("set", -3, W, ONE, "Sets the string value of a key. NX, XX and GET are supported; expiry is not."),
     spec("strlen", 2, R, ONE, "Returns the length of a string value."),
+    spec("valthree.members", -3, &["admin"], NONE, "Shows or changes the cluster's membership (needs --admin-token)."),
     spec(
         "valthree.fault",
         -3,
@@ -186,6 +188,7 @@ pub enum Command {
     Set(set::Set),
     Strlen(strlen::Strlen),
     Fault(fault::Fault),
+    Members(members::Members),
 }
 
 /// Redis' reply to an unknown command, quoting the first arguments: the name cut to 128
@@ -238,6 +241,7 @@ impl Command {
             "set" => Command::Set(set::Set::parse(args)?),
             "strlen" => Command::Strlen(strlen::Strlen::parse(args)?),
             "valthree.fault" => Command::Fault(fault::Fault::parse(args)?),
+            "valthree.members" => Command::Members(members::Members::parse(args)?),
             other => unreachable!("command {other} is in the table but not dispatched"),
         })
     }
@@ -265,6 +269,7 @@ impl Command {
             Command::Set(c) => c.apply(ctx).await,
             Command::Strlen(c) => c.apply(ctx).await,
             Command::Fault(c) => c.apply(ctx).await,
+            Command::Members(c) => c.apply(ctx).await,
         };
         result.unwrap_or_else(Reply::from)
     }

@@ -1,0 +1,339 @@
+//! The acceptor's durable state, in redb: one slot per key, plus the garbage-collection
+//! floor, the proposer's ballot high-water mark and the membership configuration.
+//!
+//! Every batch of acceptor messages is handled in one write transaction committed with
+//! redb's default `Durability::Immediate` (fsync) *before* any reply leaves, so promises and
+//! accepts survive kill -9 and power loss — and many concurrent messages share one fsync.
+//!
+//! A slot that garbage collection removed (§3.1) reads as a tombstone accepted at the
+//! acceptor's *floor*, the highest ballot it ever collected: so a removed key refuses every
+//! ballot at or below the floor, exactly as its tombstone would have, and a proposer that
+//! cached a promise from before the deletion can never write into the empty slot.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::acceptor::{self, Request, Response, Slot};
+use super::ballot::Ballot;
+use crate::error::{Error, Result};
+
+const SLOTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("slots");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const FLOOR: &str = "floor";
+const COUNTER: &str = "counter";
+const CONFIG: &str = "config";
+
+/// A member of the cluster: node id and peer address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: u32,
+    pub peer_addr: String,
+}
+
+/// A membership configuration. `previous` is set while a change runs (joint consensus).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Config {
+    pub version: u64,
+    pub members: Vec<Member>,
+    pub previous: Option<Vec<Member>>,
+}
+
+impl Config {
+    /// The node ids of the members.
+    pub fn ids(&self) -> Vec<u32> {
+        self.members.iter().map(|m| m.id).collect()
+    }
+
+    /// Every node the configuration names, members and previous members.
+    pub fn everyone(&self) -> Vec<Member> {
+        let mut all = self.members.clone();
+        for m in self.previous.iter().flatten() {
+            if !all.iter().any(|a| a.id == m.id) {
+                all.push(m.clone());
+            }
+        }
+        all
+    }
+
+    pub fn quorums(&self) -> super::proposer::Quorums {
+        super::proposer::Quorums {
+            members: self.ids(),
+            previous: self.previous.as_ref().map(|p| p.iter().map(|m| m.id).collect()),
+        }
+    }
+}
+
+/// One message to the acceptor.
+#[derive(Debug, Clone)]
+pub enum AcceptorMessage {
+    Paxos(Request),
+    /// Drop the slot if it still holds the tombstone GC wrote at `ballot` under configuration
+    /// `config_version`.
+    Remove {
+        ballot: Ballot,
+        config_version: u64,
+    },
+}
+
+/// The acceptor's answer to one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcceptorReply {
+    Paxos(Response),
+    Removed(bool),
+}
+
+fn encode_ballot(out: &mut Vec<u8>, b: Ballot) {
+    out.extend_from_slice(&b.counter.to_be_bytes());
+    out.extend_from_slice(&b.node.to_be_bytes());
+}
+
+fn decode_ballot(bytes: &[u8]) -> Option<Ballot> {
+    let counter = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+    let node = u32::from_be_bytes(bytes.get(8..12)?.try_into().ok()?);
+    Some(Ballot { counter, node })
+}
+
+/// promised (12 bytes) | accepted (12) | 0 = absent, 1 = value follows | value.
+fn encode_slot(slot: &Slot) -> Vec<u8> {
+    let mut out = Vec::with_capacity(25 + slot.value.as_ref().map_or(0, |v| v.len()));
+    encode_ballot(&mut out, slot.promised);
+    encode_ballot(&mut out, slot.accepted);
+    match &slot.value {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            out.extend_from_slice(v);
+        }
+    }
+    out
+}
+
+fn decode_slot(bytes: &[u8]) -> Result<Slot> {
+    let corrupt = || Error::Io("corrupt acceptor slot".into());
+    let promised = decode_ballot(bytes).ok_or_else(corrupt)?;
+    let accepted = decode_ballot(bytes.get(12..).ok_or_else(corrupt)?).ok_or_else(corrupt)?;
+    let value = match bytes.get(24) {
+        Some(0) => None,
+        Some(1) => Some(Bytes::copy_from_slice(&bytes[25..])),
+        _ => return Err(corrupt()),
+    };
+    Ok(Slot { promised, accepted, value })
+}
+
+fn db_error(e: impl std::fmt::Display) -> Error {
+    Error::Io(format!("acceptor storage: {e}"))
+}
+
+/// The acceptor's database. Handles are cheap to share; writes are serialized by redb.
+pub struct Storage {
+    db: Database,
+}
+
+/// What a node's storage knew when it opened.
+pub struct Recovered {
+    pub counter: u64,
+    pub config: Option<Config>,
+    pub floor: Ballot,
+}
+
+impl Storage {
+    /// Opens (or creates) `dir/acceptor.redb`.
+    pub fn open(dir: &Path) -> Result<(Self, Recovered)> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Config(format!("cannot create data directory {}: {e}", dir.display())))?;
+        let path = dir.join("acceptor.redb");
+        let db = Database::create(&path).map_err(|e| Error::Config(format!("cannot open {}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(db_error)?;
+        txn.open_table(SLOTS).map_err(db_error)?;
+        txn.open_table(META).map_err(db_error)?;
+        txn.commit().map_err(db_error)?;
+        let storage = Self { db };
+        let recovered = Recovered {
+            counter: storage
+                .meta(COUNTER)?
+                .and_then(|b| Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?)))
+                .unwrap_or(0),
+            config: match storage.meta(CONFIG)? {
+                Some(json) => Some(serde_json::from_slice(&json).map_err(db_error)?),
+                None => None,
+            },
+            floor: storage.meta(FLOOR)?.and_then(|b| decode_ballot(&b)).unwrap_or(Ballot::ZERO),
+        };
+        Ok((storage, recovered))
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(META).map_err(db_error)?;
+        Ok(table.get(name).map_err(db_error)?.map(|v| v.value().to_vec()))
+    }
+
+    fn put_meta(&self, name: &str, value: &[u8]) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        txn.open_table(META).map_err(db_error)?.insert(name, value).map_err(db_error)?;
+        txn.commit().map_err(db_error)
+    }
+
+    /// Makes `counter` the proposer's durable high-water mark (fsync'd).
+    pub fn save_counter(&self, counter: u64) -> Result<()> {
+        self.put_meta(COUNTER, &counter.to_be_bytes())
+    }
+
+    /// Stores the membership configuration (fsync'd).
+    pub fn save_config(&self, config: &Config) -> Result<()> {
+        self.put_meta(CONFIG, &serde_json::to_vec(config).map_err(db_error)?)
+    }
+
+    /// Handles a batch of messages, `(key, message)`, in one fsync'd transaction; replies in
+    /// order. `config_version` is the node's installed configuration, which removals must match.
+    pub fn handle(&self, batch: &[(Bytes, AcceptorMessage)], config_version: u64) -> Result<Vec<AcceptorReply>> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut dirty = false;
+        {
+            let mut slots = txn.open_table(SLOTS).map_err(db_error)?;
+            let mut meta = txn.open_table(META).map_err(db_error)?;
+            let mut floor =
+                meta.get(FLOOR).map_err(db_error)?.and_then(|v| decode_ballot(v.value())).unwrap_or(Ballot::ZERO);
+            for (key, message) in batch {
+                let stored = slots.get(key.as_ref()).map_err(db_error)?.map(|v| decode_slot(v.value())).transpose()?;
+                let exists = stored.is_some();
+                let mut slot = stored.unwrap_or(Slot { promised: floor, accepted: floor, value: None });
+                match message {
+                    AcceptorMessage::Paxos(request) => {
+                        let (response, changed) = acceptor::handle(&mut slot, request);
+                        if changed {
+                            slots.insert(key.as_ref(), encode_slot(&slot).as_slice()).map_err(db_error)?;
+                            dirty = true;
+                        }
+                        replies.push(AcceptorReply::Paxos(response));
+                    }
+                    AcceptorMessage::Remove { ballot, config_version: version } => {
+                        // Only the untouched tombstone GC wrote, under the configuration GC saw.
+                        let removable = exists
+                            && *version == config_version
+                            && slot.value.is_none()
+                            && slot.accepted == *ballot
+                            && slot.promised == *ballot;
+                        if removable {
+                            slots.remove(key.as_ref()).map_err(db_error)?;
+                            if *ballot > floor {
+                                floor = *ballot;
+                                let mut encoded = Vec::with_capacity(12);
+                                encode_ballot(&mut encoded, floor);
+                                meta.insert(FLOOR, encoded.as_slice()).map_err(db_error)?;
+                            }
+                            dirty = true;
+                        }
+                        replies.push(AcceptorReply::Removed(removable));
+                    }
+                }
+            }
+        }
+        if dirty {
+            txn.commit().map_err(db_error)?;
+        } else {
+            txn.abort().map_err(db_error)?;
+        }
+        Ok(replies)
+    }
+
+    /// Keys whose slot holds a value (`tombstones: false`) or a tombstone (`true`), at most `limit`.
+    pub fn keys(&self, tombstones: bool, limit: usize) -> Result<Vec<Bytes>> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(SLOTS).map_err(db_error)?;
+        let mut keys = Vec::new();
+        for item in table.iter().map_err(db_error)? {
+            let (k, v) = item.map_err(db_error)?;
+            let holds_value = v.value().get(24) == Some(&1);
+            if holds_value != tombstones {
+                keys.push(Bytes::copy_from_slice(k.value()));
+                if keys.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The number of slots (values and tombstones).
+    pub fn slot_count(&self) -> Result<u64> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(SLOTS).map_err(db_error)?;
+        table.len().map_err(db_error)
+    }
+
+    /// The garbage-collection floor.
+    pub fn floor(&self) -> Result<Ballot> {
+        Ok(self.meta(FLOOR)?.and_then(|b| decode_ballot(&b)).unwrap_or(Ballot::ZERO))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(c: u64, n: u32) -> Ballot {
+        Ballot::new(c, n)
+    }
+
+    fn key() -> Bytes {
+        Bytes::from_static(b"k")
+    }
+
+    #[test]
+    fn slots_survive_reopening_and_removal_raises_the_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (s, rec) = Storage::open(dir.path()).unwrap();
+            assert_eq!((rec.counter, rec.config, rec.floor), (0, None, Ballot::ZERO));
+            let accept = AcceptorMessage::Paxos(Request::Accept {
+                ballot: b(3, 1),
+                value: Some(Bytes::from_static(b"v")),
+                promise_next: false,
+            });
+            assert_eq!(s.handle(&[(key(), accept)], 1).unwrap(), vec![AcceptorReply::Paxos(Response::Accepted)]);
+            s.save_counter(42).unwrap();
+        }
+        let (s, rec) = Storage::open(dir.path()).unwrap();
+        assert_eq!(rec.counter, 42);
+        assert_eq!(s.keys(false, 10).unwrap(), vec![key()]);
+        let prepare = AcceptorMessage::Paxos(Request::Prepare { ballot: b(4, 2) });
+        assert_eq!(
+            s.handle(&[(key(), prepare)], 1).unwrap(),
+            vec![AcceptorReply::Paxos(Response::Promised { accepted: b(3, 1), value: Some(Bytes::from_static(b"v")) })]
+        );
+        // A tombstone at (5,2), then its removal; a wrong ballot or configuration removes nothing.
+        let tomb = AcceptorMessage::Paxos(Request::Accept { ballot: b(5, 2), value: None, promise_next: false });
+        s.handle(&[(key(), tomb)], 1).unwrap();
+        assert_eq!(s.keys(true, 10).unwrap(), vec![key()]);
+        let remove = |ballot, config_version| AcceptorMessage::Remove { ballot, config_version };
+        assert_eq!(s.handle(&[(key(), remove(b(5, 1), 1))], 1).unwrap(), vec![AcceptorReply::Removed(false)]);
+        assert_eq!(s.handle(&[(key(), remove(b(5, 2), 2))], 1).unwrap(), vec![AcceptorReply::Removed(false)]);
+        assert_eq!(s.handle(&[(key(), remove(b(5, 2), 1))], 1).unwrap(), vec![AcceptorReply::Removed(true)]);
+        assert_eq!(s.slot_count().unwrap(), 0);
+        assert_eq!(s.floor().unwrap(), b(5, 2));
+        // The removed key (and any other absent key) refuses ballots up to the floor...
+        let stale = AcceptorMessage::Paxos(Request::Accept {
+            ballot: b(4, 1),
+            value: Some(Bytes::from_static(b"zombie")),
+            promise_next: false,
+        });
+        assert!(matches!(
+            s.handle(&[(key(), stale.clone()), (Bytes::from_static(b"other"), stale)], 1).unwrap()[..],
+            [AcceptorReply::Paxos(Response::Conflict { .. }), AcceptorReply::Paxos(Response::Conflict { .. })]
+        ));
+        // ...and reads as absent above it.
+        let prepare = AcceptorMessage::Paxos(Request::Prepare { ballot: b(6, 1) });
+        assert_eq!(
+            s.handle(&[(key(), prepare)], 1).unwrap(),
+            vec![AcceptorReply::Paxos(Response::Promised { accepted: b(5, 2), value: None })]
+        );
+        drop(s);
+        assert_eq!(Storage::open(dir.path()).unwrap().1.floor, b(5, 2));
+    }
+}

@@ -1,0 +1,188 @@
+//! Conversions between the CASPaxos types and the peer plane's protobuf messages.
+
+use bytes::Bytes;
+
+use super::acceptor::{Request, Response};
+use super::ballot::Ballot;
+use super::proposer::{Command, Outcome};
+use super::storage::{AcceptorMessage, AcceptorReply, Config, Member};
+use crate::error::{Error, Result};
+use crate::peer::proto;
+use crate::store::{Mutation, MutationReply, SetCondition, SetOptions, SetReply, UpdateOp};
+
+pub fn ballot_to(b: Ballot) -> proto::Ballot {
+    proto::Ballot { counter: b.counter, node: b.node }
+}
+
+pub fn ballot_from(b: Option<proto::Ballot>) -> Ballot {
+    b.map(|b| Ballot { counter: b.counter, node: b.node }).unwrap_or(Ballot::ZERO)
+}
+
+pub fn message_to(key: Bytes, round: u64, message: &AcceptorMessage) -> proto::PaxosMessage {
+    use proto::paxos_message::Request as R;
+    let request = match message {
+        AcceptorMessage::Paxos(Request::Prepare { ballot }) => {
+            R::Prepare(proto::Prepare { ballot: Some(ballot_to(*ballot)) })
+        }
+        AcceptorMessage::Paxos(Request::Accept { ballot, value, promise_next }) => R::Accept(proto::Accept {
+            ballot: Some(ballot_to(*ballot)),
+            value: value.clone(),
+            promise_next: *promise_next,
+        }),
+        AcceptorMessage::Remove { ballot, config_version } => {
+            R::Remove(proto::Remove { ballot: Some(ballot_to(*ballot)), config_version: *config_version })
+        }
+    };
+    proto::PaxosMessage { key, round, request: Some(request) }
+}
+
+pub fn message_from(m: proto::PaxosMessage) -> Result<(Bytes, u64, AcceptorMessage)> {
+    use proto::paxos_message::Request as R;
+    let message = match m.request {
+        Some(R::Prepare(p)) => AcceptorMessage::Paxos(Request::Prepare { ballot: ballot_from(p.ballot) }),
+        Some(R::Accept(a)) => AcceptorMessage::Paxos(Request::Accept {
+            ballot: ballot_from(a.ballot),
+            value: a.value,
+            promise_next: a.promise_next,
+        }),
+        Some(R::Remove(r)) => {
+            AcceptorMessage::Remove { ballot: ballot_from(r.ballot), config_version: r.config_version }
+        }
+        None => return Err(Error::Input("a paxos message without a request".into())),
+    };
+    Ok((m.key, m.round, message))
+}
+
+pub fn reply_to(key: Bytes, round: u64, reply: AcceptorReply) -> proto::PaxosReply {
+    use proto::paxos_reply::Response as R;
+    let response = match reply {
+        AcceptorReply::Paxos(Response::Promised { accepted, value }) => {
+            R::Promised(proto::Promised { accepted: Some(ballot_to(accepted)), value })
+        }
+        AcceptorReply::Paxos(Response::Accepted) => R::Accepted(proto::Accepted {}),
+        AcceptorReply::Paxos(Response::Conflict { seen, accepted }) => {
+            R::Conflict(proto::Conflict { seen: Some(ballot_to(seen)), accepted: Some(ballot_to(accepted)) })
+        }
+        AcceptorReply::Removed(removed) => R::Removed(proto::Removed { removed }),
+    };
+    proto::PaxosReply { key, round, response: Some(response) }
+}
+
+pub fn reply_from(r: proto::PaxosReply) -> Option<(Bytes, u64, AcceptorReply)> {
+    use proto::paxos_reply::Response as R;
+    let reply = match r.response? {
+        R::Promised(p) => {
+            AcceptorReply::Paxos(Response::Promised { accepted: ballot_from(p.accepted), value: p.value })
+        }
+        R::Accepted(_) => AcceptorReply::Paxos(Response::Accepted),
+        R::Conflict(c) => {
+            AcceptorReply::Paxos(Response::Conflict { seen: ballot_from(c.seen), accepted: ballot_from(c.accepted) })
+        }
+        R::Removed(r) => AcceptorReply::Removed(r.removed),
+    };
+    Some((r.key, r.round, reply))
+}
+
+/// A single-key command as a forward request.
+pub fn forward_to(from: u32, key: Bytes, command: &Command) -> Result<proto::ForwardRequest> {
+    use proto::forward_request::Command as C;
+    let command = match command {
+        Command::Read => C::Read(proto::Empty {}),
+        Command::Write(Mutation::Set { value, options, .. }) => C::Set(proto::Set {
+            value: value.clone(),
+            condition: match options.condition {
+                None => proto::SetCondition::Always,
+                Some(SetCondition::IfAbsent) => proto::SetCondition::IfAbsent,
+                Some(SetCondition::IfPresent) => proto::SetCondition::IfPresent,
+            } as i32,
+            get: options.get,
+        }),
+        Command::Write(Mutation::Del { .. }) => C::Del(proto::Empty {}),
+        Command::Write(Mutation::Update { op: UpdateOp::IncrBy(n), .. }) => C::IncrBy(*n),
+        Command::Write(Mutation::Update { op: UpdateOp::Append(b), .. }) => C::Append(b.clone()),
+        Command::Write(Mutation::FlushAll) | Command::Collect => {
+            return Err(Error::Input("only single-key commands are forwarded".into()));
+        }
+    };
+    Ok(proto::ForwardRequest { from, key, command: Some(command) })
+}
+
+pub fn forward_from(request: proto::ForwardRequest) -> Result<(Bytes, Command)> {
+    use proto::forward_request::Command as C;
+    let key = request.key;
+    let command = match request.command {
+        Some(C::Read(_)) => Command::Read,
+        Some(C::Set(s)) => {
+            let condition = match proto::SetCondition::try_from(s.condition) {
+                Ok(proto::SetCondition::Always) => None,
+                Ok(proto::SetCondition::IfAbsent) => Some(SetCondition::IfAbsent),
+                Ok(proto::SetCondition::IfPresent) => Some(SetCondition::IfPresent),
+                Err(_) => return Err(Error::Input("unknown SET condition".into())),
+            };
+            Command::Write(Mutation::Set {
+                key: key.clone(),
+                value: s.value,
+                options: SetOptions { condition, get: s.get },
+            })
+        }
+        Some(C::Del(_)) => Command::Write(Mutation::Del { keys: vec![key.clone()] }),
+        Some(C::IncrBy(n)) => Command::Write(Mutation::Update { key: key.clone(), op: UpdateOp::IncrBy(n) }),
+        Some(C::Append(b)) => Command::Write(Mutation::Update { key: key.clone(), op: UpdateOp::Append(b) }),
+        None => return Err(Error::Input("a forward without a command".into())),
+    };
+    Ok((key, command))
+}
+
+pub fn outcome_to(result: Result<Outcome>) -> proto::ForwardReply {
+    use proto::forward_reply::Outcome as O;
+    let (outcome, error_message) = match result {
+        Ok(Outcome::Read(value)) => (O::Read(proto::OptionalValue { value }), String::new()),
+        Ok(Outcome::Write(MutationReply::Set(SetReply { written, previous }))) => {
+            (O::Set(proto::SetOutcome { written, previous }), String::new())
+        }
+        Ok(Outcome::Write(MutationReply::Count(n))) => (O::Count(n), String::new()),
+        Ok(Outcome::Write(MutationReply::Integer(n))) => (O::Integer(n), String::new()),
+        Ok(other) => (O::ErrorKind("input".into()), format!("unexpected outcome {other:?}")),
+        Err(Error::TryAgain(m)) => (O::ErrorKind("tryagain".into()), m),
+        Err(Error::Uncertain(m)) => (O::ErrorKind("uncertain".into()), m),
+        Err(e) => (O::ErrorKind("input".into()), e.to_string()),
+    };
+    proto::ForwardReply { outcome: Some(outcome), error_message }
+}
+
+pub fn outcome_from(reply: proto::ForwardReply) -> Result<Outcome> {
+    use proto::forward_reply::Outcome as O;
+    match reply.outcome {
+        Some(O::Read(v)) => Ok(Outcome::Read(v.value)),
+        Some(O::Set(s)) => {
+            Ok(Outcome::Write(MutationReply::Set(SetReply { written: s.written, previous: s.previous })))
+        }
+        Some(O::Count(n)) => Ok(Outcome::Write(MutationReply::Count(n))),
+        Some(O::Integer(n)) => Ok(Outcome::Write(MutationReply::Integer(n))),
+        Some(O::ErrorKind(kind)) => Err(match kind.as_str() {
+            "tryagain" => Error::TryAgain(reply.error_message),
+            "uncertain" => Error::Uncertain(reply.error_message),
+            _ => Error::Input(reply.error_message),
+        }),
+        None => Err(Error::Uncertain("the home node sent an empty reply".into())),
+    }
+}
+
+pub fn config_to(c: &Config) -> proto::Config {
+    let members = |ms: &[Member]| {
+        ms.iter().map(|m| proto::Member { id: m.id, peer_addr: m.peer_addr.clone() }).collect::<Vec<_>>()
+    };
+    proto::Config {
+        version: c.version,
+        members: members(&c.members),
+        previous: c.previous.as_deref().map(members).unwrap_or_default(),
+        joint: c.previous.is_some(),
+    }
+}
+
+pub fn config_from(c: proto::Config) -> Config {
+    let members = |ms: Vec<proto::Member>| {
+        ms.into_iter().map(|m| Member { id: m.id, peer_addr: m.peer_addr }).collect::<Vec<_>>()
+    };
+    Config { version: c.version, members: members(c.members), previous: c.joint.then(|| members(c.previous)) }
+}

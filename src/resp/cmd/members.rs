@@ -1,0 +1,55 @@
+//! `VALTHREE.MEMBERS token SHOW | ADD id peer-addr | REMOVE id`: the authenticated admin
+//! command behind `valthree cluster add-node|remove-node`. Replies with one line per fact
+//! of the resulting configuration.
+
+use bytes::Bytes;
+
+use super::{Args, Ctx, lower};
+use crate::errinput;
+use crate::error::{Error, Result};
+use crate::resp::Reply;
+use crate::store::MembershipChange;
+
+#[derive(Debug)]
+pub struct Members {
+    token: Bytes,
+    change: MembershipChange,
+}
+
+fn node_id(arg: &[u8]) -> Result<u32> {
+    std::str::from_utf8(arg)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|id| *id > 0)
+        .ok_or_else(|| errinput!("node id must be a positive integer"))
+}
+
+impl Members {
+    pub fn parse(args: &mut Args) -> Result<Self> {
+        let token = args.next_bytes()?;
+        let change = match lower(&args.next_bytes()?).as_str() {
+            "show" => MembershipChange::Show,
+            "add" => {
+                let id = node_id(&args.next_bytes()?)?;
+                let peer_addr = String::from_utf8_lossy(&args.next_bytes()?).into_owned();
+                MembershipChange::Add { id, peer_addr }
+            }
+            "remove" => MembershipChange::Remove { id: node_id(&args.next_bytes()?)? },
+            _ => return Err(errinput!("syntax error: VALTHREE.MEMBERS token SHOW | ADD id peer-addr | REMOVE id")),
+        };
+        args.finish()?;
+        Ok(Self { token, change })
+    }
+
+    pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
+        let Some(expected) = &ctx.server.admin_token else {
+            return Err(errinput!("admin commands are disabled: start the server with --admin-token"));
+        };
+        if !crate::resp::cmd::auth::same_secret(expected.as_bytes(), &self.token) {
+            return Err(Error::Prefixed { prefix: "NOPERM", message: "invalid admin token".into() });
+        }
+        tracing::warn!(change = ?self.change, "membership change requested");
+        let lines = ctx.store.change_membership(self.change).await?;
+        Ok(Reply::Array(lines.into_iter().map(Reply::text).collect()))
+    }
+}
