@@ -59,6 +59,11 @@ pub enum ClusterCommand {
     },
     /// Restore all node-to-node traffic.
     Heal,
+    /// paxos mode: start one more node (empty) and add it to the membership while the
+    /// cluster serves (joint consensus, then a rescan of every key).
+    AddNode,
+    /// paxos mode: remove a node from the membership, then stop it and delete its data.
+    RemoveNode { node: String },
     /// Stop every node (SIGTERM, then SIGKILL after a grace period).
     Down {
         /// Also delete the cluster's directory.
@@ -182,6 +187,26 @@ fn run_command(args: &ClusterArgs) -> Result<Value, String> {
         ClusterCommand::Heal => {
             cluster::heal(dir)?;
             done("healed: all peer traffic restored".into())
+        }
+        ClusterCommand::AddNode => {
+            let (node, lines) = cluster::add_node(dir)?;
+            if !args.json {
+                println!("{} added ({}, peer {})", node.name, node.addr, node.peer_addr);
+                for line in &lines {
+                    println!("  {line}");
+                }
+            }
+            Ok(json!({"ok": true, "node": node.name, "addr": node.addr, "configuration": lines}))
+        }
+        ClusterCommand::RemoveNode { node } => {
+            let lines = cluster::remove_node(dir, node)?;
+            if !args.json {
+                println!("{node} removed and stopped");
+                for line in &lines {
+                    println!("  {line}");
+                }
+            }
+            Ok(json!({"ok": true, "node": node, "configuration": lines}))
         }
         ClusterCommand::Down { purge } => {
             let report = cluster::down(dir, *purge)?;

@@ -213,12 +213,136 @@ pub fn down(dir: &Path, purge: bool) -> Result<Vec<String>, String> {
     Ok(report)
 }
 
+/// How long a membership change (with its rescan) may take.
+pub const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Replaces the value of `--flag` in a serve argument list (or appends the pair).
+fn set_flag(args: &mut Vec<String>, flag: &str, value: &str) {
+    match args.iter().position(|a| a == flag) {
+        Some(i) if i + 1 < args.len() => args[i + 1] = value.to_string(),
+        _ => args.extend([flag.to_string(), value.to_string()]),
+    }
+}
+
+/// Sends `VALTHREE.MEMBERS` to the first running node other than `skip`; returns its lines.
+fn members_command(state: &ClusterState, skip: &str, args: &[&str]) -> Result<Vec<String>, String> {
+    let via = state
+        .nodes
+        .iter()
+        .find(|n| n.name != skip && process::liveness(n) == Liveness::Up)
+        .ok_or("no other node is up to run the membership change")?;
+    let mut full = vec!["VALTHREE.MEMBERS", state.admin_token.as_str()];
+    full.extend(args);
+    match call_with_timeout(&via.addr, &full, MEMBERSHIP_TIMEOUT)? {
+        BytesFrame::Array(items) => Ok(items
+            .into_iter()
+            .filter_map(|f| match f {
+                BytesFrame::BulkString(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                _ => None,
+            })
+            .collect()),
+        BytesFrame::Error(e) => Err(format!("{}: {e}", via.name)),
+        other => Err(format!("{}: unexpected reply {other:?}", via.name)),
+    }
+}
+
+/// Starts a new node with an empty data directory and has the cluster add it (joint
+/// consensus and rescan run inside the nodes). Every node must be up and no partition in force.
+pub fn add_node(dir: &Path) -> Result<(NodeState, Vec<String>), String> {
+    ClusterState::update(dir, |state| {
+        if state.mode == ModeName::S3.as_str() {
+            return Err("s3 mode has no membership: every node shares the object store".into());
+        }
+        if !state.partition.is_empty() {
+            return Err("heal the partition first".into());
+        }
+        if let Some(n) = state.nodes.iter().find(|n| process::liveness(n) != Liveness::Up) {
+            return Err(format!("{} is {}: every node must be up", n.name, process::liveness(n).as_str()));
+        }
+        let template = state.nodes.first().ok_or("the cluster has no node")?.clone();
+        let id = state.nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
+        let base: u16 = template.addr.rsplit(':').next().and_then(|p| p.parse().ok()).ok_or("bad address")?;
+        let base = base - template.id as u16;
+        let port = base.checked_add(id as u16).ok_or("port out of range")?;
+        let peer_port = port.checked_add(PEER_PORT_OFFSET).ok_or("peer port out of range")?;
+        for p in [port, peer_port] {
+            if !port_free(p) {
+                return Err(format!("port {p} is taken"));
+            }
+        }
+        let name = format!("n{id}");
+        let (addr, peer_addr) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{peer_port}"));
+        let data_dir = state.dir.join(&name);
+        // A node joins with no data: an old acceptor state could hold values GC already removed.
+        if data_dir.exists() {
+            std::fs::remove_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+        }
+        let mut args = template.args.clone();
+        set_flag(&mut args, "--addr", &addr);
+        set_flag(&mut args, "--data-dir", &data_dir.display().to_string());
+        set_flag(&mut args, "--node-id", &id.to_string());
+        set_flag(&mut args, "--peer-addr", &peer_addr);
+        if let Some(i) = args.iter().position(|a| a == "--peers") {
+            args.drain(i..(i + 2).min(args.len()));
+        }
+        args.push("--join".into());
+        let log = state.dir.join(format!("{name}.log"));
+        let mut node = NodeState { name, id, pid: 0, addr, peer_addr: peer_addr.clone(), data_dir, log, args };
+        node.pid = process::spawn(&node, &state.admin_token)?;
+        let started = process::wait_ready(&node, READY_TIMEOUT)
+            .and_then(|_| members_command(state, &node.name, &["ADD", &id.to_string(), &peer_addr]));
+        match started {
+            Ok(lines) => {
+                state.nodes.push(node.clone());
+                Ok((node, lines))
+            }
+            Err(e) => {
+                let _ = process::signal(&node, Signal::SIGKILL);
+                process::wait_gone(&node, Duration::from_secs(5));
+                Err(format!("adding {}: {e}", node.name))
+            }
+        }
+    })
+}
+
+/// Has the cluster remove a node, then stops it and deletes its data.
+pub fn remove_node(dir: &Path, name: &str) -> Result<Vec<String>, String> {
+    ClusterState::update(dir, |state| {
+        if state.mode == ModeName::S3.as_str() {
+            return Err("s3 mode has no membership: every node shares the object store".into());
+        }
+        if !state.partition.is_empty() {
+            return Err("heal the partition first".into());
+        }
+        let node = state.node(name)?.clone();
+        if state.nodes.len() <= 1 {
+            return Err("cannot remove the last node".into());
+        }
+        let lines = members_command(state, name, &["REMOVE", &node.id.to_string()])?;
+        if process::signal(&node, Signal::SIGTERM).is_ok() {
+            let _ = process::signal(&node, Signal::SIGCONT);
+            if !process::wait_gone(&node, DOWN_GRACE) {
+                let _ = process::signal(&node, Signal::SIGKILL);
+                process::wait_gone(&node, Duration::from_secs(5));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&node.data_dir);
+        state.nodes.retain(|n| n.name != name);
+        Ok(lines)
+    })
+}
+
 /// Sends one command to `addr` and returns the reply.
 pub fn call(addr: &str, args: &[&str]) -> Result<BytesFrame, String> {
+    call_with_timeout(addr, args, Duration::from_secs(5))
+}
+
+/// Sends one command to `addr` and waits up to `timeout` for the reply.
+pub fn call_with_timeout(addr: &str, args: &[&str], timeout: Duration) -> Result<BytesFrame, String> {
     let sock: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
     let mut stream =
         std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)).map_err(|e| format!("{addr}: {e}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     let mut request = format!("*{}\r\n", args.len());
     for a in args {
         request += &format!("${}\r\n{a}\r\n", a.len());
