@@ -3,43 +3,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::BIN;
+use common::{Down, cluster, free_base, text, valthree};
 use serde_json::Value;
-
-fn valthree(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run valthree")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-/// Runs `valthree cluster <args> --dir <dir> --json` and returns its JSON.
-fn cluster(dir: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["cluster", "--dir", dir.to_str().unwrap(), "--json"];
-    all.extend_from_slice(args);
-    let out = valthree(&all);
-    assert!(out.status.success(), "cluster {args:?}: {}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// A base port whose client and peer ports for three nodes are all free.
-fn free_base() -> u16 {
-    loop {
-        let base = 20_000 + fastrand_port();
-        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-        if (1..=3).all(|i| free(base + i) && free(base + 1000 + i)) {
-            return base;
-        }
-    }
-}
-
-fn fastrand_port() -> u16 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    ((nanos ^ (std::process::id() * 7919)) % 9000) as u16
-}
 
 fn states(status: &Value) -> Vec<String> {
     status["nodes"].as_array().unwrap().iter().map(|n| n["state"].as_str().unwrap().to_string()).collect()
@@ -55,15 +22,6 @@ fn redis(addr: &str) -> redis::Connection {
 
 fn addr(status: &Value, i: usize) -> String {
     status["nodes"][i]["addr"].as_str().unwrap().to_string()
-}
-
-/// Stops the cluster even when an assertion fails midway.
-struct Down<'a>(&'a Path);
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        let _ = valthree(&["cluster", "--dir", self.0.to_str().unwrap(), "down"]);
-    }
 }
 
 #[test]

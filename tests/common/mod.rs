@@ -3,7 +3,9 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// The valthree binary cargo built for these tests.
@@ -280,4 +282,48 @@ pub fn request(args: &[&[u8]]) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out
+}
+
+// ---- valthree cluster, run as a command ----
+
+pub fn valthree(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run valthree")
+}
+
+pub fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Runs `valthree cluster <args> --dir <dir> --json` and returns its JSON.
+pub fn cluster(dir: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["cluster", "--dir", dir.to_str().unwrap(), "--json"];
+    all.extend_from_slice(args);
+    let out = valthree(&all);
+    assert!(out.status.success(), "cluster {args:?}: {}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A base port whose client and peer ports for five nodes are all free.
+pub fn free_base() -> u16 {
+    loop {
+        let base = 20_000 + fastrand_port();
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if (1..=5).all(|i| free(base + i) && free(base + 1000 + i)) {
+            return base;
+        }
+    }
+}
+
+pub fn fastrand_port() -> u16 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    ((nanos ^ (std::process::id() * 7919)) % 9000) as u16
+}
+
+/// Stops the cluster even when an assertion fails midway.
+pub struct Down<'a>(pub &'a Path);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = valthree(&["cluster", "--dir", self.0.to_str().unwrap(), "down"]);
+    }
 }
