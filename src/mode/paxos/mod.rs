@@ -1,4 +1,4 @@
-//! paxos mode (in progress, not yet served): CASPaxos (Rystsov, arXiv 1802.07000).
+//! paxos mode: CASPaxos (Rystsov, arXiv 1802.07000), leaderless, one register per key.
 //!
 //! Every key is an independent register replicated on 2F+1 acceptors. A proposer changes a
 //! register in two phases (§2.1): *prepare* with a fresh ballot collects promises from F+1
@@ -8,21 +8,20 @@
 //! SET NX/XX, and GET as the identity — is a change function, so every command is an atomic
 //! read-modify-write and the register is linearizable.
 //!
-//! The one-round-trip optimisation (§2.2.1): an accept also promises the proposer's next
-//! ballot, so the next command on that key skips the prepare and goes straight to accept.
-//! If another proposer intervened, the accept is refused and the round falls back to a
-//! full prepare.
+//! * The one-round-trip optimisation (§2.2.1): an accept also promises the proposer's next
+//!   ballot, so the next command on that key skips the prepare; if another proposer
+//!   intervened, the accept is refused and the round falls back to a full prepare.
+//! * Deletion (§3.1): tombstones, collected by a full-acceptor rewrite and a conditional
+//!   removal; the paper's proposer ages become a durable per-acceptor floor ([`storage`]).
+//! * Membership change (§2.3): done as joint consensus with the paper's rescan step
+//!   ([`PaxosMode::change_membership`]).
 //!
-//! Invariants: a ballot is used by one proposer only (ballot = (counter, node)); an acceptor
-//! never takes a ballot below its promise and persists before it replies; any two quorums
-//! intersect. The protocol core here does no I/O ([`acceptor::handle`] is a pure function,
-//! [`proposer::Proposer`] a state machine over messages), so a seeded simulator can replay
-//! any interleaving of dropped, duplicated and reordered messages.
-//!
-//! Still to come before `--mode paxos` is offered: the peer transport, durable acceptor slots
-//! *and a durable proposer counter* (a proposer that forgets its counter in a restart would
-//! reuse ballots), key routing to a home proposer, multi-key commands (FLUSHALL, DBSIZE),
-//! tombstone garbage collection (§3.1) and membership change (§2.3).
+//! Invariants: a ballot is used by one proposer only (ballot = (counter, node), the counter's
+//! high-water mark durable); an acceptor never takes a ballot below its promise and persists
+//! before it replies; any two quorums intersect, also across a membership change. The
+//! protocol core does no I/O ([`acceptor::handle`] is a pure function, [`proposer::Proposer`]
+//! a state machine over messages), so a seeded simulator replays any interleaving of dropped,
+//! duplicated and reordered messages; `node` is the I/O around it (redb, tonic, routing).
 
 pub mod acceptor;
 pub mod ballot;
