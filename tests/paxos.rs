@@ -264,6 +264,10 @@ fn membership_grows_to_five_and_shrinks_back_under_load_linearizably() {
     assert_eq!(config.iter().filter(|l| l.starts_with("member ")).count(), 3, "{config:?}");
     let (ok, out) = load.join().unwrap();
     assert!(ok && out.contains("linearizable:"), "{out}");
+    // Ids are never reused: ballots carry them.
+    let again = cluster(&dir, &["add-node"]);
+    assert_eq!(again["node"], "n6", "{again}");
+    cluster(&dir, &["remove-node", "n6"]);
     let status = cluster(&dir, &["status"]);
     assert_eq!(status["nodes"].as_array().unwrap().len(), 3);
     // Every node agrees on the final configuration.

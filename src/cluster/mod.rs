@@ -124,6 +124,7 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
         admin_token: new_token(),
         nodes,
         partition: Vec::new(),
+        next_id: options.nodes + 1,
     };
     for i in 0..state.nodes.len() {
         state.nodes[i].pid = process::spawn(&state.nodes[i], &state.admin_token)?;
@@ -260,7 +261,7 @@ pub fn add_node(dir: &Path) -> Result<(NodeState, Vec<String>), String> {
             return Err(format!("{} is {}: every node must be up", n.name, process::liveness(n).as_str()));
         }
         let template = state.nodes.first().ok_or("the cluster has no node")?.clone();
-        let id = state.nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
+        let id = state.next_id.max(state.nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1);
         let base: u16 = template.addr.rsplit(':').next().and_then(|p| p.parse().ok()).ok_or("bad address")?;
         let base = base - template.id as u16;
         let port = base.checked_add(id as u16).ok_or("port out of range")?;
@@ -293,12 +294,14 @@ pub fn add_node(dir: &Path) -> Result<(NodeState, Vec<String>), String> {
             .and_then(|_| members_command(state, &node.name, &["ADD", &id.to_string(), &peer_addr]));
         match started {
             Ok(lines) => {
+                state.next_id = id + 1;
                 state.nodes.push(node.clone());
                 Ok((node, lines))
             }
             Err(e) => {
                 let _ = process::signal(&node, Signal::SIGKILL);
                 process::wait_gone(&node, Duration::from_secs(5));
+                state.next_id = id + 1; // the id may have reached some node's configuration
                 Err(format!("adding {}: {e}", node.name))
             }
         }

@@ -36,6 +36,10 @@ pub struct ClusterState {
     /// empty when healed.
     #[serde(default)]
     pub partition: Vec<Vec<String>>,
+    /// The id the next added node gets: ids are never reused (a reused id would reuse ballots
+    /// in paxos mode). 0 in files written before nodes could be added.
+    #[serde(default)]
+    pub next_id: u32,
 }
 
 impl ClusterState {

@@ -28,7 +28,7 @@ use tonic::transport::Channel;
 
 use super::ballot::{Ballot, NodeId};
 use super::proposer::{Command, CommandId, Options, Outcome, Output, Proposer, ProposerStats};
-use super::storage::{AcceptorMessage, AcceptorReply, Config, Member, Storage};
+use super::storage::{AcceptorMessage, AcceptorReply, Config, KeyFilter, Member, Storage};
 use super::wire;
 use crate::error::{Error, Result};
 use crate::node::Faults;
@@ -105,6 +105,8 @@ struct Node {
     faults: Arc<Faults>,
     stats: Stats,
     membership: tokio::sync::Mutex<()>,
+    /// Serializes configuration installs (check, persist, swap).
+    installing: tokio::sync::Mutex<()>,
 }
 
 /// paxos mode's [`Store`].
@@ -156,7 +158,8 @@ impl PaxosMode {
                 if !members.iter().any(|m| m.id == id) {
                     return Err(Error::Config(format!("--peers does not list this node (--node-id {id})")));
                 }
-                let config = Config { version: 1, members, previous: None };
+                let highest_id = members.iter().map(|m| m.id).max().unwrap_or(0);
+                let config = Config { version: 1, members, previous: None, highest_id };
                 storage.save_config(&config)?;
                 config
             }
@@ -202,6 +205,7 @@ impl PaxosMode {
             faults,
             stats: Stats::default(),
             membership: tokio::sync::Mutex::new(()),
+            installing: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(run_driver(node.clone(), proposer, recovered.counter, driver_rx));
         let server = PeerService { node: node.clone() };
@@ -371,7 +375,7 @@ impl Node {
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout(FORWARD_TIMEOUT, client.forward(request)).await {
             Ok(Ok(reply)) => wire::outcome_from(reply.into_inner()),
-            Ok(Err(status)) if peer::never_sent(&status) => {
+            Ok(Err(status)) if peer::never_sent(&status) || status.code() == tonic::Code::FailedPrecondition => {
                 tracing::debug!(home, "forward not sent ({}); running here", status.message());
                 antithesis_sdk::assert_sometimes!(true, "paxos: a forward to an unreachable home ran locally");
                 self.mark_down(home);
@@ -398,7 +402,8 @@ impl Node {
 
     /// Every key some acceptor of a quorum holds a value for: a superset of the keys whose
     /// value was chosen before the call (every chosen value is on a quorum, and quorums meet).
-    async fn keys_from_quorum(self: &Arc<Self>) -> Result<BTreeSet<Bytes>> {
+    async fn keys_from_quorum(self: &Arc<Self>, tombstones: bool) -> Result<BTreeSet<Bytes>> {
+        let filter = if tombstones { KeyFilter::All } else { KeyFilter::Values };
         let config = self.config();
         let calls = config.everyone().into_iter().map(|m| {
             let node = self.clone();
@@ -406,14 +411,14 @@ impl Node {
                 let keys = async {
                     if m.id == node.id {
                         let storage = node.storage.clone();
-                        tokio::task::spawn_blocking(move || storage.keys(false, usize::MAX))
+                        tokio::task::spawn_blocking(move || storage.keys(filter, None, usize::MAX, |_| true))
                             .await
                             .map_err(|e| Error::Io(e.to_string()))?
                     } else if node.isolated_from(m.id) {
                         Err(Error::TryAgain(format!("partitioned from n{}", m.id)))
                     } else {
                         let mut client = node.client(m.id)?;
-                        let request = proto::ListKeysRequest { from: node.id };
+                        let request = proto::ListKeysRequest { from: node.id, tombstones };
                         match tokio::time::timeout(Duration::from_secs(2), client.list_keys(request)).await {
                             Ok(Ok(reply)) => Ok(reply.into_inner().keys),
                             Ok(Err(s)) => Err(Error::TryAgain(s.message().to_string())),
@@ -442,6 +447,7 @@ impl Node {
 
     /// Installs `config` if it is newer: persisted first, then the proposer switches.
     async fn install(&self, config: Config) -> Result<bool> {
+        let _one_at_a_time = self.installing.lock().await;
         {
             let current = self.config.read().unwrap_or_else(|e| e.into_inner());
             if config.version <= current.version {
@@ -613,8 +619,11 @@ async fn run_driver(
     }
 }
 
-/// Collects the tombstones whose home is this node: rewrite on every acceptor, then remove.
+/// Collects tombstones: each pass takes the next batch of tombstones this node holds and is
+/// home for (a cursor walks the whole table), and every tenth pass any tombstone it holds, so
+/// one whose removal message was lost on the way to this acceptor is collected again.
 async fn run_gc(node: std::sync::Weak<Node>) {
+    const BATCH: usize = 256;
     let interval = match node.upgrade() {
         Some(n) => n.options.gc_interval,
         None => return,
@@ -622,6 +631,8 @@ async fn run_gc(node: std::sync::Weak<Node>) {
     if interval.is_zero() {
         return;
     }
+    let mut cursor: Option<Bytes> = None;
+    let mut pass = 0u64;
     loop {
         tokio::time::sleep(interval).await;
         let Some(node) = node.upgrade() else { return };
@@ -629,12 +640,18 @@ async fn run_gc(node: std::sync::Weak<Node>) {
         if config.previous.is_some() || !config.members.iter().any(|m| m.id == node.id) {
             continue; // no collection while a membership change runs
         }
-        let storage = node.storage.clone();
-        let Ok(Ok(tombstones)) = tokio::task::spawn_blocking(move || storage.keys(true, 512)).await else { continue };
+        pass += 1;
+        let everything = pass % 10 == 0;
+        let scan = node.clone();
+        let after = cursor.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            scan.storage
+                .keys(KeyFilter::Tombstones, after.as_deref(), BATCH, |k| everything || scan.home(k) == Some(scan.id))
+        })
+        .await;
+        let Ok(Ok(tombstones)) = found else { continue };
+        cursor = if tombstones.len() < BATCH { None } else { tombstones.last().cloned() };
         for key in tombstones {
-            if node.home(&key) != Some(node.id) {
-                continue;
-            }
             match node.propose(key.clone(), Command::Collect).await {
                 Ok(Outcome::Collected(Some(ballot))) => {
                     remove_everywhere(&node, &config, key, ballot);
@@ -700,7 +717,7 @@ impl Store for PaxosMode {
     }
 
     async fn dbsize(&self) -> Result<u64> {
-        let keys = self.node.keys_from_quorum().await?;
+        let keys = self.node.keys_from_quorum(false).await?;
         let node = self.node.clone();
         let results: Vec<Result<Outcome>> = futures_util::stream::iter(keys)
             .map(|k| {
@@ -743,7 +760,7 @@ impl Store for PaxosMode {
                 Ok(MutationReply::Count(n))
             }
             Mutation::FlushAll => {
-                let keys = self.node.keys_from_quorum().await?;
+                let keys = self.node.keys_from_quorum(false).await?;
                 let node = self.node.clone();
                 let results: Vec<Result<Outcome>> = futures_util::stream::iter(keys)
                     .map(|k| {
@@ -820,6 +837,13 @@ impl PaxosMode {
             MembershipChange::Show => return Ok(show(&current)),
             MembershipChange::Add { id, peer_addr } => {
                 let base = current.members.clone();
+                let resuming = current.previous.is_some() && base.iter().any(|m| m.id == *id);
+                if *id <= current.highest_id && !base.iter().any(|m| m.id == *id) && !resuming {
+                    return Err(Error::Input(format!(
+                        "node id {id} was already used (highest so far: {}): a new node needs a new id",
+                        current.highest_id
+                    )));
+                }
                 if let Some(m) = base.iter().find(|m| m.id == *id) {
                     if m.peer_addr != *peer_addr {
                         return Err(Error::Input(format!("node {id} is already a member at {}", m.peer_addr)));
@@ -855,6 +879,7 @@ impl PaxosMode {
             }
             None => Config {
                 version: current.version + 1,
+                highest_id: target.iter().map(|m| m.id).max().unwrap_or(0).max(current.highest_id),
                 members: target.clone(),
                 previous: Some(current.members.clone()),
             },
@@ -863,7 +888,12 @@ impl PaxosMode {
         let failed = node.push_config(&joint, &everyone).await;
         if !failed.is_empty() {
             if current.previous.is_none() {
-                let back = Config { version: joint.version + 1, members: current.members.clone(), previous: None };
+                let back = Config {
+                    version: joint.version + 1,
+                    members: current.members.clone(),
+                    previous: None,
+                    highest_id: joint.highest_id,
+                };
                 let _ = node.push_config(&back, &everyone).await;
             }
             return Err(Error::TryAgain(format!(
@@ -871,8 +901,8 @@ impl PaxosMode {
                 failed.join("; ")
             )));
         }
-        // Rescan: bring every live key onto a quorum of the new members.
-        let keys = node.keys_from_quorum().await?;
+        // Rescan: bring every key — values and tombstones — onto a quorum of the new members.
+        let keys = node.keys_from_quorum(true).await?;
         let scanned = keys.len();
         let results: Vec<Result<Outcome>> = futures_util::stream::iter(keys)
             .map(|k| {
@@ -896,7 +926,7 @@ impl PaxosMode {
                 "rescan failed ({e}); the cluster stays in the joint configuration: repeat the command"
             )));
         }
-        let last = Config { version: joint.version + 1, members: target, previous: None };
+        let last = Config { version: joint.version + 1, members: target, previous: None, highest_id: joint.highest_id };
         let failed = node.push_config(&last, &everyone).await;
         tracing::info!(scanned, version = last.version, "membership change done");
         let mut lines = show(&last);
@@ -924,7 +954,8 @@ struct PeerService {
 impl PeerService {
     fn check_from(&self, from: NodeId) -> std::result::Result<(), tonic::Status> {
         if self.node.isolated_from(from) {
-            return Err(tonic::Status::unavailable(format!("partitioned from n{from}")));
+            // Refused before anything ran: the caller may run the command elsewhere.
+            return Err(tonic::Status::failed_precondition(format!("partitioned from n{from}")));
         }
         Ok(())
     }
@@ -970,9 +1001,11 @@ impl peer::Peer for PeerService {
         &self,
         request: tonic::Request<proto::ListKeysRequest>,
     ) -> std::result::Result<tonic::Response<proto::ListKeysReply>, tonic::Status> {
-        self.check_from(request.into_inner().from)?;
+        let request = request.into_inner();
+        self.check_from(request.from)?;
         let storage = self.node.storage.clone();
-        let keys = tokio::task::spawn_blocking(move || storage.keys(false, usize::MAX))
+        let filter = if request.tombstones { KeyFilter::All } else { KeyFilter::Values };
+        let keys = tokio::task::spawn_blocking(move || storage.keys(filter, None, usize::MAX, |_| true))
             .await
             .map_err(|e| tonic::Status::internal(e.to_string()))?
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;

@@ -161,6 +161,9 @@ struct KeyState {
     promised_next: Option<(Ballot, Option<Bytes>)>,
 }
 
+/// How many idle keys keep a cached one-round-trip promise (and their value) in memory.
+pub const MAX_CACHED_PROMISES: usize = 10_000;
+
 /// Counters for INFO.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ProposerStats {
@@ -180,6 +183,11 @@ pub struct Proposer {
     now: u64,
     next_round: u64,
     keys: BTreeMap<Bytes, KeyState>,
+    /// Keys with a round running: the only ones `tick` looks at.
+    active: BTreeSet<Bytes>,
+    /// Keys idle with a cached promise, oldest first; beyond [`MAX_CACHED_PROMISES`] the
+    /// oldest caches are dropped (the key's next round simply prepares again).
+    cached: VecDeque<Bytes>,
     output: Vec<Output>,
     rng: fastrand::Rng,
     stats: ProposerStats,
@@ -219,6 +227,8 @@ impl Proposer {
             now: 0,
             next_round: 0,
             keys: BTreeMap::new(),
+            active: BTreeSet::new(),
+            cached: VecDeque::new(),
             output: Vec::new(),
             rng: fastrand::Rng::with_seed(u64::from(id)),
             stats: ProposerStats::default(),
@@ -240,7 +250,7 @@ impl Proposer {
 
     /// Keys with a round running or commands queued.
     pub fn busy_keys(&self) -> usize {
-        self.keys.values().filter(|s| s.round.is_some()).count()
+        self.active.len()
     }
 
     /// Switches to a new quorum system (a membership change). Every cached promise is
@@ -310,6 +320,7 @@ impl Proposer {
         let round = Round { id: self.next_round, batch, phase: Phase::Backoff, attempts: 0, deadline: 0, collect };
         let cached = state.promised_next.take().filter(|_| self.options.one_round_trip && !collect);
         self.keys.get_mut(key).expect("present").round = Some(round);
+        self.active.insert(key.clone());
         match cached {
             Some((ballot, value)) => {
                 // The cached ballot is spent now: a later prepare must go above it.
@@ -373,6 +384,7 @@ impl Proposer {
     fn finish(&mut self, key: &Bytes, results: Vec<Result<Outcome>>) {
         let state = self.keys.get_mut(key).expect("present");
         let round = state.round.take().expect("a round is running");
+        self.active.remove(key);
         for (pending, result) in round.batch.into_iter().zip(results) {
             self.output.push(Output::Reply { id: pending.id, result });
         }
@@ -380,9 +392,26 @@ impl Proposer {
         if let Some(state) = self.keys.get(key)
             && state.round.is_none()
             && state.queue.is_empty()
-            && state.promised_next.is_none()
         {
-            self.keys.remove(key);
+            if state.promised_next.is_none() {
+                self.keys.remove(key);
+            } else {
+                self.cached.push_back(key.clone());
+                self.evict_idle_caches();
+            }
+        }
+    }
+
+    /// Drops the oldest cached promises of idle keys beyond the limit.
+    fn evict_idle_caches(&mut self) {
+        while self.cached.len() > MAX_CACHED_PROMISES {
+            let Some(key) = self.cached.pop_front() else { break };
+            if let Some(state) = self.keys.get(&key)
+                && state.round.is_none()
+                && state.queue.is_empty()
+            {
+                self.keys.remove(&key);
+            }
         }
     }
 
@@ -504,8 +533,9 @@ impl Proposer {
     pub fn tick(&mut self) {
         self.now += 1;
         let due: Vec<(Bytes, u8)> = self
-            .keys
+            .active
             .iter()
+            .filter_map(|k| self.keys.get(k).map(|s| (k, s)))
             .filter_map(|(k, s)| {
                 s.round.as_ref().filter(|r| r.deadline <= self.now).map(|r| {
                     let kind = match r.phase {

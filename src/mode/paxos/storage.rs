@@ -5,10 +5,15 @@
 //! redb's default `Durability::Immediate` (fsync) *before* any reply leaves, so promises and
 //! accepts survive kill -9 and power loss — and many concurrent messages share one fsync.
 //!
-//! A slot that garbage collection removed (§3.1) reads as a tombstone accepted at the
-//! acceptor's *floor*, the highest ballot it ever collected: so a removed key refuses every
-//! ballot at or below the floor, exactly as its tombstone would have, and a proposer that
-//! cached a promise from before the deletion can never write into the empty slot.
+//! A slot that garbage collection removed (§3.1) — like any absent slot — reads as "nothing
+//! accepted, promised up to the acceptor's *floor*", the highest ballot it ever collected:
+//! so a removed key refuses every ballot at or below the floor, exactly as its tombstone would
+//! have, and a proposer that cached a promise from before the deletion can never write into
+//! the empty slot. The floor is *not* reported as an accepted ballot to a prepare: it is the
+//! ballot of some other key's tombstone, and letting it outrank a real value of this key
+//! would erase an acknowledged write. It is reported as the accepted ballot of a refusal,
+//! where it only makes the proposer more doubtful (a refused value may have been chosen and
+//! then collected).
 
 use std::path::Path;
 
@@ -40,6 +45,10 @@ pub struct Config {
     pub version: u64,
     pub members: Vec<Member>,
     pub previous: Option<Vec<Member>>,
+    /// The highest node id that was ever a member; a new member needs a higher one, because
+    /// ballots carry the node id and a reused id could reuse a ballot.
+    #[serde(default)]
+    pub highest_id: u32,
 }
 
 impl Config {
@@ -128,6 +137,17 @@ fn db_error(e: impl std::fmt::Display) -> Error {
     Error::Io(format!("acceptor storage: {e}"))
 }
 
+/// Which slots [`Storage::keys`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFilter {
+    /// Slots holding a value.
+    Values,
+    /// Slots holding a tombstone.
+    Tombstones,
+    /// Every slot.
+    All,
+}
+
 /// The acceptor's database. Handles are cheap to share; writes are serialized by redb.
 pub struct Storage {
     db: Database,
@@ -202,10 +222,13 @@ impl Storage {
             for (key, message) in batch {
                 let stored = slots.get(key.as_ref()).map_err(db_error)?.map(|v| decode_slot(v.value())).transpose()?;
                 let exists = stored.is_some();
-                let mut slot = stored.unwrap_or(Slot { promised: floor, accepted: floor, value: None });
+                let mut slot = stored.unwrap_or(Slot { promised: floor, accepted: Ballot::ZERO, value: None });
                 match message {
                     AcceptorMessage::Paxos(request) => {
-                        let (response, changed) = acceptor::handle(&mut slot, request);
+                        let (mut response, changed) = acceptor::handle(&mut slot, request);
+                        if let Response::Conflict { accepted, .. } = &mut response {
+                            *accepted = (*accepted).max(floor);
+                        }
                         if changed {
                             slots.insert(key.as_ref(), encode_slot(&slot).as_slice()).map_err(db_error)?;
                             dirty = true;
@@ -242,15 +265,30 @@ impl Storage {
         Ok(replies)
     }
 
-    /// Keys whose slot holds a value (`tombstones: false`) or a tombstone (`true`), at most `limit`.
-    pub fn keys(&self, tombstones: bool, limit: usize) -> Result<Vec<Bytes>> {
+    /// Keys of slots that pass `filter` and `wanted`, in key order after `after`, at most `limit`.
+    pub fn keys(
+        &self,
+        filter: KeyFilter,
+        after: Option<&[u8]>,
+        limit: usize,
+        wanted: impl Fn(&[u8]) -> bool,
+    ) -> Result<Vec<Bytes>> {
         let txn = self.db.begin_read().map_err(db_error)?;
         let table = txn.open_table(SLOTS).map_err(db_error)?;
         let mut keys = Vec::new();
-        for item in table.iter().map_err(db_error)? {
+        let range = match after {
+            Some(a) => table.range::<&[u8]>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            None => table.range::<&[u8]>(..),
+        };
+        for item in range.map_err(db_error)? {
             let (k, v) = item.map_err(db_error)?;
             let holds_value = v.value().get(24) == Some(&1);
-            if holds_value != tombstones {
+            let pass = match filter {
+                KeyFilter::Values => holds_value,
+                KeyFilter::Tombstones => !holds_value,
+                KeyFilter::All => true,
+            };
+            if pass && wanted(k.value()) {
                 keys.push(Bytes::copy_from_slice(k.value()));
                 if keys.len() >= limit {
                     break;
@@ -301,7 +339,7 @@ mod tests {
         }
         let (s, rec) = Storage::open(dir.path()).unwrap();
         assert_eq!(rec.counter, 42);
-        assert_eq!(s.keys(false, 10).unwrap(), vec![key()]);
+        assert_eq!(s.keys(KeyFilter::Values, None, 10, |_| true).unwrap(), vec![key()]);
         let prepare = AcceptorMessage::Paxos(Request::Prepare { ballot: b(4, 2) });
         assert_eq!(
             s.handle(&[(key(), prepare)], 1).unwrap(),
@@ -310,7 +348,8 @@ mod tests {
         // A tombstone at (5,2), then its removal; a wrong ballot or configuration removes nothing.
         let tomb = AcceptorMessage::Paxos(Request::Accept { ballot: b(5, 2), value: None, promise_next: false });
         s.handle(&[(key(), tomb)], 1).unwrap();
-        assert_eq!(s.keys(true, 10).unwrap(), vec![key()]);
+        assert_eq!(s.keys(KeyFilter::Tombstones, None, 10, |_| true).unwrap(), vec![key()]);
+        assert_eq!(s.keys(KeyFilter::All, Some(b"k"), 10, |_| true).unwrap(), Vec::<Bytes>::new());
         let remove = |ballot, config_version| AcceptorMessage::Remove { ballot, config_version };
         assert_eq!(s.handle(&[(key(), remove(b(5, 1), 1))], 1).unwrap(), vec![AcceptorReply::Removed(false)]);
         assert_eq!(s.handle(&[(key(), remove(b(5, 2), 2))], 1).unwrap(), vec![AcceptorReply::Removed(false)]);
@@ -327,11 +366,19 @@ mod tests {
             s.handle(&[(key(), stale.clone()), (Bytes::from_static(b"other"), stale)], 1).unwrap()[..],
             [AcceptorReply::Paxos(Response::Conflict { .. }), AcceptorReply::Paxos(Response::Conflict { .. })]
         ));
-        // ...and reads as absent above it.
+        // ...reports the floor as the accepted ballot of a refusal (the refused value may have
+        // been chosen, then collected)...
+        let stale = AcceptorMessage::Paxos(Request::Accept { ballot: b(5, 1), value: None, promise_next: false });
+        assert_eq!(
+            s.handle(&[(key(), stale)], 1).unwrap(),
+            vec![AcceptorReply::Paxos(Response::Conflict { seen: b(5, 2), accepted: b(5, 2) })]
+        );
+        // ...and reads as never accepted above it: the floor belongs to no key in particular and
+        // must never outrank a real value another acceptor reports for this key.
         let prepare = AcceptorMessage::Paxos(Request::Prepare { ballot: b(6, 1) });
         assert_eq!(
             s.handle(&[(key(), prepare)], 1).unwrap(),
-            vec![AcceptorReply::Paxos(Response::Promised { accepted: b(5, 2), value: None })]
+            vec![AcceptorReply::Paxos(Response::Promised { accepted: Ballot::ZERO, value: None })]
         );
         drop(s);
         assert_eq!(Storage::open(dir.path()).unwrap().1.floor, b(5, 2));

@@ -177,6 +177,7 @@ pub fn config_to(c: &Config) -> proto::Config {
         members: members(&c.members),
         previous: c.previous.as_deref().map(members).unwrap_or_default(),
         joint: c.previous.is_some(),
+        highest_id: c.highest_id,
     }
 }
 
@@ -184,5 +185,10 @@ pub fn config_from(c: proto::Config) -> Config {
     let members = |ms: Vec<proto::Member>| {
         ms.into_iter().map(|m| Member { id: m.id, peer_addr: m.peer_addr }).collect::<Vec<_>>()
     };
-    Config { version: c.version, members: members(c.members), previous: c.joint.then(|| members(c.previous)) }
+    Config {
+        version: c.version,
+        members: members(c.members),
+        previous: c.joint.then(|| members(c.previous)),
+        highest_id: c.highest_id,
+    }
 }
