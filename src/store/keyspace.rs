@@ -27,7 +27,7 @@ pub struct SetOptions {
 }
 
 /// What a SET did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetReply {
     /// Whether the value was written (false when NX/XX stopped it).
     pub written: bool,
@@ -58,7 +58,7 @@ pub enum Mutation {
 }
 
 /// The outcome of a mutation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MutationReply {
     /// SET's outcome.
     Set(SetReply),

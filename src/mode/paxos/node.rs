@@ -641,7 +641,7 @@ async fn run_gc(node: std::sync::Weak<Node>) {
             continue; // no collection while a membership change runs
         }
         pass += 1;
-        let everything = pass % 10 == 0;
+        let everything = pass.is_multiple_of(10);
         let scan = node.clone();
         let after = cursor.clone();
         let found = tokio::task::spawn_blocking(move || {
