@@ -10,6 +10,7 @@ use tracing_subscriber::EnvFilter;
 use crate::error::{Error, Result};
 use crate::mode::ModeName;
 use crate::mode::paxos::{PaxosMode, PaxosOptions};
+use crate::mode::raft::{RaftMode, RaftOptions};
 use crate::mode::s3::{DEFAULT_OBJECT_KEY, S3Mode, S3ModeOptions};
 use crate::node::Faults;
 use crate::object::{LocalDir, ObjectStore, Partitionable, S3, S3Options};
@@ -80,20 +81,20 @@ pub struct ServeArgs {
     /// s3 mode: group commit (one conditional PUT for all writes queued at once).
     #[arg(long, value_enum, default_value = "on", help_heading = "s3 mode")]
     pub s3_batch: Switch,
-    /// paxos mode: this node's id (1, 2, ...).
-    #[arg(long, default_value_t = 1, help_heading = "paxos mode")]
+    /// paxos and raft modes: this node's id (1, 2, ...).
+    #[arg(long, default_value_t = 1, help_heading = "paxos and raft modes")]
     pub node_id: u32,
-    /// paxos mode: where peers reach this node (node-to-node gRPC).
-    #[arg(long, default_value = "127.0.0.1:7379", help_heading = "paxos mode")]
+    /// paxos and raft modes: where peers reach this node (node-to-node gRPC).
+    #[arg(long, default_value = "127.0.0.1:7379", help_heading = "paxos and raft modes")]
     pub peer_addr: String,
-    /// paxos mode: the initial members, `1=host:port,2=host:port,...` (this node included);
+    /// paxos and raft modes: the initial members, `1=host:port,2=host:port,...` (this node included);
     /// used only on first start: later the configuration stored in --data-dir wins. Omitted:
     /// a one-node cluster.
-    #[arg(long, help_heading = "paxos mode", value_parser = crate::mode::paxos::parse_peers)]
+    #[arg(long, help_heading = "paxos and raft modes", value_parser = crate::mode::paxos::parse_peers)]
     pub peers: Option<Members>,
-    /// paxos mode: start with no configuration and wait to be added by a member
+    /// paxos and raft modes: start with no configuration and wait to be added by a member
     /// (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`).
-    #[arg(long, help_heading = "paxos mode", conflicts_with = "peers")]
+    #[arg(long, help_heading = "paxos and raft modes", conflicts_with = "peers")]
     pub join: bool,
     /// paxos mode: the one-round-trip optimisation (an accept also promises the next ballot).
     #[arg(long, value_enum, default_value = "on", help_heading = "paxos mode")]
@@ -101,6 +102,10 @@ pub struct ServeArgs {
     /// paxos mode: how often tombstones of deleted keys are garbage-collected (0s: never).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, help_heading = "paxos mode")]
     pub paxos_gc_interval: std::time::Duration,
+    /// raft mode: answer reads from this node's state machine without asking the leader —
+    /// faster, but a read may miss recent writes (NOT linearizable).
+    #[arg(long, help_heading = "raft mode")]
+    pub stale_reads: bool,
     /// Test only: accept a paxos value after this many acknowledgements (breaks quorum
     /// intersection, so the checker has a bug to catch).
     #[arg(long, hide = true)]
@@ -195,8 +200,22 @@ async fn open_store(args: &ServeArgs, faults: Arc<Faults>) -> Result<Arc<dyn Sto
             };
             Ok(Arc::new(PaxosMode::start(options, faults).await?))
         }
+        ModeName::Raft => {
+            if args.stale_reads {
+                tracing::warn!("--stale-reads: reads are served locally and may be stale (not linearizable)");
+            }
+            let options = RaftOptions {
+                node_id: u64::from(args.node_id),
+                peer_addr: args.peer_addr.clone(),
+                peers: args.peers.clone().unwrap_or_default(),
+                join: args.join,
+                data_dir: args.data_dir.clone(),
+                stale_reads: args.stale_reads,
+            };
+            Ok(Arc::new(RaftMode::start(options, faults).await?))
+        }
         other => Err(Error::Config(format!(
-            "--mode {} is not available in this build yet; available modes: s3, paxos",
+            "--mode {} is not available in this build yet; available modes: s3, paxos, raft",
             other.as_str()
         ))),
     }

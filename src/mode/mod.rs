@@ -1,6 +1,7 @@
 //! The consistency modes, each one folder behind the [`Store`](crate::store::Store) trait.
 
 pub mod paxos;
+pub mod raft;
 pub mod s3;
 
 use clap::ValueEnum;

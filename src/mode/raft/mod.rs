@@ -1,0 +1,756 @@
+//! raft mode: a Raft log replicated to a majority, on openraft 0.9 (the stable line, with its
+//! v2 storage traits under the `storage-v2` feature).
+//!
+//! * **Storage.** The log, vote and committed index live in redb (`DATA/raft-log.redb`),
+//!   every transaction fsync'd before it returns ([`log`]); the state machine is in memory,
+//!   snapshotted to a file every [`SNAPSHOT_EVERY`] entries, after which the log is purged
+//!   ([`machine`]). A node that was down long catches up by snapshot.
+//! * **Start.** The node with the smallest id in `--peers` initialises the cluster once: only
+//!   while its own storage is empty and every peer answers that its storage is empty too.
+//!   A restart (or a wiped node whose peers have state) never initialises again.
+//! * **Writes** go to the leader: a follower forwards them over the peer plane. Every write
+//!   carries a unique request id (node, sequence); the state machine remembers recent ids and
+//!   their replies, so the node may retry a write whose outcome it did not learn — on the
+//!   same or a new leader — and it is applied exactly once. Only when no retry settles it
+//!   before the deadline does the client get `-UNCERTAIN` (or `-TRYAGAIN` if no attempt can
+//!   have reached a leader).
+//! * **Reads** are linearizable on every node: the leader confirms its leadership with a
+//!   quorum and returns its commit index (`get_read_log_id`, the read index); the reading
+//!   node waits until it has applied that index and reads locally. `--stale-reads` reads the
+//!   local state machine directly — fast, possibly stale, documented as such.
+//! * **Membership**: `VALTHREE.MEMBERS ADD/REMOVE` (behind `cluster add-node/remove-node`)
+//!   adds a learner, waits for it to catch up, then makes it a voter; or removes a voter.
+
+mod log;
+mod machine;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use openraft::error::{
+    CheckIsLeaderError, ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
+    Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::{BasicNode, ChangeMembers, LogId, Raft, ServerState, SnapshotPolicy};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tonic::transport::Channel;
+
+use crate::error::{Error, Result};
+use crate::mode::paxos::storage::Member;
+use crate::node::Faults;
+use crate::peer::proto;
+use crate::peer::proto::raft_peer_client::RaftPeerClient;
+use crate::peer::proto::raft_peer_server::{RaftPeer, RaftPeerServer};
+use crate::store::{MembershipChange, ModeInfo, Mutation, MutationReply, Store};
+
+pub type NodeId = u64;
+
+/// A request's unique id: (the node that first accepted it from a client, its sequence).
+pub type RequestId = (NodeId, u64);
+
+/// A client write as it travels through the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: RequestId,
+    pub mutation: Mutation,
+}
+
+/// The state machine's answer to one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    pub result: std::result::Result<MutationReply, String>,
+}
+
+openraft::declare_raft_types!(
+    /// valthree's Raft types.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+);
+
+/// Entries between snapshots.
+pub const SNAPSHOT_EVERY: u64 = 2000;
+/// How long a command may keep retrying (new leader, forward) before it gives up.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(5);
+/// One peer call's limit.
+const RPC_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Options of raft mode.
+#[derive(Debug, Clone)]
+pub struct RaftOptions {
+    pub node_id: NodeId,
+    pub peer_addr: String,
+    pub peers: Vec<Member>,
+    pub join: bool,
+    pub data_dir: PathBuf,
+    pub stale_reads: bool,
+}
+
+struct Inner {
+    id: NodeId,
+    options: RaftOptions,
+    raft: Raft<TypeConfig>,
+    machine: machine::Machine,
+    log: log::LogStore,
+    faults: Arc<Faults>,
+    seq: AtomicU64,
+    clients: std::sync::Mutex<BTreeMap<String, RaftPeerClient<Channel>>>,
+    forwards_retried: AtomicU64,
+    leader_changes: AtomicU64,
+}
+
+/// raft mode's [`Store`].
+pub struct RaftMode {
+    inner: Arc<Inner>,
+}
+
+fn peer_name(id: NodeId) -> String {
+    format!("n{id}")
+}
+
+fn client_for(inner: &Inner, addr: &str) -> Result<RaftPeerClient<Channel>> {
+    let mut clients = inner.clients.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = clients.get(addr) {
+        return Ok(c.clone());
+    }
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| Error::Config(format!("bad peer address {addr:?}: {e}")))?
+        .connect_timeout(crate::peer::CONNECT_TIMEOUT)
+        .tcp_nodelay(true);
+    let client = RaftPeerClient::new(endpoint.connect_lazy());
+    clients.insert(addr.to_string(), client.clone());
+    Ok(client)
+}
+
+fn to_json<T: Serialize>(from: NodeId, value: &T) -> proto::RaftPayload {
+    proto::RaftPayload { from, json: serde_json::to_vec(value).expect("raft messages serialize").into() }
+}
+
+fn from_json<T: DeserializeOwned>(payload: &proto::RaftPayload) -> std::result::Result<T, tonic::Status> {
+    serde_json::from_slice(&payload.json).map_err(|e| tonic::Status::invalid_argument(e.to_string()))
+}
+
+// ---- the network openraft uses ----
+
+/// Makes connections to peers for openraft.
+pub struct Network {
+    from: NodeId,
+    faults: Arc<Faults>,
+}
+
+/// One peer, as openraft sees it.
+pub struct Connection {
+    from: NodeId,
+    target: NodeId,
+    client: std::result::Result<RaftPeerClient<Channel>, String>,
+    faults: Arc<Faults>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
+        let client = tonic::transport::Endpoint::from_shared(format!("http://{}", node.addr))
+            .map(|e| {
+                RaftPeerClient::new(e.connect_timeout(crate::peer::CONNECT_TIMEOUT).tcp_nodelay(true).connect_lazy())
+            })
+            .map_err(|e| e.to_string());
+        Connection { from: self.from, target, client, faults: self.faults.clone() }
+    }
+}
+
+impl Connection {
+    async fn call<Req: Serialize, Resp: DeserializeOwned, E: std::error::Error + DeserializeOwned>(
+        &mut self,
+        kind: &'static str,
+        request: &Req,
+        option: &RPCOption,
+    ) -> std::result::Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
+        let unreachable = |why: String| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(why)));
+        if self.faults.is_isolated_from(&peer_name(self.target)) {
+            return Err(unreachable(format!("partitioned from n{}", self.target)));
+        }
+        let mut client = self.client.clone().map_err(unreachable)?;
+        let payload = to_json(self.from, request);
+        let call = async {
+            match kind {
+                "append" => client.append_entries(payload).await,
+                "vote" => client.vote(payload).await,
+                _ => client.install_snapshot(payload).await,
+            }
+        };
+        let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
+            Err(_) => return Err(RPCError::Network(NetworkError::new(&std::io::Error::other("timed out")))),
+            Ok(Err(status)) if crate::peer::never_sent(&status) => return Err(unreachable(status.message().into())),
+            Ok(Err(status)) => {
+                return Err(RPCError::Network(NetworkError::new(&std::io::Error::other(status.message().to_string()))));
+            }
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        let result: std::result::Result<Resp, RaftError<NodeId, E>> = serde_json::from_slice(&reply.json)
+            .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e.to_string()))))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> std::result::Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call("append", &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> std::result::Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call("snapshot", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> std::result::Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call("vote", &rpc, &option).await
+    }
+}
+
+// ---- what a follower asks the leader ----
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Forwarded {
+    Write(Request),
+    Membership(WireChange),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum WireChange {
+    Add { id: NodeId, peer_addr: String },
+    Remove { id: NodeId },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum ForwardReply {
+    Write(Response),
+    Membership(Vec<String>),
+    /// Not the leader (any more); the entry was not appended here.
+    NotLeader(Option<NodeId>),
+    /// Something else; `maybe` when the entry may have been appended.
+    Failed {
+        message: String,
+        maybe: bool,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum ReadIndexReply {
+    Index(Option<u64>),
+    NotLeader(Option<NodeId>),
+    Failed(String),
+}
+
+struct Service {
+    inner: Arc<Inner>,
+}
+
+impl Service {
+    fn check_from(&self, from: u64) -> std::result::Result<(), tonic::Status> {
+        if from != self.inner.id && self.inner.faults.is_isolated_from(&peer_name(from)) {
+            return Err(tonic::Status::unavailable(format!("partitioned from n{from}")));
+        }
+        Ok(())
+    }
+}
+
+type RpcResult = std::result::Result<tonic::Response<proto::RaftPayload>, tonic::Status>;
+
+#[tonic::async_trait]
+impl RaftPeer for Service {
+    async fn append_entries(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
+        let payload = request.into_inner();
+        self.check_from(payload.from)?;
+        let result = self.inner.raft.append_entries(from_json(&payload)?).await;
+        Ok(tonic::Response::new(to_json(self.inner.id, &result)))
+    }
+
+    async fn vote(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
+        let payload = request.into_inner();
+        self.check_from(payload.from)?;
+        let result = self.inner.raft.vote(from_json(&payload)?).await;
+        Ok(tonic::Response::new(to_json(self.inner.id, &result)))
+    }
+
+    async fn install_snapshot(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
+        let payload = request.into_inner();
+        self.check_from(payload.from)?;
+        let result = self.inner.raft.install_snapshot(from_json(&payload)?).await;
+        Ok(tonic::Response::new(to_json(self.inner.id, &result)))
+    }
+
+    async fn forward(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
+        let payload = request.into_inner();
+        self.check_from(payload.from)?;
+        let reply = match from_json::<Forwarded>(&payload)? {
+            Forwarded::Write(request) => self.inner.write_here(request).await,
+            Forwarded::Membership(change) => match self.inner.change_here(change).await {
+                Ok(lines) => ForwardReply::Membership(lines),
+                Err(reply) => reply,
+            },
+        };
+        Ok(tonic::Response::new(to_json(self.inner.id, &reply)))
+    }
+
+    async fn read_index(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
+        let payload = request.into_inner();
+        self.check_from(payload.from)?;
+        let reply = match self.inner.raft.get_read_log_id().await {
+            Ok((read, _applied)) => ReadIndexReply::Index(read.map(|l| l.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => ReadIndexReply::NotLeader(f.leader_id),
+            Err(e) => ReadIndexReply::Failed(e.to_string()),
+        };
+        Ok(tonic::Response::new(to_json(self.inner.id, &reply)))
+    }
+
+    async fn probe(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
+        let payload = request.into_inner();
+        self.check_from(payload.from)?;
+        let pristine = self.inner.log.is_pristine().map_err(|e| tonic::Status::unavailable(e.to_string()))?
+            && self.inner.machine.state.read().unwrap_or_else(|e| e.into_inner()).last_applied.is_none();
+        Ok(tonic::Response::new(to_json(self.inner.id, &pristine)))
+    }
+}
+
+impl Inner {
+    fn metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        self.metrics().current_leader
+    }
+
+    fn addr_of(&self, id: NodeId) -> Option<String> {
+        let metrics = self.metrics();
+        metrics.membership_config.nodes().find(|(n, _)| **n == id).map(|(_, node)| node.addr.clone())
+    }
+
+    fn isolated_from(&self, id: NodeId) -> bool {
+        id != self.id && self.faults.is_isolated_from(&peer_name(id))
+    }
+
+    /// Calls the leader `leader`; `Err((message, maybe_sent))`.
+    async fn call_peer<T: DeserializeOwned>(
+        &self,
+        id: NodeId,
+        kind: &'static str,
+        payload: proto::RaftPayload,
+        timeout: Duration,
+    ) -> std::result::Result<T, (String, bool)> {
+        if self.isolated_from(id) {
+            return Err((format!("partitioned from n{id}"), false));
+        }
+        let addr = self.addr_of(id).ok_or_else(|| (format!("n{id} is not in the membership"), false))?;
+        let mut client = client_for(self, &addr).map_err(|e| (e.to_string(), false))?;
+        let call = async {
+            match kind {
+                "forward" => client.forward(payload).await,
+                "read_index" => client.read_index(payload).await,
+                _ => client.probe(payload).await,
+            }
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Err(_) => Err((format!("n{id} did not answer in time"), true)),
+            Ok(Err(status)) => Err((format!("n{id}: {}", status.message()), !crate::peer::never_sent(&status))),
+            Ok(Ok(reply)) => serde_json::from_slice(&reply.into_inner().json).map_err(|e| (e.to_string(), true)),
+        }
+    }
+
+    /// Appends a write on this node, if it leads.
+    async fn write_here(&self, request: Request) -> ForwardReply {
+        let was_leader = self.leader() == Some(self.id);
+        match self.raft.client_write(request).await {
+            Ok(response) => ForwardReply::Write(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                if was_leader {
+                    // Leadership was lost while the entry may already have been appended.
+                    ForwardReply::Failed { message: "leadership changed during the write".into(), maybe: true }
+                } else {
+                    ForwardReply::NotLeader(f.leader_id)
+                }
+            }
+            Err(e) => ForwardReply::Failed { message: e.to_string(), maybe: true },
+        }
+    }
+
+    /// Runs a write through the leader, retrying with the same request id (the state machine
+    /// applies it once) until it settles or the deadline passes.
+    async fn write(&self, mutation: Mutation) -> Result<MutationReply> {
+        let request = Request { id: (self.id, self.seq.fetch_add(1, Ordering::Relaxed)), mutation };
+        let deadline = Instant::now() + COMMAND_DEADLINE;
+        let mut maybe_applied = false;
+        let mut last = String::from("no leader is known");
+        let mut attempt = 0u32;
+        while Instant::now() < deadline {
+            if attempt > 0 {
+                self.forwards_retried.fetch_add(1, Ordering::Relaxed);
+                antithesis_sdk::assert_sometimes!(true, "raft: a write was retried");
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt.min(10)))).await;
+            }
+            attempt += 1;
+            let Some(leader) = self.leader() else { continue };
+            let reply = if leader == self.id {
+                self.write_here(request.clone()).await
+            } else {
+                let payload = to_json(self.id, &Forwarded::Write(request.clone()));
+                let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+                match self.call_peer::<ForwardReply>(leader, "forward", payload, left.min(RPC_TIMEOUT)).await {
+                    Ok(reply) => reply,
+                    Err((message, maybe)) => ForwardReply::Failed { message, maybe },
+                }
+            };
+            match reply {
+                ForwardReply::Write(response) => {
+                    return response.result.map_err(Error::Input);
+                }
+                ForwardReply::NotLeader(_) => last = format!("n{leader} is not the leader"),
+                ForwardReply::Failed { message, maybe } => {
+                    maybe_applied |= maybe;
+                    last = message;
+                }
+                ForwardReply::Membership(_) => last = "unexpected reply".into(),
+            }
+        }
+        if maybe_applied {
+            Err(Error::Uncertain(format!("the write may have been committed: {last}")))
+        } else {
+            Err(Error::TryAgain(format!("no leader accepted the write: {last}")))
+        }
+    }
+
+    /// Waits until a read here is linearizable: the leader's read index, applied locally.
+    async fn read_barrier(&self) -> Result<()> {
+        if self.options.stale_reads {
+            return Ok(());
+        }
+        let deadline = Instant::now() + COMMAND_DEADLINE;
+        let mut last = String::from("no leader is known");
+        let mut attempt = 0u32;
+        while Instant::now() < deadline {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt.min(10)))).await;
+            }
+            attempt += 1;
+            let Some(leader) = self.leader() else { continue };
+            let index = if leader == self.id {
+                match self.raft.get_read_log_id().await {
+                    Ok((read, _)) => read.map(|l| l.index),
+                    Err(e) => {
+                        last = e.to_string();
+                        continue;
+                    }
+                }
+            } else {
+                let payload = to_json(self.id, &());
+                match self.call_peer::<ReadIndexReply>(leader, "read_index", payload, RPC_TIMEOUT).await {
+                    Ok(ReadIndexReply::Index(index)) => index,
+                    Ok(ReadIndexReply::NotLeader(_)) => {
+                        last = format!("n{leader} is not the leader");
+                        continue;
+                    }
+                    Ok(ReadIndexReply::Failed(e)) | Err((e, _)) => {
+                        last = e;
+                        continue;
+                    }
+                }
+            };
+            let Some(index) = index else { return Ok(()) };
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.raft.wait(Some(left)).applied_index_at_least(Some(index), "read index").await {
+                Ok(_) => return Ok(()),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(Error::TryAgain(format!("no linearizable read possible: {last}")))
+    }
+
+    async fn change_here(&self, change: WireChange) -> std::result::Result<Vec<String>, ForwardReply> {
+        let fail = |e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ForwardReply::NotLeader(f.leader_id),
+            other => ForwardReply::Failed { message: other.to_string(), maybe: true },
+        };
+        match change {
+            WireChange::Add { id, peer_addr } => {
+                self.raft.add_learner(id, BasicNode::new(peer_addr), true).await.map_err(fail)?;
+                let voters: BTreeSet<NodeId> = [id].into();
+                self.raft.change_membership(ChangeMembers::AddVoterIds(voters), false).await.map_err(fail)?;
+            }
+            WireChange::Remove { id } => {
+                let voters: BTreeSet<NodeId> = [id].into();
+                self.raft.change_membership(ChangeMembers::RemoveVoters(voters), false).await.map_err(fail)?;
+                let nodes: BTreeSet<NodeId> = [id].into();
+                self.raft.change_membership(ChangeMembers::RemoveNodes(nodes), false).await.map_err(fail)?;
+            }
+        }
+        Ok(self.show())
+    }
+
+    fn show(&self) -> Vec<String> {
+        let metrics = self.metrics();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let mut lines = vec![format!("log index {}", metrics.last_log_index.unwrap_or(0))];
+        for (id, node) in membership.nodes() {
+            let role = if voters.contains(id) { "member" } else { "learner" };
+            lines.push(format!("{role} {id} {}", node.addr));
+        }
+        lines
+    }
+
+    /// Initialises the cluster once: from the smallest id, when it and every peer are empty.
+    async fn bootstrap(self: Arc<Self>) {
+        let peers = self.options.peers.clone();
+        if self.options.join || peers.iter().map(|m| u64::from(m.id)).min() != Some(self.id) {
+            return;
+        }
+        loop {
+            if self.raft.is_initialized().await.unwrap_or(true) || self.leader().is_some() {
+                return;
+            }
+            if !self.log.is_pristine().unwrap_or(false) {
+                return;
+            }
+            let mut all_empty = true;
+            for m in peers.iter().filter(|m| u64::from(m.id) != self.id) {
+                let payload = to_json(self.id, &());
+                let answer = async {
+                    let mut client = client_for(&self, &m.peer_addr).map_err(|e| e.to_string())?;
+                    let reply = tokio::time::timeout(RPC_TIMEOUT, client.probe(payload))
+                        .await
+                        .map_err(|_| "timed out".to_string())?
+                        .map_err(|s| s.message().to_string())?;
+                    serde_json::from_slice::<bool>(&reply.into_inner().json).map_err(|e| e.to_string())
+                };
+                match answer.await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!(peer = m.id, "a peer already has raft state: not initialising");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = m.id, "waiting for peer before initialising: {e}");
+                        all_empty = false;
+                        break;
+                    }
+                }
+            }
+            if all_empty {
+                let members: BTreeMap<NodeId, BasicNode> =
+                    peers.iter().map(|m| (u64::from(m.id), BasicNode::new(m.peer_addr.clone()))).collect();
+                match self.raft.initialize(members).await {
+                    Ok(()) => tracing::info!("cluster initialised"),
+                    Err(e) => tracing::info!("initialise: {e}"),
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+impl RaftMode {
+    /// Opens storage, starts openraft, the peer server, and (on the first node) the bootstrap.
+    pub async fn start(options: RaftOptions, faults: Arc<Faults>) -> Result<Self> {
+        let id = u64::from(options.node_id);
+        let mut peers = options.peers.clone();
+        if peers.is_empty() && !options.join {
+            peers = vec![Member { id: options.node_id as u32, peer_addr: options.peer_addr.clone() }];
+        }
+        if !options.join && !peers.iter().any(|m| u64::from(m.id) == id) {
+            return Err(Error::Config(format!("--peers does not list this node (--node-id {id})")));
+        }
+        std::fs::create_dir_all(&options.data_dir)
+            .map_err(|e| Error::Config(format!("cannot create {}: {e}", options.data_dir.display())))?;
+        let log = log::LogStore::open(&options.data_dir.join("raft-log.redb")).map_err(Error::Config)?;
+        let machine = machine::Machine::open(&options.data_dir).map_err(Error::Config)?;
+        let config = openraft::Config {
+            cluster_name: "valthree".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 500,
+            election_timeout_max: 1000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
+            max_in_snapshot_log_to_keep: 500,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| Error::Config(e.to_string()))?;
+        let listener = tokio::net::TcpListener::bind(&options.peer_addr)
+            .await
+            .map_err(|e| Error::Config(format!("cannot listen for peers on {}: {e}", options.peer_addr)))?;
+        let network = Network { from: id, faults: faults.clone() };
+        let raft = Raft::new(id, Arc::new(config), network, log.clone(), machine.clone())
+            .await
+            .map_err(|e| Error::Config(format!("cannot start raft: {e}")))?;
+        let options = RaftOptions { peers, ..options };
+        let inner = Arc::new(Inner {
+            id,
+            options,
+            raft,
+            machine,
+            log,
+            faults,
+            seq: AtomicU64::new(0),
+            clients: Default::default(),
+            forwards_retried: AtomicU64::new(0),
+            leader_changes: AtomicU64::new(0),
+        });
+        // Request ids must never repeat across restarts: start the sequence at the clock.
+        let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64);
+        inner.seq.store(start.unwrap_or(0), Ordering::Relaxed);
+        let service = Service { inner: inner.clone() };
+        tokio::spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(RaftPeerServer::new(service))
+                .serve_with_incoming(incoming)
+                .await
+            {
+                tracing::error!("peer server stopped: {e}");
+            }
+        });
+        tokio::spawn(inner.clone().bootstrap());
+        tokio::spawn(watch_leader(Arc::downgrade(&inner)));
+        Ok(Self { inner })
+    }
+}
+
+async fn watch_leader(inner: std::sync::Weak<Inner>) {
+    let Some(mut rx) = inner.upgrade().map(|i| i.raft.metrics()) else { return };
+    let mut leader = None;
+    while rx.changed().await.is_ok() {
+        let now = rx.borrow().current_leader;
+        if now != leader {
+            if leader.is_some() {
+                antithesis_sdk::assert_sometimes!(true, "raft: a leader change was observed");
+            }
+            tracing::info!(?now, "leader changed");
+            leader = now;
+            if let Some(i) = inner.upgrade() {
+                i.leader_changes.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for RaftMode {
+    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        self.inner.read_barrier().await?;
+        Ok(machine::read(&self.inner.machine.state, &[Bytes::copy_from_slice(key)]).pop().flatten())
+    }
+
+    async fn mget(&self, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>> {
+        self.inner.read_barrier().await?;
+        Ok(machine::read(&self.inner.machine.state, keys))
+    }
+
+    async fn dbsize(&self) -> Result<u64> {
+        self.inner.read_barrier().await?;
+        Ok(self.inner.machine.state.read().unwrap_or_else(|e| e.into_inner()).keyspace.len() as u64)
+    }
+
+    async fn mutate(&self, mutation: Mutation) -> Result<MutationReply> {
+        self.inner.write(mutation).await
+    }
+
+    fn describe(&self) -> ModeInfo {
+        let inner = &self.inner;
+        let m = inner.metrics();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, n)| format!("{id}={}{}", n.addr, if voters.contains(id) { "" } else { "(learner)" }))
+            .collect::<Vec<_>>()
+            .join(",");
+        let idx = |l: Option<LogId<NodeId>>| l.map_or(0, |l| l.index).to_string();
+        let details = vec![
+            ("raft_node_id".into(), inner.id.to_string()),
+            ("raft_role".into(), role.into()),
+            ("raft_term".into(), m.current_term.to_string()),
+            ("raft_leader".into(), m.current_leader.map_or("none".into(), |l| l.to_string())),
+            ("raft_last_log_index".into(), m.last_log_index.unwrap_or(0).to_string()),
+            ("raft_commit_index".into(), idx(m.last_applied)),
+            ("raft_last_applied".into(), idx(m.last_applied)),
+            ("raft_snapshot_index".into(), idx(m.snapshot)),
+            ("raft_log_entries_kept".into(), inner.log.len().to_string()),
+            ("raft_members".into(), members),
+            ("raft_stale_reads".into(), if inner.options.stale_reads { "on" } else { "off" }.into()),
+            ("raft_writes_retried".into(), inner.forwards_retried.load(Ordering::Relaxed).to_string()),
+            ("raft_leader_changes".into(), inner.leader_changes.load(Ordering::Relaxed).to_string()),
+            ("raft_snapshots_installed".into(), inner.machine.snapshots_installed().to_string()),
+        ];
+        ModeInfo { mode: "raft", details }
+    }
+
+    async fn change_membership(&self, change: MembershipChange) -> Result<Vec<String>> {
+        let inner = &self.inner;
+        let change = match change {
+            MembershipChange::Show => return Ok(inner.show()),
+            MembershipChange::Add { id, peer_addr } => WireChange::Add { id: u64::from(id), peer_addr },
+            MembershipChange::Remove { id } => WireChange::Remove { id: u64::from(id) },
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = String::from("no leader is known");
+        while Instant::now() < deadline {
+            let Some(leader) = inner.leader() else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let reply = if leader == inner.id {
+                match inner.change_here(change.clone()).await {
+                    Ok(lines) => return Ok(lines),
+                    Err(reply) => reply,
+                }
+            } else {
+                let payload = to_json(inner.id, &Forwarded::Membership(change.clone()));
+                match inner.call_peer::<ForwardReply>(leader, "forward", payload, Duration::from_secs(60)).await {
+                    Ok(reply) => reply,
+                    Err((message, _)) => ForwardReply::Failed { message, maybe: true },
+                }
+            };
+            match reply {
+                ForwardReply::Membership(lines) => return Ok(lines),
+                ForwardReply::Failed { message, .. } => last = message,
+                ForwardReply::NotLeader(_) | ForwardReply::Write(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(Error::Uncertain(format!("membership change not confirmed: {last}")))
+    }
+}
