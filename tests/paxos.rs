@@ -4,11 +4,14 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Down, cluster, free_base, free_port, text, valthree};
+use common::free_port;
+use common::{
+    Down, addrs, cluster, info_field, kill_9_of_every_node_loses_no_acknowledged_write, redis, text, up, valthree,
+    workload,
+};
 use serde_json::Value;
 use valthree::mode::paxos::storage::Member;
 use valthree::mode::paxos::{PaxosMode, PaxosOptions};
@@ -37,61 +40,12 @@ async fn conformance_suite_passes_on_three_nodes() {
     run_conformance_suite(nodes).await;
 }
 
-fn redis(addr: &str) -> redis::Connection {
-    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
-    let con = client.get_connection_with_timeout(Duration::from_secs(5)).unwrap();
-    con.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    con
-}
-
-fn addrs(status: &Value) -> Vec<String> {
-    status["nodes"].as_array().unwrap().iter().map(|n| n["addr"].as_str().unwrap().to_string()).collect()
-}
-
-fn info_field(addr: &str, field: &str) -> String {
-    let info: String = redis::cmd("INFO").arg("valthree").query(&mut redis(addr)).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
-        .unwrap_or_else(|| panic!("no {field} in INFO: {info}"))
-}
-
-fn up(dir: &Path, extra: &[&str]) -> Value {
-    let base = free_base().to_string();
-    let mut args = vec!["up", "--mode", "paxos", "--nodes", "3", "--base-port", &base];
-    if !extra.is_empty() {
-        args.push("--");
-        args.extend_from_slice(extra);
-    }
-    cluster(dir, &args)
-}
-
-/// Runs `valthree workload --check` against the cluster in `dir`; returns (passed, output).
-fn workload(dir: &Path, history: &Path, extra: &[&str]) -> (bool, String) {
-    let mut args = vec![
-        "workload",
-        "--cluster",
-        dir.to_str().unwrap(),
-        "--clients",
-        "6",
-        "--keys",
-        "4",
-        "--timeout",
-        "2s",
-        "--history",
-        history.to_str().unwrap(),
-        "--check",
-    ];
-    args.extend_from_slice(extra);
-    let out = valthree(&args);
-    (out.status.success(), text(&out))
-}
-
 #[test]
 fn workloads_under_kill_pause_and_partition_are_linearizable_on_several_seeds() {
     for seed in ["1", "2"] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("c");
-        up(&dir, &[]);
+        up(&dir, "paxos", &[]);
         let _down = Down(&dir);
         let history = tmp.path().join("h.jsonl");
         let nemesis = ["--nemesis", "kill,pause,partition", "--nemesis-interval", "1500ms"];
@@ -116,7 +70,7 @@ fn a_broken_accept_quorum_is_caught_by_the_checker() {
     for seed in ["1", "2", "3"] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("c");
-        up(&dir, &["--unsafe-accept-quorum", "1"]);
+        up(&dir, "paxos", &["--unsafe-accept-quorum", "1"]);
         let _down = Down(&dir);
         let history = tmp.path().join("h.jsonl");
         let extra = ["--duration", "10s", "--seed", seed, "--nemesis", "partition", "--nemesis-interval", "2s"];
@@ -132,55 +86,14 @@ fn a_broken_accept_quorum_is_caught_by_the_checker() {
 
 #[test]
 fn kill_9_of_every_node_during_writes_loses_no_acknowledged_write() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("c");
-    let status = up(&dir, &[]);
-    let _down = Down(&dir);
-    let addrs = addrs(&status);
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writers: Vec<_> = (0..6)
-        .map(|c| {
-            let addr = addrs[c % 3].clone();
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut acked = Vec::new();
-                let mut con = redis(&addr);
-                for i in 0.. {
-                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                        break;
-                    }
-                    let key = format!("w{c}-{i}");
-                    match redis::cmd("SET").arg(&key).arg(i).query::<String>(&mut con) {
-                        Ok(_) => acked.push(key),
-                        Err(_) => break, // the node died under us
-                    }
-                }
-                acked
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(1500));
-    for n in ["n1", "n2", "n3"] {
-        cluster(&dir, &["kill", n]);
-    }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let acked: Vec<String> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
-    assert!(acked.len() > 50, "only {} writes were acknowledged before the crash", acked.len());
-    for n in ["n1", "n2", "n3"] {
-        cluster(&dir, &["restart", n]);
-    }
-    let mut con = redis(&addrs[1]);
-    for key in &acked {
-        let v: Option<String> = redis::cmd("GET").arg(key).query(&mut con).unwrap();
-        assert!(v.is_some(), "acknowledged {key} is gone after kill -9 of every node");
-    }
+    kill_9_of_every_node_loses_no_acknowledged_write("paxos");
 }
 
 #[test]
 fn deleted_keys_are_garbage_collected_and_never_come_back() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
-    let status = up(&dir, &["--paxos-gc-interval", "200ms"]);
+    let status = up(&dir, "paxos", &["--paxos-gc-interval", "200ms"]);
     let _down = Down(&dir);
     let addrs = addrs(&status);
     let mut con = redis(&addrs[0]);
@@ -224,7 +137,7 @@ fn deleted_keys_are_garbage_collected_and_never_come_back() {
 fn membership_grows_to_five_and_shrinks_back_under_load_linearizably() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
-    let status = up(&dir, &[]);
+    let status = up(&dir, "paxos", &[]);
     let _down = Down(&dir);
     let history = tmp.path().join("h.jsonl");
     let addrs = addrs(&status).join(",");

@@ -106,6 +106,9 @@ pub struct ServeArgs {
     /// faster, but a read may miss recent writes (NOT linearizable).
     #[arg(long, help_heading = "raft mode")]
     pub stale_reads: bool,
+    /// raft mode: log entries between snapshots (the log is then purged but for a quarter of that).
+    #[arg(long, default_value_t = crate::mode::raft::SNAPSHOT_EVERY, help_heading = "raft mode")]
+    pub raft_snapshot_every: u64,
     /// Test only: accept a paxos value after this many acknowledgements (breaks quorum
     /// intersection, so the checker has a bug to catch).
     #[arg(long, hide = true)]
@@ -211,6 +214,7 @@ async fn open_store(args: &ServeArgs, faults: Arc<Faults>) -> Result<Arc<dyn Sto
                 join: args.join,
                 data_dir: args.data_dir.clone(),
                 stale_reads: args.stale_reads,
+                snapshot_every: args.raft_snapshot_every,
             };
             Ok(Arc::new(RaftMode::start(options, faults).await?))
         }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The valthree binary cargo built for these tests.
@@ -325,5 +326,102 @@ pub struct Down<'a>(pub &'a Path);
 impl Drop for Down<'_> {
     fn drop(&mut self) {
         let _ = valthree(&["cluster", "--dir", self.0.to_str().unwrap(), "down"]);
+    }
+}
+
+// ---- clusters of any mode, through redis clients ----
+
+pub fn redis(addr: &str) -> redis::Connection {
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let con = client.get_connection_with_timeout(Duration::from_secs(5)).unwrap();
+    con.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    con
+}
+
+pub fn addrs(status: &Value) -> Vec<String> {
+    status["nodes"].as_array().unwrap().iter().map(|n| n["addr"].as_str().unwrap().to_string()).collect()
+}
+
+pub fn info_field(addr: &str, field: &str) -> String {
+    let info: String = redis::cmd("INFO").arg("valthree").query(&mut redis(addr)).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+        .unwrap_or_else(|| panic!("no {field} in INFO: {info}"))
+}
+
+pub fn up(dir: &Path, mode: &str, extra: &[&str]) -> Value {
+    let base = free_base().to_string();
+    let mut args = vec!["up", "--mode", mode, "--nodes", "3", "--base-port", &base];
+    if !extra.is_empty() {
+        args.push("--");
+        args.extend_from_slice(extra);
+    }
+    cluster(dir, &args)
+}
+
+/// Runs `valthree workload --check` against the cluster in `dir`; returns (passed, output).
+pub fn workload(dir: &Path, history: &Path, extra: &[&str]) -> (bool, String) {
+    let mut args = vec![
+        "workload",
+        "--cluster",
+        dir.to_str().unwrap(),
+        "--clients",
+        "6",
+        "--keys",
+        "4",
+        "--timeout",
+        "2s",
+        "--history",
+        history.to_str().unwrap(),
+        "--check",
+    ];
+    args.extend_from_slice(extra);
+    let out = valthree(&args);
+    (out.status.success(), text(&out))
+}
+
+/// Writers on every node; kill -9 all nodes; restart; every acknowledged write must be there.
+pub fn kill_9_of_every_node_loses_no_acknowledged_write(mode: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, mode, &[]);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..6)
+        .map(|c| {
+            let addr = addrs[c % 3].clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let mut con = redis(&addr);
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let key = format!("w{c}-{i}");
+                    match redis::cmd("SET").arg(&key).arg(i).query::<String>(&mut con) {
+                        Ok(_) => acked.push(key),
+                        Err(_) => break, // the node died under us
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    for n in ["n1", "n2", "n3"] {
+        cluster(&dir, &["kill", n]);
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let acked: Vec<String> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    assert!(acked.len() > 50, "only {} writes were acknowledged before the crash", acked.len());
+    for n in ["n1", "n2", "n3"] {
+        cluster(&dir, &["restart", n]);
+    }
+    let mut con = redis(&addrs[1]);
+    for key in &acked {
+        let v: Option<String> = redis::cmd("GET").arg(key).query(&mut con).unwrap();
+        assert!(v.is_some(), "acknowledged {key} is gone after kill -9 of every node");
     }
 }

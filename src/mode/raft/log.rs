@@ -3,6 +3,9 @@
 //! (fsync) before they return or report completion — a vote or an entry acknowledged to a
 //! peer survives kill -9 and power loss.
 
+// openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
@@ -70,6 +73,11 @@ impl LogStore {
         let empty = logs.last().map_err(read_error)?.is_none();
         let purged: Option<LogId<NodeId>> = self.get_meta(PURGED)?;
         Ok(vote.is_none() && empty && purged.is_none())
+    }
+
+    /// The durable committed index (for INFO).
+    pub fn committed_index(&self) -> Option<u64> {
+        self.get_meta::<Option<LogId<NodeId>>>(COMMITTED).ok().flatten().flatten().map(|l| l.index)
     }
 
     /// The number of entries kept (for INFO).

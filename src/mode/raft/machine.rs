@@ -8,6 +8,9 @@
 //! log after the snapshot is replayed by openraft, and the committed index is durable, so
 //! a restart rebuilds exactly the acknowledged state.
 
+// openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{HashMap, VecDeque};
 use std::io::{Cursor, Write};
 use std::path::PathBuf;

@@ -3,7 +3,8 @@
 //!
 //! * **Storage.** The log, vote and committed index live in redb (`DATA/raft-log.redb`),
 //!   every transaction fsync'd before it returns ([`log`]); the state machine is in memory,
-//!   snapshotted to a file every [`SNAPSHOT_EVERY`] entries, after which the log is purged
+//!   snapshotted to a file every `--raft-snapshot-every` entries (default
+//!   [`SNAPSHOT_EVERY`]), after which the log is purged but for a quarter of that
 //!   ([`machine`]). A node that was down long catches up by snapshot.
 //! * **Start.** The node with the smallest id in `--peers` initialises the cluster once: only
 //!   while its own storage is empty and every peer answers that its storage is empty too.
@@ -20,6 +21,9 @@
 //!   local state machine directly — fast, possibly stale, documented as such.
 //! * **Membership**: `VALTHREE.MEMBERS ADD/REMOVE` (behind `cluster add-node/remove-node`)
 //!   adds a learner, waits for it to catch up, then makes it a voter; or removes a voter.
+
+// openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
+#![allow(clippy::result_large_err)]
 
 mod log;
 mod machine;
@@ -96,6 +100,8 @@ pub struct RaftOptions {
     pub join: bool,
     pub data_dir: PathBuf,
     pub stale_reads: bool,
+    /// Entries between snapshots.
+    pub snapshot_every: u64,
 }
 
 struct Inner {
@@ -322,10 +328,13 @@ impl RaftPeer for Service {
     async fn read_index(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
         let payload = request.into_inner();
         self.check_from(payload.from)?;
-        let reply = match self.inner.raft.get_read_log_id().await {
-            Ok((read, _applied)) => ReadIndexReply::Index(read.map(|l| l.index)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => ReadIndexReply::NotLeader(f.leader_id),
-            Err(e) => ReadIndexReply::Failed(e.to_string()),
+        let reply = match tokio::time::timeout(RPC_TIMEOUT, self.inner.raft.get_read_log_id()).await {
+            Ok(Ok((read, _applied))) => ReadIndexReply::Index(read.map(|l| l.index)),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                ReadIndexReply::NotLeader(f.leader_id)
+            }
+            Ok(Err(e)) => ReadIndexReply::Failed(e.to_string()),
+            Err(_) => ReadIndexReply::Failed("leadership could not be confirmed in time".into()),
         };
         Ok(tonic::Response::new(to_json(self.inner.id, &reply)))
     }
@@ -387,7 +396,18 @@ impl Inner {
     /// Appends a write on this node, if it leads.
     async fn write_here(&self, request: Request) -> ForwardReply {
         let was_leader = self.leader() == Some(self.id);
-        match self.raft.client_write(request).await {
+        // A leader cut off from its quorum keeps the entry pending until it learns of a newer
+        // term; do not wait for that longer than a command may take.
+        let written = match tokio::time::timeout(COMMAND_DEADLINE, self.raft.client_write(request)).await {
+            Ok(written) => written,
+            Err(_) => {
+                return ForwardReply::Failed {
+                    message: "the leader could not commit the write in time".into(),
+                    maybe: true,
+                };
+            }
+        };
+        match written {
             Ok(response) => ForwardReply::Write(response.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 if was_leader {
@@ -461,10 +481,14 @@ impl Inner {
             attempt += 1;
             let Some(leader) = self.leader() else { continue };
             let index = if leader == self.id {
-                match self.raft.get_read_log_id().await {
-                    Ok((read, _)) => read.map(|l| l.index),
-                    Err(e) => {
+                match tokio::time::timeout(RPC_TIMEOUT, self.raft.get_read_log_id()).await {
+                    Ok(Ok((read, _))) => read.map(|l| l.index),
+                    Ok(Err(e)) => {
                         last = e.to_string();
+                        continue;
+                    }
+                    Err(_) => {
+                        last = "leadership could not be confirmed in time".into();
                         continue;
                     }
                 }
@@ -579,7 +603,7 @@ impl Inner {
 impl RaftMode {
     /// Opens storage, starts openraft, the peer server, and (on the first node) the bootstrap.
     pub async fn start(options: RaftOptions, faults: Arc<Faults>) -> Result<Self> {
-        let id = u64::from(options.node_id);
+        let id = options.node_id;
         let mut peers = options.peers.clone();
         if peers.is_empty() && !options.join {
             peers = vec![Member { id: options.node_id as u32, peer_addr: options.peer_addr.clone() }];
@@ -596,8 +620,8 @@ impl RaftMode {
             heartbeat_interval: 100,
             election_timeout_min: 500,
             election_timeout_max: 1000,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
-            max_in_snapshot_log_to_keep: 500,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every.max(1)),
+            max_in_snapshot_log_to_keep: options.snapshot_every / 4,
             ..Default::default()
         }
         .validate()
@@ -705,7 +729,7 @@ impl Store for RaftMode {
             ("raft_term".into(), m.current_term.to_string()),
             ("raft_leader".into(), m.current_leader.map_or("none".into(), |l| l.to_string())),
             ("raft_last_log_index".into(), m.last_log_index.unwrap_or(0).to_string()),
-            ("raft_commit_index".into(), idx(m.last_applied)),
+            ("raft_commit_index".into(), inner.log.committed_index().unwrap_or(0).to_string()),
             ("raft_last_applied".into(), idx(m.last_applied)),
             ("raft_snapshot_index".into(), idx(m.snapshot)),
             ("raft_log_entries_kept".into(), inner.log.len().to_string()),
