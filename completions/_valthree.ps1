@@ -49,9 +49,18 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--s3-access-key', '--s3-access-key', [CompletionResultType]::ParameterName, 's3 mode: access key (default: the usual AWS credential chain)')
             [CompletionResult]::new('--s3-secret-key', '--s3-secret-key', [CompletionResultType]::ParameterName, 's3 mode: secret key')
             [CompletionResult]::new('--s3-batch', '--s3-batch', [CompletionResultType]::ParameterName, 's3 mode: group commit (one conditional PUT for all writes queued at once)')
+            [CompletionResult]::new('--node-id', '--node-id', [CompletionResultType]::ParameterName, 'paxos and raft modes: this node''s id (1, 2, ...)')
+            [CompletionResult]::new('--peer-addr', '--peer-addr', [CompletionResultType]::ParameterName, 'paxos and raft modes: where peers reach this node (node-to-node gRPC)')
+            [CompletionResult]::new('--peers', '--peers', [CompletionResultType]::ParameterName, 'paxos and raft modes: the initial members, `1=host:port,2=host:port,...` (this node included); used only on first start: later the configuration stored in --data-dir wins. Omitted: a one-node cluster')
+            [CompletionResult]::new('--paxos-one-rtt', '--paxos-one-rtt', [CompletionResultType]::ParameterName, 'paxos mode: the one-round-trip optimisation (an accept also promises the next ballot)')
+            [CompletionResult]::new('--paxos-gc-interval', '--paxos-gc-interval', [CompletionResultType]::ParameterName, 'paxos mode: how often tombstones of deleted keys are garbage-collected (0s: never)')
+            [CompletionResult]::new('--raft-snapshot-every', '--raft-snapshot-every', [CompletionResultType]::ParameterName, 'raft mode: log entries between snapshots (the log is then purged but for a quarter of that)')
+            [CompletionResult]::new('--unsafe-accept-quorum', '--unsafe-accept-quorum', [CompletionResultType]::ParameterName, 'Test only: accept a paxos value after this many acknowledgements (breaks quorum intersection, so the checker has a bug to catch)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Log as JSON lines')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace); RUST_LOG overrides')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace); RUST_LOG overrides')
+            [CompletionResult]::new('--join', '--join', [CompletionResultType]::ParameterName, 'paxos and raft modes: start with no configuration and wait to be added by a member (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`)')
+            [CompletionResult]::new('--stale-reads', '--stale-reads', [CompletionResultType]::ParameterName, 'raft mode: answer reads from this node''s state machine without asking the leader — faster, but a read may miss recent writes (NOT linearizable)')
             [CompletionResult]::new('--unsafe-stale-reads', '--unsafe-stale-reads', [CompletionResultType]::ParameterName, 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -98,6 +107,8 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('restart', 'restart', [CompletionResultType]::ParameterValue, 'Restart a node with the same flags and data')
             [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)')
             [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic')
+            [CompletionResult]::new('add-node', 'add-node', [CompletionResultType]::ParameterValue, 'paxos mode: start one more node (empty) and add it to the membership while the cluster serves (joint consensus, then a rescan of every key)')
+            [CompletionResult]::new('remove-node', 'remove-node', [CompletionResultType]::ParameterValue, 'paxos mode: remove a node from the membership, then stop it and delete its data')
             [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every node (SIGTERM, then SIGKILL after a grace period)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -177,6 +188,24 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'valthree;cluster;add-node' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'valthree;cluster;remove-node' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'valthree;cluster;down' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
             [CompletionResult]::new('--purge', '--purge', [CompletionResultType]::ParameterName, 'Also delete the cluster''s directory')
@@ -196,6 +225,8 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('restart', 'restart', [CompletionResultType]::ParameterValue, 'Restart a node with the same flags and data')
             [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)')
             [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic')
+            [CompletionResult]::new('add-node', 'add-node', [CompletionResultType]::ParameterValue, 'paxos mode: start one more node (empty) and add it to the membership while the cluster serves (joint consensus, then a rescan of every key)')
+            [CompletionResult]::new('remove-node', 'remove-node', [CompletionResultType]::ParameterValue, 'paxos mode: remove a node from the membership, then stop it and delete its data')
             [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every node (SIGTERM, then SIGKILL after a grace period)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -222,6 +253,12 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;cluster;help;heal' {
+            break
+        }
+        'valthree;cluster;help;add-node' {
+            break
+        }
+        'valthree;cluster;help;remove-node' {
             break
         }
         'valthree;cluster;help;down' {
@@ -272,6 +309,8 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('restart', 'restart', [CompletionResultType]::ParameterValue, 'Restart a node with the same flags and data')
             [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)')
             [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic')
+            [CompletionResult]::new('add-node', 'add-node', [CompletionResultType]::ParameterValue, 'paxos mode: start one more node (empty) and add it to the membership while the cluster serves (joint consensus, then a rescan of every key)')
+            [CompletionResult]::new('remove-node', 'remove-node', [CompletionResultType]::ParameterValue, 'paxos mode: remove a node from the membership, then stop it and delete its data')
             [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every node (SIGTERM, then SIGKILL after a grace period)')
             break
         }
@@ -297,6 +336,12 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;help;cluster;heal' {
+            break
+        }
+        'valthree;help;cluster;add-node' {
+            break
+        }
+        'valthree;help;cluster;remove-node' {
             break
         }
         'valthree;help;cluster;down' {

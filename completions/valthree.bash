@@ -34,6 +34,9 @@ _valthree() {
             valthree,workload)
                 cmd="valthree__subcmd__workload"
                 ;;
+            valthree__subcmd__cluster,add-node)
+                cmd="valthree__subcmd__cluster__subcmd__add__subcmd__node"
+                ;;
             valthree__subcmd__cluster,down)
                 cmd="valthree__subcmd__cluster__subcmd__down"
                 ;;
@@ -52,6 +55,9 @@ _valthree() {
             valthree__subcmd__cluster,pause)
                 cmd="valthree__subcmd__cluster__subcmd__pause"
                 ;;
+            valthree__subcmd__cluster,remove-node)
+                cmd="valthree__subcmd__cluster__subcmd__remove__subcmd__node"
+                ;;
             valthree__subcmd__cluster,restart)
                 cmd="valthree__subcmd__cluster__subcmd__restart"
                 ;;
@@ -63,6 +69,9 @@ _valthree() {
                 ;;
             valthree__subcmd__cluster,up)
                 cmd="valthree__subcmd__cluster__subcmd__up"
+                ;;
+            valthree__subcmd__cluster__subcmd__help,add-node)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__add__subcmd__node"
                 ;;
             valthree__subcmd__cluster__subcmd__help,down)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__down"
@@ -81,6 +90,9 @@ _valthree() {
                 ;;
             valthree__subcmd__cluster__subcmd__help,pause)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__pause"
+                ;;
+            valthree__subcmd__cluster__subcmd__help,remove-node)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__remove__subcmd__node"
                 ;;
             valthree__subcmd__cluster__subcmd__help,restart)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__restart"
@@ -112,6 +124,9 @@ _valthree() {
             valthree__subcmd__help,workload)
                 cmd="valthree__subcmd__help__subcmd__workload"
                 ;;
+            valthree__subcmd__help__subcmd__cluster,add-node)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__add__subcmd__node"
+                ;;
             valthree__subcmd__help__subcmd__cluster,down)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__down"
                 ;;
@@ -126,6 +141,9 @@ _valthree() {
                 ;;
             valthree__subcmd__help__subcmd__cluster,pause)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__pause"
+                ;;
+            valthree__subcmd__help__subcmd__cluster,remove-node)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__remove__subcmd__node"
                 ;;
             valthree__subcmd__help__subcmd__cluster,restart)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__restart"
@@ -186,8 +204,26 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster)
-            opts="-h -V --dir --json --help --version up status kill pause resume restart partition heal down help"
+            opts="-h -V --dir --json --help --version up status kill pause resume restart partition heal add-node remove-node down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__add__subcmd__node)
+            opts="-h -V --dir --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -240,8 +276,22 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__help)
-            opts="up status kill pause resume restart partition heal down help"
+            opts="up status kill pause resume restart partition heal add-node remove-node down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__add__subcmd__node)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -324,6 +374,20 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__help__subcmd__pause)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__remove__subcmd__node)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -430,6 +494,24 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__pause)
+            opts="-h -V --dir --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__remove__subcmd__node)
             opts="-h -V --dir --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -574,8 +656,22 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help__subcmd__cluster)
-            opts="up status kill pause resume restart partition heal down"
+            opts="up status kill pause resume restart partition heal add-node remove-node down"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__add__subcmd__node)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -644,6 +740,20 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help__subcmd__cluster__subcmd__pause)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__remove__subcmd__node)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -770,7 +880,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__serve)
-            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --maxclients --admin-token --proto-max-bulk-len --s3-endpoint --s3-bucket --s3-dir --s3-key --s3-region --s3-access-key --s3-secret-key --s3-batch --unsafe-stale-reads --help --version"
+            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --maxclients --admin-token --proto-max-bulk-len --s3-endpoint --s3-bucket --s3-dir --s3-key --s3-region --s3-access-key --s3-secret-key --s3-batch --node-id --peer-addr --peers --join --paxos-one-rtt --paxos-gc-interval --stale-reads --raft-snapshot-every --unsafe-accept-quorum --unsafe-stale-reads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -834,6 +944,34 @@ _valthree() {
                     ;;
                 --s3-batch)
                     COMPREPLY=($(compgen -W "on off" -- "${cur}"))
+                    return 0
+                    ;;
+                --node-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --paxos-one-rtt)
+                    COMPREPLY=($(compgen -W "on off" -- "${cur}"))
+                    return 0
+                    ;;
+                --paxos-gc-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --raft-snapshot-every)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --unsafe-accept-quorum)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

@@ -45,9 +45,18 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --s3-access-key 's3 mode: access key (default: the usual AWS credential chain)'
             cand --s3-secret-key 's3 mode: secret key'
             cand --s3-batch 's3 mode: group commit (one conditional PUT for all writes queued at once)'
+            cand --node-id 'paxos and raft modes: this node''s id (1, 2, ...)'
+            cand --peer-addr 'paxos and raft modes: where peers reach this node (node-to-node gRPC)'
+            cand --peers 'paxos and raft modes: the initial members, `1=host:port,2=host:port,...` (this node included); used only on first start: later the configuration stored in --data-dir wins. Omitted: a one-node cluster'
+            cand --paxos-one-rtt 'paxos mode: the one-round-trip optimisation (an accept also promises the next ballot)'
+            cand --paxos-gc-interval 'paxos mode: how often tombstones of deleted keys are garbage-collected (0s: never)'
+            cand --raft-snapshot-every 'raft mode: log entries between snapshots (the log is then purged but for a quarter of that)'
+            cand --unsafe-accept-quorum 'Test only: accept a paxos value after this many acknowledgements (breaks quorum intersection, so the checker has a bug to catch)'
             cand --json 'Log as JSON lines'
             cand -v 'More log output (-v debug, -vv trace); RUST_LOG overrides'
             cand --verbose 'More log output (-v debug, -vv trace); RUST_LOG overrides'
+            cand --join 'paxos and raft modes: start with no configuration and wait to be added by a member (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`)'
+            cand --stale-reads 'raft mode: answer reads from this node''s state machine without asking the leader — faster, but a read may miss recent writes (NOT linearizable)'
             cand --unsafe-stale-reads 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -92,6 +101,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand restart 'Restart a node with the same flags and data'
             cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
             cand heal 'Restore all node-to-node traffic'
+            cand add-node 'paxos mode: start one more node (empty) and add it to the membership while the cluster serves (joint consensus, then a rescan of every key)'
+            cand remove-node 'paxos mode: remove a node from the membership, then stop it and delete its data'
             cand down 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -162,6 +173,22 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'valthree;cluster;add-node'= {
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'valthree;cluster;remove-node'= {
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'valthree;cluster;down'= {
             cand --dir 'The cluster''s directory (state file, node data, logs)'
             cand --purge 'Also delete the cluster''s directory'
@@ -180,6 +207,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand restart 'Restart a node with the same flags and data'
             cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
             cand heal 'Restore all node-to-node traffic'
+            cand add-node 'paxos mode: start one more node (empty) and add it to the membership while the cluster serves (joint consensus, then a rescan of every key)'
+            cand remove-node 'paxos mode: remove a node from the membership, then stop it and delete its data'
             cand down 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -198,6 +227,10 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;cluster;help;partition'= {
         }
         &'valthree;cluster;help;heal'= {
+        }
+        &'valthree;cluster;help;add-node'= {
+        }
+        &'valthree;cluster;help;remove-node'= {
         }
         &'valthree;cluster;help;down'= {
         }
@@ -240,6 +273,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand restart 'Restart a node with the same flags and data'
             cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
             cand heal 'Restore all node-to-node traffic'
+            cand add-node 'paxos mode: start one more node (empty) and add it to the membership while the cluster serves (joint consensus, then a rescan of every key)'
+            cand remove-node 'paxos mode: remove a node from the membership, then stop it and delete its data'
             cand down 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
         }
         &'valthree;help;cluster;up'= {
@@ -257,6 +292,10 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;help;cluster;partition'= {
         }
         &'valthree;help;cluster;heal'= {
+        }
+        &'valthree;help;cluster;add-node'= {
+        }
+        &'valthree;help;cluster;remove-node'= {
         }
         &'valthree;help;cluster;down'= {
         }

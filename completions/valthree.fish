@@ -51,8 +51,18 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-access-ke
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-secret-key -d 's3 mode: secret key' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-batch -d 's3 mode: group commit (one conditional PUT for all writes queued at once)' -r -f -a "on\t''
 off\t''"
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l node-id -d 'paxos and raft modes: this node\'s id (1, 2, ...)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peer-addr -d 'paxos and raft modes: where peers reach this node (node-to-node gRPC)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peers -d 'paxos and raft modes: the initial members, `1=host:port,2=host:port,...` (this node included); used only on first start: later the configuration stored in --data-dir wins. Omitted: a one-node cluster' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l paxos-one-rtt -d 'paxos mode: the one-round-trip optimisation (an accept also promises the next ballot)' -r -f -a "on\t''
+off\t''"
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l paxos-gc-interval -d 'paxos mode: how often tombstones of deleted keys are garbage-collected (0s: never)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l raft-snapshot-every -d 'raft mode: log entries between snapshots (the log is then purged but for a quarter of that)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-accept-quorum -d 'Test only: accept a paxos value after this many acknowledgements (breaks quorum intersection, so the checker has a bug to catch)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l json -d 'Log as JSON lines'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l join -d 'paxos and raft modes: start with no configuration and wait to be added by a member (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`)'
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l stale-reads -d 'raft mode: answer reads from this node\'s state machine without asking the leader — faster, but a read may miss recent writes (NOT linearizable)'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-stale-reads -d 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -s V -l version -d 'Print version'
@@ -75,20 +85,22 @@ complete -c valthree -n "__fish_valthree_using_subcommand workload" -l check -d 
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l json -d 'Print the summary (and verdict) as JSON; no progress bar'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -s h -l help -d 'Print help'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -s V -l version -d 'Print version'
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -l dir -d 'The cluster\'s directory (state file, node data, logs)' -r -F
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -l json -d 'Print JSON for scripts'
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -s h -l help -d 'Print help'
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -s V -l version -d 'Print version'
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "up" -d 'Start N nodes in the background and wait until each answers PING'
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "status" -d 'Show each node: up, paused or down, and what it reports of itself'
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "kill" -d 'SIGKILL a node'
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "pause" -d 'SIGSTOP a node'
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "resume" -d 'SIGCONT a paused node'
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "restart" -d 'Restart a node with the same flags and data'
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "partition" -d 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "heal" -d 'Restore all node-to-node traffic'
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "down" -d 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal down help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -l dir -d 'The cluster\'s directory (state file, node data, logs)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -l json -d 'Print JSON for scripts'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "up" -d 'Start N nodes in the background and wait until each answers PING'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "status" -d 'Show each node: up, paused or down, and what it reports of itself'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "kill" -d 'SIGKILL a node'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "pause" -d 'SIGSTOP a node'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "resume" -d 'SIGCONT a paused node'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "restart" -d 'Restart a node with the same flags and data'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "partition" -d 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "heal" -d 'Restore all node-to-node traffic'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "add-node" -d 'paxos mode: start one more node (empty) and add it to the membership while the cluster serves (joint consensus, then a rescan of every key)'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "remove-node" -d 'paxos mode: remove a node from the membership, then stop it and delete its data'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "down" -d 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l mode -r -f -a "s3\t'The whole database is one JSON object in S3-compatible storage, replaced by compare-and-swap'
 paxos\t'CASPaxos: one replicated register per key'
 raft\t'A Raft log replicated to a majority'
@@ -127,6 +139,14 @@ complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_se
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from heal" -l json -d 'Print JSON for scripts'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from heal" -s h -l help -d 'Print help'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from heal" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from add-node" -l dir -d 'The cluster\'s directory (state file, node data, logs)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from add-node" -l json -d 'Print JSON for scripts'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from add-node" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from add-node" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from remove-node" -l dir -d 'The cluster\'s directory (state file, node data, logs)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from remove-node" -l json -d 'Print JSON for scripts'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from remove-node" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from remove-node" -s V -l version -d 'Print version'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from down" -l dir -d 'The cluster\'s directory (state file, node data, logs)' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from down" -l purge -d 'Also delete the cluster\'s directory'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from down" -l json -d 'Print JSON for scripts'
@@ -140,6 +160,8 @@ complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_se
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "restart" -d 'Restart a node with the same flags and data'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "partition" -d 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "heal" -d 'Restore all node-to-node traffic'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "add-node" -d 'paxos mode: start one more node (empty) and add it to the membership while the cluster serves (joint consensus, then a rescan of every key)'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "remove-node" -d 'paxos mode: remove a node from the membership, then stop it and delete its data'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "down" -d 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c valthree -n "__fish_valthree_using_subcommand check-history" -l model -d 'The model of what each key may do' -r -f -a "register\t'One register per key: get/set/del/incr/append, flushall on every key'"
@@ -164,4 +186,6 @@ complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "restart" -d 'Restart a node with the same flags and data'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "partition" -d 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "heal" -d 'Restore all node-to-node traffic'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "add-node" -d 'paxos mode: start one more node (empty) and add it to the membership while the cluster serves (joint consensus, then a rescan of every key)'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "remove-node" -d 'paxos mode: remove a node from the membership, then stop it and delete its data'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "down" -d 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
