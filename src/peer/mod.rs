@@ -20,13 +20,16 @@ pub use proto::peer_server::{Peer, PeerServer};
 /// How long a connection attempt to a peer may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// The largest message a peer accepts: values may be 512 MiB (Redis' limit) plus framing.
+pub const MAX_MESSAGE: usize = 1 << 30;
+
 /// A lazily connected client for the peer at `addr` (`host:port`).
 pub fn client(addr: &str) -> Result<PeerClient<Channel>, String> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true);
-    Ok(PeerClient::new(endpoint.connect_lazy()))
+    Ok(PeerClient::new(endpoint.connect_lazy()).max_decoding_message_size(MAX_MESSAGE))
 }
 
 /// True when a failed call certainly never reached the peer: the channel could not connect.

@@ -212,7 +212,7 @@ impl PaxosMode {
         tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             if let Err(e) = tonic::transport::Server::builder()
-                .add_service(peer::PeerServer::new(server))
+                .add_service(peer::PeerServer::new(server).max_decoding_message_size(peer::MAX_MESSAGE))
                 .serve_with_incoming(incoming)
                 .await
             {

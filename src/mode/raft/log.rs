@@ -24,6 +24,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const PURGED: &str = "last_purged";
+const EPOCH: &str = "epoch";
 
 fn io_error(e: impl std::fmt::Display) -> StorageError<NodeId> {
     StorageIOError::<NodeId>::write(&std::io::Error::other(e.to_string())).into()
@@ -37,6 +38,8 @@ fn read_error(e: impl std::fmt::Display) -> StorageError<NodeId> {
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    /// The index the durable snapshot covers: entries are purged only up to it.
+    snapshot: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl LogStore {
@@ -46,7 +49,19 @@ impl LogStore {
         txn.open_table(LOGS).map_err(|e| e.to_string())?;
         txn.open_table(META).map_err(|e| e.to_string())?;
         txn.commit().map_err(|e| e.to_string())?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self { db: Arc::new(db), snapshot: None })
+    }
+
+    /// Makes `purge` wait until the snapshot on disk covers what it removes.
+    pub fn guard_purges(&mut self, snapshot: tokio::sync::watch::Receiver<u64>) {
+        self.snapshot = Some(snapshot);
+    }
+
+    /// Counts a start: a new epoch, durable, so request ids never repeat across restarts.
+    pub fn next_epoch(&self) -> Result<u64, String> {
+        let epoch = self.get_meta::<u64>(EPOCH).map_err(|e| e.to_string())?.unwrap_or(0) + 1;
+        self.put_meta(EPOCH, &epoch).map_err(|e| e.to_string())?;
+        Ok(epoch)
     }
 
     fn get_meta<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StorageError<NodeId>> {
@@ -188,6 +203,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        // openraft may purge right after queueing a snapshot install; never remove entries the
+        // snapshot on disk does not cover yet.
+        if let Some(snapshot) = &mut self.snapshot {
+            snapshot.wait_for(|durable| *durable >= log_id.index).await.map_err(io_error)?;
+        }
         let bytes = serde_json::to_vec(&log_id).map_err(io_error)?;
         let txn = self.db.begin_write().map_err(io_error)?;
         {

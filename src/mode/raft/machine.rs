@@ -87,16 +87,28 @@ pub struct Machine {
     pub state: Arc<RwLock<MachineState>>,
     path: PathBuf,
     snapshots_installed: Arc<std::sync::atomic::AtomicU64>,
+    /// Serializes snapshot writes: openraft builds snapshots in their own task, which can
+    /// race an install.
+    writing: Arc<std::sync::Mutex<()>>,
+    /// The last log index covered by the snapshot on disk. The log store waits for it before
+    /// purging, so a crash between a purge and the snapshot's rename never leaves a gap.
+    durable: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Machine {
     /// Opens the machine, loading the last snapshot in `dir` if there is one.
     pub fn open(dir: &std::path::Path) -> Result<Self, String> {
         let path = dir.join("raft-snapshot.json");
-        let machine =
-            Self { state: Arc::new(RwLock::new(MachineState::default())), path, snapshots_installed: Arc::default() };
+        let machine = Self {
+            state: Arc::new(RwLock::new(MachineState::default())),
+            path,
+            snapshots_installed: Arc::default(),
+            writing: Arc::default(),
+            durable: Arc::new(tokio::sync::watch::channel(0).0),
+        };
         if let Some(stored) = machine.read_stored().map_err(|e| e.to_string())? {
             machine.load(&stored.data).map_err(|e| e.to_string())?;
+            machine.durable.send_replace(stored.meta.last_log_id.map_or(0, |l| l.index));
         }
         Ok(machine)
     }
@@ -113,7 +125,18 @@ impl Machine {
         }
     }
 
+    /// Watches the index the durable snapshot covers.
+    pub fn durable_index(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.durable.subscribe()
+    }
+
+    /// Writes `stored` unless the snapshot on disk is already as new.
     fn write_stored(&self, stored: &StoredSnapshot) -> Result<(), StorageError<NodeId>> {
+        let _one_at_a_time = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let index = stored.meta.last_log_id.map_or(0, |l| l.index);
+        if self.path.exists() && *self.durable.borrow() >= index {
+            return Ok(());
+        }
         let tmp = self.path.with_extension("json.tmp");
         let mut file = std::fs::File::create(&tmp).map_err(io)?;
         file.write_all(&serde_json::to_vec(stored).map_err(io)?).map_err(io)?;
@@ -122,6 +145,7 @@ impl Machine {
         if let Some(dir) = self.path.parent() {
             std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
         }
+        self.durable.send_modify(|d| *d = (*d).max(index));
         Ok(())
     }
 

@@ -88,6 +88,8 @@ openraft::declare_raft_types!(
 pub const SNAPSHOT_EVERY: u64 = 2000;
 /// How long a command may keep retrying (new leader, forward) before it gives up.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(5);
+/// The largest peer message: values may be 512 MiB, and JSON spells bytes as numbers.
+const MAX_MESSAGE: usize = 2 << 30;
 /// One peer call's limit.
 const RPC_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -135,7 +137,7 @@ fn client_for(inner: &Inner, addr: &str) -> Result<RaftPeerClient<Channel>> {
         .map_err(|e| Error::Config(format!("bad peer address {addr:?}: {e}")))?
         .connect_timeout(crate::peer::CONNECT_TIMEOUT)
         .tcp_nodelay(true);
-    let client = RaftPeerClient::new(endpoint.connect_lazy());
+    let client = RaftPeerClient::new(endpoint.connect_lazy()).max_decoding_message_size(MAX_MESSAGE);
     clients.insert(addr.to_string(), client.clone());
     Ok(client)
 }
@@ -395,7 +397,10 @@ impl Inner {
 
     /// Appends a write on this node, if it leads.
     async fn write_here(&self, request: Request) -> ForwardReply {
-        let was_leader = self.leader() == Some(self.id);
+        // Metrics lag the core: a term change during the call also means the entry may have
+        // been appended by a leader that just lost its leadership.
+        let before = self.metrics();
+        let was_leader = before.current_leader == Some(self.id);
         // A leader cut off from its quorum keeps the entry pending until it learns of a newer
         // term; do not wait for that longer than a command may take.
         let written = match tokio::time::timeout(COMMAND_DEADLINE, self.raft.client_write(request)).await {
@@ -410,7 +415,7 @@ impl Inner {
         match written {
             Ok(response) => ForwardReply::Write(response.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                if was_leader {
+                if was_leader || self.metrics().current_term != before.current_term {
                     // Leadership was lost while the entry may already have been appended.
                     ForwardReply::Failed { message: "leadership changed during the write".into(), maybe: true }
                 } else {
@@ -613,8 +618,10 @@ impl RaftMode {
         }
         std::fs::create_dir_all(&options.data_dir)
             .map_err(|e| Error::Config(format!("cannot create {}: {e}", options.data_dir.display())))?;
-        let log = log::LogStore::open(&options.data_dir.join("raft-log.redb")).map_err(Error::Config)?;
+        let mut log = log::LogStore::open(&options.data_dir.join("raft-log.redb")).map_err(Error::Config)?;
         let machine = machine::Machine::open(&options.data_dir).map_err(Error::Config)?;
+        log.guard_purges(machine.durable_index());
+        let epoch = log.next_epoch().map_err(Error::Config)?;
         let config = openraft::Config {
             cluster_name: "valthree".into(),
             heartbeat_interval: 100,
@@ -622,6 +629,7 @@ impl RaftMode {
             election_timeout_max: 1000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every.max(1)),
             max_in_snapshot_log_to_keep: options.snapshot_every / 4,
+            snapshot_max_chunk_size: 1 << 20,
             ..Default::default()
         }
         .validate()
@@ -646,9 +654,8 @@ impl RaftMode {
             forwards_retried: AtomicU64::new(0),
             leader_changes: AtomicU64::new(0),
         });
-        // Request ids must never repeat across restarts: start the sequence at the clock.
-        let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64);
-        inner.seq.store(start.unwrap_or(0), Ordering::Relaxed);
+        // Request ids never repeat: each start has its own durable epoch in the high bits.
+        inner.seq.store(epoch << 40, Ordering::Relaxed);
         let service = Service { inner: inner.clone() };
         tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -757,9 +764,13 @@ impl Store for RaftMode {
                 continue;
             };
             let reply = if leader == inner.id {
-                match inner.change_here(change.clone()).await {
-                    Ok(lines) => return Ok(lines),
-                    Err(reply) => reply,
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, inner.change_here(change.clone())).await {
+                    Ok(Ok(lines)) => return Ok(lines),
+                    Ok(Err(reply)) => reply,
+                    Err(_) => {
+                        ForwardReply::Failed { message: "the new node did not catch up in time".into(), maybe: true }
+                    }
                 }
             } else {
                 let payload = to_json(inner.id, &Forwarded::Membership(change.clone()));
