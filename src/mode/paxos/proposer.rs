@@ -420,6 +420,19 @@ impl Proposer {
         self.finish(key, vec![Err(error); n]);
     }
 
+    /// An accept whose fate is unknown. A batch of reads only wrote back the value it read, so
+    /// whether or not that accept survives changes nothing: it is retried. Anything else
+    /// answers `Uncertain`.
+    fn doubtful(&mut self, key: &Bytes, why: &str) {
+        let reads_only =
+            self.keys[key].round.as_ref().is_some_and(|r| r.batch.iter().all(|p| p.command == Command::Read));
+        if reads_only {
+            self.retry_or_give_up(key, why);
+        } else {
+            self.fail_all(key, Error::Uncertain(why.into()));
+        }
+    }
+
     /// Retries the round from a fresh prepare after a short random pause, or gives up with
     /// `TryAgain`.
     fn retry_or_give_up(&mut self, key: &Bytes, why: &str) {
@@ -522,9 +535,7 @@ impl Proposer {
                 }
                 self.finish(key, outcomes);
             }
-            Next::Uncertain => {
-                self.fail_all(key, Error::Uncertain("accept reached no quorum; the value may still be adopted".into()))
-            }
+            Next::Uncertain => self.doubtful(key, "accept reached no quorum; the value may still be adopted"),
         }
     }
 
@@ -550,7 +561,7 @@ impl Proposer {
         for (key, kind) in due {
             match kind {
                 0 => self.retry_or_give_up(&key, "prepare timed out"),
-                1 => self.fail_all(&key, Error::Uncertain("accept timed out; the value may have been chosen".into())),
+                1 => self.doubtful(&key, "accept timed out; the value may have been chosen"),
                 _ => self.send_prepares(&key),
             }
         }
