@@ -4,10 +4,12 @@
 //! must make a changed slot durable (fsync) before it sends the reply — a promise or an
 //! accept that is forgotten in a crash breaks quorum intersection.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::ballot::Ballot;
+use super::ballot::{Ballot, NodeId};
 
 /// What an acceptor remembers about one register.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -18,6 +20,21 @@ pub struct Slot {
     pub accepted: Ballot,
     /// The accepted value; `None` is an absent key (never written, or deleted).
     pub value: Option<Bytes>,
+    /// The last ballot of each proposer accepted here. It lets a refusal say whether the
+    /// refused accept had in fact been accepted earlier (its reply lost): ballots of one
+    /// proposer only grow, so "not the last one accepted" means "never accepted here".
+    pub last_by: BTreeMap<NodeId, Ballot>,
+}
+
+/// Whether an accept that is refused now had been accepted here before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Landed {
+    /// It was accepted here (and since superseded): it counts toward its quorum.
+    Yes,
+    /// It was never accepted here.
+    No,
+    /// This acceptor cannot tell (its history was garbage-collected).
+    Unknown,
 }
 
 /// A request to an acceptor.
@@ -38,16 +55,24 @@ pub enum Response {
     /// The accept is taken.
     Accepted,
     /// Refused: this acceptor has seen `seen`, which is at least the ballot asked for;
-    /// `accepted` is the ballot of the value it holds (below the refused ballot, it proves
-    /// the refused accept never landed here).
-    Conflict { seen: Ballot, accepted: Ballot },
+    /// `accepted` is the ballot of the value it holds; for a refused accept, `landed` says
+    /// whether that accept had been taken here before.
+    Conflict { seen: Ballot, accepted: Ballot, landed: Landed },
 }
 
 /// Handles one request against `slot`. Returns the reply and whether the slot changed
 /// (and so must be persisted before the reply is sent).
 pub fn handle(slot: &mut Slot, request: &Request) -> (Response, bool) {
     let seen = slot.promised.max(slot.accepted);
-    let conflict = Response::Conflict { seen, accepted: slot.accepted };
+    let landed = match request {
+        Request::Accept { ballot, .. } => match slot.last_by.get(&ballot.node) {
+            Some(last) if last == ballot => Landed::Yes,
+            Some(last) if last > ballot => Landed::Unknown,
+            _ => Landed::No,
+        },
+        Request::Prepare { .. } => Landed::No,
+    };
+    let conflict = Response::Conflict { seen, accepted: slot.accepted, landed };
     match request {
         Request::Prepare { ballot } => {
             // A duplicate of the prepare this slot last promised: promise again, unchanged.
@@ -71,6 +96,7 @@ pub fn handle(slot: &mut Slot, request: &Request) -> (Response, bool) {
             }
             slot.accepted = *ballot;
             slot.value = value.clone();
+            slot.last_by.insert(ballot.node, *ballot);
             slot.promised = if *promise_next { ballot.successor() } else { *ballot };
             (Response::Accepted, true)
         }
@@ -97,7 +123,7 @@ mod tests {
             "duplicates are idempotent"
         );
         let (r, _) = handle(&mut slot, &Request::Prepare { ballot: b(1, 0) });
-        assert_eq!(r, Response::Conflict { seen: b(1, 1), accepted: Ballot::ZERO });
+        assert_eq!(r, Response::Conflict { seen: b(1, 1), accepted: Ballot::ZERO, landed: Landed::No });
         let accept = |ballot, v: &'static str| Request::Accept {
             ballot,
             value: Some(Bytes::from_static(v.as_bytes())),
@@ -105,13 +131,20 @@ mod tests {
         };
         assert_eq!(
             handle(&mut slot, &accept(b(0, 9), "old")).0,
-            Response::Conflict { seen: b(1, 1), accepted: Ballot::ZERO }
+            Response::Conflict { seen: b(1, 1), accepted: Ballot::ZERO, landed: Landed::No }
         );
         assert_eq!(handle(&mut slot, &accept(b(1, 1), "x")).0, Response::Accepted);
         assert_eq!(handle(&mut slot, &accept(b(1, 1), "x")), (Response::Accepted, false), "a duplicate accept");
         assert!(matches!(handle(&mut slot, &accept(b(1, 1), "y")).0, Response::Conflict { .. }), "never two values");
         let (r, _) = handle(&mut slot, &Request::Prepare { ballot: b(2, 0) });
         assert_eq!(r, Response::Promised { accepted: b(1, 1), value: Some(Bytes::from_static(b"x")) });
+        // Once (2,0) is accepted, a late duplicate of (1,1) is refused, and the refusal says
+        // that (1,1) had been accepted here.
+        assert_eq!(handle(&mut slot, &accept(b(2, 0), "w")).0, Response::Accepted);
+        let refused = handle(&mut slot, &accept(b(1, 1), "x")).0;
+        assert!(matches!(refused, Response::Conflict { landed: Landed::Yes, .. }), "{refused:?}");
+        let never = handle(&mut slot, &accept(b(1, 3), "z")).0;
+        assert!(matches!(never, Response::Conflict { landed: Landed::No, .. }), "{never:?}");
     }
 
     #[test]

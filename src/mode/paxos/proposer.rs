@@ -9,8 +9,10 @@
 //! Outcomes follow DESIGN.md: a round that never got an accept out is definitely not
 //! applied (`TryAgain` after bounded retries); once an accept was sent and no quorum
 //! confirmed it, a later proposer may still adopt the value, so the outcome is `Uncertain` —
-//! unless every acceptor refused it with proof that it holds an older ballot, which shows
-//! the value was never accepted anywhere, and the round is retried.
+//! unless every acceptor refused it and said it never accepted that ballot (acceptors remember
+//! the last ballot each proposer got accepted), which shows the value exists nowhere, and the
+//! round is retried. A refusal from an acceptor that *had* accepted the ballot counts as an
+//! acknowledgement, so a lost reply does not cost the round.
 //!
 //! Quorums come from a [`Quorums`]: a majority of the members, and during a membership
 //! change (joint consensus, §2.3 done as Raft's joint configurations) also a majority of the
@@ -21,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
-use super::acceptor::{Request, Response};
+use super::acceptor::{Landed, Request, Response};
 use super::ballot::{Ballot, NodeId};
 use crate::error::{Error, Result};
 use crate::store::{Keyspace, Mutation, MutationReply};
@@ -492,7 +494,12 @@ impl Proposer {
                 }
                 if self.quorums.reachable_without(refused) { Next::Wait } else { Next::Retry("prepare refused") }
             }
-            (Phase::Accepting { acks, refused, doubtful, ballot, value, outcomes }, Response::Accepted) => {
+            (
+                Phase::Accepting { acks, refused, doubtful, ballot, value, outcomes },
+                Response::Accepted | Response::Conflict { landed: Landed::Yes, .. },
+            ) => {
+                // An accept refused now but taken earlier (its reply lost) counts: a value is
+                // chosen once a quorum has accepted its ballot, whenever that happened.
                 refused.remove(&from);
                 doubtful.remove(&from);
                 acks.insert(from);
@@ -501,11 +508,17 @@ impl Proposer {
                     Some(n) => acks.len() >= n,
                     None => self.quorums.is_quorum(acks),
                 };
-                if reached { Next::Done(*ballot, value.clone(), std::mem::take(outcomes)) } else { Next::Wait }
+                if reached {
+                    Next::Done(*ballot, value.clone(), std::mem::take(outcomes))
+                } else if acks.len() + refused.len() + doubtful.len() == all.len() {
+                    Next::Uncertain // everyone answered, too few took it
+                } else {
+                    Next::Wait
+                }
             }
-            (Phase::Accepting { acks, refused, doubtful, ballot, .. }, Response::Conflict { accepted, .. }) => {
+            (Phase::Accepting { acks, refused, doubtful, .. }, Response::Conflict { landed, .. }) => {
                 if !acks.contains(&from) {
-                    if accepted < *ballot {
+                    if landed == Landed::No {
                         refused.insert(from)
                     } else {
                         doubtful.insert(from)

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::acceptor::{self, Request, Response, Slot};
+use super::acceptor::{self, Landed, Request, Response, Slot};
 use super::ballot::Ballot;
 use crate::error::{Error, Result};
 
@@ -106,17 +106,24 @@ fn decode_ballot(bytes: &[u8]) -> Option<Ballot> {
     Some(Ballot { counter, node })
 }
 
-/// promised (12 bytes) | accepted (12) | 0 = absent, 1 = value follows | value.
+/// promised (12 bytes) | accepted (12) | 0 = absent, 1 = value follows | [value length (4) |
+/// value] | n (2) | n × (proposer (4) | its last accepted ballot (12)).
 fn encode_slot(slot: &Slot) -> Vec<u8> {
-    let mut out = Vec::with_capacity(25 + slot.value.as_ref().map_or(0, |v| v.len()));
+    let mut out = Vec::with_capacity(31 + slot.value.as_ref().map_or(0, |v| v.len()) + 16 * slot.last_by.len());
     encode_ballot(&mut out, slot.promised);
     encode_ballot(&mut out, slot.accepted);
     match &slot.value {
         None => out.push(0),
         Some(v) => {
             out.push(1);
+            out.extend_from_slice(&(v.len() as u32).to_be_bytes());
             out.extend_from_slice(v);
         }
+    }
+    out.extend_from_slice(&(slot.last_by.len() as u16).to_be_bytes());
+    for (node, ballot) in &slot.last_by {
+        out.extend_from_slice(&node.to_be_bytes());
+        encode_ballot(&mut out, *ballot);
     }
     out
 }
@@ -125,12 +132,25 @@ fn decode_slot(bytes: &[u8]) -> Result<Slot> {
     let corrupt = || Error::Io("corrupt acceptor slot".into());
     let promised = decode_ballot(bytes).ok_or_else(corrupt)?;
     let accepted = decode_ballot(bytes.get(12..).ok_or_else(corrupt)?).ok_or_else(corrupt)?;
-    let value = match bytes.get(24) {
-        Some(0) => None,
-        Some(1) => Some(Bytes::copy_from_slice(&bytes[25..])),
+    let (value, mut at) = match bytes.get(24) {
+        Some(0) => (None, 25),
+        Some(1) => {
+            let len = u32::from_be_bytes(bytes.get(25..29).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?);
+            let end = 29 + len as usize;
+            (Some(Bytes::copy_from_slice(bytes.get(29..end).ok_or_else(corrupt)?)), end)
+        }
         _ => return Err(corrupt()),
     };
-    Ok(Slot { promised, accepted, value })
+    let n = u16::from_be_bytes(bytes.get(at..at + 2).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?);
+    at += 2;
+    let mut last_by = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let node = u32::from_be_bytes(bytes.get(at..at + 4).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?);
+        let ballot = decode_ballot(bytes.get(at + 4..).ok_or_else(corrupt)?).ok_or_else(corrupt)?;
+        last_by.insert(node, ballot);
+        at += 16;
+    }
+    Ok(Slot { promised, accepted, value, last_by })
 }
 
 fn db_error(e: impl std::fmt::Display) -> Error {
@@ -222,12 +242,24 @@ impl Storage {
             for (key, message) in batch {
                 let stored = slots.get(key.as_ref()).map_err(db_error)?.map(|v| decode_slot(v.value())).transpose()?;
                 let exists = stored.is_some();
-                let mut slot = stored.unwrap_or(Slot { promised: floor, accepted: Ballot::ZERO, value: None });
+                let mut slot = stored.unwrap_or(Slot {
+                    promised: floor,
+                    accepted: Ballot::ZERO,
+                    value: None,
+                    last_by: Default::default(),
+                });
                 match message {
                     AcceptorMessage::Paxos(request) => {
                         let (mut response, changed) = acceptor::handle(&mut slot, request);
-                        if let Response::Conflict { accepted, .. } = &mut response {
+                        if let Response::Conflict { accepted, landed, .. } = &mut response {
                             *accepted = (*accepted).max(floor);
+                            // At or below the floor, this slot's history may have been collected.
+                            if let Request::Accept { ballot, .. } = request
+                                && *ballot <= floor
+                                && *landed != Landed::Yes
+                            {
+                                *landed = Landed::Unknown;
+                            }
                         }
                         if changed {
                             slots.insert(key.as_ref(), encode_slot(&slot).as_slice()).map_err(db_error)?;
@@ -371,7 +403,11 @@ mod tests {
         let stale = AcceptorMessage::Paxos(Request::Accept { ballot: b(5, 1), value: None, promise_next: false });
         assert_eq!(
             s.handle(&[(key(), stale)], 1).unwrap(),
-            vec![AcceptorReply::Paxos(Response::Conflict { seen: b(5, 2), accepted: b(5, 2) })]
+            vec![AcceptorReply::Paxos(Response::Conflict {
+                seen: b(5, 2),
+                accepted: b(5, 2),
+                landed: Landed::Unknown
+            })]
         );
         // ...and reads as never accepted above it: the floor belongs to no key in particular and
         // must never outrank a real value another acceptor reports for this key.

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::acceptor::{Request, Response};
+use super::acceptor::{Landed, Request, Response};
 use super::ballot::Ballot;
 use super::proposer::{Command, Outcome};
 use super::storage::{AcceptorMessage, AcceptorReply, Config, Member};
@@ -60,9 +60,15 @@ pub fn reply_to(key: Bytes, round: u64, reply: AcceptorReply) -> proto::PaxosRep
             R::Promised(proto::Promised { accepted: Some(ballot_to(accepted)), value })
         }
         AcceptorReply::Paxos(Response::Accepted) => R::Accepted(proto::Accepted {}),
-        AcceptorReply::Paxos(Response::Conflict { seen, accepted }) => {
-            R::Conflict(proto::Conflict { seen: Some(ballot_to(seen)), accepted: Some(ballot_to(accepted)) })
-        }
+        AcceptorReply::Paxos(Response::Conflict { seen, accepted, landed }) => R::Conflict(proto::Conflict {
+            seen: Some(ballot_to(seen)),
+            accepted: Some(ballot_to(accepted)),
+            landed: match landed {
+                Landed::No => 0,
+                Landed::Yes => 1,
+                Landed::Unknown => 2,
+            },
+        }),
         AcceptorReply::Removed(removed) => R::Removed(proto::Removed { removed }),
     };
     proto::PaxosReply { key, round, response: Some(response) }
@@ -75,9 +81,15 @@ pub fn reply_from(r: proto::PaxosReply) -> Option<(Bytes, u64, AcceptorReply)> {
             AcceptorReply::Paxos(Response::Promised { accepted: ballot_from(p.accepted), value: p.value })
         }
         R::Accepted(_) => AcceptorReply::Paxos(Response::Accepted),
-        R::Conflict(c) => {
-            AcceptorReply::Paxos(Response::Conflict { seen: ballot_from(c.seen), accepted: ballot_from(c.accepted) })
-        }
+        R::Conflict(c) => AcceptorReply::Paxos(Response::Conflict {
+            seen: ballot_from(c.seen),
+            accepted: ballot_from(c.accepted),
+            landed: match c.landed {
+                0 => Landed::No,
+                1 => Landed::Yes,
+                _ => Landed::Unknown,
+            },
+        }),
         R::Removed(r) => AcceptorReply::Removed(r.removed),
     };
     Some((r.key, r.round, reply))
