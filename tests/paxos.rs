@@ -7,10 +7,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::free_port;
 use common::{
-    Down, addrs, cluster, info_field, kill_9_of_every_node_loses_no_acknowledged_write, redis, text, up, valthree,
-    workload,
+    Down, addrs, broken_configuration_is_caught, cluster, free_port, info_field,
+    kill_9_of_every_node_loses_no_acknowledged_write, nemesis_workloads_are_linearizable, redis, text, up, valthree,
 };
 use serde_json::Value;
 use valthree::mode::paxos::storage::Member;
@@ -42,46 +41,14 @@ async fn conformance_suite_passes_on_three_nodes() {
 
 #[test]
 fn workloads_under_kill_pause_and_partition_are_linearizable_on_several_seeds() {
-    for seed in ["1", "2"] {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("c");
-        up(&dir, "paxos", &[]);
-        let _down = Down(&dir);
-        let history = tmp.path().join("h.jsonl");
-        let nemesis = ["--nemesis", "kill,pause,partition", "--nemesis-interval", "1500ms"];
-        let mut extra = vec!["--duration", "10s", "--seed", seed];
-        extra.extend(nemesis);
-        let (ok, out) = workload(&dir, &history, &extra);
-        assert!(ok && out.contains("linearizable:"), "seed {seed}: {out}");
-        let events = std::fs::read_to_string(&history).unwrap();
-        for f in ["\"kill\"", "\"pause\"", "\"partition\""] {
-            assert!(events.contains(f), "seed {seed}: no {f} fault in the history");
-        }
-        let oks = events.lines().filter(|l| l.contains("\"type\":\"ok\"")).count();
-        assert!(oks > 200, "seed {seed}: only {oks} operations succeeded under faults");
-    }
+    nemesis_workloads_are_linearizable("paxos", &["1", "2"]);
 }
 
 #[test]
 fn a_broken_accept_quorum_is_caught_by_the_checker() {
     // Accepting on one acceptor breaks quorum intersection: under partitions the isolated
     // side keeps acknowledging writes the majority never sees. The checker must say so.
-    let mut caught = None;
-    for seed in ["1", "2", "3"] {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("c");
-        up(&dir, "paxos", &["--unsafe-accept-quorum", "1"]);
-        let _down = Down(&dir);
-        let history = tmp.path().join("h.jsonl");
-        let extra = ["--duration", "10s", "--seed", seed, "--nemesis", "partition", "--nemesis-interval", "2s"];
-        let (ok, out) = workload(&dir, &history, &extra);
-        if !ok {
-            assert!(out.contains("NOT linearizable"), "seed {seed} failed for another reason: {out}");
-            caught = Some(seed);
-            break;
-        }
-    }
-    assert!(caught.is_some(), "three runs with an accept quorum of 1 under partitions all passed the checker");
+    broken_configuration_is_caught("paxos", &["--unsafe-accept-quorum", "1"], "10s");
 }
 
 #[test]

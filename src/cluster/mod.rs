@@ -232,9 +232,20 @@ fn members_command(state: &ClusterState, skip: &str, args: &[&str]) -> Result<Ve
         .iter()
         .find(|n| n.name != skip && process::liveness(n) == Liveness::Up)
         .ok_or("no other node is up to run the membership change")?;
-    let mut full = vec!["VALTHREE.MEMBERS", state.admin_token.as_str()];
-    full.extend(args);
-    match call_with_timeout(&via.addr, &full, MEMBERSHIP_TIMEOUT)? {
+    admin(state, via, "VALTHREE.MEMBERS", args, MEMBERSHIP_TIMEOUT)
+}
+
+/// Sends an authenticated admin command to `node`; its reply is an array of lines.
+fn admin(
+    state: &ClusterState,
+    node: &NodeState,
+    command: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<Vec<String>, String> {
+    let mut all = vec![command, state.admin_token.as_str()];
+    all.extend_from_slice(args);
+    match call_with_timeout(&node.addr, &all, timeout)? {
         BytesFrame::Array(items) => Ok(items
             .into_iter()
             .filter_map(|f| match f {
@@ -242,8 +253,8 @@ fn members_command(state: &ClusterState, skip: &str, args: &[&str]) -> Result<Ve
                 _ => None,
             })
             .collect()),
-        BytesFrame::Error(e) => Err(format!("{}: {e}", via.name)),
-        other => Err(format!("{}: unexpected reply {other:?}", via.name)),
+        BytesFrame::Error(e) => Err(format!("{}: {e}", node.name)),
+        other => Err(format!("{}: unexpected reply {other:?}", node.name)),
     }
 }
 
@@ -367,19 +378,7 @@ pub fn call_with_timeout(addr: &str, args: &[&str], timeout: Duration) -> Result
 }
 
 fn fault(state: &ClusterState, node: &NodeState, args: &[&str]) -> Result<Vec<String>, String> {
-    let mut all = vec!["VALTHREE.FAULT", state.admin_token.as_str()];
-    all.extend_from_slice(args);
-    match call(&node.addr, &all)? {
-        BytesFrame::Array(items) => Ok(items
-            .into_iter()
-            .filter_map(|f| match f {
-                BytesFrame::BulkString(b) => Some(String::from_utf8_lossy(&b).into_owned()),
-                _ => None,
-            })
-            .collect()),
-        BytesFrame::Error(e) => Err(format!("{}: {e}", node.name)),
-        other => Err(format!("{}: unexpected reply {other:?}", node.name)),
-    }
+    admin(state, node, "VALTHREE.FAULT", args, Duration::from_secs(5))
 }
 
 /// The peers `node` is currently partitioned from.

@@ -425,3 +425,44 @@ pub fn kill_9_of_every_node_loses_no_acknowledged_write(mode: &str) {
         assert!(v.is_some(), "acknowledged {key} is gone after kill -9 of every node");
     }
 }
+
+/// `workload --check` under kill, pause and partition on each seed: linearizable, faults
+/// recorded, and enough operations succeeded to mean something.
+pub fn nemesis_workloads_are_linearizable(mode: &str, seeds: &[&str]) {
+    for seed in seeds {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        up(&dir, mode, &[]);
+        let _down = Down(&dir);
+        let history = tmp.path().join("h.jsonl");
+        let extra =
+            ["--duration", "10s", "--seed", seed, "--nemesis", "kill,pause,partition", "--nemesis-interval", "1500ms"];
+        let (ok, out) = workload(&dir, &history, &extra);
+        assert!(ok && out.contains("linearizable:"), "{mode}, seed {seed}: {out}");
+        let events = std::fs::read_to_string(&history).unwrap();
+        for f in ["\"kill\"", "\"pause\"", "\"partition\""] {
+            assert!(events.contains(f), "{mode}, seed {seed}: no {f} fault in the history");
+        }
+        let oks = events.lines().filter(|l| l.contains("\"type\":\"ok\"")).count();
+        assert!(oks > 200, "{mode}, seed {seed}: only {oks} operations succeeded under faults");
+    }
+}
+
+/// A deliberately broken configuration (`flags`) under partitions: within three seeds the
+/// checker must report NOT linearizable.
+pub fn broken_configuration_is_caught(mode: &str, flags: &[&str], seconds: &str) {
+    for seed in ["1", "2", "3"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        up(&dir, mode, flags);
+        let _down = Down(&dir);
+        let history = tmp.path().join("h.jsonl");
+        let extra = ["--duration", seconds, "--seed", seed, "--nemesis", "partition", "--nemesis-interval", "2s"];
+        let (ok, out) = workload(&dir, &history, &extra);
+        if !ok {
+            assert!(out.contains("NOT linearizable"), "{mode} {flags:?}, seed {seed} failed for another reason: {out}");
+            return;
+        }
+    }
+    panic!("three runs of {mode} with {flags:?} under partitions all passed the checker");
+}

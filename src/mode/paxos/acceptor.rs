@@ -89,7 +89,11 @@ pub fn handle(slot: &mut Slot, request: &Request) -> (Response, bool) {
             // A duplicate of the accept this slot took. A ballot carries one value only, so a
             // different value under the same ballot is a proposer bug and is refused.
             if *ballot == slot.accepted && *ballot != Ballot::ZERO {
-                return if *value == slot.value { (Response::Accepted, false) } else { (conflict, false) };
+                if *value == slot.value {
+                    return (Response::Accepted, false);
+                }
+                // Never "landed": this acceptor holds another value under that ballot.
+                return (Response::Conflict { seen, accepted: slot.accepted, landed: Landed::Unknown }, false);
             }
             if *ballot < slot.promised || *ballot <= slot.accepted {
                 return (conflict, false);
@@ -135,7 +139,10 @@ mod tests {
         );
         assert_eq!(handle(&mut slot, &accept(b(1, 1), "x")).0, Response::Accepted);
         assert_eq!(handle(&mut slot, &accept(b(1, 1), "x")), (Response::Accepted, false), "a duplicate accept");
-        assert!(matches!(handle(&mut slot, &accept(b(1, 1), "y")).0, Response::Conflict { .. }), "never two values");
+        assert!(
+            matches!(handle(&mut slot, &accept(b(1, 1), "y")).0, Response::Conflict { landed: Landed::Unknown, .. }),
+            "never two values, and never a claim that the other one landed"
+        );
         let (r, _) = handle(&mut slot, &Request::Prepare { ballot: b(2, 0) });
         assert_eq!(r, Response::Promised { accepted: b(1, 1), value: Some(Bytes::from_static(b"x")) });
         // Once (2,0) is accepted, a late duplicate of (1,1) is refused, and the refusal says

@@ -47,7 +47,7 @@ pub enum Command {
 pub enum Outcome {
     Read(Option<Bytes>),
     Write(MutationReply),
-    /// `Some(ballot)`: the tombstone is on every acceptor at `ballot`; `None`: the key holds
+    /// `Some(ballot)`: every acceptor accepted the tombstone at `ballot`; `None`: the key holds
     /// a value, nothing to collect.
     Collected(Option<Ballot>),
 }
@@ -135,9 +135,9 @@ enum Phase {
         value: Option<Bytes>,
         outcomes: Vec<Result<Outcome>>,
         acks: BTreeSet<NodeId>,
-        /// Refusals that prove the value is not there (the acceptor holds an older ballot).
+        /// Refusals that prove the value is not there (the acceptor never accepted our ballot).
         refused: BTreeSet<NodeId>,
-        /// Refusals from acceptors holding a newer ballot: ours may have been there first.
+        /// Refusals from acceptors that cannot tell whether our ballot was accepted there.
         doubtful: BTreeSet<NodeId>,
     },
     /// Waiting a few ticks before the next prepare.

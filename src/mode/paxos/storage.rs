@@ -107,9 +107,9 @@ fn decode_ballot(bytes: &[u8]) -> Option<Ballot> {
 }
 
 /// promised (12 bytes) | accepted (12) | 0 = absent, 1 = value follows | [value length (4) |
-/// value] | n (2) | n × (proposer (4) | its last accepted ballot (12)).
+/// value] | n (4) | n × (proposer (4) | its last accepted ballot (12)).
 fn encode_slot(slot: &Slot) -> Vec<u8> {
-    let mut out = Vec::with_capacity(31 + slot.value.as_ref().map_or(0, |v| v.len()) + 16 * slot.last_by.len());
+    let mut out = Vec::with_capacity(33 + slot.value.as_ref().map_or(0, |v| v.len()) + 16 * slot.last_by.len());
     encode_ballot(&mut out, slot.promised);
     encode_ballot(&mut out, slot.accepted);
     match &slot.value {
@@ -120,7 +120,7 @@ fn encode_slot(slot: &Slot) -> Vec<u8> {
             out.extend_from_slice(v);
         }
     }
-    out.extend_from_slice(&(slot.last_by.len() as u16).to_be_bytes());
+    out.extend_from_slice(&(slot.last_by.len() as u32).to_be_bytes());
     for (node, ballot) in &slot.last_by {
         out.extend_from_slice(&node.to_be_bytes());
         encode_ballot(&mut out, *ballot);
@@ -141,14 +141,17 @@ fn decode_slot(bytes: &[u8]) -> Result<Slot> {
         }
         _ => return Err(corrupt()),
     };
-    let n = u16::from_be_bytes(bytes.get(at..at + 2).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?);
-    at += 2;
+    let n = u32::from_be_bytes(bytes.get(at..at + 4).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?);
+    at += 4;
     let mut last_by = std::collections::BTreeMap::new();
     for _ in 0..n {
         let node = u32::from_be_bytes(bytes.get(at..at + 4).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?);
         let ballot = decode_ballot(bytes.get(at + 4..).ok_or_else(corrupt)?).ok_or_else(corrupt)?;
         last_by.insert(node, ballot);
         at += 16;
+    }
+    if at != bytes.len() {
+        return Err(corrupt());
     }
     Ok(Slot { promised, accepted, value, last_by })
 }

@@ -64,9 +64,9 @@ pub fn reply_to(key: Bytes, round: u64, reply: AcceptorReply) -> proto::PaxosRep
             seen: Some(ballot_to(seen)),
             accepted: Some(ballot_to(accepted)),
             landed: match landed {
-                Landed::No => 0,
+                Landed::Unknown => 0,
                 Landed::Yes => 1,
-                Landed::Unknown => 2,
+                Landed::No => 2,
             },
         }),
         AcceptorReply::Removed(removed) => R::Removed(proto::Removed { removed }),
@@ -85,9 +85,9 @@ pub fn reply_from(r: proto::PaxosReply) -> Option<(Bytes, u64, AcceptorReply)> {
             seen: ballot_from(c.seen),
             accepted: ballot_from(c.accepted),
             landed: match c.landed {
-                0 => Landed::No,
                 1 => Landed::Yes,
-                _ => Landed::Unknown,
+                2 => Landed::No,
+                _ => Landed::Unknown, // absent (a peer that does not say) is never taken as proof
             },
         }),
         R::Removed(r) => AcceptorReply::Removed(r.removed),

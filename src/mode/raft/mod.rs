@@ -201,7 +201,14 @@ impl Connection {
         };
         let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
             Err(_) => return Err(RPCError::Network(NetworkError::new(&std::io::Error::other("timed out")))),
-            Ok(Err(status)) if crate::peer::never_sent(&status) => return Err(unreachable(status.message().into())),
+            // A peer that cannot be connected to is unreachable: openraft then backs off
+            // instead of retrying at once.
+            Ok(Err(status))
+                if crate::peer::never_sent(&status)
+                    || (status.code() == tonic::Code::Unavailable && status.message().contains("connect")) =>
+            {
+                return Err(unreachable(status.message().into()));
+            }
             Ok(Err(status)) => {
                 return Err(RPCError::Network(NetworkError::new(&std::io::Error::other(status.message().to_string()))));
             }
