@@ -12,6 +12,20 @@ use std::time::{Duration, Instant};
 /// The valthree binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_valthree");
 
+/// Claims `block` for this test process, across the test processes running at once: a file
+/// created exclusively in a shared directory (claims older than 15 minutes are stale).
+fn claim(kind: &str, block: u16) -> bool {
+    let dir = std::env::temp_dir().join("valthree-test-ports");
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join(format!("{kind}-{block}"));
+    if let Ok(meta) = std::fs::metadata(&path)
+        && meta.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age > Duration::from_secs(900))
+    {
+        let _ = std::fs::remove_file(&path);
+    }
+    std::fs::OpenOptions::new().write(true).create_new(true).open(&path).is_ok()
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -304,20 +318,28 @@ pub fn cluster(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A base port whose client and peer ports for five nodes are all free.
+/// A base port whose client and peer ports for five nodes are all free, claimed for this
+/// process: bases are multiples of 10 from 20000, and both the client block (base+1..) and the
+/// peer block (base+1001..) are claimed, so no two claims overlap.
 pub fn free_base() -> u16 {
     loop {
-        let base = 20_000 + fastrand_port();
+        let base = 20_000 + (fastrand_port() % 900) * 10;
         let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-        if (1..=5).all(|i| free(base + i) && free(base + 1000 + i)) {
+        if (1..=5).all(|i| free(base + i) && free(base + 1000 + i))
+            && claim("block", base)
+            && claim("block", base + 1000)
+        {
             return base;
         }
     }
 }
 
 pub fn fastrand_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CALLS: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    ((nanos ^ (std::process::id() * 7919)) % 9000) as u16
+    let salt = CALLS.fetch_add(1, Ordering::Relaxed).wrapping_mul(2_654_435_761);
+    ((nanos ^ salt ^ (std::process::id() * 7919)) % 9000) as u16
 }
 
 /// Stops the cluster even when an assertion fails midway.
