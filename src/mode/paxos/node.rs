@@ -278,13 +278,16 @@ impl Node {
 
     /// The gRPC client for node `id`, (re)made when its address changed.
     fn client(&self, id: NodeId) -> Result<PeerClient<Channel>> {
-        let addr = self
-            .config()
-            .everyone()
-            .into_iter()
-            .find(|m| m.id == id)
-            .map(|m| m.peer_addr)
-            .ok_or_else(|| Error::TryAgain(format!("node {id} is not in the configuration")))?;
+        let addr = {
+            let config = self.config.read().unwrap_or_else(|e| e.into_inner());
+            config
+                .members
+                .iter()
+                .chain(config.previous.iter().flatten())
+                .find(|m| m.id == id)
+                .map(|m| m.peer_addr.clone())
+                .ok_or_else(|| Error::TryAgain(format!("node {id} is not in the configuration")))?
+        };
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((known, client)) = clients.get(&id)
             && *known == addr

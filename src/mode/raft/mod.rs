@@ -362,8 +362,13 @@ impl Inner {
         self.raft.metrics().borrow().clone()
     }
 
+    /// The current leader, read without copying the metrics (this is on every command's path).
     fn leader(&self) -> Option<NodeId> {
-        self.metrics().current_leader
+        self.raft.metrics().borrow().current_leader
+    }
+
+    fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
     }
 
     fn addr_of(&self, id: NodeId) -> Option<String> {
@@ -406,8 +411,7 @@ impl Inner {
     async fn write_here(&self, request: Request) -> ForwardReply {
         // Metrics lag the core: a term change during the call also means the entry may have
         // been appended by a leader that just lost its leadership.
-        let before = self.metrics();
-        let was_leader = before.current_leader == Some(self.id);
+        let (was_leader, term_before) = (self.leader() == Some(self.id), self.term());
         // A leader cut off from its quorum keeps the entry pending until it learns of a newer
         // term; do not wait for that longer than a command may take.
         let written = match tokio::time::timeout(COMMAND_DEADLINE, self.raft.client_write(request)).await {
@@ -422,7 +426,7 @@ impl Inner {
         match written {
             Ok(response) => ForwardReply::Write(response.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                if was_leader || self.metrics().current_term != before.current_term {
+                if was_leader || self.term() != term_before {
                     // Leadership was lost while the entry may already have been appended.
                     ForwardReply::Failed { message: "leadership changed during the write".into(), maybe: true }
                 } else {
