@@ -86,8 +86,8 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--ready-timeout', '--ready-timeout', [CompletionResultType]::ParameterName, 'Wait this long for every address to answer PING before starting')
             [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Check the history for linearizability at the end; exit 1 on a violation. (Every run starts with FLUSHALL, recorded in the history: point it at a test database.)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the summary (and verdict) as JSON; no progress bar')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
@@ -107,8 +107,8 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('restart', 'restart', [CompletionResultType]::ParameterValue, 'Restart a node with the same flags and data')
             [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)')
             [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic')
-            [CompletionResult]::new('add-node', 'add-node', [CompletionResultType]::ParameterValue, 'paxos mode: start one more node (empty) and add it to the membership while the cluster serves (joint consensus, then a rescan of every key)')
-            [CompletionResult]::new('remove-node', 'remove-node', [CompletionResultType]::ParameterValue, 'paxos mode: remove a node from the membership, then stop it and delete its data')
+            [CompletionResult]::new('add-node', 'add-node', [CompletionResultType]::ParameterValue, 'paxos and raft modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter)')
+            [CompletionResult]::new('remove-node', 'remove-node', [CompletionResultType]::ParameterValue, 'paxos and raft modes: remove a node from the membership, then stop it and delete its data')
             [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every node (SIGTERM, then SIGKILL after a grace period)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -225,8 +225,8 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('restart', 'restart', [CompletionResultType]::ParameterValue, 'Restart a node with the same flags and data')
             [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)')
             [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic')
-            [CompletionResult]::new('add-node', 'add-node', [CompletionResultType]::ParameterValue, 'paxos mode: start one more node (empty) and add it to the membership while the cluster serves (joint consensus, then a rescan of every key)')
-            [CompletionResult]::new('remove-node', 'remove-node', [CompletionResultType]::ParameterValue, 'paxos mode: remove a node from the membership, then stop it and delete its data')
+            [CompletionResult]::new('add-node', 'add-node', [CompletionResultType]::ParameterValue, 'paxos and raft modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter)')
+            [CompletionResult]::new('remove-node', 'remove-node', [CompletionResultType]::ParameterValue, 'paxos and raft modes: remove a node from the membership, then stop it and delete its data')
             [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every node (SIGTERM, then SIGKILL after a grace period)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -309,8 +309,8 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('restart', 'restart', [CompletionResultType]::ParameterValue, 'Restart a node with the same flags and data')
             [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)')
             [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic')
-            [CompletionResult]::new('add-node', 'add-node', [CompletionResultType]::ParameterValue, 'paxos mode: start one more node (empty) and add it to the membership while the cluster serves (joint consensus, then a rescan of every key)')
-            [CompletionResult]::new('remove-node', 'remove-node', [CompletionResultType]::ParameterValue, 'paxos mode: remove a node from the membership, then stop it and delete its data')
+            [CompletionResult]::new('add-node', 'add-node', [CompletionResultType]::ParameterValue, 'paxos and raft modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter)')
+            [CompletionResult]::new('remove-node', 'remove-node', [CompletionResultType]::ParameterValue, 'paxos and raft modes: remove a node from the membership, then stop it and delete its data')
             [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every node (SIGTERM, then SIGKILL after a grace period)')
             break
         }

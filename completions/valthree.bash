@@ -458,7 +458,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__kill)
-            opts="-h -V --dir --json --help --version"
+            opts="-h -V --dir --json --help --version n1 n2 n3 n4 n5 n6 n7 n8 n9"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -494,7 +494,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__pause)
-            opts="-h -V --dir --json --help --version"
+            opts="-h -V --dir --json --help --version n1 n2 n3 n4 n5 n6 n7 n8 n9"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -512,7 +512,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__remove__subcmd__node)
-            opts="-h -V --dir --json --help --version"
+            opts="-h -V --dir --json --help --version n1 n2 n3 n4 n5 n6 n7 n8 n9"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -530,7 +530,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__restart)
-            opts="-h -V --dir --json --help --version"
+            opts="-h -V --dir --json --help --version n1 n2 n3 n4 n5 n6 n7 n8 n9"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -548,7 +548,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__resume)
-            opts="-h -V --dir --json --help --version"
+            opts="-h -V --dir --json --help --version n1 n2 n3 n4 n5 n6 n7 n8 n9"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -591,7 +591,7 @@ _valthree() {
             fi
             case "${prev}" in
                 --mode)
-                    COMPREPLY=($(compgen -W "s3 paxos raft dynamo" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "s3 paxos raft" -- "${cur}"))
                     return 0
                     ;;
                 --nodes)
@@ -887,7 +887,7 @@ _valthree() {
             fi
             case "${prev}" in
                 --mode)
-                    COMPREPLY=($(compgen -W "s3 paxos raft dynamo" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "s3 paxos raft" -- "${cur}"))
                     return 0
                     ;;
                 --addr)
@@ -997,7 +997,7 @@ _valthree() {
                     return 0
                     ;;
                 --nemesis)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "kill pause partition" -- "${cur}"))
                     return 0
                     ;;
                 --nemesis-interval)

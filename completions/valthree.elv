@@ -81,8 +81,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --ready-timeout 'Wait this long for every address to answer PING before starting'
             cand --check 'Check the history for linearizability at the end; exit 1 on a violation. (Every run starts with FLUSHALL, recorded in the history: point it at a test database.)'
             cand --json 'Print the summary (and verdict) as JSON; no progress bar'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
@@ -101,8 +101,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand restart 'Restart a node with the same flags and data'
             cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
             cand heal 'Restore all node-to-node traffic'
-            cand add-node 'paxos mode: start one more node (empty) and add it to the membership while the cluster serves (joint consensus, then a rescan of every key)'
-            cand remove-node 'paxos mode: remove a node from the membership, then stop it and delete its data'
+            cand add-node 'paxos and raft modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter)'
+            cand remove-node 'paxos and raft modes: remove a node from the membership, then stop it and delete its data'
             cand down 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -207,8 +207,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand restart 'Restart a node with the same flags and data'
             cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
             cand heal 'Restore all node-to-node traffic'
-            cand add-node 'paxos mode: start one more node (empty) and add it to the membership while the cluster serves (joint consensus, then a rescan of every key)'
-            cand remove-node 'paxos mode: remove a node from the membership, then stop it and delete its data'
+            cand add-node 'paxos and raft modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter)'
+            cand remove-node 'paxos and raft modes: remove a node from the membership, then stop it and delete its data'
             cand down 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -273,8 +273,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand restart 'Restart a node with the same flags and data'
             cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
             cand heal 'Restore all node-to-node traffic'
-            cand add-node 'paxos mode: start one more node (empty) and add it to the membership while the cluster serves (joint consensus, then a rescan of every key)'
-            cand remove-node 'paxos mode: remove a node from the membership, then stop it and delete its data'
+            cand add-node 'paxos and raft modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter)'
+            cand remove-node 'paxos and raft modes: remove a node from the membership, then stop it and delete its data'
             cand down 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
         }
         &'valthree;help;cluster;up'= {

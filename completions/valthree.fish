@@ -34,8 +34,7 @@ complete -c valthree -n "__fish_valthree_needs_command" -f -a "completions" -d '
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l mode -d 'How the cluster keeps itself consistent' -r -f -a "s3\t'The whole database is one JSON object in S3-compatible storage, replaced by compare-and-swap'
 paxos\t'CASPaxos: one replicated register per key'
-raft\t'A Raft log replicated to a majority'
-dynamo\t'A Dynamo-style ring with quorums and version vectors'"
+raft\t'A Raft log replicated to a majority'"
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l addr -d 'Address to serve the Redis protocol on' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l data-dir -d 'Directory for this node\'s data (in s3 mode without --s3-bucket: the embedded object store)' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l requirepass -d 'Require clients to AUTH with this password' -r
@@ -68,7 +67,9 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -s h -l help -d
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l addrs -d 'Comma-separated addresses; client i talks to addrs[i % n] (default: the nodes of --cluster, or 127.0.0.1:6379)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l cluster -d 'A local cluster\'s directory (from `valthree cluster up`): its nodes are the addresses, and the nemesis acts on it' -r -F
-complete -c valthree -n "__fish_valthree_using_subcommand workload" -l nemesis -d 'Faults to inject while the workload runs: kill, pause, partition (comma-separated)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l nemesis -d 'Faults to inject while the workload runs: kill, pause, partition (comma-separated)' -r -f -a "kill\t'SIGKILL a node, later restart it'
+pause\t'SIGSTOP a node, later SIGCONT it'
+partition\t'Cut one node off from the others (in s3 mode: from the object store), later heal'"
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l nemesis-interval -d 'Time between two faults; each lasts half of it' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l clients -d 'Concurrent clients, each with one operation outstanding at a time' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l keys -d 'Size of the key set (small means contention, which is the point)' -r
@@ -83,7 +84,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand workload" -l check-tim
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l ready-timeout -d 'Wait this long for every address to answer PING before starting' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l check -d 'Check the history for linearizability at the end; exit 1 on a violation. (Every run starts with FLUSHALL, recorded in the history: point it at a test database.)'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l json -d 'Print the summary (and verdict) as JSON; no progress bar'
-complete -c valthree -n "__fish_valthree_using_subcommand workload" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -s V -l version -d 'Print version'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -l dir -d 'The cluster\'s directory (state file, node data, logs)' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -l json -d 'Print JSON for scripts'
@@ -97,14 +98,13 @@ complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fis
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "restart" -d 'Restart a node with the same flags and data'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "partition" -d 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "heal" -d 'Restore all node-to-node traffic'
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "add-node" -d 'paxos mode: start one more node (empty) and add it to the membership while the cluster serves (joint consensus, then a rescan of every key)'
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "remove-node" -d 'paxos mode: remove a node from the membership, then stop it and delete its data'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "add-node" -d 'paxos and raft modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter)'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "remove-node" -d 'paxos and raft modes: remove a node from the membership, then stop it and delete its data'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "down" -d 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l mode -r -f -a "s3\t'The whole database is one JSON object in S3-compatible storage, replaced by compare-and-swap'
 paxos\t'CASPaxos: one replicated register per key'
-raft\t'A Raft log replicated to a majority'
-dynamo\t'A Dynamo-style ring with quorums and version vectors'"
+raft\t'A Raft log replicated to a majority'"
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l nodes -r
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l base-port -d 'Node i serves clients on base+i and peers on base+1000+i' -r
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l dir -d 'The cluster\'s directory (state file, node data, logs)' -r -F
@@ -160,8 +160,8 @@ complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_se
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "restart" -d 'Restart a node with the same flags and data'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "partition" -d 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "heal" -d 'Restore all node-to-node traffic'
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "add-node" -d 'paxos mode: start one more node (empty) and add it to the membership while the cluster serves (joint consensus, then a rescan of every key)'
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "remove-node" -d 'paxos mode: remove a node from the membership, then stop it and delete its data'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "add-node" -d 'paxos and raft modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter)'
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "remove-node" -d 'paxos and raft modes: remove a node from the membership, then stop it and delete its data'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "down" -d 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c valthree -n "__fish_valthree_using_subcommand check-history" -l model -d 'The model of what each key may do' -r -f -a "register\t'One register per key: get/set/del/incr/append, flushall on every key'"
@@ -186,6 +186,6 @@ complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "restart" -d 'Restart a node with the same flags and data'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "partition" -d 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "heal" -d 'Restore all node-to-node traffic'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "add-node" -d 'paxos mode: start one more node (empty) and add it to the membership while the cluster serves (joint consensus, then a rescan of every key)'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "remove-node" -d 'paxos mode: remove a node from the membership, then stop it and delete its data'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "add-node" -d 'paxos and raft modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter)'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "remove-node" -d 'paxos and raft modes: remove a node from the membership, then stop it and delete its data'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "down" -d 'Stop every node (SIGTERM, then SIGKILL after a grace period)'

@@ -134,6 +134,7 @@ fn a_workload_under_every_nemesis_stays_linearizable() {
     cluster(&dir, &["up", "--nodes", "3", "--base-port", &base]);
     let _down = Down(&dir);
     let history = tmp.path().join("h.jsonl");
+    let html = tmp.path().join("h.html");
     let out = valthree(&[
         "workload",
         "--cluster",
@@ -153,9 +154,18 @@ fn a_workload_under_every_nemesis_stays_linearizable() {
         "--history",
         history.to_str().unwrap(),
         "--check",
+        "--html",
+        html.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("linearizable:"), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.lines().any(|l| l.starts_with("linearizable:")), "{said}");
+    assert!(said.contains("faults injected ("), "the summary lists the faults: {said}");
+    for f in ["kill n", "pause n", "partition n"] {
+        assert!(said.contains(f), "no {f:?} among the faults shown: {said}");
+    }
+    assert!(said.contains(&format!("report: {}", html.display())), "{said}");
+    assert!(html.exists());
     let events: Vec<Value> =
         std::fs::read_to_string(&history).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let faults: Vec<&str> =

@@ -140,9 +140,16 @@ pub fn run(args: CheckArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     if args.json {
-        println!("{}", verdict_json(&report));
+        let mut out = verdict_json(&report);
+        if let Some(html) = &args.html {
+            out["html"] = serde_json::json!(html);
+        }
+        println!("{out}");
     } else {
         print!("{}", verdict_text(&report));
+        if let Some(html) = &args.html {
+            println!("report: {}", html.display());
+        }
     }
     exit_code(report.verdict)
 }

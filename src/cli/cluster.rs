@@ -44,13 +44,25 @@ pub enum ClusterCommand {
     /// Show each node: up, paused or down, and what it reports of itself.
     Status,
     /// SIGKILL a node.
-    Kill { node: String },
+    Kill {
+        #[arg(value_parser = NodeName, hide_possible_values = true)]
+        node: String,
+    },
     /// SIGSTOP a node.
-    Pause { node: String },
+    Pause {
+        #[arg(value_parser = NodeName, hide_possible_values = true)]
+        node: String,
+    },
     /// SIGCONT a paused node.
-    Resume { node: String },
+    Resume {
+        #[arg(value_parser = NodeName, hide_possible_values = true)]
+        node: String,
+    },
     /// Restart a node with the same flags and data.
-    Restart { node: String },
+    Restart {
+        #[arg(value_parser = NodeName, hide_possible_values = true)]
+        node: String,
+    },
     /// Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode
     /// the nodes outside the largest group lose the object store; on a tie, the last group keeps it).
     Partition {
@@ -59,17 +71,51 @@ pub enum ClusterCommand {
     },
     /// Restore all node-to-node traffic.
     Heal,
-    /// paxos mode: start one more node (empty) and add it to the membership while the
-    /// cluster serves (joint consensus, then a rescan of every key).
+    /// paxos and raft modes: start one more node (empty) and add it to the membership while
+    /// the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a
+    /// learner that catches up, then a voter).
     AddNode,
-    /// paxos mode: remove a node from the membership, then stop it and delete its data.
-    RemoveNode { node: String },
+    /// paxos and raft modes: remove a node from the membership, then stop it and delete its data.
+    RemoveNode {
+        #[arg(value_parser = NodeName, hide_possible_values = true)]
+        node: String,
+    },
     /// Stop every node (SIGTERM, then SIGKILL after a grace period).
     Down {
         /// Also delete the cluster's directory.
         #[arg(long)]
         purge: bool,
     },
+}
+
+/// A node name, `n1`, `n2`, ...: shells complete the first few, any number is accepted.
+#[derive(Debug, Clone, Copy)]
+struct NodeName;
+
+/// The names offered for completion.
+const COMPLETED_NODES: [&str; 9] = ["n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9"];
+
+impl clap::builder::TypedValueParser for NodeName {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        let text = value.to_string_lossy();
+        let digits = text.strip_prefix('n').unwrap_or("");
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            let message = format!("{text:?} is not a node name (n1, n2, ...: see `valthree cluster status`)");
+            return Err(clap::Error::raw(clap::error::ErrorKind::InvalidValue, message).with_cmd(cmd));
+        }
+        Ok(text.into_owned())
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(COMPLETED_NODES.into_iter().map(clap::builder::PossibleValue::new)))
+    }
 }
 
 fn node_json(state: &ClusterState, node: &cluster::NodeState) -> Value {
@@ -89,36 +135,55 @@ fn node_json(state: &ClusterState, node: &cluster::NodeState) -> Value {
 }
 
 fn print_table(state: &ClusterState, with_info: bool) {
-    println!("{:<5} {:>8}  {:<7} {:<16} {:<16} {:<30} log", "node", "pid", "state", "client", "peer", "data");
+    println!(
+        "{:<5} {:>8}  {:<7} {:<9} {:>5} {:<7} {:<16} {:<16} log",
+        "node", "pid", "state", "role", "term", "leader", "client", "peer"
+    );
     for node in &state.nodes {
         let liveness = process::liveness(node);
+        let info = if with_info && liveness == Liveness::Up { cluster::info(node) } else { Vec::new() };
+        let get = |k: &str| info.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let leader = get("raft_leader").map(|l| if l == "none" { "none".to_string() } else { format!("n{l}") });
         println!(
-            "{:<5} {:>8}  {:<7} {:<16} {:<16} {:<30} {}",
+            "{:<5} {:>8}  {:<7} {:<9} {:>5} {:<7} {:<16} {:<16} {}",
             node.name,
             node.pid,
             liveness.as_str(),
+            get("raft_role").or(get("mode").filter(|m| *m == "paxos").map(|_| "member")).unwrap_or("-"),
+            get("raft_term").unwrap_or("-"),
+            leader.as_deref().unwrap_or("-"),
             node.addr,
             node.peer_addr,
-            node.data_dir.display(),
             node.log.display()
         );
-        if with_info && liveness == Liveness::Up {
-            let info = cluster::info(node);
-            let get = |k: &str| info.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or("?");
+        if !info.is_empty() {
             let isolated = cluster::isolated_peers(state, node).unwrap_or_default();
             let cut =
                 if isolated.is_empty() { String::new() } else { format!(", partitioned from {}", isolated.join(",")) };
-            println!("        mode {}{}{}", get("mode"), role(&info), cut);
+            println!("        {}{cut}", details(&info));
         }
     }
 }
 
-/// What a replicated node says of its role (leader/follower, term, members), if anything.
-fn role(info: &[(String, String)]) -> String {
-    info.iter()
-        .filter(|(k, _)| matches!(k.as_str(), "role" | "term" | "leader" | "members" | "s3_object_store"))
-        .map(|(k, v)| format!(", {k} {v}"))
-        .collect()
+/// The facts a node reports of itself that matter at a glance, per mode.
+fn details(info: &[(String, String)]) -> String {
+    let get = |k: &str| info.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or("?");
+    match get("mode") {
+        "raft" => format!(
+            "raft: members {}, commit index {}, applied {}",
+            get("raft_members"),
+            get("raft_commit_index"),
+            get("raft_last_applied")
+        ),
+        "paxos" => format!(
+            "paxos: configuration v{}, members {}, slots {}",
+            get("paxos_config_version"),
+            get("paxos_members"),
+            get("paxos_slots")
+        ),
+        "s3" => format!("s3: object store {}, key {}", get("s3_object_store"), get("s3_object_key")),
+        other => format!("mode {other}"),
+    }
 }
 
 fn run_command(args: &ClusterArgs) -> Result<Value, String> {

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// A Redis-protocol key-value store kept consistent four ways.
+/// A Redis-protocol key-value store kept consistent three ways: S3 compare-and-swap, CASPaxos and Raft.
 #[derive(Debug, Parser)]
 #[command(name = "valthree", version, about, propagate_version = true)]
 pub struct Cli {
@@ -40,6 +40,9 @@ pub fn command() -> clap::Command {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
+    if !matches!(cli.command, Command::Serve(_)) {
+        quiet_on_closed_stdout();
+    }
     match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Workload(args) => workload::run(*args),
@@ -47,4 +50,13 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Cluster(args) => cluster::run(args),
         Command::Completions(args) => completions::run(args),
     }
+}
+
+/// Lets a closed stdout (`valthree cluster status | head -1`) end the process quietly, as it
+/// ends any Unix filter, instead of a "Broken pipe" panic from `println!`. The server keeps
+/// Rust's default (SIGPIPE ignored): it must outlive any one client's closed socket.
+fn quiet_on_closed_stdout() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: called before any thread starts; SIG_DFL installs no handler code.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }

@@ -144,7 +144,9 @@ fn init_logging(json: bool, verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("valthree={level},warn")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only on a terminal: a log file must stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if json { builder.json().init() } else { builder.init() }
 }
 
@@ -219,8 +221,9 @@ async fn open_store(args: &ServeArgs, faults: Arc<Faults>) -> Result<Arc<dyn Sto
             Ok(Arc::new(RaftMode::start(options, faults).await?))
         }
         other => Err(Error::Config(format!(
-            "--mode {} is not available in this build yet; available modes: s3, paxos, raft",
-            other.as_str()
+            "--mode {} is not available in this build yet; available modes: {}",
+            other.as_str(),
+            ModeName::available().join(", ")
         ))),
     }
 }
@@ -275,7 +278,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     match runtime.block_on(serve(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
+            // Said once, on stderr (a node's log file captures it too).
             eprintln!("error: {e}");
             ExitCode::from(2)
         }

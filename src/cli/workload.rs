@@ -32,7 +32,7 @@ pub struct WorkloadArgs {
     #[arg(long)]
     pub cluster: Option<PathBuf>,
     /// Faults to inject while the workload runs: kill, pause, partition (comma-separated).
-    #[arg(long, value_delimiter = ',', requires = "cluster")]
+    #[arg(long, value_enum, value_delimiter = ',', requires = "cluster")]
     pub nemesis: Vec<Fault>,
     /// Time between two faults; each lasts half of it.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
@@ -120,7 +120,7 @@ fn addresses(args: &WorkloadArgs) -> Result<Vec<String>, String> {
     }
 }
 
-async fn drive(args: &WorkloadArgs) -> Result<workload::Summary, String> {
+async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), String> {
     let addrs = addresses(args)?;
     let deadline = tokio::time::Instant::now() + args.ready_timeout;
     for addr in &addrs {
@@ -172,31 +172,38 @@ async fn drive(args: &WorkloadArgs) -> Result<workload::Summary, String> {
         bar.abort();
     }
     let _ = stop.send(true);
+    let mut faults = Vec::new();
     if let Some(nemesis) = nemesis {
         // Every fault is healed and every node back before the history is checked.
-        nemesis.await.map_err(|e| format!("nemesis: {e}"))?.map_err(|e| format!("nemesis: {e}"))?;
+        faults = nemesis.await.map_err(|e| format!("nemesis: {e}"))?.map_err(|e| format!("nemesis: {e}"))?;
     }
     let summary = summary?;
     if let Some(e) = history.error() {
         return Err(format!("writing {} failed: {e}", args.history.display()));
     }
-    Ok(summary)
+    Ok((summary, faults))
 }
 
 /// Runs the command.
 pub fn run(args: WorkloadArgs) -> ExitCode {
     antithesis_sdk::antithesis_init();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
-    let summary = match runtime.block_on(drive(&args)) {
+    let (summary, faults) = match runtime.block_on(drive(&args)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let mut out = json!({"summary": summary.to_json(), "history": args.history});
+    let mut out = json!({"summary": summary.to_json(), "history": args.history, "faults": faults});
     if !args.json {
         print!("{}", summary.to_text());
+        if !args.nemesis.is_empty() {
+            println!("faults injected ({}), time since the start:", faults.len());
+            for line in &faults {
+                println!("  {line}");
+            }
+        }
         println!("history: {}", args.history.display());
     }
     if !args.check {
@@ -213,10 +220,12 @@ pub fn run(args: WorkloadArgs) -> ExitCode {
         }
     };
     assert_always!(report.verdict != Verdict::NotLinearizable, "workload: the history is linearizable", &json!({}));
-    if let Some(html) = &args.html
-        && let Err(e) = write_html(&report, html, &args.history.display().to_string())
-    {
-        eprintln!("error: {e}");
+    if let Some(html) = &args.html {
+        match write_html(&report, html, &args.history.display().to_string()) {
+            Ok(()) if args.json => out["html"] = json!(html),
+            Ok(()) => println!("report: {}", html.display()),
+            Err(e) => eprintln!("error: {e}"),
+        }
     }
     if args.json {
         out["check"] = verdict_json(&report);

@@ -66,6 +66,30 @@ fn new_token() -> String {
 
 /// Starts a cluster; refuses when one already runs in `dir` or a port is taken.
 pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
+    if !options.mode.is_available() {
+        return Err(format!(
+            "--mode {} is not available in this build yet; available modes: {}",
+            options.mode.as_str(),
+            ModeName::available().join(", ")
+        ));
+    }
+    if options.nodes == 0 {
+        return Err("--nodes must be at least 1".into());
+    }
+    // Every check that can refuse runs before anything is created, so a refused `up`
+    // leaves nothing behind.
+    let mut ports = Vec::new();
+    for id in 1..=options.nodes {
+        let port = u16::try_from(id).ok().and_then(|i| options.base_port.checked_add(i)).ok_or("port out of range")?;
+        let peer_port = port.checked_add(PEER_PORT_OFFSET).ok_or("peer port out of range")?;
+        for p in [port, peer_port] {
+            if !port_free(p) {
+                return Err(format!("port {p} is taken: choose another --base-port"));
+            }
+        }
+        ports.push((port, peer_port));
+    }
+    let created_dir = !options.dir.exists();
     std::fs::create_dir_all(&options.dir).map_err(|e| format!("{}: {e}", options.dir.display()))?;
     let dir = options.dir.canonicalize().map_err(|e| format!("{}: {e}", options.dir.display()))?;
     if let Some(old) = ClusterState::load(&dir)? {
@@ -84,14 +108,7 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
     }
     let uses_bucket = options.extra.iter().any(|a| a == "--s3-bucket" || a.starts_with("--s3-bucket="));
     let mut nodes = Vec::new();
-    for id in 1..=options.nodes {
-        let port = options.base_port.checked_add(id as u16).ok_or("port out of range")?;
-        let peer_port = port.checked_add(PEER_PORT_OFFSET).ok_or("peer port out of range")?;
-        for p in [port, peer_port] {
-            if !port_free(p) {
-                return Err(format!("port {p} is taken: choose another --base-port"));
-            }
-        }
+    for (id, (port, peer_port)) in (1..=options.nodes).zip(ports) {
         let name = format!("n{id}");
         let (addr, peer_addr) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{peer_port}"));
         let data_dir = dir.join(&name);
@@ -126,14 +143,42 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
         partition: Vec::new(),
         next_id: options.nodes + 1,
     };
-    for i in 0..state.nodes.len() {
-        state.nodes[i].pid = process::spawn(&state.nodes[i], &state.admin_token)?;
-    }
-    state.save()?;
-    for node in &state.nodes {
-        process::wait_ready(node, READY_TIMEOUT)?;
+    // What this `up` creates, to take back if it fails (an older cluster's data stays).
+    let mut created: Vec<PathBuf> = state.nodes.iter().flat_map(|n| [n.data_dir.clone(), n.log.clone()]).collect();
+    created.push(dir.join("objects"));
+    created.retain(|p| !p.exists());
+    let started = (|| {
+        for i in 0..state.nodes.len() {
+            state.nodes[i].pid = process::spawn(&state.nodes[i], &state.admin_token)?;
+        }
+        state.save()?;
+        for node in &state.nodes {
+            process::wait_ready(node, READY_TIMEOUT)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = started {
+        undo_up(&state, created_dir, &created);
+        return Err(e);
     }
     Ok(state)
+}
+
+/// Takes back a failed `up`: stops the nodes it started and removes what it created (the
+/// whole directory when `up` made it; otherwise the state file and the `created` paths).
+fn undo_up(state: &ClusterState, created_dir: bool, created: &[PathBuf]) {
+    for node in state.nodes.iter().filter(|n| n.pid != 0) {
+        let _ = process::signal(node, Signal::SIGKILL);
+        process::wait_gone(node, Duration::from_secs(5));
+    }
+    if created_dir {
+        let _ = std::fs::remove_dir_all(&state.dir);
+        return;
+    }
+    let _ = std::fs::remove_file(ClusterState::path(&state.dir));
+    for path in created {
+        let _ = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    }
 }
 
 /// SIGKILL.

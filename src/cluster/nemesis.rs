@@ -3,7 +3,6 @@
 //! shows when each fault happened.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use super::{ClusterState, Liveness, heal, kill, partition, pause, process, resta
 use crate::history::{EventType, HistoryWriter, Process, Record};
 
 /// A kind of fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Fault {
     /// SIGKILL a node, later restart it.
     Kill,
@@ -22,18 +21,6 @@ pub enum Fault {
     Pause,
     /// Cut one node off from the others (in s3 mode: from the object store), later heal.
     Partition,
-}
-
-impl FromStr for Fault {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "kill" => Ok(Fault::Kill),
-            "pause" => Ok(Fault::Pause),
-            "partition" => Ok(Fault::Partition),
-            other => Err(format!("unknown nemesis {other:?} (kill, pause, partition)")),
-        }
-    }
 }
 
 /// A fault schedule against the cluster in `dir`.
@@ -63,8 +50,15 @@ impl Nemesis {
         tokio::task::spawn_blocking(f).await.expect("cluster operation panicked")
     }
 
-    /// Injects and heals faults until `stop` turns true, then heals everything.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+    /// Injects and heals faults until `stop` turns true, then heals everything. Returns what
+    /// it did, one line per fault or repair (`  2.5s  kill n2`), for the workload's summary.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<Vec<String>, String> {
+        let started = std::time::Instant::now();
+        let mut log = Vec::new();
+        let mut note = |what: &str, victim: &str, error: Option<&String>| {
+            let failed = error.map_or(String::new(), |e| format!(" (failed: {e})"));
+            log.push(format!("{:>7.1}s  {what} {victim}{failed}", started.elapsed().as_secs_f64()));
+        };
         let mut rng = fastrand::Rng::with_seed(self.seed ^ 0x6e656d65736973);
         // Faults come in rounds, each kind once per round in a seeded order, so a short run
         // still sees every kind.
@@ -100,6 +94,7 @@ impl Nemesis {
                 })
                 .await
             };
+            note(name, &victim, injected.as_ref().err());
             self.record(name, json!(victim), injected.as_ref().err().cloned());
             let _ = tokio::time::timeout(pause_for, stop.changed()).await;
             let healed = {
@@ -111,14 +106,19 @@ impl Nemesis {
                 })
                 .await
             };
+            note(undo, &victim, healed.as_ref().err());
             self.record(undo, json!(victim), healed.err());
         }
-        self.heal_everything().await
+        for line in self.heal_everything().await? {
+            note(&line, "", None);
+        }
+        Ok(log)
     }
 
     /// Resumes paused nodes, restarts dead ones, heals partitions — each attempted even
     /// when an earlier one failed, so one stubborn node leaves no other one hurt.
-    async fn heal_everything(&self) -> Result<(), String> {
+    /// Returns the repairs it made beyond healing partitions (`restart n2`).
+    async fn heal_everything(&self) -> Result<Vec<String>, String> {
         let dir = self.dir.clone();
         let outcomes = Self::blocking(move || {
             let mut outcomes: Vec<(&'static str, String, Result<(), String>)> = Vec::new();
@@ -138,12 +138,15 @@ impl Nemesis {
         })
         .await;
         let mut errors = Vec::new();
+        let mut repairs = Vec::new();
         for (f, node, result) in outcomes {
             self.record(f, json!(node), result.as_ref().err().cloned());
-            if let Err(e) = result {
-                errors.push(e);
+            match result {
+                Err(e) => errors.push(e),
+                Ok(()) if f != "heal" => repairs.push(format!("{f} {node} (final repair)")),
+                Ok(()) => {}
             }
         }
-        if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+        if errors.is_empty() { Ok(repairs) } else { Err(errors.join("; ")) }
     }
 }

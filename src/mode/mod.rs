@@ -16,11 +16,26 @@ pub enum ModeName {
     Paxos,
     /// A Raft log replicated to a majority.
     Raft,
-    /// A Dynamo-style ring with quorums and version vectors.
+    /// A Dynamo-style ring with quorums and version vectors (not built yet: hidden from help).
+    #[value(hide = true)]
     Dynamo,
 }
 
 impl ModeName {
+    /// True when this binary serves the mode.
+    pub fn is_available(self) -> bool {
+        !matches!(self, ModeName::Dynamo)
+    }
+
+    /// The names of the modes this binary serves.
+    pub fn available() -> Vec<&'static str> {
+        [ModeName::S3, ModeName::Paxos, ModeName::Raft, ModeName::Dynamo]
+            .into_iter()
+            .filter(|m| m.is_available())
+            .map(ModeName::as_str)
+            .collect()
+    }
+
     /// The lowercase name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -138,8 +138,8 @@ async fn client_loop(id: usize, shared: Arc<Shared>) -> Summary {
             match Conn::connect(addr, options.timeout).await {
                 Ok(c) => conn = Some(c),
                 Err(CallError::NotSent(m) | CallError::Lost(m)) => {
+                    summary.record(planned.op, EventType::Fail, None, Some(&m));
                     shared.history.append(record(EventType::Fail, &planned, Value::Null, Some(m)));
-                    summary.record(planned.op, EventType::Fail, None);
                     shared.progress.completed.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(RECONNECT_BACKOFF).await;
                     continue;
@@ -160,8 +160,8 @@ async fn client_loop(id: usize, shared: Arc<Shared>) -> Summary {
         let is_read = planned.op == Op::Get;
         assert_sometimes!(kind == EventType::Ok && is_read, "workload: a read succeeds", &json!({}));
         assert_sometimes!(kind == EventType::Ok && !is_read, "workload: a write succeeds", &json!({}));
+        summary.record(planned.op, kind, Some(started.elapsed()), error.as_deref());
         shared.history.append(record(kind, &planned, value, error));
-        summary.record(planned.op, kind, Some(started.elapsed()));
         shared.progress.completed.fetch_add(1, Ordering::Relaxed);
     }
     summary

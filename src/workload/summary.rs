@@ -22,7 +22,34 @@ pub struct Summary {
     pub by_op: BTreeMap<Op, Counts>,
     /// Latencies of completed requests, in nanoseconds, per operation type.
     latencies: BTreeMap<Op, Vec<u64>>,
+    /// Why operations failed or were left in doubt: (operation, reason) → count.
+    reasons: BTreeMap<(Op, String), u64>,
     pub elapsed: Duration,
+}
+
+/// The reasons shown in the summary.
+const REASONS_SHOWN: usize = 8;
+
+/// The part of an error text that names its cause: the error code and message without the
+/// details that differ between occurrences (node names, addresses), cut to one short line.
+fn reason(error: &str) -> String {
+    let line = error.lines().next().unwrap_or("").trim();
+    let cut = line.find([':', '(']).map_or(line, |i| &line[..i]).trim_end();
+    cut.chars().take(70).collect()
+}
+
+/// What a reason means, for the reasons every run of the default mix meets by design.
+fn explain(op: Op, reason: &str) -> Option<&'static str> {
+    match op {
+        Op::Incr if reason.contains("not an integer") => Some(
+            "by design: the mix also SETs and APPENDs strings to the keys it INCRs, and Redis refuses INCR of a non-integer the same way (nothing changes)",
+        ),
+        _ if reason.starts_with("UNCERTAIN") || reason == "timeout" => {
+            Some("indeterminate: may or may not have happened; the checker considers both")
+        }
+        _ if reason.starts_with("TRYAGAIN") => Some("definitely not applied (e.g. no quorum during a fault)"),
+        _ => None,
+    }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -38,8 +65,11 @@ fn ms(ns: u64) -> f64 {
 }
 
 impl Summary {
-    /// Counts one completion.
-    pub fn record(&mut self, op: Op, kind: EventType, latency: Option<Duration>) {
+    /// Counts one completion; `error` is the reason of a failed or indeterminate one.
+    pub fn record(&mut self, op: Op, kind: EventType, latency: Option<Duration>, error: Option<&str>) {
+        if let Some(error) = error.filter(|_| matches!(kind, EventType::Fail | EventType::Info)) {
+            *self.reasons.entry((op, reason(error))).or_default() += 1;
+        }
         let counts = self.by_op.entry(op).or_default();
         match kind {
             EventType::Ok => counts.ok += 1,
@@ -63,6 +93,17 @@ impl Summary {
         for (op, l) in other.latencies {
             self.latencies.entry(op).or_default().extend(l);
         }
+        for (key, n) in other.reasons {
+            *self.reasons.entry(key).or_default() += n;
+        }
+    }
+
+    /// The commonest reasons for failed and indeterminate operations, most frequent first.
+    fn top_reasons(&self) -> Vec<(Op, &str, u64)> {
+        let mut all: Vec<(Op, &str, u64)> = self.reasons.iter().map(|((op, r), n)| (*op, r.as_str(), *n)).collect();
+        all.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+        all.truncate(REASONS_SHOWN);
+        all
     }
 
     /// All counts added up.
@@ -121,6 +162,16 @@ impl Summary {
                 ms(lat.last().copied().unwrap_or(0))
             );
         }
+        let reasons = self.top_reasons();
+        if !reasons.is_empty() {
+            let _ = writeln!(out, "why operations failed or were left in doubt:");
+        }
+        for (op, reason, n) in reasons {
+            let _ = writeln!(out, "  {:<7}{n:>7}  {reason}", op.as_str());
+            if let Some(meaning) = explain(op, reason) {
+                let _ = writeln!(out, "  {:<7}{:>7}  ({meaning})", "", "");
+            }
+        }
         out
     }
 
@@ -142,6 +193,27 @@ impl Summary {
             "ok": t.ok, "fail": t.fail, "info": t.info,
             "latency": latency(self.sorted(None)),
             "by_op": by_op,
+            "reasons": self.top_reasons().into_iter().map(|(op, reason, n)| json!({"op": op.as_str(), "reason": reason, "count": n})).collect::<Vec<_>>(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_incrs_on_strings_are_counted_and_explained() {
+        let mut summary = Summary::default();
+        for _ in 0..3 {
+            summary.record(Op::Incr, EventType::Fail, None, Some("ERR value is not an integer or out of range"));
+        }
+        summary.record(Op::Set, EventType::Info, None, Some("UNCERTAIN forward to n2: connection reset"));
+        summary.record(Op::Get, EventType::Ok, None, None);
+        let text = summary.to_text();
+        assert!(text.contains("incr         3  ERR value is not an integer or out of range"), "{text}");
+        assert!(text.contains("by design: the mix also SETs"), "{text}");
+        assert!(text.contains("set          1  UNCERTAIN forward to n2\n"), "{text}");
+        assert_eq!(summary.to_json()["reasons"][0]["count"], 3);
     }
 }

@@ -41,10 +41,17 @@ pub const TICK: Duration = Duration::from_millis(10);
 pub const PHASE_TIMEOUT_TICKS: u64 = 50;
 /// How long an acceptor batch may take on the wire.
 const PAXOS_RPC_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a forwarded command may take at its home.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(6);
-/// How long a peer that failed a call is bypassed.
-const DOWN_FOR: Duration = Duration::from_secs(2);
+/// How long a forwarded command may take at its home: below a client's usual timeout, so a
+/// forward to a home that is slow or hung answers before the client gives up. (A hung home
+/// is noticed sooner still, by the peer plane's keepalive.)
+const FORWARD_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long a peer that failed a call is bypassed at least; after that, until it answers a
+/// ping (a hung peer keeps accepting connections, so time alone proves nothing).
+const DOWN_FOR: Duration = Duration::from_secs(1);
+/// How often a peer marked down is pinged.
+const PROBE_EVERY: Duration = Duration::from_millis(200);
+/// How long a ping may take.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 /// Ballots reserved per durable write of the high-water mark.
 const COUNTER_RESERVE: u64 = 1000;
 /// Keys handled at once by FLUSHALL, DBSIZE and the rescan.
@@ -101,7 +108,9 @@ struct Node {
     config_version: Arc<AtomicU64>,
     clients: Mutex<HashMap<NodeId, (String, PeerClient<Channel>)>>,
     outboxes: Mutex<HashMap<NodeId, mpsc::UnboundedSender<Vec<Outgoing>>>>,
-    down: Mutex<HashMap<NodeId, Instant>>,
+    /// Peers bypassed (commands for their keys run here), each until the time given and
+    /// then until a probe sees it answer again.
+    down: Arc<Mutex<HashMap<NodeId, Instant>>>,
     faults: Arc<Faults>,
     stats: Stats,
     membership: tokio::sync::Mutex<()>,
@@ -201,7 +210,7 @@ impl PaxosMode {
             config_version,
             clients: Mutex::new(HashMap::new()),
             outboxes: Mutex::new(HashMap::new()),
-            down: Mutex::new(HashMap::new()),
+            down: Arc::new(Mutex::new(HashMap::new())),
             faults,
             stats: Stats::default(),
             membership: tokio::sync::Mutex::new(()),
@@ -334,15 +343,40 @@ impl Node {
     }
 
     fn is_down(&self, id: NodeId) -> bool {
-        if self.isolated_from(id) {
-            return true;
-        }
-        let down = self.down.lock().unwrap_or_else(|e| e.into_inner());
-        down.get(&id).is_some_and(|until| Instant::now() < *until)
+        self.isolated_from(id) || self.down.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&id)
     }
 
+    /// Bypasses peer `id` for at least [`DOWN_FOR`], then until it answers a ping.
     fn mark_down(&self, id: NodeId) {
-        self.down.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Instant::now() + DOWN_FOR);
+        let probing = {
+            let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+            down.insert(id, Instant::now() + DOWN_FOR).is_some()
+        };
+        if probing {
+            return;
+        }
+        let Ok(client) = self.client(id) else { return };
+        let (down, faults, from) = (self.down.clone(), self.faults.clone(), self.id);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                let answered = !faults.is_isolated_from(&peer_name(id))
+                    && matches!(
+                        tokio::time::timeout(PROBE_TIMEOUT, client.clone().ping(proto::PingRequest { from })).await,
+                        Ok(Ok(_))
+                    );
+                let mut down = down.lock().unwrap_or_else(|e| e.into_inner());
+                match down.get(&id) {
+                    None => return,
+                    Some(until) if answered && Instant::now() >= *until => {
+                        down.remove(&id);
+                        tracing::debug!(peer = id, "peer answers again");
+                        return;
+                    }
+                    Some(_) => {}
+                }
+            }
+        });
     }
 
     /// The home node of `key`: a stable hash over the members.
@@ -1014,6 +1048,14 @@ impl peer::Peer for PeerService {
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let config_version = self.node.config_version.load(Ordering::SeqCst);
         Ok(tonic::Response::new(proto::ListKeysReply { keys, config_version }))
+    }
+
+    async fn ping(
+        &self,
+        request: tonic::Request<proto::PingRequest>,
+    ) -> std::result::Result<tonic::Response<proto::Empty>, tonic::Status> {
+        self.check_from(request.into_inner().from)?;
+        Ok(tonic::Response::new(proto::Empty {}))
     }
 
     async fn configure(

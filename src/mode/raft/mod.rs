@@ -133,10 +133,7 @@ fn client_for(inner: &Inner, addr: &str) -> Result<RaftPeerClient<Channel>> {
     if let Some(c) = clients.get(addr) {
         return Ok(c.clone());
     }
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| Error::Config(format!("bad peer address {addr:?}: {e}")))?
-        .connect_timeout(crate::peer::CONNECT_TIMEOUT)
-        .tcp_nodelay(true);
+    let endpoint = crate::peer::endpoint(addr).map_err(Error::Config)?;
     let client = RaftPeerClient::new(endpoint.connect_lazy()).max_decoding_message_size(MAX_MESSAGE);
     clients.insert(addr.to_string(), client.clone());
     Ok(client)
@@ -170,11 +167,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
-        let client = tonic::transport::Endpoint::from_shared(format!("http://{}", node.addr))
-            .map(|e| {
-                RaftPeerClient::new(e.connect_timeout(crate::peer::CONNECT_TIMEOUT).tcp_nodelay(true).connect_lazy())
-            })
-            .map_err(|e| e.to_string());
+        let client = crate::peer::endpoint(&node.addr).map(|e| RaftPeerClient::new(e.connect_lazy()));
         Connection { from: self.from, target, client, faults: self.faults.clone() }
     }
 }
@@ -203,10 +196,7 @@ impl Connection {
             Err(_) => return Err(RPCError::Network(NetworkError::new(&std::io::Error::other("timed out")))),
             // A peer that cannot be connected to is unreachable: openraft then backs off
             // instead of retrying at once.
-            Ok(Err(status))
-                if crate::peer::never_sent(&status)
-                    || (status.code() == tonic::Code::Unavailable && status.message().contains("connect")) =>
-            {
+            Ok(Err(status)) if crate::peer::never_sent(&status) => {
                 return Err(unreachable(status.message().into()));
             }
             Ok(Err(status)) => {
