@@ -1,63 +1,185 @@
-//! The HTML report: one self-contained file (no network assets) with a timeline per key.
+//! The HTML report: one self-contained file (no network assets, no external fonts).
 //!
-//! Each client is a row; each operation a bar from invocation to completion (open-ended,
-//! hatched, when the outcome is unknown); nemesis faults are vertical lines. For a key that
-//! is not linearizable the longest linearizable prefix is drawn green and numbered in its
-//! linearization order, the operation that could not be placed red, and the view opens on
-//! the window around it. Large keys are cut to the operations near what matters, and the
-//! report says so.
+//! The page opens with the verdict and the counts, a strip of the whole run (operations
+//! started per moment, each nemesis fault as a band from injection to heal, each violation as
+//! a red mark) and a legend naming only what the page draws. Then a timeline per key: each
+//! client is a row; each operation a bar from invocation to completion (open-ended, hatched,
+//! when the outcome is unknown); faults are bands behind the bars. For a key that is not
+//! linearizable the longest linearizable prefix is drawn green and numbered in its
+//! linearization order, the operation that could not be placed red, the operations
+//! concurrent with it orange, and the view opens on that window. Large keys are cut to the
+//! operations around what matters (the violation, else the first fault), and a strip under
+//! each timeline shows the whole run, the part drawn and the part in view.
+
+use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use super::{NEVER, Operation, Report, describe};
+use super::{Fault, NEVER, Operation, Report, describe};
 
-/// The most operations drawn per key.
+/// The fewest operations drawn per key when the key has that many.
 pub const MAX_OPS_PER_KEY: usize = 600;
+/// The most operations drawn per key, when there are few keys.
+const MAX_OPS_ONE_KEY: usize = 5000;
+/// The operations drawn on the whole page, shared by the keys shown.
+const PAGE_BUDGET: usize = 20_000;
+/// The columns of the "operations per moment" strips.
+const BUCKETS: usize = 300;
 
-fn op_json(i: usize, op: &Operation, tag: &str, order: Option<usize>, in_window: bool) -> Value {
-    json!({
-        "win": in_window,
-        "i": i,
+fn op_json(op: &Operation, tag: &str, order: Option<usize>) -> Value {
+    let mut o = json!({
         "p": op.process,
         "call": op.call,
         "ret": if op.ret == NEVER { Value::Null } else { json!(op.ret) },
-        "text": describe(op),
         "label": format!("{}{}", op.input, op.output.as_ref().map(|o| format!(" → {o}")).unwrap_or_else(|| " → ?".into())),
-        "tag": tag,
-        "order": order,
-    })
+        "ln": [op.lines.0, op.lines.1],
+    });
+    if !tag.is_empty() {
+        o["tag"] = json!(tag);
+    }
+    if let Some(n) = order {
+        o["order"] = json!(n);
+    }
+    o
 }
 
-/// The operations of one key worth drawing: around the violation, or the first ones.
-fn selection(ops: &[Operation], focus: Option<usize>) -> (Vec<usize>, bool) {
+/// The operations of one key worth drawing, in invocation order, and (when some were left
+/// out) the position of the first one drawn: all of them if at most `cap`, else the `cap` around `focus` (an index into
+/// `ops`), else around the first operation invoked at or after `at`, else the first ones.
+fn selection(ops: &[Operation], cap: usize, focus: Option<usize>, at: Option<u64>) -> (Vec<usize>, Option<usize>) {
     let mut by_call: Vec<usize> = (0..ops.len()).collect();
     by_call.sort_by_key(|&i| (ops[i].call, i));
-    if by_call.len() <= MAX_OPS_PER_KEY {
-        return (by_call, false);
+    if by_call.len() <= cap {
+        return (by_call, None);
     }
-    let start = match focus {
-        Some(f) => {
-            let pos = by_call.iter().position(|&i| i == f).unwrap_or(0);
-            pos.saturating_sub(MAX_OPS_PER_KEY * 3 / 4).min(by_call.len() - MAX_OPS_PER_KEY)
-        }
-        None => 0,
+    let centre = match (focus, at) {
+        (Some(f), _) => by_call.iter().position(|&i| i == f),
+        (None, Some(t)) => Some(by_call.partition_point(|&i| ops[i].call < t)),
+        (None, None) => None,
     };
-    (by_call[start..start + MAX_OPS_PER_KEY].to_vec(), true)
+    let start = centre.map_or(0, |c| c.saturating_sub(cap / 2).min(by_call.len() - cap));
+    (by_call[start..start + cap].to_vec(), Some(start))
+}
+
+/// A fault as drawn: from its injection to its heal (`end` is `None` when the history
+/// never heals it), or an instant (`end == Some(start)`, `undo` empty) for an event that
+/// opens or closes nothing.
+#[derive(Debug, Clone, PartialEq)]
+struct Span {
+    kind: String,
+    target: String,
+    start: u64,
+    end: Option<u64>,
+    undo: String,
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// What heals a fault of this kind.
+fn undo_of(f: &str) -> Option<&'static str> {
+    match f {
+        "kill" => Some("restart"),
+        "pause" => Some("resume"),
+        "partition" => Some("heal"),
+        _ => None,
+    }
+}
+
+/// Pairs each fault with the event that heals it (the next restart/resume/heal of the same
+/// node; a heal of "all" heals every partition); any other nemesis event is an instant.
+fn spans(faults: &[Fault]) -> Vec<Span> {
+    let mut out: Vec<Span> = Vec::new();
+    for f in faults {
+        let target = value_text(&f.value);
+        if undo_of(&f.f).is_some() {
+            out.push(Span { kind: f.f.clone(), target, start: f.time, end: None, undo: String::new() });
+            continue;
+        }
+        let everything = target == "all" || target.is_empty();
+        let mut closed = false;
+        for s in out.iter_mut() {
+            if s.end.is_none() && undo_of(&s.kind) == Some(f.f.as_str()) && (everything || s.target == target) {
+                s.end = Some(f.time);
+                s.undo = f.f.clone();
+                closed = true;
+                if !everything {
+                    break;
+                }
+            }
+        }
+        if !closed {
+            out.push(Span { kind: f.f.clone(), target, start: f.time, end: Some(f.time), undo: String::new() });
+        }
+    }
+    out
+}
+
+/// How many operations start in each of `BUCKETS` columns of `[t0, t1]`.
+fn density<'a>(ops: impl Iterator<Item = &'a Operation>, t0: u64, t1: u64) -> Vec<u32> {
+    let mut counts = vec![0u32; BUCKETS];
+    let span = (t1 - t0).max(1) as u128;
+    for op in ops {
+        let b = ((op.call.saturating_sub(t0)) as u128 * BUCKETS as u128 / span) as usize;
+        counts[b.min(BUCKETS - 1)] += 1;
+    }
+    counts
 }
 
 /// Renders the report as one HTML document.
 pub fn render(report: &Report, title: &str) -> String {
-    let mut keys = Vec::new();
-    let violated: Vec<&str> = report.violations.iter().map(|v| v.key.as_str()).collect();
-    let order = report
-        .violations
+    let history = &report.history;
+    // The run: every invocation, every known completion and every fault.
+    let all_ops = || history.keys.values().flatten();
+    let times = all_ops()
+        .flat_map(|o| [Some(o.call), (o.ret != NEVER).then_some(o.ret)])
+        .flatten()
+        .chain(history.faults.iter().map(|f| f.time));
+    let (t0, t1) = times.fold((u64::MAX, 0), |(a, b), t| (a.min(t), b.max(t)));
+    let (t0, t1) = if t0 > t1 { (0, 1) } else { (t0, t1.max(t0 + 1)) };
+    // Operations checked (FLUSHALL is in every key's list: count it once by its line).
+    let mut seen = HashSet::new();
+    let (mut checked, mut unknown, mut clients) = (0usize, 0usize, HashSet::new());
+    for op in all_ops() {
+        if seen.insert(op.lines.0) {
+            checked += 1;
+            unknown += usize::from(op.ret == NEVER);
+            clients.insert(op.process);
+        }
+    }
+    let spans = spans(&history.faults);
+    let first_fault = spans.iter().find(|s| undo_of(&s.kind).is_some()).map(|s| s.start);
+
+    // Violated keys first, the earliest violation first; then the others by name.
+    let mut violations: Vec<_> = report.violations.iter().collect();
+    violations.sort_by_key(|v| (history.keys[&v.key][v.stuck].call, v.key.clone()));
+    let violated: HashSet<&str> = violations.iter().map(|v| v.key.as_str()).collect();
+    let order: Vec<&String> = violations
         .iter()
-        .map(|v| v.key.clone())
-        .chain(report.history.keys.keys().filter(|k| !violated.contains(&k.as_str())).cloned());
-    for key in order.take(200) {
-        let ops = &report.history.keys[&key];
-        let violation = report.violations.iter().find(|v| v.key == key);
-        let (shown, truncated) = selection(ops, violation.map(|v| v.stuck));
+        .map(|v| &v.key)
+        .chain(history.keys.keys().filter(|k| !violated.contains(k.as_str())))
+        .take(200)
+        .collect();
+    let cap = (PAGE_BUDGET / order.len().max(1)).clamp(MAX_OPS_PER_KEY, MAX_OPS_ONE_KEY);
+
+    let mut keys = Vec::new();
+    for key in order {
+        let ops = &history.keys[key];
+        let violation = report.violations.iter().find(|v| &v.key == key);
+        let (shown, cut) = selection(ops, cap, violation.map(|v| v.stuck), first_fault);
+        let truncated = cut.is_some();
+        let why = match (cut, violation, first_fault) {
+            (None, _, _) => "",
+            (Some(_), Some(_), _) => "around the violation",
+            (Some(0), None, Some(_)) => "from the start, through the first fault",
+            (Some(_), None, Some(_)) => "around the first fault",
+            (Some(_), None, None) => "the first ones",
+        };
         let drawn: Vec<Value> = shown
             .iter()
             .map(|&i| {
@@ -70,30 +192,58 @@ pub fn render(report: &Report, title: &str) -> String {
                     },
                     None => ("", None),
                 };
-                op_json(i, &ops[i], tag, order, violation.is_some_and(|v| v.window.contains(&i)))
+                op_json(&ops[i], tag, order)
             })
             .collect();
+        let end_of = |o: &Operation| if o.ret == NEVER { o.call } else { o.ret };
+        let focus = violation.map(|v| {
+            let a = v.window.iter().map(|&i| ops[i].call).min().unwrap_or(ops[v.stuck].call);
+            let b = v.window.iter().map(|&i| end_of(&ops[i])).max().unwrap_or(end_of(&ops[v.stuck]));
+            json!([a, b.max(a + 1)])
+        });
+        let drawn_range = (
+            shown.iter().map(|&i| ops[i].call).min().unwrap_or(t0),
+            shown.iter().map(|&i| if ops[i].ret == NEVER { ops[i].call } else { ops[i].ret }).max().unwrap_or(t1),
+        );
         keys.push(json!({
             "key": key,
-            "ok": violation.is_none() && !report.timed_out.contains(&key),
-            "timedOut": report.timed_out.contains(&key),
+            "ok": violation.is_none() && !report.timed_out.contains(key),
+            "timedOut": report.timed_out.contains(key),
             "total": ops.len(),
             "truncated": truncated,
+            "drawn": [drawn_range.0, drawn_range.1],
+            "why": why,
+            "density": density(ops.iter(), t0, t1),
             "ops": drawn,
             "stuck": violation.map(|v| describe(&ops[v.stuck])),
+            "stuckAt": violation.map(|v| ops[v.stuck].call),
+            "focus": focus,
             "window": violation.map(|v| v.window.iter().map(|&i| describe(&ops[i])).collect::<Vec<_>>()),
             "prefixLen": violation.map(|v| v.prefix.len()),
         }));
     }
-    let faults: Vec<Value> =
-        report.history.faults.iter().map(|f| json!({"f": f.f, "value": f.value, "time": f.time})).collect();
+    let spans: Vec<Value> = spans
+        .iter()
+        .map(|s| json!({"kind": s.kind, "target": s.target, "start": s.start, "end": s.end, "undo": s.undo}))
+        .collect();
     let data = json!({
         "title": title,
         "verdict": report.verdict.as_str(),
         "keys": keys,
-        "keyCount": report.history.keys.len(),
-        "ops": report.history.total_ops,
-        "faults": faults,
+        "keyCount": history.keys.len(),
+        "violatedKeys": report.violations.len(),
+        "timedOutKeys": report.timed_out,
+        "ops": history.total_ops,
+        "checked": checked,
+        "unknown": unknown,
+        "failed": history.total_ops.saturating_sub(checked),
+        "clients": clients.len(),
+        "t0": t0,
+        "t1": t1,
+        "elapsed": report.elapsed.as_secs_f64(),
+        "faultEvents": history.faults.len(),
+        "faults": spans,
+        "density": density(all_ops(), t0, t1),
     });
     // Keep `</script>` out of the embedded JSON.
     let data = data.to_string().replace("</", "<\\/");
@@ -103,75 +253,296 @@ pub fn render(report: &Report, title: &str) -> String {
 const TEMPLATE: &str = r##"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>valthree history check</title>
 <style>
-body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
-h1{font-size:1.3em} .bad{color:#b00020} .good{color:#1b7a2f} .unk{color:#a66a00}
-.key{border:1px solid #ccc;border-radius:6px;margin:1em 0;padding:.6em}
-.key h2{font-size:1.05em;margin:.2em 0} .note{color:#666;font-size:.9em}
-svg{display:block;width:100%;background:#fafafa;border:1px solid #eee;cursor:grab}
+body{font:14px system-ui,sans-serif;margin:1.2em 1.5em;color:#222}
+h1{font-size:1.3em;margin:.2em 0 .4em} .bad{color:#b00020} .good{color:#1b7a2f} .unk{color:#a66a00}
+.banner{border-radius:6px;padding:.55em .8em;margin:.4em 0;font-size:1.05em}
+.banner.good{background:#e6f4ea;border:1px solid #9fd3ad;color:#145c24} .banner.bad{background:#fdecee;border:1px solid #f0a5ae;color:#8a0018}
+.banner.unk{background:#fff4e0;border:1px solid #f0cf8f;color:#7a4e00} .banner b{font-size:1.1em}
+.counts{margin:.3em 0 .6em;color:#333}
+.key{border:1px solid #ccc;border-radius:6px;margin:.8em 0;padding:.5em .6em}
+.key h2{font-size:1.05em;margin:.1em 0} .note{color:#666;font-size:.9em} .key p{margin:.35em 0}
+.legend{display:flex;flex-wrap:wrap;gap:.25em 1.2em;font-size:.88em;color:#444;margin:.3em 0 .2em}
+.legend span{display:inline-flex;align-items:center;gap:.35em} .legend svg{display:inline;width:auto;border:0;background:none;cursor:default}
+svg{display:block;width:100%;background:#fafafa;border:1px solid #eee}
+svg.tl{cursor:grab} svg.mini{cursor:pointer;background:#fff;margin-top:2px}
 .op rect{stroke:#345;stroke-width:.6} .op text{font-size:10px;pointer-events:none}
 .op.prefix rect{fill:#b9e4c1} .op.stuck rect{fill:#f4a1a9;stroke:#b00020;stroke-width:2}
-.op.window rect{fill:#fbe3c8;stroke:#b00020;stroke-width:1.5} .op.plain rect{fill:#cfe0f5} .op.info rect{fill:url(#hatch)}
-.fault{stroke:#c0392b;stroke-dasharray:4 3} .faulttext{font-size:10px;fill:#c0392b}
-button{margin-right:.4em} ul{margin:.3em 0}
+.op.window rect{fill:#fbe3c8;stroke:#b00020;stroke-width:1.5} .op.plain rect{fill:#cfe0f5} .op.info rect{fill:url(#hatch)} .op.prefix.info rect{stroke:#1b7a2f;stroke-width:1.5}
+.axis{font-size:10px;fill:#666} .grid{stroke:#e4e4e4} .flabel{font-size:10px;font-weight:600}
+.vmark{stroke:#b00020;stroke-width:1.5} .vlabel{font-size:10px;fill:#b00020;font-weight:600}
+button{margin:.2em .4em .2em 0} ul{margin:.2em 0} .window li{font-family:ui-monospace,monospace;font-size:.9em}
 </style></head><body>
-<h1 id="head"></h1><p id="summary"></p>
-<p class="note">Bars run from invocation to completion; hatched bars have an unknown outcome and may have taken effect any time after their start. Green bars are the longest linearizable prefix, numbered in linearization order; the red bar could not be placed after it. Drag to pan, wheel to zoom.</p>
+<svg width="0" height="0" style="position:absolute;width:0;height:0;border:0"><defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#fde7b0"/><line x1="0" y1="0" x2="0" y2="6" stroke="#d9a400" stroke-width="2"/></pattern></defs></svg>
+<h1 id="head"></h1><div id="banner" class="banner"></div><div id="counts" class="counts"></div>
+<div id="run"></div><div id="legend" class="legend"></div>
 <div id="keys"></div>
 <script id="data" type="application/json">__DATA__</script>
 <script>
 const D = JSON.parse(document.getElementById('data').textContent);
 const esc = s => String(s).replace(/[&<>"]/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]));
+const NS = 'http://www.w3.org/2000/svg', W = 1200, L = 70, R = 8;
+function el(name, attrs, parent) { const e = document.createElementNS(NS, name); for (const k in attrs) e.setAttribute(k, attrs[k]); if (parent) parent.appendChild(e); return e; }
+const num = n => Number(n).toLocaleString('en-US');
+const plural = (n, one, many) => num(n) + ' ' + (n === 1 ? one : (many || one + 's'));
+const secs = t => (t / 1e9).toFixed(t >= 1e10 ? 1 : t >= 1e9 ? 2 : 3) + ' s';
+const COLOR = {kill: '#8e44ad', pause: '#c27c0e', partition: '#117a65'};
+const UNDONE = {kill: 'down', pause: 'paused', partition: 'cut off'};
+const OTHER = '#6c7a89', colorOf = f => COLOR[f.kind] || OTHER;
+const isSpan = f => f.kind in COLOR || f.undo !== '';
+const faultName = f => f.kind + (f.target ? ' ' + f.target : '');
+const fEnd = f => f.end ?? D.t1;
+function ticks(a, b, n) {
+  const raw = (b - a) / n, p = Math.pow(10, Math.floor(Math.log10(raw)));
+  const step = [1, 2, 5, 10].map(m => m * p).find(s => s >= raw);
+  const out = []; for (let t = Math.ceil(a / step) * step; t <= b; t += step) out.push(t);
+  const d = Math.max(0, Math.min(9, -Math.floor(Math.log10(step / 1e9) + 1e-9)));
+  return out.map(t => [t, (t / 1e9).toFixed(d) + ' s']);
+}
+// Axis along the bottom of an svg.
+function axis(g, x, a, b, y, H) {
+  for (const [t, s] of ticks(a, b, 10)) { const X = x(t); if (X < L || X > W - R) continue; el('line', {x1: X, x2: X, y1: 0, y2: y, class: 'grid'}, g); el('text', {x: X, y: y + 12, 'text-anchor': 'middle', class: 'axis'}, g).textContent = s; }
+}
+// Fault bands between y0 and y1, labels in up to `lanes` lanes from yl.
+function bands(g, x, view, y0, y1, yl, lanes, since) {
+  const ends = [];
+  for (const f of D.faults) {
+    const a = f.start, b = isSpan(f) ? fEnd(f) : f.start;
+    if (b < view[0] || a > view[1]) continue;
+    const xa = Math.max(x(a), L), xb = Math.min(x(b), W - R), c = colorOf(f);
+    if (a !== b || isSpan(f)) el('rect', {x: xa, y: y0, width: Math.max(xb - xa, 1.5), height: y1 - y0, fill: c, 'fill-opacity': .12}, g);
+    el('line', {x1: xa, x2: xa, y1: y0, y2: y1, stroke: c, 'stroke-width': 1.2, 'stroke-dasharray': a < view[0] ? '' : '4 3', 'stroke-opacity': a < view[0] ? 0 : 1}, g);
+    if (a !== b) el('line', {x1: xb, x2: xb, y1: y0, y2: y1, stroke: c, 'stroke-width': 1, 'stroke-dasharray': '2 3', 'stroke-opacity': b > view[1] ? 0 : .8}, g);
+    let label = isSpan(f) && f.kind in COLOR ? faultName(f) + (f.undo ? ' → ' + f.undo : ' (never healed)') : faultName(f);
+    if (since && a < view[0]) label = faultName(f) + ' (since ' + secs(a) + ')';
+    let lane = ends.findIndex(e => e < xa); if (lane < 0) { if (ends.length >= lanes) continue; lane = ends.length; ends.push(0); }
+    const t = el('text', {x: xa + 3, y: yl + lane * 11, class: 'flabel', fill: c}, g); t.textContent = label;
+    ends[lane] = xa + 6 * label.length + 8;
+    el('title', {}, t).textContent = faultName(f) + ' at ' + secs(a) + (f.end !== null && a !== b ? ', ' + f.undo + ' at ' + secs(b) : '');
+  }
+}
+function histogram(g, x, counts, y0, y1, fill) {
+  const max = Math.max(1, ...counts), w = (D.t1 - D.t0) / counts.length;
+  counts.forEach((n, i) => { if (!n) return; const h = (y1 - y0) * n / max, xa = x(D.t0 + i * w); el('rect', {x: xa, y: y1 - h, width: Math.max(x(D.t0 + (i + 1) * w) - xa - .3, .6), height: h, fill}, g); });
+}
+const xRun = t => L + (t - D.t0) / (D.t1 - D.t0) * (W - L - R);
+
+// Head, verdict and counts.
 document.title = D.title + ' — ' + D.verdict;
 const cls = D.verdict === 'linearizable' ? 'good' : D.verdict === 'unknown' ? 'unk' : 'bad';
 document.getElementById('head').innerHTML = esc(D.title) + ': <span class="' + cls + '">' + esc(D.verdict) + '</span>';
-document.getElementById('summary').textContent = D.ops + ' operations on ' + D.keyCount + ' keys, ' + D.faults.length + ' nemesis events' + (D.keys.length < D.keyCount ? ' (first ' + D.keys.length + ' keys shown)' : '') + '.';
-const NS = 'http://www.w3.org/2000/svg';
-function el(name, attrs, parent) { const e = document.createElementNS(NS, name); for (const k in attrs) e.setAttribute(k, attrs[k]); if (parent) parent.appendChild(e); return e; }
+const banner = document.getElementById('banner'); banner.classList.add(cls);
+const first = D.keys.find(k => k.stuck);
+if (cls === 'good') banner.innerHTML = '<b>✓ Passed.</b> All ' + plural(D.checked, 'checked operation') + ' on ' + plural(D.keyCount, 'key') + ' fit one order consistent with what every client saw' + (D.faultEvents ? ', through ' + plural(D.faults.filter(f => f.kind in COLOR).length, 'nemesis fault') : '') + '.';
+else if (cls === 'bad') banner.innerHTML = '<b>✗ Failed.</b> ' + num(D.violatedKeys) + ' of ' + plural(D.keyCount, 'key') + (D.violatedKeys === 1 ? ' has' : ' have') + ' no valid order. First at ' + secs(first.stuckAt) + ', key <b>' + esc(first.key) + '</b>: <code>' + esc(first.stuck) + '</code> cannot be placed after a linearizable prefix of ' + plural(first.prefixLen, 'operation') + '.';
+else banner.innerHTML = '<b>? Undecided.</b> The time limit ran out before ' + plural(D.timedOutKeys.length, 'key') + ' ' + (D.timedOutKeys.length === 1 ? 'was' : 'were') + ' decided (' + D.timedOutKeys.slice(0, 10).map(esc).join(', ') + (D.timedOutKeys.length > 10 ? ', …' : '') + ')' + (D.timedOutKeys.length < D.keyCount ? '; no violation was found in the others.' : '.');
+const kinds = {}; for (const f of D.faults) if (f.kind in COLOR) kinds[f.kind] = (kinds[f.kind] || 0) + 1;
+const completed = D.checked - D.unknown;
+document.getElementById('counts').innerHTML = '<b>' + plural(D.ops, 'operation') + '</b>: ' + num(completed) + ' completed, ' + num(D.unknown) + ' with unknown outcome, ' + num(D.failed) + ' failed (never took effect, not checked) · ' + plural(D.keyCount, 'key') + ' · ' + plural(D.clients, 'client') + ' · ' + secs(D.t1 - D.t0) + ' of history · ' + (D.faultEvents ? plural(D.faultEvents, 'nemesis event') + ' (' + Object.entries(kinds).map(([k, n]) => n + ' ' + k).join(', ') + ')' : 'no nemesis faults') + ' · checked in ' + D.elapsed.toFixed(2) + ' s' + (D.keys.length < D.keyCount ? ' · first ' + D.keys.length + ' keys shown' : '') + '.';
+
+// The whole run: operations started per moment, faults, violations.
+if (D.checked) {
+  const lanes = Math.min(3, Math.max(1, D.faults.length)), top = 4 + lanes * 11, hist = 28, H = top + hist + 16;
+  const svg = el('svg', {viewBox: `0 0 ${W} ${H}`, height: H}), g = el('g', {}, svg);
+  el('text', {x: 4, y: top + 12, class: 'axis'}, g).textContent = 'whole run';
+  el('text', {x: 4, y: top + 24, class: 'axis'}, g).textContent = 'ops started';
+  axis(g, xRun, D.t0, D.t1, top + hist, H);
+  bands(g, xRun, [D.t0, D.t1], 0, top + hist, 10, lanes, false);
+  histogram(g, xRun, D.density, top, top + hist, '#9aa7b4');
+  for (const k of D.keys) if (k.stuck) { const X = xRun(k.stuckAt); el('line', {x1: X, x2: X, y1: top - 2, y2: top + hist, class: 'vmark'}, g); el('path', {d: `M${X - 5} ${top - 6} L${X + 5} ${top - 6} L${X} ${top + 1} Z`, fill: '#b00020'}, g); }
+  document.getElementById('run').appendChild(svg);
+}
+
+// The legend: only what the page draws.
+function swatch(kind) {
+  const s = el('svg', {width: 26, height: 12, viewBox: '0 0 26 12'});
+  if (kind.startsWith('op ')) { const g = el('g', {class: kind}, s); el('rect', {x: 1, y: 1, width: 24, height: 10, rx: 3}, g); }
+  else if (kind === 'density') el('path', {d: 'M1 11V7h4V3h4v8h4V5h4v6h4V8h4v3z', fill: '#9aa7b4'}, s);
+  else if (kind === 'vmark') { el('path', {d: 'M8 0 L18 0 L13 6 Z', fill: '#b00020'}, s); el('line', {x1: 13, x2: 13, y1: 0, y2: 12, class: 'vmark'}, s); }
+  else { el('rect', {x: 1, y: 0, width: 24, height: 12, fill: COLOR[kind] || OTHER, 'fill-opacity': kind in COLOR ? .15 : 0}, s); el('line', {x1: 1.5, x2: 1.5, y1: 0, y2: 12, stroke: COLOR[kind] || OTHER, 'stroke-dasharray': '3 2'}, s); }
+  return s;
+}
+{
+  const has = t => D.keys.some(k => k.ops.some(t));
+  const items = [];
+  if (has(o => !o.tag && o.ret !== null)) items.push(['op plain', 'operation, from invocation to completion']);
+  if (has(o => o.ret === null)) items.push(['op info', 'outcome unknown: may have taken effect any time after its start']);
+  if (has(o => o.tag === 'prefix')) items.push(['op prefix', 'longest linearizable prefix; #n is its place in the order']);
+  if (has(o => o.tag === 'stuck')) items.push(['op stuck', 'cannot be placed after the prefix']);
+  if (has(o => o.tag === 'window')) items.push(['op window', 'concurrent with it, not yet placed']);
+  for (const k of Object.keys(kinds)) items.push([k, k + ' … ' + ({kill: 'restart: a node is ' , pause: 'resume: a node is ', partition: 'heal: a node is '})[k] + UNDONE[k]]);
+  if (D.faults.some(f => !(f.kind in COLOR))) items.push(['other', 'nemesis event that opens or heals no fault (' + [...new Set(D.faults.filter(f => !(f.kind in COLOR)).map(faultName))].slice(0, 3).join(', ') + ')']);
+  if (D.checked) items.push(['density', 'operations started (whole run, and per key under each timeline)']);
+  if (D.violatedKeys) items.push(['vmark', 'where a key stops being linearizable']);
+  const box = document.getElementById('legend');
+  for (const [k, text] of items) { const s = document.createElement('span'); s.appendChild(swatch(k)); s.appendChild(document.createTextNode(text)); box.appendChild(s); }
+  const hint = document.createElement('span'); hint.className = 'note'; hint.textContent = 'Timelines: drag to pan, wheel to zoom, click the strip under one to jump there.'; box.appendChild(hint);
+}
+
 function draw(k, box) {
   const procs = [...new Set(k.ops.map(o => o.p))].sort((a, b) => a - b);
-  const row = 22, top = 18, W = 1200, H = top + row * procs.length + 6;
-  let tmin = Math.min(...k.ops.map(o => o.call)), tmax = Math.max(...k.ops.map(o => o.ret ?? o.call));
-  tmax = Math.max(tmax, tmin + 1);
-  const end = tmax + (tmax - tmin) * 0.05;
-  let view = [tmin, end];
-  const focus = k.ops.filter(o => o.win);
-  if (focus.length) { const a = Math.min(...focus.map(o => o.call)), b = Math.max(...focus.map(o => o.ret ?? o.call)); const m = Math.max((b - a) * 0.6, 1); view = [a - m, b + m]; }
-  const svg = el('svg', {viewBox: `0 0 ${W} ${H}`, height: H});
-  const defs = el('defs', {}, svg); const pat = el('pattern', {id: 'hatch', width: 6, height: 6, patternUnits: 'userSpaceOnUse', patternTransform: 'rotate(45)'}, defs);
-  el('rect', {width: 6, height: 6, fill: '#fde7b0'}, pat); el('line', {x1: 0, y1: 0, x2: 0, y2: 6, stroke: '#d9a400', 'stroke-width': 2}, pat);
-  const g = el('g', {}, svg);
+  const row = 22, top = 30, rowsEnd = top + row * procs.length, H = rowsEnd + 18;
+  const drawn = [k.drawn[0], Math.max(k.drawn[1], k.drawn[0] + 1)];
+  const pad = v => { const m = (v[1] - v[0]) * 0.03; return [v[0] - m, v[1] + m]; };
+  let home = pad(drawn);
+  if (k.focus) { const [a, b] = k.focus, m = Math.max((b - a) * 0.6, 2e5); home = [a - m, b + m]; }
+  let view = home.slice();
+  const bar = document.createElement('div');
+  const button = (text, v) => { const b = document.createElement('button'); b.textContent = text; b.onclick = () => { view = v.slice(); render(); }; bar.appendChild(b); };
+  if (k.focus) button('violation', home);
+  if (k.truncated) button('all drawn (' + num(k.ops.length) + ' of ' + num(k.total) + ')', pad(drawn));
+  button(k.truncated ? 'whole run' : 'whole key', pad([D.t0, D.t1]));
+  const svg = el('svg', {viewBox: `0 0 ${W} ${H}`, height: H, class: 'tl'}), g = el('g', {}, svg);
+  const MH = 30, mini = el('svg', {viewBox: `0 0 ${W} ${MH}`, height: MH, class: 'mini'}), mg = el('g', {}, mini);
   function render() {
     g.innerHTML = '';
-    const x = t => 90 + (t - view[0]) / (view[1] - view[0]) * (W - 100);
-    procs.forEach((p, r) => { const t = el('text', {x: 4, y: top + r * row + 14, 'font-size': 11}, g); t.textContent = 'client ' + p; });
-    for (const f of D.faults) { if (f.time < view[0] || f.time > view[1]) continue; el('line', {x1: x(f.time), x2: x(f.time), y1: 0, y2: H, class: 'fault'}, g); const t = el('text', {x: x(f.time) + 2, y: 10, class: 'faulttext'}, g); t.textContent = f.f + ' ' + (typeof f.value === 'string' ? f.value : JSON.stringify(f.value ?? '')); }
+    const x = t => L + (t - view[0]) / (view[1] - view[0]) * (W - L - R);
+    axis(g, x, view[0], view[1], rowsEnd, H);
+    bands(g, x, view, 0, rowsEnd, 10, 2, true);
+    procs.forEach((p, r) => { el('text', {x: 4, y: top + r * row + 12, 'font-size': 11}, g).textContent = 'client ' + p; });
+    let visible = 0;
     for (const o of k.ops) {
-      const a = x(o.call), b = x(o.ret ?? end); if (b < 90 || a > W) continue;
+      const a = x(o.call), b = x(o.ret ?? D.t1); if (b < L || a > W - R) continue;
+      visible++;
       const r = procs.indexOf(o.p), c = el('g', {class: 'op ' + (o.tag || 'plain') + (o.ret === null ? ' info' : '')}, g);
-      el('rect', {x: Math.max(a, 90), y: top + r * row, width: Math.max(b - Math.max(a, 90), 2), height: row - 6, rx: 3}, c);
-      const label = (o.order ? '#' + o.order + ' ' : '') + o.label, room = Math.floor((b - Math.max(a, 90) - 6) / 6);
-      if (room >= 3) { const t = el('text', {x: Math.max(a, 90) + 3, y: top + r * row + 11}, c); t.textContent = label.length <= room ? label : label.slice(0, room - 1) + '…'; }
-      el('title', {}, c).textContent = o.text;
+      const xa = Math.max(a, L), minw = o.tag === 'stuck' ? 7 : 2, w = Math.max(Math.min(b, W - R) - xa, minw);
+      el('rect', {x: o.tag === 'stuck' && b - xa < minw ? xa - (minw - (b - xa)) / 2 : xa, y: top + r * row, width: w, height: row - 6, rx: 3}, c);
+      const label = (o.order ? '#' + o.order + ' ' : '') + o.label, room = Math.floor((w - 6) / 6);
+      if (room >= 3) el('text', {x: xa + 3, y: top + r * row + 11}, c).textContent = label.length <= room ? label : label.slice(0, room - 1) + '…';
+      el('title', {}, c).textContent = 'client ' + o.p + ' ' + o.label + ' (' + (o.ln[1] ? 'lines ' + o.ln[0] + '-' + o.ln[1] : 'line ' + o.ln[0]) + ')' + (o.order ? ', #' + o.order + ' in the prefix' : '');
+      if (o.tag === 'stuck') {
+        const X = (a + Math.min(b, W - R)) / 2, y = top + r * row;
+        el('path', {d: `M${X - 5} ${y - 8} L${X + 5} ${y - 8} L${X} ${y - 1} Z`, fill: '#b00020'}, g);
+        const t = el('text', {x: X + 8, y: y - 1, class: 'vlabel'}, g); t.textContent = 'cannot be placed';
+      }
     }
+    if (!visible) { el('text', {x: (L + W) / 2, y: top + row * procs.length / 2, 'text-anchor': 'middle', class: 'axis'}, g).textContent = 'no operations drawn here: this report holds ' + num(k.ops.length) + ' of the key\'s ' + num(k.total) + ' (' + secs(drawn[0]) + ' – ' + secs(drawn[1]) + ')'; }
+    // The strip: the whole run, the part drawn, the part in view.
+    mg.innerHTML = '';
+    el('text', {x: 4, y: 19, class: 'axis'}, mg).textContent = 'whole run';
+    bands(mg, xRun, [D.t0, D.t1], 0, MH, 0, 0, false);
+    histogram(mg, xRun, k.density, 3, MH - 3, '#b7c2cc');
+    if (k.truncated) el('rect', {x: xRun(drawn[0]), y: 1, width: Math.max(xRun(drawn[1]) - xRun(drawn[0]), 1), height: MH - 2, fill: '#2e6fb7', 'fill-opacity': .1, stroke: '#2e6fb7', 'stroke-dasharray': '3 2'}, mg);
+    if (k.stuckAt !== null) { const X = xRun(k.stuckAt); el('line', {x1: X, x2: X, y1: 0, y2: MH, class: 'vmark'}, mg); }
+    const va = Math.max(xRun(view[0]), L), vb = Math.min(xRun(view[1]), W - R);
+    el('rect', {x: va - (vb - va < 4 ? 2 : 0), y: .5, width: Math.max(vb - va, 4), height: MH - 1, fill: 'none', stroke: '#222', 'stroke-width': 1.5}, mg);
   }
   render();
   let drag = null;
-  svg.addEventListener('mousedown', e => drag = {x: e.clientX, view: view.slice()});
+  svg.addEventListener('mousedown', e => { drag = {x: e.clientX, view: view.slice()}; e.preventDefault(); });
   window.addEventListener('mouseup', () => drag = null);
-  svg.addEventListener('mousemove', e => { if (!drag) return; const dt = (e.clientX - drag.x) / svg.clientWidth * (drag.view[1] - drag.view[0]); view = [drag.view[0] - dt, drag.view[1] - dt]; render(); });
-  svg.addEventListener('wheel', e => { e.preventDefault(); const f = e.deltaY > 0 ? 1.25 : 0.8, mid = view[0] + (e.offsetX / svg.clientWidth) * (view[1] - view[0]); view = [mid - (mid - view[0]) * f, mid + (view[1] - mid) * f]; render(); });
-  const all = document.createElement('button'); all.textContent = 'whole key'; all.onclick = () => { view = [tmin, end]; render(); };
-  box.appendChild(all); box.appendChild(svg);
+  svg.addEventListener('mousemove', e => { if (!drag) return; const dt = (e.clientX - drag.x) / svg.clientWidth * W / (W - L - R) * (drag.view[1] - drag.view[0]); view = [drag.view[0] - dt, drag.view[1] - dt]; render(); });
+  svg.addEventListener('wheel', e => { e.preventDefault(); const f = e.deltaY > 0 ? 1.25 : 0.8, mid = view[0] + ((e.offsetX / svg.clientWidth * W - L) / (W - L - R)) * (view[1] - view[0]); view = [mid - (mid - view[0]) * f, mid + (view[1] - mid) * f]; render(); });
+  mini.addEventListener('click', e => { const t = D.t0 + ((e.offsetX / mini.clientWidth * W - L) / (W - L - R)) * (D.t1 - D.t0), h = (view[1] - view[0]) / 2; view = [t - h, t + h]; render(); });
+  box.appendChild(bar); box.appendChild(svg); box.appendChild(mini);
+}
+// What faults the violation happened under, or the last one before it.
+function faultContext(t) {
+  const during = D.faults.filter(f => f.kind in COLOR && f.start <= t && fEnd(f) >= t);
+  if (during.length) return 'During: ' + during.map(f => faultName(f) + ' (' + secs(f.start) + ' – ' + (f.end === null ? 'never healed' : secs(f.end)) + ')').join(', ') + '.';
+  const before = D.faults.filter(f => f.start <= t).pop();
+  if (before) return 'No fault in effect; the last one, ' + faultName(before) + (before.undo ? ' → ' + before.undo : '') + ', ended ' + secs(t - (before.end ?? before.start)) + ' earlier.';
+  const next = D.faults.find(f => f.start > t);
+  return D.faults.length ? 'Before any fault (the first, ' + faultName(next) + ', came ' + secs(next.start - t) + ' later).' : '';
 }
 const keys = document.getElementById('keys');
+if (!D.keys.length) keys.innerHTML = '<p class="note">The history has no operations to check.</p>';
 for (const k of D.keys) {
   const box = document.createElement('div'); box.className = 'key';
   const state = k.ok ? '<span class="good">linearizable</span>' : k.timedOut ? '<span class="unk">unknown (time limit)</span>' : '<span class="bad">NOT linearizable</span>';
-  let html = '<h2>key ' + esc(k.key) + ': ' + state + '</h2><div class="note">' + k.total + ' operations' + (k.truncated ? ', ' + k.ops.length + ' drawn' : '') + '</div>';
-  if (k.stuck) html += '<p>After a linearizable prefix of ' + k.prefixLen + ' operations, this one cannot be placed: <b class="bad">' + esc(k.stuck) + '</b></p><div>Window (the last operation placed and everything concurrent with the stuck one):<ul>' + k.window.map(w => '<li>' + esc(w) + '</li>').join('') + '</ul></div>';
+  const part = !k.truncated ? '' : ', ' + num(k.ops.length) + ' drawn (' + secs(k.drawn[0]) + ' – ' + secs(k.drawn[1]) + (k.why ? ', ' + k.why : '') + ')';
+  let html = '<h2>key ' + esc(k.key) + ': ' + state + ' <span class="note">' + plural(k.total, 'operation') + part + '</span></h2>';
+  if (k.stuck) html += '<p>At ' + secs(k.stuckAt) + ', after a linearizable prefix of ' + plural(k.prefixLen, 'operation') + ', this one cannot be placed: <b class="bad">' + esc(k.stuck) + '</b>. ' + esc(faultContext(k.stuckAt)) + '</p><div>Window (the last operation placed and everything concurrent with the stuck one):<ul class="window">' + k.window.map(w => '<li>' + esc(w) + '</li>').join('') + '</ul></div>';
   box.innerHTML = html; keys.appendChild(box);
   if (!k.ok || D.keys.length <= 20) draw(k, box);
   else { const b = document.createElement('button'); b.textContent = 'show timeline'; b.onclick = () => { b.remove(); draw(k, box); }; box.appendChild(b); }
 }
 </script></body></html>
 "##;
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::check::{Input, Output, check};
+    use crate::history::{Op, read_history};
+
+    fn fault(f: &str, node: &str, time: u64) -> Fault {
+        Fault { f: f.into(), value: json!(node), time }
+    }
+
+    #[test]
+    fn faults_are_paired_with_what_heals_them() {
+        let faults = [
+            fault("kill", "n1", 10),
+            fault("partition", "n2", 15),
+            fault("restart", "n1", 20),
+            fault("heal", "all", 25),
+            fault("pause", "n3", 30),
+            fault("heal", "all", 40),
+        ];
+        let got: Vec<(String, u64, Option<u64>)> =
+            spans(&faults).into_iter().map(|s| (format!("{} {}", s.kind, s.target), s.start, s.end)).collect();
+        let want = [
+            ("kill n1", 10, Some(20)),
+            ("partition n2", 15, Some(25)),
+            ("pause n3", 30, None),
+            ("heal all", 40, Some(40)),
+        ];
+        assert_eq!(got, want.map(|(k, a, b)| (k.to_string(), a, b)));
+    }
+
+    #[test]
+    fn a_large_key_is_cut_around_the_violation() {
+        let ops: Vec<Operation> = (0..1000u64)
+            .map(|i| Operation {
+                process: i % 4,
+                op: Op::Get,
+                input: Input::Get,
+                output: Some(Output::Value(None)),
+                call: i * 10,
+                ret: i * 10 + 5,
+                lines: (i as usize, None),
+            })
+            .collect();
+        let (shown, start) = selection(&ops, 100, Some(900), None);
+        assert_eq!((shown.len(), start), (100, Some(850)), "the stuck operation is in the middle");
+        let (_, start) = selection(&ops, 100, Some(990), None);
+        assert_eq!(start, Some(900), "near the end the window stays inside the key");
+        let (_, start) = selection(&ops, 100, None, Some(5000));
+        assert_eq!(start, Some(450), "without a violation, around the first fault");
+        assert_eq!(selection(&ops, 1000, Some(3), None).1, None, "a small key is drawn whole");
+    }
+
+    fn page(history: &str) -> String {
+        let events = read_history(history.as_bytes()).unwrap();
+        render(&check(&events, None, &|_, _| {}).unwrap(), "t")
+    }
+
+    #[test]
+    fn the_page_carries_what_it_draws_and_nothing_remote() {
+        let ok = r#"{"index":0,"process":0,"type":"invoke","f":"set","key":"x","value":"0-1","time":10}
+{"index":1,"process":"nemesis","type":"info","f":"kill","value":"n1","time":12}
+{"index":2,"process":0,"type":"ok","f":"set","key":"x","value":"0-1","time":20}
+{"index":3,"process":1,"type":"invoke","f":"get","key":"x","time":30}
+{"index":4,"process":1,"type":"ok","f":"get","key":"x","value":"0-1","time":40}
+{"index":5,"process":"nemesis","type":"info","f":"restart","value":"n1","time":50}
+"#;
+        let pass = page(ok);
+        assert!(pass.contains(r#""verdict":"linearizable""#));
+        assert!(
+            pass.contains(r#""end":50"#) && pass.contains(r#""undo":"restart""#),
+            "kill n1 is healed by restart n1"
+        );
+        assert!(!pass.contains(r#""tag":"#), "a passing key has no prefix, stuck or window operations");
+        let stale = ok.replace(
+            r#""type":"ok","f":"get","key":"x","value":"0-1""#,
+            r#""type":"ok","f":"get","key":"x","value":"9-9""#,
+        );
+        let fail = page(&stale);
+        assert!(fail.contains(r#""verdict":"NOT linearizable""#) && fail.contains(r#""tag":"stuck""#));
+        for p in [&pass, &fail] {
+            assert!(!p.replace("http://www.w3.org/2000/svg", "").contains("http"), "the report must be self-contained");
+        }
+    }
+}

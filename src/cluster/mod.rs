@@ -78,6 +78,21 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
     }
     // Every check that can refuse runs before anything is created, so a refused `up`
     // leaves nothing behind.
+    if options.dir.exists() {
+        let dir = options.dir.canonicalize().map_err(|e| format!("{}: {e}", options.dir.display()))?;
+        if let Some(old) = ClusterState::load(&dir)? {
+            let running: Vec<_> =
+                old.nodes.iter().filter(|n| process::liveness(n) != Liveness::Down).map(|n| n.name.clone()).collect();
+            if !running.is_empty() {
+                return Err(format!(
+                    "a cluster already runs in {} (nodes {} are up): `valthree cluster down --dir {}` first",
+                    dir.display(),
+                    running.join(", "),
+                    dir.display()
+                ));
+            }
+        }
+    }
     let mut ports = Vec::new();
     for id in 1..=options.nodes {
         let port = u16::try_from(id).ok().and_then(|i| options.base_port.checked_add(i)).ok_or("port out of range")?;
@@ -92,17 +107,7 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
     let created_dir = !options.dir.exists();
     std::fs::create_dir_all(&options.dir).map_err(|e| format!("{}: {e}", options.dir.display()))?;
     let dir = options.dir.canonicalize().map_err(|e| format!("{}: {e}", options.dir.display()))?;
-    if let Some(old) = ClusterState::load(&dir)? {
-        let running: Vec<_> =
-            old.nodes.iter().filter(|n| process::liveness(n) != Liveness::Down).map(|n| n.name.clone()).collect();
-        if !running.is_empty() {
-            return Err(format!(
-                "a cluster already runs in {} (nodes {} are up): `valthree cluster down --dir {}` first",
-                dir.display(),
-                running.join(", "),
-                dir.display()
-            ));
-        }
+    if ClusterState::load(&dir)?.is_some() {
         tracing::info!("replacing a stale {STATE_FILE} whose processes are gone");
         let _ = std::fs::remove_file(ClusterState::path(&dir));
     }
