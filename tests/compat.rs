@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Raw, RedisServer, Valthree, request};
+use common::{Down, Raw, RedisServer, Valthree, addrs, request, up};
 
 /// The requests, as argument lists; each is sent and its reply compared.
 fn script() -> Vec<Vec<Vec<u8>>> {
@@ -124,8 +124,46 @@ fn run(port: u16, preamble: &[&[u8]], script: &[Vec<Vec<u8>>]) -> Vec<(String, S
         .collect()
 }
 
-fn compare(preamble: &[&[u8]]) {
+/// The replies of `actual` that differ from `expected`, shown for a reader.
+fn differences(expected: &[(String, String)], actual: &[(String, String)]) -> Vec<String> {
+    expected
+        .iter()
+        .zip(actual)
+        .filter(|(e, a)| e != a)
+        .map(|((cmd, e), (_, a))| format!("{cmd:?}\n  redis-server: {e:?}\n  valthree:     {a:?}"))
+        .collect()
+}
+
+/// The script through every node of a 3-node cluster: each node runs some keys' commands
+/// itself and forwards others (to their paxos home, or the raft leader), and every reply must
+/// still be redis-server's, byte for byte.
+fn compare_cluster(mode: &str) {
     let Some(redis) = RedisServer::start() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, mode, &[]);
+    let _down = Down(&dir);
+    let script = script();
+    let expected = run(redis.port, &[], &script);
+    for addr in addrs(&status) {
+        let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+        let diffs = differences(&expected, &run(port, &[], &script));
+        assert!(diffs.is_empty(), "{mode} via {addr}: {} replies differ:\n{}", diffs.len(), diffs.join("\n"));
+    }
+}
+
+#[test]
+fn paxos_cluster_replies_match_redis_server_through_every_node() {
+    compare_cluster("paxos");
+}
+
+#[test]
+fn raft_cluster_replies_match_redis_server_through_every_node() {
+    compare_cluster("raft");
+}
+
+fn compare(preamble: &[&[u8]]) {
+    let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let valthree = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap()]);
@@ -153,7 +191,7 @@ fn resp3_replies_match_redis_server_byte_for_byte() {
 
 #[test]
 fn inline_commands_are_answered_like_redis_server() {
-    let Some(redis) = RedisServer::start() else { return };
+    let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let valthree = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap()]);

@@ -39,6 +39,14 @@ pub enum MembershipChange {
     Remove { id: u32 },
 }
 
+/// A reply of the wrong kind for its mutation: a mode (or a peer it relayed) broke the
+/// contract. The write may have happened, so the client is told it is uncertain — never a
+/// panic of the connection.
+fn mismatched(command: &str, reply: &MutationReply) -> crate::error::Error {
+    tracing::error!(command, ?reply, "a mutation was answered with a reply of the wrong kind");
+    crate::error::Error::Uncertain(format!("{command} got a reply of the wrong kind ({reply:?})"))
+}
+
 /// A consistent key-value store, as one mode provides it.
 ///
 /// Reads and writes return `Error::TryAgain` when they certainly did not happen and
@@ -48,7 +56,9 @@ pub trait Store: Send + Sync + 'static {
     /// The value of `key`, or `None` when it is absent.
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>>;
 
-    /// The values of `keys`, read from one consistent view.
+    /// The values of `keys`. What "consistent" means is the mode's promise: s3 and raft
+    /// read every key from one view (one document, one read index); paxos reads each key
+    /// linearizably on its own, not as one snapshot.
     async fn mget(&self, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>>;
 
     /// How many of `keys` exist; a key named twice counts twice (as in Redis).
@@ -66,6 +76,13 @@ pub trait Store: Send + Sync + 'static {
     /// Describes the mode for INFO.
     fn describe(&self) -> ModeInfo;
 
+    /// The number of keys as this node knows it locally, with no round to peers: what INFO's
+    /// keyspace section shows, so a bare INFO stays cheap. `None`: the mode has no cheaper
+    /// count than [`Store::dbsize`] (s3 mode, where it costs one read of the document).
+    fn local_dbsize(&self) -> Option<u64> {
+        None
+    }
+
     /// Changes (or shows) the cluster's membership; one line of text per fact.
     async fn change_membership(&self, change: MembershipChange) -> Result<Vec<String>> {
         let _ = change;
@@ -76,7 +93,7 @@ pub trait Store: Send + Sync + 'static {
     async fn set(&self, key: Bytes, value: Bytes, options: SetOptions) -> Result<SetReply> {
         match self.mutate(Mutation::Set { key, value, options }).await? {
             MutationReply::Set(reply) => Ok(reply),
-            other => unreachable!("SET answered {other:?}"),
+            other => Err(mismatched("SET", &other)),
         }
     }
 
@@ -84,7 +101,7 @@ pub trait Store: Send + Sync + 'static {
     async fn del(&self, keys: Vec<Bytes>) -> Result<u64> {
         match self.mutate(Mutation::Del { keys }).await? {
             MutationReply::Count(n) => Ok(n),
-            other => unreachable!("DEL answered {other:?}"),
+            other => Err(mismatched("DEL", &other)),
         }
     }
 
@@ -92,7 +109,7 @@ pub trait Store: Send + Sync + 'static {
     async fn update(&self, key: Bytes, op: UpdateOp) -> Result<i64> {
         match self.mutate(Mutation::Update { key, op }).await? {
             MutationReply::Integer(n) => Ok(n),
-            other => unreachable!("update answered {other:?}"),
+            other => Err(mismatched("update", &other)),
         }
     }
 
@@ -100,7 +117,7 @@ pub trait Store: Send + Sync + 'static {
     async fn flushall(&self) -> Result<()> {
         match self.mutate(Mutation::FlushAll).await? {
             MutationReply::Done => Ok(()),
-            other => unreachable!("FLUSHALL answered {other:?}"),
+            other => Err(mismatched("FLUSHALL", &other)),
         }
     }
 }

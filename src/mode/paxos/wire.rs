@@ -14,8 +14,12 @@ pub fn ballot_to(b: Ballot) -> proto::Ballot {
     proto::Ballot { counter: b.counter, node: b.node }
 }
 
-pub fn ballot_from(b: Option<proto::Ballot>) -> Ballot {
-    b.map(|b| Ballot { counter: b.counter, node: b.node }).unwrap_or(Ballot::ZERO)
+/// A ballot from the wire. Every message that carries one sends it (zero included), so an
+/// absent ballot is a malformed message, refused — never read as zero, which would let it
+/// pass for "nothing accepted" or the lowest ballot.
+pub fn ballot_from(b: Option<proto::Ballot>) -> Result<Ballot> {
+    b.map(|b| Ballot { counter: b.counter, node: b.node })
+        .ok_or_else(|| Error::Input("a paxos message without its ballot".into()))
 }
 
 pub fn message_to(key: Bytes, round: u64, message: &AcceptorMessage) -> proto::PaxosMessage {
@@ -39,14 +43,14 @@ pub fn message_to(key: Bytes, round: u64, message: &AcceptorMessage) -> proto::P
 pub fn message_from(m: proto::PaxosMessage) -> Result<(Bytes, u64, AcceptorMessage)> {
     use proto::paxos_message::Request as R;
     let message = match m.request {
-        Some(R::Prepare(p)) => AcceptorMessage::Paxos(Request::Prepare { ballot: ballot_from(p.ballot) }),
+        Some(R::Prepare(p)) => AcceptorMessage::Paxos(Request::Prepare { ballot: ballot_from(p.ballot)? }),
         Some(R::Accept(a)) => AcceptorMessage::Paxos(Request::Accept {
-            ballot: ballot_from(a.ballot),
+            ballot: ballot_from(a.ballot)?,
             value: a.value,
             promise_next: a.promise_next,
         }),
         Some(R::Remove(r)) => {
-            AcceptorMessage::Remove { ballot: ballot_from(r.ballot), config_version: r.config_version }
+            AcceptorMessage::Remove { ballot: ballot_from(r.ballot)?, config_version: r.config_version }
         }
         None => return Err(Error::Input("a paxos message without a request".into())),
     };
@@ -74,16 +78,21 @@ pub fn reply_to(key: Bytes, round: u64, reply: AcceptorReply) -> proto::PaxosRep
     proto::PaxosReply { key, round, response: Some(response) }
 }
 
-pub fn reply_from(r: proto::PaxosReply) -> Option<(Bytes, u64, AcceptorReply)> {
+/// An acceptor's reply from the wire; a malformed one (no response, no ballot) is an error,
+/// which the proposer treats as no answer from that acceptor.
+pub fn reply_from(r: proto::PaxosReply) -> Result<(Bytes, u64, AcceptorReply)> {
     use proto::paxos_reply::Response as R;
-    let reply = match r.response? {
+    let Some(response) = r.response else {
+        return Err(Error::Input("a paxos reply without a response".into()));
+    };
+    let reply = match response {
         R::Promised(p) => {
-            AcceptorReply::Paxos(Response::Promised { accepted: ballot_from(p.accepted), value: p.value })
+            AcceptorReply::Paxos(Response::Promised { accepted: ballot_from(p.accepted)?, value: p.value })
         }
         R::Accepted(_) => AcceptorReply::Paxos(Response::Accepted),
         R::Conflict(c) => AcceptorReply::Paxos(Response::Conflict {
-            seen: ballot_from(c.seen),
-            accepted: ballot_from(c.accepted),
+            seen: ballot_from(c.seen)?,
+            accepted: ballot_from(c.accepted)?,
             landed: match c.landed {
                 1 => Landed::Yes,
                 2 => Landed::No,
@@ -92,7 +101,7 @@ pub fn reply_from(r: proto::PaxosReply) -> Option<(Bytes, u64, AcceptorReply)> {
         }),
         R::Removed(r) => AcceptorReply::Removed(r.removed),
     };
-    Some((r.key, r.round, reply))
+    Ok((r.key, r.round, reply))
 }
 
 /// A single-key command as a forward request.
@@ -154,10 +163,13 @@ pub fn outcome_to(result: Result<Outcome>) -> proto::ForwardReply {
         }
         Ok(Outcome::Write(MutationReply::Count(n))) => (O::Count(n), String::new()),
         Ok(Outcome::Write(MutationReply::Integer(n))) => (O::Integer(n), String::new()),
-        Ok(other) => (O::ErrorKind("input".into()), format!("unexpected outcome {other:?}")),
-        Err(Error::TryAgain(m)) => (O::ErrorKind("tryagain".into()), m),
-        Err(Error::Uncertain(m)) => (O::ErrorKind("uncertain".into()), m),
-        Err(e) => (O::ErrorKind("input".into()), e.to_string()),
+        Ok(other) => (O::Error(proto::ErrorClass::Input.into()), format!("unexpected outcome {other:?}")),
+        Err(Error::TryAgain(m)) => (O::Error(proto::ErrorClass::TryAgain.into()), m),
+        Err(Error::Uncertain(m)) => (O::Error(proto::ErrorClass::Uncertain.into()), m),
+        // The message alone, not the error's Display: the forwarding node answers the client
+        // with exactly the text the home would have (`ERR value is not an integer ...`).
+        Err(Error::Input(m) | Error::Config(m) | Error::Io(m)) => (O::Error(proto::ErrorClass::Input.into()), m),
+        Err(e @ Error::Prefixed { .. }) => (O::Error(proto::ErrorClass::Input.into()), e.to_string()),
     };
     proto::ForwardReply { outcome: Some(outcome), error_message }
 }
@@ -171,10 +183,13 @@ pub fn outcome_from(reply: proto::ForwardReply) -> Result<Outcome> {
         }
         Some(O::Count(n)) => Ok(Outcome::Write(MutationReply::Count(n))),
         Some(O::Integer(n)) => Ok(Outcome::Write(MutationReply::Integer(n))),
-        Some(O::ErrorKind(kind)) => Err(match kind.as_str() {
-            "tryagain" => Error::TryAgain(reply.error_message),
-            "uncertain" => Error::Uncertain(reply.error_message),
-            _ => Error::Input(reply.error_message),
+        Some(O::Error(class)) => Err(match proto::ErrorClass::try_from(class) {
+            Ok(proto::ErrorClass::Input) => Error::Input(reply.error_message),
+            Ok(proto::ErrorClass::TryAgain) => Error::TryAgain(reply.error_message),
+            // Unspecified or unknown: nothing proves it did not happen.
+            Ok(proto::ErrorClass::Uncertain | proto::ErrorClass::Unspecified) | Err(_) => {
+                Error::Uncertain(reply.error_message)
+            }
         }),
         None => Err(Error::Uncertain("the home node sent an empty reply".into())),
     }

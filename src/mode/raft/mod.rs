@@ -713,6 +713,10 @@ impl Store for RaftMode {
         self.inner.write(mutation).await
     }
 
+    fn local_dbsize(&self) -> Option<u64> {
+        Some(self.inner.machine.state.read().unwrap_or_else(|e| e.into_inner()).keyspace.len() as u64)
+    }
+
     fn describe(&self) -> ModeInfo {
         let inner = &self.inner;
         let m = inner.metrics();

@@ -57,7 +57,13 @@ impl Info {
                 }
                 "keyspace" => {
                     out.push_str("# Keyspace\r\n");
-                    match ctx.store.dbsize().await {
+                    // Never a cluster-wide count: INFO must stay cheap (paxos' DBSIZE is a
+                    // round per key). Modes that replicate report their local count.
+                    let count = match ctx.store.local_dbsize() {
+                        Some(n) => Ok(n),
+                        None => ctx.store.dbsize().await,
+                    };
+                    match count {
                         Ok(0) => {}
                         Ok(n) => out.push_str(&format!("db0:keys={n},expires=0,avg_ttl=0\r\n")),
                         Err(e) => out.push_str(&format!("# unavailable: {e}\r\n")),
