@@ -1,7 +1,7 @@
 """A first conversation with valthree through redis-py (RESP3 by default).
 
     valthree serve &
-    python examples/hello.py [port]
+    .venv/bin/python examples/hello.py [port]    # the venv ./scripts/test makes; or: pip install redis
 """
 
 import sys

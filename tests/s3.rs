@@ -4,10 +4,11 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Moto, Valthree};
+use common::{Moto, Valthree, wait_until};
 use valthree::mode::s3::{S3Mode, S3ModeOptions};
 use valthree::object::{ObjectStore, S3, S3Options};
 use valthree::store::{Store, run_conformance_suite};
@@ -28,13 +29,13 @@ async fn moto_node(moto: &Moto, bucket: &str, batch: bool) -> Arc<dyn Store> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_passes_on_one_moto_node() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     run_conformance_suite(vec![moto_node(&moto, "one", true).await]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_passes_on_three_nodes_sharing_a_moto_bucket() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let nodes = vec![
         moto_node(&moto, "three", true).await,
         moto_node(&moto, "three", false).await,
@@ -95,7 +96,7 @@ fn assert_no_lost_or_doubled_incr(nodes: &[Valthree]) {
 
 #[test]
 fn three_servers_on_one_moto_bucket_lose_no_incr() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let flags = moto.serve_flags("incr");
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -150,16 +151,26 @@ fn group_commit_carries_many_writes_per_put_and_off_does_not() {
     }
 }
 
-/// Writes `SET w<i> <i>` one at a time until the connection fails, recording acknowledgements.
-fn write_until_killed(addr: String) -> thread::JoinHandle<Vec<u64>> {
+/// Writer `w` writes `SET w<w>-<i> <i>` one at a time until the connection fails, counting
+/// acknowledgements in `acked_so_far` and returning the acknowledged (key, value) pairs. Each
+/// writer has keys of its own, so no other writer's write can stand in for one it lost.
+fn write_until_killed(
+    addr: String,
+    w: usize,
+    acked_so_far: Arc<AtomicUsize>,
+) -> thread::JoinHandle<Vec<(String, u64)>> {
     thread::spawn(move || {
         let mut acked = Vec::new();
         let Ok(mut con) = redis::Client::open(format!("redis://{addr}/")).unwrap().get_connection() else {
             return acked;
         };
-        for i in 0.. {
-            match redis::cmd("SET").arg(format!("w{i}")).arg(i).query::<String>(&mut con) {
-                Ok(_) => acked.push(i),
+        for i in 0u64.. {
+            let key = format!("w{w}-{i}");
+            match redis::cmd("SET").arg(&key).arg(i).query::<String>(&mut con) {
+                Ok(_) => {
+                    acked.push((key, i));
+                    acked_so_far.fetch_add(1, Ordering::SeqCst);
+                }
                 Err(_) => break,
             }
         }
@@ -169,17 +180,22 @@ fn write_until_killed(addr: String) -> thread::JoinHandle<Vec<u64>> {
 
 fn kill_mid_burst_and_check(flags: &[&str], dir: &std::path::Path) {
     let mut node = Valthree::start(dir, flags);
-    let writers: Vec<_> = (0..4).map(|_| write_until_killed(node.addr())).collect();
-    thread::sleep(Duration::from_millis(700));
+    let acked_so_far = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = (0..4).map(|w| write_until_killed(node.addr(), w, acked_so_far.clone())).collect();
+    // The kill comes in the middle of the burst: once enough writes were acknowledged.
+    wait_until(Duration::from_secs(30), "100 acknowledged writes before the kill", || {
+        assert!(!writers.iter().all(|w| w.is_finished()), "every writer stopped before the kill");
+        acked_so_far.load(Ordering::SeqCst) >= 100
+    });
     node.kill9();
-    let acked: Vec<u64> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
-    assert!(!acked.is_empty(), "the burst acknowledged nothing before the kill");
+    let acked: Vec<(String, u64)> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
     node.restart();
     let mut con = redis::Client::open(node.url()).unwrap().get_connection().unwrap();
-    let keys: Vec<String> = acked.iter().map(|i| format!("w{i}")).collect();
+    let keys: Vec<&String> = acked.iter().map(|(k, _)| k).collect();
     let values: Vec<Option<u64>> = redis::cmd("MGET").arg(&keys).query(&mut con).unwrap();
-    let lost: Vec<_> = keys.iter().zip(&values).filter(|(_, v)| v.is_none()).map(|(k, _)| k).collect();
-    assert!(lost.is_empty(), "{} of {} acknowledged writes lost: {lost:?}", lost.len(), acked.len());
+    let lost: Vec<_> =
+        acked.iter().zip(&values).filter(|((_, want), got)| **got != Some(*want)).map(|((k, _), _)| k).collect();
+    assert!(lost.is_empty(), "{} of {} acknowledged writes lost or changed: {lost:?}", lost.len(), acked.len());
 }
 
 #[test]
@@ -191,7 +207,7 @@ fn kill_9_mid_burst_loses_no_acknowledged_write_on_local_dir() {
 
 #[test]
 fn kill_9_mid_burst_loses_no_acknowledged_write_on_moto() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let flags = moto.serve_flags("crash");
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -200,7 +216,7 @@ fn kill_9_mid_burst_loses_no_acknowledged_write_on_moto() {
 
 #[test]
 fn a_dead_object_store_gives_tryagain_not_a_crash() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let flags = moto.serve_flags("outage");
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -234,20 +250,19 @@ fn an_invalid_document_is_reported_not_served() {
 
 /// Deletes a bucket and everything in it, through boto3 from the test venv.
 fn delete_bucket(moto: &Moto, bucket: &str) {
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     let script = format!(
         "import boto3\ns3 = boto3.resource('s3', endpoint_url='{}', aws_access_key_id='test', \
          aws_secret_access_key='test', region_name='us-east-1')\nb = s3.Bucket('{bucket}')\n\
          b.objects.all().delete()\nb.delete()\n",
         moto.endpoint()
     );
-    let out = std::process::Command::new(python).arg("-c").arg(script).output().unwrap();
+    let out = std::process::Command::new(&moto.python).arg("-c").arg(script).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
 fn a_missing_bucket_is_reported_not_retried_as_a_conflict() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let flags = moto.serve_flags("vanishing");
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();

@@ -48,12 +48,37 @@ impl fmt::Display for Output {
     }
 }
 
-/// Redis' integer parse for INCR: decimal, optional minus, no leading zeros.
+/// What INCR reads from the current value: 0 for a missing key, the integer for a value
+/// Redis counts as one, `None` (INCR fails) for anything else.
 fn as_integer(value: Option<&str>) -> Option<i64> {
     match value {
         None => Some(0),
-        Some(s) => crate::store::parse_i64(s.as_bytes()),
+        Some(s) => parse_integer(s),
     }
+}
+
+/// Redis' rule for a string that INCR counts as an integer (`string2ll`): `"0"`, or an
+/// optional `-` then decimal digits with no leading zero, and nothing else (no `+`, no
+/// spaces, no `-0`), within i64. The checker reads integers itself rather than through the
+/// server's parser, so a parsing bug in the server cannot hide from its judge.
+fn parse_integer(s: &str) -> Option<i64> {
+    if s == "0" {
+        return Some(0);
+    }
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    if !matches!(digits.as_bytes().first(), Some(b'1'..=b'9')) {
+        return None;
+    }
+    // Accumulated towards the sign, so that i64::MIN, one further from zero than i64::MAX,
+    // is reached without overflowing.
+    digits.bytes().try_fold(0i64, |n, b| {
+        let digit = i64::from(b.checked_sub(b'0').filter(|d| *d <= 9)?);
+        let n = n.checked_mul(10)?;
+        if negative { n.checked_sub(digit) } else { n.checked_add(digit) }
+    })
 }
 
 /// Applies `input` to `state`. With `output` known, returns the next state only if the
@@ -113,5 +138,70 @@ mod tests {
         assert_eq!(step(None, &Input::Del, Some(&Output::Int(1))), None);
         assert_eq!(step(Some("ab"), &Input::Append("c".into()), Some(&Output::Int(3))), Some(Some("abc".into())));
         assert_eq!(step(Some("ab"), &Input::Append("c".into()), Some(&Output::Int(1))), None);
+    }
+
+    #[test]
+    fn integers_are_read_by_redis_rules() {
+        for (text, value) in [
+            ("0", 0),
+            ("1", 1),
+            ("-1", -1),
+            ("10", 10),
+            ("-907", -907),
+            ("9223372036854775807", i64::MAX),
+            ("-9223372036854775808", i64::MIN),
+        ] {
+            assert_eq!(parse_integer(text), Some(value), "{text:?}");
+        }
+        for text in [
+            "",
+            "-",
+            "+1",
+            "-0",
+            "00",
+            "01",
+            "-01",
+            " 1",
+            "1 ",
+            "1\n",
+            "--1",
+            "1-",
+            "1.0",
+            "1e3",
+            "0x10",
+            "abc",
+            "\u{0661}",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_integer(text), None, "{text:?} is no integer to Redis");
+        }
+    }
+
+    #[test]
+    fn every_integer_reads_back_from_its_decimal_text_and_only_from_it() {
+        let mut n = 1i64;
+        let samples = (0..63).flat_map(|shift| [1i64 << shift, (1i64 << shift) - 1, -(1i64 << shift)]);
+        for value in samples.chain([i64::MAX, i64::MIN, 0]) {
+            assert_eq!(parse_integer(&value.to_string()), Some(value), "{value}");
+            assert_eq!(parse_integer(&format!("0{value}")), None, "0{value}");
+            assert_eq!(parse_integer(&format!("+{value}")), None, "+{value}");
+            n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            assert_eq!(parse_integer(&n.to_string()), Some(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn incr_of_a_value_redis_does_not_count_fails_without_effect() {
+        for state in ["01", "+1", " 1", "-0", "9223372036854775808"] {
+            assert_eq!(step(Some(state), &Input::Incr, Some(&Output::Int(2))), None, "{state:?}");
+            assert_eq!(step(Some(state), &Input::Incr, None), Some(Some(state.into())), "{state:?}");
+        }
+        assert_eq!(step(Some("9223372036854775807"), &Input::Incr, None), Some(Some("9223372036854775807".into())));
+        assert_eq!(
+            step(Some("-9223372036854775808"), &Input::Incr, Some(&Output::Int(i64::MIN + 1))),
+            Some(Some((i64::MIN + 1).to_string()))
+        );
     }
 }

@@ -88,7 +88,8 @@ pub enum ClusterCommand {
     },
 }
 
-/// A node name, `n1`, `n2`, ...: shells complete the first few, any number is accepted.
+/// A node name, `n1`, `n2`, ... (or just its number): shells complete the first few names,
+/// any number is accepted.
 #[derive(Debug, Clone, Copy)]
 struct NodeName;
 
@@ -105,7 +106,7 @@ impl clap::builder::TypedValueParser for NodeName {
         value: &std::ffi::OsStr,
     ) -> Result<String, clap::Error> {
         let text = value.to_string_lossy();
-        let digits = text.strip_prefix('n').unwrap_or("");
+        let digits = text.strip_prefix('n').unwrap_or(&text);
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             let message = format!("{text:?} is not a node name (n1, n2, ...: see `valthree cluster status`)");
             return Err(clap::Error::raw(clap::error::ErrorKind::InvalidValue, message).with_cmd(cmd));

@@ -77,7 +77,8 @@ pub const MAX_VALUE_LEN: usize = 512 * 1024 * 1024;
 pub const NOT_AN_INTEGER: &str = "value is not an integer or out of range";
 
 /// An ordered map of binary keys to binary values: the state every mode agrees on.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Keyspace {
     entries: BTreeMap<Bytes, Bytes>,
 }

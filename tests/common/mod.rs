@@ -46,6 +46,87 @@ pub fn wait_for_port(port: u16, child: &mut Child, what: &str) {
     panic!("{what} did not listen on {port} within 30s");
 }
 
+/// Polls `done` every 20 ms until it holds; panics naming `what` was awaited after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "waited {limit:?} for {what}, in vain");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The events a running workload has recorded so far in the history at `path` (a line still
+/// being written is left out; a missing file is an empty history).
+pub fn recorded_events(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+    complete.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e} in history line {l}"))).collect()
+}
+
+/// Waits until the history at `path` holds at least `n` events: the workload writing it has
+/// run that far.
+pub fn wait_for_history(path: &Path, n: usize) {
+    let what = format!("{n} events in {}", path.display());
+    wait_until(Duration::from_secs(30), &what, || recorded_events(path).len() >= n);
+}
+
+/// The checker's verdicts, spelled here as the tests expect to read them (not taken from the
+/// checker, so a change there shows up here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Linearizable,
+    NotLinearizable,
+}
+
+impl Verdict {
+    /// How the verdict's first line starts, before the colon.
+    pub fn text(self) -> &'static str {
+        match self {
+            Verdict::Linearizable => "linearizable",
+            Verdict::NotLinearizable => "NOT linearizable",
+        }
+    }
+
+    /// The exit status of `check-history` and `workload --check` with this verdict.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Linearizable => 0,
+            Verdict::NotLinearizable => 1,
+        }
+    }
+}
+
+/// The first line of the verdict in the stdout of `workload --check`: the line after the
+/// summary's `history: …` line (and after the `report: …` line when an HTML report was written).
+pub fn verdict_line(stdout: &str) -> Option<&str> {
+    let mut lines = stdout.lines().skip_while(|l| !l.starts_with("history: ")).skip(1).peekable();
+    lines.next_if(|l| l.starts_with("report: "));
+    lines.next()
+}
+
+/// Whether `line` is exactly `"<verdict>: <n> operations on <k> keys checked in <s.ss>s"`.
+pub fn is_verdict_line(line: &str, verdict: Verdict) -> bool {
+    let Some(rest) = line.strip_prefix(verdict.text()).and_then(|r| r.strip_prefix(": ")) else { return false };
+    let number = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit());
+    let seconds = |w: &str| {
+        w.strip_suffix('s').and_then(|t| t.split_once('.')).is_some_and(|(i, f)| number(i) && number(f) && f.len() == 2)
+    };
+    match rest.split(' ').collect::<Vec<_>>()[..] {
+        [n, "operations", "on", k, "keys", "checked", "in", t] => number(n) && number(k) && seconds(t),
+        _ => false,
+    }
+}
+
+/// Asserts that `out`, from `workload --check`, is `verdict`: its exit status and the exact
+/// first line of its verdict. `context` says which run it was.
+pub fn assert_verdict(out: &Output, verdict: Verdict, context: &str) {
+    let said = text(out);
+    assert_eq!(out.status.code(), Some(verdict.exit_code()), "{context}: expected {verdict:?}: {said}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = verdict_line(&stdout).unwrap_or_else(|| panic!("{context}: no verdict after the summary: {said}"));
+    assert!(is_verdict_line(line, verdict), "{context}: expected {verdict:?}, the verdict reads {line:?}: {said}");
+}
+
 /// A `valthree serve` process, killed when dropped.
 pub struct Valthree {
     pub child: Child,
@@ -110,44 +191,48 @@ impl Drop for Valthree {
     }
 }
 
-/// Finds a program in the test venv (`.venv/bin`) or on PATH. When it is missing and
-/// `VALTHREE_REQUIRE_<NAME>` is set (the README's test command sets it), the test fails;
-/// otherwise it returns `None` and the caller skips with a note.
-pub fn find_program(name: &str, require_var: &str) -> Option<PathBuf> {
+/// Finds a program in the test venv (`.venv/bin`) or on PATH. A test that needs it fails when
+/// it is missing, in every environment: a test that skips itself would pass without testing.
+pub fn find_program(name: &str) -> PathBuf {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin").join(name);
     if venv.exists() {
-        return Some(venv);
+        return venv;
     }
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
             let candidate = dir.join(name);
             if candidate.exists() {
-                return Some(candidate);
+                return candidate;
             }
         }
     }
-    if std::env::var_os(require_var).is_some() {
-        panic!("{name} is required ({require_var} is set) but was not found; run ./scripts/test");
-    }
-    eprintln!("SKIP: {name} not found (run ./scripts/test to install it)");
-    None
+    panic!(
+        "{name} is needed by this test but is neither in .venv/bin nor on PATH: run ./scripts/test, \
+         which installs redis-server (Debian packages) and moto's S3 server (into .venv)"
+    );
 }
 
 /// A moto S3 server, killed when dropped.
 pub struct Moto {
     child: Child,
     pub port: u16,
+    /// The Python that has moto (and boto3) installed: the one beside `moto_server`.
+    pub python: PathBuf,
 }
 
 impl Moto {
     /// moto's S3 server answering one request at a time (see tests/support/moto_serial.py:
     /// threaded moto can let two racing conditional PUTs both win).
-    pub fn start() -> Option<Self> {
-        find_program("moto_server", "VALTHREE_REQUIRE_MOTO")?;
-        let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    pub fn start() -> Self {
+        let moto_server = find_program("moto_server");
+        let python = ["python", "python3"]
+            .iter()
+            .map(|p| moto_server.with_file_name(p))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("no python beside {}: run ./scripts/test", moto_server.display()));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/moto_serial.py");
         let port = free_port();
-        let mut child = Command::new(python)
+        let mut child = Command::new(&python)
             .arg(script)
             .arg(port.to_string())
             .stdout(Stdio::null())
@@ -155,7 +240,7 @@ impl Moto {
             .spawn()
             .expect("start moto");
         wait_for_port(port, &mut child, "moto");
-        Some(Self { child, port })
+        Self { child, port, python }
     }
 
     pub fn endpoint(&self) -> String {
@@ -185,8 +270,8 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    pub fn start() -> Option<Self> {
-        let bin = find_program("redis-server", "VALTHREE_REQUIRE_REDIS")?;
+    pub fn start() -> Self {
+        let bin = find_program("redis-server");
         let port = free_port();
         let mut child = Command::new(bin)
             .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
@@ -195,7 +280,7 @@ impl RedisServer {
             .spawn()
             .expect("start redis-server");
         wait_for_port(port, &mut child, "redis-server");
-        Some(Self { child, port })
+        Self { child, port }
     }
 }
 
@@ -381,8 +466,8 @@ pub fn up(dir: &Path, mode: &str, extra: &[&str]) -> Value {
     cluster(dir, &args)
 }
 
-/// Runs `valthree workload --check` against the cluster in `dir`; returns (passed, output).
-pub fn workload(dir: &Path, history: &Path, extra: &[&str]) -> (bool, String) {
+/// Runs `valthree workload --check` against the cluster in `dir`.
+pub fn workload(dir: &Path, history: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "workload",
         "--cluster",
@@ -398,32 +483,38 @@ pub fn workload(dir: &Path, history: &Path, extra: &[&str]) -> (bool, String) {
         "--check",
     ];
     args.extend_from_slice(extra);
-    let out = valthree(&args);
-    (out.status.success(), text(&out))
+    valthree(&args)
 }
 
-/// Writers on every node; kill -9 all nodes; restart; every acknowledged write must be there.
+/// Writers on every node, each writing only its own keys (so another writer's later write
+/// cannot stand in for a lost one); kill -9 all nodes; restart; every acknowledged write must
+/// be there with the value it was acknowledged with.
 pub fn kill_9_of_every_node_loses_no_acknowledged_write(mode: &str) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
     let status = up(&dir, mode, &[]);
     let _down = Down(&dir);
     let addrs = addrs(&status);
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked_so_far = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..6)
         .map(|c| {
             let addr = addrs[c % 3].clone();
-            let stop = stop.clone();
+            let (stop, acked_so_far) = (stop.clone(), acked_so_far.clone());
             std::thread::spawn(move || {
                 let mut acked = Vec::new();
                 let mut con = redis(&addr);
-                for i in 0.. {
-                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for i in 0u64.. {
+                    if stop.load(Ordering::SeqCst) {
                         break;
                     }
                     let key = format!("w{c}-{i}");
                     match redis::cmd("SET").arg(&key).arg(i).query::<String>(&mut con) {
-                        Ok(_) => acked.push(key),
+                        Ok(_) => {
+                            acked.push((key, i));
+                            acked_so_far.fetch_add(1, Ordering::SeqCst);
+                        }
                         Err(_) => break, // the node died under us
                     }
                 }
@@ -431,20 +522,24 @@ pub fn kill_9_of_every_node_loses_no_acknowledged_write(mode: &str) {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
+    // The crash comes in the middle of the burst: once enough writes were acknowledged.
+    wait_until(Duration::from_secs(30), "200 acknowledged writes before the crash", || {
+        assert!(!writers.iter().all(|w| w.is_finished()), "every writer stopped before the crash");
+        acked_so_far.load(Ordering::SeqCst) >= 200
+    });
     for n in ["n1", "n2", "n3"] {
         cluster(&dir, &["kill", n]);
     }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let acked: Vec<String> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
-    assert!(acked.len() > 50, "only {} writes were acknowledged before the crash", acked.len());
+    stop.store(true, Ordering::SeqCst);
+    let acked: Vec<(String, u64)> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    assert!(acked.len() >= 200, "only {} writes were acknowledged before the crash", acked.len());
     for n in ["n1", "n2", "n3"] {
         cluster(&dir, &["restart", n]);
     }
     let mut con = redis(&addrs[1]);
-    for key in &acked {
-        let v: Option<String> = redis::cmd("GET").arg(key).query(&mut con).unwrap();
-        assert!(v.is_some(), "acknowledged {key} is gone after kill -9 of every node");
+    for (key, value) in &acked {
+        let v: Option<u64> = redis::cmd("GET").arg(key).query(&mut con).unwrap();
+        assert_eq!(v, Some(*value), "acknowledged {key} = {value} is not what survived kill -9 of every node");
     }
 }
 
@@ -459,8 +554,8 @@ pub fn nemesis_workloads_are_linearizable(mode: &str, seeds: &[&str]) {
         let history = tmp.path().join("h.jsonl");
         let extra =
             ["--duration", "10s", "--seed", seed, "--nemesis", "kill,pause,partition", "--nemesis-interval", "1500ms"];
-        let (ok, out) = workload(&dir, &history, &extra);
-        assert!(ok && out.contains("linearizable:"), "{mode}, seed {seed}: {out}");
+        let out = workload(&dir, &history, &extra);
+        assert_verdict(&out, Verdict::Linearizable, &format!("{mode}, seed {seed}"));
         let events = std::fs::read_to_string(&history).unwrap();
         for f in ["\"kill\"", "\"pause\"", "\"partition\""] {
             assert!(events.contains(f), "{mode}, seed {seed}: no {f} fault in the history");
@@ -471,7 +566,8 @@ pub fn nemesis_workloads_are_linearizable(mode: &str, seeds: &[&str]) {
 }
 
 /// A deliberately broken configuration (`flags`) under partitions: within three seeds the
-/// checker must report NOT linearizable.
+/// checker must report NOT linearizable; every other run must be judged linearizable (an
+/// unknown verdict or an error is a failure for another reason).
 pub fn broken_configuration_is_caught(mode: &str, flags: &[&str], seconds: &str) {
     for seed in ["1", "2", "3"] {
         let tmp = tempfile::tempdir().unwrap();
@@ -480,11 +576,13 @@ pub fn broken_configuration_is_caught(mode: &str, flags: &[&str], seconds: &str)
         let _down = Down(&dir);
         let history = tmp.path().join("h.jsonl");
         let extra = ["--duration", seconds, "--seed", seed, "--nemesis", "partition", "--nemesis-interval", "2s"];
-        let (ok, out) = workload(&dir, &history, &extra);
-        if !ok {
-            assert!(out.contains("NOT linearizable"), "{mode} {flags:?}, seed {seed} failed for another reason: {out}");
+        let out = workload(&dir, &history, &extra);
+        let context = format!("{mode} {flags:?}, seed {seed}");
+        if out.status.code() == Some(Verdict::NotLinearizable.exit_code()) {
+            assert_verdict(&out, Verdict::NotLinearizable, &context);
             return;
         }
+        assert_verdict(&out, Verdict::Linearizable, &context);
     }
     panic!("three runs of {mode} with {flags:?} under partitions all passed the checker");
 }

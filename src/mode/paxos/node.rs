@@ -39,12 +39,18 @@ use crate::store::{MembershipChange, ModeInfo, Mutation, MutationReply, Store};
 pub const TICK: Duration = Duration::from_millis(10);
 /// Ticks a phase waits for its quorum (500 ms).
 pub const PHASE_TIMEOUT_TICKS: u64 = 50;
-/// How long an acceptor batch may take on the wire.
-const PAXOS_RPC_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a forwarded command may take at its home: below a client's usual timeout, so a
-/// forward to a home that is slow or hung answers before the client gives up. (A hung home
-/// is noticed sooner still, by the peer plane's keepalive.)
-const FORWARD_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long an acceptor batch may take on the wire, plus [`BYTES_PER_SECOND`] for what it
+/// carries. Generous: a crashed peer refuses at once and a hung one is caught by the peer
+/// plane's keepalive; this only bounds a peer that is alive but slow (promises may carry a
+/// large value back).
+const PAXOS_RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// The rate a value is assumed to move at, for the time allowed to calls and phases that
+/// carry one (a conservative figure: a debug build on a loaded machine).
+const BYTES_PER_SECOND: u64 = 4 << 20;
+/// How long a forwarded command may take at its home (plus the time its bytes take to move).
+/// A hung home is not waited for: the peer plane's keepalive closes its connection within
+/// 1.5 s, which fails the forward, and the home is bypassed until it answers a ping.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(6);
 /// How long a peer that failed a call is bypassed at least; after that, until it answers a
 /// ping (a hung peer keeps accepting connections, so time alone proves nothing).
 const DOWN_FOR: Duration = Duration::from_secs(1);
@@ -123,6 +129,11 @@ pub struct PaxosMode {
     node: Arc<Node>,
 }
 
+/// The time allowed for `bytes` to move, beyond a call's base timeout.
+fn transfer_time(bytes: usize) -> Duration {
+    Duration::from_secs_f64(bytes as f64 / BYTES_PER_SECOND as f64)
+}
+
 fn peer_name(id: NodeId) -> String {
     format!("n{id}")
 }
@@ -185,6 +196,7 @@ impl PaxosMode {
             config.quorums(),
             Options {
                 phase_timeout: PHASE_TIMEOUT_TICKS,
+                bytes_per_tick: BYTES_PER_SECOND * TICK.as_millis() as u64 / 1000,
                 max_attempts: 8,
                 one_round_trip: options.one_round_trip,
                 unsafe_accept_quorum: options.unsafe_accept_quorum,
@@ -220,8 +232,12 @@ impl PaxosMode {
         let server = PeerService { node: node.clone() };
         tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            if let Err(e) = tonic::transport::Server::builder()
-                .add_service(peer::PeerServer::new(server).max_decoding_message_size(peer::MAX_MESSAGE))
+            if let Err(e) = crate::peer::server()
+                .add_service(
+                    peer::PeerServer::new(server)
+                        .max_decoding_message_size(peer::MAX_MESSAGE)
+                        .max_encoding_message_size(peer::MAX_MESSAGE),
+                )
                 .serve_with_incoming(incoming)
                 .await
             {
@@ -335,7 +351,8 @@ impl Node {
             from: self.id,
             messages: batch.iter().map(|(k, r, m)| wire::message_to(k.clone(), *r, m)).collect(),
         };
-        let response = tokio::time::timeout(PAXOS_RPC_TIMEOUT, client.paxos(request))
+        let carried: usize = request.messages.iter().map(prost::Message::encoded_len).sum();
+        let response = tokio::time::timeout(PAXOS_RPC_TIMEOUT + transfer_time(carried), client.paxos(request))
             .await
             .map_err(|_| Error::Uncertain(format!("n{to} did not answer in time")))?
             .map_err(|s| Error::Uncertain(format!("n{to}: {}", s.message())))?;
@@ -418,7 +435,8 @@ impl Node {
         let request = wire::forward_to(self.id, key.clone(), &command)?;
         let mut client = self.client(home)?;
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-        match tokio::time::timeout(FORWARD_TIMEOUT, client.forward(request)).await {
+        let deadline = FORWARD_TIMEOUT + transfer_time(prost::Message::encoded_len(&request));
+        match tokio::time::timeout(deadline, client.forward(request)).await {
             Ok(Ok(reply)) => wire::outcome_from(reply.into_inner()),
             Ok(Err(status)) if peer::never_sent(&status) || status.code() == tonic::Code::FailedPrecondition => {
                 tracing::debug!(home, "forward not sent ({}); running here", status.message());
@@ -427,19 +445,22 @@ impl Node {
                 self.stats.local_fallbacks.fetch_add(1, Ordering::Relaxed);
                 self.propose(key, command).await
             }
-            failed => {
+            Err(_) => {
+                // The home is alive (a hung one loses its connection to the keepalive first)
+                // but slow: running the command here too would only duel with it.
+                let why = format!("n{home} did not answer the forwarded command in time");
+                if command == Command::Read { Err(Error::TryAgain(why)) } else { Err(Error::Uncertain(why)) }
+            }
+            Ok(Err(status)) => {
+                // The connection failed after the command was sent (reset, or the keepalive
+                // found the home hung): bypass the home for a while.
                 self.mark_down(home);
-                let why = match failed {
-                    Err(_) => format!("n{home} did not answer the forwarded command in time"),
-                    Ok(Err(status)) => format!("forward to n{home}: {}", status.message()),
-                    Ok(Ok(_)) => unreachable!(),
-                };
                 if command == Command::Read {
                     // A read changes nothing: running it again here is safe.
                     self.stats.local_fallbacks.fetch_add(1, Ordering::Relaxed);
                     self.propose(key, command).await
                 } else {
-                    Err(Error::Uncertain(why))
+                    Err(Error::Uncertain(format!("forward to n{home}: {}", status.message())))
                 }
             }
         }

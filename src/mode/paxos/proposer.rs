@@ -19,7 +19,7 @@
 //! previous members. A retried round waits a few random ticks first, so two proposers
 //! duelling for one key drift apart instead of refusing each other forever.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use bytes::Bytes;
 
@@ -76,13 +76,29 @@ pub struct Options {
     pub unsafe_accept_quorum: Option<usize>,
     /// A retried round pauses up to `backoff × attempts` ticks (random) before it prepares again.
     pub backoff: u64,
+    /// Bytes a phase may move per tick beyond `phase_timeout`: a phase carrying a value of
+    /// `n` bytes (an accept, or promises of a key known to be large) may take
+    /// `phase_timeout + n / bytes_per_tick` ticks. 0: no allowance.
+    pub bytes_per_tick: u64,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { phase_timeout: 20, max_attempts: 8, one_round_trip: true, unsafe_accept_quorum: None, backoff: 2 }
+        Self {
+            phase_timeout: 20,
+            max_attempts: 8,
+            one_round_trip: true,
+            unsafe_accept_quorum: None,
+            backoff: 2,
+            bytes_per_tick: 0,
+        }
     }
 }
+
+/// Values at least this large are remembered per key, to give the key's phases time.
+const LARGE_VALUE: usize = 1 << 20;
+/// Keys whose large size is remembered at most (the memory is cleared when full).
+const MAX_SIZE_HINTS: usize = 10_000;
 
 /// Which sets of acceptors are quorums: a majority of `members`, and while a membership
 /// change runs, also a majority of `previous`. Any two such quorums intersect, within one
@@ -193,6 +209,18 @@ pub struct Proposer {
     output: Vec<Output>,
     rng: fastrand::Rng,
     stats: ProposerStats,
+    /// Sizes of large values seen per key (from any reply, late ones too), so a key's
+    /// prepare waits long enough for promises that carry its value.
+    large: HashMap<Bytes, usize>,
+}
+
+/// Bytes a command writes into its key's value.
+fn written_len(command: &Command) -> usize {
+    match command {
+        Command::Write(Mutation::Set { value, .. }) => value.len(),
+        Command::Write(Mutation::Update { op: crate::store::UpdateOp::Append(tail), .. }) => tail.len(),
+        _ => 0,
+    }
 }
 
 /// Applies a batch of commands to a register's value, in order.
@@ -234,7 +262,29 @@ impl Proposer {
             output: Vec::new(),
             rng: fastrand::Rng::with_seed(u64::from(id)),
             stats: ProposerStats::default(),
+            large: HashMap::new(),
         }
+    }
+
+    /// The tick by which a phase on `key` moving `bytes` of value must have its quorum.
+    fn phase_deadline(&self, key: &Bytes, bytes: usize) -> u64 {
+        let known = self.large.get(key).copied().unwrap_or(0);
+        let allowance = match self.options.bytes_per_tick {
+            0 => 0,
+            rate => (bytes.max(known) as u64) / rate,
+        };
+        self.now + self.options.phase_timeout + allowance
+    }
+
+    fn remember_size(&mut self, key: &Bytes, size: usize) {
+        if size < LARGE_VALUE {
+            self.large.remove(key);
+            return;
+        }
+        if self.large.len() >= MAX_SIZE_HINTS && !self.large.contains_key(key) {
+            self.large.clear();
+        }
+        self.large.insert(key.clone(), size);
     }
 
     /// The highest ballot counter this proposer has used or seen.
@@ -337,7 +387,7 @@ impl Proposer {
     fn send_prepares(&mut self, key: &Bytes) {
         self.counter += 1;
         let ballot = Ballot::new(self.counter, self.id);
-        let deadline = self.now + self.options.phase_timeout;
+        let deadline = self.phase_deadline(key, 0);
         self.next_round += 1;
         let phase_id = self.next_round;
         let round = self.keys.get_mut(key).and_then(|s| s.round.as_mut()).expect("a round is running");
@@ -354,7 +404,16 @@ impl Proposer {
 
     /// Computes the new value from `current` and sends it out at `ballot`.
     fn send_accepts(&mut self, key: &Bytes, ballot: Ballot, current: Option<Bytes>) {
-        let deadline = self.now + self.options.phase_timeout;
+        // The new value is at most the current one plus what the batch writes.
+        let written: usize = self
+            .keys
+            .get(key)
+            .and_then(|s| s.round.as_ref())
+            .map(|r| r.batch.iter().map(|p| written_len(&p.command)).sum())
+            .unwrap_or(0);
+        let moving = current.as_ref().map_or(0, Bytes::len) + written;
+        self.remember_size(key, moving);
+        let deadline = self.phase_deadline(key, moving);
         self.next_round += 1;
         let phase_id = self.next_round;
         let round = self.keys.get_mut(key).and_then(|s| s.round.as_mut()).expect("a round is running");
@@ -460,6 +519,10 @@ impl Proposer {
     pub fn step(&mut self, from: NodeId, key: &Bytes, round: u64, response: Response) {
         if let Response::Conflict { seen, .. } = &response {
             self.counter = self.counter.max(seen.counter);
+        }
+        if let Response::Promised { value, .. } = &response {
+            // Late replies too: a retried prepare then waits long enough for this value.
+            self.remember_size(key, value.as_ref().map_or(0, Bytes::len));
         }
         let all = self.quorums.all();
         if !all.contains(&from) {

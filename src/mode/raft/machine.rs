@@ -1,9 +1,17 @@
 //! The replicated state machine: the keyspace, the last applied log id, the membership, and
-//! a table of recent request ids with their replies, so a command retried after an unclear
-//! outcome (leader lost, forward timed out) is applied once and answered with its first
-//! result — deduplication is the application's job in Raft, as 6.824 teaches.
+//! the client sessions that make a retried command apply once — deduplication is the
+//! application's job in Raft (the Raft dissertation, §6.3; openraft's guide).
 //!
-//! The machine lives in memory. Snapshots are written to `DATA/raft-snapshot.json` (temporary
+//! **Sessions.** Every node is a client of the log, with one session per start (its id and a
+//! durable epoch). Each request carries its sequence number in the session and the lowest
+//! sequence its node still has in flight (`done_below`): everything below is answered and
+//! will never be retried. The machine keeps, per session, the replies of the requests at or
+//! above `done_below`; a request seen before is answered with its first reply, and one below
+//! `done_below` — a straggler of a request whose client was already answered — is refused
+//! without being applied. Memory is bounded by the requests in flight, not by a window of
+//! the last N ids (a retry arriving after N other writes was applied twice).
+//!
+//! The machine lives in memory. Snapshots are written to `DATA/raft-snapshot.bin` (temporary
 //! file, fsync, rename, directory fsync) when built or installed, and loaded at start-up; the
 //! log after the snapshot is replayed by openraft, and the committed index is durable, so
 //! a restart rebuilds exactly the acknowledged state.
@@ -11,7 +19,7 @@
 // openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
 #![allow(clippy::result_large_err)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Cursor, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -24,11 +32,20 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{NodeId, Request, RequestId, Response, TypeConfig};
+use super::codec;
+use super::{Command, NodeId, Request, Response, SessionId, TypeConfig};
 use crate::store::Keyspace;
 
-/// How many request ids are remembered for deduplication.
-pub const DEDUP_WINDOW: usize = 100_000;
+/// One client session: the replies of its requests that may still be retried.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Every request below this sequence was answered and is never retried.
+    done_below: u64,
+    /// Replies by sequence, for the requests at or above `done_below` applied so far.
+    replies: BTreeMap<u64, Response>,
+    /// Chunks of large values, by the sequence of the request they belong to, then part.
+    staged: BTreeMap<u64, BTreeMap<u32, Bytes>>,
+}
 
 /// What the machine holds; shared with the readers of the RESP front.
 #[derive(Default)]
@@ -36,39 +53,65 @@ pub struct MachineState {
     pub last_applied: Option<LogId<NodeId>>,
     pub membership: StoredMembership<NodeId, openraft::BasicNode>,
     pub keyspace: Keyspace,
-    replies: HashMap<RequestId, Response>,
-    order: VecDeque<RequestId>,
+    sessions: HashMap<SessionId, Session>,
 }
 
 impl MachineState {
     fn apply(&mut self, request: &Request) -> Response {
-        if let Some(reply) = self.replies.get(&request.id) {
+        let session = self.sessions.entry(request.session).or_default();
+        if request.done_below > session.done_below {
+            session.done_below = request.done_below;
+            session.replies = session.replies.split_off(&request.done_below);
+            session.staged = session.staged.split_off(&request.done_below);
+        }
+        if request.seq < session.done_below {
+            // A straggler of a request whose client has its answer (an UNCERTAIN one
+            // included): applying it now would change the past.
+            return Response { result: Err("duplicate of a request that was already answered".into()) };
+        }
+        if let Some(reply) = session.replies.get(&request.seq) {
             antithesis_sdk::assert_sometimes!(true, "raft: a retried command was deduplicated");
             return reply.clone();
         }
-        let result = self.keyspace.apply(&request.mutation).map_err(|e| match e {
+        let result = match &request.command {
+            Command::Mutate(mutation) => self.keyspace.apply(mutation),
+            Command::Chunk { of, part, data } => {
+                session.staged.entry(*of).or_default().insert(*part, data.clone());
+                Ok(crate::store::MutationReply::Done)
+            }
+            Command::Assemble { parts, mutation } => match session.staged.remove(&request.seq) {
+                Some(chunks) if chunks.len() == *parts as usize && chunks.keys().copied().eq(0..*parts) => {
+                    let mut value = bytes::BytesMut::with_capacity(chunks.values().map(Bytes::len).sum());
+                    for chunk in chunks.values() {
+                        value.extend_from_slice(chunk);
+                    }
+                    self.keyspace.apply(&super::fill_value(mutation, value.freeze()))
+                }
+                _ => Err(crate::error::Error::Input("a part of the value never reached the log".into())),
+            },
+        }
+        .map_err(|e| match e {
             crate::error::Error::Input(message) => message,
             other => other.to_string(),
         });
         let reply = Response { result };
-        self.replies.insert(request.id, reply.clone());
-        self.order.push_back(request.id);
-        while self.order.len() > DEDUP_WINDOW {
-            if let Some(old) = self.order.pop_front() {
-                self.replies.remove(&old);
-            }
-        }
+        session.replies.insert(request.seq, reply.clone());
         reply
+    }
+
+    /// Replies remembered for deduplication, over all sessions (INFO).
+    pub fn remembered_replies(&self) -> usize {
+        self.sessions.values().map(|s| s.replies.len()).sum()
     }
 }
 
-/// A snapshot as stored and sent: the s3 document encoding of the keyspace plus the rest.
+/// A snapshot as stored and sent.
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
     last_applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, openraft::BasicNode>,
-    document: String,
-    replies: Vec<(RequestId, Response)>,
+    keyspace: Keyspace,
+    sessions: Vec<(SessionId, Session)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -98,7 +141,7 @@ pub struct Machine {
 impl Machine {
     /// Opens the machine, loading the last snapshot in `dir` if there is one.
     pub fn open(dir: &std::path::Path) -> Result<Self, String> {
-        let path = dir.join("raft-snapshot.json");
+        let path = dir.join("raft-snapshot.bin");
         let machine = Self {
             state: Arc::new(RwLock::new(MachineState::default())),
             path,
@@ -119,7 +162,7 @@ impl Machine {
 
     fn read_stored(&self) -> Result<Option<StoredSnapshot>, StorageError<NodeId>> {
         match std::fs::read(&self.path) {
-            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(io)?)),
+            Ok(bytes) => Ok(Some(codec::decode(&bytes).map_err(io)?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(e)),
         }
@@ -137,9 +180,9 @@ impl Machine {
         if self.path.exists() && *self.durable.borrow() >= index {
             return Ok(());
         }
-        let tmp = self.path.with_extension("json.tmp");
+        let tmp = self.path.with_extension("bin.tmp");
         let mut file = std::fs::File::create(&tmp).map_err(io)?;
-        file.write_all(&serde_json::to_vec(stored).map_err(io)?).map_err(io)?;
+        file.write_all(&codec::encode(stored).map_err(io)?).map_err(io)?;
         file.sync_all().map_err(io)?;
         std::fs::rename(&tmp, &self.path).map_err(io)?;
         if let Some(dir) = self.path.parent() {
@@ -150,14 +193,12 @@ impl Machine {
     }
 
     fn load(&self, data: &[u8]) -> Result<(), StorageError<NodeId>> {
-        let body: SnapshotBody = serde_json::from_slice(data).map_err(io)?;
-        let keyspace = crate::mode::s3::decode_document(body.document.as_bytes()).map_err(io)?;
+        let body: SnapshotBody = codec::decode(data).map_err(io)?;
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         state.last_applied = body.last_applied;
         state.membership = body.membership;
-        state.keyspace = keyspace;
-        state.order = body.replies.iter().map(|(id, _)| *id).collect();
-        state.replies = body.replies.into_iter().collect();
+        state.keyspace = body.keyspace;
+        state.sessions = body.sessions.into_iter().collect();
         Ok(())
     }
 }
@@ -169,8 +210,8 @@ impl RaftSnapshotBuilder<TypeConfig> for Machine {
             let body = SnapshotBody {
                 last_applied: state.last_applied,
                 membership: state.membership.clone(),
-                document: String::from_utf8_lossy(&crate::mode::s3::encode_document(&state.keyspace)).into_owned(),
-                replies: state.order.iter().filter_map(|id| state.replies.get(id).map(|r| (*id, r.clone()))).collect(),
+                keyspace: state.keyspace.clone(),
+                sessions: state.sessions.iter().map(|(id, s)| (*id, s.clone())).collect(),
             };
             let meta = SnapshotMeta {
                 last_log_id: state.last_applied,
@@ -184,7 +225,7 @@ impl RaftSnapshotBuilder<TypeConfig> for Machine {
                         .unwrap_or(0)
                 ),
             };
-            (meta, serde_json::to_vec(&body).map_err(io)?)
+            (meta, codec::encode(&body).map_err(io)?)
         };
         let stored = StoredSnapshot { meta: meta.clone(), data: data.clone() };
         let this = self.clone();
@@ -260,4 +301,96 @@ impl RaftStateMachine<TypeConfig> for Machine {
 pub fn read(state: &RwLock<MachineState>, keys: &[Bytes]) -> Vec<Option<Bytes>> {
     let state = state.read().unwrap_or_else(|e| e.into_inner());
     keys.iter().map(|k| state.keyspace.get(k).cloned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Mutation, MutationReply, UpdateOp};
+    use bytes::Bytes;
+
+    fn incr(session: SessionId, seq: u64, done_below: u64) -> Request {
+        Request {
+            session,
+            seq,
+            done_below,
+            command: Command::Mutate(Mutation::Update { key: Bytes::from_static(b"n"), op: UpdateOp::IncrBy(1) }),
+        }
+    }
+
+    #[test]
+    fn a_large_value_is_applied_whole_by_its_final_entry_only() {
+        let mut state = MachineState::default();
+        let s = (1, 1);
+        let value = Bytes::from((0..(5 * super::super::CHUNK / 2)).map(|i| i as u8).collect::<Vec<u8>>());
+        let set = Mutation::Set { key: Bytes::from_static(b"big"), value: value.clone(), options: Default::default() };
+        let (chunks, hollow) = super::super::split_value(&set).expect("split");
+        assert_eq!(chunks.len(), 3);
+        // Chunks arrive in any order, one of them twice; nothing is visible until the end.
+        for (i, part) in [2u32, 0, 2, 1].into_iter().enumerate() {
+            let data = chunks[part as usize].clone();
+            let request = Request {
+                session: s,
+                seq: 1 + u64::from(part),
+                done_below: 0,
+                command: Command::Chunk { of: 0, part, data },
+            };
+            assert!(state.apply(&request).result.is_ok(), "chunk {i}");
+            assert_eq!(state.keyspace.get(b"big"), None);
+        }
+        let assemble =
+            Request { session: s, seq: 0, done_below: 0, command: Command::Assemble { parts: 3, mutation: hollow } };
+        assert!(state.apply(&assemble).result.is_ok());
+        assert_eq!(state.keyspace.get(b"big"), Some(&value));
+        assert!(state.sessions[&s].staged.is_empty());
+        // An assemble whose chunks never arrived is refused, and writes nothing.
+        let lonely =
+            Request { session: s, seq: 9, done_below: 0, command: Command::Assemble { parts: 2, mutation: set } };
+        assert!(state.apply(&lonely).result.is_err());
+    }
+
+    #[test]
+    fn a_retry_is_applied_once_however_many_writes_came_between() {
+        let mut state = MachineState::default();
+        let (a, b) = ((1, 1), (2, 1));
+        assert_eq!(state.apply(&incr(a, 0, 0)).result, Ok(MutationReply::Integer(1)));
+        // 200,000 writes from another session, more than any window of recent ids.
+        for seq in 0..200_000 {
+            state.apply(&incr(b, seq, seq));
+        }
+        assert_eq!(state.apply(&incr(a, 0, 0)).result, Ok(MutationReply::Integer(1)), "the first reply");
+        assert_eq!(state.keyspace.get(b"n").map(|v| v.as_ref()), Some(&b"200001"[..]));
+        assert!(state.remembered_replies() <= 2, "only requests still in flight are remembered");
+    }
+
+    #[test]
+    fn a_straggler_below_done_below_is_never_applied() {
+        let mut state = MachineState::default();
+        let s = (1, 7);
+        state.apply(&incr(s, 1, 0));
+        // The node answered seq 0 (say UNCERTAIN) and moved on: seq 0 must never apply now.
+        state.apply(&incr(s, 2, 1));
+        assert!(state.apply(&incr(s, 0, 0)).result.is_err());
+        assert_eq!(state.keyspace.get(b"n").map(|v| v.as_ref()), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn sessions_survive_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let machine = Machine::open(dir.path()).unwrap();
+        machine.state.write().unwrap().apply(&incr((3, 1), 5, 5));
+        let body = {
+            let state = machine.state.read().unwrap();
+            SnapshotBody {
+                last_applied: None,
+                membership: state.membership.clone(),
+                keyspace: state.keyspace.clone(),
+                sessions: state.sessions.iter().map(|(id, s)| (*id, s.clone())).collect(),
+            }
+        };
+        let restored = Machine::open(dir.path()).unwrap();
+        restored.load(&codec::encode(&body).unwrap()).unwrap();
+        let mut state = restored.state.write().unwrap();
+        assert_eq!(state.apply(&incr((3, 1), 5, 5)).result, Ok(MutationReply::Integer(1)), "deduplicated");
+    }
 }

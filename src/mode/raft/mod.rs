@@ -10,9 +10,10 @@
 //!   while its own storage is empty and every peer answers that its storage is empty too.
 //!   A restart (or a wiped node whose peers have state) never initialises again.
 //! * **Writes** go to the leader: a follower forwards them over the peer plane. Every write
-//!   carries a unique request id (node, sequence); the state machine remembers recent ids and
-//!   their replies, so the node may retry a write whose outcome it did not learn — on the
-//!   same or a new leader — and it is applied exactly once. Only when no retry settles it
+//!   carries its node's session (node, durable epoch of the start) and a sequence number; the
+//!   state machine keeps each session's replies until the node says they are answered, so
+//!   the node may retry a write whose outcome it did not learn — on the same or a new leader
+//!   — and it is applied exactly once ([`machine`]). Only when no retry settles it
 //!   before the deadline does the client get `-UNCERTAIN` (or `-TRYAGAIN` if no attempt can
 //!   have reached a leader).
 //! * **Reads** are linearizable on every node: the leader confirms its leadership with a
@@ -25,6 +26,7 @@
 // openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
 #![allow(clippy::result_large_err)]
 
+mod codec;
 mod log;
 mod machine;
 
@@ -37,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use openraft::error::{
     CheckIsLeaderError, ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
     Unreachable,
@@ -61,14 +64,68 @@ use crate::store::{MembershipChange, ModeInfo, Mutation, MutationReply, Store};
 
 pub type NodeId = u64;
 
-/// A request's unique id: (the node that first accepted it from a client, its sequence).
-pub type RequestId = (NodeId, u64);
+/// A client session of the log: (the node that accepted the command from a client, the
+/// durable epoch of that node's start). See [`machine`] for how sessions deduplicate.
+pub type SessionId = (NodeId, u64);
 
 /// A client write as it travels through the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
-    pub id: RequestId,
-    pub mutation: Mutation,
+    /// The session, and the request's sequence number in it (unique, never reused).
+    pub session: SessionId,
+    pub seq: u64,
+    /// The lowest sequence the session still has in flight: all below are answered.
+    pub done_below: u64,
+    pub command: Command,
+}
+
+/// What one log entry asks of the state machine.
+///
+/// openraft gives every AppendEntries one heartbeat interval (100 ms) to be sent, written
+/// and fsync'd, so an entry must stay small: a value larger than [`CHUNK`] travels as
+/// consecutive `Chunk` entries (replicated and committed like any other, each deduplicated on
+/// its own) and a final `Assemble` entry that applies the mutation with the value put back
+/// together. A value is never visible before its `Assemble` entry is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A whole mutation.
+    Mutate(Mutation),
+    /// Part `part` of the value of the request with sequence `of` in the same session.
+    Chunk { of: u64, part: u32, data: Bytes },
+    /// Applies `mutation` with its value made of the `parts` chunks staged for this request.
+    Assemble { parts: u32, mutation: Mutation },
+}
+
+/// The largest value carried in one log entry; larger ones are split.
+pub const CHUNK: usize = 1 << 20;
+/// Chunks of one value being committed at once.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Splits a mutation whose value is larger than [`CHUNK`] into the chunks and the mutation
+/// without its value; `None` when it fits in one entry.
+fn split_value(mutation: &Mutation) -> Option<(Vec<Bytes>, Mutation)> {
+    let (value, hollow) = match mutation {
+        Mutation::Set { key, value, options } if value.len() > CHUNK => {
+            (value, Mutation::Set { key: key.clone(), value: Bytes::new(), options: *options })
+        }
+        Mutation::Update { key, op: crate::store::UpdateOp::Append(value) } if value.len() > CHUNK => {
+            (value, Mutation::Update { key: key.clone(), op: crate::store::UpdateOp::Append(Bytes::new()) })
+        }
+        _ => return None,
+    };
+    let chunks = (0..value.len()).step_by(CHUNK).map(|at| value.slice(at..(at + CHUNK).min(value.len()))).collect();
+    Some((chunks, hollow))
+}
+
+/// Puts the assembled value back into a mutation [`split_value`] emptied.
+fn fill_value(mutation: &Mutation, value: Bytes) -> Mutation {
+    match mutation {
+        Mutation::Set { key, options, .. } => Mutation::Set { key: key.clone(), value, options: *options },
+        Mutation::Update { key, .. } => {
+            Mutation::Update { key: key.clone(), op: crate::store::UpdateOp::Append(value) }
+        }
+        other => other.clone(),
+    }
 }
 
 /// The state machine's answer to one entry.
@@ -88,8 +145,9 @@ openraft::declare_raft_types!(
 pub const SNAPSHOT_EVERY: u64 = 2000;
 /// How long a command may keep retrying (new leader, forward) before it gives up.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(5);
-/// The largest peer message: values may be 512 MiB, and JSON spells bytes as numbers.
-const MAX_MESSAGE: usize = 2 << 30;
+/// The bytes one AppendEntries should carry at most (openraft gives it one heartbeat
+/// interval to be sent, written and fsync'd); more entries wait for the next one.
+const APPEND_BUDGET: usize = 4 * CHUNK;
 /// One peer call's limit.
 const RPC_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -113,7 +171,9 @@ struct Inner {
     machine: machine::Machine,
     log: log::LogStore,
     faults: Arc<Faults>,
-    seq: AtomicU64,
+    /// This start's session of the log: its epoch and the sequences still in flight.
+    epoch: u64,
+    in_flight: std::sync::Mutex<InFlight>,
     clients: std::sync::Mutex<BTreeMap<String, RaftPeerClient<Channel>>>,
     forwards_retried: AtomicU64,
     leader_changes: AtomicU64,
@@ -134,17 +194,18 @@ fn client_for(inner: &Inner, addr: &str) -> Result<RaftPeerClient<Channel>> {
         return Ok(c.clone());
     }
     let endpoint = crate::peer::endpoint(addr).map_err(Error::Config)?;
-    let client = RaftPeerClient::new(endpoint.connect_lazy()).max_decoding_message_size(MAX_MESSAGE);
+    let client = RaftPeerClient::new(endpoint.connect_lazy()).max_decoding_message_size(crate::peer::MAX_MESSAGE);
     clients.insert(addr.to_string(), client.clone());
     Ok(client)
 }
 
-fn to_json<T: Serialize>(from: NodeId, value: &T) -> proto::RaftPayload {
-    proto::RaftPayload { from, json: serde_json::to_vec(value).expect("raft messages serialize").into() }
+fn encode<T: Serialize>(from: NodeId, value: &T) -> std::result::Result<proto::RaftPayload, tonic::Status> {
+    let body = codec::encode(value).map_err(tonic::Status::internal)?;
+    Ok(proto::RaftPayload { from, body: body.into() })
 }
 
-fn from_json<T: DeserializeOwned>(payload: &proto::RaftPayload) -> std::result::Result<T, tonic::Status> {
-    serde_json::from_slice(&payload.json).map_err(|e| tonic::Status::invalid_argument(e.to_string()))
+fn decode<T: DeserializeOwned>(payload: &proto::RaftPayload) -> std::result::Result<T, tonic::Status> {
+    codec::decode(&payload.body).map_err(tonic::Status::invalid_argument)
 }
 
 // ---- the network openraft uses ----
@@ -159,6 +220,8 @@ pub struct Network {
 pub struct Connection {
     from: NodeId,
     target: NodeId,
+    /// Entries in the append being sent, for a "payload too large" hint.
+    last_entries: u64,
     client: std::result::Result<RaftPeerClient<Channel>, String>,
     faults: Arc<Faults>,
 }
@@ -167,8 +230,9 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
-        let client = crate::peer::endpoint(&node.addr).map(|e| RaftPeerClient::new(e.connect_lazy()));
-        Connection { from: self.from, target, client, faults: self.faults.clone() }
+        let client = crate::peer::endpoint(&node.addr)
+            .map(|e| RaftPeerClient::new(e.connect_lazy()).max_decoding_message_size(crate::peer::MAX_MESSAGE));
+        Connection { from: self.from, target, last_entries: 0, client, faults: self.faults.clone() }
     }
 }
 
@@ -183,8 +247,14 @@ impl Connection {
         if self.faults.is_isolated_from(&peer_name(self.target)) {
             return Err(unreachable(format!("partitioned from n{}", self.target)));
         }
+        let network = |why: String| RPCError::Network(NetworkError::new(&std::io::Error::other(why)));
         let mut client = self.client.clone().map_err(unreachable)?;
-        let payload = to_json(self.from, request);
+        let payload = encode(self.from, request).map_err(|s| network(s.message().to_string()))?;
+        if kind == "append" && payload.body.len() > APPEND_BUDGET && self.last_entries > 1 {
+            // openraft gives an append one heartbeat interval: send fewer entries at a time.
+            let fit = self.last_entries * APPEND_BUDGET as u64 / payload.body.len() as u64;
+            return Err(RPCError::PayloadTooLarge(openraft::error::PayloadTooLarge::new_entries_hint(fit.max(1))));
+        }
         let call = async {
             match kind {
                 "append" => client.append_entries(payload).await,
@@ -204,8 +274,7 @@ impl Connection {
             }
             Ok(Ok(reply)) => reply.into_inner(),
         };
-        let result: std::result::Result<Resp, RaftError<NodeId, E>> = serde_json::from_slice(&reply.json)
-            .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e.to_string()))))?;
+        let result: std::result::Result<Resp, RaftError<NodeId, E>> = codec::decode(&reply.body).map_err(network)?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -216,6 +285,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> std::result::Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.last_entries = rpc.entries.len() as u64;
         self.call("append", &rpc, &option).await
     }
 
@@ -236,6 +306,40 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> std::result::Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.call("vote", &rpc, &option).await
+    }
+}
+
+// ---- this node's session of the log ----
+
+/// The sequences of this node's session that are still in flight.
+#[derive(Default)]
+struct InFlight {
+    next: u64,
+    open: BTreeSet<u64>,
+}
+
+/// One request's place in the session, given up (as answered) when dropped.
+struct Ticket<'a> {
+    in_flight: &'a std::sync::Mutex<InFlight>,
+    seq: u64,
+    /// The lowest sequence in flight when this request began (its own included).
+    done_below: u64,
+}
+
+impl<'a> Ticket<'a> {
+    fn new(in_flight: &'a std::sync::Mutex<InFlight>) -> Self {
+        let mut state = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = state.next;
+        state.next += 1;
+        state.open.insert(seq);
+        let done_below = state.open.first().copied().unwrap_or(seq);
+        Self { in_flight, seq, done_below }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).open.remove(&self.seq);
     }
 }
 
@@ -293,35 +397,35 @@ impl RaftPeer for Service {
     async fn append_entries(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
         let payload = request.into_inner();
         self.check_from(payload.from)?;
-        let result = self.inner.raft.append_entries(from_json(&payload)?).await;
-        Ok(tonic::Response::new(to_json(self.inner.id, &result)))
+        let result = self.inner.raft.append_entries(decode(&payload)?).await;
+        Ok(tonic::Response::new(encode(self.inner.id, &result)?))
     }
 
     async fn vote(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
         let payload = request.into_inner();
         self.check_from(payload.from)?;
-        let result = self.inner.raft.vote(from_json(&payload)?).await;
-        Ok(tonic::Response::new(to_json(self.inner.id, &result)))
+        let result = self.inner.raft.vote(decode(&payload)?).await;
+        Ok(tonic::Response::new(encode(self.inner.id, &result)?))
     }
 
     async fn install_snapshot(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
         let payload = request.into_inner();
         self.check_from(payload.from)?;
-        let result = self.inner.raft.install_snapshot(from_json(&payload)?).await;
-        Ok(tonic::Response::new(to_json(self.inner.id, &result)))
+        let result = self.inner.raft.install_snapshot(decode(&payload)?).await;
+        Ok(tonic::Response::new(encode(self.inner.id, &result)?))
     }
 
     async fn forward(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
         let payload = request.into_inner();
         self.check_from(payload.from)?;
-        let reply = match from_json::<Forwarded>(&payload)? {
+        let reply = match decode::<Forwarded>(&payload)? {
             Forwarded::Write(request) => self.inner.write_here(request).await,
             Forwarded::Membership(change) => match self.inner.change_here(change).await {
                 Ok(lines) => ForwardReply::Membership(lines),
                 Err(reply) => reply,
             },
         };
-        Ok(tonic::Response::new(to_json(self.inner.id, &reply)))
+        Ok(tonic::Response::new(encode(self.inner.id, &reply)?))
     }
 
     async fn read_index(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
@@ -335,7 +439,7 @@ impl RaftPeer for Service {
             Ok(Err(e)) => ReadIndexReply::Failed(e.to_string()),
             Err(_) => ReadIndexReply::Failed("leadership could not be confirmed in time".into()),
         };
-        Ok(tonic::Response::new(to_json(self.inner.id, &reply)))
+        Ok(tonic::Response::new(encode(self.inner.id, &reply)?))
     }
 
     async fn probe(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
@@ -343,7 +447,7 @@ impl RaftPeer for Service {
         self.check_from(payload.from)?;
         let pristine = self.inner.log.is_pristine().map_err(|e| tonic::Status::unavailable(e.to_string()))?
             && self.inner.machine.state.read().unwrap_or_else(|e| e.into_inner()).last_applied.is_none();
-        Ok(tonic::Response::new(to_json(self.inner.id, &pristine)))
+        Ok(tonic::Response::new(encode(self.inner.id, &pristine)?))
     }
 }
 
@@ -393,7 +497,7 @@ impl Inner {
         match tokio::time::timeout(timeout, call).await {
             Err(_) => Err((format!("n{id} did not answer in time"), true)),
             Ok(Err(status)) => Err((format!("n{id}: {}", status.message()), !crate::peer::never_sent(&status))),
-            Ok(Ok(reply)) => serde_json::from_slice(&reply.into_inner().json).map_err(|e| (e.to_string(), true)),
+            Ok(Ok(reply)) => codec::decode(&reply.into_inner().body).map_err(|e| (e, true)),
         }
     }
 
@@ -427,10 +531,47 @@ impl Inner {
         }
     }
 
-    /// Runs a write through the leader, retrying with the same request id (the state machine
-    /// applies it once) until it settles or the deadline passes.
+    /// Runs a write through the leader; a large value goes first as chunks (see [`Command`]).
     async fn write(&self, mutation: Mutation) -> Result<MutationReply> {
-        let request = Request { id: (self.id, self.seq.fetch_add(1, Ordering::Relaxed)), mutation };
+        let ticket = Ticket::new(&self.in_flight);
+        let session = (self.id, self.epoch);
+        let command = match split_value(&mutation) {
+            None => Command::Mutate(mutation),
+            Some((chunks, hollow)) => {
+                let parts = u32::try_from(chunks.len()).map_err(|_| Error::Input("value too large".into()))?;
+                let sends = chunks.into_iter().enumerate().map(|(part, data)| {
+                    let chunk = Ticket::new(&self.in_flight);
+                    let command = Command::Chunk { of: ticket.seq, part: part as u32, data };
+                    async move {
+                        let request = Request { session, seq: chunk.seq, done_below: chunk.done_below, command };
+                        self.write_request(request).await
+                    }
+                });
+                // A few chunks at a time (about one append's worth), each with its own deadline:
+                // the value streams at the speed the cluster commits. The value is applied only
+                // by the final entry, so a chunk that failed leaves nothing visible (its
+                // staging is dropped once the session moves past this request).
+                let mut sent = futures_util::stream::iter(sends).buffer_unordered(CHUNKS_IN_FLIGHT);
+                while let Some(result) = sent.next().await {
+                    if let Err(e) = result {
+                        return Err(match e {
+                            Error::Uncertain(m) | Error::TryAgain(m) => {
+                                Error::TryAgain(format!("a part of the value was not stored: {m}"))
+                            }
+                            other => other,
+                        });
+                    }
+                }
+                Command::Assemble { parts, mutation: hollow }
+            }
+        };
+        let request = Request { session, seq: ticket.seq, done_below: ticket.done_below, command };
+        self.write_request(request).await
+    }
+
+    /// Runs one request through the leader, retrying it with the same id (the state machine
+    /// applies it once) until it settles or the deadline passes.
+    async fn write_request(&self, request: Request) -> Result<MutationReply> {
         let deadline = Instant::now() + COMMAND_DEADLINE;
         let mut maybe_applied = false;
         let mut last = String::from("no leader is known");
@@ -446,7 +587,10 @@ impl Inner {
             let reply = if leader == self.id {
                 self.write_here(request.clone()).await
             } else {
-                let payload = to_json(self.id, &Forwarded::Write(request.clone()));
+                let payload = match encode(self.id, &Forwarded::Write(request.clone())) {
+                    Ok(payload) => payload,
+                    Err(status) => return Err(Error::Input(status.message().to_string())),
+                };
                 let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
                 match self.call_peer::<ForwardReply>(leader, "forward", payload, left.min(RPC_TIMEOUT)).await {
                     Ok(reply) => reply,
@@ -499,7 +643,7 @@ impl Inner {
                     }
                 }
             } else {
-                let payload = to_json(self.id, &());
+                let payload = encode(self.id, &()).map_err(|s| Error::Io(s.message().to_string()))?;
                 match self.call_peer::<ReadIndexReply>(leader, "read_index", payload, RPC_TIMEOUT).await {
                     Ok(ReadIndexReply::Index(index)) => index,
                     Ok(ReadIndexReply::NotLeader(_)) => {
@@ -570,14 +714,14 @@ impl Inner {
             }
             let mut all_empty = true;
             for m in peers.iter().filter(|m| u64::from(m.id) != self.id) {
-                let payload = to_json(self.id, &());
                 let answer = async {
+                    let payload = encode(self.id, &()).map_err(|s| s.message().to_string())?;
                     let mut client = client_for(&self, &m.peer_addr).map_err(|e| e.to_string())?;
                     let reply = tokio::time::timeout(RPC_TIMEOUT, client.probe(payload))
                         .await
                         .map_err(|_| "timed out".to_string())?
                         .map_err(|s| s.message().to_string())?;
-                    serde_json::from_slice::<bool>(&reply.into_inner().json).map_err(|e| e.to_string())
+                    codec::decode::<bool>(&reply.into_inner().body)
                 };
                 match answer.await {
                     Ok(true) => {}
@@ -650,18 +794,21 @@ impl RaftMode {
             machine,
             log,
             faults,
-            seq: AtomicU64::new(0),
+            epoch,
+            in_flight: Default::default(),
             clients: Default::default(),
             forwards_retried: AtomicU64::new(0),
             leader_changes: AtomicU64::new(0),
         });
-        // Request ids never repeat: each start has its own durable epoch in the high bits.
-        inner.seq.store(epoch << 40, Ordering::Relaxed);
         let service = Service { inner: inner.clone() };
         tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            if let Err(e) = tonic::transport::Server::builder()
-                .add_service(RaftPeerServer::new(service))
+            if let Err(e) = crate::peer::server()
+                .add_service(
+                    RaftPeerServer::new(service)
+                        .max_decoding_message_size(crate::peer::MAX_MESSAGE)
+                        .max_encoding_message_size(crate::peer::MAX_MESSAGE),
+                )
                 .serve_with_incoming(incoming)
                 .await
             {
@@ -750,6 +897,10 @@ impl Store for RaftMode {
             ("raft_writes_retried".into(), inner.forwards_retried.load(Ordering::Relaxed).to_string()),
             ("raft_leader_changes".into(), inner.leader_changes.load(Ordering::Relaxed).to_string()),
             ("raft_snapshots_installed".into(), inner.machine.snapshots_installed().to_string()),
+            (
+                "raft_replies_remembered".into(),
+                inner.machine.state.read().unwrap_or_else(|e| e.into_inner()).remembered_replies().to_string(),
+            ),
         ];
         ModeInfo { mode: "raft", details }
     }
@@ -778,7 +929,8 @@ impl Store for RaftMode {
                     }
                 }
             } else {
-                let payload = to_json(inner.id, &Forwarded::Membership(change.clone()));
+                let payload = encode(inner.id, &Forwarded::Membership(change.clone()))
+                    .map_err(|s| Error::Io(s.message().to_string()))?;
                 match inner.call_peer::<ForwardReply>(leader, "forward", payload, Duration::from_secs(60)).await {
                     Ok(reply) => reply,
                     Err((message, _)) => ForwardReply::Failed { message, maybe: true },
