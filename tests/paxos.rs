@@ -13,9 +13,9 @@ use common::{
     valthree, wait_for_history,
 };
 use serde_json::Value;
-use valthree::mode::paxos::storage::Member;
 use valthree::mode::paxos::{PaxosMode, PaxosOptions};
-use valthree::node::Faults;
+use valthree::node::Member;
+use valthree::node::{Faults, NodeOptions};
 use valthree::store::{Store, run_conformance_suite};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,11 +26,13 @@ async fn conformance_suite_passes_on_three_nodes() {
     let mut nodes: Vec<Arc<dyn Store>> = Vec::new();
     for m in &members {
         let options = PaxosOptions {
-            node_id: m.id,
-            peer_addr: m.peer_addr.clone(),
-            peers: members.clone(),
-            join: false,
-            data_dir: tmp.path().join(format!("n{}", m.id)),
+            node: NodeOptions {
+                node_id: m.id,
+                peer_addr: m.peer_addr.clone(),
+                peers: members.clone(),
+                join: false,
+                data_dir: tmp.path().join(format!("n{}", m.id)),
+            },
             one_round_trip: true,
             unsafe_accept_quorum: None,
             gc_interval: Duration::from_millis(200),
@@ -166,4 +168,33 @@ fn membership_grows_to_five_and_shrinks_back_under_load_linearizably() {
         assert_eq!(info_field(&a, "paxos_joint"), "0");
         assert_eq!(info_field(&a, "paxos_members").split(',').count(), 3);
     }
+}
+
+/// A dead node costs no write a definite answer: a forward to a home whose port refuses
+/// connections was never sent, so the command runs on the node that got it — never
+/// `-UNCERTAIN` (which it was, once every "down" mark expired, while that was told apart by
+/// an error text tonic's lazy channels do not produce).
+#[test]
+fn writes_while_a_node_is_dead_all_get_definite_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "paxos", &[]);
+    let _down = Down(&dir);
+    let nodes = addrs(&status);
+    cluster(&dir, &["kill", "n2"]);
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let mut written = 0;
+    // Long enough for several "down" marks to expire and be probed again.
+    while Instant::now() < deadline {
+        for addr in [&nodes[0], &nodes[2]] {
+            let key = format!("k{written}");
+            let reply: redis::RedisResult<String> =
+                redis::cmd("SET").arg(&key).arg(written).query(&mut redis(addr));
+            assert_eq!(reply.as_deref(), Ok("OK"), "SET {key} through {addr} with n2 dead");
+            written += 1;
+        }
+    }
+    assert!(written > 100, "only {written} writes in 6 s");
+    let forwarded = info_field(&nodes[0], "paxos_local_fallbacks");
+    assert_ne!(forwarded, "0", "keys whose home is n2 ran on n1");
 }

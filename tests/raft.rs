@@ -12,9 +12,9 @@ use common::{
     kill_9_of_every_node_loses_no_acknowledged_write, nemesis_workloads_are_linearizable, redis, up,
 };
 use serde_json::Value;
-use valthree::mode::paxos::storage::Member;
 use valthree::mode::raft::{RaftMode, RaftOptions};
-use valthree::node::Faults;
+use valthree::node::Member;
+use valthree::node::{Faults, NodeOptions};
 use valthree::store::{Store, run_conformance_suite};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,11 +25,13 @@ async fn conformance_suite_passes_on_three_nodes() {
     let mut nodes: Vec<Arc<dyn Store>> = Vec::new();
     for m in &members {
         let options = RaftOptions {
-            node_id: u64::from(m.id),
-            peer_addr: m.peer_addr.clone(),
-            peers: members.clone(),
-            join: false,
-            data_dir: tmp.path().join(format!("n{}", m.id)),
+            node: NodeOptions {
+                node_id: m.id,
+                peer_addr: m.peer_addr.clone(),
+                peers: members.clone(),
+                join: false,
+                data_dir: tmp.path().join(format!("n{}", m.id)),
+            },
             stale_reads: false,
             snapshot_every: 2000,
         };

@@ -8,14 +8,10 @@ use clap::{Args, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use crate::error::{Error, Result};
-use crate::mode::ModeName;
-use crate::mode::paxos::{PaxosMode, PaxosOptions};
-use crate::mode::raft::{RaftMode, RaftOptions};
-use crate::mode::s3::{DEFAULT_OBJECT_KEY, S3Mode, S3ModeOptions};
-use crate::node::Faults;
-use crate::object::{LocalDir, ObjectStore, Partitionable, S3, S3Options};
+use crate::mode::s3::DEFAULT_OBJECT_KEY;
+use crate::mode::{ModeConfig, ModeName, S3Config};
+use crate::node::{Faults, NodeOptions};
 use crate::resp::ServerConfig;
-use crate::store::Store;
 
 /// On or off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -90,7 +86,7 @@ pub struct ServeArgs {
     /// paxos and raft modes: the initial members, `1=host:port,2=host:port,...` (this node included);
     /// used only on first start: later the configuration stored in --data-dir wins. Omitted:
     /// a one-node cluster.
-    #[arg(long, help_heading = "paxos and raft modes", value_parser = crate::mode::paxos::parse_peers)]
+    #[arg(long, help_heading = "paxos and raft modes", value_parser = crate::node::parse_peers)]
     pub peers: Option<Members>,
     /// paxos and raft modes: start with no configuration and wait to be added by a member
     /// (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`).
@@ -119,7 +115,7 @@ pub struct ServeArgs {
 }
 
 /// The `--peers` list.
-pub type Members = Vec<crate::mode::paxos::storage::Member>;
+pub type Members = Vec<crate::node::Member>;
 
 /// Parses `512mb`, `64k`, `1048576`.
 fn parse_size(text: &str) -> std::result::Result<u64, String> {
@@ -150,81 +146,33 @@ fn init_logging(json: bool, verbose: u8) {
     if json { builder.json().init() } else { builder.init() }
 }
 
-/// Opens the mode's store.
-async fn open_store(args: &ServeArgs, faults: Arc<Faults>) -> Result<Arc<dyn Store>> {
-    match args.mode {
-        ModeName::S3 => {
-            let objects: Arc<dyn ObjectStore> = match &args.s3_bucket {
-                Some(bucket) => Arc::new(
-                    S3::connect(S3Options {
-                        endpoint: args.s3_endpoint.clone(),
-                        bucket: bucket.clone(),
-                        region: args.s3_region.clone(),
-                        access_key: args.s3_access_key.clone(),
-                        secret_key: args.s3_secret_key.clone(),
-                    })
-                    .await
-                    .map_err(|e| Error::Config(e.to_string()))?,
-                ),
-                None if args.s3_endpoint.is_some() => {
-                    return Err(Error::Config("--s3-endpoint needs --s3-bucket".into()));
-                }
-                None => {
-                    let dir = args.s3_dir.as_ref().unwrap_or(&args.data_dir);
-                    let local = LocalDir::open(dir)
-                        .map_err(|e| Error::Config(format!("cannot use object directory {}: {e}", dir.display())))?;
-                    Arc::new(local)
-                }
-            };
-            let objects = Arc::new(Partitionable::new(objects, faults));
-            let options = S3ModeOptions {
-                object_key: args.s3_key.clone(),
-                batch: args.s3_batch == Switch::On,
-                unsafe_stale_reads: args.unsafe_stale_reads,
-            };
-            if args.unsafe_stale_reads {
-                tracing::warn!("--unsafe-stale-reads: some reads will be stale; this server is NOT linearizable");
-            }
-            Ok(Arc::new(S3Mode::start(objects, options)))
-        }
-        ModeName::Paxos => {
-            if let Some(n) = args.unsafe_accept_quorum {
-                tracing::warn!(
-                    "--unsafe-accept-quorum {n}: quorums no longer intersect; this server is NOT linearizable"
-                );
-            }
-            let options = PaxosOptions {
-                node_id: args.node_id,
-                peer_addr: args.peer_addr.clone(),
-                peers: args.peers.clone().unwrap_or_default(),
-                join: args.join,
-                data_dir: args.data_dir.clone(),
-                one_round_trip: args.paxos_one_rtt == Switch::On,
-                unsafe_accept_quorum: args.unsafe_accept_quorum,
-                gc_interval: args.paxos_gc_interval,
-            };
-            Ok(Arc::new(PaxosMode::start(options, faults).await?))
-        }
-        ModeName::Raft => {
-            if args.stale_reads {
-                tracing::warn!("--stale-reads: reads are served locally and may be stale (not linearizable)");
-            }
-            let options = RaftOptions {
-                node_id: u64::from(args.node_id),
-                peer_addr: args.peer_addr.clone(),
-                peers: args.peers.clone().unwrap_or_default(),
-                join: args.join,
-                data_dir: args.data_dir.clone(),
-                stale_reads: args.stale_reads,
-                snapshot_every: args.raft_snapshot_every,
-            };
-            Ok(Arc::new(RaftMode::start(options, faults).await?))
-        }
-        other => Err(Error::Config(format!(
-            "--mode {} is not available in this build yet; available modes: {}",
-            other.as_str(),
-            ModeName::available().join(", ")
-        ))),
+/// `valthree serve`'s flags as the mode configuration.
+fn mode_config(args: &ServeArgs) -> ModeConfig {
+    ModeConfig {
+        mode: args.mode,
+        node: NodeOptions {
+            node_id: args.node_id,
+            peer_addr: args.peer_addr.clone(),
+            peers: args.peers.clone().unwrap_or_default(),
+            join: args.join,
+            data_dir: args.data_dir.clone(),
+        },
+        s3: S3Config {
+            endpoint: args.s3_endpoint.clone(),
+            bucket: args.s3_bucket.clone(),
+            dir: args.s3_dir.clone().unwrap_or_else(|| args.data_dir.clone()),
+            key: args.s3_key.clone(),
+            region: args.s3_region.clone(),
+            access_key: args.s3_access_key.clone(),
+            secret_key: args.s3_secret_key.clone(),
+            batch: args.s3_batch == Switch::On,
+            unsafe_stale_reads: args.unsafe_stale_reads,
+        },
+        paxos_one_round_trip: args.paxos_one_rtt == Switch::On,
+        paxos_gc_interval: args.paxos_gc_interval,
+        unsafe_accept_quorum: args.unsafe_accept_quorum,
+        raft_stale_reads: args.stale_reads,
+        raft_snapshot_every: args.raft_snapshot_every,
     }
 }
 
@@ -239,7 +187,7 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     let faults = Arc::new(Faults::default());
-    let store = open_store(&args, faults.clone()).await?;
+    let store = crate::mode::open(&mode_config(&args), faults.clone()).await?;
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", args.addr)))?;
@@ -259,7 +207,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
         maxclients: args.maxclients,
         proto_max_bulk_len: args.proto_max_bulk_len,
     };
-    crate::resp::serve(listener, store, config, shutdown_signal()).await?;
+    crate::resp::serve(listener, store.clone(), config, shutdown_signal()).await?;
+    // Clients are drained; now the mode's own background work (peers, replication, GC).
+    store.shutdown().await;
     tracing::info!("bye");
     Ok(())
 }

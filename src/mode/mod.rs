@@ -1,10 +1,124 @@
-//! The consistency modes, each one folder behind the [`Store`](crate::store::Store) trait.
+//! The consistency modes, each one folder behind the [`Store`] trait, and [`open`], which
+//! starts the one a [`ModeConfig`] names. No mode imports another: what two modes share
+//! lives in [`crate::node`], [`crate::peer`] or [`crate::store`].
 
 pub mod paxos;
 pub mod raft;
 pub mod s3;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
 use clap::ValueEnum;
+
+use crate::error::{Error, Result};
+use crate::node::{Faults, NodeOptions};
+use crate::object::{LocalDir, ObjectStore, Partitionable, S3, S3Options};
+use crate::store::Store;
+
+/// Where s3 mode keeps its document.
+#[derive(Debug, Clone, Default)]
+pub struct S3Config {
+    /// An S3-compatible endpoint (AWS when absent); needs `bucket`.
+    pub endpoint: Option<String>,
+    /// The bucket; absent: the embedded local object store in `dir`.
+    pub bucket: Option<String>,
+    /// The embedded object store's directory.
+    pub dir: PathBuf,
+    pub key: String,
+    pub region: String,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    /// Group commit.
+    pub batch: bool,
+    /// Test only: answer some reads from a stale snapshot.
+    pub unsafe_stale_reads: bool,
+}
+
+/// What [`open`] needs: the mode and its settings (`valthree serve`'s flags, mapped).
+#[derive(Debug, Clone)]
+pub struct ModeConfig {
+    pub mode: ModeName,
+    /// The replicated modes' node (paxos, raft).
+    pub node: NodeOptions,
+    pub s3: S3Config,
+    pub paxos_one_round_trip: bool,
+    pub paxos_gc_interval: Duration,
+    /// Test only: a paxos accept quorum that breaks quorum intersection.
+    pub unsafe_accept_quorum: Option<usize>,
+    pub raft_stale_reads: bool,
+    pub raft_snapshot_every: u64,
+}
+
+/// Starts the mode `config` names; `faults` are the node's test switches.
+pub async fn open(config: &ModeConfig, faults: Arc<Faults>) -> Result<Arc<dyn Store>> {
+    match config.mode {
+        ModeName::S3 => {
+            let s3 = &config.s3;
+            let objects: Arc<dyn ObjectStore> = match &s3.bucket {
+                Some(bucket) => Arc::new(
+                    S3::connect(S3Options {
+                        endpoint: s3.endpoint.clone(),
+                        bucket: bucket.clone(),
+                        region: s3.region.clone(),
+                        access_key: s3.access_key.clone(),
+                        secret_key: s3.secret_key.clone(),
+                    })
+                    .await
+                    .map_err(|e| Error::Config(e.to_string()))?,
+                ),
+                None if s3.endpoint.is_some() => {
+                    return Err(Error::Config("--s3-endpoint needs --s3-bucket".into()));
+                }
+                None => Arc::new(
+                    LocalDir::open(&s3.dir)
+                        .map_err(|e| Error::Config(format!("cannot use object directory {}: {e}", s3.dir.display())))?,
+                ),
+            };
+            let objects = Arc::new(Partitionable::new(objects, faults));
+            let options = s3::S3ModeOptions {
+                object_key: s3.key.clone(),
+                batch: s3.batch,
+                unsafe_stale_reads: s3.unsafe_stale_reads,
+            };
+            if s3.unsafe_stale_reads {
+                tracing::warn!("--unsafe-stale-reads: some reads will be stale; this server is NOT linearizable");
+            }
+            Ok(Arc::new(s3::S3Mode::start(objects, options)))
+        }
+        ModeName::Paxos => {
+            if let Some(n) = config.unsafe_accept_quorum {
+                tracing::warn!(
+                    "--unsafe-accept-quorum {n}: quorums no longer intersect; this server is NOT linearizable"
+                );
+            }
+            let options = paxos::PaxosOptions {
+                node: config.node.clone(),
+                one_round_trip: config.paxos_one_round_trip,
+                unsafe_accept_quorum: config.unsafe_accept_quorum,
+                gc_interval: config.paxos_gc_interval,
+            };
+            Ok(Arc::new(paxos::PaxosMode::start(options, faults).await?))
+        }
+        ModeName::Raft => {
+            if config.raft_stale_reads {
+                tracing::warn!("--stale-reads: reads are served locally and may be stale (not linearizable)");
+            }
+            let options = raft::RaftOptions {
+                node: config.node.clone(),
+                stale_reads: config.raft_stale_reads,
+                snapshot_every: config.raft_snapshot_every,
+            };
+            Ok(Arc::new(raft::RaftMode::start(options, faults).await?))
+        }
+        other => Err(Error::Config(format!(
+            "--mode {} is not available in this build yet; available modes: {}",
+            other.as_str(),
+            ModeName::available().join(", ")
+        ))),
+    }
+}
 
 /// The `--mode` values. Every name is accepted by the parser so that a mode not built into
 /// this binary is refused with a clear message rather than an "invalid value" puzzle.

@@ -1,5 +1,18 @@
-//! What every node shares, whatever its mode.
+//! What every replicated node shares, whatever its mode: its id and members, the options it
+//! starts with, its fault switches, and the lifecycle of its background tasks. The peer
+//! plane they talk over is [`crate::peer`].
 
 mod faults;
+mod member;
+mod options;
+mod tasks;
 
 pub use faults::{Faults, OBJECT_STORE};
+pub use member::{Member, NodeId, list, parse_peers};
+pub use options::NodeOptions;
+pub use tasks::{Tasks, backoff};
+
+/// The name a node goes by in faults, logs and `valthree cluster`: `n1`, `n2`, ...
+pub fn peer_name(id: impl std::fmt::Display) -> String {
+    format!("n{id}")
+}

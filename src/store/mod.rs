@@ -83,6 +83,10 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Stops the mode's background work — peer server, replication, garbage collection —
+    /// and waits for it. Called once, after the RESP server has drained its connections.
+    async fn shutdown(&self) {}
+
     /// Changes (or shows) the cluster's membership; one line of text per fact.
     async fn change_membership(&self, change: MembershipChange) -> Result<Vec<String>> {
         let _ = change;

@@ -21,16 +21,25 @@
 //! before it replies; any two quorums intersect, also across a membership change. The
 //! protocol core does no I/O ([`acceptor::handle`] is a pure function, [`proposer::Proposer`]
 //! a state machine over messages), so a seeded simulator replays any interleaving of dropped,
-//! duplicated and reordered messages; `node` is the I/O around it (redb, tonic, routing).
+//! duplicated and reordered messages. The I/O around it is split by concern: `node` (the node,
+//! its acceptor thread and proposer driver), `network` (channels, outboxes, bypassing down
+//! peers), `forward` (home routing), `membership`, `gc`, `service` (the peer RPCs) and
+//! `store` (the [`Store`](crate::store::Store) implementation).
 
 pub mod acceptor;
 pub mod ballot;
+mod forward;
+mod gc;
+mod membership;
+mod network;
 mod node;
 pub mod proposer;
+mod service;
 #[cfg(test)]
 mod sim;
 pub mod storage;
+mod store;
 mod wire;
 
 pub use ballot::{Ballot, NodeId};
-pub use node::{PaxosMode, PaxosOptions, parse_peers};
+pub use node::{PaxosMode, PaxosOptions};

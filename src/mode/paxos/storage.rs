@@ -32,12 +32,7 @@ const FLOOR: &str = "floor";
 const COUNTER: &str = "counter";
 const CONFIG: &str = "config";
 
-/// A member of the cluster: node id and peer address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    pub id: u32,
-    pub peer_addr: String,
-}
+pub use crate::node::Member;
 
 /// A membership configuration. `previous` is set while a change runs (joint consensus).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

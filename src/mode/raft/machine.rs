@@ -85,7 +85,7 @@ impl MachineState {
                     for chunk in chunks.values() {
                         value.extend_from_slice(chunk);
                     }
-                    self.keyspace.apply(&super::fill_value(mutation, value.freeze()))
+                    self.keyspace.apply(&super::types::fill_value(mutation, value.freeze()))
                 }
                 _ => Err(crate::error::Error::Input("a part of the value never reached the log".into())),
             },
@@ -322,9 +322,9 @@ mod tests {
     fn a_large_value_is_applied_whole_by_its_final_entry_only() {
         let mut state = MachineState::default();
         let s = (1, 1);
-        let value = Bytes::from((0..(5 * super::super::CHUNK / 2)).map(|i| i as u8).collect::<Vec<u8>>());
+        let value = Bytes::from((0..(5 * super::super::types::CHUNK / 2)).map(|i| i as u8).collect::<Vec<u8>>());
         let set = Mutation::Set { key: Bytes::from_static(b"big"), value: value.clone(), options: Default::default() };
-        let (chunks, hollow) = super::super::split_value(&set).expect("split");
+        let (chunks, hollow) = super::super::types::split_value(&set).expect("split");
         assert_eq!(chunks.len(), 3);
         // Chunks arrive in any order, one of them twice; nothing is visible until the end.
         for (i, part) in [2u32, 0, 2, 1].into_iter().enumerate() {

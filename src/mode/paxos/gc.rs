@@ -1,0 +1,62 @@
+//! Garbage collection of tombstones (§3.1).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::ballot::Ballot;
+use super::proposer::{Command, Outcome};
+use super::storage::{AcceptorMessage, Config, KeyFilter};
+
+use super::node::*;
+
+/// Collects tombstones: each pass takes the next batch of tombstones this node holds and is
+/// home for (a cursor walks the whole table), and every tenth pass any tombstone it holds, so
+/// one whose removal message was lost on the way to this acceptor is collected again.
+pub(super) async fn run_gc(node: std::sync::Weak<Node>) {
+    const BATCH: usize = 256;
+    let interval = match node.upgrade() {
+        Some(n) => n.options.gc_interval,
+        None => return,
+    };
+    if interval.is_zero() {
+        return;
+    }
+    let mut cursor: Option<Bytes> = None;
+    let mut pass = 0u64;
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(node) = node.upgrade() else { return };
+        let config = node.config();
+        if config.previous.is_some() || !config.members.iter().any(|m| m.id == node.id) {
+            continue; // no collection while a membership change runs
+        }
+        pass += 1;
+        let everything = pass.is_multiple_of(10);
+        let scan = node.clone();
+        let after = cursor.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            scan.storage
+                .keys(KeyFilter::Tombstones, after.as_deref(), BATCH, |k| everything || scan.home(k) == Some(scan.id))
+        })
+        .await;
+        let Ok(Ok(tombstones)) = found else { continue };
+        cursor = if tombstones.len() < BATCH { None } else { tombstones.last().cloned() };
+        for key in tombstones {
+            match node.propose(key.clone(), Command::Collect).await {
+                Ok(Outcome::Collected(Some(ballot))) => {
+                    remove_everywhere(&node, &config, key, ballot);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!("collecting a tombstone: {e}"),
+            }
+        }
+    }
+}
+
+fn remove_everywhere(node: &Arc<Node>, config: &Config, key: Bytes, ballot: Ballot) {
+    for m in &config.members {
+        let message = AcceptorMessage::Remove { ballot, config_version: config.version };
+        let _ = node.outbox(m.id).send(vec![(key.clone(), 0, message)]);
+    }
+}

@@ -1,0 +1,258 @@
+//! Membership by joint consensus (§2.3), and the key listing it and FLUSHALL/DBSIZE share.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::oneshot;
+
+use super::proposer::{Command, Outcome};
+use super::storage::{Config, KeyFilter, Member};
+use super::wire;
+use crate::error::{Error, Result};
+use crate::peer::proto;
+use crate::store::MembershipChange;
+
+use super::node::*;
+
+impl Node {
+    /// Every key some acceptor of a quorum holds a value for: a superset of the keys whose
+    /// value was chosen before the call (every chosen value is on a quorum, and quorums meet).
+    pub(super) async fn keys_from_quorum(self: &Arc<Self>, tombstones: bool) -> Result<BTreeSet<Bytes>> {
+        let filter = if tombstones { KeyFilter::All } else { KeyFilter::Values };
+        let config = self.config();
+        let calls = config.everyone().into_iter().map(|m| {
+            let node = self.clone();
+            async move {
+                let keys = async {
+                    if m.id == node.id {
+                        let storage = node.storage.clone();
+                        tokio::task::spawn_blocking(move || storage.keys(filter, None, usize::MAX, |_| true))
+                            .await
+                            .map_err(|e| Error::Io(e.to_string()))?
+                    } else {
+                        let mut client = node.client(m.id)?;
+                        let request = proto::ListKeysRequest { from: node.id, tombstones };
+                        match tokio::time::timeout(Duration::from_secs(2), client.list_keys(request)).await {
+                            Ok(Ok(reply)) => Ok(reply.into_inner().keys),
+                            Ok(Err(s)) => Err(Error::TryAgain(s.message().to_string())),
+                            Err(_) => Err(Error::TryAgain(format!("n{} did not answer in time", m.id))),
+                        }
+                    }
+                }
+                .await;
+                (m.id, keys)
+            }
+        });
+        let results = futures_util::future::join_all(calls).await;
+        let mut answered = BTreeSet::new();
+        let mut keys = BTreeSet::new();
+        for (id, result) in results {
+            if let Ok(list) = result {
+                answered.insert(id);
+                keys.extend(list);
+            }
+        }
+        if !config.quorums().is_quorum(&answered) {
+            return Err(Error::TryAgain("no quorum of acceptors answered the key listing".into()));
+        }
+        Ok(keys)
+    }
+
+    /// Installs `config` if it is newer: persisted first, then the proposer switches.
+    pub(super) async fn install(&self, config: Config) -> Result<bool> {
+        let _one_at_a_time = self.installing.lock().await;
+        {
+            let current = self.config.read().unwrap_or_else(|e| e.into_inner());
+            if config.version <= current.version {
+                return Ok(config == *current);
+            }
+        }
+        let storage = self.storage.clone();
+        let saved = config.clone();
+        tokio::task::spawn_blocking(move || storage.save_config(&saved))
+            .await
+            .map_err(|e| Error::Io(e.to_string()))??;
+        {
+            let mut current = self.config.write().unwrap_or_else(|e| e.into_inner());
+            if config.version <= current.version {
+                return Ok(config == *current);
+            }
+            *current = config.clone();
+            self.config_version.store(config.version, Ordering::SeqCst);
+        }
+        tracing::info!(version = config.version, members = ?config.ids(), joint = config.previous.is_some(), "configuration installed");
+        let (done, rx) = oneshot::channel();
+        let _ = self.driver.send(DriverEvent::SetConfig { config, done });
+        let _ = rx.await;
+        Ok(true)
+    }
+
+    /// Pushes `config` to `nodes` (and installs it here); returns the nodes that refused or failed.
+    pub(super) async fn push_config(self: &Arc<Self>, config: &Config, nodes: &[Member]) -> Vec<String> {
+        let calls = nodes.iter().map(|m| {
+            let node = self.clone();
+            let config = config.clone();
+            let m = m.clone();
+            async move {
+                let result = if m.id == node.id {
+                    node.install(config).await
+                } else {
+                    let mut client = match node.client_at(m.id, &m.peer_addr) {
+                        Ok(c) => c,
+                        Err(e) => return Some(format!("n{}: {e}", m.id)),
+                    };
+                    match tokio::time::timeout(Duration::from_secs(5), client.configure(wire::config_to(&config))).await
+                    {
+                        Ok(Ok(reply)) => Ok(reply.into_inner().installed),
+                        Ok(Err(s)) => Err(Error::TryAgain(s.message().to_string())),
+                        Err(_) => Err(Error::TryAgain("timed out".into())),
+                    }
+                };
+                match result {
+                    Ok(true) => None,
+                    Ok(false) => Some(format!("n{} holds a newer configuration", m.id)),
+                    Err(e) => Some(format!("n{}: {e}", m.id)),
+                }
+            }
+        });
+        futures_util::future::join_all(calls).await.into_iter().flatten().collect()
+    }
+}
+
+impl PaxosMode {
+    /// Membership change by joint consensus (the safe reading of §2.3):
+    ///
+    /// 1. Every node of the old and new configuration installs the *joint* configuration,
+    ///    whose quorums are a majority of the new members **and** a majority of the old ones;
+    ///    each node drops its cached 1-RTT promises and restarts or fails rounds counted
+    ///    against the old quorums. All must confirm, or the change is rolled back.
+    /// 2. Rescan: every key any old quorum holds is read through the proposer. A read is an
+    ///    identity write, so its value is re-accepted by a joint quorum, which includes a
+    ///    majority of the new members.
+    /// 3. Every node installs the new configuration alone.
+    ///
+    /// Any two quorums used before, during and after the change intersect, so no chosen
+    /// value is lost and none comes back. One change at a time; a change interrupted after
+    /// step 1 leaves the cluster in the (safe, slower) joint configuration and is finished by
+    /// asking for the same change again.
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<Vec<String>> {
+        let node = &self.node;
+        let _one_at_a_time = node.membership.lock().await;
+        let current = node.config();
+        let target: Vec<Member> = match &change {
+            MembershipChange::Show => return Ok(show(&current)),
+            MembershipChange::Add { id, peer_addr } => {
+                let base = current.members.clone();
+                let resuming = current.previous.is_some() && base.iter().any(|m| m.id == *id);
+                if *id <= current.highest_id && !base.iter().any(|m| m.id == *id) && !resuming {
+                    return Err(Error::Input(format!(
+                        "node id {id} was already used (highest so far: {}): a new node needs a new id",
+                        current.highest_id
+                    )));
+                }
+                if let Some(m) = base.iter().find(|m| m.id == *id) {
+                    if m.peer_addr != *peer_addr {
+                        return Err(Error::Input(format!("node {id} is already a member at {}", m.peer_addr)));
+                    }
+                    if current.previous.is_none() {
+                        return Ok(show(&current));
+                    }
+                }
+                let mut members = base;
+                if !members.iter().any(|m| m.id == *id) {
+                    members.push(Member { id: *id, peer_addr: peer_addr.clone() });
+                }
+                members.sort_by_key(|m| m.id);
+                members
+            }
+            MembershipChange::Remove { id } => {
+                if !current.members.iter().any(|m| m.id == *id) && current.previous.is_none() {
+                    return Ok(show(&current));
+                }
+                let members: Vec<Member> = current.members.iter().filter(|m| m.id != *id).cloned().collect();
+                if members.is_empty() {
+                    return Err(Error::Input("cannot remove the last member".into()));
+                }
+                members
+            }
+        };
+        let joint = match &current.previous {
+            Some(_) if current.members == target => current.clone(), // finish an interrupted change
+            Some(_) => {
+                return Err(Error::TryAgain(
+                    "another membership change is unfinished: repeat it before starting a new one".into(),
+                ));
+            }
+            None => Config {
+                version: current.version + 1,
+                highest_id: target.iter().map(|m| m.id).max().unwrap_or(0).max(current.highest_id),
+                members: target.clone(),
+                previous: Some(current.members.clone()),
+            },
+        };
+        let everyone = joint.everyone();
+        let failed = node.push_config(&joint, &everyone).await;
+        if !failed.is_empty() {
+            if current.previous.is_none() {
+                let back = Config {
+                    version: joint.version + 1,
+                    members: current.members.clone(),
+                    previous: None,
+                    highest_id: joint.highest_id,
+                };
+                let _ = node.push_config(&back, &everyone).await;
+            }
+            return Err(Error::TryAgain(format!(
+                "every node must install the joint configuration; failed: {}",
+                failed.join("; ")
+            )));
+        }
+        // Rescan: bring every key — values and tombstones — onto a quorum of the new members.
+        let keys = node.keys_from_quorum(true).await?;
+        let scanned = keys.len();
+        let results: Vec<Result<Outcome>> = futures_util::stream::iter(keys)
+            .map(|k| {
+                let node = node.clone();
+                async move {
+                    let mut last = Err(Error::TryAgain("not tried".into()));
+                    for _ in 0..5 {
+                        last = node.propose(k.clone(), Command::Read).await;
+                        if last.is_ok() {
+                            break;
+                        }
+                    }
+                    last
+                }
+            })
+            .buffer_unordered(SCAN_PARALLELISM)
+            .collect()
+            .await;
+        if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+            return Err(Error::TryAgain(format!(
+                "rescan failed ({e}); the cluster stays in the joint configuration: repeat the command"
+            )));
+        }
+        let last = Config { version: joint.version + 1, members: target, previous: None, highest_id: joint.highest_id };
+        let failed = node.push_config(&last, &everyone).await;
+        tracing::info!(scanned, version = last.version, "membership change done");
+        let mut lines = show(&last);
+        lines.push(format!("rescanned {scanned} keys"));
+        if !failed.is_empty() {
+            lines.push(format!("not yet told (they stay joint, which is safe): {}", failed.join("; ")));
+        }
+        Ok(lines)
+    }
+}
+
+pub(super) fn show(config: &Config) -> Vec<String> {
+    let mut lines = vec![format!("version {}", config.version)];
+    lines.extend(config.members.iter().map(|m| format!("member {} {}", m.id, m.peer_addr)));
+    if let Some(previous) = &config.previous {
+        lines.extend(previous.iter().map(|m| format!("previous {} {}", m.id, m.peer_addr)));
+    }
+    lines
+}

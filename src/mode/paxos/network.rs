@@ -1,0 +1,172 @@
+//! Talking to the other acceptors: one channel and one outbox per peer, and which peers to
+//! bypass (down until they answer a ping).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::ballot::NodeId;
+use super::storage::AcceptorReply;
+use super::wire;
+use crate::error::{Error, Result};
+use crate::peer::{self, PeerClient, proto};
+
+use super::node::*;
+
+/// How long an acceptor batch may take on the wire, plus [`BYTES_PER_SECOND`] for what it
+/// carries. Generous: a crashed peer refuses at once and a hung one is caught by the peer
+/// plane's keepalive; this only bounds a peer that is alive but slow (promises may carry a
+/// large value back).
+pub(super) const PAXOS_RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a peer that failed a call is bypassed at least; after that, until it answers a
+/// ping (a hung peer keeps accepting connections, so time alone proves nothing).
+pub(super) const DOWN_FOR: Duration = Duration::from_secs(1);
+/// How often a peer marked down is pinged.
+pub(super) const PROBE_EVERY: Duration = Duration::from_millis(200);
+/// How long a ping may take.
+pub(super) const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// The time allowed for `bytes` to move, beyond a call's base timeout.
+pub(super) fn transfer_time(bytes: usize) -> Duration {
+    Duration::from_secs_f64(bytes as f64 / BYTES_PER_SECOND as f64)
+}
+
+impl Node {
+    /// A client for peer `id`, at its address in the current configuration.
+    pub(super) fn client(&self, id: NodeId) -> Result<PeerClient<peer::PeerChannel>> {
+        let addr = {
+            let config = self.config.read().unwrap_or_else(|e| e.into_inner());
+            config.everyone().into_iter().find(|m| m.id == id).map(|m| m.peer_addr)
+        };
+        let addr = addr.ok_or_else(|| Error::TryAgain(format!("node {id} is not in the configuration")))?;
+        self.client_at(id, &addr)
+    }
+
+    /// A client for peer `id` at `addr` (a node being added is not in the configuration yet).
+    pub(super) fn client_at(&self, id: NodeId, addr: &str) -> Result<PeerClient<peer::PeerChannel>> {
+        let channel = self.clients.channel(id, addr).map_err(Error::Config)?;
+        Ok(PeerClient::new(channel).max_decoding_message_size(peer::MAX_MESSAGE))
+    }
+
+    pub(super) fn outbox(self: &Arc<Self>, to: NodeId) -> mpsc::UnboundedSender<Vec<Outgoing>> {
+        let mut outboxes = self.outboxes.lock().unwrap_or_else(|e| e.into_inner());
+        outboxes
+            .entry(to)
+            .or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                self.tasks.spawn(run_outbox(Arc::downgrade(self), to, rx));
+                tx
+            })
+            .clone()
+    }
+
+    /// Sends acceptor messages to `to` and returns its replies (a lost call: an error).
+    pub(super) async fn call_acceptor(
+        &self,
+        to: NodeId,
+        batch: Vec<Outgoing>,
+    ) -> Result<Vec<(Bytes, u64, AcceptorReply)>> {
+        if to == self.id {
+            let rounds: Vec<(Bytes, u64)> = batch.iter().map(|(k, r, _)| (k.clone(), *r)).collect();
+            let replies = self.local_acceptor(batch.into_iter().map(|(k, _, m)| (k, m)).collect()).await?;
+            return Ok(rounds.into_iter().zip(replies).map(|((k, r), reply)| (k, r, reply)).collect());
+        }
+        let mut client = self.client(to)?;
+        let request = proto::PaxosBatch {
+            from: self.id,
+            messages: batch.iter().map(|(k, r, m)| wire::message_to(k.clone(), *r, m)).collect(),
+        };
+        let carried: usize = request.messages.iter().map(prost::Message::encoded_len).sum();
+        let response = tokio::time::timeout(PAXOS_RPC_TIMEOUT + transfer_time(carried), client.paxos(request))
+            .await
+            .map_err(|_| Error::Uncertain(format!("n{to} did not answer in time")))?
+            .map_err(|s| Error::Uncertain(format!("n{to}: {}", s.message())))?;
+        let mut replies = Vec::new();
+        for reply in response.into_inner().replies {
+            match wire::reply_from(reply) {
+                Ok(reply) => replies.push(reply),
+                // Peer input is input: a malformed reply counts as no answer from n{to}.
+                Err(e) => tracing::warn!(peer = to, "dropping a malformed acceptor reply: {e}"),
+            }
+        }
+        Ok(replies)
+    }
+
+    pub(super) fn is_down(&self, id: NodeId) -> bool {
+        self.isolated_from(id) || self.down.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&id)
+    }
+
+    /// Bypasses peer `id` for at least [`DOWN_FOR`], then until it answers a ping.
+    pub(super) fn mark_down(&self, id: NodeId) {
+        let probing = {
+            let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+            down.insert(id, Instant::now() + DOWN_FOR).is_some()
+        };
+        if probing {
+            return;
+        }
+        let Ok(client) = self.client(id) else { return };
+        let (down, from) = (self.down.clone(), self.id);
+        self.tasks.spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                // A peer this node is cut off from never answers: its channel refuses to send.
+                let mut client = client.clone();
+                let ping = tokio::time::timeout(PROBE_TIMEOUT, client.ping(proto::PingRequest { from }));
+                let answered = matches!(ping.await, Ok(Ok(_)));
+                let mut down = down.lock().unwrap_or_else(|e| e.into_inner());
+                match down.get(&id) {
+                    None => return,
+                    Some(until) if answered && Instant::now() >= *until => {
+                        down.remove(&id);
+                        tracing::debug!(peer = id, "peer answers again");
+                        return;
+                    }
+                    Some(_) => {}
+                }
+            }
+        });
+    }
+}
+
+pub(super) async fn run_outbox(
+    node: std::sync::Weak<Node>,
+    to: NodeId,
+    mut rx: mpsc::UnboundedReceiver<Vec<Outgoing>>,
+) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(16));
+    while let Some(mut batch) = rx.recv().await {
+        while let Ok(more) = rx.try_recv() {
+            batch.extend(more);
+            if batch.len() >= 4096 {
+                break;
+            }
+        }
+        let Some(node) = node.upgrade() else { return };
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        node.tasks.clone().spawn(async move {
+            let _permit = permit;
+            match node.call_acceptor(to, batch).await {
+                Ok(replies) => {
+                    let mut paxos = Vec::new();
+                    for (key, round, reply) in replies {
+                        match reply {
+                            AcceptorReply::Paxos(r) => paxos.push((key, round, r)),
+                            AcceptorReply::Removed(true) => {
+                                node.stats.collected.fetch_add(1, Ordering::Relaxed);
+                            }
+                            AcceptorReply::Removed(false) => {}
+                        }
+                    }
+                    if !paxos.is_empty() {
+                        let _ = node.driver.send(DriverEvent::Replies { from: to, replies: paxos });
+                    }
+                }
+                Err(e) => tracing::trace!(to, "acceptor call failed: {e}"),
+            }
+        });
+    }
+}

@@ -1,0 +1,82 @@
+//! The peer plane's `Peer` service: what other nodes ask of this one. A caller this node is
+//! cut off from is refused before any of these runs (the peer plane's partition layer).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::storage::KeyFilter;
+use super::wire;
+use crate::peer::{self, proto};
+
+use super::node::*;
+
+pub(super) struct PeerService {
+    pub(super) node: Arc<Node>,
+}
+
+#[tonic::async_trait]
+impl peer::Peer for PeerService {
+    async fn paxos(
+        &self,
+        request: tonic::Request<proto::PaxosBatch>,
+    ) -> std::result::Result<tonic::Response<proto::PaxosReplies>, tonic::Status> {
+        let batch = request.into_inner();
+        let mut rounds = Vec::with_capacity(batch.messages.len());
+        let mut messages = Vec::with_capacity(batch.messages.len());
+        for m in batch.messages {
+            let (key, round, message) =
+                wire::message_from(m).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+            rounds.push((key.clone(), round));
+            messages.push((key, message));
+        }
+        let replies =
+            self.node.local_acceptor(messages).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let replies = rounds.into_iter().zip(replies).map(|((k, r), reply)| wire::reply_to(k, r, reply)).collect();
+        Ok(tonic::Response::new(proto::PaxosReplies { replies }))
+    }
+
+    async fn forward(
+        &self,
+        request: tonic::Request<proto::ForwardRequest>,
+    ) -> std::result::Result<tonic::Response<proto::ForwardReply>, tonic::Status> {
+        let request = request.into_inner();
+        self.node.stats.served_for_peers.fetch_add(1, Ordering::Relaxed);
+        let result = match wire::forward_from(request) {
+            Ok((key, command)) => self.node.propose(key, command).await,
+            Err(e) => Err(e),
+        };
+        Ok(tonic::Response::new(wire::outcome_to(result)))
+    }
+
+    async fn list_keys(
+        &self,
+        request: tonic::Request<proto::ListKeysRequest>,
+    ) -> std::result::Result<tonic::Response<proto::ListKeysReply>, tonic::Status> {
+        let request = request.into_inner();
+        let storage = self.node.storage.clone();
+        let filter = if request.tombstones { KeyFilter::All } else { KeyFilter::Values };
+        let keys = tokio::task::spawn_blocking(move || storage.keys(filter, None, usize::MAX, |_| true))
+            .await
+            .map_err(|e| tonic::Status::internal(e.to_string()))?
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let config_version = self.node.config_version.load(Ordering::SeqCst);
+        Ok(tonic::Response::new(proto::ListKeysReply { keys, config_version }))
+    }
+
+    async fn ping(
+        &self,
+        _request: tonic::Request<proto::PingRequest>,
+    ) -> std::result::Result<tonic::Response<proto::Empty>, tonic::Status> {
+        Ok(tonic::Response::new(proto::Empty {}))
+    }
+
+    async fn configure(
+        &self,
+        request: tonic::Request<proto::Config>,
+    ) -> std::result::Result<tonic::Response<proto::ConfigReply>, tonic::Status> {
+        let config = wire::config_from(request.into_inner());
+        let installed = self.node.install(config).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let current = wire::config_to(&self.node.config());
+        Ok(tonic::Response::new(proto::ConfigReply { installed, current: Some(current) }))
+    }
+}

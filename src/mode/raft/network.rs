@@ -1,0 +1,170 @@
+//! The network openraft uses, over the peer plane, and this node's calls to the leader.
+
+// openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::BasicNode;
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::peer::proto::raft_peer_client::RaftPeerClient;
+use crate::peer::{self, proto};
+
+use super::codec;
+
+use super::node::*;
+use super::types::*;
+
+/// The bytes one AppendEntries should carry at most (openraft gives it one heartbeat
+/// interval to be sent, written and fsync'd); more entries wait for the next one.
+const APPEND_BUDGET: usize = 4 * CHUNK;
+
+/// The peer plane's id of raft node `id` (raft's ids are the `--node-id`s, widened).
+pub(super) fn peer_id(id: NodeId) -> crate::node::NodeId {
+    crate::node::NodeId::try_from(id).unwrap_or(crate::node::NodeId::MAX)
+}
+
+/// A client for node `id` at `addr`, on the node's shared channels.
+pub(super) fn client_for(
+    clients: &peer::Clients,
+    id: NodeId,
+    addr: &str,
+) -> std::result::Result<RaftPeerClient<peer::PeerChannel>, String> {
+    let channel = clients.channel(peer_id(id), addr)?;
+    Ok(RaftPeerClient::new(channel).max_decoding_message_size(peer::MAX_MESSAGE))
+}
+
+// ---- the network openraft uses ----
+
+/// Makes connections to peers for openraft.
+pub struct Network {
+    pub(super) from: NodeId,
+    pub(super) clients: Arc<peer::Clients>,
+}
+
+/// One peer, as openraft sees it.
+pub struct Connection {
+    from: NodeId,
+    target: NodeId,
+    /// Entries in the append being sent, for a "payload too large" hint.
+    last_entries: u64,
+    client: std::result::Result<RaftPeerClient<peer::PeerChannel>, String>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
+        let client = client_for(&self.clients, target, &node.addr);
+        Connection { from: self.from, target, last_entries: 0, client }
+    }
+}
+
+impl Connection {
+    async fn call<Req: Serialize, Resp: DeserializeOwned, E: std::error::Error + DeserializeOwned>(
+        &mut self,
+        kind: &'static str,
+        request: &Req,
+        option: &RPCOption,
+    ) -> std::result::Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
+        let unreachable = |why: String| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(why)));
+        let network = |why: String| RPCError::Network(NetworkError::new(&std::io::Error::other(why)));
+        let mut client = self.client.clone().map_err(unreachable)?;
+        let payload = encode(self.from, request).map_err(|s| network(s.message().to_string()))?;
+        if kind == "append" && payload.body.len() > APPEND_BUDGET && self.last_entries > 1 {
+            // openraft gives an append one heartbeat interval: send fewer entries at a time.
+            let fit = self.last_entries * APPEND_BUDGET as u64 / payload.body.len() as u64;
+            return Err(RPCError::PayloadTooLarge(openraft::error::PayloadTooLarge::new_entries_hint(fit.max(1))));
+        }
+        let call = async {
+            match kind {
+                "append" => client.append_entries(payload).await,
+                "vote" => client.vote(payload).await,
+                _ => client.install_snapshot(payload).await,
+            }
+        };
+        let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
+            Err(_) => return Err(RPCError::Network(NetworkError::new(&std::io::Error::other("timed out")))),
+            // A peer that cannot be connected to is unreachable: openraft then backs off
+            // instead of retrying at once.
+            // A peer that cannot be reached (or that this node is cut off from) is
+            // unreachable: openraft then backs off instead of retrying at once.
+            Ok(Err(status)) if peer::CallError::from_status(&status).certainly_not_run() => {
+                return Err(unreachable(status.message().into()));
+            }
+            Ok(Err(status)) => {
+                return Err(RPCError::Network(NetworkError::new(&std::io::Error::other(status.message().to_string()))));
+            }
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        let result: std::result::Result<Resp, RaftError<NodeId, E>> = codec::decode(&reply.body).map_err(network)?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> std::result::Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.last_entries = rpc.entries.len() as u64;
+        self.call("append", &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> std::result::Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call("snapshot", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> std::result::Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call("vote", &rpc, &option).await
+    }
+}
+
+impl Inner {
+    /// Calls the leader `leader`; `Err((message, maybe_sent))`.
+    pub(super) async fn call_peer<T: DeserializeOwned>(
+        &self,
+        id: NodeId,
+        kind: &'static str,
+        payload: proto::RaftPayload,
+        timeout: Duration,
+    ) -> std::result::Result<T, peer::CallError> {
+        let addr =
+            self.addr_of(id).ok_or_else(|| peer::CallError::NotSent(format!("n{id} is not in the membership")))?;
+        let mut client = client_for(&self.clients, id, &addr).map_err(peer::CallError::NotSent)?;
+        let call = async {
+            match kind {
+                "forward" => client.forward(payload).await,
+                "read_index" => client.read_index(payload).await,
+                _ => client.probe(payload).await,
+            }
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Err(_) => Err(peer::CallError::timed_out(&format!("n{id}"))),
+            Ok(Err(status)) => Err(peer::CallError::from_status(&status)),
+            // The call ran there; only its answer is unreadable.
+            Ok(Ok(reply)) => codec::decode(&reply.into_inner().body).map_err(peer::CallError::MaybeSent),
+        }
+    }
+}

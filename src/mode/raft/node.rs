@@ -1,0 +1,216 @@
+//! A raft-mode node: openraft, its storage, the peer server, and start-up.
+
+// openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use openraft::{BasicNode, Raft, SnapshotPolicy};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::node::{Faults, NodeOptions, Tasks};
+use crate::peer::proto::raft_peer_server::RaftPeerServer;
+use crate::peer::{self, proto};
+
+use super::codec;
+
+use super::network::Network;
+use super::service::Service;
+use super::types::*;
+use super::write::InFlight;
+use super::{log, machine};
+
+/// How long a command may keep retrying (new leader, forward) before it gives up.
+pub(super) const COMMAND_DEADLINE: Duration = Duration::from_secs(5);
+/// One peer call's limit.
+pub(super) const RPC_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Options of raft mode.
+#[derive(Debug, Clone)]
+pub struct RaftOptions {
+    /// Id, addresses, initial members and data directory.
+    pub node: NodeOptions,
+    pub stale_reads: bool,
+    /// Entries between snapshots.
+    pub snapshot_every: u64,
+}
+
+pub(super) struct Inner {
+    pub(super) id: NodeId,
+    pub(super) options: RaftOptions,
+    pub(super) raft: Raft<TypeConfig>,
+    pub(super) machine: machine::Machine,
+    pub(super) log: log::LogStore,
+    pub(super) faults: Arc<Faults>,
+    /// This start's session of the log: its epoch and the sequences still in flight.
+    pub(super) epoch: u64,
+    pub(super) in_flight: std::sync::Mutex<InFlight>,
+    pub(super) clients: Arc<peer::Clients>,
+    /// The peer server and the watchers; stopped with openraft at shutdown.
+    pub(super) tasks: Tasks,
+    pub(super) forwards_retried: AtomicU64,
+    pub(super) leader_changes: AtomicU64,
+}
+
+/// raft mode's [`Store`].
+pub struct RaftMode {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) fn encode<T: Serialize>(from: NodeId, value: &T) -> std::result::Result<proto::RaftPayload, tonic::Status> {
+    let body = codec::encode(value).map_err(tonic::Status::internal)?;
+    Ok(proto::RaftPayload { from, body: body.into() })
+}
+
+pub(super) fn decode<T: DeserializeOwned>(payload: &proto::RaftPayload) -> std::result::Result<T, tonic::Status> {
+    codec::decode(&payload.body).map_err(tonic::Status::invalid_argument)
+}
+
+impl Inner {
+    pub(super) fn metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// The current leader, read without copying the metrics (this is on every command's path).
+    pub(super) fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    pub(super) fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    pub(super) fn addr_of(&self, id: NodeId) -> Option<String> {
+        let metrics = self.metrics();
+        metrics.membership_config.nodes().find(|(n, _)| **n == id).map(|(_, node)| node.addr.clone())
+    }
+
+    /// Initialises the cluster once: from the smallest id, when it and every peer are empty.
+    pub(super) async fn bootstrap(self: Arc<Self>) {
+        let peers = self.options.node.peers.clone();
+        if self.options.node.join || peers.iter().map(|m| u64::from(m.id)).min() != Some(self.id) {
+            return;
+        }
+        loop {
+            if self.raft.is_initialized().await.unwrap_or(true) || self.leader().is_some() {
+                return;
+            }
+            if !self.log.is_pristine().unwrap_or(false) {
+                return;
+            }
+            let mut all_empty = true;
+            for m in peers.iter().filter(|m| u64::from(m.id) != self.id) {
+                let answer = async {
+                    let payload = encode(self.id, &()).map_err(|s| s.message().to_string())?;
+                    let mut client = super::network::client_for(&self.clients, u64::from(m.id), &m.peer_addr)?;
+                    let reply = tokio::time::timeout(RPC_TIMEOUT, client.probe(payload))
+                        .await
+                        .map_err(|_| "timed out".to_string())?
+                        .map_err(|s| s.message().to_string())?;
+                    codec::decode::<bool>(&reply.into_inner().body)
+                };
+                match answer.await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!(peer = m.id, "a peer already has raft state: not initialising");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = m.id, "waiting for peer before initialising: {e}");
+                        all_empty = false;
+                        break;
+                    }
+                }
+            }
+            if all_empty {
+                let members: BTreeMap<NodeId, BasicNode> =
+                    peers.iter().map(|m| (u64::from(m.id), BasicNode::new(m.peer_addr.clone()))).collect();
+                match self.raft.initialize(members).await {
+                    Ok(()) => tracing::info!("cluster initialised"),
+                    Err(e) => tracing::info!("initialise: {e}"),
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+impl RaftMode {
+    /// Opens storage, starts openraft, the peer server, and (on the first node) the bootstrap.
+    pub async fn start(options: RaftOptions, faults: Arc<Faults>) -> Result<Self> {
+        let id = u64::from(options.node.node_id);
+        let peers = options.node.initial_members().map_err(Error::Config)?;
+        std::fs::create_dir_all(&options.node.data_dir)
+            .map_err(|e| Error::Config(format!("cannot create {}: {e}", options.node.data_dir.display())))?;
+        let mut log = log::LogStore::open(&options.node.data_dir.join("raft-log.redb")).map_err(Error::Config)?;
+        let machine = machine::Machine::open(&options.node.data_dir).map_err(Error::Config)?;
+        log.guard_purges(machine.durable_index());
+        let epoch = log.next_epoch().map_err(Error::Config)?;
+        let config = openraft::Config {
+            cluster_name: "valthree".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 500,
+            election_timeout_max: 1000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every.max(1)),
+            max_in_snapshot_log_to_keep: options.snapshot_every / 4,
+            snapshot_max_chunk_size: 1 << 20,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| Error::Config(e.to_string()))?;
+        let listener = tokio::net::TcpListener::bind(&options.node.peer_addr)
+            .await
+            .map_err(|e| Error::Config(format!("cannot listen for peers on {}: {e}", options.node.peer_addr)))?;
+        let clients = Arc::new(peer::Clients::new(super::network::peer_id(id), faults.clone()));
+        let network = Network { from: id, clients: clients.clone() };
+        let raft = Raft::new(id, Arc::new(config), network, log.clone(), machine.clone())
+            .await
+            .map_err(|e| Error::Config(format!("cannot start raft: {e}")))?;
+        let options = RaftOptions { node: NodeOptions { peers, ..options.node }, ..options };
+        let inner = Arc::new(Inner {
+            id,
+            options,
+            raft,
+            machine,
+            log,
+            faults,
+            epoch,
+            in_flight: Default::default(),
+            clients,
+            tasks: Tasks::default(),
+            forwards_retried: AtomicU64::new(0),
+            leader_changes: AtomicU64::new(0),
+        });
+        let service = RaftPeerServer::new(Service { inner: inner.clone() })
+            .max_decoding_message_size(peer::MAX_MESSAGE)
+            .max_encoding_message_size(peer::MAX_MESSAGE);
+        inner.tasks.spawn(peer::serve(listener, service, inner.faults.clone(), inner.tasks.stopping()));
+        inner.tasks.spawn(inner.clone().bootstrap());
+        inner.tasks.spawn(watch_leader(Arc::downgrade(&inner)));
+        Ok(Self { inner })
+    }
+}
+
+async fn watch_leader(inner: std::sync::Weak<Inner>) {
+    let Some(mut rx) = inner.upgrade().map(|i| i.raft.metrics()) else { return };
+    let mut leader = None;
+    while rx.changed().await.is_ok() {
+        let now = rx.borrow().current_leader;
+        if now != leader {
+            if leader.is_some() {
+                antithesis_sdk::assert_sometimes!(true, "raft: a leader change was observed");
+            }
+            tracing::info!(?now, "leader changed");
+            leader = now;
+            if let Some(i) = inner.upgrade() {
+                i.leader_changes.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}

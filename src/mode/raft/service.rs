@@ -1,0 +1,108 @@
+//! The `RaftPeer` service: openraft's messages from the leader, and what followers ask of it.
+
+// openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+
+use openraft::error::{CheckIsLeaderError, RaftError};
+use serde::{Deserialize, Serialize};
+
+use crate::peer::proto;
+use crate::peer::proto::raft_peer_server::RaftPeer;
+
+use super::node::*;
+use super::types::*;
+
+// ---- what a follower asks the leader ----
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) enum Forwarded {
+    Write(Request),
+    Membership(WireChange),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) enum WireChange {
+    Add { id: NodeId, peer_addr: String },
+    Remove { id: NodeId },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) enum ForwardReply {
+    Write(Response),
+    Membership(Vec<String>),
+    /// Not the leader (any more); the entry was not appended here.
+    NotLeader(Option<NodeId>),
+    /// Something else; `maybe` when the entry may have been appended.
+    Failed {
+        message: String,
+        maybe: bool,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) enum ReadIndexReply {
+    Index(Option<u64>),
+    NotLeader(Option<NodeId>),
+    Failed(String),
+}
+
+pub(super) struct Service {
+    pub(super) inner: Arc<Inner>,
+}
+
+type RpcResult = std::result::Result<tonic::Response<proto::RaftPayload>, tonic::Status>;
+
+#[tonic::async_trait]
+impl RaftPeer for Service {
+    async fn append_entries(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
+        let payload = request.into_inner();
+        let result = self.inner.raft.append_entries(decode(&payload)?).await;
+        Ok(tonic::Response::new(encode(self.inner.id, &result)?))
+    }
+
+    async fn vote(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
+        let payload = request.into_inner();
+        let result = self.inner.raft.vote(decode(&payload)?).await;
+        Ok(tonic::Response::new(encode(self.inner.id, &result)?))
+    }
+
+    async fn install_snapshot(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
+        let payload = request.into_inner();
+        let result = self.inner.raft.install_snapshot(decode(&payload)?).await;
+        Ok(tonic::Response::new(encode(self.inner.id, &result)?))
+    }
+
+    async fn forward(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
+        let payload = request.into_inner();
+        let reply = match decode::<Forwarded>(&payload)? {
+            Forwarded::Write(request) => self.inner.write_here(request).await,
+            Forwarded::Membership(change) => match self.inner.change_here(change).await {
+                Ok(lines) => ForwardReply::Membership(lines),
+                Err(reply) => reply,
+            },
+        };
+        Ok(tonic::Response::new(encode(self.inner.id, &reply)?))
+    }
+
+    async fn read_index(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
+        let _payload = request.into_inner();
+        let reply = match tokio::time::timeout(RPC_TIMEOUT, self.inner.raft.get_read_log_id()).await {
+            Ok(Ok((read, _applied))) => ReadIndexReply::Index(read.map(|l| l.index)),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                ReadIndexReply::NotLeader(f.leader_id)
+            }
+            Ok(Err(e)) => ReadIndexReply::Failed(e.to_string()),
+            Err(_) => ReadIndexReply::Failed("leadership could not be confirmed in time".into()),
+        };
+        Ok(tonic::Response::new(encode(self.inner.id, &reply)?))
+    }
+
+    async fn probe(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
+        let _payload = request.into_inner();
+        let pristine = self.inner.log.is_pristine().map_err(|e| tonic::Status::unavailable(e.to_string()))?
+            && self.inner.machine.state.read().unwrap_or_else(|e| e.into_inner()).last_applied.is_none();
+        Ok(tonic::Response::new(encode(self.inner.id, &pristine)?))
+    }
+}

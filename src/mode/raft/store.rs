@@ -1,0 +1,138 @@
+//! raft mode behind the [`Store`] trait.
+
+// openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use openraft::{LogId, ServerState};
+
+use crate::error::{Error, Result};
+use crate::store::{MembershipChange, ModeInfo, Mutation, MutationReply, Store};
+
+use super::machine;
+use super::node::*;
+use super::service::{ForwardReply, Forwarded, WireChange};
+use super::types::*;
+
+#[async_trait]
+impl Store for RaftMode {
+    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        self.inner.read_barrier().await?;
+        Ok(machine::read(&self.inner.machine.state, &[Bytes::copy_from_slice(key)]).pop().flatten())
+    }
+
+    async fn mget(&self, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>> {
+        self.inner.read_barrier().await?;
+        Ok(machine::read(&self.inner.machine.state, keys))
+    }
+
+    async fn dbsize(&self) -> Result<u64> {
+        self.inner.read_barrier().await?;
+        Ok(self.inner.machine.state.read().unwrap_or_else(|e| e.into_inner()).keyspace.len() as u64)
+    }
+
+    async fn mutate(&self, mutation: Mutation) -> Result<MutationReply> {
+        self.inner.write(mutation).await
+    }
+
+    fn local_dbsize(&self) -> Option<u64> {
+        Some(self.inner.machine.state.read().unwrap_or_else(|e| e.into_inner()).keyspace.len() as u64)
+    }
+
+    async fn shutdown(&self) {
+        // openraft first (it stops replicating and flushes), then the peer server and watchers.
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!("raft: shutdown: {e}");
+        }
+        if !self.inner.tasks.shutdown(Duration::from_secs(5)).await {
+            tracing::warn!("raft: background tasks still running after 5 s");
+        }
+    }
+
+    fn describe(&self) -> ModeInfo {
+        let inner = &self.inner;
+        let m = inner.metrics();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, n)| format!("{id}={}{}", n.addr, if voters.contains(id) { "" } else { "(learner)" }))
+            .collect::<Vec<_>>()
+            .join(",");
+        let idx = |l: Option<LogId<NodeId>>| l.map_or(0, |l| l.index).to_string();
+        let details = vec![
+            ("raft_node_id".into(), inner.id.to_string()),
+            ("raft_role".into(), role.into()),
+            ("raft_term".into(), m.current_term.to_string()),
+            ("raft_leader".into(), m.current_leader.map_or("none".into(), |l| l.to_string())),
+            ("raft_last_log_index".into(), m.last_log_index.unwrap_or(0).to_string()),
+            ("raft_commit_index".into(), inner.log.committed_index().unwrap_or(0).to_string()),
+            ("raft_last_applied".into(), idx(m.last_applied)),
+            ("raft_snapshot_index".into(), idx(m.snapshot)),
+            ("raft_log_entries_kept".into(), inner.log.len().to_string()),
+            ("raft_members".into(), members),
+            ("raft_stale_reads".into(), if inner.options.stale_reads { "on" } else { "off" }.into()),
+            ("raft_writes_retried".into(), inner.forwards_retried.load(Ordering::Relaxed).to_string()),
+            ("raft_leader_changes".into(), inner.leader_changes.load(Ordering::Relaxed).to_string()),
+            ("raft_snapshots_installed".into(), inner.machine.snapshots_installed().to_string()),
+            (
+                "raft_replies_remembered".into(),
+                inner.machine.state.read().unwrap_or_else(|e| e.into_inner()).remembered_replies().to_string(),
+            ),
+        ];
+        ModeInfo { mode: "raft", details }
+    }
+
+    async fn change_membership(&self, change: MembershipChange) -> Result<Vec<String>> {
+        let inner = &self.inner;
+        let change = match change {
+            MembershipChange::Show => return Ok(inner.show()),
+            MembershipChange::Add { id, peer_addr } => WireChange::Add { id: u64::from(id), peer_addr },
+            MembershipChange::Remove { id } => WireChange::Remove { id: u64::from(id) },
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = String::from("no leader is known");
+        while Instant::now() < deadline {
+            let Some(leader) = inner.leader() else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let reply = if leader == inner.id {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, inner.change_here(change.clone())).await {
+                    Ok(Ok(lines)) => return Ok(lines),
+                    Ok(Err(reply)) => reply,
+                    Err(_) => {
+                        ForwardReply::Failed { message: "the new node did not catch up in time".into(), maybe: true }
+                    }
+                }
+            } else {
+                let payload = encode(inner.id, &Forwarded::Membership(change.clone()))
+                    .map_err(|s| Error::Io(s.message().to_string()))?;
+                match inner.call_peer::<ForwardReply>(leader, "forward", payload, Duration::from_secs(60)).await {
+                    Ok(reply) => reply,
+                    Err(e) => ForwardReply::Failed { message: e.to_string(), maybe: true },
+                }
+            };
+            match reply {
+                ForwardReply::Membership(lines) => return Ok(lines),
+                ForwardReply::Failed { message, .. } => last = message,
+                ForwardReply::NotLeader(_) | ForwardReply::Write(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(Error::Uncertain(format!("membership change not confirmed: {last}")))
+    }
+}

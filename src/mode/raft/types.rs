@@ -1,0 +1,92 @@
+//! The types raft mode puts in its log: requests in client sessions, and the commands they
+//! carry (a whole mutation, or a large value in chunks).
+
+// openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
+#![allow(clippy::result_large_err)]
+
+use std::io::Cursor;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Mutation, MutationReply};
+
+pub type NodeId = u64;
+
+/// A client session of the log: (the node that accepted the command from a client, the
+/// durable epoch of that node's start). See [`machine`] for how sessions deduplicate.
+pub type SessionId = (NodeId, u64);
+
+/// A client write as it travels through the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The session, and the request's sequence number in it (unique, never reused).
+    pub session: SessionId,
+    pub seq: u64,
+    /// The lowest sequence the session still has in flight: all below are answered.
+    pub done_below: u64,
+    pub command: Command,
+}
+
+/// What one log entry asks of the state machine.
+///
+/// openraft gives every AppendEntries one heartbeat interval (100 ms) to be sent, written
+/// and fsync'd, so an entry must stay small: a value larger than [`CHUNK`] travels as
+/// consecutive `Chunk` entries (replicated and committed like any other, each deduplicated on
+/// its own) and a final `Assemble` entry that applies the mutation with the value put back
+/// together. A value is never visible before its `Assemble` entry is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A whole mutation.
+    Mutate(Mutation),
+    /// Part `part` of the value of the request with sequence `of` in the same session.
+    Chunk { of: u64, part: u32, data: Bytes },
+    /// Applies `mutation` with its value made of the `parts` chunks staged for this request.
+    Assemble { parts: u32, mutation: Mutation },
+}
+
+/// The largest value carried in one log entry; larger ones are split.
+pub const CHUNK: usize = 1 << 20;
+
+/// Splits a mutation whose value is larger than [`CHUNK`] into the chunks and the mutation
+/// without its value; `None` when it fits in one entry.
+pub(super) fn split_value(mutation: &Mutation) -> Option<(Vec<Bytes>, Mutation)> {
+    let (value, hollow) = match mutation {
+        Mutation::Set { key, value, options } if value.len() > CHUNK => {
+            (value, Mutation::Set { key: key.clone(), value: Bytes::new(), options: *options })
+        }
+        Mutation::Update { key, op: crate::store::UpdateOp::Append(value) } if value.len() > CHUNK => {
+            (value, Mutation::Update { key: key.clone(), op: crate::store::UpdateOp::Append(Bytes::new()) })
+        }
+        _ => return None,
+    };
+    let chunks = (0..value.len()).step_by(CHUNK).map(|at| value.slice(at..(at + CHUNK).min(value.len()))).collect();
+    Some((chunks, hollow))
+}
+
+/// Puts the assembled value back into a mutation [`split_value`] emptied.
+pub(super) fn fill_value(mutation: &Mutation, value: Bytes) -> Mutation {
+    match mutation {
+        Mutation::Set { key, options, .. } => Mutation::Set { key: key.clone(), value, options: *options },
+        Mutation::Update { key, .. } => {
+            Mutation::Update { key: key.clone(), op: crate::store::UpdateOp::Append(value) }
+        }
+        other => other.clone(),
+    }
+}
+
+/// The state machine's answer to one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    pub result: std::result::Result<MutationReply, String>,
+}
+
+openraft::declare_raft_types!(
+    /// valthree's Raft types.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+);
+
+/// Entries between snapshots.
+pub const SNAPSHOT_EVERY: u64 = 2000;

@@ -1,0 +1,227 @@
+//! Writes through the leader in this node's client session, retried with the same id until
+//! they settle; and linearizable reads by read index.
+
+// openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use openraft::error::{ClientWriteError, RaftError};
+
+use crate::error::{Error, Result};
+use crate::store::{Mutation, MutationReply};
+
+use super::node::*;
+use super::service::{ForwardReply, Forwarded, ReadIndexReply};
+use super::types::*;
+
+/// Chunks of one value being committed at once.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+// ---- this node's session of the log ----
+
+/// The sequences of this node's session that are still in flight.
+#[derive(Default)]
+pub(super) struct InFlight {
+    pub(super) next: u64,
+    pub(super) open: BTreeSet<u64>,
+}
+
+/// One request's place in the session, given up (as answered) when dropped.
+struct Ticket<'a> {
+    in_flight: &'a std::sync::Mutex<InFlight>,
+    seq: u64,
+    /// The lowest sequence in flight when this request began (its own included).
+    done_below: u64,
+}
+
+impl<'a> Ticket<'a> {
+    fn new(in_flight: &'a std::sync::Mutex<InFlight>) -> Self {
+        let mut state = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = state.next;
+        state.next += 1;
+        state.open.insert(seq);
+        let done_below = state.open.first().copied().unwrap_or(seq);
+        Self { in_flight, seq, done_below }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).open.remove(&self.seq);
+    }
+}
+
+impl Inner {
+    /// Appends a write on this node, if it leads.
+    pub(super) async fn write_here(&self, request: Request) -> ForwardReply {
+        // Metrics lag the core: a term change during the call also means the entry may have
+        // been appended by a leader that just lost its leadership.
+        let (was_leader, term_before) = (self.leader() == Some(self.id), self.term());
+        // A leader cut off from its quorum keeps the entry pending until it learns of a newer
+        // term; do not wait for that longer than a command may take.
+        let written = match tokio::time::timeout(COMMAND_DEADLINE, self.raft.client_write(request)).await {
+            Ok(written) => written,
+            Err(_) => {
+                return ForwardReply::Failed {
+                    message: "the leader could not commit the write in time".into(),
+                    maybe: true,
+                };
+            }
+        };
+        match written {
+            Ok(response) => ForwardReply::Write(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                if was_leader || self.term() != term_before {
+                    // Leadership was lost while the entry may already have been appended.
+                    ForwardReply::Failed { message: "leadership changed during the write".into(), maybe: true }
+                } else {
+                    ForwardReply::NotLeader(f.leader_id)
+                }
+            }
+            Err(e) => ForwardReply::Failed { message: e.to_string(), maybe: true },
+        }
+    }
+
+    /// Runs a write through the leader; a large value goes first as chunks (see [`Command`]).
+    pub(super) async fn write(&self, mutation: Mutation) -> Result<MutationReply> {
+        let ticket = Ticket::new(&self.in_flight);
+        let session = (self.id, self.epoch);
+        let command = match split_value(&mutation) {
+            None => Command::Mutate(mutation),
+            Some((chunks, hollow)) => {
+                let parts = u32::try_from(chunks.len()).map_err(|_| Error::Input("value too large".into()))?;
+                let sends = chunks.into_iter().enumerate().map(|(part, data)| {
+                    let chunk = Ticket::new(&self.in_flight);
+                    let command = Command::Chunk { of: ticket.seq, part: part as u32, data };
+                    async move {
+                        let request = Request { session, seq: chunk.seq, done_below: chunk.done_below, command };
+                        self.write_request(request).await
+                    }
+                });
+                // A few chunks at a time (about one append's worth), each with its own deadline:
+                // the value streams at the speed the cluster commits. The value is applied only
+                // by the final entry, so a chunk that failed leaves nothing visible (its
+                // staging is dropped once the session moves past this request).
+                let mut sent = futures_util::stream::iter(sends).buffer_unordered(CHUNKS_IN_FLIGHT);
+                while let Some(result) = sent.next().await {
+                    if let Err(e) = result {
+                        return Err(match e {
+                            Error::Uncertain(m) | Error::TryAgain(m) => {
+                                Error::TryAgain(format!("a part of the value was not stored: {m}"))
+                            }
+                            other => other,
+                        });
+                    }
+                }
+                Command::Assemble { parts, mutation: hollow }
+            }
+        };
+        let request = Request { session, seq: ticket.seq, done_below: ticket.done_below, command };
+        self.write_request(request).await
+    }
+
+    /// Runs one request through the leader, retrying it with the same id (the state machine
+    /// applies it once) until it settles or the deadline passes.
+    pub(super) async fn write_request(&self, request: Request) -> Result<MutationReply> {
+        let deadline = Instant::now() + COMMAND_DEADLINE;
+        let mut maybe_applied = false;
+        let mut last = String::from("no leader is known");
+        let mut attempt = 0u32;
+        while Instant::now() < deadline {
+            if attempt > 0 {
+                self.forwards_retried.fetch_add(1, Ordering::Relaxed);
+                antithesis_sdk::assert_sometimes!(true, "raft: a write was retried");
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt.min(10)))).await;
+            }
+            attempt += 1;
+            let Some(leader) = self.leader() else { continue };
+            let reply = if leader == self.id {
+                self.write_here(request.clone()).await
+            } else {
+                let payload = match encode(self.id, &Forwarded::Write(request.clone())) {
+                    Ok(payload) => payload,
+                    Err(status) => return Err(Error::Input(status.message().to_string())),
+                };
+                let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+                match self.call_peer::<ForwardReply>(leader, "forward", payload, left.min(RPC_TIMEOUT)).await {
+                    Ok(reply) => reply,
+                    Err(e) => ForwardReply::Failed { maybe: !e.certainly_not_run(), message: e.to_string() },
+                }
+            };
+            match reply {
+                ForwardReply::Write(response) => {
+                    return response.result.map_err(Error::Input);
+                }
+                ForwardReply::NotLeader(_) => last = format!("n{leader} is not the leader"),
+                ForwardReply::Failed { message, maybe } => {
+                    maybe_applied |= maybe;
+                    last = message;
+                }
+                ForwardReply::Membership(_) => last = "unexpected reply".into(),
+            }
+        }
+        if maybe_applied {
+            Err(Error::Uncertain(format!("the write may have been committed: {last}")))
+        } else {
+            Err(Error::TryAgain(format!("no leader accepted the write: {last}")))
+        }
+    }
+
+    /// Waits until a read here is linearizable: the leader's read index, applied locally.
+    pub(super) async fn read_barrier(&self) -> Result<()> {
+        if self.options.stale_reads {
+            return Ok(());
+        }
+        let deadline = Instant::now() + COMMAND_DEADLINE;
+        let mut last = String::from("no leader is known");
+        let mut attempt = 0u32;
+        while Instant::now() < deadline {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt.min(10)))).await;
+            }
+            attempt += 1;
+            let Some(leader) = self.leader() else { continue };
+            let index = if leader == self.id {
+                match tokio::time::timeout(RPC_TIMEOUT, self.raft.get_read_log_id()).await {
+                    Ok(Ok((read, _))) => read.map(|l| l.index),
+                    Ok(Err(e)) => {
+                        last = e.to_string();
+                        continue;
+                    }
+                    Err(_) => {
+                        last = "leadership could not be confirmed in time".into();
+                        continue;
+                    }
+                }
+            } else {
+                let payload = encode(self.id, &()).map_err(|s| Error::Io(s.message().to_string()))?;
+                match self.call_peer::<ReadIndexReply>(leader, "read_index", payload, RPC_TIMEOUT).await {
+                    Ok(ReadIndexReply::Index(index)) => index,
+                    Ok(ReadIndexReply::NotLeader(_)) => {
+                        last = format!("n{leader} is not the leader");
+                        continue;
+                    }
+                    Ok(ReadIndexReply::Failed(e)) => {
+                        last = e;
+                        continue;
+                    }
+                    Err(e) => {
+                        last = e.to_string();
+                        continue;
+                    }
+                }
+            };
+            let Some(index) = index else { return Ok(()) };
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.raft.wait(Some(left)).applied_index_at_least(Some(index), "read index").await {
+                Ok(_) => return Ok(()),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(Error::TryAgain(format!("no linearizable read possible: {last}")))
+    }
+}

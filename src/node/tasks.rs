@@ -1,0 +1,73 @@
+//! A node's background tasks and their shutdown: every task a mode starts (its peer server,
+//! drivers, garbage collection, probes) is spawned here, so that stopping the node cancels
+//! them all and waits for them, as the RESP side drains its connections (mini-redis'
+//! `shutdown.rs` pattern with tokio-util's cancellation token and task tracker).
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The background tasks of one node.
+#[derive(Clone, Default)]
+pub struct Tasks {
+    token: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Tasks {
+    /// Runs `task` until it ends or the node shuts down.
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let token = self.token.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                _ = token.cancelled() => {}
+                _ = task => {}
+            }
+        });
+    }
+
+    /// Resolves when the node starts shutting down (for servers' graceful stop).
+    pub fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.token.clone().cancelled_owned()
+    }
+
+    /// True once shutdown began.
+    pub fn is_stopping(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Cancels every task and waits up to `grace` for them to end; true when all did.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.token.cancel();
+        self.tracker.close();
+        tokio::time::timeout(grace, self.tracker.wait()).await.is_ok()
+    }
+}
+
+/// The pause before retry `attempt` (1, 2, ...): 20 ms per attempt up to 200 ms, with up to
+/// half of it again at random so that retrying nodes spread out.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = 20 * u64::from(attempt.clamp(1, 10));
+    Duration::from_millis(base + fastrand::u64(0..=base / 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn shutdown_ends_every_task() {
+        let tasks = Tasks::default();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        tasks.spawn(async move {
+            let _held = tx;
+            std::future::pending::<()>().await;
+        });
+        let stopping = tasks.stopping();
+        assert!(tasks.shutdown(Duration::from_secs(1)).await);
+        stopping.await;
+        assert!(rx.recv().await.is_none(), "the task (and what it held) is gone");
+    }
+}

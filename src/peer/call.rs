@@ -1,0 +1,113 @@
+//! What became of a peer call that failed, decided where the error is born: typed, never
+//! read from an error's text.
+
+use std::fmt;
+
+/// The outcome of a failed peer call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// Certainly not delivered: no connection could be made, or this node is cut off from
+    /// the peer (a partition stops the call before it leaves).
+    NotSent(String),
+    /// The peer refused the call before running anything (it is cut off from this node).
+    Refused(String),
+    /// The call may have been delivered and run: the connection failed after sending, the
+    /// peer answered with an error from inside its handler, or the deadline passed.
+    MaybeSent(String),
+}
+
+impl CallError {
+    /// Classifies a failed call's status.
+    pub fn from_status(status: &tonic::Status) -> Self {
+        let what = status.message().to_string();
+        if never_sent(status) {
+            CallError::NotSent(what)
+        } else if status.code() == tonic::Code::FailedPrecondition && std::error::Error::source(status).is_none() {
+            // Sent by the peer itself (a status decoded from the wire has no local source):
+            // its partition layer refuses before any handler runs.
+            CallError::Refused(what)
+        } else {
+            CallError::MaybeSent(what)
+        }
+    }
+
+    /// A call that did not finish before its deadline.
+    pub fn timed_out(peer: &str) -> Self {
+        CallError::MaybeSent(format!("{peer} did not answer in time"))
+    }
+
+    /// True when the call certainly did not run at the peer.
+    pub fn certainly_not_run(&self) -> bool {
+        !matches!(self, CallError::MaybeSent(_))
+    }
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::NotSent(m) | CallError::Refused(m) | CallError::MaybeSent(m) => f.write_str(m),
+        }
+    }
+}
+
+/// True when a failed call certainly never reached the peer: the connection to it could not
+/// be made (refused, unreachable, timed out while connecting). tonic marks every such failure
+/// with its `ConnectError` somewhere in the status' source chain; a typed check, not a match
+/// on error texts. A failure after the connection was made (reset, keepalive timeout, the
+/// call's deadline) may have delivered the request and is not "never sent".
+pub fn never_sent(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::ConnectError>() || error.is::<super::partition::Partitioned>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::{PeerClient, proto};
+    use std::time::Duration;
+
+    fn list_request() -> proto::ListKeysRequest {
+        proto::ListKeysRequest { from: 1, tombstones: false }
+    }
+
+    #[tokio::test]
+    async fn a_call_to_a_closed_port_was_never_sent() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let mut client = PeerClient::new(crate::peer::endpoint(&format!("127.0.0.1:{port}")).unwrap().connect_lazy());
+        for _ in 0..3 {
+            let status = client.list_keys(list_request()).await.unwrap_err();
+            assert!(never_sent(&status), "{status:?}");
+            assert!(matches!(CallError::from_status(&status), CallError::NotSent(_)));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hung_peer_fails_the_call_quickly_and_it_may_have_been_sent() {
+        // A listener that accepts and never answers: what a SIGSTOPped node looks like.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let mut client = PeerClient::new(crate::peer::endpoint(&addr.to_string()).unwrap().connect_lazy());
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(Duration::from_secs(5), client.list_keys(list_request())).await;
+        let status = outcome.expect("the keepalive ends the call before 5 s").unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+        assert!(!never_sent(&status), "{status:?}");
+        assert!(matches!(CallError::from_status(&status), CallError::MaybeSent(_)));
+        hold.abort();
+    }
+}

@@ -1,0 +1,36 @@
+//! A node's channels to its peers: one lazily connected [`PeerChannel`] per peer, made again
+//! when the peer's address changes (a membership change). Channels reconnect on their own
+//! after a peer restarts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::{PeerChannel, endpoint};
+use crate::node::{Faults, NodeId};
+
+/// The channels of node `from` to its peers.
+pub struct Clients {
+    from: NodeId,
+    faults: Arc<Faults>,
+    cache: Mutex<HashMap<NodeId, (String, PeerChannel)>>,
+}
+
+impl Clients {
+    /// No channels yet.
+    pub fn new(from: NodeId, faults: Arc<Faults>) -> Self {
+        Self { from, faults, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// The channel to peer `id` at `addr`.
+    pub fn channel(&self, id: NodeId, addr: &str) -> Result<PeerChannel, String> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((known, channel)) = cache.get(&id)
+            && known == addr
+        {
+            return Ok(channel.clone());
+        }
+        let channel = PeerChannel::new(endpoint(addr)?.connect_lazy(), self.from, id, self.faults.clone());
+        cache.insert(id, (addr.to_string(), channel.clone()));
+        Ok(channel)
+    }
+}

@@ -1,0 +1,126 @@
+//! Test partitions, applied to the peer plane in one place for every mode.
+//!
+//! `valthree cluster partition` tells each node which peers it is cut off from (the
+//! [`Faults`] switch). Then a [`PeerChannel`] to such a peer fails every call before it leaves
+//! — with a [`Partitioned`] error that [`CallError`](super::CallError) reads as "not sent" —
+//! and the [`PartitionLayer`] on the node's peer server answers a caller it is cut off from
+//! with `FAILED_PRECONDITION` before any handler runs ("refused"). Callers name themselves in
+//! the [`FROM_HEADER`] metadata, which every `PeerChannel` adds.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tonic::transport::Channel;
+
+use crate::node::{Faults, NodeId, peer_name};
+
+/// The metadata key a caller's node id travels in.
+pub const FROM_HEADER: &str = "valthree-from";
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A call not sent because this node is cut off from the peer.
+#[derive(Debug)]
+pub struct Partitioned(pub NodeId);
+
+impl std::fmt::Display for Partitioned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "partitioned from n{}", self.0)
+    }
+}
+
+impl std::error::Error for Partitioned {}
+
+/// A channel to one peer, as every mode's gRPC clients use it: it names the caller and
+/// refuses to send while the node is cut off from the peer.
+#[derive(Clone)]
+pub struct PeerChannel {
+    inner: Channel,
+    from: NodeId,
+    to: NodeId,
+    faults: Arc<Faults>,
+}
+
+impl PeerChannel {
+    /// Wraps a (lazily connected) channel to peer `to`.
+    pub fn new(inner: Channel, from: NodeId, to: NodeId, faults: Arc<Faults>) -> Self {
+        Self { inner, from, to, faults }
+    }
+}
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for PeerChannel {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        if self.faults.is_isolated_from(&peer_name(self.to)) {
+            let refused: BoxError = Box::new(Partitioned(self.to));
+            return Box::pin(std::future::ready(Err(refused)));
+        }
+        request.headers_mut().insert(FROM_HEADER, http::HeaderValue::from(self.from));
+        let call = self.inner.call(request);
+        Box::pin(async move { call.await.map_err(Into::into) })
+    }
+}
+
+/// The server side: refuses callers the node is cut off from, before any handler runs.
+#[derive(Clone)]
+pub struct PartitionLayer {
+    faults: Arc<Faults>,
+}
+
+impl PartitionLayer {
+    /// A layer reading `faults`.
+    pub fn new(faults: Arc<Faults>) -> Self {
+        Self { faults }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for PartitionLayer {
+    type Service = PartitionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PartitionService { inner, faults: self.faults.clone() }
+    }
+}
+
+/// [`PartitionLayer`]'s service.
+#[derive(Clone)]
+pub struct PartitionService<S> {
+    inner: S,
+    faults: Arc<Faults>,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for PartitionService<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let from = request.headers().get(FROM_HEADER).and_then(|v| v.to_str().ok()?.parse::<NodeId>().ok());
+        if let Some(from) = from
+            && self.faults.is_isolated_from(&peer_name(from))
+        {
+            let status = tonic::Status::failed_precondition(format!("partitioned from n{from}"));
+            return Box::pin(std::future::ready(Ok(status.into_http())));
+        }
+        Box::pin(self.inner.call(request))
+    }
+}

@@ -1,0 +1,88 @@
+//! How peers connect: timeouts, keepalive, flow-control windows and the message-size policy,
+//! the same for every mode's servers and clients.
+
+use std::time::Duration;
+
+use tonic::transport::Endpoint;
+
+/// How long a connection attempt to a peer may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How often an HTTP/2 PING checks that a peer's process still answers, busy or idle.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long a PING may go unanswered before the connection counts as dead. A hung (e.g.
+/// SIGSTOPped) peer keeps its sockets open and its kernel keeps acknowledging, so without
+/// this a call to it would wait for its whole deadline; with it, the call fails within about
+/// `KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT` (1.5 s, below a client's usual 2 s timeout).
+/// A PING waits behind the data already queued on its connection, which the large flow
+/// control windows below keep short.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// HTTP/2 flow-control windows of a peer connection: large, so a value of many megabytes
+/// streams in a few round trips instead of one per 64 KiB (h2's default), and a PING queued
+/// behind it is answered in time.
+pub const STREAM_WINDOW: u32 = 16 << 20;
+/// The connection-wide window (all calls on one connection together).
+pub const CONNECTION_WINDOW: u32 = 32 << 20;
+
+/// The largest message any peer server or client of any mode accepts or sends: gRPC frames
+/// a message with a 32-bit length, so 4 GiB - 1 is the largest there is. Values are bounded
+/// by `--proto-max-bulk-len` (512 MiB by default) before they ever reach a peer; a mode that
+/// batches several values keeps its batches under this (raft's appends stay far below it).
+pub const MAX_MESSAGE: usize = u32::MAX as usize;
+
+/// A lazily connected endpoint for the peer at `addr` (`host:port`), with the plane's
+/// connect timeout and keepalive.
+pub fn endpoint(addr: &str) -> Result<Endpoint, String> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .tcp_nodelay(true))
+}
+
+/// The peer server every mode serves its gRPC services on: the plane's flow-control windows
+/// and keepalive (a hung client's connection is closed too).
+pub fn server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .tcp_nodelay(true)
+}
+
+/// Serves a mode's gRPC `service` on `listener` until `stopping` resolves: the plane's
+/// transport settings, and partitions applied before any handler runs ([`PartitionLayer`]).
+pub async fn serve<S>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    faults: std::sync::Arc<crate::node::Faults>,
+    stopping: impl std::future::Future<Output = ()> + Send,
+) where
+    S: tower_service::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let served = server()
+        .layer(super::PartitionLayer::new(faults))
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, stopping)
+        .await;
+    if let Err(e) = served {
+        tracing::error!("peer server stopped: {e}");
+    }
+}
