@@ -188,8 +188,7 @@ fn writes_while_a_node_is_dead_all_get_definite_answers() {
     while Instant::now() < deadline {
         for addr in [&nodes[0], &nodes[2]] {
             let key = format!("k{written}");
-            let reply: redis::RedisResult<String> =
-                redis::cmd("SET").arg(&key).arg(written).query(&mut redis(addr));
+            let reply: redis::RedisResult<String> = redis::cmd("SET").arg(&key).arg(written).query(&mut redis(addr));
             assert_eq!(reply.as_deref(), Ok("OK"), "SET {key} through {addr} with n2 dead");
             written += 1;
         }

@@ -61,7 +61,7 @@ fn as_integer(value: Option<&str>) -> Option<i64> {
 /// optional `-` then decimal digits with no leading zero, and nothing else (no `+`, no
 /// spaces, no `-0`), within i64. The checker reads integers itself rather than through the
 /// server's parser, so a parsing bug in the server cannot hide from its judge.
-fn parse_integer(s: &str) -> Option<i64> {
+pub(crate) fn parse_integer(s: &str) -> Option<i64> {
     if s == "0" {
         return Some(0);
     }

@@ -40,7 +40,7 @@ pub fn linearizable_history(seed: u64, clients: u64, keys: u64, ops: u64) -> Vec
                 (json!(value), json!(value), EventType::Ok)
             }
             Op::Del => (Value::Null, json!(state.remove(&key).is_some() as u64), EventType::Ok),
-            Op::Incr => match current.as_deref().map_or(Some(0), |v| crate::store::parse_i64(v.as_bytes())) {
+            Op::Incr => match current.as_deref().map_or(Some(0), super::model::parse_integer) {
                 Some(n) => {
                     state.insert(key.clone(), (n + 1).to_string());
                     (Value::Null, json!(n + 1), EventType::Ok)

@@ -34,7 +34,9 @@ pub const DEFAULT_PROTO_MAX_BULK_LEN: u64 = 512 * 1024 * 1024;
 /// A malformed request: the connection answers `-ERR Protocol error: ...` and closes.
 #[derive(Debug)]
 pub enum CodecError {
+    /// Malformed input, with Redis' text for it (after `Protocol error: `).
     Protocol(String),
+    /// The socket failed.
     Io(std::io::Error),
 }
 

@@ -1,14 +1,23 @@
 //! The Redis front: RESP2/RESP3 over TCP, one file per command, nothing mode-specific.
+//!
+//! Layers, each using only those before it: the leaves `reply`, `codec`, `session`,
+//! `state` and `auth`; then `cmd` (the command table and one file per command); then
+//! `connection` (one client's request loop); then `server` (the listener).
 
+mod auth;
 pub mod cmd;
 mod codec;
 mod connection;
 mod reply;
 mod server;
+mod session;
+mod state;
 
 pub use codec::{CodecError, DEFAULT_PROTO_MAX_BULK_LEN, RespCodec};
 pub use reply::Reply;
-pub use server::{ServerConfig, ServerState, serve};
+pub use server::{ServerConfig, serve};
+pub use session::Session;
+pub use state::ServerState;
 
 /// The Redis version valthree answers to HELLO and INFO, for clients that gate features on it.
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";

@@ -3,7 +3,6 @@
 //! replies, then return (mini-redis' `server.rs` and `shutdown.rs`, with a task tracker).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::connection;
+use super::{ServerState, connection};
 use crate::node::Faults;
 use crate::store::Store;
 
@@ -24,31 +23,16 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The front's settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// The `default` user's password (`--requirepass`); `None` lets every client in.
     pub requirepass: Option<String>,
-    /// Enables `VALTHREE.FAULT` for holders of this token.
+    /// Enables the admin commands (`VALTHREE.FAULT`, `VALTHREE.MEMBERS`) for holders of this token.
     pub admin_token: Option<String>,
     /// The node's fault switches, shared with its mode.
     pub faults: Arc<Faults>,
+    /// The most connections served at once; more are refused with Redis' error.
     pub maxclients: usize,
+    /// The longest bulk string a request may carry (`proto-max-bulk-len`).
     pub proto_max_bulk_len: u64,
-}
-
-/// What every connection shares.
-#[derive(Debug)]
-pub struct ServerState {
-    pub requirepass: Option<String>,
-    pub admin_token: Option<String>,
-    pub faults: Arc<Faults>,
-    pub maxclients: usize,
-    pub proto_max_bulk_len: u64,
-    pub local_addr: SocketAddr,
-    pub started: Instant,
-    /// Connections open now.
-    pub clients: AtomicUsize,
-    /// Connections ever accepted (the last client id).
-    pub next_client_id: AtomicU64,
-    /// Requests ever received.
-    pub commands: AtomicU64,
 }
 
 /// Serves `store` on `listener` until `shutdown` completes, then drains.

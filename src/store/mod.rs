@@ -47,6 +47,14 @@ fn mismatched(command: &str, reply: &MutationReply) -> crate::error::Error {
     crate::error::Error::Uncertain(format!("{command} got a reply of the wrong kind ({reply:?})"))
 }
 
+/// Cluster membership, an admin concern apart from the data commands (`VALTHREE.MEMBERS`,
+/// `valthree cluster add-node/remove-node`): only the modes with members implement it.
+#[async_trait]
+pub trait Membership: Send + Sync {
+    /// Changes (or shows) the cluster's membership; one line of text per fact.
+    async fn change_membership(&self, change: MembershipChange) -> Result<Vec<String>>;
+}
+
 /// A consistent key-value store, as one mode provides it.
 ///
 /// Reads and writes return `Error::TryAgain` when they certainly did not happen and
@@ -87,10 +95,9 @@ pub trait Store: Send + Sync + 'static {
     /// and waits for it. Called once, after the RESP server has drained its connections.
     async fn shutdown(&self) {}
 
-    /// Changes (or shows) the cluster's membership; one line of text per fact.
-    async fn change_membership(&self, change: MembershipChange) -> Result<Vec<String>> {
-        let _ = change;
-        Err(crate::error::Error::Input(format!("{} mode has no membership to change", self.describe().mode)))
+    /// The mode's membership admin, for the modes that have a membership to change.
+    fn membership(&self) -> Option<&dyn Membership> {
+        None
     }
 
     /// SET with its NX/XX/GET options.

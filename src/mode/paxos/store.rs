@@ -168,8 +168,15 @@ impl Store for PaxosMode {
         ModeInfo { mode: "paxos", details }
     }
 
+    fn membership(&self) -> Option<&dyn crate::store::Membership> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::store::Membership for PaxosMode {
     async fn change_membership(&self, change: MembershipChange) -> Result<Vec<String>> {
-        self.change_membership(change).await
+        PaxosMode::change_membership(self, change).await
     }
 }
 

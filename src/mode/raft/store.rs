@@ -95,6 +95,13 @@ impl Store for RaftMode {
         ModeInfo { mode: "raft", details }
     }
 
+    fn membership(&self) -> Option<&dyn crate::store::Membership> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl crate::store::Membership for RaftMode {
     async fn change_membership(&self, change: MembershipChange) -> Result<Vec<String>> {
         let inner = &self.inner;
         let change = match change {

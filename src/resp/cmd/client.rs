@@ -6,7 +6,7 @@ use super::{Args, Ctx, lower};
 use crate::errinput;
 use crate::error::Result;
 use crate::resp::Reply;
-use crate::resp::connection::Session;
+use crate::resp::Session;
 
 #[derive(Debug)]
 pub enum Client {

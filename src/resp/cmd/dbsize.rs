@@ -1,6 +1,6 @@
 //! `DBSIZE`
 
-use super::Ctx;
+use super::{Args, Ctx};
 use crate::error::Result;
 use crate::resp::Reply;
 
@@ -8,6 +8,10 @@ use crate::resp::Reply;
 pub struct Dbsize;
 
 impl Dbsize {
+    pub fn parse(_args: &mut Args) -> Result<Self> {
+        Ok(Self)
+    }
+
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
         Ok(Reply::Integer(ctx.store.dbsize().await? as i64))
     }

@@ -6,8 +6,9 @@ use bytes::Bytes;
 
 use super::{Args, Ctx, lower};
 use crate::errinput;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::resp::Reply;
+use crate::resp::auth::check_admin_token;
 
 #[derive(Debug)]
 pub struct Fault {
@@ -38,12 +39,7 @@ impl Fault {
     }
 
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
-        let Some(expected) = &ctx.server.admin_token else {
-            return Err(errinput!("admin commands are disabled: start the server with --admin-token"));
-        };
-        if !crate::resp::cmd::auth::same_secret(expected.as_bytes(), &self.token) {
-            return Err(Error::Prefixed { prefix: "NOPERM", message: "invalid admin token".into() });
-        }
+        check_admin_token(ctx.server.admin_token.as_deref(), &self.token)?;
         let faults = &ctx.server.faults;
         match self.action {
             Action::Isolate(peers) => {

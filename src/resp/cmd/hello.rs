@@ -3,12 +3,12 @@
 
 use bytes::Bytes;
 
-use super::auth::{credentials_match, wrong_pass};
 use super::client::check_name;
 use super::{Args, Ctx, lower};
 use crate::errinput;
 use crate::error::{Error, Result};
 use crate::resp::Reply;
+use crate::resp::auth::{credentials_match, wrong_pass};
 
 #[derive(Debug)]
 pub struct Hello {
@@ -47,7 +47,7 @@ impl Hello {
             }
         };
         if let Some((user, pass)) = &self.auth {
-            if !credentials_match(ctx.server, user, pass) {
+            if !credentials_match(ctx.server.requirepass.as_deref(), user, pass) {
                 return Err(wrong_pass());
             }
             ctx.session.authenticated = true;

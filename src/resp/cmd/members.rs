@@ -6,8 +6,9 @@ use bytes::Bytes;
 
 use super::{Args, Ctx, lower};
 use crate::errinput;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::resp::Reply;
+use crate::resp::auth::check_admin_token;
 use crate::store::MembershipChange;
 
 #[derive(Debug)]
@@ -42,14 +43,15 @@ impl Members {
     }
 
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
-        let Some(expected) = &ctx.server.admin_token else {
-            return Err(errinput!("admin commands are disabled: start the server with --admin-token"));
-        };
-        if !crate::resp::cmd::auth::same_secret(expected.as_bytes(), &self.token) {
-            return Err(Error::Prefixed { prefix: "NOPERM", message: "invalid admin token".into() });
-        }
+        check_admin_token(ctx.server.admin_token.as_deref(), &self.token)?;
         tracing::warn!(change = ?self.change, "membership change requested");
-        let lines = ctx.store.change_membership(self.change).await?;
+        let Some(membership) = ctx.store.membership() else {
+            return Err(crate::error::Error::Input(format!(
+                "{} mode has no membership to change",
+                ctx.store.describe().mode
+            )));
+        };
+        let lines = membership.change_membership(self.change).await?;
         Ok(Reply::Array(lines.into_iter().map(Reply::text).collect()))
     }
 }

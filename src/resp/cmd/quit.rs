@@ -1,6 +1,6 @@
 //! `QUIT`: replies OK, then the connection closes.
 
-use super::Ctx;
+use super::{Args, Ctx};
 use crate::error::Result;
 use crate::resp::Reply;
 
@@ -8,6 +8,11 @@ use crate::resp::Reply;
 pub struct Quit;
 
 impl Quit {
+    /// Arguments are ignored, as in Redis.
+    pub fn parse(_args: &mut Args) -> Result<Self> {
+        Ok(Self)
+    }
+
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
         ctx.session.closing = true;
         Ok(Reply::ok())

@@ -1,0 +1,35 @@
+//! What every connection shares: the server's settings and its counters. The listener
+//! ([`serve`](super::serve)) builds it once; commands read it through their
+//! [`Ctx`](super::cmd::Ctx) (INFO, AUTH, the admin commands).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::time::Instant;
+
+use crate::node::Faults;
+
+/// The state shared by all connections of one server.
+#[derive(Debug)]
+pub struct ServerState {
+    /// The `default` user's password (`--requirepass`); `None` lets every client in.
+    pub requirepass: Option<String>,
+    /// The token the admin commands (`VALTHREE.*`) require; `None` disables them.
+    pub admin_token: Option<String>,
+    /// The node's fault switches, shared with its mode.
+    pub faults: Arc<Faults>,
+    /// The most connections served at once (`--maxclients`).
+    pub maxclients: usize,
+    /// The longest bulk string a request may carry.
+    pub proto_max_bulk_len: u64,
+    /// The address the listener is bound to.
+    pub local_addr: SocketAddr,
+    /// When the server started (`uptime_in_seconds`).
+    pub started: Instant,
+    /// Connections open now.
+    pub clients: AtomicUsize,
+    /// Connections ever accepted (the last client id).
+    pub next_client_id: AtomicU64,
+    /// Requests ever received.
+    pub commands: AtomicU64,
+}
