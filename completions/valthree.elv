@@ -48,6 +48,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --node-id 'paxos and raft modes: this node''s id (1, 2, ...)'
             cand --peer-addr 'paxos and raft modes: where peers reach this node (node-to-node gRPC)'
             cand --peers 'paxos and raft modes: the initial members, `1=host:port,2=host:port,...` (this node included); used only on first start: later the configuration stored in --data-dir wins. Omitted: a one-node cluster'
+            cand --cluster-secret-file 'paxos and raft modes: a file holding the cluster secret every peer call must show (or set VALTHREE_CLUSTER_SECRET; never on the command line). Required when --peer-addr is reachable from other hosts'
             cand --paxos-one-rtt 'paxos mode: the one-round-trip optimisation (an accept also promises the next ballot)'
             cand --paxos-gc-interval 'paxos mode: how often tombstones of deleted keys are garbage-collected (0s: never)'
             cand --raft-snapshot-every 'raft mode: log entries between snapshots (the log is then purged but for a quarter of that)'

@@ -91,7 +91,7 @@ fn a_raft_node_catches_up_on_large_values_by_snapshot() {
     let mut written = Vec::new();
     for i in 0..10u8 {
         let key = format!("snap-{i}");
-        let v = value(2 + usize::from(i % 3) * 3, i);
+        let v = value(2 + usize::from(i % 3), i);
         set(&nodes[usize::from(i % 2)], &key, &v);
         written.push((key, v));
     }

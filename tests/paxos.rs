@@ -32,6 +32,7 @@ async fn conformance_suite_passes_on_three_nodes() {
                 peers: members.clone(),
                 join: false,
                 data_dir: tmp.path().join(format!("n{}", m.id)),
+                secret: None,
             },
             one_round_trip: true,
             unsafe_accept_quorum: None,

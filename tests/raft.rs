@@ -31,6 +31,7 @@ async fn conformance_suite_passes_on_three_nodes() {
                 peers: members.clone(),
                 join: false,
                 data_dir: tmp.path().join(format!("n{}", m.id)),
+                secret: None,
             },
             stale_reads: false,
             snapshot_every: 2000,

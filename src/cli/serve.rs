@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::mode::s3::DEFAULT_OBJECT_KEY;
 use crate::mode::{ModeConfig, ModeName, S3Config};
 use crate::node::{Faults, NodeOptions};
+use crate::peer::ClusterSecret;
 use crate::resp::ServerConfig;
 
 /// On or off.
@@ -88,6 +89,11 @@ pub struct ServeArgs {
     /// a one-node cluster.
     #[arg(long, help_heading = "paxos and raft modes", value_parser = crate::node::parse_peers)]
     pub peers: Option<Members>,
+    /// paxos and raft modes: a file holding the cluster secret every peer call must show (or
+    /// set VALTHREE_CLUSTER_SECRET; never on the command line). Required when --peer-addr is
+    /// reachable from other hosts.
+    #[arg(long, help_heading = "paxos and raft modes")]
+    pub cluster_secret_file: Option<PathBuf>,
     /// paxos and raft modes: start with no configuration and wait to be added by a member
     /// (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`).
     #[arg(long, help_heading = "paxos and raft modes", conflicts_with = "peers")]
@@ -147,8 +153,9 @@ fn init_logging(json: bool, verbose: u8) {
 }
 
 /// `valthree serve`'s flags as the mode configuration.
-fn mode_config(args: &ServeArgs) -> ModeConfig {
-    ModeConfig {
+fn mode_config(args: &ServeArgs) -> Result<ModeConfig> {
+    let secret = ClusterSecret::configured(args.cluster_secret_file.as_deref()).map_err(Error::Config)?;
+    Ok(ModeConfig {
         mode: args.mode,
         node: NodeOptions {
             node_id: args.node_id,
@@ -156,6 +163,7 @@ fn mode_config(args: &ServeArgs) -> ModeConfig {
             peers: args.peers.clone().unwrap_or_default(),
             join: args.join,
             data_dir: args.data_dir.clone(),
+            secret,
         },
         s3: S3Config {
             endpoint: args.s3_endpoint.clone(),
@@ -173,7 +181,7 @@ fn mode_config(args: &ServeArgs) -> ModeConfig {
         unsafe_accept_quorum: args.unsafe_accept_quorum,
         raft_stale_reads: args.stale_reads,
         raft_snapshot_every: args.raft_snapshot_every,
-    }
+    })
 }
 
 async fn shutdown_signal() {
@@ -187,7 +195,7 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     let faults = Arc::new(Faults::default());
-    let store = crate::mode::open(&mode_config(&args), faults.clone()).await?;
+    let store = crate::mode::open(&mode_config(&args)?, faults.clone()).await?;
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", args.addr)))?;

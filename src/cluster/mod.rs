@@ -144,6 +144,7 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
         mode: options.mode.as_str().into(),
         dir: dir.clone(),
         admin_token: new_token(),
+        cluster_secret: crate::peer::generate_secret(),
         nodes,
         partition: Vec::new(),
         next_id: options.nodes + 1,
@@ -154,7 +155,7 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
     created.retain(|p| !p.exists());
     let started = (|| {
         for i in 0..state.nodes.len() {
-            state.nodes[i].pid = process::spawn(&state.nodes[i], &state.admin_token)?;
+            state.nodes[i].pid = process::spawn(&state.nodes[i], &state.secrets())?;
         }
         state.save()?;
         for node in &state.nodes {
@@ -222,9 +223,9 @@ pub fn restart(dir: &Path, name: &str) -> Result<(), String> {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let token = state.admin_token.clone();
+        let secrets = state.secrets();
         let node = state.node_mut(name)?;
-        node.pid = process::spawn(node, &token)?;
+        node.pid = process::spawn(node, &secrets)?;
         let node = node.clone();
         process::wait_ready(&node, READY_TIMEOUT)?;
         let peers = isolation_for(state, &state.partition, &node.name);
@@ -350,7 +351,7 @@ pub fn add_node(dir: &Path) -> Result<(NodeState, Vec<String>), String> {
         args.push("--join".into());
         let log = state.dir.join(format!("{name}.log"));
         let mut node = NodeState { name, id, pid: 0, addr, peer_addr: peer_addr.clone(), data_dir, log, args };
-        node.pid = process::spawn(&node, &state.admin_token)?;
+        node.pid = process::spawn(&node, &state.secrets())?;
         let started = process::wait_ready(&node, READY_TIMEOUT)
             .and_then(|_| members_command(state, &node.name, &["ADD", &id.to_string(), &peer_addr]));
         match started {

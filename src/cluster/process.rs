@@ -61,7 +61,7 @@ pub fn signal(node: &NodeState, signal: Signal) -> Result<(), String> {
 /// Starts `valthree serve` for `node` in its own process group, detached from the terminal,
 /// logging to its log file; returns the pid. A thread reaps the child if it dies while this
 /// process lives, so a killed node never lingers as a zombie.
-pub fn spawn(node: &NodeState, admin_token: &str) -> Result<u32, String> {
+pub fn spawn(node: &NodeState, secrets: &super::state::Secrets) -> Result<u32, String> {
     use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(&node.data_dir).map_err(|e| format!("{}: {e}", node.data_dir.display()))?;
     let log = std::fs::OpenOptions::new()
@@ -72,7 +72,8 @@ pub fn spawn(node: &NodeState, admin_token: &str) -> Result<u32, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the valthree binary: {e}"))?;
     let mut child = Command::new(exe)
         .args(&node.args)
-        .env("VALTHREE_ADMIN_TOKEN", admin_token)
+        .env("VALTHREE_ADMIN_TOKEN", &secrets.admin_token)
+        .env(crate::peer::SECRET_ENV, &secrets.cluster_secret)
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)

@@ -31,6 +31,10 @@ pub struct ClusterState {
     pub dir: PathBuf,
     /// The admin token every node was started with (this file is readable by its owner only).
     pub admin_token: String,
+    /// The cluster secret every node's peer calls show (passed in the environment, never in
+    /// argv). Empty in files written before peers were authenticated.
+    #[serde(default)]
+    pub cluster_secret: String,
     pub nodes: Vec<NodeState>,
     /// The partition in force (groups of node names), re-applied to a node that restarts;
     /// empty when healed.
@@ -42,7 +46,18 @@ pub struct ClusterState {
     pub next_id: u32,
 }
 
+/// What a node is started with in its environment, never on its command line.
+pub struct Secrets {
+    pub admin_token: String,
+    pub cluster_secret: String,
+}
+
 impl ClusterState {
+    /// The secrets a node of this cluster is started with.
+    pub fn secrets(&self) -> Secrets {
+        Secrets { admin_token: self.admin_token.clone(), cluster_secret: self.cluster_secret.clone() }
+    }
+
     /// The state file of the cluster in `dir`.
     pub fn path(dir: &Path) -> PathBuf {
         dir.join(STATE_FILE)

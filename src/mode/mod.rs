@@ -88,6 +88,7 @@ pub async fn open(config: &ModeConfig, faults: Arc<Faults>) -> Result<Arc<dyn St
             Ok(Arc::new(s3::S3Mode::start(objects, options)))
         }
         ModeName::Paxos => {
+            config.node.check_exposure().map_err(Error::Config)?;
             if let Some(n) = config.unsafe_accept_quorum {
                 tracing::warn!(
                     "--unsafe-accept-quorum {n}: quorums no longer intersect; this server is NOT linearizable"
@@ -102,6 +103,7 @@ pub async fn open(config: &ModeConfig, faults: Arc<Faults>) -> Result<Arc<dyn St
             Ok(Arc::new(paxos::PaxosMode::start(options, faults).await?))
         }
         ModeName::Raft => {
+            config.node.check_exposure().map_err(Error::Config)?;
             if config.raft_stale_reads {
                 tracing::warn!("--stale-reads: reads are served locally and may be stale (not linearizable)");
             }

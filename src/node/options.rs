@@ -19,9 +19,25 @@ pub struct NodeOptions {
     pub join: bool,
     /// Where the node keeps its state.
     pub data_dir: PathBuf,
+    /// The cluster secret peers must show (and this node shows them).
+    pub secret: Option<crate::peer::ClusterSecret>,
 }
 
 impl NodeOptions {
+    /// Refuses a peer address that other hosts can reach when no cluster secret is set: any
+    /// process that reaches the peer port could otherwise write, delete and reconfigure.
+    pub fn check_exposure(&self) -> Result<(), String> {
+        if self.secret.is_some() || is_loopback(&self.peer_addr) {
+            return Ok(());
+        }
+        Err(format!(
+            "--peer-addr {} is reachable from other hosts, and peers are not authenticated: set a \
+             cluster secret ({} in the environment, or --cluster-secret-file)",
+            self.peer_addr,
+            crate::peer::SECRET_ENV
+        ))
+    }
+
     /// The members to start with: `--peers`, or this node alone; checked to include this node.
     /// Empty when joining.
     pub fn initial_members(&self) -> Result<Vec<Member>, String> {
@@ -35,5 +51,37 @@ impl NodeOptions {
             return Err(format!("--peers does not list this node (--node-id {})", self.node_id));
         }
         Ok(self.peers.clone())
+    }
+}
+
+/// True when `addr` (`host:port`) can only be reached from this host.
+fn is_loopback(addr: &str) -> bool {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host).trim_matches(['[', ']']);
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(peer_addr: &str, secret: bool) -> NodeOptions {
+        NodeOptions {
+            node_id: 1,
+            peer_addr: peer_addr.into(),
+            peers: Vec::new(),
+            join: false,
+            data_dir: PathBuf::new(),
+            secret: secret.then(|| crate::peer::ClusterSecret::new("a long enough cluster secret").unwrap()),
+        }
+    }
+
+    #[test]
+    fn a_reachable_peer_port_needs_a_secret() {
+        assert!(options("127.0.0.1:7380", false).check_exposure().is_ok());
+        assert!(options("[::1]:7380", false).check_exposure().is_ok());
+        assert!(options("localhost:7380", false).check_exposure().is_ok());
+        assert!(options("0.0.0.0:7380", false).check_exposure().unwrap_err().contains("not authenticated"));
+        assert!(options("10.1.2.3:7380", false).check_exposure().is_err());
+        assert!(options("0.0.0.0:7380", true).check_exposure().is_ok());
     }
 }

@@ -12,13 +12,14 @@ use crate::node::{Faults, NodeId};
 pub struct Clients {
     from: NodeId,
     faults: Arc<Faults>,
+    secret: Option<super::ClusterSecret>,
     cache: Mutex<HashMap<NodeId, (String, PeerChannel)>>,
 }
 
 impl Clients {
     /// No channels yet.
-    pub fn new(from: NodeId, faults: Arc<Faults>) -> Self {
-        Self { from, faults, cache: Mutex::new(HashMap::new()) }
+    pub fn new(from: NodeId, faults: Arc<Faults>, secret: Option<super::ClusterSecret>) -> Self {
+        Self { from, faults, secret, cache: Mutex::new(HashMap::new()) }
     }
 
     /// The channel to peer `id` at `addr`.
@@ -29,7 +30,8 @@ impl Clients {
         {
             return Ok(channel.clone());
         }
-        let channel = PeerChannel::new(endpoint(addr)?.connect_lazy(), self.from, id, self.faults.clone());
+        let channel =
+            PeerChannel::new(endpoint(addr)?.connect_lazy(), self.from, id, self.faults.clone(), self.secret.as_ref());
         cache.insert(id, (addr.to_string(), channel.clone()));
         Ok(channel)
     }

@@ -2,8 +2,9 @@
 //! `proto/peer.proto`) on every node's `--peer-addr`, shared by every replicated mode.
 //!
 //! * [`transport`] — one policy for every server and client: connect timeout, keepalive
-//!   (a hung peer's calls fail within 1.5 s), flow-control windows, a 4 GiB message limit.
-//! * [`partition`] — test partitions (`valthree cluster partition`) applied in one place:
+//!   (a hung peer's calls fail within 1 s), flow-control windows, a 4 GiB message limit.
+//! * [`secret`] — the cluster secret every call shows and every server checks first.
+//! * [`partition`] — the secret check and test partitions (`valthree cluster partition`) applied in one place:
 //!   a client refuses to send to a peer it is cut off from, and a server refuses, before
 //!   any handler runs, a caller it is cut off from.
 //! * [`call`] — what a failed call means: not sent, refused, or maybe delivered.
@@ -12,6 +13,7 @@
 mod call;
 mod clients;
 mod partition;
+mod secret;
 mod transport;
 
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
@@ -24,4 +26,5 @@ pub use clients::Clients;
 pub use partition::{FROM_HEADER, PartitionLayer, Partitioned, PeerChannel};
 pub use proto::peer_client::PeerClient;
 pub use proto::peer_server::{Peer, PeerServer};
+pub use secret::{ClusterSecret, MIN_SECRET_LEN, SECRET_ENV, SECRET_HEADER, generate as generate_secret};
 pub use transport::*;

@@ -1,4 +1,9 @@
-//! Test partitions, applied to the peer plane in one place for every mode.
+//! Who may talk to whom on the peer plane, decided in one place for every mode: the cluster
+//! secret ([`ClusterSecret`]) and test partitions.
+//!
+//! With a secret configured, every [`PeerChannel`] shows it and the [`PartitionLayer`] on the
+//! peer server answers a caller without it `UNAUTHENTICATED` before any handler runs — a
+//! stranger gets nothing else (no key list, no forwarding, no membership, no vote).
 //!
 //! `valthree cluster partition` tells each node which peers it is cut off from (the
 //! [`Faults`] switch). Then a [`PeerChannel`] to such a peer fails every call before it leaves
@@ -14,6 +19,7 @@ use std::task::{Context, Poll};
 
 use tonic::transport::Channel;
 
+use super::{ClusterSecret, SECRET_HEADER};
 use crate::node::{Faults, NodeId, peer_name};
 
 /// The metadata key a caller's node id travels in.
@@ -42,12 +48,17 @@ pub struct PeerChannel {
     from: NodeId,
     to: NodeId,
     faults: Arc<Faults>,
+    secret: Option<http::HeaderValue>,
 }
 
 impl PeerChannel {
     /// Wraps a (lazily connected) channel to peer `to`.
-    pub fn new(inner: Channel, from: NodeId, to: NodeId, faults: Arc<Faults>) -> Self {
-        Self { inner, from, to, faults }
+    pub fn new(inner: Channel, from: NodeId, to: NodeId, faults: Arc<Faults>, secret: Option<&ClusterSecret>) -> Self {
+        let secret = secret.and_then(|s| http::HeaderValue::from_str(s.header()).ok()).map(|mut v| {
+            v.set_sensitive(true);
+            v
+        });
+        Self { inner, from, to, faults, secret }
     }
 }
 
@@ -66,21 +77,26 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for PeerChannel {
             return Box::pin(std::future::ready(Err(refused)));
         }
         request.headers_mut().insert(FROM_HEADER, http::HeaderValue::from(self.from));
+        if let Some(secret) = &self.secret {
+            request.headers_mut().insert(SECRET_HEADER, secret.clone());
+        }
         let call = self.inner.call(request);
         Box::pin(async move { call.await.map_err(Into::into) })
     }
 }
 
-/// The server side: refuses callers the node is cut off from, before any handler runs.
+/// The server side: refuses, before any handler runs, a caller without the cluster secret
+/// (when one is configured) and a caller the node is cut off from.
 #[derive(Clone)]
 pub struct PartitionLayer {
     faults: Arc<Faults>,
+    secret: Option<ClusterSecret>,
 }
 
 impl PartitionLayer {
-    /// A layer reading `faults`.
-    pub fn new(faults: Arc<Faults>) -> Self {
-        Self { faults }
+    /// A layer reading `faults`, requiring `secret` if given.
+    pub fn new(faults: Arc<Faults>, secret: Option<ClusterSecret>) -> Self {
+        Self { faults, secret }
     }
 }
 
@@ -88,7 +104,7 @@ impl<S> tower_layer::Layer<S> for PartitionLayer {
     type Service = PartitionService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        PartitionService { inner, faults: self.faults.clone() }
+        PartitionService { inner, faults: self.faults.clone(), secret: self.secret.clone() }
     }
 }
 
@@ -97,6 +113,7 @@ impl<S> tower_layer::Layer<S> for PartitionLayer {
 pub struct PartitionService<S> {
     inner: S,
     faults: Arc<Faults>,
+    secret: Option<ClusterSecret>,
 }
 
 impl<S, B> tower_service::Service<http::Request<B>> for PartitionService<S>
@@ -114,6 +131,17 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if let Some(secret) = &self.secret {
+            let shown = request.headers().get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+            if !secret.accepts(shown) {
+                antithesis_sdk::assert_unreachable!(
+                    "peer: a call without the cluster secret reached a node",
+                    &serde_json::json!({})
+                );
+                let status = tonic::Status::unauthenticated("the cluster secret is missing or wrong");
+                return Box::pin(std::future::ready(Ok(status.into_http())));
+            }
+        }
         let from = request.headers().get(FROM_HEADER).and_then(|v| v.to_str().ok()?.parse::<NodeId>().ok());
         if let Some(from) = from
             && self.faults.is_isolated_from(&peer_name(from))

@@ -9,15 +9,15 @@ use tonic::transport::Endpoint;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// How often an HTTP/2 PING checks that a peer's process still answers, busy or idle.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How long a PING may go unanswered before the connection counts as dead. A hung (e.g.
 /// SIGSTOPped) peer keeps its sockets open and its kernel keeps acknowledging, so without
 /// this a call to it would wait for its whole deadline; with it, the call fails within about
-/// `KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT` (1.5 s, below a client's usual 2 s timeout).
+/// `KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT` (1 s, below a client's usual 2 s timeout).
 /// A PING waits behind the data already queued on its connection, which the large flow
 /// control windows below keep short.
-pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(1);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_millis(750);
 
 /// HTTP/2 flow-control windows of a peer connection: large, so a value of many megabytes
 /// streams in a few round trips instead of one per 64 KiB (h2's default), and a PING queued
@@ -63,6 +63,7 @@ pub async fn serve<S>(
     listener: tokio::net::TcpListener,
     service: S,
     faults: std::sync::Arc<crate::node::Faults>,
+    secret: Option<super::ClusterSecret>,
     stopping: impl std::future::Future<Output = ()> + Send,
 ) where
     S: tower_service::Service<
@@ -78,7 +79,7 @@ pub async fn serve<S>(
 {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = server()
-        .layer(super::PartitionLayer::new(faults))
+        .layer(super::PartitionLayer::new(faults, secret))
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, stopping)
         .await;

@@ -17,6 +17,12 @@ impl Ballot {
     /// The ballot before any proposal: every real ballot is greater.
     pub const ZERO: Ballot = Ballot { counter: 0, node: 0 };
 
+    /// The largest counter a ballot from a peer may carry. A proposer raises its counter
+    /// past every ballot it sees, so one absurd ballot (near `u64::MAX`) would poison a key
+    /// forever and overflow the counter: such messages are refused, never persisted. At a
+    /// million ballots a second this limit lasts 146,000 years.
+    pub const MAX_COUNTER: u64 = 1 << 62;
+
     pub fn new(counter: u64, node: NodeId) -> Self {
         Self { counter, node }
     }

@@ -16,7 +16,7 @@ use super::node::*;
 
 /// How long a forwarded command may take at its home (plus the time its bytes take to move).
 /// A hung home is not waited for: the peer plane's keepalive closes its connection within
-/// 1.5 s, which fails the forward, and the home is bypassed until it answers a ping.
+/// 1 s, which fails the forward, and the home is bypassed until it answers a ping.
 pub(super) const FORWARD_TIMEOUT: Duration = Duration::from_secs(6);
 
 impl Node {

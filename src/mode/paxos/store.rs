@@ -216,6 +216,7 @@ mod tests {
                     peers: members.clone(),
                     join: false,
                     data_dir: tmp.path().join(format!("n{}", m.id)),
+                    secret: None,
                 },
                 one_round_trip: false,
                 unsafe_accept_quorum: None,

@@ -18,8 +18,11 @@ pub fn ballot_to(b: Ballot) -> proto::Ballot {
 /// absent ballot is a malformed message, refused — never read as zero, which would let it
 /// pass for "nothing accepted" or the lowest ballot.
 pub fn ballot_from(b: Option<proto::Ballot>) -> Result<Ballot> {
-    b.map(|b| Ballot { counter: b.counter, node: b.node })
-        .ok_or_else(|| Error::Input("a paxos message without its ballot".into()))
+    let b = b.ok_or_else(|| Error::Input("a paxos message without its ballot".into()))?;
+    if b.counter > Ballot::MAX_COUNTER {
+        return Err(Error::Input(format!("a ballot counter beyond {} refused", Ballot::MAX_COUNTER)));
+    }
+    Ok(Ballot { counter: b.counter, node: b.node })
 }
 
 pub fn message_to(key: Bytes, round: u64, message: &AcceptorMessage) -> proto::PaxosMessage {
@@ -217,5 +220,25 @@ pub fn config_from(c: proto::Config) -> Config {
         members: members(c.members),
         previous: c.joint.then(|| members(c.previous)),
         highest_id: c.highest_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_or_absurd_ballots_are_refused() {
+        assert!(ballot_from(None).is_err());
+        assert!(ballot_from(Some(proto::Ballot { counter: u64::MAX, node: 1 })).is_err());
+        assert_eq!(ballot_from(Some(proto::Ballot { counter: 7, node: 2 })).unwrap(), Ballot::new(7, 2));
+        let poisoned = proto::PaxosMessage {
+            key: Bytes::from_static(b"k"),
+            round: 1,
+            request: Some(proto::paxos_message::Request::Prepare(proto::Prepare {
+                ballot: Some(proto::Ballot { counter: u64::MAX, node: 9 }),
+            })),
+        };
+        assert!(message_from(poisoned).is_err());
     }
 }

@@ -160,6 +160,10 @@ impl RaftMode {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every.max(1)),
             max_in_snapshot_log_to_keep: options.snapshot_every / 4,
             snapshot_max_chunk_size: 1 << 20,
+            // One chunk of a snapshot may take this long to be sent and written (openraft's
+            // default, 200 ms, is too short for a loaded machine, and a follower waiting for its
+            // snapshot would then start elections).
+            install_snapshot_timeout: 2000,
             ..Default::default()
         }
         .validate()
@@ -167,7 +171,8 @@ impl RaftMode {
         let listener = tokio::net::TcpListener::bind(&options.node.peer_addr)
             .await
             .map_err(|e| Error::Config(format!("cannot listen for peers on {}: {e}", options.node.peer_addr)))?;
-        let clients = Arc::new(peer::Clients::new(super::network::peer_id(id), faults.clone()));
+        let clients =
+            Arc::new(peer::Clients::new(super::network::peer_id(id), faults.clone(), options.node.secret.clone()));
         let network = Network { from: id, clients: clients.clone() };
         let raft = Raft::new(id, Arc::new(config), network, log.clone(), machine.clone())
             .await
@@ -190,7 +195,8 @@ impl RaftMode {
         let service = RaftPeerServer::new(Service { inner: inner.clone() })
             .max_decoding_message_size(peer::MAX_MESSAGE)
             .max_encoding_message_size(peer::MAX_MESSAGE);
-        inner.tasks.spawn(peer::serve(listener, service, inner.faults.clone(), inner.tasks.stopping()));
+        let secret = inner.options.node.secret.clone();
+        inner.tasks.spawn(peer::serve(listener, service, inner.faults.clone(), secret, inner.tasks.stopping()));
         inner.tasks.spawn(inner.clone().bootstrap());
         inner.tasks.spawn(watch_leader(Arc::downgrade(&inner)));
         Ok(Self { inner })

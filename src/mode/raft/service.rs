@@ -13,6 +13,7 @@ use crate::peer::proto::raft_peer_server::RaftPeer;
 
 use super::node::*;
 use super::types::*;
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
 // ---- what a follower asks the leader ----
 
@@ -54,23 +55,48 @@ pub(super) struct Service {
 
 type RpcResult = std::result::Result<tonic::Response<proto::RaftPayload>, tonic::Status>;
 
+/// How far past this node's term a peer's term may be. A candidate cut off from its peers
+/// raises its term about once a second, so a real term is never anywhere near this far
+/// ahead; a term near `u64::MAX` is refused (persisted, it would brick the cluster, and
+/// openraft panics on overflow).
+const MAX_TERM_LEAD: u64 = 1 << 32;
+
+impl Service {
+    /// Refuses a message whose term no honest peer can have.
+    fn check_term(&self, vote: &openraft::Vote<NodeId>) -> std::result::Result<(), tonic::Status> {
+        let term = vote.leader_id().get_term();
+        let mine = self.inner.term();
+        if term > mine.saturating_add(MAX_TERM_LEAD) || term > u64::MAX / 2 {
+            tracing::warn!(term, mine, "refusing a raft message with an absurd term");
+            return Err(tonic::Status::invalid_argument(format!("term {term} is absurd (this node is at {mine})")));
+        }
+        Ok(())
+    }
+}
+
 #[tonic::async_trait]
 impl RaftPeer for Service {
     async fn append_entries(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
         let payload = request.into_inner();
-        let result = self.inner.raft.append_entries(decode(&payload)?).await;
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(&payload)?;
+        self.check_term(&rpc.vote)?;
+        let result = self.inner.raft.append_entries(rpc).await;
         Ok(tonic::Response::new(encode(self.inner.id, &result)?))
     }
 
     async fn vote(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
         let payload = request.into_inner();
-        let result = self.inner.raft.vote(decode(&payload)?).await;
+        let rpc: VoteRequest<NodeId> = decode(&payload)?;
+        self.check_term(&rpc.vote)?;
+        let result = self.inner.raft.vote(rpc).await;
         Ok(tonic::Response::new(encode(self.inner.id, &result)?))
     }
 
     async fn install_snapshot(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
         let payload = request.into_inner();
-        let result = self.inner.raft.install_snapshot(decode(&payload)?).await;
+        let rpc: InstallSnapshotRequest<TypeConfig> = decode(&payload)?;
+        self.check_term(&rpc.vote)?;
+        let result = self.inner.raft.install_snapshot(rpc).await;
         Ok(tonic::Response::new(encode(self.inner.id, &result)?))
     }
 

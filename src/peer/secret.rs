@@ -1,0 +1,111 @@
+//! The cluster secret: what a node shows every peer it calls, and checks on every call it
+//! serves, before any handler runs (see [`super::PartitionLayer`]).
+//!
+//! It comes from the environment (`VALTHREE_CLUSTER_SECRET`) or a file
+//! (`--cluster-secret-file`), never from the command line, where `ps` would show it; `valthree
+//! cluster up` makes one per cluster. On the wire a call carries the secret's SHA-256 in the
+//! [`SECRET_HEADER`] metadata, and the check compares digests of digests, so it takes the same
+//! time whatever the guess. Without TLS on the peer plane the header can be read by whoever can
+//! read the traffic: the secret keeps strangers on the same host or network out; it is not
+//! encryption.
+
+use std::fmt;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+/// The metadata key the secret's digest travels in.
+pub const SECRET_HEADER: &str = "valthree-cluster-secret";
+
+/// The environment variable a node reads its cluster secret from.
+pub const SECRET_ENV: &str = "VALTHREE_CLUSTER_SECRET";
+
+/// The shortest secret accepted.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// A cluster secret (never printed: its `Debug` is redacted).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterSecret {
+    /// Hex SHA-256 of the secret: the header value.
+    header: String,
+    /// SHA-256 of `header`, what a received header is compared with.
+    expected: [u8; 32],
+}
+
+impl fmt::Debug for ClusterSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClusterSecret(..)")
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl ClusterSecret {
+    /// A secret from its text, at least [`MIN_SECRET_LEN`] bytes.
+    pub fn new(text: &str) -> Result<Self, String> {
+        let text = text.trim_end_matches(['\r', '\n']);
+        if text.len() < MIN_SECRET_LEN {
+            return Err(format!("the cluster secret must be at least {MIN_SECRET_LEN} bytes"));
+        }
+        let header = hex(&sha256(text.as_bytes()));
+        let expected = sha256(header.as_bytes());
+        Ok(Self { header, expected })
+    }
+
+    /// The secret in `file` (one line; a trailing newline is ignored).
+    pub fn from_file(file: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        Self::new(&text).map_err(|e| format!("{}: {e}", file.display()))
+    }
+
+    /// The secret from `--cluster-secret-file`, else from the environment, else none.
+    pub fn configured(file: Option<&Path>) -> Result<Option<Self>, String> {
+        match (file, std::env::var(SECRET_ENV)) {
+            (Some(file), _) => Self::from_file(file).map(Some),
+            (None, Ok(text)) if !text.is_empty() => Self::new(&text).map(Some),
+            (None, _) => Ok(None),
+        }
+    }
+
+    /// The header value a caller sends.
+    pub fn header(&self) -> &str {
+        &self.header
+    }
+
+    /// True when `given` (a received header value) is this secret's.
+    pub fn accepts(&self, given: &[u8]) -> bool {
+        let given = sha256(given);
+        // Equal-length digests, compared without an early exit.
+        given.iter().zip(self.expected.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
+/// A random secret for a new cluster (`valthree cluster up`).
+pub fn generate() -> String {
+    let mut rng = fastrand::Rng::new();
+    (0..4).map(|_| format!("{:016x}", rng.u64(..))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_secret_is_accepted_and_it_is_never_printed() {
+        let secret = ClusterSecret::new("correct horse battery staple\n").unwrap();
+        assert!(secret.accepts(secret.header().as_bytes()));
+        assert!(!secret.accepts(b""));
+        assert!(!secret.accepts(b"correct horse battery staple"));
+        let other = ClusterSecret::new("another secret, long enough").unwrap();
+        assert!(!secret.accepts(other.header().as_bytes()));
+        assert_eq!(format!("{secret:?}"), "ClusterSecret(..)");
+        assert!(ClusterSecret::new("short").is_err());
+        assert_eq!(generate().len(), 64);
+    }
+}

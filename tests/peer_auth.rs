@@ -1,0 +1,175 @@
+//! The peer port, tried as a stranger would: a raw gRPC client built from the project's own
+//! proto, on a `cluster up` cluster, with no credentials. Every call is refused with
+//! `UNAUTHENTICATED` before any handler runs, and the cluster is unchanged. With the secret,
+//! absurd ballots and terms are refused too.
+
+mod common;
+
+use common::{Down, addrs, redis, text, up, valthree};
+use tonic::Code;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use valthree::peer::proto::raft_peer_client::RaftPeerClient;
+use valthree::peer::{ClusterSecret, PeerClient, SECRET_HEADER, proto};
+
+fn peer_addr(status: &serde_json::Value, i: usize) -> String {
+    status["nodes"][i]["peer_addr"].as_str().unwrap().to_string()
+}
+
+async fn channel(addr: &str) -> Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap()
+}
+
+/// The secret `cluster up` gave the nodes (cluster.json is readable by its owner only).
+fn secret_header(dir: &std::path::Path) -> MetadataValue<tonic::metadata::Ascii> {
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("cluster.json")).unwrap()).unwrap();
+    let secret = ClusterSecret::new(state["cluster_secret"].as_str().unwrap()).unwrap();
+    secret.header().parse().unwrap()
+}
+
+fn get(addr: &str, key: &str) -> Option<String> {
+    redis::cmd("GET").arg(key).query(&mut redis(addr)).unwrap()
+}
+
+fn with<T>(message: T, secret: Option<&MetadataValue<tonic::metadata::Ascii>>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(secret) = secret {
+        request.metadata_mut().insert(SECRET_HEADER, secret.clone());
+    }
+    request
+}
+
+fn prepare(key: &str, counter: u64) -> proto::PaxosBatch {
+    proto::PaxosBatch {
+        from: 9,
+        messages: vec![proto::PaxosMessage {
+            key: key.as_bytes().to_vec().into(),
+            round: 1,
+            request: Some(proto::paxos_message::Request::Prepare(proto::Prepare {
+                ballot: Some(proto::Ballot { counter, node: 9 }),
+            })),
+        }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_on_the_paxos_peer_port_gets_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = tokio::task::block_in_place(|| up(&dir, "paxos", &[]));
+    let _down = Down(&dir);
+    let client_addr = addrs(&status)[0].clone();
+    let _: () =
+        tokio::task::block_in_place(|| redis::cmd("SET").arg("k").arg("mine").query(&mut redis(&client_addr))).unwrap();
+    let mut stranger = PeerClient::new(channel(&peer_addr(&status, 1)).await);
+
+    let forward = proto::ForwardRequest {
+        from: 9,
+        key: b"k".to_vec().into(),
+        command: Some(proto::forward_request::Command::Set(proto::Set {
+            value: b"stolen".to_vec().into(),
+            condition: 0,
+            get: false,
+        })),
+    };
+    let refusals = [
+        stranger.forward(forward.clone()).await.map(|_| ()),
+        stranger.list_keys(proto::ListKeysRequest { from: 9, tombstones: true }).await.map(|_| ()),
+        stranger.paxos(prepare("k", u64::MAX)).await.map(|_| ()),
+        stranger
+            .configure(proto::Config {
+                version: u64::MAX,
+                members: vec![],
+                previous: vec![],
+                joint: false,
+                highest_id: 9,
+            })
+            .await
+            .map(|_| ()),
+        stranger.ping(proto::PingRequest { from: 9 }).await.map(|_| ()),
+    ];
+    for (i, refused) in refusals.into_iter().enumerate() {
+        let status = refused.expect_err("a stranger's call must fail");
+        assert_eq!(status.code(), Code::Unauthenticated, "call {i}: {status:?}");
+    }
+    // A wrong secret is no better than none.
+    let wrong: MetadataValue<_> = "0".repeat(64).parse().unwrap();
+    let refused = stranger.forward(with(forward, Some(&wrong))).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    // Nothing changed: the value, the key count, and writes still work.
+    let value = tokio::task::block_in_place(|| get(&client_addr, "k"));
+    assert_eq!(value.as_deref(), Some("mine"));
+
+    // With the secret, an absurd ballot is still refused, and never persisted.
+    let secret = secret_header(&dir);
+    let mut member = PeerClient::new(channel(&peer_addr(&status, 1)).await);
+    let refused = member.paxos(with(prepare("k", u64::MAX), Some(&secret))).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let _: () = tokio::task::block_in_place(|| redis::cmd("SET").arg("k").arg("after").query(&mut redis(&client_addr)))
+        .unwrap();
+    assert_eq!(tokio::task::block_in_place(|| get(&client_addr, "k")).as_deref(), Some("after"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_on_the_raft_peer_port_cannot_vote_write_or_brick_the_cluster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = tokio::task::block_in_place(|| up(&dir, "raft", &[]));
+    let _down = Down(&dir);
+    let client_addr = addrs(&status)[0].clone();
+    let _: () =
+        tokio::task::block_in_place(|| redis::cmd("SET").arg("k").arg("mine").query(&mut redis(&client_addr))).unwrap();
+    let payload = |body: Vec<u8>| proto::RaftPayload { from: 9, body: body.into() };
+    let mut stranger = RaftPeerClient::new(channel(&peer_addr(&status, 1)).await);
+    let refusals = [
+        stranger.vote(payload(vec![0; 16])).await.map(|_| ()),
+        stranger.append_entries(payload(vec![0; 16])).await.map(|_| ()),
+        stranger.install_snapshot(payload(vec![0; 16])).await.map(|_| ()),
+        stranger.forward(payload(vec![0; 16])).await.map(|_| ()),
+        stranger.read_index(payload(vec![])).await.map(|_| ()),
+        stranger.probe(payload(vec![])).await.map(|_| ()),
+    ];
+    for (i, refused) in refusals.into_iter().enumerate() {
+        let status = refused.expect_err("a stranger's call must fail");
+        assert_eq!(status.code(), Code::Unauthenticated, "call {i}: {status:?}");
+    }
+
+    // A member's vote at term u64::MAX (it would be persisted and brick the cluster).
+    let vote = openraft::raft::VoteRequest::<u64> { vote: openraft::Vote::new(u64::MAX, 9), last_log_id: None };
+    let body = postcard::to_stdvec(&vote).unwrap();
+    let mut member = RaftPeerClient::new(channel(&peer_addr(&status, 1)).await);
+    let refused = member.vote(with(payload(body), Some(&secret_header(&dir)))).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+
+    // The cluster still has its leader and its data, and takes writes.
+    let _: () = tokio::task::block_in_place(|| redis::cmd("SET").arg("k").arg("after").query(&mut redis(&client_addr)))
+        .unwrap();
+    for addr in addrs(&status_after(&dir)) {
+        assert_eq!(tokio::task::block_in_place(|| get(&addr, "k")).as_deref(), Some("after"), "via {addr}");
+    }
+}
+
+fn status_after(dir: &std::path::Path) -> serde_json::Value {
+    tokio::task::block_in_place(|| common::cluster(dir, &["status"]))
+}
+
+#[test]
+fn a_node_reachable_from_other_hosts_refuses_to_start_without_a_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let port = common::free_port().to_string();
+    for mode in ["paxos", "raft"] {
+        let out = std::process::Command::new(common::BIN)
+            .args(["serve", "--mode", mode, "--addr", &format!("127.0.0.1:{port}")])
+            .args(["--peer-addr", "0.0.0.0:0", "--data-dir", data.to_str().unwrap()])
+            .env_remove(valthree::peer::SECRET_ENV)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{mode}: {}", text(&out));
+        assert!(text(&out).contains("peers are not authenticated"), "{mode}: {}", text(&out));
+    }
+    let short = valthree(&["serve", "--mode", "paxos", "--cluster-secret-file", "/nonexistent/secret"]);
+    assert_eq!(short.status.code(), Some(2));
+    assert!(text(&short).contains("/nonexistent/secret"), "{}", text(&short));
+}
