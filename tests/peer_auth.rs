@@ -173,3 +173,42 @@ fn a_node_reachable_from_other_hosts_refuses_to_start_without_a_secret() {
     assert_eq!(short.status.code(), Some(2));
     assert!(text(&short).contains("/nonexistent/secret"), "{}", text(&short));
 }
+
+/// Data at rest is its owner's alone whatever the umask: directories 0700, files 0600 (the
+/// paxos acceptor, raft's log and snapshot with every value, s3's document, logs, the state
+/// file with the cluster's secrets).
+#[test]
+fn data_directories_and_files_are_private_under_a_permissive_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    for mode in ["s3", "paxos", "raft"] {
+        let dir = tmp.path().join(mode);
+        let base = common::free_base().to_string();
+        let script = format!(
+            "umask 000; exec \"$V\" cluster --dir {} up --mode {mode} --nodes 1 --base-port {base}",
+            dir.display()
+        );
+        let out = std::process::Command::new("bash").arg("-c").arg(&script).env("V", common::BIN).output().unwrap();
+        let _down = Down(&dir);
+        assert!(out.status.success(), "{mode}: {}", text(&out));
+        let _: () = redis::cmd("SET")
+            .arg("k")
+            .arg("secret value")
+            .query(&mut redis(&format!("127.0.0.1:{}", base.parse::<u16>().unwrap() + 1)))
+            .unwrap();
+        let mut checked = 0;
+        let mut walk = vec![dir.clone()];
+        while let Some(path) = walk.pop() {
+            let meta = std::fs::metadata(&path).unwrap();
+            let bits = meta.permissions().mode() & 0o777;
+            if meta.is_dir() {
+                assert_eq!(bits, 0o700, "{mode}: directory {}", path.display());
+                walk.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            } else {
+                assert_eq!(bits & 0o077, 0, "{mode}: {} is {bits:o}", path.display());
+            }
+            checked += 1;
+        }
+        assert!(checked >= 4, "{mode}: only {checked} paths");
+    }
+}

@@ -43,6 +43,9 @@ pub fn run(cli: Cli) -> ExitCode {
     if !matches!(cli.command, Command::Serve(_)) {
         quiet_on_closed_stdout();
     }
+    if matches!(cli.command, Command::Serve(_) | Command::Cluster(_)) {
+        private_files();
+    }
     match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Workload(args) => workload::run(*args),
@@ -59,4 +62,11 @@ fn quiet_on_closed_stdout() {
     use nix::sys::signal::{SigHandler, Signal, signal};
     // SAFETY: called before any thread starts; SIG_DFL installs no handler code.
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
+/// Files and directories a node or a local cluster creates (data, snapshots, logs, the state
+/// file with its secrets) are its owner's alone, whatever the umask: 0600 and 0700.
+fn private_files() {
+    use nix::sys::stat::{Mode, umask};
+    umask(Mode::from_bits_truncate(0o077));
 }

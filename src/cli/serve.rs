@@ -193,7 +193,21 @@ async fn shutdown_signal() {
     }
 }
 
+/// Makes an existing data directory its owner's alone (a new one is, by the umask).
+fn make_private(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(dir)
+        && meta.is_dir()
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+            tracing::warn!("cannot make {} private: {e}", dir.display());
+        }
+    }
+}
+
 async fn serve(args: ServeArgs) -> Result<()> {
+    make_private(&args.data_dir);
     let faults = Arc::new(Faults::default());
     let store = crate::mode::open(&mode_config(&args)?, faults.clone()).await?;
     let listener = tokio::net::TcpListener::bind(&args.addr)
