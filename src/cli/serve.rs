@@ -199,10 +199,9 @@ fn make_private(dir: &std::path::Path) {
     if let Ok(meta) = std::fs::metadata(dir)
         && meta.is_dir()
         && meta.permissions().mode() & 0o077 != 0
+        && let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
     {
-        if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
-            tracing::warn!("cannot make {} private: {e}", dir.display());
-        }
+        tracing::warn!("cannot make {} private: {e}", dir.display());
     }
 }
 
