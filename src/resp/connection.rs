@@ -2,10 +2,14 @@
 //!
 //! Pipelining: replies are queued on the socket's write buffer while more requests are
 //! already waiting, and flushed as soon as the next request would have to wait for the
-//! network — one write for a whole pipeline, no delay for a lone request.
+//! network — one write for a whole pipeline, no delay for a lone request — or once the
+//! oldest queued reply has waited [`MAX_REPLY_DELAY`], so a pipeline of slow commands
+//! (cluster-wide DBSIZEs, writes waiting for a quorum) streams its replies instead of
+//! holding them back until a buffer fills.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -18,6 +22,9 @@ use super::codec::{CodecError, RespCodec};
 use super::{Reply, ServerState, Session};
 use crate::store::Store;
 
+/// The longest a reply waits in the write buffer for the rest of its pipeline.
+pub const MAX_REPLY_DELAY: Duration = Duration::from_millis(2);
+
 /// Serves one connection until the client leaves, a protocol error, or shutdown.
 pub async fn handle(socket: TcpStream, store: Arc<dyn Store>, server: Arc<ServerState>, shutdown: CancellationToken) {
     let peer = socket.peer_addr().unwrap_or_else(|_| server.local_addr);
@@ -28,13 +35,23 @@ pub async fn handle(socket: TcpStream, store: Arc<dyn Store>, server: Arc<Server
     let mut codec = RespCodec::new(server.proto_max_bulk_len);
     codec.authenticated = session.authenticated;
     let mut framed = Framed::new(socket, codec);
+    let mut queued_since: Option<Instant> = None;
     loop {
+        if queued_since.is_some_and(|t| t.elapsed() >= MAX_REPLY_DELAY) {
+            if framed.flush().await.is_err() {
+                break;
+            }
+            queued_since = None;
+        }
+        // Requests already received are answered, also during shutdown; only waiting for
+        // more stops when the server is stopping.
         let next = match framed.next().now_or_never() {
-            Some(next) if !shutdown.is_cancelled() => next,
-            _ => {
-                if framed.flush().await.is_err() {
+            Some(next) => next,
+            None => {
+                if framed.flush().await.is_err() || shutdown.is_cancelled() {
                     break;
                 }
+                queued_since = None;
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => break,
@@ -70,6 +87,7 @@ pub async fn handle(socket: TcpStream, store: Arc<dyn Store>, server: Arc<Server
         if framed.feed(reply).await.is_err() {
             break;
         }
+        queued_since.get_or_insert_with(Instant::now);
         if session.closing {
             break;
         }

@@ -34,7 +34,7 @@ const REASONS_SHOWN: usize = 8;
 /// details that differ between occurrences (node names, addresses), cut to one short line.
 fn reason(error: &str) -> String {
     let line = error.lines().next().unwrap_or("").trim();
-    let cut = line.find([':', '(']).map_or(line, |i| &line[..i]).trim_end();
+    let cut = [line.find(": "), line.find(" (")].into_iter().flatten().min().map_or(line, |i| &line[..i]).trim_end();
     cut.chars().take(70).collect()
 }
 
@@ -44,10 +44,17 @@ fn explain(op: Op, reason: &str) -> Option<&'static str> {
         Op::Incr if reason.contains("not an integer") => Some(
             "by design: the mix also SETs and APPENDs strings to the keys it INCRs, and Redis refuses INCR of a non-integer the same way (nothing changes)",
         ),
-        _ if reason.starts_with("UNCERTAIN") || reason == "timeout" => {
+        _ if reason.starts_with("TRYAGAIN") => {
+            Some("definitely not applied (a write conflict after retries, or no quorum during a fault)")
+        }
+        _ if reason.starts_with("connect to") => Some("never sent: no connection to the node (down or restarting)"),
+        _ if reason.starts_with("UNCERTAIN")
+            || reason == "timeout"
+            || reason.contains("connection closed")
+            || reason.contains("IO Error") =>
+        {
             Some("indeterminate: may or may not have happened; the checker considers both")
         }
-        _ if reason.starts_with("TRYAGAIN") => Some("definitely not applied (e.g. no quorum during a fault)"),
         _ => None,
     }
 }
@@ -98,12 +105,14 @@ impl Summary {
         }
     }
 
-    /// The commonest reasons for failed and indeterminate operations, most frequent first.
-    fn top_reasons(&self) -> Vec<(Op, &str, u64)> {
+    /// The commonest reasons for failed and indeterminate operations, most frequent first,
+    /// and how many operations the reasons left out account for.
+    fn top_reasons(&self) -> (Vec<(Op, &str, u64)>, u64) {
         let mut all: Vec<(Op, &str, u64)> = self.reasons.iter().map(|((op, r), n)| (*op, r.as_str(), *n)).collect();
         all.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+        let rest = all.iter().skip(REASONS_SHOWN).map(|r| r.2).sum();
         all.truncate(REASONS_SHOWN);
-        all
+        (all, rest)
     }
 
     /// All counts added up.
@@ -162,7 +171,7 @@ impl Summary {
                 ms(lat.last().copied().unwrap_or(0))
             );
         }
-        let reasons = self.top_reasons();
+        let (reasons, rest) = self.top_reasons();
         if !reasons.is_empty() {
             let _ = writeln!(out, "why operations failed or were left in doubt:");
         }
@@ -171,6 +180,9 @@ impl Summary {
             if let Some(meaning) = explain(op, reason) {
                 let _ = writeln!(out, "  {:<7}{:>7}  ({meaning})", "", "");
             }
+        }
+        if rest > 0 {
+            let _ = writeln!(out, "  {:<7}{rest:>7}  for other reasons (all of them are in the history)", "");
         }
         out
     }
@@ -193,7 +205,7 @@ impl Summary {
             "ok": t.ok, "fail": t.fail, "info": t.info,
             "latency": latency(self.sorted(None)),
             "by_op": by_op,
-            "reasons": self.top_reasons().into_iter().map(|(op, reason, n)| json!({"op": op.as_str(), "reason": reason, "count": n})).collect::<Vec<_>>(),
+            "reasons": self.top_reasons().0.into_iter().map(|(op, reason, n)| json!({"op": op.as_str(), "reason": reason, "count": n})).collect::<Vec<_>>(),
         })
     }
 }

@@ -44,7 +44,7 @@ pub(super) const COUNTER_RESERVE: u64 = 1000;
 pub(super) const SCAN_PARALLELISM: usize = 32;
 
 /// How long a stopping node waits for its background tasks.
-pub(super) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub(super) const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Options of paxos mode.
 #[derive(Debug, Clone)]

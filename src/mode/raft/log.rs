@@ -24,7 +24,6 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const PURGED: &str = "last_purged";
-const EPOCH: &str = "epoch";
 
 fn io_error(e: impl std::fmt::Display) -> StorageError<NodeId> {
     StorageIOError::<NodeId>::write(&std::io::Error::other(e.to_string())).into()
@@ -55,13 +54,6 @@ impl LogStore {
     /// Makes `purge` wait until the snapshot on disk covers what it removes.
     pub fn guard_purges(&mut self, snapshot: tokio::sync::watch::Receiver<u64>) {
         self.snapshot = Some(snapshot);
-    }
-
-    /// Counts a start: a new epoch, durable, so request ids never repeat across restarts.
-    pub fn next_epoch(&self) -> Result<u64, String> {
-        let epoch = self.get_meta::<u64>(EPOCH).map_err(|e| e.to_string())?.unwrap_or(0) + 1;
-        self.put_meta(EPOCH, &epoch).map_err(|e| e.to_string())?;
-        Ok(epoch)
     }
 
     fn get_meta<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StorageError<NodeId>> {

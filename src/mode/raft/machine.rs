@@ -3,13 +3,21 @@
 //! application's job in Raft (the Raft dissertation, §6.3; openraft's guide).
 //!
 //! **Sessions.** Every node is a client of the log, with one session per start (its id and a
-//! durable epoch). Each request carries its sequence number in the session and the lowest
+//! random 64-bit number drawn at start, so a node whose data directory was wiped never
+//! reuses a session). Each request carries its sequence number in the session and the lowest
 //! sequence its node still has in flight (`done_below`): everything below is answered and
 //! will never be retried. The machine keeps, per session, the replies of the requests at or
 //! above `done_below`; a request seen before is answered with its first reply, and one below
 //! `done_below` — a straggler of a request whose client was already answered — is refused
 //! without being applied. Memory is bounded by the requests in flight, not by a window of
 //! the last N ids (a retry arriving after N other writes was applied twice).
+//!
+//! **Expiry.** A session silent for [`SESSION_EXPIRY`] log entries (its node died, restarted
+//! under a new session, or idled) is dropped with what it held — replies and chunks of a value
+//! that will never be assembled — and its id is remembered as expired: a request of an
+//! expired session is never applied, and its node (if alive) opens a new session and sends it
+//! again. A node retries a request only within its 5 s deadline, so no live retry is refused
+//! this way unless 100,000 entries are committed in those 5 s.
 //!
 //! The machine lives in memory. Snapshots are written to `DATA/raft-snapshot.bin` (temporary
 //! file, fsync, rename, directory fsync) when built or installed, and loaded at start-up; the
@@ -36,9 +44,16 @@ use super::codec;
 use super::{Command, NodeId, Request, Response, SessionId, TypeConfig};
 use crate::store::Keyspace;
 
+/// Log entries after which a silent session expires.
+pub const SESSION_EXPIRY: u64 = 100_000;
+/// Entries between two sweeps for expired sessions.
+const SWEEP_EVERY: u64 = 1024;
+
 /// One client session: the replies of its requests that may still be retried.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
+    /// The log index of its last request.
+    last_index: u64,
     /// Every request below this sequence was answered and is never retried.
     done_below: u64,
     /// Replies by sequence, for the requests at or above `done_below` applied so far.
@@ -54,11 +69,32 @@ pub struct MachineState {
     pub membership: StoredMembership<NodeId, openraft::BasicNode>,
     pub keyspace: Keyspace,
     sessions: HashMap<SessionId, Session>,
+    /// Sessions dropped for silence: their requests are refused, never applied.
+    expired: std::collections::BTreeSet<SessionId>,
+    last_sweep: u64,
 }
 
 impl MachineState {
-    fn apply(&mut self, request: &Request) -> Response {
+    fn apply(&mut self, request: &Request, index: u64) -> Response {
+        if self.expired.contains(&request.session) {
+            return Response { result: Err("the session expired".into()), session_expired: true };
+        }
+        if index >= self.last_sweep + SWEEP_EVERY {
+            self.last_sweep = index;
+            let silent: Vec<SessionId> = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| index.saturating_sub(s.last_index) > SESSION_EXPIRY)
+                .map(|(id, _)| *id)
+                .filter(|id| *id != request.session)
+                .collect();
+            for id in silent {
+                self.sessions.remove(&id);
+                self.expired.insert(id);
+            }
+        }
         let session = self.sessions.entry(request.session).or_default();
+        session.last_index = index;
         if request.done_below > session.done_below {
             session.done_below = request.done_below;
             session.replies = session.replies.split_off(&request.done_below);
@@ -67,7 +103,7 @@ impl MachineState {
         if request.seq < session.done_below {
             // A straggler of a request whose client has its answer (an UNCERTAIN one
             // included): applying it now would change the past.
-            return Response { result: Err("duplicate of a request that was already answered".into()) };
+            return Response::of(Err("duplicate of a request that was already answered".into()));
         }
         if let Some(reply) = session.replies.get(&request.seq) {
             antithesis_sdk::assert_sometimes!(true, "raft: a retried command was deduplicated");
@@ -94,7 +130,7 @@ impl MachineState {
             crate::error::Error::Input(message) => message,
             other => other.to_string(),
         });
-        let reply = Response { result };
+        let reply = Response::of(result);
         session.replies.insert(request.seq, reply.clone());
         reply
     }
@@ -112,6 +148,8 @@ struct SnapshotBody {
     membership: StoredMembership<NodeId, openraft::BasicNode>,
     keyspace: Keyspace,
     sessions: Vec<(SessionId, Session)>,
+    expired: Vec<SessionId>,
+    last_sweep: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -199,6 +237,8 @@ impl Machine {
         state.membership = body.membership;
         state.keyspace = body.keyspace;
         state.sessions = body.sessions.into_iter().collect();
+        state.expired = body.expired.into_iter().collect();
+        state.last_sweep = body.last_sweep;
         Ok(())
     }
 }
@@ -212,6 +252,8 @@ impl RaftSnapshotBuilder<TypeConfig> for Machine {
                 membership: state.membership.clone(),
                 keyspace: state.keyspace.clone(),
                 sessions: state.sessions.iter().map(|(id, s)| (*id, s.clone())).collect(),
+                expired: state.expired.iter().copied().collect(),
+                last_sweep: state.last_sweep,
             };
             let meta = SnapshotMeta {
                 last_log_id: state.last_applied,
@@ -254,11 +296,11 @@ impl RaftStateMachine<TypeConfig> for Machine {
         for entry in entries {
             state.last_applied = Some(entry.log_id);
             let reply = match entry.payload {
-                EntryPayload::Blank => Response { result: Ok(crate::store::MutationReply::Done) },
-                EntryPayload::Normal(request) => state.apply(&request),
+                EntryPayload::Blank => Response::of(Ok(crate::store::MutationReply::Done)),
+                EntryPayload::Normal(request) => state.apply(&request, entry.log_id.index),
                 EntryPayload::Membership(membership) => {
                     state.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    Response { result: Ok(crate::store::MutationReply::Done) }
+                    Response::of(Ok(crate::store::MutationReply::Done))
                 }
             };
             replies.push(reply);
@@ -335,42 +377,60 @@ mod tests {
                 done_below: 0,
                 command: Command::Chunk { of: 0, part, data },
             };
-            assert!(state.apply(&request).result.is_ok(), "chunk {i}");
+            assert!(state.apply(&request, 1).result.is_ok(), "chunk {i}");
             assert_eq!(state.keyspace.get(b"big"), None);
         }
         let assemble =
             Request { session: s, seq: 0, done_below: 0, command: Command::Assemble { parts: 3, mutation: hollow } };
-        assert!(state.apply(&assemble).result.is_ok());
+        assert!(state.apply(&assemble, 2).result.is_ok());
         assert_eq!(state.keyspace.get(b"big"), Some(&value));
         assert!(state.sessions[&s].staged.is_empty());
         // An assemble whose chunks never arrived is refused, and writes nothing.
         let lonely =
             Request { session: s, seq: 9, done_below: 0, command: Command::Assemble { parts: 2, mutation: set } };
-        assert!(state.apply(&lonely).result.is_err());
+        assert!(state.apply(&lonely, 3).result.is_err());
     }
 
     #[test]
     fn a_retry_is_applied_once_however_many_writes_came_between() {
         let mut state = MachineState::default();
         let (a, b) = ((1, 1), (2, 1));
-        assert_eq!(state.apply(&incr(a, 0, 0)).result, Ok(MutationReply::Integer(1)));
-        // 200,000 writes from another session, more than any window of recent ids.
-        for seq in 0..200_000 {
-            state.apply(&incr(b, seq, seq));
+        assert_eq!(state.apply(&incr(a, 0, 0), 1).result, Ok(MutationReply::Integer(1)));
+        // 90,000 writes from another session: more than any small window of recent ids.
+        for seq in 0..90_000 {
+            state.apply(&incr(b, seq, seq), 2 + seq);
         }
-        assert_eq!(state.apply(&incr(a, 0, 0)).result, Ok(MutationReply::Integer(1)), "the first reply");
-        assert_eq!(state.keyspace.get(b"n").map(|v| v.as_ref()), Some(&b"200001"[..]));
+        let retry = state.apply(&incr(a, 0, 0), 90_002);
+        assert_eq!(retry.result, Ok(MutationReply::Integer(1)), "the first reply, not applied again");
+        assert_eq!(state.keyspace.get(b"n").map(|v| v.as_ref()), Some(&b"90001"[..]));
         assert!(state.remembered_replies() <= 2, "only requests still in flight are remembered");
+    }
+
+    #[test]
+    fn a_silent_session_expires_with_its_chunks_and_is_never_applied_again() {
+        let mut state = MachineState::default();
+        let (dead, live) = ((1, 7), (2, 8));
+        let chunk = Command::Chunk { of: 9, part: 0, data: Bytes::from(vec![1; 1000]) };
+        state.apply(&Request { session: dead, seq: 0, done_below: 0, command: chunk }, 1);
+        state.apply(&incr(dead, 1, 0), 2);
+        for seq in 0..(SESSION_EXPIRY + 2 * SWEEP_EVERY) {
+            state.apply(&incr(live, seq, seq), 3 + seq);
+        }
+        assert!(!state.sessions.contains_key(&dead), "the silent session and its staged chunk are gone");
+        let late = state.apply(&incr(dead, 1, 0), SESSION_EXPIRY + 3 * SWEEP_EVERY);
+        assert!(late.session_expired && late.result.is_err(), "refused, not applied twice");
+        let n: i64 = std::str::from_utf8(state.keyspace.get(b"n").unwrap()).unwrap().parse().unwrap();
+        assert_eq!(n as u64, 1 + SESSION_EXPIRY + 2 * SWEEP_EVERY);
     }
 
     #[test]
     fn a_straggler_below_done_below_is_never_applied() {
         let mut state = MachineState::default();
         let s = (1, 7);
-        state.apply(&incr(s, 1, 0));
+        state.apply(&incr(s, 1, 0), 1);
         // The node answered seq 0 (say UNCERTAIN) and moved on: seq 0 must never apply now.
-        state.apply(&incr(s, 2, 1));
-        assert!(state.apply(&incr(s, 0, 0)).result.is_err());
+        state.apply(&incr(s, 2, 1), 1);
+        assert!(state.apply(&incr(s, 0, 0), 1).result.is_err());
         assert_eq!(state.keyspace.get(b"n").map(|v| v.as_ref()), Some(&b"2"[..]));
     }
 
@@ -378,7 +438,7 @@ mod tests {
     fn sessions_survive_a_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let machine = Machine::open(dir.path()).unwrap();
-        machine.state.write().unwrap().apply(&incr((3, 1), 5, 5));
+        machine.state.write().unwrap().apply(&incr((3, 1), 5, 5), 1);
         let body = {
             let state = machine.state.read().unwrap();
             SnapshotBody {
@@ -386,11 +446,13 @@ mod tests {
                 membership: state.membership.clone(),
                 keyspace: state.keyspace.clone(),
                 sessions: state.sessions.iter().map(|(id, s)| (*id, s.clone())).collect(),
+                expired: Vec::new(),
+                last_sweep: 0,
             }
         };
         let restored = Machine::open(dir.path()).unwrap();
         restored.load(&codec::encode(&body).unwrap()).unwrap();
         let mut state = restored.state.write().unwrap();
-        assert_eq!(state.apply(&incr((3, 1), 5, 5)).result, Ok(MutationReply::Integer(1)), "deduplicated");
+        assert_eq!(state.apply(&incr((3, 1), 5, 5), 2).result, Ok(MutationReply::Integer(1)), "deduplicated");
     }
 }

@@ -10,7 +10,7 @@
 //!   while its own storage is empty and every peer answers that its storage is empty too.
 //!   A restart (or a wiped node whose peers have state) never initialises again.
 //! * **Writes** go to the leader: a follower forwards them over the peer plane. Every write
-//!   carries its node's session (node, durable epoch of the start) and a sequence number; the
+//!   carries its node's session (node, a random id drawn at start) and a sequence number; the
 //!   state machine keeps each session's replies until the node says they are answered, so
 //!   the node may retry a write whose outcome it did not learn — on the same or a new leader
 //!   — and it is applied exactly once ([`machine`]). Only when no retry settles it

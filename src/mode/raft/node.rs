@@ -47,8 +47,9 @@ pub(super) struct Inner {
     pub(super) machine: machine::Machine,
     pub(super) log: log::LogStore,
     pub(super) faults: Arc<Faults>,
-    /// This start's session of the log: its epoch and the sequences still in flight.
-    pub(super) epoch: u64,
+    /// This node's session of the log: a random number drawn at start (and again when the
+    /// session expires), and the sequences still in flight.
+    pub(super) epoch: AtomicU64,
     pub(super) in_flight: std::sync::Mutex<InFlight>,
     pub(super) clients: Arc<peer::Clients>,
     /// The peer server and the watchers; stopped with openraft at shutdown.
@@ -151,7 +152,6 @@ impl RaftMode {
         let mut log = log::LogStore::open(&options.node.data_dir.join("raft-log.redb")).map_err(Error::Config)?;
         let machine = machine::Machine::open(&options.node.data_dir).map_err(Error::Config)?;
         log.guard_purges(machine.durable_index());
-        let epoch = log.next_epoch().map_err(Error::Config)?;
         let config = openraft::Config {
             cluster_name: "valthree".into(),
             heartbeat_interval: 100,
@@ -185,7 +185,7 @@ impl RaftMode {
             machine,
             log,
             faults,
-            epoch,
+            epoch: AtomicU64::new(fastrand::u64(1..)),
             in_flight: Default::default(),
             clients,
             tasks: Tasks::default(),

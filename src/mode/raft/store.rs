@@ -46,11 +46,13 @@ impl Store for RaftMode {
 
     async fn shutdown(&self) {
         // openraft first (it stops replicating and flushes), then the peer server and watchers.
-        if let Err(e) = self.inner.raft.shutdown().await {
-            tracing::warn!("raft: shutdown: {e}");
+        match tokio::time::timeout(Duration::from_secs(2), self.inner.raft.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("raft: shutdown: {e}"),
+            Err(_) => tracing::warn!("raft: openraft did not stop within 2 s"),
         }
-        if !self.inner.tasks.shutdown(Duration::from_secs(5)).await {
-            tracing::warn!("raft: background tasks still running after 5 s");
+        if !self.inner.tasks.shutdown(Duration::from_secs(2)).await {
+            tracing::warn!("raft: background tasks still running after 2 s");
         }
     }
 

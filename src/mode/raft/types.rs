@@ -14,7 +14,8 @@ use crate::store::{Mutation, MutationReply};
 pub type NodeId = u64;
 
 /// A client session of the log: (the node that accepted the command from a client, the
-/// durable epoch of that node's start). See [`machine`] for how sessions deduplicate.
+/// random id of that node's start, so a node whose data was wiped never reuses one). See
+/// [`super::machine`] for how sessions deduplicate and expire.
 pub type SessionId = (NodeId, u64);
 
 /// A client write as it travels through the log.
@@ -79,6 +80,16 @@ pub(super) fn fill_value(mutation: &Mutation, value: Bytes) -> Mutation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
     pub result: std::result::Result<MutationReply, String>,
+    /// The request's session had expired: it was not applied, and the node must start a new
+    /// session and send it again.
+    pub session_expired: bool,
+}
+
+impl Response {
+    /// An applied entry's reply.
+    pub fn of(result: std::result::Result<MutationReply, String>) -> Self {
+        Self { result, session_expired: false }
+    }
 }
 
 openraft::declare_raft_types!(

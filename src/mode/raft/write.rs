@@ -23,6 +23,9 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 
 // ---- this node's session of the log ----
 
+/// A request refused, unapplied, because its session expired.
+pub(super) struct Expired;
+
 /// The sequences of this node's session that are still in flight.
 #[derive(Default)]
 pub(super) struct InFlight {
@@ -87,13 +90,48 @@ impl Inner {
     }
 
     /// Runs a write through the leader; a large value goes first as chunks (see [`Command`]).
+    /// If this node's session expired (it was idle while the log moved on), nothing was
+    /// applied: a new session is opened and the write sent once more.
     pub(super) async fn write(&self, mutation: Mutation) -> Result<MutationReply> {
+        let session = self.session();
+        match self.write_in(session, mutation.clone()).await {
+            Err(Expired) => {
+                self.renew_session(session);
+                match self.write_in(self.session(), mutation).await {
+                    Err(Expired) => Err(Error::TryAgain("this node's raft session expired twice".into())),
+                    Ok(result) => result,
+                }
+            }
+            Ok(result) => result,
+        }
+    }
+
+    /// This node's current session of the log.
+    pub(super) fn session(&self) -> SessionId {
+        (self.id, self.epoch.load(Ordering::SeqCst))
+    }
+
+    /// Replaces an expired session with a new random one (once, however many writes saw it).
+    fn renew_session(&self, expired: SessionId) {
+        let fresh = fastrand::u64(1..);
+        if self.epoch.compare_exchange(expired.1, fresh, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            tracing::info!("raft session expired; opened a new one");
+        }
+    }
+
+    /// [`Inner::write`] in `session`.
+    async fn write_in(
+        &self,
+        session: SessionId,
+        mutation: Mutation,
+    ) -> std::result::Result<Result<MutationReply>, Expired> {
         let ticket = Ticket::new(&self.in_flight);
-        let session = (self.id, self.epoch);
         let command = match split_value(&mutation) {
             None => Command::Mutate(mutation),
             Some((chunks, hollow)) => {
-                let parts = u32::try_from(chunks.len()).map_err(|_| Error::Input("value too large".into()))?;
+                let Ok(parts) = u32::try_from(chunks.len()) else {
+                    return Ok(Err(Error::Input("value too large".into())));
+                };
                 let sends = chunks.into_iter().enumerate().map(|(part, data)| {
                     let chunk = Ticket::new(&self.in_flight);
                     let command = Command::Chunk { of: ticket.seq, part: part as u32, data };
@@ -108,13 +146,13 @@ impl Inner {
                 // staging is dropped once the session moves past this request).
                 let mut sent = futures_util::stream::iter(sends).buffer_unordered(CHUNKS_IN_FLIGHT);
                 while let Some(result) = sent.next().await {
-                    if let Err(e) = result {
-                        return Err(match e {
+                    if let Err(e) = result? {
+                        return Ok(Err(match e {
                             Error::Uncertain(m) | Error::TryAgain(m) => {
                                 Error::TryAgain(format!("a part of the value was not stored: {m}"))
                             }
                             other => other,
-                        });
+                        }));
                     }
                 }
                 Command::Assemble { parts, mutation: hollow }
@@ -126,7 +164,7 @@ impl Inner {
 
     /// Runs one request through the leader, retrying it with the same id (the state machine
     /// applies it once) until it settles or the deadline passes.
-    pub(super) async fn write_request(&self, request: Request) -> Result<MutationReply> {
+    pub(super) async fn write_request(&self, request: Request) -> std::result::Result<Result<MutationReply>, Expired> {
         let deadline = Instant::now() + COMMAND_DEADLINE;
         let mut maybe_applied = false;
         let mut last = String::from("no leader is known");
@@ -144,7 +182,7 @@ impl Inner {
             } else {
                 let payload = match encode(self.id, &Forwarded::Write(request.clone())) {
                     Ok(payload) => payload,
-                    Err(status) => return Err(Error::Input(status.message().to_string())),
+                    Err(status) => return Ok(Err(Error::Input(status.message().to_string()))),
                 };
                 let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
                 match self.call_peer::<ForwardReply>(leader, "forward", payload, left.min(RPC_TIMEOUT)).await {
@@ -153,8 +191,9 @@ impl Inner {
                 }
             };
             match reply {
+                ForwardReply::Write(response) if response.session_expired => return Err(Expired),
                 ForwardReply::Write(response) => {
-                    return response.result.map_err(Error::Input);
+                    return Ok(response.result.map_err(Error::Input));
                 }
                 ForwardReply::NotLeader(_) => last = format!("n{leader} is not the leader"),
                 ForwardReply::Failed { message, maybe } => {
@@ -164,11 +203,11 @@ impl Inner {
                 ForwardReply::Membership(_) => last = "unexpected reply".into(),
             }
         }
-        if maybe_applied {
+        Ok(if maybe_applied {
             Err(Error::Uncertain(format!("the write may have been committed: {last}")))
         } else {
             Err(Error::TryAgain(format!("no leader accepted the write: {last}")))
-        }
+        })
     }
 
     /// Waits until a read here is linearizable: the leader's read index, applied locally.
