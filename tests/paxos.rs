@@ -198,3 +198,24 @@ fn writes_while_a_node_is_dead_all_get_definite_answers() {
     let forwarded = info_field(&nodes[0], "paxos_local_fallbacks");
     assert_ne!(forwarded, "0", "keys whose home is n2 ran on n1");
 }
+
+/// A bare INFO is cheap: it never runs a cluster-wide DBSIZE (a Paxos round per key).
+#[test]
+fn a_bare_info_runs_no_paxos_round() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "paxos", &["--paxos-gc-interval", "0s"]);
+    let _down = Down(&dir);
+    let node = addrs(&status)[0].clone();
+    for i in 0..50 {
+        let _: () = redis::cmd("SET").arg(format!("k{i}")).arg(i).query(&mut redis(&node)).unwrap();
+    }
+    let rounds = |addr: &str| -> u64 { info_field(addr, "paxos_rounds").parse().unwrap() };
+    let before: Vec<u64> = addrs(&status).iter().map(|a| rounds(a)).collect();
+    for _ in 0..5 {
+        let info: String = redis::cmd("INFO").query(&mut redis(&node)).unwrap();
+        assert!(info.contains("# Keyspace"), "{info}");
+    }
+    let after: Vec<u64> = addrs(&status).iter().map(|a| rounds(a)).collect();
+    assert_eq!(before, after, "INFO ran Paxos rounds");
+}

@@ -132,3 +132,42 @@ pub trait Store: Send + Sync + 'static {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mode (or a peer it relays) that answers a mutation with the wrong kind of reply.
+    struct Confused;
+
+    #[async_trait]
+    impl Store for Confused {
+        async fn get(&self, _: &[u8]) -> Result<Option<Bytes>> {
+            Ok(None)
+        }
+        async fn mget(&self, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>> {
+            Ok(vec![None; keys.len()])
+        }
+        async fn dbsize(&self) -> Result<u64> {
+            Ok(0)
+        }
+        async fn mutate(&self, _: Mutation) -> Result<MutationReply> {
+            Ok(MutationReply::Done)
+        }
+        fn describe(&self) -> ModeInfo {
+            ModeInfo { mode: "confused", details: Vec::new() }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reply_of_the_wrong_kind_is_uncertain_not_a_panic() {
+        let store = Confused;
+        let set = store.set(Bytes::from_static(b"k"), Bytes::from_static(b"v"), SetOptions::default()).await;
+        assert!(matches!(set, Err(crate::error::Error::Uncertain(_))), "{set:?}");
+        assert!(matches!(store.del(vec![Bytes::from_static(b"k")]).await, Err(crate::error::Error::Uncertain(_))));
+        let incr = store.update(Bytes::from_static(b"k"), UpdateOp::IncrBy(1)).await;
+        assert!(matches!(incr, Err(crate::error::Error::Uncertain(_))));
+        assert!(store.flushall().await.is_ok(), "FLUSHALL's own reply is Done");
+        assert!(store.membership().is_none());
+    }
+}
