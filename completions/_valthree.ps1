@@ -41,6 +41,8 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--maxclients', '--maxclients', [CompletionResultType]::ParameterName, 'Refuse connections beyond this many')
             [CompletionResult]::new('--admin-token', '--admin-token', [CompletionResultType]::ParameterName, 'Enables the VALTHREE.FAULT admin command (partitions for testing) for holders of this token')
             [CompletionResult]::new('--proto-max-bulk-len', '--proto-max-bulk-len', [CompletionResultType]::ParameterName, 'Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted)')
+            [CompletionResult]::new('--maxmemory-clients', '--maxmemory-clients', [CompletionResultType]::ParameterName, 'The bytes all clients'' query buffers may hold together; a client whose next read would pass it gets an error and is closed (0: no limit)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Close a client idle for this many seconds (0: never), as Redis'' `timeout`')
             [CompletionResult]::new('--s3-endpoint', '--s3-endpoint', [CompletionResultType]::ParameterName, 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted')
             [CompletionResult]::new('--s3-bucket', '--s3-bucket', [CompletionResultType]::ParameterName, 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used')
             [CompletionResult]::new('--s3-dir', '--s3-dir', [CompletionResultType]::ParameterName, 's3 mode: directory of the embedded object store, shared by every node of a local cluster (default: --data-dir)')

@@ -880,7 +880,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__serve)
-            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --maxclients --admin-token --proto-max-bulk-len --s3-endpoint --s3-bucket --s3-dir --s3-key --s3-region --s3-access-key --s3-secret-key --s3-batch --node-id --peer-addr --peers --cluster-secret-file --join --paxos-one-rtt --paxos-gc-interval --stale-reads --raft-snapshot-every --unsafe-accept-quorum --unsafe-stale-reads --help --version"
+            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --maxclients --admin-token --proto-max-bulk-len --maxmemory-clients --timeout --s3-endpoint --s3-bucket --s3-dir --s3-key --s3-region --s3-access-key --s3-secret-key --s3-batch --node-id --peer-addr --peers --cluster-secret-file --join --paxos-one-rtt --paxos-gc-interval --stale-reads --raft-snapshot-every --unsafe-accept-quorum --unsafe-stale-reads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -911,6 +911,14 @@ _valthree() {
                     return 0
                     ;;
                 --proto-max-bulk-len)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --maxmemory-clients)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -37,6 +37,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --maxclients 'Refuse connections beyond this many'
             cand --admin-token 'Enables the VALTHREE.FAULT admin command (partitions for testing) for holders of this token'
             cand --proto-max-bulk-len 'Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted)'
+            cand --maxmemory-clients 'The bytes all clients'' query buffers may hold together; a client whose next read would pass it gets an error and is closed (0: no limit)'
+            cand --timeout 'Close a client idle for this many seconds (0: never), as Redis'' `timeout`'
             cand --s3-endpoint 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted'
             cand --s3-bucket 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used'
             cand --s3-dir 's3 mode: directory of the embedded object store, shared by every node of a local cluster (default: --data-dir)'

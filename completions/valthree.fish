@@ -41,6 +41,8 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l requirepass 
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l maxclients -d 'Refuse connections beyond this many' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l admin-token -d 'Enables the VALTHREE.FAULT admin command (partitions for testing) for holders of this token' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l proto-max-bulk-len -d 'Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l maxmemory-clients -d 'The bytes all clients\' query buffers may hold together; a client whose next read would pass it gets an error and is closed (0: no limit)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l timeout -d 'Close a client idle for this many seconds (0: never), as Redis\' `timeout`' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-endpoint -d 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-bucket -d 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-dir -d 's3 mode: directory of the embedded object store, shared by every node of a local cluster (default: --data-dir)' -r -F

@@ -236,3 +236,47 @@ fn an_unknown_mode_is_refused_with_a_clear_message() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--mode dynamo is not available"), "{stderr}");
 }
+
+/// Many clients each sending half of a large value cannot exhaust the server: their query
+/// buffers share one budget (`--maxmemory-clients`); the client whose read would pass it is
+/// told so and closed, the others go on and nothing is half-applied.
+#[test]
+fn query_buffers_of_all_clients_share_one_budget() {
+    let (_dir, server) = server(&["--maxmemory-clients", "10mb"]);
+    let mb = 1 << 20;
+    let header = |key: &str| format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n", key.len(), 8 * mb).into_bytes();
+    let mut a = Raw::connect(server.port);
+    a.send(&header("a"));
+    a.send(&vec![b'x'; 6 * mb]);
+    // Wait until the server holds a's 6 MB, then b's 6 MB would pass 10 MB.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut b = Raw::connect(server.port);
+    b.send(&header("b"));
+    b.send(&vec![b'y'; 6 * mb]);
+    let refused = String::from_utf8_lossy(&b.read_reply()).into_owned();
+    assert!(refused.starts_with("-ERR client query buffers exceed maxmemory-clients"), "{refused:?}");
+    // a finishes its value (8 MB in all, under the budget once b is gone).
+    a.send(&vec![b'x'; 2 * mb]);
+    a.send(b"\r\n");
+    assert_eq!(a.read_reply(), b"+OK\r\n");
+    let mut c = Raw::connect(server.port);
+    c.send(&request(&[b"EXISTS", b"a", b"b"]));
+    assert_eq!(c.read_reply(), b":1\r\n", "a was stored whole, b not at all");
+}
+
+/// `--timeout N` closes a client idle for N seconds, as Redis does; a busy one stays.
+#[test]
+fn idle_clients_are_closed_after_the_timeout() {
+    let (_dir, server) = server(&["--timeout", "1"]);
+    let mut idle = Raw::connect(server.port);
+    let mut busy = Raw::connect(server.port);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1800) {
+        busy.send(&request(&[b"PING"]));
+        assert_eq!(busy.read_reply(), b"+PONG\r\n");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let asked = Instant::now();
+    assert!(idle.read_exact_or_eof(1).is_empty(), "the idle client got data");
+    assert!(asked.elapsed() < Duration::from_secs(2), "the idle client was not closed (the read timed out)");
+}

@@ -51,6 +51,13 @@ pub struct ServeArgs {
     /// Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted).
     #[arg(long, default_value = "512mb", value_parser = parse_size)]
     pub proto_max_bulk_len: u64,
+    /// The bytes all clients' query buffers may hold together; a client whose next read would
+    /// pass it gets an error and is closed (0: no limit).
+    #[arg(long, default_value = "1gb", value_parser = parse_size)]
+    pub maxmemory_clients: u64,
+    /// Close a client idle for this many seconds (0: never), as Redis' `timeout`.
+    #[arg(long, default_value_t = 0)]
+    pub timeout: u64,
 
     /// s3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted.
     #[arg(long, help_heading = "s3 mode")]
@@ -227,6 +234,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         faults,
         maxclients: args.maxclients,
         proto_max_bulk_len: args.proto_max_bulk_len,
+        maxmemory_clients: args.maxmemory_clients,
+        idle_timeout: (args.timeout > 0).then(|| std::time::Duration::from_secs(args.timeout)),
     };
     crate::resp::serve(listener, store.clone(), config, shutdown_signal()).await?;
     // Clients are drained; now the mode's own background work (peers, replication, GC).

@@ -7,7 +7,11 @@
 //! * **bounds**: before a multibulk request is handed to the decoder its headers are checked
 //!   as they arrive, so a bulk longer than `proto-max-bulk-len`, an absurd element count or
 //!   an endless header line is refused at once instead of being buffered;
-//! * Redis' own `Protocol error: ...` texts for malformed input.
+//! * Redis' own `Protocol error: ...` texts for malformed input;
+//! * a **server-wide budget** ([`BufferBudget`], `--maxmemory-clients`): the bytes all
+//!   connections hold in their query buffers together; a connection whose next read would
+//!   pass it is answered an error and closed, so many clients each sending half of a large
+//!   value cannot exhaust the server's memory.
 //!
 //! Encoding renders a [`Reply`] as RESP2 or RESP3, following the connection's `HELLO`.
 
@@ -31,9 +35,50 @@ pub const MAX_INLINE_LEN: usize = 64 * 1024;
 /// Redis' default `proto-max-bulk-len`: 512 MiB.
 pub const DEFAULT_PROTO_MAX_BULK_LEN: u64 = 512 * 1024 * 1024;
 
+/// The bytes every connection's query buffer holds, together, and their limit.
+#[derive(Debug)]
+pub struct BufferBudget {
+    used: std::sync::atomic::AtomicUsize,
+    limit: usize,
+}
+
+impl BufferBudget {
+    /// A budget of `limit` bytes (0: no limit).
+    pub fn new(limit: usize) -> Self {
+        Self { used: std::sync::atomic::AtomicUsize::new(0), limit }
+    }
+
+    /// Bytes held by all connections now.
+    pub fn used(&self) -> usize {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Takes `bytes` more, unless that passes the limit.
+    fn reserve(&self, bytes: usize) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut used = self.used.load(Relaxed);
+        loop {
+            let next = used.saturating_add(bytes);
+            if self.limit != 0 && next > self.limit {
+                return false;
+            }
+            match self.used.compare_exchange_weak(used, next, Relaxed, Relaxed) {
+                Ok(_) => return true,
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    fn release(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// A malformed request: the connection answers `-ERR Protocol error: ...` and closes.
 #[derive(Debug)]
 pub enum CodecError {
+    /// The server-wide budget for query buffers is spent: answered with an error, closed.
+    OverBudget,
     /// Malformed input, with Redis' text for it (after `Protocol error: `).
     Protocol(String),
     /// The socket failed.
@@ -62,6 +107,9 @@ pub struct RespCodec {
     scanned: (i64, usize),
     resp2: Resp2,
     resp3: Resp3,
+    /// The server-wide budget, and how much of it this connection's buffer holds.
+    budget: Option<std::sync::Arc<BufferBudget>>,
+    held: usize,
 }
 
 impl RespCodec {
@@ -74,6 +122,36 @@ impl RespCodec {
             scanned: (0, 0),
             resp2: Resp2::default(),
             resp3: Resp3::default(),
+            budget: None,
+            held: 0,
+        }
+    }
+
+    /// Counts this connection's buffered bytes against `budget`.
+    pub fn with_budget(mut self, budget: std::sync::Arc<BufferBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Brings this connection's share of the budget to `buffered` bytes.
+    fn account(&mut self, buffered: usize) -> Result<(), CodecError> {
+        let Some(budget) = &self.budget else { return Ok(()) };
+        if buffered > self.held {
+            if !budget.reserve(buffered - self.held) {
+                return Err(CodecError::OverBudget);
+            }
+        } else {
+            budget.release(self.held - buffered);
+        }
+        self.held = buffered;
+        Ok(())
+    }
+}
+
+impl Drop for RespCodec {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.release(self.held);
         }
     }
 }
@@ -232,6 +310,15 @@ impl Decoder for RespCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Request>, CodecError> {
+        self.account(src.len())?;
+        let decoded = self.decode_one(src);
+        self.account(src.len().min(self.held))?;
+        decoded
+    }
+}
+
+impl RespCodec {
+    fn decode_one(&mut self, src: &mut BytesMut) -> Result<Option<Request>, CodecError> {
         loop {
             if src.is_empty() {
                 return Ok(None);

@@ -32,7 +32,7 @@ pub async fn handle(socket: TcpStream, store: Arc<dyn Store>, server: Arc<Server
     let id = server.next_client_id.fetch_add(1, Ordering::Relaxed) + 1;
     let mut session = Session::new(id, peer, server.local_addr, server.requirepass.is_none());
     tracing::debug!(client = session.id, %peer, "connected");
-    let mut codec = RespCodec::new(server.proto_max_bulk_len);
+    let mut codec = RespCodec::new(server.proto_max_bulk_len).with_budget(server.client_buffers.clone());
     codec.authenticated = session.authenticated;
     let mut framed = Framed::new(socket, codec);
     let mut queued_since: Option<Instant> = None;
@@ -52,15 +52,33 @@ pub async fn handle(socket: TcpStream, store: Arc<dyn Store>, server: Arc<Server
                     break;
                 }
                 queued_since = None;
+                let idle = async {
+                    match server.idle_timeout {
+                        Some(limit) => tokio::time::sleep(limit).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => break,
                     next = framed.next() => next,
+                    _ = idle => {
+                        // As Redis' `timeout`: an idle client is closed without a word.
+                        tracing::debug!(client = session.id, "idle for longer than --timeout; closing");
+                        break;
+                    }
                 }
             }
         };
         let request = match next {
             None | Some(Err(CodecError::Io(_))) => break,
+            Some(Err(CodecError::OverBudget)) => {
+                tracing::warn!(client = session.id, "query buffers of all clients exceed --maxmemory-clients; closing");
+                let _ = framed
+                    .send(Reply::error("ERR client query buffers exceed maxmemory-clients; closing the connection"))
+                    .await;
+                break;
+            }
             Some(Err(CodecError::Protocol(msg))) => {
                 tracing::debug!(client = session.id, %msg, "protocol error");
                 let _ = framed.send(Reply::error(format!("ERR Protocol error: {msg}"))).await;

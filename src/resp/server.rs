@@ -36,6 +36,10 @@ pub struct ServerConfig {
     pub maxclients: usize,
     /// The longest bulk string a request may carry (`proto-max-bulk-len`).
     pub proto_max_bulk_len: u64,
+    /// The bytes all connections' query buffers may hold together (0: no limit).
+    pub maxmemory_clients: u64,
+    /// Close a connection idle this long (`None`: never), as Redis' `timeout`.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// Serves `store` on `listener` until `shutdown` completes, then drains.
@@ -51,6 +55,10 @@ pub async fn serve(
         faults: config.faults,
         maxclients: config.maxclients,
         proto_max_bulk_len: config.proto_max_bulk_len,
+        client_buffers: Arc::new(super::codec::BufferBudget::new(
+            usize::try_from(config.maxmemory_clients).unwrap_or(usize::MAX),
+        )),
+        idle_timeout: config.idle_timeout,
         local_addr: listener.local_addr()?,
         started: Instant::now(),
         clients: AtomicUsize::new(0),

@@ -22,6 +22,10 @@ pub struct ServerState {
     pub maxclients: usize,
     /// The longest bulk string a request may carry.
     pub proto_max_bulk_len: u64,
+    /// The bytes all connections' query buffers may hold together (`--maxmemory-clients`).
+    pub client_buffers: Arc<super::codec::BufferBudget>,
+    /// Close a connection idle this long (`--timeout`; `None`: never).
+    pub idle_timeout: Option<std::time::Duration>,
     /// The address the listener is bound to.
     pub local_addr: SocketAddr,
     /// When the server started (`uptime_in_seconds`).
