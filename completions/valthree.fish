@@ -42,6 +42,13 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l maxclients -
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l admin-token -d 'Enables the VALTHREE.FAULT admin command (partitions for testing) for holders of this token' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l proto-max-bulk-len -d 'Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l maxmemory-clients -d 'The bytes all clients\' query buffers may hold together; a client whose next read would pass it gets an error and is closed (0: no limit)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l tls-port -d 'Also serve TLS clients on this address (e.g. 127.0.0.1:6380); needs --tls-cert-file and --tls-key-file' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l tls-cert-file -d 'The server\'s certificate chain (PEM)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l tls-key-file -d 'The server\'s private key (PEM)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l tls-ca-cert-file -d 'Certificates of the CAs that sign client certificates (PEM)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l tls-auth-clients -d 'Whether clients must show a certificate signed by --tls-ca-cert-file (default: yes when a CA file is given, as in Redis; no otherwise)' -r -f -a "yes\t'A client certificate is required'
+optional\t'A client certificate is checked when given'
+no\t'No client certificate is asked for'"
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l timeout -d 'Close a client idle for this many seconds (0: never), as Redis\' `timeout`' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-endpoint -d 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-bucket -d 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used' -r

@@ -55,6 +55,23 @@ pub struct ServeArgs {
     /// pass it gets an error and is closed (0: no limit).
     #[arg(long, default_value = "1gb", value_parser = parse_size)]
     pub maxmemory_clients: u64,
+    /// Also serve TLS clients on this address (e.g. 127.0.0.1:6380); needs --tls-cert-file and
+    /// --tls-key-file.
+    #[arg(long, help_heading = "TLS", requires_all = ["tls_cert_file", "tls_key_file"])]
+    pub tls_port: Option<String>,
+    /// The server's certificate chain (PEM).
+    #[arg(long, help_heading = "TLS")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The server's private key (PEM).
+    #[arg(long, help_heading = "TLS")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Certificates of the CAs that sign client certificates (PEM).
+    #[arg(long, help_heading = "TLS")]
+    pub tls_ca_cert_file: Option<PathBuf>,
+    /// Whether clients must show a certificate signed by --tls-ca-cert-file (default: yes
+    /// when a CA file is given, as in Redis; no otherwise).
+    #[arg(long, help_heading = "TLS", value_enum)]
+    pub tls_auth_clients: Option<crate::resp::ClientAuth>,
     /// Close a client idle for this many seconds (0: never), as Redis' `timeout`.
     #[arg(long, default_value_t = 0)]
     pub timeout: u64,
@@ -216,6 +233,28 @@ async fn serve(args: ServeArgs) -> Result<()> {
     make_private(&args.data_dir);
     let faults = Arc::new(Faults::default());
     let store = crate::mode::open(&mode_config(&args)?, faults.clone()).await?;
+    // The TLS port is bound first: once the plain port answers, both do.
+    let tls = match &args.tls_port {
+        None => None,
+        Some(addr) => {
+            let options = crate::resp::TlsOptions {
+                cert_file: args.tls_cert_file.clone().unwrap_or_default(),
+                key_file: args.tls_key_file.clone().unwrap_or_default(),
+                ca_cert_file: args.tls_ca_cert_file.clone(),
+                auth_clients: args.tls_auth_clients.unwrap_or(if args.tls_ca_cert_file.is_some() {
+                    crate::resp::ClientAuth::Yes
+                } else {
+                    crate::resp::ClientAuth::No
+                }),
+            };
+            let acceptor = crate::resp::tls_acceptor(&options).map_err(Error::Config)?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::Config(format!("cannot listen for TLS clients on {addr}: {e}")))?;
+            tracing::info!(addr = %listener.local_addr()?, "serving TLS clients");
+            Some((listener, acceptor))
+        }
+    };
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", args.addr)))?;
@@ -237,7 +276,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         maxmemory_clients: args.maxmemory_clients,
         idle_timeout: (args.timeout > 0).then(|| std::time::Duration::from_secs(args.timeout)),
     };
-    crate::resp::serve(listener, store.clone(), config, shutdown_signal()).await?;
+    crate::resp::serve(listener, tls, store.clone(), config, shutdown_signal()).await?;
     // Clients are drained; now the mode's own background work (peers, replication, GC).
     store.shutdown().await;
     tracing::info!("bye");

@@ -12,7 +12,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
@@ -26,9 +25,15 @@ use crate::store::Store;
 pub const MAX_REPLY_DELAY: Duration = Duration::from_millis(2);
 
 /// Serves one connection until the client leaves, a protocol error, or shutdown.
-pub async fn handle(socket: TcpStream, store: Arc<dyn Store>, server: Arc<ServerState>, shutdown: CancellationToken) {
-    let peer = socket.peer_addr().unwrap_or_else(|_| server.local_addr);
-    let _ = socket.set_nodelay(true);
+pub async fn handle<S>(
+    socket: S,
+    peer: std::net::SocketAddr,
+    store: Arc<dyn Store>,
+    server: Arc<ServerState>,
+    shutdown: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let id = server.next_client_id.fetch_add(1, Ordering::Relaxed) + 1;
     let mut session = Session::new(id, peer, server.local_addr, server.requirepass.is_none());
     tracing::debug!(client = session.id, %peer, "connected");

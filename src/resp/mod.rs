@@ -12,12 +12,14 @@ mod reply;
 mod server;
 mod session;
 mod state;
+mod tls;
 
 pub use codec::{CodecError, DEFAULT_PROTO_MAX_BULK_LEN, RespCodec};
 pub use reply::Reply;
 pub use server::{ServerConfig, serve};
 pub use session::Session;
 pub use state::ServerState;
+pub use tls::{ClientAuth, TlsOptions, acceptor as tls_acceptor};
 
 /// The Redis version valthree answers to HELLO and INFO, for clients that gate features on it.
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";

@@ -23,6 +23,9 @@ use crate::store::Store;
 /// and its client sees the connection close (an indeterminate outcome).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
 
+/// How long a TLS client may take to finish its handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The front's settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -45,6 +48,7 @@ pub struct ServerConfig {
 /// Serves `store` on `listener` until `shutdown` completes, then drains.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     store: Arc<dyn Store>,
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
@@ -69,11 +73,23 @@ pub async fn serve(
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
     tokio::pin!(shutdown);
+    let tls_accept = async |tls: &Option<(TcpListener, tokio_rustls::TlsAcceptor)>| match tls {
+        Some((listener, _)) => listener.accept().await,
+        None => std::future::pending().await,
+    };
     loop {
-        let (mut socket, _) = tokio::select! {
+        let (mut socket, peer, secure) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok((socket, peer)) => (socket, peer, false),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            accepted = tls_accept(&tls) => match accepted {
+                Ok((socket, peer)) => (socket, peer, true),
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
@@ -90,14 +106,24 @@ pub async fn serve(
             continue;
         };
         let (store, state, stop) = (store.clone(), state.clone(), stop.child_token());
+        let _ = socket.set_nodelay(true);
+        let acceptor = if secure { tls.as_ref().map(|(_, a)| a.clone()) } else { None };
         tracker.spawn(async move {
             state.clients.fetch_add(1, Ordering::Relaxed);
-            connection::handle(socket, store, state.clone(), stop).await;
+            match acceptor {
+                None => connection::handle(socket, peer, store, state.clone(), stop).await,
+                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                    Ok(Ok(stream)) => connection::handle(stream, peer, store, state.clone(), stop).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                },
+            }
             state.clients.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }
     drop(listener);
+    drop(tls);
     tracing::info!(connections = state.clients.load(Ordering::Relaxed), "shutting down: draining connections");
     stop.cancel();
     tracker.close();
