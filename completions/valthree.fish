@@ -38,8 +38,10 @@ raft\t'A Raft log replicated to a majority'"
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l addr -d 'Address to serve the Redis protocol on' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l data-dir -d 'Directory for this node\'s data (in s3 mode without --s3-bucket: the embedded object store)' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l requirepass -d 'Require clients to AUTH with this password' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l requirepass-file -d 'Read the password from this file instead (one line)' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l maxclients -d 'Refuse connections beyond this many' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l admin-token -d 'Enables the VALTHREE.FAULT admin command (partitions for testing) for holders of this token' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l admin-token-file -d 'Read the admin token from this file instead (one line)' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l proto-max-bulk-len -d 'Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l maxmemory-clients -d 'The bytes all clients\' query buffers may hold together; a client whose next read would pass it gets an error and is closed (0: no limit)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l tls-port -d 'Also serve TLS clients on this address (e.g. 127.0.0.1:6380); needs --tls-cert-file and --tls-key-file' -r

@@ -212,3 +212,29 @@ fn data_directories_and_files_are_private_under_a_permissive_umask() {
         assert!(checked >= 4, "{mode}: only {checked} paths");
     }
 }
+
+/// `cluster up -- --requirepass P` hands the password to the nodes in their environment:
+/// `ps` (their command lines) never shows it, clients must AUTH, and every cluster command
+/// and a checked workload still work.
+#[test]
+fn a_cluster_password_never_appears_in_a_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let password = "correct-horse-battery-staple";
+    let status = up(&dir, "paxos", &["--requirepass", password]);
+    let _down = Down(&dir);
+    for node in status["nodes"].as_array().unwrap() {
+        let pid = node["pid"].as_u64().unwrap();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(!String::from_utf8_lossy(&cmdline).contains(password), "the password is in {pid}'s argv");
+    }
+    let addr = addrs(&status)[0].clone();
+    let refused = redis::cmd("GET").arg("k").query::<Option<String>>(&mut redis(&addr)).unwrap_err();
+    assert_eq!(refused.code(), Some("NOAUTH"), "{refused}");
+    let status = common::cluster(&dir, &["status"]);
+    assert_eq!(status["nodes"][0]["info"]["mode"], "paxos", "cluster status authenticates: {status}");
+    let history = tmp.path().join("h.jsonl");
+    let out = common::workload(&dir, &history, &["--duration", "2s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).lines().any(|l| l.starts_with("linearizable:")), "{}", text(&out));
+}

@@ -42,12 +42,18 @@ pub struct ServeArgs {
     /// Require clients to AUTH with this password.
     #[arg(long, env = "VALTHREE_REQUIREPASS", hide_env_values = true)]
     pub requirepass: Option<String>,
+    /// Read the password from this file instead (one line).
+    #[arg(long, conflicts_with = "requirepass")]
+    pub requirepass_file: Option<PathBuf>,
     /// Refuse connections beyond this many.
     #[arg(long, default_value_t = 10_000)]
     pub maxclients: usize,
     /// Enables the VALTHREE.FAULT admin command (partitions for testing) for holders of this token.
     #[arg(long, env = "VALTHREE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Read the admin token from this file instead (one line).
+    #[arg(long, conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
     /// Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted).
     #[arg(long, default_value = "512mb", value_parser = parse_size)]
     pub proto_max_bulk_len: u64,
@@ -229,8 +235,34 @@ fn make_private(dir: &std::path::Path) {
     }
 }
 
+/// A secret from its flag (or environment variable), or from its file (first line).
+fn secret_flag(value: Option<&String>, file: Option<&std::path::Path>) -> Result<Option<String>> {
+    let text = match file {
+        Some(file) => std::fs::read_to_string(file)
+            .map_err(|e| Error::Config(format!("{}: {e}", file.display())))?
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string(),
+        None => value.cloned().unwrap_or_default(),
+    };
+    Ok(Some(text).filter(|t| !t.is_empty()))
+}
+
+/// Warns about secrets given on the command line, where every local user's `ps` sees them.
+fn warn_about_secrets_in_argv() {
+    for flag in ["--requirepass", "--admin-token", "--s3-secret-key"] {
+        if std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}="))) {
+            tracing::warn!(
+                "{flag} on the command line is visible to every local user (ps); use {flag}-file or the environment"
+            );
+        }
+    }
+}
+
 async fn serve(args: ServeArgs) -> Result<()> {
     make_private(&args.data_dir);
+    warn_about_secrets_in_argv();
     let faults = Arc::new(Faults::default());
     let store = crate::mode::open(&mode_config(&args)?, faults.clone()).await?;
     // The TLS port is bound first: once the plain port answers, both do.
@@ -268,8 +300,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         "valthree ready to accept connections"
     );
     let config = ServerConfig {
-        requirepass: args.requirepass.clone().filter(|p| !p.is_empty()),
-        admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
+        requirepass: secret_flag(args.requirepass.as_ref(), args.requirepass_file.as_deref())?,
+        admin_token: secret_flag(args.admin_token.as_ref(), args.admin_token_file.as_deref())?,
         faults,
         maxclients: args.maxclients,
         proto_max_bulk_len: args.proto_max_bulk_len,

@@ -122,6 +122,11 @@ fn addresses(args: &WorkloadArgs) -> Result<Vec<String>, String> {
 
 async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), String> {
     let addrs = addresses(args)?;
+    // The password: the cluster's (`cluster up -- --requirepass P`), or redis-cli's variable.
+    match crate::cluster::password() {
+        Some(password) => workload::client::set_password(password),
+        None => workload::client::set_password(&std::env::var("REDISCLI_AUTH").unwrap_or_default()),
+    }
     let deadline = tokio::time::Instant::now() + args.ready_timeout;
     for addr in &addrs {
         workload::client::wait_until_ready(addr, deadline).await?;

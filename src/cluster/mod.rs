@@ -55,6 +55,40 @@ pub struct UpOptions {
     pub extra: Vec<String>,
 }
 
+/// The client password of the cluster this process acts on (one per process: a `valthree
+/// cluster` or `workload` command acts on one cluster), sent as AUTH before every command.
+static PASSWORD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the password (the first non-empty one wins).
+pub fn set_password(password: &str) {
+    if !password.is_empty() {
+        let _ = PASSWORD.set(password.to_string());
+    }
+}
+
+/// The password, if the cluster has one.
+pub fn password() -> Option<&'static str> {
+    PASSWORD.get().map(String::as_str)
+}
+
+/// Takes `--requirepass P` (or `--requirepass=P`) out of the flags for the nodes: the
+/// password travels in their environment, where `ps` does not show it.
+fn take_requirepass(extra: &[String]) -> (Vec<String>, String) {
+    let mut flags = Vec::new();
+    let mut password = String::new();
+    let mut it = extra.iter();
+    while let Some(flag) = it.next() {
+        if flag == "--requirepass" {
+            password = it.next().cloned().unwrap_or_default();
+        } else if let Some(value) = flag.strip_prefix("--requirepass=") {
+            password = value.to_string();
+        } else {
+            flags.push(flag.clone());
+        }
+    }
+    (flags, password)
+}
+
 fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
@@ -111,7 +145,9 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
         tracing::info!("replacing a stale {STATE_FILE} whose processes are gone");
         let _ = std::fs::remove_file(ClusterState::path(&dir));
     }
-    let uses_bucket = options.extra.iter().any(|a| a == "--s3-bucket" || a.starts_with("--s3-bucket="));
+    let (extra, requirepass) = take_requirepass(&options.extra);
+    set_password(&requirepass);
+    let uses_bucket = extra.iter().any(|a| a == "--s3-bucket" || a.starts_with("--s3-bucket="));
     let mut nodes = Vec::new();
     for (id, (port, peer_port)) in (1..=options.nodes).zip(ports) {
         let name = format!("n{id}");
@@ -136,7 +172,7 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
             args.extend(["--node-id".into(), id.to_string(), "--peer-addr".into(), peer_addr.clone()]);
             args.extend(["--peers".into(), peers.join(",")]);
         }
-        args.extend(options.extra.iter().cloned());
+        args.extend(extra.iter().cloned());
         let log = dir.join(format!("{name}.log"));
         nodes.push(NodeState { name, id, pid: 0, addr, peer_addr, data_dir, log, args });
     }
@@ -145,6 +181,7 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
         dir: dir.clone(),
         admin_token: new_token(),
         cluster_secret: crate::peer::generate_secret(),
+        requirepass,
         nodes,
         partition: Vec::new(),
         next_id: options.nodes + 1,
@@ -412,11 +449,23 @@ pub fn call_with_timeout(addr: &str, args: &[&str], timeout: Duration) -> Result
     for a in args {
         request += &format!("${}\r\n{a}\r\n", a.len());
     }
+    let auth = password().map(|p| format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{p}\r\n", p.len()));
+    if let Some(auth) = &auth {
+        stream.write_all(auth.as_bytes()).map_err(|e| format!("{addr}: {e}"))?;
+    }
     stream.write_all(request.as_bytes()).map_err(|e| format!("{addr}: {e}"))?;
     let mut codec = redis_protocol::codec::Resp2::default();
+    let mut skip_auth_reply = auth.is_some();
     let mut buf = BytesMut::new();
     loop {
         if let Some(frame) = codec.decode(&mut buf).map_err(|e| e.details().to_string())? {
+            if skip_auth_reply {
+                skip_auth_reply = false;
+                if let BytesFrame::Error(e) = frame {
+                    return Err(format!("{addr}: AUTH failed: {e}"));
+                }
+                continue;
+            }
             return Ok(frame);
         }
         let mut chunk = [0u8; 4096];

@@ -70,7 +70,13 @@ pub fn spawn(node: &NodeState, secrets: &super::state::Secrets) -> Result<u32, S
         .open(&node.log)
         .map_err(|e| format!("{}: {e}", node.log.display()))?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the valthree binary: {e}"))?;
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    // The password only when there is one: an empty variable would still count as given.
+    match secrets.requirepass.as_str() {
+        "" => command.env_remove("VALTHREE_REQUIREPASS"),
+        password => command.env("VALTHREE_REQUIREPASS", password),
+    };
+    let mut child = command
         .args(&node.args)
         .env("VALTHREE_ADMIN_TOKEN", &secrets.admin_token)
         .env(crate::peer::SECRET_ENV, &secrets.cluster_secret)
@@ -118,6 +124,13 @@ pub fn ping(addr: &str) -> bool {
     let Ok(addr) = addr.parse::<std::net::SocketAddr>() else { return false };
     let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else { return false };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if let Some(password) = super::password() {
+        let auth = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{password}\r\n", password.len());
+        let mut ok = [0u8; 5];
+        if s.write_all(auth.as_bytes()).is_err() || s.read_exact(&mut ok).is_err() || &ok != b"+OK\r\n" {
+            return false;
+        }
+    }
     let mut buf = [0u8; 7];
     s.write_all(b"*1\r\n$4\r\nPING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }

@@ -35,6 +35,10 @@ pub struct ClusterState {
     /// argv). Empty in files written before peers were authenticated.
     #[serde(default)]
     pub cluster_secret: String,
+    /// The client password (`cluster up -- --requirepass P`), passed to the nodes in their
+    /// environment instead of their argv, and used by every cluster command that talks to them.
+    #[serde(default)]
+    pub requirepass: String,
     pub nodes: Vec<NodeState>,
     /// The partition in force (groups of node names), re-applied to a node that restarts;
     /// empty when healed.
@@ -50,12 +54,17 @@ pub struct ClusterState {
 pub struct Secrets {
     pub admin_token: String,
     pub cluster_secret: String,
+    pub requirepass: String,
 }
 
 impl ClusterState {
     /// The secrets a node of this cluster is started with.
     pub fn secrets(&self) -> Secrets {
-        Secrets { admin_token: self.admin_token.clone(), cluster_secret: self.cluster_secret.clone() }
+        Secrets {
+            admin_token: self.admin_token.clone(),
+            cluster_secret: self.cluster_secret.clone(),
+            requirepass: self.requirepass.clone(),
+        }
     }
 
     /// The state file of the cluster in `dir`.
@@ -67,7 +76,11 @@ impl ClusterState {
     pub fn load(dir: &Path) -> Result<Option<Self>, String> {
         let path = Self::path(dir);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("{}: {e}", path.display())),
+            Ok(bytes) => {
+                let state: Self = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+                super::set_password(&state.requirepass);
+                Ok(Some(state))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!("{}: {e}", path.display())),
         }

@@ -19,6 +19,16 @@ pub enum CallError {
     Lost(String),
 }
 
+/// The password every connection AUTHs with (one per process; a workload drives one cluster).
+static PASSWORD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Makes every connection start with `AUTH password`.
+pub fn set_password(password: &str) {
+    if !password.is_empty() {
+        let _ = PASSWORD.set(password.to_string());
+    }
+}
+
 /// One connection to a Redis-protocol server.
 pub struct Conn {
     framed: Framed<TcpStream, Resp2>,
@@ -32,7 +42,16 @@ impl Conn {
             .map_err(|_| CallError::NotSent(format!("connect to {addr} timed out")))?
             .map_err(|e| CallError::NotSent(format!("connect to {addr}: {e}")))?;
         let _ = stream.set_nodelay(true);
-        Ok(Conn { framed: Framed::new(stream, Resp2::default()) })
+        let mut conn = Conn { framed: Framed::new(stream, Resp2::default()) };
+        if let Some(password) = PASSWORD.get() {
+            let auth = [Bytes::from_static(b"AUTH"), Bytes::from(password.clone())];
+            match tokio::time::timeout(timeout, conn.call(&auth)).await {
+                Ok(Ok(BytesFrame::SimpleString(ok))) if ok.as_ref() == b"OK" => {}
+                // The command itself was never sent: a definite failure.
+                other => return Err(CallError::NotSent(format!("AUTH with {addr} failed: {other:?}"))),
+            }
+        }
+        Ok(conn)
     }
 
     /// Sends one command and waits for its reply.
