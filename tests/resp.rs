@@ -61,7 +61,7 @@ fn every_command_works_through_the_redis_crate() {
     }
     let valthree_only: String = redis::cmd("INFO").arg("valthree").query(&mut con).unwrap();
     assert!(valthree_only.contains("s3_batch:on") && !valthree_only.contains("# Server"));
-    assert_eq!(redis::cmd("COMMAND").arg("COUNT").query::<i64>(&mut con).unwrap(), 25);
+    assert_eq!(redis::cmd("COMMAND").arg("COUNT").query::<i64>(&mut con).unwrap(), 26);
     let docs: Value = redis::cmd("COMMAND").arg("DOCS").arg("get").query(&mut con).unwrap();
     assert!(matches!(docs, Value::Array(ref a) if a.len() == 2), "{docs:?}");
 }
@@ -279,4 +279,27 @@ fn idle_clients_are_closed_after_the_timeout() {
     let asked = Instant::now();
     assert!(idle.read_exact_or_eof(1).is_empty(), "the idle client got data");
     assert!(asked.elapsed() < Duration::from_secs(2), "the idle client was not closed (the read timed out)");
+}
+
+/// PING answers while the process runs; VALTHREE.HEALTH answers OK only while a read through
+/// the mode works — a node whose stored data is invalid does not look healthy.
+#[test]
+fn health_tells_a_broken_store_from_a_running_process() {
+    let (dir, server) = server(&[]);
+    let mut conn = Raw::connect(server.port);
+    conn.send(&request(&[b"SET", b"k", b"v"]));
+    assert_eq!(conn.read_reply(), b"+OK\r\n");
+    conn.send(&request(&[b"VALTHREE.HEALTH"]));
+    assert_eq!(conn.read_reply(), b"+OK\r\n");
+    let document = dir.path().join("data").join("db.json");
+    let good = std::fs::read(&document).expect("the embedded document");
+    std::fs::write(&document, b"{ not json").unwrap();
+    conn.send(&request(&[b"PING"]));
+    assert_eq!(conn.read_reply(), b"+PONG\r\n", "the process still answers PING");
+    conn.send(&request(&[b"VALTHREE.HEALTH"]));
+    let unhealthy = String::from_utf8_lossy(&conn.read_reply()).into_owned();
+    assert!(unhealthy.starts_with('-'), "a corrupt document must not look healthy: {unhealthy:?}");
+    std::fs::write(&document, good).unwrap();
+    conn.send(&request(&[b"VALTHREE.HEALTH"]));
+    assert_eq!(conn.read_reply(), b"+OK\r\n");
 }

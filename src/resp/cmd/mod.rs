@@ -21,6 +21,7 @@ mod exists;
 mod fault;
 mod flushall;
 mod get;
+mod health;
 mod hello;
 mod incr;
 mod info;

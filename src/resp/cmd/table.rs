@@ -183,6 +183,8 @@ commands! {
         "Returns the length of a string value.";
     "valthree.members" => Members(members::Members),    -3, &["admin"],  NO_KEYS,
         "Shows or changes the cluster's membership (needs --admin-token).";
+    "valthree.health"  => Health(health::Health),        1, &["readonly"], NO_KEYS,
+        "Answers OK only if a linearizable read through this node works (a readiness check).";
     "valthree.fault"   => Fault(fault::Fault),          -3, &["admin"],  NO_KEYS,
         "Test only: isolates this node from peers, or heals it (needs --admin-token).";
 }

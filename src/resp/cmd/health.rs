@@ -1,0 +1,27 @@
+//! `VALTHREE.HEALTH`: a readiness check that tells. PING answers as long as the process
+//! runs; this one does what a data command does — a linearizable read through the mode (the
+//! object store's document in s3 mode, a quorum round in paxos, the leader's read index in
+//! raft) — and answers `+OK` only if that works, else the error a read would get (a corrupt
+//! document, no quorum, no leader). Container health checks and load balancers use it.
+
+use super::{Args, Ctx};
+use crate::error::Result;
+use crate::resp::Reply;
+
+/// A key no client is expected to use; reading it changes nothing anyone sees.
+const PROBE_KEY: &[u8] = b"\x00valthree:health";
+
+#[derive(Debug)]
+pub struct Health;
+
+impl Health {
+    pub fn parse(args: &mut Args) -> Result<Self> {
+        args.finish()?;
+        Ok(Self)
+    }
+
+    pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
+        ctx.store.get(PROBE_KEY).await?;
+        Ok(Reply::ok())
+    }
+}
