@@ -43,3 +43,20 @@ mod wire;
 
 pub use ballot::{Ballot, NodeId};
 pub use node::{PaxosMode, PaxosOptions};
+
+/// The decoders peers' input meets, for the seeded fuzz tests (`tests/decoders_fuzz.rs`):
+/// each turns a malformed message into an error, never a panic.
+#[doc(hidden)]
+pub fn decode_message(m: crate::peer::proto::PaxosMessage) -> crate::error::Result<()> {
+    wire::message_from(m).map(|_| ())
+}
+
+#[doc(hidden)]
+pub fn decode_reply(r: crate::peer::proto::PaxosReply) -> crate::error::Result<()> {
+    wire::reply_from(r).map(|_| ())
+}
+
+#[doc(hidden)]
+pub fn decode_forward(r: crate::peer::proto::ForwardRequest) -> crate::error::Result<()> {
+    wire::forward_from(r).map(|_| ())
+}

@@ -39,4 +39,6 @@ pub mod types;
 mod write;
 
 pub use node::{RaftMode, RaftOptions};
+#[doc(hidden)]
+pub use service::{decode_every_message, sample_messages};
 pub use types::{CHUNK, Command, NodeId, Request, Response, SNAPSHOT_EVERY, SessionId, TypeConfig};

@@ -132,3 +132,49 @@ impl RaftPeer for Service {
         Ok(tonic::Response::new(encode(self.inner.id, &pristine)?))
     }
 }
+
+/// Encoded samples of every message a raft peer receives, for the seeded fuzz tests.
+#[doc(hidden)]
+pub fn sample_messages() -> Vec<Vec<u8>> {
+    use crate::store::Mutation;
+    use bytes::Bytes;
+    use openraft::{Entry, EntryPayload, LogId, Vote};
+    let request = Request {
+        session: (1, 42),
+        seq: 3,
+        done_below: 2,
+        command: Command::Mutate(Mutation::Set {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(b"v"),
+            options: Default::default(),
+        }),
+    };
+    let entry = Entry::<TypeConfig> {
+        log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), 5),
+        payload: EntryPayload::Normal(request.clone()),
+    };
+    let append = AppendEntriesRequest::<TypeConfig> {
+        vote: Vote::new(1, 1),
+        prev_log_id: None,
+        leader_commit: None,
+        entries: vec![entry],
+    };
+    let vote = VoteRequest::<NodeId> { vote: Vote::new(2, 3), last_log_id: None };
+    vec![
+        super::codec::encode(&append).unwrap_or_default(),
+        super::codec::encode(&vote).unwrap_or_default(),
+        super::codec::encode(&Forwarded::Write(request)).unwrap_or_default(),
+        super::codec::encode(&Forwarded::Membership(WireChange::Remove { id: 2 })).unwrap_or_default(),
+    ]
+}
+
+/// Decodes `bytes` as each message a raft peer receives; an error is fine, a panic is not.
+#[doc(hidden)]
+pub fn decode_every_message(bytes: &[u8]) {
+    let _ = super::codec::decode::<AppendEntriesRequest<TypeConfig>>(bytes);
+    let _ = super::codec::decode::<VoteRequest<NodeId>>(bytes);
+    let _ = super::codec::decode::<InstallSnapshotRequest<TypeConfig>>(bytes);
+    let _ = super::codec::decode::<Forwarded>(bytes);
+    let _ = super::codec::decode::<ForwardReply>(bytes);
+    let _ = super::codec::decode::<ReadIndexReply>(bytes);
+}
