@@ -880,7 +880,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__serve)
-            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --s3-endpoint --s3-bucket --s3-dir --s3-key --s3-region --s3-access-key --s3-secret-key --s3-batch --node-id --peer-addr --peers --cluster-secret-file --join --paxos-one-rtt --paxos-gc-interval --stale-reads --raft-snapshot-every --unsafe-accept-quorum --unsafe-stale-reads --help --version"
+            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --s3-endpoint --s3-bucket --s3-dir --s3-key --s3-region --s3-access-key --s3-secret-key --s3-batch --node-id --peer-addr --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --paxos-one-rtt --paxos-gc-interval --stale-reads --raft-snapshot-every --unsafe-accept-quorum --unsafe-stale-reads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -995,6 +995,18 @@ _valthree() {
                     return 0
                     ;;
                 --cluster-secret-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-tls-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -65,6 +65,9 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l node-id -d '
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peer-addr -d 'paxos and raft modes: where peers reach this node (node-to-node gRPC)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peers -d 'paxos and raft modes: the initial members, `1=host:port,2=host:port,...` (this node included); used only on first start: later the configuration stored in --data-dir wins. Omitted: a one-node cluster' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l cluster-secret-file -d 'paxos and raft modes: a file holding the cluster secret every peer call must show (or set VALTHREE_CLUSTER_SECRET; never on the command line). Required when --peer-addr is reachable from other hosts' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peer-tls-cert -d 'paxos and raft modes: mutual TLS on the peer plane: this node\'s certificate (PEM; it must name the host or IP of --peer-addr) ...' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peer-tls-key -d '... its private key ...' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peer-tls-ca -d '... and the CA that signs every node\'s certificate' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l paxos-one-rtt -d 'paxos mode: the one-round-trip optimisation (an accept also promises the next ballot)' -r -f -a "on\t''
 off\t''"
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l paxos-gc-interval -d 'paxos mode: how often tombstones of deleted keys are garbage-collected (0s: never)' -r

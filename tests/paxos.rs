@@ -33,6 +33,7 @@ async fn conformance_suite_passes_on_three_nodes() {
                 join: false,
                 data_dir: tmp.path().join(format!("n{}", m.id)),
                 secret: None,
+                peer_tls: None,
             },
             one_round_trip: true,
             unsafe_accept_quorum: None,

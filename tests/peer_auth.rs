@@ -238,3 +238,78 @@ fn a_cluster_password_never_appears_in_a_command_line() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).lines().any(|l| l.starts_with("linearizable:")), "{}", text(&out));
 }
+
+/// Mutual TLS on the peer plane: a raft cluster replicates over it, and a caller without a
+/// certificate from the cluster's CA cannot even complete a call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_over_mutual_tls_replicate_and_refuse_strangers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(d).output().expect("openssl is needed");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    std::fs::write(d.join("node.cnf"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+        .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=peer CA",
+    ]);
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=node"]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "node.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "node.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "node.cnf",
+    ]);
+    let p = |f: &str| d.join(f).display().to_string();
+    let (cert, key, ca) = (p("node.crt"), p("node.key"), p("ca.crt"));
+    let dir = d.join("c");
+    let status = tokio::task::block_in_place(|| {
+        up(&dir, "raft", &["--peer-tls-cert", &cert, "--peer-tls-key", &key, "--peer-tls-ca", &ca])
+    });
+    let _down = Down(&dir);
+    let nodes = addrs(&status);
+    for (i, addr) in nodes.iter().enumerate() {
+        let _: () = tokio::task::block_in_place(|| redis::cmd("SET").arg("k").arg(i).query(&mut redis(addr))).unwrap();
+    }
+    for addr in &nodes {
+        assert_eq!(tokio::task::block_in_place(|| get(addr, "k")).as_deref(), Some("2"), "via {addr}");
+    }
+    // A plain-text stranger, and a TLS one without a client certificate: no call completes.
+    let peer = peer_addr(&status, 1);
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://{peer}")).unwrap().connect().await;
+    if let Ok(channel) = plain {
+        let refused = RaftPeerClient::new(channel).probe(proto::RaftPayload { from: 9, body: vec![].into() }).await;
+        assert!(refused.is_err(), "a plain-text call to a TLS peer port succeeded");
+    }
+    let ca_only = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(d.join("ca.crt")).unwrap()));
+    let tls = tonic::transport::Endpoint::from_shared(format!("https://{peer}")).unwrap().tls_config(ca_only).unwrap();
+    if let Ok(channel) = tls.connect().await {
+        let refused = RaftPeerClient::new(channel).probe(proto::RaftPayload { from: 9, body: vec![].into() }).await;
+        assert!(refused.is_err(), "a call without a client certificate succeeded");
+    }
+}

@@ -32,6 +32,7 @@ async fn conformance_suite_passes_on_three_nodes() {
                 join: false,
                 data_dir: tmp.path().join(format!("n{}", m.id)),
                 secret: None,
+                peer_tls: None,
             },
             stale_reads: false,
             snapshot_every: 2000,

@@ -124,6 +124,16 @@ pub struct ServeArgs {
     /// reachable from other hosts.
     #[arg(long, help_heading = "paxos and raft modes")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// paxos and raft modes: mutual TLS on the peer plane: this node's certificate (PEM; it
+    /// must name the host or IP of --peer-addr) ...
+    #[arg(long, help_heading = "paxos and raft modes")]
+    pub peer_tls_cert: Option<PathBuf>,
+    /// ... its private key ...
+    #[arg(long, help_heading = "paxos and raft modes")]
+    pub peer_tls_key: Option<PathBuf>,
+    /// ... and the CA that signs every node's certificate.
+    #[arg(long, help_heading = "paxos and raft modes")]
+    pub peer_tls_ca: Option<PathBuf>,
     /// paxos and raft modes: start with no configuration and wait to be added by a member
     /// (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`).
     #[arg(long, help_heading = "paxos and raft modes", conflicts_with = "peers")]
@@ -194,6 +204,12 @@ fn mode_config(args: &ServeArgs) -> Result<ModeConfig> {
             join: args.join,
             data_dir: args.data_dir.clone(),
             secret,
+            peer_tls: crate::peer::PeerTls::from_flags(
+                args.peer_tls_cert.as_ref(),
+                args.peer_tls_key.as_ref(),
+                args.peer_tls_ca.as_ref(),
+            )
+            .map_err(Error::Config)?,
         },
         s3: S3Config {
             endpoint: args.s3_endpoint.clone(),

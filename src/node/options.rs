@@ -21,18 +21,20 @@ pub struct NodeOptions {
     pub data_dir: PathBuf,
     /// The cluster secret peers must show (and this node shows them).
     pub secret: Option<crate::peer::ClusterSecret>,
+    /// Mutual TLS for the peer plane.
+    pub peer_tls: Option<crate::peer::PeerTls>,
 }
 
 impl NodeOptions {
     /// Refuses a peer address that other hosts can reach when no cluster secret is set: any
     /// process that reaches the peer port could otherwise write, delete and reconfigure.
     pub fn check_exposure(&self) -> Result<(), String> {
-        if self.secret.is_some() || is_loopback(&self.peer_addr) {
+        if self.secret.is_some() || self.peer_tls.is_some() || is_loopback(&self.peer_addr) {
             return Ok(());
         }
         Err(format!(
             "--peer-addr {} is reachable from other hosts, and peers are not authenticated: set a \
-             cluster secret ({} in the environment, or --cluster-secret-file)",
+             cluster secret ({} in the environment, or --cluster-secret-file) or peer TLS (--peer-tls-*)",
             self.peer_addr,
             crate::peer::SECRET_ENV
         ))
@@ -72,6 +74,7 @@ mod tests {
             join: false,
             data_dir: PathBuf::new(),
             secret: secret.then(|| crate::peer::ClusterSecret::new("a long enough cluster secret").unwrap()),
+            peer_tls: None,
         }
     }
 

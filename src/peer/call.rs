@@ -82,7 +82,8 @@ mod tests {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
         };
-        let mut client = PeerClient::new(crate::peer::endpoint(&format!("127.0.0.1:{port}")).unwrap().connect_lazy());
+        let mut client =
+            PeerClient::new(crate::peer::endpoint(&format!("127.0.0.1:{port}"), None).unwrap().connect_lazy());
         for _ in 0..3 {
             let status = client.list_keys(list_request()).await.unwrap_err();
             assert!(never_sent(&status), "{status:?}");
@@ -101,7 +102,7 @@ mod tests {
                 held.push(socket);
             }
         });
-        let mut client = PeerClient::new(crate::peer::endpoint(&addr.to_string()).unwrap().connect_lazy());
+        let mut client = PeerClient::new(crate::peer::endpoint(&addr.to_string(), None).unwrap().connect_lazy());
         let started = std::time::Instant::now();
         let outcome = tokio::time::timeout(Duration::from_secs(5), client.list_keys(list_request())).await;
         let status = outcome.expect("the keepalive ends the call before 5 s").unwrap_err();

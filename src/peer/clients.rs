@@ -13,13 +13,19 @@ pub struct Clients {
     from: NodeId,
     faults: Arc<Faults>,
     secret: Option<super::ClusterSecret>,
+    tls: Option<super::PeerTls>,
     cache: Mutex<HashMap<NodeId, (String, PeerChannel)>>,
 }
 
 impl Clients {
     /// No channels yet.
-    pub fn new(from: NodeId, faults: Arc<Faults>, secret: Option<super::ClusterSecret>) -> Self {
-        Self { from, faults, secret, cache: Mutex::new(HashMap::new()) }
+    pub fn new(
+        from: NodeId,
+        faults: Arc<Faults>,
+        secret: Option<super::ClusterSecret>,
+        tls: Option<super::PeerTls>,
+    ) -> Self {
+        Self { from, faults, secret, tls, cache: Mutex::new(HashMap::new()) }
     }
 
     /// The channel to peer `id` at `addr`.
@@ -30,8 +36,13 @@ impl Clients {
         {
             return Ok(channel.clone());
         }
-        let channel =
-            PeerChannel::new(endpoint(addr)?.connect_lazy(), self.from, id, self.faults.clone(), self.secret.as_ref());
+        let channel = PeerChannel::new(
+            endpoint(addr, self.tls.as_ref())?.connect_lazy(),
+            self.from,
+            id,
+            self.faults.clone(),
+            self.secret.as_ref(),
+        );
         cache.insert(id, (addr.to_string(), channel.clone()));
         Ok(channel)
     }

@@ -3,6 +3,7 @@
 //!
 //! * [`transport`] — one policy for every server and client: connect timeout, keepalive
 //!   (a hung peer's calls fail within 1 s), flow-control windows, a 4 GiB message limit.
+//! * [`tls`] — mutual TLS for the peer plane (optional; encrypts and authenticates).
 //! * [`secret`] — the cluster secret every call shows and every server checks first.
 //! * [`partition`] — the secret check and test partitions (`valthree cluster partition`) applied in one place:
 //!   a client refuses to send to a peer it is cut off from, and a server refuses, before
@@ -14,6 +15,7 @@ mod call;
 mod clients;
 mod partition;
 mod secret;
+mod tls;
 mod transport;
 
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
@@ -27,4 +29,5 @@ pub use partition::{FROM_HEADER, PartitionLayer, Partitioned, PeerChannel};
 pub use proto::peer_client::PeerClient;
 pub use proto::peer_server::{Peer, PeerServer};
 pub use secret::{ClusterSecret, MIN_SECRET_LEN, SECRET_ENV, SECRET_HEADER, generate as generate_secret};
+pub use tls::PeerTls;
 pub use transport::*;

@@ -33,10 +33,15 @@ pub const CONNECTION_WINDOW: u32 = 32 << 20;
 pub const MAX_MESSAGE: usize = u32::MAX as usize;
 
 /// A lazily connected endpoint for the peer at `addr` (`host:port`), with the plane's
-/// connect timeout and keepalive.
-pub fn endpoint(addr: &str) -> Result<Endpoint, String> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
+/// connect timeout and keepalive; over mutual TLS when `tls` is given.
+pub fn endpoint(addr: &str, tls: Option<&super::PeerTls>) -> Result<Endpoint, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint =
+        Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(|e| format!("bad peer address {addr:?}: {e}"))?;
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.client()).map_err(|e| format!("peer TLS for {addr}: {e}"))?;
+    }
+    Ok(endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
@@ -64,6 +69,7 @@ pub async fn serve<S>(
     service: S,
     faults: std::sync::Arc<crate::node::Faults>,
     secret: Option<super::ClusterSecret>,
+    tls: Option<super::PeerTls>,
     stopping: impl std::future::Future<Output = ()> + Send,
 ) where
     S: tower_service::Service<
@@ -78,7 +84,17 @@ pub async fn serve<S>(
     S::Future: Send + 'static,
 {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let served = server()
+    let mut builder = server();
+    if let Some(tls) = &tls {
+        builder = match builder.tls_config(tls.server()) {
+            Ok(builder) => builder,
+            Err(e) => {
+                tracing::error!("peer TLS: {e}");
+                return;
+            }
+        };
+    }
+    let served = builder
         .layer(super::PartitionLayer::new(faults, secret))
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, stopping)

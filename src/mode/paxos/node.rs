@@ -158,7 +158,7 @@ impl PaxosMode {
             counter = recovered.counter,
             "paxos node starting"
         );
-        let secret = options.node.secret.clone();
+        let (secret, peer_tls) = (options.node.secret.clone(), options.node.peer_tls.clone());
         let node = Arc::new(Node {
             id,
             options,
@@ -167,7 +167,7 @@ impl PaxosMode {
             driver,
             config: RwLock::new(config),
             config_version,
-            clients: peer::Clients::new(id, faults.clone(), secret),
+            clients: peer::Clients::new(id, faults.clone(), secret, peer_tls),
             tasks: Tasks::default(),
             outboxes: Mutex::new(HashMap::new()),
             down: Arc::new(Mutex::new(HashMap::new())),
@@ -180,8 +180,8 @@ impl PaxosMode {
         let service = peer::PeerServer::new(PeerService { node: node.clone() })
             .max_decoding_message_size(peer::MAX_MESSAGE)
             .max_encoding_message_size(peer::MAX_MESSAGE);
-        let secret = node.options.node.secret.clone();
-        node.tasks.spawn(peer::serve(listener, service, node.faults.clone(), secret, node.tasks.stopping()));
+        let (secret, tls) = (node.options.node.secret.clone(), node.options.node.peer_tls.clone());
+        node.tasks.spawn(peer::serve(listener, service, node.faults.clone(), secret, tls, node.tasks.stopping()));
         node.tasks.spawn(run_gc(Arc::downgrade(&node)));
         Ok(Self { node })
     }

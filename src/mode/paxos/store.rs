@@ -217,6 +217,7 @@ mod tests {
                     join: false,
                     data_dir: tmp.path().join(format!("n{}", m.id)),
                     secret: None,
+                    peer_tls: None,
                 },
                 one_round_trip: false,
                 unsafe_accept_quorum: None,

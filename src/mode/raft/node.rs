@@ -171,8 +171,12 @@ impl RaftMode {
         let listener = tokio::net::TcpListener::bind(&options.node.peer_addr)
             .await
             .map_err(|e| Error::Config(format!("cannot listen for peers on {}: {e}", options.node.peer_addr)))?;
-        let clients =
-            Arc::new(peer::Clients::new(super::network::peer_id(id), faults.clone(), options.node.secret.clone()));
+        let clients = Arc::new(peer::Clients::new(
+            super::network::peer_id(id),
+            faults.clone(),
+            options.node.secret.clone(),
+            options.node.peer_tls.clone(),
+        ));
         let network = Network { from: id, clients: clients.clone() };
         let raft = Raft::new(id, Arc::new(config), network, log.clone(), machine.clone())
             .await
@@ -195,8 +199,8 @@ impl RaftMode {
         let service = RaftPeerServer::new(Service { inner: inner.clone() })
             .max_decoding_message_size(peer::MAX_MESSAGE)
             .max_encoding_message_size(peer::MAX_MESSAGE);
-        let secret = inner.options.node.secret.clone();
-        inner.tasks.spawn(peer::serve(listener, service, inner.faults.clone(), secret, inner.tasks.stopping()));
+        let (secret, tls) = (inner.options.node.secret.clone(), inner.options.node.peer_tls.clone());
+        inner.tasks.spawn(peer::serve(listener, service, inner.faults.clone(), secret, tls, inner.tasks.stopping()));
         inner.tasks.spawn(inner.clone().bootstrap());
         inner.tasks.spawn(watch_leader(Arc::downgrade(&inner)));
         Ok(Self { inner })
