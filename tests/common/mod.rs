@@ -308,6 +308,12 @@ impl Raw {
         self.stream.write_all(bytes).unwrap();
     }
 
+    /// Sends what the server takes; false when it closed the connection first.
+    pub fn try_send(&mut self, bytes: &[u8]) -> bool {
+        use std::io::Write;
+        self.stream.write_all(bytes).is_ok()
+    }
+
     /// Reads until `want` bytes arrived or the peer closed; returns what arrived.
     pub fn read_exact_or_eof(&mut self, want: usize) -> Vec<u8> {
         use std::io::Read;
