@@ -245,47 +245,9 @@ fn a_cluster_password_never_appears_in_a_command_line() {
 async fn peers_over_mutual_tls_replicate_and_refuse_strangers() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl").args(args).current_dir(d).output().expect("openssl is needed");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    std::fs::write(d.join("node.cnf"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
-        .unwrap();
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=peer CA",
-    ]);
-    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=node"]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "node.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "node.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "node.cnf",
-    ]);
+    common::certificates(d);
     let p = |f: &str| d.join(f).display().to_string();
-    let (cert, key, ca) = (p("node.crt"), p("node.key"), p("ca.crt"));
+    let (cert, key, ca) = (p("server.crt"), p("server.key"), p("ca.crt"));
     let dir = d.join("c");
     let status = tokio::task::block_in_place(|| {
         up(&dir, "raft", &["--peer-tls-cert", &cert, "--peer-tls-key", &key, "--peer-tls-ca", &ca])

@@ -6,67 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Valthree, free_port};
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA.
-fn certificates(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("the openssl tool is needed");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=valthree test CA",
-    ]);
-    for name in ["server", "client"] {
-        run(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ]);
-        let mut args = vec![
-            "x509",
-            "-req",
-            "-in",
-            "",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "",
-            "-days",
-            "2",
-        ];
-        let (csr, crt) = (format!("{name}.csr"), format!("{name}.crt"));
-        args[3] = &csr;
-        args[10] = &crt;
-        // Extensions make version-3 certificates, the only kind webpki accepts.
-        args.extend(["-extfile", if name == "server" { "san.cnf" } else { "client.cnf" }]);
-        run(&args);
-    }
-}
+use common::{Valthree, certificates, free_port};
 
 fn cli(dir: &Path, port: u16, extra: &[&str], command: &[&str]) -> std::process::Output {
     Command::new("redis-cli")

@@ -592,3 +592,75 @@ pub fn broken_configuration_is_caught(mode: &str, flags: &[&str], seconds: &str)
     }
     panic!("three runs of {mode} with {flags:?} under partitions all passed the checker");
 }
+
+// ---- certificates for the TLS tests ----
+
+/// A CA (`ca.crt`), a certificate for 127.0.0.1 (`server.crt`/`.key`, usable by peers for
+/// both ends) and a client certificate (`client.crt`/`.key`), made with the `openssl` tool.
+pub fn certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl tool is needed");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // The server certificate also serves as a peer's (mutual TLS: server and client auth).
+    std::fs::write(
+        dir.join("san.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=valthree test CA",
+    ]);
+    for name in ["server", "client"] {
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ]);
+        let mut args = vec![
+            "x509",
+            "-req",
+            "-in",
+            "",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "",
+            "-days",
+            "2",
+        ];
+        let (csr, crt) = (format!("{name}.csr"), format!("{name}.crt"));
+        args[3] = &csr;
+        args[10] = &crt;
+        // Extensions make version-3 certificates, the only kind webpki accepts.
+        args.extend(["-extfile", if name == "server" { "san.cnf" } else { "client.cnf" }]);
+        run(&args);
+    }
+}
