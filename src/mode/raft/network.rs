@@ -43,6 +43,23 @@ pub(super) fn client_for(
     Ok(RaftPeerClient::new(channel).max_decoding_message_size(peer::MAX_MESSAGE))
 }
 
+/// openraft's calls to a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RaftCall {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+/// This node's calls to the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LeaderCall {
+    /// A write or membership change, for the leader to run.
+    Forward,
+    /// The leader's read index.
+    ReadIndex,
+}
+
 // ---- the network openraft uses ----
 
 /// Makes connections to peers for openraft.
@@ -72,7 +89,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 impl Connection {
     async fn call<Req: Serialize, Resp: DeserializeOwned, E: std::error::Error + DeserializeOwned>(
         &mut self,
-        kind: &'static str,
+        kind: RaftCall,
         request: &Req,
         option: &RPCOption,
     ) -> std::result::Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
@@ -80,16 +97,16 @@ impl Connection {
         let network = |why: String| RPCError::Network(NetworkError::new(&std::io::Error::other(why)));
         let mut client = self.client.clone().map_err(unreachable)?;
         let payload = encode(self.from, request).map_err(|s| network(s.message().to_string()))?;
-        if kind == "append" && payload.body.len() > APPEND_BUDGET && self.last_entries > 1 {
+        if kind == RaftCall::Append && payload.body.len() > APPEND_BUDGET && self.last_entries > 1 {
             // openraft gives an append one heartbeat interval: send fewer entries at a time.
             let fit = self.last_entries * APPEND_BUDGET as u64 / payload.body.len() as u64;
             return Err(RPCError::PayloadTooLarge(openraft::error::PayloadTooLarge::new_entries_hint(fit.max(1))));
         }
         let call = async {
             match kind {
-                "append" => client.append_entries(payload).await,
-                "vote" => client.vote(payload).await,
-                _ => client.install_snapshot(payload).await,
+                RaftCall::Append => client.append_entries(payload).await,
+                RaftCall::Vote => client.vote(payload).await,
+                RaftCall::Snapshot => client.install_snapshot(payload).await,
             }
         };
         let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
@@ -118,7 +135,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> std::result::Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.last_entries = rpc.entries.len() as u64;
-        self.call("append", &rpc, &option).await
+        self.call(RaftCall::Append, &rpc, &option).await
     }
 
     async fn install_snapshot(
@@ -129,7 +146,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call("snapshot", &rpc, &option).await
+        self.call(RaftCall::Snapshot, &rpc, &option).await
     }
 
     async fn vote(
@@ -137,16 +154,16 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> std::result::Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call("vote", &rpc, &option).await
+        self.call(RaftCall::Vote, &rpc, &option).await
     }
 }
 
 impl Inner {
-    /// Calls the leader `leader`; `Err((message, maybe_sent))`.
+    /// Calls the leader `id`; a failure says whether the call may have run there.
     pub(super) async fn call_peer<T: DeserializeOwned>(
         &self,
         id: NodeId,
-        kind: &'static str,
+        kind: LeaderCall,
         payload: proto::RaftPayload,
         timeout: Duration,
     ) -> std::result::Result<T, peer::CallError> {
@@ -155,9 +172,8 @@ impl Inner {
         let mut client = client_for(&self.clients, id, &addr).map_err(peer::CallError::NotSent)?;
         let call = async {
             match kind {
-                "forward" => client.forward(payload).await,
-                "read_index" => client.read_index(payload).await,
-                _ => client.probe(payload).await,
+                LeaderCall::Forward => client.forward(payload).await,
+                LeaderCall::ReadIndex => client.read_index(payload).await,
             }
         };
         match tokio::time::timeout(timeout, call).await {

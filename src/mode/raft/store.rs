@@ -130,7 +130,15 @@ impl crate::store::Membership for RaftMode {
             } else {
                 let payload = encode(inner.id, &Forwarded::Membership(change.clone()))
                     .map_err(|s| Error::Io(s.message().to_string()))?;
-                match inner.call_peer::<ForwardReply>(leader, "forward", payload, Duration::from_secs(60)).await {
+                match inner
+                    .call_peer::<ForwardReply>(
+                        leader,
+                        super::network::LeaderCall::Forward,
+                        payload,
+                        Duration::from_secs(60),
+                    )
+                    .await
+                {
                     Ok(reply) => reply,
                     Err(e) => ForwardReply::Failed { message: e.to_string(), maybe: true },
                 }

@@ -185,7 +185,15 @@ impl Inner {
                     Err(status) => return Ok(Err(Error::Input(status.message().to_string()))),
                 };
                 let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
-                match self.call_peer::<ForwardReply>(leader, "forward", payload, left.min(RPC_TIMEOUT)).await {
+                match self
+                    .call_peer::<ForwardReply>(
+                        leader,
+                        super::network::LeaderCall::Forward,
+                        payload,
+                        left.min(RPC_TIMEOUT),
+                    )
+                    .await
+                {
                     Ok(reply) => reply,
                     Err(e) => ForwardReply::Failed { maybe: !e.certainly_not_run(), message: e.to_string() },
                 }
@@ -238,7 +246,10 @@ impl Inner {
                 }
             } else {
                 let payload = encode(self.id, &()).map_err(|s| Error::Io(s.message().to_string()))?;
-                match self.call_peer::<ReadIndexReply>(leader, "read_index", payload, RPC_TIMEOUT).await {
+                match self
+                    .call_peer::<ReadIndexReply>(leader, super::network::LeaderCall::ReadIndex, payload, RPC_TIMEOUT)
+                    .await
+                {
                     Ok(ReadIndexReply::Index(index)) => index,
                     Ok(ReadIndexReply::NotLeader(_)) => {
                         last = format!("n{leader} is not the leader");
