@@ -42,8 +42,21 @@ fn set(addr: &str, key: &str, value: &[u8]) {
     panic!("SET {key} ({} bytes) through {addr} never succeeded: {last:?}", value.len());
 }
 
+/// GETs `key`; a definite "not done" (TRYAGAIN: e.g. the key's home was slow to answer a
+/// forward on a loaded machine) is retried, at most twice. Anything else must be the value.
 fn get(addr: &str, key: &str) -> Vec<u8> {
-    redis::cmd("GET").arg(key).query(&mut redis(addr)).unwrap_or_else(|e| panic!("GET {key} through {addr}: {e}"))
+    let mut last = None;
+    for attempt in 0..3 {
+        match redis::cmd("GET").arg(key).query::<Vec<u8>>(&mut redis(addr)) {
+            Ok(value) => return value,
+            Err(e) if e.code() == Some("TRYAGAIN") => {
+                eprintln!("GET {key} attempt {attempt}: {e}");
+                last = Some(e.to_string());
+            }
+            Err(e) => panic!("GET {key} through {addr}: {e}"),
+        }
+    }
+    panic!("GET {key} through {addr} never succeeded: {last:?}");
 }
 
 fn through_every_node(mode: &str, extra: &[&str]) {
