@@ -26,15 +26,7 @@ async fn conformance_suite_passes_on_three_nodes() {
     let mut nodes: Vec<Arc<dyn Store>> = Vec::new();
     for m in &members {
         let options = PaxosOptions {
-            node: NodeOptions {
-                node_id: m.id,
-                peer_addr: m.peer_addr.clone(),
-                peers: members.clone(),
-                join: false,
-                data_dir: tmp.path().join(format!("n{}", m.id)),
-                secret: None,
-                peer_tls: None,
-            },
+            node: NodeOptions::local(m.id, &m.peer_addr, members.clone(), tmp.path().join(format!("n{}", m.id))),
             one_round_trip: true,
             unsafe_accept_quorum: None,
             gc_interval: Duration::from_millis(200),

@@ -25,15 +25,7 @@ async fn conformance_suite_passes_on_three_nodes() {
     let mut nodes: Vec<Arc<dyn Store>> = Vec::new();
     for m in &members {
         let options = RaftOptions {
-            node: NodeOptions {
-                node_id: m.id,
-                peer_addr: m.peer_addr.clone(),
-                peers: members.clone(),
-                join: false,
-                data_dir: tmp.path().join(format!("n{}", m.id)),
-                secret: None,
-                peer_tls: None,
-            },
+            node: NodeOptions::local(m.id, &m.peer_addr, members.clone(), tmp.path().join(format!("n{}", m.id))),
             stale_reads: false,
             snapshot_every: 2000,
         };

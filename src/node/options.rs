@@ -26,6 +26,11 @@ pub struct NodeOptions {
 }
 
 impl NodeOptions {
+    /// A node on loopback with no peer authentication (tests, a one-machine cluster).
+    pub fn local(node_id: NodeId, peer_addr: &str, peers: Vec<Member>, data_dir: PathBuf) -> Self {
+        Self { node_id, peer_addr: peer_addr.into(), peers, join: false, data_dir, secret: None, peer_tls: None }
+    }
+
     /// Refuses a peer address that other hosts can reach when no cluster secret is set: any
     /// process that reaches the peer port could otherwise write, delete and reconfigure.
     pub fn check_exposure(&self) -> Result<(), String> {

@@ -25,7 +25,7 @@ pub mod proto {
 
 pub use call::{CallError, never_sent};
 pub use clients::Clients;
-pub use partition::{FROM_HEADER, PartitionLayer, Partitioned, PeerChannel};
+pub use partition::{FROM_HEADER, Partitioned, PeerChannel, PeerGuard};
 pub use proto::peer_client::PeerClient;
 pub use proto::peer_server::{Peer, PeerServer};
 pub use secret::{ClusterSecret, MIN_SECRET_LEN, SECRET_ENV, SECRET_HEADER, generate as generate_secret};

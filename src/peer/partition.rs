@@ -1,14 +1,14 @@
 //! Who may talk to whom on the peer plane, decided in one place for every mode: the cluster
 //! secret ([`ClusterSecret`]) and test partitions.
 //!
-//! With a secret configured, every [`PeerChannel`] shows it and the [`PartitionLayer`] on the
+//! With a secret configured, every [`PeerChannel`] shows it and the [`PeerGuard`] on the
 //! peer server answers a caller without it `UNAUTHENTICATED` before any handler runs — a
 //! stranger gets nothing else (no key list, no forwarding, no membership, no vote).
 //!
 //! `valthree cluster partition` tells each node which peers it is cut off from (the
 //! [`Faults`] switch). Then a [`PeerChannel`] to such a peer fails every call before it leaves
 //! — with a [`Partitioned`] error that [`CallError`](super::CallError) reads as "not sent" —
-//! and the [`PartitionLayer`] on the node's peer server answers a caller it is cut off from
+//! and the [`PeerGuard`] on the node's peer server answers a caller it is cut off from
 //! with `FAILED_PRECONDITION` before any handler runs ("refused"). Callers name themselves in
 //! the [`FROM_HEADER`] metadata, which every `PeerChannel` adds.
 
@@ -88,35 +88,35 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for PeerChannel {
 /// The server side: refuses, before any handler runs, a caller without the cluster secret
 /// (when one is configured) and a caller the node is cut off from.
 #[derive(Clone)]
-pub struct PartitionLayer {
+pub struct PeerGuard {
     faults: Arc<Faults>,
     secret: Option<ClusterSecret>,
 }
 
-impl PartitionLayer {
+impl PeerGuard {
     /// A layer reading `faults`, requiring `secret` if given.
     pub fn new(faults: Arc<Faults>, secret: Option<ClusterSecret>) -> Self {
         Self { faults, secret }
     }
 }
 
-impl<S> tower_layer::Layer<S> for PartitionLayer {
-    type Service = PartitionService<S>;
+impl<S> tower_layer::Layer<S> for PeerGuard {
+    type Service = PeerGuardService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        PartitionService { inner, faults: self.faults.clone(), secret: self.secret.clone() }
+        PeerGuardService { inner, faults: self.faults.clone(), secret: self.secret.clone() }
     }
 }
 
-/// [`PartitionLayer`]'s service.
+/// [`PeerGuard`]'s service.
 #[derive(Clone)]
-pub struct PartitionService<S> {
+pub struct PeerGuardService<S> {
     inner: S,
     faults: Arc<Faults>,
     secret: Option<ClusterSecret>,
 }
 
-impl<S, B> tower_service::Service<http::Request<B>> for PartitionService<S>
+impl<S, B> tower_service::Service<http::Request<B>> for PeerGuardService<S>
 where
     S: tower_service::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
     S::Future: Send + 'static,

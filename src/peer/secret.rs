@@ -1,5 +1,5 @@
 //! The cluster secret: what a node shows every peer it calls, and checks on every call it
-//! serves, before any handler runs (see [`super::PartitionLayer`]).
+//! serves, before any handler runs (see [`super::PeerGuard`]).
 //!
 //! It comes from the environment (`VALTHREE_CLUSTER_SECRET`) or a file
 //! (`--cluster-secret-file`), never from the command line, where `ps` would show it; `valthree

@@ -63,7 +63,7 @@ pub fn server() -> tonic::transport::Server {
 }
 
 /// Serves a mode's gRPC `service` on `listener` until `stopping` resolves: the plane's
-/// transport settings, and partitions applied before any handler runs ([`PartitionLayer`]).
+/// transport settings, and partitions applied before any handler runs ([`PeerGuard`]).
 pub async fn serve<S>(
     listener: tokio::net::TcpListener,
     service: S,
@@ -95,7 +95,7 @@ pub async fn serve<S>(
         };
     }
     let served = builder
-        .layer(super::PartitionLayer::new(faults, secret))
+        .layer(super::PeerGuard::new(faults, secret))
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, stopping)
         .await;

@@ -210,15 +210,12 @@ mod tests {
         let mut nodes = Vec::new();
         for m in &members {
             let options = PaxosOptions {
-                node: crate::node::NodeOptions {
-                    node_id: m.id,
-                    peer_addr: m.peer_addr.clone(),
-                    peers: members.clone(),
-                    join: false,
-                    data_dir: tmp.path().join(format!("n{}", m.id)),
-                    secret: None,
-                    peer_tls: None,
-                },
+                node: crate::node::NodeOptions::local(
+                    m.id,
+                    &m.peer_addr,
+                    members.clone(),
+                    tmp.path().join(format!("n{}", m.id)),
+                ),
                 one_round_trip: false,
                 unsafe_accept_quorum: None,
                 gc_interval: Duration::ZERO,
