@@ -19,7 +19,7 @@ pub enum CallError {
 impl CallError {
     /// Classifies a failed call's status.
     pub fn from_status(status: &tonic::Status) -> Self {
-        let what = status.message().to_string();
+        let what = describe(status);
         if never_sent(status) {
             CallError::NotSent(what)
         } else if status.code() == tonic::Code::FailedPrecondition && std::error::Error::source(status).is_none() {
@@ -50,15 +50,37 @@ impl fmt::Display for CallError {
     }
 }
 
+/// A status' message followed by its causes ("transport error: connection closed: ..."), so
+/// that a log line or a `-UNCERTAIN` reply says what actually failed.
+fn describe(status: &tonic::Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        let cause = error.to_string();
+        if !cause.is_empty() && !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = error.source();
+    }
+    text
+}
+
 /// True when a failed call certainly never reached the peer: the connection to it could not
-/// be made (refused, unreachable, timed out while connecting). tonic marks every such failure
-/// with its `ConnectError` somewhere in the status' source chain; a typed check, not a match
-/// on error texts. A failure after the connection was made (reset, keepalive timeout, the
-/// call's deadline) may have delivered the request and is not "never sent".
+/// be made (refused, unreachable, timed out while connecting), or the request was never handed
+/// to a connection (hyper found the connection already closed and gave the request back). tonic
+/// marks the first with its `ConnectError` and hyper the second as a canceled request, somewhere in the status' source chain; typed checks, not matches on error texts. A
+/// failure after the request was written (reset, keepalive timeout, the call's deadline) may
+/// have delivered it and is not "never sent".
 pub fn never_sent(status: &tonic::Status) -> bool {
     let mut source = std::error::Error::source(status);
     while let Some(error) = source {
         if error.is::<tonic::ConnectError>() || error.is::<super::partition::Partitioned>() {
+            return true;
+        }
+        if let Some(error) = error.downcast_ref::<hyper::Error>()
+            && error.is_canceled()
+        {
             return true;
         }
         source = error.source();
@@ -87,7 +109,10 @@ mod tests {
         for _ in 0..3 {
             let status = client.list_keys(list_request()).await.unwrap_err();
             assert!(never_sent(&status), "{status:?}");
-            assert!(matches!(CallError::from_status(&status), CallError::NotSent(_)));
+            let error = CallError::from_status(&status);
+            assert!(matches!(error, CallError::NotSent(_)));
+            // The reply names the cause, not just tonic's "transport error".
+            assert!(error.to_string().len() > status.message().len() + 2, "{error}");
         }
     }
 
