@@ -1,5 +1,3 @@
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    valthree::cli::run(valthree::cli::Cli::parse())
+    valthree::cli::run(valthree::cli::parse())
 }

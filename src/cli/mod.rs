@@ -4,6 +4,7 @@ pub mod check;
 pub mod cluster;
 pub mod completions;
 pub mod serve;
+pub mod template;
 pub mod workload;
 
 use std::process::ExitCode;
@@ -31,11 +32,24 @@ pub enum Command {
     CheckHistory(check::CheckArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
+    /// Run one command of the Antithesis test template (as its link in the image does).
+    #[command(hide = true)]
+    TestTemplate(template::TemplateArgs),
 }
 
 /// The clap command tree (for completions and tests).
 pub fn command() -> clap::Command {
     <Cli as clap::CommandFactory>::command()
+}
+
+/// The command line as the process got it: a link named after a command of the test template
+/// (`/opt/antithesis/test/v1/valthree/first_wait_for_cluster`) runs that command.
+pub fn parse() -> Cli {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(command) = args.first().and_then(|a| a.to_str()).and_then(template::command_named) {
+        args.splice(0..1, ["valthree".into(), "test-template".into(), command.into()]);
+    }
+    Cli::parse_from(args)
 }
 
 /// Runs a parsed command line.
@@ -52,6 +66,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::CheckHistory(args) => check::run(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Completions(args) => completions::run(args),
+        Command::TestTemplate(args) => template::run(args),
     }
 }
 

@@ -114,6 +114,11 @@ pub struct ServeArgs {
     /// paxos and raft modes: where peers reach this node (node-to-node gRPC).
     #[arg(long, default_value = "127.0.0.1:7379", help_heading = "paxos and raft modes")]
     pub peer_addr: String,
+    /// paxos and raft modes: where the peer server listens, when not at --peer-addr (which is
+    /// then only what peers are told): e.g. `0.0.0.0:7379` in a container whose name is its
+    /// --peer-addr.
+    #[arg(long, help_heading = "paxos and raft modes")]
+    pub peer_listen: Option<String>,
     /// paxos and raft modes: the initial members, `1=host:port,2=host:port,...` (this node included);
     /// used only on first start: later the configuration stored in --data-dir wins. Omitted:
     /// a one-node cluster.
@@ -200,6 +205,7 @@ fn mode_config(args: &ServeArgs) -> Result<ModeConfig> {
         node: NodeOptions {
             node_id: args.node_id,
             peer_addr: args.peer_addr.clone(),
+            peer_listen: args.peer_listen.clone(),
             peers: args.peers.clone().unwrap_or_default(),
             join: args.join,
             data_dir: args.data_dir.clone(),

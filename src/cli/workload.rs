@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::check::{check_file, exit_code, verdict_json, verdict_text, write_html};
 use crate::check::Verdict;
-use crate::cluster::{ClusterState, Fault, Nemesis};
+use crate::cluster::{ClusterState, Docker, Fault, Nemesis, Target};
 use crate::history::HistoryWriter;
 use crate::workload::{self, Limit, Mix, Options, Progress};
 use tokio::sync::watch;
@@ -31,8 +31,17 @@ pub struct WorkloadArgs {
     /// and the nemesis acts on it.
     #[arg(long)]
     pub cluster: Option<PathBuf>,
-    /// Faults to inject while the workload runs: kill, pause, partition (comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',', requires = "cluster")]
+    /// Containers on a Docker network that are the nodes (comma-separated names): the
+    /// nemesis acts on them with `docker kill/start`, `pause/unpause` and `network
+    /// disconnect/connect` (give the addresses with --addrs).
+    #[arg(long, value_delimiter = ',', conflicts_with = "cluster", requires = "docker_network")]
+    pub docker: Vec<String>,
+    /// With --docker: the network a partition disconnects a container from.
+    #[arg(long)]
+    pub docker_network: Option<String>,
+    /// Faults to inject while the workload runs: kill, pause, partition (comma-separated);
+    /// needs --cluster or --docker.
+    #[arg(long, value_enum, value_delimiter = ',')]
     pub nemesis: Vec<Fault>,
     /// Time between two faults; each lasts half of it.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
@@ -49,6 +58,10 @@ pub struct WorkloadArgs {
     /// Run this many operations in all.
     #[arg(long)]
     pub ops: Option<u64>,
+    /// Name keys `{PREFIX}k0`, `{PREFIX}k1`, ... and skip the opening FLUSHALL (keys no one
+    /// used start absent): several workloads can then run against one cluster at once.
+    #[arg(long, default_value = "")]
+    pub key_prefix: String,
     /// Seed of the operation streams: the same seed gives the same invocations.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -61,8 +74,8 @@ pub struct WorkloadArgs {
     /// Per-operation client-side timeout; a timed-out operation is recorded as indeterminate.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-    /// Check the history for linearizability at the end; exit 1 on a violation. (Every run
-    /// starts with FLUSHALL, recorded in the history: point it at a test database.)
+    /// Check the history for linearizability at the end; exit 1 on a violation. (A run without
+    /// --key-prefix starts with FLUSHALL, recorded in the history: point it at a test database.)
     #[arg(long)]
     pub check: bool,
     /// With --check, also write the HTML timeline here.
@@ -121,6 +134,9 @@ fn addresses(args: &WorkloadArgs) -> Result<Vec<String>, String> {
 }
 
 async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), String> {
+    if !args.nemesis.is_empty() && args.cluster.is_none() && args.docker.is_empty() {
+        return Err("--nemesis needs a cluster to act on: --cluster DIR or --docker CONTAINERS".into());
+    }
     let addrs = addresses(args)?;
     // The password: the cluster's (`cluster up -- --requirepass P`), or redis-cli's variable.
     match crate::cluster::password() {
@@ -147,14 +163,20 @@ async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), 
         seed: args.seed,
         mix: args.mix.clone(),
         timeout: args.timeout,
+        key_prefix: args.key_prefix.clone(),
     };
     let progress = Arc::new(Progress::default());
     let bar = progress_bar(args, limit, progress.clone());
     let (stop, stopped) = watch::channel(false);
-    let nemesis = match (&args.cluster, args.nemesis.is_empty()) {
-        (Some(dir), false) => {
+    let target = match (&args.cluster, &args.docker_network) {
+        (Some(dir), _) => Some(Target::Local(dir.clone())),
+        (None, Some(network)) => Some(Target::Docker(Docker::new(args.docker.clone(), network.clone())?)),
+        (None, None) => None,
+    };
+    let nemesis = match (target, args.nemesis.is_empty()) {
+        (Some(target), false) => {
             let nemesis = Nemesis {
-                dir: dir.clone(),
+                target,
                 faults: args.nemesis.clone(),
                 interval: args.nemesis_interval,
                 seed: args.seed,

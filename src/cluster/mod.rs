@@ -17,11 +17,13 @@
 //! line is that node's `valthree serve`, so a `cluster.json` left behind by a reboot is
 //! recognised as stale instead of signalling some unrelated process.
 
+mod docker;
 mod nemesis;
 pub mod process;
 mod state;
 
-pub use nemesis::{Fault, Nemesis};
+pub use docker::Docker;
+pub use nemesis::{Fault, Nemesis, Target};
 pub use process::Liveness;
 pub use state::{ClusterState, NodeState, STATE_FILE};
 

@@ -1,6 +1,6 @@
-//! The nemesis: while a workload runs, inject one fault at a time into a local cluster,
-//! heal it, and record both in the history (`"process":"nemesis"`), so the checker's report
-//! shows when each fault happened.
+//! The nemesis: while a workload runs, inject one fault at a time into a local cluster (or
+//! into containers, `docker.rs`), heal it, and record both in the history
+//! (`"process":"nemesis"`), so the checker's report shows when each fault happened.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::watch;
 
+use super::docker::Docker;
 use super::{ClusterState, Liveness, heal, kill, partition, pause, process, restart, resume};
 use crate::history::{EventType, HistoryWriter, Process, Record};
 
@@ -23,9 +24,75 @@ pub enum Fault {
     Partition,
 }
 
-/// A fault schedule against the cluster in `dir`.
+/// What the faults act on.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The local cluster in this directory (`valthree cluster up`).
+    Local(PathBuf),
+    /// Containers on a Docker network.
+    Docker(Docker),
+}
+
+impl Target {
+    /// The nodes' names.
+    fn nodes(&self) -> Result<Vec<String>, String> {
+        match self {
+            Target::Local(dir) => Ok(ClusterState::require(dir)?.nodes.iter().map(|n| n.name.clone()).collect()),
+            Target::Docker(docker) => Ok(docker.containers.clone()),
+        }
+    }
+
+    fn inject(&self, fault: Fault, victim: &str) -> Result<(), String> {
+        match (self, fault) {
+            (Target::Local(dir), Fault::Kill) => kill(&ClusterState::require(dir)?, victim),
+            (Target::Local(dir), Fault::Pause) => pause(&ClusterState::require(dir)?, victim),
+            (Target::Local(dir), Fault::Partition) => {
+                let rest: Vec<String> = self.nodes()?.into_iter().filter(|n| n != victim).collect();
+                partition(dir, &[vec![victim.to_string()], rest])
+            }
+            (Target::Docker(docker), Fault::Kill) => docker.kill(victim),
+            (Target::Docker(docker), Fault::Pause) => docker.pause(victim),
+            (Target::Docker(docker), Fault::Partition) => docker.partition(victim),
+        }
+    }
+
+    fn undo(&self, fault: Fault, victim: &str) -> Result<(), String> {
+        match (self, fault) {
+            (Target::Local(dir), Fault::Kill) => restart(dir, victim),
+            (Target::Local(dir), Fault::Pause) => resume(&ClusterState::require(dir)?, victim),
+            (Target::Local(dir), Fault::Partition) => heal(dir),
+            (Target::Docker(docker), Fault::Kill) => docker.restart(victim),
+            (Target::Docker(docker), Fault::Pause) => docker.resume(victim),
+            (Target::Docker(docker), Fault::Partition) => docker.heal(victim),
+        }
+    }
+
+    /// Resumes paused nodes, restarts dead ones, heals partitions.
+    fn heal_everything(&self) -> Vec<(&'static str, String, Result<(), String>)> {
+        let dir = match self {
+            Target::Docker(docker) => return docker.heal_everything(),
+            Target::Local(dir) => dir,
+        };
+        let mut outcomes: Vec<(&'static str, String, Result<(), String>)> = Vec::new();
+        let state = match ClusterState::require(dir) {
+            Ok(state) => state,
+            Err(e) => return vec![("heal", "all".to_string(), Err(e))],
+        };
+        for node in &state.nodes {
+            match process::liveness(node) {
+                Liveness::Paused => outcomes.push(("resume", node.name.clone(), resume(&state, &node.name))),
+                Liveness::Down => outcomes.push(("restart", node.name.clone(), restart(dir, &node.name))),
+                Liveness::Up => {}
+            }
+        }
+        outcomes.push(("heal", "all".to_string(), heal(dir)));
+        outcomes
+    }
+}
+
+/// A fault schedule against a target.
 pub struct Nemesis {
-    pub dir: PathBuf,
+    pub target: Target,
     pub faults: Vec<Fault>,
     /// Time between faults; each fault lasts half of it.
     pub interval: Duration,
@@ -68,43 +135,29 @@ impl Nemesis {
             if tokio::time::timeout(pause_for, stop.changed()).await.is_ok() {
                 break;
             }
-            let dir = self.dir.clone();
-            let state = Self::blocking(move || ClusterState::require(&dir)).await?;
+            let target = self.target.clone();
+            let nodes = Self::blocking(move || target.nodes()).await?;
             if round.is_empty() {
                 round = self.faults.clone();
                 rng.shuffle(&mut round);
             }
             let fault = round.pop().expect("refilled above");
-            let victim = state.nodes[rng.usize(0..state.nodes.len())].name.clone();
+            let victim = nodes[rng.usize(0..nodes.len())].clone();
             let (name, undo) = match fault {
                 Fault::Kill => ("kill", "restart"),
                 Fault::Pause => ("pause", "resume"),
                 Fault::Partition => ("partition", "heal"),
             };
             let injected = {
-                let (state, victim, dir) = (state.clone(), victim.clone(), self.dir.clone());
-                Self::blocking(move || match fault {
-                    Fault::Kill => kill(&state, &victim),
-                    Fault::Pause => pause(&state, &victim),
-                    Fault::Partition => {
-                        let rest: Vec<String> =
-                            state.nodes.iter().map(|n| n.name.clone()).filter(|n| *n != victim).collect();
-                        partition(&dir, &[vec![victim.clone()], rest])
-                    }
-                })
-                .await
+                let (target, victim) = (self.target.clone(), victim.clone());
+                Self::blocking(move || target.inject(fault, &victim)).await
             };
             note(name, &victim, injected.as_ref().err());
             self.record(name, json!(victim), injected.as_ref().err().cloned());
             let _ = tokio::time::timeout(pause_for, stop.changed()).await;
             let healed = {
-                let (victim, dir) = (victim.clone(), self.dir.clone());
-                Self::blocking(move || match fault {
-                    Fault::Kill => restart(&dir, &victim),
-                    Fault::Pause => resume(&state, &victim),
-                    Fault::Partition => heal(&dir),
-                })
-                .await
+                let (target, victim) = (self.target.clone(), victim.clone());
+                Self::blocking(move || target.undo(fault, &victim)).await
             };
             note(undo, &victim, healed.as_ref().err());
             self.record(undo, json!(victim), healed.err());
@@ -119,24 +172,8 @@ impl Nemesis {
     /// when an earlier one failed, so one stubborn node leaves no other one hurt.
     /// Returns the repairs it made beyond healing partitions (`restart n2`).
     async fn heal_everything(&self) -> Result<Vec<String>, String> {
-        let dir = self.dir.clone();
-        let outcomes = Self::blocking(move || {
-            let mut outcomes: Vec<(&'static str, String, Result<(), String>)> = Vec::new();
-            let state = match ClusterState::require(&dir) {
-                Ok(state) => state,
-                Err(e) => return vec![("heal", "all".to_string(), Err(e))],
-            };
-            for node in &state.nodes {
-                match process::liveness(node) {
-                    Liveness::Paused => outcomes.push(("resume", node.name.clone(), resume(&state, &node.name))),
-                    Liveness::Down => outcomes.push(("restart", node.name.clone(), restart(&dir, &node.name))),
-                    Liveness::Up => {}
-                }
-            }
-            outcomes.push(("heal", "all".to_string(), heal(&dir)));
-            outcomes
-        })
-        .await;
+        let target = self.target.clone();
+        let outcomes = Self::blocking(move || target.heal_everything()).await;
         let mut errors = Vec::new();
         let mut repairs = Vec::new();
         for (f, node, result) in outcomes {

@@ -10,8 +10,11 @@ use super::{Member, NodeId};
 pub struct NodeOptions {
     /// This node's id.
     pub node_id: NodeId,
-    /// Where peers reach this node (its peer server listens here).
+    /// Where peers reach this node (its peer server listens here unless `peer_listen` says).
     pub peer_addr: String,
+    /// Where the peer server listens, when not at `peer_addr` (e.g. `0.0.0.0:7379` for a
+    /// node whose advertised name may resolve to a new address after a network change).
+    pub peer_listen: Option<String>,
     /// The initial members (this node included); empty: a one-node cluster of this node,
     /// unless `join`.
     pub peers: Vec<Member>,
@@ -28,19 +31,34 @@ pub struct NodeOptions {
 impl NodeOptions {
     /// A node on loopback with no peer authentication (tests, a one-machine cluster).
     pub fn local(node_id: NodeId, peer_addr: &str, peers: Vec<Member>, data_dir: PathBuf) -> Self {
-        Self { node_id, peer_addr: peer_addr.into(), peers, join: false, data_dir, secret: None, peer_tls: None }
+        Self {
+            node_id,
+            peer_addr: peer_addr.into(),
+            peer_listen: None,
+            peers,
+            join: false,
+            data_dir,
+            secret: None,
+            peer_tls: None,
+        }
+    }
+
+    /// The address the peer server binds.
+    pub fn listen_addr(&self) -> &str {
+        self.peer_listen.as_deref().unwrap_or(&self.peer_addr)
     }
 
     /// Refuses a peer address that other hosts can reach when no cluster secret is set: any
     /// process that reaches the peer port could otherwise write, delete and reconfigure.
     pub fn check_exposure(&self) -> Result<(), String> {
-        if self.secret.is_some() || self.peer_tls.is_some() || is_loopback(&self.peer_addr) {
+        let private = is_loopback(&self.peer_addr) && is_loopback(self.listen_addr());
+        if self.secret.is_some() || self.peer_tls.is_some() || private {
             return Ok(());
         }
         Err(format!(
             "--peer-addr {} is reachable from other hosts, and peers are not authenticated: set a \
              cluster secret ({} in the environment, or --cluster-secret-file) or peer TLS (--peer-tls-*)",
-            self.peer_addr,
+            self.listen_addr(),
             crate::peer::SECRET_ENV
         ))
     }

@@ -37,6 +37,13 @@ impl FromStr for Mix {
     }
 }
 
+impl Mix {
+    /// True when `op` has a positive weight.
+    pub fn has(&self, op: Op) -> bool {
+        self.weights.iter().any(|(o, _)| *o == op)
+    }
+}
+
 /// One generated operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
@@ -54,12 +61,19 @@ pub struct Generator {
     seq: u64,
     keys: u64,
     mix: Mix,
+    prefix: String,
 }
 
 impl Generator {
     pub fn new(seed: u64, client: u64, keys: u64, mix: Mix) -> Self {
         let stream = seed ^ client.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        Self { rng: fastrand::Rng::with_seed(stream), client, seq: 0, keys: keys.max(1), mix }
+        Self { rng: fastrand::Rng::with_seed(stream), client, seq: 0, keys: keys.max(1), mix, prefix: String::new() }
+    }
+
+    /// Keys are `{prefix}k0`, `{prefix}k1`, ...
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_string();
+        self
     }
 
     /// The next operation.
@@ -77,7 +91,7 @@ impl Generator {
             })
             .map(|(op, _)| *op)
             .expect("pick is below the total weight");
-        let key = (op != Op::Flushall).then(|| format!("k{}", self.rng.u64(0..self.keys)));
+        let key = (op != Op::Flushall).then(|| format!("{}k{}", self.prefix, self.rng.u64(0..self.keys)));
         let value = matches!(op, Op::Set | Op::Append).then(|| format!("{}-{}", self.client, self.seq));
         Planned { op, key, value }
     }

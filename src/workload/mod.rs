@@ -53,6 +53,9 @@ pub struct Options {
     pub seed: u64,
     pub mix: Mix,
     pub timeout: Duration,
+    /// Keys are `{key_prefix}k0`...; with a prefix the run starts without FLUSHALL (keys no one
+    /// used start absent), so several runs can share one database.
+    pub key_prefix: String,
 }
 
 /// Progress shared with the progress bar.
@@ -118,7 +121,8 @@ fn interpret(p: &Planned, reply: BytesFrame) -> (EventType, Value, Option<String
 async fn client_loop(id: usize, shared: Arc<Shared>) -> Summary {
     let options = &shared.options;
     let addr = &options.addrs[id % options.addrs.len()];
-    let mut generator = Generator::new(options.seed, id as u64, options.keys, options.mix.clone());
+    let mut generator = Generator::new(options.seed, id as u64, options.keys, options.mix.clone())
+        .with_prefix(&options.key_prefix);
     let mut summary = Summary::default();
     let mut conn: Option<Conn> = None;
     let record = |kind, p: &Planned, value, error| Record {
@@ -205,10 +209,14 @@ async fn flush_first(addr: &str, timeout: Duration, history: &HistoryWriter) -> 
     }
 }
 
-/// Runs the workload, writing every event to `history`. It starts with FLUSHALL: point it
-/// at a database meant for testing.
+/// Runs the workload, writing every event to `history`. Without a key prefix it starts with
+/// FLUSHALL: point it at a database meant for testing.
 pub async fn run(options: Options, history: Arc<HistoryWriter>, progress: Arc<Progress>) -> Result<Summary, String> {
-    flush_first(&options.addrs[0], options.timeout, &history).await?;
+    if options.key_prefix.is_empty() {
+        flush_first(&options.addrs[0], options.timeout, &history).await?;
+    } else if options.mix.has(Op::Flushall) {
+        return Err("a run with a key prefix shares the database: its mix cannot have flushall".into());
+    }
     let started = Instant::now();
     let deadline = match options.limit {
         Limit::Duration(d) => Some(started + d),

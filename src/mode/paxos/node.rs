@@ -131,9 +131,9 @@ impl PaxosMode {
             }
         };
         let storage = Arc::new(storage);
-        let listener = tokio::net::TcpListener::bind(&options.node.peer_addr)
+        let listener = tokio::net::TcpListener::bind(options.node.listen_addr())
             .await
-            .map_err(|e| Error::Config(format!("cannot listen for peers on {}: {e}", options.node.peer_addr)))?;
+            .map_err(|e| Error::Config(format!("cannot listen for peers on {}: {e}", options.node.listen_addr())))?;
         let config_version = Arc::new(AtomicU64::new(config.version));
         let acceptor = spawn_acceptor(storage.clone(), config_version.clone());
         let (driver, driver_rx) = mpsc::unbounded_channel();

@@ -168,9 +168,9 @@ impl RaftMode {
         }
         .validate()
         .map_err(|e| Error::Config(e.to_string()))?;
-        let listener = tokio::net::TcpListener::bind(&options.node.peer_addr)
+        let listener = tokio::net::TcpListener::bind(options.node.listen_addr())
             .await
-            .map_err(|e| Error::Config(format!("cannot listen for peers on {}: {e}", options.node.peer_addr)))?;
+            .map_err(|e| Error::Config(format!("cannot listen for peers on {}: {e}", options.node.listen_addr())))?;
         let clients = Arc::new(peer::Clients::new(
             super::network::peer_id(id),
             faults.clone(),
