@@ -169,7 +169,11 @@ fn anytime_every_node_answers_honestly() -> ExitCode {
                 Ok(Ok(_)) => "dishonest",
             };
             assert_sometimes!(verdict == "answered", "anytime: a node answered a read during faults", &json!({}));
-            assert_sometimes!(verdict == "refused", "anytime: a node refused a read with TRYAGAIN or UNCERTAIN", &json!({}));
+            assert_sometimes!(
+                verdict == "refused",
+                "anytime: a node refused a read with TRYAGAIN or UNCERTAIN",
+                &json!({})
+            );
             if verdict == "dishonest" {
                 dishonest.push(format!("{addr}: {reply:?}"));
             }
@@ -207,7 +211,11 @@ fn is_honest(error: &str) -> bool {
 fn histories_are_linearizable() -> ExitCode {
     let dir = histories();
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "jsonl")).collect(),
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect(),
         Err(e) => {
             eprintln!("error: cannot read {}: {e}", dir.display());
             return ExitCode::from(2);

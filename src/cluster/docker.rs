@@ -11,9 +11,11 @@ use std::process::Command;
 pub struct Docker {
     pub containers: Vec<String>,
     pub network: String,
-    /// Each container's names on the network (compose's service name among them), read at the
-    /// start: a reconnected container must be found by the same names.
+    /// Each container's names on the network (compose's service name among them) and its
+    /// fixed address if it has one, read at the start: a reconnected container must be found
+    /// by the same names at the same address.
     aliases: Vec<Vec<String>>,
+    fixed_ips: Vec<Option<String>>,
 }
 
 fn docker(args: &[&str]) -> Result<String, String> {
@@ -36,14 +38,20 @@ impl Docker {
     /// Containers on `network`, each of them connected to it now.
     pub fn new(containers: Vec<String>, network: String) -> Result<Self, String> {
         let mut aliases = Vec::new();
+        let mut fixed_ips = Vec::new();
         for container in &containers {
+            let format = format!(
+                "{{{{with (index .NetworkSettings.Networks \"{network}\").IPAMConfig}}}}{{{{.IPv4Address}}}}{{{{end}}}}"
+            );
+            let ip = docker(&["inspect", "--format", &format, container])?;
+            fixed_ips.push((!ip.is_empty() && ip != "<no value>").then_some(ip));
             let format = format!("{{{{json (index .NetworkSettings.Networks \"{network}\").Aliases}}}}");
             let out = docker(&["inspect", "--format", &format, container])?;
             let names: Option<Vec<String>> = serde_json::from_str(&out)
                 .map_err(|e| format!("{container} is not on the network {network}? ({out}: {e})"))?;
             aliases.push(names.unwrap_or_default());
         }
-        Ok(Self { containers, network, aliases })
+        Ok(Self { containers, network, aliases, fixed_ips })
     }
 
     fn inspect(&self, container: &str) -> Result<Inspected, String> {
@@ -91,6 +99,9 @@ impl Docker {
         if let Some(i) = self.containers.iter().position(|c| c == container) {
             for alias in &self.aliases[i] {
                 args.extend(["--alias", alias.as_str()]);
+            }
+            if let Some(ip) = &self.fixed_ips[i] {
+                args.extend(["--ip", ip.as_str()]);
             }
         }
         args.extend([self.network.as_str(), container]);

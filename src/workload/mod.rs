@@ -121,8 +121,8 @@ fn interpret(p: &Planned, reply: BytesFrame) -> (EventType, Value, Option<String
 async fn client_loop(id: usize, shared: Arc<Shared>) -> Summary {
     let options = &shared.options;
     let addr = &options.addrs[id % options.addrs.len()];
-    let mut generator = Generator::new(options.seed, id as u64, options.keys, options.mix.clone())
-        .with_prefix(&options.key_prefix);
+    let mut generator =
+        Generator::new(options.seed, id as u64, options.keys, options.mix.clone()).with_prefix(&options.key_prefix);
     let mut summary = Summary::default();
     let mut conn: Option<Conn> = None;
     let record = |kind, p: &Planned, value, error| Record {
