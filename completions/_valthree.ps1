@@ -30,6 +30,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('cluster', 'cluster', [CompletionResultType]::ParameterValue, 'Run a local cluster and inject faults into it')
             [CompletionResult]::new('check-history', 'check-history', [CompletionResultType]::ParameterValue, 'Check a recorded history for linearizability')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('test-template', 'test-template', [CompletionResultType]::ParameterValue, 'Run one command of the Antithesis test template (as its link in the image does)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -60,6 +61,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--s3-batch', '--s3-batch', [CompletionResultType]::ParameterName, 's3 mode: group commit (one conditional PUT for all writes queued at once)')
             [CompletionResult]::new('--node-id', '--node-id', [CompletionResultType]::ParameterName, 'paxos and raft modes: this node''s id (1, 2, ...)')
             [CompletionResult]::new('--peer-addr', '--peer-addr', [CompletionResultType]::ParameterName, 'paxos and raft modes: where peers reach this node (node-to-node gRPC)')
+            [CompletionResult]::new('--peer-listen', '--peer-listen', [CompletionResultType]::ParameterName, 'paxos and raft modes: where the peer server listens, when not at --peer-addr (which is then only what peers are told): e.g. `0.0.0.0:7379` in a container whose name is its --peer-addr')
             [CompletionResult]::new('--peers', '--peers', [CompletionResultType]::ParameterName, 'paxos and raft modes: the initial members, `1=host:port,2=host:port,...` (this node included); used only on first start: later the configuration stored in --data-dir wins. Omitted: a one-node cluster')
             [CompletionResult]::new('--cluster-secret-file', '--cluster-secret-file', [CompletionResultType]::ParameterName, 'paxos and raft modes: a file holding the cluster secret every peer call must show (or set VALTHREE_CLUSTER_SECRET; never on the command line). Required when --peer-addr is reachable from other hosts')
             [CompletionResult]::new('--peer-tls-cert', '--peer-tls-cert', [CompletionResultType]::ParameterName, 'paxos and raft modes: mutual TLS on the peer plane: this node''s certificate (PEM; it must name the host or IP of --peer-addr) ...')
@@ -84,12 +86,15 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
         'valthree;workload' {
             [CompletionResult]::new('--addrs', '--addrs', [CompletionResultType]::ParameterName, 'Comma-separated addresses; client i talks to addrs[i % n] (default: the nodes of --cluster, or 127.0.0.1:6379)')
             [CompletionResult]::new('--cluster', '--cluster', [CompletionResultType]::ParameterName, 'A local cluster''s directory (from `valthree cluster up`): its nodes are the addresses, and the nemesis acts on it')
-            [CompletionResult]::new('--nemesis', '--nemesis', [CompletionResultType]::ParameterName, 'Faults to inject while the workload runs: kill, pause, partition (comma-separated)')
+            [CompletionResult]::new('--docker', '--docker', [CompletionResultType]::ParameterName, 'Containers on a Docker network that are the nodes (comma-separated names): the nemesis acts on them with `docker kill/start`, `pause/unpause` and `network disconnect/connect` (give the addresses with --addrs)')
+            [CompletionResult]::new('--docker-network', '--docker-network', [CompletionResultType]::ParameterName, 'With --docker: the network a partition disconnects a container from')
+            [CompletionResult]::new('--nemesis', '--nemesis', [CompletionResultType]::ParameterName, 'Faults to inject while the workload runs: kill, pause, partition (comma-separated); needs --cluster or --docker')
             [CompletionResult]::new('--nemesis-interval', '--nemesis-interval', [CompletionResultType]::ParameterName, 'Time between two faults; each lasts half of it')
             [CompletionResult]::new('--clients', '--clients', [CompletionResultType]::ParameterName, 'Concurrent clients, each with one operation outstanding at a time')
             [CompletionResult]::new('--keys', '--keys', [CompletionResultType]::ParameterName, 'Size of the key set (small means contention, which is the point)')
             [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Run for this long (e.g. 30s); the default when --ops is not given is 10s')
             [CompletionResult]::new('--ops', '--ops', [CompletionResultType]::ParameterName, 'Run this many operations in all')
+            [CompletionResult]::new('--key-prefix', '--key-prefix', [CompletionResultType]::ParameterName, 'Name keys `{PREFIX}k0`, `{PREFIX}k1`, ... and skip the opening FLUSHALL (keys no one used start absent): several workloads can then run against one cluster at once')
             [CompletionResult]::new('--seed', '--seed', [CompletionResultType]::ParameterName, 'Seed of the operation streams: the same seed gives the same invocations')
             [CompletionResult]::new('--history', '--history', [CompletionResultType]::ParameterName, 'Where to write the JSONL history')
             [CompletionResult]::new('--mix', '--mix', [CompletionResultType]::ParameterName, 'Relative weights of the operations')
@@ -97,7 +102,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--html', '--html', [CompletionResultType]::ParameterName, 'With --check, also write the HTML timeline here')
             [CompletionResult]::new('--check-timeout', '--check-timeout', [CompletionResultType]::ParameterName, 'With --check, the checker''s time limit')
             [CompletionResult]::new('--ready-timeout', '--ready-timeout', [CompletionResultType]::ParameterName, 'Wait this long for every address to answer PING before starting')
-            [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Check the history for linearizability at the end; exit 1 on a violation. (Every run starts with FLUSHALL, recorded in the history: point it at a test database.)')
+            [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Check the history for linearizability at the end; exit 1 on a violation. (A run without --key-prefix starts with FLUSHALL, recorded in the history: point it at a test database.)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the summary (and verdict) as JSON; no progress bar')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -298,12 +303,21 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'valthree;test-template' {
+            [CompletionResult]::new('--list', '--list', [CompletionResultType]::ParameterName, 'Print the template''s command names, one a line')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'valthree;help' {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve the Redis protocol in one of the consistency modes')
             [CompletionResult]::new('workload', 'workload', [CompletionResultType]::ParameterValue, 'Drive many clients against Redis-protocol servers and record the history')
             [CompletionResult]::new('cluster', 'cluster', [CompletionResultType]::ParameterValue, 'Run a local cluster and inject faults into it')
             [CompletionResult]::new('check-history', 'check-history', [CompletionResultType]::ParameterValue, 'Check a recorded history for linearizability')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('test-template', 'test-template', [CompletionResultType]::ParameterValue, 'Run one command of the Antithesis test template (as its link in the image does)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -364,6 +378,9 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;help;completions' {
+            break
+        }
+        'valthree;help;test-template' {
             break
         }
         'valthree;help;help' {

@@ -31,6 +31,9 @@ _valthree() {
             valthree,serve)
                 cmd="valthree__subcmd__serve"
                 ;;
+            valthree,test-template)
+                cmd="valthree__subcmd__test__subcmd__template"
+                ;;
             valthree,workload)
                 cmd="valthree__subcmd__workload"
                 ;;
@@ -121,6 +124,9 @@ _valthree() {
             valthree__subcmd__help,serve)
                 cmd="valthree__subcmd__help__subcmd__serve"
                 ;;
+            valthree__subcmd__help,test-template)
+                cmd="valthree__subcmd__help__subcmd__test__subcmd__template"
+                ;;
             valthree__subcmd__help,workload)
                 cmd="valthree__subcmd__help__subcmd__workload"
                 ;;
@@ -164,7 +170,7 @@ _valthree() {
 
     case "${cmd}" in
         valthree)
-            opts="-h -V --help --version serve workload cluster check-history completions help"
+            opts="-h -V --help --version serve workload cluster check-history completions test-template help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -628,7 +634,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help)
-            opts="serve workload cluster check-history completions help"
+            opts="serve workload cluster check-history completions test-template help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -865,6 +871,20 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        valthree__subcmd__help__subcmd__test__subcmd__template)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         valthree__subcmd__help__subcmd__workload)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -880,7 +900,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__serve)
-            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --s3-endpoint --s3-bucket --s3-dir --s3-key --s3-region --s3-access-key --s3-secret-key --s3-batch --node-id --peer-addr --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --paxos-one-rtt --paxos-gc-interval --stale-reads --raft-snapshot-every --unsafe-accept-quorum --unsafe-stale-reads --help --version"
+            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --s3-endpoint --s3-bucket --s3-dir --s3-key --s3-region --s3-access-key --s3-secret-key --s3-batch --node-id --peer-addr --peer-listen --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --paxos-one-rtt --paxos-gc-interval --stale-reads --raft-snapshot-every --unsafe-accept-quorum --unsafe-stale-reads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -990,6 +1010,10 @@ _valthree() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --peer-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --peers)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1033,8 +1057,22 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        valthree__subcmd__test__subcmd__template)
+            opts="-h -V --list --help --version first_wait_for_cluster parallel_driver_workload singleton_driver_long_workload anytime_every_node_answers_honestly eventually_histories_are_linearizable finally_histories_are_linearizable idle healthcheck"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         valthree__subcmd__workload)
-            opts="-h -V --addrs --cluster --nemesis --nemesis-interval --clients --keys --duration --ops --seed --history --mix --timeout --check --html --check-timeout --json --ready-timeout --help --version"
+            opts="-h -V --addrs --cluster --docker --docker-network --nemesis --nemesis-interval --clients --keys --duration --ops --key-prefix --seed --history --mix --timeout --check --html --check-timeout --json --ready-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1045,6 +1083,14 @@ _valthree() {
                     return 0
                     ;;
                 --cluster)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --docker)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --docker-network)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1069,6 +1115,10 @@ _valthree() {
                     return 0
                     ;;
                 --ops)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-prefix)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

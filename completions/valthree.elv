@@ -27,6 +27,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand cluster 'Run a local cluster and inject faults into it'
             cand check-history 'Check a recorded history for linearizability'
             cand completions 'Print a shell completion script'
+            cand test-template 'Run one command of the Antithesis test template (as its link in the image does)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'valthree;serve'= {
@@ -56,6 +57,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --s3-batch 's3 mode: group commit (one conditional PUT for all writes queued at once)'
             cand --node-id 'paxos and raft modes: this node''s id (1, 2, ...)'
             cand --peer-addr 'paxos and raft modes: where peers reach this node (node-to-node gRPC)'
+            cand --peer-listen 'paxos and raft modes: where the peer server listens, when not at --peer-addr (which is then only what peers are told): e.g. `0.0.0.0:7379` in a container whose name is its --peer-addr'
             cand --peers 'paxos and raft modes: the initial members, `1=host:port,2=host:port,...` (this node included); used only on first start: later the configuration stored in --data-dir wins. Omitted: a one-node cluster'
             cand --cluster-secret-file 'paxos and raft modes: a file holding the cluster secret every peer call must show (or set VALTHREE_CLUSTER_SECRET; never on the command line). Required when --peer-addr is reachable from other hosts'
             cand --peer-tls-cert 'paxos and raft modes: mutual TLS on the peer plane: this node''s certificate (PEM; it must name the host or IP of --peer-addr) ...'
@@ -79,12 +81,15 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;workload'= {
             cand --addrs 'Comma-separated addresses; client i talks to addrs[i % n] (default: the nodes of --cluster, or 127.0.0.1:6379)'
             cand --cluster 'A local cluster''s directory (from `valthree cluster up`): its nodes are the addresses, and the nemesis acts on it'
-            cand --nemesis 'Faults to inject while the workload runs: kill, pause, partition (comma-separated)'
+            cand --docker 'Containers on a Docker network that are the nodes (comma-separated names): the nemesis acts on them with `docker kill/start`, `pause/unpause` and `network disconnect/connect` (give the addresses with --addrs)'
+            cand --docker-network 'With --docker: the network a partition disconnects a container from'
+            cand --nemesis 'Faults to inject while the workload runs: kill, pause, partition (comma-separated); needs --cluster or --docker'
             cand --nemesis-interval 'Time between two faults; each lasts half of it'
             cand --clients 'Concurrent clients, each with one operation outstanding at a time'
             cand --keys 'Size of the key set (small means contention, which is the point)'
             cand --duration 'Run for this long (e.g. 30s); the default when --ops is not given is 10s'
             cand --ops 'Run this many operations in all'
+            cand --key-prefix 'Name keys `{PREFIX}k0`, `{PREFIX}k1`, ... and skip the opening FLUSHALL (keys no one used start absent): several workloads can then run against one cluster at once'
             cand --seed 'Seed of the operation streams: the same seed gives the same invocations'
             cand --history 'Where to write the JSONL history'
             cand --mix 'Relative weights of the operations'
@@ -92,7 +97,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --html 'With --check, also write the HTML timeline here'
             cand --check-timeout 'With --check, the checker''s time limit'
             cand --ready-timeout 'Wait this long for every address to answer PING before starting'
-            cand --check 'Check the history for linearizability at the end; exit 1 on a violation. (Every run starts with FLUSHALL, recorded in the history: point it at a test database.)'
+            cand --check 'Check the history for linearizability at the end; exit 1 on a violation. (A run without --key-prefix starts with FLUSHALL, recorded in the history: point it at a test database.)'
             cand --json 'Print the summary (and verdict) as JSON; no progress bar'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -265,12 +270,20 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'valthree;test-template'= {
+            cand --list 'Print the template''s command names, one a line'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'valthree;help'= {
             cand serve 'Serve the Redis protocol in one of the consistency modes'
             cand workload 'Drive many clients against Redis-protocol servers and record the history'
             cand cluster 'Run a local cluster and inject faults into it'
             cand check-history 'Check a recorded history for linearizability'
             cand completions 'Print a shell completion script'
+            cand test-template 'Run one command of the Antithesis test template (as its link in the image does)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'valthree;help;serve'= {
@@ -315,6 +328,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;help;check-history'= {
         }
         &'valthree;help;completions'= {
+        }
+        &'valthree;help;test-template'= {
         }
         &'valthree;help;help'= {
         }

@@ -31,6 +31,7 @@ complete -c valthree -n "__fish_valthree_needs_command" -f -a "workload" -d 'Dri
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "cluster" -d 'Run a local cluster and inject faults into it'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "check-history" -d 'Check a recorded history for linearizability'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c valthree -n "__fish_valthree_needs_command" -f -a "test-template" -d 'Run one command of the Antithesis test template (as its link in the image does)'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l mode -d 'How the cluster keeps itself consistent' -r -f -a "s3\t'The whole database is one JSON object in S3-compatible storage, replaced by compare-and-swap'
 paxos\t'CASPaxos: one replicated register per key'
@@ -63,6 +64,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-batch -d 
 off\t''"
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l node-id -d 'paxos and raft modes: this node\'s id (1, 2, ...)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peer-addr -d 'paxos and raft modes: where peers reach this node (node-to-node gRPC)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peer-listen -d 'paxos and raft modes: where the peer server listens, when not at --peer-addr (which is then only what peers are told): e.g. `0.0.0.0:7379` in a container whose name is its --peer-addr' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peers -d 'paxos and raft modes: the initial members, `1=host:port,2=host:port,...` (this node included); used only on first start: later the configuration stored in --data-dir wins. Omitted: a one-node cluster' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l cluster-secret-file -d 'paxos and raft modes: a file holding the cluster secret every peer call must show (or set VALTHREE_CLUSTER_SECRET; never on the command line). Required when --peer-addr is reachable from other hosts' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peer-tls-cert -d 'paxos and raft modes: mutual TLS on the peer plane: this node\'s certificate (PEM; it must name the host or IP of --peer-addr) ...' -r -F
@@ -82,7 +84,9 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -s h -l help -d
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l addrs -d 'Comma-separated addresses; client i talks to addrs[i % n] (default: the nodes of --cluster, or 127.0.0.1:6379)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l cluster -d 'A local cluster\'s directory (from `valthree cluster up`): its nodes are the addresses, and the nemesis acts on it' -r -F
-complete -c valthree -n "__fish_valthree_using_subcommand workload" -l nemesis -d 'Faults to inject while the workload runs: kill, pause, partition (comma-separated)' -r -f -a "kill\t'SIGKILL a node, later restart it'
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l docker -d 'Containers on a Docker network that are the nodes (comma-separated names): the nemesis acts on them with `docker kill/start`, `pause/unpause` and `network disconnect/connect` (give the addresses with --addrs)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l docker-network -d 'With --docker: the network a partition disconnects a container from' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l nemesis -d 'Faults to inject while the workload runs: kill, pause, partition (comma-separated); needs --cluster or --docker' -r -f -a "kill\t'SIGKILL a node, later restart it'
 pause\t'SIGSTOP a node, later SIGCONT it'
 partition\t'Cut one node off from the others (in s3 mode: from the object store), later heal'"
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l nemesis-interval -d 'Time between two faults; each lasts half of it' -r
@@ -90,6 +94,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand workload" -l clients -
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l keys -d 'Size of the key set (small means contention, which is the point)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l duration -d 'Run for this long (e.g. 30s); the default when --ops is not given is 10s' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l ops -d 'Run this many operations in all' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l key-prefix -d 'Name keys `{PREFIX}k0`, `{PREFIX}k1`, ... and skip the opening FLUSHALL (keys no one used start absent): several workloads can then run against one cluster at once' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l seed -d 'Seed of the operation streams: the same seed gives the same invocations' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l history -d 'Where to write the JSONL history' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l mix -d 'Relative weights of the operations' -r
@@ -97,7 +102,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand workload" -l timeout -
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l html -d 'With --check, also write the HTML timeline here' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l check-timeout -d 'With --check, the checker\'s time limit' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l ready-timeout -d 'Wait this long for every address to answer PING before starting' -r
-complete -c valthree -n "__fish_valthree_using_subcommand workload" -l check -d 'Check the history for linearizability at the end; exit 1 on a violation. (Every run starts with FLUSHALL, recorded in the history: point it at a test database.)'
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l check -d 'Check the history for linearizability at the end; exit 1 on a violation. (A run without --key-prefix starts with FLUSHALL, recorded in the history: point it at a test database.)'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l json -d 'Print the summary (and verdict) as JSON; no progress bar'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -s V -l version -d 'Print version'
@@ -187,12 +192,16 @@ complete -c valthree -n "__fish_valthree_using_subcommand check-history" -s h -l
 complete -c valthree -n "__fish_valthree_using_subcommand check-history" -s V -l version -d 'Print version'
 complete -c valthree -n "__fish_valthree_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c valthree -n "__fish_valthree_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history completions help" -f -a "serve" -d 'Serve the Redis protocol in one of the consistency modes'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history completions help" -f -a "workload" -d 'Drive many clients against Redis-protocol servers and record the history'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history completions help" -f -a "cluster" -d 'Run a local cluster and inject faults into it'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history completions help" -f -a "check-history" -d 'Check a recorded history for linearizability'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c valthree -n "__fish_valthree_using_subcommand test-template" -l list -d 'Print the template\'s command names, one a line'
+complete -c valthree -n "__fish_valthree_using_subcommand test-template" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_using_subcommand test-template" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history completions test-template help" -f -a "serve" -d 'Serve the Redis protocol in one of the consistency modes'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history completions test-template help" -f -a "workload" -d 'Drive many clients against Redis-protocol servers and record the history'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history completions test-template help" -f -a "cluster" -d 'Run a local cluster and inject faults into it'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history completions test-template help" -f -a "check-history" -d 'Check a recorded history for linearizability'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history completions test-template help" -f -a "completions" -d 'Print a shell completion script'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history completions test-template help" -f -a "test-template" -d 'Run one command of the Antithesis test template (as its link in the image does)'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history completions test-template help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "up" -d 'Start N nodes in the background and wait until each answers PING'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "status" -d 'Show each node: up, paused or down, and what it reports of itself'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "kill" -d 'SIGKILL a node'

@@ -93,6 +93,7 @@ mod tests {
         NodeOptions {
             node_id: 1,
             peer_addr: peer_addr.into(),
+            peer_listen: None,
             peers: Vec::new(),
             join: false,
             data_dir: PathBuf::new(),
@@ -109,5 +110,9 @@ mod tests {
         assert!(options("0.0.0.0:7380", false).check_exposure().unwrap_err().contains("not authenticated"));
         assert!(options("10.1.2.3:7380", false).check_exposure().is_err());
         assert!(options("0.0.0.0:7380", true).check_exposure().is_ok());
+        // Listening on every address exposes the port whatever name peers are told.
+        let listening = NodeOptions { peer_listen: Some("0.0.0.0:7380".into()), ..options("127.0.0.1:7380", false) };
+        assert!(listening.check_exposure().is_err());
+        assert_eq!(listening.listen_addr(), "0.0.0.0:7380");
     }
 }
