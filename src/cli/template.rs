@@ -138,6 +138,10 @@ fn driver(kind: &str, ops: u64) -> ExitCode {
         ops.to_string(),
         "--seed".into(),
         seed.to_string(),
+        // Antithesis starts drivers in the middle of its faults: a node that is down is part
+        // of the run, not a reason to refuse it.
+        "--ready-timeout".into(),
+        "0s".into(),
         "--key-prefix".into(),
         format!("{seed:016x}:"),
         "--history".into(),
@@ -224,24 +228,22 @@ fn histories_are_linearizable() -> ExitCode {
     files.sort();
     let mut failed = 0;
     for file in &files {
+        // An unreadable history or one the checker could not decide in time is no pass.
         let verdict = match check_file(file, Duration::from_secs(120), false) {
-            Ok(report) => report.verdict,
-            Err(e) => {
-                eprintln!("{}: {e}", file.display());
-                continue;
-            }
+            Ok(report) => report.verdict.as_str().to_string(),
+            Err(e) => format!("unreadable ({e})"),
         };
         assert_always!(
-            verdict != Verdict::NotLinearizable,
-            "finally: every recorded history is linearizable",
-            &json!({"history": file.display().to_string()})
+            verdict == Verdict::Linearizable.as_str(),
+            "finally: every recorded history is checked and linearizable",
+            &json!({"history": file.display().to_string(), "verdict": verdict})
         );
-        println!("{}: {}", file.display(), verdict.as_str());
-        if verdict == Verdict::NotLinearizable {
+        println!("{}: {verdict}", file.display());
+        if verdict != Verdict::Linearizable.as_str() {
             failed += 1;
         }
     }
     assert_sometimes!(!files.is_empty(), "finally: there were histories to check", &json!({}));
-    println!("{} histories checked, {failed} not linearizable", files.len());
+    println!("{} histories checked, {failed} not shown linearizable", files.len());
     if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

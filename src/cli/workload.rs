@@ -87,7 +87,7 @@ pub struct WorkloadArgs {
     /// Print the summary (and verdict) as JSON; no progress bar.
     #[arg(long)]
     pub json: bool,
-    /// Wait this long for every address to answer PING before starting.
+    /// Wait this long for every address to answer PING before starting (0s: start at once).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub ready_timeout: Duration,
 }
@@ -143,11 +143,14 @@ async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), 
         Some(password) => workload::client::set_password(password),
         None => workload::client::set_password(&std::env::var("REDISCLI_AUTH").unwrap_or_default()),
     }
-    let deadline = tokio::time::Instant::now() + args.ready_timeout;
-    for addr in &addrs {
-        workload::client::wait_until_ready(addr, deadline).await?;
+    // 0s: start at once (a driver started while a node is down records its refusals).
+    if !args.ready_timeout.is_zero() {
+        let deadline = tokio::time::Instant::now() + args.ready_timeout;
+        for addr in &addrs {
+            workload::client::wait_until_ready(addr, deadline).await?;
+        }
+        antithesis_sdk::lifecycle::setup_complete(&json!({"addrs": addrs, "clients": args.clients}));
     }
-    antithesis_sdk::lifecycle::setup_complete(&json!({"addrs": addrs, "clients": args.clients}));
     let file =
         std::fs::File::create(&args.history).map_err(|e| format!("cannot create {}: {e}", args.history.display()))?;
     let history = Arc::new(HistoryWriter::new(Box::new(file)));
