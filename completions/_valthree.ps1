@@ -101,7 +101,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Per-operation client-side timeout; a timed-out operation is recorded as indeterminate')
             [CompletionResult]::new('--html', '--html', [CompletionResultType]::ParameterName, 'With --check, also write the HTML timeline here')
             [CompletionResult]::new('--check-timeout', '--check-timeout', [CompletionResultType]::ParameterName, 'With --check, the checker''s time limit')
-            [CompletionResult]::new('--ready-timeout', '--ready-timeout', [CompletionResultType]::ParameterName, 'Wait this long for every address to answer PING before starting')
+            [CompletionResult]::new('--ready-timeout', '--ready-timeout', [CompletionResultType]::ParameterName, 'Wait this long for every address to answer PING before starting (0s: start at once)')
             [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Check the history for linearizability at the end; exit 1 on a violation. (A run without --key-prefix starts with FLUSHALL, recorded in the history: point it at a test database.)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the summary (and verdict) as JSON; no progress bar')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')

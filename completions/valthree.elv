@@ -96,7 +96,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --timeout 'Per-operation client-side timeout; a timed-out operation is recorded as indeterminate'
             cand --html 'With --check, also write the HTML timeline here'
             cand --check-timeout 'With --check, the checker''s time limit'
-            cand --ready-timeout 'Wait this long for every address to answer PING before starting'
+            cand --ready-timeout 'Wait this long for every address to answer PING before starting (0s: start at once)'
             cand --check 'Check the history for linearizability at the end; exit 1 on a violation. (A run without --key-prefix starts with FLUSHALL, recorded in the history: point it at a test database.)'
             cand --json 'Print the summary (and verdict) as JSON; no progress bar'
             cand -h 'Print help (see more with ''--help'')'

@@ -101,7 +101,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand workload" -l mix -d 'R
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l timeout -d 'Per-operation client-side timeout; a timed-out operation is recorded as indeterminate' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l html -d 'With --check, also write the HTML timeline here' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l check-timeout -d 'With --check, the checker\'s time limit' -r
-complete -c valthree -n "__fish_valthree_using_subcommand workload" -l ready-timeout -d 'Wait this long for every address to answer PING before starting' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l ready-timeout -d 'Wait this long for every address to answer PING before starting (0s: start at once)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l check -d 'Check the history for linearizability at the end; exit 1 on a violation. (A run without --key-prefix starts with FLUSHALL, recorded in the history: point it at a test database.)'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l json -d 'Print the summary (and verdict) as JSON; no progress bar'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -s h -l help -d 'Print help (see more with \'--help\')'
