@@ -2,6 +2,7 @@
 //! starts the one a [`ModeConfig`] names. No mode imports another: what two modes share
 //! lives in [`crate::node`], [`crate::peer`] or [`crate::store`].
 
+pub mod dynamo;
 pub mod paxos;
 pub mod raft;
 pub mod s3;

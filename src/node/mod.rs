@@ -2,6 +2,7 @@
 //! starts with, its fault switches, and the lifecycle of its background tasks. The peer
 //! plane they talk over is [`crate::peer`].
 
+pub mod codec;
 mod faults;
 mod member;
 mod options;

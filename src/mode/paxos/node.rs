@@ -33,8 +33,11 @@ use crate::peer::{self};
 
 /// One proposer tick.
 pub const TICK: Duration = Duration::from_millis(10);
-/// Ticks a phase waits for its quorum (500 ms).
+/// Ticks a prepare waits for its quorum (500 ms) before it retries.
 pub const PHASE_TIMEOUT_TICKS: u64 = 50;
+/// An accept's deadline in ticks (2 s): past it the outcome is unknown, so it waits out a
+/// slow fsync on a loaded machine rather than answer `-UNCERTAIN` on a healthy cluster.
+pub const ACCEPT_TIMEOUT_TICKS: u64 = 200;
 /// The rate a value is assumed to move at, for the time allowed to calls and phases that
 /// carry one (a conservative figure: a debug build on a loaded machine).
 pub(super) const BYTES_PER_SECOND: u64 = 4 << 20;
@@ -142,6 +145,7 @@ impl PaxosMode {
             config.quorums(),
             Options {
                 phase_timeout: PHASE_TIMEOUT_TICKS,
+                accept_timeout: ACCEPT_TIMEOUT_TICKS,
                 bytes_per_tick: BYTES_PER_SECOND * TICK.as_millis() as u64 / 1000,
                 max_attempts: 8,
                 one_round_trip: options.one_round_trip,

@@ -65,8 +65,12 @@ pub enum Output {
 /// Tunables.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Ticks a phase may wait for its quorum.
+    /// Ticks a prepare may wait for its quorum (then it retries: cheap).
     pub phase_timeout: u64,
+    /// Ticks an accept may wait for its quorum. Giving up on an accept leaves the outcome
+    /// unknown (`Uncertain`), so it waits longer than a prepare: a slow disk under load must
+    /// not turn a healthy cluster's write into an unknown outcome.
+    pub accept_timeout: u64,
     /// Prepare attempts per round before `TryAgain`.
     pub max_attempts: u32,
     /// The one-round-trip optimisation (§2.2.1).
@@ -86,6 +90,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             phase_timeout: 20,
+            accept_timeout: 40,
             max_attempts: 8,
             one_round_trip: true,
             unsafe_accept_quorum: None,
@@ -267,13 +272,13 @@ impl Proposer {
     }
 
     /// The tick by which a phase on `key` moving `bytes` of value must have its quorum.
-    fn phase_deadline(&self, key: &Bytes, bytes: usize) -> u64 {
+    fn phase_deadline(&self, key: &Bytes, bytes: usize, timeout: u64) -> u64 {
         let known = self.large.get(key).copied().unwrap_or(0);
         let allowance = match self.options.bytes_per_tick {
             0 => 0,
             rate => (bytes.max(known) as u64) / rate,
         };
-        self.now + self.options.phase_timeout + allowance
+        self.now + timeout + allowance
     }
 
     fn remember_size(&mut self, key: &Bytes, size: usize) {
@@ -387,7 +392,7 @@ impl Proposer {
     fn send_prepares(&mut self, key: &Bytes) {
         self.counter += 1;
         let ballot = Ballot::new(self.counter, self.id);
-        let deadline = self.phase_deadline(key, 0);
+        let deadline = self.phase_deadline(key, 0, self.options.phase_timeout);
         self.next_round += 1;
         let phase_id = self.next_round;
         let round = self.keys.get_mut(key).and_then(|s| s.round.as_mut()).expect("a round is running");
@@ -413,7 +418,7 @@ impl Proposer {
             .unwrap_or(0);
         let moving = current.as_ref().map_or(0, Bytes::len) + written;
         self.remember_size(key, moving);
-        let deadline = self.phase_deadline(key, moving);
+        let deadline = self.phase_deadline(key, moving, self.options.accept_timeout);
         self.next_round += 1;
         let phase_id = self.next_round;
         let round = self.keys.get_mut(key).and_then(|s| s.round.as_mut()).expect("a round is running");
@@ -741,7 +746,7 @@ mod tests {
         p.submit(2, key(), incr());
         let (sends, _) = drain(&mut p);
         pump(&mut p, &mut acc, sends, &[3]);
-        for _ in 0..=Options::default().phase_timeout {
+        for _ in 0..=Options::default().accept_timeout {
             p.tick();
         }
         assert!(matches!(drain(&mut p).1[..], [(2, Err(Error::Uncertain(_)))]));

@@ -6,6 +6,7 @@
 // openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
 #![allow(clippy::result_large_err)]
 
+use crate::node::codec;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
@@ -60,13 +61,13 @@ impl LogStore {
         let txn = self.db.begin_read().map_err(read_error)?;
         let table = txn.open_table(META).map_err(read_error)?;
         match table.get(name).map_err(read_error)? {
-            Some(v) => Ok(Some(super::codec::decode(v.value()).map_err(read_error)?)),
+            Some(v) => Ok(Some(codec::decode(v.value()).map_err(read_error)?)),
             None => Ok(None),
         }
     }
 
     fn put_meta<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StorageError<NodeId>> {
-        let bytes = super::codec::encode(value).map_err(io_error)?;
+        let bytes = codec::encode(value).map_err(io_error)?;
         let txn = self.db.begin_write().map_err(io_error)?;
         txn.open_table(META).map_err(io_error)?.insert(name, bytes.as_slice()).map_err(io_error)?;
         txn.commit().map_err(io_error)
@@ -114,7 +115,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let mut entries = Vec::new();
         for item in table.range::<u64>((start, end)).map_err(read_error)? {
             let (_, v) = item.map_err(read_error)?;
-            entries.push(super::codec::decode(v.value()).map_err(read_error)?);
+            entries.push(codec::decode(v.value()).map_err(read_error)?);
         }
         Ok(entries)
     }
@@ -129,7 +130,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let table = txn.open_table(LOGS).map_err(read_error)?;
         let last = match table.last().map_err(read_error)? {
             Some((_, v)) => {
-                let entry: Entry<TypeConfig> = super::codec::decode(v.value()).map_err(read_error)?;
+                let entry: Entry<TypeConfig> = codec::decode(v.value()).map_err(read_error)?;
                 Some(entry.log_id)
             }
             None => last_purged_log_id,
@@ -167,7 +168,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             {
                 let mut table = txn.open_table(LOGS).map_err(io_error)?;
                 for entry in entries {
-                    let bytes = super::codec::encode(&entry).map_err(io_error)?;
+                    let bytes = codec::encode(&entry).map_err(io_error)?;
                     table.insert(entry.log_id.index, bytes.as_slice()).map_err(io_error)?;
                 }
             }
@@ -200,7 +201,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if let Some(snapshot) = &mut self.snapshot {
             snapshot.wait_for(|durable| *durable >= log_id.index).await.map_err(io_error)?;
         }
-        let bytes = super::codec::encode(&log_id).map_err(io_error)?;
+        let bytes = codec::encode(&log_id).map_err(io_error)?;
         let txn = self.db.begin_write().map_err(io_error)?;
         {
             txn.open_table(META).map_err(io_error)?.insert(PURGED, bytes.as_slice()).map_err(io_error)?;

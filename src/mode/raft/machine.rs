@@ -40,8 +40,8 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::codec;
 use super::{Command, NodeId, Request, Response, SessionId, TypeConfig};
+use crate::node::codec;
 use crate::store::Keyspace;
 
 /// Log entries after which a silent session expires.

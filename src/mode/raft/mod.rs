@@ -27,7 +27,6 @@
 //! `node` (openraft, start-up), `network` (openraft's network and calls to the leader),
 //! `service` (the peer RPCs), `write` (sessions, writes, read index), `membership`, `store`.
 
-mod codec;
 mod log;
 mod machine;
 mod membership;

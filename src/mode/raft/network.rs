@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use crate::peer::proto::raft_peer_client::RaftPeerClient;
 use crate::peer::{self, proto};
 
-use super::codec;
+use crate::node::codec;
 
 use super::node::*;
 use super::types::*;

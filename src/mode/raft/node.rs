@@ -17,7 +17,7 @@ use crate::node::{Faults, NodeOptions, Tasks};
 use crate::peer::proto::raft_peer_server::RaftPeerServer;
 use crate::peer::{self, proto};
 
-use super::codec;
+use crate::node::codec;
 
 use super::network::Network;
 use super::service::Service;

@@ -3,6 +3,7 @@
 // openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
 #![allow(clippy::result_large_err)]
 
+use crate::node::codec;
 use std::sync::Arc;
 
 use openraft::error::{CheckIsLeaderError, RaftError};
@@ -161,20 +162,20 @@ pub fn sample_messages() -> Vec<Vec<u8>> {
     };
     let vote = VoteRequest::<NodeId> { vote: Vote::new(2, 3), last_log_id: None };
     vec![
-        super::codec::encode(&append).unwrap_or_default(),
-        super::codec::encode(&vote).unwrap_or_default(),
-        super::codec::encode(&Forwarded::Write(request)).unwrap_or_default(),
-        super::codec::encode(&Forwarded::Membership(WireChange::Remove { id: 2 })).unwrap_or_default(),
+        codec::encode(&append).unwrap_or_default(),
+        codec::encode(&vote).unwrap_or_default(),
+        codec::encode(&Forwarded::Write(request)).unwrap_or_default(),
+        codec::encode(&Forwarded::Membership(WireChange::Remove { id: 2 })).unwrap_or_default(),
     ]
 }
 
 /// Decodes `bytes` as each message a raft peer receives; an error is fine, a panic is not.
 #[doc(hidden)]
 pub fn decode_every_message(bytes: &[u8]) {
-    let _ = super::codec::decode::<AppendEntriesRequest<TypeConfig>>(bytes);
-    let _ = super::codec::decode::<VoteRequest<NodeId>>(bytes);
-    let _ = super::codec::decode::<InstallSnapshotRequest<TypeConfig>>(bytes);
-    let _ = super::codec::decode::<Forwarded>(bytes);
-    let _ = super::codec::decode::<ForwardReply>(bytes);
-    let _ = super::codec::decode::<ReadIndexReply>(bytes);
+    let _ = codec::decode::<AppendEntriesRequest<TypeConfig>>(bytes);
+    let _ = codec::decode::<VoteRequest<NodeId>>(bytes);
+    let _ = codec::decode::<InstallSnapshotRequest<TypeConfig>>(bytes);
+    let _ = codec::decode::<Forwarded>(bytes);
+    let _ = codec::decode::<ForwardReply>(bytes);
+    let _ = codec::decode::<ReadIndexReply>(bytes);
 }

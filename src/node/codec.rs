@@ -1,7 +1,8 @@
-//! The one encoding of raft mode's bytes on disk and on the wire: log entries, the vote,
-//! snapshots, and every peer message, in postcard's compact binary form (serde, varints,
-//! byte strings as they are). JSON spelled a value's bytes as an array of numbers, four
-//! times their size; here a 64 MiB value costs 64 MiB and a few bytes.
+//! The one binary encoding of the replicated modes' bytes on disk and on the wire (raft's log
+//! entries, vote, snapshots and peer messages; dynamo's objects and peer messages), in
+//! postcard's compact form (serde, varints, byte strings as they are). JSON spelled a value's
+//! bytes as an array of numbers, four times their size; here a 64 MiB value costs 64 MiB and
+//! a few bytes.
 //!
 //! Decoding is of input from disk or from a peer: a malformed message is an error, never a
 //! panic and never a default.

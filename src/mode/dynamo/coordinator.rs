@@ -1,0 +1,559 @@
+//! The coordinator: a protocol core that does no I/O. It turns a client's PUT or GET into
+//! messages to the key's replicas, counts their answers against W or R, answers the client,
+//! and repairs the replicas a read found stale. Messages out and answers in go through
+//! [`Coordinator::take_output`] and [`Coordinator::step`]; time through [`Coordinator::tick`]
+//! — so the same code runs in a node (a thin async driver) and in the seeded simulator.
+//!
+//! * PUT: only an owner of the key coordinates one (others forward it). The local replica
+//!   applies it first (a fresh dot, fsync'd); the resulting object goes to every other live
+//!   owner, and the client is answered after W replicas (the local one included) hold it.
+//!   Fewer than W live owners: refused before anything is written (`TryAgain`). Written
+//!   locally but fewer than W acknowledgements in time: `Uncertain` — the write exists and
+//!   will spread. Owners that are down or do not answer get a durable hint.
+//! * GET: any node coordinates one. Every live owner is asked; after R answers the client
+//!   gets their join. Once every owner asked has answered (or the deadline passed), each one
+//!   whose object differs from the join of all answers is sent the join (read repair).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use bytes::Bytes;
+
+use super::dvv::{Dot, Object, VersionVector};
+use crate::error::{Error, Result};
+use crate::node::NodeId;
+
+/// A request's id, unique per coordinator; never [`REPAIR`].
+pub type OpId = u64;
+
+/// The id a read repair is sent under: its answer finds no request and is dropped.
+pub const REPAIR: OpId = 0;
+
+/// What a coordinator asks of a replica.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Request {
+    /// Apply a client's write (only ever to the coordinator's own replica).
+    Put { key: Bytes, context: VersionVector, value: Option<Bytes>, timestamp_ms: u64, hints: Vec<NodeId> },
+    /// Join this object into yours.
+    Merge { key: Bytes, object: Object },
+    /// Your object for the key.
+    Get { key: Bytes },
+}
+
+/// A replica's answer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Response {
+    Put {
+        object: Object,
+        dot: Dot,
+    },
+    Merged,
+    Got(Object),
+    /// The replica could not do it (a storage error, a refused object).
+    Failed(String),
+    /// The call never reached the replica, or its answer was lost (the driver says which
+    /// does not matter here: either way the replica did not answer).
+    Unreachable(String),
+}
+
+/// What the client gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A PUT held by W replicas: the new context and the write's dot.
+    Written { context: VersionVector, dot: Dot },
+    /// A GET: the join of R replicas' objects.
+    Read(Object),
+}
+
+/// What the coordinator wants done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Send {
+        op: OpId,
+        to: NodeId,
+        request: Request,
+    },
+    Reply {
+        op: OpId,
+        result: Result<Reply>,
+    },
+    /// Record durably that `target` missed `key`.
+    Hint {
+        target: NodeId,
+        key: Bytes,
+    },
+}
+
+/// Tunables.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Ticks a request may wait for its replicas.
+    pub timeout: u64,
+    /// Block a read's answer until the stale replicas among its R are repaired.
+    pub sync_read_repair: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { timeout: 50, sync_read_repair: false }
+    }
+}
+
+/// Counters for INFO.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub puts: u64,
+    pub gets: u64,
+    pub read_repairs: u64,
+    pub hints_recorded: u64,
+    pub quorum_failures: u64,
+    /// Reads that found more than one live sibling.
+    pub sibling_reads: u64,
+}
+
+#[derive(Debug)]
+enum Op {
+    Put {
+        key: Bytes,
+        w: usize,
+        /// The live owners besides this node, sent the object once it is written here.
+        others: Vec<NodeId>,
+        /// The local replica's object and dot, once it applied the write.
+        written: Option<(Object, Dot)>,
+        acks: BTreeSet<NodeId>,
+        /// Replicas sent a request that have not answered.
+        waiting: BTreeSet<NodeId>,
+        answered: bool,
+    },
+    Get {
+        key: Bytes,
+        r: usize,
+        replies: BTreeMap<NodeId, Object>,
+        /// Owners asked that have not answered.
+        waiting: BTreeSet<NodeId>,
+        answered: bool,
+        /// Sync read repair: replicas sent a repair the held answer waits for.
+        repairing: BTreeSet<NodeId>,
+        held: Option<Object>,
+        /// Read repairs sent (async), so a late answer is compared once.
+        repaired: bool,
+    },
+}
+
+/// One node's coordinator.
+pub struct Coordinator {
+    id: NodeId,
+    options: Options,
+    now: u64,
+    ops: HashMap<OpId, (Op, u64)>,
+    output: Vec<Output>,
+    stats: Stats,
+}
+
+impl Coordinator {
+    pub fn new(id: NodeId, options: Options) -> Self {
+        Self { id, options, now: 0, ops: HashMap::new(), output: Vec::new(), stats: Stats::default() }
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// What to send and whom to answer, since the last call.
+    pub fn take_output(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.output)
+    }
+
+    fn reply(&mut self, op: OpId, result: Result<Reply>) {
+        if result.is_err() {
+            self.stats.quorum_failures += 1;
+        }
+        self.output.push(Output::Reply { op, result });
+    }
+
+    fn send(&mut self, op: OpId, to: NodeId, request: Request) {
+        self.output.push(Output::Send { op, to, request });
+    }
+
+    /// A client's write of `value` (`None`: a delete) to `key` under `context`, needing `w`
+    /// replicas. `owners` is the key's preference list (this node among them), `alive` the
+    /// nodes believed up.
+    #[allow(clippy::too_many_arguments)]
+    pub fn put(
+        &mut self,
+        op: OpId,
+        key: Bytes,
+        owners: &[NodeId],
+        alive: &[NodeId],
+        context: VersionVector,
+        value: Option<Bytes>,
+        timestamp_ms: u64,
+        w: usize,
+    ) {
+        self.stats.puts += 1;
+        if !owners.contains(&self.id) {
+            return self.reply(op, Err(Error::TryAgain("this node does not hold the key (forward the write)".into())));
+        }
+        let up = |o: &NodeId| *o == self.id || alive.contains(o);
+        let live = owners.iter().filter(|o| up(o)).count();
+        if live < w {
+            let n = owners.len();
+            return self
+                .reply(op, Err(Error::TryAgain(format!("only {live} of the key's {n} replicas are up; W is {w}"))));
+        }
+        let hints: Vec<NodeId> = owners.iter().copied().filter(|o| !up(o)).collect();
+        self.stats.hints_recorded += hints.len() as u64;
+        let others = owners.iter().copied().filter(|o| *o != self.id && up(o)).collect();
+        let request = Request::Put { key: key.clone(), context, value, timestamp_ms, hints };
+        self.send(op, self.id, request);
+        let state = Op::Put {
+            key,
+            w,
+            others,
+            written: None,
+            acks: BTreeSet::new(),
+            waiting: BTreeSet::from([self.id]),
+            answered: false,
+        };
+        self.ops.insert(op, (state, self.now + self.options.timeout));
+    }
+
+    /// A client's read of `key` from `r` replicas; `owners` and `alive` as for [`Self::put`].
+    pub fn get(&mut self, op: OpId, key: Bytes, owners: &[NodeId], alive: &[NodeId], r: usize) {
+        self.stats.gets += 1;
+        let asked: BTreeSet<NodeId> = owners.iter().copied().filter(|o| *o == self.id || alive.contains(o)).collect();
+        if asked.len() < r {
+            let (live, n) = (asked.len(), owners.len());
+            return self
+                .reply(op, Err(Error::TryAgain(format!("only {live} of the key's {n} replicas are up; R is {r}"))));
+        }
+        for to in &asked {
+            self.send(op, *to, Request::Get { key: key.clone() });
+        }
+        let state = Op::Get {
+            key,
+            r,
+            replies: BTreeMap::new(),
+            waiting: asked,
+            answered: false,
+            repairing: BTreeSet::new(),
+            held: None,
+            repaired: false,
+        };
+        self.ops.insert(op, (state, self.now + self.options.timeout));
+    }
+
+    /// Replica `from`'s answer to request `op`.
+    pub fn step(&mut self, op: OpId, from: NodeId, response: Response) {
+        let Some((mut state, deadline)) = self.ops.remove(&op) else { return };
+        let done = match &mut state {
+            Op::Put { .. } => self.step_put(op, &mut state, from, response),
+            Op::Get { .. } => self.step_get(op, &mut state, from, response),
+        };
+        if !done {
+            self.ops.insert(op, (state, deadline));
+        }
+    }
+
+    /// True when the request is over.
+    fn step_put(&mut self, op: OpId, state: &mut Op, from: NodeId, response: Response) -> bool {
+        let Op::Put { key, w, others, written, acks, waiting, answered } = state else { unreachable!() };
+        if !waiting.remove(&from) {
+            return false; // a duplicate, or an answer to nothing asked
+        }
+        match response {
+            Response::Put { object, dot } if from == self.id && written.is_none() => {
+                acks.insert(from);
+                for to in others.iter().copied() {
+                    waiting.insert(to);
+                    self.output.push(Output::Send {
+                        op,
+                        to,
+                        request: Request::Merge { key: key.clone(), object: object.clone() },
+                    });
+                }
+                *written = Some((object, dot));
+            }
+            Response::Merged if from != self.id && written.is_some() => {
+                acks.insert(from);
+            }
+            Response::Failed(why) | Response::Unreachable(why) if from == self.id => {
+                // The local write failed: its transaction may or may not have committed.
+                *answered = true;
+                self.reply(op, Err(Error::Uncertain(format!("the local write failed: {why}"))));
+                return true;
+            }
+            Response::Failed(_) | Response::Unreachable(_) => {
+                self.stats.hints_recorded += 1;
+                self.output.push(Output::Hint { target: from, key: key.clone() });
+            }
+            other => {
+                tracing::warn!(peer = from, "a PUT got an answer of the wrong kind: {other:?}");
+                self.output.push(Output::Hint { target: from, key: key.clone() });
+            }
+        }
+        if !*answered && acks.len() >= *w {
+            *answered = true;
+            let (object, dot) = written.as_ref().expect("acknowledged, so written");
+            let reply = Reply::Written { context: object.context().clone(), dot: *dot };
+            self.output.push(Output::Reply { op, result: Ok(reply) });
+        }
+        if waiting.is_empty() && !*answered {
+            let (have, need) = (acks.len(), *w);
+            self.reply(op, Err(Error::Uncertain(format!("written on {have} replicas, W is {need}; it may spread"))));
+            return true;
+        }
+        waiting.is_empty()
+    }
+
+    fn step_get(&mut self, op: OpId, state: &mut Op, from: NodeId, response: Response) -> bool {
+        let Op::Get { key, r, replies, waiting, answered, repairing, held, repaired } = state else { unreachable!() };
+        if repairing.remove(&from) {
+            // A sync repair's acknowledgement (or failure: the answer goes out anyway).
+            if repairing.is_empty()
+                && let Some(object) = held.take()
+            {
+                self.output.push(Output::Reply { op, result: Ok(Reply::Read(object)) });
+            }
+            return waiting.is_empty() && repairing.is_empty();
+        }
+        if !waiting.remove(&from) {
+            return false;
+        }
+        match response {
+            Response::Got(object) => {
+                replies.insert(from, object);
+            }
+            other => tracing::debug!(peer = from, "a read got no object: {other:?}"),
+        }
+        if !*answered && replies.len() >= *r {
+            *answered = true;
+            let joined = join(replies.values());
+            if joined.live().count() > 1 {
+                self.stats.sibling_reads += 1;
+            }
+            if self.options.sync_read_repair {
+                let stale: Vec<NodeId> = replies.iter().filter(|(_, o)| **o != joined).map(|(n, _)| *n).collect();
+                for to in stale {
+                    self.stats.read_repairs += 1;
+                    repairing.insert(to);
+                    self.send(op, to, Request::Merge { key: key.clone(), object: joined.clone() });
+                }
+            }
+            if repairing.is_empty() {
+                self.output.push(Output::Reply { op, result: Ok(Reply::Read(joined)) });
+            } else {
+                *held = Some(joined);
+            }
+        }
+        if !*answered && replies.len() + waiting.len() < *r {
+            let (got, need) = (replies.len(), *r);
+            self.reply(op, Err(Error::TryAgain(format!("only {got} replicas answered the read; R is {need}"))));
+            return true;
+        }
+        if waiting.is_empty() && !*repaired {
+            *repaired = true;
+            self.repair(key, replies);
+        }
+        waiting.is_empty() && repairing.is_empty()
+    }
+
+    /// Sends the join of every answer to each replica that answered with less.
+    fn repair(&mut self, key: &Bytes, replies: &BTreeMap<NodeId, Object>) {
+        let joined = join(replies.values());
+        let stale: Vec<NodeId> = replies.iter().filter(|(_, o)| **o != joined).map(|(n, _)| *n).collect();
+        for to in stale {
+            self.stats.read_repairs += 1;
+            self.output.push(Output::Send {
+                op: REPAIR,
+                to,
+                request: Request::Merge { key: key.clone(), object: joined.clone() },
+            });
+        }
+    }
+
+    /// Advances the clock one tick; requests past their deadline are answered with what
+    /// they have.
+    pub fn tick(&mut self) {
+        self.now += 1;
+        let due: Vec<OpId> = self.ops.iter().filter(|(_, (_, d))| *d <= self.now).map(|(op, _)| *op).collect();
+        for op in due {
+            let Some((state, _)) = self.ops.remove(&op) else { continue };
+            match state {
+                Op::Put { key, w, written, acks, waiting, answered, .. } => {
+                    for target in waiting.iter().copied().filter(|t| *t != self.id) {
+                        self.stats.hints_recorded += 1;
+                        self.output.push(Output::Hint { target, key: key.clone() });
+                    }
+                    if !answered {
+                        let why = match written {
+                            None => "the local write did not finish in time".to_string(),
+                            Some(_) => format!("written on {} replicas in time, W is {w}; it may spread", acks.len()),
+                        };
+                        self.reply(op, Err(Error::Uncertain(why)));
+                    }
+                }
+                Op::Get { key, r, replies, answered, held, repaired, .. } => {
+                    if let Some(object) = held {
+                        self.output.push(Output::Reply { op, result: Ok(Reply::Read(object)) });
+                    } else if !answered {
+                        let got = replies.len();
+                        self.reply(
+                            op,
+                            Err(Error::TryAgain(format!("only {got} replicas answered the read in time; R is {r}"))),
+                        );
+                    }
+                    if !repaired && !replies.is_empty() {
+                        self.repair(&key, &replies);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The join of `objects`.
+pub fn join<'a>(objects: impl Iterator<Item = &'a Object>) -> Object {
+    let mut out = Object::new();
+    for o in objects {
+        out.merge(o);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    //! Hand-played exchanges: what W, R, deadlines and read repair do.
+
+    use super::*;
+
+    fn v(s: &str) -> Option<Bytes> {
+        Some(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    fn key() -> Bytes {
+        Bytes::from_static(b"k")
+    }
+
+    fn sends(out: &[Output]) -> Vec<(NodeId, &Request)> {
+        out.iter()
+            .filter_map(|o| if let Output::Send { to, request, .. } = o { Some((*to, request)) } else { None })
+            .collect()
+    }
+
+    fn replies(out: &[Output]) -> Vec<&Result<Reply>> {
+        out.iter().filter_map(|o| if let Output::Reply { result, .. } = o { Some(result) } else { None }).collect()
+    }
+
+    fn written(actor: u64, counter: u64, value: &str) -> (Object, Dot) {
+        let mut o = Object::new();
+        let dot = Dot { actor, counter };
+        o.put(&VersionVector::new(), dot, 1, v(value));
+        (o, dot)
+    }
+
+    #[test]
+    fn a_put_answers_after_w_replicas_and_hints_the_ones_that_do_not_answer() {
+        let mut c = Coordinator::new(1, Options::default());
+        c.put(7, key(), &[1, 2, 3], &[2, 3], VersionVector::new(), v("x"), 1, 2);
+        let out = c.take_output();
+        assert_eq!(sends(&out).len(), 1, "the local replica first");
+        let (object, dot) = written(1, 1, "x");
+        c.step(7, 1, Response::Put { object: object.clone(), dot });
+        let out = c.take_output();
+        assert_eq!(sends(&out).iter().map(|s| s.0).collect::<Vec<_>>(), vec![2, 3]);
+        assert!(replies(&out).is_empty(), "1 of W=2");
+        c.step(7, 3, Response::Merged);
+        let out = c.take_output();
+        assert!(matches!(replies(&out)[..], [Ok(Reply::Written { .. })]), "{out:?}");
+        for _ in 0..=Options::default().timeout {
+            c.tick();
+        }
+        let out = c.take_output();
+        assert_eq!(out, vec![Output::Hint { target: 2, key: key() }], "n2 never answered");
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_put_without_w_live_owners_is_refused_before_writing() {
+        let mut c = Coordinator::new(1, Options::default());
+        c.put(1, key(), &[1, 2, 3], &[], VersionVector::new(), v("x"), 1, 2);
+        let out = c.take_output();
+        assert!(sends(&out).is_empty());
+        assert!(matches!(replies(&out)[..], [Err(Error::TryAgain(_))]));
+        // Not an owner: refused too (the node forwards such writes).
+        c.put(2, key(), &[2, 3, 4], &[2, 3, 4], VersionVector::new(), v("x"), 1, 2);
+        assert!(matches!(replies(&c.take_output())[..], [Err(Error::TryAgain(_))]));
+    }
+
+    #[test]
+    fn a_put_written_locally_but_short_of_w_is_uncertain_and_down_owners_get_hints() {
+        let mut c = Coordinator::new(1, Options::default());
+        c.put(1, key(), &[1, 2, 3], &[2], VersionVector::new(), v("x"), 1, 2);
+        let out = c.take_output();
+        assert!(matches!(sends(&out)[..], [(1, Request::Put { hints, .. })] if *hints == vec![3]), "{out:?}");
+        let (object, dot) = written(1, 1, "x");
+        c.step(1, 1, Response::Put { object, dot });
+        c.take_output();
+        c.step(1, 2, Response::Unreachable("reset".into()));
+        let out = c.take_output();
+        assert!(out.contains(&Output::Hint { target: 2, key: key() }));
+        assert!(matches!(replies(&out)[..], [Err(Error::Uncertain(_))]), "{out:?}");
+    }
+
+    #[test]
+    fn a_get_joins_r_answers_and_repairs_the_stale_replicas() {
+        let mut c = Coordinator::new(1, Options::default());
+        c.get(5, key(), &[1, 2, 3], &[2, 3], 2);
+        assert_eq!(sends(&c.take_output()).len(), 3);
+        let (fresh, _) = written(9, 2, "new");
+        c.step(5, 2, Response::Got(fresh.clone()));
+        c.step(5, 1, Response::Got(Object::new()));
+        let out = c.take_output();
+        assert!(matches!(replies(&out)[..], [Ok(Reply::Read(o))] if *o == fresh), "{out:?}");
+        c.step(5, 3, Response::Got(fresh.clone()));
+        let out = c.take_output();
+        assert_eq!(
+            sends(&out),
+            vec![(1, &Request::Merge { key: key(), object: fresh.clone() })],
+            "only the stale replica is repaired"
+        );
+        assert_eq!(c.stats().read_repairs, 1);
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_sync_read_repair_answers_once_the_stale_replicas_hold_the_join() {
+        let mut c = Coordinator::new(1, Options { sync_read_repair: true, ..Options::default() });
+        c.get(5, key(), &[1, 2, 3], &[2, 3], 2);
+        c.take_output();
+        let (fresh, _) = written(9, 2, "new");
+        c.step(5, 2, Response::Got(fresh.clone()));
+        c.step(5, 1, Response::Got(Object::new()));
+        let out = c.take_output();
+        assert!(replies(&out).is_empty(), "held for the repair");
+        assert_eq!(sends(&out), vec![(1, &Request::Merge { key: key(), object: fresh.clone() })]);
+        c.step(5, 1, Response::Merged);
+        assert!(matches!(replies(&c.take_output())[..], [Ok(Reply::Read(o))] if *o == fresh));
+    }
+
+    #[test]
+    fn a_get_short_of_r_is_tryagain() {
+        let mut c = Coordinator::new(1, Options::default());
+        c.get(5, key(), &[1, 2, 3], &[2, 3], 2);
+        c.take_output();
+        c.step(5, 2, Response::Unreachable("down".into()));
+        c.step(5, 3, Response::Failed("disk".into()));
+        assert!(matches!(replies(&c.take_output())[..], [Err(Error::TryAgain(_))]));
+        c.get(6, key(), &[1, 2, 3], &[2, 3], 3);
+        c.take_output();
+        for _ in 0..=Options::default().timeout {
+            c.tick();
+        }
+        assert!(matches!(replies(&c.take_output())[..], [Err(Error::TryAgain(_))]));
+    }
+}
