@@ -109,19 +109,6 @@ fn a_refused_up_leaves_nothing_behind() {
 }
 
 #[test]
-fn an_unbuilt_mode_is_refused_once_and_not_advertised() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = valthree(&["serve", "--mode", "dynamo", "--data-dir", tmp.path().to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    let said = text(&out);
-    assert_eq!(said.matches("not available in this build").count(), 1, "{said}");
-    for args in [&["serve", "--help"][..], &["cluster", "up", "--help"], &["--help"]] {
-        let help = text(&valthree(args));
-        assert!(!help.to_lowercase().contains("dynamo"), "{args:?} advertises dynamo: {help}");
-    }
-}
-
-#[test]
 fn membership_commands_say_which_modes_they_serve() {
     for sub in ["add-node", "remove-node"] {
         let help = text(&valthree(&["cluster", sub, "--help"]));

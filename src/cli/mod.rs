@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// A Redis-protocol key-value store kept consistent three ways: S3 compare-and-swap, CASPaxos and Raft.
+/// A Redis-protocol key-value store kept consistent four ways: S3 compare-and-swap, CASPaxos, Raft and Dynamo-style quorums.
 #[derive(Debug, Parser)]
 #[command(name = "valthree", version, about, propagate_version = true)]
 pub struct Cli {

@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::error::{Error, Result};
 use crate::mode::s3::DEFAULT_OBJECT_KEY;
-use crate::mode::{ModeConfig, ModeName, S3Config};
+use crate::mode::{DynamoConfig, ModeConfig, ModeName, S3Config};
 use crate::node::{Faults, NodeOptions};
 use crate::peer::ClusterSecret;
 use crate::resp::ServerConfig;
@@ -19,6 +19,13 @@ use crate::resp::ServerConfig;
 pub enum Switch {
     On,
     Off,
+}
+
+/// dynamo mode's `--read-repair`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReadRepair {
+    Async,
+    Sync,
 }
 
 /// Arguments of `valthree serve`.
@@ -108,40 +115,40 @@ pub struct ServeArgs {
     /// s3 mode: group commit (one conditional PUT for all writes queued at once).
     #[arg(long, value_enum, default_value = "on", help_heading = "s3 mode")]
     pub s3_batch: Switch,
-    /// paxos and raft modes: this node's id (1, 2, ...).
-    #[arg(long, default_value_t = 1, help_heading = "paxos and raft modes")]
+    /// paxos, raft and dynamo modes: this node's id (1, 2, ...).
+    #[arg(long, default_value_t = 1, help_heading = "paxos, raft and dynamo modes")]
     pub node_id: u32,
-    /// paxos and raft modes: where peers reach this node (node-to-node gRPC).
-    #[arg(long, default_value = "127.0.0.1:7379", help_heading = "paxos and raft modes")]
+    /// paxos, raft and dynamo modes: where peers reach this node (node-to-node gRPC).
+    #[arg(long, default_value = "127.0.0.1:7379", help_heading = "paxos, raft and dynamo modes")]
     pub peer_addr: String,
-    /// paxos and raft modes: where the peer server listens, when not at --peer-addr (which is
+    /// paxos, raft and dynamo modes: where the peer server listens, when not at --peer-addr (which is
     /// then only what peers are told): e.g. `0.0.0.0:7379` in a container whose name is its
     /// --peer-addr.
-    #[arg(long, help_heading = "paxos and raft modes")]
+    #[arg(long, help_heading = "paxos, raft and dynamo modes")]
     pub peer_listen: Option<String>,
-    /// paxos and raft modes: the initial members, `1=host:port,2=host:port,...` (this node included);
+    /// paxos, raft and dynamo modes: the initial members, `1=host:port,2=host:port,...` (this node included);
     /// used only on first start: later the configuration stored in --data-dir wins. Omitted:
     /// a one-node cluster.
-    #[arg(long, help_heading = "paxos and raft modes", value_parser = crate::node::parse_peers)]
+    #[arg(long, help_heading = "paxos, raft and dynamo modes", value_parser = crate::node::parse_peers)]
     pub peers: Option<Members>,
-    /// paxos and raft modes: a file holding the cluster secret every peer call must show (or
+    /// paxos, raft and dynamo modes: a file holding the cluster secret every peer call must show (or
     /// set VALTHREE_CLUSTER_SECRET; never on the command line). Required when --peer-addr is
     /// reachable from other hosts.
-    #[arg(long, help_heading = "paxos and raft modes")]
+    #[arg(long, help_heading = "paxos, raft and dynamo modes")]
     pub cluster_secret_file: Option<PathBuf>,
-    /// paxos and raft modes: mutual TLS on the peer plane: this node's certificate (PEM; it
+    /// paxos, raft and dynamo modes: mutual TLS on the peer plane: this node's certificate (PEM; it
     /// must name the host or IP of --peer-addr) ...
-    #[arg(long, help_heading = "paxos and raft modes")]
+    #[arg(long, help_heading = "paxos, raft and dynamo modes")]
     pub peer_tls_cert: Option<PathBuf>,
     /// ... its private key ...
-    #[arg(long, help_heading = "paxos and raft modes")]
+    #[arg(long, help_heading = "paxos, raft and dynamo modes")]
     pub peer_tls_key: Option<PathBuf>,
     /// ... and the CA that signs every node's certificate.
-    #[arg(long, help_heading = "paxos and raft modes")]
+    #[arg(long, help_heading = "paxos, raft and dynamo modes")]
     pub peer_tls_ca: Option<PathBuf>,
-    /// paxos and raft modes: start with no configuration and wait to be added by a member
+    /// paxos, raft and dynamo modes: start with no configuration and wait to be added by a member
     /// (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`).
-    #[arg(long, help_heading = "paxos and raft modes", conflicts_with = "peers")]
+    #[arg(long, help_heading = "paxos, raft and dynamo modes", conflicts_with = "peers")]
     pub join: bool,
     /// paxos mode: the one-round-trip optimisation (an accept also promises the next ballot).
     #[arg(long, value_enum, default_value = "on", help_heading = "paxos mode")]
@@ -156,6 +163,39 @@ pub struct ServeArgs {
     /// raft mode: log entries between snapshots (the log is then purged but for a quarter of that).
     #[arg(long, default_value_t = crate::mode::raft::SNAPSHOT_EVERY, help_heading = "raft mode")]
     pub raft_snapshot_every: u64,
+    /// dynamo mode: partitions of the ring (a power of two).
+    #[arg(long, default_value_t = crate::mode::dynamo::ring::DEFAULT_PARTITIONS, help_heading = "dynamo mode")]
+    pub vnodes: u32,
+    /// dynamo mode: copies of every key, N (default: 3, or the number of nodes if fewer).
+    #[arg(long, help_heading = "dynamo mode")]
+    pub replicas: Option<usize>,
+    /// dynamo mode: replicas a read waits for, R (default: 2, or N if smaller).
+    #[arg(long = "r", help_heading = "dynamo mode")]
+    pub read_quorum: Option<usize>,
+    /// dynamo mode: replicas a write waits for, W (default: 2, or N if smaller).
+    #[arg(long = "w", help_heading = "dynamo mode")]
+    pub write_quorum: Option<usize>,
+    /// dynamo mode: read repair in the background (async) or before the read answers (sync).
+    #[arg(long, value_enum, default_value = "async", help_heading = "dynamo mode")]
+    pub read_repair: ReadRepair,
+    /// dynamo mode: hinted handoff (a write an owner missed is replayed to it when it is back).
+    #[arg(long, value_enum, default_value = "on", help_heading = "dynamo mode")]
+    pub hinted_handoff: Switch,
+    /// dynamo mode: hints kept at most; past it new ones are dropped (and counted in INFO).
+    #[arg(long, default_value_t = 1_000_000, help_heading = "dynamo mode")]
+    pub max_hints: u64,
+    /// dynamo mode: hints older than this are dropped unreplayed.
+    #[arg(long, default_value = "3h", value_parser = humantime::parse_duration, help_heading = "dynamo mode")]
+    pub hint_window: std::time::Duration,
+    /// dynamo mode: what GET answers for a key with several siblings: the latest one (pick) or -CONFLICT.
+    #[arg(long, value_enum, default_value = "pick", help_heading = "dynamo mode")]
+    pub sibling_read: crate::mode::dynamo::SiblingRead,
+    /// dynamo mode: how often the failure detector (SWIM) probes a member.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration, help_heading = "dynamo mode")]
+    pub swim_period: std::time::Duration,
+    /// dynamo mode: how long a member that failed a probe stays SUSPECT before it is DEAD.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, help_heading = "dynamo mode")]
+    pub suspect_timeout: std::time::Duration,
     /// Test only: accept a paxos value after this many acknowledgements (breaks quorum
     /// intersection, so the checker has a bug to catch).
     #[arg(long, hide = true)]
@@ -233,6 +273,19 @@ fn mode_config(args: &ServeArgs) -> Result<ModeConfig> {
         unsafe_accept_quorum: args.unsafe_accept_quorum,
         raft_stale_reads: args.stale_reads,
         raft_snapshot_every: args.raft_snapshot_every,
+        dynamo: DynamoConfig {
+            partitions: args.vnodes,
+            replicas: args.replicas,
+            r: args.read_quorum,
+            w: args.write_quorum,
+            sync_read_repair: args.read_repair == ReadRepair::Sync,
+            hinted_handoff: args.hinted_handoff == Switch::On,
+            max_hints: args.max_hints,
+            hint_window: args.hint_window,
+            sibling_read: args.sibling_read,
+            swim_period: args.swim_period,
+            suspect_timeout: args.suspect_timeout,
+        },
     })
 }
 

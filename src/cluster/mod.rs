@@ -102,13 +102,6 @@ fn new_token() -> String {
 
 /// Starts a cluster; refuses when one already runs in `dir` or a port is taken.
 pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
-    if !options.mode.is_available() {
-        return Err(format!(
-            "--mode {} is not available in this build yet; available modes: {}",
-            options.mode.as_str(),
-            ModeName::available().join(", ")
-        ));
-    }
     if options.nodes == 0 {
         return Err("--nodes must be at least 1".into());
     }

@@ -37,6 +37,23 @@ pub struct S3Config {
     pub unsafe_stale_reads: bool,
 }
 
+/// dynamo mode's settings (see [`dynamo::DynamoOptions`]); `None`: the default for the
+/// cluster's size.
+#[derive(Debug, Clone)]
+pub struct DynamoConfig {
+    pub partitions: u32,
+    pub replicas: Option<usize>,
+    pub r: Option<usize>,
+    pub w: Option<usize>,
+    pub sync_read_repair: bool,
+    pub hinted_handoff: bool,
+    pub max_hints: u64,
+    pub hint_window: Duration,
+    pub sibling_read: dynamo::SiblingRead,
+    pub swim_period: Duration,
+    pub suspect_timeout: Duration,
+}
+
 /// What [`open`] needs: the mode and its settings (`valthree serve`'s flags, mapped).
 #[derive(Debug, Clone)]
 pub struct ModeConfig {
@@ -50,6 +67,7 @@ pub struct ModeConfig {
     pub unsafe_accept_quorum: Option<usize>,
     pub raft_stale_reads: bool,
     pub raft_snapshot_every: u64,
+    pub dynamo: DynamoConfig,
 }
 
 /// Starts the mode `config` names; `faults` are the node's test switches.
@@ -115,16 +133,31 @@ pub async fn open(config: &ModeConfig, faults: Arc<Faults>) -> Result<Arc<dyn St
             };
             Ok(Arc::new(raft::RaftMode::start(options, faults).await?))
         }
-        other => Err(Error::Config(format!(
-            "--mode {} is not available in this build yet; available modes: {}",
-            other.as_str(),
-            ModeName::available().join(", ")
-        ))),
+        ModeName::Dynamo => {
+            config.node.check_exposure().map_err(Error::Config)?;
+            let d = &config.dynamo;
+            let mut options = dynamo::DynamoOptions::new(config.node.clone());
+            options.partitions = d.partitions;
+            if let Some(n) = d.replicas {
+                options.replicas = n;
+                options.r = n.min(2);
+                options.w = n.min(2);
+            }
+            options.r = d.r.unwrap_or(options.r);
+            options.w = d.w.unwrap_or(options.w);
+            options.sync_read_repair = d.sync_read_repair;
+            options.hinted_handoff = d.hinted_handoff;
+            options.max_hints = d.max_hints;
+            options.hint_window = d.hint_window;
+            options.sibling_read = d.sibling_read;
+            options.swim_period = d.swim_period;
+            options.suspect_timeout = d.suspect_timeout;
+            Ok(Arc::new(dynamo::DynamoMode::start(options, faults).await?))
+        }
     }
 }
 
-/// The `--mode` values. Every name is accepted by the parser so that a mode not built into
-/// this binary is refused with a clear message rather than an "invalid value" puzzle.
+/// The `--mode` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ModeName {
     /// The whole database is one JSON object in S3-compatible storage, replaced by compare-and-swap.
@@ -133,26 +166,11 @@ pub enum ModeName {
     Paxos,
     /// A Raft log replicated to a majority.
     Raft,
-    /// A Dynamo-style ring with quorums and version vectors (not built yet: hidden from help).
-    #[value(hide = true)]
+    /// A Dynamo-style ring: N replicas, R/W quorums, dotted version vectors, siblings.
     Dynamo,
 }
 
 impl ModeName {
-    /// True when this binary serves the mode.
-    pub fn is_available(self) -> bool {
-        !matches!(self, ModeName::Dynamo)
-    }
-
-    /// The names of the modes this binary serves.
-    pub fn available() -> Vec<&'static str> {
-        [ModeName::S3, ModeName::Paxos, ModeName::Raft, ModeName::Dynamo]
-            .into_iter()
-            .filter(|m| m.is_available())
-            .map(ModeName::as_str)
-            .collect()
-    }
-
     /// The lowercase name.
     pub fn as_str(self) -> &'static str {
         match self {

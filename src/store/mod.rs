@@ -8,11 +8,13 @@
 
 mod conformance;
 mod keyspace;
+mod siblings;
 
 pub use conformance::run_conformance_suite;
 pub use keyspace::{
     Keyspace, Mutation, MutationReply, NOT_AN_INTEGER, SetCondition, SetOptions, SetReply, UpdateOp, parse_i64,
 };
+pub use siblings::{SiblingView, Siblings, Versioned, VersionedWrite};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -97,6 +99,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The mode's membership admin, for the modes that have a membership to change.
     fn membership(&self) -> Option<&dyn Membership> {
+        None
+    }
+
+    /// The sibling-aware commands (VGET, VSET, ...), for the modes that keep siblings.
+    fn siblings(&self) -> Option<&dyn Siblings> {
         None
     }
 

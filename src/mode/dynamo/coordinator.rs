@@ -31,8 +31,9 @@ pub const REPAIR: OpId = 0;
 /// What a coordinator asks of a replica.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Request {
-    /// Apply a client's write (only ever to the coordinator's own replica).
-    Put { key: Bytes, context: VersionVector, value: Option<Bytes>, timestamp_ms: u64, hints: Vec<NodeId> },
+    /// Apply a client's write (only ever to the coordinator's own replica), under `context`
+    /// or, when `None`, under the replica's own current context (a plain SET or DEL).
+    Put { key: Bytes, context: Option<VersionVector>, value: Option<Bytes>, timestamp_ms: u64, hints: Vec<NodeId> },
     /// Join this object into yours.
     Merge { key: Bytes, object: Object },
     /// Your object for the key.
@@ -42,9 +43,12 @@ pub enum Request {
 /// A replica's answer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Response {
+    /// The object after the write, the write's dot, and whether the key had a live value
+    /// here before it.
     Put {
         object: Object,
         dot: Dot,
+        existed: bool,
     },
     Merged,
     Got(Object),
@@ -58,8 +62,9 @@ pub enum Response {
 /// What the client gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// A PUT held by W replicas: the new context and the write's dot.
-    Written { context: VersionVector, dot: Dot },
+    /// A PUT held by W replicas: the new context, the write's dot, and whether the key had
+    /// a live value at the coordinator before.
+    Written { context: VersionVector, dot: Dot, existed: bool },
     /// A GET: the join of R replicas' objects.
     Read(Object),
 }
@@ -90,11 +95,13 @@ pub struct Options {
     pub timeout: u64,
     /// Block a read's answer until the stale replicas among its R are repaired.
     pub sync_read_repair: bool,
+    /// Record hints for the owners a write missed.
+    pub hinted_handoff: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { timeout: 50, sync_read_repair: false }
+        Self { timeout: 50, sync_read_repair: false, hinted_handoff: true }
     }
 }
 
@@ -117,8 +124,8 @@ enum Op {
         w: usize,
         /// The live owners besides this node, sent the object once it is written here.
         others: Vec<NodeId>,
-        /// The local replica's object and dot, once it applied the write.
-        written: Option<(Object, Dot)>,
+        /// The local replica's object, dot and `existed`, once it applied the write.
+        written: Option<(Object, Dot, bool)>,
         acks: BTreeSet<NodeId>,
         /// Replicas sent a request that have not answered.
         waiting: BTreeSet<NodeId>,
@@ -175,6 +182,14 @@ impl Coordinator {
         self.output.push(Output::Reply { op, result });
     }
 
+    /// `target` missed a write to `key`: a hint, if hints are on.
+    fn hint(&mut self, target: NodeId, key: &Bytes) {
+        if self.options.hinted_handoff {
+            self.stats.hints_recorded += 1;
+            self.output.push(Output::Hint { target, key: key.clone() });
+        }
+    }
+
     fn send(&mut self, op: OpId, to: NodeId, request: Request) {
         self.output.push(Output::Send { op, to, request });
     }
@@ -189,7 +204,7 @@ impl Coordinator {
         key: Bytes,
         owners: &[NodeId],
         alive: &[NodeId],
-        context: VersionVector,
+        context: Option<VersionVector>,
         value: Option<Bytes>,
         timestamp_ms: u64,
         w: usize,
@@ -205,7 +220,8 @@ impl Coordinator {
             return self
                 .reply(op, Err(Error::TryAgain(format!("only {live} of the key's {n} replicas are up; W is {w}"))));
         }
-        let hints: Vec<NodeId> = owners.iter().copied().filter(|o| !up(o)).collect();
+        let hints: Vec<NodeId> =
+            if self.options.hinted_handoff { owners.iter().copied().filter(|o| !up(o)).collect() } else { Vec::new() };
         self.stats.hints_recorded += hints.len() as u64;
         let others = owners.iter().copied().filter(|o| *o != self.id && up(o)).collect();
         let request = Request::Put { key: key.clone(), context, value, timestamp_ms, hints };
@@ -266,7 +282,7 @@ impl Coordinator {
             return false; // a duplicate, or an answer to nothing asked
         }
         match response {
-            Response::Put { object, dot } if from == self.id && written.is_none() => {
+            Response::Put { object, dot, existed } if from == self.id && written.is_none() => {
                 acks.insert(from);
                 for to in others.iter().copied() {
                     waiting.insert(to);
@@ -276,7 +292,7 @@ impl Coordinator {
                         request: Request::Merge { key: key.clone(), object: object.clone() },
                     });
                 }
-                *written = Some((object, dot));
+                *written = Some((object, dot, existed));
             }
             Response::Merged if from != self.id && written.is_some() => {
                 acks.insert(from);
@@ -287,19 +303,16 @@ impl Coordinator {
                 self.reply(op, Err(Error::Uncertain(format!("the local write failed: {why}"))));
                 return true;
             }
-            Response::Failed(_) | Response::Unreachable(_) => {
-                self.stats.hints_recorded += 1;
-                self.output.push(Output::Hint { target: from, key: key.clone() });
-            }
+            Response::Failed(_) | Response::Unreachable(_) => self.hint(from, key),
             other => {
                 tracing::warn!(peer = from, "a PUT got an answer of the wrong kind: {other:?}");
-                self.output.push(Output::Hint { target: from, key: key.clone() });
+                self.hint(from, key);
             }
         }
         if !*answered && acks.len() >= *w {
             *answered = true;
-            let (object, dot) = written.as_ref().expect("acknowledged, so written");
-            let reply = Reply::Written { context: object.context().clone(), dot: *dot };
+            let (object, dot, existed) = written.as_ref().expect("acknowledged, so written");
+            let reply = Reply::Written { context: object.context().clone(), dot: *dot, existed: *existed };
             self.output.push(Output::Reply { op, result: Ok(reply) });
         }
         if waiting.is_empty() && !*answered {
@@ -385,9 +398,9 @@ impl Coordinator {
             let Some((state, _)) = self.ops.remove(&op) else { continue };
             match state {
                 Op::Put { key, w, written, acks, waiting, answered, .. } => {
-                    for target in waiting.iter().copied().filter(|t| *t != self.id) {
-                        self.stats.hints_recorded += 1;
-                        self.output.push(Output::Hint { target, key: key.clone() });
+                    let me = self.id;
+                    for target in waiting.iter().copied().filter(|t| *t != me) {
+                        self.hint(target, &key);
                     }
                     if !answered {
                         let why = match written {
@@ -459,11 +472,11 @@ mod tests {
     #[test]
     fn a_put_answers_after_w_replicas_and_hints_the_ones_that_do_not_answer() {
         let mut c = Coordinator::new(1, Options::default());
-        c.put(7, key(), &[1, 2, 3], &[2, 3], VersionVector::new(), v("x"), 1, 2);
+        c.put(7, key(), &[1, 2, 3], &[2, 3], None, v("x"), 1, 2);
         let out = c.take_output();
         assert_eq!(sends(&out).len(), 1, "the local replica first");
         let (object, dot) = written(1, 1, "x");
-        c.step(7, 1, Response::Put { object: object.clone(), dot });
+        c.step(7, 1, Response::Put { object: object.clone(), dot, existed: false });
         let out = c.take_output();
         assert_eq!(sends(&out).iter().map(|s| s.0).collect::<Vec<_>>(), vec![2, 3]);
         assert!(replies(&out).is_empty(), "1 of W=2");
@@ -481,23 +494,23 @@ mod tests {
     #[test]
     fn a_put_without_w_live_owners_is_refused_before_writing() {
         let mut c = Coordinator::new(1, Options::default());
-        c.put(1, key(), &[1, 2, 3], &[], VersionVector::new(), v("x"), 1, 2);
+        c.put(1, key(), &[1, 2, 3], &[], None, v("x"), 1, 2);
         let out = c.take_output();
         assert!(sends(&out).is_empty());
         assert!(matches!(replies(&out)[..], [Err(Error::TryAgain(_))]));
         // Not an owner: refused too (the node forwards such writes).
-        c.put(2, key(), &[2, 3, 4], &[2, 3, 4], VersionVector::new(), v("x"), 1, 2);
+        c.put(2, key(), &[2, 3, 4], &[2, 3, 4], None, v("x"), 1, 2);
         assert!(matches!(replies(&c.take_output())[..], [Err(Error::TryAgain(_))]));
     }
 
     #[test]
     fn a_put_written_locally_but_short_of_w_is_uncertain_and_down_owners_get_hints() {
         let mut c = Coordinator::new(1, Options::default());
-        c.put(1, key(), &[1, 2, 3], &[2], VersionVector::new(), v("x"), 1, 2);
+        c.put(1, key(), &[1, 2, 3], &[2], None, v("x"), 1, 2);
         let out = c.take_output();
         assert!(matches!(sends(&out)[..], [(1, Request::Put { hints, .. })] if *hints == vec![3]), "{out:?}");
         let (object, dot) = written(1, 1, "x");
-        c.step(1, 1, Response::Put { object, dot });
+        c.step(1, 1, Response::Put { object, dot, existed: false });
         c.take_output();
         c.step(1, 2, Response::Unreachable("reset".into()));
         let out = c.take_output();

@@ -20,5 +20,15 @@
 
 pub mod coordinator;
 pub mod dvv;
+mod hints;
+mod network;
+mod node;
 pub mod ring;
-pub mod storage;
+mod service;
+mod storage;
+mod store;
+mod swim;
+mod wire;
+
+pub use node::{DynamoOptions, SiblingRead};
+pub use store::DynamoMode;

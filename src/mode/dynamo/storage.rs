@@ -19,7 +19,8 @@ use crate::node::{NodeId, codec};
 
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 /// (target node, key): the target missed a write to the key and must be sent the object.
-const HINTS: TableDefinition<(u32, &[u8]), ()> = TableDefinition::new("hints");
+/// The value is when the hint was recorded (ms since the epoch), for `--hint-window`.
+const HINTS: TableDefinition<(u32, &[u8]), u64> = TableDefinition::new("hints");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const ACTOR: &str = "actor";
@@ -31,22 +32,24 @@ pub const LEASE_BLOCK: u64 = 1000;
 /// One write in a batch.
 #[derive(Debug, Clone)]
 pub enum Write {
-    /// A client's write coordinated here: a fresh dot, the context's siblings dropped. The
-    /// owners in `hints` are down: hints for them go in the same transaction.
-    Put { key: Bytes, context: VersionVector, value: Option<Bytes>, timestamp_ms: u64, hints: Vec<NodeId> },
+    /// A client's write coordinated here: a fresh dot, the context's siblings dropped (no
+    /// context: this replica's own, so every sibling here). The owners in `hints` are down:
+    /// hints for them go in the same transaction.
+    Put { key: Bytes, context: Option<VersionVector>, value: Option<Bytes>, timestamp_ms: u64, hints: Vec<NodeId> },
     /// Another replica's object, joined into this one's.
     Merge { key: Bytes, object: Object },
-    /// Remember that `target` needs `key`'s object.
-    Hint { target: NodeId, key: Bytes },
-    /// `target` has `key`'s object now.
-    DropHint { target: NodeId, key: Bytes },
+    /// Remember (since `at_ms`) that `target` needs `key`'s object.
+    Hint { target: NodeId, key: Bytes, at_ms: u64 },
+    /// `target` has `key`'s object as it was when the hint recorded at `recorded_ms` was
+    /// replayed: drop that hint (not a newer one, for a write since).
+    DropHint { target: NodeId, key: Bytes, recorded_ms: u64 },
 }
 
 /// What one write did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
-    /// The object after a PUT, and the PUT's dot.
-    Put { object: Object, dot: Dot },
+    /// The object after a PUT, the PUT's dot, and whether the key had a live value before.
+    Put { object: Object, dot: Dot, existed: bool },
     /// The object after a merge; `changed` when the merge taught this replica something.
     Merged { object: Object, changed: bool },
     /// A hint recorded or dropped.
@@ -61,6 +64,9 @@ fn db_error(e: impl std::fmt::Display) -> Error {
 pub struct Storage {
     db: Database,
     actor: Actor,
+    /// Hints kept at most; past it a new hint is dropped (and counted).
+    max_hints: u64,
+    hints_dropped: std::sync::atomic::AtomicU64,
 }
 
 /// The dot sequence, owned by whoever writes (one writer at a time).
@@ -95,7 +101,18 @@ impl Storage {
         };
         txn.commit().map_err(db_error)?;
         // Everything up to the old lease may have been handed out before a crash.
-        Ok((Self { db, actor }, Counter { next: leased + 1, leased }))
+        let storage = Self { db, actor, max_hints: u64::MAX, hints_dropped: Default::default() };
+        Ok((storage, Counter { next: leased + 1, leased }))
+    }
+
+    /// Keeps at most `n` hints.
+    pub fn set_max_hints(&mut self, n: u64) {
+        self.max_hints = n;
+    }
+
+    /// Hints not recorded because `max_hints` were pending.
+    pub fn hints_dropped(&self) -> u64 {
+        self.hints_dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// This replica's actor id.
@@ -135,12 +152,14 @@ impl Storage {
                             Some(bytes) => decode_object(bytes.value())?,
                             None => Object::new(),
                         };
-                        object.put(context, dot, *timestamp_ms, value.clone());
+                        let existed = object.live().next().is_some();
+                        let context = context.clone().unwrap_or_else(|| object.context().clone());
+                        object.put(&context, dot, *timestamp_ms, value.clone());
                         objects.insert(key.as_ref(), encode_object(&object)?.as_slice()).map_err(db_error)?;
                         for target in down {
-                            hints.insert((*target, key.as_ref()), ()).map_err(db_error)?;
+                            self.hint(&mut hints, *target, key, *timestamp_ms)?;
                         }
-                        Ok(Written::Put { object, dot })
+                        Ok(Written::Put { object, dot, existed })
                     }
                     Write::Merge { key, object: theirs } => match theirs.validate() {
                         Err(e) => Err(Error::Config(format!("refusing a malformed object for a merge: {e}"))),
@@ -157,12 +176,15 @@ impl Storage {
                             Ok(Written::Merged { object: merged, changed })
                         }
                     },
-                    Write::Hint { target, key } => {
-                        hints.insert((*target, key.as_ref()), ()).map_err(db_error)?;
+                    Write::Hint { target, key, at_ms } => {
+                        self.hint(&mut hints, *target, key, *at_ms)?;
                         Ok(Written::Hint)
                     }
-                    Write::DropHint { target, key } => {
-                        hints.remove((*target, key.as_ref())).map_err(db_error)?;
+                    Write::DropHint { target, key, recorded_ms } => {
+                        let current = hints.get((*target, key.as_ref())).map_err(db_error)?.map(|v| v.value());
+                        if current == Some(*recorded_ms) {
+                            hints.remove((*target, key.as_ref())).map_err(db_error)?;
+                        }
                         Ok(Written::Hint)
                     }
                 };
@@ -172,19 +194,27 @@ impl Storage {
         txn.commit().map_err(db_error)?;
         Ok(results)
     }
+    fn hint(&self, hints: &mut redb::Table<(u32, &[u8]), u64>, target: NodeId, key: &[u8], at_ms: u64) -> Result<()> {
+        if hints.len().map_err(db_error)? >= self.max_hints && hints.get((target, key)).map_err(db_error)?.is_none() {
+            self.hints_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(());
+        }
+        hints.insert((target, key), at_ms).map_err(db_error)?;
+        Ok(())
+    }
 
-    /// Up to `limit` keys `target` is owed, in key order.
-    pub fn hints_for(&self, target: NodeId, limit: usize) -> Result<Vec<Bytes>> {
+    /// Up to `limit` keys `target` is owed, in key order, with when each hint was recorded.
+    pub fn hints_for(&self, target: NodeId, limit: usize) -> Result<Vec<(Bytes, u64)>> {
         let txn = self.db.begin_read().map_err(db_error)?;
         let table = txn.open_table(HINTS).map_err(db_error)?;
         let mut keys = Vec::new();
         for entry in table.range((target, &[][..])..).map_err(db_error)? {
-            let (k, _) = entry.map_err(db_error)?;
+            let (k, at) = entry.map_err(db_error)?;
             let (t, key) = k.value();
             if t != target || keys.len() >= limit {
                 break;
             }
-            keys.push(Bytes::copy_from_slice(key));
+            keys.push((Bytes::copy_from_slice(key), at.value()));
         }
         Ok(keys)
     }
@@ -232,7 +262,7 @@ mod tests {
     fn put(key: &str, context: VersionVector, value: &str) -> Write {
         Write::Put {
             key: Bytes::copy_from_slice(key.as_bytes()),
-            context,
+            context: Some(context),
             value: Some(Bytes::copy_from_slice(value.as_bytes())),
             timestamp_ms: 1,
             hints: vec![3],
@@ -248,18 +278,24 @@ mod tests {
                 .apply(&mut counter, &[put("a", VersionVector::new(), "1"), put("b", VersionVector::new(), "2")])
                 .unwrap();
             let Ok(Written::Put { dot, .. }) = &results[1] else { panic!("{results:?}") };
-            assert_eq!(storage.hints_for(3, 10).unwrap(), vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+            assert_eq!(
+                storage.hints_for(3, 10).unwrap(),
+                vec![(Bytes::from_static(b"a"), 1), (Bytes::from_static(b"b"), 1)]
+            );
             (storage.actor(), *dot)
         };
         let (storage, mut counter) = Storage::open(dir.path()).unwrap();
         assert_eq!(storage.actor(), actor, "the actor is born with the data directory");
         assert_eq!(storage.get(b"b").unwrap().pick(), Some(&Bytes::from_static(b"2")));
         let results = storage.apply(&mut counter, &[put("a", VersionVector::new(), "3")]).unwrap();
-        let Ok(Written::Put { dot, object }) = &results[0] else { panic!("{results:?}") };
+        let Ok(Written::Put { dot, object, existed }) = &results[0] else { panic!("{results:?}") };
+        assert!(existed);
         assert!(dot.counter > last.counter, "no dot is handed out twice: {dot} after {last}");
         assert_eq!(object.siblings().len(), 2, "a blind write supersedes nothing");
-        storage.apply(&mut counter, &[Write::DropHint { target: 3, key: Bytes::from_static(b"a") }]).unwrap();
-        assert_eq!(storage.hints_for(3, 10).unwrap(), vec![Bytes::from_static(b"b")]);
+        storage
+            .apply(&mut counter, &[Write::DropHint { target: 3, key: Bytes::from_static(b"a"), recorded_ms: 1 }])
+            .unwrap();
+        assert_eq!(storage.hints_for(3, 10).unwrap(), vec![(Bytes::from_static(b"b"), 1)]);
         assert_eq!(storage.hint_count().unwrap(), 1);
     }
 

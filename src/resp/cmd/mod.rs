@@ -16,6 +16,7 @@ mod client;
 mod command;
 mod dbsize;
 mod del;
+mod dynamo;
 mod echo;
 mod exists;
 mod fault;
@@ -32,6 +33,8 @@ mod quit;
 mod select;
 mod set;
 mod strlen;
+mod vget;
+mod vset;
 
 pub use args::{Args, lower};
 pub use table::{COMMANDS, Command, Ctx, Spec, lookup};

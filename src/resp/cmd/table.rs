@@ -181,6 +181,16 @@ commands! {
         "Sets the string value of a key. NX, XX and GET are supported; expiry is not.";
     "strlen"           => Strlen(strlen::Strlen),        2, READ,        ONE_KEY,
         "Returns the length of a string value.";
+    "vdel"             => Vdel(vset::Vset),             -3, &["write"],  ONE_KEY,
+        "dynamo mode: deletes a key under a context (VDEL key context [W n]); replies [context, dot].";
+    "vget"             => Vget(vget::Vget),             -2, READ,        ONE_KEY,
+        "dynamo mode: returns a key's context and every sibling (VGET key [R n]).";
+    "vset"             => Vset(vset::Vset),             -4, WRITE,       ONE_KEY,
+        "dynamo mode: writes a value under a context (VSET key value context [W n]); replies [context, dot].";
+    "dynamo.members"   => DynamoMembers(dynamo::DynamoInfo), 1, &["readonly"], NO_KEYS,
+        "dynamo mode: every member's address and health (ALIVE, SUSPECT, DEAD) as this node sees it.";
+    "dynamo.ring"      => DynamoRing(dynamo::DynamoInfo), -1, &["readonly"], NO_KEYS,
+        "dynamo mode: the ring's partitions, or a key's partition and preference list (DYNAMO.RING [key]).";
     "valthree.members" => Members(members::Members),    -3, &["admin"],  NO_KEYS,
         "Shows or changes the cluster's membership (needs --admin-token).";
     "valthree.health"  => Health(health::Health),        1, &["readonly"], NO_KEYS,

@@ -1,0 +1,84 @@
+//! Hinted handoff: the writes an owner missed (it was down, or did not answer in time) are
+//! recorded durably as hints (target, key) on the coordinator; this task replays them — the
+//! key's current object, so a hot key makes one hint — once the target is ALIVE again, and
+//! deletes each hint when the target has stored the object. Rate-limited (a page of keys per
+//! target per round), bounded by `--max-hints`, and a hint older than `--hint-window` is
+//! dropped unreplayed (anti-entropy is what repairs a replica gone that long).
+
+use std::sync::Weak;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::coordinator::{Request, Response};
+use super::node::{Node, now_ms};
+use super::storage::Write;
+use super::swim::Health;
+
+/// How often pending hints are looked at.
+const ROUND: Duration = Duration::from_millis(250);
+/// Keys replayed to one target per round, at most.
+const PAGE: usize = 64;
+
+pub(super) async fn run(node: Weak<Node>) {
+    let mut ticker = tokio::time::interval(ROUND);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(node) = node.upgrade() else { return };
+        if !node.options.hinted_handoff {
+            return;
+        }
+        let targets: Vec<_> = node
+            .members
+            .iter()
+            .map(|m| m.id)
+            .filter(|id| *id != node.id && !node.isolated_from(*id))
+            .filter(|id| node.swim.seen(*id).is_some_and(|s| s.health == Health::Alive))
+            .collect();
+        for target in targets {
+            if let Err(e) = replay(&node, target).await {
+                tracing::debug!(peer = target, "hint replay: {e}");
+            }
+        }
+    }
+}
+
+async fn replay(node: &Node, target: u32) -> crate::error::Result<()> {
+    let storage = node.storage.clone();
+    let hints = tokio::task::spawn_blocking(move || storage.hints_for(target, PAGE))
+        .await
+        .map_err(|e| crate::error::Error::Io(e.to_string()))??;
+    if hints.is_empty() {
+        return Ok(());
+    }
+    let window = node.options.hint_window.as_millis() as u64;
+    let now = now_ms();
+    let (expired, due): (Vec<_>, Vec<_>) = hints.into_iter().partition(|(_, at)| now.saturating_sub(*at) > window);
+    let mut done: Vec<Write> =
+        expired.iter().map(|(key, at)| Write::DropHint { target, key: key.clone(), recorded_ms: *at }).collect();
+    node.stats.hints_expired.fetch_add(expired.len() as u64, Ordering::Relaxed);
+    let storage = node.storage.clone();
+    let keys: Vec<_> = due.iter().map(|(k, _)| k.clone()).collect();
+    let objects = tokio::task::spawn_blocking(move || keys.iter().map(|k| storage.get(k)).collect::<Vec<_>>())
+        .await
+        .map_err(|e| crate::error::Error::Io(e.to_string()))?;
+    let mut batch = Vec::new();
+    for (i, ((key, _), object)) in due.iter().zip(objects).enumerate() {
+        batch.push((i as u64 + 1, Request::Merge { key: key.clone(), object: object? }));
+    }
+    if !batch.is_empty() {
+        let replies = node.call_replica(target, batch).await;
+        for (op, response) in replies {
+            if response == Response::Merged
+                && let Some((key, at)) = due.get(op as usize - 1)
+            {
+                done.push(Write::DropHint { target, key: key.clone(), recorded_ms: *at });
+                node.stats.hints_replayed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    if !done.is_empty() {
+        node.write(done).await?;
+    }
+    Ok(())
+}

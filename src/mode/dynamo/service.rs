@@ -1,0 +1,58 @@
+//! The `DynamoPeer` service: what other nodes ask of this one. A caller without the cluster
+//! secret, or one this node is cut off from, is refused before any of these runs (the peer
+//! plane's guard).
+
+use std::sync::Arc;
+
+use super::coordinator::Reply;
+use super::node::Node;
+use super::wire::{self, ForwardReply, Forwarded, ReplicaBatch};
+use crate::error::Error;
+use crate::peer::proto::{self, dynamo_peer_server::DynamoPeer};
+
+pub(super) struct Service {
+    pub(super) node: Arc<Node>,
+}
+
+type RpcResult = std::result::Result<tonic::Response<proto::DynamoPayload>, tonic::Status>;
+
+#[tonic::async_trait]
+impl DynamoPeer for Service {
+    async fn replica(&self, request: tonic::Request<proto::DynamoPayload>) -> RpcResult {
+        let batch: ReplicaBatch = wire::decode(request.get_ref())?;
+        let replies = self.node.local_replica(batch, true).await;
+        Ok(tonic::Response::new(wire::encode(self.node.id, &replies)?))
+    }
+
+    async fn forward(&self, request: tonic::Request<proto::DynamoPayload>) -> RpcResult {
+        let Forwarded { key, context, value, w } = wire::decode(request.get_ref())?;
+        let reply = if !self.node.ring.owners(&key).contains(&self.node.id) {
+            ForwardReply::TryAgain(format!("n{} does not hold this key", self.node.id))
+        } else if w == 0 || w > self.node.ring.replicas() {
+            ForwardReply::TryAgain(format!("W {w} is not from 1 to {}", self.node.ring.replicas()))
+        } else {
+            match self.node.coordinate_put(key, context, value, w).await {
+                Ok(Reply::Written { context, dot, existed }) => ForwardReply::Written { context, dot, existed },
+                Ok(Reply::Read(_)) => ForwardReply::Uncertain("a write was answered as a read".into()),
+                Err(e) => ForwardReply::from_error(e),
+            }
+        };
+        Ok(tonic::Response::new(wire::encode(self.node.id, &reply)?))
+    }
+
+    async fn swim(&self, request: tonic::Request<proto::DynamoPayload>) -> RpcResult {
+        let payload = request.into_inner();
+        self.node.swim.receive(payload.body);
+        Ok(tonic::Response::new(proto::DynamoPayload { from: self.node.id, body: Default::default() }))
+    }
+
+    async fn keys(&self, _request: tonic::Request<proto::DynamoPayload>) -> RpcResult {
+        let storage = self.node.storage.clone();
+        let keys = tokio::task::spawn_blocking(move || storage.keys())
+            .await
+            .map_err(|e| tonic::Status::internal(e.to_string()))?
+            .map_err(|e: Error| tonic::Status::unavailable(e.to_string()))?;
+        let keys: Vec<bytes::Bytes> = keys.into_iter().map(|(k, _)| k).collect();
+        Ok(tonic::Response::new(wire::encode(self.node.id, &keys)?))
+    }
+}

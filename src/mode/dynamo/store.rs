@@ -1,0 +1,373 @@
+//! dynamo mode behind the [`Store`] trait (plain Redis clients) and the [`Siblings`] trait
+//! (VGET/VSET/VDEL), and how a node starts.
+//!
+//! A plain SET or DEL writes under the coordinating owner's current context: it replaces what
+//! that owner has seen, and a concurrent write through another owner survives as a sibling.
+//! GET answers one sibling (the latest by timestamp, then dot) unless `--sibling-read error`.
+//! Commands that need an atomic read-modify-write (INCR, APPEND, SET NX/XX/GET) are refused:
+//! dynamo mode cannot give them, and a silent last-writer-wins would lose updates.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use super::coordinator::Reply;
+use super::dvv::{Object, VersionVector};
+use super::node::*;
+use super::ring::Ring;
+use super::service::Service;
+use super::storage::Storage;
+use super::swim::{self, Health, Swim};
+use super::wire::{ForwardReply, Forwarded};
+use crate::error::{Error, Result};
+use crate::node::{Faults, Tasks};
+use crate::peer::{self, CallError};
+use crate::store::{
+    ModeInfo, Mutation, MutationReply, SetReply, SiblingView, Siblings, Store, UpdateOp, Versioned, VersionedWrite,
+};
+
+/// Keys FLUSHALL deletes at once.
+const FLUSH_PARALLELISM: usize = 32;
+
+/// The refusal of a read-modify-write command.
+fn no_atomic_update(command: &str) -> Error {
+    Error::Input(format!(
+        "{command} needs an atomic read-modify-write, which dynamo mode cannot give (concurrent writes \
+         become siblings); read with VGET, compute, and write with VSET and the context VGET returned"
+    ))
+}
+
+/// dynamo mode's [`Store`].
+pub struct DynamoMode {
+    node: Arc<Node>,
+}
+
+impl DynamoMode {
+    /// Starts a node: storage, the coordinator's driver, the peer server, the failure
+    /// detector and hint replay.
+    pub async fn start(options: DynamoOptions, faults: Arc<Faults>) -> Result<Self> {
+        options.check().map_err(Error::Config)?;
+        let id = options.node.node_id;
+        let members = options.node.initial_members().map_err(Error::Config)?;
+        if options.node.join {
+            return Err(Error::Config(
+                "dynamo mode does not join a running cluster yet: list every node in --peers".into(),
+            ));
+        }
+        let ring = Ring::new(&members, options.partitions, options.replicas).map_err(Error::Config)?;
+        let (mut storage, counter) = Storage::open(&options.node.data_dir)?;
+        storage.set_max_hints(options.max_hints);
+        let storage = Arc::new(storage);
+        let listener = tokio::net::TcpListener::bind(options.node.listen_addr())
+            .await
+            .map_err(|e| Error::Config(format!("cannot listen for peers on {}: {e}", options.node.listen_addr())))?;
+        tracing::info!(
+            node = id,
+            actor = format!("{:016x}", storage.actor()),
+            members = ?ring.members(),
+            n = options.replicas,
+            r = options.r,
+            w = options.w,
+            "dynamo node starting"
+        );
+        let writer = spawn_writer(storage.clone(), counter);
+        let (driver, driver_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (swim, inbox) = Swim::new();
+        let (secret, tls) = (options.node.secret.clone(), options.node.peer_tls.clone());
+        let node = Arc::new(Node {
+            id,
+            clients: peer::Clients::new(id, faults.clone(), secret.clone(), tls.clone()),
+            options,
+            storage,
+            writer,
+            ring,
+            members,
+            tasks: Tasks::default(),
+            faults,
+            driver,
+            swim,
+            stats: Stats::default(),
+        });
+        node.tasks.spawn(run_driver(node.clone(), driver_rx));
+        let service = crate::peer::proto::dynamo_peer_server::DynamoPeerServer::new(Service { node: node.clone() })
+            .max_decoding_message_size(peer::MAX_MESSAGE)
+            .max_encoding_message_size(peer::MAX_MESSAGE);
+        node.tasks.spawn(peer::serve(listener, service, node.faults.clone(), secret, tls, node.tasks.stopping()));
+        node.tasks.spawn(swim::run(Arc::downgrade(&node), inbox));
+        node.tasks.spawn(super::hints::run(Arc::downgrade(&node)));
+        Ok(Self { node })
+    }
+
+    /// A write of `value` (`None`: a delete) to `key`: coordinated here when this node owns
+    /// the key, else forwarded to the first live owner.
+    async fn write(&self, key: Bytes, context: Option<VersionVector>, value: Option<Bytes>, w: usize) -> Result<Reply> {
+        let node = &self.node;
+        let owners = node.ring.owners(&key);
+        if owners.contains(&node.id) {
+            return node.coordinate_put(key, context, value, w).await;
+        }
+        let alive = node.alive();
+        let request = Forwarded { key, context, value, w };
+        let mut why = Vec::new();
+        for owner in owners.iter().copied().filter(|o| alive.contains(o)) {
+            node.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+            match node.forward(owner, &request).await {
+                Ok(ForwardReply::Written { context, dot, existed }) => {
+                    return Ok(Reply::Written { context, dot, existed });
+                }
+                Ok(ForwardReply::TryAgain(m)) => why.push(format!("n{owner}: {m}")),
+                Ok(ForwardReply::Uncertain(m)) => return Err(Error::Uncertain(format!("n{owner}: {m}"))),
+                Err(e @ (CallError::NotSent(_) | CallError::Refused(_))) => why.push(format!("n{owner}: {e}")),
+                Err(CallError::MaybeSent(m)) => {
+                    return Err(Error::Uncertain(format!("the write was forwarded to n{owner}, which failed: {m}")));
+                }
+            }
+        }
+        if why.is_empty() {
+            why.push(format!("no owner of the key ({owners:?}) is up"));
+        }
+        Err(Error::TryAgain(why.join("; ")))
+    }
+
+    async fn read(&self, key: Bytes, r: usize) -> Result<Object> {
+        match self.node.coordinate_get(key, r).await? {
+            Reply::Read(object) => Ok(object),
+            Reply::Written { .. } => Err(Error::TryAgain("a read was answered as a write".into())),
+        }
+    }
+
+    /// A plain GET's answer from an object.
+    fn plain(&self, object: &Object) -> Result<Option<Bytes>> {
+        if self.node.options.sibling_read == SiblingRead::Error && object.live().count() > 1 {
+            return Err(Error::Prefixed {
+                prefix: "CONFLICT",
+                message: format!("the key has {} siblings: read them with VGET", object.live().count()),
+            });
+        }
+        Ok(object.pick().cloned())
+    }
+
+    fn check_quorum(&self, what: &str, n: Option<usize>, default: usize) -> Result<usize> {
+        let n = n.unwrap_or(default);
+        let replicas = self.node.ring.replicas();
+        if n == 0 || n > replicas {
+            return Err(Error::Input(format!("{what} {n} is not from 1 to the number of replicas ({replicas})")));
+        }
+        Ok(n)
+    }
+
+    /// Every key a live node holds an object for.
+    async fn all_keys(&self) -> Result<Vec<Bytes>> {
+        let storage = self.node.storage.clone();
+        let mut keys: std::collections::BTreeSet<Bytes> = tokio::task::spawn_blocking(move || storage.keys())
+            .await
+            .map_err(|e| Error::Io(e.to_string()))??
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        for peer in self.node.alive() {
+            keys.extend(self.node.keys_of(peer).await?);
+        }
+        Ok(keys.into_iter().collect())
+    }
+}
+
+#[async_trait]
+impl Store for DynamoMode {
+    async fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        let object = self.read(Bytes::copy_from_slice(key), self.node.options.r).await?;
+        self.plain(&object)
+    }
+
+    async fn mget(&self, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>> {
+        let reads = keys.iter().map(|k| self.read(k.clone(), self.node.options.r));
+        let objects = futures_util::future::join_all(reads).await;
+        objects.into_iter().map(|o| o.and_then(|o| self.plain(&o))).collect()
+    }
+
+    /// An approximation (documented): the keys with a live value in this node's replica.
+    async fn dbsize(&self) -> Result<u64> {
+        let storage = self.node.storage.clone();
+        let keys =
+            tokio::task::spawn_blocking(move || storage.keys()).await.map_err(|e| Error::Io(e.to_string()))??;
+        Ok(keys.iter().filter(|(_, live)| *live).count() as u64)
+    }
+
+    async fn mutate(&self, mutation: Mutation) -> Result<MutationReply> {
+        let w = self.node.options.w;
+        match mutation {
+            Mutation::Set { key, value, options } => {
+                if options.condition.is_some() {
+                    return Err(no_atomic_update("SET NX/XX"));
+                }
+                if options.get {
+                    return Err(no_atomic_update("SET GET"));
+                }
+                self.write(key, None, Some(value), w).await?;
+                Ok(MutationReply::Set(SetReply { written: true, previous: None }))
+            }
+            Mutation::Del { keys } => {
+                let mut unique = keys;
+                unique.sort();
+                unique.dedup();
+                let deletes = unique.into_iter().map(|k| self.write(k, None, None, w));
+                let mut count = 0;
+                let mut failure = None;
+                for result in futures_util::future::join_all(deletes).await {
+                    match result {
+                        Ok(Reply::Written { existed, .. }) => count += u64::from(existed),
+                        Ok(Reply::Read(_)) => {}
+                        Err(e) => {
+                            failure = Some(failure.map_or(e.clone(), |f: Error| if f.is_definite() { e } else { f }))
+                        }
+                    }
+                }
+                match failure {
+                    Some(e) => Err(e),
+                    None => Ok(MutationReply::Count(count)),
+                }
+            }
+            Mutation::Update { op: UpdateOp::IncrBy(_), .. } => Err(no_atomic_update("INCR")),
+            Mutation::Update { op: UpdateOp::Append(_), .. } => Err(no_atomic_update("APPEND")),
+            Mutation::FlushAll => {
+                // Documented: a tombstone for every key a live node holds, under each owner's
+                // context; a write concurrent with it survives as a sibling.
+                let keys = self.all_keys().await?;
+                let results: Vec<Result<Reply>> = futures_util::stream::iter(keys)
+                    .map(|k| self.write(k, None, None, w))
+                    .buffer_unordered(FLUSH_PARALLELISM)
+                    .collect()
+                    .await;
+                for r in results {
+                    r?;
+                }
+                Ok(MutationReply::Done)
+            }
+        }
+    }
+
+    fn describe(&self) -> ModeInfo {
+        let node = &self.node;
+        let c = *node.stats.coordinator.lock().unwrap_or_else(|e| e.into_inner());
+        let members = node
+            .members
+            .iter()
+            .map(|m| format!("{}={}:{}", m.id, m.peer_addr, health_of(node, m.id).name()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let count = |r: Result<u64>| r.map(|n| n.to_string()).unwrap_or_else(|e| e.to_string());
+        let details = vec![
+            ("dynamo_node_id".into(), node.id.to_string()),
+            ("dynamo_actor".into(), format!("{:016x}", node.storage.actor())),
+            ("dynamo_peer_addr".into(), node.options.node.peer_addr.clone()),
+            ("dynamo_members".into(), members),
+            ("dynamo_replicas".into(), node.ring.replicas().to_string()),
+            ("dynamo_r".into(), node.options.r.to_string()),
+            ("dynamo_w".into(), node.options.w.to_string()),
+            ("dynamo_partitions".into(), node.ring.partitions().to_string()),
+            ("dynamo_objects".into(), count(node.storage.object_count())),
+            ("dynamo_puts".into(), c.puts.to_string()),
+            ("dynamo_gets".into(), c.gets.to_string()),
+            ("dynamo_sibling_reads".into(), c.sibling_reads.to_string()),
+            ("dynamo_read_repairs".into(), c.read_repairs.to_string()),
+            ("dynamo_quorum_failures".into(), c.quorum_failures.to_string()),
+            ("dynamo_forwarded".into(), node.stats.forwarded.load(Ordering::Relaxed).to_string()),
+            ("dynamo_hinted_handoff".into(), if node.options.hinted_handoff { "on" } else { "off" }.into()),
+            ("dynamo_hints_pending".into(), count(node.storage.hint_count())),
+            ("dynamo_hints_recorded".into(), c.hints_recorded.to_string()),
+            ("dynamo_hints_replayed".into(), node.stats.hints_replayed.load(Ordering::Relaxed).to_string()),
+            ("dynamo_hints_expired".into(), node.stats.hints_expired.load(Ordering::Relaxed).to_string()),
+            ("dynamo_hints_dropped".into(), node.storage.hints_dropped().to_string()),
+            ("dynamo_membership_changes".into(), node.swim.changes().to_string()),
+        ];
+        ModeInfo { mode: "dynamo", details }
+    }
+
+    fn local_dbsize(&self) -> Option<u64> {
+        self.node.storage.object_count().ok()
+    }
+
+    async fn shutdown(&self) {
+        if !self.node.tasks.shutdown(SHUTDOWN_GRACE).await {
+            tracing::warn!("dynamo: background tasks still running after {SHUTDOWN_GRACE:?}");
+        }
+    }
+
+    fn siblings(&self) -> Option<&dyn Siblings> {
+        Some(self)
+    }
+}
+
+fn health_of(node: &Node, id: u32) -> Health {
+    if id == node.id {
+        return Health::Alive;
+    }
+    if node.isolated_from(id) {
+        return node.swim.seen(id).map_or(Health::Suspect, |s| s.health);
+    }
+    node.swim.seen(id).map_or(Health::Alive, |s| s.health)
+}
+
+#[async_trait]
+impl Siblings for DynamoMode {
+    async fn vget(&self, key: Bytes, r: Option<usize>) -> Result<Versioned> {
+        let r = self.check_quorum("R", r, self.node.options.r)?;
+        let object = self.read(key, r).await?;
+        Ok(Versioned {
+            context: object.context().encode(),
+            siblings: object
+                .siblings()
+                .iter()
+                .map(|s| SiblingView { dot: s.dot.to_string(), timestamp_ms: s.timestamp_ms, value: s.value.clone() })
+                .collect(),
+        })
+    }
+
+    async fn vset(&self, key: Bytes, value: Option<Bytes>, context: Bytes, w: Option<usize>) -> Result<VersionedWrite> {
+        let w = self.check_quorum("W", w, self.node.options.w)?;
+        let context = VersionVector::decode(&context).map_err(Error::Input)?;
+        match self.write(key, Some(context), value, w).await? {
+            Reply::Written { context, dot, .. } => {
+                Ok(VersionedWrite { context: context.encode(), dot: dot.to_string() })
+            }
+            Reply::Read(_) => Err(Error::Uncertain("a write was answered as a read".into())),
+        }
+    }
+
+    fn members(&self) -> Vec<String> {
+        let node = &self.node;
+        node.members
+            .iter()
+            .map(|m| {
+                let health = health_of(node, m.id);
+                let seen = node.swim.seen(m.id);
+                let incarnation = seen.map_or(0, |s| s.incarnation);
+                let since = seen.map_or(String::new(), |s| format!(" for {:.1}s", s.since.elapsed().as_secs_f64()));
+                let me = if m.id == node.id { " (this node)" } else { "" };
+                format!("n{} {} {} incarnation {incarnation}{since}{me}", m.id, m.peer_addr, health.name())
+            })
+            .collect()
+    }
+
+    fn ring(&self, key: Option<&[u8]>) -> Vec<String> {
+        let ring = &self.node.ring;
+        match key {
+            Some(key) => {
+                let p = ring.partition(key);
+                let owners = ring.preference_list(p).iter().map(|n| format!("n{n}")).collect::<Vec<_>>().join(" ");
+                vec![format!("partition {p} of {}", ring.partitions()), format!("preference list {owners}")]
+            }
+            None => {
+                let mut lines =
+                    vec![format!("partitions {}", ring.partitions()), format!("replicas {}", ring.replicas())];
+                for id in ring.members() {
+                    lines.push(format!("n{id} holds {} partitions", ring.held_by(*id).len()));
+                }
+                lines
+            }
+        }
+    }
+}

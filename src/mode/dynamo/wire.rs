@@ -1,0 +1,58 @@
+//! What dynamo nodes say to each other, inside the `DynamoPeer` service's payloads
+//! (postcard, see [`crate::node::codec`]). Input from a peer is checked where it is used:
+//! a merged object is validated before it is stored, a write is never taken from a peer.
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::coordinator::{OpId, Request, Response};
+use super::dvv::{Dot, VersionVector};
+use crate::error::Error;
+use crate::node::{NodeId, codec};
+use crate::peer::proto;
+
+/// Replica requests from a coordinator, and their answers, in order.
+pub type ReplicaBatch = Vec<(OpId, Request)>;
+pub type ReplicaReplies = Vec<(OpId, Response)>;
+
+/// A client's write, for an owner of the key to coordinate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Forwarded {
+    pub key: Bytes,
+    /// `None`: the owner's own current context (a plain SET or DEL).
+    pub context: Option<VersionVector>,
+    pub value: Option<Bytes>,
+    pub w: usize,
+}
+
+/// The owner's answer to a forwarded write.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardReply {
+    Written {
+        context: VersionVector,
+        dot: Dot,
+        existed: bool,
+    },
+    /// Not done: certainly not (`TryAgain`), or maybe (`Uncertain`).
+    TryAgain(String),
+    Uncertain(String),
+}
+
+impl ForwardReply {
+    pub fn from_error(e: Error) -> Self {
+        match e {
+            Error::Uncertain(m) => ForwardReply::Uncertain(m),
+            other => ForwardReply::TryAgain(other.to_string()),
+        }
+    }
+}
+
+pub fn encode<T: Serialize>(from: NodeId, value: &T) -> Result<proto::DynamoPayload, tonic::Status> {
+    let body = codec::encode(value).map_err(tonic::Status::internal)?;
+    Ok(proto::DynamoPayload { from, body: body.into() })
+}
+
+pub fn decode<T: DeserializeOwned>(payload: &proto::DynamoPayload) -> Result<T, tonic::Status> {
+    codec::decode(&payload.body).map_err(tonic::Status::invalid_argument)
+}
