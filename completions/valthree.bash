@@ -597,7 +597,7 @@ _valthree() {
             fi
             case "${prev}" in
                 --mode)
-                    COMPREPLY=($(compgen -W "s3 paxos raft" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "s3 paxos raft dynamo" -- "${cur}"))
                     return 0
                     ;;
                 --nodes)
@@ -900,14 +900,14 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__serve)
-            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --s3-endpoint --s3-bucket --s3-dir --s3-key --s3-region --s3-access-key --s3-secret-key --s3-batch --node-id --peer-addr --peer-listen --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --paxos-one-rtt --paxos-gc-interval --stale-reads --raft-snapshot-every --unsafe-accept-quorum --unsafe-stale-reads --help --version"
+            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --s3-endpoint --s3-bucket --s3-dir --s3-key --s3-region --s3-access-key --s3-secret-key --s3-batch --node-id --peer-addr --peer-listen --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --paxos-one-rtt --paxos-gc-interval --stale-reads --raft-snapshot-every --vnodes --replicas --r --w --read-repair --hinted-handoff --max-hints --hint-window --sibling-read --swim-period --suspect-timeout --unsafe-accept-quorum --unsafe-stale-reads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --mode)
-                    COMPREPLY=($(compgen -W "s3 paxos raft" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "s3 paxos raft dynamo" -- "${cur}"))
                     return 0
                     ;;
                 --addr)
@@ -1043,6 +1043,50 @@ _valthree() {
                     return 0
                     ;;
                 --raft-snapshot-every)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vnodes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --replicas)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --r)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --w)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-repair)
+                    COMPREPLY=($(compgen -W "async sync" -- "${cur}"))
+                    return 0
+                    ;;
+                --hinted-handoff)
+                    COMPREPLY=($(compgen -W "on off" -- "${cur}"))
+                    return 0
+                    ;;
+                --max-hints)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hint-window)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sibling-read)
+                    COMPREPLY=($(compgen -W "pick error" -- "${cur}"))
+                    return 0
+                    ;;
+                --swim-period)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --suspect-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -35,7 +35,8 @@ complete -c valthree -n "__fish_valthree_needs_command" -f -a "test-template" -d
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l mode -d 'How the cluster keeps itself consistent' -r -f -a "s3\t'The whole database is one JSON object in S3-compatible storage, replaced by compare-and-swap'
 paxos\t'CASPaxos: one replicated register per key'
-raft\t'A Raft log replicated to a majority'"
+raft\t'A Raft log replicated to a majority'
+dynamo\t'A Dynamo-style ring: N replicas, R/W quorums, dotted version vectors, siblings'"
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l addr -d 'Address to serve the Redis protocol on' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l data-dir -d 'Directory for this node\'s data (in s3 mode without --s3-bucket: the embedded object store)' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l requirepass -d 'Require clients to AUTH with this password' -r
@@ -62,22 +63,36 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-access-ke
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-secret-key -d 's3 mode: secret key' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-batch -d 's3 mode: group commit (one conditional PUT for all writes queued at once)' -r -f -a "on\t''
 off\t''"
-complete -c valthree -n "__fish_valthree_using_subcommand serve" -l node-id -d 'paxos and raft modes: this node\'s id (1, 2, ...)' -r
-complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peer-addr -d 'paxos and raft modes: where peers reach this node (node-to-node gRPC)' -r
-complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peer-listen -d 'paxos and raft modes: where the peer server listens, when not at --peer-addr (which is then only what peers are told): e.g. `0.0.0.0:7379` in a container whose name is its --peer-addr' -r
-complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peers -d 'paxos and raft modes: the initial members, `1=host:port,2=host:port,...` (this node included); used only on first start: later the configuration stored in --data-dir wins. Omitted: a one-node cluster' -r
-complete -c valthree -n "__fish_valthree_using_subcommand serve" -l cluster-secret-file -d 'paxos and raft modes: a file holding the cluster secret every peer call must show (or set VALTHREE_CLUSTER_SECRET; never on the command line). Required when --peer-addr is reachable from other hosts' -r -F
-complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peer-tls-cert -d 'paxos and raft modes: mutual TLS on the peer plane: this node\'s certificate (PEM; it must name the host or IP of --peer-addr) ...' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l node-id -d 'paxos, raft and dynamo modes: this node\'s id (1, 2, ...)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peer-addr -d 'paxos, raft and dynamo modes: where peers reach this node (node-to-node gRPC)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peer-listen -d 'paxos, raft and dynamo modes: where the peer server listens, when not at --peer-addr (which is then only what peers are told): e.g. `0.0.0.0:7379` in a container whose name is its --peer-addr' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peers -d 'paxos, raft and dynamo modes: the initial members, `1=host:port,2=host:port,...` (this node included); used only on first start: later the configuration stored in --data-dir wins. Omitted: a one-node cluster' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l cluster-secret-file -d 'paxos, raft and dynamo modes: a file holding the cluster secret every peer call must show (or set VALTHREE_CLUSTER_SECRET; never on the command line). Required when --peer-addr is reachable from other hosts' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peer-tls-cert -d 'paxos, raft and dynamo modes: mutual TLS on the peer plane: this node\'s certificate (PEM; it must name the host or IP of --peer-addr) ...' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peer-tls-key -d '... its private key ...' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peer-tls-ca -d '... and the CA that signs every node\'s certificate' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l paxos-one-rtt -d 'paxos mode: the one-round-trip optimisation (an accept also promises the next ballot)' -r -f -a "on\t''
 off\t''"
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l paxos-gc-interval -d 'paxos mode: how often tombstones of deleted keys are garbage-collected (0s: never)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l raft-snapshot-every -d 'raft mode: log entries between snapshots (the log is then purged but for a quarter of that)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l vnodes -d 'dynamo mode: partitions of the ring (a power of two)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l replicas -d 'dynamo mode: copies of every key, N (default: 3, or the number of nodes if fewer)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l r -d 'dynamo mode: replicas a read waits for, R (default: 2, or N if smaller)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l w -d 'dynamo mode: replicas a write waits for, W (default: 2, or N if smaller)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l read-repair -d 'dynamo mode: read repair in the background (async) or before the read answers (sync)' -r -f -a "async\t''
+sync\t''"
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l hinted-handoff -d 'dynamo mode: hinted handoff (a write an owner missed is replayed to it when it is back)' -r -f -a "on\t''
+off\t''"
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l max-hints -d 'dynamo mode: hints kept at most; past it new ones are dropped (and counted in INFO)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l hint-window -d 'dynamo mode: hints older than this are dropped unreplayed' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l sibling-read -d 'dynamo mode: what GET answers for a key with several siblings: the latest one (pick) or -CONFLICT' -r -f -a "pick\t'The latest sibling (timestamp, then dot); every sibling stays stored'
+error\t'`-CONFLICT`: the client must read them with VGET'"
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l swim-period -d 'dynamo mode: how often the failure detector (SWIM) probes a member' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l suspect-timeout -d 'dynamo mode: how long a member that failed a probe stays SUSPECT before it is DEAD' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-accept-quorum -d 'Test only: accept a paxos value after this many acknowledgements (breaks quorum intersection, so the checker has a bug to catch)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l json -d 'Log as JSON lines'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
-complete -c valthree -n "__fish_valthree_using_subcommand serve" -l join -d 'paxos and raft modes: start with no configuration and wait to be added by a member (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`)'
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l join -d 'paxos, raft and dynamo modes: start with no configuration and wait to be added by a member (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`)'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l stale-reads -d 'raft mode: answer reads from this node\'s state machine without asking the leader — faster, but a read may miss recent writes (NOT linearizable)'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-stale-reads -d 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -124,7 +139,8 @@ complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fis
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and not __fish_seen_subcommand_from up status kill pause resume restart partition heal add-node remove-node down help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l mode -r -f -a "s3\t'The whole database is one JSON object in S3-compatible storage, replaced by compare-and-swap'
 paxos\t'CASPaxos: one replicated register per key'
-raft\t'A Raft log replicated to a majority'"
+raft\t'A Raft log replicated to a majority'
+dynamo\t'A Dynamo-style ring: N replicas, R/W quorums, dotted version vectors, siblings'"
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l nodes -r
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l base-port -d 'Node i serves clients on base+i and peers on base+1000+i' -r
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l dir -d 'The cluster\'s directory (state file, node data, logs)' -r -F

@@ -20,8 +20,31 @@ type Case = fn(Vec<Arc<dyn Store>>) -> futures_util::future::BoxFuture<'static, 
 
 /// Runs every case against `nodes` (one store per node of one cluster).
 pub async fn run_conformance_suite(nodes: Vec<Arc<dyn Store>>) {
+    run(nodes, true).await
+}
+
+/// The suite for a mode that refuses atomic read-modify-writes (dynamo mode): the cases that
+/// need SET NX/XX/GET, INCR or APPEND are replaced by one that checks each is refused with a
+/// definite `-ERR` and changes nothing.
+pub async fn run_conformance_suite_without_atomic_updates(nodes: Vec<Arc<dyn Store>>) {
+    run(nodes, false).await
+}
+
+/// The cases that need an atomic read-modify-write.
+const ATOMIC: &[&str] = &[
+    "set_conditions_and_get_option",
+    "counters_and_append",
+    "concurrent_incrs_are_never_lost",
+    "concurrent_set_nx_has_one_winner",
+    "concurrent_appends_keep_every_piece",
+];
+
+async fn run(nodes: Vec<Arc<dyn Store>>, atomic: bool) {
     assert!(!nodes.is_empty(), "the conformance suite needs at least one node");
     let cases: &[(&str, Case)] = &[
+        ("read_modify_writes_are_refused_and_change_nothing", |n| {
+            Box::pin(read_modify_writes_are_refused_and_change_nothing(n))
+        }),
         ("written_values_are_read_back_on_every_node", |n| Box::pin(written_values_are_read_back_on_every_node(n))),
         ("set_conditions_and_get_option", |n| Box::pin(set_conditions_and_get_option(n))),
         ("del_and_exists_count_like_redis", |n| Box::pin(del_and_exists_count_like_redis(n))),
@@ -33,9 +56,31 @@ pub async fn run_conformance_suite(nodes: Vec<Arc<dyn Store>>) {
         ("concurrent_appends_keep_every_piece", |n| Box::pin(concurrent_appends_keep_every_piece(n))),
     ];
     for (name, case) in cases {
+        let refusal = *name == "read_modify_writes_are_refused_and_change_nothing";
+        if (ATOMIC.contains(name) && !atomic) || (refusal && atomic) {
+            continue;
+        }
         nodes[0].flushall().await.unwrap_or_else(|e| panic!("{name}: FLUSHALL failed: {e}"));
         tracing::info!(case = name, "conformance");
         case(nodes.clone()).await;
+    }
+}
+
+async fn read_modify_writes_are_refused_and_change_nothing(nodes: Vec<Arc<dyn Store>>) {
+    let node = |i: usize| nodes[i % nodes.len()].clone();
+    node(0).set(b("k"), b("7"), SetOptions::default()).await.unwrap();
+    let refused = |r: Result<(), Error>, what: &str| match r {
+        Err(Error::Input(m)) => assert!(m.contains("VGET"), "{what}: the refusal points to VGET/VSET: {m}"),
+        other => panic!("{what}: expected a definite -ERR, got {other:?}"),
+    };
+    refused(node(1).update(b("k"), UpdateOp::IncrBy(1)).await.map(drop), "INCR");
+    refused(node(2).update(b("k"), UpdateOp::Append(b("x"))).await.map(drop), "APPEND");
+    let nx = SetOptions { condition: Some(SetCondition::IfAbsent), get: false };
+    refused(node(0).set(b("k"), b("8"), nx).await.map(drop), "SET NX");
+    let get = SetOptions { condition: None, get: true };
+    refused(node(1).set(b("k"), b("9"), get).await.map(drop), "SET GET");
+    for i in 0..3 {
+        assert_eq!(node(i).get(b"k").await.unwrap(), Some(b("7")), "a refused command changed the key");
     }
 }
 

@@ -10,7 +10,7 @@ mod conformance;
 mod keyspace;
 mod siblings;
 
-pub use conformance::run_conformance_suite;
+pub use conformance::{run_conformance_suite, run_conformance_suite_without_atomic_updates};
 pub use keyspace::{
     Keyspace, Mutation, MutationReply, NOT_AN_INTEGER, SetCondition, SetOptions, SetReply, UpdateOp, parse_i64,
 };

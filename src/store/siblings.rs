@@ -45,6 +45,10 @@ pub trait Siblings: Send + Sync {
     /// empty: supersede nothing), acknowledged by `w` replicas (the default when `None`).
     async fn vset(&self, key: Bytes, value: Option<Bytes>, context: Bytes, w: Option<usize>) -> Result<VersionedWrite>;
 
+    /// `DYNAMO.LOCAL key`: this node's own replica of the key, read without a quorum (to see
+    /// a stale replica, or that a repair reached it).
+    async fn local(&self, key: Bytes) -> Result<Versioned>;
+
     /// `DYNAMO.MEMBERS`: one line per member (id, address, ALIVE/SUSPECT/DEAD, incarnation).
     fn members(&self) -> Vec<String>;
 

@@ -132,6 +132,19 @@ impl DynamoMode {
         Err(Error::TryAgain(why.join("; ")))
     }
 
+    /// DEL of one key: a quorum read, then a tombstone under the context read, so the delete
+    /// supersedes every value the read could see (not only the coordinator's own). True when
+    /// the key had a live value.
+    async fn delete(&self, key: Bytes) -> Result<bool> {
+        let object = self.read(key.clone(), self.node.options.r).await?;
+        if object.is_empty() {
+            return Ok(false);
+        }
+        let existed = object.live().next().is_some();
+        self.write(key, Some(object.context().clone()), None, self.node.options.w).await?;
+        Ok(existed)
+    }
+
     async fn read(&self, key: Bytes, r: usize) -> Result<Object> {
         match self.node.coordinate_get(key, r).await? {
             Reply::Read(object) => Ok(object),
@@ -233,11 +246,11 @@ impl Store for DynamoMode {
             Mutation::Update { op: UpdateOp::IncrBy(_), .. } => Err(no_atomic_update("INCR")),
             Mutation::Update { op: UpdateOp::Append(_), .. } => Err(no_atomic_update("APPEND")),
             Mutation::FlushAll => {
-                // Documented: a tombstone for every key a live node holds, under each owner's
-                // context; a write concurrent with it survives as a sibling.
+                // Documented: a DEL of every key a live node holds; a write concurrent with it
+                // survives as a sibling.
                 let keys = self.all_keys().await?;
-                let results: Vec<Result<Reply>> = futures_util::stream::iter(keys)
-                    .map(|k| self.write(k, None, None, w))
+                let results: Vec<Result<bool>> = futures_util::stream::iter(keys)
+                    .map(|k| self.delete(k))
                     .buffer_unordered(FLUSH_PARALLELISM)
                     .collect()
                     .await;
@@ -311,19 +324,29 @@ fn health_of(node: &Node, id: u32) -> Health {
     node.swim.seen(id).map_or(Health::Alive, |s| s.health)
 }
 
+fn versioned(object: &Object) -> Versioned {
+    Versioned {
+        context: object.context().encode(),
+        siblings: object
+            .siblings()
+            .iter()
+            .map(|s| SiblingView { dot: s.dot.to_string(), timestamp_ms: s.timestamp_ms, value: s.value.clone() })
+            .collect(),
+    }
+}
+
 #[async_trait]
 impl Siblings for DynamoMode {
     async fn vget(&self, key: Bytes, r: Option<usize>) -> Result<Versioned> {
         let r = self.check_quorum("R", r, self.node.options.r)?;
-        let object = self.read(key, r).await?;
-        Ok(Versioned {
-            context: object.context().encode(),
-            siblings: object
-                .siblings()
-                .iter()
-                .map(|s| SiblingView { dot: s.dot.to_string(), timestamp_ms: s.timestamp_ms, value: s.value.clone() })
-                .collect(),
-        })
+        Ok(versioned(&self.read(key, r).await?))
+    }
+
+    async fn local(&self, key: Bytes) -> Result<Versioned> {
+        let storage = self.node.storage.clone();
+        let object =
+            tokio::task::spawn_blocking(move || storage.get(&key)).await.map_err(|e| Error::Io(e.to_string()))??;
+        Ok(versioned(&object))
     }
 
     async fn vset(&self, key: Bytes, value: Option<Bytes>, context: Bytes, w: Option<usize>) -> Result<VersionedWrite> {

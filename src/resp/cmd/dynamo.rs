@@ -1,6 +1,7 @@
 //! `DYNAMO.MEMBERS` (each member's address and health as this node's failure detector sees
 //! it: ALIVE, SUSPECT or DEAD, with its incarnation) and `DYNAMO.RING [key]` (the ring's
-//! shape, or a key's partition and preference list). dynamo mode only.
+//! shape, or a key's partition and preference list), and `DYNAMO.LOCAL key` (this node's own
+//! replica of a key, as VGET shows one, read without a quorum). dynamo mode only.
 
 use bytes::Bytes;
 
@@ -10,24 +11,34 @@ use crate::error::Result;
 use crate::resp::Reply;
 
 #[derive(Debug)]
-pub struct DynamoInfo {
-    /// `None`: DYNAMO.MEMBERS; `Some(key)`: DYNAMO.RING [key].
-    ring: Option<Option<Bytes>>,
+pub enum DynamoInfo {
+    Members,
+    Ring(Option<Bytes>),
+    Local(Bytes),
 }
 
 impl DynamoInfo {
     pub fn parse(args: &mut Args) -> Result<Self> {
-        let ring = if args.name() == "dynamo.ring" { Some(args.try_next()) } else { None };
+        let info = match args.name() {
+            "dynamo.ring" => DynamoInfo::Ring(args.try_next()),
+            "dynamo.local" => DynamoInfo::Local(args.next_bytes()?),
+            _ => DynamoInfo::Members,
+        };
         args.finish()?;
-        Ok(Self { ring })
+        Ok(info)
     }
 
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
-        let command = if self.ring.is_some() { "DYNAMO.RING" } else { "DYNAMO.MEMBERS" };
+        let command = match self {
+            DynamoInfo::Members => "DYNAMO.MEMBERS",
+            DynamoInfo::Ring(_) => "DYNAMO.RING",
+            DynamoInfo::Local(_) => "DYNAMO.LOCAL",
+        };
         let Some(siblings) = ctx.store.siblings() else { return Err(no_siblings(ctx, command)) };
-        let lines = match &self.ring {
-            None => siblings.members(),
-            Some(key) => siblings.ring(key.as_deref()),
+        let lines = match self {
+            DynamoInfo::Members => siblings.members(),
+            DynamoInfo::Ring(key) => siblings.ring(key.as_deref()),
+            DynamoInfo::Local(key) => return Ok(super::vget::versioned_reply(siblings.local(key).await?)),
         };
         Ok(Reply::Array(lines.into_iter().map(Reply::text).collect()))
     }

@@ -39,9 +39,13 @@ impl Vget {
 
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
         let Some(siblings) = ctx.store.siblings() else { return Err(no_siblings(ctx, "VGET")) };
-        let versioned = siblings.vget(self.key, self.r).await?;
-        let mut items = vec![Reply::text(versioned.context)];
-        items.extend(versioned.siblings.into_iter().map(|s| Reply::bulk_or_null(s.value)));
-        Ok(Reply::Array(items))
+        Ok(versioned_reply(siblings.vget(self.key, self.r).await?))
     }
+}
+
+/// `[context, value-or-nil, ...]`.
+pub(super) fn versioned_reply(versioned: crate::store::Versioned) -> Reply {
+    let mut items = vec![Reply::text(versioned.context)];
+    items.extend(versioned.siblings.into_iter().map(|s| Reply::bulk_or_null(s.value)));
+    Reply::Array(items)
 }

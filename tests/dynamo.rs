@@ -1,0 +1,197 @@
+//! dynamo mode end to end: in-process nodes for the conformance suite, and real node
+//! processes (`valthree cluster`) for the Dynamo mechanisms — quorums with nodes down,
+//! siblings from concurrent writes, read repair (checked on the stale node's own replica),
+//! failure detection, hinted handoff across a coordinator restart, and durability.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Down, addrs, cluster, free_port, info_field, redis, up, wait_until};
+use valthree::mode::dynamo::{DynamoMode, DynamoOptions};
+use valthree::node::{Faults, Member, NodeOptions};
+use valthree::store::{Store, run_conformance_suite_without_atomic_updates};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_passes_on_three_nodes_minus_atomic_updates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let members: Vec<Member> =
+        (1..=3).map(|id| Member { id, peer_addr: format!("127.0.0.1:{}", free_port()) }).collect();
+    let mut nodes: Vec<Arc<dyn Store>> = Vec::new();
+    for m in &members {
+        let node = NodeOptions::local(m.id, &m.peer_addr, members.clone(), tmp.path().join(format!("n{}", m.id)));
+        nodes.push(Arc::new(DynamoMode::start(DynamoOptions::new(node), Arc::new(Faults::default())).await.unwrap()));
+    }
+    run_conformance_suite_without_atomic_updates(nodes).await;
+}
+
+fn members_line(addr: &str, node: &str) -> String {
+    let lines: Vec<String> = redis::cmd("DYNAMO.MEMBERS").query(&mut redis(addr)).unwrap();
+    lines.into_iter().find(|l| l.starts_with(&format!("{node} "))).unwrap_or_default()
+}
+
+/// `[context, values...]` of a VGET (or DYNAMO.LOCAL).
+fn versioned(addr: &str, command: &str, key: &str) -> (String, Vec<Option<String>>) {
+    let reply: Vec<Option<String>> = redis::cmd(command).arg(key).query(&mut redis(addr)).unwrap();
+    let mut reply = reply.into_iter();
+    (reply.next().flatten().unwrap_or_default(), reply.collect())
+}
+
+#[test]
+fn reads_and_writes_go_on_with_one_node_down_and_stop_cleanly_with_two() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "dynamo", &["--suspect-timeout", "1s"]);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    let _: () = redis::cmd("SET").arg("user:1").arg("ada").query(&mut redis(&addrs[0])).unwrap();
+    cluster(&dir, &["kill", "n3"]);
+    // R = W = 2 of N = 3: one node down costs nothing, before or after it is found dead.
+    for i in 0..20 {
+        let _: () = redis::cmd("SET").arg("user:1").arg(format!("v{i}")).query(&mut redis(&addrs[i % 2])).unwrap();
+        let v: String = redis::cmd("GET").arg("user:1").query(&mut redis(&addrs[(i + 1) % 2])).unwrap();
+        assert_eq!(v, format!("v{i}"), "read-your-writes with R + W > N");
+    }
+    cluster(&dir, &["kill", "n2"]);
+    // Until n1 finds them dead it still tries them (a write short of W is then UNCERTAIN:
+    // written on n1, it may spread); once it knows, it refuses before writing anything.
+    wait_until(Duration::from_secs(15), "n1 to find n2 and n3 dead", || {
+        ["n2", "n3"].iter().all(|n| members_line(&addrs[0], n).contains("DEAD"))
+    });
+    let refused = redis::cmd("SET").arg("user:1").arg("lost?").query::<()>(&mut redis(&addrs[0])).unwrap_err();
+    assert!(refused.to_string().to_uppercase().contains("TRYAGAIN"), "{refused}");
+    let read = redis::cmd("GET").arg("user:1").query::<Option<String>>(&mut redis(&addrs[0])).unwrap_err();
+    assert!(read.to_string().to_uppercase().contains("TRYAGAIN"), "{read}");
+    cluster(&dir, &["restart", "n2"]);
+    cluster(&dir, &["restart", "n3"]);
+    wait_until(Duration::from_secs(15), "n2 and n3 to be alive again", || {
+        ["n2", "n3"].iter().all(|n| members_line(&addrs[0], n).contains("ALIVE"))
+    });
+    let v: String = redis::cmd("GET").arg("user:1").query(&mut redis(&addrs[2])).unwrap();
+    assert_eq!(v, "v19", "the refused write changed nothing");
+}
+
+#[test]
+fn concurrent_writes_with_one_context_become_siblings_and_a_merged_write_resolves_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "dynamo", &[]);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    let (context, values) = versioned(&addrs[0], "VGET", "cart");
+    assert!(values.is_empty());
+    let a: Vec<String> = redis::cmd("VSET").arg("cart").arg("milk").arg(&context).query(&mut redis(&addrs[0])).unwrap();
+    let b: Vec<String> = redis::cmd("VSET").arg("cart").arg("eggs").arg(&context).query(&mut redis(&addrs[1])).unwrap();
+    assert_ne!(a[1], b[1], "every write has its own dot");
+    let (merged, mut values) = versioned(&addrs[2], "VGET", "cart");
+    values.sort();
+    assert_eq!(values, vec![Some("eggs".to_string()), Some("milk".to_string())], "both writes survive");
+    let plain: String = redis::cmd("GET").arg("cart").query(&mut redis(&addrs[2])).unwrap();
+    assert!(plain == "milk" || plain == "eggs");
+    let _: Vec<String> =
+        redis::cmd("VSET").arg("cart").arg("milk,eggs").arg(&merged).query(&mut redis(&addrs[2])).unwrap();
+    for addr in &addrs {
+        let (_, values) = versioned(addr, "VGET", "cart");
+        assert_eq!(values, vec![Some("milk,eggs".to_string())], "the merged context resolved both");
+    }
+    // A context that is not one VGET returned is refused; R and W outside 1..=N too.
+    let bad = redis::cmd("VSET").arg("cart").arg("x").arg("not a context!").query::<Vec<String>>(&mut redis(&addrs[0]));
+    assert!(bad.unwrap_err().to_string().contains("context"));
+    let bad = redis::cmd("VGET").arg("cart").arg("R").arg(4).query::<Vec<Option<String>>>(&mut redis(&addrs[0]));
+    assert!(bad.unwrap_err().to_string().contains("R 4"));
+    let bad = redis::cmd("INCR").arg("n").query::<i64>(&mut redis(&addrs[0])).unwrap_err();
+    assert!(bad.to_string().contains("VSET"), "{bad}");
+}
+
+#[test]
+fn a_read_repairs_the_stale_replica_it_finds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "dynamo", &["--hinted-handoff", "off"]);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    let _: () = redis::cmd("SET").arg("k").arg("old").query(&mut redis(&addrs[0])).unwrap();
+    wait_until(Duration::from_secs(5), "n3 to hold the first write", || {
+        versioned(&addrs[2], "DYNAMO.LOCAL", "k").1 == vec![Some("old".to_string())]
+    });
+    cluster(&dir, &["kill", "n3"]);
+    let _: () = redis::cmd("SET").arg("k").arg("new").query(&mut redis(&addrs[0])).unwrap();
+    cluster(&dir, &["restart", "n3"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(versioned(&addrs[2], "DYNAMO.LOCAL", "k").1, vec![Some("old".to_string())], "n3 missed the write");
+    // A quorum read through n3 asks every owner, answers with the join, and repairs n3.
+    let v: String = redis::cmd("GET").arg("k").query(&mut redis(&addrs[2])).unwrap();
+    assert_eq!(v, "new");
+    wait_until(Duration::from_secs(5), "the read to repair n3's own replica", || {
+        versioned(&addrs[2], "DYNAMO.LOCAL", "k") == versioned(&addrs[0], "DYNAMO.LOCAL", "k")
+    });
+    assert_ne!(info_field(&addrs[2], "dynamo_read_repairs"), "0");
+}
+
+#[test]
+fn the_failure_detector_sees_a_killed_node_suspect_then_dead_and_a_restarted_one_alive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "dynamo", &["--swim-period", "300ms", "--suspect-timeout", "3s"]);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    wait_until(Duration::from_secs(10), "n1 to see n2 alive", || members_line(&addrs[0], "n2").contains("ALIVE"));
+    cluster(&dir, &["kill", "n2"]);
+    wait_until(Duration::from_secs(10), "n1 to suspect n2", || members_line(&addrs[0], "n2").contains("SUSPECT"));
+    wait_until(Duration::from_secs(10), "n1 to find n2 dead", || members_line(&addrs[0], "n2").contains("DEAD"));
+    assert!(members_line(&addrs[2], "n2").contains("DEAD") || members_line(&addrs[2], "n2").contains("SUSPECT"));
+    cluster(&dir, &["restart", "n2"]);
+    wait_until(Duration::from_secs(10), "n1 to see n2 alive again", || members_line(&addrs[0], "n2").contains("ALIVE"));
+}
+
+#[test]
+fn hints_survive_a_coordinator_restart_and_are_replayed_without_a_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "dynamo", &["--suspect-timeout", "1s"]);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    cluster(&dir, &["kill", "n3"]);
+    wait_until(Duration::from_secs(10), "n1 to find n3 dead", || members_line(&addrs[0], "n3").contains("DEAD"));
+    for i in 0..10 {
+        let _: () = redis::cmd("SET").arg(format!("h{i}")).arg(i).query(&mut redis(&addrs[0])).unwrap();
+    }
+    assert_eq!(info_field(&addrs[0], "dynamo_hints_pending"), "10");
+    cluster(&dir, &["restart", "n1"]);
+    assert_eq!(info_field(&addrs[0], "dynamo_hints_pending"), "10", "hints are durable");
+    cluster(&dir, &["restart", "n3"]);
+    wait_until(Duration::from_secs(15), "n3 to receive every hinted write", || {
+        (0..10).all(|i| versioned(&addrs[2], "DYNAMO.LOCAL", &format!("h{i}")).1 == vec![Some(i.to_string())])
+    });
+    wait_until(Duration::from_secs(5), "n1's hints to be gone", || {
+        info_field(&addrs[0], "dynamo_hints_pending") == "0"
+    });
+    assert_eq!(info_field(&addrs[0], "dynamo_hints_replayed"), "10");
+}
+
+#[test]
+fn a_restart_of_every_node_keeps_every_write_and_its_siblings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "dynamo", &[]);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    for i in 0..20 {
+        let _: () = redis::cmd("SET").arg(format!("k{i}")).arg(i).query(&mut redis(&addrs[i % 3])).unwrap();
+    }
+    let _: Vec<String> = redis::cmd("VSET").arg("s").arg("a").arg("").query(&mut redis(&addrs[0])).unwrap();
+    let _: Vec<String> = redis::cmd("VSET").arg("s").arg("b").arg("").query(&mut redis(&addrs[1])).unwrap();
+    for n in ["n1", "n2", "n3"] {
+        cluster(&dir, &["restart", n]);
+    }
+    for i in 0..20 {
+        let v: String = redis::cmd("GET").arg(format!("k{i}")).query(&mut redis(&addrs[(i + 1) % 3])).unwrap();
+        assert_eq!(v, i.to_string());
+    }
+    assert_eq!(versioned(&addrs[2], "VGET", "s").1.len(), 2, "siblings are kept");
+    let n: i64 = redis::cmd("DEL").arg("k1").arg("k2").arg("nope").query(&mut redis(&addrs[0])).unwrap();
+    assert_eq!(n, 2);
+    let v: Option<String> = redis::cmd("GET").arg("k1").query(&mut redis(&addrs[1])).unwrap();
+    assert_eq!(v, None);
+}
