@@ -61,13 +61,6 @@ fn a_refused_up_leaves_nothing_behind() {
     assert!(text(&out).contains(&format!("port {} is taken", base + 2)), "{}", text(&out));
     assert!(!dir.exists(), "a refused up left {}", dir.display());
 
-    // A mode this build does not serve: refused up front, no node started.
-    let dir = tmp.path().join("dynamo");
-    let out = valthree(&["cluster", "--dir", dir.to_str().unwrap(), "up", "--mode", "dynamo"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("--mode dynamo is not available in this build yet"), "{}", text(&out));
-    assert!(!dir.exists(), "a refused up left {}", dir.display());
-
     // Nodes that die at start-up: stopped, their files removed, the reason shown.
     let dir = tmp.path().join("dies");
     let base = free_base().to_string();

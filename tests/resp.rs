@@ -61,7 +61,9 @@ fn every_command_works_through_the_redis_crate() {
     }
     let valthree_only: String = redis::cmd("INFO").arg("valthree").query(&mut con).unwrap();
     assert!(valthree_only.contains("s3_batch:on") && !valthree_only.contains("# Server"));
-    assert_eq!(redis::cmd("COMMAND").arg("COUNT").query::<i64>(&mut con).unwrap(), 26);
+    assert_eq!(redis::cmd("COMMAND").arg("COUNT").query::<i64>(&mut con).unwrap(), 32);
+    let vget = redis::cmd("VGET").arg("k").query::<Value>(&mut con).unwrap_err();
+    assert!(vget.to_string().contains("VGET is a dynamo mode command; this server runs in s3 mode"), "{vget}");
     let docs: Value = redis::cmd("COMMAND").arg("DOCS").arg("get").query(&mut con).unwrap();
     assert!(matches!(docs, Value::Array(ref a) if a.len() == 2), "{docs:?}");
 }
@@ -231,10 +233,11 @@ fn sigterm_answers_pipelined_requests_then_exits_cleanly() {
 
 #[test]
 fn an_unknown_mode_is_refused_with_a_clear_message() {
-    let out = std::process::Command::new(common::BIN).args(["serve", "--mode", "dynamo"]).output().unwrap();
+    let out = std::process::Command::new(common::BIN).args(["serve", "--mode", "etcd"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--mode dynamo is not available"), "{stderr}");
+    assert!(stderr.contains("invalid value 'etcd'"), "{stderr}");
+    assert!(stderr.contains("s3, paxos, raft, dynamo"), "the modes are listed: {stderr}");
 }
 
 /// Many clients each sending half of a large value cannot exhaust the server: their query
