@@ -100,6 +100,18 @@ fn concurrent_writes_with_one_context_become_siblings_and_a_merged_write_resolve
     assert!(bad.unwrap_err().to_string().contains("context"));
     let bad = redis::cmd("VGET").arg("cart").arg("R").arg(4).query::<Vec<Option<String>>>(&mut redis(&addrs[0]));
     assert!(bad.unwrap_err().to_string().contains("R 4"));
+    // A context is bound to its key: the counters are node-wide, so another key's context
+    // would silently supersede siblings it never saw.
+    let (other, _) = versioned(&addrs[0], "VGET", "other");
+    let bad = redis::cmd("VSET").arg("cart").arg("x").arg(&other).query::<Vec<String>>(&mut redis(&addrs[0]));
+    assert!(bad.unwrap_err().to_string().contains("another key"));
+    let bad =
+        redis::cmd("VSET").arg("cart").arg("x").arg(format!("{merged}AA")).query::<Vec<String>>(&mut redis(&addrs[0]));
+    assert!(bad.unwrap_err().to_string().contains("context"), "trailing junk is refused");
+    // DEL of a key that holds nothing writes nothing (no tombstone to grow every replica).
+    let n: i64 = redis::cmd("DEL").arg("never").query(&mut redis(&addrs[1])).unwrap();
+    assert_eq!(n, 0);
+    assert!(versioned(&addrs[2], "VGET", "never").1.is_empty(), "a DEL of nothing left a tombstone");
     let bad = redis::cmd("INCR").arg("n").query::<i64>(&mut redis(&addrs[0])).unwrap_err();
     assert!(bad.to_string().contains("VSET"), "{bad}");
 }

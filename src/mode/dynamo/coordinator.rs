@@ -217,8 +217,10 @@ impl Coordinator {
         let live = owners.iter().filter(|o| up(o)).count();
         if live < w {
             let n = owners.len();
-            return self
-                .reply(op, Err(Error::TryAgain(format!("only {live} of the key's {n} replicas are up; W is {w}"))));
+            return self.reply(
+                op,
+                Err(Error::TryAgain(format!("replicas up: {live} of the key's {n}, W is {w}; nothing written"))),
+            );
         }
         let hints: Vec<NodeId> =
             if self.options.hinted_handoff { owners.iter().copied().filter(|o| !up(o)).collect() } else { Vec::new() };
@@ -244,8 +246,7 @@ impl Coordinator {
         let asked: BTreeSet<NodeId> = owners.iter().copied().filter(|o| *o == self.id || alive.contains(o)).collect();
         if asked.len() < r {
             let (live, n) = (asked.len(), owners.len());
-            return self
-                .reply(op, Err(Error::TryAgain(format!("only {live} of the key's {n} replicas are up; R is {r}"))));
+            return self.reply(op, Err(Error::TryAgain(format!("replicas up: {live} of the key's {n}, R is {r}"))));
         }
         for to in &asked {
             self.send(op, *to, Request::Get { key: key.clone() });
@@ -317,7 +318,10 @@ impl Coordinator {
         }
         if waiting.is_empty() && !*answered {
             let (have, need) = (acks.len(), *w);
-            self.reply(op, Err(Error::Uncertain(format!("written on {have} replicas, W is {need}; it may spread"))));
+            self.reply(
+                op,
+                Err(Error::Uncertain(format!("replicas holding the write: {have}, W is {need}; it may spread"))),
+            );
             return true;
         }
         waiting.is_empty()
@@ -405,7 +409,9 @@ impl Coordinator {
                     if !answered {
                         let why = match written {
                             None => "the local write did not finish in time".to_string(),
-                            Some(_) => format!("written on {} replicas in time, W is {w}; it may spread", acks.len()),
+                            Some(_) => {
+                                format!("replicas holding the write in time: {}, W is {w}; it may spread", acks.len())
+                            }
                         };
                         self.reply(op, Err(Error::Uncertain(why)));
                     }

@@ -107,25 +107,47 @@ impl VersionVector {
         self.0.is_empty()
     }
 
-    /// The opaque text clients carry between VGET and VSET: base64url of its binary form.
-    pub fn encode(&self) -> String {
-        let bytes = postcard::to_stdvec(self).expect("a version vector always serializes");
+    /// The opaque text clients carry between VGET and VSET for `key`: base64url of the
+    /// context's binary form and a tag of the key (a context is about one key: the dot
+    /// counters are node-wide, so one key's context would silently supersede another's
+    /// siblings).
+    pub fn encode_for(&self, key: &[u8]) -> String {
+        let bytes = postcard::to_stdvec(&(key_tag(key), self)).expect("a version vector always serializes");
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    /// Reads a context a client handed back; the empty string is the empty context.
-    pub fn decode(text: &[u8]) -> Result<Self, String> {
+    /// Reads a context a client handed back for `key`; the empty string is the empty context.
+    /// Anything but exactly what [`Self::encode_for`] made for this key is refused.
+    pub fn decode_for(key: &[u8], text: &[u8]) -> Result<Self, String> {
         if text.len() > MAX_CONTEXT_TEXT {
             return Err(format!("the context is longer than {MAX_CONTEXT_TEXT} bytes"));
         }
         if text.is_empty() {
             return Ok(Self::new());
         }
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(text)
-            .map_err(|_| "the context is not one VGET or VSET returned (not base64url)".to_string())?;
-        postcard::from_bytes(&bytes).map_err(|_| "the context is not one VGET or VSET returned (malformed)".to_string())
+        let not_ours = |why: &str| format!("the context is not one VGET or VSET returned ({why})");
+        let bytes =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).map_err(|_| not_ours("not base64url"))?;
+        let (tag, vv): (u32, VersionVector) = match postcard::take_from_bytes(&bytes) {
+            Ok((decoded, [])) => decoded,
+            _ => return Err(not_ours("malformed")),
+        };
+        if tag != key_tag(key) {
+            return Err("the context is for another key: read this key with VGET".into());
+        }
+        // One text per context: a decoded context encodes back to what was given.
+        if vv.encode_for(key).as_bytes() != text {
+            return Err(not_ours("malformed"));
+        }
+        Ok(vv)
     }
+}
+
+/// A short tag of a key, carried in its contexts.
+fn key_tag(key: &[u8]) -> u32 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key);
+    u32::from_be_bytes(digest[..4].try_into().expect("4 bytes"))
 }
 
 /// One write that nothing known supersedes.
@@ -389,10 +411,17 @@ mod tests {
         let mut vv = VersionVector::new();
         vv.add(dot(0xabcdef, 7));
         vv.add(dot(3, 1));
-        assert_eq!(VersionVector::decode(vv.encode().as_bytes()).unwrap(), vv);
-        assert_eq!(VersionVector::decode(b"").unwrap(), VersionVector::new());
-        assert!(VersionVector::decode(b"not base64!").is_err());
-        assert!(VersionVector::decode(&vec![b'A'; MAX_CONTEXT_TEXT + 1]).is_err());
+        let text = vv.encode_for(b"k");
+        assert_eq!(VersionVector::decode_for(b"k", text.as_bytes()).unwrap(), vv);
+        assert_eq!(VersionVector::decode_for(b"k", b"").unwrap(), VersionVector::new());
+        assert!(VersionVector::decode_for(b"k", b"not base64!").is_err());
+        assert!(VersionVector::decode_for(b"k", &vec![b'A'; MAX_CONTEXT_TEXT + 1]).is_err());
+        assert!(VersionVector::decode_for(b"other", text.as_bytes()).unwrap_err().contains("another key"));
+        for junk in ["A", "AA", "AAAA", "AQ"] {
+            let longer = format!("{text}{junk}");
+            assert!(VersionVector::decode_for(b"k", longer.as_bytes()).is_err(), "{longer} was accepted");
+        }
+        assert!(VersionVector::decode_for(b"k", b"AAA").is_err());
         let d = dot(0xabcdef, 7);
         assert_eq!(d.to_string().parse::<Dot>().unwrap(), d);
         assert!("nope".parse::<Dot>().is_err());

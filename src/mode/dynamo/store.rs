@@ -137,12 +137,13 @@ impl DynamoMode {
     /// the key had a live value.
     async fn delete(&self, key: Bytes) -> Result<bool> {
         let object = self.read(key.clone(), self.node.options.r).await?;
-        if object.is_empty() {
+        // Nothing live to delete: no tombstone (a DEL of keys never written must not grow
+        // every replica).
+        if object.live().next().is_none() {
             return Ok(false);
         }
-        let existed = object.live().next().is_some();
         self.write(key, Some(object.context().clone()), None, self.node.options.w).await?;
-        Ok(existed)
+        Ok(true)
     }
 
     async fn read(&self, key: Bytes, r: usize) -> Result<Object> {
@@ -201,6 +202,16 @@ impl Store for DynamoMode {
         objects.into_iter().map(|o| o.and_then(|o| self.plain(&o))).collect()
     }
 
+    /// Counts keys with a live sibling (siblings are no conflict for EXISTS).
+    async fn exists(&self, keys: &[Bytes]) -> Result<u64> {
+        let reads = keys.iter().map(|k| self.read(k.clone(), self.node.options.r));
+        let mut n = 0;
+        for object in futures_util::future::join_all(reads).await {
+            n += u64::from(object?.live().next().is_some());
+        }
+        Ok(n)
+    }
+
     /// An approximation (documented): the keys with a live value in this node's replica.
     async fn dbsize(&self) -> Result<u64> {
         let storage = self.node.storage.clone();
@@ -226,13 +237,13 @@ impl Store for DynamoMode {
                 let mut unique = keys;
                 unique.sort();
                 unique.dedup();
-                let deletes = unique.into_iter().map(|k| self.write(k, None, None, w));
+                let deletes = unique.into_iter().map(|k| self.delete(k));
                 let mut count = 0;
                 let mut failure = None;
                 for result in futures_util::future::join_all(deletes).await {
                     match result {
-                        Ok(Reply::Written { existed, .. }) => count += u64::from(existed),
-                        Ok(Reply::Read(_)) => {}
+                        Ok(existed) => count += u64::from(existed),
+                        // An uncertain failure wins: some delete may have happened.
                         Err(e) => {
                             failure = Some(failure.map_or(e.clone(), |f: Error| if f.is_definite() { e } else { f }))
                         }
@@ -243,7 +254,7 @@ impl Store for DynamoMode {
                     None => Ok(MutationReply::Count(count)),
                 }
             }
-            Mutation::Update { op: UpdateOp::IncrBy(_), .. } => Err(no_atomic_update("INCR")),
+            Mutation::Update { op: UpdateOp::IncrBy(_), .. } => Err(no_atomic_update("INCR/INCRBY/DECR/DECRBY")),
             Mutation::Update { op: UpdateOp::Append(_), .. } => Err(no_atomic_update("APPEND")),
             Mutation::FlushAll => {
                 // Documented: a DEL of every key a live node holds; a write concurrent with it
@@ -324,9 +335,9 @@ fn health_of(node: &Node, id: u32) -> Health {
     node.swim.seen(id).map_or(Health::Alive, |s| s.health)
 }
 
-fn versioned(object: &Object) -> Versioned {
+fn versioned(key: &[u8], object: &Object) -> Versioned {
     Versioned {
-        context: object.context().encode(),
+        context: object.context().encode_for(key),
         siblings: object
             .siblings()
             .iter()
@@ -339,22 +350,24 @@ fn versioned(object: &Object) -> Versioned {
 impl Siblings for DynamoMode {
     async fn vget(&self, key: Bytes, r: Option<usize>) -> Result<Versioned> {
         let r = self.check_quorum("R", r, self.node.options.r)?;
-        Ok(versioned(&self.read(key, r).await?))
+        let object = self.read(key.clone(), r).await?;
+        Ok(versioned(&key, &object))
     }
 
     async fn local(&self, key: Bytes) -> Result<Versioned> {
         let storage = self.node.storage.clone();
+        let k = key.clone();
         let object =
-            tokio::task::spawn_blocking(move || storage.get(&key)).await.map_err(|e| Error::Io(e.to_string()))??;
-        Ok(versioned(&object))
+            tokio::task::spawn_blocking(move || storage.get(&k)).await.map_err(|e| Error::Io(e.to_string()))??;
+        Ok(versioned(&key, &object))
     }
 
     async fn vset(&self, key: Bytes, value: Option<Bytes>, context: Bytes, w: Option<usize>) -> Result<VersionedWrite> {
         let w = self.check_quorum("W", w, self.node.options.w)?;
-        let context = VersionVector::decode(&context).map_err(Error::Input)?;
-        match self.write(key, Some(context), value, w).await? {
+        let context = VersionVector::decode_for(&key, &context).map_err(Error::Input)?;
+        match self.write(key.clone(), Some(context), value, w).await? {
             Reply::Written { context, dot, .. } => {
-                Ok(VersionedWrite { context: context.encode(), dot: dot.to_string() })
+                Ok(VersionedWrite { context: context.encode_for(&key), dot: dot.to_string() })
             }
             Reply::Read(_) => Err(Error::Uncertain("a write was answered as a read".into())),
         }
@@ -368,9 +381,11 @@ impl Siblings for DynamoMode {
                 let health = health_of(node, m.id);
                 let seen = node.swim.seen(m.id);
                 let incarnation = seen.map_or(0, |s| s.incarnation);
+                // Which life of the node (its start time): a restart is a new one.
+                let life = seen.map_or(String::new(), |s| format!(" life {}", s.life));
                 let since = seen.map_or(String::new(), |s| format!(" for {:.1}s", s.since.elapsed().as_secs_f64()));
                 let me = if m.id == node.id { " (this node)" } else { "" };
-                format!("n{} {} {} incarnation {incarnation}{since}{me}", m.id, m.peer_addr, health.name())
+                format!("n{} {} {} incarnation {incarnation}{life}{since}{me}", m.id, m.peer_addr, health.name())
             })
             .collect()
     }
