@@ -103,7 +103,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --key-prefix 'Name keys `{PREFIX}k0`, `{PREFIX}k1`, ... and skip the opening FLUSHALL (keys no one used start absent): several workloads can then run against one cluster at once'
             cand --seed 'Seed of the operation streams: the same seed gives the same invocations'
             cand --history 'Where to write the JSONL history'
-            cand --mix 'Relative weights of the operations'
+            cand --mix 'Relative weights of the operations [default: get=3,set=2,del=1,incr=1,append=1; against dynamo mode, which refuses INCR and APPEND: get=3,set=2,del=1]'
             cand --timeout 'Per-operation client-side timeout; a timed-out operation is recorded as indeterminate'
             cand --html 'With --check, also write the HTML timeline here'
             cand --check-timeout 'With --check, the checker''s time limit'

@@ -112,7 +112,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand workload" -l ops -d 'R
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l key-prefix -d 'Name keys `{PREFIX}k0`, `{PREFIX}k1`, ... and skip the opening FLUSHALL (keys no one used start absent): several workloads can then run against one cluster at once' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l seed -d 'Seed of the operation streams: the same seed gives the same invocations' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l history -d 'Where to write the JSONL history' -r -F
-complete -c valthree -n "__fish_valthree_using_subcommand workload" -l mix -d 'Relative weights of the operations' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l mix -d 'Relative weights of the operations [default: get=3,set=2,del=1,incr=1,append=1; against dynamo mode, which refuses INCR and APPEND: get=3,set=2,del=1]' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l timeout -d 'Per-operation client-side timeout; a timed-out operation is recorded as indeterminate' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l html -d 'With --check, also write the HTML timeline here' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l check-timeout -d 'With --check, the checker\'s time limit' -r

@@ -207,3 +207,25 @@ fn a_restart_of_every_node_keeps_every_write_and_its_siblings() {
     let v: Option<String> = redis::cmd("GET").arg("k1").query(&mut redis(&addrs[1])).unwrap();
     assert_eq!(v, None);
 }
+
+#[test]
+fn the_workload_runs_against_dynamo_mode_but_refuses_a_linearizability_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    up(&dir, "dynamo", &[]);
+    let _down = Down(&dir);
+    let history = tmp.path().join("h.jsonl");
+    let out = common::workload(&dir, &history, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
+    assert!(common::text(&out).contains("not linearizable"), "{}", common::text(&out));
+    let cluster_dir = dir.to_str().unwrap();
+    let history_arg = history.to_str().unwrap();
+    let args = ["workload", "--cluster", cluster_dir, "--ops", "200", "--clients", "4", "--history", history_arg];
+    let out = common::valthree(&args);
+    assert!(out.status.success(), "{}", common::text(&out));
+    let events = common::recorded_events(&history);
+    let ops: std::collections::BTreeSet<&str> = events.iter().filter_map(|e| e["f"].as_str()).collect();
+    assert!(!ops.contains("incr") && !ops.contains("append"), "dynamo's default mix: {ops:?}");
+    let failed = events.iter().filter(|e| e["type"] == "fail").count();
+    assert_eq!(failed, 0, "a healthy cluster refuses nothing: {}", common::text(&out));
+}

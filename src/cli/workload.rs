@@ -68,9 +68,10 @@ pub struct WorkloadArgs {
     /// Where to write the JSONL history.
     #[arg(long, default_value = "history.jsonl")]
     pub history: PathBuf,
-    /// Relative weights of the operations.
-    #[arg(long, default_value = "get=3,set=2,del=1,incr=1,append=1")]
-    pub mix: Mix,
+    /// Relative weights of the operations [default: get=3,set=2,del=1,incr=1,append=1; against
+    /// dynamo mode, which refuses INCR and APPEND: get=3,set=2,del=1].
+    #[arg(long)]
+    pub mix: Option<Mix>,
     /// Per-operation client-side timeout; a timed-out operation is recorded as indeterminate.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -151,6 +152,18 @@ async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), 
         }
         antithesis_sdk::lifecycle::setup_complete(&json!({"addrs": addrs, "clients": args.clients}));
     }
+    // dynamo mode promises no linearizability: checking its history for it proves nothing.
+    let dynamo = workload::client::server_mode(&addrs[0], args.timeout).await.as_deref() == Some("dynamo");
+    if dynamo && args.check {
+        return Err("the servers run dynamo mode, which is not linearizable: --check (a linearizability \
+                    check) does not apply to it; run without --check"
+            .into());
+    }
+    let mix = match (&args.mix, dynamo) {
+        (Some(mix), _) => mix.clone(),
+        (None, true) => "get=3,set=2,del=1".parse().expect("the dynamo mix parses"),
+        (None, false) => Mix::default(),
+    };
     let file =
         std::fs::File::create(&args.history).map_err(|e| format!("cannot create {}: {e}", args.history.display()))?;
     let history = Arc::new(HistoryWriter::new(Box::new(file)));
@@ -164,7 +177,7 @@ async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), 
         keys: args.keys,
         limit,
         seed: args.seed,
-        mix: args.mix.clone(),
+        mix,
         timeout: args.timeout,
         key_prefix: args.key_prefix.clone(),
     };

@@ -82,3 +82,18 @@ pub async fn wait_until_ready(addr: &str, deadline: tokio::time::Instant) -> Res
         }
     }
 }
+
+/// The `mode:` a valthree server reports in `INFO valthree` (`None`: not valthree, or no answer).
+pub async fn server_mode(addr: &str, timeout: Duration) -> Option<String> {
+    let attempt = async {
+        let mut conn = Conn::connect(addr, timeout).await.ok()?;
+        let info = [Bytes::from_static(b"INFO"), Bytes::from_static(b"valthree")];
+        match conn.call(&info).await.ok()? {
+            BytesFrame::BulkString(text) => String::from_utf8_lossy(&text)
+                .lines()
+                .find_map(|l| l.strip_prefix("mode:").map(|m| m.trim().to_string())),
+            _ => None,
+        }
+    };
+    tokio::time::timeout(timeout, attempt).await.ok().flatten()
+}
