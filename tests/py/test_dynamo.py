@@ -20,12 +20,23 @@ def cluster(dir_: Path, *args: str) -> dict:
 
 @pytest.fixture
 def dynamo(tmp_path):
-    # A base port whose client (base+1..3) and peer (base+1001..) ports are free.
-    while True:
+    # A base port whose client (base+1..3) and peer (base+1001..) ports are free: `up`
+    # refuses a taken one and leaves nothing behind, so try a few.
+    for _ in range(20):
         base = free_port() // 10 * 10
-        if base + 1003 < 65535:
+        if base + 1003 >= 65535:
+            continue
+        out = subprocess.run(
+            [binary(), "cluster", "--dir", str(tmp_path / "c"), "--json", "up", "--mode", "dynamo", "--nodes", "3",
+             "--base-port", str(base)],
+            capture_output=True, text=True,
+        )
+        if out.returncode == 0:
+            status = json.loads(out.stdout)
             break
-    status = cluster(tmp_path / "c", "up", "--mode", "dynamo", "--nodes", "3", "--base-port", str(base))
+        assert "is taken" in out.stdout + out.stderr, out.stdout + out.stderr
+    else:
+        pytest.fail("no free ports for a 3-node cluster")
     ports = [int(n["addr"].rsplit(":", 1)[1]) for n in status["nodes"]]
     yield ports
     subprocess.run([binary(), "cluster", "--dir", str(tmp_path / "c"), "down", "--purge"], capture_output=True)
