@@ -96,7 +96,25 @@ fn first_wait_for_cluster() -> ExitCode {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let ready = runtime().block_on(async {
         for addr in &addrs {
-            crate::workload::client::wait_until_ready(addr, deadline).await?;
+            // Say what it waits for, at once and every 5 s, so a stuck start is not silent.
+            let waiting = async {
+                loop {
+                    eprintln!("waiting for {addr} to answer PING");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            };
+            let quick = tokio::time::timeout(
+                Duration::from_millis(500),
+                crate::workload::client::wait_until_ready(addr, deadline),
+            );
+            if let Ok(answered) = quick.await {
+                answered?;
+                continue;
+            }
+            tokio::select! {
+                answered = crate::workload::client::wait_until_ready(addr, deadline) => answered?,
+                _ = waiting => {}
+            }
         }
         Ok::<(), String>(())
     });
