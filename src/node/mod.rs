@@ -2,12 +2,14 @@
 //! starts with, its fault switches, and the lifecycle of its background tasks. The peer
 //! plane they talk over is [`crate::peer`].
 
+mod batcher;
 pub mod codec;
 mod faults;
 mod member;
 mod options;
 mod tasks;
 
+pub use batcher::{BatchJob, spawn_batcher};
 pub use faults::{Faults, OBJECT_STORE};
 pub use member::{Member, NodeId, list, parse_peers};
 pub use options::NodeOptions;

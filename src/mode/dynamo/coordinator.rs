@@ -43,12 +43,10 @@ pub enum Request {
 /// A replica's answer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Response {
-    /// The object after the write, the write's dot, and whether the key had a live value
-    /// here before it.
+    /// The object after the write, and the write's dot.
     Put {
         object: Object,
         dot: Dot,
-        existed: bool,
     },
     Merged,
     Got(Object),
@@ -62,9 +60,8 @@ pub enum Response {
 /// What the client gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// A PUT held by W replicas: the new context, the write's dot, and whether the key had
-    /// a live value at the coordinator before.
-    Written { context: VersionVector, dot: Dot, existed: bool },
+    /// A PUT held by W replicas: the new context and the write's dot.
+    Written { context: VersionVector, dot: Dot },
     /// A GET: the join of R replicas' objects.
     Read(Object),
 }
@@ -124,8 +121,8 @@ enum Op {
         w: usize,
         /// The live owners besides this node, sent the object once it is written here.
         others: Vec<NodeId>,
-        /// The local replica's object, dot and `existed`, once it applied the write.
-        written: Option<(Object, Dot, bool)>,
+        /// The local replica's object and dot, once it applied the write.
+        written: Option<(Object, Dot)>,
         acks: BTreeSet<NodeId>,
         /// Replicas sent a request that have not answered.
         waiting: BTreeSet<NodeId>,
@@ -283,7 +280,7 @@ impl Coordinator {
             return false; // a duplicate, or an answer to nothing asked
         }
         match response {
-            Response::Put { object, dot, existed } if from == self.id && written.is_none() => {
+            Response::Put { object, dot } if from == self.id && written.is_none() => {
                 acks.insert(from);
                 for to in others.iter().copied() {
                     waiting.insert(to);
@@ -293,7 +290,7 @@ impl Coordinator {
                         request: Request::Merge { key: key.clone(), object: object.clone() },
                     });
                 }
-                *written = Some((object, dot, existed));
+                *written = Some((object, dot));
             }
             Response::Merged if from != self.id && written.is_some() => {
                 acks.insert(from);
@@ -312,8 +309,8 @@ impl Coordinator {
         }
         if !*answered && acks.len() >= *w {
             *answered = true;
-            let (object, dot, existed) = written.as_ref().expect("acknowledged, so written");
-            let reply = Reply::Written { context: object.context().clone(), dot: *dot, existed: *existed };
+            let (object, dot) = written.as_ref().expect("acknowledged, so written");
+            let reply = Reply::Written { context: object.context().clone(), dot: *dot };
             self.output.push(Output::Reply { op, result: Ok(reply) });
         }
         if waiting.is_empty() && !*answered {
@@ -482,7 +479,7 @@ mod tests {
         let out = c.take_output();
         assert_eq!(sends(&out).len(), 1, "the local replica first");
         let (object, dot) = written(1, 1, "x");
-        c.step(7, 1, Response::Put { object: object.clone(), dot, existed: false });
+        c.step(7, 1, Response::Put { object: object.clone(), dot });
         let out = c.take_output();
         assert_eq!(sends(&out).iter().map(|s| s.0).collect::<Vec<_>>(), vec![2, 3]);
         assert!(replies(&out).is_empty(), "1 of W=2");
@@ -516,7 +513,7 @@ mod tests {
         let out = c.take_output();
         assert!(matches!(sends(&out)[..], [(1, Request::Put { hints, .. })] if *hints == vec![3]), "{out:?}");
         let (object, dot) = written(1, 1, "x");
-        c.step(1, 1, Response::Put { object, dot, existed: false });
+        c.step(1, 1, Response::Put { object, dot });
         c.take_output();
         c.step(1, 2, Response::Unreachable("reset".into()));
         let out = c.take_output();

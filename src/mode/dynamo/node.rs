@@ -111,10 +111,7 @@ impl DynamoOptions {
 }
 
 /// A batch of writes for the writer thread.
-pub(super) struct WriteJob {
-    pub batch: Vec<Write>,
-    pub reply: oneshot::Sender<Result<Vec<Result<Written>>>>,
-}
+pub(super) type WriteJob = crate::node::BatchJob<Write, Result<Written>>;
 
 pub(super) enum DriverEvent {
     Put {
@@ -167,37 +164,7 @@ pub(super) fn now_ms() -> u64 {
 /// The one thread that writes: it owns the dot counter, and every batch of queued writes is
 /// one fsync'd transaction (group commit).
 pub(super) fn spawn_writer(storage: Arc<Storage>, mut counter: Counter) -> std::sync::mpsc::Sender<WriteJob> {
-    let (tx, rx) = std::sync::mpsc::channel::<WriteJob>();
-    std::thread::Builder::new()
-        .name("dynamo-writer".into())
-        .spawn(move || {
-            while let Ok(first) = rx.recv() {
-                let mut jobs = vec![first];
-                while jobs.iter().map(|j| j.batch.len()).sum::<usize>() < WRITE_BATCH
-                    && let Ok(more) = rx.try_recv()
-                {
-                    jobs.push(more);
-                }
-                let all: Vec<Write> = jobs.iter().flat_map(|j| j.batch.iter().cloned()).collect();
-                match storage.apply(&mut counter, &all) {
-                    Ok(results) => {
-                        let mut results = results.into_iter();
-                        for job in jobs {
-                            let mine = results.by_ref().take(job.batch.len()).collect();
-                            let _ = job.reply.send(Ok(mine));
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!("dynamo storage: a write transaction failed: {e}");
-                        for job in jobs {
-                            let _ = job.reply.send(Err(e.clone()));
-                        }
-                    }
-                }
-            }
-        })
-        .expect("spawning the dynamo writer thread");
-    tx
+    crate::node::spawn_batcher("dynamo-writer", WRITE_BATCH, move |all: &[Write]| storage.apply(&mut counter, all))
 }
 
 impl Node {
@@ -223,7 +190,7 @@ impl Node {
     pub(super) async fn write(&self, batch: Vec<Write>) -> Result<Vec<Result<Written>>> {
         let (reply, rx) = oneshot::channel();
         self.writer
-            .send(WriteJob { batch, reply })
+            .send(crate::node::BatchJob { batch, reply })
             .map_err(|_| Error::TryAgain("the dynamo writer has stopped".into()))?;
         rx.await.map_err(|_| Error::Uncertain("the dynamo writer stopped during a write".into()))?
     }
@@ -263,7 +230,7 @@ impl Node {
                 Ok(results) => {
                     for (i, result) in written_at.into_iter().zip(results) {
                         replies[i] = Some(match result {
-                            Ok(Written::Put { object, dot, existed }) => Response::Put { object, dot, existed },
+                            Ok(Written::Put { object, dot }) => Response::Put { object, dot },
                             Ok(_) => Response::Merged,
                             Err(e) => Response::Failed(e.to_string()),
                         });

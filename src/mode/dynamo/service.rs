@@ -32,7 +32,7 @@ impl DynamoPeer for Service {
             ForwardReply::TryAgain(format!("W {w} is not from 1 to {}", self.node.ring.replicas()))
         } else {
             match self.node.coordinate_put(key, context, value, w).await {
-                Ok(Reply::Written { context, dot, existed }) => ForwardReply::Written { context, dot, existed },
+                Ok(Reply::Written { context, dot }) => ForwardReply::Written { context, dot },
                 Ok(Reply::Read(_)) => ForwardReply::Uncertain("a write was answered as a read".into()),
                 Err(e) => ForwardReply::from_error(e),
             }

@@ -48,8 +48,8 @@ pub enum Write {
 /// What one write did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
-    /// The object after a PUT, the PUT's dot, and whether the key had a live value before.
-    Put { object: Object, dot: Dot, existed: bool },
+    /// The object after a PUT, and the PUT's dot.
+    Put { object: Object, dot: Dot },
     /// The object after a merge; `changed` when the merge taught this replica something.
     Merged { object: Object, changed: bool },
     /// A hint recorded or dropped.
@@ -152,14 +152,13 @@ impl Storage {
                             Some(bytes) => decode_object(bytes.value())?,
                             None => Object::new(),
                         };
-                        let existed = object.live().next().is_some();
                         let context = context.clone().unwrap_or_else(|| object.context().clone());
                         object.put(&context, dot, *timestamp_ms, value.clone());
                         objects.insert(key.as_ref(), encode_object(&object)?.as_slice()).map_err(db_error)?;
                         for target in down {
                             self.hint(&mut hints, *target, key, *timestamp_ms)?;
                         }
-                        Ok(Written::Put { object, dot, existed })
+                        Ok(Written::Put { object, dot })
                     }
                     Write::Merge { key, object: theirs } => match theirs.validate() {
                         Err(e) => Err(Error::Config(format!("refusing a malformed object for a merge: {e}"))),
@@ -288,8 +287,7 @@ mod tests {
         assert_eq!(storage.actor(), actor, "the actor is born with the data directory");
         assert_eq!(storage.get(b"b").unwrap().pick(), Some(&Bytes::from_static(b"2")));
         let results = storage.apply(&mut counter, &[put("a", VersionVector::new(), "3")]).unwrap();
-        let Ok(Written::Put { dot, object, existed }) = &results[0] else { panic!("{results:?}") };
-        assert!(existed);
+        let Ok(Written::Put { dot, object }) = &results[0] else { panic!("{results:?}") };
         assert!(dot.counter > last.counter, "no dot is handed out twice: {dot} after {last}");
         assert_eq!(object.siblings().len(), 2, "a blind write supersedes nothing");
         storage

@@ -115,8 +115,8 @@ impl DynamoMode {
         for owner in owners.iter().copied().filter(|o| alive.contains(o)) {
             node.stats.forwarded.fetch_add(1, Ordering::Relaxed);
             match node.forward(owner, &request).await {
-                Ok(ForwardReply::Written { context, dot, existed }) => {
-                    return Ok(Reply::Written { context, dot, existed });
+                Ok(ForwardReply::Written { context, dot }) => {
+                    return Ok(Reply::Written { context, dot });
                 }
                 Ok(ForwardReply::TryAgain(m)) => why.push(format!("n{owner}: {m}")),
                 Ok(ForwardReply::Uncertain(m)) => return Err(Error::Uncertain(format!("n{owner}: {m}"))),

@@ -32,7 +32,6 @@ pub enum ForwardReply {
     Written {
         context: VersionVector,
         dot: Dot,
-        existed: bool,
     },
     /// Not done: certainly not (`TryAgain`), or maybe (`Uncertain`).
     TryAgain(String),

@@ -70,10 +70,10 @@ pub(super) enum DriverEvent {
 
 pub(super) type Outgoing = (Bytes, u64, AcceptorMessage);
 
-pub(super) struct AcceptorJob {
-    pub(super) batch: Vec<(Bytes, AcceptorMessage)>,
-    pub(super) reply: oneshot::Sender<Result<Vec<AcceptorReply>>>,
-}
+pub(super) type AcceptorJob = crate::node::BatchJob<(Bytes, AcceptorMessage), AcceptorReply>;
+
+/// Acceptor messages one transaction handles at most.
+const ACCEPTOR_BATCH: usize = 4096;
 
 #[derive(Default)]
 pub(super) struct Stats {
@@ -191,39 +191,12 @@ impl PaxosMode {
     }
 }
 
+/// The acceptor thread: every batch of acceptor messages queued at once is one fsync'd
+/// transaction.
 fn spawn_acceptor(storage: Arc<Storage>, config_version: Arc<AtomicU64>) -> std::sync::mpsc::Sender<AcceptorJob> {
-    let (tx, rx) = std::sync::mpsc::channel::<AcceptorJob>();
-    std::thread::Builder::new()
-        .name("paxos-acceptor".into())
-        .spawn(move || {
-            while let Ok(first) = rx.recv() {
-                let mut jobs = vec![first];
-                while let Ok(more) = rx.try_recv() {
-                    jobs.push(more);
-                    if jobs.len() >= 256 {
-                        break;
-                    }
-                }
-                let all: Vec<(Bytes, AcceptorMessage)> = jobs.iter().flat_map(|j| j.batch.iter().cloned()).collect();
-                match storage.handle(&all, config_version.load(Ordering::SeqCst)) {
-                    Ok(replies) => {
-                        let mut replies = replies.into_iter();
-                        for job in jobs {
-                            let mine: Vec<AcceptorReply> = replies.by_ref().take(job.batch.len()).collect();
-                            let _ = job.reply.send(Ok(mine));
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!("acceptor storage failed: {e}");
-                        for job in jobs {
-                            let _ = job.reply.send(Err(e.clone()));
-                        }
-                    }
-                }
-            }
-        })
-        .expect("spawning the acceptor thread");
-    tx
+    crate::node::spawn_batcher("paxos-acceptor", ACCEPTOR_BATCH, move |all: &[(Bytes, AcceptorMessage)]| {
+        storage.handle(all, config_version.load(Ordering::SeqCst))
+    })
 }
 
 impl Node {
