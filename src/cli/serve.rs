@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use crate::error::{Error, Result};
+use crate::mode::dynamo::dvv::Causality;
 use crate::mode::s3::DEFAULT_OBJECT_KEY;
 use crate::mode::{DynamoConfig, ModeConfig, ModeName, S3Config};
 use crate::node::{Faults, NodeOptions};
@@ -203,6 +204,13 @@ pub struct ServeArgs {
     /// Test only: answer some reads from a stale snapshot, so the checker has a bug to catch.
     #[arg(long, hide = true)]
     pub unsafe_stale_reads: bool,
+    /// Test only: dynamo mode keeps one value per key, the latest by timestamp (a concurrent
+    /// write is silently lost), so the checker has a bug to catch.
+    #[arg(long, hide = true, conflicts_with = "unsafe_server_clocks")]
+    pub unsafe_lww: bool,
+    /// Test only: dynamo mode with per-server plain vector clocks instead of dotted ones.
+    #[arg(long, hide = true)]
+    pub unsafe_server_clocks: bool,
 }
 
 /// The `--peers` list.
@@ -285,6 +293,13 @@ fn mode_config(args: &ServeArgs) -> Result<ModeConfig> {
             sibling_read: args.sibling_read,
             swim_period: args.swim_period,
             suspect_timeout: args.suspect_timeout,
+            causality: if args.unsafe_lww {
+                Causality::Lww
+            } else if args.unsafe_server_clocks {
+                Causality::ServerClock
+            } else {
+                Causality::Dvv
+            },
         },
     })
 }

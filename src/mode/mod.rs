@@ -52,6 +52,8 @@ pub struct DynamoConfig {
     pub sibling_read: dynamo::SiblingRead,
     pub swim_period: Duration,
     pub suspect_timeout: Duration,
+    /// Test only: a broken reconciliation (`--unsafe-lww`, `--unsafe-server-clocks`).
+    pub causality: dynamo::dvv::Causality,
 }
 
 /// What [`open`] needs: the mode and its settings (`valthree serve`'s flags, mapped).
@@ -152,6 +154,7 @@ pub async fn open(config: &ModeConfig, faults: Arc<Faults>) -> Result<Arc<dyn St
             options.sibling_read = d.sibling_read;
             options.swim_period = d.swim_period;
             options.suspect_timeout = d.suspect_timeout;
+            options.causality = d.causality;
             Ok(Arc::new(dynamo::DynamoMode::start(options, faults).await?))
         }
     }

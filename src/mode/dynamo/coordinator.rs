@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 
-use super::dvv::{Dot, Object, VersionVector};
+use super::dvv::{Causality, Dot, Object, VersionVector};
 use crate::error::{Error, Result};
 use crate::node::NodeId;
 
@@ -88,6 +88,8 @@ pub enum Output {
 /// Tunables.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// How replies are joined (only [`Causality::Dvv`] is correct).
+    pub causality: Causality,
     /// Ticks a request may wait for its replicas.
     pub timeout: u64,
     /// Block a read's answer until the stale replicas among its R are repaired.
@@ -98,7 +100,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { timeout: 50, sync_read_repair: false, hinted_handoff: true }
+        Self { causality: Causality::Dvv, timeout: 50, sync_read_repair: false, hinted_handoff: true }
     }
 }
 
@@ -346,7 +348,7 @@ impl Coordinator {
         }
         if !*answered && replies.len() >= *r {
             *answered = true;
-            let joined = join(replies.values());
+            let joined = join(self.options.causality, replies.values());
             if joined.live().count() > 1 {
                 self.stats.sibling_reads += 1;
             }
@@ -378,7 +380,7 @@ impl Coordinator {
 
     /// Sends the join of every answer to each replica that answered with less.
     fn repair(&mut self, key: &Bytes, replies: &BTreeMap<NodeId, Object>) {
-        let joined = join(replies.values());
+        let joined = join(self.options.causality, replies.values());
         let stale: Vec<NodeId> = replies.iter().filter(|(_, o)| **o != joined).map(|(n, _)| *n).collect();
         for to in stale {
             self.stats.read_repairs += 1;
@@ -433,10 +435,10 @@ impl Coordinator {
 }
 
 /// The join of `objects`.
-pub fn join<'a>(objects: impl Iterator<Item = &'a Object>) -> Object {
+pub fn join<'a>(causality: Causality, objects: impl Iterator<Item = &'a Object>) -> Object {
     let mut out = Object::new();
     for o in objects {
-        out.merge(o);
+        out.merge_as(causality, o);
     }
     out
 }

@@ -150,6 +150,24 @@ fn key_tag(key: &[u8]) -> u32 {
     u32::from_be_bytes(digest[..4].try_into().expect("4 bytes"))
 }
 
+/// How writes and replicas are reconciled. Only [`Causality::Dvv`] is correct; the other two
+/// are the classic mistakes, behind hidden test switches so that `check-history --model
+/// dynamo` has real bugs to catch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Causality {
+    /// Dotted version vectors (this module).
+    #[default]
+    Dvv,
+    /// Last writer wins (`--unsafe-lww`): one sibling, the latest timestamp; a concurrent
+    /// write is silently dropped.
+    Lww,
+    /// Per-server plain version vectors (`--unsafe-server-clocks`): a write's counter is its
+    /// coordinator's entry in the client's context plus one, so two clients writing through
+    /// one node with one context get the same "dot" and one write replaces the other, and a
+    /// replica whose clock is ahead drops a write it never saw.
+    ServerClock,
+}
+
 /// One write that nothing known supersedes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sibling {
@@ -209,6 +227,46 @@ impl Object {
         self.context.add(dot);
     }
 
+    /// [`Self::put`] under `causality`: a broken one is for the checker's tests only.
+    pub fn put_as(
+        &mut self,
+        causality: Causality,
+        context: &VersionVector,
+        dot: Dot,
+        timestamp_ms: u64,
+        value: Option<Bytes>,
+    ) {
+        match causality {
+            Causality::Dvv => self.put(context, dot, timestamp_ms, value),
+            Causality::Lww => {
+                self.siblings = vec![Sibling { dot, timestamp_ms, value }];
+                self.context.join(context);
+                self.context.add(dot);
+            }
+            Causality::ServerClock => {
+                // The "dot" may be one this replica has seen: no freshness to assert.
+                self.siblings.retain(|s| !context.covers(s.dot) && s.dot != dot);
+                let at = self.siblings.partition_point(|s| s.dot < dot);
+                self.siblings.insert(at, Sibling { dot, timestamp_ms, value });
+                self.context.join(context);
+                self.context.add(dot);
+            }
+        }
+    }
+
+    /// [`Self::merge`] under `causality`.
+    pub fn merge_as(&mut self, causality: Causality, other: &Object) {
+        match causality {
+            Causality::Dvv | Causality::ServerClock => self.merge(other),
+            Causality::Lww => {
+                let latest =
+                    self.siblings.iter().chain(&other.siblings).max_by_key(|s| (s.timestamp_ms, s.dot)).cloned();
+                self.siblings = latest.into_iter().collect();
+                self.context.join(&other.context);
+            }
+        }
+    }
+
     /// The DVV join with another replica's object.
     pub fn merge(&mut self, other: &Object) {
         let (mine, theirs) = (&self.siblings, &other.siblings);
@@ -242,8 +300,13 @@ impl Object {
 
     /// The merge of `self` and `other` as a new object.
     pub fn merged(&self, other: &Object) -> Object {
+        self.merged_as(Causality::Dvv, other)
+    }
+
+    /// [`Self::merged`] under `causality`.
+    pub fn merged_as(&self, causality: Causality, other: &Object) -> Object {
         let mut out = self.clone();
-        out.merge(other);
+        out.merge_as(causality, other);
         out
     }
 

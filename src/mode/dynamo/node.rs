@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::coordinator::{self, Coordinator, OpId, Output, Reply, Request, Response};
-use super::dvv::VersionVector;
+use super::dvv::{Causality, VersionVector};
 use super::ring::Ring;
 use super::storage::{Counter, Storage, Write, Written};
 use super::swim::Swim;
@@ -64,6 +64,8 @@ pub struct DynamoOptions {
     pub swim_period: Duration,
     /// How long a member stays SUSPECT before it is DEAD (`--suspect-timeout`).
     pub suspect_timeout: Duration,
+    /// How writes and replicas reconcile: DVV, or (hidden test switches) a broken scheme.
+    pub causality: Causality,
 }
 
 impl DynamoOptions {
@@ -84,6 +86,7 @@ impl DynamoOptions {
             sibling_read: SiblingRead::Pick,
             swim_period: Duration::from_millis(500),
             suspect_timeout: Duration::from_secs(2),
+            causality: Causality::Dvv,
         }
     }
 
@@ -298,6 +301,7 @@ impl Node {
 
 pub(super) async fn run_driver(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<DriverEvent>) {
     let options = coordinator::Options {
+        causality: node.options.causality,
         timeout: REQUEST_TIMEOUT_TICKS,
         sync_read_repair: node.options.sync_read_repair,
         hinted_handoff: node.options.hinted_handoff,

@@ -13,7 +13,7 @@ use std::path::Path;
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::dvv::{Actor, Dot, Object, VersionVector};
+use super::dvv::{Actor, Causality, Dot, Object, VersionVector};
 use crate::error::{Error, Result};
 use crate::node::{NodeId, codec};
 
@@ -67,6 +67,8 @@ pub struct Storage {
     /// Hints kept at most; past it a new hint is dropped (and counted).
     max_hints: u64,
     hints_dropped: std::sync::atomic::AtomicU64,
+    /// How writes and merges reconcile (only [`Causality::Dvv`] is correct).
+    causality: Causality,
 }
 
 /// The dot sequence, owned by whoever writes (one writer at a time).
@@ -101,13 +103,19 @@ impl Storage {
         };
         txn.commit().map_err(db_error)?;
         // Everything up to the old lease may have been handed out before a crash.
-        let storage = Self { db, actor, max_hints: u64::MAX, hints_dropped: Default::default() };
+        let storage =
+            Self { db, actor, max_hints: u64::MAX, hints_dropped: Default::default(), causality: Causality::Dvv };
         Ok((storage, Counter { next: leased + 1, leased }))
     }
 
     /// Keeps at most `n` hints.
     pub fn set_max_hints(&mut self, n: u64) {
         self.max_hints = n;
+    }
+
+    /// Reconciles under `causality` (a broken one: tests of the checker only).
+    pub fn set_causality(&mut self, causality: Causality) {
+        self.causality = causality;
     }
 
     /// Hints not recorded because `max_hints` were pending.
@@ -142,18 +150,23 @@ impl Storage {
             for write in batch {
                 let result = match write {
                     Write::Put { key, context, value, timestamp_ms, hints: down } => {
-                        if counter.next > counter.leased {
-                            counter.leased = counter.next + LEASE_BLOCK;
-                            meta.insert(LEASE, counter.leased).map_err(db_error)?;
-                        }
-                        let dot = Dot { actor: self.actor, counter: counter.next };
-                        counter.next += 1;
                         let mut object = match objects.get(key.as_ref()).map_err(db_error)? {
                             Some(bytes) => decode_object(bytes.value())?,
                             None => Object::new(),
                         };
                         let context = context.clone().unwrap_or_else(|| object.context().clone());
-                        object.put(&context, dot, *timestamp_ms, value.clone());
+                        let dot = if self.causality == Causality::ServerClock {
+                            // The broken scheme: the counter comes from the client's clock.
+                            Dot { actor: self.actor, counter: context.get(self.actor) + 1 }
+                        } else {
+                            if counter.next > counter.leased {
+                                counter.leased = counter.next + LEASE_BLOCK;
+                                meta.insert(LEASE, counter.leased).map_err(db_error)?;
+                            }
+                            counter.next += 1;
+                            Dot { actor: self.actor, counter: counter.next - 1 }
+                        };
+                        object.put_as(self.causality, &context, dot, *timestamp_ms, value.clone());
                         objects.insert(key.as_ref(), encode_object(&object)?.as_slice()).map_err(db_error)?;
                         for target in down {
                             self.hint(&mut hints, *target, key, *timestamp_ms)?;
@@ -167,7 +180,7 @@ impl Storage {
                                 Some(bytes) => decode_object(bytes.value())?,
                                 None => Object::new(),
                             };
-                            let merged = mine.merged(theirs);
+                            let merged = mine.merged_as(self.causality, theirs);
                             let changed = merged != mine;
                             if changed {
                                 objects.insert(key.as_ref(), encode_object(&merged)?.as_slice()).map_err(db_error)?;

@@ -60,6 +60,10 @@ impl DynamoMode {
         let ring = Ring::new(&members, options.partitions, options.replicas).map_err(Error::Config)?;
         let (mut storage, counter) = Storage::open(&options.node.data_dir)?;
         storage.set_max_hints(options.max_hints);
+        storage.set_causality(options.causality);
+        if options.causality != super::dvv::Causality::Dvv {
+            tracing::warn!(causality = ?options.causality, "dynamo: a broken reconciliation, for testing the checker");
+        }
         let storage = Arc::new(storage);
         let listener = tokio::net::TcpListener::bind(options.node.listen_addr())
             .await

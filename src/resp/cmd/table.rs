@@ -184,13 +184,13 @@ commands! {
     "vdel"             => Vdel(vset::Vset),             -3, &["write"],  ONE_KEY,
         "dynamo mode: deletes a key under a context (VDEL key context [W n]); replies [context, dot].";
     "vget"             => Vget(vget::Vget),             -2, READ,        ONE_KEY,
-        "dynamo mode: returns a key's context and every sibling (VGET key [R n]).";
+        "dynamo mode: returns a key's context and every sibling (VGET key [R n] [WITHDOTS]).";
     "vset"             => Vset(vset::Vset),             -4, WRITE,       ONE_KEY,
         "dynamo mode: writes a value under a context (VSET key value context [W n]); replies [context, dot].";
     "dynamo.members"   => DynamoMembers(dynamo::DynamoInfo), 1, &["readonly"], NO_KEYS,
         "dynamo mode: every member's address and health (ALIVE, SUSPECT, DEAD) as this node sees it.";
-    "dynamo.local"     => DynamoLocal(dynamo::DynamoInfo), 2, &["readonly"], ONE_KEY,
-        "dynamo mode: this node's own replica of a key, read without a quorum (DYNAMO.LOCAL key).";
+    "dynamo.local"     => DynamoLocal(dynamo::DynamoInfo), -2, &["readonly"], ONE_KEY,
+        "dynamo mode: this node's own replica of a key, read without a quorum (DYNAMO.LOCAL key [WITHDOTS]).";
     "dynamo.ring"      => DynamoRing(dynamo::DynamoInfo), -1, &["readonly"], NO_KEYS,
         "dynamo mode: the ring's partitions, or a key's partition and preference list (DYNAMO.RING [key]).";
     "valthree.members" => Members(members::Members),    -3, &["admin"],  NO_KEYS,
