@@ -78,11 +78,20 @@ pub enum Op {
     Incr,
     Append,
     Flushall,
+    /// dynamo mode: `VGET key WITHDOTS`.
+    Vget,
+    /// dynamo mode: `VSET key value context`.
+    Vset,
+    /// dynamo mode: `VDEL key context`.
+    Vdel,
+    /// dynamo mode: `DYNAMO.LOCAL key WITHDOTS` on one owner (the settled reads after a run).
+    Local,
 }
 
 impl Op {
     /// Every operation, in a fixed order.
-    pub const ALL: [Op; 6] = [Op::Get, Op::Set, Op::Del, Op::Incr, Op::Append, Op::Flushall];
+    pub const ALL: [Op; 10] =
+        [Op::Get, Op::Set, Op::Del, Op::Incr, Op::Append, Op::Flushall, Op::Vget, Op::Vset, Op::Vdel, Op::Local];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -92,7 +101,16 @@ impl Op {
             Op::Incr => "incr",
             Op::Append => "append",
             Op::Flushall => "flushall",
+            Op::Vget => "vget",
+            Op::Vset => "vset",
+            Op::Vdel => "vdel",
+            Op::Local => "local",
         }
+    }
+
+    /// dynamo mode's sibling-aware operations (checked by `--model dynamo` only).
+    pub fn is_versioned(self) -> bool {
+        matches!(self, Op::Vget | Op::Vset | Op::Vdel | Op::Local)
     }
 }
 

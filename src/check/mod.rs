@@ -13,6 +13,7 @@
 //! independently may accept a history in which FLUSHALL took effect at different instants
 //! for different keys, never the reverse, so a reported violation is always real.
 
+pub mod dynamo;
 mod model;
 mod prepare;
 pub mod report;

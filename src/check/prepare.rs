@@ -67,6 +67,12 @@ fn input_of(op: Op, e: &Event, line: usize) -> Result<Input, String> {
         Op::Incr => Input::Incr,
         Op::Append => Input::Append(string_value(&e.value, line, "append's value")?),
         Op::Flushall => Input::Flushall,
+        Op::Vget | Op::Vset | Op::Vdel | Op::Local => {
+            return Err(err(
+                line,
+                format!("{} is a dynamo mode operation: check this history with --model dynamo", op.as_str()),
+            ));
+        }
     })
 }
 
@@ -81,6 +87,12 @@ fn output_of(op: Op, v: &Value, line: usize) -> Result<Output, String> {
         Op::Set | Op::Flushall => Output::Done,
         Op::Del => Output::Int(int()?),
         Op::Incr | Op::Append => Output::Int(int()?),
+        Op::Vget | Op::Vset | Op::Vdel | Op::Local => {
+            return Err(err(
+                line,
+                format!("{} is a dynamo mode operation: check this history with --model dynamo", op.as_str()),
+            ));
+        }
     })
 }
 

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use super::{Fault, NEVER, Operation, Report, describe};
+use super::{Fault, NEVER, Operation, Report, describe, dynamo};
 
 /// The fewest operations drawn per key when the key has that many.
 pub const MAX_OPS_PER_KEY: usize = 600;
@@ -121,14 +121,167 @@ fn spans(faults: &[Fault]) -> Vec<Span> {
 }
 
 /// How many operations start in each of `BUCKETS` columns of `[t0, t1]`.
-fn density<'a>(ops: impl Iterator<Item = &'a Operation>, t0: u64, t1: u64) -> Vec<u32> {
+fn density(starts: impl Iterator<Item = u64>, t0: u64, t1: u64) -> Vec<u32> {
     let mut counts = vec![0u32; BUCKETS];
     let span = (t1 - t0).max(1) as u128;
-    for op in ops {
-        let b = ((op.call.saturating_sub(t0)) as u128 * BUCKETS as u128 / span) as usize;
+    for call in starts {
+        let b = ((call.saturating_sub(t0)) as u128 * BUCKETS as u128 / span) as usize;
         counts[b.min(BUCKETS - 1)] += 1;
     }
     counts
+}
+
+/// Renders a dynamo check as the same page: a timeline per key, each violation's operation
+/// red and the writes it involves orange, the view opening on the first violation.
+pub fn render_dynamo(report: &dynamo::Report, title: &str) -> String {
+    let history = &report.history;
+    let all = || history.keys.values().flatten();
+    let times = all()
+        .flat_map(|o| [Some(o.call), (o.ret != NEVER).then_some(o.ret)])
+        .flatten()
+        .chain(history.faults.iter().map(|f| f.time));
+    let (t0, t1) = times.fold((u64::MAX, 0), |(a, b), t| (a.min(t), b.max(t)));
+    let (t0, t1) = if t0 > t1 { (0, 1) } else { (t0, t1.max(t0 + 1)) };
+    let failed = all().filter(|o| o.outcome == crate::history::EventType::Fail).count();
+    let unknown = all().filter(|o| o.ret == NEVER).count();
+    let clients: HashSet<u64> = all().map(|o| o.process).collect();
+    let violated: Vec<&String> = {
+        let mut seen = HashSet::new();
+        report.violations.iter().map(|v| &v.key).filter(|k| seen.insert(*k)).collect()
+    };
+    let order: Vec<&String> =
+        violated.iter().copied().chain(history.keys.keys().filter(|k| !violated.contains(k))).take(200).collect();
+    let cap = (PAGE_BUDGET / order.len().max(1)).clamp(MAX_OPS_PER_KEY, MAX_OPS_ONE_KEY);
+    let mut keys = Vec::new();
+    for key in order {
+        let ops = &history.keys[key];
+        let violation = report.violations.iter().find(|v| &v.key == key);
+        let focus_op = violation.and_then(|v| v.ops.first().copied());
+        let (start, end) = match (ops.len() > cap, focus_op) {
+            (false, _) => (0, ops.len()),
+            (true, Some(f)) => {
+                let start = f.saturating_sub(cap / 2).min(ops.len() - cap);
+                (start, start + cap)
+            }
+            (true, None) => (0, cap),
+        };
+        let mut shown: Vec<usize> = (start..end).collect();
+        // The operations a violation names are drawn even when far from it.
+        if let Some(v) = violation {
+            shown.extend(v.ops.iter().copied().filter(|i| !(start..end).contains(i)));
+            shown.sort_by_key(|&i| (ops[i].call, i));
+        }
+        let drawn: Vec<Value> = shown
+            .iter()
+            .map(|&i| {
+                let o = &ops[i];
+                let tag = match violation {
+                    Some(v) if v.ops.first() == Some(&i) => "stuck",
+                    Some(v) if v.ops.contains(&i) => "window",
+                    _ => "",
+                };
+                let mut j = json!({
+                    "p": o.process,
+                    "call": o.call,
+                    "ret": if o.ret == NEVER { Value::Null } else { json!(o.ret) },
+                    "label": o.describe(),
+                    "ln": [o.lines.0, o.lines.1],
+                });
+                if !tag.is_empty() {
+                    j["tag"] = json!(tag);
+                }
+                j
+            })
+            .collect();
+        let end_of = |o: &dynamo::DOp| if o.ret == NEVER { o.call } else { o.ret };
+        let focus = violation.map(|v| {
+            let a = v.ops.iter().map(|&i| ops[i].call).min().unwrap_or(v.time);
+            let b = v.ops.iter().map(|&i| end_of(&ops[i])).max().unwrap_or(v.time);
+            json!([a, b.max(a + 1)])
+        });
+        let drawn_range = (
+            shown.iter().map(|&i| ops[i].call).min().unwrap_or(t0),
+            shown.iter().map(|&i| end_of(&ops[i])).max().unwrap_or(t1),
+        );
+        keys.push(json!({
+            "key": key,
+            "ok": violation.is_none(),
+            "timedOut": false,
+            "total": ops.len(),
+            "truncated": shown.len() < ops.len(),
+            "drawn": [drawn_range.0, drawn_range.1],
+            "why": if shown.len() < ops.len() { if violation.is_some() { "around the first violation" } else { "the first ones" } } else { "" },
+            "density": density(ops.iter().map(|o| o.call), t0, t1),
+            "ops": drawn,
+            "stuck": violation.map(|v| v.kind.as_str()),
+            "problem": violation.map(|v| format!("{}: {}", v.kind.as_str(), v.message)),
+            "stuckAt": violation.map(|v| v.time),
+            "focus": focus,
+            "window": violation.map(|v| v.ops.iter().map(|&i| ops[i].describe()).collect::<Vec<_>>()),
+            "prefixLen": Value::Null,
+        }));
+    }
+    let spans: Vec<Value> = spans(&history.faults)
+        .iter()
+        .map(|s| json!({"kind": s.kind, "target": s.target, "start": s.start, "end": s.end, "undo": s.undo}))
+        .collect();
+    let counts: Vec<String> = report.counts.iter().map(|(k, n)| format!("{n} {}", k.as_str())).collect();
+    let banner = if report.ok() {
+        let promises = [
+            Some("no acknowledged write lost, no zombie, no dot reused"),
+            history
+                .quorums
+                .is_some_and(|q| q.intersect())
+                .then_some("every quorum read saw the writes acknowledged before it"),
+            report.settled.then_some("the replicas converged"),
+        ];
+        let said: Vec<&str> = promises.into_iter().flatten().collect();
+        json!(["✓ Passed.", format!("{}.", said.join("; "))])
+    } else {
+        let first = &report.violations[0];
+        json!([
+            "✗ Failed.",
+            format!(
+                "{} on {} of {} keys. First, key {}: {}: {}",
+                counts.join(", "),
+                violated.len(),
+                history.keys.len(),
+                first.key,
+                first.kind.as_str(),
+                first.message
+            )
+        ])
+    };
+    let data = json!({
+        "title": title,
+        "verdict": report.verdict(),
+        "words": {
+            "good": "consistent",
+            "bad": "NOT consistent",
+            "stuck": "the operation that shows the violation",
+            "window": "the writes it involves",
+            "vmark": "where a violation shows",
+            "failed": "failed (checked never to show up)",
+        },
+        "banner": banner,
+        "keys": keys,
+        "keyCount": history.keys.len(),
+        "violatedKeys": violated.len(),
+        "timedOutKeys": [],
+        "ops": history.total_ops,
+        "checked": all().count() - failed,
+        "unknown": unknown,
+        "failed": failed,
+        "clients": clients.len(),
+        "t0": t0,
+        "t1": t1,
+        "elapsed": report.elapsed.as_secs_f64(),
+        "faultEvents": history.faults.len(),
+        "faults": spans,
+        "density": density(all().map(|o| o.call), t0, t1),
+    });
+    let data = data.to_string().replace("</", "<\\/");
+    TEMPLATE.replace("__DATA__", &data)
 }
 
 /// Renders the report as one HTML document.
@@ -213,7 +366,7 @@ pub fn render(report: &Report, title: &str) -> String {
             "truncated": truncated,
             "drawn": [drawn_range.0, drawn_range.1],
             "why": why,
-            "density": density(ops.iter(), t0, t1),
+            "density": density(ops.iter().map(|o| o.call), t0, t1),
             "ops": drawn,
             "stuck": violation.map(|v| describe(&ops[v.stuck])),
             "stuckAt": violation.map(|v| ops[v.stuck].call),
@@ -243,7 +396,7 @@ pub fn render(report: &Report, title: &str) -> String {
         "elapsed": report.elapsed.as_secs_f64(),
         "faultEvents": history.faults.len(),
         "faults": spans,
-        "density": density(all_ops(), t0, t1),
+        "density": density(all_ops().map(|o| o.call), t0, t1),
     });
     // Keep `</script>` out of the embedded JSON.
     let data = data.to_string().replace("</", "<\\/");
@@ -328,16 +481,18 @@ const xRun = t => L + (t - D.t0) / (D.t1 - D.t0) * (W - L - R);
 
 // Head, verdict and counts.
 document.title = D.title + ' — ' + D.verdict;
-const cls = D.verdict === 'linearizable' ? 'good' : D.verdict === 'unknown' ? 'unk' : 'bad';
+const WORDS = Object.assign({good: 'linearizable', bad: 'NOT linearizable', stuck: 'cannot be placed after the prefix', window: 'concurrent with it, not yet placed', vmark: 'where a key stops being linearizable', failed: 'failed (never took effect, not checked)'}, D.words || {});
+const cls = D.verdict === WORDS.good ? 'good' : D.verdict === 'unknown' ? 'unk' : 'bad';
 document.getElementById('head').innerHTML = esc(D.title) + ': <span class="' + cls + '">' + esc(D.verdict) + '</span>';
 const banner = document.getElementById('banner'); banner.classList.add(cls);
 const first = D.keys.find(k => k.stuck);
-if (cls === 'good') banner.innerHTML = '<b>✓ Passed.</b> All ' + plural(D.checked, 'checked operation') + ' on ' + plural(D.keyCount, 'key') + ' fit one order consistent with what every client saw' + (D.faultEvents ? ', through ' + plural(D.faults.filter(f => f.kind in COLOR).length, 'nemesis fault') : '') + '.';
+if (D.banner) banner.innerHTML = '<b>' + esc(D.banner[0]) + '</b> ' + esc(D.banner[1]);
+else if (cls === 'good') banner.innerHTML = '<b>✓ Passed.</b> All ' + plural(D.checked, 'checked operation') + ' on ' + plural(D.keyCount, 'key') + ' fit one order consistent with what every client saw' + (D.faultEvents ? ', through ' + plural(D.faults.filter(f => f.kind in COLOR).length, 'nemesis fault') : '') + '.';
 else if (cls === 'bad') banner.innerHTML = '<b>✗ Failed.</b> ' + num(D.violatedKeys) + ' of ' + plural(D.keyCount, 'key') + (D.violatedKeys === 1 ? ' has' : ' have') + ' no valid order. First at ' + secs(first.stuckAt) + ', key <b>' + esc(first.key) + '</b>: <code>' + esc(first.stuck) + '</code> cannot be placed after a linearizable prefix of ' + plural(first.prefixLen, 'operation') + '.';
 else banner.innerHTML = '<b>? Undecided.</b> The time limit ran out before ' + plural(D.timedOutKeys.length, 'key') + ' ' + (D.timedOutKeys.length === 1 ? 'was' : 'were') + ' decided (' + D.timedOutKeys.slice(0, 10).map(esc).join(', ') + (D.timedOutKeys.length > 10 ? ', …' : '') + ')' + (D.timedOutKeys.length < D.keyCount ? '; no violation was found in the others.' : '.');
 const kinds = {}; for (const f of D.faults) if (f.kind in COLOR) kinds[f.kind] = (kinds[f.kind] || 0) + 1;
 const completed = D.checked - D.unknown;
-document.getElementById('counts').innerHTML = '<b>' + plural(D.ops, 'operation') + '</b>: ' + num(completed) + ' completed, ' + num(D.unknown) + ' with unknown outcome, ' + num(D.failed) + ' failed (never took effect, not checked) · ' + plural(D.keyCount, 'key') + ' · ' + plural(D.clients, 'client') + ' · ' + secs(D.t1 - D.t0) + ' of history · ' + (D.faultEvents ? plural(D.faultEvents, 'nemesis event') + ' (' + Object.entries(kinds).map(([k, n]) => n + ' ' + k).join(', ') + ')' : 'no nemesis faults') + ' · checked in ' + D.elapsed.toFixed(2) + ' s' + (D.keys.length < D.keyCount ? ' · first ' + D.keys.length + ' keys shown' : '') + '.';
+document.getElementById('counts').innerHTML = '<b>' + plural(D.ops, 'operation') + '</b>: ' + num(completed) + ' completed, ' + num(D.unknown) + ' with unknown outcome, ' + num(D.failed) + ' ' + WORDS.failed + ' · ' + plural(D.keyCount, 'key') + ' · ' + plural(D.clients, 'client') + ' · ' + secs(D.t1 - D.t0) + ' of history · ' + (D.faultEvents ? plural(D.faultEvents, 'nemesis event') + ' (' + Object.entries(kinds).map(([k, n]) => n + ' ' + k).join(', ') + ')' : 'no nemesis faults') + ' · checked in ' + D.elapsed.toFixed(2) + ' s' + (D.keys.length < D.keyCount ? ' · first ' + D.keys.length + ' keys shown' : '') + '.';
 
 // The whole run: operations started per moment, faults, violations.
 if (D.checked) {
@@ -367,12 +522,12 @@ function swatch(kind) {
   if (has(o => !o.tag && o.ret !== null)) items.push(['op plain', 'operation, from invocation to completion']);
   if (has(o => o.ret === null)) items.push(['op info', 'outcome unknown: may have taken effect any time after its start']);
   if (has(o => o.tag === 'prefix')) items.push(['op prefix', 'longest linearizable prefix; #n is its place in the order']);
-  if (has(o => o.tag === 'stuck')) items.push(['op stuck', 'cannot be placed after the prefix']);
-  if (has(o => o.tag === 'window')) items.push(['op window', 'concurrent with it, not yet placed']);
+  if (has(o => o.tag === 'stuck')) items.push(['op stuck', WORDS.stuck]);
+  if (has(o => o.tag === 'window')) items.push(['op window', WORDS.window]);
   for (const k of Object.keys(kinds)) items.push([k, k + ' … ' + ({kill: 'restart: a node is ' , pause: 'resume: a node is ', partition: 'heal: a node is '})[k] + UNDONE[k]]);
   if (D.faults.some(f => !(f.kind in COLOR))) items.push(['other', 'nemesis event that opens or heals no fault (' + [...new Set(D.faults.filter(f => !(f.kind in COLOR)).map(faultName))].slice(0, 3).join(', ') + ')']);
   if (D.checked) items.push(['density', 'operations started (whole run, and per key under each timeline)']);
-  if (D.violatedKeys) items.push(['vmark', 'where a key stops being linearizable']);
+  if (D.violatedKeys) items.push(['vmark', WORDS.vmark]);
   const box = document.getElementById('legend');
   for (const [k, text] of items) { const s = document.createElement('span'); s.appendChild(swatch(k)); s.appendChild(document.createTextNode(text)); box.appendChild(s); }
   const hint = document.createElement('span'); hint.className = 'note'; hint.textContent = 'Timelines: drag to pan, wheel to zoom, click the strip under one to jump there.'; box.appendChild(hint);
@@ -448,10 +603,11 @@ const keys = document.getElementById('keys');
 if (!D.keys.length) keys.innerHTML = '<p class="note">The history has no operations to check.</p>';
 for (const k of D.keys) {
   const box = document.createElement('div'); box.className = 'key';
-  const state = k.ok ? '<span class="good">linearizable</span>' : k.timedOut ? '<span class="unk">unknown (time limit)</span>' : '<span class="bad">NOT linearizable</span>';
+  const state = k.ok ? '<span class="good">' + esc(WORDS.good) + '</span>' : k.timedOut ? '<span class="unk">unknown (time limit)</span>' : '<span class="bad">' + esc(WORDS.bad) + '</span>';
   const part = !k.truncated ? '' : ', ' + num(k.ops.length) + ' drawn (' + secs(k.drawn[0]) + ' – ' + secs(k.drawn[1]) + (k.why ? ', ' + k.why : '') + ')';
   let html = '<h2>key ' + esc(k.key) + ': ' + state + ' <span class="note">' + plural(k.total, 'operation') + part + '</span></h2>';
-  if (k.stuck) html += '<p>At ' + secs(k.stuckAt) + ', after a linearizable prefix of ' + plural(k.prefixLen, 'operation') + ', this one cannot be placed: <b class="bad">' + esc(k.stuck) + '</b>. ' + esc(faultContext(k.stuckAt)) + '</p><div>Window (the last operation placed and everything concurrent with the stuck one):<ul class="window">' + k.window.map(w => '<li>' + esc(w) + '</li>').join('') + '</ul></div>';
+  if (k.problem) html += '<p>At ' + secs(k.stuckAt) + ': <b class="bad">' + esc(k.problem) + '</b> ' + esc(faultContext(k.stuckAt)) + '</p><div>The operations involved:<ul class="window">' + k.window.map(w => '<li>' + esc(w) + '</li>').join('') + '</ul></div>';
+  else if (k.stuck) html += '<p>At ' + secs(k.stuckAt) + ', after a linearizable prefix of ' + plural(k.prefixLen, 'operation') + ', this one cannot be placed: <b class="bad">' + esc(k.stuck) + '</b>. ' + esc(faultContext(k.stuckAt)) + '</p><div>Window (the last operation placed and everything concurrent with the stuck one):<ul class="window">' + k.window.map(w => '<li>' + esc(w) + '</li>').join('') + '</ul></div>';
   box.innerHTML = html; keys.appendChild(box);
   if (!k.ok || D.keys.length <= 20) draw(k, box);
   else { const b = document.createElement('button'); b.textContent = 'show timeline'; b.onclick = () => { b.remove(); draw(k, box); }; box.appendChild(b); }

@@ -53,7 +53,7 @@ pub fn linearizable_history(seed: u64, clients: u64, keys: u64, ops: u64) -> Vec
                 state.insert(key.clone(), joined);
                 (json!(value), json!(len), EventType::Ok)
             }
-            Op::Flushall => unreachable!("not generated"),
+            Op::Flushall | Op::Vget | Op::Vset | Op::Vdel | Op::Local => unreachable!("not generated"),
         };
         let event = |kind, value, time| Event {
             index: 0,

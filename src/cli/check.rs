@@ -1,6 +1,7 @@
-//! `valthree check-history FILE`: is the recorded history linearizable?
+//! `valthree check-history FILE`: is the recorded history linearizable — or, for a history of
+//! dynamo mode, does it keep what dynamo promises ([`crate::check::dynamo`])?
 //!
-//! Exit status: 0 linearizable, 1 not linearizable, 2 unknown (time limit) or unusable input.
+//! Exit status: 0 linearizable (consistent), 1 not, 2 unknown (time limit) or unusable input.
 
 use std::io::{BufReader, IsTerminal};
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::check::{Report, Verdict, check_stream, describe, report};
+use crate::check::{Report, Verdict, check_stream, describe, dynamo, report};
 use crate::history::HistoryReader;
 
 /// The models a history can be checked against.
@@ -19,6 +20,9 @@ use crate::history::HistoryReader;
 pub enum Model {
     /// One register per key: get/set/del/incr/append, flushall on every key.
     Register,
+    /// dynamo mode: no lost or zombie writes, unique dots, read-your-writes when R + W > N,
+    /// converged replicas.
+    Dynamo,
 }
 
 /// Arguments of `valthree check-history`.
@@ -26,9 +30,10 @@ pub enum Model {
 pub struct CheckArgs {
     /// The JSONL history (from `valthree workload --history`).
     pub file: PathBuf,
-    /// The model of what each key may do.
-    #[arg(long, value_enum, default_value = "register")]
-    pub model: Model,
+    /// The model of what each key may do [default: dynamo for a history of dynamo mode,
+    /// else register].
+    #[arg(long, value_enum)]
+    pub model: Option<Model>,
     /// Also write a self-contained HTML timeline here.
     #[arg(long)]
     pub html: Option<PathBuf>,
@@ -118,15 +123,87 @@ pub fn verdict_json(report: &Report) -> serde_json::Value {
     })
 }
 
-/// Writes the HTML report.
-pub fn write_html(report: &Report, path: &PathBuf, title: &str) -> Result<(), String> {
-    std::fs::write(path, report::render(report, title)).map_err(|e| format!("cannot write {}: {e}", path.display()))
+/// A history checked against its model.
+pub enum Checked {
+    Register(Report),
+    Dynamo(dynamo::Report),
+}
+
+impl Checked {
+    /// True for a linearizable (register) or consistent (dynamo) history.
+    pub fn passed(&self) -> bool {
+        match self {
+            Checked::Register(r) => r.verdict == Verdict::Linearizable,
+            Checked::Dynamo(r) => r.ok(),
+        }
+    }
+
+    pub fn verdict(&self) -> &'static str {
+        match self {
+            Checked::Register(r) => r.verdict.as_str(),
+            Checked::Dynamo(r) => r.verdict(),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        match self {
+            Checked::Register(r) => verdict_text(r),
+            Checked::Dynamo(r) => dynamo::verdict_text(r),
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        match self {
+            Checked::Register(r) => verdict_json(r),
+            Checked::Dynamo(r) => dynamo::verdict_json(r),
+        }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Checked::Register(r) => exit_code(r.verdict),
+            Checked::Dynamo(r) if r.ok() => ExitCode::SUCCESS,
+            Checked::Dynamo(_) => ExitCode::from(1),
+        }
+    }
+
+    /// Writes the HTML report.
+    pub fn write_html(&self, path: &PathBuf, title: &str) -> Result<(), String> {
+        let page = match self {
+            Checked::Register(r) => report::render(r, title),
+            Checked::Dynamo(r) => report::render_dynamo(r, title),
+        };
+        std::fs::write(path, page).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+}
+
+/// The model a history was recorded for: dynamo when its first events say so.
+fn model_of(file: &PathBuf) -> Result<Model, String> {
+    let input = std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+    let first: Vec<_> = HistoryReader::new(BufReader::new(input)).take(64).filter_map(|e| e.ok()).collect();
+    Ok(if dynamo::is_dynamo_history(&first) { Model::Dynamo } else { Model::Register })
+}
+
+/// Reads and checks `file` against `model` (`None`: the one it was recorded for).
+pub fn check_any(
+    file: &PathBuf,
+    model: Option<Model>,
+    timeout: Duration,
+    show_progress: bool,
+) -> Result<Checked, String> {
+    match model.map_or_else(|| model_of(file), Ok)? {
+        Model::Register => check_file(file, timeout, show_progress).map(Checked::Register),
+        Model::Dynamo => {
+            let input = std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+            let events = HistoryReader::new(BufReader::new(input)).map(|e| e.map_err(|e| e.to_string()));
+            dynamo::check(events).map(Checked::Dynamo).map_err(|e| format!("{}: {e}", file.display()))
+        }
+    }
 }
 
 /// Runs the command.
 pub fn run(args: CheckArgs) -> ExitCode {
-    let Model::Register = args.model;
-    let report = match check_file(&args.file, args.timeout, !args.json) {
+    let report = match check_any(&args.file, args.model, args.timeout, !args.json) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -134,22 +211,22 @@ pub fn run(args: CheckArgs) -> ExitCode {
         }
     };
     if let Some(html) = &args.html
-        && let Err(e) = write_html(&report, html, &args.file.display().to_string())
+        && let Err(e) = report.write_html(html, &args.file.display().to_string())
     {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
     if args.json {
-        let mut out = verdict_json(&report);
+        let mut out = report.json();
         if let Some(html) = &args.html {
             out["html"] = serde_json::json!(html);
         }
         println!("{out}");
     } else {
-        print!("{}", verdict_text(&report));
+        print!("{}", report.text());
         if let Some(html) = &args.html {
             println!("report: {}", html.display());
         }
     }
-    exit_code(report.verdict)
+    report.exit_code()
 }

@@ -13,12 +13,18 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::check::{check_file, exit_code, verdict_json, verdict_text, write_html};
+use super::check::{Checked, check_any};
 use crate::check::Verdict;
 use crate::cluster::{ClusterState, Docker, Fault, Nemesis, Target};
-use crate::history::HistoryWriter;
+use crate::history::{HistoryWriter, Op};
 use crate::workload::{self, Limit, Mix, Options, Progress};
 use tokio::sync::watch;
+
+/// The default mix against dynamo mode.
+const DYNAMO_MIX: &str = "vget=3,vset=2,vdel=1";
+
+/// How long the replicas of a key get to agree after a dynamo run.
+const SETTLE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Arguments of `valthree workload`.
 #[derive(Debug, Args)]
@@ -69,14 +75,17 @@ pub struct WorkloadArgs {
     #[arg(long, default_value = "history.jsonl")]
     pub history: PathBuf,
     /// Relative weights of the operations [default: get=3,set=2,del=1,incr=1,append=1; against
-    /// dynamo mode, which refuses INCR and APPEND: get=3,set=2,del=1].
+    /// dynamo mode: vget=3,vset=2,vdel=1 (VGET WITHDOTS, and VSET/VDEL under the context the
+    /// client last saw)].
     #[arg(long)]
     pub mix: Option<Mix>,
     /// Per-operation client-side timeout; a timed-out operation is recorded as indeterminate.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-    /// Check the history for linearizability at the end; exit 1 on a violation. (A run without
-    /// --key-prefix starts with FLUSHALL, recorded in the history: point it at a test database.)
+    /// Check the history at the end, exit 1 on a violation: for linearizability, or against
+    /// dynamo mode, for what dynamo promises (`check-history --model dynamo`). (A run without
+    /// --key-prefix starts with FLUSHALL, recorded in the history: point it at a test database;
+    /// against dynamo mode a run without one uses fresh keys instead.)
     #[arg(long)]
     pub check: bool,
     /// With --check, also write the HTML timeline here.
@@ -152,21 +161,42 @@ async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), 
         }
         antithesis_sdk::lifecycle::setup_complete(&json!({"addrs": addrs, "clients": args.clients}));
     }
-    // dynamo mode promises no linearizability: checking its history for it proves nothing.
-    let dynamo = workload::client::server_mode(&addrs[0], args.timeout).await.as_deref() == Some("dynamo");
-    if dynamo && args.check {
-        return Err("the servers run dynamo mode, which is not linearizable: --check (a linearizability \
-                    check) does not apply to it; run without --check"
+    // dynamo mode promises no linearizability: its history is checked for what it promises.
+    let dynamo = match workload::client::server_mode(&addrs[0], args.timeout).await.as_deref() == Some("dynamo") {
+        true => Some(workload::dynamo::Config::read(&addrs, args.timeout).await?),
+        false => None,
+    };
+    let mix = match (&args.mix, &dynamo) {
+        (Some(mix), _) => mix.clone(),
+        (None, Some(_)) => DYNAMO_MIX.parse().expect("the dynamo mix parses"),
+        (None, None) => Mix::default(),
+    };
+    if dynamo.is_some()
+        && args.check
+        && [Op::Set, Op::Del, Op::Incr, Op::Append, Op::Flushall].iter().any(|op| mix.has(*op))
+    {
+        return Err("against dynamo mode, --check needs a mix of vget, vset, vdel and get: a plain SET or DEL \
+                    writes under a context the history cannot record"
             .into());
     }
-    let mix = match (&args.mix, dynamo) {
-        (Some(mix), _) => mix.clone(),
-        (None, true) => "get=3,set=2,del=1".parse().expect("the dynamo mix parses"),
-        (None, false) => Mix::default(),
+    if dynamo.is_none() && [Op::Vget, Op::Vset, Op::Vdel, Op::Local].iter().any(|op| mix.has(*op)) {
+        return Err("vget, vset and vdel are dynamo mode's commands; these servers do not run it".into());
+    }
+    // dynamo mode: fresh keys instead of the opening FLUSHALL (whose tombstones are writes
+    // the history could not account for).
+    let key_prefix = match (&dynamo, args.key_prefix.is_empty()) {
+        (Some(_), true) => format!(
+            "run{}-",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+        ),
+        _ => args.key_prefix.clone(),
     };
     let file =
         std::fs::File::create(&args.history).map_err(|e| format!("cannot create {}: {e}", args.history.display()))?;
     let history = Arc::new(HistoryWriter::new(Box::new(file)));
+    if let Some(config) = &dynamo {
+        config.record(&history);
+    }
     let limit = match (args.ops, args.duration) {
         (Some(n), _) => Limit::Ops(n),
         (None, d) => Limit::Duration(d.unwrap_or(Duration::from_secs(10))),
@@ -179,8 +209,9 @@ async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), 
         seed: args.seed,
         mix,
         timeout: args.timeout,
-        key_prefix: args.key_prefix.clone(),
+        key_prefix: key_prefix.clone(),
     };
+    let keys: Vec<String> = (0..args.keys.max(1)).map(|i| format!("{key_prefix}k{i}")).collect();
     let progress = Arc::new(Progress::default());
     let bar = progress_bar(args, limit, progress.clone());
     let (stop, stopped) = watch::channel(false);
@@ -221,6 +252,13 @@ async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), 
         faults = nemesis.await.map_err(|e| format!("nemesis: {e}"))?.map_err(|e| format!("nemesis: {e}"))?;
     }
     let summary = summary?;
+    if let Some(config) = &dynamo {
+        // The settled state: every owner's replica of every key, once they agree.
+        let unsettled = workload::dynamo::settle(config, &keys, &history, args.timeout, SETTLE_PATIENCE).await?;
+        if !unsettled.is_empty() {
+            eprintln!("warning: replicas of {} did not converge within {SETTLE_PATIENCE:?}", unsettled.join(", "));
+        }
+    }
     if let Some(e) = history.error() {
         return Err(format!("writing {} failed: {e}", args.history.display()));
     }
@@ -255,26 +293,33 @@ pub fn run(args: WorkloadArgs) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let report = match check_file(&args.history, args.check_timeout, !args.json) {
+    let report = match check_any(&args.history, None, args.check_timeout, !args.json) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    assert_always!(report.verdict != Verdict::NotLinearizable, "workload: the history is linearizable", &json!({}));
+    match &report {
+        Checked::Register(r) => {
+            assert_always!(r.verdict != Verdict::NotLinearizable, "workload: the history is linearizable", &json!({}))
+        }
+        Checked::Dynamo(r) => {
+            assert_always!(r.ok(), "workload: the dynamo history keeps what dynamo promises", &json!({}))
+        }
+    }
     if let Some(html) = &args.html {
-        match write_html(&report, html, &args.history.display().to_string()) {
+        match report.write_html(html, &args.history.display().to_string()) {
             Ok(()) if args.json => out["html"] = json!(html),
             Ok(()) => println!("report: {}", html.display()),
             Err(e) => eprintln!("error: {e}"),
         }
     }
     if args.json {
-        out["check"] = verdict_json(&report);
+        out["check"] = report.json();
         println!("{out}");
     } else {
-        print!("{}", verdict_text(&report));
+        print!("{}", report.text());
     }
-    exit_code(report.verdict)
+    report.exit_code()
 }

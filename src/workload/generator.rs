@@ -50,7 +50,7 @@ pub struct Planned {
     pub op: Op,
     /// `None` for FLUSHALL.
     pub key: Option<String>,
-    /// SET's value or APPEND's suffix: `<client>-<seq>`, unique in the run.
+    /// SET's or VSET's value or APPEND's suffix: `<client>-<seq>`, unique in the run.
     pub value: Option<String>,
 }
 
@@ -92,7 +92,7 @@ impl Generator {
             .map(|(op, _)| *op)
             .expect("pick is below the total weight");
         let key = (op != Op::Flushall).then(|| format!("{}k{}", self.prefix, self.rng.u64(0..self.keys)));
-        let value = matches!(op, Op::Set | Op::Append).then(|| format!("{}-{}", self.client, self.seq));
+        let value = matches!(op, Op::Set | Op::Append | Op::Vset).then(|| format!("{}-{}", self.client, self.seq));
         Planned { op, key, value }
     }
 }

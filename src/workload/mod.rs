@@ -15,6 +15,7 @@
 //! so a late reply can never be taken for the answer to a later request.
 
 pub mod client;
+pub mod dynamo;
 pub mod generator;
 mod summary;
 
@@ -97,6 +98,7 @@ fn command(p: &Planned) -> Vec<Bytes> {
         Op::Incr => "INCR",
         Op::Append => "APPEND",
         Op::Flushall => "FLUSHALL",
+        Op::Vget | Op::Vset | Op::Vdel | Op::Local => return dynamo::command(p, ""),
     })];
     args.extend(p.key.as_deref().map(word));
     args.extend(p.value.as_deref().map(word));
@@ -125,6 +127,8 @@ async fn client_loop(id: usize, shared: Arc<Shared>) -> Summary {
         Generator::new(options.seed, id as u64, options.keys, options.mix.clone()).with_prefix(&options.key_prefix);
     let mut summary = Summary::default();
     let mut conn: Option<Conn> = None;
+    // dynamo mode: per key, the context of the client's last VGET or VSET of it.
+    let mut contexts: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     let record = |kind, p: &Planned, value, error| Record {
         process: Process::Client(id as u64),
         kind,
@@ -135,7 +139,12 @@ async fn client_loop(id: usize, shared: Arc<Shared>) -> Summary {
     };
     while shared.ticket() {
         let planned = generator.next_op();
-        let argument = planned.value.clone().map_or(Value::Null, Value::String);
+        let context = planned.key.as_ref().and_then(|k| contexts.get(k)).cloned().unwrap_or_default();
+        let argument = if planned.op.is_versioned() {
+            dynamo::argument(&planned, &context)
+        } else {
+            planned.value.clone().map_or(Value::Null, Value::String)
+        };
         shared.history.append(record(EventType::Invoke, &planned, argument, None));
         let started = Instant::now();
         if conn.is_none() {
@@ -150,9 +159,16 @@ async fn client_loop(id: usize, shared: Arc<Shared>) -> Summary {
                 }
             }
         }
-        let args = command(&planned);
+        let args = if planned.op.is_versioned() { dynamo::command(&planned, &context) } else { command(&planned) };
         let call = conn.as_mut().expect("connected above").call(&args);
         let (kind, value, error) = match tokio::time::timeout(options.timeout, call).await {
+            Ok(Ok(reply)) if planned.op.is_versioned() => {
+                let (kind, value, error, context) = dynamo::interpret(&planned, reply);
+                if let (Some(key), Some(context)) = (&planned.key, context) {
+                    contexts.insert(key.clone(), context);
+                }
+                (kind, value, error)
+            }
             Ok(Ok(reply)) => interpret(&planned, reply),
             Ok(Err(CallError::NotSent(m))) => (EventType::Fail, Value::Null, Some(m)),
             Ok(Err(CallError::Lost(m))) => (EventType::Info, Value::Null, Some(m)),
@@ -161,7 +177,7 @@ async fn client_loop(id: usize, shared: Arc<Shared>) -> Summary {
         if kind == EventType::Info {
             conn = None; // a late reply must never answer the next request
         }
-        let is_read = planned.op == Op::Get;
+        let is_read = matches!(planned.op, Op::Get | Op::Vget);
         assert_sometimes!(kind == EventType::Ok && is_read, "workload: a read succeeds", &json!({}));
         assert_sometimes!(kind == EventType::Ok && !is_read, "workload: a write succeeds", &json!({}));
         summary.record(planned.op, kind, Some(started.elapsed()), error.as_deref());

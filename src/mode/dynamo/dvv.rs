@@ -98,6 +98,11 @@ impl VersionVector {
         self.0.get(&actor).copied().unwrap_or(0)
     }
 
+    /// Every (actor, highest counter), by actor.
+    pub fn entries(&self) -> impl Iterator<Item = (Actor, u64)> + '_ {
+        self.0.iter().map(|(a, c)| (*a, *c))
+    }
+
     /// How many actors it names.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -140,6 +145,16 @@ impl VersionVector {
             return Err(not_ours("malformed"));
         }
         Ok(vv)
+    }
+}
+
+impl FromIterator<(Actor, u64)> for VersionVector {
+    fn from_iter<I: IntoIterator<Item = (Actor, u64)>>(entries: I) -> Self {
+        let mut vv = VersionVector::new();
+        for (actor, counter) in entries {
+            vv.add(Dot { actor, counter });
+        }
+        vv
     }
 }
 

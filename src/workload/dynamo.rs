@@ -1,0 +1,268 @@
+//! The workload against dynamo mode: `VGET key WITHDOTS`, and `VSET`/`VDEL` under the context
+//! the client last saw for the key (from its last VGET or VSET of it), so each write
+//! supersedes exactly what its client knew. After the run, once every fault is healed, each
+//! key is read from all its owners until they agree (a read of all N repairs the stale ones),
+//! and each owner's own replica is recorded: what `check-history --model dynamo` judges
+//! convergence and lost writes by.
+//!
+//! History values (contexts decoded: `{"<actor hex>": counter, ...}`; dots `actor:counter`):
+//!
+//! | f | invoke `value` | ok `value` |
+//! |---|---|---|
+//! | `vget` | — | `{"context": {..}, "siblings": [{"dot": "..", "value": "3-17" or null}, ..]}` |
+//! | `vset` | `{"value": "3-17", "context": {..}}` | `{"dot": "..", "context": {..}}` |
+//! | `vdel` | `{"context": {..}}` | `{"dot": "..", "context": {..}}` |
+//! | `local` | `{"node": 2}` | `{"node": 2, "context": {..}, "siblings": [..]}` |
+//!
+//! The run starts with a nemesis `info` event `config` holding the cluster's N, R and W.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use redis_protocol::resp2::types::BytesFrame;
+use serde_json::{Value, json};
+
+use super::client::Conn;
+use super::generator::Planned;
+use crate::history::{EventType, HistoryWriter, Op, Process, Record};
+use crate::mode::dynamo::dvv::VersionVector;
+
+/// What one node of the cluster says about itself (INFO valthree).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Node id → client address.
+    pub nodes: BTreeMap<u32, String>,
+    pub replicas: usize,
+    pub r: usize,
+    pub w: usize,
+}
+
+impl Config {
+    /// Reads every node's INFO; the addresses must be every node of one dynamo cluster.
+    pub async fn read(addrs: &[String], timeout: Duration) -> Result<Config, String> {
+        let mut nodes = BTreeMap::new();
+        let mut shape = None;
+        for addr in addrs {
+            let info = info(addr, timeout).await?;
+            let field = |name: &str| -> Result<usize, String> {
+                info.get(name)
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| format!("{addr}: INFO has no {name}: is it a dynamo mode node?"))
+            };
+            nodes.insert(field("dynamo_node_id")? as u32, addr.clone());
+            let this = (field("dynamo_replicas")?, field("dynamo_r")?, field("dynamo_w")?);
+            if shape.is_some_and(|s| s != this) {
+                return Err(format!("{addr} has another N, R or W than the other nodes"));
+            }
+            shape = Some(this);
+        }
+        let (replicas, r, w) = shape.ok_or("no address to read INFO from")?;
+        Ok(Config { nodes, replicas, r, w })
+    }
+
+    /// The history's opening `config` event.
+    pub fn record(&self, history: &HistoryWriter) {
+        history.append(Record {
+            process: Process::Nemesis,
+            kind: EventType::Info,
+            f: "config".into(),
+            key: None,
+            value: json!({"mode": "dynamo", "replicas": self.replicas, "r": self.r, "w": self.w,
+                          "nodes": self.nodes.iter().map(|(id, a)| (id.to_string(), json!(a))).collect::<serde_json::Map<_, _>>()}),
+            error: None,
+        });
+    }
+}
+
+async fn call(addr: &str, args: &[&str], timeout: Duration) -> Result<BytesFrame, String> {
+    let args: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())).collect();
+    let attempt = async {
+        let mut conn = Conn::connect(addr, timeout).await.map_err(|e| format!("{e:?}"))?;
+        conn.call(&args).await.map_err(|e| format!("{e:?}"))
+    };
+    tokio::time::timeout(timeout, attempt).await.map_err(|_| format!("{addr}: timed out"))?
+}
+
+async fn info(addr: &str, timeout: Duration) -> Result<BTreeMap<String, String>, String> {
+    match call(addr, &["INFO", "valthree"], timeout).await? {
+        BytesFrame::BulkString(text) => Ok(String::from_utf8_lossy(&text)
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect()),
+        other => Err(format!("{addr}: INFO answered {other:?}")),
+    }
+}
+
+fn text(frame: &BytesFrame) -> Option<String> {
+    match frame {
+        BytesFrame::BulkString(b) | BytesFrame::SimpleString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    }
+}
+
+/// A context as the history records it: `{"<actor hex>": counter}`.
+pub fn context_json(key: &str, context: &str) -> Value {
+    match VersionVector::decode_for(key.as_bytes(), context.as_bytes()) {
+        Ok(vv) => Value::Object(vv.entries().map(|(a, c)| (format!("{a:016x}"), json!(c))).collect()),
+        Err(e) => json!({"undecodable": e}),
+    }
+}
+
+/// Reads a recorded context back.
+pub fn context_of(value: &Value) -> Result<VersionVector, String> {
+    let map = value.as_object().ok_or_else(|| format!("a context must be an object, got {value}"))?;
+    map.iter()
+        .map(|(actor, counter)| {
+            let actor = u64::from_str_radix(actor, 16).map_err(|_| format!("actor {actor:?} is not hexadecimal"))?;
+            let counter = counter.as_u64().ok_or_else(|| format!("counter {counter} is not a number"))?;
+            Ok((actor, counter))
+        })
+        .collect()
+}
+
+/// The command for a versioned operation; `context` is the client's last context of the key.
+pub fn command(p: &Planned, context: &str) -> Vec<Bytes> {
+    let word = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+    let key = word(p.key.as_deref().unwrap_or_default());
+    match p.op {
+        Op::Vset => vec![word("VSET"), key, word(p.value.as_deref().unwrap_or_default()), word(context)],
+        Op::Vdel => vec![word("VDEL"), key, word(context)],
+        _ => vec![word("VGET"), key, word("WITHDOTS")],
+    }
+}
+
+/// The invocation's recorded argument.
+pub fn argument(p: &Planned, context: &str) -> Value {
+    let key = p.key.as_deref().unwrap_or_default();
+    match p.op {
+        Op::Vset => json!({"value": p.value, "context": context_json(key, context)}),
+        Op::Vdel => json!({"context": context_json(key, context)}),
+        _ => Value::Null,
+    }
+}
+
+/// `[context, [dot, timestamp, value-or-nil], ...]` as `(context text, recorded value)`.
+fn versioned(key: &str, items: &[BytesFrame]) -> Option<(String, Value)> {
+    let (context, siblings) = items.split_first()?;
+    let context = text(context)?;
+    let siblings = siblings
+        .iter()
+        .map(|s| match s {
+            BytesFrame::Array(parts) if parts.len() == 3 => {
+                let value = match &parts[2] {
+                    BytesFrame::Null => Value::Null,
+                    other => json!(text(other)?),
+                };
+                Some(json!({"dot": text(&parts[0])?, "value": value}))
+            }
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let recorded = json!({"context": context_json(key, &context), "siblings": siblings});
+    Some((context, recorded))
+}
+
+/// Classifies a reply to a versioned operation: (type, result, error, the key's new context).
+pub fn interpret(p: &Planned, reply: BytesFrame) -> (EventType, Value, Option<String>, Option<String>) {
+    let key = p.key.as_deref().unwrap_or_default();
+    match (p.op, reply) {
+        (_, BytesFrame::Error(e)) if e.starts_with("UNCERTAIN") => {
+            (EventType::Info, Value::Null, Some(e.to_string()), None)
+        }
+        (_, BytesFrame::Error(e)) => (EventType::Fail, Value::Null, Some(e.to_string()), None),
+        (Op::Vget, BytesFrame::Array(items)) => match versioned(key, &items) {
+            Some((context, value)) => (EventType::Ok, value, None, Some(context)),
+            None => (EventType::Info, Value::Null, Some(format!("unexpected VGET reply {items:?}")), None),
+        },
+        (Op::Vset | Op::Vdel, BytesFrame::Array(items)) if items.len() == 2 => {
+            match (text(&items[0]), text(&items[1])) {
+                (Some(context), Some(dot)) => {
+                    (EventType::Ok, json!({"dot": dot, "context": context_json(key, &context)}), None, Some(context))
+                }
+                _ => (EventType::Info, Value::Null, Some(format!("unexpected reply {items:?}")), None),
+            }
+        }
+        (_, other) => (EventType::Info, Value::Null, Some(format!("unexpected reply {other:?}")), None),
+    }
+}
+
+/// `DYNAMO.RING key`'s preference list.
+async fn owners(addr: &str, key: &str, timeout: Duration) -> Result<Vec<u32>, String> {
+    let BytesFrame::Array(lines) = call(addr, &["DYNAMO.RING", key], timeout).await? else {
+        return Err(format!("{addr}: DYNAMO.RING answered no lines"));
+    };
+    let list = lines
+        .iter()
+        .filter_map(text)
+        .find_map(|l| l.strip_prefix("preference list ").map(str::to_owned))
+        .ok_or_else(|| format!("{addr}: DYNAMO.RING {key} named no preference list"))?;
+    list.split_whitespace()
+        .map(|n| n.trim_start_matches('n').parse().map_err(|_| format!("bad node {n:?} in {list:?}")))
+        .collect()
+}
+
+/// After the run: reads every key from all its owners until their replicas agree (or
+/// `patience` runs out), and records each owner's replica. Returns the keys that did not
+/// converge in time.
+pub async fn settle(
+    config: &Config,
+    keys: &[String],
+    history: &HistoryWriter,
+    timeout: Duration,
+    patience: Duration,
+) -> Result<Vec<String>, String> {
+    let any = config.nodes.values().next().ok_or("no node to read from")?.clone();
+    let deadline = Instant::now() + patience;
+    let mut unsettled = Vec::new();
+    for key in keys {
+        let owners = owners(&any, key, timeout).await?;
+        let addrs: Vec<(u32, &String)> = owners
+            .iter()
+            .map(|id| config.nodes.get(id).map(|a| (*id, a)))
+            .collect::<Option<_>>()
+            .ok_or_else(|| format!("key {key}'s owners {owners:?} are not all among the addresses given"))?;
+        let all = owners.len().to_string();
+        let replicas = loop {
+            // A read of every owner repairs the stale ones (in the background).
+            let _ = call(addrs[0].1, &["VGET", key, "R", &all], timeout).await;
+            let mut replicas = Vec::new();
+            for (id, addr) in &addrs {
+                replicas.push((*id, call(addr, &["DYNAMO.LOCAL", key, "WITHDOTS"], timeout).await));
+            }
+            let agreed = replicas.iter().all(|(_, r)| r.is_ok() && r.as_ref().ok() == replicas[0].1.as_ref().ok());
+            if agreed || Instant::now() >= deadline {
+                if !agreed {
+                    unsettled.push(key.clone());
+                }
+                break replicas;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        for (id, reply) in replicas {
+            let record = |kind, value, error| Record {
+                process: Process::Client(0),
+                kind,
+                f: Op::Local.as_str().into(),
+                key: Some(key.clone()),
+                value,
+                error,
+            };
+            history.append(record(EventType::Invoke, json!({"node": id}), None));
+            let (kind, value, error) = match reply {
+                Ok(BytesFrame::Array(items)) => match versioned(key, &items) {
+                    Some((_, mut value)) => {
+                        value["node"] = json!(id);
+                        (EventType::Ok, value, None)
+                    }
+                    None => (EventType::Fail, Value::Null, Some(format!("unexpected reply {items:?}"))),
+                },
+                Ok(other) => (EventType::Fail, Value::Null, Some(format!("unexpected reply {other:?}"))),
+                Err(e) => (EventType::Fail, Value::Null, Some(e)),
+            };
+            history.append(record(kind, value, error));
+        }
+    }
+    Ok(unsettled)
+}
