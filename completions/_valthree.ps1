@@ -88,6 +88,8 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--join', '--join', [CompletionResultType]::ParameterName, 'paxos, raft and dynamo modes: start with no configuration and wait to be added by a member (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`)')
             [CompletionResult]::new('--stale-reads', '--stale-reads', [CompletionResultType]::ParameterName, 'raft mode: answer reads from this node''s state machine without asking the leader — faster, but a read may miss recent writes (NOT linearizable)')
             [CompletionResult]::new('--unsafe-stale-reads', '--unsafe-stale-reads', [CompletionResultType]::ParameterName, 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch')
+            [CompletionResult]::new('--unsafe-lww', '--unsafe-lww', [CompletionResultType]::ParameterName, 'Test only: dynamo mode keeps one value per key, the latest by timestamp (a concurrent write is silently lost), so the checker has a bug to catch')
+            [CompletionResult]::new('--unsafe-server-clocks', '--unsafe-server-clocks', [CompletionResultType]::ParameterName, 'Test only: dynamo mode with per-server plain vector clocks instead of dotted ones')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -108,12 +110,13 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--key-prefix', '--key-prefix', [CompletionResultType]::ParameterName, 'Name keys `{PREFIX}k0`, `{PREFIX}k1`, ... and skip the opening FLUSHALL (keys no one used start absent): several workloads can then run against one cluster at once')
             [CompletionResult]::new('--seed', '--seed', [CompletionResultType]::ParameterName, 'Seed of the operation streams: the same seed gives the same invocations')
             [CompletionResult]::new('--history', '--history', [CompletionResultType]::ParameterName, 'Where to write the JSONL history')
-            [CompletionResult]::new('--mix', '--mix', [CompletionResultType]::ParameterName, 'Relative weights of the operations [default: get=3,set=2,del=1,incr=1,append=1; against dynamo mode, which refuses INCR and APPEND: get=3,set=2,del=1]')
+            [CompletionResult]::new('--mix', '--mix', [CompletionResultType]::ParameterName, 'Relative weights of the operations [default: get=3,set=2,del=1,incr=1,append=1; against dynamo mode: vget=3,vset=2,vdel=1 (VGET WITHDOTS, and VSET/VDEL under the context the client last saw)]')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Per-operation client-side timeout; a timed-out operation is recorded as indeterminate')
             [CompletionResult]::new('--html', '--html', [CompletionResultType]::ParameterName, 'With --check, also write the HTML timeline here')
             [CompletionResult]::new('--check-timeout', '--check-timeout', [CompletionResultType]::ParameterName, 'With --check, the checker''s time limit')
+            [CompletionResult]::new('--settle-timeout', '--settle-timeout', [CompletionResultType]::ParameterName, 'Against dynamo mode: how long, after the run, the owners of the keys get to agree (each key is read from all of them, which repairs the stale ones) before their replicas are recorded for the convergence check')
             [CompletionResult]::new('--ready-timeout', '--ready-timeout', [CompletionResultType]::ParameterName, 'Wait this long for every address to answer PING before starting (0s: start at once)')
-            [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Check the history for linearizability at the end; exit 1 on a violation. (A run without --key-prefix starts with FLUSHALL, recorded in the history: point it at a test database.)')
+            [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Check the history at the end, exit 1 on a violation: for linearizability, or against dynamo mode, for what dynamo promises (`check-history --model dynamo`). (A run without --key-prefix starts with FLUSHALL, recorded in the history: point it at a test database; against dynamo mode a run without one uses fresh keys instead.)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the summary (and verdict) as JSON; no progress bar')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -297,7 +300,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;check-history' {
-            [CompletionResult]::new('--model', '--model', [CompletionResultType]::ParameterName, 'The model of what each key may do')
+            [CompletionResult]::new('--model', '--model', [CompletionResultType]::ParameterName, 'The model of what each key may do [default: dynamo for a history of dynamo mode, else register]')
             [CompletionResult]::new('--html', '--html', [CompletionResultType]::ParameterName, 'Also write a self-contained HTML timeline here')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up (verdict unknown, exit 2) after this long, e.g. 60s, 5m')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a machine-readable verdict')

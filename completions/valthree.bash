@@ -191,7 +191,7 @@ _valthree() {
             fi
             case "${prev}" in
                 --model)
-                    COMPREPLY=($(compgen -W "register" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "register dynamo" -- "${cur}"))
                     return 0
                     ;;
                 --html)
@@ -900,7 +900,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__serve)
-            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --s3-endpoint --s3-bucket --s3-dir --s3-key --s3-region --s3-access-key --s3-secret-key --s3-batch --node-id --peer-addr --peer-listen --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --paxos-one-rtt --paxos-gc-interval --stale-reads --raft-snapshot-every --vnodes --replicas --r --w --read-repair --hinted-handoff --max-hints --hint-window --sibling-read --swim-period --suspect-timeout --unsafe-accept-quorum --unsafe-stale-reads --help --version"
+            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --s3-endpoint --s3-bucket --s3-dir --s3-key --s3-region --s3-access-key --s3-secret-key --s3-batch --node-id --peer-addr --peer-listen --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --paxos-one-rtt --paxos-gc-interval --stale-reads --raft-snapshot-every --vnodes --replicas --r --w --read-repair --hinted-handoff --max-hints --hint-window --sibling-read --swim-period --suspect-timeout --unsafe-accept-quorum --unsafe-stale-reads --unsafe-lww --unsafe-server-clocks --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1116,7 +1116,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__workload)
-            opts="-h -V --addrs --cluster --docker --docker-network --nemesis --nemesis-interval --clients --keys --duration --ops --key-prefix --seed --history --mix --timeout --check --html --check-timeout --json --ready-timeout --help --version"
+            opts="-h -V --addrs --cluster --docker --docker-network --nemesis --nemesis-interval --clients --keys --duration --ops --key-prefix --seed --history --mix --timeout --check --html --check-timeout --settle-timeout --json --ready-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1187,6 +1187,10 @@ _valthree() {
                     return 0
                     ;;
                 --check-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --settle-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

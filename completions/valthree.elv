@@ -84,6 +84,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --join 'paxos, raft and dynamo modes: start with no configuration and wait to be added by a member (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`)'
             cand --stale-reads 'raft mode: answer reads from this node''s state machine without asking the leader — faster, but a read may miss recent writes (NOT linearizable)'
             cand --unsafe-stale-reads 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch'
+            cand --unsafe-lww 'Test only: dynamo mode keeps one value per key, the latest by timestamp (a concurrent write is silently lost), so the checker has a bug to catch'
+            cand --unsafe-server-clocks 'Test only: dynamo mode with per-server plain vector clocks instead of dotted ones'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -103,12 +105,13 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --key-prefix 'Name keys `{PREFIX}k0`, `{PREFIX}k1`, ... and skip the opening FLUSHALL (keys no one used start absent): several workloads can then run against one cluster at once'
             cand --seed 'Seed of the operation streams: the same seed gives the same invocations'
             cand --history 'Where to write the JSONL history'
-            cand --mix 'Relative weights of the operations [default: get=3,set=2,del=1,incr=1,append=1; against dynamo mode, which refuses INCR and APPEND: get=3,set=2,del=1]'
+            cand --mix 'Relative weights of the operations [default: get=3,set=2,del=1,incr=1,append=1; against dynamo mode: vget=3,vset=2,vdel=1 (VGET WITHDOTS, and VSET/VDEL under the context the client last saw)]'
             cand --timeout 'Per-operation client-side timeout; a timed-out operation is recorded as indeterminate'
             cand --html 'With --check, also write the HTML timeline here'
             cand --check-timeout 'With --check, the checker''s time limit'
+            cand --settle-timeout 'Against dynamo mode: how long, after the run, the owners of the keys get to agree (each key is read from all of them, which repairs the stale ones) before their replicas are recorded for the convergence check'
             cand --ready-timeout 'Wait this long for every address to answer PING before starting (0s: start at once)'
-            cand --check 'Check the history for linearizability at the end; exit 1 on a violation. (A run without --key-prefix starts with FLUSHALL, recorded in the history: point it at a test database.)'
+            cand --check 'Check the history at the end, exit 1 on a violation: for linearizability, or against dynamo mode, for what dynamo promises (`check-history --model dynamo`). (A run without --key-prefix starts with FLUSHALL, recorded in the history: point it at a test database; against dynamo mode a run without one uses fresh keys instead.)'
             cand --json 'Print the summary (and verdict) as JSON; no progress bar'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -266,7 +269,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;cluster;help;help'= {
         }
         &'valthree;check-history'= {
-            cand --model 'The model of what each key may do'
+            cand --model 'The model of what each key may do [default: dynamo for a history of dynamo mode, else register]'
             cand --html 'Also write a self-contained HTML timeline here'
             cand --timeout 'Give up (verdict unknown, exit 2) after this long, e.g. 60s, 5m'
             cand --json 'Print a machine-readable verdict'

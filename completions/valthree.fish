@@ -95,6 +95,8 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -s v -l verbose
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l join -d 'paxos, raft and dynamo modes: start with no configuration and wait to be added by a member (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`)'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l stale-reads -d 'raft mode: answer reads from this node\'s state machine without asking the leader — faster, but a read may miss recent writes (NOT linearizable)'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-stale-reads -d 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch'
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-lww -d 'Test only: dynamo mode keeps one value per key, the latest by timestamp (a concurrent write is silently lost), so the checker has a bug to catch'
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-server-clocks -d 'Test only: dynamo mode with per-server plain vector clocks instead of dotted ones'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l addrs -d 'Comma-separated addresses; client i talks to addrs[i % n] (default: the nodes of --cluster, or 127.0.0.1:6379)' -r
@@ -112,12 +114,13 @@ complete -c valthree -n "__fish_valthree_using_subcommand workload" -l ops -d 'R
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l key-prefix -d 'Name keys `{PREFIX}k0`, `{PREFIX}k1`, ... and skip the opening FLUSHALL (keys no one used start absent): several workloads can then run against one cluster at once' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l seed -d 'Seed of the operation streams: the same seed gives the same invocations' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l history -d 'Where to write the JSONL history' -r -F
-complete -c valthree -n "__fish_valthree_using_subcommand workload" -l mix -d 'Relative weights of the operations [default: get=3,set=2,del=1,incr=1,append=1; against dynamo mode, which refuses INCR and APPEND: get=3,set=2,del=1]' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l mix -d 'Relative weights of the operations [default: get=3,set=2,del=1,incr=1,append=1; against dynamo mode: vget=3,vset=2,vdel=1 (VGET WITHDOTS, and VSET/VDEL under the context the client last saw)]' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l timeout -d 'Per-operation client-side timeout; a timed-out operation is recorded as indeterminate' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l html -d 'With --check, also write the HTML timeline here' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l check-timeout -d 'With --check, the checker\'s time limit' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l settle-timeout -d 'Against dynamo mode: how long, after the run, the owners of the keys get to agree (each key is read from all of them, which repairs the stale ones) before their replicas are recorded for the convergence check' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l ready-timeout -d 'Wait this long for every address to answer PING before starting (0s: start at once)' -r
-complete -c valthree -n "__fish_valthree_using_subcommand workload" -l check -d 'Check the history for linearizability at the end; exit 1 on a violation. (A run without --key-prefix starts with FLUSHALL, recorded in the history: point it at a test database.)'
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l check -d 'Check the history at the end, exit 1 on a violation: for linearizability, or against dynamo mode, for what dynamo promises (`check-history --model dynamo`). (A run without --key-prefix starts with FLUSHALL, recorded in the history: point it at a test database; against dynamo mode a run without one uses fresh keys instead.)'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l json -d 'Print the summary (and verdict) as JSON; no progress bar'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -s V -l version -d 'Print version'
@@ -200,7 +203,8 @@ complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_se
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "remove-node" -d 'paxos and raft modes: remove a node from the membership, then stop it and delete its data'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "down" -d 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c valthree -n "__fish_valthree_using_subcommand check-history" -l model -d 'The model of what each key may do' -r -f -a "register\t'One register per key: get/set/del/incr/append, flushall on every key'"
+complete -c valthree -n "__fish_valthree_using_subcommand check-history" -l model -d 'The model of what each key may do [default: dynamo for a history of dynamo mode, else register]' -r -f -a "register\t'One register per key: get/set/del/incr/append, flushall on every key'
+dynamo\t'dynamo mode: no lost or zombie writes, unique dots, read-your-writes when R + W > N, converged replicas'"
 complete -c valthree -n "__fish_valthree_using_subcommand check-history" -l html -d 'Also write a self-contained HTML timeline here' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand check-history" -l timeout -d 'Give up (verdict unknown, exit 2) after this long, e.g. 60s, 5m' -r
 complete -c valthree -n "__fish_valthree_using_subcommand check-history" -l json -d 'Print a machine-readable verdict'

@@ -12,7 +12,9 @@
 //! or null; set: the value written; del: the count deleted; incr: the new integer; append: the
 //! new length). `fail` certainly did not happen; `info`, or an invoke that never completed,
 //! may or may not have happened. Each event is written whole as it happens, so a run that is
-//! killed leaves a valid prefix; a torn last line is ignored by [`read_history`].
+//! killed leaves a valid prefix; a torn last line is ignored by [`read_history`]. A run
+//! against dynamo mode records `vget`/`vset`/`vdel`/`local` with contexts and dots instead
+//! (their values: [`crate::workload::dynamo`]).
 
 use std::fmt;
 use std::io::{BufRead, Write};

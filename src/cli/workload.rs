@@ -23,9 +23,6 @@ use tokio::sync::watch;
 /// The default mix against dynamo mode.
 const DYNAMO_MIX: &str = "vget=3,vset=2,vdel=1";
 
-/// How long the replicas of a key get to agree after a dynamo run.
-const SETTLE_PATIENCE: Duration = Duration::from_secs(30);
-
 /// Arguments of `valthree workload`.
 #[derive(Debug, Args)]
 pub struct WorkloadArgs {
@@ -94,6 +91,11 @@ pub struct WorkloadArgs {
     /// With --check, the checker's time limit.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub check_timeout: Duration,
+    /// Against dynamo mode: how long, after the run, the owners of the keys get to agree
+    /// (each key is read from all of them, which repairs the stale ones) before their
+    /// replicas are recorded for the convergence check.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub settle_timeout: Duration,
     /// Print the summary (and verdict) as JSON; no progress bar.
     #[arg(long)]
     pub json: bool,
@@ -162,7 +164,14 @@ async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), 
         antithesis_sdk::lifecycle::setup_complete(&json!({"addrs": addrs, "clients": args.clients}));
     }
     // dynamo mode promises no linearizability: its history is checked for what it promises.
-    let dynamo = match workload::client::server_mode(&addrs[0], args.timeout).await.as_deref() == Some("dynamo") {
+    let mut mode = None;
+    for addr in &addrs {
+        mode = workload::client::server_mode(addr, args.timeout).await;
+        if mode.is_some() {
+            break;
+        }
+    }
+    let dynamo = match mode.as_deref() == Some("dynamo") {
         true => Some(workload::dynamo::Config::read(&addrs, args.timeout).await?),
         false => None,
     };
@@ -254,9 +263,13 @@ async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), 
     let summary = summary?;
     if let Some(config) = &dynamo {
         // The settled state: every owner's replica of every key, once they agree.
-        let unsettled = workload::dynamo::settle(config, &keys, &history, args.timeout, SETTLE_PATIENCE).await?;
+        let unsettled = workload::dynamo::settle(config, &keys, &history, args.timeout, args.settle_timeout).await?;
         if !unsettled.is_empty() {
-            eprintln!("warning: replicas of {} did not converge within {SETTLE_PATIENCE:?}", unsettled.join(", "));
+            eprintln!(
+                "warning: the replicas of {} did not agree within {:?} (--settle-timeout)",
+                unsettled.join(", "),
+                args.settle_timeout
+            );
         }
     }
     if let Some(e) = history.error() {

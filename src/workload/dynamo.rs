@@ -31,20 +31,29 @@ use crate::mode::dynamo::dvv::VersionVector;
 /// What one node of the cluster says about itself (INFO valthree).
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Node id → client address.
+    /// Node id → client address (of the nodes that answered).
     pub nodes: BTreeMap<u32, String>,
+    /// Every address given.
+    pub addrs: Vec<String>,
     pub replicas: usize,
     pub r: usize,
     pub w: usize,
 }
 
 impl Config {
-    /// Reads every node's INFO; the addresses must be every node of one dynamo cluster.
+    /// Reads the nodes' INFO (a node that does not answer is left out: it may be down).
     pub async fn read(addrs: &[String], timeout: Duration) -> Result<Config, String> {
         let mut nodes = BTreeMap::new();
         let mut shape = None;
+        let mut silent = Vec::new();
         for addr in addrs {
-            let info = info(addr, timeout).await?;
+            let info = match info(addr, timeout).await {
+                Ok(info) => info,
+                Err(e) => {
+                    silent.push(e);
+                    continue;
+                }
+            };
             let field = |name: &str| -> Result<usize, String> {
                 info.get(name)
                     .and_then(|v| v.parse().ok())
@@ -57,8 +66,8 @@ impl Config {
             }
             shape = Some(this);
         }
-        let (replicas, r, w) = shape.ok_or("no address to read INFO from")?;
-        Ok(Config { nodes, replicas, r, w })
+        let (replicas, r, w) = shape.ok_or_else(|| format!("no node answered INFO: {}", silent.join("; ")))?;
+        Ok(Config { nodes, addrs: addrs.to_vec(), replicas, r, w })
     }
 
     /// The history's opening `config` event.
@@ -213,16 +222,23 @@ pub async fn settle(
     timeout: Duration,
     patience: Duration,
 ) -> Result<Vec<String>, String> {
+    // Every fault is healed now: every node should answer.
+    let config = Config::read(&config.addrs, timeout).await?;
     let any = config.nodes.values().next().ok_or("no node to read from")?.clone();
     let deadline = Instant::now() + patience;
     let mut unsettled = Vec::new();
     for key in keys {
         let owners = owners(&any, key, timeout).await?;
-        let addrs: Vec<(u32, &String)> = owners
-            .iter()
-            .map(|id| config.nodes.get(id).map(|a| (*id, a)))
-            .collect::<Option<_>>()
-            .ok_or_else(|| format!("key {key}'s owners {owners:?} are not all among the addresses given"))?;
+        // An owner that does not answer (or whose address was not given) is left out, and
+        // the key is reported as not settled.
+        let addrs: Vec<(u32, &String)> =
+            owners.iter().filter_map(|id| config.nodes.get(id).map(|a| (*id, a))).collect();
+        if addrs.len() < owners.len() {
+            unsettled.push(key.clone());
+            if addrs.is_empty() {
+                continue;
+            }
+        }
         let all = owners.len().to_string();
         let replicas = loop {
             // A read of every owner repairs the stale ones (in the background).
@@ -233,7 +249,7 @@ pub async fn settle(
             }
             let agreed = replicas.iter().all(|(_, r)| r.is_ok() && r.as_ref().ok() == replicas[0].1.as_ref().ok());
             if agreed || Instant::now() >= deadline {
-                if !agreed {
+                if !agreed && unsettled.last() != Some(key) {
                     unsettled.push(key.clone());
                 }
                 break replicas;
