@@ -114,9 +114,14 @@ fn text(frame: &BytesFrame) -> Option<String> {
 /// A context as the history records it: `{"<actor hex>": counter}`.
 pub fn context_json(key: &str, context: &str) -> Value {
     match VersionVector::decode_for(key.as_bytes(), context.as_bytes()) {
-        Ok(vv) => Value::Object(vv.entries().map(|(a, c)| (format!("{a:016x}"), json!(c))).collect()),
+        Ok(vv) => vv_json(&vv),
         Err(e) => json!({"undecodable": e}),
     }
+}
+
+/// A decoded context as the history records it.
+pub fn vv_json(vv: &VersionVector) -> Value {
+    Value::Object(vv.entries().map(|(a, c)| (format!("{a:016x}"), json!(c))).collect())
 }
 
 /// Reads a recorded context back.

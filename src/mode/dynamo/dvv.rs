@@ -183,6 +183,18 @@ pub enum Causality {
     ServerClock,
 }
 
+impl Causality {
+    /// The dot of a write under `context` by `actor`; `fresh` takes the next counter of the
+    /// actor's node-wide sequence (not taken by the broken per-server clocks, whose counter
+    /// comes from the client's context).
+    pub fn dot(self, actor: Actor, context: &VersionVector, fresh: impl FnOnce() -> u64) -> Dot {
+        match self {
+            Causality::ServerClock => Dot { actor, counter: context.get(actor) + 1 },
+            Causality::Dvv | Causality::Lww => Dot { actor, counter: fresh() },
+        }
+    }
+}
+
 /// One write that nothing known supersedes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sibling {

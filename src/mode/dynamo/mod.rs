@@ -25,6 +25,8 @@ mod network;
 mod node;
 pub mod ring;
 mod service;
+#[cfg(test)]
+mod sim;
 mod storage;
 mod store;
 mod swim;

@@ -155,17 +155,14 @@ impl Storage {
                             None => Object::new(),
                         };
                         let context = context.clone().unwrap_or_else(|| object.context().clone());
-                        let dot = if self.causality == Causality::ServerClock {
-                            // The broken scheme: the counter comes from the client's clock.
-                            Dot { actor: self.actor, counter: context.get(self.actor) + 1 }
-                        } else {
-                            if counter.next > counter.leased {
-                                counter.leased = counter.next + LEASE_BLOCK;
-                                meta.insert(LEASE, counter.leased).map_err(db_error)?;
-                            }
+                        if counter.next > counter.leased {
+                            counter.leased = counter.next + LEASE_BLOCK;
+                            meta.insert(LEASE, counter.leased).map_err(db_error)?;
+                        }
+                        let dot = self.causality.dot(self.actor, &context, || {
                             counter.next += 1;
-                            Dot { actor: self.actor, counter: counter.next - 1 }
-                        };
+                            counter.next - 1
+                        });
                         object.put_as(self.causality, &context, dot, *timestamp_ms, value.clone());
                         objects.insert(key.as_ref(), encode_object(&object)?.as_slice()).map_err(db_error)?;
                         for target in down {
