@@ -83,6 +83,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --verbose 'More log output (-v debug, -vv trace); RUST_LOG overrides'
             cand --join 'paxos, raft and dynamo modes: start with no configuration and wait to be added by a member (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`)'
             cand --stale-reads 'raft mode: answer reads from this node''s state machine without asking the leader — faster, but a read may miss recent writes (NOT linearizable)'
+            cand --sloppy-quorum 'dynamo mode: let live nodes past a key''s preference list stand in for its down owners and count toward W (they hand the write over when the owner is back). Keeps writes available, but R + W > N no longer promises read-your-writes'
             cand --unsafe-stale-reads 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch'
             cand --unsafe-lww 'Test only: dynamo mode keeps one value per key, the latest by timestamp (a concurrent write is silently lost), so the checker has a bug to catch'
             cand --unsafe-server-clocks 'Test only: dynamo mode with per-server plain vector clocks instead of dotted ones'

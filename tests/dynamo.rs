@@ -183,6 +183,48 @@ fn hints_survive_a_coordinator_restart_and_are_replayed_without_a_read() {
 }
 
 #[test]
+fn a_sloppy_quorum_writes_through_a_stand_in_that_hands_the_write_to_the_owner_when_back() {
+    // N = 2 on three nodes: each key has one node that is not an owner, its stand-in.
+    for sloppy in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        let mut flags = vec!["--replicas", "2", "--r", "1", "--w", "2", "--suspect-timeout", "1s"];
+        if sloppy {
+            flags.push("--sloppy-quorum");
+        }
+        let status = up(&dir, "dynamo", &flags);
+        let _down = Down(&dir);
+        let addrs = addrs(&status);
+        let owners = |key: &str| -> String {
+            let lines: Vec<String> = redis::cmd("DYNAMO.RING").arg(key).query(&mut redis(&addrs[0])).unwrap();
+            lines.into_iter().find_map(|l| l.strip_prefix("preference list ").map(str::to_owned)).unwrap()
+        };
+        // A key n1 and n2 own, so n3 is its stand-in.
+        let key = (0..).map(|i| format!("cart:{i}")).find(|k| owners(k) == "n1 n2").unwrap();
+        assert_eq!(info_field(&addrs[0], "dynamo_sloppy_quorum"), if sloppy { "on" } else { "off" });
+        cluster(&dir, &["kill", "n2"]);
+        wait_until(Duration::from_secs(10), "n1 to find n2 dead", || members_line(&addrs[0], "n2").contains("DEAD"));
+        let written = redis::cmd("SET").arg(&key).arg("milk").query::<()>(&mut redis(&addrs[0]));
+        if !sloppy {
+            // Strict: only owners count toward W = 2, and one is down.
+            let refused = written.unwrap_err().to_string().to_uppercase();
+            assert!(refused.contains("TRYAGAIN"), "{refused}");
+            continue;
+        }
+        written.unwrap();
+        assert_eq!(versioned(&addrs[2], "DYNAMO.LOCAL", &key).1, vec![Some("milk".to_string())], "n3 holds n2's copy");
+        assert_eq!(info_field(&addrs[2], "dynamo_hints_pending"), "1", "with a hint for n2");
+        cluster(&dir, &["restart", "n2"]);
+        wait_until(Duration::from_secs(15), "n2 to receive the write from its stand-in", || {
+            versioned(&addrs[1], "DYNAMO.LOCAL", &key).1 == vec![Some("milk".to_string())]
+        });
+        wait_until(Duration::from_secs(5), "n3's hint to be gone", || {
+            info_field(&addrs[2], "dynamo_hints_pending") == "0"
+        });
+    }
+}
+
+#[test]
 fn a_restart_of_every_node_keeps_every_write_and_its_siblings() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");

@@ -36,12 +36,14 @@ pub struct Quorums {
     pub replicas: usize,
     pub r: usize,
     pub w: usize,
+    /// Stand-ins count toward W: a write may be held by no owner a read asks.
+    pub sloppy: bool,
 }
 
 impl Quorums {
     /// True when every read quorum meets every write quorum.
     pub fn intersect(&self) -> bool {
-        self.r + self.w > self.replicas
+        self.r + self.w > self.replicas && !self.sloppy
     }
 }
 
@@ -213,7 +215,8 @@ pub fn prepare(events: impl Iterator<Item = Result<Numbered, String>>) -> Result
             Process::Nemesis if e.f == "config" => {
                 let n = |f: &str| e.value[f].as_u64().map(|v| v as usize);
                 if let (Some(replicas), Some(r), Some(w)) = (n("replicas"), n("r"), n("w")) {
-                    history.quorums = Some(Quorums { replicas, r, w });
+                    let sloppy = e.value["sloppy_quorum"].as_bool().unwrap_or(false);
+                    history.quorums = Some(Quorums { replicas, r, w, sloppy });
                 }
                 continue;
             }
@@ -612,6 +615,7 @@ pub fn verdict_text(report: &Report) -> String {
         Some(q) if q.intersect() => {
             out += &format!("read-your-writes checked: R {} + W {} > N {}\n", q.r, q.w, q.replicas)
         }
+        Some(q) if q.sloppy => out += "read-your-writes not checked: sloppy quorums promise none\n",
         Some(q) => out += &format!("read-your-writes not checked: R {} + W {} <= N {}\n", q.r, q.w, q.replicas),
         None => out += "read-your-writes not checked: the history names no quorums\n",
     }

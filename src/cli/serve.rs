@@ -194,6 +194,11 @@ pub struct ServeArgs {
     /// dynamo mode: how often the failure detector (SWIM) probes a member.
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration, help_heading = "dynamo mode")]
     pub swim_period: std::time::Duration,
+    /// dynamo mode: let live nodes past a key's preference list stand in for its down owners
+    /// and count toward W (they hand the write over when the owner is back). Keeps writes
+    /// available, but R + W > N no longer promises read-your-writes.
+    #[arg(long, help_heading = "dynamo mode")]
+    pub sloppy_quorum: bool,
     /// dynamo mode: how long a member that failed a probe stays SUSPECT before it is DEAD.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, help_heading = "dynamo mode")]
     pub suspect_timeout: std::time::Duration,
@@ -293,6 +298,7 @@ fn mode_config(args: &ServeArgs) -> Result<ModeConfig> {
             sibling_read: args.sibling_read,
             swim_period: args.swim_period,
             suspect_timeout: args.suspect_timeout,
+            sloppy_quorum: args.sloppy_quorum,
             causality: if args.unsafe_lww {
                 Causality::Lww
             } else if args.unsafe_server_clocks {

@@ -569,9 +569,9 @@ pub fn heal(dir: &Path) -> Result<(), String> {
     })
 }
 
-/// INFO's `valthree` section of a node, as name/value pairs.
+/// INFO's `valthree` (and in dynamo mode `dynamo`) section of a node, as name/value pairs.
 pub fn info(node: &NodeState) -> Vec<(String, String)> {
-    match call(&node.addr, &["INFO", "valthree"]) {
+    match call(&node.addr, &["INFO", "valthree", "dynamo"]) {
         Ok(BytesFrame::BulkString(b)) => String::from_utf8_lossy(&b)
             .lines()
             .filter_map(|l| l.split_once(':'))

@@ -54,6 +54,7 @@ pub struct DynamoConfig {
     pub suspect_timeout: Duration,
     /// Test only: a broken reconciliation (`--unsafe-lww`, `--unsafe-server-clocks`).
     pub causality: dynamo::dvv::Causality,
+    pub sloppy_quorum: bool,
 }
 
 /// What [`open`] needs: the mode and its settings (`valthree serve`'s flags, mapped).
@@ -155,6 +156,7 @@ pub async fn open(config: &ModeConfig, faults: Arc<Faults>) -> Result<Arc<dyn St
             options.swim_period = d.swim_period;
             options.suspect_timeout = d.suspect_timeout;
             options.causality = d.causality;
+            options.sloppy_quorum = d.sloppy_quorum;
             Ok(Arc::new(dynamo::DynamoMode::start(options, faults).await?))
         }
     }

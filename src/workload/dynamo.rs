@@ -14,7 +14,8 @@
 //! | `vdel` | `{"context": {..}}` | `{"dot": "..", "context": {..}}` |
 //! | `local` | `{"node": 2}` | `{"node": 2, "context": {..}, "siblings": [..]}` |
 //!
-//! The run starts with a nemesis `info` event `config` holding the cluster's N, R and W.
+//! The run starts with a nemesis `info` event `config` holding the cluster's N, R and W (and
+//! whether quorums are sloppy).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -38,6 +39,7 @@ pub struct Config {
     pub replicas: usize,
     pub r: usize,
     pub w: usize,
+    pub sloppy_quorum: bool,
 }
 
 impl Config {
@@ -60,14 +62,16 @@ impl Config {
                     .ok_or_else(|| format!("{addr}: INFO has no {name}: is it a dynamo mode node?"))
             };
             nodes.insert(field("dynamo_node_id")? as u32, addr.clone());
-            let this = (field("dynamo_replicas")?, field("dynamo_r")?, field("dynamo_w")?);
+            let sloppy = info.get("dynamo_sloppy_quorum").is_some_and(|v| v == "on");
+            let this = (field("dynamo_replicas")?, field("dynamo_r")?, field("dynamo_w")?, sloppy);
             if shape.is_some_and(|s| s != this) {
                 return Err(format!("{addr} has another N, R or W than the other nodes"));
             }
             shape = Some(this);
         }
-        let (replicas, r, w) = shape.ok_or_else(|| format!("no node answered INFO: {}", silent.join("; ")))?;
-        Ok(Config { nodes, addrs: addrs.to_vec(), replicas, r, w })
+        let (replicas, r, w, sloppy_quorum) =
+            shape.ok_or_else(|| format!("no node answered INFO: {}", silent.join("; ")))?;
+        Ok(Config { nodes, addrs: addrs.to_vec(), replicas, r, w, sloppy_quorum })
     }
 
     /// The history's opening `config` event.
@@ -77,7 +81,7 @@ impl Config {
             kind: EventType::Info,
             f: "config".into(),
             key: None,
-            value: json!({"mode": "dynamo", "replicas": self.replicas, "r": self.r, "w": self.w,
+            value: json!({"mode": "dynamo", "replicas": self.replicas, "r": self.r, "w": self.w, "sloppy_quorum": self.sloppy_quorum,
                           "nodes": self.nodes.iter().map(|(id, a)| (id.to_string(), json!(a))).collect::<serde_json::Map<_, _>>()}),
             error: None,
         });
@@ -94,7 +98,7 @@ async fn call(addr: &str, args: &[&str], timeout: Duration) -> Result<BytesFrame
 }
 
 async fn info(addr: &str, timeout: Duration) -> Result<BTreeMap<String, String>, String> {
-    match call(addr, &["INFO", "valthree"], timeout).await? {
+    match call(addr, &["INFO", "dynamo"], timeout).await? {
         BytesFrame::BulkString(text) => Ok(String::from_utf8_lossy(&text)
             .lines()
             .filter_map(|l| l.split_once(':'))

@@ -456,7 +456,7 @@ pub fn addrs(status: &Value) -> Vec<String> {
 }
 
 pub fn info_field(addr: &str, field: &str) -> String {
-    let info: String = redis::cmd("INFO").arg("valthree").query(&mut redis(addr)).unwrap();
+    let info: String = redis::cmd("INFO").arg("valthree").arg("dynamo").query(&mut redis(addr)).unwrap();
     info.lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
         .unwrap_or_else(|| panic!("no {field} in INFO: {info}"))

@@ -36,6 +36,9 @@ pub enum Request {
     Put { key: Bytes, context: Option<VersionVector>, value: Option<Bytes>, timestamp_ms: u64, hints: Vec<NodeId> },
     /// Join this object into yours.
     Merge { key: Bytes, object: Object },
+    /// Sloppy quorum: join this object into yours and hold it for `owner`, which is down,
+    /// until it can be handed over (a hint on this node).
+    Handoff { key: Bytes, object: Object, owner: NodeId },
     /// Your object for the key.
     Get { key: Bytes },
 }
@@ -96,11 +99,20 @@ pub struct Options {
     pub sync_read_repair: bool,
     /// Record hints for the owners a write missed.
     pub hinted_handoff: bool,
+    /// Let live nodes beyond the preference list stand in for down owners and count toward
+    /// W (breaks R + W > N: a read of the owners may miss a write the stand-ins hold).
+    pub sloppy_quorum: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { causality: Causality::Dvv, timeout: 50, sync_read_repair: false, hinted_handoff: true }
+        Self {
+            causality: Causality::Dvv,
+            timeout: 50,
+            sync_read_repair: false,
+            hinted_handoff: true,
+            sloppy_quorum: false,
+        }
     }
 }
 
@@ -123,6 +135,8 @@ enum Op {
         w: usize,
         /// The live owners besides this node, sent the object once it is written here.
         others: Vec<NodeId>,
+        /// Sloppy quorum: stand-in → the down owner it holds the write for.
+        stand_ins: BTreeMap<NodeId, NodeId>,
         /// The local replica's object and dot, once it applied the write.
         written: Option<(Object, Dot)>,
         acks: BTreeSet<NodeId>,
@@ -194,14 +208,16 @@ impl Coordinator {
     }
 
     /// A client's write of `value` (`None`: a delete) to `key` under `context`, needing `w`
-    /// replicas. `owners` is the key's preference list (this node among them), `alive` the
-    /// nodes believed up.
+    /// replicas. `owners` is the key's preference list (this node among them), `fallbacks`
+    /// the ring's other nodes in order (stand-ins under a sloppy quorum), `alive` the nodes
+    /// believed up.
     #[allow(clippy::too_many_arguments)]
     pub fn put(
         &mut self,
         op: OpId,
         key: Bytes,
         owners: &[NodeId],
+        fallbacks: &[NodeId],
         alive: &[NodeId],
         context: Option<VersionVector>,
         value: Option<Bytes>,
@@ -213,7 +229,19 @@ impl Coordinator {
             return self.reply(op, Err(Error::TryAgain("this node does not hold the key (forward the write)".into())));
         }
         let up = |o: &NodeId| *o == self.id || alive.contains(o);
-        let live = owners.iter().filter(|o| up(o)).count();
+        let down: Vec<NodeId> = owners.iter().copied().filter(|o| !up(o)).collect();
+        // Sloppy quorum: the next live nodes past the preference list stand in for the down owners.
+        let stand_ins: BTreeMap<NodeId, NodeId> = if self.options.sloppy_quorum {
+            fallbacks
+                .iter()
+                .copied()
+                .filter(|f| alive.contains(f) && !owners.contains(f))
+                .zip(down.iter().copied())
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        let live = owners.len() - down.len() + stand_ins.len();
         if live < w {
             let n = owners.len();
             return self.reply(
@@ -221,8 +249,12 @@ impl Coordinator {
                 Err(Error::TryAgain(format!("replicas up: {live} of the key's {n}, W is {w}; nothing written"))),
             );
         }
-        let hints: Vec<NodeId> =
-            if self.options.hinted_handoff { owners.iter().copied().filter(|o| !up(o)).collect() } else { Vec::new() };
+        let covered: BTreeSet<NodeId> = stand_ins.values().copied().collect();
+        let hints: Vec<NodeId> = if self.options.hinted_handoff {
+            down.iter().copied().filter(|o| !covered.contains(o)).collect()
+        } else {
+            Vec::new()
+        };
         self.stats.hints_recorded += hints.len() as u64;
         let others = owners.iter().copied().filter(|o| *o != self.id && up(o)).collect();
         let request = Request::Put { key: key.clone(), context, value, timestamp_ms, hints };
@@ -231,6 +263,7 @@ impl Coordinator {
             key,
             w,
             others,
+            stand_ins,
             written: None,
             acks: BTreeSet::new(),
             waiting: BTreeSet::from([self.id]),
@@ -277,7 +310,7 @@ impl Coordinator {
 
     /// True when the request is over.
     fn step_put(&mut self, op: OpId, state: &mut Op, from: NodeId, response: Response) -> bool {
-        let Op::Put { key, w, others, written, acks, waiting, answered } = state else { unreachable!() };
+        let Op::Put { key, w, others, stand_ins, written, acks, waiting, answered } = state else { unreachable!() };
         if !waiting.remove(&from) {
             return false; // a duplicate, or an answer to nothing asked
         }
@@ -292,6 +325,14 @@ impl Coordinator {
                         request: Request::Merge { key: key.clone(), object: object.clone() },
                     });
                 }
+                for (&to, &owner) in stand_ins.iter() {
+                    waiting.insert(to);
+                    self.output.push(Output::Send {
+                        op,
+                        to,
+                        request: Request::Handoff { key: key.clone(), object: object.clone(), owner },
+                    });
+                }
                 *written = Some((object, dot));
             }
             Response::Merged if from != self.id && written.is_some() => {
@@ -303,7 +344,10 @@ impl Coordinator {
                 self.reply(op, Err(Error::Uncertain(format!("the local write failed: {why}"))));
                 return true;
             }
-            Response::Failed(_) | Response::Unreachable(_) => self.hint(from, key),
+            // A stand-in that failed leaves the down owner to this node's hint.
+            Response::Failed(_) | Response::Unreachable(_) => {
+                self.hint(stand_ins.get(&from).copied().unwrap_or(from), key)
+            }
             other => {
                 tracing::warn!(peer = from, "a PUT got an answer of the wrong kind: {other:?}");
                 self.hint(from, key);
@@ -400,10 +444,10 @@ impl Coordinator {
         for op in due {
             let Some((state, _)) = self.ops.remove(&op) else { continue };
             match state {
-                Op::Put { key, w, written, acks, waiting, answered, .. } => {
+                Op::Put { key, w, written, acks, waiting, answered, stand_ins, .. } => {
                     let me = self.id;
                     for target in waiting.iter().copied().filter(|t| *t != me) {
-                        self.hint(target, &key);
+                        self.hint(stand_ins.get(&target).copied().unwrap_or(target), &key);
                     }
                     if !answered {
                         let why = match written {
@@ -477,7 +521,7 @@ mod tests {
     #[test]
     fn a_put_answers_after_w_replicas_and_hints_the_ones_that_do_not_answer() {
         let mut c = Coordinator::new(1, Options::default());
-        c.put(7, key(), &[1, 2, 3], &[2, 3], None, v("x"), 1, 2);
+        c.put(7, key(), &[1, 2, 3], &[], &[2, 3], None, v("x"), 1, 2);
         let out = c.take_output();
         assert_eq!(sends(&out).len(), 1, "the local replica first");
         let (object, dot) = written(1, 1, "x");
@@ -497,21 +541,53 @@ mod tests {
     }
 
     #[test]
+    fn a_sloppy_quorum_lets_a_stand_in_hold_a_down_owners_copy_and_count_toward_w() {
+        // Owners 1, 2, 3 with 3 down; W = 3. Strict: refused. Sloppy: 4 stands in for 3.
+        let mut strict = Coordinator::new(1, Options::default());
+        strict.put(1, key(), &[1, 2, 3], &[4, 5], &[2, 4, 5], None, v("x"), 1, 3);
+        assert!(matches!(replies(&strict.take_output())[..], [Err(Error::TryAgain(_))]));
+        let mut c = Coordinator::new(1, Options { sloppy_quorum: true, ..Options::default() });
+        c.put(1, key(), &[1, 2, 3], &[4, 5], &[2, 4, 5], None, v("x"), 1, 3);
+        let out = c.take_output();
+        let Some(Output::Send { request: Request::Put { hints, .. }, .. }) = out.first() else { panic!("{out:?}") };
+        assert!(hints.is_empty(), "the stand-in holds n3's copy: no hint here");
+        let (object, dot) = written(1, 1, "x");
+        c.step(1, 1, Response::Put { object: object.clone(), dot });
+        let out = c.take_output();
+        let handoff = Request::Handoff { key: key(), object: object.clone(), owner: 3 };
+        assert!(out.contains(&Output::Send { op: 1, to: 4, request: handoff }), "{out:?}");
+        c.step(1, 2, Response::Merged);
+        assert!(replies(&c.take_output()).is_empty(), "2 of W=3");
+        c.step(1, 4, Response::Merged);
+        assert!(matches!(replies(&c.take_output())[..], [Ok(Reply::Written { .. })]), "the stand-in counts");
+        // A stand-in that never answers leaves the hint for the owner it stood in for.
+        c.put(2, key(), &[1, 2, 3], &[4, 5], &[2, 4, 5], None, v("y"), 1, 2);
+        c.take_output();
+        c.step(2, 1, Response::Put { object, dot: Dot { actor: 1, counter: 2 } });
+        c.step(2, 2, Response::Merged);
+        c.take_output();
+        for _ in 0..=Options::default().timeout {
+            c.tick();
+        }
+        assert_eq!(c.take_output(), vec![Output::Hint { target: 3, key: key() }]);
+    }
+
+    #[test]
     fn a_put_without_w_live_owners_is_refused_before_writing() {
         let mut c = Coordinator::new(1, Options::default());
-        c.put(1, key(), &[1, 2, 3], &[], None, v("x"), 1, 2);
+        c.put(1, key(), &[1, 2, 3], &[], &[], None, v("x"), 1, 2);
         let out = c.take_output();
         assert!(sends(&out).is_empty());
         assert!(matches!(replies(&out)[..], [Err(Error::TryAgain(_))]));
         // Not an owner: refused too (the node forwards such writes).
-        c.put(2, key(), &[2, 3, 4], &[2, 3, 4], None, v("x"), 1, 2);
+        c.put(2, key(), &[2, 3, 4], &[], &[2, 3, 4], None, v("x"), 1, 2);
         assert!(matches!(replies(&c.take_output())[..], [Err(Error::TryAgain(_))]));
     }
 
     #[test]
     fn a_put_written_locally_but_short_of_w_is_uncertain_and_down_owners_get_hints() {
         let mut c = Coordinator::new(1, Options::default());
-        c.put(1, key(), &[1, 2, 3], &[2], None, v("x"), 1, 2);
+        c.put(1, key(), &[1, 2, 3], &[], &[2], None, v("x"), 1, 2);
         let out = c.take_output();
         assert!(matches!(sends(&out)[..], [(1, Request::Put { hints, .. })] if *hints == vec![3]), "{out:?}");
         let (object, dot) = written(1, 1, "x");

@@ -66,6 +66,8 @@ pub struct DynamoOptions {
     pub suspect_timeout: Duration,
     /// How writes and replicas reconcile: DVV, or (hidden test switches) a broken scheme.
     pub causality: Causality,
+    /// `--sloppy-quorum`: live nodes past the preference list stand in for down owners.
+    pub sloppy_quorum: bool,
 }
 
 impl DynamoOptions {
@@ -87,6 +89,7 @@ impl DynamoOptions {
             swim_period: Duration::from_millis(500),
             suspect_timeout: Duration::from_secs(2),
             causality: Causality::Dvv,
+            sloppy_quorum: false,
         }
     }
 
@@ -97,6 +100,14 @@ impl DynamoOptions {
             if v == 0 || v > n {
                 return Err(format!("{flag} {v}: must be from 1 to --replicas ({n})"));
             }
+        }
+        if self.sloppy_quorum && !self.hinted_handoff {
+            return Err("--sloppy-quorum needs --hinted-handoff on: a stand-in hands its copy over by a hint".into());
+        }
+        if self.sloppy_quorum {
+            tracing::warn!(
+                "--sloppy-quorum: stand-ins count toward W, so R + W > N no longer promises read-your-writes"
+            );
         }
         if self.r + self.w <= n {
             tracing::warn!(
@@ -225,6 +236,12 @@ impl Node {
                     writes.push(Write::Merge { key: key.clone(), object: object.clone() });
                     written_at.push(i);
                 }
+                // A stand-in's copy and its hint for the owner, in one transaction.
+                Request::Handoff { key, object, owner } => {
+                    writes.push(Write::Merge { key: key.clone(), object: object.clone() });
+                    writes.push(Write::Hint { target: *owner, key: key.clone(), at_ms: now_ms() });
+                    written_at.extend([i, i]);
+                }
                 Request::Get { key } => reads.push((i, key.clone())),
             }
         }
@@ -302,6 +319,7 @@ impl Node {
 pub(super) async fn run_driver(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<DriverEvent>) {
     let options = coordinator::Options {
         causality: node.options.causality,
+        sloppy_quorum: node.options.sloppy_quorum,
         timeout: REQUEST_TIMEOUT_TICKS,
         sync_read_repair: node.options.sync_read_repair,
         hinted_handoff: node.options.hinted_handoff,
@@ -334,7 +352,8 @@ pub(super) async fn run_driver(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<
                     next_op += 1;
                     waiting.insert(next_op, reply);
                     let owners = node.ring.owners(&key);
-                    coordinator.put(next_op, key, &owners, &node.alive(), context, value, now_ms(), w);
+                    let fallbacks = if node.options.sloppy_quorum { node.ring.fallbacks(&key) } else { Vec::new() };
+                    coordinator.put(next_op, key, &owners, &fallbacks, &node.alive(), context, value, now_ms(), w);
                 }
                 DriverEvent::Get { key, r, reply } => {
                     next_op += 1;

@@ -84,6 +84,22 @@ impl Ring {
         list
     }
 
+    /// The members past `key`'s preference list, in ring order: a sloppy quorum's stand-ins.
+    pub fn fallbacks(&self, key: &[u8]) -> Vec<NodeId> {
+        let owners = self.owners(key);
+        let mut list = Vec::new();
+        let mut at = self.partition(key);
+        let slots = self.partitions.max(self.members.len() as u32);
+        for _ in 0..slots {
+            let node = self.owner(at);
+            if !owners.contains(&node) && !list.contains(&node) {
+                list.push(node);
+            }
+            at = (at + 1) % slots;
+        }
+        list
+    }
+
     /// The nodes that hold `key`, in preference order.
     pub fn owners(&self, key: &[u8]) -> Vec<NodeId> {
         self.preference_list(self.partition(key))

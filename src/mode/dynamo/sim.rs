@@ -53,6 +53,11 @@ impl Replica {
                 self.objects.entry(key).or_default().merge_as(causality, &object);
                 Response::Merged
             }
+            Request::Handoff { key, object, owner } => {
+                self.objects.entry(key.clone()).or_default().merge_as(causality, &object);
+                self.hints.insert((owner, key));
+                Response::Merged
+            }
             Request::Get { key } => Response::Got(self.objects.get(&key).cloned().unwrap_or_default()),
         }
     }
@@ -253,7 +258,7 @@ impl Sim {
         };
         match f {
             "vget" => c.get(op, key.clone(), &NODES, &alive, 2),
-            _ => c.put(op, key.clone(), &NODES, &alive, Some(context), value.map(Bytes::from), time, 2),
+            _ => c.put(op, key.clone(), &NODES, &[], &alive, Some(context), value.map(Bytes::from), time, 2),
         }
         self.busy[client] = true;
         self.pending.insert(op, Pending { client, f, key });

@@ -303,6 +303,7 @@ impl Store for DynamoMode {
             ("dynamo_replicas".into(), node.ring.replicas().to_string()),
             ("dynamo_r".into(), node.options.r.to_string()),
             ("dynamo_w".into(), node.options.w.to_string()),
+            ("dynamo_sloppy_quorum".into(), if node.options.sloppy_quorum { "on" } else { "off" }.into()),
             ("dynamo_partitions".into(), node.ring.partitions().to_string()),
             ("dynamo_objects".into(), count(node.storage.object_count())),
             ("dynamo_puts".into(), c.puts.to_string()),

@@ -1,5 +1,6 @@
-//! `INFO [section ...]`: server, clients, keyspace, and a `valthree` section describing the
-//! consistency mode.
+//! `INFO [section ...]`: server, clients, keyspace, a `valthree` section describing the
+//! consistency mode, and in dynamo mode a `dynamo` section (its ring, quorums, siblings, read
+//! repairs, hints and failure detector).
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -13,7 +14,10 @@ pub struct Info {
     sections: Vec<String>,
 }
 
-const SECTIONS: &[&str] = &["server", "clients", "stats", "keyspace", "valthree"];
+const SECTIONS: &[&str] = &["server", "clients", "stats", "keyspace", "valthree", "dynamo"];
+
+/// The mode details that make up the `dynamo` section.
+const DYNAMO_PREFIX: &str = "dynamo_";
 
 impl Info {
     pub fn parse(args: &mut Args) -> Result<Self> {
@@ -71,8 +75,19 @@ impl Info {
                 }
                 "valthree" => {
                     line("# Valthree\r\nmode", &mode.mode);
-                    for (k, v) in &mode.details {
+                    for (k, v) in mode.details.iter().filter(|(k, _)| !k.starts_with(DYNAMO_PREFIX)) {
                         line(k, v);
+                    }
+                }
+                "dynamo" => {
+                    let mut dynamo = mode.details.iter().filter(|(k, _)| k.starts_with(DYNAMO_PREFIX)).peekable();
+                    if dynamo.peek().is_some() {
+                        out.push_str("# Dynamo\r\n");
+                        for (k, v) in dynamo {
+                            let _ = write!(out, "{k}:{v}\r\n");
+                        }
+                    } else if out.ends_with("\r\n\r\n") {
+                        out.truncate(out.len() - 2);
                     }
                 }
                 _ => unreachable!(),
