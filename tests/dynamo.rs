@@ -225,6 +225,49 @@ fn a_sloppy_quorum_writes_through_a_stand_in_that_hands_the_write_to_the_owner_w
 }
 
 #[test]
+fn redis_cli_reads_writes_and_inspects_a_dynamo_cluster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "dynamo", &[]);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    let cli = |addr: &str, args: &[&str]| -> String {
+        let (host, port) = addr.rsplit_once(':').unwrap();
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", host, "-p", port])
+            .args(args)
+            .output()
+            .expect("redis-cli is needed (./scripts/test installs redis-tools)");
+        assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(cli(&addrs[0], &["SET", "user:1", "ada"]), "OK");
+    assert_eq!(cli(&addrs[1], &["GET", "user:1"]), "ada");
+    // VGET's first line is the context; VSET with it supersedes what was read.
+    let vget = cli(&addrs[2], &["VGET", "user:1"]);
+    let context = vget.lines().next().unwrap().to_string();
+    assert_eq!(vget.lines().nth(1), Some("ada"), "{vget}");
+    let vset = cli(&addrs[2], &["VSET", "user:1", "grace", &context]);
+    assert_eq!(vset.lines().count(), 2, "[new context, dot]: {vset}");
+    assert_eq!(cli(&addrs[0], &["GET", "user:1"]), "grace");
+    let with_dots = cli(&addrs[0], &["VGET", "user:1", "WITHDOTS"]);
+    assert!(
+        with_dots.lines().last() == Some("grace") && with_dots.contains(vset.lines().nth(1).unwrap()),
+        "{with_dots}"
+    );
+    assert!(cli(&addrs[0], &["DYNAMO.RING", "user:1"]).contains("preference list n"));
+    assert_eq!(cli(&addrs[0], &["DYNAMO.MEMBERS"]).lines().count(), 3);
+    let info = cli(&addrs[0], &["INFO", "dynamo"]);
+    assert!(info.starts_with("# Dynamo") && info.contains("dynamo_r:2"), "{info}");
+    assert!(!cli(&addrs[0], &["INFO", "valthree"]).contains("dynamo_r:"), "INFO dynamo is its own section");
+    // A refusal is a clear error, not a silent last-writer-wins.
+    let (host, port) = addrs[0].rsplit_once(':').unwrap();
+    let incr = std::process::Command::new("redis-cli").args(["-h", host, "-p", port, "INCR", "n"]).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&incr.stdout), String::from_utf8_lossy(&incr.stderr));
+    assert!(said.contains("ERR") && said.contains("VGET"), "{said}");
+}
+
+#[test]
 fn a_restart_of_every_node_keeps_every_write_and_its_siblings() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::history::{EventType, Numbered, Op, Process};
-use crate::mode::dynamo::dvv::{Dot, VersionVector};
+use crate::mode::dynamo::dvv::{Actor, Dot, VersionVector};
 use crate::workload::dynamo::context_of;
 
 /// The cluster's quorum settings, from the history's `config` event.
@@ -55,6 +55,7 @@ pub enum Kind {
     DotReused,
     StaleRead,
     NotConverged,
+    InflatedContext,
 }
 
 impl Kind {
@@ -65,7 +66,21 @@ impl Kind {
             Kind::DotReused => "dot reused",
             Kind::StaleRead => "stale read",
             Kind::NotConverged => "not converged",
+            Kind::InflatedContext => "inflated context",
         }
+    }
+
+    /// `n` of them, for counts.
+    pub fn count(self, n: usize) -> String {
+        let (one, many) = match self {
+            Kind::LostWrite => ("lost write", "lost writes"),
+            Kind::Zombie => ("zombie", "zombies"),
+            Kind::DotReused => ("reused dot", "reused dots"),
+            Kind::StaleRead => ("stale read", "stale reads"),
+            Kind::NotConverged => ("key not converged", "keys not converged"),
+            Kind::InflatedContext => ("inflated context", "inflated contexts"),
+        };
+        format!("{n} {}", if n == 1 { one } else { many })
     }
 }
 
@@ -94,6 +109,8 @@ pub struct DOp {
     pub siblings: Vec<(Dot, Option<String>)>,
     /// The write's dot: from its acknowledgement, or learned from a read that showed its value.
     pub dot: Option<Dot>,
+    /// The context an acknowledged write's reply handed back.
+    pub returned: Option<VersionVector>,
     pub outcome: EventType,
     /// `local` reads: the node whose replica this is.
     pub node: Option<u64>,
@@ -143,13 +160,13 @@ impl DOp {
     }
 }
 
-/// A dot as reports show it: the actor's first 4 hex digits and the counter.
+/// A dot as reports show it: the actor's first 6 hex digits and the counter.
 fn short(d: Dot) -> String {
-    format!("{:04x}:{}", d.actor >> 48, d.counter)
+    format!("{:06x}:{}", d.actor >> 40, d.counter)
 }
 
 fn vv_text(vv: &VersionVector) -> String {
-    let entries: Vec<String> = vv.entries().map(|(a, c)| format!("{:04x}:{c}", a >> 48)).collect();
+    let entries: Vec<String> = vv.entries().map(|(a, c)| format!("{:06x}:{c}", a >> 40)).collect();
     format!("{{{}}}", entries.join(" "))
 }
 
@@ -168,26 +185,35 @@ pub struct History {
 #[derive(Debug)]
 pub struct Report {
     pub history: History,
+    /// Each write is named once per kind of violation (at the first read that shows it).
     pub violations: Vec<Violation>,
-    /// Per kind, how many violations (the list keeps the first few of each per key).
     pub counts: BTreeMap<Kind, usize>,
-    /// True when the history ends with settled reads of every key (convergence checked).
-    pub settled: bool,
+    /// Keys without a readable settled replica from every owner: convergence not checked.
+    pub unsettled: Vec<String>,
+    /// Keys the time limit left unchecked.
+    pub undecided: Vec<String>,
     pub elapsed: Duration,
 }
 
 impl Report {
+    /// No violation found, and every key checked.
     pub fn ok(&self) -> bool {
-        self.counts.is_empty()
+        self.counts.is_empty() && self.undecided.is_empty()
     }
 
     pub fn verdict(&self) -> &'static str {
-        if self.ok() { "consistent" } else { "NOT consistent" }
+        match (self.counts.is_empty(), self.undecided.is_empty()) {
+            (false, _) => "NOT consistent",
+            (true, true) => "consistent",
+            (true, false) => "unknown",
+        }
+    }
+
+    /// True when every key's settled replicas were read and compared.
+    pub fn settled(&self) -> bool {
+        self.unsettled.is_empty() && !self.history.keys.is_empty()
     }
 }
-
-/// Violations of one kind kept per key (the rest are counted).
-const KEEP_PER_KIND: usize = 5;
 
 fn err(line: usize, m: impl std::fmt::Display) -> String {
     format!("line {line}: {m}")
@@ -280,6 +306,7 @@ pub fn prepare(events: impl Iterator<Item = Result<Numbered, String>>) -> Result
                     context,
                     siblings: Vec::new(),
                     dot: None,
+                    returned: None,
                     outcome: EventType::Info,
                     node: e.value["node"].as_u64(),
                     call: e.time,
@@ -307,6 +334,9 @@ pub fn prepare(events: impl Iterator<Item = Result<Numbered, String>>) -> Result
                         Op::Vset | Op::Vdel => {
                             let dot = e.value["dot"].as_str().ok_or_else(|| err(line, "a write's ok needs its dot"))?;
                             dop.dot = Some(dot.parse().map_err(|m| err(line, m))?);
+                            if !e.value["context"].is_null() {
+                                dop.returned = Some(context_of(&e.value["context"]).map_err(|m| err(line, m))?);
+                            }
                         }
                         _ => {
                             dop.context = context_of(&e.value["context"]).map_err(|m| err(line, m))?;
@@ -337,62 +367,62 @@ struct KeyCheck<'a> {
     key: &'a str,
     ops: &'a [DOp],
     found: Vec<Violation>,
+    /// (kind, subject) already reported: each write is reported once per kind.
+    seen: HashSet<(Kind, usize)>,
+    /// The settled replicas are not all readable: convergence is not checked for the key.
+    unsettled: bool,
 }
 
 impl KeyCheck<'_> {
-    fn report(&mut self, kind: Kind, at: usize, others: &[usize], message: String) {
+    /// Reports `message` about `subject` (a write, or the read itself) at `at`, once.
+    fn report(&mut self, kind: Kind, subject: usize, at: usize, others: &[usize], message: impl FnOnce() -> String) {
+        if !self.seen.insert((kind, subject)) {
+            return;
+        }
         let mut ops = vec![at];
         ops.extend(others.iter().copied().filter(|o| *o != at));
-        self.found.push(Violation { kind, key: self.key.to_string(), message, ops, time: self.ops[at].call });
+        self.found.push(Violation {
+            kind,
+            key: self.key.to_string(),
+            message: message(),
+            ops,
+            time: self.ops[at].call,
+        });
     }
 }
 
 /// The dot each write has: acknowledged, or learned from reads that showed its value.
-fn dots(c: &mut KeyCheck<'_>) -> Vec<Option<Dot>> {
+fn dots(c: &mut KeyCheck<'_>, by_value: &HashMap<&str, usize>) -> Vec<Option<Dot>> {
     let ops = c.ops;
     let mut dots: Vec<Option<Dot>> = ops.iter().map(|o| if o.is_write() { o.dot } else { None }).collect();
-    let by_value: HashMap<&str, usize> =
-        ops.iter().enumerate().filter_map(|(i, o)| o.value.as_deref().map(|v| (v, i))).collect();
     let mut owner: HashMap<Dot, usize> = HashMap::new();
-    for (i, d) in dots.iter().enumerate() {
-        if let Some(d) = d {
-            if let Some(&j) = owner.get(d) {
-                c.report(
-                    Kind::DotReused,
-                    i,
-                    &[j],
-                    format!(
-                        "two acknowledged writes were given the same dot {}: {} and {}",
-                        short(*d),
-                        ops[j].describe(),
-                        ops[i].describe()
-                    ),
-                );
-            } else {
-                owner.insert(*d, i);
+    for i in 0..ops.len() {
+        let Some(d) = dots[i] else { continue };
+        match owner.get(&d) {
+            Some(&j) => c.report(Kind::DotReused, i, i, &[j], || {
+                format!(
+                    "two writes were given the same dot {}: {} and {}",
+                    short(d),
+                    ops[j].describe(),
+                    ops[i].describe()
+                )
+            }),
+            None => {
+                owner.insert(d, i);
             }
         }
     }
     for (r, read) in ops.iter().enumerate().filter(|(_, o)| o.is_read()) {
         for (dot, value) in &read.siblings {
-            let Some(value) = value else { continue };
-            let Some(&w) = by_value.get(value.as_str()) else { continue };
+            let Some(&w) = value.as_deref().and_then(|v| by_value.get(v)) else { continue };
             match dots[w] {
                 None if ops[w].outcome != EventType::Fail => {
                     dots[w] = Some(*dot);
                     owner.entry(*dot).or_insert(w);
                 }
-                Some(d) if d != *dot => c.report(
-                    Kind::DotReused,
-                    r,
-                    &[w],
-                    format!(
-                        "the value {value} of {} shows under dot {} instead of {}",
-                        ops[w].describe(),
-                        short(*dot),
-                        short(d)
-                    ),
-                ),
+                Some(d) if d != *dot => c.report(Kind::DotReused, w, r, &[w], || {
+                    format!("{} shows the value of {} under dot {}", read.describe(), ops[w].describe(), short(*dot))
+                }),
                 _ => {}
             }
         }
@@ -400,124 +430,203 @@ fn dots(c: &mut KeyCheck<'_>) -> Vec<Option<Dot>> {
     dots
 }
 
-fn check_key(c: &mut KeyCheck<'_>, quorums: Option<Quorums>) {
+/// The writes with known dots, per actor, sorted by counter, and per actor the running join
+/// of their contexts: the context of every known write of an actor up to a counter, in one
+/// lookup. A read whose context covers counters up to `k` of actor `a` knows exactly the
+/// writes of `a` up to `k`, and what they superseded is the join of their contexts.
+struct Known {
+    by_actor: HashMap<Actor, Vec<(u64, usize)>>,
+    joined: HashMap<Actor, Vec<VersionVector>>,
+}
+
+impl Known {
+    fn new(ops: &[DOp], dots: &[Option<Dot>], writes: &[usize]) -> Self {
+        let mut by_actor: HashMap<Actor, Vec<(u64, usize)>> = HashMap::new();
+        for &w in writes {
+            if let Some(d) = dots[w] {
+                by_actor.entry(d.actor).or_default().push((d.counter, w));
+            }
+        }
+        let mut joined = HashMap::new();
+        for (actor, list) in &mut by_actor {
+            list.sort_unstable();
+            let mut running = VersionVector::new();
+            let prefix: Vec<VersionVector> = list
+                .iter()
+                .map(|&(_, w)| {
+                    running.join(&ops[w].context);
+                    running.clone()
+                })
+                .collect();
+            joined.insert(*actor, prefix);
+        }
+        Known { by_actor, joined }
+    }
+
+    /// How many known writes of `actor` a context with entry `k` covers.
+    fn covered(&self, actor: Actor, k: u64) -> usize {
+        self.by_actor.get(&actor).map_or(0, |l| l.partition_point(|&(c, _)| c <= k))
+    }
+
+    /// What the known writes `context` covers had seen: the join of their contexts.
+    fn superseded(&self, context: &VersionVector) -> VersionVector {
+        let mut out = VersionVector::new();
+        for (actor, k) in context.entries() {
+            let n = self.covered(actor, k);
+            if n > 0 {
+                out.join(&self.joined[&actor][n - 1]);
+            }
+        }
+        out
+    }
+
+    /// The known writes a context covers whose dots `superseded` does not: the ones that must
+    /// show as siblings.
+    fn maximal<'a>(
+        &'a self,
+        context: &'a VersionVector,
+        superseded: &'a VersionVector,
+    ) -> impl Iterator<Item = usize> + 'a {
+        context.entries().flat_map(move |(actor, k)| {
+            let list = self.by_actor.get(&actor).map(Vec::as_slice).unwrap_or_default();
+            let from = list.partition_point(|&(c, _)| c <= superseded.get(actor));
+            let to = self.covered(actor, k);
+            list[from..to.max(from)].iter().map(|&(_, w)| w)
+        })
+    }
+}
+
+fn check_key(c: &mut KeyCheck<'_>, quorums: Option<Quorums>, deadline: Option<Instant>) -> bool {
     let ops = c.ops;
-    let dots = dots(c);
-    let writes: Vec<usize> =
-        (0..ops.len()).filter(|&i| ops[i].is_write() && ops[i].outcome != EventType::Fail).collect();
     let by_value: HashMap<&str, usize> =
         ops.iter().enumerate().filter_map(|(i, o)| o.value.as_deref().map(|v| (v, i))).collect();
+    let dots = dots(c, &by_value);
+    let writes: Vec<usize> =
+        (0..ops.len()).filter(|&i| ops[i].is_write() && ops[i].outcome != EventType::Fail).collect();
     let by_dot: HashMap<Dot, usize> = writes.iter().filter_map(|&w| dots[w].map(|d| (d, w))).collect();
-    // Who could have superseded each write: the writes whose context covers its dot.
-    let superseders: HashMap<usize, Vec<usize>> = writes
+    let known = Known::new(ops, &dots, &writes);
+    // Writes whose dot was never seen may have happened and superseded others: per write, the
+    // earliest invocation of such a write whose context covers it.
+    let unseen: Vec<usize> = writes.iter().copied().filter(|&w| dots[w].is_none()).collect();
+    let excuse: HashMap<usize, u64> = writes
         .iter()
-        .filter_map(|&w| dots[w].map(|d| (w, d)))
-        .map(|(w, d)| (w, writes.iter().copied().filter(|&s| s != w && ops[s].context.covers(d)).collect()))
+        .filter_map(|&w| {
+            let d = dots[w]?;
+            unseen.iter().filter(|&&u| ops[u].context.covers(d)).map(|&u| ops[u].call).min().map(|t| (w, t))
+        })
         .collect();
-    let unknown_deletes = writes.iter().any(|&w| ops[w].op == Op::Vdel && dots[w].is_none());
-    let mut kept: HashMap<Kind, usize> = HashMap::new();
-    let mut keep = |kind: Kind, c: &mut KeyCheck<'_>, at: usize, others: &[usize], message: String| {
-        let n = kept.entry(kind).or_insert(0);
-        *n += 1;
-        if *n <= KEEP_PER_KIND {
-            c.report(kind, at, others, message);
-        } else {
-            c.found.push(Violation {
-                kind,
-                key: c.key.to_string(),
-                message: String::new(),
-                ops: vec![],
-                time: ops[at].call,
-            });
+    let unseen_deletes: Vec<u64> = unseen.iter().filter(|&&u| ops[u].op == Op::Vdel).map(|&u| ops[u].call).collect();
+    // The context a write's reply hands its client: what it sent, and its own dot.
+    for &w in &writes {
+        if let (EventType::Ok, Some(returned), Some(d)) = (ops[w].outcome, &ops[w].returned, ops[w].dot) {
+            let mut expected = ops[w].context.clone();
+            expected.add(d);
+            if *returned != expected {
+                c.report(Kind::InflatedContext, w, w, &[], || {
+                    format!(
+                        "{} answered the context {}, not what it was sent plus its dot ({}): a write under it \
+                         would supersede siblings its client never saw",
+                        ops[w].describe(),
+                        vv_text(returned),
+                        vv_text(&expected)
+                    )
+                });
+            }
         }
-    };
+    }
+    // Read-your-writes: acknowledged writes in order of completion, swept with the reads.
+    let mut acked: Vec<usize> = writes.iter().copied().filter(|&w| ops[w].outcome == EventType::Ok).collect();
+    acked.sort_by_key(|&w| ops[w].ret);
+    let mut before: HashMap<Actor, (u64, usize)> = HashMap::new();
+    let mut next_acked = 0;
+    let ryw = quorums.is_some_and(|q| q.intersect());
     for (r, read) in ops.iter().enumerate().filter(|(_, o)| o.is_read()) {
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            return false;
+        }
         let k = &read.context;
+        let superseded = known.superseded(k);
         let shown: HashSet<Dot> = read.siblings.iter().map(|(d, _)| *d).collect();
-        // Zombies: a sibling that failed, that no write wrote, or that a known write superseded.
         for (dot, value) in &read.siblings {
+            if !k.covers(*dot) {
+                c.report(Kind::Zombie, r, r, &[], || {
+                    format!("{} shows a sibling (dot {}) its own context does not cover", read.describe(), short(*dot))
+                });
+            }
             let w = match value {
                 Some(v) => by_value.get(v.as_str()).copied(),
                 None => by_dot.get(dot).copied(),
             };
             let Some(w) = w else {
-                if value.is_some() || !unknown_deletes {
-                    let what = value.as_deref().unwrap_or("a delete");
-                    keep(
-                        Kind::Zombie,
-                        c,
-                        r,
-                        &[],
+                let excused = value.is_none() && unseen_deletes.iter().any(|&t| t < read.ret);
+                if !excused {
+                    let what = value.clone().unwrap_or_else(|| "a delete".into());
+                    c.report(Kind::Zombie, r, r, &[], || {
                         format!(
                             "{} shows {what} (dot {}), which no write of the history made",
                             read.describe(),
                             short(*dot)
-                        ),
-                    );
+                        )
+                    });
                 }
                 continue;
             };
             if ops[w].outcome == EventType::Fail {
-                keep(
-                    Kind::Zombie,
-                    c,
-                    r,
-                    &[w],
-                    format!("{} shows the write of {}, which failed", read.describe(), ops[w].describe()),
-                );
-                continue;
-            }
-            if let Some(&s) =
-                superseders.get(&w).and_then(|s| s.iter().find(|&&s| dots[s].is_some_and(|d| k.covers(d))))
-            {
-                keep(
-                    Kind::Zombie,
-                    c,
-                    r,
-                    &[w, s],
+                c.report(Kind::Zombie, w, r, &[w], || {
+                    format!("{} shows the write of {}, which failed", read.describe(), ops[w].describe())
+                });
+            } else if ops[w].call > read.ret {
+                c.report(Kind::Zombie, w, r, &[w], || {
+                    format!("{} shows the write of {}, invoked only after the read", read.describe(), ops[w].describe())
+                });
+            } else if superseded.covers(*dot) {
+                let s = writes
+                    .iter()
+                    .copied()
+                    .find(|&s| dots[s].is_some_and(|ds| k.covers(ds)) && ops[s].context.covers(*dot));
+                c.report(Kind::Zombie, w, r, &[w, s.unwrap_or(w)], || {
+                    let by = s.map_or_else(|| "a write".to_string(), |s| ops[s].describe());
                     format!(
-                        "{} still shows {}, though it knows {}, whose context had seen it",
+                        "{} still shows {}, though it knows {by}, whose context had seen it",
                         read.describe(),
-                        ops[w].describe(),
-                        ops[s].describe()
-                    ),
-                );
+                        ops[w].describe()
+                    )
+                });
             }
         }
-        // Lost writes: a write the context knows that is neither shown nor superseded.
-        for &w in &writes {
-            let Some(d) = dots[w] else { continue };
-            if !k.covers(d) || shown.contains(&d) {
+        // Lost writes: known to the context, superseded by no write it knows, yet not shown.
+        for w in known.maximal(k, &superseded) {
+            let d = dots[w].expect("known writes have dots");
+            if shown.contains(&d) || excuse.get(&w).is_some_and(|&t| t < read.ret) {
                 continue;
             }
-            let explained = superseders[&w].iter().any(|&s| dots[s].is_none_or(|ds| k.covers(ds)));
-            if !explained {
-                keep(
-                    Kind::LostWrite,
-                    c,
-                    r,
-                    &[w],
-                    format!(
-                        "{} knows {} (its context covers dot {}) but shows neither it nor any write that had seen it",
-                        read.describe(),
-                        ops[w].describe(),
-                        short(d)
-                    ),
-                );
-            }
+            c.report(Kind::LostWrite, w, r, &[w], || {
+                format!(
+                    "{} knows {} (its context covers dot {}) but shows neither it nor any write that had seen it",
+                    read.describe(),
+                    ops[w].describe(),
+                    short(d)
+                )
+            });
         }
         // Read-your-writes: a quorum read knows every write acknowledged before it began.
-        if read.op == Op::Vget && quorums.is_some_and(|q| q.intersect()) {
-            let missed = writes.iter().copied().find(|&w| {
-                ops[w].outcome == EventType::Ok && ops[w].ret < read.call && dots[w].is_some_and(|d| !k.covers(d))
-            });
-            if let Some(w) = missed {
+        while next_acked < acked.len() && ops[acked[next_acked]].ret < read.call {
+            let w = acked[next_acked];
+            if let Some(d) = dots[w] {
+                let entry = before.entry(d.actor).or_insert((0, w));
+                if d.counter >= entry.0 {
+                    *entry = (d.counter, w);
+                }
+            }
+            next_acked += 1;
+        }
+        if read.op == Op::Vget && ryw {
+            let missed = before
+                .values()
+                .find(|(counter, w)| !k.covers(Dot { actor: dots[*w].unwrap().actor, counter: *counter }));
+            if let Some(&(_, w)) = missed {
                 let q = quorums.expect("checked above");
-                keep(
-                    Kind::StaleRead,
-                    c,
-                    r,
-                    &[w],
+                c.report(Kind::StaleRead, r, r, &[w], || {
                     format!(
                         "{} began after {} was acknowledged, yet does not know it (R {} + W {} > N {})",
                         read.describe(),
@@ -525,54 +634,56 @@ fn check_key(c: &mut KeyCheck<'_>, quorums: Option<Quorums>) {
                         q.r,
                         q.w,
                         q.replicas
-                    ),
-                );
+                    )
+                });
             }
         }
     }
-    // The settled replicas: identical, and knowing every acknowledged write.
-    let settled: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].op == Op::Local).collect();
+    // The settled replicas: readable, identical, and knowing every acknowledged write.
+    let locals: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].op == Op::Local).collect();
+    let settled: Vec<usize> = locals.iter().copied().filter(|&i| ops[i].outcome == EventType::Ok).collect();
+    c.unsettled = locals.is_empty() || settled.len() < locals.len();
     if let Some(&first) = settled.first() {
-        let same = |a: &DOp, b: &DOp| a.outcome == EventType::Ok && a.context == b.context && a.siblings == b.siblings;
+        let same = |a: &DOp, b: &DOp| a.context == b.context && a.siblings == b.siblings;
         if let Some(&other) = settled.iter().find(|&&i| !same(&ops[i], &ops[first])) {
-            keep(
-                Kind::NotConverged,
-                c,
-                other,
-                &[first],
-                format!("after the run the replicas differ: {} and {}", ops[first].describe(), ops[other].describe()),
-            );
+            c.report(Kind::NotConverged, usize::MAX, other, &[first], || {
+                format!("after the run the replicas differ: {} and {}", ops[first].describe(), ops[other].describe())
+            });
         }
-        for &w in &writes {
-            if let (EventType::Ok, Some(d)) = (ops[w].outcome, dots[w])
+        for &w in &acked {
+            if let Some(d) = dots[w]
                 && let Some(&s) = settled.iter().find(|&&s| !ops[s].context.covers(d))
             {
-                keep(
-                    Kind::LostWrite,
-                    c,
-                    s,
-                    &[w],
+                c.report(Kind::LostWrite, w, s, &[w], || {
                     format!(
                         "after the run {} has never heard of the acknowledged {}",
                         ops[s].describe(),
                         ops[w].describe()
-                    ),
-                );
+                    )
+                });
             }
         }
     }
+    true
 }
 
-/// Checks a dynamo history.
-pub fn check(events: impl Iterator<Item = Result<Numbered, String>>) -> Result<Report, String> {
+/// Checks a dynamo history; past `timeout` the keys not yet checked are left undecided.
+pub fn check(
+    events: impl Iterator<Item = Result<Numbered, String>>,
+    timeout: Option<Duration>,
+) -> Result<Report, String> {
     let started = Instant::now();
+    let deadline = timeout.map(|t| started + t);
     let history = prepare(events)?;
     let mut violations = Vec::new();
-    let mut settled = !history.keys.is_empty();
+    let (mut unsettled, mut undecided) = (Vec::new(), Vec::new());
     for (key, ops) in &history.keys {
-        settled &= ops.iter().any(|o| o.op == Op::Local);
-        let mut c = KeyCheck { key, ops, found: Vec::new() };
-        check_key(&mut c, history.quorums);
+        let mut c = KeyCheck { key, ops, found: Vec::new(), seen: HashSet::new(), unsettled: false };
+        if !check_key(&mut c, history.quorums, deadline) {
+            undecided.push(key.clone());
+        } else if c.unsettled {
+            unsettled.push(key.clone());
+        }
         violations.extend(c.found);
     }
     // Plain GETs: a value must come from a write that did not fail.
@@ -594,9 +705,12 @@ pub fn check(events: impl Iterator<Item = Result<Numbered, String>>) -> Result<R
     for v in &violations {
         *counts.entry(v.kind).or_insert(0) += 1;
     }
-    violations.retain(|v| !v.message.is_empty());
     violations.sort_by_key(|v| (v.time, v.key.clone()));
-    Ok(Report { history, violations, counts, settled, elapsed: started.elapsed() })
+    Ok(Report { history, violations, counts, unsettled, undecided, elapsed: started.elapsed() })
+}
+
+fn plural(n: usize, one: &str) -> String {
+    format!("{n} {one}{}", if n == 1 { "" } else { "s" })
 }
 
 /// The verdict for people.
@@ -606,9 +720,12 @@ pub fn verdict_text(report: &Report) -> String {
     let acked = h.keys.values().flatten().filter(|o| o.is_write() && o.outcome == EventType::Ok).count();
     let multi = h.keys.values().flatten().filter(|o| o.is_read() && o.siblings.len() > 1).count();
     let mut out = format!(
-        "{}: {ops} operations on {} keys ({acked} acknowledged writes, {multi} reads with siblings) checked in {:.2}s\n",
+        "{}: {} on {} ({}, {} with siblings) checked in {:.2}s\n",
         report.verdict(),
-        h.keys.len(),
+        plural(ops, "operation"),
+        plural(h.keys.len(), "key"),
+        plural(acked, "acknowledged write"),
+        plural(multi, "read"),
         report.elapsed.as_secs_f64()
     );
     match h.quorums {
@@ -619,11 +736,20 @@ pub fn verdict_text(report: &Report) -> String {
         Some(q) => out += &format!("read-your-writes not checked: R {} + W {} <= N {}\n", q.r, q.w, q.replicas),
         None => out += "read-your-writes not checked: the history names no quorums\n",
     }
-    if !report.settled {
-        out += "convergence not checked: the history has no settled reads of every key\n";
+    if !report.unsettled.is_empty() {
+        let keys = report.unsettled.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+        out += &format!(
+            "convergence not checked for {} (the history lacks a readable settled replica from every owner): {keys}{}\n",
+            plural(report.unsettled.len(), "key"),
+            if report.unsettled.len() > 10 { ", ..." } else { "" }
+        );
     }
-    for (kind, n) in &report.counts {
-        out += &format!("{n} × {}\n", kind.as_str());
+    if !report.undecided.is_empty() {
+        out += &format!("time limit reached before checking {}\n", plural(report.undecided.len(), "key"));
+    }
+    if !report.counts.is_empty() {
+        let counts: Vec<String> = report.counts.iter().map(|(k, n)| k.count(*n)).collect();
+        out += &format!("{}\n", counts.join(", "));
     }
     for v in report.violations.iter().take(20) {
         out += &format!("key {}: {}: {}\n", v.key, v.kind.as_str(), v.message);
@@ -637,6 +763,10 @@ pub fn verdict_text(report: &Report) -> String {
 /// The verdict for scripts.
 pub fn verdict_json(report: &Report) -> Value {
     let h = &report.history;
+    let op = |key: &str, i: usize| {
+        let o = &h.keys[key][i];
+        json!({"description": o.describe(), "lines": [o.lines.0, o.lines.1], "dot": o.dot.map(|d| d.to_string())})
+    };
     json!({
         "verdict": report.verdict(),
         "consistent": report.ok(),
@@ -644,14 +774,16 @@ pub fn verdict_json(report: &Report) -> Value {
         "operations": h.keys.values().map(Vec::len).sum::<usize>(),
         "keys": h.keys.len(),
         "elapsed_s": report.elapsed.as_secs_f64(),
-        "settled": report.settled,
+        "settled": report.settled(),
+        "unsettled_keys": report.unsettled,
+        "undecided_keys": report.undecided,
         "read_your_writes_checked": h.quorums.is_some_and(|q| q.intersect()),
         "counts": report.counts.iter().map(|(k, n)| (k.as_str().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
         "violations": report.violations.iter().map(|v| json!({
             "kind": v.kind.as_str(),
             "key": v.key,
             "message": v.message,
-            "operations": v.ops.iter().map(|&i| h.keys[&v.key][i].describe()).collect::<Vec<_>>(),
+            "operations": v.ops.iter().filter(|_| h.keys.contains_key(&v.key)).map(|&i| op(&v.key, i)).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })
 }

@@ -145,9 +145,12 @@ pub fn render_dynamo(report: &dynamo::Report, title: &str) -> String {
     let failed = all().filter(|o| o.outcome == crate::history::EventType::Fail).count();
     let unknown = all().filter(|o| o.ret == NEVER).count();
     let clients: HashSet<u64> = all().map(|o| o.process).collect();
+    // Violations on keys with no versioned operation (a plain GET's) have no timeline.
+    let drawable: Vec<&dynamo::Violation> =
+        report.violations.iter().filter(|v| history.keys.contains_key(&v.key)).collect();
     let violated: Vec<&String> = {
         let mut seen = HashSet::new();
-        report.violations.iter().map(|v| &v.key).filter(|k| seen.insert(*k)).collect()
+        drawable.iter().map(|v| &v.key).filter(|k| seen.insert(*k)).collect()
     };
     let order: Vec<&String> =
         violated.iter().copied().chain(history.keys.keys().filter(|k| !violated.contains(k))).take(200).collect();
@@ -155,7 +158,14 @@ pub fn render_dynamo(report: &dynamo::Report, title: &str) -> String {
     let mut keys = Vec::new();
     for key in order {
         let ops = &history.keys[key];
-        let violation = report.violations.iter().find(|v| &v.key == key);
+        let violation = drawable.iter().copied().find(|v| &v.key == key);
+        // Every violation on the key is marked: its read red, the writes it involves orange.
+        let mut stuck = HashSet::new();
+        let mut involved = HashSet::new();
+        for v in drawable.iter().filter(|v| &v.key == key).take(50) {
+            stuck.extend(v.ops.first().copied());
+            involved.extend(v.ops.iter().skip(1).copied());
+        }
         let focus_op = violation.and_then(|v| v.ops.first().copied());
         let (start, end) = match (ops.len() > cap, focus_op) {
             (false, _) => (0, ops.len()),
@@ -167,18 +177,21 @@ pub fn render_dynamo(report: &dynamo::Report, title: &str) -> String {
         };
         let mut shown: Vec<usize> = (start..end).collect();
         // The operations a violation names are drawn even when far from it.
-        if let Some(v) = violation {
-            shown.extend(v.ops.iter().copied().filter(|i| !(start..end).contains(i)));
+        if violation.is_some() {
+            shown.extend(stuck.iter().chain(&involved).copied().filter(|i| !(start..end).contains(i)));
             shown.sort_by_key(|&i| (ops[i].call, i));
+            shown.dedup();
         }
         let drawn: Vec<Value> = shown
             .iter()
             .map(|&i| {
                 let o = &ops[i];
-                let tag = match violation {
-                    Some(v) if v.ops.first() == Some(&i) => "stuck",
-                    Some(v) if v.ops.contains(&i) => "window",
-                    _ => "",
+                let tag = if stuck.contains(&i) {
+                    "stuck"
+                } else if involved.contains(&i) {
+                    "window"
+                } else {
+                    ""
                 };
                 let mut j = json!({
                     "p": o.process,
@@ -225,7 +238,8 @@ pub fn render_dynamo(report: &dynamo::Report, title: &str) -> String {
         .iter()
         .map(|s| json!({"kind": s.kind, "target": s.target, "start": s.start, "end": s.end, "undo": s.undo}))
         .collect();
-    let counts: Vec<String> = report.counts.iter().map(|(k, n)| format!("{n} {}", k.as_str())).collect();
+    let counts: Vec<String> = report.counts.iter().map(|(k, n)| k.count(*n)).collect();
+    let keys_text = |n: usize| format!("{n} key{}", if n == 1 { "" } else { "s" });
     let banner = if report.ok() {
         let promises = [
             Some("no acknowledged write lost, no zombie, no dot reused"),
@@ -233,24 +247,29 @@ pub fn render_dynamo(report: &dynamo::Report, title: &str) -> String {
                 .quorums
                 .is_some_and(|q| q.intersect())
                 .then_some("every quorum read saw the writes acknowledged before it"),
-            report.settled.then_some("the replicas converged"),
+            report.settled().then_some("the replicas converged"),
         ];
         let said: Vec<&str> = promises.into_iter().flatten().collect();
         json!(["✓ Passed.", format!("{}.", said.join("; "))])
     } else {
-        let first = &report.violations[0];
-        json!([
-            "✗ Failed.",
-            format!(
-                "{} on {} of {} keys. First, key {}: {}: {}",
-                counts.join(", "),
-                violated.len(),
-                history.keys.len(),
-                first.key,
-                first.kind.as_str(),
-                first.message
-            )
-        ])
+        match report.violations.first() {
+            Some(first) => json!([
+                "✗ Failed.",
+                format!(
+                    "{} on {} of {}. First, key {}: {}: {}",
+                    counts.join(", "),
+                    keys_text(violated.len()),
+                    keys_text(history.keys.len()),
+                    first.key,
+                    first.kind.as_str(),
+                    first.message
+                )
+            ]),
+            None => json!([
+                "? Undecided.",
+                format!("the time limit ran out before {} were checked", keys_text(report.undecided.len()))
+            ]),
+        }
     };
     let data = json!({
         "title": title,

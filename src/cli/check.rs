@@ -163,7 +163,8 @@ impl Checked {
         match self {
             Checked::Register(r) => exit_code(r.verdict),
             Checked::Dynamo(r) if r.ok() => ExitCode::SUCCESS,
-            Checked::Dynamo(_) => ExitCode::from(1),
+            Checked::Dynamo(r) if !r.counts.is_empty() => ExitCode::from(1),
+            Checked::Dynamo(_) => ExitCode::from(2),
         }
     }
 
@@ -196,7 +197,7 @@ pub fn check_any(
         Model::Dynamo => {
             let input = std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
             let events = HistoryReader::new(BufReader::new(input)).map(|e| e.map_err(|e| e.to_string()));
-            dynamo::check(events).map(Checked::Dynamo).map_err(|e| format!("{}: {e}", file.display()))
+            dynamo::check(events, Some(timeout)).map(Checked::Dynamo).map_err(|e| format!("{}: {e}", file.display()))
         }
     }
 }

@@ -90,7 +90,7 @@ impl H {
     }
 
     fn check(&self) -> Report {
-        check(in_time_order(self.events.clone()).into_iter().map(Ok)).unwrap()
+        check(in_time_order(self.events.clone()).into_iter().map(Ok), None).unwrap()
     }
 }
 
@@ -121,7 +121,7 @@ fn siblings_then_merge() -> H {
 fn concurrent_writes_kept_as_siblings_and_merged_by_context_are_consistent() {
     let report = siblings_then_merge().check();
     assert!(report.ok(), "{}", verdict_text(&report));
-    assert!(report.settled);
+    assert!(report.settled());
     assert!(verdict_text(&report).starts_with("consistent: "), "{}", verdict_text(&report));
     assert!(verdict_text(&report).contains("read-your-writes checked"));
 }
@@ -225,7 +225,7 @@ fn a_history_without_settled_reads_says_convergence_was_not_checked() {
     let mut h = H::default();
     h.config(3, 2, 2).vset(1, "1-1", json!({}), &dot(A, 1));
     let report = h.check();
-    assert!(report.ok() && !report.settled);
+    assert!(report.ok() && !report.settled());
     assert!(verdict_text(&report).contains("convergence not checked"));
 }
 
@@ -233,10 +233,88 @@ fn a_history_without_settled_reads_says_convergence_was_not_checked() {
 fn plain_writes_are_refused_and_dynamo_histories_are_recognised() {
     let mut h = H::default();
     h.push(Process::Client(1), EventType::Invoke, "set", Some("k"), json!("1-1"));
-    let err = check(in_time_order(h.events.clone()).into_iter().map(Ok)).unwrap_err();
+    let err = check(in_time_order(h.events.clone()).into_iter().map(Ok), None).unwrap_err();
     assert!(err.contains("use vset and vdel"), "{err}");
     let events = in_time_order(siblings_then_merge().events);
     assert!(is_dynamo_history(&events));
     let json = verdict_json(&siblings_then_merge().check());
     assert_eq!(json["consistent"], true);
+}
+
+#[test]
+fn a_write_reply_whose_context_claims_siblings_its_client_never_saw_is_caught() {
+    // B's VSET answered the whole object's context (A's dot too): a write under it would
+    // supersede A, which B never saw.
+    let mut h = H::default();
+    let (a1, b1) = (dot(A, 1), dot(B, 1));
+    h.config(3, 2, 2).vset(1, "1-1", json!({}), &a1).invoke_vset(2, "2-1", json!({})).complete(
+        2,
+        EventType::Ok,
+        "vset",
+        json!({"dot": b1, "context": {A: 1, B: 1}}),
+    );
+    let report = h.check();
+    assert_eq!(kinds(&report), vec![Kind::InflatedContext], "{}", verdict_text(&report));
+}
+
+#[test]
+fn a_settled_replica_that_could_not_be_read_leaves_convergence_unchecked_not_violated() {
+    let mut h = H::default();
+    let a1 = dot(A, 1);
+    h.config(3, 2, 2).vset(1, "1-1", json!({}), &a1);
+    h.read(0, "local", Some(1), json!({A: 1}), &[(&a1, Some("1-1"))]);
+    h.push(Process::Client(0), EventType::Invoke, "local", Some("k"), json!({"node": 2}));
+    h.complete(0, EventType::Fail, "local", Value::Null);
+    let report = h.check();
+    assert!(report.ok(), "{}", verdict_text(&report));
+    assert_eq!(report.unsettled, vec!["k".to_string()]);
+    assert!(verdict_text(&report).contains("convergence not checked for 1 key"), "{}", verdict_text(&report));
+}
+
+#[test]
+fn a_write_invoked_after_a_read_cannot_excuse_what_the_read_lost() {
+    let mut h = H::default();
+    let (a1, b1) = (dot(A, 1), dot(B, 1));
+    h.config(3, 2, 2).vset(1, "1-1", json!({}), &a1).vset(2, "2-1", json!({}), &b1).vget(
+        3,
+        json!({A: 1, B: 1}),
+        &[(&b1, Some("2-1"))],
+    );
+    // Later, a write that had seen 1-1 times out: it cannot have superseded 1-1 before the read.
+    h.invoke_vset(4, "4-1", json!({A: 1})).complete(4, EventType::Info, "vset", Value::Null);
+    assert_eq!(kinds(&h.check()), vec![Kind::LostWrite]);
+}
+
+#[test]
+fn a_sibling_outside_its_own_context_or_from_a_later_write_is_a_zombie() {
+    let mut h = H::default();
+    let a1 = dot(A, 1);
+    h.config(3, 2, 2).vget(1, json!({}), &[(&a1, Some("2-1"))]).vset(2, "2-1", json!({}), &a1);
+    let report = h.check();
+    assert_eq!(kinds(&report), vec![Kind::Zombie], "{}", verdict_text(&report));
+    assert_eq!(report.counts[&Kind::Zombie], 2, "{}", verdict_text(&report));
+}
+
+#[test]
+fn a_lost_write_is_counted_once_however_many_reads_show_it_lost() {
+    let mut h = H::default();
+    let (a1, b1) = (dot(A, 1), dot(B, 1));
+    h.config(3, 2, 2).vset(1, "1-1", json!({}), &a1).vset(2, "2-1", json!({}), &b1);
+    for c in 3..8 {
+        h.vget(c, json!({A: 1, B: 1}), &[(&b1, Some("2-1"))]);
+    }
+    let report = h.check();
+    assert_eq!(report.counts[&Kind::LostWrite], 1, "{}", verdict_text(&report));
+    assert!(verdict_text(&report).contains("1 lost write\n"), "{}", verdict_text(&report));
+}
+
+#[test]
+fn the_html_page_of_a_violation_on_a_key_with_only_plain_reads_renders() {
+    let mut h = siblings_then_merge();
+    h.push(Process::Client(9), EventType::Invoke, "get", Some("other"), Value::Null);
+    h.push(Process::Client(9), EventType::Ok, "get", Some("other"), json!("phantom"));
+    let report = h.check();
+    assert_eq!(kinds(&report), vec![Kind::Zombie]);
+    let page = crate::check::report::render_dynamo(&report, "t");
+    assert!(page.contains(r#""verdict":"NOT consistent""#));
 }

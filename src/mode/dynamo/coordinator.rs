@@ -137,6 +137,8 @@ enum Op {
         others: Vec<NodeId>,
         /// Sloppy quorum: stand-in → the down owner it holds the write for.
         stand_ins: BTreeMap<NodeId, NodeId>,
+        /// The client's context (`None`: a plain SET or DEL, under the replica's own).
+        context: Option<VersionVector>,
         /// The local replica's object and dot, once it applied the write.
         written: Option<(Object, Dot)>,
         acks: BTreeSet<NodeId>,
@@ -257,13 +259,14 @@ impl Coordinator {
         };
         self.stats.hints_recorded += hints.len() as u64;
         let others = owners.iter().copied().filter(|o| *o != self.id && up(o)).collect();
-        let request = Request::Put { key: key.clone(), context, value, timestamp_ms, hints };
+        let request = Request::Put { key: key.clone(), context: context.clone(), value, timestamp_ms, hints };
         self.send(op, self.id, request);
         let state = Op::Put {
             key,
             w,
             others,
             stand_ins,
+            context,
             written: None,
             acks: BTreeSet::new(),
             waiting: BTreeSet::from([self.id]),
@@ -310,7 +313,9 @@ impl Coordinator {
 
     /// True when the request is over.
     fn step_put(&mut self, op: OpId, state: &mut Op, from: NodeId, response: Response) -> bool {
-        let Op::Put { key, w, others, stand_ins, written, acks, waiting, answered } = state else { unreachable!() };
+        let Op::Put { key, w, others, stand_ins, context, written, acks, waiting, answered } = state else {
+            unreachable!()
+        };
         if !waiting.remove(&from) {
             return false; // a duplicate, or an answer to nothing asked
         }
@@ -356,7 +361,18 @@ impl Coordinator {
         if !*answered && acks.len() >= *w {
             *answered = true;
             let (object, dot) = written.as_ref().expect("acknowledged, so written");
-            let reply = Reply::Written { context: object.context().clone(), dot: *dot };
+            // What the client may write under next: what it had seen, and its own write — never
+            // the siblings the replica also held, which the client has not seen (a write under
+            // that context would silently supersede them).
+            let seen = match context {
+                Some(c) => {
+                    let mut seen = c.clone();
+                    seen.add(*dot);
+                    seen
+                }
+                None => object.context().clone(),
+            };
+            let reply = Reply::Written { context: seen, dot: *dot };
             self.output.push(Output::Reply { op, result: Ok(reply) });
         }
         if waiting.is_empty() && !*answered {

@@ -473,7 +473,7 @@ pub fn simulate(seed: u64, causality: Causality, faults: Faults, steps: u64) -> 
 /// Simulates and checks.
 pub fn judge(seed: u64, causality: Causality, faults: Faults, steps: u64) -> Report {
     let events = simulate(seed, causality, faults, steps);
-    check(in_time_order(events).into_iter().map(Ok)).expect("a simulated history is well formed")
+    check(in_time_order(events).into_iter().map(Ok), None).expect("a simulated history is well formed")
 }
 
 #[cfg(test)]
@@ -489,7 +489,7 @@ mod tests {
         for seed in 0..24 {
             let report = judge(seed, Causality::Dvv, ROUGH, 4000);
             assert!(report.ok(), "seed {seed}: {}", verdict_text(&report));
-            assert!(report.settled, "seed {seed}");
+            assert!(report.settled(), "seed {seed}");
             siblings += report.history.keys.values().flatten().filter(|o| o.siblings.len() > 1).count();
             faults.extend(report.history.faults.iter().map(|f| f.f.clone()));
         }
