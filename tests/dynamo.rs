@@ -404,4 +404,11 @@ fn the_workload_checks_dynamo_histories_for_what_dynamo_promises_not_linearizabi
     let out = common::valthree(&["check-history", history_arg]);
     assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("consistent: "), "{}", common::text(&out));
+    // A checked run on keys an earlier run wrote is refused: its siblings would be writes the
+    // history does not hold.
+    let shared = ["--key-prefix", "shared:", "--ops", "50"];
+    assert_eq!(common::workload(&dir, &history, &shared).status.code(), Some(0));
+    let again = common::workload(&dir, &history, &shared);
+    assert_eq!(again.status.code(), Some(2), "{}", common::text(&again));
+    assert!(common::text(&again).contains("already holds writes"), "{}", common::text(&again));
 }

@@ -221,6 +221,12 @@ async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), 
         key_prefix: key_prefix.clone(),
     };
     let keys: Vec<String> = (0..args.keys.max(1)).map(|i| format!("{key_prefix}k{i}")).collect();
+    if let Some(config) = &dynamo
+        && args.check
+        && !args.key_prefix.is_empty()
+    {
+        workload::dynamo::require_fresh(config, &keys, args.timeout).await?;
+    }
     let progress = Arc::new(Progress::default());
     let bar = progress_bar(args, limit, progress.clone());
     let (stop, stopped) = watch::channel(false);
@@ -266,9 +272,9 @@ async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), 
         let unsettled = workload::dynamo::settle(config, &keys, &history, args.timeout, args.settle_timeout).await?;
         if !unsettled.is_empty() {
             eprintln!(
-                "warning: the replicas of {} did not agree within {:?} (--settle-timeout)",
-                unsettled.join(", "),
-                args.settle_timeout
+                "warning: not every owner's replica could be compared after the run (--settle-timeout {:?}): {}",
+                args.settle_timeout,
+                unsettled.join("; ")
             );
         }
     }

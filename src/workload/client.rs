@@ -76,7 +76,13 @@ pub async fn wait_until_ready(addr: &str, deadline: tokio::time::Instant) -> Res
         match tokio::time::timeout(Duration::from_secs(2), attempt).await {
             Ok(Ok(BytesFrame::SimpleString(s))) if s.as_ref() == b"PONG" => return Ok(()),
             other if tokio::time::Instant::now() >= deadline => {
-                return Err(format!("{addr} did not answer PING: {other:?}"));
+                let why = match other {
+                    Err(_) => "no answer within 2s".to_string(),
+                    Ok(Err(CallError::NotSent(m) | CallError::Lost(m))) => m,
+                    Ok(Ok(BytesFrame::Error(e))) => e.to_string(),
+                    Ok(Ok(frame)) => format!("it answered {frame:?}"),
+                };
+                return Err(format!("{addr} did not answer PING: {why}"));
             }
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }

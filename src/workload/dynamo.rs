@@ -221,9 +221,38 @@ async fn owners(addr: &str, key: &str, timeout: Duration) -> Result<Vec<u32>, St
         .collect()
 }
 
+/// The least time a settle call gets (a run's `--timeout` may be far shorter).
+const SETTLE_CALL: Duration = Duration::from_secs(2);
+
+/// Refuses keys that already hold writes: the dynamo check judges every sibling by the
+/// writes of its own history, so it needs keys no earlier run wrote.
+pub async fn require_fresh(config: &Config, keys: &[String], timeout: Duration) -> Result<(), String> {
+    let any = config.nodes.values().next().ok_or("no node to read from")?;
+    for key in keys {
+        // A node that cannot answer now (a fault at start) proves nothing either way.
+        let Ok(reply) = call(any, &["VGET", key], timeout.max(SETTLE_CALL)).await else { continue };
+        match reply {
+            BytesFrame::Array(items)
+                if items.len() == 1
+                    && items.first().and_then(text).is_some_and(|c| {
+                        VersionVector::decode_for(key.as_bytes(), c.as_bytes()).is_ok_and(|vv| vv.is_empty())
+                    }) => {}
+            BytesFrame::Array(_) => {
+                return Err(format!(
+                    "key {key} already holds writes: the dynamo check needs keys no earlier run wrote \
+                     (a new --key-prefix, or none: each run then gets fresh keys)"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// After the run: reads every key from all its owners until their replicas agree (or
-/// `patience` runs out), and records each owner's replica. Returns the keys that did not
-/// converge in time.
+/// `patience` runs out), and records each owner's replica — or, for an owner that cannot be
+/// read, a failed read, so the checker knows the key's convergence went unchecked. Returns
+/// the keys whose replicas did not all agree, each with why.
 pub async fn settle(
     config: &Config,
     keys: &[String],
@@ -231,22 +260,47 @@ pub async fn settle(
     timeout: Duration,
     patience: Duration,
 ) -> Result<Vec<String>, String> {
+    let timeout = timeout.max(SETTLE_CALL);
     // Every fault is healed now: every node should answer.
     let config = Config::read(&config.addrs, timeout).await?;
     let any = config.nodes.values().next().ok_or("no node to read from")?.clone();
     let deadline = Instant::now() + patience;
     let mut unsettled = Vec::new();
     for key in keys {
-        let owners = owners(&any, key, timeout).await?;
-        // An owner that does not answer (or whose address was not given) is left out, and
-        // the key is reported as not settled.
+        let owners = loop {
+            match owners(&any, key, timeout).await {
+                Ok(owners) => break Some(owners),
+                Err(e) if Instant::now() >= deadline => {
+                    unsettled.push(format!("{key} (its owners: {e})"));
+                    break None;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        let Some(owners) = owners else { continue };
+        // An owner that did not answer INFO (or whose address was not given) is recorded as
+        // a failed read.
+        let record = |id: u32, kind, value, error| {
+            let record = |kind, value, error| Record {
+                process: Process::Client(0),
+                kind,
+                f: Op::Local.as_str().into(),
+                key: Some(key.clone()),
+                value,
+                error,
+            };
+            history.append(record(EventType::Invoke, json!({"node": id}), None));
+            history.append(record(kind, value, error));
+        };
+        for id in owners.iter().filter(|id| !config.nodes.contains_key(id)) {
+            let why = format!("n{id}: no address of it given, or it did not answer INFO");
+            record(*id, EventType::Fail, Value::Null, Some(why.clone()));
+            unsettled.push(format!("{key} ({why})"));
+        }
         let addrs: Vec<(u32, &String)> =
             owners.iter().filter_map(|id| config.nodes.get(id).map(|a| (*id, a))).collect();
-        if addrs.len() < owners.len() {
-            unsettled.push(key.clone());
-            if addrs.is_empty() {
-                continue;
-            }
+        if addrs.is_empty() {
+            continue;
         }
         let all = owners.len().to_string();
         let replicas = loop {
@@ -258,23 +312,14 @@ pub async fn settle(
             }
             let agreed = replicas.iter().all(|(_, r)| r.is_ok() && r.as_ref().ok() == replicas[0].1.as_ref().ok());
             if agreed || Instant::now() >= deadline {
-                if !agreed && unsettled.last() != Some(key) {
-                    unsettled.push(key.clone());
+                if !agreed {
+                    unsettled.push(format!("{key} (its replicas still differ)"));
                 }
                 break replicas;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         for (id, reply) in replicas {
-            let record = |kind, value, error| Record {
-                process: Process::Client(0),
-                kind,
-                f: Op::Local.as_str().into(),
-                key: Some(key.clone()),
-                value,
-                error,
-            };
-            history.append(record(EventType::Invoke, json!({"node": id}), None));
             let (kind, value, error) = match reply {
                 Ok(BytesFrame::Array(items)) => match versioned(key, &items) {
                     Some((_, mut value)) => {
@@ -286,7 +331,7 @@ pub async fn settle(
                 Ok(other) => (EventType::Fail, Value::Null, Some(format!("unexpected reply {other:?}"))),
                 Err(e) => (EventType::Fail, Value::Null, Some(e)),
             };
-            history.append(record(kind, value, error));
+            record(id, kind, value, error);
         }
     }
     Ok(unsettled)
