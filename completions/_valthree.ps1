@@ -29,6 +29,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('workload', 'workload', [CompletionResultType]::ParameterValue, 'Drive many clients against Redis-protocol servers and record the history')
             [CompletionResult]::new('cluster', 'cluster', [CompletionResultType]::ParameterValue, 'Run a local cluster and inject faults into it')
             [CompletionResult]::new('check-history', 'check-history', [CompletionResultType]::ParameterValue, 'Check a recorded history for linearizability')
+            [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a narrated, self-checking demo of a mechanism on a local cluster')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('test-template', 'test-template', [CompletionResultType]::ParameterValue, 'Run one command of the Antithesis test template (as its link in the image does)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -311,6 +312,19 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'valthree;demo' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'Where the demo''s clusters live [default: a fresh temporary directory]')
+            [CompletionResult]::new('--base-port', '--base-port', [CompletionResultType]::ParameterName, 'Node i listens on base+i (peers on base+1000+i)')
+            [CompletionResult]::new('--pace', '--pace', [CompletionResultType]::ParameterName, 'Seconds to pause between steps [default: 1 on a terminal, 0 otherwise]')
+            [CompletionResult]::new('--serve-flag', '--serve-flag', [CompletionResultType]::ParameterName, 'Extra `valthree serve` flags for every node (e.g. a broken configuration, to see a claim fail)')
+            [CompletionResult]::new('--keep', '--keep', [CompletionResultType]::ParameterName, 'Leave the cluster running at the end (with the commands to explore and remove it)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'A machine-readable log of the steps and checks instead of the narration')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'valthree;completions' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -331,6 +345,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('workload', 'workload', [CompletionResultType]::ParameterValue, 'Drive many clients against Redis-protocol servers and record the history')
             [CompletionResult]::new('cluster', 'cluster', [CompletionResultType]::ParameterValue, 'Run a local cluster and inject faults into it')
             [CompletionResult]::new('check-history', 'check-history', [CompletionResultType]::ParameterValue, 'Check a recorded history for linearizability')
+            [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a narrated, self-checking demo of a mechanism on a local cluster')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('test-template', 'test-template', [CompletionResultType]::ParameterValue, 'Run one command of the Antithesis test template (as its link in the image does)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -390,6 +405,9 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;help;check-history' {
+            break
+        }
+        'valthree;help;demo' {
             break
         }
         'valthree;help;completions' {

@@ -25,6 +25,9 @@ _valthree() {
             valthree,completions)
                 cmd="valthree__subcmd__completions"
                 ;;
+            valthree,demo)
+                cmd="valthree__subcmd__demo"
+                ;;
             valthree,help)
                 cmd="valthree__subcmd__help"
                 ;;
@@ -118,6 +121,9 @@ _valthree() {
             valthree__subcmd__help,completions)
                 cmd="valthree__subcmd__help__subcmd__completions"
                 ;;
+            valthree__subcmd__help,demo)
+                cmd="valthree__subcmd__help__subcmd__demo"
+                ;;
             valthree__subcmd__help,help)
                 cmd="valthree__subcmd__help__subcmd__help"
                 ;;
@@ -170,7 +176,7 @@ _valthree() {
 
     case "${cmd}" in
         valthree)
-            opts="-h -V --help --version serve workload cluster check-history completions test-template help"
+            opts="-h -V --help --version serve workload cluster check-history demo completions test-template help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -633,8 +639,38 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        valthree__subcmd__demo)
+            opts="-h -V --keep --dir --base-port --json --pace --serve-flag --help --version quorum conflict repair handoff membership failover occ availability linearizability all list"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --base-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --serve-flag)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         valthree__subcmd__help)
-            opts="serve workload cluster check-history completions test-template help"
+            opts="serve workload cluster check-history demo completions test-template help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -830,6 +866,20 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__demo)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

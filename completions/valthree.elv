@@ -26,6 +26,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand workload 'Drive many clients against Redis-protocol servers and record the history'
             cand cluster 'Run a local cluster and inject faults into it'
             cand check-history 'Check a recorded history for linearizability'
+            cand demo 'Run a narrated, self-checking demo of a mechanism on a local cluster'
             cand completions 'Print a shell completion script'
             cand test-template 'Run one command of the Antithesis test template (as its link in the image does)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -279,6 +280,18 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'valthree;demo'= {
+            cand --dir 'Where the demo''s clusters live [default: a fresh temporary directory]'
+            cand --base-port 'Node i listens on base+i (peers on base+1000+i)'
+            cand --pace 'Seconds to pause between steps [default: 1 on a terminal, 0 otherwise]'
+            cand --serve-flag 'Extra `valthree serve` flags for every node (e.g. a broken configuration, to see a claim fail)'
+            cand --keep 'Leave the cluster running at the end (with the commands to explore and remove it)'
+            cand --json 'A machine-readable log of the steps and checks instead of the narration'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'valthree;completions'= {
             cand -h 'Print help'
             cand --help 'Print help'
@@ -297,6 +310,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand workload 'Drive many clients against Redis-protocol servers and record the history'
             cand cluster 'Run a local cluster and inject faults into it'
             cand check-history 'Check a recorded history for linearizability'
+            cand demo 'Run a narrated, self-checking demo of a mechanism on a local cluster'
             cand completions 'Print a shell completion script'
             cand test-template 'Run one command of the Antithesis test template (as its link in the image does)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -341,6 +355,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;help;cluster;down'= {
         }
         &'valthree;help;check-history'= {
+        }
+        &'valthree;help;demo'= {
         }
         &'valthree;help;completions'= {
         }

@@ -19,6 +19,7 @@
 pub mod check;
 pub mod cli;
 pub mod cluster;
+pub mod demo;
 pub mod error;
 pub mod history;
 pub mod mode;

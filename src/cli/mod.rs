@@ -3,6 +3,7 @@
 pub mod check;
 pub mod cluster;
 pub mod completions;
+pub mod demo;
 pub mod serve;
 pub mod template;
 pub mod workload;
@@ -30,6 +31,8 @@ pub enum Command {
     Cluster(cluster::ClusterArgs),
     /// Check a recorded history for linearizability.
     CheckHistory(check::CheckArgs),
+    /// Run a narrated, self-checking demo of a mechanism on a local cluster.
+    Demo(demo::DemoArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
     /// Run one command of the Antithesis test template (as its link in the image does).
@@ -64,6 +67,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Workload(args) => workload::run(*args),
         Command::CheckHistory(args) => check::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Completions(args) => completions::run(args),
         Command::TestTemplate(args) => template::run(args),
