@@ -136,12 +136,7 @@ fn density(starts: impl Iterator<Item = u64>, t0: u64, t1: u64) -> Vec<u32> {
 pub fn render_dynamo(report: &dynamo::Report, title: &str) -> String {
     let history = &report.history;
     let all = || history.keys.values().flatten();
-    let times = all()
-        .flat_map(|o| [Some(o.call), (o.ret != NEVER).then_some(o.ret)])
-        .flatten()
-        .chain(history.faults.iter().map(|f| f.time));
-    let (t0, t1) = times.fold((u64::MAX, 0), |(a, b), t| (a.min(t), b.max(t)));
-    let (t0, t1) = if t0 > t1 { (0, 1) } else { (t0, t1.max(t0 + 1)) };
+    let (t0, t1) = run_range(all().map(|o| (o.call, o.ret)), &history.faults);
     let failed = all().filter(|o| o.outcome == crate::history::EventType::Fail).count();
     let unknown = all().filter(|o| o.ret == NEVER).count();
     let clients: HashSet<u64> = all().map(|o| o.process).collect();
@@ -234,10 +229,7 @@ pub fn render_dynamo(report: &dynamo::Report, title: &str) -> String {
             "prefixLen": Value::Null,
         }));
     }
-    let spans: Vec<Value> = spans(&history.faults)
-        .iter()
-        .map(|s| json!({"kind": s.kind, "target": s.target, "start": s.start, "end": s.end, "undo": s.undo}))
-        .collect();
+    let spans = spans_json(&spans(&history.faults));
     let counts: Vec<String> = report.counts.iter().map(|(k, n)| k.count(*n)).collect();
     let keys_text = |n: usize| format!("{n} key{}", if n == 1 { "" } else { "s" });
     let banner = if report.ok() {
@@ -299,6 +291,29 @@ pub fn render_dynamo(report: &dynamo::Report, title: &str) -> String {
         "faults": spans,
         "density": density(all().map(|o| o.call), t0, t1),
     });
+    page(&data)
+}
+
+/// The run's time range: every invocation, every known completion and every fault.
+fn run_range(ops: impl Iterator<Item = (u64, u64)>, faults: &[Fault]) -> (u64, u64) {
+    let times = ops
+        .flat_map(|(call, ret)| [Some(call), (ret != NEVER).then_some(ret)])
+        .flatten()
+        .chain(faults.iter().map(|f| f.time));
+    let (t0, t1) = times.fold((u64::MAX, 0), |(a, b), t| (a.min(t), b.max(t)));
+    if t0 > t1 { (0, 1) } else { (t0, t1.max(t0 + 1)) }
+}
+
+fn spans_json(spans: &[Span]) -> Vec<Value> {
+    spans
+        .iter()
+        .map(|s| json!({"kind": s.kind, "target": s.target, "start": s.start, "end": s.end, "undo": s.undo}))
+        .collect()
+}
+
+/// The page around its data.
+fn page(data: &Value) -> String {
+    // Keep `</script>` out of the embedded JSON.
     let data = data.to_string().replace("</", "<\\/");
     TEMPLATE.replace("__DATA__", &data)
 }
@@ -306,14 +321,8 @@ pub fn render_dynamo(report: &dynamo::Report, title: &str) -> String {
 /// Renders the report as one HTML document.
 pub fn render(report: &Report, title: &str) -> String {
     let history = &report.history;
-    // The run: every invocation, every known completion and every fault.
     let all_ops = || history.keys.values().flatten();
-    let times = all_ops()
-        .flat_map(|o| [Some(o.call), (o.ret != NEVER).then_some(o.ret)])
-        .flatten()
-        .chain(history.faults.iter().map(|f| f.time));
-    let (t0, t1) = times.fold((u64::MAX, 0), |(a, b), t| (a.min(t), b.max(t)));
-    let (t0, t1) = if t0 > t1 { (0, 1) } else { (t0, t1.max(t0 + 1)) };
+    let (t0, t1) = run_range(all_ops().map(|o| (o.call, o.ret)), &history.faults);
     // Operations checked (FLUSHALL is in every key's list: count it once by its line).
     let mut seen = HashSet::new();
     let (mut checked, mut unknown, mut clients) = (0usize, 0usize, HashSet::new());
@@ -394,10 +403,7 @@ pub fn render(report: &Report, title: &str) -> String {
             "prefixLen": violation.map(|v| v.prefix.len()),
         }));
     }
-    let spans: Vec<Value> = spans
-        .iter()
-        .map(|s| json!({"kind": s.kind, "target": s.target, "start": s.start, "end": s.end, "undo": s.undo}))
-        .collect();
+    let spans = spans_json(&spans);
     let data = json!({
         "title": title,
         "verdict": report.verdict.as_str(),
@@ -417,9 +423,7 @@ pub fn render(report: &Report, title: &str) -> String {
         "faults": spans,
         "density": density(all_ops().map(|o| o.call), t0, t1),
     });
-    // Keep `</script>` out of the embedded JSON.
-    let data = data.to_string().replace("</", "<\\/");
-    TEMPLATE.replace("__DATA__", &data)
+    page(&data)
 }
 
 const TEMPLATE: &str = r##"<!doctype html>
