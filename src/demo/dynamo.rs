@@ -33,6 +33,11 @@ fn wait_health(
     Ok(seen.map(|()| took))
 }
 
+/// How long a wait took, for a claim's observation.
+fn seconds(took: Option<Duration>) -> String {
+    took.map_or_else(|| "not within the time allowed".into(), |t| format!("after {:.2}s", t.as_secs_f64()))
+}
+
 /// A node's own replica of `key` (DYNAMO.LOCAL), quietly.
 fn local(state: &ClusterState, node: &str, key: &str) -> Result<BytesFrame, String> {
     call(state, node, &["DYNAMO.LOCAL", key])
@@ -57,8 +62,10 @@ pub fn quorum(stage: &mut Stage) -> Result<(), Failure> {
     let r = stage.cli(&state, "n2", &["GET", "user:1"], "R=2 meets W=2 in at least one replica (R + W > N)")?;
     stage.claim("a read through another node sees the write", text(&r).as_deref() == Some("grace"), &render(&r))?;
     stage.cluster(&state, &["kill", "n2"], "now only n1 is left: no quorum of 2")?;
-    let dead = wait_health(stage, &state, "n1", "n2", "DEAD", Duration::from_secs(15))?;
-    stage.claim("n1's failure detector finds n2 dead", dead.is_some(), &format!("after {dead:?}"))?;
+    for node in ["n2", "n3"] {
+        let dead = wait_health(stage, &state, "n1", node, "DEAD", Duration::from_secs(15))?;
+        stage.claim(&format!("n1's failure detector finds {node} dead"), dead.is_some(), &seconds(dead))?;
+    }
     let r = stage.cli(
         &state,
         "n1",
@@ -70,7 +77,7 @@ pub fn quorum(stage: &mut Stage) -> Result<(), Failure> {
     stage.cluster(&state, &["restart", "n3"], "")?;
     for node in ["n2", "n3"] {
         let alive = wait_health(stage, &state, "n1", node, "ALIVE", Duration::from_secs(15))?;
-        stage.claim(&format!("n1 sees {node} alive again"), alive.is_some(), &format!("after {alive:?}"))?;
+        stage.claim(&format!("n1 sees {node} alive again"), alive.is_some(), &seconds(alive))?;
     }
     let r = stage.cli(&state, "n3", &["GET", "user:1"], "the refused write changed nothing")?;
     stage.claim("the last acknowledged value is read back", text(&r).as_deref() == Some("grace"), &render(&r))
@@ -131,7 +138,7 @@ pub fn repair(stage: &mut Stage) -> Result<(), Failure> {
     stage.claim(
         "n3's replica now holds v2",
         repaired.is_some() && values(&r) == ["v2"],
-        &format!("{} after {took:?}", render(&r)),
+        &format!("{} after {:.2}s", render(&r), took.as_secs_f64()),
     )?;
     let replicas: Vec<String> =
         ["n1", "n2", "n3"].iter().map(|n| local(&state, n, "user:1").map(|f| render(&f))).collect::<Result<_, _>>()?;
@@ -147,7 +154,7 @@ pub fn handoff(stage: &mut Stage) -> Result<(), Failure> {
     let state = stage.up(ModeName::Dynamo, 3, &FAST_DETECTION)?;
     stage.cluster(&state, &["kill", "n3"], "")?;
     let dead = wait_health(stage, &state, "n1", "n3", "DEAD", Duration::from_secs(15))?;
-    stage.claim("n1 finds n3 dead", dead.is_some(), &format!("after {dead:?}"))?;
+    stage.claim("n1 finds n3 dead", dead.is_some(), &seconds(dead))?;
     for i in 1..=5 {
         let (key, value) = (format!("order:{i}"), format!("item-{i}"));
         stage.cli(&state, "n1", &["SET", &key, &value], if i == 1 { "each write leaves a hint for n3" } else { "" })?;
@@ -192,13 +199,13 @@ pub fn membership(stage: &mut Stage) -> Result<(), Failure> {
     stage.claim(
         "n1 suspects n2 within seconds",
         suspect.is_some() || line.contains(" DEAD "),
-        &format!("{line} after {suspect:?}"),
+        &format!("{line}, {}", seconds(suspect)),
     )?;
     let dead = wait_health(stage, &state, "n1", "n2", "DEAD", Duration::from_secs(10))?;
     let r = stage.cli(&state, "n1", &["DYNAMO.MEMBERS"], "")?;
-    stage.claim("then finds it DEAD", dead.is_some(), &format!("after {dead:?}\n{}", render(&r)))?;
+    stage.claim("then finds it DEAD", dead.is_some(), &format!("{}\n{}", seconds(dead), render(&r)))?;
     stage.cluster(&state, &["restart", "n2"], "a restarted node is a new life of the member")?;
     let back = wait_health(stage, &state, "n1", "n2", "ALIVE", Duration::from_secs(10))?;
     let r = stage.cli(&state, "n1", &["DYNAMO.MEMBERS"], "")?;
-    stage.claim("n1 sees n2 ALIVE again", back.is_some(), &format!("after {back:?}\n{}", render(&r)))
+    stage.claim("n1 sees n2 ALIVE again", back.is_some(), &format!("{}\n{}", seconds(back), render(&r)))
 }

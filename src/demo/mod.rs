@@ -325,7 +325,9 @@ impl Stage {
     /// `valthree cluster kill|restart|pause|resume|partition|heal ...`.
     pub fn cluster(&mut self, state: &ClusterState, args: &[&str], notice: &str) -> Result<(), Failure> {
         let dir = state.dir.clone();
-        self.begin(&format!("valthree cluster {} --dir {}", args.join(" "), dir.display()), notice);
+        let shown: Vec<String> =
+            args.iter().map(|a| if a.contains(' ') { format!("\"{a}\"") } else { a.to_string() }).collect();
+        self.begin(&format!("valthree cluster {} --dir {}", shown.join(" "), dir.display()), notice);
         let fresh = ClusterState::require(&dir)?;
         match args {
             ["kill", node] => cluster::kill(&fresh, node)?,
