@@ -229,6 +229,29 @@ fn a_sloppy_quorum_writes_through_a_stand_in_that_hands_the_write_to_the_owner_w
 }
 
 #[test]
+fn a_writes_reply_context_never_lets_its_client_supersede_a_sibling_it_never_saw() {
+    // A and B write blind through one node; B writes again under the context its VSET
+    // returned. A's write must survive: B never saw it.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "dynamo", &[]);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    let vset = |value: &str, context: &str| -> Vec<String> {
+        redis::cmd("VSET").arg("k").arg(value).arg(context).query(&mut redis(&addrs[0])).unwrap()
+    };
+    vset("a", "");
+    let reply = vset("b", "");
+    vset("b2", &reply[0]);
+    let (_, values) = versioned(&addrs[1], "VGET", "k");
+    assert!(values.contains(&Some("a".into())) && values.contains(&Some("b2".into())), "{values:?}");
+    // A client that read both supersedes both.
+    let (context, _) = versioned(&addrs[1], "VGET", "k");
+    vset("merged", &context);
+    assert_eq!(versioned(&addrs[2], "VGET", "k").1, vec![Some("merged".to_string())]);
+}
+
+#[test]
 fn redis_cli_reads_writes_and_inspects_a_dynamo_cluster() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");

@@ -440,7 +440,8 @@ struct Known {
 }
 
 impl Known {
-    fn new(ops: &[DOp], dots: &[Option<Dot>], writes: &[usize]) -> Self {
+    /// `seen[w]`: what write `w`'s client had read (see [`Seen`]).
+    fn new(seen: &[VersionVector], dots: &[Option<Dot>], writes: &[usize]) -> Self {
         let mut by_actor: HashMap<Actor, Vec<(u64, usize)>> = HashMap::new();
         for &w in writes {
             if let Some(d) = dots[w] {
@@ -454,7 +455,7 @@ impl Known {
             let prefix: Vec<VersionVector> = list
                 .iter()
                 .map(|&(_, w)| {
-                    running.join(&ops[w].context);
+                    running.join(&seen[w]);
                     running.clone()
                 })
                 .collect();
@@ -496,6 +497,52 @@ impl Known {
     }
 }
 
+/// What each write's client had seen when it wrote: a write supersedes another only if its
+/// client had seen it — in the context of its last VGET, or as one of its own acknowledged
+/// writes — never merely because the context it sent covers it (a context handed back by a
+/// VSET that covered a sibling the client never saw would silently supersede it).
+struct Seen {
+    /// Per operation: the part of the sent context the client's last read had shown it.
+    read: Vec<VersionVector>,
+    /// Per write: the later writes of its own client whose sent context covers it.
+    own: HashMap<usize, Vec<usize>>,
+}
+
+impl Seen {
+    fn new(ops: &[DOp], dots: &[Option<Dot>]) -> Self {
+        let mut read = vec![VersionVector::new(); ops.len()];
+        let mut own: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut last_read: HashMap<u64, VersionVector> = HashMap::new();
+        let mut written: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (i, o) in ops.iter().enumerate() {
+            if o.is_write() {
+                let base = last_read.get(&o.process).cloned().unwrap_or_default();
+                // The pointwise minimum: what it read, and sent.
+                read[i] = base.entries().map(|(a, c)| (a, c.min(o.context.get(a)))).filter(|(_, c)| *c > 0).collect();
+                for &w in written.get(&o.process).into_iter().flatten() {
+                    if let Some(d) = dots[w]
+                        && o.context.covers(d)
+                        && !read[i].covers(d)
+                    {
+                        own.entry(w).or_default().push(i);
+                    }
+                }
+                if o.outcome == EventType::Ok {
+                    written.entry(o.process).or_default().push(i);
+                }
+            } else if o.op == Op::Vget && o.outcome == EventType::Ok {
+                last_read.insert(o.process, o.context.clone());
+            }
+        }
+        Seen { read, own }
+    }
+
+    /// True when write `s` legitimately supersedes write `w` (dot `d`).
+    fn supersedes(&self, s: usize, w: usize, d: Dot) -> bool {
+        self.read[s].covers(d) || self.own.get(&w).is_some_and(|o| o.contains(&s))
+    }
+}
+
 fn check_key(c: &mut KeyCheck<'_>, quorums: Option<Quorums>, deadline: Option<Instant>) -> bool {
     let ops = c.ops;
     let by_value: HashMap<&str, usize> =
@@ -504,7 +551,14 @@ fn check_key(c: &mut KeyCheck<'_>, quorums: Option<Quorums>, deadline: Option<In
     let writes: Vec<usize> =
         (0..ops.len()).filter(|&i| ops[i].is_write() && ops[i].outcome != EventType::Fail).collect();
     let by_dot: HashMap<Dot, usize> = writes.iter().filter_map(|&w| dots[w].map(|d| (d, w))).collect();
-    let known = Known::new(ops, &dots, &writes);
+    let seen = Seen::new(ops, &dots);
+    let known = Known::new(&seen.read, &dots, &writes);
+    // Superseded within a read's context `k`: by the join of what the writes it knows had
+    // read (`superseded`), or by a later write of its own client that `k` knows.
+    let superseded_in = |k: &VersionVector, superseded: &VersionVector, w: usize, d: Dot| {
+        superseded.covers(d)
+            || seen.own.get(&w).is_some_and(|o| o.iter().any(|&s| dots[s].is_some_and(|ds| k.covers(ds))))
+    };
     // Writes whose dot was never seen may have happened and superseded others: per write, the
     // earliest invocation of such a write whose context covers it.
     let unseen: Vec<usize> = writes.iter().copied().filter(|&w| dots[w].is_none()).collect();
@@ -512,7 +566,7 @@ fn check_key(c: &mut KeyCheck<'_>, quorums: Option<Quorums>, deadline: Option<In
         .iter()
         .filter_map(|&w| {
             let d = dots[w]?;
-            unseen.iter().filter(|&&u| ops[u].context.covers(d)).map(|&u| ops[u].call).min().map(|t| (w, t))
+            unseen.iter().filter(|&&u| seen.supersedes(u, w, d)).map(|&u| ops[u].call).min().map(|t| (w, t))
         })
         .collect();
     let unseen_deletes: Vec<u64> = unseen.iter().filter(|&&u| ops[u].op == Op::Vdel).map(|&u| ops[u].call).collect();
@@ -521,7 +575,9 @@ fn check_key(c: &mut KeyCheck<'_>, quorums: Option<Quorums>, deadline: Option<In
         if let (EventType::Ok, Some(returned), Some(d)) = (ops[w].outcome, &ops[w].returned, ops[w].dot) {
             let mut expected = ops[w].context.clone();
             expected.add(d);
-            if *returned != expected {
+            // The sent context plus the write's dot, or (when the dot would also cover a
+            // sibling the client has not seen) the sent context alone.
+            if *returned != expected && *returned != ops[w].context {
                 c.report(Kind::InflatedContext, w, w, &[], || {
                     format!(
                         "{} answered the context {}, not what it was sent plus its dot ({}): a write under it \
@@ -579,11 +635,11 @@ fn check_key(c: &mut KeyCheck<'_>, quorums: Option<Quorums>, deadline: Option<In
                 c.report(Kind::Zombie, w, r, &[w], || {
                     format!("{} shows the write of {}, invoked only after the read", read.describe(), ops[w].describe())
                 });
-            } else if superseded.covers(*dot) {
+            } else if superseded_in(k, &superseded, w, *dot) {
                 let s = writes
                     .iter()
                     .copied()
-                    .find(|&s| dots[s].is_some_and(|ds| k.covers(ds)) && ops[s].context.covers(*dot));
+                    .find(|&s| dots[s].is_some_and(|ds| k.covers(ds)) && seen.supersedes(s, w, *dot));
                 c.report(Kind::Zombie, w, r, &[w, s.unwrap_or(w)], || {
                     let by = s.map_or_else(|| "a write".to_string(), |s| ops[s].describe());
                     format!(
@@ -597,7 +653,10 @@ fn check_key(c: &mut KeyCheck<'_>, quorums: Option<Quorums>, deadline: Option<In
         // Lost writes: known to the context, superseded by no write it knows, yet not shown.
         for w in known.maximal(k, &superseded) {
             let d = dots[w].expect("known writes have dots");
-            if shown.contains(&d) || excuse.get(&w).is_some_and(|&t| t < read.ret) {
+            if shown.contains(&d)
+                || superseded_in(k, &superseded, w, d)
+                || excuse.get(&w).is_some_and(|&t| t < read.ret)
+            {
                 continue;
             }
             c.report(Kind::LostWrite, w, r, &[w], || {

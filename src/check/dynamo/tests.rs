@@ -146,12 +146,11 @@ fn a_concurrent_write_dropped_by_last_writer_wins_is_a_lost_write() {
 fn a_write_some_unknown_write_may_have_superseded_is_not_called_lost() {
     let mut h = H::default();
     let a1 = dot(A, 1);
-    h.config(3, 2, 2).vset(1, "1-1", json!({}), &a1).invoke_vset(2, "2-1", json!({A: 1})).complete(
-        2,
-        EventType::Info,
-        "vset",
-        Value::Null,
-    );
+    h.config(3, 2, 2)
+        .vset(1, "1-1", json!({}), &a1)
+        .vget(2, json!({A: 1}), &[(&a1, Some("1-1"))])
+        .invoke_vset(2, "2-1", json!({A: 1}))
+        .complete(2, EventType::Info, "vset", Value::Null);
     // The timed-out write may have happened (under a dot the checker never saw, which the
     // read's context may cover) and superseded 1-1: a missing 1-1 is no proof of a loss.
     h.vget(3, json!({A: 1, B: 7}), &[]);
@@ -171,11 +170,11 @@ fn a_failed_write_that_shows_up_and_a_superseded_one_that_lingers_are_zombies() 
     assert_eq!(kinds(&h.check()), vec![Kind::Zombie]);
 
     let mut h = H::default();
-    h.config(3, 2, 2).vset(1, "1-1", json!({}), &a1).vset(2, "2-1", json!({A: 1}), &a2).vget(
-        3,
-        json!({A: 2}),
-        &[(&a1, Some("1-1")), (&a2, Some("2-1"))],
-    );
+    h.config(3, 2, 2)
+        .vset(1, "1-1", json!({}), &a1)
+        .vget(2, json!({A: 1}), &[(&a1, Some("1-1"))])
+        .vset(2, "2-1", json!({A: 1}), &a2)
+        .vget(3, json!({A: 2}), &[(&a1, Some("1-1")), (&a2, Some("2-1"))]);
     let report = h.check();
     assert_eq!(kinds(&report), vec![Kind::Zombie], "{}", verdict_text(&report));
     assert!(report.violations[0].message.contains("whose context had seen it"));
@@ -275,12 +274,13 @@ fn a_settled_replica_that_could_not_be_read_leaves_convergence_unchecked_not_vio
 fn a_write_invoked_after_a_read_cannot_excuse_what_the_read_lost() {
     let mut h = H::default();
     let (a1, b1) = (dot(A, 1), dot(B, 1));
-    h.config(3, 2, 2).vset(1, "1-1", json!({}), &a1).vset(2, "2-1", json!({}), &b1).vget(
+    h.config(3, 1, 1).vset(1, "1-1", json!({}), &a1).vset(2, "2-1", json!({}), &b1).vget(
         3,
         json!({A: 1, B: 1}),
         &[(&b1, Some("2-1"))],
     );
     // Later, a write that had seen 1-1 times out: it cannot have superseded 1-1 before the read.
+    h.vget(4, json!({A: 1}), &[(&a1, Some("1-1"))]);
     h.invoke_vset(4, "4-1", json!({A: 1})).complete(4, EventType::Info, "vset", Value::Null);
     assert_eq!(kinds(&h.check()), vec![Kind::LostWrite]);
 }
@@ -317,4 +317,31 @@ fn the_html_page_of_a_violation_on_a_key_with_only_plain_reads_renders() {
     assert_eq!(kinds(&report), vec![Kind::Zombie]);
     let page = crate::check::report::render_dynamo(&report, "t");
     assert!(page.contains(r#""verdict":"NOT consistent""#));
+}
+
+#[test]
+fn a_write_under_a_context_that_covers_a_sibling_its_client_never_saw_loses_it() {
+    // A and B write blind through one node (one actor): dots 5 and 6. B's reply context
+    // claims dot 6, which covers 5 too; B's next write under it supersedes A's, which B
+    // never saw. The context sent covers A; what B had seen does not: a lost write.
+    let mut h = H::default();
+    let (a5, a6, a7) = (dot(A, 5), dot(A, 6), dot(A, 7));
+    h.config(3, 2, 2)
+        .vset(1, "1-1", json!({}), &a5)
+        .vset(2, "2-1", json!({}), &a6)
+        .vset(2, "2-2", json!({A: 6}), &a7)
+        .vget(3, json!({A: 7}), &[(&a7, Some("2-2"))]);
+    let report = h.check();
+    assert_eq!(kinds(&report), vec![Kind::LostWrite], "{}", verdict_text(&report));
+    assert!(report.violations[0].message.contains("1-1"), "{}", report.violations[0].message);
+    // The same through a client that read both first is a legitimate merge.
+    let mut h = H::default();
+    h.config(3, 2, 2)
+        .vset(1, "1-1", json!({}), &a5)
+        .vset(2, "2-1", json!({}), &a6)
+        .vget(2, json!({A: 6}), &[(&a5, Some("1-1")), (&a6, Some("2-1"))])
+        .vset(2, "2-2", json!({A: 6}), &a7)
+        .vget(3, json!({A: 7}), &[(&a7, Some("2-2"))]);
+    let report = h.check();
+    assert!(report.ok(), "{}", verdict_text(&report));
 }

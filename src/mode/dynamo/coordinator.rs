@@ -361,15 +361,8 @@ impl Coordinator {
         if !*answered && acks.len() >= *w {
             *answered = true;
             let (object, dot) = written.as_ref().expect("acknowledged, so written");
-            // What the client may write under next: what it had seen, and its own write — never
-            // the siblings the replica also held, which the client has not seen (a write under
-            // that context would silently supersede them).
             let seen = match context {
-                Some(c) => {
-                    let mut seen = c.clone();
-                    seen.add(*dot);
-                    seen
-                }
+                Some(c) => seen_after(c, object, *dot),
                 None => object.context().clone(),
             };
             let reply = Reply::Written { context: seen, dot: *dot };
@@ -494,6 +487,23 @@ impl Coordinator {
     }
 }
 
+/// The context a write's client may write under next: what it had seen (`sent`) and its own
+/// write `dot` — never a sibling the replica also held that the client has not seen, or its
+/// next write would silently supersede it. A version vector covers an actor's counters up to
+/// its entry, so adding the dot would also cover this actor's earlier dots: when one of them
+/// is a sibling the client has not seen (a concurrent write through the same node), the dot
+/// is left out, and the client's own write stays a sibling of its next one (a VGET shows
+/// both, and a write under that context supersedes both).
+pub fn seen_after(sent: &VersionVector, object: &Object, dot: Dot) -> VersionVector {
+    let mut seen = sent.clone();
+    let unseen_sibling =
+        object.siblings().iter().any(|s| s.dot != dot && s.dot.actor == dot.actor && !sent.covers(s.dot));
+    if !unseen_sibling {
+        seen.add(dot);
+    }
+    seen
+}
+
 /// The join of `objects`.
 pub fn join<'a>(causality: Causality, objects: impl Iterator<Item = &'a Object>) -> Object {
     let mut out = Object::new();
@@ -554,6 +564,24 @@ mod tests {
         let out = c.take_output();
         assert_eq!(out, vec![Output::Hint { target: 2, key: key() }], "n2 never answered");
         assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_write_reply_context_never_covers_a_sibling_its_client_has_not_seen() {
+        // A and B write blind through the same node (one actor): dots 5 and 6.
+        let mut object = Object::new();
+        let (a, b) = (Dot { actor: 1, counter: 5 }, Dot { actor: 1, counter: 6 });
+        object.put(&VersionVector::new(), a, 1, v("a"));
+        object.put(&VersionVector::new(), b, 2, v("b"));
+        // Covering dot 6 would cover 5, A's write, which B never saw: the dot is left out.
+        let seen = seen_after(&VersionVector::new(), &object, b);
+        assert!(!seen.covers(a) && !seen.covers(b), "{seen:?}");
+        // Alone (or once A is known), B's reply covers its own write.
+        let mut alone = Object::new();
+        alone.put(&VersionVector::new(), b, 2, v("b"));
+        assert!(seen_after(&VersionVector::new(), &alone, b).covers(b));
+        let knows_a: VersionVector = [(1, 5)].into_iter().collect();
+        assert!(seen_after(&knows_a, &object, b).covers(b));
     }
 
     #[test]
