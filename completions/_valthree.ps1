@@ -315,7 +315,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
         'valthree;demo' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'Where the demo''s clusters live [default: a fresh temporary directory]')
             [CompletionResult]::new('--base-port', '--base-port', [CompletionResultType]::ParameterName, 'Node i listens on base+i (peers on base+1000+i)')
-            [CompletionResult]::new('--pace', '--pace', [CompletionResultType]::ParameterName, 'Seconds to pause between steps [default: 1 on a terminal, 0 otherwise]')
+            [CompletionResult]::new('--pace', '--pace', [CompletionResultType]::ParameterName, 'Seconds to pause between steps, 0 to 10 [default: 1 on a terminal, 0 otherwise]')
             [CompletionResult]::new('--serve-flag', '--serve-flag', [CompletionResultType]::ParameterName, 'Extra `valthree serve` flags for every node (e.g. a broken configuration, to see a claim fail)')
             [CompletionResult]::new('--keep', '--keep', [CompletionResultType]::ParameterName, 'Leave the cluster running at the end (with the commands to explore and remove it)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'A machine-readable log of the steps and checks instead of the narration')

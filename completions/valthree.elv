@@ -283,7 +283,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;demo'= {
             cand --dir 'Where the demo''s clusters live [default: a fresh temporary directory]'
             cand --base-port 'Node i listens on base+i (peers on base+1000+i)'
-            cand --pace 'Seconds to pause between steps [default: 1 on a terminal, 0 otherwise]'
+            cand --pace 'Seconds to pause between steps, 0 to 10 [default: 1 on a terminal, 0 otherwise]'
             cand --serve-flag 'Extra `valthree serve` flags for every node (e.g. a broken configuration, to see a claim fail)'
             cand --keep 'Leave the cluster running at the end (with the commands to explore and remove it)'
             cand --json 'A machine-readable log of the steps and checks instead of the narration'

@@ -214,7 +214,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand check-history" -s h -l
 complete -c valthree -n "__fish_valthree_using_subcommand check-history" -s V -l version -d 'Print version'
 complete -c valthree -n "__fish_valthree_using_subcommand demo" -l dir -d 'Where the demo\'s clusters live [default: a fresh temporary directory]' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand demo" -l base-port -d 'Node i listens on base+i (peers on base+1000+i)' -r
-complete -c valthree -n "__fish_valthree_using_subcommand demo" -l pace -d 'Seconds to pause between steps [default: 1 on a terminal, 0 otherwise]' -r
+complete -c valthree -n "__fish_valthree_using_subcommand demo" -l pace -d 'Seconds to pause between steps, 0 to 10 [default: 1 on a terminal, 0 otherwise]' -r
 complete -c valthree -n "__fish_valthree_using_subcommand demo" -l serve-flag -d 'Extra `valthree serve` flags for every node (e.g. a broken configuration, to see a claim fail)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand demo" -l keep -d 'Leave the cluster running at the end (with the commands to explore and remove it)'
 complete -c valthree -n "__fish_valthree_using_subcommand demo" -l json -d 'A machine-readable log of the steps and checks instead of the narration'

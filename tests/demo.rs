@@ -36,7 +36,7 @@ fn every_demo_runs_its_steps_and_every_claim_holds() {
         for s in steps {
             let what = s["do"].as_str().unwrap();
             assert!(
-                ["valthree ", "redis-cli ", "8 clients"].iter().any(|p| what.starts_with(p)),
+                ["valthree ", "redis-cli ", "for "].iter().any(|p| what.starts_with(p)),
                 "{}: step {what:?}",
                 log["demo"]
             );

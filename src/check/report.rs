@@ -157,7 +157,7 @@ pub fn render_dynamo(report: &dynamo::Report, title: &str) -> String {
         // Every violation on the key is marked: its read red, the writes it involves orange.
         let mut stuck = HashSet::new();
         let mut involved = HashSet::new();
-        for v in drawable.iter().filter(|v| &v.key == key).take(50) {
+        for v in drawable.iter().filter(|v| &v.key == key) {
             stuck.extend(v.ops.first().copied());
             involved.extend(v.ops.iter().skip(1).copied());
         }

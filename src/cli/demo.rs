@@ -29,13 +29,20 @@ pub struct DemoArgs {
     /// A machine-readable log of the steps and checks instead of the narration.
     #[arg(long)]
     pub json: bool,
-    /// Seconds to pause between steps [default: 1 on a terminal, 0 otherwise].
-    #[arg(long)]
+    /// Seconds to pause between steps, 0 to 10 [default: 1 on a terminal, 0 otherwise].
+    #[arg(long, value_parser = parse_pace)]
     pub pace: Option<f64>,
     /// Extra `valthree serve` flags for every node (e.g. a broken configuration, to see a
     /// claim fail).
     #[arg(long = "serve-flag", allow_hyphen_values = true, hide = true)]
     pub serve_flags: Vec<String>,
+}
+
+fn parse_pace(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(p) if (0.0..=10.0).contains(&p) => Ok(p),
+        _ => Err(format!("{text:?} is not a number of seconds from 0 to 10")),
+    }
 }
 
 fn demo_names() -> clap::builder::PossibleValuesParser {

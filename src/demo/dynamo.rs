@@ -43,6 +43,30 @@ fn local(state: &ClusterState, node: &str, key: &str) -> Result<BytesFrame, Stri
     call(state, node, &["DYNAMO.LOCAL", key])
 }
 
+/// The values of a `VGET WITHDOTS` reply's siblings.
+fn sibling_values(frame: &BytesFrame) -> Vec<String> {
+    with_dots(frame).into_iter().filter_map(|(_, v)| v).collect()
+}
+
+/// The dots of a `VGET WITHDOTS` reply's siblings.
+fn sibling_dots(frame: &BytesFrame) -> Vec<String> {
+    with_dots(frame).into_iter().map(|(d, _)| d).collect()
+}
+
+fn with_dots(frame: &BytesFrame) -> Vec<(String, Option<String>)> {
+    match frame {
+        BytesFrame::Array(items) => items
+            .iter()
+            .skip(1)
+            .filter_map(|s| match s {
+                BytesFrame::Array(parts) if parts.len() == 3 => Some((text(&parts[0])?, text(&parts[2]))),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The live values of a VGET / DYNAMO.LOCAL reply.
 fn values(frame: &BytesFrame) -> Vec<String> {
     match frame {
@@ -108,7 +132,14 @@ pub fn conflict(stage: &mut Stage) -> Result<(), Failure> {
         BytesFrame::Array(items) => items.len().saturating_sub(1),
         _ => 0,
     };
-    stage.claim("VGET shows both siblings with their dots", siblings == 2, &render(&r))?;
+    let mut shown = sibling_values(&r);
+    shown.sort();
+    let dots = sibling_dots(&r);
+    stage.claim(
+        "VGET shows both siblings with their dots",
+        siblings == 2 && shown == ["eggs", "milk"] && dots.len() == 2 && dots[0] != dots[1],
+        &render(&r),
+    )?;
     let merged_context = lines(&r).first().cloned().unwrap_or_default();
     stage.say("The client merges the siblings (the union of the carts) and writes under the context it read.");
     stage.cli(&state, "n3", &["VSET", "cart", "milk,eggs", &merged_context], "this write has seen both siblings")?;
@@ -128,7 +159,12 @@ pub fn repair(stage: &mut Stage) -> Result<(), Failure> {
     stage.cluster(&state, &["restart", "n3"], "")?;
     let r = stage.cli(&state, "n3", &["DYNAMO.LOCAL", "user:1"], "n3's own replica, read without a quorum")?;
     stage.claim("n3's replica is stale: it still holds v1", values(&r) == ["v1"], &render(&r))?;
-    let r = stage.cli(&state, "n1", &["GET", "user:1"], "a quorum read asks every owner and joins their answers")?;
+    let r = stage.cli(
+        &state,
+        "n1",
+        &["GET", "user:1"],
+        "a read asks every live owner, answers with the join of the first R=2, then repairs the stale ones",
+    )?;
     stage.claim("the read answers the latest value", text(&r).as_deref() == Some("v2"), &render(&r))?;
     let (took, repaired) = stage.wait("n3's replica to be repaired", Duration::from_secs(10), || {
         Ok((values(&local(&state, "n3", "user:1")?) == ["v2"]).then_some(()))

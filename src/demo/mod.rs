@@ -115,17 +115,33 @@ impl From<String> for Failure {
     }
 }
 
-/// The clusters this process started, torn down on Ctrl-C.
+/// The clusters this process started (registered before they start), torn down on Ctrl-C,
+/// and the temporary directories to remove then.
 static STARTED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static ROOTS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Held while a cluster's processes start or restart: an interrupt waits for it, so no
+/// process is left that the teardown did not know of.
+static STARTING: Mutex<()> = Mutex::new(());
+/// Set once interrupted: the demo stops talking.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Tears down every cluster on Ctrl-C (then exits 130).
 pub fn tear_down_on_interrupt() {
     std::thread::spawn(|| {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         if runtime.block_on(tokio::signal::ctrl_c()).is_ok() {
+            INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
             eprintln!("\ninterrupted: tearing the demo's cluster down");
-            for dir in STARTED.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            let _starting = lock(&STARTING);
+            for dir in lock(&STARTED).drain(..) {
                 let _ = cluster::down(&dir, true);
+            }
+            for root in lock(&ROOTS).drain(..) {
+                let _ = std::fs::remove_dir_all(root);
             }
             std::process::exit(130);
         }
@@ -184,6 +200,7 @@ impl Stage {
                     fastrand::u32(..)
                 ));
                 std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                lock(&ROOTS).push(dir.clone());
                 (dir, true)
             }
         };
@@ -201,7 +218,7 @@ impl Stage {
     }
 
     fn print(&self, text: &str) {
-        if !self.options.json {
+        if !self.options.json && !INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
             println!("{text}");
         }
     }
@@ -271,11 +288,14 @@ impl Stage {
         self.begin(&command, "");
         let spinner = self.spinner(&format!("starting {nodes} {} nodes", mode.as_str()));
         let options = UpOptions { mode, nodes, dir: dir.clone(), base_port: self.options.base_port, extra };
-        let state = cluster::up(&options);
+        let state = {
+            let _starting = lock(&STARTING);
+            lock(&STARTED).push(dir.clone());
+            cluster::up(&options)
+        };
         spinner.finish_and_clear();
-        let state = state?;
-        STARTED.lock().unwrap_or_else(|e| e.into_inner()).push(dir.clone());
         self.clusters.push(dir);
+        let state = state?;
         let nodes: Vec<String> = state.nodes.iter().map(|n| format!("{} on {}", n.name, n.addr)).collect();
         self.observed(&format!("up: {}", nodes.join(", ")));
         Ok(state)
@@ -286,7 +306,7 @@ impl Stage {
         let Some(dir) = self.clusters.pop() else { return Ok(()) };
         self.begin(&format!("valthree cluster down --purge --dir {}", dir.display()), "");
         cluster::down(&dir, true)?;
-        STARTED.lock().unwrap_or_else(|e| e.into_inner()).retain(|d| d != &dir);
+        lock(&STARTED).retain(|d| d != &dir);
         self.observed("down");
         Ok(())
     }
@@ -312,10 +332,7 @@ impl Stage {
     ) -> Result<BytesFrame, Failure> {
         let node = state.node(node)?;
         let port = node.addr.rsplit(':').next().unwrap_or_default();
-        let shown: Vec<String> = args
-            .iter()
-            .map(|a| if a.contains(' ') || a.is_empty() { format!("{a:?}") } else { a.to_string() })
-            .collect();
+        let shown: Vec<String> = args.iter().map(|a| quoted(a)).collect();
         self.begin(&format!("redis-cli -p {port} {}", shown.join(" ")), notice);
         let reply = cluster::call(&node.addr, args)?;
         self.observed(&render(&reply));
@@ -325,13 +342,15 @@ impl Stage {
     /// `valthree cluster kill|restart|pause|resume|partition|heal ...`.
     pub fn cluster(&mut self, state: &ClusterState, args: &[&str], notice: &str) -> Result<(), Failure> {
         let dir = state.dir.clone();
-        let shown: Vec<String> =
-            args.iter().map(|a| if a.contains(' ') { format!("\"{a}\"") } else { a.to_string() }).collect();
+        let shown: Vec<String> = args.iter().map(|a| quoted(a)).collect();
         self.begin(&format!("valthree cluster {} --dir {}", shown.join(" "), dir.display()), notice);
         let fresh = ClusterState::require(&dir)?;
         match args {
             ["kill", node] => cluster::kill(&fresh, node)?,
-            ["restart", node] => cluster::restart(&dir, node)?,
+            ["restart", node] => {
+                let _starting = lock(&STARTING);
+                cluster::restart(&dir, node)?
+            }
             ["pause", node] => cluster::pause(&fresh, node)?,
             ["resume", node] => cluster::resume(&fresh, node)?,
             ["heal"] => cluster::heal(&dir)?,
@@ -397,15 +416,35 @@ impl Stage {
                 ));
             }
             self.clusters.pop();
+            lock(&STARTED).retain(|d| d != &dir);
+            lock(&ROOTS).retain(|d| d != &self.root);
             self.temporary = false;
         }
         for dir in self.clusters.drain(..) {
             let _ = cluster::down(&dir, true);
-            STARTED.lock().unwrap_or_else(|e| e.into_inner()).retain(|d| d != &dir);
+            lock(&STARTED).retain(|d| d != &dir);
         }
         if self.temporary {
             let _ = std::fs::remove_dir_all(&self.root);
+            lock(&ROOTS).retain(|d| d != &self.root);
+            self.temporary = false;
         }
+    }
+}
+
+impl Drop for Stage {
+    /// A demo that panics still tears its clusters down.
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// `arg` as a shell takes it: quoted when it holds a space or a character the shell reads.
+fn quoted(arg: &str) -> String {
+    if arg.is_empty() || arg.chars().any(|c| " |&;<>()$`\\\"'*?[]#~{}".contains(c)) {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    } else {
+        arg.to_string()
     }
 }
 

@@ -28,17 +28,22 @@ pub fn failover(stage: &mut Stage) -> Result<(), Failure> {
         Ok(leader.parse::<u32>().ok().map(|id| format!("n{id}")))
     })?;
     let leader = leader.ok_or_else(|| Failure::Error("no leader was elected in 15 s".into()))?;
-    let r = stage.cli(&state, "n1", &["INFO", "valthree"], "raft_role, raft_leader, raft_term")?;
-    stage.claim(&format!("{leader} leads"), text(&r).is_some_and(|t| t.contains("raft_leader:")), &leader)?;
+    let r = stage.cli(&state, &leader, &["INFO", "valthree"], "raft_role, raft_leader, raft_term")?;
+    let role = text(&r).unwrap_or_default().lines().find_map(|l| l.strip_prefix("raft_role:").map(str::to_owned));
+    let role_seen = format!("raft_role:{}", role.clone().unwrap_or_default());
+    stage.claim(&format!("{leader} says it leads"), role.as_deref() == Some("leader"), &role_seen)?;
     let other = if leader == "n1" { "n2" } else { "n1" };
     let r =
         stage.cli(&state, other, &["SET", "config", "v1"], "a write through a follower is forwarded to the leader")?;
     stage.claim("the write is acknowledged", text(&r).as_deref() == Some("OK"), &render(&r))?;
     stage.cluster(&state, &["kill", &leader], "the leader is gone: writes wait for an election")?;
     let killed = Instant::now();
+    let port = state.node(other)?.addr.rsplit(':').next().unwrap_or_default().to_string();
+    stage.begin(&format!("redis-cli -p {port} SET config v2"), "tried again and again until a new leader takes it");
     let (took, resumed) = stage.wait("a write to succeed again", Duration::from_secs(20), || {
         Ok(matches!(call(&state, other, &["SET", "config", "v2"]), Ok(BytesFrame::SimpleString(_))).then_some(()))
     })?;
+    stage.observed(if resumed.is_some() { "OK" } else { "no success" });
     let new_leader = info(&state, other, "raft_leader")?;
     stage.claim(
         "a new leader is elected and writes resume",
@@ -72,10 +77,10 @@ pub fn occ(stage: &mut Stage) -> Result<(), Failure> {
         state.nodes.iter().map(|n| n.addr.rsplit(':').next().unwrap_or_default().to_string()).collect();
     stage.begin(
         &format!(
-            "8 clients at once, 4 on each node, 50 times each: redis-cli -p {}|{} INCR counter",
+            "for c in 1 2 3 4; do for p in {} {}; do (for i in $(seq 50); do redis-cli -p $p INCR counter; done >/dev/null &); done; done",
             ports[0], ports[1]
         ),
-        "both nodes read the object, add one, and PUT it back If-Match the version they read",
+        "8 clients at once, 4 on each node: each node reads the object, adds one, and PUTs it back If-Match the version it read",
     );
     let acked = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..8)
@@ -113,14 +118,14 @@ pub fn occ(stage: &mut Stage) -> Result<(), Failure> {
         "s3_occ_conflicts: a PUT whose If-Match lost the race (412), retried",
     )?;
     stage.claim(
-        "the two nodes raced on the object: some compare-and-swaps failed and were retried",
+        "the two nodes raced on the object: some compare-and-swaps failed and were retried (n1 and n2 together)",
         conflicts > 0,
         &format!("{conflicts} conflicts"),
     )?;
     stage.claim(
-        "group commit carries many writes per PUT",
+        "group commit carries several writes per PUT (n1 and n2 together)",
         puts > 0 && writes > puts,
-        &format!("{writes} writes in {puts} PUTs"),
+        &format!("{writes} writes in {puts} PUTs, {:.1} per PUT", writes as f64 / puts.max(1) as f64),
     )?;
     let r = stage.cli(&state, "n2", &["GET", "counter"], "")?;
     stage.claim(
@@ -214,6 +219,7 @@ pub fn linearizability(stage: &mut Stage) -> Result<(), Failure> {
         // Outside the demo's directory, which goes when the demo ends: the page stays to be read.
         let which = if broken { "broken" } else { "correct" };
         let html = std::env::temp_dir().join(format!("valthree-demo-linearizability-{which}.html"));
+        let _ = std::fs::remove_file(&html);
         let addr = state.nodes[0].addr.clone();
         let args = [
             "workload",
