@@ -25,6 +25,8 @@ pub const TICK: Duration = Duration::from_millis(10);
 pub const REQUEST_TIMEOUT_TICKS: u64 = 200;
 /// How long the background tasks get to stop.
 pub(super) const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Replica reads of one batch served on the async thread; more go to the blocking pool.
+const INLINE_READS: usize = 16;
 /// Writes one writer-thread transaction carries at most.
 const WRITE_BATCH: usize = 512;
 
@@ -266,8 +268,14 @@ impl Node {
         if !reads.is_empty() {
             let storage = self.storage.clone();
             let keys: Vec<Bytes> = reads.iter().map(|(_, k)| k.clone()).collect();
-            let got =
-                tokio::task::spawn_blocking(move || keys.iter().map(|k| storage.get(k)).collect::<Vec<_>>()).await;
+            // A few reads are served in place: each is a short read transaction on pages redb
+            // (or the kernel) has cached, cheaper than handing them to the blocking pool and
+            // waking a thread for them; a large batch goes to the pool.
+            let got = if keys.len() <= INLINE_READS {
+                Ok(keys.iter().map(|k| storage.get(k)).collect::<Vec<_>>())
+            } else {
+                tokio::task::spawn_blocking(move || keys.iter().map(|k| storage.get(k)).collect::<Vec<_>>()).await
+            };
             match got {
                 Ok(objects) => {
                     for ((i, _), object) in reads.into_iter().zip(objects) {
