@@ -7,7 +7,7 @@ mod dynamo;
 mod others;
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -487,11 +487,6 @@ pub fn run(demo: &Demo, options: &Options) -> (Result<(), Failure>, Value) {
     (outcome, log)
 }
 
-/// The demo's first port in use by a cluster it started, for messages.
-pub fn ports(base: u16, nodes: u16) -> String {
-    format!("{}-{}", base + 1, base + nodes)
-}
-
 /// The text of a reply that should be a string.
 pub fn text(frame: &BytesFrame) -> Option<String> {
     match frame {
@@ -511,9 +506,4 @@ pub fn lines(frame: &BytesFrame) -> Vec<String> {
 /// True for an error reply starting with `prefix`.
 pub fn is_error(frame: &BytesFrame, prefix: &str) -> bool {
     matches!(frame, BytesFrame::Error(e) if e.starts_with(prefix))
-}
-
-/// A path for messages.
-pub fn shown(path: &Path) -> String {
-    path.display().to_string()
 }
