@@ -27,6 +27,8 @@ pub enum Switch {
 pub enum ReadRepair {
     Async,
     Sync,
+    /// No read repair: anti-entropy alone converges replicas.
+    Off,
 }
 
 /// Arguments of `valthree serve`.
@@ -176,7 +178,8 @@ pub struct ServeArgs {
     /// dynamo mode: replicas a write waits for, W (default: 2, or N if smaller).
     #[arg(long = "w", help_heading = "dynamo mode")]
     pub write_quorum: Option<usize>,
-    /// dynamo mode: read repair in the background (async) or before the read answers (sync).
+    /// dynamo mode: read repair in the background (async), before the read answers (sync), or
+    /// none (off: anti-entropy alone converges replicas).
     #[arg(long, value_enum, default_value = "async", help_heading = "dynamo mode")]
     pub read_repair: ReadRepair,
     /// dynamo mode: hinted handoff (a write an owner missed is replayed to it when it is back).
@@ -199,6 +202,15 @@ pub struct ServeArgs {
     /// available, but R + W > N no longer promises read-your-writes.
     #[arg(long, help_heading = "dynamo mode")]
     pub sloppy_quorum: bool,
+    /// dynamo mode: how often anti-entropy compares every partition with each co-owner's (0: never).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, help_heading = "dynamo mode")]
+    pub aae_interval: std::time::Duration,
+    /// dynamo mode: keys one anti-entropy exchange repairs at most (the next starts at once if more differ).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "dynamo mode")]
+    pub aae_max_keys: u64,
+    /// dynamo mode: how old a tombstone every owner holds must be before it is deleted for good.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration, help_heading = "dynamo mode")]
+    pub tombstone_grace: std::time::Duration,
     /// dynamo mode: how long a member that failed a probe stays SUSPECT before it is DEAD.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, help_heading = "dynamo mode")]
     pub suspect_timeout: std::time::Duration,
@@ -299,6 +311,10 @@ fn mode_config(args: &ServeArgs) -> Result<ModeConfig> {
             swim_period: args.swim_period,
             suspect_timeout: args.suspect_timeout,
             sloppy_quorum: args.sloppy_quorum,
+            read_repair: args.read_repair != ReadRepair::Off,
+            aae_interval: args.aae_interval,
+            aae_max_keys: args.aae_max_keys as usize,
+            tombstone_grace: args.tombstone_grace,
             causality: if args.unsafe_lww {
                 Causality::Lww
             } else if args.unsafe_server_clocks {

@@ -55,6 +55,10 @@ pub struct DynamoConfig {
     /// Test only: a broken reconciliation (`--unsafe-lww`, `--unsafe-server-clocks`).
     pub causality: dynamo::dvv::Causality,
     pub sloppy_quorum: bool,
+    pub read_repair: bool,
+    pub aae_interval: Duration,
+    pub aae_max_keys: usize,
+    pub tombstone_grace: Duration,
 }
 
 /// What [`open`] needs: the mode and its settings (`valthree serve`'s flags, mapped).
@@ -157,6 +161,10 @@ pub async fn open(config: &ModeConfig, faults: Arc<Faults>) -> Result<Arc<dyn St
             options.suspect_timeout = d.suspect_timeout;
             options.causality = d.causality;
             options.sloppy_quorum = d.sloppy_quorum;
+            options.read_repair = d.read_repair;
+            options.aae_interval = d.aae_interval;
+            options.aae_max_keys = d.aae_max_keys;
+            options.tombstone_grace = d.tombstone_grace;
             Ok(Arc::new(dynamo::DynamoMode::start(options, faults).await?))
         }
     }

@@ -54,4 +54,7 @@ pub trait Siblings: Send + Sync {
 
     /// `DYNAMO.RING [key]`: the ring's shape, or `key`'s partition and preference list.
     fn ring(&self, key: Option<&[u8]>) -> Vec<String>;
+    /// `DYNAMO.DIGEST [partition]`: `partition root` (the anti-entropy tree's root, hex) for
+    /// every partition this node holds a copy of, or for one; owners in sync agree.
+    fn digest(&self, partition: Option<u32>) -> crate::error::Result<Vec<String>>;
 }

@@ -97,6 +97,8 @@ pub struct Options {
     pub timeout: u64,
     /// Block a read's answer until the stale replicas among its R are repaired.
     pub sync_read_repair: bool,
+    /// Off: a read repairs no replica (anti-entropy must converge them).
+    pub read_repair: bool,
     /// Record hints for the owners a write missed.
     pub hinted_handoff: bool,
     /// Let live nodes beyond the preference list stand in for down owners and count toward
@@ -110,6 +112,7 @@ impl Default for Options {
             causality: Causality::Dvv,
             timeout: 50,
             sync_read_repair: false,
+            read_repair: true,
             hinted_handoff: true,
             sloppy_quorum: false,
         }
@@ -405,7 +408,7 @@ impl Coordinator {
             if joined.live().count() > 1 {
                 self.stats.sibling_reads += 1;
             }
-            if self.options.sync_read_repair {
+            if self.options.sync_read_repair && self.options.read_repair {
                 let stale: Vec<NodeId> = replies.iter().filter(|(_, o)| **o != joined).map(|(n, _)| *n).collect();
                 for to in stale {
                     self.stats.read_repairs += 1;
@@ -424,7 +427,7 @@ impl Coordinator {
             self.reply(op, Err(Error::TryAgain(format!("only {got} replicas answered the read; R is {need}"))));
             return true;
         }
-        if waiting.is_empty() && !*repaired {
+        if waiting.is_empty() && !*repaired && self.options.read_repair {
             *repaired = true;
             self.repair(key, replies);
         }

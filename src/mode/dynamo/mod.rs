@@ -18,6 +18,8 @@
 //! linearizable: read-modify-write commands are refused with a definite error, and the
 //! sibling-aware VGET/VSET let a client merge concurrent writes itself.
 
+pub mod aae;
+mod anti_entropy;
 pub mod coordinator;
 pub mod dvv;
 mod hints;

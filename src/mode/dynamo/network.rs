@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::coordinator::{OpId, Request, Response};
 use super::node::Node;
-use super::wire::{self, ForwardReply, Forwarded};
+use super::wire::{self, AaeReply, AaeRequest, ForwardReply, Forwarded};
 use crate::error::{Error, Result};
 use crate::node::NodeId;
 use crate::peer::proto::dynamo_peer_client::DynamoPeerClient;
@@ -87,6 +87,26 @@ impl Node {
         self.tasks.spawn(async move {
             let _ = tokio::time::timeout(SWIM_TIMEOUT, client.swim(payload)).await;
         });
+    }
+
+    /// Asks co-owner `to` an anti-entropy question; the answer, and the bytes both ways.
+    pub(super) async fn call_aae(&self, to: NodeId, question: &AaeRequest) -> Result<(AaeReply, u64)> {
+        let mut client = self.client(to)?;
+        let payload = wire::encode(self.id, question).map_err(|s| Error::TryAgain(s.message().to_string()))?;
+        let sent = payload.body.len() as u64;
+        match tokio::time::timeout(REPLICA_TIMEOUT * 5, client.anti_entropy(payload)).await {
+            Ok(Ok(reply)) => {
+                let reply = reply.into_inner();
+                let got = reply.body.len() as u64;
+                let answer: AaeReply = wire::decode(&reply).map_err(|s| Error::TryAgain(s.message().to_string()))?;
+                if let AaeReply::Refused(why) = answer {
+                    return Err(Error::TryAgain(format!("n{to} refused: {why}")));
+                }
+                Ok((answer, sent + got))
+            }
+            Ok(Err(status)) => Err(Error::TryAgain(format!("n{to}: {}", CallError::from_status(&status)))),
+            Err(_) => Err(Error::TryAgain(format!("n{to} did not answer anti-entropy in time"))),
+        }
     }
 
     /// The keys peer `to` holds an object for.

@@ -70,6 +70,15 @@ pub struct DynamoOptions {
     pub causality: Causality,
     /// `--sloppy-quorum`: live nodes past the preference list stand in for down owners.
     pub sloppy_quorum: bool,
+    /// `--read-repair off`: a read repairs nothing (anti-entropy alone converges replicas).
+    pub read_repair: bool,
+    /// How often anti-entropy compares this node's partitions with each co-owner
+    /// (`--aae-interval`; zero: never).
+    pub aae_interval: Duration,
+    /// Keys one exchange repairs at most (`--aae-max-keys`); also tombstones reaped per round.
+    pub aae_max_keys: usize,
+    /// How old a tombstone every owner holds must be before it is reaped (`--tombstone-grace`).
+    pub tombstone_grace: Duration,
 }
 
 impl DynamoOptions {
@@ -92,6 +101,10 @@ impl DynamoOptions {
             suspect_timeout: Duration::from_secs(2),
             causality: Causality::Dvv,
             sloppy_quorum: false,
+            read_repair: true,
+            aae_interval: Duration::from_secs(30),
+            aae_max_keys: 1000,
+            tombstone_grace: Duration::from_secs(600),
         }
     }
 
@@ -155,6 +168,13 @@ pub(super) struct Stats {
     pub forwarded: AtomicU64,
     pub hints_replayed: AtomicU64,
     pub hints_expired: AtomicU64,
+    pub aae_exchanges: AtomicU64,
+    /// Partitions found differing by the latest exchange.
+    pub aae_partitions_differing: AtomicU64,
+    pub aae_keys_repaired: AtomicU64,
+    /// Anti-entropy's bytes: tree levels, key lists and the objects moved.
+    pub aae_bytes: AtomicU64,
+    pub tombstones_reaped: AtomicU64,
 }
 
 pub(super) struct Node {
@@ -330,6 +350,7 @@ pub(super) async fn run_driver(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<
         sloppy_quorum: node.options.sloppy_quorum,
         timeout: REQUEST_TIMEOUT_TICKS,
         sync_read_repair: node.options.sync_read_repair,
+        read_repair: node.options.read_repair,
         hinted_handoff: node.options.hinted_handoff,
     };
     let mut coordinator = Coordinator::new(node.id, options);

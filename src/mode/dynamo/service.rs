@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::coordinator::Reply;
 use super::node::Node;
-use super::wire::{self, ForwardReply, Forwarded, ReplicaBatch};
+use super::wire::{self, AaeRequest, ForwardReply, Forwarded, ReplicaBatch};
 use crate::error::Error;
 use crate::peer::proto::{self, dynamo_peer_server::DynamoPeer};
 
@@ -44,6 +44,13 @@ impl DynamoPeer for Service {
         let payload = request.into_inner();
         self.node.swim.receive(payload.body);
         Ok(tonic::Response::new(proto::DynamoPayload { from: self.node.id, body: Default::default() }))
+    }
+
+    async fn anti_entropy(&self, request: tonic::Request<proto::DynamoPayload>) -> RpcResult {
+        let from = request.get_ref().from;
+        let question: AaeRequest = wire::decode(request.get_ref())?;
+        let reply = super::anti_entropy::answer(&self.node, from, question).await;
+        Ok(tonic::Response::new(wire::encode(self.node.id, &reply)?))
     }
 
     async fn keys(&self, _request: tonic::Request<proto::DynamoPayload>) -> RpcResult {

@@ -13,11 +13,18 @@ use std::path::Path;
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
+use super::aae::{self, Shape, Trees};
 use super::dvv::{Actor, Causality, Dot, Object, VersionVector};
+use super::ring::Partition;
 use crate::error::{Error, Result};
 use crate::node::{NodeId, codec};
 
-const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
+/// Objects under [`aae::storage_key`] (position, then key): one AAE segment is one range.
+const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects_by_position");
+/// Objects by bare key, as an earlier release stored them: moved at start-up.
+const OLD_OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
+/// The keys (by storage key) whose object holds only tombstones, and the latest delete's time.
+const TOMBSTONES: TableDefinition<&[u8], u64> = TableDefinition::new("tombstones");
 /// (target node, key): the target missed a write to the key and must be sent the object.
 /// The value is when the hint was recorded (ms since the epoch), for `--hint-window`.
 const HINTS: TableDefinition<(u32, &[u8]), u64> = TableDefinition::new("hints");
@@ -43,6 +50,8 @@ pub enum Write {
     /// `target` has `key`'s object as it was when the hint recorded at `recorded_ms` was
     /// replayed: drop that hint (not a newer one, for a write since).
     DropHint { target: NodeId, key: Bytes, recorded_ms: u64 },
+    /// Delete `key`'s object if it still hashes to `hash` (a tombstone every owner holds).
+    Reap { key: Bytes, hash: u64 },
 }
 
 /// What one write did.
@@ -54,6 +63,8 @@ pub enum Written {
     Merged { object: Object, changed: bool },
     /// A hint recorded or dropped.
     Hint,
+    /// A reap: whether the object was still the one to delete.
+    Reaped(bool),
 }
 
 fn db_error(e: impl std::fmt::Display) -> Error {
@@ -69,6 +80,56 @@ pub struct Storage {
     hints_dropped: std::sync::atomic::AtomicU64,
     /// How writes and merges reconcile (only [`Causality::Dvv`] is correct).
     causality: Causality,
+    /// The AAE hash trees of what is stored, kept up to date by every commit.
+    trees: std::sync::Mutex<Trees>,
+}
+
+/// The latest delete's time when every sibling of `object` is a tombstone.
+fn tombstone_time(object: &Object) -> Option<u64> {
+    let siblings = object.siblings();
+    (!siblings.is_empty() && siblings.iter().all(|s| s.value.is_none()))
+        .then(|| siblings.iter().map(|s| s.timestamp_ms).max().unwrap_or(0))
+}
+
+/// A tree change a commit makes: (position, old hash, new hash).
+type TreeChange = (u32, u64, u64);
+
+/// Stores `object` (or removes it, when empty) under `skey`, keeping the tombstone index;
+/// returns the tree change.
+fn store_object(
+    objects: &mut redb::Table<&[u8], &[u8]>,
+    tombstones: &mut redb::Table<&[u8], u64>,
+    key: &[u8],
+    skey: &[u8],
+    old_hash: u64,
+    object: &Object,
+) -> Result<TreeChange> {
+    let position = u32::from_be_bytes(skey[..4].try_into().expect("a position prefix"));
+    let new_hash = if object.is_empty() {
+        objects.remove(skey).map_err(db_error)?;
+        0
+    } else {
+        let encoded = encode_object(object)?;
+        objects.insert(skey, encoded.as_slice()).map_err(db_error)?;
+        aae::object_hash(key, &encoded)
+    };
+    match tombstone_time(object) {
+        Some(at) => {
+            tombstones.insert(skey, at).map_err(db_error)?;
+        }
+        None => {
+            tombstones.remove(skey).map_err(db_error)?;
+        }
+    }
+    Ok((position, old_hash, new_hash))
+}
+
+/// The object stored under `skey` and its hash (empty and 0 when none).
+fn load(objects: &impl ReadableTable<&'static [u8], &'static [u8]>, key: &[u8], skey: &[u8]) -> Result<(Object, u64)> {
+    match objects.get(skey).map_err(db_error)? {
+        Some(bytes) => Ok((decode_object(bytes.value())?, aae::object_hash(key, bytes.value()))),
+        None => Ok((Object::new(), 0)),
+    }
 }
 
 /// The dot sequence, owned by whoever writes (one writer at a time).
@@ -78,15 +139,26 @@ pub struct Counter {
 }
 
 impl Storage {
-    /// Opens (or creates) `dir/dynamo.redb`. A new database gets a new random actor id.
-    pub fn open(dir: &Path) -> Result<(Self, Counter)> {
+    /// Opens (or creates) `dir/dynamo.redb` for a ring of `partitions`, and builds the AAE
+    /// trees with one scan. A new database gets a new random actor id.
+    pub fn open(dir: &Path, partitions: u32) -> Result<(Self, Counter)> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Config(format!("cannot create data directory {}: {e}", dir.display())))?;
         let path = dir.join("dynamo.redb");
         let db = Database::create(&path).map_err(|e| Error::Config(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(db_error)?;
         let (actor, leased) = {
-            txn.open_table(OBJECTS).map_err(db_error)?;
+            let mut objects = txn.open_table(OBJECTS).map_err(db_error)?;
+            let mut tombstones = txn.open_table(TOMBSTONES).map_err(db_error)?;
+            {
+                let old = txn.open_table(OLD_OBJECTS).map_err(db_error)?;
+                for entry in old.iter().map_err(db_error)? {
+                    let (k, v) = entry.map_err(db_error)?;
+                    let object = decode_object(v.value())?;
+                    store_object(&mut objects, &mut tombstones, k.value(), &aae::storage_key(k.value()), 0, &object)?;
+                }
+            }
+            txn.delete_table(OLD_OBJECTS).map_err(db_error)?;
             txn.open_table(HINTS).map_err(db_error)?;
             let mut meta = txn.open_table(META).map_err(db_error)?;
             let existing = meta.get(ACTOR).map_err(db_error)?.map(|a| a.value());
@@ -103,8 +175,26 @@ impl Storage {
         };
         txn.commit().map_err(db_error)?;
         // Everything up to the old lease may have been handed out before a crash.
-        let storage =
-            Self { db, actor, max_hints: u64::MAX, hints_dropped: Default::default(), causality: Causality::Dvv };
+        let mut trees = Trees::new(Shape::new(partitions));
+        {
+            let txn = db.begin_read().map_err(db_error)?;
+            let objects = txn.open_table(OBJECTS).map_err(db_error)?;
+            for entry in objects.iter().map_err(db_error)? {
+                let (k, v) = entry.map_err(db_error)?;
+                let skey = k.value();
+                let position =
+                    u32::from_be_bytes(skey[..4].try_into().map_err(|_| Error::Io("a bad object key".into()))?);
+                trees.update(position, 0, aae::object_hash(&skey[4..], v.value()));
+            }
+        }
+        let storage = Self {
+            db,
+            actor,
+            max_hints: u64::MAX,
+            hints_dropped: Default::default(),
+            causality: Causality::Dvv,
+            trees: std::sync::Mutex::new(trees),
+        };
         Ok((storage, Counter { next: leased + 1, leased }))
     }
 
@@ -132,7 +222,7 @@ impl Storage {
     pub fn get(&self, key: &[u8]) -> Result<Object> {
         let txn = self.db.begin_read().map_err(db_error)?;
         let table = txn.open_table(OBJECTS).map_err(db_error)?;
-        match table.get(key).map_err(db_error)? {
+        match table.get(aae::storage_key(key).as_slice()).map_err(db_error)? {
             Some(bytes) => decode_object(bytes.value()),
             None => Ok(Object::new()),
         }
@@ -143,17 +233,17 @@ impl Storage {
     pub fn apply(&self, counter: &mut Counter, batch: &[Write]) -> Result<Vec<Result<Written>>> {
         let txn = self.db.begin_write().map_err(db_error)?;
         let mut results = Vec::with_capacity(batch.len());
+        let mut changes: Vec<TreeChange> = Vec::new();
         {
             let mut objects = txn.open_table(OBJECTS).map_err(db_error)?;
+            let mut tombstones = txn.open_table(TOMBSTONES).map_err(db_error)?;
             let mut hints = txn.open_table(HINTS).map_err(db_error)?;
             let mut meta = txn.open_table(META).map_err(db_error)?;
             for write in batch {
                 let result = match write {
                     Write::Put { key, context, value, timestamp_ms, hints: down } => {
-                        let mut object = match objects.get(key.as_ref()).map_err(db_error)? {
-                            Some(bytes) => decode_object(bytes.value())?,
-                            None => Object::new(),
-                        };
+                        let skey = aae::storage_key(key);
+                        let (mut object, old_hash) = load(&objects, key, &skey)?;
                         let context = context.clone().unwrap_or_else(|| object.context().clone());
                         if counter.next > counter.leased {
                             counter.leased = counter.next + LEASE_BLOCK;
@@ -164,7 +254,7 @@ impl Storage {
                             counter.next - 1
                         });
                         object.put_as(self.causality, &context, dot, *timestamp_ms, value.clone());
-                        objects.insert(key.as_ref(), encode_object(&object)?.as_slice()).map_err(db_error)?;
+                        changes.push(store_object(&mut objects, &mut tombstones, key, &skey, old_hash, &object)?);
                         for target in down {
                             self.hint(&mut hints, *target, key, *timestamp_ms)?;
                         }
@@ -173,14 +263,19 @@ impl Storage {
                     Write::Merge { key, object: theirs } => match theirs.validate() {
                         Err(e) => Err(Error::Config(format!("refusing a malformed object for a merge: {e}"))),
                         Ok(()) => {
-                            let mine = match objects.get(key.as_ref()).map_err(db_error)? {
-                                Some(bytes) => decode_object(bytes.value())?,
-                                None => Object::new(),
-                            };
+                            let skey = aae::storage_key(key);
+                            let (mine, old_hash) = load(&objects, key, &skey)?;
                             let merged = mine.merged_as(self.causality, theirs);
                             let changed = merged != mine;
                             if changed {
-                                objects.insert(key.as_ref(), encode_object(&merged)?.as_slice()).map_err(db_error)?;
+                                changes.push(store_object(
+                                    &mut objects,
+                                    &mut tombstones,
+                                    key,
+                                    &skey,
+                                    old_hash,
+                                    &merged,
+                                )?);
                             }
                             Ok(Written::Merged { object: merged, changed })
                         }
@@ -196,12 +291,96 @@ impl Storage {
                         }
                         Ok(Written::Hint)
                     }
+                    Write::Reap { key, hash } => {
+                        let skey = aae::storage_key(key);
+                        let (_, current) = load(&objects, key, &skey)?;
+                        let reap = current == *hash && current != 0;
+                        if reap {
+                            changes.push(store_object(
+                                &mut objects,
+                                &mut tombstones,
+                                key,
+                                &skey,
+                                current,
+                                &Object::new(),
+                            )?);
+                        }
+                        Ok(Written::Reaped(reap))
+                    }
                 };
                 results.push(result);
             }
         }
         txn.commit().map_err(db_error)?;
+        let mut trees = self.trees.lock().unwrap_or_else(|e| e.into_inner());
+        for (position, old, new) in changes {
+            trees.update(position, old, new);
+        }
         Ok(results)
+    }
+
+    /// Reads the AAE trees.
+    pub fn with_trees<T>(&self, f: impl FnOnce(&Trees) -> T) -> T {
+        f(&self.trees.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Every key in `segments` of `partition`, with its object's hash.
+    pub fn segment_keys(&self, partition: Partition, segments: &[u16]) -> Result<Vec<(Bytes, u64)>> {
+        let shape = self.with_trees(|t| t.shape());
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(OBJECTS).map_err(db_error)?;
+        let mut out = Vec::new();
+        for &segment in segments {
+            let (first, last) = shape.segment_range(partition, usize::from(segment).min(aae::SEGMENTS - 1));
+            let start = first.to_be_bytes();
+            let end = u64::from(last) + 1;
+            for entry in table.range(&start[..]..).map_err(db_error)? {
+                let (k, v) = entry.map_err(db_error)?;
+                let skey = k.value();
+                if skey.len() < 4 || u64::from(u32::from_be_bytes(skey[..4].try_into().expect("4 bytes"))) >= end {
+                    break;
+                }
+                out.push((Bytes::copy_from_slice(&skey[4..]), aae::object_hash(&skey[4..], v.value())));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The hash of each key's object (0: none).
+    pub fn hashes(&self, keys: &[Bytes]) -> Result<Vec<u64>> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(OBJECTS).map_err(db_error)?;
+        keys.iter().map(|k| load(&table, k, &aae::storage_key(k)).map(|(_, h)| h)).collect()
+    }
+
+    /// Up to `limit` tombstones whose latest delete is before `before_ms`, with their hashes.
+    pub fn old_tombstones(&self, before_ms: u64, limit: usize) -> Result<Vec<(Bytes, u64)>> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let tombstones = txn.open_table(TOMBSTONES).map_err(db_error)?;
+        let objects = txn.open_table(OBJECTS).map_err(db_error)?;
+        let mut out = Vec::new();
+        for entry in tombstones.iter().map_err(db_error)? {
+            let (k, at) = entry.map_err(db_error)?;
+            if at.value() >= before_ms {
+                continue;
+            }
+            let skey = k.value();
+            let key = &skey[4.min(skey.len())..];
+            let (_, hash) = load(&objects, key, skey)?;
+            if hash != 0 {
+                out.push((Bytes::copy_from_slice(key), hash));
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keys whose object holds only tombstones.
+    pub fn tombstone_count(&self) -> Result<u64> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        txn.open_table(TOMBSTONES).map_err(db_error)?.len().map_err(db_error)
     }
     fn hint(&self, hints: &mut redb::Table<(u32, &[u8]), u64>, target: NodeId, key: &[u8], at_ms: u64) -> Result<()> {
         if hints.len().map_err(db_error)? >= self.max_hints && hints.get((target, key)).map_err(db_error)?.is_none() {
@@ -242,7 +421,7 @@ impl Storage {
         for entry in table.iter().map_err(db_error)? {
             let (k, v) = entry.map_err(db_error)?;
             let live = decode_object(v.value())?.live().next().is_some();
-            keys.push((Bytes::copy_from_slice(k.value()), live));
+            keys.push((Bytes::copy_from_slice(&k.value()[4..]), live));
         }
         Ok(keys)
     }
@@ -282,7 +461,7 @@ mod tests {
     fn writes_hints_and_the_dot_sequence_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let (actor, last) = {
-            let (storage, mut counter) = Storage::open(dir.path()).unwrap();
+            let (storage, mut counter) = Storage::open(dir.path(), 256).unwrap();
             let results = storage
                 .apply(&mut counter, &[put("a", VersionVector::new(), "1"), put("b", VersionVector::new(), "2")])
                 .unwrap();
@@ -293,7 +472,7 @@ mod tests {
             );
             (storage.actor(), *dot)
         };
-        let (storage, mut counter) = Storage::open(dir.path()).unwrap();
+        let (storage, mut counter) = Storage::open(dir.path(), 256).unwrap();
         assert_eq!(storage.actor(), actor, "the actor is born with the data directory");
         assert_eq!(storage.get(b"b").unwrap().pick(), Some(&Bytes::from_static(b"2")));
         let results = storage.apply(&mut counter, &[put("a", VersionVector::new(), "3")]).unwrap();
@@ -310,13 +489,16 @@ mod tests {
     #[test]
     fn a_wiped_directory_is_a_new_actor() {
         let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        assert_ne!(Storage::open(one.path()).unwrap().0.actor(), Storage::open(two.path()).unwrap().0.actor());
+        assert_ne!(
+            Storage::open(one.path(), 256).unwrap().0.actor(),
+            Storage::open(two.path(), 256).unwrap().0.actor()
+        );
     }
 
     #[test]
     fn a_merge_joins_and_a_malformed_object_is_refused_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let (storage, mut counter) = Storage::open(dir.path()).unwrap();
+        let (storage, mut counter) = Storage::open(dir.path(), 256).unwrap();
         let mut theirs = Object::new();
         theirs.put(&VersionVector::new(), Dot { actor: 42, counter: 1 }, 5, Some(Bytes::from_static(b"x")));
         let key = Bytes::from_static(b"k");

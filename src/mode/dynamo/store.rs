@@ -58,7 +58,7 @@ impl DynamoMode {
             ));
         }
         let ring = Ring::new(&members, options.partitions, options.replicas).map_err(Error::Config)?;
-        let (mut storage, counter) = Storage::open(&options.node.data_dir)?;
+        let (mut storage, counter) = Storage::open(&options.node.data_dir, options.partitions)?;
         storage.set_max_hints(options.max_hints);
         storage.set_causality(options.causality);
         if options.causality != super::dvv::Causality::Dvv {
@@ -102,6 +102,7 @@ impl DynamoMode {
         node.tasks.spawn(peer::serve(listener, service, node.faults.clone(), secret, tls, node.tasks.stopping()));
         node.tasks.spawn(swim::run(Arc::downgrade(&node), inbox));
         node.tasks.spawn(super::hints::run(Arc::downgrade(&node)));
+        node.tasks.spawn(super::anti_entropy::run(Arc::downgrade(&node)));
         Ok(Self { node })
     }
 
@@ -295,6 +296,12 @@ impl Store for DynamoMode {
             .collect::<Vec<_>>()
             .join(",");
         let count = |r: Result<u64>| r.map(|n| n.to_string()).unwrap_or_else(|e| e.to_string());
+        let stat = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed).to_string();
+        let read_repair = match (node.options.read_repair, node.options.sync_read_repair) {
+            (false, _) => "off",
+            (true, true) => "sync",
+            (true, false) => "async",
+        };
         let details = vec![
             ("dynamo_node_id".into(), node.id.to_string()),
             ("dynamo_actor".into(), format!("{:016x}", node.storage.actor())),
@@ -319,6 +326,14 @@ impl Store for DynamoMode {
             ("dynamo_hints_expired".into(), node.stats.hints_expired.load(Ordering::Relaxed).to_string()),
             ("dynamo_hints_dropped".into(), node.storage.hints_dropped().to_string()),
             ("dynamo_membership_changes".into(), node.swim.changes().to_string()),
+            ("dynamo_read_repair".into(), read_repair.into()),
+            ("dynamo_aae_interval_ms".into(), node.options.aae_interval.as_millis().to_string()),
+            ("dynamo_aae_exchanges".into(), stat(&node.stats.aae_exchanges)),
+            ("dynamo_aae_partitions_differing".into(), stat(&node.stats.aae_partitions_differing)),
+            ("dynamo_aae_keys_repaired".into(), stat(&node.stats.aae_keys_repaired)),
+            ("dynamo_aae_bytes".into(), stat(&node.stats.aae_bytes)),
+            ("dynamo_tombstones".into(), count(node.storage.tombstone_count())),
+            ("dynamo_tombstones_reaped".into(), stat(&node.stats.tombstones_reaped)),
         ];
         ModeInfo { mode: "dynamo", details }
     }
@@ -401,6 +416,22 @@ impl Siblings for DynamoMode {
                 format!("n{} {} {} incarnation {incarnation}{life}{since}{me}", m.id, m.peer_addr, health.name())
             })
             .collect()
+    }
+
+    fn digest(&self, partition: Option<u32>) -> Result<Vec<String>> {
+        let ring = &self.node.ring;
+        let held = ring.held_by(self.node.id);
+        let parts = match partition {
+            Some(p) if p >= ring.partitions() => {
+                return Err(Error::Input(format!("partition {p} is not from 0 to {}", ring.partitions() - 1)));
+            }
+            Some(p) if !held.contains(&p) => {
+                return Err(Error::Input(format!("n{} holds no copy of partition {p}", self.node.id)));
+            }
+            Some(p) => vec![p],
+            None => held,
+        };
+        Ok(self.node.storage.with_trees(|t| parts.iter().map(|p| format!("{p} {:016x}", t.root(*p))).collect()))
     }
 
     fn ring(&self, key: Option<&[u8]>) -> Vec<String> {

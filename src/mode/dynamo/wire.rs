@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::coordinator::{OpId, Request, Response};
 use super::dvv::{Dot, VersionVector};
+use super::ring::Partition;
 use crate::error::Error;
 use crate::node::{NodeId, codec};
 use crate::peer::proto;
@@ -45,6 +46,32 @@ impl ForwardReply {
             other => ForwardReply::TryAgain(other.to_string()),
         }
     }
+}
+
+/// Anti-entropy's questions to a co-owner.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum AaeRequest {
+    /// The roots of these partitions' trees.
+    Roots(Vec<Partition>),
+    /// One partition's branch hashes.
+    Branches(Partition),
+    /// The segment hashes under these branches.
+    Segments(Partition, Vec<u16>),
+    /// Every key in these segments, with its object's hash.
+    Keys(Partition, Vec<u16>),
+    /// The hash of each key's object (0: none).
+    Hashes(Vec<Bytes>),
+    /// Delete each key's object if it still hashes as given (a tombstone every owner holds).
+    Reap(Vec<(Bytes, u64)>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum AaeReply {
+    Hashes(Vec<u64>),
+    Segments(Vec<(u16, u64)>),
+    Keys(Vec<(Bytes, u64)>),
+    Reaped(u64),
+    Refused(String),
 }
 
 pub fn encode<T: Serialize>(from: NodeId, value: &T) -> Result<proto::DynamoPayload, tonic::Status> {

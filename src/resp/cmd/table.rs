@@ -191,6 +191,8 @@ commands! {
         "dynamo mode: every member's address and health (ALIVE, SUSPECT, DEAD) as this node sees it.";
     "dynamo.local"     => DynamoLocal(dynamo::DynamoInfo), -2, &["readonly"], ONE_KEY,
         "dynamo mode: this node's own replica of a key, read without a quorum (DYNAMO.LOCAL key [WITHDOTS]).";
+    "dynamo.digest"    => DynamoDigest(dynamo::DynamoInfo), -1, &["readonly"], NO_KEYS,
+        "dynamo mode: the roots of this node's anti-entropy trees, per partition (DYNAMO.DIGEST [partition]).";
     "dynamo.ring"      => DynamoRing(dynamo::DynamoInfo), -1, &["readonly"], NO_KEYS,
         "dynamo mode: the ring's partitions, or a key's partition and preference list (DYNAMO.RING [key]).";
     "valthree.members" => Members(members::Members),    -3, &["admin"],  NO_KEYS,

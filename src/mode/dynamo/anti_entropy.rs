@@ -1,0 +1,280 @@
+//! Active anti-entropy and tombstone reaping: the background work that makes replicas
+//! converge without a read or a hint.
+//!
+//! Every `--aae-interval`, this node compares each partition it holds with each live
+//! co-owner: the roots of every shared partition in one call, then for a differing partition
+//! its branches, the segments under the differing branches, and the keys (with their
+//! objects' hashes) in the differing segments. Each differing key's object is pulled,
+//! merged here (the DVV join), and the join pushed back, so both hold it. At most
+//! `--aae-max-keys` keys are repaired per exchange; when an exchange stops at that bound the
+//! next one starts at once instead of an interval later.
+//!
+//! Reaping: a partition's first owner deletes a tombstone older than `--tombstone-grace`
+//! only when every owner is up and holds the very same object (same hash); each owner
+//! deletes it only if its object is still that one. A replica that missed the delete never
+//! held it, so nothing is reaped while it is away, and it cannot bring the value back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Weak;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::aae::{self, differing};
+use super::coordinator::{Request, Response};
+use super::node::{Node, now_ms};
+use super::ring::Partition;
+use super::storage::{Write, Written};
+use super::wire::{AaeReply, AaeRequest};
+use crate::error::{Error, Result};
+use crate::node::{NodeId, codec};
+
+/// The pause before the next exchange when the last one stopped at `--aae-max-keys`.
+const CONTINUE: Duration = Duration::from_millis(100);
+
+pub(super) async fn run(node: Weak<Node>) {
+    let Some(interval) = node.upgrade().map(|n| n.options.aae_interval) else { return };
+    if interval.is_zero() {
+        return;
+    }
+    let mut round = 0usize;
+    let mut pause = interval;
+    loop {
+        tokio::time::sleep(pause).await;
+        let Some(node) = node.upgrade() else { return };
+        round += 1;
+        let mut more = false;
+        for peer in node.alive() {
+            match exchange(&node, peer, round).await {
+                Ok(stopped_early) => more |= stopped_early,
+                Err(e) => tracing::debug!(peer, "anti-entropy exchange: {e}"),
+            }
+        }
+        if let Err(e) = reap(&node).await {
+            tracing::debug!("tombstone reaping: {e}");
+        }
+        pause = if more { CONTINUE } else { interval };
+    }
+}
+
+fn blocking_error(e: tokio::task::JoinError) -> Error {
+    Error::Io(format!("a storage task failed: {e}"))
+}
+
+fn unexpected(reply: &AaeReply) -> Error {
+    Error::TryAgain(format!("an unexpected anti-entropy answer: {reply:?}"))
+}
+
+/// One exchange with `peer`; true when it stopped at `--aae-max-keys` with work left.
+async fn exchange(node: &Node, peer: NodeId, round: usize) -> Result<bool> {
+    let ring = &node.ring;
+    let shared: Vec<Partition> = (0..ring.partitions())
+        .filter(|p| {
+            let owners = ring.preference_list(*p);
+            owners.contains(&node.id) && owners.contains(&peer)
+        })
+        .collect();
+    if shared.is_empty() {
+        return Ok(false);
+    }
+    let stats = &node.stats;
+    let mut bytes = 0;
+    let (reply, n) = node.call_aae(peer, &AaeRequest::Roots(shared.clone())).await?;
+    bytes += n;
+    let AaeReply::Hashes(theirs) = reply else { return Err(unexpected(&reply)) };
+    let mine: Vec<u64> = node.storage.with_trees(|t| shared.iter().map(|p| t.root(*p)).collect());
+    let mut differ: Vec<Partition> =
+        differing(&mine, &theirs).into_iter().filter_map(|i| shared.get(i).copied()).collect();
+    stats.aae_exchanges.fetch_add(1, Ordering::Relaxed);
+    stats.aae_partitions_differing.store(differ.len() as u64, Ordering::Relaxed);
+    // Start somewhere else each round, so a bounded exchange does not redo the same partitions.
+    if !differ.is_empty() {
+        let at = round % differ.len();
+        differ.rotate_left(at);
+    }
+    let mut budget = node.options.aae_max_keys.max(1);
+    let mut stopped_early = false;
+    for partition in differ {
+        if budget == 0 {
+            stopped_early = true;
+            break;
+        }
+        let (reply, n) = node.call_aae(peer, &AaeRequest::Branches(partition)).await?;
+        bytes += n;
+        let AaeReply::Hashes(theirs) = reply else { return Err(unexpected(&reply)) };
+        let mine = node.storage.with_trees(|t| t.branches(partition));
+        let branches: Vec<u16> = differing(&mine, &theirs).into_iter().map(|b| b as u16).collect();
+        if branches.is_empty() {
+            continue;
+        }
+        let (reply, n) = node.call_aae(peer, &AaeRequest::Segments(partition, branches.clone())).await?;
+        bytes += n;
+        let AaeReply::Segments(theirs) = reply else { return Err(unexpected(&reply)) };
+        let mine = node.storage.with_trees(|t| t.segments(partition, &branches));
+        let segments: Vec<u16> = mine
+            .iter()
+            .filter(|(s, h)| theirs.iter().find(|(t, _)| t == s).map(|(_, th)| th) != Some(h))
+            .map(|(s, _)| *s)
+            .collect();
+        if segments.is_empty() {
+            continue;
+        }
+        let (reply, n) = node.call_aae(peer, &AaeRequest::Keys(partition, segments.clone())).await?;
+        bytes += n;
+        let AaeReply::Keys(theirs) = reply else { return Err(unexpected(&reply)) };
+        let storage = node.storage.clone();
+        let mine = tokio::task::spawn_blocking(move || storage.segment_keys(partition, &segments))
+            .await
+            .map_err(blocking_error)??;
+        let theirs: BTreeMap<Bytes, u64> = theirs.into_iter().collect();
+        let mine: BTreeMap<Bytes, u64> = mine.into_iter().collect();
+        let keys: Vec<Bytes> = theirs
+            .keys()
+            .chain(mine.keys())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(|k| theirs.get(*k) != mine.get(*k))
+            .take(budget)
+            .cloned()
+            .collect();
+        budget -= keys.len();
+        bytes += repair(node, peer, keys).await?;
+    }
+    stats.aae_bytes.fetch_add(bytes, Ordering::Relaxed);
+    Ok(stopped_early)
+}
+
+/// Pulls `keys`' objects from `peer`, merges them here, and pushes the joins back; the
+/// bytes of the objects moved.
+async fn repair(node: &Node, peer: NodeId, keys: Vec<Bytes>) -> Result<u64> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let batch = keys.iter().enumerate().map(|(i, k)| (i as u64 + 1, Request::Get { key: k.clone() })).collect();
+    let mut bytes = 0u64;
+    let mut merges = Vec::new();
+    for (op, response) in node.call_replica(peer, batch).await {
+        match response {
+            Response::Got(object) => {
+                if let Some(key) = keys.get(op as usize - 1) {
+                    bytes += codec::encode(&object).map_or(0, |b| b.len() as u64);
+                    merges.push(Write::Merge { key: key.clone(), object });
+                }
+            }
+            other => return Err(Error::TryAgain(format!("n{peer} did not give an object: {other:?}"))),
+        }
+    }
+    let merged_keys: Vec<Bytes> =
+        merges.iter().filter_map(|w| if let Write::Merge { key, .. } = w { Some(key.clone()) } else { None }).collect();
+    if merges.is_empty() {
+        return Ok(bytes);
+    }
+    let results = node.write(merges).await?;
+    let mut push = Vec::new();
+    for (i, (key, result)) in merged_keys.into_iter().zip(results).enumerate() {
+        if let Ok(Written::Merged { object, .. }) = result {
+            bytes += codec::encode(&object).map_or(0, |b| b.len() as u64);
+            push.push((i as u64 + 1, Request::Merge { key, object }));
+        }
+    }
+    let pushed = push.len() as u64;
+    if push.is_empty() {
+        return Ok(bytes);
+    }
+    let replies = node.call_replica(peer, push).await;
+    let stored = replies.iter().filter(|(_, r)| *r == Response::Merged).count() as u64;
+    node.stats.aae_keys_repaired.fetch_add(stored.min(pushed), Ordering::Relaxed);
+    Ok(bytes)
+}
+
+/// Reaps the old tombstones of the partitions this node is the first owner of.
+async fn reap(node: &Node) -> Result<()> {
+    let grace = node.options.tombstone_grace.as_millis() as u64;
+    let before = now_ms().saturating_sub(grace);
+    let storage = node.storage.clone();
+    let limit = node.options.aae_max_keys.max(1);
+    let old =
+        tokio::task::spawn_blocking(move || storage.old_tombstones(before, limit)).await.map_err(blocking_error)??;
+    let mut by_partition: BTreeMap<Partition, Vec<(Bytes, u64)>> = BTreeMap::new();
+    for (key, hash) in old {
+        let partition = node.ring.partition(&key);
+        if node.ring.preference_list(partition).first() == Some(&node.id) {
+            by_partition.entry(partition).or_default().push((key, hash));
+        }
+    }
+    let alive = node.alive();
+    for (partition, mut candidates) in by_partition {
+        let others: Vec<NodeId> = node.ring.preference_list(partition).into_iter().filter(|o| *o != node.id).collect();
+        if others.iter().any(|o| !alive.contains(o)) {
+            continue;
+        }
+        for &owner in &others {
+            let keys = candidates.iter().map(|(k, _)| k.clone()).collect();
+            let (reply, _) = node.call_aae(owner, &AaeRequest::Hashes(keys)).await?;
+            let AaeReply::Hashes(theirs) = reply else { return Err(unexpected(&reply)) };
+            candidates = candidates.into_iter().zip(theirs).filter(|((_, h), t)| h == t).map(|(c, _)| c).collect();
+        }
+        if candidates.is_empty() {
+            continue;
+        }
+        for &owner in &others {
+            node.call_aae(owner, &AaeRequest::Reap(candidates.clone())).await?;
+        }
+        let writes = candidates.into_iter().map(|(key, hash)| Write::Reap { key, hash }).collect();
+        let reaped = node.write(writes).await?.into_iter().filter(|r| matches!(r, Ok(Written::Reaped(true)))).count();
+        node.stats.tombstones_reaped.fetch_add(reaped as u64, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// This node's answer to a co-owner's anti-entropy question.
+pub(super) async fn answer(node: &Node, from: NodeId, question: AaeRequest) -> AaeReply {
+    let ring = &node.ring;
+    let shares = |p: Partition| {
+        let owners = ring.preference_list(p);
+        p < ring.partitions() && owners.contains(&node.id) && owners.contains(&from)
+    };
+    let storage = node.storage.clone();
+    match question {
+        AaeRequest::Roots(partitions) => AaeReply::Hashes(
+            storage.with_trees(|t| partitions.iter().map(|p| if shares(*p) { t.root(*p) } else { 0 }).collect()),
+        ),
+        AaeRequest::Branches(p) if shares(p) => AaeReply::Hashes(storage.with_trees(|t| t.branches(p))),
+        AaeRequest::Segments(p, branches) if shares(p) && branches.len() <= aae::BRANCHES => {
+            AaeReply::Segments(storage.with_trees(|t| t.segments(p, &branches)))
+        }
+        AaeRequest::Keys(p, segments) if shares(p) && segments.len() <= aae::SEGMENTS => {
+            match tokio::task::spawn_blocking(move || storage.segment_keys(p, &segments)).await {
+                Ok(Ok(keys)) => AaeReply::Keys(keys),
+                Ok(Err(e)) => AaeReply::Refused(e.to_string()),
+                Err(e) => AaeReply::Refused(e.to_string()),
+            }
+        }
+        AaeRequest::Hashes(keys) => match tokio::task::spawn_blocking(move || storage.hashes(&keys)).await {
+            Ok(Ok(hashes)) => AaeReply::Hashes(hashes),
+            Ok(Err(e)) => AaeReply::Refused(e.to_string()),
+            Err(e) => AaeReply::Refused(e.to_string()),
+        },
+        AaeRequest::Reap(keys) => {
+            // Only a partition's first owner reaps, and only keys this node holds a copy of.
+            let writes: Vec<Write> = keys
+                .into_iter()
+                .filter(|(k, _)| {
+                    let owners = ring.owners(k);
+                    owners.first() == Some(&from) && owners.contains(&node.id)
+                })
+                .map(|(key, hash)| Write::Reap { key, hash })
+                .collect();
+            match node.write(writes).await {
+                Ok(results) => {
+                    let n = results.iter().filter(|r| matches!(r, Ok(Written::Reaped(true)))).count() as u64;
+                    node.stats.tombstones_reaped.fetch_add(n, Ordering::Relaxed);
+                    AaeReply::Reaped(n)
+                }
+                Err(e) => AaeReply::Refused(e.to_string()),
+            }
+        }
+        other => AaeReply::Refused(format!("n{from} does not share that partition: {other:?}")),
+    }
+}
