@@ -328,10 +328,12 @@ fn dynamo_verdict(out: &std::process::Output) -> String {
 
 #[test]
 fn workloads_under_kill_pause_and_partition_keep_what_dynamo_promises_on_several_seeds() {
-    for seed in ["1", "2"] {
+    // The third run repairs by anti-entropy alone: no read repair, no hints.
+    let aae_only = ["--read-repair", "off", "--hinted-handoff", "off", "--aae-interval", "500ms"];
+    for (seed, flags) in [("1", &[][..]), ("2", &[][..]), ("3", &aae_only[..])] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("c");
-        up(&dir, "dynamo", &[]);
+        let status = up(&dir, "dynamo", flags);
         let _down = Down(&dir);
         let history = tmp.path().join("h.jsonl");
         let html = tmp.path().join("h.html");
@@ -368,6 +370,9 @@ fn workloads_under_kill_pause_and_partition_keep_what_dynamo_promises_on_several
         assert_eq!(settled, 4 * 3, "seed {seed}: settled reads: {said}");
         let page = std::fs::read_to_string(&html).unwrap();
         assert!(page.contains(r#""verdict":"consistent""#), "seed {seed}: the HTML report says so too");
+        // The nemesis healed everything at the end: every owner's trees agree soon after.
+        let addrs = addrs(&status);
+        wait_until(Duration::from_secs(15), "every digest to agree after the run", || digests_agree(&addrs));
     }
 }
 
@@ -438,4 +443,152 @@ fn the_workload_checks_dynamo_histories_for_what_dynamo_promises_not_linearizabi
     let again = common::workload(&dir, &history, &shared);
     assert_eq!(again.status.code(), Some(2), "{}", common::text(&again));
     assert!(common::text(&again).contains("already holds writes"), "{}", common::text(&again));
+}
+
+/// This node's anti-entropy roots, one `partition root` line per partition it holds.
+fn digest(addr: &str) -> Vec<String> {
+    redis::cmd("DYNAMO.DIGEST").query(&mut redis(addr)).unwrap()
+}
+
+fn digests_agree(addrs: &[String]) -> bool {
+    let first = digest(&addrs[0]);
+    addrs[1..].iter().all(|a| digest(a) == first)
+}
+
+fn info_sum(addrs: &[String], field: &str) -> u64 {
+    addrs.iter().map(|a| info_field(a, field).parse::<u64>().unwrap()).sum()
+}
+
+#[test]
+fn anti_entropy_alone_brings_a_partitioned_replica_up_to_date() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let flags =
+        ["--read-repair", "off", "--hinted-handoff", "off", "--aae-interval", "500ms", "--swim-period", "200ms"];
+    let status = up(&dir, "dynamo", &flags);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    for i in 0..10 {
+        let _: () = redis::cmd("SET").arg(format!("before:{i}")).arg(i).query(&mut redis(&addrs[0])).unwrap();
+    }
+    wait_until(Duration::from_secs(10), "every owner's digest to agree", || digests_agree(&addrs));
+    let one = redis::cmd("DYNAMO.DIGEST").arg(0).query::<Vec<String>>(&mut redis(&addrs[0])).unwrap();
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert!(one[0].starts_with("0 "), "{one:?}");
+    let bad = redis::cmd("DYNAMO.DIGEST").arg(100_000).query::<Vec<String>>(&mut redis(&addrs[0])).unwrap_err();
+    assert!(bad.to_string().contains("partition 100000"), "{bad}");
+
+    cluster(&dir, &["partition", "n3 | n1,n2"]);
+    for i in 0..200 {
+        let _: () = redis::cmd("SET").arg(format!("during:{i}")).arg(i).query(&mut redis(&addrs[i % 2])).unwrap();
+    }
+    for i in 0..3 {
+        let _: () = redis::cmd("DEL").arg(format!("before:{i}")).query(&mut redis(&addrs[0])).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(digest(&addrs[0]), digest(&addrs[1]), "n1 and n2 exchange while n3 is cut off");
+    assert_ne!(digest(&addrs[0]), digest(&addrs[2]), "n3 missed the writes");
+    assert_eq!(versioned(&addrs[2], "DYNAMO.LOCAL", "during:7").1, Vec::<Option<String>>::new());
+
+    cluster(&dir, &["heal"]);
+    wait_until(Duration::from_secs(20), "anti-entropy to make every digest agree", || digests_agree(&addrs));
+    for i in [0, 7, 199] {
+        assert_eq!(versioned(&addrs[2], "DYNAMO.LOCAL", &format!("during:{i}")).1, vec![Some(i.to_string())]);
+    }
+    assert_eq!(versioned(&addrs[2], "DYNAMO.LOCAL", "before:1").1, vec![None], "the delete reached n3");
+    assert_eq!(info_sum(&addrs, "dynamo_read_repairs"), 0, "no read repaired anything");
+    assert_eq!(info_sum(&addrs, "dynamo_hints_replayed"), 0, "no hint was replayed");
+    let repaired = info_sum(&addrs, "dynamo_aae_keys_repaired");
+    assert!(repaired >= 203, "anti-entropy repaired {repaired} keys");
+    assert!(info_sum(&addrs, "dynamo_aae_bytes") > 0);
+    assert_ne!(info_field(&addrs[0], "dynamo_aae_exchanges"), "0");
+}
+
+#[test]
+fn a_wiped_replica_comes_back_as_a_new_actor_and_loses_no_acknowledged_write() {
+    // Riak's KV679: a node whose data is gone must not reuse its old dots, and anti-entropy
+    // (alone: no read repair, no hints) must refill it while clients keep writing.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let flags =
+        ["--read-repair", "off", "--hinted-handoff", "off", "--aae-interval", "500ms", "--swim-period", "200ms"];
+    let status = up(&dir, "dynamo", &flags);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    let data = std::path::PathBuf::from(status["nodes"][2]["data_dir"].as_str().unwrap());
+    let old_actor = info_field(&addrs[2], "dynamo_actor");
+    let history = tmp.path().join("h.jsonl");
+    let workload = {
+        let (dir, history) = (dir.clone(), history.clone());
+        std::thread::spawn(move || common::workload(&dir, &history, &["--duration", "9s", "--settle-timeout", "20s"]))
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    cluster(&dir, &["kill", "n3"]);
+    std::fs::remove_dir_all(&data).unwrap();
+    cluster(&dir, &["restart", "n3"]);
+    let new_actor = info_field(&addrs[2], "dynamo_actor");
+    assert_ne!(new_actor, old_actor, "a wiped node is a new actor");
+    let out = workload.join().unwrap();
+    let said = common::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(dynamo_verdict(&out).starts_with("consistent: "), "{said}");
+    wait_until(Duration::from_secs(20), "the wiped node's digest to agree", || digests_agree(&addrs));
+    assert!(info_sum(&addrs, "dynamo_aae_keys_repaired") > 0);
+}
+
+#[test]
+fn a_tombstone_is_reaped_only_once_every_owner_holds_it_and_the_key_stays_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let flags = [
+        "--read-repair",
+        "off",
+        "--hinted-handoff",
+        "off",
+        "--aae-interval",
+        "300ms",
+        "--tombstone-grace",
+        "1s",
+        "--suspect-timeout",
+        "1s",
+        "--swim-period",
+        "200ms",
+    ];
+    let status = up(&dir, "dynamo", &flags);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    let _: () = redis::cmd("SET").arg("gone").arg("v1").query(&mut redis(&addrs[0])).unwrap();
+    wait_until(Duration::from_secs(5), "n3 to hold the write", || {
+        versioned(&addrs[2], "DYNAMO.LOCAL", "gone").1 == vec![Some("v1".to_string())]
+    });
+    cluster(&dir, &["kill", "n3"]);
+    let _: () = redis::cmd("DEL").arg("gone").query(&mut redis(&addrs[0])).unwrap();
+    // Several grace periods pass with an owner away: nothing is reaped.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(versioned(&addrs[0], "DYNAMO.LOCAL", "gone").1, vec![None], "n1 keeps the tombstone");
+    assert_eq!(info_field(&addrs[0], "dynamo_tombstones"), "1");
+    assert_eq!(info_field(&addrs[0], "dynamo_tombstones_reaped"), "0");
+    // The old replica, still holding v1, comes back: the tombstone wins, then is reaped.
+    cluster(&dir, &["restart", "n3"]);
+    wait_until(Duration::from_secs(20), "every owner to reap the tombstone", || {
+        addrs
+            .iter()
+            .all(|a| versioned(a, "DYNAMO.LOCAL", "gone").1.is_empty() && info_field(a, "dynamo_tombstones") == "0")
+    });
+    assert_eq!(info_sum(&addrs, "dynamo_tombstones_reaped"), 3);
+    std::thread::sleep(Duration::from_secs(1));
+    for a in &addrs {
+        let v: Option<String> = redis::cmd("GET").arg("gone").query(&mut redis(a)).unwrap();
+        assert_eq!(v, None, "the deleted key stays deleted on {a}");
+        assert!(versioned(a, "DYNAMO.LOCAL", "gone").1.is_empty(), "v1 did not come back on {a}");
+    }
+    // Re-created after reaping, it is a new write no old tombstone swallows.
+    let _: () = redis::cmd("SET").arg("gone").arg("v2").query(&mut redis(&addrs[2])).unwrap();
+    wait_until(Duration::from_secs(5), "every owner to hold the new value", || {
+        addrs.iter().all(|a| versioned(a, "DYNAMO.LOCAL", "gone").1 == vec![Some("v2".to_string())])
+    });
+    for a in &addrs {
+        let v: Option<String> = redis::cmd("GET").arg("gone").query(&mut redis(a)).unwrap();
+        assert_eq!(v.as_deref(), Some("v2"));
+    }
 }
