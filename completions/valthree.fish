@@ -80,8 +80,9 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l vnodes -d 'd
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l replicas -d 'dynamo mode: copies of every key, N (default: 3, or the number of nodes if fewer)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l r -d 'dynamo mode: replicas a read waits for, R (default: 2, or N if smaller)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l w -d 'dynamo mode: replicas a write waits for, W (default: 2, or N if smaller)' -r
-complete -c valthree -n "__fish_valthree_using_subcommand serve" -l read-repair -d 'dynamo mode: read repair in the background (async) or before the read answers (sync)' -r -f -a "async\t''
-sync\t''"
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l read-repair -d 'dynamo mode: read repair in the background (async), before the read answers (sync), or none (off: anti-entropy alone converges replicas)' -r -f -a "async\t''
+sync\t''
+off\t'No read repair: anti-entropy alone converges replicas'"
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l hinted-handoff -d 'dynamo mode: hinted handoff (a write an owner missed is replayed to it when it is back)' -r -f -a "on\t''
 off\t''"
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l max-hints -d 'dynamo mode: hints kept at most; past it new ones are dropped (and counted in INFO)' -r
@@ -89,6 +90,9 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l hint-window 
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l sibling-read -d 'dynamo mode: what GET answers for a key with several siblings: the latest one (pick) or -CONFLICT' -r -f -a "pick\t'The latest sibling (timestamp, then dot); every sibling stays stored'
 error\t'`-CONFLICT`: the client must read them with VGET'"
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l swim-period -d 'dynamo mode: how often the failure detector (SWIM) probes a member' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l aae-interval -d 'dynamo mode: how often anti-entropy compares every partition with each co-owner\'s (0: never)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l aae-max-keys -d 'dynamo mode: keys one anti-entropy exchange repairs at most (the next starts at once if more differ)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l tombstone-grace -d 'dynamo mode: how old a tombstone every owner holds must be before it is deleted for good' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l suspect-timeout -d 'dynamo mode: how long a member that failed a probe stays SUSPECT before it is DEAD' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-accept-quorum -d 'Test only: accept a paxos value after this many acknowledgements (breaks quorum intersection, so the checker has a bug to catch)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l json -d 'Log as JSON lines'
