@@ -592,3 +592,72 @@ fn a_tombstone_is_reaped_only_once_every_owner_holds_it_and_the_key_stays_delete
         assert_eq!(v.as_deref(), Some("v2"));
     }
 }
+
+fn ring_lines(addr: &str) -> Vec<String> {
+    redis::cmd("DYNAMO.RING").query(&mut redis(addr)).unwrap()
+}
+
+#[test]
+fn a_node_joins_and_another_leaves_under_a_checked_workload_and_no_acknowledged_write_is_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "dynamo", &["--handoff-grace", "1s", "--swim-period", "200ms"]);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    for i in 0..300 {
+        let _: () = redis::cmd("SET").arg(format!("pre:{i}")).arg(i).query(&mut redis(&addrs[i % 3])).unwrap();
+    }
+    assert!(ring_lines(&addrs[0]).contains(&"version 1".to_string()), "{:?}", ring_lines(&addrs[0]));
+    let history = tmp.path().join("h.jsonl");
+    let workload = {
+        let (dir, history) = (dir.clone(), history.clone());
+        std::thread::spawn(move || common::workload(&dir, &history, &["--duration", "12s", "--settle-timeout", "30s"]))
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    // n4 joins: it claims a quarter of the partitions, filled before the ring changes.
+    let added = cluster(&dir, &["add-node"]);
+    assert_eq!(added["node"], "n4", "{added}");
+    let n4 = added["addr"].as_str().unwrap().to_string();
+    let said = added["configuration"].to_string();
+    assert!(said.contains("ring version 3: 64 partitions moved"), "{said}");
+    for a in addrs.iter().chain([&n4]) {
+        assert_eq!(info_field(a, "dynamo_ring_version"), "3", "{a}");
+    }
+    let held: Vec<usize> = ring_lines(&n4)
+        .iter()
+        .filter_map(|l| l.split(" holds ").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(held.len(), 4, "{:?}", ring_lines(&n4));
+    assert!(held.iter().all(|h| h.abs_diff(192) <= 24), "N=3 of 256 on 4 nodes, about evenly: {held:?}");
+    // n4 holds every key it owns now, written before it joined or while it did.
+    for i in (0..300).step_by(7) {
+        let key = format!("pre:{i}");
+        let list: Vec<String> = redis::cmd("DYNAMO.RING").arg(&key).query(&mut redis(&n4)).unwrap();
+        if list[1].contains("n4") {
+            assert_eq!(versioned(&n4, "DYNAMO.LOCAL", &key).1, vec![Some(i.to_string())], "{key}: {list:?}");
+        }
+        let v: String = redis::cmd("GET").arg(&key).query(&mut redis(&n4)).unwrap();
+        assert_eq!(v, i.to_string());
+    }
+    // n2 leaves: its partitions move to the others first.
+    let removed = cluster(&dir, &["remove-node", "n2"]);
+    assert!(removed["configuration"].to_string().contains("ring version 5"), "{removed}");
+    let out = workload.join().unwrap();
+    let said = common::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(dynamo_verdict(&out).starts_with("consistent: "), "{said}");
+    assert!(!said.contains("warning: not every owner"), "every key settled on its owners now: {said}");
+    let left = vec![addrs[0].clone(), addrs[2].clone(), n4.clone()];
+    for a in &left {
+        assert_eq!(info_field(a, "dynamo_ring_version"), "5", "{a}");
+    }
+    for i in 0..300 {
+        let v: String = redis::cmd("GET").arg(format!("pre:{i}")).query(&mut redis(&left[i % 3])).unwrap();
+        assert_eq!(v, i.to_string(), "pre:{i} survived the join and the leave");
+    }
+    wait_until(Duration::from_secs(20), "the three nodes' digests to agree", || digests_agree(&left));
+    // A membership change needs a member to remove and leaves N nodes at least.
+    let refused = common::valthree(&["cluster", "--dir", dir.to_str().unwrap(), "remove-node", "n3"]);
+    assert!(!refused.status.success());
+    assert!(common::text(&refused).contains("2 nodes would be left for 3 replicas"), "{}", common::text(&refused));
+}

@@ -105,7 +105,7 @@ fn a_refused_up_leaves_nothing_behind() {
 fn membership_commands_say_which_modes_they_serve() {
     for sub in ["add-node", "remove-node"] {
         let help = text(&valthree(&["cluster", sub, "--help"]));
-        assert!(help.contains("paxos and raft modes"), "{sub}: {help}");
+        assert!(help.contains("paxos, raft and dynamo modes"), "{sub}: {help}");
     }
 }
 

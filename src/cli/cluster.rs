@@ -71,11 +71,13 @@ pub enum ClusterCommand {
     },
     /// Restore all node-to-node traffic.
     Heal,
-    /// paxos and raft modes: start one more node (empty) and add it to the membership while
-    /// the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a
-    /// learner that catches up, then a voter).
+    /// paxos, raft and dynamo modes: start one more node (empty) and add it to the membership
+    /// while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a
+    /// learner that catches up, then a voter; dynamo: it claims an even share of partitions,
+    /// filled as a pending replica before the ring changes).
     AddNode,
-    /// paxos and raft modes: remove a node from the membership, then stop it and delete its data.
+    /// paxos, raft and dynamo modes: remove a node from the membership (dynamo: once its
+    /// partitions have moved to the others), then stop it and delete its data.
     RemoveNode {
         #[arg(value_parser = NodeName, hide_possible_values = true)]
         node: String,

@@ -211,6 +211,10 @@ pub struct ServeArgs {
     /// dynamo mode: how old a tombstone every owner holds must be before it is deleted for good.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration, help_heading = "dynamo mode")]
     pub tombstone_grace: std::time::Duration,
+    /// dynamo mode: how long a node keeps a partition it no longer holds after a membership change
+    /// before it hands it over once more and deletes its copy.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, help_heading = "dynamo mode")]
+    pub handoff_grace: std::time::Duration,
     /// dynamo mode: how long a member that failed a probe stays SUSPECT before it is DEAD.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, help_heading = "dynamo mode")]
     pub suspect_timeout: std::time::Duration,
@@ -315,6 +319,7 @@ fn mode_config(args: &ServeArgs) -> Result<ModeConfig> {
             aae_interval: args.aae_interval,
             aae_max_keys: args.aae_max_keys as usize,
             tombstone_grace: args.tombstone_grace,
+            handoff_grace: args.handoff_grace,
             causality: if args.unsafe_lww {
                 Causality::Lww
             } else if args.unsafe_server_clocks {

@@ -267,9 +267,10 @@ async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), 
         faults = nemesis.await.map_err(|e| format!("nemesis: {e}"))?.map_err(|e| format!("nemesis: {e}"))?;
     }
     let summary = summary?;
-    if let Some(config) = &dynamo {
+    if dynamo.is_some() {
         // The settled state: every owner's replica of every key, once they agree.
-        let unsettled = workload::dynamo::settle(config, &keys, &history, args.timeout, args.settle_timeout).await?;
+        let now = addresses(args)?;
+        let unsettled = workload::dynamo::settle(&now, &keys, &history, args.timeout, args.settle_timeout).await?;
         if !unsettled.is_empty() {
             eprintln!(
                 "warning: not every owner's replica could be compared after the run (--settle-timeout {:?}): {}",

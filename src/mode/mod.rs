@@ -59,6 +59,7 @@ pub struct DynamoConfig {
     pub aae_interval: Duration,
     pub aae_max_keys: usize,
     pub tombstone_grace: Duration,
+    pub handoff_grace: Duration,
 }
 
 /// What [`open`] needs: the mode and its settings (`valthree serve`'s flags, mapped).
@@ -165,6 +166,7 @@ pub async fn open(config: &ModeConfig, faults: Arc<Faults>) -> Result<Arc<dyn St
             options.aae_interval = d.aae_interval;
             options.aae_max_keys = d.aae_max_keys;
             options.tombstone_grace = d.tombstone_grace;
+            options.handoff_grace = d.handoff_grace;
             Ok(Arc::new(dynamo::DynamoMode::start(options, faults).await?))
         }
     }

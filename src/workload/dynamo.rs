@@ -254,15 +254,16 @@ pub async fn require_fresh(config: &Config, keys: &[String], timeout: Duration) 
 /// read, a failed read, so the checker knows the key's convergence went unchecked. Returns
 /// the keys whose replicas did not all agree, each with why.
 pub async fn settle(
-    config: &Config,
+    addrs: &[String],
     keys: &[String],
     history: &HistoryWriter,
     timeout: Duration,
     patience: Duration,
 ) -> Result<Vec<String>, String> {
     let timeout = timeout.max(SETTLE_CALL);
-    // Every fault is healed now: every node should answer.
-    let config = Config::read(&config.addrs, timeout).await?;
+    // Every fault is healed now: every node should answer (the cluster's nodes as they are
+    // now: a membership change during the run may have added or removed some).
+    let config = Config::read(addrs, timeout).await?;
     let any = config.nodes.values().next().ok_or("no node to read from")?.clone();
     let deadline = Instant::now() + patience;
     let mut unsettled = Vec::new();

@@ -35,14 +35,24 @@ const CONTINUE: Duration = Duration::from_millis(100);
 
 pub(super) async fn run(node: Weak<Node>) {
     let Some(interval) = node.upgrade().map(|n| n.options.aae_interval) else { return };
-    if interval.is_zero() {
-        return;
-    }
     let mut round = 0usize;
-    let mut pause = interval;
+    let mut pause = interval.min(super::rebalance::POLL);
+    let mut last_exchange = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(pause).await;
         let Some(node) = node.upgrade() else { return };
+        if let Err(e) = super::rebalance::step(&node).await {
+            tracing::debug!("rebalancing: {e}");
+        }
+        // A membership change streams the moving partitions at once, whatever the interval
+        // (0 included); otherwise exchanges run every interval, and never when it is 0.
+        let changing = node.ring().changing();
+        let due = !interval.is_zero() && last_exchange.elapsed() >= interval;
+        pause = super::rebalance::POLL;
+        if !changing && !due {
+            continue;
+        }
+        last_exchange = tokio::time::Instant::now();
         round += 1;
         let mut more = false;
         for peer in node.alive() {
@@ -51,10 +61,13 @@ pub(super) async fn run(node: Weak<Node>) {
                 Err(e) => tracing::debug!(peer, "anti-entropy exchange: {e}"),
             }
         }
-        if let Err(e) = reap(&node).await {
+        if !changing && let Err(e) = reap(&node).await {
             tracing::debug!("tombstone reaping: {e}");
         }
-        pause = if more { CONTINUE } else { interval };
+        if more {
+            pause = CONTINUE;
+            last_exchange -= interval;
+        }
     }
 }
 
@@ -66,15 +79,26 @@ fn unexpected(reply: &AaeReply) -> Error {
     Error::TryAgain(format!("an unexpected anti-entropy answer: {reply:?}"))
 }
 
-/// One exchange with `peer`; true when it stopped at `--aae-max-keys` with work left.
+/// One exchange with `peer` of every partition both hold (or are about to); true when it
+/// stopped at `--aae-max-keys` with work left.
 async fn exchange(node: &Node, peer: NodeId, round: usize) -> Result<bool> {
-    let ring = &node.ring;
+    let ring = node.ring();
     let shared: Vec<Partition> = (0..ring.partitions())
         .filter(|p| {
-            let owners = ring.preference_list(*p);
-            owners.contains(&node.id) && owners.contains(&peer)
+            let holders = ring.holders(*p);
+            holders.contains(&node.id) && holders.contains(&peer)
         })
         .collect();
+    exchange_partitions(node, peer, shared, round).await
+}
+
+/// Compares `shared` with `peer` and repairs what differs, both ways.
+pub(super) async fn exchange_partitions(
+    node: &Node,
+    peer: NodeId,
+    shared: Vec<Partition>,
+    round: usize,
+) -> Result<bool> {
     if shared.is_empty() {
         return Ok(false);
     }
@@ -135,9 +159,12 @@ async fn exchange(node: &Node, peer: NodeId, round: usize) -> Result<bool> {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .filter(|k| theirs.get(*k) != mine.get(*k))
-            .take(budget)
             .cloned()
             .collect();
+        if keys.len() > budget {
+            stopped_early = true;
+        }
+        let keys: Vec<Bytes> = keys.into_iter().take(budget).collect();
         budget -= keys.len();
         bytes += repair(node, peer, keys).await?;
     }
@@ -162,7 +189,9 @@ async fn repair(node: &Node, peer: NodeId, keys: Vec<Bytes>) -> Result<u64> {
                     merges.push(Write::Merge { key: key.clone(), object });
                 }
             }
-            other => return Err(Error::TryAgain(format!("n{peer} did not give an object: {other:?}"))),
+            Response::Unreachable(why) => return Err(Error::TryAgain(format!("n{peer}: {why}"))),
+            // One key the peer cannot read (a corrupt object) does not stop the others.
+            other => tracing::warn!(peer, "anti-entropy: n{peer} did not give an object: {other:?}"),
         }
     }
     let merged_keys: Vec<Bytes> =
@@ -188,24 +217,31 @@ async fn repair(node: &Node, peer: NodeId, keys: Vec<Bytes>) -> Result<u64> {
     Ok(bytes)
 }
 
-/// Reaps the old tombstones of the partitions this node is the first owner of.
+/// Reaps the old tombstones of the partitions this node is the first owner of. Never with
+/// sloppy quorums on: a stand-in holds copies no owner knows of, and its hint could bring a
+/// reaped key's old value back.
 async fn reap(node: &Node) -> Result<()> {
+    if node.options.sloppy_quorum {
+        return Ok(());
+    }
+    let ring = node.ring();
     let grace = node.options.tombstone_grace.as_millis() as u64;
     let before = now_ms().saturating_sub(grace);
     let storage = node.storage.clone();
     let limit = node.options.aae_max_keys.max(1);
-    let old =
-        tokio::task::spawn_blocking(move || storage.old_tombstones(before, limit)).await.map_err(blocking_error)??;
+    let (me, first) = (node.id, ring.clone());
+    let old = tokio::task::spawn_blocking(move || {
+        storage.old_tombstones(before, limit, |key| first.owners(key).first() == Some(&me))
+    })
+    .await
+    .map_err(blocking_error)??;
     let mut by_partition: BTreeMap<Partition, Vec<(Bytes, u64)>> = BTreeMap::new();
     for (key, hash) in old {
-        let partition = node.ring.partition(&key);
-        if node.ring.preference_list(partition).first() == Some(&node.id) {
-            by_partition.entry(partition).or_default().push((key, hash));
-        }
+        by_partition.entry(ring.partition(&key)).or_default().push((key, hash));
     }
     let alive = node.alive();
     for (partition, mut candidates) in by_partition {
-        let others: Vec<NodeId> = node.ring.preference_list(partition).into_iter().filter(|o| *o != node.id).collect();
+        let others: Vec<NodeId> = ring.preference_list(partition).into_iter().filter(|o| *o != node.id).collect();
         if others.iter().any(|o| !alive.contains(o)) {
             continue;
         }
@@ -228,36 +264,42 @@ async fn reap(node: &Node) -> Result<()> {
     Ok(())
 }
 
-/// This node's answer to a co-owner's anti-entropy question.
+/// This node's answer to a peer's anti-entropy question: about the partitions this node
+/// holds (a peer that held one before a membership change asks too, to hand its copy over).
 pub(super) async fn answer(node: &Node, from: NodeId, question: AaeRequest) -> AaeReply {
-    let ring = &node.ring;
-    let shares = |p: Partition| {
-        let owners = ring.preference_list(p);
-        p < ring.partitions() && owners.contains(&node.id) && owners.contains(&from)
-    };
+    let ring = node.ring();
+    let holds = |p: Partition| p < ring.partitions() && ring.holders(p).contains(&node.id);
+    let max_keys = node.options.aae_max_keys.max(aae::SEGMENTS);
     let storage = node.storage.clone();
     match question {
-        AaeRequest::Roots(partitions) => AaeReply::Hashes(
-            storage.with_trees(|t| partitions.iter().map(|p| if shares(*p) { t.root(*p) } else { 0 }).collect()),
+        AaeRequest::Roots(partitions) if partitions.len() <= ring.partitions() as usize => AaeReply::Hashes(
+            storage.with_trees(|t| partitions.iter().map(|p| if holds(*p) { t.root(*p) } else { 0 }).collect()),
         ),
-        AaeRequest::Branches(p) if shares(p) => AaeReply::Hashes(storage.with_trees(|t| t.branches(p))),
-        AaeRequest::Segments(p, branches) if shares(p) && branches.len() <= aae::BRANCHES => {
+        AaeRequest::Branches(p) if holds(p) => AaeReply::Hashes(storage.with_trees(|t| t.branches(p))),
+        AaeRequest::Segments(p, mut branches) if holds(p) && branches.len() <= aae::BRANCHES => {
+            branches.sort_unstable();
+            branches.dedup();
             AaeReply::Segments(storage.with_trees(|t| t.segments(p, &branches)))
         }
-        AaeRequest::Keys(p, segments) if shares(p) && segments.len() <= aae::SEGMENTS => {
+        AaeRequest::Keys(p, mut segments) if holds(p) && segments.len() <= aae::SEGMENTS => {
+            segments.sort_unstable();
+            segments.dedup();
             match tokio::task::spawn_blocking(move || storage.segment_keys(p, &segments)).await {
                 Ok(Ok(keys)) => AaeReply::Keys(keys),
                 Ok(Err(e)) => AaeReply::Refused(e.to_string()),
                 Err(e) => AaeReply::Refused(e.to_string()),
             }
         }
-        AaeRequest::Hashes(keys) => match tokio::task::spawn_blocking(move || storage.hashes(&keys)).await {
-            Ok(Ok(hashes)) => AaeReply::Hashes(hashes),
-            Ok(Err(e)) => AaeReply::Refused(e.to_string()),
-            Err(e) => AaeReply::Refused(e.to_string()),
-        },
-        AaeRequest::Reap(keys) => {
-            // Only a partition's first owner reaps, and only keys this node holds a copy of.
+        AaeRequest::Hashes(keys) if keys.len() <= max_keys => {
+            match tokio::task::spawn_blocking(move || storage.hashes(&keys)).await {
+                Ok(Ok(hashes)) => AaeReply::Hashes(hashes),
+                Ok(Err(e)) => AaeReply::Refused(e.to_string()),
+                Err(e) => AaeReply::Refused(e.to_string()),
+            }
+        }
+        AaeRequest::Reap(keys) if keys.len() <= max_keys && !ring.changing() && !node.options.sloppy_quorum => {
+            // Only a partition's first owner reaps, only keys this node holds a copy of, and
+            // (storage checks) only an object that is still that very tombstone.
             let writes: Vec<Write> = keys
                 .into_iter()
                 .filter(|(k, _)| {
@@ -275,6 +317,14 @@ pub(super) async fn answer(node: &Node, from: NodeId, question: AaeRequest) -> A
                 Err(e) => AaeReply::Refused(e.to_string()),
             }
         }
-        other => AaeReply::Refused(format!("n{from} does not share that partition: {other:?}")),
+        AaeRequest::Ring(theirs) => {
+            if let Err(e) = node.adopt(*theirs) {
+                tracing::warn!(peer = from, "a ring from n{from} refused: {e}");
+            }
+            AaeReply::Ring(Box::new((*node.ring()).clone()))
+        }
+        other => {
+            AaeReply::Refused(format!("n{} does not hold that partition, or it asks too much: {other:?}", node.id))
+        }
     }
 }

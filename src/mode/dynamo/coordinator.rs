@@ -119,6 +119,16 @@ impl Default for Options {
     }
 }
 
+/// Where a write goes: the key's preference list (this node among them), the nodes about to
+/// hold it during a membership change, and the ring's other nodes in order (stand-ins under
+/// a sloppy quorum).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Targets<'a> {
+    pub owners: &'a [NodeId],
+    pub pending: &'a [NodeId],
+    pub fallbacks: &'a [NodeId],
+}
+
 /// Counters for INFO.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -138,6 +148,9 @@ enum Op {
         w: usize,
         /// The live owners besides this node, sent the object once it is written here.
         others: Vec<NodeId>,
+        /// Nodes about to hold the key (a membership change): sent the object too, but not
+        /// waited for and not counted toward W.
+        pending: Vec<NodeId>,
         /// Sloppy quorum: stand-in → the down owner it holds the write for.
         stand_ins: BTreeMap<NodeId, NodeId>,
         /// The client's context (`None`: a plain SET or DEL, under the replica's own).
@@ -221,8 +234,7 @@ impl Coordinator {
         &mut self,
         op: OpId,
         key: Bytes,
-        owners: &[NodeId],
-        fallbacks: &[NodeId],
+        targets: Targets<'_>,
         alive: &[NodeId],
         context: Option<VersionVector>,
         value: Option<Bytes>,
@@ -230,6 +242,7 @@ impl Coordinator {
         w: usize,
     ) {
         self.stats.puts += 1;
+        let Targets { owners, pending, fallbacks } = targets;
         if !owners.contains(&self.id) {
             return self.reply(op, Err(Error::TryAgain("this node does not hold the key (forward the write)".into())));
         }
@@ -262,12 +275,14 @@ impl Coordinator {
         };
         self.stats.hints_recorded += hints.len() as u64;
         let others = owners.iter().copied().filter(|o| *o != self.id && up(o)).collect();
+        let pending = pending.iter().copied().filter(|p| *p != self.id && alive.contains(p)).collect();
         let request = Request::Put { key: key.clone(), context: context.clone(), value, timestamp_ms, hints };
         self.send(op, self.id, request);
         let state = Op::Put {
             key,
             w,
             others,
+            pending,
             stand_ins,
             context,
             written: None,
@@ -316,7 +331,7 @@ impl Coordinator {
 
     /// True when the request is over.
     fn step_put(&mut self, op: OpId, state: &mut Op, from: NodeId, response: Response) -> bool {
-        let Op::Put { key, w, others, stand_ins, context, written, acks, waiting, answered } = state else {
+        let Op::Put { key, w, others, pending, stand_ins, context, written, acks, waiting, answered } = state else {
             unreachable!()
         };
         if !waiting.remove(&from) {
@@ -327,6 +342,13 @@ impl Coordinator {
                 acks.insert(from);
                 for to in others.iter().copied() {
                     waiting.insert(to);
+                    self.output.push(Output::Send {
+                        op,
+                        to,
+                        request: Request::Merge { key: key.clone(), object: object.clone() },
+                    });
+                }
+                for to in pending.iter().copied() {
                     self.output.push(Output::Send {
                         op,
                         to,
@@ -522,6 +544,10 @@ mod tests {
 
     use super::*;
 
+    fn t<'a>(owners: &'a [NodeId], fallbacks: &'a [NodeId]) -> Targets<'a> {
+        Targets { owners, pending: &[], fallbacks }
+    }
+
     fn v(s: &str) -> Option<Bytes> {
         Some(Bytes::copy_from_slice(s.as_bytes()))
     }
@@ -550,7 +576,7 @@ mod tests {
     #[test]
     fn a_put_answers_after_w_replicas_and_hints_the_ones_that_do_not_answer() {
         let mut c = Coordinator::new(1, Options::default());
-        c.put(7, key(), &[1, 2, 3], &[], &[2, 3], None, v("x"), 1, 2);
+        c.put(7, key(), t(&[1, 2, 3], &[]), &[2, 3], None, v("x"), 1, 2);
         let out = c.take_output();
         assert_eq!(sends(&out).len(), 1, "the local replica first");
         let (object, dot) = written(1, 1, "x");
@@ -567,6 +593,24 @@ mod tests {
         let out = c.take_output();
         assert_eq!(out, vec![Output::Hint { target: 2, key: key() }], "n2 never answered");
         assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_pending_replica_gets_the_write_but_neither_counts_toward_w_nor_is_waited_for() {
+        let mut c = Coordinator::new(1, Options::default());
+        let targets = Targets { owners: &[1, 2, 3], pending: &[4], fallbacks: &[] };
+        c.put(7, key(), targets, &[2, 3, 4], None, v("x"), 1, 2);
+        c.take_output();
+        let (object, dot) = written(1, 1, "x");
+        c.step(7, 1, Response::Put { object, dot });
+        let out = c.take_output();
+        assert_eq!(sends(&out).iter().map(|s| s.0).collect::<Vec<_>>(), vec![2, 3, 4]);
+        c.step(7, 4, Response::Merged);
+        assert!(replies(&c.take_output()).is_empty(), "the pending replica does not count toward W");
+        c.step(7, 2, Response::Merged);
+        assert!(matches!(replies(&c.take_output())[..], [Ok(Reply::Written { .. })]));
+        c.step(7, 3, Response::Merged);
+        assert_eq!(c.in_flight(), 0, "done without waiting for n4");
     }
 
     #[test]
@@ -591,10 +635,10 @@ mod tests {
     fn a_sloppy_quorum_lets_a_stand_in_hold_a_down_owners_copy_and_count_toward_w() {
         // Owners 1, 2, 3 with 3 down; W = 3. Strict: refused. Sloppy: 4 stands in for 3.
         let mut strict = Coordinator::new(1, Options::default());
-        strict.put(1, key(), &[1, 2, 3], &[4, 5], &[2, 4, 5], None, v("x"), 1, 3);
+        strict.put(1, key(), t(&[1, 2, 3], &[4, 5]), &[2, 4, 5], None, v("x"), 1, 3);
         assert!(matches!(replies(&strict.take_output())[..], [Err(Error::TryAgain(_))]));
         let mut c = Coordinator::new(1, Options { sloppy_quorum: true, ..Options::default() });
-        c.put(1, key(), &[1, 2, 3], &[4, 5], &[2, 4, 5], None, v("x"), 1, 3);
+        c.put(1, key(), t(&[1, 2, 3], &[4, 5]), &[2, 4, 5], None, v("x"), 1, 3);
         let out = c.take_output();
         let Some(Output::Send { request: Request::Put { hints, .. }, .. }) = out.first() else { panic!("{out:?}") };
         assert!(hints.is_empty(), "the stand-in holds n3's copy: no hint here");
@@ -608,7 +652,7 @@ mod tests {
         c.step(1, 4, Response::Merged);
         assert!(matches!(replies(&c.take_output())[..], [Ok(Reply::Written { .. })]), "the stand-in counts");
         // A stand-in that never answers leaves the hint for the owner it stood in for.
-        c.put(2, key(), &[1, 2, 3], &[4, 5], &[2, 4, 5], None, v("y"), 1, 2);
+        c.put(2, key(), t(&[1, 2, 3], &[4, 5]), &[2, 4, 5], None, v("y"), 1, 2);
         c.take_output();
         c.step(2, 1, Response::Put { object, dot: Dot { actor: 1, counter: 2 } });
         c.step(2, 2, Response::Merged);
@@ -622,19 +666,19 @@ mod tests {
     #[test]
     fn a_put_without_w_live_owners_is_refused_before_writing() {
         let mut c = Coordinator::new(1, Options::default());
-        c.put(1, key(), &[1, 2, 3], &[], &[], None, v("x"), 1, 2);
+        c.put(1, key(), t(&[1, 2, 3], &[]), &[], None, v("x"), 1, 2);
         let out = c.take_output();
         assert!(sends(&out).is_empty());
         assert!(matches!(replies(&out)[..], [Err(Error::TryAgain(_))]));
         // Not an owner: refused too (the node forwards such writes).
-        c.put(2, key(), &[2, 3, 4], &[], &[2, 3, 4], None, v("x"), 1, 2);
+        c.put(2, key(), t(&[2, 3, 4], &[]), &[2, 3, 4], None, v("x"), 1, 2);
         assert!(matches!(replies(&c.take_output())[..], [Err(Error::TryAgain(_))]));
     }
 
     #[test]
     fn a_put_written_locally_but_short_of_w_is_uncertain_and_down_owners_get_hints() {
         let mut c = Coordinator::new(1, Options::default());
-        c.put(1, key(), &[1, 2, 3], &[], &[2], None, v("x"), 1, 2);
+        c.put(1, key(), t(&[1, 2, 3], &[]), &[2], None, v("x"), 1, 2);
         let out = c.take_output();
         assert!(matches!(sends(&out)[..], [(1, Request::Put { hints, .. })] if *hints == vec![3]), "{out:?}");
         let (object, dot) = written(1, 1, "x");

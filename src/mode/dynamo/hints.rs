@@ -29,9 +29,9 @@ pub(super) async fn run(node: Weak<Node>) {
             return;
         }
         let targets: Vec<_> = node
-            .members
-            .iter()
-            .map(|m| m.id)
+            .ring()
+            .member_ids()
+            .into_iter()
             .filter(|id| *id != node.id && !node.isolated_from(*id))
             .filter(|id| node.swim.seen(*id).is_some_and(|s| s.health == Health::Alive))
             .collect();

@@ -11,6 +11,11 @@
 //!   write — applies it locally (fsync'd, group-committed in [`storage`]), sends the object to
 //!   the other owners, answers after W; a read asks the live owners, answers with the join of
 //!   R, and repairs the owners it found stale.
+//! * **Anti-entropy** ([`aae`], `anti_entropy`): per-partition hash trees kept on every
+//!   write; co-owners compare them and merge what differs, and old tombstones every owner
+//!   holds are reaped.
+//! * **Membership changes** (`rebalance`): a versioned ring, gossiped; a joining or leaving
+//!   node's partitions move through pending replicas filled by anti-entropy.
 //!
 //! What the client is promised: no acknowledged write is silently lost (it is in the siblings
 //! or superseded by a write whose context covered it); with R + W > N and strict quorums a
@@ -25,6 +30,7 @@ pub mod dvv;
 mod hints;
 mod network;
 mod node;
+mod rebalance;
 pub mod ring;
 mod service;
 #[cfg(test)]

@@ -30,7 +30,7 @@ fn transfer_time(bytes: usize) -> Duration {
 impl Node {
     pub(super) fn client(&self, id: NodeId) -> Result<DynamoPeerClient<peer::PeerChannel>> {
         let addr = self.addr_of(id).ok_or_else(|| Error::TryAgain(format!("n{id} is not a member")))?;
-        let channel = self.clients.channel(id, addr).map_err(Error::Config)?;
+        let channel = self.clients.channel(id, &addr).map_err(Error::Config)?;
         Ok(DynamoPeerClient::new(channel)
             .max_decoding_message_size(peer::MAX_MESSAGE)
             .max_encoding_message_size(peer::MAX_MESSAGE))

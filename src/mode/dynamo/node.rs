@@ -15,7 +15,7 @@ use super::ring::Ring;
 use super::storage::{Counter, Storage, Write, Written};
 use super::swim::Swim;
 use crate::error::{Error, Result};
-use crate::node::{Faults, Member, NodeId, NodeOptions, Tasks, peer_name};
+use crate::node::{Faults, NodeId, NodeOptions, Tasks, peer_name};
 use crate::peer;
 
 /// One coordinator tick.
@@ -79,12 +79,17 @@ pub struct DynamoOptions {
     pub aae_max_keys: usize,
     /// How old a tombstone every owner holds must be before it is reaped (`--tombstone-grace`).
     pub tombstone_grace: Duration,
+    /// How long a node keeps a partition it no longer holds after a membership change
+    /// before it hands it over and deletes it (`--handoff-grace`).
+    pub handoff_grace: Duration,
 }
 
 impl DynamoOptions {
     /// The defaults: N=3 (or fewer nodes), R=W=2 (or N), 256 partitions, hints on.
     pub fn new(node: NodeOptions) -> Self {
-        let nodes = node.peers.len().max(1);
+        // A joining node has no --peers: it takes a cluster of at least three for granted
+        // (the ring it is sent must match, or it is refused with what to pass).
+        let nodes = if node.join { 3 } else { node.peers.len().max(1) };
         let replicas = nodes.min(3);
         Self {
             node,
@@ -105,6 +110,7 @@ impl DynamoOptions {
             aae_interval: Duration::from_secs(30),
             aae_max_keys: 1000,
             tombstone_grace: Duration::from_secs(600),
+            handoff_grace: Duration::from_secs(60),
         }
     }
 
@@ -182,14 +188,15 @@ pub(super) struct Node {
     pub options: DynamoOptions,
     pub storage: Arc<Storage>,
     pub writer: std::sync::mpsc::Sender<WriteJob>,
-    pub ring: Ring,
-    pub members: Vec<Member>,
+    /// The ring this node knows (the highest version it has seen), durable in storage.
+    pub ring: std::sync::RwLock<Arc<Ring>>,
     pub clients: peer::Clients,
     pub tasks: Tasks,
     pub faults: Arc<Faults>,
     pub driver: mpsc::UnboundedSender<DriverEvent>,
     pub swim: Swim,
     pub stats: Stats,
+    pub rebalance: super::rebalance::Shared,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -208,18 +215,41 @@ impl Node {
         id != self.id && self.faults.is_isolated_from(&peer_name(id))
     }
 
+    /// The ring as this node knows it now.
+    pub(super) fn ring(&self) -> Arc<Ring> {
+        self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Adopts `ring` if it is newer than the one held (stored first, so a restart keeps it);
+    /// true when it was.
+    pub(super) fn adopt(&self, ring: Ring) -> Result<bool> {
+        if ring.version() <= self.ring().version() {
+            return Ok(false);
+        }
+        ring.validate(self.options.partitions, self.options.replicas).map_err(Error::Input)?;
+        self.storage.save_ring(&ring)?;
+        let mut held = self.ring.write().unwrap_or_else(|e| e.into_inner());
+        if ring.version() <= held.version() {
+            return Ok(false);
+        }
+        tracing::info!(version = ring.version(), changing = ring.changing(), "dynamo: ring adopted");
+        *held = Arc::new(ring);
+        Ok(true)
+    }
+
     /// The other members this node believes up: not DEAD to the failure detector, not cut
     /// off by a test partition.
     pub(super) fn alive(&self) -> Vec<NodeId> {
-        self.members
+        self.ring()
+            .members()
             .iter()
             .map(|m| m.id)
             .filter(|id| *id != self.id && !self.isolated_from(*id) && !self.swim.is_dead(*id))
             .collect()
     }
 
-    pub(super) fn addr_of(&self, id: NodeId) -> Option<&str> {
-        self.members.iter().find(|m| m.id == id).map(|m| m.peer_addr.as_str())
+    pub(super) fn addr_of(&self, id: NodeId) -> Option<String> {
+        self.ring().addr_of(id).map(str::to_owned)
     }
 
     /// Runs writes on the writer thread (one fsync'd transaction with whatever else is queued).
@@ -380,14 +410,19 @@ pub(super) async fn run_driver(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<
                 DriverEvent::Put { key, context, value, w, reply } => {
                     next_op += 1;
                     waiting.insert(next_op, reply);
-                    let owners = node.ring.owners(&key);
-                    let fallbacks = if node.options.sloppy_quorum { node.ring.fallbacks(&key) } else { Vec::new() };
-                    coordinator.put(next_op, key, &owners, &fallbacks, &node.alive(), context, value, now_ms(), w);
+                    let ring = node.ring();
+                    let owners = ring.owners(&key);
+                    let pending = ring.pending(ring.partition(&key));
+                    let fallbacks = if node.options.sloppy_quorum { ring.fallbacks(&key) } else { Vec::new() };
+                    let alive = node.alive();
+                    let targets =
+                        super::coordinator::Targets { owners: &owners, pending: &pending, fallbacks: &fallbacks };
+                    coordinator.put(next_op, key, targets, &alive, context, value, now_ms(), w);
                 }
                 DriverEvent::Get { key, r, reply } => {
                     next_op += 1;
                     waiting.insert(next_op, reply);
-                    let owners = node.ring.owners(&key);
+                    let owners = node.ring().owners(&key);
                     coordinator.get(next_op, key, &owners, &node.alive(), r);
                 }
                 DriverEvent::Replies { from, replies } => {

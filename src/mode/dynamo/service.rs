@@ -26,10 +26,15 @@ impl DynamoPeer for Service {
 
     async fn forward(&self, request: tonic::Request<proto::DynamoPayload>) -> RpcResult {
         let Forwarded { key, context, value, w } = wire::decode(request.get_ref())?;
-        let reply = if !self.node.ring.owners(&key).contains(&self.node.id) {
-            ForwardReply::TryAgain(format!("n{} does not hold this key", self.node.id))
-        } else if w == 0 || w > self.node.ring.replicas() {
-            ForwardReply::TryAgain(format!("W {w} is not from 1 to {}", self.node.ring.replicas()))
+        let ring = self.node.ring();
+        let reply = if ring.version() == 0 || !ring.owners(&key).contains(&self.node.id) {
+            ForwardReply::TryAgain(format!(
+                "n{} does not hold this key (ring version {})",
+                self.node.id,
+                ring.version()
+            ))
+        } else if w == 0 || w > ring.replicas() {
+            ForwardReply::TryAgain(format!("W {w} is not from 1 to {}", ring.replicas()))
         } else {
             match self.node.coordinate_put(key, context, value, w).await {
                 Ok(Reply::Written { context, dot }) => ForwardReply::Written { context, dot },

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::coordinator::{Coordinator, OpId, Options, Output, REPAIR, Reply, Request, Response};
+use super::coordinator::{Coordinator, OpId, Options, Output, REPAIR, Reply, Request, Response, Targets};
 use super::dvv::{Actor, Causality, Object, VersionVector};
 use crate::check::dynamo::{Report, check};
 use crate::history::{Event, EventType, Process, in_time_order};
@@ -258,7 +258,16 @@ impl Sim {
         };
         match f {
             "vget" => c.get(op, key.clone(), &NODES, &alive, 2),
-            _ => c.put(op, key.clone(), &NODES, &[], &alive, Some(context), value.map(Bytes::from), time, 2),
+            _ => c.put(
+                op,
+                key.clone(),
+                Targets { owners: &NODES, ..Targets::default() },
+                &alive,
+                Some(context),
+                value.map(Bytes::from),
+                time,
+                2,
+            ),
         }
         self.busy[client] = true;
         self.pending.insert(op, Pending { client, f, key });

@@ -15,7 +15,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use super::aae::{self, Shape, Trees};
 use super::dvv::{Actor, Causality, Dot, Object, VersionVector};
-use super::ring::Partition;
+use super::ring::{Partition, Ring};
 use crate::error::{Error, Result};
 use crate::node::{NodeId, codec};
 
@@ -29,6 +29,9 @@ const TOMBSTONES: TableDefinition<&[u8], u64> = TableDefinition::new("tombstones
 /// The value is when the hint was recorded (ms since the epoch), for `--hint-window`.
 const HINTS: TableDefinition<(u32, &[u8]), u64> = TableDefinition::new("hints");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The latest ring this node has adopted (postcard), under [`RING_KEY`].
+const RING: TableDefinition<&str, &[u8]> = TableDefinition::new("ring");
+const RING_KEY: &str = "ring";
 
 const ACTOR: &str = "actor";
 const LEASE: &str = "counter_lease";
@@ -50,8 +53,12 @@ pub enum Write {
     /// `target` has `key`'s object as it was when the hint recorded at `recorded_ms` was
     /// replayed: drop that hint (not a newer one, for a write since).
     DropHint { target: NodeId, key: Bytes, recorded_ms: u64 },
-    /// Delete `key`'s object if it still hashes to `hash` (a tombstone every owner holds).
+    /// Delete `key`'s object if it still hashes to `hash` and holds only tombstones (one
+    /// every owner holds).
     Reap { key: Bytes, hash: u64 },
+    /// Delete `key`'s object if it still hashes to `hash`: a copy this node no longer holds
+    /// after a membership change, handed over to the new owners.
+    Forget { key: Bytes, hash: u64 },
 }
 
 /// What one write did.
@@ -113,9 +120,15 @@ fn store_object(
         objects.insert(skey, encoded.as_slice()).map_err(db_error)?;
         aae::object_hash(key, &encoded)
     };
+    // A tombstone's age is this node's own clock from when it first stored the key as only
+    // tombstones (not the coordinator's timestamp: a clock that runs late elsewhere must not
+    // make a fresh delete reapable).
     match tombstone_time(object) {
-        Some(at) => {
-            tombstones.insert(skey, at).map_err(db_error)?;
+        Some(_) => {
+            let since = tombstones.get(skey).map_err(db_error)?.map(|at| at.value());
+            if since.is_none() {
+                tombstones.insert(skey, super::node::now_ms()).map_err(db_error)?;
+            }
         }
         None => {
             tombstones.remove(skey).map_err(db_error)?;
@@ -291,10 +304,13 @@ impl Storage {
                         }
                         Ok(Written::Hint)
                     }
-                    Write::Reap { key, hash } => {
+                    Write::Reap { key, hash } | Write::Forget { key, hash } => {
                         let skey = aae::storage_key(key);
-                        let (_, current) = load(&objects, key, &skey)?;
-                        let reap = current == *hash && current != 0;
+                        let (object, current) = load(&objects, key, &skey)?;
+                        let only_tombstones = tombstone_time(&object).is_some();
+                        let reap = current == *hash
+                            && current != 0
+                            && (only_tombstones || matches!(write, Write::Forget { .. }));
                         if reap {
                             changes.push(store_object(
                                 &mut objects,
@@ -354,7 +370,12 @@ impl Storage {
     }
 
     /// Up to `limit` tombstones whose latest delete is before `before_ms`, with their hashes.
-    pub fn old_tombstones(&self, before_ms: u64, limit: usize) -> Result<Vec<(Bytes, u64)>> {
+    pub fn old_tombstones(
+        &self,
+        before_ms: u64,
+        limit: usize,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Result<Vec<(Bytes, u64)>> {
         let txn = self.db.begin_read().map_err(db_error)?;
         let tombstones = txn.open_table(TOMBSTONES).map_err(db_error)?;
         let objects = txn.open_table(OBJECTS).map_err(db_error)?;
@@ -366,6 +387,9 @@ impl Storage {
             }
             let skey = k.value();
             let key = &skey[4.min(skey.len())..];
+            if !keep(key) {
+                continue;
+            }
             let (_, hash) = load(&objects, key, skey)?;
             if hash != 0 {
                 out.push((Bytes::copy_from_slice(key), hash));
@@ -424,6 +448,28 @@ impl Storage {
             keys.push((Bytes::copy_from_slice(&k.value()[4..]), live));
         }
         Ok(keys)
+    }
+
+    /// Stores `ring` as the one this node goes by (fsync'd before it is used).
+    pub fn save_ring(&self, ring: &Ring) -> Result<()> {
+        let bytes = codec::encode(ring).map_err(Error::Io)?;
+        let txn = self.db.begin_write().map_err(db_error)?;
+        txn.open_table(RING).map_err(db_error)?.insert(RING_KEY, bytes.as_slice()).map_err(db_error)?;
+        txn.commit().map_err(db_error)
+    }
+
+    /// The ring stored by [`Self::save_ring`], if any.
+    pub fn load_ring(&self) -> Result<Option<Ring>> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = match txn.open_table(RING) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db_error(e)),
+        };
+        match table.get(RING_KEY).map_err(db_error)? {
+            Some(bytes) => codec::decode(bytes.value()).map(Some).map_err(|e| Error::Io(format!("corrupt ring: {e}"))),
+            None => Ok(None),
+        }
     }
 
     /// Objects stored.

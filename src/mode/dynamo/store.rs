@@ -26,7 +26,8 @@ use crate::error::{Error, Result};
 use crate::node::{Faults, Tasks};
 use crate::peer::{self, CallError};
 use crate::store::{
-    ModeInfo, Mutation, MutationReply, SetReply, SiblingView, Siblings, Store, UpdateOp, Versioned, VersionedWrite,
+    Membership, MembershipChange, ModeInfo, Mutation, MutationReply, SetReply, SiblingView, Siblings, Store, UpdateOp,
+    Versioned, VersionedWrite,
 };
 
 /// Keys FLUSHALL deletes (and DBSIZE reads) at once.
@@ -52,13 +53,34 @@ impl DynamoMode {
         options.check().map_err(Error::Config)?;
         let id = options.node.node_id;
         let members = options.node.initial_members().map_err(Error::Config)?;
-        if options.node.join {
-            return Err(Error::Config(
-                "dynamo mode does not join a running cluster yet: list every node in --peers".into(),
-            ));
-        }
-        let ring = Ring::new(&members, options.partitions, options.replicas).map_err(Error::Config)?;
+        // A joining node waits for the cluster's ring (`cluster add-node` sends it); until
+        // then it owns nothing and refuses requests.
+        let configured = if options.node.join {
+            let me = crate::node::Member { id, peer_addr: options.node.peer_addr.clone() };
+            Ring::joining(me, options.partitions, options.replicas)
+        } else {
+            Ring::new(&members, options.partitions, options.replicas).map_err(Error::Config)?
+        };
         let (mut storage, counter) = Storage::open(&options.node.data_dir, options.partitions)?;
+        let ring = match storage.load_ring()? {
+            Some(stored) if stored.version() >= configured.version() => {
+                if (stored.partitions(), stored.replicas()) != (options.partitions, options.replicas) {
+                    return Err(Error::Config(format!(
+                        "{} holds a ring of {} partitions and {} replicas: --vnodes and --replicas must match it",
+                        options.node.data_dir.display(),
+                        stored.partitions(),
+                        stored.replicas()
+                    )));
+                }
+                stored
+            }
+            _ => {
+                if configured.version() > 0 {
+                    storage.save_ring(&configured)?;
+                }
+                configured
+            }
+        };
         storage.set_max_hints(options.max_hints);
         storage.set_causality(options.causality);
         if options.causality != super::dvv::Causality::Dvv {
@@ -71,7 +93,8 @@ impl DynamoMode {
         tracing::info!(
             node = id,
             actor = format!("{:016x}", storage.actor()),
-            members = ?ring.members(),
+            members = ?ring.member_ids(),
+            ring_version = ring.version(),
             n = options.replicas,
             r = options.r,
             w = options.w,
@@ -87,13 +110,13 @@ impl DynamoMode {
             options,
             storage,
             writer,
-            ring,
-            members,
+            ring: std::sync::RwLock::new(Arc::new(ring)),
             tasks: Tasks::default(),
             faults,
             driver,
             swim,
             stats: Stats::default(),
+            rebalance: Default::default(),
         });
         node.tasks.spawn(run_driver(node.clone(), driver_rx));
         let service = crate::peer::proto::dynamo_peer_server::DynamoPeerServer::new(Service { node: node.clone() })
@@ -110,7 +133,11 @@ impl DynamoMode {
     /// the key, else forwarded to the first live owner.
     async fn write(&self, key: Bytes, context: Option<VersionVector>, value: Option<Bytes>, w: usize) -> Result<Reply> {
         let node = &self.node;
-        let owners = node.ring.owners(&key);
+        let ring = node.ring();
+        if ring.version() == 0 {
+            return Err(Error::TryAgain(format!("n{} is joining the cluster and owns no key yet", node.id)));
+        }
+        let owners = ring.owners(&key);
         if owners.contains(&node.id) {
             return node.coordinate_put(key, context, value, w).await;
         }
@@ -152,6 +179,9 @@ impl DynamoMode {
     }
 
     async fn read(&self, key: Bytes, r: usize) -> Result<Object> {
+        if self.node.ring().version() == 0 {
+            return Err(Error::TryAgain(format!("n{} is joining the cluster and owns no key yet", self.node.id)));
+        }
         match self.node.coordinate_get(key, r).await? {
             Reply::Read(object) => Ok(object),
             Reply::Written { .. } => Err(Error::TryAgain("a read was answered as a write".into())),
@@ -171,7 +201,7 @@ impl DynamoMode {
 
     fn check_quorum(&self, what: &str, n: Option<usize>, default: usize) -> Result<usize> {
         let n = n.unwrap_or(default);
-        let replicas = self.node.ring.replicas();
+        let replicas = self.node.ring().replicas();
         if n == 0 || n > replicas {
             return Err(Error::Input(format!("{what} {n} is not from 1 to the number of replicas ({replicas})")));
         }
@@ -194,8 +224,50 @@ impl DynamoMode {
     }
 }
 
+/// How long `VALTHREE.MEMBERS ADD|REMOVE` waits for the data to move before it answers.
+const MEMBERSHIP_WAIT: std::time::Duration = std::time::Duration::from_secs(280);
+
+#[async_trait]
+impl Membership for DynamoMode {
+    async fn change_membership(&self, change: MembershipChange) -> Result<Vec<String>> {
+        let node = &self.node;
+        let ring = node.ring();
+        let next = match change {
+            MembershipChange::Show => {
+                let mut lines = vec![format!(
+                    "ring version {}{}",
+                    ring.version(),
+                    if ring.changing() { " (a change in progress)" } else { "" }
+                )];
+                for m in ring.members() {
+                    lines.push(format!("n{} {} holds {} partitions", m.id, m.peer_addr, ring.held_by(m.id).len()));
+                }
+                return Ok(lines);
+            }
+            MembershipChange::Add { id, peer_addr } => {
+                ring.with_join(crate::node::Member { id, peer_addr }).map_err(Error::Input)?
+            }
+            MembershipChange::Remove { id } => ring.with_leave(id).map_err(Error::Input)?,
+        };
+        let moving = next.moving().len();
+        node.adopt(next.clone())?;
+        super::rebalance::announce(node, &next, &ring).await;
+        super::rebalance::wait_done(node, next.version(), MEMBERSHIP_WAIT).await?;
+        let done = node.ring();
+        let mut lines = vec![format!("ring version {}: {moving} partitions moved", done.version())];
+        for id in done.member_ids() {
+            lines.push(format!("n{id} holds {} partitions", done.held_by(id).len()));
+        }
+        Ok(lines)
+    }
+}
+
 #[async_trait]
 impl Store for DynamoMode {
+    fn membership(&self) -> Option<&dyn Membership> {
+        Some(self)
+    }
+
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
         let object = self.read(Bytes::copy_from_slice(key), self.node.options.r).await?;
         self.plain(&object)
@@ -289,8 +361,9 @@ impl Store for DynamoMode {
     fn describe(&self) -> ModeInfo {
         let node = &self.node;
         let c = *node.stats.coordinator.lock().unwrap_or_else(|e| e.into_inner());
-        let members = node
-            .members
+        let ring = node.ring();
+        let members = ring
+            .members()
             .iter()
             .map(|m| format!("{}={}:{}", m.id, m.peer_addr, health_of(node, m.id).name()))
             .collect::<Vec<_>>()
@@ -307,11 +380,13 @@ impl Store for DynamoMode {
             ("dynamo_actor".into(), format!("{:016x}", node.storage.actor())),
             ("dynamo_peer_addr".into(), node.options.node.peer_addr.clone()),
             ("dynamo_members".into(), members),
-            ("dynamo_replicas".into(), node.ring.replicas().to_string()),
+            ("dynamo_replicas".into(), ring.replicas().to_string()),
             ("dynamo_r".into(), node.options.r.to_string()),
             ("dynamo_w".into(), node.options.w.to_string()),
             ("dynamo_sloppy_quorum".into(), if node.options.sloppy_quorum { "on" } else { "off" }.into()),
-            ("dynamo_partitions".into(), node.ring.partitions().to_string()),
+            ("dynamo_partitions".into(), ring.partitions().to_string()),
+            ("dynamo_ring_version".into(), ring.version().to_string()),
+            ("dynamo_ring_changing".into(), u8::from(ring.changing()).to_string()),
             ("dynamo_objects".into(), count(node.storage.object_count())),
             ("dynamo_puts".into(), c.puts.to_string()),
             ("dynamo_gets".into(), c.gets.to_string()),
@@ -403,7 +478,8 @@ impl Siblings for DynamoMode {
 
     fn members(&self) -> Vec<String> {
         let node = &self.node;
-        node.members
+        node.ring()
+            .members()
             .iter()
             .map(|m| {
                 let health = health_of(node, m.id);
@@ -419,7 +495,7 @@ impl Siblings for DynamoMode {
     }
 
     fn digest(&self, partition: Option<u32>) -> Result<Vec<String>> {
-        let ring = &self.node.ring;
+        let ring = self.node.ring();
         let held = ring.held_by(self.node.id);
         let parts = match partition {
             Some(p) if p >= ring.partitions() => {
@@ -435,7 +511,7 @@ impl Siblings for DynamoMode {
     }
 
     fn ring(&self, key: Option<&[u8]>) -> Vec<String> {
-        let ring = &self.node.ring;
+        let ring = self.node.ring();
         match key {
             Some(key) => {
                 let p = ring.partition(key);
@@ -443,10 +519,13 @@ impl Siblings for DynamoMode {
                 vec![format!("partition {p} of {}", ring.partitions()), format!("preference list {owners}")]
             }
             None => {
-                let mut lines =
-                    vec![format!("partitions {}", ring.partitions()), format!("replicas {}", ring.replicas())];
-                for id in ring.members() {
-                    lines.push(format!("n{id} holds {} partitions", ring.held_by(*id).len()));
+                let mut lines = vec![
+                    format!("partitions {}", ring.partitions()),
+                    format!("replicas {}", ring.replicas()),
+                    format!("version {}{}", ring.version(), if ring.changing() { " (changing)" } else { "" }),
+                ];
+                for id in ring.member_ids() {
+                    lines.push(format!("n{id} holds {} partitions", ring.held_by(id).len()));
                 }
                 lines
             }

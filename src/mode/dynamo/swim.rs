@@ -160,8 +160,7 @@ fn config(period: Duration, suspect_timeout: Duration, members: usize) -> Config
 pub(super) async fn run(node: Weak<Node>, Inbox(mut inbox): Inbox) {
     let Some(n) = node.upgrade() else { return };
     let me = SwimId { id: n.id, life: now_ms() };
-    let peers: Vec<NodeId> = n.members.iter().map(|m| m.id).filter(|id| *id != n.id).collect();
-    let config = config(n.options.swim_period, n.options.suspect_timeout, peers.len());
+    let config = config(n.options.swim_period, n.options.suspect_timeout, n.ring().members().len().max(3) - 1);
     drop(n);
     let rng = rand::rngs::SmallRng::seed_from_u64(fastrand::u64(..));
     let mut foca = Foca::new(me, config, rng, PostcardCodec);
@@ -184,11 +183,15 @@ pub(super) async fn run(node: Weak<Node>, Inbox(mut inbox): Inbox) {
                 foca.handle_timer(timer, &mut runtime)
             }
             _ = announce.tick() => {
-                // Alone (at start, or after everyone went away), foca does not look for
-                // members by itself: announce to every configured peer.
-                if foca.num_members() < peers.len() {
-                    for id in &peers {
-                        let _ = foca.announce(SwimId { id: *id, life: 0 }, &mut runtime);
+                // Alone (at start, or after everyone went away), or with members the ring
+                // has and foca has not met (a node that joined), foca does not look for them
+                // by itself: announce to every member of the ring.
+                if let Some(n) = node.upgrade() {
+                    let peers: Vec<NodeId> = n.ring().member_ids().into_iter().filter(|id| *id != n.id).collect();
+                    if foca.num_members() < peers.len() {
+                        for id in &peers {
+                            let _ = foca.announce(SwimId { id: *id, life: 0 }, &mut runtime);
+                        }
                     }
                 }
                 Ok(())

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::coordinator::{OpId, Request, Response};
 use super::dvv::{Dot, VersionVector};
-use super::ring::Partition;
+use super::ring::{Partition, Ring};
 use crate::error::Error;
 use crate::node::{NodeId, codec};
 use crate::peer::proto;
@@ -63,6 +63,9 @@ pub enum AaeRequest {
     Hashes(Vec<Bytes>),
     /// Delete each key's object if it still hashes as given (a tombstone every owner holds).
     Reap(Vec<(Bytes, u64)>),
+    /// The asker's ring (gossip, and a membership change's news): the answer is the
+    /// answerer's ring after it adopted the asker's, if that was newer.
+    Ring(Box<Ring>),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,6 +74,7 @@ pub enum AaeReply {
     Segments(Vec<(u16, u64)>),
     Keys(Vec<(Bytes, u64)>),
     Reaped(u64),
+    Ring(Box<Ring>),
     Refused(String),
 }
 

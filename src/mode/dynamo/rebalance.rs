@@ -1,0 +1,219 @@
+//! Membership changes: a node joins or leaves while clients keep reading and writing.
+//!
+//! 1. The node asked (`VALTHREE.MEMBERS ADD|REMOVE`, what `valthree cluster add-node` and
+//!    `remove-node` send) makes the next ring version: the current owners plus where the
+//!    moving partitions go ([`Ring::with_join`], [`Ring::with_leave`]). It stores it and
+//!    sends it to every member; gossip (one random member per round, the higher version
+//!    wins) spreads it to any that missed it.
+//! 2. While it is in force a moving partition's new owner is a *pending* replica: every
+//!    write is sent to it too, but only the current owners count toward W and reads ask only
+//!    them. Anti-entropy runs at once (not at `--aae-interval`) between every pair of holders,
+//!    old and new, and streams the data to the new owner in pages of `--aae-max-keys` keys;
+//!    a page that is cut off is resumed by the next exchange, which compares trees again.
+//! 3. The *driver* (the lowest-id member that is up) checks that every member has the ring,
+//!    then compares each moving partition's root on all its holders; once each has been seen
+//!    equal everywhere, it makes the following version (the new owners, a leaving member
+//!    gone) and sends it to every member, old and new.
+//! 4. A node left holding a partition it no longer owns keeps it `--handoff-grace`, then
+//!    hands it over once more (an exchange with each owner, so a write that reached only it
+//!    is not lost) and deletes its copy.
+//!
+//! Acknowledged writes are safe throughout: a write is acknowledged by W current owners,
+//! and a new owner becomes current only after holding everything the old ones held.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::aae;
+use super::anti_entropy::exchange_partitions;
+use super::node::Node;
+use super::ring::{Partition, Ring};
+use super::storage::Write;
+use super::wire::{AaeReply, AaeRequest};
+use crate::error::{Error, Result};
+use crate::node::NodeId;
+
+/// How often the rebalancing step runs (and membership changes are polled).
+pub(super) const POLL: Duration = Duration::from_millis(250);
+
+/// What the rebalancing step remembers between rounds.
+#[derive(Default)]
+pub(super) struct State {
+    /// The changing ring version the driver is checking, and its partitions seen converged.
+    checking: u64,
+    converged: BTreeSet<Partition>,
+    /// Partitions this node holds data of but no longer owns, and since when.
+    foreign_since: HashMap<Partition, Instant>,
+}
+
+/// Sends `ring` to `to` and adopts the answer if it is newer; the answerer's version.
+async fn swap(node: &Node, to: NodeId, ring: &Ring) -> Result<u64> {
+    let (reply, _) = node.call_aae(to, &AaeRequest::Ring(Box::new(ring.clone()))).await?;
+    let AaeReply::Ring(theirs) = reply else {
+        return Err(Error::TryAgain(format!("n{to} did not answer with its ring")));
+    };
+    let version = theirs.version();
+    node.adopt(*theirs)?;
+    Ok(version)
+}
+
+/// Sends `ring` to every member of it and of `also`; the members that now have it.
+pub(super) async fn announce(node: &Node, ring: &Ring, also: &Ring) -> BTreeSet<NodeId> {
+    let mut to: BTreeSet<NodeId> = ring.member_ids().into_iter().collect();
+    to.extend(also.member_ids());
+    to.remove(&node.id);
+    let mut have = BTreeSet::from([node.id]);
+    for id in to {
+        match swap(node, id, ring).await {
+            Ok(v) if v >= ring.version() => {
+                have.insert(id);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(peer = id, "ring not delivered: {e}"),
+        }
+    }
+    have
+}
+
+/// One round: gossip the ring, drive a change to its end, hand over partitions no longer owned.
+pub(super) async fn step(node: &Node) -> Result<()> {
+    let ring = node.ring();
+    let alive = node.alive();
+    if !alive.is_empty() {
+        let peer = alive[fastrand::usize(..alive.len())];
+        if let Err(e) = swap(node, peer, &ring).await {
+            tracing::debug!(peer, "ring gossip: {e}");
+        }
+    }
+    let ring = node.ring();
+    if ring.version() == 0 {
+        return Ok(());
+    }
+    if ring.changing() {
+        let driver = ring.member_ids().into_iter().find(|id| *id == node.id || alive.contains(id));
+        if driver == Some(node.id) {
+            drive(node, &ring).await?;
+        }
+        return Ok(());
+    }
+    hand_over(node, &ring).await
+}
+
+/// The driver's round of a change in progress: complete it once every moving partition has
+/// been seen identical on all its holders.
+async fn drive(node: &Node, ring: &Ring) -> Result<()> {
+    let have = announce(node, ring, ring).await;
+    if have.len() < ring.members().len() {
+        return Ok(()); // a member without the ring would not send writes to pending replicas
+    }
+    let moving = ring.moving();
+    {
+        let mut state = node.rebalance.lock().unwrap_or_else(|e| e.into_inner());
+        if state.checking != ring.version() {
+            state.checking = ring.version();
+            state.converged.clear();
+        }
+    }
+    let mut asks: BTreeMap<NodeId, Vec<Partition>> = BTreeMap::new();
+    for &p in &moving {
+        for h in ring.holders(p) {
+            asks.entry(h).or_default().push(p);
+        }
+    }
+    let mut roots: HashMap<(NodeId, Partition), u64> = HashMap::new();
+    for (holder, partitions) in asks {
+        let got = if holder == node.id {
+            node.storage.with_trees(|t| partitions.iter().map(|p| t.root(*p)).collect())
+        } else {
+            let (reply, _) = node.call_aae(holder, &AaeRequest::Roots(partitions.clone())).await?;
+            let AaeReply::Hashes(h) = reply else { return Err(Error::TryAgain(format!("n{holder}: no roots"))) };
+            h
+        };
+        for (p, root) in partitions.into_iter().zip(got) {
+            roots.insert((holder, p), root);
+        }
+    }
+    let done = {
+        let mut state = node.rebalance.lock().unwrap_or_else(|e| e.into_inner());
+        for &p in &moving {
+            let mut seen = ring.holders(p).into_iter().map(|h| roots.get(&(h, p)).copied());
+            let first = seen.next().flatten();
+            if first.is_some() && seen.all(|r| r == first) {
+                state.converged.insert(p);
+            }
+        }
+        moving.iter().all(|p| state.converged.contains(p))
+    };
+    if done {
+        let next = ring.completed();
+        tracing::info!(version = next.version(), moved = moving.len(), "dynamo: membership change complete");
+        node.adopt(next.clone())?;
+        announce(node, &next, ring).await;
+    }
+    Ok(())
+}
+
+/// Hands over and deletes, after `--handoff-grace`, the partitions this node still has data
+/// of but no longer holds.
+async fn hand_over(node: &Node, ring: &Ring) -> Result<()> {
+    let foreign: Vec<Partition> = node.storage.with_trees(|t| {
+        (0..ring.partitions()).filter(|p| t.root(*p) != 0 && !ring.holders(*p).contains(&node.id)).collect()
+    });
+    let due: Vec<Partition> = {
+        let mut state = node.rebalance.lock().unwrap_or_else(|e| e.into_inner());
+        state.foreign_since.retain(|p, _| foreign.contains(p));
+        let now = Instant::now();
+        foreign
+            .iter()
+            .filter(|p| {
+                now.duration_since(*state.foreign_since.entry(**p).or_insert(now)) >= node.options.handoff_grace
+            })
+            .copied()
+            .collect()
+    };
+    let alive = node.alive();
+    for p in due {
+        let owners = ring.preference_list(p);
+        if owners.iter().any(|o| !alive.contains(o)) {
+            continue; // every owner must take its copy first
+        }
+        let mut complete = true;
+        for &owner in &owners {
+            // Each exchange repairs a page; the partition is dropped only when no page was cut off.
+            complete &= !exchange_partitions(node, owner, vec![p], 0).await?;
+        }
+        if !complete {
+            continue;
+        }
+        let storage = node.storage.clone();
+        let segments: Vec<u16> = (0..aae::SEGMENTS as u16).collect();
+        let keys = tokio::task::spawn_blocking(move || storage.segment_keys(p, &segments))
+            .await
+            .map_err(|e| Error::Io(e.to_string()))??;
+        let n = keys.len();
+        let writes = keys.into_iter().map(|(key, hash)| Write::Forget { key, hash }).collect();
+        node.write(writes).await?;
+        tracing::info!(partition = p, keys = n, "dynamo: handed over a partition this node no longer holds");
+    }
+    Ok(())
+}
+
+/// Waits until the change that made ring `version` is over (the next version is in force).
+pub(super) async fn wait_done(node: &Node, version: u64, limit: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let ring = node.ring();
+        if ring.version() > version && !ring.changing() {
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            return Err(Error::TryAgain(format!(
+                "the membership change (ring version {version}) is still streaming data; it goes on in the background"
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+pub(super) type Shared = Mutex<State>;
