@@ -254,7 +254,11 @@ impl Membership for DynamoMode {
         super::rebalance::announce(node, &next, &ring).await;
         super::rebalance::wait_done(node, next.version(), MEMBERSHIP_WAIT).await?;
         let done = node.ring();
-        let mut lines = vec![format!("ring version {}: {moving} partitions moved", done.version())];
+        let mut lines = vec![format!(
+            "ring version {}: {moving} of {} preference lists changed",
+            done.version(),
+            done.partitions()
+        )];
         for id in done.member_ids() {
             lines.push(format!("n{id} holds {} partitions", done.held_by(id).len()));
         }
