@@ -660,3 +660,39 @@ fn a_node_joins_and_another_leaves_under_a_checked_workload_and_no_acknowledged_
     assert!(!refused.status.success());
     assert!(common::text(&refused).contains("2 nodes would be left for 3 replicas"), "{}", common::text(&refused));
 }
+
+#[test]
+fn a_checked_workload_with_nodes_joining_and_leaving_among_other_faults_keeps_every_promise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "dynamo", &["--handoff-grace", "1s"]);
+    let _down = Down(&dir);
+    let history = tmp.path().join("h.jsonl");
+    let extra = [
+        "--duration",
+        "12s",
+        "--seed",
+        "5",
+        "--nemesis",
+        "membership,kill,partition",
+        "--nemesis-interval",
+        "3s",
+        "--settle-timeout",
+        "30s",
+    ];
+    let out = common::workload(&dir, &history, &extra);
+    let said = common::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(dynamo_verdict(&out).starts_with("consistent: "), "{said}");
+    let events = common::recorded_events(&history);
+    for f in ["add-node", "remove-node", "kill", "partition"] {
+        assert!(events.iter().any(|e| e["f"] == f && e["error"].is_null()), "no successful {f} in the history: {said}");
+    }
+    let acked = events.iter().filter(|e| e["type"] == "ok" && e["f"] == "vset").count();
+    assert!(acked > 100, "only {acked} writes acknowledged: {said}");
+    let addrs = addrs(&status);
+    for a in &addrs {
+        assert_eq!(info_field(a, "dynamo_ring_changing"), "0");
+    }
+    wait_until(Duration::from_secs(20), "every digest to agree after the run", || digests_agree(&addrs));
+}

@@ -87,6 +87,7 @@ fn undo_of(f: &str) -> Option<&'static str> {
         "kill" => Some("restart"),
         "pause" => Some("resume"),
         "partition" => Some("heal"),
+        "add-node" => Some("remove-node"),
         _ => None,
     }
 }

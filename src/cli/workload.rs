@@ -42,8 +42,8 @@ pub struct WorkloadArgs {
     /// With --docker: the network a partition disconnects a container from.
     #[arg(long)]
     pub docker_network: Option<String>,
-    /// Faults to inject while the workload runs: kill, pause, partition (comma-separated);
-    /// needs --cluster or --docker.
+    /// Faults to inject while the workload runs: kill, pause, partition, membership (a node
+    /// joins, then leaves; local clusters only) (comma-separated); needs --cluster or --docker.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub nemesis: Vec<Fault>,
     /// Time between two faults; each lasts half of it.

@@ -22,6 +22,9 @@ pub enum Fault {
     Pause,
     /// Cut one node off from the others (in s3 mode: from the object store), later heal.
     Partition,
+    /// A new node joins (`cluster add-node`), later it leaves again (`remove-node`): a local
+    /// cluster of paxos, raft or dynamo mode.
+    Membership,
 }
 
 /// What the faults act on.
@@ -42,7 +45,16 @@ impl Target {
         }
     }
 
-    fn inject(&self, fault: Fault, victim: &str) -> Result<(), String> {
+    /// Injects `fault` on `victim`; the node it acts on (a membership change: the new one).
+    fn inject(&self, fault: Fault, victim: &str) -> Result<String, String> {
+        match (self, fault) {
+            (Target::Local(dir), Fault::Membership) => super::add_node(dir).map(|(node, _)| node.name),
+            (Target::Docker(_), Fault::Membership) => Err("membership changes need a local cluster".into()),
+            _ => self.inject_on(fault, victim).map(|()| victim.to_string()),
+        }
+    }
+
+    fn inject_on(&self, fault: Fault, victim: &str) -> Result<(), String> {
         match (self, fault) {
             (Target::Local(dir), Fault::Kill) => kill(&ClusterState::require(dir)?, victim),
             (Target::Local(dir), Fault::Pause) => pause(&ClusterState::require(dir)?, victim),
@@ -53,6 +65,7 @@ impl Target {
             (Target::Docker(docker), Fault::Kill) => docker.kill(victim),
             (Target::Docker(docker), Fault::Pause) => docker.pause(victim),
             (Target::Docker(docker), Fault::Partition) => docker.partition(victim),
+            (_, Fault::Membership) => unreachable!("handled by inject"),
         }
     }
 
@@ -64,6 +77,8 @@ impl Target {
             (Target::Docker(docker), Fault::Kill) => docker.restart(victim),
             (Target::Docker(docker), Fault::Pause) => docker.resume(victim),
             (Target::Docker(docker), Fault::Partition) => docker.heal(victim),
+            (Target::Local(dir), Fault::Membership) => super::remove_node(dir, victim).map(|_| ()),
+            (Target::Docker(_), Fault::Membership) => Ok(()),
         }
     }
 
@@ -147,13 +162,22 @@ impl Nemesis {
                 Fault::Kill => ("kill", "restart"),
                 Fault::Pause => ("pause", "resume"),
                 Fault::Partition => ("partition", "heal"),
+                Fault::Membership => ("add-node", "remove-node"),
             };
             let injected = {
                 let (target, victim) = (self.target.clone(), victim.clone());
                 Self::blocking(move || target.inject(fault, &victim)).await
             };
+            let victim = match &injected {
+                Ok(acted_on) => acted_on.clone(),
+                Err(_) if fault == Fault::Membership => "a new node".into(),
+                Err(_) => victim,
+            };
             note(name, &victim, injected.as_ref().err());
             self.record(name, json!(victim), injected.as_ref().err().cloned());
+            if injected.is_err() && fault == Fault::Membership {
+                continue; // no node joined: none to remove
+            }
             let _ = tokio::time::timeout(pause_for, stop.changed()).await;
             let healed = {
                 let (target, victim) = (self.target.clone(), victim.clone());
