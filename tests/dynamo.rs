@@ -696,3 +696,62 @@ fn a_checked_workload_with_nodes_joining_and_leaving_among_other_faults_keeps_ev
     }
     wait_until(Duration::from_secs(20), "every digest to agree after the run", || digests_agree(&addrs));
 }
+
+#[test]
+fn a_join_streams_its_data_in_pages_waits_out_a_paused_member_and_survives_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    // Pages of 25 keys: 1,500 keys (about 1,100 for the new node) take many exchanges.
+    let status = up(&dir, "dynamo", &["--aae-max-keys", "25", "--swim-period", "200ms", "--suspect-timeout", "10s"]);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    let mut pipe = redis::pipe();
+    for i in 0..1500 {
+        pipe.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
+    }
+    let _: () = pipe.query(&mut redis(&addrs[0])).unwrap();
+    let n3_pid = status["nodes"][2]["pid"].as_u64().unwrap().to_string();
+    let adding = {
+        let dir = dir.clone();
+        std::thread::spawn(move || common::valthree(&["cluster", "--dir", dir.to_str().unwrap(), "--json", "add-node"]))
+    };
+    // A holder stops answering mid-change: the change waits for it rather than finish without it.
+    std::thread::sleep(Duration::from_millis(700));
+    let signal =
+        |sig: &str| assert!(std::process::Command::new("kill").args([sig, &n3_pid]).status().unwrap().success());
+    signal("-STOP");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(info_field(&addrs[0], "dynamo_ring_changing"), "1", "no change completes while a holder is away");
+    signal("-CONT");
+    let out = adding.join().unwrap();
+    assert!(out.status.success(), "{}", common::text(&out));
+    let added: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n4 = added["addr"].as_str().unwrap().to_string();
+    let repaired: u64 = [&addrs[..], &[n4.clone()]]
+        .concat()
+        .iter()
+        .map(|a| info_field(a, "dynamo_aae_keys_repaired").parse::<u64>().unwrap())
+        .sum();
+    assert!(repaired >= 1000, "the new node's share came by anti-entropy: {repaired} keys");
+    let owned_by_n4 = |i: usize| {
+        let list: Vec<String> = redis::cmd("DYNAMO.RING").arg(format!("k{i}")).query(&mut redis(&n4)).unwrap();
+        list[1].contains("n4")
+    };
+    let mine: Vec<usize> = (0..1500).filter(|i| owned_by_n4(*i)).collect();
+    assert!(mine.len() > 900, "n4 owns {} of 1500 keys", mine.len());
+    for &i in &mine {
+        assert_eq!(versioned(&n4, "DYNAMO.LOCAL", &format!("k{i}")).1, vec![Some(i.to_string())], "k{i} on n4");
+    }
+    // The ring is durable: after a restart of every node it is the same version, and every
+    // key still reads back.
+    for n in ["n1", "n2", "n3", "n4"] {
+        cluster(&dir, &["restart", n]);
+    }
+    for a in addrs.iter().chain([&n4]) {
+        assert_eq!(info_field(a, "dynamo_ring_version"), "3", "{a}");
+    }
+    for i in (0..1500).step_by(11) {
+        let v: String = redis::cmd("GET").arg(format!("k{i}")).query(&mut redis(&n4)).unwrap();
+        assert_eq!(v, i.to_string());
+    }
+}

@@ -396,6 +396,10 @@ pub fn add_node(dir: &Path) -> Result<(NodeState, Vec<String>), String> {
                 let _ = process::signal(&node, Signal::SIGKILL);
                 process::wait_gone(&node, Duration::from_secs(5));
                 state.next_id = id + 1; // the id may have reached some node's configuration
+                if state.mode == ModeName::Dynamo.as_str() {
+                    // The ring may be waiting for the dead node's data: call the join off.
+                    let _ = members_command(state, &node.name, &["REMOVE", &id.to_string()]);
+                }
                 Err(format!("adding {}: {e}", node.name))
             }
         }

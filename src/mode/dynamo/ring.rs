@@ -270,8 +270,14 @@ impl Ring {
         Ok(Self { version: self.version + 1, members: sorted(&members), next: Some(next), ..self.clone() })
     }
 
-    /// The ring that starts removing member `id`: its partitions go to the least loaded.
+    /// The ring that starts removing member `id`: its partitions go to the least loaded. Of
+    /// a node whose join is in progress (it died, or its data never arrived): the join is
+    /// called off, and nothing moves.
     pub fn with_leave(&self, id: NodeId) -> Result<Self, String> {
+        if self.changing() && self.joins(id) {
+            let members = self.members.iter().filter(|m| m.id != id).cloned().collect();
+            return Ok(Self { version: self.version + 1, members, next: None, ..self.clone() });
+        }
         if self.changing() {
             return Err("a membership change is already in progress".into());
         }
@@ -409,6 +415,18 @@ mod tests {
         assert!(done.with_leave(1).unwrap_err().contains("2 nodes would be left"));
         assert!(done.with_leave(2).unwrap_err().contains("not a member"));
         assert!(done.with_join(member(3)).unwrap_err().contains("already a member"));
+    }
+
+    #[test]
+    fn removing_a_node_whose_join_is_in_progress_calls_the_join_off() {
+        let ring = Ring::new(&members(3), 64, 3).unwrap();
+        let joining = ring.with_join(member(4)).unwrap();
+        let off = joining.with_leave(4).unwrap();
+        assert_eq!(off.version(), joining.version() + 1);
+        assert!(!off.changing());
+        assert_eq!(off.member_ids(), vec![1, 2, 3]);
+        assert_eq!(off.owners, ring.owners);
+        assert!(joining.with_leave(1).unwrap_err().contains("in progress"));
     }
 
     #[test]

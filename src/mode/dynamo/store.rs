@@ -252,7 +252,9 @@ impl Membership for DynamoMode {
         let moving = next.moving().len();
         node.adopt(next.clone())?;
         super::rebalance::announce(node, &next, &ring).await;
-        super::rebalance::wait_done(node, next.version(), MEMBERSHIP_WAIT).await?;
+        if next.changing() {
+            super::rebalance::wait_done(node, next.version(), MEMBERSHIP_WAIT).await?;
+        }
         let done = node.ring();
         let mut lines = vec![format!(
             "ring version {}: {moving} of {} preference lists changed",
