@@ -727,7 +727,7 @@ fn a_join_streams_its_data_in_pages_waits_out_a_paused_member_and_survives_resta
     assert!(out.status.success(), "{}", common::text(&out));
     let added: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let n4 = added["addr"].as_str().unwrap().to_string();
-    let repaired: u64 = [&addrs[..], &[n4.clone()]]
+    let repaired: u64 = [&addrs[..], std::slice::from_ref(&n4)]
         .concat()
         .iter()
         .map(|a| info_field(a, "dynamo_aae_keys_repaired").parse::<u64>().unwrap())
