@@ -61,7 +61,7 @@ fn every_command_works_through_the_redis_crate() {
     }
     let valthree_only: String = redis::cmd("INFO").arg("valthree").query(&mut con).unwrap();
     assert!(valthree_only.contains("s3_batch:on") && !valthree_only.contains("# Server"));
-    assert_eq!(redis::cmd("COMMAND").arg("COUNT").query::<i64>(&mut con).unwrap(), 32);
+    assert_eq!(redis::cmd("COMMAND").arg("COUNT").query::<i64>(&mut con).unwrap(), 33);
     let vget = redis::cmd("VGET").arg("k").query::<Value>(&mut con).unwrap_err();
     assert!(vget.to_string().contains("VGET is a dynamo mode command; this server runs in s3 mode"), "{vget}");
     let docs: Value = redis::cmd("COMMAND").arg("DOCS").arg("get").query(&mut con).unwrap();
@@ -92,6 +92,46 @@ fn a_pipeline_of_a_thousand_commands_is_answered_in_order() {
     let replies: Vec<i64> = pipe.query(&mut con).unwrap();
     let expected: Vec<i64> = (1..=1000).flat_map(|i| [i, i]).collect();
     assert_eq!(replies, expected);
+}
+
+#[test]
+fn a_run_of_pipelined_gets_shares_one_read_yet_each_sees_the_writes_before_it() {
+    let (_dir, open) = server(&[]);
+    let mut raw = Raw::connect(open.port);
+    // One write, a run of GETs (one read), a write, another run with an unknown command and
+    // a GET of the wrong arity inside it: every reply in order, each as if alone.
+    let mut bytes = request(&[b"SET", b"k", b"1"]);
+    for _ in 0..20 {
+        bytes.extend(request(&[b"GET", b"k"]));
+    }
+    bytes.extend(request(&[b"GET", b"missing"]));
+    bytes.extend(request(&[b"SET", b"k", b"2"]));
+    bytes.extend(request(&[b"GET", b"k"]));
+    bytes.extend(request(&[b"NOSUCH"]));
+    bytes.extend(request(&[b"GET"]));
+    bytes.extend(request(&[b"GET", b"k"]));
+    raw.send(&bytes);
+    assert_eq!(raw.read_reply(), b"+OK\r\n");
+    for _ in 0..20 {
+        assert_eq!(raw.read_reply(), b"$1\r\n1\r\n");
+    }
+    assert_eq!(raw.read_reply(), b"$-1\r\n");
+    assert_eq!(raw.read_reply(), b"+OK\r\n");
+    assert_eq!(raw.read_reply(), b"$1\r\n2\r\n", "a GET after a write in the pipeline sees it");
+    assert!(raw.read_reply().starts_with(b"-ERR unknown command"));
+    assert!(raw.read_reply().starts_with(b"-ERR wrong number of arguments"));
+    assert_eq!(raw.read_reply(), b"$1\r\n2\r\n");
+    // Without AUTH a pipelined run of GETs is refused one by one.
+    let (_dir2, guarded) = server(&["--requirepass", "pw"]);
+    let mut raw = Raw::connect(guarded.port);
+    let mut bytes = Vec::new();
+    for _ in 0..3 {
+        bytes.extend(request(&[b"GET", b"k"]));
+    }
+    raw.send(&bytes);
+    for _ in 0..3 {
+        assert!(raw.read_reply().starts_with(b"-NOAUTH"));
+    }
 }
 
 #[test]

@@ -23,6 +23,15 @@ use crate::store::Store;
 
 /// The longest a reply waits in the write buffer for the rest of its pipeline.
 pub const MAX_REPLY_DELAY: Duration = Duration::from_millis(2);
+/// Consecutive GETs of a pipeline run as one read at most this many at a time.
+pub const MAX_GET_RUN: usize = 128;
+
+/// What the loop works on next: a frame from the client, or a command already parsed while
+/// looking ahead for the end of a run of GETs.
+enum Input {
+    Frame(Option<Result<Vec<bytes::Bytes>, CodecError>>),
+    Parsed(crate::error::Result<Command>),
+}
 
 /// Serves one connection until the client leaves, a protocol error, or shutdown.
 pub async fn handle<S>(
@@ -41,6 +50,7 @@ pub async fn handle<S>(
     codec.authenticated = session.authenticated;
     let mut framed = Framed::new(socket, codec);
     let mut queued_since: Option<Instant> = None;
+    let mut ahead: Option<Input> = None;
     loop {
         if queued_since.is_some_and(|t| t.elapsed() >= MAX_REPLY_DELAY) {
             if framed.flush().await.is_err() {
@@ -50,7 +60,18 @@ pub async fn handle<S>(
         }
         // Requests already received are answered, also during shutdown; only waiting for
         // more stops when the server is stopping.
-        let next = match framed.next().now_or_never() {
+        let next = match ahead.take() {
+            Some(Input::Parsed(parsed)) => {
+                let reply = run(parsed, store.as_ref(), &mut session, &server).await;
+                if !send(&mut framed, &session, reply, &mut queued_since).await {
+                    break;
+                }
+                continue;
+            }
+            Some(Input::Frame(next)) => Some(next),
+            None => framed.next().now_or_never(),
+        };
+        let next = match next {
             Some(next) => next,
             None => {
                 if framed.flush().await.is_err() || shutdown.is_cancelled() {
@@ -92,29 +113,88 @@ pub async fn handle<S>(
             Some(Ok(request)) => request,
         };
         server.commands.fetch_add(1, Ordering::Relaxed);
-        // As in Redis, unknown commands and wrong arity are reported before NOAUTH (and here,
-        // so are the command's own syntax errors: it is parsed before the check).
-        let reply = match Command::parse(request) {
-            Err(e) => Reply::from(e),
-            Ok(command) if !session.authenticated && !allowed_without_auth(command.spec().flags) => {
-                Reply::from(auth_required())
+        let parsed = Command::parse(request);
+        let Ok(Command::Get(first)) = parsed else {
+            let reply = run(parsed, store.as_ref(), &mut session, &server).await;
+            if !send(&mut framed, &session, reply, &mut queued_since).await {
+                break;
             }
-            Ok(command) => {
-                let ctx = &mut Ctx { store: store.as_ref(), session: &mut session, server: &server };
-                command.apply(ctx).await
-            }
+            continue;
         };
-        let codec = framed.codec_mut();
-        codec.protocol = session.protocol;
-        codec.authenticated = session.authenticated;
-        if framed.feed(reply).await.is_err() {
-            break;
+        // A run of GETs already received (a pipeline) is one read: each is answered as if
+        // alone, in order, and none waits for the read of the one before it.
+        let mut keys = vec![first.into_key()];
+        while session.authenticated && keys.len() < MAX_GET_RUN {
+            match framed.next().now_or_never() {
+                None => break,
+                Some(Some(Ok(request))) => {
+                    server.commands.fetch_add(1, Ordering::Relaxed);
+                    match Command::parse(request) {
+                        Ok(Command::Get(get)) => keys.push(get.into_key()),
+                        other => {
+                            ahead = Some(Input::Parsed(other));
+                            break;
+                        }
+                    }
+                }
+                Some(other) => {
+                    ahead = Some(Input::Frame(other));
+                    break;
+                }
+            }
         }
-        queued_since.get_or_insert_with(Instant::now);
-        if session.closing {
+        let replies: Vec<Reply> = if session.authenticated {
+            store.get_each(&keys).await.into_iter().map(|r| r.map_or_else(Reply::from, Reply::bulk_or_null)).collect()
+        } else {
+            vec![Reply::from(auth_required())]
+        };
+        let mut sent = true;
+        for reply in replies {
+            sent &= send(&mut framed, &session, reply, &mut queued_since).await;
+        }
+        if !sent {
             break;
         }
     }
     let _ = framed.flush().await;
     tracing::debug!(client = session.id, "disconnected");
+}
+
+/// Runs one parsed command. As in Redis, unknown commands and wrong arity are reported
+/// before NOAUTH (and here, so are the command's own syntax errors: it is parsed before the
+/// check).
+async fn run(
+    parsed: crate::error::Result<Command>,
+    store: &dyn Store,
+    session: &mut Session,
+    server: &ServerState,
+) -> Reply {
+    match parsed {
+        Err(e) => Reply::from(e),
+        Ok(command) if !session.authenticated && !allowed_without_auth(command.spec().flags) => {
+            Reply::from(auth_required())
+        }
+        Ok(command) => command.apply(&mut Ctx { store, session, server }).await,
+    }
+}
+
+/// Queues `reply` on the connection's write buffer; false when the client is gone or the
+/// session is closing.
+async fn send<S>(
+    framed: &mut Framed<S, RespCodec>,
+    session: &Session,
+    reply: Reply,
+    queued_since: &mut Option<Instant>,
+) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let codec = framed.codec_mut();
+    codec.protocol = session.protocol;
+    codec.authenticated = session.authenticated;
+    if framed.feed(reply).await.is_err() {
+        return false;
+    }
+    queued_since.get_or_insert_with(Instant::now);
+    !session.closing
 }

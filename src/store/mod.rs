@@ -71,6 +71,18 @@ pub trait Store: Send + Sync + 'static {
     /// linearizably on its own, not as one snapshot.
     async fn mget(&self, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>>;
 
+    /// Several GETs that arrived together (a client's pipeline): one result each, as each
+    /// would have had alone, but they may share one read — every one of them was received
+    /// before the read, so it observes every write acknowledged before any of them started.
+    /// A mode whose GETs can fail one by one (dynamo: a key's siblings, its owners' quorum)
+    /// answers each on its own.
+    async fn get_each(&self, keys: &[Bytes]) -> Vec<Result<Option<Bytes>>> {
+        match self.mget(keys).await {
+            Ok(values) => values.into_iter().map(Ok).collect(),
+            Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
     /// How many of `keys` exist; a key named twice counts twice (as in Redis).
     async fn exists(&self, keys: &[Bytes]) -> Result<u64> {
         let values = self.mget(keys).await?;

@@ -280,6 +280,10 @@ impl Store for DynamoMode {
     }
 
     async fn mget(&self, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>> {
+        self.get_each(keys).await.into_iter().collect()
+    }
+
+    async fn get_each(&self, keys: &[Bytes]) -> Vec<Result<Option<Bytes>>> {
         let reads = keys.iter().map(|k| self.read(k.clone(), self.node.options.r));
         let objects = futures_util::future::join_all(reads).await;
         objects.into_iter().map(|o| o.and_then(|o| self.plain(&o))).collect()

@@ -16,6 +16,10 @@ impl Get {
         Ok(Self { key: args.next_bytes()? })
     }
 
+    pub fn into_key(self) -> Bytes {
+        self.key
+    }
+
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
         Ok(Reply::bulk_or_null(ctx.store.get(&self.key).await?))
     }
