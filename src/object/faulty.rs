@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Etag, Object, ObjectError, ObjectStore, PutCondition};
+use super::{Etag, Fetched, Object, ObjectError, ObjectStore, PutCondition};
 use crate::node::{Faults, OBJECT_STORE};
 
 /// Wraps an object store with a partition switch.
@@ -39,6 +39,13 @@ impl ObjectStore for Partitionable {
             return Err(ObjectError::Unavailable(CUT.into()));
         }
         self.inner.get(key).await
+    }
+
+    async fn get_if_changed(&self, key: &str, known: &Etag) -> Result<Fetched, ObjectError> {
+        if self.cut() {
+            return Err(ObjectError::Unavailable(CUT.into()));
+        }
+        self.inner.get_if_changed(key, known).await
     }
 
     async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<Etag, ObjectError> {

@@ -21,12 +21,40 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use super::{Etag, Object, ObjectError, ObjectStore, PutCondition};
+use super::{Etag, Fetched, Object, ObjectError, ObjectStore, PutCondition};
+
+/// Which file a path named when it was read: a rename makes a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl FileId {
+    fn of(meta: &fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// The version last read or written of each object, and the file it was in.
+type Seen = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, (Etag, FileId)>>>;
 
 /// An object store in a local directory.
 #[derive(Debug, Clone)]
 pub struct LocalDir {
     root: PathBuf,
+    seen: Seen,
 }
 
 impl LocalDir {
@@ -34,7 +62,15 @@ impl LocalDir {
     pub fn open(root: impl Into<PathBuf>) -> std::io::Result<Self> {
         let root = root.into();
         fs::create_dir_all(&root)?;
-        Ok(Self { root })
+        Ok(Self { root, seen: Seen::default() })
+    }
+
+    fn remember(&self, path: &Path, etag: &Etag, id: FileId) {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_path_buf(), (etag.clone(), id));
+    }
+
+    fn remembered(&self, path: &Path) -> Option<(Etag, FileId)> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(path).cloned()
     }
 
     fn object_path(&self, key: &str) -> Result<PathBuf, ObjectError> {
@@ -53,7 +89,24 @@ impl LocalDir {
 }
 
 fn open_lock(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().create(true).truncate(false).write(true).open(path)
+    OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)
+}
+
+/// The etag a writer noted in the lock file before its rename (empty: none noted yet).
+fn noted_etag(lock: &File) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut noted = String::new();
+    (&*lock).take(128).read_to_string(&mut noted)?;
+    Ok(noted)
+}
+
+/// Notes `etag` in the lock file (under the exclusive lock, before the rename that makes it
+/// current). Not fsync'd: only running readers use it, and a crash that loses it ends them
+/// too; a note ahead of the data (a rename that failed) only costs a reader a full read.
+fn note_etag(lock: &File, etag: &Etag) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    lock.write_all_at(etag.0.as_bytes(), 0)?;
+    lock.set_len(etag.0.len() as u64)
 }
 
 fn etag_of(body: &[u8]) -> Etag {
@@ -62,17 +115,32 @@ fn etag_of(body: &[u8]) -> Etag {
 }
 
 fn read_object(path: &Path) -> Result<Option<Object>, ObjectError> {
-    match fs::read(path) {
-        Ok(body) => {
-            let etag = etag_of(&body);
-            Ok(Some(Object { body: Bytes::from(body), etag }))
-        }
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ObjectError::Unavailable(format!("read {}: {e}", path.display()))),
-    }
+    Ok(read_object_id(path)?.map(|(object, _)| object))
 }
 
-fn put_locked(root: &Path, path: &Path, key: &str, body: &[u8], condition: &PutCondition) -> Result<Etag, ObjectError> {
+/// The object in `path` and the file it was read from.
+fn read_object_id(path: &Path) -> Result<Option<(Object, FileId)>, ObjectError> {
+    use std::io::Read;
+    let failed = |e: std::io::Error| ObjectError::Unavailable(format!("read {}: {e}", path.display()));
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(failed(e)),
+    };
+    let id = FileId::of(&file.metadata().map_err(failed)?);
+    let mut body = Vec::with_capacity(id.size as usize);
+    file.read_to_end(&mut body).map_err(failed)?;
+    let etag = etag_of(&body);
+    Ok(Some((Object { body: Bytes::from(body), etag }, id)))
+}
+
+fn put_locked(
+    root: &Path,
+    path: &Path,
+    key: &str,
+    body: &[u8],
+    condition: &PutCondition,
+) -> Result<(Etag, Option<FileId>), ObjectError> {
     let unavailable = |what: &str, e: std::io::Error| ObjectError::Unavailable(format!("{what}: {e}"));
     let lock = open_lock(&root.join(format!(".{key}.lock"))).map_err(|e| unavailable("open lock file", e))?;
     lock.lock().map_err(|e| unavailable("lock", e))?;
@@ -88,6 +156,8 @@ fn put_locked(root: &Path, path: &Path, key: &str, body: &[u8], condition: &PutC
     }
 
     // Until the rename the old version stands: any failure before it is definite.
+    let etag = etag_of(body);
+    note_etag(&lock, &etag).map_err(|e| unavailable("note the etag in the lock file", e))?;
     let tmp = root.join(format!(".{key}.tmp"));
     let mut file = File::create(&tmp).map_err(|e| unavailable("create temp file", e))?;
     file.write_all(body).map_err(|e| unavailable("write temp file", e))?;
@@ -98,7 +168,7 @@ fn put_locked(root: &Path, path: &Path, key: &str, body: &[u8], condition: &PutC
     File::open(root)
         .and_then(|dir| dir.sync_all())
         .map_err(|e| ObjectError::Indeterminate(format!("fsync directory: {e}")))?;
-    Ok(etag_of(body))
+    Ok((etag, fs::metadata(path).ok().map(|m| FileId::of(&m))))
 }
 
 #[async_trait]
@@ -106,10 +176,41 @@ impl ObjectStore for LocalDir {
     async fn get(&self, key: &str) -> Result<Option<Object>, ObjectError> {
         let path = self.object_path(key)?;
         let lock_path = self.lock_path(key);
+        let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let lock = open_lock(&lock_path).map_err(|e| ObjectError::Unavailable(format!("open lock file: {e}")))?;
             lock.lock_shared().map_err(|e| ObjectError::Unavailable(format!("lock: {e}")))?;
-            read_object(&path)
+            let Some((object, id)) = read_object_id(&path)? else { return Ok(None) };
+            this.remember(&path, &object.etag, id);
+            Ok(Some(object))
+        })
+        .await
+        .map_err(|e| ObjectError::Unavailable(e.to_string()))?
+    }
+
+    /// While `known` is current, reads only the etag the last writer noted in the lock file
+    /// and the file's identity (device, inode, size, times: a rename makes a new file), so an
+    /// unchanged document is neither read nor hashed again. Either one changed — a write by
+    /// this or another process, or by a release that notes no etag — and it reads it all.
+    async fn get_if_changed(&self, key: &str, known: &Etag) -> Result<Fetched, ObjectError> {
+        let path = self.object_path(key)?;
+        let lock_path = self.lock_path(key);
+        let known = known.clone();
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let lock = open_lock(&lock_path).map_err(|e| ObjectError::Unavailable(format!("open lock file: {e}")))?;
+            lock.lock_shared().map_err(|e| ObjectError::Unavailable(format!("lock: {e}")))?;
+            let same_file = |id: FileId| fs::metadata(&path).is_ok_and(|m| FileId::of(&m) == id);
+            if let Some((etag, id)) = this.remembered(&path)
+                && etag == known
+                && noted_etag(&lock).is_ok_and(|noted| noted == known.0)
+                && same_file(id)
+            {
+                return Ok(Fetched::Unchanged);
+            }
+            let Some((object, id)) = read_object_id(&path)? else { return Ok(Fetched::Current(None)) };
+            this.remember(&path, &object.etag, id);
+            Ok(if object.etag == known { Fetched::Unchanged } else { Fetched::Current(Some(object)) })
         })
         .await
         .map_err(|e| ObjectError::Unavailable(e.to_string()))?
@@ -119,9 +220,16 @@ impl ObjectStore for LocalDir {
         let path = self.object_path(key)?;
         let root = self.root.clone();
         let key = key.to_owned();
-        tokio::task::spawn_blocking(move || put_locked(&root, &path, &key, &body, &condition))
-            .await
-            .map_err(|e| ObjectError::Indeterminate(e.to_string()))?
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let (etag, id) = put_locked(&root, &path, &key, &body, &condition)?;
+            if let Some(id) = id {
+                this.remember(&path, &etag, id);
+            }
+            Ok(etag)
+        })
+        .await
+        .map_err(|e| ObjectError::Indeterminate(e.to_string()))?
     }
 
     fn describe(&self) -> String {
@@ -132,6 +240,33 @@ impl ObjectStore for LocalDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unchanged_object_is_not_read_again_and_any_change_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (LocalDir::open(dir.path()).unwrap(), LocalDir::open(dir.path()).unwrap());
+        let e1 = a.put("db.json", Bytes::from_static(b"v1"), PutCondition::IfAbsent).await.unwrap();
+        assert!(matches!(a.get_if_changed("db.json", &e1).await.unwrap(), Fetched::Unchanged));
+        assert!(matches!(b.get_if_changed("db.json", &e1).await.unwrap(), Fetched::Unchanged), "b reads it once");
+        assert!(matches!(b.get_if_changed("db.json", &e1).await.unwrap(), Fetched::Unchanged));
+        // Another process's write is seen.
+        let e2 = b.put("db.json", Bytes::from_static(b"v2"), PutCondition::IfMatch(e1.clone())).await.unwrap();
+        match a.get_if_changed("db.json", &e1).await.unwrap() {
+            Fetched::Current(Some(o)) => assert_eq!((&o.body[..], &o.etag), (&b"v2"[..], &e2)),
+            other => panic!("{other:?}"),
+        }
+        // So is a replacement that notes no etag (a writer of an older release): same size,
+        // and the lock file still names the old version, but it is another file.
+        let path = dir.path().join("db.json");
+        std::fs::write(dir.path().join("other"), b"v3").unwrap();
+        std::fs::rename(dir.path().join("other"), &path).unwrap();
+        match a.get_if_changed("db.json", &e2).await.unwrap() {
+            Fetched::Current(Some(o)) => assert_eq!(&o.body[..], b"v3"),
+            other => panic!("{other:?}"),
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(a.get_if_changed("db.json", &e2).await.unwrap(), Fetched::Current(None)));
+    }
 
     #[tokio::test]
     async fn conditional_puts_behave_like_s3() {

@@ -76,11 +76,29 @@ impl fmt::Display for ObjectError {
     }
 }
 
+/// What a conditional read found.
+#[derive(Debug, Clone)]
+pub enum Fetched {
+    /// The current version is still the one the reader named: nothing was transferred.
+    Unchanged,
+    /// The current version (`None`: the object does not exist).
+    Current(Option<Object>),
+}
+
 /// Object storage with conditional writes.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + 'static {
     /// The current version of `key`, or `None` when it does not exist.
     async fn get(&self, key: &str) -> Result<Option<Object>, ObjectError>;
+
+    /// The current version of `key` unless it is still `known` (S3's `If-None-Match`): a
+    /// reader that holds a version checks it is current without transferring it again.
+    async fn get_if_changed(&self, key: &str, known: &Etag) -> Result<Fetched, ObjectError> {
+        Ok(match self.get(key).await? {
+            Some(object) if object.etag == *known => Fetched::Unchanged,
+            current => Fetched::Current(current),
+        })
+    }
 
     /// Writes `body` under `key` if `condition` holds; returns the new version's etag.
     async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<Etag, ObjectError>;

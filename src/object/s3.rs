@@ -17,7 +17,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
-use super::{Etag, Object, ObjectError, ObjectStore, PutCondition};
+use super::{Etag, Fetched, Object, ObjectError, ObjectStore, PutCondition};
 
 /// How long to wait for a TCP connection to the object store.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -173,6 +173,12 @@ impl ObjectStore for S3 {
             .map_err(|_| ObjectError::Unavailable(format!("GET {key} took longer than {OPERATION_TIMEOUT:?}")))?
     }
 
+    async fn get_if_changed(&self, key: &str, known: &Etag) -> Result<Fetched, ObjectError> {
+        tokio::time::timeout(OPERATION_TIMEOUT, self.get_whole_if_changed(key, Some(known)))
+            .await
+            .map_err(|_| ObjectError::Unavailable(format!("GET {key} took longer than {OPERATION_TIMEOUT:?}")))?
+    }
+
     async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<Etag, ObjectError> {
         self.put_once(key, body, condition).await
     }
@@ -184,16 +190,34 @@ impl ObjectStore for S3 {
 
 impl S3 {
     async fn get_whole(&self, key: &str) -> Result<Option<Object>, ObjectError> {
-        let output = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+        match self.get_whole_if_changed(key, None).await? {
+            Fetched::Current(object) => Ok(object),
+            Fetched::Unchanged => Err(ObjectError::Unavailable("GET answered 304 to no condition".into())),
+        }
+    }
+
+    /// GET, with `If-None-Match: known` when given (304: unchanged).
+    async fn get_whole_if_changed(&self, key: &str, known: Option<&Etag>) -> Result<Fetched, ObjectError> {
+        let mut request = self.client.get_object().bucket(&self.bucket).key(key);
+        if let Some(known) = known {
+            request = request.if_none_match(known.0.clone());
+        }
+        let output = match request.send().await {
             Ok(output) => output,
-            Err(SdkError::ServiceError(ctx)) if ctx.err().is_no_such_key() => return Ok(None),
+            Err(SdkError::ServiceError(ctx)) if ctx.err().is_no_such_key() => return Ok(Fetched::Current(None)),
+            Err(SdkError::ServiceError(ctx)) if known.is_some() && ctx.raw().status().as_u16() == 304 => {
+                return Ok(Fetched::Unchanged);
+            }
             Err(e) => return Err(classify(e, false)),
         };
         // Without an ETag a version cannot be named, and caches keyed by it would go stale.
         let etag = Etag(output.e_tag().filter(|e| !e.is_empty()).ok_or_else(|| missing_etag("GET"))?.to_owned());
+        if known == Some(&etag) {
+            return Ok(Fetched::Unchanged); // a server that ignores If-None-Match
+        }
         let body =
             output.body.collect().await.map_err(|e| ObjectError::Unavailable(format!("read body: {e}")))?.into_bytes();
-        Ok(Some(Object { body, etag }))
+        Ok(Fetched::Current(Some(Object { body, etag })))
     }
 
     async fn put_once(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<Etag, ObjectError> {

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use super::{Stats, document, read_error};
 use crate::error::{Error, Result};
-use crate::object::{Etag, ObjectError, ObjectStore, PutCondition};
+use crate::object::{Etag, Fetched, ObjectError, ObjectStore, PutCondition};
 use crate::store::{Keyspace, Mutation, MutationReply};
 
 /// How many read-apply-PUT rounds a batch gets before it answers `-TRYAGAIN`.
@@ -51,8 +51,19 @@ impl Committer {
     /// Reads the current version of the document.
     async fn fetch(&self) -> Result<Base> {
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
-        let object = match self.objects.get(&self.key).await {
-            Ok(object) => object,
+        // Holding a parsed version, ask only whether it is still current (S3: If-None-Match;
+        // the local directory: the etag its last writer noted): no transfer, no parse.
+        let held = self.decoded.lock().unwrap().clone();
+        let fetched = match held.as_ref().and_then(|h| h.etag.as_ref()) {
+            Some(etag) => self.objects.get_if_changed(&self.key, etag).await,
+            None => self.objects.get(&self.key).await.map(Fetched::Current),
+        };
+        let object = match fetched {
+            Ok(Fetched::Unchanged) => {
+                self.stats.unchanged.fetch_add(1, Ordering::Relaxed);
+                return Ok(held.expect("a version was held"));
+            }
+            Ok(Fetched::Current(object)) => object,
             Err(e) => {
                 assert_reachable!("s3: object store read failed", &json!({"error": e.to_string()}));
                 return Err(read_error(e));
@@ -129,7 +140,10 @@ impl Committer {
             self.stats.puts.fetch_add(1, Ordering::Relaxed);
             match self.objects.put(&self.key, document::encode(&next), condition).await {
                 Ok(etag) => {
-                    *cache = Some(Base { etag: Some(etag), keyspace: Arc::new(next) });
+                    let written = Base { etag: Some(etag), keyspace: Arc::new(next) };
+                    // Readers start from it too: until another write, the etag check says so.
+                    *self.decoded.lock().unwrap() = Some(written.clone());
+                    *cache = Some(written);
                     return Ok(replies);
                 }
                 Err(ObjectError::PreconditionFailed | ObjectError::Conflict) => {

@@ -79,6 +79,8 @@ pub(crate) struct Stats {
     pub puts: AtomicU64,
     pub writes: AtomicU64,
     pub gets: AtomicU64,
+    /// GETs answered "unchanged": the held version was current, nothing transferred.
+    pub unchanged: AtomicU64,
     pub reads: AtomicU64,
     pub conflicts: AtomicU64,
 }
@@ -204,6 +206,7 @@ impl Store for S3Mode {
                 ("s3_puts".into(), n(&s.puts)),
                 ("s3_writes_committed".into(), n(&s.writes)),
                 ("s3_gets".into(), n(&s.gets)),
+                ("s3_gets_unchanged".into(), n(&s.unchanged)),
                 ("s3_reads_served".into(), n(&s.reads)),
                 ("s3_occ_conflicts".into(), n(&s.conflicts)),
             ],
