@@ -73,6 +73,16 @@ impl LocalDir {
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(path).cloned()
     }
 
+    /// True when `known` is still the object at `path` (the caller holds the lock shared):
+    /// the version this process last read or wrote, the etag its writer noted, the same file.
+    fn unchanged(&self, lock: &File, path: &Path, known: &Etag) -> bool {
+        self.remembered(path).is_some_and(|(etag, id)| {
+            etag == *known
+                && noted_etag(lock).is_ok_and(|noted| noted == known.0)
+                && fs::metadata(path).is_ok_and(|m| FileId::of(&m) == id)
+        })
+    }
+
     fn object_path(&self, key: &str) -> Result<PathBuf, ObjectError> {
         let valid = !key.is_empty()
             && !key.starts_with('.')
@@ -96,7 +106,7 @@ fn open_lock(path: &Path) -> std::io::Result<File> {
 fn noted_etag(lock: &File) -> std::io::Result<String> {
     use std::io::Read;
     let mut noted = String::new();
-    (&*lock).take(128).read_to_string(&mut noted)?;
+    lock.take(128).read_to_string(&mut noted)?;
     Ok(noted)
 }
 
@@ -195,17 +205,21 @@ impl ObjectStore for LocalDir {
     async fn get_if_changed(&self, key: &str, known: &Etag) -> Result<Fetched, ObjectError> {
         let path = self.object_path(key)?;
         let lock_path = self.lock_path(key);
+        // The check is a few system calls on cached inodes: done in place when the shared
+        // lock is free at once (no thread to wake); a writer holding it (an fsync in
+        // progress) sends the check to the blocking pool, which waits for it.
+        if let Ok(lock) = open_lock(&lock_path)
+            && lock.try_lock_shared().is_ok()
+            && self.unchanged(&lock, &path, known)
+        {
+            return Ok(Fetched::Unchanged);
+        }
         let known = known.clone();
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let lock = open_lock(&lock_path).map_err(|e| ObjectError::Unavailable(format!("open lock file: {e}")))?;
             lock.lock_shared().map_err(|e| ObjectError::Unavailable(format!("lock: {e}")))?;
-            let same_file = |id: FileId| fs::metadata(&path).is_ok_and(|m| FileId::of(&m) == id);
-            if let Some((etag, id)) = this.remembered(&path)
-                && etag == known
-                && noted_etag(&lock).is_ok_and(|noted| noted == known.0)
-                && same_file(id)
-            {
+            if this.unchanged(&lock, &path, &known) {
                 return Ok(Fetched::Unchanged);
             }
             let Some((object, id)) = read_object_id(&path)? else { return Ok(Fetched::Current(None)) };
