@@ -48,6 +48,13 @@ impl ObjectStore for Partitionable {
         self.inner.get_if_changed(key, known).await
     }
 
+    fn is_current_now(&self, key: &str, known: &Etag) -> Option<bool> {
+        if self.cut() {
+            return None; // the slow path reports the cut
+        }
+        self.inner.is_current_now(key, known)
+    }
+
     async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<Etag, ObjectError> {
         if !self.cut() {
             return self.inner.put(key, body, condition).await;

@@ -205,13 +205,7 @@ impl ObjectStore for LocalDir {
     async fn get_if_changed(&self, key: &str, known: &Etag) -> Result<Fetched, ObjectError> {
         let path = self.object_path(key)?;
         let lock_path = self.lock_path(key);
-        // The check is a few system calls on cached inodes: done in place when the shared
-        // lock is free at once (no thread to wake); a writer holding it (an fsync in
-        // progress) sends the check to the blocking pool, which waits for it.
-        if let Ok(lock) = open_lock(&lock_path)
-            && lock.try_lock_shared().is_ok()
-            && self.unchanged(&lock, &path, known)
-        {
+        if self.is_current_now(key, known) == Some(true) {
             return Ok(Fetched::Unchanged);
         }
         let known = known.clone();
@@ -228,6 +222,16 @@ impl ObjectStore for LocalDir {
         })
         .await
         .map_err(|e| ObjectError::Unavailable(e.to_string()))?
+    }
+
+    /// The check is a few system calls on cached inodes: done in place when the shared lock
+    /// is free at once (no thread to wake); a writer holding it (an fsync in progress) leaves
+    /// it to the blocking pool, which waits for the lock.
+    fn is_current_now(&self, key: &str, known: &Etag) -> Option<bool> {
+        let path = self.object_path(key).ok()?;
+        let lock = open_lock(&self.lock_path(key)).ok()?;
+        lock.try_lock_shared().ok()?;
+        Some(self.unchanged(&lock, &path, known))
     }
 
     async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<Etag, ObjectError> {

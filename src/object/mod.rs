@@ -100,6 +100,12 @@ pub trait ObjectStore: Send + Sync + 'static {
         })
     }
 
+    /// Whether `known` is still the current version of `key`, when that can be told at once
+    /// without waiting (no network round trip, no lock held by a writer); `None` otherwise.
+    fn is_current_now(&self, _key: &str, _known: &Etag) -> Option<bool> {
+        None
+    }
+
     /// Writes `body` under `key` if `condition` holds; returns the new version's etag.
     async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<Etag, ObjectError>;
 

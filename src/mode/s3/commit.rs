@@ -86,6 +86,20 @@ impl Committer {
         Ok(base)
     }
 
+    /// The held version, if the object store can tell at once that it is still current
+    /// (the check happens now, after the reader arrived: a snapshot current at that instant).
+    pub fn read_held_if_current(&self) -> Option<Arc<Keyspace>> {
+        let held = self.decoded.lock().unwrap().clone()?;
+        let etag = held.etag.as_ref()?;
+        if self.objects.is_current_now(&self.key, etag)? {
+            self.stats.gets.fetch_add(1, Ordering::Relaxed);
+            self.stats.unchanged.fetch_add(1, Ordering::Relaxed);
+            self.stats.reads.fetch_add(1, Ordering::Relaxed);
+            return Some(held.keyspace);
+        }
+        None
+    }
+
     /// A consistent snapshot for readers: the version current at the GET.
     pub async fn read(&self) -> Result<Arc<Keyspace>> {
         let base = self.fetch().await?;

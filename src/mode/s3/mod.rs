@@ -132,6 +132,11 @@ impl S3Mode {
     }
 
     async fn fresh_snapshot(&self) -> Result<Arc<Keyspace>> {
+        // A local directory says at once whether the parsed version is current: no trip
+        // through the shared reader then.
+        if let Some(held) = self.committer.read_held_if_current() {
+            return Ok(held);
+        }
         let Some(reads) = &self.reads else {
             return self.committer.read().await;
         };
