@@ -1,6 +1,10 @@
-//! The connection codec: requests in, replies out, on top of redis-protocol's codecs.
+//! The connection codec: requests in, replies out (replies through redis-protocol's
+//! encoders).
 //!
-//! Decoding adds to redis-protocol what a server needs and a client library does not:
+//! A multibulk request is decoded by the same pass that checks its headers: it notes where
+//! each element is, and once the whole request has arrived cuts it out of the buffer and
+//! hands each argument out as a slice of it — one scan, no copy. Besides, decoding has what
+//! a server needs and a client library does not:
 //!
 //! * **inline commands** (`PING\r\n` typed into telnet), which Redis accepts whenever a
 //!   request does not start with `*`;
@@ -17,7 +21,6 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use redis_protocol::codec::{Resp2, Resp3};
-use redis_protocol::resp2::types::BytesFrame as Resp2Frame;
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::Reply;
@@ -105,6 +108,8 @@ pub struct RespCodec {
     /// How far the headers of the request at the front of the buffer have been checked,
     /// so a request arriving in many reads is scanned once: (elements checked, offset).
     scanned: (i64, usize),
+    /// Where each checked element's bytes are: (offset, length) in the request.
+    bulks: Vec<(usize, usize)>,
     resp2: Resp2,
     resp3: Resp3,
     /// The server-wide budget, and how much of it this connection's buffer holds.
@@ -120,6 +125,7 @@ impl RespCodec {
             authenticated: true,
             max_bulk_len,
             scanned: (0, 0),
+            bulks: Vec::new(),
             resp2: Resp2::default(),
             resp3: Resp3::default(),
             budget: None,
@@ -186,10 +192,11 @@ fn header(buf: &[u8], at: usize, prefix: u8, what: &str) -> Result<Option<(i64, 
 
 impl RespCodec {
     /// Checks the headers of the multibulk request at the front of `buf` as far as it has
-    /// arrived, resuming where the last call stopped. `Ok(true)` means the whole request is there.
-    fn check_multibulk(&mut self, buf: &[u8]) -> Result<bool, CodecError> {
+    /// arrived, resuming where the last call stopped, and notes where each element is.
+    /// `Ok(Some(end))` means the whole request is there, `end` bytes of it.
+    fn check_multibulk(&mut self, buf: &[u8]) -> Result<Option<usize>, CodecError> {
         let Some((count, first)) = header(buf, 0, b'*', "multibulk")? else {
-            return Ok(false);
+            return Ok(None);
         };
         let (max_count, max_bulk) = if self.authenticated {
             (MAX_MULTIBULK_LEN, self.max_bulk_len)
@@ -200,7 +207,12 @@ impl RespCodec {
             let what = if self.authenticated { "invalid" } else { "unauthenticated" };
             return Err(protocol_error(format!("{what} multibulk length")));
         }
-        let (mut done, mut at) = if self.scanned.1 == 0 { (0, first) } else { self.scanned };
+        let (mut done, mut at) = if self.scanned.1 == 0 {
+            self.bulks.clear();
+            (0, first)
+        } else {
+            self.scanned
+        };
         while done < count {
             let Some((len, data)) = header(buf, at, b'$', "bulk")? else {
                 break;
@@ -209,10 +221,15 @@ impl RespCodec {
                 let what = if len >= 0 && !self.authenticated { "unauthenticated" } else { "invalid" };
                 return Err(protocol_error(format!("{what} bulk length")));
             }
-            if buf.len() < data + len as usize + 2 {
+            let end = data + len as usize;
+            if buf.len() < end + 2 {
                 break;
             }
-            at = data + len as usize + 2;
+            if &buf[end..end + 2] != b"\r\n" {
+                return Err(protocol_error("expected '\\r\\n' after a bulk"));
+            }
+            self.bulks.push((data, len as usize));
+            at = end + 2;
             done += 1;
         }
         if done < count.max(0) {
@@ -220,10 +237,10 @@ impl RespCodec {
                 return Err(protocol_error("query buffer limit exceeded"));
             }
             self.scanned = (done, at);
-            return Ok(false);
+            return Ok(None);
         }
         self.scanned = (0, 0);
-        Ok(true)
+        Ok(Some(at))
     }
 
     fn decode_inline(&self, src: &mut BytesMut) -> Result<Option<Request>, CodecError> {
@@ -329,26 +346,17 @@ impl RespCodec {
                     other => return Ok(other),
                 }
             }
-            if !self.check_multibulk(src)? {
+            // The check found every element: the request is cut out of the buffer once and
+            // each argument is a slice of it (no second parse, no copy).
+            let Some(end) = self.check_multibulk(src)? else {
                 return Ok(None);
-            }
-            let frame = self.resp2.decode(src).map_err(|e| protocol_error(e.details().to_owned()))?;
-            let args = match frame {
-                None => return Ok(None),
-                Some(Resp2Frame::Array(items)) => items
-                    .into_iter()
-                    .map(|item| match item {
-                        Resp2Frame::BulkString(b) => Ok(b),
-                        _ => Err(protocol_error("expected bulk string")),
-                    })
-                    .collect::<Result<Request, _>>()?,
-                Some(Resp2Frame::Null) => Vec::new(),
-                Some(_) => return Err(protocol_error("expected '*'")),
             };
+            let request = src.split_to(end).freeze();
+            let args: Request = self.bulks.drain(..).map(|(at, len)| request.slice(at..at + len)).collect();
             if !args.is_empty() {
                 return Ok(Some(args));
             }
-            // `*0` and `*-1` are no-ops in Redis; go on with the next request.
+            // `*0` and `*-1` (any count below 1) are no-ops in Redis; go on with the next request.
             if src.has_remaining() {
                 continue;
             }
@@ -385,6 +393,28 @@ mod tests {
 
     fn words(req: &Request) -> Vec<&[u8]> {
         req.iter().map(|b| b.as_ref()).collect()
+    }
+
+    #[test]
+    fn a_negative_count_is_a_no_op_and_a_bulk_without_its_crlf_is_refused() {
+        let mut codec = RespCodec::new(DEFAULT_PROTO_MAX_BULK_LEN);
+        let got = decode_all(&mut codec, b"*-5\r\n*1\r\n$4\r\nPING\r\n").unwrap();
+        assert_eq!(got, vec![vec![Bytes::from_static(b"PING")]]);
+        let mut codec = RespCodec::new(DEFAULT_PROTO_MAX_BULK_LEN);
+        assert!(matches!(decode_all(&mut codec, b"*1\r\n$4\r\nPINGxx"), Err(CodecError::Protocol(_))));
+        // Arriving a byte at a time, a request still comes out whole and once.
+        let mut codec = RespCodec::new(DEFAULT_PROTO_MAX_BULK_LEN);
+        let input = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n";
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for &b in input.iter() {
+            buf.extend_from_slice(&[b]);
+            if let Some(req) = codec.decode(&mut buf).unwrap() {
+                out.push(req);
+            }
+        }
+        assert_eq!(out, vec![vec![Bytes::from_static(b"SET"), Bytes::from_static(b"k"), Bytes::from_static(b"hello")]]);
+        assert!(buf.is_empty());
     }
 
     #[test]

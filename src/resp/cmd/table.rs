@@ -265,7 +265,7 @@ mod tests {
             let found = lookup(spec.name).unwrap();
             assert_eq!((found.name, found.arity, found.summary), (spec.name, spec.arity, spec.summary));
         }
-        assert_eq!(COMMANDS.len(), 32);
+        assert_eq!(COMMANDS.len(), 33);
     }
 
     #[test]
