@@ -343,8 +343,12 @@ fn admin(
 
 /// Starts a new node with an empty data directory and has the cluster add it (joint
 /// consensus and rescan run inside the nodes). Every node must be up and no partition in force.
+///
+/// The new node is recorded (so `status` shows it and `restart` finds it) before the
+/// membership change starts, and the cluster's lock is not held while the change runs: it may
+/// take minutes, and `restart`, `heal` and the rest stay usable meanwhile.
 pub fn add_node(dir: &Path) -> Result<(NodeState, Vec<String>), String> {
-    ClusterState::update(dir, |state| {
+    let node = ClusterState::update(dir, |state| {
         if state.mode == ModeName::S3.as_str() {
             return Err("s3 mode has no membership: every node shares the object store".into());
         }
@@ -382,52 +386,88 @@ pub fn add_node(dir: &Path) -> Result<(NodeState, Vec<String>), String> {
         }
         args.push("--join".into());
         let log = state.dir.join(format!("{name}.log"));
-        let mut node = NodeState { name, id, pid: 0, addr, peer_addr: peer_addr.clone(), data_dir, log, args };
+        let mut node = NodeState { name, id, pid: 0, addr, peer_addr, data_dir, log, args };
         node.pid = process::spawn(&node, &state.secrets())?;
-        let started = process::wait_ready(&node, READY_TIMEOUT)
-            .and_then(|_| members_command(state, &node.name, &["ADD", &id.to_string(), &peer_addr]));
-        match started {
-            Ok(lines) => {
-                state.next_id = id + 1;
-                state.nodes.push(node.clone());
-                Ok((node, lines))
-            }
-            Err(e) => {
-                let _ = process::signal(&node, Signal::SIGKILL);
-                process::wait_gone(&node, Duration::from_secs(5));
-                state.next_id = id + 1; // the id may have reached some node's configuration
-                if state.mode == ModeName::Dynamo.as_str() {
-                    // The ring may be waiting for the dead node's data: call the join off.
-                    let _ = members_command(state, &node.name, &["REMOVE", &id.to_string()]);
-                }
-                Err(format!("adding {}: {e}", node.name))
-            }
+        state.next_id = id + 1; // even if it fails: the id may have reached some node's configuration
+        if let Err(e) = process::wait_ready(&node, READY_TIMEOUT) {
+            stop_and_delete(&node);
+            return Err(format!("adding {}: {e}", node.name));
         }
-    })
+        state.nodes.push(node.clone());
+        Ok(node)
+    })?;
+    let state = ClusterState::require(dir)?;
+    let dynamo = state.mode == ModeName::Dynamo.as_str();
+    match members_command(&state, &node.name, &["ADD", &node.id.to_string(), &node.peer_addr]) {
+        Ok(lines) => Ok((node, lines)),
+        // dynamo: the change stays in force and goes on (a holder is down, or the data is
+        // still moving); the node stays, and `remove-node` calls its join off.
+        Err(e) if dynamo && e.contains("UNCERTAIN") && process::liveness(&node) == Liveness::Up => Err(format!(
+            "{} is still joining: {e}\n(it stays in the cluster; `valthree cluster add-node` again does not wait \
+             for it, `DYNAMO.RING` shows when the ring has changed, `valthree cluster remove-node {}` calls it off)",
+            node.name, node.name
+        )),
+        Err(e) => {
+            ClusterState::update(dir, |state| {
+                if dynamo {
+                    // The ring may be waiting for the new node's data: call the join off.
+                    let _ = members_command(state, &node.name, &["REMOVE", &node.id.to_string()]);
+                }
+                stop_and_delete(&node);
+                state.nodes.retain(|n| n.name != node.name);
+                Ok(())
+            })?;
+            Err(format!("adding {}: {e} (the node was stopped and its data deleted)", node.name))
+        }
+    }
 }
 
-/// Has the cluster remove a node, then stops it and deletes its data.
+/// Stops a node for good and deletes its data.
+fn stop_and_delete(node: &NodeState) {
+    if process::signal(node, Signal::SIGTERM).is_ok() {
+        let _ = process::signal(node, Signal::SIGCONT);
+        if !process::wait_gone(node, DOWN_GRACE) {
+            let _ = process::signal(node, Signal::SIGKILL);
+            process::wait_gone(node, Duration::from_secs(5));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&node.data_dir);
+}
+
+/// Has the cluster remove a node, then stops it and deletes its data. The cluster's lock is
+/// not held while the membership change runs.
 pub fn remove_node(dir: &Path, name: &str) -> Result<Vec<String>, String> {
-    ClusterState::update(dir, |state| {
+    let state = ClusterState::update(dir, |state| {
         if state.mode == ModeName::S3.as_str() {
             return Err("s3 mode has no membership: every node shares the object store".into());
         }
         if !state.partition.is_empty() {
             return Err("heal the partition first".into());
         }
-        let node = state.node(name)?.clone();
+        state.node(name)?;
         if state.nodes.len() <= 1 {
             return Err("cannot remove the last node".into());
         }
-        let lines = members_command(state, name, &["REMOVE", &node.id.to_string()])?;
-        if process::signal(&node, Signal::SIGTERM).is_ok() {
-            let _ = process::signal(&node, Signal::SIGCONT);
-            if !process::wait_gone(&node, DOWN_GRACE) {
-                let _ = process::signal(&node, Signal::SIGKILL);
-                process::wait_gone(&node, Duration::from_secs(5));
-            }
+        Ok(state.clone())
+    })?;
+    let node = state.node(name)?.clone();
+    let dynamo = state.mode == ModeName::Dynamo.as_str();
+    let lines = match members_command(&state, name, &["REMOVE", &node.id.to_string()]) {
+        Ok(lines) => lines,
+        // A leave that went on in the background after an earlier answer has finished.
+        Err(e) if dynamo && e.contains(&format!("n{} is not a member", node.id)) => {
+            vec![format!("{name} is no longer a member")]
         }
-        let _ = std::fs::remove_dir_all(&node.data_dir);
+        Err(e) if dynamo && e.contains("UNCERTAIN") => {
+            return Err(format!(
+                "{name} is still leaving: {e}\n(it keeps running until its data has moved; `valthree cluster \
+                 remove-node {name}` again waits for it, then stops it)"
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    ClusterState::update(dir, |state| {
+        stop_and_delete(&node);
         state.nodes.retain(|n| n.name != name);
         Ok(lines)
     })

@@ -365,10 +365,58 @@ impl RespCodec {
     }
 }
 
+/// Writes `n` in decimal.
+fn put_decimal(dst: &mut BytesMut, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        dst.extend_from_slice(b"-");
+    }
+    dst.extend_from_slice(&digits[at..]);
+}
+
 impl Encoder<Reply> for RespCodec {
     type Error = CodecError;
 
     fn encode(&mut self, reply: Reply, dst: &mut BytesMut) -> Result<(), CodecError> {
+        // The replies of the hot commands, written straight into the buffer.
+        match &reply {
+            Reply::Bulk(b) => {
+                dst.reserve(b.len() + 24);
+                dst.extend_from_slice(b"$");
+                put_decimal(dst, b.len() as i64);
+                dst.extend_from_slice(b"\r\n");
+                dst.extend_from_slice(b);
+                dst.extend_from_slice(b"\r\n");
+                return Ok(());
+            }
+            Reply::Null => {
+                dst.extend_from_slice(if self.protocol >= 3 { b"_\r\n" } else { b"$-1\r\n" });
+                return Ok(());
+            }
+            Reply::Integer(n) => {
+                dst.extend_from_slice(b":");
+                put_decimal(dst, *n);
+                dst.extend_from_slice(b"\r\n");
+                return Ok(());
+            }
+            Reply::Simple(text) if !text.bytes().any(|c| c == b'\r' || c == b'\n') => {
+                dst.extend_from_slice(b"+");
+                dst.extend_from_slice(text.as_bytes());
+                dst.extend_from_slice(b"\r\n");
+                return Ok(());
+            }
+            _ => {}
+        }
         let encoded = if self.protocol >= 3 {
             self.resp3.encode(reply.into_resp3(), dst)
         } else {
@@ -393,6 +441,37 @@ mod tests {
 
     fn words(req: &Request) -> Vec<&[u8]> {
         req.iter().map(|b| b.as_ref()).collect()
+    }
+
+    #[test]
+    fn the_hot_replies_are_encoded_as_redis_protocol_encodes_them() {
+        let replies = || {
+            vec![
+                Reply::Bulk(Bytes::from_static(b"hello")),
+                Reply::Bulk(Bytes::new()),
+                Reply::Null,
+                Reply::Integer(0),
+                Reply::Integer(-42),
+                Reply::Integer(i64::MIN),
+                Reply::Integer(i64::MAX),
+                Reply::ok(),
+            ]
+        };
+        for protocol in [2, 3] {
+            let mut codec = RespCodec::new(DEFAULT_PROTO_MAX_BULK_LEN);
+            codec.protocol = protocol;
+            for reply in replies() {
+                let mut fast = BytesMut::new();
+                codec.encode(reply.clone(), &mut fast).unwrap();
+                let mut general = BytesMut::new();
+                if protocol >= 3 {
+                    codec.resp3.encode(reply.into_resp3(), &mut general).unwrap();
+                } else {
+                    codec.resp2.encode(reply.into_resp2(), &mut general).unwrap();
+                }
+                assert_eq!(fast, general, "RESP{protocol}");
+            }
+        }
     }
 
     #[test]

@@ -30,6 +30,7 @@ use super::anti_entropy::exchange_partitions;
 use super::node::Node;
 use super::ring::{Partition, Ring};
 use super::storage::Write;
+use super::swim::Health;
 use super::wire::{AaeReply, AaeRequest};
 use crate::error::{Error, Result};
 use crate::node::NodeId;
@@ -199,17 +200,41 @@ async fn hand_over(node: &Node, ring: &Ring) -> Result<()> {
     Ok(())
 }
 
-/// Waits until the change that made ring `version` is over (the next version is in force).
-pub(super) async fn wait_done(node: &Node, version: u64, limit: Duration) -> Result<()> {
+/// How long a member of a changing ring may be DEAD before the change's caller is told.
+const DOWN_NOTICE: Duration = Duration::from_secs(10);
+
+/// Waits until the change `ring` started is over (the next version is in force). If it is
+/// not over within `limit`, or a member the change needs has been down for a while, the
+/// answer is UNCERTAIN: the change stays in force and goes on when the member is back (the
+/// same command, repeated, waits for it again; removing a joining node calls its join off).
+pub(super) async fn wait_done(node: &Node, ring: &Ring, limit: Duration) -> Result<()> {
     let start = Instant::now();
+    let version = ring.version();
     loop {
-        let ring = node.ring();
-        if ring.version() > version && !ring.changing() {
+        let now = node.ring();
+        if now.version() > version {
             return Ok(());
         }
+        let down: Vec<NodeId> = ring
+            .member_ids()
+            .into_iter()
+            .filter(|id| *id != node.id)
+            .filter(|id| {
+                node.swim.seen(*id).is_some_and(|s| s.health == Health::Dead && s.since.elapsed() > DOWN_NOTICE)
+            })
+            .collect();
+        if !down.is_empty() {
+            let names: Vec<String> = down.iter().map(|id| format!("n{id}")).collect();
+            return Err(Error::Uncertain(format!(
+                "the membership change (ring version {version}) waits for {}, which is down: it goes on when that \
+                 node is back (or remove a joining node to call its join off)",
+                names.join(", ")
+            )));
+        }
         if start.elapsed() > limit {
-            return Err(Error::TryAgain(format!(
-                "the membership change (ring version {version}) is still streaming data; it goes on in the background"
+            return Err(Error::Uncertain(format!(
+                "the membership change (ring version {version}) is still moving data; it goes on in the background \
+                 (ask again to wait for it)"
             )));
         }
         tokio::time::sleep(POLL).await;

@@ -232,6 +232,11 @@ impl Membership for DynamoMode {
     async fn change_membership(&self, change: MembershipChange) -> Result<Vec<String>> {
         let node = &self.node;
         let ring = node.ring();
+        let (subject, joins) = match &change {
+            MembershipChange::Add { id, .. } => (*id, true),
+            MembershipChange::Remove { id } => (*id, false),
+            MembershipChange::Show => (0, false),
+        };
         let next = match change {
             MembershipChange::Show => {
                 let mut lines = vec![format!(
@@ -244,18 +249,28 @@ impl Membership for DynamoMode {
                 }
                 return Ok(lines);
             }
+            // The change already in progress, asked for again (after an answer that it goes
+            // on in the background): wait for it once more.
+            MembershipChange::Add { id, .. } if ring.adding(id) => (*ring).clone(),
+            MembershipChange::Remove { id } if ring.removing(id) => (*ring).clone(),
             MembershipChange::Add { id, peer_addr } => {
                 ring.with_join(crate::node::Member { id, peer_addr }).map_err(Error::Input)?
             }
             MembershipChange::Remove { id } => ring.with_leave(id).map_err(Error::Input)?,
         };
         let moving = next.moving().len();
-        node.adopt(next.clone())?;
-        super::rebalance::announce(node, &next, &ring).await;
+        if next.version() > ring.version() {
+            node.adopt(next.clone())?;
+            super::rebalance::announce(node, &next, &ring).await;
+        }
         if next.changing() {
-            super::rebalance::wait_done(node, next.version(), MEMBERSHIP_WAIT).await?;
+            super::rebalance::wait_done(node, &next, MEMBERSHIP_WAIT).await?;
         }
         let done = node.ring();
+        if done.member_ids().contains(&subject) != joins {
+            let what = if joins { "join" } else { "leave" };
+            return Err(Error::TryAgain(format!("the {what} of n{subject} was called off")));
+        }
         let mut lines = vec![format!(
             "ring version {}: {moving} of {} preference lists changed",
             done.version(),
