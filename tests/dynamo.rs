@@ -755,3 +755,41 @@ fn a_join_streams_its_data_in_pages_waits_out_a_paused_member_and_survives_resta
         assert_eq!(v, i.to_string());
     }
 }
+
+#[test]
+fn a_join_that_waits_for_a_killed_holder_says_so_and_completes_once_it_is_restarted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let flags = ["--aae-max-keys", "25", "--swim-period", "200ms", "--suspect-timeout", "1s"];
+    let status = up(&dir, "dynamo", &flags);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    let mut pipe = redis::pipe();
+    for i in 0..1500 {
+        pipe.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
+    }
+    let _: () = pipe.query(&mut redis(&addrs[0])).unwrap();
+    let adding = {
+        let dir = dir.clone();
+        std::thread::spawn(move || common::valthree(&["cluster", "--dir", dir.to_str().unwrap(), "add-node"]))
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    // The cluster's commands stay usable while the change runs.
+    cluster(&dir, &["kill", "n3"]);
+    let out = adding.join().unwrap();
+    let said = common::text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("n4 is still joining") && said.contains("waits for n3"), "{said}");
+    let listed: Vec<String> =
+        cluster(&dir, &["status"])["nodes"].as_array().unwrap().iter().map(|n| n["node"].to_string()).collect();
+    assert!(listed.iter().any(|n| n.contains("n4")), "the joining node stays in the cluster: {listed:?}");
+    assert_eq!(info_field(&addrs[0], "dynamo_ring_changing"), "1");
+    cluster(&dir, &["restart", "n3"]);
+    wait_until(Duration::from_secs(60), "the join to complete once n3 is back", || {
+        info_field(&addrs[0], "dynamo_ring_version") == "3" && info_field(&addrs[0], "dynamo_ring_changing") == "0"
+    });
+    for i in (0..1500).step_by(13) {
+        let v: String = redis::cmd("GET").arg(format!("k{i}")).query(&mut redis(&addrs[1])).unwrap();
+        assert_eq!(v, i.to_string());
+    }
+}
