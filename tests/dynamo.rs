@@ -455,6 +455,19 @@ fn digests_agree(addrs: &[String]) -> bool {
     addrs[1..].iter().all(|a| digest(a) == first)
 }
 
+/// Repair by anti-entropy alone (no read repair, no hints), every half second.
+const AAE_ONLY: [&str; 8] =
+    ["--read-repair", "off", "--hinted-handoff", "off", "--aae-interval", "500ms", "--swim-period", "200ms"];
+
+/// Writes `k0`..`k{n-1}` (value: the number) in one pipeline.
+fn fill(addr: &str, n: usize) {
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        pipe.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
+    }
+    let _: () = pipe.query(&mut redis(addr)).unwrap();
+}
+
 fn info_sum(addrs: &[String], field: &str) -> u64 {
     addrs.iter().map(|a| info_field(a, field).parse::<u64>().unwrap()).sum()
 }
@@ -463,9 +476,7 @@ fn info_sum(addrs: &[String], field: &str) -> u64 {
 fn anti_entropy_alone_brings_a_partitioned_replica_up_to_date() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
-    let flags =
-        ["--read-repair", "off", "--hinted-handoff", "off", "--aae-interval", "500ms", "--swim-period", "200ms"];
-    let status = up(&dir, "dynamo", &flags);
+    let status = up(&dir, "dynamo", &AAE_ONLY);
     let _down = Down(&dir);
     let addrs = addrs(&status);
     for i in 0..10 {
@@ -510,9 +521,7 @@ fn a_wiped_replica_comes_back_as_a_new_actor_and_loses_no_acknowledged_write() {
     // (alone: no read repair, no hints) must refill it while clients keep writing.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
-    let flags =
-        ["--read-repair", "off", "--hinted-handoff", "off", "--aae-interval", "500ms", "--swim-period", "200ms"];
-    let status = up(&dir, "dynamo", &flags);
+    let status = up(&dir, "dynamo", &AAE_ONLY);
     let _down = Down(&dir);
     let addrs = addrs(&status);
     let data = std::path::PathBuf::from(status["nodes"][2]["data_dir"].as_str().unwrap());
@@ -705,11 +714,7 @@ fn a_join_streams_its_data_in_pages_waits_out_a_paused_member_and_survives_resta
     let status = up(&dir, "dynamo", &["--aae-max-keys", "25", "--swim-period", "200ms", "--suspect-timeout", "10s"]);
     let _down = Down(&dir);
     let addrs = addrs(&status);
-    let mut pipe = redis::pipe();
-    for i in 0..1500 {
-        pipe.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
-    }
-    let _: () = pipe.query(&mut redis(&addrs[0])).unwrap();
+    fill(&addrs[0], 1500);
     let n3_pid = status["nodes"][2]["pid"].as_u64().unwrap().to_string();
     let adding = {
         let dir = dir.clone();
@@ -764,11 +769,7 @@ fn a_join_that_waits_for_a_killed_holder_says_so_and_completes_once_it_is_restar
     let status = up(&dir, "dynamo", &flags);
     let _down = Down(&dir);
     let addrs = addrs(&status);
-    let mut pipe = redis::pipe();
-    for i in 0..1500 {
-        pipe.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
-    }
-    let _: () = pipe.query(&mut redis(&addrs[0])).unwrap();
+    fill(&addrs[0], 1500);
     let adding = {
         let dir = dir.clone();
         std::thread::spawn(move || common::valthree(&["cluster", "--dir", dir.to_str().unwrap(), "add-node"]))
