@@ -68,7 +68,10 @@ mod tests {
     #[test]
     fn completions_offer_fault_kinds_and_node_names() {
         let bash = String::from_utf8(script(Shell::Bash)).unwrap();
-        assert!(bash.contains(r#"compgen -W "kill pause partition""#), "--nemesis completes the fault kinds");
+        assert!(
+            bash.contains(r#"compgen -W "kill pause partition membership""#),
+            "--nemesis completes the fault kinds"
+        );
         assert!(bash.contains("n1 n2 n3"), "cluster kill and friends complete node names");
         let fish = String::from_utf8(script(Shell::Fish)).unwrap();
         assert!(fish.contains(r"kill\t'SIGKILL"), "{fish}");
