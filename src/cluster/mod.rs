@@ -417,7 +417,8 @@ pub fn add_node(dir: &Path) -> Result<(NodeState, Vec<String>), String> {
                 state.nodes.retain(|n| n.name != node.name);
                 Ok(())
             })?;
-            Err(format!("adding {}: {e} (the node was stopped and its data deleted)", node.name))
+            let called_off = if dynamo { "the join was called off, " } else { "" };
+            Err(format!("adding {}: {called_off}the node stopped and its data deleted ({e})", node.name))
         }
     }
 }
