@@ -191,8 +191,10 @@ impl Ring {
     /// Nodes that will hold `p` but do not yet: they receive its writes, which do not wait
     /// for them, and anti-entropy fills them.
     pub fn pending(&self, p: Partition) -> Vec<NodeId> {
+        // Asked on every write: no change in progress, no list to build.
+        let Some(next) = self.next_list(p) else { return Vec::new() };
         let now = self.preference_list(p);
-        self.next_list(p).unwrap_or_default().into_iter().filter(|n| !now.contains(n)).collect()
+        next.into_iter().filter(|n| !now.contains(n)).collect()
     }
 
     /// Every node that holds `p` or is about to.
