@@ -1,6 +1,7 @@
 //! Group commit on a thread of its own: callers queue batches of items, and the thread hands
 //! everything queued at that moment to one `apply` (one fsync'd transaction), then splits the
 //! results back to their callers. paxos' acceptor and dynamo's writer both run on it.
+//! [`Pipeline`] is its async counterpart for rounds that may overlap (raft's proposals).
 
 use tokio::sync::oneshot;
 
@@ -57,6 +58,93 @@ where
     tx
 }
 
+/// Group commit for async work whose rounds may overlap: each caller queues one item; a task
+/// takes everything queued at that moment (within [`PipelineLimits`]) as one batch, starts
+/// `run` on it, and lets at most `in_flight` batches run at once, so what queues while they
+/// run becomes the next batch. Under load a batch holds about clients / `in_flight` items, and
+/// one round's fixed cost (an fsync, a quorum round trip) is paid once for all of them; a lone
+/// caller is served at once. raft mode's proposals (many client writes in one log entry) and
+/// its read-index rounds run on it.
+pub struct Pipeline<T, R> {
+    tx: tokio::sync::mpsc::UnboundedSender<(T, oneshot::Sender<R>)>,
+}
+
+/// The receiving end of a [`Pipeline`], served by [`PipelineQueue::serve`].
+pub struct PipelineQueue<T, R> {
+    rx: tokio::sync::mpsc::UnboundedReceiver<(T, oneshot::Sender<R>)>,
+}
+
+/// How batches of a [`Pipeline`] are cut.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineLimits {
+    /// Batches running at once.
+    pub in_flight: usize,
+    /// Items in one batch.
+    pub max_items: usize,
+    /// Total weight of one batch (a batch always takes at least one item, however heavy).
+    pub max_weight: usize,
+}
+
+/// A new pipeline: callers use the first half, one task serves the second.
+pub fn pipeline<T, R>() -> (Pipeline<T, R>, PipelineQueue<T, R>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (Pipeline { tx }, PipelineQueue { rx })
+}
+
+impl<T, R> Pipeline<T, R> {
+    /// Queues `item` and waits for its result: `None` when the pipeline stopped, or its batch
+    /// ended without a result for it.
+    pub async fn call(&self, item: T) -> Option<R> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send((item, tx)).ok()?;
+        rx.await.ok()
+    }
+}
+
+impl<T: Send + 'static, R: Send + 'static> PipelineQueue<T, R> {
+    /// Serves the queue until every caller's half is dropped or `run` answers `None`. `run`
+    /// gets a batch's items in queue order and answers one result per item, in order.
+    pub async fn serve<F, Fut>(mut self, limits: PipelineLimits, weight: impl Fn(&T) -> usize, mut run: F)
+    where
+        F: FnMut(Vec<T>) -> Option<Fut>,
+        Fut: std::future::Future<Output = Vec<R>> + Send + 'static,
+    {
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.in_flight.max(1)));
+        let mut held = None;
+        loop {
+            let Ok(slot) = slots.clone().acquire_owned().await else { return };
+            let first = match held.take() {
+                Some(first) => first,
+                None => match self.rx.recv().await {
+                    Some(first) => first,
+                    None => return,
+                },
+            };
+            let mut total = weight(&first.0);
+            let mut batch = vec![first];
+            while batch.len() < limits.max_items && total < limits.max_weight {
+                let Ok(next) = self.rx.try_recv() else { break };
+                let heft = weight(&next.0);
+                if total + heft > limits.max_weight {
+                    held = Some(next);
+                    break;
+                }
+                total += heft;
+                batch.push(next);
+            }
+            let (items, replies): (Vec<T>, Vec<oneshot::Sender<R>>) = batch.into_iter().unzip();
+            let Some(work) = run(items) else { return };
+            tokio::spawn(async move {
+                let results = work.await;
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+                drop(slot);
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +158,83 @@ mod tests {
         tx.send(BatchJob { batch: vec![3], reply: b }).unwrap();
         assert_eq!(ra.await.unwrap().unwrap(), vec![10, 20]);
         assert_eq!(rb.await.unwrap().unwrap(), vec![30]);
+    }
+
+    #[tokio::test]
+    async fn a_pipeline_batches_what_queues_while_a_batch_runs() {
+        let (pipe, queue) = pipeline::<u32, (u32, usize)>();
+        let (release, released) = tokio::sync::watch::channel(false);
+        let limits = PipelineLimits { in_flight: 1, max_items: 100, max_weight: 1000 };
+        tokio::spawn(queue.serve(
+            limits,
+            |_| 1,
+            move |items: Vec<u32>| {
+                let mut released = released.clone();
+                Some(async move {
+                    let _ = released.wait_for(|r| *r).await;
+                    let n = items.len();
+                    items.into_iter().map(|i| (i * 10, n)).collect::<Vec<_>>()
+                })
+            },
+        ));
+        let pipe = std::sync::Arc::new(pipe);
+        let first = tokio::spawn({
+            let pipe = pipe.clone();
+            async move { pipe.call(1).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // The first batch holds the only slot: these three queue and go together.
+        let rest: Vec<_> = (2..=4)
+            .map(|i| {
+                let pipe = pipe.clone();
+                tokio::spawn(async move { pipe.call(i).await })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        release.send(true).unwrap();
+        assert_eq!(first.await.unwrap(), Some((10, 1)));
+        for (i, task) in (2..=4).zip(rest) {
+            assert_eq!(task.await.unwrap(), Some((i * 10, 3)), "each caller gets its own result");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pipeline_batch_stops_at_its_weight() {
+        let (pipe, queue) = pipeline::<usize, usize>();
+        let limits = PipelineLimits { in_flight: 1, max_items: 100, max_weight: 10 };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let mut gate = Some(rx);
+        tokio::spawn(queue.serve(
+            limits,
+            |w| *w,
+            move |items: Vec<usize>| {
+                let gate = gate.take();
+                Some(async move {
+                    if let Some(gate) = gate {
+                        let _ = gate.await;
+                    }
+                    let n = items.len();
+                    vec![n; n]
+                })
+            },
+        ));
+        let pipe = std::sync::Arc::new(pipe);
+        let call = |w: usize| {
+            let pipe = pipe.clone();
+            tokio::spawn(async move { pipe.call(w).await })
+        };
+        let blocker = call(1);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut queued = Vec::new();
+        for w in [6, 4, 5] {
+            queued.push(call(w));
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await; // queue in this order
+        }
+        let (c, b, a) = (queued.pop().unwrap(), queued.pop().unwrap(), queued.pop().unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tx.send(()).unwrap();
+        assert_eq!(blocker.await.unwrap(), Some(1));
+        assert_eq!((a.await.unwrap(), b.await.unwrap()), (Some(2), Some(2)), "6 + 4 fill one batch");
+        assert_eq!(c.await.unwrap(), Some(1), "the 5 waits for the next");
     }
 }

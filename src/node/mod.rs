@@ -9,7 +9,7 @@ mod member;
 mod options;
 mod tasks;
 
-pub use batcher::{BatchJob, spawn_batcher};
+pub use batcher::{BatchJob, Pipeline, PipelineLimits, PipelineQueue, pipeline, spawn_batcher};
 pub use faults::{Faults, OBJECT_STORE};
 pub use member::{Member, NodeId, list, parse_peers};
 pub use options::NodeOptions;

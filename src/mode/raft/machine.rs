@@ -21,8 +21,9 @@
 //!
 //! The machine lives in memory. Snapshots are written to `DATA/raft-snapshot.bin` (temporary
 //! file, fsync, rename, directory fsync) when built or installed, and loaded at start-up; the
-//! log after the snapshot is replayed by openraft, and the committed index is durable, so
-//! a restart rebuilds exactly the acknowledged state.
+//! log after the snapshot is replayed by openraft up to the committed index it saved, and the
+//! rest once the leader tells it the commit index again, so a restart rebuilds exactly the
+//! acknowledged state (reads wait for the leader's read index in any case).
 
 // openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
 #![allow(clippy::result_large_err)]
@@ -286,7 +287,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
         Ok((state.last_applied, state.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Response>>, StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -296,11 +297,13 @@ impl RaftStateMachine<TypeConfig> for Machine {
         for entry in entries {
             state.last_applied = Some(entry.log_id);
             let reply = match entry.payload {
-                EntryPayload::Blank => Response::of(Ok(crate::store::MutationReply::Done)),
-                EntryPayload::Normal(request) => state.apply(&request, entry.log_id.index),
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(requests) => {
+                    requests.iter().map(|request| state.apply(request, entry.log_id.index)).collect()
+                }
                 EntryPayload::Membership(membership) => {
                     state.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    Response::of(Ok(crate::store::MutationReply::Done))
+                    Vec::new()
                 }
             };
             replies.push(reply);

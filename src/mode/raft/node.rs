@@ -56,6 +56,9 @@ pub(super) struct Inner {
     pub(super) tasks: Tasks,
     pub(super) forwards_retried: AtomicU64,
     pub(super) leader_changes: AtomicU64,
+    /// Writes waiting to go into the log together, and reads waiting for a read index.
+    pub(super) proposals: crate::node::Pipeline<Request, super::service::ForwardReply>,
+    pub(super) read_rounds: crate::node::Pipeline<(), super::service::ReadIndexReply>,
 }
 
 /// raft mode's [`Store`].
@@ -182,6 +185,8 @@ impl RaftMode {
             .await
             .map_err(|e| Error::Config(format!("cannot start raft: {e}")))?;
         let options = RaftOptions { node: NodeOptions { peers, ..options.node }, ..options };
+        let (proposals, proposal_queue) = crate::node::pipeline();
+        let (read_rounds, read_queue) = crate::node::pipeline();
         let inner = Arc::new(Inner {
             id,
             options,
@@ -195,7 +200,23 @@ impl RaftMode {
             tasks: Tasks::default(),
             forwards_retried: AtomicU64::new(0),
             leader_changes: AtomicU64::new(0),
+            proposals,
+            read_rounds,
         });
+        let weak = Arc::downgrade(&inner);
+        inner.tasks.spawn(proposal_queue.serve(super::write::PROPOSALS, Request::weight, move |batch| {
+            let inner = weak.upgrade()?;
+            Some(async move { inner.propose(batch).await })
+        }));
+        let weak = Arc::downgrade(&inner);
+        inner.tasks.spawn(read_queue.serve(
+            super::write::READ_ROUNDS,
+            |_| 1,
+            move |batch: Vec<()>| {
+                let inner = weak.upgrade()?;
+                Some(async move { inner.read_round(batch.len()).await })
+            },
+        ));
         let service = RaftPeerServer::new(Service { inner: inner.clone() })
             .max_decoding_message_size(peer::MAX_MESSAGE)
             .max_encoding_message_size(peer::MAX_MESSAGE);

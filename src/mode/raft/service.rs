@@ -6,7 +6,6 @@
 use crate::node::codec;
 use std::sync::Arc;
 
-use openraft::error::{CheckIsLeaderError, RaftError};
 use serde::{Deserialize, Serialize};
 
 use crate::peer::proto;
@@ -30,7 +29,7 @@ pub(super) enum WireChange {
     Remove { id: NodeId },
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) enum ForwardReply {
     Write(Response),
     Membership(Vec<String>),
@@ -43,7 +42,7 @@ pub(super) enum ForwardReply {
     },
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) enum ReadIndexReply {
     Index(Option<u64>),
     NotLeader(Option<NodeId>),
@@ -115,14 +114,7 @@ impl RaftPeer for Service {
 
     async fn read_index(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
         let _payload = request.into_inner();
-        let reply = match tokio::time::timeout(RPC_TIMEOUT, self.inner.raft.get_read_log_id()).await {
-            Ok(Ok((read, _applied))) => ReadIndexReply::Index(read.map(|l| l.index)),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
-                ReadIndexReply::NotLeader(f.leader_id)
-            }
-            Ok(Err(e)) => ReadIndexReply::Failed(e.to_string()),
-            Err(_) => ReadIndexReply::Failed("leadership could not be confirmed in time".into()),
-        };
+        let reply = self.inner.read_index_here().await;
         Ok(tonic::Response::new(encode(self.inner.id, &reply)?))
     }
 
@@ -152,7 +144,7 @@ pub fn sample_messages() -> Vec<Vec<u8>> {
     };
     let entry = Entry::<TypeConfig> {
         log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), 5),
-        payload: EntryPayload::Normal(request.clone()),
+        payload: EntryPayload::Normal(vec![request.clone()]),
     };
     let append = AppendEntriesRequest::<TypeConfig> {
         vote: Vote::new(1, 1),

@@ -49,6 +49,29 @@ pub enum Command {
 /// The largest value carried in one log entry; larger ones are split.
 pub const CHUNK: usize = 1 << 20;
 
+impl Request {
+    /// About how many bytes the request adds to a log entry (for cutting batches).
+    pub(super) fn weight(&self) -> usize {
+        let mutation = match &self.command {
+            Command::Chunk { data, .. } => return data.len() + 32,
+            Command::Mutate(mutation) | Command::Assemble { mutation, .. } => mutation,
+        };
+        32 + match mutation {
+            Mutation::Set { key, value, .. } => key.len() + value.len(),
+            Mutation::Del { keys } => keys.iter().map(|k| k.len() + 2).sum(),
+            Mutation::Update { key, op: crate::store::UpdateOp::Append(value) } => key.len() + value.len(),
+            Mutation::Update { key, .. } => key.len() + 8,
+            Mutation::FlushAll => 0,
+        }
+    }
+}
+
+/// What one log entry carries: the client writes the leader batched into it, applied in
+/// order. One entry costs one append (one fsync) and one replication round however many
+/// writes it holds, as etcd batches proposals into one WAL write; its total stays near
+/// [`CHUNK`], so an entry still fits its AppendEntries' time.
+pub type Proposal = Vec<Request>;
+
 /// Splits a mutation whose value is larger than [`CHUNK`] into the chunks and the mutation
 /// without its value; `None` when it fits in one entry.
 pub(super) fn split_value(mutation: &Mutation) -> Option<(Vec<Bytes>, Mutation)> {
@@ -95,8 +118,8 @@ impl Response {
 openraft::declare_raft_types!(
     /// valthree's Raft types.
     pub TypeConfig:
-        D = Request,
-        R = Response,
+        D = Proposal,
+        R = Vec<Response>,
 );
 
 /// Entries between snapshots.

@@ -1,5 +1,11 @@
 //! Writes through the leader in this node's client session, retried with the same id until
 //! they settle; and linearizable reads by read index.
+//!
+//! The leader batches both: writes that arrive while earlier proposals are being appended
+//! and replicated go into one log entry together (one fsync, one replication round for all;
+//! [`PROPOSALS`]), and reads that arrive while a leadership confirmation is under way share
+//! the next one ([`READ_ROUNDS`]). A read joins only a round that starts after it arrived, so
+//! its read index covers every write acknowledged before it began.
 
 // openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
 #![allow(clippy::result_large_err)]
@@ -9,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 
 use crate::error::{Error, Result};
 use crate::store::{Mutation, MutationReply};
@@ -20,6 +26,16 @@ use super::types::*;
 
 /// Chunks of one value being committed at once.
 const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// How the leader batches writes into log entries: two entries in flight (one being appended
+/// while the one before it replicates), each holding what queued meanwhile, up to about one
+/// chunk's worth of bytes.
+pub(super) const PROPOSALS: crate::node::PipelineLimits =
+    crate::node::PipelineLimits { in_flight: 2, max_items: 1024, max_weight: CHUNK };
+
+/// How the leader batches read-index rounds (the weight of a read is 1).
+pub(super) const READ_ROUNDS: crate::node::PipelineLimits =
+    crate::node::PipelineLimits { in_flight: 2, max_items: usize::MAX, max_weight: usize::MAX };
 
 // ---- this node's session of the log ----
 
@@ -59,34 +75,69 @@ impl Drop for Ticket<'_> {
 }
 
 impl Inner {
-    /// Appends a write on this node, if it leads.
+    /// Appends a write on this node, if it leads: it joins the next batch of proposals.
     pub(super) async fn write_here(&self, request: Request) -> ForwardReply {
+        self.proposals.call(request).await.unwrap_or_else(|| ForwardReply::Failed {
+            message: "the node stopped before the write settled".into(),
+            maybe: true,
+        })
+    }
+
+    /// Appends `requests` as one log entry, if this node leads, and answers each of them.
+    pub(super) async fn propose(&self, requests: Proposal) -> Vec<ForwardReply> {
+        let count = requests.len();
+        let all = |reply: ForwardReply| vec![reply; count];
         // Metrics lag the core: a term change during the call also means the entry may have
         // been appended by a leader that just lost its leadership.
         let (was_leader, term_before) = (self.leader() == Some(self.id), self.term());
         // A leader cut off from its quorum keeps the entry pending until it learns of a newer
         // term; do not wait for that longer than a command may take.
-        let written = match tokio::time::timeout(COMMAND_DEADLINE, self.raft.client_write(request)).await {
+        let written = match tokio::time::timeout(COMMAND_DEADLINE, self.raft.client_write(requests)).await {
             Ok(written) => written,
             Err(_) => {
-                return ForwardReply::Failed {
+                return all(ForwardReply::Failed {
                     message: "the leader could not commit the write in time".into(),
                     maybe: true,
-                };
+                });
             }
         };
         match written {
-            Ok(response) => ForwardReply::Write(response.data),
+            Ok(response) if response.data.len() == count => {
+                response.data.into_iter().map(ForwardReply::Write).collect()
+            }
+            Ok(_) => all(ForwardReply::Failed {
+                message: "the state machine answered a batch with the wrong number of replies".into(),
+                maybe: true,
+            }),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 if was_leader || self.term() != term_before {
                     // Leadership was lost while the entry may already have been appended.
-                    ForwardReply::Failed { message: "leadership changed during the write".into(), maybe: true }
+                    all(ForwardReply::Failed { message: "leadership changed during the write".into(), maybe: true })
                 } else {
-                    ForwardReply::NotLeader(f.leader_id)
+                    all(ForwardReply::NotLeader(f.leader_id))
                 }
             }
-            Err(e) => ForwardReply::Failed { message: e.to_string(), maybe: true },
+            Err(e) => all(ForwardReply::Failed { message: e.to_string(), maybe: true }),
         }
+    }
+
+    /// This node's read index, if it leads, confirmed by a quorum in a round that began after
+    /// the call: it joins the next round.
+    pub(super) async fn read_index_here(&self) -> ReadIndexReply {
+        self.read_rounds.call(()).await.unwrap_or_else(|| ReadIndexReply::Failed("the node is stopping".into()))
+    }
+
+    /// One leadership confirmation for `count` waiting reads.
+    pub(super) async fn read_round(&self, count: usize) -> Vec<ReadIndexReply> {
+        let reply = match tokio::time::timeout(RPC_TIMEOUT, self.raft.get_read_log_id()).await {
+            Ok(Ok((read, _applied))) => ReadIndexReply::Index(read.map(|l| l.index)),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                ReadIndexReply::NotLeader(f.leader_id)
+            }
+            Ok(Err(e)) => ReadIndexReply::Failed(e.to_string()),
+            Err(_) => ReadIndexReply::Failed("leadership could not be confirmed in time".into()),
+        };
+        vec![reply; count]
     }
 
     /// Runs a write through the leader; a large value goes first as chunks (see [`Command`]).
@@ -232,37 +283,23 @@ impl Inner {
             }
             attempt += 1;
             let Some(leader) = self.leader() else { continue };
-            let index = if leader == self.id {
-                match tokio::time::timeout(RPC_TIMEOUT, self.raft.get_read_log_id()).await {
-                    Ok(Ok((read, _))) => read.map(|l| l.index),
-                    Ok(Err(e)) => {
-                        last = e.to_string();
-                        continue;
-                    }
-                    Err(_) => {
-                        last = "leadership could not be confirmed in time".into();
-                        continue;
-                    }
-                }
+            let reply = if leader == self.id {
+                self.read_index_here().await
             } else {
                 let payload = encode(self.id, &()).map_err(|s| Error::Io(s.message().to_string()))?;
-                match self
-                    .call_peer::<ReadIndexReply>(leader, super::network::LeaderCall::ReadIndex, payload, RPC_TIMEOUT)
+                self.call_peer::<ReadIndexReply>(leader, super::network::LeaderCall::ReadIndex, payload, RPC_TIMEOUT)
                     .await
-                {
-                    Ok(ReadIndexReply::Index(index)) => index,
-                    Ok(ReadIndexReply::NotLeader(_)) => {
-                        last = format!("n{leader} is not the leader");
-                        continue;
-                    }
-                    Ok(ReadIndexReply::Failed(e)) => {
-                        last = e;
-                        continue;
-                    }
-                    Err(e) => {
-                        last = e.to_string();
-                        continue;
-                    }
+                    .unwrap_or_else(|e| ReadIndexReply::Failed(e.to_string()))
+            };
+            let index = match reply {
+                ReadIndexReply::Index(index) => index,
+                ReadIndexReply::NotLeader(_) => {
+                    last = format!("n{leader} is not the leader");
+                    continue;
+                }
+                ReadIndexReply::Failed(e) => {
+                    last = e;
+                    continue;
                 }
             };
             let Some(index) = index else { return Ok(()) };
