@@ -60,6 +60,8 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--s3-access-key', '--s3-access-key', [CompletionResultType]::ParameterName, 's3 mode: access key (default: the usual AWS credential chain)')
             [CompletionResult]::new('--s3-secret-key', '--s3-secret-key', [CompletionResultType]::ParameterName, 's3 mode: secret key')
             [CompletionResult]::new('--s3-batch', '--s3-batch', [CompletionResultType]::ParameterName, 's3 mode: group commit (one conditional PUT for all writes queued at once)')
+            [CompletionResult]::new('--s3-value-objects-from', '--s3-value-objects-from', [CompletionResultType]::ParameterName, 's3 mode: values this large or larger are stored once as objects of their own, and the document holds a reference (0: every value stays in the document)')
+            [CompletionResult]::new('--maxmemory', '--maxmemory', [CompletionResultType]::ParameterName, 's3 mode: the most bytes the keys and values may hold together; a write that would grow them past it answers -OOM, as Redis does past its maxmemory (0: no limit)')
             [CompletionResult]::new('--node-id', '--node-id', [CompletionResultType]::ParameterName, 'paxos, raft and dynamo modes: this node''s id (1, 2, ...)')
             [CompletionResult]::new('--peer-addr', '--peer-addr', [CompletionResultType]::ParameterName, 'paxos, raft and dynamo modes: where peers reach this node (node-to-node gRPC)')
             [CompletionResult]::new('--peer-listen', '--peer-listen', [CompletionResultType]::ParameterName, 'paxos, raft and dynamo modes: where the peer server listens, when not at --peer-addr (which is then only what peers are told): e.g. `0.0.0.0:7379` in a container whose name is its --peer-addr')

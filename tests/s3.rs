@@ -274,3 +274,97 @@ fn a_missing_bucket_is_reported_not_retried_as_a_conflict() {
     assert_eq!(err.code(), Some("TRYAGAIN"), "{err}");
     assert!(err.to_string().contains("NoSuchBucket") && !err.to_string().contains("conflict"), "{err}");
 }
+
+/// The value objects (`db.json.value.*`) in a local object directory.
+fn value_objects(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("db.json.value."))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn large_values_live_in_objects_of_their_own_and_go_when_unreferenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shared");
+    let flags = ["--data-dir", data.to_str().unwrap(), "--s3-value-objects-from", "1kb"];
+    let mut a = Valthree::start(dir.path(), &flags);
+    let b = Valthree::start(dir.path(), &flags);
+    let mut ca = redis::Client::open(a.url()).unwrap().get_connection().unwrap();
+    let mut cb = redis::Client::open(b.url()).unwrap().get_connection().unwrap();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let _: () = redis::cmd("SET").arg("big").arg(&big).query(&mut ca).unwrap();
+    let _: () = redis::cmd("SET").arg("small").arg("hello").query(&mut ca).unwrap();
+    assert_eq!(value_objects(&data).len(), 1, "one object for the one large value");
+    let document = std::fs::metadata(data.join("db.json")).unwrap().len();
+    assert!(document < 1000, "the document holds a reference, not 300 kB: {document} bytes");
+    // Another node reads the value through the reference, byte for byte.
+    let got: Vec<u8> = redis::cmd("GET").arg("big").query(&mut cb).unwrap();
+    assert_eq!(got, big);
+    // Overwritten from the other node: the old object goes, the new one stays.
+    let before = value_objects(&data);
+    let bigger: Vec<u8> = big.iter().rev().copied().collect();
+    let _: () = redis::cmd("SET").arg("big").arg(&bigger).query(&mut cb).unwrap();
+    wait_until(Duration::from_secs(5), "the overwritten value's object is deleted", || {
+        let now = value_objects(&data);
+        now.len() == 1 && now != before
+    });
+    let got: Vec<u8> = redis::cmd("GET").arg("big").query(&mut ca).unwrap();
+    assert_eq!(got, bigger, "the first node reads the new version");
+    // A restart reads it back from its object.
+    a.restart();
+    let mut ca = redis::Client::open(a.url()).unwrap().get_connection().unwrap();
+    let got: Vec<u8> = redis::cmd("GET").arg("big").query(&mut ca).unwrap();
+    assert_eq!(got, bigger);
+    // Deleted: no object is left, and the small key is untouched.
+    let removed: u64 = redis::cmd("DEL").arg("big").query(&mut ca).unwrap();
+    assert_eq!(removed, 1);
+    wait_until(Duration::from_secs(5), "the deleted value's object is gone", || value_objects(&data).is_empty());
+    let small: String = redis::cmd("GET").arg("small").query(&mut cb).unwrap();
+    assert_eq!(small, "hello");
+}
+
+#[test]
+fn large_values_on_moto_are_objects_read_by_every_node() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut flags = moto.serve_flags("values");
+    flags.extend(["--s3-value-objects-from".to_string(), "1kb".to_string()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (a, b) = (Valthree::start(dir.path(), &flags), Valthree::start(dir.path(), &flags));
+    let mut ca = redis::Client::open(a.url()).unwrap().get_connection().unwrap();
+    let mut cb = redis::Client::open(b.url()).unwrap().get_connection().unwrap();
+    for round in 0..3u8 {
+        let value = vec![b'a' + round; 50_000];
+        let _: () = redis::cmd("SET").arg("big").arg(&value).query(&mut ca).unwrap();
+        let got: Vec<u8> = redis::cmd("GET").arg("big").query(&mut cb).unwrap();
+        assert_eq!(got, value, "round {round}");
+        assert_eq!(info_field(&mut cb, "s3_value_objects"), 1, "the reader holds one value's object");
+    }
+}
+
+#[test]
+fn maxmemory_refuses_growing_writes_with_oom_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let node = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap(), "--maxmemory", "1kb"]);
+    let mut con = redis::Client::open(node.url()).unwrap().get_connection().unwrap();
+    let _: () = redis::cmd("SET").arg("k").arg("small").query(&mut con).unwrap();
+    let refused = redis::cmd("SET").arg("k").arg(vec![b'x'; 2000]).query::<()>(&mut con).unwrap_err();
+    assert_eq!(refused.code(), Some("OOM"), "{refused}");
+    assert!(refused.to_string().contains("command not allowed when used memory > 'maxmemory'"), "{refused}");
+    let appended = redis::cmd("APPEND").arg("k").arg(vec![b'y'; 2000]).query::<u64>(&mut con).unwrap_err();
+    assert_eq!(appended.code(), Some("OOM"));
+    let kept: String = redis::cmd("GET").arg("k").query(&mut con).unwrap();
+    assert_eq!(kept, "small", "a refused write leaves the old value");
+    assert!(info_field(&mut con, "used_memory_dataset") <= 1024);
+    assert_eq!(info_field(&mut con, "maxmemory"), 1024);
+    // Shrinking always works, and then the larger write fits.
+    let _: u64 = redis::cmd("DEL").arg("k").query(&mut con).unwrap();
+    let _: () = redis::cmd("SET").arg("k").arg(vec![b'x'; 900]).query(&mut con).unwrap();
+    let len: u64 = redis::cmd("STRLEN").arg("k").query(&mut con).unwrap();
+    assert_eq!(len, 900);
+}

@@ -118,6 +118,14 @@ pub struct ServeArgs {
     /// s3 mode: group commit (one conditional PUT for all writes queued at once).
     #[arg(long, value_enum, default_value = "on", help_heading = "s3 mode")]
     pub s3_batch: Switch,
+    /// s3 mode: values this large or larger are stored once as objects of their own, and the
+    /// document holds a reference (0: every value stays in the document).
+    #[arg(long, default_value = "64kb", value_parser = parse_size, help_heading = "s3 mode")]
+    pub s3_value_objects_from: u64,
+    /// s3 mode: the most bytes the keys and values may hold together; a write that would grow
+    /// them past it answers -OOM, as Redis does past its maxmemory (0: no limit).
+    #[arg(long, default_value = "0", value_parser = parse_size, help_heading = "s3 mode")]
+    pub maxmemory: u64,
     /// paxos, raft and dynamo modes: this node's id (1, 2, ...).
     #[arg(long, default_value_t = 1, help_heading = "paxos, raft and dynamo modes")]
     pub node_id: u32,
@@ -296,6 +304,8 @@ fn mode_config(args: &ServeArgs) -> Result<ModeConfig> {
             secret_key: args.s3_secret_key.clone(),
             batch: args.s3_batch == Switch::On,
             unsafe_stale_reads: args.unsafe_stale_reads,
+            value_objects_from: args.s3_value_objects_from,
+            maxmemory: args.maxmemory,
         },
         paxos_one_round_trip: args.paxos_one_rtt == Switch::On,
         paxos_gc_interval: args.paxos_gc_interval,

@@ -35,6 +35,10 @@ pub struct S3Config {
     pub batch: bool,
     /// Test only: answer some reads from a stale snapshot.
     pub unsafe_stale_reads: bool,
+    /// Values this large or larger are stored as objects of their own (0: never).
+    pub value_objects_from: u64,
+    /// The most bytes of keys and values (0: no limit).
+    pub maxmemory: u64,
 }
 
 /// dynamo mode's settings (see [`dynamo::DynamoOptions`]); `None`: the default for the
@@ -80,6 +84,9 @@ pub struct ModeConfig {
 
 /// Starts the mode `config` names; `faults` are the node's test switches.
 pub async fn open(config: &ModeConfig, faults: Arc<Faults>) -> Result<Arc<dyn Store>> {
+    if config.s3.maxmemory > 0 && !matches!(config.mode, ModeName::S3) {
+        return Err(Error::Config("--maxmemory is supported in s3 mode only".into()));
+    }
     match config.mode {
         ModeName::S3 => {
             let s3 = &config.s3;
@@ -108,6 +115,8 @@ pub async fn open(config: &ModeConfig, faults: Arc<Faults>) -> Result<Arc<dyn St
                 object_key: s3.key.clone(),
                 batch: s3.batch,
                 unsafe_stale_reads: s3.unsafe_stale_reads,
+                value_objects_from: s3.value_objects_from,
+                maxmemory: s3.maxmemory,
             };
             if s3.unsafe_stale_reads {
                 tracing::warn!("--unsafe-stale-reads: some reads will be stale; this server is NOT linearizable");

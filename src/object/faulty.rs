@@ -67,6 +67,13 @@ impl ObjectStore for Partitionable {
         Err(ObjectError::Indeterminate(format!("{CUT} (reply lost)")))
     }
 
+    async fn delete(&self, key: &str) -> Result<(), ObjectError> {
+        if self.cut() {
+            return Err(ObjectError::Unavailable(CUT.into()));
+        }
+        self.inner.delete(key).await
+    }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }

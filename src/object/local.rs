@@ -167,6 +167,7 @@ fn read_object_id(path: &Path) -> Result<Option<(Object, FileId)>, ObjectError> 
 }
 
 fn put_locked(
+    store: &LocalDir,
     root: &Path,
     path: &Path,
     key: &str,
@@ -177,11 +178,17 @@ fn put_locked(
     let lock = open_lock(&root.join(format!(".{key}.lock"))).map_err(|e| unavailable("open lock file", e))?;
     lock.lock().map_err(|e| unavailable("lock", e))?;
 
-    let current = read_object(path)?;
-    let holds = match (condition, &current) {
-        (PutCondition::IfAbsent, None) => true,
-        (PutCondition::IfMatch(want), Some(obj)) => *want == obj.etag,
-        _ => false,
+    // The version this process last read or wrote, still current by the writer's note and
+    // the file's identity, needs no read: the condition is checked without reading (and
+    // hashing) the whole object again.
+    let holds = match condition {
+        PutCondition::IfMatch(want) if store.unchanged(&lock, path, want) => true,
+        PutCondition::IfAbsent if !path.exists() => true,
+        _ => match (condition, read_object(path)?) {
+            (PutCondition::IfAbsent, None) => true,
+            (PutCondition::IfMatch(want), Some(obj)) => *want == obj.etag,
+            _ => false,
+        },
     };
     if !holds {
         return Err(ObjectError::PreconditionFailed);
@@ -260,7 +267,7 @@ impl ObjectStore for LocalDir {
         let key = key.to_owned();
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let (etag, id) = put_locked(&root, &path, &key, &body, &condition)?;
+            let (etag, id) = put_locked(&this, &root, &path, &key, &body, &condition)?;
             if let Some(id) = id {
                 this.remember(&path, &etag, id);
             }
@@ -268,6 +275,24 @@ impl ObjectStore for LocalDir {
         })
         .await
         .map_err(|e| ObjectError::Indeterminate(e.to_string()))?
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), ObjectError> {
+        let path = self.object_path(key)?;
+        let lock_path = self.lock_path(key);
+        self.lock_files.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).remove(&path);
+        tokio::task::spawn_blocking(move || {
+            let gone = |r: std::io::Result<()>| match r {
+                Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            };
+            gone(fs::remove_file(&path))
+                .and_then(|()| gone(fs::remove_file(&lock_path)))
+                .map_err(|e| ObjectError::Unavailable(format!("delete {}: {e}", path.display())))
+        })
+        .await
+        .map_err(|e| ObjectError::Unavailable(e.to_string()))?
     }
 
     fn describe(&self) -> String {

@@ -109,6 +109,9 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Writes `body` under `key` if `condition` holds; returns the new version's etag.
     async fn put(&self, key: &str, body: Bytes, condition: PutCondition) -> Result<Etag, ObjectError>;
 
+    /// Removes `key`; removing an object that does not exist succeeds.
+    async fn delete(&self, key: &str) -> Result<(), ObjectError>;
+
     /// A one-line description for INFO and logs (`local:/path`, `s3://bucket@endpoint`).
     fn describe(&self) -> String;
 }

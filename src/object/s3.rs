@@ -183,6 +183,11 @@ impl ObjectStore for S3 {
         self.put_once(key, body, condition).await
     }
 
+    async fn delete(&self, key: &str) -> Result<(), ObjectError> {
+        self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(|e| classify(e, true))?;
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         format!("s3://{}@{}", self.bucket, self.endpoint)
     }

@@ -114,6 +114,11 @@ impl Keyspace {
         self.entries.insert(key, value);
     }
 
+    /// Removes without conditions (to undo a mutation); returns the value removed.
+    pub fn remove(&mut self, key: &[u8]) -> Option<Bytes> {
+        self.entries.remove(key)
+    }
+
     /// Applies `mutation`. A mutation that fails (INCR of a non-integer) leaves the keyspace
     /// untouched, so a batch of mutations can be applied one after another and each one's
     /// failure stays its own.

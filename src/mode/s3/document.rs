@@ -1,72 +1,160 @@
 //! The database document: the whole keyspace as one JSON object.
 //!
 //! ```json
-//! {"valthree":1,"keys":{"user:1":"alice","base64:AP8=":"base64:3q2+7w=="}}
+//! {"valthree":2,"keys":{"user:1":"alice","base64:AP8=":"base64:3q2+7w==","video":"object:db.json.value.9f86…-1c2d…"}}
 //! ```
 //!
-//! Keys and values are byte strings. One that is valid UTF-8 and does not start with
-//! `base64:` is stored as itself, so a document of ordinary text stays readable with any
-//! JSON tool; anything else (binary data, or text that itself starts with `base64:`) is stored
-//! as `base64:` followed by its standard base64 encoding. The mapping is a bijection.
+//! Keys and values are byte strings. One that is valid UTF-8 and starts with neither
+//! `base64:` nor `object:` is stored as itself, so a document of ordinary text stays readable
+//! with any JSON tool; anything else (binary data, or text that itself starts with one of
+//! the prefixes) is stored as `base64:` followed by its standard base64 encoding. A value
+//! stored as an object of its own (a large one, see [`super::values`]) is `object:` followed
+//! by that object's key. The mapping is a bijection.
+//!
+//! Version 1 documents (no `object:` references; such text was itself) are still read.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use serde::Deserialize;
 
 use crate::store::Keyspace;
 
 /// The document format version written in the `valthree` field.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const BINARY_PREFIX: &str = "base64:";
+const OBJECT_PREFIX: &str = "object:";
 
-#[derive(Serialize, Deserialize)]
-struct Document {
-    valthree: u32,
-    keys: BTreeMap<String, String>,
+/// One value of a parsed document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Inline(Bytes),
+    /// Stored as the object with this key.
+    Object(String),
 }
 
-fn encode_bytes(bytes: &[u8]) -> String {
+/// A parsed document, its stored values not yet fetched.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub entries: Vec<(Bytes, Value)>,
+}
+
+struct Document {
+    valthree: u32,
+    keys: Vec<(String, String)>,
+}
+
+fn write_str(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(&mut *out, text).expect("writing JSON to a vector cannot fail");
+}
+
+fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
-        Ok(text) if !text.starts_with(BINARY_PREFIX) => text.to_owned(),
-        _ => format!("{BINARY_PREFIX}{}", STANDARD.encode(bytes)),
+        Ok(text) if !text.starts_with(BINARY_PREFIX) && !text.starts_with(OBJECT_PREFIX) => write_str(out, text),
+        _ => {
+            let mut text = String::with_capacity(BINARY_PREFIX.len() + bytes.len().div_ceil(3) * 4);
+            text.push_str(BINARY_PREFIX);
+            STANDARD.encode_string(bytes, &mut text);
+            out.push(b'"');
+            out.extend_from_slice(text.as_bytes()); // base64 needs no escaping
+            out.push(b'"');
+        }
     }
 }
 
-fn decode_bytes(text: String) -> Result<Bytes, String> {
+fn decode_bytes(text: String, version: u32) -> Result<Bytes, String> {
     match text.strip_prefix(BINARY_PREFIX) {
         Some(b64) => STANDARD.decode(b64).map(Bytes::from).map_err(|e| format!("bad base64 {text:?}: {e}")),
+        None if version >= 2 && text.starts_with(OBJECT_PREFIX) => Err(format!("a key cannot be an object: {text:?}")),
         None => Ok(Bytes::from(text)),
     }
 }
 
-/// Serialises a keyspace.
-pub fn encode(keyspace: &Keyspace) -> Bytes {
-    let doc = Document {
-        valthree: FORMAT_VERSION,
-        keys: keyspace.iter().map(|(k, v)| (encode_bytes(k), encode_bytes(v))).collect(),
-    };
-    Bytes::from(serde_json::to_vec(&doc).expect("a map of strings always serialises"))
+/// Serialises a keyspace, written straight into one buffer. `stored_as` names the object a
+/// value is stored in, or `None` to write the value itself.
+pub fn encode(keyspace: &Keyspace, mut stored_as: impl FnMut(&Bytes) -> Option<String>) -> Bytes {
+    let mut out = Vec::with_capacity(64 + keyspace.iter().map(|(k, v)| k.len() + v.len().min(256) + 6).sum::<usize>());
+    out.extend_from_slice(format!("{{\"valthree\":{FORMAT_VERSION},\"keys\":{{").as_bytes());
+    for (i, (key, value)) in keyspace.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_bytes(&mut out, key);
+        out.push(b':');
+        match stored_as(value) {
+            Some(object) => write_str(&mut out, &format!("{OBJECT_PREFIX}{object}")),
+            None => write_bytes(&mut out, value),
+        }
+    }
+    out.extend_from_slice(b"}}");
+    Bytes::from(out)
 }
 
 /// Parses a document; an error names what is wrong with it.
-pub fn decode(body: &[u8]) -> Result<Keyspace, String> {
-    let doc: Document = serde_json::from_slice(body).map_err(|e| format!("invalid JSON document: {e}"))?;
-    if doc.valthree != FORMAT_VERSION {
+pub fn decode(body: &[u8]) -> Result<Parsed, String> {
+    let doc: Document = parse(body)?;
+    if doc.valthree == 0 || doc.valthree > FORMAT_VERSION {
         return Err(format!("unsupported document version {}", doc.valthree));
     }
-    let mut keyspace = Keyspace::new();
+    let mut entries = Vec::with_capacity(doc.keys.len());
     for (k, v) in doc.keys {
-        keyspace.insert(decode_bytes(k)?, decode_bytes(v)?);
+        let key = decode_bytes(k, doc.valthree)?;
+        let value = match v.strip_prefix(OBJECT_PREFIX) {
+            Some(object) if doc.valthree >= 2 => Value::Object(object.to_owned()),
+            _ => Value::Inline(decode_bytes(v, 1)?),
+        };
+        entries.push((key, value));
     }
-    Ok(keyspace)
+    Ok(Parsed { entries })
+}
+
+/// Reads the document's `keys` object as pairs in document order (no map is built).
+fn parse(body: &[u8]) -> Result<Document, String> {
+    use serde::de::{MapAccess, Visitor};
+    struct Pairs(Vec<(String, String)>);
+    impl<'de> Deserialize<'de> for Pairs {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Pairs;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object of strings")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
+                    let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                    while let Some(pair) = map.next_entry::<String, String>()? {
+                        pairs.push(pair);
+                    }
+                    Ok(Pairs(pairs))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    #[derive(Deserialize)]
+    struct Raw {
+        valthree: u32,
+        keys: Pairs,
+    }
+    let raw: Raw = serde_json::from_slice(body).map_err(|e| format!("invalid JSON document: {e}"))?;
+    Ok(Document { valthree: raw.valthree, keys: raw.keys.0 })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn inline(parsed: Parsed) -> Keyspace {
+        let mut ks = Keyspace::new();
+        for (k, v) in parsed.entries {
+            match v {
+                Value::Inline(v) => ks.insert(k, v),
+                Value::Object(o) => panic!("unexpected object {o}"),
+            }
+        }
+        ks
+    }
 
     #[test]
     fn binary_and_prefixed_text_round_trip() {
@@ -74,15 +162,27 @@ mod tests {
         ks.insert(Bytes::from_static(b"plain"), Bytes::from_static(b"hello"));
         ks.insert(Bytes::from_static(b"\x00\xff"), Bytes::from_static(b"\xde\xad\xbe\xef"));
         ks.insert(Bytes::from_static(b"base64:looks-encoded"), Bytes::from_static(b"base64:AAAA"));
+        ks.insert(Bytes::from_static(b"object:looks-stored"), Bytes::from_static(b"object:db.json.value.x"));
+        ks.insert(Bytes::from_static(b"quote\"and\\slash\n"), Bytes::from_static("ünïcode".as_bytes()));
         ks.insert(Bytes::new(), Bytes::new());
-        assert_eq!(decode(&encode(&ks)).unwrap(), ks);
+        assert_eq!(inline(decode(&encode(&ks, |_| None)).unwrap()), ks);
     }
 
     #[test]
-    fn text_stays_readable() {
+    fn text_stays_readable_and_stored_values_are_named() {
         let mut ks = Keyspace::new();
         ks.insert(Bytes::from_static(b"user:1"), Bytes::from_static(b"alice"));
-        assert_eq!(&encode(&ks)[..], br#"{"valthree":1,"keys":{"user:1":"alice"}}"#);
+        ks.insert(Bytes::from_static(b"video"), Bytes::from_static(b"a large value"));
+        let doc = encode(&ks, |v| (v.len() > 5).then(|| "db.json.value.abc-1".to_string()));
+        assert_eq!(&doc[..], br#"{"valthree":2,"keys":{"user:1":"alice","video":"object:db.json.value.abc-1"}}"#);
+        let parsed = decode(&doc).unwrap();
+        assert_eq!(parsed.entries[1], (Bytes::from_static(b"video"), Value::Object("db.json.value.abc-1".into())));
+    }
+
+    #[test]
+    fn version_1_documents_are_read_with_object_text_as_itself() {
+        let parsed = decode(br#"{"valthree":1,"keys":{"k":"object:not-a-reference"}}"#).unwrap();
+        assert_eq!(parsed.entries[0].1, Value::Inline(Bytes::from_static(b"object:not-a-reference")));
     }
 
     #[test]
@@ -90,5 +190,7 @@ mod tests {
         assert!(decode(b"{not json").is_err());
         assert!(decode(br#"{"valthree":1,"keys":{"k":"base64:!!"}}"#).is_err());
         assert!(decode(br#"{"valthree":9,"keys":{}}"#).is_err());
+        assert!(decode(br#"{"valthree":2,"keys":{"object:k":"v"}}"#).is_err());
+        assert!(decode(br#"{"valthree":2,"keys":{"k":7}}"#).is_err());
     }
 }

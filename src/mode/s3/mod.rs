@@ -33,8 +33,7 @@
 
 mod commit;
 mod document;
-
-pub use document::{decode as decode_document, encode as encode_document};
+mod values;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,11 +64,21 @@ pub struct S3ModeOptions {
     /// A planted bug for testing the checker: answer about half of the reads from an old
     /// snapshot. Never use it for data you care about.
     pub unsafe_stale_reads: bool,
+    /// Values this large or larger are stored as objects of their own (0: never).
+    pub value_objects_from: u64,
+    /// The most bytes of keys and values (0: no limit).
+    pub maxmemory: u64,
 }
 
 impl Default for S3ModeOptions {
     fn default() -> Self {
-        Self { object_key: DEFAULT_OBJECT_KEY.into(), batch: true, unsafe_stale_reads: false }
+        Self {
+            object_key: DEFAULT_OBJECT_KEY.into(),
+            batch: true,
+            unsafe_stale_reads: false,
+            value_objects_from: values::DEFAULT_MIN,
+            maxmemory: 0,
+        }
     }
 }
 
@@ -101,7 +110,12 @@ pub struct S3Mode {
 impl S3Mode {
     /// Starts s3 mode on `objects`; with batching on it spawns the committer and reader tasks.
     pub fn start(objects: Arc<dyn ObjectStore>, options: S3ModeOptions) -> Self {
-        let committer = Arc::new(Committer::new(objects, options.object_key.clone()));
+        let committer = Arc::new(Committer::new(
+            objects,
+            options.object_key.clone(),
+            options.value_objects_from,
+            options.maxmemory,
+        ));
         let (mut writes, mut reads) = (None, None);
         if options.batch {
             let (wtx, wrx) = mpsc::channel(QUEUE_DEPTH);
@@ -214,6 +228,9 @@ impl Store for S3Mode {
                 ("s3_gets_unchanged".into(), n(&s.unchanged)),
                 ("s3_reads_served".into(), n(&s.reads)),
                 ("s3_occ_conflicts".into(), n(&s.conflicts)),
+                ("s3_value_objects".into(), self.committer.values.count().to_string()),
+                ("used_memory_dataset".into(), self.committer.dataset_bytes().to_string()),
+                ("maxmemory".into(), self.committer.maxmemory().to_string()),
             ],
         }
     }

@@ -1,0 +1,199 @@
+//! Large values as objects of their own.
+//!
+//! A value of at least `--s3-value-objects-from` bytes is written once, before the
+//! compare-and-swap that first references it, as an immutable object named
+//! `<document key>.value.<SHA-256 of the value>-<random 64-bit id>`; the document holds only
+//! `object:<that name>`. Every later write of the document carries the short reference, not
+//! the value, so one 100 MB value no longer costs every write to any key a 100 MB PUT.
+//!
+//! * **Content-addressed, verified:** a reader checks the value's digest against its name.
+//! * **Unique per write:** the random id makes the object belong to the one write that
+//!   introduced it. No other writer ever starts referencing it; one that carries it over
+//!   does so from the current document, and its compare-and-swap fails if that document is
+//!   no longer current. So the writer whose compare-and-swap dropped the last reference
+//!   (the key was overwritten, deleted or flushed) deletes the object right after it.
+//! * **Readers:** a reader that parsed a document just replaced may find an object already
+//!   gone; it reads the document again (its read then takes effect at that later version).
+//! * **Memory:** a node holds each value once, shared by the keyspace and the name table.
+//!
+//! An object written for a write whose compare-and-swap then failed is deleted by that
+//! writer; one whose writer crashed in between, or whose compare-and-swap's outcome was
+//! unknown, stays behind unreferenced (it is never read).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use super::document::{Parsed, Value};
+use crate::object::{ObjectError, ObjectStore, PutCondition};
+use crate::store::Keyspace;
+
+/// The default `--s3-value-objects-from`: values this large or larger get objects of their own.
+pub const DEFAULT_MIN: u64 = 64 * 1024;
+
+/// A value's identity in memory: its bytes' address and length (a `Bytes` never moves, and
+/// the table holds a clone, so the address is not reused while it is listed).
+type Identity = (usize, usize);
+
+fn identity(value: &Bytes) -> Identity {
+    (value.as_ptr() as usize, value.len())
+}
+
+/// Why a document's values could not all be read.
+pub enum Unresolved {
+    /// An object is gone: the document was replaced meanwhile; read it again.
+    Gone,
+    Failed(ObjectError),
+    /// An object's bytes do not match its name.
+    Corrupt(String),
+}
+
+#[derive(Default)]
+struct Table {
+    by_value: HashMap<Identity, (String, Bytes)>,
+    by_name: HashMap<String, Bytes>,
+    /// Written for a commit still in progress: kept whatever documents are read meanwhile.
+    pinned: HashSet<String>,
+}
+
+impl Table {
+    fn insert(&mut self, name: String, value: Bytes) {
+        self.by_name.insert(name.clone(), value.clone());
+        self.by_value.insert(identity(&value), (name, value));
+    }
+}
+
+/// The names of the large values of one node's documents.
+pub struct Values {
+    /// Values of at least this many bytes get objects (0: none do).
+    min: usize,
+    prefix: String,
+    table: Mutex<Table>,
+}
+
+impl Values {
+    pub fn new(document_key: &str, min: u64) -> Self {
+        let min = usize::try_from(min).unwrap_or(usize::MAX);
+        Self { min, prefix: format!("{document_key}.value."), table: Default::default() }
+    }
+
+    fn is_large(&self, value: &Bytes) -> bool {
+        self.min > 0 && value.len() >= self.min
+    }
+
+    /// The object `value` is stored in, if it has one (for the encoder).
+    pub fn name_of(&self, value: &Bytes) -> Option<String> {
+        if !self.is_large(value) {
+            return None;
+        }
+        self.table.lock().unwrap().by_value.get(&identity(value)).map(|(name, _)| name.clone())
+    }
+
+    /// The objects `keyspace` references (by the table; values without a name are inline).
+    pub fn referenced(&self, keyspace: &Keyspace) -> HashSet<String> {
+        let table = self.table.lock().unwrap();
+        keyspace
+            .iter()
+            .filter(|(_, v)| self.is_large(v))
+            .filter_map(|(_, v)| table.by_value.get(&identity(v)).map(|(name, _)| name.clone()))
+            .collect()
+    }
+
+    /// Writes every large value of `keyspace` that has no object yet; returns the names
+    /// written. Runs before the compare-and-swap that references them.
+    pub async fn store_new(&self, objects: &dyn ObjectStore, keyspace: &Keyspace) -> Result<Vec<String>, ObjectError> {
+        let new: Vec<Bytes> = {
+            let table = self.table.lock().unwrap();
+            keyspace
+                .iter()
+                .filter(|(_, v)| self.is_large(v) && !table.by_value.contains_key(&identity(v)))
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        let mut written = Vec::new();
+        for value in new {
+            let digest = {
+                let value = value.clone();
+                tokio::task::spawn_blocking(move || hex(&Sha256::digest(&value)))
+                    .await
+                    .map_err(|e| ObjectError::Unavailable(e.to_string()))?
+            };
+            let name = format!("{}{digest}-{:016x}", self.prefix, fastrand::u64(..));
+            self.table.lock().unwrap().pinned.insert(name.clone());
+            written.push(name.clone());
+            if let Err(e) = objects.put(&name, value.clone(), PutCondition::IfAbsent).await {
+                self.unpin(&written);
+                return Err(e);
+            }
+            self.table.lock().unwrap().insert(name, value);
+        }
+        Ok(written)
+    }
+
+    /// The keyspace a parsed document describes, its stored values read (each object once:
+    /// values this node already holds are shared, not read again).
+    pub async fn resolve(&self, objects: &dyn ObjectStore, parsed: Parsed) -> Result<Keyspace, Unresolved> {
+        let mut keyspace = Keyspace::new();
+        for (key, value) in parsed.entries {
+            let value = match value {
+                Value::Inline(value) => value,
+                Value::Object(name) => {
+                    let held = self.table.lock().unwrap().by_name.get(&name).cloned();
+                    match held {
+                        Some(value) => value,
+                        None => self.read(objects, &name).await?,
+                    }
+                }
+            };
+            keyspace.insert(key, value);
+        }
+        Ok(keyspace)
+    }
+
+    async fn read(&self, objects: &dyn ObjectStore, name: &str) -> Result<Bytes, Unresolved> {
+        let want = name
+            .strip_prefix(&self.prefix)
+            .and_then(|rest| rest.split_once('-'))
+            .map(|(digest, _)| digest.to_owned())
+            .ok_or_else(|| Unresolved::Corrupt(format!("{name:?} is not a value object of this document")))?;
+        let object = objects.get(name).await.map_err(Unresolved::Failed)?.ok_or(Unresolved::Gone)?;
+        let body = object.body;
+        let checked = body.clone();
+        let digest = tokio::task::spawn_blocking(move || hex(&Sha256::digest(&checked)))
+            .await
+            .map_err(|e| Unresolved::Failed(ObjectError::Unavailable(e.to_string())))?;
+        if digest != want {
+            return Err(Unresolved::Corrupt(format!("the value in {name} does not match its digest")));
+        }
+        self.table.lock().unwrap().insert(name.to_owned(), body.clone());
+        Ok(body)
+    }
+
+    /// Forgets every name neither in `keep` nor pinned (their values are no longer this
+    /// node's to share).
+    pub fn retain(&self, keep: &HashSet<String>) {
+        let mut table = self.table.lock().unwrap();
+        let Table { by_value, by_name, pinned } = &mut *table;
+        by_name.retain(|name, _| keep.contains(name) || pinned.contains(name));
+        by_value.retain(|_, (name, _)| keep.contains(name) || pinned.contains(name));
+    }
+
+    /// Ends the pin [`Values::store_new`] put on `names`.
+    pub fn unpin(&self, names: &[String]) {
+        let mut table = self.table.lock().unwrap();
+        for name in names {
+            table.pinned.remove(name);
+        }
+    }
+
+    /// The number of values with objects of their own this node knows (INFO).
+    pub fn count(&self) -> usize {
+        self.table.lock().unwrap().by_name.len()
+    }
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
