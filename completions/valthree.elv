@@ -58,6 +58,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --s3-batch 's3 mode: group commit (one conditional PUT for all writes queued at once)'
             cand --s3-value-objects-from 's3 mode: values this large or larger are stored once as objects of their own, and the document holds a reference (0: every value stays in the document)'
             cand --maxmemory 's3 mode: the most bytes the keys and values may hold together; a write that would grow them past it answers -OOM, as Redis does past its maxmemory (0: no limit)'
+            cand --s3-snapshot-keys 's3 mode: the most keys the document holds over its snapshot before the whole keyspace is written as a new one (tests set it low to exercise snapshots on small databases)'
             cand --node-id 'paxos, raft and dynamo modes: this node''s id (1, 2, ...)'
             cand --peer-addr 'paxos, raft and dynamo modes: where peers reach this node (node-to-node gRPC)'
             cand --peer-listen 'paxos, raft and dynamo modes: where the peer server listens, when not at --peer-addr (which is then only what peers are told): e.g. `0.0.0.0:7379` in a container whose name is its --peer-addr'

@@ -66,6 +66,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-batch -d 
 off\t''"
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-value-objects-from -d 's3 mode: values this large or larger are stored once as objects of their own, and the document holds a reference (0: every value stays in the document)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l maxmemory -d 's3 mode: the most bytes the keys and values may hold together; a write that would grow them past it answers -OOM, as Redis does past its maxmemory (0: no limit)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-snapshot-keys -d 's3 mode: the most keys the document holds over its snapshot before the whole keyspace is written as a new one (tests set it low to exercise snapshots on small databases)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l node-id -d 'paxos, raft and dynamo modes: this node\'s id (1, 2, ...)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peer-addr -d 'paxos, raft and dynamo modes: where peers reach this node (node-to-node gRPC)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peer-listen -d 'paxos, raft and dynamo modes: where the peer server listens, when not at --peer-addr (which is then only what peers are told): e.g. `0.0.0.0:7379` in a container whose name is its --peer-addr' -r

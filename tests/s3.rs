@@ -368,3 +368,61 @@ fn maxmemory_refuses_growing_writes_with_oom_and_changes_nothing() {
     let len: u64 = redis::cmd("STRLEN").arg("k").query(&mut con).unwrap();
     assert_eq!(len, 900);
 }
+
+/// The snapshots (`db.json.base.*`) in a local object directory.
+fn snapshots(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("db.json.base."))
+        .collect()
+}
+
+#[test]
+fn three_nodes_writing_over_snapshots_lose_nothing_and_keep_one_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shared");
+    let flags = ["--data-dir", data.to_str().unwrap(), "--s3-snapshot-keys", "8"];
+    let nodes: Vec<Valthree> = (0..3).map(|_| Valthree::start(dir.path(), &flags)).collect();
+    let addrs: Vec<String> = nodes.iter().map(Valthree::addr).collect();
+    // 6 writers, 40 keys each, over all three nodes; every other key is deleted again.
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            let url = format!("redis://{}/", addrs[w % 3]);
+            thread::spawn(move || {
+                let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+                for i in 0..40 {
+                    let _: () = redis::cmd("SET").arg(format!("w{w}-{i}")).arg(i).query(&mut con).unwrap();
+                    if i % 2 == 1 {
+                        let _: u64 = redis::cmd("DEL").arg(format!("w{w}-{}", i - 1)).query(&mut con).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    for node in &nodes {
+        let mut con = redis::Client::open(node.url()).unwrap().get_connection().unwrap();
+        let size: u64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+        assert_eq!(size, 6 * 20, "every node sees every surviving key");
+        for w in 0..6 {
+            for i in 0..40 {
+                let got: Option<u64> = redis::cmd("GET").arg(format!("w{w}-{i}")).query(&mut con).unwrap();
+                assert_eq!(got, (i % 2 == 1).then_some(i), "w{w}-{i}");
+            }
+        }
+    }
+    let mut con = redis::Client::open(nodes[0].url()).unwrap().get_connection().unwrap();
+    let written: u64 = (0..3)
+        .map(|n| {
+            let mut con = redis::Client::open(nodes[n].url()).unwrap().get_connection().unwrap();
+            info_field(&mut con, "s3_snapshots_written")
+        })
+        .sum();
+    assert!(written >= 3, "the documents started over from new snapshots: {written}");
+    wait_until(Duration::from_secs(5), "replaced snapshots are deleted", || snapshots(&data).len() == 1);
+    let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
+    wait_until(Duration::from_secs(5), "FLUSHALL leaves no snapshot", || snapshots(&data).is_empty());
+}

@@ -30,10 +30,22 @@ fn events(history: &Path) -> Vec<Value> {
 
 #[test]
 fn three_s3_nodes_on_one_directory_are_linearizable() {
+    three_s3_nodes_are_linearizable(&[]);
+}
+
+/// The documents start over from a new snapshot after every two keys written: snapshots,
+/// documents over them and the deletion of replaced ones, all under the checker.
+#[test]
+fn three_s3_nodes_writing_over_snapshots_are_linearizable() {
+    three_s3_nodes_are_linearizable(&["--s3-snapshot-keys", "2"]);
+}
+
+fn three_s3_nodes_are_linearizable(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("shared");
-    let nodes: Vec<Valthree> =
-        (0..3).map(|_| Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap()])).collect();
+    let mut flags = vec!["--data-dir", data.to_str().unwrap()];
+    flags.extend_from_slice(extra);
+    let nodes: Vec<Valthree> = (0..3).map(|_| Valthree::start(dir.path(), &flags)).collect();
     let addrs = nodes.iter().map(|n| n.addr()).collect::<Vec<_>>().join(",");
     let history = dir.path().join("h.jsonl");
     let mix = "get=6,set=4,del=2,incr=2,append=2,flushall=1";

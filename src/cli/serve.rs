@@ -126,6 +126,10 @@ pub struct ServeArgs {
     /// them past it answers -OOM, as Redis does past its maxmemory (0: no limit).
     #[arg(long, default_value = "0", value_parser = parse_size, help_heading = "s3 mode")]
     pub maxmemory: u64,
+    /// s3 mode: the most keys the document holds over its snapshot before the whole keyspace
+    /// is written as a new one (tests set it low to exercise snapshots on small databases).
+    #[arg(long, hide = true, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub s3_snapshot_keys: u64,
     /// paxos, raft and dynamo modes: this node's id (1, 2, ...).
     #[arg(long, default_value_t = 1, help_heading = "paxos, raft and dynamo modes")]
     pub node_id: u32,
@@ -306,6 +310,7 @@ fn mode_config(args: &ServeArgs) -> Result<ModeConfig> {
             unsafe_stale_reads: args.unsafe_stale_reads,
             value_objects_from: args.s3_value_objects_from,
             maxmemory: args.maxmemory,
+            snapshot_keys: usize::try_from(args.s3_snapshot_keys).unwrap_or(usize::MAX),
         },
         paxos_one_round_trip: args.paxos_one_rtt == Switch::On,
         paxos_gc_interval: args.paxos_gc_interval,

@@ -39,6 +39,8 @@ pub struct S3Config {
     pub value_objects_from: u64,
     /// The most bytes of keys and values (0: no limit).
     pub maxmemory: u64,
+    /// Keys the document holds over its snapshot before a new one is written.
+    pub snapshot_keys: usize,
 }
 
 /// dynamo mode's settings (see [`dynamo::DynamoOptions`]); `None`: the default for the
@@ -117,6 +119,7 @@ pub async fn open(config: &ModeConfig, faults: Arc<Faults>) -> Result<Arc<dyn St
                 unsafe_stale_reads: s3.unsafe_stale_reads,
                 value_objects_from: s3.value_objects_from,
                 maxmemory: s3.maxmemory,
+                snapshot_keys: s3.snapshot_keys,
             };
             if s3.unsafe_stale_reads {
                 tracing::warn!("--unsafe-stale-reads: some reads will be stale; this server is NOT linearizable");

@@ -1,7 +1,5 @@
 //! The keyspace every mode replicates, and the one function that changes it.
 
-use std::collections::BTreeMap;
-
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
@@ -77,10 +75,14 @@ pub const MAX_VALUE_LEN: usize = 512 * 1024 * 1024;
 pub const NOT_AN_INTEGER: &str = "value is not an integer or out of range";
 
 /// An ordered map of binary keys to binary values: the state every mode agrees on.
+///
+/// A persistent B-tree: a clone shares every node and costs O(1), and a change copies only
+/// the path to the key it touches, so a writer can derive the next version from one that
+/// readers still hold without copying the whole keyspace (s3 mode does that on every write).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Keyspace {
-    entries: BTreeMap<Bytes, Bytes>,
+    entries: imbl::OrdMap<Bytes, Bytes>,
 }
 
 impl Keyspace {

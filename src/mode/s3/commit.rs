@@ -1,5 +1,6 @@
 //! The optimistic-concurrency loop: read, apply, conditional PUT, retry on conflict.
 
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -32,24 +33,75 @@ pub struct PendingWrite {
 /// (each time, a later version replaced it) before it answers `-TRYAGAIN`.
 const RESOLVE_ATTEMPTS: u32 = 8;
 
+/// A document over a snapshot holds at most about this many keys, and (counting the first
+/// 64 bytes of each value; large values are references) bytes, before a new snapshot is
+/// written and the document starts over from it.
+pub const DIFF_KEYS: usize = 1024;
+const DIFF_BYTES: usize = 256 * 1024;
+
+fn hex_digest(body: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Redis' reply to a write past `maxmemory`.
 pub const OOM: &str = "command not allowed when used memory > 'maxmemory'.";
+
+/// A whole keyspace stored as an immutable object of its own (see the module docs of s3
+/// mode): the base the document's keys are applied to.
+pub struct Snapshot {
+    name: String,
+    keyspace: Keyspace,
+    /// Its keys whose values are value objects, and their objects.
+    large: imbl::OrdMap<Bytes, String>,
+    /// The bytes of its keys and values.
+    size: u64,
+}
 
 /// A document version to apply writes to.
 #[derive(Clone)]
 pub struct Base {
     /// `None` when the object does not exist yet.
     etag: Option<Etag>,
+    /// The whole keyspace: the snapshot with the document's keys applied.
     keyspace: Arc<Keyspace>,
     /// The bytes of its keys and values (what `maxmemory` limits).
     size: u64,
+    snapshot: Option<Arc<Snapshot>>,
+    /// The keys whose values differ from the snapshot's (`None`: deleted), as the document
+    /// holds them.
+    diff: imbl::OrdMap<Bytes, Option<Bytes>>,
+    /// The keys whose values are value objects, and their objects.
+    large: imbl::OrdMap<Bytes, String>,
 }
 
 impl Base {
-    fn new(etag: Option<Etag>, keyspace: Keyspace) -> Self {
-        let size = keyspace.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
-        Self { etag, keyspace: Arc::new(keyspace), size }
+    fn empty() -> Self {
+        Self {
+            etag: None,
+            keyspace: Arc::default(),
+            size: 0,
+            snapshot: None,
+            diff: Default::default(),
+            large: Default::default(),
+        }
     }
+
+    /// Every object this version references: its snapshot and its value objects.
+    fn objects(&self) -> HashSet<String> {
+        self.large.values().cloned().chain(self.snapshot.as_ref().map(|s| s.name.clone())).collect()
+    }
+}
+
+/// An unreadable document or snapshot: reported, never served.
+fn invalid(e: String) -> Error {
+    assert_unreachable!("s3: object store holds an invalid document", &json!({"error": e}));
+    Error::TryAgain(format!("object store holds an invalid document: {e}"))
+}
+
+/// The bytes of a keyspace's keys and values.
+fn footprint(keyspace: &Keyspace) -> u64 {
+    keyspace.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
 }
 
 /// Reads and conditionally replaces the document.
@@ -63,12 +115,15 @@ pub struct Committer {
     pub(super) values: Values,
     /// The most bytes of keys and values (0: no limit).
     maxmemory: u64,
+    /// The most keys a document holds over its snapshot ([`DIFF_KEYS`]).
+    snapshot_keys: usize,
 }
 
 impl Committer {
-    pub fn new(objects: Arc<dyn ObjectStore>, key: String, value_objects_from: u64, maxmemory: u64) -> Self {
-        let values = Values::new(&key, value_objects_from);
-        Self { objects, key, stats: Stats::default(), decoded: Default::default(), values, maxmemory }
+    pub fn new(objects: Arc<dyn ObjectStore>, key: String, options: &super::S3ModeOptions) -> Self {
+        let values = Values::new(&key, options.value_objects_from);
+        let (maxmemory, snapshot_keys) = (options.maxmemory, options.snapshot_keys);
+        Self { objects, key, stats: Stats::default(), decoded: Default::default(), values, maxmemory, snapshot_keys }
     }
 
     /// The bytes of keys and values in the last version read or written (INFO).
@@ -114,28 +169,96 @@ impl Committer {
             }
         };
         let Some(object) = object else {
-            return Ok(Some(Base::new(None, Keyspace::new())));
+            return Ok(Some(Base::empty()));
         };
         if let Some(hit) = self.decoded.lock().unwrap().as_ref()
             && hit.etag.as_ref() == Some(&object.etag)
         {
             return Ok(Some(hit.clone()));
         }
-        let invalid = |e: String| {
-            assert_unreachable!("s3: object store holds an invalid document", &json!({"error": e}));
-            Error::TryAgain(format!("object store holds an invalid document: {e}"))
-        };
         let parsed = document::decode(&object.body).map_err(invalid)?;
-        let keyspace = match self.values.resolve(&*self.objects, parsed).await {
-            Ok(keyspace) => keyspace,
-            Err(Unresolved::Gone) => return Ok(None),
-            Err(Unresolved::Failed(e)) => return Err(read_error(e)),
-            Err(Unresolved::Corrupt(e)) => return Err(invalid(e)),
+        let held = held.and_then(|h| h.snapshot);
+        let snapshot = match parsed.base {
+            None => None,
+            Some(name) => match held.filter(|s| s.name == name) {
+                Some(same) => Some(same),
+                None => match self.read_snapshot(name).await? {
+                    Some(snapshot) => Some(Arc::new(snapshot)),
+                    None => return Ok(None),
+                },
+            },
         };
-        let base = Base::new(Some(object.etag), keyspace);
-        self.values.retain(&self.values.referenced(&base.keyspace));
+        let mut keyspace = snapshot.as_ref().map(|s| s.keyspace.clone()).unwrap_or_default();
+        let mut large = snapshot.as_ref().map(|s| s.large.clone()).unwrap_or_default();
+        let mut size = snapshot.as_ref().map_or(0, |s| s.size);
+        let mut diff = imbl::OrdMap::new();
+        for (key, value) in parsed.entries {
+            let value = match value {
+                Some(value) => match self.values.resolve(&*self.objects, value).await {
+                    Ok(value) => Some(value),
+                    Err(Unresolved::Gone) => return Ok(None),
+                    Err(Unresolved::Failed(e)) => return Err(read_error(e)),
+                    Err(Unresolved::Corrupt(e)) => return Err(invalid(e)),
+                },
+                None => None,
+            };
+            let weight = |v: Option<&Bytes>| v.map_or(0, |v| (key.len() + v.len()) as u64);
+            size = size - weight(keyspace.get(&key)) + weight(value.as_ref());
+            match &value {
+                Some(value) => {
+                    keyspace.insert(key.clone(), value.clone());
+                    match self.values.name_of(value) {
+                        Some(name) => large.insert(key.clone(), name),
+                        None => large.remove(&key),
+                    };
+                }
+                None => {
+                    keyspace.remove(&key);
+                    large.remove(&key);
+                }
+            }
+            if snapshot.is_some() {
+                diff.insert(key, value);
+            }
+        }
+        let base = Base { etag: Some(object.etag), size, keyspace: Arc::new(keyspace), snapshot, diff, large };
+        self.values.retain(&base.objects());
         *self.decoded.lock().unwrap() = Some(base.clone());
         Ok(Some(base))
+    }
+
+    /// Reads the snapshot `name`; `None` when it is already gone (the document that named it
+    /// was replaced).
+    async fn read_snapshot(&self, name: String) -> Result<Option<Snapshot>> {
+        let Some(object) = self.objects.get(&name).await.map_err(read_error)? else { return Ok(None) };
+        let body = object.body.clone();
+        let digest =
+            tokio::task::spawn_blocking(move || hex_digest(&body)).await.map_err(|e| Error::Io(e.to_string()))?;
+        if name.strip_prefix(&format!("{}.base.", self.key)).and_then(|rest| rest.split_once('-')).map(|(d, _)| d)
+            != Some(digest.as_str())
+        {
+            return Err(invalid(format!("the snapshot {name} does not match its digest")));
+        }
+        let parsed = document::decode(&object.body).map_err(invalid)?;
+        if parsed.base.is_some() {
+            return Err(invalid(format!("the snapshot {name} names a base of its own")));
+        }
+        let (mut keyspace, mut large) = (Keyspace::new(), imbl::OrdMap::new());
+        for (key, value) in parsed.entries {
+            let Some(value) = value else { return Err(invalid(format!("the snapshot {name} deletes a key"))) };
+            let value = match self.values.resolve(&*self.objects, value).await {
+                Ok(value) => value,
+                Err(Unresolved::Gone) => return Ok(None),
+                Err(Unresolved::Failed(e)) => return Err(read_error(e)),
+                Err(Unresolved::Corrupt(e)) => return Err(invalid(e)),
+            };
+            if let Some(object) = self.values.name_of(&value) {
+                large.insert(key.clone(), object);
+            }
+            keyspace.insert(key, value);
+        }
+        let size = footprint(&keyspace);
+        Ok(Some(Snapshot { name, keyspace, large, size }))
     }
 
     /// The held version, if the object store can tell at once that it is still current
@@ -170,7 +293,7 @@ impl Committer {
             // Objects this commit wrote that its document does not reference (an earlier
             // round's, or all of them if it failed for certain) are nobody's.
             let kept = match (&outcome, cache.as_ref()) {
-                (Ok(_), Some(base)) => self.values.referenced(&base.keyspace),
+                (Ok(_), Some(base)) => base.objects(),
                 (Err(Error::Uncertain(_)), _) => written.iter().cloned().collect(),
                 _ => Default::default(),
             };
@@ -222,8 +345,14 @@ impl Committer {
             };
             let mut next = (*base.keyspace).clone();
             let mut size = base.size;
-            let replies: Vec<_> = batch.iter().map(|w| self.apply_within(&mut next, &mut size, &w.mutation)).collect();
-            if fresh && next == *base.keyspace {
+            let (mut touched, mut flushed) = (BTreeSet::new(), false);
+            let replies: Vec<_> = batch
+                .iter()
+                .map(|w| self.apply_within(&mut next, &mut size, &w.mutation, &mut touched, &mut flushed))
+                .collect();
+            let changed = (flushed && !base.keyspace.is_empty())
+                || touched.iter().any(|k: &Bytes| next.get(k) != base.keyspace.get(k));
+            if fresh && !changed {
                 // Nothing changed and the GET happened after every write in the batch
                 // arrived: the batch takes effect at that GET, and no PUT is needed.
                 *cache = Some(base);
@@ -233,27 +362,38 @@ impl Committer {
                 Some(etag) => PutCondition::IfMatch(etag.clone()),
                 None => PutCondition::IfAbsent,
             };
-            // Large values new in this version go first, as objects of their own.
-            match self.values.store_new(&*self.objects, &next).await {
-                Ok(names) => written.extend(names),
-                Err(ObjectError::Indeterminate(m) | ObjectError::Unavailable(m)) => {
-                    return Err(Error::TryAgain(format!("object store write failed: {m}")));
+            let failed = |e: ObjectError| match e {
+                ObjectError::Indeterminate(m) | ObjectError::Unavailable(m) => {
+                    Error::TryAgain(format!("object store write failed: {m}"))
                 }
-                Err(e) => return Err(Error::TryAgain(format!("object store write failed: {e}"))),
-            }
-            let body = document::encode(&next, |value| self.values.name_of(value));
+                e => Error::TryAgain(format!("object store write failed: {e}")),
+            };
+            // Large values new in this version go first, as objects of their own.
+            let new_values: Vec<&Bytes> = if flushed {
+                next.iter().map(|(_, v)| v).collect()
+            } else {
+                touched.iter().filter_map(|k| next.get(k)).collect()
+            };
+            written.extend(self.values.store_new(&*self.objects, new_values.into_iter()).await.map_err(failed)?);
+            let done = self.next_version(&base, next, size, &touched, flushed, written).await.map_err(failed)?;
+            let body = match &done.snapshot {
+                Some(snapshot) => {
+                    document::encode_over(Some(&snapshot.name), done.diff.iter().map(|(k, v)| (k, v.as_ref())), |v| {
+                        self.values.name_of(v)
+                    })
+                }
+                None => document::encode(&done.keyspace, |v| self.values.name_of(v)),
+            };
             self.stats.puts.fetch_add(1, Ordering::Relaxed);
             match self.objects.put(&self.key, body, condition).await {
                 Ok(etag) => {
-                    let dropped: Vec<String> = {
-                        let (before, after) = (self.values.referenced(&base.keyspace), self.values.referenced(&next));
-                        before.difference(&after).cloned().collect()
-                    };
-                    let done = Base { etag: Some(etag), keyspace: Arc::new(next), size };
+                    let done = Base { etag: Some(etag), ..done };
+                    // This compare-and-swap removed the last reference to them.
+                    let (before, after) = (base.objects(), done.objects());
+                    let dropped: Vec<String> = before.difference(&after).cloned().collect();
                     // Readers start from it too: until another write, the etag check says so.
                     *self.decoded.lock().unwrap() = Some(done.clone());
-                    self.values.retain(&self.values.referenced(&done.keyspace));
-                    // This compare-and-swap removed the last reference to them.
+                    self.values.retain(&after);
                     self.delete_objects(dropped);
                     *cache = Some(done);
                     return Ok(replies);
@@ -281,9 +421,18 @@ impl Committer {
     /// Applies `mutation` to `keyspace` whose keys and values hold `size` bytes, unless it
     /// would grow them past `maxmemory`: then it is undone and answers Redis' `-OOM` (a write
     /// that shrinks or keeps the size, DEL and FLUSHALL among them, always goes through).
-    fn apply_within(&self, keyspace: &mut Keyspace, size: &mut u64, mutation: &Mutation) -> Result<MutationReply> {
+    fn apply_within(
+        &self,
+        keyspace: &mut Keyspace,
+        size: &mut u64,
+        mutation: &Mutation,
+        touched: &mut BTreeSet<Bytes>,
+        flushed: &mut bool,
+    ) -> Result<MutationReply> {
         if let Mutation::FlushAll = mutation {
             *size = 0;
+            *flushed = true;
+            touched.clear();
             return keyspace.apply(mutation);
         }
         let mut keys: Vec<Bytes> = match mutation {
@@ -311,6 +460,75 @@ impl Committer {
             return Err(Error::Prefixed { prefix: "OOM", message: OOM.into() });
         }
         *size = grown;
+        touched.extend(keys);
         Ok(reply)
+    }
+
+    /// The version after a batch: `next` (with `size` bytes), its `touched` keys changed from
+    /// `base`'s (or all of them, if `flushed`). The document then holds only the keys that
+    /// differ from the snapshot; once they are many (or after FLUSHALL) the whole keyspace is
+    /// written as a new snapshot first (its name added to `written`), and the document starts
+    /// over from it, so a write costs about the keys written since the last snapshot, not the
+    /// database.
+    async fn next_version(
+        &self,
+        base: &Base,
+        next: Keyspace,
+        size: u64,
+        touched: &BTreeSet<Bytes>,
+        flushed: bool,
+        written: &mut Vec<String>,
+    ) -> std::result::Result<Base, ObjectError> {
+        let name_of = |k: &Bytes, next: &Keyspace| next.get(k).and_then(|v| self.values.name_of(v));
+        let (mut diff, mut large) = if flushed {
+            let large: imbl::OrdMap<Bytes, String> =
+                next.iter().filter_map(|(k, v)| self.values.name_of(v).map(|n| (k.clone(), n))).collect();
+            (imbl::OrdMap::new(), large)
+        } else {
+            (base.diff.clone(), base.large.clone())
+        };
+        let snapshot = if flushed { None } else { base.snapshot.clone() };
+        if !flushed {
+            for key in touched {
+                match name_of(key, &next) {
+                    Some(name) => large.insert(key.clone(), name),
+                    None => large.remove(key),
+                };
+                let now = next.get(key);
+                match &snapshot {
+                    Some(s) if s.keyspace.get(key) == now => diff.remove(key),
+                    _ if snapshot.is_none() => None,
+                    _ => diff.insert(key.clone(), now.cloned()),
+                };
+            }
+        }
+        let (diff_keys, diff_bytes) = match &snapshot {
+            Some(_) => {
+                (diff.len(), diff.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len().min(64))).sum())
+            }
+            None => (next.len(), 0),
+        };
+        let base_it = diff_keys > self.snapshot_keys || diff_bytes > DIFF_BYTES;
+        let snapshot = if base_it && !next.is_empty() {
+            let body = document::encode(&next, |v| self.values.name_of(v));
+            let digest = {
+                let body = body.clone();
+                tokio::task::spawn_blocking(move || hex_digest(&body))
+                    .await
+                    .map_err(|e| ObjectError::Unavailable(e.to_string()))?
+            };
+            let name = format!("{}.base.{digest}-{:016x}", self.key, fastrand::u64(..));
+            written.push(name.clone());
+            self.objects.put(&name, body, PutCondition::IfAbsent).await?;
+            self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
+            diff = imbl::OrdMap::new();
+            Some(Arc::new(Snapshot { name, keyspace: next.clone(), large: large.clone(), size }))
+        } else if base_it {
+            diff = imbl::OrdMap::new();
+            None
+        } else {
+            snapshot
+        };
+        Ok(Base { etag: None, keyspace: Arc::new(next), size, snapshot, diff, large })
     }
 }

@@ -1,8 +1,13 @@
-//! The database document: the whole keyspace as one JSON object.
+//! The database document: one JSON object, the one compare-and-swap point of s3 mode.
 //!
 //! ```json
-//! {"valthree":2,"keys":{"user:1":"alice","base64:AP8=":"base64:3q2+7w==","video":"object:db.json.value.9f86…-1c2d…"}}
+//! {"valthree":2,"base":"db.json.base.5e88…-09ab…","keys":{"user:1":"alice","base64:AP8=":"base64:3q2+7w==","video":"object:db.json.value.9f86…-1c2d…","gone":null}}
 //! ```
+//!
+//! `base`, when present, names a snapshot: an immutable object in the same format holding
+//! a whole keyspace (and no `base` or `null` of its own). The database is that snapshot with
+//! the document's `keys` applied over it, `null` deleting a key. Without `base`, `keys` is the
+//! whole database.
 //!
 //! Keys and values are byte strings. One that is valid UTF-8 and starts with neither
 //! `base64:` nor `object:` is stored as itself, so a document of ordinary text stays readable
@@ -37,12 +42,16 @@ pub enum Value {
 /// A parsed document, its stored values not yet fetched.
 #[derive(Debug, Default)]
 pub struct Parsed {
-    pub entries: Vec<(Bytes, Value)>,
+    /// The snapshot it applies to.
+    pub base: Option<String>,
+    /// Keys and values in key order (`None`: deleted from the snapshot).
+    pub entries: Vec<(Bytes, Option<Value>)>,
 }
 
 struct Document {
     valthree: u32,
-    keys: Vec<(String, String)>,
+    base: Option<String>,
+    keys: Vec<(String, Option<String>)>,
 }
 
 fn write_str(out: &mut Vec<u8>, text: &str) {
@@ -71,20 +80,37 @@ fn decode_bytes(text: String, version: u32) -> Result<Bytes, String> {
     }
 }
 
-/// Serialises a keyspace, written straight into one buffer. `stored_as` names the object a
-/// value is stored in, or `None` to write the value itself.
-pub fn encode(keyspace: &Keyspace, mut stored_as: impl FnMut(&Bytes) -> Option<String>) -> Bytes {
-    let mut out = Vec::with_capacity(64 + keyspace.iter().map(|(k, v)| k.len() + v.len().min(256) + 6).sum::<usize>());
-    out.extend_from_slice(format!("{{\"valthree\":{FORMAT_VERSION},\"keys\":{{").as_bytes());
-    for (i, (key, value)) in keyspace.iter().enumerate() {
+/// Serialises a keyspace as a whole (a snapshot, or a document without a base).
+pub fn encode(keyspace: &Keyspace, stored_as: impl FnMut(&Bytes) -> Option<String>) -> Bytes {
+    encode_over(None, keyspace.iter().map(|(k, v)| (k, Some(v))), stored_as)
+}
+
+/// Serialises a document over snapshot `base`, written straight into one buffer; `entries`
+/// in key order. `stored_as` names the object a value is stored in, or `None` to write the
+/// value itself.
+pub fn encode_over<'a>(
+    base: Option<&str>,
+    entries: impl Iterator<Item = (&'a Bytes, Option<&'a Bytes>)>,
+    mut stored_as: impl FnMut(&Bytes) -> Option<String>,
+) -> Bytes {
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(format!("{{\"valthree\":{FORMAT_VERSION},").as_bytes());
+    if let Some(base) = base {
+        out.extend_from_slice(b"\"base\":");
+        write_str(&mut out, base);
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"keys\":{");
+    for (i, (key, value)) in entries.enumerate() {
         if i > 0 {
             out.push(b',');
         }
         write_bytes(&mut out, key);
         out.push(b':');
-        match stored_as(value) {
-            Some(object) => write_str(&mut out, &format!("{OBJECT_PREFIX}{object}")),
-            None => write_bytes(&mut out, value),
+        match value.map(|v| (stored_as(v), v)) {
+            None => out.extend_from_slice(b"null"),
+            Some((Some(object), _)) => write_str(&mut out, &format!("{OBJECT_PREFIX}{object}")),
+            Some((None, value)) => write_bytes(&mut out, value),
         }
     }
     out.extend_from_slice(b"}}");
@@ -97,22 +123,28 @@ pub fn decode(body: &[u8]) -> Result<Parsed, String> {
     if doc.valthree == 0 || doc.valthree > FORMAT_VERSION {
         return Err(format!("unsupported document version {}", doc.valthree));
     }
+    if doc.valthree < 2 && (doc.base.is_some() || doc.keys.iter().any(|(_, v)| v.is_none())) {
+        return Err("a version 1 document has neither a base nor deleted keys".into());
+    }
     let mut entries = Vec::with_capacity(doc.keys.len());
     for (k, v) in doc.keys {
         let key = decode_bytes(k, doc.valthree)?;
-        let value = match v.strip_prefix(OBJECT_PREFIX) {
-            Some(object) if doc.valthree >= 2 => Value::Object(object.to_owned()),
-            _ => Value::Inline(decode_bytes(v, 1)?),
+        let value = match v {
+            None => None,
+            Some(v) => Some(match v.strip_prefix(OBJECT_PREFIX) {
+                Some(object) if doc.valthree >= 2 => Value::Object(object.to_owned()),
+                _ => Value::Inline(decode_bytes(v, 1)?),
+            }),
         };
         entries.push((key, value));
     }
-    Ok(Parsed { entries })
+    Ok(Parsed { base: doc.base, entries })
 }
 
 /// Reads the document's `keys` object as pairs in document order (no map is built).
 fn parse(body: &[u8]) -> Result<Document, String> {
     use serde::de::{MapAccess, Visitor};
-    struct Pairs(Vec<(String, String)>);
+    struct Pairs(Vec<(String, Option<String>)>);
     impl<'de> Deserialize<'de> for Pairs {
         fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             struct V;
@@ -123,7 +155,7 @@ fn parse(body: &[u8]) -> Result<Document, String> {
                 }
                 fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
                     let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                    while let Some(pair) = map.next_entry::<String, String>()? {
+                    while let Some(pair) = map.next_entry::<String, Option<String>>()? {
                         pairs.push(pair);
                     }
                     Ok(Pairs(pairs))
@@ -135,10 +167,12 @@ fn parse(body: &[u8]) -> Result<Document, String> {
     #[derive(Deserialize)]
     struct Raw {
         valthree: u32,
+        #[serde(default)]
+        base: Option<String>,
         keys: Pairs,
     }
     let raw: Raw = serde_json::from_slice(body).map_err(|e| format!("invalid JSON document: {e}"))?;
-    Ok(Document { valthree: raw.valthree, keys: raw.keys.0 })
+    Ok(Document { valthree: raw.valthree, base: raw.base, keys: raw.keys.0 })
 }
 
 #[cfg(test)]
@@ -149,8 +183,8 @@ mod tests {
         let mut ks = Keyspace::new();
         for (k, v) in parsed.entries {
             match v {
-                Value::Inline(v) => ks.insert(k, v),
-                Value::Object(o) => panic!("unexpected object {o}"),
+                Some(Value::Inline(v)) => ks.insert(k, v),
+                other => panic!("unexpected {other:?}"),
             }
         }
         ks
@@ -176,13 +210,28 @@ mod tests {
         let doc = encode(&ks, |v| (v.len() > 5).then(|| "db.json.value.abc-1".to_string()));
         assert_eq!(&doc[..], br#"{"valthree":2,"keys":{"user:1":"alice","video":"object:db.json.value.abc-1"}}"#);
         let parsed = decode(&doc).unwrap();
-        assert_eq!(parsed.entries[1], (Bytes::from_static(b"video"), Value::Object("db.json.value.abc-1".into())));
+        assert_eq!(
+            parsed.entries[1],
+            (Bytes::from_static(b"video"), Some(Value::Object("db.json.value.abc-1".into())))
+        );
+    }
+
+    #[test]
+    fn a_document_over_a_base_names_it_and_its_deletions() {
+        let (k, gone) = (Bytes::from_static(b"k"), Bytes::from_static(b"gone"));
+        let v = Bytes::from_static(b"v");
+        let doc = encode_over(Some("db.json.base.x-1"), [(&gone, None), (&k, Some(&v))].into_iter(), |_| None);
+        assert_eq!(&doc[..], br#"{"valthree":2,"base":"db.json.base.x-1","keys":{"gone":null,"k":"v"}}"#);
+        let parsed = decode(&doc).unwrap();
+        assert_eq!(parsed.base.as_deref(), Some("db.json.base.x-1"));
+        assert_eq!(parsed.entries, vec![(gone, None), (k, Some(Value::Inline(v)))]);
+        assert!(decode(br#"{"valthree":1,"keys":{"k":null}}"#).is_err());
     }
 
     #[test]
     fn version_1_documents_are_read_with_object_text_as_itself() {
         let parsed = decode(br#"{"valthree":1,"keys":{"k":"object:not-a-reference"}}"#).unwrap();
-        assert_eq!(parsed.entries[0].1, Value::Inline(Bytes::from_static(b"object:not-a-reference")));
+        assert_eq!(parsed.entries[0].1, Some(Value::Inline(Bytes::from_static(b"object:not-a-reference"))));
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct S3ModeOptions {
     pub value_objects_from: u64,
     /// The most bytes of keys and values (0: no limit).
     pub maxmemory: u64,
+    /// The most keys the document holds over its snapshot before a new one is written.
+    pub snapshot_keys: usize,
 }
 
 impl Default for S3ModeOptions {
@@ -78,6 +80,7 @@ impl Default for S3ModeOptions {
             unsafe_stale_reads: false,
             value_objects_from: values::DEFAULT_MIN,
             maxmemory: 0,
+            snapshot_keys: commit::DIFF_KEYS,
         }
     }
 }
@@ -92,6 +95,8 @@ pub(crate) struct Stats {
     pub unchanged: AtomicU64,
     pub reads: AtomicU64,
     pub conflicts: AtomicU64,
+    /// Snapshots written (the document started over from a new one).
+    pub snapshots: AtomicU64,
 }
 
 /// A reader waiting for a snapshot of the keyspace.
@@ -110,12 +115,7 @@ pub struct S3Mode {
 impl S3Mode {
     /// Starts s3 mode on `objects`; with batching on it spawns the committer and reader tasks.
     pub fn start(objects: Arc<dyn ObjectStore>, options: S3ModeOptions) -> Self {
-        let committer = Arc::new(Committer::new(
-            objects,
-            options.object_key.clone(),
-            options.value_objects_from,
-            options.maxmemory,
-        ));
+        let committer = Arc::new(Committer::new(objects, options.object_key.clone(), &options));
         let (mut writes, mut reads) = (None, None);
         if options.batch {
             let (wtx, wrx) = mpsc::channel(QUEUE_DEPTH);
@@ -228,6 +228,7 @@ impl Store for S3Mode {
                 ("s3_gets_unchanged".into(), n(&s.unchanged)),
                 ("s3_reads_served".into(), n(&s.reads)),
                 ("s3_occ_conflicts".into(), n(&s.conflicts)),
+                ("s3_snapshots_written".into(), n(&s.snapshots)),
                 ("s3_value_objects".into(), self.committer.values.count().to_string()),
                 ("used_memory_dataset".into(), self.committer.dataset_bytes().to_string()),
                 ("maxmemory".into(), self.committer.maxmemory().to_string()),

@@ -26,9 +26,8 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use super::document::{Parsed, Value};
+use super::document::Value;
 use crate::object::{ObjectError, ObjectStore, PutCondition};
-use crate::store::Keyspace;
 
 /// The default `--s3-value-objects-from`: values this large or larger get objects of their own.
 pub const DEFAULT_MIN: u64 = 64 * 1024;
@@ -91,26 +90,21 @@ impl Values {
         self.table.lock().unwrap().by_value.get(&identity(value)).map(|(name, _)| name.clone())
     }
 
-    /// The objects `keyspace` references (by the table; values without a name are inline).
-    pub fn referenced(&self, keyspace: &Keyspace) -> HashSet<String> {
-        let table = self.table.lock().unwrap();
-        keyspace
-            .iter()
-            .filter(|(_, v)| self.is_large(v))
-            .filter_map(|(_, v)| table.by_value.get(&identity(v)).map(|(name, _)| name.clone()))
-            .collect()
-    }
-
-    /// Writes every large value of `keyspace` that has no object yet; returns the names
+    /// Writes every large value among `candidates` that has no object yet; returns the names
     /// written. Runs before the compare-and-swap that references them.
-    pub async fn store_new(&self, objects: &dyn ObjectStore, keyspace: &Keyspace) -> Result<Vec<String>, ObjectError> {
+    pub async fn store_new<'a>(
+        &self,
+        objects: &dyn ObjectStore,
+        candidates: impl Iterator<Item = &'a Bytes>,
+    ) -> Result<Vec<String>, ObjectError> {
         let new: Vec<Bytes> = {
             let table = self.table.lock().unwrap();
-            keyspace
-                .iter()
-                .filter(|(_, v)| self.is_large(v) && !table.by_value.contains_key(&identity(v)))
-                .map(|(_, v)| v.clone())
-                .collect()
+            let mut new: Vec<Bytes> = candidates
+                .filter(|v| self.is_large(v) && !table.by_value.contains_key(&identity(v)))
+                .cloned()
+                .collect();
+            new.dedup_by_key(|v| identity(v));
+            new
         };
         let mut written = Vec::new();
         for value in new {
@@ -132,24 +126,19 @@ impl Values {
         Ok(written)
     }
 
-    /// The keyspace a parsed document describes, its stored values read (each object once:
-    /// values this node already holds are shared, not read again).
-    pub async fn resolve(&self, objects: &dyn ObjectStore, parsed: Parsed) -> Result<Keyspace, Unresolved> {
-        let mut keyspace = Keyspace::new();
-        for (key, value) in parsed.entries {
-            let value = match value {
-                Value::Inline(value) => value,
-                Value::Object(name) => {
-                    let held = self.table.lock().unwrap().by_name.get(&name).cloned();
-                    match held {
-                        Some(value) => value,
-                        None => self.read(objects, &name).await?,
-                    }
+    /// A value of a parsed document: stored values are read (each object once: values this
+    /// node already holds are shared, not read again).
+    pub async fn resolve(&self, objects: &dyn ObjectStore, value: Value) -> Result<Bytes, Unresolved> {
+        match value {
+            Value::Inline(value) => Ok(value),
+            Value::Object(name) => {
+                let held = self.table.lock().unwrap().by_name.get(&name).cloned();
+                match held {
+                    Some(value) => Ok(value),
+                    None => self.read(objects, &name).await,
                 }
-            };
-            keyspace.insert(key, value);
+            }
         }
-        Ok(keyspace)
     }
 
     async fn read(&self, objects: &dyn ObjectStore, name: &str) -> Result<Bytes, Unresolved> {
