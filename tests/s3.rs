@@ -426,3 +426,44 @@ fn three_nodes_writing_over_snapshots_lose_nothing_and_keep_one_snapshot() {
     let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
     wait_until(Duration::from_secs(5), "FLUSHALL leaves no snapshot", || snapshots(&data).is_empty());
 }
+
+/// A large value that lives in the snapshot, then is deleted, or set again to the same bytes,
+/// must leave a database every new or restarted node can load: the snapshot's objects stay
+/// as long as the snapshot does.
+#[test]
+fn large_values_changed_after_their_snapshot_stay_loadable_by_fresh_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shared");
+    let flags = ["--data-dir", data.to_str().unwrap(), "--s3-value-objects-from", "1kb", "--s3-snapshot-keys", "8"];
+    let mut a = Valthree::start(dir.path(), &flags);
+    let mut con = redis::Client::open(a.url()).unwrap().get_connection().unwrap();
+    let (same, gone) = (vec![b'Z'; 5000], vec![b'B'; 5000]);
+    let _: () = redis::cmd("SET").arg("same").arg(&same).query(&mut con).unwrap();
+    let _: () = redis::cmd("SET").arg("gone").arg(&gone).query(&mut con).unwrap();
+    for i in 0..20 {
+        let _: () = redis::cmd("SET").arg(format!("k{i}")).arg(i).query(&mut con).unwrap();
+    }
+    assert_eq!(snapshots(&data).len(), 1, "a snapshot holds both values");
+    let _: u64 = redis::cmd("DEL").arg("gone").query(&mut con).unwrap();
+    let _: () = redis::cmd("SET").arg("same").arg("small").query(&mut con).unwrap();
+    let _: () = redis::cmd("SET").arg("same").arg(&same).query(&mut con).unwrap();
+    let fresh = Valthree::start(dir.path(), &flags);
+    for node in [&fresh, &a] {
+        let mut con = redis::Client::open(node.url()).unwrap().get_connection().unwrap();
+        let k1: String = redis::cmd("GET").arg("k1").query(&mut con).unwrap();
+        assert_eq!(k1, "1");
+        let got: Vec<u8> = redis::cmd("GET").arg("same").query(&mut con).unwrap();
+        assert_eq!(got, same);
+        let got: Option<Vec<u8>> = redis::cmd("GET").arg("gone").query(&mut con).unwrap();
+        assert_eq!(got, None);
+    }
+    a.restart();
+    let mut con = redis::Client::open(a.url()).unwrap().get_connection().unwrap();
+    let got: Vec<u8> = redis::cmd("GET").arg("same").query(&mut con).unwrap();
+    assert_eq!(got, same, "a restarted node loads it too");
+    // Once a new snapshot replaces the old one, the objects only the old one named go.
+    for i in 20..40 {
+        let _: () = redis::cmd("SET").arg(format!("k{i}")).arg(i).query(&mut con).unwrap();
+    }
+    wait_until(Duration::from_secs(5), "only the live value's object is left", || value_objects(&data).len() == 1);
+}

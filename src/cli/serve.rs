@@ -255,11 +255,15 @@ fn parse_size(text: &str) -> std::result::Result<u64, String> {
     let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
     let (digits, unit) = lower.split_at(split);
     let n: u64 = digits.parse().map_err(|_| format!("not a size: {text:?}"))?;
+    // As in redis.conf: 1k = 1000 bytes, 1kb = 1024 bytes.
     let scale = match unit {
         "" | "b" => 1,
-        "k" | "kb" => 1 << 10,
-        "m" | "mb" => 1 << 20,
-        "g" | "gb" => 1 << 30,
+        "k" => 1000,
+        "kb" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" => 1 << 30,
         _ => return Err(format!("unknown size unit in {text:?} (use k, kb, m, mb, g or gb)")),
     };
     n.checked_mul(scale).ok_or_else(|| format!("size too large: {text:?}"))
@@ -475,7 +479,9 @@ mod tests {
     #[test]
     fn sizes_parse_with_units() {
         assert_eq!(parse_size("512mb"), Ok(512 << 20));
-        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("64KB"), Ok(64 << 10));
+        assert_eq!(parse_size("64k"), Ok(64_000), "as in redis.conf, k is 1000 and kb 1024");
+        assert_eq!(parse_size("2g"), Ok(2_000_000_000));
         assert_eq!(parse_size("100"), Ok(100));
         assert!(parse_size("12qb").is_err());
         assert_eq!(crate::resp::DEFAULT_PROTO_MAX_BULK_LEN, 512 << 20);

@@ -112,6 +112,12 @@ pub async fn open(config: &ModeConfig, faults: Arc<Faults>) -> Result<Arc<dyn St
                         .map_err(|e| Error::Config(format!("cannot use object directory {}: {e}", s3.dir.display())))?,
                 ),
             };
+            if s3.bucket.is_none() && !LocalDir::is_valid_key(&s3.key) {
+                return Err(Error::Config(format!(
+                    "--s3-key {:?}: the embedded object store needs a plain file name (letters, digits, '-', '_', '.', not first)",
+                    s3.key
+                )));
+            }
             let objects = Arc::new(Partitionable::new(objects, faults));
             let options = s3::S3ModeOptions {
                 object_key: s3.key.clone(),

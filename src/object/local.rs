@@ -104,11 +104,13 @@ impl LocalDir {
         Ok(file)
     }
 
+    /// Whether `key` can name an object here: letters, digits, `-`, `_` and `.`, not first.
+    pub fn is_valid_key(key: &str) -> bool {
+        !key.is_empty() && !key.starts_with('.') && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    }
+
     fn object_path(&self, key: &str) -> Result<PathBuf, ObjectError> {
-        let valid = !key.is_empty()
-            && !key.starts_with('.')
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if !valid {
+        if !Self::is_valid_key(key) {
             return Err(ObjectError::Unavailable(format!("invalid local object key {key:?}")));
         }
         Ok(self.root.join(key))
@@ -214,6 +216,10 @@ fn put_locked(
 impl ObjectStore for LocalDir {
     async fn get(&self, key: &str) -> Result<Option<Object>, ObjectError> {
         let path = self.object_path(key)?;
+        if !path.exists() {
+            // Missing (not yet written, or deleted): no lock file is made for it.
+            return Ok(None);
+        }
         let lock_path = self.lock_path(key);
         let this = self.clone();
         tokio::task::spawn_blocking(move || {

@@ -87,9 +87,12 @@ impl Base {
         }
     }
 
-    /// Every object this version references: its snapshot and its value objects.
+    /// Every object this version references: its snapshot, the value objects the snapshot
+    /// names (a reader loads the whole snapshot, keys the document overrides included), and
+    /// those of its current values.
     fn objects(&self) -> HashSet<String> {
-        self.large.values().cloned().chain(self.snapshot.as_ref().map(|s| s.name.clone())).collect()
+        let snapshot = self.snapshot.iter().flat_map(|s| s.large.values().cloned().chain([s.name.clone()]));
+        self.large.values().cloned().chain(snapshot).collect()
     }
 }
 
@@ -138,17 +141,23 @@ impl Committer {
 
     /// Reads the current version of the document, and its value objects.
     async fn fetch(&self) -> Result<Base> {
+        let mut missing = String::new();
         for _ in 0..RESOLVE_ATTEMPTS {
             match self.fetch_once().await? {
-                Some(base) => return Ok(base),
-                None => assert_reachable!("s3: a value object was deleted under a reader", &json!({})),
+                Ok(base) => return Ok(base),
+                Err(name) => {
+                    assert_reachable!("s3: a value object was deleted under a reader", &json!({}));
+                    missing = name;
+                }
             }
         }
-        Err(Error::TryAgain(format!("the document changed under {RESOLVE_ATTEMPTS} reads in a row")))
+        Err(Error::TryAgain(format!(
+            "the document names {missing}, which does not exist ({RESOLVE_ATTEMPTS} reads in a row)"
+        )))
     }
 
-    /// [`Committer::fetch`] once; `None` when a value object it names is already gone.
-    async fn fetch_once(&self) -> Result<Option<Base>> {
+    /// [`Committer::fetch`] once; `Err(name)` when an object it names is already gone.
+    async fn fetch_once(&self) -> Result<std::result::Result<Base, String>> {
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
         // Holding a parsed version, ask only whether it is still current (S3: If-None-Match;
         // the local directory: the etag its last writer noted): no transfer, no parse.
@@ -160,7 +169,7 @@ impl Committer {
         let object = match fetched {
             Ok(Fetched::Unchanged) => {
                 self.stats.unchanged.fetch_add(1, Ordering::Relaxed);
-                return Ok(held);
+                return Ok(held.ok_or_else(String::new));
             }
             Ok(Fetched::Current(object)) => object,
             Err(e) => {
@@ -169,12 +178,12 @@ impl Committer {
             }
         };
         let Some(object) = object else {
-            return Ok(Some(Base::empty()));
+            return Ok(Ok(Base::empty()));
         };
         if let Some(hit) = self.decoded.lock().unwrap().as_ref()
             && hit.etag.as_ref() == Some(&object.etag)
         {
-            return Ok(Some(hit.clone()));
+            return Ok(Ok(hit.clone()));
         }
         let parsed = document::decode(&object.body).map_err(invalid)?;
         let held = held.and_then(|h| h.snapshot);
@@ -183,8 +192,8 @@ impl Committer {
             Some(name) => match held.filter(|s| s.name == name) {
                 Some(same) => Some(same),
                 None => match self.read_snapshot(name).await? {
-                    Some(snapshot) => Some(Arc::new(snapshot)),
-                    None => return Ok(None),
+                    Ok(snapshot) => Some(Arc::new(snapshot)),
+                    Err(gone) => return Ok(Err(gone)),
                 },
             },
         };
@@ -196,7 +205,7 @@ impl Committer {
             let value = match value {
                 Some(value) => match self.values.resolve(&*self.objects, value).await {
                     Ok(value) => Some(value),
-                    Err(Unresolved::Gone) => return Ok(None),
+                    Err(Unresolved::Gone(name)) => return Ok(Err(name)),
                     Err(Unresolved::Failed(e)) => return Err(read_error(e)),
                     Err(Unresolved::Corrupt(e)) => return Err(invalid(e)),
                 },
@@ -224,13 +233,13 @@ impl Committer {
         let base = Base { etag: Some(object.etag), size, keyspace: Arc::new(keyspace), snapshot, diff, large };
         self.values.retain(&base.objects());
         *self.decoded.lock().unwrap() = Some(base.clone());
-        Ok(Some(base))
+        Ok(Ok(base))
     }
 
-    /// Reads the snapshot `name`; `None` when it is already gone (the document that named it
-    /// was replaced).
-    async fn read_snapshot(&self, name: String) -> Result<Option<Snapshot>> {
-        let Some(object) = self.objects.get(&name).await.map_err(read_error)? else { return Ok(None) };
+    /// Reads the snapshot `name`; `Err(name)` when it or an object it names is already gone
+    /// (the document that named it was replaced).
+    async fn read_snapshot(&self, name: String) -> Result<std::result::Result<Snapshot, String>> {
+        let Some(object) = self.objects.get(&name).await.map_err(read_error)? else { return Ok(Err(name)) };
         let body = object.body.clone();
         let digest =
             tokio::task::spawn_blocking(move || hex_digest(&body)).await.map_err(|e| Error::Io(e.to_string()))?;
@@ -248,7 +257,7 @@ impl Committer {
             let Some(value) = value else { return Err(invalid(format!("the snapshot {name} deletes a key"))) };
             let value = match self.values.resolve(&*self.objects, value).await {
                 Ok(value) => value,
-                Err(Unresolved::Gone) => return Ok(None),
+                Err(Unresolved::Gone(name)) => return Ok(Err(name)),
                 Err(Unresolved::Failed(e)) => return Err(read_error(e)),
                 Err(Unresolved::Corrupt(e)) => return Err(invalid(e)),
             };
@@ -258,7 +267,7 @@ impl Committer {
             keyspace.insert(key, value);
         }
         let size = footprint(&keyspace);
-        Ok(Some(Snapshot { name, keyspace, large, size }))
+        Ok(Ok(Snapshot { name, keyspace, large, size }))
     }
 
     /// The held version, if the object store can tell at once that it is still current
@@ -495,10 +504,20 @@ impl Committer {
                     None => large.remove(key),
                 };
                 let now = next.get(key);
+                // A value equal to the snapshot's is left to it only if it is the same value
+                // in memory: one stored as an object must keep the snapshot's object, not a
+                // new one with the same bytes.
+                let same = |then: Option<&Bytes>| match (then, now) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) if self.values.name_of(b).is_some() || self.values.name_of(a).is_some() => {
+                        a.as_ptr() == b.as_ptr() && a.len() == b.len()
+                    }
+                    (a, b) => a == b,
+                };
                 match &snapshot {
-                    Some(s) if s.keyspace.get(key) == now => diff.remove(key),
-                    _ if snapshot.is_none() => None,
-                    _ => diff.insert(key.clone(), now.cloned()),
+                    Some(s) if same(s.keyspace.get(key)) => diff.remove(key),
+                    Some(_) => diff.insert(key.clone(), now.cloned()),
+                    None => None,
                 };
             }
         }
@@ -510,6 +529,13 @@ impl Committer {
         };
         let base_it = diff_keys > self.snapshot_keys || diff_bytes > DIFF_BYTES;
         let snapshot = if base_it && !next.is_empty() {
+            // Large values still in the document (from a version 1 document, or a lower
+            // threshold than when they were written) move to objects of their own now.
+            let moved = self.values.store_new(&*self.objects, next.iter().map(|(_, v)| v)).await?;
+            if !moved.is_empty() {
+                written.extend(moved);
+                large = next.iter().filter_map(|(k, v)| self.values.name_of(v).map(|n| (k.clone(), n))).collect();
+            }
             let body = document::encode(&next, |v| self.values.name_of(v));
             let digest = {
                 let body = body.clone();

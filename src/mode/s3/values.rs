@@ -22,6 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -43,7 +44,7 @@ fn identity(value: &Bytes) -> Identity {
 /// Why a document's values could not all be read.
 pub enum Unresolved {
     /// An object is gone: the document was replaced meanwhile; read it again.
-    Gone,
+    Gone(String),
     Failed(ObjectError),
     /// An object's bytes do not match its name.
     Corrupt(String),
@@ -58,7 +59,8 @@ struct Table {
 }
 
 impl Table {
-    fn insert(&mut self, name: String, value: Bytes) {
+    fn insert(&mut self, name: String, value: Bytes, shortest: &AtomicUsize) {
+        shortest.fetch_min(value.len(), Ordering::Relaxed);
         self.by_name.insert(name.clone(), value.clone());
         self.by_value.insert(identity(&value), (name, value));
     }
@@ -70,12 +72,19 @@ pub struct Values {
     min: usize,
     prefix: String,
     table: Mutex<Table>,
+    /// The length of the shortest value in the table (at most).
+    shortest: AtomicUsize,
 }
 
 impl Values {
     pub fn new(document_key: &str, min: u64) -> Self {
         let min = usize::try_from(min).unwrap_or(usize::MAX);
-        Self { min, prefix: format!("{document_key}.value."), table: Default::default() }
+        Self {
+            min,
+            prefix: format!("{document_key}.value."),
+            table: Default::default(),
+            shortest: AtomicUsize::new(usize::MAX),
+        }
     }
 
     fn is_large(&self, value: &Bytes) -> bool {
@@ -84,7 +93,9 @@ impl Values {
 
     /// The object `value` is stored in, if it has one (for the encoder).
     pub fn name_of(&self, value: &Bytes) -> Option<String> {
-        if !self.is_large(value) {
+        // Whatever the threshold now, a value that has an object keeps it (a value shorter
+        // than every value with an object has none: no lock to take for it).
+        if value.len() < self.shortest.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
         }
         self.table.lock().unwrap().by_value.get(&identity(value)).map(|(name, _)| name.clone())
@@ -121,7 +132,7 @@ impl Values {
                 self.unpin(&written);
                 return Err(e);
             }
-            self.table.lock().unwrap().insert(name, value);
+            self.table.lock().unwrap().insert(name, value, &self.shortest);
         }
         Ok(written)
     }
@@ -147,7 +158,8 @@ impl Values {
             .and_then(|rest| rest.split_once('-'))
             .map(|(digest, _)| digest.to_owned())
             .ok_or_else(|| Unresolved::Corrupt(format!("{name:?} is not a value object of this document")))?;
-        let object = objects.get(name).await.map_err(Unresolved::Failed)?.ok_or(Unresolved::Gone)?;
+        let object =
+            objects.get(name).await.map_err(Unresolved::Failed)?.ok_or_else(|| Unresolved::Gone(name.to_owned()))?;
         let body = object.body;
         let checked = body.clone();
         let digest = tokio::task::spawn_blocking(move || hex(&Sha256::digest(&checked)))
@@ -156,7 +168,7 @@ impl Values {
         if digest != want {
             return Err(Unresolved::Corrupt(format!("the value in {name} does not match its digest")));
         }
-        self.table.lock().unwrap().insert(name.to_owned(), body.clone());
+        self.table.lock().unwrap().insert(name.to_owned(), body.clone(), &self.shortest);
         Ok(body)
     }
 
@@ -167,6 +179,8 @@ impl Values {
         let Table { by_value, by_name, pinned } = &mut *table;
         by_name.retain(|name, _| keep.contains(name) || pinned.contains(name));
         by_value.retain(|_, (name, _)| keep.contains(name) || pinned.contains(name));
+        let shortest = by_value.values().map(|(_, v)| v.len()).min().unwrap_or(usize::MAX);
+        self.shortest.store(shortest, Ordering::Relaxed);
     }
 
     /// Ends the pin [`Values::store_new`] put on `names`.
