@@ -21,9 +21,8 @@
 //!
 //! The machine lives in memory. Snapshots are written to `DATA/raft-snapshot.bin` (temporary
 //! file, fsync, rename, directory fsync) when built or installed, and loaded at start-up; the
-//! log after the snapshot is replayed by openraft up to the committed index it saved, and the
-//! rest once the leader tells it the commit index again, so a restart rebuilds exactly the
-//! acknowledged state (reads wait for the leader's read index in any case).
+//! log after the snapshot is replayed by openraft, and the committed index is durable, so
+//! a restart rebuilds exactly the acknowledged state.
 
 // openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
 #![allow(clippy::result_large_err)]
