@@ -3,12 +3,16 @@
 //! (fsync) before they return or report completion — a vote or an entry acknowledged to a
 //! peer survives kill -9 and power loss.
 //!
-//! The committed index is fsync'd too, although Raft's safety does not need it: openraft 0.9
-//! restores a node whose saved vote made it the leader as the leader at once, in the same
-//! term and without a new entry, and its read index is then the committed index it loaded.
-//! Saved without an fsync, that index could lag the writes acknowledged before a crash of
-//! every node, and the first reads after the restart would miss them. Batching (one entry
-//! for many writes) keeps this one fsync per batch, not per write.
+//! The committed index is saved without an fsync (`Durability::None`: it reaches the disk
+//! with the next append). Raft's safety does not need it — an entry is committed because a
+//! quorum holds it — but openraft 0.9 restores a node whose saved vote made it the leader as
+//! the leader at once, in the same term and without a new entry, and its read index is then
+//! the committed index it loaded, which may lag the writes acknowledged before a crash of
+//! every node. So a leader still in the term it started in never hands out a read index below
+//! the last entry its log held at start-up ([`LogStore::recovered`], see `read_round`):
+//! every write it acknowledged before the crash is at or below it. (A leader of a later term
+//! has committed an entry of its own, which covers them.) openraft saves the index on every commit, and an
+//! fsync there was half of the leader's disk flushes.
 
 // openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
 #![allow(clippy::result_large_err)]
@@ -73,9 +77,12 @@ impl LogStore {
         }
     }
 
-    fn put_meta<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StorageError<NodeId>> {
+    fn put_meta<T: Serialize>(&self, name: &str, value: &T, durable: bool) -> Result<(), StorageError<NodeId>> {
         let bytes = codec::encode(value).map_err(io_error)?;
-        let txn = self.db.begin_write().map_err(io_error)?;
+        let mut txn = self.db.begin_write().map_err(io_error)?;
+        if !durable {
+            txn.set_durability(redb::Durability::None).map_err(io_error)?;
+        }
         txn.open_table(META).map_err(io_error)?.insert(name, bytes.as_slice()).map_err(io_error)?;
         txn.commit().map_err(io_error)
     }
@@ -93,6 +100,16 @@ impl LogStore {
     /// The durable committed index (for INFO).
     pub fn committed_index(&self) -> Option<u64> {
         self.get_meta::<Option<LogId<NodeId>>>(COMMITTED).ok().flatten().flatten().map(|l| l.index)
+    }
+
+    /// The term of the saved vote and the index of the last entry in the log, when both exist
+    /// (the floor of a restored leader's read index, see `read_round`).
+    pub fn recovered(&self) -> Option<(u64, u64)> {
+        let vote: Vote<NodeId> = self.get_meta(VOTE).ok().flatten()?;
+        let txn = self.db.begin_read().ok()?;
+        let table = txn.open_table(LOGS).ok()?;
+        let last = table.last().ok().flatten().map(|(k, _)| k.value())?;
+        Some((vote.leader_id.term, last))
     }
 
     /// The number of entries kept (for INFO).
@@ -150,7 +167,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.put_meta(VOTE, vote)
+        self.put_meta(VOTE, vote, true)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
@@ -158,7 +175,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
-        self.put_meta(COMMITTED, &committed)
+        self.put_meta(COMMITTED, &committed, false)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {

@@ -21,8 +21,10 @@
 //!
 //! The machine lives in memory. Snapshots are written to `DATA/raft-snapshot.bin` (temporary
 //! file, fsync, rename, directory fsync) when built or installed, and loaded at start-up; the
-//! log after the snapshot is replayed by openraft, and the committed index is durable, so
-//! a restart rebuilds exactly the acknowledged state.
+//! log after the snapshot is replayed by openraft up to the committed index it saved, and the
+//! rest once the leader commits it again; reads wait for a read index that covers every write
+//! acknowledged before the restart (see [`super::log`]), so they observe exactly the
+//! acknowledged state.
 
 // openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
 #![allow(clippy::result_large_err)]

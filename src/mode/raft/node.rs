@@ -58,6 +58,9 @@ pub(super) struct Inner {
     pub(super) leader_changes: AtomicU64,
     /// Writes waiting to go into the log together, and reads waiting for a read index.
     pub(super) proposals: crate::node::Pipeline<Request, super::service::ForwardReply>,
+    /// The saved vote's term and the last entry in the log at start-up: in that term, a floor
+    /// of the read index (see `read_round`).
+    pub(super) recovered: Option<(u64, u64)>,
     pub(super) read_rounds: crate::node::Pipeline<(), super::service::ReadIndexReply>,
 }
 
@@ -155,6 +158,7 @@ impl RaftMode {
         let mut log = log::LogStore::open(&options.node.data_dir.join("raft-log.redb")).map_err(Error::Config)?;
         let machine = machine::Machine::open(&options.node.data_dir).map_err(Error::Config)?;
         log.guard_purges(machine.durable_index());
+        let recovered = log.recovered();
         let config = openraft::Config {
             cluster_name: "valthree".into(),
             heartbeat_interval: 100,
@@ -202,6 +206,7 @@ impl RaftMode {
             leader_changes: AtomicU64::new(0),
             proposals,
             read_rounds,
+            recovered,
         });
         let weak = Arc::downgrade(&inner);
         inner.tasks.spawn(proposal_queue.serve(super::write::PROPOSALS, Request::weight, move |batch| {

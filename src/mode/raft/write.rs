@@ -128,9 +128,19 @@ impl Inner {
     }
 
     /// One leadership confirmation for `count` waiting reads.
+    ///
+    /// In the term this node started in, the read index is never below the last entry its
+    /// log held at start-up: a leader restored after a crash (openraft keeps it leader in its
+    /// old term, with no new entry) would otherwise answer with the committed index it saved
+    /// without an fsync, which may lag writes it acknowledged before the crash. Once its commit
+    /// index passes that entry the floor costs nothing; a leader of a later term committed an
+    /// entry of its own first, which covers every earlier one.
     pub(super) async fn read_round(&self, count: usize) -> Vec<ReadIndexReply> {
         let reply = match tokio::time::timeout(RPC_TIMEOUT, self.raft.get_read_log_id()).await {
-            Ok(Ok((read, _applied))) => ReadIndexReply::Index(read.map(|l| l.index)),
+            Ok(Ok((read, _applied))) => {
+                let floor = self.recovered.filter(|(term, _)| *term == self.term()).map(|(_, index)| index);
+                ReadIndexReply::Index(read.map(|l| l.index).max(floor))
+            }
             Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
                 ReadIndexReply::NotLeader(f.leader_id)
             }
