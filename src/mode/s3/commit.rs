@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::values::{Unresolved, Values};
+use super::values::{Unresolved, Values, digest_of};
 use super::{Stats, document, read_error};
 use crate::error::{Error, Result};
 use crate::object::{Etag, Fetched, ObjectError, ObjectStore, PutCondition};
@@ -38,11 +38,6 @@ const RESOLVE_ATTEMPTS: u32 = 8;
 /// written and the document starts over from it.
 pub const DIFF_KEYS: usize = 1024;
 const DIFF_BYTES: usize = 256 * 1024;
-
-fn hex_digest(body: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// Redis' reply to a write past `maxmemory`.
 pub const OOM: &str = "command not allowed when used memory > 'maxmemory'.";
@@ -240,9 +235,7 @@ impl Committer {
     /// (the document that named it was replaced).
     async fn read_snapshot(&self, name: String) -> Result<std::result::Result<Snapshot, String>> {
         let Some(object) = self.objects.get(&name).await.map_err(read_error)? else { return Ok(Err(name)) };
-        let body = object.body.clone();
-        let digest =
-            tokio::task::spawn_blocking(move || hex_digest(&body)).await.map_err(|e| Error::Io(e.to_string()))?;
+        let digest = digest_of(object.body.clone()).await.map_err(read_error)?;
         if name.strip_prefix(&format!("{}.base.", self.key)).and_then(|rest| rest.split_once('-')).map(|(d, _)| d)
             != Some(digest.as_str())
         {
@@ -537,12 +530,7 @@ impl Committer {
                 large = next.iter().filter_map(|(k, v)| self.values.name_of(v).map(|n| (k.clone(), n))).collect();
             }
             let body = document::encode(&next, |v| self.values.name_of(v));
-            let digest = {
-                let body = body.clone();
-                tokio::task::spawn_blocking(move || hex_digest(&body))
-                    .await
-                    .map_err(|e| ObjectError::Unavailable(e.to_string()))?
-            };
+            let digest = digest_of(body.clone()).await?;
             let name = format!("{}.base.{digest}-{:016x}", self.key, fastrand::u64(..));
             written.push(name.clone());
             self.objects.put(&name, body, PutCondition::IfAbsent).await?;

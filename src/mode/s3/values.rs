@@ -119,12 +119,7 @@ impl Values {
         };
         let mut written = Vec::new();
         for value in new {
-            let digest = {
-                let value = value.clone();
-                tokio::task::spawn_blocking(move || hex(&Sha256::digest(&value)))
-                    .await
-                    .map_err(|e| ObjectError::Unavailable(e.to_string()))?
-            };
+            let digest = digest_of(value.clone()).await?;
             let name = format!("{}{digest}-{:016x}", self.prefix, fastrand::u64(..));
             self.table.lock().unwrap().pinned.insert(name.clone());
             written.push(name.clone());
@@ -161,10 +156,7 @@ impl Values {
         let object =
             objects.get(name).await.map_err(Unresolved::Failed)?.ok_or_else(|| Unresolved::Gone(name.to_owned()))?;
         let body = object.body;
-        let checked = body.clone();
-        let digest = tokio::task::spawn_blocking(move || hex(&Sha256::digest(&checked)))
-            .await
-            .map_err(|e| Unresolved::Failed(ObjectError::Unavailable(e.to_string())))?;
+        let digest = digest_of(body.clone()).await.map_err(Unresolved::Failed)?;
         if digest != want {
             return Err(Unresolved::Corrupt(format!("the value in {name} does not match its digest")));
         }
@@ -197,6 +189,10 @@ impl Values {
     }
 }
 
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+/// The SHA-256 of `body` in hex, the digest in value and snapshot names (hashed on a
+/// blocking thread: a value may be hundreds of megabytes).
+pub async fn digest_of(body: Bytes) -> Result<String, ObjectError> {
+    tokio::task::spawn_blocking(move || Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect())
+        .await
+        .map_err(|e| ObjectError::Unavailable(e.to_string()))
 }
