@@ -10,9 +10,13 @@
 //! next one starts at once instead of an interval later.
 //!
 //! Reaping: a partition's first owner deletes a tombstone older than `--tombstone-grace`
-//! only when every owner is up and holds the very same object (same hash); each owner
-//! deletes it only if its object is still that one. A replica that missed the delete never
-//! held it, so nothing is reaped while it is away, and it cannot bring the value back.
+//! only when every member of the ring is up, every owner holds the very same object (same
+//! hash), and every other member holds nothing for the key or that same tombstone; each
+//! owner deletes it only if its object is still that one. A replica that missed the delete
+//! never held it, so nothing is reaped while it is away, and it cannot bring the value back.
+//! That includes a *former* owner: after a membership change it keeps its copies until it
+//! hands them over (`--handoff-grace`), and a handover of a value whose tombstone is gone
+//! would make the value live again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Weak;
@@ -240,16 +244,37 @@ async fn reap(node: &Node) -> Result<()> {
         by_partition.entry(ring.partition(&key)).or_default().push((key, hash));
     }
     let alive = node.alive();
+    // A former owner keeps its copies of a partition it lost until it hands them over
+    // (`--handoff-grace`), and a member that is away may be such a holder: while any member
+    // is away nothing is reaped, and a member that is not an owner must hold either nothing
+    // for the key or that very tombstone. Otherwise its handover would bring the value back.
+    let members = ring.member_ids();
+    if members.iter().any(|m| *m != node.id && !alive.contains(m)) {
+        return Ok(());
+    }
     for (partition, mut candidates) in by_partition {
-        let others: Vec<NodeId> = ring.preference_list(partition).into_iter().filter(|o| *o != node.id).collect();
+        let owners = ring.preference_list(partition);
+        let others: Vec<NodeId> = owners.iter().copied().filter(|o| *o != node.id).collect();
         if others.iter().any(|o| !alive.contains(o)) {
             continue;
         }
-        for &owner in &others {
+        for &member in members.iter().filter(|m| **m != node.id) {
+            if candidates.is_empty() {
+                break;
+            }
+            let owner = owners.contains(&member);
             let keys = candidates.iter().map(|(k, _)| k.clone()).collect();
-            let (reply, _) = node.call_aae(owner, &AaeRequest::Hashes(keys)).await?;
+            let (reply, _) = node.call_aae(member, &AaeRequest::Hashes(keys)).await?;
             let AaeReply::Hashes(theirs) = reply else { return Err(unexpected(&reply)) };
-            candidates = candidates.into_iter().zip(theirs).filter(|((_, h), t)| h == t).map(|(c, _)| c).collect();
+            if theirs.len() != candidates.len() {
+                return Err(unexpected(&AaeReply::Hashes(theirs)));
+            }
+            candidates = candidates
+                .into_iter()
+                .zip(theirs)
+                .filter(|((_, h), t)| h == t || (!owner && *t == 0))
+                .map(|(c, _)| c)
+                .collect();
         }
         if candidates.is_empty() {
             continue;
