@@ -145,7 +145,15 @@ fn load(objects: &impl ReadableTable<&'static [u8], &'static [u8]>, key: &[u8], 
     }
 }
 
-/// The dot sequence, owned by whoever writes (one writer at a time).
+/// The refusal of an object or context that names `dot`, a write of this node's own actor
+/// beyond any counter it handed out.
+fn never_made(actor: Actor, dot: Dot) -> Error {
+    Error::Input(format!("the context names write {dot} of this node (actor {actor:x}), which it never made: refused"))
+}
+
+/// The dot sequence, owned by whoever writes (one writer at a time): `next` is the next
+/// counter to hand out, `leased` the highest one durably leased (every counter up to it may
+/// have been handed out before a crash, so a restart starts above it).
 pub struct Counter {
     next: u64,
     leased: u64,
@@ -243,7 +251,21 @@ impl Storage {
 
     /// Applies a batch in one fsync'd transaction; one result per write, in order. A write
     /// that is refused (a malformed object from a peer) fails alone; a failed commit fails all.
+    ///
+    /// The counter changes only once the transaction has committed: a batch that fails (an
+    /// early error, a failed commit) leaves the lease as it is durably, so the next batch
+    /// writes a lease again, and its dots are never handed out again either.
     pub fn apply(&self, counter: &mut Counter, batch: &[Write]) -> Result<Vec<Result<Written>>> {
+        let mut staged = Counter { next: counter.next, leased: counter.leased };
+        let result = self.apply_staged(&mut staged, batch);
+        match result {
+            Ok(_) => *counter = staged,
+            Err(_) => counter.next = staged.next,
+        }
+        result
+    }
+
+    fn apply_staged(&self, counter: &mut Counter, batch: &[Write]) -> Result<Vec<Result<Written>>> {
         let txn = self.db.begin_write().map_err(db_error)?;
         let mut results = Vec::with_capacity(batch.len());
         let mut changes: Vec<TreeChange> = Vec::new();
@@ -266,6 +288,14 @@ impl Storage {
                             counter.next += 1;
                             counter.next - 1
                         });
+                        if self.causality != Causality::ServerClock
+                            && (context.covers(dot) || object.context().covers(dot))
+                        {
+                            // Only a context naming a write of this node that it never made
+                            // covers a fresh dot: taken, the write would look already seen.
+                            results.push(Err(never_made(self.actor, dot)));
+                            continue;
+                        }
                         object.put_as(self.causality, &context, dot, *timestamp_ms, value.clone());
                         changes.push(store_object(&mut objects, &mut tombstones, key, &skey, old_hash, &object)?);
                         for target in down {
@@ -275,6 +305,13 @@ impl Storage {
                     }
                     Write::Merge { key, object: theirs } => match theirs.validate() {
                         Err(e) => Err(Error::Config(format!("refusing a malformed object for a merge: {e}"))),
+                        Ok(())
+                            if self.causality != Causality::ServerClock
+                                && theirs.context().get(self.actor) >= counter.next =>
+                        {
+                            let dot = Dot { actor: self.actor, counter: theirs.context().get(self.actor) };
+                            Err(never_made(self.actor, dot))
+                        }
                         Ok(()) => {
                             let skey = aae::storage_key(key);
                             let (mine, old_hash) = load(&objects, key, &skey)?;
@@ -530,6 +567,37 @@ mod tests {
             .unwrap();
         assert_eq!(storage.hints_for(3, 10).unwrap(), vec![(Bytes::from_static(b"b"), 1)]);
         assert_eq!(storage.hint_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_batch_that_fails_before_its_commit_leaves_no_dot_to_be_handed_out_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut before = Vec::new();
+        {
+            let (storage, mut counter) = Storage::open(dir.path(), 256).unwrap();
+            // A stored object that no longer decodes: a batch touching it aborts before
+            // its commit, after an earlier write in it took a fresh lease.
+            let txn = storage.db.begin_write().unwrap();
+            txn.open_table(OBJECTS).unwrap().insert(aae::storage_key(b"bad").as_slice(), &b"\xff\xff"[..]).unwrap();
+            txn.commit().unwrap();
+            let failed = storage
+                .apply(&mut counter, &[put("a", VersionVector::new(), "1"), put("bad", VersionVector::new(), "2")]);
+            assert!(failed.is_err(), "{failed:?}");
+            for key in ["b", "c"] {
+                let results = storage.apply(&mut counter, &[put(key, VersionVector::new(), "3")]).unwrap();
+                let Ok(Written::Put { dot, .. }) = &results[0] else { panic!("{results:?}") };
+                before.push(*dot);
+            }
+        }
+        let (storage, mut counter) = Storage::open(dir.path(), 256).unwrap();
+        for key in ["d", "e", "f"] {
+            let results = storage.apply(&mut counter, &[put(key, VersionVector::new(), "4")]).unwrap();
+            let Ok(Written::Put { dot, .. }) = &results[0] else { panic!("{results:?}") };
+            assert!(
+                before.iter().all(|b| dot.counter > b.counter),
+                "{dot} was handed out before the restart: {before:?}"
+            );
+        }
     }
 
     #[test]
