@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Down, addrs, cluster, free_port, info_field, redis, up, wait_until};
+use valthree::mode::dynamo::dvv::{Dot, VersionVector};
 use valthree::mode::dynamo::{DynamoMode, DynamoOptions};
 use valthree::node::{Faults, Member, NodeOptions};
 use valthree::store::{Store, run_conformance_suite_without_atomic_updates};
@@ -793,4 +794,97 @@ fn a_join_that_waits_for_a_killed_holder_says_so_and_completes_once_it_is_restar
         let v: String = redis::cmd("GET").arg(format!("k{i}")).query(&mut redis(&addrs[1])).unwrap();
         assert_eq!(v, i.to_string());
     }
+}
+
+#[test]
+fn a_former_owner_back_after_its_partitions_tombstones_were_reaped_brings_no_deleted_key_back() {
+    // A join moves some partitions off n3. n3 is then killed while still holding its old
+    // copies, every key is deleted, and the tombstones age past `--tombstone-grace` (the
+    // current owners all hold them). When n3 comes back it hands its old copies over: the
+    // deleted values must not come back.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let flags = [
+        "--tombstone-grace",
+        "1s",
+        "--handoff-grace",
+        "4s",
+        "--aae-interval",
+        "300ms",
+        "--swim-period",
+        "200ms",
+        "--suspect-timeout",
+        "1s",
+    ];
+    let status = up(&dir, "dynamo", &flags);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    fill(&addrs[0], 200);
+    let added = cluster(&dir, &["add-node"]);
+    assert_eq!(added["node"], "n4", "{added}");
+    cluster(&dir, &["kill", "n3"]);
+    let mut pipe = redis::pipe();
+    for i in 0..200 {
+        pipe.cmd("DEL").arg(format!("k{i}")).ignore();
+    }
+    let _: () = pipe.query(&mut redis(&addrs[0])).unwrap();
+    // The partitions n3 left are reaped by their current owners while n3 is away.
+    let n4 = added["addr"].as_str().unwrap().to_string();
+    let members = [addrs[0].clone(), addrs[1].clone(), n4];
+    std::thread::sleep(Duration::from_secs(3));
+    let log = dir.join("n3.log");
+    let handovers = || std::fs::read_to_string(&log).unwrap_or_default().matches("handed over a partition").count();
+    let before = handovers();
+    cluster(&dir, &["restart", "n3"]);
+    wait_until(Duration::from_secs(40), "n3 to hand over the partitions it no longer holds", || handovers() > before);
+    // A few anti-entropy rounds after the handover: every key is still deleted everywhere.
+    std::thread::sleep(Duration::from_secs(2));
+    let all = [&members[..], &addrs[2..3]].concat();
+    let mut back = Vec::new();
+    for i in 0..200 {
+        let key = format!("k{i}");
+        for a in &all {
+            let v: Option<String> = redis::cmd("GET").arg(&key).query(&mut redis(a)).unwrap();
+            if let Some(v) = v {
+                back.push(format!("{key}={v} on {a}"));
+            }
+        }
+    }
+    assert!(back.is_empty(), "{} deleted keys came back: {:?}", back.len(), &back[..back.len().min(10)]);
+}
+
+#[test]
+fn a_forged_context_cannot_make_later_writes_to_its_key_vanish_nor_grow_its_context() {
+    // An attacker with a plain client (no secret) sends a context naming every node's actor
+    // at the largest counter, and actors that do not exist. Later ordinary writes to the key
+    // must still be read back on every node, and the key's context names real actors only.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "dynamo", &[]);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    let _: () = redis::cmd("SET").arg("victim").arg("v0").query(&mut redis(&addrs[0])).unwrap();
+    let mut forged = VersionVector::new();
+    for a in &addrs {
+        let actor = u64::from_str_radix(&info_field(a, "dynamo_actor"), 16).unwrap();
+        forged.add(Dot { actor, counter: u64::MAX });
+    }
+    for fake in 1..=50u64 {
+        forged.add(Dot { actor: fake, counter: 7 });
+    }
+    let context = forged.encode_for(b"victim");
+    // Whether the forged write itself is taken or refused, it must not poison the key.
+    let _ = redis::cmd("VSET").arg("victim").arg("forged").arg(&context).query::<redis::Value>(&mut redis(&addrs[0]));
+    for (i, a) in addrs.iter().enumerate() {
+        let value = format!("legit-{i}");
+        let _: () = redis::cmd("SET").arg("victim").arg(&value).query(&mut redis(a)).unwrap();
+        for b in &addrs {
+            let got: Option<String> = redis::cmd("GET").arg("victim").query(&mut redis(b)).unwrap();
+            assert_eq!(got.as_deref(), Some(value.as_str()), "a SET through {a} read back through {b}");
+        }
+    }
+    let (context, _) = versioned(&addrs[1], "VGET", "victim");
+    let known = VersionVector::decode_for(b"victim", context.as_bytes()).unwrap();
+    assert!(known.len() <= 3, "the key's context names only the three nodes' actors: {known:?}");
+    assert!(known.entries().all(|(_, c)| c < 1_000_000), "no counter a node never reached: {known:?}");
 }

@@ -5,7 +5,10 @@
 
 use tokio::sync::oneshot;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// The exit code of a node whose writer thread panicked.
+pub const WRITER_PANICKED: i32 = 70;
 
 /// One caller's items and where its results go (one result per item, in order).
 pub struct BatchJob<T, R> {
@@ -37,7 +40,20 @@ where
                     jobs.push(more);
                 }
                 let all: Vec<T> = jobs.iter().flat_map(|j| j.batch.iter().cloned()).collect();
-                match apply(&all) {
+                let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(&all)));
+                let Ok(applied) = applied else {
+                    // A bug: the writer's state can no longer be trusted, and a node whose
+                    // writer is gone would otherwise wait on it for ever. The round's callers
+                    // may hear that their writes may or may not be durable (a dropped
+                    // connection says the same), and the process stops so that a supervisor
+                    // restarts it from what is durable.
+                    tracing::error!("{thread}: the writer panicked; stopping the node");
+                    for job in jobs {
+                        let _ = job.reply.send(Err(Error::Uncertain(format!("{thread}: the writer failed"))));
+                    }
+                    std::process::exit(WRITER_PANICKED);
+                };
+                match applied {
                     Ok(results) => {
                         let mut results = results.into_iter();
                         for job in jobs {

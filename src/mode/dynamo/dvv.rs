@@ -88,6 +88,19 @@ impl VersionVector {
         }
     }
 
+    /// What both have seen: per actor, the smaller counter (actors only one names dropped).
+    pub fn meet(&self, other: &VersionVector) -> VersionVector {
+        VersionVector(
+            self.0
+                .iter()
+                .filter_map(|(actor, counter)| {
+                    let both = (*counter).min(other.get(*actor));
+                    (both > 0).then_some((*actor, both))
+                })
+                .collect(),
+        )
+    }
+
     /// True when this context has seen everything `other` has.
     pub fn descends(&self, other: &VersionVector) -> bool {
         other.0.iter().all(|(&actor, &counter)| self.covers(Dot { actor, counter }))

@@ -181,6 +181,8 @@ pub(super) struct Stats {
     /// Anti-entropy's bytes: tree levels, key lists and the objects moved.
     pub aae_bytes: AtomicU64,
     pub tombstones_reaped: AtomicU64,
+    /// Client contexts that named writes no replica holds, cut down to what they know.
+    pub contexts_bounded: AtomicU64,
 }
 
 pub(super) struct Node {

@@ -188,6 +188,33 @@ impl DynamoMode {
         }
     }
 
+    /// A client's context cut down to what the key's replicas know (their meet). A context is
+    /// the client's word about what it has seen, and no client can have seen a write no
+    /// replica holds: one naming an actor at a counter it never reached (a forged or corrupted
+    /// context) would make every later write of that actor look already seen, so replicas
+    /// would drop it, and actors that do not exist would grow the key's context for good.
+    /// This node's own copy answers when it knows all of the context; otherwise an R-quorum
+    /// read does (under R + W > N it holds every acknowledged write; a context naming one it
+    /// missed leaves that write as a sibling rather than superseding it).
+    async fn bounded_context(&self, key: &Bytes, context: VersionVector) -> Result<VersionVector> {
+        if context.is_empty() {
+            return Ok(context);
+        }
+        let storage = self.node.storage.clone();
+        let k = key.clone();
+        let local =
+            tokio::task::spawn_blocking(move || storage.get(&k)).await.map_err(|e| Error::Io(e.to_string()))??;
+        if local.context().descends(&context) {
+            return Ok(context);
+        }
+        let known = self.read(key.clone(), self.node.options.r).await?;
+        let bounded = context.meet(known.context());
+        if bounded != context {
+            self.node.stats.contexts_bounded.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(bounded)
+    }
+
     /// A plain GET's answer from an object.
     fn plain(&self, object: &Object) -> Result<Option<Bytes>> {
         if self.node.options.sibling_read == SiblingRead::Error && object.live().count() > 1 {
@@ -434,6 +461,7 @@ impl Store for DynamoMode {
             ("dynamo_aae_bytes".into(), stat(&node.stats.aae_bytes)),
             ("dynamo_tombstones".into(), count(node.storage.tombstone_count())),
             ("dynamo_tombstones_reaped".into(), stat(&node.stats.tombstones_reaped)),
+            ("dynamo_contexts_bounded".into(), stat(&node.stats.contexts_bounded)),
         ];
         ModeInfo { mode: "dynamo", details }
     }
@@ -493,6 +521,7 @@ impl Siblings for DynamoMode {
     async fn vset(&self, key: Bytes, value: Option<Bytes>, context: Bytes, w: Option<usize>) -> Result<VersionedWrite> {
         let w = self.check_quorum("W", w, self.node.options.w)?;
         let context = VersionVector::decode_for(&key, &context).map_err(Error::Input)?;
+        let context = self.bounded_context(&key, context).await?;
         match self.write(key.clone(), Some(context), value, w).await? {
             Reply::Written { context, dot, .. } => {
                 Ok(VersionedWrite { context: context.encode_for(&key), dot: dot.to_string() })
