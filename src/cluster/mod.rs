@@ -467,11 +467,45 @@ pub fn remove_node(dir: &Path, name: &str) -> Result<Vec<String>, String> {
         }
         Err(e) => return Err(e),
     };
+    if dynamo {
+        handed_over(&node, name)?;
+    }
     ClusterState::update(dir, |state| {
         stop_and_delete(&node);
         state.nodes.retain(|n| n.name != name);
         Ok(lines)
     })
+}
+
+/// Waits until a dynamo node that left the ring has handed over everything it held: its
+/// copies (after its `--handoff-grace`, an exchange with each new owner) and the hints it
+/// keeps for writes other owners missed. Deleting its data before that could leave a write
+/// acknowledged through it on fewer than W owners.
+fn handed_over(node: &NodeState, name: &str) -> Result<(), String> {
+    let start = std::time::Instant::now();
+    loop {
+        if process::liveness(node) != Liveness::Up {
+            return Err(format!(
+                "{name} left the ring but is not running, so it cannot hand over what it holds: restart it \
+                 (`valthree cluster restart {name}`), then `valthree cluster remove-node {name}` again"
+            ));
+        }
+        let info = info(node);
+        let field = |f: &str| info.iter().find(|(k, _)| k == f).map(|(_, v)| v.clone());
+        let (objects, hints) = (field("dynamo_objects"), field("dynamo_hints_pending"));
+        if objects.as_deref() == Some("0") && hints.as_deref() == Some("0") {
+            return Ok(());
+        }
+        if start.elapsed() > MEMBERSHIP_TIMEOUT {
+            return Err(format!(
+                "{name} left the ring but still holds {} objects and {} hints to hand over (it keeps running; \
+                 `valthree cluster remove-node {name}` again waits for it, then stops it)",
+                objects.unwrap_or_else(|| "?".into()),
+                hints.unwrap_or_else(|| "?".into())
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// Sends one command to `addr` and returns the reply.

@@ -260,12 +260,27 @@ impl Coordinator {
             BTreeMap::new()
         };
         let live = owners.len() - down.len() + stand_ins.len();
-        if live < w {
+        // While a membership change moves the key's partition, its pending replicas count
+        // toward the write and are added to what it needs (W plus one per pending replica,
+        // as Cassandra adds pending endpoints to a write's block-for): whichever replicas
+        // acknowledge, W of the owners-to-be hold the write when the change completes, and W
+        // of today's owners if it is called off.
+        let pending: Vec<NodeId> = pending.iter().copied().filter(|p| *p != self.id && !owners.contains(p)).collect();
+        let pending_up: Vec<NodeId> = pending.iter().copied().filter(|p| alive.contains(p)).collect();
+        let need = w + pending.len();
+        if live + pending_up.len() < need {
             let n = owners.len();
-            return self.reply(
-                op,
-                Err(Error::TryAgain(format!("replicas up: {live} of the key's {n}, W is {w}; nothing written"))),
-            );
+            let why = if pending.is_empty() {
+                format!("replicas up: {live} of the key's {n}, W is {w}; nothing written")
+            } else {
+                format!(
+                    "replicas up: {live} of the key's {n} and {} of its {} joining, W is {w} plus one per joining \
+                     replica; nothing written",
+                    pending_up.len(),
+                    pending.len()
+                )
+            };
+            return self.reply(op, Err(Error::TryAgain(why)));
         }
         let covered: BTreeSet<NodeId> = stand_ins.values().copied().collect();
         let hints: Vec<NodeId> = if self.options.hinted_handoff {
@@ -275,14 +290,13 @@ impl Coordinator {
         };
         self.stats.hints_recorded += hints.len() as u64;
         let others = owners.iter().copied().filter(|o| *o != self.id && up(o)).collect();
-        let pending = pending.iter().copied().filter(|p| *p != self.id && alive.contains(p)).collect();
         let request = Request::Put { key: key.clone(), context: context.clone(), value, timestamp_ms, hints };
         self.send(op, self.id, request);
         let state = Op::Put {
             key,
-            w,
+            w: need,
             others,
-            pending,
+            pending: pending_up,
             stand_ins,
             context,
             written: None,
@@ -349,6 +363,7 @@ impl Coordinator {
                     });
                 }
                 for to in pending.iter().copied() {
+                    waiting.insert(to);
                     self.output.push(Output::Send {
                         op,
                         to,
@@ -596,7 +611,9 @@ mod tests {
     }
 
     #[test]
-    fn a_pending_replica_gets_the_write_but_neither_counts_toward_w_nor_is_waited_for() {
+    fn a_pending_replica_counts_toward_the_write_which_needs_one_more_replica_per_pending_one() {
+        // n3 leaves the partition to n4. Acknowledged by {1, 2} alone, the write would be on
+        // one owner-to-be (n2) when the change completes: it needs a third replica.
         let mut c = Coordinator::new(1, Options::default());
         let targets = Targets { owners: &[1, 2, 3], pending: &[4], fallbacks: &[] };
         c.put(7, key(), targets, &[2, 3, 4], None, v("x"), 1, 2);
@@ -605,12 +622,31 @@ mod tests {
         c.step(7, 1, Response::Put { object, dot });
         let out = c.take_output();
         assert_eq!(sends(&out).iter().map(|s| s.0).collect::<Vec<_>>(), vec![2, 3, 4]);
-        c.step(7, 4, Response::Merged);
-        assert!(replies(&c.take_output()).is_empty(), "the pending replica does not count toward W");
         c.step(7, 2, Response::Merged);
+        assert!(replies(&c.take_output()).is_empty(), "W=2 of the owners is not enough while n4 is pending");
+        c.step(7, 4, Response::Merged);
+        assert!(matches!(replies(&c.take_output())[..], [Ok(Reply::Written { .. })]), "n1, n2 and the pending n4");
+        for _ in 0..=Options::default().timeout {
+            c.tick();
+        }
+        assert_eq!(c.take_output(), vec![Output::Hint { target: 3, key: key() }], "n3 never answered");
+
+        // The same write with n4 down needs every owner, and n3 down as well refuses it.
+        let mut c = Coordinator::new(1, Options::default());
+        let targets = Targets { owners: &[1, 2, 3], pending: &[4], fallbacks: &[] };
+        c.put(8, key(), targets, &[2], None, v("y"), 1, 2);
+        let out = c.take_output();
+        assert!(matches!(replies(&out)[..], [Err(Error::TryAgain(_))]), "{out:?}");
+        let targets = Targets { owners: &[1, 2, 3], pending: &[4], fallbacks: &[] };
+        c.put(9, key(), targets, &[2, 3], None, v("y"), 1, 2);
+        c.take_output();
+        let (object, dot) = written(1, 2, "y");
+        c.step(9, 1, Response::Put { object, dot });
+        c.take_output();
+        c.step(9, 2, Response::Merged);
+        assert!(replies(&c.take_output()).is_empty());
+        c.step(9, 3, Response::Merged);
         assert!(matches!(replies(&c.take_output())[..], [Ok(Reply::Written { .. })]));
-        c.step(7, 3, Response::Merged);
-        assert_eq!(c.in_flight(), 0, "done without waiting for n4");
     }
 
     #[test]
