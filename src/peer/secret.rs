@@ -30,6 +30,9 @@ pub struct ClusterSecret {
     header: String,
     /// SHA-256 of `header`, what a received header is compared with.
     expected: [u8; 32],
+    /// The root of the keys derived from the secret ([`Self::key_for`]); unlike `header`,
+    /// never sent anywhere.
+    derived: [u8; 32],
 }
 
 impl fmt::Debug for ClusterSecret {
@@ -55,7 +58,8 @@ impl ClusterSecret {
         }
         let header = hex(&sha256(text.as_bytes()));
         let expected = sha256(header.as_bytes());
-        Ok(Self { header, expected })
+        let derived = sha256(&[b"valthree derived keys\0".as_slice(), text.as_bytes()].concat());
+        Ok(Self { header, expected, derived })
     }
 
     /// The secret in `file` (one line; a trailing newline is ignored).
@@ -76,6 +80,12 @@ impl ClusterSecret {
     /// The header value a caller sends.
     pub fn header(&self) -> &str {
         &self.header
+    }
+
+    /// A key for `purpose` (e.g. signing dynamo contexts) that only holders of the secret can
+    /// compute: not from the header, which travels in plaintext without peer TLS.
+    pub fn key_for(&self, purpose: &str) -> [u8; 32] {
+        sha256(&[self.derived.as_slice(), purpose.as_bytes()].concat())
     }
 
     /// True when `given` (a received header value) is this secret's.

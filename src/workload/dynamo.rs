@@ -117,7 +117,7 @@ fn text(frame: &BytesFrame) -> Option<String> {
 
 /// A context as the history records it: `{"<actor hex>": counter}`.
 pub fn context_json(key: &str, context: &str) -> Value {
-    match VersionVector::decode_for(key.as_bytes(), context.as_bytes()) {
+    match VersionVector::read_unchecked(key.as_bytes(), context.as_bytes()) {
         Ok(vv) => vv_json(&vv),
         Err(e) => json!({"undecodable": e}),
     }
@@ -235,7 +235,7 @@ pub async fn require_fresh(config: &Config, keys: &[String], timeout: Duration) 
             BytesFrame::Array(items)
                 if items.len() == 1
                     && items.first().and_then(text).is_some_and(|c| {
-                        VersionVector::decode_for(key.as_bytes(), c.as_bytes()).is_ok_and(|vv| vv.is_empty())
+                        VersionVector::read_unchecked(key.as_bytes(), c.as_bytes()).is_ok_and(|vv| vv.is_empty())
                     }) => {}
             BytesFrame::Array(_) => {
                 return Err(format!(

@@ -128,15 +128,20 @@ impl VersionVector {
     /// The opaque text clients carry between VGET and VSET for `key`: base64url of the
     /// context's binary form and a tag of the key (a context is about one key: the dot
     /// counters are node-wide, so one key's context would silently supersede another's
-    /// siblings).
-    pub fn encode_for(&self, key: &[u8]) -> String {
-        let bytes = postcard::to_stdvec(&(key_tag(key), self)).expect("a version vector always serializes");
+    /// siblings), then, with a `signer`, a [`SIGNATURE_LEN`]-byte signature of both.
+    pub fn encode_for(&self, key: &[u8], signer: Option<&ContextKey>) -> String {
+        let mut bytes = postcard::to_stdvec(&(key_tag(key), self)).expect("a version vector always serializes");
+        if let Some(signer) = signer {
+            let signature = signer.sign(&bytes);
+            bytes.extend_from_slice(&signature);
+        }
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     }
 
     /// Reads a context a client handed back for `key`; the empty string is the empty context.
-    /// Anything but exactly what [`Self::encode_for`] made for this key is refused.
-    pub fn decode_for(key: &[u8], text: &[u8]) -> Result<Self, String> {
+    /// Anything but exactly what [`Self::encode_for`] made for this key (with this `signer`)
+    /// is refused.
+    pub fn decode_for(key: &[u8], text: &[u8], signer: Option<&ContextKey>) -> Result<Self, String> {
         if text.len() > MAX_CONTEXT_TEXT {
             return Err(format!("the context is longer than {MAX_CONTEXT_TEXT} bytes"));
         }
@@ -146,7 +151,18 @@ impl VersionVector {
         let not_ours = |why: &str| format!("the context is not one VGET or VSET returned ({why})");
         let bytes =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).map_err(|_| not_ours("not base64url"))?;
-        let (tag, vv): (u32, VersionVector) = match postcard::take_from_bytes(&bytes) {
+        let body = match signer {
+            None => &bytes[..],
+            Some(signer) => {
+                let Some(split) = bytes.len().checked_sub(SIGNATURE_LEN) else { return Err(not_ours("unsigned")) };
+                let (body, signature) = bytes.split_at(split);
+                if !signer.verify(body, signature) {
+                    return Err(not_ours("its signature does not match"));
+                }
+                body
+            }
+        };
+        let (tag, vv): (u32, VersionVector) = match postcard::take_from_bytes(body) {
             Ok((decoded, [])) => decoded,
             _ => return Err(not_ours("malformed")),
         };
@@ -154,10 +170,28 @@ impl VersionVector {
             return Err("the context is for another key: read this key with VGET".into());
         }
         // One text per context: a decoded context encodes back to what was given.
-        if vv.encode_for(key).as_bytes() != text {
+        if vv.encode_for(key, signer).as_bytes() != text {
             return Err(not_ours("malformed"));
         }
         Ok(vv)
+    }
+}
+
+impl VersionVector {
+    /// What a context text says, for an observer that holds no key to check its signature
+    /// (the workload records what its clients were handed): the signature, if any, is skipped.
+    pub fn read_unchecked(key: &[u8], text: &[u8]) -> Result<Self, String> {
+        if text.is_empty() {
+            return Ok(Self::new());
+        }
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| "the context is not base64url".to_string())?;
+        match postcard::take_from_bytes::<(u32, VersionVector)>(&bytes) {
+            Ok(((tag, vv), rest)) if tag == key_tag(key) && (rest.is_empty() || rest.len() == SIGNATURE_LEN) => Ok(vv),
+            Ok(_) => Err("the context is for another key, or malformed".into()),
+            Err(_) => Err("the context is malformed".into()),
+        }
     }
 }
 
@@ -168,6 +202,47 @@ impl FromIterator<(Actor, u64)> for VersionVector {
             vv.add(Dot { actor, counter });
         }
         vv
+    }
+}
+
+/// The bytes of a context's signature.
+pub const SIGNATURE_LEN: usize = 16;
+
+/// The key a cluster signs the contexts it hands to clients with (HMAC-SHA256, cut to
+/// [`SIGNATURE_LEN`] bytes), derived from the cluster secret. Without it a client could hand
+/// back a context naming writes no node made (an actor at a counter it never reached):
+/// every later write of that actor would then look already seen, and replicas would drop it.
+#[derive(Clone)]
+pub struct ContextKey([u8; 32]);
+
+impl fmt::Debug for ContextKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ContextKey(..)")
+    }
+}
+
+impl ContextKey {
+    pub fn new(key: [u8; 32]) -> Self {
+        Self(key)
+    }
+
+    fn mac(&self, body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(body);
+        mac
+    }
+
+    fn sign(&self, body: &[u8]) -> [u8; SIGNATURE_LEN] {
+        use hmac::Mac;
+        let full = self.mac(body).finalize().into_bytes();
+        full[..SIGNATURE_LEN].try_into().expect("a SHA-256 MAC is longer")
+    }
+
+    /// True when `signature` is `body`'s (compared in constant time).
+    fn verify(&self, body: &[u8], signature: &[u8]) -> bool {
+        use hmac::Mac;
+        self.mac(body).verify_truncated_left(signature).is_ok()
     }
 }
 
@@ -510,21 +585,45 @@ mod tests {
     }
 
     #[test]
+    fn a_signed_context_is_accepted_only_as_it_was_made_and_only_with_its_key() {
+        let (key, other) = (ContextKey::new([7; 32]), ContextKey::new([8; 32]));
+        let mut vv = VersionVector::new();
+        vv.add(dot(0xabcdef, 7));
+        let text = vv.encode_for(b"k", Some(&key));
+        assert_eq!(VersionVector::decode_for(b"k", text.as_bytes(), Some(&key)).unwrap(), vv);
+        assert_eq!(VersionVector::decode_for(b"k", b"", Some(&key)).unwrap(), VersionVector::new());
+        let refused = |t: &str, k: &ContextKey| VersionVector::decode_for(b"k", t.as_bytes(), Some(k)).unwrap_err();
+        assert!(refused(&text, &other).contains("signature"), "another cluster's key");
+        let unsigned = vv.encode_for(b"k", None);
+        assert!(refused(&unsigned, &key).contains("not one VGET or VSET returned"), "unsigned");
+        // A forged context (a counter raised) under the old signature.
+        let mut forged = VersionVector::new();
+        forged.add(dot(0xabcdef, u64::MAX));
+        let mut bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&text).unwrap();
+        let signature = bytes.split_off(bytes.len() - SIGNATURE_LEN);
+        let mut forged_bytes = postcard::to_stdvec(&(key_tag(b"k"), &forged)).unwrap();
+        forged_bytes.extend_from_slice(&signature);
+        let forged_text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged_bytes);
+        assert!(refused(&forged_text, &key).contains("signature"));
+        assert!(refused("AAAA", &key).contains("unsigned"));
+    }
+
+    #[test]
     fn contexts_and_dots_round_trip_as_text_and_garbage_is_refused() {
         let mut vv = VersionVector::new();
         vv.add(dot(0xabcdef, 7));
         vv.add(dot(3, 1));
-        let text = vv.encode_for(b"k");
-        assert_eq!(VersionVector::decode_for(b"k", text.as_bytes()).unwrap(), vv);
-        assert_eq!(VersionVector::decode_for(b"k", b"").unwrap(), VersionVector::new());
-        assert!(VersionVector::decode_for(b"k", b"not base64!").is_err());
-        assert!(VersionVector::decode_for(b"k", &vec![b'A'; MAX_CONTEXT_TEXT + 1]).is_err());
-        assert!(VersionVector::decode_for(b"other", text.as_bytes()).unwrap_err().contains("another key"));
+        let text = vv.encode_for(b"k", None);
+        assert_eq!(VersionVector::decode_for(b"k", text.as_bytes(), None).unwrap(), vv);
+        assert_eq!(VersionVector::decode_for(b"k", b"", None).unwrap(), VersionVector::new());
+        assert!(VersionVector::decode_for(b"k", b"not base64!", None).is_err());
+        assert!(VersionVector::decode_for(b"k", &vec![b'A'; MAX_CONTEXT_TEXT + 1], None).is_err());
+        assert!(VersionVector::decode_for(b"other", text.as_bytes(), None).unwrap_err().contains("another key"));
         for junk in ["A", "AA", "AAAA", "AQ"] {
             let longer = format!("{text}{junk}");
-            assert!(VersionVector::decode_for(b"k", longer.as_bytes()).is_err(), "{longer} was accepted");
+            assert!(VersionVector::decode_for(b"k", longer.as_bytes(), None).is_err(), "{longer} was accepted");
         }
-        assert!(VersionVector::decode_for(b"k", b"AAA").is_err());
+        assert!(VersionVector::decode_for(b"k", b"AAA", None).is_err());
         let d = dot(0xabcdef, 7);
         assert_eq!(d.to_string().parse::<Dot>().unwrap(), d);
         assert!("nope".parse::<Dot>().is_err());

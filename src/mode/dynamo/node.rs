@@ -181,8 +181,6 @@ pub(super) struct Stats {
     /// Anti-entropy's bytes: tree levels, key lists and the objects moved.
     pub aae_bytes: AtomicU64,
     pub tombstones_reaped: AtomicU64,
-    /// Client contexts that named writes no replica holds, cut down to what they know.
-    pub contexts_bounded: AtomicU64,
 }
 
 pub(super) struct Node {
@@ -199,6 +197,10 @@ pub(super) struct Node {
     pub swim: Swim,
     pub stats: Stats,
     pub rebalance: super::rebalance::Shared,
+    /// What contexts handed to clients are signed with (from the cluster secret), so that a
+    /// client can only hand back a context a node made: a forged one naming writes no node
+    /// made would make later writes look already seen, and replicas would drop them.
+    pub context_key: Option<super::dvv::ContextKey>,
 }
 
 /// Milliseconds since the Unix epoch.

@@ -601,6 +601,25 @@ mod tests {
     }
 
     #[test]
+    fn a_context_or_object_naming_writes_this_node_never_made_is_refused_and_writes_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, mut counter) = Storage::open(dir.path(), 256).unwrap();
+        let me = storage.actor();
+        let mut forged = VersionVector::new();
+        forged.add(Dot { actor: me, counter: u64::MAX });
+        let results = storage.apply(&mut counter, &[put("k", forged.clone(), "x")]).unwrap();
+        assert!(results[0].as_ref().is_err_and(|e| e.to_string().contains("never made")), "{results:?}");
+        let mut theirs = Object::new();
+        theirs.put(&forged, Dot { actor: 42, counter: 1 }, 5, Some(Bytes::from_static(b"y")));
+        let results =
+            storage.apply(&mut counter, &[Write::Merge { key: Bytes::from_static(b"k"), object: theirs }]).unwrap();
+        assert!(results[0].as_ref().is_err_and(|e| e.to_string().contains("never made")), "{results:?}");
+        let results = storage.apply(&mut counter, &[put("k", VersionVector::new(), "z")]).unwrap();
+        assert!(matches!(&results[0], Ok(Written::Put { .. })), "{results:?}");
+        assert_eq!(storage.get(b"k").unwrap().pick(), Some(&Bytes::from_static(b"z")));
+    }
+
+    #[test]
     fn a_wiped_directory_is_a_new_actor() {
         let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         assert_ne!(

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::coordinator::Reply;
-use super::dvv::{Object, VersionVector};
+use super::dvv::{ContextKey, Object, VersionVector};
 use super::node::*;
 use super::ring::Ring;
 use super::service::Service;
@@ -117,6 +117,7 @@ impl DynamoMode {
             swim,
             stats: Stats::default(),
             rebalance: Default::default(),
+            context_key: secret.as_ref().map(|s| ContextKey::new(s.key_for("dynamo contexts"))),
         });
         node.tasks.spawn(run_driver(node.clone(), driver_rx));
         let service = crate::peer::proto::dynamo_peer_server::DynamoPeerServer::new(Service { node: node.clone() })
@@ -186,33 +187,6 @@ impl DynamoMode {
             Reply::Read(object) => Ok(object),
             Reply::Written { .. } => Err(Error::TryAgain("a read was answered as a write".into())),
         }
-    }
-
-    /// A client's context cut down to what the key's replicas know (their meet). A context is
-    /// the client's word about what it has seen, and no client can have seen a write no
-    /// replica holds: one naming an actor at a counter it never reached (a forged or corrupted
-    /// context) would make every later write of that actor look already seen, so replicas
-    /// would drop it, and actors that do not exist would grow the key's context for good.
-    /// This node's own copy answers when it knows all of the context; otherwise an R-quorum
-    /// read does (under R + W > N it holds every acknowledged write; a context naming one it
-    /// missed leaves that write as a sibling rather than superseding it).
-    async fn bounded_context(&self, key: &Bytes, context: VersionVector) -> Result<VersionVector> {
-        if context.is_empty() {
-            return Ok(context);
-        }
-        let storage = self.node.storage.clone();
-        let k = key.clone();
-        let local =
-            tokio::task::spawn_blocking(move || storage.get(&k)).await.map_err(|e| Error::Io(e.to_string()))??;
-        if local.context().descends(&context) {
-            return Ok(context);
-        }
-        let known = self.read(key.clone(), self.node.options.r).await?;
-        let bounded = context.meet(known.context());
-        if bounded != context {
-            self.node.stats.contexts_bounded.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(bounded)
     }
 
     /// A plain GET's answer from an object.
@@ -461,7 +435,6 @@ impl Store for DynamoMode {
             ("dynamo_aae_bytes".into(), stat(&node.stats.aae_bytes)),
             ("dynamo_tombstones".into(), count(node.storage.tombstone_count())),
             ("dynamo_tombstones_reaped".into(), stat(&node.stats.tombstones_reaped)),
-            ("dynamo_contexts_bounded".into(), stat(&node.stats.contexts_bounded)),
         ];
         ModeInfo { mode: "dynamo", details }
     }
@@ -491,9 +464,9 @@ fn health_of(node: &Node, id: u32) -> Health {
     node.swim.seen(id).map_or(Health::Alive, |s| s.health)
 }
 
-fn versioned(key: &[u8], object: &Object) -> Versioned {
+fn versioned(key: &[u8], object: &Object, signer: Option<&ContextKey>) -> Versioned {
     Versioned {
-        context: object.context().encode_for(key),
+        context: object.context().encode_for(key, signer),
         siblings: object
             .siblings()
             .iter()
@@ -507,7 +480,7 @@ impl Siblings for DynamoMode {
     async fn vget(&self, key: Bytes, r: Option<usize>) -> Result<Versioned> {
         let r = self.check_quorum("R", r, self.node.options.r)?;
         let object = self.read(key.clone(), r).await?;
-        Ok(versioned(&key, &object))
+        Ok(versioned(&key, &object, self.node.context_key.as_ref()))
     }
 
     async fn local(&self, key: Bytes) -> Result<Versioned> {
@@ -515,16 +488,16 @@ impl Siblings for DynamoMode {
         let k = key.clone();
         let object =
             tokio::task::spawn_blocking(move || storage.get(&k)).await.map_err(|e| Error::Io(e.to_string()))??;
-        Ok(versioned(&key, &object))
+        Ok(versioned(&key, &object, self.node.context_key.as_ref()))
     }
 
     async fn vset(&self, key: Bytes, value: Option<Bytes>, context: Bytes, w: Option<usize>) -> Result<VersionedWrite> {
         let w = self.check_quorum("W", w, self.node.options.w)?;
-        let context = VersionVector::decode_for(&key, &context).map_err(Error::Input)?;
-        let context = self.bounded_context(&key, context).await?;
+        let signer = self.node.context_key.as_ref();
+        let context = VersionVector::decode_for(&key, &context, signer).map_err(Error::Input)?;
         match self.write(key.clone(), Some(context), value, w).await? {
             Reply::Written { context, dot, .. } => {
-                Ok(VersionedWrite { context: context.encode_for(&key), dot: dot.to_string() })
+                Ok(VersionedWrite { context: context.encode_for(&key, signer), dot: dot.to_string() })
             }
             Reply::Read(_) => Err(Error::Uncertain("a write was answered as a read".into())),
         }
