@@ -892,3 +892,28 @@ fn a_forged_context_cannot_make_later_writes_to_its_key_vanish_nor_grow_its_cont
     assert!(known.len() <= 3, "the key's context names only the three nodes' actors: {known:?}");
     assert!(known.entries().all(|(_, c)| c < 1_000_000), "no counter a node never reached: {known:?}");
 }
+
+#[test]
+fn a_removed_node_hands_over_what_it_holds_before_it_is_deleted_though_it_hears_from_no_member() {
+    // Once out of the ring, the leaving node hears from no member, and its failure detector
+    // soon calls them all dead; its handover (after `--handoff-grace`, longer than that here)
+    // must still reach the owners, and `remove-node` waits for it.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let flags = ["--handoff-grace", "3s", "--swim-period", "200ms", "--suspect-timeout", "1s"];
+    let status = up(&dir, "dynamo", &flags);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    fill(&addrs[0], 200);
+    let added = cluster(&dir, &["add-node"]);
+    let n4 = added["addr"].as_str().unwrap().to_string();
+    fill(&n4, 200);
+    let started = std::time::Instant::now();
+    let removed = common::valthree(&["cluster", "--dir", dir.to_str().unwrap(), "remove-node", "n4"]);
+    assert!(removed.status.success(), "{}", common::text(&removed));
+    assert!(started.elapsed() < Duration::from_secs(60), "remove-node took {:?}", started.elapsed());
+    for i in 0..200 {
+        let v: String = redis::cmd("GET").arg(format!("k{i}")).query(&mut redis(&addrs[i % 3])).unwrap();
+        assert_eq!(v, i.to_string());
+    }
+}

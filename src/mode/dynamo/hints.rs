@@ -28,12 +28,15 @@ pub(super) async fn run(node: Weak<Node>) {
         if !node.options.hinted_handoff {
             return;
         }
-        let targets: Vec<_> = node
-            .ring()
+        let ring = node.ring();
+        // A node that has left the ring hears from no member any more, so its failure detector
+        // calls them all dead: it tries each target instead, to hand its hints over.
+        let member = ring.member_ids().contains(&node.id);
+        let targets: Vec<_> = ring
             .member_ids()
             .into_iter()
             .filter(|id| *id != node.id && !node.isolated_from(*id))
-            .filter(|id| node.swim.seen(*id).is_some_and(|s| s.health == Health::Alive))
+            .filter(|id| !member || node.swim.seen(*id).is_some_and(|s| s.health == Health::Alive))
             .collect();
         for target in targets {
             if let Err(e) = replay(&node, target).await {

@@ -174,9 +174,12 @@ async fn hand_over(node: &Node, ring: &Ring) -> Result<()> {
             .collect()
     };
     let alive = node.alive();
+    // A node that has left the ring hears from no member any more, so its failure detector
+    // calls them all dead: it tries the owners instead (a failed exchange ends the round).
+    let member = ring.member_ids().contains(&node.id);
     for p in due {
         let owners = ring.preference_list(p);
-        if owners.iter().any(|o| !alive.contains(o)) {
+        if member && owners.iter().any(|o| !alive.contains(o)) {
             continue; // every owner must take its copy first
         }
         let mut complete = true;
