@@ -67,3 +67,31 @@ fn an_empty_secret_file_refuses_to_start_for_every_secret_flag() {
         }
     }
 }
+
+/// Item 5: before AUTH a request may carry at most 10 arguments (Redis' pre-AUTH limit on
+/// multibulk requests). Before the fix an inline request was split into all its arguments
+/// (30,000 here) before login, and answered as a command.
+#[test]
+fn an_inline_request_with_thousands_of_arguments_is_refused_before_auth() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = common::Valthree::start(
+        tmp.path(),
+        &["--data-dir", tmp.path().join("d").to_str().unwrap(), "--requirepass", "pw"],
+    );
+    let mut raw = common::Raw::connect(server.port);
+    let mut line = b"AUTH".to_vec();
+    for _ in 0..30_000 {
+        line.extend_from_slice(b" a");
+    }
+    line.extend_from_slice(b"\r\n");
+    raw.send(&line);
+    let reply = raw.read_reply();
+    assert_eq!(String::from_utf8_lossy(&reply), "-ERR Protocol error: unauthenticated inline request\r\n");
+    assert!(raw.read_exact_or_eof(1).is_empty(), "the connection is closed");
+
+    // Ten arguments are still fine, and AUTH inline works.
+    let mut raw = common::Raw::connect(server.port);
+    raw.send(b"AUTH default pw\r\nPING\r\n");
+    assert_eq!(raw.read_reply(), b"+OK\r\n");
+    assert_eq!(raw.read_reply(), b"+PONG\r\n");
+}
