@@ -95,3 +95,75 @@ fn an_inline_request_with_thousands_of_arguments_is_refused_before_auth() {
     assert_eq!(raw.read_reply(), b"+OK\r\n");
     assert_eq!(raw.read_reply(), b"+PONG\r\n");
 }
+
+fn peer_addr(status: &serde_json::Value, i: usize) -> String {
+    status["nodes"][i]["peer_addr"].as_str().unwrap().to_string()
+}
+
+/// The secret `cluster up` gave the nodes: the attacks "with the cluster secret" are those
+/// of a compromised or buggy peer.
+fn secret_header(dir: &Path) -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("cluster.json")).unwrap()).unwrap();
+    let secret = valthree::peer::ClusterSecret::new(state["cluster_secret"].as_str().unwrap()).unwrap();
+    secret.header().parse().unwrap()
+}
+
+/// Sets `count` fresh keys through `addr`; the number of writes that failed.
+fn failed_sets(addr: &str, prefix: &str, count: usize) -> usize {
+    let mut con = common::redis(addr);
+    (0..count)
+        .filter(|i| redis::cmd("SET").arg(format!("{prefix}-{i}")).arg("v").query::<()>(&mut con).is_err())
+        .count()
+}
+
+/// Item 7: a prepare at the largest ballot the wire allows (2^62), sent by a peer holding
+/// the secret to every acceptor, must break at most the key it names. Before the fix the
+/// home node's proposer followed it with its one node-wide counter, could then only make
+/// ballots every acceptor refuses, and every fresh key homed there failed, also after a
+/// restart (the counter is durable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_prepare_at_the_largest_ballot_does_not_wedge_the_node() {
+    use valthree::peer::{PeerClient, SECRET_HEADER, proto};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &[]));
+    let _down = common::Down(&dir);
+    let addr = common::addrs(&status)[0].clone();
+    assert_eq!(tokio::task::block_in_place(|| failed_sets(&addr, "before", 30)), 0);
+
+    let secret = secret_header(&dir);
+    for victim in ["victim-1", "victim-2", "victim-3"] {
+        for i in 0..3 {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", peer_addr(&status, i)))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut request = tonic::Request::new(proto::PaxosBatch {
+                from: 9,
+                messages: vec![proto::PaxosMessage {
+                    key: victim.as_bytes().to_vec().into(),
+                    round: 1,
+                    request: Some(proto::paxos_message::Request::Prepare(proto::Prepare {
+                        ballot: Some(proto::Ballot { counter: 1 << 62, node: 9 }),
+                    })),
+                }],
+            });
+            request.metadata_mut().insert(SECRET_HEADER, secret.clone());
+            PeerClient::new(channel).paxos(request).await.expect("a ballot at the wire's limit is taken");
+        }
+    }
+    // The victims' homes meet the absurd ballot (the writes may fail: those keys are spent).
+    tokio::task::block_in_place(|| {
+        let mut con = common::redis(&addr);
+        for victim in ["victim-1", "victim-2", "victim-3"] {
+            let _ = redis::cmd("SET").arg(victim).arg("v").query::<()>(&mut con);
+        }
+    });
+    assert_eq!(tokio::task::block_in_place(|| failed_sets(&addr, "after", 30)), 0, "fresh keys still work");
+    for node in ["n1", "n2", "n3"] {
+        common::cluster(&dir, &["restart", node]);
+    }
+    common::wait_until(Duration::from_secs(60), "writes after the restart", || failed_sets(&addr, "restarted", 1) == 0);
+    assert_eq!(tokio::task::block_in_place(|| failed_sets(&addr, "restarted", 30)), 0, "and after a restart");
+}
