@@ -226,3 +226,39 @@ async fn idle_connections_to_the_peer_port_are_bounded_and_closed() {
         })
     });
 }
+
+/// Item 9: guessing passwords on one connection. Before the fix a connection could try a
+/// million a second, uncounted and unlogged. Now every failure is counted in INFO (Redis'
+/// `acl_access_denied_auth`), logged (at most once per interval), and after ten on one
+/// connection each further failure is answered later and later.
+#[test]
+fn password_guessing_is_counted_logged_and_slowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = common::Valthree::start(
+        tmp.path(),
+        &["--data-dir", tmp.path().join("d").to_str().unwrap(), "--requirepass", "pw"],
+    );
+    let mut raw = common::Raw::connect(server.port);
+    let guess = common::request(&[b"AUTH", b"guess"]);
+    const GUESSES: usize = 15;
+    let started = Instant::now();
+    raw.send(&guess.repeat(GUESSES));
+    for _ in 0..GUESSES {
+        assert!(raw.read_reply().starts_with(b"-WRONGPASS"));
+    }
+    let took = started.elapsed();
+    // Failures 11 to 15 wait 50, 100, 150, 200 and 250 ms.
+    assert!(took >= Duration::from_millis(700), "{GUESSES} wrong passwords answered in {took:?}");
+    // HELLO's AUTH counts too.
+    raw.send(&common::request(&[b"HELLO", b"2", b"AUTH", b"default", b"guess"]));
+    assert!(raw.read_reply().starts_with(b"-WRONGPASS"));
+    // The right password still works on that connection.
+    raw.send(&common::request(&[b"AUTH", b"pw"]));
+    assert_eq!(raw.read_reply(), b"+OK\r\n");
+    raw.send(&common::request(&[b"INFO", b"stats"]));
+    let info = String::from_utf8(raw.read_reply()).unwrap();
+    assert!(info.contains(&format!("acl_access_denied_auth:{}\r\n", GUESSES + 1)), "{info}");
+    common::wait_until(Duration::from_secs(10), "the failures logged", || {
+        server.log_text().contains("authentication failed")
+    });
+}
