@@ -292,7 +292,13 @@ fn query_buffers_of_all_clients_share_one_budget() {
     a.send(&header("a"));
     a.send(&vec![b'x'; 6 * mb]);
     // Wait until the server holds a's 6 MB, then b's 6 MB would pass 10 MB.
-    std::thread::sleep(Duration::from_millis(300));
+    let mut watcher = Raw::connect(server.port);
+    common::wait_until(Duration::from_secs(30), "a's 6 MB in the server's query buffers", || {
+        watcher.send(&request(&[b"INFO", b"clients"]));
+        let info = String::from_utf8(watcher.read_reply()).unwrap();
+        let held = info.lines().find_map(|l| l.strip_prefix("client_query_buffers:")).expect("the field");
+        held.trim().parse::<usize>().unwrap() >= 6 * mb
+    });
     let mut b = Raw::connect(server.port);
     b.send(&header("b"));
     // The server may close b while b is still sending: then the reply can be lost to the reset.

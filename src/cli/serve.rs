@@ -1,6 +1,6 @@
 //! `valthree serve`: the server, in one of the consistency modes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -284,7 +284,8 @@ fn init_logging(json: bool, verbose: u8) {
 
 /// `valthree serve`'s flags as the mode configuration.
 fn mode_config(args: &ServeArgs) -> Result<ModeConfig> {
-    let secret = ClusterSecret::configured(args.cluster_secret_file.as_deref()).map_err(Error::Config)?;
+    let from_file = args.cluster_secret_file.as_deref().map(read_secret_file).transpose()?;
+    let secret = ClusterSecret::configured(from_file.as_deref()).map_err(Error::Config)?;
     Ok(ModeConfig {
         mode: args.mode,
         node: NodeOptions {
@@ -371,18 +372,27 @@ fn make_private(dir: &std::path::Path) {
     }
 }
 
-/// A secret from its flag (or environment variable), or from its file (first line).
-fn secret_flag(value: Option<&String>, file: Option<&std::path::Path>) -> Result<Option<String>> {
-    let text = match file {
-        Some(file) => std::fs::read_to_string(file)
-            .map_err(|e| Error::Config(format!("{}: {e}", file.display())))?
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string(),
-        None => value.cloned().unwrap_or_default(),
-    };
-    Ok(Some(text).filter(|t| !t.is_empty()))
+/// A secret from its flag (or environment variable), or from its file.
+fn secret_flag(value: Option<&String>, file: Option<&Path>) -> Result<Option<String>> {
+    match file {
+        Some(file) => read_secret_file(file).map(Some),
+        None => Ok(value.cloned().filter(|t| !t.is_empty())),
+    }
+}
+
+/// The secret in `file`: its first line. A file that exists but holds no secret (empty, or a
+/// blank first line) is refused: starting without the password or token the operator meant
+/// to set would let everyone in, and nothing would say so.
+fn read_secret_file(file: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(file).map_err(|e| Error::Config(format!("{}: {e}", file.display())))?;
+    let first = text.lines().next().unwrap_or("");
+    if first.trim().is_empty() {
+        return Err(Error::Config(format!(
+            "{}: the secret file is empty or its first line is blank; refusing to start without the secret",
+            file.display()
+        )));
+    }
+    Ok(first.to_string())
 }
 
 /// Warns about secrets given on the command line, where every local user's `ps` sees them.
@@ -399,6 +409,9 @@ fn warn_about_secrets_in_argv() {
 async fn serve(args: ServeArgs) -> Result<()> {
     make_private(&args.data_dir);
     warn_about_secrets_in_argv();
+    // Secrets are read before anything listens: a node that refuses its secret never serves.
+    let requirepass = secret_flag(args.requirepass.as_ref(), args.requirepass_file.as_deref())?;
+    let admin_token = secret_flag(args.admin_token.as_ref(), args.admin_token_file.as_deref())?;
     let faults = Arc::new(Faults::default());
     let store = crate::mode::open(&mode_config(&args)?, faults.clone()).await?;
     // The TLS port is bound first: once the plain port answers, both do.
@@ -436,8 +449,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         "valthree ready to accept connections"
     );
     let config = ServerConfig {
-        requirepass: secret_flag(args.requirepass.as_ref(), args.requirepass_file.as_deref())?,
-        admin_token: secret_flag(args.admin_token.as_ref(), args.admin_token_file.as_deref())?,
+        requirepass,
+        admin_token,
         faults,
         maxclients: args.maxclients,
         proto_max_bulk_len: args.proto_max_bulk_len,

@@ -176,15 +176,24 @@ mod tests {
         assert_eq!(rb.await.unwrap().unwrap(), vec![30]);
     }
 
+    /// Polls `call` once: a pipeline call queues its item on its first poll, so once this
+    /// returns the item is in the queue, in the order of these calls (no sleep orders them).
+    async fn enqueue<F: std::future::Future + Unpin>(call: &mut F) {
+        let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(std::pin::Pin::new(&mut *call).poll(cx))).await;
+        assert!(polled.is_pending(), "the call waits for its batch");
+    }
+
     #[tokio::test]
     async fn a_pipeline_batches_what_queues_while_a_batch_runs() {
         let (pipe, queue) = pipeline::<u32, (u32, usize)>();
         let (release, released) = tokio::sync::watch::channel(false);
+        let (started, mut batches) = tokio::sync::mpsc::unbounded_channel();
         let limits = PipelineLimits { in_flight: 1, max_items: 100, max_weight: 1000 };
         tokio::spawn(queue.serve(
             limits,
             |_| 1,
             move |items: Vec<u32>| {
+                let _ = started.send(items.clone());
                 let mut released = released.clone();
                 Some(async move {
                     let _ = released.wait_for(|r| *r).await;
@@ -193,24 +202,18 @@ mod tests {
                 })
             },
         ));
-        let pipe = std::sync::Arc::new(pipe);
-        let first = tokio::spawn({
-            let pipe = pipe.clone();
-            async move { pipe.call(1).await }
-        });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut first = Box::pin(pipe.call(1));
+        enqueue(&mut first).await;
+        assert_eq!(batches.recv().await, Some(vec![1]), "the first call runs alone");
         // The first batch holds the only slot: these three queue and go together.
-        let rest: Vec<_> = (2..=4)
-            .map(|i| {
-                let pipe = pipe.clone();
-                tokio::spawn(async move { pipe.call(i).await })
-            })
-            .collect();
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut rest: Vec<_> = (2..=4).map(|i| Box::pin(pipe.call(i))).collect();
+        for call in &mut rest {
+            enqueue(call).await;
+        }
         release.send(true).unwrap();
-        assert_eq!(first.await.unwrap(), Some((10, 1)));
-        for (i, task) in (2..=4).zip(rest) {
-            assert_eq!(task.await.unwrap(), Some((i * 10, 3)), "each caller gets its own result");
+        assert_eq!(first.await, Some((10, 1)));
+        for (i, call) in (2..=4).zip(rest) {
+            assert_eq!(call.await, Some((i * 10, 3)), "each caller gets its own result");
         }
     }
 
@@ -219,11 +222,13 @@ mod tests {
         let (pipe, queue) = pipeline::<usize, usize>();
         let limits = PipelineLimits { in_flight: 1, max_items: 100, max_weight: 10 };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (started, mut batches) = tokio::sync::mpsc::unbounded_channel();
         let mut gate = Some(rx);
         tokio::spawn(queue.serve(
             limits,
             |w| *w,
             move |items: Vec<usize>| {
+                let _ = started.send(items.clone());
                 let gate = gate.take();
                 Some(async move {
                     if let Some(gate) = gate {
@@ -234,23 +239,16 @@ mod tests {
                 })
             },
         ));
-        let pipe = std::sync::Arc::new(pipe);
-        let call = |w: usize| {
-            let pipe = pipe.clone();
-            tokio::spawn(async move { pipe.call(w).await })
-        };
-        let blocker = call(1);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let mut queued = Vec::new();
-        for w in [6, 4, 5] {
-            queued.push(call(w));
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await; // queue in this order
-        }
-        let (c, b, a) = (queued.pop().unwrap(), queued.pop().unwrap(), queued.pop().unwrap());
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut blocker = Box::pin(pipe.call(1));
+        enqueue(&mut blocker).await;
+        assert_eq!(batches.recv().await, Some(vec![1]), "the blocker runs alone");
+        let (mut a, mut b, mut c) = (Box::pin(pipe.call(6)), Box::pin(pipe.call(4)), Box::pin(pipe.call(5)));
+        enqueue(&mut a).await;
+        enqueue(&mut b).await;
+        enqueue(&mut c).await;
         tx.send(()).unwrap();
-        assert_eq!(blocker.await.unwrap(), Some(1));
-        assert_eq!((a.await.unwrap(), b.await.unwrap()), (Some(2), Some(2)), "6 + 4 fill one batch");
-        assert_eq!(c.await.unwrap(), Some(1), "the 5 waits for the next");
+        assert_eq!(blocker.await, Some(1));
+        assert_eq!((a.await, b.await), (Some(2), Some(2)), "6 + 4 fill one batch");
+        assert_eq!(c.await, Some(1), "the 5 waits for the next");
     }
 }

@@ -5,12 +5,14 @@
 mod batcher;
 pub mod codec;
 mod faults;
+mod log_throttle;
 mod member;
 mod options;
 mod tasks;
 
 pub use batcher::{BatchJob, Pipeline, PipelineLimits, PipelineQueue, pipeline, spawn_batcher};
 pub use faults::{Faults, OBJECT_STORE};
+pub use log_throttle::LogThrottle;
 pub use member::{Member, NodeId, list, parse_peers};
 pub use options::NodeOptions;
 pub use tasks::{Tasks, backoff};

@@ -5,12 +5,15 @@
 //!   (a hung peer's calls fail within 1 s), flow-control windows, a 4 GiB message limit.
 //! * [`tls`] — mutual TLS for the peer plane (optional; encrypts and authenticates).
 //! * [`secret`] — the cluster secret every call shows and every server checks first.
+//! * [`admission`] — connections that have not yet shown it: a deadline, and caps per source
+//!   and in all, so idle connections cannot exhaust a node's descriptors.
 //! * [`partition`] — the secret check and test partitions (`valthree cluster partition`) applied in one place:
 //!   a client refuses to send to a peer it is cut off from, and a server refuses, before
 //!   any handler runs, a caller it is cut off from.
 //! * [`call`] — what a failed call means: not sent, refused, or maybe delivered.
 //! * [`clients`] — a node's cache of lazily connected channels, one per peer.
 
+pub mod admission;
 mod call;
 mod clients;
 mod partition;

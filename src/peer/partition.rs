@@ -142,6 +142,11 @@ where
                 return Box::pin(std::future::ready(Ok(status.into_http())));
             }
         }
+        // The connection has shown the secret (or none is needed): it is a peer's, no longer
+        // bounded as a stranger's.
+        if let Some(connection) = request.extensions().get::<super::admission::PeerConnection>() {
+            connection.prove();
+        }
         let from = request.headers().get(FROM_HEADER).and_then(|v| v.to_str().ok()?.parse::<NodeId>().ok());
         if let Some(from) = from
             && self.faults.is_isolated_from(&peer_name(from))

@@ -10,7 +10,6 @@
 //! encryption.
 
 use std::fmt;
-use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
@@ -62,16 +61,11 @@ impl ClusterSecret {
         Ok(Self { header, expected, derived })
     }
 
-    /// The secret in `file` (one line; a trailing newline is ignored).
-    pub fn from_file(file: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        Self::new(&text).map_err(|e| format!("{}: {e}", file.display()))
-    }
-
-    /// The secret from `--cluster-secret-file`, else from the environment, else none.
-    pub fn configured(file: Option<&Path>) -> Result<Option<Self>, String> {
-        match (file, std::env::var(SECRET_ENV)) {
-            (Some(file), _) => Self::from_file(file).map(Some),
+    /// The secret read from `--cluster-secret-file` (its first line), else the one in the
+    /// environment, else none.
+    pub fn configured(from_file: Option<&str>) -> Result<Option<Self>, String> {
+        match (from_file, std::env::var(SECRET_ENV)) {
+            (Some(text), _) => Self::new(text).map(Some),
             (None, Ok(text)) if !text.is_empty() => Self::new(&text).map(Some),
             (None, _) => Ok(None),
         }

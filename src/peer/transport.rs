@@ -63,7 +63,8 @@ pub fn server() -> tonic::transport::Server {
 }
 
 /// Serves a mode's gRPC `service` on `listener` until `stopping` resolves: the plane's
-/// transport settings, and partitions applied before any handler runs ([`PeerGuard`]).
+/// transport settings, unauthenticated connections bounded ([`super::admission`]), and the
+/// secret and partitions checked before any handler runs ([`PeerGuard`]).
 pub async fn serve<S>(
     listener: tokio::net::TcpListener,
     service: S,
@@ -83,7 +84,8 @@ pub async fn serve<S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Unauthenticated connections are bounded before any of them reaches the server.
+    let incoming = super::admission::incoming(listener, super::admission::Admission::new());
     let mut builder = server();
     if let Some(tls) = &tls {
         builder = match builder.tls_config(tls.server()) {

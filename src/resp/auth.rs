@@ -7,12 +7,20 @@
 //! * **Admin commands** (`VALTHREE.*`) need `--admin-token`: without one configured they
 //!   are disabled, and a wrong token answers `NOPERM`.
 //!
+//! * **Guessing** is counted (INFO's `acl_access_denied_auth`, as in Redis), logged at most
+//!   once per [`FAILURE_LOG_EVERY`], and slowed: past [`FREE_FAILURES`] on one connection,
+//!   each further wrong password is answered [`FAILURE_DELAY_STEP`] later than the one
+//!   before, up to [`MAX_FAILURE_DELAY`] — a client that mistyped is not bothered, a guesser
+//!   on one connection drops from a million tries a second to one.
+//!
 //! Secrets are compared by their SHA-256 digests, byte for byte without stopping early, so
 //! the time a wrong guess takes says nothing about how much of it was right, nor how long
 //! the secret is.
 //!
 //! The module sees neither connections nor the command table (callers pass the flags and
 //! the configured secrets), so both may use it without depending on each other.
+
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -22,6 +30,20 @@ use crate::error::{Error, Result};
 /// The command flag (Redis' own name, shown by `COMMAND INFO`) of the commands a connection
 /// may run before it authenticates.
 pub const NO_AUTH: &str = "no-auth";
+
+/// Wrong passwords a connection may send before its answers are delayed.
+pub const FREE_FAILURES: u32 = 10;
+/// How much longer each wrong password past [`FREE_FAILURES`] waits than the one before.
+pub const FAILURE_DELAY_STEP: Duration = Duration::from_millis(50);
+/// The longest a wrong password waits for its answer.
+pub const MAX_FAILURE_DELAY: Duration = Duration::from_secs(1);
+/// How often failed authentications are logged, at most.
+pub const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// How long the answer to a connection's `failures`-th wrong password waits.
+pub fn failure_delay(failures: u32) -> Duration {
+    FAILURE_DELAY_STEP.saturating_mul(failures.saturating_sub(FREE_FAILURES)).min(MAX_FAILURE_DELAY)
+}
 
 /// Whether a command with these flags may run on a connection that has not authenticated.
 pub fn allowed_without_auth(flags: &[&str]) -> bool {
@@ -73,6 +95,15 @@ mod tests {
         assert!(allowed_without_auth(&["fast", NO_AUTH]));
         assert!(!allowed_without_auth(&["readonly", "fast"]));
         assert!(!allowed_without_auth(&[]));
+    }
+
+    #[test]
+    fn wrong_passwords_past_the_free_ones_wait_longer_and_longer_up_to_a_limit() {
+        assert_eq!(failure_delay(1), Duration::ZERO);
+        assert_eq!(failure_delay(FREE_FAILURES), Duration::ZERO);
+        assert_eq!(failure_delay(FREE_FAILURES + 1), FAILURE_DELAY_STEP);
+        assert_eq!(failure_delay(FREE_FAILURES + 3), FAILURE_DELAY_STEP * 3);
+        assert_eq!(failure_delay(u32::MAX), MAX_FAILURE_DELAY);
     }
 
     #[test]

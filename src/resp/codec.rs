@@ -252,20 +252,27 @@ impl RespCodec {
         };
         let line = src.split_to(end + 1);
         let line = line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n")).unwrap_or(&line);
-        split_inline(line).map(Some)
+        // Before AUTH an inline request gets the multibulk bound on its arguments, checked
+        // while splitting: a line of thousands of words is refused, not parsed.
+        let max_args = if self.authenticated { usize::MAX } else { UNAUTHENTICATED_MULTIBULK_LEN as usize };
+        split_inline(line, max_args).map(Some)
     }
 }
 
 /// Splits an inline request into arguments as Redis' `sdssplitargs` does: whitespace-separated
 /// words, where a word may be wrapped in double quotes (with `\xHH`, `\n`, `\r`, `\t`, `\b`,
-/// `\a` and `\<any>` escapes) or in single quotes (with `\'`).
-fn split_inline(line: &[u8]) -> Result<Request, CodecError> {
+/// `\a` and `\<any>` escapes) or in single quotes (with `\'`). More than `max_args` words
+/// are refused (the pre-AUTH limit).
+fn split_inline(line: &[u8], max_args: usize) -> Result<Request, CodecError> {
     let mut args = Vec::new();
     let mut i = 0;
     while i < line.len() {
         if line[i].is_ascii_whitespace() {
             i += 1;
             continue;
+        }
+        if args.len() == max_args {
+            return Err(protocol_error("unauthenticated inline request"));
         }
         let mut word = Vec::new();
         match line[i] {
@@ -550,6 +557,12 @@ mod tests {
         codec.authenticated = false;
         let err = decode_all(&mut codec, b"*2\r\n$4\r\nAUTH\r\n$16385\r\n").unwrap_err();
         assert!(matches!(err, CodecError::Protocol(m) if m == "unauthenticated bulk length"));
+        let mut codec = RespCodec::new(DEFAULT_PROTO_MAX_BULK_LEN);
+        codec.authenticated = false;
+        let ten = decode_all(&mut codec, b"AUTH a b c d e f g h i\r\n").unwrap();
+        assert_eq!(ten[0].len(), 10);
+        let err = decode_all(&mut codec, b"AUTH a b c d e f g h i j\r\n").unwrap_err();
+        assert!(matches!(err, CodecError::Protocol(m) if m == "unauthenticated inline request"));
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub async fn serve(
         clients: AtomicUsize::new(0),
         next_client_id: AtomicU64::new(0),
         commands: AtomicU64::new(0),
+        auth_failures: AtomicU64::new(0),
+        auth_failure_log: crate::node::LogThrottle::new(super::auth::FAILURE_LOG_EVERY),
     });
     let slots = Arc::new(Semaphore::new(config.maxclients));
     let stop = CancellationToken::new();

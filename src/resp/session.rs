@@ -23,6 +23,8 @@ pub struct Session {
     pub protocol: u8,
     /// True once AUTH or HELLO succeeded, or from the start without `--requirepass`.
     pub authenticated: bool,
+    /// Wrong passwords sent on this connection (AUTH, HELLO ... AUTH).
+    pub auth_failures: u32,
     /// Set by QUIT: close after this reply.
     pub closing: bool,
     /// `CLIENT SETINFO LIB-NAME`.
@@ -43,6 +45,7 @@ impl Session {
             name: None,
             protocol: 2,
             authenticated,
+            auth_failures: 0,
             closing: false,
             lib_name: String::new(),
             lib_ver: String::new(),

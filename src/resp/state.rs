@@ -36,4 +36,8 @@ pub struct ServerState {
     pub next_client_id: AtomicU64,
     /// Requests ever received.
     pub commands: AtomicU64,
+    /// Wrong passwords ever received (INFO's `acl_access_denied_auth`).
+    pub auth_failures: AtomicU64,
+    /// Throttles the log line about them.
+    pub auth_failure_log: crate::node::LogThrottle,
 }

@@ -23,6 +23,23 @@ impl Ballot {
     /// million ballots a second this limit lasts 146,000 years.
     pub const MAX_COUNTER: u64 = 1 << 62;
 
+    /// The largest counter a proposer follows when an acceptor reports a higher ballot than
+    /// its own. The counter is node-wide and durable, so following a ballot at (or near)
+    /// [`Self::MAX_COUNTER`] — one message from a buggy or compromised peer — would leave the
+    /// node no ballot its peers take, for every key, for good. Up to this limit the node
+    /// keeps 2^61 ballots of room (at a million a second, 73,000 years); a key whose
+    /// acceptors promised more is refused its writes (`TRYAGAIN`), the other keys are not.
+    pub const MAX_FOLLOWED: u64 = 1 << 61;
+
+    /// The counter a node resumes from, given its durable one. A counter past
+    /// [`Self::MAX_COUNTER`] can only come from a version that followed any ballot a peer
+    /// reported, one near the limit: every ballot the node made after that jump lies above
+    /// it (peers refused them all), every one before it far below [`Self::MAX_FOLLOWED`].
+    /// Resuming at that limit reuses none of them and leaves the node room to grow.
+    pub fn resumable_counter(durable: u64) -> u64 {
+        if durable > Self::MAX_COUNTER { Self::MAX_FOLLOWED } else { durable }
+    }
+
     pub fn new(counter: u64, node: NodeId) -> Self {
         Self { counter, node }
     }

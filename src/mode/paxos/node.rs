@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::ballot::NodeId;
+use super::ballot::{Ballot, NodeId};
 use super::gc::run_gc;
 use super::proposer::{Command, CommandId, Options, Outcome, Output, Proposer, ProposerStats};
 use super::service::PeerService;
@@ -137,6 +137,14 @@ impl PaxosMode {
         let listener = tokio::net::TcpListener::bind(options.node.listen_addr())
             .await
             .map_err(|e| Error::Config(format!("cannot listen for peers on {}: {e}", options.node.listen_addr())))?;
+        let counter = Ballot::resumable_counter(recovered.counter);
+        if counter != recovered.counter {
+            tracing::warn!(
+                durable = recovered.counter,
+                resumed = counter,
+                "the ballot counter was past what peers accept (a peer's absurd ballot followed); resuming below it"
+            );
+        }
         let config_version = Arc::new(AtomicU64::new(config.version));
         let acceptor = spawn_acceptor(storage.clone(), config_version.clone());
         let (driver, driver_rx) = mpsc::unbounded_channel();
@@ -152,14 +160,14 @@ impl PaxosMode {
                 unsafe_accept_quorum: options.unsafe_accept_quorum,
                 backoff: 2,
             },
-            recovered.counter,
+            counter,
         );
         tracing::info!(
             node = id,
             config = config.version,
             members = ?config.ids(),
             floor = ?recovered.floor,
-            counter = recovered.counter,
+            counter,
             "paxos node starting"
         );
         let (secret, peer_tls) = (options.node.secret.clone(), options.node.peer_tls.clone());
@@ -180,7 +188,7 @@ impl PaxosMode {
             membership: tokio::sync::Mutex::new(()),
             installing: tokio::sync::Mutex::new(()),
         });
-        node.tasks.spawn(run_driver(node.clone(), proposer, recovered.counter, driver_rx));
+        node.tasks.spawn(run_driver(node.clone(), proposer, counter, driver_rx));
         let service = peer::PeerServer::new(PeerService { node: node.clone() })
             .max_decoding_message_size(peer::MAX_MESSAGE)
             .max_encoding_message_size(peer::MAX_MESSAGE);

@@ -522,7 +522,11 @@ impl Proposer {
 
     /// Handles an acceptor's reply to round `round` on `key`.
     pub fn step(&mut self, from: NodeId, key: &Bytes, round: u64, response: Response) {
-        if let Response::Conflict { seen, .. } = &response {
+        if let Response::Conflict { seen, .. } = &response
+            && seen.counter <= Ballot::MAX_FOLLOWED
+        {
+            // A ballot beyond the limit is not followed: this key's prepares keep being
+            // refused and its round gives up, the node's other keys are untouched.
             self.counter = self.counter.max(seen.counter);
         }
         if let Response::Promised { value, .. } = &response {
@@ -732,6 +736,32 @@ mod tests {
             [(99, Ok(Outcome::Read(v)))] => v.clone(),
             other => panic!("the read did not complete: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_ballot_past_the_followed_limit_spends_its_key_only() {
+        let mut acc = acceptors();
+        for slot in acc.values_mut() {
+            handle(slot, &Request::Prepare { ballot: Ballot::new(Ballot::MAX_COUNTER, 9) });
+        }
+        let mut p = proposer(1, false);
+        p.submit(1, key(), set("v"));
+        let (sends, _) = drain(&mut p);
+        let (_, replies) = pump(&mut p, &mut acc, sends, &[1, 2, 3]);
+        assert!(matches!(replies[..], [(1, Err(Error::TryAgain(_)))]), "{replies:?}");
+        assert!(p.counter() < Ballot::MAX_FOLLOWED, "the node-wide counter did not follow: {}", p.counter());
+        // A ballot within the limit is followed, and leaves room.
+        let mut acc = acceptors();
+        for slot in acc.values_mut() {
+            handle(slot, &Request::Prepare { ballot: Ballot::new(Ballot::MAX_FOLLOWED, 9) });
+        }
+        p.submit(2, key(), set("v"));
+        let (sends, _) = drain(&mut p);
+        let (_, replies) = pump(&mut p, &mut acc, sends, &[1, 2, 3]);
+        assert!(matches!(replies[..], [(2, Ok(_))]), "{replies:?}");
+        assert_eq!(Ballot::resumable_counter(Ballot::MAX_COUNTER + 7), Ballot::MAX_FOLLOWED);
+        assert_eq!(Ballot::resumable_counter(Ballot::MAX_COUNTER), Ballot::MAX_COUNTER);
+        assert_eq!(Ballot::resumable_counter(12), 12);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use super::{Args, Ctx};
 use crate::errinput;
 use crate::error::Result;
 use crate::resp::Reply;
-use crate::resp::auth::{credentials_match, wrong_pass};
+use crate::resp::auth::{credentials_match, failure_delay, wrong_pass};
 
 #[derive(Debug)]
 pub struct Auth {
@@ -33,9 +33,35 @@ impl Auth {
         }
         let username = self.username.as_deref().unwrap_or(b"default");
         if !credentials_match(ctx.server.requirepass.as_deref(), username, &self.password) {
-            return Err(wrong_pass());
+            return Err(ctx.refuse_credentials().await);
         }
         ctx.session.authenticated = true;
         Ok(Reply::ok())
+    }
+}
+
+impl Ctx<'_> {
+    /// Answers a wrong username or password (AUTH, HELLO ... AUTH): counted, logged now and
+    /// then, and past the free failures of this connection answered late (see
+    /// [`crate::resp::auth`]).
+    pub(super) async fn refuse_credentials(&mut self) -> crate::error::Error {
+        use std::sync::atomic::Ordering;
+        self.session.auth_failures = self.session.auth_failures.saturating_add(1);
+        let total = self.server.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(held_back) = self.server.auth_failure_log.allow() {
+            tracing::warn!(
+                client = self.session.id,
+                peer = %self.session.peer,
+                on_this_connection = self.session.auth_failures,
+                total,
+                held_back,
+                "authentication failed"
+            );
+        }
+        let delay = failure_delay(self.session.auth_failures);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        wrong_pass()
     }
 }

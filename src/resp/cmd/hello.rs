@@ -8,7 +8,7 @@ use super::{Args, Ctx, lower};
 use crate::errinput;
 use crate::error::{Error, Result};
 use crate::resp::Reply;
-use crate::resp::auth::{credentials_match, wrong_pass};
+use crate::resp::auth::credentials_match;
 
 #[derive(Debug)]
 pub struct Hello {
@@ -48,7 +48,7 @@ impl Hello {
         };
         if let Some((user, pass)) = &self.auth {
             if !credentials_match(ctx.server.requirepass.as_deref(), user, pass) {
-                return Err(wrong_pass());
+                return Err(ctx.refuse_credentials().await);
             }
             ctx.session.authenticated = true;
         }

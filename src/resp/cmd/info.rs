@@ -54,10 +54,13 @@ impl Info {
                 "clients" => {
                     line("# Clients\r\nconnected_clients", &server.clients.load(Ordering::Relaxed));
                     line("maxclients", &server.maxclients);
+                    // What --maxmemory-clients bounds: the bytes all query buffers hold now.
+                    line("client_query_buffers", &server.client_buffers.used());
                 }
                 "stats" => {
                     line("# Stats\r\ntotal_connections_received", &server.next_client_id.load(Ordering::Relaxed));
                     line("total_commands_processed", &server.commands.load(Ordering::Relaxed));
+                    line("acl_access_denied_auth", &server.auth_failures.load(Ordering::Relaxed));
                 }
                 "keyspace" => {
                     out.push_str("# Keyspace\r\n");
