@@ -8,8 +8,9 @@
 //! quorum holds it — but openraft 0.9 restores a node whose saved vote made it the leader as
 //! the leader at once, in the same term and without a new entry, and its read index is then
 //! the committed index it loaded, which may lag the writes acknowledged before a crash of
-//! every node. So a leader still in the term it started in never hands out a read index below
-//! the last entry its log held at start-up ([`LogStore::recovered`], see `read_round`):
+//! every node. So a leader still in the term it started in — as seen before its leadership
+//! is confirmed, so a vote granted meanwhile does not lift it — never hands out a read index
+//! below the last entry its log held at start-up ([`LogStore::recovered`], see `read_floor`):
 //! every write it acknowledged before the crash is at or below it. (A leader of a later term
 //! has committed an entry of its own, which covers them.) openraft saves the index on every commit, and an
 //! fsync there was half of the leader's disk flushes.
