@@ -40,10 +40,13 @@ pub struct Request {
 pub enum Command {
     /// A whole mutation.
     Mutate(Mutation),
-    /// Part `part` of the value of the request with sequence `of` in the same session.
+    /// Part `part` of a value, staged under `of`: a sequence of the same session that its node
+    /// holds in flight (never sent itself) until the value is assembled or given up.
     Chunk { of: u64, part: u32, data: Bytes },
-    /// Applies `mutation` with its value made of the `parts` chunks staged for this request.
-    Assemble { parts: u32, mutation: Mutation },
+    /// Applies `mutation` with its value made of the `parts` chunks staged under `of`. It has
+    /// a sequence of its own, taken when it is sent: one taken when the value began would be
+    /// old after minutes of chunks, and might be below the replies the session has dropped.
+    Assemble { of: u64, parts: u32, mutation: Mutation },
 }
 
 /// The largest value carried in one log entry; larger ones are split.
@@ -106,12 +109,15 @@ pub struct Response {
     /// The request's session had expired: it was not applied, and the node must start a new
     /// session and send it again.
     pub session_expired: bool,
+    /// The request was not applied now: an earlier attempt may have been, but its reply was
+    /// dropped to bound the session's memory (see [`super::machine`]), so its outcome is unknown.
+    pub reply_forgotten: bool,
 }
 
 impl Response {
     /// An applied entry's reply.
     pub fn of(result: std::result::Result<MutationReply, String>) -> Self {
-        Self { result, session_expired: false }
+        Self { result, session_expired: false, reply_forgotten: false }
     }
 }
 

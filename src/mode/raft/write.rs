@@ -208,16 +208,19 @@ impl Inner {
         session: SessionId,
         mutation: Mutation,
     ) -> std::result::Result<Result<MutationReply>, Expired> {
-        let ticket = Ticket::new(&self.in_flight);
-        let command = match split_value(&mutation) {
-            None => Command::Mutate(mutation),
+        // A large value's chunks are staged under a sequence held in flight until the value is
+        // assembled or given up, so the session's `done_below` keeps its staging alive.
+        let (command, _staging) = match split_value(&mutation) {
+            None => (Command::Mutate(mutation), None),
             Some((chunks, hollow)) => {
                 let Ok(parts) = u32::try_from(chunks.len()) else {
                     return Ok(Err(Error::Input("value too large".into())));
                 };
+                let staging = Ticket::new(&self.in_flight);
+                let of = staging.seq;
                 let sends = chunks.into_iter().enumerate().map(|(part, data)| {
                     let chunk = Ticket::new(&self.in_flight);
-                    let command = Command::Chunk { of: ticket.seq, part: part as u32, data };
+                    let command = Command::Chunk { of, part: part as u32, data };
                     async move {
                         let request = Request { session, seq: chunk.seq, done_below: chunk.done_below, command };
                         self.write_request(request).await
@@ -238,9 +241,10 @@ impl Inner {
                         }));
                     }
                 }
-                Command::Assemble { parts, mutation: hollow }
+                (Command::Assemble { of, parts, mutation: hollow }, Some(staging))
             }
         };
+        let ticket = Ticket::new(&self.in_flight);
         let request = Request { session, seq: ticket.seq, done_below: ticket.done_below, command };
         self.write_request(request).await
     }
@@ -283,6 +287,12 @@ impl Inner {
             };
             match reply {
                 ForwardReply::Write(response) if response.session_expired => return Err(Expired),
+                ForwardReply::Write(response) if response.reply_forgotten => {
+                    return Ok(Err(Error::Uncertain(
+                        "the write may have been committed, but its reply was dropped before a retry asked for it"
+                            .into(),
+                    )));
+                }
                 ForwardReply::Write(response) => {
                     return Ok(response.result.map_err(Error::Input));
                 }
