@@ -37,6 +37,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const PURGED: &str = "last_purged";
+const INCARNATION: &str = "incarnation";
 
 fn io_error(e: impl std::fmt::Display) -> StorageError<NodeId> {
     StorageIOError::<NodeId>::write(&std::io::Error::other(e.to_string())).into()
@@ -86,6 +87,17 @@ impl LogStore {
         }
         txn.open_table(META).map_err(io_error)?.insert(name, bytes.as_slice()).map_err(io_error)?;
         txn.commit().map_err(io_error)
+    }
+
+    /// The incarnation of this data directory (see [`super::types::RaftMember`]): drawn and
+    /// saved, fsync'd, the first time the directory is used.
+    pub fn incarnation(&self) -> Result<u64, String> {
+        if let Some(incarnation) = self.get_meta::<u64>(INCARNATION).map_err(|e| e.to_string())? {
+            return Ok(incarnation);
+        }
+        let incarnation = fastrand::u64(1..);
+        self.put_meta(INCARNATION, &incarnation, true).map_err(|e| e.to_string())?;
+        Ok(incarnation)
     }
 
     /// True when this node has never voted nor logged anything.

@@ -118,7 +118,7 @@ impl Session {
 #[derive(Default)]
 pub struct MachineState {
     pub last_applied: Option<LogId<NodeId>>,
-    pub membership: StoredMembership<NodeId, openraft::BasicNode>,
+    pub membership: StoredMembership<NodeId, super::types::RaftMember>,
     pub keyspace: Keyspace,
     sessions: HashMap<SessionId, Session>,
     /// Sessions dropped for silence, with the index they expired at: their requests are
@@ -214,7 +214,7 @@ impl MachineState {
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
     last_applied: Option<LogId<NodeId>>,
-    membership: StoredMembership<NodeId, openraft::BasicNode>,
+    membership: StoredMembership<NodeId, super::types::RaftMember>,
     keyspace: Keyspace,
     sessions: Vec<(SessionId, Session)>,
     expired: Vec<(SessionId, u64)>,
@@ -223,7 +223,7 @@ struct SnapshotBody {
 
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, openraft::BasicNode>,
+    meta: SnapshotMeta<NodeId, super::types::RaftMember>,
     data: Vec<u8>,
 }
 
@@ -350,7 +350,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, openraft::BasicNode>), StorageError<NodeId>> {
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, super::types::RaftMember>), StorageError<NodeId>> {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         Ok((state.last_applied, state.membership.clone()))
     }
@@ -389,7 +389,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
+        meta: &SnapshotMeta<NodeId, super::types::RaftMember>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();

@@ -121,11 +121,34 @@ impl Response {
     }
 }
 
+/// A member as the membership records it: where it is reached, and the incarnation of the
+/// data directory it joined with — a random number drawn when that directory was first used.
+///
+/// Raft's safety rests on a voter never forgetting what it voted for and acknowledged. A node
+/// whose data directory was lost and that restarts in place has forgotten both: with an empty
+/// log it would vote for any candidate, one missing committed entries included. Every raft
+/// message is therefore addressed to the incarnation the sender's membership records, and a
+/// node refuses messages addressed to another one (see `service`): a node with new data takes
+/// no part until it is removed and added again (`cluster remove-node`, `cluster add-node`).
+/// Incarnation 0 means unknown (no check).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftMember {
+    pub addr: String,
+    pub incarnation: u64,
+}
+
+impl std::fmt::Display for RaftMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (incarnation {:x})", self.addr, self.incarnation)
+    }
+}
+
 openraft::declare_raft_types!(
     /// valthree's Raft types.
     pub TypeConfig:
         D = Proposal,
         R = Vec<Response>,
+        Node = RaftMember,
 );
 
 /// Entries between snapshots.
