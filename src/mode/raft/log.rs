@@ -8,8 +8,9 @@
 //! quorum holds it — but openraft 0.9 restores a node whose saved vote made it the leader as
 //! the leader at once, in the same term and without a new entry, and its read index is then
 //! the committed index it loaded, which may lag the writes acknowledged before a crash of
-//! every node. So a leader still in the term it started in never hands out a read index below
-//! the last entry its log held at start-up ([`LogStore::recovered`], see `read_round`):
+//! every node. So a leader still in the term it started in — as seen before its leadership
+//! is confirmed, so a vote granted meanwhile does not lift it — never hands out a read index
+//! below the last entry its log held at start-up ([`LogStore::recovered`], see `read_floor`):
 //! every write it acknowledged before the crash is at or below it. (A leader of a later term
 //! has committed an entry of its own, which covers them.) openraft saves the index on every commit, and an
 //! fsync there was half of the leader's disk flushes.
@@ -36,6 +37,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const PURGED: &str = "last_purged";
+const INCARNATION: &str = "incarnation";
 
 fn io_error(e: impl std::fmt::Display) -> StorageError<NodeId> {
     StorageIOError::<NodeId>::write(&std::io::Error::other(e.to_string())).into()
@@ -85,6 +87,17 @@ impl LogStore {
         }
         txn.open_table(META).map_err(io_error)?.insert(name, bytes.as_slice()).map_err(io_error)?;
         txn.commit().map_err(io_error)
+    }
+
+    /// The incarnation of this data directory (see [`super::types::RaftMember`]): drawn and
+    /// saved, fsync'd, the first time the directory is used.
+    pub fn incarnation(&self) -> Result<u64, String> {
+        if let Some(incarnation) = self.get_meta::<u64>(INCARNATION).map_err(|e| e.to_string())? {
+            return Ok(incarnation);
+        }
+        let incarnation = fastrand::u64(1..);
+        self.put_meta(INCARNATION, &incarnation, true).map_err(|e| e.to_string())?;
+        Ok(incarnation)
     }
 
     /// True when this node has never voted nor logged anything.

@@ -9,15 +9,21 @@
 //! will never be retried. The machine keeps, per session, the replies of the requests at or
 //! above `done_below`; a request seen before is answered with its first reply, and one below
 //! `done_below` — a straggler of a request whose client was already answered — is refused
-//! without being applied. Memory is bounded by the requests in flight, not by a window of
-//! the last N ids (a retry arriving after N other writes was applied twice).
+//! without being applied. Memory follows the requests in flight, not a window of the last N
+//! ids (a retry arriving after N other writes was applied twice) — and is capped: a request in
+//! flight for minutes (a large value sent in chunks) holds `done_below` down meanwhile, so a
+//! session keeps at most [`REPLY_BUDGET`] bytes of replies, dropping the oldest first. A retry
+//! whose reply was dropped is not applied again but answered "reply forgotten", and its client
+//! gets `-UNCERTAIN`; a node retries for 5 s, so that takes 64 MiB of replies in 5 s.
 //!
 //! **Expiry.** A session silent for [`SESSION_EXPIRY`] log entries (its node died, restarted
 //! under a new session, or idled) is dropped with what it held — replies and chunks of a value
 //! that will never be assembled — and its id is remembered as expired: a request of an
 //! expired session is never applied, and its node (if alive) opens a new session and sends it
 //! again. A node retries a request only within its 5 s deadline, so no live retry is refused
-//! this way unless 100,000 entries are committed in those 5 s.
+//! this way unless 100,000 entries are committed in those 5 s. An expired id is forgotten
+//! [`EXPIRED_KEPT`] entries later (no retry of it can still be alive), so the set holds the
+//! sessions of recent starts only, not one per start of any node ever.
 //!
 //! The machine lives in memory. Snapshots are written to `DATA/raft-snapshot.bin` (temporary
 //! file, fsync, rename, directory fsync) when built or installed, and loaded at start-up; the
@@ -50,6 +56,11 @@ use crate::store::Keyspace;
 pub const SESSION_EXPIRY: u64 = 100_000;
 /// Entries between two sweeps for expired sessions.
 const SWEEP_EVERY: u64 = 1024;
+/// Log entries an expired session is remembered for (and refused) before it is forgotten.
+pub const EXPIRED_KEPT: u64 = SESSION_EXPIRY;
+/// The bytes of replies one session keeps at most (about: 64 bytes a reply, plus the value
+/// or error text it carries).
+pub const REPLY_BUDGET: usize = 64 << 20;
 
 /// One client session: the replies of its requests that may still be retried.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,24 +73,70 @@ pub struct Session {
     replies: BTreeMap<u64, Response>,
     /// Chunks of large values, by the sequence of the request they belong to, then part.
     staged: BTreeMap<u64, BTreeMap<u32, Bytes>>,
+    /// The replies below this sequence were dropped to keep `replies` within
+    /// [`REPLY_BUDGET`].
+    forgotten_below: u64,
+    /// The weight of `replies` ([`reply_weight`]).
+    reply_bytes: usize,
+}
+
+/// About how many bytes a kept reply costs.
+fn reply_weight(reply: &Response) -> usize {
+    64 + match &reply.result {
+        Ok(crate::store::MutationReply::Set(set)) => set.previous.as_ref().map_or(0, Bytes::len),
+        Ok(_) => 0,
+        Err(message) => message.len(),
+    }
+}
+
+impl Session {
+    /// Drops the replies below `done_below`: their requests are answered.
+    fn answered_below(&mut self, done_below: u64) {
+        let kept = self.replies.split_off(&done_below);
+        let dropped = std::mem::replace(&mut self.replies, kept);
+        self.reply_bytes -= dropped.values().map(reply_weight).sum::<usize>();
+    }
+
+    /// Keeps `reply` for retries; then, while the replies weigh more than [`REPLY_BUDGET`],
+    /// drops the oldest (the newest is always kept). A request in flight for minutes — a large
+    /// value sent in chunks — holds `done_below` down for as long, and without a bound every
+    /// reply given meanwhile would be kept until it ends.
+    fn remember(&mut self, seq: u64, reply: Response) {
+        self.reply_bytes += reply_weight(&reply);
+        if let Some(old) = self.replies.insert(seq, reply) {
+            self.reply_bytes -= reply_weight(&old);
+        }
+        while self.reply_bytes > REPLY_BUDGET && self.replies.len() > 1 {
+            let Some((seq, dropped)) = self.replies.pop_first() else { break };
+            self.reply_bytes -= reply_weight(&dropped);
+            self.forgotten_below = self.forgotten_below.max(seq + 1);
+        }
+    }
 }
 
 /// What the machine holds; shared with the readers of the RESP front.
 #[derive(Default)]
 pub struct MachineState {
     pub last_applied: Option<LogId<NodeId>>,
-    pub membership: StoredMembership<NodeId, openraft::BasicNode>,
+    pub membership: StoredMembership<NodeId, super::types::RaftMember>,
     pub keyspace: Keyspace,
     sessions: HashMap<SessionId, Session>,
-    /// Sessions dropped for silence: their requests are refused, never applied.
-    expired: std::collections::BTreeSet<SessionId>,
+    /// Sessions dropped for silence, with the index they expired at: their requests are
+    /// refused, never applied — for [`EXPIRED_KEPT`] entries, after which no retry of theirs
+    /// can be alive (a node retries for seconds), and they are forgotten: every node start
+    /// opens a session, and the set would otherwise grow with each, in every snapshot.
+    expired: BTreeMap<SessionId, u64>,
     last_sweep: u64,
 }
 
 impl MachineState {
     fn apply(&mut self, request: &Request, index: u64) -> Response {
-        if self.expired.contains(&request.session) {
-            return Response { result: Err("the session expired".into()), session_expired: true };
+        if self.expired.contains_key(&request.session) {
+            return Response {
+                result: Err("the session expired".into()),
+                session_expired: true,
+                reply_forgotten: false,
+            };
         }
         if index >= self.last_sweep + SWEEP_EVERY {
             self.last_sweep = index;
@@ -92,14 +149,15 @@ impl MachineState {
                 .collect();
             for id in silent {
                 self.sessions.remove(&id);
-                self.expired.insert(id);
+                self.expired.insert(id, index);
             }
+            self.expired.retain(|_, at| index.saturating_sub(*at) <= EXPIRED_KEPT);
         }
         let session = self.sessions.entry(request.session).or_default();
         session.last_index = index;
         if request.done_below > session.done_below {
             session.done_below = request.done_below;
-            session.replies = session.replies.split_off(&request.done_below);
+            session.answered_below(request.done_below);
             session.staged = session.staged.split_off(&request.done_below);
         }
         if request.seq < session.done_below {
@@ -111,13 +169,22 @@ impl MachineState {
             antithesis_sdk::assert_sometimes!(true, "raft: a retried command was deduplicated");
             return reply.clone();
         }
+        if request.seq < session.forgotten_below {
+            // Applied long ago with its reply dropped for room, or never: either way its
+            // outcome is unknown here, and applying it now could apply it twice.
+            return Response {
+                result: Err("the reply of this request was dropped: it may have been applied".into()),
+                session_expired: false,
+                reply_forgotten: true,
+            };
+        }
         let result = match &request.command {
             Command::Mutate(mutation) => self.keyspace.apply(mutation),
             Command::Chunk { of, part, data } => {
                 session.staged.entry(*of).or_default().insert(*part, data.clone());
                 Ok(crate::store::MutationReply::Done)
             }
-            Command::Assemble { parts, mutation } => match session.staged.remove(&request.seq) {
+            Command::Assemble { of, parts, mutation } => match session.staged.remove(of) {
                 Some(chunks) if chunks.len() == *parts as usize && chunks.keys().copied().eq(0..*parts) => {
                     let mut value = bytes::BytesMut::with_capacity(chunks.values().map(Bytes::len).sum());
                     for chunk in chunks.values() {
@@ -133,7 +200,7 @@ impl MachineState {
             other => other.to_string(),
         });
         let reply = Response::of(result);
-        session.replies.insert(request.seq, reply.clone());
+        session.remember(request.seq, reply.clone());
         reply
     }
 
@@ -147,16 +214,16 @@ impl MachineState {
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
     last_applied: Option<LogId<NodeId>>,
-    membership: StoredMembership<NodeId, openraft::BasicNode>,
+    membership: StoredMembership<NodeId, super::types::RaftMember>,
     keyspace: Keyspace,
     sessions: Vec<(SessionId, Session)>,
-    expired: Vec<SessionId>,
+    expired: Vec<(SessionId, u64)>,
     last_sweep: u64,
 }
 
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, openraft::BasicNode>,
+    meta: SnapshotMeta<NodeId, super::types::RaftMember>,
     data: Vec<u8>,
 }
 
@@ -254,7 +321,7 @@ impl RaftSnapshotBuilder<TypeConfig> for Machine {
                 membership: state.membership.clone(),
                 keyspace: state.keyspace.clone(),
                 sessions: state.sessions.iter().map(|(id, s)| (*id, s.clone())).collect(),
-                expired: state.expired.iter().copied().collect(),
+                expired: state.expired.iter().map(|(id, at)| (*id, *at)).collect(),
                 last_sweep: state.last_sweep,
             };
             let meta = SnapshotMeta {
@@ -283,7 +350,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, openraft::BasicNode>), StorageError<NodeId>> {
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, super::types::RaftMember>), StorageError<NodeId>> {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         Ok((state.last_applied, state.membership.clone()))
     }
@@ -322,7 +389,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
+        meta: &SnapshotMeta<NodeId, super::types::RaftMember>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
@@ -384,14 +451,22 @@ mod tests {
             assert!(state.apply(&request, 1).result.is_ok(), "chunk {i}");
             assert_eq!(state.keyspace.get(b"big"), None);
         }
-        let assemble =
-            Request { session: s, seq: 0, done_below: 0, command: Command::Assemble { parts: 3, mutation: hollow } };
+        let assemble = Request {
+            session: s,
+            seq: 4,
+            done_below: 0,
+            command: Command::Assemble { of: 0, parts: 3, mutation: hollow },
+        };
         assert!(state.apply(&assemble, 2).result.is_ok());
         assert_eq!(state.keyspace.get(b"big"), Some(&value));
         assert!(state.sessions[&s].staged.is_empty());
         // An assemble whose chunks never arrived is refused, and writes nothing.
-        let lonely =
-            Request { session: s, seq: 9, done_below: 0, command: Command::Assemble { parts: 2, mutation: set } };
+        let lonely = Request {
+            session: s,
+            seq: 9,
+            done_below: 0,
+            command: Command::Assemble { of: 8, parts: 2, mutation: set },
+        };
         assert!(state.apply(&lonely, 3).result.is_err());
     }
 
@@ -425,6 +500,65 @@ mod tests {
         assert!(late.session_expired && late.result.is_err(), "refused, not applied twice");
         let n: i64 = std::str::from_utf8(state.keyspace.get(b"n").unwrap()).unwrap().parse().unwrap();
         assert_eq!(n as u64, 1 + SESSION_EXPIRY + 2 * SWEEP_EVERY);
+    }
+
+    #[test]
+    fn sessions_of_restarts_long_ago_are_forgotten() {
+        let mut state = MachineState::default();
+        let live = (2, 1);
+        let mut index = 1;
+        // Node 1 restarts 20 times, each time with a new session that writes once and goes
+        // silent; node 2 keeps writing.
+        for restart in 0..20 {
+            state.apply(&incr((1, 100 + restart), 0, 0), index);
+            let until = index + 2 * SESSION_EXPIRY;
+            while index < until {
+                index += SWEEP_EVERY;
+                state.apply(&incr(live, index, index), index);
+            }
+        }
+        assert!(state.expired.len() <= 2, "{} expired sessions are remembered", state.expired.len());
+        // One more start, silent long enough to expire but not to be forgotten.
+        state.apply(&incr((1, 200), 0, 0), index);
+        let until = index + SESSION_EXPIRY + 2 * SWEEP_EVERY;
+        while index < until {
+            index += SWEEP_EVERY;
+            state.apply(&incr(live, index, index), index);
+        }
+        let late = state.apply(&incr((1, 200), 1, 0), index);
+        assert!(late.session_expired, "a session expired lately is still refused");
+    }
+
+    #[test]
+    fn a_request_in_flight_long_does_not_pin_every_later_reply() {
+        let mut state = MachineState::default();
+        let s = (1, 7);
+        // Sequence 0 stays in flight (a large value being sent in chunks): every later request
+        // says done_below 0. Each SET ... GET answers with the 1 MiB value it replaced.
+        let value = Bytes::from(vec![7; 1 << 20]);
+        let set_get = |seq| Request {
+            session: s,
+            seq,
+            done_below: 0,
+            command: Command::Mutate(Mutation::Set {
+                key: Bytes::from_static(b"k"),
+                value: value.clone(),
+                options: crate::store::SetOptions { get: true, ..Default::default() },
+            }),
+        };
+        let writes = 2 * (REPLY_BUDGET >> 20) as u64;
+        for seq in 1..=writes {
+            state.apply(&set_get(seq), seq);
+        }
+        let kept = state.remembered_replies() as u64;
+        assert!(kept < writes, "all {kept} replies are kept");
+        // A retry whose reply was dropped is not applied again: its outcome is unknown.
+        let old = state.apply(&set_get(1), writes + 1);
+        assert!(old.reply_forgotten && old.result.is_err(), "{old:?}");
+        // A recent one is answered as before.
+        let recent = state.apply(&set_get(writes), writes + 1);
+        assert!(recent.result.is_ok() && !recent.reply_forgotten);
+        assert_eq!(state.remembered_replies() as u64, kept);
     }
 
     #[test]

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeSet;
 
+use openraft::ChangeMembers;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers};
 
 use super::node::*;
 use super::service::{ForwardReply, WireChange};
@@ -14,13 +14,20 @@ use super::types::*;
 
 impl Inner {
     pub(super) async fn change_here(&self, change: WireChange) -> std::result::Result<Vec<String>, ForwardReply> {
-        let fail = |e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>| match e {
+        let fail = |e: RaftError<NodeId, ClientWriteError<NodeId, RaftMember>>| match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ForwardReply::NotLeader(f.leader_id),
             other => ForwardReply::Failed { message: other.to_string(), maybe: true },
         };
         match change {
             WireChange::Add { id, peer_addr } => {
-                self.raft.add_learner(id, BasicNode::new(peer_addr), true).await.map_err(fail)?;
+                // The membership records the incarnation of the data the node joins with; a node
+                // restarted with other data is then refused by the rest (see `RaftMember`).
+                let probe = self.probe(id, &peer_addr).await.map_err(|e| ForwardReply::Failed {
+                    message: format!("n{id} at {peer_addr} did not answer: {e}"),
+                    maybe: false,
+                })?;
+                let member = RaftMember { addr: peer_addr, incarnation: probe.incarnation };
+                self.raft.add_learner(id, member, true).await.map_err(fail)?;
                 let voters: BTreeSet<NodeId> = [id].into();
                 self.raft.change_membership(ChangeMembers::AddVoterIds(voters), false).await.map_err(fail)?;
             }

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::BasicNode;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -72,6 +71,9 @@ pub struct Network {
 pub struct Connection {
     from: NodeId,
     target: NodeId,
+    /// The incarnation of the target's data directory the membership records: every message
+    /// is addressed to it, and a node with other data refuses it.
+    incarnation: u64,
     /// Entries in the append being sent, for a "payload too large" hint.
     last_entries: u64,
     client: std::result::Result<RaftPeerClient<peer::PeerChannel>, String>,
@@ -80,9 +82,9 @@ pub struct Connection {
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
+    async fn new_client(&mut self, target: NodeId, node: &RaftMember) -> Connection {
         let client = client_for(&self.clients, target, &node.addr);
-        Connection { from: self.from, target, last_entries: 0, client }
+        Connection { from: self.from, target, incarnation: node.incarnation, last_entries: 0, client }
     }
 }
 
@@ -92,11 +94,12 @@ impl Connection {
         kind: RaftCall,
         request: &Req,
         option: &RPCOption,
-    ) -> std::result::Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
+    ) -> std::result::Result<Resp, RPCError<NodeId, RaftMember, RaftError<NodeId, E>>> {
         let unreachable = |why: String| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(why)));
         let network = |why: String| RPCError::Network(NetworkError::new(&std::io::Error::other(why)));
         let mut client = self.client.clone().map_err(unreachable)?;
-        let payload = encode(self.from, request).map_err(|s| network(s.message().to_string()))?;
+        let addressed = super::service::Addressed { to: self.incarnation, rpc: request };
+        let payload = encode(self.from, &addressed).map_err(|s| network(s.message().to_string()))?;
         if kind == RaftCall::Append && payload.body.len() > APPEND_BUDGET && self.last_entries > 1 {
             // openraft gives an append one heartbeat interval: send fewer entries at a time.
             let fit = self.last_entries * APPEND_BUDGET as u64 / payload.body.len() as u64;
@@ -133,7 +136,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> std::result::Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> std::result::Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, RaftMember, RaftError<NodeId>>> {
         self.last_entries = rpc.entries.len() as u64;
         self.call(RaftCall::Append, &rpc, &option).await
     }
@@ -144,7 +147,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> std::result::Result<
         InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+        RPCError<NodeId, RaftMember, RaftError<NodeId, InstallSnapshotError>>,
     > {
         self.call(RaftCall::Snapshot, &rpc, &option).await
     }
@@ -153,7 +156,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         &mut self,
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
-    ) -> std::result::Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> std::result::Result<VoteResponse<NodeId>, RPCError<NodeId, RaftMember, RaftError<NodeId>>> {
         self.call(RaftCall::Vote, &rpc, &option).await
     }
 }

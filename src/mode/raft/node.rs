@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use openraft::{BasicNode, Raft, SnapshotPolicy};
+use openraft::{Raft, SnapshotPolicy};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -46,6 +46,11 @@ pub(super) struct Inner {
     pub(super) raft: Raft<TypeConfig>,
     pub(super) machine: machine::Machine,
     pub(super) log: log::LogStore,
+    /// The incarnation of this node's data directory (see [`RaftMember`]).
+    pub(super) incarnation: u64,
+    /// The incarnation the cluster knows this node by, once a message addressed to another
+    /// one than [`Inner::incarnation`] arrived: this node's raft state was lost.
+    pub(super) lost: std::sync::OnceLock<u64>,
     pub(super) faults: Arc<Faults>,
     /// This node's session of the log: a random number drawn at start (and again when the
     /// session expires), and the sequences still in flight.
@@ -79,7 +84,7 @@ pub(super) fn decode<T: DeserializeOwned>(payload: &proto::RaftPayload) -> std::
 }
 
 impl Inner {
-    pub(super) fn metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {
+    pub(super) fn metrics(&self) -> openraft::RaftMetrics<NodeId, RaftMember> {
         self.raft.metrics().borrow().clone()
     }
 
@@ -97,6 +102,17 @@ impl Inner {
         metrics.membership_config.nodes().find(|(n, _)| **n == id).map(|(_, node)| node.addr.clone())
     }
 
+    /// Asks node `id` at `addr` whether its raft storage is empty, and its incarnation.
+    pub(super) async fn probe(&self, id: NodeId, addr: &str) -> std::result::Result<super::service::Probe, String> {
+        let payload = encode(self.id, &()).map_err(|s| s.message().to_string())?;
+        let mut client = super::network::client_for(&self.clients, id, addr)?;
+        let reply = tokio::time::timeout(RPC_TIMEOUT, client.probe(payload))
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|s| s.message().to_string())?;
+        codec::decode(&reply.into_inner().body)
+    }
+
     /// Initialises the cluster once: from the smallest id, when it and every peer are empty.
     pub(super) async fn bootstrap(self: Arc<Self>) {
         let peers = self.options.node.peers.clone();
@@ -111,19 +127,13 @@ impl Inner {
                 return;
             }
             let mut all_empty = true;
+            let mut incarnations = BTreeMap::from([(self.id, self.incarnation)]);
             for m in peers.iter().filter(|m| u64::from(m.id) != self.id) {
-                let answer = async {
-                    let payload = encode(self.id, &()).map_err(|s| s.message().to_string())?;
-                    let mut client = super::network::client_for(&self.clients, u64::from(m.id), &m.peer_addr)?;
-                    let reply = tokio::time::timeout(RPC_TIMEOUT, client.probe(payload))
-                        .await
-                        .map_err(|_| "timed out".to_string())?
-                        .map_err(|s| s.message().to_string())?;
-                    codec::decode::<bool>(&reply.into_inner().body)
-                };
-                match answer.await {
-                    Ok(true) => {}
-                    Ok(false) => {
+                match self.probe(u64::from(m.id), &m.peer_addr).await {
+                    Ok(probe) if probe.pristine => {
+                        incarnations.insert(u64::from(m.id), probe.incarnation);
+                    }
+                    Ok(_) => {
                         tracing::info!(peer = m.id, "a peer already has raft state: not initialising");
                         return;
                     }
@@ -135,8 +145,14 @@ impl Inner {
                 }
             }
             if all_empty {
-                let members: BTreeMap<NodeId, BasicNode> =
-                    peers.iter().map(|m| (u64::from(m.id), BasicNode::new(m.peer_addr.clone()))).collect();
+                let members: BTreeMap<NodeId, RaftMember> = peers
+                    .iter()
+                    .map(|m| {
+                        let id = u64::from(m.id);
+                        let incarnation = incarnations.get(&id).copied().unwrap_or(0);
+                        (id, RaftMember { addr: m.peer_addr.clone(), incarnation })
+                    })
+                    .collect();
                 match self.raft.initialize(members).await {
                     Ok(()) => tracing::info!("cluster initialised"),
                     Err(e) => tracing::info!("initialise: {e}"),
@@ -158,6 +174,7 @@ impl RaftMode {
         let mut log = log::LogStore::open(&options.node.data_dir.join("raft-log.redb")).map_err(Error::Config)?;
         let machine = machine::Machine::open(&options.node.data_dir).map_err(Error::Config)?;
         log.guard_purges(machine.durable_index());
+        let incarnation = log.incarnation().map_err(Error::Config)?;
         let recovered = log.recovered();
         let config = openraft::Config {
             cluster_name: "valthree".into(),
@@ -197,6 +214,8 @@ impl RaftMode {
             raft,
             machine,
             log,
+            incarnation,
+            lost: std::sync::OnceLock::new(),
             faults,
             epoch: AtomicU64::new(fastrand::u64(1..)),
             in_flight: Default::default(),

@@ -49,6 +49,21 @@ pub(super) enum ReadIndexReply {
     Failed(String),
 }
 
+/// A raft message and the incarnation of the data directory its sender means it for (see
+/// [`RaftMember`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Addressed<T> {
+    pub(super) to: u64,
+    pub(super) rpc: T,
+}
+
+/// A node's answer to a probe: whether its raft storage is empty, and its incarnation.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(super) struct Probe {
+    pub(super) pristine: bool,
+    pub(super) incarnation: u64,
+}
+
 pub(super) struct Service {
     pub(super) inner: Arc<Inner>,
 }
@@ -72,13 +87,38 @@ impl Service {
         }
         Ok(())
     }
+
+    /// Refuses a message meant for another incarnation of this node: this data directory is
+    /// not the one the cluster knows, so this node has forgotten what it voted for and
+    /// acknowledged, and must take no part (see [`RaftMember`]).
+    fn check_addressee(&self, to: u64) -> std::result::Result<(), tonic::Status> {
+        let inner = &self.inner;
+        if to == 0 || to == inner.incarnation {
+            return Ok(());
+        }
+        let message = lost_data_message(inner.id, inner.incarnation, to);
+        if inner.lost.set(to).is_ok() {
+            tracing::error!("{message}");
+        }
+        Err(tonic::Status::failed_precondition(message))
+    }
+}
+
+/// What a node whose raft data was lost says (in its log, to its peers and in INFO).
+pub(super) fn lost_data_message(id: NodeId, incarnation: u64, known: u64) -> String {
+    format!(
+        "n{id}'s data directory (incarnation {incarnation:x}) is not the one the cluster knows (incarnation \
+         {known:x}): its raft state was lost, so it neither votes nor stores entries; remove it and add it again \
+         (`valthree cluster remove-node n{id}`, then `valthree cluster add-node`)"
+    )
 }
 
 #[tonic::async_trait]
 impl RaftPeer for Service {
     async fn append_entries(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
         let payload = request.into_inner();
-        let rpc: AppendEntriesRequest<TypeConfig> = decode(&payload)?;
+        let Addressed { to, rpc }: Addressed<AppendEntriesRequest<TypeConfig>> = decode(&payload)?;
+        self.check_addressee(to)?;
         self.check_term(&rpc.vote)?;
         let result = self.inner.raft.append_entries(rpc).await;
         Ok(tonic::Response::new(encode(self.inner.id, &result)?))
@@ -86,7 +126,8 @@ impl RaftPeer for Service {
 
     async fn vote(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
         let payload = request.into_inner();
-        let rpc: VoteRequest<NodeId> = decode(&payload)?;
+        let Addressed { to, rpc }: Addressed<VoteRequest<NodeId>> = decode(&payload)?;
+        self.check_addressee(to)?;
         self.check_term(&rpc.vote)?;
         let result = self.inner.raft.vote(rpc).await;
         Ok(tonic::Response::new(encode(self.inner.id, &result)?))
@@ -94,7 +135,8 @@ impl RaftPeer for Service {
 
     async fn install_snapshot(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
         let payload = request.into_inner();
-        let rpc: InstallSnapshotRequest<TypeConfig> = decode(&payload)?;
+        let Addressed { to, rpc }: Addressed<InstallSnapshotRequest<TypeConfig>> = decode(&payload)?;
+        self.check_addressee(to)?;
         self.check_term(&rpc.vote)?;
         let result = self.inner.raft.install_snapshot(rpc).await;
         Ok(tonic::Response::new(encode(self.inner.id, &result)?))
@@ -122,7 +164,8 @@ impl RaftPeer for Service {
         let _payload = request.into_inner();
         let pristine = self.inner.log.is_pristine().map_err(|e| tonic::Status::unavailable(e.to_string()))?
             && self.inner.machine.state.read().unwrap_or_else(|e| e.into_inner()).last_applied.is_none();
-        Ok(tonic::Response::new(encode(self.inner.id, &pristine)?))
+        let probe = Probe { pristine, incarnation: self.inner.incarnation };
+        Ok(tonic::Response::new(encode(self.inner.id, &probe)?))
     }
 }
 
@@ -154,8 +197,9 @@ pub fn sample_messages() -> Vec<Vec<u8>> {
     };
     let vote = VoteRequest::<NodeId> { vote: Vote::new(2, 3), last_log_id: None };
     vec![
-        codec::encode(&append).unwrap_or_default(),
-        codec::encode(&vote).unwrap_or_default(),
+        codec::encode(&Addressed { to: 7, rpc: append }).unwrap_or_default(),
+        codec::encode(&Addressed { to: 7, rpc: vote }).unwrap_or_default(),
+        codec::encode(&Probe { pristine: true, incarnation: 7 }).unwrap_or_default(),
         codec::encode(&Forwarded::Write(request)).unwrap_or_default(),
         codec::encode(&Forwarded::Membership(WireChange::Remove { id: 2 })).unwrap_or_default(),
     ]
@@ -164,9 +208,10 @@ pub fn sample_messages() -> Vec<Vec<u8>> {
 /// Decodes `bytes` as each message a raft peer receives; an error is fine, a panic is not.
 #[doc(hidden)]
 pub fn decode_every_message(bytes: &[u8]) {
-    let _ = codec::decode::<AppendEntriesRequest<TypeConfig>>(bytes);
-    let _ = codec::decode::<VoteRequest<NodeId>>(bytes);
-    let _ = codec::decode::<InstallSnapshotRequest<TypeConfig>>(bytes);
+    let _ = codec::decode::<Addressed<AppendEntriesRequest<TypeConfig>>>(bytes);
+    let _ = codec::decode::<Addressed<VoteRequest<NodeId>>>(bytes);
+    let _ = codec::decode::<Addressed<InstallSnapshotRequest<TypeConfig>>>(bytes);
+    let _ = codec::decode::<Probe>(bytes);
     let _ = codec::decode::<Forwarded>(bytes);
     let _ = codec::decode::<ForwardReply>(bytes);
     let _ = codec::decode::<ReadIndexReply>(bytes);

@@ -76,6 +76,15 @@ impl Store for RaftMode {
         let idx = |l: Option<LogId<NodeId>>| l.map_or(0, |l| l.index).to_string();
         let details = vec![
             ("raft_node_id".into(), inner.id.to_string()),
+            (
+                "raft_data".into(),
+                match inner.lost.get() {
+                    None => format!("incarnation {:x}", inner.incarnation),
+                    Some(known) => {
+                        format!("lost: {}", super::service::lost_data_message(inner.id, inner.incarnation, *known))
+                    }
+                },
+            ),
             ("raft_role".into(), role.into()),
             ("raft_term".into(), m.current_term.to_string()),
             ("raft_leader".into(), m.current_leader.map_or("none".into(), |l| l.to_string())),

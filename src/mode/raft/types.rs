@@ -40,10 +40,13 @@ pub struct Request {
 pub enum Command {
     /// A whole mutation.
     Mutate(Mutation),
-    /// Part `part` of the value of the request with sequence `of` in the same session.
+    /// Part `part` of a value, staged under `of`: a sequence of the same session that its node
+    /// holds in flight (never sent itself) until the value is assembled or given up.
     Chunk { of: u64, part: u32, data: Bytes },
-    /// Applies `mutation` with its value made of the `parts` chunks staged for this request.
-    Assemble { parts: u32, mutation: Mutation },
+    /// Applies `mutation` with its value made of the `parts` chunks staged under `of`. It has
+    /// a sequence of its own, taken when it is sent: one taken when the value began would be
+    /// old after minutes of chunks, and might be below the replies the session has dropped.
+    Assemble { of: u64, parts: u32, mutation: Mutation },
 }
 
 /// The largest value carried in one log entry; larger ones are split.
@@ -106,12 +109,37 @@ pub struct Response {
     /// The request's session had expired: it was not applied, and the node must start a new
     /// session and send it again.
     pub session_expired: bool,
+    /// The request was not applied now: an earlier attempt may have been, but its reply was
+    /// dropped to bound the session's memory (see [`super::machine`]), so its outcome is unknown.
+    pub reply_forgotten: bool,
 }
 
 impl Response {
     /// An applied entry's reply.
     pub fn of(result: std::result::Result<MutationReply, String>) -> Self {
-        Self { result, session_expired: false }
+        Self { result, session_expired: false, reply_forgotten: false }
+    }
+}
+
+/// A member as the membership records it: where it is reached, and the incarnation of the
+/// data directory it joined with — a random number drawn when that directory was first used.
+///
+/// Raft's safety rests on a voter never forgetting what it voted for and acknowledged. A node
+/// whose data directory was lost and that restarts in place has forgotten both: with an empty
+/// log it would vote for any candidate, one missing committed entries included. Every raft
+/// message is therefore addressed to the incarnation the sender's membership records, and a
+/// node refuses messages addressed to another one (see `service`): a node with new data takes
+/// no part until it is removed and added again (`cluster remove-node`, `cluster add-node`).
+/// Incarnation 0 means unknown (no check).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftMember {
+    pub addr: String,
+    pub incarnation: u64,
+}
+
+impl std::fmt::Display for RaftMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (incarnation {:x})", self.addr, self.incarnation)
     }
 }
 
@@ -120,6 +148,7 @@ openraft::declare_raft_types!(
     pub TypeConfig:
         D = Proposal,
         R = Vec<Response>,
+        Node = RaftMember,
 );
 
 /// Entries between snapshots.

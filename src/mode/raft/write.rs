@@ -74,6 +74,28 @@ impl Drop for Ticket<'_> {
     }
 }
 
+/// Runs `confirm` (a leadership confirmation) and returns its outcome with the floor its read
+/// index must not go below: the last entry of the log at start-up (`recovered`, with the term
+/// of the vote saved then) while this node is still in that term.
+///
+/// The term is read before the confirmation starts: openraft confirms in a task of its own
+/// while its core goes on handling votes, so a vote for a later term granted meanwhile would
+/// make a term read afterwards look like a later leadership — one whose own entry covers every
+/// earlier write — and drop the floor of a read index that is still the stale one loaded at
+/// start-up. Terms only grow, and metrics lag the core: a term seen before the call is at most
+/// the one the confirmation ran in, so a floor dropped here is dropped only for a leader of a
+/// later term.
+pub(super) async fn read_floor<T>(
+    recovered: Option<(u64, u64)>,
+    term: impl Fn() -> u64,
+    confirm: impl std::future::Future<Output = T>,
+) -> (T, Option<u64>) {
+    let term_at_call = term();
+    let confirmed = confirm.await;
+    let floor = recovered.filter(|(saved, _)| term_at_call <= *saved).map(|(_, index)| index);
+    (confirmed, floor)
+}
+
 impl Inner {
     /// Appends a write on this node, if it leads: it joins the next batch of proposals.
     pub(super) async fn write_here(&self, request: Request) -> ForwardReply {
@@ -134,13 +156,13 @@ impl Inner {
     /// old term, with no new entry) would otherwise answer with the committed index it saved
     /// without an fsync, which may lag writes it acknowledged before the crash. Once its commit
     /// index passes that entry the floor costs nothing; a leader of a later term committed an
-    /// entry of its own first, which covers every earlier one.
+    /// entry of its own first, which covers every earlier one. Which term applies is decided
+    /// before the confirmation starts ([`read_floor`]).
     pub(super) async fn read_round(&self, count: usize) -> Vec<ReadIndexReply> {
-        let reply = match tokio::time::timeout(RPC_TIMEOUT, self.raft.get_read_log_id()).await {
-            Ok(Ok((read, _applied))) => {
-                let floor = self.recovered.filter(|(term, _)| *term == self.term()).map(|(_, index)| index);
-                ReadIndexReply::Index(read.map(|l| l.index).max(floor))
-            }
+        let confirm = tokio::time::timeout(RPC_TIMEOUT, self.raft.get_read_log_id());
+        let (confirmed, floor) = read_floor(self.recovered, || self.term(), confirm).await;
+        let reply = match confirmed {
+            Ok(Ok((read, _applied))) => ReadIndexReply::Index(read.map(|l| l.index).max(floor)),
             Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
                 ReadIndexReply::NotLeader(f.leader_id)
             }
@@ -186,16 +208,19 @@ impl Inner {
         session: SessionId,
         mutation: Mutation,
     ) -> std::result::Result<Result<MutationReply>, Expired> {
-        let ticket = Ticket::new(&self.in_flight);
-        let command = match split_value(&mutation) {
-            None => Command::Mutate(mutation),
+        // A large value's chunks are staged under a sequence held in flight until the value is
+        // assembled or given up, so the session's `done_below` keeps its staging alive.
+        let (command, _staging) = match split_value(&mutation) {
+            None => (Command::Mutate(mutation), None),
             Some((chunks, hollow)) => {
                 let Ok(parts) = u32::try_from(chunks.len()) else {
                     return Ok(Err(Error::Input("value too large".into())));
                 };
+                let staging = Ticket::new(&self.in_flight);
+                let of = staging.seq;
                 let sends = chunks.into_iter().enumerate().map(|(part, data)| {
                     let chunk = Ticket::new(&self.in_flight);
-                    let command = Command::Chunk { of: ticket.seq, part: part as u32, data };
+                    let command = Command::Chunk { of, part: part as u32, data };
                     async move {
                         let request = Request { session, seq: chunk.seq, done_below: chunk.done_below, command };
                         self.write_request(request).await
@@ -216,9 +241,10 @@ impl Inner {
                         }));
                     }
                 }
-                Command::Assemble { parts, mutation: hollow }
+                (Command::Assemble { of, parts, mutation: hollow }, Some(staging))
             }
         };
+        let ticket = Ticket::new(&self.in_flight);
         let request = Request { session, seq: ticket.seq, done_below: ticket.done_below, command };
         self.write_request(request).await
     }
@@ -261,6 +287,12 @@ impl Inner {
             };
             match reply {
                 ForwardReply::Write(response) if response.session_expired => return Err(Expired),
+                ForwardReply::Write(response) if response.reply_forgotten => {
+                    return Ok(Err(Error::Uncertain(
+                        "the write may have been committed, but its reply was dropped before a retry asked for it"
+                            .into(),
+                    )));
+                }
                 ForwardReply::Write(response) => {
                     return Ok(response.result.map_err(Error::Input));
                 }
@@ -320,5 +352,32 @@ impl Inner {
             }
         }
         Err(Error::TryAgain(format!("no linearizable read possible: {last}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[tokio::test]
+    async fn a_vote_for_a_later_term_during_the_confirmation_keeps_the_floor() {
+        // A leader restored in term 5 whose log ended at entry 100 confirms its leadership with
+        // the stale committed index 40; meanwhile its core grants a vote for term 6.
+        let term = Cell::new(5);
+        let confirm = async {
+            term.set(6);
+            Some(40)
+        };
+        let (read, floor) = read_floor(Some((5, 100)), || term.get(), confirm).await;
+        assert_eq!(read.max(floor), Some(100), "the read index covers every write of the log at start-up");
+    }
+
+    #[tokio::test]
+    async fn a_leader_of_a_later_term_needs_no_floor() {
+        let (read, floor) = read_floor(Some((5, 100)), || 6, async { Some(7) }).await;
+        assert_eq!((read, floor), (Some(7), None));
+        let (_, floor) = read_floor(None, || 5, async {}).await;
+        assert_eq!(floor, None, "a node that started with an empty log has no floor");
     }
 }
