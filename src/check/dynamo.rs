@@ -27,8 +27,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::history::{EventType, Numbered, Op, Process};
-use crate::mode::dynamo::dvv::{Actor, Dot, VersionVector};
-use crate::workload::dynamo::context_of;
+
+pub mod context;
+
+pub use context::{Actor, Dot, VersionVector};
 
 /// The cluster's quorum settings, from the history's `config` event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,7 +292,7 @@ pub fn prepare(events: impl Iterator<Item = Result<Numbered, String>>) -> Result
                     return Err(err(line, format!("process {process} invokes while an operation is open")));
                 }
                 let context = match op {
-                    Op::Vset | Op::Vdel => context_of(&e.value["context"]).map_err(|m| err(line, m))?,
+                    Op::Vset | Op::Vdel => VersionVector::from_json(&e.value["context"]).map_err(|m| err(line, m))?,
                     _ => VersionVector::new(),
                 };
                 let value = match op {
@@ -335,11 +337,12 @@ pub fn prepare(events: impl Iterator<Item = Result<Numbered, String>>) -> Result
                             let dot = e.value["dot"].as_str().ok_or_else(|| err(line, "a write's ok needs its dot"))?;
                             dop.dot = Some(dot.parse().map_err(|m| err(line, m))?);
                             if !e.value["context"].is_null() {
-                                dop.returned = Some(context_of(&e.value["context"]).map_err(|m| err(line, m))?);
+                                dop.returned =
+                                    Some(VersionVector::from_json(&e.value["context"]).map_err(|m| err(line, m))?);
                             }
                         }
                         _ => {
-                            dop.context = context_of(&e.value["context"]).map_err(|m| err(line, m))?;
+                            dop.context = VersionVector::from_json(&e.value["context"]).map_err(|m| err(line, m))?;
                             dop.siblings = siblings_of(&e.value, line)?;
                         }
                     }

@@ -26,8 +26,8 @@ use serde_json::{Value, json};
 
 use super::client::Conn;
 use super::generator::Planned;
+use crate::check::dynamo::context::{self, context_json};
 use crate::history::{EventType, HistoryWriter, Op, Process, Record};
-use crate::mode::dynamo::dvv::VersionVector;
 
 /// What one node of the cluster says about itself (INFO valthree).
 #[derive(Debug, Clone)]
@@ -115,29 +115,11 @@ fn text(frame: &BytesFrame) -> Option<String> {
     }
 }
 
-/// A context as the history records it: `{"<actor hex>": counter}`.
-pub fn context_json(key: &str, context: &str) -> Value {
-    match VersionVector::decode_for(key.as_bytes(), context.as_bytes()) {
-        Ok(vv) => vv_json(&vv),
-        Err(e) => json!({"undecodable": e}),
-    }
-}
-
-/// A decoded context as the history records it.
-pub fn vv_json(vv: &VersionVector) -> Value {
+/// A server-side version vector as a history records a context: what the dynamo simulator,
+/// which writes histories of the server's own objects, records. The checker reads it back
+/// with its own model ([`crate::check::dynamo::VersionVector::from_json`]).
+pub fn vv_json(vv: &crate::mode::dynamo::dvv::VersionVector) -> Value {
     Value::Object(vv.entries().map(|(a, c)| (format!("{a:016x}"), json!(c))).collect())
-}
-
-/// Reads a recorded context back.
-pub fn context_of(value: &Value) -> Result<VersionVector, String> {
-    let map = value.as_object().ok_or_else(|| format!("a context must be an object, got {value}"))?;
-    map.iter()
-        .map(|(actor, counter)| {
-            let actor = u64::from_str_radix(actor, 16).map_err(|_| format!("actor {actor:?} is not hexadecimal"))?;
-            let counter = counter.as_u64().ok_or_else(|| format!("counter {counter} is not a number"))?;
-            Ok((actor, counter))
-        })
-        .collect()
 }
 
 /// The command for a versioned operation; `context` is the client's last context of the key.
@@ -235,7 +217,7 @@ pub async fn require_fresh(config: &Config, keys: &[String], timeout: Duration) 
             BytesFrame::Array(items)
                 if items.len() == 1
                     && items.first().and_then(text).is_some_and(|c| {
-                        VersionVector::decode_for(key.as_bytes(), c.as_bytes()).is_ok_and(|vv| vv.is_empty())
+                        context::decode(key.as_bytes(), c.as_bytes()).is_ok_and(|vv| vv.is_empty())
                     }) => {}
             BytesFrame::Array(_) => {
                 return Err(format!(
