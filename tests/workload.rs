@@ -216,3 +216,34 @@ fn a_second_run_on_the_same_data_is_judged_from_a_clean_start() {
         assert_eq!((first["f"].as_str(), first["type"].as_str()), (Some("flushall"), Some("invoke")));
     }
 }
+
+/// A dynamo workload's verdict line (after the summary's `history: …` line).
+fn dynamo_verdict(out: &Output) -> String {
+    common::verdict_line(&String::from_utf8_lossy(&out.stdout)).unwrap_or_default().to_string()
+}
+
+#[test]
+fn the_settle_leaves_convergence_to_anti_entropy_and_hints_so_their_absence_is_caught() {
+    // Anti-entropy never runs and no hint is kept: a replica partitioned away while the last
+    // writes land stays behind after the heal, unless something else repairs it. Read repair
+    // is on, so a settle that read the keys through a quorum would mend the replicas itself
+    // and hide that nothing else would have.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    common::up(&dir, "dynamo", &["--hinted-handoff", "off", "--aae-interval", "0s", "--swim-period", "200ms"]);
+    let _down = common::Down(&dir);
+    let history = tmp.path().join("h.jsonl");
+    // The partition starts 4 s in and lasts until the run ends at 6 s; the nemesis heals it
+    // before the settle.
+    let extra = ["--duration", "6s", "--nemesis", "partition", "--nemesis-interval", "8s", "--settle-timeout", "3s"];
+    let out = common::workload(&dir, &history, &extra);
+    let said = text(&out);
+    let events = recorded_events(&history);
+    assert!(events.iter().any(|e| e["f"] == "partition" && e["error"].is_null()), "no partition: {said}");
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(dynamo_verdict(&out).starts_with("NOT consistent: "), "{said}");
+    assert!(said.contains(": not converged: "), "{said}");
+    // Every owner's own replica was read and recorded, none through a quorum read.
+    let settled = events.iter().filter(|e| e["f"] == "local" && e["type"] == "ok").count();
+    assert_eq!(settled, 4 * 3, "{said}");
+}

@@ -92,9 +92,10 @@ pub struct WorkloadArgs {
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub check_timeout: Duration,
     /// Against dynamo mode: how long, after the run, the owners of the keys get to agree
-    /// (each key is read from all of them, which repairs the stale ones) before their
-    /// replicas are recorded for the convergence check.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    /// before their replicas are recorded for the convergence check. Each owner's own replica
+    /// is read, which repairs nothing: only anti-entropy and hinted handoff converge them, so
+    /// give it more than the nodes' --aae-interval.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub settle_timeout: Duration,
     /// Print the summary (and verdict) as JSON; no progress bar.
     #[arg(long)]

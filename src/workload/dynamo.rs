@@ -1,9 +1,10 @@
 //! The workload against dynamo mode: `VGET key WITHDOTS`, and `VSET`/`VDEL` under the context
 //! the client last saw for the key (from its last VGET or VSET of it), so each write
 //! supersedes exactly what its client knew. After the run, once every fault is healed, each
-//! key is read from all its owners until they agree (a read of all N repairs the stale ones),
-//! and each owner's own replica is recorded: what `check-history --model dynamo` judges
-//! convergence and lost writes by.
+//! owner's own replica of each key is read (`DYNAMO.LOCAL`, no quorum, no read repair) until
+//! they agree or the patience runs out, and recorded: what `check-history --model dynamo`
+//! judges convergence and lost writes by. Nothing the settle does repairs a replica, so what
+//! it judges is the convergence anti-entropy and hinted handoff achieve.
 //!
 //! History values (contexts decoded: `{"<actor hex>": counter, ...}`; dots `actor:counter`):
 //!
@@ -231,10 +232,12 @@ pub async fn require_fresh(config: &Config, keys: &[String], timeout: Duration) 
     Ok(())
 }
 
-/// After the run: reads every key from all its owners until their replicas agree (or
-/// `patience` runs out), and records each owner's replica — or, for an owner that cannot be
-/// read, a failed read, so the checker knows the key's convergence went unchecked. Returns
-/// the keys whose replicas did not all agree, each with why.
+/// After the run: reads each owner's own replica of every key (`DYNAMO.LOCAL`, which
+/// repairs nothing) until the replicas agree (or `patience` runs out), and records each —
+/// or, for an owner that cannot be read, a failed read, so the checker knows the key's
+/// convergence went unchecked. Only anti-entropy and hinted handoff converge the replicas
+/// meanwhile, so `patience` should exceed the nodes' `--aae-interval`. Returns the keys
+/// whose replicas did not all agree, each with why.
 pub async fn settle(
     addrs: &[String],
     keys: &[String],
@@ -285,10 +288,10 @@ pub async fn settle(
         if addrs.is_empty() {
             continue;
         }
-        let all = owners.len().to_string();
         let replicas = loop {
-            // A read of every owner repairs the stale ones (in the background).
-            let _ = call(addrs[0].1, &["VGET", key, "R", &all], timeout).await;
+            // Each owner's own replica, read without a quorum: DYNAMO.LOCAL never repairs, so
+            // only anti-entropy and hinted handoff can make the replicas agree. A quorum read
+            // here would repair them itself and hide a broken anti-entropy.
             let mut replicas = Vec::new();
             for (id, addr) in &addrs {
                 replicas.push((*id, call(addr, &["DYNAMO.LOCAL", key, "WITHDOTS"], timeout).await));
