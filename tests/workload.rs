@@ -204,6 +204,40 @@ fn check_history_json_verdicts() {
 }
 
 #[test]
+fn a_dynamo_history_whose_settled_replicas_could_not_be_read_is_not_checked_and_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("h.jsonl");
+    let mut lines = vec![
+        r#"{"index":0,"process":"nemesis","type":"info","f":"config","value":{"mode":"dynamo","replicas":3,"r":2,"w":2},"time":0}"#.to_string(),
+        r#"{"index":1,"process":1,"type":"invoke","f":"vset","key":"k","value":{"value":"1-1","context":{}},"time":1}"#.into(),
+        r#"{"index":2,"process":1,"type":"ok","f":"vset","key":"k","value":{"dot":"00000000000000aa:1","context":{"00000000000000aa":1}},"time":2}"#.into(),
+    ];
+    // The settle's replica reads after the run, every one refused.
+    for node in 1..=3 {
+        let t = 2 * node + 1;
+        lines.push(format!(
+            r#"{{"index":{t},"process":0,"type":"invoke","f":"local","key":"k","value":{{"node":{node}}},"time":{t}}}"#
+        ));
+        lines.push(format!(
+            r#"{{"index":{},"process":0,"type":"fail","f":"local","key":"k","error":"connection refused","time":{}}}"#,
+            t + 1,
+            t + 1
+        ));
+    }
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = valthree(&["check-history", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("not checked: "), "{}", text(&out));
+    let out = valthree(&["check-history", file.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let verdict: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((verdict["verdict"].as_str(), verdict["consistent"].as_bool()), (Some("not checked"), Some(false)));
+    assert_eq!(verdict["unsettled_keys"], serde_json::json!(["k"]));
+    let help = text(&valthree(&["check-history", "--help"]));
+    assert!(help.contains("3 not checked"), "the exit codes are documented: {help}");
+}
+
+#[test]
 fn a_second_run_on_the_same_data_is_judged_from_a_clean_start() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -197,17 +197,47 @@ pub struct Report {
     pub elapsed: Duration,
 }
 
+/// The verdict on a dynamo history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every promise was checked on every key and kept.
+    Consistent,
+    /// Some promise was broken.
+    NotConsistent,
+    /// No violation found, but the time limit left keys unchecked.
+    Unknown,
+    /// No violation found, but convergence could not be judged: some key lacks a readable
+    /// settled replica from every owner. Unchecked is not passed.
+    NotChecked,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Consistent => "consistent",
+            Verdict::NotConsistent => "NOT consistent",
+            Verdict::Unknown => "unknown",
+            Verdict::NotChecked => "not checked",
+        }
+    }
+}
+
 impl Report {
-    /// No violation found, and every key checked.
+    /// Every promise checked and kept: no violation, every key checked, every key's settled
+    /// replicas read and compared.
     pub fn ok(&self) -> bool {
-        self.counts.is_empty() && self.undecided.is_empty()
+        self.verdict() == Verdict::Consistent
     }
 
-    pub fn verdict(&self) -> &'static str {
-        match (self.counts.is_empty(), self.undecided.is_empty()) {
-            (false, _) => "NOT consistent",
-            (true, true) => "consistent",
-            (true, false) => "unknown",
+    pub fn verdict(&self) -> Verdict {
+        if !self.counts.is_empty() {
+            Verdict::NotConsistent
+        } else if !self.undecided.is_empty() {
+            Verdict::Unknown
+        } else if !self.settled() {
+            Verdict::NotChecked
+        } else {
+            Verdict::Consistent
         }
     }
 
@@ -783,7 +813,7 @@ pub fn verdict_text(report: &Report) -> String {
     let multi = h.keys.values().flatten().filter(|o| o.is_read() && o.siblings.len() > 1).count();
     let mut out = format!(
         "{}: {} on {} ({}, {} with siblings) checked in {:.2}s\n",
-        report.verdict(),
+        report.verdict().as_str(),
         plural(ops, "operation"),
         plural(h.keys.len(), "key"),
         plural(acked, "acknowledged write"),
@@ -830,7 +860,7 @@ pub fn verdict_json(report: &Report) -> Value {
         json!({"description": o.describe(), "lines": [o.lines.0, o.lines.1], "dot": o.dot.map(|d| d.to_string())})
     };
     json!({
-        "verdict": report.verdict(),
+        "verdict": report.verdict().as_str(),
         "consistent": report.ok(),
         "model": "dynamo",
         "operations": h.keys.values().map(Vec::len).sum::<usize>(),

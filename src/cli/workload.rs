@@ -25,6 +25,7 @@ const DYNAMO_MIX: &str = "vget=3,vset=2,vdel=1";
 
 /// Arguments of `valthree workload`.
 #[derive(Debug, Args)]
+#[command(after_help = super::check::EXIT_STATUS)]
 pub struct WorkloadArgs {
     /// Comma-separated addresses; client i talks to addrs[i % n] (default: the nodes of
     /// --cluster, or 127.0.0.1:6379).
@@ -79,8 +80,9 @@ pub struct WorkloadArgs {
     /// Per-operation client-side timeout; a timed-out operation is recorded as indeterminate.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-    /// Check the history at the end, exit 1 on a violation: for linearizability, or against
-    /// dynamo mode, for what dynamo promises (`check-history --model dynamo`). (A run without
+    /// Check the history at the end and exit as `check-history` does (below): for
+    /// linearizability, or against dynamo mode, for what dynamo promises (`check-history
+    /// --model dynamo`). (A run without
     /// --key-prefix starts with FLUSHALL, recorded in the history: point it at a test database;
     /// against dynamo mode a run without one uses fresh keys instead.)
     #[arg(long)]
