@@ -281,3 +281,61 @@ fn the_settle_leaves_convergence_to_anti_entropy_and_hints_so_their_absence_is_c
     let settled = events.iter().filter(|e| e["f"] == "local" && e["type"] == "ok").count();
     assert_eq!(settled, 4 * 3, "{said}");
 }
+
+/// A server that answers PING, FLUSHALL and GET as Redis does, but every SET with nil: a
+/// reply SET without NX, XX or GET never gives.
+fn server_answering_set_with_nil() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut out = stream.try_clone().unwrap();
+                let mut input = BufReader::new(stream);
+                let mut line = String::new();
+                let mut next_line = |line: &mut String| {
+                    line.clear();
+                    input.read_line(line).ok().filter(|n| *n > 0).map(|_| line.trim_end().to_string())
+                };
+                // Requests are arrays of bulk strings: `*n`, then `$len` and the bytes, n times.
+                while let Some(header) = next_line(&mut line) {
+                    let n: usize = header.trim_start_matches('*').parse().unwrap_or(0);
+                    let mut args = Vec::new();
+                    for _ in 0..n {
+                        let _length = next_line(&mut line);
+                        args.push(next_line(&mut line).unwrap_or_default().to_ascii_uppercase());
+                    }
+                    let reply: &[u8] = match args.first().map(String::as_str) {
+                        Some("PING") => b"+PONG\r\n",
+                        Some("FLUSHALL") => b"+OK\r\n",
+                        Some("SET" | "GET") => b"$-1\r\n",
+                        _ => b"-ERR unknown command\r\n",
+                    };
+                    if out.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_reply_the_command_never_gives_fails_the_run_even_when_the_history_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("h.jsonl");
+    let addr = server_answering_set_with_nil();
+    let args = ["--mix", "set=1,get=1", "--ops", "20", "--clients", "2", "--timeout", "2s"];
+    for check in [&[][..], &["--check"][..]] {
+        let out = workload(&addr, &history, &[&args[..], check].concat());
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{check:?}: {said}");
+        assert!(said.contains("replies the protocol does not allow"), "{check:?}: {said}");
+        // Recorded as what they are: the SETs may or may not have happened.
+        let sets = events(&history).into_iter().filter(|e| e["f"] == "set" && e["type"] != "invoke").count();
+        let unknown = events(&history).into_iter().filter(|e| e["f"] == "set" && e["type"] == "info").count();
+        assert!(sets > 0 && unknown == sets, "{check:?}: {said}");
+    }
+}

@@ -20,12 +20,19 @@ use crate::history::{HistoryWriter, Op};
 use crate::workload::{self, Limit, Mix, Options, Progress};
 use tokio::sync::watch;
 
+/// What the exit status says, for `--help`.
+const EXIT_STATUS: &str = "Exit status: 0 the run went as planned (and with --check, the history passed); \
+1 the server answered some operation with a reply its command never gives (e.g. SET answered nil: \
+the run FAILED whatever the history shows), or with --check a violation; 2 the run could not be \
+made, or with --check unknown (the time limit ran out); 3 with --check against dynamo mode, not \
+checked (no violation found, but some key's settled replicas could not all be read).";
+
 /// The default mix against dynamo mode.
 const DYNAMO_MIX: &str = "vget=3,vset=2,vdel=1";
 
 /// Arguments of `valthree workload`.
 #[derive(Debug, Args)]
-#[command(after_help = super::check::EXIT_STATUS)]
+#[command(after_help = EXIT_STATUS)]
 pub struct WorkloadArgs {
     /// Comma-separated addresses; client i talks to addrs[i % n] (default: the nodes of
     /// --cluster, or 127.0.0.1:6379).
@@ -310,11 +317,14 @@ pub fn run(args: WorkloadArgs) -> ExitCode {
         }
         println!("history: {}", args.history.display());
     }
+    // A reply the command never gives fails the run, whatever the history's check says.
+    let run_failed = summary.failed();
+    assert_always!(!run_failed, "workload: every reply is one its command can give", &json!({}));
     if !args.check {
         if args.json {
             println!("{out}");
         }
-        return ExitCode::SUCCESS;
+        return if run_failed { ExitCode::from(1) } else { ExitCode::SUCCESS };
     }
     let report = match check_any(&args.history, None, args.check_timeout, !args.json) {
         Ok(r) => r,
@@ -343,6 +353,12 @@ pub fn run(args: WorkloadArgs) -> ExitCode {
         println!("{out}");
     } else {
         print!("{}", report.text());
+    }
+    if run_failed {
+        if !args.json {
+            println!("the run FAILED: {} replies the protocol does not allow (see above)", summary.unexpected);
+        }
+        return ExitCode::from(1);
     }
     report.exit_code()
 }

@@ -25,6 +25,7 @@ use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 use serde_json::{Value, json};
 
+use super::Answer;
 use super::client::Conn;
 use super::generator::Planned;
 use crate::check::dynamo::context::{self, context_json};
@@ -165,27 +166,27 @@ fn versioned(key: &str, items: &[BytesFrame]) -> Option<(String, Value)> {
     Some((context, recorded))
 }
 
-/// Classifies a reply to a versioned operation: (type, result, error, the key's new context).
-pub fn interpret(p: &Planned, reply: BytesFrame) -> (EventType, Value, Option<String>, Option<String>) {
+/// Classifies a reply to a versioned operation, with the key's new context.
+pub fn interpret(p: &Planned, reply: BytesFrame) -> (Answer, Option<String>) {
     let key = p.key.as_deref().unwrap_or_default();
+    let ok = |value| Answer::Recorded { kind: EventType::Ok, value, error: None };
+    let unexpected =
+        |what: &dyn std::fmt::Debug| Answer::Unexpected(format!("unexpected reply to {}: {what:?}", p.op.as_str()));
     match (p.op, reply) {
-        (_, BytesFrame::Error(e)) if e.starts_with("UNCERTAIN") => {
-            (EventType::Info, Value::Null, Some(e.to_string()), None)
-        }
-        (_, BytesFrame::Error(e)) => (EventType::Fail, Value::Null, Some(e.to_string()), None),
+        (_, BytesFrame::Error(e)) => (Answer::error(&e), None),
         (Op::Vget, BytesFrame::Array(items)) => match versioned(key, &items) {
-            Some((context, value)) => (EventType::Ok, value, None, Some(context)),
-            None => (EventType::Info, Value::Null, Some(format!("unexpected VGET reply {items:?}")), None),
+            Some((context, value)) => (ok(value), Some(context)),
+            None => (unexpected(&items), None),
         },
         (Op::Vset | Op::Vdel, BytesFrame::Array(items)) if items.len() == 2 => {
             match (text(&items[0]), text(&items[1])) {
                 (Some(context), Some(dot)) => {
-                    (EventType::Ok, json!({"dot": dot, "context": context_json(key, &context)}), None, Some(context))
+                    (ok(json!({"dot": dot, "context": context_json(key, &context)})), Some(context))
                 }
-                _ => (EventType::Info, Value::Null, Some(format!("unexpected reply {items:?}")), None),
+                _ => (unexpected(&items), None),
             }
         }
-        (_, other) => (EventType::Info, Value::Null, Some(format!("unexpected reply {other:?}")), None),
+        (_, other) => (unexpected(&other), None),
     }
 }
 
