@@ -18,7 +18,9 @@ use crate::history::HistoryReader;
 /// The models a history can be checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Model {
-    /// One register per key: get/set/del/incr/append, flushall on every key.
+    /// One register per key: get/set/del/incr/append; flushall as a delete of each key at an
+    /// instant of its own within the call (what paxos mode promises; s3 and raft promise one
+    /// instant, which is not checked).
     Register,
     /// dynamo mode: no lost or zombie writes, unique dots, read-your-writes when R + W > N,
     /// converged replicas.
