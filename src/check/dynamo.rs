@@ -20,6 +20,10 @@
 //!
 //! Writes whose outcome is unknown are given every benefit of the doubt: they may or may not
 //! have happened, and when their dot was never seen they may explain a superseded write.
+//!
+//! The judge keeps its own model of dots, version vectors and the context text ([`context`]):
+//! it shares no code with the server it judges, so a bug in the server's causality cannot
+//! hide in the verdict.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
