@@ -171,3 +171,26 @@ fn both_checkers_agree_on_small_histories() {
     }
     assert!(agreed_yes > 100 && agreed_no > 30, "both verdicts must be exercised: {agreed_yes} yes, {agreed_no} no");
 }
+
+/// The dynamo checker reads contexts with its own decoder; the server encodes them with its
+/// own codec. The two must agree on every context the server can hand out, or one of them
+/// misreads the protocol.
+#[test]
+fn the_checkers_context_decoder_reads_what_the_server_encodes() {
+    use rand::{Rng, SeedableRng};
+    use valthree::check::dynamo::context;
+    use valthree::mode::dynamo::dvv;
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(24);
+    for i in 0..2000 {
+        let key = format!("key{i}");
+        // Small and huge actors and counters: varints of every length.
+        let entries: Vec<(u64, u64)> = (0..rng.random_range(0..6))
+            .map(|_| (rng.random::<u64>() >> rng.random_range(0..64), rng.random::<u64>() >> rng.random_range(0..64)))
+            .collect();
+        let server: dvv::VersionVector = entries.iter().copied().collect();
+        let text = server.encode_for(key.as_bytes());
+        let ours = context::decode(key.as_bytes(), text.as_bytes()).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(ours.entries().collect::<Vec<_>>(), server.entries().collect::<Vec<_>>(), "{text}");
+        assert!(context::decode(b"another key", text.as_bytes()).is_err(), "{text} is bound to its key");
+    }
+}

@@ -204,6 +204,40 @@ fn check_history_json_verdicts() {
 }
 
 #[test]
+fn a_dynamo_history_whose_settled_replicas_could_not_be_read_is_not_checked_and_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("h.jsonl");
+    let mut lines = vec![
+        r#"{"index":0,"process":"nemesis","type":"info","f":"config","value":{"mode":"dynamo","replicas":3,"r":2,"w":2},"time":0}"#.to_string(),
+        r#"{"index":1,"process":1,"type":"invoke","f":"vset","key":"k","value":{"value":"1-1","context":{}},"time":1}"#.into(),
+        r#"{"index":2,"process":1,"type":"ok","f":"vset","key":"k","value":{"dot":"00000000000000aa:1","context":{"00000000000000aa":1}},"time":2}"#.into(),
+    ];
+    // The settle's replica reads after the run, every one refused.
+    for node in 1..=3 {
+        let t = 2 * node + 1;
+        lines.push(format!(
+            r#"{{"index":{t},"process":0,"type":"invoke","f":"local","key":"k","value":{{"node":{node}}},"time":{t}}}"#
+        ));
+        lines.push(format!(
+            r#"{{"index":{},"process":0,"type":"fail","f":"local","key":"k","error":"connection refused","time":{}}}"#,
+            t + 1,
+            t + 1
+        ));
+    }
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = valthree(&["check-history", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("not checked: "), "{}", text(&out));
+    let out = valthree(&["check-history", file.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let verdict: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((verdict["verdict"].as_str(), verdict["consistent"].as_bool()), (Some("not checked"), Some(false)));
+    assert_eq!(verdict["unsettled_keys"], serde_json::json!(["k"]));
+    let help = text(&valthree(&["check-history", "--help"]));
+    assert!(help.contains("3 not checked"), "the exit codes are documented: {help}");
+}
+
+#[test]
 fn a_second_run_on_the_same_data_is_judged_from_a_clean_start() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -214,5 +248,94 @@ fn a_second_run_on_the_same_data_is_judged_from_a_clean_start() {
         assert_verdict(&out, Verdict::Linearizable, &format!("run {run}"));
         let first = &events(&history)[0];
         assert_eq!((first["f"].as_str(), first["type"].as_str()), (Some("flushall"), Some("invoke")));
+    }
+}
+
+/// A dynamo workload's verdict line (after the summary's `history: …` line).
+fn dynamo_verdict(out: &Output) -> String {
+    common::verdict_line(&String::from_utf8_lossy(&out.stdout)).unwrap_or_default().to_string()
+}
+
+#[test]
+fn the_settle_leaves_convergence_to_anti_entropy_and_hints_so_their_absence_is_caught() {
+    // Anti-entropy never runs and no hint is kept: a replica partitioned away while the last
+    // writes land stays behind after the heal, unless something else repairs it. Read repair
+    // is on, so a settle that read the keys through a quorum would mend the replicas itself
+    // and hide that nothing else would have.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    common::up(&dir, "dynamo", &["--hinted-handoff", "off", "--aae-interval", "0s", "--swim-period", "200ms"]);
+    let _down = common::Down(&dir);
+    let history = tmp.path().join("h.jsonl");
+    // The partition starts 4 s in and lasts until the run ends at 6 s; the nemesis heals it
+    // before the settle.
+    let extra = ["--duration", "6s", "--nemesis", "partition", "--nemesis-interval", "8s", "--settle-timeout", "3s"];
+    let out = common::workload(&dir, &history, &extra);
+    let said = text(&out);
+    let events = recorded_events(&history);
+    assert!(events.iter().any(|e| e["f"] == "partition" && e["error"].is_null()), "no partition: {said}");
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(dynamo_verdict(&out).starts_with("NOT consistent: "), "{said}");
+    assert!(said.contains(": not converged: "), "{said}");
+    // Every owner's own replica was read and recorded, none through a quorum read.
+    let settled = events.iter().filter(|e| e["f"] == "local" && e["type"] == "ok").count();
+    assert_eq!(settled, 4 * 3, "{said}");
+}
+
+/// A server that answers PING, FLUSHALL and GET as Redis does, but every SET with nil: a
+/// reply SET without NX, XX or GET never gives.
+fn server_answering_set_with_nil() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut out = stream.try_clone().unwrap();
+                let mut input = BufReader::new(stream);
+                let mut line = String::new();
+                let mut next_line = |line: &mut String| {
+                    line.clear();
+                    input.read_line(line).ok().filter(|n| *n > 0).map(|_| line.trim_end().to_string())
+                };
+                // Requests are arrays of bulk strings: `*n`, then `$len` and the bytes, n times.
+                while let Some(header) = next_line(&mut line) {
+                    let n: usize = header.trim_start_matches('*').parse().unwrap_or(0);
+                    let mut args = Vec::new();
+                    for _ in 0..n {
+                        let _length = next_line(&mut line);
+                        args.push(next_line(&mut line).unwrap_or_default().to_ascii_uppercase());
+                    }
+                    let reply: &[u8] = match args.first().map(String::as_str) {
+                        Some("PING") => b"+PONG\r\n",
+                        Some("FLUSHALL") => b"+OK\r\n",
+                        Some("SET" | "GET") => b"$-1\r\n",
+                        _ => b"-ERR unknown command\r\n",
+                    };
+                    if out.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_reply_the_command_never_gives_fails_the_run_even_when_the_history_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("h.jsonl");
+    let addr = server_answering_set_with_nil();
+    let args = ["--mix", "set=1,get=1", "--ops", "20", "--clients", "2", "--timeout", "2s"];
+    for check in [&[][..], &["--check"][..]] {
+        let out = workload(&addr, &history, &[&args[..], check].concat());
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{check:?}: {said}");
+        assert!(said.contains("replies the protocol does not allow"), "{check:?}: {said}");
+        // Recorded as what they are: the SETs may or may not have happened.
+        let sets = events(&history).into_iter().filter(|e| e["f"] == "set" && e["type"] != "invoke").count();
+        let unknown = events(&history).into_iter().filter(|e| e["f"] == "set" && e["type"] == "info").count();
+        assert!(sets > 0 && unknown == sets, "{check:?}: {said}");
     }
 }

@@ -20,6 +20,10 @@
 //!
 //! Writes whose outcome is unknown are given every benefit of the doubt: they may or may not
 //! have happened, and when their dot was never seen they may explain a superseded write.
+//!
+//! The judge keeps its own model of dots, version vectors and the context text ([`context`]):
+//! it shares no code with the server it judges, so a bug in the server's causality cannot
+//! hide in the verdict.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -27,8 +31,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::history::{EventType, Numbered, Op, Process};
-use crate::mode::dynamo::dvv::{Actor, Dot, VersionVector};
-use crate::workload::dynamo::context_of;
+
+pub mod context;
+
+pub use context::{Actor, Dot, VersionVector};
 
 /// The cluster's quorum settings, from the history's `config` event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,17 +201,47 @@ pub struct Report {
     pub elapsed: Duration,
 }
 
+/// The verdict on a dynamo history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every promise was checked on every key and kept.
+    Consistent,
+    /// Some promise was broken.
+    NotConsistent,
+    /// No violation found, but the time limit left keys unchecked.
+    Unknown,
+    /// No violation found, but convergence could not be judged: some key lacks a readable
+    /// settled replica from every owner. Unchecked is not passed.
+    NotChecked,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Consistent => "consistent",
+            Verdict::NotConsistent => "NOT consistent",
+            Verdict::Unknown => "unknown",
+            Verdict::NotChecked => "not checked",
+        }
+    }
+}
+
 impl Report {
-    /// No violation found, and every key checked.
+    /// Every promise checked and kept: no violation, every key checked, every key's settled
+    /// replicas read and compared.
     pub fn ok(&self) -> bool {
-        self.counts.is_empty() && self.undecided.is_empty()
+        self.verdict() == Verdict::Consistent
     }
 
-    pub fn verdict(&self) -> &'static str {
-        match (self.counts.is_empty(), self.undecided.is_empty()) {
-            (false, _) => "NOT consistent",
-            (true, true) => "consistent",
-            (true, false) => "unknown",
+    pub fn verdict(&self) -> Verdict {
+        if !self.counts.is_empty() {
+            Verdict::NotConsistent
+        } else if !self.undecided.is_empty() {
+            Verdict::Unknown
+        } else if !self.settled() {
+            Verdict::NotChecked
+        } else {
+            Verdict::Consistent
         }
     }
 
@@ -290,7 +326,7 @@ pub fn prepare(events: impl Iterator<Item = Result<Numbered, String>>) -> Result
                     return Err(err(line, format!("process {process} invokes while an operation is open")));
                 }
                 let context = match op {
-                    Op::Vset | Op::Vdel => context_of(&e.value["context"]).map_err(|m| err(line, m))?,
+                    Op::Vset | Op::Vdel => VersionVector::from_json(&e.value["context"]).map_err(|m| err(line, m))?,
                     _ => VersionVector::new(),
                 };
                 let value = match op {
@@ -335,11 +371,12 @@ pub fn prepare(events: impl Iterator<Item = Result<Numbered, String>>) -> Result
                             let dot = e.value["dot"].as_str().ok_or_else(|| err(line, "a write's ok needs its dot"))?;
                             dop.dot = Some(dot.parse().map_err(|m| err(line, m))?);
                             if !e.value["context"].is_null() {
-                                dop.returned = Some(context_of(&e.value["context"]).map_err(|m| err(line, m))?);
+                                dop.returned =
+                                    Some(VersionVector::from_json(&e.value["context"]).map_err(|m| err(line, m))?);
                             }
                         }
                         _ => {
-                            dop.context = context_of(&e.value["context"]).map_err(|m| err(line, m))?;
+                            dop.context = VersionVector::from_json(&e.value["context"]).map_err(|m| err(line, m))?;
                             dop.siblings = siblings_of(&e.value, line)?;
                         }
                     }
@@ -780,7 +817,7 @@ pub fn verdict_text(report: &Report) -> String {
     let multi = h.keys.values().flatten().filter(|o| o.is_read() && o.siblings.len() > 1).count();
     let mut out = format!(
         "{}: {} on {} ({}, {} with siblings) checked in {:.2}s\n",
-        report.verdict(),
+        report.verdict().as_str(),
         plural(ops, "operation"),
         plural(h.keys.len(), "key"),
         plural(acked, "acknowledged write"),
@@ -827,7 +864,7 @@ pub fn verdict_json(report: &Report) -> Value {
         json!({"description": o.describe(), "lines": [o.lines.0, o.lines.1], "dot": o.dot.map(|d| d.to_string())})
     };
     json!({
-        "verdict": report.verdict(),
+        "verdict": report.verdict().as_str(),
         "consistent": report.ok(),
         "model": "dynamo",
         "operations": h.keys.values().map(Vec::len).sum::<usize>(),

@@ -258,15 +258,23 @@ pub fn render_dynamo(report: &dynamo::Report, title: &str) -> String {
                     first.message
                 )
             ]),
-            None => json!([
+            None if !report.undecided.is_empty() => json!([
                 "? Undecided.",
                 format!("the time limit ran out before {} were checked", keys_text(report.undecided.len()))
+            ]),
+            None => json!([
+                "? Not checked.",
+                format!(
+                    "no violation found, but convergence could not be judged: {} lack a readable settled replica \
+                     from every owner",
+                    keys_text(report.unsettled.len().max(1))
+                )
             ]),
         }
     };
     let data = json!({
         "title": title,
-        "verdict": report.verdict(),
+        "verdict": report.verdict().as_str(),
         "words": {
             "good": "consistent",
             "bad": "NOT consistent",

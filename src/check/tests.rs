@@ -83,6 +83,31 @@ fn flushall_empties_every_key() {
 }
 
 #[test]
+fn flushall_is_judged_as_a_delete_of_each_key_at_an_instant_of_its_own() {
+    // paxos mode's FLUSHALL deletes key by key: x may go before the read of x at 3..4 and y
+    // only after the read of y at 5..6, though no single instant explains both; z, written
+    // while the flush runs, may survive it.
+    let ops = [
+        (1, "set", "x", json!("a"), 0, Some(1), Ok, json!("a")),
+        (5, "set", "y", json!("b"), 0, Some(1), Ok, json!("b")),
+        (2, "flushall", "", json!(null), 2, Some(20), Ok, json!(null)),
+        (3, "get", "x", json!(null), 3, Some(4), Ok, json!(null)),
+        (3, "get", "y", json!(null), 5, Some(6), Ok, json!("b")),
+        (4, "set", "z", json!("c"), 7, Some(8), Ok, json!("c")),
+        (3, "get", "z", json!(null), 21, Some(22), Ok, json!("c")),
+    ];
+    assert_eq!(verdict(&ops), Verdict::Linearizable);
+    // Each key's delete still falls inside the call: y read back after the flush returned is
+    // a violation, and so is x read back after its own deletion was seen.
+    let mut kept = ops.to_vec();
+    kept.push((3, "get", "y", json!(null), 23, Some(24), Ok, json!("b")));
+    assert_eq!(verdict(&kept), Verdict::NotLinearizable);
+    let mut undeleted = ops.to_vec();
+    undeleted.push((3, "get", "x", json!(null), 9, Some(10), Ok, json!("a")));
+    assert_eq!(verdict(&undeleted), Verdict::NotLinearizable);
+}
+
+#[test]
 fn a_stale_read_after_an_acknowledged_write_is_caught() {
     let ops = [
         (1, "set", "x", json!("a"), 0, Some(1), Ok, json!("a")),

@@ -1,7 +1,7 @@
 //! `valthree check-history FILE`: is the recorded history linearizable — or, for a history of
 //! dynamo mode, does it keep what dynamo promises ([`crate::check::dynamo`])?
 //!
-//! Exit status: 0 linearizable (consistent), 1 not, 2 unknown (time limit) or unusable input.
+//! Exit status: see [`EXIT_STATUS`].
 
 use std::io::{BufReader, IsTerminal};
 use std::path::PathBuf;
@@ -18,15 +18,27 @@ use crate::history::HistoryReader;
 /// The models a history can be checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Model {
-    /// One register per key: get/set/del/incr/append, flushall on every key.
+    /// One register per key: get/set/del/incr/append; flushall as a delete of each key at an
+    /// instant of its own within the call (what paxos mode promises; s3 and raft promise one
+    /// instant, which is not checked).
     Register,
     /// dynamo mode: no lost or zombie writes, unique dots, read-your-writes when R + W > N,
     /// converged replicas.
     Dynamo,
 }
 
+/// The exit status of a dynamo history whose convergence could not be judged.
+pub const NOT_CHECKED: u8 = 3;
+
+/// What the exit status says, for `--help` (of `check-history`, and of `workload --check`).
+pub const EXIT_STATUS: &str = "Exit status: 0 linearizable (dynamo: consistent, every promise checked); \
+1 a violation (NOT linearizable, NOT consistent); 2 unknown (the time limit ran out) or unusable input; \
+3 not checked (dynamo: no violation found, but some key's settled replicas could not all be read, so \
+convergence was not judged).";
+
 /// Arguments of `valthree check-history`.
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_STATUS)]
 pub struct CheckArgs {
     /// The JSONL history (from `valthree workload --history`).
     pub file: PathBuf,
@@ -141,7 +153,7 @@ impl Checked {
     pub fn verdict(&self) -> &'static str {
         match self {
             Checked::Register(r) => r.verdict.as_str(),
-            Checked::Dynamo(r) => r.verdict(),
+            Checked::Dynamo(r) => r.verdict().as_str(),
         }
     }
 
@@ -162,9 +174,12 @@ impl Checked {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Checked::Register(r) => exit_code(r.verdict),
-            Checked::Dynamo(r) if r.ok() => ExitCode::SUCCESS,
-            Checked::Dynamo(r) if !r.counts.is_empty() => ExitCode::from(1),
-            Checked::Dynamo(_) => ExitCode::from(2),
+            Checked::Dynamo(r) => match r.verdict() {
+                dynamo::Verdict::Consistent => ExitCode::SUCCESS,
+                dynamo::Verdict::NotConsistent => ExitCode::from(1),
+                dynamo::Verdict::Unknown => ExitCode::from(2),
+                dynamo::Verdict::NotChecked => ExitCode::from(NOT_CHECKED),
+            },
         }
     }
 

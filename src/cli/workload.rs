@@ -20,11 +20,19 @@ use crate::history::{HistoryWriter, Op};
 use crate::workload::{self, Limit, Mix, Options, Progress};
 use tokio::sync::watch;
 
+/// What the exit status says, for `--help`.
+const EXIT_STATUS: &str = "Exit status: 0 the run went as planned (and with --check, the history passed); \
+1 the server answered some operation with a reply its command never gives (e.g. SET answered nil: \
+the run FAILED whatever the history shows), or with --check a violation; 2 the run could not be \
+made, or with --check unknown (the time limit ran out); 3 with --check against dynamo mode, not \
+checked (no violation found, but some key's settled replicas could not all be read).";
+
 /// The default mix against dynamo mode.
 const DYNAMO_MIX: &str = "vget=3,vset=2,vdel=1";
 
 /// Arguments of `valthree workload`.
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_STATUS)]
 pub struct WorkloadArgs {
     /// Comma-separated addresses; client i talks to addrs[i % n] (default: the nodes of
     /// --cluster, or 127.0.0.1:6379).
@@ -79,8 +87,9 @@ pub struct WorkloadArgs {
     /// Per-operation client-side timeout; a timed-out operation is recorded as indeterminate.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-    /// Check the history at the end, exit 1 on a violation: for linearizability, or against
-    /// dynamo mode, for what dynamo promises (`check-history --model dynamo`). (A run without
+    /// Check the history at the end and exit as `check-history` does (below): for
+    /// linearizability, or against dynamo mode, for what dynamo promises (`check-history
+    /// --model dynamo`). (A run without
     /// --key-prefix starts with FLUSHALL, recorded in the history: point it at a test database;
     /// against dynamo mode a run without one uses fresh keys instead.)
     #[arg(long)]
@@ -92,9 +101,10 @@ pub struct WorkloadArgs {
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub check_timeout: Duration,
     /// Against dynamo mode: how long, after the run, the owners of the keys get to agree
-    /// (each key is read from all of them, which repairs the stale ones) before their
-    /// replicas are recorded for the convergence check.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    /// before their replicas are recorded for the convergence check. Each owner's own replica
+    /// is read, which repairs nothing: only anti-entropy and hinted handoff converge them, so
+    /// give it more than the nodes' --aae-interval.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub settle_timeout: Duration,
     /// Print the summary (and verdict) as JSON; no progress bar.
     #[arg(long)]
@@ -307,11 +317,14 @@ pub fn run(args: WorkloadArgs) -> ExitCode {
         }
         println!("history: {}", args.history.display());
     }
+    // A reply the command never gives fails the run, whatever the history's check says.
+    let run_failed = summary.failed();
+    assert_always!(!run_failed, "workload: every reply is one its command can give", &json!({}));
     if !args.check {
         if args.json {
             println!("{out}");
         }
-        return ExitCode::SUCCESS;
+        return if run_failed { ExitCode::from(1) } else { ExitCode::SUCCESS };
     }
     let report = match check_any(&args.history, None, args.check_timeout, !args.json) {
         Ok(r) => r,
@@ -340,6 +353,12 @@ pub fn run(args: WorkloadArgs) -> ExitCode {
         println!("{out}");
     } else {
         print!("{}", report.text());
+    }
+    if run_failed {
+        if !args.json {
+            println!("the run FAILED: {} replies the protocol does not allow (see above)", summary.unexpected);
+        }
+        return ExitCode::from(1);
     }
     report.exit_code()
 }

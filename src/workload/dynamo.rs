@@ -1,9 +1,10 @@
 //! The workload against dynamo mode: `VGET key WITHDOTS`, and `VSET`/`VDEL` under the context
 //! the client last saw for the key (from its last VGET or VSET of it), so each write
 //! supersedes exactly what its client knew. After the run, once every fault is healed, each
-//! key is read from all its owners until they agree (a read of all N repairs the stale ones),
-//! and each owner's own replica is recorded: what `check-history --model dynamo` judges
-//! convergence and lost writes by.
+//! owner's own replica of each key is read (`DYNAMO.LOCAL`, no quorum, no read repair) until
+//! they agree or the patience runs out, and recorded: what `check-history --model dynamo`
+//! judges convergence and lost writes by. Nothing the settle does repairs a replica, so what
+//! it judges is the convergence anti-entropy and hinted handoff achieve.
 //!
 //! History values (contexts decoded: `{"<actor hex>": counter, ...}`; dots `actor:counter`):
 //!
@@ -24,10 +25,11 @@ use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 use serde_json::{Value, json};
 
+use super::Answer;
 use super::client::Conn;
 use super::generator::Planned;
+use crate::check::dynamo::context::{self, context_json};
 use crate::history::{EventType, HistoryWriter, Op, Process, Record};
-use crate::mode::dynamo::dvv::VersionVector;
 
 /// What one node of the cluster says about itself (INFO valthree).
 #[derive(Debug, Clone)]
@@ -115,29 +117,11 @@ fn text(frame: &BytesFrame) -> Option<String> {
     }
 }
 
-/// A context as the history records it: `{"<actor hex>": counter}`.
-pub fn context_json(key: &str, context: &str) -> Value {
-    match VersionVector::read_unchecked(key.as_bytes(), context.as_bytes()) {
-        Ok(vv) => vv_json(&vv),
-        Err(e) => json!({"undecodable": e}),
-    }
-}
-
-/// A decoded context as the history records it.
-pub fn vv_json(vv: &VersionVector) -> Value {
+/// A server-side version vector as a history records a context: what the dynamo simulator,
+/// which writes histories of the server's own objects, records. The checker reads it back
+/// with its own model ([`crate::check::dynamo::VersionVector::from_json`]).
+pub fn vv_json(vv: &crate::mode::dynamo::dvv::VersionVector) -> Value {
     Value::Object(vv.entries().map(|(a, c)| (format!("{a:016x}"), json!(c))).collect())
-}
-
-/// Reads a recorded context back.
-pub fn context_of(value: &Value) -> Result<VersionVector, String> {
-    let map = value.as_object().ok_or_else(|| format!("a context must be an object, got {value}"))?;
-    map.iter()
-        .map(|(actor, counter)| {
-            let actor = u64::from_str_radix(actor, 16).map_err(|_| format!("actor {actor:?} is not hexadecimal"))?;
-            let counter = counter.as_u64().ok_or_else(|| format!("counter {counter} is not a number"))?;
-            Ok((actor, counter))
-        })
-        .collect()
 }
 
 /// The command for a versioned operation; `context` is the client's last context of the key.
@@ -182,27 +166,27 @@ fn versioned(key: &str, items: &[BytesFrame]) -> Option<(String, Value)> {
     Some((context, recorded))
 }
 
-/// Classifies a reply to a versioned operation: (type, result, error, the key's new context).
-pub fn interpret(p: &Planned, reply: BytesFrame) -> (EventType, Value, Option<String>, Option<String>) {
+/// Classifies a reply to a versioned operation, with the key's new context.
+pub fn interpret(p: &Planned, reply: BytesFrame) -> (Answer, Option<String>) {
     let key = p.key.as_deref().unwrap_or_default();
+    let ok = |value| Answer::Recorded { kind: EventType::Ok, value, error: None };
+    let unexpected =
+        |what: &dyn std::fmt::Debug| Answer::Unexpected(format!("unexpected reply to {}: {what:?}", p.op.as_str()));
     match (p.op, reply) {
-        (_, BytesFrame::Error(e)) if e.starts_with("UNCERTAIN") => {
-            (EventType::Info, Value::Null, Some(e.to_string()), None)
-        }
-        (_, BytesFrame::Error(e)) => (EventType::Fail, Value::Null, Some(e.to_string()), None),
+        (_, BytesFrame::Error(e)) => (Answer::error(&e), None),
         (Op::Vget, BytesFrame::Array(items)) => match versioned(key, &items) {
-            Some((context, value)) => (EventType::Ok, value, None, Some(context)),
-            None => (EventType::Info, Value::Null, Some(format!("unexpected VGET reply {items:?}")), None),
+            Some((context, value)) => (ok(value), Some(context)),
+            None => (unexpected(&items), None),
         },
         (Op::Vset | Op::Vdel, BytesFrame::Array(items)) if items.len() == 2 => {
             match (text(&items[0]), text(&items[1])) {
                 (Some(context), Some(dot)) => {
-                    (EventType::Ok, json!({"dot": dot, "context": context_json(key, &context)}), None, Some(context))
+                    (ok(json!({"dot": dot, "context": context_json(key, &context)})), Some(context))
                 }
-                _ => (EventType::Info, Value::Null, Some(format!("unexpected reply {items:?}")), None),
+                _ => (unexpected(&items), None),
             }
         }
-        (_, other) => (EventType::Info, Value::Null, Some(format!("unexpected reply {other:?}")), None),
+        (_, other) => (unexpected(&other), None),
     }
 }
 
@@ -235,7 +219,7 @@ pub async fn require_fresh(config: &Config, keys: &[String], timeout: Duration) 
             BytesFrame::Array(items)
                 if items.len() == 1
                     && items.first().and_then(text).is_some_and(|c| {
-                        VersionVector::read_unchecked(key.as_bytes(), c.as_bytes()).is_ok_and(|vv| vv.is_empty())
+                        context::decode(key.as_bytes(), c.as_bytes()).is_ok_and(|vv| vv.is_empty())
                     }) => {}
             BytesFrame::Array(_) => {
                 return Err(format!(
@@ -249,10 +233,12 @@ pub async fn require_fresh(config: &Config, keys: &[String], timeout: Duration) 
     Ok(())
 }
 
-/// After the run: reads every key from all its owners until their replicas agree (or
-/// `patience` runs out), and records each owner's replica — or, for an owner that cannot be
-/// read, a failed read, so the checker knows the key's convergence went unchecked. Returns
-/// the keys whose replicas did not all agree, each with why.
+/// After the run: reads each owner's own replica of every key (`DYNAMO.LOCAL`, which
+/// repairs nothing) until the replicas agree (or `patience` runs out), and records each —
+/// or, for an owner that cannot be read, a failed read, so the checker knows the key's
+/// convergence went unchecked. Only anti-entropy and hinted handoff converge the replicas
+/// meanwhile, so `patience` should exceed the nodes' `--aae-interval`. Returns the keys
+/// whose replicas did not all agree, each with why.
 pub async fn settle(
     addrs: &[String],
     keys: &[String],
@@ -303,10 +289,10 @@ pub async fn settle(
         if addrs.is_empty() {
             continue;
         }
-        let all = owners.len().to_string();
         let replicas = loop {
-            // A read of every owner repairs the stale ones (in the background).
-            let _ = call(addrs[0].1, &["VGET", key, "R", &all], timeout).await;
+            // Each owner's own replica, read without a quorum: DYNAMO.LOCAL never repairs, so
+            // only anti-entropy and hinted handoff can make the replicas agree. A quorum read
+            // here would repair them itself and hide a broken anti-entropy.
             let mut replicas = Vec::new();
             for (id, addr) in &addrs {
                 replicas.push((*id, call(addr, &["DYNAMO.LOCAL", key, "WITHDOTS"], timeout).await));

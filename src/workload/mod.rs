@@ -10,6 +10,12 @@
 //! | `-ERR`, `-TRYAGAIN` or any other error reply | `fail`: it certainly did not happen |
 //! | `-UNCERTAIN`, a timeout, a dropped connection | `info`: it may have happened |
 //! | no connection could be made, so nothing was sent | `fail` |
+//! | a reply the command never gives (SET answered nil) | `info`, and the run fails |
+//!
+//! A reply the command never gives is no outcome the model knows: what the operation did is
+//! unknown, so the history records it as `info` and the checker weighs both; but a server that
+//! gives one is broken whatever the history shows, so the run counts it ([`Answer::Unexpected`])
+//! and fails.
 //!
 //! After a timeout or a dropped connection the client reconnects before its next operation,
 //! so a late reply can never be taken for the answer to a later request.
@@ -105,18 +111,47 @@ fn command(p: &Planned) -> Vec<Bytes> {
     args
 }
 
-/// Classifies a reply: (event type, result value, error text).
-fn interpret(p: &Planned, reply: BytesFrame) -> (EventType, Value, Option<String>) {
-    match (p.op, reply) {
-        (_, BytesFrame::Error(e)) if e.starts_with("UNCERTAIN") => (EventType::Info, Value::Null, Some(e.to_string())),
-        (_, BytesFrame::Error(e)) => (EventType::Fail, Value::Null, Some(e.to_string())),
-        (Op::Get, BytesFrame::BulkString(b)) => (EventType::Ok, json!(String::from_utf8_lossy(&b)), None),
-        (Op::Get, BytesFrame::Null) => (EventType::Ok, Value::Null, None),
-        (Op::Set | Op::Flushall, BytesFrame::SimpleString(s)) if s.as_ref() == b"OK" => {
-            (EventType::Ok, p.value.clone().map_or(Value::Null, Value::String), None)
+/// What a reply says about the operation it answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// An outcome the protocol allows, recorded as it is: ok, fail or info.
+    Recorded { kind: EventType, value: Value, error: Option<String> },
+    /// A reply the command never gives (SET answered nil): the server broke the protocol.
+    /// Recorded as `info` (what the operation did is unknown), and the run fails.
+    Unexpected(String),
+}
+
+impl Answer {
+    fn ok(value: Value) -> Self {
+        Answer::Recorded { kind: EventType::Ok, value, error: None }
+    }
+
+    /// An error reply: `-UNCERTAIN` may have happened, any other certainly did not.
+    pub fn error(e: &str) -> Self {
+        let kind = if e.starts_with("UNCERTAIN") { EventType::Info } else { EventType::Fail };
+        Answer::Recorded { kind, value: Value::Null, error: Some(e.to_string()) }
+    }
+
+    /// What the history records: (event type, result value, error text).
+    pub fn recorded(&self) -> (EventType, Value, Option<String>) {
+        match self {
+            Answer::Recorded { kind, value, error } => (*kind, value.clone(), error.clone()),
+            Answer::Unexpected(why) => (EventType::Info, Value::Null, Some(why.clone())),
         }
-        (Op::Del | Op::Incr | Op::Append, BytesFrame::Integer(n)) => (EventType::Ok, json!(n), None),
-        (_, other) => (EventType::Info, Value::Null, Some(format!("unexpected reply {other:?}"))),
+    }
+}
+
+/// Classifies a reply.
+fn interpret(p: &Planned, reply: BytesFrame) -> Answer {
+    match (p.op, reply) {
+        (_, BytesFrame::Error(e)) => Answer::error(&e),
+        (Op::Get, BytesFrame::BulkString(b)) => Answer::ok(json!(String::from_utf8_lossy(&b))),
+        (Op::Get, BytesFrame::Null) => Answer::ok(Value::Null),
+        (Op::Set | Op::Flushall, BytesFrame::SimpleString(s)) if s.as_ref() == b"OK" => {
+            Answer::ok(p.value.clone().map_or(Value::Null, Value::String))
+        }
+        (Op::Del | Op::Incr | Op::Append, BytesFrame::Integer(n)) => Answer::ok(json!(n)),
+        (op, other) => Answer::Unexpected(format!("unexpected reply to {}: {other:?}", op.as_str())),
     }
 }
 
@@ -161,19 +196,27 @@ async fn client_loop(id: usize, shared: Arc<Shared>) -> Summary {
         }
         let args = if planned.op.is_versioned() { dynamo::command(&planned, &context) } else { command(&planned) };
         let call = conn.as_mut().expect("connected above").call(&args);
-        let (kind, value, error) = match tokio::time::timeout(options.timeout, call).await {
+        let answer = match tokio::time::timeout(options.timeout, call).await {
             Ok(Ok(reply)) if planned.op.is_versioned() => {
-                let (kind, value, error, context) = dynamo::interpret(&planned, reply);
+                let (answer, context) = dynamo::interpret(&planned, reply);
                 if let (Some(key), Some(context)) = (&planned.key, context) {
                     contexts.insert(key.clone(), context);
                 }
-                (kind, value, error)
+                answer
             }
             Ok(Ok(reply)) => interpret(&planned, reply),
-            Ok(Err(CallError::NotSent(m))) => (EventType::Fail, Value::Null, Some(m)),
-            Ok(Err(CallError::Lost(m))) => (EventType::Info, Value::Null, Some(m)),
-            Err(_) => (EventType::Info, Value::Null, Some("timeout".into())),
+            Ok(Err(CallError::NotSent(m))) => {
+                Answer::Recorded { kind: EventType::Fail, value: Value::Null, error: Some(m) }
+            }
+            Ok(Err(CallError::Lost(m))) => {
+                Answer::Recorded { kind: EventType::Info, value: Value::Null, error: Some(m) }
+            }
+            Err(_) => Answer::Recorded { kind: EventType::Info, value: Value::Null, error: Some("timeout".into()) },
         };
+        if let Answer::Unexpected(why) = &answer {
+            summary.unexpected(planned.op, why);
+        }
+        let (kind, value, error) = answer.recorded();
         if kind == EventType::Info {
             conn = None; // a late reply must never answer the next request
         }
@@ -203,7 +246,7 @@ async fn flush_first(addr: &str, timeout: Duration, history: &HistoryWriter) -> 
     let outcome = async {
         let mut conn = Conn::connect(addr, timeout).await.map_err(|e| (EventType::Fail, format!("{e:?}")))?;
         match tokio::time::timeout(timeout, conn.call(&command(&planned))).await {
-            Ok(Ok(reply)) => match interpret(&planned, reply) {
+            Ok(Ok(reply)) => match interpret(&planned, reply).recorded() {
                 (EventType::Ok, _, _) => Ok(()),
                 (kind, _, error) => Err((kind, error.unwrap_or_default())),
             },
@@ -260,13 +303,26 @@ mod tests {
     #[test]
     fn replies_are_classified_by_what_they_prove() {
         let err = |s: &str| BytesFrame::Error(s.into());
-        assert_eq!(interpret(&planned(Op::Set), err("TRYAGAIN conflict")).0, EventType::Fail);
-        assert_eq!(interpret(&planned(Op::Set), err("ERR syntax")).0, EventType::Fail);
-        assert_eq!(interpret(&planned(Op::Set), err("UNCERTAIN timeout")).0, EventType::Info);
-        let ok = interpret(&planned(Op::Set), BytesFrame::SimpleString("OK".into()));
+        let kind = |op, reply| interpret(&planned(op), reply).recorded().0;
+        assert_eq!(kind(Op::Set, err("TRYAGAIN conflict")), EventType::Fail);
+        assert_eq!(kind(Op::Set, err("ERR syntax")), EventType::Fail);
+        assert_eq!(kind(Op::Set, err("UNCERTAIN timeout")), EventType::Info);
+        let ok = interpret(&planned(Op::Set), BytesFrame::SimpleString("OK".into())).recorded();
         assert_eq!((ok.0, ok.1), (EventType::Ok, json!("1-1")));
-        assert_eq!(interpret(&planned(Op::Get), BytesFrame::Null).1, Value::Null);
-        assert_eq!(interpret(&planned(Op::Incr), BytesFrame::Integer(4)).1, json!(4));
-        assert_eq!(interpret(&planned(Op::Incr), BytesFrame::SimpleString("OK".into())).0, EventType::Info);
+        assert_eq!(interpret(&planned(Op::Get), BytesFrame::Null).recorded().1, Value::Null);
+        assert_eq!(interpret(&planned(Op::Incr), BytesFrame::Integer(4)).recorded().1, json!(4));
+    }
+
+    #[test]
+    fn a_reply_the_command_never_gives_is_unexpected_and_recorded_as_unknown() {
+        for (op, reply) in [
+            (Op::Set, BytesFrame::Null),
+            (Op::Incr, BytesFrame::SimpleString("OK".into())),
+            (Op::Get, BytesFrame::Integer(3)),
+        ] {
+            let answer = interpret(&planned(op), reply);
+            assert!(matches!(answer, Answer::Unexpected(_)), "{op:?}: {answer:?}");
+            assert_eq!(answer.recorded().0, EventType::Info, "what it did is unknown");
+        }
     }
 }

@@ -24,8 +24,15 @@ pub struct Summary {
     latencies: BTreeMap<Op, Vec<u64>>,
     /// Why operations failed or were left in doubt: (operation, reason) → count.
     reasons: BTreeMap<(Op, String), u64>,
+    /// Replies the command never gives ([`super::Answer::Unexpected`]): each fails the run.
+    pub unexpected: u64,
+    /// The first few of them, for the report.
+    unexpected_shown: Vec<String>,
     pub elapsed: Duration,
 }
+
+/// The unexpected replies a summary quotes.
+const UNEXPECTED_SHOWN: usize = 5;
 
 /// The reasons shown in the summary.
 const REASONS_SHOWN: usize = 8;
@@ -89,8 +96,28 @@ impl Summary {
         }
     }
 
+    /// Counts a reply the command never gives (the completion itself is counted by
+    /// [`Self::record`], as `info`).
+    pub fn unexpected(&mut self, op: Op, why: &str) {
+        self.unexpected += 1;
+        if self.unexpected_shown.len() < UNEXPECTED_SHOWN {
+            self.unexpected_shown.push(format!("{}: {why}", op.as_str()));
+        }
+    }
+
+    /// True when the server gave some reply its command never gives: the run failed.
+    pub fn failed(&self) -> bool {
+        self.unexpected > 0
+    }
+
     /// Adds another client's totals.
     pub fn merge(&mut self, other: Summary) {
+        self.unexpected += other.unexpected;
+        for why in other.unexpected_shown {
+            if self.unexpected_shown.len() < UNEXPECTED_SHOWN {
+                self.unexpected_shown.push(why);
+            }
+        }
         for (op, c) in other.by_op {
             let mine = self.by_op.entry(op).or_default();
             mine.ok += c.ok;
@@ -184,6 +211,17 @@ impl Summary {
         if rest > 0 {
             let _ = writeln!(out, "  {:<7}{rest:>7}  for other reasons (all of them are in the history)", "");
         }
+        if self.failed() {
+            let _ = writeln!(
+                out,
+                "the run FAILED: {} replies the protocol does not allow (recorded as info, since what the \
+                 operation did is unknown), e.g.:",
+                self.unexpected
+            );
+            for why in &self.unexpected_shown {
+                let _ = writeln!(out, "  {why}");
+            }
+        }
         out
     }
 
@@ -206,6 +244,8 @@ impl Summary {
             "latency": latency(self.sorted(None)),
             "by_op": by_op,
             "reasons": self.top_reasons().0.into_iter().map(|(op, reason, n)| json!({"op": op.as_str(), "reason": reason, "count": n})).collect::<Vec<_>>(),
+            "unexpected_replies": self.unexpected,
+            "unexpected_examples": self.unexpected_shown,
         })
     }
 }

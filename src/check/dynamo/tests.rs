@@ -155,7 +155,7 @@ fn a_write_some_unknown_write_may_have_superseded_is_not_called_lost() {
     // read's context may cover) and superseded 1-1: a missing 1-1 is no proof of a loss.
     h.vget(3, json!({A: 1, B: 7}), &[]);
     let report = h.check();
-    assert!(report.ok(), "{}", verdict_text(&report));
+    assert!(report.counts.is_empty(), "{}", verdict_text(&report));
 }
 
 #[test]
@@ -204,7 +204,7 @@ fn a_quorum_read_that_misses_an_earlier_acknowledged_write_is_stale_only_when_qu
     };
     assert_eq!(kinds(&history(2, 2)), vec![Kind::StaleRead]);
     let sloppy = history(1, 1);
-    assert!(sloppy.ok(), "R + W <= N promises no read-your-writes: {}", verdict_text(&sloppy));
+    assert!(sloppy.counts.is_empty(), "R + W <= N promises no read-your-writes: {}", verdict_text(&sloppy));
     assert!(verdict_text(&sloppy).contains("read-your-writes not checked"));
 }
 
@@ -224,8 +224,27 @@ fn a_history_without_settled_reads_says_convergence_was_not_checked() {
     let mut h = H::default();
     h.config(3, 2, 2).vset(1, "1-1", json!({}), &dot(A, 1));
     let report = h.check();
-    assert!(report.ok() && !report.settled());
+    assert!(!report.ok() && !report.settled());
+    assert_eq!(report.verdict(), Verdict::NotChecked);
     assert!(verdict_text(&report).contains("convergence not checked"));
+}
+
+#[test]
+fn a_run_whose_settled_reads_all_failed_is_not_checked_rather_than_passed() {
+    let mut h = H::default();
+    let a1 = dot(A, 1);
+    h.config(3, 2, 2).vset(1, "1-1", json!({}), &a1).vget(2, json!({A: 1}), &[(&a1, Some("1-1"))]);
+    for node in 1..=3 {
+        h.push(Process::Client(0), EventType::Invoke, "local", Some("k"), json!({"node": node}));
+        h.push(Process::Client(0), EventType::Fail, "local", Some("k"), Value::Null);
+    }
+    let report = h.check();
+    assert!(report.counts.is_empty(), "{}", verdict_text(&report));
+    assert!(!report.ok(), "unchecked is not passed: {}", verdict_text(&report));
+    assert_eq!(report.verdict(), Verdict::NotChecked);
+    assert!(verdict_text(&report).starts_with("not checked: "), "{}", verdict_text(&report));
+    assert_eq!(report.unsettled, vec!["k".to_string()]);
+    assert_eq!(verdict_json(&report)["verdict"], "not checked");
 }
 
 #[test]
@@ -265,7 +284,8 @@ fn a_settled_replica_that_could_not_be_read_leaves_convergence_unchecked_not_vio
     h.push(Process::Client(0), EventType::Invoke, "local", Some("k"), json!({"node": 2}));
     h.complete(0, EventType::Fail, "local", Value::Null);
     let report = h.check();
-    assert!(report.ok(), "{}", verdict_text(&report));
+    assert!(report.counts.is_empty(), "{}", verdict_text(&report));
+    assert_eq!(report.verdict(), Verdict::NotChecked, "unchecked is not passed");
     assert_eq!(report.unsettled, vec!["k".to_string()]);
     assert!(verdict_text(&report).contains("convergence not checked for 1 key"), "{}", verdict_text(&report));
 }
@@ -343,5 +363,5 @@ fn a_write_under_a_context_that_covers_a_sibling_its_client_never_saw_loses_it()
         .vset(2, "2-2", json!({A: 6}), &a7)
         .vget(3, json!({A: 7}), &[(&a7, Some("2-2"))]);
     let report = h.check();
-    assert!(report.ok(), "{}", verdict_text(&report));
+    assert!(report.counts.is_empty(), "{}", verdict_text(&report));
 }

@@ -177,24 +177,6 @@ impl VersionVector {
     }
 }
 
-impl VersionVector {
-    /// What a context text says, for an observer that holds no key to check its signature
-    /// (the workload records what its clients were handed): the signature, if any, is skipped.
-    pub fn read_unchecked(key: &[u8], text: &[u8]) -> Result<Self, String> {
-        if text.is_empty() {
-            return Ok(Self::new());
-        }
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(text)
-            .map_err(|_| "the context is not base64url".to_string())?;
-        match postcard::take_from_bytes::<(u32, VersionVector)>(&bytes) {
-            Ok(((tag, vv), rest)) if tag == key_tag(key) && (rest.is_empty() || rest.len() == SIGNATURE_LEN) => Ok(vv),
-            Ok(_) => Err("the context is for another key, or malformed".into()),
-            Err(_) => Err("the context is malformed".into()),
-        }
-    }
-}
-
 impl FromIterator<(Actor, u64)> for VersionVector {
     fn from_iter<I: IntoIterator<Item = (Actor, u64)>>(entries: I) -> Self {
         let mut vv = VersionVector::new();
