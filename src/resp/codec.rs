@@ -35,6 +35,11 @@ pub const UNAUTHENTICATED_BULK_LEN: u64 = 16 * 1024;
 pub const QUERY_BUFFER_LIMIT: usize = 1 << 30;
 /// Redis' limit on one inline request or one header line.
 pub const MAX_INLINE_LEN: usize = 64 * 1024;
+/// What one element of a request costs besides its bytes while the request is parsed: its
+/// entry in the element table (16 bytes) and, once complete, its argument (32 bytes).
+pub const PARSED_ELEMENT_COST: usize = 48;
+/// An element table larger than this many entries is given back once its request is done.
+const KEPT_ELEMENT_TABLE: usize = 1024;
 /// Redis' default `proto-max-bulk-len`: 512 MiB.
 pub const DEFAULT_PROTO_MAX_BULK_LEN: u64 = 512 * 1024 * 1024;
 
@@ -56,8 +61,13 @@ impl BufferBudget {
         self.used.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The most bytes all connections may hold together (0: no limit).
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Takes `bytes` more, unless that passes the limit.
-    fn reserve(&self, bytes: usize) -> bool {
+    pub fn reserve(&self, bytes: usize) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         let mut used = self.used.load(Relaxed);
         loop {
@@ -72,7 +82,13 @@ impl BufferBudget {
         }
     }
 
-    fn release(&self, bytes: usize) {
+    /// Takes `bytes` more whatever the limit: for bytes already held.
+    pub fn charge(&self, bytes: usize) {
+        self.used.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Gives back `bytes` taken by [`Self::reserve`].
+    pub fn release(&self, bytes: usize) {
         self.used.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 }
@@ -115,6 +131,8 @@ pub struct RespCodec {
     /// The server-wide budget, and how much of it this connection's buffer holds.
     budget: Option<std::sync::Arc<BufferBudget>>,
     held: usize,
+    /// The most the connection's buffer ever cost.
+    peak: usize,
 }
 
 impl RespCodec {
@@ -130,6 +148,7 @@ impl RespCodec {
             resp3: Resp3::default(),
             budget: None,
             held: 0,
+            peak: 0,
         }
     }
 
@@ -137,6 +156,27 @@ impl RespCodec {
     pub fn with_budget(mut self, budget: std::sync::Arc<BufferBudget>) -> Self {
         self.budget = Some(budget);
         self
+    }
+
+    /// Moves this connection's share to `budget` (a connection that authenticated leaves the
+    /// small budget of connections that have not). The share moves whatever the new budget
+    /// holds: it was already counted, and is a few kilobytes before AUTH.
+    pub fn move_to_budget(&mut self, budget: &std::sync::Arc<BufferBudget>) {
+        if let Some(old) = &self.budget {
+            if std::sync::Arc::ptr_eq(old, budget) {
+                return;
+            }
+            old.release(self.held);
+        }
+        budget.charge(self.held);
+        self.budget = Some(budget.clone());
+    }
+
+    /// What this connection's query buffer costs: its bytes, plus the table of the elements
+    /// of a request still arriving (a `$0` element is 4 bytes on the wire but a table entry
+    /// now and an argument once the request is complete).
+    fn cost(&self, buffered: usize) -> usize {
+        buffered.saturating_add(self.bulks.capacity().saturating_mul(PARSED_ELEMENT_COST))
     }
 
     /// Brings this connection's share of the budget to `buffered` bytes.
@@ -150,7 +190,13 @@ impl RespCodec {
             budget.release(self.held - buffered);
         }
         self.held = buffered;
+        self.peak = self.peak.max(buffered);
         Ok(())
+    }
+
+    /// The most this connection's query buffer ever cost.
+    pub fn peak(&self) -> usize {
+        self.peak
     }
 }
 
@@ -334,9 +380,12 @@ impl Decoder for RespCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Request>, CodecError> {
-        self.account(src.len())?;
+        self.account(self.cost(src.len()))?;
         let decoded = self.decode_one(src);
-        self.account(src.len().min(self.held))?;
+        if self.bulks.is_empty() && self.bulks.capacity() > KEPT_ELEMENT_TABLE {
+            self.bulks = Vec::new();
+        }
+        self.account(self.cost(src.len()))?;
         decoded
     }
 }

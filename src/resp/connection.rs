@@ -46,9 +46,11 @@ pub async fn handle<S>(
     let id = server.next_client_id.fetch_add(1, Ordering::Relaxed) + 1;
     let mut session = Session::new(id, peer, server.local_addr, server.requirepass.is_none());
     tracing::debug!(client = session.id, %peer, "connected");
-    let mut codec = RespCodec::new(server.proto_max_bulk_len).with_budget(server.client_buffers.clone());
+    let budget = if session.authenticated { &server.client_buffers } else { &server.unauthenticated_buffers };
+    let mut codec = RespCodec::new(server.proto_max_bulk_len).with_budget(budget.clone());
     codec.authenticated = session.authenticated;
     let mut framed = Framed::new(socket, codec);
+    let mut output = OutputShare { budget: server.client_buffers.clone(), held: 0, peak: 0 };
     let mut queued_since: Option<Instant> = None;
     let mut ahead: Option<Input> = None;
     loop {
@@ -56,14 +58,16 @@ pub async fn handle<S>(
             if framed.flush().await.is_err() {
                 break;
             }
+            output.settle(framed.write_buffer().len());
             queued_since = None;
         }
         // Requests already received are answered, also during shutdown; only waiting for
         // more stops when the server is stopping.
         let next = match ahead.take() {
             Some(Input::Parsed(parsed)) => {
+                let read_only = is_read_only(&parsed);
                 let reply = run(parsed, store.as_ref(), &mut session, &server).await;
-                if !send(&mut framed, &session, reply, &mut queued_since).await {
+                if !send(&mut framed, &mut output, &session, &server, reply, read_only, &mut queued_since).await {
                     break;
                 }
                 continue;
@@ -77,6 +81,7 @@ pub async fn handle<S>(
                 if framed.flush().await.is_err() || shutdown.is_cancelled() {
                     break;
                 }
+                output.settle(framed.write_buffer().len());
                 queued_since = None;
                 let idle = async {
                     match server.idle_timeout {
@@ -115,8 +120,9 @@ pub async fn handle<S>(
         server.commands.fetch_add(1, Ordering::Relaxed);
         let parsed = Command::parse(request);
         let Ok(Command::Get(first)) = parsed else {
+            let read_only = is_read_only(&parsed);
             let reply = run(parsed, store.as_ref(), &mut session, &server).await;
-            if !send(&mut framed, &session, reply, &mut queued_since).await {
+            if !send(&mut framed, &mut output, &session, &server, reply, read_only, &mut queued_since).await {
                 break;
             }
             continue;
@@ -150,7 +156,7 @@ pub async fn handle<S>(
         };
         let mut sent = true;
         for reply in replies {
-            sent &= send(&mut framed, &session, reply, &mut queued_since).await;
+            sent &= send(&mut framed, &mut output, &session, &server, reply, true, &mut queued_since).await;
         }
         if !sent {
             break;
@@ -158,6 +164,34 @@ pub async fn handle<S>(
     }
     let _ = framed.flush().await;
     tracing::debug!(client = session.id, "disconnected");
+    let held = framed.codec().peak() + output.peak;
+    drop(framed);
+    drop(output);
+    let freed = server.freed_since_trim.fetch_add(held, Ordering::Relaxed) + held;
+    if freed > TRIM_AFTER {
+        server.freed_since_trim.store(0, Ordering::Relaxed);
+        return_freed_memory();
+    }
+}
+
+/// Once closed connections have freed this much buffer memory, it is given back to the system.
+const TRIM_AFTER: usize = 32 << 20;
+
+/// Asks the allocator to give freed memory back to the system: glibc keeps large freed
+/// buffers in its heap otherwise, and a burst of large requests would stay resident after
+/// their connections closed.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it touches no live allocation.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+}
+
+/// True for a request that changes nothing (a malformed one included): its reply may be
+/// replaced by an error without misleading the client.
+fn is_read_only(parsed: &crate::error::Result<Command>) -> bool {
+    parsed.as_ref().map_or(true, |c| !c.spec().flags.contains(&"write"))
 }
 
 /// Runs one parsed command. As in Redis, unknown commands and wrong arity are reported
@@ -180,10 +214,20 @@ async fn run(
 
 /// Queues `reply` on the connection's write buffer; false when the client is gone or the
 /// session is closing.
+///
+/// The write buffer counts against `--maxmemory-clients` with the query buffers: a reply
+/// that would pass it is not encoded (an MGET of large values for a client that never reads
+/// would otherwise hold them all). A read is answered an error instead and the connection
+/// goes on; after a write (or a reply that may follow one, such as SET ... GET) the client
+/// is told the outcome is uncertain and the connection closes, since an error would claim
+/// that nothing happened.
 async fn send<S>(
     framed: &mut Framed<S, RespCodec>,
+    output: &mut OutputShare,
     session: &Session,
+    server: &ServerState,
     reply: Reply,
+    read_only: bool,
     queued_since: &mut Option<Instant>,
 ) -> bool
 where
@@ -192,9 +236,73 @@ where
     let codec = framed.codec_mut();
     codec.protocol = session.protocol;
     codec.authenticated = session.authenticated;
+    if session.authenticated {
+        codec.move_to_budget(&server.client_buffers);
+    }
+    let size = reply.wire_len();
+    let mut closing = session.closing;
+    let reply = if output.settle_within_budget(framed.write_buffer().len().saturating_add(size)) {
+        reply
+    } else if read_only {
+        tracing::warn!(client = session.id, size, "a reply would pass --maxmemory-clients; answered with an error");
+        Reply::error(format!(
+            "ERR the reply ({size} bytes) would pass maxmemory-clients with what clients already hold; nothing was \
+             sent (read less at once)"
+        ))
+    } else {
+        tracing::warn!(client = session.id, size, "a reply would pass --maxmemory-clients; closing");
+        closing = true;
+        Reply::error(format!(
+            "UNCERTAIN the reply ({size} bytes) would pass maxmemory-clients; the command ran, its reply is dropped, \
+             and the connection closes"
+        ))
+    };
     if framed.feed(reply).await.is_err() {
         return false;
     }
+    output.settle(framed.write_buffer().len());
     queued_since.get_or_insert_with(Instant::now);
-    !session.closing
+    !closing
+}
+
+/// The part of the shared client budget one connection's write buffer holds.
+struct OutputShare {
+    budget: Arc<super::codec::BufferBudget>,
+    held: usize,
+    /// The most it ever held.
+    peak: usize,
+}
+
+impl OutputShare {
+    /// Holds exactly `bytes` (what the write buffer holds now; already there, so counted
+    /// even past the limit, and the books stay true).
+    fn settle(&mut self, bytes: usize) {
+        if bytes > self.held {
+            self.budget.charge(bytes - self.held);
+        } else {
+            self.budget.release(self.held - bytes);
+        }
+        self.held = bytes;
+        self.peak = self.peak.max(bytes);
+    }
+
+    /// Holds `bytes`, unless more than what is held now would pass the limit.
+    fn settle_within_budget(&mut self, bytes: usize) -> bool {
+        if bytes > self.held {
+            if !self.budget.reserve(bytes - self.held) {
+                return false;
+            }
+        } else {
+            self.budget.release(self.held - bytes);
+        }
+        self.held = bytes;
+        self.peak = self.peak.max(bytes);
+        true
+    }
+}
+
+impl Drop for OutputShare {
+    fn drop(&mut self) {
+        self.budget.release(self.held);
+    }
 }

@@ -44,6 +44,21 @@ impl Reply {
         value.map_or(Reply::Null, Reply::Bulk)
     }
 
+    /// About how many bytes the reply takes encoded (at least that many, in either
+    /// protocol): what a connection's output buffer is charged before it is encoded.
+    pub fn wire_len(&self) -> usize {
+        match self {
+            Reply::Simple(s) | Reply::Error(s) => s.len() + 3,
+            Reply::Integer(_) | Reply::Null => 24,
+            Reply::Bulk(b) => b.len() + 16,
+            Reply::Verbatim(s) => s.len() + 24,
+            Reply::Array(items) => items.iter().fold(16, |n, r| n.saturating_add(r.wire_len())),
+            Reply::Map(pairs) => {
+                pairs.iter().fold(16, |n, (k, v)| n.saturating_add(k.wire_len()).saturating_add(v.wire_len()))
+            }
+        }
+    }
+
     /// Renders as a RESP2 frame.
     pub fn into_resp2(self) -> Resp2Frame {
         match self {

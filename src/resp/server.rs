@@ -45,6 +45,10 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
 }
 
+/// Connections that have not authenticated may hold one `UNAUTHENTICATED_SHARE`th of
+/// `--maxmemory-clients` together.
+pub const UNAUTHENTICATED_SHARE: u64 = 8;
+
 /// Serves `store` on `listener` until `shutdown` completes, then drains.
 pub async fn serve(
     listener: TcpListener,
@@ -62,6 +66,13 @@ pub async fn serve(
         client_buffers: Arc::new(super::codec::BufferBudget::new(
             usize::try_from(config.maxmemory_clients).unwrap_or(usize::MAX),
         )),
+        unauthenticated_buffers: Arc::new(super::codec::BufferBudget::new(
+            usize::try_from(match config.maxmemory_clients {
+                0 => 0,
+                all => (all / UNAUTHENTICATED_SHARE).max(1),
+            })
+            .unwrap_or(usize::MAX),
+        )),
         idle_timeout: config.idle_timeout,
         local_addr: listener.local_addr()?,
         started: Instant::now(),
@@ -69,6 +80,7 @@ pub async fn serve(
         next_client_id: AtomicU64::new(0),
         commands: AtomicU64::new(0),
         auth_failures: AtomicU64::new(0),
+        freed_since_trim: AtomicUsize::new(0),
         auth_failure_log: crate::node::LogThrottle::new(super::auth::FAILURE_LOG_EVERY),
     });
     let slots = Arc::new(Semaphore::new(config.maxclients));

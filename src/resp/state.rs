@@ -22,8 +22,12 @@ pub struct ServerState {
     pub maxclients: usize,
     /// The longest bulk string a request may carry.
     pub proto_max_bulk_len: u64,
-    /// The bytes all connections' query buffers may hold together (`--maxmemory-clients`).
+    /// The bytes all connections' query and output buffers may hold together
+    /// (`--maxmemory-clients`).
     pub client_buffers: Arc<super::codec::BufferBudget>,
+    /// The part of it connections that have not authenticated may hold together (an eighth),
+    /// so that strangers cannot spend what authenticated clients need.
+    pub unauthenticated_buffers: Arc<super::codec::BufferBudget>,
     /// Close a connection idle this long (`--timeout`; `None`: never).
     pub idle_timeout: Option<std::time::Duration>,
     /// The address the listener is bound to.
@@ -38,6 +42,8 @@ pub struct ServerState {
     pub commands: AtomicU64,
     /// Wrong passwords ever received (INFO's `acl_access_denied_auth`).
     pub auth_failures: AtomicU64,
+    /// Buffer bytes closed connections freed since the allocator last gave memory back.
+    pub freed_since_trim: AtomicUsize,
     /// Throttles the log line about them.
     pub auth_failure_log: crate::node::LogThrottle,
 }

@@ -19,7 +19,14 @@ pub enum Client {
 }
 
 /// Redis refuses names with spaces, newlines or other non-printable characters.
+/// The longest client name (or library name or version) a connection keeps: it lives as long
+/// as the connection, outside any buffer `--maxmemory-clients` counts.
+pub const MAX_CLIENT_NAME: usize = 4096;
+
 pub fn check_name(name: &[u8]) -> Result<()> {
+    if name.len() > MAX_CLIENT_NAME {
+        return Err(errinput!("Client names are limited to {MAX_CLIENT_NAME} bytes."));
+    }
     if name.iter().any(|c| !(b'!'..=b'~').contains(c)) {
         return Err(errinput!("Client names cannot contain spaces, newlines or special characters."));
     }
@@ -73,12 +80,16 @@ impl Client {
         Ok(match self {
             Client::SetName(name) => {
                 check_name(&name)?;
-                session.name = Some(name).filter(|n| !n.is_empty());
+                // A copy: a slice would keep the whole request's buffer alive.
+                session.name = Some(bytes::Bytes::copy_from_slice(&name)).filter(|n| !n.is_empty());
                 Reply::ok()
             }
             Client::GetName => Reply::bulk_or_null(session.name.clone()),
             Client::Id => Reply::Integer(session.id as i64),
             Client::SetInfo { attr, value } => {
+                if value.len() > MAX_CLIENT_NAME {
+                    return Err(errinput!("{attr} is limited to {MAX_CLIENT_NAME} bytes."));
+                }
                 check_name(&value)
                     .map_err(|_| errinput!("{attr} cannot contain spaces, newlines or special characters."))?;
                 let text = String::from_utf8_lossy(&value).into_owned();

@@ -63,7 +63,8 @@ impl Hello {
         }
         if let Some(name) = self.name {
             check_name(&name)?;
-            ctx.session.name = Some(name).filter(|n| !n.is_empty());
+            // A copy: a slice would keep the whole request's buffer alive.
+            ctx.session.name = Some(bytes::Bytes::copy_from_slice(&name)).filter(|n| !n.is_empty());
         }
         ctx.session.protocol = protocol;
         let field = |k: &str, v: Reply| (Reply::text(k), v);
