@@ -9,6 +9,12 @@
 //! * **Start.** The node with the smallest id in `--peers` initialises the cluster once: only
 //!   while its own storage is empty and every peer answers that its storage is empty too.
 //!   A restart (or a wiped node whose peers have state) never initialises again.
+//! * **Identity.** Each data directory has a random incarnation, recorded in the membership
+//!   when the node is initialised with the cluster or added; every raft message is addressed
+//!   to it. A node restarted in place with an empty (or another) directory has forgotten its
+//!   votes and acknowledged entries, so its peers' messages are refused there and it neither
+//!   votes nor stores entries (INFO `raft_data: lost`) until it is removed and added again
+//!   ([`types::RaftMember`]).
 //! * **Writes** go to the leader: a follower forwards them over the peer plane. Every write
 //!   carries its node's session (node, a random id drawn at start) and a sequence number; the
 //!   state machine keeps each session's replies until the node says they are answered, so
