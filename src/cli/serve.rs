@@ -4,32 +4,18 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use tracing_subscriber::EnvFilter;
 
 use crate::error::{Error, Result};
-use crate::mode::dynamo::dvv::Causality;
-use crate::mode::s3::DEFAULT_OBJECT_KEY;
-use crate::mode::{DynamoConfig, ModeConfig, ModeName, S3Config};
-use crate::node::{Faults, NodeOptions};
+use crate::mode::dynamo::DynamoArgs;
+use crate::mode::paxos::PaxosArgs;
+use crate::mode::raft::RaftArgs;
+use crate::mode::s3::S3Args;
+use crate::mode::{ModeConfig, ModeName};
+use crate::node::{Faults, NodeArgs, parse_size};
 use crate::peer::ClusterSecret;
 use crate::resp::ServerConfig;
-
-/// On or off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Switch {
-    On,
-    Off,
-}
-
-/// dynamo mode's `--read-repair`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ReadRepair {
-    Async,
-    Sync,
-    /// No read repair: anti-entropy alone converges replicas.
-    Off,
-}
 
 /// Arguments of `valthree serve`.
 #[derive(Debug, Args)]
@@ -92,181 +78,16 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 0)]
     pub timeout: u64,
 
-    /// s3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted.
-    #[arg(long, help_heading = "s3 mode")]
-    pub s3_endpoint: Option<String>,
-    /// s3 mode: bucket holding the database (created if missing); without it the embedded
-    /// local object store in --data-dir is used.
-    #[arg(long, help_heading = "s3 mode")]
-    pub s3_bucket: Option<String>,
-    /// s3 mode: directory of the embedded object store, shared by every node of a local
-    /// cluster (default: --data-dir).
-    #[arg(long, help_heading = "s3 mode", conflicts_with = "s3_bucket")]
-    pub s3_dir: Option<PathBuf>,
-    /// s3 mode: object key of the database document.
-    #[arg(long, default_value = DEFAULT_OBJECT_KEY, help_heading = "s3 mode")]
-    pub s3_key: String,
-    /// s3 mode: region.
-    #[arg(long, env = "AWS_REGION", default_value = "us-east-1", help_heading = "s3 mode")]
-    pub s3_region: String,
-    /// s3 mode: access key (default: the usual AWS credential chain).
-    #[arg(long, help_heading = "s3 mode", requires = "s3_secret_key")]
-    pub s3_access_key: Option<String>,
-    /// s3 mode: secret key.
-    #[arg(long, help_heading = "s3 mode", requires = "s3_access_key", hide_env_values = true)]
-    pub s3_secret_key: Option<String>,
-    /// s3 mode: group commit (one conditional PUT for all writes queued at once).
-    #[arg(long, value_enum, default_value = "on", help_heading = "s3 mode")]
-    pub s3_batch: Switch,
-    /// s3 mode: values this large or larger are stored once as objects of their own, and the
-    /// document holds a reference (0: every value stays in the document).
-    #[arg(long, default_value = "64kb", value_parser = parse_size, help_heading = "s3 mode")]
-    pub s3_value_objects_from: u64,
-    /// s3 mode: the most bytes the keys and values may hold together; a write that would grow
-    /// them past it answers -OOM, as Redis does past its maxmemory (0: no limit).
-    #[arg(long, default_value = "0", value_parser = parse_size, help_heading = "s3 mode")]
-    pub maxmemory: u64,
-    /// s3 mode: the most keys the document holds over its snapshot before the whole keyspace
-    /// is written as a new one (tests set it low to exercise snapshots on small databases).
-    #[arg(long, hide = true, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
-    pub s3_snapshot_keys: u64,
-    /// paxos, raft and dynamo modes: this node's id (1, 2, ...).
-    #[arg(long, default_value_t = 1, help_heading = "paxos, raft and dynamo modes")]
-    pub node_id: u32,
-    /// paxos, raft and dynamo modes: where peers reach this node (node-to-node gRPC).
-    #[arg(long, default_value = "127.0.0.1:7379", help_heading = "paxos, raft and dynamo modes")]
-    pub peer_addr: String,
-    /// paxos, raft and dynamo modes: where the peer server listens, when not at --peer-addr (which is
-    /// then only what peers are told): e.g. `0.0.0.0:7379` in a container whose name is its
-    /// --peer-addr.
-    #[arg(long, help_heading = "paxos, raft and dynamo modes")]
-    pub peer_listen: Option<String>,
-    /// paxos, raft and dynamo modes: the initial members, `1=host:port,2=host:port,...` (this node included);
-    /// used only on first start: later the configuration stored in --data-dir wins. Omitted:
-    /// a one-node cluster.
-    #[arg(long, help_heading = "paxos, raft and dynamo modes", value_parser = crate::node::parse_peers)]
-    pub peers: Option<Members>,
-    /// paxos, raft and dynamo modes: a file holding the cluster secret every peer call must show (or
-    /// set VALTHREE_CLUSTER_SECRET; never on the command line). Required when --peer-addr is
-    /// reachable from other hosts.
-    #[arg(long, help_heading = "paxos, raft and dynamo modes")]
-    pub cluster_secret_file: Option<PathBuf>,
-    /// paxos, raft and dynamo modes: mutual TLS on the peer plane: this node's certificate (PEM; it
-    /// must name the host or IP of --peer-addr) ...
-    #[arg(long, help_heading = "paxos, raft and dynamo modes")]
-    pub peer_tls_cert: Option<PathBuf>,
-    /// ... its private key ...
-    #[arg(long, help_heading = "paxos, raft and dynamo modes")]
-    pub peer_tls_key: Option<PathBuf>,
-    /// ... and the CA that signs every node's certificate.
-    #[arg(long, help_heading = "paxos, raft and dynamo modes")]
-    pub peer_tls_ca: Option<PathBuf>,
-    /// paxos, raft and dynamo modes: start with no configuration and wait to be added by a member
-    /// (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`).
-    #[arg(long, help_heading = "paxos, raft and dynamo modes", conflicts_with = "peers")]
-    pub join: bool,
-    /// paxos mode: the one-round-trip optimisation (an accept also promises the next ballot).
-    #[arg(long, value_enum, default_value = "on", help_heading = "paxos mode")]
-    pub paxos_one_rtt: Switch,
-    /// paxos mode: how often tombstones of deleted keys are garbage-collected (0s: never).
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, help_heading = "paxos mode")]
-    pub paxos_gc_interval: std::time::Duration,
-    /// raft mode: answer reads from this node's state machine without asking the leader —
-    /// faster, but a read may miss recent writes (NOT linearizable).
-    #[arg(long, help_heading = "raft mode")]
-    pub stale_reads: bool,
-    /// raft mode: log entries between snapshots (the log is then purged but for a quarter of that).
-    #[arg(long, default_value_t = crate::mode::raft::SNAPSHOT_EVERY, help_heading = "raft mode")]
-    pub raft_snapshot_every: u64,
-    /// dynamo mode: partitions of the ring (a power of two).
-    #[arg(long, default_value_t = crate::mode::dynamo::ring::DEFAULT_PARTITIONS, help_heading = "dynamo mode")]
-    pub vnodes: u32,
-    /// dynamo mode: copies of every key, N (default: 3, or the number of nodes if fewer).
-    #[arg(long, help_heading = "dynamo mode")]
-    pub replicas: Option<usize>,
-    /// dynamo mode: replicas a read waits for, R (default: 2, or N if smaller).
-    #[arg(long = "r", help_heading = "dynamo mode")]
-    pub read_quorum: Option<usize>,
-    /// dynamo mode: replicas a write waits for, W (default: 2, or N if smaller).
-    #[arg(long = "w", help_heading = "dynamo mode")]
-    pub write_quorum: Option<usize>,
-    /// dynamo mode: read repair in the background (async), before the read answers (sync), or
-    /// none (off: anti-entropy alone converges replicas).
-    #[arg(long, value_enum, default_value = "async", help_heading = "dynamo mode")]
-    pub read_repair: ReadRepair,
-    /// dynamo mode: hinted handoff (a write an owner missed is replayed to it when it is back).
-    #[arg(long, value_enum, default_value = "on", help_heading = "dynamo mode")]
-    pub hinted_handoff: Switch,
-    /// dynamo mode: hints kept at most; past it new ones are dropped (and counted in INFO).
-    #[arg(long, default_value_t = 1_000_000, help_heading = "dynamo mode")]
-    pub max_hints: u64,
-    /// dynamo mode: hints older than this are dropped unreplayed.
-    #[arg(long, default_value = "3h", value_parser = humantime::parse_duration, help_heading = "dynamo mode")]
-    pub hint_window: std::time::Duration,
-    /// dynamo mode: what GET answers for a key with several siblings: the latest one (pick) or -CONFLICT.
-    #[arg(long, value_enum, default_value = "pick", help_heading = "dynamo mode")]
-    pub sibling_read: crate::mode::dynamo::SiblingRead,
-    /// dynamo mode: how often the failure detector (SWIM) probes a member.
-    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration, help_heading = "dynamo mode")]
-    pub swim_period: std::time::Duration,
-    /// dynamo mode: let live nodes past a key's preference list stand in for its down owners
-    /// and count toward W (they hand the write over when the owner is back). Keeps writes
-    /// available, but R + W > N no longer promises read-your-writes.
-    #[arg(long, help_heading = "dynamo mode")]
-    pub sloppy_quorum: bool,
-    /// dynamo mode: how often anti-entropy compares every partition with each co-owner's (0: never).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, help_heading = "dynamo mode")]
-    pub aae_interval: std::time::Duration,
-    /// dynamo mode: keys one anti-entropy exchange repairs at most (the next starts at once if more differ).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..), help_heading = "dynamo mode")]
-    pub aae_max_keys: u64,
-    /// dynamo mode: how old a tombstone every owner holds must be before it is deleted for good.
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration, help_heading = "dynamo mode")]
-    pub tombstone_grace: std::time::Duration,
-    /// dynamo mode: how long a node keeps a partition it no longer holds after a membership change
-    /// before it hands it over once more and deletes its copy.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, help_heading = "dynamo mode")]
-    pub handoff_grace: std::time::Duration,
-    /// dynamo mode: how long a member that failed a probe stays SUSPECT before it is DEAD.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, help_heading = "dynamo mode")]
-    pub suspect_timeout: std::time::Duration,
-    /// Test only: accept a paxos value after this many acknowledgements (breaks quorum
-    /// intersection, so the checker has a bug to catch).
-    #[arg(long, hide = true)]
-    pub unsafe_accept_quorum: Option<usize>,
-    /// Test only: answer some reads from a stale snapshot, so the checker has a bug to catch.
-    #[arg(long, hide = true)]
-    pub unsafe_stale_reads: bool,
-    /// Test only: dynamo mode keeps one value per key, the latest by timestamp (a concurrent
-    /// write is silently lost), so the checker has a bug to catch.
-    #[arg(long, hide = true, conflicts_with = "unsafe_server_clocks")]
-    pub unsafe_lww: bool,
-    /// Test only: dynamo mode with per-server plain vector clocks instead of dotted ones.
-    #[arg(long, hide = true)]
-    pub unsafe_server_clocks: bool,
-}
-
-/// The `--peers` list.
-pub type Members = Vec<crate::node::Member>;
-
-/// Parses `512mb`, `64k`, `1048576`.
-fn parse_size(text: &str) -> std::result::Result<u64, String> {
-    let lower = text.trim().to_ascii_lowercase();
-    let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
-    let (digits, unit) = lower.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("not a size: {text:?}"))?;
-    // As in redis.conf: 1k = 1000 bytes, 1kb = 1024 bytes.
-    let scale = match unit {
-        "" | "b" => 1,
-        "k" => 1000,
-        "kb" => 1 << 10,
-        "m" => 1_000_000,
-        "mb" => 1 << 20,
-        "g" => 1_000_000_000,
-        "gb" => 1 << 30,
-        _ => return Err(format!("unknown size unit in {text:?} (use k, kb, m, mb, g or gb)")),
-    };
-    n.checked_mul(scale).ok_or_else(|| format!("size too large: {text:?}"))
+    #[command(flatten)]
+    pub s3: S3Args,
+    #[command(flatten)]
+    pub node: NodeArgs,
+    #[command(flatten)]
+    pub paxos: PaxosArgs,
+    #[command(flatten)]
+    pub raft: RaftArgs,
+    #[command(flatten)]
+    pub dynamo: DynamoArgs,
 }
 
 fn init_logging(json: bool, verbose: u8) {
@@ -284,70 +105,15 @@ fn init_logging(json: bool, verbose: u8) {
 
 /// `valthree serve`'s flags as the mode configuration.
 fn mode_config(args: &ServeArgs) -> Result<ModeConfig> {
-    let from_file = args.cluster_secret_file.as_deref().map(read_secret_file).transpose()?;
+    let from_file = args.node.cluster_secret_file.as_deref().map(read_secret_file).transpose()?;
     let secret = ClusterSecret::configured(from_file.as_deref()).map_err(Error::Config)?;
     Ok(ModeConfig {
         mode: args.mode,
-        node: NodeOptions {
-            node_id: args.node_id,
-            peer_addr: args.peer_addr.clone(),
-            peer_listen: args.peer_listen.clone(),
-            peers: args.peers.clone().unwrap_or_default(),
-            join: args.join,
-            data_dir: args.data_dir.clone(),
-            secret,
-            peer_tls: crate::peer::PeerTls::from_flags(
-                args.peer_tls_cert.as_ref(),
-                args.peer_tls_key.as_ref(),
-                args.peer_tls_ca.as_ref(),
-            )
-            .map_err(Error::Config)?,
-        },
-        s3: S3Config {
-            endpoint: args.s3_endpoint.clone(),
-            bucket: args.s3_bucket.clone(),
-            dir: args.s3_dir.clone().unwrap_or_else(|| args.data_dir.clone()),
-            key: args.s3_key.clone(),
-            region: args.s3_region.clone(),
-            access_key: args.s3_access_key.clone(),
-            secret_key: args.s3_secret_key.clone(),
-            batch: args.s3_batch == Switch::On,
-            unsafe_stale_reads: args.unsafe_stale_reads,
-            value_objects_from: args.s3_value_objects_from,
-            maxmemory: args.maxmemory,
-            snapshot_keys: usize::try_from(args.s3_snapshot_keys).unwrap_or(usize::MAX),
-        },
-        paxos_one_round_trip: args.paxos_one_rtt == Switch::On,
-        paxos_gc_interval: args.paxos_gc_interval,
-        unsafe_accept_quorum: args.unsafe_accept_quorum,
-        raft_stale_reads: args.stale_reads,
-        raft_snapshot_every: args.raft_snapshot_every,
-        dynamo: DynamoConfig {
-            partitions: args.vnodes,
-            replicas: args.replicas,
-            r: args.read_quorum,
-            w: args.write_quorum,
-            sync_read_repair: args.read_repair == ReadRepair::Sync,
-            hinted_handoff: args.hinted_handoff == Switch::On,
-            max_hints: args.max_hints,
-            hint_window: args.hint_window,
-            sibling_read: args.sibling_read,
-            swim_period: args.swim_period,
-            suspect_timeout: args.suspect_timeout,
-            sloppy_quorum: args.sloppy_quorum,
-            read_repair: args.read_repair != ReadRepair::Off,
-            aae_interval: args.aae_interval,
-            aae_max_keys: args.aae_max_keys as usize,
-            tombstone_grace: args.tombstone_grace,
-            handoff_grace: args.handoff_grace,
-            causality: if args.unsafe_lww {
-                Causality::Lww
-            } else if args.unsafe_server_clocks {
-                Causality::ServerClock
-            } else {
-                Causality::Dvv
-            },
-        },
+        node: args.node.options(args.data_dir.clone(), secret).map_err(Error::Config)?,
+        s3: args.s3.clone(),
+        paxos: args.paxos.clone(),
+        raft: args.raft.clone(),
+        dynamo: args.dynamo.clone(),
     })
 }
 

@@ -2,6 +2,7 @@
 //! starts with, its fault switches, and the lifecycle of its background tasks. The peer
 //! plane they talk over is [`crate::peer`].
 
+mod args;
 mod batcher;
 pub mod codec;
 mod faults;
@@ -10,6 +11,7 @@ mod member;
 mod options;
 mod tasks;
 
+pub use args::{NodeArgs, Switch, parse_size};
 pub use batcher::{BatchJob, Pipeline, PipelineLimits, PipelineQueue, pipeline, spawn_batcher};
 pub use faults::{Faults, OBJECT_STORE};
 pub use log_throttle::LogThrottle;

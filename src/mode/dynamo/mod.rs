@@ -23,6 +23,7 @@
 //! linearizable: read-modify-write commands are refused with a definite error, and the
 //! sibling-aware VGET/VSET let a client merge concurrent writes itself.
 
+mod args;
 pub mod aae;
 mod anti_entropy;
 pub mod coordinator;
@@ -40,5 +41,6 @@ mod store;
 mod swim;
 mod wire;
 
+pub use args::{DynamoArgs, ReadRepair};
 pub use node::{DynamoOptions, SiblingRead};
 pub use store::DynamoMode;

@@ -26,6 +26,7 @@
 //! peers), `forward` (home routing), `membership`, `gc`, `service` (the peer RPCs) and
 //! `store` (the [`Store`](crate::store::Store) implementation).
 
+mod args;
 pub mod acceptor;
 pub mod ballot;
 mod forward;
@@ -41,6 +42,7 @@ pub mod storage;
 mod store;
 mod wire;
 
+pub use args::PaxosArgs;
 pub use ballot::{Ballot, NodeId};
 pub use node::{PaxosMode, PaxosOptions};
 

@@ -33,6 +33,7 @@
 //! `node` (openraft, start-up), `network` (openraft's network and calls to the leader),
 //! `service` (the peer RPCs), `write` (sessions, writes, read index), `membership`, `store`.
 
+mod args;
 mod log;
 mod machine;
 mod membership;
@@ -43,6 +44,7 @@ mod store;
 pub mod types;
 mod write;
 
+pub use args::RaftArgs;
 pub use node::{RaftMode, RaftOptions};
 #[doc(hidden)]
 pub use service::{decode_every_message, sample_messages};

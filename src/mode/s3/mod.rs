@@ -31,9 +31,12 @@
 //! * A PUT whose outcome is unknown (timeout, 5xx) answers `-UNCERTAIN`, never OK; a write
 //!   that gave up after conflicts, or found the store unreachable, answers `-TRYAGAIN`.
 
+mod args;
 mod commit;
 mod document;
 mod values;
+
+pub use args::S3Args;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
