@@ -78,6 +78,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l peer-tls-ca 
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l paxos-one-rtt -d 'paxos mode: the one-round-trip optimisation (an accept also promises the next ballot)' -r -f -a "on\t''
 off\t''"
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l paxos-gc-interval -d 'paxos mode: how often tombstones of deleted keys are garbage-collected (0s: never)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-accept-quorum -d 'Test only: accept a paxos value after this many acknowledgements (breaks quorum intersection, so the checker has a bug to catch)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l raft-snapshot-every -d 'raft mode: log entries between snapshots (the log is then purged but for a quarter of that)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l vnodes -d 'dynamo mode: partitions of the ring (a power of two)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l replicas -d 'dynamo mode: copies of every key, N (default: 3, or the number of nodes if fewer)' -r
@@ -98,13 +99,12 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l aae-max-keys
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l tombstone-grace -d 'dynamo mode: how old a tombstone every owner holds must be before it is deleted for good' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l handoff-grace -d 'dynamo mode: how long a node keeps a partition it no longer holds after a membership change before it hands it over once more and deletes its copy' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l suspect-timeout -d 'dynamo mode: how long a member that failed a probe stays SUSPECT before it is DEAD' -r
-complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-accept-quorum -d 'Test only: accept a paxos value after this many acknowledgements (breaks quorum intersection, so the checker has a bug to catch)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l json -d 'Log as JSON lines'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-stale-reads -d 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l join -d 'paxos, raft and dynamo modes: start with no configuration and wait to be added by a member (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`)'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l stale-reads -d 'raft mode: answer reads from this node\'s state machine without asking the leader — faster, but a read may miss recent writes (NOT linearizable)'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l sloppy-quorum -d 'dynamo mode: let live nodes past a key\'s preference list stand in for its down owners and count toward W (they hand the write over when the owner is back). Keeps writes available, but R + W > N no longer promises read-your-writes'
-complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-stale-reads -d 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-lww -d 'Test only: dynamo mode keeps one value per key, the latest by timestamp (a concurrent write is silently lost), so the checker has a bug to catch'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-server-clocks -d 'Test only: dynamo mode with per-server plain vector clocks instead of dotted ones'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -90,7 +90,11 @@ impl NodeArgs {
             join: self.join,
             data_dir,
             secret,
-            peer_tls: PeerTls::from_flags(self.peer_tls_cert.as_ref(), self.peer_tls_key.as_ref(), self.peer_tls_ca.as_ref())?,
+            peer_tls: PeerTls::from_flags(
+                self.peer_tls_cert.as_ref(),
+                self.peer_tls_key.as_ref(),
+                self.peer_tls_ca.as_ref(),
+            )?,
         })
     }
 }

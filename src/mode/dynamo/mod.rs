@@ -23,9 +23,9 @@
 //! linearizable: read-modify-write commands are refused with a definite error, and the
 //! sibling-aware VGET/VSET let a client merge concurrent writes itself.
 
-mod args;
 pub mod aae;
 mod anti_entropy;
+mod args;
 pub mod coordinator;
 pub mod dvv;
 mod hints;

@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 
 use super::coordinator::Reply;
 use super::dvv::{ContextKey, Object, VersionVector};
-use super::node::*;
+use super::node::{DynamoOptions, Node, SHUTDOWN_GRACE, SiblingRead, Stats, run_driver, spawn_writer};
 use super::ring::Ring;
 use super::service::Service;
 use super::storage::Storage;

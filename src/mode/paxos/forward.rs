@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::peer::{self};
 
 use super::network::transfer_time;
-use super::node::*;
+use super::node::Node;
 
 /// How long a forwarded command may take at its home (plus the time its bytes take to move).
 /// A hung home is not waited for: the peer plane's keepalive closes its connection within

@@ -8,7 +8,7 @@ use super::ballot::Ballot;
 use super::proposer::{Command, Outcome};
 use super::storage::{AcceptorMessage, Config, KeyFilter};
 
-use super::node::*;
+use super::node::Node;
 
 /// Collects tombstones: each pass takes the next batch of tombstones this node holds and is
 /// home for (a cursor walks the whole table), and every tenth pass any tombstone it holds, so

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::peer::proto;
 use crate::store::MembershipChange;
 
-use super::node::*;
+use super::node::{DriverEvent, Node, PaxosMode, SCAN_PARALLELISM};
 
 impl Node {
     /// Every key some acceptor of a quorum holds a value for: a superset of the keys whose

@@ -26,8 +26,8 @@
 //! peers), `forward` (home routing), `membership`, `gc`, `service` (the peer RPCs) and
 //! `store` (the [`Store`](crate::store::Store) implementation).
 
-mod args;
 pub mod acceptor;
+mod args;
 pub mod ballot;
 mod forward;
 mod gc;

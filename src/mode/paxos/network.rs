@@ -14,7 +14,7 @@ use super::wire;
 use crate::error::{Error, Result};
 use crate::peer::{self, PeerClient, proto};
 
-use super::node::*;
+use super::node::{BYTES_PER_SECOND, DriverEvent, Node, Outgoing};
 
 /// How long an acceptor batch may take on the wire, plus [`BYTES_PER_SECOND`] for what it
 /// carries. Generous: a crashed peer refuses at once and a hung one is caught by the peer

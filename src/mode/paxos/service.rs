@@ -8,7 +8,7 @@ use super::storage::KeyFilter;
 use super::wire;
 use crate::peer::{self, proto};
 
-use super::node::*;
+use super::node::Node;
 
 pub(super) struct PeerService {
     pub(super) node: Arc<Node>,

@@ -12,7 +12,7 @@ use super::storage::Member;
 use crate::error::{Error, Result};
 use crate::store::{MembershipChange, ModeInfo, Mutation, MutationReply, Store};
 
-use super::node::*;
+use super::node::{PaxosMode, SCAN_PARALLELISM, SHUTDOWN_GRACE};
 
 fn outcome_reply(outcome: Outcome) -> Result<MutationReply> {
     match outcome {
@@ -183,8 +183,9 @@ impl crate::store::Membership for PaxosMode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mode::paxos::Ballot;
+    use crate::mode::paxos::node::fnv1a;
     use crate::mode::paxos::storage::{AcceptorMessage, Member};
+    use crate::mode::paxos::{Ballot, PaxosOptions};
     use crate::node::Faults;
     use std::sync::Arc;
     use std::sync::atomic::Ordering;

@@ -8,9 +8,9 @@ use std::collections::BTreeSet;
 use openraft::ChangeMembers;
 use openraft::error::{ClientWriteError, RaftError};
 
-use super::node::*;
+use super::node::Inner;
 use super::service::{ForwardReply, WireChange};
-use super::types::*;
+use super::types::{NodeId, RaftMember};
 
 impl Inner {
     pub(super) async fn change_here(&self, change: WireChange) -> std::result::Result<Vec<String>, ForwardReply> {

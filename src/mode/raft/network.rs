@@ -20,8 +20,8 @@ use crate::peer::{self, proto};
 
 use crate::node::codec;
 
-use super::node::*;
-use super::types::*;
+use super::node::{Inner, encode};
+use super::types::{CHUNK, NodeId, RaftMember, TypeConfig};
 
 /// The bytes one AppendEntries should carry at most (openraft gives it one heartbeat
 /// interval to be sent, written and fsync'd); more entries wait for the next one.

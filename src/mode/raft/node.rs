@@ -21,7 +21,7 @@ use crate::node::codec;
 
 use super::network::Network;
 use super::service::Service;
-use super::types::*;
+use super::types::{NodeId, RaftMember, Request, TypeConfig};
 use super::write::InFlight;
 use super::{log, machine};
 

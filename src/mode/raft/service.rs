@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::peer::proto;
 use crate::peer::proto::raft_peer_server::RaftPeer;
 
-use super::node::*;
-use super::types::*;
+use super::node::{Inner, decode, encode};
+use super::types::{Command, NodeId, Request, Response, TypeConfig};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
 // ---- what a follower asks the leader ----

@@ -15,9 +15,9 @@ use crate::error::{Error, Result};
 use crate::store::{MembershipChange, ModeInfo, Mutation, MutationReply, Store};
 
 use super::machine;
-use super::node::*;
+use super::node::{RaftMode, encode};
 use super::service::{ForwardReply, Forwarded, WireChange};
-use super::types::*;
+use super::types::NodeId;
 
 #[async_trait]
 impl Store for RaftMode {

@@ -20,9 +20,9 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use crate::error::{Error, Result};
 use crate::store::{Mutation, MutationReply};
 
-use super::node::*;
+use super::node::{COMMAND_DEADLINE, Inner, RPC_TIMEOUT, encode};
 use super::service::{ForwardReply, Forwarded, ReadIndexReply};
-use super::types::*;
+use super::types::{CHUNK, Command, Proposal, Request, SessionId, split_value};
 
 /// Chunks of one value being committed at once.
 const CHUNKS_IN_FLIGHT: usize = 4;
