@@ -4,7 +4,7 @@ Two shoppers add to one cart at the same time through different nodes. Neither w
 lost: the cart comes back with two siblings, which the next reader merges (the union of the
 items) and writes back with the context it read, so the merge supersedes both.
 
-    valthree cluster up --mode dynamo --nodes 3           # client ports 6381, 6382, 6383
+    valthree cluster up --mode dynamo --nodes 3           # client ports 6380, 6381, 6382
     .venv/bin/python examples/shopping_cart.py [port ...]
 """
 
@@ -54,4 +54,4 @@ def main(ports):
 
 
 if __name__ == "__main__":
-    main([int(p) for p in sys.argv[1:]] or [6381, 6382, 6383])
+    main([int(p) for p in sys.argv[1:]] or [6380, 6381, 6382])

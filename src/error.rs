@@ -1,7 +1,7 @@
 //! One error type for the whole crate.
 //!
 //! Every failure a client can see falls into one of three classes, and the class — not the
-//! message — is the contract (see DESIGN.md, "Errors the client sees"):
+//! message — is the contract (see docs/errors.md, "Did it happen or not?"):
 //!
 //! * **definite, bad request** (`-ERR`): the request was wrong; nothing happened.
 //! * **definite, not applied** (`-TRYAGAIN`): the request was fine but certainly did not take

@@ -6,8 +6,10 @@
 //!    sends it to every member; gossip (one random member per round, the higher version
 //!    wins) spreads it to any that missed it.
 //! 2. While it is in force a moving partition's new owner is a *pending* replica: every
-//!    write is sent to it too, but only the current owners count toward W and reads ask only
-//!    them. Anti-entropy runs at once (not at `--aae-interval`) between every pair of holders,
+//!    write is sent to it too and needs W plus one acknowledgement per pending replica of its
+//!    key, from current and pending replicas alike (Cassandra's pending endpoints), so W of
+//!    the owners-to-be hold it when the change completes; reads ask only the current owners.
+//!    Anti-entropy runs at once (not at `--aae-interval`) between every pair of holders,
 //!    old and new, and streams the data to the new owner in pages of `--aae-max-keys` keys;
 //!    a page that is cut off is resumed by the next exchange, which compares trees again.
 //! 3. The *driver* (the lowest-id member that is up) checks that every member has the ring,
@@ -18,8 +20,11 @@
 //!    hands it over once more (an exchange with each owner, so a write that reached only it
 //!    is not lost) and deletes its copy.
 //!
-//! Acknowledged writes are safe throughout: a write is acknowledged by W current owners,
-//! and a new owner becomes current only after holding everything the old ones held.
+//! Acknowledged writes are safe throughout: a write acknowledged during a change is on W of
+//! the owners before it and W of the owners after it; one acknowledged before is streamed to
+//! the new owner, which becomes current only after holding everything the old ones held; and
+//! a node that leaves is deleted (`cluster remove-node`) only once it has handed everything
+//! over.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;

@@ -6,7 +6,7 @@
 //! round carries them all: their change functions are applied in arrival order between the
 //! phases, and every command of the batch is answered from that one round.
 //!
-//! Outcomes follow DESIGN.md: a round that never got an accept out is definitely not
+//! Outcomes follow the error contract (docs/errors.md): a round that never got an accept out is definitely not
 //! applied (`TryAgain` after bounded retries); once an accept was sent and no quorum
 //! confirmed it, a later proposer may still adopt the value, so the outcome is `Uncertain` —
 //! unless every acceptor refused it and said it never accepted that ballot (acceptors remember

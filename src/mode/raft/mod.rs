@@ -2,7 +2,9 @@
 //! v2 storage traits under the `storage-v2` feature).
 //!
 //! * **Storage.** The log, vote and committed index live in redb (`DATA/raft-log.redb`),
-//!   every transaction fsync'd before it returns ([`log`]); the state machine is in memory,
+//!   the vote and every append fsync'd before they are reported done, the committed index
+//!   saved without an fsync (a quorum holding an entry is what commits it; see [`log`] for
+//!   the read-index floor that follows); the state machine is in memory,
 //!   snapshotted to a file every `--raft-snapshot-every` entries (default
 //!   [`SNAPSHOT_EVERY`]), after which the log is purged but for a quarter of that
 //!   ([`machine`]). A node that was down long catches up by snapshot.
