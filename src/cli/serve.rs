@@ -253,16 +253,49 @@ pub fn run(args: ServeArgs) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let all = ["valthree", "serve"].into_iter().chain(args.iter().copied());
+        match Cli::try_parse_from(all).unwrap().command {
+            Command::Serve(args) => *args,
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
-    fn sizes_parse_with_units() {
-        assert_eq!(parse_size("512mb"), Ok(512 << 20));
-        assert_eq!(parse_size("64KB"), Ok(64 << 10));
-        assert_eq!(parse_size("64k"), Ok(64_000), "as in redis.conf, k is 1000 and kb 1024");
-        assert_eq!(parse_size("2g"), Ok(2_000_000_000));
-        assert_eq!(parse_size("100"), Ok(100));
-        assert!(parse_size("12qb").is_err());
-        assert_eq!(crate::resp::DEFAULT_PROTO_MAX_BULK_LEN, 512 << 20);
+    fn each_flag_reaches_its_modes_options() {
+        let args = serve(&[
+            "--mode",
+            "dynamo",
+            "--peers",
+            "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003",
+            "--node-id",
+            "2",
+            "--w",
+            "3",
+            "--read-repair",
+            "off",
+            "--handoff-grace",
+            "5s",
+            "--s3-batch",
+            "off",
+            "--paxos-one-rtt",
+            "off",
+            "--stale-reads",
+        ]);
+        let config = mode_config(&args).unwrap();
+        assert_eq!(config.node.node_id, 2);
+        assert_eq!(config.node.peers.len(), 3, "--peers is one value: the whole list");
+        let dynamo = config.dynamo.options(config.node.clone());
+        assert_eq!((dynamo.replicas, dynamo.r, dynamo.w), (3, 2, 3));
+        assert!(!dynamo.read_repair && !dynamo.sync_read_repair);
+        assert_eq!(dynamo.handoff_grace, std::time::Duration::from_secs(5));
+        assert!(!config.s3.options().batch);
+        assert!(!config.paxos.options(config.node.clone()).one_round_trip);
+        assert!(config.raft.options(config.node.clone()).stale_reads);
     }
 }

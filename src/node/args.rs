@@ -38,6 +38,10 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     n.checked_mul(scale).ok_or_else(|| format!("size too large: {text:?}"))
 }
 
+/// The `--peers` list: an alias, so that clap takes the flag as one value (the whole list),
+/// not as a flag repeated once per member.
+pub type Members = Vec<Member>;
+
 /// paxos, raft and dynamo modes: who this node is and how it reaches its peers.
 #[derive(Debug, Clone, clap::Args)]
 pub struct NodeArgs {
@@ -56,7 +60,7 @@ pub struct NodeArgs {
     /// used only on first start: later the configuration stored in --data-dir wins. Omitted:
     /// a one-node cluster.
     #[arg(long, help_heading = "paxos, raft and dynamo modes", value_parser = super::parse_peers)]
-    pub peers: Option<Vec<Member>>,
+    pub peers: Option<Members>,
     /// paxos, raft and dynamo modes: a file holding the cluster secret every peer call must show (or
     /// set VALTHREE_CLUSTER_SECRET; never on the command line). Required when --peer-addr is
     /// reachable from other hosts.
@@ -96,5 +100,21 @@ impl NodeArgs {
                 self.peer_tls_ca.as_ref(),
             )?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("512mb"), Ok(512 << 20));
+        assert_eq!(parse_size("64KB"), Ok(64 << 10));
+        assert_eq!(parse_size("64k"), Ok(64_000), "as in redis.conf, k is 1000 and kb 1024");
+        assert_eq!(parse_size("2g"), Ok(2_000_000_000));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("12qb").is_err());
+        assert_eq!(crate::resp::DEFAULT_PROTO_MAX_BULK_LEN, 512 << 20);
     }
 }
