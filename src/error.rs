@@ -31,6 +31,9 @@ pub enum Error {
     Uncertain(String),
     /// A start-up or configuration problem (bad flags, unusable data dir).
     Config(String),
+    /// A message from another node that is malformed or breaks the protocol (peer input is
+    /// input): refused, nothing applied.
+    Peer(String),
     /// A local I/O failure outside a client request.
     Io(String),
 }
@@ -48,7 +51,7 @@ impl Error {
             Error::Prefixed { prefix, message } => format!("{prefix} {message}"),
             Error::TryAgain(m) => format!("TRYAGAIN {m}"),
             Error::Uncertain(m) => format!("UNCERTAIN {m}"),
-            Error::Config(m) | Error::Io(m) => format!("ERR {m}"),
+            Error::Config(m) | Error::Peer(m) | Error::Io(m) => format!("ERR {m}"),
         }
     }
 }
@@ -61,6 +64,7 @@ impl fmt::Display for Error {
             Error::TryAgain(m) => write!(f, "not applied, try again: {m}"),
             Error::Uncertain(m) => write!(f, "outcome unknown: {m}"),
             Error::Config(m) => write!(f, "configuration: {m}"),
+            Error::Peer(m) => write!(f, "refused from a peer: {m}"),
             Error::Io(m) => write!(f, "I/O: {m}"),
         }
     }

@@ -9,12 +9,19 @@
 //! * [`resp`] — the Redis front: codec, connection loop, one file per command.
 //! * [`store`] — the `Store` trait, the keyspace state machine, the conformance suite.
 //! * [`object`] — compare-and-swap object storage: S3 and the embedded local directory.
-//! * [`node`] — what every node shares: its fault switches.
+//! * [`mode`] — the consistency modes, one folder each (s3, paxos, raft, dynamo).
+//! * [`node`] — what every replicated node shares: ids and members, its flags and options,
+//!   group commit, fault switches, the lifecycle of its background tasks.
+//! * [`peer`] — the node-to-node plane: gRPC (tonic), the cluster secret, peer TLS, admission
+//!   of connections, partitions applied in one layer, typed call outcomes.
 //! * [`cluster`] — a local cluster of `valthree serve` processes, and the nemesis that hurts it.
-//! * [`mode`] — the consistency modes, one folder each.
 //! * [`history`] — the JSONL history of a test run.
 //! * [`workload`] — many clients against any Redis-protocol endpoint, recording a history.
-//! * [`check`] — the linearizability checker and its HTML report.
+//! * [`check`] — the linearizability and dynamo checkers (their own models: they import
+//!   nothing of the server) and the HTML report.
+//! * [`demo`] — narrated, self-checking demonstrations built on `cluster` and `workload`.
+//!
+//! The contributor's map is `docs/architecture.md`.
 
 pub mod check;
 pub mod cli;

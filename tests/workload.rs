@@ -276,7 +276,7 @@ fn the_settle_leaves_convergence_to_anti_entropy_and_hints_so_their_absence_is_c
     assert!(events.iter().any(|e| e["f"] == "partition" && e["error"].is_null()), "no partition: {said}");
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(dynamo_verdict(&out).starts_with("NOT consistent: "), "{said}");
-    assert!(said.contains(": not converged: "), "{said}");
+    assert!(said.contains("not converged"), "{said}");
     // Every owner's own replica was read and recorded, none through a quorum read.
     let settled = events.iter().filter(|e| e["f"] == "local" && e["type"] == "ok").count();
     assert_eq!(settled, 4 * 3, "{said}");

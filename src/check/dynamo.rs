@@ -477,7 +477,7 @@ struct Known {
 }
 
 impl Known {
-    /// `seen[w]`: what write `w`'s client had read (see [`Seen`]).
+    /// `seen[w]`: what write `w`'s client had read (see [`ClientViews`]).
     fn new(seen: &[VersionVector], dots: &[Option<Dot>], writes: &[usize]) -> Self {
         let mut by_actor: HashMap<Actor, Vec<(u64, usize)>> = HashMap::new();
         for &w in writes {
@@ -538,14 +538,14 @@ impl Known {
 /// client had seen it — in the context of its last VGET, or as one of its own acknowledged
 /// writes — never merely because the context it sent covers it (a context handed back by a
 /// VSET that covered a sibling the client never saw would silently supersede it).
-struct Seen {
+struct ClientViews {
     /// Per operation: the part of the sent context the client's last read had shown it.
     read: Vec<VersionVector>,
     /// Per write: the later writes of its own client whose sent context covers it.
     own: HashMap<usize, Vec<usize>>,
 }
 
-impl Seen {
+impl ClientViews {
     fn new(ops: &[DOp], dots: &[Option<Dot>]) -> Self {
         let mut read = vec![VersionVector::new(); ops.len()];
         let mut own: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -571,7 +571,7 @@ impl Seen {
                 last_read.insert(o.process, o.context.clone());
             }
         }
-        Seen { read, own }
+        ClientViews { read, own }
     }
 
     /// True when write `s` legitimately supersedes write `w` (dot `d`).
@@ -588,7 +588,7 @@ fn check_key(c: &mut KeyCheck<'_>, quorums: Option<Quorums>, deadline: Option<In
     let writes: Vec<usize> =
         (0..ops.len()).filter(|&i| ops[i].is_write() && ops[i].outcome != EventType::Fail).collect();
     let by_dot: HashMap<Dot, usize> = writes.iter().filter_map(|&w| dots[w].map(|d| (d, w))).collect();
-    let seen = Seen::new(ops, &dots);
+    let seen = ClientViews::new(ops, &dots);
     let known = Known::new(&seen.read, &dots, &writes);
     // Superseded within a read's context `k`: by the join of what the writes it knows had
     // read (`superseded`), or by a later write of its own client that `k` knows.

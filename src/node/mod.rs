@@ -4,6 +4,7 @@
 
 mod args;
 mod batcher;
+mod clock;
 pub mod codec;
 mod faults;
 mod log_throttle;
@@ -13,6 +14,7 @@ mod tasks;
 
 pub use args::{NodeArgs, Switch, parse_size};
 pub use batcher::{BatchJob, Pipeline, PipelineLimits, PipelineQueue, pipeline, spawn_batcher};
+pub use clock::now_ms;
 pub use faults::{Faults, OBJECT_STORE};
 pub use log_throttle::LogThrottle;
 pub use member::{Member, NodeId, list, parse_peers};

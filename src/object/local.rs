@@ -53,13 +53,13 @@ impl FileId {
 }
 
 /// The version last read or written of each object, and the file it was in.
-type Seen = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, (Etag, FileId)>>>;
+type KnownVersions = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, (Etag, FileId)>>>;
 
 /// An object store in a local directory.
 #[derive(Debug, Clone)]
 pub struct LocalDir {
     root: PathBuf,
-    seen: Seen,
+    seen: KnownVersions,
     lock_files: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<File>>>>,
 }
 
@@ -68,7 +68,7 @@ impl LocalDir {
     pub fn open(root: impl Into<PathBuf>) -> std::io::Result<Self> {
         let root = root.into();
         fs::create_dir_all(&root)?;
-        Ok(Self { root, seen: Seen::default(), lock_files: Default::default() })
+        Ok(Self { root, seen: KnownVersions::default(), lock_files: Default::default() })
     }
 
     fn remember(&self, path: &Path, etag: &Etag, id: FileId) {

@@ -19,61 +19,18 @@
 //! would make the value live again.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Weak;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::aae::{self, differing};
 use super::coordinator::{Request, Response};
-use super::node::{Node, now_ms};
+use super::node::Node;
 use super::ring::Partition;
 use super::storage::{Write, Written};
 use super::wire::{AaeReply, AaeRequest};
 use crate::error::{Error, Result};
-use crate::node::{NodeId, codec};
-
-/// The pause before the next exchange when the last one stopped at `--aae-max-keys`.
-const CONTINUE: Duration = Duration::from_millis(100);
-
-pub(super) async fn run(node: Weak<Node>) {
-    let Some(interval) = node.upgrade().map(|n| n.options.aae_interval) else { return };
-    let mut round = 0usize;
-    let mut pause = interval.min(super::rebalance::POLL);
-    let mut last_exchange = tokio::time::Instant::now();
-    loop {
-        tokio::time::sleep(pause).await;
-        let Some(node) = node.upgrade() else { return };
-        if let Err(e) = super::rebalance::step(&node).await {
-            tracing::debug!("rebalancing: {e}");
-        }
-        // A membership change streams the moving partitions at once, whatever the interval
-        // (0 included); otherwise exchanges run every interval, and never when it is 0.
-        let changing = node.ring().changing();
-        let due = !interval.is_zero() && last_exchange.elapsed() >= interval;
-        pause = super::rebalance::POLL;
-        if !changing && !due {
-            continue;
-        }
-        last_exchange = tokio::time::Instant::now();
-        round += 1;
-        let mut more = false;
-        for peer in node.alive() {
-            match exchange(&node, peer, round).await {
-                Ok(stopped_early) => more |= stopped_early,
-                Err(e) => tracing::debug!(peer, "anti-entropy exchange: {e}"),
-            }
-        }
-        if !changing && let Err(e) = reap(&node).await {
-            tracing::debug!("tombstone reaping: {e}");
-        }
-        if more {
-            pause = CONTINUE;
-            last_exchange -= interval;
-        }
-    }
-}
+use crate::node::{NodeId, codec, now_ms};
 
 fn blocking_error(e: tokio::task::JoinError) -> Error {
     Error::Io(format!("a storage task failed: {e}"))
@@ -85,7 +42,7 @@ fn unexpected(reply: &AaeReply) -> Error {
 
 /// One exchange with `peer` of every partition both hold (or are about to); true when it
 /// stopped at `--aae-max-keys` with work left.
-async fn exchange(node: &Node, peer: NodeId, round: usize) -> Result<bool> {
+pub(super) async fn exchange(node: &Node, peer: NodeId, round: usize) -> Result<bool> {
     let ring = node.ring();
     let shared: Vec<Partition> = (0..ring.partitions())
         .filter(|p| {
@@ -224,7 +181,7 @@ async fn repair(node: &Node, peer: NodeId, keys: Vec<Bytes>) -> Result<u64> {
 /// Reaps the old tombstones of the partitions this node is the first owner of. Never with
 /// sloppy quorums on: a stand-in holds copies no owner knows of, and its hint could bring a
 /// reaped key's old value back.
-async fn reap(node: &Node) -> Result<()> {
+pub(super) async fn reap(node: &Node) -> Result<()> {
     if node.options.sloppy_quorum {
         return Ok(());
     }

@@ -10,9 +10,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::coordinator::{Request, Response};
-use super::node::{Node, now_ms};
+use super::node::Node;
 use super::storage::Write;
 use super::swim::Health;
+use crate::node::now_ms;
 
 /// How often pending hints are looked at.
 const ROUND: Duration = Duration::from_millis(250);

@@ -26,6 +26,7 @@
 pub mod aae;
 mod anti_entropy;
 mod args;
+mod background;
 pub mod coordinator;
 pub mod dvv;
 mod hints;

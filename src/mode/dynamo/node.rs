@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -15,7 +15,7 @@ use super::ring::Ring;
 use super::storage::{Counter, Storage, Write, Written};
 use super::swim::Swim;
 use crate::error::{Error, Result};
-use crate::node::{Faults, NodeId, NodeOptions, Tasks, peer_name};
+use crate::node::{Faults, NodeId, NodeOptions, Tasks, now_ms, peer_name};
 use crate::peer;
 
 /// One coordinator tick.
@@ -201,11 +201,6 @@ pub(super) struct Node {
     /// client can only hand back a context a node made: a forged one naming writes no node
     /// made would make later writes look already seen, and replicas would drop them.
     pub context_key: Option<super::dvv::ContextKey>,
-}
-
-/// Milliseconds since the Unix epoch.
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The one thread that writes: it owns the dot counter, and every batch of queued writes is

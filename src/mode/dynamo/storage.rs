@@ -127,7 +127,7 @@ fn store_object(
         Some(_) => {
             let since = tombstones.get(skey).map_err(db_error)?.map(|at| at.value());
             if since.is_none() {
-                tombstones.insert(skey, super::node::now_ms()).map_err(db_error)?;
+                tombstones.insert(skey, crate::node::now_ms()).map_err(db_error)?;
             }
         }
         None => {
@@ -145,10 +145,10 @@ fn load(objects: &impl ReadableTable<&'static [u8], &'static [u8]>, key: &[u8], 
     }
 }
 
-/// The refusal of an object or context that names `dot`, a write of this node's own actor
-/// beyond any counter it handed out.
-fn never_made(actor: Actor, dot: Dot) -> Error {
-    Error::Input(format!("the context names write {dot} of this node (actor {actor:x}), which it never made: refused"))
+/// Why an object or context that names `dot`, a write of this node's own actor beyond any
+/// counter it handed out, is refused.
+fn never_made(actor: Actor, dot: Dot) -> String {
+    format!("the context names write {dot} of this node (actor {actor:x}), which it never made: refused")
 }
 
 /// The dot sequence, owned by whoever writes (one writer at a time): `next` is the next
@@ -293,7 +293,7 @@ impl Storage {
                         {
                             // Only a context naming a write of this node that it never made
                             // covers a fresh dot: taken, the write would look already seen.
-                            results.push(Err(never_made(self.actor, dot)));
+                            results.push(Err(Error::Input(never_made(self.actor, dot))));
                             continue;
                         }
                         object.put_as(self.causality, &context, dot, *timestamp_ms, value.clone());
@@ -304,13 +304,13 @@ impl Storage {
                         Ok(Written::Put { object, dot })
                     }
                     Write::Merge { key, object: theirs } => match theirs.validate() {
-                        Err(e) => Err(Error::Config(format!("refusing a malformed object for a merge: {e}"))),
+                        Err(e) => Err(Error::Peer(format!("a malformed object for a merge: {e}"))),
                         Ok(())
                             if self.causality != Causality::ServerClock
                                 && theirs.context().get(self.actor) >= counter.next =>
                         {
                             let dot = Dot { actor: self.actor, counter: theirs.context().get(self.actor) };
-                            Err(never_made(self.actor, dot))
+                            Err(Error::Peer(never_made(self.actor, dot)))
                         }
                         Ok(()) => {
                             let skey = aae::storage_key(key);

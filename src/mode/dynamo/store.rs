@@ -126,7 +126,7 @@ impl DynamoMode {
         node.tasks.spawn(peer::serve(listener, service, node.faults.clone(), secret, tls, node.tasks.stopping()));
         node.tasks.spawn(swim::run(Arc::downgrade(&node), inbox));
         node.tasks.spawn(super::hints::run(Arc::downgrade(&node)));
-        node.tasks.spawn(super::anti_entropy::run(Arc::downgrade(&node)));
+        node.tasks.spawn(super::background::run(Arc::downgrade(&node)));
         Ok(Self { node })
     }
 

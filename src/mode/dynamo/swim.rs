@@ -18,8 +18,8 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::node::{Node, now_ms};
-use crate::node::NodeId;
+use super::node::Node;
+use crate::node::{NodeId, now_ms};
 
 /// A node as SWIM knows it: its id, and which life of it (its start time).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -65,7 +65,7 @@ impl Health {
 
 /// What the detector knows of one member.
 #[derive(Debug, Clone, Copy)]
-pub struct Seen {
+pub struct MemberState {
     pub health: Health,
     /// SWIM's incarnation number (raised by a member to refute a suspicion).
     pub incarnation: u16,
@@ -77,7 +77,7 @@ pub struct Seen {
 
 /// The handle the rest of the node uses: the membership table and the packet inbox.
 pub struct Swim {
-    table: Arc<Mutex<HashMap<NodeId, Seen>>>,
+    table: Arc<Mutex<HashMap<NodeId, MemberState>>>,
     inbox: mpsc::UnboundedSender<Bytes>,
     changes: std::sync::atomic::AtomicU64,
 }
@@ -98,7 +98,7 @@ impl Swim {
     }
 
     /// What the detector knows of `id` (`None`: nothing yet).
-    pub fn seen(&self, id: NodeId) -> Option<Seen> {
+    pub fn seen(&self, id: NodeId) -> Option<MemberState> {
         self.table.lock().unwrap_or_else(|e| e.into_inner()).get(&id).copied()
     }
 
@@ -125,7 +125,7 @@ impl Swim {
                     Instant::now()
                 }
             };
-            table.insert(id, Seen { health, incarnation, life, since });
+            table.insert(id, MemberState { health, incarnation, life, since });
         }
     }
 }

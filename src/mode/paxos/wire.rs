@@ -171,7 +171,9 @@ pub fn outcome_to(result: Result<Outcome>) -> proto::ForwardReply {
         Err(Error::Uncertain(m)) => (O::Error(proto::ErrorClass::Uncertain.into()), m),
         // The message alone, not the error's Display: the forwarding node answers the client
         // with exactly the text the home would have (`ERR value is not an integer ...`).
-        Err(Error::Input(m) | Error::Config(m) | Error::Io(m)) => (O::Error(proto::ErrorClass::Input.into()), m),
+        Err(Error::Input(m) | Error::Config(m) | Error::Peer(m) | Error::Io(m)) => {
+            (O::Error(proto::ErrorClass::Input.into()), m)
+        }
         Err(e @ Error::Prefixed { .. }) => (O::Error(proto::ErrorClass::Input.into()), e.to_string()),
     };
     proto::ForwardReply { outcome: Some(outcome), error_message }

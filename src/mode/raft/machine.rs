@@ -327,14 +327,7 @@ impl RaftSnapshotBuilder<TypeConfig> for Machine {
             let meta = SnapshotMeta {
                 last_log_id: state.last_applied,
                 last_membership: state.membership.clone(),
-                snapshot_id: format!(
-                    "{}-{}",
-                    state.last_applied.map_or(0, |l| l.index),
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_millis())
-                        .unwrap_or(0)
-                ),
+                snapshot_id: format!("{}-{}", state.last_applied.map_or(0, |l| l.index), crate::node::now_ms()),
             };
             (meta, codec::encode(&body).map_err(io)?)
         };

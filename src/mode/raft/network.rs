@@ -114,8 +114,6 @@ impl Connection {
         };
         let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
             Err(_) => return Err(RPCError::Network(NetworkError::new(&std::io::Error::other("timed out")))),
-            // A peer that cannot be connected to is unreachable: openraft then backs off
-            // instead of retrying at once.
             // A peer that cannot be reached (or that this node is cut off from) is
             // unreachable: openraft then backs off instead of retrying at once.
             Ok(Err(status)) if peer::CallError::from_status(&status).certainly_not_run() => {
