@@ -88,19 +88,6 @@ impl VersionVector {
         }
     }
 
-    /// What both have seen: per actor, the smaller counter (actors only one names dropped).
-    pub fn meet(&self, other: &VersionVector) -> VersionVector {
-        VersionVector(
-            self.0
-                .iter()
-                .filter_map(|(actor, counter)| {
-                    let both = (*counter).min(other.get(*actor));
-                    (both > 0).then_some((*actor, both))
-                })
-                .collect(),
-        )
-    }
-
     /// True when this context has seen everything `other` has.
     pub fn descends(&self, other: &VersionVector) -> bool {
         other.0.iter().all(|(&actor, &counter)| self.covers(Dot { actor, counter }))
@@ -132,7 +119,7 @@ impl VersionVector {
     pub fn encode_for(&self, key: &[u8], signer: Option<&ContextKey>) -> String {
         let mut bytes = postcard::to_stdvec(&(key_tag(key), self)).expect("a version vector always serializes");
         if let Some(signer) = signer {
-            let signature = signer.sign(&bytes);
+            let signature = signer.sign(key, &bytes);
             bytes.extend_from_slice(&signature);
         }
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -151,23 +138,27 @@ impl VersionVector {
         let not_ours = |why: &str| format!("the context is not one VGET or VSET returned ({why})");
         let bytes =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).map_err(|_| not_ours("not base64url"))?;
-        let body = match signer {
-            None => &bytes[..],
-            Some(signer) => {
+        let (body, signature) = match signer {
+            None => (&bytes[..], None),
+            Some(_) => {
                 let Some(split) = bytes.len().checked_sub(SIGNATURE_LEN) else { return Err(not_ours("unsigned")) };
                 let (body, signature) = bytes.split_at(split);
-                if !signer.verify(body, signature) {
-                    return Err(not_ours("its signature does not match"));
-                }
-                body
+                (body, Some(signature))
             }
         };
         let (tag, vv): (u32, VersionVector) = match postcard::take_from_bytes(body) {
             Ok((decoded, [])) => decoded,
             _ => return Err(not_ours("malformed")),
         };
+        // The tag first, for the error that helps a client that mixed up its keys; the
+        // signature (over the whole key) is what decides.
         if tag != key_tag(key) {
             return Err("the context is for another key: read this key with VGET".into());
+        }
+        if let (Some(signer), Some(signature)) = (signer, signature)
+            && !signer.verify(key, body, signature)
+        {
+            return Err(not_ours("its signature does not match"));
         }
         // One text per context: a decoded context encodes back to what was given.
         if vv.encode_for(key, signer).as_bytes() != text {
@@ -208,23 +199,28 @@ impl ContextKey {
         Self(key)
     }
 
-    fn mac(&self, body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+    /// The MAC of a context `body` for `key`: the whole key is signed (its length first), not
+    /// only the short tag the body carries, so a context cannot be moved to another key whose
+    /// tag collides.
+    fn mac(&self, key: &[u8], body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
         use hmac::Mac;
         let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(&(key.len() as u64).to_be_bytes());
+        mac.update(key);
         mac.update(body);
         mac
     }
 
-    fn sign(&self, body: &[u8]) -> [u8; SIGNATURE_LEN] {
+    fn sign(&self, key: &[u8], body: &[u8]) -> [u8; SIGNATURE_LEN] {
         use hmac::Mac;
-        let full = self.mac(body).finalize().into_bytes();
+        let full = self.mac(key, body).finalize().into_bytes();
         full[..SIGNATURE_LEN].try_into().expect("a SHA-256 MAC is longer")
     }
 
-    /// True when `signature` is `body`'s (compared in constant time).
-    fn verify(&self, body: &[u8], signature: &[u8]) -> bool {
+    /// True when `signature` is `body`'s for `key` (compared in constant time).
+    fn verify(&self, key: &[u8], body: &[u8], signature: &[u8]) -> bool {
         use hmac::Mac;
-        self.mac(body).verify_truncated_left(signature).is_ok()
+        self.mac(key, body).verify_truncated_left(signature).is_ok()
     }
 }
 
@@ -588,6 +584,11 @@ mod tests {
         let forged_text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged_bytes);
         assert!(refused(&forged_text, &key).contains("signature"));
         assert!(refused("AAAA", &key).contains("unsigned"));
+        // The signature binds the whole key, not only the short tag the body carries: the
+        // same body signed for one key does not verify for another.
+        let body = b"the same body";
+        assert!(key.verify(b"a", body, &key.sign(b"a", body)));
+        assert!(!key.verify(b"b", body, &key.sign(b"a", body)));
     }
 
     #[test]

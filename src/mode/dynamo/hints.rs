@@ -30,14 +30,31 @@ pub(super) async fn run(node: Weak<Node>) {
             return;
         }
         let ring = node.ring();
-        // A node that has left the ring hears from no member any more, so its failure detector
-        // calls them all dead: it tries each target instead, to hand its hints over.
-        let member = ring.member_ids().contains(&node.id);
-        let targets: Vec<_> = ring
-            .member_ids()
+        let members = ring.member_ids();
+        // Hints for a node that is no longer in the ring (it left, or its join was called off)
+        // have no one to go to: their writes are on W current owners (see `rebalance`), and
+        // anti-entropy converges the rest. So are the hints of a node that left the ring
+        // itself: replayed, its old copies could bring back a key whose tombstone the owners
+        // have since reaped (except under sloppy quorums, which never reap).
+        let leaving = !members.contains(&node.id) && !node.options.sloppy_quorum;
+        let held = {
+            let storage = node.storage.clone();
+            tokio::task::spawn_blocking(move || storage.hint_targets()).await
+        };
+        for target in held.ok().and_then(|h| h.ok()).unwrap_or_default() {
+            if (leaving || !members.contains(&target))
+                && let Err(e) = forget(&node, target).await
+            {
+                tracing::debug!(peer = target, "dropping hints: {e}");
+            }
+        }
+        if leaving {
+            continue;
+        }
+        let targets: Vec<_> = members
             .into_iter()
             .filter(|id| *id != node.id && !node.isolated_from(*id))
-            .filter(|id| !member || node.swim.seen(*id).is_some_and(|s| s.health == Health::Alive))
+            .filter(|id| node.swim.seen(*id).is_some_and(|s| s.health == Health::Alive))
             .collect();
         for target in targets {
             if let Err(e) = replay(&node, target).await {
@@ -45,6 +62,21 @@ pub(super) async fn run(node: Weak<Node>) {
             }
         }
     }
+}
+
+/// Drops a page of the hints for `target` without replaying them.
+async fn forget(node: &Node, target: u32) -> crate::error::Result<()> {
+    let storage = node.storage.clone();
+    let hints = tokio::task::spawn_blocking(move || storage.hints_for(target, PAGE * 16))
+        .await
+        .map_err(|e| crate::error::Error::Io(e.to_string()))??;
+    if hints.is_empty() {
+        return Ok(());
+    }
+    node.stats.hints_expired.fetch_add(hints.len() as u64, Ordering::Relaxed);
+    let drop = hints.into_iter().map(|(key, at)| Write::DropHint { target, key, recorded_ms: at }).collect();
+    node.write(drop).await?;
+    Ok(())
 }
 
 async fn replay(node: &Node, target: u32) -> crate::error::Result<()> {

@@ -49,6 +49,8 @@ pub(super) struct State {
     /// The changing ring version the driver is checking, and its partitions seen converged.
     checking: u64,
     converged: BTreeSet<Partition>,
+    /// Since when every member has had the changing ring (`None`: not all of them yet).
+    all_have_since: Option<Instant>,
     /// Partitions this node holds data of but no longer owns, and since when.
     foreign_since: HashMap<Partition, Instant>,
 }
@@ -110,15 +112,27 @@ pub(super) async fn step(node: &Node) -> Result<()> {
 /// been seen identical on all its holders.
 async fn drive(node: &Node, ring: &Ring) -> Result<()> {
     let have = announce(node, ring, ring).await;
-    if have.len() < ring.members().len() {
-        return Ok(()); // a member without the ring would not send writes to pending replicas
-    }
+    let all_have = have.len() >= ring.members().len();
     let moving = ring.moving();
     {
         let mut state = node.rebalance.lock().unwrap_or_else(|e| e.into_inner());
         if state.checking != ring.version() {
             state.checking = ring.version();
             state.converged.clear();
+            state.all_have_since = None;
+        }
+        if !all_have {
+            // A member without the ring would not send writes to pending replicas.
+            state.all_have_since = None;
+            return Ok(());
+        }
+        // A write its coordinator began under the ring before this one neither went to the
+        // pending replicas nor needed them: convergence is judged only once every such write
+        // is over (answered or timed out), so a partition seen converged stays so for every
+        // acknowledged write (each later one counts a pending replica, see the coordinator).
+        let since = *state.all_have_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < RING_SETTLE {
+            return Ok(());
         }
     }
     let mut asks: BTreeMap<NodeId, Vec<Partition>> = BTreeMap::new();
@@ -166,6 +180,13 @@ async fn hand_over(node: &Node, ring: &Ring) -> Result<()> {
     let foreign: Vec<Partition> = node.storage.with_trees(|t| {
         (0..ring.partitions()).filter(|p| t.root(*p) != 0 && !ring.holders(*p).contains(&node.id)).collect()
     });
+    // A node that has left the ring forgets its copies without handing them over: every
+    // write acknowledged during the change is on W owners-to-be (a pending replica counts and
+    // adds to W), everything before it was streamed to them before the change completed, and
+    // reaping does not ask a node outside the ring, so a handover could bring back a key
+    // whose tombstone the owners have since reaped. Under sloppy quorums (which never reap) a
+    // stand-in's copy may be the only one, so it is handed over as a member's is.
+    let leaving = !ring.member_ids().contains(&node.id) && !node.options.sloppy_quorum;
     let due: Vec<Partition> = {
         let mut state = node.rebalance.lock().unwrap_or_else(|e| e.into_inner());
         state.foreign_since.retain(|p, _| foreign.contains(p));
@@ -173,27 +194,35 @@ async fn hand_over(node: &Node, ring: &Ring) -> Result<()> {
         foreign
             .iter()
             .filter(|p| {
-                now.duration_since(*state.foreign_since.entry(**p).or_insert(now)) >= node.options.handoff_grace
+                leaving
+                    || now.duration_since(*state.foreign_since.entry(**p).or_insert(now)) >= node.options.handoff_grace
             })
             .copied()
             .collect()
     };
     let alive = node.alive();
-    // A node that has left the ring hears from no member any more, so its failure detector
-    // calls them all dead: it tries the owners instead (a failed exchange ends the round).
-    let member = ring.member_ids().contains(&node.id);
     for p in due {
-        let owners = ring.preference_list(p);
-        if member && owners.iter().any(|o| !alive.contains(o)) {
-            continue; // every owner must take its copy first
-        }
-        let mut complete = true;
-        for &owner in &owners {
-            // Each exchange repairs a page; the partition is dropped only when no page was cut off.
-            complete &= !exchange_partitions(node, owner, vec![p], 0).await?;
-        }
-        if !complete {
-            continue;
+        if !leaving {
+            let owners = ring.preference_list(p);
+            if owners.iter().any(|o| !alive.contains(o)) {
+                continue; // every owner must take its copy first
+            }
+            let mut complete = true;
+            for &owner in &owners {
+                // Each exchange repairs a page; the partition is dropped only when no page was
+                // cut off. An owner that cannot be reached leaves this partition to a later
+                // round, not the others.
+                match exchange_partitions(node, owner, vec![p], 0).await {
+                    Ok(cut_off) => complete &= !cut_off,
+                    Err(e) => {
+                        tracing::debug!(partition = p, peer = owner, "handover: {e}");
+                        complete = false;
+                    }
+                }
+            }
+            if !complete {
+                continue;
+            }
         }
         let storage = node.storage.clone();
         let segments: Vec<u16> = (0..aae::SEGMENTS as u16).collect();
@@ -203,10 +232,19 @@ async fn hand_over(node: &Node, ring: &Ring) -> Result<()> {
         let n = keys.len();
         let writes = keys.into_iter().map(|(key, hash)| Write::Forget { key, hash }).collect();
         node.write(writes).await?;
-        tracing::info!(partition = p, keys = n, "dynamo: handed over a partition this node no longer holds");
+        if leaving {
+            tracing::info!(partition = p, keys = n, "dynamo: forgot a partition of a ring this node has left");
+        } else {
+            tracing::info!(partition = p, keys = n, "dynamo: handed over a partition this node no longer holds");
+        }
     }
     Ok(())
 }
+
+/// How long after every member has a changing ring the driver starts judging convergence:
+/// longer than any write begun under the ring before lives (its request timeout).
+const RING_SETTLE: Duration =
+    Duration::from_millis(super::node::TICK.as_millis() as u64 * super::node::REQUEST_TIMEOUT_TICKS + 500);
 
 /// How long a member of a changing ring may be DEAD before the change's caller is told.
 const DOWN_NOTICE: Duration = Duration::from_secs(10);

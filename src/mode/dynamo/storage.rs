@@ -469,6 +469,22 @@ impl Storage {
     }
 
     /// Hints pending, for every target.
+    /// The nodes this replica holds hints for.
+    pub fn hint_targets(&self) -> Result<Vec<NodeId>> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(HINTS).map_err(db_error)?;
+        let mut targets = Vec::new();
+        let mut from = 0;
+        loop {
+            let next = table.range((from, &[][..])..).map_err(db_error)?.next();
+            let Some(entry) = next else { return Ok(targets) };
+            let target = entry.map_err(db_error)?.0.value().0;
+            targets.push(target);
+            let Some(after) = target.checked_add(1) else { return Ok(targets) };
+            from = after;
+        }
+    }
+
     pub fn hint_count(&self) -> Result<u64> {
         let txn = self.db.begin_read().map_err(db_error)?;
         txn.open_table(HINTS).map_err(db_error)?.len().map_err(db_error)

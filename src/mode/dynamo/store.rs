@@ -189,6 +189,34 @@ impl DynamoMode {
         }
     }
 
+    /// Without a cluster secret contexts are not signed, so one a client hands back is
+    /// checked against what the key's replicas know: a context naming writes no replica holds
+    /// (an actor at a counter it never reached) would make every later write of that actor
+    /// look already seen, and replicas would drop it. This node's own copy answers when it
+    /// knows all of the context; otherwise an R-quorum read does. A context it still does not
+    /// explain is refused before anything is written (TRYAGAIN: a client that read the key
+    /// from replicas this read missed gets a context that passes by reading it again).
+    async fn check_unsigned_context(&self, key: &Bytes, context: &VersionVector) -> Result<()> {
+        if context.is_empty() {
+            return Ok(());
+        }
+        let storage = self.node.storage.clone();
+        let k = key.clone();
+        let local =
+            tokio::task::spawn_blocking(move || storage.get(&k)).await.map_err(|e| Error::Io(e.to_string()))??;
+        if local.context().descends(context) {
+            return Ok(());
+        }
+        let known = self.read(key.clone(), self.node.options.r).await?;
+        if known.context().descends(context) {
+            return Ok(());
+        }
+        Err(Error::TryAgain(
+            "the context names writes no replica that answered holds; nothing was written (read the key again with VGET)"
+                .into(),
+        ))
+    }
+
     /// A plain GET's answer from an object.
     fn plain(&self, object: &Object) -> Result<Option<Bytes>> {
         if self.node.options.sibling_read == SiblingRead::Error && object.live().count() > 1 {
@@ -495,6 +523,9 @@ impl Siblings for DynamoMode {
         let w = self.check_quorum("W", w, self.node.options.w)?;
         let signer = self.node.context_key.as_ref();
         let context = VersionVector::decode_for(&key, &context, signer).map_err(Error::Input)?;
+        if signer.is_none() {
+            self.check_unsigned_context(&key, &context).await?;
+        }
         match self.write(key.clone(), Some(context), value, w).await? {
             Reply::Written { context, dot, .. } => {
                 Ok(VersionedWrite { context: context.encode_for(&key, signer), dot: dot.to_string() })
