@@ -174,6 +174,7 @@ fn warn_about_secrets_in_argv() {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     make_private(&args.data_dir);
+    crate::node::exit_on_writer_panic();
     warn_about_secrets_in_argv();
     // Secrets are read before anything listens: a node that refuses its secret never serves.
     let requirepass = secret_flag(args.requirepass.as_ref(), args.requirepass_file.as_deref())?;

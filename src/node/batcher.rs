@@ -10,6 +10,14 @@ use crate::error::{Error, Result};
 /// The exit code of a node whose writer thread panicked.
 pub const WRITER_PANICKED: i32 = 70;
 
+static EXIT_ON_PANIC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes a panicking writer stop the process (`valthree serve` asks for it: a supervisor then
+/// restarts the node from what is durable). Otherwise the writer refuses every later write.
+pub fn exit_on_writer_panic() {
+    EXIT_ON_PANIC.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// One caller's items and where its results go (one result per item, in order).
 pub struct BatchJob<T, R> {
     pub batch: Vec<T>,
@@ -44,14 +52,23 @@ where
                 let Ok(applied) = applied else {
                     // A bug: the writer's state can no longer be trusted, and a node whose
                     // writer is gone would otherwise wait on it for ever. The round's callers
-                    // may hear that their writes may or may not be durable (a dropped
-                    // connection says the same), and the process stops so that a supervisor
-                    // restarts it from what is durable.
-                    tracing::error!("{thread}: the writer panicked; stopping the node");
+                    // hear that their writes may or may not be durable (a dropped connection
+                    // says the same). A server process then stops so that a supervisor
+                    // restarts it from what is durable; in a process that is not a server (a
+                    // test running nodes in-process) every later caller is refused instead.
+                    let failed = || Err(Error::Uncertain(format!("{thread}: the writer panicked")));
                     for job in jobs {
-                        let _ = job.reply.send(Err(Error::Uncertain(format!("{thread}: the writer failed"))));
+                        let _ = job.reply.send(failed());
                     }
-                    std::process::exit(WRITER_PANICKED);
+                    if EXIT_ON_PANIC.load(std::sync::atomic::Ordering::Relaxed) {
+                        tracing::error!("{thread}: the writer panicked; stopping the node");
+                        std::process::exit(WRITER_PANICKED);
+                    }
+                    tracing::error!("{thread}: the writer panicked; refusing every later write");
+                    while let Ok(job) = rx.recv() {
+                        let _ = job.reply.send(failed());
+                    }
+                    return;
                 };
                 match applied {
                     Ok(results) => {
@@ -174,6 +191,26 @@ mod tests {
         tx.send(BatchJob { batch: vec![3], reply: b }).unwrap();
         assert_eq!(ra.await.unwrap().unwrap(), vec![10, 20]);
         assert_eq!(rb.await.unwrap().unwrap(), vec![30]);
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_panics_fails_its_round_and_every_later_write_in_a_process_that_is_no_server() {
+        let tx = spawn_batcher("test-panicking", 100, |items: &[u32]| {
+            if items.contains(&0) {
+                panic!("a bug");
+            }
+            Ok(items.to_vec())
+        });
+        let call = |batch: Vec<u32>| {
+            let (reply, rx) = oneshot::channel();
+            tx.send(BatchJob { batch, reply }).unwrap();
+            rx
+        };
+        assert_eq!(call(vec![1]).await.unwrap().unwrap(), vec![1]);
+        let failed = call(vec![0]).await.unwrap().unwrap_err();
+        assert!(!failed.is_definite(), "the panicking round may or may not have been written: {failed}");
+        let later = call(vec![2]).await.unwrap().unwrap_err();
+        assert!(later.to_string().contains("panicked"), "{later}");
     }
 
     /// Polls `call` once: a pipeline call queues its item on its first poll, so once this

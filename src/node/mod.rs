@@ -13,7 +13,7 @@ mod options;
 mod tasks;
 
 pub use args::{NodeArgs, Switch, parse_size};
-pub use batcher::{BatchJob, Pipeline, PipelineLimits, PipelineQueue, pipeline, spawn_batcher};
+pub use batcher::{BatchJob, Pipeline, PipelineLimits, PipelineQueue, exit_on_writer_panic, pipeline, spawn_batcher};
 pub use clock::now_ms;
 pub use faults::{Faults, OBJECT_STORE};
 pub use log_throttle::LogThrottle;
