@@ -585,7 +585,9 @@ fn a_tombstone_is_reaped_only_once_every_owner_holds_it_and_the_key_stays_delete
             .iter()
             .all(|a| versioned(a, "DYNAMO.LOCAL", "gone").1.is_empty() && info_field(a, "dynamo_tombstones") == "0")
     });
-    assert_eq!(info_sum(&addrs, "dynamo_tombstones_reaped"), 3);
+    // At least once on each owner: an exchange that ran while the owners were removing it
+    // may copy it back to one that already had, and it is reaped again.
+    assert!(info_sum(&addrs, "dynamo_tombstones_reaped") >= 3);
     std::thread::sleep(Duration::from_secs(1));
     for a in &addrs {
         let v: Option<String> = redis::cmd("GET").arg("gone").query(&mut redis(a)).unwrap();

@@ -6,6 +6,7 @@
 //! [`OBJECT_STORE`]. The switch cuts peer traffic only: clients still reach the node, which
 //! is exactly the situation a partition creates (the node is up, its peers are not).
 
+use super::{read_lock, write_lock};
 use std::collections::BTreeSet;
 use std::sync::RwLock;
 
@@ -21,22 +22,22 @@ pub struct Faults {
 impl Faults {
     /// True when calls to `peer` must fail.
     pub fn is_isolated_from(&self, peer: &str) -> bool {
-        let set = self.isolated.read().unwrap_or_else(|e| e.into_inner());
+        let set = read_lock(&self.isolated);
         !set.is_empty() && set.contains(peer)
     }
 
     /// Cuts this node off from `peers`.
     pub fn isolate(&self, peers: impl IntoIterator<Item = String>) {
-        self.isolated.write().unwrap_or_else(|e| e.into_inner()).extend(peers);
+        write_lock(&self.isolated).extend(peers);
     }
 
     /// Restores every connection.
     pub fn heal(&self) {
-        self.isolated.write().unwrap_or_else(|e| e.into_inner()).clear();
+        write_lock(&self.isolated).clear();
     }
 
     /// The peers currently cut off.
     pub fn isolated(&self) -> Vec<String> {
-        self.isolated.read().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+        read_lock(&self.isolated).iter().cloned().collect()
     }
 }

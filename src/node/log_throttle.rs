@@ -2,6 +2,7 @@
 //! written at most once per interval, with the count of those held back since, so a flood
 //! neither fills the disk nor hides the rest of the log.
 
+use super::lock;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ impl LogThrottle {
 
     /// `Some(held back since the last line)` when a line may be written now, else `None`.
     pub fn allow(&self) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.state);
         let now = Instant::now();
         match state.0 {
             Some(last) if now.duration_since(last) < self.every => {

@@ -27,6 +27,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::{Etag, Fetched, Object, ObjectError, ObjectStore, PutCondition};
+use crate::node::lock;
 
 /// Which file a path named when it was read: a rename makes a new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,11 +73,11 @@ impl LocalDir {
     }
 
     fn remember(&self, path: &Path, etag: &Etag, id: FileId) {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_path_buf(), (etag.clone(), id));
+        lock(&self.seen).insert(path.to_path_buf(), (etag.clone(), id));
     }
 
     fn remembered(&self, path: &Path) -> Option<(Etag, FileId)> {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(path).cloned()
+        lock(&self.seen).get(path).cloned()
     }
 
     /// True when `known` is still the object at `path` (the caller holds the lock shared):
@@ -95,7 +96,7 @@ impl LocalDir {
 
     /// The lock file of `key`, opened once (the unchanged check reads its note).
     fn lock_file(&self, key: &str) -> std::io::Result<std::sync::Arc<File>> {
-        let mut open = self.lock_files.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = lock(&self.lock_files);
         if let Some(file) = open.get(key) {
             return Ok(file.clone());
         }
@@ -286,8 +287,8 @@ impl ObjectStore for LocalDir {
     async fn delete(&self, key: &str) -> Result<(), ObjectError> {
         let path = self.object_path(key)?;
         let lock_path = self.lock_path(key);
-        self.lock_files.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).remove(&path);
+        lock(&self.lock_files).remove(key);
+        lock(&self.seen).remove(&path);
         tokio::task::spawn_blocking(move || {
             let gone = |r: std::io::Result<()>| match r {
                 Err(e) if e.kind() != ErrorKind::NotFound => Err(e),

@@ -32,6 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::node::LogThrottle;
+use crate::node::lock;
 
 /// How long a new peer connection may take to complete its TLS handshake and send a request
 /// that passes the guard.
@@ -102,7 +103,7 @@ impl Admission {
 
     /// Unproven connections now.
     pub fn unproven(&self) -> usize {
-        self.table.lock().unwrap_or_else(|e| e.into_inner()).all.len()
+        lock(&self.table).all.len()
     }
 
     /// Registers a connection just accepted from `remote`, closing the oldest unproven ones
@@ -110,7 +111,7 @@ impl Admission {
     fn admit(self: &Arc<Self>, stream: TcpStream, remote: SocketAddr) -> Guarded {
         let close = CancellationToken::new();
         let (id, evicted) = {
-            let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+            let mut table = lock(&self.table);
             let id = table.next_id;
             table.next_id += 1;
             table.all.insert(id, (remote.ip(), close.clone()));
@@ -149,7 +150,7 @@ impl Admission {
     }
 
     fn forget(&self, id: u64) {
-        self.table.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        lock(&self.table).remove(id);
     }
 }
 

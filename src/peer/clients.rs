@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::{PeerChannel, endpoint};
+use crate::node::lock;
 use crate::node::{Faults, NodeId};
 
 /// The channels of node `from` to its peers.
@@ -30,7 +31,7 @@ impl Clients {
 
     /// The channel to peer `id` at `addr`.
     pub fn channel(&self, id: NodeId, addr: &str) -> Result<PeerChannel, String> {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = lock(&self.cache);
         if let Some((known, channel)) = cache.get(&id)
             && known == addr
         {

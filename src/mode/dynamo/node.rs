@@ -16,6 +16,7 @@ use super::storage::{Counter, Storage, Write, Written};
 use super::swim::Swim;
 use crate::error::{Error, Result};
 use crate::node::{Faults, NodeId, NodeOptions, Tasks, now_ms, peer_name};
+use crate::node::{lock, read_lock, write_lock};
 use crate::peer;
 
 /// One coordinator tick.
@@ -216,7 +217,7 @@ impl Node {
 
     /// The ring as this node knows it now.
     pub(super) fn ring(&self) -> Arc<Ring> {
-        self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
+        read_lock(&self.ring).clone()
     }
 
     /// Adopts `ring` if it is newer than the one held (stored first, so a restart keeps it);
@@ -227,7 +228,7 @@ impl Node {
         }
         ring.validate(self.options.partitions, self.options.replicas).map_err(Error::Input)?;
         self.storage.save_ring(&ring)?;
-        let mut held = self.ring.write().unwrap_or_else(|e| e.into_inner());
+        let mut held = write_lock(&self.ring);
         if ring.version() <= held.version() {
             return Ok(false);
         }
@@ -463,6 +464,6 @@ pub(super) async fn run_driver(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<
                 let _ = node.driver.send(DriverEvent::Replies { from: to, replies });
             });
         }
-        *node.stats.coordinator.lock().unwrap_or_else(|e| e.into_inner()) = coordinator.stats();
+        *lock(&node.stats.coordinator) = coordinator.stats();
     }
 }

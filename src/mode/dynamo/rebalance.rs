@@ -39,6 +39,7 @@ use super::swim::Health;
 use super::wire::{AaeReply, AaeRequest};
 use crate::error::{Error, Result};
 use crate::node::NodeId;
+use crate::node::lock;
 
 /// How often the rebalancing step runs (and membership changes are polled).
 pub(super) const POLL: Duration = Duration::from_millis(250);
@@ -115,7 +116,7 @@ async fn drive(node: &Node, ring: &Ring) -> Result<()> {
     let all_have = have.len() >= ring.members().len();
     let moving = ring.moving();
     {
-        let mut state = node.rebalance.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&node.rebalance);
         if state.checking != ring.version() {
             state.checking = ring.version();
             state.converged.clear();
@@ -155,7 +156,7 @@ async fn drive(node: &Node, ring: &Ring) -> Result<()> {
         }
     }
     let done = {
-        let mut state = node.rebalance.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&node.rebalance);
         for &p in &moving {
             let mut seen = ring.holders(p).into_iter().map(|h| roots.get(&(h, p)).copied());
             let first = seen.next().flatten();
@@ -188,7 +189,7 @@ async fn hand_over(node: &Node, ring: &Ring) -> Result<()> {
     // stand-in's copy may be the only one, so it is handed over as a member's is.
     let leaving = !ring.member_ids().contains(&node.id) && !node.options.sloppy_quorum;
     let due: Vec<Partition> = {
-        let mut state = node.rebalance.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&node.rebalance);
         state.foreign_since.retain(|p, _| foreign.contains(p));
         let now = Instant::now();
         foreign

@@ -17,6 +17,7 @@ use super::aae::{self, Shape, Trees};
 use super::dvv::{Actor, Causality, Dot, Object, VersionVector};
 use super::ring::{Partition, Ring};
 use crate::error::{Error, Result};
+use crate::node::lock;
 use crate::node::{NodeId, codec};
 
 /// Objects under [`aae::storage_key`] (position, then key): one AAE segment is one range.
@@ -365,7 +366,7 @@ impl Storage {
             }
         }
         txn.commit().map_err(db_error)?;
-        let mut trees = self.trees.lock().unwrap_or_else(|e| e.into_inner());
+        let mut trees = lock(&self.trees);
         for (position, old, new) in changes {
             trees.update(position, old, new);
         }
@@ -374,7 +375,7 @@ impl Storage {
 
     /// Reads the AAE trees.
     pub fn with_trees<T>(&self, f: impl FnOnce(&Trees) -> T) -> T {
-        f(&self.trees.lock().unwrap_or_else(|e| e.into_inner()))
+        f(&lock(&self.trees))
     }
 
     /// Every key in `segments` of `partition`, with its object's hash.

@@ -23,6 +23,7 @@ use super::storage::Storage;
 use super::swim::{self, Health, Swim};
 use super::wire::{ForwardReply, Forwarded};
 use crate::error::{Error, Result};
+use crate::node::lock;
 use crate::node::{Faults, Tasks};
 use crate::peer::{self, CallError};
 use crate::store::{
@@ -414,7 +415,7 @@ impl Store for DynamoMode {
 
     fn describe(&self) -> ModeInfo {
         let node = &self.node;
-        let c = *node.stats.coordinator.lock().unwrap_or_else(|e| e.into_inner());
+        let c = *lock(&node.stats.coordinator);
         let ring = node.ring();
         let members = ring
             .members()

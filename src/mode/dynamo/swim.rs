@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::node::Node;
+use crate::node::lock;
 use crate::node::{NodeId, now_ms};
 
 /// A node as SWIM knows it: its id, and which life of it (its start time).
@@ -99,7 +100,7 @@ impl Swim {
 
     /// What the detector knows of `id` (`None`: nothing yet).
     pub fn seen(&self, id: NodeId) -> Option<MemberState> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner()).get(&id).copied()
+        lock(&self.table).get(&id).copied()
     }
 
     /// True when `id` is DEAD to the detector (a member never heard of is not).
@@ -113,7 +114,7 @@ impl Swim {
     }
 
     fn publish(&self, members: impl Iterator<Item = (NodeId, Health, u16, u64)>) {
-        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let mut table = lock(&self.table);
         for (id, health, incarnation, life) in members {
             let since = match table.get(&id) {
                 Some(old) if old.health == health && old.life == life => old.since,

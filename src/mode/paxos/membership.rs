@@ -13,6 +13,7 @@ use super::proposer::{Command, Outcome};
 use super::storage::{Config, KeyFilter, Member};
 use super::wire;
 use crate::error::{Error, Result};
+use crate::node::{read_lock, write_lock};
 use crate::peer::proto;
 use crate::store::MembershipChange;
 
@@ -66,7 +67,7 @@ impl Node {
     pub(super) async fn install(&self, config: Config) -> Result<bool> {
         let _one_at_a_time = self.installing.lock().await;
         {
-            let current = self.config.read().unwrap_or_else(|e| e.into_inner());
+            let current = read_lock(&self.config);
             if config.version <= current.version {
                 return Ok(config == *current);
             }
@@ -77,7 +78,7 @@ impl Node {
             .await
             .map_err(|e| Error::Io(e.to_string()))??;
         {
-            let mut current = self.config.write().unwrap_or_else(|e| e.into_inner());
+            let mut current = write_lock(&self.config);
             if config.version <= current.version {
                 return Ok(config == *current);
             }

@@ -12,6 +12,7 @@ use super::ballot::NodeId;
 use super::storage::AcceptorReply;
 use super::wire;
 use crate::error::{Error, Result};
+use crate::node::{lock, read_lock};
 use crate::peer::{self, PeerClient, proto};
 
 use super::node::{BYTES_PER_SECOND, DriverEvent, Node, Outgoing};
@@ -38,7 +39,7 @@ impl Node {
     /// A client for peer `id`, at its address in the current configuration.
     pub(super) fn client(&self, id: NodeId) -> Result<PeerClient<peer::PeerChannel>> {
         let addr = {
-            let config = self.config.read().unwrap_or_else(|e| e.into_inner());
+            let config = read_lock(&self.config);
             config.everyone().into_iter().find(|m| m.id == id).map(|m| m.peer_addr)
         };
         let addr = addr.ok_or_else(|| Error::TryAgain(format!("node {id} is not in the configuration")))?;
@@ -52,7 +53,7 @@ impl Node {
     }
 
     pub(super) fn outbox(self: &Arc<Self>, to: NodeId) -> mpsc::UnboundedSender<Vec<Outgoing>> {
-        let mut outboxes = self.outboxes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut outboxes = lock(&self.outboxes);
         outboxes
             .entry(to)
             .or_insert_with(|| {
@@ -96,13 +97,13 @@ impl Node {
     }
 
     pub(super) fn is_down(&self, id: NodeId) -> bool {
-        self.isolated_from(id) || self.down.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&id)
+        self.isolated_from(id) || lock(&self.down).contains_key(&id)
     }
 
     /// Bypasses peer `id` for at least [`DOWN_FOR`], then until it answers a ping.
     pub(super) fn mark_down(&self, id: NodeId) {
         let probing = {
-            let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+            let mut down = lock(&self.down);
             down.insert(id, Instant::now() + DOWN_FOR).is_some()
         };
         if probing {
@@ -117,7 +118,7 @@ impl Node {
                 let mut client = client.clone();
                 let ping = tokio::time::timeout(PROBE_TIMEOUT, client.ping(proto::PingRequest { from }));
                 let answered = matches!(ping.await, Ok(Ok(_)));
-                let mut down = down.lock().unwrap_or_else(|e| e.into_inner());
+                let mut down = lock(&down);
                 match down.get(&id) {
                     None => return,
                     Some(until) if answered && Instant::now() >= *until => {

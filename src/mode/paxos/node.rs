@@ -29,6 +29,7 @@ use super::service::PeerService;
 use super::storage::{AcceptorMessage, AcceptorReply, Config, Storage};
 use crate::error::{Error, Result};
 use crate::node::{Faults, NodeOptions, Tasks, peer_name};
+use crate::node::{lock, read_lock};
 use crate::peer::{self};
 
 /// One proposer tick.
@@ -209,7 +210,7 @@ fn spawn_acceptor(storage: Arc<Storage>, config_version: Arc<AtomicU64>) -> std:
 
 impl Node {
     pub(super) fn config(&self) -> Config {
-        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+        read_lock(&self.config).clone()
     }
 
     pub(super) fn isolated_from(&self, id: NodeId) -> bool {
@@ -226,14 +227,14 @@ impl Node {
 
     /// The home node of `key`: a stable hash over the members.
     pub(super) fn home(&self, key: &[u8]) -> Option<NodeId> {
-        let config = self.config.read().unwrap_or_else(|e| e.into_inner());
+        let config = read_lock(&self.config);
         let n = config.members.len() as u64;
         (n > 0).then(|| config.members[(fnv1a(key) % n) as usize].id)
     }
 
     /// Runs a command on this node's proposer.
     pub(super) async fn propose(&self, key: Bytes, command: Command) -> Result<Outcome> {
-        if self.config.read().unwrap_or_else(|e| e.into_inner()).members.is_empty() {
+        if read_lock(&self.config).members.is_empty() {
             return Err(Error::TryAgain("this node has not joined a cluster yet".into()));
         }
         let (reply, rx) = oneshot::channel();
@@ -318,6 +319,6 @@ async fn run_driver(
         for (to, batch) in sends {
             let _ = node.outbox(to).send(batch);
         }
-        *node.stats.proposer.lock().unwrap_or_else(|e| e.into_inner()) = proposer.stats();
+        *lock(&node.stats.proposer) = proposer.stats();
     }
 }

@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use super::proposer::{Command, Outcome};
 use super::storage::Member;
 use crate::error::{Error, Result};
+use crate::node::lock;
 use crate::store::{MembershipChange, ModeInfo, Mutation, MutationReply, Store};
 
 use super::node::{PaxosMode, SCAN_PARALLELISM, SHUTDOWN_GRACE};
@@ -139,7 +140,7 @@ impl Store for PaxosMode {
     fn describe(&self) -> ModeInfo {
         let node = &self.node;
         let config = node.config();
-        let p = *node.stats.proposer.lock().unwrap_or_else(|e| e.into_inner());
+        let p = *lock(&node.stats.proposer);
         let list = |ms: &[Member]| ms.iter().map(|m| format!("{}={}", m.id, m.peer_addr)).collect::<Vec<_>>().join(",");
         let mut details = vec![
             ("paxos_node_id".into(), node.id.to_string()),

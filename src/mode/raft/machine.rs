@@ -50,6 +50,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Command, NodeId, Request, Response, SessionId, TypeConfig};
 use crate::node::codec;
+use crate::node::{lock, read_lock, write_lock};
 use crate::store::Keyspace;
 
 /// Log entries after which a silent session expires.
@@ -282,7 +283,7 @@ impl Machine {
 
     /// Writes `stored` unless the snapshot on disk is already as new.
     fn write_stored(&self, stored: &StoredSnapshot) -> Result<(), StorageError<NodeId>> {
-        let _one_at_a_time = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let _one_at_a_time = lock(&self.writing);
         let index = stored.meta.last_log_id.map_or(0, |l| l.index);
         if self.path.exists() && *self.durable.borrow() >= index {
             return Ok(());
@@ -301,7 +302,7 @@ impl Machine {
 
     fn load(&self, data: &[u8]) -> Result<(), StorageError<NodeId>> {
         let body: SnapshotBody = codec::decode(data).map_err(io)?;
-        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let mut state = write_lock(&self.state);
         state.last_applied = body.last_applied;
         state.membership = body.membership;
         state.keyspace = body.keyspace;
@@ -315,7 +316,7 @@ impl Machine {
 impl RaftSnapshotBuilder<TypeConfig> for Machine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let (meta, data) = {
-            let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+            let state = read_lock(&self.state);
             let body = SnapshotBody {
                 last_applied: state.last_applied,
                 membership: state.membership.clone(),
@@ -344,7 +345,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
     async fn applied_state(
         &mut self,
     ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, super::types::RaftMember>), StorageError<NodeId>> {
-        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let state = read_lock(&self.state);
         Ok((state.last_applied, state.membership.clone()))
     }
 
@@ -353,7 +354,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let mut state = write_lock(&self.state);
         let mut replies = Vec::new();
         for entry in entries {
             state.last_applied = Some(entry.log_id);
@@ -405,7 +406,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
 
 /// Reads values from the machine.
 pub fn read(state: &RwLock<MachineState>, keys: &[Bytes]) -> Vec<Option<Bytes>> {
-    let state = state.read().unwrap_or_else(|e| e.into_inner());
+    let state = read_lock(state);
     keys.iter().map(|k| state.keyspace.get(k).cloned()).collect()
 }
 

@@ -4,6 +4,7 @@
 #![allow(clippy::result_large_err)]
 
 use crate::node::codec;
+use crate::node::read_lock;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -163,7 +164,7 @@ impl RaftPeer for Service {
     async fn probe(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
         let _payload = request.into_inner();
         let pristine = self.inner.log.is_pristine().map_err(|e| tonic::Status::unavailable(e.to_string()))?
-            && self.inner.machine.state.read().unwrap_or_else(|e| e.into_inner()).last_applied.is_none();
+            && read_lock(&self.inner.machine.state).last_applied.is_none();
         let probe = Probe { pristine, incarnation: self.inner.incarnation };
         Ok(tonic::Response::new(encode(self.inner.id, &probe)?))
     }

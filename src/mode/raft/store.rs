@@ -12,6 +12,7 @@ use bytes::Bytes;
 use openraft::{LogId, ServerState};
 
 use crate::error::{Error, Result};
+use crate::node::read_lock;
 use crate::store::{MembershipChange, ModeInfo, Mutation, MutationReply, Store};
 
 use super::machine;
@@ -33,7 +34,7 @@ impl Store for RaftMode {
 
     async fn dbsize(&self) -> Result<u64> {
         self.inner.read_barrier().await?;
-        Ok(self.inner.machine.state.read().unwrap_or_else(|e| e.into_inner()).keyspace.len() as u64)
+        Ok(read_lock(&self.inner.machine.state).keyspace.len() as u64)
     }
 
     async fn mutate(&self, mutation: Mutation) -> Result<MutationReply> {
@@ -41,7 +42,7 @@ impl Store for RaftMode {
     }
 
     fn local_dbsize(&self) -> Option<u64> {
-        Some(self.inner.machine.state.read().unwrap_or_else(|e| e.into_inner()).keyspace.len() as u64)
+        Some(read_lock(&self.inner.machine.state).keyspace.len() as u64)
     }
 
     async fn shutdown(&self) {
@@ -98,10 +99,7 @@ impl Store for RaftMode {
             ("raft_writes_retried".into(), inner.forwards_retried.load(Ordering::Relaxed).to_string()),
             ("raft_leader_changes".into(), inner.leader_changes.load(Ordering::Relaxed).to_string()),
             ("raft_snapshots_installed".into(), inner.machine.snapshots_installed().to_string()),
-            (
-                "raft_replies_remembered".into(),
-                inner.machine.state.read().unwrap_or_else(|e| e.into_inner()).remembered_replies().to_string(),
-            ),
+            ("raft_replies_remembered".into(), read_lock(&inner.machine.state).remembered_replies().to_string()),
         ];
         ModeInfo { mode: "raft", details }
     }

@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 
 use crate::error::{Error, Result};
+use crate::node::lock;
 use crate::store::{Mutation, MutationReply};
 
 use super::node::{COMMAND_DEADLINE, Inner, RPC_TIMEOUT, encode};
@@ -59,7 +60,7 @@ struct Ticket<'a> {
 
 impl<'a> Ticket<'a> {
     fn new(in_flight: &'a std::sync::Mutex<InFlight>) -> Self {
-        let mut state = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(in_flight);
         let seq = state.next;
         state.next += 1;
         state.open.insert(seq);
@@ -70,7 +71,7 @@ impl<'a> Ticket<'a> {
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
-        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).open.remove(&self.seq);
+        lock(self.in_flight).open.remove(&self.seq);
     }
 }
 

@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use super::values::{Unresolved, Values, digest_of};
 use super::{Stats, document, read_error};
 use crate::error::{Error, Result};
+use crate::node::lock;
 use crate::object::{Etag, Fetched, ObjectError, ObjectStore, PutCondition};
 use crate::store::{Keyspace, Mutation, MutationReply};
 
@@ -126,7 +127,7 @@ impl Committer {
 
     /// The bytes of keys and values in the last version read or written (INFO).
     pub fn dataset_bytes(&self) -> u64 {
-        self.decoded.lock().unwrap().as_ref().map_or(0, |b| b.size)
+        lock(&self.decoded).as_ref().map_or(0, |b| b.size)
     }
 
     /// The `maxmemory` limit (INFO).
@@ -156,7 +157,7 @@ impl Committer {
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
         // Holding a parsed version, ask only whether it is still current (S3: If-None-Match;
         // the local directory: the etag its last writer noted): no transfer, no parse.
-        let held = self.decoded.lock().unwrap().clone();
+        let held = lock(&self.decoded).clone();
         let fetched = match held.as_ref().and_then(|h| h.etag.as_ref()) {
             Some(etag) => self.objects.get_if_changed(&self.key, etag).await,
             None => self.objects.get(&self.key).await.map(Fetched::Current),
@@ -175,7 +176,7 @@ impl Committer {
         let Some(object) = object else {
             return Ok(Ok(Base::empty()));
         };
-        if let Some(hit) = self.decoded.lock().unwrap().as_ref()
+        if let Some(hit) = lock(&self.decoded).as_ref()
             && hit.etag.as_ref() == Some(&object.etag)
         {
             return Ok(Ok(hit.clone()));
@@ -227,7 +228,7 @@ impl Committer {
         }
         let base = Base { etag: Some(object.etag), size, keyspace: Arc::new(keyspace), snapshot, diff, large };
         self.values.retain(&base.objects());
-        *self.decoded.lock().unwrap() = Some(base.clone());
+        *lock(&self.decoded) = Some(base.clone());
         Ok(Ok(base))
     }
 
@@ -266,7 +267,7 @@ impl Committer {
     /// The held version, if the object store can tell at once that it is still current
     /// (the check happens now, after the reader arrived: a snapshot current at that instant).
     pub fn read_held_if_current(&self) -> Option<Arc<Keyspace>> {
-        let held = self.decoded.lock().unwrap().clone()?;
+        let held = lock(&self.decoded).clone()?;
         let etag = held.etag.as_ref()?;
         if self.objects.is_current_now(&self.key, etag)? {
             self.stats.gets.fetch_add(1, Ordering::Relaxed);
@@ -394,7 +395,7 @@ impl Committer {
                     let (before, after) = (base.objects(), done.objects());
                     let dropped: Vec<String> = before.difference(&after).cloned().collect();
                     // Readers start from it too: until another write, the etag check says so.
-                    *self.decoded.lock().unwrap() = Some(done.clone());
+                    *lock(&self.decoded) = Some(done.clone());
                     self.values.retain(&after);
                     self.delete_objects(dropped);
                     *cache = Some(done);

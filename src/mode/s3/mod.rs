@@ -46,6 +46,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
+use crate::node::lock;
 use crate::object::{ObjectError, ObjectStore};
 use crate::store::{Keyspace, ModeInfo, Mutation, MutationReply, Store};
 use commit::{Base, Committer, PendingWrite};
@@ -134,12 +135,12 @@ impl S3Mode {
         if !self.options.unsafe_stale_reads {
             return self.fresh_snapshot().await;
         }
-        let old = self.stale.lock().unwrap().clone();
+        let old = lock(&self.stale).clone();
         match old {
             Some(old) if fastrand::bool() => Ok(old),
             _ => {
                 let fresh = self.fresh_snapshot().await?;
-                let mut stale = self.stale.lock().unwrap();
+                let mut stale = lock(&self.stale);
                 if stale.is_none() || fastrand::u8(..) < 16 {
                     *stale = Some(fresh.clone());
                 }

@@ -28,6 +28,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::document::Value;
+use crate::node::lock;
 use crate::object::{ObjectError, ObjectStore, PutCondition};
 
 /// The default `--s3-value-objects-from`: values this large or larger get objects of their own.
@@ -98,7 +99,7 @@ impl Values {
         if value.len() < self.shortest.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
         }
-        self.table.lock().unwrap().by_value.get(&identity(value)).map(|(name, _)| name.clone())
+        lock(&self.table).by_value.get(&identity(value)).map(|(name, _)| name.clone())
     }
 
     /// Writes every large value among `candidates` that has no object yet; returns the names
@@ -109,7 +110,7 @@ impl Values {
         candidates: impl Iterator<Item = &'a Bytes>,
     ) -> Result<Vec<String>, ObjectError> {
         let new: Vec<Bytes> = {
-            let table = self.table.lock().unwrap();
+            let table = lock(&self.table);
             let mut new: Vec<Bytes> = candidates
                 .filter(|v| self.is_large(v) && !table.by_value.contains_key(&identity(v)))
                 .cloned()
@@ -121,13 +122,13 @@ impl Values {
         for value in new {
             let digest = digest_of(value.clone()).await?;
             let name = format!("{}{digest}-{:016x}", self.prefix, fastrand::u64(..));
-            self.table.lock().unwrap().pinned.insert(name.clone());
+            lock(&self.table).pinned.insert(name.clone());
             written.push(name.clone());
             if let Err(e) = objects.put(&name, value.clone(), PutCondition::IfAbsent).await {
                 self.unpin(&written);
                 return Err(e);
             }
-            self.table.lock().unwrap().insert(name, value, &self.shortest);
+            lock(&self.table).insert(name, value, &self.shortest);
         }
         Ok(written)
     }
@@ -138,7 +139,7 @@ impl Values {
         match value {
             Value::Inline(value) => Ok(value),
             Value::Object(name) => {
-                let held = self.table.lock().unwrap().by_name.get(&name).cloned();
+                let held = lock(&self.table).by_name.get(&name).cloned();
                 match held {
                     Some(value) => Ok(value),
                     None => self.read(objects, &name).await,
@@ -160,14 +161,14 @@ impl Values {
         if digest != want {
             return Err(Unresolved::Corrupt(format!("the value in {name} does not match its digest")));
         }
-        self.table.lock().unwrap().insert(name.to_owned(), body.clone(), &self.shortest);
+        lock(&self.table).insert(name.to_owned(), body.clone(), &self.shortest);
         Ok(body)
     }
 
     /// Forgets every name neither in `keep` nor pinned (their values are no longer this
     /// node's to share).
     pub fn retain(&self, keep: &HashSet<String>) {
-        let mut table = self.table.lock().unwrap();
+        let mut table = lock(&self.table);
         let Table { by_value, by_name, pinned } = &mut *table;
         by_name.retain(|name, _| keep.contains(name) || pinned.contains(name));
         by_value.retain(|_, (name, _)| keep.contains(name) || pinned.contains(name));
@@ -177,7 +178,7 @@ impl Values {
 
     /// Ends the pin [`Values::store_new`] put on `names`.
     pub fn unpin(&self, names: &[String]) {
-        let mut table = self.table.lock().unwrap();
+        let mut table = lock(&self.table);
         for name in names {
             table.pinned.remove(name);
         }
@@ -185,7 +186,7 @@ impl Values {
 
     /// The number of values with objects of their own this node knows (INFO).
     pub fn count(&self) -> usize {
-        self.table.lock().unwrap().by_name.len()
+        lock(&self.table).by_name.len()
     }
 }
 
