@@ -376,3 +376,107 @@ fn unauthenticated_connections_cannot_spend_what_authenticated_clients_need() {
     assert_eq!(got.len(), value.len());
     drop(strangers);
 }
+
+/// A raw HTTP/2 connection to a peer port, as a peer holding the secret could open one.
+async fn raw_peer_connection(addr: &str) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    send
+}
+
+/// Opens a Paxos call on `send` whose one message declares `declared` bytes, and sends the
+/// first `sent` of them (never the rest).
+async fn declare_message(
+    send: &mut h2::client::SendRequest<bytes::Bytes>,
+    addr: &str,
+    secret: &str,
+    declared: u32,
+    sent: usize,
+) -> (h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>) {
+    let request = http::Request::post(format!("http://{addr}/valthree.peer.Peer/Paxos"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header(valthree::peer::SECRET_HEADER, secret)
+        .body(())
+        .unwrap();
+    let mut ready = send.clone().ready().await.unwrap();
+    let (response, mut stream) = ready.send_request(request, false).unwrap();
+    let mut message = vec![0u8];
+    message.extend_from_slice(&declared.to_be_bytes());
+    message.resize(5 + sent, b'x');
+    stream.send_data(message.into(), false).unwrap();
+    (response, stream)
+}
+
+/// The gRPC status a response carries (in its headers, or in its trailers).
+async fn grpc_status(response: h2::client::ResponseFuture) -> Option<i32> {
+    let mut response = response.await.ok()?;
+    let in_headers = response.headers().get("grpc-status").cloned();
+    let status = match in_headers {
+        Some(status) => status,
+        None => response.body_mut().trailers().await.ok()??.get("grpc-status")?.clone(),
+    };
+    status.to_str().ok()?.parse().ok()
+}
+
+/// Item 8: peer messages are bounded in streams and in bytes. Before the fix a message was
+/// buffered whole as it arrived, as many at once as a peer opened streams: a 1.5 GiB message
+/// took 1.5 GB, and 500 streams declaring 4 GiB each were all accepted. Now a message larger
+/// than the node's peer message budget is refused as soon as its length is read, a
+/// connection carries at most a few dozen calls at once, and the bytes all calls hold
+/// together stay within the budget (here 2 × 8 MiB + 32 MiB): the rest wait, unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_messages_are_bounded_in_size_streams_and_bytes_in_flight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &["--proto-max-bulk-len", "8mb"]));
+    let _down = common::Down(&dir);
+    let addrs = common::addrs(&status);
+    let target = peer_addr(&status, 0);
+    let pid = u32::try_from(status["nodes"][0]["pid"].as_u64().unwrap()).unwrap();
+    let secret = secret_header(&dir).to_str().unwrap().to_string();
+
+    // One message declaring 4 GiB - 1: refused at once, RESOURCE_EXHAUSTED.
+    let mut send = raw_peer_connection(&target).await;
+    let (response, _stream) = declare_message(&mut send, &target, &secret, u32::MAX, 1 << 20).await;
+    let refused = tokio::time::timeout(Duration::from_secs(30), grpc_status(response)).await;
+    assert_eq!(refused, Ok(Some(8)), "a 4 GiB message is refused as soon as it is declared");
+
+    // A connection carries a few dozen calls at once, not hundreds.
+    let streams = send.current_max_send_streams();
+    assert!(streams <= 64, "the server lets one connection carry {streams} calls at once");
+
+    // On two connections, as many calls as each may carry, each declaring 8 MiB and sending
+    // 7 MiB of it: 840 MB if every message were buffered as it came.
+    let before = rss(pid);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut send = raw_peer_connection(&target).await;
+        for _ in 0..60.min(streams) {
+            held.push(declare_message(&mut send, &target, &secret, 8 << 20, 7 << 20).await);
+        }
+    }
+    // The budget's 48 MiB, plus what the two connections' flow-control windows let arrive
+    // unread (32 MiB each), plus slack.
+    let bound = 256 * MB;
+    let watch_until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < watch_until {
+        let grown = rss(pid).saturating_sub(before);
+        assert!(grown < bound, "the node grew by {} MB for messages it has not read", grown / MB);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(held);
+
+    // The budget is given back: a value of the longest size replicates.
+    let value = vec![b'v'; 8 << 20];
+    tokio::task::block_in_place(|| {
+        common::wait_until(Duration::from_secs(60), "a large write after the attack", || {
+            redis::cmd("SET").arg("large").arg(&value).query::<()>(&mut common::redis(&addrs[0])).is_ok()
+        });
+        let read: Vec<u8> = redis::cmd("GET").arg("large").query(&mut common::redis(&addrs[1])).unwrap();
+        assert_eq!(read.len(), value.len());
+    });
+}

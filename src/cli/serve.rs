@@ -302,6 +302,7 @@ fn mode_config(args: &ServeArgs) -> Result<ModeConfig> {
                 args.peer_tls_ca.as_ref(),
             )
             .map_err(Error::Config)?,
+            max_value: args.proto_max_bulk_len,
         },
         s3: S3Config {
             endpoint: args.s3_endpoint.clone(),
