@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{PeerChannel, endpoint};
+use super::{PeerChannel, channel};
 use crate::node::{Faults, NodeId};
 
 /// The channels of node `from` to its peers.
@@ -36,14 +36,13 @@ impl Clients {
         {
             return Ok(channel.clone());
         }
-        let channel = PeerChannel::new(
-            endpoint(addr, self.tls.as_ref())?.connect_lazy(),
+        let peer = PeerChannel::new(
+            channel(addr, self.tls.as_ref(), self.secret.as_ref())?,
             self.from,
             id,
             self.faults.clone(),
-            self.secret.as_ref(),
         );
-        cache.insert(id, (addr.to_string(), channel.clone()));
-        Ok(channel)
+        cache.insert(id, (addr.to_string(), peer.clone()));
+        Ok(peer)
     }
 }

@@ -33,8 +33,8 @@ pub const CONNECTION_WINDOW: u32 = 32 << 20;
 /// before they ever reach a peer, and modes bound their batches.
 pub const MAX_MESSAGE: usize = u32::MAX as usize;
 
-/// A lazily connected endpoint for the peer at `addr` (`host:port`), with the plane's
-/// connect timeout and keepalive; over mutual TLS when `tls` is given.
+/// An endpoint for the peer at `addr` (`host:port`), with the plane's connect timeout and
+/// keepalive; over mutual TLS when `tls` is given. [`channel`] connects it.
 pub fn endpoint(addr: &str, tls: Option<&super::PeerTls>) -> Result<Endpoint, String> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut endpoint =
@@ -50,6 +50,16 @@ pub fn endpoint(addr: &str, tls: Option<&super::PeerTls>) -> Result<Endpoint, St
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .tcp_nodelay(true))
+}
+
+/// A lazily connected channel to the peer at `addr`: over mutual TLS when `tls` is given, each
+/// connection opened by the handshake proving `secret` when one is given.
+pub fn channel(
+    addr: &str,
+    tls: Option<&super::PeerTls>,
+    secret: Option<&super::ClusterSecret>,
+) -> Result<tonic::transport::Channel, String> {
+    Ok(endpoint(addr, tls)?.connect_with_connector_lazy(super::Connector::new(secret)))
 }
 
 /// The peer server every mode serves its gRPC services on: the plane's flow-control windows
@@ -90,7 +100,7 @@ pub async fn serve<S>(
     S::Future: Send + 'static,
 {
     // Unauthenticated connections are bounded before any of them reaches the server.
-    let incoming = super::admission::incoming(listener, super::admission::Admission::new());
+    let incoming = super::admission::incoming(listener, super::admission::Admission::new(secret.as_ref()));
     let mut builder = server();
     if let Some(tls) = &tls {
         builder = match builder.tls_config(tls.server()) {
