@@ -70,12 +70,7 @@ impl HandshakeKey {
 
 /// A fresh nonce from the operating system's generator.
 fn nonce() -> io::Result<[u8; LEN]> {
-    let mut nonce = [0u8; LEN];
-    rustls::crypto::aws_lc_rs::default_provider()
-        .secure_random
-        .fill(&mut nonce)
-        .map_err(|_| io::Error::other("no randomness for a peer handshake nonce"))?;
-    Ok(nonce)
+    super::secret::random().map_err(io::Error::other)
 }
 
 fn refused(what: &str) -> io::Error {

@@ -62,10 +62,24 @@ impl ClusterSecret {
     }
 }
 
-/// A random secret for a new cluster (`valthree cluster up`).
-pub fn generate() -> String {
-    let mut rng = fastrand::Rng::new();
-    (0..4).map(|_| format!("{:016x}", rng.u64(..))).collect()
+/// A random secret for a new cluster (`valthree cluster up`): 256 bits from the operating
+/// system's generator (a seeded PRNG would make every secret guessable from one).
+pub fn generate() -> Result<String, String> {
+    Ok(hex(&random::<32>()?))
+}
+
+/// `N` bytes from the operating system's random generator.
+pub(super) fn random<const N: usize>() -> Result<[u8; N], String> {
+    let mut bytes = [0u8; N];
+    rustls::crypto::aws_lc_rs::default_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|_| "the operating system's random generator failed".to_string())?;
+    Ok(bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -81,6 +95,8 @@ mod tests {
         assert_ne!(secret.key_for("a"), secret.key_for("b"));
         assert_eq!(format!("{secret:?}"), "ClusterSecret(..)");
         assert!(ClusterSecret::new("short").is_err());
-        assert_eq!(generate().len(), 64);
+        let (one, two) = (generate().unwrap(), generate().unwrap());
+        assert_eq!(one.len(), 64);
+        assert_ne!(one, two);
     }
 }
