@@ -34,8 +34,9 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::node::LogThrottle;
 
-/// How long a new peer connection may take to complete its TLS handshake and send a request
-/// that passes the guard.
+/// How long a new peer connection may take to prove itself: pass the secret handshake (with a
+/// cluster secret), or complete its TLS handshake and send a request that passes the guard
+/// (without one).
 pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Unproven connections one source address may hold at once.
