@@ -102,10 +102,14 @@ fn peer_addr(status: &serde_json::Value, i: usize) -> String {
 
 /// The secret `cluster up` gave the nodes: the attacks "with the cluster secret" are those
 /// of a compromised or buggy peer.
-fn secret_header(dir: &Path) -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
+fn cluster_secret(dir: &Path) -> valthree::peer::ClusterSecret {
     let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("cluster.json")).unwrap()).unwrap();
-    let secret = valthree::peer::ClusterSecret::new(state["cluster_secret"].as_str().unwrap()).unwrap();
-    secret.header().parse().unwrap()
+    valthree::peer::ClusterSecret::new(state["cluster_secret"].as_str().unwrap()).unwrap()
+}
+
+/// A channel to the peer at `addr` whose connections prove `secret`, as a node's do.
+fn peer_channel(addr: &str, secret: &valthree::peer::ClusterSecret) -> tonic::transport::Channel {
+    valthree::peer::channel(addr, None, Some(secret)).unwrap()
 }
 
 /// Sets `count` fresh keys through `addr`; the number of writes that failed.
@@ -123,7 +127,7 @@ fn failed_sets(addr: &str, prefix: &str, count: usize) -> usize {
 /// restart (the counter is durable).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_prepare_at_the_largest_ballot_does_not_wedge_the_node() {
-    use valthree::peer::{PeerClient, SECRET_HEADER, proto};
+    use valthree::peer::{PeerClient, proto};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
     let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &[]));
@@ -131,15 +135,11 @@ async fn a_peer_prepare_at_the_largest_ballot_does_not_wedge_the_node() {
     let addr = common::addrs(&status)[0].clone();
     assert_eq!(tokio::task::block_in_place(|| failed_sets(&addr, "before", 30)), 0);
 
-    let secret = secret_header(&dir);
+    let secret = cluster_secret(&dir);
     for victim in ["victim-1", "victim-2", "victim-3"] {
         for i in 0..3 {
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", peer_addr(&status, i)))
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-            let mut request = tonic::Request::new(proto::PaxosBatch {
+            let channel = peer_channel(&peer_addr(&status, i), &secret);
+            let request = tonic::Request::new(proto::PaxosBatch {
                 from: 9,
                 messages: vec![proto::PaxosMessage {
                     key: victim.as_bytes().to_vec().into(),
@@ -149,7 +149,6 @@ async fn a_peer_prepare_at_the_largest_ballot_does_not_wedge_the_node() {
                     })),
                 }],
             });
-            request.metadata_mut().insert(SECRET_HEADER, secret.clone());
             PeerClient::new(channel).paxos(request).await.expect("a ballot at the wire's limit is taken");
         }
     }
@@ -190,7 +189,7 @@ fn closed_by_server(mut stream: &std::net::TcpStream) -> bool {
 /// call on a new connection still succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_to_the_peer_port_are_bounded_and_closed() {
-    use valthree::peer::{PeerClient, SECRET_HEADER, proto};
+    use valthree::peer::{PeerClient, proto};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
     let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &[]));
@@ -215,10 +214,8 @@ async fn idle_connections_to_the_peer_port_are_bounded_and_closed() {
     for addr in &addrs {
         assert_eq!(tokio::task::block_in_place(|| failed_sets(addr, "flooded", 10)), 0, "writes through {addr}");
     }
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{target}")).unwrap().connect().await.unwrap();
-    let mut request = tonic::Request::new(proto::PingRequest { from: 9 });
-    request.metadata_mut().insert(SECRET_HEADER, secret_header(&dir));
-    PeerClient::new(channel).ping(request).await.expect("a peer call on a new connection");
+    let channel = peer_channel(&target, &cluster_secret(&dir));
+    PeerClient::new(channel).ping(proto::PingRequest { from: 9 }).await.expect("a peer call on a new connection");
     // Every idle one is closed once the first-request deadline has passed.
     tokio::task::block_in_place(|| {
         common::wait_until(Duration::from_secs(40), "every idle connection closed", || {
@@ -375,4 +372,211 @@ fn unauthenticated_connections_cannot_spend_what_authenticated_clients_need() {
     let got: Vec<u8> = redis::cmd("GET").arg("k").query(&mut con).unwrap();
     assert_eq!(got.len(), value.len());
     drop(strangers);
+}
+
+/// A raw HTTP/2 connection to a peer port, as a peer holding the secret could open one.
+async fn raw_peer_connection(
+    addr: &str,
+    secret: &valthree::peer::ClusterSecret,
+) -> h2::client::SendRequest<bytes::Bytes> {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    valthree::peer::prove_secret(&mut tcp, secret).await.unwrap();
+    let (send, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    send
+}
+
+/// Opens a Paxos call on `send` whose one message declares `declared` bytes, and sends the
+/// first `sent` of them (never the rest).
+async fn declare_message(
+    send: &mut h2::client::SendRequest<bytes::Bytes>,
+    addr: &str,
+    declared: u32,
+    sent: usize,
+) -> (h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>) {
+    let request = http::Request::post(format!("http://{addr}/valthree.peer.Peer/Paxos"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let mut ready = send.clone().ready().await.unwrap();
+    let (response, mut stream) = ready.send_request(request, false).unwrap();
+    let mut message = vec![0u8];
+    message.extend_from_slice(&declared.to_be_bytes());
+    message.resize(5 + sent, b'x');
+    stream.send_data(message.into(), false).unwrap();
+    (response, stream)
+}
+
+/// The gRPC status a response carries (in its headers, or in its trailers).
+async fn grpc_status(response: h2::client::ResponseFuture) -> Option<i32> {
+    let mut response = response.await.ok()?;
+    let in_headers = response.headers().get("grpc-status").cloned();
+    let status = match in_headers {
+        Some(status) => status,
+        None => response.body_mut().trailers().await.ok()??.get("grpc-status")?.clone(),
+    };
+    status.to_str().ok()?.parse().ok()
+}
+
+/// Item 8: peer messages are bounded in streams and in bytes. Before the fix a message was
+/// buffered whole as it arrived, as many at once as a peer opened streams: a 1.5 GiB message
+/// took 1.5 GB, and 500 streams declaring 4 GiB each were all accepted. Now a message larger
+/// than the node's peer message budget is refused as soon as its length is read, a
+/// connection carries at most a few dozen calls at once, and the bytes all calls hold
+/// together stay within the budget (here 2 × 8 MiB + 32 MiB): the rest wait, unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_messages_are_bounded_in_size_streams_and_bytes_in_flight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &["--proto-max-bulk-len", "8mb"]));
+    let _down = common::Down(&dir);
+    let addrs = common::addrs(&status);
+    let target = peer_addr(&status, 0);
+    let pid = u32::try_from(status["nodes"][0]["pid"].as_u64().unwrap()).unwrap();
+    let secret = cluster_secret(&dir);
+
+    // One message declaring 4 GiB - 1: refused at once, RESOURCE_EXHAUSTED.
+    let mut send = raw_peer_connection(&target, &secret).await;
+    let (response, _stream) = declare_message(&mut send, &target, u32::MAX, 1 << 20).await;
+    let refused = tokio::time::timeout(Duration::from_secs(30), grpc_status(response)).await;
+    assert_eq!(refused, Ok(Some(8)), "a 4 GiB message is refused as soon as it is declared");
+
+    // A connection carries a few dozen calls at once, not hundreds.
+    let streams = send.current_max_send_streams();
+    assert!(streams <= 64, "the server lets one connection carry {streams} calls at once");
+
+    // On two connections, as many calls as each may carry, each declaring 8 MiB and sending
+    // 7 MiB of it: 840 MB if every message were buffered as it came.
+    let before = rss(pid);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut send = raw_peer_connection(&target, &secret).await;
+        for _ in 0..60.min(streams) {
+            held.push(declare_message(&mut send, &target, 8 << 20, 7 << 20).await);
+        }
+    }
+    // The budget's 48 MiB, plus what the two connections' flow-control windows let arrive
+    // unread (32 MiB each), plus slack.
+    let bound = 256 * MB;
+    let watch_until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < watch_until {
+        let grown = rss(pid).saturating_sub(before);
+        assert!(grown < bound, "the node grew by {} MB for messages it has not read", grown / MB);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(held);
+
+    // The budget is given back: a value of the longest size replicates.
+    let value = vec![b'v'; 8 << 20];
+    tokio::task::block_in_place(|| {
+        common::wait_until(Duration::from_secs(60), "a large write after the attack", || {
+            redis::cmd("SET").arg("large").arg(&value).query::<()>(&mut common::redis(&addrs[0])).is_ok()
+        });
+        let read: Vec<u8> = redis::cmd("GET").arg("large").query(&mut common::redis(&addrs[1])).unwrap();
+        assert_eq!(read.len(), value.len());
+    });
+}
+
+/// A TCP proxy to `target` for one connection, recording what the client sends.
+async fn recording_proxy(target: String) -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let recorded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = recorded.clone();
+    tokio::spawn(async move {
+        let (client, _) = listener.accept().await.unwrap();
+        let server = tokio::net::TcpStream::connect(target).await.unwrap();
+        let (mut client_read, mut client_write) = client.into_split();
+        let (mut server_read, mut server_write) = server.into_split();
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        });
+        let mut buf = vec![0u8; 64 << 10];
+        while let Ok(n) = client_read.read(&mut buf).await {
+            if n == 0 || server_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            record.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    (addr, recorded)
+}
+
+/// A SET of `key` to `value` forwarded to the peer at `addr`, as a node holding the secret
+/// sends it, on a connection of its own.
+async fn forwarded_set(addr: &str, secret: &valthree::peer::ClusterSecret, key: &str, value: &str) {
+    use valthree::peer::{PeerClient, proto};
+    let request = tonic::Request::new(proto::ForwardRequest {
+        from: 9,
+        key: key.as_bytes().to_vec().into(),
+        command: Some(proto::forward_request::Command::Set(proto::Set {
+            value: value.as_bytes().to_vec().into(),
+            condition: 0,
+            get: false,
+        })),
+    });
+    PeerClient::new(peer_channel(addr, secret)).forward(request).await.expect("a forwarded SET");
+}
+
+/// Item 6: what travels on the peer plane without TLS can be read, and before the fix could
+/// be replayed: the cluster secret was a static header, so a recorded Forward, sent again on
+/// a new connection, rolled a key back. Now every connection opens with a challenge (a fresh
+/// nonce from the server, answered with an HMAC of it under a key derived from the secret),
+/// so recorded bytes answer a challenge that is never asked again, and the server closes the
+/// connection before reading a single call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_peer_call_replayed_on_a_new_connection_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &[]));
+    let _down = common::Down(&dir);
+    let addr = common::addrs(&status)[0].clone();
+    let target = peer_addr(&status, 0);
+    let secret = cluster_secret(&dir);
+
+    // A peer's call, recorded on the wire: the balance set to 100.
+    let (proxy, recorded) = recording_proxy(target.clone()).await;
+    forwarded_set(&proxy, &secret, "balance", "100").await;
+    let recorded = recorded.lock().unwrap().clone();
+    assert!(!recorded.is_empty());
+    // Then the balance is spent.
+    tokio::task::block_in_place(|| {
+        let _: () = redis::cmd("SET").arg("balance").arg("0").query(&mut common::redis(&addr)).unwrap();
+    });
+
+    // The recording, replayed on a new connection.
+    let mut replay = tokio::net::TcpStream::connect(&target).await.unwrap();
+    replay.write_all(&recorded).await.unwrap();
+    let balance = || -> String {
+        tokio::task::block_in_place(|| redis::cmd("GET").arg("balance").query(&mut common::redis(&addr)).unwrap())
+    };
+    // Until the server closes the replayed connection (or, before the fix, the replayed
+    // call rolls the balance back).
+    let closed = async {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = replay.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let rolled_back = async {
+        while balance() != "100" {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::select! {
+            () = closed => {},
+            () = rolled_back => {},
+        }
+    })
+    .await
+    .expect("the replayed connection is closed");
+    assert_eq!(balance(), "0", "a replayed call changed the balance");
 }

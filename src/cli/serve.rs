@@ -109,7 +109,7 @@ fn mode_config(args: &ServeArgs) -> Result<ModeConfig> {
     let secret = ClusterSecret::configured(from_file.as_deref()).map_err(Error::Config)?;
     Ok(ModeConfig {
         mode: args.mode,
-        node: args.node.options(args.data_dir.clone(), secret).map_err(Error::Config)?,
+        node: args.node.options(args.data_dir.clone(), secret, args.proto_max_bulk_len).map_err(Error::Config)?,
         s3: args.s3.clone(),
         paxos: args.paxos.clone(),
         raft: args.raft.clone(),

@@ -95,11 +95,6 @@ fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-fn new_token() -> String {
-    let mut rng = fastrand::Rng::new();
-    (0..4).map(|_| format!("{:016x}", rng.u64(..))).collect()
-}
-
 /// Starts a cluster; refuses when one already runs in `dir` or a port is taken.
 pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
     if options.nodes == 0 {
@@ -174,8 +169,8 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
     let mut state = ClusterState {
         mode: options.mode.as_str().into(),
         dir: dir.clone(),
-        admin_token: new_token(),
-        cluster_secret: crate::peer::generate_secret(),
+        admin_token: crate::peer::generate_secret()?,
+        cluster_secret: crate::peer::generate_secret()?,
         requirepass,
         nodes,
         partition: Vec::new(),

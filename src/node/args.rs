@@ -84,8 +84,14 @@ pub struct NodeArgs {
 
 impl NodeArgs {
     /// The node's options, its data in `data_dir`, showing its peers `secret` (read from
-    /// --cluster-secret-file or the environment by the caller).
-    pub fn options(&self, data_dir: PathBuf, secret: Option<ClusterSecret>) -> Result<NodeOptions, String> {
+    /// --cluster-secret-file or the environment by the caller), its values at most
+    /// `max_value` bytes (`--proto-max-bulk-len`).
+    pub fn options(
+        &self,
+        data_dir: PathBuf,
+        secret: Option<ClusterSecret>,
+        max_value: u64,
+    ) -> Result<NodeOptions, String> {
         Ok(NodeOptions {
             node_id: self.node_id,
             peer_addr: self.peer_addr.clone(),
@@ -99,6 +105,7 @@ impl NodeArgs {
                 self.peer_tls_key.as_ref(),
                 self.peer_tls_ca.as_ref(),
             )?,
+            max_value,
         })
     }
 }

@@ -4,6 +4,10 @@ use std::path::PathBuf;
 
 use super::{Member, NodeId};
 
+/// The longest value a client may write unless told otherwise: Redis' default
+/// `proto-max-bulk-len`, 512 MiB.
+pub const DEFAULT_MAX_VALUE: u64 = 512 << 20;
+
 /// `--node-id`, `--peer-addr`, `--peers`, `--join` and `--data-dir`, as paxos, raft (and every
 /// replicated mode) read them.
 #[derive(Debug, Clone)]
@@ -26,6 +30,9 @@ pub struct NodeOptions {
     pub secret: Option<crate::peer::ClusterSecret>,
     /// Mutual TLS for the peer plane.
     pub peer_tls: Option<crate::peer::PeerTls>,
+    /// The longest value a client may write (`--proto-max-bulk-len`): every mode must
+    /// replicate it, and the peer server's message budget is sized by it.
+    pub max_value: u64,
 }
 
 impl NodeOptions {
@@ -40,7 +47,13 @@ impl NodeOptions {
             data_dir,
             secret: None,
             peer_tls: None,
+            max_value: DEFAULT_MAX_VALUE,
         }
+    }
+
+    /// The bytes peer messages may hold on this node.
+    pub fn message_budget(&self) -> crate::peer::MessageBudget {
+        crate::peer::MessageBudget::for_values(self.max_value)
     }
 
     /// The address the peer server binds.
@@ -99,6 +112,7 @@ mod tests {
             data_dir: PathBuf::new(),
             secret: secret.then(|| crate::peer::ClusterSecret::new("a long enough cluster secret").unwrap()),
             peer_tls: None,
+            max_value: DEFAULT_MAX_VALUE,
         }
     }
 

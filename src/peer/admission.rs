@@ -1,7 +1,8 @@
 //! Admission on the peer port: a connection is *unproven* from the moment it is accepted
-//! until a request on it passes the [`PeerGuard`](super::PeerGuard) (the cluster secret when
-//! one is configured; any request otherwise) — the TLS handshake, when there is one, comes
-//! first. Unproven connections are what a stranger can open at no cost, so they are bounded
+//! until it has passed the [handshake](super::handshake) that proves the cluster secret (when
+//! one is configured; without one, until a request on it passes the
+//! [`PeerGuard`](super::PeerGuard)). Nothing is read from a connection before its handshake
+//! is done: the TLS handshake, when there is one, runs after it. Unproven connections are what a stranger can open at no cost, so they are bounded
 //! as the client port bounds its clients:
 //!
 //! * **a deadline**: a connection unproven [`FIRST_REQUEST_TIMEOUT`] after it was accepted
@@ -23,7 +24,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use futures_util::Stream;
@@ -34,8 +35,9 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use crate::node::LogThrottle;
 use crate::node::lock;
 
-/// How long a new peer connection may take to complete its TLS handshake and send a request
-/// that passes the guard.
+/// How long a new peer connection may take to prove itself: pass the secret handshake (with a
+/// cluster secret), or complete its TLS handshake and send a request that passes the guard
+/// (without one).
 pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Unproven connections one source address may hold at once.
@@ -56,6 +58,8 @@ pub struct Admission {
     per_source: usize,
     table: Mutex<Table>,
     log: LogThrottle,
+    /// The challenge every connection must pass first, when a cluster secret is configured.
+    handshake: Option<super::handshake::HandshakeKey>,
 }
 
 #[derive(Debug, Default)]
@@ -81,24 +85,33 @@ impl Table {
 }
 
 impl Admission {
-    /// Caps from the constants and this process's descriptor limit.
-    pub fn new() -> Arc<Self> {
+    /// Caps from the constants and this process's descriptor limit; every connection must
+    /// prove `secret`, if any, by the handshake.
+    pub fn new(secret: Option<&super::ClusterSecret>) -> Arc<Self> {
         let descriptors = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .map(|(soft, _)| usize::try_from(soft).unwrap_or(usize::MAX))
             .unwrap_or(1024);
-        Self::with_limits(FIRST_REQUEST_TIMEOUT, (descriptors / 4).clamp(16, MAX_UNPROVEN), MAX_UNPROVEN_PER_SOURCE)
+        let mut admission =
+            Self::bounds(FIRST_REQUEST_TIMEOUT, (descriptors / 4).clamp(16, MAX_UNPROVEN), MAX_UNPROVEN_PER_SOURCE);
+        admission.handshake = secret.map(super::handshake::HandshakeKey::new);
+        Arc::new(admission)
     }
 
     /// Explicit bounds: the first-request `deadline`, `limit` unproven connections for all
     /// sources, `per_source` for each.
     pub fn with_limits(deadline: Duration, limit: usize, per_source: usize) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new(Self::bounds(deadline, limit, per_source))
+    }
+
+    fn bounds(deadline: Duration, limit: usize, per_source: usize) -> Self {
+        Self {
             deadline,
             limit,
             per_source: per_source.min(limit),
             table: Mutex::new(Table::default()),
             log: LogThrottle::new(LOG_EVERY),
-        })
+            handshake: None,
+        }
     }
 
     /// Unproven connections now.
@@ -141,8 +154,12 @@ impl Admission {
             close.cancel();
         }
         let ticket = Arc::new(Ticket { id, admission: Arc::downgrade(self), proven: AtomicBool::new(false) });
+        // A handshake that cannot even start (no randomness) fails the connection's first read.
+        let handshake = self.handshake.clone().map(|key| super::handshake::ServerHandshake::new(key).map_err(Some));
         Guarded {
             stream,
+            remote,
+            handshake,
             ticket,
             deadline: Box::pin(tokio::time::sleep(self.deadline)),
             closed: Box::pin(close.cancelled_owned()),
@@ -191,6 +208,11 @@ struct Ticket {
 pub struct PeerConnection(Arc<Ticket>);
 
 impl PeerConnection {
+    /// True once the connection has passed the handshake, or a request on it the guard.
+    pub fn is_proven(&self) -> bool {
+        self.0.proven.load(Ordering::Acquire)
+    }
+
     /// A request on this connection passed the guard: the connection is no longer bounded
     /// by the deadline and the caps.
     pub fn prove(&self) {
@@ -206,6 +228,9 @@ impl PeerConnection {
 /// unless a request on it passed the guard first.
 pub struct Guarded {
     stream: TcpStream,
+    remote: SocketAddr,
+    /// The handshake still to pass (an error: one that could not start; taken once reported).
+    handshake: Option<Result<super::handshake::ServerHandshake, Option<io::Error>>>,
     ticket: Arc<Ticket>,
     deadline: Pin<Box<tokio::time::Sleep>>,
     closed: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -231,8 +256,19 @@ impl tonic::transport::server::Connected for Guarded {
 
 impl AsyncRead for Guarded {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        // While unproven, a read also waits for the deadline and for eviction: an idle
-        // connection is blocked in a read, so either wakes it and ends the connection.
+        ready!(self.poll_admitted(cx))?;
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl Guarded {
+    /// Ready to pass bytes on once the connection is proven or, without a secret, may still be;
+    /// an error once it must close.
+    ///
+    /// While unproven, every read and write also waits for the deadline and for eviction: an
+    /// idle connection is blocked in a read (or, during the handshake, in a write), so either
+    /// wakes it and ends the connection.
+    fn poll_admitted(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if !self.ticket.proven.load(Ordering::Acquire) {
             if self.closed.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Err(io::Error::new(
@@ -247,16 +283,47 @@ impl AsyncRead for Guarded {
                 )));
             }
         }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        self.poll_handshake(cx)
+    }
+
+    /// Moves the handshake on, if one is still to pass; ready once it has passed (the
+    /// connection is then proven) or failed (the connection must close).
+    fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let passed = match self.handshake.as_mut() {
+            None => return Poll::Ready(Ok(())),
+            Some(Err(e)) => Err(e.take().unwrap_or_else(|| io::ErrorKind::NotConnected.into())),
+            Some(Ok(handshake)) => ready!(handshake.poll(&mut self.stream, cx)),
+        };
+        match passed {
+            Ok(()) => {
+                self.handshake = None;
+                PeerConnection(self.ticket.clone()).prove();
+                Poll::Ready(Ok(()))
+            }
+            Err(e) => {
+                if e.kind() == io::ErrorKind::PermissionDenied
+                    && let Some(admission) = self.ticket.admission.upgrade()
+                    && let Some(held_back) = admission.log.allow()
+                {
+                    tracing::warn!(source = %self.remote.ip(), held_back, "a peer connection failed the cluster secret handshake");
+                }
+                // Every later read and write fails too.
+                self.handshake = Some(Err(None));
+                Poll::Ready(Err(e))
+            }
+        }
     }
 }
 
 impl AsyncWrite for Guarded {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        // The server's first bytes (HTTP/2's settings) wait for the handshake.
+        ready!(self.poll_admitted(cx))?;
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_admitted(cx))?;
         Pin::new(&mut self.stream).poll_flush(cx)
     }
 
@@ -269,6 +336,7 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        ready!(self.poll_admitted(cx))?;
         Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 

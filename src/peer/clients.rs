@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{PeerChannel, endpoint};
+use super::{PeerChannel, channel};
 use crate::node::lock;
 use crate::node::{Faults, NodeId};
 
@@ -37,14 +37,13 @@ impl Clients {
         {
             return Ok(channel.clone());
         }
-        let channel = PeerChannel::new(
-            endpoint(addr, self.tls.as_ref())?.connect_lazy(),
+        let peer = PeerChannel::new(
+            channel(addr, self.tls.as_ref(), self.secret.as_ref())?,
             self.from,
             id,
             self.faults.clone(),
-            self.secret.as_ref(),
         );
-        cache.insert(id, (addr.to_string(), channel.clone()));
-        Ok(channel)
+        cache.insert(id, (addr.to_string(), peer.clone()));
+        Ok(peer)
     }
 }

@@ -1,9 +1,11 @@
 //! Who may talk to whom on the peer plane, decided in one place for every mode: the cluster
 //! secret ([`ClusterSecret`]) and test partitions.
 //!
-//! With a secret configured, every [`PeerChannel`] shows it and the [`PeerGuard`] on the
-//! peer server answers a caller without it `UNAUTHENTICATED` before any handler runs — a
-//! stranger gets nothing else (no key list, no forwarding, no membership, no vote).
+//! With a secret configured, every connection proves it by the [handshake](super::handshake)
+//! before a byte of HTTP/2 is read — a stranger gets a closed connection and nothing else (no
+//! key list, no forwarding, no membership, no vote) — and, as a second line, the
+//! [`PeerGuard`] on the peer server answers `UNAUTHENTICATED`, before any handler runs, a
+//! call on a connection that has not proven it.
 //!
 //! `valthree cluster partition` tells each node which peers it is cut off from (the
 //! [`Faults`] switch). Then a [`PeerChannel`] to such a peer fails every call before it leaves
@@ -19,7 +21,8 @@ use std::task::{Context, Poll};
 
 use tonic::transport::Channel;
 
-use super::{ClusterSecret, SECRET_HEADER};
+use super::ClusterSecret;
+use super::admission::PeerConnection;
 use crate::node::{Faults, NodeId, peer_name};
 
 /// The metadata key a caller's node id travels in.
@@ -48,17 +51,12 @@ pub struct PeerChannel {
     from: NodeId,
     to: NodeId,
     faults: Arc<Faults>,
-    secret: Option<http::HeaderValue>,
 }
 
 impl PeerChannel {
     /// Wraps a (lazily connected) channel to peer `to`.
-    pub fn new(inner: Channel, from: NodeId, to: NodeId, faults: Arc<Faults>, secret: Option<&ClusterSecret>) -> Self {
-        let secret = secret.and_then(|s| http::HeaderValue::from_str(s.header()).ok()).map(|mut v| {
-            v.set_sensitive(true);
-            v
-        });
-        Self { inner, from, to, faults, secret }
+    pub fn new(inner: Channel, from: NodeId, to: NodeId, faults: Arc<Faults>) -> Self {
+        Self { inner, from, to, faults }
     }
 }
 
@@ -77,16 +75,13 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for PeerChannel {
             return Box::pin(std::future::ready(Err(refused)));
         }
         request.headers_mut().insert(FROM_HEADER, http::HeaderValue::from(self.from));
-        if let Some(secret) = &self.secret {
-            request.headers_mut().insert(SECRET_HEADER, secret.clone());
-        }
         let call = self.inner.call(request);
         Box::pin(async move { call.await.map_err(Into::into) })
     }
 }
 
-/// The server side: refuses, before any handler runs, a caller without the cluster secret
-/// (when one is configured) and a caller the node is cut off from.
+/// The server side: refuses, before any handler runs, a call on a connection that has not
+/// proven the cluster secret (when one is configured) and a caller the node is cut off from.
 #[derive(Clone)]
 pub struct PeerGuard {
     faults: Arc<Faults>,
@@ -131,9 +126,16 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if let Some(secret) = &self.secret {
-            let shown = request.headers().get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
-            if !secret.accepts(shown) {
+        // The connection's standing, over TLS or not.
+        let extensions = request.extensions();
+        let connection = extensions.get::<PeerConnection>().or_else(|| {
+            extensions.get::<tonic::transport::server::TlsConnectInfo<PeerConnection>>().map(|tls| tls.get_ref())
+        });
+        let connection = connection.cloned();
+        if self.secret.is_some() {
+            // The handshake proves a connection before any of its bytes reach the server, so
+            // only a connection that did not come through admission could fail this.
+            if !connection.as_ref().is_some_and(PeerConnection::is_proven) {
                 antithesis_sdk::assert_unreachable!(
                     "peer: a call without the cluster secret reached a node",
                     &serde_json::json!({})
@@ -142,9 +144,9 @@ where
                 return Box::pin(std::future::ready(Ok(status.into_http())));
             }
         }
-        // The connection has shown the secret (or none is needed): it is a peer's, no longer
-        // bounded as a stranger's.
-        if let Some(connection) = request.extensions().get::<super::admission::PeerConnection>() {
+        // The connection has proven the secret (or none is needed): it is a peer's, no
+        // longer bounded as a stranger's.
+        if let Some(connection) = connection {
             connection.prove();
         }
         let from = request.headers().get(FROM_HEADER).and_then(|v| v.to_str().ok()?.parse::<NodeId>().ok());

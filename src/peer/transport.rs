@@ -27,13 +27,14 @@ pub const STREAM_WINDOW: u32 = 16 << 20;
 pub const CONNECTION_WINDOW: u32 = 32 << 20;
 
 /// The largest message any peer server or client of any mode accepts or sends: gRPC frames
-/// a message with a 32-bit length, so 4 GiB - 1 is the largest there is. Values are bounded
-/// by `--proto-max-bulk-len` (512 MiB by default) before they ever reach a peer; a mode that
-/// batches several values keeps its batches under this (raft's appends stay far below it).
+/// a message with a 32-bit length, so 4 GiB - 1 is the largest there is. What a server takes
+/// in is bounded much lower, by its [`MessageBudget`](super::MessageBudget) (twice
+/// `--proto-max-bulk-len`, 512 MiB by default, and some): values are bounded by that flag
+/// before they ever reach a peer, and modes bound their batches.
 pub const MAX_MESSAGE: usize = u32::MAX as usize;
 
-/// A lazily connected endpoint for the peer at `addr` (`host:port`), with the plane's
-/// connect timeout and keepalive; over mutual TLS when `tls` is given.
+/// An endpoint for the peer at `addr` (`host:port`), with the plane's connect timeout and
+/// keepalive; over mutual TLS when `tls` is given. [`channel`] connects it.
 pub fn endpoint(addr: &str, tls: Option<&super::PeerTls>) -> Result<Endpoint, String> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut endpoint =
@@ -51,10 +52,22 @@ pub fn endpoint(addr: &str, tls: Option<&super::PeerTls>) -> Result<Endpoint, St
         .tcp_nodelay(true))
 }
 
+/// A lazily connected channel to the peer at `addr`: over mutual TLS when `tls` is given, each
+/// connection opened by the handshake proving `secret` when one is given.
+pub fn channel(
+    addr: &str,
+    tls: Option<&super::PeerTls>,
+    secret: Option<&super::ClusterSecret>,
+) -> Result<tonic::transport::Channel, String> {
+    Ok(endpoint(addr, tls)?.connect_with_connector_lazy(super::Connector::new(secret)))
+}
+
 /// The peer server every mode serves its gRPC services on: the plane's flow-control windows
-/// and keepalive (a hung client's connection is closed too).
+/// and keepalive (a hung client's connection is closed too), and at most
+/// [`MAX_STREAMS`](super::MAX_STREAMS) calls at once on a connection.
 pub fn server() -> tonic::transport::Server {
     tonic::transport::Server::builder()
+        .max_concurrent_streams(super::MAX_STREAMS)
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
@@ -63,14 +76,16 @@ pub fn server() -> tonic::transport::Server {
 }
 
 /// Serves a mode's gRPC `service` on `listener` until `stopping` resolves: the plane's
-/// transport settings, unauthenticated connections bounded ([`super::admission`]), and the
-/// secret and partitions checked before any handler runs ([`PeerGuard`]).
+/// transport settings, unauthenticated connections bounded ([`super::admission`]), the
+/// secret and partitions checked before any handler runs ([`PeerGuard`]), and the bytes
+/// messages hold bounded by `budget`.
 pub async fn serve<S>(
     listener: tokio::net::TcpListener,
     service: S,
     faults: std::sync::Arc<crate::node::Faults>,
     secret: Option<super::ClusterSecret>,
     tls: Option<super::PeerTls>,
+    budget: super::MessageBudget,
     stopping: impl std::future::Future<Output = ()> + Send,
 ) where
     S: tower_service::Service<
@@ -85,7 +100,7 @@ pub async fn serve<S>(
     S::Future: Send + 'static,
 {
     // Unauthenticated connections are bounded before any of them reaches the server.
-    let incoming = super::admission::incoming(listener, super::admission::Admission::new());
+    let incoming = super::admission::incoming(listener, super::admission::Admission::new(secret.as_ref()));
     let mut builder = server();
     if let Some(tls) = &tls {
         builder = match builder.tls_config(tls.server()) {
@@ -98,6 +113,7 @@ pub async fn serve<S>(
     }
     let served = builder
         .layer(super::PeerGuard::new(faults, secret))
+        .layer(budget)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, stopping)
         .await;

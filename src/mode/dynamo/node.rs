@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::coordinator::{self, Coordinator, OpId, Output, Reply, Request, Response};
-use super::dvv::{Causality, VersionVector};
+use super::dvv::{Causality, Object, VersionVector};
 use super::ring::Ring;
 use super::storage::{Counter, Storage, Write, Written};
 use super::swim::Swim;
@@ -453,6 +453,11 @@ pub(super) async fn run_driver(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<
                 }
             });
         }
+        // The receiver's message budget holds one large object with a few megabytes beside
+        // it, not many large objects at once.
+        let sends = sends.into_iter().flat_map(|(to, batch)| {
+            peer::split_batch(batch, replica_request_bytes).into_iter().map(move |batch| (to, batch))
+        });
         for (to, batch) in sends {
             let node = node.clone();
             node.tasks.clone().spawn(async move {
@@ -465,5 +470,16 @@ pub(super) async fn run_driver(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<
             });
         }
         *lock(&node.stats.coordinator) = coordinator.stats();
+    }
+}
+
+/// About the bytes `request` takes on the wire.
+fn replica_request_bytes((_, request): &(OpId, Request)) -> usize {
+    let object_bytes =
+        |object: &Object| object.siblings().iter().map(|s| s.value.as_ref().map_or(0, Bytes::len) + 32).sum::<usize>();
+    match request {
+        Request::Put { key, value, .. } => key.len() + value.as_ref().map_or(0, Bytes::len) + 64,
+        Request::Merge { key, object } | Request::Handoff { key, object, .. } => key.len() + object_bytes(object) + 64,
+        Request::Get { key } => key.len() + 32,
     }
 }

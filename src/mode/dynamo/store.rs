@@ -124,7 +124,16 @@ impl DynamoMode {
         let service = crate::peer::proto::dynamo_peer_server::DynamoPeerServer::new(Service { node: node.clone() })
             .max_decoding_message_size(peer::MAX_MESSAGE)
             .max_encoding_message_size(peer::MAX_MESSAGE);
-        node.tasks.spawn(peer::serve(listener, service, node.faults.clone(), secret, tls, node.tasks.stopping()));
+        let budget = node.options.node.message_budget();
+        node.tasks.spawn(peer::serve(
+            listener,
+            service,
+            node.faults.clone(),
+            secret,
+            tls,
+            budget,
+            node.tasks.stopping(),
+        ));
         node.tasks.spawn(swim::run(Arc::downgrade(&node), inbox));
         node.tasks.spawn(super::hints::run(Arc::downgrade(&node)));
         node.tasks.spawn(super::background::run(Arc::downgrade(&node)));

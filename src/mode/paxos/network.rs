@@ -147,27 +147,50 @@ pub(super) async fn run_outbox(
             }
         }
         let Some(node) = node.upgrade() else { return };
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
-        node.tasks.clone().spawn(async move {
-            let _permit = permit;
-            match node.call_acceptor(to, batch).await {
-                Ok(replies) => {
-                    let mut paxos = Vec::new();
-                    for (key, round, reply) in replies {
-                        match reply {
-                            AcceptorReply::Paxos(r) => paxos.push((key, round, r)),
-                            AcceptorReply::Removed(true) => {
-                                node.stats.collected.fetch_add(1, Ordering::Relaxed);
-                            }
-                            AcceptorReply::Removed(false) => {}
+        // The receiver's message budget holds one large value with a few megabytes beside it,
+        // not many large values at once.
+        for batch in peer::split_batch(batch, outgoing_bytes) {
+            let Ok(permit) = permits.clone().acquire_owned().await else { return };
+            let node = node.clone();
+            node.tasks.clone().spawn(async move {
+                let _permit = permit;
+                node.call_acceptor_batch(to, batch).await;
+            });
+        }
+    }
+}
+
+/// About the bytes `message` takes on the wire.
+fn outgoing_bytes((key, _, message): &Outgoing) -> usize {
+    let value = match message {
+        super::storage::AcceptorMessage::Paxos(super::acceptor::Request::Accept { value: Some(value), .. }) => {
+            value.len()
+        }
+        _ => 0,
+    };
+    key.len() + value + 32
+}
+
+impl Node {
+    /// Sends one batch to acceptor `to` and hands its replies to the driver.
+    async fn call_acceptor_batch(&self, to: NodeId, batch: Vec<Outgoing>) {
+        match self.call_acceptor(to, batch).await {
+            Ok(replies) => {
+                let mut paxos = Vec::new();
+                for (key, round, reply) in replies {
+                    match reply {
+                        AcceptorReply::Paxos(r) => paxos.push((key, round, r)),
+                        AcceptorReply::Removed(true) => {
+                            self.stats.collected.fetch_add(1, Ordering::Relaxed);
                         }
-                    }
-                    if !paxos.is_empty() {
-                        let _ = node.driver.send(DriverEvent::Replies { from: to, replies: paxos });
+                        AcceptorReply::Removed(false) => {}
                     }
                 }
-                Err(e) => tracing::trace!(to, "acceptor call failed: {e}"),
+                if !paxos.is_empty() {
+                    let _ = self.driver.send(DriverEvent::Replies { from: to, replies: paxos });
+                }
             }
-        });
+            Err(e) => tracing::trace!(to, "acceptor call failed: {e}"),
+        }
     }
 }

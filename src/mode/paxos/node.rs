@@ -194,7 +194,15 @@ impl PaxosMode {
             .max_decoding_message_size(peer::MAX_MESSAGE)
             .max_encoding_message_size(peer::MAX_MESSAGE);
         let (secret, tls) = (node.options.node.secret.clone(), node.options.node.peer_tls.clone());
-        node.tasks.spawn(peer::serve(listener, service, node.faults.clone(), secret, tls, node.tasks.stopping()));
+        node.tasks.spawn(peer::serve(
+            listener,
+            service,
+            node.faults.clone(),
+            secret,
+            tls,
+            node.options.node.message_budget(),
+            node.tasks.stopping(),
+        ));
         node.tasks.spawn(run_gc(Arc::downgrade(&node)));
         Ok(Self { node })
     }

@@ -245,7 +245,16 @@ impl RaftMode {
             .max_decoding_message_size(peer::MAX_MESSAGE)
             .max_encoding_message_size(peer::MAX_MESSAGE);
         let (secret, tls) = (inner.options.node.secret.clone(), inner.options.node.peer_tls.clone());
-        inner.tasks.spawn(peer::serve(listener, service, inner.faults.clone(), secret, tls, inner.tasks.stopping()));
+        let budget = inner.options.node.message_budget();
+        inner.tasks.spawn(peer::serve(
+            listener,
+            service,
+            inner.faults.clone(),
+            secret,
+            tls,
+            budget,
+            inner.tasks.stopping(),
+        ));
         inner.tasks.spawn(inner.clone().bootstrap());
         inner.tasks.spawn(watch_leader(Arc::downgrade(&inner)));
         Ok(Self { inner })
