@@ -153,6 +153,9 @@ fn the_failure_detector_sees_a_killed_node_suspect_then_dead_and_a_restarted_one
     cluster(&dir, &["kill", "n2"]);
     wait_until(Duration::from_secs(10), "n1 to suspect n2", || members_line(&addrs[0], "n2").contains("SUSPECT"));
     wait_until(Duration::from_secs(10), "n1 to find n2 dead", || members_line(&addrs[0], "n2").contains("DEAD"));
+    // The line says what its duration is: how long the member has had the health it shows.
+    let line = members_line(&addrs[0], "n2");
+    assert!(line.contains(" DEAD ") && line.contains(", in this state for "), "{line}");
     // n3 hears of it too (from its own probes or n1's gossip).
     wait_until(Duration::from_secs(10), "n3 to suspect n2 or find it dead", || {
         let line = members_line(&addrs[2], "n2");
