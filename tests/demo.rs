@@ -94,3 +94,25 @@ fn the_linearizability_demo_writes_its_reports_under_its_dir() {
         assert!(path.exists(), "{report} did not outlive the demo's clusters");
     }
 }
+
+#[test]
+fn the_quorum_demo_times_each_failure_detection_from_the_nodes_kill() {
+    let (out, log) = demo(&["quorum"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let checks: Vec<&Value> = log["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["checks"].as_array())
+        .flatten()
+        .filter(|c| c["claim"].as_str().is_some_and(|c| c.ends_with("dead")))
+        .collect();
+    assert_eq!(checks.len(), 2, "{log}");
+    for check in checks {
+        // The demo's detector declares a node DEAD a --suspect-timeout (1s) after suspecting it:
+        // no detection is quicker, however long ago the node was killed.
+        let observed = check["observed"].as_str().unwrap();
+        let seconds: f64 = observed.strip_suffix("s after its kill").unwrap_or(observed).parse().unwrap_or(0.0);
+        assert!(seconds >= 1.0, "{}: {observed}", check["claim"]);
+    }
+}
