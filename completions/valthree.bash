@@ -34,9 +34,6 @@ _valthree() {
             valthree,serve)
                 cmd="valthree__subcmd__serve"
                 ;;
-            valthree,test-template)
-                cmd="valthree__subcmd__test__subcmd__template"
-                ;;
             valthree,workload)
                 cmd="valthree__subcmd__workload"
                 ;;
@@ -130,9 +127,6 @@ _valthree() {
             valthree__subcmd__help,serve)
                 cmd="valthree__subcmd__help__subcmd__serve"
                 ;;
-            valthree__subcmd__help,test-template)
-                cmd="valthree__subcmd__help__subcmd__test__subcmd__template"
-                ;;
             valthree__subcmd__help,workload)
                 cmd="valthree__subcmd__help__subcmd__workload"
                 ;;
@@ -176,7 +170,7 @@ _valthree() {
 
     case "${cmd}" in
         valthree)
-            opts="-h -V --help --version serve workload cluster check-history demo completions test-template help"
+            opts="-h -V --help --version serve workload cluster check-history demo completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -670,7 +664,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help)
-            opts="serve workload cluster check-history demo completions test-template help"
+            opts="serve workload cluster check-history demo completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -908,20 +902,6 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help__subcmd__serve)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        valthree__subcmd__help__subcmd__test__subcmd__template)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1179,20 +1159,6 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        valthree__subcmd__test__subcmd__template)
-            opts="-h -V --list --help --version first_wait_for_cluster parallel_driver_workload singleton_driver_long_workload anytime_every_node_answers_honestly eventually_histories_are_linearizable finally_histories_are_linearizable idle healthcheck"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         valthree__subcmd__workload)
             opts="-h -V --addrs --cluster --docker --docker-network --nemesis --nemesis-interval --clients --keys --duration --ops --key-prefix --seed --history --mix --timeout --check --html --check-timeout --settle-timeout --json --ready-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1217,7 +1183,7 @@ _valthree() {
                     return 0
                     ;;
                 --nemesis)
-                    COMPREPLY=($(compgen -W "kill pause partition membership" -- "${cur}"))
+                    COMPREPLY=($(compgen -P "${cur%"${cur##*,}"}" -W "kill pause partition membership" -- "${cur##*,}"))
                     return 0
                     ;;
                 --nemesis-interval)

@@ -28,7 +28,6 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand check-history 'Check a recorded history for linearizability'
             cand demo 'Run a narrated, self-checking demo of a mechanism on a local cluster'
             cand completions 'Print a shell completion script'
-            cand test-template 'Run one command of the Antithesis test template (as its link in the image does)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'valthree;serve'= {
@@ -305,13 +304,6 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
-        &'valthree;test-template'= {
-            cand --list 'Print the template''s command names, one a line'
-            cand -h 'Print help'
-            cand --help 'Print help'
-            cand -V 'Print version'
-            cand --version 'Print version'
-        }
         &'valthree;help'= {
             cand serve 'Serve the Redis protocol in one of the consistency modes'
             cand workload 'Drive many clients against Redis-protocol servers and record the history'
@@ -319,7 +311,6 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand check-history 'Check a recorded history for linearizability'
             cand demo 'Run a narrated, self-checking demo of a mechanism on a local cluster'
             cand completions 'Print a shell completion script'
-            cand test-template 'Run one command of the Antithesis test template (as its link in the image does)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'valthree;help;serve'= {
@@ -366,8 +357,6 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;help;demo'= {
         }
         &'valthree;help;completions'= {
-        }
-        &'valthree;help;test-template'= {
         }
         &'valthree;help;help'= {
         }

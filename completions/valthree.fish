@@ -32,7 +32,6 @@ complete -c valthree -n "__fish_valthree_needs_command" -f -a "cluster" -d 'Run 
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "check-history" -d 'Check a recorded history for linearizability'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "demo" -d 'Run a narrated, self-checking demo of a mechanism on a local cluster'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "completions" -d 'Print a shell completion script'
-complete -c valthree -n "__fish_valthree_needs_command" -f -a "test-template" -d 'Run one command of the Antithesis test template (as its link in the image does)'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l mode -d 'How the cluster keeps itself consistent' -r -f -a "s3\t'The whole database is one JSON object in S3-compatible storage, replaced by compare-and-swap'
 paxos\t'CASPaxos: one replicated register per key'
@@ -113,10 +112,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand workload" -l addrs -d 
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l cluster -d 'A local cluster\'s directory (from `valthree cluster up`): its nodes are the addresses, and the nemesis acts on it' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l docker -d 'Containers on a Docker network that are the nodes (comma-separated names): the nemesis acts on them with `docker kill/start`, `pause/unpause` and `network disconnect/connect` (give the addresses with --addrs)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l docker-network -d 'With --docker: the network a partition disconnects a container from' -r
-complete -c valthree -n "__fish_valthree_using_subcommand workload" -l nemesis -d 'Faults to inject while the workload runs: kill, pause, partition, membership (a node joins, then leaves; local clusters only) (comma-separated); needs --cluster or --docker' -r -f -a "kill\t'SIGKILL a node, later restart it'
-pause\t'SIGSTOP a node, later SIGCONT it'
-partition\t'Cut one node off from the others (in s3 mode: from the object store), later heal'
-membership\t'A new node joins (`cluster add-node`), later it leaves again (`remove-node`): a local cluster of paxos, raft or dynamo mode'"
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l nemesis -d 'Faults to inject while the workload runs: kill, pause, partition, membership (a node joins, then leaves; local clusters only) (comma-separated); needs --cluster or --docker' -r -f -a "(__fish_complete_list , 'printf \"%s\\t%s\\n\" kill \"SIGKILL a node, later restart it\" pause \"SIGSTOP a node, later SIGCONT it\" partition \"Cut one node off from the others (in s3 mode: from the object store), later heal\" membership \"A new node joins (`cluster add-node`), later it leaves again (`remove-node`): a local cluster of paxos, raft or dynamo mode\"')"
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l nemesis-interval -d 'Time between two faults; each lasts half of it' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l clients -d 'Concurrent clients, each with one operation outstanding at a time' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l keys -d 'Size of the key set (small means contention, which is the point)' -r
@@ -231,17 +227,13 @@ complete -c valthree -n "__fish_valthree_using_subcommand demo" -s h -l help -d 
 complete -c valthree -n "__fish_valthree_using_subcommand demo" -s V -l version -d 'Print version'
 complete -c valthree -n "__fish_valthree_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c valthree -n "__fish_valthree_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c valthree -n "__fish_valthree_using_subcommand test-template" -l list -d 'Print the template\'s command names, one a line'
-complete -c valthree -n "__fish_valthree_using_subcommand test-template" -s h -l help -d 'Print help'
-complete -c valthree -n "__fish_valthree_using_subcommand test-template" -s V -l version -d 'Print version'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo completions test-template help" -f -a "serve" -d 'Serve the Redis protocol in one of the consistency modes'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo completions test-template help" -f -a "workload" -d 'Drive many clients against Redis-protocol servers and record the history'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo completions test-template help" -f -a "cluster" -d 'Run a local cluster and inject faults into it'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo completions test-template help" -f -a "check-history" -d 'Check a recorded history for linearizability'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo completions test-template help" -f -a "demo" -d 'Run a narrated, self-checking demo of a mechanism on a local cluster'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo completions test-template help" -f -a "completions" -d 'Print a shell completion script'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo completions test-template help" -f -a "test-template" -d 'Run one command of the Antithesis test template (as its link in the image does)'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo completions test-template help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo completions help" -f -a "serve" -d 'Serve the Redis protocol in one of the consistency modes'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo completions help" -f -a "workload" -d 'Drive many clients against Redis-protocol servers and record the history'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo completions help" -f -a "cluster" -d 'Run a local cluster and inject faults into it'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo completions help" -f -a "check-history" -d 'Check a recorded history for linearizability'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo completions help" -f -a "demo" -d 'Run a narrated, self-checking demo of a mechanism on a local cluster'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "up" -d 'Start N nodes in the background and wait until each answers PING'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "status" -d 'Show each node: up, paused or down, and what it reports of itself'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "kill" -d 'SIGKILL a node'

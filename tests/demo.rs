@@ -73,3 +73,46 @@ fn the_list_names_every_demo_and_keep_leaves_a_cluster_to_explore() {
     let down = valthree(&["cluster", "down", "--purge", "--dir", cluster.to_str().unwrap()]);
     assert!(down.status.success(), "{}", text(&down));
 }
+
+#[test]
+fn the_linearizability_demo_writes_its_reports_under_its_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let (out, log) = demo(&["linearizability", "--dir", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let observed: Vec<&str> = log["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["observed"].as_str())
+        .filter_map(|o| o.lines().find_map(|l| l.strip_prefix("report: ")))
+        .collect();
+    assert_eq!(observed.len(), 2, "{log}");
+    for report in observed {
+        let path = std::path::Path::new(report);
+        assert!(path.starts_with(&dir), "{report} is not under {}", dir.display());
+        assert!(path.exists(), "{report} did not outlive the demo's clusters");
+    }
+}
+
+#[test]
+fn the_quorum_demo_times_each_failure_detection_from_the_nodes_kill() {
+    let (out, log) = demo(&["quorum"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let checks: Vec<&Value> = log["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["checks"].as_array())
+        .flatten()
+        .filter(|c| c["claim"].as_str().is_some_and(|c| c.ends_with("dead")))
+        .collect();
+    assert_eq!(checks.len(), 2, "{log}");
+    for check in checks {
+        // The demo's detector declares a node DEAD a --suspect-timeout (1s) after suspecting it:
+        // no detection is quicker, however long ago the node was killed.
+        let observed = check["observed"].as_str().unwrap();
+        let seconds: f64 = observed.strip_suffix("s after its kill").unwrap_or(observed).parse().unwrap_or(0.0);
+        assert!(seconds >= 1.0, "{}: {observed}", check["claim"]);
+    }
+}

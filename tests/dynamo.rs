@@ -153,6 +153,9 @@ fn the_failure_detector_sees_a_killed_node_suspect_then_dead_and_a_restarted_one
     cluster(&dir, &["kill", "n2"]);
     wait_until(Duration::from_secs(10), "n1 to suspect n2", || members_line(&addrs[0], "n2").contains("SUSPECT"));
     wait_until(Duration::from_secs(10), "n1 to find n2 dead", || members_line(&addrs[0], "n2").contains("DEAD"));
+    // The line says what its duration is: how long the member has had the health it shows.
+    let line = members_line(&addrs[0], "n2");
+    assert!(line.contains(" DEAD ") && line.contains(", in this state for "), "{line}");
     // n3 hears of it too (from its own probes or n1's gossip).
     wait_until(Duration::from_secs(10), "n3 to suspect n2 or find it dead", || {
         let line = members_line(&addrs[2], "n2");
@@ -160,6 +163,30 @@ fn the_failure_detector_sees_a_killed_node_suspect_then_dead_and_a_restarted_one
     });
     cluster(&dir, &["restart", "n2"]);
     wait_until(Duration::from_secs(10), "n1 to see n2 alive again", || members_line(&addrs[0], "n2").contains("ALIVE"));
+}
+
+#[test]
+fn cluster_status_shows_what_each_nodes_failure_detector_sees_and_its_ring_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "dynamo", &["--swim-period", "300ms", "--suspect-timeout", "1s"]);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    cluster(&dir, &["kill", "n3"]);
+    wait_until(Duration::from_secs(15), "n1 and n2 to find n3 dead", || {
+        addrs[..2].iter().all(|a| members_line(a, "n3").contains("DEAD"))
+    });
+    let out = common::valthree(&["cluster", "status", "--dir", dir.to_str().unwrap()]);
+    let said = common::text(&out);
+    let header = said.lines().nth(1).unwrap_or_default();
+    assert!(header.contains("swim") && header.contains("ring"), "dynamo's columns: {said}");
+    assert!(!header.contains("term") && !header.contains("leader"), "no raft columns in dynamo mode: {said}");
+    let ring = format!("v{}", info_field(&addrs[0], "dynamo_ring_version"));
+    for node in ["n1", "n2"] {
+        let row = said.lines().find(|l| l.starts_with(&format!("{node} "))).unwrap_or_default();
+        assert!(row.contains("2 alive, 1 dead") && row.contains(&ring), "{node}: {said}");
+    }
+    assert!(said.contains("members n1 ALIVE, n2 ALIVE, n3 DEAD"), "each node's view, member by member: {said}");
 }
 
 #[test]

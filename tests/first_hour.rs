@@ -115,3 +115,26 @@ fn a_node_name_that_is_not_one_is_refused_by_the_parser() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("is not a node name"), "{}", text(&out));
 }
+
+/// The compose files' client container runs `test-template idle` as its PID 1, to which the
+/// kernel delivers no signal the process does not handle: unless idle handles SIGTERM,
+/// `docker compose down` waits out the grace period and then kills it.
+#[test]
+fn the_idle_client_handles_sigterm_and_exits_cleanly() {
+    let mut idle = Command::new(BIN).args(["test-template", "idle"]).spawn().unwrap();
+    let pid = idle.id();
+    let catches_sigterm = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status.lines().find_map(|l| l.strip_prefix("SigCgt:")).map(str::trim).unwrap_or("0");
+        u64::from_str_radix(caught, 16).unwrap_or(0) & (1 << (15 - 1)) != 0
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !catches_sigterm() && std::time::Instant::now() < deadline && idle.try_wait().unwrap().is_none() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let handled = catches_sigterm();
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let exit = idle.wait().unwrap();
+    assert!(handled, "idle installs no SIGTERM handler: as a container's PID 1 it would ignore docker stop");
+    assert_eq!(exit.code(), Some(0), "idle ends on SIGTERM with exit 0: {exit:?}");
+}

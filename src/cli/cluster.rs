@@ -138,27 +138,21 @@ fn node_json(state: &ClusterState, node: &cluster::NodeState) -> Value {
 }
 
 fn print_table(state: &ClusterState, with_info: bool) {
-    println!(
-        "{:<5} {:>8}  {:<7} {:<9} {:>5} {:<7} {:<16} {:<16} log",
-        "node", "pid", "state", "role", "term", "leader", "client", "peer"
-    );
+    let columns = mode_columns(&state.mode);
+    let mut header = format!("{:<5} {:>8}  {:<7}", "node", "pid", "state");
+    for (name, width) in columns {
+        header.push_str(&format!(" {name:<width$}"));
+    }
+    println!("{header} {:<16} {:<16} log", "client", "peer");
     for node in &state.nodes {
         let liveness = process::liveness(node);
         let info = if with_info && liveness == Liveness::Up { cluster::info(node) } else { Vec::new() };
-        let get = |k: &str| info.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let leader = get("raft_leader").map(|l| if l == "none" { "none".to_string() } else { format!("n{l}") });
-        println!(
-            "{:<5} {:>8}  {:<7} {:<9} {:>5} {:<7} {:<16} {:<16} {}",
-            node.name,
-            node.pid,
-            liveness.as_str(),
-            get("raft_role").or(get("mode").filter(|m| *m == "paxos").map(|_| "member")).unwrap_or("-"),
-            get("raft_term").unwrap_or("-"),
-            leader.as_deref().unwrap_or("-"),
-            node.addr,
-            node.peer_addr,
-            node.log.display()
-        );
+        let mut row = format!("{:<5} {:>8}  {:<7}", node.name, node.pid, liveness.as_str());
+        let values = if info.is_empty() { Vec::new() } else { mode_values(&state.mode, &info) };
+        for (i, (_, width)) in columns.iter().enumerate() {
+            row.push_str(&format!(" {:<width$}", values.get(i).map_or("-", String::as_str)));
+        }
+        println!("{row} {:<16} {:<16} {}", node.addr, node.peer_addr, node.log.display());
         if !info.is_empty() {
             let isolated = cluster::isolated_peers(state, node).unwrap_or_default();
             let cut =
@@ -166,6 +160,57 @@ fn print_table(state: &ClusterState, with_info: bool) {
             println!("        {}{cut}", details(&info));
         }
     }
+}
+
+/// The columns of the status table that are a mode's own: their names and widths.
+fn mode_columns(mode: &str) -> &'static [(&'static str, usize)] {
+    match mode {
+        "raft" => &[("role", 9), ("term", 5), ("leader", 7)],
+        "paxos" => &[("role", 7), ("config", 7)],
+        // What the node's failure detector (SWIM) sees of the members, and its ring's version.
+        "dynamo" => &[("swim", 24), ("ring", 11)],
+        _ => &[],
+    }
+}
+
+/// One node's values for [`mode_columns`], from its INFO.
+fn mode_values(mode: &str, info: &[(String, String)]) -> Vec<String> {
+    let get = |k: &str| info.iter().find(|(n, _)| n == k).map_or("-", |(_, v)| v.as_str()).to_string();
+    match mode {
+        "raft" => {
+            let leader = get("raft_leader");
+            let leader = if leader == "none" || leader == "-" { leader } else { format!("n{leader}") };
+            vec![get("raft_role"), get("raft_term"), leader]
+        }
+        "paxos" => vec!["member".into(), format!("v{}", get("paxos_config_version"))],
+        "dynamo" => {
+            let mut counts: Vec<(String, usize)> = Vec::new();
+            for (_, health) in dynamo_members(&get("dynamo_members")) {
+                let health = health.to_ascii_lowercase();
+                match counts.iter_mut().find(|(h, _)| *h == health) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((health, 1)),
+                }
+            }
+            counts.sort_by_key(|(h, _)| ["alive", "suspect", "dead"].iter().position(|k| k == h).unwrap_or(3));
+            let swim = counts.iter().map(|(h, n)| format!("{n} {h}")).collect::<Vec<_>>().join(", ");
+            let changing = if get("dynamo_ring_changing") == "1" { " changing" } else { "" };
+            vec![swim, format!("v{}{changing}", get("dynamo_ring_version"))]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// INFO's `dynamo_members` (`1=ADDR:ALIVE,2=ADDR:DEAD`) as (node name, health) pairs.
+fn dynamo_members(members: &str) -> Vec<(String, &str)> {
+    members
+        .split(',')
+        .filter_map(|m| {
+            let (id, rest) = m.split_once('=')?;
+            let (_, health) = rest.rsplit_once(':')?;
+            Some((format!("n{id}"), health))
+        })
+        .collect()
 }
 
 /// The facts a node reports of itself that matter at a glance, per mode.
@@ -185,6 +230,21 @@ fn details(info: &[(String, String)]) -> String {
             get("paxos_slots")
         ),
         "s3" => format!("s3: object store {}, key {}", get("s3_object_store"), get("s3_object_key")),
+        "dynamo" => {
+            let members = dynamo_members(get("dynamo_members"))
+                .into_iter()
+                .map(|(name, health)| format!("{name} {health}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "dynamo: members {members}; N={} R={} W={}; {} objects, {} hints pending",
+                get("dynamo_replicas"),
+                get("dynamo_r"),
+                get("dynamo_w"),
+                get("dynamo_objects"),
+                get("dynamo_hints_pending")
+            )
+        }
         other => format!("mode {other}"),
     }
 }

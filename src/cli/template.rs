@@ -77,9 +77,7 @@ pub fn run(args: TemplateArgs) -> ExitCode {
         "parallel_driver_workload" => driver("parallel", 100 + antithesis_sdk::random::get_random() % 400),
         "singleton_driver_long_workload" => driver("singleton", 2000 + antithesis_sdk::random::get_random() % 2000),
         "anytime_every_node_answers_honestly" => anytime_every_node_answers_honestly(),
-        "idle" => loop {
-            std::thread::sleep(Duration::from_secs(3600));
-        },
+        "idle" => idle(),
         "healthcheck" => healthcheck(),
         _ => histories_are_linearizable(),
     }
@@ -87,6 +85,29 @@ pub fn run(args: TemplateArgs) -> ExitCode {
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts")
+}
+
+/// Keeps the client container up until it is stopped. It runs as the container's PID 1, to
+/// which the kernel delivers no signal the process does not handle: without handlers,
+/// `docker stop` and `compose down` would wait out their grace period, then kill it.
+fn idle() -> ExitCode {
+    use tokio::signal::unix::{SignalKind, signal};
+    let stopped = runtime().block_on(async {
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        Ok::<(), std::io::Error>(())
+    });
+    match stopped {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("idle: cannot handle signals: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Waits until every node answers PING, then tells Antithesis the system is ready for faults.

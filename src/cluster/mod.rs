@@ -20,12 +20,14 @@
 mod client;
 mod docker;
 mod nemesis;
+mod port;
 pub mod process;
 mod state;
 
 pub use client::{call, call_with_timeout, password, set_password};
 pub use docker::Docker;
 pub use nemesis::{Fault, Nemesis, Target};
+pub use port::{PortUse, check_port, port_use};
 pub use process::Liveness;
 pub use state::{ClusterState, NodeState, STATE_FILE};
 
@@ -74,10 +76,6 @@ fn take_requirepass(extra: &[String]) -> (Vec<String>, String) {
     (flags, password)
 }
 
-fn port_free(port: u16) -> bool {
-    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
 /// Starts a cluster; refuses when one already runs in `dir` or a port is taken.
 pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
     if options.nodes == 0 {
@@ -105,9 +103,7 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
         let port = u16::try_from(id).ok().and_then(|i| options.base_port.checked_add(i)).ok_or("port out of range")?;
         let peer_port = port.checked_add(PEER_PORT_OFFSET).ok_or("peer port out of range")?;
         for p in [port, peer_port] {
-            if !port_free(p) {
-                return Err(format!("port {p} is taken: choose another --base-port"));
-            }
+            check_port(p)?;
         }
         ports.push((port, peer_port));
     }
@@ -227,9 +223,9 @@ pub fn restart(dir: &Path, name: &str) -> Result<(), String> {
         // The kernel may take a moment to release the old process's port.
         let port: u16 = node.addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !port_free(port) {
+        while let Err(why) = check_port(port) {
             if std::time::Instant::now() >= deadline {
-                return Err(format!("{}: port {port} is held by another process", node.name));
+                return Err(format!("{}: {why}", node.name));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -343,9 +339,7 @@ pub fn add_node(dir: &Path) -> Result<(NodeState, Vec<String>), String> {
         let port = base.checked_add(id as u16).ok_or("port out of range")?;
         let peer_port = port.checked_add(PEER_PORT_OFFSET).ok_or("peer port out of range")?;
         for p in [port, peer_port] {
-            if !port_free(p) {
-                return Err(format!("port {p} is taken"));
-            }
+            check_port(p)?;
         }
         let name = format!("n{id}");
         let (addr, peer_addr) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{peer_port}"));

@@ -1,6 +1,6 @@
 //! The dynamo mode demos: quorums, siblings, read repair, hinted handoff, failure detection.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis_protocol::resp2::types::BytesFrame;
 
@@ -17,25 +17,36 @@ fn member_line(state: &ClusterState, of: &str, node: &str) -> Result<String, Str
     Ok(lines(&reply).into_iter().find(|l| l.starts_with(&format!("{node} "))).unwrap_or_default())
 }
 
-/// Waits until `of` sees `node` in `health`; the time it took.
+/// Waits until `of` sees `node` in `health`; how long after `event` (the kill or restart
+/// that caused it) the change came: the time since the event, less the time the member has
+/// been in that state as the line says ("in this state for 2.1s"), since the change may have
+/// come long before this wait began (a node killed several steps earlier).
 fn wait_health(
     stage: &mut Stage,
     state: &ClusterState,
     of: &str,
     node: &str,
     health: &str,
+    event: Instant,
     timeout: Duration,
 ) -> Result<Option<Duration>, Failure> {
-    let (took, seen) = stage.wait(&format!("{of} to see {node} {health}"), timeout, || {
+    let (_, line) = stage.wait(&format!("{of} to see {node} {health}"), timeout, || {
         let line = member_line(state, of, node)?;
-        Ok(line.contains(&format!(" {health} ")).then_some(()))
+        Ok(line.contains(&format!(" {health} ")).then_some(line))
     })?;
-    Ok(seen.map(|()| took))
+    Ok(line.map(|line| event.elapsed().saturating_sub(in_state_for(&line).unwrap_or_default())))
 }
 
-/// How long a wait took, for a claim's observation.
-fn seconds(took: Option<Duration>) -> String {
-    took.map_or_else(|| "not within the time allowed".into(), |t| format!("after {:.2}s", t.as_secs_f64()))
+/// How long a DYNAMO.MEMBERS line says its member has had its health.
+fn in_state_for(line: &str) -> Option<Duration> {
+    let (_, rest) = line.split_once("in this state for ")?;
+    let seconds: f64 = rest.split_once('s')?.0.parse().ok()?;
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+/// How long after `event` a change came, for a claim's observation.
+fn seconds(took: Option<Duration>, event: &str) -> String {
+    took.map_or_else(|| "not within the time allowed".into(), |t| format!("{:.1}s after {event}", t.as_secs_f64()))
 }
 
 /// A node's own replica of `key` (DYNAMO.LOCAL), quietly.
@@ -81,14 +92,16 @@ pub fn quorum(stage: &mut Stage) -> Result<(), Failure> {
     let r = stage.cli(&state, "n1", &["SET", "user:1", "ada"], "")?;
     stage.claim("a write is acknowledged by W=2 of the 3 replicas", text(&r).as_deref() == Some("OK"), &render(&r))?;
     stage.cluster(&state, &["kill", "n3"], "one replica of every key is gone")?;
+    let mut killed = vec![("n3", Instant::now())];
     let r = stage.cli(&state, "n1", &["SET", "user:1", "grace"], "W=2 still holds: n1 and n2")?;
     stage.claim("with one node down writes still succeed", text(&r).as_deref() == Some("OK"), &render(&r))?;
     let r = stage.cli(&state, "n2", &["GET", "user:1"], "R=2 meets W=2 in at least one replica (R + W > N)")?;
     stage.claim("a read through another node sees the write", text(&r).as_deref() == Some("grace"), &render(&r))?;
     stage.cluster(&state, &["kill", "n2"], "now only n1 is left: no quorum of 2")?;
-    for node in ["n2", "n3"] {
-        let dead = wait_health(stage, &state, "n1", node, "DEAD", Duration::from_secs(15))?;
-        stage.claim(&format!("n1's failure detector finds {node} dead"), dead.is_some(), &seconds(dead))?;
+    killed.insert(0, ("n2", Instant::now()));
+    for (node, at) in killed {
+        let dead = wait_health(stage, &state, "n1", node, "DEAD", at, Duration::from_secs(15))?;
+        stage.claim(&format!("n1's failure detector finds {node} dead"), dead.is_some(), &seconds(dead, "its kill"))?;
     }
     let r = stage.cli(
         &state,
@@ -97,11 +110,14 @@ pub fn quorum(stage: &mut Stage) -> Result<(), Failure> {
         "fewer than W owners alive: refused before anything is written",
     )?;
     stage.claim("the write is refused with -TRYAGAIN", is_error(&r, "TRYAGAIN"), &render(&r))?;
-    stage.cluster(&state, &["restart", "n2"], "")?;
-    stage.cluster(&state, &["restart", "n3"], "")?;
+    let mut restarted = Vec::new();
     for node in ["n2", "n3"] {
-        let alive = wait_health(stage, &state, "n1", node, "ALIVE", Duration::from_secs(15))?;
-        stage.claim(&format!("n1 sees {node} alive again"), alive.is_some(), &seconds(alive))?;
+        restarted.push((node, Instant::now()));
+        stage.cluster(&state, &["restart", node], "")?;
+    }
+    for (node, at) in restarted {
+        let alive = wait_health(stage, &state, "n1", node, "ALIVE", at, Duration::from_secs(15))?;
+        stage.claim(&format!("n1 sees {node} alive again"), alive.is_some(), &seconds(alive, "its restart began"))?;
     }
     let r = stage.cli(&state, "n3", &["GET", "user:1"], "the refused write changed nothing")?;
     stage.claim("the last acknowledged value is read back", text(&r).as_deref() == Some("grace"), &render(&r))
@@ -189,8 +205,9 @@ pub fn handoff(stage: &mut Stage) -> Result<(), Failure> {
     stage.say("Hints on: a write that misses an owner leaves a durable hint on its coordinator.");
     let state = stage.up(ModeName::Dynamo, 3, &FAST_DETECTION)?;
     stage.cluster(&state, &["kill", "n3"], "")?;
-    let dead = wait_health(stage, &state, "n1", "n3", "DEAD", Duration::from_secs(15))?;
-    stage.claim("n1 finds n3 dead", dead.is_some(), &seconds(dead))?;
+    let killed = Instant::now();
+    let dead = wait_health(stage, &state, "n1", "n3", "DEAD", killed, Duration::from_secs(15))?;
+    stage.claim("n1 finds n3 dead", dead.is_some(), &seconds(dead, "its kill"))?;
     for i in 1..=5 {
         let (key, value) = (format!("order:{i}"), format!("item-{i}"));
         stage.cli(&state, "n1", &["SET", &key, &value], if i == 1 { "each write leaves a hint for n3" } else { "" })?;
@@ -226,22 +243,28 @@ pub fn handoff(stage: &mut Stage) -> Result<(), Failure> {
 pub fn membership(stage: &mut Stage) -> Result<(), Failure> {
     stage.say("SWIM: each member probes another every --swim-period (300ms here); a member that fails a probe is SUSPECT, and DEAD after --suspect-timeout (1s).");
     let state = stage.up(ModeName::Dynamo, 3, &FAST_DETECTION)?;
-    let alive = wait_health(stage, &state, "n1", "n2", "ALIVE", Duration::from_secs(10))?;
+    let alive = wait_health(stage, &state, "n1", "n2", "ALIVE", Instant::now(), Duration::from_secs(10))?;
     let r = stage.cli(&state, "n1", &["DYNAMO.MEMBERS"], "every member ALIVE")?;
     stage.claim("n1 sees n2 ALIVE", alive.is_some(), &render(&r))?;
     stage.cluster(&state, &["kill", "n2"], "")?;
-    let suspect = wait_health(stage, &state, "n1", "n2", "SUSPECT", Duration::from_secs(10))?;
+    let killed = Instant::now();
+    let suspect = wait_health(stage, &state, "n1", "n2", "SUSPECT", killed, Duration::from_secs(10))?;
     let line = member_line(&state, "n1", "n2")?;
     stage.claim(
         "n1 suspects n2 within seconds",
         suspect.is_some() || line.contains(" DEAD "),
-        &format!("{line}, {}", seconds(suspect)),
+        &format!("{line}; {}", seconds(suspect, "its kill")),
     )?;
-    let dead = wait_health(stage, &state, "n1", "n2", "DEAD", Duration::from_secs(10))?;
+    let dead = wait_health(stage, &state, "n1", "n2", "DEAD", killed, Duration::from_secs(10))?;
     let r = stage.cli(&state, "n1", &["DYNAMO.MEMBERS"], "")?;
-    stage.claim("then finds it DEAD", dead.is_some(), &format!("{}\n{}", seconds(dead), render(&r)))?;
+    stage.claim("then finds it DEAD", dead.is_some(), &format!("{}\n{}", seconds(dead, "its kill"), render(&r)))?;
+    let restarted = Instant::now();
     stage.cluster(&state, &["restart", "n2"], "a restarted node is a new life of the member")?;
-    let back = wait_health(stage, &state, "n1", "n2", "ALIVE", Duration::from_secs(10))?;
+    let back = wait_health(stage, &state, "n1", "n2", "ALIVE", restarted, Duration::from_secs(10))?;
     let r = stage.cli(&state, "n1", &["DYNAMO.MEMBERS"], "")?;
-    stage.claim("n1 sees n2 ALIVE again", back.is_some(), &format!("{}\n{}", seconds(back), render(&r)))
+    stage.claim(
+        "n1 sees n2 ALIVE again",
+        back.is_some(),
+        &format!("{}\n{}", seconds(back, "its restart began"), render(&r)),
+    )
 }

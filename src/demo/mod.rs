@@ -273,6 +273,13 @@ impl Stage {
         if holds { Ok(()) } else { Err(Failure::Claim { claim: claim.into(), observed: observed.into() }) }
     }
 
+    /// Where a demo keeps a file of its own (a report): in its directory, beside its clusters,
+    /// so it outlives them; and whether it stays after the demo (`--dir` or `--keep`), or goes
+    /// with the temporary directory.
+    pub fn file(&self, name: &str) -> (PathBuf, bool) {
+        (self.root.join(name), !self.temporary || self.options.keep)
+    }
+
     /// `valthree cluster up`: a cluster of `mode` with `flags` for every node.
     pub fn up(&mut self, mode: ModeName, nodes: u32, flags: &[&str]) -> Result<ClusterState, Failure> {
         let dir = self.root.join(format!("{}-{}", mode.as_str(), self.clusters.len() + 1));

@@ -216,9 +216,8 @@ pub fn linearizability(stage: &mut Stage) -> Result<(), Failure> {
     for (broken, flags) in [(true, vec!["--unsafe-stale-reads"]), (false, vec![])] {
         let state = stage.up(ModeName::S3, 1, &flags)?;
         let history = state.dir.join("history.jsonl");
-        // Outside the demo's directory, which goes when the demo ends: the page stays to be read.
         let which = if broken { "broken" } else { "correct" };
-        let html = std::env::temp_dir().join(format!("valthree-demo-linearizability-{which}.html"));
+        let (html, _) = stage.file(&format!("linearizability-{which}.html"));
         let _ = std::fs::remove_file(&html);
         let addr = state.nodes[0].addr.clone();
         let args = [
@@ -263,6 +262,15 @@ pub fn linearizability(stage: &mut Stage) -> Result<(), Failure> {
         if broken {
             stage.down()?;
         }
+    }
+    let (report, stays) = stage.file("linearizability-*.html");
+    if stays {
+        stage.say(&format!("The two reports stay in {}: open them in a browser.", report.display()));
+    } else {
+        stage.say(&format!(
+            "The two reports are {}, removed with the demo's temporary directory when it ends: with --dir DIR (or --keep) they stay.",
+            report.display()
+        ));
     }
     Ok(())
 }

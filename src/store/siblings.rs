@@ -49,7 +49,8 @@ pub trait Siblings: Send + Sync {
     /// a stale replica, or that a repair reached it).
     async fn local(&self, key: Bytes) -> Result<Versioned>;
 
-    /// `DYNAMO.MEMBERS`: one line per member (id, address, ALIVE/SUSPECT/DEAD, incarnation).
+    /// `DYNAMO.MEMBERS`: one line per member (id, address, ALIVE/SUSPECT/DEAD, incarnation, and
+    /// how long it has had that health).
     fn members(&self) -> Vec<String>;
 
     /// `DYNAMO.RING [key]`: the ring's shape, or `key`'s partition and preference list.

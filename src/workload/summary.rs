@@ -38,12 +38,19 @@ const UNEXPECTED_SHOWN: usize = 5;
 const REASONS_SHOWN: usize = 8;
 
 /// The part of an error text that names its cause: the error code and message without the
-/// details that differ between occurrences (node names, addresses), cut to one short line.
+/// details that differ between occurrences (a nested cause after ": ", a parenthesis), cut to
+/// one short line. A colon followed by a number is a label, not a cause ("replicas up: 1 of
+/// the key's 3, W is 2; nothing written"): the counts are the reason, and stay.
 fn reason(error: &str) -> String {
     let line = error.lines().next().unwrap_or("").trim();
-    let cut = [line.find(": "), line.find(" (")].into_iter().flatten().min().map_or(line, |i| &line[..i]).trim_end();
-    cut.chars().take(70).collect()
+    let cause =
+        line.match_indices(": ").map(|(i, _)| i).find(|&i| !line[i + 2..].starts_with(|c: char| c.is_ascii_digit()));
+    let cut = [cause, line.find(" (")].into_iter().flatten().min().map_or(line, |i| &line[..i]).trim_end();
+    cut.chars().take(REASON_CHARS).collect()
 }
+
+/// The longest reason the summary shows (a line of its table).
+const REASON_CHARS: usize = 100;
 
 /// What a reason means, for the reasons every run of the default mix meets by design.
 fn explain(op: Op, reason: &str) -> Option<&'static str> {
@@ -151,6 +158,13 @@ impl Summary {
         })
     }
 
+    /// GETs whose outcome is unknown (counted in `info`): a read changes nothing, so the
+    /// checker leaves them out, and its HTML report counts them with the operations it did
+    /// not check.
+    pub fn info_reads(&self) -> u64 {
+        self.by_op.get(&Op::Get).map_or(0, |c| c.info)
+    }
+
     /// Completed operations per second.
     pub fn ops_per_sec(&self) -> f64 {
         let t = self.total();
@@ -198,6 +212,15 @@ impl Summary {
                 ms(lat.last().copied().unwrap_or(0))
             );
         }
+        match self.info_reads() {
+            0 => {}
+            n => {
+                let _ = writeln!(
+                    out,
+                    "{n} of the info are reads: a read changes nothing, so the checker leaves them out (not checked)"
+                );
+            }
+        }
         let (reasons, rest) = self.top_reasons();
         if !reasons.is_empty() {
             let _ = writeln!(out, "why operations failed or were left in doubt:");
@@ -240,7 +263,7 @@ impl Summary {
         json!({
             "elapsed_s": self.elapsed.as_secs_f64(),
             "ops_per_sec": self.ops_per_sec(),
-            "ok": t.ok, "fail": t.fail, "info": t.info,
+            "ok": t.ok, "fail": t.fail, "info": t.info, "info_reads": self.info_reads(),
             "latency": latency(self.sorted(None)),
             "by_op": by_op,
             "reasons": self.top_reasons().0.into_iter().map(|(op, reason, n)| json!({"op": op.as_str(), "reason": reason, "count": n})).collect::<Vec<_>>(),
@@ -267,5 +290,50 @@ mod tests {
         assert!(text.contains("by design: the mix also SETs"), "{text}");
         assert!(text.contains("set          1  UNCERTAIN forward to n2\n"), "{text}");
         assert_eq!(summary.to_json()["reasons"][0]["count"], 3);
+    }
+
+    #[test]
+    fn a_reason_keeps_what_follows_a_label_and_drops_a_cause_after_a_colon() {
+        for whole in [
+            "TRYAGAIN replicas up: 1 of the key's 3, W is 2; nothing written",
+            "UNCERTAIN replicas holding the write: 1, W is 2; it may spread",
+        ] {
+            assert_eq!(reason(whole), whole);
+        }
+        assert_eq!(reason("UNCERTAIN forward to n2: connection reset"), "UNCERTAIN forward to n2");
+        assert_eq!(reason("connect to 127.0.0.1:6379: Connection refused (os error 111)"), "connect to 127.0.0.1:6379");
+        assert_eq!(reason("TRYAGAIN no quorum after 3 attempts (n2 down)"), "TRYAGAIN no quorum after 3 attempts");
+        let mut summary = Summary::default();
+        summary.record(
+            Op::Set,
+            EventType::Fail,
+            None,
+            Some("TRYAGAIN replicas up: 1 of the key's 3, W is 2; nothing written"),
+        );
+        let text = summary.to_text();
+        assert!(
+            text.contains("set          1  TRYAGAIN replicas up: 1 of the key's 3, W is 2; nothing written\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn reads_of_unknown_outcome_are_told_apart_as_the_checker_counts_them() {
+        let mut summary = Summary::default();
+        summary.record(Op::Get, EventType::Info, None, Some("timeout"));
+        summary.record(Op::Get, EventType::Info, None, Some("timeout"));
+        summary.record(Op::Set, EventType::Info, None, Some("timeout"));
+        summary.record(Op::Set, EventType::Fail, None, Some("TRYAGAIN no quorum"));
+        let text = summary.to_text();
+        assert!(text.contains("(0 ok, 1 fail, 3 info)"), "{text}");
+        assert!(
+            text.contains("2 of the info are reads: a read changes nothing, so the checker leaves them out"),
+            "{text}"
+        );
+        let json = summary.to_json();
+        assert_eq!(
+            (json["fail"].as_u64(), json["info"].as_u64(), json["info_reads"].as_u64()),
+            (Some(1), Some(3), Some(2))
+        );
     }
 }

@@ -555,7 +555,9 @@ impl Siblings for DynamoMode {
                 let incarnation = seen.map_or(0, |s| s.incarnation);
                 // Which life of the node (its start time): a restart is a new one.
                 let life = seen.map_or(String::new(), |s| format!(" life {}", s.life));
-                let since = seen.map_or(String::new(), |s| format!(" for {:.1}s", s.since.elapsed().as_secs_f64()));
+                // How long it has had the health shown (since the detector last saw it change).
+                let since = seen
+                    .map_or(String::new(), |s| format!(", in this state for {:.1}s", s.since.elapsed().as_secs_f64()));
                 let me = if m.id == node.id { " (this node)" } else { "" };
                 format!("n{} {} {} incarnation {incarnation}{life}{since}{me}", m.id, m.peer_addr, health.name())
             })
