@@ -49,6 +49,11 @@ pub struct Prepared {
     pub faults: Vec<Fault>,
     /// Operations in the history (FLUSHALL counted once), before failed ones are dropped.
     pub total_ops: usize,
+    /// Operations that certainly did not happen (`fail`): left out of the check.
+    pub failed: usize,
+    /// Reads whose result is unknown (`info`, or never completed): left out of the check,
+    /// since they change nothing and tell nothing.
+    pub unknown_reads: usize,
 }
 
 fn err(line: usize, msg: impl Into<String>) -> String {
@@ -148,11 +153,15 @@ pub fn prepare_stream(events: impl Iterator<Item = Result<Numbered, String>>) ->
                 let (output, ret) = match kind {
                     EventType::Ok => (Some(output_of(op, &e.value, line)?), e.time),
                     EventType::Info => (None, NEVER),
-                    EventType::Fail => continue, // certainly did not happen
+                    EventType::Fail => {
+                        prepared.failed += 1; // certainly did not happen
+                        continue;
+                    }
                     EventType::Invoke => unreachable!(),
                 };
                 if op == Op::Get && output.is_none() {
-                    continue; // a read with unknown result changes nothing and tells nothing
+                    prepared.unknown_reads += 1; // a read with unknown result changes nothing and tells nothing
+                    continue;
                 }
                 let operation = Operation { process, op, input, output, call, ret, lines: (call_line, Some(line)) };
                 ops.push((key, operation));
@@ -163,6 +172,8 @@ pub fn prepare_stream(events: impl Iterator<Item = Result<Numbered, String>>) ->
     for (process, (line, op, key, input, call)) in pending {
         if op != Op::Get {
             ops.push((key, Operation { process, op, input, output: None, call, ret: NEVER, lines: (line, None) }));
+        } else {
+            prepared.unknown_reads += 1;
         }
     }
     let all_keys: Vec<String> = {

@@ -423,7 +423,8 @@ pub fn render(report: &Report, title: &str) -> String {
         "ops": history.total_ops,
         "checked": checked,
         "unknown": unknown,
-        "failed": history.total_ops.saturating_sub(checked),
+        "failed": history.failed,
+        "unknownReads": history.unknown_reads,
         "clients": clients.len(),
         "t0": t0,
         "t1": t1,
@@ -524,7 +525,7 @@ else if (cls === 'bad') banner.innerHTML = '<b>✗ Failed.</b> ' + num(D.violate
 else banner.innerHTML = '<b>? Undecided.</b> The time limit ran out before ' + plural(D.timedOutKeys.length, 'key') + ' ' + (D.timedOutKeys.length === 1 ? 'was' : 'were') + ' decided (' + D.timedOutKeys.slice(0, 10).map(esc).join(', ') + (D.timedOutKeys.length > 10 ? ', …' : '') + ')' + (D.timedOutKeys.length < D.keyCount ? '; no violation was found in the others.' : '.');
 const kinds = {}; for (const f of D.faults) if (f.kind in COLOR) kinds[f.kind] = (kinds[f.kind] || 0) + 1;
 const completed = D.checked - D.unknown;
-document.getElementById('counts').innerHTML = '<b>' + plural(D.ops, 'operation') + '</b>: ' + num(completed) + ' completed, ' + num(D.unknown) + ' with unknown outcome, ' + num(D.failed) + ' ' + WORDS.failed + ' · ' + plural(D.keyCount, 'key') + ' · ' + plural(D.clients, 'client') + ' · ' + secs(D.t1 - D.t0) + ' of history · ' + (D.faultEvents ? plural(D.faultEvents, 'nemesis event') + ' (' + Object.entries(kinds).map(([k, n]) => n + ' ' + k).join(', ') + ')' : 'no nemesis faults') + ' · checked in ' + D.elapsed.toFixed(2) + ' s' + (D.keys.length < D.keyCount ? ' · first ' + D.keys.length + ' keys shown' : '') + '.';
+document.getElementById('counts').innerHTML = '<b>' + plural(D.ops, 'operation') + '</b>: ' + num(completed) + ' completed, ' + num(D.unknown) + ' with unknown outcome, ' + num(D.failed) + ' ' + WORDS.failed + (D.unknownReads ? ', ' + num(D.unknownReads) + ' reads with unknown outcome (left out: a read that may not have happened changes nothing)' : '') + ' · ' + plural(D.keyCount, 'key') + ' · ' + plural(D.clients, 'client') + ' · ' + secs(D.t1 - D.t0) + ' of history · ' + (D.faultEvents ? plural(D.faultEvents, 'nemesis event') + ' (' + Object.entries(kinds).map(([k, n]) => n + ' ' + k).join(', ') + ')' : 'no nemesis faults') + ' · checked in ' + D.elapsed.toFixed(2) + ' s' + (D.keys.length < D.keyCount ? ' · first ' + D.keys.length + ' keys shown' : '') + '.';
 
 // The whole run: operations started per moment, faults, violations.
 if (D.checked) {
@@ -580,6 +581,14 @@ function draw(k, box) {
   button(k.truncated ? 'whole run' : 'whole key', pad([D.t0, D.t1]));
   const svg = el('svg', {viewBox: `0 0 ${W} ${H}`, height: H, class: 'tl'}), g = el('g', {}, svg);
   const MH = 30, mini = el('svg', {viewBox: `0 0 ${W} ${MH}`, height: MH, class: 'mini'}), mg = el('g', {}, mini);
+  // A label ends where its client's next operation starts: an operation of unknown outcome
+  // is drawn to the end of the run, and its label would run under the ones after it.
+  const byClient = {};
+  for (const o of k.ops) (byClient[o.p] ||= []).push(o);
+  for (const list of Object.values(byClient)) {
+    list.sort((u, v) => u.call - v.call);
+    list.forEach((o, i) => { o.nextCall = i + 1 < list.length ? list[i + 1].call : null; });
+  }
   function render() {
     g.innerHTML = '';
     const x = t => L + (t - view[0]) / (view[1] - view[0]) * (W - L - R);
@@ -593,7 +602,8 @@ function draw(k, box) {
       const r = procs.indexOf(o.p), c = el('g', {class: 'op ' + (o.tag || 'plain') + (o.ret === null ? ' info' : '')}, g);
       const xa = Math.max(a, L), minw = o.tag === 'stuck' ? 7 : 2, w = Math.max(Math.min(b, W - R) - xa, minw);
       el('rect', {x: o.tag === 'stuck' && b - xa < minw ? xa - (minw - (b - xa)) / 2 : xa, y: top + r * row, width: w, height: row - 6, rx: 3}, c);
-      const label = (o.order ? '#' + o.order + ' ' : '') + o.label, room = Math.floor((w - 6) / 6);
+      const end = Math.min(b, W - R, o.nextCall === null ? Infinity : x(o.nextCall));
+      const label = (o.order ? '#' + o.order + ' ' : '') + o.label, room = Math.floor((end - xa - 6) / 7);
       if (room >= 3) el('text', {x: xa + 3, y: top + r * row + 11}, c).textContent = label.length <= room ? label : label.slice(0, room - 1) + '…';
       el('title', {}, c).textContent = 'client ' + o.p + ' ' + o.label + ' (' + (o.ln[1] ? 'lines ' + o.ln[0] + '-' + o.ln[1] : 'line ' + o.ln[0]) + ')' + (o.order ? ', #' + o.order + ' in the prefix' : '');
       if (o.tag === 'stuck') {

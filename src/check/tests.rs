@@ -255,3 +255,21 @@ fn generated_linearizable_histories_pass_and_a_stale_read_in_them_is_caught() {
     }
     assert!(mutated > 100, "the generator produced too few mutable histories ({mutated})");
 }
+
+#[test]
+fn the_report_counts_failed_operations_and_reads_of_unknown_outcome_apart() {
+    // One failed write, one read answered `info` (timed out) and one read that never
+    // completed: the report must not call the two reads "failed (never took effect)".
+    let ops = [
+        (1, "set", "x", json!("a"), 0, Some(1), Ok, json!("a")),
+        (2, "set", "x", json!("b"), 2, Some(3), Fail, json!(null)),
+        (3, "get", "x", json!(null), 4, Some(5), Info, json!(null)),
+        (4, "get", "x", json!(null), 6, None, Ok, json!(null)),
+        (1, "get", "x", json!(null), 7, Some(8), Ok, json!("a")),
+    ];
+    let report = check(&history(&ops), None, &|_, _| {}).unwrap();
+    assert_eq!(report.verdict, Verdict::Linearizable);
+    assert_eq!((report.history.total_ops, report.history.failed, report.history.unknown_reads), (5, 1, 2));
+    let html = super::report::render(&report, "t");
+    assert!(html.contains("\"failed\":1") && html.contains("\"unknownReads\":2"), "the page's counts");
+}
