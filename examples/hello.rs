@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! valthree serve &                      # s3 mode on ./valthree-data
-//! cargo run --example hello             # or: VALTHREE_URL=redis://127.0.0.1:6380/ cargo run --example hello
+//! cargo run --release --example hello   # or: VALTHREE_URL=redis://127.0.0.1:6380/ cargo run --release --example hello
 //! ```
 
 use redis::Commands;

@@ -37,6 +37,22 @@ fn wait_health(
     Ok(line.map(|line| event.elapsed().saturating_sub(in_state_for(&line).unwrap_or_default())))
 }
 
+/// Waits until `of`'s failure detector has heard from every other member (its line names the
+/// member's life). ALIVE is also what a member never heard from shows, and a member killed
+/// before it was first heard from is never suspected: a demo that kills one waits for this.
+fn heard_from_all(stage: &mut Stage, state: &ClusterState, of: &str) -> Result<(), Failure> {
+    let others: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).filter(|n| n != of).collect();
+    stage.wait(&format!("{of} to have heard from every member"), Duration::from_secs(10), || {
+        for node in &others {
+            if !member_line(state, of, node)?.contains(" life ") {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    })?;
+    Ok(())
+}
+
 /// How long a DYNAMO.MEMBERS line says its member has had its health.
 fn in_state_for(line: &str) -> Option<Duration> {
     let (_, rest) = line.split_once("in this state for ")?;
@@ -89,6 +105,7 @@ fn values(frame: &BytesFrame) -> Vec<String> {
 pub fn quorum(stage: &mut Stage) -> Result<(), Failure> {
     stage.say("N=3 replicas, R=W=2: any two replicas make a quorum, so one can be down.");
     let state = stage.up(ModeName::Dynamo, 3, &FAST_DETECTION)?;
+    heard_from_all(stage, &state, "n1")?;
     let r = stage.cli(&state, "n1", &["SET", "user:1", "ada"], "")?;
     stage.claim("a write is acknowledged by W=2 of the 3 replicas", text(&r).as_deref() == Some("OK"), &render(&r))?;
     stage.cluster(&state, &["kill", "n3"], "one replica of every key is gone")?;
@@ -169,6 +186,10 @@ pub fn repair(stage: &mut Stage) -> Result<(), Failure> {
     flags.extend(["--hinted-handoff", "off"]);
     let state = stage.up(ModeName::Dynamo, 3, &flags)?;
     stage.cli(&state, "n1", &["SET", "user:1", "v1"], "")?;
+    // Acknowledged by W=2: the third copy may still be on its way.
+    stage.wait("n3 to hold v1 too", Duration::from_secs(10), || {
+        Ok((values(&local(&state, "n3", "user:1")?) == ["v1"]).then_some(()))
+    })?;
     stage.cluster(&state, &["kill", "n3"], "n3 misses what is written now")?;
     let r = stage.cli(&state, "n1", &["SET", "user:1", "v2"], "acknowledged by n1 and n2")?;
     stage.claim("the overwrite is acknowledged", text(&r).as_deref() == Some("OK"), &render(&r))?;
@@ -204,6 +225,7 @@ pub fn repair(stage: &mut Stage) -> Result<(), Failure> {
 pub fn handoff(stage: &mut Stage) -> Result<(), Failure> {
     stage.say("Hints on: a write that misses an owner leaves a durable hint on its coordinator.");
     let state = stage.up(ModeName::Dynamo, 3, &FAST_DETECTION)?;
+    heard_from_all(stage, &state, "n1")?;
     stage.cluster(&state, &["kill", "n3"], "")?;
     let killed = Instant::now();
     let dead = wait_health(stage, &state, "n1", "n3", "DEAD", killed, Duration::from_secs(15))?;
@@ -244,6 +266,7 @@ pub fn membership(stage: &mut Stage) -> Result<(), Failure> {
     stage.say("SWIM: each member probes another every --swim-period (300ms here); a member that fails a probe is SUSPECT, and DEAD after --suspect-timeout (1s).");
     let state = stage.up(ModeName::Dynamo, 3, &FAST_DETECTION)?;
     let alive = wait_health(stage, &state, "n1", "n2", "ALIVE", Instant::now(), Duration::from_secs(10))?;
+    heard_from_all(stage, &state, "n1")?;
     let r = stage.cli(&state, "n1", &["DYNAMO.MEMBERS"], "every member ALIVE")?;
     stage.claim("n1 sees n2 ALIVE", alive.is_some(), &render(&r))?;
     stage.cluster(&state, &["kill", "n2"], "")?;
