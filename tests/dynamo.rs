@@ -825,6 +825,32 @@ fn a_join_that_waits_for_a_killed_holder_says_so_and_completes_once_it_is_restar
     }
 }
 
+/// Flags for the tests of reaping and handover: graces of seconds, anti-entropy and failure
+/// detection fast.
+fn short_graces(handoff: &'static str) -> [&'static str; 10] {
+    [
+        "--tombstone-grace",
+        "1s",
+        "--handoff-grace",
+        handoff,
+        "--aae-interval",
+        "300ms",
+        "--swim-period",
+        "200ms",
+        "--suspect-timeout",
+        "1s",
+    ]
+}
+
+/// Deletes `k0`..`k{n-1}` (what [`fill`] wrote) in one pipeline.
+fn delete(addr: &str, n: usize) {
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        pipe.cmd("DEL").arg(format!("k{i}")).ignore();
+    }
+    let _: () = pipe.query(&mut redis(addr)).unwrap();
+}
+
 #[test]
 fn a_former_owner_back_after_its_partitions_tombstones_were_reaped_brings_no_deleted_key_back() {
     // A join moves some partitions off n3. n3 is then killed while still holding its old
@@ -833,30 +859,14 @@ fn a_former_owner_back_after_its_partitions_tombstones_were_reaped_brings_no_del
     // deleted values must not come back.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
-    let flags = [
-        "--tombstone-grace",
-        "1s",
-        "--handoff-grace",
-        "4s",
-        "--aae-interval",
-        "300ms",
-        "--swim-period",
-        "200ms",
-        "--suspect-timeout",
-        "1s",
-    ];
-    let status = up(&dir, "dynamo", &flags);
+    let status = up(&dir, "dynamo", &short_graces("4s"));
     let _down = Down(&dir);
     let addrs = addrs(&status);
     fill(&addrs[0], 200);
     let added = cluster(&dir, &["add-node"]);
     assert_eq!(added["node"], "n4", "{added}");
     cluster(&dir, &["kill", "n3"]);
-    let mut pipe = redis::pipe();
-    for i in 0..200 {
-        pipe.cmd("DEL").arg(format!("k{i}")).ignore();
-    }
-    let _: () = pipe.query(&mut redis(&addrs[0])).unwrap();
+    delete(&addrs[0], 200);
     // The partitions n3 left are reaped by their current owners while n3 is away.
     let n4 = added["addr"].as_str().unwrap().to_string();
     let members = [addrs[0].clone(), addrs[1].clone(), n4];
@@ -930,19 +940,7 @@ fn a_node_that_left_the_ring_brings_no_deleted_key_back() {
     // killed or not meanwhile, must not bring its old copies back, and remove-node ends.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
-    let flags = [
-        "--tombstone-grace",
-        "1s",
-        "--handoff-grace",
-        "5s",
-        "--aae-interval",
-        "300ms",
-        "--swim-period",
-        "200ms",
-        "--suspect-timeout",
-        "1s",
-    ];
-    let status = up(&dir, "dynamo", &flags);
+    let status = up(&dir, "dynamo", &short_graces("5s"));
     let _down = Down(&dir);
     let addrs = addrs(&status);
     fill(&addrs[0], 200);
@@ -957,11 +955,7 @@ fn a_node_that_left_the_ring_brings_no_deleted_key_back() {
     });
     // Killed at once, or already gone: either way it holds old copies no owner asks about.
     let _ = common::valthree(&["cluster", "--dir", dir.to_str().unwrap(), "kill", "n4"]);
-    let mut pipe = redis::pipe();
-    for i in 0..200 {
-        pipe.cmd("DEL").arg(format!("k{i}")).ignore();
-    }
-    let _: () = pipe.query(&mut redis(&addrs[0])).unwrap();
+    delete(&addrs[0], 200);
     wait_until(Duration::from_secs(30), "the owners to reap every tombstone", || {
         addrs.iter().all(|a| info_field(a, "dynamo_tombstones") == "0")
     });

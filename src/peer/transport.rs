@@ -77,15 +77,13 @@ pub fn server() -> tonic::transport::Server {
 
 /// Serves a mode's gRPC `service` on `listener` until `stopping` resolves: the plane's
 /// transport settings, unauthenticated connections bounded ([`super::admission`]), the
-/// secret and partitions checked before any handler runs ([`PeerGuard`]), and the bytes
-/// messages hold bounded by `budget`.
+/// node's secret and partitions checked before any handler runs ([`PeerGuard`]), its peer
+/// TLS, and the bytes messages hold bounded by its message budget.
 pub async fn serve<S>(
     listener: tokio::net::TcpListener,
     service: S,
     faults: std::sync::Arc<crate::node::Faults>,
-    secret: Option<super::ClusterSecret>,
-    tls: Option<super::PeerTls>,
-    budget: super::MessageBudget,
+    node: crate::node::NodeOptions,
     stopping: impl std::future::Future<Output = ()> + Send,
 ) where
     S: tower_service::Service<
@@ -99,6 +97,8 @@ pub async fn serve<S>(
         + 'static,
     S::Future: Send + 'static,
 {
+    let budget = node.message_budget();
+    let (secret, tls) = (node.secret, node.peer_tls);
     // Unauthenticated connections are bounded before any of them reaches the server.
     let incoming = super::admission::incoming(listener, super::admission::Admission::new(secret.as_ref()));
     let mut builder = server();

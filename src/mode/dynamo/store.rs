@@ -124,14 +124,11 @@ impl DynamoMode {
         let service = crate::peer::proto::dynamo_peer_server::DynamoPeerServer::new(Service { node: node.clone() })
             .max_decoding_message_size(peer::MAX_MESSAGE)
             .max_encoding_message_size(peer::MAX_MESSAGE);
-        let budget = node.options.node.message_budget();
         node.tasks.spawn(peer::serve(
             listener,
             service,
             node.faults.clone(),
-            secret,
-            tls,
-            budget,
+            node.options.node.clone(),
             node.tasks.stopping(),
         ));
         node.tasks.spawn(swim::run(Arc::downgrade(&node), inbox));

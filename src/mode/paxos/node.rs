@@ -193,14 +193,11 @@ impl PaxosMode {
         let service = peer::PeerServer::new(PeerService { node: node.clone() })
             .max_decoding_message_size(peer::MAX_MESSAGE)
             .max_encoding_message_size(peer::MAX_MESSAGE);
-        let (secret, tls) = (node.options.node.secret.clone(), node.options.node.peer_tls.clone());
         node.tasks.spawn(peer::serve(
             listener,
             service,
             node.faults.clone(),
-            secret,
-            tls,
-            node.options.node.message_budget(),
+            node.options.node.clone(),
             node.tasks.stopping(),
         ));
         node.tasks.spawn(run_gc(Arc::downgrade(&node)));

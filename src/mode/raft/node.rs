@@ -244,15 +244,11 @@ impl RaftMode {
         let service = RaftPeerServer::new(Service { inner: inner.clone() })
             .max_decoding_message_size(peer::MAX_MESSAGE)
             .max_encoding_message_size(peer::MAX_MESSAGE);
-        let (secret, tls) = (inner.options.node.secret.clone(), inner.options.node.peer_tls.clone());
-        let budget = inner.options.node.message_budget();
         inner.tasks.spawn(peer::serve(
             listener,
             service,
             inner.faults.clone(),
-            secret,
-            tls,
-            budget,
+            inner.options.node.clone(),
             inner.tasks.stopping(),
         ));
         inner.tasks.spawn(inner.clone().bootstrap());
