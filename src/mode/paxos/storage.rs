@@ -266,8 +266,13 @@ impl Storage {
                         replies.push(AcceptorReply::Paxos(response));
                     }
                     AcceptorMessage::Remove { ballot, config_version: version } => {
-                        // Only the untouched tombstone GC wrote, under the configuration GC saw.
+                        // Only the untouched tombstone GC wrote, under the configuration GC saw,
+                        // and only at a ballot every proposer can follow: removing raises this
+                        // node-wide floor to the ballot, so a tombstone above the followed limit
+                        // (a peer that pushed one key's ballots there) would leave every other
+                        // node's fresh keys below the floor for good. Such a tombstone stays.
                         let removable = exists
+                            && ballot.counter <= Ballot::MAX_FOLLOWED
                             && *version == config_version
                             && slot.value.is_none()
                             && slot.accepted == *ballot
@@ -416,5 +421,29 @@ mod tests {
         );
         drop(s);
         assert_eq!(Storage::open(dir.path()).unwrap().1.floor, b(5, 2));
+    }
+
+    /// Removing a tombstone raises the node-wide floor to its ballot. A tombstone above the
+    /// ballots proposers follow (one key pushed there by a peer) must stay, or every other
+    /// node's fresh keys would sit below the floor, refused for good.
+    #[test]
+    fn a_tombstone_above_the_followed_ballots_is_never_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = Storage::open(dir.path()).unwrap();
+        let high = b(Ballot::MAX_FOLLOWED + 3, 2);
+        let tomb = AcceptorMessage::Paxos(Request::Accept { ballot: high, value: None, promise_next: false });
+        s.handle(&[(key(), tomb)], 1).unwrap();
+        let remove = AcceptorMessage::Remove { ballot: high, config_version: 1 };
+        assert_eq!(s.handle(&[(key(), remove)], 1).unwrap(), vec![AcceptorReply::Removed(false)]);
+        assert_eq!(s.floor().unwrap(), Ballot::ZERO);
+        assert_eq!(s.keys(KeyFilter::Tombstones, None, 10, |_| true).unwrap(), vec![key()]);
+        // At the limit itself, removal works: a proposer follows it and makes ballots above.
+        let limit = b(Ballot::MAX_FOLLOWED, 2);
+        let other = Bytes::from_static(b"other");
+        let tomb = AcceptorMessage::Paxos(Request::Accept { ballot: limit, value: None, promise_next: false });
+        s.handle(&[(other.clone(), tomb)], 1).unwrap();
+        let remove = AcceptorMessage::Remove { ballot: limit, config_version: 1 };
+        assert_eq!(s.handle(&[(other, remove)], 1).unwrap(), vec![AcceptorReply::Removed(true)]);
+        assert_eq!(s.floor().unwrap(), limit);
     }
 }
