@@ -437,6 +437,43 @@ fn password_guessing_is_counted_logged_and_slowed() {
     });
 }
 
+/// Item 9, a variant: the slowdown was per connection, so a guesser reconnecting after
+/// every ten tries was never slowed (13,775 guesses a second). Now failures are counted per
+/// source address too. And an empty `--requirepass` (Redis: no password) is said in the log.
+#[test]
+fn reconnecting_does_not_escape_the_guessing_slowdown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = common::Valthree::start(
+        tmp.path(),
+        &["--data-dir", tmp.path().join("d").to_str().unwrap(), "--requirepass", "pw"],
+    );
+    let guess = common::request(&[b"AUTH", b"guess"]);
+    const GUESSES: usize = 15;
+    let started = Instant::now();
+    for _ in 0..GUESSES {
+        let mut raw = common::Raw::connect(server.port);
+        raw.send(&guess);
+        assert!(raw.read_reply().starts_with(b"-WRONGPASS"));
+    }
+    let took = started.elapsed();
+    // The source's failures 11 to 15 wait 50, 100, 150, 200 and 250 ms, each on a new connection.
+    assert!(took >= Duration::from_millis(700), "{GUESSES} wrong passwords on new connections answered in {took:?}");
+    // The right password is not slowed.
+    let mut raw = common::Raw::connect(server.port);
+    let started = Instant::now();
+    raw.send(&common::request(&[b"AUTH", b"pw"]));
+    assert_eq!(raw.read_reply(), b"+OK\r\n");
+    assert!(started.elapsed() < Duration::from_millis(500));
+
+    let open = common::Valthree::start(
+        tmp.path(),
+        &["--data-dir", tmp.path().join("e").to_str().unwrap(), "--requirepass", ""],
+    );
+    common::wait_until(Duration::from_secs(10), "the empty password logged", || {
+        open.log_text().contains("is empty: no password")
+    });
+}
+
 /// A process's resident memory, in bytes.
 fn rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
