@@ -9,7 +9,7 @@
 //!
 //! * **Guessing** is counted (INFO's `acl_access_denied_auth`, as in Redis), logged at most
 //!   once per [`FAILURE_LOG_EVERY`], and slowed: past [`FREE_FAILURES`] on one connection
-//!   *or from one source address* ([`FailuresBySource`]: reconnecting does not start over),
+//!   *or from one source network* ([`FailuresBySource`]: reconnecting does not start over),
 //!   each further wrong password is answered [`FAILURE_DELAY_STEP`] later than the one
 //!   before, up to [`MAX_FAILURE_DELAY`] — a client that mistyped is not bothered, a guesser
 //!   on one connection drops from a million tries a second to one. What is left is
@@ -53,16 +53,20 @@ pub const SOURCE_MEMORY: Duration = Duration::from_secs(60);
 /// whose last failure is oldest (a flood of sources cannot grow it without bound).
 pub const MAX_SOURCES: usize = 4096;
 
-/// Wrong passwords per source address, so that a guesser who reconnects after every few
-/// tries is slowed as one who stays.
+/// Wrong passwords per source network, so that a guesser who reconnects after every few
+/// tries is slowed as one who stays. Sources are grouped ([`source_group`]): one host holds
+/// every loopback address, and often a whole IPv4 /24 or IPv6 /64, so counting exact
+/// addresses would let it rotate through them.
 #[derive(Debug, Default)]
 pub struct FailuresBySource {
     table: Mutex<HashMap<IpAddr, (u32, Instant)>>,
 }
 
 impl FailuresBySource {
-    /// Counts one more failure from `source` at `now`; its failures within [`SOURCE_MEMORY`].
+    /// Counts one more failure from `source` at `now`; its group's failures within
+    /// [`SOURCE_MEMORY`].
     pub fn record(&self, source: IpAddr, now: Instant) -> u32 {
+        let source = source_group(source);
         let mut table = crate::node::lock(&self.table);
         if table.len() >= MAX_SOURCES && !table.contains_key(&source) {
             table.retain(|_, (_, last)| now.saturating_duration_since(*last) < SOURCE_MEMORY);
@@ -77,6 +81,19 @@ impl FailuresBySource {
         }
         *entry = (entry.0.saturating_add(1), now);
         entry.0
+    }
+}
+
+/// The group whose failures `ip`'s count with: all of loopback, an IPv4 /24, an IPv6 /64
+/// (an IPv4 address mapped into IPv6 as IPv4).
+pub fn source_group(ip: IpAddr) -> IpAddr {
+    let ip = ip.to_canonical();
+    if ip.is_loopback() {
+        return IpAddr::from([127, 0, 0, 0]);
+    }
+    match ip {
+        IpAddr::V4(v4) => std::net::Ipv4Addr::from(u32::from(v4) & 0xffff_ff00).into(),
+        IpAddr::V6(v6) => std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1)).into(),
     }
 }
 
@@ -154,11 +171,19 @@ mod tests {
         for i in 1..=12 {
             assert_eq!(failures.record(a, t0), i);
         }
-        assert_eq!(failures.record(b, t0), 1);
-        assert_eq!(failures.record(a, t0 + SOURCE_MEMORY), 1, "forgotten a minute after the last");
+        assert_eq!(failures.record(b, t0), 13, "the same /24");
+        let c: IpAddr = "10.0.1.2".parse().unwrap();
+        assert_eq!(failures.record(c, t0), 1);
+        // Every loopback address is one source; so is an IPv6 /64.
+        assert_eq!(failures.record("127.0.0.1".parse().unwrap(), t0), 1);
+        assert_eq!(failures.record("127.3.4.5".parse().unwrap(), t0), 2);
+        assert_eq!(failures.record("::1".parse().unwrap(), t0), 3);
+        assert_eq!(failures.record("2001:db8::1".parse().unwrap(), t0), 1);
+        assert_eq!(failures.record("2001:db8::ffff:1".parse().unwrap(), t0), 2);
+        assert_eq!(failures.record(c, t0 + SOURCE_MEMORY), 1, "forgotten a minute after the last");
         // A flood of sources keeps the table bounded.
         for i in 0..(MAX_SOURCES as u32 + 10) {
-            failures.record(IpAddr::from(i.to_be_bytes()), t0 + Duration::from_secs(1));
+            failures.record(IpAddr::from((i << 8).to_be_bytes()), t0 + Duration::from_secs(1));
         }
         assert!(crate::node::lock(&failures.table).len() <= MAX_SOURCES);
     }

@@ -63,7 +63,8 @@ impl Node {
         Ok(keys)
     }
 
-    /// Installs `config` if it is newer: persisted first, then the proposer switches.
+    /// Installs `config` if it is newer: persisted first, then the proposer switches. A
+    /// configuration no change could have made is refused (see [`check_pushed`]).
     pub(super) async fn install(&self, config: Config) -> Result<bool> {
         let _one_at_a_time = self.installing.lock().await;
         {
@@ -71,6 +72,7 @@ impl Node {
             if config.version <= current.version {
                 return Ok(config == *current);
             }
+            check_pushed(&config, &current)?;
         }
         let storage = self.storage.clone();
         let saved = config.clone();
@@ -189,7 +191,10 @@ impl PaxosMode {
                 ));
             }
             None => Config {
-                version: current.version + 1,
+                version: current
+                    .version
+                    .checked_add(1)
+                    .ok_or_else(|| Error::Input("the configuration version is exhausted".into()))?,
                 highest_id: target.iter().map(|m| m.id).max().unwrap_or(0).max(current.highest_id),
                 members: target.clone(),
                 previous: Some(current.members.clone()),
@@ -256,4 +261,54 @@ pub(super) fn show(config: &Config) -> Vec<String> {
         lines.extend(previous.iter().map(|m| format!("previous {} {}", m.id, m.peer_addr)));
     }
     lines
+}
+
+/// The most a pushed configuration's version may pass the installed one's. A change takes two
+/// versions and a node that was down or is new may have missed many, but never billions: a
+/// version near `u64::MAX` (one message from a buggy or compromised peer) would leave no room
+/// for the next change.
+pub const MAX_VERSION_STEP: u64 = 1 << 32;
+
+/// Whether `config`, pushed by a peer, could have come from a membership change of a cluster
+/// at `current`: members and (during a change) previous members are non-empty and unique,
+/// and the version moves forward by a plausible step. An empty member list would stop every
+/// write on every node, for good.
+pub fn check_pushed(config: &Config, current: &Config) -> Result<()> {
+    let unique = |ms: &[Member]| {
+        let mut ids: Vec<u32> = ms.iter().map(|m| m.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        !ms.is_empty() && ids.len() == ms.len()
+    };
+    if !unique(&config.members) || config.previous.as_deref().is_some_and(|p| !unique(p)) {
+        return Err(Error::Peer("a configuration without members, or with a member twice".into()));
+    }
+    if config.version > current.version.saturating_add(MAX_VERSION_STEP) {
+        return Err(Error::Peer(format!(
+            "a configuration version {} too far past the installed {}",
+            config.version, current.version
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod pushed_tests {
+    use super::*;
+
+    fn config(version: u64, ids: &[u32], previous: Option<&[u32]>) -> Config {
+        let members = |ids: &[u32]| ids.iter().map(|&id| Member { id, peer_addr: format!("h{id}:1") }).collect();
+        Config { version, members: members(ids), previous: previous.map(members), highest_id: 3 }
+    }
+
+    #[test]
+    fn a_configuration_no_change_could_make_is_refused() {
+        let current = config(4, &[1, 2, 3], None);
+        assert!(check_pushed(&config(5, &[1, 2], Some(&[1, 2, 3])), &current).is_ok());
+        assert!(check_pushed(&config(40, &[1, 2], None), &current).is_ok(), "a node that missed changes");
+        assert!(check_pushed(&config(5, &[], None), &current).is_err(), "no members");
+        assert!(check_pushed(&config(5, &[1, 1, 2], None), &current).is_err(), "a member twice");
+        assert!(check_pushed(&config(5, &[1, 2], Some(&[])), &current).is_err(), "no previous members");
+        assert!(check_pushed(&config(u64::MAX, &[1, 2, 3], None), &current).is_err(), "the version exhausted");
+    }
 }
