@@ -305,7 +305,7 @@ async fn without_a_secret_only_real_calls_prove_a_peer_connection_and_proven_one
     let mut strangers = Vec::new();
     for _ in 0..STRANGERS {
         let tcp = tokio::net::TcpStream::connect(&peer).await.unwrap();
-        let Ok((mut send, connection)) = h2::client::handshake(tcp).await else { continue };
+        let Ok((send, connection)) = h2::client::handshake(tcp).await else { continue };
         let closed = tokio::spawn(async move {
             let _ = connection.await;
         });

@@ -28,7 +28,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -149,15 +149,21 @@ impl Admission {
     /// Moves `ticket` from the unproven connections to the proven ones, closing the proven
     /// connection used least recently past the cap.
     fn promote(&self, ticket: &Arc<Ticket>) {
+        // Proving is a use: the connection just proven is about to make its first call.
+        ticket.last_used.store(self.uses.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
         let evicted = {
             let mut table = lock(&self.table);
             table.remove(ticket.id);
             table.proven.insert(ticket.id, ticket.clone());
             if table.proven.len() > self.proven_limit {
+                // A connection with no call in flight first: closing it fails nothing (the
+                // peer's channel reconnects on its next call), where closing one mid-call
+                // leaves that call's outcome unknown.
                 let oldest = table
                     .proven
                     .values()
-                    .min_by_key(|t| t.last_used.load(Ordering::Relaxed))
+                    .filter(|t| t.id != ticket.id)
+                    .min_by_key(|t| (t.in_flight.load(Ordering::Relaxed) > 0, t.last_used.load(Ordering::Relaxed)))
                     .map(|t| t.id)
                     .expect("not empty");
                 table.proven.remove(&oldest)
@@ -215,6 +221,7 @@ impl Admission {
             proven: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
             last_used: AtomicU64::new(self.uses.fetch_add(1, Ordering::Relaxed)),
+            in_flight: AtomicUsize::new(0),
         });
         // A handshake that cannot even start (no randomness) fails the connection's first read.
         let handshake = self.handshake.clone().map(|key| super::handshake::ServerHandshake::new(key).map_err(Some));
@@ -268,6 +275,8 @@ struct Ticket {
     evicted: AtomicBool,
     /// The admission's use count at this connection's last call.
     last_used: AtomicU64,
+    /// Calls on this connection whose handler has not answered yet.
+    in_flight: AtomicUsize,
 }
 
 /// What the [`PeerGuard`](super::PeerGuard) finds in a request's extensions: the standing of
@@ -292,11 +301,24 @@ impl PeerConnection {
         }
     }
 
-    /// A call arrived on this (proven) connection: it is the last to be closed past the cap.
-    pub fn touch(&self) {
+    /// A call arrived on this connection: it is now the last to be closed past the cap, and
+    /// while the returned guard lives, the call is in flight.
+    pub fn begin_call(&self) -> CallInFlight {
         if let Some(admission) = self.0.admission.upgrade() {
             self.0.last_used.store(admission.uses.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
         }
+        self.0.in_flight.fetch_add(1, Ordering::Relaxed);
+        CallInFlight(self.0.clone())
+    }
+}
+
+/// A call in flight on a peer connection (see [`PeerConnection::begin_call`]).
+#[derive(Debug)]
+pub struct CallInFlight(Arc<Ticket>);
+
+impl Drop for CallInFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -478,14 +500,36 @@ mod tests {
         }
         kept[0].1.connect_info().prove();
         kept[1].1.connect_info().prove();
-        // The first is used again: the second is now the one used least recently.
-        kept[0].1.connect_info().touch();
+        // Each makes a call, the second first: it is now the one used least recently.
+        drop(kept[1].1.connect_info().begin_call());
+        drop(kept[0].1.connect_info().begin_call());
         kept[2].1.connect_info().prove();
         assert_eq!((admission.proven(), admission.unproven()), (2, 0));
+        let evicted: Vec<bool> = kept.iter().map(|(_, g)| g.ticket.evicted.load(Ordering::Acquire)).collect();
+        assert_eq!(evicted, [false, true, false]);
         let mut buf = [0u8; 1];
         let err = kept[1].1.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
         drop(kept);
         assert_eq!(admission.proven(), 0);
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_a_proven_connection_with_a_call_in_flight_is_closed_last() {
+        use tonic::transport::server::Connected;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admission = Admission::with_limits(Duration::from_secs(3600), 100, 100, 2);
+        let mut kept = Vec::new();
+        for _ in 0..3 {
+            let (client, server, remote) = pair(&listener).await;
+            kept.push((client, admission.admit(server, remote)));
+        }
+        kept[0].1.connect_info().prove();
+        // The oldest has a call in flight; the newer one is idle.
+        let _call = kept[0].1.connect_info().begin_call();
+        kept[1].1.connect_info().prove();
+        kept[2].1.connect_info().prove();
+        assert!(!kept[0].1.ticket.evicted.load(Ordering::Acquire), "the connection mid-call is kept");
+        assert!(kept[1].1.ticket.evicted.load(Ordering::Acquire), "the idle one is closed");
     }
 }

@@ -165,12 +165,12 @@ where
         }
         // The connection has proven the secret, or (without one) carries a well-formed call of
         // this node's service: it is a peer's, counted among the proven connections.
-        if let Some(connection) = connection {
+        let call = connection.map(|connection| {
             if self.secret.is_some() || is_call_of(&request, self.service) {
                 connection.prove();
             }
-            connection.touch();
-        }
+            connection.begin_call()
+        });
         let from = request.headers().get(FROM_HEADER).and_then(|v| v.to_str().ok()?.parse::<NodeId>().ok());
         if let Some(from) = from
             && self.faults.is_isolated_from(&peer_name(from))
@@ -178,6 +178,11 @@ where
             let status = tonic::Status::failed_precondition(format!("partitioned from n{from}"));
             return Box::pin(std::future::ready(Ok(status.into_http())));
         }
-        Box::pin(self.inner.call(request))
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let answered = answer.await;
+            drop(call);
+            answered
+        })
     }
 }
