@@ -16,7 +16,7 @@ use serde_json::Value;
 use valthree::mode::paxos::{PaxosMode, PaxosOptions};
 use valthree::node::Member;
 use valthree::node::{Faults, NodeOptions};
-use valthree::store::{Store, run_conformance_suite};
+use valthree::store::{Store, run_conformance_suite_per_key};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_passes_on_three_nodes() {
@@ -33,7 +33,7 @@ async fn conformance_suite_passes_on_three_nodes() {
         };
         nodes.push(Arc::new(PaxosMode::start(options, Arc::new(Faults::default())).await.unwrap()));
     }
-    run_conformance_suite(nodes).await;
+    run_conformance_suite_per_key(nodes).await;
 }
 
 #[test]

@@ -55,17 +55,42 @@ pub const CHUNK: usize = 1 << 20;
 impl Request {
     /// About how many bytes the request adds to a log entry (for cutting batches).
     pub(super) fn weight(&self) -> usize {
-        let mutation = match &self.command {
-            Command::Chunk { data, .. } => return data.len() + 32,
-            Command::Mutate(mutation) | Command::Assemble { mutation, .. } => mutation,
-        };
-        32 + match mutation {
-            Mutation::Set { key, value, .. } => key.len() + value.len(),
-            Mutation::Del { keys } => keys.iter().map(|k| k.len() + 2).sum(),
-            Mutation::Update { key, op: crate::store::UpdateOp::Append(value) } => key.len() + value.len(),
-            Mutation::Update { key, .. } => key.len() + 8,
-            Mutation::FlushAll => 0,
+        match &self.command {
+            Command::Chunk { data, .. } => data.len() + 32,
+            Command::Mutate(mutation) | Command::Assemble { mutation, .. } => 32 + mutation_weight(mutation),
         }
+    }
+}
+
+/// About how many bytes `mutation` adds to a log entry.
+pub(super) fn mutation_weight(mutation: &Mutation) -> usize {
+    match mutation {
+        Mutation::Set { key, value, options } => {
+            let compared = match &options.condition {
+                Some(crate::store::SetCondition::IfValue(test)) => compared_len(test),
+                _ => 0,
+            };
+            key.len() + value.len() + compared
+        }
+        Mutation::Del { keys } => keys.iter().map(|k| k.len() + 2).sum(),
+        Mutation::Update { key, op: crate::store::UpdateOp::Append(value) } => key.len() + value.len(),
+        Mutation::Update { key, .. } => key.len() + 8,
+        Mutation::FlushAll => 0,
+        Mutation::Remove { key, condition, .. } => key.len() + condition.as_ref().map_or(0, compared_len),
+        Mutation::MultiSet { pairs, .. } => pairs.iter().map(|(k, v)| k.len() + v.len() + 4).sum(),
+    }
+}
+
+/// The most bytes a mutation may carry besides the one value [`split_value`] sends as chunks
+/// (MSET's pairs, IFEQ's compared value): what one append may carry, so the entry still
+/// replicates within a heartbeat interval. More is refused before anything is sent.
+pub const MAX_UNSPLIT: usize = 4 * CHUNK;
+
+/// The bytes a value condition carries (IFEQ's value; a digest is 8).
+fn compared_len(test: &crate::store::ValueCondition) -> usize {
+    match test {
+        crate::store::ValueCondition::Equal(v) | crate::store::ValueCondition::NotEqual(v) => v.len(),
+        _ => 8,
     }
 }
 
@@ -80,7 +105,7 @@ pub type Proposal = Vec<Request>;
 pub(super) fn split_value(mutation: &Mutation) -> Option<(Vec<Bytes>, Mutation)> {
     let (value, hollow) = match mutation {
         Mutation::Set { key, value, options } if value.len() > CHUNK => {
-            (value, Mutation::Set { key: key.clone(), value: Bytes::new(), options: *options })
+            (value, Mutation::Set { key: key.clone(), value: Bytes::new(), options: options.clone() })
         }
         Mutation::Update { key, op: crate::store::UpdateOp::Append(value) } if value.len() > CHUNK => {
             (value, Mutation::Update { key: key.clone(), op: crate::store::UpdateOp::Append(Bytes::new()) })
@@ -94,7 +119,7 @@ pub(super) fn split_value(mutation: &Mutation) -> Option<(Vec<Bytes>, Mutation)>
 /// Puts the assembled value back into a mutation [`split_value`] emptied.
 pub(super) fn fill_value(mutation: &Mutation, value: Bytes) -> Mutation {
     match mutation {
-        Mutation::Set { key, options, .. } => Mutation::Set { key: key.clone(), value, options: *options },
+        Mutation::Set { key, options, .. } => Mutation::Set { key: key.clone(), value, options: options.clone() },
         Mutation::Update { key, .. } => {
             Mutation::Update { key: key.clone(), op: crate::store::UpdateOp::Append(value) }
         }
