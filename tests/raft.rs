@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    Down, addrs, broken_configuration_is_caught, cluster, free_port, info_field,
-    kill_9_of_every_node_loses_no_acknowledged_write, nemesis_workloads_are_linearizable, redis, up,
+    CasSupport, Down, addrs, broken_configuration_is_caught, check_compare_and_set_commands, cluster, free_port,
+    info_field, kill_9_of_every_node_loses_no_acknowledged_write, nemesis_workloads_are_linearizable, redis, up,
 };
 use serde_json::Value;
 use valthree::mode::raft::{RaftMode, RaftOptions};
@@ -333,4 +333,14 @@ fn a_wiped_voter_does_not_elect_a_lagging_node() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn compare_and_set_commands_through_every_node_of_a_raft_cluster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "raft", &[]);
+    let _down = Down(&dir);
+    let ports: Vec<u16> = addrs(&status).iter().map(|a| a.rsplit(':').next().unwrap().parse().unwrap()).collect();
+    check_compare_and_set_commands(&ports, CasSupport::MultiKey);
 }
