@@ -95,9 +95,26 @@ async fn run(nodes: Vec<Arc<dyn Store>>, atomicity: Atomicity) {
         if !runs {
             continue;
         }
-        nodes[0].flushall().await.unwrap_or_else(|e| panic!("{name}: FLUSHALL failed: {e}"));
+        flush(&nodes[0], name).await;
         tracing::info!(case = name, "conformance");
         case(nodes.clone()).await;
+    }
+}
+
+/// Empties the store before a case. FLUSHALL is idempotent, so one that failed, or whose
+/// outcome is unknown (a paxos round short of a quorum on a loaded machine), is sent again.
+async fn flush(node: &Arc<dyn Store>, case: &str) {
+    let mut attempts = 0;
+    loop {
+        match node.flushall().await {
+            Ok(()) => return,
+            Err(e @ (Error::TryAgain(_) | Error::Uncertain(_))) if attempts < 10 => {
+                attempts += 1;
+                tracing::warn!(case, "FLUSHALL before the case failed ({e}); again");
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempts)).await;
+            }
+            Err(e) => panic!("{case}: FLUSHALL failed: {e}"),
+        }
     }
 }
 
