@@ -122,7 +122,7 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
-    /// SET with its NX/XX/GET options.
+    /// SET with its NX/XX/IFEQ/IFNE/IFDEQ/IFDNE/GET options.
     async fn set(&self, key: Bytes, value: Bytes, options: SetOptions) -> Result<SetReply> {
         match self.mutate(Mutation::Set { key, value, options }).await? {
             MutationReply::Set(reply) => Ok(reply),
