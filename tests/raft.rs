@@ -358,4 +358,16 @@ fn compare_and_set_commands_through_every_node_of_a_raft_cluster() {
     assert!(refused.contains("IFDEQ/IFDNE"), "a huge IFEQ points to the digest: {refused}");
     conn.send(&request(&[b"EXISTS", b"big1", b"big2", b"big3", b"big4"]));
     assert_eq!(conn.read_reply(), b":2\r\n");
+    // A value larger than one entry travels in chunks; its condition stays with the entry
+    // that applies it.
+    let (a, b) = (vec![b'a'; 3 << 20], vec![b'b'; 3 << 20]);
+    conn.send(&request(&[b"SET", b"huge", &a, b"IFNE", b"x"]));
+    assert_eq!(conn.read_reply(), b"+OK\r\n");
+    conn.send(&request(&[b"SET", b"huge", &b, b"IFEQ", &b]));
+    assert_eq!(conn.read_reply(), b"$-1\r\n");
+    conn.send(&request(&[b"SET", b"huge", &b, b"IFEQ", &a]));
+    assert_eq!(conn.read_reply(), b"+OK\r\n");
+    conn.send(&request(&[b"DIGEST", b"huge"]));
+    let digest = format!("{:016x}", valthree::store::digest(&b));
+    assert_eq!(conn.read_reply(), format!("$16\r\n{digest}\r\n").as_bytes());
 }
