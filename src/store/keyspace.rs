@@ -316,10 +316,17 @@ mod tests {
         MutationReply::Set(SetReply { written, previous: previous.map(b) })
     }
 
+    /// A value whose digest is `00006c38adf31777` (redis/redis#14496).
+    const LEADING_ZEROS: &[u8] =
+        b"v8lf0c11xh8ymlqztfd3eeq16kfn4sspw7fqmnuuq3k3t75em5wdizgcdw7uc26nnf961u2jkfzkjytls2kwlj7626sd";
+
     #[test]
     fn the_digest_is_xxh3_as_redis_documents_it() {
         // The example of Redis 8.4's DIGEST page: SET key1 "Hello world"; DIGEST key1.
         assert_eq!(format!("{:016x}", digest(b"Hello world")), "b6acb9d84a38ff74");
+        // redis/redis#14496's value, whose digest begins with four zeros: DIGEST prints all 16
+        // digits (Redis 8.4.0 dropped the zeros, and a client's 16-digit digest never matched).
+        assert_eq!(format!("{:016x}", digest(LEADING_ZEROS)), "00006c38adf31777");
     }
 
     #[test]

@@ -667,6 +667,10 @@ pub fn certificates(dir: &Path) {
 
 // ---- compare-and-set commands, in every mode ----
 
+/// A value whose digest begins with four zeros, `00006c38adf31777` (redis/redis#14496).
+pub const LEADING_ZEROS: &[u8] =
+    b"v8lf0c11xh8ymlqztfd3eeq16kfn4sspw7fqmnuuq3k3t75em5wdizgcdw7uc26nnf961u2jkfzkjytls2kwlj7626sd";
+
 /// What a mode offers of the compare-and-set and multi-key commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CasSupport {
@@ -690,14 +694,20 @@ pub fn check_compare_and_set_commands(ports: &[u16], support: CasSupport) {
         conn.send(&request(line));
         String::from_utf8_lossy(&conn.read_reply()).into_owned()
     };
-    let hex = |v: &[u8]| format!("{:016x}", valthree::store::digest(v));
     let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len());
     let (ok, nil, one, zero) = ("+OK\r\n", "$-1\r\n", ":1\r\n", ":0\r\n");
     let syntax = "-ERR syntax error\r\n";
-    let (dv, dy, dz) = (hex(b"v"), hex(b"y"), hex(b"z"));
+    // Digests known from outside valthree (Redis' DIGEST page and redis/redis#14496), so a
+    // wrong hash or a dropped leading zero fails here.
+    let (hello, dh) = ("Hello world", "b6acb9d84a38ff74");
+    let (zeros, dz) = (std::str::from_utf8(LEADING_ZEROS).unwrap(), "00006c38adf31777");
     assert_eq!(ask(&[b"FLUSHALL"]), ok);
+    assert_eq!(ask(&[b"SET", b"h", hello.as_bytes()]), ok);
+    assert_eq!(ask(&[b"DIGEST", b"h"]), bulk(dh));
+    assert_eq!(ask(&[b"SET", b"z", LEADING_ZEROS]), ok);
+    assert_eq!(ask(&[b"DIGEST", b"z"]), bulk(dz));
+    assert_eq!(ask(&[b"DEL", b"h", b"z"]), ":2\r\n");
     assert_eq!(ask(&[b"SET", b"k", b"v"]), ok);
-    assert_eq!(ask(&[b"DIGEST", b"k"]), bulk(&dv));
     assert_eq!(ask(&[b"DIGEST", b"missing"]), nil);
     // Errors are the same whatever the mode: they are found before the store is asked.
     for bad in [
@@ -711,13 +721,23 @@ pub fn check_compare_and_set_commands(ports: &[u16], support: CasSupport) {
     ] {
         assert_eq!(ask(bad), syntax, "{bad:?}");
     }
-    let bad_digest = ask(&[b"SET", b"k", b"v", b"IFDEQ", b"xyz"]);
-    assert!(bad_digest.starts_with("-ERR digest must be a hexadecimal number"), "{bad_digest}");
+    // Redis 8.4 wants all 16 digits: a digest without its leading zeros is refused, not
+    // compared as a number (redis/redis#14496).
+    let bad_digest = "-ERR must be exactly 16 hexadecimal characters\r\n";
+    for bad in [
+        &[&b"SET"[..], b"k", b"v", b"IFDEQ", b"xyz"][..],
+        &[b"SET", b"k", b"v", b"IFDNE", b"6c38adf31777"],
+        &[b"SET", b"k", b"v", b"IFDEQ", b"000006c38adf31777"],
+        &[b"DELEX", b"k", b"IFDEQ", b"6c38adf31777"],
+        &[b"DELEX", b"k", b"IFDNE", b"00006c38adf3177g"],
+    ] {
+        assert_eq!(ask(bad), bad_digest, "{bad:?}");
+    }
     assert_eq!(ask(&[b"DELIFEQ", b"k"]), "-ERR wrong number of arguments for 'delifeq' command\r\n");
     if support == CasSupport::Refused {
         for line in [
             &[&b"SET"[..], b"k", b"w", b"IFEQ", b"v"][..],
-            &[b"SET", b"k", b"w", b"IFDNE", dv.as_bytes()],
+            &[b"SET", b"k", b"w", b"IFDNE", dh.as_bytes()],
             &[b"DELEX", b"k"],
             &[b"DELEX", b"k", b"IFEQ", b"v"],
             &[b"DELIFEQ", b"k", b"v"],
@@ -741,23 +761,27 @@ pub fn check_compare_and_set_commands(ports: &[u16], support: CasSupport) {
     assert_eq!(ask(&[b"SET", b"k", b"x", b"GET", b"IFEQ", b"w"]), bulk("w"));
     assert_eq!(ask(&[b"SET", b"k", b"y", b"IFNE", b"x"]), nil);
     assert_eq!(ask(&[b"SET", b"k", b"y", b"ifne", b"q"]), ok);
-    assert_eq!(ask(&[b"SET", b"k", b"z", b"IFDEQ", dv.as_bytes()]), nil);
-    assert_eq!(ask(&[b"SET", b"k", b"z", b"IFDEQ", dy.to_uppercase().as_bytes()]), ok);
+    assert_eq!(ask(&[b"SET", b"k", hello.as_bytes(), b"IFDEQ", dh.as_bytes()]), nil);
+    assert_eq!(ask(&[b"SET", b"k", hello.as_bytes(), b"IFDNE", dh.as_bytes(), b"GET"]), bulk("y"));
+    // Either case compares equal; so does a digest with leading zeros.
+    assert_eq!(ask(&[b"SET", b"k", LEADING_ZEROS, b"IFDEQ", dh.to_uppercase().as_bytes()]), ok);
     assert_eq!(ask(&[b"SET", b"k", b"q", b"IFDNE", dz.as_bytes()]), nil);
-    assert_eq!(ask(&[b"SET", b"k", b"q", b"IFDNE", dy.as_bytes(), b"GET"]), bulk("z"));
+    assert_eq!(ask(&[b"SET", b"k", b"q", b"IFDEQ", dz.as_bytes(), b"GET"]), bulk(zeros));
     assert_eq!(ask(&[b"GET", b"k"]), bulk("q"));
     // An absent key: IFEQ/IFDEQ never create it, IFNE/IFDNE do.
     assert_eq!(ask(&[b"SET", b"new", b"v", b"IFEQ", b"v"]), nil);
-    assert_eq!(ask(&[b"SET", b"new", b"v", b"IFDEQ", dv.as_bytes(), b"GET"]), nil);
+    assert_eq!(ask(&[b"SET", b"new", b"v", b"IFDEQ", dh.as_bytes(), b"GET"]), nil);
     assert_eq!(ask(&[b"EXISTS", b"new"]), zero);
     assert_eq!(ask(&[b"SET", b"new", b"v", b"IFNE", b"v", b"GET"]), nil);
-    assert_eq!(ask(&[b"SET", b"new2", b"v", b"IFDNE", dv.as_bytes()]), ok);
+    assert_eq!(ask(&[b"SET", b"new2", b"v", b"IFDNE", dh.as_bytes()]), ok);
     assert_eq!(ask(&[b"EXISTS", b"new", b"new2"]), ":2\r\n");
     // DELEX and DELIFEQ.
     assert_eq!(ask(&[b"DELEX", b"k", b"IFEQ", b"nope"]), zero);
     assert_eq!(ask(&[b"DELEX", b"k", b"IFNE", b"q"]), zero);
-    assert_eq!(ask(&[b"DELEX", b"k", b"IFDNE", hex(b"q").as_bytes()]), zero);
-    assert_eq!(ask(&[b"DELEX", b"k", b"IFDEQ", hex(b"q").as_bytes()]), one);
+    assert_eq!(ask(&[b"SET", b"k", LEADING_ZEROS]), ok);
+    assert_eq!(ask(&[b"DELEX", b"k", b"IFDNE", dz.to_uppercase().as_bytes()]), zero);
+    assert_eq!(ask(&[b"DELEX", b"k", b"IFDEQ", dh.as_bytes()]), zero);
+    assert_eq!(ask(&[b"DELEX", b"k", b"IFDEQ", dz.as_bytes()]), one);
     assert_eq!(ask(&[b"DELEX", b"k"]), zero);
     assert_eq!(ask(&[b"DELEX", b"new"]), one);
     assert_eq!(ask(&[b"DELEX", b"new2", b"IFNE", b"x"]), one);

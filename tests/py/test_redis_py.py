@@ -121,6 +121,15 @@ def test_compare_and_set_as_redis_8_4_documents_it(client):
         client.execute_command("SET", "k", "v", "IFEQ", "a", "NX")
     assert client.delex("k", ifeq="v2") == 0
     assert client.delex("k", ifdeq=client.digest("k").decode()) == 1
+    # redis/redis#14496's value: its digest keeps its four leading zeros, any case matches,
+    # and the digest without them is refused as Redis 8.4 refuses it.
+    zeros = "v8lf0c11xh8ymlqztfd3eeq16kfn4sspw7fqmnuuq3k3t75em5wdizgcdw7uc26nnf961u2jkfzkjytls2kwlj7626sd"
+    client.set("z", zeros)
+    assert client.digest("z") == b"00006c38adf31777"
+    with pytest.raises(redis.ResponseError, match="must be exactly 16 hexadecimal characters"):
+        client.delex("z", ifdeq="6c38adf31777")
+    assert client.set("z", "x", ifdne="00006C38ADF31777") is None
+    assert client.delex("z", ifdeq="00006C38ADF31777") == 1
     assert client.delex("fresh", ifne="y") == 1
     assert client.delex("missing") == 0
     client.set("lock", "token")

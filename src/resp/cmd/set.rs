@@ -34,13 +34,36 @@ pub(super) fn value_condition(token: &str, args: &mut Args) -> Option<Result<Val
     })
 }
 
-/// A digest as DIGEST prints it: hexadecimal, 1 to 16 digits, either case.
+/// Redis' error for an IFDEQ/IFDNE digest that is not 16 hexadecimal characters (Redis 8.4,
+/// redis/redis#14502).
+const BAD_DIGEST: &str = "must be exactly 16 hexadecimal characters";
+
+/// A digest as DIGEST prints it: exactly 16 hexadecimal characters, of either case (Redis 8.4
+/// compares them with `strcasecmp`). Fewer digits are refused rather than read as a number
+/// with its leading zeros dropped: Redis 8.4.0 did that and a client's `0000…` digest then
+/// never matched (redis/redis#14496).
 fn parse_digest(arg: &[u8]) -> Result<u64> {
     std::str::from_utf8(arg)
         .ok()
-        .filter(|t| (1..=16).contains(&t.len()) && t.bytes().all(|c| c.is_ascii_hexdigit()))
+        .filter(|t| t.len() == 16 && t.bytes().all(|c| c.is_ascii_hexdigit()))
         .and_then(|t| u64::from_str_radix(t, 16).ok())
-        .ok_or_else(|| errinput!("digest must be a hexadecimal number of at most 16 digits, as DIGEST returns"))
+        .ok_or_else(|| errinput!("{BAD_DIGEST}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_digest_is_exactly_16_hexadecimal_characters_of_either_case() {
+        assert_eq!(parse_digest(b"00006c38adf31777").unwrap(), 0x6c38adf31777);
+        assert_eq!(parse_digest(b"B6ACB9D84A38FF74").unwrap(), 0xb6acb9d84a38ff74);
+        assert_eq!(parse_digest(b"b6AcB9d84a38fF74").unwrap(), 0xb6acb9d84a38ff74);
+        for bad in [&b"6c38adf31777"[..], b"", b"0", b"000006c38adf31777", b"b6acb9d84a38ff7g", b"+6acb9d84a38ff74"] {
+            let err = parse_digest(bad).unwrap_err();
+            assert_eq!(err.to_resp(), format!("ERR {BAD_DIGEST}"), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
 }
 
 #[derive(Debug)]
