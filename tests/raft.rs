@@ -352,12 +352,21 @@ fn compare_and_set_commands_through_every_node_of_a_raft_cluster() {
     assert_eq!(conn.read_reply(), b"+OK\r\n");
     conn.send(&request(&[b"MSET", b"big3", &mib(3), b"big4", &mib(2)]));
     let refused = String::from_utf8_lossy(&conn.read_reply()).into_owned();
-    assert!(refused.starts_with("-ERR this write carries") && refused.contains("raft log entry"), "{refused}");
+    assert!(refused.starts_with("-ERR this MSET carries") && refused.contains("raft log entry"), "{refused}");
     conn.send(&request(&[b"SET", b"big1", b"v", b"IFEQ", &mib(5)]));
     let refused = String::from_utf8_lossy(&conn.read_reply()).into_owned();
     assert!(refused.contains("IFDEQ/IFDNE"), "a huge IFEQ points to the digest: {refused}");
     conn.send(&request(&[b"EXISTS", b"big1", b"big2", b"big3", b"big4"]));
     assert_eq!(conn.read_reply(), b":2\r\n");
+    // Only MSET's pairs and a compared value are capped: a key over 4 MiB, and a DEL of more
+    // than 4 MiB of key names, still go in one entry as they always did.
+    let long_key = [&mib(4)[..], b"-key"].concat();
+    conn.send(&request(&[b"SET", &long_key, b"v"]));
+    assert_eq!(conn.read_reply(), b"+OK\r\n");
+    conn.send(&request(&[b"INCR", &long_key]));
+    assert!(conn.read_reply().starts_with(b"-ERR value is not an integer"));
+    conn.send(&request(&[b"DEL", &long_key, &mib(1), b"big1", b"big2"]));
+    assert_eq!(conn.read_reply(), b":3\r\n");
     // A value larger than one entry travels in chunks; its condition stays with the entry
     // that applies it.
     let (a, b) = (vec![b'a'; 3 << 20], vec![b'b'; 3 << 20]);

@@ -23,7 +23,7 @@ use crate::store::{Mutation, MutationReply};
 
 use super::node::{COMMAND_DEADLINE, Inner, RPC_TIMEOUT, encode};
 use super::service::{ForwardReply, Forwarded, ReadIndexReply};
-use super::types::{CHUNK, Command, MAX_UNSPLIT, Proposal, Request, SessionId, mutation_weight, split_value};
+use super::types::{CHUNK, Command, Proposal, Request, SessionId, split_value, too_large};
 
 /// Chunks of one value being committed at once.
 const CHUNKS_IN_FLIGHT: usize = 4;
@@ -177,12 +177,8 @@ impl Inner {
     /// If this node's session expired (it was idle while the log moved on), nothing was
     /// applied: a new session is opened and the write sent once more.
     pub(super) async fn write(&self, mutation: Mutation) -> Result<MutationReply> {
-        let unsplit = split_value(&mutation).map_or_else(|| mutation_weight(&mutation), |(_, m)| mutation_weight(&m));
-        if unsplit > MAX_UNSPLIT {
-            return Err(Error::Input(format!(
-                "this write carries {unsplit} bytes in one raft log entry, more than {MAX_UNSPLIT}: \
-                 send smaller MSETs, or compare with IFDEQ/IFDNE (a digest) instead of the value"
-            )));
+        if let Some(refusal) = too_large(&mutation) {
+            return Err(Error::Input(refusal));
         }
         let session = self.session();
         match self.write_in(session, mutation.clone()).await {
