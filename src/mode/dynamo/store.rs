@@ -407,7 +407,11 @@ impl Store for DynamoMode {
             Mutation::Update { op: UpdateOp::IncrBy(_), .. } => Err(no_atomic_update("INCR/INCRBY/DECR/DECRBY")),
             Mutation::Update { op: UpdateOp::Append(_), .. } => Err(no_atomic_update("APPEND")),
             Mutation::Remove { .. } => Err(no_atomic_update("GETDEL/DELEX/DELIFEQ")),
-            Mutation::MultiSet { .. } => Err(no_atomic_update("MSET/MSETNX (an atomic write to several keys)")),
+            Mutation::MultiSet { .. } => Err(Error::Input(
+                "MSET/MSETNX write several keys as one, which dynamo mode cannot do atomically (each key \
+                 is replicated on its own, and concurrent writes become siblings); use SET, or VSET, per key"
+                    .into(),
+            )),
             Mutation::FlushAll => {
                 // Documented: a DEL of every key a live node holds; a write concurrent with it
                 // survives as a sibling.
