@@ -731,6 +731,7 @@ async fn forwarded_set(addr: &str, secret: &valthree::peer::ClusterSecret, key: 
             value: value.as_bytes().to_vec().into(),
             condition: 0,
             get: false,
+            if_value: None,
         })),
     });
     PeerClient::new(peer_channel(addr, secret)).forward(request).await.expect("a forwarded SET");

@@ -27,8 +27,8 @@ use crate::node::lock;
 use crate::node::{Faults, Tasks};
 use crate::peer::{self, CallError};
 use crate::store::{
-    Membership, MembershipChange, ModeInfo, Mutation, MutationReply, SetReply, SiblingView, Siblings, Store, UpdateOp,
-    Versioned, VersionedWrite,
+    Membership, MembershipChange, ModeInfo, Mutation, MutationReply, SetCondition, SetReply, SiblingView, Siblings,
+    Store, UpdateOp, Versioned, VersionedWrite,
 };
 
 /// Keys FLUSHALL deletes (and DBSIZE reads) at once.
@@ -370,11 +370,15 @@ impl Store for DynamoMode {
         let w = self.node.options.w;
         match mutation {
             Mutation::Set { key, value, options } => {
-                if options.condition.is_some() {
-                    return Err(no_atomic_update("SET NX/XX"));
+                match options.condition {
+                    Some(SetCondition::IfAbsent | SetCondition::IfPresent) => {
+                        return Err(no_atomic_update("SET NX/XX (and SETNX)"));
+                    }
+                    Some(SetCondition::IfValue(_)) => return Err(no_atomic_update("SET IFEQ/IFNE/IFDEQ/IFDNE")),
+                    None => {}
                 }
                 if options.get {
-                    return Err(no_atomic_update("SET GET"));
+                    return Err(no_atomic_update("SET GET (and GETSET)"));
                 }
                 self.write(key, None, Some(value), w).await?;
                 Ok(MutationReply::Set(SetReply { written: true, previous: None }))
@@ -402,6 +406,12 @@ impl Store for DynamoMode {
             }
             Mutation::Update { op: UpdateOp::IncrBy(_), .. } => Err(no_atomic_update("INCR/INCRBY/DECR/DECRBY")),
             Mutation::Update { op: UpdateOp::Append(_), .. } => Err(no_atomic_update("APPEND")),
+            Mutation::Remove { .. } => Err(no_atomic_update("GETDEL/DELEX/DELIFEQ")),
+            Mutation::MultiSet { .. } => Err(Error::Input(
+                "MSET/MSETNX write several keys as one, which dynamo mode cannot do atomically (each key \
+                 is replicated on its own, and concurrent writes become siblings); use SET, or VSET, per key"
+                    .into(),
+            )),
             Mutation::FlushAll => {
                 // Documented: a DEL of every key a live node holds; a write concurrent with it
                 // survives as a sibling.
