@@ -100,3 +100,18 @@ def test_auth(server_with_password):
     c = redis.Redis(host="127.0.0.1", port=port, password="hunter2")
     assert c.set("k", "v") is True
     assert c.get("k") == b"v"
+
+
+def test_scan_iter_and_keys(client):
+    users = {f"user:{i}".encode() for i in range(120)}
+    for i, key in enumerate(sorted(users)):
+        client.set(key, i)
+    client.set("order:1", "x")
+    client.set(b"user:\xff", "binary")
+    seen = list(client.scan_iter(match="user:*", count=7))
+    assert len(seen) == len(set(seen)), "a key that stayed put was listed twice"
+    assert set(seen) == users | {b"user:\xff"}
+    assert set(client.keys("user:1?")) == {f"user:1{d}".encode() for d in range(10)}
+    assert list(client.scan_iter(_type="hash")) == []
+    cursor, page = client.scan(0, count=5)
+    assert isinstance(cursor, int) and cursor != 0 and page
