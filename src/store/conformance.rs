@@ -179,15 +179,13 @@ async fn scan_all(nodes: &[Arc<dyn Store>], count: usize, pattern: Option<&Patte
 async fn scan_visits_every_key_once_from_any_node(nodes: Vec<Arc<dyn Store>>) {
     assert_eq!(scan_all(&nodes, 10, None).await, Vec::<Bytes>::new(), "an empty keyspace scans to nothing");
     let binary = Bytes::from_static(b"user:\x00\xff*");
-    let mut expected: Vec<Bytes> = (0..60).map(|i| b(&format!("user:{i}"))).collect();
+    let mut expected: Vec<Bytes> = (0..30).map(|i| b(&format!("user:{i}"))).collect();
     expected.push(binary.clone());
-    let others: Vec<Bytes> = (0..20).map(|i| b(&format!("other:{i}"))).collect();
-    let writes = expected.iter().chain(&others).enumerate().map(|(i, k)| {
-        let node = nodes[i % nodes.len()].clone();
-        let k = k.clone();
-        async move { node.set(k, b("v"), SetOptions::default()).await.unwrap() }
-    });
-    futures_util::future::join_all(writes).await;
+    let others: Vec<Bytes> = (0..10).map(|i| b(&format!("other:{i}"))).collect();
+    // One at a time: concurrent writers of one s3 document would only contend.
+    for (i, k) in expected.iter().chain(&others).enumerate() {
+        nodes[i % nodes.len()].set(k.clone(), b("v"), SetOptions::default()).await.unwrap();
+    }
     let user = Pattern::new(b"user:*");
     let mut seen = scan_all(&nodes, 7, Some(&user)).await;
     seen.sort();
@@ -199,7 +197,7 @@ async fn scan_visits_every_key_once_from_any_node(nodes: Vec<Arc<dyn Store>>) {
     after.sort();
     assert_eq!(after, expected.iter().filter(|k| **k != expected[0] && **k != binary).cloned().collect::<Vec<_>>());
     let first = nodes.last().unwrap().scan(0, 5, None).await.unwrap();
-    assert!(first.cursor != 0 && !first.keys.is_empty(), "a page of 5 out of 78 keys is not the last");
+    assert!(first.cursor != 0 && !first.keys.is_empty(), "a page of 5 out of 39 keys is not the last");
 }
 
 /// Runs `per_task` operations in each of `tasks` concurrent tasks spread over the nodes and

@@ -17,7 +17,7 @@ pub use keyspace::{
     Keyspace, Mutation, MutationReply, NOT_AN_INTEGER, SetCondition, SetOptions, SetReply, UpdateOp, parse_i64,
 };
 pub use pattern::Pattern;
-pub use scan::{Listing, MAX_SCAN_COUNT, Merged, ScanPage, merge, next_cursor, scan_hash, take_page};
+pub use scan::{Listing, MAX_SCAN_COUNT, Merged, MergedKey, ScanPage, merge, next_cursor, scan_hash, take_page};
 pub use siblings::{SiblingView, Siblings, Versioned, VersionedWrite};
 
 use async_trait::async_trait;
