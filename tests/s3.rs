@@ -536,7 +536,7 @@ fn s3_check_fails_on_s3s_fs_and_serve_refuses_it_without_the_override() {
         "--s3-endpoint",
         &s3s.endpoint(),
         "--s3-bucket",
-        "db",
+        "database",
         "--s3-access-key",
         "test",
         "--s3-secret-key",

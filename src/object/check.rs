@@ -168,36 +168,49 @@ async fn run(
         "read-after-overwrite: GET returns the winning PUT's body and ETag",
     );
 
-    // 3. Racing If-Match PUTs on one ETag.
+    // 3. Racing If-Match PUTs on one ETag. A round the store cannot finish (a racing PUT or
+    //    the GET after it fails) ends the race, and what the rounds so far saw is reported.
     let mut etag = current;
-    let (mut bad_rounds, mut winners, mut lost_412, mut lost_409, mut empty_rounds, mut stale_reads) =
-        (0, 0, 0, 0, 0, 0);
+    let mut failure = None;
+    let (mut rounds, mut bad_rounds, mut winners, mut lost_412, mut lost_409, mut empty_rounds, mut stale_reads) =
+        (0, 0, 0, 0, 0, 0, 0);
     for round in 0..options.rounds {
         let tag = format!("if-match round {round}");
         let tally = race(store, &key, &tag, writers, PutCondition::IfMatch(etag.clone())).await;
-        if let Some(e) = tally.other.first() {
-            return Err(ObjectError::Unavailable(format!("a racing PUT failed: {e}")));
-        }
+        rounds += 1;
         winners += tally.winners.len();
         lost_412 += tally.precondition_failed;
         lost_409 += tally.conflict;
         bad_rounds += usize::from(tally.winners.len() > 1);
         empty_rounds += usize::from(tally.winners.is_empty());
-        let read =
-            store.get(&key).await?.ok_or_else(|| ObjectError::Unavailable("the raced object vanished".into()))?;
-        if let [(w, won)] = tally.winners.as_slice()
-            && (read.body != body(&tag, *w) || read.etag != *won)
-        {
-            stale_reads += 1;
+        if let Some(e) = tally.other.first() {
+            failure = Some(format!("a racing If-Match PUT failed: {e}"));
+            break;
         }
-        etag = read.etag;
+        match store.get(&key).await {
+            Ok(Some(read)) => {
+                if let [(w, won)] = tally.winners.as_slice()
+                    && (read.body != body(&tag, *w) || read.etag != *won)
+                {
+                    stale_reads += 1;
+                }
+                etag = read.etag;
+            }
+            Ok(None) => {
+                failure = Some("the raced object vanished".to_string());
+                break;
+            }
+            Err(e) => {
+                failure = Some(format!("GET after a race of If-Match PUTs: {e}"));
+                break;
+            }
+        }
     }
     report.step(
         bad_rounds == 0,
         format!(
-            "{} rounds of {writers} concurrent If-Match PUTs on one ETag: {} with more than one winner \
+            "{rounds} rounds of {writers} concurrent If-Match PUTs on one ETag: {} with more than one winner \
              ({winners} winners in all); losers answered 412 x{lost_412}, 409 x{lost_409}",
-            options.rounds,
             if bad_rounds == 0 { "none".to_string() } else { bad_rounds.to_string() },
         ),
     );
@@ -205,38 +218,52 @@ async fn run(
         // Safe (nothing was lost), only slow: s3 mode retries.
         report.step(true, format!("{empty_rounds} If-Match rounds had no winner (every writer retries)"));
     }
+    if let Some(failure) = failure {
+        return Err(ObjectError::Unavailable(failure));
+    }
     report.step(stale_reads == 0, format!("GET after each race returns the winner's write ({stale_reads} did not)"));
 
     // 4. Racing creates of a fresh key.
-    let (mut bad_rounds, mut winners, mut lost_412, mut lost_409, mut stale_reads) = (0, 0, 0, 0, 0);
+    let (mut rounds, mut bad_rounds, mut winners, mut lost_412, mut lost_409, mut stale_reads) = (0, 0, 0, 0, 0, 0);
     for round in 0..options.rounds {
         let fresh = format!("{scratch}-create-{round}");
         written.push(fresh.clone());
         let tag = format!("create round {round}");
         let tally = race(store, &fresh, &tag, writers, PutCondition::IfAbsent).await;
-        if let Some(e) = tally.other.first() {
-            return Err(ObjectError::Unavailable(format!("a racing create failed: {e}")));
-        }
+        rounds += 1;
         winners += tally.winners.len();
         lost_412 += tally.precondition_failed;
         lost_409 += tally.conflict;
         bad_rounds += usize::from(tally.winners.len() != 1);
-        let read = store.get(&fresh).await?;
-        if let [(w, won)] = tally.winners.as_slice()
-            && !read.as_ref().is_some_and(|o| o.body == body(&tag, *w) && o.etag == *won)
-        {
-            stale_reads += 1;
+        if let Some(e) = tally.other.first() {
+            failure = Some(format!("a racing create failed: {e}"));
+            break;
+        }
+        match store.get(&fresh).await {
+            Ok(read) => {
+                if let [(w, won)] = tally.winners.as_slice()
+                    && !read.as_ref().is_some_and(|o| o.body == body(&tag, *w) && o.etag == *won)
+                {
+                    stale_reads += 1;
+                }
+            }
+            Err(e) => {
+                failure = Some(format!("GET after a race of creates: {e}"));
+                break;
+            }
         }
     }
     report.step(
         bad_rounds == 0 && stale_reads == 0,
         format!(
-            "{} rounds of {writers} concurrent creates (If-None-Match: *): {} without exactly one winner \
+            "{rounds} rounds of {writers} concurrent creates (If-None-Match: *): {} without exactly one winner \
              ({winners} winners in all, {stale_reads} reads not the winner's); losers answered 412 x{lost_412}, 409 x{lost_409}",
-            options.rounds,
             if bad_rounds == 0 { "none".to_string() } else { bad_rounds.to_string() },
         ),
     );
+    if let Some(failure) = failure {
+        return Err(ObjectError::Unavailable(failure));
+    }
 
     // 5. If-Match on an object that vanished.
     store.delete(&key).await?;
