@@ -31,6 +31,9 @@ _valthree() {
             valthree,help)
                 cmd="valthree__subcmd__help"
                 ;;
+            valthree,s3-check)
+                cmd="valthree__subcmd__s3__subcmd__check"
+                ;;
             valthree,serve)
                 cmd="valthree__subcmd__serve"
                 ;;
@@ -124,6 +127,9 @@ _valthree() {
             valthree__subcmd__help,help)
                 cmd="valthree__subcmd__help__subcmd__help"
                 ;;
+            valthree__subcmd__help,s3-check)
+                cmd="valthree__subcmd__help__subcmd__s3__subcmd__check"
+                ;;
             valthree__subcmd__help,serve)
                 cmd="valthree__subcmd__help__subcmd__serve"
                 ;;
@@ -170,7 +176,7 @@ _valthree() {
 
     case "${cmd}" in
         valthree)
-            opts="-h -V --help --version serve workload cluster check-history demo completions help"
+            opts="-h -V --help --version serve workload cluster check-history demo s3-check completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -664,7 +670,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help)
-            opts="serve workload cluster check-history demo completions help"
+            opts="serve workload cluster check-history demo s3-check completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -901,6 +907,20 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        valthree__subcmd__help__subcmd__s3__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         valthree__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -929,8 +949,50 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        valthree__subcmd__s3__subcmd__check)
+            opts="-h -V --s3-endpoint --s3-bucket --s3-region --s3-access-key --s3-secret-key --rounds --writers --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --s3-endpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --s3-bucket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --s3-region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --s3-access-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --s3-secret-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rounds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --writers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         valthree__subcmd__serve)
-            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --s3-endpoint --s3-bucket --s3-dir --s3-key --s3-region --s3-access-key --s3-secret-key --s3-batch --s3-value-objects-from --maxmemory --s3-snapshot-keys --unsafe-stale-reads --node-id --peer-addr --peer-listen --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --paxos-one-rtt --paxos-gc-interval --unsafe-accept-quorum --stale-reads --raft-snapshot-every --vnodes --replicas --r --w --read-repair --hinted-handoff --max-hints --hint-window --sibling-read --swim-period --sloppy-quorum --aae-interval --aae-max-keys --tombstone-grace --handoff-grace --suspect-timeout --unsafe-lww --unsafe-server-clocks --help --version"
+            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --s3-endpoint --s3-bucket --s3-region --s3-access-key --s3-secret-key --s3-dir --s3-key --unsafe-trust-object-store --s3-batch --s3-value-objects-from --maxmemory --s3-snapshot-keys --unsafe-stale-reads --node-id --peer-addr --peer-listen --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --paxos-one-rtt --paxos-gc-interval --unsafe-accept-quorum --stale-reads --raft-snapshot-every --vnodes --replicas --r --w --read-repair --hinted-handoff --max-hints --hint-window --sibling-read --swim-period --sloppy-quorum --aae-interval --aae-max-keys --tombstone-grace --handoff-grace --suspect-timeout --unsafe-lww --unsafe-server-clocks --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1008,14 +1070,6 @@ _valthree() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --s3-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --s3-key)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --s3-region)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1025,6 +1079,14 @@ _valthree() {
                     return 0
                     ;;
                 --s3-secret-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --s3-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --s3-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

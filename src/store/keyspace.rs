@@ -3,6 +3,7 @@
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+use super::scan::{ScanPage, next_cursor, scan_hash, take_page};
 use crate::errinput;
 use crate::error::Result;
 
@@ -138,10 +139,28 @@ pub const NOT_AN_INTEGER: &str = "value is not an integer or out of range";
 /// A persistent B-tree: a clone shares every node and costs O(1), and a change copies only
 /// the path to the key it touches, so a writer can derive the next version from one that
 /// readers still hold without copying the whole keyspace (s3 mode does that on every write).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+///
+/// Beside the map, an index of the keys in scan order (see [`super::scan`]), kept in step by
+/// every change, so a SCAN page costs O(log n + COUNT) however large the keyspace. The index
+/// is not serialized: it is rebuilt when a keyspace is decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Keyspace {
     entries: imbl::OrdMap<Bytes, Bytes>,
+    by_hash: imbl::OrdSet<(u64, Bytes)>,
+}
+
+impl Serialize for Keyspace {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.entries.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Keyspace {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let entries = imbl::OrdMap::<Bytes, Bytes>::deserialize(deserializer)?;
+        let by_hash = entries.keys().map(|k| (scan_hash(k), k.clone())).collect();
+        Ok(Self { entries, by_hash })
+    }
 }
 
 impl Keyspace {
@@ -172,12 +191,24 @@ impl Keyspace {
 
     /// Inserts without conditions (for decoders and tests).
     pub fn insert(&mut self, key: Bytes, value: Bytes) {
-        self.entries.insert(key, value);
+        if self.entries.insert(key.clone(), value).is_none() {
+            self.by_hash.insert((scan_hash(&key), key));
+        }
     }
 
     /// Removes without conditions (to undo a mutation); returns the value removed.
     pub fn remove(&mut self, key: &[u8]) -> Option<Bytes> {
-        self.entries.remove(key)
+        let (key, value) = self.entries.remove_with_key(key)?;
+        self.by_hash.remove(&(scan_hash(&key), key));
+        Some(value)
+    }
+
+    /// Up to about `count` keys in scan order from `cursor` (see [`super::scan`]): O(log n +
+    /// count).
+    pub fn scan(&self, cursor: u64, count: usize) -> ScanPage {
+        let items = self.by_hash.range((cursor, Bytes::new())..).map(|(h, k)| (*h, k.clone(), true));
+        let listing = take_page(items, count);
+        ScanPage { keys: listing.keys.into_iter().map(|(_, k, _)| k).collect(), cursor: next_cursor(listing.through) }
     }
 
     /// Applies `mutation`. A mutation that fails (INCR of a non-integer) leaves the keyspace
@@ -195,12 +226,12 @@ impl Keyspace {
                 };
                 let previous = if options.get { self.entries.get(key).cloned() } else { None };
                 if allowed {
-                    self.entries.insert(key.clone(), value.clone());
+                    self.insert(key.clone(), value.clone());
                 }
                 Ok(MutationReply::Set(SetReply { written: allowed, previous }))
             }
             Mutation::Del { keys } => {
-                let removed = keys.iter().filter(|k| self.entries.remove(*k).is_some()).count();
+                let removed = keys.iter().filter(|k| self.remove(k).is_some()).count();
                 Ok(MutationReply::Count(removed as u64))
             }
             Mutation::Update { key, op: UpdateOp::IncrBy(delta) } => {
@@ -210,7 +241,7 @@ impl Keyspace {
                 };
                 let next =
                     current.checked_add(*delta).ok_or_else(|| errinput!("increment or decrement would overflow"))?;
-                self.entries.insert(key.clone(), Bytes::from(next.to_string()));
+                self.insert(key.clone(), Bytes::from(next.to_string()));
                 Ok(MutationReply::Integer(next))
             }
             Mutation::Update { key, op: UpdateOp::Append(suffix) } => {
@@ -224,11 +255,12 @@ impl Keyspace {
                 }
                 joined.extend_from_slice(suffix);
                 let len = joined.len() as i64;
-                self.entries.insert(key.clone(), joined.freeze());
+                self.insert(key.clone(), joined.freeze());
                 Ok(MutationReply::Integer(len))
             }
             Mutation::FlushAll => {
                 self.entries.clear();
+                self.by_hash.clear();
                 Ok(MutationReply::Done)
             }
             Mutation::Remove { key, condition, get } => {
@@ -236,7 +268,7 @@ impl Keyspace {
                 let removed = current.is_some() && condition.as_ref().is_none_or(|test| test.holds(current));
                 let previous = if *get { current.cloned() } else { None };
                 if removed {
-                    self.entries.remove(key);
+                    self.remove(key);
                 }
                 Ok(MutationReply::Removed(SetReply { written: removed, previous }))
             }
@@ -245,7 +277,7 @@ impl Keyspace {
                     return Ok(MutationReply::Set(SetReply { written: false, previous: None }));
                 }
                 for (key, value) in pairs {
-                    self.entries.insert(key.clone(), value.clone());
+                    self.insert(key.clone(), value.clone());
                 }
                 Ok(MutationReply::Set(SetReply { written: true, previous: None }))
             }
@@ -386,6 +418,31 @@ mod tests {
             removed(true, Some("v"))
         );
         assert_eq!(ks.get(b"k"), None);
+    }
+
+    #[test]
+    fn every_mutation_keeps_the_scan_index_in_step_with_the_keys() {
+        let mut ks = Keyspace::new();
+        let set = |k: &str| Mutation::Set { key: b(k), value: b("1"), options: SetOptions::default() };
+        let mutations = vec![
+            set("a"),
+            set("b"),
+            Mutation::MultiSet { pairs: vec![(b("c"), b("1")), (b("d"), b("2"))], if_none_exist: false },
+            Mutation::Remove { key: b("a"), condition: None, get: true },
+            Mutation::Remove { key: b("c"), condition: Some(ValueCondition::Equal(b("1"))), get: false },
+            Mutation::Update { key: b("e"), op: UpdateOp::IncrBy(1) },
+            Mutation::Update { key: b("f"), op: UpdateOp::Append(b("x")) },
+            Mutation::Del { keys: vec![b("b")] },
+        ];
+        for m in &mutations {
+            ks.apply(m).unwrap();
+            let mut scanned = ks.scan(0, 1000).keys;
+            scanned.sort();
+            let keys: Vec<Bytes> = ks.iter().map(|(k, _)| k.clone()).collect();
+            assert_eq!(scanned, keys, "after {m:?}");
+        }
+        ks.apply(&Mutation::FlushAll).unwrap();
+        assert!(ks.scan(0, 1000).keys.is_empty());
     }
 
     #[test]

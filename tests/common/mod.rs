@@ -198,17 +198,22 @@ pub fn find_program(name: &str) -> PathBuf {
     if venv.exists() {
         return venv;
     }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join(name);
-            if candidate.exists() {
-                return candidate;
-            }
+    // cargo's bin directory too: `cargo install` puts s3s-fs there, and it is not on every PATH.
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|c| c.join("bin"));
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path).chain(cargo_bin) {
+        let candidate = dir.join(name);
+        if candidate.exists() {
+            return candidate;
         }
     }
     panic!(
-        "{name} is needed by this test but is neither in .venv/bin nor on PATH: run ./scripts/test, \
-         which installs redis-server (Debian packages) and moto's S3 server (into .venv)"
+        "{name} is needed by this test but is neither in .venv/bin, on PATH nor in cargo's bin directory: \
+         run ./scripts/test, which installs redis-server (Debian packages), moto's S3 server (into .venv) \
+         and s3s-fs (cargo install)"
     );
 }
 
@@ -257,6 +262,42 @@ impl Moto {
 }
 
 impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// s3s-fs, an S3 server on a directory whose conditional PUT is not atomic (docs/s3.md),
+/// killed when dropped.
+pub struct S3sFs {
+    child: Child,
+    pub port: u16,
+    _root: tempfile::TempDir,
+}
+
+impl S3sFs {
+    pub fn start() -> Self {
+        let bin = find_program("s3s-fs");
+        let root = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", "test", "--secret-key", "test"])
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start s3s-fs");
+        wait_for_port(port, &mut child, "s3s-fs");
+        Self { child, port, _root: root }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for S3sFs {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

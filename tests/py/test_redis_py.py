@@ -148,3 +148,18 @@ def test_older_string_commands(client):
     assert client.msetnx({"y": "9", "z": "9"}) is False
     assert client.msetnx({"z": "3", "w": "4"}) is True
     assert client.mget("x", "y", "z", "w") == [b"1", b"2", b"3", b"4"]
+
+
+def test_scan_iter_and_keys(client):
+    users = {f"user:{i}".encode() for i in range(120)}
+    for i, key in enumerate(sorted(users)):
+        client.set(key, i)
+    client.set("order:1", "x")
+    client.set(b"user:\xff", "binary")
+    seen = list(client.scan_iter(match="user:*", count=7))
+    assert len(seen) == len(set(seen)), "a key that stayed put was listed twice"
+    assert set(seen) == users | {b"user:\xff"}
+    assert set(client.keys("user:1?")) == {f"user:1{d}".encode() for d in range(10)}
+    assert list(client.scan_iter(_type="hash")) == []
+    cursor, page = client.scan(0, count=5)
+    assert isinstance(cursor, int) and cursor != 0 and page

@@ -27,8 +27,8 @@ use crate::node::lock;
 use crate::node::{Faults, Tasks};
 use crate::peer::{self, CallError};
 use crate::store::{
-    Membership, MembershipChange, ModeInfo, Mutation, MutationReply, SetCondition, SetReply, SiblingView, Siblings,
-    Store, UpdateOp, Versioned, VersionedWrite,
+    Membership, MembershipChange, ModeInfo, Mutation, MutationReply, Pattern, ScanPage, SetCondition, SetReply,
+    SiblingView, Siblings, Store, UpdateOp, Versioned, VersionedWrite, merge,
 };
 
 /// Keys FLUSHALL deletes (and DBSIZE reads) at once.
@@ -364,6 +364,46 @@ impl Store for DynamoMode {
             n += u64::from(object?.live().next().is_some());
         }
         Ok(n)
+    }
+
+    /// One page: every live node lists its keys in the page's range of the scan order, and
+    /// the page ends where the shortest listing ends. A key some node holds live is returned;
+    /// if another node holds only a tombstone for it, it is first read from an R-quorum (as
+    /// GET reads it) and returned only if a sibling is live, so a key deleted before the page
+    /// is not returned once a tombstone reached any node asked.
+    async fn scan(&self, cursor: u64, count: usize, pattern: Option<&Pattern>) -> Result<ScanPage> {
+        let storage = self.node.storage.clone();
+        let mut listings = vec![
+            tokio::task::spawn_blocking(move || storage.scan(cursor, count))
+                .await
+                .map_err(|e| Error::Io(e.to_string()))??,
+        ];
+        let peers = self.node.alive();
+        let remote = futures_util::future::join_all(peers.iter().map(|&p| self.node.scan_of(p, cursor, count))).await;
+        for listing in remote {
+            listings.push(listing?);
+        }
+        let merged = merge(cursor, &listings);
+        let matching = |k: &Bytes| pattern.is_none_or(|p| p.matches_everything() || p.matches(k));
+        let candidates: Vec<_> = merged.keys.into_iter().filter(|m| matching(&m.key)).collect();
+        let checked: Vec<(Bytes, Result<bool>)> = futures_util::stream::iter(candidates)
+            .map(|m| async move {
+                if m.dead_in == 0 {
+                    return (m.key, Ok(true));
+                }
+                let read = self.read(m.key.clone(), self.node.options.r).await;
+                (m.key, read.map(|o| o.live().next().is_some()))
+            })
+            .buffered(FLUSH_PARALLELISM)
+            .collect()
+            .await;
+        let mut keys = Vec::new();
+        for (key, live) in checked {
+            if live? {
+                keys.push(key);
+            }
+        }
+        Ok(ScanPage { keys, cursor: merged.cursor })
     }
 
     async fn mutate(&self, mutation: Mutation) -> Result<MutationReply> {

@@ -15,7 +15,7 @@ use super::wire;
 use crate::error::{Error, Result};
 use crate::node::{read_lock, write_lock};
 use crate::peer::proto;
-use crate::store::MembershipChange;
+use crate::store::{Listing, MembershipChange, Pattern, ScanPage, merge, scan_hash};
 
 use super::node::{DriverEvent, Node, PaxosMode, SCAN_PARALLELISM};
 
@@ -61,6 +61,88 @@ impl Node {
             return Err(Error::TryAgain("no quorum of acceptors answered the key listing".into()));
         }
         Ok(keys)
+    }
+
+    /// One page of SCAN. Every acceptor is asked for its slots in the page's range of the
+    /// scan order; the page needs a quorum of answers and ends where the shortest answer ends.
+    /// A key every answer holds a value for is returned at once: a quorum holds it, so no DEL
+    /// of it was chosen before the page (a chosen DEL's tombstone is on a quorum, and quorums
+    /// meet). Any other key some answer holds a value for is read through a quorum first (a
+    /// linearizable read, which also settles a write left half done) and returned if it has a
+    /// value. A key whose value is chosen is on a quorum, so some answer lists it: a key
+    /// present for the whole scan is returned.
+    pub(super) async fn scan(
+        self: &Arc<Self>,
+        cursor: u64,
+        count: usize,
+        pattern: Option<&Pattern>,
+    ) -> Result<ScanPage> {
+        let config = self.config();
+        let calls = config.everyone().into_iter().map(|m| {
+            let node = self.clone();
+            async move {
+                let listing = async {
+                    if m.id == node.id {
+                        let storage = node.storage.clone();
+                        tokio::task::spawn_blocking(move || storage.scan(cursor, count))
+                            .await
+                            .map_err(|e| Error::Io(e.to_string()))?
+                    } else {
+                        let mut client = node.client(m.id)?;
+                        let count = u32::try_from(count).unwrap_or(u32::MAX);
+                        let request = proto::ScanKeysRequest { from: node.id, cursor, count };
+                        match tokio::time::timeout(Duration::from_secs(5), client.scan_keys(request)).await {
+                            Ok(Ok(reply)) => {
+                                let reply = reply.into_inner();
+                                let keys = reply.keys.into_iter().map(|k| (scan_hash(&k.key), k.key, k.live)).collect();
+                                Ok(Listing { keys, through: reply.through })
+                            }
+                            Ok(Err(s)) => Err(Error::TryAgain(s.message().to_string())),
+                            Err(_) => Err(Error::TryAgain(format!("n{} did not answer in time", m.id))),
+                        }
+                    }
+                }
+                .await;
+                (m.id, listing)
+            }
+        });
+        let mut answered = BTreeSet::new();
+        let mut listings = Vec::new();
+        for (id, listing) in futures_util::future::join_all(calls).await {
+            if let Ok(listing) = listing {
+                answered.insert(id);
+                listings.push(listing);
+            }
+        }
+        if !config.quorums().is_quorum(&answered) {
+            return Err(Error::TryAgain("no quorum of acceptors answered the scan".into()));
+        }
+        let merged = merge(cursor, &listings);
+        let matching = |k: &Bytes| pattern.is_none_or(|p| p.matches_everything() || p.matches(k));
+        let candidates: Vec<_> = merged.keys.into_iter().filter(|m| matching(&m.key)).collect();
+        let node = self.clone();
+        let checked: Vec<(Bytes, Result<bool>)> = futures_util::stream::iter(candidates)
+            .map(|m| {
+                let node = node.clone();
+                let everywhere = m.live_in == merged.listings;
+                async move {
+                    if everywhere {
+                        return (m.key, Ok(true));
+                    }
+                    let read = node.run(m.key.clone(), Command::Read).await;
+                    (m.key, read.map(|o| matches!(o, Outcome::Read(Some(_)))))
+                }
+            })
+            .buffered(SCAN_PARALLELISM)
+            .collect()
+            .await;
+        let mut keys = Vec::new();
+        for (key, present) in checked {
+            if present? {
+                keys.push(key);
+            }
+        }
+        Ok(ScanPage { keys, cursor: merged.cursor })
     }
 
     /// Installs `config` if it is newer: persisted first, then the proposer switches. A
