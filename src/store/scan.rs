@@ -110,7 +110,9 @@ pub struct Merged {
 /// outside `[cursor, its end]`, or under a hash that is not theirs, are dropped (a peer's
 /// listing is input).
 pub fn merge(cursor: u64, listings: &[Listing]) -> Merged {
-    let through = listings.iter().map(|l| l.through).min().unwrap_or(u64::MAX);
+    // A listing is peer input: one claiming to end before the cursor (a bug, or a node that
+    // lies) must not move the scan backwards, or a client would loop forever.
+    let through = listings.iter().map(|l| l.through).min().unwrap_or(u64::MAX).max(cursor);
     let mut all: std::collections::BTreeMap<(u64, Bytes), (usize, usize)> = Default::default();
     for listing in listings {
         let mut seen = std::collections::BTreeSet::new();
@@ -140,6 +142,13 @@ mod tests {
 
     fn items(hashes: &[u64]) -> Vec<(u64, Bytes, bool)> {
         hashes.iter().enumerate().map(|(i, h)| (*h, Bytes::from(format!("k{i}")), true)).collect()
+    }
+
+    #[test]
+    fn a_listing_that_ends_before_the_cursor_cannot_move_the_scan_backwards() {
+        let behind = Listing { keys: Vec::new(), through: 5 };
+        let merged = merge(100, &[behind]);
+        assert!(merged.cursor > 100, "the scan moved back to {}", merged.cursor);
     }
 
     #[test]
