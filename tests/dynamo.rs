@@ -34,6 +34,24 @@ fn members_line(addr: &str, node: &str) -> String {
     lines.into_iter().find(|l| l.starts_with(&format!("{node} "))).unwrap_or_default()
 }
 
+/// Waits until every other node's failure detector has heard from `node`: SWIM never
+/// suspects a member it has not yet heard from, so a node killed before that is never found
+/// dead (a loaded machine can delay the first exchange past a test's kill).
+fn heard_by_all(addrs: &[String], node: &str) {
+    let me = node.trim_start_matches('n').parse::<usize>().unwrap() - 1;
+    // A node that does not answer (killed earlier in the test) does not count.
+    let heard = |addr: &str| -> bool {
+        let Ok(mut con) = redis::Client::open(format!("redis://{addr}/")).and_then(|c| c.get_connection()) else {
+            return true;
+        };
+        let lines: Vec<String> = redis::cmd("DYNAMO.MEMBERS").query(&mut con).unwrap_or_default();
+        lines.iter().any(|l| l.starts_with(&format!("{node} ")) && l.contains(" life "))
+    };
+    wait_until(Duration::from_secs(20), &format!("every node to hear from {node}"), || {
+        addrs.iter().enumerate().filter(|(i, _)| *i != me).all(|(_, a)| heard(a))
+    });
+}
+
 /// `[context, values...]` of a VGET (or DYNAMO.LOCAL).
 fn versioned(addr: &str, command: &str, key: &str) -> (String, Vec<Option<String>>) {
     let reply: Vec<Option<String>> = redis::cmd(command).arg(key).query(&mut redis(addr)).unwrap();
@@ -49,6 +67,7 @@ fn reads_and_writes_go_on_with_one_node_down_and_stop_cleanly_with_two() {
     let _down = Down(&dir);
     let addrs = addrs(&status);
     let _: () = redis::cmd("SET").arg("user:1").arg("ada").query(&mut redis(&addrs[0])).unwrap();
+    heard_by_all(&addrs, "n3");
     cluster(&dir, &["kill", "n3"]);
     // R = W = 2 of N = 3: one node down costs nothing, before or after it is found dead.
     for i in 0..20 {
@@ -56,6 +75,7 @@ fn reads_and_writes_go_on_with_one_node_down_and_stop_cleanly_with_two() {
         let v: String = redis::cmd("GET").arg("user:1").query(&mut redis(&addrs[(i + 1) % 2])).unwrap();
         assert_eq!(v, format!("v{i}"), "read-your-writes with R + W > N");
     }
+    heard_by_all(&addrs, "n2");
     cluster(&dir, &["kill", "n2"]);
     // Until n1 finds them dead it still tries them (a write short of W is then UNCERTAIN:
     // written on n1, it may spread); once it knows, it refuses before writing anything.
@@ -130,6 +150,7 @@ fn a_read_repairs_the_stale_replica_it_finds() {
     wait_until(Duration::from_secs(5), "n3 to hold the first write", || {
         versioned(&addrs[2], "DYNAMO.LOCAL", "k").1 == vec![Some("old".to_string())]
     });
+    heard_by_all(&addrs, "n3");
     cluster(&dir, &["kill", "n3"]);
     let _: () = redis::cmd("SET").arg("k").arg("new").query(&mut redis(&addrs[0])).unwrap();
     cluster(&dir, &["restart", "n3"]);
@@ -152,6 +173,7 @@ fn the_failure_detector_sees_a_killed_node_suspect_then_dead_and_a_restarted_one
     let _down = Down(&dir);
     let addrs = addrs(&status);
     wait_until(Duration::from_secs(10), "n1 to see n2 alive", || members_line(&addrs[0], "n2").contains("ALIVE"));
+    heard_by_all(&addrs, "n2");
     cluster(&dir, &["kill", "n2"]);
     wait_until(Duration::from_secs(10), "n1 to suspect n2", || members_line(&addrs[0], "n2").contains("SUSPECT"));
     wait_until(Duration::from_secs(10), "n1 to find n2 dead", || members_line(&addrs[0], "n2").contains("DEAD"));
@@ -174,6 +196,7 @@ fn cluster_status_shows_what_each_nodes_failure_detector_sees_and_its_ring_versi
     let status = up(&dir, "dynamo", &["--swim-period", "300ms", "--suspect-timeout", "1s"]);
     let _down = Down(&dir);
     let addrs = addrs(&status);
+    heard_by_all(&addrs, "n3");
     cluster(&dir, &["kill", "n3"]);
     wait_until(Duration::from_secs(15), "n1 and n2 to find n3 dead", || {
         addrs[..2].iter().all(|a| members_line(a, "n3").contains("DEAD"))
@@ -198,6 +221,7 @@ fn hints_survive_a_coordinator_restart_and_are_replayed_without_a_read() {
     let status = up(&dir, "dynamo", &["--suspect-timeout", "1s"]);
     let _down = Down(&dir);
     let addrs = addrs(&status);
+    heard_by_all(&addrs, "n3");
     cluster(&dir, &["kill", "n3"]);
     wait_until(Duration::from_secs(10), "n1 to find n3 dead", || members_line(&addrs[0], "n3").contains("DEAD"));
     for i in 0..10 {
@@ -236,6 +260,7 @@ fn a_sloppy_quorum_writes_through_a_stand_in_that_hands_the_write_to_the_owner_w
         // A key n1 and n2 own, so n3 is its stand-in.
         let key = (0..).map(|i| format!("cart:{i}")).find(|k| owners(k) == "n1 n2").unwrap();
         assert_eq!(info_field(&addrs[0], "dynamo_sloppy_quorum"), if sloppy { "on" } else { "off" });
+        heard_by_all(&addrs, "n2");
         cluster(&dir, &["kill", "n2"]);
         wait_until(Duration::from_secs(10), "n1 to find n2 dead", || members_line(&addrs[0], "n2").contains("DEAD"));
         let written = redis::cmd("SET").arg(&key).arg("milk").query::<()>(&mut redis(&addrs[0]));
@@ -562,6 +587,7 @@ fn a_wiped_replica_comes_back_as_a_new_actor_and_loses_no_acknowledged_write() {
         std::thread::spawn(move || common::workload(&dir, &history, &["--duration", "9s", "--settle-timeout", "20s"]))
     };
     std::thread::sleep(Duration::from_secs(3));
+    heard_by_all(&addrs, "n3");
     cluster(&dir, &["kill", "n3"]);
     std::fs::remove_dir_all(&data).unwrap();
     cluster(&dir, &["restart", "n3"]);
@@ -600,6 +626,7 @@ fn a_tombstone_is_reaped_only_once_every_owner_holds_it_and_the_key_stays_delete
     wait_until(Duration::from_secs(5), "n3 to hold the write", || {
         versioned(&addrs[2], "DYNAMO.LOCAL", "gone").1 == vec![Some("v1".to_string())]
     });
+    heard_by_all(&addrs, "n3");
     cluster(&dir, &["kill", "n3"]);
     let _: () = redis::cmd("DEL").arg("gone").query(&mut redis(&addrs[0])).unwrap();
     // Several grace periods pass with an owner away: nothing is reaped.
@@ -808,6 +835,7 @@ fn a_join_that_waits_for_a_killed_holder_says_so_and_completes_once_it_is_restar
     };
     std::thread::sleep(Duration::from_millis(700));
     // The cluster's commands stay usable while the change runs.
+    heard_by_all(&addrs, "n3");
     cluster(&dir, &["kill", "n3"]);
     let out = adding.join().unwrap();
     let said = common::text(&out);
@@ -867,6 +895,7 @@ fn a_former_owner_back_after_its_partitions_tombstones_were_reaped_brings_no_del
     fill(&addrs[0], 200);
     let added = cluster(&dir, &["add-node"]);
     assert_eq!(added["node"], "n4", "{added}");
+    heard_by_all(&addrs, "n3");
     cluster(&dir, &["kill", "n3"]);
     delete(&addrs[0], 200);
     // The partitions n3 left are reaped by their current owners while n3 is away.

@@ -123,7 +123,7 @@ async fn read_modify_writes_are_refused_and_change_nothing(nodes: Vec<Arc<dyn St
     let node = |i: usize| nodes[i % nodes.len()].clone();
     node(0).set(b("k"), b("7"), SetOptions::default()).await.unwrap();
     let refused = |r: Result<(), Error>, what: &str| match r {
-        Err(Error::Input(m)) => assert!(m.contains("VGET"), "{what}: the refusal points to VGET/VSET: {m}"),
+        Err(Error::Input(m)) => assert!(m.contains("VSET"), "{what}: the refusal points to VSET: {m}"),
         other => panic!("{what}: expected a definite -ERR, got {other:?}"),
     };
     refused(node(1).update(b("k"), UpdateOp::IncrBy(1)).await.map(drop), "INCR");

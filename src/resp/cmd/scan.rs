@@ -15,6 +15,9 @@ use crate::store::{Pattern, ScanPage};
 /// Redis' default COUNT.
 const DEFAULT_COUNT: usize = 10;
 
+/// The most pages one SCAN reads while they come back empty.
+const MAX_EMPTY_PAGES: usize = 16;
+
 #[derive(Debug)]
 pub struct Scan {
     cursor: u64,
@@ -54,7 +57,15 @@ impl Scan {
     }
 
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
-        let ScanPage { keys, cursor } = ctx.store.scan(self.cursor, self.count, self.pattern.as_ref()).await?;
+        let ScanPage { mut keys, mut cursor } = ctx.store.scan(self.cursor, self.count, self.pattern.as_ref()).await?;
+        // A page can come back empty before the end (only tombstones, or nothing MATCHes):
+        // read on a few pages, so that an empty keyspace ends at once with cursor 0, as in
+        // Redis, while the work of one call stays bounded.
+        let mut pages = 1;
+        while keys.is_empty() && cursor != 0 && pages < MAX_EMPTY_PAGES {
+            ScanPage { keys, cursor } = ctx.store.scan(cursor, self.count, self.pattern.as_ref()).await?;
+            pages += 1;
+        }
         let keys = if self.other_type { Vec::new() } else { keys };
         Ok(Reply::Array(vec![
             Reply::text(cursor.to_string()),
