@@ -175,7 +175,7 @@ pub fn reduce(ops: &[Operation]) -> Reduced {
     };
     let is_unnamed = |v: &str| {
         let integer = if has_append { may_start_integer(v) } else { parse_integer(v).is_some() };
-        !is_named(v) && !(has_incr && integer)
+        !(is_named(v) || (has_incr && integer))
     };
     let sentinel = |v: &str| -> String {
         if has_append { std::iter::repeat_n(SENTINEL, v.len()).collect() } else { SENTINEL.to_string() }
