@@ -5,13 +5,19 @@
 //! runs `check-history` on each in a fresh process of this same binary, which reports its
 //! wall time and peak resident memory. The same figure for any history comes from
 //! `/usr/bin/time -v valthree check-history FILE`.
+//!
+//! `cargo bench --bench checker -- --crashed DIR` writes the contended histories with crashed
+//! writes (`valthree::check::synth::crashed_history`: 64 clients, 4 keys, 100k operations,
+//! about 240 crashed writes; each mix linearizable and with one stale read planted) to DIR,
+//! keeps them there for other checkers, and checks each the same way, with a 100 s limit.
 
 use std::io::Write;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use valthree::check::{check_stream, synth};
 use valthree::history::HistoryReader;
+use valthree::history::Numbered;
 
 const CASES: &[(u64, u64, u64)] = &[
     // (operations, clients, keys)
@@ -35,18 +41,59 @@ fn peak_rss_mib() -> f64 {
 }
 
 /// Child mode: check one file, print "seconds verdict peak-MiB".
-fn check_one(path: &Path) {
+fn check_one(path: &Path, timeout: Option<Duration>) {
     let started = Instant::now();
     let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
     let events = HistoryReader::new(file).map(|e| e.map_err(|e| e.to_string()));
-    let report = check_stream(events, None, &|_, _| {}).unwrap();
+    let report = check_stream(events, timeout, &|_, _| {}).unwrap();
     println!("{} {} {}", started.elapsed().as_secs_f64(), report.verdict.as_str().replace(' ', "_"), peak_rss_mib());
+}
+
+fn write(path: &Path, history: &[Numbered]) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for n in history {
+        serde_json::to_writer(&mut out, &n.event).unwrap();
+        out.write_all(b"\n").unwrap();
+    }
+}
+
+/// The mixes of the crashed-write histories: (name, get, set, del, incr, append, cas).
+const MIXES: &[(&str, [u32; 6])] =
+    [("get-set", [3, 2, 0, 0, 0, 0]), ("cas", [3, 2, 1, 0, 0, 2]), ("all", [3, 2, 1, 1, 1, 2])].as_slice();
+
+fn crashed(me: &str, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    println!("{:>28} {:>8} {:>10} {:>10}  verdict", "history", "crashed", "seconds", "peak MiB");
+    for &(name, mix) in MIXES {
+        for stale_read in [false, true] {
+            let shape = synth::Shape { mix, stale_read, ..synth::Shape::contended(28) };
+            let history = synth::crashed_history(&shape);
+            let crashed = history.iter().filter(|n| n.event.kind == valthree::history::EventType::Info).count();
+            let file = format!("crashed-{name}{}.jsonl", if stale_read { "-stale" } else { "" });
+            let path = dir.join(&file);
+            write(&path, &history);
+            let child =
+                std::process::Command::new(me).args(["--check-one", path.to_str().unwrap(), "100"]).output().unwrap();
+            let line = String::from_utf8_lossy(&child.stdout);
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            println!(
+                "{file:>28} {crashed:>8} {:>10} {:>10}  {}",
+                fields.first().unwrap_or(&"?"),
+                fields.get(2).unwrap_or(&"?"),
+                fields.get(1).unwrap_or(&"?")
+            );
+        }
+    }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--check-one") {
-        return check_one(Path::new(&args[i + 1]));
+        let timeout = args.get(i + 2).and_then(|s| s.parse().ok()).map(Duration::from_secs);
+        return check_one(Path::new(&args[i + 1]), timeout);
+    }
+    if let Some(i) = args.iter().position(|a| a == "--crashed") {
+        return crashed(&args[0], Path::new(&args[i + 1]));
     }
     // `cargo bench` passes --bench; test runners listing or running tests get nothing.
     if !args.iter().any(|a| a == "--bench") {
@@ -60,12 +107,7 @@ fn main() {
     );
     for &(ops, clients, keys) in CASES.iter().filter(|c| !quick || c.0 <= 10_000) {
         let path = dir.path().join(format!("h-{ops}-{clients}-{keys}.jsonl"));
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        for n in synth::linearizable_history(ops ^ clients ^ keys, clients, keys, ops) {
-            serde_json::to_writer(&mut out, &n.event).unwrap();
-            out.write_all(b"\n").unwrap();
-        }
-        drop(out);
+        write(&path, &synth::linearizable_history(ops ^ clients ^ keys, clients, keys, ops));
         let child =
             std::process::Command::new(&args[0]).args(["--check-one", path.to_str().unwrap()]).output().unwrap();
         let line = String::from_utf8_lossy(&child.stdout);

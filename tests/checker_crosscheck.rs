@@ -1,7 +1,8 @@
 //! A second opinion on the linearizability checker: stateright's `LinearizabilityTester`
 //! (brute force, no memoization, written independently) must reach the same verdict on
 //! small histories — linearizable ones, ones with an indeterminate outcome, and ones with
-//! one result tampered with.
+//! one result tampered with; with CAS and crashed writes too, which is where the checker's
+//! rewrites of crashed operations (`check/reduce.rs`) are put to the test.
 
 use serde_json::{Value, json};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester, SequentialSpec};
@@ -19,6 +20,7 @@ enum Op {
     Del,
     Incr,
     Append(String),
+    Cas(String, String),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +29,7 @@ enum Ret {
     Done,
     Int(i64),
     NotAnInteger,
+    Swapped(bool),
 }
 
 impl SequentialSpec for Register {
@@ -56,6 +59,13 @@ impl SequentialSpec for Register {
                 self.0 = Some(joined);
                 Ret::Int(len)
             }
+            Op::Cas(expected, new) => {
+                let swapped = self.0.as_ref() == Some(expected);
+                if swapped {
+                    self.0 = Some(new.clone());
+                }
+                Ret::Swapped(swapped)
+            }
         }
     }
 }
@@ -68,6 +78,7 @@ fn op_of(f: &str, value: &Value) -> Op {
         "del" => Op::Del,
         "incr" => Op::Incr,
         "append" => Op::Append(s()),
+        "cas" => Op::Cas(value[0].as_str().unwrap().into(), value[1].as_str().unwrap().into()),
         other => panic!("unexpected op {other}"),
     }
 }
@@ -76,6 +87,7 @@ fn ret_of(f: &str, value: &Value) -> Ret {
     match f {
         "get" => Ret::Value(value.as_str().map(str::to_string)),
         "set" => Ret::Done,
+        "cas" => Ret::Swapped(value.as_bool().unwrap()),
         _ => Ret::Int(value.as_i64().unwrap()),
     }
 }
@@ -131,6 +143,7 @@ fn perturb(mut history: Vec<Numbered>, seed: u64) -> Vec<Numbered> {
                 ("get", Value::Null) => json!("0-1"),
                 ("get", _) => Value::Null,
                 ("set", v) => v.clone(),
+                ("cas", v) => json!(!v.as_bool().unwrap()),
                 (_, v) => json!(v.as_i64().unwrap() + 1),
             };
         }
@@ -170,6 +183,34 @@ fn both_checkers_agree_on_small_histories() {
         if theirs { agreed_yes += 1 } else { agreed_no += 1 }
     }
     assert!(agreed_yes > 100 && agreed_no > 30, "both verdicts must be exercised: {agreed_yes} yes, {agreed_no} no");
+}
+
+#[test]
+fn both_checkers_agree_on_small_histories_with_cas_and_crashed_writes() {
+    let (mut agreed_yes, mut agreed_no) = (0, 0);
+    for seed in 0..600 {
+        let mix = if seed % 2 == 0 { [3, 2, 1, 0, 0, 3] } else { [3, 2, 1, 1, 1, 2] };
+        let shape = synth::Shape {
+            clients: 3,
+            keys: 1,
+            ops: 9,
+            mix,
+            crashed: 3,
+            latency: 50_000,
+            think: 2_000,
+            ..synth::Shape::contended(seed)
+        };
+        let history = perturb(synth::crashed_history(&shape), seed);
+        let ours = check(&history, None, &|_, _| {}).unwrap().verdict;
+        let theirs = stateright_verdict(&history);
+        assert_eq!(
+            ours == Verdict::Linearizable,
+            theirs,
+            "seed {seed}: valthree says {ours:?}, stateright says {theirs}"
+        );
+        if theirs { agreed_yes += 1 } else { agreed_no += 1 }
+    }
+    assert!(agreed_yes > 150 && agreed_no > 50, "both verdicts must be exercised: {agreed_yes} yes, {agreed_no} no");
 }
 
 /// The dynamo checker reads contexts with its own decoder; the server encodes them with its

@@ -8,7 +8,11 @@
 //!
 //! The check is the Wing–Gong–Lowe search with Lowe's memoization ([`search`]), run per key
 //! — linearizability is compositional (Herlihy & Wing's locality; Porcupine's
-//! P-compositionality), so a history is linearizable iff each key's sub-history is.
+//! P-compositionality), so a history is linearizable iff each key's sub-history is. Before
+//! the search, each key's operations are rewritten in ways that keep its verdict and take
+//! most crashed operations out of the search ([`reduce`]: observed crashed writes bounded by
+//! their first observer, values no operation can tell apart merged, unobservable crashed
+//! writes dropped), and the search treats identical crashed operations as one.
 //!
 //! FLUSHALL is judged as what paxos mode promises of it: a delete of each key, each at an
 //! instant of its own between the call and the reply (paxos lists the keys a quorum holds and
@@ -22,6 +26,7 @@
 pub mod dynamo;
 mod model;
 mod prepare;
+mod reduce;
 pub mod report;
 mod search;
 pub mod synth;
@@ -68,6 +73,17 @@ pub struct Violation {
     pub window: Vec<usize>,
 }
 
+/// What the rewrites of crashed operations did, over every key ([`reduce`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Rewrites {
+    /// Crashed writes made determinate, bounded by the return of their first observer.
+    pub bounded: usize,
+    /// Writes of values no operation can tell apart, renamed to one value per length.
+    pub unnamed: usize,
+    /// Crashed writes of such values dropped, as nothing could notice them.
+    pub dropped: usize,
+}
+
 /// What the checker found.
 #[derive(Debug)]
 pub struct Report {
@@ -75,6 +91,7 @@ pub struct Report {
     pub history: Prepared,
     pub violations: Vec<Violation>,
     pub timed_out: Vec<String>,
+    pub rewrites: Rewrites,
     pub elapsed: Duration,
 }
 
@@ -109,6 +126,7 @@ fn check_prepared(
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
+    let rewrites = Mutex::new(Rewrites::default());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(keys.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -116,7 +134,20 @@ fn check_prepared(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some((key, ops)) = keys.get(i) else { break };
-                    let outcome = search::check_key(ops, deadline, &mut |_| {});
+                    let reduced = reduce::reduce(ops);
+                    {
+                        let mut r = rewrites.lock().unwrap();
+                        r.bounded += reduced.bounded;
+                        r.unnamed += reduced.unnamed;
+                        r.dropped += reduced.dropped;
+                    }
+                    let outcome = match search::check_key(&reduced.ops, deadline, &mut |_| {}) {
+                        Outcome::Violation { prefix, stuck } => Outcome::Violation {
+                            prefix: prefix.into_iter().map(|i| reduced.origin[i]).collect(),
+                            stuck: reduced.origin[stuck],
+                        },
+                        other => other,
+                    };
                     results.lock().unwrap().push(((*key).clone(), outcome));
                     progress(done.fetch_add(1, Ordering::Relaxed) + 1, keys.len());
                 }
@@ -144,7 +175,8 @@ fn check_prepared(
     } else {
         Verdict::Linearizable
     };
-    Ok(Report { verdict, history, violations, timed_out, elapsed: started.elapsed() })
+    let rewrites = rewrites.into_inner().unwrap();
+    Ok(Report { verdict, history, violations, timed_out, rewrites, elapsed: started.elapsed() })
 }
 
 fn window(ops: &[Operation], prefix: &[usize], stuck: usize) -> Vec<usize> {

@@ -11,6 +11,42 @@ pub enum Input {
     Incr,
     Append(String),
     Flushall,
+    /// Compare-and-set (`SET key new IFEQ expected`): writes `new` only if the value is
+    /// `expected`; an absent key compares unequal.
+    Cas {
+        expected: String,
+        new: String,
+    },
+    /// GETDEL: a read and a delete in one step.
+    Getdel,
+    /// GETSET: a read and a write in one step.
+    Getset(String),
+}
+
+impl Input {
+    /// The value this operation may write, if it writes one given as its argument (not
+    /// APPEND's suffix, which joins the current value).
+    pub fn written(&self) -> Option<&str> {
+        match self {
+            Input::Set(v) | Input::Getset(v) | Input::Cas { new: v, .. } => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The name of the operation, as the history spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Input::Get => "get",
+            Input::Set(_) => "set",
+            Input::Del => "del",
+            Input::Incr => "incr",
+            Input::Append(_) => "append",
+            Input::Flushall => "flushall",
+            Input::Cas { .. } => "cas",
+            Input::Getdel => "getdel",
+            Input::Getset(_) => "getset",
+        }
+    }
 }
 
 /// What an operation returned.
@@ -22,6 +58,8 @@ pub enum Output {
     Int(i64),
     /// SET and FLUSHALL: OK.
     Done,
+    /// CAS: whether it wrote (`false`: the value was not the one expected).
+    Swapped(bool),
 }
 
 impl fmt::Display for Input {
@@ -33,6 +71,9 @@ impl fmt::Display for Input {
             Input::Incr => f.write_str("incr"),
             Input::Append(v) => write!(f, "append {v:?}"),
             Input::Flushall => f.write_str("flushall"),
+            Input::Cas { expected, new } => write!(f, "cas {expected:?} -> {new:?}"),
+            Input::Getdel => f.write_str("getdel"),
+            Input::Getset(v) => write!(f, "getset {v:?}"),
         }
     }
 }
@@ -44,6 +85,7 @@ impl fmt::Display for Output {
             Output::Value(None) => f.write_str("nil"),
             Output::Int(n) => write!(f, "{n}"),
             Output::Done => f.write_str("OK"),
+            Output::Swapped(swapped) => write!(f, "{swapped}"),
         }
     }
 }
@@ -84,7 +126,8 @@ pub(crate) fn parse_integer(s: &str) -> Option<i64> {
 /// Applies `input` to `state`. With `output` known, returns the next state only if the
 /// output is what the register would have answered; with `output == None` (unknown
 /// outcome) any answer is accepted. An INCR of a non-integer fails in Redis without
-/// effect, so an unknown INCR on such a state leaves it unchanged.
+/// effect, so an unknown INCR on such a state leaves it unchanged; so does an unknown CAS
+/// that finds another value (it happened, but wrote nothing).
 pub fn step(state: Option<&str>, input: &Input, output: Option<&Output>) -> Option<Option<String>> {
     let keep = || Some(state.map(str::to_owned));
     match input {
@@ -115,6 +158,22 @@ pub fn step(state: Option<&str>, input: &Input, output: Option<&Output>) -> Opti
                 _ => Some(Some(joined)),
             }
         }
+        Input::Cas { expected, new } => {
+            let equal = state == Some(expected.as_str());
+            match output {
+                Some(Output::Swapped(swapped)) if *swapped != equal => None,
+                _ if equal => Some(Some(new.clone())),
+                _ => keep(),
+            }
+        }
+        Input::Getdel => match output {
+            Some(Output::Value(v)) if v.as_deref() != state => None,
+            _ => Some(None),
+        },
+        Input::Getset(v) => match output {
+            Some(Output::Value(old)) if old.as_deref() != state => None,
+            _ => Some(Some(v.clone())),
+        },
     }
 }
 
@@ -138,6 +197,33 @@ mod tests {
         assert_eq!(step(None, &Input::Del, Some(&Output::Int(1))), None);
         assert_eq!(step(Some("ab"), &Input::Append("c".into()), Some(&Output::Int(3))), Some(Some("abc".into())));
         assert_eq!(step(Some("ab"), &Input::Append("c".into()), Some(&Output::Int(1))), None);
+    }
+
+    #[test]
+    fn cas_swaps_only_the_expected_value_and_its_answer_must_say_so() {
+        let cas = Input::Cas { expected: "a".into(), new: "b".into() };
+        let yes = Some(&Output::Swapped(true));
+        let no = Some(&Output::Swapped(false));
+        assert_eq!(step(Some("a"), &cas, yes), Some(Some("b".into())));
+        assert_eq!(step(Some("a"), &cas, no), None, "it found a, so it must have swapped");
+        assert_eq!(step(Some("c"), &cas, no), Some(Some("c".into())));
+        assert_eq!(step(Some("c"), &cas, yes), None);
+        assert_eq!(step(None, &cas, no), Some(None), "an absent key compares unequal");
+        assert_eq!(step(None, &cas, yes), None);
+        assert_eq!(step(Some("a"), &cas, None), Some(Some("b".into())), "unknown: swapped if it ran");
+        assert_eq!(step(Some("c"), &cas, None), Some(Some("c".into())));
+    }
+
+    #[test]
+    fn getdel_and_getset_read_then_write_in_one_step() {
+        let got = |v: Option<&str>| Output::Value(v.map(str::to_owned));
+        assert_eq!(step(Some("a"), &Input::Getdel, Some(&got(Some("a")))), Some(None));
+        assert_eq!(step(Some("a"), &Input::Getdel, Some(&got(None))), None);
+        assert_eq!(step(None, &Input::Getdel, Some(&got(None))), Some(None));
+        let getset = Input::Getset("b".into());
+        assert_eq!(step(Some("a"), &getset, Some(&got(Some("a")))), Some(Some("b".into())));
+        assert_eq!(step(None, &getset, Some(&got(Some("a")))), None);
+        assert_eq!(step(None, &getset, None), Some(Some("b".into())));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use super::model::{Input, Output};
-use crate::history::{Event, EventType, Numbered, Op, Process};
+use crate::history::{Event, EventType, Numbered, Process};
 
 /// The end of time: when an operation with unknown outcome "returned".
 pub const NEVER: u64 = u64::MAX;
@@ -15,7 +15,6 @@ pub const NEVER: u64 = u64::MAX;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Operation {
     pub process: u64,
-    pub op: Op,
     pub input: Input,
     /// `None` when the outcome is unknown (info, or never completed).
     pub output: Option<Output>,
@@ -64,40 +63,73 @@ fn string_value(v: &Value, line: usize, what: &str) -> Result<String, String> {
     v.as_str().map(str::to_owned).ok_or_else(|| err(line, format!("{what} must be a string, got {v}")))
 }
 
-fn input_of(op: Op, e: &Event, line: usize) -> Result<Input, String> {
-    Ok(match op {
-        Op::Get => Input::Get,
-        Op::Set => Input::Set(string_value(&e.value, line, "set's value")?),
-        Op::Del => Input::Del,
-        Op::Incr => Input::Incr,
-        Op::Append => Input::Append(string_value(&e.value, line, "append's value")?),
-        Op::Flushall => Input::Flushall,
-        Op::Vget | Op::Vset | Op::Vdel | Op::Local => {
-            return Err(err(
-                line,
-                format!("{} is a dynamo mode operation: check this history with --model dynamo", op.as_str()),
-            ));
+/// The operations of the register model, read from `f` by the checker itself: the judge
+/// keeps its own list of what a history may say, apart from the workload's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Get,
+    Set,
+    Del,
+    Incr,
+    Append,
+    Flushall,
+    Cas,
+    Getdel,
+    Getset,
+}
+
+fn kind_of(f: &str, line: usize) -> Result<Kind, String> {
+    Ok(match f {
+        "get" => Kind::Get,
+        "set" => Kind::Set,
+        "del" => Kind::Del,
+        "incr" => Kind::Incr,
+        "append" => Kind::Append,
+        "flushall" => Kind::Flushall,
+        "cas" => Kind::Cas,
+        "getdel" => Kind::Getdel,
+        "getset" => Kind::Getset,
+        "vget" | "vset" | "vdel" | "local" => {
+            return Err(err(line, format!("{f} is a dynamo mode operation: check this history with --model dynamo")));
         }
+        other => return Err(err(line, format!("unknown op {other:?}"))),
     })
 }
 
-fn output_of(op: Op, v: &Value, line: usize) -> Result<Output, String> {
-    let int = || v.as_i64().ok_or_else(|| err(line, format!("{} must return an integer, got {v}", op.as_str())));
-    Ok(match op {
-        Op::Get => match v {
+fn input_of(kind: Kind, e: &Event, line: usize) -> Result<Input, String> {
+    Ok(match kind {
+        Kind::Get => Input::Get,
+        Kind::Set => Input::Set(string_value(&e.value, line, "set's value")?),
+        Kind::Del => Input::Del,
+        Kind::Incr => Input::Incr,
+        Kind::Append => Input::Append(string_value(&e.value, line, "append's value")?),
+        Kind::Flushall => Input::Flushall,
+        Kind::Getdel => Input::Getdel,
+        Kind::Getset => Input::Getset(string_value(&e.value, line, "getset's value")?),
+        Kind::Cas => match e.value.as_array().map(Vec::as_slice) {
+            Some([expected, new]) => Input::Cas {
+                expected: string_value(expected, line, "cas's expected value")?,
+                new: string_value(new, line, "cas's new value")?,
+            },
+            _ => return Err(err(line, format!("cas's value must be [expected, new], got {}", e.value))),
+        },
+    })
+}
+
+fn output_of(kind: Kind, name: &str, v: &Value, line: usize) -> Result<Output, String> {
+    let int = || v.as_i64().ok_or_else(|| err(line, format!("{name} must return an integer, got {v}")));
+    Ok(match kind {
+        Kind::Get | Kind::Getdel | Kind::Getset => match v {
             Value::Null => Output::Value(None),
             Value::String(s) => Output::Value(Some(s.clone())),
-            other => return Err(err(line, format!("get must return a string or null, got {other}"))),
+            other => return Err(err(line, format!("{name} must return a string or null, got {other}"))),
         },
-        Op::Set | Op::Flushall => Output::Done,
-        Op::Del => Output::Int(int()?),
-        Op::Incr | Op::Append => Output::Int(int()?),
-        Op::Vget | Op::Vset | Op::Vdel | Op::Local => {
-            return Err(err(
-                line,
-                format!("{} is a dynamo mode operation: check this history with --model dynamo", op.as_str()),
-            ));
-        }
+        Kind::Set | Kind::Flushall => Output::Done,
+        Kind::Del | Kind::Incr | Kind::Append => Output::Int(int()?),
+        Kind::Cas => match v {
+            Value::Bool(b) => Output::Swapped(*b),
+            other => return Err(err(line, format!("cas must return true or false, got {other}"))),
+        },
     })
 }
 
@@ -108,7 +140,7 @@ pub fn prepare(events: &[Numbered]) -> Result<Prepared, String> {
 
 /// Validates and pairs events as they are read, so a history never has to be held whole.
 pub fn prepare_stream(events: impl Iterator<Item = Result<Numbered, String>>) -> Result<Prepared, String> {
-    let mut pending: HashMap<u64, (usize, Op, Option<String>, Input, u64)> = HashMap::new();
+    let mut pending: HashMap<u64, (usize, Kind, Option<String>, Input, u64)> = HashMap::new();
     let mut last_time: HashMap<Process, u64> = HashMap::new();
     let mut ops: Vec<(Option<String>, Operation)> = Vec::new();
     let mut prepared = Prepared::default();
@@ -127,9 +159,9 @@ pub fn prepare_stream(events: impl Iterator<Item = Result<Numbered, String>>) ->
             }
             Process::Client(p) => p,
         };
-        let op: Op = e.f.parse().map_err(|m: String| err(line, m))?;
-        if op != Op::Flushall && e.key.is_none() {
-            return Err(err(line, format!("{} without a key", op.as_str())));
+        let op = kind_of(&e.f, line)?;
+        if op != Kind::Flushall && e.key.is_none() {
+            return Err(err(line, format!("{} without a key", e.f)));
         }
         match e.kind {
             EventType::Invoke => {
@@ -151,7 +183,7 @@ pub fn prepare_stream(events: impl Iterator<Item = Result<Numbered, String>>) ->
                     return Err(err(line, format!("completion does not match the invocation on line {call_line}")));
                 }
                 let (output, ret) = match kind {
-                    EventType::Ok => (Some(output_of(op, &e.value, line)?), e.time),
+                    EventType::Ok => (Some(output_of(op, &e.f, &e.value, line)?), e.time),
                     EventType::Info => (None, NEVER),
                     EventType::Fail => {
                         prepared.failed += 1; // certainly did not happen
@@ -159,19 +191,19 @@ pub fn prepare_stream(events: impl Iterator<Item = Result<Numbered, String>>) ->
                     }
                     EventType::Invoke => unreachable!(),
                 };
-                if op == Op::Get && output.is_none() {
+                if op == Kind::Get && output.is_none() {
                     prepared.unknown_reads += 1; // a read with unknown result changes nothing and tells nothing
                     continue;
                 }
-                let operation = Operation { process, op, input, output, call, ret, lines: (call_line, Some(line)) };
+                let operation = Operation { process, input, output, call, ret, lines: (call_line, Some(line)) };
                 ops.push((key, operation));
             }
         }
     }
     // Invocations that never completed may have happened.
     for (process, (line, op, key, input, call)) in pending {
-        if op != Op::Get {
-            ops.push((key, Operation { process, op, input, output: None, call, ret: NEVER, lines: (line, None) }));
+        if op != Kind::Get {
+            ops.push((key, Operation { process, input, output: None, call, ret: NEVER, lines: (line, None) }));
         } else {
             prepared.unknown_reads += 1;
         }

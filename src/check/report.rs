@@ -663,7 +663,7 @@ mod tests {
 
     use super::*;
     use crate::check::{Input, Output, check};
-    use crate::history::{Op, read_history};
+    use crate::history::read_history;
 
     fn fault(f: &str, node: &str, time: u64) -> Fault {
         Fault { f: f.into(), value: json!(node), time }
@@ -695,7 +695,6 @@ mod tests {
         let ops: Vec<Operation> = (0..1000u64)
             .map(|i| Operation {
                 process: i % 4,
-                op: Op::Get,
                 input: Input::Get,
                 output: Some(Output::Value(None)),
                 call: i * 10,

@@ -15,12 +15,23 @@
 //! Operations with unknown outcome return at the end of time, so they may be placed anywhere
 //! after their call. Each of them is always applicable, so once every determinate operation
 //! is placed the rest can follow in any order — or, equivalently, never happen.
+//!
+//! Identical crashed operations (same input, unknown outcome: after [`super::reduce`]
+//! renames unnamed values, the crashed writes of them are such) are interchangeable: of
+//! those not yet placed, the search only ever places the earliest-called one. *Why it is
+//! sound:* if a linearization places a later-called one `b` at some instant while an
+//! earlier-called identical `a` is unplaced there, `a` was also called by then, and neither
+//! returns; swapping their roles (placing `a` where `b` was, and `b` where `a` was, or
+//! nowhere) gives a linearization with the same states and answers. Repeating the swap
+//! makes the placed members of each group its earliest-called ones in placing order, which
+//! is the only order this search tries. Without it, k identical crashed writes are 2^k
+//! subsets to the memoization; with it, k + 1 prefixes.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use super::model::step;
-use super::prepare::Operation;
+use super::prepare::{NEVER, Operation};
 
 /// How the search of one key ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,6 +165,25 @@ pub fn check_key(ops: &[Operation], deadline: Option<Instant>, progress: &mut dy
     let mut remaining = ops.iter().filter(|o| o.is_determinate()).count();
     // (depth, trail node of the deepest prefix, the operation stuck after it)
     let mut best: (usize, usize, usize) = (0, NIL, NIL);
+    // Groups of identical crashed operations, each in call order, and how many of each are
+    // placed (always its first members).
+    let mut group_of: Vec<usize> = vec![NIL; ops.len()];
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    {
+        let mut ids: HashMap<&super::model::Input, usize> = HashMap::new();
+        let mut crashed: Vec<usize> =
+            (0..ops.len()).filter(|&i| ops[i].ret == NEVER && !ops[i].is_determinate()).collect();
+        crashed.sort_by_key(|&i| (ops[i].call, i));
+        for i in crashed {
+            let g = *ids.entry(&ops[i].input).or_insert_with(|| {
+                members.push(Vec::new());
+                members.len() - 1
+            });
+            group_of[i] = g;
+            members[g].push(i);
+        }
+    }
+    let mut placed_in_group: Vec<usize> = vec![0; members.len()];
     let mut entry = list.e[HEAD].next;
     let mut steps: u64 = 0;
     while remaining > 0 {
@@ -167,6 +197,11 @@ pub fn check_key(ops: &[Operation], deadline: Option<Instant>, progress: &mut dy
         steps += 1;
         let e = &list.e[entry];
         if e.is_call {
+            let g = group_of[e.op];
+            if g != NIL && members[g][placed_in_group[g]] != e.op {
+                entry = e.next; // an earlier identical crashed operation stands for it
+                continue;
+            }
             let op = &ops[e.op];
             let current = states.values[state as usize].as_deref();
             if let Some(next) = step(current, &op.input, op.output.as_ref()) {
@@ -180,6 +215,9 @@ pub fn check_key(ops: &[Operation], deadline: Option<Instant>, progress: &mut dy
                     linearized = hashed;
                     if op.is_determinate() {
                         remaining -= 1;
+                    }
+                    if g != NIL {
+                        placed_in_group[g] += 1;
                     }
                     list.lift(entry);
                     entry = list.e[HEAD].next;
@@ -206,6 +244,9 @@ pub fn check_key(ops: &[Operation], deadline: Option<Instant>, progress: &mut dy
             linearized ^= zobrist[op];
             if ops[op].is_determinate() {
                 remaining += 1;
+            }
+            if group_of[op] != NIL {
+                placed_in_group[group_of[op]] -= 1;
             }
             list.unlift(call);
             entry = list.e[call].next;

@@ -171,9 +171,15 @@ fn malformed_histories_are_errors_with_line_numbers() {
     ];
     let err = check(&history(&overlapping), None, &|_, _| {}).unwrap_err();
     assert!(err.contains("line 2") && err.contains("still open"), "{err}");
-    let unknown = [(1, "cas", "x", json!("a"), 0, Some(1), Ok, json!("a"))];
+    let unknown = [(1, "frob", "x", json!("a"), 0, Some(1), Ok, json!("a"))];
     let err = check(&history(&unknown), None, &|_, _| {}).unwrap_err();
     assert!(err.starts_with("line 1: unknown op"), "{err}");
+    let lone = [(1, "cas", "x", json!("a"), 0, Some(1), Ok, json!(true))];
+    let err = check(&history(&lone), None, &|_, _| {}).unwrap_err();
+    assert!(err.starts_with("line 1: cas's value must be [expected, new]"), "{err}");
+    let answer = [(1, "cas", "x", json!(["a", "b"]), 0, Some(1), Ok, json!("OK"))];
+    let err = check(&history(&answer), None, &|_, _| {}).unwrap_err();
+    assert!(err.starts_with("line 2: cas must return true or false"), "{err}");
 }
 
 /// A small deterministic generator (xorshift64*).
@@ -272,4 +278,191 @@ fn the_report_counts_failed_operations_and_reads_of_unknown_outcome_apart() {
     assert_eq!((report.history.total_ops, report.history.failed, report.history.unknown_reads), (5, 1, 2));
     let html = super::report::render(&report, "t");
     assert!(html.contains("\"failed\":1") && html.contains("\"unknownReads\":2"), "the page's counts");
+}
+
+#[test]
+fn cas_swaps_when_it_finds_its_expected_value_and_says_false_otherwise() {
+    let ops = [
+        (1, "cas", "x", json!(["a", "z"]), 0, Some(1), Ok, json!(false)), // absent: unequal
+        (1, "set", "x", json!("a"), 2, Some(3), Ok, json!("a")),
+        (2, "cas", "x", json!(["a", "b"]), 4, Some(10), Ok, json!(true)),
+        (3, "cas", "x", json!(["a", "c"]), 4, Some(10), Ok, json!(false)),
+        (1, "get", "x", json!(null), 11, Some(12), Ok, json!("b")),
+        (1, "cas", "x", json!(["b", "d"]), 13, Some(14), Fail, json!(null)), // certainly not run
+        (1, "get", "x", json!(null), 15, Some(16), Ok, json!("b")),
+    ];
+    assert_eq!(verdict(&ops), Verdict::Linearizable);
+}
+
+#[test]
+fn a_cas_that_swapped_a_value_already_overwritten_is_caught() {
+    let ops = [
+        (1, "set", "x", json!("a"), 0, Some(1), Ok, json!("a")),
+        (1, "set", "x", json!("b"), 2, Some(3), Ok, json!("b")),
+        (2, "cas", "x", json!(["a", "c"]), 4, Some(5), Ok, json!(true)),
+    ];
+    assert_eq!(verdict(&ops), Verdict::NotLinearizable);
+}
+
+#[test]
+fn a_cas_that_missed_its_expected_value_while_it_was_there_is_caught() {
+    let ops = [
+        (1, "set", "x", json!("a"), 0, Some(1), Ok, json!("a")),
+        (2, "cas", "x", json!(["a", "c"]), 2, Some(3), Ok, json!(false)),
+    ];
+    assert_eq!(verdict(&ops), Verdict::NotLinearizable);
+    let absent = [(2, "cas", "x", json!(["a", "c"]), 2, Some(3), Ok, json!(true))];
+    assert_eq!(verdict(&absent), Verdict::NotLinearizable, "an absent key never equals");
+}
+
+#[test]
+fn two_cas_that_both_swapped_the_same_value_are_caught() {
+    let ops = [
+        (1, "set", "x", json!("a"), 0, Some(1), Ok, json!("a")),
+        (2, "cas", "x", json!(["a", "b"]), 2, Some(5), Ok, json!(true)),
+        (3, "cas", "x", json!(["a", "c"]), 2, Some(5), Ok, json!(true)),
+    ];
+    assert_eq!(verdict(&ops), Verdict::NotLinearizable);
+}
+
+#[test]
+fn getdel_and_getset_read_and_write_at_one_instant() {
+    let ops = [
+        (1, "set", "x", json!("a"), 0, Some(1), Ok, json!("a")),
+        (2, "getset", "x", json!("b"), 2, Some(3), Ok, json!("a")),
+        (2, "getdel", "x", json!(null), 4, Some(5), Ok, json!("b")),
+        (2, "get", "x", json!(null), 6, Some(7), Ok, json!(null)),
+    ];
+    assert_eq!(verdict(&ops), Verdict::Linearizable);
+    let mut twice = ops.to_vec();
+    twice.push((3, "getdel", "x", json!(null), 8, Some(9), Ok, json!("b")));
+    assert_eq!(verdict(&twice), Verdict::NotLinearizable, "what GETDEL took is gone");
+}
+
+// Crashed writes (see check/reduce.rs): each test below holds a history whose verdict an
+// unsound version of one rewrite would get wrong.
+
+#[test]
+fn an_observed_crashed_write_may_take_effect_up_to_its_observers_return() {
+    // The crashed write of a can only come after the read of b (state b at 11..13), so it
+    // falls inside its observer's interval: bounding it by the observer's call would be wrong.
+    let ops = [
+        (1, "set", "x", json!("b"), 0, Some(1), Ok, json!("b")),
+        (2, "set", "x", json!("a"), 5, None, Info, json!(null)),
+        (3, "get", "x", json!(null), 10, Some(20), Ok, json!("a")),
+        (4, "get", "x", json!(null), 11, Some(13), Ok, json!("b")),
+    ];
+    assert_eq!(verdict(&ops), Verdict::Linearizable);
+    // Bounded, it must take effect: a read after the observer returned cannot miss it.
+    let mut missed = ops.to_vec();
+    missed.push((4, "get", "x", json!(null), 21, Some(22), Ok, json!("b")));
+    assert_eq!(verdict(&missed), Verdict::NotLinearizable);
+}
+
+#[test]
+fn a_crashed_write_is_bounded_only_when_no_other_operation_could_have_written_its_value() {
+    // a is written twice: the read of a is the acknowledged write's, and the crashed one
+    // never happened. Were the crashed one bounded by that read, it would fall after the
+    // delete, and the last read could not be nil.
+    let ops = [
+        (1, "set", "x", json!("a"), 0, Some(1), Ok, json!("a")),
+        (2, "get", "x", json!(null), 2, Some(10), Ok, json!("a")),
+        (3, "del", "x", json!(null), 3, Some(4), Ok, json!(1)),
+        (4, "set", "x", json!("a"), 5, None, Info, json!(null)),
+        (3, "get", "x", json!(null), 11, Some(12), Ok, json!(null)),
+    ];
+    assert_eq!(verdict(&ops), Verdict::Linearizable);
+    // The same with the value built by an APPEND: "ab" is also "a" then "b".
+    let appended = [
+        (1, "set", "x", json!("a"), 0, Some(1), Ok, json!("a")),
+        (1, "append", "x", json!("b"), 2, Some(3), Ok, json!(2)),
+        (2, "get", "x", json!(null), 4, Some(10), Ok, json!("ab")),
+        (3, "del", "x", json!(null), 5, Some(6), Ok, json!(1)),
+        (4, "set", "x", json!("ab"), 7, None, Info, json!(null)),
+        (3, "get", "x", json!(null), 11, Some(12), Ok, json!(null)),
+    ];
+    assert_eq!(verdict(&appended), Verdict::Linearizable);
+}
+
+#[test]
+fn an_unobserved_crashed_write_can_explain_a_cas_that_answered_false_or_a_delete_of_one() {
+    // Nobody reads b, but only b explains these answers: dropping it would be wrong.
+    let cas = [
+        (1, "set", "x", json!("a"), 0, Some(1), Ok, json!("a")),
+        (2, "set", "x", json!("b"), 2, None, Info, json!(null)),
+        (3, "cas", "x", json!(["a", "c"]), 3, Some(4), Ok, json!(false)),
+    ];
+    assert_eq!(verdict(&cas), Verdict::Linearizable);
+    let del = [
+        (2, "set", "x", json!("b"), 0, None, Info, json!(null)),
+        (3, "del", "x", json!(null), 3, Some(4), Ok, json!(1)),
+    ];
+    assert_eq!(verdict(&del), Verdict::Linearizable);
+    let crashed_cas = [
+        (1, "set", "x", json!("a"), 0, Some(1), Ok, json!("a")),
+        (2, "cas", "x", json!(["a", "b"]), 2, None, Info, json!(null)),
+        (3, "cas", "x", json!(["a", "c"]), 3, Some(4), Ok, json!(false)),
+    ];
+    assert_eq!(verdict(&crashed_cas), Verdict::Linearizable);
+    // Without such an answer the same write changes nothing, and the stale read stays caught.
+    let stale = [
+        (1, "set", "x", json!("a"), 0, Some(1), Ok, json!("a")),
+        (2, "set", "x", json!("b"), 2, None, Info, json!(null)),
+        (1, "set", "x", json!("c"), 3, Some(4), Ok, json!("c")),
+        (3, "get", "x", json!(null), 5, Some(6), Ok, json!("a")),
+    ];
+    assert_eq!(verdict(&stale), Verdict::NotLinearizable);
+}
+
+#[test]
+fn values_nobody_can_tell_apart_still_keep_what_append_incr_and_cas_see_of_them() {
+    // Nobody reads "xy", yet APPEND's answer counts its length.
+    let length = [
+        (1, "set", "x", json!("xy"), 0, Some(1), Ok, json!("xy")),
+        (1, "append", "x", json!("c"), 2, Some(3), Ok, json!(3)),
+    ];
+    assert_eq!(verdict(&length), Verdict::Linearizable);
+    // "ab" is never read whole, but "abc" starts with it.
+    let prefix = [
+        (1, "set", "x", json!("ab"), 0, Some(1), Ok, json!("ab")),
+        (1, "append", "x", json!("c"), 2, Some(3), Ok, json!(3)),
+        (2, "get", "x", json!(null), 4, Some(5), Ok, json!("abc")),
+    ];
+    assert_eq!(verdict(&prefix), Verdict::Linearizable);
+    // Nobody reads "5", but INCR does.
+    let integer = [
+        (1, "set", "x", json!("5"), 0, Some(1), Ok, json!("5")),
+        (1, "incr", "x", json!(null), 2, Some(3), Ok, json!(6)),
+    ];
+    assert_eq!(verdict(&integer), Verdict::Linearizable);
+    // Nobody reads "a", but a CAS expects it.
+    let expected = [
+        (1, "set", "x", json!("a"), 0, Some(1), Ok, json!("a")),
+        (1, "cas", "x", json!(["a", "b"]), 2, Some(3), Ok, json!(true)),
+    ];
+    assert_eq!(verdict(&expected), Verdict::Linearizable);
+    let wrong = [
+        (1, "set", "x", json!("xy"), 0, Some(1), Ok, json!("xy")),
+        (1, "append", "x", json!("c"), 2, Some(3), Ok, json!(2)),
+    ];
+    assert_eq!(verdict(&wrong), Verdict::NotLinearizable);
+}
+
+/// The shape of issue 28, scaled down to what a debug build decides in seconds: many
+/// clients on one key, many crashed writes, a stale read planted in the middle. Every
+/// crashed write is either observed (bounded) or unobservable (dropped), and the search must
+/// exhaust every order before the stale read to report it.
+#[test]
+fn many_crashed_writes_are_decided_and_a_stale_read_among_them_is_found() {
+    use super::synth::{Shape, crashed_history};
+    for (mix, name) in [([3, 2, 0, 0, 0, 0], "get-set")] {
+        for stale_read in [false, true] {
+            let shape =
+                Shape { mix, stale_read, clients: 16, keys: 1, ops: 10_000, crashed: 60, ..Shape::contended(5) };
+            let history = crashed_history(&shape);
+            let report = check(&history, Some(std::time::Duration::from_secs(60)), &|_, _| {}).unwrap();
+            let want = if stale_read { Verdict::NotLinearizable } else { Verdict::Linearizable };
+            assert_eq!(report.verdict, want, "{name}, stale read {stale_read}, in {:?}", report.elapsed);
+        }
+    }
 }

@@ -132,6 +132,8 @@ pub fn verdict_json(report: &Report) -> serde_json::Value {
             })
         }).collect::<Vec<_>>(),
         "timed_out_keys": report.timed_out,
+        "crashed_writes_bounded": report.rewrites.bounded,
+        "crashed_writes_dropped": report.rewrites.dropped,
     })
 }
 
