@@ -121,9 +121,9 @@ complete -c valthree -n "__fish_valthree_using_subcommand workload" -l keys -d '
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l duration -d 'Run for this long (e.g. 30s); the default when --ops is not given is 10s' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l ops -d 'Run this many operations in all' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l key-prefix -d 'Name keys `{PREFIX}k0`, `{PREFIX}k1`, ... and skip the opening FLUSHALL (keys no one used start absent): several workloads can then run against one cluster at once' -r
-complete -c valthree -n "__fish_valthree_using_subcommand workload" -l seed -d 'Seed of the operation streams: the same seed gives the same invocations' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l seed -d 'Seed of the operation streams: the same seed gives the same invocations (a cas expects what its client read, which the run decides)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l history -d 'Where to write the JSONL history' -r -F
-complete -c valthree -n "__fish_valthree_using_subcommand workload" -l mix -d 'Relative weights of the operations [default: get=3,set=2,del=1,incr=1,append=1; against dynamo mode: vget=3,vset=2,vdel=1 (VGET WITHDOTS, and VSET/VDEL under the context the client last saw)]' -r
+complete -c valthree -n "__fish_valthree_using_subcommand workload" -l mix -d 'Relative weights of the operations [default: against valthree\'s s3, paxos and raft modes get=3,set=2,del=1,incr=1,append=1,cas=2 (cas: SET IFEQ with the value the client last read); against dynamo mode vget=3,vset=2,vdel=1 (VGET WITHDOTS, and VSET/VDEL under the context the client last saw); against other servers get=3,set=2,del=1,incr=1,append=1]' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l timeout -d 'Per-operation client-side timeout; a timed-out operation is recorded as indeterminate' -r
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l html -d 'With --check, also write the HTML timeline here' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand workload" -l check-timeout -d 'With --check, the checker\'s time limit' -r

@@ -30,6 +30,10 @@ checked (no violation found, but some key's settled replicas could not all be re
 /// The default mix against dynamo mode.
 const DYNAMO_MIX: &str = "vget=3,vset=2,vdel=1";
 
+/// The default mix against valthree's linearizable modes (s3, paxos, raft): the plain one
+/// plus `cas`, SET IFEQ, which other servers may not have (redis-server before 8.4).
+const LINEARIZABLE_MIX: &str = "get=3,set=2,del=1,incr=1,append=1,cas=2";
+
 /// Arguments of `valthree workload`.
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_STATUS)]
@@ -73,15 +77,17 @@ pub struct WorkloadArgs {
     /// used start absent): several workloads can then run against one cluster at once.
     #[arg(long, default_value = "")]
     pub key_prefix: String,
-    /// Seed of the operation streams: the same seed gives the same invocations.
+    /// Seed of the operation streams: the same seed gives the same invocations (a cas expects
+    /// what its client read, which the run decides).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Where to write the JSONL history.
     #[arg(long, default_value = "history.jsonl")]
     pub history: PathBuf,
-    /// Relative weights of the operations [default: get=3,set=2,del=1,incr=1,append=1; against
-    /// dynamo mode: vget=3,vset=2,vdel=1 (VGET WITHDOTS, and VSET/VDEL under the context the
-    /// client last saw)].
+    /// Relative weights of the operations [default: against valthree's s3, paxos and raft
+    /// modes get=3,set=2,del=1,incr=1,append=1,cas=2 (cas: SET IFEQ with the value the client
+    /// last read); against dynamo mode vget=3,vset=2,vdel=1 (VGET WITHDOTS, and VSET/VDEL under
+    /// the context the client last saw); against other servers get=3,set=2,del=1,incr=1,append=1].
     #[arg(long)]
     pub mix: Option<Mix>,
     /// Per-operation client-side timeout; a timed-out operation is recorded as indeterminate.
@@ -188,6 +194,7 @@ async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), 
     let mix = match (&args.mix, &dynamo) {
         (Some(mix), _) => mix.clone(),
         (None, Some(_)) => DYNAMO_MIX.parse().expect("the dynamo mix parses"),
+        (None, None) if mode.is_some() => LINEARIZABLE_MIX.parse().expect("the linearizable mix parses"),
         (None, None) => Mix::default(),
     };
     if dynamo.is_some()

@@ -56,7 +56,9 @@ impl fmt::Display for Action {
     }
 }
 
-/// Relative weights of the operations (`get=3,set=2,del=1,incr=1,append=1`).
+/// Relative weights of the operations (`get=3,set=2,del=1,incr=1,append=1`: the default for a
+/// server of unknown kind; `valthree workload` adds `cas=2` against valthree's linearizable
+/// modes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mix {
     weights: Vec<(Action, u32)>,
