@@ -168,12 +168,12 @@ fn check_history_reports_bad_input_with_its_line_number() {
         &file,
         "{\"index\":0,\"process\":1,\"type\":\"invoke\",\"f\":\"get\",\"key\":\"k\",\"time\":1}\n\
          {\"index\":1,\"process\":1,\"type\":\"ok\",\"f\":\"get\",\"key\":\"k\",\"time\":2}\n\
-         {\"index\":2,\"process\":1,\"type\":\"invoke\",\"f\":\"cas\",\"key\":\"k\",\"time\":3}\n",
+         {\"index\":2,\"process\":1,\"type\":\"invoke\",\"f\":\"frobnicate\",\"key\":\"k\",\"time\":3}\n",
     )
     .unwrap();
     let out = valthree(&["check-history", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("line 3: unknown op \"cas\""), "{}", text(&out));
+    assert!(text(&out).contains("line 3: unknown op \"frobnicate\""), "{}", text(&out));
     std::fs::write(&file, "not json\n").unwrap();
     let out = valthree(&["check-history", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
