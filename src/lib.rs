@@ -7,6 +7,7 @@
 //! * [`cli`] — one file per subcommand; `main.rs` only parses and dispatches.
 //! * [`error`] — the one error enum, and whether a failure is definite or indeterminate.
 //! * [`resp`] — the Redis front: codec, connection loop, one file per command.
+//! * [`rdb`] — Redis' RDB file format: the writer of backups and the reader of restores.
 //! * [`store`] — the `Store` trait, the keyspace state machine, the conformance suite.
 //! * [`object`] — compare-and-swap object storage: S3 and the embedded local directory.
 //! * [`mode`] — the consistency modes, one folder each (s3, paxos, raft, dynamo).
@@ -33,6 +34,7 @@ pub mod mode;
 pub mod node;
 pub mod object;
 pub mod peer;
+pub mod rdb;
 pub mod resp;
 pub mod store;
 pub mod workload;

@@ -12,7 +12,7 @@ mod siblings;
 
 pub use conformance::{run_conformance_suite, run_conformance_suite_without_atomic_updates};
 pub use keyspace::{
-    Keyspace, Mutation, MutationReply, NOT_AN_INTEGER, SetCondition, SetOptions, SetReply, UpdateOp, parse_i64,
+    Keyspace, MAX_VALUE_LEN, Mutation, MutationReply, NOT_AN_INTEGER, SetCondition, SetOptions, SetReply, UpdateOp, parse_i64,
 };
 pub use siblings::{SiblingView, Siblings, Versioned, VersionedWrite};
 
