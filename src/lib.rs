@@ -15,6 +15,7 @@
 //!   group commit, fault switches, the lifecycle of its background tasks.
 //! * [`peer`] — the node-to-node plane: gRPC (tonic), the cluster secret, peer TLS, admission
 //!   of connections, partitions applied in one layer, typed call outcomes.
+//! * [`backup`] — `valthree backup` and `restore`: the keyspace to an RDB file and back.
 //! * [`cluster`] — a local cluster of `valthree serve` processes, and the nemesis that hurts it.
 //! * [`history`] — the JSONL history of a test run.
 //! * [`workload`] — many clients against any Redis-protocol endpoint, recording a history.
@@ -24,6 +25,7 @@
 //!
 //! The contributor's map is `docs/architecture.md`.
 
+pub mod backup;
 pub mod check;
 pub mod cli;
 pub mod cluster;

@@ -32,6 +32,7 @@ mod ping;
 mod quit;
 mod select;
 mod set;
+mod snapshot;
 mod strlen;
 mod vget;
 mod vset;
