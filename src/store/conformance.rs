@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{SetCondition, SetOptions, SetReply, Store, UpdateOp};
+use super::{Pattern, SetCondition, SetOptions, SetReply, Store, UpdateOp};
 use crate::error::Error;
 
 fn b(s: &str) -> Bytes {
@@ -51,6 +51,7 @@ async fn run(nodes: Vec<Arc<dyn Store>>, atomic: bool) {
         ("counters_and_append", |n| Box::pin(counters_and_append(n))),
         ("binary_keys_and_values_survive", |n| Box::pin(binary_keys_and_values_survive(n))),
         ("flushall_empties_every_node", |n| Box::pin(flushall_empties_every_node(n))),
+        ("scan_visits_every_key_once_from_any_node", |n| Box::pin(scan_visits_every_key_once_from_any_node(n))),
         ("concurrent_incrs_are_never_lost", |n| Box::pin(concurrent_incrs_are_never_lost(n))),
         ("concurrent_set_nx_has_one_winner", |n| Box::pin(concurrent_set_nx_has_one_winner(n))),
         ("concurrent_appends_keep_every_piece", |n| Box::pin(concurrent_appends_keep_every_piece(n))),
@@ -158,6 +159,47 @@ async fn flushall_empties_every_node(nodes: Vec<Arc<dyn Store>>) {
         assert_eq!(node.dbsize().await.unwrap(), 0);
         assert_eq!(node.get(b"k0").await.unwrap(), None);
     }
+}
+
+/// Scans to the end, each page from the next node (a cursor means the same everywhere).
+async fn scan_all(nodes: &[Arc<dyn Store>], count: usize, pattern: Option<&Pattern>) -> Vec<Bytes> {
+    let (mut keys, mut cursor, mut pages) = (Vec::new(), 0, 0);
+    loop {
+        let page = nodes[pages % nodes.len()].scan(cursor, count, pattern).await.unwrap();
+        keys.extend(page.keys);
+        pages += 1;
+        assert!(pages < 10_000, "the scan never ends");
+        cursor = page.cursor;
+        if cursor == 0 {
+            return keys;
+        }
+    }
+}
+
+async fn scan_visits_every_key_once_from_any_node(nodes: Vec<Arc<dyn Store>>) {
+    assert_eq!(scan_all(&nodes, 10, None).await, Vec::<Bytes>::new(), "an empty keyspace scans to nothing");
+    let binary = Bytes::from_static(b"user:\x00\xff*");
+    let mut expected: Vec<Bytes> = (0..60).map(|i| b(&format!("user:{i}"))).collect();
+    expected.push(binary.clone());
+    let others: Vec<Bytes> = (0..20).map(|i| b(&format!("other:{i}"))).collect();
+    let writes = expected.iter().chain(&others).enumerate().map(|(i, k)| {
+        let node = nodes[i % nodes.len()].clone();
+        let k = k.clone();
+        async move { node.set(k, b("v"), SetOptions::default()).await.unwrap() }
+    });
+    futures_util::future::join_all(writes).await;
+    let user = Pattern::new(b"user:*");
+    let mut seen = scan_all(&nodes, 7, Some(&user)).await;
+    seen.sort();
+    expected.sort();
+    assert_eq!(seen, expected, "every matching key exactly once, none of the others");
+    assert_eq!(scan_all(&nodes, 1, None).await.len(), expected.len() + others.len(), "COUNT 1 still ends");
+    nodes[0].del(vec![expected[0].clone(), binary.clone()]).await.unwrap();
+    let mut after = scan_all(&nodes, 1000, Some(&user)).await;
+    after.sort();
+    assert_eq!(after, expected.iter().filter(|k| **k != expected[0] && **k != binary).cloned().collect::<Vec<_>>());
+    let first = nodes.last().unwrap().scan(0, 5, None).await.unwrap();
+    assert!(first.cursor != 0 && !first.keys.is_empty(), "a page of 5 out of 78 keys is not the last");
 }
 
 /// Runs `per_task` operations in each of `tasks` concurrent tasks spread over the nodes and

@@ -3,6 +3,7 @@
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+use super::scan::{ScanPage, next_cursor, scan_hash, take_page};
 use crate::errinput;
 use crate::error::Result;
 
@@ -79,10 +80,28 @@ pub const NOT_AN_INTEGER: &str = "value is not an integer or out of range";
 /// A persistent B-tree: a clone shares every node and costs O(1), and a change copies only
 /// the path to the key it touches, so a writer can derive the next version from one that
 /// readers still hold without copying the whole keyspace (s3 mode does that on every write).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+///
+/// Beside the map, an index of the keys in scan order (see [`super::scan`]), kept in step by
+/// every change, so a SCAN page costs O(log n + COUNT) however large the keyspace. The index
+/// is not serialized: it is rebuilt when a keyspace is decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Keyspace {
     entries: imbl::OrdMap<Bytes, Bytes>,
+    by_hash: imbl::OrdSet<(u64, Bytes)>,
+}
+
+impl Serialize for Keyspace {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.entries.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Keyspace {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let entries = imbl::OrdMap::<Bytes, Bytes>::deserialize(deserializer)?;
+        let by_hash = entries.keys().map(|k| (scan_hash(k), k.clone())).collect();
+        Ok(Self { entries, by_hash })
+    }
 }
 
 impl Keyspace {
@@ -121,12 +140,24 @@ impl Keyspace {
 
     /// Inserts without conditions (for decoders and tests).
     pub fn insert(&mut self, key: Bytes, value: Bytes) {
-        self.entries.insert(key, value);
+        if self.entries.insert(key.clone(), value).is_none() {
+            self.by_hash.insert((scan_hash(&key), key));
+        }
     }
 
     /// Removes without conditions (to undo a mutation); returns the value removed.
     pub fn remove(&mut self, key: &[u8]) -> Option<Bytes> {
-        self.entries.remove(key)
+        let (key, value) = self.entries.remove_with_key(key)?;
+        self.by_hash.remove(&(scan_hash(&key), key));
+        Some(value)
+    }
+
+    /// Up to about `count` keys in scan order from `cursor` (see [`super::scan`]): O(log n +
+    /// count).
+    pub fn scan(&self, cursor: u64, count: usize) -> ScanPage {
+        let items = self.by_hash.range((cursor, Bytes::new())..).map(|(h, k)| (*h, k.clone(), true));
+        let listing = take_page(items, count);
+        ScanPage { keys: listing.keys.into_iter().map(|(_, k, _)| k).collect(), cursor: next_cursor(listing.through) }
     }
 
     /// Applies `mutation`. A mutation that fails (INCR of a non-integer) leaves the keyspace
@@ -143,12 +174,12 @@ impl Keyspace {
                 };
                 let previous = if options.get { self.entries.get(key).cloned() } else { None };
                 if allowed {
-                    self.entries.insert(key.clone(), value.clone());
+                    self.insert(key.clone(), value.clone());
                 }
                 Ok(MutationReply::Set(SetReply { written: allowed, previous }))
             }
             Mutation::Del { keys } => {
-                let removed = keys.iter().filter(|k| self.entries.remove(*k).is_some()).count();
+                let removed = keys.iter().filter(|k| self.remove(k).is_some()).count();
                 Ok(MutationReply::Count(removed as u64))
             }
             Mutation::Update { key, op: UpdateOp::IncrBy(delta) } => {
@@ -158,7 +189,7 @@ impl Keyspace {
                 };
                 let next =
                     current.checked_add(*delta).ok_or_else(|| errinput!("increment or decrement would overflow"))?;
-                self.entries.insert(key.clone(), Bytes::from(next.to_string()));
+                self.insert(key.clone(), Bytes::from(next.to_string()));
                 Ok(MutationReply::Integer(next))
             }
             Mutation::Update { key, op: UpdateOp::Append(suffix) } => {
@@ -172,11 +203,12 @@ impl Keyspace {
                 }
                 joined.extend_from_slice(suffix);
                 let len = joined.len() as i64;
-                self.entries.insert(key.clone(), joined.freeze());
+                self.insert(key.clone(), joined.freeze());
                 Ok(MutationReply::Integer(len))
             }
             Mutation::FlushAll => {
                 self.entries.clear();
+                self.by_hash.clear();
                 Ok(MutationReply::Done)
             }
         }

@@ -8,12 +8,16 @@
 
 mod conformance;
 mod keyspace;
+mod pattern;
+mod scan;
 mod siblings;
 
 pub use conformance::{run_conformance_suite, run_conformance_suite_without_atomic_updates};
 pub use keyspace::{
     Keyspace, MAX_VALUE_LEN, Mutation, MutationReply, NOT_AN_INTEGER, SetCondition, SetOptions, SetReply, UpdateOp, parse_i64,
 };
+pub use pattern::Pattern;
+pub use scan::{Listing, MAX_SCAN_COUNT, Merged, ScanPage, merge, next_cursor, scan_hash, take_page};
 pub use siblings::{SiblingView, Siblings, Versioned, VersionedWrite};
 
 use async_trait::async_trait;
@@ -103,6 +107,17 @@ pub trait Store: Send + Sync + 'static {
     /// The number of keys.
     async fn dbsize(&self) -> Result<u64>;
 
+    /// One page of a scan of the keyspace: keys from `cursor` (0 to start) in the scan order
+    /// of [`scan_hash`], about `count` of them (a hint, capped at [`MAX_SCAN_COUNT`]), those
+    /// matching `pattern` when one is given, and the cursor of the next page (0: done).
+    ///
+    /// Redis' SCAN guarantee: a key present from the first page to the last is returned at
+    /// least once; a key added or removed meanwhile may or may not be. A cursor means the same
+    /// on every node and after restarts (it is a position in a fixed hash order, not a
+    /// node's memory). Each mode's doc says how one page is read (one view, or a union of
+    /// nodes' listings).
+    async fn scan(&self, cursor: u64, count: usize, pattern: Option<&Pattern>) -> Result<ScanPage>;
+
     /// Applies one write atomically and returns its outcome.
     async fn mutate(&self, mutation: Mutation) -> Result<MutationReply>;
 
@@ -188,6 +203,9 @@ mod tests {
         }
         async fn dbsize(&self) -> Result<u64> {
             Ok(0)
+        }
+        async fn scan(&self, _: u64, _: usize, _: Option<&Pattern>) -> Result<ScanPage> {
+            Ok(ScanPage::default())
         }
         async fn mutate(&self, _: Mutation) -> Result<MutationReply> {
             Ok(MutationReply::Done)

@@ -27,8 +27,8 @@ use crate::node::lock;
 use crate::node::{Faults, Tasks};
 use crate::peer::{self, CallError};
 use crate::store::{
-    Membership, MembershipChange, ModeInfo, Mutation, MutationReply, SetReply, SiblingView, Siblings, Store, UpdateOp,
-    Versioned, VersionedWrite,
+    Membership, MembershipChange, ModeInfo, Mutation, MutationReply, Pattern, ScanPage, SetReply, SiblingView,
+    Siblings, Store, UpdateOp, Versioned, VersionedWrite, next_cursor, scan_hash, take_page,
 };
 
 /// Keys FLUSHALL deletes (and DBSIZE reads) at once.
@@ -364,6 +364,30 @@ impl Store for DynamoMode {
             n += u64::from(object?.live().next().is_some());
         }
         Ok(n)
+    }
+
+    /// One page: the keys live nodes hold in the page's range of the scan order, each read
+    /// from an R-quorum (as GET reads it), those with a live sibling returned.
+    async fn scan(&self, cursor: u64, count: usize, pattern: Option<&Pattern>) -> Result<ScanPage> {
+        let keys = self.all_keys().await?;
+        let mut ordered: Vec<(u64, Bytes, bool)> =
+            keys.into_iter().map(|k| (scan_hash(&k), k, true)).filter(|(h, _, _)| *h >= cursor).collect();
+        ordered.sort();
+        let listing = take_page(ordered.into_iter(), count);
+        let candidates =
+            ScanPage { keys: listing.keys.into_iter().map(|(_, k, _)| k).collect(), cursor: 0 }.matching(pattern).keys;
+        let reads: Vec<(Bytes, Result<Object>)> = futures_util::stream::iter(candidates)
+            .map(|k| async move { (k.clone(), self.read(k, self.node.options.r).await) })
+            .buffered(FLUSH_PARALLELISM)
+            .collect()
+            .await;
+        let mut keys = Vec::new();
+        for (key, object) in reads {
+            if object?.live().next().is_some() {
+                keys.push(key);
+            }
+        }
+        Ok(ScanPage { keys, cursor: next_cursor(listing.through) })
     }
 
     async fn mutate(&self, mutation: Mutation) -> Result<MutationReply> {

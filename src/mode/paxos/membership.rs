@@ -15,7 +15,7 @@ use super::wire;
 use crate::error::{Error, Result};
 use crate::node::{read_lock, write_lock};
 use crate::peer::proto;
-use crate::store::MembershipChange;
+use crate::store::{MembershipChange, Pattern, ScanPage, next_cursor, scan_hash, take_page};
 
 use super::node::{DriverEvent, Node, PaxosMode, SCAN_PARALLELISM};
 
@@ -61,6 +61,40 @@ impl Node {
             return Err(Error::TryAgain("no quorum of acceptors answered the key listing".into()));
         }
         Ok(keys)
+    }
+
+    /// One page of SCAN: the keys a quorum of acceptors lists in the page's range of the scan
+    /// order, each read through a quorum (a value one acceptor still holds for a key whose
+    /// DEL was chosen is not listed as present), those that hold a value returned.
+    pub(super) async fn scan(
+        self: &Arc<Self>,
+        cursor: u64,
+        count: usize,
+        pattern: Option<&Pattern>,
+    ) -> Result<ScanPage> {
+        let keys = self.keys_from_quorum(false).await?;
+        let mut ordered: Vec<(u64, Bytes, bool)> =
+            keys.into_iter().map(|k| (scan_hash(&k), k, true)).filter(|(h, _, _)| *h >= cursor).collect();
+        ordered.sort();
+        let listing = take_page(ordered.into_iter(), count);
+        let candidates =
+            ScanPage { keys: listing.keys.into_iter().map(|(_, k, _)| k).collect(), cursor: 0 }.matching(pattern).keys;
+        let node = self.clone();
+        let reads: Vec<(Bytes, Result<Outcome>)> = futures_util::stream::iter(candidates)
+            .map(|k| {
+                let node = node.clone();
+                async move { (k.clone(), node.run(k, Command::Read).await) }
+            })
+            .buffered(SCAN_PARALLELISM)
+            .collect()
+            .await;
+        let mut keys = Vec::new();
+        for (key, read) in reads {
+            if let Outcome::Read(Some(_)) = read? {
+                keys.push(key);
+            }
+        }
+        Ok(ScanPage { keys, cursor: next_cursor(listing.through) })
     }
 
     /// Installs `config` if it is newer: persisted first, then the proposer switches.

@@ -11,7 +11,7 @@ use super::proposer::{Command, Outcome};
 use super::storage::Member;
 use crate::error::{Error, Result};
 use crate::node::lock;
-use crate::store::{MembershipChange, ModeInfo, Mutation, MutationReply, Store};
+use crate::store::{MembershipChange, ModeInfo, Mutation, MutationReply, Pattern, ScanPage, Store};
 
 use super::node::{PaxosMode, SCAN_PARALLELISM, SHUTDOWN_GRACE};
 
@@ -80,6 +80,10 @@ impl Store for PaxosMode {
             }
         }
         Ok(n)
+    }
+
+    async fn scan(&self, cursor: u64, count: usize, pattern: Option<&Pattern>) -> Result<ScanPage> {
+        self.node.scan(cursor, count, pattern).await
     }
 
     async fn mutate(&self, mutation: Mutation) -> Result<MutationReply> {

@@ -13,7 +13,7 @@ use openraft::{LogId, ServerState};
 
 use crate::error::{Error, Result};
 use crate::node::read_lock;
-use crate::store::{MembershipChange, ModeInfo, Mutation, MutationReply, Snapshot, Store};
+use crate::store::{MembershipChange, ModeInfo, Mutation, MutationReply, Pattern, ScanPage, Snapshot, Store};
 
 use super::machine;
 use super::node::{RaftMode, encode};
@@ -48,6 +48,13 @@ impl Store for RaftMode {
         let state = read_lock(&self.inner.machine.state);
         let index = state.last_applied.map_or(0, |l| l.index);
         Ok(Some(Snapshot { keyspace: state.keyspace.clone(), taken_at: format!("raft applied index {index}") }))
+    }
+
+    /// Each page is read after a read-index barrier, from the state machine at one applied
+    /// index; the cursor is a hash position, so any node continues a scan another began.
+    async fn scan(&self, cursor: u64, count: usize, pattern: Option<&Pattern>) -> Result<ScanPage> {
+        self.inner.read_barrier().await?;
+        Ok(read_lock(&self.inner.machine.state).keyspace.scan(cursor, count).matching(pattern))
     }
 
     fn local_dbsize(&self) -> Option<u64> {

@@ -48,7 +48,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::{Error, Result};
 use crate::node::lock;
 use crate::object::{ObjectError, ObjectStore};
-use crate::store::{Keyspace, ModeInfo, Mutation, MutationReply, Snapshot, Store};
+use crate::store::{Keyspace, ModeInfo, Mutation, MutationReply, Pattern, ScanPage, Snapshot, Store};
 use commit::{Base, Committer, PendingWrite};
 
 /// The default object key of the database document.
@@ -202,6 +202,12 @@ impl Store for S3Mode {
 
     async fn dbsize(&self) -> Result<u64> {
         Ok(self.snapshot().await?.len() as u64)
+    }
+
+    /// Each page reads the document's current version, so a page is one point in time; a
+    /// scan is several (a key written between pages may be missed or seen, as in Redis).
+    async fn scan(&self, cursor: u64, count: usize, pattern: Option<&Pattern>) -> Result<ScanPage> {
+        Ok(self.snapshot().await?.scan(cursor, count).matching(pattern))
     }
 
     async fn mutate(&self, mutation: Mutation) -> Result<MutationReply> {

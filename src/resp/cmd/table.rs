@@ -169,12 +169,16 @@ commands! {
         "Increments the integer value of a key by a number.";
     "info"             => Info(info::Info),             -1, &["slow"],   NO_KEYS,
         "Returns information and statistics about the server.";
+    "keys"             => Keys(keys::Keys),              2, &["readonly"], NO_KEYS,
+        "Returns all key names that match a pattern.";
     "mget"             => Mget(mget::Mget),             -2, READ,        ALL_KEYS,
         "Atomically returns the string values of one or more keys.";
     "ping"             => Ping(ping::Ping),             -1, &["fast"],   NO_KEYS,
         "Returns the server's liveliness response.";
     "quit"             => Quit(quit::Quit),             -1, PRE_AUTH,    NO_KEYS,
         "Closes the connection.";
+    "scan"             => Scan(scan::Scan),             -2, &["readonly"], NO_KEYS,
+        "Iterates over the key names in the database (MATCH, COUNT, TYPE).";
     "select"           => Select(select::Select),        2, &["fast"],   NO_KEYS,
         "Changes the selected database (only 0 exists).";
     "set"              => Set(set::Set),                -3, WRITE,       ONE_KEY,
@@ -267,7 +271,7 @@ mod tests {
             let found = lookup(spec.name).unwrap();
             assert_eq!((found.name, found.arity, found.summary), (spec.name, spec.arity, spec.summary));
         }
-        assert_eq!(COMMANDS.len(), 33);
+        assert_eq!(COMMANDS.len(), 35);
     }
 
     #[test]
