@@ -165,7 +165,7 @@ fn backup_loads_in_redis_server(mode: &str) {
     let dir = tmp.path().join("cluster");
     let status = up(&dir, mode, &[]);
     let _down = Down(&dir);
-    let want = strings(1500);
+    let want = strings(500);
     fill(&addrs(&status)[0], &want);
     let file = tmp.path().join("backup.rdb");
     let report = backup(&dir, &file);
@@ -179,6 +179,15 @@ fn backup_loads_in_redis_server(mode: &str) {
     let server = RedisServer::start_on(&file);
     wait_ready(server.port);
     assert_holds(&format!("127.0.0.1:{}", server.port), &want);
+    // The command behind it: a walk needs BEGIN first; a mode with no point in time refuses.
+    let mut con = redis(&addrs(&status)[0]);
+    let next = redis::cmd("VALTHREE.SNAPSHOT").arg("NEXT").arg(10).query::<Vec<Vec<u8>>>(&mut con);
+    assert!(next.unwrap_err().to_string().contains("BEGIN first"));
+    let begin = redis::cmd("VALTHREE.SNAPSHOT").arg("BEGIN").query::<(u64, String)>(&mut con);
+    match mode {
+        "s3" | "raft" => assert_eq!(begin.unwrap().0, want.len() as u64),
+        _ => assert!(begin.unwrap_err().to_string().contains("no point-in-time snapshot")),
+    }
 }
 
 #[test]
