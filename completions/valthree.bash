@@ -16,6 +16,9 @@ _valthree() {
             ",$1")
                 cmd="valthree"
                 ;;
+            valthree,backup)
+                cmd="valthree__subcmd__backup"
+                ;;
             valthree,check-history)
                 cmd="valthree__subcmd__check__subcmd__history"
                 ;;
@@ -30,6 +33,9 @@ _valthree() {
                 ;;
             valthree,help)
                 cmd="valthree__subcmd__help"
+                ;;
+            valthree,restore)
+                cmd="valthree__subcmd__restore"
                 ;;
             valthree,serve)
                 cmd="valthree__subcmd__serve"
@@ -109,6 +115,9 @@ _valthree() {
             valthree__subcmd__cluster__subcmd__help,up)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__up"
                 ;;
+            valthree__subcmd__help,backup)
+                cmd="valthree__subcmd__help__subcmd__backup"
+                ;;
             valthree__subcmd__help,check-history)
                 cmd="valthree__subcmd__help__subcmd__check__subcmd__history"
                 ;;
@@ -123,6 +132,9 @@ _valthree() {
                 ;;
             valthree__subcmd__help,help)
                 cmd="valthree__subcmd__help__subcmd__help"
+                ;;
+            valthree__subcmd__help,restore)
+                cmd="valthree__subcmd__help__subcmd__restore"
                 ;;
             valthree__subcmd__help,serve)
                 cmd="valthree__subcmd__help__subcmd__serve"
@@ -170,12 +182,38 @@ _valthree() {
 
     case "${cmd}" in
         valthree)
-            opts="-h -V --help --version serve workload cluster check-history demo completions help"
+            opts="-h -V --help --version serve workload cluster backup restore check-history demo completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__backup)
+            opts="-h -V --addrs --cluster --connections --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --addrs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cluster)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -664,8 +702,22 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help)
-            opts="serve workload cluster check-history demo completions help"
+            opts="serve workload cluster backup restore check-history demo completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__backup)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -901,6 +953,20 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        valthree__subcmd__help__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         valthree__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -922,6 +988,32 @@ _valthree() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__restore)
+            opts="-h -V --replace --addrs --cluster --connections --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --addrs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cluster)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

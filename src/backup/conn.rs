@@ -48,6 +48,17 @@ impl Conn {
         &self.addr
     }
 
+    /// The `mode:` line of `INFO valthree` ("" for a server that is not valthree).
+    pub async fn server_mode(&mut self) -> String {
+        match self.call(vec![Bytes::from_static(b"INFO"), Bytes::from_static(b"valthree")]).await {
+            Ok(BytesFrame::BulkString(text)) => String::from_utf8_lossy(&text)
+                .lines()
+                .find_map(|l| l.strip_prefix("mode:").map(|m| m.trim().to_string()))
+                .unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
     /// Sends one command and waits for its reply.
     pub async fn call(&mut self, request: Vec<Bytes>) -> Result<BytesFrame, String> {
         let mut replies = self.pipeline(vec![request]).await?;
@@ -63,7 +74,9 @@ impl Conn {
                 let frame = BytesFrame::Array(request.into_iter().map(BytesFrame::BulkString).collect());
                 self.framed.feed(frame).await.map_err(|e| format!("{addr}: send: {}", e.details()))?;
             }
-            SinkExt::<BytesFrame>::flush(&mut self.framed).await.map_err(|e| format!("{addr}: send: {}", e.details()))?;
+            SinkExt::<BytesFrame>::flush(&mut self.framed)
+                .await
+                .map_err(|e| format!("{addr}: send: {}", e.details()))?;
             let mut replies = Vec::with_capacity(n);
             while replies.len() < n {
                 match self.framed.next().await {

@@ -8,8 +8,8 @@ use indicatif::ProgressBar;
 use redis_protocol::resp2::types::BytesFrame;
 use tokio::sync::mpsc;
 
-use super::{Target, work_queue};
 use super::conn::{Conn, describe};
+use super::{Target, work_queue};
 use crate::rdb::RdbWriter;
 
 /// Entries one `VALTHREE.SNAPSHOT NEXT` asks for.
@@ -50,7 +50,7 @@ pub async fn backup<W: Write>(target: &Target, out: W, progress: &ProgressBar) -
         }
     }
     let mut conn = first.ok_or(last_error)?;
-    let mode = server_mode(&mut conn).await;
+    let mode = conn.server_mode().await;
     let aux = [("valthree-ver", env!("CARGO_PKG_VERSION")), ("valthree-mode", mode.as_str()), ("redis-bits", "64")];
     let mut report = BackupReport { mode: mode.clone(), ..Default::default() };
     match mode.as_str() {
@@ -59,17 +59,6 @@ pub async fn backup<W: Write>(target: &Target, out: W, progress: &ProgressBar) -
     }
     progress.finish_and_clear();
     Ok(report)
-}
-
-/// The `mode:` line of `INFO valthree` ("" for a server that is not valthree).
-async fn server_mode(conn: &mut Conn) -> String {
-    match conn.call(vec![Bytes::from_static(b"INFO"), Bytes::from_static(b"valthree")]).await {
-        Ok(BytesFrame::BulkString(text)) => String::from_utf8_lossy(&text)
-            .lines()
-            .find_map(|l| l.strip_prefix("mode:").map(|m| m.trim().to_string()))
-            .unwrap_or_default(),
-        _ => String::new(),
-    }
 }
 
 async fn from_snapshot<W: Write>(
@@ -82,7 +71,9 @@ async fn from_snapshot<W: Write>(
     let begin = conn.call(vec![Bytes::from_static(b"VALTHREE.SNAPSHOT"), Bytes::from_static(b"BEGIN")]).await?;
     let (keys, taken_at) = match &begin {
         BytesFrame::Array(parts) => match parts.as_slice() {
-            [BytesFrame::Integer(keys), BytesFrame::BulkString(at)] => (*keys as u64, String::from_utf8_lossy(at).into()),
+            [BytesFrame::Integer(keys), BytesFrame::BulkString(at)] => {
+                (*keys as u64, String::from_utf8_lossy(at).into())
+            }
             _ => return Err(format!("{}: VALTHREE.SNAPSHOT BEGIN answered {}", conn.addr(), describe(&begin))),
         },
         other => return Err(format!("{}: VALTHREE.SNAPSHOT BEGIN answered {}", conn.addr(), describe(other))),
@@ -134,8 +125,17 @@ async fn key_by_key<W: Write>(
 ) -> Result<(), String> {
     report.read = "key by key".into();
     let dynamo = report.mode == "dynamo";
-    if let Ok(BytesFrame::Integer(n)) = conn.call(vec![Bytes::from_static(b"DBSIZE")]).await {
-        progress.set_length(n.max(0) as u64);
+    // The bar's length from INFO's local count: DBSIZE would read every key through a quorum
+    // in these modes, doubling the work for an estimate.
+    if let Ok(BytesFrame::BulkString(info)) =
+        conn.call(vec![Bytes::from_static(b"INFO"), Bytes::from_static(b"keyspace")]).await
+    {
+        let keys = String::from_utf8_lossy(&info)
+            .lines()
+            .find_map(|l| l.strip_prefix("db0:keys=").and_then(|rest| rest.split(',').next()?.parse::<u64>().ok()));
+        if let Some(keys) = keys {
+            progress.set_length(keys);
+        }
     }
     let (keys_tx, keys_rx) = work_queue(QUEUE);
     let (values_tx, mut values_rx) = mpsc::channel::<Result<ReadBatch, String>>(QUEUE);
@@ -256,7 +256,9 @@ async fn read_batch(conn: &mut Conn, keys: Vec<Bytes>, dynamo: bool) -> Result<R
     let mut batch = Vec::with_capacity(keys.len());
     for (key, pair) in keys.into_iter().zip(replies.chunks(2)) {
         let value = match &pair[0] {
-            BytesFrame::Error(e) => return Err(format!("{}: GET {:?}: {e}", conn.addr(), String::from_utf8_lossy(&key))),
+            BytesFrame::Error(e) => {
+                return Err(format!("{}: GET {:?}: {e}", conn.addr(), String::from_utf8_lossy(&key)));
+            }
             other => bulk(conn, other)?,
         };
         // VGET: [context, sibling, ...]; a nil sibling is a delete.

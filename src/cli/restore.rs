@@ -32,7 +32,8 @@ pub fn run(args: RestoreArgs) -> ExitCode {
     let result = args.target.target().and_then(|target| {
         let file = std::fs::File::open(&args.file).map_err(|e| format!("cannot open {}: {e}", args.file.display()))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let progress = args.target.progress("{spinner} {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {elapsed}");
+        let progress =
+            args.target.progress("{spinner} {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {elapsed}");
         progress.set_length(size);
         let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
         runtime.block_on(backup::restore(&target, BufReader::with_capacity(1 << 20, file), args.replace, &progress))
@@ -51,7 +52,7 @@ pub fn run(args: RestoreArgs) -> ExitCode {
             "skipped": report.skipped(), "skipped_types": report.skipped_types,
             "skipped_other_db": report.skipped_other_db, "skipped_expired": report.skipped_expired,
             "expiry_dropped": report.expiry_dropped, "skipped_functions": report.skipped_functions,
-            "keys_before": report.keys_before, "seconds": seconds,
+            "seconds": seconds,
         });
         println!("{out}");
         return ExitCode::SUCCESS;

@@ -14,7 +14,8 @@ mod siblings;
 
 pub use conformance::{run_conformance_suite, run_conformance_suite_without_atomic_updates};
 pub use keyspace::{
-    Keyspace, MAX_VALUE_LEN, Mutation, MutationReply, NOT_AN_INTEGER, SetCondition, SetOptions, SetReply, UpdateOp, parse_i64,
+    Keyspace, MAX_VALUE_LEN, Mutation, MutationReply, NOT_AN_INTEGER, SetCondition, SetOptions, SetReply, UpdateOp,
+    parse_i64,
 };
 pub use pattern::Pattern;
 pub use scan::{Listing, MAX_SCAN_COUNT, Merged, ScanPage, merge, next_cursor, scan_hash, take_page};

@@ -32,7 +32,12 @@ impl Snapshot {
             "begin" => Snapshot::Begin,
             "next" => {
                 let count = args.next_i64()?;
-                Snapshot::Next(usize::try_from(count).ok().filter(|n| *n > 0).ok_or_else(|| errinput!("count must be positive"))?)
+                Snapshot::Next(
+                    usize::try_from(count)
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| errinput!("count must be positive"))?,
+                )
             }
             "end" => Snapshot::End,
             _ => return Err(errinput!("syntax error: VALTHREE.SNAPSHOT BEGIN | NEXT count | END")),
