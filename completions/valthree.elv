@@ -29,6 +29,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand restore 'Load a Redis RDB file''s string keys (other types are skipped and counted)'
             cand check-history 'Check a recorded history for linearizability'
             cand demo 'Run a narrated, self-checking demo of a mechanism on a local cluster'
+            cand s3-check 'Check that an S3 server''s conditional PUTs hold under a race, as s3 mode needs'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -51,11 +52,11 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --timeout 'Close a client idle for this many seconds (0: never), as Redis'' `timeout`'
             cand --s3-endpoint 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted'
             cand --s3-bucket 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used'
-            cand --s3-dir 's3 mode: directory of the embedded object store, shared by every node of a local cluster (default: --data-dir)'
-            cand --s3-key 's3 mode: object key of the database document'
             cand --s3-region 's3 mode: region'
             cand --s3-access-key 's3 mode: access key (default: the usual AWS credential chain)'
             cand --s3-secret-key 's3 mode: secret key'
+            cand --s3-dir 's3 mode: directory of the embedded object store, shared by every node of a local cluster (default: --data-dir)'
+            cand --s3-key 's3 mode: object key of the database document'
             cand --s3-batch 's3 mode: group commit (one conditional PUT for all writes queued at once)'
             cand --s3-value-objects-from 's3 mode: values this large or larger are stored once as objects of their own, and the document holds a reference (0: every value stays in the document)'
             cand --maxmemory 's3 mode: the most bytes the keys and values may hold together; a write that would grow them past it answers -OOM, as Redis does past its maxmemory (0: no limit)'
@@ -90,6 +91,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --json 'Log as JSON lines'
             cand -v 'More log output (-v debug, -vv trace); RUST_LOG overrides'
             cand --verbose 'More log output (-v debug, -vv trace); RUST_LOG overrides'
+            cand --unsafe-trust-object-store 's3 mode: serve on a bucket even if its server fails the start-up check of conditional PUTs (`valthree s3-check`), trusting it blindly: on a server whose conditional PUT is not atomic, concurrent writes can be lost and s3 mode is NOT linearizable'
             cand --unsafe-stale-reads 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch'
             cand --join 'paxos, raft and dynamo modes: start with no configuration and wait to be added by a member (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`)'
             cand --stale-reads 'raft mode: answer reads from this node''s state machine without asking the leader — faster, but a read may miss recent writes (NOT linearizable)'
@@ -321,6 +323,19 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'valthree;s3-check'= {
+            cand --s3-endpoint 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted'
+            cand --s3-bucket 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used'
+            cand --s3-region 's3 mode: region'
+            cand --s3-access-key 's3 mode: access key (default: the usual AWS credential chain)'
+            cand --s3-secret-key 's3 mode: secret key'
+            cand --rounds 'Rounds of each race'
+            cand --writers 'Concurrent writers in each round'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'valthree;completions'= {
             cand -h 'Print help'
             cand --help 'Print help'
@@ -335,6 +350,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand restore 'Load a Redis RDB file''s string keys (other types are skipped and counted)'
             cand check-history 'Check a recorded history for linearizability'
             cand demo 'Run a narrated, self-checking demo of a mechanism on a local cluster'
+            cand s3-check 'Check that an S3 server''s conditional PUTs hold under a race, as s3 mode needs'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -384,6 +400,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;help;check-history'= {
         }
         &'valthree;help;demo'= {
+        }
+        &'valthree;help;s3-check'= {
         }
         &'valthree;help;completions'= {
         }

@@ -33,6 +33,7 @@ complete -c valthree -n "__fish_valthree_needs_command" -f -a "backup" -d 'Write
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "restore" -d 'Load a Redis RDB file\'s string keys (other types are skipped and counted)'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "check-history" -d 'Check a recorded history for linearizability'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "demo" -d 'Run a narrated, self-checking demo of a mechanism on a local cluster'
+complete -c valthree -n "__fish_valthree_needs_command" -f -a "s3-check" -d 'Check that an S3 server\'s conditional PUTs hold under a race, as s3 mode needs'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l mode -d 'How the cluster keeps itself consistent' -r -f -a "s3\t'The whole database is one JSON object in S3-compatible storage, replaced by compare-and-swap'
@@ -58,11 +59,11 @@ no\t'No client certificate is asked for'"
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l timeout -d 'Close a client idle for this many seconds (0: never), as Redis\' `timeout`' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-endpoint -d 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-bucket -d 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used' -r
-complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-dir -d 's3 mode: directory of the embedded object store, shared by every node of a local cluster (default: --data-dir)' -r -F
-complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-key -d 's3 mode: object key of the database document' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-region -d 's3 mode: region' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-access-key -d 's3 mode: access key (default: the usual AWS credential chain)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-secret-key -d 's3 mode: secret key' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-dir -d 's3 mode: directory of the embedded object store, shared by every node of a local cluster (default: --data-dir)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-key -d 's3 mode: object key of the database document' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-batch -d 's3 mode: group commit (one conditional PUT for all writes queued at once)' -r -f -a "on\t''
 off\t''"
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-value-objects-from -d 's3 mode: values this large or larger are stored once as objects of their own, and the document holds a reference (0: every value stays in the document)' -r
@@ -102,6 +103,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l handoff-grac
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l suspect-timeout -d 'dynamo mode: how long a member that failed a probe stays SUSPECT before it is DEAD' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l json -d 'Log as JSON lines'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-trust-object-store -d 's3 mode: serve on a bucket even if its server fails the start-up check of conditional PUTs (`valthree s3-check`), trusting it blindly: on a server whose conditional PUT is not atomic, concurrent writes can be lost and s3 mode is NOT linearizable'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-stale-reads -d 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l join -d 'paxos, raft and dynamo modes: start with no configuration and wait to be added by a member (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`)'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l stale-reads -d 'raft mode: answer reads from this node\'s state machine without asking the leader — faster, but a read may miss recent writes (NOT linearizable)'
@@ -240,17 +242,27 @@ complete -c valthree -n "__fish_valthree_using_subcommand demo" -l keep -d 'Leav
 complete -c valthree -n "__fish_valthree_using_subcommand demo" -l json -d 'A machine-readable log of the steps and checks instead of the narration'
 complete -c valthree -n "__fish_valthree_using_subcommand demo" -s h -l help -d 'Print help'
 complete -c valthree -n "__fish_valthree_using_subcommand demo" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand s3-check" -l s3-endpoint -d 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted' -r
+complete -c valthree -n "__fish_valthree_using_subcommand s3-check" -l s3-bucket -d 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used' -r
+complete -c valthree -n "__fish_valthree_using_subcommand s3-check" -l s3-region -d 's3 mode: region' -r
+complete -c valthree -n "__fish_valthree_using_subcommand s3-check" -l s3-access-key -d 's3 mode: access key (default: the usual AWS credential chain)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand s3-check" -l s3-secret-key -d 's3 mode: secret key' -r
+complete -c valthree -n "__fish_valthree_using_subcommand s3-check" -l rounds -d 'Rounds of each race' -r
+complete -c valthree -n "__fish_valthree_using_subcommand s3-check" -l writers -d 'Concurrent writers in each round' -r
+complete -c valthree -n "__fish_valthree_using_subcommand s3-check" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_using_subcommand s3-check" -s V -l version -d 'Print version'
 complete -c valthree -n "__fish_valthree_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c valthree -n "__fish_valthree_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo completions help" -f -a "serve" -d 'Serve the Redis protocol in one of the consistency modes'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo completions help" -f -a "workload" -d 'Drive many clients against Redis-protocol servers and record the history'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo completions help" -f -a "cluster" -d 'Run a local cluster and inject faults into it'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo completions help" -f -a "backup" -d 'Write the whole keyspace to a Redis RDB file (s3, raft: one point in time; paxos, dynamo: key by key)'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo completions help" -f -a "restore" -d 'Load a Redis RDB file\'s string keys (other types are skipped and counted)'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo completions help" -f -a "check-history" -d 'Check a recorded history for linearizability'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo completions help" -f -a "demo" -d 'Run a narrated, self-checking demo of a mechanism on a local cluster'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "serve" -d 'Serve the Redis protocol in one of the consistency modes'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "workload" -d 'Drive many clients against Redis-protocol servers and record the history'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "cluster" -d 'Run a local cluster and inject faults into it'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "backup" -d 'Write the whole keyspace to a Redis RDB file (s3, raft: one point in time; paxos, dynamo: key by key)'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "restore" -d 'Load a Redis RDB file\'s string keys (other types are skipped and counted)'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "check-history" -d 'Check a recorded history for linearizability'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "demo" -d 'Run a narrated, self-checking demo of a mechanism on a local cluster'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "s3-check" -d 'Check that an S3 server\'s conditional PUTs hold under a race, as s3 mode needs'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "up" -d 'Start N nodes in the background and wait until each answers PING'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "status" -d 'Show each node: up, paused or down, and what it reports of itself'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "kill" -d 'SIGKILL a node'

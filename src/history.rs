@@ -10,7 +10,17 @@
 //! `time` is monotonic nanoseconds since the run started. On an invoke, `value` is the
 //! argument (set: the value, append: the suffix); on an `ok` it is the result (get: the string
 //! or null; set: the value written; del: the count deleted; incr: the new integer; append: the
-//! new length). `fail` certainly did not happen; `info`, or an invoke that never completed,
+//! new length). A `cas` (`SET key new IFEQ expected`, from the workload's
+//! [`Action::Cas`](crate::workload::Action)) has `[expected, new]` as its invoke's value, both
+//! strings, and `true` on its `ok` when it swapped, `false` when the current value differed
+//! (it ran and saw another value; an absent key differs from every string, as in Redis):
+//!
+//! ```json
+//! {"index":7,"process":2,"type":"invoke","f":"cas","key":"k0","value":["3-2","2-9"],"time":3100000}
+//! {"index":8,"process":2,"type":"ok","f":"cas","key":"k0","value":true,"time":3900000}
+//! ```
+//!
+//! `fail` certainly did not happen; `info`, or an invoke that never completed,
 //! may or may not have happened. Each event is written whole as it happens, so a run that is
 //! killed leaves a valid prefix; a torn last line is ignored by [`read_history`]. A run
 //! against dynamo mode records `vget`/`vset`/`vdel`/`local` with contexts and dots instead

@@ -167,6 +167,64 @@ async fn a_peer_prepare_at_the_largest_ballot_does_not_wedge_the_node() {
     assert_eq!(tokio::task::block_in_place(|| failed_sets(&addr, "restarted", 30)), 0, "and after a restart");
 }
 
+/// Item 7, a variant: a peer holding the secret prepares one key at exactly the highest
+/// ballot a node follows (2^61). The key's home follows it, as it must, and its writes and
+/// the DEL go on above the limit; garbage collection then removed that tombstone, which
+/// raised *every* acceptor's node-wide floor above the limit. The other nodes do not follow
+/// past it, so their fresh keys were refused for good (10 of 30 per node succeeded, also
+/// after a restart). Now a tombstone above the followed limit is never removed: the floor
+/// stays where every proposer can pass it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collection_does_not_carry_one_keys_ballot_into_every_nodes_floor() {
+    use valthree::peer::{PeerClient, proto};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &["--paxos-gc-interval", "100ms"]));
+    let _down = common::Down(&dir);
+    let addrs = common::addrs(&status);
+    let secret = cluster_secret(&dir);
+    // Sorted before the control keys: a node's GC pass meets it first.
+    let victim = "a-victim";
+    for i in 0..3 {
+        let channel = peer_channel(&peer_addr(&status, i), &secret);
+        let request = tonic::Request::new(proto::PaxosBatch {
+            from: 9,
+            messages: vec![proto::PaxosMessage {
+                key: victim.as_bytes().to_vec().into(),
+                round: 1,
+                request: Some(proto::paxos_message::Request::Prepare(proto::Prepare {
+                    ballot: Some(proto::Ballot { counter: 1 << 61, node: 9 }),
+                })),
+            }],
+        });
+        PeerClient::new(channel).paxos(request).await.expect("a ballot at the followed limit is taken");
+    }
+    tokio::task::block_in_place(|| {
+        let mut con = common::redis(&addrs[0]);
+        let _: () =
+            redis::cmd("SET").arg(victim).arg("v").query(&mut con).expect("the victim's home follows the ballot");
+        let _: u64 = redis::cmd("DEL").arg(victim).query(&mut con).unwrap();
+        // Tombstones homed on every node, collected after the victim's in each node's pass.
+        for i in 0..30 {
+            let key = format!("control-{i}");
+            let _: () = redis::cmd("SET").arg(&key).arg("v").query(&mut con).unwrap();
+            let _: u64 = redis::cmd("DEL").arg(&key).query(&mut con).unwrap();
+        }
+        let collected = || -> u64 {
+            addrs.iter().map(|a| common::info_field(a, "paxos_tombstones_collected").parse::<u64>().unwrap()).sum()
+        };
+        common::wait_until(Duration::from_secs(60), "the control tombstones collected", || collected() >= 30);
+        for addr in &addrs {
+            let floor = common::info_field(addr, "paxos_gc_floor");
+            let counter: u64 = floor.split('.').next().unwrap().parse().unwrap();
+            assert!(counter <= 1 << 61, "{addr}'s floor rose past the followed limit: {floor}");
+        }
+        for (i, addr) in addrs.iter().enumerate() {
+            assert_eq!(failed_sets(addr, &format!("fresh-{i}"), 30), 0, "fresh keys through {addr}");
+        }
+    });
+}
+
 /// Whether the server closed `stream` (whatever it sent before is read and dropped).
 fn closed_by_server(mut stream: &std::net::TcpStream) -> bool {
     use std::io::Read;
@@ -224,6 +282,125 @@ async fn idle_connections_to_the_peer_port_are_bounded_and_closed() {
     });
 }
 
+/// Item 2 without a cluster secret: any request, even for a path no service has, proved a
+/// connection, which then escaped the deadline and the caps (3,000 held for 25 s). Now only
+/// a well-formed call of the node's service proves one, and proven connections are capped
+/// too: past the cap the one used least recently is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_secret_only_real_calls_prove_a_peer_connection_and_proven_ones_are_capped() {
+    use valthree::peer::{PeerClient, proto};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let peer = format!("127.0.0.1:{}", free_port());
+    let node = common::Valthree::start(
+        tmp.path(),
+        &["--mode", "paxos", "--data-dir", data.to_str().unwrap(), "--peer-addr", &peer],
+    );
+    let pid = node.child.id();
+    let descriptors = || std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let before = descriptors();
+
+    // Requests for a path no service has: each connection stays a stranger's.
+    const STRANGERS: usize = 150;
+    let mut strangers = Vec::new();
+    for _ in 0..STRANGERS {
+        let tcp = tokio::net::TcpStream::connect(&peer).await.unwrap();
+        let Ok((send, connection)) = h2::client::handshake(tcp).await else { continue };
+        let closed = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let request = http::Request::post(format!("http://{peer}/nothing.Here/Nope"))
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+        if let Ok(mut ready) = send.clone().ready().await
+            && let Ok((response, _)) = ready.send_request(request, true)
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(5), response).await;
+        }
+        strangers.push((send, closed));
+    }
+    tokio::task::block_in_place(|| {
+        common::wait_until(Duration::from_secs(40), "every stranger's connection closed", || {
+            strangers.iter().all(|(_, closed)| closed.is_finished())
+        })
+    });
+    drop(strangers);
+
+    // Real calls, each on its own connection: at most the cap stay open.
+    const CALLERS: usize = 100;
+    let mut callers = Vec::new();
+    for _ in 0..CALLERS {
+        let channel = valthree::peer::channel(&peer, None, None).unwrap();
+        let mut client = PeerClient::new(channel);
+        client.ping(proto::PingRequest { from: 9 }).await.expect("a real call is served");
+        callers.push(client);
+    }
+    let cap = valthree::peer::admission::MAX_PROVEN;
+    tokio::task::block_in_place(|| {
+        common::wait_until(Duration::from_secs(30), "proven connections past the cap closed", || {
+            descriptors() <= before + cap + 4
+        })
+    });
+    // The node still serves a peer's call and its clients.
+    let mut fresh = PeerClient::new(valthree::peer::channel(&peer, None, None).unwrap());
+    fresh.ping(proto::PingRequest { from: 9 }).await.expect("a new peer connection is served");
+    assert_eq!(tokio::task::block_in_place(|| failed_sets(&node.addr(), "after", 10)), 0);
+}
+
+/// Item 8, a variant: the message budget bounds what a node *reads*, but each connection's
+/// HTTP/2 window let a peer park 32 MiB unread on it, and proven connections were not
+/// capped: 60 connections took a node from 31 MB to 1.96 GB. Now a server grants each
+/// connection a 4 MiB window and holds at most `MAX_PROVEN` proven connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_control_windows_cannot_park_gigabytes_on_a_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &["--proto-max-bulk-len", "8mb"]));
+    let _down = common::Down(&dir);
+    let addrs = common::addrs(&status);
+    let target = peer_addr(&status, 0);
+    let pid = u32::try_from(status["nodes"][0]["pid"].as_u64().unwrap()).unwrap();
+    let secret = cluster_secret(&dir);
+
+    // One 7 MiB body shared by every stream (the attacker's own memory stays small).
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(8u32 << 20).to_be_bytes());
+    body.resize(5 + (7 << 20), b'x');
+    let body = bytes::Bytes::from(body);
+    let before = rss(pid);
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        let send = raw_peer_connection(&target, &secret).await;
+        for _ in 0..5 {
+            let request = http::Request::post(format!("http://{target}/valthree.peer.Peer/Paxos"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(())
+                .unwrap();
+            let Ok(mut ready) = send.clone().ready().await else { break };
+            let Ok((response, mut stream)) = ready.send_request(request, false) else { break };
+            let _ = stream.send_data(body.clone(), false);
+            held.push((response, stream));
+        }
+    }
+    // The budget's 48 MiB, plus 64 connections' 4 MiB windows, plus slack.
+    let bound = 512 * MB;
+    let watch_until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < watch_until {
+        let grown = rss(pid).saturating_sub(before);
+        assert!(grown < bound, "the node grew by {} MB for messages it has not read", grown / MB);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(held);
+    let value = vec![b'v'; 8 << 20];
+    tokio::task::block_in_place(|| {
+        common::wait_until(Duration::from_secs(60), "a large write after the attack", || {
+            redis::cmd("SET").arg("large").arg(&value).query::<()>(&mut common::redis(&addrs[0])).is_ok()
+        });
+    });
+}
+
 /// Item 9: guessing passwords on one connection. Before the fix a connection could try a
 /// million a second, uncounted and unlogged. Now every failure is counted in INFO (Redis'
 /// `acl_access_denied_auth`), logged (at most once per interval), and after ten on one
@@ -257,6 +434,43 @@ fn password_guessing_is_counted_logged_and_slowed() {
     assert!(info.contains(&format!("acl_access_denied_auth:{}\r\n", GUESSES + 1)), "{info}");
     common::wait_until(Duration::from_secs(10), "the failures logged", || {
         server.log_text().contains("authentication failed")
+    });
+}
+
+/// Item 9, a variant: the slowdown was per connection, so a guesser reconnecting after
+/// every ten tries was never slowed (13,775 guesses a second). Now failures are counted per
+/// source address too. And an empty `--requirepass` (Redis: no password) is said in the log.
+#[test]
+fn reconnecting_does_not_escape_the_guessing_slowdown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = common::Valthree::start(
+        tmp.path(),
+        &["--data-dir", tmp.path().join("d").to_str().unwrap(), "--requirepass", "pw"],
+    );
+    let guess = common::request(&[b"AUTH", b"guess"]);
+    const GUESSES: usize = 15;
+    let started = Instant::now();
+    for _ in 0..GUESSES {
+        let mut raw = common::Raw::connect(server.port);
+        raw.send(&guess);
+        assert!(raw.read_reply().starts_with(b"-WRONGPASS"));
+    }
+    let took = started.elapsed();
+    // The source's failures 11 to 15 wait 50, 100, 150, 200 and 250 ms, each on a new connection.
+    assert!(took >= Duration::from_millis(700), "{GUESSES} wrong passwords on new connections answered in {took:?}");
+    // The right password is not slowed.
+    let mut raw = common::Raw::connect(server.port);
+    let started = Instant::now();
+    raw.send(&common::request(&[b"AUTH", b"pw"]));
+    assert_eq!(raw.read_reply(), b"+OK\r\n");
+    assert!(started.elapsed() < Duration::from_millis(500));
+
+    let open = common::Valthree::start(
+        tmp.path(),
+        &["--data-dir", tmp.path().join("e").to_str().unwrap(), "--requirepass", ""],
+    );
+    common::wait_until(Duration::from_secs(10), "the empty password logged", || {
+        open.log_text().contains("is empty: no password")
     });
 }
 
@@ -459,7 +673,7 @@ async fn peer_messages_are_bounded_in_size_streams_and_bytes_in_flight() {
         }
     }
     // The budget's 48 MiB, plus what the two connections' flow-control windows let arrive
-    // unread (32 MiB each), plus slack.
+    // unread (4 MiB each), plus slack.
     let bound = 256 * MB;
     let watch_until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < watch_until {
@@ -517,6 +731,7 @@ async fn forwarded_set(addr: &str, secret: &valthree::peer::ClusterSecret, key: 
             value: value.as_bytes().to_vec().into(),
             condition: 0,
             get: false,
+            if_value: None,
         })),
     });
     PeerClient::new(peer_channel(addr, secret)).forward(request).await.expect("a forwarded SET");

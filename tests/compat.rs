@@ -4,7 +4,10 @@
 //! Left out on purpose, because they describe the server rather than answer a request:
 //! HELLO's server/version/id, INFO, CLIENT ID/INFO, COMMAND; and the two places valthree
 //! differs by design: SELECT of a database other than 0, and SET with an expiry. CLIENT
-//! SETINFO (new in Redis 7.2) is tested against redis-py instead: Debian's redis-server is 7.0.
+//! SETINFO (new in Redis 7.2) is tested against redis-py instead: Debian's redis-server is 7.0,
+//! so Redis 8.4's SET IFEQ/IFNE/IFDEQ/IFDNE, DIGEST and DELEX and Valkey's DELIFEQ are too
+//! (tests/py/test_redis_py.py, tests/resp.rs). COMMAND INFO is compared for the commands
+//! whose rows were written after redis-server's (arity, flags and key positions).
 
 mod common;
 
@@ -19,6 +22,17 @@ fn script() -> Vec<Vec<Vec<u8>>> {
         "ECHO x",
         "ECHO",
         "GET missing",
+        "SCAN 0",
+        "SCAN abc",
+        "SCAN 18446744073709551616",
+        "SCAN 0 COUNT 0",
+        "SCAN 0 COUNT -1",
+        "SCAN 0 COUNT x",
+        "SCAN 0 MATCH",
+        "SCAN 0 FOO bar",
+        "SCAN 0 TYPE hash",
+        "KEYS *",
+        "KEYS",
         "SET k v",
         "GET k",
         "get k",
@@ -83,11 +97,24 @@ fn script() -> Vec<Vec<Vec<u8>>> {
         "HELLO 4",
         "HELLO x",
         "HELLO 3 FOO",
+        "SETNX sn 1",
+        "SETNX sn 2",
+        "SETNX sn",
+        "GET sn",
+        "GETSET sn 3",
+        "GETSET gs x",
+        "GETSET sn",
+        "GET gs",
+        "GETDEL sn",
+        "GETDEL sn",
+        "GETDEL",
+        "GETDEL a b",
+        "EXISTS sn gs",
+        "SET k v NX GET XX",
+        "SET k v GET GET",
+        "SET k v NX NX",
     ];
-    let mut script: Vec<Vec<Vec<u8>>> = text
-        .iter()
-        .map(|line| line.split(' ').map(|w| if w == "\"\"" { Vec::new() } else { w.as_bytes().to_vec() }).collect())
-        .collect();
+    let mut script = split(&text);
     let binary_key = b"\x00\xffkey\r\n".to_vec();
     let binary_value: Vec<u8> = (0..=255u8).collect();
     script.push(vec![b"SET".to_vec(), binary_key.clone(), binary_value]);
@@ -102,6 +129,34 @@ fn script() -> Vec<Vec<Vec<u8>>> {
     script.push(long);
     script.push(vec![b"nosuch".to_vec(), b"x\r\n+OK".to_vec()]);
     script
+}
+
+/// The requests of several keys that paxos mode refuses (its keys are separate registers):
+/// compared with redis-server in the modes that make them atomic.
+fn multi_key_script() -> Vec<Vec<Vec<u8>>> {
+    split(&[
+        "MSET a 1 b 2",
+        "MGET a b",
+        "MSET a 1 b",
+        "MSET a",
+        "MSET",
+        "MSET a 3 a 4",
+        "GET a",
+        "MSETNX a 1 c 3",
+        "MSETNX c 3 d 4",
+        "MSETNX c 5 d 6",
+        "MSETNX c",
+        "MSETNX e 1 e 2",
+        "MGET a b c d e",
+        "DBSIZE",
+    ])
+}
+
+/// Lines of space-separated arguments (`""` is an empty one) as argument lists.
+fn split(text: &[&str]) -> Vec<Vec<Vec<u8>>> {
+    text.iter()
+        .map(|line| line.split(' ').map(|w| if w == "\"\"" { Vec::new() } else { w.as_bytes().to_vec() }).collect())
+        .collect()
 }
 
 /// Runs the script on a fresh connection and returns each request with its reply.
@@ -143,7 +198,10 @@ fn compare_cluster(mode: &str) {
     let dir = tmp.path().join("c");
     let status = up(&dir, mode, &[]);
     let _down = Down(&dir);
-    let script = script();
+    let mut script = script();
+    if mode != "paxos" {
+        script.extend(multi_key_script());
+    }
     let expected = run(redis.port, &[], &script);
     for addr in addrs(&status) {
         let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
@@ -167,7 +225,8 @@ fn compare(preamble: &[&[u8]]) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let valthree = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap()]);
-    let script = script();
+    let mut script = script();
+    script.extend(multi_key_script());
     let expected = run(redis.port, preamble, &script);
     let actual = run(valthree.port, preamble, &script);
     let diffs: Vec<String> = expected
@@ -202,4 +261,29 @@ fn inline_commands_are_answered_like_redis_server() {
         (0..7).map(|_| String::from_utf8_lossy(&conn.read_reply()).into_owned()).collect::<Vec<_>>()
     };
     assert_eq!(replies(valthree.port), replies(redis.port));
+}
+
+#[test]
+fn command_info_of_the_newer_string_commands_matches_redis_server() {
+    use redis::Value;
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let valthree = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap()]);
+    // Name, arity, flags, first key, last key, step: what clients route by.
+    let info = |port: u16, name: &str| -> Vec<Value> {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let mut con = client.get_connection().unwrap();
+        let reply: Value = redis::cmd("COMMAND").arg("INFO").arg(name).query(&mut con).unwrap();
+        match reply {
+            Value::Array(mut rows) => match rows.remove(0) {
+                Value::Array(fields) => fields.into_iter().take(6).collect(),
+                other => panic!("COMMAND INFO {name}: {other:?}"),
+            },
+            other => panic!("COMMAND INFO {name}: {other:?}"),
+        }
+    };
+    for name in ["getdel", "getset", "setnx", "mset", "msetnx"] {
+        assert_eq!(info(valthree.port, name), info(redis.port, name), "COMMAND INFO {name}");
+    }
 }

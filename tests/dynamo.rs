@@ -8,7 +8,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Down, addrs, cluster, free_port, info_field, redis, up, wait_until};
+use common::{
+    CasSupport, Down, addrs, check_compare_and_set_commands, cluster, free_port, info_field, redis, up, wait_until,
+};
 use valthree::mode::dynamo::dvv::{Dot, VersionVector};
 use valthree::mode::dynamo::{DynamoMode, DynamoOptions};
 use valthree::node::{Faults, Member, NodeOptions};
@@ -1023,4 +1025,14 @@ fn without_a_secret_a_context_naming_writes_no_replica_holds_is_refused() {
             assert_eq!(got.as_deref(), Some(value.as_str()), "a SET through {a} read back through {b}");
         }
     }
+}
+
+#[test]
+fn compare_and_set_commands_through_every_node_of_a_dynamo_cluster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "dynamo", &[]);
+    let _down = Down(&dir);
+    let ports: Vec<u16> = addrs(&status).iter().map(|a| a.rsplit(':').next().unwrap().parse().unwrap()).collect();
+    check_compare_and_set_commands(&ports, CasSupport::Refused);
 }

@@ -8,15 +8,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    Down, Verdict, addrs, assert_verdict, broken_configuration_is_caught, cluster, free_port, info_field,
-    kill_9_of_every_node_loses_no_acknowledged_write, nemesis_workloads_are_linearizable, recorded_events, redis, up,
-    valthree, wait_for_history,
+    CasSupport, Down, Verdict, addrs, assert_verdict, broken_configuration_is_caught, check_compare_and_set_commands,
+    cluster, free_port, info_field, kill_9_of_every_node_loses_no_acknowledged_write,
+    nemesis_workloads_are_linearizable, recorded_events, redis, up, valthree, wait_for_history,
 };
 use serde_json::Value;
 use valthree::mode::paxos::{PaxosMode, PaxosOptions};
 use valthree::node::Member;
 use valthree::node::{Faults, NodeOptions};
-use valthree::store::{Store, run_conformance_suite};
+use valthree::store::{Store, run_conformance_suite_per_key};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_passes_on_three_nodes() {
@@ -33,7 +33,7 @@ async fn conformance_suite_passes_on_three_nodes() {
         };
         nodes.push(Arc::new(PaxosMode::start(options, Arc::new(Faults::default())).await.unwrap()));
     }
-    run_conformance_suite(nodes).await;
+    run_conformance_suite_per_key(nodes).await;
 }
 
 #[test]
@@ -224,4 +224,14 @@ fn a_bare_info_runs_no_paxos_round() {
     }
     let after: Vec<u64> = addrs(&status).iter().map(|a| rounds(a)).collect();
     assert_eq!(before, after, "INFO ran Paxos rounds");
+}
+
+#[test]
+fn compare_and_set_commands_through_every_node_of_a_paxos_cluster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "paxos", &[]);
+    let _down = Down(&dir);
+    let ports: Vec<u16> = addrs(&status).iter().map(|a| a.rsplit(':').next().unwrap().parse().unwrap()).collect();
+    check_compare_and_set_commands(&ports, CasSupport::PerKey);
 }

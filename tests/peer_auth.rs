@@ -66,6 +66,7 @@ async fn a_stranger_on_the_paxos_peer_port_gets_nothing() {
             value: b"stolen".to_vec().into(),
             condition: 0,
             get: false,
+            if_value: None,
         })),
     };
     let refusals = [

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    Down, addrs, broken_configuration_is_caught, cluster, free_port, info_field,
-    kill_9_of_every_node_loses_no_acknowledged_write, nemesis_workloads_are_linearizable, redis, up,
+    CasSupport, Down, Raw, addrs, broken_configuration_is_caught, check_compare_and_set_commands, cluster, free_port,
+    info_field, kill_9_of_every_node_loses_no_acknowledged_write, nemesis_workloads_are_linearizable, redis, request,
+    up,
 };
 use serde_json::Value;
 use valthree::mode::raft::{RaftMode, RaftOptions};
@@ -333,4 +334,49 @@ fn a_wiped_voter_does_not_elect_a_lagging_node() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn compare_and_set_commands_through_every_node_of_a_raft_cluster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "raft", &[]);
+    let _down = Down(&dir);
+    let ports: Vec<u16> = addrs(&status).iter().map(|a| a.rsplit(':').next().unwrap().parse().unwrap()).collect();
+    check_compare_and_set_commands(&ports, CasSupport::MultiKey);
+    // MSET is one log entry: up to 4 MiB of pairs it is atomic, beyond it is refused before
+    // anything is written (a single large SET travels in chunks instead).
+    let mut conn = Raw::connect(ports[1]);
+    let mib = |n: usize| vec![b'x'; n << 20];
+    conn.send(&request(&[b"MSET", b"big1", &mib(1), b"big2", &mib(2)]));
+    assert_eq!(conn.read_reply(), b"+OK\r\n");
+    conn.send(&request(&[b"MSET", b"big3", &mib(3), b"big4", &mib(2)]));
+    let refused = String::from_utf8_lossy(&conn.read_reply()).into_owned();
+    assert!(refused.starts_with("-ERR this MSET carries") && refused.contains("raft log entry"), "{refused}");
+    conn.send(&request(&[b"SET", b"big1", b"v", b"IFEQ", &mib(5)]));
+    let refused = String::from_utf8_lossy(&conn.read_reply()).into_owned();
+    assert!(refused.contains("IFDEQ/IFDNE"), "a huge IFEQ points to the digest: {refused}");
+    conn.send(&request(&[b"EXISTS", b"big1", b"big2", b"big3", b"big4"]));
+    assert_eq!(conn.read_reply(), b":2\r\n");
+    // Only MSET's pairs and a compared value are capped: a key over 4 MiB, and a DEL of more
+    // than 4 MiB of key names, still go in one entry as they always did.
+    let long_key = [&mib(4)[..], b"-key"].concat();
+    conn.send(&request(&[b"SET", &long_key, b"v"]));
+    assert_eq!(conn.read_reply(), b"+OK\r\n");
+    conn.send(&request(&[b"INCR", &long_key]));
+    assert!(conn.read_reply().starts_with(b"-ERR value is not an integer"));
+    conn.send(&request(&[b"DEL", &long_key, &mib(1), b"big1", b"big2"]));
+    assert_eq!(conn.read_reply(), b":3\r\n");
+    // A value larger than one entry travels in chunks; its condition stays with the entry
+    // that applies it.
+    let (a, b) = (vec![b'a'; 3 << 20], vec![b'b'; 3 << 20]);
+    conn.send(&request(&[b"SET", b"huge", &a, b"IFNE", b"x"]));
+    assert_eq!(conn.read_reply(), b"+OK\r\n");
+    conn.send(&request(&[b"SET", b"huge", &b, b"IFEQ", &b]));
+    assert_eq!(conn.read_reply(), b"$-1\r\n");
+    conn.send(&request(&[b"SET", b"huge", &b, b"IFEQ", &a]));
+    assert_eq!(conn.read_reply(), b"+OK\r\n");
+    conn.send(&request(&[b"GET", b"huge"]));
+    let expected = [format!("${}\r\n", b.len()).as_bytes(), &b, b"\r\n"].concat();
+    assert!(conn.read_reply() == expected, "the assembled value is the one sent");
 }

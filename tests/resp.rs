@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Raw, Valthree, request};
+use common::{CasSupport, Raw, Valthree, check_compare_and_set_commands, request};
 use redis::{Commands, Value};
 
 fn server(args: &[&str]) -> (tempfile::TempDir, Valthree) {
@@ -61,11 +61,17 @@ fn every_command_works_through_the_redis_crate() {
     }
     let valthree_only: String = redis::cmd("INFO").arg("valthree").query(&mut con).unwrap();
     assert!(valthree_only.contains("s3_batch:on") && !valthree_only.contains("# Server"));
-    assert_eq!(redis::cmd("COMMAND").arg("COUNT").query::<i64>(&mut con).unwrap(), 33);
+    assert_eq!(redis::cmd("COMMAND").arg("COUNT").query::<i64>(&mut con).unwrap(), 41);
     let vget = redis::cmd("VGET").arg("k").query::<Value>(&mut con).unwrap_err();
     assert!(vget.to_string().contains("VGET is a dynamo mode command; this server runs in s3 mode"), "{vget}");
     let docs: Value = redis::cmd("COMMAND").arg("DOCS").arg("get").query(&mut con).unwrap();
     assert!(matches!(docs, Value::Array(ref a) if a.len() == 2), "{docs:?}");
+}
+
+#[test]
+fn compare_and_set_commands_answer_as_redis_8_4_and_valkey_document() {
+    let (_dir, server) = server(&[]);
+    check_compare_and_set_commands(&[server.port], CasSupport::MultiKey);
 }
 
 #[test]

@@ -478,3 +478,84 @@ fn large_values_changed_after_their_snapshot_stay_loadable_by_fresh_nodes() {
     }
     wait_until(Duration::from_secs(5), "only the live value's object is left", || value_objects(&data).len() == 1);
 }
+
+/// `valthree s3-check` against `endpoint`, bucket `check`.
+fn s3_check(endpoint: &str) -> std::process::Output {
+    common::valthree(&[
+        "s3-check",
+        "--s3-endpoint",
+        endpoint,
+        "--s3-bucket",
+        "check",
+        "--s3-access-key",
+        "test",
+        "--s3-secret-key",
+        "test",
+    ])
+}
+
+/// The keys in `bucket` on moto.
+fn bucket_keys(moto: &Moto, bucket: &str) -> Vec<String> {
+    let script = format!(
+        "import boto3\ns3 = boto3.resource('s3', endpoint_url='{}', aws_access_key_id='test', \
+         aws_secret_access_key='test', region_name='us-east-1')\n\
+         print('\\n'.join(o.key for o in s3.Bucket('{bucket}').objects.all()))\n",
+        moto.endpoint()
+    );
+    let out = std::process::Command::new(&moto.python).arg("-c").arg(script).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+}
+
+#[test]
+fn s3_check_passes_on_moto_and_leaves_no_scratch_key() {
+    let moto = Moto::start();
+    let out = s3_check(&moto.endpoint());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "s3-check on moto: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("PASSED") && !stdout.contains("FAIL "), "{stdout}");
+    assert!(stdout.contains("concurrent If-Match PUTs on one ETag: none with more than one winner"), "{stdout}");
+    assert_eq!(bucket_keys(&moto, "check"), Vec::<String>::new(), "scratch keys left behind");
+}
+
+#[test]
+fn s3_check_fails_on_s3s_fs_and_serve_refuses_it_without_the_override() {
+    let s3s = common::S3sFs::start();
+    let out = s3_check(&s3s.endpoint());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "s3-check on s3s-fs: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("FAIL") && stdout.contains("FAILED: s3 mode on this object store could lose writes"),
+        "{stdout}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let flags = [
+        "--mode",
+        "s3",
+        "--s3-endpoint",
+        &s3s.endpoint(),
+        "--s3-bucket",
+        "database",
+        "--s3-access-key",
+        "test",
+        "--s3-secret-key",
+        "test",
+        "--data-dir",
+        tmp.path().to_str().unwrap(),
+    ];
+    let port = common::free_port().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let refused = common::valthree(&[&["serve", "--addr", &addr][..], &flags[..]].concat());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "serve started on a store that failed the check: {stderr}");
+    assert!(stderr.contains("failed the check of conditional PUTs"), "{stderr}");
+    assert!(stderr.contains("--unsafe-trust-object-store"), "the refusal names the override: {stderr}");
+
+    let trusted = Valthree::start(tmp.path(), &[&flags[..], &["--unsafe-trust-object-store"]].concat());
+    let mut con = common::redis(&trusted.addr());
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut con).unwrap();
+    let v: String = redis::cmd("GET").arg("k").query(&mut con).unwrap();
+    assert_eq!(v, "v");
+    assert!(trusted.log_text().contains("FAILED the check of conditional PUTs"), "the override is logged");
+}

@@ -339,3 +339,47 @@ fn a_reply_the_command_never_gives_fails_the_run_even_when_the_history_checks() 
         assert!(sets > 0 && unknown == sets, "{check:?}: {said}");
     }
 }
+
+/// `cas` is recorded in the format the checkers read: invoke `[expected, new]` (strings), `ok`
+/// true when it swapped and false when the value differed; and it compares with what the
+/// client last read, so some swaps happen.
+#[test]
+fn cas_is_recorded_with_its_expected_and_new_values_and_swaps_what_was_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let node = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap()]);
+    let history = dir.path().join("h.jsonl");
+    let out = workload(
+        &node.addr(),
+        &history,
+        &["--clients", "4", "--keys", "2", "--ops", "600", "--mix", "get=2,cas=2,set=1"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let events = events(&history);
+    let cas: Vec<&Value> = events.iter().filter(|e| e["f"] == "cas").collect();
+    let invokes: Vec<&Value> = cas.iter().copied().filter(|e| e["type"] == "invoke").collect();
+    assert!(invokes.len() > 100, "the mix runs cas: {} invokes", invokes.len());
+    for e in &invokes {
+        let pair = e["value"].as_array().unwrap_or_else(|| panic!("cas invoke value: {e}"));
+        assert!(pair.len() == 2 && pair.iter().all(Value::is_string), "{e}");
+    }
+    let swapped = |b: bool| cas.iter().filter(|e| e["type"] == "ok" && e["value"] == b).count();
+    let (yes, no) = (swapped(true), swapped(false));
+    assert_eq!(yes + no, invokes.len(), "without faults every cas completes ok, true or false");
+    assert!(yes > 0 && no > 0, "some cas swap and some see another value: {yes} swapped, {no} did not");
+    // A swap installs its new value: the next read of the key by anyone may see it.
+    let read: std::collections::HashSet<&str> =
+        events.iter().filter(|e| e["type"] == "ok" && e["f"] == "get").filter_map(|e| e["value"].as_str()).collect();
+    let installed: Vec<&str> = cas
+        .iter()
+        .filter(|e| e["type"] == "ok" && e["value"] == true)
+        .filter_map(|done| {
+            invokes
+                .iter()
+                .rev()
+                .find(|i| i["process"] == done["process"] && i["index"].as_u64() < done["index"].as_u64())
+        })
+        .filter_map(|i| i["value"][1].as_str())
+        .collect();
+    assert!(installed.iter().any(|v| read.contains(v)), "some swapped-in value was read back");
+}

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod completions;
 pub mod demo;
 pub mod restore;
+pub mod s3_check;
 pub mod serve;
 pub mod template;
 pub mod workload;
@@ -40,6 +41,8 @@ pub enum Command {
     CheckHistory(check::CheckArgs),
     /// Run a narrated, self-checking demo of a mechanism on a local cluster.
     Demo(demo::DemoArgs),
+    /// Check that an S3 server's conditional PUTs hold under a race, as s3 mode needs.
+    S3Check(s3_check::S3CheckArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
     /// Run one command of the Antithesis test template (as its link in the image does).
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::CheckHistory(args) => check::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::S3Check(args) => s3_check::run(args),
         Command::Completions(args) => completions::run(args),
         Command::TestTemplate(args) => template::run(args),
     }

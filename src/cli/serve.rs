@@ -178,6 +178,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     warn_about_secrets_in_argv();
     // Secrets are read before anything listens: a node that refuses its secret never serves.
     let requirepass = secret_flag(args.requirepass.as_ref(), args.requirepass_file.as_deref())?;
+    if args.requirepass.as_ref().is_some_and(String::is_empty) {
+        // Redis' meaning, kept; but an empty value is more often a variable that was not set.
+        tracing::warn!("--requirepass (or VALTHREE_REQUIREPASS) is empty: no password, every client is let in");
+    }
     let admin_token = secret_flag(args.admin_token.as_ref(), args.admin_token_file.as_deref())?;
     let faults = Arc::new(Faults::default());
     let store = crate::mode::open(&mode_config(&args)?, faults.clone()).await?;

@@ -17,7 +17,7 @@ use super::check::{Checked, check_any};
 use crate::check::Verdict;
 use crate::cluster::{ClusterState, Docker, Fault, Nemesis, Target};
 use crate::history::{HistoryWriter, Op};
-use crate::workload::{self, Limit, Mix, Options, Progress};
+use crate::workload::{self, Action, Limit, Mix, Options, Progress};
 use tokio::sync::watch;
 
 /// What the exit status says, for `--help`.
@@ -197,6 +197,9 @@ async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), 
         return Err("against dynamo mode, --check needs a mix of vget, vset, vdel and get: a plain SET or DEL \
                     writes under a context the history cannot record"
             .into());
+    }
+    if dynamo.is_some() && mix.has(Action::Cas) {
+        return Err("cas is SET IFEQ, which dynamo mode refuses (it has no atomic read-modify-write)".into());
     }
     if dynamo.is_none() && [Op::Vget, Op::Vset, Op::Vdel, Op::Local].iter().any(|op| mix.has(*op)) {
         return Err("vget, vset and vdel are dynamo mode's commands; these servers do not run it".into());

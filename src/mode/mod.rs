@@ -13,7 +13,7 @@ use clap::ValueEnum;
 
 use crate::error::{Error, Result};
 use crate::node::{Faults, NodeOptions};
-use crate::object::{LocalDir, ObjectStore, Partitionable, S3, S3Options};
+use crate::object::{CheckOptions, LocalDir, ObjectStore, Partitionable, S3, check_object_store};
 use crate::store::Store;
 
 /// What [`open`] needs: the mode, the node, and each mode's flags as `valthree serve` took
@@ -29,6 +29,32 @@ pub struct ModeConfig {
     pub dynamo: dynamo::DynamoArgs,
 }
 
+/// Races the bucket's conditional PUTs before s3 mode trusts them (see
+/// [`crate::object::check_object_store`]); a store that fails is refused unless the operator
+/// passed `--unsafe-trust-object-store`. The embedded store is not checked: its compare-and-swap
+/// is a file lock and a rename, tested with the code.
+async fn check_object_store_at_start(store: &S3, trust: bool) -> Result<()> {
+    let report = check_object_store(store, CheckOptions::default()).await;
+    if report.passed() {
+        tracing::info!("{}: passed the check of conditional PUTs", store.describe());
+        return Ok(());
+    }
+    let lines = report.lines().join("\n  ");
+    if trust {
+        tracing::warn!(
+            "{} FAILED the check of conditional PUTs; serving anyway (--unsafe-trust-object-store): this server \
+             is NOT linearizable if the store lets two writers win\n  {lines}",
+            store.describe()
+        );
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "{} failed the check of conditional PUTs, so s3 mode on it could lose writes; refusing to start \
+         (run `valthree s3-check` to see it again; --unsafe-trust-object-store serves anyway, NOT linearizable):\n  {lines}",
+        store.describe()
+    )))
+}
+
 /// Starts the mode `config` names; `faults` are the node's test switches.
 pub async fn open(config: &ModeConfig, faults: Arc<Faults>) -> Result<Arc<dyn Store>> {
     if config.s3.maxmemory > 0 && !matches!(config.mode, ModeName::S3) {
@@ -38,19 +64,14 @@ pub async fn open(config: &ModeConfig, faults: Arc<Faults>) -> Result<Arc<dyn St
         ModeName::S3 => {
             let s3 = &config.s3;
             let dir = s3.s3_dir.clone().unwrap_or_else(|| config.node.data_dir.clone());
-            let objects: Arc<dyn ObjectStore> = match &s3.s3_bucket {
-                Some(bucket) => Arc::new(
-                    S3::connect(S3Options {
-                        endpoint: s3.s3_endpoint.clone(),
-                        bucket: bucket.clone(),
-                        region: s3.s3_region.clone(),
-                        access_key: s3.s3_access_key.clone(),
-                        secret_key: s3.s3_secret_key.clone(),
-                    })
-                    .await
-                    .map_err(|e| Error::Config(e.to_string()))?,
-                ),
-                None if s3.s3_endpoint.is_some() => {
+            let objects: Arc<dyn ObjectStore> = match &s3.connect.s3_bucket {
+                Some(bucket) => {
+                    let store =
+                        S3::connect(s3.connect.options(bucket)).await.map_err(|e| Error::Config(e.to_string()))?;
+                    check_object_store_at_start(&store, s3.unsafe_trust_object_store).await?;
+                    Arc::new(store)
+                }
+                None if s3.connect.s3_endpoint.is_some() => {
                     return Err(Error::Config("--s3-endpoint needs --s3-bucket".into()));
                 }
                 None => Arc::new(
@@ -58,7 +79,7 @@ pub async fn open(config: &ModeConfig, faults: Arc<Faults>) -> Result<Arc<dyn St
                         .map_err(|e| Error::Config(format!("cannot use object directory {}: {e}", dir.display())))?,
                 ),
             };
-            if s3.s3_bucket.is_none() && !LocalDir::is_valid_key(&s3.s3_key) {
+            if s3.connect.s3_bucket.is_none() && !LocalDir::is_valid_key(&s3.s3_key) {
                 return Err(Error::Config(format!(
                     "--s3-key {:?}: the embedded object store needs a plain file name (letters, digits, '-', '_', '.', not first)",
                     s3.s3_key

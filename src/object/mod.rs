@@ -10,10 +10,12 @@
 //!   version appear atomically, so several `valthree serve` processes sharing one directory
 //!   form a valid cluster.
 
+mod check;
 mod faulty;
 mod local;
 mod s3;
 
+pub use check::{CheckOptions, CheckReport, check_object_store};
 pub use faulty::Partitionable;
 pub use local::LocalDir;
 pub use s3::{S3, S3Options};

@@ -14,15 +14,21 @@
 //!   oldest lets a peer in as long as its first request arrives before the cap's worth of
 //!   newer connections does.
 //!
-//! A proven connection leaves the count for good: its peer holds the secret, and peers are
-//! few. Three quarters of the descriptors stay for clients, proven peers and data files.
+//! Proven connections are bounded too, by [`MAX_PROVEN`] for all sources: a peer holds the
+//! secret (or, without one, made a well-formed call of this node's service), but each proven
+//! connection may park a flow-control window's worth of unread data on the node
+//! ([`SERVER_CONNECTION_WINDOW`](super::SERVER_CONNECTION_WINDOW)), so their number bounds
+//! memory as the [message budget](super::MessageBudget) bounds what is read. Past the cap the
+//! proven connection used least recently is closed; a real peer's channel reconnects on its
+//! next call. A cluster's peers hold a few connections each, far below the cap. Three
+//! quarters of the descriptors stay for clients, proven peers and data files.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -47,6 +53,11 @@ pub const MAX_UNPROVEN_PER_SOURCE: usize = 64;
 /// limit: a quarter of it).
 pub const MAX_UNPROVEN: usize = 1024;
 
+/// Proven connections all sources may hold at once (see the module doc): with
+/// [`SERVER_CONNECTION_WINDOW`](super::SERVER_CONNECTION_WINDOW) each, at most 256 MiB of
+/// unread data parked in windows, whatever a holder of the secret does.
+pub const MAX_PROVEN: usize = 64;
+
 /// How often a closed unproven connection is logged, at most.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -56,7 +67,10 @@ pub struct Admission {
     deadline: Duration,
     limit: usize,
     per_source: usize,
+    proven_limit: usize,
     table: Mutex<Table>,
+    /// Counts uses of proven connections: a connection's last use is its value then.
+    uses: AtomicU64,
     log: LogThrottle,
     /// The challenge every connection must pass first, when a cluster secret is configured.
     handshake: Option<super::handshake::HandshakeKey>,
@@ -69,6 +83,8 @@ struct Table {
     all: BTreeMap<u64, (IpAddr, CancellationToken)>,
     /// The unproven connections of each source.
     by_source: HashMap<IpAddr, BTreeSet<u64>>,
+    /// Every proven connection by id.
+    proven: HashMap<u64, Arc<Ticket>>,
 }
 
 impl Table {
@@ -91,23 +107,29 @@ impl Admission {
         let descriptors = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .map(|(soft, _)| usize::try_from(soft).unwrap_or(usize::MAX))
             .unwrap_or(1024);
-        let mut admission =
-            Self::bounds(FIRST_REQUEST_TIMEOUT, (descriptors / 4).clamp(16, MAX_UNPROVEN), MAX_UNPROVEN_PER_SOURCE);
+        let mut admission = Self::bounds(
+            FIRST_REQUEST_TIMEOUT,
+            (descriptors / 4).clamp(16, MAX_UNPROVEN),
+            MAX_UNPROVEN_PER_SOURCE,
+            MAX_PROVEN,
+        );
         admission.handshake = secret.map(super::handshake::HandshakeKey::new);
         Arc::new(admission)
     }
 
     /// Explicit bounds: the first-request `deadline`, `limit` unproven connections for all
-    /// sources, `per_source` for each.
-    pub fn with_limits(deadline: Duration, limit: usize, per_source: usize) -> Arc<Self> {
-        Arc::new(Self::bounds(deadline, limit, per_source))
+    /// sources, `per_source` for each, `proven` proven connections.
+    pub fn with_limits(deadline: Duration, limit: usize, per_source: usize, proven: usize) -> Arc<Self> {
+        Arc::new(Self::bounds(deadline, limit, per_source, proven))
     }
 
-    fn bounds(deadline: Duration, limit: usize, per_source: usize) -> Self {
+    fn bounds(deadline: Duration, limit: usize, per_source: usize, proven: usize) -> Self {
         Self {
             deadline,
             limit,
             per_source: per_source.min(limit),
+            proven_limit: proven.max(1),
+            uses: AtomicU64::new(0),
             table: Mutex::new(Table::default()),
             log: LogThrottle::new(LOG_EVERY),
             handshake: None,
@@ -117,6 +139,46 @@ impl Admission {
     /// Unproven connections now.
     pub fn unproven(&self) -> usize {
         lock(&self.table).all.len()
+    }
+
+    /// Proven connections now.
+    pub fn proven(&self) -> usize {
+        lock(&self.table).proven.len()
+    }
+
+    /// Moves `ticket` from the unproven connections to the proven ones, closing the proven
+    /// connection used least recently past the cap.
+    fn promote(&self, ticket: &Arc<Ticket>) {
+        // Proving is a use: the connection just proven is about to make its first call.
+        ticket.last_used.store(self.uses.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        let evicted = {
+            let mut table = lock(&self.table);
+            table.remove(ticket.id);
+            table.proven.insert(ticket.id, ticket.clone());
+            if table.proven.len() > self.proven_limit {
+                // A connection with no call in flight first: closing it fails nothing (the
+                // peer's channel reconnects on its next call), where closing one mid-call
+                // leaves that call's outcome unknown.
+                let oldest = table
+                    .proven
+                    .values()
+                    .filter(|t| t.id != ticket.id)
+                    .min_by_key(|t| (t.in_flight.load(Ordering::Relaxed) > 0, t.last_used.load(Ordering::Relaxed)))
+                    .map(|t| t.id)
+                    .expect("not empty");
+                table.proven.remove(&oldest)
+            } else {
+                None
+            }
+        };
+        if let Some(evicted) = evicted {
+            // Its next read or write fails; an idle one is woken by the keepalive PING's answer
+            // (or closed by its timeout) within a second.
+            evicted.evicted.store(true, Ordering::Release);
+            if let Some(held_back) = self.log.allow() {
+                tracing::warn!(held_back, "too many peer connections; closing the one used least recently");
+            }
+        }
     }
 
     /// Registers a connection just accepted from `remote`, closing the oldest unproven ones
@@ -153,7 +215,14 @@ impl Admission {
         for close in evicted {
             close.cancel();
         }
-        let ticket = Arc::new(Ticket { id, admission: Arc::downgrade(self), proven: AtomicBool::new(false) });
+        let ticket = Arc::new(Ticket {
+            id,
+            admission: Arc::downgrade(self),
+            proven: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
+            last_used: AtomicU64::new(self.uses.fetch_add(1, Ordering::Relaxed)),
+            in_flight: AtomicUsize::new(0),
+        });
         // A handshake that cannot even start (no randomness) fails the connection's first read.
         let handshake = self.handshake.clone().map(|key| super::handshake::ServerHandshake::new(key).map_err(Some));
         Guarded {
@@ -167,7 +236,9 @@ impl Admission {
     }
 
     fn forget(&self, id: u64) {
-        lock(&self.table).remove(id);
+        let mut table = lock(&self.table);
+        table.remove(id);
+        table.proven.remove(&id);
     }
 }
 
@@ -200,6 +271,12 @@ struct Ticket {
     id: u64,
     admission: Weak<Admission>,
     proven: AtomicBool,
+    /// Closed to make room for newer proven connections.
+    evicted: AtomicBool,
+    /// The admission's use count at this connection's last call.
+    last_used: AtomicU64,
+    /// Calls on this connection whose handler has not answered yet.
+    in_flight: AtomicUsize,
 }
 
 /// What the [`PeerGuard`](super::PeerGuard) finds in a request's extensions: the standing of
@@ -213,14 +290,35 @@ impl PeerConnection {
         self.0.proven.load(Ordering::Acquire)
     }
 
-    /// A request on this connection passed the guard: the connection is no longer bounded
-    /// by the deadline and the caps.
+    /// The connection proved itself (the handshake, or without a secret a well-formed call
+    /// of this node's service): it is no longer bounded by the deadline and the caps on
+    /// unproven connections, but counts among the proven ones.
     pub fn prove(&self) {
         if !self.0.proven.swap(true, Ordering::AcqRel)
             && let Some(admission) = self.0.admission.upgrade()
         {
-            admission.forget(self.0.id);
+            admission.promote(&self.0);
         }
+    }
+
+    /// A call arrived on this connection: it is now the last to be closed past the cap, and
+    /// while the returned guard lives, the call is in flight.
+    pub fn begin_call(&self) -> CallInFlight {
+        if let Some(admission) = self.0.admission.upgrade() {
+            self.0.last_used.store(admission.uses.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        }
+        self.0.in_flight.fetch_add(1, Ordering::Relaxed);
+        CallInFlight(self.0.clone())
+    }
+}
+
+/// A call in flight on a peer connection (see [`PeerConnection::begin_call`]).
+#[derive(Debug)]
+pub struct CallInFlight(Arc<Ticket>);
+
+impl Drop for CallInFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -238,9 +336,7 @@ pub struct Guarded {
 
 impl Drop for Guarded {
     fn drop(&mut self) {
-        if !self.ticket.proven.load(Ordering::Acquire)
-            && let Some(admission) = self.ticket.admission.upgrade()
-        {
+        if let Some(admission) = self.ticket.admission.upgrade() {
             admission.forget(self.ticket.id);
         }
     }
@@ -269,6 +365,9 @@ impl Guarded {
     /// idle connection is blocked in a read (or, during the handshake, in a write), so either
     /// wakes it and ends the connection.
     fn poll_admitted(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.ticket.evicted.load(Ordering::Acquire) {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionAborted, "too many peer connections")));
+        }
         if !self.ticket.proven.load(Ordering::Acquire) {
             if self.closed.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Err(io::Error::new(
@@ -359,7 +458,7 @@ mod tests {
     async fn past_a_cap_the_oldest_unproven_connection_is_closed_and_proven_ones_leave_the_count() {
         use tokio::io::AsyncReadExt;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admission = Admission::with_limits(Duration::from_secs(3600), 100, 2);
+        let admission = Admission::with_limits(Duration::from_secs(3600), 100, 2, 100);
         let mut kept = Vec::new();
         for _ in 0..3 {
             let (client, server, remote) = pair(&listener).await;
@@ -380,11 +479,57 @@ mod tests {
     async fn an_unproven_connection_is_closed_at_the_deadline() {
         use tokio::io::AsyncReadExt;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admission = Admission::with_limits(Duration::from_millis(50), 100, 100);
+        let admission = Admission::with_limits(Duration::from_millis(50), 100, 100, 100);
         let (_client, server, remote) = pair(&listener).await;
         let mut guarded = admission.admit(server, remote);
         let mut buf = [0u8; 1];
         let err = guarded.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_on_proven_connections_the_one_used_least_recently_is_closed() {
+        use tokio::io::AsyncReadExt;
+        use tonic::transport::server::Connected;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admission = Admission::with_limits(Duration::from_secs(3600), 100, 100, 2);
+        let mut kept = Vec::new();
+        for _ in 0..3 {
+            let (client, server, remote) = pair(&listener).await;
+            kept.push((client, admission.admit(server, remote)));
+        }
+        kept[0].1.connect_info().prove();
+        kept[1].1.connect_info().prove();
+        // Each makes a call, the second first: it is now the one used least recently.
+        drop(kept[1].1.connect_info().begin_call());
+        drop(kept[0].1.connect_info().begin_call());
+        kept[2].1.connect_info().prove();
+        assert_eq!((admission.proven(), admission.unproven()), (2, 0));
+        let evicted: Vec<bool> = kept.iter().map(|(_, g)| g.ticket.evicted.load(Ordering::Acquire)).collect();
+        assert_eq!(evicted, [false, true, false]);
+        let mut buf = [0u8; 1];
+        let err = kept[1].1.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
+        drop(kept);
+        assert_eq!(admission.proven(), 0);
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_a_proven_connection_with_a_call_in_flight_is_closed_last() {
+        use tonic::transport::server::Connected;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admission = Admission::with_limits(Duration::from_secs(3600), 100, 100, 2);
+        let mut kept = Vec::new();
+        for _ in 0..3 {
+            let (client, server, remote) = pair(&listener).await;
+            kept.push((client, admission.admit(server, remote)));
+        }
+        kept[0].1.connect_info().prove();
+        // The oldest has a call in flight; the newer one is idle.
+        let _call = kept[0].1.connect_info().begin_call();
+        kept[1].1.connect_info().prove();
+        kept[2].1.connect_info().prove();
+        assert!(!kept[0].1.ticket.evicted.load(Ordering::Acquire), "the connection mid-call is kept");
+        assert!(kept[1].1.ticket.evicted.load(Ordering::Acquire), "the idle one is closed");
     }
 }

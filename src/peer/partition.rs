@@ -86,12 +86,15 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for PeerChannel {
 pub struct PeerGuard {
     faults: Arc<Faults>,
     secret: Option<ClusterSecret>,
+    service: &'static str,
 }
 
 impl PeerGuard {
-    /// A layer reading `faults`, requiring `secret` if given.
-    pub fn new(faults: Arc<Faults>, secret: Option<ClusterSecret>) -> Self {
-        Self { faults, secret }
+    /// A layer reading `faults`, requiring `secret` if given, in front of the gRPC service
+    /// named `service` (e.g. `valthree.peer.Peer`): without a secret, only a well-formed
+    /// call of that service proves a connection.
+    pub fn new(faults: Arc<Faults>, secret: Option<ClusterSecret>, service: &'static str) -> Self {
+        Self { faults, secret, service }
     }
 }
 
@@ -99,7 +102,7 @@ impl<S> tower_layer::Layer<S> for PeerGuard {
     type Service = PeerGuardService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        PeerGuardService { inner, faults: self.faults.clone(), secret: self.secret.clone() }
+        PeerGuardService { inner, faults: self.faults.clone(), secret: self.secret.clone(), service: self.service }
     }
 }
 
@@ -109,6 +112,22 @@ pub struct PeerGuardService<S> {
     inner: S,
     faults: Arc<Faults>,
     secret: Option<ClusterSecret>,
+    service: &'static str,
+}
+
+/// Whether `request` is a well-formed gRPC call of the service named `service`: a POST of
+/// `application/grpc` to `/service/Method`. Without a secret, only such a call proves a
+/// connection: a request for a path that does not exist, or of another protocol, leaves it
+/// bounded as a stranger's.
+fn is_call_of<B>(request: &http::Request<B>, service: &str) -> bool {
+    let grpc = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    let method =
+        request.uri().path().strip_prefix('/').and_then(|p| p.strip_prefix(service)).and_then(|p| p.strip_prefix('/'));
+    request.method() == http::Method::POST && grpc && method.is_some_and(|m| !m.is_empty() && !m.contains('/'))
 }
 
 impl<S, B> tower_service::Service<http::Request<B>> for PeerGuardService<S>
@@ -144,11 +163,14 @@ where
                 return Box::pin(std::future::ready(Ok(status.into_http())));
             }
         }
-        // The connection has proven the secret (or none is needed): it is a peer's, no
-        // longer bounded as a stranger's.
-        if let Some(connection) = connection {
-            connection.prove();
-        }
+        // The connection has proven the secret, or (without one) carries a well-formed call of
+        // this node's service: it is a peer's, counted among the proven connections.
+        let call = connection.map(|connection| {
+            if self.secret.is_some() || is_call_of(&request, self.service) {
+                connection.prove();
+            }
+            connection.begin_call()
+        });
         let from = request.headers().get(FROM_HEADER).and_then(|v| v.to_str().ok()?.parse::<NodeId>().ok());
         if let Some(from) = from
             && self.faults.is_isolated_from(&peer_name(from))
@@ -156,6 +178,11 @@ where
             let status = tonic::Status::failed_precondition(format!("partitioned from n{from}"));
             return Box::pin(std::future::ready(Ok(status.into_http())));
         }
-        Box::pin(self.inner.call(request))
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let answered = answer.await;
+            drop(call);
+            answered
+        })
     }
 }

@@ -19,12 +19,23 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(250);
 /// control windows below keep short.
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_millis(750);
 
-/// HTTP/2 flow-control windows of a peer connection: large, so a value of many megabytes
-/// streams in a few round trips instead of one per 64 KiB (h2's default), and a PING queued
-/// behind it is answered in time.
+/// HTTP/2 flow-control windows of a peer client's connection (what a peer may send it
+/// unread: replies to its own calls): large, so a value of many megabytes streams in a few
+/// round trips instead of one per 64 KiB (h2's default), and a PING queued behind it is
+/// answered in time.
 pub const STREAM_WINDOW: u32 = 16 << 20;
-/// The connection-wide window (all calls on one connection together).
+/// The client's connection-wide window (all calls on one connection together).
 pub const CONNECTION_WINDOW: u32 = 32 << 20;
+
+/// The windows a peer *server* grants each connection. A server does not read a message
+/// its [message budget](super::MessageBudget) cannot hold yet, so whatever a connection's
+/// window lets arrive sits unread in memory: this window, times the proven connections a
+/// node allows ([`MAX_PROVEN`](super::admission::MAX_PROVEN)), bounds that (256 MiB), where
+/// the client's 32 MiB let 60 connections park 1.9 GB. 4 MiB still streams a large value at
+/// loopback and LAN speed (a window per round trip).
+pub const SERVER_STREAM_WINDOW: u32 = 2 << 20;
+/// The server's connection-wide window.
+pub const SERVER_CONNECTION_WINDOW: u32 = 4 << 20;
 
 /// The largest message any peer server or client of any mode accepts or sends: gRPC frames
 /// a message with a 32-bit length, so 4 GiB - 1 is the largest there is. What a server takes
@@ -68,8 +79,8 @@ pub fn channel(
 pub fn server() -> tonic::transport::Server {
     tonic::transport::Server::builder()
         .max_concurrent_streams(super::MAX_STREAMS)
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
+        .initial_stream_window_size(SERVER_STREAM_WINDOW)
+        .initial_connection_window_size(SERVER_CONNECTION_WINDOW)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .tcp_nodelay(true)
@@ -112,7 +123,7 @@ pub async fn serve<S>(
         };
     }
     let served = builder
-        .layer(super::PeerGuard::new(faults, secret))
+        .layer(super::PeerGuard::new(faults, secret, S::NAME))
         .layer(budget)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, stopping)

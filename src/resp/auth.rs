@@ -8,10 +8,14 @@
 //!   are disabled, and a wrong token answers `NOPERM`.
 //!
 //! * **Guessing** is counted (INFO's `acl_access_denied_auth`, as in Redis), logged at most
-//!   once per [`FAILURE_LOG_EVERY`], and slowed: past [`FREE_FAILURES`] on one connection,
+//!   once per [`FAILURE_LOG_EVERY`], and slowed: past [`FREE_FAILURES`] on one connection
+//!   *or from one source network* ([`FailuresBySource`]: reconnecting does not start over),
 //!   each further wrong password is answered [`FAILURE_DELAY_STEP`] later than the one
 //!   before, up to [`MAX_FAILURE_DELAY`] — a client that mistyped is not bothered, a guesser
-//!   on one connection drops from a million tries a second to one.
+//!   on one connection drops from a million tries a second to one. What is left is
+//!   parallelism: each of a source's connections may wait out its second at once, so a
+//!   guesser is bounded by its connections (`--maxclients`), not by time. A long random
+//!   password (or TLS client certificates) is the real defence.
 //!
 //! Secrets are compared by their SHA-256 digests, byte for byte without stopping early, so
 //! the time a wrong guess takes says nothing about how much of it was right, nor how long
@@ -20,7 +24,10 @@
 //! The module sees neither connections nor the command table (callers pass the flags and
 //! the configured secrets), so both may use it without depending on each other.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -39,6 +46,56 @@ pub const FAILURE_DELAY_STEP: Duration = Duration::from_millis(50);
 pub const MAX_FAILURE_DELAY: Duration = Duration::from_secs(1);
 /// How often failed authentications are logged, at most.
 pub const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// How long a source's failures are remembered after its last one.
+pub const SOURCE_MEMORY: Duration = Duration::from_secs(60);
+/// Sources whose failures are remembered at once; past it, the table forgets the sources
+/// whose last failure is oldest (a flood of sources cannot grow it without bound).
+pub const MAX_SOURCES: usize = 4096;
+
+/// Wrong passwords per source network, so that a guesser who reconnects after every few
+/// tries is slowed as one who stays. Sources are grouped ([`source_group`]): one host holds
+/// every loopback address, and often a whole IPv4 /24 or IPv6 /64, so counting exact
+/// addresses would let it rotate through them.
+#[derive(Debug, Default)]
+pub struct FailuresBySource {
+    table: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+impl FailuresBySource {
+    /// Counts one more failure from `source` at `now`; its group's failures within
+    /// [`SOURCE_MEMORY`].
+    pub fn record(&self, source: IpAddr, now: Instant) -> u32 {
+        let source = source_group(source);
+        let mut table = crate::node::lock(&self.table);
+        if table.len() >= MAX_SOURCES && !table.contains_key(&source) {
+            table.retain(|_, (_, last)| now.saturating_duration_since(*last) < SOURCE_MEMORY);
+            if table.len() >= MAX_SOURCES {
+                let oldest = table.iter().min_by_key(|(_, (_, last))| *last).map(|(ip, _)| *ip);
+                table.remove(&oldest.expect("not empty"));
+            }
+        }
+        let entry = table.entry(source).or_insert((0, now));
+        if now.saturating_duration_since(entry.1) >= SOURCE_MEMORY {
+            entry.0 = 0;
+        }
+        *entry = (entry.0.saturating_add(1), now);
+        entry.0
+    }
+}
+
+/// The group whose failures `ip`'s count with: all of loopback, an IPv4 /24, an IPv6 /64
+/// (an IPv4 address mapped into IPv6 as IPv4).
+pub fn source_group(ip: IpAddr) -> IpAddr {
+    let ip = ip.to_canonical();
+    if ip.is_loopback() {
+        return IpAddr::from([127, 0, 0, 0]);
+    }
+    match ip {
+        IpAddr::V4(v4) => std::net::Ipv4Addr::from(u32::from(v4) & 0xffff_ff00).into(),
+        IpAddr::V6(v6) => std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1)).into(),
+    }
+}
 
 /// How long the answer to a connection's `failures`-th wrong password waits.
 pub fn failure_delay(failures: u32) -> Duration {
@@ -104,6 +161,31 @@ mod tests {
         assert_eq!(failure_delay(FREE_FAILURES + 1), FAILURE_DELAY_STEP);
         assert_eq!(failure_delay(FREE_FAILURES + 3), FAILURE_DELAY_STEP * 3);
         assert_eq!(failure_delay(u32::MAX), MAX_FAILURE_DELAY);
+    }
+
+    #[test]
+    fn a_sources_failures_add_up_across_connections_and_are_forgotten_in_time() {
+        let failures = FailuresBySource::default();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let t0 = Instant::now();
+        for i in 1..=12 {
+            assert_eq!(failures.record(a, t0), i);
+        }
+        assert_eq!(failures.record(b, t0), 13, "the same /24");
+        let c: IpAddr = "10.0.1.2".parse().unwrap();
+        assert_eq!(failures.record(c, t0), 1);
+        // Every loopback address is one source; so is an IPv6 /64.
+        assert_eq!(failures.record("127.0.0.1".parse().unwrap(), t0), 1);
+        assert_eq!(failures.record("127.3.4.5".parse().unwrap(), t0), 2);
+        assert_eq!(failures.record("::1".parse().unwrap(), t0), 3);
+        assert_eq!(failures.record("2001:db8::1".parse().unwrap(), t0), 1);
+        assert_eq!(failures.record("2001:db8::ffff:1".parse().unwrap(), t0), 2);
+        assert_eq!(failures.record(c, t0 + SOURCE_MEMORY), 1, "forgotten a minute after the last");
+        // A flood of sources keeps the table bounded.
+        for i in 0..(MAX_SOURCES as u32 + 10) {
+            failures.record(IpAddr::from((i << 8).to_be_bytes()), t0 + Duration::from_secs(1));
+        }
+        assert!(crate::node::lock(&failures.table).len() <= MAX_SOURCES);
     }
 
     #[test]

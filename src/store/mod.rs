@@ -12,13 +12,15 @@ mod pattern;
 mod scan;
 mod siblings;
 
-pub use conformance::{run_conformance_suite, run_conformance_suite_without_atomic_updates};
+pub use conformance::{
+    run_conformance_suite, run_conformance_suite_per_key, run_conformance_suite_without_atomic_updates,
+};
 pub use keyspace::{
     Keyspace, MAX_VALUE_LEN, Mutation, MutationReply, NOT_AN_INTEGER, SetCondition, SetOptions, SetReply, UpdateOp,
-    parse_i64,
+    ValueCondition, digest, parse_i64,
 };
 pub use pattern::Pattern;
-pub use scan::{Listing, MAX_SCAN_COUNT, Merged, ScanPage, merge, next_cursor, scan_hash, take_page};
+pub use scan::{Listing, MAX_SCAN_COUNT, Merged, MergedKey, ScanPage, merge, next_cursor, scan_hash, take_page};
 pub use siblings::{SiblingView, Siblings, Versioned, VersionedWrite};
 
 use async_trait::async_trait;
@@ -154,7 +156,7 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
-    /// SET with its NX/XX/GET options.
+    /// SET with its NX/XX/IFEQ/IFNE/IFDEQ/IFDNE/GET options.
     async fn set(&self, key: Bytes, value: Bytes, options: SetOptions) -> Result<SetReply> {
         match self.mutate(Mutation::Set { key, value, options }).await? {
             MutationReply::Set(reply) => Ok(reply),
@@ -175,6 +177,24 @@ pub trait Store: Send + Sync + 'static {
         match self.mutate(Mutation::Update { key, op }).await? {
             MutationReply::Integer(n) => Ok(n),
             other => Err(mismatched("update", &other)),
+        }
+    }
+
+    /// Removes `key` when `condition` (if any) holds (DELEX, DELIFEQ, GETDEL); `removed` says
+    /// whether it did, `previous` is its value before when `get` was asked for.
+    async fn remove(&self, key: Bytes, condition: Option<ValueCondition>, get: bool) -> Result<SetReply> {
+        match self.mutate(Mutation::Remove { key, condition, get }).await? {
+            MutationReply::Removed(reply) => Ok(reply),
+            other => Err(mismatched("DELEX", &other)),
+        }
+    }
+
+    /// Writes every pair in one atomic write (MSET), or with `if_none_exist` nothing unless
+    /// every key is absent (MSETNX); `written` says which.
+    async fn multi_set(&self, pairs: Vec<(Bytes, Bytes)>, if_none_exist: bool) -> Result<bool> {
+        match self.mutate(Mutation::MultiSet { pairs, if_none_exist }).await? {
+            MutationReply::Set(reply) => Ok(reply.written),
+            other => Err(mismatched("MSET", &other)),
         }
     }
 
@@ -224,6 +244,10 @@ mod tests {
         assert!(matches!(store.del(vec![Bytes::from_static(b"k")]).await, Err(crate::error::Error::Uncertain(_))));
         let incr = store.update(Bytes::from_static(b"k"), UpdateOp::IncrBy(1)).await;
         assert!(matches!(incr, Err(crate::error::Error::Uncertain(_))));
+        let remove = store.remove(Bytes::from_static(b"k"), None, true).await;
+        assert!(matches!(remove, Err(crate::error::Error::Uncertain(_))));
+        let mset = store.multi_set(vec![(Bytes::from_static(b"k"), Bytes::new())], false).await;
+        assert!(matches!(mset, Err(crate::error::Error::Uncertain(_))));
         assert!(store.flushall().await.is_ok(), "FLUSHALL's own reply is Done");
         assert!(store.membership().is_none());
     }

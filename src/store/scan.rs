@@ -83,31 +83,57 @@ pub fn take_page(items: impl Iterator<Item = (u64, Bytes, bool)>, count: usize) 
     Listing { keys, through: u64::MAX }
 }
 
+/// What several nodes' listings of the same range say about one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergedKey {
+    pub key: Bytes,
+    /// How many listings hold it live.
+    pub live_in: usize,
+    /// How many listings hold it only as a tombstone.
+    pub dead_in: usize,
+}
+
 /// What several nodes' listings of the same range say together.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Merged {
-    /// Every key some listing holds live, up to the shortest listing's end, in scan order,
-    /// with whether *every* listing that names it holds it live (`false`: some node holds a
-    /// tombstone for it, so the mode should read it before believing it exists).
-    pub keys: Vec<(Bytes, bool)>,
+    /// Every key some listing holds live, up to the shortest listing's end, in scan order:
+    /// the mode decides from the counts whether to believe it or to read it first.
+    pub keys: Vec<MergedKey>,
+    /// How many listings were merged.
+    pub listings: usize,
     /// Where the next page starts (0: done).
     pub cursor: u64,
 }
 
-/// Unions `listings` of the range starting at one cursor. The page ends where the shortest
-/// listing ends: past it, a key one node has not listed yet may exist.
-pub fn merge(listings: &[Listing]) -> Merged {
-    let through = listings.iter().map(|l| l.through).min().unwrap_or(u64::MAX);
-    let mut all: std::collections::BTreeMap<(u64, Bytes), (bool, bool)> = Default::default();
+/// Unions `listings` of the range starting at `cursor`. The page ends where the shortest
+/// listing ends: past it, a key one node has not listed yet may exist. Keys a listing names
+/// outside `[cursor, its end]`, or under a hash that is not theirs, are dropped (a peer's
+/// listing is input).
+pub fn merge(cursor: u64, listings: &[Listing]) -> Merged {
+    // A listing is peer input: one claiming to end before the cursor (a bug, or a node that
+    // lies) must not move the scan backwards, or a client would loop forever.
+    let through = listings.iter().map(|l| l.through).min().unwrap_or(u64::MAX).max(cursor);
+    let mut all: std::collections::BTreeMap<(u64, Bytes), (usize, usize)> = Default::default();
     for listing in listings {
-        for (hash, key, live) in listing.keys.iter().filter(|(h, _, _)| *h <= through) {
-            let entry = all.entry((*hash, key.clone())).or_insert((false, true));
-            entry.0 |= *live;
-            entry.1 &= *live;
+        let mut seen = std::collections::BTreeSet::new();
+        for (hash, key, live) in &listing.keys {
+            if *hash < cursor || *hash > through || *hash != scan_hash(key) || !seen.insert(key) {
+                continue;
+            }
+            let entry = all.entry((*hash, key.clone())).or_default();
+            if *live {
+                entry.0 += 1;
+            } else {
+                entry.1 += 1;
+            }
         }
     }
-    let keys = all.into_iter().filter(|(_, (any, _))| *any).map(|((_, key), (_, every))| (key, every)).collect();
-    Merged { keys, cursor: next_cursor(through) }
+    let keys = all
+        .into_iter()
+        .filter(|(_, (live, _))| *live > 0)
+        .map(|((_, key), (live_in, dead_in))| MergedKey { key, live_in, dead_in })
+        .collect();
+    Merged { keys, listings: listings.len(), cursor: next_cursor(through) }
 }
 
 #[cfg(test)]
@@ -116,6 +142,13 @@ mod tests {
 
     fn items(hashes: &[u64]) -> Vec<(u64, Bytes, bool)> {
         hashes.iter().enumerate().map(|(i, h)| (*h, Bytes::from(format!("k{i}")), true)).collect()
+    }
+
+    #[test]
+    fn a_listing_that_ends_before_the_cursor_cannot_move_the_scan_backwards() {
+        let behind = Listing { keys: Vec::new(), through: 5 };
+        let merged = merge(100, &[behind]);
+        assert!(merged.cursor > 100, "the scan moved back to {}", merged.cursor);
     }
 
     #[test]
@@ -131,14 +164,30 @@ mod tests {
 
     #[test]
     fn merging_stops_at_the_shortest_listing_and_drops_keys_nobody_holds_live() {
+        let key = |k: &str| (scan_hash(k.as_bytes()), Bytes::copy_from_slice(k.as_bytes()));
+        let mut named: Vec<(u64, Bytes)> = ["a", "b", "c", "d"].iter().map(|k| key(k)).collect();
+        named.sort();
+        let (h, k): (Vec<u64>, Vec<Bytes>) = named.into_iter().unzip();
         let a = Listing {
-            keys: vec![(1, Bytes::from("a"), true), (5, Bytes::from("e"), true), (9, Bytes::from("i"), true)],
+            keys: vec![(h[0], k[0].clone(), true), (h[2], k[2].clone(), true), (h[3], k[3].clone(), true)],
             through: u64::MAX,
         };
-        let b = Listing { keys: vec![(1, Bytes::from("a"), false), (3, Bytes::from("c"), false)], through: 6 };
-        let merged = merge(&[a, b]);
-        assert_eq!(merged.keys, vec![(Bytes::from("a"), false), (Bytes::from("e"), true)]);
-        assert_eq!(merged.cursor, 7);
+        let b = Listing {
+            keys: vec![(h[0], k[0].clone(), false), (h[1], k[1].clone(), false), (h[2], k[2].clone(), true)],
+            through: h[2],
+        };
+        let merged = merge(0, &[a, b]);
+        assert_eq!(
+            merged.keys,
+            vec![
+                MergedKey { key: k[0].clone(), live_in: 1, dead_in: 1 },
+                MergedKey { key: k[2].clone(), live_in: 2, dead_in: 0 },
+            ],
+            "the key only b names, as a tombstone, is gone; the one past b's end waits for the next page"
+        );
+        assert_eq!((merged.listings, merged.cursor), (2, h[2] + 1));
+        let lying = Listing { keys: vec![(7, Bytes::from("x"), true)], through: u64::MAX };
+        assert!(merge(0, &[lying]).keys.is_empty(), "a key under a hash not its own is dropped");
     }
 
     #[test]

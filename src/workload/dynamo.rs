@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 
 use super::Answer;
 use super::client::Conn;
-use super::generator::Planned;
+use super::generator::{Action, Planned};
 use crate::check::dynamo::context::{self, context_json};
 use crate::history::{EventType, HistoryWriter, Op, Process, Record};
 
@@ -129,8 +129,8 @@ pub fn command(p: &Planned, context: &str) -> Vec<Bytes> {
     let word = |s: &str| Bytes::copy_from_slice(s.as_bytes());
     let key = word(p.key.as_deref().unwrap_or_default());
     match p.op {
-        Op::Vset => vec![word("VSET"), key, word(p.value.as_deref().unwrap_or_default()), word(context)],
-        Op::Vdel => vec![word("VDEL"), key, word(context)],
+        Action::Op(Op::Vset) => vec![word("VSET"), key, word(p.value.as_deref().unwrap_or_default()), word(context)],
+        Action::Op(Op::Vdel) => vec![word("VDEL"), key, word(context)],
         _ => vec![word("VGET"), key, word("WITHDOTS")],
     }
 }
@@ -139,8 +139,8 @@ pub fn command(p: &Planned, context: &str) -> Vec<Bytes> {
 pub fn argument(p: &Planned, context: &str) -> Value {
     let key = p.key.as_deref().unwrap_or_default();
     match p.op {
-        Op::Vset => json!({"value": p.value, "context": context_json(key, context)}),
-        Op::Vdel => json!({"context": context_json(key, context)}),
+        Action::Op(Op::Vset) => json!({"value": p.value, "context": context_json(key, context)}),
+        Action::Op(Op::Vdel) => json!({"context": context_json(key, context)}),
         _ => Value::Null,
     }
 }
@@ -174,11 +174,11 @@ pub fn interpret(p: &Planned, reply: BytesFrame) -> (Answer, Option<String>) {
         |what: &dyn std::fmt::Debug| Answer::Unexpected(format!("unexpected reply to {}: {what:?}", p.op.as_str()));
     match (p.op, reply) {
         (_, BytesFrame::Error(e)) => (Answer::error(&e), None),
-        (Op::Vget, BytesFrame::Array(items)) => match versioned(key, &items) {
+        (Action::Op(Op::Vget), BytesFrame::Array(items)) => match versioned(key, &items) {
             Some((context, value)) => (ok(value), Some(context)),
             None => (unexpected(&items), None),
         },
-        (Op::Vset | Op::Vdel, BytesFrame::Array(items)) if items.len() == 2 => {
+        (Action::Op(Op::Vset | Op::Vdel), BytesFrame::Array(items)) if items.len() == 2 => {
             match (text(&items[0]), text(&items[1])) {
                 (Some(context), Some(dot)) => {
                     (ok(json!({"dot": dot, "context": context_json(key, &context)})), Some(context))

@@ -1,13 +1,65 @@
 //! Seeded operation generators: the same seed gives every client the same sequence.
 
+use std::fmt;
 use std::str::FromStr;
 
 use crate::history::Op;
 
+/// What a workload client does: one of the history's operations, or `cas`.
+///
+/// `cas` is `SET key new IFEQ expected`, recorded as `f: "cas"` with `value: [expected, new]`
+/// (docs/verification.md). It is the workload's own until the checker's register model reads
+/// it, so that the history's [`Op`] (which the checker matches exhaustively) names only what
+/// the checker can check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    /// An operation of the history's model.
+    Op(Op),
+    /// A compare-and-set: SET IFEQ with the value the client last read of the key.
+    Cas,
+}
+
+impl Action {
+    /// The name the history records (`f`) and the mix spells.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Op(op) => op.as_str(),
+            Action::Cas => "cas",
+        }
+    }
+
+    /// dynamo mode's sibling-aware operations.
+    pub fn is_versioned(self) -> bool {
+        matches!(self, Action::Op(op) if op.is_versioned())
+    }
+}
+
+impl From<Op> for Action {
+    fn from(op: Op) -> Self {
+        Action::Op(op)
+    }
+}
+
+impl FromStr for Action {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cas" => Ok(Action::Cas),
+            other => other.parse().map(Action::Op),
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Relative weights of the operations (`get=3,set=2,del=1,incr=1,append=1`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mix {
-    weights: Vec<(Op, u32)>,
+    weights: Vec<(Action, u32)>,
     total: u32,
 }
 
@@ -23,7 +75,7 @@ impl FromStr for Mix {
         let mut weights = Vec::new();
         for part in s.split(',').filter(|p| !p.is_empty()) {
             let (name, weight) = part.split_once('=').ok_or_else(|| format!("expected op=weight, got {part:?}"))?;
-            let op: Op = name.trim().parse()?;
+            let op: Action = name.trim().parse()?;
             let weight: u32 = weight.trim().parse().map_err(|_| format!("bad weight in {part:?}"))?;
             if weight > 0 {
                 weights.push((op, weight));
@@ -39,7 +91,8 @@ impl FromStr for Mix {
 
 impl Mix {
     /// True when `op` has a positive weight.
-    pub fn has(&self, op: Op) -> bool {
+    pub fn has(&self, op: impl Into<Action>) -> bool {
+        let op = op.into();
         self.weights.iter().any(|(o, _)| *o == op)
     }
 }
@@ -47,10 +100,10 @@ impl Mix {
 /// One generated operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
-    pub op: Op,
+    pub op: Action,
     /// `None` for FLUSHALL.
     pub key: Option<String>,
-    /// SET's or VSET's value or APPEND's suffix: `<client>-<seq>`, unique in the run.
+    /// SET's, CAS's or VSET's value or APPEND's suffix: `<client>-<seq>`, unique in the run.
     pub value: Option<String>,
 }
 
@@ -91,8 +144,9 @@ impl Generator {
             })
             .map(|(op, _)| *op)
             .expect("pick is below the total weight");
-        let key = (op != Op::Flushall).then(|| format!("{}k{}", self.prefix, self.rng.u64(0..self.keys)));
-        let value = matches!(op, Op::Set | Op::Append | Op::Vset).then(|| format!("{}-{}", self.client, self.seq));
+        let key = (op != Action::Op(Op::Flushall)).then(|| format!("{}k{}", self.prefix, self.rng.u64(0..self.keys)));
+        let value = matches!(op, Action::Op(Op::Set | Op::Append | Op::Vset) | Action::Cas)
+            .then(|| format!("{}-{}", self.client, self.seq));
         Planned { op, key, value }
     }
 }
@@ -120,7 +174,8 @@ mod tests {
     fn mixes_parse_and_reject_nonsense() {
         assert!("get=1,incr=2".parse::<Mix>().is_ok());
         assert!("get=0".parse::<Mix>().is_err());
-        assert!("cas=1".parse::<Mix>().is_err());
+        assert!("get=1,cas=2".parse::<Mix>().unwrap().has(Action::Cas));
+        assert!("nope=1".parse::<Mix>().is_err());
         assert!("get".parse::<Mix>().is_err());
     }
 }

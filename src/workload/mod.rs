@@ -25,7 +25,7 @@ pub mod dynamo;
 pub mod generator;
 mod summary;
 
-pub use generator::{Generator, Mix, Planned};
+pub use generator::{Action, Generator, Mix, Planned};
 pub use summary::{Counts, Summary};
 
 use std::sync::Arc;
@@ -94,10 +94,18 @@ impl Shared {
     }
 }
 
-/// The command a planned operation sends.
-fn command(p: &Planned) -> Vec<Bytes> {
+/// The command a planned operation sends. A `cas` compares with `expected`: the value the
+/// client last read of the key, or [`NEVER_WRITTEN`] when it knows none.
+fn command(p: &Planned, expected: &str) -> Vec<Bytes> {
     let word = |s: &str| Bytes::copy_from_slice(s.as_bytes());
-    let mut args = vec![word(match p.op {
+    let op = match p.op {
+        Action::Op(op) => op,
+        Action::Cas => {
+            let (key, new) = (p.key.as_deref().unwrap_or_default(), p.value.as_deref().unwrap_or_default());
+            return vec![word("SET"), word(key), word(new), word("IFEQ"), word(expected)];
+        }
+    };
+    let mut args = vec![word(match op {
         Op::Get => "GET",
         Op::Set => "SET",
         Op::Del => "DEL",
@@ -110,6 +118,12 @@ fn command(p: &Planned) -> Vec<Bytes> {
     args.extend(p.value.as_deref().map(word));
     args
 }
+
+/// What a `cas` expects when its client has read no value of the key (never read it, or read
+/// it absent): a string no operation of the workload writes (values are `<client>-<seq>`,
+/// their concatenations and integers), so the comparison fails as IFEQ on a value it never
+/// saw should, and the history says so with `ok` false.
+pub const NEVER_WRITTEN: &str = "never-written";
 
 /// What a reply says about the operation it answers.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,12 +159,15 @@ impl Answer {
 fn interpret(p: &Planned, reply: BytesFrame) -> Answer {
     match (p.op, reply) {
         (_, BytesFrame::Error(e)) => Answer::error(&e),
-        (Op::Get, BytesFrame::BulkString(b)) => Answer::ok(json!(String::from_utf8_lossy(&b))),
-        (Op::Get, BytesFrame::Null) => Answer::ok(Value::Null),
-        (Op::Set | Op::Flushall, BytesFrame::SimpleString(s)) if s.as_ref() == b"OK" => {
+        (Action::Op(Op::Get), BytesFrame::BulkString(b)) => Answer::ok(json!(String::from_utf8_lossy(&b))),
+        (Action::Op(Op::Get), BytesFrame::Null) => Answer::ok(Value::Null),
+        (Action::Op(Op::Set | Op::Flushall), BytesFrame::SimpleString(s)) if s.as_ref() == b"OK" => {
             Answer::ok(p.value.clone().map_or(Value::Null, Value::String))
         }
-        (Op::Del | Op::Incr | Op::Append, BytesFrame::Integer(n)) => Answer::ok(json!(n)),
+        (Action::Op(Op::Del | Op::Incr | Op::Append), BytesFrame::Integer(n)) => Answer::ok(json!(n)),
+        // SET IFEQ answers OK when it swapped and nil when the value differed: both happened.
+        (Action::Cas, BytesFrame::SimpleString(s)) if s.as_ref() == b"OK" => Answer::ok(json!(true)),
+        (Action::Cas, BytesFrame::Null) => Answer::ok(json!(false)),
         (op, other) => Answer::Unexpected(format!("unexpected reply to {}: {other:?}", op.as_str())),
     }
 }
@@ -164,6 +181,9 @@ async fn client_loop(id: usize, shared: Arc<Shared>) -> Summary {
     let mut conn: Option<Conn> = None;
     // dynamo mode: per key, the context of the client's last VGET or VSET of it.
     let mut contexts: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    // Per key, the value the client last read (a GET, or a cas that swapped in its own
+    // value): what its next `cas` of the key expects.
+    let mut known: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     let record = |kind, p: &Planned, value, error| Record {
         process: Process::Client(id as u64),
         kind,
@@ -175,10 +195,12 @@ async fn client_loop(id: usize, shared: Arc<Shared>) -> Summary {
     while shared.ticket() {
         let planned = generator.next_op();
         let context = planned.key.as_ref().and_then(|k| contexts.get(k)).cloned().unwrap_or_default();
-        let argument = if planned.op.is_versioned() {
-            dynamo::argument(&planned, &context)
-        } else {
-            planned.value.clone().map_or(Value::Null, Value::String)
+        let expected =
+            planned.key.as_ref().and_then(|k| known.get(k)).cloned().unwrap_or_else(|| NEVER_WRITTEN.to_string());
+        let argument = match planned.op {
+            op if op.is_versioned() => dynamo::argument(&planned, &context),
+            Action::Cas => json!([expected, planned.value.clone().unwrap_or_default()]),
+            Action::Op(_) => planned.value.clone().map_or(Value::Null, Value::String),
         };
         shared.history.append(record(EventType::Invoke, &planned, argument, None));
         let started = Instant::now();
@@ -194,7 +216,8 @@ async fn client_loop(id: usize, shared: Arc<Shared>) -> Summary {
                 }
             }
         }
-        let args = if planned.op.is_versioned() { dynamo::command(&planned, &context) } else { command(&planned) };
+        let args =
+            if planned.op.is_versioned() { dynamo::command(&planned, &context) } else { command(&planned, &expected) };
         let call = conn.as_mut().expect("connected above").call(&args);
         let answer = match tokio::time::timeout(options.timeout, call).await {
             Ok(Ok(reply)) if planned.op.is_versioned() => {
@@ -217,10 +240,24 @@ async fn client_loop(id: usize, shared: Arc<Shared>) -> Summary {
             summary.unexpected(planned.op, why);
         }
         let (kind, value, error) = answer.recorded();
+        if let (EventType::Ok, Some(key)) = (kind, &planned.key) {
+            match (planned.op, &value) {
+                (Action::Op(Op::Get), Value::String(read)) => {
+                    known.insert(key.clone(), read.clone());
+                }
+                (Action::Op(Op::Get), _) => {
+                    known.remove(key);
+                }
+                (Action::Cas, Value::Bool(true)) => {
+                    known.insert(key.clone(), planned.value.clone().unwrap_or_default());
+                }
+                _ => {}
+            }
+        }
         if kind == EventType::Info {
             conn = None; // a late reply must never answer the next request
         }
-        let is_read = matches!(planned.op, Op::Get | Op::Vget);
+        let is_read = matches!(planned.op, Action::Op(Op::Get | Op::Vget));
         assert_sometimes!(kind == EventType::Ok && is_read, "workload: a read succeeds", &json!({}));
         assert_sometimes!(kind == EventType::Ok && !is_read, "workload: a write succeeds", &json!({}));
         summary.record(planned.op, kind, Some(started.elapsed()), error.as_deref());
@@ -233,7 +270,7 @@ async fn client_loop(id: usize, shared: Arc<Shared>) -> Summary {
 /// Empties the store through `addr`, recorded in the history as client 0's first operation:
 /// the checker assumes every key starts absent, so the run must start from an empty store.
 async fn flush_first(addr: &str, timeout: Duration, history: &HistoryWriter) -> Result<(), String> {
-    let planned = Planned { op: Op::Flushall, key: None, value: None };
+    let planned = Planned { op: Op::Flushall.into(), key: None, value: None };
     let record = |kind, error| Record {
         process: Process::Client(0),
         kind,
@@ -245,7 +282,7 @@ async fn flush_first(addr: &str, timeout: Duration, history: &HistoryWriter) -> 
     history.append(record(EventType::Invoke, None));
     let outcome = async {
         let mut conn = Conn::connect(addr, timeout).await.map_err(|e| (EventType::Fail, format!("{e:?}")))?;
-        match tokio::time::timeout(timeout, conn.call(&command(&planned))).await {
+        match tokio::time::timeout(timeout, conn.call(&command(&planned, NEVER_WRITTEN))).await {
             Ok(Ok(reply)) => match interpret(&planned, reply).recorded() {
                 (EventType::Ok, _, _) => Ok(()),
                 (kind, _, error) => Err((kind, error.unwrap_or_default())),
@@ -296,14 +333,16 @@ pub async fn run(options: Options, history: Arc<HistoryWriter>, progress: Arc<Pr
 mod tests {
     use super::*;
 
-    fn planned(op: Op) -> Planned {
-        Planned { op, key: Some("k0".into()), value: (op == Op::Set).then(|| "1-1".into()) }
+    fn planned(op: impl Into<Action>) -> Planned {
+        let op = op.into();
+        let value = matches!(op, Action::Op(Op::Set) | Action::Cas).then(|| "1-1".into());
+        Planned { op, key: Some("k0".into()), value }
     }
 
     #[test]
     fn replies_are_classified_by_what_they_prove() {
         let err = |s: &str| BytesFrame::Error(s.into());
-        let kind = |op, reply| interpret(&planned(op), reply).recorded().0;
+        let kind = |op: Op, reply| interpret(&planned(op), reply).recorded().0;
         assert_eq!(kind(Op::Set, err("TRYAGAIN conflict")), EventType::Fail);
         assert_eq!(kind(Op::Set, err("ERR syntax")), EventType::Fail);
         assert_eq!(kind(Op::Set, err("UNCERTAIN timeout")), EventType::Info);
@@ -311,6 +350,20 @@ mod tests {
         assert_eq!((ok.0, ok.1), (EventType::Ok, json!("1-1")));
         assert_eq!(interpret(&planned(Op::Get), BytesFrame::Null).recorded().1, Value::Null);
         assert_eq!(interpret(&planned(Op::Incr), BytesFrame::Integer(4)).recorded().1, json!(4));
+    }
+
+    #[test]
+    fn a_cas_is_ok_whether_it_swapped_or_saw_another_value_and_fails_only_when_it_did_not_run() {
+        let cas = planned(Action::Cas);
+        let swapped = interpret(&cas, BytesFrame::SimpleString("OK".into())).recorded();
+        assert_eq!((swapped.0, swapped.1), (EventType::Ok, json!(true)));
+        let differed = interpret(&cas, BytesFrame::Null).recorded();
+        assert_eq!((differed.0, differed.1), (EventType::Ok, json!(false)));
+        assert_eq!(interpret(&cas, BytesFrame::Error("TRYAGAIN no quorum".into())).recorded().0, EventType::Fail);
+        assert_eq!(interpret(&cas, BytesFrame::Error("UNCERTAIN timeout".into())).recorded().0, EventType::Info);
+        assert!(matches!(interpret(&cas, BytesFrame::Integer(1)), Answer::Unexpected(_)));
+        let sent: Vec<Bytes> = command(&cas, "0-0");
+        assert_eq!(sent, ["SET", "k0", "1-1", "IFEQ", "0-0"].map(|w| Bytes::from_static(w.as_bytes())));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::Action;
 use crate::history::{EventType, Op};
 
 /// Outcome counts of one operation type.
@@ -19,11 +20,11 @@ pub struct Counts {
 /// Totals of a run.
 #[derive(Debug, Default)]
 pub struct Summary {
-    pub by_op: BTreeMap<Op, Counts>,
+    pub by_op: BTreeMap<Action, Counts>,
     /// Latencies of completed requests, in nanoseconds, per operation type.
-    latencies: BTreeMap<Op, Vec<u64>>,
+    latencies: BTreeMap<Action, Vec<u64>>,
     /// Why operations failed or were left in doubt: (operation, reason) → count.
-    reasons: BTreeMap<(Op, String), u64>,
+    reasons: BTreeMap<(Action, String), u64>,
     /// Replies the command never gives ([`super::Answer::Unexpected`]): each fails the run.
     pub unexpected: u64,
     /// The first few of them, for the report.
@@ -53,9 +54,9 @@ fn reason(error: &str) -> String {
 const REASON_CHARS: usize = 100;
 
 /// What a reason means, for the reasons every run of the default mix meets by design.
-fn explain(op: Op, reason: &str) -> Option<&'static str> {
+fn explain(op: Action, reason: &str) -> Option<&'static str> {
     match op {
-        Op::Incr if reason.contains("not an integer") => Some(
+        Action::Op(Op::Incr) if reason.contains("not an integer") => Some(
             "by design: the mix also SETs and APPENDs strings to the keys it INCRs, and Redis refuses INCR of a non-integer the same way (nothing changes)",
         ),
         _ if reason.starts_with("TRYAGAIN") => {
@@ -87,7 +88,8 @@ fn ms(ns: u64) -> f64 {
 
 impl Summary {
     /// Counts one completion; `error` is the reason of a failed or indeterminate one.
-    pub fn record(&mut self, op: Op, kind: EventType, latency: Option<Duration>, error: Option<&str>) {
+    pub fn record(&mut self, op: impl Into<Action>, kind: EventType, latency: Option<Duration>, error: Option<&str>) {
+        let op = op.into();
         if let Some(error) = error.filter(|_| matches!(kind, EventType::Fail | EventType::Info)) {
             *self.reasons.entry((op, reason(error))).or_default() += 1;
         }
@@ -105,7 +107,8 @@ impl Summary {
 
     /// Counts a reply the command never gives (the completion itself is counted by
     /// [`Self::record`], as `info`).
-    pub fn unexpected(&mut self, op: Op, why: &str) {
+    pub fn unexpected(&mut self, op: impl Into<Action>, why: &str) {
+        let op = op.into();
         self.unexpected += 1;
         if self.unexpected_shown.len() < UNEXPECTED_SHOWN {
             self.unexpected_shown.push(format!("{}: {why}", op.as_str()));
@@ -141,8 +144,8 @@ impl Summary {
 
     /// The commonest reasons for failed and indeterminate operations, most frequent first,
     /// and how many operations the reasons left out account for.
-    fn top_reasons(&self) -> (Vec<(Op, &str, u64)>, u64) {
-        let mut all: Vec<(Op, &str, u64)> = self.reasons.iter().map(|((op, r), n)| (*op, r.as_str(), *n)).collect();
+    fn top_reasons(&self) -> (Vec<(Action, &str, u64)>, u64) {
+        let mut all: Vec<(Action, &str, u64)> = self.reasons.iter().map(|((op, r), n)| (*op, r.as_str(), *n)).collect();
         all.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
         let rest = all.iter().skip(REASONS_SHOWN).map(|r| r.2).sum();
         all.truncate(REASONS_SHOWN);
@@ -162,7 +165,7 @@ impl Summary {
     /// checker leaves them out, and its HTML report counts them with the operations it did
     /// not check.
     pub fn info_reads(&self) -> u64 {
-        self.by_op.get(&Op::Get).map_or(0, |c| c.info)
+        self.by_op.get(&Action::Op(Op::Get)).map_or(0, |c| c.info)
     }
 
     /// Completed operations per second.
@@ -171,7 +174,7 @@ impl Summary {
         (t.ok + t.fail + t.info) as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    fn sorted(&self, op: Option<Op>) -> Vec<u64> {
+    fn sorted(&self, op: Option<Action>) -> Vec<u64> {
         let mut all: Vec<u64> = match op {
             Some(op) => self.latencies.get(&op).cloned().unwrap_or_default(),
             None => self.latencies.values().flatten().copied().collect(),

@@ -198,17 +198,22 @@ pub fn find_program(name: &str) -> PathBuf {
     if venv.exists() {
         return venv;
     }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join(name);
-            if candidate.exists() {
-                return candidate;
-            }
+    // cargo's bin directory too: `cargo install` puts s3s-fs there, and it is not on every PATH.
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|c| c.join("bin"));
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path).chain(cargo_bin) {
+        let candidate = dir.join(name);
+        if candidate.exists() {
+            return candidate;
         }
     }
     panic!(
-        "{name} is needed by this test but is neither in .venv/bin nor on PATH: run ./scripts/test, \
-         which installs redis-server (Debian packages) and moto's S3 server (into .venv)"
+        "{name} is needed by this test but is neither in .venv/bin, on PATH nor in cargo's bin directory: \
+         run ./scripts/test, which installs redis-server (Debian packages), moto's S3 server (into .venv) \
+         and s3s-fs (cargo install)"
     );
 }
 
@@ -257,6 +262,42 @@ impl Moto {
 }
 
 impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// s3s-fs, an S3 server on a directory whose conditional PUT is not atomic (docs/s3.md),
+/// killed when dropped.
+pub struct S3sFs {
+    child: Child,
+    pub port: u16,
+    _root: tempfile::TempDir,
+}
+
+impl S3sFs {
+    pub fn start() -> Self {
+        let bin = find_program("s3s-fs");
+        let root = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", "test", "--secret-key", "test"])
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start s3s-fs");
+        wait_for_port(port, &mut child, "s3s-fs");
+        Self { child, port, _root: root }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for S3sFs {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -674,5 +715,159 @@ pub fn certificates(dir: &Path) {
         // Extensions make version-3 certificates, the only kind webpki accepts.
         args.extend(["-extfile", if name == "server" { "san.cnf" } else { "client.cnf" }]);
         run(&args);
+    }
+}
+
+// ---- compare-and-set commands, in every mode ----
+
+/// A value whose digest begins with four zeros, `00006c38adf31777` (redis/redis#14496).
+pub const LEADING_ZEROS: &[u8] =
+    b"v8lf0c11xh8ymlqztfd3eeq16kfn4sspw7fqmnuuq3k3t75em5wdizgcdw7uc26nnf961u2jkfzkjytls2kwlj7626sd";
+
+/// What a mode offers of the compare-and-set and multi-key commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasSupport {
+    /// Everything, MSET/MSETNX atomic (s3, raft).
+    MultiKey,
+    /// Everything but MSET/MSETNX, refused with the reason (paxos).
+    PerKey,
+    /// None of the writes: each is refused, pointing to VGET/VSET (dynamo).
+    Refused,
+}
+
+/// Sends each request to the next of `ports` in turn (so a cluster forwards some of them)
+/// and checks its RESP2 reply byte for byte: Redis 8.4's SET IFEQ/IFNE/IFDEQ/IFDNE, DIGEST
+/// and DELEX, Valkey's DELIFEQ, and the refusals each mode owes.
+pub fn check_compare_and_set_commands(ports: &[u16], support: CasSupport) {
+    let mut conns: Vec<Raw> = ports.iter().map(|p| Raw::connect(*p)).collect();
+    let mut turn = 0;
+    let mut ask = |line: &[&[u8]]| -> String {
+        let conn = &mut conns[turn % ports.len()];
+        turn += 1;
+        conn.send(&request(line));
+        String::from_utf8_lossy(&conn.read_reply()).into_owned()
+    };
+    let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len());
+    let (ok, nil, one, zero) = ("+OK\r\n", "$-1\r\n", ":1\r\n", ":0\r\n");
+    let syntax = "-ERR syntax error\r\n";
+    // Digests known from outside valthree (Redis' DIGEST page and redis/redis#14496), so a
+    // wrong hash or a dropped leading zero fails here.
+    let (hello, dh) = ("Hello world", "b6acb9d84a38ff74");
+    let (zeros, dz) = (std::str::from_utf8(LEADING_ZEROS).unwrap(), "00006c38adf31777");
+    assert_eq!(ask(&[b"FLUSHALL"]), ok);
+    assert_eq!(ask(&[b"SET", b"h", hello.as_bytes()]), ok);
+    assert_eq!(ask(&[b"DIGEST", b"h"]), bulk(dh));
+    assert_eq!(ask(&[b"SET", b"z", LEADING_ZEROS]), ok);
+    assert_eq!(ask(&[b"DIGEST", b"z"]), bulk(dz));
+    assert_eq!(ask(&[b"DEL", b"h", b"z"]), ":2\r\n");
+    assert_eq!(ask(&[b"SET", b"k", b"v"]), ok);
+    assert_eq!(ask(&[b"DIGEST", b"missing"]), nil);
+    // Errors are the same whatever the mode: they are found before the store is asked.
+    for bad in [
+        &[&b"SET"[..], b"k", b"v", b"IFEQ", b"a", b"NX"][..],
+        &[b"SET", b"k", b"v", b"XX", b"IFEQ", b"a"],
+        &[b"SET", b"k", b"v", b"IFEQ", b"a", b"IFNE", b"b"],
+        &[b"SET", b"k", b"v", b"IFEQ"],
+        &[b"DELEX", b"k", b"IFXX", b"a"],
+        &[b"DELEX", b"k", b"IFEQ"],
+        &[b"DELEX", b"k", b"IFEQ", b"a", b"b"],
+    ] {
+        assert_eq!(ask(bad), syntax, "{bad:?}");
+    }
+    // Redis 8.4 wants all 16 digits: a digest without its leading zeros is refused, not
+    // compared as a number (redis/redis#14496).
+    let bad_digest = "-ERR must be exactly 16 hexadecimal characters\r\n";
+    for bad in [
+        &[&b"SET"[..], b"k", b"v", b"IFDEQ", b"xyz"][..],
+        &[b"SET", b"k", b"v", b"IFDNE", b"6c38adf31777"],
+        &[b"SET", b"k", b"v", b"IFDEQ", b"000006c38adf31777"],
+        &[b"DELEX", b"k", b"IFDEQ", b"6c38adf31777"],
+        &[b"DELEX", b"k", b"IFDNE", b"00006c38adf3177g"],
+    ] {
+        assert_eq!(ask(bad), bad_digest, "{bad:?}");
+    }
+    assert_eq!(ask(&[b"DELIFEQ", b"k"]), "-ERR wrong number of arguments for 'delifeq' command\r\n");
+    if support == CasSupport::Refused {
+        for line in [
+            &[&b"SET"[..], b"k", b"w", b"IFEQ", b"v"][..],
+            &[b"SET", b"k", b"w", b"IFDNE", dh.as_bytes()],
+            &[b"DELEX", b"k"],
+            &[b"DELEX", b"k", b"IFEQ", b"v"],
+            &[b"DELIFEQ", b"k", b"v"],
+            &[b"GETDEL", b"k"],
+            &[b"GETSET", b"k", b"w"],
+            &[b"SETNX", b"k", b"w"],
+            &[b"MSET", b"k", b"w", b"j", b"w"],
+            &[b"MSETNX", b"n1", b"w", b"n2", b"w"],
+        ] {
+            let reply = ask(line);
+            assert!(reply.starts_with("-ERR ") && reply.contains("VSET"), "{line:?}: {reply}");
+            // MSET reads nothing: its refusal is about writing several keys as one.
+            let several = line[0].starts_with(b"MSET");
+            assert_eq!(several, reply.contains("several keys") && reply.contains("per key"), "{line:?}: {reply}");
+        }
+        assert_eq!(ask(&[b"GET", b"k"]), bulk("v"), "a refused command changed nothing");
+        assert_eq!(ask(&[b"EXISTS", b"j", b"n1"]), zero);
+        return;
+    }
+    // SET's conditions on the value, with and without GET.
+    assert_eq!(ask(&[b"SET", b"k", b"w", b"IFEQ", b"x"]), nil);
+    assert_eq!(ask(&[b"SET", b"k", b"w", b"IFEQ", b"v"]), ok);
+    assert_eq!(ask(&[b"SET", b"k", b"x", b"IFEQ", b"v", b"GET"]), bulk("w"));
+    assert_eq!(ask(&[b"SET", b"k", b"x", b"GET", b"IFEQ", b"w"]), bulk("w"));
+    assert_eq!(ask(&[b"SET", b"k", b"y", b"IFNE", b"x"]), nil);
+    assert_eq!(ask(&[b"SET", b"k", b"y", b"ifne", b"q"]), ok);
+    assert_eq!(ask(&[b"SET", b"k", hello.as_bytes(), b"IFDEQ", dh.as_bytes()]), nil);
+    assert_eq!(ask(&[b"SET", b"k", hello.as_bytes(), b"IFDNE", dh.as_bytes(), b"GET"]), bulk("y"));
+    // Either case compares equal; so does a digest with leading zeros.
+    assert_eq!(ask(&[b"SET", b"k", LEADING_ZEROS, b"IFDEQ", dh.to_uppercase().as_bytes()]), ok);
+    assert_eq!(ask(&[b"SET", b"k", b"q", b"IFDNE", dz.as_bytes()]), nil);
+    assert_eq!(ask(&[b"SET", b"k", b"q", b"IFDEQ", dz.as_bytes(), b"GET"]), bulk(zeros));
+    assert_eq!(ask(&[b"GET", b"k"]), bulk("q"));
+    // An absent key: IFEQ/IFDEQ never create it, IFNE/IFDNE do.
+    assert_eq!(ask(&[b"SET", b"new", b"v", b"IFEQ", b"v"]), nil);
+    assert_eq!(ask(&[b"SET", b"new", b"v", b"IFDEQ", dh.as_bytes(), b"GET"]), nil);
+    assert_eq!(ask(&[b"EXISTS", b"new"]), zero);
+    assert_eq!(ask(&[b"SET", b"new", b"v", b"IFNE", b"v", b"GET"]), nil);
+    assert_eq!(ask(&[b"SET", b"new2", b"v", b"IFDNE", dh.as_bytes()]), ok);
+    assert_eq!(ask(&[b"EXISTS", b"new", b"new2"]), ":2\r\n");
+    // DELEX and DELIFEQ.
+    assert_eq!(ask(&[b"DELEX", b"k", b"IFEQ", b"nope"]), zero);
+    assert_eq!(ask(&[b"DELEX", b"k", b"IFNE", b"q"]), zero);
+    assert_eq!(ask(&[b"SET", b"k", LEADING_ZEROS]), ok);
+    assert_eq!(ask(&[b"DELEX", b"k", b"IFDNE", dz.to_uppercase().as_bytes()]), zero);
+    assert_eq!(ask(&[b"DELEX", b"k", b"IFDEQ", dh.as_bytes()]), zero);
+    assert_eq!(ask(&[b"DELEX", b"k", b"IFDEQ", dz.as_bytes()]), one);
+    assert_eq!(ask(&[b"DELEX", b"k"]), zero);
+    assert_eq!(ask(&[b"DELEX", b"new"]), one);
+    assert_eq!(ask(&[b"DELEX", b"new2", b"IFNE", b"x"]), one);
+    assert_eq!(ask(&[b"DELIFEQ", b"d", b"v"]), zero);
+    assert_eq!(ask(&[b"SET", b"d", b"v"]), ok);
+    assert_eq!(ask(&[b"DELIFEQ", b"d", b"w"]), zero);
+    assert_eq!(ask(&[b"DELIFEQ", b"d", b"v"]), one);
+    assert_eq!(ask(&[b"DBSIZE"]), zero);
+    // The older commands run through every node too (their bytes are compared with
+    // redis-server in tests/compat.rs).
+    assert_eq!(ask(&[b"SETNX", b"s", b"1"]), one);
+    assert_eq!(ask(&[b"GETSET", b"s", b"2"]), bulk("1"));
+    assert_eq!(ask(&[b"GETDEL", b"s"]), bulk("2"));
+    let mset = ask(&[b"MSET", b"a", b"1", b"b", b"2"]);
+    let msetnx = ask(&[b"MSETNX", b"c", b"1", b"d", b"2"]);
+    match support {
+        CasSupport::MultiKey => {
+            assert_eq!((mset.as_str(), msetnx.as_str()), (ok, one));
+            assert_eq!(ask(&[b"MGET", b"a", b"b", b"c", b"d"]), "*4\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n1\r\n$1\r\n2\r\n");
+        }
+        CasSupport::PerKey => {
+            for (reply, name) in [(mset, "MSET"), (msetnx, "MSETNX")] {
+                assert!(
+                    reply.starts_with(&format!("-ERR {name} is not supported in paxos mode"))
+                        && reply.contains("own CASPaxos register"),
+                    "{reply}"
+                );
+            }
+            assert_eq!(ask(&[b"DBSIZE"]), zero);
+        }
+        CasSupport::Refused => unreachable!(),
     }
 }

@@ -100,3 +100,66 @@ def test_auth(server_with_password):
     c = redis.Redis(host="127.0.0.1", port=port, password="hunter2")
     assert c.set("k", "v") is True
     assert c.get("k") == b"v"
+
+
+def test_compare_and_set_as_redis_8_4_documents_it(client):
+    """redis-py's own spelling of Redis 8.4's SET IF*, DIGEST and DELEX, and Valkey's DELIFEQ."""
+    assert client.set("k", "Hello world") is True
+    # The example of Redis 8.4's DIGEST page.
+    assert client.digest("k") == b"b6acb9d84a38ff74"
+    assert client.digest("missing") is None
+    digest = client.digest("k").decode()
+    assert client.set("k", "v2", ifeq="nope") is None
+    assert client.set("k", "v2", ifeq="Hello world") is True
+    assert client.set("k", "v3", ifne="v2") is None
+    assert client.set("k", "v3", ifdeq=digest) is None
+    assert client.set("k", "v3", ifdne=digest, get=True) == b"v2"
+    assert client.set("fresh", "x", ifeq="x") is None
+    assert client.exists("fresh") == 0
+    assert client.set("fresh", "x", ifne="x") is True
+    with pytest.raises(redis.ResponseError, match="syntax error"):
+        client.execute_command("SET", "k", "v", "IFEQ", "a", "NX")
+    assert client.delex("k", ifeq="v2") == 0
+    assert client.delex("k", ifdeq=client.digest("k").decode()) == 1
+    # redis/redis#14496's value: its digest keeps its four leading zeros, any case matches,
+    # and the digest without them is refused as Redis 8.4 refuses it.
+    zeros = "v8lf0c11xh8ymlqztfd3eeq16kfn4sspw7fqmnuuq3k3t75em5wdizgcdw7uc26nnf961u2jkfzkjytls2kwlj7626sd"
+    client.set("z", zeros)
+    assert client.digest("z") == b"00006c38adf31777"
+    with pytest.raises(redis.ResponseError, match="must be exactly 16 hexadecimal characters"):
+        client.delex("z", ifdeq="6c38adf31777")
+    assert client.set("z", "x", ifdne="00006C38ADF31777") is None
+    assert client.delex("z", ifdeq="00006C38ADF31777") == 1
+    assert client.delex("fresh", ifne="y") == 1
+    assert client.delex("missing") == 0
+    client.set("lock", "token")
+    assert client.execute_command("DELIFEQ", "lock", "other") == 0
+    assert client.execute_command("DELIFEQ", "lock", "token") == 1
+    assert client.dbsize() == 0
+
+
+def test_older_string_commands(client):
+    assert client.setnx("a", "1") is True
+    assert client.setnx("a", "2") is False
+    assert client.getset("a", "3") == b"1"
+    assert client.getdel("a") == b"3"
+    assert client.getdel("a") is None
+    assert client.mset({"x": "1", "y": "2"}) is True
+    assert client.msetnx({"y": "9", "z": "9"}) is False
+    assert client.msetnx({"z": "3", "w": "4"}) is True
+    assert client.mget("x", "y", "z", "w") == [b"1", b"2", b"3", b"4"]
+
+
+def test_scan_iter_and_keys(client):
+    users = {f"user:{i}".encode() for i in range(120)}
+    for i, key in enumerate(sorted(users)):
+        client.set(key, i)
+    client.set("order:1", "x")
+    client.set(b"user:\xff", "binary")
+    seen = list(client.scan_iter(match="user:*", count=7))
+    assert len(seen) == len(set(seen)), "a key that stayed put was listed twice"
+    assert set(seen) == users | {b"user:\xff"}
+    assert set(client.keys("user:1?")) == {f"user:1{d}".encode() for d in range(10)}
+    assert list(client.scan_iter(_type="hash")) == []
+    cursor, page = client.scan(0, count=5)
+    assert isinstance(cursor, int) and cursor != 0 and page

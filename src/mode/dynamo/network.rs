@@ -7,11 +7,12 @@ use bytes::Bytes;
 
 use super::coordinator::{OpId, Request, Response};
 use super::node::Node;
-use super::wire::{self, AaeReply, AaeRequest, ForwardReply, Forwarded};
+use super::wire::{self, AaeReply, AaeRequest, ForwardReply, Forwarded, ScanReply, ScanRequest};
 use crate::error::{Error, Result};
 use crate::node::NodeId;
 use crate::peer::proto::dynamo_peer_client::DynamoPeerClient;
 use crate::peer::{self, CallError};
+use crate::store::{Listing, scan_hash};
 
 /// How long a replica batch may take, plus the time its bytes need at [`BYTES_PER_SECOND`]
 /// (a crashed peer refuses at once; a hung one is caught by the peer plane's keepalive).
@@ -106,6 +107,24 @@ impl Node {
             }
             Ok(Err(status)) => Err(Error::TryAgain(format!("n{to}: {}", CallError::from_status(&status)))),
             Err(_) => Err(Error::TryAgain(format!("n{to} did not answer anti-entropy in time"))),
+        }
+    }
+
+    /// One page of peer `to`'s keys in scan order from `cursor`.
+    pub(super) async fn scan_of(&self, to: NodeId, cursor: u64, count: usize) -> Result<Listing> {
+        let mut client = self.client(to)?;
+        let request = ScanRequest { cursor, count: u32::try_from(count).unwrap_or(u32::MAX) };
+        let payload = wire::encode(self.id, &request).map_err(|s| Error::TryAgain(s.message().to_string()))?;
+        match tokio::time::timeout(REPLICA_TIMEOUT * 5, client.scan(payload)).await {
+            Ok(Ok(reply)) => {
+                let ScanReply { keys, through } =
+                    wire::decode(&reply.into_inner()).map_err(|s| Error::TryAgain(s.message().to_string()))?;
+                // The peer's hashes are recomputed, not taken (merge drops what does not fit).
+                let keys = keys.into_iter().map(|(k, live)| (scan_hash(&k), k, live)).collect();
+                Ok(Listing { keys, through })
+            }
+            Ok(Err(status)) => Err(Error::TryAgain(format!("n{to}: {}", CallError::from_status(&status)))),
+            Err(_) => Err(Error::TryAgain(format!("n{to} did not list its keys in time"))),
         }
     }
 

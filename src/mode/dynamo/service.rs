@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::coordinator::Reply;
 use super::node::Node;
-use super::wire::{self, AaeRequest, ForwardReply, Forwarded, ReplicaBatch};
+use super::wire::{self, AaeRequest, ForwardReply, Forwarded, ReplicaBatch, ScanReply, ScanRequest};
 use crate::error::Error;
 use crate::peer::proto::{self, dynamo_peer_server::DynamoPeer};
 
@@ -55,6 +55,20 @@ impl DynamoPeer for Service {
         let from = request.get_ref().from;
         let question: AaeRequest = wire::decode(request.get_ref())?;
         let reply = super::anti_entropy::answer(&self.node, from, question).await;
+        Ok(tonic::Response::new(wire::encode(self.node.id, &reply)?))
+    }
+
+    async fn scan(&self, request: tonic::Request<proto::DynamoPayload>) -> RpcResult {
+        let ScanRequest { cursor, count } = wire::decode(request.get_ref())?;
+        let storage = self.node.storage.clone();
+        let listing = tokio::task::spawn_blocking(move || storage.scan(cursor, count as usize))
+            .await
+            .map_err(|e| tonic::Status::internal(e.to_string()))?
+            .map_err(|e: Error| tonic::Status::unavailable(e.to_string()))?;
+        let reply = ScanReply {
+            keys: listing.keys.into_iter().map(|(_, k, live)| (k, live)).collect(),
+            through: listing.through,
+        };
         Ok(tonic::Response::new(wire::encode(self.node.id, &reply)?))
     }
 

@@ -19,6 +19,7 @@ use super::ring::{Partition, Ring};
 use crate::error::{Error, Result};
 use crate::node::lock;
 use crate::node::{NodeId, codec};
+use crate::store::{Listing, MAX_SCAN_COUNT, scan_hash};
 
 /// Objects under [`aae::storage_key`] (position, then key): one AAE segment is one range.
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects_by_position");
@@ -502,6 +503,41 @@ impl Storage {
             keys.push((Bytes::copy_from_slice(&k.value()[4..]), live));
         }
         Ok(keys)
+    }
+
+    /// This replica's keys from `cursor` in scan order, about `count` of them, each with whether
+    /// one of its siblings is live. Objects are stored by position, the scan hash's top 32 bits
+    /// ([`aae::position`]), so a page is one range of the table; within one position the keys
+    /// are put in full scan order here, and a page ends only where the position changes.
+    pub fn scan(&self, cursor: u64, count: usize) -> Result<Listing> {
+        let count = count.clamp(1, MAX_SCAN_COUNT);
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(OBJECTS).map_err(db_error)?;
+        let start = ((cursor >> 32) as u32).to_be_bytes();
+        let mut keys: Vec<(u64, Bytes, bool)> = Vec::new();
+        let mut through = u64::MAX;
+        let mut last_position = None;
+        for entry in table.range(&start[..]..).map_err(db_error)? {
+            let (k, v) = entry.map_err(db_error)?;
+            let skey = k.value();
+            let Some(position) = skey.get(..4).map(|p| u32::from_be_bytes(p.try_into().expect("4 bytes"))) else {
+                continue;
+            };
+            if keys.len() >= count && last_position != Some(position) {
+                through = (u64::from(last_position.unwrap_or(position)) << 32) | u64::from(u32::MAX);
+                break;
+            }
+            last_position = Some(position);
+            let key = &skey[4..];
+            let hash = scan_hash(key);
+            if hash < cursor {
+                continue;
+            }
+            let live = decode_object(v.value())?.live().next().is_some();
+            keys.push((hash, Bytes::copy_from_slice(key), live));
+        }
+        keys.sort();
+        Ok(Listing { keys, through })
     }
 
     /// Stores `ring` as the one this node goes by (fsync'd before it is used).

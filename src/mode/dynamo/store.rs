@@ -27,8 +27,8 @@ use crate::node::lock;
 use crate::node::{Faults, Tasks};
 use crate::peer::{self, CallError};
 use crate::store::{
-    Membership, MembershipChange, ModeInfo, Mutation, MutationReply, Pattern, ScanPage, SetReply, SiblingView,
-    Siblings, Store, UpdateOp, Versioned, VersionedWrite, next_cursor, scan_hash, take_page,
+    Membership, MembershipChange, ModeInfo, Mutation, MutationReply, Pattern, ScanPage, SetCondition, SetReply,
+    SiblingView, Siblings, Store, UpdateOp, Versioned, VersionedWrite, merge,
 };
 
 /// Keys FLUSHALL deletes (and DBSIZE reads) at once.
@@ -366,39 +366,59 @@ impl Store for DynamoMode {
         Ok(n)
     }
 
-    /// One page: the keys live nodes hold in the page's range of the scan order, each read
-    /// from an R-quorum (as GET reads it), those with a live sibling returned.
+    /// One page: every live node lists its keys in the page's range of the scan order, and
+    /// the page ends where the shortest listing ends. A key some node holds live is returned;
+    /// if another node holds only a tombstone for it, it is first read from an R-quorum (as
+    /// GET reads it) and returned only if a sibling is live, so a key deleted before the page
+    /// is not returned once a tombstone reached any node asked.
     async fn scan(&self, cursor: u64, count: usize, pattern: Option<&Pattern>) -> Result<ScanPage> {
-        let keys = self.all_keys().await?;
-        let mut ordered: Vec<(u64, Bytes, bool)> =
-            keys.into_iter().map(|k| (scan_hash(&k), k, true)).filter(|(h, _, _)| *h >= cursor).collect();
-        ordered.sort();
-        let listing = take_page(ordered.into_iter(), count);
-        let candidates =
-            ScanPage { keys: listing.keys.into_iter().map(|(_, k, _)| k).collect(), cursor: 0 }.matching(pattern).keys;
-        let reads: Vec<(Bytes, Result<Object>)> = futures_util::stream::iter(candidates)
-            .map(|k| async move { (k.clone(), self.read(k, self.node.options.r).await) })
+        let storage = self.node.storage.clone();
+        let mut listings = vec![
+            tokio::task::spawn_blocking(move || storage.scan(cursor, count))
+                .await
+                .map_err(|e| Error::Io(e.to_string()))??,
+        ];
+        let peers = self.node.alive();
+        let remote = futures_util::future::join_all(peers.iter().map(|&p| self.node.scan_of(p, cursor, count))).await;
+        for listing in remote {
+            listings.push(listing?);
+        }
+        let merged = merge(cursor, &listings);
+        let matching = |k: &Bytes| pattern.is_none_or(|p| p.matches_everything() || p.matches(k));
+        let candidates: Vec<_> = merged.keys.into_iter().filter(|m| matching(&m.key)).collect();
+        let checked: Vec<(Bytes, Result<bool>)> = futures_util::stream::iter(candidates)
+            .map(|m| async move {
+                if m.dead_in == 0 {
+                    return (m.key, Ok(true));
+                }
+                let read = self.read(m.key.clone(), self.node.options.r).await;
+                (m.key, read.map(|o| o.live().next().is_some()))
+            })
             .buffered(FLUSH_PARALLELISM)
             .collect()
             .await;
         let mut keys = Vec::new();
-        for (key, object) in reads {
-            if object?.live().next().is_some() {
+        for (key, live) in checked {
+            if live? {
                 keys.push(key);
             }
         }
-        Ok(ScanPage { keys, cursor: next_cursor(listing.through) })
+        Ok(ScanPage { keys, cursor: merged.cursor })
     }
 
     async fn mutate(&self, mutation: Mutation) -> Result<MutationReply> {
         let w = self.node.options.w;
         match mutation {
             Mutation::Set { key, value, options } => {
-                if options.condition.is_some() {
-                    return Err(no_atomic_update("SET NX/XX"));
+                match options.condition {
+                    Some(SetCondition::IfAbsent | SetCondition::IfPresent) => {
+                        return Err(no_atomic_update("SET NX/XX (and SETNX)"));
+                    }
+                    Some(SetCondition::IfValue(_)) => return Err(no_atomic_update("SET IFEQ/IFNE/IFDEQ/IFDNE")),
+                    None => {}
                 }
                 if options.get {
-                    return Err(no_atomic_update("SET GET"));
+                    return Err(no_atomic_update("SET GET (and GETSET)"));
                 }
                 self.write(key, None, Some(value), w).await?;
                 Ok(MutationReply::Set(SetReply { written: true, previous: None }))
@@ -426,6 +446,12 @@ impl Store for DynamoMode {
             }
             Mutation::Update { op: UpdateOp::IncrBy(_), .. } => Err(no_atomic_update("INCR/INCRBY/DECR/DECRBY")),
             Mutation::Update { op: UpdateOp::Append(_), .. } => Err(no_atomic_update("APPEND")),
+            Mutation::Remove { .. } => Err(no_atomic_update("GETDEL/DELEX/DELIFEQ")),
+            Mutation::MultiSet { .. } => Err(Error::Input(
+                "MSET/MSETNX write several keys as one, which dynamo mode cannot do atomically (each key \
+                 is replicated on its own, and concurrent writes become siblings); use SET, or VSET, per key"
+                    .into(),
+            )),
             Mutation::FlushAll => {
                 // Documented: a DEL of every key a live node holds; a write concurrent with it
                 // survives as a sibling.

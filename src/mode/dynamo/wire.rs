@@ -17,6 +17,21 @@ use crate::peer::proto;
 pub type ReplicaBatch = Vec<(OpId, Request)>;
 pub type ReplicaReplies = Vec<(OpId, Response)>;
 
+/// SCAN: a page of a replica's keys in scan order from `cursor` (see [`crate::store::scan`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScanRequest {
+    pub cursor: u64,
+    pub count: u32,
+}
+
+/// A replica's page: each key with whether it holds a live sibling, and the hash up to which
+/// the page lists everything the replica holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScanReply {
+    pub keys: Vec<(Bytes, bool)>,
+    pub through: u64,
+}
+
 /// A client's write, for an owner of the key to coordinate.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Forwarded {

@@ -44,7 +44,9 @@ pub(super) async fn run_gc(node: std::sync::Weak<Node>) {
         cursor = if tombstones.len() < BATCH { None } else { tombstones.last().cloned() };
         for key in tombstones {
             match node.propose(key.clone(), Command::Collect).await {
-                Ok(Outcome::Collected(Some(ballot))) => {
+                // A tombstone above the ballots every proposer follows is never removed
+                // (acceptors refuse: see `Storage::handle`); it stays a tombstone.
+                Ok(Outcome::Collected(Some(ballot))) if ballot.counter <= Ballot::MAX_FOLLOWED => {
                     remove_everywhere(&node, &config, key, ballot);
                 }
                 Ok(_) => {}

@@ -15,7 +15,7 @@ use super::wire;
 use crate::error::{Error, Result};
 use crate::node::{read_lock, write_lock};
 use crate::peer::proto;
-use crate::store::{MembershipChange, Pattern, ScanPage, next_cursor, scan_hash, take_page};
+use crate::store::{Listing, MembershipChange, Pattern, ScanPage, merge, scan_hash};
 
 use super::node::{DriverEvent, Node, PaxosMode, SCAN_PARALLELISM};
 
@@ -63,41 +63,90 @@ impl Node {
         Ok(keys)
     }
 
-    /// One page of SCAN: the keys a quorum of acceptors lists in the page's range of the scan
-    /// order, each read through a quorum (a value one acceptor still holds for a key whose
-    /// DEL was chosen is not listed as present), those that hold a value returned.
+    /// One page of SCAN. Every acceptor is asked for its slots in the page's range of the
+    /// scan order; the page needs a quorum of answers and ends where the shortest answer ends.
+    /// A key every answer holds a value for is returned at once: a quorum holds it, so no DEL
+    /// of it was chosen before the page (a chosen DEL's tombstone is on a quorum, and quorums
+    /// meet). Any other key some answer holds a value for is read through a quorum first (a
+    /// linearizable read, which also settles a write left half done) and returned if it has a
+    /// value. A key whose value is chosen is on a quorum, so some answer lists it: a key
+    /// present for the whole scan is returned.
     pub(super) async fn scan(
         self: &Arc<Self>,
         cursor: u64,
         count: usize,
         pattern: Option<&Pattern>,
     ) -> Result<ScanPage> {
-        let keys = self.keys_from_quorum(false).await?;
-        let mut ordered: Vec<(u64, Bytes, bool)> =
-            keys.into_iter().map(|k| (scan_hash(&k), k, true)).filter(|(h, _, _)| *h >= cursor).collect();
-        ordered.sort();
-        let listing = take_page(ordered.into_iter(), count);
-        let candidates =
-            ScanPage { keys: listing.keys.into_iter().map(|(_, k, _)| k).collect(), cursor: 0 }.matching(pattern).keys;
+        let config = self.config();
+        let calls = config.everyone().into_iter().map(|m| {
+            let node = self.clone();
+            async move {
+                let listing = async {
+                    if m.id == node.id {
+                        let storage = node.storage.clone();
+                        tokio::task::spawn_blocking(move || storage.scan(cursor, count))
+                            .await
+                            .map_err(|e| Error::Io(e.to_string()))?
+                    } else {
+                        let mut client = node.client(m.id)?;
+                        let count = u32::try_from(count).unwrap_or(u32::MAX);
+                        let request = proto::ScanKeysRequest { from: node.id, cursor, count };
+                        match tokio::time::timeout(Duration::from_secs(5), client.scan_keys(request)).await {
+                            Ok(Ok(reply)) => {
+                                let reply = reply.into_inner();
+                                let keys = reply.keys.into_iter().map(|k| (scan_hash(&k.key), k.key, k.live)).collect();
+                                Ok(Listing { keys, through: reply.through })
+                            }
+                            Ok(Err(s)) => Err(Error::TryAgain(s.message().to_string())),
+                            Err(_) => Err(Error::TryAgain(format!("n{} did not answer in time", m.id))),
+                        }
+                    }
+                }
+                .await;
+                (m.id, listing)
+            }
+        });
+        let mut answered = BTreeSet::new();
+        let mut listings = Vec::new();
+        for (id, listing) in futures_util::future::join_all(calls).await {
+            if let Ok(listing) = listing {
+                answered.insert(id);
+                listings.push(listing);
+            }
+        }
+        if !config.quorums().is_quorum(&answered) {
+            return Err(Error::TryAgain("no quorum of acceptors answered the scan".into()));
+        }
+        let merged = merge(cursor, &listings);
+        let matching = |k: &Bytes| pattern.is_none_or(|p| p.matches_everything() || p.matches(k));
+        let candidates: Vec<_> = merged.keys.into_iter().filter(|m| matching(&m.key)).collect();
         let node = self.clone();
-        let reads: Vec<(Bytes, Result<Outcome>)> = futures_util::stream::iter(candidates)
-            .map(|k| {
+        let checked: Vec<(Bytes, Result<bool>)> = futures_util::stream::iter(candidates)
+            .map(|m| {
                 let node = node.clone();
-                async move { (k.clone(), node.run(k, Command::Read).await) }
+                let everywhere = m.live_in == merged.listings;
+                async move {
+                    if everywhere {
+                        return (m.key, Ok(true));
+                    }
+                    let read = node.run(m.key.clone(), Command::Read).await;
+                    (m.key, read.map(|o| matches!(o, Outcome::Read(Some(_)))))
+                }
             })
             .buffered(SCAN_PARALLELISM)
             .collect()
             .await;
         let mut keys = Vec::new();
-        for (key, read) in reads {
-            if let Outcome::Read(Some(_)) = read? {
+        for (key, present) in checked {
+            if present? {
                 keys.push(key);
             }
         }
-        Ok(ScanPage { keys, cursor: next_cursor(listing.through) })
+        Ok(ScanPage { keys, cursor: merged.cursor })
     }
 
-    /// Installs `config` if it is newer: persisted first, then the proposer switches.
+    /// Installs `config` if it is newer: persisted first, then the proposer switches. A
+    /// configuration no change could have made is refused (see [`check_pushed`]).
     pub(super) async fn install(&self, config: Config) -> Result<bool> {
         let _one_at_a_time = self.installing.lock().await;
         {
@@ -105,6 +154,7 @@ impl Node {
             if config.version <= current.version {
                 return Ok(config == *current);
             }
+            check_pushed(&config, &current)?;
         }
         let storage = self.storage.clone();
         let saved = config.clone();
@@ -223,7 +273,10 @@ impl PaxosMode {
                 ));
             }
             None => Config {
-                version: current.version + 1,
+                version: current
+                    .version
+                    .checked_add(1)
+                    .ok_or_else(|| Error::Input("the configuration version is exhausted".into()))?,
                 highest_id: target.iter().map(|m| m.id).max().unwrap_or(0).max(current.highest_id),
                 members: target.clone(),
                 previous: Some(current.members.clone()),
@@ -290,4 +343,54 @@ pub(super) fn show(config: &Config) -> Vec<String> {
         lines.extend(previous.iter().map(|m| format!("previous {} {}", m.id, m.peer_addr)));
     }
     lines
+}
+
+/// The most a pushed configuration's version may pass the installed one's. A change takes two
+/// versions and a node that was down or is new may have missed many, but never billions: a
+/// version near `u64::MAX` (one message from a buggy or compromised peer) would leave no room
+/// for the next change.
+pub const MAX_VERSION_STEP: u64 = 1 << 32;
+
+/// Whether `config`, pushed by a peer, could have come from a membership change of a cluster
+/// at `current`: members and (during a change) previous members are non-empty and unique,
+/// and the version moves forward by a plausible step. An empty member list would stop every
+/// write on every node, for good.
+pub fn check_pushed(config: &Config, current: &Config) -> Result<()> {
+    let unique = |ms: &[Member]| {
+        let mut ids: Vec<u32> = ms.iter().map(|m| m.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        !ms.is_empty() && ids.len() == ms.len()
+    };
+    if !unique(&config.members) || config.previous.as_deref().is_some_and(|p| !unique(p)) {
+        return Err(Error::Peer("a configuration without members, or with a member twice".into()));
+    }
+    if config.version > current.version.saturating_add(MAX_VERSION_STEP) {
+        return Err(Error::Peer(format!(
+            "a configuration version {} too far past the installed {}",
+            config.version, current.version
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod pushed_tests {
+    use super::*;
+
+    fn config(version: u64, ids: &[u32], previous: Option<&[u32]>) -> Config {
+        let members = |ids: &[u32]| ids.iter().map(|&id| Member { id, peer_addr: format!("h{id}:1") }).collect();
+        Config { version, members: members(ids), previous: previous.map(members), highest_id: 3 }
+    }
+
+    #[test]
+    fn a_configuration_no_change_could_make_is_refused() {
+        let current = config(4, &[1, 2, 3], None);
+        assert!(check_pushed(&config(5, &[1, 2], Some(&[1, 2, 3])), &current).is_ok());
+        assert!(check_pushed(&config(40, &[1, 2], None), &current).is_ok(), "a node that missed changes");
+        assert!(check_pushed(&config(5, &[], None), &current).is_err(), "no members");
+        assert!(check_pushed(&config(5, &[1, 1, 2], None), &current).is_err(), "a member twice");
+        assert!(check_pushed(&config(5, &[1, 2], Some(&[])), &current).is_err(), "no previous members");
+        assert!(check_pushed(&config(u64::MAX, &[1, 2, 3], None), &current).is_err(), "the version exhausted");
+    }
 }

@@ -5,8 +5,10 @@
 //! acceptors, each reporting its last accepted (ballot, value); the proposer takes the value
 //! with the highest ballot, applies the command's change function to it, and *accepts* the
 //! result at the same ballot on F+1 acceptors. Every command — SET, DEL, INCR, APPEND,
-//! SET NX/XX, and GET as the identity — is a change function, so every command is an atomic
-//! read-modify-write and the register is linearizable.
+//! SET NX/XX/IFEQ/IFNE/IFDEQ/IFDNE, DELEX, GETDEL, and GET as the identity — is a change
+//! function, so every command is an atomic read-modify-write and the register is
+//! linearizable. A round changes one register, so MSET and MSETNX, which would need several
+//! registers to change as one, are refused rather than run non-atomically.
 //!
 //! * The one-round-trip optimisation (§2.2.1): an accept also promises the proposer's next
 //!   ballot, so the next command on that key skips the prepare; if another proposer

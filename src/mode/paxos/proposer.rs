@@ -344,8 +344,11 @@ impl Proposer {
     pub fn submit(&mut self, id: CommandId, key: Bytes, command: Command) {
         if let Command::Write(m) = &command {
             let only_this_key = match m {
-                Mutation::Set { key: k, .. } | Mutation::Update { key: k, .. } => *k == key,
+                Mutation::Set { key: k, .. } | Mutation::Update { key: k, .. } | Mutation::Remove { key: k, .. } => {
+                    *k == key
+                }
                 Mutation::Del { keys } => keys.iter().all(|k| *k == key),
+                Mutation::MultiSet { pairs, .. } => pairs.iter().all(|(k, _)| *k == key),
                 Mutation::FlushAll => false,
             };
             if !only_this_key {

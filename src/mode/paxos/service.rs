@@ -63,6 +63,20 @@ impl peer::Peer for PeerService {
         Ok(tonic::Response::new(proto::ListKeysReply { keys, config_version }))
     }
 
+    async fn scan_keys(
+        &self,
+        request: tonic::Request<proto::ScanKeysRequest>,
+    ) -> std::result::Result<tonic::Response<proto::ScanKeysReply>, tonic::Status> {
+        let request = request.into_inner();
+        let storage = self.node.storage.clone();
+        let listing = tokio::task::spawn_blocking(move || storage.scan(request.cursor, request.count as usize))
+            .await
+            .map_err(|e| tonic::Status::internal(e.to_string()))?
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let keys = listing.keys.into_iter().map(|(_, key, live)| proto::ScanKey { key, live }).collect();
+        Ok(tonic::Response::new(proto::ScanKeysReply { keys, through: listing.through }))
+    }
+
     async fn ping(
         &self,
         _request: tonic::Request<proto::PingRequest>,

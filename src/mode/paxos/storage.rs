@@ -24,8 +24,21 @@ use serde::{Deserialize, Serialize};
 use super::acceptor::{self, Landed, Request, Response, Slot};
 use super::ballot::Ballot;
 use crate::error::{Error, Result};
+use crate::store::{Listing, scan_hash, take_page};
 
 const SLOTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("slots");
+/// Every slot's key in scan order (see [`crate::store::scan`]): its scan hash, big-endian,
+/// then the key. Kept in the transaction that creates or removes the slot, and rebuilt at
+/// start-up when it does not match (a data directory of an earlier release has none), so a
+/// SCAN page is one range read, whatever the number of slots.
+const SCAN_ORDER: TableDefinition<&[u8], ()> = TableDefinition::new("slots_in_scan_order");
+
+fn scan_order_key(key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + key.len());
+    out.extend_from_slice(&scan_hash(key).to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 const FLOOR: &str = "floor";
@@ -186,7 +199,17 @@ impl Storage {
         let path = dir.join("acceptor.redb");
         let db = Database::create(&path).map_err(|e| Error::Config(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(db_error)?;
-        txn.open_table(SLOTS).map_err(db_error)?;
+        {
+            let slots = txn.open_table(SLOTS).map_err(db_error)?;
+            let mut order = txn.open_table(SCAN_ORDER).map_err(db_error)?;
+            if order.len().map_err(db_error)? != slots.len().map_err(db_error)? {
+                order.retain(|_, _| false).map_err(db_error)?;
+                for item in slots.iter().map_err(db_error)? {
+                    let (k, _) = item.map_err(db_error)?;
+                    order.insert(scan_order_key(k.value()).as_slice(), ()).map_err(db_error)?;
+                }
+            }
+        }
         txn.open_table(META).map_err(db_error)?;
         txn.commit().map_err(db_error)?;
         let storage = Self { db };
@@ -234,6 +257,7 @@ impl Storage {
         let mut dirty = false;
         {
             let mut slots = txn.open_table(SLOTS).map_err(db_error)?;
+            let mut order = txn.open_table(SCAN_ORDER).map_err(db_error)?;
             let mut meta = txn.open_table(META).map_err(db_error)?;
             let mut floor =
                 meta.get(FLOOR).map_err(db_error)?.and_then(|v| decode_ballot(v.value())).unwrap_or(Ballot::ZERO);
@@ -261,19 +285,28 @@ impl Storage {
                         }
                         if changed {
                             slots.insert(key.as_ref(), encode_slot(&slot).as_slice()).map_err(db_error)?;
+                            if !exists {
+                                order.insert(scan_order_key(key).as_slice(), ()).map_err(db_error)?;
+                            }
                             dirty = true;
                         }
                         replies.push(AcceptorReply::Paxos(response));
                     }
                     AcceptorMessage::Remove { ballot, config_version: version } => {
-                        // Only the untouched tombstone GC wrote, under the configuration GC saw.
+                        // Only the untouched tombstone GC wrote, under the configuration GC saw,
+                        // and only at a ballot every proposer can follow: removing raises this
+                        // node-wide floor to the ballot, so a tombstone above the followed limit
+                        // (a peer that pushed one key's ballots there) would leave every other
+                        // node's fresh keys below the floor for good. Such a tombstone stays.
                         let removable = exists
+                            && ballot.counter <= Ballot::MAX_FOLLOWED
                             && *version == config_version
                             && slot.value.is_none()
                             && slot.accepted == *ballot
                             && slot.promised == *ballot;
                         if removable {
                             slots.remove(key.as_ref()).map_err(db_error)?;
+                            order.remove(scan_order_key(key).as_slice()).map_err(db_error)?;
                             if *ballot > floor {
                                 floor = *ballot;
                                 let mut encoded = Vec::with_capacity(12);
@@ -328,6 +361,38 @@ impl Storage {
         Ok(keys)
     }
 
+    /// The slots from `cursor` in scan order, about `count` of them, each with whether it holds
+    /// a value: one range read of the scan-order index and a lookup per key.
+    pub fn scan(&self, cursor: u64, count: usize) -> Result<Listing> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let order = txn.open_table(SCAN_ORDER).map_err(db_error)?;
+        let slots = txn.open_table(SLOTS).map_err(db_error)?;
+        let start = cursor.to_be_bytes();
+        let mut failure = None;
+        let items = order.range(&start[..]..).map_err(db_error)?.map_while(|item| {
+            let read = || -> Result<(u64, Bytes, bool)> {
+                let (k, _) = item.map_err(db_error)?;
+                let (hash, key) =
+                    k.value().split_first_chunk::<8>().ok_or_else(|| db_error("a scan-order entry without a hash"))?;
+                let slot = slots.get(key).map_err(db_error)?;
+                let live = slot.is_some_and(|v| v.value().get(24) == Some(&1));
+                Ok((u64::from_be_bytes(*hash), Bytes::copy_from_slice(key), live))
+            };
+            match read() {
+                Ok(item) => Some(item),
+                Err(e) => {
+                    failure = Some(e);
+                    None
+                }
+            }
+        });
+        let listing = take_page(items, count);
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(listing),
+        }
+    }
+
     /// The number of slots (values and tombstones).
     pub fn slot_count(&self) -> Result<u64> {
         let txn = self.db.begin_read().map_err(db_error)?;
@@ -351,6 +416,50 @@ mod tests {
 
     fn key() -> Bytes {
         Bytes::from_static(b"k")
+    }
+
+    /// Every slot, page by page, as `(key, holds a value)`.
+    fn scan_all(s: &Storage) -> Vec<(Bytes, bool)> {
+        let (mut out, mut cursor) = (Vec::new(), 0);
+        loop {
+            let listing = s.scan(cursor, 7).unwrap();
+            out.extend(listing.keys.into_iter().map(|(_, k, live)| (k, live)));
+            cursor = crate::store::next_cursor(listing.through);
+            if cursor == 0 {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn slots_list_in_scan_order_and_an_index_missing_from_an_older_directory_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<Bytes> = (0..50).map(|i| Bytes::from(format!("k{i}"))).collect();
+        let expected = {
+            let (s, _) = Storage::open(dir.path()).unwrap();
+            let batch: Vec<(Bytes, AcceptorMessage)> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    let value = (i > 0).then(|| Bytes::from_static(b"v"));
+                    (k.clone(), AcceptorMessage::Paxos(Request::Accept { ballot: b(3, 1), value, promise_next: false }))
+                })
+                .collect();
+            s.handle(&batch, 1).unwrap();
+            let listed = scan_all(&s);
+            let mut expected: Vec<(Bytes, bool)> = keys.iter().map(|k| (k.clone(), k != "k0")).collect();
+            expected.sort_by_key(|(k, _)| (scan_hash(k), k.clone()));
+            assert_eq!(listed, expected, "every slot once, in scan order, the tombstone marked");
+            expected
+        };
+        {
+            let db = Database::create(dir.path().join("acceptor.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.delete_table(SCAN_ORDER).unwrap();
+            txn.commit().unwrap();
+        }
+        let (s, _) = Storage::open(dir.path()).unwrap();
+        assert_eq!(scan_all(&s), expected);
     }
 
     #[test]
@@ -416,5 +525,29 @@ mod tests {
         );
         drop(s);
         assert_eq!(Storage::open(dir.path()).unwrap().1.floor, b(5, 2));
+    }
+
+    /// Removing a tombstone raises the node-wide floor to its ballot. A tombstone above the
+    /// ballots proposers follow (one key pushed there by a peer) must stay, or every other
+    /// node's fresh keys would sit below the floor, refused for good.
+    #[test]
+    fn a_tombstone_above_the_followed_ballots_is_never_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = Storage::open(dir.path()).unwrap();
+        let high = b(Ballot::MAX_FOLLOWED + 3, 2);
+        let tomb = AcceptorMessage::Paxos(Request::Accept { ballot: high, value: None, promise_next: false });
+        s.handle(&[(key(), tomb)], 1).unwrap();
+        let remove = AcceptorMessage::Remove { ballot: high, config_version: 1 };
+        assert_eq!(s.handle(&[(key(), remove)], 1).unwrap(), vec![AcceptorReply::Removed(false)]);
+        assert_eq!(s.floor().unwrap(), Ballot::ZERO);
+        assert_eq!(s.keys(KeyFilter::Tombstones, None, 10, |_| true).unwrap(), vec![key()]);
+        // At the limit itself, removal works: a proposer follows it and makes ballots above.
+        let limit = b(Ballot::MAX_FOLLOWED, 2);
+        let other = Bytes::from_static(b"other");
+        let tomb = AcceptorMessage::Paxos(Request::Accept { ballot: limit, value: None, promise_next: false });
+        s.handle(&[(other.clone(), tomb)], 1).unwrap();
+        let remove = AcceptorMessage::Remove { ballot: limit, config_version: 1 };
+        assert_eq!(s.handle(&[(other, remove)], 1).unwrap(), vec![AcceptorReply::Removed(true)]);
+        assert_eq!(s.floor().unwrap(), limit);
     }
 }

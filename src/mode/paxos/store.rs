@@ -88,10 +88,15 @@ impl Store for PaxosMode {
 
     async fn mutate(&self, mutation: Mutation) -> Result<MutationReply> {
         match mutation {
-            Mutation::Set { ref key, .. } | Mutation::Update { ref key, .. } => {
+            Mutation::Set { ref key, .. } | Mutation::Update { ref key, .. } | Mutation::Remove { ref key, .. } => {
                 let key = key.clone();
                 outcome_reply(self.node.run(key, Command::Write(mutation)).await?)
             }
+            Mutation::MultiSet { if_none_exist, .. } => Err(Error::Input(format!(
+                "{} is not supported in paxos mode: each key is its own CASPaxos register, so a write \
+                 to several keys could not be atomic; SET each key, or use raft or s3 mode",
+                if if_none_exist { "MSETNX" } else { "MSET" }
+            ))),
             Mutation::Del { keys } => {
                 let mut unique = keys.clone();
                 unique.sort();

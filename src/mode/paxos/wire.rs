@@ -8,7 +8,7 @@ use super::proposer::{Command, Outcome};
 use super::storage::{AcceptorMessage, AcceptorReply, Config, Member};
 use crate::error::{Error, Result};
 use crate::peer::proto;
-use crate::store::{Mutation, MutationReply, SetCondition, SetOptions, SetReply, UpdateOp};
+use crate::store::{Mutation, MutationReply, SetCondition, SetOptions, SetReply, UpdateOp, ValueCondition};
 
 pub fn ballot_to(b: Ballot) -> proto::Ballot {
     proto::Ballot { counter: b.counter, node: b.node }
@@ -118,13 +118,21 @@ pub fn forward_to(from: u32, key: Bytes, command: &Command) -> Result<proto::For
                 None => proto::SetCondition::Always,
                 Some(SetCondition::IfAbsent) => proto::SetCondition::IfAbsent,
                 Some(SetCondition::IfPresent) => proto::SetCondition::IfPresent,
+                Some(SetCondition::IfValue(_)) => proto::SetCondition::IfValue,
             } as i32,
             get: options.get,
+            if_value: match &options.condition {
+                Some(SetCondition::IfValue(test)) => Some(value_condition_to(test)),
+                _ => None,
+            },
         }),
+        Command::Write(Mutation::Remove { condition, get, .. }) => {
+            C::RemoveKey(proto::RemoveKey { if_value: condition.as_ref().map(value_condition_to), get: *get })
+        }
         Command::Write(Mutation::Del { .. }) => C::Del(proto::Empty {}),
         Command::Write(Mutation::Update { op: UpdateOp::IncrBy(n), .. }) => C::IncrBy(*n),
         Command::Write(Mutation::Update { op: UpdateOp::Append(b), .. }) => C::Append(b.clone()),
-        Command::Write(Mutation::FlushAll) | Command::Collect => {
+        Command::Write(Mutation::FlushAll | Mutation::MultiSet { .. }) | Command::Collect => {
             return Err(Error::Input("only single-key commands are forwarded".into()));
         }
     };
@@ -141,6 +149,7 @@ pub fn forward_from(request: proto::ForwardRequest) -> Result<(Bytes, Command)> 
                 Ok(proto::SetCondition::Always) => None,
                 Ok(proto::SetCondition::IfAbsent) => Some(SetCondition::IfAbsent),
                 Ok(proto::SetCondition::IfPresent) => Some(SetCondition::IfPresent),
+                Ok(proto::SetCondition::IfValue) => Some(SetCondition::IfValue(value_condition_from(s.if_value)?)),
                 Err(_) => return Err(Error::Input("unknown SET condition".into())),
             };
             Command::Write(Mutation::Set {
@@ -152,9 +161,38 @@ pub fn forward_from(request: proto::ForwardRequest) -> Result<(Bytes, Command)> 
         Some(C::Del(_)) => Command::Write(Mutation::Del { keys: vec![key.clone()] }),
         Some(C::IncrBy(n)) => Command::Write(Mutation::Update { key: key.clone(), op: UpdateOp::IncrBy(n) }),
         Some(C::Append(b)) => Command::Write(Mutation::Update { key: key.clone(), op: UpdateOp::Append(b) }),
+        Some(C::RemoveKey(r)) => Command::Write(Mutation::Remove {
+            key: key.clone(),
+            condition: r.if_value.map(|c| value_condition_from(Some(c))).transpose()?,
+            get: r.get,
+        }),
         None => return Err(Error::Input("a forward without a command".into())),
     };
     Ok((key, command))
+}
+
+fn value_condition_to(test: &ValueCondition) -> proto::ValueCondition {
+    use proto::value_condition::Test as T;
+    let test = match test {
+        ValueCondition::Equal(v) => T::Equal(v.clone()),
+        ValueCondition::NotEqual(v) => T::NotEqual(v.clone()),
+        ValueCondition::DigestEqual(d) => T::DigestEqual(*d),
+        ValueCondition::DigestNotEqual(d) => T::DigestNotEqual(*d),
+    };
+    proto::ValueCondition { test: Some(test) }
+}
+
+/// A value condition from a peer; a missing one is an error, never "no condition" (that
+/// would turn a compare-and-set into a plain SET).
+fn value_condition_from(test: Option<proto::ValueCondition>) -> Result<ValueCondition> {
+    use proto::value_condition::Test as T;
+    Ok(match test.and_then(|t| t.test) {
+        Some(T::Equal(v)) => ValueCondition::Equal(v),
+        Some(T::NotEqual(v)) => ValueCondition::NotEqual(v),
+        Some(T::DigestEqual(d)) => ValueCondition::DigestEqual(d),
+        Some(T::DigestNotEqual(d)) => ValueCondition::DigestNotEqual(d),
+        None => return Err(Error::Input("a value condition without its test".into())),
+    })
 }
 
 pub fn outcome_to(result: Result<Outcome>) -> proto::ForwardReply {
@@ -163,6 +201,9 @@ pub fn outcome_to(result: Result<Outcome>) -> proto::ForwardReply {
         Ok(Outcome::Read(value)) => (O::Read(proto::OptionalValue { value }), String::new()),
         Ok(Outcome::Write(MutationReply::Set(SetReply { written, previous }))) => {
             (O::Set(proto::SetOutcome { written, previous }), String::new())
+        }
+        Ok(Outcome::Write(MutationReply::Removed(SetReply { written, previous }))) => {
+            (O::Removed(proto::SetOutcome { written, previous }), String::new())
         }
         Ok(Outcome::Write(MutationReply::Count(n))) => (O::Count(n), String::new()),
         Ok(Outcome::Write(MutationReply::Integer(n))) => (O::Integer(n), String::new()),
@@ -185,6 +226,9 @@ pub fn outcome_from(reply: proto::ForwardReply) -> Result<Outcome> {
         Some(O::Read(v)) => Ok(Outcome::Read(v.value)),
         Some(O::Set(s)) => {
             Ok(Outcome::Write(MutationReply::Set(SetReply { written: s.written, previous: s.previous })))
+        }
+        Some(O::Removed(s)) => {
+            Ok(Outcome::Write(MutationReply::Removed(SetReply { written: s.written, previous: s.previous })))
         }
         Some(O::Count(n)) => Ok(Outcome::Write(MutationReply::Count(n))),
         Some(O::Integer(n)) => Ok(Outcome::Write(MutationReply::Integer(n))),
@@ -242,5 +286,41 @@ mod tests {
             })),
         };
         assert!(message_from(poisoned).is_err());
+    }
+
+    #[test]
+    fn value_conditions_cross_the_wire_and_a_missing_test_is_refused() {
+        let key = Bytes::from_static(b"k");
+        let v = Bytes::from_static(b"v");
+        let set = |test| {
+            Command::Write(Mutation::Set {
+                key: key.clone(),
+                value: v.clone(),
+                options: SetOptions { condition: Some(SetCondition::IfValue(test)), get: true },
+            })
+        };
+        let commands = [
+            set(ValueCondition::Equal(v.clone())),
+            set(ValueCondition::NotEqual(v.clone())),
+            set(ValueCondition::DigestEqual(u64::MAX)),
+            set(ValueCondition::DigestNotEqual(0)),
+            Command::Write(Mutation::Remove { key: key.clone(), condition: None, get: true }),
+            Command::Write(Mutation::Remove {
+                key: key.clone(),
+                condition: Some(ValueCondition::Equal(v.clone())),
+                get: false,
+            }),
+        ];
+        for command in commands {
+            let (k, back) = forward_from(forward_to(1, key.clone(), &command).unwrap()).unwrap();
+            assert_eq!((k, format!("{back:?}")), (key.clone(), format!("{command:?}")));
+        }
+        let mut request = forward_to(1, key.clone(), &set(ValueCondition::Equal(v.clone()))).unwrap();
+        if let Some(proto::forward_request::Command::Set(s)) = &mut request.command {
+            s.if_value = None;
+        }
+        assert!(forward_from(request).is_err(), "IFEQ without its value must not become a plain SET");
+        let removed = Ok(Outcome::Write(MutationReply::Removed(SetReply { written: true, previous: Some(v) })));
+        assert_eq!(format!("{:?}", outcome_from(outcome_to(removed.clone()))), format!("{removed:?}"));
     }
 }

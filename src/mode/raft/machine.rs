@@ -81,11 +81,17 @@ pub struct Session {
     reply_bytes: usize,
 }
 
-/// About how many bytes a kept reply costs.
+/// About how many bytes a kept reply costs. Every variant is named, so a new reply that
+/// carries a value cannot be counted as nothing by default.
 fn reply_weight(reply: &Response) -> usize {
+    use crate::store::MutationReply;
     64 + match &reply.result {
-        Ok(crate::store::MutationReply::Set(set)) => set.previous.as_ref().map_or(0, Bytes::len),
-        Ok(_) => 0,
+        // SET GET, GETSET, GETDEL and DELEX carry the value they replaced or removed (MSET's
+        // reply is a `Set` with none).
+        Ok(MutationReply::Set(carried) | MutationReply::Removed(carried)) => {
+            carried.previous.as_ref().map_or(0, Bytes::len)
+        }
+        Ok(MutationReply::Count(_) | MutationReply::Integer(_) | MutationReply::Done) => 0,
         Err(message) => message.len(),
     }
 }
@@ -553,6 +559,31 @@ mod tests {
         let recent = state.apply(&set_get(writes), writes + 1);
         assert!(recent.result.is_ok() && !recent.reply_forgotten);
         assert_eq!(state.remembered_replies() as u64, kept);
+    }
+
+    #[test]
+    fn a_removed_value_counts_in_the_reply_budget_like_a_replaced_one() {
+        let mut session = Session::default();
+        let value = Bytes::from(vec![7; 1 << 20]);
+        let getdel = Response {
+            result: Ok(MutationReply::Removed(crate::store::SetReply { written: true, previous: Some(value.clone()) })),
+            session_expired: false,
+            reply_forgotten: false,
+        };
+        session.remember(1, getdel.clone());
+        assert_eq!(session.reply_bytes, 64 + value.len(), "GETDEL's value is weighed");
+        // A session of GETDELs in flight drops its oldest replies past the budget, as SET GET's.
+        let writes = 2 * (REPLY_BUDGET >> 20) as u64;
+        for seq in 2..=writes {
+            session.remember(seq, getdel.clone());
+        }
+        assert!(session.reply_bytes <= REPLY_BUDGET, "{} bytes kept", session.reply_bytes);
+        assert!(session.forgotten_below > 1 && (session.replies.len() as u64) < writes);
+        // Replacing a kept reply takes its old weight off; dropping them all leaves nothing.
+        session.remember(writes, getdel);
+        assert!(session.reply_bytes <= REPLY_BUDGET);
+        session.answered_below(writes + 1);
+        assert_eq!(session.reply_bytes, 0);
     }
 
     #[test]

@@ -55,18 +55,74 @@ pub const CHUNK: usize = 1 << 20;
 impl Request {
     /// About how many bytes the request adds to a log entry (for cutting batches).
     pub(super) fn weight(&self) -> usize {
-        let mutation = match &self.command {
-            Command::Chunk { data, .. } => return data.len() + 32,
-            Command::Mutate(mutation) | Command::Assemble { mutation, .. } => mutation,
-        };
-        32 + match mutation {
-            Mutation::Set { key, value, .. } => key.len() + value.len(),
-            Mutation::Del { keys } => keys.iter().map(|k| k.len() + 2).sum(),
-            Mutation::Update { key, op: crate::store::UpdateOp::Append(value) } => key.len() + value.len(),
-            Mutation::Update { key, .. } => key.len() + 8,
-            Mutation::FlushAll => 0,
+        match &self.command {
+            Command::Chunk { data, .. } => data.len() + 32,
+            Command::Mutate(mutation) | Command::Assemble { mutation, .. } => 32 + mutation_weight(mutation),
         }
     }
+}
+
+/// About how many bytes `mutation` adds to a log entry.
+fn mutation_weight(mutation: &Mutation) -> usize {
+    match mutation {
+        Mutation::Set { key, value, options } => {
+            let compared = match &options.condition {
+                Some(crate::store::SetCondition::IfValue(test)) => compared_len(test),
+                _ => 0,
+            };
+            key.len() + value.len() + compared
+        }
+        Mutation::Del { keys } => keys.iter().map(|k| k.len() + 2).sum(),
+        Mutation::Update { key, op: crate::store::UpdateOp::Append(value) } => key.len() + value.len(),
+        Mutation::Update { key, .. } => key.len() + 8,
+        Mutation::FlushAll => 0,
+        Mutation::Remove { key, condition, .. } => key.len() + condition.as_ref().map_or(0, compared_len),
+        Mutation::MultiSet { pairs, .. } => pairs.iter().map(|(k, v)| k.len() + v.len() + 4).sum(),
+    }
+}
+
+/// The most bytes MSET/MSETNX's pairs, or the value IFEQ/IFNE/DELIFEQ compares, may carry:
+/// they travel in one entry (only SET's and APPEND's value is sent as chunks), and one
+/// append must still replicate within a heartbeat interval. More is refused before anything
+/// is sent ([`too_large`]).
+pub const MAX_UNSPLIT: usize = 4 * CHUNK;
+
+/// The bytes a value condition carries (IFEQ's value; a digest is 8).
+fn compared_len(test: &crate::store::ValueCondition) -> usize {
+    match test {
+        crate::store::ValueCondition::Equal(v) | crate::store::ValueCondition::NotEqual(v) => v.len(),
+        _ => 8,
+    }
+}
+
+/// Why `mutation` is refused before it is sent, if it is: MSET/MSETNX pairs or a compared
+/// value over [`MAX_UNSPLIT`]. Nothing else is capped — a long key, or DEL's many keys,
+/// always went in one entry, and refusing them now would break writes that worked.
+pub(super) fn too_large(mutation: &Mutation) -> Option<String> {
+    let compared = match mutation {
+        Mutation::MultiSet { .. } => {
+            let carried = mutation_weight(mutation);
+            return (carried > MAX_UNSPLIT).then(|| {
+                format!(
+                    "this MSET carries {carried} bytes of keys and values in one raft log entry, more than \
+                     {MAX_UNSPLIT}: send smaller MSETs"
+                )
+            });
+        }
+        Mutation::Set { options, .. } => match &options.condition {
+            Some(crate::store::SetCondition::IfValue(test)) => test,
+            _ => return None,
+        },
+        Mutation::Remove { condition: Some(test), .. } => test,
+        _ => return None,
+    };
+    let len = compared_len(compared);
+    (len > MAX_UNSPLIT).then(|| {
+        format!(
+            "the value this write compares (IFEQ/IFNE/DELIFEQ) has {len} bytes, more than the {MAX_UNSPLIT} one \
+             raft log entry may carry besides the value written: compare with IFDEQ/IFDNE (a digest) instead"
+        )
+    })
 }
 
 /// What one log entry carries: the client writes the leader batched into it, applied in
@@ -80,7 +136,7 @@ pub type Proposal = Vec<Request>;
 pub(super) fn split_value(mutation: &Mutation) -> Option<(Vec<Bytes>, Mutation)> {
     let (value, hollow) = match mutation {
         Mutation::Set { key, value, options } if value.len() > CHUNK => {
-            (value, Mutation::Set { key: key.clone(), value: Bytes::new(), options: *options })
+            (value, Mutation::Set { key: key.clone(), value: Bytes::new(), options: options.clone() })
         }
         Mutation::Update { key, op: crate::store::UpdateOp::Append(value) } if value.len() > CHUNK => {
             (value, Mutation::Update { key: key.clone(), op: crate::store::UpdateOp::Append(Bytes::new()) })
@@ -94,7 +150,7 @@ pub(super) fn split_value(mutation: &Mutation) -> Option<(Vec<Bytes>, Mutation)>
 /// Puts the assembled value back into a mutation [`split_value`] emptied.
 pub(super) fn fill_value(mutation: &Mutation, value: Bytes) -> Mutation {
     match mutation {
-        Mutation::Set { key, options, .. } => Mutation::Set { key: key.clone(), value, options: *options },
+        Mutation::Set { key, options, .. } => Mutation::Set { key: key.clone(), value, options: options.clone() },
         Mutation::Update { key, .. } => {
             Mutation::Update { key: key.clone(), op: crate::store::UpdateOp::Append(value) }
         }
@@ -153,3 +209,40 @@ openraft::declare_raft_types!(
 
 /// Entries between snapshots.
 pub const SNAPSHOT_EVERY: u64 = 2000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SetCondition, SetOptions, ValueCondition};
+
+    #[test]
+    fn only_mset_pairs_and_a_compared_value_are_capped() {
+        let big = || Bytes::from(vec![b'x'; MAX_UNSPLIT + 1]);
+        let small = || Bytes::from_static(b"v");
+        let if_equal = |v| SetOptions { condition: Some(SetCondition::IfValue(ValueCondition::Equal(v))), get: false };
+        // Writes that went in one entry before the compare-and-set commands still do.
+        for fine in [
+            Mutation::Set { key: big(), value: small(), options: SetOptions::default() },
+            Mutation::Set { key: small(), value: big(), options: SetOptions::default() },
+            Mutation::Del { keys: vec![big(), big()] },
+            Mutation::Update { key: big(), op: crate::store::UpdateOp::IncrBy(1) },
+            Mutation::Remove { key: big(), condition: None, get: true },
+            // A digest is 8 bytes whatever the key.
+            Mutation::Remove { key: big(), condition: Some(ValueCondition::DigestEqual(1)), get: false },
+            // The value compared may be as large as one entry, the value written larger.
+            Mutation::Set { key: small(), value: big(), options: if_equal(Bytes::from(vec![b'x'; MAX_UNSPLIT])) },
+            Mutation::MultiSet {
+                pairs: vec![(small(), Bytes::from(vec![b'x'; MAX_UNSPLIT - 5]))],
+                if_none_exist: false,
+            },
+        ] {
+            assert_eq!(too_large(&fine), None, "{:?}", fine.keys());
+        }
+        let mset = Mutation::MultiSet { pairs: vec![(small(), big())], if_none_exist: true };
+        assert!(too_large(&mset).is_some_and(|m| m.contains("smaller MSETs")));
+        let ifeq = Mutation::Set { key: small(), value: small(), options: if_equal(big()) };
+        assert!(too_large(&ifeq).is_some_and(|m| m.contains("IFDEQ/IFDNE")));
+        let delifeq = Mutation::Remove { key: small(), condition: Some(ValueCondition::NotEqual(big())), get: false };
+        assert!(too_large(&delifeq).is_some_and(|m| m.contains("IFDEQ/IFDNE")));
+    }
+}

@@ -23,7 +23,7 @@ use crate::store::{Mutation, MutationReply};
 
 use super::node::{COMMAND_DEADLINE, Inner, RPC_TIMEOUT, encode};
 use super::service::{ForwardReply, Forwarded, ReadIndexReply};
-use super::types::{CHUNK, Command, Proposal, Request, SessionId, split_value};
+use super::types::{CHUNK, Command, Proposal, Request, SessionId, split_value, too_large};
 
 /// Chunks of one value being committed at once.
 const CHUNKS_IN_FLIGHT: usize = 4;
@@ -177,6 +177,9 @@ impl Inner {
     /// If this node's session expired (it was idle while the log moved on), nothing was
     /// applied: a new session is opened and the write sent once more.
     pub(super) async fn write(&self, mutation: Mutation) -> Result<MutationReply> {
+        if let Some(refusal) = too_large(&mutation) {
+            return Err(Error::Input(refusal));
+        }
         let session = self.session();
         match self.write_in(session, mutation.clone()).await {
             Err(Expired) => {

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use super::{DEFAULT_OBJECT_KEY, S3ModeOptions};
 use crate::node::{Switch, parse_size};
+use crate::object::S3Options;
 
-/// s3 mode's flags.
+/// Where an S3 bucket is and how to sign in: s3 mode's flags that `valthree s3-check` shares.
 #[derive(Debug, Clone, clap::Args)]
-pub struct S3Args {
+pub struct S3ConnectArgs {
     /// s3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted.
     #[arg(long, help_heading = "s3 mode")]
     pub s3_endpoint: Option<String>,
@@ -16,13 +17,6 @@ pub struct S3Args {
     /// local object store in --data-dir is used.
     #[arg(long, help_heading = "s3 mode")]
     pub s3_bucket: Option<String>,
-    /// s3 mode: directory of the embedded object store, shared by every node of a local
-    /// cluster (default: --data-dir).
-    #[arg(long, help_heading = "s3 mode", conflicts_with = "s3_bucket")]
-    pub s3_dir: Option<PathBuf>,
-    /// s3 mode: object key of the database document.
-    #[arg(long, default_value = DEFAULT_OBJECT_KEY, help_heading = "s3 mode")]
-    pub s3_key: String,
     /// s3 mode: region.
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1", help_heading = "s3 mode")]
     pub s3_region: String,
@@ -32,6 +26,38 @@ pub struct S3Args {
     /// s3 mode: secret key.
     #[arg(long, help_heading = "s3 mode", requires = "s3_access_key", hide_env_values = true)]
     pub s3_secret_key: Option<String>,
+}
+
+impl S3ConnectArgs {
+    /// The connection to `bucket` these flags describe.
+    pub fn options(&self, bucket: &str) -> S3Options {
+        S3Options {
+            endpoint: self.s3_endpoint.clone(),
+            bucket: bucket.to_string(),
+            region: self.s3_region.clone(),
+            access_key: self.s3_access_key.clone(),
+            secret_key: self.s3_secret_key.clone(),
+        }
+    }
+}
+
+/// s3 mode's flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct S3Args {
+    #[command(flatten)]
+    pub connect: S3ConnectArgs,
+    /// s3 mode: directory of the embedded object store, shared by every node of a local
+    /// cluster (default: --data-dir).
+    #[arg(long, help_heading = "s3 mode", conflicts_with = "s3_bucket")]
+    pub s3_dir: Option<PathBuf>,
+    /// s3 mode: object key of the database document.
+    #[arg(long, default_value = DEFAULT_OBJECT_KEY, help_heading = "s3 mode")]
+    pub s3_key: String,
+    /// s3 mode: serve on a bucket even if its server fails the start-up check of conditional
+    /// PUTs (`valthree s3-check`), trusting it blindly: on a server whose conditional PUT is
+    /// not atomic, concurrent writes can be lost and s3 mode is NOT linearizable.
+    #[arg(long, help_heading = "s3 mode")]
+    pub unsafe_trust_object_store: bool,
     /// s3 mode: group commit (one conditional PUT for all writes queued at once).
     #[arg(long, value_enum, default_value = "on", help_heading = "s3 mode")]
     pub s3_batch: Switch,

@@ -438,11 +438,7 @@ impl Committer {
             touched.clear();
             return keyspace.apply(mutation);
         }
-        let mut keys: Vec<Bytes> = match mutation {
-            Mutation::Set { key, .. } | Mutation::Update { key, .. } => vec![key.clone()],
-            Mutation::Del { keys } => keys.clone(),
-            Mutation::FlushAll => Vec::new(),
-        };
+        let mut keys: Vec<Bytes> = mutation.keys().unwrap_or_default().into_iter().cloned().collect();
         keys.sort();
         keys.dedup();
         let before: Vec<Option<Bytes>> = keys.iter().map(|k| keyspace.get(k).cloned()).collect();

@@ -36,7 +36,7 @@ mod commit;
 mod document;
 mod values;
 
-pub use args::S3Args;
+pub use args::{S3Args, S3ConnectArgs};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

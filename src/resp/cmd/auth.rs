@@ -47,6 +47,7 @@ impl Ctx<'_> {
     pub(super) async fn refuse_credentials(&mut self) -> crate::error::Error {
         use std::sync::atomic::Ordering;
         self.session.auth_failures = self.session.auth_failures.saturating_add(1);
+        let from_source = self.server.auth_failures_by_source.record(self.session.peer.ip(), std::time::Instant::now());
         let total = self.server.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(held_back) = self.server.auth_failure_log.allow() {
             tracing::warn!(
@@ -58,7 +59,7 @@ impl Ctx<'_> {
                 "authentication failed"
             );
         }
-        let delay = failure_delay(self.session.auth_failures);
+        let delay = failure_delay(self.session.auth_failures.max(from_source));
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }

@@ -65,8 +65,10 @@ const PRE_AUTH: &[&str] = &["fast", NO_AUTH];
 const NO_KEYS: (i64, i64, i64) = (0, 0, 0);
 /// ...of one whose first argument is its one key...
 const ONE_KEY: (i64, i64, i64) = (1, 1, 1);
-/// ...and of one whose every argument is a key.
+/// ...of one whose every argument is a key...
 const ALL_KEYS: (i64, i64, i64) = (1, -1, 1);
+/// ...and of one whose arguments are key-value pairs (MSET).
+const PAIRS: (i64, i64, i64) = (1, -1, 2);
 
 /// Generates the table and the dispatch from rows of
 /// `"name" => Variant(module::Type), arity, flags, keys, "summary";`.
@@ -151,6 +153,12 @@ commands! {
         "Decrements a number from the integer value of a key.";
     "del"              => Del(del::Del),                -2, &["write"],  ALL_KEYS,
         "Deletes one or more keys.";
+    "delex"            => Delex(delex::Delex),          -2, &["write", "fast"], ONE_KEY,
+        "Deletes a key if its value (IFEQ/IFNE) or digest (IFDEQ/IFDNE) passes; replies 1 or 0 (Redis 8.4).";
+    "delifeq"          => Delifeq(delex::Delex),         3, &["write", "fast"], ONE_KEY,
+        "Deletes a key if its value equals the one given; replies 1 or 0 (Valkey 9.0).";
+    "digest"           => Digest(digest::Digest),        2, READ,        ONE_KEY,
+        "Returns the XXH3 hash digest of a string value as 16 hexadecimal digits (Redis 8.4).";
     "echo"             => Echo(echo::Echo),              2, &["fast"],   NO_KEYS,
         "Returns the given string.";
     "exists"           => Exists(exists::Exists),       -2, READ,        ALL_KEYS,
@@ -161,6 +169,10 @@ commands! {
         "Removes all keys from the current database.";
     "get"              => Get(get::Get),                 2, READ,        ONE_KEY,
         "Returns the string value of a key.";
+    "getdel"           => Getdel(getdel::Getdel),        2, &["write", "fast"], ONE_KEY,
+        "Returns the string value of a key after deleting the key.";
+    "getset"           => Getset(getset::Getset),        3, &["write", "denyoom", "fast"], ONE_KEY,
+        "Returns the previous string value of a key after setting it to a new value.";
     "hello"            => Hello(hello::Hello),          -1, PRE_AUTH,    NO_KEYS,
         "Handshakes with the server.";
     "incr"             => Incr(incr::Incr),              2, WRITE,       ONE_KEY,
@@ -173,6 +185,10 @@ commands! {
         "Returns all key names that match a pattern.";
     "mget"             => Mget(mget::Mget),             -2, READ,        ALL_KEYS,
         "Atomically returns the string values of one or more keys.";
+    "mset"             => Mset(mset::Mset),             -3, WRITE,       PAIRS,
+        "Atomically creates or modifies the string values of one or more keys (not in paxos mode).";
+    "msetnx"           => Msetnx(mset::Mset),           -3, WRITE,       PAIRS,
+        "Atomically sets the values of keys only when none of them exists (not in paxos mode).";
     "ping"             => Ping(ping::Ping),             -1, &["fast"],   NO_KEYS,
         "Returns the server's liveliness response.";
     "quit"             => Quit(quit::Quit),             -1, PRE_AUTH,    NO_KEYS,
@@ -182,7 +198,9 @@ commands! {
     "select"           => Select(select::Select),        2, &["fast"],   NO_KEYS,
         "Changes the selected database (only 0 exists).";
     "set"              => Set(set::Set),                -3, WRITE,       ONE_KEY,
-        "Sets the string value of a key. NX, XX and GET are supported; expiry is not.";
+        "Sets the string value of a key. NX, XX, IFEQ, IFNE, IFDEQ, IFDNE and GET are supported; expiry is not.";
+    "setnx"            => Setnx(setnx::Setnx),           3, &["write", "denyoom", "fast"], ONE_KEY,
+        "Set the string value of a key only when the key doesn't exist.";
     "strlen"           => Strlen(strlen::Strlen),        2, READ,        ONE_KEY,
         "Returns the length of a string value.";
     "vdel"             => Vdel(vset::Vset),             -3, &["write"],  ONE_KEY,
@@ -271,7 +289,7 @@ mod tests {
             let found = lookup(spec.name).unwrap();
             assert_eq!((found.name, found.arity, found.summary), (spec.name, spec.arity, spec.summary));
         }
-        assert_eq!(COMMANDS.len(), 35);
+        assert_eq!(COMMANDS.len(), 44);
     }
 
     #[test]
