@@ -126,7 +126,7 @@ async fn read_modify_writes_are_refused_and_change_nothing(nodes: Vec<Arc<dyn St
     let node = |i: usize| nodes[i % nodes.len()].clone();
     node(0).set(b("k"), b("7"), SetOptions::default()).await.unwrap();
     let refused = |r: Result<(), Error>, what: &str| match r {
-        Err(Error::Input(m)) => assert!(m.contains("VGET"), "{what}: the refusal points to VGET/VSET: {m}"),
+        Err(Error::Input(m)) => assert!(m.contains("VSET"), "{what}: the refusal points to VSET: {m}"),
         other => panic!("{what}: expected a definite -ERR, got {other:?}"),
     };
     refused(node(1).update(b("k"), UpdateOp::IncrBy(1)).await.map(drop), "INCR");
@@ -260,9 +260,6 @@ async fn scan_visits_every_key_once_from_any_node(nodes: Vec<Arc<dyn Store>>) {
     assert!(first.cursor != 0 && !first.keys.is_empty(), "a page of 5 out of 39 keys is not the last");
 }
 
-/// Runs `per_task` operations in each of `tasks` concurrent tasks spread over the nodes and
-/// returns how many were acknowledged. An indeterminate outcome fails the case: these run
-/// without faults.
 /// A mode that offers [`Store::snapshot`] gives, from any node, a keyspace that holds every
 /// write acknowledged before it was taken, and none made after: the backup's point in time.
 async fn a_snapshot_holds_every_earlier_write_and_no_later_one(nodes: Vec<Arc<dyn Store>>) {
@@ -283,6 +280,9 @@ async fn a_snapshot_holds_every_earlier_write_and_no_later_one(nodes: Vec<Arc<dy
     }
 }
 
+/// Runs `per_task` operations in each of `tasks` concurrent tasks spread over the nodes and
+/// returns how many were acknowledged. An indeterminate outcome fails the case: these run
+/// without faults.
 async fn run_concurrently<F, Fut>(nodes: &[Arc<dyn Store>], tasks: usize, per_task: usize, op: F) -> Vec<usize>
 where
     F: Fn(Arc<dyn Store>, usize, usize) -> Fut + Clone + Send + 'static,
