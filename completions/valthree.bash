@@ -16,6 +16,9 @@ _valthree() {
             ",$1")
                 cmd="valthree"
                 ;;
+            valthree,backup)
+                cmd="valthree__subcmd__backup"
+                ;;
             valthree,check-history)
                 cmd="valthree__subcmd__check__subcmd__history"
                 ;;
@@ -30,6 +33,9 @@ _valthree() {
                 ;;
             valthree,help)
                 cmd="valthree__subcmd__help"
+                ;;
+            valthree,restore)
+                cmd="valthree__subcmd__restore"
                 ;;
             valthree,s3-check)
                 cmd="valthree__subcmd__s3__subcmd__check"
@@ -112,6 +118,9 @@ _valthree() {
             valthree__subcmd__cluster__subcmd__help,up)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__up"
                 ;;
+            valthree__subcmd__help,backup)
+                cmd="valthree__subcmd__help__subcmd__backup"
+                ;;
             valthree__subcmd__help,check-history)
                 cmd="valthree__subcmd__help__subcmd__check__subcmd__history"
                 ;;
@@ -126,6 +135,9 @@ _valthree() {
                 ;;
             valthree__subcmd__help,help)
                 cmd="valthree__subcmd__help__subcmd__help"
+                ;;
+            valthree__subcmd__help,restore)
+                cmd="valthree__subcmd__help__subcmd__restore"
                 ;;
             valthree__subcmd__help,s3-check)
                 cmd="valthree__subcmd__help__subcmd__s3__subcmd__check"
@@ -176,12 +188,38 @@ _valthree() {
 
     case "${cmd}" in
         valthree)
-            opts="-h -V --help --version serve workload cluster check-history demo s3-check completions help"
+            opts="-h -V --help --version serve workload cluster backup restore check-history demo s3-check completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__backup)
+            opts="-h -V --addrs --cluster --connections --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --addrs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cluster)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -670,8 +708,22 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help)
-            opts="serve workload cluster check-history demo s3-check completions help"
+            opts="serve workload cluster backup restore check-history demo s3-check completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__backup)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -907,6 +959,20 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        valthree__subcmd__help__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         valthree__subcmd__help__subcmd__s3__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -942,6 +1008,32 @@ _valthree() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__restore)
+            opts="-h -V --replace --addrs --cluster --connections --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --addrs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cluster)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

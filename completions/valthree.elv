@@ -25,6 +25,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand serve 'Serve the Redis protocol in one of the consistency modes'
             cand workload 'Drive many clients against Redis-protocol servers and record the history'
             cand cluster 'Run a local cluster and inject faults into it'
+            cand backup 'Write the whole keyspace to a Redis RDB file (s3, raft: one point in time; paxos, dynamo: key by key)'
+            cand restore 'Load a Redis RDB file''s string keys (other types are skipped and counted)'
             cand check-history 'Check a recorded history for linearizability'
             cand demo 'Run a narrated, self-checking demo of a mechanism on a local cluster'
             cand s3-check 'Check that an S3 server''s conditional PUTs hold under a race, as s3 mode needs'
@@ -278,6 +280,27 @@ set edit:completion:arg-completer[valthree] = {|@words|
         }
         &'valthree;cluster;help;help'= {
         }
+        &'valthree;backup'= {
+            cand --addrs 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster''s, or $REDISCLI_AUTH'
+            cand --cluster 'A local cluster''s directory (from `valthree cluster up`)'
+            cand --connections 'Connections working at once (a restore''s writes; a key-by-key backup''s reads)'
+            cand --json 'Print the report as JSON; no progress bar'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'valthree;restore'= {
+            cand --addrs 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster''s, or $REDISCLI_AUTH'
+            cand --cluster 'A local cluster''s directory (from `valthree cluster up`)'
+            cand --connections 'Connections working at once (a restore''s writes; a key-by-key backup''s reads)'
+            cand --replace 'Restore into a database that already holds keys: the file''s keys overwrite theirs, other keys stay'
+            cand --json 'Print the report as JSON; no progress bar'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'valthree;check-history'= {
             cand --model 'The model of what each key may do [default: dynamo for a history of dynamo mode, else register]'
             cand --html 'Also write a self-contained HTML timeline here'
@@ -323,6 +346,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand serve 'Serve the Redis protocol in one of the consistency modes'
             cand workload 'Drive many clients against Redis-protocol servers and record the history'
             cand cluster 'Run a local cluster and inject faults into it'
+            cand backup 'Write the whole keyspace to a Redis RDB file (s3, raft: one point in time; paxos, dynamo: key by key)'
+            cand restore 'Load a Redis RDB file''s string keys (other types are skipped and counted)'
             cand check-history 'Check a recorded history for linearizability'
             cand demo 'Run a narrated, self-checking demo of a mechanism on a local cluster'
             cand s3-check 'Check that an S3 server''s conditional PUTs hold under a race, as s3 mode needs'
@@ -367,6 +392,10 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;help;cluster;remove-node'= {
         }
         &'valthree;help;cluster;down'= {
+        }
+        &'valthree;help;backup'= {
+        }
+        &'valthree;help;restore'= {
         }
         &'valthree;help;check-history'= {
         }

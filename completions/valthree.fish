@@ -29,6 +29,8 @@ complete -c valthree -n "__fish_valthree_needs_command" -s V -l version -d 'Prin
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "serve" -d 'Serve the Redis protocol in one of the consistency modes'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "workload" -d 'Drive many clients against Redis-protocol servers and record the history'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "cluster" -d 'Run a local cluster and inject faults into it'
+complete -c valthree -n "__fish_valthree_needs_command" -f -a "backup" -d 'Write the whole keyspace to a Redis RDB file (s3, raft: one point in time; paxos, dynamo: key by key)'
+complete -c valthree -n "__fish_valthree_needs_command" -f -a "restore" -d 'Load a Redis RDB file\'s string keys (other types are skipped and counted)'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "check-history" -d 'Check a recorded history for linearizability'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "demo" -d 'Run a narrated, self-checking demo of a mechanism on a local cluster'
 complete -c valthree -n "__fish_valthree_needs_command" -f -a "s3-check" -d 'Check that an S3 server\'s conditional PUTs hold under a race, as s3 mode needs'
@@ -212,6 +214,19 @@ complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_se
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "remove-node" -d 'paxos, raft and dynamo modes: remove a node from the membership (dynamo: once its partitions have moved to the others), then stop it and delete its data'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "down" -d 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c valthree -n "__fish_valthree_using_subcommand backup" -l addrs -d 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster\'s, or $REDISCLI_AUTH' -r
+complete -c valthree -n "__fish_valthree_using_subcommand backup" -l cluster -d 'A local cluster\'s directory (from `valthree cluster up`)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand backup" -l connections -d 'Connections working at once (a restore\'s writes; a key-by-key backup\'s reads)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand backup" -l json -d 'Print the report as JSON; no progress bar'
+complete -c valthree -n "__fish_valthree_using_subcommand backup" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_using_subcommand backup" -s V -l version -d 'Print version'
+complete -c valthree -n "__fish_valthree_using_subcommand restore" -l addrs -d 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster\'s, or $REDISCLI_AUTH' -r
+complete -c valthree -n "__fish_valthree_using_subcommand restore" -l cluster -d 'A local cluster\'s directory (from `valthree cluster up`)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand restore" -l connections -d 'Connections working at once (a restore\'s writes; a key-by-key backup\'s reads)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand restore" -l replace -d 'Restore into a database that already holds keys: the file\'s keys overwrite theirs, other keys stay'
+complete -c valthree -n "__fish_valthree_using_subcommand restore" -l json -d 'Print the report as JSON; no progress bar'
+complete -c valthree -n "__fish_valthree_using_subcommand restore" -s h -l help -d 'Print help'
+complete -c valthree -n "__fish_valthree_using_subcommand restore" -s V -l version -d 'Print version'
 complete -c valthree -n "__fish_valthree_using_subcommand check-history" -l model -d 'The model of what each key may do [default: dynamo for a history of dynamo mode, else register]' -r -f -a "register\t'One register per key: get/set/del/incr/append; flushall as a delete of each key at an instant of its own within the call (what paxos mode promises; s3 and raft promise one instant, which is not checked)'
 dynamo\t'dynamo mode: no lost or zombie writes, unique dots, read-your-writes when R + W > N, converged replicas'"
 complete -c valthree -n "__fish_valthree_using_subcommand check-history" -l html -d 'Also write a self-contained HTML timeline here' -r -F
@@ -238,14 +253,16 @@ complete -c valthree -n "__fish_valthree_using_subcommand s3-check" -s h -l help
 complete -c valthree -n "__fish_valthree_using_subcommand s3-check" -s V -l version -d 'Print version'
 complete -c valthree -n "__fish_valthree_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c valthree -n "__fish_valthree_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo s3-check completions help" -f -a "serve" -d 'Serve the Redis protocol in one of the consistency modes'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo s3-check completions help" -f -a "workload" -d 'Drive many clients against Redis-protocol servers and record the history'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo s3-check completions help" -f -a "cluster" -d 'Run a local cluster and inject faults into it'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo s3-check completions help" -f -a "check-history" -d 'Check a recorded history for linearizability'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo s3-check completions help" -f -a "demo" -d 'Run a narrated, self-checking demo of a mechanism on a local cluster'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo s3-check completions help" -f -a "s3-check" -d 'Check that an S3 server\'s conditional PUTs hold under a race, as s3 mode needs'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo s3-check completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster check-history demo s3-check completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "serve" -d 'Serve the Redis protocol in one of the consistency modes'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "workload" -d 'Drive many clients against Redis-protocol servers and record the history'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "cluster" -d 'Run a local cluster and inject faults into it'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "backup" -d 'Write the whole keyspace to a Redis RDB file (s3, raft: one point in time; paxos, dynamo: key by key)'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "restore" -d 'Load a Redis RDB file\'s string keys (other types are skipped and counted)'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "check-history" -d 'Check a recorded history for linearizability'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "demo" -d 'Run a narrated, self-checking demo of a mechanism on a local cluster'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "s3-check" -d 'Check that an S3 server\'s conditional PUTs hold under a race, as s3 mode needs'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c valthree -n "__fish_valthree_using_subcommand help; and not __fish_seen_subcommand_from serve workload cluster backup restore check-history demo s3-check completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "up" -d 'Start N nodes in the background and wait until each answers PING'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "status" -d 'Show each node: up, paused or down, and what it reports of itself'
 complete -c valthree -n "__fish_valthree_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "kill" -d 'SIGKILL a node'

@@ -7,6 +7,7 @@
 //! * [`cli`] — one file per subcommand; `main.rs` only parses and dispatches.
 //! * [`error`] — the one error enum, and whether a failure is definite or indeterminate.
 //! * [`resp`] — the Redis front: codec, connection loop, one file per command.
+//! * [`rdb`] — Redis' RDB file format: the writer of backups and the reader of restores.
 //! * [`store`] — the `Store` trait, the keyspace state machine, the conformance suite.
 //! * [`object`] — compare-and-swap object storage: S3 and the embedded local directory.
 //! * [`mode`] — the consistency modes, one folder each (s3, paxos, raft, dynamo).
@@ -14,6 +15,7 @@
 //!   group commit, fault switches, the lifecycle of its background tasks.
 //! * [`peer`] — the node-to-node plane: gRPC (tonic), the cluster secret, peer TLS, admission
 //!   of connections, partitions applied in one layer, typed call outcomes.
+//! * [`backup`] — `valthree backup` and `restore`: the keyspace to an RDB file and back.
 //! * [`cluster`] — a local cluster of `valthree serve` processes, and the nemesis that hurts it.
 //! * [`history`] — the JSONL history of a test run.
 //! * [`workload`] — many clients against any Redis-protocol endpoint, recording a history.
@@ -23,6 +25,7 @@
 //!
 //! The contributor's map is `docs/architecture.md`.
 
+pub mod backup;
 pub mod check;
 pub mod cli;
 pub mod cluster;
@@ -33,6 +36,7 @@ pub mod mode;
 pub mod node;
 pub mod object;
 pub mod peer;
+pub mod rdb;
 pub mod resp;
 pub mod store;
 pub mod workload;

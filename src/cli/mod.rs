@@ -1,9 +1,11 @@
 //! The command line: one file per subcommand, each with an `Args` struct and a `run`.
 
+pub mod backup;
 pub mod check;
 pub mod cluster;
 pub mod completions;
 pub mod demo;
+pub mod restore;
 pub mod s3_check;
 pub mod serve;
 pub mod template;
@@ -30,6 +32,11 @@ pub enum Command {
     Workload(Box<workload::WorkloadArgs>),
     /// Run a local cluster and inject faults into it.
     Cluster(cluster::ClusterArgs),
+    /// Write the whole keyspace to a Redis RDB file (s3, raft: one point in time; paxos,
+    /// dynamo: key by key).
+    Backup(backup::BackupArgs),
+    /// Load a Redis RDB file's string keys (other types are skipped and counted).
+    Restore(restore::RestoreArgs),
     /// Check a recorded history for linearizability.
     CheckHistory(check::CheckArgs),
     /// Run a narrated, self-checking demo of a mechanism on a local cluster.
@@ -69,6 +76,8 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Workload(args) => workload::run(*args),
+        Command::Backup(args) => backup::run(args),
+        Command::Restore(args) => restore::run(args),
         Command::CheckHistory(args) => check::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Cluster(args) => cluster::run(args),

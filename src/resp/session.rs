@@ -1,12 +1,15 @@
 //! What one connection has said about itself: its protocol, name, client library, and
 //! whether it has authenticated. Commands read and change it through their
 //! [`Ctx`](super::cmd::Ctx); the connection loop reads it back after every reply (to switch
-//! the codec to RESP3, lift the pre-AUTH limits, or close after QUIT).
+//! the codec to RESP3, lift the pre-AUTH limits, or close after QUIT). A backup's walk over
+//! a snapshot lives here too, so it ends with the connection.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
+
+use crate::store::Snapshot;
 
 /// The per-connection state, owned by the connection's task.
 #[derive(Debug)]
@@ -33,6 +36,24 @@ pub struct Session {
     pub lib_ver: String,
     /// When the connection was accepted (`age` in `CLIENT INFO`).
     pub connected: Instant,
+    /// The snapshot `VALTHREE.SNAPSHOT BEGIN` took, while `NEXT` pages through it.
+    pub snapshot: Option<SnapshotWalk>,
+}
+
+/// A walk over a snapshot, page by page: the connection holds the O(1) clone, the client
+/// holds one page at a time, so neither side's memory grows with the keyspace.
+pub struct SnapshotWalk {
+    /// The keyspace as it was.
+    pub snapshot: Snapshot,
+    /// The last key sent (`None` before the first page).
+    pub after: Option<Bytes>,
+}
+
+impl std::fmt::Debug for SnapshotWalk {
+    /// The position, not the keyspace (a session is logged, a keyspace can be gigabytes).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotWalk").field("keys", &self.snapshot.keyspace.len()).field("after", &self.after).finish()
+    }
 }
 
 impl Session {
@@ -50,6 +71,7 @@ impl Session {
             lib_name: String::new(),
             lib_ver: String::new(),
             connected: Instant::now(),
+            snapshot: None,
         }
     }
 }

@@ -189,6 +189,14 @@ impl Keyspace {
         self.entries.iter()
     }
 
+    /// The entries after `after` (all of them for `None`), in key order: a page of a walk
+    /// over a snapshot that resumes where the last page ended.
+    pub fn entries_after(&self, after: Option<&[u8]>) -> impl Iterator<Item = (&Bytes, &Bytes)> {
+        use std::ops::Bound;
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.entries.range::<_, [u8]>((start, Bound::Unbounded))
+    }
+
     /// Inserts without conditions (for decoders and tests).
     pub fn insert(&mut self, key: Bytes, value: Bytes) {
         if self.entries.insert(key.clone(), value).is_none() {

@@ -16,8 +16,8 @@ pub use conformance::{
     run_conformance_suite, run_conformance_suite_per_key, run_conformance_suite_without_atomic_updates,
 };
 pub use keyspace::{
-    Keyspace, Mutation, MutationReply, NOT_AN_INTEGER, SetCondition, SetOptions, SetReply, UpdateOp, ValueCondition,
-    digest, parse_i64,
+    Keyspace, MAX_VALUE_LEN, Mutation, MutationReply, NOT_AN_INTEGER, SetCondition, SetOptions, SetReply, UpdateOp,
+    ValueCondition, digest, parse_i64,
 };
 pub use pattern::Pattern;
 pub use scan::{Listing, MAX_SCAN_COUNT, Merged, MergedKey, ScanPage, merge, next_cursor, scan_hash, take_page};
@@ -35,6 +35,17 @@ pub struct ModeInfo {
     pub mode: &'static str,
     /// Extra `name:value` lines for INFO's `valthree` section.
     pub details: Vec<(String, String)>,
+}
+
+/// The whole keyspace at one point in time, for a backup (`VALTHREE.SNAPSHOT`, `valthree
+/// backup`): a clone of the persistent map, so taking one costs O(1) and holding one keeps
+/// only the versions of entries written since alive.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The keyspace as it was.
+    pub keyspace: Keyspace,
+    /// Which point in time, in the mode's terms ("raft applied index 1042").
+    pub taken_at: String,
 }
 
 /// A change to the cluster's membership (`VALTHREE.MEMBERS`, `valthree cluster add-node`).
@@ -121,6 +132,14 @@ pub trait Store: Send + Sync + 'static {
     /// count than [`Store::dbsize`] (s3 mode, where it costs one read of the document).
     fn local_dbsize(&self) -> Option<u64> {
         None
+    }
+
+    /// The whole keyspace at one linearizable point in time, for the modes that hold it in
+    /// one piece (s3: one version of the document; raft: the state machine at one applied
+    /// index past a read-index barrier). `None`: the mode has no such point (paxos agrees on
+    /// each key alone, dynamo keeps replicas), and a backup reads key by key instead.
+    async fn snapshot(&self) -> Result<Option<Snapshot>> {
+        Ok(None)
     }
 
     /// Stops the mode's background work — peer server, replication, garbage collection —

@@ -312,10 +312,22 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A redis-server that loads the RDB file `rdb` on start (and never saves over it).
+    pub fn start_on(rdb: &Path) -> Self {
+        let dir = rdb.parent().unwrap().to_str().unwrap();
+        let name = rdb.file_name().unwrap().to_str().unwrap();
+        Self::start_with(&["--dir", dir, "--dbfilename", name])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let bin = find_program("redis-server");
         let port = free_port();
         let mut child = Command::new(bin)
             .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

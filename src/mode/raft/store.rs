@@ -13,7 +13,7 @@ use openraft::{LogId, ServerState};
 
 use crate::error::{Error, Result};
 use crate::node::read_lock;
-use crate::store::{MembershipChange, ModeInfo, Mutation, MutationReply, Pattern, ScanPage, Store};
+use crate::store::{MembershipChange, ModeInfo, Mutation, MutationReply, Pattern, ScanPage, Snapshot, Store};
 
 use super::machine;
 use super::node::{RaftMode, encode};
@@ -39,6 +39,15 @@ impl Store for RaftMode {
 
     async fn mutate(&self, mutation: Mutation) -> Result<MutationReply> {
         self.inner.write(mutation).await
+    }
+
+    /// The state machine at one applied index, at or past a read index: every write
+    /// acknowledged before the call is in it, and it is one prefix of the log.
+    async fn snapshot(&self) -> Result<Option<Snapshot>> {
+        self.inner.read_barrier().await?;
+        let state = read_lock(&self.inner.machine.state);
+        let index = state.last_applied.map_or(0, |l| l.index);
+        Ok(Some(Snapshot { keyspace: state.keyspace.clone(), taken_at: format!("raft applied index {index}") }))
     }
 
     /// Each page is read after a read-index barrier, from the state machine at one applied

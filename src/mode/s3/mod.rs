@@ -48,7 +48,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::{Error, Result};
 use crate::node::lock;
 use crate::object::{ObjectError, ObjectStore};
-use crate::store::{Keyspace, ModeInfo, Mutation, MutationReply, Pattern, ScanPage, Store};
+use crate::store::{Keyspace, ModeInfo, Mutation, MutationReply, Pattern, ScanPage, Snapshot, Store};
 use commit::{Base, Committer, PendingWrite};
 
 /// The default object key of the database document.
@@ -221,6 +221,12 @@ impl Store for S3Mode {
         }
         // The committer always answers; a dropped sender means it died mid-commit.
         rx.await.map_err(|_| Error::Uncertain("commit task ended before answering".into()))?
+    }
+
+    /// One version of the document, read as a GET reads it (never the planted stale one).
+    async fn snapshot(&self) -> Result<Option<Snapshot>> {
+        let keyspace = Keyspace::clone(&*self.fresh_snapshot().await?);
+        Ok(Some(Snapshot { keyspace, taken_at: "one version of the s3 document".into() }))
     }
 
     fn describe(&self) -> ModeInfo {

@@ -40,6 +40,7 @@ mod scan;
 mod select;
 mod set;
 mod setnx;
+mod snapshot;
 mod strlen;
 mod vget;
 mod vset;

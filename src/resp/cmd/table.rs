@@ -219,6 +219,8 @@ commands! {
         "dynamo mode: the ring's partitions, or a key's partition and preference list (DYNAMO.RING [key]).";
     "valthree.members" => Members(members::Members),    -3, &["admin"],  NO_KEYS,
         "Shows or changes the cluster's membership (needs --admin-token).";
+    "valthree.snapshot" => Snapshot(snapshot::Snapshot), -2, &["readonly"], NO_KEYS,
+        "s3 and raft mode: pages through the keyspace at one point in time (BEGIN | NEXT count | END), for backups.";
     "valthree.health"  => Health(health::Health),        1, &["readonly"], NO_KEYS,
         "Answers OK only if a linearizable read through this node works (a readiness check).";
     "valthree.fault"   => Fault(fault::Fault),          -3, &["admin"],  NO_KEYS,
@@ -287,7 +289,7 @@ mod tests {
             let found = lookup(spec.name).unwrap();
             assert_eq!((found.name, found.arity, found.summary), (spec.name, spec.arity, spec.summary));
         }
-        assert_eq!(COMMANDS.len(), 43);
+        assert_eq!(COMMANDS.len(), 44);
     }
 
     #[test]

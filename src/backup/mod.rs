@@ -1,0 +1,77 @@
+//! `valthree backup` and `valthree restore`: the keyspace out to a Redis RDB file and back,
+//! over the client protocol, for any mode (and any Redis-protocol server for the key-by-key
+//! path).
+//!
+//! ## What a backup is, per mode
+//!
+//! * **s3 and raft: one point in time.** The tool sends `VALTHREE.SNAPSHOT BEGIN` to one
+//!   node, which takes the whole keyspace as of one linearizable instant ([`Store::snapshot`]:
+//!   one version of the s3 document; raft's state machine at one applied index past a read
+//!   index) — an O(1) clone of the persistent map, held by that connection — and pages through
+//!   it with `NEXT`. Writes during the backup are not in it; every write acknowledged before
+//!   it began is.
+//! * **paxos and dynamo: key by key.** There is no one instant to read: paxos agrees on each
+//!   key alone and dynamo keeps replicas. The tool lists the keys with `SCAN` and reads them
+//!   in batches (`MGET` in paxos mode: each key linearizable on its own; in dynamo mode `GET`,
+//!   which picks one value of a key with siblings, and `VGET` beside it to count them, so the
+//!   report names the keys that had siblings). A key written during the backup may be in it
+//!   with its old or new value, or absent if it was created after `SCAN` passed it; a key
+//!   deleted meanwhile is left out. SCAN may return a key twice, and redis-server refuses a
+//!   file with a duplicate key, so this path remembers the keys it wrote: its memory grows
+//!   with the total size of the keys, not of the values.
+//!
+//! ## Restore
+//!
+//! The file is read entry by entry ([`crate::rdb::RdbReader`]) and written with `SET`
+//! through several connections at once, each sending pipelined batches: memory stays a few
+//! batches whatever the file's size. Strings of database 0 are restored; every other type,
+//! key of another database, key whose expiry has passed and function library is skipped and
+//! counted in the report (valthree has no expiries: a key with a future one is restored
+//! without it, and counted too). A database that already holds keys is refused unless the
+//! caller says `replace`; then the file's keys overwrite theirs and other keys stay. A SET
+//! answered `-TRYAGAIN` or `-UNCERTAIN` is sent again (writing the same value twice is
+//! harmless), a few times, before the restore fails.
+//!
+//! [`Store::snapshot`]: crate::store::Store::snapshot
+
+mod conn;
+mod dump;
+mod load;
+
+pub use dump::{BackupReport, backup};
+pub use load::{RestoreReport, restore};
+
+use tokio::sync::mpsc;
+
+/// The nodes to talk to, and the password to AUTH with.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `host:port` of each node; connections are spread over them.
+    pub addrs: Vec<String>,
+    /// The client password, if the cluster has one.
+    pub password: Option<String>,
+    /// How many connections work at once (restore, and a key-by-key backup).
+    pub connections: usize,
+}
+
+/// A bounded queue several workers take from (tokio's mpsc has one receiver): what bounds
+/// the memory of a backup or restore to a few batches.
+fn work_queue<T: Send + 'static>(capacity: usize) -> (mpsc::Sender<T>, SharedReceiver<T>) {
+    let (tx, rx) = mpsc::channel(capacity);
+    (tx, SharedReceiver(std::sync::Arc::new(tokio::sync::Mutex::new(rx))))
+}
+
+/// The receiving end of [`work_queue`], cloned into each reader.
+struct SharedReceiver<T>(std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<T>>>);
+
+impl<T> Clone for SharedReceiver<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T> SharedReceiver<T> {
+    async fn recv(&self) -> Option<T> {
+        self.0.lock().await.recv().await
+    }
+}
