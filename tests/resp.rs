@@ -61,7 +61,7 @@ fn every_command_works_through_the_redis_crate() {
     }
     let valthree_only: String = redis::cmd("INFO").arg("valthree").query(&mut con).unwrap();
     assert!(valthree_only.contains("s3_batch:on") && !valthree_only.contains("# Server"));
-    assert_eq!(redis::cmd("COMMAND").arg("COUNT").query::<i64>(&mut con).unwrap(), 43);
+    assert_eq!(redis::cmd("COMMAND").arg("COUNT").query::<i64>(&mut con).unwrap(), 44);
     let vget = redis::cmd("VGET").arg("k").query::<Value>(&mut con).unwrap_err();
     assert!(vget.to_string().contains("VGET is a dynamo mode command; this server runs in s3 mode"), "{vget}");
     let docs: Value = redis::cmd("COMMAND").arg("DOCS").arg("get").query(&mut con).unwrap();
