@@ -46,6 +46,16 @@ impl RestoreReport {
     }
 }
 
+/// Reads the RDB file `input` through to its end without writing anything: its structure
+/// and its checksum, which is checked only at the end. A restore runs this first, so a file
+/// with one flipped bit is refused whole instead of being restored and then found corrupt
+/// (Redis refuses to load such a file too).
+pub fn verify<R: BufRead>(input: R) -> Result<(), String> {
+    let mut reader = RdbReader::new(input).map_err(|e| e.to_string())?;
+    while reader.next_entry().map_err(|e| e.to_string())?.is_some() {}
+    Ok(())
+}
+
 /// Loads the RDB file `input` into the target. Refuses a database that holds keys unless
 /// `replace`.
 pub async fn restore<R: BufRead>(

@@ -39,7 +39,7 @@ mod dump;
 mod load;
 
 pub use dump::{BackupReport, backup};
-pub use load::{RestoreReport, restore};
+pub use load::{RestoreReport, restore, verify};
 
 use tokio::sync::mpsc;
 

@@ -30,7 +30,10 @@ pub struct RestoreArgs {
 pub fn run(args: RestoreArgs) -> ExitCode {
     let started = Instant::now();
     let result = args.target.target().and_then(|target| {
-        let file = std::fs::File::open(&args.file).map_err(|e| format!("cannot open {}: {e}", args.file.display()))?;
+        let open = || std::fs::File::open(&args.file).map_err(|e| format!("cannot open {}: {e}", args.file.display()));
+        backup::verify(BufReader::with_capacity(1 << 20, open()?))
+            .map_err(|e| format!("{}: {e}; nothing was restored", args.file.display()))?;
+        let file = open()?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         let progress =
             args.target.progress("{spinner} {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {elapsed}");
