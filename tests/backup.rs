@@ -217,6 +217,30 @@ fn a_corrupt_file_is_refused_before_anything_is_restored() {
     assert_eq!(size, 0, "keys of a corrupt file were restored");
 }
 
+/// Each snapshot walk pins a version of the keyspace: a node holds a few at once, refuses
+/// more, and counts them in INFO; a walk ends with its connection.
+#[test]
+fn snapshot_walks_are_capped_and_end_with_their_connection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let status = up(&dir, "s3", &[]);
+    let _down = Down(&dir);
+    let addr = addrs(&status)[0].clone();
+    let begin = |con: &mut redis::Connection| redis::cmd("VALTHREE.SNAPSHOT").arg("BEGIN").query::<(u64, String)>(con);
+    let mut walkers: Vec<redis::Connection> = (0..4).map(|_| redis(&addr)).collect();
+    for con in &mut walkers {
+        begin(con).unwrap();
+    }
+    // The same connection may begin again (its walk is replaced).
+    begin(&mut walkers[0]).unwrap();
+    let refused = begin(&mut redis(&addr)).unwrap_err().to_string();
+    assert!(refused.contains("snapshot walks are held"), "{refused}");
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut redis(&addr)).unwrap();
+    assert!(info.contains("snapshot_walks:4"), "{info}");
+    drop(walkers.pop());
+    wait_until(Duration::from_secs(10), "a closed connection's walk to end", || begin(&mut redis(&addr)).is_ok());
+}
+
 #[test]
 fn s3_backup_loads_in_redis_server() {
     backup_loads_in_redis_server("s3");

@@ -81,6 +81,7 @@ pub async fn serve(
         commands: AtomicU64::new(0),
         auth_failures: AtomicU64::new(0),
         freed_since_trim: AtomicUsize::new(0),
+        snapshot_walks: Default::default(),
         auth_failures_by_source: Default::default(),
         auth_failure_log: crate::node::LogThrottle::new(super::auth::FAILURE_LOG_EVERY),
     });

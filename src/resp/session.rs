@@ -47,6 +47,28 @@ pub struct SnapshotWalk {
     pub snapshot: Snapshot,
     /// The last key sent (`None` before the first page).
     pub after: Option<Bytes>,
+    /// Counts this walk among the server's while it lives.
+    pub held: WalkHeld,
+}
+
+/// One walk counted in the server's [`ServerState::snapshot_walks`](super::ServerState)
+/// until it is dropped (END, the last page, or the connection closing).
+#[derive(Debug)]
+pub struct WalkHeld(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl WalkHeld {
+    /// Counts a walk in `walks` unless `limit` are held already.
+    pub fn take(walks: &std::sync::Arc<std::sync::atomic::AtomicUsize>, limit: usize) -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        walks.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1)).ok()?;
+        Some(Self(walks.clone()))
+    }
+}
+
+impl Drop for WalkHeld {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for SnapshotWalk {

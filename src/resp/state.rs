@@ -44,6 +44,8 @@ pub struct ServerState {
     pub auth_failures: AtomicU64,
     /// Buffer bytes closed connections freed since the allocator last gave memory back.
     pub freed_since_trim: AtomicUsize,
+    /// Snapshot walks (`VALTHREE.SNAPSHOT`) held now: each pins one version of the keyspace.
+    pub snapshot_walks: Arc<AtomicUsize>,
     /// Wrong passwords by source address, for the slowdown.
     pub auth_failures_by_source: super::auth::FailuresBySource,
     /// Throttles the log line about them.

@@ -61,6 +61,7 @@ impl Info {
                     line("# Stats\r\ntotal_connections_received", &server.next_client_id.load(Ordering::Relaxed));
                     line("total_commands_processed", &server.commands.load(Ordering::Relaxed));
                     line("acl_access_denied_auth", &server.auth_failures.load(Ordering::Relaxed));
+                    line("snapshot_walks", &server.snapshot_walks.load(Ordering::Relaxed));
                 }
                 "keyspace" => {
                     out.push_str("# Keyspace\r\n");

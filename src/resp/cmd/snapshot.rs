@@ -7,17 +7,24 @@
 //! long the walk takes and whatever is written meanwhile. In paxos and dynamo mode `BEGIN`
 //! is refused: they have no such point, and a backup reads key by key.
 //!
+//! At most [`MAX_WALKS`] walks are held on a node at once (each pins a version of the
+//! keyspace, and values overwritten since stay in memory until it ends); a BEGIN past that
+//! is refused, a walk on the same connection is replaced.
+//!
 //! [`Store::snapshot`]: crate::store::Store::snapshot
 
 use super::{Args, Ctx, lower};
 use crate::errinput;
 use crate::error::Result;
 use crate::resp::Reply;
-use crate::resp::session::SnapshotWalk;
+use crate::resp::session::{SnapshotWalk, WalkHeld};
 
 /// About how many bytes of keys and values one `NEXT` carries: pages stay small next to the
 /// keyspace, whatever `count` asks for (a single larger value still goes out whole).
 pub const PAGE_BYTES: usize = 4 << 20;
+
+/// The most snapshot walks a node holds at once.
+pub const MAX_WALKS: usize = 4;
 
 #[derive(Debug)]
 pub enum Snapshot {
@@ -49,6 +56,13 @@ impl Snapshot {
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
         match self {
             Snapshot::Begin => {
+                // A walk this connection holds is replaced, so it does not count.
+                ctx.session.snapshot = None;
+                let Some(held) = WalkHeld::take(&ctx.server.snapshot_walks, MAX_WALKS) else {
+                    return Err(errinput!(
+                        "{MAX_WALKS} snapshot walks are held on this node already: wait for a backup to end"
+                    ));
+                };
                 let Some(snapshot) = ctx.store.snapshot().await? else {
                     return Err(errinput!(
                         "{} mode has no point-in-time snapshot: read the keys one by one (SCAN, GET)",
@@ -59,7 +73,7 @@ impl Snapshot {
                     Reply::Integer(snapshot.keyspace.len() as i64),
                     Reply::text(snapshot.taken_at.clone()),
                 ]);
-                ctx.session.snapshot = Some(SnapshotWalk { snapshot, after: None });
+                ctx.session.snapshot = Some(SnapshotWalk { snapshot, after: None, held });
                 Ok(reply)
             }
             Snapshot::Next(count) => {
