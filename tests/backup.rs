@@ -308,8 +308,7 @@ fn a_raft_backup_is_one_point_in_time_while_writes_go_on() {
 /// The large value of the migration. Not the 64 MB the other modes take in
 /// `tests/large_values.rs`: a dynamo coordinator gives its replicas 2 s to store a write, and a
 /// test build on a loaded 2-core machine moves and fsyncs 64 MB on three nodes slower than
-/// that (`-UNCERTAIN ... W is 2`). docs/benchmarks.md has the 64 MB migration with a release
-/// build.
+/// that (`-UNCERTAIN ... W is 2`). A 64 MB migration is not measured yet.
 const LARGE_VALUE: u32 = 16 << 20;
 
 /// raft → paxos → dynamo → s3, each by backup and restore: every key arrives byte for byte,
