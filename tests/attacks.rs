@@ -120,6 +120,31 @@ fn failed_sets(addr: &str, prefix: &str, count: usize) -> usize {
         .count()
 }
 
+/// A peer holding `secret` prepares `key` at ballot counter `counter` on every node's acceptor,
+/// each of which must take it (a promise, whatever it does to the key).
+async fn prepare_everywhere(
+    status: &serde_json::Value,
+    secret: &valthree::peer::ClusterSecret,
+    key: &str,
+    counter: u64,
+) {
+    use valthree::peer::{PeerClient, proto};
+    for i in 0..3 {
+        let request = tonic::Request::new(proto::PaxosBatch {
+            from: 9,
+            messages: vec![proto::PaxosMessage {
+                key: key.as_bytes().to_vec().into(),
+                round: 1,
+                request: Some(proto::paxos_message::Request::Prepare(proto::Prepare {
+                    ballot: Some(proto::Ballot { counter, node: 9 }),
+                })),
+            }],
+        });
+        let mut client = PeerClient::new(peer_channel(&peer_addr(status, i), secret));
+        client.paxos(request).await.unwrap_or_else(|e| panic!("a prepare at {counter} is taken: {e}"));
+    }
+}
+
 /// Item 7: a prepare at the largest ballot the wire allows (2^62), sent by a peer holding
 /// the secret to every acceptor, must break at most the key it names. Before the fix the
 /// home node's proposer followed it with its one node-wide counter, could then only make
@@ -127,7 +152,6 @@ fn failed_sets(addr: &str, prefix: &str, count: usize) -> usize {
 /// restart (the counter is durable).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_prepare_at_the_largest_ballot_does_not_wedge_the_node() {
-    use valthree::peer::{PeerClient, proto};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
     let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &[]));
@@ -137,20 +161,7 @@ async fn a_peer_prepare_at_the_largest_ballot_does_not_wedge_the_node() {
 
     let secret = cluster_secret(&dir);
     for victim in ["victim-1", "victim-2", "victim-3"] {
-        for i in 0..3 {
-            let channel = peer_channel(&peer_addr(&status, i), &secret);
-            let request = tonic::Request::new(proto::PaxosBatch {
-                from: 9,
-                messages: vec![proto::PaxosMessage {
-                    key: victim.as_bytes().to_vec().into(),
-                    round: 1,
-                    request: Some(proto::paxos_message::Request::Prepare(proto::Prepare {
-                        ballot: Some(proto::Ballot { counter: 1 << 62, node: 9 }),
-                    })),
-                }],
-            });
-            PeerClient::new(channel).paxos(request).await.expect("a ballot at the wire's limit is taken");
-        }
+        prepare_everywhere(&status, &secret, victim, 1 << 62).await;
     }
     // The victims' homes meet the absurd ballot (the writes may fail: those keys are spent).
     tokio::task::block_in_place(|| {
@@ -176,7 +187,6 @@ async fn a_peer_prepare_at_the_largest_ballot_does_not_wedge_the_node() {
 /// stays where every proposer can pass it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_collection_does_not_carry_one_keys_ballot_into_every_nodes_floor() {
-    use valthree::peer::{PeerClient, proto};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
     let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &["--paxos-gc-interval", "100ms"]));
@@ -185,20 +195,7 @@ async fn garbage_collection_does_not_carry_one_keys_ballot_into_every_nodes_floo
     let secret = cluster_secret(&dir);
     // Sorted before the control keys: a node's GC pass meets it first.
     let victim = "a-victim";
-    for i in 0..3 {
-        let channel = peer_channel(&peer_addr(&status, i), &secret);
-        let request = tonic::Request::new(proto::PaxosBatch {
-            from: 9,
-            messages: vec![proto::PaxosMessage {
-                key: victim.as_bytes().to_vec().into(),
-                round: 1,
-                request: Some(proto::paxos_message::Request::Prepare(proto::Prepare {
-                    ballot: Some(proto::Ballot { counter: 1 << 61, node: 9 }),
-                })),
-            }],
-        });
-        PeerClient::new(channel).paxos(request).await.expect("a ballot at the followed limit is taken");
-    }
+    prepare_everywhere(&status, &secret, victim, 1 << 61).await;
     tokio::task::block_in_place(|| {
         let mut con = common::redis(&addrs[0]);
         let _: () =
