@@ -27,6 +27,7 @@ impl H {
             key: key.map(str::to_owned),
             value,
             error: None,
+            fault: None,
             time: self.t,
         });
         self
