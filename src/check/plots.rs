@@ -42,8 +42,8 @@ pub const MAX_BUCKETS: usize = 600;
 /// The fewest throughput buckets a run gets (a short run is cut finer than 1 s).
 const MIN_BUCKETS: u64 = 20;
 
-/// The geometry shared with the timelines below: the same width and left margin, so the
-/// plots' time axis lines up with theirs.
+/// The geometry shared with the timelines below: the same width, left margin and fixed
+/// height (so the same scale in the page), so the plots' time axis lines up with theirs.
 const W: f64 = 1200.0;
 const L: f64 = 70.0;
 const R: f64 = 8.0;
@@ -281,7 +281,7 @@ fn latency_plot(out: &mut String, samples: &[Sample], spans: &[Span], r: Range) 
     let axis = LogAxis { lo, hi, y0: y0 + 3.0, y1: y1 - 3.0 };
     let _ = write!(
         out,
-        r##"<svg class="plot" id="latency-plot" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" aria-label="latency of every operation over time">"##
+        r##"<svg class="plot" id="latency-plot" viewBox="0 0 {W} {h}" height="{h}" role="img" aria-label="latency of every operation over time">"##
     );
     fault_bands(out, spans, r, strip0, y1);
     time_axis(out, r, y0, y1);
@@ -419,7 +419,7 @@ fn throughput_plot(out: &mut String, samples: &[Sample], spans: &[Span], r: Rang
     let y = |rate: f64| y1 - rate / y_max * (y1 - y0);
     let _ = write!(
         out,
-        r##"<svg class="plot" id="throughput-plot" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" aria-label="throughput per second by outcome">"##
+        r##"<svg class="plot" id="throughput-plot" viewBox="0 0 {W} {h}" height="{h}" role="img" aria-label="throughput per second by outcome">"##
     );
     fault_bands(out, spans, r, top, y1);
     time_axis(out, r, y0, y1);

@@ -438,7 +438,7 @@ svg.tl{cursor:grab} svg.mini{cursor:pointer;background:#fff;margin-top:2px}
 .op.window rect{fill:#fbe3c8;stroke:#b00020;stroke-width:1.5} .op.plain rect{fill:#cfe0f5} .op.info rect{fill:url(#hatch)} .op.prefix.info rect{stroke:#1b7a2f;stroke-width:1.5}
 .axis{font-size:10px;fill:#666} .grid{stroke:#e4e4e4} .flabel{font-size:10px;font-weight:600}
 .vmark{stroke:#b00020;stroke-width:1.5} .vlabel{font-size:10px;fill:#b00020;font-weight:600}
-#plots{margin:.4em 0 .8em} #plots svg.plot{height:auto;background:#fff}
+#plots{margin:.4em 0 .8em} #plots svg.plot{background:#fff}
 .summary{border-collapse:collapse;margin:.3em 0 .6em;font-size:.95em} .summary th{text-align:left;font-weight:600;color:#555;padding:.12em 1em .12em 0;vertical-align:top} .summary td{padding:.12em 0}
 .sw{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin:0 .3em 0 .1em;vertical-align:-.05em} .sw.ok{background:#3b82c4} .sw.info{background:#e69500} .sw.fail{background:#d6336c}
 .plegend{font-size:.9em;color:#444;margin:.6em 0 .15em} .plegend>span{margin-left:.9em}
