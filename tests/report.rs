@@ -119,7 +119,7 @@ const q = s => [...document.querySelectorAll(s)];
 const found = {
   plots: q('#plots svg.plot').map(s => [s.id, ...box(s)]),
   bands: q('#latency-plot rect.fault').map(r => [r.dataset.kind, box(r)[0]]),
-  dots: q('#latency-plot path.dots').map(p => [p.dataset.outcome, ...box(p)]),
+  dots: q('#latency-plot g.dots').map(p => [p.dataset.outcome, ...box(p)]),
   rates: q('#throughput-plot path.rate').map(p => [p.dataset.outcome, ...box(p)]),
   timelines: q('svg.tl').length,
   summary: box(document.getElementById('summary')),

@@ -13,14 +13,16 @@
 //! Size is bounded whatever the history's length. Up to [`MAX_POINTS`] operations are drawn
 //! one dot each, exactly where they fall. Beyond that the latency plot is aggregated: the
 //! plot is cut into square cells of 2 px (4, 8, … until at most [`MAX_POINTS`] cells are
-//! occupied), and each occupied cell gets one dot per outcome present in it, at its centre.
+//! occupied), and each occupied cell gets one dot per outcome present in it, at the mean
+//! position of its operations, sized by how many it stands for (one; up to nine; more), so
+//! a lone failure among many successes stays a speck rather than a dot as big as theirs.
 //! Outliers survive (a lone slow operation still owns its cell); only overlapping dots,
 //! which the eye could not tell apart anyway, are merged. Throughput is bucketed into at
 //! most [`MAX_BUCKETS`] columns (1 s each when the run is 20 s to 10 min long; narrower or
 //! wider otherwise, always scaled to operations per second). So a history of a million
 //! operations draws at most 5,000 dots and 1,800 line segments: a few hundred kB of page.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::faults::{Span, color};
@@ -124,6 +126,17 @@ pub fn duration(ns: u64) -> String {
         2
     };
     format!("{v:.digits$} {unit}")
+}
+
+/// A bucket's width: `500 ms`, `1 s`, `10 s`.
+fn width_text(ns: u64) -> String {
+    if ns.is_multiple_of(SECOND) {
+        format!("{} s", ns / SECOND)
+    } else if ns.is_multiple_of(1_000_000) {
+        format!("{} ms", ns / 1_000_000)
+    } else {
+        duration(ns)
+    }
 }
 
 /// A power of ten of nanoseconds, for the latency axis: `1 µs`, `10 ms`, `1 s`, `100 s`.
@@ -230,24 +243,45 @@ fn fault_bands(out: &mut String, spans: &[Span], r: Range, y0: f64, y1: f64) {
     let _ = write!(out, "</g>");
 }
 
+/// A dot: its outcome, where it is drawn, and how many operations it stands for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Dot {
+    outcome: usize,
+    x: f64,
+    y: f64,
+    n: usize,
+}
+
 /// The dots to draw: every point when there are at most [`MAX_POINTS`], else one per
-/// outcome per occupied cell (see the module doc). Returns the dots and the cell size
-/// (0 when every point is drawn as it is).
-fn downsample(points: &[(usize, f64, f64)]) -> (Vec<(usize, f64, f64)>, f64) {
+/// outcome per occupied cell, at the mean position of the points it stands for (see the
+/// module doc). Returns the dots and the cell size (0 when every point is drawn as it is).
+fn downsample(points: &[(usize, f64, f64)]) -> (Vec<Dot>, f64) {
     if points.len() <= MAX_POINTS {
-        return (points.to_vec(), 0.0);
+        return (points.iter().map(|&(outcome, x, y)| Dot { outcome, x, y, n: 1 }).collect(), 0.0);
     }
     let mut cell = 2.0;
     loop {
-        let cells: BTreeSet<(usize, i64, i64)> =
-            points.iter().map(|&(o, x, y)| (o, (x / cell).floor() as i64, (y / cell).floor() as i64)).collect();
+        let mut cells: BTreeMap<(usize, i64, i64), (f64, f64, usize)> = BTreeMap::new();
+        for &(o, x, y) in points {
+            let c = cells.entry((o, (x / cell).floor() as i64, (y / cell).floor() as i64)).or_default();
+            *c = (c.0 + x, c.1 + y, c.2 + 1);
+        }
         if cells.len() <= MAX_POINTS {
-            let dots = cells.into_iter().map(|(o, i, j)| (o, (i as f64 + 0.5) * cell, (j as f64 + 0.5) * cell));
+            let dots = cells.into_iter().map(|((outcome, ..), (sx, sy, n))| Dot {
+                outcome,
+                x: sx / n as f64,
+                y: sy / n as f64,
+                n,
+            });
             return (dots.collect(), cell);
         }
         cell *= 2.0;
     }
 }
+
+/// The dot sizes of an aggregated plot, by how many operations a dot stands for (at most
+/// this many): a lone failure is a speck on the crowd, not a dot as big as it.
+const DOT_SIZES: [(usize, f64); 3] = [(1, 2.2), (9, 3.2), (usize::MAX, 4.6)];
 
 /// A latency on the log axis.
 struct LogAxis {
@@ -324,16 +358,25 @@ fn latency_plot(out: &mut String, samples: &[Sample], spans: &[Span], r: Range) 
     }
     for (i, (_, name, c)) in OUTCOMES.iter().enumerate() {
         let ops = points.iter().filter(|p| p.0 == i).count();
-        let mut d = String::new();
-        let mut n = 0;
-        for &(_, x, y) in dots.iter().filter(|p| p.0 == i) {
-            let _ = write!(d, "M{x:.1} {y:.1}h0");
-            n += 1;
-        }
+        let mine: Vec<&Dot> = dots.iter().filter(|d| d.outcome == i).collect();
         let _ = write!(
             out,
-            r##"<path class="dots {name}" data-outcome="{name}" data-ops="{ops}" data-dots="{n}" d="{d}" stroke="{c}" stroke-width="3.2" stroke-linecap="round" fill="none"/>"##
+            r##"<g class="dots {name}" data-outcome="{name}" data-ops="{ops}" data-dots="{}" stroke="{c}" stroke-linecap="round" fill="none">"##,
+            mine.len()
         );
+        // Drawn one by one: one size. Aggregated: a path per size, the biggest first.
+        let sizes: &[(usize, f64)] = if cell > 0.0 { &DOT_SIZES } else { &[(usize::MAX, 3.2)] };
+        for (k, &(most, width)) in sizes.iter().enumerate().rev() {
+            let least = if k == 0 { 0 } else { sizes[k - 1].0 };
+            let mut d = String::new();
+            for dot in mine.iter().filter(|d| d.n > least && d.n <= most) {
+                let _ = write!(d, "M{:.1} {:.1}h0", dot.x, dot.y);
+            }
+            if !d.is_empty() {
+                let _ = write!(out, r##"<path stroke-width="{width}" d="{d}"/>"##);
+            }
+        }
+        let _ = write!(out, "</g>");
     }
     // Operations that never completed: ticks at their invocation in the strip.
     let mut d = String::new();
@@ -523,7 +566,7 @@ fn summary(out: &mut String, samples: &[Sample], spans: &[Span], r: Range, verdi
         "<tr><th>throughput</th><td>mean {:.0} ops/s · peak {:.0} ops/s ({} buckets)</td></tr>",
         rates.0,
         rates.1,
-        duration(bucket_width(run))
+        width_text(bucket_width(run))
     );
     let faults = kinds.values().map(|k| k.0).sum::<usize>();
     let list: Vec<String> = kinds
@@ -571,7 +614,7 @@ pub fn render(samples: &[Sample], spans: &[Span], r: Range, verdict: &Verdict) -
     out.push_str(&latency);
     out.push_str(&legend(&format!(
         "Throughput: completions per second, in {} buckets",
-        duration(bucket_width(r.t1 - r.t0))
+        width_text(bucket_width(r.t1 - r.t0))
     )));
     out.push_str(&rate);
     out.push_str("</section>");

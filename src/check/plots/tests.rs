@@ -120,6 +120,13 @@ fn attr<'a>(tag: &'a str, name: &str) -> &'a str {
     &tag[at..at + tag[at..].find('"').unwrap()]
 }
 
+/// The path data of an outcome's dots (its group holds a path per dot size).
+fn dot_paths(latency: &str, outcome: &str) -> String {
+    let start = latency.find(&format!(r#"data-outcome="{outcome}""#)).unwrap();
+    let group = &latency[start..start + latency[start..].find("</g>").unwrap()];
+    group.split(" d=\"").skip(1).map(|p| &p[..p.find('"').unwrap()]).collect()
+}
+
 /// The part of the page inside the SVG element with this id.
 fn svg<'a>(html: &'a str, id: &str) -> &'a str {
     let start = html.find(&format!(r#"id="{id}""#)).unwrap();
@@ -135,7 +142,7 @@ fn the_latency_plot_draws_every_operation_by_outcome_on_a_log_axis() {
         let dots = tag(latency, &format!(r#"data-outcome="{name}""#));
         assert_eq!(attr(dots, "data-ops"), n.to_string(), "{name} operations: {dots}");
         assert_eq!(attr(dots, "data-dots"), n.to_string(), "a small run is drawn dot by dot");
-        assert_eq!(attr(dots, "d").matches("h0").count(), n, "one dot each");
+        assert_eq!(dot_paths(latency, name).matches("h0").count(), n, "one dot each");
     }
     assert_eq!(attr(tag(latency, r#"class="noreply""#), "data-ops"), run.never.to_string());
     // 2 ms and 400 ms latencies: decades from 1 ms to 1 s, and seconds along the bottom.
@@ -144,7 +151,7 @@ fn the_latency_plot_draws_every_operation_by_outcome_on_a_log_axis() {
     }
     assert!(!latency.contains(">1 µs<") && !latency.contains(">100 µs<"), "no decade below the data");
     // The slow operations sit higher (smaller y) than the fast ones.
-    let ok = attr(tag(latency, r#"data-outcome="ok""#), "d");
+    let ok = dot_paths(latency, "ok");
     let ys: Vec<f64> = ok.split('M').skip(1).map(|p| p.split([' ', 'h']).nth(1).unwrap().parse().unwrap()).collect();
     let (top, bottom) = ys.iter().fold((f64::MAX, 0f64), |(a, b), &y| (a.min(y), b.max(y)));
     assert!(bottom - top > 80.0, "2 ms and 400 ms are far apart on the log axis: {top}..{bottom}");
@@ -246,7 +253,7 @@ fn a_long_run_is_aggregated_to_a_bounded_number_of_dots_keeping_outliers() {
     assert!(dots <= MAX_POINTS && dots > 100, "{dots} dots");
     assert!(latency.contains("300,000 operations as"), "the aggregation is said");
     assert!(latency.contains(">10 s<"), "the outlier's decade is on the axis");
-    let ok = attr(tag(latency, r#"data-outcome="ok""#), "d");
+    let ok = dot_paths(latency, "ok");
     let min_y = ok
         .split('M')
         .skip(1)
