@@ -528,10 +528,22 @@ impl Store for DynamoMode {
         self.node.storage.object_count().ok()
     }
 
-    async fn shutdown(&self) {
+    async fn shutdown(&self, hand_over: std::time::Duration) -> Vec<String> {
+        // Hints first, while the peer server and the writer still run: what this node keeps
+        // for an owner that missed a write is better delivered now than after its restart.
+        let (replayed, kept) = super::hints::hand_over(&self.node, hand_over).await;
+        let mut notes = Vec::new();
+        if replayed > 0 {
+            notes.push(format!("{replayed} hints replayed"));
+        }
+        notes.push(match kept {
+            0 => "no hints kept".to_string(),
+            n => format!("{n} hints kept on disk (replayed once this node runs again)"),
+        });
         if !self.node.tasks.shutdown(SHUTDOWN_GRACE).await {
             tracing::warn!("dynamo: background tasks still running after {SHUTDOWN_GRACE:?}");
         }
+        notes
     }
 
     fn siblings(&self) -> Option<&dyn Siblings> {

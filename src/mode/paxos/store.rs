@@ -140,10 +140,13 @@ impl Store for PaxosMode {
         self.node.storage.slot_count().ok()
     }
 
-    async fn shutdown(&self) {
+    /// Nothing to hand over: every acceptor's promise and value are on disk before it answers,
+    /// and any proposer (on any node) can finish a round this node began.
+    async fn shutdown(&self, _hand_over: std::time::Duration) -> Vec<String> {
         if !self.node.tasks.shutdown(SHUTDOWN_GRACE).await {
             tracing::warn!("paxos: background tasks still running after {SHUTDOWN_GRACE:?}");
         }
+        Vec::new()
     }
 
     fn describe(&self) -> ModeInfo {
