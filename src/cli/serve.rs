@@ -247,7 +247,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
 fn left_behind(drained: &crate::resp::Drained, notes: &[String], took: std::time::Duration) -> String {
     let cut = match drained.cut {
         0 => "no command in flight was cut off".to_string(),
-        n => format!("{n} connections' commands in flight were cut off (their clients saw the connection close)"),
+        1 => "1 command in flight was cut off (its client got -UNCERTAIN or saw the connection close)".to_string(),
+        n => format!("{n} commands in flight were cut off (their clients got -UNCERTAIN or saw the connection close)"),
     };
     let mut parts = vec![cut];
     parts.extend(notes.iter().cloned());

@@ -30,7 +30,7 @@ pub const HINTS_TIMEOUT: Duration = Duration::from_secs(20);
 const STOP_SLACK: Duration = Duration::from_secs(6);
 
 /// Restarts every node of the cluster in `dir` in turn; `progress` gets one line per step.
-/// Returns the summary lines; fails, naming the node and why, when one does not stop, start
+/// Returns those lines; fails, naming the node and why, when one does not stop, start
 /// or become ready again in time (the nodes after it are left as they were).
 pub fn rolling_restart(dir: &Path, mut progress: impl FnMut(&str)) -> Result<Vec<String>, String> {
     let state = ClusterState::require(dir)?;
@@ -49,6 +49,11 @@ pub fn rolling_restart(dir: &Path, mut progress: impl FnMut(&str)) -> Result<Vec
     let started = Instant::now();
     let mut left: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
     let mut summary = Vec::new();
+    // Every step is reported as it happens and kept for the summary.
+    let mut say = |line: String| {
+        progress(&line);
+        summary.push(line);
+    };
     while !left.is_empty() {
         let state = ClusterState::require(dir)?;
         let name = next_node(&state, &left);
@@ -56,11 +61,11 @@ pub fn rolling_restart(dir: &Path, mut progress: impl FnMut(&str)) -> Result<Vec
         let node = state.node(&name)?.clone();
         let step = Instant::now();
         let role = role(&state, &node).map(|r| format!(" ({r})")).unwrap_or_default();
-        progress(&format!("{name}{role}: stopping (SIGTERM)"));
+        say(format!("{name}{role}: stopping (SIGTERM)"));
         let stopped = stop(&node)?;
-        progress(&format!("{name}: {stopped}"));
+        say(format!("{name}: {stopped}"));
         super::restart(dir, &name)?;
-        progress(&format!(
+        say(format!(
             "{name}: started (pid {}), waiting until it is ready",
             ClusterState::require(dir)?.node(&name)?.pid
         ));
@@ -68,18 +73,16 @@ pub fn rolling_restart(dir: &Path, mut progress: impl FnMut(&str)) -> Result<Vec
         let node = state.node(&name)?.clone();
         ready(&node, Instant::now() + READY_TIMEOUT)
             .map_err(|e| format!("{name} did not become ready within {READY_TIMEOUT:?} after its restart: {e}"))?;
-        let line = format!("{name}: ready again, {:.1}s after it was asked to stop", step.elapsed().as_secs_f64());
-        progress(&line);
-        summary.push(line);
+        say(format!("{name}: ready again, {:.1}s after it was asked to stop", step.elapsed().as_secs_f64()));
         if state.mode == ModeName::Dynamo.as_str() {
             let waited = Instant::now();
             match wait_for_hints(&state, waited + HINTS_TIMEOUT) {
-                0 => progress(&format!("hints replayed ({:.1}s)", waited.elapsed().as_secs_f64())),
-                n => progress(&format!("{n} hints still kept after {HINTS_TIMEOUT:?}; going on (they are durable)")),
+                0 => say(format!("hints replayed ({:.1}s)", waited.elapsed().as_secs_f64())),
+                n => say(format!("{n} hints still kept after {HINTS_TIMEOUT:?}; going on (they are durable)")),
             }
         }
     }
-    summary.push(format!("{} nodes restarted in {:.1}s", state.nodes.len(), started.elapsed().as_secs_f64()));
+    say(format!("{} nodes restarted in {:.1}s", state.nodes.len(), started.elapsed().as_secs_f64()));
     Ok(summary)
 }
 

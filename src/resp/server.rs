@@ -51,8 +51,9 @@ pub struct ServerConfig {
 /// How a drain ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Drained {
-    /// Connections still running a command when the drain timed out: their commands were
-    /// cut off, and their clients saw the connection close (an indeterminate outcome).
+    /// Connections still running a command when the drain timed out (one command each):
+    /// those commands were cut off, and their clients get `-UNCERTAIN` (the mode stopped
+    /// under them) or see the connection close, both indeterminate outcomes.
     pub cut: usize,
     /// From the shutdown signal to the last connection's end (or the timeout).
     pub took: Duration,
