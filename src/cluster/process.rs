@@ -154,7 +154,6 @@ fn gone(node: &NodeState) -> bool {
         return true;
     }
     // An exiting process shows an empty command line while it closes its files.
-    let other_program =
-        std::fs::read(format!("/proc/{}/cmdline", node.pid)).is_ok_and(|cmdline| !cmdline.is_empty());
+    let other_program = std::fs::read(format!("/proc/{}/cmdline", node.pid)).is_ok_and(|cmdline| !cmdline.is_empty());
     other_program && liveness(node) == Liveness::Down
 }
