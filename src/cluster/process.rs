@@ -148,10 +148,19 @@ pub fn wait_gone(node: &NodeState, timeout: Duration) -> bool {
     gone(node)
 }
 
-/// True when the node's process has ended, or its pid belongs to another program now.
+/// True when the node's process has ended — every thread of it, so its files (and their
+/// locks) are closed: its main thread turns zombie while others may still be tearing down —
+/// or its pid belongs to another program now.
 fn gone(node: &NodeState) -> bool {
     if exited(node.pid) {
-        return true;
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", node.pid));
+        let others_exited = |tasks: std::fs::ReadDir| {
+            tasks.flatten().all(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                !matches!(stat.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next()), Some(c) if c != 'Z' && c != 'X')
+            })
+        };
+        return tasks.map_or(true, others_exited);
     }
     // An exiting process shows an empty command line while it closes its files.
     let other_program = std::fs::read(format!("/proc/{}/cmdline", node.pid)).is_ok_and(|cmdline| !cmdline.is_empty());
