@@ -1046,3 +1046,67 @@ async fn a_recorded_peer_call_replayed_on_a_new_connection_is_refused() {
     .expect("the replayed connection is closed");
     assert_eq!(balance(), "0", "a replayed call changed the balance");
 }
+
+/// Item E of the second rerun: a holder of the secret churning proven connections past the
+/// cap (64) makes the node close the one used least recently, which may be a real peer's
+/// idle one. Before the fix 1 of 60 writes forwarded through the other nodes failed
+/// `-UNCERTAIN` ("connection reset": the evicted connection was only closed at its next
+/// read, so a forward written into it in the meantime was lost), and with that closed at once,
+/// 2 of 60 ("deadline has elapsed": reconnecting to the churned node took longer than the
+/// connect timeout, whose error did not say the call was never sent). Now an evicted
+/// connection is closed at once and a connect timeout is a connect error: the forward runs
+/// on the forwarding node instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churning_peer_connections_past_the_cap_fails_no_forwarded_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &[]));
+    let _down = common::Down(&dir);
+    let addrs = common::addrs(&status);
+    let target = peer_addr(&status, 0);
+    let secret = cluster_secret(&dir);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (stop, target, secret) = (stop.clone(), target.clone(), secret.clone());
+        tokio::spawn(async move {
+            let mut held = std::collections::VecDeque::new();
+            let mut opened = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(Ok(send)) = tokio::time::timeout(Duration::from_secs(2), async {
+                    let mut tcp = tokio::net::TcpStream::connect(&target).await?;
+                    valthree::peer::prove_secret(&mut tcp, &secret).await.map_err(std::io::Error::other)?;
+                    let (send, connection) = h2::client::handshake(tcp).await.map_err(std::io::Error::other)?;
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    Ok::<_, std::io::Error>(send)
+                })
+                .await
+                {
+                    held.push_back(send);
+                    opened += 1;
+                }
+                if held.len() > 100 {
+                    held.pop_front();
+                }
+            }
+            opened
+        })
+    };
+    let keys: Vec<String> = (0..).map(|i| format!("fw-{i}")).filter(|k| home_of(k) == 0).take(60).collect();
+    let failures = tokio::task::block_in_place(|| {
+        let mut failures = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let addr = &addrs[1 + i % 2];
+            if let Err(e) = redis::cmd("SET").arg(key).arg("v").query::<()>(&mut common::redis(addr)) {
+                failures.push(format!("{key} through {addr}: {e}"));
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        failures
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let opened = churn.await.unwrap();
+    eprintln!("churn opened {opened} proven connections; {} of {} forwarded writes failed", failures.len(), keys.len());
+    assert!(failures.is_empty(), "{failures:#?}");
+}
