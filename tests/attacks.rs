@@ -158,7 +158,10 @@ async fn until_connected<T, F: std::future::Future<Output = Result<T, tonic::Sta
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match call().await {
-            Err(status) if status.code() == tonic::Code::Unknown && Instant::now() < deadline => {
+            Err(status)
+                if matches!(status.code(), tonic::Code::Unknown | tonic::Code::Unavailable)
+                    && Instant::now() < deadline =>
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             done => return done,
@@ -249,7 +252,12 @@ async fn garbage_collection_does_not_carry_one_keys_ballot_into_every_nodes_floo
 
 /// A prepare of `key` at ballot counter `counter` from a peer holding `secret`, to the acceptor
 /// at `addr`: the gRPC status it was refused with, if it was.
-async fn prepare_at(addr: &str, secret: &valthree::peer::ClusterSecret, key: &str, counter: u64) -> Option<tonic::Code> {
+async fn prepare_at(
+    addr: &str,
+    secret: &valthree::peer::ClusterSecret,
+    key: &str,
+    counter: u64,
+) -> Option<tonic::Code> {
     use valthree::peer::{PeerClient, proto};
     let request = tonic::Request::new(proto::PaxosBatch {
         from: 9,

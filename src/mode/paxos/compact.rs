@@ -46,8 +46,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use super::ballot::{Ballot, NodeId};
 use super::node::fnv1a;
 use super::storage::{
-    COUNTER, CONFIG, Config, FLOOR, META, SLOTS, db_error, decode_ballot, encode_ballot, map_slot_ballots,
-    slot_ballots,
+    CONFIG, COUNTER, Config, FLOOR, META, SLOTS, db_error, decode_ballot, encode_ballot, map_slot_ballots, slot_ballots,
 };
 use crate::error::{Error, Result};
 
@@ -147,9 +146,8 @@ impl Acceptor {
         if !path.exists() {
             return Err(Error::Config(format!("{} does not exist: not a paxos node's data directory", path.display())));
         }
-        let db = Database::open(&path).map_err(|e| {
-            io("cannot open (is the node still running? stop the whole cluster first)", &path, e)
-        })?;
+        let db = Database::open(&path)
+            .map_err(|e| io("cannot open (is the node still running? stop the whole cluster first)", &path, e))?;
         Ok(Self { dir: dir.to_path_buf(), db })
     }
 
@@ -201,7 +199,9 @@ impl Acceptor {
                 let mut bytes = 0usize;
                 {
                     let range = match &after {
-                        Some(a) => slots.range::<&[u8]>((std::ops::Bound::Excluded(a.as_slice()), std::ops::Bound::Unbounded)),
+                        Some(a) => {
+                            slots.range::<&[u8]>((std::ops::Bound::Excluded(a.as_slice()), std::ops::Bound::Unbounded))
+                        }
                         None => slots.range::<&[u8]>(..),
                     };
                     for item in range.map_err(db_error)? {
@@ -256,7 +256,13 @@ pub fn compact(dirs: &[(NodeId, PathBuf)], dry_run: bool) -> Result<Compaction> 
         }
     }
     // Every node a configuration names must be here.
-    let newest = acceptors.iter().map(Acceptor::config).collect::<Result<Vec<_>>>()?.into_iter().flatten().max_by_key(|c| c.version);
+    let newest = acceptors
+        .iter()
+        .map(Acceptor::config)
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .max_by_key(|c| c.version);
     if let Some(config) = &newest {
         let missing: Vec<String> =
             config.everyone().iter().filter(|m| !ids.contains(&m.id)).map(|m| format!("n{}", m.id)).collect();
@@ -362,8 +368,10 @@ mod tests {
     use crate::mode::paxos::storage::{AcceptorMessage, Storage};
     use bytes::Bytes;
 
-    /// Every slot of a database, decoded, and its floor and counter.
-    fn snapshot(dir: &Path) -> (Vec<(Vec<u8>, Vec<Ballot>)>, Ballot, u64) {
+    /// Every slot of a database as `(key, its ballots)`, its floor and its counter.
+    type Snapshot = (Vec<(Vec<u8>, Vec<Ballot>)>, Ballot, u64);
+
+    fn snapshot(dir: &Path) -> Snapshot {
         let (s, rec) = Storage::open(dir).unwrap();
         drop(s);
         let db = Database::open(dir.join("acceptor.redb")).unwrap();
@@ -410,8 +418,11 @@ mod tests {
             // A collected tombstone gives the floor.
             let t = Bytes::from_static(b"tomb");
             let ballot = Ballot::new(1 << 20, 2);
-            s.handle(&[(t.clone(), AcceptorMessage::Paxos(Request::Accept { ballot, value: None, promise_next: false }))], 1)
-                .unwrap();
+            s.handle(
+                &[(t.clone(), AcceptorMessage::Paxos(Request::Accept { ballot, value: None, promise_next: false }))],
+                1,
+            )
+            .unwrap();
             s.handle(&[(t, AcceptorMessage::Remove { ballot, config_version: 1 })], 1).unwrap();
         }
         let before: Vec<_> = dirs.iter().map(|(_, d)| snapshot(d)).collect();
@@ -424,7 +435,7 @@ mod tests {
         let done = compact(&dirs, false).unwrap();
         assert!(!done.resumed);
         let after: Vec<_> = dirs.iter().map(|(_, d)| snapshot(d)).collect();
-        let every = |s: &Vec<(Vec<(Vec<u8>, Vec<Ballot>)>, Ballot, u64)>| -> Vec<Ballot> {
+        let every = |s: &Vec<Snapshot>| -> Vec<Ballot> {
             s.iter().flat_map(|(slots, floor, _)| slots.iter().flat_map(|(_, b)| b.clone()).chain([*floor])).collect()
         };
         let (old, new) = (every(&before), every(&after));
@@ -446,7 +457,10 @@ mod tests {
         assert!(dirs.iter().all(|(_, d)| !d.join(PLAN_FILE).exists()));
         for ((_, d), (slots, ..)) in dirs.iter().zip(&before) {
             let (_, after_slots) = (d, &snapshot(d).0);
-            assert_eq!(slots.iter().map(|(k, _)| k).collect::<Vec<_>>(), after_slots.iter().map(|(k, _)| k).collect::<Vec<_>>());
+            assert_eq!(
+                slots.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                after_slots.iter().map(|(k, _)| k).collect::<Vec<_>>()
+            );
         }
     }
 

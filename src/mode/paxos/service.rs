@@ -23,7 +23,8 @@ impl peer::Peer for PeerService {
         // The promises' values come out of the node's message budget, at most
         // `BATCH_BYTES` beyond the first value per call; the rest is deferred.
         let budget = peer::ReplyBudget::of(&request);
-        let room = ReplyRoom::new(peer::BATCH_BYTES as u64, move |bytes| budget.as_ref().is_none_or(|b| b.try_take(bytes)));
+        let room =
+            ReplyRoom::new(peer::BATCH_BYTES as u64, move |bytes| budget.as_ref().is_none_or(|b| b.try_take(bytes)));
         let batch = request.into_inner();
         let ceiling = self.node.ballot_ceiling();
         let mut rounds = Vec::with_capacity(batch.messages.len());
@@ -34,8 +35,11 @@ impl peer::Peer for PeerService {
             rounds.push((key.clone(), round));
             messages.push((key, message));
         }
-        let replies =
-            self.node.local_acceptor_within(messages, Some(Arc::new(room))).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let replies = self
+            .node
+            .local_acceptor_within(messages, Some(Arc::new(room)))
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let replies = rounds.into_iter().zip(replies).map(|((k, r), reply)| wire::reply_to(k, r, reply)).collect();
         Ok(tonic::Response::new(proto::PaxosReplies { replies }))
     }
