@@ -248,13 +248,13 @@ pub fn compact(dirs: &[(NodeId, PathBuf)], dry_run: bool) -> Result<Compaction> 
             return Err(Error::Config(format!("node {id} is given twice")));
         }
     }
-    let acceptors: Vec<Acceptor> = dirs.iter().map(|(_, dir)| Acceptor::open(dir)).collect::<Result<_>>()?;
-    for (i, a) in acceptors.iter().enumerate() {
-        let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-        if acceptors[..i].iter().any(|b| canonical(&b.dir) == canonical(&a.dir)) {
-            return Err(Error::Config(format!("{} is given twice", a.dir.display())));
+    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    for (i, (_, dir)) in dirs.iter().enumerate() {
+        if dirs[..i].iter().any(|(_, earlier)| canonical(earlier) == canonical(dir)) {
+            return Err(Error::Config(format!("{} is given twice", dir.display())));
         }
     }
+    let acceptors: Vec<Acceptor> = dirs.iter().map(|(_, dir)| Acceptor::open(dir)).collect::<Result<_>>()?;
     // Every node a configuration names must be here.
     let newest = acceptors
         .iter()
