@@ -32,6 +32,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Load a Redis RDB file''s string keys (other types are skipped and counted)')
             [CompletionResult]::new('check-history', 'check-history', [CompletionResultType]::ParameterValue, 'Check a recorded history for linearizability')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a narrated, self-checking demo of a mechanism on a local cluster')
+            [CompletionResult]::new('paxos-compact-ballots', 'paxos-compact-ballots', [CompletionResultType]::ParameterValue, 'Rewrite a stopped paxos cluster''s ballots to their ranks (order kept), giving back the room a forged ballot took')
             [CompletionResult]::new('s3-check', 's3-check', [CompletionResultType]::ParameterValue, 'Check that an S3 server''s conditional PUTs hold under a race, as s3 mode needs')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -99,6 +100,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--unsafe-trust-object-store', '--unsafe-trust-object-store', [CompletionResultType]::ParameterName, 's3 mode: serve on a bucket even if its server fails the start-up check of conditional PUTs (`valthree s3-check`), trusting it blindly: on a server whose conditional PUT is not atomic, concurrent writes can be lost and s3 mode is NOT linearizable')
             [CompletionResult]::new('--unsafe-stale-reads', '--unsafe-stale-reads', [CompletionResultType]::ParameterName, 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch')
             [CompletionResult]::new('--join', '--join', [CompletionResultType]::ParameterName, 'paxos, raft and dynamo modes: start with no configuration and wait to be added by a member (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`)')
+            [CompletionResult]::new('--unsafe-no-ballot-ceiling', '--unsafe-no-ballot-ceiling', [CompletionResultType]::ParameterName, 'Test only: take peers'' ballots up to 2^62 whatever the clock says (see `Ballot::ceiling`), as nodes before the ceiling did, so a test can build the state a forged ballot left on such a cluster')
             [CompletionResult]::new('--stale-reads', '--stale-reads', [CompletionResultType]::ParameterName, 'raft mode: answer reads from this node''s state machine without asking the leader — faster, but a read may miss recent writes (NOT linearizable)')
             [CompletionResult]::new('--sloppy-quorum', '--sloppy-quorum', [CompletionResultType]::ParameterName, 'dynamo mode: let live nodes past a key''s preference list stand in for its down owners and count toward W (they hand the write over when the owner is back). Keeps writes available, but R + W > N no longer promises read-your-writes')
             [CompletionResult]::new('--unsafe-lww', '--unsafe-lww', [CompletionResultType]::ParameterName, 'Test only: dynamo mode keeps one value per key, the latest by timestamp (a concurrent write is silently lost), so the checker has a bug to catch')
@@ -373,6 +375,15 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'valthree;paxos-compact-ballots' {
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'A member''s node id and data directory, `ID=DIR`; once per member')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Report what would be rewritten, change nothing')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'valthree;s3-check' {
             [CompletionResult]::new('--s3-endpoint', '--s3-endpoint', [CompletionResultType]::ParameterName, 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted')
             [CompletionResult]::new('--s3-bucket', '--s3-bucket', [CompletionResultType]::ParameterName, 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used')
@@ -402,6 +413,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Load a Redis RDB file''s string keys (other types are skipped and counted)')
             [CompletionResult]::new('check-history', 'check-history', [CompletionResultType]::ParameterValue, 'Check a recorded history for linearizability')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a narrated, self-checking demo of a mechanism on a local cluster')
+            [CompletionResult]::new('paxos-compact-ballots', 'paxos-compact-ballots', [CompletionResultType]::ParameterValue, 'Rewrite a stopped paxos cluster''s ballots to their ranks (order kept), giving back the room a forged ballot took')
             [CompletionResult]::new('s3-check', 's3-check', [CompletionResultType]::ParameterValue, 'Check that an S3 server''s conditional PUTs hold under a race, as s3 mode needs')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -474,6 +486,9 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;help;demo' {
+            break
+        }
+        'valthree;help;paxos-compact-ballots' {
             break
         }
         'valthree;help;s3-check' {

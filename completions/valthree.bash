@@ -34,6 +34,9 @@ _valthree() {
             valthree,help)
                 cmd="valthree__subcmd__help"
                 ;;
+            valthree,paxos-compact-ballots)
+                cmd="valthree__subcmd__paxos__subcmd__compact__subcmd__ballots"
+                ;;
             valthree,restore)
                 cmd="valthree__subcmd__restore"
                 ;;
@@ -76,9 +79,6 @@ _valthree() {
             valthree__subcmd__cluster,resume)
                 cmd="valthree__subcmd__cluster__subcmd__resume"
                 ;;
-            valthree__subcmd__cluster,rolling-restart)
-                cmd="valthree__subcmd__cluster__subcmd__rolling__subcmd__restart"
-                ;;
             valthree__subcmd__cluster,status)
                 cmd="valthree__subcmd__cluster__subcmd__status"
                 ;;
@@ -115,9 +115,6 @@ _valthree() {
             valthree__subcmd__cluster__subcmd__help,resume)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__resume"
                 ;;
-            valthree__subcmd__cluster__subcmd__help,rolling-restart)
-                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__rolling__subcmd__restart"
-                ;;
             valthree__subcmd__cluster__subcmd__help,status)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__status"
                 ;;
@@ -141,6 +138,9 @@ _valthree() {
                 ;;
             valthree__subcmd__help,help)
                 cmd="valthree__subcmd__help__subcmd__help"
+                ;;
+            valthree__subcmd__help,paxos-compact-ballots)
+                cmd="valthree__subcmd__help__subcmd__paxos__subcmd__compact__subcmd__ballots"
                 ;;
             valthree__subcmd__help,restore)
                 cmd="valthree__subcmd__help__subcmd__restore"
@@ -181,9 +181,6 @@ _valthree() {
             valthree__subcmd__help__subcmd__cluster,resume)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__resume"
                 ;;
-            valthree__subcmd__help__subcmd__cluster,rolling-restart)
-                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__rolling__subcmd__restart"
-                ;;
             valthree__subcmd__help__subcmd__cluster,status)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__status"
                 ;;
@@ -197,7 +194,7 @@ _valthree() {
 
     case "${cmd}" in
         valthree)
-            opts="-h -V --help --version serve workload cluster backup restore check-history demo s3-check completions help"
+            opts="-h -V --help --version serve workload cluster backup restore check-history demo paxos-compact-ballots s3-check completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -263,7 +260,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster)
-            opts="-h -V --dir --json --help --version up status kill pause resume restart rolling-restart partition heal add-node remove-node down help"
+            opts="-h -V --dir --json --help --version up status kill pause resume restart partition heal add-node remove-node down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -335,7 +332,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__help)
-            opts="up status kill pause resume restart rolling-restart partition heal add-node remove-node down help"
+            opts="up status kill pause resume restart partition heal add-node remove-node down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -488,20 +485,6 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        valthree__subcmd__cluster__subcmd__help__subcmd__rolling__subcmd__restart)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         valthree__subcmd__cluster__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -638,24 +621,6 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        valthree__subcmd__cluster__subcmd__rolling__subcmd__restart)
-            opts="-h -V --dir --json --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         valthree__subcmd__cluster__subcmd__status)
             opts="-h -V --dir --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -749,7 +714,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help)
-            opts="serve workload cluster backup restore check-history demo s3-check completions help"
+            opts="serve workload cluster backup restore check-history demo paxos-compact-ballots s3-check completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -791,7 +756,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help__subcmd__cluster)
-            opts="up status kill pause resume restart rolling-restart partition heal add-node remove-node down"
+            opts="up status kill pause resume restart partition heal add-node remove-node down"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -930,20 +895,6 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        valthree__subcmd__help__subcmd__cluster__subcmd__rolling__subcmd__restart)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         valthree__subcmd__help__subcmd__cluster__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1014,6 +965,20 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        valthree__subcmd__help__subcmd__paxos__subcmd__compact__subcmd__ballots)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         valthree__subcmd__help__subcmd__restore)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1063,6 +1028,24 @@ _valthree() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__paxos__subcmd__compact__subcmd__ballots)
+            opts="-h -V --data-dir --dry-run --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1139,7 +1122,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__serve)
-            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --shutdown-timeout --s3-endpoint --s3-bucket --s3-region --s3-access-key --s3-secret-key --s3-dir --s3-key --unsafe-trust-object-store --s3-batch --s3-value-objects-from --maxmemory --s3-snapshot-keys --unsafe-stale-reads --node-id --peer-addr --peer-listen --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --paxos-one-rtt --paxos-gc-interval --unsafe-accept-quorum --stale-reads --raft-snapshot-every --vnodes --replicas --r --w --read-repair --hinted-handoff --max-hints --hint-window --sibling-read --swim-period --sloppy-quorum --aae-interval --aae-max-keys --tombstone-grace --handoff-grace --suspect-timeout --unsafe-lww --unsafe-server-clocks --help --version"
+            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --s3-endpoint --s3-bucket --s3-region --s3-access-key --s3-secret-key --s3-dir --s3-key --unsafe-trust-object-store --s3-batch --s3-value-objects-from --maxmemory --s3-snapshot-keys --unsafe-stale-reads --node-id --peer-addr --peer-listen --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --paxos-one-rtt --paxos-gc-interval --unsafe-accept-quorum --unsafe-no-ballot-ceiling --stale-reads --raft-snapshot-every --vnodes --replicas --r --w --read-repair --hinted-handoff --max-hints --hint-window --sibling-read --swim-period --sloppy-quorum --aae-interval --aae-max-keys --tombstone-grace --handoff-grace --suspect-timeout --unsafe-lww --unsafe-server-clocks --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1206,10 +1189,6 @@ _valthree() {
                     return 0
                     ;;
                 --timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --shutdown-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

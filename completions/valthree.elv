@@ -29,6 +29,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand restore 'Load a Redis RDB file''s string keys (other types are skipped and counted)'
             cand check-history 'Check a recorded history for linearizability'
             cand demo 'Run a narrated, self-checking demo of a mechanism on a local cluster'
+            cand paxos-compact-ballots 'Rewrite a stopped paxos cluster''s ballots to their ranks (order kept), giving back the room a forged ballot took'
             cand s3-check 'Check that an S3 server''s conditional PUTs hold under a race, as s3 mode needs'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -95,6 +96,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --unsafe-trust-object-store 's3 mode: serve on a bucket even if its server fails the start-up check of conditional PUTs (`valthree s3-check`), trusting it blindly: on a server whose conditional PUT is not atomic, concurrent writes can be lost and s3 mode is NOT linearizable'
             cand --unsafe-stale-reads 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch'
             cand --join 'paxos, raft and dynamo modes: start with no configuration and wait to be added by a member (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`)'
+            cand --unsafe-no-ballot-ceiling 'Test only: take peers'' ballots up to 2^62 whatever the clock says (see `Ballot::ceiling`), as nodes before the ceiling did, so a test can build the state a forged ballot left on such a cluster'
             cand --stale-reads 'raft mode: answer reads from this node''s state machine without asking the leader — faster, but a read may miss recent writes (NOT linearizable)'
             cand --sloppy-quorum 'dynamo mode: let live nodes past a key''s preference list stand in for its down owners and count toward W (they hand the write over when the owner is back). Keeps writes available, but R + W > N no longer promises read-your-writes'
             cand --unsafe-lww 'Test only: dynamo mode keeps one value per key, the latest by timestamp (a concurrent write is silently lost), so the checker has a bug to catch'
@@ -336,6 +338,14 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'valthree;paxos-compact-ballots'= {
+            cand --data-dir 'A member''s node id and data directory, `ID=DIR`; once per member'
+            cand --dry-run 'Report what would be rewritten, change nothing'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'valthree;s3-check'= {
             cand --s3-endpoint 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted'
             cand --s3-bucket 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used'
@@ -363,6 +373,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand restore 'Load a Redis RDB file''s string keys (other types are skipped and counted)'
             cand check-history 'Check a recorded history for linearizability'
             cand demo 'Run a narrated, self-checking demo of a mechanism on a local cluster'
+            cand paxos-compact-ballots 'Rewrite a stopped paxos cluster''s ballots to their ranks (order kept), giving back the room a forged ballot took'
             cand s3-check 'Check that an S3 server''s conditional PUTs hold under a race, as s3 mode needs'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -416,6 +427,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;help;check-history'= {
         }
         &'valthree;help;demo'= {
+        }
+        &'valthree;help;paxos-compact-ballots'= {
         }
         &'valthree;help;s3-check'= {
         }

@@ -30,6 +30,7 @@ async fn conformance_suite_passes_on_three_nodes() {
             one_round_trip: true,
             unsafe_accept_quorum: None,
             gc_interval: Duration::from_millis(200),
+            ballot_ceiling: true,
         };
         nodes.push(Arc::new(PaxosMode::start(options, Arc::new(Faults::default())).await.unwrap()));
     }

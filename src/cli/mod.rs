@@ -5,6 +5,7 @@ pub mod check;
 pub mod cluster;
 pub mod completions;
 pub mod demo;
+pub mod paxos_compact_ballots;
 pub mod restore;
 pub mod s3_check;
 pub mod serve;
@@ -41,6 +42,9 @@ pub enum Command {
     CheckHistory(check::CheckArgs),
     /// Run a narrated, self-checking demo of a mechanism on a local cluster.
     Demo(demo::DemoArgs),
+    /// Rewrite a stopped paxos cluster's ballots to their ranks (order kept), giving back the
+    /// room a forged ballot took.
+    PaxosCompactBallots(paxos_compact_ballots::PaxosCompactBallotsArgs),
     /// Check that an S3 server's conditional PUTs hold under a race, as s3 mode needs.
     S3Check(s3_check::S3CheckArgs),
     /// Print a shell completion script.
@@ -70,7 +74,7 @@ pub fn run(cli: Cli) -> ExitCode {
     if !matches!(cli.command, Command::Serve(_)) {
         quiet_on_closed_stdout();
     }
-    if matches!(cli.command, Command::Serve(_) | Command::Cluster(_)) {
+    if matches!(cli.command, Command::Serve(_) | Command::Cluster(_) | Command::PaxosCompactBallots(_)) {
         private_files();
     }
     match cli.command {
@@ -81,6 +85,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::CheckHistory(args) => check::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::PaxosCompactBallots(args) => paxos_compact_ballots::run(args),
         Command::S3Check(args) => s3_check::run(args),
         Command::Completions(args) => completions::run(args),
         Command::TestTemplate(args) => template::run(args),

@@ -172,9 +172,13 @@ impl Admission {
             }
         };
         if let Some(evicted) = evicted {
-            // Its next read or write fails; an idle one is woken by the keepalive PING's answer
-            // (or closed by its timeout) within a second.
+            // Closed at once, not at its next read or write: an idle connection waits in a read
+            // that only the next keepalive (up to 250 ms away) would wake, and a call its peer
+            // wrote in that time was lost with it, its outcome unknown to the peer
+            // (`-UNCERTAIN` for a forwarded write). Closed now, the peer's client sees the
+            // connection end before its next call and sends that call on a new one.
             evicted.evicted.store(true, Ordering::Release);
+            evicted.close.cancel();
             if let Some(held_back) = self.log.allow() {
                 tracing::warn!(held_back, "too many peer connections; closing the one used least recently");
             }
@@ -220,6 +224,7 @@ impl Admission {
             admission: Arc::downgrade(self),
             proven: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
+            close: close.clone(),
             last_used: AtomicU64::new(self.uses.fetch_add(1, Ordering::Relaxed)),
             in_flight: AtomicUsize::new(0),
         });
@@ -273,6 +278,8 @@ struct Ticket {
     proven: AtomicBool,
     /// Closed to make room for newer proven connections.
     evicted: AtomicBool,
+    /// Cancelled to close the connection at once (wakes its pending read).
+    close: CancellationToken,
     /// The admission's use count at this connection's last call.
     last_used: AtomicU64,
     /// Calls on this connection whose handler has not answered yet.
@@ -365,11 +372,13 @@ impl Guarded {
     /// idle connection is blocked in a read (or, during the handshake, in a write), so either
     /// wakes it and ends the connection.
     fn poll_admitted(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Polled whatever the standing, so an eviction wakes a connection blocked in a read.
+        let closing = self.closed.as_mut().poll(cx).is_ready();
         if self.ticket.evicted.load(Ordering::Acquire) {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionAborted, "too many peer connections")));
         }
         if !self.ticket.proven.load(Ordering::Acquire) {
-            if self.closed.as_mut().poll(cx).is_ready() {
+            if closing {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::ConnectionAborted,
                     "too many unauthenticated peer connections",

@@ -19,6 +19,13 @@
 //! small messages (paxos and dynamo split their batches at [`BATCH_BYTES`]; raft sends values
 //! in chunks), so two of the largest calls fit at once.
 //!
+//! Replies count too: a small request can ask for a large reply (a batch of prepares, each
+//! promise carrying the key's value). A handler whose reply carries values takes their bytes
+//! from the same budget, through the call's [`ReplyBudget`], before it builds the reply, and
+//! the charge is held until the reply has been sent (read by the caller, or the call ended). A
+//! reply the budget has no room for is not built: the handler answers what fits and asks the
+//! caller to send the rest again.
+//!
 //! [`MAX_STREAMS`] bounds the calls one connection carries at once; a peer's client queues the
 //! rest.
 
@@ -142,7 +149,10 @@ where
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let charge = Arc::new(Charge::default());
-        let (parts, body) = request.into_parts();
+        let reply = ReplyBudget { budget: self.budget.clone(), held: Arc::new(Charge::default()) };
+        let held = reply.held.clone();
+        let (mut parts, body) = request.into_parts();
+        parts.extensions.insert(reply);
         let body = ChargedBody {
             inner: body,
             budget: self.budget.clone(),
@@ -154,8 +164,65 @@ where
         Box::pin(async move {
             let response = answered.await;
             drop(charge);
-            response
+            // What the reply took is held until its body has been sent (or the call dropped).
+            response.map(|r| r.map(|body| tonic::body::Body::new(HeldUntilSent { inner: body, _held: held })))
         })
+    }
+}
+
+/// The budget as a handler sees it, for the bytes of its reply (found in the request's
+/// extensions; absent where no budget layer runs, e.g. in-process tests).
+#[derive(Clone)]
+pub struct ReplyBudget {
+    budget: MessageBudget,
+    held: Arc<Charge>,
+}
+
+impl ReplyBudget {
+    /// The budget of the call `request` belongs to.
+    pub fn of<T>(request: &tonic::Request<T>) -> Option<Self> {
+        request.extensions().get::<Self>().cloned()
+    }
+
+    /// Takes `bytes` for the reply now, or nothing (there is no room now): never waits, so a
+    /// handler holding other charges cannot wait on them in a circle. Held until the reply
+    /// has been sent.
+    pub fn try_take(&self, bytes: u64) -> bool {
+        let units = bytes.div_ceil(UNIT);
+        if units == 0 {
+            return true;
+        }
+        let Ok(units) = u32::try_from(units) else { return false };
+        match self.budget.room.clone().try_acquire_many_owned(units) {
+            Ok(permit) => {
+                self.held.add(permit);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// A response body holding its reply's charge until it has been sent (dropped).
+struct HeldUntilSent {
+    inner: tonic::body::Body,
+    _held: Arc<Charge>,
+}
+
+impl Body for HeldUntilSent {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

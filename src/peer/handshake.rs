@@ -194,9 +194,14 @@ impl tower_service::Service<http::Uri> for Connector {
         Poll::Ready(Ok(()))
     }
 
+    /// Connects and passes the handshake within [`CONNECT_TIMEOUT`](super::CONNECT_TIMEOUT).
+    /// The timeout is applied here, not only around the connector by tonic, so that its error
+    /// comes out as a connect error: a call waiting for this connection was certainly never
+    /// sent ([`super::never_sent`]); a loaded peer that answers the handshake late must not make
+    /// a forwarded write `-UNCERTAIN`.
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let key = self.key.clone();
-        Box::pin(async move {
+        let connecting = async move {
             let host = uri.host().ok_or_else(|| io::Error::other(format!("no host in {uri}")))?;
             let port = uri.port_u16().ok_or_else(|| io::Error::other(format!("no port in {uri}")))?;
             let mut stream = TcpStream::connect((host.trim_matches(['[', ']']), port)).await?;
@@ -205,6 +210,15 @@ impl tower_service::Service<http::Uri> for Connector {
                 client(&mut stream, &key).await?;
             }
             Ok(hyper_util::rt::TokioIo::new(stream))
+        };
+        Box::pin(async move {
+            match tokio::time::timeout(super::CONNECT_TIMEOUT, connecting).await {
+                Ok(connected) => connected,
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no connection within {:?}", super::CONNECT_TIMEOUT),
+                )),
+            }
         })
     }
 }

@@ -33,7 +33,7 @@ pub mod proto {
     tonic::include_proto!("valthree.peer");
 }
 
-pub use budget::{BATCH_BYTES, MAX_STREAMS, MessageBudget, split_batch};
+pub use budget::{BATCH_BYTES, MAX_STREAMS, MessageBudget, ReplyBudget, split_batch};
 pub use call::{CallError, never_sent};
 pub use clients::Clients;
 pub use handshake::{Connector, prove_secret};

@@ -70,7 +70,11 @@ pub fn channel(
     tls: Option<&super::PeerTls>,
     secret: Option<&super::ClusterSecret>,
 ) -> Result<tonic::transport::Channel, String> {
-    Ok(endpoint(addr, tls)?.connect_with_connector_lazy(super::Connector::new(secret)))
+    // The connector times itself out (so the error says "never sent"); tonic's own timeout,
+    // around the connector and a TLS handshake, stays as a backstop.
+    Ok(endpoint(addr, tls)?
+        .connect_timeout(CONNECT_TIMEOUT * 3)
+        .connect_with_connector_lazy(super::Connector::new(secret)))
 }
 
 /// The peer server every mode serves its gRPC services on: the plane's flow-control windows

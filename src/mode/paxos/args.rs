@@ -16,6 +16,11 @@ pub struct PaxosArgs {
     /// intersection, so the checker has a bug to catch).
     #[arg(long, hide = true)]
     pub unsafe_accept_quorum: Option<usize>,
+    /// Test only: take peers' ballots up to 2^62 whatever the clock says (see
+    /// `Ballot::ceiling`), as nodes before the ceiling did, so a test can build the state a
+    /// forged ballot left on such a cluster.
+    #[arg(long, hide = true)]
+    pub unsafe_no_ballot_ceiling: bool,
 }
 
 impl PaxosArgs {
@@ -25,6 +30,7 @@ impl PaxosArgs {
             node,
             one_round_trip: self.paxos_one_rtt.is_on(),
             unsafe_accept_quorum: self.unsafe_accept_quorum,
+            ballot_ceiling: !self.unsafe_no_ballot_ceiling,
             gc_interval: self.paxos_gc_interval,
         }
     }

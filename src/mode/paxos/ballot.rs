@@ -40,6 +40,35 @@ impl Ballot {
         if durable > Self::MAX_COUNTER { Self::MAX_FOLLOWED } else { durable }
     }
 
+    /// The pace the [ceiling](Self::ceiling) rises at: ballot counters per second.
+    pub const CEILING_RATE: u64 = 1 << 20;
+
+    /// The least the [ceiling](Self::ceiling) ever is, whatever the clock says (a node whose
+    /// clock was reset to 1970 still takes every ballot an honest cluster makes).
+    pub const CEILING_FLOOR: u64 = 1 << 48;
+
+    /// The highest ballot counter a node takes from a peer at `now`: [`Self::CEILING_RATE`]
+    /// counters per second since the Unix epoch (2^50.7 in 2026), and at least
+    /// [`Self::CEILING_FLOOR`].
+    ///
+    /// Why it can never refuse an honest ballot: a proposer's counter grows by one per prepare
+    /// it sends, past the highest it has seen, and by at most its durable reserve
+    /// (1,000) per restart, so the highest counter of a cluster that
+    /// never met a forged ballot is at most the number of prepares and restarts it ever made:
+    /// to reach the ceiling, a cluster would have to send a million prepares a second, every
+    /// second since 1970 (or 2^48, 280 trillion, whatever the clock). Why it closes the
+    /// wedge: a holder of the secret can push a key only up to the ceiling, which is still
+    /// 2^10 below [`Self::MAX_FOLLOWED`] and rises faster than any node spends ballots, so a
+    /// node that followed it goes on making ballots every acceptor takes a moment later
+    /// (nodes whose clocks disagree by `s` seconds may refuse such a node's ballots for up to
+    /// `s` seconds; a proposer also refuses replies above its own ceiling, so it never follows
+    /// an acceptor whose clock runs ahead). The limit reaches [`Self::MAX_FOLLOWED`] in
+    /// 69,000 years.
+    pub fn ceiling(now: std::time::SystemTime) -> u64 {
+        let seconds = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        seconds.saturating_mul(Self::CEILING_RATE).clamp(Self::CEILING_FLOOR, Self::MAX_COUNTER)
+    }
+
     pub fn new(counter: u64, node: NodeId) -> Self {
         Self { counter, node }
     }

@@ -31,6 +31,7 @@
 pub mod acceptor;
 mod args;
 pub mod ballot;
+pub mod compact;
 mod forward;
 mod gc;
 mod membership;
@@ -52,12 +53,12 @@ pub use node::{PaxosMode, PaxosOptions};
 /// each turns a malformed message into an error, never a panic.
 #[doc(hidden)]
 pub fn decode_message(m: crate::peer::proto::PaxosMessage) -> crate::error::Result<()> {
-    wire::message_from(m).map(|_| ())
+    wire::message_from(m, Ballot::MAX_COUNTER).map(|_| ())
 }
 
 #[doc(hidden)]
 pub fn decode_reply(r: crate::peer::proto::PaxosReply) -> crate::error::Result<()> {
-    wire::reply_from(r).map(|_| ())
+    wire::reply_from(r, Ballot::MAX_COUNTER).map(|_| ())
 }
 
 #[doc(hidden)]

@@ -30,6 +30,11 @@ pub(super) const PROBE_EVERY: Duration = Duration::from_millis(200);
 /// How long a ping may take.
 pub(super) const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
+/// How many times messages an acceptor deferred are sent again in one call's turn.
+pub(super) const DEFERRED_RESENDS: u32 = 50;
+/// The pause before sending again messages an acceptor deferred whole.
+pub(super) const DEFERRED_PAUSE: Duration = Duration::from_millis(20);
+
 /// The time allowed for `bytes` to move, beyond a call's base timeout.
 pub(super) fn transfer_time(bytes: usize) -> Duration {
     Duration::from_secs_f64(bytes as f64 / BYTES_PER_SECOND as f64)
@@ -86,8 +91,9 @@ impl Node {
             .map_err(|_| Error::Uncertain(format!("n{to} did not answer in time")))?
             .map_err(|s| Error::Uncertain(format!("n{to}: {}", s.message())))?;
         let mut replies = Vec::new();
+        let ceiling = self.ballot_ceiling();
         for reply in response.into_inner().replies {
-            match wire::reply_from(reply) {
+            match wire::reply_from(reply, ceiling) {
                 Ok(reply) => replies.push(reply),
                 // Peer input is input: a malformed reply counts as no answer from n{to}.
                 Err(e) => tracing::warn!(peer = to, "dropping a malformed acceptor reply: {e}"),
@@ -172,25 +178,48 @@ fn outgoing_bytes((key, _, message): &Outgoing) -> usize {
 }
 
 impl Node {
-    /// Sends one batch to acceptor `to` and hands its replies to the driver.
-    async fn call_acceptor_batch(&self, to: NodeId, batch: Vec<Outgoing>) {
-        match self.call_acceptor(to, batch).await {
-            Ok(replies) => {
-                let mut paxos = Vec::new();
-                for (key, round, reply) in replies {
-                    match reply {
-                        AcceptorReply::Paxos(r) => paxos.push((key, round, r)),
-                        AcceptorReply::Removed(true) => {
-                            self.stats.collected.fetch_add(1, Ordering::Relaxed);
-                        }
-                        AcceptorReply::Removed(false) => {}
+    /// Sends one batch to acceptor `to` and hands its replies to the driver. Messages the
+    /// acceptor deferred (their replies would have carried more than one call may) are sent
+    /// again, in calls of their own, until answered or [`DEFERRED_RESENDS`] calls went by.
+    async fn call_acceptor_batch(&self, to: NodeId, mut batch: Vec<Outgoing>) {
+        let mut stalled = 0u32;
+        for _ in 0..=DEFERRED_RESENDS {
+            if stalled > 0 {
+                // A call deferred whole found the receiver's budget full: let it drain.
+                tokio::time::sleep(DEFERRED_PAUSE * stalled.min(10)).await;
+            }
+            let sent = batch.clone();
+            let replies = match self.call_acceptor(to, batch).await {
+                Ok(replies) => replies,
+                Err(e) => {
+                    tracing::trace!(to, "acceptor call failed: {e}");
+                    return;
+                }
+            };
+            let mut paxos = Vec::new();
+            let mut deferred = std::collections::HashSet::new();
+            for (key, round, reply) in replies {
+                match reply {
+                    AcceptorReply::Paxos(r) => paxos.push((key, round, r)),
+                    AcceptorReply::Removed(true) => {
+                        self.stats.collected.fetch_add(1, Ordering::Relaxed);
+                    }
+                    AcceptorReply::Removed(false) => {}
+                    AcceptorReply::Deferred => {
+                        deferred.insert((key, round));
                     }
                 }
-                if !paxos.is_empty() {
-                    let _ = self.driver.send(DriverEvent::Replies { from: to, replies: paxos });
-                }
             }
-            Err(e) => tracing::trace!(to, "acceptor call failed: {e}"),
+            let progressed = !paxos.is_empty();
+            if progressed {
+                let _ = self.driver.send(DriverEvent::Replies { from: to, replies: paxos });
+            }
+            batch = sent.into_iter().filter(|(k, r, _)| deferred.contains(&(k.clone(), *r))).collect();
+            if batch.is_empty() {
+                return;
+            }
+            stalled = if progressed { 0 } else { stalled + 1 };
         }
+        tracing::debug!(to, left = batch.len(), "acceptor kept deferring messages; the rounds will retry");
     }
 }

@@ -26,7 +26,7 @@ use super::ballot::{Ballot, NodeId};
 use super::gc::run_gc;
 use super::proposer::{Command, CommandId, Options, Outcome, Output, Proposer, ProposerStats};
 use super::service::PeerService;
-use super::storage::{AcceptorMessage, AcceptorReply, Config, Storage};
+use super::storage::{AcceptorMessage, AcceptorReply, Config, Incoming, ReplyRoom, Storage};
 use crate::error::{Error, Result};
 use crate::node::{Faults, NodeOptions, Tasks, peer_name};
 use crate::node::{lock, read_lock};
@@ -61,6 +61,8 @@ pub struct PaxosOptions {
     pub unsafe_accept_quorum: Option<usize>,
     /// How often tombstones are collected.
     pub gc_interval: Duration,
+    /// Whether peers' ballots above [`Ballot::ceiling`] are refused (off only in tests).
+    pub ballot_ceiling: bool,
 }
 
 pub(super) enum DriverEvent {
@@ -71,7 +73,7 @@ pub(super) enum DriverEvent {
 
 pub(super) type Outgoing = (Bytes, u64, AcceptorMessage);
 
-pub(super) type AcceptorJob = crate::node::BatchJob<(Bytes, AcceptorMessage), AcceptorReply>;
+pub(super) type AcceptorJob = crate::node::BatchJob<Incoming, AcceptorReply>;
 
 /// Acceptor messages one transaction handles at most.
 const ACCEPTOR_BATCH: usize = 4096;
@@ -124,6 +126,7 @@ impl PaxosMode {
     /// Opens the node's storage, starts its peer server, acceptor, driver and GC.
     pub async fn start(options: PaxosOptions, faults: Arc<Faults>) -> Result<Self> {
         let id = options.node.node_id;
+        super::compact::refuse_unfinished(&options.node.data_dir)?;
         let (storage, recovered) = Storage::open(&options.node.data_dir)?;
         let config = match recovered.config {
             Some(config) => config,
@@ -211,8 +214,8 @@ impl PaxosMode {
 /// The acceptor thread: every batch of acceptor messages queued at once is one fsync'd
 /// transaction.
 fn spawn_acceptor(storage: Arc<Storage>, config_version: Arc<AtomicU64>) -> std::sync::mpsc::Sender<AcceptorJob> {
-    crate::node::spawn_batcher("paxos-acceptor", ACCEPTOR_BATCH, move |all: &[(Bytes, AcceptorMessage)]| {
-        storage.handle(all, config_version.load(Ordering::SeqCst))
+    crate::node::spawn_batcher("paxos-acceptor", ACCEPTOR_BATCH, move |all: &[Incoming]| {
+        storage.handle_bounded(all, config_version.load(Ordering::SeqCst))
     })
 }
 
@@ -221,11 +224,26 @@ impl Node {
         read_lock(&self.config).clone()
     }
 
+    /// The highest ballot counter this node takes from a peer now.
+    pub(super) fn ballot_ceiling(&self) -> u64 {
+        if self.options.ballot_ceiling { Ballot::ceiling(std::time::SystemTime::now()) } else { Ballot::MAX_COUNTER }
+    }
+
     pub(super) fn isolated_from(&self, id: NodeId) -> bool {
         id != self.id && self.faults.is_isolated_from(&peer_name(id))
     }
 
     pub(super) async fn local_acceptor(&self, batch: Vec<(Bytes, AcceptorMessage)>) -> Result<Vec<AcceptorReply>> {
+        self.local_acceptor_within(batch, None).await
+    }
+
+    /// Runs `batch` on this node's acceptor, its promises' values within `room` when given.
+    pub(super) async fn local_acceptor_within(
+        &self,
+        batch: Vec<(Bytes, AcceptorMessage)>,
+        room: Option<Arc<ReplyRoom>>,
+    ) -> Result<Vec<AcceptorReply>> {
+        let batch = batch.into_iter().map(|(k, m)| (k, m, room.clone())).collect();
         let (reply, rx) = oneshot::channel();
         self.acceptor
             .send(AcceptorJob { batch, reply })

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::storage::KeyFilter;
+use super::storage::{KeyFilter, ReplyRoom};
 use super::wire;
 use crate::peer::{self, proto};
 
@@ -20,17 +20,26 @@ impl peer::Peer for PeerService {
         &self,
         request: tonic::Request<proto::PaxosBatch>,
     ) -> std::result::Result<tonic::Response<proto::PaxosReplies>, tonic::Status> {
+        // The promises' values come out of the node's message budget, at most
+        // `BATCH_BYTES` beyond the first value per call; the rest is deferred.
+        let budget = peer::ReplyBudget::of(&request);
+        let room =
+            ReplyRoom::new(peer::BATCH_BYTES as u64, move |bytes| budget.as_ref().is_none_or(|b| b.try_take(bytes)));
         let batch = request.into_inner();
+        let ceiling = self.node.ballot_ceiling();
         let mut rounds = Vec::with_capacity(batch.messages.len());
         let mut messages = Vec::with_capacity(batch.messages.len());
         for m in batch.messages {
             let (key, round, message) =
-                wire::message_from(m).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+                wire::message_from(m, ceiling).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
             rounds.push((key.clone(), round));
             messages.push((key, message));
         }
-        let replies =
-            self.node.local_acceptor(messages).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let replies = self
+            .node
+            .local_acceptor_within(messages, Some(Arc::new(room)))
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let replies = rounds.into_iter().zip(replies).map(|((k, r), reply)| wire::reply_to(k, r, reply)).collect();
         Ok(tonic::Response::new(proto::PaxosReplies { replies }))
     }

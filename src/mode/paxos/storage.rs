@@ -26,7 +26,7 @@ use super::ballot::Ballot;
 use crate::error::{Error, Result};
 use crate::store::{Listing, scan_hash, take_page};
 
-const SLOTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("slots");
+pub(super) const SLOTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("slots");
 /// Every slot's key in scan order (see [`crate::store::scan`]): its scan hash, big-endian,
 /// then the key. Kept in the transaction that creates or removes the slot, and rebuilt at
 /// start-up when it does not match (a data directory of an earlier release has none), so a
@@ -39,11 +39,11 @@ fn scan_order_key(key: &[u8]) -> Vec<u8> {
     out.extend_from_slice(key);
     out
 }
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-const FLOOR: &str = "floor";
-const COUNTER: &str = "counter";
-const CONFIG: &str = "config";
+pub(super) const FLOOR: &str = "floor";
+pub(super) const COUNTER: &str = "counter";
+pub(super) const CONFIG: &str = "config";
 
 pub use crate::node::Member;
 
@@ -101,14 +101,55 @@ pub enum AcceptorMessage {
 pub enum AcceptorReply {
     Paxos(Response),
     Removed(bool),
+    /// Not handled (nothing changed): its reply would have carried more than its call's
+    /// [`ReplyRoom`] has left. The caller sends it again.
+    Deferred,
 }
 
-fn encode_ballot(out: &mut Vec<u8>, b: Ballot) {
+/// What the promises answering one peer's call may carry together: at most `cap` bytes of
+/// values beyond the first (a value of any allowed size is always answered, alone), and only
+/// what `take` grants (the node's message budget). A prepare whose promise would carry more
+/// is not handled, and answered [`AcceptorReply::Deferred`]: a 4 KB batch of 200 prepares of
+/// a key holding 1 MiB made a 200 MB reply.
+pub struct ReplyRoom {
+    cap: u64,
+    used: std::sync::atomic::AtomicU64,
+    take: Box<dyn Fn(u64) -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for ReplyRoom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReplyRoom({} of {})", self.used.load(std::sync::atomic::Ordering::Relaxed), self.cap)
+    }
+}
+
+impl ReplyRoom {
+    /// Room for `cap` bytes beyond the first value, each byte granted by `take`.
+    pub fn new(cap: u64, take: impl Fn(u64) -> bool + Send + Sync + 'static) -> Self {
+        Self { cap, used: std::sync::atomic::AtomicU64::new(0), take: Box::new(take) }
+    }
+
+    /// Whether a reply carrying `bytes` more fits; if so, they are counted.
+    fn admit(&self, bytes: u64) -> bool {
+        use std::sync::atomic::Ordering;
+        let used = self.used.load(Ordering::Relaxed);
+        if used > 0 && used.saturating_add(bytes) > self.cap {
+            return false;
+        }
+        if !(self.take)(bytes) {
+            return false;
+        }
+        self.used.store(used.saturating_add(bytes), Ordering::Relaxed);
+        true
+    }
+}
+
+pub(super) fn encode_ballot(out: &mut Vec<u8>, b: Ballot) {
     out.extend_from_slice(&b.counter.to_be_bytes());
     out.extend_from_slice(&b.node.to_be_bytes());
 }
 
-fn decode_ballot(bytes: &[u8]) -> Option<Ballot> {
+pub(super) fn decode_ballot(bytes: &[u8]) -> Option<Ballot> {
     let counter = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
     let node = u32::from_be_bytes(bytes.get(8..12)?.try_into().ok()?);
     Some(Ballot { counter, node })
@@ -164,9 +205,57 @@ fn decode_slot(bytes: &[u8]) -> Result<Slot> {
     Ok(Slot { promised, accepted, value, last_by })
 }
 
-fn db_error(e: impl std::fmt::Display) -> Error {
+/// Where the ballots of an encoded slot lie (promised, accepted, then each proposer's last
+/// accepted ballot), read without copying its value: what [`decode_slot`] reads, checked the same.
+fn ballot_offsets(bytes: &[u8]) -> Result<Vec<usize>> {
+    let corrupt = || Error::Io("corrupt acceptor slot".into());
+    let mut at = match bytes.get(24) {
+        Some(0) => 25,
+        Some(1) => {
+            let len = u32::from_be_bytes(bytes.get(25..29).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?);
+            29 + len as usize
+        }
+        _ => return Err(corrupt()),
+    };
+    let n = u32::from_be_bytes(bytes.get(at..at + 4).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?);
+    at += 4;
+    let mut offsets = vec![0, 12];
+    for _ in 0..n {
+        offsets.push(at + 4);
+        at += 16;
+    }
+    if at != bytes.len() {
+        return Err(corrupt());
+    }
+    Ok(offsets)
+}
+
+/// Every ballot an encoded slot holds.
+pub(super) fn slot_ballots(bytes: &[u8]) -> Result<Vec<Ballot>> {
+    ballot_offsets(bytes)?
+        .into_iter()
+        .map(|at| decode_ballot(&bytes[at..]).ok_or_else(|| Error::Io("corrupt acceptor slot".into())))
+        .collect()
+}
+
+/// An encoded slot with every ballot it holds replaced by `map(ballot)`, its value untouched.
+pub(super) fn map_slot_ballots(bytes: &[u8], map: impl Fn(Ballot) -> Result<Ballot>) -> Result<Vec<u8>> {
+    let mut out = bytes.to_vec();
+    for at in ballot_offsets(bytes)? {
+        let ballot = decode_ballot(&bytes[at..]).ok_or_else(|| Error::Io("corrupt acceptor slot".into()))?;
+        let mut encoded = Vec::with_capacity(12);
+        encode_ballot(&mut encoded, map(ballot)?);
+        out[at..at + 12].copy_from_slice(&encoded);
+    }
+    Ok(out)
+}
+
+pub(super) fn db_error(e: impl std::fmt::Display) -> Error {
     Error::Io(format!("acceptor storage: {e}"))
 }
+
+/// One message to the acceptor: its key, the message, and the room its reply may take.
+pub type Incoming = (Bytes, AcceptorMessage, Option<std::sync::Arc<ReplyRoom>>);
 
 /// Which slots [`Storage::keys`] lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +341,12 @@ impl Storage {
     /// Handles a batch of messages, `(key, message)`, in one fsync'd transaction; replies in
     /// order. `config_version` is the node's installed configuration, which removals must match.
     pub fn handle(&self, batch: &[(Bytes, AcceptorMessage)], config_version: u64) -> Result<Vec<AcceptorReply>> {
+        let items: Vec<Incoming> = batch.iter().map(|(k, m)| (k.clone(), m.clone(), None)).collect();
+        self.handle_bounded(&items, config_version)
+    }
+
+    /// [`Self::handle`], for messages each of which may answer within its call's [`ReplyRoom`].
+    pub fn handle_bounded(&self, batch: &[Incoming], config_version: u64) -> Result<Vec<AcceptorReply>> {
         let txn = self.db.begin_write().map_err(db_error)?;
         let mut replies = Vec::with_capacity(batch.len());
         let mut dirty = false;
@@ -261,7 +356,7 @@ impl Storage {
             let mut meta = txn.open_table(META).map_err(db_error)?;
             let mut floor =
                 meta.get(FLOOR).map_err(db_error)?.and_then(|v| decode_ballot(v.value())).unwrap_or(Ballot::ZERO);
-            for (key, message) in batch {
+            for (key, message, room) in batch {
                 let stored = slots.get(key.as_ref()).map_err(db_error)?.map(|v| decode_slot(v.value())).transpose()?;
                 let exists = stored.is_some();
                 let mut slot = stored.unwrap_or(Slot {
@@ -273,6 +368,13 @@ impl Storage {
                 match message {
                     AcceptorMessage::Paxos(request) => {
                         let (mut response, changed) = acceptor::handle(&mut slot, request);
+                        if let (Response::Promised { value: Some(value), .. }, Some(room)) = (&response, room)
+                            && !room.admit(value.len() as u64)
+                        {
+                            // Not handled: the slot's change is dropped, as if never asked.
+                            replies.push(AcceptorReply::Deferred);
+                            continue;
+                        }
                         if let Response::Conflict { accepted, landed, .. } = &mut response {
                             *accepted = (*accepted).max(floor);
                             // At or below the floor, this slot's history may have been collected.

@@ -240,6 +240,7 @@ mod tests {
                 one_round_trip: false,
                 unsafe_accept_quorum: None,
                 gc_interval: Duration::ZERO,
+                ballot_ceiling: true,
             };
             nodes.push(PaxosMode::start(options, Arc::new(Faults::default())).await.unwrap());
         }

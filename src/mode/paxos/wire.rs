@@ -43,7 +43,19 @@ pub fn message_to(key: Bytes, round: u64, message: &AcceptorMessage) -> proto::P
     proto::PaxosMessage { key, round, request: Some(request) }
 }
 
-pub fn message_from(m: proto::PaxosMessage) -> Result<(Bytes, u64, AcceptorMessage)> {
+/// A ballot counter above `ceiling` (see [`Ballot::ceiling`]) is refused like a malformed one.
+fn below_ceiling(ballot: Ballot, ceiling: u64) -> Result<Ballot> {
+    if ballot.counter > ceiling {
+        return Err(Error::Input(format!(
+            "a ballot counter of {} is beyond this node's ceiling ({ceiling}): refused",
+            ballot.counter
+        )));
+    }
+    Ok(ballot)
+}
+
+/// An acceptor message from a peer; its ballot must be at most `ceiling`.
+pub fn message_from(m: proto::PaxosMessage, ceiling: u64) -> Result<(Bytes, u64, AcceptorMessage)> {
     use proto::paxos_message::Request as R;
     let message = match m.request {
         Some(R::Prepare(p)) => AcceptorMessage::Paxos(Request::Prepare { ballot: ballot_from(p.ballot)? }),
@@ -56,6 +68,10 @@ pub fn message_from(m: proto::PaxosMessage) -> Result<(Bytes, u64, AcceptorMessa
             AcceptorMessage::Remove { ballot: ballot_from(r.ballot)?, config_version: r.config_version }
         }
         None => return Err(Error::Input("a paxos message without a request".into())),
+    };
+    match &message {
+        AcceptorMessage::Paxos(Request::Prepare { ballot } | Request::Accept { ballot, .. })
+        | AcceptorMessage::Remove { ballot, .. } => below_ceiling(*ballot, ceiling)?,
     };
     Ok((m.key, m.round, message))
 }
@@ -77,13 +93,15 @@ pub fn reply_to(key: Bytes, round: u64, reply: AcceptorReply) -> proto::PaxosRep
             },
         }),
         AcceptorReply::Removed(removed) => R::Removed(proto::Removed { removed }),
+        AcceptorReply::Deferred => R::Deferred(proto::Deferred {}),
     };
     proto::PaxosReply { key, round, response: Some(response) }
 }
 
 /// An acceptor's reply from the wire; a malformed one (no response, no ballot) is an error,
-/// which the proposer treats as no answer from that acceptor.
-pub fn reply_from(r: proto::PaxosReply) -> Result<(Bytes, u64, AcceptorReply)> {
+/// which the proposer treats as no answer from that acceptor. So is a reply carrying a ballot
+/// above `ceiling`: a proposer never follows one.
+pub fn reply_from(r: proto::PaxosReply, ceiling: u64) -> Result<(Bytes, u64, AcceptorReply)> {
     use proto::paxos_reply::Response as R;
     let Some(response) = r.response else {
         return Err(Error::Input("a paxos reply without a response".into()));
@@ -103,7 +121,18 @@ pub fn reply_from(r: proto::PaxosReply) -> Result<(Bytes, u64, AcceptorReply)> {
             },
         }),
         R::Removed(r) => AcceptorReply::Removed(r.removed),
+        R::Deferred(_) => AcceptorReply::Deferred,
     };
+    match &reply {
+        AcceptorReply::Paxos(Response::Promised { accepted, .. }) => {
+            below_ceiling(*accepted, ceiling)?;
+        }
+        AcceptorReply::Paxos(Response::Conflict { seen, accepted, .. }) => {
+            below_ceiling(*seen, ceiling)?;
+            below_ceiling(*accepted, ceiling)?;
+        }
+        AcceptorReply::Paxos(Response::Accepted) | AcceptorReply::Removed(_) | AcceptorReply::Deferred => {}
+    }
     Ok((r.key, r.round, reply))
 }
 
@@ -285,7 +314,44 @@ mod tests {
                 ballot: Some(proto::Ballot { counter: u64::MAX, node: 9 }),
             })),
         };
-        assert!(message_from(poisoned).is_err());
+        assert!(message_from(poisoned, Ballot::MAX_COUNTER).is_err());
+    }
+
+    #[test]
+    fn ballots_above_the_ceiling_are_refused_in_messages_and_replies() {
+        let prepare = |counter| proto::PaxosMessage {
+            key: Bytes::from_static(b"k"),
+            round: 1,
+            request: Some(proto::paxos_message::Request::Prepare(proto::Prepare {
+                ballot: Some(proto::Ballot { counter, node: 9 }),
+            })),
+        };
+        assert!(message_from(prepare(1000), 1000).is_ok());
+        assert!(message_from(prepare(1001), 1000).is_err());
+        let conflict = |seen| proto::PaxosReply {
+            key: Bytes::from_static(b"k"),
+            round: 1,
+            response: Some(proto::paxos_reply::Response::Conflict(proto::Conflict {
+                seen: Some(proto::Ballot { counter: seen, node: 9 }),
+                accepted: Some(proto::Ballot { counter: 0, node: 0 }),
+                landed: 2,
+            })),
+        };
+        assert!(reply_from(conflict(1000), 1000).is_ok());
+        assert!(reply_from(conflict(1001), 1000).is_err(), "a proposer never follows a ballot above its ceiling");
+    }
+
+    #[test]
+    fn the_ceiling_rises_with_the_clock_from_a_floor_and_stays_far_below_the_followed_limit() {
+        use std::time::{Duration, UNIX_EPOCH};
+        assert_eq!(Ballot::ceiling(UNIX_EPOCH), Ballot::CEILING_FLOOR);
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000); // January 2027
+        let later = now + Duration::from_secs(1);
+        assert_eq!(Ballot::ceiling(later) - Ballot::ceiling(now), Ballot::CEILING_RATE);
+        assert!(Ballot::ceiling(now) < Ballot::MAX_FOLLOWED >> 10);
+        // In 60,000 years it is still below the followed limit.
+        let far = now + Duration::from_secs(60_000 * 365 * 86_400);
+        assert!(Ballot::ceiling(far) < Ballot::MAX_FOLLOWED);
     }
 
     #[test]
