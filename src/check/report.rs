@@ -645,7 +645,6 @@ for (const k of D.keys) {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
 
     use super::*;
     use crate::check::{Input, Output, check};
