@@ -109,6 +109,8 @@ impl Inner {
     /// Appends `requests` as one log entry, if this node leads, and answers each of them.
     pub(super) async fn propose(&self, requests: Proposal) -> Vec<ForwardReply> {
         let count = requests.len();
+        self.proposed.fetch_add(count as u64, Ordering::Relaxed);
+        self.proposal_batches.fetch_add(1, Ordering::Relaxed);
         let all = |reply: ForwardReply| vec![reply; count];
         // Metrics lag the core: a term change during the call also means the entry may have
         // been appended by a leader that just lost its leadership.
@@ -160,6 +162,7 @@ impl Inner {
     /// entry of its own first, which covers every earlier one. Which term applies is decided
     /// before the confirmation starts ([`read_floor`]).
     pub(super) async fn read_round(&self, count: usize) -> Vec<ReadIndexReply> {
+        self.read_index_rounds.fetch_add(1, Ordering::Relaxed);
         let confirm = tokio::time::timeout(RPC_TIMEOUT, self.raft.get_read_log_id());
         let (confirmed, floor) = read_floor(self.recovered, || self.term(), confirm).await;
         let reply = match confirmed {
