@@ -424,10 +424,10 @@ mod tests {
             "valthree_commands_total{command=\"get\"} 1",
             "valthree_command_errors_total{command=\"set\",kind=\"TRYAGAIN\"} 1",
             "valthree_command_errors_total{command=\"unknown\",kind=\"ERR\"} 1",
-            "valthree_command_duration_seconds_bucket{le=\"0.00025\",command=\"get\"} 1",
+            "valthree_command_duration_seconds_bucket{command=\"get\",le=\"0.00025\"} 1",
             "valthree_peer_call_failures_total{peer=\"n2\",rpc=\"Prepare\",kind=\"not_sent\"} 1",
-            "valthree_raft_term 7",
-            "valthree_raft_role{role=\"follower\"} 0",
+            "valthree_raft_term 7.0",
+            "valthree_raft_role{role=\"follower\"} 0.0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} missing from\n{text}");
         }

@@ -162,4 +162,44 @@ mod tests {
         assert!(out.iter().all(|s| s.name != "valthree_dynamo_actor"));
         assert!(FIELDS.iter().all(|row| row.1.starts_with("valthree_") && !row.1.ends_with("_total")));
     }
+
+    /// Every metric the Grafana dashboard (`docker/grafana/valthree.json`) queries exists.
+    #[test]
+    fn the_dashboard_queries_only_metrics_that_exist() {
+        let metrics = crate::metrics::Metrics::new();
+        metrics.command_done("get", std::time::Duration::from_millis(1), Some("ERR"));
+        metrics.peer("n2", "Prepare").record(std::time::Duration::from_millis(1), None);
+        let mut details: Vec<(String, String)> = FIELDS.iter().map(|row| (row.0.to_string(), "1".into())).collect();
+        details.push(("raft_role".into(), "leader".into()));
+        details.push(("dynamo_members".into(), "1=a:1:alive".into()));
+        metrics.add_source(Box::new(move |out| samples(&ModeInfo { mode: "raft", details: details.clone() }, out)));
+        let text = metrics.encode();
+        // The server's gauges (resp/server.rs) and Prometheus' own `up`.
+        let mut known: Vec<String> = ["valthree_connected_clients", "valthree_client_query_buffers_bytes", "up"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        known.extend(text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next().map(String::from)));
+        let dashboard = include_str!("../../docker/grafana/valthree.json");
+        let value: serde_json::Value = serde_json::from_str(dashboard).expect("the dashboard is JSON");
+        let mut exprs = Vec::new();
+        for panel in value["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                exprs.push(target["expr"].as_str().unwrap().to_string());
+            }
+        }
+        assert!(exprs.len() > 20);
+        for expr in &exprs {
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if !word.starts_with("valthree_") {
+                    continue;
+                }
+                let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| word.strip_suffix(s)).unwrap_or(word);
+                assert!(
+                    known.iter().any(|k| k == family),
+                    "the dashboard queries {word}, which no node serves: {expr}"
+                );
+            }
+        }
+    }
 }
