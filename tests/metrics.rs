@@ -68,6 +68,26 @@ fn sample(text: &str, line_start: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
 }
 
+/// SETs `key` until it succeeds and returns the attempts: a cluster just up on a loaded
+/// machine may answer a first write TRYAGAIN or UNCERTAIN (a forward that missed its
+/// deadline while peer connections were being made), and each attempt counts as a call.
+fn set(con: &mut redis::Connection, key: &str) -> u32 {
+    let started = Instant::now();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let set: redis::RedisResult<()> = redis::cmd("SET").arg(key).arg("v").query(con);
+        match set {
+            Ok(()) => return attempts,
+            Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                eprintln!("SET {key}: {e}; again");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("SET {key}: {e}"),
+        }
+    }
+}
+
 #[test]
 fn every_mode_serves_metrics_that_promtool_accepts_and_info_agrees() {
     let Some(promtool) = prometheus_program("promtool") else { return };
@@ -80,24 +100,7 @@ fn every_mode_serves_metrics_that_promtool_accepts_and_info_agrees() {
         assert_eq!(addrs.len(), 3, "{status}");
         let client = status["nodes"][0]["addr"].as_str().unwrap().to_string();
         let mut con = redis(&client);
-        // A cluster just up on a loaded machine may answer a first write TRYAGAIN or
-        // UNCERTAIN (its peer connections are still being made): each attempt counts.
-        let mut attempts = 0;
-        for i in 0..20 {
-            let started = Instant::now();
-            loop {
-                attempts += 1;
-                let set: redis::RedisResult<()> = redis::cmd("SET").arg(format!("k{i}")).arg("v").query(&mut con);
-                match set {
-                    Ok(()) => break,
-                    Err(e) if started.elapsed() < Duration::from_secs(30) => {
-                        eprintln!("{mode}: SET k{i}: {e}; again");
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                    Err(e) => panic!("{mode}: SET k{i}: {e}"),
-                }
-            }
-        }
+        let attempts: u32 = (0..20).map(|i| set(&mut con, &format!("k{i}"))).sum();
         let _: Option<String> = redis::cmd("GET").arg("k1").query(&mut con).unwrap();
         let refused: redis::RedisResult<()> = redis::cmd("NOSUCHCOMMAND").query(&mut con);
         assert!(refused.is_err());
@@ -227,7 +230,7 @@ fn a_real_prometheus_scrapes_every_node_and_sees_commands_counted() {
     for (i, node) in status["nodes"].as_array().unwrap().iter().enumerate() {
         let mut con = redis(node["addr"].as_str().unwrap());
         for k in 0..10 {
-            let _: () = redis::cmd("SET").arg(format!("n{i}-{k}")).arg(k).query(&mut con).unwrap();
+            set(&mut con, &format!("n{i}-{k}"));
         }
     }
     wait_until(Duration::from_secs(60), "Prometheus to see the 30 SETs counted", || {
