@@ -36,6 +36,15 @@ impl CallError {
         CallError::MaybeSent(format!("{peer} did not answer in time"))
     }
 
+    /// The kind's name, as logs (`error_kind`) and metrics (`kind`) give it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::NotSent(_) => "not_sent",
+            CallError::Refused(_) => "refused",
+            CallError::MaybeSent(_) => "maybe_sent",
+        }
+    }
+
     /// True when the call certainly did not run at the peer.
     pub fn certainly_not_run(&self) -> bool {
         !matches!(self, CallError::MaybeSent(_))

@@ -190,7 +190,7 @@ impl Node {
                     let _ = self.driver.send(DriverEvent::Replies { from: to, replies: paxos });
                 }
             }
-            Err(e) => tracing::trace!(to, "acceptor call failed: {e}"),
+            Err(e) => tracing::trace!(peer = to, "acceptor call failed: {e}"),
         }
     }
 }
