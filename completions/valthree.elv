@@ -52,6 +52,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --tls-ca-cert-file 'Certificates of the CAs that sign client certificates (PEM)'
             cand --tls-auth-clients 'Whether clients must show a certificate signed by --tls-ca-cert-file (default: yes when a CA file is given, as in Redis; no otherwise)'
             cand --timeout 'Close a client idle for this many seconds (0: never), as Redis'' `timeout`'
+            cand --shutdown-timeout 'On SIGTERM or SIGINT: how long to finish the commands in flight and hand over (raft: leadership; dynamo: pending hints) before the node stops; what is left then is cut off (commands) or kept on disk (hints), and the last log line says which'
             cand --s3-endpoint 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted'
             cand --s3-bucket 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used'
             cand --s3-region 's3 mode: region'
@@ -145,6 +146,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand pause 'SIGSTOP a node'
             cand resume 'SIGCONT a paused node'
             cand restart 'Restart a node with the same flags and data'
+            cand rolling-restart 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s'
             cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
             cand heal 'Restore all node-to-node traffic'
             cand add-node 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)'
@@ -203,6 +205,14 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'valthree;cluster;rolling-restart'= {
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'valthree;cluster;partition'= {
             cand --dir 'The cluster''s directory (state file, node data, logs)'
             cand --json 'Print JSON for scripts'
@@ -251,6 +261,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand pause 'SIGSTOP a node'
             cand resume 'SIGCONT a paused node'
             cand restart 'Restart a node with the same flags and data'
+            cand rolling-restart 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s'
             cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
             cand heal 'Restore all node-to-node traffic'
             cand add-node 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)'
@@ -269,6 +280,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;cluster;help;resume'= {
         }
         &'valthree;cluster;help;restart'= {
+        }
+        &'valthree;cluster;help;rolling-restart'= {
         }
         &'valthree;cluster;help;partition'= {
         }
@@ -367,6 +380,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand pause 'SIGSTOP a node'
             cand resume 'SIGCONT a paused node'
             cand restart 'Restart a node with the same flags and data'
+            cand rolling-restart 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s'
             cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
             cand heal 'Restore all node-to-node traffic'
             cand add-node 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)'
@@ -384,6 +398,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;help;cluster;resume'= {
         }
         &'valthree;help;cluster;restart'= {
+        }
+        &'valthree;help;cluster;rolling-restart'= {
         }
         &'valthree;help;cluster;partition'= {
         }

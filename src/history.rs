@@ -4,7 +4,7 @@
 //! {"index":0,"process":3,"type":"invoke","f":"set","key":"k1","value":"3-17","time":1203400}
 //! {"index":1,"process":3,"type":"ok","f":"set","key":"k1","value":"3-17","time":1988000}
 //! {"index":2,"process":5,"type":"info","f":"get","key":"k1","error":"timeout","time":2400100}
-//! {"index":3,"process":"nemesis","type":"info","f":"kill","value":"n2","time":2500000}
+//! {"index":3,"process":"nemesis","type":"info","f":"kill","value":"n2","fault":{"kind":"kill","phase":"start"},"time":2500000}
 //! ```
 //!
 //! `time` is monotonic nanoseconds since the run started. On an invoke, `value` is the
@@ -25,6 +25,21 @@
 //! killed leaves a valid prefix; a torn last line is ignored by [`read_history`]. A run
 //! against dynamo mode records `vget`/`vset`/`vdel`/`local` with contexts and dots instead
 //! (their values: [`crate::workload::dynamo`]).
+//!
+//! A nemesis event names what it did in `f` and the node (or nodes) it acted on in `value`.
+//! One that starts or ends a fault also carries `fault`: the fault's kind (`kill`, `pause`,
+//! `partition`, `membership`, … — any name) and whether this event starts or ends it, so a
+//! reader can shade each fault's interval without knowing which action undoes which:
+//!
+//! ```json
+//! {"index":3,"process":"nemesis","type":"info","f":"add-node","value":"n4","fault":{"kind":"membership","phase":"start"},"time":2500000}
+//! {"index":9,"process":"nemesis","type":"info","f":"remove-node","value":"n4","fault":{"kind":"membership","phase":"end"},"time":5000000}
+//! ```
+//!
+//! An end pairs with the open start of the same kind and target; an end whose target is
+//! `"all"` ends every open fault of its kind. Histories written before `fault` existed carry
+//! none; readers pair their events by name (kill/restart, pause/resume, partition/heal,
+//! add-node/remove-node). A nemesis event without `fault` (dynamo's `config`) marks nothing.
 
 use std::fmt;
 use std::io::{BufRead, Write};
@@ -133,6 +148,32 @@ impl FromStr for Op {
     }
 }
 
+/// Whether a nemesis event starts or ends a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultPhase {
+    Start,
+    End,
+}
+
+/// On a nemesis event: the fault it starts or ends (the event's `value` is its target).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultMark {
+    /// The nemesis kind (`kill`, `pause`, `partition`, `membership`, ...): any name.
+    pub kind: String,
+    pub phase: FaultPhase,
+}
+
+impl FaultMark {
+    pub fn start(kind: &str) -> Self {
+        Self { kind: kind.into(), phase: FaultPhase::Start }
+    }
+
+    pub fn end(kind: &str) -> Self {
+        Self { kind: kind.into(), phase: FaultPhase::End }
+    }
+}
+
 /// One line of the history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -148,6 +189,9 @@ pub struct Event {
     pub value: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// On a nemesis event: the fault it starts or ends, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<FaultMark>,
     pub time: u64,
 }
 
@@ -183,6 +227,11 @@ impl HistoryWriter {
 
     /// Stamps and writes `record`, returning the event as written.
     pub fn append(&self, record: Record) -> Event {
+        self.append_marked(record, None)
+    }
+
+    /// Stamps and writes a nemesis event that starts or ends a fault (`mark`).
+    pub fn append_marked(&self, record: Record, mark: Option<FaultMark>) -> Event {
         let mut state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let event = Event {
             index: state.next_index,
@@ -192,6 +241,7 @@ impl HistoryWriter {
             key: record.key,
             value: record.value,
             error: record.error,
+            fault: mark,
             time: self.started.elapsed().as_nanos() as u64,
         };
         state.next_index += 1;
@@ -314,6 +364,18 @@ mod tests {
         assert_eq!(serde_json::to_string(&event).unwrap(), line);
         let nemesis = r#"{"index":3,"process":"nemesis","type":"info","f":"kill","value":"n2","time":5}"#;
         assert_eq!(serde_json::from_str::<Event>(nemesis).unwrap().process, Process::Nemesis);
+    }
+
+    #[test]
+    fn a_fault_mark_round_trips_and_older_nemesis_events_still_parse() {
+        let marked = r#"{"index":3,"process":"nemesis","type":"info","f":"add-node","value":"n4","fault":{"kind":"membership","phase":"start"},"time":5}"#;
+        let event: Event = serde_json::from_str(marked).unwrap();
+        assert_eq!(event.fault, Some(FaultMark::start("membership")));
+        assert_eq!(serde_json::to_string(&event).unwrap(), marked);
+        let older = r#"{"index":3,"process":"nemesis","type":"info","f":"kill","value":"n2","time":5}"#;
+        let event: Event = serde_json::from_str(older).unwrap();
+        assert_eq!(event.fault, None);
+        assert_eq!(serde_json::to_string(&event).unwrap(), older, "an unmarked event is written as before");
     }
 
     #[test]

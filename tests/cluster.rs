@@ -172,5 +172,22 @@ fn a_workload_under_every_nemesis_stays_linearizable() {
     for f in ["kill", "restart", "pause", "resume", "partition", "heal"] {
         assert!(faults.contains(&f), "no {f} in {faults:?}");
     }
+    // Each event marks the fault it starts or ends, and the report shades each interval.
+    for e in events.iter().filter(|e| e["process"] == "nemesis") {
+        let want = match e["f"].as_str().unwrap() {
+            "kill" => ("kill", "start"),
+            "restart" => ("kill", "end"),
+            "pause" => ("pause", "start"),
+            "resume" => ("pause", "end"),
+            "partition" => ("partition", "start"),
+            "heal" => ("partition", "end"),
+            other => panic!("unexpected nemesis event {other}: {e}"),
+        };
+        assert_eq!((e["fault"]["kind"].as_str(), e["fault"]["phase"].as_str()), (Some(want.0), Some(want.1)), "{e}");
+    }
+    let page = std::fs::read_to_string(&html).unwrap();
+    for kind in ["kill", "pause", "partition"] {
+        assert!(page.contains(&format!(r#"<rect class="fault" data-kind="{kind}""#)), "no {kind} band in the report");
+    }
     assert_eq!(states(&cluster(&dir, &["status"])), ["up", "up", "up"], "all faults healed at the end");
 }

@@ -264,6 +264,8 @@ fn sigterm_answers_pipelined_requests_then_exits_cleanly() {
     // Every request already sent is answered before the connection closes.
     let rest = busy.read_exact_or_eof(5 * 199);
     assert_eq!(rest.len(), 5 * 199, "in-flight replies were cut off");
+    // The listener closed before the drain began: a new client is refused, not left hanging.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", server.port)).is_err(), "a new connection was accepted");
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = server.child.try_wait().unwrap() {
@@ -274,7 +276,10 @@ fn sigterm_answers_pipelined_requests_then_exits_cleanly() {
     };
     assert!(status.success(), "exit status {status}");
     drop(idle);
-    assert!(server.log_text().contains("SIGTERM received"));
+    let log = server.log_text();
+    assert!(log.contains("SIGTERM received"));
+    let last = log.lines().rev().find(|l| l.contains("stopped: ")).unwrap_or_else(|| panic!("no last word: {log}"));
+    assert!(last.contains("no command in flight was cut off"), "{last}");
 }
 
 #[test]

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::plots::Sample;
 use crate::history::{EventType, Numbered, Op, Process};
 
 pub mod context;
@@ -185,6 +186,8 @@ pub struct History {
     /// Plain GETs (only checked to show values some write that did not fail wrote).
     pub plain_gets: Vec<(String, Option<String>, usize)>,
     pub total_ops: usize,
+    /// Every client operation's timing and outcome, plain GETs too (the plots).
+    pub samples: Vec<Sample>,
 }
 
 /// What the checker found.
@@ -270,7 +273,7 @@ fn siblings_of(value: &Value, line: usize) -> Result<Vec<(Dot, Option<String>)>,
 pub fn prepare(events: impl Iterator<Item = Result<Numbered, String>>) -> Result<History, String> {
     let mut history = History::default();
     let mut open: HashMap<u64, (usize, DOp, String)> = HashMap::new();
-    let mut open_gets: HashMap<u64, (usize, String)> = HashMap::new();
+    let mut open_gets: HashMap<u64, (usize, String, u64)> = HashMap::new();
     for e in events {
         let Numbered { line, event: e } = e?;
         let process = match e.process {
@@ -283,7 +286,7 @@ pub fn prepare(events: impl Iterator<Item = Result<Numbered, String>>) -> Result
                 continue;
             }
             Process::Nemesis => {
-                history.faults.push(super::Fault { f: e.f.clone(), value: e.value.clone(), time: e.time });
+                history.faults.push(super::Fault::of(&e));
                 continue;
             }
             Process::Client(p) => p,
@@ -295,12 +298,13 @@ pub fn prepare(events: impl Iterator<Item = Result<Numbered, String>>) -> Result
                 let key = e.key.clone().ok_or_else(|| err(line, "get without a key"))?;
                 match e.kind {
                     EventType::Invoke => {
-                        open_gets.insert(process, (line, key));
+                        open_gets.insert(process, (line, key, e.time));
                         history.total_ops += 1;
                     }
                     kind => {
-                        let (l, key) =
+                        let (l, key, call) =
                             open_gets.remove(&process).ok_or_else(|| err(line, "a completion never invoked"))?;
+                        history.samples.push(Sample { call, ret: e.time, outcome: kind });
                         if kind == EventType::Ok {
                             history.plain_gets.push((key, e.value.as_str().map(str::to_owned), l));
                         }
@@ -364,6 +368,7 @@ pub fn prepare(events: impl Iterator<Item = Result<Numbered, String>>) -> Result
                 }
                 dop.outcome = kind;
                 dop.lines.1 = Some(line);
+                history.samples.push(Sample { call: dop.call, ret: e.time, outcome: kind });
                 if kind == EventType::Ok {
                     dop.ret = e.time;
                     match op {
@@ -390,7 +395,10 @@ pub fn prepare(events: impl Iterator<Item = Result<Numbered, String>>) -> Result
     // Operations never completed: unknown outcome.
     let mut unfinished: Vec<(usize, DOp, String)> = open.into_values().collect();
     unfinished.sort_by_key(|(l, _, _)| *l);
+    let never = |call| Sample { call, ret: super::NEVER, outcome: EventType::Info };
+    history.samples.extend(open_gets.values().map(|&(_, _, call)| never(call)));
     for (_, dop, key) in unfinished {
+        history.samples.push(never(dop.call));
         history.keys.entry(key).or_default().push(dop);
     }
     for ops in history.keys.values_mut() {

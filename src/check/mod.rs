@@ -24,7 +24,9 @@
 //! promise this check does not confirm: a violation it reports is real in every mode.
 
 pub mod dynamo;
+pub mod faults;
 mod model;
+pub mod plots;
 mod prepare;
 mod reduce;
 pub mod report;

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use super::model::{Input, Output};
-use crate::history::{Event, EventType, Numbered, Process};
+use super::plots::Sample;
+use crate::history::{Event, EventType, FaultMark, Numbered, Process};
 
 /// The end of time: when an operation with unknown outcome "returned".
 pub const NEVER: u64 = u64::MAX;
@@ -32,12 +33,23 @@ impl Operation {
     }
 }
 
-/// A fault the nemesis injected, for the report.
+/// A nemesis event (a fault injected or healed), for the report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
     pub f: String,
     pub value: Value,
     pub time: u64,
+    /// The fault it starts or ends (`None` in histories written before marks existed).
+    pub mark: Option<FaultMark>,
+    /// Why the action failed, when it did.
+    pub error: Option<String>,
+}
+
+impl Fault {
+    /// The nemesis event `e` as the report keeps it.
+    pub fn of(e: &Event) -> Self {
+        Fault { f: e.f.clone(), value: e.value.clone(), time: e.time, mark: e.fault.clone(), error: e.error.clone() }
+    }
 }
 
 /// A validated history, split by key.
@@ -53,6 +65,8 @@ pub struct Prepared {
     /// Reads whose result is unknown (`info`, or never completed): left out of the check,
     /// since they change nothing and tell nothing.
     pub unknown_reads: usize,
+    /// Every client operation's timing and outcome, failed and unknown ones too (the plots).
+    pub samples: Vec<Sample>,
 }
 
 fn err(line: usize, msg: impl Into<String>) -> String {
@@ -154,7 +168,7 @@ pub fn prepare_stream(events: impl Iterator<Item = Result<Numbered, String>>) ->
         *last = e.time;
         let process = match e.process {
             Process::Nemesis => {
-                prepared.faults.push(Fault { f: e.f.clone(), value: e.value.clone(), time: e.time });
+                prepared.faults.push(Fault::of(e));
                 continue;
             }
             Process::Client(p) => p,
@@ -182,6 +196,7 @@ pub fn prepare_stream(events: impl Iterator<Item = Result<Numbered, String>>) ->
                 if call_op != op || key != e.key {
                     return Err(err(line, format!("completion does not match the invocation on line {call_line}")));
                 }
+                prepared.samples.push(Sample { call, ret: e.time, outcome: kind });
                 let (output, ret) = match kind {
                     EventType::Ok => (Some(output_of(op, &e.f, &e.value, line)?), e.time),
                     EventType::Info => (None, NEVER),
@@ -202,6 +217,7 @@ pub fn prepare_stream(events: impl Iterator<Item = Result<Numbered, String>>) ->
     }
     // Invocations that never completed may have happened.
     for (process, (line, op, key, input, call)) in pending {
+        prepared.samples.push(Sample { call, ret: NEVER, outcome: EventType::Info });
         if op != Kind::Get {
             ops.push((key, Operation { process, input, output: None, call, ret: NEVER, lines: (line, None) }));
         } else {

@@ -15,6 +15,8 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
+use super::faults::{Span, color, spans};
+use super::plots::{self, Range, Sample};
 use super::{Fault, NEVER, Operation, Report, describe, dynamo};
 
 /// The fewest operations drawn per key when the key has that many.
@@ -61,66 +63,6 @@ fn selection(ops: &[Operation], cap: usize, focus: Option<usize>, at: Option<u64
     (by_call[start..start + cap].to_vec(), Some(start))
 }
 
-/// A fault as drawn: from its injection to its heal (`end` is `None` when the history
-/// never heals it), or an instant (`end == Some(start)`, `undo` empty) for an event that
-/// opens or closes nothing.
-#[derive(Debug, Clone, PartialEq)]
-struct Span {
-    kind: String,
-    target: String,
-    start: u64,
-    end: Option<u64>,
-    undo: String,
-}
-
-fn value_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-/// What heals a fault of this kind.
-fn undo_of(f: &str) -> Option<&'static str> {
-    match f {
-        "kill" => Some("restart"),
-        "pause" => Some("resume"),
-        "partition" => Some("heal"),
-        "add-node" => Some("remove-node"),
-        _ => None,
-    }
-}
-
-/// Pairs each fault with the event that heals it (the next restart/resume/heal of the same
-/// node; a heal of "all" heals every partition); any other nemesis event is an instant.
-fn spans(faults: &[Fault]) -> Vec<Span> {
-    let mut out: Vec<Span> = Vec::new();
-    for f in faults {
-        let target = value_text(&f.value);
-        if undo_of(&f.f).is_some() {
-            out.push(Span { kind: f.f.clone(), target, start: f.time, end: None, undo: String::new() });
-            continue;
-        }
-        let everything = target == "all" || target.is_empty();
-        let mut closed = false;
-        for s in out.iter_mut() {
-            if s.end.is_none() && undo_of(&s.kind) == Some(f.f.as_str()) && (everything || s.target == target) {
-                s.end = Some(f.time);
-                s.undo = f.f.clone();
-                closed = true;
-                if !everything {
-                    break;
-                }
-            }
-        }
-        if !closed {
-            out.push(Span { kind: f.f.clone(), target, start: f.time, end: Some(f.time), undo: String::new() });
-        }
-    }
-    out
-}
-
 /// How many operations start in each of `BUCKETS` columns of `[t0, t1]`.
 fn density(starts: impl Iterator<Item = u64>, t0: u64, t1: u64) -> Vec<u32> {
     let mut counts = vec![0u32; BUCKETS];
@@ -137,7 +79,7 @@ fn density(starts: impl Iterator<Item = u64>, t0: u64, t1: u64) -> Vec<u32> {
 pub fn render_dynamo(report: &dynamo::Report, title: &str) -> String {
     let history = &report.history;
     let all = || history.keys.values().flatten();
-    let (t0, t1) = run_range(all().map(|o| (o.call, o.ret)), &history.faults);
+    let (t0, t1) = run_range(&history.samples, &history.faults);
     let failed = all().filter(|o| o.outcome == crate::history::EventType::Fail).count();
     let unknown = all().filter(|o| o.ret == NEVER).count();
     let clients: HashSet<u64> = all().map(|o| o.process).collect();
@@ -230,7 +172,19 @@ pub fn render_dynamo(report: &dynamo::Report, title: &str) -> String {
             "prefixLen": Value::Null,
         }));
     }
-    let spans = spans_json(&spans(&history.faults));
+    let spans = spans(&history.faults);
+    let verdict_class = match report.verdict() {
+        dynamo::Verdict::Consistent => "good",
+        dynamo::Verdict::NotConsistent => "bad",
+        dynamo::Verdict::Unknown | dynamo::Verdict::NotChecked => "unk",
+    };
+    let plots = plots::render(
+        &history.samples,
+        &spans,
+        Range { t0, t1 },
+        &plots::Verdict { text: report.verdict().as_str(), class: verdict_class },
+    );
+    let spans = spans_json(&spans);
     let counts: Vec<String> = report.counts.iter().map(|(k, n)| k.count(*n)).collect();
     let keys_text = |n: usize| format!("{n} key{}", if n == 1 { "" } else { "s" });
     let banner = if report.ok() {
@@ -275,6 +229,7 @@ pub fn render_dynamo(report: &dynamo::Report, title: &str) -> String {
     let data = json!({
         "title": title,
         "verdict": report.verdict().as_str(),
+        "verdictClass": verdict_class,
         "words": {
             "good": "consistent",
             "bad": "NOT consistent",
@@ -300,13 +255,14 @@ pub fn render_dynamo(report: &dynamo::Report, title: &str) -> String {
         "faults": spans,
         "density": density(all().map(|o| o.call), t0, t1),
     });
-    page(&data)
+    page(&data, &plots)
 }
 
 /// The run's time range: every invocation, every known completion and every fault.
-fn run_range(ops: impl Iterator<Item = (u64, u64)>, faults: &[Fault]) -> (u64, u64) {
+fn run_range(ops: &[Sample], faults: &[Fault]) -> (u64, u64) {
     let times = ops
-        .flat_map(|(call, ret)| [Some(call), (ret != NEVER).then_some(ret)])
+        .iter()
+        .flat_map(|s| [Some(s.call), (s.ret != NEVER).then_some(s.ret)])
         .flatten()
         .chain(faults.iter().map(|f| f.time));
     let (t0, t1) = times.fold((u64::MAX, 0), |(a, b), t| (a.min(t), b.max(t)));
@@ -316,22 +272,36 @@ fn run_range(ops: impl Iterator<Item = (u64, u64)>, faults: &[Fault]) -> (u64, u
 fn spans_json(spans: &[Span]) -> Vec<Value> {
     spans
         .iter()
-        .map(|s| json!({"kind": s.kind, "target": s.target, "start": s.start, "end": s.end, "undo": s.undo}))
+        .map(|s| {
+            json!({
+                "kind": s.kind,
+                "target": s.target,
+                "start": s.start,
+                "end": s.end,
+                "action": s.action,
+                "undo": s.undo,
+                "span": s.span,
+                "color": color(if s.span { &s.kind } else { "" }),
+                "error": s.error,
+            })
+        })
         .collect()
 }
 
-/// The page around its data.
-fn page(data: &Value) -> String {
+/// The page around its data and its plots ([`plots::render`]).
+fn page(data: &Value, plots: &str) -> String {
     // Keep `</script>` out of the embedded JSON.
     let data = data.to_string().replace("</", "<\\/");
-    TEMPLATE.replace("__DATA__", &data)
+    let (head, rest) = TEMPLATE.split_once("__PLOTS__").expect("the template has a place for the plots");
+    let (middle, tail) = rest.split_once("__DATA__").expect("the template has a place for the data");
+    [head, plots, middle, &data, tail].concat()
 }
 
 /// Renders the report as one HTML document.
 pub fn render(report: &Report, title: &str) -> String {
     let history = &report.history;
     let all_ops = || history.keys.values().flatten();
-    let (t0, t1) = run_range(all_ops().map(|o| (o.call, o.ret)), &history.faults);
+    let (t0, t1) = run_range(&history.samples, &history.faults);
     // Operations checked (FLUSHALL is in every key's list: count it once by its line).
     let mut seen = HashSet::new();
     let (mut checked, mut unknown, mut clients) = (0usize, 0usize, HashSet::new());
@@ -343,7 +313,7 @@ pub fn render(report: &Report, title: &str) -> String {
         }
     }
     let spans = spans(&history.faults);
-    let first_fault = spans.iter().find(|s| undo_of(&s.kind).is_some()).map(|s| s.start);
+    let first_fault = spans.iter().find(|s| s.span).map(|s| s.start);
 
     // Violated keys first, the earliest violation first; then the others by name.
     let mut violations: Vec<_> = report.violations.iter().collect();
@@ -412,10 +382,22 @@ pub fn render(report: &Report, title: &str) -> String {
             "prefixLen": violation.map(|v| v.prefix.len()),
         }));
     }
+    let verdict_class = match report.verdict {
+        super::Verdict::Linearizable => "good",
+        super::Verdict::NotLinearizable => "bad",
+        super::Verdict::Unknown => "unk",
+    };
+    let plots = plots::render(
+        &history.samples,
+        &spans,
+        Range { t0, t1 },
+        &plots::Verdict { text: report.verdict.as_str(), class: verdict_class },
+    );
     let spans = spans_json(&spans);
     let data = json!({
         "title": title,
         "verdict": report.verdict.as_str(),
+        "verdictClass": verdict_class,
         "keys": keys,
         "keyCount": history.keys.len(),
         "violatedKeys": report.violations.len(),
@@ -433,7 +415,7 @@ pub fn render(report: &Report, title: &str) -> String {
         "faults": spans,
         "density": density(all_ops().map(|o| o.call), t0, t1),
     });
-    page(&data)
+    page(&data, &plots)
 }
 
 const TEMPLATE: &str = r##"<!doctype html>
@@ -456,10 +438,15 @@ svg.tl{cursor:grab} svg.mini{cursor:pointer;background:#fff;margin-top:2px}
 .op.window rect{fill:#fbe3c8;stroke:#b00020;stroke-width:1.5} .op.plain rect{fill:#cfe0f5} .op.info rect{fill:url(#hatch)} .op.prefix.info rect{stroke:#1b7a2f;stroke-width:1.5}
 .axis{font-size:10px;fill:#666} .grid{stroke:#e4e4e4} .flabel{font-size:10px;font-weight:600}
 .vmark{stroke:#b00020;stroke-width:1.5} .vlabel{font-size:10px;fill:#b00020;font-weight:600}
+#plots{margin:.4em 0 .8em} #plots svg.plot{background:#fff}
+.summary{border-collapse:collapse;margin:.3em 0 .6em;font-size:.95em} .summary th{text-align:left;font-weight:600;color:#555;padding:.12em 1em .12em 0;vertical-align:top} .summary td{padding:.12em 0}
+.sw{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin:0 .3em 0 .1em;vertical-align:-.05em} .sw.ok{background:#3b82c4} .sw.info{background:#e69500} .sw.fail{background:#d6336c}
+.plegend{font-size:.9em;color:#444;margin:.6em 0 .15em} .plegend>span{margin-left:.9em}
 button{margin:.2em .4em .2em 0} ul{margin:.2em 0} .window li{font-family:ui-monospace,monospace;font-size:.9em}
 </style></head><body>
 <svg width="0" height="0" style="position:absolute;width:0;height:0;border:0"><defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#fde7b0"/><line x1="0" y1="0" x2="0" y2="6" stroke="#d9a400" stroke-width="2"/></pattern></defs></svg>
 <h1 id="head"></h1><div id="banner" class="banner"></div><div id="counts" class="counts"></div>
+__PLOTS__
 <div id="run"></div><div id="legend" class="legend"></div>
 <div id="keys"></div>
 <script id="data" type="application/json">__DATA__</script>
@@ -471,10 +458,9 @@ function el(name, attrs, parent) { const e = document.createElementNS(NS, name);
 const num = n => Number(n).toLocaleString('en-US');
 const plural = (n, one, many) => num(n) + ' ' + (n === 1 ? one : (many || one + 's'));
 const secs = t => (t / 1e9).toFixed(t >= 1e10 ? 1 : t >= 1e9 ? 2 : 3) + ' s';
-const COLOR = {kill: '#8e44ad', pause: '#c27c0e', partition: '#117a65'};
-const UNDONE = {kill: 'down', pause: 'paused', partition: 'cut off'};
-const OTHER = '#6c7a89', colorOf = f => COLOR[f.kind] || OTHER;
-const isSpan = f => f.kind in COLOR || f.undo !== '';
+// Each fault carries its colour and whether it is an interval (`span`) or an instant.
+const colorOf = f => f.color;
+const isSpan = f => f.span;
 const faultName = f => f.kind + (f.target ? ' ' + f.target : '');
 const fEnd = f => f.end ?? D.t1;
 function ticks(a, b, n) {
@@ -498,7 +484,7 @@ function bands(g, x, view, y0, y1, yl, lanes, since) {
     if (a !== b || isSpan(f)) el('rect', {x: xa, y: y0, width: Math.max(xb - xa, 1.5), height: y1 - y0, fill: c, 'fill-opacity': .12}, g);
     el('line', {x1: xa, x2: xa, y1: y0, y2: y1, stroke: c, 'stroke-width': 1.2, 'stroke-dasharray': a < view[0] ? '' : '4 3', 'stroke-opacity': a < view[0] ? 0 : 1}, g);
     if (a !== b) el('line', {x1: xb, x2: xb, y1: y0, y2: y1, stroke: c, 'stroke-width': 1, 'stroke-dasharray': '2 3', 'stroke-opacity': b > view[1] ? 0 : .8}, g);
-    let label = isSpan(f) && f.kind in COLOR ? faultName(f) + (f.undo ? ' → ' + f.undo : ' (never healed)') : faultName(f);
+    let label = isSpan(f) ? faultName(f) + (f.undo ? ' → ' + f.undo : ' (never healed)') : faultName(f);
     if (since && a < view[0]) label = faultName(f) + ' (since ' + secs(a) + ')';
     let lane = ends.findIndex(e => e < xa); if (lane < 0) { if (ends.length >= lanes) continue; lane = ends.length; ends.push(0); }
     const t = el('text', {x: xa + 3, y: yl + lane * 11, class: 'flabel', fill: c}, g); t.textContent = label;
@@ -515,15 +501,15 @@ const xRun = t => L + (t - D.t0) / (D.t1 - D.t0) * (W - L - R);
 // Head, verdict and counts.
 document.title = D.title + ' — ' + D.verdict;
 const WORDS = Object.assign({good: 'linearizable', bad: 'NOT linearizable', stuck: 'cannot be placed after the prefix', window: 'concurrent with it, not yet placed', vmark: 'where a key stops being linearizable', failed: 'failed (never took effect, not checked)'}, D.words || {});
-const cls = D.verdict === WORDS.good ? 'good' : D.verdict === 'unknown' ? 'unk' : 'bad';
+const cls = D.verdictClass;
 document.getElementById('head').innerHTML = esc(D.title) + ': <span class="' + cls + '">' + esc(D.verdict) + '</span>';
 const banner = document.getElementById('banner'); banner.classList.add(cls);
 const first = D.keys.find(k => k.stuck);
 if (D.banner) banner.innerHTML = '<b>' + esc(D.banner[0]) + '</b> ' + esc(D.banner[1]);
-else if (cls === 'good') banner.innerHTML = '<b>✓ Passed.</b> All ' + plural(D.checked, 'checked operation') + ' on ' + plural(D.keyCount, 'key') + ' fit one order consistent with what every client saw' + (D.faultEvents ? ', through ' + plural(D.faults.filter(f => f.kind in COLOR).length, 'nemesis fault') : '') + '.';
+else if (cls === 'good') banner.innerHTML = '<b>✓ Passed.</b> All ' + plural(D.checked, 'checked operation') + ' on ' + plural(D.keyCount, 'key') + ' fit one order consistent with what every client saw' + (D.faultEvents ? ', through ' + plural(D.faults.filter(isSpan).length, 'nemesis fault') : '') + '.';
 else if (cls === 'bad') banner.innerHTML = '<b>✗ Failed.</b> ' + num(D.violatedKeys) + ' of ' + plural(D.keyCount, 'key') + (D.violatedKeys === 1 ? ' has' : ' have') + ' no valid order. First at ' + secs(first.stuckAt) + ', key <b>' + esc(first.key) + '</b>: <code>' + esc(first.stuck) + '</code> cannot be placed after a linearizable prefix of ' + plural(first.prefixLen, 'operation') + '.';
 else banner.innerHTML = '<b>? Undecided.</b> The time limit ran out before ' + plural(D.timedOutKeys.length, 'key') + ' ' + (D.timedOutKeys.length === 1 ? 'was' : 'were') + ' decided (' + D.timedOutKeys.slice(0, 10).map(esc).join(', ') + (D.timedOutKeys.length > 10 ? ', …' : '') + ')' + (D.timedOutKeys.length < D.keyCount ? '; no violation was found in the others.' : '.');
-const kinds = {}; for (const f of D.faults) if (f.kind in COLOR) kinds[f.kind] = (kinds[f.kind] || 0) + 1;
+const kinds = {}, kindColor = {}; for (const f of D.faults) if (isSpan(f)) { kinds[f.kind] = (kinds[f.kind] || 0) + 1; kindColor[f.kind] = f.color; }
 const completed = D.checked - D.unknown;
 document.getElementById('counts').innerHTML = '<b>' + plural(D.ops, 'operation') + '</b>: ' + num(completed) + ' completed, ' + num(D.unknown) + ' with unknown outcome, ' + num(D.failed) + ' ' + WORDS.failed + (D.unknownReads ? ', ' + num(D.unknownReads) + ' reads with unknown outcome (left out: a read that may not have happened changes nothing)' : '') + ' · ' + plural(D.keyCount, 'key') + ' · ' + plural(D.clients, 'client') + ' · ' + secs(D.t1 - D.t0) + ' of history · ' + (D.faultEvents ? plural(D.faultEvents, 'nemesis event') + ' (' + Object.entries(kinds).map(([k, n]) => n + ' ' + k).join(', ') + ')' : 'no nemesis faults') + ' · checked in ' + D.elapsed.toFixed(2) + ' s' + (D.keys.length < D.keyCount ? ' · first ' + D.keys.length + ' keys shown' : '') + '.';
 
@@ -546,7 +532,7 @@ function swatch(kind) {
   if (kind.startsWith('op ')) { const g = el('g', {class: kind}, s); el('rect', {x: 1, y: 1, width: 24, height: 10, rx: 3}, g); }
   else if (kind === 'density') el('path', {d: 'M1 11V7h4V3h4v8h4V5h4v6h4V8h4v3z', fill: '#9aa7b4'}, s);
   else if (kind === 'vmark') { el('path', {d: 'M8 0 L18 0 L13 6 Z', fill: '#b00020'}, s); el('line', {x1: 13, x2: 13, y1: 0, y2: 12, class: 'vmark'}, s); }
-  else { el('rect', {x: 1, y: 0, width: 24, height: 12, fill: COLOR[kind] || OTHER, 'fill-opacity': kind in COLOR ? .15 : 0}, s); el('line', {x1: 1.5, x2: 1.5, y1: 0, y2: 12, stroke: COLOR[kind] || OTHER, 'stroke-dasharray': '3 2'}, s); }
+  else { const c = kindColor[kind] || '#6c7a89'; el('rect', {x: 1, y: 0, width: 24, height: 12, fill: c, 'fill-opacity': kind in kindColor ? .15 : 0}, s); el('line', {x1: 1.5, x2: 1.5, y1: 0, y2: 12, stroke: c, 'stroke-dasharray': '3 2'}, s); }
   return s;
 }
 {
@@ -557,8 +543,8 @@ function swatch(kind) {
   if (has(o => o.tag === 'prefix')) items.push(['op prefix', 'longest linearizable prefix; #n is its place in the order']);
   if (has(o => o.tag === 'stuck')) items.push(['op stuck', WORDS.stuck]);
   if (has(o => o.tag === 'window')) items.push(['op window', WORDS.window]);
-  for (const k of Object.keys(kinds)) items.push([k, k + ' … ' + ({kill: 'restart: a node is ' , pause: 'resume: a node is ', partition: 'heal: a node is '})[k] + UNDONE[k]]);
-  if (D.faults.some(f => !(f.kind in COLOR))) items.push(['other', 'nemesis event that opens or heals no fault (' + [...new Set(D.faults.filter(f => !(f.kind in COLOR)).map(faultName))].slice(0, 3).join(', ') + ')']);
+  for (const k of Object.keys(kinds)) { const f = D.faults.find(f => isSpan(f) && f.kind === k); items.push([k, k + ' fault: ' + f.action + ' … ' + (f.undo || 'its end')]); }
+  if (D.faults.some(f => !isSpan(f))) items.push(['other', 'nemesis event that starts or ends no fault (' + [...new Set(D.faults.filter(f => !isSpan(f)).map(faultName))].slice(0, 3).join(', ') + ')']);
   if (D.checked) items.push(['density', 'operations started (whole run, and per key under each timeline)']);
   if (D.violatedKeys) items.push(['vmark', WORDS.vmark]);
   const box = document.getElementById('legend');
@@ -634,7 +620,7 @@ function draw(k, box) {
 }
 // What faults the violation happened under, or the last one before it.
 function faultContext(t) {
-  const during = D.faults.filter(f => f.kind in COLOR && f.start <= t && fEnd(f) >= t);
+  const during = D.faults.filter(f => isSpan(f) && f.start <= t && fEnd(f) >= t);
   if (during.length) return 'During: ' + during.map(f => faultName(f) + ' (' + secs(f.start) + ' – ' + (f.end === null ? 'never healed' : secs(f.end)) + ')').join(', ') + '.';
   const before = D.faults.filter(f => f.start <= t).pop();
   if (before) return 'No fault in effect; the last one, ' + faultName(before) + (before.undo ? ' → ' + before.undo : '') + ', ended ' + secs(t - (before.end ?? before.start)) + ' earlier.';
@@ -664,31 +650,6 @@ mod tests {
     use super::*;
     use crate::check::{Input, Output, check};
     use crate::history::read_history;
-
-    fn fault(f: &str, node: &str, time: u64) -> Fault {
-        Fault { f: f.into(), value: json!(node), time }
-    }
-
-    #[test]
-    fn faults_are_paired_with_what_heals_them() {
-        let faults = [
-            fault("kill", "n1", 10),
-            fault("partition", "n2", 15),
-            fault("restart", "n1", 20),
-            fault("heal", "all", 25),
-            fault("pause", "n3", 30),
-            fault("heal", "all", 40),
-        ];
-        let got: Vec<(String, u64, Option<u64>)> =
-            spans(&faults).into_iter().map(|s| (format!("{} {}", s.kind, s.target), s.start, s.end)).collect();
-        let want = [
-            ("kill n1", 10, Some(20)),
-            ("partition n2", 15, Some(25)),
-            ("pause n3", 30, None),
-            ("heal all", 40, Some(40)),
-        ];
-        assert_eq!(got, want.map(|(k, a, b)| (k.to_string(), a, b)));
-    }
 
     #[test]
     fn a_large_key_is_cut_around_the_violation() {

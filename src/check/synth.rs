@@ -65,6 +65,7 @@ pub fn linearizable_history(seed: u64, clients: u64, keys: u64, ops: u64) -> Vec
             key: Some(key.clone()),
             value,
             error: None,
+            fault: None,
             time,
         };
         events.push(event(EventType::Invoke, argument, call));
@@ -242,6 +243,7 @@ pub fn crashed_history(shape: &Shape) -> Vec<Numbered> {
             key: Some(p.key.clone()),
             value,
             error: None,
+            fault: None,
             time,
         };
         events.push(event(EventType::Invoke, argument, p.call));

@@ -21,6 +21,7 @@ fn history(ops: &[Spec]) -> Vec<Numbered> {
             key: key.clone(),
             value: value.clone(),
             error: None,
+            fault: None,
             time,
         };
         events.push(event(EventType::Invoke, arg, *call));

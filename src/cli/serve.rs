@@ -84,6 +84,11 @@ pub struct ServeArgs {
     /// Close a client idle for this many seconds (0: never), as Redis' `timeout`.
     #[arg(long, default_value_t = 0)]
     pub timeout: u64,
+    /// On SIGTERM or SIGINT: how long to finish the commands in flight and hand over (raft:
+    /// leadership; dynamo: pending hints) before the node stops; what is left then is cut off
+    /// (commands) or kept on disk (hints), and the last log line says which.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: std::time::Duration,
 
     #[command(flatten)]
     pub s3: S3Args,
@@ -301,14 +306,29 @@ async fn serve(args: ServeArgs) -> Result<()> {
         proto_max_bulk_len: args.proto_max_bulk_len,
         maxmemory_clients: args.maxmemory_clients,
         idle_timeout: (args.timeout > 0).then(|| std::time::Duration::from_secs(args.timeout)),
+        drain_timeout: args.shutdown_timeout,
         metrics,
     };
-    crate::resp::serve(listener, tls, store.clone(), config, shutdown_signal()).await?;
+    let drained = crate::resp::serve(listener, tls, store.clone(), config, shutdown_signal()).await?;
     stop_endpoint.cancel();
-    // Clients are drained; now the mode's own background work (peers, replication, GC).
-    store.shutdown().await;
-    tracing::info!("bye");
+    let signalled_at = std::time::Instant::now() - drained.took;
+    // Clients are drained; now the hand-over and the mode's own background work (peers,
+    // replication, GC), in what is left of the bound.
+    let notes = store.shutdown(args.shutdown_timeout.saturating_sub(drained.took)).await;
+    tracing::info!(commands_cut = drained.cut, "stopped: {}", left_behind(&drained, &notes, signalled_at.elapsed()));
     Ok(())
+}
+
+/// The last log line's text: what the stop left behind and what it handed over.
+fn left_behind(drained: &crate::resp::Drained, notes: &[String], took: std::time::Duration) -> String {
+    let cut = match drained.cut {
+        0 => "no command in flight was cut off".to_string(),
+        1 => "1 command in flight was cut off (its client got -UNCERTAIN or saw the connection close)".to_string(),
+        n => format!("{n} commands in flight were cut off (their clients got -UNCERTAIN or saw the connection close)"),
+    };
+    let mut parts = vec![cut];
+    parts.extend(notes.iter().cloned());
+    format!("{} ({:.1}s)", parts.join("; "), took.as_secs_f64())
 }
 
 /// Runs the server until SIGINT or SIGTERM.

@@ -6,6 +6,9 @@
 //! In s3 mode the nodes share one object store: the embedded directory `D/objects/`, or the
 //! bucket given with `--s3-endpoint/--s3-bucket`.
 //!
+//! Maintenance: `rolling-restart` stops each node gracefully and starts it again, one at a
+//! time, each once the one before is ready ([`rolling`]).
+//!
 //! Faults: `kill` (SIGKILL), `pause`/`resume` (SIGSTOP/SIGCONT), `restart`, and
 //! `partition`/`heal`, which cut node-to-node traffic inside every node's peer layer through
 //! the authenticated `VALTHREE.FAULT` admin command — no root needed, but only peer traffic
@@ -22,6 +25,7 @@ mod docker;
 mod nemesis;
 mod port;
 pub mod process;
+mod rolling;
 mod state;
 
 pub use client::{call, call_with_timeout, password, set_password};
@@ -29,6 +33,7 @@ pub use docker::Docker;
 pub use nemesis::{Fault, Nemesis, Target};
 pub use port::{PortUse, check_port, port_use};
 pub use process::Liveness;
+pub use rolling::rolling_restart;
 pub use state::{ClusterState, NodeState, STATE_FILE};
 
 use std::path::{Path, PathBuf};

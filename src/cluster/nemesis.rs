@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::docker::Docker;
 use super::{ClusterState, Liveness, heal, kill, partition, pause, process, restart, resume};
-use crate::history::{EventType, HistoryWriter, Process, Record};
+use crate::history::{EventType, FaultMark, HistoryWriter, Process, Record};
 
 /// A kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -115,16 +115,23 @@ pub struct Nemesis {
     pub history: Arc<HistoryWriter>,
 }
 
+impl Fault {
+    /// The kind's name, as the command line spells it and the history's `fault` marks carry.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Kill => "kill",
+            Fault::Pause => "pause",
+            Fault::Partition => "partition",
+            Fault::Membership => "membership",
+        }
+    }
+}
+
 impl Nemesis {
-    fn record(&self, f: &str, value: serde_json::Value, error: Option<String>) {
-        self.history.append(Record {
-            process: Process::Nemesis,
-            kind: EventType::Info,
-            f: f.into(),
-            key: None,
-            value,
-            error,
-        });
+    /// Records one nemesis action; `mark` says which fault it starts or ends.
+    fn record(&self, f: &str, mark: Option<FaultMark>, value: serde_json::Value, error: Option<String>) {
+        let record = Record { process: Process::Nemesis, kind: EventType::Info, f: f.into(), key: None, value, error };
+        self.history.append_marked(record, mark);
     }
 
     /// Runs one blocking cluster operation off the async runtime.
@@ -174,7 +181,7 @@ impl Nemesis {
                 Err(_) => victim,
             };
             note(name, &victim, injected.as_ref().err());
-            self.record(name, json!(victim), injected.as_ref().err().cloned());
+            self.record(name, Some(FaultMark::start(fault.name())), json!(victim), injected.as_ref().err().cloned());
             if injected.is_err() && fault == Fault::Membership {
                 continue; // no node joined: none to remove
             }
@@ -184,7 +191,7 @@ impl Nemesis {
                 Self::blocking(move || target.undo(fault, &victim)).await
             };
             note(undo, &victim, healed.as_ref().err());
-            self.record(undo, json!(victim), healed.err());
+            self.record(undo, Some(FaultMark::end(fault.name())), json!(victim), healed.err());
         }
         for line in self.heal_everything().await? {
             note(&line, "", None);
@@ -201,7 +208,14 @@ impl Nemesis {
         let mut errors = Vec::new();
         let mut repairs = Vec::new();
         for (f, node, result) in outcomes {
-            self.record(f, json!(node), result.as_ref().err().cloned());
+            // A final repair ends whatever fault of its kind is still open on the node.
+            let kind = match f {
+                "resume" => Some(Fault::Pause),
+                "restart" => Some(Fault::Kill),
+                "heal" => Some(Fault::Partition),
+                _ => None,
+            };
+            self.record(f, kind.map(|k| FaultMark::end(k.name())), json!(node), result.as_ref().err().cloned());
             match result {
                 Err(e) => errors.push(e),
                 Ok(()) if f != "heal" => repairs.push(format!("{f} {node} (final repair)")),

@@ -135,14 +135,34 @@ pub fn ping(addr: &str) -> bool {
     s.write_all(b"*1\r\n$4\r\nPING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }
 
-/// Waits for the node's process to end.
+/// Waits for the node's process to end: gone or a zombie, so its files (and their locks)
+/// and ports are released — not merely exiting, when its command line already reads empty.
 pub fn wait_gone(node: &NodeState, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if liveness(node) == Liveness::Down {
+        if gone(node) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    liveness(node) == Liveness::Down
+    gone(node)
+}
+
+/// True when the node's process has ended — every thread of it, so its files (and their
+/// locks) are closed: its main thread turns zombie while others may still be tearing down —
+/// or its pid belongs to another program now.
+fn gone(node: &NodeState) -> bool {
+    if exited(node.pid) {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", node.pid));
+        let others_exited = |tasks: std::fs::ReadDir| {
+            tasks.flatten().all(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                !matches!(stat.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next()), Some(c) if c != 'Z' && c != 'X')
+            })
+        };
+        return tasks.map_or(true, others_exited);
+    }
+    // An exiting process shows an empty command line while it closes its files.
+    let other_program = std::fs::read(format!("/proc/{}/cmdline", node.pid)).is_ok_and(|cmdline| !cmdline.is_empty());
+    other_program && liveness(node) == Liveness::Down
 }

@@ -21,7 +21,7 @@ pub use lock::{lock, read_lock, write_lock};
 pub use log_throttle::{LogThrottle, REPEAT_TARGET, REPEAT_WINDOW, RepeatLimit};
 pub use member::{Member, NodeId, list, parse_peers};
 pub use options::NodeOptions;
-pub use tasks::{Tasks, backoff};
+pub use tasks::{Admitted, PeerCommands, Tasks, backoff};
 
 /// The name a node goes by in faults, logs and `valthree cluster`: `n1`, `n2`, ...
 pub fn peer_name(id: impl std::fmt::Display) -> String {

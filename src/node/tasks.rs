@@ -4,6 +4,7 @@
 //! `shutdown.rs` pattern with tokio-util's cancellation token and task tracker).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -43,6 +44,50 @@ impl Tasks {
         self.token.cancel();
         self.tracker.close();
         tokio::time::timeout(grace, self.tracker.wait()).await.is_ok()
+    }
+}
+
+/// The commands peers handed this node to run (a forwarded write, a command at its key's
+/// home), counted so that a stopping node refuses new ones — definitely, so that their sender
+/// runs them elsewhere — and finishes the ones it took before its background work stops.
+#[derive(Debug, Default)]
+pub struct PeerCommands {
+    stopping: AtomicBool,
+    running: AtomicUsize,
+}
+
+/// One admitted command; it counts as running until dropped.
+#[derive(Debug)]
+pub struct Admitted<'a>(&'a PeerCommands);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl PeerCommands {
+    /// Admits a command, or refuses it with the status its sender reads as "certainly not
+    /// run here" (`CallError::Refused`) once the node is stopping.
+    pub fn admit(&self, node: impl std::fmt::Display) -> Result<Admitted<'_>, tonic::Status> {
+        // Counted before the check, so that `drain` never misses one it let in.
+        self.running.fetch_add(1, Ordering::SeqCst);
+        let admitted = Admitted(self);
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(tonic::Status::failed_precondition(format!("{node} is stopping")));
+        }
+        Ok(admitted)
+    }
+
+    /// Refuses every new command and waits up to `limit` for the admitted ones to finish;
+    /// returns how many still run.
+    pub async fn drain(&self, limit: Duration) -> usize {
+        self.stopping.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.running.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.running.load(Ordering::SeqCst)
     }
 }
 

@@ -21,11 +21,12 @@ use crate::metrics::{Kind, Sample};
 use crate::node::Faults;
 use crate::store::Store;
 
-/// How long shutdown waits for connections to finish their in-flight commands. With the
-/// mode's own shutdown after it (at most 5 s more), a stopping node is gone within the 10 s
-/// `valthree cluster down` gives it before SIGKILL; a command still running then is cut off
-/// and its client sees the connection close (an indeterminate outcome).
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long shutdown waits for connections to finish their in-flight commands, by default
+/// (`valthree serve --shutdown-timeout`). With the mode's own shutdown after it, a stopping
+/// node is gone within the 10 s `valthree cluster down` gives it before SIGKILL; a command
+/// still running then is cut off and its client sees the connection close (an indeterminate
+/// outcome).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a TLS client may take to finish its handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,22 +48,38 @@ pub struct ServerConfig {
     pub maxmemory_clients: u64,
     /// Close a connection idle this long (`None`: never), as Redis' `timeout`.
     pub idle_timeout: Option<Duration>,
+    /// How long shutdown waits for connections to finish the commands they are running.
+    pub drain_timeout: Duration,
     /// The node's counters (INFO and `/metrics` read them).
     pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Connections still running a command when the drain timed out (one command each):
+    /// those commands were cut off, and their clients get `-UNCERTAIN` (the mode stopped
+    /// under them) or see the connection close, both indeterminate outcomes.
+    pub cut: usize,
+    /// From the shutdown signal to the last connection's end (or the timeout).
+    pub took: Duration,
 }
 
 /// Connections that have not authenticated may hold one `UNAUTHENTICATED_SHARE`th of
 /// `--maxmemory-clients` together.
 pub const UNAUTHENTICATED_SHARE: u64 = 8;
 
-/// Serves `store` on `listener` until `shutdown` completes, then drains.
+/// Serves `store` on `listener` until `shutdown` completes, then drains: the listeners close
+/// at once (a new connection is refused), every connection answers the requests it has
+/// already received and closes, and after `drain_timeout` the rest are cut off.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     store: Arc<dyn Store>,
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
+) -> std::io::Result<Drained> {
+    let drain_timeout = config.drain_timeout;
     let state = Arc::new(ServerState {
         requirepass: config.requirepass,
         admin_token: config.admin_token,
@@ -152,15 +169,18 @@ pub async fn serve(
             drop(permit);
         });
     }
+    let signalled = Instant::now();
     drop(listener);
     drop(tls);
     tracing::info!(connections = state.clients.load(Ordering::Relaxed), "shutting down: draining connections");
     stop.cancel();
     tracker.close();
-    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait()).await.is_err() {
-        tracing::warn!("connections still busy after {DRAIN_TIMEOUT:?}; closing them");
+    let mut cut = 0;
+    if tokio::time::timeout(drain_timeout, tracker.wait()).await.is_err() {
+        cut = tracker.len();
+        tracing::warn!("{cut} connections still busy after {drain_timeout:?}; closing them");
     }
-    Ok(())
+    Ok(Drained { cut, took: signalled.elapsed() })
 }
 
 /// The server's gauges, read at each scrape while the server lives.

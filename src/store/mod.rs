@@ -153,9 +153,16 @@ pub trait Store: Send + Sync + 'static {
         Ok(None)
     }
 
-    /// Stops the mode's background work — peer server, replication, garbage collection —
-    /// and waits for it. Called once, after the RESP server has drained its connections.
-    async fn shutdown(&self) {}
+    /// Hands over what the cluster needs from this node, within `hand_over` (raft: its
+    /// leadership, to a caught-up follower; dynamo: the hints it keeps for other owners),
+    /// then stops the mode's background work — peer server, replication, garbage
+    /// collection — and waits for it. Called once, after the RESP server has drained its
+    /// connections. Returns what was handed over or left behind, for the node's last log
+    /// line (`leadership moved to n2`, `12 hints kept on disk`).
+    async fn shutdown(&self, hand_over: std::time::Duration) -> Vec<String> {
+        let _ = hand_over;
+        Vec::new()
+    }
 
     /// The mode's membership admin, for the modes that have a membership to change.
     fn membership(&self) -> Option<&dyn Membership> {

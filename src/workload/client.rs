@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use redis_protocol::codec::Resp2;
 use redis_protocol::resp2::types::BytesFrame;
 use tokio::net::TcpStream;
@@ -52,6 +52,16 @@ impl Conn {
             }
         }
         Ok(conn)
+    }
+
+    /// True when the server has closed this connection already (a node that is stopping
+    /// closes its connections once it has answered what they sent): a request sent on it
+    /// would be lost with an unknown outcome, while a new connection tells for certain
+    /// whether it could be sent at all.
+    pub fn closed_by_server(&mut self) -> bool {
+        // Nothing is due between requests: anything readable now is the end of the stream
+        // (or an error, or a frame no request asked for — as good a reason to start afresh).
+        self.framed.next().now_or_never().is_some()
     }
 
     /// Sends one command and waits for its reply.

@@ -18,7 +18,9 @@
 //! and fails.
 //!
 //! After a timeout or a dropped connection the client reconnects before its next operation,
-//! so a late reply can never be taken for the answer to a later request.
+//! so a late reply can never be taken for the answer to a later request; so it does when the
+//! server closed the connection between two operations (a node stopping gracefully), rather
+//! than send a request that could only be lost.
 
 pub mod client;
 pub mod dynamo;
@@ -204,6 +206,9 @@ async fn client_loop(id: usize, shared: Arc<Shared>) -> Summary {
         };
         shared.history.append(record(EventType::Invoke, &planned, argument, None));
         let started = Instant::now();
+        if conn.as_mut().is_some_and(Conn::closed_by_server) {
+            conn = None;
+        }
         if conn.is_none() {
             match Conn::connect(addr, options.timeout).await {
                 Ok(c) => conn = Some(c),

@@ -212,7 +212,7 @@ pub fn find_program(name: &str) -> PathBuf {
     }
     panic!(
         "{name} is needed by this test but is neither in .venv/bin, on PATH nor in cargo's bin directory: \
-         run ./scripts/test, which installs redis-server (Debian packages), moto's S3 server (into .venv) \
+         run ./scripts/test, which installs redis-server and chromium (Debian packages), moto's S3 server (into .venv) \
          and s3s-fs (cargo install)"
     );
 }

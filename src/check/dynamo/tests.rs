@@ -27,6 +27,7 @@ impl H {
             key: key.map(str::to_owned),
             value,
             error: None,
+            fault: None,
             time: self.t,
         });
         self
@@ -337,6 +338,11 @@ fn the_html_page_of_a_violation_on_a_key_with_only_plain_reads_renders() {
     assert_eq!(kinds(&report), vec![Kind::Zombie]);
     let page = crate::check::report::render_dynamo(&report, "t");
     assert!(page.contains(r#""verdict":"NOT consistent""#));
+    assert!(page.contains(r#"<td class="bad"><b>NOT consistent</b>"#), "the summary gives the verdict");
+    let ops = report.history.samples.len();
+    assert_eq!(ops, report.history.total_ops, "every operation is a sample, plain GETs too");
+    assert!(page.contains(&format!(r#"<b data-count="ops">{ops}</b>"#)), "the summary counts them");
+    assert!(page.contains(r#"id="latency-plot""#) && page.contains(r#"id="throughput-plot""#));
 }
 
 #[test]

@@ -29,37 +29,63 @@ pub(super) async fn run(node: Weak<Node>) {
         if !node.options.hinted_handoff {
             return;
         }
-        let ring = node.ring();
-        let members = ring.member_ids();
-        // Hints for a node that is no longer in the ring (it left, or its join was called off)
-        // have no one to go to: their writes are on W current owners (see `rebalance`), and
-        // anti-entropy converges the rest. So are the hints of a node that left the ring
-        // itself: replayed, its old copies could bring back a key whose tombstone the owners
-        // have since reaped (except under sloppy quorums, which never reap).
-        let leaving = !members.contains(&node.id) && !node.options.sloppy_quorum;
-        let held = {
-            let storage = node.storage.clone();
-            tokio::task::spawn_blocking(move || storage.hint_targets()).await
-        };
-        for target in held.ok().and_then(|h| h.ok()).unwrap_or_default() {
-            if (leaving || !members.contains(&target))
-                && let Err(e) = forget(&node, target).await
-            {
-                tracing::debug!(peer = target, "dropping hints: {e}");
+        round(&node).await;
+    }
+}
+
+/// At shutdown: replays hints to the targets that are ALIVE until none is left or `limit`
+/// has passed, and says how many were replayed and how many stay on disk. The ones left are
+/// not lost: they are durable, and this node replays them once it runs again (or, past
+/// `--hint-window`, anti-entropy repairs what they covered).
+pub(super) async fn hand_over(node: &Node, limit: Duration) -> (u64, u64) {
+    let pending = || node.storage.hint_count().unwrap_or(0);
+    let before = node.stats.hints_replayed.load(Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + limit;
+    if node.options.hinted_handoff {
+        // Until none is left, or a round replays nothing (their targets are down).
+        while pending() > 0 && tokio::time::Instant::now() < deadline {
+            let replayed = node.stats.hints_replayed.load(Ordering::Relaxed);
+            let _ = tokio::time::timeout_at(deadline, round(node)).await;
+            if node.stats.hints_replayed.load(Ordering::Relaxed) == replayed {
+                break;
             }
         }
-        if leaving {
-            continue;
+    }
+    (node.stats.hints_replayed.load(Ordering::Relaxed) - before, pending())
+}
+
+/// One round: drops the hints no one is left to take, replays a page to each ALIVE target.
+async fn round(node: &Node) {
+    let ring = node.ring();
+    let members = ring.member_ids();
+    // Hints for a node that is no longer in the ring (it left, or its join was called off)
+    // have no one to go to: their writes are on W current owners (see `rebalance`), and
+    // anti-entropy converges the rest. So are the hints of a node that left the ring
+    // itself: replayed, its old copies could bring back a key whose tombstone the owners
+    // have since reaped (except under sloppy quorums, which never reap).
+    let leaving = !members.contains(&node.id) && !node.options.sloppy_quorum;
+    let held = {
+        let storage = node.storage.clone();
+        tokio::task::spawn_blocking(move || storage.hint_targets()).await
+    };
+    for target in held.ok().and_then(|h| h.ok()).unwrap_or_default() {
+        if (leaving || !members.contains(&target))
+            && let Err(e) = forget(node, target).await
+        {
+            tracing::debug!(peer = target, "dropping hints: {e}");
         }
-        let targets: Vec<_> = members
-            .into_iter()
-            .filter(|id| *id != node.id && !node.isolated_from(*id))
-            .filter(|id| node.swim.seen(*id).is_some_and(|s| s.health == Health::Alive))
-            .collect();
-        for target in targets {
-            if let Err(e) = replay(&node, target).await {
-                tracing::debug!(peer = target, "hint replay: {e}");
-            }
+    }
+    if leaving {
+        return;
+    }
+    let targets: Vec<_> = members
+        .into_iter()
+        .filter(|id| *id != node.id && !node.isolated_from(*id))
+        .filter(|id| node.swim.seen(*id).is_some_and(|s| s.health == Health::Alive))
+        .collect();
+    for target in targets {
+        if let Err(e) = replay(node, target).await {
+            tracing::debug!(peer = target, "hint replay: {e}");
         }
     }
 }

@@ -202,6 +202,8 @@ pub(super) struct Node {
     /// client can only hand back a context a node made: a forged one naming writes no node
     /// made would make later writes look already seen, and replicas would drop them.
     pub context_key: Option<super::dvv::ContextKey>,
+    /// Writes other nodes forwarded here to coordinate, drained at stop.
+    pub peer_commands: crate::node::PeerCommands,
 }
 
 /// The one thread that writes: it owns the dot counter, and every batch of queued writes is

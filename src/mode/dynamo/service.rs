@@ -26,6 +26,9 @@ impl DynamoPeer for Service {
 
     async fn forward(&self, request: tonic::Request<proto::DynamoPayload>) -> RpcResult {
         let Forwarded { key, context, value, w } = wire::decode(request.get_ref())?;
+        // A stopping node coordinates no new write (its sender asks the next owner) and
+        // finishes the ones it took before its background work stops.
+        let _running = self.node.peer_commands.admit(format!("n{}", self.node.id))?;
         let ring = self.node.ring();
         let reply = if ring.version() == 0 || !ring.owners(&key).contains(&self.node.id) {
             ForwardReply::TryAgain(format!(

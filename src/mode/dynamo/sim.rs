@@ -159,6 +159,7 @@ impl Sim {
             key: Some(String::from_utf8_lossy(key).into_owned()),
             value,
             error: None,
+            fault: None,
             time: self.time,
         });
     }
@@ -172,6 +173,7 @@ impl Sim {
             key: None,
             value: json!(format!("n{node}")),
             error: None,
+            fault: None,
             time: self.time,
         });
     }
@@ -428,6 +430,7 @@ pub fn simulate(seed: u64, causality: Causality, faults: Faults, steps: u64) -> 
         key: None,
         value: json!({"mode": "dynamo", "replicas": 3, "r": 2, "w": 2}),
         error: None,
+        fault: None,
         time: 0,
     });
     let keys = [Bytes::from_static(b"a"), Bytes::from_static(b"b")];

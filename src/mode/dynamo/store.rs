@@ -119,6 +119,7 @@ impl DynamoMode {
             stats: Stats::default(),
             rebalance: Default::default(),
             context_key: secret.as_ref().map(|s| ContextKey::new(s.key_for("dynamo contexts"))),
+            peer_commands: Default::default(),
         });
         node.tasks.spawn(run_driver(node.clone(), driver_rx));
         let service = crate::peer::proto::dynamo_peer_server::DynamoPeerServer::new(Service { node: node.clone() })
@@ -563,10 +564,28 @@ impl Store for DynamoMode {
         self.node.storage.object_count().ok()
     }
 
-    async fn shutdown(&self) {
+    async fn shutdown(&self, hand_over: std::time::Duration) -> Vec<String> {
+        // Forwarded writes first (new ones go to another owner), then hints, while the peer
+        // server and the writer still run: what this node keeps for an owner that missed a
+        // write is better delivered now than after its restart.
+        let started = std::time::Instant::now();
+        let cut = self.node.peer_commands.drain(hand_over).await;
+        let (replayed, kept) = super::hints::hand_over(&self.node, hand_over.saturating_sub(started.elapsed())).await;
+        let mut notes = Vec::new();
+        if cut > 0 {
+            notes.push(format!("{cut} writes forwarded here were cut off (their clients got -UNCERTAIN)"));
+        }
+        if replayed > 0 {
+            notes.push(format!("{replayed} hints replayed"));
+        }
+        notes.push(match kept {
+            0 => "no hints kept".to_string(),
+            n => format!("{n} hints kept on disk (replayed once this node runs again)"),
+        });
         if !self.node.tasks.shutdown(SHUTDOWN_GRACE).await {
             tracing::warn!("dynamo: background tasks still running after {SHUTDOWN_GRACE:?}");
         }
+        notes
     }
 
     fn siblings(&self) -> Option<&dyn Siblings> {

@@ -106,6 +106,8 @@ pub(super) struct Node {
     pub(super) membership: tokio::sync::Mutex<()>,
     /// Serializes configuration installs (check, persist, swap).
     pub(super) installing: tokio::sync::Mutex<()>,
+    /// Commands other nodes forwarded here (this node is their key's home), drained at stop.
+    pub(super) peer_commands: crate::node::PeerCommands,
 }
 
 /// paxos mode's [`Store`].
@@ -189,6 +191,7 @@ impl PaxosMode {
             stats: Stats::default(),
             membership: tokio::sync::Mutex::new(()),
             installing: tokio::sync::Mutex::new(()),
+            peer_commands: Default::default(),
         });
         node.tasks.spawn(run_driver(node.clone(), proposer, counter, driver_rx));
         let service = peer::PeerServer::new(PeerService { node: node.clone() })

@@ -40,6 +40,9 @@ impl peer::Peer for PeerService {
         request: tonic::Request<proto::ForwardRequest>,
     ) -> std::result::Result<tonic::Response<proto::ForwardReply>, tonic::Status> {
         let request = request.into_inner();
+        // A stopping node runs no new command (its sender runs it itself) and finishes the
+        // ones it took before its proposer stops.
+        let _running = self.node.peer_commands.admit(format!("n{}", self.node.id))?;
         self.node.stats.served_for_peers.fetch_add(1, Ordering::Relaxed);
         let result = match wire::forward_from(request) {
             Ok((key, command)) => self.node.propose(key, command).await,

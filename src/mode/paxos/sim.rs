@@ -72,6 +72,7 @@ fn simulate_with(
         key: Some(String::from_utf8_lossy(key).into_owned()),
         value,
         error: None,
+        fault: None,
         time,
     };
     let mut pending_keys: BTreeMap<u64, (usize, Bytes)> = BTreeMap::new();

@@ -140,10 +140,20 @@ impl Store for PaxosMode {
         self.node.storage.slot_count().ok()
     }
 
-    async fn shutdown(&self) {
+    /// Nothing to hand over: every acceptor's promise and value are on disk before it
+    /// answers, and any proposer (on any node) can finish a round this node began. Commands
+    /// other nodes forwarded here are finished first, and new ones refused (their senders run
+    /// them themselves), so a stop costs their clients nothing.
+    async fn shutdown(&self, hand_over: std::time::Duration) -> Vec<String> {
+        let cut = self.node.peer_commands.drain(hand_over).await;
+        let note = match cut {
+            0 => "no forwarded command cut off".to_string(),
+            n => format!("{n} commands forwarded here were cut off (their clients got -UNCERTAIN)"),
+        };
         if !self.node.tasks.shutdown(SHUTDOWN_GRACE).await {
             tracing::warn!("paxos: background tasks still running after {SHUTDOWN_GRACE:?}");
         }
+        vec![note]
     }
 
     fn describe(&self) -> ModeInfo {

@@ -31,11 +31,17 @@
 //! * **Membership**: `VALTHREE.MEMBERS ADD/REMOVE` (behind `cluster add-node/remove-node`)
 //!   adds a learner, waits for it to catch up, then makes it a voter; or removes a voter.
 //!
+//! * **Stopping.** A leader that is told to stop (SIGTERM) hands its leadership to a
+//!   caught-up follower first (`handover`), so a rolling restart pauses writes for about the
+//!   leader lease instead of a whole election timeout.
+//!
 //! Files by concern: [`types`] (what the log holds), [`log`] and [`machine`] (storage),
 //! `node` (openraft, start-up), `network` (openraft's network and calls to the leader),
-//! `service` (the peer RPCs), `write` (sessions, writes, read index), `membership`, `store`.
+//! `service` (the peer RPCs), `write` (sessions, writes, read index), `membership`,
+//! `handover` (stepping down), `store`.
 
 mod args;
+mod handover;
 mod log;
 mod machine;
 mod membership;

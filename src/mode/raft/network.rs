@@ -50,13 +50,15 @@ enum RaftCall {
     Snapshot,
 }
 
-/// This node's calls to the leader.
+/// This node's calls to another node outside openraft: mostly to the leader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum LeaderCall {
     /// A write or membership change, for the leader to run.
     Forward,
     /// The leader's read index.
     ReadIndex,
+    /// From a leader stepping down to the follower it chose: stand for election now.
+    Campaign,
 }
 
 // ---- the network openraft uses ----
@@ -175,6 +177,7 @@ impl Inner {
             match kind {
                 LeaderCall::Forward => client.forward(payload).await,
                 LeaderCall::ReadIndex => client.read_index(payload).await,
+                LeaderCall::Campaign => client.campaign(payload).await,
             }
         };
         match tokio::time::timeout(timeout, call).await {

@@ -29,6 +29,13 @@ use super::{log, machine};
 pub(super) const COMMAND_DEADLINE: Duration = Duration::from_secs(5);
 /// One peer call's limit.
 pub(super) const RPC_TIMEOUT: Duration = Duration::from_secs(2);
+/// The leader's heartbeat.
+pub(super) const HEARTBEAT: Duration = Duration::from_millis(100);
+/// A follower that hears no leader for a random time between this ...
+pub(super) const ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(500);
+/// ... and this (plus openraft's leader lease, which is this long too) stands for election.
+/// A voter that heard from a leader less than this ago refuses every vote (the lease).
+pub(super) const ELECTION_TIMEOUT_MAX: Duration = Duration::from_millis(1000);
 
 /// Options of raft mode.
 #[derive(Debug, Clone)]
@@ -72,6 +79,8 @@ pub(super) struct Inner {
     /// of the read index (see `read_round`).
     pub(super) recovered: Option<(u64, u64)>,
     pub(super) read_rounds: crate::node::Pipeline<(), super::service::ReadIndexReply>,
+    /// Set once openraft was told to stop (see [`Inner::stop_raft`]).
+    pub(super) raft_stopped: std::sync::atomic::AtomicBool,
 }
 
 /// raft mode's [`Store`].
@@ -183,9 +192,9 @@ impl RaftMode {
         let recovered = log.recovered();
         let config = openraft::Config {
             cluster_name: "valthree".into(),
-            heartbeat_interval: 100,
-            election_timeout_min: 500,
-            election_timeout_max: 1000,
+            heartbeat_interval: HEARTBEAT.as_millis() as u64,
+            election_timeout_min: ELECTION_TIMEOUT_MIN.as_millis() as u64,
+            election_timeout_max: ELECTION_TIMEOUT_MAX.as_millis() as u64,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every.max(1)),
             max_in_snapshot_log_to_keep: options.snapshot_every / 4,
             snapshot_max_chunk_size: 1 << 20,
@@ -235,6 +244,7 @@ impl RaftMode {
             proposals,
             read_rounds,
             recovered,
+            raft_stopped: Default::default(),
         });
         let weak = Arc::downgrade(&inner);
         inner.tasks.spawn(proposal_queue.serve(super::write::PROPOSALS, Request::weight, move |batch| {

@@ -168,6 +168,13 @@ impl RaftPeer for Service {
         let probe = Probe { pristine, incarnation: self.inner.incarnation };
         Ok(tonic::Response::new(encode(self.inner.id, &probe)?))
     }
+
+    async fn campaign(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
+        let payload = request.into_inner();
+        let () = decode(&payload)?;
+        let outcome: Result<(), String> = self.inner.campaign(payload.from).await;
+        Ok(tonic::Response::new(encode(self.inner.id, &outcome)?))
+    }
 }
 
 /// Encoded samples of every message a raft peer receives, for the seeded fuzz tests.

@@ -64,16 +64,14 @@ impl Store for RaftMode {
         Some(read_lock(&self.inner.machine.state).keyspace.len() as u64)
     }
 
-    async fn shutdown(&self) {
-        // openraft first (it stops replicating and flushes), then the peer server and watchers.
-        match tokio::time::timeout(Duration::from_secs(2), self.inner.raft.shutdown()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("raft: shutdown: {e}"),
-            Err(_) => tracing::warn!("raft: openraft did not stop within 2 s"),
-        }
+    async fn shutdown(&self, hand_over: Duration) -> Vec<String> {
+        // openraft first (a leader hands its leadership over, then it stops replicating and
+        // flushes), then the peer server and watchers.
+        let note = self.inner.step_down(hand_over).await;
         if !self.inner.tasks.shutdown(Duration::from_secs(2)).await {
             tracing::warn!("raft: background tasks still running after 2 s");
         }
+        vec![note]
     }
 
     /// Ready when a leader is known, this node has applied every entry it knows committed,

@@ -112,6 +112,11 @@ impl Inner {
         self.proposed.fetch_add(count as u64, Ordering::Relaxed);
         self.proposal_batches.fetch_add(1, Ordering::Relaxed);
         let all = |reply: ForwardReply| vec![reply; count];
+        if self.raft_stopped.load(Ordering::SeqCst) {
+            // Stepping down (see `handover`): nothing reaches openraft any more, so nothing
+            // was appended; the node that forwarded it retries on the next leader.
+            return all(ForwardReply::NotLeader(None));
+        }
         // Metrics lag the core: a term change during the call also means the entry may have
         // been appended by a leader that just lost its leadership.
         let (was_leader, term_before) = (self.leader() == Some(self.id), self.term());
@@ -163,6 +168,9 @@ impl Inner {
     /// before the confirmation starts ([`read_floor`]).
     pub(super) async fn read_round(&self, count: usize) -> Vec<ReadIndexReply> {
         self.read_index_rounds.fetch_add(1, Ordering::Relaxed);
+        if self.raft_stopped.load(Ordering::SeqCst) {
+            return vec![ReadIndexReply::NotLeader(None); count];
+        }
         let confirm = tokio::time::timeout(RPC_TIMEOUT, self.raft.get_read_log_id());
         let (confirmed, floor) = read_floor(self.recovered, || self.term(), confirm).await;
         let reply = match confirmed {

@@ -1,0 +1,321 @@
+//! Restarts without downtime: a node's graceful stop (SIGTERM) and `valthree cluster
+//! rolling-restart` under a checked workload, in every mode. The whole restart must keep each
+//! mode's promise (linearizable; dynamo: consistent), the nodes that stay up must answer every
+//! command (raft: `-TRYAGAIN` at most, while leadership moves), and a client of the node being
+//! restarted only sees its connection end and be refused until the node is back.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{BIN, Down, Valthree, Verdict, assert_verdict, recorded_events, text, up, wait_until};
+use serde_json::Value;
+
+/// The longest a leader move may stop writes in these tests: generous for a loaded 2-core
+/// machine (measured at about 1.2 s; see docs/operations.md).
+const MAX_WRITE_GAP: Duration = Duration::from_secs(3);
+
+/// What a rolling restart under a workload left in the history.
+struct Run {
+    /// The workload's output (summary and verdict).
+    workload: std::process::Output,
+    /// The rolling restart's JSON answer.
+    restart: Value,
+    events: Vec<Value>,
+}
+
+/// What a finished child process wrote.
+trait Finished {
+    fn wait_with_output_ref(&mut self) -> String;
+}
+
+impl Finished for Child {
+    fn wait_with_output_ref(&mut self) -> String {
+        use std::io::Read;
+        let mut said = String::new();
+        if let Some(out) = self.stdout.as_mut() {
+            let _ = out.read_to_string(&mut said);
+        }
+        if let Some(err) = self.stderr.as_mut() {
+            let _ = err.read_to_string(&mut said);
+        }
+        said
+    }
+}
+
+/// Starts `valthree workload --check` against the cluster in `dir`, to be stopped by SIGINT.
+/// The client timeout is past every mode's own deadline (5–6 s), so that the server decides
+/// each outcome, not a loaded test machine's scheduler.
+fn start_workload(dir: &Path, history: &Path) -> Child {
+    Command::new(BIN)
+        .args(["workload", "--cluster", dir.to_str().unwrap(), "--clients", "6", "--keys", "4"])
+        .args(["--timeout", "10s", "--duration", "300s", "--seed", "7", "--check"])
+        .args(["--history", history.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the workload")
+}
+
+/// A 3-node cluster of `mode`, a workload on every node, a rolling restart in the middle.
+fn rolling_restart_under_a_workload(mode: &str) -> Run {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, mode, &[]);
+    let _down = Down(&dir);
+    // Every node answers a linearizable read before the workload's opening FLUSHALL.
+    for addr in common::addrs(&status) {
+        wait_until(Duration::from_secs(30), &format!("{addr} healthy"), || {
+            redis::cmd("VALTHREE.HEALTH").query::<String>(&mut common::redis(&addr)).is_ok()
+        });
+    }
+    let history = tmp.path().join("h.jsonl");
+    let mut workload = start_workload(&dir, &history);
+    let oks = |events: &[Value]| events.iter().filter(|e| e["type"] == "ok").count();
+    wait_until(Duration::from_secs(30), "the workload's first 50 successes", || {
+        if let Some(exit) = workload.try_wait().unwrap() {
+            let out = workload.wait_with_output_ref();
+            panic!("{mode}: the workload ended early ({exit}): {out}");
+        }
+        oks(&recorded_events(&history)) >= 50
+    });
+    let out = common::valthree(&["cluster", "--dir", dir.to_str().unwrap(), "--json", "rolling-restart"]);
+    assert!(out.status.success(), "{mode}: rolling-restart failed: {}", text(&out));
+    let restart: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Some more work on the restarted cluster, then the workload stops and checks.
+    let before = oks(&recorded_events(&history));
+    wait_until(Duration::from_secs(30), "50 more successes after the restart", || {
+        oks(&recorded_events(&history)) >= before + 50
+    });
+    let stopped = Command::new("kill").args(["-INT", &workload.id().to_string()]).status().unwrap();
+    assert!(stopped.success());
+    let workload = workload.wait_with_output().unwrap();
+    let events = recorded_events(&history);
+    Run { workload, restart, events }
+}
+
+/// Each event's kind and error (empty for an invocation, a success, or no client's event).
+fn failures(events: &[Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        // The workload's own notes (its configuration, the settled state) are no client's.
+        .map(|e| if e["process"].is_u64() { e.clone() } else { Value::Null })
+        .map(|e| (e["type"].as_str().unwrap_or("").to_string(), e["error"].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+/// A failure the node being restarted causes its own clients: no connection (it is down) —
+/// a definite failure, nothing was sent — or its connection ended with a request in flight
+/// that the node had not read before it closed (indeterminate; the checker weighs both).
+fn is_restart_of_own_node((kind, error): &(String, String)) -> bool {
+    if kind != "fail" && kind != "info" {
+        return true; // not a failure at all
+    }
+    let refused = kind == "fail" && error.starts_with("connect to ") && error.contains("refused");
+    let closed = kind == "info"
+        && (error == "connection closed" || error.starts_with("bad reply: ") || error.starts_with("send: "));
+    refused || closed
+}
+
+/// The workload's mix INCRs keys it also SETs to strings: Redis' refusal is by design.
+fn is_by_design((kind, error): &(String, String)) -> bool {
+    kind == "fail" && error.starts_with("ERR value is not an integer")
+}
+
+/// The longest time without a successful write, from the first to the last one.
+fn longest_write_gap(events: &[Value]) -> Duration {
+    let writes: Vec<u64> = events
+        .iter()
+        .filter(|e| e["type"] == "ok" && matches!(e["f"].as_str(), Some("set" | "del" | "incr" | "append" | "cas")))
+        .filter_map(|e| e["time"].as_u64())
+        .collect();
+    let gap = writes.windows(2).map(|w| w[1].saturating_sub(w[0])).max().unwrap_or(0);
+    Duration::from_nanos(gap)
+}
+
+/// Every node was restarted, each ready again before the next stopped.
+fn assert_every_node_restarted(run: &Run, mode: &str) {
+    let steps: Vec<&str> = run.restart["steps"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    for n in ["n1", "n2", "n3"] {
+        assert!(
+            steps.iter().any(|s| s.starts_with(&format!("{n}: ready again"))),
+            "{mode}: {n} was not restarted: {steps:?}"
+        );
+    }
+}
+
+/// No client saw an error reply or a timeout: only its own node's restart.
+fn assert_no_client_visible_error(run: &Run, mode: &str, allowed: impl Fn(&(String, String)) -> bool) {
+    let unexpected: Vec<String> = run
+        .events
+        .iter()
+        .zip(failures(&run.events))
+        .filter(|(_, f)| !is_by_design(f) && !is_restart_of_own_node(f) && !allowed(f))
+        .map(|(e, _)| e.to_string())
+        .collect();
+    assert!(unexpected.is_empty(), "{mode}: clients saw errors during the rolling restart: {unexpected:?}");
+}
+
+/// paxos: no `-ERR`, no `-TRYAGAIN`, no timeout. A few `-UNCERTAIN` remain (measured: 0–7 in
+/// some 500 operations): while a node stops, the commands of its keys run at other nodes'
+/// proposers, and when it is back its own proposer duels with them for a moment; an accept
+/// refused by the winner's acceptor and cut at the stopping one reaches no quorum, and its
+/// outcome is honestly unknown (the checker weighs both). They are counted, and bounded.
+#[test]
+fn paxos_rolling_restart_is_linearizable_and_no_client_sees_a_definite_error() {
+    let run = rolling_restart_under_a_workload("paxos");
+    assert_verdict(&run.workload, Verdict::Linearizable, "paxos rolling restart");
+    assert_every_node_restarted(&run, "paxos");
+    let uncertain = |(kind, error): &(String, String)| kind == "info" && error.starts_with("UNCERTAIN ");
+    assert_no_client_visible_error(&run, "paxos", uncertain);
+    let doubts = failures(&run.events).iter().filter(|f| uncertain(f)).count();
+    let total = run.events.iter().filter(|e| e["type"] == "invoke").count();
+    eprintln!("paxos: {doubts} -UNCERTAIN of {total} operations");
+    assert!(doubts * 20 <= total, "paxos: {doubts} of {total} operations were left uncertain");
+    let gap = longest_write_gap(&run.events);
+    assert!(gap < MAX_WRITE_GAP, "paxos: writes stopped for {gap:?} during the rolling restart");
+}
+
+#[test]
+fn raft_rolling_restart_is_linearizable_and_moves_leadership_with_a_short_gap() {
+    let run = rolling_restart_under_a_workload("raft");
+    assert_verdict(&run.workload, Verdict::Linearizable, "raft rolling restart");
+    assert_every_node_restarted(&run, "raft");
+    assert_no_client_visible_error(&run, "raft", |(kind, error)| kind == "fail" && error.starts_with("TRYAGAIN"));
+    // The followers go first; the leader last, and it hands its leadership over on SIGTERM.
+    let steps = run.restart["steps"].to_string();
+    let handed = steps.matches("leadership handed to n").count();
+    assert_eq!(handed, 1, "raft: leadership should move once, by hand-over: {steps}");
+    let gap = longest_write_gap(&run.events);
+    eprintln!("raft: longest time without a successful write: {gap:?}");
+    assert!(gap < MAX_WRITE_GAP, "raft: writes stopped for {gap:?} while leadership moved: {steps}");
+}
+
+/// dynamo: no `-ERR`, no timeout. On a loaded machine a read may rarely get a definite
+/// `-TRYAGAIN` (R replicas did not answer in time) and a write an `-UNCERTAIN` (W did not):
+/// the stopping node does not tell SWIM it leaves, so its peers still ask it until they
+/// notice. Seen once each in several runs; counted, and bounded.
+#[test]
+fn dynamo_rolling_restart_is_consistent_and_no_client_sees_an_error() {
+    let run = rolling_restart_under_a_workload("dynamo");
+    let said = text(&run.workload);
+    assert_eq!(run.workload.status.code(), Some(0), "dynamo rolling restart: {said}");
+    let stdout = String::from_utf8_lossy(&run.workload.stdout);
+    let verdict = common::verdict_line(&stdout).unwrap_or_default();
+    assert!(verdict.starts_with("consistent: "), "dynamo rolling restart: {said}");
+    assert_every_node_restarted(&run, "dynamo");
+    let read_refused = |(kind, error): &(String, String)| {
+        (kind == "fail" && error.starts_with("TRYAGAIN only "))
+            || (kind == "info" && error.starts_with("UNCERTAIN replicas holding the write"))
+    };
+    assert_no_client_visible_error(&run, "dynamo", read_refused);
+    let refused = failures(&run.events).iter().filter(|f| read_refused(f)).count();
+    let total = run.events.iter().filter(|e| e["type"] == "invoke").count();
+    eprintln!("dynamo: {refused} quorums missed (-TRYAGAIN, -UNCERTAIN) of {total} operations");
+    assert!(refused * 50 <= total, "dynamo: {refused} of {total} operations missed their quorum");
+    let gap = longest_write_gap(&run.events);
+    assert!(gap < MAX_WRITE_GAP, "dynamo: writes stopped for {gap:?} during the rolling restart");
+}
+
+#[test]
+fn s3_rolling_restart_is_linearizable_and_no_client_sees_an_error() {
+    let run = rolling_restart_under_a_workload("s3");
+    assert_verdict(&run.workload, Verdict::Linearizable, "s3 rolling restart");
+    assert_every_node_restarted(&run, "s3");
+    // s3 mode's own definite conflicts (`-TRYAGAIN` after its bounded retries) are no
+    // restart's doing: the nodes share one document and contend for it all the time.
+    assert_no_client_visible_error(&run, "s3", |(kind, error)| kind == "fail" && error.starts_with("TRYAGAIN"));
+}
+
+/// The leader of a raft cluster, stopped with SIGTERM, hands its leadership to a follower
+/// that holds its whole log, and says so in its last log line.
+#[test]
+fn a_raft_leader_stopped_by_sigterm_hands_its_leadership_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "raft", &[]);
+    let _down = Down(&dir);
+    let leader = || {
+        let status = common::cluster(&dir, &["status"]);
+        status["nodes"].as_array().unwrap().iter().find(|n| n["info"]["raft_role"] == "leader").cloned()
+    };
+    wait_until(Duration::from_secs(30), "a leader", || leader().is_some());
+    let old = leader().unwrap();
+    let name = old["node"].as_str().unwrap().to_string();
+    let pid = old["pid"].as_u64().unwrap();
+    let mut con = common::redis(&common::addrs(&status)[0]);
+    let _: () = redis::cmd("SET").arg("k").arg("before").query(&mut con).unwrap();
+    let stopped_at = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+    let log = dir.join(format!("{name}.log"));
+    let said = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until(Duration::from_secs(20), "the leader's last log line", || said().contains("stopped: "));
+    let last = said().lines().rev().find(|l| l.contains("stopped: ")).unwrap().to_string();
+    assert!(last.contains("leadership handed to n"), "{last}");
+    assert!(last.contains("no command in flight was cut off"), "{last}");
+    // Another node leads, and writes go on through any node still up.
+    wait_until(Duration::from_secs(10), "a new leader", || {
+        leader().is_some_and(|l| l["node"].as_str() != Some(name.as_str()))
+    });
+    eprintln!("raft: a new leader {:?} after SIGTERM", stopped_at.elapsed());
+    let other = common::addrs(&status).into_iter().find(|a| *a != old["addr"].as_str().unwrap()).unwrap();
+    let mut con = common::redis(&other);
+    let _: () = redis::cmd("SET").arg("k").arg("after").query(&mut con).unwrap();
+    let v: String = redis::cmd("GET").arg("k").query(&mut con).unwrap();
+    assert_eq!(v, "after");
+}
+
+/// A command still running when `--shutdown-timeout` is up is cut off (its client is told
+/// the outcome is unknown), the node still exits 0, and its last log line counts what was cut.
+#[test]
+fn a_command_running_past_the_shutdown_timeout_is_cut_off_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (p1, p2, p3) = (common::free_port(), common::free_port(), common::free_port());
+    let peers = format!("1=127.0.0.1:{p1},2=127.0.0.1:{p2},3=127.0.0.1:{p3}");
+    // Its two peers never start: a write waits for a quorum it cannot get.
+    let server = Valthree::start(
+        tmp.path(),
+        &[
+            "--mode",
+            "paxos",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--node-id",
+            "1",
+            "--peer-addr",
+            &format!("127.0.0.1:{p1}"),
+            "--peers",
+            &peers,
+            "--shutdown-timeout",
+            "300ms",
+        ],
+    );
+    let mut raw = common::Raw::connect(server.port);
+    raw.send(&common::request(&[b"SET", b"k", b"v"]));
+    std::thread::sleep(Duration::from_millis(200)); // the SET is running (it waits for peers)
+    let signalled = Instant::now();
+    server.signal("TERM");
+    let mut server = server;
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(15), "the node did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+    // Cut off, the SET's outcome is unknown, and its client is told so: an -UNCERTAIN reply
+    // (the mode stopped under it) or the connection's end.
+    let reply = raw.read_exact_or_eof(64);
+    assert!(reply.is_empty() || reply.starts_with(b"-UNCERTAIN "), "{}", String::from_utf8_lossy(&reply));
+    let log = server.log_text();
+    let last = log.lines().rev().find(|l| l.contains("stopped: ")).unwrap_or_else(|| panic!("{log}"));
+    assert!(last.contains("1 command in flight was cut off"), "{last}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", server.port)).is_err(),
+        "a new connection after the stop is refused"
+    );
+}
