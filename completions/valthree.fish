@@ -43,6 +43,9 @@ raft\t'A Raft log replicated to a majority'
 dynamo\t'A Dynamo-style ring: N replicas, R/W quorums, dotted version vectors, siblings'"
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l addr -d 'Address to serve the Redis protocol on' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l data-dir -d 'Directory for this node\'s data (in s3 mode without --s3-bucket: the embedded object store)' -r -F
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l log-format -d 'The log\'s format on stderr: text, or JSON lines (with `node` and `mode` on each)' -r -f -a "text\t'One line of text per event'
+json\t'One JSON object per line (tracing-subscriber\'s), with `node` and `mode` added'"
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l metrics-addr -d 'Serve /metrics (Prometheus), /livez and /readyz over HTTP on this address (e.g. 127.0.0.1:9121); off unless given' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l requirepass -d 'Require clients to AUTH with this password' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l requirepass-file -d 'Read the password from this file instead (one line)' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l maxclients -d 'Refuse connections beyond this many' -r
@@ -103,7 +106,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l aae-max-keys
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l tombstone-grace -d 'dynamo mode: how old a tombstone every owner holds must be before it is deleted for good' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l handoff-grace -d 'dynamo mode: how long a node keeps a partition it no longer holds after a membership change before it hands it over once more and deletes its copy' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l suspect-timeout -d 'dynamo mode: how long a member that failed a probe stays SUSPECT before it is DEAD' -r
-complete -c valthree -n "__fish_valthree_using_subcommand serve" -l json -d 'Log as JSON lines'
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l json -d 'Log as JSON lines: `--log-format json`, by its older name'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-trust-object-store -d 's3 mode: serve on a bucket even if its server fails the start-up check of conditional PUTs (`valthree s3-check`), trusting it blindly: on a server whose conditional PUT is not atomic, concurrent writes can be lost and s3 mode is NOT linearizable'
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-stale-reads -d 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch'

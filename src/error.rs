@@ -44,6 +44,17 @@ impl Error {
         !matches!(self, Error::Uncertain(_))
     }
 
+    /// The kind of error reply this failure is, as metrics and INFO's `errorstats` count it:
+    /// the reply's prefix (`ERR`, `TRYAGAIN`, `UNCERTAIN`, `NOAUTH`, `OOM`, `CONFLICT`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Prefixed { prefix, .. } => prefix,
+            Error::TryAgain(_) => "TRYAGAIN",
+            Error::Uncertain(_) => "UNCERTAIN",
+            Error::Input(_) | Error::Config(_) | Error::Peer(_) | Error::Io(_) => "ERR",
+        }
+    }
+
     /// The RESP error line for this failure, without the leading `-`.
     pub fn to_resp(&self) -> String {
         match self {

@@ -15,6 +15,8 @@
 //!   group commit, fault switches, the lifecycle of its background tasks.
 //! * [`peer`] — the node-to-node plane: gRPC (tonic), the cluster secret, peer TLS, admission
 //!   of connections, partitions applied in one layer, typed call outcomes.
+//! * [`metrics`] — the node's counters (one source for INFO and Prometheus) and the HTTP
+//!   admin endpoint (`--metrics-addr`: `/metrics`, `/livez`, `/readyz`).
 //! * [`backup`] — `valthree backup` and `restore`: the keyspace to an RDB file and back.
 //! * [`cluster`] — a local cluster of `valthree serve` processes, and the nemesis that hurts it.
 //! * [`history`] — the JSONL history of a test run.
@@ -32,6 +34,7 @@ pub mod cluster;
 pub mod demo;
 pub mod error;
 pub mod history;
+pub mod metrics;
 pub mod mode;
 pub mod node;
 pub mod object;

@@ -130,7 +130,7 @@ fn node_json(state: &ClusterState, node: &cluster::NodeState) -> Value {
     let liveness = process::liveness(node);
     let mut v = json!({
         "node": node.name, "pid": node.pid, "state": liveness.as_str(),
-        "addr": node.addr, "peer_addr": node.peer_addr,
+        "addr": node.addr, "peer_addr": node.peer_addr, "metrics_addr": node.metrics_addr,
         "data_dir": node.data_dir, "log": node.log,
     });
     if liveness == Liveness::Up {
@@ -148,7 +148,7 @@ fn print_table(state: &ClusterState, with_info: bool) {
     for (name, width) in columns {
         header.push_str(&format!(" {name:<width$}"));
     }
-    println!("{header} {:<16} {:<16} log", "client", "peer");
+    println!("{header} {:<16} {:<16} {:<16} log", "client", "peer", "metrics");
     for node in &state.nodes {
         let liveness = process::liveness(node);
         let info = if with_info && liveness == Liveness::Up { cluster::info(node) } else { Vec::new() };
@@ -157,7 +157,8 @@ fn print_table(state: &ClusterState, with_info: bool) {
         for (i, (_, width)) in columns.iter().enumerate() {
             row.push_str(&format!(" {:<width$}", values.get(i).map_or("-", String::as_str)));
         }
-        println!("{row} {:<16} {:<16} {}", node.addr, node.peer_addr, node.log.display());
+        let metrics = if node.metrics_addr.is_empty() { "-" } else { node.metrics_addr.as_str() };
+        println!("{row} {:<16} {:<16} {metrics:<16} {}", node.addr, node.peer_addr, node.log.display());
         if !info.is_empty() {
             let isolated = cluster::isolated_peers(state, node).unwrap_or_default();
             let cut =

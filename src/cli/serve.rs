@@ -29,9 +29,16 @@ pub struct ServeArgs {
     /// Directory for this node's data (in s3 mode without --s3-bucket: the embedded object store).
     #[arg(long, default_value = "./valthree-data")]
     pub data_dir: PathBuf,
-    /// Log as JSON lines.
-    #[arg(long)]
+    /// The log's format on stderr: text, or JSON lines (with `node` and `mode` on each).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log as JSON lines: `--log-format json`, by its older name.
+    #[arg(long, hide = true)]
     pub json: bool,
+    /// Serve /metrics (Prometheus), /livez and /readyz over HTTP on this address (e.g.
+    /// 127.0.0.1:9121); off unless given.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -95,7 +102,20 @@ pub struct ServeArgs {
     pub dynamo: DynamoArgs,
 }
 
-fn init_logging(json: bool, verbose: u8) {
+/// The log's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event.
+    Text,
+    /// One JSON object per line (tracing-subscriber's), with `node` and `mode` added.
+    Json,
+}
+
+/// The log: stderr, text or JSON, filtered by -v or RUST_LOG, repeated warnings and errors
+/// limited ([`RepeatLimit`](crate::node::RepeatLimit)).
+fn init_logging(format: LogFormat, verbose: u8, node: &str, mode: ModeName) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = match verbose {
         0 => "info",
         1 => "debug",
@@ -104,8 +124,47 @@ fn init_logging(json: bool, verbose: u8) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("valthree={level},warn")));
     // Colour only on a terminal: a log file must stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    if json { builder.json().init() } else { builder.init() }
+    let registry =
+        tracing_subscriber::registry().with(filter).with(crate::node::RepeatLimit::new(crate::node::REPEAT_WINDOW));
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => registry.with(layer.with_ansi(ansi)).init(),
+        LogFormat::Json => {
+            let mode = format!("{mode:?}").to_lowercase();
+            let stamp = Stamped { inner: tracing_subscriber::fmt::format().json(), node: node.into(), mode };
+            registry.with(layer.with_ansi(false).event_format(stamp).fmt_fields(JsonFields::new())).init()
+        }
+    }
+}
+
+use tracing_subscriber::fmt::format::JsonFields;
+
+/// tracing-subscriber's JSON lines with the node's name and mode first in each.
+struct Stamped<F> {
+    inner: F,
+    node: String,
+    mode: String,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for Stamped<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut line = String::new();
+        self.inner.format_event(ctx, tracing_subscriber::fmt::format::Writer::new(&mut line), event)?;
+        match line.strip_prefix('{') {
+            Some(rest) => write!(writer, "{{\"node\":{:?},\"mode\":{:?},{rest}", self.node, self.mode),
+            None => writer.write_str(&line),
+        }
+    }
 }
 
 /// `valthree serve`'s flags as the mode configuration.
@@ -189,7 +248,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     let admin_token = secret_flag(args.admin_token.as_ref(), args.admin_token_file.as_deref())?;
     let faults = Arc::new(Faults::default());
-    let store = crate::mode::open(&mode_config(&args)?, faults.clone()).await?;
+    let mode_config = mode_config(&args)?;
+    let config_metrics = mode_config.node.metrics.clone();
+    let store = crate::mode::open(&mode_config, faults.clone()).await?;
     // The TLS port is bound first: once the plain port answers, both do.
     let tls = match &args.tls_port {
         None => None,
@@ -224,6 +285,19 @@ async fn serve(args: ServeArgs) -> Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "valthree ready to accept connections"
     );
+    let metrics = config_metrics.clone();
+    metrics.add_source(Box::new({
+        let store = store.clone();
+        move |out| crate::metrics::mode::samples(&store.describe(), out)
+    }));
+    let stop_endpoint = tokio_util::sync::CancellationToken::new();
+    if let Some(addr) = &args.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::Config(format!("cannot listen for /metrics on {addr}: {e}")))?;
+        tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /livez and /readyz");
+        tokio::spawn(crate::metrics::endpoint::serve(listener, metrics.clone(), store.clone(), stop_endpoint.clone()));
+    }
     let config = ServerConfig {
         requirepass,
         admin_token,
@@ -233,8 +307,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
         maxmemory_clients: args.maxmemory_clients,
         idle_timeout: (args.timeout > 0).then(|| std::time::Duration::from_secs(args.timeout)),
         drain_timeout: args.shutdown_timeout,
+        metrics,
     };
     let drained = crate::resp::serve(listener, tls, store.clone(), config, shutdown_signal()).await?;
+    stop_endpoint.cancel();
     let signalled_at = std::time::Instant::now() - drained.took;
     // Clients are drained; now the hand-over and the mode's own background work (peers,
     // replication, GC), in what is left of the bound.
@@ -257,7 +333,8 @@ fn left_behind(drained: &crate::resp::Drained, notes: &[String], took: std::time
 
 /// Runs the server until SIGINT or SIGTERM.
 pub fn run(args: ServeArgs) -> ExitCode {
-    init_logging(args.json, args.verbose);
+    let format = if args.json { LogFormat::Json } else { args.log_format };
+    init_logging(format, args.verbose, &crate::node::peer_name(args.node.node_id), args.mode);
     antithesis_sdk::antithesis_init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -51,6 +51,8 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DOWN_GRACE: Duration = Duration::from_secs(10);
 /// Peer ports are client ports plus this.
 pub const PEER_PORT_OFFSET: u16 = 1000;
+/// Metrics ports (`--metrics-addr`: /metrics, /livez, /readyz) are client ports plus this.
+pub const METRICS_PORT_OFFSET: u16 = 2000;
 
 /// What `cluster up` starts.
 #[derive(Debug, Clone)]
@@ -107,10 +109,11 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
     for id in 1..=options.nodes {
         let port = u16::try_from(id).ok().and_then(|i| options.base_port.checked_add(i)).ok_or("port out of range")?;
         let peer_port = port.checked_add(PEER_PORT_OFFSET).ok_or("peer port out of range")?;
-        for p in [port, peer_port] {
+        let metrics_port = port.checked_add(METRICS_PORT_OFFSET).ok_or("metrics port out of range")?;
+        for p in [port, peer_port, metrics_port] {
             check_port(p)?;
         }
-        ports.push((port, peer_port));
+        ports.push((port, peer_port, metrics_port));
     }
     let created_dir = !options.dir.exists();
     std::fs::create_dir_all(&options.dir).map_err(|e| format!("{}: {e}", options.dir.display()))?;
@@ -122,10 +125,13 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
     let (extra, requirepass) = take_requirepass(&options.extra);
     set_password(&requirepass);
     let uses_bucket = extra.iter().any(|a| a == "--s3-bucket" || a.starts_with("--s3-bucket="));
+    // The nodes' metrics endpoints, on loopback, unless the flags choose otherwise.
+    let own_metrics = extra.iter().any(|a| a == "--metrics-addr" || a.starts_with("--metrics-addr="));
     let mut nodes = Vec::new();
-    for (id, (port, peer_port)) in (1..=options.nodes).zip(ports) {
+    for (id, (port, peer_port, metrics_port)) in (1..=options.nodes).zip(ports) {
         let name = format!("n{id}");
         let (addr, peer_addr) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{peer_port}"));
+        let metrics_addr = if own_metrics { String::new() } else { format!("127.0.0.1:{metrics_port}") };
         let data_dir = dir.join(&name);
         let mut args: Vec<String> = vec![
             "serve".into(),
@@ -146,9 +152,12 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
             args.extend(["--node-id".into(), id.to_string(), "--peer-addr".into(), peer_addr.clone()]);
             args.extend(["--peers".into(), peers.join(",")]);
         }
+        if !metrics_addr.is_empty() {
+            args.extend(["--metrics-addr".into(), metrics_addr.clone()]);
+        }
         args.extend(extra.iter().cloned());
         let log = dir.join(format!("{name}.log"));
-        nodes.push(NodeState { name, id, pid: 0, addr, peer_addr, data_dir, log, args });
+        nodes.push(NodeState { name, id, pid: 0, addr, peer_addr, metrics_addr, data_dir, log, args });
     }
     let mut state = ClusterState {
         mode: options.mode.as_str().into(),
@@ -343,7 +352,9 @@ pub fn add_node(dir: &Path) -> Result<(NodeState, Vec<String>), String> {
         let base = base - template.id as u16;
         let port = base.checked_add(id as u16).ok_or("port out of range")?;
         let peer_port = port.checked_add(PEER_PORT_OFFSET).ok_or("peer port out of range")?;
-        for p in [port, peer_port] {
+        let metrics_port = port.checked_add(METRICS_PORT_OFFSET).ok_or("metrics port out of range")?;
+        let has_metrics = !template.metrics_addr.is_empty();
+        for p in [port, peer_port].into_iter().chain(has_metrics.then_some(metrics_port)) {
             check_port(p)?;
         }
         let name = format!("n{id}");
@@ -358,12 +369,16 @@ pub fn add_node(dir: &Path) -> Result<(NodeState, Vec<String>), String> {
         set_flag(&mut args, "--data-dir", &data_dir.display().to_string());
         set_flag(&mut args, "--node-id", &id.to_string());
         set_flag(&mut args, "--peer-addr", &peer_addr);
+        let metrics_addr = if has_metrics { format!("127.0.0.1:{metrics_port}") } else { String::new() };
+        if has_metrics {
+            set_flag(&mut args, "--metrics-addr", &metrics_addr);
+        }
         if let Some(i) = args.iter().position(|a| a == "--peers") {
             args.drain(i..(i + 2).min(args.len()));
         }
         args.push("--join".into());
         let log = state.dir.join(format!("{name}.log"));
-        let mut node = NodeState { name, id, pid: 0, addr, peer_addr, data_dir, log, args };
+        let mut node = NodeState { name, id, pid: 0, addr, peer_addr, metrics_addr, data_dir, log, args };
         node.pid = process::spawn(&node, &state.secrets())?;
         state.next_id = id + 1; // even if it fails: the id may have reached some node's configuration
         if let Err(e) = process::wait_ready(&node, READY_TIMEOUT) {

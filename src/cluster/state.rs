@@ -18,6 +18,10 @@ pub struct NodeState {
     pub addr: String,
     /// Where peers connect (node↔node traffic).
     pub peer_addr: String,
+    /// Where its HTTP admin endpoint serves `/metrics`, `/livez` and `/readyz` (empty: none;
+    /// also in files written before nodes had one).
+    #[serde(default)]
+    pub metrics_addr: String,
     pub data_dir: PathBuf,
     pub log: PathBuf,
     /// The full `valthree serve ...` argument list, so a restart is the same node.

@@ -106,6 +106,7 @@ impl NodeArgs {
                 self.peer_tls_ca.as_ref(),
             )?,
             max_value,
+            metrics: crate::metrics::Metrics::new(),
         })
     }
 }

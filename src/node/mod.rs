@@ -18,7 +18,7 @@ pub use batcher::{BatchJob, Pipeline, PipelineLimits, PipelineQueue, exit_on_wri
 pub use clock::now_ms;
 pub use faults::{Faults, OBJECT_STORE};
 pub use lock::{lock, read_lock, write_lock};
-pub use log_throttle::LogThrottle;
+pub use log_throttle::{LogThrottle, REPEAT_TARGET, REPEAT_WINDOW, RepeatLimit};
 pub use member::{Member, NodeId, list, parse_peers};
 pub use options::NodeOptions;
 pub use tasks::{Admitted, PeerCommands, Tasks, backoff};

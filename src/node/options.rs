@@ -33,6 +33,8 @@ pub struct NodeOptions {
     /// The longest value a client may write (`--proto-max-bulk-len`): every mode must
     /// replicate it, and the peer server's message budget is sized by it.
     pub max_value: u64,
+    /// The node's counters (the peer plane counts its calls there).
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl NodeOptions {
@@ -48,6 +50,7 @@ impl NodeOptions {
             secret: None,
             peer_tls: None,
             max_value: DEFAULT_MAX_VALUE,
+            metrics: crate::metrics::Metrics::new(),
         }
     }
 
@@ -113,6 +116,7 @@ mod tests {
             secret: secret.then(|| crate::peer::ClusterSecret::new("a long enough cluster secret").unwrap()),
             peer_tls: None,
             max_value: DEFAULT_MAX_VALUE,
+            metrics: crate::metrics::Metrics::new(),
         }
     }
 

@@ -36,6 +36,15 @@ impl CallError {
         CallError::MaybeSent(format!("{peer} did not answer in time"))
     }
 
+    /// The kind's name, as logs (`error_kind`) and metrics (`kind`) give it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::NotSent(_) => "not_sent",
+            CallError::Refused(_) => "refused",
+            CallError::MaybeSent(_) => "maybe_sent",
+        }
+    }
+
     /// True when the call certainly did not run at the peer.
     pub fn certainly_not_run(&self) -> bool {
         !matches!(self, CallError::MaybeSent(_))
@@ -73,7 +82,16 @@ fn describe(status: &tonic::Status) -> String {
 /// failure after the request was written (reset, keepalive timeout, the call's deadline) may
 /// have delivered it and is not "never sent".
 pub fn never_sent(status: &tonic::Status) -> bool {
-    let mut source = std::error::Error::source(status);
+    chain_never_sent(std::error::Error::source(status))
+}
+
+/// [`never_sent`] for a transport error as the channel returns it (before tonic wraps it in a
+/// status): the error and its causes.
+pub fn error_never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
+    chain_never_sent(Some(error))
+}
+
+fn chain_never_sent(mut source: Option<&(dyn std::error::Error + 'static)>) -> bool {
     while let Some(error) = source {
         if error.is::<tonic::ConnectError>() || error.is::<super::partition::Partitioned>() {
             return true;

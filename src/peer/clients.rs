@@ -15,6 +15,7 @@ pub struct Clients {
     faults: Arc<Faults>,
     secret: Option<super::ClusterSecret>,
     tls: Option<super::PeerTls>,
+    metrics: Arc<crate::metrics::Metrics>,
     cache: Mutex<HashMap<NodeId, (String, PeerChannel)>>,
 }
 
@@ -25,8 +26,9 @@ impl Clients {
         faults: Arc<Faults>,
         secret: Option<super::ClusterSecret>,
         tls: Option<super::PeerTls>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
-        Self { from, faults, secret, tls, cache: Mutex::new(HashMap::new()) }
+        Self { from, faults, secret, tls, metrics, cache: Mutex::new(HashMap::new()) }
     }
 
     /// The channel to peer `id` at `addr`.
@@ -42,6 +44,7 @@ impl Clients {
             self.from,
             id,
             self.faults.clone(),
+            self.metrics.clone(),
         );
         cache.insert(id, (addr.to_string(), peer.clone()));
         Ok(peer)

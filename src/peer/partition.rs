@@ -21,8 +21,11 @@ use std::task::{Context, Poll};
 
 use tonic::transport::Channel;
 
+use std::time::Instant;
+
 use super::ClusterSecret;
 use super::admission::PeerConnection;
+use crate::metrics::{Metrics, PeerFailure, PeerStats};
 use crate::node::{Faults, NodeId, peer_name};
 
 /// The metadata key a caller's node id travels in.
@@ -43,20 +46,57 @@ impl std::fmt::Display for Partitioned {
 
 impl std::error::Error for Partitioned {}
 
-/// A channel to one peer, as every mode's gRPC clients use it: it names the caller and
-/// refuses to send while the node is cut off from the peer.
+/// A channel to one peer, as every mode's gRPC clients use it: it names the caller,
+/// refuses to send while the node is cut off from the peer, and counts every call in the
+/// node's metrics (by peer and RPC: calls, failures by kind, latency).
 #[derive(Clone)]
 pub struct PeerChannel {
     inner: Channel,
     from: NodeId,
     to: NodeId,
     faults: Arc<Faults>,
+    metrics: Arc<Metrics>,
 }
 
 impl PeerChannel {
     /// Wraps a (lazily connected) channel to peer `to`.
-    pub fn new(inner: Channel, from: NodeId, to: NodeId, faults: Arc<Faults>) -> Self {
-        Self { inner, from, to, faults }
+    pub fn new(inner: Channel, from: NodeId, to: NodeId, faults: Arc<Faults>, metrics: Arc<Metrics>) -> Self {
+        Self { inner, from, to, faults, metrics }
+    }
+}
+
+/// One call being counted: recorded when it ends, or as abandoned when its caller stops
+/// waiting (a deadline drops the future).
+struct Counting {
+    stats: Arc<PeerStats>,
+    started: Instant,
+    done: bool,
+}
+
+impl Counting {
+    fn finish(&mut self, failure: Option<PeerFailure>) {
+        self.done = true;
+        self.stats.record(self.started.elapsed(), failure);
+    }
+}
+
+impl Drop for Counting {
+    fn drop(&mut self) {
+        if !self.done {
+            self.stats.record(self.started.elapsed(), Some(PeerFailure::Abandoned));
+        }
+    }
+}
+
+/// How a call that came back failed, by the `grpc-status` of a trailers-only response (a
+/// handler's error, or the peer's partition layer refusing); `None` for a success, whose
+/// status comes later in the trailers.
+fn failure_in(headers: &http::HeaderMap) -> Option<PeerFailure> {
+    let code = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
+    match tonic::Code::from(code) {
+        tonic::Code::Ok => None,
+        tonic::Code::FailedPrecondition => Some(PeerFailure::Refused),
+        _ => Some(PeerFailure::MaybeSent),
     }
 }
 
@@ -70,13 +110,25 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for PeerChannel {
     }
 
     fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
-        if self.faults.is_isolated_from(&peer_name(self.to)) {
+        let peer = peer_name(self.to);
+        let rpc = request.uri().path().rsplit('/').next().unwrap_or_default();
+        let mut counting = Counting { stats: self.metrics.peer(&peer, rpc), started: Instant::now(), done: false };
+        if self.faults.is_isolated_from(&peer) {
+            counting.finish(Some(PeerFailure::NotSent));
             let refused: BoxError = Box::new(Partitioned(self.to));
             return Box::pin(std::future::ready(Err(refused)));
         }
         request.headers_mut().insert(FROM_HEADER, http::HeaderValue::from(self.from));
         let call = self.inner.call(request);
-        Box::pin(async move { call.await.map_err(Into::into) })
+        Box::pin(async move {
+            let result: Result<Self::Response, BoxError> = call.await.map_err(Into::into);
+            counting.finish(match &result {
+                Ok(response) => failure_in(response.headers()),
+                Err(e) if super::call::error_never_sent(e.as_ref()) => Some(PeerFailure::NotSent),
+                Err(_) => Some(PeerFailure::MaybeSent),
+            });
+            result
+        })
     }
 }
 

@@ -150,8 +150,15 @@ pub async fn handle<S>(
             }
         }
         let replies: Vec<Reply> = if session.authenticated {
-            store.get_each(&keys).await.into_iter().map(|r| r.map_or_else(Reply::from, Reply::bulk_or_null)).collect()
+            let started = Instant::now();
+            let results = store.get_each(&keys).await;
+            let took = started.elapsed();
+            for result in &results {
+                server.metrics.command_done("get", took, result.as_ref().err().map(crate::error::Error::kind));
+            }
+            results.into_iter().map(|r| r.map_or_else(Reply::from, Reply::bulk_or_null)).collect()
         } else {
+            server.metrics.command_error("get", auth_required().kind());
             vec![Reply::from(auth_required())]
         };
         let mut sent = true;
@@ -204,8 +211,12 @@ async fn run(
     server: &ServerState,
 ) -> Reply {
     match parsed {
-        Err(e) => Reply::from(e),
+        Err(e) => {
+            server.metrics.command_error(crate::metrics::UNKNOWN_COMMAND, e.kind());
+            Reply::from(e)
+        }
         Ok(command) if !session.authenticated && !allowed_without_auth(command.spec().flags) => {
+            server.metrics.command_error(command.spec().name, auth_required().kind());
             Reply::from(auth_required())
         }
         Ok(command) => command.apply(&mut Ctx { store, session, server }).await,

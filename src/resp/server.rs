@@ -7,13 +7,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{ServerState, connection};
+use crate::metrics::{Kind, Sample};
 use crate::node::Faults;
 use crate::store::Store;
 
@@ -46,6 +50,8 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
     /// How long shutdown waits for connections to finish the commands they are running.
     pub drain_timeout: Duration,
+    /// The node's counters (INFO and `/metrics` read them).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// How a drain ended.
@@ -101,7 +107,9 @@ pub async fn serve(
         snapshot_walks: Default::default(),
         auth_failures_by_source: Default::default(),
         auth_failure_log: crate::node::LogThrottle::new(super::auth::FAILURE_LOG_EVERY),
+        metrics: config.metrics.clone(),
     });
+    config.metrics.add_source(Box::new(gauges(Arc::downgrade(&state))));
     let slots = Arc::new(Semaphore::new(config.maxclients));
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -144,9 +152,15 @@ pub async fn serve(
         tracker.spawn(async move {
             state.clients.fetch_add(1, Ordering::Relaxed);
             match acceptor {
-                None => connection::handle(socket, peer, store, state.clone(), stop).await,
+                None => {
+                    let socket = Counted { inner: socket, metrics: state.metrics.clone() };
+                    connection::handle(socket, peer, store, state.clone(), stop).await
+                }
                 Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
-                    Ok(Ok(stream)) => connection::handle(stream, peer, store, state.clone(), stop).await,
+                    Ok(Ok(stream)) => {
+                        let stream = Counted { inner: stream, metrics: state.metrics.clone() };
+                        connection::handle(stream, peer, store, state.clone(), stop).await
+                    }
                     Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 },
@@ -167,4 +181,98 @@ pub async fn serve(
         tracing::warn!("{cut} connections still busy after {drain_timeout:?}; closing them");
     }
     Ok(Drained { cut, took: signalled.elapsed() })
+}
+
+/// The server's gauges, read at each scrape while the server lives.
+fn gauges(state: std::sync::Weak<ServerState>) -> impl Fn(&mut Vec<Sample>) + Send + Sync {
+    move |out| {
+        let Some(state) = state.upgrade() else { return };
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed) as f64;
+        out.extend([
+            Sample::new(
+                "valthree_connected_clients",
+                "Client connections open now.",
+                Kind::Gauge,
+                state.clients.load(Ordering::Relaxed) as f64,
+            ),
+            Sample::new("valthree_maxclients", "--maxclients.", Kind::Gauge, state.maxclients as f64),
+            Sample::new(
+                "valthree_connections_received",
+                "Client connections accepted.",
+                Kind::Counter,
+                load(&state.next_client_id),
+            ),
+            Sample::new(
+                "valthree_client_query_buffers_bytes",
+                "Bytes all clients' query and output buffers hold now (what --maxmemory-clients bounds).",
+                Kind::Gauge,
+                state.client_buffers.used() as f64,
+            ),
+            Sample::new(
+                "valthree_auth_failures",
+                "Wrong passwords received (INFO's acl_access_denied_auth).",
+                Kind::Counter,
+                load(&state.auth_failures),
+            ),
+            Sample::new(
+                "valthree_uptime_seconds",
+                "Seconds since the server started.",
+                Kind::Gauge,
+                state.started.elapsed().as_secs_f64(),
+            ),
+        ]);
+    }
+}
+
+/// A client stream that counts the bytes it reads and writes (INFO's `total_net_input_bytes`
+/// and `total_net_output_bytes`).
+struct Counted<S> {
+    inner: S,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.metrics.net_input_bytes.fetch_add(read as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.metrics.net_output_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.metrics.net_output_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

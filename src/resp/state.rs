@@ -50,4 +50,6 @@ pub struct ServerState {
     pub auth_failures_by_source: super::auth::FailuresBySource,
     /// Throttles the log line about them.
     pub auth_failure_log: crate::node::LogThrottle,
+    /// The node's counters: per command, errors by kind, bytes in and out.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

@@ -67,6 +67,10 @@ fn mismatched(command: &str, reply: &MutationReply) -> crate::error::Error {
     crate::error::Error::Uncertain(format!("{command} got a reply of the wrong kind ({reply:?})"))
 }
 
+/// The key readiness checks read (`VALTHREE.HEALTH`, `/readyz`): no client is expected to use
+/// it, and reading it changes nothing anyone sees.
+pub const PROBE_KEY: &[u8] = b"\x00valthree:health";
+
 /// Cluster membership, an admin concern apart from the data commands (`VALTHREE.MEMBERS`,
 /// `valthree cluster add-node/remove-node`): only the modes with members implement it.
 #[async_trait]
@@ -124,8 +128,15 @@ pub trait Store: Send + Sync + 'static {
     /// Applies one write atomically and returns its outcome.
     async fn mutate(&self, mutation: Mutation) -> Result<MutationReply>;
 
-    /// Describes the mode for INFO.
+    /// Describes the mode for INFO (and, through [`crate::metrics::mode`], for `/metrics`).
     fn describe(&self) -> ModeInfo;
+
+    /// Whether this node can answer a linearizable read now (`/readyz`), or why not. By
+    /// default a read of [`PROBE_KEY`] through the mode: the object store's document in s3
+    /// mode, a quorum round (a majority reachable) in paxos.
+    async fn readiness(&self) -> std::result::Result<(), String> {
+        self.get(PROBE_KEY).await.map(|_| ()).map_err(|e| e.to_string())
+    }
 
     /// The number of keys as this node knows it locally, with no round to peers: what INFO's
     /// keyspace section shows, so a bare INFO stays cheap. `None`: the mode has no cheaper

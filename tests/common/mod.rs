@@ -462,16 +462,18 @@ pub fn cluster(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A base port whose client and peer ports for five nodes are all free, claimed for this
-/// process: bases are multiples of 10 from 20000, and both the client block (base+1..) and the
-/// peer block (base+1001..) are claimed, so no two claims overlap.
+/// A base port whose client, peer and metrics ports for five nodes are all free, claimed for
+/// this process: bases are multiples of 10 from 20000, and the client block (base+1..), the
+/// peer block (base+1001..) and the metrics block (base+2001..) are claimed, so no two claims
+/// overlap.
 pub fn free_base() -> u16 {
     loop {
         let base = 20_000 + (fastrand_port() % 900) * 10;
         let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-        if (1..=5).all(|i| free(base + i) && free(base + 1000 + i))
+        if (1..=5).all(|i| free(base + i) && free(base + 1000 + i) && free(base + 2000 + i))
             && claim("block", base)
             && claim("block", base + 1000)
+            && claim("block", base + 2000)
         {
             return base;
         }

@@ -107,7 +107,7 @@ impl DynamoMode {
         let (secret, tls) = (options.node.secret.clone(), options.node.peer_tls.clone());
         let node = Arc::new(Node {
             id,
-            clients: peer::Clients::new(id, faults.clone(), secret.clone(), tls.clone()),
+            clients: peer::Clients::new(id, faults.clone(), secret.clone(), tls.clone(), options.node.metrics.clone()),
             options,
             storage,
             writer,
@@ -470,6 +470,40 @@ impl Store for DynamoMode {
         }
     }
 
+    /// Ready when, for every partition this node holds (every partition, while it holds
+    /// none), at least R of the owners are alive as its failure detector sees them: a quorum
+    /// read of any of its keys can then succeed.
+    async fn readiness(&self) -> std::result::Result<(), String> {
+        let node = &self.node;
+        let ring = node.ring();
+        let mut partitions = ring.held_by(node.id);
+        if partitions.is_empty() {
+            partitions = (0..ring.partitions()).collect();
+        }
+        let r = node.options.r;
+        let mut short = 0usize;
+        let mut first = None;
+        for p in partitions {
+            let owners = ring.preference_list(p);
+            let alive = owners.iter().filter(|id| health_of(node, **id) == Health::Alive).count();
+            if alive < r {
+                short += 1;
+                first.get_or_insert_with(|| {
+                    let down: Vec<String> = owners
+                        .iter()
+                        .filter(|id| health_of(node, **id) != Health::Alive)
+                        .map(|id| format!("n{id} {}", health_of(node, *id).name()))
+                        .collect();
+                    format!("partition {p}: {alive} of R={r} owners reachable ({})", down.join(", "))
+                });
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some(example) => Err(format!("{short} partition(s) have fewer than R owners reachable; {example}")),
+        }
+    }
+
     fn describe(&self) -> ModeInfo {
         let node = &self.node;
         let c = *lock(&node.stats.coordinator);
@@ -499,6 +533,7 @@ impl Store for DynamoMode {
             ("dynamo_partitions".into(), ring.partitions().to_string()),
             ("dynamo_ring_version".into(), ring.version().to_string()),
             ("dynamo_ring_changing".into(), u8::from(ring.changing()).to_string()),
+            ("dynamo_partitions_pending".into(), ring.moving().len().to_string()),
             ("dynamo_objects".into(), count(node.storage.object_count())),
             ("dynamo_puts".into(), c.puts.to_string()),
             ("dynamo_gets".into(), c.gets.to_string()),

@@ -43,10 +43,11 @@ impl Node {
                 return if command == Command::Read { Err(Error::TryAgain(why)) } else { Err(Error::Uncertain(why)) };
             }
         };
+        let error_kind = failure.kind();
         match failure {
             peer::CallError::NotSent(why) | peer::CallError::Refused(why) => {
                 // Certainly not run at the home: run it here.
-                tracing::debug!(home, "forward not sent ({why}); running here");
+                tracing::debug!(peer = home, error_kind, "forward not sent ({why}); running here");
                 antithesis_sdk::assert_sometimes!(true, "paxos: a forward to an unreachable home ran locally");
                 self.mark_down(home);
                 self.stats.local_fallbacks.fetch_add(1, Ordering::Relaxed);

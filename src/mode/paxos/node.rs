@@ -177,6 +177,7 @@ impl PaxosMode {
             "paxos node starting"
         );
         let (secret, peer_tls) = (options.node.secret.clone(), options.node.peer_tls.clone());
+        let metrics = options.node.metrics.clone();
         let node = Arc::new(Node {
             id,
             options,
@@ -185,7 +186,7 @@ impl PaxosMode {
             driver,
             config: RwLock::new(config),
             config_version,
-            clients: peer::Clients::new(id, faults.clone(), secret, peer_tls),
+            clients: peer::Clients::new(id, faults.clone(), secret, peer_tls, metrics),
             tasks: Tasks::default(),
             outboxes: Mutex::new(HashMap::new()),
             down: Arc::new(Mutex::new(HashMap::new())),

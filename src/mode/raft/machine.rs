@@ -244,6 +244,7 @@ pub struct Machine {
     pub state: Arc<RwLock<MachineState>>,
     path: PathBuf,
     snapshots_installed: Arc<std::sync::atomic::AtomicU64>,
+    snapshots_built: Arc<std::sync::atomic::AtomicU64>,
     /// Serializes snapshot writes: openraft builds snapshots in their own task, which can
     /// race an install.
     writing: Arc<std::sync::Mutex<()>>,
@@ -260,6 +261,7 @@ impl Machine {
             state: Arc::new(RwLock::new(MachineState::default())),
             path,
             snapshots_installed: Arc::default(),
+            snapshots_built: Arc::default(),
             writing: Arc::default(),
             durable: Arc::new(tokio::sync::watch::channel(0).0),
         };
@@ -272,6 +274,11 @@ impl Machine {
 
     pub fn snapshots_installed(&self) -> u64 {
         self.snapshots_installed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Snapshots this node built of its state machine.
+    pub fn snapshots_built(&self) -> u64 {
+        self.snapshots_built.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn read_stored(&self) -> Result<Option<StoredSnapshot>, StorageError<NodeId>> {
@@ -321,6 +328,7 @@ impl Machine {
 
 impl RaftSnapshotBuilder<TypeConfig> for Machine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        self.snapshots_built.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (meta, data) = {
             let state = read_lock(&self.state);
             let body = SnapshotBody {

@@ -68,6 +68,11 @@ pub(super) struct Inner {
     pub(super) tasks: Tasks,
     pub(super) forwards_retried: AtomicU64,
     pub(super) leader_changes: AtomicU64,
+    /// Client writes proposed to the log, and the log appends they went in.
+    pub(super) proposed: AtomicU64,
+    pub(super) proposal_batches: AtomicU64,
+    /// Leadership confirmations for linearizable reads (read-index rounds) this node ran.
+    pub(super) read_index_rounds: AtomicU64,
     /// Writes waiting to go into the log together, and reads waiting for a read index.
     pub(super) proposals: crate::node::Pipeline<Request, super::service::ForwardReply>,
     /// The saved vote's term and the last entry in the log at start-up: in that term, a floor
@@ -209,6 +214,7 @@ impl RaftMode {
             faults.clone(),
             options.node.secret.clone(),
             options.node.peer_tls.clone(),
+            options.node.metrics.clone(),
         ));
         let network = Network { from: id, clients: clients.clone() };
         let raft = Raft::new(id, Arc::new(config), network, log.clone(), machine.clone())
@@ -232,6 +238,9 @@ impl RaftMode {
             tasks: Tasks::default(),
             forwards_retried: AtomicU64::new(0),
             leader_changes: AtomicU64::new(0),
+            proposed: AtomicU64::new(0),
+            proposal_batches: AtomicU64::new(0),
+            read_index_rounds: AtomicU64::new(0),
             proposals,
             read_rounds,
             recovered,

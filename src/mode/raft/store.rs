@@ -20,6 +20,9 @@ use super::node::{RaftMode, encode};
 use super::service::{ForwardReply, Forwarded, WireChange};
 use super::types::NodeId;
 
+/// How long `/readyz` waits for a read-index round before calling the node not ready.
+const READY_WITHIN: Duration = Duration::from_secs(2);
+
 #[async_trait]
 impl Store for RaftMode {
     async fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
@@ -71,6 +74,28 @@ impl Store for RaftMode {
         vec![note]
     }
 
+    /// Ready when a leader is known, this node has applied every entry it knows committed,
+    /// and a read-index round confirms the leader still has its quorum.
+    async fn readiness(&self) -> std::result::Result<(), String> {
+        let inner = &self.inner;
+        let m = inner.metrics();
+        let Some(leader) = m.current_leader else {
+            return Err(format!("no leader is known (term {}, role {:?})", m.current_term, m.state));
+        };
+        let committed = inner.log.committed_index().unwrap_or(0);
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        if applied < committed {
+            return Err(format!("applied index {applied} is behind the commit index {committed}"));
+        }
+        match tokio::time::timeout(READY_WITHIN, inner.read_barrier()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("leader n{leader} cannot confirm a read: {e}")),
+            Err(_) => {
+                Err(format!("leader n{leader} did not confirm its leadership with a quorum within {READY_WITHIN:?}"))
+            }
+        }
+    }
+
     fn describe(&self) -> ModeInfo {
         let inner = &self.inner;
         let m = inner.metrics();
@@ -113,6 +138,10 @@ impl Store for RaftMode {
             ("raft_writes_retried".into(), inner.forwards_retried.load(Ordering::Relaxed).to_string()),
             ("raft_leader_changes".into(), inner.leader_changes.load(Ordering::Relaxed).to_string()),
             ("raft_snapshots_installed".into(), inner.machine.snapshots_installed().to_string()),
+            ("raft_snapshots_built".into(), inner.machine.snapshots_built().to_string()),
+            ("raft_proposals".into(), inner.proposed.load(Ordering::Relaxed).to_string()),
+            ("raft_proposal_batches".into(), inner.proposal_batches.load(Ordering::Relaxed).to_string()),
+            ("raft_read_index_rounds".into(), inner.read_index_rounds.load(Ordering::Relaxed).to_string()),
             ("raft_replies_remembered".into(), read_lock(&inner.machine.state).remembered_replies().to_string()),
         ];
         ModeInfo { mode: "raft", details }

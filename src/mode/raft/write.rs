@@ -109,6 +109,8 @@ impl Inner {
     /// Appends `requests` as one log entry, if this node leads, and answers each of them.
     pub(super) async fn propose(&self, requests: Proposal) -> Vec<ForwardReply> {
         let count = requests.len();
+        self.proposed.fetch_add(count as u64, Ordering::Relaxed);
+        self.proposal_batches.fetch_add(1, Ordering::Relaxed);
         let all = |reply: ForwardReply| vec![reply; count];
         if self.raft_stopped.load(Ordering::SeqCst) {
             // Stepping down (see `handover`): nothing reaches openraft any more, so nothing
@@ -165,6 +167,7 @@ impl Inner {
     /// entry of its own first, which covers every earlier one. Which term applies is decided
     /// before the confirmation starts ([`read_floor`]).
     pub(super) async fn read_round(&self, count: usize) -> Vec<ReadIndexReply> {
+        self.read_index_rounds.fetch_add(1, Ordering::Relaxed);
         if self.raft_stopped.load(Ordering::SeqCst) {
             return vec![ReadIndexReply::NotLeader(None); count];
         }

@@ -8,8 +8,7 @@ use super::{Args, Ctx};
 use crate::error::Result;
 use crate::resp::Reply;
 
-/// A key no client is expected to use; reading it changes nothing anyone sees.
-const PROBE_KEY: &[u8] = b"\x00valthree:health";
+use crate::store::PROBE_KEY;
 
 #[derive(Debug)]
 pub struct Health;

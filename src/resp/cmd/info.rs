@@ -1,6 +1,8 @@
-//! `INFO [section ...]`: server, clients, keyspace, a `valthree` section describing the
+//! `INFO [section ...]`: server, clients, stats, keyspace, a `valthree` section describing the
 //! consistency mode, and in dynamo mode a `dynamo` section (its ring, quorums, siblings, read
-//! repairs, hints and failure detector).
+//! repairs, hints and failure detector); `commandstats` and `errorstats` as Redis has them.
+//! The counters are the node's [`Metrics`](crate::metrics::Metrics), the ones `/metrics`
+//! serves.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -14,7 +16,11 @@ pub struct Info {
     sections: Vec<String>,
 }
 
-const SECTIONS: &[&str] = &["server", "clients", "stats", "keyspace", "valthree", "dynamo"];
+const SECTIONS: &[&str] =
+    &["server", "clients", "stats", "commandstats", "errorstats", "keyspace", "valthree", "dynamo"];
+
+/// The sections a bare INFO (or `INFO default`) leaves out, as Redis does.
+const NOT_DEFAULT: &[&str] = &["commandstats"];
 
 /// The mode details that make up the `dynamo` section.
 const DYNAMO_PREFIX: &str = "dynamo_";
@@ -25,8 +31,12 @@ impl Info {
     }
 
     fn wants(&self, section: &str) -> bool {
-        self.sections.is_empty()
-            || self.sections.iter().any(|s| s == section || matches!(s.as_str(), "all" | "everything" | "default"))
+        let default = !NOT_DEFAULT.contains(&section);
+        (self.sections.is_empty() && default)
+            || self
+                .sections
+                .iter()
+                .any(|s| s == section || matches!(s.as_str(), "all" | "everything") || (s == "default" && default))
     }
 
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
@@ -62,6 +72,26 @@ impl Info {
                     line("total_commands_processed", &server.commands.load(Ordering::Relaxed));
                     line("acl_access_denied_auth", &server.auth_failures.load(Ordering::Relaxed));
                     line("snapshot_walks", &server.snapshot_walks.load(Ordering::Relaxed));
+                    line("total_net_input_bytes", &server.metrics.net_input_bytes.load(Ordering::Relaxed));
+                    line("total_net_output_bytes", &server.metrics.net_output_bytes.load(Ordering::Relaxed));
+                    line("total_error_replies", &server.metrics.error_stats().values().sum::<u64>());
+                }
+                "commandstats" => {
+                    out.push_str("# Commandstats\r\n");
+                    for c in server.metrics.command_stats() {
+                        let per_call = if c.calls == 0 { 0.0 } else { c.usec as f64 / c.calls as f64 };
+                        let _ = write!(
+                            out,
+                            "cmdstat_{}:calls={},usec={},usec_per_call={per_call:.2},rejected_calls={},failed_calls={}\r\n",
+                            c.name, c.calls, c.usec, c.rejected, c.failed
+                        );
+                    }
+                }
+                "errorstats" => {
+                    out.push_str("# Errorstats\r\n");
+                    for (kind, count) in server.metrics.error_stats() {
+                        let _ = write!(out, "errorstat_{kind}:count={count}\r\n");
+                    }
                 }
                 "keyspace" => {
                     out.push_str("# Keyspace\r\n");

@@ -263,9 +263,14 @@ impl Command {
         Command::parse_row(row, &mut Args::new(spec.name, rest))
     }
 
-    /// Runs the command; every failure becomes an error reply.
+    /// Runs the command; every failure becomes an error reply. Counted in the node's
+    /// metrics: a call, its time, and its error's kind if it failed.
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Reply {
-        self.run(ctx).await.unwrap_or_else(Reply::from)
+        let name = self.spec().name;
+        let started = std::time::Instant::now();
+        let result = self.run(ctx).await;
+        ctx.server.metrics.command_done(name, started.elapsed(), result.as_ref().err().map(Error::kind));
+        result.unwrap_or_else(Reply::from)
     }
 }
 
