@@ -93,6 +93,21 @@ fn the_planted_stale_read_bug_is_caught() {
     assert!(!page.contains("src=\"http") && !page.contains("href=\"http"), "the report must be self-contained");
 }
 
+/// A compare-and-set that swaps without comparing (`--unsafe-blind-cas`) answers "swapped"
+/// while the key holds another value: the checker must say so. The mix is mostly cas, on one
+/// key, so the clients' expected values go stale quickly.
+#[test]
+fn the_planted_blind_cas_bug_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let broken = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap(), "--unsafe-blind-cas"]);
+    let history = dir.path().join("h.jsonl");
+    let args = ["--clients", "8", "--keys", "1", "--ops", "2000", "--mix", "get=2,set=1,cas=3", "--check"];
+    let out = workload(&broken.addr(), &history, &args);
+    assert_verdict(&out, Verdict::NotLinearizable, "the planted blind-cas bug");
+    assert!(text(&out).contains("cas "), "the violation names a cas:\n{}", text(&out));
+}
+
 #[test]
 fn the_same_seed_gives_the_same_invocations() {
     let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,10 @@
 //! the search, each key's operations are rewritten in ways that keep its verdict and take
 //! most crashed operations out of the search ([`reduce`]: observed crashed writes bounded by
 //! their first observer, values no operation can tell apart merged, unobservable crashed
-//! writes dropped), and the search treats identical crashed operations as one.
+//! writes dropped), and the search treats identical crashed operations as one. Between the
+//! two, a pass that does not search ([`refute`]) looks for reads of a value that certainly
+//! was overwritten before the read began, whatever the crashed operations did: what the
+//! search would need every order of the operations before the read to prove.
 //!
 //! FLUSHALL is judged as what paxos mode promises of it: a delete of each key, each at an
 //! instant of its own between the call and the reply (paxos lists the keys a quorum holds and
@@ -27,6 +30,7 @@ pub mod dynamo;
 mod model;
 mod prepare;
 mod reduce;
+mod refute;
 pub mod report;
 mod search;
 pub mod synth;
@@ -69,8 +73,13 @@ pub struct Violation {
     /// The operation that could not be placed after that prefix.
     pub stuck: usize,
     /// The smallest window to look at: the last operation placed and every operation
-    /// concurrent with the stuck one, in invocation order.
+    /// concurrent with the stuck one, in invocation order. For a stale read, the operations
+    /// of `stale` and the read.
     pub window: Vec<usize>,
+    /// When the stuck operation is a read found stale without a search (then `prefix` is
+    /// empty): for each operation that could have produced what it read (`None`: the key's
+    /// initial absence), one that certainly changed that value after it and before the read.
+    pub stale: Vec<(Option<usize>, usize)>,
 }
 
 /// What the rewrites of crashed operations did, over every key ([`reduce`]).
@@ -141,14 +150,24 @@ fn check_prepared(
                         r.unnamed += reduced.unnamed;
                         r.dropped += reduced.dropped;
                     }
-                    let outcome = match search::check_key(&reduced.ops, deadline, &mut |_| {}) {
-                        Outcome::Violation { prefix, stuck } => Outcome::Violation {
-                            prefix: prefix.into_iter().map(|i| reduced.origin[i]).collect(),
-                            stuck: reduced.origin[stuck],
+                    let found = match refute::stale_read(&reduced.ops) {
+                        Some(stale) => {
+                            let o = |i: usize| reduced.origin[i];
+                            let pairs = stale.broken.iter().map(|&(p, x)| (p.map(o), o(x))).collect();
+                            (Outcome::Violation { prefix: Vec::new(), stuck: o(stale.reader) }, pairs)
+                        }
+                        None => match search::check_key(&reduced.ops, deadline, &mut |_| {}) {
+                            Outcome::Violation { prefix, stuck } => (
+                                Outcome::Violation {
+                                    prefix: prefix.into_iter().map(|i| reduced.origin[i]).collect(),
+                                    stuck: reduced.origin[stuck],
+                                },
+                                Vec::new(),
+                            ),
+                            other => (other, Vec::new()),
                         },
-                        other => other,
                     };
-                    results.lock().unwrap().push(((*key).clone(), outcome));
+                    results.lock().unwrap().push(((*key).clone(), found));
                     progress(done.fetch_add(1, Ordering::Relaxed) + 1, keys.len());
                 }
             });
@@ -158,13 +177,22 @@ fn check_prepared(
     results.sort_by(|a, b| a.0.cmp(&b.0));
     let mut violations = Vec::new();
     let mut timed_out = Vec::new();
-    for (key, outcome) in results {
+    for (key, (outcome, stale)) in results {
         match outcome {
             Outcome::Linearizable => {}
             Outcome::TimedOut => timed_out.push(key),
             Outcome::Violation { prefix, stuck } => {
-                let window = window(&history.keys[&key], &prefix, stuck);
-                violations.push(Violation { key, prefix, stuck, window });
+                let ops = &history.keys[&key];
+                let window = if stale.is_empty() {
+                    window(ops, &prefix, stuck)
+                } else {
+                    let mut w: Vec<usize> = stale.iter().flat_map(|&(p, x)| p.into_iter().chain([x])).collect();
+                    w.push(stuck);
+                    w.sort_by_key(|&i| (ops[i].call, i));
+                    w.dedup();
+                    w
+                };
+                violations.push(Violation { key, prefix, stuck, window, stale });
             }
         }
     }
