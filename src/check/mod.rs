@@ -40,7 +40,7 @@ pub use prepare::{Fault, NEVER, Operation, Prepared, prepare, prepare_stream};
 pub use search::Outcome;
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::history::Numbered;
@@ -99,6 +99,8 @@ pub struct Report {
     pub verdict: Verdict,
     pub history: Prepared,
     pub violations: Vec<Violation>,
+    /// Keys left undecided: the time limit ran out, or (when `violations` is not empty)
+    /// their search was stopped once another key was found wrong.
     pub timed_out: Vec<String>,
     pub rewrites: Rewrites,
     pub elapsed: Duration,
@@ -132,46 +134,48 @@ fn check_prepared(
 ) -> Result<Report, String> {
     let deadline = timeout.map(|t| started + t);
     let keys: Vec<(&String, &Vec<Operation>)> = history.keys.iter().collect();
-    let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
     let rewrites = Mutex::new(Rewrites::default());
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(keys.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((key, ops)) = keys.get(i) else { break };
-                    let reduced = reduce::reduce(ops);
-                    {
-                        let mut r = rewrites.lock().unwrap();
-                        r.bounded += reduced.bounded;
-                        r.unnamed += reduced.unnamed;
-                        r.dropped += reduced.dropped;
-                    }
-                    let found = match refute::stale_read(&reduced.ops) {
-                        Some(stale) => {
-                            let o = |i: usize| reduced.origin[i];
-                            let pairs = stale.broken.iter().map(|&(p, x)| (p.map(o), o(x))).collect();
-                            (Outcome::Violation { prefix: Vec::new(), stuck: o(stale.reader) }, pairs)
-                        }
-                        None => match search::check_key(&reduced.ops, deadline, &mut |_| {}) {
-                            Outcome::Violation { prefix, stuck } => (
-                                Outcome::Violation {
-                                    prefix: prefix.into_iter().map(|i| reduced.origin[i]).collect(),
-                                    stuck: reduced.origin[stuck],
-                                },
-                                Vec::new(),
-                            ),
-                            other => (other, Vec::new()),
-                        },
-                    };
-                    results.lock().unwrap().push(((*key).clone(), found));
-                    progress(done.fetch_add(1, Ordering::Relaxed) + 1, keys.len());
-                }
-            });
+    // First, over every key, the rewrites and the refutation, which take no search; a key
+    // found wrong there decides the verdict, and the searches of the others stop.
+    let stop = AtomicBool::new(false);
+    let reduced: Vec<Mutex<Option<reduce::Reduced>>> = (0..keys.len()).map(|_| Mutex::new(None)).collect();
+    in_parallel(keys.len(), |i| {
+        let (key, ops) = keys[i];
+        let r = reduce::reduce(ops);
+        {
+            let mut total = rewrites.lock().unwrap();
+            total.bounded += r.bounded;
+            total.unnamed += r.unnamed;
+            total.dropped += r.dropped;
         }
+        match refute::stale_read(&r.ops) {
+            Some(stale) => {
+                let o = |i: usize| r.origin[i];
+                let pairs = stale.broken.iter().map(|&(p, x)| (p.map(o), o(x))).collect();
+                results
+                    .lock()
+                    .unwrap()
+                    .push((key.clone(), (Outcome::Violation { prefix: Vec::new(), stuck: o(stale.reader) }, pairs)));
+                stop.store(true, Ordering::Relaxed);
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1, keys.len());
+            }
+            None => *reduced[i].lock().unwrap() = Some(r),
+        }
+    });
+    in_parallel(keys.len(), |i| {
+        let Some(r) = reduced[i].lock().unwrap().take() else { return };
+        let found = match search::check_key(&r.ops, deadline, &stop) {
+            Outcome::Violation { prefix, stuck } => {
+                stop.store(true, Ordering::Relaxed);
+                let prefix = prefix.into_iter().map(|i| r.origin[i]).collect();
+                (Outcome::Violation { prefix, stuck: r.origin[stuck] }, Vec::new())
+            }
+            other => (other, Vec::new()),
+        };
+        results.lock().unwrap().push((keys[i].0.clone(), found));
+        progress(done.fetch_add(1, Ordering::Relaxed) + 1, keys.len());
     });
     let mut results = results.into_inner().unwrap();
     results.sort_by(|a, b| a.0.cmp(&b.0));
@@ -205,6 +209,25 @@ fn check_prepared(
     };
     let rewrites = rewrites.into_inner().unwrap();
     Ok(Report { verdict, history, violations, timed_out, rewrites, elapsed: started.elapsed() })
+}
+
+/// Runs `f(0..n)` on as many threads as the machine has cores, each index once.
+fn in_parallel(n: usize, f: impl Fn(usize) + Sync) {
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |c| c.get()).min(n.max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    f(i);
+                }
+            });
+        }
+    });
 }
 
 fn window(ops: &[Operation], prefix: &[usize], stuck: usize) -> Vec<usize> {

@@ -120,8 +120,13 @@ pub fn verdict_text(report: &Report) -> String {
             out += &format!("    {}{}\n", describe(&ops[i]), if i == v.stuck { "   <- cannot be placed" } else { "" });
         }
     }
-    if !report.timed_out.is_empty() {
+    if !report.timed_out.is_empty() && report.violations.is_empty() {
         out += &format!("time limit reached before deciding keys: {}\n", report.timed_out.join(", "));
+    } else if !report.timed_out.is_empty() {
+        out += &format!(
+            "keys left undecided (the time limit, or a violation found elsewhere, stopped their search): {}\n",
+            report.timed_out.join(", ")
+        );
     }
     out
 }
