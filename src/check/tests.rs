@@ -677,3 +677,49 @@ fn sixteen_operations_of_a_key_in_flight_are_decided() {
         }
     }
 }
+/// The zones decide a key of GETs and SETs of distinct values without searching; on small
+/// random histories of them (concurrent, with crashed writes, some reads tampered with) they
+/// must agree with the exhaustive search every time, in both directions.
+#[test]
+fn the_zones_agree_with_the_search_on_keys_of_gets_and_sets() {
+    use super::synth::{Shape, crashed_history};
+    use super::zones::{Zones, decide};
+    let (mut yes, mut no) = (0, 0);
+    for seed in 0..1500 {
+        let shape = Shape {
+            clients: 4,
+            keys: 1,
+            ops: 20,
+            mix: [3, 2, 0, 0, 0, 0],
+            crashed: 3,
+            stale_read: false,
+            latency: 50_000,
+            think: 10_000,
+            ..Shape::contended(seed)
+        };
+        let mut history = crashed_history(&shape);
+        let written: Vec<Value> = history
+            .iter()
+            .filter(|n| n.event.f == "set" && n.event.kind == EventType::Invoke)
+            .map(|n| n.event.value.clone())
+            .chain([Value::Null])
+            .collect();
+        let reads: Vec<usize> =
+            (0..history.len()).filter(|&i| history[i].event.f == "get" && history[i].event.kind == Ok).collect();
+        if seed % 2 == 1 && !reads.is_empty() {
+            let r = reads[(seed as usize / 2) % reads.len()];
+            history[r].event.value = written[(seed as usize / 7) % written.len()].clone();
+        }
+        let ops = super::prepare(&history).unwrap().keys.remove("k0").unwrap_or_default();
+        let searched = super::search::check_key(&super::reduce::reduce(&ops).ops, None, &Default::default());
+        let zones = decide(&ops);
+        assert_ne!(zones, Zones::NotApplicable, "seed {seed}");
+        assert_eq!(
+            zones == Zones::Linearizable,
+            searched == super::Outcome::Linearizable,
+            "seed {seed}: zones {zones:?}, search {searched:?}"
+        );
+        if zones == Zones::Linearizable { yes += 1 } else { no += 1 }
+    }
+    assert!(yes > 300 && no > 300, "both verdicts must be exercised: {yes} yes, {no} no");
+}
