@@ -358,6 +358,28 @@ fn a_reply_the_command_never_gives_fails_the_run_even_when_the_history_checks() 
     }
 }
 
+/// The default mix against valthree's linearizable modes runs every command the checker
+/// models — cas, getdel and getset among them — and the history they make is checked.
+#[test]
+fn the_default_mix_runs_getdel_and_getset_and_the_checker_judges_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let node = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap()]);
+    let history = dir.path().join("h.jsonl");
+    let out = workload(&node.addr(), &history, &["--clients", "6", "--keys", "3", "--ops", "2000", "--check"]);
+    assert_verdict(&out, Verdict::Linearizable, "the default mix on one s3 node");
+    let events = events(&history);
+    for f in ["get", "set", "del", "incr", "append", "cas", "getdel", "getset"] {
+        let ok = events.iter().filter(|e| e["f"] == f && e["type"] == "ok").count();
+        assert!(ok > 20, "the default mix runs {f}: {ok} completed");
+    }
+    // GETDEL and GETSET answer the value they found: some of them found one.
+    for f in ["getdel", "getset"] {
+        let found = events.iter().filter(|e| e["f"] == f && e["type"] == "ok" && e["value"].is_string()).count();
+        assert!(found > 0, "{f} found a value");
+    }
+}
+
 /// `cas` is recorded in the format the checkers read: invoke `[expected, new]` (strings), `ok`
 /// true when it swapped and false when the value differed; and it compares with what the
 /// client last read, so some swaps happen.
