@@ -117,10 +117,10 @@ pub fn decide(ops: &[Operation]) -> Zones {
     // end so far.
     let mut furthest: Option<&Cluster> = None;
     for &z in &forward {
-        if let Some(f) = furthest {
-            if f.last_call.0 > z.first_ret.0 {
-                return Zones::Conflict([f.ops(), z.ops()].concat());
-            }
+        if let Some(f) = furthest
+            && f.last_call.0 > z.first_ret.0
+        {
+            return Zones::Conflict([f.ops(), z.ops()].concat());
         }
         if furthest.is_none_or(|f| z.last_call.0 > f.last_call.0) {
             furthest = Some(z);
