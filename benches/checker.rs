@@ -8,8 +8,9 @@
 //!
 //! `cargo bench --bench checker -- --crashed DIR` writes the contended histories with crashed
 //! writes (`valthree::check::synth::crashed_history`: 64 clients, 4 keys, 100k operations,
-//! about 240 crashed writes; each mix linearizable and with one stale read planted) to DIR,
-//! keeps them there for other checkers, and checks each the same way, with a 100 s limit.
+//! about 240 crashed writes; each mix linearizable and with one stale read planted; about 5
+//! and about 16 operations of a key in flight) to DIR, keeps them there for other checkers,
+//! and checks each the same way, with a 60 s limit (`--limit SECONDS`).
 
 use std::io::Write;
 use std::path::Path;
@@ -61,27 +62,35 @@ fn write(path: &Path, history: &[Numbered]) {
 const MIXES: &[(&str, [u32; 6])] =
     [("get-set", [3, 2, 0, 0, 0, 0]), ("cas", [3, 2, 1, 0, 0, 2]), ("all", [3, 2, 1, 1, 1, 2])].as_slice();
 
-fn crashed(me: &str, dir: &Path) {
+/// The two contentions: about 5 operations of a key in flight (latency up to 5 µs, think up
+/// to 10 µs), and about 16 (latency up to 50 µs, think up to 2 µs: the shape).
+const CONTENTIONS: &[(&str, u64, u64)] = &[("", 5_000, 10_000), ("-16", 50_000, 2_000)];
+
+fn crashed(me: &str, dir: &Path, limit: &str) {
     std::fs::create_dir_all(dir).unwrap();
     println!("{:>28} {:>8} {:>10} {:>10}  verdict", "history", "crashed", "seconds", "peak MiB");
-    for &(name, mix) in MIXES {
-        for stale_read in [false, true] {
-            let shape = synth::Shape { mix, stale_read, ..synth::Shape::contended(28) };
-            let history = synth::crashed_history(&shape);
-            let crashed = history.iter().filter(|n| n.event.kind == valthree::history::EventType::Info).count();
-            let file = format!("crashed-{name}{}.jsonl", if stale_read { "-stale" } else { "" });
-            let path = dir.join(&file);
-            write(&path, &history);
-            let child =
-                std::process::Command::new(me).args(["--check-one", path.to_str().unwrap(), "100"]).output().unwrap();
-            let line = String::from_utf8_lossy(&child.stdout);
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            println!(
-                "{file:>28} {crashed:>8} {:>10} {:>10}  {}",
-                fields.first().unwrap_or(&"?"),
-                fields.get(2).unwrap_or(&"?"),
-                fields.get(1).unwrap_or(&"?")
-            );
+    for &(contention, latency, think) in CONTENTIONS {
+        for &(name, mix) in MIXES {
+            for stale_read in [false, true] {
+                let shape = synth::Shape { mix, stale_read, latency, think, ..synth::Shape::contended(28) };
+                let history = synth::crashed_history(&shape);
+                let crashed = history.iter().filter(|n| n.event.kind == valthree::history::EventType::Info).count();
+                let file = format!("crashed{contention}-{name}{}.jsonl", if stale_read { "-stale" } else { "" });
+                let path = dir.join(&file);
+                write(&path, &history);
+                let child = std::process::Command::new(me)
+                    .args(["--check-one", path.to_str().unwrap(), limit])
+                    .output()
+                    .unwrap();
+                let line = String::from_utf8_lossy(&child.stdout);
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                println!(
+                    "{file:>28} {crashed:>8} {:>10} {:>10}  {}",
+                    fields.first().unwrap_or(&"?"),
+                    fields.get(2).unwrap_or(&"?"),
+                    fields.get(1).unwrap_or(&"?")
+                );
+            }
         }
     }
 }
@@ -93,7 +102,8 @@ fn main() {
         return check_one(Path::new(&args[i + 1]), timeout);
     }
     if let Some(i) = args.iter().position(|a| a == "--crashed") {
-        return crashed(&args[0], Path::new(&args[i + 1]));
+        let limit = args.iter().position(|a| a == "--limit").and_then(|i| args.get(i + 1)).map_or("60", |s| s.as_str());
+        return crashed(&args[0], Path::new(&args[i + 1]), limit);
     }
     // `cargo bench` passes --bench; test runners listing or running tests get nothing.
     if !args.iter().any(|a| a == "--bench") {

@@ -76,9 +76,6 @@ _valthree() {
             valthree__subcmd__cluster,resume)
                 cmd="valthree__subcmd__cluster__subcmd__resume"
                 ;;
-            valthree__subcmd__cluster,rolling-restart)
-                cmd="valthree__subcmd__cluster__subcmd__rolling__subcmd__restart"
-                ;;
             valthree__subcmd__cluster,status)
                 cmd="valthree__subcmd__cluster__subcmd__status"
                 ;;
@@ -114,9 +111,6 @@ _valthree() {
                 ;;
             valthree__subcmd__cluster__subcmd__help,resume)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__resume"
-                ;;
-            valthree__subcmd__cluster__subcmd__help,rolling-restart)
-                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__rolling__subcmd__restart"
                 ;;
             valthree__subcmd__cluster__subcmd__help,status)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__status"
@@ -180,9 +174,6 @@ _valthree() {
                 ;;
             valthree__subcmd__help__subcmd__cluster,resume)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__resume"
-                ;;
-            valthree__subcmd__help__subcmd__cluster,rolling-restart)
-                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__rolling__subcmd__restart"
                 ;;
             valthree__subcmd__help__subcmd__cluster,status)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__status"
@@ -263,7 +254,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster)
-            opts="-h -V --dir --json --help --version up status kill pause resume restart rolling-restart partition heal add-node remove-node down help"
+            opts="-h -V --dir --json --help --version up status kill pause resume restart partition heal add-node remove-node down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -335,7 +326,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__help)
-            opts="up status kill pause resume restart rolling-restart partition heal add-node remove-node down help"
+            opts="up status kill pause resume restart partition heal add-node remove-node down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -488,20 +479,6 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        valthree__subcmd__cluster__subcmd__help__subcmd__rolling__subcmd__restart)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         valthree__subcmd__cluster__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -622,24 +599,6 @@ _valthree() {
             ;;
         valthree__subcmd__cluster__subcmd__resume)
             opts="-h -V --dir --json --help --version n1 n2 n3 n4 n5 n6 n7 n8 n9"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        valthree__subcmd__cluster__subcmd__rolling__subcmd__restart)
-            opts="-h -V --dir --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -791,7 +750,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help__subcmd__cluster)
-            opts="up status kill pause resume restart rolling-restart partition heal add-node remove-node down"
+            opts="up status kill pause resume restart partition heal add-node remove-node down"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -917,20 +876,6 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help__subcmd__cluster__subcmd__resume)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        valthree__subcmd__help__subcmd__cluster__subcmd__rolling__subcmd__restart)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1139,7 +1084,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__serve)
-            opts="-v -h -V --mode --addr --data-dir --log-format --json --metrics-addr --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --shutdown-timeout --s3-endpoint --s3-bucket --s3-region --s3-access-key --s3-secret-key --s3-dir --s3-key --unsafe-trust-object-store --s3-batch --s3-value-objects-from --maxmemory --s3-snapshot-keys --unsafe-stale-reads --node-id --peer-addr --peer-listen --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --paxos-one-rtt --paxos-gc-interval --unsafe-accept-quorum --stale-reads --raft-snapshot-every --vnodes --replicas --r --w --read-repair --hinted-handoff --max-hints --hint-window --sibling-read --swim-period --sloppy-quorum --aae-interval --aae-max-keys --tombstone-grace --handoff-grace --suspect-timeout --unsafe-lww --unsafe-server-clocks --help --version"
+            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --s3-endpoint --s3-bucket --s3-region --s3-access-key --s3-secret-key --s3-dir --s3-key --unsafe-trust-object-store --s3-batch --s3-value-objects-from --maxmemory --s3-snapshot-keys --unsafe-stale-reads --unsafe-blind-cas --node-id --peer-addr --peer-listen --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --paxos-one-rtt --paxos-gc-interval --unsafe-accept-quorum --stale-reads --raft-snapshot-every --vnodes --replicas --r --w --read-repair --hinted-handoff --max-hints --hint-window --sibling-read --swim-period --sloppy-quorum --aae-interval --aae-max-keys --tombstone-grace --handoff-grace --suspect-timeout --unsafe-lww --unsafe-server-clocks --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1154,14 +1099,6 @@ _valthree() {
                     return 0
                     ;;
                 --data-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --log-format)
-                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
-                    return 0
-                    ;;
-                --metrics-addr)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1214,10 +1151,6 @@ _valthree() {
                     return 0
                     ;;
                 --timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --shutdown-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -93,6 +93,21 @@ fn the_planted_stale_read_bug_is_caught() {
     assert!(!page.contains("src=\"http") && !page.contains("href=\"http"), "the report must be self-contained");
 }
 
+/// A compare-and-set that swaps without comparing (`--unsafe-blind-cas`) answers "swapped"
+/// while the key holds another value: the checker must say so. The mix is mostly cas, on one
+/// key, so the clients' expected values go stale quickly.
+#[test]
+fn the_planted_blind_cas_bug_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let broken = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap(), "--unsafe-blind-cas"]);
+    let history = dir.path().join("h.jsonl");
+    let args = ["--clients", "8", "--keys", "1", "--ops", "2000", "--mix", "get=2,set=1,cas=3", "--check"];
+    let out = workload(&broken.addr(), &history, &args);
+    assert_verdict(&out, Verdict::NotLinearizable, "the planted blind-cas bug");
+    assert!(text(&out).contains("cas "), "the violation names a cas:\n{}", text(&out));
+}
+
 #[test]
 fn the_same_seed_gives_the_same_invocations() {
     let dir = tempfile::tempdir().unwrap();
@@ -340,6 +355,28 @@ fn a_reply_the_command_never_gives_fails_the_run_even_when_the_history_checks() 
         let sets = events(&history).into_iter().filter(|e| e["f"] == "set" && e["type"] != "invoke").count();
         let unknown = events(&history).into_iter().filter(|e| e["f"] == "set" && e["type"] == "info").count();
         assert!(sets > 0 && unknown == sets, "{check:?}: {said}");
+    }
+}
+
+/// The default mix against valthree's linearizable modes runs every command the checker
+/// models — cas, getdel and getset among them — and the history they make is checked.
+#[test]
+fn the_default_mix_runs_getdel_and_getset_and_the_checker_judges_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let node = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap()]);
+    let history = dir.path().join("h.jsonl");
+    let out = workload(&node.addr(), &history, &["--clients", "6", "--keys", "3", "--ops", "2000", "--check"]);
+    assert_verdict(&out, Verdict::Linearizable, "the default mix on one s3 node");
+    let events = events(&history);
+    for f in ["get", "set", "del", "incr", "append", "cas", "getdel", "getset"] {
+        let ok = events.iter().filter(|e| e["f"] == f && e["type"] == "ok").count();
+        assert!(ok > 20, "the default mix runs {f}: {ok} completed");
+    }
+    // GETDEL and GETSET answer the value they found: some of them found one.
+    for f in ["getdel", "getset"] {
+        let found = events.iter().filter(|e| e["f"] == f && e["type"] == "ok" && e["value"].is_string()).count();
+        assert!(found > 0, "{f} found a value");
     }
 }
 

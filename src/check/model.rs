@@ -123,6 +123,24 @@ pub(crate) fn parse_integer(s: &str) -> Option<i64> {
     })
 }
 
+/// Whether an operation with this input and answer leaves every state it can have run on as
+/// it was: what it answered says it only read. A GET; a CAS that answered false; a DEL of 0 or
+/// a GETDEL of nil (the key was absent); a GETSET that found the value it writes, or a CAS
+/// that swapped a value for itself; an APPEND of nothing. (A SET that writes the current value
+/// changes nothing here, but would change another state: it is not one of these.)
+pub fn only_reads(input: &Input, output: Option<&Output>) -> bool {
+    match (input, output) {
+        (_, None) => false,
+        (Input::Get, _) => true,
+        (Input::Cas { .. }, Some(Output::Swapped(false))) => true,
+        (Input::Cas { expected, new }, Some(Output::Swapped(true))) => expected == new,
+        (Input::Del, Some(Output::Int(0))) | (Input::Getdel, Some(Output::Value(None))) => true,
+        (Input::Getset(v), Some(Output::Value(Some(old)))) => old == v,
+        (Input::Append(suffix), Some(_)) => suffix.is_empty(),
+        _ => false,
+    }
+}
+
 /// Applies `input` to `state`. With `output` known, returns the next state only if the
 /// output is what the register would have answered; with `output == None` (unknown
 /// outcome) any answer is accepted. An INCR of a non-integer fails in Redis without

@@ -380,6 +380,11 @@ pub fn render(report: &Report, title: &str) -> String {
             "focus": focus,
             "window": violation.map(|v| v.window.iter().map(|&i| describe(&ops[i])).collect::<Vec<_>>()),
             "prefixLen": violation.map(|v| v.prefix.len()),
+            // A stale read found without a search has no prefix: say what it is instead.
+            "problem": violation.filter(|v| !v.stale.is_empty()).map(|v| format!(
+                "a stale read: {} read what was certainly overwritten before it began (the operations that could have produced it, and what changed it after each, are listed)",
+                describe(&ops[v.stuck])
+            )),
         }));
     }
     let verdict_class = match report.verdict {

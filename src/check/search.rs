@@ -26,11 +26,42 @@
 //! makes the placed members of each group its earliest-called ones in placing order, which
 //! is the only order this search tries. Without it, k identical crashed writes are 2^k
 //! subsets to the memoization; with it, k + 1 prefixes.
+//!
+//! Two more rules keep the search from branching where branching cannot help; they are what
+//! lets it follow many operations of a key in flight at once (contention). Each restricts
+//! the choices tried at a configuration (model state, operations placed) to a subset that
+//! has a linearization whenever the configuration has one, so the search stays complete,
+//! and each depends only on the configuration, so the memoization stays sound. An operation
+//! is *callable* at a configuration when its call entry comes before the first return entry
+//! still in the list: every operation that returned before it was called is placed.
+//!
+//! * **Operations that only read go first, and alone.** If a callable operation `r` whose
+//!   answer says it only read ([`super::model::only_reads`]: a GET, a CAS that answered
+//!   false, a DEL of 0, ...) can run on the current state with that answer, the search places
+//!   it and tries nothing else at that configuration. *Why it is complete:* take a
+//!   linearization `L` that continues the configuration and places `r` later. Move `r` to
+//!   the front: it finds the current state and leaves it; where it stood in `L` it left the
+//!   state as it found it too (it only reads, whatever the state), so every other operation
+//!   sees what it saw in `L`; `r` is callable, so every operation that must precede it is
+//!   already placed; operations that must follow `r` still do, as it only moved earlier.
+//!   (An operation that merely leaves the *current* state alone, such as a SET of the current
+//!   value, is not enough: where `L` placed it, it may have changed the state.)
+//! * **Of identical determinate operations, the one that returns first goes first.** If
+//!   two callable determinate operations `o` and `m` have the same input and output and
+//!   `m` returns first, the search does not try `o` next. *Why it is complete:* a
+//!   linearization that places `o` next and `m` at a later point `p` stays one when the two
+//!   swap roles: the states and answers are the same; `m` is callable; `o` at `p` is after
+//!   its call (it was callable before `p`), before its return (`p` ≤ `m`'s return ≤ `o`'s),
+//!   and before every operation called after `o` returned (called after `m` returned, they
+//!   came after `p` already). After [`super::reduce`] renames values no operation can tell
+//!   apart, all SETs of such values of one length are identical: without this rule, the
+//!   search tries them in every order.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use super::model::step;
+use super::model::{only_reads, step};
 use super::prepare::{NEVER, Operation};
 
 /// How the search of one key ended.
@@ -43,7 +74,7 @@ pub enum Outcome {
         prefix: Vec<usize>,
         stuck: usize,
     },
-    /// The deadline passed first.
+    /// The deadline passed first, or the search was told to stop.
     TimedOut,
 }
 
@@ -147,9 +178,9 @@ fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// Searches for a linearization of `ops` (all on one key), giving up at `deadline`.
-/// `progress` is called now and then with the number of operations placed so far.
-pub fn check_key(ops: &[Operation], deadline: Option<Instant>, progress: &mut dyn FnMut(usize)) -> Outcome {
+/// Searches for a linearization of `ops` (all on one key), giving up at `deadline` or once
+/// `stop` is set.
+pub fn check_key(ops: &[Operation], deadline: Option<Instant>, stop: &AtomicBool) -> Outcome {
     let mut list = List::new(ops);
     let zobrist: Vec<u128> =
         (0..ops.len() as u64).map(|i| (splitmix(2 * i) as u128) << 64 | splitmix(2 * i + 1) as u128).collect();
@@ -157,8 +188,9 @@ pub fn check_key(ops: &[Operation], deadline: Option<Instant>, progress: &mut dy
     let mut state = states.id(None);
     let mut linearized: u128 = 0;
     let mut cache: HashSet<(u128, u32)> = HashSet::new();
-    // The choices made so far: (call entry, state before it, its node in `trail`).
-    let mut calls: Vec<(usize, u32, usize)> = Vec::new();
+    // The choices made so far: (call entry, state before it, its node in `trail`, whether
+    // it was the only choice tried at its configuration).
+    let mut calls: Vec<(usize, u32, usize, bool)> = Vec::new();
     // Every prefix ever tried, as a tree of (operation, parent) nodes, so the best prefix
     // can be remembered in O(1) and spelled out only if the key turns out to be wrong.
     let mut trail: Vec<(usize, usize)> = Vec::new();
@@ -184,33 +216,87 @@ pub fn check_key(ops: &[Operation], deadline: Option<Instant>, progress: &mut dy
         }
     }
     let mut placed_in_group: Vec<usize> = vec![0; members.len()];
+    // Groups of identical determinate operations (same input and output), each holding its
+    // unplaced members by (return, index); and the call and return entry of every operation.
+    let mut twin_of: Vec<usize> = vec![NIL; ops.len()];
+    let mut twins: Vec<BTreeSet<(u64, usize)>> = Vec::new();
+    {
+        let mut ids: HashMap<(&super::model::Input, &super::model::Output), usize> = HashMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            if let Some(output) = &op.output {
+                let g = *ids.entry((&op.input, output)).or_insert_with(|| {
+                    twins.push(BTreeSet::new());
+                    twins.len() - 1
+                });
+                twin_of[i] = g;
+                twins[g].insert((op.ret, i));
+            }
+        }
+    }
+    let mut call_entry = vec![NIL; ops.len()];
+    for (idx, e) in list.e.iter().enumerate().skip(1) {
+        if e.is_call {
+            call_entry[e.op] = idx;
+        }
+    }
+    // Return entries still in the list: the first one bounds which calls are callable (the
+    // arena is in time order, so an index comparison says which entry comes first).
+    let mut returns: BTreeSet<usize> = (1..list.e.len()).filter(|&i| !list.e[i].is_call).collect();
     let mut entry = list.e[HEAD].next;
+    // Set after each placement: look for an operation that changes nothing first.
+    let mut fresh = true;
     let mut steps: u64 = 0;
     while remaining > 0 {
         // The deadline is looked at on the first step and every 16384 after.
-        if steps.is_multiple_of(1 << 14) {
-            progress(calls.len());
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Outcome::TimedOut;
-            }
+        if steps.is_multiple_of(1 << 14)
+            && (deadline.is_some_and(|d| Instant::now() >= d) || stop.load(Ordering::Relaxed))
+        {
+            return Outcome::TimedOut;
         }
         steps += 1;
-        let e = &list.e[entry];
-        if e.is_call {
+        let current = states.values[state as usize].as_deref();
+        // Rule: an operation that changes nothing goes first, and alone.
+        let mut forced = NIL;
+        if fresh {
+            fresh = false;
+            let mut at = list.e[HEAD].next;
+            while at != NIL && list.e[at].is_call {
+                let op = &ops[list.e[at].op];
+                if only_reads(&op.input, op.output.as_ref()) && step(current, &op.input, op.output.as_ref()).is_some() {
+                    forced = at;
+                    break;
+                }
+                at = list.e[at].next;
+            }
+        }
+        let e = &list.e[if forced != NIL { forced } else { entry }];
+        if forced != NIL || e.is_call {
+            let at = if forced != NIL { forced } else { entry };
             let g = group_of[e.op];
             if g != NIL && members[g][placed_in_group[g]] != e.op {
                 entry = e.next; // an earlier identical crashed operation stands for it
                 continue;
             }
+            // Rule: of identical determinate operations, the one that returns first goes first.
+            let t = twin_of[e.op];
+            if forced == NIL
+                && t != NIL
+                && let Some(&(_, first)) = twins[t].first()
+                && first != e.op
+                && returns.first().is_some_and(|&r| call_entry[first] < r)
+            {
+                entry = e.next;
+                continue;
+            }
             let op = &ops[e.op];
-            let current = states.values[state as usize].as_deref();
+            let mut placed = false;
             if let Some(next) = step(current, &op.input, op.output.as_ref()) {
                 let next = states.id(next);
                 let hashed = linearized ^ zobrist[e.op];
                 if cache.insert((hashed, next)) {
                     let parent = calls.last().map_or(NIL, |c| c.2);
                     trail.push((e.op, parent));
-                    calls.push((entry, state, trail.len() - 1));
+                    calls.push((at, state, trail.len() - 1, forced != NIL));
                     state = next;
                     linearized = hashed;
                     if op.is_determinate() {
@@ -219,17 +305,32 @@ pub fn check_key(ops: &[Operation], deadline: Option<Instant>, progress: &mut dy
                     if g != NIL {
                         placed_in_group[g] += 1;
                     }
-                    list.lift(entry);
+                    if t != NIL {
+                        twins[t].remove(&(op.ret, e.op));
+                    }
+                    returns.remove(&list.e[at].partner);
+                    list.lift(at);
                     entry = list.e[HEAD].next;
-                    continue;
+                    fresh = true;
+                    placed = true;
                 }
             }
-            entry = list.e[entry].next;
-        } else {
-            if calls.len() > best.0 || best.2 == NIL {
-                best = (calls.len(), calls.last().map_or(NIL, |c| c.2), e.op);
+            if placed {
+                continue;
             }
-            let Some((call, previous, _)) = calls.pop() else {
+            if forced == NIL {
+                entry = list.e[entry].next;
+                continue;
+            }
+            // The only choice at this configuration leads where the search has been: it
+            // fails, and so does the configuration.
+        } else if calls.len() > best.0 || best.2 == NIL {
+            best = (calls.len(), calls.last().map_or(NIL, |c| c.2), e.op);
+        }
+        // Backtrack: undo the last choice and try the next candidate after it, or, when it
+        // was the only choice tried at its configuration, undo that configuration too.
+        loop {
+            let Some((call, previous, _, only)) = calls.pop() else {
                 let mut prefix = Vec::with_capacity(best.0);
                 let mut node = best.1;
                 while node != NIL {
@@ -248,8 +349,15 @@ pub fn check_key(ops: &[Operation], deadline: Option<Instant>, progress: &mut dy
             if group_of[op] != NIL {
                 placed_in_group[group_of[op]] -= 1;
             }
+            if twin_of[op] != NIL {
+                twins[twin_of[op]].insert((ops[op].ret, op));
+            }
             list.unlift(call);
-            entry = list.e[call].next;
+            returns.insert(list.e[call].partner);
+            if !only {
+                entry = list.e[call].next;
+                break;
+            }
         }
     }
     Outcome::Linearizable

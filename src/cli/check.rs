@@ -97,6 +97,18 @@ pub fn verdict_text(report: &Report) -> String {
     );
     for v in &report.violations {
         let ops = &report.history.keys[&v.key];
+        if !v.stale.is_empty() {
+            out += &format!(
+                "key {}: this read cannot be placed anywhere: what it read was certainly overwritten before it began:\n  {}\n",
+                v.key,
+                describe(&ops[v.stuck])
+            );
+            for &(p, x) in &v.stale {
+                let from = p.map_or_else(|| "the key's initial absence".to_string(), |p| describe(&ops[p]));
+                out += &format!("  produced by {from}\n    then changed by {}\n", describe(&ops[x]));
+            }
+            continue;
+        }
         out += &format!(
             "key {}: after a linearizable prefix of {} operations, this one cannot be placed:\n  {}\n",
             v.key,
@@ -108,8 +120,13 @@ pub fn verdict_text(report: &Report) -> String {
             out += &format!("    {}{}\n", describe(&ops[i]), if i == v.stuck { "   <- cannot be placed" } else { "" });
         }
     }
-    if !report.timed_out.is_empty() {
+    if !report.timed_out.is_empty() && report.violations.is_empty() {
         out += &format!("time limit reached before deciding keys: {}\n", report.timed_out.join(", "));
+    } else if !report.timed_out.is_empty() {
+        out += &format!(
+            "keys left undecided (the time limit, or a violation found elsewhere, stopped their search): {}\n",
+            report.timed_out.join(", ")
+        );
     }
     out
 }
@@ -127,6 +144,7 @@ pub fn verdict_json(report: &Report) -> serde_json::Value {
             json!({
                 "key": v.key,
                 "prefix_len": v.prefix.len(),
+                "stale_read": !v.stale.is_empty(),
                 "stuck": describe(&ops[v.stuck]),
                 "window": v.window.iter().map(|&i| describe(&ops[i])).collect::<Vec<_>>(),
             })

@@ -32,7 +32,7 @@ const DYNAMO_MIX: &str = "vget=3,vset=2,vdel=1";
 
 /// The default mix against valthree's linearizable modes (s3, paxos, raft): the plain one
 /// plus `cas`, SET IFEQ, which other servers may not have (redis-server before 8.4).
-const LINEARIZABLE_MIX: &str = "get=3,set=2,del=1,incr=1,append=1,cas=2";
+const LINEARIZABLE_MIX: &str = "get=3,set=2,del=1,incr=1,append=1,cas=2,getdel=1,getset=1";
 
 /// Arguments of `valthree workload`.
 #[derive(Debug, Args)]
@@ -85,8 +85,8 @@ pub struct WorkloadArgs {
     #[arg(long, default_value = "history.jsonl")]
     pub history: PathBuf,
     /// Relative weights of the operations [default: against valthree's s3, paxos and raft
-    /// modes get=3,set=2,del=1,incr=1,append=1,cas=2 (cas: SET IFEQ with the value the client
-    /// last read); against dynamo mode vget=3,vset=2,vdel=1 (VGET WITHDOTS, and VSET/VDEL under
+    /// modes get=3,set=2,del=1,incr=1,append=1,cas=2,getdel=1,getset=1 (cas: SET IFEQ with
+    /// the value the client last read); against dynamo mode vget=3,vset=2,vdel=1 (VGET WITHDOTS, and VSET/VDEL under
     /// the context the client last saw); against other servers get=3,set=2,del=1,incr=1,append=1].
     #[arg(long)]
     pub mix: Option<Mix>,
@@ -207,6 +207,11 @@ async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), 
     }
     if dynamo.is_some() && mix.has(Action::Cas) {
         return Err("cas is SET IFEQ, which dynamo mode refuses (it has no atomic read-modify-write)".into());
+    }
+    if dynamo.is_some() && (mix.has(Action::Getdel) || mix.has(Action::Getset)) {
+        return Err(
+            "getdel and getset read and write in one step, which dynamo mode refuses (use VGET and VSET)".into()
+        );
     }
     if dynamo.is_none() && [Op::Vget, Op::Vset, Op::Vdel, Op::Local].iter().any(|op| mix.has(*op)) {
         return Err("vget, vset and vdel are dynamo mode's commands; these servers do not run it".into());

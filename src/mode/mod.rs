@@ -89,6 +89,11 @@ pub async fn open(config: &ModeConfig, faults: Arc<Faults>) -> Result<Arc<dyn St
             if s3.unsafe_stale_reads {
                 tracing::warn!("--unsafe-stale-reads: some reads will be stale; this server is NOT linearizable");
             }
+            if s3.unsafe_blind_cas {
+                tracing::warn!(
+                    "--unsafe-blind-cas: SET IFEQ writes without comparing; this server is NOT linearizable"
+                );
+            }
             Ok(Arc::new(s3::S3Mode::start(objects, s3.options())))
         }
         ModeName::Paxos => {

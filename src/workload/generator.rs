@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use crate::history::Op;
 
-/// What a workload client does: one of the history's operations, or `cas`.
+/// What a workload client does: one of the history's operations, or `cas`, `getdel`, `getset`.
 ///
 /// `cas` is `SET key new IFEQ expected`, recorded as `f: "cas"` with `value: [expected, new]`
 /// (docs/verification.md). It is the workload's own until the checker's register model reads
@@ -17,6 +17,12 @@ pub enum Action {
     Op(Op),
     /// A compare-and-set: SET IFEQ with the value the client last read of the key.
     Cas,
+    /// GETDEL: read the value and delete the key in one step (recorded `f: "getdel"`, the
+    /// value read as its result).
+    Getdel,
+    /// GETSET: read the value and write a new one in one step (recorded `f: "getset"`, the
+    /// new value as its argument, the value read as its result).
+    Getset,
 }
 
 impl Action {
@@ -25,6 +31,8 @@ impl Action {
         match self {
             Action::Op(op) => op.as_str(),
             Action::Cas => "cas",
+            Action::Getdel => "getdel",
+            Action::Getset => "getset",
         }
     }
 
@@ -45,6 +53,8 @@ impl FromStr for Action {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "cas" => Ok(Action::Cas),
+            "getdel" => Ok(Action::Getdel),
+            "getset" => Ok(Action::Getset),
             other => other.parse().map(Action::Op),
         }
     }
@@ -57,8 +67,8 @@ impl fmt::Display for Action {
 }
 
 /// Relative weights of the operations (`get=3,set=2,del=1,incr=1,append=1`: the default for a
-/// server of unknown kind; `valthree workload` adds `cas=2` against valthree's linearizable
-/// modes).
+/// server of unknown kind; `valthree workload` adds `cas=2,getdel=1,getset=1` against
+/// valthree's linearizable modes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mix {
     weights: Vec<(Action, u32)>,
@@ -147,7 +157,7 @@ impl Generator {
             .map(|(op, _)| *op)
             .expect("pick is below the total weight");
         let key = (op != Action::Op(Op::Flushall)).then(|| format!("{}k{}", self.prefix, self.rng.u64(0..self.keys)));
-        let value = matches!(op, Action::Op(Op::Set | Op::Append | Op::Vset) | Action::Cas)
+        let value = matches!(op, Action::Op(Op::Set | Op::Append | Op::Vset) | Action::Cas | Action::Getset)
             .then(|| format!("{}-{}", self.client, self.seq));
         Planned { op, key, value }
     }

@@ -106,6 +106,11 @@ fn command(p: &Planned, expected: &str) -> Vec<Bytes> {
             let (key, new) = (p.key.as_deref().unwrap_or_default(), p.value.as_deref().unwrap_or_default());
             return vec![word("SET"), word(key), word(new), word("IFEQ"), word(expected)];
         }
+        Action::Getdel => return vec![word("GETDEL"), word(p.key.as_deref().unwrap_or_default())],
+        Action::Getset => {
+            let (key, new) = (p.key.as_deref().unwrap_or_default(), p.value.as_deref().unwrap_or_default());
+            return vec![word("GETSET"), word(key), word(new)];
+        }
     };
     let mut args = vec![word(match op {
         Op::Get => "GET",
@@ -161,8 +166,10 @@ impl Answer {
 fn interpret(p: &Planned, reply: BytesFrame) -> Answer {
     match (p.op, reply) {
         (_, BytesFrame::Error(e)) => Answer::error(&e),
-        (Action::Op(Op::Get), BytesFrame::BulkString(b)) => Answer::ok(json!(String::from_utf8_lossy(&b))),
-        (Action::Op(Op::Get), BytesFrame::Null) => Answer::ok(Value::Null),
+        (Action::Op(Op::Get) | Action::Getdel | Action::Getset, BytesFrame::BulkString(b)) => {
+            Answer::ok(json!(String::from_utf8_lossy(&b)))
+        }
+        (Action::Op(Op::Get) | Action::Getdel | Action::Getset, BytesFrame::Null) => Answer::ok(Value::Null),
         (Action::Op(Op::Set | Op::Flushall), BytesFrame::SimpleString(s)) if s.as_ref() == b"OK" => {
             Answer::ok(p.value.clone().map_or(Value::Null, Value::String))
         }
@@ -202,7 +209,7 @@ async fn client_loop(id: usize, shared: Arc<Shared>) -> Summary {
         let argument = match planned.op {
             op if op.is_versioned() => dynamo::argument(&planned, &context),
             Action::Cas => json!([expected, planned.value.clone().unwrap_or_default()]),
-            Action::Op(_) => planned.value.clone().map_or(Value::Null, Value::String),
+            Action::Op(_) | Action::Getdel | Action::Getset => planned.value.clone().map_or(Value::Null, Value::String),
         };
         shared.history.append(record(EventType::Invoke, &planned, argument, None));
         let started = Instant::now();
@@ -253,8 +260,11 @@ async fn client_loop(id: usize, shared: Arc<Shared>) -> Summary {
                 (Action::Op(Op::Get), _) => {
                     known.remove(key);
                 }
-                (Action::Cas, Value::Bool(true)) => {
+                (Action::Cas, Value::Bool(true)) | (Action::Getset, _) => {
                     known.insert(key.clone(), planned.value.clone().unwrap_or_default());
+                }
+                (Action::Getdel, _) => {
+                    known.remove(key);
                 }
                 _ => {}
             }
@@ -369,6 +379,21 @@ mod tests {
         assert!(matches!(interpret(&cas, BytesFrame::Integer(1)), Answer::Unexpected(_)));
         let sent: Vec<Bytes> = command(&cas, "0-0");
         assert_eq!(sent, ["SET", "k0", "1-1", "IFEQ", "0-0"].map(|w| Bytes::from_static(w.as_bytes())));
+    }
+
+    #[test]
+    fn getdel_and_getset_send_their_commands_and_record_the_value_they_found() {
+        let word = |w: &'static str| Bytes::from_static(w.as_bytes());
+        let getdel = planned(Action::Getdel);
+        assert_eq!(command(&getdel, "x"), [word("GETDEL"), word("k0")]);
+        let getset = Planned { value: Some("1-1".into()), ..planned(Action::Getset) };
+        assert_eq!(command(&getset, "x"), [word("GETSET"), word("k0"), word("1-1")]);
+        for p in [&getdel, &getset] {
+            let found = interpret(p, BytesFrame::BulkString(Bytes::from_static(b"0-3"))).recorded();
+            assert_eq!((found.0, found.1), (EventType::Ok, json!("0-3")));
+            assert_eq!(interpret(p, BytesFrame::Null).recorded().1, Value::Null);
+            assert!(matches!(interpret(p, BytesFrame::SimpleString("OK".into())), Answer::Unexpected(_)));
+        }
     }
 
     #[test]

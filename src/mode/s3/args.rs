@@ -76,6 +76,10 @@ pub struct S3Args {
     /// Test only: answer some reads from a stale snapshot, so the checker has a bug to catch.
     #[arg(long, hide = true)]
     pub unsafe_stale_reads: bool,
+    /// Test only: SET … IFEQ writes without comparing, so the checker has a broken
+    /// compare-and-set to catch.
+    #[arg(long, hide = true)]
+    pub unsafe_blind_cas: bool,
 }
 
 impl S3Args {
@@ -85,6 +89,7 @@ impl S3Args {
             object_key: self.s3_key.clone(),
             batch: self.s3_batch.is_on(),
             unsafe_stale_reads: self.unsafe_stale_reads,
+            unsafe_blind_cas: self.unsafe_blind_cas,
             value_objects_from: self.s3_value_objects_from,
             maxmemory: self.maxmemory,
             snapshot_keys: usize::try_from(self.s3_snapshot_keys).unwrap_or(usize::MAX),

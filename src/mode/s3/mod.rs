@@ -48,7 +48,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::{Error, Result};
 use crate::node::lock;
 use crate::object::{ObjectError, ObjectStore};
-use crate::store::{Keyspace, ModeInfo, Mutation, MutationReply, Pattern, ScanPage, Snapshot, Store};
+use crate::store::{
+    Keyspace, ModeInfo, Mutation, MutationReply, Pattern, ScanPage, SetCondition, Snapshot, Store, ValueCondition,
+};
 use commit::{Base, Committer, PendingWrite};
 
 /// The default object key of the database document.
@@ -68,6 +70,9 @@ pub struct S3ModeOptions {
     /// A planted bug for testing the checker: answer about half of the reads from an old
     /// snapshot. Never use it for data you care about.
     pub unsafe_stale_reads: bool,
+    /// A planted bug for testing the checker: `SET … IFEQ` writes without comparing (a
+    /// compare-and-set that always swaps). Never use it for data you care about.
+    pub unsafe_blind_cas: bool,
     /// Values this large or larger are stored as objects of their own (0: never).
     pub value_objects_from: u64,
     /// The most bytes of keys and values (0: no limit).
@@ -82,6 +87,7 @@ impl Default for S3ModeOptions {
             object_key: DEFAULT_OBJECT_KEY.into(),
             batch: true,
             unsafe_stale_reads: false,
+            unsafe_blind_cas: false,
             value_objects_from: values::DEFAULT_MIN,
             maxmemory: 0,
             snapshot_keys: commit::DIFF_KEYS,
@@ -210,7 +216,13 @@ impl Store for S3Mode {
         Ok(self.snapshot().await?.scan(cursor, count).matching(pattern))
     }
 
-    async fn mutate(&self, mutation: Mutation) -> Result<MutationReply> {
+    async fn mutate(&self, mut mutation: Mutation) -> Result<MutationReply> {
+        if self.options.unsafe_blind_cas
+            && let Mutation::Set { options, .. } = &mut mutation
+            && matches!(options.condition, Some(SetCondition::IfValue(ValueCondition::Equal(_))))
+        {
+            options.condition = None;
+        }
         let (tx, rx) = oneshot::channel();
         let write = PendingWrite { mutation, reply: tx };
         match &self.writes {
