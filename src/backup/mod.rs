@@ -39,7 +39,7 @@ mod dump;
 mod load;
 
 pub use dump::{BackupReport, backup};
-pub use load::{RestoreReport, restore, verify};
+pub use load::{FileSummary, RestoreReport, restore, verify};
 
 use tokio::sync::mpsc;
 
@@ -50,8 +50,9 @@ pub struct Target {
     pub addrs: Vec<String>,
     /// The client password, if the cluster has one.
     pub password: Option<String>,
-    /// How many connections work at once (restore, and a key-by-key backup).
-    pub connections: usize,
+    /// How many connections work at once (restore, and a key-by-key backup); `None`: what
+    /// suits the mode.
+    pub connections: Option<usize>,
 }
 
 /// A bounded queue several workers take from (tokio's mpsc has one receiver): what bounds

@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// Close a client idle for this many seconds (0: never), as Redis' `timeout`.
     #[arg(long, default_value_t = 0)]
     pub timeout: u64,
+    /// End a backup's snapshot walk (VALTHREE.SNAPSHOT) idle for this many seconds, letting
+    /// go of the keyspace version it holds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_walk_timeout: u64,
 
     #[command(flatten)]
     pub s3: S3Args,
@@ -227,6 +231,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         proto_max_bulk_len: args.proto_max_bulk_len,
         maxmemory_clients: args.maxmemory_clients,
         idle_timeout: (args.timeout > 0).then(|| std::time::Duration::from_secs(args.timeout)),
+        snapshot_walk_timeout: std::time::Duration::from_secs(args.snapshot_walk_timeout),
     };
     crate::resp::serve(listener, tls, store.clone(), config, shutdown_signal()).await?;
     // Clients are drained; now the mode's own background work (peers, replication, GC).

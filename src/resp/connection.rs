@@ -89,10 +89,25 @@ pub async fn handle<S>(
                         None => std::future::pending().await,
                     }
                 };
+                // A snapshot walk left idle pins a keyspace version: it ends on its own.
+                let walk_deadline = session.snapshot.as_ref().map(|w| w.last_used + server.snapshot_walk_timeout);
+                let walk_idle = async {
+                    match walk_deadline {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => break,
                     next = framed.next() => next,
+                    _ = walk_idle => {
+                        tracing::info!(client = session.id, "a snapshot walk idle for longer than --snapshot-walk-timeout ended");
+                        session.snapshot = None;
+                        session.walk_expired = true;
+                        server.snapshot_walks_expired.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     _ = idle => {
                         // As Redis' `timeout`: an idle client is closed without a word.
                         tracing::debug!(client = session.id, "idle for longer than --timeout; closing");

@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub maxmemory_clients: u64,
     /// Close a connection idle this long (`None`: never), as Redis' `timeout`.
     pub idle_timeout: Option<Duration>,
+    /// End a snapshot walk idle this long (`--snapshot-walk-timeout`).
+    pub snapshot_walk_timeout: Duration,
 }
 
 /// Connections that have not authenticated may hold one `UNAUTHENTICATED_SHARE`th of
@@ -74,6 +76,8 @@ pub async fn serve(
             .unwrap_or(usize::MAX),
         )),
         idle_timeout: config.idle_timeout,
+        snapshot_walk_timeout: config.snapshot_walk_timeout,
+        snapshot_walks_expired: AtomicU64::new(0),
         local_addr: listener.local_addr()?,
         started: Instant::now(),
         clients: AtomicUsize::new(0),

@@ -62,6 +62,7 @@ impl Info {
                     line("total_commands_processed", &server.commands.load(Ordering::Relaxed));
                     line("acl_access_denied_auth", &server.auth_failures.load(Ordering::Relaxed));
                     line("snapshot_walks", &server.snapshot_walks.load(Ordering::Relaxed));
+                    line("snapshot_walks_expired", &server.snapshot_walks_expired.load(Ordering::Relaxed));
                 }
                 "keyspace" => {
                     out.push_str("# Keyspace\r\n");
