@@ -190,7 +190,7 @@ impl Failover {
             let addr = &self.addrs[self.next % self.addrs.len()];
             self.conn = Some(Conn::connect(addr, self.password.as_deref()).await?);
         }
-        self.conn.as_mut().expect("connected").pipeline(requests).await
+        self.conn.as_mut().expect("connected").pipeline_until(requests, retryable).await
     }
 
     fn addr(&self) -> &str {
