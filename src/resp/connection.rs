@@ -23,7 +23,7 @@ use crate::store::Store;
 
 /// The longest a reply waits in the write buffer for the rest of its pipeline.
 pub const MAX_REPLY_DELAY: Duration = Duration::from_millis(2);
-/// Consecutive GETs of a pipeline run as one read at most this many at a time.
+/// Consecutive GETs and STRLENs of a pipeline run as one read at most this many at a time.
 pub const MAX_GET_RUN: usize = 128;
 
 /// What the loop works on next: a frame from the client, or a command already parsed while
@@ -134,24 +134,37 @@ pub async fn handle<S>(
         };
         server.commands.fetch_add(1, Ordering::Relaxed);
         let parsed = Command::parse(request);
-        let Ok(Command::Get(first)) = parsed else {
-            let read_only = is_read_only(&parsed);
-            let reply = run(parsed, store.as_ref(), &mut session, &server).await;
-            if !send(&mut framed, &mut output, &session, &server, reply, read_only, &mut queued_since).await {
-                break;
+        let first = match parsed {
+            Ok(Command::Get(get)) => (get.into_key(), false),
+            Ok(Command::Strlen(strlen)) => (strlen.into_key(), true),
+            parsed => {
+                let read_only = is_read_only(&parsed);
+                let reply = run(parsed, store.as_ref(), &mut session, &server).await;
+                if !send(&mut framed, &mut output, &session, &server, reply, read_only, &mut queued_since).await {
+                    break;
+                }
+                continue;
             }
-            continue;
         };
-        // A run of GETs already received (a pipeline) is one read: each is answered as if
-        // alone, in order, and none waits for the read of the one before it.
-        let mut keys = vec![first.into_key()];
+        // A run of GETs and STRLENs already received (a pipeline) is one read: each is
+        // answered as if alone, in order, and none waits for the read of the one before it.
+        // (`valthree backup` pipelines STRLENs of a SCAN page before reading the values.)
+        let mut keys = vec![first.0];
+        let mut lengths = vec![first.1];
         while session.authenticated && keys.len() < MAX_GET_RUN {
             match framed.next().now_or_never() {
                 None => break,
                 Some(Some(Ok(request))) => {
                     server.commands.fetch_add(1, Ordering::Relaxed);
                     match Command::parse(request) {
-                        Ok(Command::Get(get)) => keys.push(get.into_key()),
+                        Ok(Command::Get(get)) => {
+                            keys.push(get.into_key());
+                            lengths.push(false);
+                        }
+                        Ok(Command::Strlen(strlen)) => {
+                            keys.push(strlen.into_key());
+                            lengths.push(true);
+                        }
                         other => {
                             ahead = Some(Input::Parsed(other));
                             break;
@@ -165,7 +178,14 @@ pub async fn handle<S>(
             }
         }
         let replies: Vec<Reply> = if session.authenticated {
-            store.get_each(&keys).await.into_iter().map(|r| r.map_or_else(Reply::from, Reply::bulk_or_null)).collect()
+            let values = store.get_each(&keys).await.into_iter().zip(lengths);
+            values
+                .map(|(read, length)| match (read, length) {
+                    (Err(e), _) => Reply::from(e),
+                    (Ok(value), false) => Reply::bulk_or_null(value),
+                    (Ok(value), true) => Reply::Integer(value.map_or(0, |v| v.len() as i64)),
+                })
+                .collect()
         } else {
             vec![Reply::from(auth_required())]
         };
