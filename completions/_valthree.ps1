@@ -54,6 +54,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--tls-ca-cert-file', '--tls-ca-cert-file', [CompletionResultType]::ParameterName, 'Certificates of the CAs that sign client certificates (PEM)')
             [CompletionResult]::new('--tls-auth-clients', '--tls-auth-clients', [CompletionResultType]::ParameterName, 'Whether clients must show a certificate signed by --tls-ca-cert-file (default: yes when a CA file is given, as in Redis; no otherwise)')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Close a client idle for this many seconds (0: never), as Redis'' `timeout`')
+            [CompletionResult]::new('--snapshot-walk-timeout', '--snapshot-walk-timeout', [CompletionResultType]::ParameterName, 'End a backup''s snapshot walk (VALTHREE.SNAPSHOT) idle for this many seconds, letting go of the keyspace version it holds')
             [CompletionResult]::new('--s3-endpoint', '--s3-endpoint', [CompletionResultType]::ParameterName, 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted')
             [CompletionResult]::new('--s3-bucket', '--s3-bucket', [CompletionResultType]::ParameterName, 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used')
             [CompletionResult]::new('--s3-region', '--s3-region', [CompletionResultType]::ParameterName, 's3 mode: region')
@@ -314,7 +315,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
         'valthree;backup' {
             [CompletionResult]::new('--addrs', '--addrs', [CompletionResultType]::ParameterName, 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster''s, or $REDISCLI_AUTH')
             [CompletionResult]::new('--cluster', '--cluster', [CompletionResultType]::ParameterName, 'A local cluster''s directory (from `valthree cluster up`)')
-            [CompletionResult]::new('--connections', '--connections', [CompletionResultType]::ParameterName, 'Connections working at once (a restore''s writes; a key-by-key backup''s reads)')
+            [CompletionResult]::new('--connections', '--connections', [CompletionResultType]::ParameterName, 'Connections working at once (a restore''s writes; a key-by-key backup''s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in paxos and dynamo mode, which write key by key; backup: 32)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the report as JSON; no progress bar')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -325,7 +326,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
         'valthree;restore' {
             [CompletionResult]::new('--addrs', '--addrs', [CompletionResultType]::ParameterName, 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster''s, or $REDISCLI_AUTH')
             [CompletionResult]::new('--cluster', '--cluster', [CompletionResultType]::ParameterName, 'A local cluster''s directory (from `valthree cluster up`)')
-            [CompletionResult]::new('--connections', '--connections', [CompletionResultType]::ParameterName, 'Connections working at once (a restore''s writes; a key-by-key backup''s reads)')
+            [CompletionResult]::new('--connections', '--connections', [CompletionResultType]::ParameterName, 'Connections working at once (a restore''s writes; a key-by-key backup''s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in paxos and dynamo mode, which write key by key; backup: 32)')
             [CompletionResult]::new('--replace', '--replace', [CompletionResultType]::ParameterName, 'Restore into a database that already holds keys: the file''s keys overwrite theirs, other keys stay')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the report as JSON; no progress bar')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')

@@ -50,6 +50,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --tls-ca-cert-file 'Certificates of the CAs that sign client certificates (PEM)'
             cand --tls-auth-clients 'Whether clients must show a certificate signed by --tls-ca-cert-file (default: yes when a CA file is given, as in Redis; no otherwise)'
             cand --timeout 'Close a client idle for this many seconds (0: never), as Redis'' `timeout`'
+            cand --snapshot-walk-timeout 'End a backup''s snapshot walk (VALTHREE.SNAPSHOT) idle for this many seconds, letting go of the keyspace version it holds'
             cand --s3-endpoint 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted'
             cand --s3-bucket 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used'
             cand --s3-region 's3 mode: region'
@@ -283,7 +284,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;backup'= {
             cand --addrs 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster''s, or $REDISCLI_AUTH'
             cand --cluster 'A local cluster''s directory (from `valthree cluster up`)'
-            cand --connections 'Connections working at once (a restore''s writes; a key-by-key backup''s reads)'
+            cand --connections 'Connections working at once (a restore''s writes; a key-by-key backup''s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in paxos and dynamo mode, which write key by key; backup: 32)'
             cand --json 'Print the report as JSON; no progress bar'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -293,7 +294,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;restore'= {
             cand --addrs 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster''s, or $REDISCLI_AUTH'
             cand --cluster 'A local cluster''s directory (from `valthree cluster up`)'
-            cand --connections 'Connections working at once (a restore''s writes; a key-by-key backup''s reads)'
+            cand --connections 'Connections working at once (a restore''s writes; a key-by-key backup''s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in paxos and dynamo mode, which write key by key; backup: 32)'
             cand --replace 'Restore into a database that already holds keys: the file''s keys overwrite theirs, other keys stay'
             cand --json 'Print the report as JSON; no progress bar'
             cand -h 'Print help'

@@ -57,6 +57,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l tls-auth-cli
 optional\t'A client certificate is checked when given'
 no\t'No client certificate is asked for'"
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l timeout -d 'Close a client idle for this many seconds (0: never), as Redis\' `timeout`' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l snapshot-walk-timeout -d 'End a backup\'s snapshot walk (VALTHREE.SNAPSHOT) idle for this many seconds, letting go of the keyspace version it holds' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-endpoint -d 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-bucket -d 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l s3-region -d 's3 mode: region' -r
@@ -216,13 +217,13 @@ complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_se
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c valthree -n "__fish_valthree_using_subcommand backup" -l addrs -d 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster\'s, or $REDISCLI_AUTH' -r
 complete -c valthree -n "__fish_valthree_using_subcommand backup" -l cluster -d 'A local cluster\'s directory (from `valthree cluster up`)' -r -F
-complete -c valthree -n "__fish_valthree_using_subcommand backup" -l connections -d 'Connections working at once (a restore\'s writes; a key-by-key backup\'s reads)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand backup" -l connections -d 'Connections working at once (a restore\'s writes; a key-by-key backup\'s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in paxos and dynamo mode, which write key by key; backup: 32)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand backup" -l json -d 'Print the report as JSON; no progress bar'
 complete -c valthree -n "__fish_valthree_using_subcommand backup" -s h -l help -d 'Print help'
 complete -c valthree -n "__fish_valthree_using_subcommand backup" -s V -l version -d 'Print version'
 complete -c valthree -n "__fish_valthree_using_subcommand restore" -l addrs -d 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster\'s, or $REDISCLI_AUTH' -r
 complete -c valthree -n "__fish_valthree_using_subcommand restore" -l cluster -d 'A local cluster\'s directory (from `valthree cluster up`)' -r -F
-complete -c valthree -n "__fish_valthree_using_subcommand restore" -l connections -d 'Connections working at once (a restore\'s writes; a key-by-key backup\'s reads)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand restore" -l connections -d 'Connections working at once (a restore\'s writes; a key-by-key backup\'s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in paxos and dynamo mode, which write key by key; backup: 32)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand restore" -l replace -d 'Restore into a database that already holds keys: the file\'s keys overwrite theirs, other keys stay'
 complete -c valthree -n "__fish_valthree_using_subcommand restore" -l json -d 'Print the report as JSON; no progress bar'
 complete -c valthree -n "__fish_valthree_using_subcommand restore" -s h -l help -d 'Print help'
