@@ -291,7 +291,7 @@ mod tests {
             let found = lookup(spec.name).unwrap();
             assert_eq!((found.name, found.arity, found.summary), (spec.name, spec.arity, spec.summary));
         }
-        assert_eq!(COMMANDS.len(), 44);
+        assert_eq!(COMMANDS.len(), 45);
     }
 
     #[test]
