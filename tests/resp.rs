@@ -61,7 +61,13 @@ fn every_command_works_through_the_redis_crate() {
     }
     let valthree_only: String = redis::cmd("INFO").arg("valthree").query(&mut con).unwrap();
     assert!(valthree_only.contains("s3_batch:on") && !valthree_only.contains("# Server"));
-    assert_eq!(redis::cmd("COMMAND").arg("COUNT").query::<i64>(&mut con).unwrap(), 44);
+    assert_eq!(redis::cmd("COMMAND").arg("COUNT").query::<i64>(&mut con).unwrap(), 45);
+    // CONFIG GET answers as Redis does (a flat name, value list; globs; unknown names match
+    // nothing); CONFIG SET is refused: the settings are serve's flags.
+    let config: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("proto-max-*").arg("nosuch").query(&mut con).unwrap();
+    assert_eq!(config, ["proto-max-bulk-len", "536870912"]);
+    let set = redis::cmd("CONFIG").arg("SET").arg("timeout").arg("1").query::<Value>(&mut con).unwrap_err();
+    assert!(set.to_string().contains("CONFIG SET is not supported"), "{set}");
     let vget = redis::cmd("VGET").arg("k").query::<Value>(&mut con).unwrap_err();
     assert!(vget.to_string().contains("VGET is a dynamo mode command; this server runs in s3 mode"), "{vget}");
     let docs: Value = redis::cmd("COMMAND").arg("DOCS").arg("get").query(&mut con).unwrap();

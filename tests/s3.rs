@@ -481,17 +481,43 @@ fn large_values_changed_after_their_snapshot_stay_loadable_by_fresh_nodes() {
 
 /// `valthree s3-check` against `endpoint`, bucket `check`.
 fn s3_check(endpoint: &str) -> std::process::Output {
+    s3_check_bucket(endpoint, "check")
+}
+
+/// `valthree s3-check` against `endpoint` and `bucket`.
+fn s3_check_bucket(endpoint: &str, bucket: &str) -> std::process::Output {
     common::valthree(&[
         "s3-check",
         "--s3-endpoint",
         endpoint,
         "--s3-bucket",
-        "check",
+        bucket,
         "--s3-access-key",
         "test",
         "--s3-secret-key",
         "test",
     ])
+}
+
+/// Runs a boto3 `script` against moto, with `s3` the client; returns what it printed.
+fn boto3(moto: &Moto, script: &str) -> String {
+    let script = format!(
+        "import boto3\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', \
+         aws_secret_access_key='test', region_name='us-east-1')\n{script}\n",
+        moto.endpoint()
+    );
+    let out = std::process::Command::new(&moto.python).arg("-c").arg(script).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The buckets on moto.
+fn buckets(moto: &Moto) -> Vec<String> {
+    boto3(moto, "print('\\n'.join(b['Name'] for b in s3.list_buckets()['Buckets']))")
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The keys in `bucket` on moto.
@@ -510,6 +536,7 @@ fn bucket_keys(moto: &Moto, bucket: &str) -> Vec<String> {
 #[test]
 fn s3_check_passes_on_moto_and_leaves_no_scratch_key() {
     let moto = Moto::start();
+    boto3(&moto, "s3.create_bucket(Bucket='check')");
     let out = s3_check(&moto.endpoint());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "s3-check on moto: {stdout}{}", String::from_utf8_lossy(&out.stderr));
@@ -518,9 +545,30 @@ fn s3_check_passes_on_moto_and_leaves_no_scratch_key() {
     assert_eq!(bucket_keys(&moto, "check"), Vec::<String>::new(), "scratch keys left behind");
 }
 
+/// A check that cannot run proves nothing either way: a misspelt bucket (which is never
+/// created: before, s3-check created it and ran its check there) and an endpoint nothing
+/// listens on both exit 2 with a message, not 1 (failed) or 0.
+#[test]
+fn s3_check_is_inconclusive_without_its_bucket_or_endpoint_and_creates_no_bucket() {
+    let moto = Moto::start();
+    boto3(&moto, "s3.create_bucket(Bucket='check')");
+    let out = s3_check_bucket(&moto.endpoint(), "chekc");
+    let all = common::text(&out);
+    assert_eq!(out.status.code(), Some(2), "a misspelt bucket: {all}");
+    assert!(all.contains("bucket chekc does not exist") && all.contains("not created"), "{all}");
+    assert_eq!(buckets(&moto), ["check"], "s3-check created a bucket");
+
+    let nothing = format!("http://127.0.0.1:{}", common::free_port());
+    let out = s3_check(&nothing);
+    let all = common::text(&out);
+    assert_eq!(out.status.code(), Some(2), "no server at the endpoint: {all}");
+    assert!(all.contains("error:") && !all.contains("PASSED") && !all.contains("FAILED"), "{all}");
+}
+
 #[test]
 fn s3_check_fails_on_s3s_fs_and_serve_refuses_it_without_the_override() {
     let s3s = common::S3sFs::start();
+    s3s.create_bucket("check");
     let out = s3_check(&s3s.endpoint());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "s3-check on s3s-fs: {stdout}{}", String::from_utf8_lossy(&out.stderr));

@@ -67,6 +67,18 @@ impl Conn {
 
     /// Sends every request, then reads one reply each, in order.
     pub async fn pipeline(&mut self, requests: Vec<Vec<Bytes>>) -> Result<Vec<BytesFrame>, String> {
+        self.pipeline_until(requests, |_| false).await
+    }
+
+    /// As [`Self::pipeline`], but stops reading at the first reply `stop` picks, which ends
+    /// the list: a node that refuses one request of a pipeline likely refuses the rest, each
+    /// after its own wait, so its caller moves on at once. The connection must then be
+    /// dropped (the other replies are still to come).
+    pub async fn pipeline_until(
+        &mut self,
+        requests: Vec<Vec<Bytes>>,
+        stop: impl Fn(&BytesFrame) -> bool,
+    ) -> Result<Vec<BytesFrame>, String> {
         let n = requests.len();
         let addr = self.addr.clone();
         let exchange = async {
@@ -80,7 +92,13 @@ impl Conn {
             let mut replies = Vec::with_capacity(n);
             while replies.len() < n {
                 match self.framed.next().await {
-                    Some(Ok(frame)) => replies.push(frame),
+                    Some(Ok(frame)) => {
+                        let last = stop(&frame);
+                        replies.push(frame);
+                        if last {
+                            break;
+                        }
+                    }
                     Some(Err(e)) => return Err(format!("{addr}: bad reply: {}", e.details())),
                     None => return Err(format!("{addr} closed the connection")),
                 }

@@ -2,11 +2,13 @@
 
 use std::collections::HashSet;
 use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use indicatif::ProgressBar;
 use redis_protocol::resp2::types::BytesFrame;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::conn::{Conn, describe};
 use super::{Target, work_queue};
@@ -14,10 +16,25 @@ use crate::rdb::RdbWriter;
 
 /// Entries one `VALTHREE.SNAPSHOT NEXT` asks for.
 const SNAPSHOT_PAGE: usize = 1000;
-/// Keys one SCAN asks for, and one batch of reads carries.
+/// Keys one SCAN asks for, and the most one batch of reads carries.
 const SCAN_COUNT: usize = 500;
 /// How many key batches wait for a reader, and value batches for the writer.
 const QUEUE: usize = 4;
+/// About the most bytes of values one read asks for: keys are read in groups this large (by
+/// the lengths STRLEN gave), and a larger value is read alone.
+const GROUP_BYTES: usize = 1 << 20;
+/// The bytes of values read and not yet written that all readers may hold together (a
+/// single larger value is read alone, once the others are written).
+const MEMORY_BUDGET: usize = 64 << 20;
+/// Readers of a key-by-key backup unless `--connections` says: each connection runs its
+/// requests one after the other, so this is what is in flight.
+const READERS: usize = 32;
+/// How often a failed read or SCAN is tried, each time on the next node.
+const ATTEMPTS: u32 = 10;
+/// The pause before the first retry; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest pause between retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What a backup wrote.
 #[derive(Debug, Default)]
@@ -112,8 +129,79 @@ async fn from_snapshot<W: Write>(
 }
 
 /// A batch of keys read: each key with its value (`None`: gone) and, in dynamo mode,
-/// whether it had siblings.
-type ReadBatch = Vec<(Bytes, Option<Bytes>, bool)>;
+/// whether it had siblings; and the share of the memory budget it holds until written.
+struct ReadBatch {
+    entries: Vec<(Bytes, Option<Bytes>, bool)>,
+    _budget: OwnedSemaphorePermit,
+}
+
+/// Requests to one of the target's nodes that move on to the next node when one fails: a
+/// connection that breaks, or a reply that says the request may be tried again
+/// (`-TRYAGAIN`, `-UNCERTAIN`), is retried on the next node after a pause that grows, up to
+/// [`ATTEMPTS`] times. Only reads go through it (SCAN, STRLEN, MGET, VGET): sending one
+/// again changes nothing, and a SCAN cursor means the same on every node.
+struct Failover {
+    addrs: Arc<Vec<String>>,
+    password: Option<String>,
+    next: usize,
+    conn: Option<Conn>,
+}
+
+impl Failover {
+    fn new(addrs: Arc<Vec<String>>, password: Option<String>, first: usize) -> Self {
+        Self { addrs, password, next: first, conn: None }
+    }
+
+    fn with(conn: Conn, addrs: Arc<Vec<String>>, password: Option<String>) -> Self {
+        let next = addrs.iter().position(|a| a == conn.addr()).unwrap_or(0);
+        Self { addrs, password, next, conn: Some(conn) }
+    }
+
+    async fn call(&mut self, request: Vec<Bytes>) -> Result<BytesFrame, String> {
+        let mut replies = self.pipeline(vec![request]).await?;
+        Ok(replies.pop().expect("one reply for one request"))
+    }
+
+    async fn pipeline(&mut self, requests: Vec<Vec<Bytes>>) -> Result<Vec<BytesFrame>, String> {
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            let why = match self.try_pipeline(requests.clone()).await {
+                Ok(replies) => match replies.iter().find(|r| retryable(r)) {
+                    None => return Ok(replies),
+                    Some(refusal) => format!("{}: {}", self.addrs[self.next % self.addrs.len()], describe(refusal)),
+                },
+                Err(e) => e,
+            };
+            if attempt >= ATTEMPTS {
+                return Err(format!("{why} (tried {attempt} times, on every node given)"));
+            }
+            tracing::debug!("backup: {why}; trying the next node");
+            self.conn = None;
+            self.next += 1;
+            attempt += 1;
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn try_pipeline(&mut self, requests: Vec<Vec<Bytes>>) -> Result<Vec<BytesFrame>, String> {
+        if self.conn.is_none() {
+            let addr = &self.addrs[self.next % self.addrs.len()];
+            self.conn = Some(Conn::connect(addr, self.password.as_deref()).await?);
+        }
+        self.conn.as_mut().expect("connected").pipeline_until(requests, retryable).await
+    }
+
+    fn addr(&self) -> &str {
+        &self.addrs[self.next % self.addrs.len()]
+    }
+}
+
+/// A reply that says the request did not happen and may be sent again.
+fn retryable(reply: &BytesFrame) -> bool {
+    matches!(reply, BytesFrame::Error(e) if e.starts_with("TRYAGAIN") || e.starts_with("UNCERTAIN") || e.starts_with("LOADING"))
+}
 
 async fn key_by_key<W: Write>(
     target: &Target,
@@ -137,31 +225,29 @@ async fn key_by_key<W: Write>(
             progress.set_length(keys);
         }
     }
+    let addrs = Arc::new(target.addrs.clone());
+    let budget = Arc::new(Semaphore::new(MEMORY_BUDGET >> 10));
     let (keys_tx, keys_rx) = work_queue(QUEUE);
     let (values_tx, mut values_rx) = mpsc::channel::<Result<ReadBatch, String>>(QUEUE);
-    // Readers: each its own connection, spread over the nodes.
+    // Readers: each its own connection, spread over the nodes, each moving on to another
+    // node when its own fails.
     let mut readers = tokio::task::JoinSet::new();
-    for i in 0..target.connections.max(1) {
-        let addr = target.addrs[i % target.addrs.len()].clone();
-        let password = target.password.clone();
-        let keys_rx = keys_rx.clone();
-        let values_tx = values_tx.clone();
+    for i in 0..target.connections.unwrap_or(READERS).max(1) {
+        let mut node = Failover::new(addrs.clone(), target.password.clone(), i);
+        let (keys_rx, values_tx, budget) = (keys_rx.clone(), values_tx.clone(), budget.clone());
         readers.spawn(async move {
-            let mut conn = match Conn::connect(&addr, password.as_deref()).await {
-                Ok(conn) => conn,
-                Err(e) => return drop(values_tx.send(Err(e)).await),
-            };
             while let Some(keys) = keys_rx.recv().await {
-                let read = read_batch(&mut conn, keys, dynamo).await;
-                let failed = read.is_err();
-                if values_tx.send(read).await.is_err() || failed {
+                if let Err(e) = read_keys(&mut node, keys, dynamo, &budget, &values_tx).await {
+                    let _ = values_tx.send(Err(e)).await;
                     return;
                 }
             }
         });
     }
     drop((keys_rx, values_tx));
-    // The scanner: SCAN until the cursor comes back to 0.
+    // The scanner: SCAN until the cursor comes back to 0 (from any node: a cursor means the
+    // same on each).
+    let mut scan_node = Failover::with(conn, addrs.clone(), target.password.clone());
     let scanner = tokio::spawn(async move {
         let mut cursor = Bytes::from_static(b"0");
         loop {
@@ -171,12 +257,12 @@ async fn key_by_key<W: Write>(
                 Bytes::from_static(b"COUNT"),
                 Bytes::from(SCAN_COUNT.to_string()),
             ];
-            let reply = conn.call(scan).await?;
+            let reply = scan_node.call(scan).await?;
             let BytesFrame::Array(parts) = &reply else {
-                return Err(format!("{}: SCAN answered {}", conn.addr(), describe(&reply)));
+                return Err(format!("{}: SCAN answered {}", scan_node.addr(), describe(&reply)));
             };
             let [BytesFrame::BulkString(next), BytesFrame::Array(keys)] = parts.as_slice() else {
-                return Err(format!("{}: SCAN answered {}", conn.addr(), describe(&reply)));
+                return Err(format!("{}: SCAN answered {}", scan_node.addr(), describe(&reply)));
             };
             let keys: Vec<Bytes> = keys
                 .iter()
@@ -205,7 +291,7 @@ async fn key_by_key<W: Write>(
                 break;
             }
         };
-        for (key, value, siblings) in batch {
+        for (key, value, siblings) in batch.entries {
             if !seen.insert(key.clone()) {
                 continue;
             }
@@ -233,49 +319,104 @@ async fn key_by_key<W: Write>(
     Ok(())
 }
 
-/// Reads one batch of keys: MGET, or in dynamo mode GET and VGET of each key.
-async fn read_batch(conn: &mut Conn, keys: Vec<Bytes>, dynamo: bool) -> Result<ReadBatch, String> {
+/// Reads one SCAN page of keys: their lengths first (STRLEN), then the values in groups of
+/// about [`GROUP_BYTES`] (a larger value alone), each group once the memory budget has room
+/// for it, so what is held at once is bounded by bytes, not by keys.
+async fn read_keys(
+    node: &mut Failover,
+    keys: Vec<Bytes>,
+    dynamo: bool,
+    budget: &Arc<Semaphore>,
+    values_tx: &mpsc::Sender<Result<ReadBatch, String>>,
+) -> Result<(), String> {
+    let strlen = keys.iter().map(|k| vec![Bytes::from_static(b"STRLEN"), k.clone()]).collect();
+    let lengths = node.pipeline(strlen).await?;
+    let mut group: Vec<Bytes> = Vec::new();
+    let mut group_bytes = 0usize;
+    let mut groups = Vec::new();
+    for (key, length) in keys.into_iter().zip(lengths) {
+        let length = match length {
+            BytesFrame::Integer(n) => usize::try_from(n).unwrap_or(0),
+            other => return Err(format!("{}: STRLEN answered {}", node.addr(), describe(&other))),
+        };
+        if !group.is_empty() && group_bytes + length > GROUP_BYTES {
+            groups.push((std::mem::take(&mut group), group_bytes));
+            group_bytes = 0;
+        }
+        group_bytes += key.len() + length;
+        group.push(key);
+    }
+    if !group.is_empty() {
+        groups.push((group, group_bytes));
+    }
+    for (keys, bytes) in groups {
+        // Budget in KiB; a value larger than the whole budget waits until it is all free.
+        let kib = u32::try_from(bytes.div_ceil(1024).clamp(1, MEMORY_BUDGET >> 10)).unwrap_or(u32::MAX);
+        let permit = budget.clone().acquire_many_owned(kib).await.map_err(|e| e.to_string())?;
+        let entries = read_group(node, keys, dynamo).await?;
+        if values_tx.send(Ok(ReadBatch { entries, _budget: permit })).await.is_err() {
+            return Ok(()); // the writer stopped: its error tells why
+        }
+    }
+    Ok(())
+}
+
+/// Reads a group of keys: MGET, or in dynamo mode `VGET key WITHDOTS` of each, which gives
+/// every sibling with its timestamp and dot, so one read yields both the value GET picks
+/// and whether there were siblings.
+async fn read_group(
+    node: &mut Failover,
+    keys: Vec<Bytes>,
+    dynamo: bool,
+) -> Result<Vec<(Bytes, Option<Bytes>, bool)>, String> {
     if !dynamo {
         let mut mget = vec![Bytes::from_static(b"MGET")];
         mget.extend(keys.iter().cloned());
-        let reply = conn.call(mget).await?;
+        let reply = node.call(mget).await?;
         let BytesFrame::Array(values) = &reply else {
-            return Err(format!("{}: MGET answered {}", conn.addr(), describe(&reply)));
+            return Err(format!("{}: MGET answered {}", node.addr(), describe(&reply)));
         };
         if values.len() != keys.len() {
-            return Err(format!("{}: MGET of {} keys answered {}", conn.addr(), keys.len(), values.len()));
+            return Err(format!("{}: MGET of {} keys answered {}", node.addr(), keys.len(), values.len()));
         }
-        return keys.into_iter().zip(values).map(|(key, value)| Ok((key, bulk(conn, value)?, false))).collect();
+        return keys.into_iter().zip(values).map(|(key, value)| Ok((key, bulk(node, value)?, false))).collect();
     }
-    let mut requests = Vec::with_capacity(keys.len() * 2);
-    for key in &keys {
-        requests.push(vec![Bytes::from_static(b"GET"), key.clone()]);
-        requests.push(vec![Bytes::from_static(b"VGET"), key.clone()]);
-    }
-    let replies = conn.pipeline(requests).await?;
+    let requests =
+        keys.iter().map(|k| vec![Bytes::from_static(b"VGET"), k.clone(), Bytes::from_static(b"WITHDOTS")]).collect();
+    let replies = node.pipeline(requests).await?;
     let mut batch = Vec::with_capacity(keys.len());
-    for (key, pair) in keys.into_iter().zip(replies.chunks(2)) {
-        let value = match &pair[0] {
-            BytesFrame::Error(e) => {
-                return Err(format!("{}: GET {:?}: {e}", conn.addr(), String::from_utf8_lossy(&key)));
-            }
-            other => bulk(conn, other)?,
-        };
-        // VGET: [context, sibling, ...]; a nil sibling is a delete.
-        let live = match &pair[1] {
-            BytesFrame::Array(parts) => parts.iter().skip(1).filter(|s| !matches!(s, BytesFrame::Null)).count(),
-            other => return Err(format!("{}: VGET answered {}", conn.addr(), describe(other))),
-        };
+    for (key, reply) in keys.into_iter().zip(replies) {
+        let (value, live) =
+            picked(&reply).ok_or_else(|| format!("{}: VGET answered {}", node.addr(), describe(&reply)))?;
         batch.push((key, value, live > 1));
     }
     Ok(batch)
 }
 
+/// From `VGET key WITHDOTS`'s `[context, [dot, timestamp-ms, value-or-nil], ...]` (siblings
+/// in dot order): the value a plain GET answers — the live sibling with the latest
+/// timestamp, the later dot on a tie (dynamo's `Object::pick`) — and how many are live.
+fn picked(reply: &BytesFrame) -> Option<(Option<Bytes>, usize)> {
+    let BytesFrame::Array(parts) = reply else { return None };
+    let mut live = Vec::new();
+    for sibling in parts.get(1..)? {
+        let BytesFrame::Array(fields) = sibling else { return None };
+        match fields.as_slice() {
+            [_, BytesFrame::Integer(ts), BytesFrame::BulkString(value)] => live.push((*ts, value.clone())),
+            [_, BytesFrame::Integer(_), BytesFrame::Null] => {}
+            _ => return None,
+        }
+    }
+    let count = live.len();
+    let pick = live.into_iter().enumerate().max_by_key(|(i, (ts, _))| (*ts, *i)).map(|(_, (_, value))| value);
+    Some((pick, count))
+}
+
 /// A value reply: a bulk string or nil.
-fn bulk(conn: &Conn, frame: &BytesFrame) -> Result<Option<Bytes>, String> {
+fn bulk(node: &Failover, frame: &BytesFrame) -> Result<Option<Bytes>, String> {
     match frame {
         BytesFrame::BulkString(v) => Ok(Some(v.clone())),
         BytesFrame::Null => Ok(None),
-        other => Err(format!("{}: a read answered {}", conn.addr(), describe(other))),
+        other => Err(format!("{}: a read answered {}", node.addr(), describe(other))),
     }
 }

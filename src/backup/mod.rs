@@ -11,26 +11,37 @@
 //!   it with `NEXT`. Writes during the backup are not in it; every write acknowledged before
 //!   it began is.
 //! * **paxos and dynamo: key by key.** There is no one instant to read: paxos agrees on each
-//!   key alone and dynamo keeps replicas. The tool lists the keys with `SCAN` and reads them
-//!   in batches (`MGET` in paxos mode: each key linearizable on its own; in dynamo mode `GET`,
-//!   which picks one value of a key with siblings, and `VGET` beside it to count them, so the
-//!   report names the keys that had siblings). A key written during the backup may be in it
-//!   with its old or new value, or absent if it was created after `SCAN` passed it; a key
-//!   deleted meanwhile is left out. SCAN may return a key twice, and redis-server refuses a
-//!   file with a duplicate key, so this path remembers the keys it wrote: its memory grows
-//!   with the total size of the keys, not of the values.
+//!   key alone and dynamo keeps replicas. The tool lists the keys with `SCAN`, asks each
+//!   page's lengths (`STRLEN`), and reads the values in groups of about 1 MiB (a larger
+//!   value alone) once a byte budget shared by every reader has room for them: memory is
+//!   bounded by bytes, not keys, though one value of any size still travels whole. paxos
+//!   mode reads a group with `MGET` (each key linearizable on its own); dynamo mode with
+//!   `VGET key WITHDOTS`, which gives every sibling with its timestamp, so one read yields
+//!   the value GET would pick and whether the key had siblings (the report names them). A
+//!   read or SCAN refused with `-TRYAGAIN` (or `-UNCERTAIN`, `-LOADING`), or whose
+//!   connection breaks, is sent again on the next node after a growing pause: a SCAN cursor
+//!   means the same on every node, so the scan goes on where it was. A key written during
+//!   the backup may be in it with its old or new value, or absent if it was created after
+//!   `SCAN` passed it; a key deleted meanwhile is left out. SCAN may return a key twice, and
+//!   redis-server refuses a file with a duplicate key, so this path remembers the keys it
+//!   wrote: its memory grows with the total size of the keys, not of the values.
 //!
 //! ## Restore
 //!
-//! The file is read entry by entry ([`crate::rdb::RdbReader`]) and written with `SET`
-//! through several connections at once, each sending pipelined batches: memory stays a few
-//! batches whatever the file's size. Strings of database 0 are restored; every other type,
-//! key of another database, key whose expiry has passed and function library is skipped and
-//! counted in the report (valthree has no expiries: a key with a future one is restored
-//! without it, and counted too). A database that already holds keys is refused unless the
-//! caller says `replace`; then the file's keys overwrite theirs and other keys stay. A SET
-//! answered `-TRYAGAIN` or `-UNCERTAIN` is sent again (writing the same value twice is
-//! harmless), a few times, before the restore fails.
+//! The file is read through once first (its checksum, and its longest string, which must
+//! not exceed the server's `CONFIG GET proto-max-bulk-len`), then entry by entry
+//! ([`crate::rdb::RdbReader`]) and written through several connections at once, as the
+//! mode writes many keys cheapest: `MSET`s in s3 mode (one document swap each, joined by
+//! the node's group commit) and raft mode (one log entry each, under raft's 4 MiB cap),
+//! pipelines of `SET`s over many connections in paxos and dynamo mode, which cannot write
+//! several keys as one. Memory stays a few batches whatever the file's size. Strings of
+//! database 0 are restored; every other type, key of another database, key whose expiry
+//! has passed and function library is skipped and counted in the report (valthree has no
+//! expiries: a key with a future one is restored without it, and counted too). A database
+//! that already holds keys is refused unless the caller says `replace`; then the file's
+//! keys overwrite theirs and other keys stay. A write answered `-TRYAGAIN` or `-UNCERTAIN`
+//! is sent again (writing the same values twice is harmless), a few times, before the
+//! restore fails.
 //!
 //! [`Store::snapshot`]: crate::store::Store::snapshot
 
@@ -39,7 +50,7 @@ mod dump;
 mod load;
 
 pub use dump::{BackupReport, backup};
-pub use load::{RestoreReport, restore, verify};
+pub use load::{FileSummary, RestoreReport, restore, verify};
 
 use tokio::sync::mpsc;
 
@@ -50,8 +61,9 @@ pub struct Target {
     pub addrs: Vec<String>,
     /// The client password, if the cluster has one.
     pub password: Option<String>,
-    /// How many connections work at once (restore, and a key-by-key backup).
-    pub connections: usize,
+    /// How many connections work at once (restore, and a key-by-key backup); `None`: what
+    /// suits the mode.
+    pub connections: Option<usize>,
 }
 
 /// A bounded queue several workers take from (tokio's mpsc has one receiver): what bounds

@@ -29,8 +29,10 @@ pub struct TargetArgs {
     #[arg(long, conflicts_with = "addrs")]
     pub cluster: Option<PathBuf>,
     /// Connections working at once (a restore's writes; a key-by-key backup's reads).
-    #[arg(long, default_value_t = 16)]
-    pub connections: usize,
+    /// Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs;
+    /// 128 in paxos and dynamo mode, which write key by key; backup: 32).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub connections: Option<u64>,
     /// Print the report as JSON; no progress bar.
     #[arg(long)]
     pub json: bool,
@@ -48,7 +50,7 @@ impl TargetArgs {
         let password = crate::cluster::password()
             .map(str::to_string)
             .or_else(|| std::env::var("REDISCLI_AUTH").ok().filter(|p| !p.is_empty()));
-        Ok(Target { addrs, password, connections: self.connections.max(1) })
+        Ok(Target { addrs, password, connections: self.connections.map(|n| n as usize) })
     }
 
     /// A progress bar on a terminal, a hidden one otherwise.

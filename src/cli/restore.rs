@@ -31,7 +31,7 @@ pub fn run(args: RestoreArgs) -> ExitCode {
     let started = Instant::now();
     let result = args.target.target().and_then(|target| {
         let open = || std::fs::File::open(&args.file).map_err(|e| format!("cannot open {}: {e}", args.file.display()));
-        backup::verify(BufReader::with_capacity(1 << 20, open()?))
+        let summary = backup::verify(BufReader::with_capacity(1 << 20, open()?))
             .map_err(|e| format!("{}: {e}; nothing was restored", args.file.display()))?;
         let file = open()?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -39,7 +39,13 @@ pub fn run(args: RestoreArgs) -> ExitCode {
             args.target.progress("{spinner} {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {elapsed}");
         progress.set_length(size);
         let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
-        runtime.block_on(backup::restore(&target, BufReader::with_capacity(1 << 20, file), args.replace, &progress))
+        runtime.block_on(backup::restore(
+            &target,
+            BufReader::with_capacity(1 << 20, file),
+            &summary,
+            args.replace,
+            &progress,
+        ))
     });
     let report = match result {
         Ok(report) => report,

@@ -3,7 +3,8 @@
 //! `serve --mode s3` runs the same one at start-up.
 //!
 //! Exit status: 0 the store passed; 1 it failed (s3 mode on it could lose writes); 2 the
-//! check could not run (no connection, no bucket).
+//! check could not run or finish (no connection, no such bucket — it is never created —,
+//! access denied, a network error midway), so it proves nothing either way.
 
 use std::process::ExitCode;
 
@@ -15,7 +16,8 @@ use crate::object::{CheckOptions, ObjectStore, S3, check_object_store};
 /// Arguments of `valthree s3-check`.
 #[derive(Debug, Args)]
 #[command(after_help = "Exit status: 0 the store passed; 1 it failed (s3 mode on it could lose writes, and \
-`serve --mode s3` refuses it); 2 the check could not run.")]
+`serve --mode s3` refuses it); 2 the check could not run or finish (no connection, no such bucket: it is never \
+created, access denied), so it proves nothing.")]
 pub struct S3CheckArgs {
     #[command(flatten)]
     pub connect: S3ConnectArgs,
@@ -45,7 +47,7 @@ pub fn run(args: S3CheckArgs) -> ExitCode {
         writers: usize::try_from(args.writers).unwrap_or(usize::MAX),
     };
     runtime.block_on(async {
-        let store = match S3::connect(args.connect.options(&bucket)).await {
+        let store = match S3::connect_existing(args.connect.options(&bucket)).await {
             Ok(store) => store,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -60,6 +62,12 @@ pub fn run(args: S3CheckArgs) -> ExitCode {
         if report.passed() {
             println!("PASSED: s3 mode can trust this object store");
             ExitCode::SUCCESS
+        } else if !report.failed() {
+            eprintln!(
+                "error: INCONCLUSIVE: the check could not finish ({}); nothing is known of this store's conditional PUTs",
+                report.inconclusive.as_deref().unwrap_or("no step ran")
+            );
+            ExitCode::from(2)
         } else {
             println!(
                 "FAILED: s3 mode on this object store could lose writes; `serve --mode s3` refuses it \

@@ -89,6 +89,10 @@ pub struct ServeArgs {
     /// (commands) or kept on disk (hints), and the last log line says which.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: std::time::Duration,
+    /// End a backup's snapshot walk (VALTHREE.SNAPSHOT) idle for this many seconds, letting
+    /// go of the keyspace version it holds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_walk_timeout: u64,
 
     #[command(flatten)]
     pub s3: S3Args,
@@ -308,6 +312,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         idle_timeout: (args.timeout > 0).then(|| std::time::Duration::from_secs(args.timeout)),
         drain_timeout: args.shutdown_timeout,
         metrics,
+        snapshot_walk_timeout: std::time::Duration::from_secs(args.snapshot_walk_timeout),
     };
     let drained = crate::resp::serve(listener, tls, store.clone(), config, shutdown_signal()).await?;
     stop_endpoint.cancel();

@@ -40,6 +40,12 @@ async fn check_object_store_at_start(store: &S3, trust: bool) -> Result<()> {
         return Ok(());
     }
     let lines = report.lines().join("\n  ");
+    if !report.failed() && !trust {
+        return Err(Error::Config(format!(
+            "{} could not be checked (the check of conditional PUTs could not finish); refusing to start:\n  {lines}",
+            store.describe()
+        )));
+    }
     if trust {
         tracing::warn!(
             "{} FAILED the check of conditional PUTs; serving anyway (--unsafe-trust-object-store): this server \

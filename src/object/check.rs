@@ -46,17 +46,32 @@ impl Default for CheckOptions {
 pub struct CheckReport {
     /// `(passed, what was seen)` per step.
     pub steps: Vec<(bool, String)>,
+    /// Why the check could not finish (the store refused or did not answer a request: no
+    /// access, a network error), when it could not: then the steps it did not reach prove
+    /// nothing either way.
+    pub inconclusive: Option<String>,
 }
 
 impl CheckReport {
-    /// True when every step passed.
+    /// True when every step passed and the check finished.
     pub fn passed(&self) -> bool {
-        !self.steps.is_empty() && self.steps.iter().all(|(ok, _)| *ok)
+        !self.steps.is_empty() && self.inconclusive.is_none() && self.steps.iter().all(|(ok, _)| *ok)
+    }
+
+    /// True when a step saw the store break a rule s3 mode needs (whether or not the check
+    /// finished).
+    pub fn failed(&self) -> bool {
+        self.steps.iter().any(|(ok, _)| !*ok)
     }
 
     /// The report as text, one `ok`/`FAIL` line per step.
     pub fn lines(&self) -> Vec<String> {
-        self.steps.iter().map(|(ok, text)| format!("{} {text}", if *ok { "ok  " } else { "FAIL" })).collect()
+        let mut lines: Vec<String> =
+            self.steps.iter().map(|(ok, text)| format!("{} {text}", if *ok { "ok  " } else { "FAIL" })).collect();
+        if let Some(why) = &self.inconclusive {
+            lines.push(format!("???? the check could not finish: {why}"));
+        }
+        lines
     }
 
     fn step(&mut self, ok: bool, text: impl Into<String>) -> bool {
@@ -113,7 +128,7 @@ pub async fn check_object_store(store: &dyn ObjectStore, options: CheckOptions) 
     let mut report = CheckReport::default();
     let outcome = run(store, &scratch, options, &mut report, &mut written).await;
     if let Err(e) = outcome {
-        report.step(false, format!("the check could not finish: {e}"));
+        report.inconclusive = Some(e.to_string());
     }
     let mut leftover = 0;
     for key in &written {
@@ -310,5 +325,21 @@ mod tests {
             .filter(|n| n.contains("s3-check"))
             .collect();
         assert!(left.is_empty(), "scratch keys left: {left:?}");
+    }
+
+    /// A store the check cannot reach is neither passed nor failed: the check is
+    /// inconclusive (`s3-check` exits 2). Before, the unreachable store was reported FAILED,
+    /// as if its conditional PUTs had let two writers win.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreachable_store_is_inconclusive_not_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = std::sync::Arc::new(crate::node::Faults::default());
+        faults.isolate([crate::node::OBJECT_STORE.to_string()]);
+        let inner = std::sync::Arc::new(LocalDir::open(dir.path()).unwrap());
+        let store = crate::object::Partitionable::new(inner, faults);
+        let report = check_object_store(&store, CheckOptions { rounds: 3, writers: 4 }).await;
+        assert!(!report.passed(), "{:#?}", report.lines());
+        assert!(!report.failed(), "an unreachable store broke no rule: {:#?}", report.lines());
+        assert!(report.inconclusive.as_deref().is_some_and(|w| w.contains("partitioned")), "{report:?}");
     }
 }

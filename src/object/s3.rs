@@ -47,6 +47,35 @@ pub struct S3 {
 impl S3 {
     /// Connects, and creates the bucket if it does not exist.
     pub async fn connect(options: S3Options) -> Result<Self, ObjectError> {
+        let s3 = Self::client(options).await;
+        s3.ensure_bucket().await?;
+        s3.probe_conditional_writes().await?;
+        Ok(s3)
+    }
+
+    /// Connects to a bucket that must exist already: never creates one (`valthree s3-check`,
+    /// where a misspelt name must not become a new, empty bucket).
+    pub async fn connect_existing(options: S3Options) -> Result<Self, ObjectError> {
+        let s3 = Self::client(options).await;
+        if let Err(e) = s3.client.head_bucket().bucket(&s3.bucket).send().await {
+            let status = match &e {
+                SdkError::ServiceError(ctx) => Some(ctx.raw().status().as_u16()),
+                _ => None,
+            };
+            let why = match status {
+                Some(404) => format!(
+                    "bucket {} does not exist at {} (it is not created: check the name)",
+                    s3.bucket, s3.endpoint
+                ),
+                Some(403) => format!("access to bucket {} at {} is denied (403)", s3.bucket, s3.endpoint),
+                _ => format!("bucket {} at {}: {}", s3.bucket, s3.endpoint, DisplayErrorContext(&e)),
+            };
+            return Err(ObjectError::Unavailable(why));
+        }
+        Ok(s3)
+    }
+
+    async fn client(options: S3Options) -> Self {
         let shared =
             aws_config::defaults(BehaviorVersion::latest()).region(Region::new(options.region.clone())).load().await;
         let mut config = aws_sdk_s3::config::Builder::from(&shared)
@@ -61,14 +90,11 @@ impl S3 {
         if let (Some(ak), Some(sk)) = (&options.access_key, &options.secret_key) {
             config = config.credentials_provider(Credentials::new(ak, sk, None, None, "valthree-flags"));
         }
-        let s3 = Self {
+        Self {
             client: Client::from_conf(config.build()),
             bucket: options.bucket,
             endpoint: options.endpoint.unwrap_or_else(|| format!("aws:{}", options.region)),
-        };
-        s3.ensure_bucket().await?;
-        s3.probe_conditional_writes().await?;
-        Ok(s3)
+        }
     }
 
     /// Refuses a server that ignores conditional headers: on it every compare-and-swap

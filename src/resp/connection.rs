@@ -23,7 +23,7 @@ use crate::store::Store;
 
 /// The longest a reply waits in the write buffer for the rest of its pipeline.
 pub const MAX_REPLY_DELAY: Duration = Duration::from_millis(2);
-/// Consecutive GETs of a pipeline run as one read at most this many at a time.
+/// Consecutive GETs and STRLENs of a pipeline run as one read at most this many at a time.
 pub const MAX_GET_RUN: usize = 128;
 
 /// What the loop works on next: a frame from the client, or a command already parsed while
@@ -89,10 +89,25 @@ pub async fn handle<S>(
                         None => std::future::pending().await,
                     }
                 };
+                // A snapshot walk left idle pins a keyspace version: it ends on its own.
+                let walk_deadline = session.snapshot.as_ref().map(|w| w.last_used + server.snapshot_walk_timeout);
+                let walk_idle = async {
+                    match walk_deadline {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => break,
                     next = framed.next() => next,
+                    _ = walk_idle => {
+                        tracing::info!(client = session.id, "a snapshot walk idle for longer than --snapshot-walk-timeout ended");
+                        session.snapshot = None;
+                        session.walk_expired = true;
+                        server.snapshot_walks_expired.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     _ = idle => {
                         // As Redis' `timeout`: an idle client is closed without a word.
                         tracing::debug!(client = session.id, "idle for longer than --timeout; closing");
@@ -119,24 +134,37 @@ pub async fn handle<S>(
         };
         server.commands.fetch_add(1, Ordering::Relaxed);
         let parsed = Command::parse(request);
-        let Ok(Command::Get(first)) = parsed else {
-            let read_only = is_read_only(&parsed);
-            let reply = run(parsed, store.as_ref(), &mut session, &server).await;
-            if !send(&mut framed, &mut output, &session, &server, reply, read_only, &mut queued_since).await {
-                break;
+        let first = match parsed {
+            Ok(Command::Get(get)) => (get.into_key(), false),
+            Ok(Command::Strlen(strlen)) => (strlen.into_key(), true),
+            parsed => {
+                let read_only = is_read_only(&parsed);
+                let reply = run(parsed, store.as_ref(), &mut session, &server).await;
+                if !send(&mut framed, &mut output, &session, &server, reply, read_only, &mut queued_since).await {
+                    break;
+                }
+                continue;
             }
-            continue;
         };
-        // A run of GETs already received (a pipeline) is one read: each is answered as if
-        // alone, in order, and none waits for the read of the one before it.
-        let mut keys = vec![first.into_key()];
+        // A run of GETs and STRLENs already received (a pipeline) is one read: each is
+        // answered as if alone, in order, and none waits for the read of the one before it.
+        // (`valthree backup` pipelines STRLENs of a SCAN page before reading the values.)
+        let mut keys = vec![first.0];
+        let mut lengths = vec![first.1];
         while session.authenticated && keys.len() < MAX_GET_RUN {
             match framed.next().now_or_never() {
                 None => break,
                 Some(Some(Ok(request))) => {
                     server.commands.fetch_add(1, Ordering::Relaxed);
                     match Command::parse(request) {
-                        Ok(Command::Get(get)) => keys.push(get.into_key()),
+                        Ok(Command::Get(get)) => {
+                            keys.push(get.into_key());
+                            lengths.push(false);
+                        }
+                        Ok(Command::Strlen(strlen)) => {
+                            keys.push(strlen.into_key());
+                            lengths.push(true);
+                        }
                         other => {
                             ahead = Some(Input::Parsed(other));
                             break;
@@ -151,12 +179,19 @@ pub async fn handle<S>(
         }
         let replies: Vec<Reply> = if session.authenticated {
             let started = Instant::now();
-            let results = store.get_each(&keys).await;
+            let values = store.get_each(&keys).await.into_iter().zip(lengths);
             let took = started.elapsed();
-            for result in &results {
-                server.metrics.command_done("get", took, result.as_ref().err().map(crate::error::Error::kind));
-            }
-            results.into_iter().map(|r| r.map_or_else(Reply::from, Reply::bulk_or_null)).collect()
+            values
+                .map(|(read, length)| {
+                    let name = if length { "strlen" } else { "get" };
+                    server.metrics.command_done(name, took, read.as_ref().err().map(crate::error::Error::kind));
+                    match (read, length) {
+                        (Err(e), _) => Reply::from(e),
+                        (Ok(value), false) => Reply::bulk_or_null(value),
+                        (Ok(value), true) => Reply::Integer(value.map_or(0, |v| v.len() as i64)),
+                    }
+                })
+                .collect()
         } else {
             server.metrics.command_error("get", auth_required().kind());
             vec![Reply::from(auth_required())]

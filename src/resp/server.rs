@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// The node's counters (INFO and `/metrics` read them).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// End a snapshot walk idle this long (`--snapshot-walk-timeout`).
+    pub snapshot_walk_timeout: Duration,
 }
 
 /// How a drain ended.
@@ -97,6 +99,8 @@ pub async fn serve(
             .unwrap_or(usize::MAX),
         )),
         idle_timeout: config.idle_timeout,
+        snapshot_walk_timeout: config.snapshot_walk_timeout,
+        snapshot_walks_expired: AtomicU64::new(0),
         local_addr: listener.local_addr()?,
         started: Instant::now(),
         clients: AtomicUsize::new(0),

@@ -38,6 +38,8 @@ pub struct Session {
     pub connected: Instant,
     /// The snapshot `VALTHREE.SNAPSHOT BEGIN` took, while `NEXT` pages through it.
     pub snapshot: Option<SnapshotWalk>,
+    /// Set when this connection's walk was ended for being idle, so the next `NEXT` says so.
+    pub walk_expired: bool,
 }
 
 /// A walk over a snapshot, page by page: the connection holds the O(1) clone, the client
@@ -49,6 +51,9 @@ pub struct SnapshotWalk {
     pub after: Option<Bytes>,
     /// Counts this walk among the server's while it lives.
     pub held: WalkHeld,
+    /// When BEGIN or the last NEXT ran: a walk idle longer than `--snapshot-walk-timeout`
+    /// is ended by the connection loop.
+    pub last_used: Instant,
 }
 
 /// One walk counted in the server's [`ServerState::snapshot_walks`](super::ServerState)
@@ -94,6 +99,7 @@ impl Session {
             lib_ver: String::new(),
             connected: Instant::now(),
             snapshot: None,
+            walk_expired: false,
         }
     }
 }

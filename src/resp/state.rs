@@ -30,6 +30,10 @@ pub struct ServerState {
     pub unauthenticated_buffers: Arc<super::codec::BufferBudget>,
     /// Close a connection idle this long (`--timeout`; `None`: never).
     pub idle_timeout: Option<std::time::Duration>,
+    /// End a snapshot walk idle this long (`--snapshot-walk-timeout`).
+    pub snapshot_walk_timeout: std::time::Duration,
+    /// Snapshot walks ended for being idle that long.
+    pub snapshot_walks_expired: AtomicU64,
     /// The address the listener is bound to.
     pub local_addr: SocketAddr,
     /// When the server started (`uptime_in_seconds`).

@@ -295,6 +295,11 @@ impl S3sFs {
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    /// Creates a bucket: a directory under its root.
+    pub fn create_bucket(&self, name: &str) {
+        std::fs::create_dir(self._root.path().join(name)).unwrap();
+    }
 }
 
 impl Drop for S3sFs {

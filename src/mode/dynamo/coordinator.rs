@@ -93,8 +93,12 @@ pub enum Output {
 pub struct Options {
     /// How replies are joined (only [`Causality::Dvv`] is correct).
     pub causality: Causality,
-    /// Ticks a request may wait for its replicas.
+    /// Ticks a request may wait for its replicas...
     pub timeout: u64,
+    /// ...plus one tick for each this many bytes of the value it moves (0: no more): a
+    /// 64 MB value is copied, sent and fsync'd on every replica, which no fixed deadline
+    /// fits both for it and for the small values a dead replica should not hold up.
+    pub bytes_per_tick: u64,
     /// Block a read's answer until the stale replicas among its R are repaired.
     pub sync_read_repair: bool,
     /// Off: a read repairs no replica (anti-entropy must converge them).
@@ -111,6 +115,7 @@ impl Default for Options {
         Self {
             causality: Causality::Dvv,
             timeout: 50,
+            bytes_per_tick: 0,
             sync_read_repair: false,
             read_repair: true,
             hinted_handoff: true,
@@ -290,6 +295,7 @@ impl Coordinator {
         };
         self.stats.hints_recorded += hints.len() as u64;
         let others = owners.iter().copied().filter(|o| *o != self.id && up(o)).collect();
+        let deadline = self.deadline(value.as_ref().map_or(0, |v| key.len() + v.len()));
         let request = Request::Put { key: key.clone(), context: context.clone(), value, timestamp_ms, hints };
         self.send(op, self.id, request);
         let state = Op::Put {
@@ -304,7 +310,17 @@ impl Coordinator {
             waiting: BTreeSet::from([self.id]),
             answered: false,
         };
-        self.ops.insert(op, (state, self.now + self.options.timeout));
+        self.ops.insert(op, (state, deadline));
+    }
+
+    /// When a request that moves `bytes` of value times out: [`Options::timeout`] ticks from
+    /// now, and more for a large value.
+    fn deadline(&self, bytes: usize) -> u64 {
+        let extra = match self.options.bytes_per_tick {
+            0 => 0,
+            per_tick => bytes as u64 / per_tick,
+        };
+        self.now + self.options.timeout + extra
     }
 
     /// A client's read of `key` from `r` replicas; `owners` and `alive` as for [`Self::put`].
@@ -334,6 +350,12 @@ impl Coordinator {
     /// Replica `from`'s answer to request `op`.
     pub fn step(&mut self, op: OpId, from: NodeId, response: Response) {
         let Some((mut state, deadline)) = self.ops.remove(&op) else { return };
+        // A replica's answer to a read shows how large the value is: the others, still
+        // sending theirs, get the time that size needs.
+        let deadline = match &response {
+            Response::Got(object) => deadline.max(self.deadline(object.value_bytes())),
+            _ => deadline,
+        };
         let done = match &mut state {
             Op::Put { .. } => self.step_put(op, &mut state, from, response),
             Op::Get { .. } => self.step_get(op, &mut state, from, response),
@@ -586,6 +608,42 @@ mod tests {
         let dot = Dot { actor, counter };
         o.put(&VersionVector::new(), dot, 1, v(value));
         (o, dot)
+    }
+
+    /// A 64 MB value's write waits for its replicas longer than a small one's: before, both
+    /// had [`Options::timeout`] ticks, and on a loaded machine the large one's replicas
+    /// could not store it in time (`-UNCERTAIN`).
+    #[test]
+    fn a_large_values_deadline_grows_with_its_size() {
+        let options = Options { bytes_per_tick: 1 << 20, ..Options::default() };
+        let mut c = Coordinator::new(1, options.clone());
+        let large = Some(Bytes::from(vec![7u8; 64 << 20]));
+        c.put(7, key(), t(&[1, 2, 3], &[]), &[2, 3], None, large, 1, 2);
+        c.take_output();
+        c.put(8, Bytes::from_static(b"small"), t(&[1, 2, 3], &[]), &[2, 3], None, v("x"), 1, 2);
+        c.take_output();
+        for _ in 0..=options.timeout {
+            c.tick();
+        }
+        let out = c.take_output();
+        assert_eq!(replies(&out).len(), 1, "only the small write timed out: {out:?}");
+        assert_eq!(c.in_flight(), 1, "the large write still waits");
+        for _ in 0..64 {
+            c.tick();
+        }
+        assert_eq!(replies(&c.take_output()).len(), 1, "and times out once its size's time is up");
+
+        // A read: the first replica's answer shows the size, and the others get its time.
+        let mut c = Coordinator::new(1, options.clone());
+        c.get(9, key(), &[1, 2, 3], &[2, 3], 2);
+        c.take_output();
+        let mut object = Object::new();
+        object.put(&VersionVector::new(), Dot { actor: 1, counter: 1 }, 1, Some(Bytes::from(vec![1u8; 64 << 20])));
+        c.step(9, 1, Response::Got(object));
+        for _ in 0..=options.timeout {
+            c.tick();
+        }
+        assert!(replies(&c.take_output()).is_empty(), "the read still waits for a second replica");
     }
 
     #[test]

@@ -303,6 +303,11 @@ impl Object {
         self.siblings.iter().filter(|s| s.value.is_some())
     }
 
+    /// The bytes of every sibling's value.
+    pub fn value_bytes(&self) -> usize {
+        self.siblings.iter().filter_map(|s| s.value.as_ref()).map(Bytes::len).sum()
+    }
+
     /// What a plain GET answers: nothing when no sibling holds a value, else the value of the
     /// latest (timestamp, then dot) sibling that does. Every sibling stays stored.
     pub fn pick(&self) -> Option<&Bytes> {

@@ -71,7 +71,8 @@ impl Node {
     ) -> std::result::Result<ForwardReply, CallError> {
         let mut client = self.client(to).map_err(|e| CallError::NotSent(e.to_string()))?;
         let payload = wire::encode(self.id, request).map_err(|s| CallError::NotSent(s.message().to_string()))?;
-        let deadline = FORWARD_TIMEOUT + transfer_time(payload.body.len());
+        // The owner's coordinator waits for its replicas longer for a large value too.
+        let deadline = FORWARD_TIMEOUT + transfer_time(payload.body.len()) * 2;
         match tokio::time::timeout(deadline, client.forward(payload)).await {
             Ok(Ok(reply)) => {
                 wire::decode(&reply.into_inner()).map_err(|s| CallError::MaybeSent(s.message().to_string()))

@@ -24,6 +24,10 @@ pub const TICK: Duration = Duration::from_millis(10);
 /// How long a request waits for its replicas (2 s, in ticks): past it a write short of W
 /// is uncertain and a read short of R is refused.
 pub const REQUEST_TIMEOUT_TICKS: u64 = 200;
+/// A request moving a large value waits one more tick for each this many bytes: 4 MiB/s,
+/// what the peer plane's calls assume too (`network::BYTES_PER_SECOND`), so a 64 MB value
+/// gets 16 s more.
+pub const REQUEST_BYTES_PER_TICK: u64 = (4 << 20) * TICK.as_millis() as u64 / 1000;
 /// How long the background tasks get to stop.
 pub(super) const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Replica reads of one batch served on the async thread; more go to the blocking pool.
@@ -381,6 +385,7 @@ pub(super) async fn run_driver(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<
         causality: node.options.causality,
         sloppy_quorum: node.options.sloppy_quorum,
         timeout: REQUEST_TIMEOUT_TICKS,
+        bytes_per_tick: REQUEST_BYTES_PER_TICK,
         sync_read_repair: node.options.sync_read_repair,
         read_repair: node.options.read_repair,
         hinted_handoff: node.options.hinted_handoff,

@@ -75,6 +75,7 @@ impl Info {
                     line("total_net_input_bytes", &server.metrics.net_input_bytes.load(Ordering::Relaxed));
                     line("total_net_output_bytes", &server.metrics.net_output_bytes.load(Ordering::Relaxed));
                     line("total_error_replies", &server.metrics.error_stats().values().sum::<u64>());
+                    line("snapshot_walks_expired", &server.snapshot_walks_expired.load(Ordering::Relaxed));
                 }
                 "commandstats" => {
                     out.push_str("# Commandstats\r\n");

@@ -14,6 +14,7 @@ mod append;
 mod auth;
 mod client;
 mod command;
+mod config;
 mod dbsize;
 mod del;
 mod delex;

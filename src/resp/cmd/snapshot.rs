@@ -9,9 +9,14 @@
 //!
 //! At most [`MAX_WALKS`] walks are held on a node at once (each pins a version of the
 //! keyspace, and values overwritten since stay in memory until it ends); a BEGIN past that
-//! is refused, a walk on the same connection is replaced.
+//! is refused, a walk on the same connection is replaced. A walk idle longer than
+//! `--snapshot-walk-timeout` (60 s) is ended by its connection's loop, whether or not the
+//! client ever sends anything again, and counted in INFO's `snapshot_walks_expired`; its
+//! next `NEXT` is refused with a message saying so.
 //!
 //! [`Store::snapshot`]: crate::store::Store::snapshot
+
+use std::time::Instant;
 
 use super::{Args, Ctx, lower};
 use crate::errinput;
@@ -73,13 +78,22 @@ impl Snapshot {
                     Reply::Integer(snapshot.keyspace.len() as i64),
                     Reply::text(snapshot.taken_at.clone()),
                 ]);
-                ctx.session.snapshot = Some(SnapshotWalk { snapshot, after: None, held });
+                ctx.session.walk_expired = false;
+                ctx.session.snapshot = Some(SnapshotWalk { snapshot, after: None, held, last_used: Instant::now() });
                 Ok(reply)
             }
             Snapshot::Next(count) => {
                 let Some(walk) = &mut ctx.session.snapshot else {
+                    if ctx.session.walk_expired {
+                        return Err(errinput!(
+                            "the snapshot walk on this connection was idle longer than {}s \
+                             (--snapshot-walk-timeout) and has ended: send VALTHREE.SNAPSHOT BEGIN again",
+                            ctx.server.snapshot_walk_timeout.as_secs()
+                        ));
+                    }
                     return Err(errinput!("no snapshot on this connection: send VALTHREE.SNAPSHOT BEGIN first"));
                 };
+                walk.last_used = Instant::now();
                 let (mut page, mut bytes) = (Vec::new(), 0usize);
                 for (key, value) in walk.snapshot.keyspace.entries_after(walk.after.as_deref()) {
                     if page.len() / 2 >= count || (bytes > 0 && bytes + key.len() + value.len() > PAGE_BYTES) {

@@ -16,6 +16,10 @@ impl Strlen {
         Ok(Self { key: args.next_bytes()? })
     }
 
+    pub fn into_key(self) -> Bytes {
+        self.key
+    }
+
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
         let len = ctx.store.get(&self.key).await?.map_or(0, |v| v.len());
         Ok(Reply::Integer(len as i64))

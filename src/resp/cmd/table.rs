@@ -145,6 +145,8 @@ commands! {
         "A container for client connection commands.";
     "command"          => Command(command::CommandCmd), -1, &["slow"],   NO_KEYS,
         "Returns detailed information about all commands.";
+    "config"           => Config(config::Config),       -2, &["admin", "slow"], NO_KEYS,
+        "CONFIG GET parameter...: maxclients, proto-max-bulk-len, timeout (valthree's settings are its flags).";
     "dbsize"           => Dbsize(dbsize::Dbsize),        1, READ,        NO_KEYS,
         "Returns the number of keys in the database.";
     "decr"             => Decr(incr::Incr),              2, WRITE,       ONE_KEY,
@@ -294,7 +296,7 @@ mod tests {
             let found = lookup(spec.name).unwrap();
             assert_eq!((found.name, found.arity, found.summary), (spec.name, spec.arity, spec.summary));
         }
-        assert_eq!(COMMANDS.len(), 44);
+        assert_eq!(COMMANDS.len(), 45);
     }
 
     #[test]
