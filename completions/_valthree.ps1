@@ -73,6 +73,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--peer-tls-cert', '--peer-tls-cert', [CompletionResultType]::ParameterName, 'paxos, raft and dynamo modes: mutual TLS on the peer plane: this node''s certificate (PEM; it must name the host or IP of --peer-addr) ...')
             [CompletionResult]::new('--peer-tls-key', '--peer-tls-key', [CompletionResultType]::ParameterName, '... its private key ...')
             [CompletionResult]::new('--peer-tls-ca', '--peer-tls-ca', [CompletionResultType]::ParameterName, '... and the CA that signs every node''s certificate')
+            [CompletionResult]::new('--fault-fs', '--fault-fs', [CompletionResultType]::ParameterName, 'Testing only (every mode): `lazy` keeps every write not yet fsync''d inside the process, so a SIGKILL loses what a power cut would (`valthree cluster up --fault-fs lazy`)')
             [CompletionResult]::new('--paxos-one-rtt', '--paxos-one-rtt', [CompletionResultType]::ParameterName, 'paxos mode: the one-round-trip optimisation (an accept also promises the next ballot)')
             [CompletionResult]::new('--paxos-gc-interval', '--paxos-gc-interval', [CompletionResultType]::ParameterName, 'paxos mode: how often tombstones of deleted keys are garbage-collected (0s: never)')
             [CompletionResult]::new('--unsafe-accept-quorum', '--unsafe-accept-quorum', [CompletionResultType]::ParameterName, 'Test only: accept a paxos value after this many acknowledgements (breaks quorum intersection, so the checker has a bug to catch)')
@@ -98,6 +99,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--unsafe-trust-object-store', '--unsafe-trust-object-store', [CompletionResultType]::ParameterName, 's3 mode: serve on a bucket even if its server fails the start-up check of conditional PUTs (`valthree s3-check`), trusting it blindly: on a server whose conditional PUT is not atomic, concurrent writes can be lost and s3 mode is NOT linearizable')
             [CompletionResult]::new('--unsafe-stale-reads', '--unsafe-stale-reads', [CompletionResultType]::ParameterName, 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch')
             [CompletionResult]::new('--join', '--join', [CompletionResultType]::ParameterName, 'paxos, raft and dynamo modes: start with no configuration and wait to be added by a member (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`)')
+            [CompletionResult]::new('--unsafe-skip-fsync', '--unsafe-skip-fsync', [CompletionResultType]::ParameterName, 'Testing only, a planted bug (every mode): skip every fsync of the write path. Caught by the power-loss nemesis with `--fault-fs lazy`')
             [CompletionResult]::new('--stale-reads', '--stale-reads', [CompletionResultType]::ParameterName, 'raft mode: answer reads from this node''s state machine without asking the leader — faster, but a read may miss recent writes (NOT linearizable)')
             [CompletionResult]::new('--sloppy-quorum', '--sloppy-quorum', [CompletionResultType]::ParameterName, 'dynamo mode: let live nodes past a key''s preference list stand in for its down owners and count toward W (they hand the write over when the owner is back). Keeps writes available, but R + W > N no longer promises read-your-writes')
             [CompletionResult]::new('--unsafe-lww', '--unsafe-lww', [CompletionResultType]::ParameterName, 'Test only: dynamo mode keeps one value per key, the latest by timestamp (a concurrent write is silently lost), so the checker has a bug to catch')
@@ -113,7 +115,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--cluster', '--cluster', [CompletionResultType]::ParameterName, 'A local cluster''s directory (from `valthree cluster up`): its nodes are the addresses, and the nemesis acts on it')
             [CompletionResult]::new('--docker', '--docker', [CompletionResultType]::ParameterName, 'Containers on a Docker network that are the nodes (comma-separated names): the nemesis acts on them with `docker kill/start`, `pause/unpause` and `network disconnect/connect` (give the addresses with --addrs)')
             [CompletionResult]::new('--docker-network', '--docker-network', [CompletionResultType]::ParameterName, 'With --docker: the network a partition disconnects a container from')
-            [CompletionResult]::new('--nemesis', '--nemesis', [CompletionResultType]::ParameterName, 'Faults to inject while the workload runs: kill, pause, partition, membership (a node joins, then leaves; local clusters only) (comma-separated); needs --cluster or --docker')
+            [CompletionResult]::new('--nemesis', '--nemesis', [CompletionResultType]::ParameterName, 'Faults to inject while the workload runs: kill, pause, partition, membership (a node joins, then leaves; local clusters only), power-loss (one node or all at once; a local cluster up with --fault-fs lazy), disk (EIO or ENOSPC on one node''s writes or fsyncs; local clusters) (comma-separated); needs --cluster or --docker')
             [CompletionResult]::new('--nemesis-interval', '--nemesis-interval', [CompletionResultType]::ParameterName, 'Time between two faults; each lasts half of it')
             [CompletionResult]::new('--clients', '--clients', [CompletionResultType]::ParameterName, 'Concurrent clients, each with one operation outstanding at a time')
             [CompletionResult]::new('--keys', '--keys', [CompletionResultType]::ParameterName, 'Size of the key set (small means contention, which is the point)')
@@ -146,6 +148,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('up', 'up', [CompletionResultType]::ParameterValue, 'Start N nodes in the background and wait until each answers PING')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show each node: up, paused or down, and what it reports of itself')
             [CompletionResult]::new('kill', 'kill', [CompletionResultType]::ParameterValue, 'SIGKILL a node')
+            [CompletionResult]::new('power-loss', 'power-loss', [CompletionResultType]::ParameterValue, 'Cut a node''s power: SIGKILL of a node started with `--fault-fs lazy`, losing every write it had not fsync''d (`restart` brings it back)')
             [CompletionResult]::new('pause', 'pause', [CompletionResultType]::ParameterValue, 'SIGSTOP a node')
             [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'SIGCONT a paused node')
             [CompletionResult]::new('restart', 'restart', [CompletionResultType]::ParameterValue, 'Restart a node with the same flags and data')
@@ -161,6 +164,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--mode', '--mode', [CompletionResultType]::ParameterName, 'mode')
             [CompletionResult]::new('--nodes', '--nodes', [CompletionResultType]::ParameterName, 'nodes')
             [CompletionResult]::new('--base-port', '--base-port', [CompletionResultType]::ParameterName, 'Node i serves clients on base+i and peers on base+1000+i')
+            [CompletionResult]::new('--fault-fs', '--fault-fs', [CompletionResultType]::ParameterName, 'Testing: `lazy` starts every node with a file layer that keeps each write not yet fsync''d inside the process, so that `power-loss` (a SIGKILL) loses what a power cut would')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -179,6 +183,15 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;cluster;kill' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'valthree;cluster;power-loss' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -264,6 +277,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('up', 'up', [CompletionResultType]::ParameterValue, 'Start N nodes in the background and wait until each answers PING')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show each node: up, paused or down, and what it reports of itself')
             [CompletionResult]::new('kill', 'kill', [CompletionResultType]::ParameterValue, 'SIGKILL a node')
+            [CompletionResult]::new('power-loss', 'power-loss', [CompletionResultType]::ParameterValue, 'Cut a node''s power: SIGKILL of a node started with `--fault-fs lazy`, losing every write it had not fsync''d (`restart` brings it back)')
             [CompletionResult]::new('pause', 'pause', [CompletionResultType]::ParameterValue, 'SIGSTOP a node')
             [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'SIGCONT a paused node')
             [CompletionResult]::new('restart', 'restart', [CompletionResultType]::ParameterValue, 'Restart a node with the same flags and data')
@@ -282,6 +296,9 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;cluster;help;kill' {
+            break
+        }
+        'valthree;cluster;help;power-loss' {
             break
         }
         'valthree;cluster;help;pause' {
@@ -402,6 +419,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('up', 'up', [CompletionResultType]::ParameterValue, 'Start N nodes in the background and wait until each answers PING')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show each node: up, paused or down, and what it reports of itself')
             [CompletionResult]::new('kill', 'kill', [CompletionResultType]::ParameterValue, 'SIGKILL a node')
+            [CompletionResult]::new('power-loss', 'power-loss', [CompletionResultType]::ParameterValue, 'Cut a node''s power: SIGKILL of a node started with `--fault-fs lazy`, losing every write it had not fsync''d (`restart` brings it back)')
             [CompletionResult]::new('pause', 'pause', [CompletionResultType]::ParameterValue, 'SIGSTOP a node')
             [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'SIGCONT a paused node')
             [CompletionResult]::new('restart', 'restart', [CompletionResultType]::ParameterValue, 'Restart a node with the same flags and data')
@@ -419,6 +437,9 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;help;cluster;kill' {
+            break
+        }
+        'valthree;help;cluster;power-loss' {
             break
         }
         'valthree;help;cluster;pause' {

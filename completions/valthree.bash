@@ -67,6 +67,9 @@ _valthree() {
             valthree__subcmd__cluster,pause)
                 cmd="valthree__subcmd__cluster__subcmd__pause"
                 ;;
+            valthree__subcmd__cluster,power-loss)
+                cmd="valthree__subcmd__cluster__subcmd__power__subcmd__loss"
+                ;;
             valthree__subcmd__cluster,remove-node)
                 cmd="valthree__subcmd__cluster__subcmd__remove__subcmd__node"
                 ;;
@@ -102,6 +105,9 @@ _valthree() {
                 ;;
             valthree__subcmd__cluster__subcmd__help,pause)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__pause"
+                ;;
+            valthree__subcmd__cluster__subcmd__help,power-loss)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__power__subcmd__loss"
                 ;;
             valthree__subcmd__cluster__subcmd__help,remove-node)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__remove__subcmd__node"
@@ -165,6 +171,9 @@ _valthree() {
                 ;;
             valthree__subcmd__help__subcmd__cluster,pause)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__pause"
+                ;;
+            valthree__subcmd__help__subcmd__cluster,power-loss)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__power__subcmd__loss"
                 ;;
             valthree__subcmd__help__subcmd__cluster,remove-node)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__remove__subcmd__node"
@@ -254,7 +263,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster)
-            opts="-h -V --dir --json --help --version up status kill pause resume restart partition heal add-node remove-node down help"
+            opts="-h -V --dir --json --help --version up status kill power-loss pause resume restart partition heal add-node remove-node down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -326,7 +335,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__help)
-            opts="up status kill pause resume restart partition heal add-node remove-node down help"
+            opts="up status kill power-loss pause resume restart partition heal add-node remove-node down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -424,6 +433,20 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__help__subcmd__pause)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__power__subcmd__loss)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -561,6 +584,24 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        valthree__subcmd__cluster__subcmd__power__subcmd__loss)
+            opts="-h -V --dir --json --help --version n1 n2 n3 n4 n5 n6 n7 n8 n9"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         valthree__subcmd__cluster__subcmd__remove__subcmd__node)
             opts="-h -V --dir --json --help --version n1 n2 n3 n4 n5 n6 n7 n8 n9"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -634,7 +675,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__up)
-            opts="-h -V --mode --nodes --base-port --dir --json --help --version"
+            opts="-h -V --mode --nodes --base-port --fault-fs --dir --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -650,6 +691,10 @@ _valthree() {
                     ;;
                 --base-port)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fault-fs)
+                    COMPREPLY=($(compgen -W "off lazy" -- "${cur}"))
                     return 0
                     ;;
                 --dir)
@@ -750,7 +795,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help__subcmd__cluster)
-            opts="up status kill pause resume restart partition heal add-node remove-node down"
+            opts="up status kill power-loss pause resume restart partition heal add-node remove-node down"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -834,6 +879,20 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help__subcmd__cluster__subcmd__pause)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__power__subcmd__loss)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1084,7 +1143,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__serve)
-            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --s3-endpoint --s3-bucket --s3-region --s3-access-key --s3-secret-key --s3-dir --s3-key --unsafe-trust-object-store --s3-batch --s3-value-objects-from --maxmemory --s3-snapshot-keys --unsafe-stale-reads --node-id --peer-addr --peer-listen --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --paxos-one-rtt --paxos-gc-interval --unsafe-accept-quorum --stale-reads --raft-snapshot-every --vnodes --replicas --r --w --read-repair --hinted-handoff --max-hints --hint-window --sibling-read --swim-period --sloppy-quorum --aae-interval --aae-max-keys --tombstone-grace --handoff-grace --suspect-timeout --unsafe-lww --unsafe-server-clocks --help --version"
+            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --s3-endpoint --s3-bucket --s3-region --s3-access-key --s3-secret-key --s3-dir --s3-key --unsafe-trust-object-store --s3-batch --s3-value-objects-from --maxmemory --s3-snapshot-keys --unsafe-stale-reads --node-id --peer-addr --peer-listen --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --fault-fs --unsafe-skip-fsync --paxos-one-rtt --paxos-gc-interval --unsafe-accept-quorum --stale-reads --raft-snapshot-every --vnodes --replicas --r --w --read-repair --hinted-handoff --max-hints --hint-window --sibling-read --swim-period --sloppy-quorum --aae-interval --aae-max-keys --tombstone-grace --handoff-grace --suspect-timeout --unsafe-lww --unsafe-server-clocks --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1230,6 +1289,10 @@ _valthree() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --fault-fs)
+                    COMPREPLY=($(compgen -W "off lazy" -- "${cur}"))
+                    return 0
+                    ;;
                 --paxos-one-rtt)
                     COMPREPLY=($(compgen -W "on off" -- "${cur}"))
                     return 0
@@ -1337,7 +1400,7 @@ _valthree() {
                     return 0
                     ;;
                 --nemesis)
-                    COMPREPLY=($(compgen -P "${cur%"${cur##*,}"}" -W "kill pause partition membership" -- "${cur##*,}"))
+                    COMPREPLY=($(compgen -P "${cur%"${cur##*,}"}" -W "kill power-loss pause partition membership disk" -- "${cur##*,}"))
                     return 0
                     ;;
                 --nemesis-interval)

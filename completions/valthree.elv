@@ -69,6 +69,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --peer-tls-cert 'paxos, raft and dynamo modes: mutual TLS on the peer plane: this node''s certificate (PEM; it must name the host or IP of --peer-addr) ...'
             cand --peer-tls-key '... its private key ...'
             cand --peer-tls-ca '... and the CA that signs every node''s certificate'
+            cand --fault-fs 'Testing only (every mode): `lazy` keeps every write not yet fsync''d inside the process, so a SIGKILL loses what a power cut would (`valthree cluster up --fault-fs lazy`)'
             cand --paxos-one-rtt 'paxos mode: the one-round-trip optimisation (an accept also promises the next ballot)'
             cand --paxos-gc-interval 'paxos mode: how often tombstones of deleted keys are garbage-collected (0s: never)'
             cand --unsafe-accept-quorum 'Test only: accept a paxos value after this many acknowledgements (breaks quorum intersection, so the checker has a bug to catch)'
@@ -94,6 +95,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --unsafe-trust-object-store 's3 mode: serve on a bucket even if its server fails the start-up check of conditional PUTs (`valthree s3-check`), trusting it blindly: on a server whose conditional PUT is not atomic, concurrent writes can be lost and s3 mode is NOT linearizable'
             cand --unsafe-stale-reads 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch'
             cand --join 'paxos, raft and dynamo modes: start with no configuration and wait to be added by a member (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`)'
+            cand --unsafe-skip-fsync 'Testing only, a planted bug (every mode): skip every fsync of the write path. Caught by the power-loss nemesis with `--fault-fs lazy`'
             cand --stale-reads 'raft mode: answer reads from this node''s state machine without asking the leader — faster, but a read may miss recent writes (NOT linearizable)'
             cand --sloppy-quorum 'dynamo mode: let live nodes past a key''s preference list stand in for its down owners and count toward W (they hand the write over when the owner is back). Keeps writes available, but R + W > N no longer promises read-your-writes'
             cand --unsafe-lww 'Test only: dynamo mode keeps one value per key, the latest by timestamp (a concurrent write is silently lost), so the checker has a bug to catch'
@@ -108,7 +110,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --cluster 'A local cluster''s directory (from `valthree cluster up`): its nodes are the addresses, and the nemesis acts on it'
             cand --docker 'Containers on a Docker network that are the nodes (comma-separated names): the nemesis acts on them with `docker kill/start`, `pause/unpause` and `network disconnect/connect` (give the addresses with --addrs)'
             cand --docker-network 'With --docker: the network a partition disconnects a container from'
-            cand --nemesis 'Faults to inject while the workload runs: kill, pause, partition, membership (a node joins, then leaves; local clusters only) (comma-separated); needs --cluster or --docker'
+            cand --nemesis 'Faults to inject while the workload runs: kill, pause, partition, membership (a node joins, then leaves; local clusters only), power-loss (one node or all at once; a local cluster up with --fault-fs lazy), disk (EIO or ENOSPC on one node''s writes or fsyncs; local clusters) (comma-separated); needs --cluster or --docker'
             cand --nemesis-interval 'Time between two faults; each lasts half of it'
             cand --clients 'Concurrent clients, each with one operation outstanding at a time'
             cand --keys 'Size of the key set (small means contention, which is the point)'
@@ -140,6 +142,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand up 'Start N nodes in the background and wait until each answers PING'
             cand status 'Show each node: up, paused or down, and what it reports of itself'
             cand kill 'SIGKILL a node'
+            cand power-loss 'Cut a node''s power: SIGKILL of a node started with `--fault-fs lazy`, losing every write it had not fsync''d (`restart` brings it back)'
             cand pause 'SIGSTOP a node'
             cand resume 'SIGCONT a paused node'
             cand restart 'Restart a node with the same flags and data'
@@ -154,6 +157,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --mode 'mode'
             cand --nodes 'nodes'
             cand --base-port 'Node i serves clients on base+i and peers on base+1000+i'
+            cand --fault-fs 'Testing: `lazy` starts every node with a file layer that keeps each write not yet fsync''d inside the process, so that `power-loss` (a SIGKILL) loses what a power cut would'
             cand --dir 'The cluster''s directory (state file, node data, logs)'
             cand --json 'Print JSON for scripts'
             cand -h 'Print help (see more with ''--help'')'
@@ -170,6 +174,14 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --version 'Print version'
         }
         &'valthree;cluster;kill'= {
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'valthree;cluster;power-loss'= {
             cand --dir 'The cluster''s directory (state file, node data, logs)'
             cand --json 'Print JSON for scripts'
             cand -h 'Print help'
@@ -246,6 +258,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand up 'Start N nodes in the background and wait until each answers PING'
             cand status 'Show each node: up, paused or down, and what it reports of itself'
             cand kill 'SIGKILL a node'
+            cand power-loss 'Cut a node''s power: SIGKILL of a node started with `--fault-fs lazy`, losing every write it had not fsync''d (`restart` brings it back)'
             cand pause 'SIGSTOP a node'
             cand resume 'SIGCONT a paused node'
             cand restart 'Restart a node with the same flags and data'
@@ -261,6 +274,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;cluster;help;status'= {
         }
         &'valthree;cluster;help;kill'= {
+        }
+        &'valthree;cluster;help;power-loss'= {
         }
         &'valthree;cluster;help;pause'= {
         }
@@ -362,6 +377,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand up 'Start N nodes in the background and wait until each answers PING'
             cand status 'Show each node: up, paused or down, and what it reports of itself'
             cand kill 'SIGKILL a node'
+            cand power-loss 'Cut a node''s power: SIGKILL of a node started with `--fault-fs lazy`, losing every write it had not fsync''d (`restart` brings it back)'
             cand pause 'SIGSTOP a node'
             cand resume 'SIGCONT a paused node'
             cand restart 'Restart a node with the same flags and data'
@@ -376,6 +392,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;help;cluster;status'= {
         }
         &'valthree;help;cluster;kill'= {
+        }
+        &'valthree;help;cluster;power-loss'= {
         }
         &'valthree;help;cluster;pause'= {
         }

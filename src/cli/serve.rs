@@ -183,8 +183,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         tracing::warn!("--requirepass (or VALTHREE_REQUIREPASS) is empty: no password, every client is let in");
     }
     let admin_token = secret_flag(args.admin_token.as_ref(), args.admin_token_file.as_deref())?;
-    let faults = Arc::new(Faults::default());
-    let store = crate::mode::open(&mode_config(&args)?, faults.clone()).await?;
+    let config = mode_config(&args)?;
+    // A failed write or fsync ends the process: a supervisor restarts it from what is durable.
+    config.node.fs.exit_on_failure();
+    let faults = Arc::new(Faults::with_fs(config.node.fs.clone()));
+    let store = crate::mode::open(&config, faults.clone()).await?;
     // The TLS port is bound first: once the plain port answers, both do.
     let tls = match &args.tls_port {
         None => None,

@@ -33,6 +33,9 @@ pub struct NodeOptions {
     /// The longest value a client may write (`--proto-max-bulk-len`): every mode must
     /// replicate it, and the peer server's message budget is sized by it.
     pub max_value: u64,
+    /// The file layer every durable byte of the node goes through (`--fault-fs`,
+    /// `--unsafe-skip-fsync`).
+    pub fs: super::FileSystem,
 }
 
 impl NodeOptions {
@@ -48,6 +51,7 @@ impl NodeOptions {
             secret: None,
             peer_tls: None,
             max_value: DEFAULT_MAX_VALUE,
+            fs: super::FileSystem::real(),
         }
     }
 
@@ -113,6 +117,7 @@ mod tests {
             secret: secret.then(|| crate::peer::ClusterSecret::new("a long enough cluster secret").unwrap()),
             peer_tls: None,
             max_value: DEFAULT_MAX_VALUE,
+            fs: crate::node::FileSystem::real(),
         }
     }
 

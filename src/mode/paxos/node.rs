@@ -122,7 +122,7 @@ impl PaxosMode {
     /// Opens the node's storage, starts its peer server, acceptor, driver and GC.
     pub async fn start(options: PaxosOptions, faults: Arc<Faults>) -> Result<Self> {
         let id = options.node.node_id;
-        let (storage, recovered) = Storage::open(&options.node.data_dir)?;
+        let (storage, recovered) = Storage::open(&options.node.fs, &options.node.data_dir)?;
         let config = match recovered.config {
             Some(config) => config,
             None if options.node.join => Config::default(),
