@@ -646,6 +646,9 @@ impl Node {
 
     /// Reads durable bytes (all below `through`).
     fn read_durable(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
         match &self.backing {
             Backing::Kernel(file) => file.read_exact_at(out, offset),
             Backing::Memory(bytes) => {
@@ -1086,6 +1089,21 @@ mod tests {
         let table = txn.open_table(T).unwrap();
         assert_eq!(table.get(1).unwrap().map(|v| v.value()), Some(1));
         assert!(table.get(2).unwrap().is_none(), "a commit never fsync'd is lost with the power");
+    }
+
+    #[test]
+    fn a_file_never_synced_reads_and_grows_from_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FileSystem::new(FaultFs::Lazy, true);
+        let file = fs.create(&dir.path().join("f")).unwrap();
+        file.set_len(3 * PAGE).unwrap();
+        file.write_at(2 * PAGE + 1, b"x").unwrap();
+        let mut out = vec![1; PAGE as usize];
+        file.read_at(PAGE, &mut out).unwrap();
+        assert!(out.iter().all(|b| *b == 0), "never written: zeros");
+        file.sync().unwrap();
+        file.read_at(2 * PAGE, &mut out[..2]).unwrap();
+        assert_eq!(&out[..2], b"\0x");
     }
 
     #[test]
