@@ -252,10 +252,7 @@ impl FileSystem {
             Some(error) => Err(io::Error::from_raw_os_error(error.errno())),
             None => f(),
         };
-        result.map_err(|e| {
-            self.fail(op, &e);
-            e
-        })
+        result.inspect_err(|e| self.fail(op, e))
     }
 
     /// Records the first storage failure; with `exit_on_failure`, stops the process soon.
