@@ -90,6 +90,9 @@ fn skipped_fsyncs_are_caught(mode: &str) {
     let caught = SEEDS.iter().position(|seed| {
         violated(&power_loss_run(mode, &["--unsafe-skip-fsync"], seed), &format!("{mode} with the bug, seed {seed}"))
     });
+    if let Some(i) = caught {
+        eprintln!("{mode}: --unsafe-skip-fsync caught on seed {}", SEEDS[i]);
+    }
     let Some(caught) = caught else {
         panic!("{mode}: {} power-loss runs with --unsafe-skip-fsync all passed the checker", SEEDS.len())
     };

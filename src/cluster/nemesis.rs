@@ -230,8 +230,10 @@ impl Nemesis {
             };
             note(name, &victim, injected.as_ref().err());
             self.record(name, json!(victim), injected.as_ref().err().cloned());
-            if injected.is_err() && fault == Fault::Membership {
-                continue; // no node joined: none to remove
+            if injected.is_err() && matches!(fault, Fault::Membership | Fault::PowerLoss) {
+                // No node joined, or no power was cut (a node without --fault-fs lazy refuses
+                // it): nothing to undo, and a restart would be a kill the history never shows.
+                continue;
             }
             let _ = tokio::time::timeout(pause_for, stop.changed()).await;
             let healed = {
