@@ -32,7 +32,6 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Load a Redis RDB file''s string keys (other types are skipped and counted)')
             [CompletionResult]::new('check-history', 'check-history', [CompletionResultType]::ParameterValue, 'Check a recorded history for linearizability')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a narrated, self-checking demo of a mechanism on a local cluster')
-            [CompletionResult]::new('paxos-compact-ballots', 'paxos-compact-ballots', [CompletionResultType]::ParameterValue, 'Rewrite a stopped paxos cluster''s ballots to their ranks (order kept), giving back the room a forged ballot took')
             [CompletionResult]::new('s3-check', 's3-check', [CompletionResultType]::ParameterValue, 'Check that an S3 server''s conditional PUTs hold under a race, as s3 mode needs')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -42,8 +41,6 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--mode', '--mode', [CompletionResultType]::ParameterName, 'How the cluster keeps itself consistent')
             [CompletionResult]::new('--addr', '--addr', [CompletionResultType]::ParameterName, 'Address to serve the Redis protocol on')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Directory for this node''s data (in s3 mode without --s3-bucket: the embedded object store)')
-            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'The log''s format on stderr: text, or JSON lines (with `node` and `mode` on each)')
-            [CompletionResult]::new('--metrics-addr', '--metrics-addr', [CompletionResultType]::ParameterName, 'Serve /metrics (Prometheus), /livez and /readyz over HTTP on this address (e.g. 127.0.0.1:9121); off unless given')
             [CompletionResult]::new('--requirepass', '--requirepass', [CompletionResultType]::ParameterName, 'Require clients to AUTH with this password')
             [CompletionResult]::new('--requirepass-file', '--requirepass-file', [CompletionResultType]::ParameterName, 'Read the password from this file instead (one line)')
             [CompletionResult]::new('--maxclients', '--maxclients', [CompletionResultType]::ParameterName, 'Refuse connections beyond this many')
@@ -57,8 +54,6 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--tls-ca-cert-file', '--tls-ca-cert-file', [CompletionResultType]::ParameterName, 'Certificates of the CAs that sign client certificates (PEM)')
             [CompletionResult]::new('--tls-auth-clients', '--tls-auth-clients', [CompletionResultType]::ParameterName, 'Whether clients must show a certificate signed by --tls-ca-cert-file (default: yes when a CA file is given, as in Redis; no otherwise)')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Close a client idle for this many seconds (0: never), as Redis'' `timeout`')
-            [CompletionResult]::new('--shutdown-timeout', '--shutdown-timeout', [CompletionResultType]::ParameterName, 'On SIGTERM or SIGINT: how long to finish the commands in flight and hand over (raft: leadership; dynamo: pending hints) before the node stops; what is left then is cut off (commands) or kept on disk (hints), and the last log line says which')
-            [CompletionResult]::new('--snapshot-walk-timeout', '--snapshot-walk-timeout', [CompletionResultType]::ParameterName, 'End a backup''s snapshot walk (VALTHREE.SNAPSHOT) idle for this many seconds, letting go of the keyspace version it holds')
             [CompletionResult]::new('--s3-endpoint', '--s3-endpoint', [CompletionResultType]::ParameterName, 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted')
             [CompletionResult]::new('--s3-bucket', '--s3-bucket', [CompletionResultType]::ParameterName, 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used')
             [CompletionResult]::new('--s3-region', '--s3-region', [CompletionResultType]::ParameterName, 's3 mode: region')
@@ -78,6 +73,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--peer-tls-cert', '--peer-tls-cert', [CompletionResultType]::ParameterName, 'paxos, raft and dynamo modes: mutual TLS on the peer plane: this node''s certificate (PEM; it must name the host or IP of --peer-addr) ...')
             [CompletionResult]::new('--peer-tls-key', '--peer-tls-key', [CompletionResultType]::ParameterName, '... its private key ...')
             [CompletionResult]::new('--peer-tls-ca', '--peer-tls-ca', [CompletionResultType]::ParameterName, '... and the CA that signs every node''s certificate')
+            [CompletionResult]::new('--fault-fs', '--fault-fs', [CompletionResultType]::ParameterName, 'Testing only (every mode): `lazy` keeps every write not yet fsync''d inside the process, so a SIGKILL loses what a power cut would (`valthree cluster up --fault-fs lazy`)')
             [CompletionResult]::new('--paxos-one-rtt', '--paxos-one-rtt', [CompletionResultType]::ParameterName, 'paxos mode: the one-round-trip optimisation (an accept also promises the next ballot)')
             [CompletionResult]::new('--paxos-gc-interval', '--paxos-gc-interval', [CompletionResultType]::ParameterName, 'paxos mode: how often tombstones of deleted keys are garbage-collected (0s: never)')
             [CompletionResult]::new('--unsafe-accept-quorum', '--unsafe-accept-quorum', [CompletionResultType]::ParameterName, 'Test only: accept a paxos value after this many acknowledgements (breaks quorum intersection, so the checker has a bug to catch)')
@@ -97,14 +93,13 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--tombstone-grace', '--tombstone-grace', [CompletionResultType]::ParameterName, 'dynamo mode: how old a tombstone every owner holds must be before it is deleted for good')
             [CompletionResult]::new('--handoff-grace', '--handoff-grace', [CompletionResultType]::ParameterName, 'dynamo mode: how long a node keeps a partition it no longer holds after a membership change before it hands it over once more and deletes its copy')
             [CompletionResult]::new('--suspect-timeout', '--suspect-timeout', [CompletionResultType]::ParameterName, 'dynamo mode: how long a member that failed a probe stays SUSPECT before it is DEAD')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Log as JSON lines: `--log-format json`, by its older name')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Log as JSON lines')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace); RUST_LOG overrides')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace); RUST_LOG overrides')
             [CompletionResult]::new('--unsafe-trust-object-store', '--unsafe-trust-object-store', [CompletionResultType]::ParameterName, 's3 mode: serve on a bucket even if its server fails the start-up check of conditional PUTs (`valthree s3-check`), trusting it blindly: on a server whose conditional PUT is not atomic, concurrent writes can be lost and s3 mode is NOT linearizable')
             [CompletionResult]::new('--unsafe-stale-reads', '--unsafe-stale-reads', [CompletionResultType]::ParameterName, 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch')
-            [CompletionResult]::new('--unsafe-blind-cas', '--unsafe-blind-cas', [CompletionResultType]::ParameterName, 'Test only: SET … IFEQ writes without comparing, so the checker has a broken compare-and-set to catch')
             [CompletionResult]::new('--join', '--join', [CompletionResultType]::ParameterName, 'paxos, raft and dynamo modes: start with no configuration and wait to be added by a member (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`)')
-            [CompletionResult]::new('--unsafe-no-ballot-ceiling', '--unsafe-no-ballot-ceiling', [CompletionResultType]::ParameterName, 'Test only: take peers'' ballots up to 2^62 whatever the clock says (see `Ballot::ceiling`), as nodes before the ceiling did, so a test can build the state a forged ballot left on such a cluster')
+            [CompletionResult]::new('--unsafe-skip-fsync', '--unsafe-skip-fsync', [CompletionResultType]::ParameterName, 'Testing only, a planted bug (every mode): skip every fsync of the write path. Caught by the power-loss nemesis with `--fault-fs lazy`')
             [CompletionResult]::new('--stale-reads', '--stale-reads', [CompletionResultType]::ParameterName, 'raft mode: answer reads from this node''s state machine without asking the leader — faster, but a read may miss recent writes (NOT linearizable)')
             [CompletionResult]::new('--sloppy-quorum', '--sloppy-quorum', [CompletionResultType]::ParameterName, 'dynamo mode: let live nodes past a key''s preference list stand in for its down owners and count toward W (they hand the write over when the owner is back). Keeps writes available, but R + W > N no longer promises read-your-writes')
             [CompletionResult]::new('--unsafe-lww', '--unsafe-lww', [CompletionResultType]::ParameterName, 'Test only: dynamo mode keeps one value per key, the latest by timestamp (a concurrent write is silently lost), so the checker has a bug to catch')
@@ -120,7 +115,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--cluster', '--cluster', [CompletionResultType]::ParameterName, 'A local cluster''s directory (from `valthree cluster up`): its nodes are the addresses, and the nemesis acts on it')
             [CompletionResult]::new('--docker', '--docker', [CompletionResultType]::ParameterName, 'Containers on a Docker network that are the nodes (comma-separated names): the nemesis acts on them with `docker kill/start`, `pause/unpause` and `network disconnect/connect` (give the addresses with --addrs)')
             [CompletionResult]::new('--docker-network', '--docker-network', [CompletionResultType]::ParameterName, 'With --docker: the network a partition disconnects a container from')
-            [CompletionResult]::new('--nemesis', '--nemesis', [CompletionResultType]::ParameterName, 'Faults to inject while the workload runs: kill, pause, partition, membership (a node joins, then leaves; local clusters only) (comma-separated); needs --cluster or --docker')
+            [CompletionResult]::new('--nemesis', '--nemesis', [CompletionResultType]::ParameterName, 'Faults to inject while the workload runs: kill, pause, partition, membership (a node joins, then leaves; local clusters only), power-loss (one node or all at once; a local cluster up with --fault-fs lazy), disk (EIO or ENOSPC on one node''s writes or fsyncs; local clusters) (comma-separated); needs --cluster or --docker')
             [CompletionResult]::new('--nemesis-interval', '--nemesis-interval', [CompletionResultType]::ParameterName, 'Time between two faults; each lasts half of it')
             [CompletionResult]::new('--clients', '--clients', [CompletionResultType]::ParameterName, 'Concurrent clients, each with one operation outstanding at a time')
             [CompletionResult]::new('--keys', '--keys', [CompletionResultType]::ParameterName, 'Size of the key set (small means contention, which is the point)')
@@ -129,7 +124,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--key-prefix', '--key-prefix', [CompletionResultType]::ParameterName, 'Name keys `{PREFIX}k0`, `{PREFIX}k1`, ... and skip the opening FLUSHALL (keys no one used start absent): several workloads can then run against one cluster at once')
             [CompletionResult]::new('--seed', '--seed', [CompletionResultType]::ParameterName, 'Seed of the operation streams: the same seed gives the same invocations (a cas expects what its client read, which the run decides)')
             [CompletionResult]::new('--history', '--history', [CompletionResultType]::ParameterName, 'Where to write the JSONL history')
-            [CompletionResult]::new('--mix', '--mix', [CompletionResultType]::ParameterName, 'Relative weights of the operations [default: against valthree''s s3, paxos and raft modes get=3,set=2,del=1,incr=1,append=1,cas=2,getdel=1,getset=1 (cas: SET IFEQ with the value the client last read); against dynamo mode vget=3,vset=2,vdel=1 (VGET WITHDOTS, and VSET/VDEL under the context the client last saw); against other servers get=3,set=2,del=1,incr=1,append=1]')
+            [CompletionResult]::new('--mix', '--mix', [CompletionResultType]::ParameterName, 'Relative weights of the operations [default: against valthree''s s3, paxos and raft modes get=3,set=2,del=1,incr=1,append=1,cas=2 (cas: SET IFEQ with the value the client last read); against dynamo mode vget=3,vset=2,vdel=1 (VGET WITHDOTS, and VSET/VDEL under the context the client last saw); against other servers get=3,set=2,del=1,incr=1,append=1]')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Per-operation client-side timeout; a timed-out operation is recorded as indeterminate')
             [CompletionResult]::new('--html', '--html', [CompletionResultType]::ParameterName, 'With --check, also write the HTML timeline here')
             [CompletionResult]::new('--check-timeout', '--check-timeout', [CompletionResultType]::ParameterName, 'With --check, the checker''s time limit')
@@ -153,10 +148,10 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('up', 'up', [CompletionResultType]::ParameterValue, 'Start N nodes in the background and wait until each answers PING')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show each node: up, paused or down, and what it reports of itself')
             [CompletionResult]::new('kill', 'kill', [CompletionResultType]::ParameterValue, 'SIGKILL a node')
+            [CompletionResult]::new('power-loss', 'power-loss', [CompletionResultType]::ParameterValue, 'Cut a node''s power: SIGKILL of a node started with `--fault-fs lazy`, losing every write it had not fsync''d (`restart` brings it back)')
             [CompletionResult]::new('pause', 'pause', [CompletionResultType]::ParameterValue, 'SIGSTOP a node')
             [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'SIGCONT a paused node')
             [CompletionResult]::new('restart', 'restart', [CompletionResultType]::ParameterValue, 'Restart a node with the same flags and data')
-            [CompletionResult]::new('rolling-restart', 'rolling-restart', [CompletionResultType]::ParameterValue, 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s')
             [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)')
             [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic')
             [CompletionResult]::new('add-node', 'add-node', [CompletionResultType]::ParameterValue, 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)')
@@ -169,6 +164,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--mode', '--mode', [CompletionResultType]::ParameterName, 'mode')
             [CompletionResult]::new('--nodes', '--nodes', [CompletionResultType]::ParameterName, 'nodes')
             [CompletionResult]::new('--base-port', '--base-port', [CompletionResultType]::ParameterName, 'Node i serves clients on base+i and peers on base+1000+i')
+            [CompletionResult]::new('--fault-fs', '--fault-fs', [CompletionResultType]::ParameterName, 'Testing: `lazy` starts every node with a file layer that keeps each write not yet fsync''d inside the process, so that `power-loss` (a SIGKILL) loses what a power cut would')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -187,6 +183,15 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;cluster;kill' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'valthree;cluster;power-loss' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -214,15 +219,6 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;cluster;restart' {
-            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
-            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
-            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            break
-        }
-        'valthree;cluster;rolling-restart' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -281,10 +277,10 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('up', 'up', [CompletionResultType]::ParameterValue, 'Start N nodes in the background and wait until each answers PING')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show each node: up, paused or down, and what it reports of itself')
             [CompletionResult]::new('kill', 'kill', [CompletionResultType]::ParameterValue, 'SIGKILL a node')
+            [CompletionResult]::new('power-loss', 'power-loss', [CompletionResultType]::ParameterValue, 'Cut a node''s power: SIGKILL of a node started with `--fault-fs lazy`, losing every write it had not fsync''d (`restart` brings it back)')
             [CompletionResult]::new('pause', 'pause', [CompletionResultType]::ParameterValue, 'SIGSTOP a node')
             [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'SIGCONT a paused node')
             [CompletionResult]::new('restart', 'restart', [CompletionResultType]::ParameterValue, 'Restart a node with the same flags and data')
-            [CompletionResult]::new('rolling-restart', 'rolling-restart', [CompletionResultType]::ParameterValue, 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s')
             [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)')
             [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic')
             [CompletionResult]::new('add-node', 'add-node', [CompletionResultType]::ParameterValue, 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)')
@@ -302,6 +298,9 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
         'valthree;cluster;help;kill' {
             break
         }
+        'valthree;cluster;help;power-loss' {
+            break
+        }
         'valthree;cluster;help;pause' {
             break
         }
@@ -309,9 +308,6 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;cluster;help;restart' {
-            break
-        }
-        'valthree;cluster;help;rolling-restart' {
             break
         }
         'valthree;cluster;help;partition' {
@@ -335,7 +331,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
         'valthree;backup' {
             [CompletionResult]::new('--addrs', '--addrs', [CompletionResultType]::ParameterName, 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster''s, or $REDISCLI_AUTH')
             [CompletionResult]::new('--cluster', '--cluster', [CompletionResultType]::ParameterName, 'A local cluster''s directory (from `valthree cluster up`)')
-            [CompletionResult]::new('--connections', '--connections', [CompletionResultType]::ParameterName, 'Connections working at once (a restore''s writes; a key-by-key backup''s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in paxos and dynamo mode, which write key by key; backup: 32)')
+            [CompletionResult]::new('--connections', '--connections', [CompletionResultType]::ParameterName, 'Connections working at once (a restore''s writes; a key-by-key backup''s reads)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the report as JSON; no progress bar')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -346,7 +342,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
         'valthree;restore' {
             [CompletionResult]::new('--addrs', '--addrs', [CompletionResultType]::ParameterName, 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster''s, or $REDISCLI_AUTH')
             [CompletionResult]::new('--cluster', '--cluster', [CompletionResultType]::ParameterName, 'A local cluster''s directory (from `valthree cluster up`)')
-            [CompletionResult]::new('--connections', '--connections', [CompletionResultType]::ParameterName, 'Connections working at once (a restore''s writes; a key-by-key backup''s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in paxos and dynamo mode, which write key by key; backup: 32)')
+            [CompletionResult]::new('--connections', '--connections', [CompletionResultType]::ParameterName, 'Connections working at once (a restore''s writes; a key-by-key backup''s reads)')
             [CompletionResult]::new('--replace', '--replace', [CompletionResultType]::ParameterName, 'Restore into a database that already holds keys: the file''s keys overwrite theirs, other keys stay')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the report as JSON; no progress bar')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -373,15 +369,6 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--serve-flag', '--serve-flag', [CompletionResultType]::ParameterName, 'Extra `valthree serve` flags for every node (e.g. a broken configuration, to see a claim fail)')
             [CompletionResult]::new('--keep', '--keep', [CompletionResultType]::ParameterName, 'Leave the cluster running at the end (with the commands to explore and remove it)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'A machine-readable log of the steps and checks instead of the narration')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
-            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            break
-        }
-        'valthree;paxos-compact-ballots' {
-            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'A member''s node id and data directory, `ID=DIR`; once per member')
-            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Report what would be rewritten, change nothing')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -417,7 +404,6 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('restore', 'restore', [CompletionResultType]::ParameterValue, 'Load a Redis RDB file''s string keys (other types are skipped and counted)')
             [CompletionResult]::new('check-history', 'check-history', [CompletionResultType]::ParameterValue, 'Check a recorded history for linearizability')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Run a narrated, self-checking demo of a mechanism on a local cluster')
-            [CompletionResult]::new('paxos-compact-ballots', 'paxos-compact-ballots', [CompletionResultType]::ParameterValue, 'Rewrite a stopped paxos cluster''s ballots to their ranks (order kept), giving back the room a forged ballot took')
             [CompletionResult]::new('s3-check', 's3-check', [CompletionResultType]::ParameterValue, 'Check that an S3 server''s conditional PUTs hold under a race, as s3 mode needs')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -433,10 +419,10 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('up', 'up', [CompletionResultType]::ParameterValue, 'Start N nodes in the background and wait until each answers PING')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show each node: up, paused or down, and what it reports of itself')
             [CompletionResult]::new('kill', 'kill', [CompletionResultType]::ParameterValue, 'SIGKILL a node')
+            [CompletionResult]::new('power-loss', 'power-loss', [CompletionResultType]::ParameterValue, 'Cut a node''s power: SIGKILL of a node started with `--fault-fs lazy`, losing every write it had not fsync''d (`restart` brings it back)')
             [CompletionResult]::new('pause', 'pause', [CompletionResultType]::ParameterValue, 'SIGSTOP a node')
             [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'SIGCONT a paused node')
             [CompletionResult]::new('restart', 'restart', [CompletionResultType]::ParameterValue, 'Restart a node with the same flags and data')
-            [CompletionResult]::new('rolling-restart', 'rolling-restart', [CompletionResultType]::ParameterValue, 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s')
             [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)')
             [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic')
             [CompletionResult]::new('add-node', 'add-node', [CompletionResultType]::ParameterValue, 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)')
@@ -453,6 +439,9 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
         'valthree;help;cluster;kill' {
             break
         }
+        'valthree;help;cluster;power-loss' {
+            break
+        }
         'valthree;help;cluster;pause' {
             break
         }
@@ -460,9 +449,6 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;help;cluster;restart' {
-            break
-        }
-        'valthree;help;cluster;rolling-restart' {
             break
         }
         'valthree;help;cluster;partition' {
@@ -490,9 +476,6 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;help;demo' {
-            break
-        }
-        'valthree;help;paxos-compact-ballots' {
             break
         }
         'valthree;help;s3-check' {

@@ -34,9 +34,6 @@ _valthree() {
             valthree,help)
                 cmd="valthree__subcmd__help"
                 ;;
-            valthree,paxos-compact-ballots)
-                cmd="valthree__subcmd__paxos__subcmd__compact__subcmd__ballots"
-                ;;
             valthree,restore)
                 cmd="valthree__subcmd__restore"
                 ;;
@@ -70,6 +67,9 @@ _valthree() {
             valthree__subcmd__cluster,pause)
                 cmd="valthree__subcmd__cluster__subcmd__pause"
                 ;;
+            valthree__subcmd__cluster,power-loss)
+                cmd="valthree__subcmd__cluster__subcmd__power__subcmd__loss"
+                ;;
             valthree__subcmd__cluster,remove-node)
                 cmd="valthree__subcmd__cluster__subcmd__remove__subcmd__node"
                 ;;
@@ -78,9 +78,6 @@ _valthree() {
                 ;;
             valthree__subcmd__cluster,resume)
                 cmd="valthree__subcmd__cluster__subcmd__resume"
-                ;;
-            valthree__subcmd__cluster,rolling-restart)
-                cmd="valthree__subcmd__cluster__subcmd__rolling__subcmd__restart"
                 ;;
             valthree__subcmd__cluster,status)
                 cmd="valthree__subcmd__cluster__subcmd__status"
@@ -109,6 +106,9 @@ _valthree() {
             valthree__subcmd__cluster__subcmd__help,pause)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__pause"
                 ;;
+            valthree__subcmd__cluster__subcmd__help,power-loss)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__power__subcmd__loss"
+                ;;
             valthree__subcmd__cluster__subcmd__help,remove-node)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__remove__subcmd__node"
                 ;;
@@ -117,9 +117,6 @@ _valthree() {
                 ;;
             valthree__subcmd__cluster__subcmd__help,resume)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__resume"
-                ;;
-            valthree__subcmd__cluster__subcmd__help,rolling-restart)
-                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__rolling__subcmd__restart"
                 ;;
             valthree__subcmd__cluster__subcmd__help,status)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__status"
@@ -144,9 +141,6 @@ _valthree() {
                 ;;
             valthree__subcmd__help,help)
                 cmd="valthree__subcmd__help__subcmd__help"
-                ;;
-            valthree__subcmd__help,paxos-compact-ballots)
-                cmd="valthree__subcmd__help__subcmd__paxos__subcmd__compact__subcmd__ballots"
                 ;;
             valthree__subcmd__help,restore)
                 cmd="valthree__subcmd__help__subcmd__restore"
@@ -178,6 +172,9 @@ _valthree() {
             valthree__subcmd__help__subcmd__cluster,pause)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__pause"
                 ;;
+            valthree__subcmd__help__subcmd__cluster,power-loss)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__power__subcmd__loss"
+                ;;
             valthree__subcmd__help__subcmd__cluster,remove-node)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__remove__subcmd__node"
                 ;;
@@ -186,9 +183,6 @@ _valthree() {
                 ;;
             valthree__subcmd__help__subcmd__cluster,resume)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__resume"
-                ;;
-            valthree__subcmd__help__subcmd__cluster,rolling-restart)
-                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__rolling__subcmd__restart"
                 ;;
             valthree__subcmd__help__subcmd__cluster,status)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__status"
@@ -203,7 +197,7 @@ _valthree() {
 
     case "${cmd}" in
         valthree)
-            opts="-h -V --help --version serve workload cluster backup restore check-history demo paxos-compact-ballots s3-check completions help"
+            opts="-h -V --help --version serve workload cluster backup restore check-history demo s3-check completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -269,7 +263,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster)
-            opts="-h -V --dir --json --help --version up status kill pause resume restart rolling-restart partition heal add-node remove-node down help"
+            opts="-h -V --dir --json --help --version up status kill power-loss pause resume restart partition heal add-node remove-node down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -341,7 +335,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__help)
-            opts="up status kill pause resume restart rolling-restart partition heal add-node remove-node down help"
+            opts="up status kill power-loss pause resume restart partition heal add-node remove-node down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -452,6 +446,20 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__power__subcmd__loss)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         valthree__subcmd__cluster__subcmd__help__subcmd__remove__subcmd__node)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -481,20 +489,6 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__help__subcmd__resume)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        valthree__subcmd__cluster__subcmd__help__subcmd__rolling__subcmd__restart)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -590,6 +584,24 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        valthree__subcmd__cluster__subcmd__power__subcmd__loss)
+            opts="-h -V --dir --json --help --version n1 n2 n3 n4 n5 n6 n7 n8 n9"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         valthree__subcmd__cluster__subcmd__remove__subcmd__node)
             opts="-h -V --dir --json --help --version n1 n2 n3 n4 n5 n6 n7 n8 n9"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -644,24 +656,6 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        valthree__subcmd__cluster__subcmd__rolling__subcmd__restart)
-            opts="-h -V --dir --json --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         valthree__subcmd__cluster__subcmd__status)
             opts="-h -V --dir --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -681,7 +675,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__up)
-            opts="-h -V --mode --nodes --base-port --dir --json --help --version"
+            opts="-h -V --mode --nodes --base-port --fault-fs --dir --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -697,6 +691,10 @@ _valthree() {
                     ;;
                 --base-port)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fault-fs)
+                    COMPREPLY=($(compgen -W "off lazy" -- "${cur}"))
                     return 0
                     ;;
                 --dir)
@@ -755,7 +753,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help)
-            opts="serve workload cluster backup restore check-history demo paxos-compact-ballots s3-check completions help"
+            opts="serve workload cluster backup restore check-history demo s3-check completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -797,7 +795,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help__subcmd__cluster)
-            opts="up status kill pause resume restart rolling-restart partition heal add-node remove-node down"
+            opts="up status kill power-loss pause resume restart partition heal add-node remove-node down"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -894,6 +892,20 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__power__subcmd__loss)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         valthree__subcmd__help__subcmd__cluster__subcmd__remove__subcmd__node)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -923,20 +935,6 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help__subcmd__cluster__subcmd__resume)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        valthree__subcmd__help__subcmd__cluster__subcmd__rolling__subcmd__restart)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1020,20 +1018,6 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        valthree__subcmd__help__subcmd__paxos__subcmd__compact__subcmd__ballots)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         valthree__subcmd__help__subcmd__restore)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1083,24 +1067,6 @@ _valthree() {
                 return 0
             fi
             case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        valthree__subcmd__paxos__subcmd__compact__subcmd__ballots)
-            opts="-h -V --data-dir --dry-run --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --data-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1177,7 +1143,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__serve)
-            opts="-v -h -V --mode --addr --data-dir --log-format --json --metrics-addr --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --shutdown-timeout --snapshot-walk-timeout --s3-endpoint --s3-bucket --s3-region --s3-access-key --s3-secret-key --s3-dir --s3-key --unsafe-trust-object-store --s3-batch --s3-value-objects-from --maxmemory --s3-snapshot-keys --unsafe-stale-reads --unsafe-blind-cas --node-id --peer-addr --peer-listen --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --paxos-one-rtt --paxos-gc-interval --unsafe-accept-quorum --unsafe-no-ballot-ceiling --stale-reads --raft-snapshot-every --vnodes --replicas --r --w --read-repair --hinted-handoff --max-hints --hint-window --sibling-read --swim-period --sloppy-quorum --aae-interval --aae-max-keys --tombstone-grace --handoff-grace --suspect-timeout --unsafe-lww --unsafe-server-clocks --help --version"
+            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --s3-endpoint --s3-bucket --s3-region --s3-access-key --s3-secret-key --s3-dir --s3-key --unsafe-trust-object-store --s3-batch --s3-value-objects-from --maxmemory --s3-snapshot-keys --unsafe-stale-reads --node-id --peer-addr --peer-listen --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --fault-fs --unsafe-skip-fsync --paxos-one-rtt --paxos-gc-interval --unsafe-accept-quorum --stale-reads --raft-snapshot-every --vnodes --replicas --r --w --read-repair --hinted-handoff --max-hints --hint-window --sibling-read --swim-period --sloppy-quorum --aae-interval --aae-max-keys --tombstone-grace --handoff-grace --suspect-timeout --unsafe-lww --unsafe-server-clocks --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1192,14 +1158,6 @@ _valthree() {
                     return 0
                     ;;
                 --data-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --log-format)
-                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
-                    return 0
-                    ;;
-                --metrics-addr)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1252,14 +1210,6 @@ _valthree() {
                     return 0
                     ;;
                 --timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --shutdown-timeout)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --snapshot-walk-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1337,6 +1287,10 @@ _valthree() {
                     ;;
                 --peer-tls-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fault-fs)
+                    COMPREPLY=($(compgen -W "off lazy" -- "${cur}"))
                     return 0
                     ;;
                 --paxos-one-rtt)
@@ -1446,7 +1400,7 @@ _valthree() {
                     return 0
                     ;;
                 --nemesis)
-                    COMPREPLY=($(compgen -P "${cur%"${cur##*,}"}" -W "kill pause partition membership" -- "${cur##*,}"))
+                    COMPREPLY=($(compgen -P "${cur%"${cur##*,}"}" -W "kill power-loss pause partition membership disk" -- "${cur##*,}"))
                     return 0
                     ;;
                 --nemesis-interval)

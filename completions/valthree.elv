@@ -29,7 +29,6 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand restore 'Load a Redis RDB file''s string keys (other types are skipped and counted)'
             cand check-history 'Check a recorded history for linearizability'
             cand demo 'Run a narrated, self-checking demo of a mechanism on a local cluster'
-            cand paxos-compact-ballots 'Rewrite a stopped paxos cluster''s ballots to their ranks (order kept), giving back the room a forged ballot took'
             cand s3-check 'Check that an S3 server''s conditional PUTs hold under a race, as s3 mode needs'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -38,8 +37,6 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --mode 'How the cluster keeps itself consistent'
             cand --addr 'Address to serve the Redis protocol on'
             cand --data-dir 'Directory for this node''s data (in s3 mode without --s3-bucket: the embedded object store)'
-            cand --log-format 'The log''s format on stderr: text, or JSON lines (with `node` and `mode` on each)'
-            cand --metrics-addr 'Serve /metrics (Prometheus), /livez and /readyz over HTTP on this address (e.g. 127.0.0.1:9121); off unless given'
             cand --requirepass 'Require clients to AUTH with this password'
             cand --requirepass-file 'Read the password from this file instead (one line)'
             cand --maxclients 'Refuse connections beyond this many'
@@ -53,8 +50,6 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --tls-ca-cert-file 'Certificates of the CAs that sign client certificates (PEM)'
             cand --tls-auth-clients 'Whether clients must show a certificate signed by --tls-ca-cert-file (default: yes when a CA file is given, as in Redis; no otherwise)'
             cand --timeout 'Close a client idle for this many seconds (0: never), as Redis'' `timeout`'
-            cand --shutdown-timeout 'On SIGTERM or SIGINT: how long to finish the commands in flight and hand over (raft: leadership; dynamo: pending hints) before the node stops; what is left then is cut off (commands) or kept on disk (hints), and the last log line says which'
-            cand --snapshot-walk-timeout 'End a backup''s snapshot walk (VALTHREE.SNAPSHOT) idle for this many seconds, letting go of the keyspace version it holds'
             cand --s3-endpoint 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted'
             cand --s3-bucket 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used'
             cand --s3-region 's3 mode: region'
@@ -74,6 +69,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --peer-tls-cert 'paxos, raft and dynamo modes: mutual TLS on the peer plane: this node''s certificate (PEM; it must name the host or IP of --peer-addr) ...'
             cand --peer-tls-key '... its private key ...'
             cand --peer-tls-ca '... and the CA that signs every node''s certificate'
+            cand --fault-fs 'Testing only (every mode): `lazy` keeps every write not yet fsync''d inside the process, so a SIGKILL loses what a power cut would (`valthree cluster up --fault-fs lazy`)'
             cand --paxos-one-rtt 'paxos mode: the one-round-trip optimisation (an accept also promises the next ballot)'
             cand --paxos-gc-interval 'paxos mode: how often tombstones of deleted keys are garbage-collected (0s: never)'
             cand --unsafe-accept-quorum 'Test only: accept a paxos value after this many acknowledgements (breaks quorum intersection, so the checker has a bug to catch)'
@@ -93,14 +89,13 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --tombstone-grace 'dynamo mode: how old a tombstone every owner holds must be before it is deleted for good'
             cand --handoff-grace 'dynamo mode: how long a node keeps a partition it no longer holds after a membership change before it hands it over once more and deletes its copy'
             cand --suspect-timeout 'dynamo mode: how long a member that failed a probe stays SUSPECT before it is DEAD'
-            cand --json 'Log as JSON lines: `--log-format json`, by its older name'
+            cand --json 'Log as JSON lines'
             cand -v 'More log output (-v debug, -vv trace); RUST_LOG overrides'
             cand --verbose 'More log output (-v debug, -vv trace); RUST_LOG overrides'
             cand --unsafe-trust-object-store 's3 mode: serve on a bucket even if its server fails the start-up check of conditional PUTs (`valthree s3-check`), trusting it blindly: on a server whose conditional PUT is not atomic, concurrent writes can be lost and s3 mode is NOT linearizable'
             cand --unsafe-stale-reads 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch'
-            cand --unsafe-blind-cas 'Test only: SET … IFEQ writes without comparing, so the checker has a broken compare-and-set to catch'
             cand --join 'paxos, raft and dynamo modes: start with no configuration and wait to be added by a member (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`)'
-            cand --unsafe-no-ballot-ceiling 'Test only: take peers'' ballots up to 2^62 whatever the clock says (see `Ballot::ceiling`), as nodes before the ceiling did, so a test can build the state a forged ballot left on such a cluster'
+            cand --unsafe-skip-fsync 'Testing only, a planted bug (every mode): skip every fsync of the write path. Caught by the power-loss nemesis with `--fault-fs lazy`'
             cand --stale-reads 'raft mode: answer reads from this node''s state machine without asking the leader — faster, but a read may miss recent writes (NOT linearizable)'
             cand --sloppy-quorum 'dynamo mode: let live nodes past a key''s preference list stand in for its down owners and count toward W (they hand the write over when the owner is back). Keeps writes available, but R + W > N no longer promises read-your-writes'
             cand --unsafe-lww 'Test only: dynamo mode keeps one value per key, the latest by timestamp (a concurrent write is silently lost), so the checker has a bug to catch'
@@ -115,7 +110,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --cluster 'A local cluster''s directory (from `valthree cluster up`): its nodes are the addresses, and the nemesis acts on it'
             cand --docker 'Containers on a Docker network that are the nodes (comma-separated names): the nemesis acts on them with `docker kill/start`, `pause/unpause` and `network disconnect/connect` (give the addresses with --addrs)'
             cand --docker-network 'With --docker: the network a partition disconnects a container from'
-            cand --nemesis 'Faults to inject while the workload runs: kill, pause, partition, membership (a node joins, then leaves; local clusters only) (comma-separated); needs --cluster or --docker'
+            cand --nemesis 'Faults to inject while the workload runs: kill, pause, partition, membership (a node joins, then leaves; local clusters only), power-loss (one node or all at once; a local cluster up with --fault-fs lazy), disk (EIO or ENOSPC on one node''s writes or fsyncs; local clusters) (comma-separated); needs --cluster or --docker'
             cand --nemesis-interval 'Time between two faults; each lasts half of it'
             cand --clients 'Concurrent clients, each with one operation outstanding at a time'
             cand --keys 'Size of the key set (small means contention, which is the point)'
@@ -124,7 +119,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --key-prefix 'Name keys `{PREFIX}k0`, `{PREFIX}k1`, ... and skip the opening FLUSHALL (keys no one used start absent): several workloads can then run against one cluster at once'
             cand --seed 'Seed of the operation streams: the same seed gives the same invocations (a cas expects what its client read, which the run decides)'
             cand --history 'Where to write the JSONL history'
-            cand --mix 'Relative weights of the operations [default: against valthree''s s3, paxos and raft modes get=3,set=2,del=1,incr=1,append=1,cas=2,getdel=1,getset=1 (cas: SET IFEQ with the value the client last read); against dynamo mode vget=3,vset=2,vdel=1 (VGET WITHDOTS, and VSET/VDEL under the context the client last saw); against other servers get=3,set=2,del=1,incr=1,append=1]'
+            cand --mix 'Relative weights of the operations [default: against valthree''s s3, paxos and raft modes get=3,set=2,del=1,incr=1,append=1,cas=2 (cas: SET IFEQ with the value the client last read); against dynamo mode vget=3,vset=2,vdel=1 (VGET WITHDOTS, and VSET/VDEL under the context the client last saw); against other servers get=3,set=2,del=1,incr=1,append=1]'
             cand --timeout 'Per-operation client-side timeout; a timed-out operation is recorded as indeterminate'
             cand --html 'With --check, also write the HTML timeline here'
             cand --check-timeout 'With --check, the checker''s time limit'
@@ -147,10 +142,10 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand up 'Start N nodes in the background and wait until each answers PING'
             cand status 'Show each node: up, paused or down, and what it reports of itself'
             cand kill 'SIGKILL a node'
+            cand power-loss 'Cut a node''s power: SIGKILL of a node started with `--fault-fs lazy`, losing every write it had not fsync''d (`restart` brings it back)'
             cand pause 'SIGSTOP a node'
             cand resume 'SIGCONT a paused node'
             cand restart 'Restart a node with the same flags and data'
-            cand rolling-restart 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s'
             cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
             cand heal 'Restore all node-to-node traffic'
             cand add-node 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)'
@@ -162,6 +157,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --mode 'mode'
             cand --nodes 'nodes'
             cand --base-port 'Node i serves clients on base+i and peers on base+1000+i'
+            cand --fault-fs 'Testing: `lazy` starts every node with a file layer that keeps each write not yet fsync''d inside the process, so that `power-loss` (a SIGKILL) loses what a power cut would'
             cand --dir 'The cluster''s directory (state file, node data, logs)'
             cand --json 'Print JSON for scripts'
             cand -h 'Print help (see more with ''--help'')'
@@ -178,6 +174,14 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --version 'Print version'
         }
         &'valthree;cluster;kill'= {
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'valthree;cluster;power-loss'= {
             cand --dir 'The cluster''s directory (state file, node data, logs)'
             cand --json 'Print JSON for scripts'
             cand -h 'Print help'
@@ -202,14 +206,6 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --version 'Print version'
         }
         &'valthree;cluster;restart'= {
-            cand --dir 'The cluster''s directory (state file, node data, logs)'
-            cand --json 'Print JSON for scripts'
-            cand -h 'Print help'
-            cand --help 'Print help'
-            cand -V 'Print version'
-            cand --version 'Print version'
-        }
-        &'valthree;cluster;rolling-restart'= {
             cand --dir 'The cluster''s directory (state file, node data, logs)'
             cand --json 'Print JSON for scripts'
             cand -h 'Print help'
@@ -262,10 +258,10 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand up 'Start N nodes in the background and wait until each answers PING'
             cand status 'Show each node: up, paused or down, and what it reports of itself'
             cand kill 'SIGKILL a node'
+            cand power-loss 'Cut a node''s power: SIGKILL of a node started with `--fault-fs lazy`, losing every write it had not fsync''d (`restart` brings it back)'
             cand pause 'SIGSTOP a node'
             cand resume 'SIGCONT a paused node'
             cand restart 'Restart a node with the same flags and data'
-            cand rolling-restart 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s'
             cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
             cand heal 'Restore all node-to-node traffic'
             cand add-node 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)'
@@ -279,13 +275,13 @@ set edit:completion:arg-completer[valthree] = {|@words|
         }
         &'valthree;cluster;help;kill'= {
         }
+        &'valthree;cluster;help;power-loss'= {
+        }
         &'valthree;cluster;help;pause'= {
         }
         &'valthree;cluster;help;resume'= {
         }
         &'valthree;cluster;help;restart'= {
-        }
-        &'valthree;cluster;help;rolling-restart'= {
         }
         &'valthree;cluster;help;partition'= {
         }
@@ -302,7 +298,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;backup'= {
             cand --addrs 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster''s, or $REDISCLI_AUTH'
             cand --cluster 'A local cluster''s directory (from `valthree cluster up`)'
-            cand --connections 'Connections working at once (a restore''s writes; a key-by-key backup''s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in paxos and dynamo mode, which write key by key; backup: 32)'
+            cand --connections 'Connections working at once (a restore''s writes; a key-by-key backup''s reads)'
             cand --json 'Print the report as JSON; no progress bar'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -312,7 +308,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;restore'= {
             cand --addrs 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster''s, or $REDISCLI_AUTH'
             cand --cluster 'A local cluster''s directory (from `valthree cluster up`)'
-            cand --connections 'Connections working at once (a restore''s writes; a key-by-key backup''s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in paxos and dynamo mode, which write key by key; backup: 32)'
+            cand --connections 'Connections working at once (a restore''s writes; a key-by-key backup''s reads)'
             cand --replace 'Restore into a database that already holds keys: the file''s keys overwrite theirs, other keys stay'
             cand --json 'Print the report as JSON; no progress bar'
             cand -h 'Print help'
@@ -337,14 +333,6 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --serve-flag 'Extra `valthree serve` flags for every node (e.g. a broken configuration, to see a claim fail)'
             cand --keep 'Leave the cluster running at the end (with the commands to explore and remove it)'
             cand --json 'A machine-readable log of the steps and checks instead of the narration'
-            cand -h 'Print help'
-            cand --help 'Print help'
-            cand -V 'Print version'
-            cand --version 'Print version'
-        }
-        &'valthree;paxos-compact-ballots'= {
-            cand --data-dir 'A member''s node id and data directory, `ID=DIR`; once per member'
-            cand --dry-run 'Report what would be rewritten, change nothing'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -377,7 +365,6 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand restore 'Load a Redis RDB file''s string keys (other types are skipped and counted)'
             cand check-history 'Check a recorded history for linearizability'
             cand demo 'Run a narrated, self-checking demo of a mechanism on a local cluster'
-            cand paxos-compact-ballots 'Rewrite a stopped paxos cluster''s ballots to their ranks (order kept), giving back the room a forged ballot took'
             cand s3-check 'Check that an S3 server''s conditional PUTs hold under a race, as s3 mode needs'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -390,10 +377,10 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand up 'Start N nodes in the background and wait until each answers PING'
             cand status 'Show each node: up, paused or down, and what it reports of itself'
             cand kill 'SIGKILL a node'
+            cand power-loss 'Cut a node''s power: SIGKILL of a node started with `--fault-fs lazy`, losing every write it had not fsync''d (`restart` brings it back)'
             cand pause 'SIGSTOP a node'
             cand resume 'SIGCONT a paused node'
             cand restart 'Restart a node with the same flags and data'
-            cand rolling-restart 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s'
             cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
             cand heal 'Restore all node-to-node traffic'
             cand add-node 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)'
@@ -406,13 +393,13 @@ set edit:completion:arg-completer[valthree] = {|@words|
         }
         &'valthree;help;cluster;kill'= {
         }
+        &'valthree;help;cluster;power-loss'= {
+        }
         &'valthree;help;cluster;pause'= {
         }
         &'valthree;help;cluster;resume'= {
         }
         &'valthree;help;cluster;restart'= {
-        }
-        &'valthree;help;cluster;rolling-restart'= {
         }
         &'valthree;help;cluster;partition'= {
         }
@@ -431,8 +418,6 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;help;check-history'= {
         }
         &'valthree;help;demo'= {
-        }
-        &'valthree;help;paxos-compact-ballots'= {
         }
         &'valthree;help;s3-check'= {
         }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::cluster::{self, ClusterState, Liveness, UpOptions, process};
 use crate::mode::ModeName;
+use crate::node::FaultFs;
 
 /// Arguments of `valthree cluster`.
 #[derive(Debug, Args)]
@@ -37,6 +38,10 @@ pub enum ClusterCommand {
         /// Node i serves clients on base+i and peers on base+1000+i.
         #[arg(long, default_value_t = 6379)]
         base_port: u16,
+        /// Testing: `lazy` starts every node with a file layer that keeps each write not yet
+        /// fsync'd inside the process, so that `power-loss` (a SIGKILL) loses what a power cut would.
+        #[arg(long, value_enum, default_value = "off")]
+        fault_fs: FaultFs,
         /// Extra `valthree serve` flags for every node (after `--`), e.g. `-- --s3-batch off`.
         #[arg(last = true)]
         extra: Vec<String>,
@@ -45,6 +50,12 @@ pub enum ClusterCommand {
     Status,
     /// SIGKILL a node.
     Kill {
+        #[arg(value_parser = NodeName, hide_possible_values = true)]
+        node: String,
+    },
+    /// Cut a node's power: SIGKILL of a node started with `--fault-fs lazy`, losing every
+    /// write it had not fsync'd (`restart` brings it back).
+    PowerLoss {
         #[arg(value_parser = NodeName, hide_possible_values = true)]
         node: String,
     },
@@ -264,13 +275,19 @@ fn run_command(args: &ClusterArgs) -> Result<Value, String> {
         Ok(json!({"ok": true, "message": what}))
     };
     match &args.command {
-        ClusterCommand::Up { mode, nodes, base_port, extra } => {
+        ClusterCommand::Up { mode, nodes, base_port, fault_fs, extra } => {
             let spinner = if args.json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
             spinner.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("template"));
             spinner.enable_steady_tick(Duration::from_millis(100));
             spinner.set_message(format!("starting {nodes} {} nodes in {}", mode.as_str(), dir.display()));
-            let options =
-                UpOptions { mode: *mode, nodes: *nodes, dir: dir.clone(), base_port: *base_port, extra: extra.clone() };
+            let options = UpOptions {
+                mode: *mode,
+                nodes: *nodes,
+                dir: dir.clone(),
+                base_port: *base_port,
+                extra: extra.clone(),
+                fault_fs: *fault_fs,
+            };
             let state = cluster::up(&options);
             spinner.finish_and_clear();
             let state = state?;
@@ -298,6 +315,10 @@ fn run_command(args: &ClusterArgs) -> Result<Value, String> {
         ClusterCommand::Kill { node } => {
             cluster::kill(&ClusterState::require(dir)?, node)?;
             done(format!("{node} killed"))
+        }
+        ClusterCommand::PowerLoss { node } => {
+            cluster::power_loss(&ClusterState::require(dir)?, node)?;
+            done(format!("{node} lost power (its writes not yet fsync'd are gone; `restart {node}` brings it back)"))
         }
         ClusterCommand::Pause { node } => {
             cluster::pause(&ClusterState::require(dir)?, node)?;

@@ -195,7 +195,10 @@ mod tests {
         let first = bash_offers(&["valthree", "workload", "--nemesis", "pa"]);
         assert_eq!(first, ["pause", "partition"]);
         let next = bash_offers(&["valthree", "workload", "--nemesis", "kill,"]);
-        assert_eq!(next, ["kill,kill", "kill,pause", "kill,partition", "kill,membership"]);
+        assert_eq!(
+            next,
+            ["kill,kill", "kill,power-loss", "kill,pause", "kill,partition", "kill,membership", "kill,disk"]
+        );
         let third = bash_offers(&["valthree", "workload", "--nemesis", "kill,pause,m"]);
         assert_eq!(third, ["kill,pause,membership"]);
         for shell in [Shell::Zsh, Shell::Fish] {
@@ -216,7 +219,10 @@ mod tests {
     #[test]
     fn completions_offer_fault_kinds_and_node_names() {
         let bash = String::from_utf8(script(Shell::Bash)).unwrap();
-        assert!(bash.contains(r#"-W "kill pause partition membership""#), "--nemesis completes the fault kinds");
+        assert!(
+            bash.contains(r#"-W "kill power-loss pause partition membership disk""#),
+            "--nemesis completes the fault kinds"
+        );
         assert!(bash.contains("n1 n2 n3"), "cluster kill and friends complete node names");
         let fish = String::from_utf8(script(Shell::Fish)).unwrap();
         assert!(fish.contains(r#"kill \"SIGKILL a node"#), "{fish}");

@@ -251,8 +251,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
         tracing::warn!("--requirepass (or VALTHREE_REQUIREPASS) is empty: no password, every client is let in");
     }
     let admin_token = secret_flag(args.admin_token.as_ref(), args.admin_token_file.as_deref())?;
-    let faults = Arc::new(Faults::default());
     let mode_config = mode_config(&args)?;
+    // A failed write or fsync ends the process: a supervisor restarts it from what is durable.
+    mode_config.node.fs.exit_on_failure();
+    let faults = Arc::new(Faults::with_fs(mode_config.node.fs.clone()));
     let config_metrics = mode_config.node.metrics.clone();
     let store = crate::mode::open(&mode_config, faults.clone()).await?;
     // The TLS port is bound first: once the plain port answers, both do.

@@ -55,7 +55,9 @@ pub struct WorkloadArgs {
     #[arg(long)]
     pub docker_network: Option<String>,
     /// Faults to inject while the workload runs: kill, pause, partition, membership (a node
-    /// joins, then leaves; local clusters only) (comma-separated); needs --cluster or --docker.
+    /// joins, then leaves; local clusters only), power-loss (one node or all at once; a local
+    /// cluster up with --fault-fs lazy), disk (EIO or ENOSPC on one node's writes or fsyncs;
+    /// local clusters) (comma-separated); needs --cluster or --docker.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub nemesis: Vec<Fault>,
     /// Time between two faults; each lasts half of it.

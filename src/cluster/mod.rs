@@ -9,7 +9,9 @@
 //! Maintenance: `rolling-restart` stops each node gracefully and starts it again, one at a
 //! time, each once the one before is ready ([`rolling`]).
 //!
-//! Faults: `kill` (SIGKILL), `pause`/`resume` (SIGSTOP/SIGCONT), `restart`, and
+//! Faults: `kill` (SIGKILL), `power-loss` (SIGKILL of a node started with `--fault-fs lazy`,
+//! whose file layer keeps every write not yet fsync'd inside the process: the SIGKILL loses
+//! what a power cut would), `pause`/`resume` (SIGSTOP/SIGCONT), `restart`, and
 //! `partition`/`heal`, which cut node-to-node traffic inside every node's peer layer through
 //! the authenticated `VALTHREE.FAULT` admin command — no root needed, but only peer traffic
 //! is cut (clients still reach every node). In s3 mode the object store is the one peer:
@@ -43,7 +45,7 @@ use nix::sys::signal::Signal;
 use redis_protocol::resp2::types::BytesFrame;
 
 use crate::mode::ModeName;
-use crate::node::OBJECT_STORE;
+use crate::node::{FaultFs, OBJECT_STORE};
 
 /// How long `up` and `restart` wait for a node to answer PING.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,6 +65,8 @@ pub struct UpOptions {
     pub base_port: u16,
     /// Extra `valthree serve` flags for every node.
     pub extra: Vec<String>,
+    /// The file layer of every node (`--fault-fs lazy`: a SIGKILL is a power cut).
+    pub fault_fs: FaultFs,
 }
 
 /// Takes `--requirepass P` (or `--requirepass=P`) out of the flags for the nodes: the
@@ -155,6 +159,9 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
         if !metrics_addr.is_empty() {
             args.extend(["--metrics-addr".into(), metrics_addr.clone()]);
         }
+        if options.fault_fs == FaultFs::Lazy {
+            args.extend(["--fault-fs".into(), "lazy".into()]);
+        }
         args.extend(extra.iter().cloned());
         let log = dir.join(format!("{name}.log"));
         nodes.push(NodeState { name, id, pid: 0, addr, peer_addr, metrics_addr, data_dir, log, args });
@@ -213,6 +220,27 @@ pub fn kill(state: &ClusterState, name: &str) -> Result<(), String> {
     process::signal(node, Signal::SIGKILL)?;
     process::wait_gone(node, Duration::from_secs(5));
     Ok(())
+}
+
+/// True when `node` runs with `--fault-fs lazy`.
+pub fn is_lazy(node: &NodeState) -> bool {
+    node.args.windows(2).any(|w| w[0] == "--fault-fs" && w[1] == "lazy")
+        || node.args.iter().any(|a| a == "--fault-fs=lazy")
+}
+
+/// Cuts a node's power: SIGKILL of a node whose file layer keeps its unsynced writes in the
+/// process, so they die with it. Refused for a node without `--fault-fs lazy`, whose
+/// unsynced writes the kernel would keep (that is `kill`).
+pub fn power_loss(state: &ClusterState, name: &str) -> Result<(), String> {
+    let node = state.node(name)?;
+    if !is_lazy(node) {
+        return Err(format!(
+            "{name} does not run with --fault-fs lazy: a SIGKILL keeps its writes in the kernel's page cache, \
+             which is no power cut (start the cluster with `valthree cluster up --fault-fs lazy`; `kill` is the \
+             plain SIGKILL)"
+        ));
+    }
+    kill(state, name)
 }
 
 /// SIGSTOP.
@@ -502,6 +530,30 @@ fn handed_over(node: &NodeState, name: &str) -> Result<(), String> {
 
 fn fault(state: &ClusterState, node: &NodeState, args: &[&str]) -> Result<Vec<String>, String> {
     admin(state, node, "VALTHREE.FAULT", args, Duration::from_secs(5))
+}
+
+/// Injects a disk fault into `name`'s file layer: `error` (`eio`, `enospc`, or `off` to
+/// clear) on its `op` (`write` or `fsync`). A node whose write or fsync then fails exits.
+pub fn disk_fault(state: &ClusterState, name: &str, op: &str, error: &str) -> Result<Vec<String>, String> {
+    fault(state, state.node(name)?, &["DISK", op, error])
+}
+
+/// Clears the disk faults of `name` and brings it back if its storage failed (it exits, or
+/// is about to): restarted from what is durable.
+pub fn disk_heal(dir: &Path, name: &str) -> Result<(), String> {
+    let state = ClusterState::require(dir)?;
+    let node = state.node(name)?;
+    if process::liveness(node) == Liveness::Up {
+        for op in ["write", "fsync"] {
+            // A node exiting meanwhile cannot answer; the restart below covers it.
+            let _ = disk_fault(&state, name, op, "off");
+        }
+        let failed = info(node).iter().any(|(k, v)| k == "storage_failed" && v != "no");
+        if !failed && process::liveness(node) == Liveness::Up {
+            return Ok(());
+        }
+    }
+    restart(dir, name)
 }
 
 /// The peers `node` is currently partitioned from.

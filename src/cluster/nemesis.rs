@@ -10,14 +10,26 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use super::docker::Docker;
-use super::{ClusterState, Liveness, heal, kill, partition, pause, process, restart, resume};
+use super::{
+    ClusterState, Liveness, disk_fault, disk_heal, heal, kill, partition, pause, power_loss, process, restart, resume,
+};
+
+/// The disk faults the `disk` nemesis picks from: operation and error.
+const DISK_FAULTS: [(&str, &str); 4] = [("write", "eio"), ("write", "enospc"), ("fsync", "eio"), ("fsync", "enospc")];
 use crate::history::{EventType, FaultMark, HistoryWriter, Process, Record};
+
+/// The victim of a fault that strikes every node at once.
+pub const ALL_NODES: &str = "all";
 
 /// A kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Fault {
     /// SIGKILL a node, later restart it.
     Kill,
+    /// Cut the power of one node, or of every node at once (a SIGKILL of nodes started with
+    /// `cluster up --fault-fs lazy`, which loses every write not yet fsync'd), later restart
+    /// them: a local cluster.
+    PowerLoss,
     /// SIGSTOP a node, later SIGCONT it.
     Pause,
     /// Cut one node off from the others (in s3 mode: from the object store), later heal.
@@ -25,6 +37,10 @@ pub enum Fault {
     /// A new node joins (`cluster add-node`), later it leaves again (`remove-node`): a local
     /// cluster of paxos, raft or dynamo mode.
     Membership,
+    /// One node's disk fails: EIO or ENOSPC on its writes or its fsyncs (seeded); the node
+    /// must refuse what it cannot make durable and exit; later the fault is cleared and the
+    /// node restarted: a local cluster.
+    Disk,
 }
 
 /// What the faults act on.
@@ -46,10 +62,19 @@ impl Target {
     }
 
     /// Injects `fault` on `victim`; the node it acts on (a membership change: the new one).
-    fn inject(&self, fault: Fault, victim: &str) -> Result<String, String> {
+    /// A disk fault is `DISK_FAULTS[disk]`.
+    fn inject(&self, fault: Fault, victim: &str, disk: usize) -> Result<String, String> {
         match (self, fault) {
+            (Target::Local(dir), Fault::Disk) => {
+                let (op, error) = DISK_FAULTS[disk % DISK_FAULTS.len()];
+                disk_fault(&ClusterState::require(dir)?, victim, op, error).map(|_| format!("{victim} {op} {error}"))
+            }
+            (Target::Docker(_), Fault::Disk) => Err("disk faults need a local cluster".into()),
             (Target::Local(dir), Fault::Membership) => super::add_node(dir).map(|(node, _)| node.name),
             (Target::Docker(_), Fault::Membership) => Err("membership changes need a local cluster".into()),
+            (Target::Docker(_), Fault::PowerLoss) => {
+                Err("power loss needs a local cluster started with --fault-fs lazy".into())
+            }
             _ => self.inject_on(fault, victim).map(|()| victim.to_string()),
         }
     }
@@ -57,6 +82,13 @@ impl Target {
     fn inject_on(&self, fault: Fault, victim: &str) -> Result<(), String> {
         match (self, fault) {
             (Target::Local(dir), Fault::Kill) => kill(&ClusterState::require(dir)?, victim),
+            (Target::Local(dir), Fault::PowerLoss) => {
+                let state = ClusterState::require(dir)?;
+                for node in Self::victims(&state, victim) {
+                    power_loss(&state, &node)?;
+                }
+                Ok(())
+            }
             (Target::Local(dir), Fault::Pause) => pause(&ClusterState::require(dir)?, victim),
             (Target::Local(dir), Fault::Partition) => {
                 let rest: Vec<String> = self.nodes()?.into_iter().filter(|n| n != victim).collect();
@@ -65,20 +97,37 @@ impl Target {
             (Target::Docker(docker), Fault::Kill) => docker.kill(victim),
             (Target::Docker(docker), Fault::Pause) => docker.pause(victim),
             (Target::Docker(docker), Fault::Partition) => docker.partition(victim),
-            (_, Fault::Membership) => unreachable!("handled by inject"),
+            (_, Fault::Membership | Fault::Disk) | (Target::Docker(_), Fault::PowerLoss) => {
+                unreachable!("handled by inject")
+            }
         }
     }
 
     fn undo(&self, fault: Fault, victim: &str) -> Result<(), String> {
         match (self, fault) {
             (Target::Local(dir), Fault::Kill) => restart(dir, victim),
+            (Target::Local(dir), Fault::PowerLoss) => {
+                let state = ClusterState::require(dir)?;
+                // Every node first, then wait for each: a majority must be up to serve.
+                Self::victims(&state, victim).iter().try_for_each(|node| restart(dir, node))
+            }
             (Target::Local(dir), Fault::Pause) => resume(&ClusterState::require(dir)?, victim),
             (Target::Local(dir), Fault::Partition) => heal(dir),
             (Target::Docker(docker), Fault::Kill) => docker.restart(victim),
             (Target::Docker(docker), Fault::Pause) => docker.resume(victim),
             (Target::Docker(docker), Fault::Partition) => docker.heal(victim),
             (Target::Local(dir), Fault::Membership) => super::remove_node(dir, victim).map(|_| ()),
-            (Target::Docker(_), Fault::Membership) => Ok(()),
+            (Target::Local(dir), Fault::Disk) => disk_heal(dir, victim.split(' ').next().unwrap_or(victim)),
+            (Target::Docker(_), Fault::Membership | Fault::PowerLoss | Fault::Disk) => Ok(()),
+        }
+    }
+
+    /// The nodes a power loss named `victim` cuts: one node, or `all`.
+    fn victims(state: &ClusterState, victim: &str) -> Vec<String> {
+        if victim == ALL_NODES {
+            state.nodes.iter().map(|n| n.name.clone()).collect()
+        } else {
+            vec![victim.to_string()]
         }
     }
 
@@ -123,6 +172,8 @@ impl Fault {
             Fault::Pause => "pause",
             Fault::Partition => "partition",
             Fault::Membership => "membership",
+            Fault::PowerLoss => "power-loss",
+            Fault::Disk => "disk",
         }
     }
 }
@@ -164,16 +215,22 @@ impl Nemesis {
                 rng.shuffle(&mut round);
             }
             let fault = round.pop().expect("refilled above");
-            let victim = nodes[rng.usize(0..nodes.len())].clone();
+            let mut victim = nodes[rng.usize(0..nodes.len())].clone();
+            if fault == Fault::PowerLoss && rng.bool() {
+                // Half the power cuts take every node down at once, as a real outage does.
+                victim = ALL_NODES.to_string();
+            }
             let (name, undo) = match fault {
                 Fault::Kill => ("kill", "restart"),
+                Fault::PowerLoss => ("power-loss", "restart"),
+                Fault::Disk => ("disk", "disk-heal"),
                 Fault::Pause => ("pause", "resume"),
                 Fault::Partition => ("partition", "heal"),
                 Fault::Membership => ("add-node", "remove-node"),
             };
             let injected = {
-                let (target, victim) = (self.target.clone(), victim.clone());
-                Self::blocking(move || target.inject(fault, &victim)).await
+                let (target, victim, disk) = (self.target.clone(), victim.clone(), rng.usize(..));
+                Self::blocking(move || target.inject(fault, &victim, disk)).await
             };
             let victim = match &injected {
                 Ok(acted_on) => acted_on.clone(),
@@ -182,8 +239,10 @@ impl Nemesis {
             };
             note(name, &victim, injected.as_ref().err());
             self.record(name, Some(FaultMark::start(fault.name())), json!(victim), injected.as_ref().err().cloned());
-            if injected.is_err() && fault == Fault::Membership {
-                continue; // no node joined: none to remove
+            if injected.is_err() && matches!(fault, Fault::Membership | Fault::PowerLoss) {
+                // No node joined, or no power was cut (a node without --fault-fs lazy refuses
+                // it): nothing to undo, and a restart would be a kill the history never shows.
+                continue;
             }
             let _ = tokio::time::timeout(pause_for, stop.changed()).await;
             let healed = {

@@ -294,7 +294,14 @@ impl Stage {
         );
         self.begin(&command, "");
         let spinner = self.spinner(&format!("starting {nodes} {} nodes", mode.as_str()));
-        let options = UpOptions { mode, nodes, dir: dir.clone(), base_port: self.options.base_port, extra };
+        let options = UpOptions {
+            mode,
+            nodes,
+            dir: dir.clone(),
+            base_port: self.options.base_port,
+            extra,
+            fault_fs: crate::node::FaultFs::Off,
+        };
         let state = {
             let _starting = lock(&STARTING);
             lock(&STARTED).push(dir.clone());

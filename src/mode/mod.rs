@@ -81,7 +81,7 @@ pub async fn open(config: &ModeConfig, faults: Arc<Faults>) -> Result<Arc<dyn St
                     return Err(Error::Config("--s3-endpoint needs --s3-bucket".into()));
                 }
                 None => Arc::new(
-                    LocalDir::open(&dir)
+                    LocalDir::open_with(&dir, config.node.fs.clone())
                         .map_err(|e| Error::Config(format!("cannot use object directory {}: {e}", dir.display())))?,
                 ),
             };

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{Member, NodeOptions};
+use super::{FaultFs, FileSystem, Member, NodeOptions};
 use crate::peer::{ClusterSecret, PeerTls};
 
 /// On or off.
@@ -80,6 +80,14 @@ pub struct NodeArgs {
     /// (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`).
     #[arg(long, help_heading = "paxos, raft and dynamo modes", conflicts_with = "peers")]
     pub join: bool,
+    /// Testing only (every mode): `lazy` keeps every write not yet fsync'd inside the process,
+    /// so a SIGKILL loses what a power cut would (`valthree cluster up --fault-fs lazy`).
+    #[arg(long, hide = true, value_enum, default_value = "off")]
+    pub fault_fs: FaultFs,
+    /// Testing only, a planted bug (every mode): skip every fsync of the write path. Caught
+    /// by the power-loss nemesis with `--fault-fs lazy`.
+    #[arg(long, hide = true)]
+    pub unsafe_skip_fsync: bool,
 }
 
 impl NodeArgs {
@@ -107,6 +115,7 @@ impl NodeArgs {
             )?,
             max_value,
             metrics: crate::metrics::Metrics::new(),
+            fs: FileSystem::new(self.fault_fs, self.unsafe_skip_fsync),
         })
     }
 }

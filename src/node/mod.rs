@@ -1,12 +1,13 @@
 //! What every replicated node shares, whatever its mode: its id and members, the options it
-//! starts with, its fault switches, and the lifecycle of its background tasks. The peer
-//! plane they talk over is [`crate::peer`].
+//! starts with, its fault switches, the one file layer every durable byte goes through, and
+//! the lifecycle of its background tasks. The peer plane they talk over is [`crate::peer`].
 
 mod args;
 mod batcher;
 mod clock;
 pub mod codec;
 mod faults;
+mod fs;
 mod lock;
 mod log_throttle;
 mod member;
@@ -17,6 +18,7 @@ pub use args::{NodeArgs, Switch, parse_size};
 pub use batcher::{BatchJob, Pipeline, PipelineLimits, PipelineQueue, exit_on_writer_panic, pipeline, spawn_batcher};
 pub use clock::now_ms;
 pub use faults::{Faults, OBJECT_STORE};
+pub use fs::{DiskError, DiskOp, FAILURE_EXIT_DELAY, FaultFs, File, FileIdentity, FileSystem, STORAGE_FAILED_EXIT};
 pub use lock::{lock, read_lock, write_lock};
 pub use log_throttle::{LogThrottle, REPEAT_TARGET, REPEAT_WINDOW, RepeatLimit};
 pub use member::{Member, NodeId, list, parse_peers};

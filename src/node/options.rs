@@ -35,6 +35,9 @@ pub struct NodeOptions {
     pub max_value: u64,
     /// The node's counters (the peer plane counts its calls there).
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// The file layer every durable byte of the node goes through (`--fault-fs`,
+    /// `--unsafe-skip-fsync`).
+    pub fs: super::FileSystem,
 }
 
 impl NodeOptions {
@@ -51,6 +54,7 @@ impl NodeOptions {
             peer_tls: None,
             max_value: DEFAULT_MAX_VALUE,
             metrics: crate::metrics::Metrics::new(),
+            fs: super::FileSystem::real(),
         }
     }
 
@@ -117,6 +121,7 @@ mod tests {
             peer_tls: None,
             max_value: DEFAULT_MAX_VALUE,
             metrics: crate::metrics::Metrics::new(),
+            fs: crate::node::FileSystem::real(),
         }
     }
 

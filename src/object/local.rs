@@ -18,8 +18,8 @@
 //! it, renames it over the object and fsyncs the directory — so an acknowledged PUT survives
 //! power loss, and a crash mid-PUT leaves the previous version.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::fs::File;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -27,31 +27,10 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::{Etag, Fetched, Object, ObjectError, ObjectStore, PutCondition};
-use crate::node::lock;
+use crate::node::{FileIdentity, FileSystem, lock};
 
 /// Which file a path named when it was read: a rename makes a new one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileId {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-impl FileId {
-    fn of(meta: &fs::Metadata) -> Self {
-        use std::os::unix::fs::MetadataExt;
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        Self {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
-        }
-    }
-}
+type FileId = FileIdentity;
 
 /// The version last read or written of each object, and the file it was in.
 type KnownVersions = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, (Etag, FileId)>>>;
@@ -60,16 +39,23 @@ type KnownVersions = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<P
 #[derive(Debug, Clone)]
 pub struct LocalDir {
     root: PathBuf,
+    /// The node's file layer: every object byte goes through it.
+    fs: FileSystem,
     seen: KnownVersions,
     lock_files: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<File>>>>,
 }
 
 impl LocalDir {
-    /// Opens (creating if needed) the directory `root`.
+    /// Opens (creating if needed) the directory `root`, through the kernel.
     pub fn open(root: impl Into<PathBuf>) -> std::io::Result<Self> {
+        Self::open_with(root, FileSystem::real())
+    }
+
+    /// Opens (creating if needed) the directory `root`, through the file layer `fs`.
+    pub fn open_with(root: impl Into<PathBuf>, fs: FileSystem) -> std::io::Result<Self> {
         let root = root.into();
-        fs::create_dir_all(&root)?;
-        Ok(Self { root, seen: KnownVersions::default(), lock_files: Default::default() })
+        fs.create_dir_all(&root)?;
+        Ok(Self { root, fs, seen: KnownVersions::default(), lock_files: Default::default() })
     }
 
     fn remember(&self, path: &Path, etag: &Etag, id: FileId) {
@@ -90,7 +76,7 @@ impl LocalDir {
         self.remembered(path).is_some_and(|(etag, id)| {
             etag == *known
                 && noted_etag(lock).is_ok_and(|noted| noted == known.0.as_bytes())
-                && fs::metadata(path).is_ok_and(|m| FileId::of(&m) == id)
+                && self.fs.identity(path).is_ok_and(|now| now == id)
         })
     }
 
@@ -100,7 +86,7 @@ impl LocalDir {
         if let Some(file) = open.get(key) {
             return Ok(file.clone());
         }
-        let file = std::sync::Arc::new(open_lock(&self.lock_path(key))?);
+        let file = std::sync::Arc::new(self.fs.open_lock(&self.lock_path(key))?);
         open.insert(key.to_owned(), file.clone());
         Ok(file)
     }
@@ -120,10 +106,6 @@ impl LocalDir {
     fn lock_path(&self, key: &str) -> PathBuf {
         self.root.join(format!(".{key}.lock"))
     }
-}
-
-fn open_lock(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)
 }
 
 /// The etag a writer noted in the lock file before its rename (empty: none noted yet).
@@ -149,22 +131,24 @@ fn etag_of(body: &[u8]) -> Etag {
     Etag(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn read_object(path: &Path) -> Result<Option<Object>, ObjectError> {
-    Ok(read_object_id(path)?.map(|(object, _)| object))
+fn read_object(fs: &FileSystem, path: &Path) -> Result<Option<Object>, ObjectError> {
+    Ok(read_object_id(fs, path)?.map(|(object, _)| object))
 }
 
-/// The object in `path` and the file it was read from.
-fn read_object_id(path: &Path) -> Result<Option<(Object, FileId)>, ObjectError> {
-    use std::io::Read;
+/// The object in `path` and the file it was read from (the caller holds the lock, so no
+/// writer replaces it in between).
+fn read_object_id(fs: &FileSystem, path: &Path) -> Result<Option<(Object, FileId)>, ObjectError> {
     let failed = |e: std::io::Error| ObjectError::Unavailable(format!("read {}: {e}", path.display()));
-    let mut file = match File::open(path) {
-        Ok(file) => file,
+    let id = match fs.identity(path) {
+        Ok(id) => id,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(failed(e)),
     };
-    let id = FileId::of(&file.metadata().map_err(failed)?);
-    let mut body = Vec::with_capacity(id.size as usize);
-    file.read_to_end(&mut body).map_err(failed)?;
+    let body = match fs.read(path) {
+        Ok(body) => body,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(failed(e)),
+    };
     let etag = etag_of(&body);
     Ok(Some((Object { body: Bytes::from(body), etag }, id)))
 }
@@ -178,7 +162,8 @@ fn put_locked(
     condition: &PutCondition,
 ) -> Result<(Etag, Option<FileId>), ObjectError> {
     let unavailable = |what: &str, e: std::io::Error| ObjectError::Unavailable(format!("{what}: {e}"));
-    let lock = open_lock(&root.join(format!(".{key}.lock"))).map_err(|e| unavailable("open lock file", e))?;
+    let fs = &store.fs;
+    let lock = fs.open_lock(&root.join(format!(".{key}.lock"))).map_err(|e| unavailable("open lock file", e))?;
     lock.lock().map_err(|e| unavailable("lock", e))?;
 
     // The version this process last read or wrote, still current by the writer's note and
@@ -186,8 +171,8 @@ fn put_locked(
     // hashing) the whole object again.
     let holds = match condition {
         PutCondition::IfMatch(want) if store.unchanged(&lock, path, want) => true,
-        PutCondition::IfAbsent if !path.exists() => true,
-        _ => match (condition, read_object(path)?) {
+        PutCondition::IfAbsent if !fs.exists(path) => true,
+        _ => match (condition, read_object(fs, path)?) {
             (PutCondition::IfAbsent, None) => true,
             (PutCondition::IfMatch(want), Some(obj)) => *want == obj.etag,
             _ => false,
@@ -201,32 +186,32 @@ fn put_locked(
     let etag = etag_of(body);
     note_etag(&lock, &etag).map_err(|e| unavailable("note the etag in the lock file", e))?;
     let tmp = root.join(format!(".{key}.tmp"));
-    let mut file = File::create(&tmp).map_err(|e| unavailable("create temp file", e))?;
-    file.write_all(body).map_err(|e| unavailable("write temp file", e))?;
-    file.sync_all().map_err(|e| unavailable("fsync temp file", e))?;
-    fs::rename(&tmp, path).map_err(|e| unavailable("rename", e))?;
+    let file = fs.create(&tmp).map_err(|e| unavailable("create temp file", e))?;
+    file.write_at(0, body).map_err(|e| unavailable("write temp file", e))?;
+    file.sync().map_err(|e| unavailable("fsync temp file", e))?;
+    drop(file);
+    fs.rename(&tmp, path).map_err(|e| unavailable("rename", e))?;
     // After the rename the new version is visible; a failing directory fsync leaves its
     // durability in doubt.
-    File::open(root)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|e| ObjectError::Indeterminate(format!("fsync directory: {e}")))?;
-    Ok((etag, fs::metadata(path).ok().map(|m| FileId::of(&m))))
+    fs.sync_dir(root).map_err(|e| ObjectError::Indeterminate(format!("fsync directory: {e}")))?;
+    Ok((etag, fs.identity(path).ok()))
 }
 
 #[async_trait]
 impl ObjectStore for LocalDir {
     async fn get(&self, key: &str) -> Result<Option<Object>, ObjectError> {
         let path = self.object_path(key)?;
-        if !path.exists() {
+        if !self.fs.exists(&path) {
             // Missing (not yet written, or deleted): no lock file is made for it.
             return Ok(None);
         }
         let lock_path = self.lock_path(key);
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let lock = open_lock(&lock_path).map_err(|e| ObjectError::Unavailable(format!("open lock file: {e}")))?;
+            let lock =
+                this.fs.open_lock(&lock_path).map_err(|e| ObjectError::Unavailable(format!("open lock file: {e}")))?;
             lock.lock_shared().map_err(|e| ObjectError::Unavailable(format!("lock: {e}")))?;
-            let Some((object, id)) = read_object_id(&path)? else { return Ok(None) };
+            let Some((object, id)) = read_object_id(&this.fs, &path)? else { return Ok(None) };
             this.remember(&path, &object.etag, id);
             Ok(Some(object))
         })
@@ -247,12 +232,13 @@ impl ObjectStore for LocalDir {
         let known = known.clone();
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let lock = open_lock(&lock_path).map_err(|e| ObjectError::Unavailable(format!("open lock file: {e}")))?;
+            let lock =
+                this.fs.open_lock(&lock_path).map_err(|e| ObjectError::Unavailable(format!("open lock file: {e}")))?;
             lock.lock_shared().map_err(|e| ObjectError::Unavailable(format!("lock: {e}")))?;
             if this.unchanged(&lock, &path, &known) {
                 return Ok(Fetched::Unchanged);
             }
-            let Some((object, id)) = read_object_id(&path)? else { return Ok(Fetched::Current(None)) };
+            let Some((object, id)) = read_object_id(&this.fs, &path)? else { return Ok(Fetched::Current(None)) };
             this.remember(&path, &object.etag, id);
             Ok(if object.etag == known { Fetched::Unchanged } else { Fetched::Current(Some(object)) })
         })
@@ -289,13 +275,14 @@ impl ObjectStore for LocalDir {
         let lock_path = self.lock_path(key);
         lock(&self.lock_files).remove(key);
         lock(&self.seen).remove(&path);
+        let fs = self.fs.clone();
         tokio::task::spawn_blocking(move || {
             let gone = |r: std::io::Result<()>| match r {
                 Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
             };
-            gone(fs::remove_file(&path))
-                .and_then(|()| gone(fs::remove_file(&lock_path)))
+            gone(fs.remove_file(&path))
+                .and_then(|()| gone(std::fs::remove_file(&lock_path)))
                 .map_err(|e| ObjectError::Unavailable(format!("delete {}: {e}", path.display())))
         })
         .await

@@ -18,7 +18,7 @@ use super::dvv::{Actor, Causality, Dot, Object, VersionVector};
 use super::ring::{Partition, Ring};
 use crate::error::{Error, Result};
 use crate::node::lock;
-use crate::node::{NodeId, codec};
+use crate::node::{FileSystem, NodeId, codec};
 use crate::store::{Listing, MAX_SCAN_COUNT, scan_hash};
 
 /// Objects under [`aae::storage_key`] (position, then key): one AAE segment is one range.
@@ -163,12 +163,11 @@ pub struct Counter {
 
 impl Storage {
     /// Opens (or creates) `dir/dynamo.redb` for a ring of `partitions`, and builds the AAE
-    /// trees with one scan. A new database gets a new random actor id.
-    pub fn open(dir: &Path, partitions: u32) -> Result<(Self, Counter)> {
-        std::fs::create_dir_all(dir)
+    /// trees with one scan, through the file layer `fs`. A new database gets a new random actor id.
+    pub fn open(fs: &FileSystem, dir: &Path, partitions: u32) -> Result<(Self, Counter)> {
+        fs.create_dir_all(dir)
             .map_err(|e| Error::Config(format!("cannot create data directory {}: {e}", dir.display())))?;
-        let path = dir.join("dynamo.redb");
-        let db = Database::create(&path).map_err(|e| Error::Config(format!("cannot open {}: {e}", path.display())))?;
+        let db = fs.open_database(&dir.join("dynamo.redb")).map_err(Error::Config)?;
         let txn = db.begin_write().map_err(db_error)?;
         let (actor, leased) = {
             let mut objects = txn.open_table(OBJECTS).map_err(db_error)?;
@@ -597,7 +596,7 @@ mod tests {
     fn writes_hints_and_the_dot_sequence_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let (actor, last) = {
-            let (storage, mut counter) = Storage::open(dir.path(), 256).unwrap();
+            let (storage, mut counter) = Storage::open(&FileSystem::real(), dir.path(), 256).unwrap();
             let results = storage
                 .apply(&mut counter, &[put("a", VersionVector::new(), "1"), put("b", VersionVector::new(), "2")])
                 .unwrap();
@@ -608,7 +607,7 @@ mod tests {
             );
             (storage.actor(), *dot)
         };
-        let (storage, mut counter) = Storage::open(dir.path(), 256).unwrap();
+        let (storage, mut counter) = Storage::open(&FileSystem::real(), dir.path(), 256).unwrap();
         assert_eq!(storage.actor(), actor, "the actor is born with the data directory");
         assert_eq!(storage.get(b"b").unwrap().pick(), Some(&Bytes::from_static(b"2")));
         let results = storage.apply(&mut counter, &[put("a", VersionVector::new(), "3")]).unwrap();
@@ -627,7 +626,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut before = Vec::new();
         {
-            let (storage, mut counter) = Storage::open(dir.path(), 256).unwrap();
+            let (storage, mut counter) = Storage::open(&FileSystem::real(), dir.path(), 256).unwrap();
             // A stored object that no longer decodes: a batch touching it aborts before
             // its commit, after an earlier write in it took a fresh lease.
             let txn = storage.db.begin_write().unwrap();
@@ -642,7 +641,7 @@ mod tests {
                 before.push(*dot);
             }
         }
-        let (storage, mut counter) = Storage::open(dir.path(), 256).unwrap();
+        let (storage, mut counter) = Storage::open(&FileSystem::real(), dir.path(), 256).unwrap();
         for key in ["d", "e", "f"] {
             let results = storage.apply(&mut counter, &[put(key, VersionVector::new(), "4")]).unwrap();
             let Ok(Written::Put { dot, .. }) = &results[0] else { panic!("{results:?}") };
@@ -656,7 +655,7 @@ mod tests {
     #[test]
     fn a_context_or_object_naming_writes_this_node_never_made_is_refused_and_writes_go_on() {
         let dir = tempfile::tempdir().unwrap();
-        let (storage, mut counter) = Storage::open(dir.path(), 256).unwrap();
+        let (storage, mut counter) = Storage::open(&FileSystem::real(), dir.path(), 256).unwrap();
         let me = storage.actor();
         let mut forged = VersionVector::new();
         forged.add(Dot { actor: me, counter: u64::MAX });
@@ -676,15 +675,15 @@ mod tests {
     fn a_wiped_directory_is_a_new_actor() {
         let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         assert_ne!(
-            Storage::open(one.path(), 256).unwrap().0.actor(),
-            Storage::open(two.path(), 256).unwrap().0.actor()
+            Storage::open(&FileSystem::real(), one.path(), 256).unwrap().0.actor(),
+            Storage::open(&FileSystem::real(), two.path(), 256).unwrap().0.actor()
         );
     }
 
     #[test]
     fn a_merge_joins_and_a_malformed_object_is_refused_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let (storage, mut counter) = Storage::open(dir.path(), 256).unwrap();
+        let (storage, mut counter) = Storage::open(&FileSystem::real(), dir.path(), 256).unwrap();
         let mut theirs = Object::new();
         theirs.put(&VersionVector::new(), Dot { actor: 42, counter: 1 }, 5, Some(Bytes::from_static(b"x")));
         let key = Bytes::from_static(b"k");

@@ -62,7 +62,7 @@ impl DynamoMode {
         } else {
             Ring::new(&members, options.partitions, options.replicas).map_err(Error::Config)?
         };
-        let (mut storage, counter) = Storage::open(&options.node.data_dir, options.partitions)?;
+        let (mut storage, counter) = Storage::open(&options.node.fs, &options.node.data_dir, options.partitions)?;
         let ring = match storage.load_ring()? {
             Some(stored) if stored.version() >= configured.version() => {
                 if (stored.partitions(), stored.replicas()) != (options.partitions, options.replicas) {

@@ -127,7 +127,7 @@ impl PaxosMode {
     pub async fn start(options: PaxosOptions, faults: Arc<Faults>) -> Result<Self> {
         let id = options.node.node_id;
         super::compact::refuse_unfinished(&options.node.data_dir)?;
-        let (storage, recovered) = Storage::open(&options.node.data_dir)?;
+        let (storage, recovered) = Storage::open(&options.node.fs, &options.node.data_dir)?;
         let config = match recovered.config {
             Some(config) => config,
             None if options.node.join => Config::default(),

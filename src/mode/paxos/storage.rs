@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::acceptor::{self, Landed, Request, Response, Slot};
 use super::ballot::Ballot;
 use crate::error::{Error, Result};
+use crate::node::FileSystem;
 use crate::store::{Listing, scan_hash, take_page};
 
 pub(super) const SLOTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("slots");
@@ -281,12 +282,11 @@ pub struct Recovered {
 }
 
 impl Storage {
-    /// Opens (or creates) `dir/acceptor.redb`.
-    pub fn open(dir: &Path) -> Result<(Self, Recovered)> {
-        std::fs::create_dir_all(dir)
+    /// Opens (or creates) `dir/acceptor.redb` through the file layer `fs`.
+    pub fn open(fs: &FileSystem, dir: &Path) -> Result<(Self, Recovered)> {
+        fs.create_dir_all(dir)
             .map_err(|e| Error::Config(format!("cannot create data directory {}: {e}", dir.display())))?;
-        let path = dir.join("acceptor.redb");
-        let db = Database::create(&path).map_err(|e| Error::Config(format!("cannot open {}: {e}", path.display())))?;
+        let db = fs.open_database(&dir.join("acceptor.redb")).map_err(Error::Config)?;
         let txn = db.begin_write().map_err(db_error)?;
         {
             let slots = txn.open_table(SLOTS).map_err(db_error)?;
@@ -538,7 +538,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let keys: Vec<Bytes> = (0..50).map(|i| Bytes::from(format!("k{i}"))).collect();
         let expected = {
-            let (s, _) = Storage::open(dir.path()).unwrap();
+            let (s, _) = Storage::open(&FileSystem::real(), dir.path()).unwrap();
             let batch: Vec<(Bytes, AcceptorMessage)> = keys
                 .iter()
                 .enumerate()
@@ -560,7 +560,7 @@ mod tests {
             txn.delete_table(SCAN_ORDER).unwrap();
             txn.commit().unwrap();
         }
-        let (s, _) = Storage::open(dir.path()).unwrap();
+        let (s, _) = Storage::open(&FileSystem::real(), dir.path()).unwrap();
         assert_eq!(scan_all(&s), expected);
     }
 
@@ -568,7 +568,7 @@ mod tests {
     fn slots_survive_reopening_and_removal_raises_the_floor() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (s, rec) = Storage::open(dir.path()).unwrap();
+            let (s, rec) = Storage::open(&FileSystem::real(), dir.path()).unwrap();
             assert_eq!((rec.counter, rec.config, rec.floor), (0, None, Ballot::ZERO));
             let accept = AcceptorMessage::Paxos(Request::Accept {
                 ballot: b(3, 1),
@@ -578,7 +578,7 @@ mod tests {
             assert_eq!(s.handle(&[(key(), accept)], 1).unwrap(), vec![AcceptorReply::Paxos(Response::Accepted)]);
             s.save_counter(42).unwrap();
         }
-        let (s, rec) = Storage::open(dir.path()).unwrap();
+        let (s, rec) = Storage::open(&FileSystem::real(), dir.path()).unwrap();
         assert_eq!(rec.counter, 42);
         assert_eq!(s.keys(KeyFilter::Values, None, 10, |_| true).unwrap(), vec![key()]);
         let prepare = AcceptorMessage::Paxos(Request::Prepare { ballot: b(4, 2) });
@@ -626,7 +626,7 @@ mod tests {
             vec![AcceptorReply::Paxos(Response::Promised { accepted: Ballot::ZERO, value: None })]
         );
         drop(s);
-        assert_eq!(Storage::open(dir.path()).unwrap().1.floor, b(5, 2));
+        assert_eq!(Storage::open(&FileSystem::real(), dir.path()).unwrap().1.floor, b(5, 2));
     }
 
     /// Removing a tombstone raises the node-wide floor to its ballot. A tombstone above the
@@ -635,7 +635,7 @@ mod tests {
     #[test]
     fn a_tombstone_above_the_followed_ballots_is_never_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let (s, _) = Storage::open(dir.path()).unwrap();
+        let (s, _) = Storage::open(&FileSystem::real(), dir.path()).unwrap();
         let high = b(Ballot::MAX_FOLLOWED + 3, 2);
         let tomb = AcceptorMessage::Paxos(Request::Accept { ballot: high, value: None, promise_next: false });
         s.handle(&[(key(), tomb)], 1).unwrap();

@@ -56,8 +56,9 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    pub fn open(path: &std::path::Path) -> Result<Self, String> {
-        let db = Database::create(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    /// Opens (or creates) the log at `path` through the file layer `fs`.
+    pub fn open(fs: &crate::node::FileSystem, path: &std::path::Path) -> Result<Self, String> {
+        let db = fs.open_database(path)?;
         let txn = db.begin_write().map_err(|e| e.to_string())?;
         txn.open_table(LOGS).map_err(|e| e.to_string())?;
         txn.open_table(META).map_err(|e| e.to_string())?;

@@ -36,7 +36,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Cursor, Write};
+use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Command, NodeId, Request, Response, SessionId, TypeConfig};
 use crate::node::codec;
-use crate::node::{lock, read_lock, write_lock};
+use crate::node::{FileSystem, lock, read_lock, write_lock};
 use crate::store::Keyspace;
 
 /// Log entries after which a silent session expires.
@@ -243,6 +243,8 @@ fn io(e: impl std::fmt::Display) -> StorageError<NodeId> {
 pub struct Machine {
     pub state: Arc<RwLock<MachineState>>,
     path: PathBuf,
+    /// The node's file layer: the snapshot file goes through it.
+    fs: FileSystem,
     snapshots_installed: Arc<std::sync::atomic::AtomicU64>,
     snapshots_built: Arc<std::sync::atomic::AtomicU64>,
     /// Serializes snapshot writes: openraft builds snapshots in their own task, which can
@@ -255,9 +257,10 @@ pub struct Machine {
 
 impl Machine {
     /// Opens the machine, loading the last snapshot in `dir` if there is one.
-    pub fn open(dir: &std::path::Path) -> Result<Self, String> {
+    pub fn open(fs: &FileSystem, dir: &std::path::Path) -> Result<Self, String> {
         let path = dir.join("raft-snapshot.bin");
         let machine = Self {
+            fs: fs.clone(),
             state: Arc::new(RwLock::new(MachineState::default())),
             path,
             snapshots_installed: Arc::default(),
@@ -282,7 +285,7 @@ impl Machine {
     }
 
     fn read_stored(&self) -> Result<Option<StoredSnapshot>, StorageError<NodeId>> {
-        match std::fs::read(&self.path) {
+        match self.fs.read(&self.path) {
             Ok(bytes) => Ok(Some(codec::decode(&bytes).map_err(io)?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(e)),
@@ -298,17 +301,10 @@ impl Machine {
     fn write_stored(&self, stored: &StoredSnapshot) -> Result<(), StorageError<NodeId>> {
         let _one_at_a_time = lock(&self.writing);
         let index = stored.meta.last_log_id.map_or(0, |l| l.index);
-        if self.path.exists() && *self.durable.borrow() >= index {
+        if self.fs.exists(&self.path) && *self.durable.borrow() >= index {
             return Ok(());
         }
-        let tmp = self.path.with_extension("bin.tmp");
-        let mut file = std::fs::File::create(&tmp).map_err(io)?;
-        file.write_all(&codec::encode(stored).map_err(io)?).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        }
+        self.fs.write_atomically(&self.path, &codec::encode(stored).map_err(io)?).map_err(io)?;
         self.durable.send_modify(|d| *d = (*d).max(index));
         Ok(())
     }
@@ -608,7 +604,7 @@ mod tests {
     #[test]
     fn sessions_survive_a_snapshot() {
         let dir = tempfile::tempdir().unwrap();
-        let machine = Machine::open(dir.path()).unwrap();
+        let machine = Machine::open(&FileSystem::real(), dir.path()).unwrap();
         machine.state.write().unwrap().apply(&incr((3, 1), 5, 5), 1);
         let body = {
             let state = machine.state.read().unwrap();
@@ -621,7 +617,7 @@ mod tests {
                 last_sweep: 0,
             }
         };
-        let restored = Machine::open(dir.path()).unwrap();
+        let restored = Machine::open(&FileSystem::real(), dir.path()).unwrap();
         restored.load(&codec::encode(&body).unwrap()).unwrap();
         let mut state = restored.state.write().unwrap();
         assert_eq!(state.apply(&incr((3, 1), 5, 5), 2).result, Ok(MutationReply::Integer(1)), "deduplicated");

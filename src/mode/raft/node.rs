@@ -183,10 +183,14 @@ impl RaftMode {
     pub async fn start(options: RaftOptions, faults: Arc<Faults>) -> Result<Self> {
         let id = u64::from(options.node.node_id);
         let peers = options.node.initial_members().map_err(Error::Config)?;
-        std::fs::create_dir_all(&options.node.data_dir)
+        options
+            .node
+            .fs
+            .create_dir_all(&options.node.data_dir)
             .map_err(|e| Error::Config(format!("cannot create {}: {e}", options.node.data_dir.display())))?;
-        let mut log = log::LogStore::open(&options.node.data_dir.join("raft-log.redb")).map_err(Error::Config)?;
-        let machine = machine::Machine::open(&options.node.data_dir).map_err(Error::Config)?;
+        let mut log = log::LogStore::open(&options.node.fs, &options.node.data_dir.join("raft-log.redb"))
+            .map_err(Error::Config)?;
+        let machine = machine::Machine::open(&options.node.fs, &options.node.data_dir).map_err(Error::Config)?;
         log.guard_purges(machine.durable_index());
         let incarnation = log.incarnation().map_err(Error::Config)?;
         let recovered = log.recovered();

@@ -110,6 +110,11 @@ impl Info {
                 }
                 "valthree" => {
                     line("# Valthree\r\nmode", &mode.mode);
+                    let fs = server.faults.fs();
+                    line("storage_failed", &fs.failure().unwrap_or("no"));
+                    if fs.is_lazy() {
+                        line("fault_fs", &"lazy");
+                    }
                     for (k, v) in mode.details.iter().filter(|(k, _)| !k.starts_with(DYNAMO_PREFIX)) {
                         line(k, v);
                     }
