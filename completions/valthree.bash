@@ -34,6 +34,9 @@ _valthree() {
             valthree,help)
                 cmd="valthree__subcmd__help"
                 ;;
+            valthree,paxos-compact-ballots)
+                cmd="valthree__subcmd__paxos__subcmd__compact__subcmd__ballots"
+                ;;
             valthree,restore)
                 cmd="valthree__subcmd__restore"
                 ;;
@@ -79,6 +82,9 @@ _valthree() {
             valthree__subcmd__cluster,resume)
                 cmd="valthree__subcmd__cluster__subcmd__resume"
                 ;;
+            valthree__subcmd__cluster,rolling-restart)
+                cmd="valthree__subcmd__cluster__subcmd__rolling__subcmd__restart"
+                ;;
             valthree__subcmd__cluster,status)
                 cmd="valthree__subcmd__cluster__subcmd__status"
                 ;;
@@ -118,6 +124,9 @@ _valthree() {
             valthree__subcmd__cluster__subcmd__help,resume)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__resume"
                 ;;
+            valthree__subcmd__cluster__subcmd__help,rolling-restart)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__rolling__subcmd__restart"
+                ;;
             valthree__subcmd__cluster__subcmd__help,status)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__status"
                 ;;
@@ -141,6 +150,9 @@ _valthree() {
                 ;;
             valthree__subcmd__help,help)
                 cmd="valthree__subcmd__help__subcmd__help"
+                ;;
+            valthree__subcmd__help,paxos-compact-ballots)
+                cmd="valthree__subcmd__help__subcmd__paxos__subcmd__compact__subcmd__ballots"
                 ;;
             valthree__subcmd__help,restore)
                 cmd="valthree__subcmd__help__subcmd__restore"
@@ -184,6 +196,9 @@ _valthree() {
             valthree__subcmd__help__subcmd__cluster,resume)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__resume"
                 ;;
+            valthree__subcmd__help__subcmd__cluster,rolling-restart)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__rolling__subcmd__restart"
+                ;;
             valthree__subcmd__help__subcmd__cluster,status)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__status"
                 ;;
@@ -197,7 +212,7 @@ _valthree() {
 
     case "${cmd}" in
         valthree)
-            opts="-h -V --help --version serve workload cluster backup restore check-history demo s3-check completions help"
+            opts="-h -V --help --version serve workload cluster backup restore check-history demo paxos-compact-ballots s3-check completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -263,7 +278,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster)
-            opts="-h -V --dir --json --help --version up status kill power-loss pause resume restart partition heal add-node remove-node down help"
+            opts="-h -V --dir --json --help --version up status kill power-loss pause resume restart rolling-restart partition heal add-node remove-node down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -335,7 +350,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__help)
-            opts="up status kill power-loss pause resume restart partition heal add-node remove-node down help"
+            opts="up status kill power-loss pause resume restart rolling-restart partition heal add-node remove-node down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -489,6 +504,20 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__help__subcmd__resume)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__rolling__subcmd__restart)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -656,6 +685,24 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        valthree__subcmd__cluster__subcmd__rolling__subcmd__restart)
+            opts="-h -V --dir --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         valthree__subcmd__cluster__subcmd__status)
             opts="-h -V --dir --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -753,7 +800,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help)
-            opts="serve workload cluster backup restore check-history demo s3-check completions help"
+            opts="serve workload cluster backup restore check-history demo paxos-compact-ballots s3-check completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -795,7 +842,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help__subcmd__cluster)
-            opts="up status kill power-loss pause resume restart partition heal add-node remove-node down"
+            opts="up status kill power-loss pause resume restart rolling-restart partition heal add-node remove-node down"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -948,6 +995,20 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__rolling__subcmd__restart)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         valthree__subcmd__help__subcmd__cluster__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1018,6 +1079,20 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        valthree__subcmd__help__subcmd__paxos__subcmd__compact__subcmd__ballots)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         valthree__subcmd__help__subcmd__restore)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1067,6 +1142,24 @@ _valthree() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__paxos__subcmd__compact__subcmd__ballots)
+            opts="-h -V --data-dir --dry-run --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1143,7 +1236,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__serve)
-            opts="-v -h -V --mode --addr --data-dir --json --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --s3-endpoint --s3-bucket --s3-region --s3-access-key --s3-secret-key --s3-dir --s3-key --unsafe-trust-object-store --s3-batch --s3-value-objects-from --maxmemory --s3-snapshot-keys --unsafe-stale-reads --node-id --peer-addr --peer-listen --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --fault-fs --unsafe-skip-fsync --paxos-one-rtt --paxos-gc-interval --unsafe-accept-quorum --stale-reads --raft-snapshot-every --vnodes --replicas --r --w --read-repair --hinted-handoff --max-hints --hint-window --sibling-read --swim-period --sloppy-quorum --aae-interval --aae-max-keys --tombstone-grace --handoff-grace --suspect-timeout --unsafe-lww --unsafe-server-clocks --help --version"
+            opts="-v -h -V --mode --addr --data-dir --log-format --json --metrics-addr --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --shutdown-timeout --snapshot-walk-timeout --s3-endpoint --s3-bucket --s3-region --s3-access-key --s3-secret-key --s3-dir --s3-key --unsafe-trust-object-store --s3-batch --s3-value-objects-from --maxmemory --s3-snapshot-keys --unsafe-stale-reads --unsafe-blind-cas --node-id --peer-addr --peer-listen --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --fault-fs --unsafe-skip-fsync --paxos-one-rtt --paxos-gc-interval --unsafe-accept-quorum --unsafe-no-ballot-ceiling --stale-reads --raft-snapshot-every --vnodes --replicas --r --w --read-repair --hinted-handoff --max-hints --hint-window --sibling-read --swim-period --sloppy-quorum --aae-interval --aae-max-keys --tombstone-grace --handoff-grace --suspect-timeout --unsafe-lww --unsafe-server-clocks --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1158,6 +1251,14 @@ _valthree() {
                     return 0
                     ;;
                 --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --metrics-addr)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1210,6 +1311,14 @@ _valthree() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shutdown-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --snapshot-walk-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -29,6 +29,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand restore 'Load a Redis RDB file''s string keys (other types are skipped and counted)'
             cand check-history 'Check a recorded history for linearizability'
             cand demo 'Run a narrated, self-checking demo of a mechanism on a local cluster'
+            cand paxos-compact-ballots 'Rewrite a stopped paxos cluster''s ballots to their ranks (order kept), giving back the room a forged ballot took'
             cand s3-check 'Check that an S3 server''s conditional PUTs hold under a race, as s3 mode needs'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -37,6 +38,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --mode 'How the cluster keeps itself consistent'
             cand --addr 'Address to serve the Redis protocol on'
             cand --data-dir 'Directory for this node''s data (in s3 mode without --s3-bucket: the embedded object store)'
+            cand --log-format 'The log''s format on stderr: text, or JSON lines (with `node` and `mode` on each)'
+            cand --metrics-addr 'Serve /metrics (Prometheus), /livez and /readyz over HTTP on this address (e.g. 127.0.0.1:9121); off unless given'
             cand --requirepass 'Require clients to AUTH with this password'
             cand --requirepass-file 'Read the password from this file instead (one line)'
             cand --maxclients 'Refuse connections beyond this many'
@@ -50,6 +53,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --tls-ca-cert-file 'Certificates of the CAs that sign client certificates (PEM)'
             cand --tls-auth-clients 'Whether clients must show a certificate signed by --tls-ca-cert-file (default: yes when a CA file is given, as in Redis; no otherwise)'
             cand --timeout 'Close a client idle for this many seconds (0: never), as Redis'' `timeout`'
+            cand --shutdown-timeout 'On SIGTERM or SIGINT: how long to finish the commands in flight and hand over (raft: leadership; dynamo: pending hints) before the node stops; what is left then is cut off (commands) or kept on disk (hints), and the last log line says which'
+            cand --snapshot-walk-timeout 'End a backup''s snapshot walk (VALTHREE.SNAPSHOT) idle for this many seconds, letting go of the keyspace version it holds'
             cand --s3-endpoint 's3 mode: S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); AWS when omitted'
             cand --s3-bucket 's3 mode: bucket holding the database (created if missing); without it the embedded local object store in --data-dir is used'
             cand --s3-region 's3 mode: region'
@@ -89,13 +94,15 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --tombstone-grace 'dynamo mode: how old a tombstone every owner holds must be before it is deleted for good'
             cand --handoff-grace 'dynamo mode: how long a node keeps a partition it no longer holds after a membership change before it hands it over once more and deletes its copy'
             cand --suspect-timeout 'dynamo mode: how long a member that failed a probe stays SUSPECT before it is DEAD'
-            cand --json 'Log as JSON lines'
+            cand --json 'Log as JSON lines: `--log-format json`, by its older name'
             cand -v 'More log output (-v debug, -vv trace); RUST_LOG overrides'
             cand --verbose 'More log output (-v debug, -vv trace); RUST_LOG overrides'
             cand --unsafe-trust-object-store 's3 mode: serve on a bucket even if its server fails the start-up check of conditional PUTs (`valthree s3-check`), trusting it blindly: on a server whose conditional PUT is not atomic, concurrent writes can be lost and s3 mode is NOT linearizable'
             cand --unsafe-stale-reads 'Test only: answer some reads from a stale snapshot, so the checker has a bug to catch'
+            cand --unsafe-blind-cas 'Test only: SET … IFEQ writes without comparing, so the checker has a broken compare-and-set to catch'
             cand --join 'paxos, raft and dynamo modes: start with no configuration and wait to be added by a member (`valthree cluster add-node` or `VALTHREE.MEMBERS ADD`)'
             cand --unsafe-skip-fsync 'Testing only, a planted bug (every mode): skip every fsync of the write path. Caught by the power-loss nemesis with `--fault-fs lazy`'
+            cand --unsafe-no-ballot-ceiling 'Test only: take peers'' ballots up to 2^62 whatever the clock says (see `Ballot::ceiling`), as nodes before the ceiling did, so a test can build the state a forged ballot left on such a cluster'
             cand --stale-reads 'raft mode: answer reads from this node''s state machine without asking the leader — faster, but a read may miss recent writes (NOT linearizable)'
             cand --sloppy-quorum 'dynamo mode: let live nodes past a key''s preference list stand in for its down owners and count toward W (they hand the write over when the owner is back). Keeps writes available, but R + W > N no longer promises read-your-writes'
             cand --unsafe-lww 'Test only: dynamo mode keeps one value per key, the latest by timestamp (a concurrent write is silently lost), so the checker has a bug to catch'
@@ -119,7 +126,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --key-prefix 'Name keys `{PREFIX}k0`, `{PREFIX}k1`, ... and skip the opening FLUSHALL (keys no one used start absent): several workloads can then run against one cluster at once'
             cand --seed 'Seed of the operation streams: the same seed gives the same invocations (a cas expects what its client read, which the run decides)'
             cand --history 'Where to write the JSONL history'
-            cand --mix 'Relative weights of the operations [default: against valthree''s s3, paxos and raft modes get=3,set=2,del=1,incr=1,append=1,cas=2 (cas: SET IFEQ with the value the client last read); against dynamo mode vget=3,vset=2,vdel=1 (VGET WITHDOTS, and VSET/VDEL under the context the client last saw); against other servers get=3,set=2,del=1,incr=1,append=1]'
+            cand --mix 'Relative weights of the operations [default: against valthree''s s3, paxos and raft modes get=3,set=2,del=1,incr=1,append=1,cas=2,getdel=1,getset=1 (cas: SET IFEQ with the value the client last read); against dynamo mode vget=3,vset=2,vdel=1 (VGET WITHDOTS, and VSET/VDEL under the context the client last saw); against other servers get=3,set=2,del=1,incr=1,append=1]'
             cand --timeout 'Per-operation client-side timeout; a timed-out operation is recorded as indeterminate'
             cand --html 'With --check, also write the HTML timeline here'
             cand --check-timeout 'With --check, the checker''s time limit'
@@ -146,6 +153,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand pause 'SIGSTOP a node'
             cand resume 'SIGCONT a paused node'
             cand restart 'Restart a node with the same flags and data'
+            cand rolling-restart 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s'
             cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
             cand heal 'Restore all node-to-node traffic'
             cand add-node 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)'
@@ -213,6 +221,14 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'valthree;cluster;rolling-restart'= {
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'valthree;cluster;partition'= {
             cand --dir 'The cluster''s directory (state file, node data, logs)'
             cand --json 'Print JSON for scripts'
@@ -262,6 +278,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand pause 'SIGSTOP a node'
             cand resume 'SIGCONT a paused node'
             cand restart 'Restart a node with the same flags and data'
+            cand rolling-restart 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s'
             cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
             cand heal 'Restore all node-to-node traffic'
             cand add-node 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)'
@@ -283,6 +300,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
         }
         &'valthree;cluster;help;restart'= {
         }
+        &'valthree;cluster;help;rolling-restart'= {
+        }
         &'valthree;cluster;help;partition'= {
         }
         &'valthree;cluster;help;heal'= {
@@ -298,7 +317,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;backup'= {
             cand --addrs 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster''s, or $REDISCLI_AUTH'
             cand --cluster 'A local cluster''s directory (from `valthree cluster up`)'
-            cand --connections 'Connections working at once (a restore''s writes; a key-by-key backup''s reads)'
+            cand --connections 'Connections working at once (a restore''s writes; a key-by-key backup''s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in paxos and dynamo mode, which write key by key; backup: 32)'
             cand --json 'Print the report as JSON; no progress bar'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -308,7 +327,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;restore'= {
             cand --addrs 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster''s, or $REDISCLI_AUTH'
             cand --cluster 'A local cluster''s directory (from `valthree cluster up`)'
-            cand --connections 'Connections working at once (a restore''s writes; a key-by-key backup''s reads)'
+            cand --connections 'Connections working at once (a restore''s writes; a key-by-key backup''s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in paxos and dynamo mode, which write key by key; backup: 32)'
             cand --replace 'Restore into a database that already holds keys: the file''s keys overwrite theirs, other keys stay'
             cand --json 'Print the report as JSON; no progress bar'
             cand -h 'Print help'
@@ -333,6 +352,14 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --serve-flag 'Extra `valthree serve` flags for every node (e.g. a broken configuration, to see a claim fail)'
             cand --keep 'Leave the cluster running at the end (with the commands to explore and remove it)'
             cand --json 'A machine-readable log of the steps and checks instead of the narration'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'valthree;paxos-compact-ballots'= {
+            cand --data-dir 'A member''s node id and data directory, `ID=DIR`; once per member'
+            cand --dry-run 'Report what would be rewritten, change nothing'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -365,6 +392,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand restore 'Load a Redis RDB file''s string keys (other types are skipped and counted)'
             cand check-history 'Check a recorded history for linearizability'
             cand demo 'Run a narrated, self-checking demo of a mechanism on a local cluster'
+            cand paxos-compact-ballots 'Rewrite a stopped paxos cluster''s ballots to their ranks (order kept), giving back the room a forged ballot took'
             cand s3-check 'Check that an S3 server''s conditional PUTs hold under a race, as s3 mode needs'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -381,6 +409,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand pause 'SIGSTOP a node'
             cand resume 'SIGCONT a paused node'
             cand restart 'Restart a node with the same flags and data'
+            cand rolling-restart 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s'
             cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
             cand heal 'Restore all node-to-node traffic'
             cand add-node 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)'
@@ -401,6 +430,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
         }
         &'valthree;help;cluster;restart'= {
         }
+        &'valthree;help;cluster;rolling-restart'= {
+        }
         &'valthree;help;cluster;partition'= {
         }
         &'valthree;help;cluster;heal'= {
@@ -418,6 +449,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;help;check-history'= {
         }
         &'valthree;help;demo'= {
+        }
+        &'valthree;help;paxos-compact-ballots'= {
         }
         &'valthree;help;s3-check'= {
         }

@@ -372,7 +372,7 @@ mod tests {
     type Snapshot = (Vec<(Vec<u8>, Vec<Ballot>)>, Ballot, u64);
 
     fn snapshot(dir: &Path) -> Snapshot {
-        let (s, rec) = Storage::open(dir).unwrap();
+        let (s, rec) = Storage::open(&crate::node::FileSystem::real(), dir).unwrap();
         drop(s);
         let db = Database::open(dir.join("acceptor.redb")).unwrap();
         let txn = db.begin_read().unwrap();
@@ -399,7 +399,7 @@ mod tests {
         // Counters from tiny to the followed limit and past it, shared between nodes.
         let counters = [1u64, 2, 5, 1 << 20, 1 << 40, Ballot::MAX_FOLLOWED, Ballot::MAX_FOLLOWED + 3, 1 << 62];
         for (_, dir) in &dirs {
-            let (s, _) = Storage::open(dir).unwrap();
+            let (s, _) = Storage::open(&crate::node::FileSystem::real(), dir).unwrap();
             s.save_config(&config).unwrap();
             s.save_counter(1 << 62).unwrap();
             for k in 0..40 {
@@ -469,7 +469,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dirs: Vec<(NodeId, PathBuf)> = (1..=2).map(|id| (id, tmp.path().join(format!("n{id}")))).collect();
         for (i, (_, dir)) in dirs.iter().enumerate() {
-            let (s, _) = Storage::open(dir).unwrap();
+            let (s, _) = Storage::open(&crate::node::FileSystem::real(), dir).unwrap();
             let ballot = Ballot::new(Ballot::MAX_FOLLOWED + i as u64, 1);
             let key = Bytes::from_static(b"k");
             s.handle(&[(key, AcceptorMessage::Paxos(Request::Prepare { ballot }))], 1).unwrap();
