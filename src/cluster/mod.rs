@@ -188,6 +188,17 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
         for node in &state.nodes {
             process::wait_ready(node, READY_TIMEOUT)?;
         }
+        // Answering PING is not serving: a node's first quorum round waits for its peer
+        // connections. Wait (bounded) until every node answers a read through its mode, so
+        // the first command after `up` does not race the cluster's start; a cluster that
+        // cannot (a configuration that needs more nodes) is still up, with a warning.
+        let deadline = std::time::Instant::now() + READY_TIMEOUT;
+        for node in &state.nodes {
+            if let Err(e) = rolling::ready(node, deadline) {
+                eprintln!("warning: {} answers PING but not yet VALTHREE.HEALTH: {e}", node.name);
+                break;
+            }
+        }
         Ok(())
     })();
     if let Err(e) = started {

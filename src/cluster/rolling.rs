@@ -141,7 +141,7 @@ fn last_stop_line(node: &NodeState) -> Option<String> {
 
 /// Waits until `node` answers `VALTHREE.HEALTH` with `+OK`, or `deadline` passes; the error
 /// says what the node answered last.
-fn ready(node: &NodeState, deadline: Instant) -> Result<(), String> {
+pub(super) fn ready(node: &NodeState, deadline: Instant) -> Result<(), String> {
     loop {
         let last = match super::call_with_timeout(&node.addr, &["VALTHREE.HEALTH"], Duration::from_secs(10)) {
             Ok(BytesFrame::SimpleString(s)) if s.as_ref() == b"OK" => return Ok(()),
