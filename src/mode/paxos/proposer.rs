@@ -430,7 +430,11 @@ impl Proposer {
             self.finish(key, vec![Ok(Outcome::Collected(None))]);
             return;
         }
-        let promise_next = self.options.one_round_trip && !round.collect;
+        // Honest counters stay far below the ceiling's floor; a ballot pushed up there (by a
+        // holder of the secret) takes no promise of its successor, which acceptors refuse at
+        // the ceiling (`wire::message_from`): the round costs a prepare, not a refused batch.
+        let promise_next =
+            self.options.one_round_trip && !round.collect && ballot.counter < super::ballot::Ballot::CEILING_FLOOR;
         round.id = phase_id;
         let (value, outcomes) = apply_batch(key, current, &round.batch);
         round.deadline = deadline;

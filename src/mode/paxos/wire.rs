@@ -70,6 +70,12 @@ pub fn message_from(m: proto::PaxosMessage, ceiling: u64) -> Result<(Bytes, u64,
         None => return Err(Error::Input("a paxos message without a request".into())),
     };
     match &message {
+        // An accept with `promise_next` makes the acceptor promise the ballot's successor: that
+        // promise, not only the ballot, must stay under the ceiling (else it would be stored
+        // above it, and every honest reply about the key carrying it would be refused).
+        AcceptorMessage::Paxos(Request::Accept { ballot, promise_next: true, .. }) => {
+            below_ceiling(ballot.successor(), ceiling)?
+        }
         AcceptorMessage::Paxos(Request::Prepare { ballot } | Request::Accept { ballot, .. })
         | AcceptorMessage::Remove { ballot, .. } => below_ceiling(*ballot, ceiling)?,
     };
@@ -328,6 +334,18 @@ mod tests {
         };
         assert!(message_from(prepare(1000), 1000).is_ok());
         assert!(message_from(prepare(1001), 1000).is_err());
+        let accept = |counter, promise_next| proto::PaxosMessage {
+            key: Bytes::from_static(b"k"),
+            round: 1,
+            request: Some(proto::paxos_message::Request::Accept(proto::Accept {
+                ballot: Some(proto::Ballot { counter, node: 9 }),
+                value: None,
+                promise_next,
+            })),
+        };
+        assert!(message_from(accept(1000, false), 1000).is_ok());
+        assert!(message_from(accept(999, true), 1000).is_ok());
+        assert!(message_from(accept(1000, true), 1000).is_err(), "its promise would be stored above the ceiling");
         let conflict = |seen| proto::PaxosReply {
             key: Bytes::from_static(b"k"),
             round: 1,
