@@ -12,11 +12,11 @@ mod common;
 
 use std::path::Path;
 use std::process::Output;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Down, addrs, cluster, free_base, redis, text, valthree, wait_until};
+use common::{
+    Down, addrs, cluster, crash_of_every_node_loses_no_acknowledged_write, free_base, redis, text, valthree, wait_until,
+};
 
 /// The seeds a planted-bug test tries, in order.
 const SEEDS: [&str; 3] = ["1", "2", "3"];
@@ -128,63 +128,12 @@ fn skipped_fsyncs_are_caught_by_power_loss_in_dynamo_mode() {
     skipped_fsyncs_are_caught("dynamo");
 }
 
-/// Writers on every node, each writing its own keys; the power of every node is cut in the
-/// middle of the burst; after a restart every acknowledged write is there.
-fn power_loss_of_every_node_loses_no_acknowledged_write(mode: &str) {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("c");
-    let status = up_lazy(&dir, mode, &[]);
-    let _down = Down(&dir);
-    let addrs = addrs(&status);
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked_so_far = Arc::new(AtomicUsize::new(0));
-    let writers: Vec<_> = (0..6)
-        .map(|c| {
-            let addr = addrs[c % 3].clone();
-            let (stop, acked_so_far) = (stop.clone(), acked_so_far.clone());
-            std::thread::spawn(move || {
-                let mut acked = Vec::new();
-                let mut con = redis(&addr);
-                for i in 0u64.. {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let key = format!("w{c}-{i}");
-                    match redis::cmd("SET").arg(&key).arg(i).query::<String>(&mut con) {
-                        Ok(_) => {
-                            acked.push((key, i));
-                            acked_so_far.fetch_add(1, Ordering::SeqCst);
-                        }
-                        Err(_) => break, // the node died under us
-                    }
-                }
-                acked
-            })
-        })
-        .collect();
-    wait_until(Duration::from_secs(30), "200 acknowledged writes before the power cut", || {
-        assert!(!writers.iter().all(|w| w.is_finished()), "every writer stopped before the power cut");
-        acked_so_far.load(Ordering::SeqCst) >= 200
-    });
-    for n in ["n1", "n2", "n3"] {
-        cluster(&dir, &["power-loss", n]);
-    }
-    stop.store(true, Ordering::SeqCst);
-    let acked: Vec<(String, u64)> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
-    for n in ["n1", "n2", "n3"] {
-        cluster(&dir, &["restart", n]);
-    }
-    let mut con = redis(&addrs[1]);
-    for (key, value) in &acked {
-        let v: Option<u64> = redis::cmd("GET").arg(key).query(&mut con).unwrap();
-        assert_eq!(v, Some(*value), "{mode}: acknowledged {key} = {value} did not survive the power cut");
-    }
-}
-
 #[test]
 fn power_loss_of_every_node_loses_no_acknowledged_write_in_every_mode() {
     for mode in ["s3", "paxos", "raft", "dynamo"] {
-        power_loss_of_every_node_loses_no_acknowledged_write(mode);
+        // Writers on every node, each writing its own keys; the power of every node is cut in
+        // the middle of the burst; after a restart every acknowledged write is there.
+        crash_of_every_node_loses_no_acknowledged_write(mode, &|dir| up_lazy(dir, mode, &[]), "power-loss");
     }
 }
 

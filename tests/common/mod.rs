@@ -556,10 +556,21 @@ pub fn workload(dir: &Path, history: &Path, extra: &[&str]) -> Output {
 /// cannot stand in for a lost one); kill -9 all nodes; restart; every acknowledged write must
 /// be there with the value it was acknowledged with.
 pub fn kill_9_of_every_node_loses_no_acknowledged_write(mode: &str) {
+    crash_of_every_node_loses_no_acknowledged_write(mode, &|dir| up(dir, mode, &[]), "kill");
+}
+
+/// The same with the nodes `start` starts and the crash `cluster VERB NODE` makes (`kill`:
+/// SIGKILL; `power-loss`: SIGKILL of a node on the lazy file layer, which loses what it had
+/// not fsync'd).
+pub fn crash_of_every_node_loses_no_acknowledged_write(
+    mode: &str,
+    start: &dyn Fn(&Path) -> serde_json::Value,
+    verb: &str,
+) {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
-    let status = up(&dir, mode, &[]);
+    let status = start(&dir);
     let _down = Down(&dir);
     let addrs = addrs(&status);
     let stop = Arc::new(AtomicBool::new(false));
@@ -594,7 +605,7 @@ pub fn kill_9_of_every_node_loses_no_acknowledged_write(mode: &str) {
         acked_so_far.load(Ordering::SeqCst) >= 200
     });
     for n in ["n1", "n2", "n3"] {
-        cluster(&dir, &["kill", n]);
+        cluster(&dir, &[verb, n]);
     }
     stop.store(true, Ordering::SeqCst);
     let acked: Vec<(String, u64)> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
@@ -605,7 +616,7 @@ pub fn kill_9_of_every_node_loses_no_acknowledged_write(mode: &str) {
     let mut con = redis(&addrs[1]);
     for (key, value) in &acked {
         let v: Option<u64> = redis::cmd("GET").arg(key).query(&mut con).unwrap();
-        assert_eq!(v, Some(*value), "acknowledged {key} = {value} is not what survived kill -9 of every node");
+        assert_eq!(v, Some(*value), "{mode}: acknowledged {key} = {value} is not what survived `{verb}` of every node");
     }
 }
 
