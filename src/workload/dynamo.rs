@@ -249,7 +249,7 @@ pub async fn settle(
     let timeout = timeout.max(SETTLE_CALL);
     // Every fault is healed now: every node should answer (the cluster's nodes as they are
     // now: a membership change during the run may have added or removed some).
-    let config = Config::read(addrs, timeout).await?;
+    let mut config = Config::read(addrs, timeout).await?;
     let any = config.nodes.values().next().ok_or("no node to read from")?.clone();
     let deadline = Instant::now() + patience;
     let mut unsettled = Vec::new();
@@ -265,6 +265,15 @@ pub async fn settle(
             }
         };
         let Some(owners) = owners else { continue };
+        // A fault made by someone else (a nemesis this run does not drive, as the parallel
+        // drivers of the container tests have) may still hold an owner down: ask again, up to
+        // the patience, before calling its replica unreadable.
+        while owners.iter().any(|id| !config.nodes.contains_key(id)) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if let Ok(again) = Config::read(addrs, timeout).await {
+                config = again;
+            }
+        }
         // An owner that did not answer INFO (or whose address was not given) is recorded as
         // a failed read.
         let record = |id: u32, kind, value, error| {
