@@ -122,7 +122,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--cluster', '--cluster', [CompletionResultType]::ParameterName, 'A local cluster''s directory (from `valthree cluster up`): its nodes are the addresses, and the nemesis acts on it')
             [CompletionResult]::new('--docker', '--docker', [CompletionResultType]::ParameterName, 'Containers on a Docker network that are the nodes (comma-separated names): the nemesis acts on them with `docker kill/start`, `pause/unpause` and `network disconnect/connect` (give the addresses with --addrs)')
             [CompletionResult]::new('--docker-network', '--docker-network', [CompletionResultType]::ParameterName, 'With --docker: the network a partition disconnects a container from')
-            [CompletionResult]::new('--nemesis', '--nemesis', [CompletionResultType]::ParameterName, 'Faults to inject while the workload runs: kill, pause, partition, membership (a node joins, then leaves; local clusters only), power-loss (one node or all at once; a local cluster up with --fault-fs lazy), disk (EIO or ENOSPC on one node''s writes or fsyncs; local clusters) (comma-separated); needs --cluster or --docker')
+            [CompletionResult]::new('--nemesis', '--nemesis', [CompletionResultType]::ParameterName, 'Faults to inject while the workload runs: kill, pause, partition, membership (a node joins, then leaves; local clusters only), power-loss (one node or all at once; a local cluster up with --fault-fs lazy), disk (EIO or ENOSPC on one node''s writes or fsyncs; local clusters), clock (one node''s wall clock bumped or strobed, then reset; local clusters) (comma-separated); needs --cluster or --docker')
             [CompletionResult]::new('--nemesis-interval', '--nemesis-interval', [CompletionResultType]::ParameterName, 'Time between two faults; each lasts half of it')
             [CompletionResult]::new('--clients', '--clients', [CompletionResultType]::ParameterName, 'Concurrent clients, each with one operation outstanding at a time')
             [CompletionResult]::new('--keys', '--keys', [CompletionResultType]::ParameterName, 'Size of the key set (small means contention, which is the point)')
@@ -162,6 +162,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('rolling-restart', 'rolling-restart', [CompletionResultType]::ParameterValue, 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s')
             [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)')
             [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic')
+            [CompletionResult]::new('clock', 'clock', [CompletionResultType]::ParameterValue, 'Skew a node''s wall clock (testing): its timestamps, tombstone ages and hint windows read the skewed clock; timeouts and timers run on the monotonic clock and are not moved. A restart resets it')
             [CompletionResult]::new('add-node', 'add-node', [CompletionResultType]::ParameterValue, 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)')
             [CompletionResult]::new('remove-node', 'remove-node', [CompletionResultType]::ParameterValue, 'paxos, raft and dynamo modes: remove a node from the membership (dynamo: once its partitions have moved to the others), then stop it and delete its data')
             [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every node (SIGTERM, then SIGKILL after a grace period)')
@@ -262,6 +263,65 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'valthree;cluster;clock' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('bump', 'bump', [CompletionResultType]::ParameterValue, 'Move it by MS milliseconds (negative: back), on top of any earlier bump')
+            [CompletionResult]::new('strobe', 'strobe', [CompletionResultType]::ParameterValue, 'Make it jump between two offsets (milliseconds from the true time) every PERIOD_MS')
+            [CompletionResult]::new('reset', 'reset', [CompletionResultType]::ParameterValue, 'Back to the host''s clock')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'valthree;cluster;clock;bump' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'valthree;cluster;clock;strobe' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'valthree;cluster;clock;reset' {
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'valthree;cluster;clock;help' {
+            [CompletionResult]::new('bump', 'bump', [CompletionResultType]::ParameterValue, 'Move it by MS milliseconds (negative: back), on top of any earlier bump')
+            [CompletionResult]::new('strobe', 'strobe', [CompletionResultType]::ParameterValue, 'Make it jump between two offsets (milliseconds from the true time) every PERIOD_MS')
+            [CompletionResult]::new('reset', 'reset', [CompletionResultType]::ParameterValue, 'Back to the host''s clock')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'valthree;cluster;clock;help;bump' {
+            break
+        }
+        'valthree;cluster;clock;help;strobe' {
+            break
+        }
+        'valthree;cluster;clock;help;reset' {
+            break
+        }
+        'valthree;cluster;clock;help;help' {
+            break
+        }
         'valthree;cluster;add-node' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
@@ -301,6 +361,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('rolling-restart', 'rolling-restart', [CompletionResultType]::ParameterValue, 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s')
             [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)')
             [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic')
+            [CompletionResult]::new('clock', 'clock', [CompletionResultType]::ParameterValue, 'Skew a node''s wall clock (testing): its timestamps, tombstone ages and hint windows read the skewed clock; timeouts and timers run on the monotonic clock and are not moved. A restart resets it')
             [CompletionResult]::new('add-node', 'add-node', [CompletionResultType]::ParameterValue, 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)')
             [CompletionResult]::new('remove-node', 'remove-node', [CompletionResultType]::ParameterValue, 'paxos, raft and dynamo modes: remove a node from the membership (dynamo: once its partitions have moved to the others), then stop it and delete its data')
             [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every node (SIGTERM, then SIGKILL after a grace period)')
@@ -335,6 +396,21 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;cluster;help;heal' {
+            break
+        }
+        'valthree;cluster;help;clock' {
+            [CompletionResult]::new('bump', 'bump', [CompletionResultType]::ParameterValue, 'Move it by MS milliseconds (negative: back), on top of any earlier bump')
+            [CompletionResult]::new('strobe', 'strobe', [CompletionResultType]::ParameterValue, 'Make it jump between two offsets (milliseconds from the true time) every PERIOD_MS')
+            [CompletionResult]::new('reset', 'reset', [CompletionResultType]::ParameterValue, 'Back to the host''s clock')
+            break
+        }
+        'valthree;cluster;help;clock;bump' {
+            break
+        }
+        'valthree;cluster;help;clock;strobe' {
+            break
+        }
+        'valthree;cluster;help;clock;reset' {
             break
         }
         'valthree;cluster;help;add-node' {
@@ -457,6 +533,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('rolling-restart', 'rolling-restart', [CompletionResultType]::ParameterValue, 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s')
             [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)')
             [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic')
+            [CompletionResult]::new('clock', 'clock', [CompletionResultType]::ParameterValue, 'Skew a node''s wall clock (testing): its timestamps, tombstone ages and hint windows read the skewed clock; timeouts and timers run on the monotonic clock and are not moved. A restart resets it')
             [CompletionResult]::new('add-node', 'add-node', [CompletionResultType]::ParameterValue, 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)')
             [CompletionResult]::new('remove-node', 'remove-node', [CompletionResultType]::ParameterValue, 'paxos, raft and dynamo modes: remove a node from the membership (dynamo: once its partitions have moved to the others), then stop it and delete its data')
             [CompletionResult]::new('down', 'down', [CompletionResultType]::ParameterValue, 'Stop every node (SIGTERM, then SIGKILL after a grace period)')
@@ -490,6 +567,21 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;help;cluster;heal' {
+            break
+        }
+        'valthree;help;cluster;clock' {
+            [CompletionResult]::new('bump', 'bump', [CompletionResultType]::ParameterValue, 'Move it by MS milliseconds (negative: back), on top of any earlier bump')
+            [CompletionResult]::new('strobe', 'strobe', [CompletionResultType]::ParameterValue, 'Make it jump between two offsets (milliseconds from the true time) every PERIOD_MS')
+            [CompletionResult]::new('reset', 'reset', [CompletionResultType]::ParameterValue, 'Back to the host''s clock')
+            break
+        }
+        'valthree;help;cluster;clock;bump' {
+            break
+        }
+        'valthree;help;cluster;clock;strobe' {
+            break
+        }
+        'valthree;help;cluster;clock;reset' {
             break
         }
         'valthree;help;cluster;add-node' {

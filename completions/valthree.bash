@@ -52,6 +52,9 @@ _valthree() {
             valthree__subcmd__cluster,add-node)
                 cmd="valthree__subcmd__cluster__subcmd__add__subcmd__node"
                 ;;
+            valthree__subcmd__cluster,clock)
+                cmd="valthree__subcmd__cluster__subcmd__clock"
+                ;;
             valthree__subcmd__cluster,down)
                 cmd="valthree__subcmd__cluster__subcmd__down"
                 ;;
@@ -91,8 +94,35 @@ _valthree() {
             valthree__subcmd__cluster,up)
                 cmd="valthree__subcmd__cluster__subcmd__up"
                 ;;
+            valthree__subcmd__cluster__subcmd__clock,bump)
+                cmd="valthree__subcmd__cluster__subcmd__clock__subcmd__bump"
+                ;;
+            valthree__subcmd__cluster__subcmd__clock,help)
+                cmd="valthree__subcmd__cluster__subcmd__clock__subcmd__help"
+                ;;
+            valthree__subcmd__cluster__subcmd__clock,reset)
+                cmd="valthree__subcmd__cluster__subcmd__clock__subcmd__reset"
+                ;;
+            valthree__subcmd__cluster__subcmd__clock,strobe)
+                cmd="valthree__subcmd__cluster__subcmd__clock__subcmd__strobe"
+                ;;
+            valthree__subcmd__cluster__subcmd__clock__subcmd__help,bump)
+                cmd="valthree__subcmd__cluster__subcmd__clock__subcmd__help__subcmd__bump"
+                ;;
+            valthree__subcmd__cluster__subcmd__clock__subcmd__help,help)
+                cmd="valthree__subcmd__cluster__subcmd__clock__subcmd__help__subcmd__help"
+                ;;
+            valthree__subcmd__cluster__subcmd__clock__subcmd__help,reset)
+                cmd="valthree__subcmd__cluster__subcmd__clock__subcmd__help__subcmd__reset"
+                ;;
+            valthree__subcmd__cluster__subcmd__clock__subcmd__help,strobe)
+                cmd="valthree__subcmd__cluster__subcmd__clock__subcmd__help__subcmd__strobe"
+                ;;
             valthree__subcmd__cluster__subcmd__help,add-node)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__add__subcmd__node"
+                ;;
+            valthree__subcmd__cluster__subcmd__help,clock)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__clock"
                 ;;
             valthree__subcmd__cluster__subcmd__help,down)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__down"
@@ -133,6 +163,15 @@ _valthree() {
             valthree__subcmd__cluster__subcmd__help,up)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__up"
                 ;;
+            valthree__subcmd__cluster__subcmd__help__subcmd__clock,bump)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__clock__subcmd__bump"
+                ;;
+            valthree__subcmd__cluster__subcmd__help__subcmd__clock,reset)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__clock__subcmd__reset"
+                ;;
+            valthree__subcmd__cluster__subcmd__help__subcmd__clock,strobe)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__clock__subcmd__strobe"
+                ;;
             valthree__subcmd__help,backup)
                 cmd="valthree__subcmd__help__subcmd__backup"
                 ;;
@@ -169,6 +208,9 @@ _valthree() {
             valthree__subcmd__help__subcmd__cluster,add-node)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__add__subcmd__node"
                 ;;
+            valthree__subcmd__help__subcmd__cluster,clock)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__clock"
+                ;;
             valthree__subcmd__help__subcmd__cluster,down)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__down"
                 ;;
@@ -204,6 +246,15 @@ _valthree() {
                 ;;
             valthree__subcmd__help__subcmd__cluster,up)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__up"
+                ;;
+            valthree__subcmd__help__subcmd__cluster__subcmd__clock,bump)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__clock__subcmd__bump"
+                ;;
+            valthree__subcmd__help__subcmd__cluster__subcmd__clock,reset)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__clock__subcmd__reset"
+                ;;
+            valthree__subcmd__help__subcmd__cluster__subcmd__clock,strobe)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__clock__subcmd__strobe"
                 ;;
             *)
                 ;;
@@ -278,7 +329,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster)
-            opts="-h -V --dir --json --help --version up status kill power-loss pause resume restart rolling-restart partition heal add-node remove-node down help"
+            opts="-h -V --dir --json --help --version up status kill power-loss pause resume restart rolling-restart partition heal clock add-node remove-node down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -298,6 +349,148 @@ _valthree() {
         valthree__subcmd__cluster__subcmd__add__subcmd__node)
             opts="-h -V --dir --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__clock)
+            opts="-h -V --dir --json --help --version n1 n2 n3 n4 n5 n6 n7 n8 n9 bump strobe reset help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__clock__subcmd__bump)
+            opts="-h -V --dir --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__clock__subcmd__help)
+            opts="bump strobe reset help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__clock__subcmd__help__subcmd__bump)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__clock__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__clock__subcmd__help__subcmd__reset)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__clock__subcmd__help__subcmd__strobe)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__clock__subcmd__reset)
+            opts="-h -V --dir --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__clock__subcmd__strobe)
+            opts="-h -V --dir --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -350,7 +543,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__help)
-            opts="up status kill power-loss pause resume restart rolling-restart partition heal add-node remove-node down help"
+            opts="up status kill power-loss pause resume restart rolling-restart partition heal clock add-node remove-node down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -366,6 +559,62 @@ _valthree() {
         valthree__subcmd__cluster__subcmd__help__subcmd__add__subcmd__node)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__clock)
+            opts="bump strobe reset"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__clock__subcmd__bump)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__clock__subcmd__reset)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__clock__subcmd__strobe)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -842,7 +1091,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help__subcmd__cluster)
-            opts="up status kill power-loss pause resume restart rolling-restart partition heal add-node remove-node down"
+            opts="up status kill power-loss pause resume restart rolling-restart partition heal clock add-node remove-node down"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -858,6 +1107,62 @@ _valthree() {
         valthree__subcmd__help__subcmd__cluster__subcmd__add__subcmd__node)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__clock)
+            opts="bump strobe reset"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__clock__subcmd__bump)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__clock__subcmd__reset)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__clock__subcmd__strobe)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1509,7 +1814,7 @@ _valthree() {
                     return 0
                     ;;
                 --nemesis)
-                    COMPREPLY=($(compgen -P "${cur%"${cur##*,}"}" -W "kill power-loss pause partition membership disk" -- "${cur##*,}"))
+                    COMPREPLY=($(compgen -P "${cur%"${cur##*,}"}" -W "kill power-loss pause partition membership disk clock" -- "${cur##*,}"))
                     return 0
                     ;;
                 --nemesis-interval)

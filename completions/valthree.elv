@@ -117,7 +117,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --cluster 'A local cluster''s directory (from `valthree cluster up`): its nodes are the addresses, and the nemesis acts on it'
             cand --docker 'Containers on a Docker network that are the nodes (comma-separated names): the nemesis acts on them with `docker kill/start`, `pause/unpause` and `network disconnect/connect` (give the addresses with --addrs)'
             cand --docker-network 'With --docker: the network a partition disconnects a container from'
-            cand --nemesis 'Faults to inject while the workload runs: kill, pause, partition, membership (a node joins, then leaves; local clusters only), power-loss (one node or all at once; a local cluster up with --fault-fs lazy), disk (EIO or ENOSPC on one node''s writes or fsyncs; local clusters) (comma-separated); needs --cluster or --docker'
+            cand --nemesis 'Faults to inject while the workload runs: kill, pause, partition, membership (a node joins, then leaves; local clusters only), power-loss (one node or all at once; a local cluster up with --fault-fs lazy), disk (EIO or ENOSPC on one node''s writes or fsyncs; local clusters), clock (one node''s wall clock bumped or strobed, then reset; local clusters) (comma-separated); needs --cluster or --docker'
             cand --nemesis-interval 'Time between two faults; each lasts half of it'
             cand --clients 'Concurrent clients, each with one operation outstanding at a time'
             cand --keys 'Size of the key set (small means contention, which is the point)'
@@ -156,6 +156,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand rolling-restart 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s'
             cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
             cand heal 'Restore all node-to-node traffic'
+            cand clock 'Skew a node''s wall clock (testing): its timestamps, tombstone ages and hint windows read the skewed clock; timeouts and timers run on the monotonic clock and are not moved. A restart resets it'
             cand add-node 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)'
             cand remove-node 'paxos, raft and dynamo modes: remove a node from the membership (dynamo: once its partitions have moved to the others), then stop it and delete its data'
             cand down 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
@@ -245,6 +246,56 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'valthree;cluster;clock'= {
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand bump 'Move it by MS milliseconds (negative: back), on top of any earlier bump'
+            cand strobe 'Make it jump between two offsets (milliseconds from the true time) every PERIOD_MS'
+            cand reset 'Back to the host''s clock'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'valthree;cluster;clock;bump'= {
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'valthree;cluster;clock;strobe'= {
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'valthree;cluster;clock;reset'= {
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'valthree;cluster;clock;help'= {
+            cand bump 'Move it by MS milliseconds (negative: back), on top of any earlier bump'
+            cand strobe 'Make it jump between two offsets (milliseconds from the true time) every PERIOD_MS'
+            cand reset 'Back to the host''s clock'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'valthree;cluster;clock;help;bump'= {
+        }
+        &'valthree;cluster;clock;help;strobe'= {
+        }
+        &'valthree;cluster;clock;help;reset'= {
+        }
+        &'valthree;cluster;clock;help;help'= {
+        }
         &'valthree;cluster;add-node'= {
             cand --dir 'The cluster''s directory (state file, node data, logs)'
             cand --json 'Print JSON for scripts'
@@ -281,6 +332,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand rolling-restart 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s'
             cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
             cand heal 'Restore all node-to-node traffic'
+            cand clock 'Skew a node''s wall clock (testing): its timestamps, tombstone ages and hint windows read the skewed clock; timeouts and timers run on the monotonic clock and are not moved. A restart resets it'
             cand add-node 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)'
             cand remove-node 'paxos, raft and dynamo modes: remove a node from the membership (dynamo: once its partitions have moved to the others), then stop it and delete its data'
             cand down 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
@@ -305,6 +357,17 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;cluster;help;partition'= {
         }
         &'valthree;cluster;help;heal'= {
+        }
+        &'valthree;cluster;help;clock'= {
+            cand bump 'Move it by MS milliseconds (negative: back), on top of any earlier bump'
+            cand strobe 'Make it jump between two offsets (milliseconds from the true time) every PERIOD_MS'
+            cand reset 'Back to the host''s clock'
+        }
+        &'valthree;cluster;help;clock;bump'= {
+        }
+        &'valthree;cluster;help;clock;strobe'= {
+        }
+        &'valthree;cluster;help;clock;reset'= {
         }
         &'valthree;cluster;help;add-node'= {
         }
@@ -412,6 +475,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand rolling-restart 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s'
             cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
             cand heal 'Restore all node-to-node traffic'
+            cand clock 'Skew a node''s wall clock (testing): its timestamps, tombstone ages and hint windows read the skewed clock; timeouts and timers run on the monotonic clock and are not moved. A restart resets it'
             cand add-node 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)'
             cand remove-node 'paxos, raft and dynamo modes: remove a node from the membership (dynamo: once its partitions have moved to the others), then stop it and delete its data'
             cand down 'Stop every node (SIGTERM, then SIGKILL after a grace period)'
@@ -435,6 +499,17 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;help;cluster;partition'= {
         }
         &'valthree;help;cluster;heal'= {
+        }
+        &'valthree;help;cluster;clock'= {
+            cand bump 'Move it by MS milliseconds (negative: back), on top of any earlier bump'
+            cand strobe 'Make it jump between two offsets (milliseconds from the true time) every PERIOD_MS'
+            cand reset 'Back to the host''s clock'
+        }
+        &'valthree;help;cluster;clock;bump'= {
+        }
+        &'valthree;help;cluster;clock;strobe'= {
+        }
+        &'valthree;help;cluster;clock;reset'= {
         }
         &'valthree;help;cluster;add-node'= {
         }

@@ -1,4 +1,4 @@
-//! `valthree cluster up|status|kill|pause|resume|restart|rolling-restart|partition|heal|down`: a local
+//! `valthree cluster up|status|kill|pause|resume|restart|rolling-restart|partition|heal|clock|down`: a local
 //! cluster in one command, and the faults to test it with.
 
 use std::path::PathBuf;
@@ -87,6 +87,15 @@ pub enum ClusterCommand {
     },
     /// Restore all node-to-node traffic.
     Heal,
+    /// Skew a node's wall clock (testing): its timestamps, tombstone ages and hint windows
+    /// read the skewed clock; timeouts and timers run on the monotonic clock and are not
+    /// moved. A restart resets it.
+    Clock {
+        #[arg(value_parser = NodeName, hide_possible_values = true)]
+        node: String,
+        #[command(subcommand)]
+        action: ClockAction,
+    },
     /// paxos, raft and dynamo modes: start one more node (empty) and add it to the membership
     /// while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a
     /// learner that catches up, then a voter; dynamo: it claims an even share of partitions,
@@ -104,6 +113,27 @@ pub enum ClusterCommand {
         #[arg(long)]
         purge: bool,
     },
+}
+
+/// What `cluster clock NODE` does to the node's wall clock.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum ClockAction {
+    /// Move it by MS milliseconds (negative: back), on top of any earlier bump.
+    Bump {
+        #[arg(allow_negative_numbers = true)]
+        ms: i64,
+    },
+    /// Make it jump between two offsets (milliseconds from the true time) every PERIOD_MS.
+    Strobe {
+        #[arg(allow_negative_numbers = true)]
+        a_ms: i64,
+        #[arg(allow_negative_numbers = true)]
+        b_ms: i64,
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        period_ms: u64,
+    },
+    /// Back to the host's clock.
+    Reset,
 }
 
 /// A node name, `n1`, `n2`, ... (or just its number): shells complete the first few names,
@@ -356,6 +386,18 @@ fn run_command(args: &ClusterArgs) -> Result<Value, String> {
         ClusterCommand::Heal => {
             cluster::heal(dir)?;
             done("healed: all peer traffic restored".into())
+        }
+        ClusterCommand::Clock { node, action } => {
+            let words = match *action {
+                ClockAction::Bump { ms } => vec!["BUMP".to_string(), ms.to_string()],
+                ClockAction::Strobe { a_ms, b_ms, period_ms } => {
+                    vec!["STROBE".into(), a_ms.to_string(), b_ms.to_string(), period_ms.to_string()]
+                }
+                ClockAction::Reset => vec!["RESET".into()],
+            };
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            let skew = cluster::clock_fault(&ClusterState::require(dir)?, node, &words)?;
+            done(format!("{node}'s clock: {skew}"))
         }
         ClusterCommand::AddNode => {
             let (node, lines) = cluster::add_node(dir)?;

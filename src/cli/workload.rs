@@ -57,7 +57,8 @@ pub struct WorkloadArgs {
     /// Faults to inject while the workload runs: kill, pause, partition, membership (a node
     /// joins, then leaves; local clusters only), power-loss (one node or all at once; a local
     /// cluster up with --fault-fs lazy), disk (EIO or ENOSPC on one node's writes or fsyncs;
-    /// local clusters) (comma-separated); needs --cluster or --docker.
+    /// local clusters), clock (one node's wall clock bumped or strobed, then reset; local
+    /// clusters) (comma-separated); needs --cluster or --docker.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub nemesis: Vec<Fault>,
     /// Time between two faults; each lasts half of it.

@@ -549,6 +549,15 @@ pub fn disk_fault(state: &ClusterState, name: &str, op: &str, error: &str) -> Re
     fault(state, state.node(name)?, &["DISK", op, error])
 }
 
+/// Skews `name`'s wall clock: `args` is what follows `VALTHREE.FAULT token CLOCK` (`BUMP
+/// +60000`, `STROBE -5000 5000 100`, `RESET`). Returns the skew now in effect (`offset
+/// +60000ms`). A restart resets it.
+pub fn clock_fault(state: &ClusterState, name: &str, args: &[&str]) -> Result<String, String> {
+    let mut all = vec!["CLOCK"];
+    all.extend_from_slice(args);
+    Ok(fault(state, state.node(name)?, &all)?.join(" "))
+}
+
 /// Clears the disk faults of `name` and brings it back if its storage failed (it exits, or
 /// is about to): restarted from what is durable.
 pub fn disk_heal(dir: &Path, name: &str) -> Result<(), String> {

@@ -11,11 +11,24 @@ use tokio::sync::watch;
 
 use super::docker::Docker;
 use super::{
-    ClusterState, Liveness, disk_fault, disk_heal, heal, kill, partition, pause, power_loss, process, restart, resume,
+    ClusterState, Liveness, clock_fault, disk_fault, disk_heal, heal, kill, partition, pause, power_loss, process,
+    restart, resume,
 };
 
 /// The disk faults the `disk` nemesis picks from: operation and error.
 const DISK_FAULTS: [(&str, &str); 4] = [("write", "eio"), ("write", "enospc"), ("fsync", "eio"), ("fsync", "enospc")];
+/// The clock faults the `clock` nemesis picks from (`VALTHREE.FAULT … CLOCK` arguments, in
+/// milliseconds): bumps of ±2 s, ±1 min and ±1 h, and strobes between two offsets.
+const CLOCK_FAULTS: [&[&str]; 8] = [
+    &["BUMP", "+2000"],
+    &["BUMP", "-2000"],
+    &["BUMP", "+60000"],
+    &["BUMP", "-60000"],
+    &["BUMP", "+3600000"],
+    &["BUMP", "-3600000"],
+    &["STROBE", "0", "+60000", "50"],
+    &["STROBE", "-60000", "+60000", "200"],
+];
 use crate::history::{EventType, FaultMark, HistoryWriter, Process, Record};
 
 /// The victim of a fault that strikes every node at once.
@@ -41,6 +54,10 @@ pub enum Fault {
     /// must refuse what it cannot make durable and exit; later the fault is cleared and the
     /// node restarted: a local cluster.
     Disk,
+    /// One node's wall clock is bumped by ±2 s, ±1 min or ±1 h, or strobes between two
+    /// offsets (seeded); later it is reset: a local cluster. Its monotonic clock, which every
+    /// timeout runs on, is not moved.
+    Clock,
 }
 
 /// What the faults act on.
@@ -62,14 +79,19 @@ impl Target {
     }
 
     /// Injects `fault` on `victim`; the node it acts on (a membership change: the new one).
-    /// A disk fault is `DISK_FAULTS[disk]`.
-    fn inject(&self, fault: Fault, victim: &str, disk: usize) -> Result<String, String> {
+    /// A disk fault is `DISK_FAULTS[pick]`, a clock fault `CLOCK_FAULTS[pick]`.
+    fn inject(&self, fault: Fault, victim: &str, pick: usize) -> Result<String, String> {
         match (self, fault) {
             (Target::Local(dir), Fault::Disk) => {
-                let (op, error) = DISK_FAULTS[disk % DISK_FAULTS.len()];
+                let (op, error) = DISK_FAULTS[pick % DISK_FAULTS.len()];
                 disk_fault(&ClusterState::require(dir)?, victim, op, error).map(|_| format!("{victim} {op} {error}"))
             }
             (Target::Docker(_), Fault::Disk) => Err("disk faults need a local cluster".into()),
+            (Target::Local(dir), Fault::Clock) => {
+                let args = CLOCK_FAULTS[pick % CLOCK_FAULTS.len()];
+                clock_fault(&ClusterState::require(dir)?, victim, args).map(|skew| format!("{victim} {skew}"))
+            }
+            (Target::Docker(_), Fault::Clock) => Err("clock faults need a local cluster".into()),
             (Target::Local(dir), Fault::Membership) => super::add_node(dir).map(|(node, _)| node.name),
             (Target::Docker(_), Fault::Membership) => Err("membership changes need a local cluster".into()),
             (Target::Docker(_), Fault::PowerLoss) => {
@@ -97,7 +119,7 @@ impl Target {
             (Target::Docker(docker), Fault::Kill) => docker.kill(victim),
             (Target::Docker(docker), Fault::Pause) => docker.pause(victim),
             (Target::Docker(docker), Fault::Partition) => docker.partition(victim),
-            (_, Fault::Membership | Fault::Disk) | (Target::Docker(_), Fault::PowerLoss) => {
+            (_, Fault::Membership | Fault::Disk | Fault::Clock) | (Target::Docker(_), Fault::PowerLoss) => {
                 unreachable!("handled by inject")
             }
         }
@@ -118,7 +140,11 @@ impl Target {
             (Target::Docker(docker), Fault::Partition) => docker.heal(victim),
             (Target::Local(dir), Fault::Membership) => super::remove_node(dir, victim).map(|_| ()),
             (Target::Local(dir), Fault::Disk) => disk_heal(dir, victim.split(' ').next().unwrap_or(victim)),
-            (Target::Docker(_), Fault::Membership | Fault::PowerLoss | Fault::Disk) => Ok(()),
+            (Target::Local(dir), Fault::Clock) => {
+                let node = victim.split(' ').next().unwrap_or(victim);
+                clock_fault(&ClusterState::require(dir)?, node, &["RESET"]).map(|_| ())
+            }
+            (Target::Docker(_), Fault::Membership | Fault::PowerLoss | Fault::Disk | Fault::Clock) => Ok(()),
         }
     }
 
@@ -174,6 +200,7 @@ impl Fault {
             Fault::Membership => "membership",
             Fault::PowerLoss => "power-loss",
             Fault::Disk => "disk",
+            Fault::Clock => "clock",
         }
     }
 }
@@ -224,13 +251,14 @@ impl Nemesis {
                 Fault::Kill => ("kill", "restart"),
                 Fault::PowerLoss => ("power-loss", "restart"),
                 Fault::Disk => ("disk", "disk-heal"),
+                Fault::Clock => ("clock", "clock-reset"),
                 Fault::Pause => ("pause", "resume"),
                 Fault::Partition => ("partition", "heal"),
                 Fault::Membership => ("add-node", "remove-node"),
             };
             let injected = {
-                let (target, victim, disk) = (self.target.clone(), victim.clone(), rng.usize(..));
-                Self::blocking(move || target.inject(fault, &victim, disk)).await
+                let (target, victim, pick) = (self.target.clone(), victim.clone(), rng.usize(..));
+                Self::blocking(move || target.inject(fault, &victim, pick)).await
             };
             let victim = match &injected {
                 Ok(acted_on) => acted_on.clone(),

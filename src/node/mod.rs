@@ -4,7 +4,7 @@
 
 mod args;
 mod batcher;
-mod clock;
+pub mod clock;
 pub mod codec;
 mod faults;
 mod fs;

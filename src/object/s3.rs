@@ -79,6 +79,7 @@ impl S3 {
         let shared =
             aws_config::defaults(BehaviorVersion::latest()).region(Region::new(options.region.clone())).load().await;
         let mut config = aws_sdk_s3::config::Builder::from(&shared)
+            .time_source(NodeClock)
             .force_path_style(true)
             .retry_config(RetryConfig::disabled())
             .timeout_config(
@@ -274,4 +275,16 @@ impl S3 {
 
 fn missing_etag(call: &str) -> ObjectError {
     ObjectError::Unavailable(format!("the object store answered {call} without an ETag"))
+}
+
+/// The time the client signs its requests with: the node's one wall clock
+/// ([`crate::node::clock`]), so that an injected skew skews them as a real one would (S3
+/// refuses a request signed more than 15 minutes off: `RequestTimeTooSkewed`).
+#[derive(Debug)]
+struct NodeClock;
+
+impl aws_smithy_async::time::TimeSource for NodeClock {
+    fn now(&self) -> std::time::SystemTime {
+        crate::node::clock::now()
+    }
 }

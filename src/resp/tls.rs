@@ -43,13 +43,26 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
+/// The time client certificates are checked against: the node's one wall clock
+/// ([`crate::node::clock`]), so that an injected skew makes a certificate look expired or not
+/// yet valid exactly as a real one would.
+#[derive(Debug)]
+struct NodeClock;
+
+impl rustls::time_provider::TimeProvider for NodeClock {
+    fn current_time(&self) -> Option<rustls::pki_types::UnixTime> {
+        let since = crate::node::clock::now().duration_since(std::time::UNIX_EPOCH).ok()?;
+        Some(rustls::pki_types::UnixTime::since_unix_epoch(since))
+    }
+}
+
 /// Builds the acceptor, or says exactly which file is wrong.
 pub fn acceptor(options: &TlsOptions) -> Result<TlsAcceptor, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let certs = read_certs(&options.cert_file)?;
     let key =
         PrivateKeyDer::from_pem_file(&options.key_file).map_err(|e| format!("{}: {e}", options.key_file.display()))?;
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+    let builder = rustls::ServerConfig::builder_with_details(provider.clone(), Arc::new(NodeClock))
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     let builder = match (&options.ca_cert_file, options.auth_clients) {

@@ -227,7 +227,7 @@ impl Node {
 
     /// The highest ballot counter this node takes from a peer now.
     pub(super) fn ballot_ceiling(&self) -> u64 {
-        if self.options.ballot_ceiling { Ballot::ceiling(std::time::SystemTime::now()) } else { Ballot::MAX_COUNTER }
+        if self.options.ballot_ceiling { Ballot::ceiling(crate::node::clock::now()) } else { Ballot::MAX_COUNTER }
     }
 
     pub(super) fn isolated_from(&self, id: NodeId) -> bool {

@@ -1,14 +1,16 @@
 //! `VALTHREE.FAULT token ISOLATE peer [peer ...] | HEAL | STATUS | DISK WRITE|FSYNC
-//! EIO|ENOSPC|OFF`: the authenticated admin command behind `valthree cluster partition|heal`
-//! and the `disk` nemesis. It only flips the node's fault switches ([`crate::node::Faults`]);
-//! the modes consult them on every peer call, the file layer on every write and fsync.
+//! EIO|ENOSPC|OFF | CLOCK BUMP ±ms | CLOCK STROBE ms-a ms-b period-ms | CLOCK RESET`: the
+//! authenticated admin command behind `valthree cluster partition|heal|clock` and the `disk`
+//! and `clock` nemeses. It only flips the node's fault switches ([`crate::node::Faults`], and
+//! the skew of its one wall clock, [`crate::node::clock`]); the modes consult them on every
+//! peer call, the file layer on every write and fsync, every wall-clock read the skew.
 
 use bytes::Bytes;
 
 use super::{Args, Ctx, lower};
 use crate::errinput;
 use crate::error::Result;
-use crate::node::{DiskError, DiskOp};
+use crate::node::{DiskError, DiskOp, clock};
 use crate::resp::Reply;
 use crate::resp::auth::check_admin_token;
 
@@ -25,6 +27,51 @@ enum Action {
     Status,
     /// Inject (or with `None` clear) a disk error into writes or fsyncs.
     Disk(DiskOp, Option<DiskError>),
+    /// Skew the node's wall clock.
+    Clock(ClockFault),
+}
+
+/// A clock fault: `BUMP ±ms` (adds to the offset), `STROBE a b period` (milliseconds), `RESET`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClockFault {
+    Bump(i64),
+    Strobe(i64, i64, u64),
+    Reset,
+}
+
+const SYNTAX: &str = "syntax error: VALTHREE.FAULT token ISOLATE peer [peer ...] | HEAL | STATUS | DISK WRITE|FSYNC \
+     EIO|ENOSPC|OFF | CLOCK BUMP ms | CLOCK STROBE ms-a ms-b period-ms | CLOCK RESET";
+
+impl ClockFault {
+    fn parse(args: &mut Args) -> Result<Self> {
+        let millis = |args: &mut Args, what: &str| -> Result<i64> {
+            let text = String::from_utf8_lossy(&args.next_bytes()?).into_owned();
+            text.strip_prefix('+')
+                .unwrap_or(&text)
+                .parse::<i64>()
+                .map_err(|_| errinput!("VALTHREE.FAULT CLOCK: {what} must be whole milliseconds, not {text:?}"))
+        };
+        match lower(&args.next_bytes()?).as_str() {
+            "bump" if args.remaining() == 1 => Ok(Self::Bump(millis(args, "the bump")?)),
+            "strobe" if args.remaining() == 3 => {
+                let (a, b) = (millis(args, "an offset")?, millis(args, "an offset")?);
+                match u64::try_from(millis(args, "the period")?) {
+                    Ok(period) if period > 0 => Ok(Self::Strobe(a, b, period)),
+                    _ => Err(errinput!("VALTHREE.FAULT CLOCK STROBE: the period must be positive")),
+                }
+            }
+            "reset" if args.remaining() == 0 => Ok(Self::Reset),
+            _ => Err(errinput!("{SYNTAX}")),
+        }
+    }
+
+    fn apply(self) -> clock::Skew {
+        match self {
+            Self::Bump(ms) => clock::bump(ms),
+            Self::Strobe(a, b, period) => clock::strobe(a, b, std::time::Duration::from_millis(period)),
+            Self::Reset => clock::reset(),
+        }
+    }
 }
 
 impl Fault {
@@ -51,11 +98,8 @@ impl Fault {
                 };
                 Action::Disk(op, error)
             }
-            _ => {
-                return Err(errinput!(
-                    "syntax error: VALTHREE.FAULT token ISOLATE peer [peer ...] | HEAL | STATUS | DISK WRITE|FSYNC EIO|ENOSPC|OFF"
-                ));
-            }
+            "clock" if args.remaining() > 0 => Action::Clock(ClockFault::parse(args)?),
+            _ => return Err(errinput!("{SYNTAX}")),
         };
         args.finish()?;
         Ok(Self { token, action })
@@ -79,7 +123,34 @@ impl Fault {
                 faults.fs().inject(op, error);
                 return Ok(Reply::Array(faults.fs().injected().into_iter().map(Reply::text).collect()));
             }
+            Action::Clock(fault) => {
+                let skew = fault.apply().describe();
+                tracing::warn!(skew, "clock fault injected");
+                return Ok(Reply::Array(vec![Reply::text(skew)]));
+            }
         }
         Ok(Reply::Array(faults.isolated().into_iter().map(Reply::text).collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clock(words: &[&str]) -> Result<ClockFault> {
+        let rest: Vec<Bytes> = words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect();
+        ClockFault::parse(&mut Args::new("valthree.fault", rest.into_iter()))
+    }
+
+    #[test]
+    fn clock_faults_take_signed_milliseconds_and_a_positive_period() {
+        assert_eq!(clock(&["BUMP", "+60000"]).unwrap(), ClockFault::Bump(60_000));
+        assert_eq!(clock(&["bump", "-5000"]).unwrap(), ClockFault::Bump(-5_000));
+        assert_eq!(clock(&["STROBE", "-200", "200", "50"]).unwrap(), ClockFault::Strobe(-200, 200, 50));
+        assert_eq!(clock(&["Reset"]).unwrap(), ClockFault::Reset);
+        for bad in [&["BUMP", "1s"][..], &["BUMP"], &["STROBE", "1", "2", "0"], &["STROBE", "1", "2"], &["RESET", "x"]]
+        {
+            assert!(clock(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 }
