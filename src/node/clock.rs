@@ -5,7 +5,7 @@
 //! clock (`Instant`, tokio's timers), which a step of the wall clock — an operator's `date
 //! -s`, an NTP step, the injected skew below — does not move. What does read the wall clock
 //! reads it here: dynamo's timestamp on each write (which sibling a plain GET picks), its
-//! tombstone ages and hint windows, SWIM's life of a node (its start time), paxos' ballot
+//! tombstone ages and hint windows, SWIM's life of a node (its start time, kept above the last one), paxos' ballot
 //! ceiling, the name of a raft snapshot, and the time the S3 client signs its requests with.
 //! The audit, and what a skewed clock costs each of them, is in docs/verification.md
 //! (*Clocks*).

@@ -37,6 +37,10 @@ const RING_KEY: &str = "ring";
 
 const ACTOR: &str = "actor";
 const LEASE: &str = "counter_lease";
+/// The latest life this data directory's node started as ([`Storage::life`]).
+const LIFE: &str = "swim_life";
+/// Room left above the last life for the renewals a life may make (each adds one).
+pub const LIFE_RENEWALS: u64 = 1000;
 
 /// Counters leased per durable write of the lease.
 pub const LEASE_BLOCK: u64 = 1000;
@@ -91,6 +95,13 @@ pub struct Storage {
     causality: Causality,
     /// The AAE hash trees of what is stored, kept up to date by every commit.
     trees: std::sync::Mutex<Trees>,
+    /// Which life of the node this run is, for SWIM ([`Self::life`]).
+    life: u64,
+}
+
+/// The life a node starts as at wall-clock time `now`, after `last` ([`Storage::life`]).
+fn next_life(now: u64, last: Option<u64>) -> u64 {
+    last.map_or(now, |last| now.max(last.saturating_add(LIFE_RENEWALS)))
 }
 
 /// The latest delete's time when every sibling of `object` is a tombstone.
@@ -169,7 +180,7 @@ impl Storage {
             .map_err(|e| Error::Config(format!("cannot create data directory {}: {e}", dir.display())))?;
         let db = fs.open_database(&dir.join("dynamo.redb")).map_err(Error::Config)?;
         let txn = db.begin_write().map_err(db_error)?;
-        let (actor, leased) = {
+        let (actor, leased, life) = {
             let mut objects = txn.open_table(OBJECTS).map_err(db_error)?;
             let mut tombstones = txn.open_table(TOMBSTONES).map_err(db_error)?;
             {
@@ -193,7 +204,10 @@ impl Storage {
                 }
             };
             let leased = meta.get(LEASE).map_err(db_error)?.map_or(0, |l| l.value());
-            (actor, leased)
+            let last_life = meta.get(LIFE).map_err(db_error)?.map(|l| l.value());
+            let life = next_life(crate::node::now_ms(), last_life);
+            meta.insert(LIFE, life).map_err(db_error)?;
+            (actor, leased, life)
         };
         txn.commit().map_err(db_error)?;
         // Everything up to the old lease may have been handed out before a crash.
@@ -216,6 +230,7 @@ impl Storage {
             hints_dropped: Default::default(),
             causality: Causality::Dvv,
             trees: std::sync::Mutex::new(trees),
+            life,
         };
         Ok((storage, Counter { next: leased + 1, leased }))
     }
@@ -238,6 +253,15 @@ impl Storage {
     /// This replica's actor id.
     pub fn actor(&self) -> Actor {
         self.actor
+    }
+
+    /// Which life of the node this run is: its start time on the wall clock (ms since the
+    /// epoch), but always above every earlier life of this data directory and the renewals
+    /// it may have made ([`LIFE_RENEWALS`]). SWIM keeps the later of two lives of a node, so
+    /// a node restarted with its clock stepped back behind its last start must not come back
+    /// as an older life, which its peers would ignore in favour of the dead one.
+    pub fn life(&self) -> u64 {
+        self.life
     }
 
     /// The object stored for `key` (empty when none).
@@ -590,6 +614,24 @@ mod tests {
             timestamp_ms: 1,
             hints: vec![3],
         }
+    }
+
+    // Moves the process's clock: nextest runs each test in its own process.
+    #[test]
+    fn a_node_restarted_with_its_clock_stepped_back_comes_back_as_a_later_life() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Storage::open(&FileSystem::real(), dir.path(), 256).unwrap().0.life();
+        let now = crate::node::now_ms();
+        assert!(first.abs_diff(now) < 60_000, "a life is the start time: {first} at {now}");
+        // An operator or NTP steps the host's clock an hour back; the node restarts.
+        crate::node::clock::bump(-3_600_000);
+        let second = Storage::open(&FileSystem::real(), dir.path(), 256).unwrap().0.life();
+        crate::node::clock::reset();
+        assert!(second >= first + LIFE_RENEWALS, "life {second} after {first}: SWIM would keep the dead one");
+        let third = Storage::open(&FileSystem::real(), dir.path(), 256).unwrap().0.life();
+        assert!(third > second, "and a restart with the clock right is later still");
+        assert_eq!(next_life(5_000, Some(1_000)), 5_000, "a clock that moved on is the life");
+        assert_eq!(next_life(5_000, None), 5_000);
     }
 
     #[test]

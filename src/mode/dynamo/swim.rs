@@ -4,8 +4,10 @@
 //!
 //! Every `--swim-period` a node probes one member; a member that does not answer, directly
 //! or through others, is SUSPECT, and DEAD after `--suspect-timeout` unless it refutes the
-//! suspicion. A restarted node comes back under a new identity (its start time), so peers
-//! take it as ALIVE again at once. The coordinator counts every member that is not DEAD.
+//! suspicion. A restarted node comes back under a new identity (its start time, kept durably
+//! above every earlier one: [`super::storage::Storage::life`]), so peers take it as ALIVE
+//! again at once, even when its clock was stepped back. The coordinator counts every member
+//! that is not DEAD. Every timer here runs on the monotonic clock.
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::{NonZeroU8, NonZeroUsize};
@@ -19,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::node::Node;
+use crate::node::NodeId;
 use crate::node::lock;
-use crate::node::{NodeId, now_ms};
 
 /// A node as SWIM knows it: its id, and which life of it (its start time).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -160,7 +162,7 @@ fn config(period: Duration, suspect_timeout: Duration, members: usize) -> Config
 /// Runs the detector until the node stops: one task owns foca, its timers and its inbox.
 pub(super) async fn run(node: Weak<Node>, Inbox(mut inbox): Inbox) {
     let Some(n) = node.upgrade() else { return };
-    let me = SwimId { id: n.id, life: now_ms() };
+    let me = SwimId { id: n.id, life: n.storage.life() };
     let config = config(n.options.swim_period, n.options.suspect_timeout, n.ring().members().len().max(3) - 1);
     drop(n);
     let rng = rand::rngs::SmallRng::seed_from_u64(fastrand::u64(..));
