@@ -197,7 +197,15 @@ mod tests {
         let next = bash_offers(&["valthree", "workload", "--nemesis", "kill,"]);
         assert_eq!(
             next,
-            ["kill,kill", "kill,power-loss", "kill,pause", "kill,partition", "kill,membership", "kill,disk"]
+            [
+                "kill,kill",
+                "kill,power-loss",
+                "kill,pause",
+                "kill,partition",
+                "kill,membership",
+                "kill,disk",
+                "kill,all"
+            ]
         );
         let third = bash_offers(&["valthree", "workload", "--nemesis", "kill,pause,m"]);
         assert_eq!(third, ["kill,pause,membership"]);
@@ -220,7 +228,7 @@ mod tests {
     fn completions_offer_fault_kinds_and_node_names() {
         let bash = String::from_utf8(script(Shell::Bash)).unwrap();
         assert!(
-            bash.contains(r#"-W "kill power-loss pause partition membership disk""#),
+            bash.contains(r#"-W "kill power-loss pause partition membership disk all""#),
             "--nemesis completes the fault kinds"
         );
         assert!(bash.contains("n1 n2 n3"), "cluster kill and friends complete node names");
