@@ -1814,7 +1814,7 @@ _valthree() {
                     return 0
                     ;;
                 --nemesis)
-                    COMPREPLY=($(compgen -P "${cur%"${cur##*,}"}" -W "kill power-loss pause partition membership disk clock" -- "${cur##*,}"))
+                    COMPREPLY=($(compgen -P "${cur%"${cur##*,}"}" -W "kill power-loss pause partition membership disk clock all" -- "${cur##*,}"))
                     return 0
                     ;;
                 --nemesis-interval)

@@ -204,7 +204,8 @@ mod tests {
                 "kill,partition",
                 "kill,membership",
                 "kill,disk",
-                "kill,clock"
+                "kill,clock",
+                "kill,all"
             ]
         );
         let third = bash_offers(&["valthree", "workload", "--nemesis", "kill,pause,m"]);
@@ -228,7 +229,7 @@ mod tests {
     fn completions_offer_fault_kinds_and_node_names() {
         let bash = String::from_utf8(script(Shell::Bash)).unwrap();
         assert!(
-            bash.contains(r#"-W "kill power-loss pause partition membership disk clock""#),
+            bash.contains(r#"-W "kill power-loss pause partition membership disk clock all""#),
             "--nemesis completes the fault kinds"
         );
         assert!(bash.contains("n1 n2 n3"), "cluster kill and friends complete node names");

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::check::{Checked, check_any};
 use crate::check::Verdict;
-use crate::cluster::{ClusterState, Docker, Fault, Nemesis, Target};
+use crate::cluster::{ClusterState, Docker, Nemesis, NemesisChoice, Target};
 use crate::history::{HistoryWriter, Op};
 use crate::workload::{self, Action, Limit, Mix, Options, Progress};
 use tokio::sync::watch;
@@ -58,9 +58,11 @@ pub struct WorkloadArgs {
     /// joins, then leaves; local clusters only), power-loss (one node or all at once; a local
     /// cluster up with --fault-fs lazy), disk (EIO or ENOSPC on one node's writes or fsyncs;
     /// local clusters), clock (one node's wall clock bumped or strobed, then reset; local
-    /// clusters) (comma-separated); needs --cluster or --docker.
+    /// clusters), or all (every kind the cluster supports: power-loss only when it is up
+    /// with --fault-fs lazy, membership not in s3 mode) (comma-separated); needs --cluster or
+    /// --docker.
     #[arg(long, value_enum, value_delimiter = ',')]
-    pub nemesis: Vec<Fault>,
+    pub nemesis: Vec<NemesisChoice>,
     /// Time between two faults; each lasts half of it.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub nemesis_interval: Duration,
@@ -266,8 +268,8 @@ async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), 
     let nemesis = match (target, args.nemesis.is_empty()) {
         (Some(target), false) => {
             let nemesis = Nemesis {
+                faults: NemesisChoice::resolve(&args.nemesis, &target),
                 target,
-                faults: args.nemesis.clone(),
                 interval: args.nemesis_interval,
                 seed: args.seed,
                 history: history.clone(),

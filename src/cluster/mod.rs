@@ -32,7 +32,7 @@ mod state;
 
 pub use client::{call, call_with_timeout, password, set_password};
 pub use docker::Docker;
-pub use nemesis::{Fault, Nemesis, Target};
+pub use nemesis::{Fault, Nemesis, NemesisChoice, Target};
 pub use port::{PortUse, check_port, port_use};
 pub use process::Liveness;
 pub use rolling::rolling_restart;
@@ -159,8 +159,8 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
         if !metrics_addr.is_empty() {
             args.extend(["--metrics-addr".into(), metrics_addr.clone()]);
         }
-        if options.fault_fs == FaultFs::Lazy {
-            args.extend(["--fault-fs".into(), "lazy".into()]);
+        if options.fault_fs != FaultFs::Off {
+            args.extend(["--fault-fs".into(), options.fault_fs.name().into()]);
         }
         args.extend(extra.iter().cloned());
         let log = dir.join(format!("{name}.log"));
@@ -233,10 +233,11 @@ pub fn kill(state: &ClusterState, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// True when `node` runs with `--fault-fs lazy`.
+/// True when `node` runs with `--fault-fs lazy` (or `lazy-torn`).
 pub fn is_lazy(node: &NodeState) -> bool {
-    node.args.windows(2).any(|w| w[0] == "--fault-fs" && w[1] == "lazy")
-        || node.args.iter().any(|a| a == "--fault-fs=lazy")
+    let lazy = |value: &str| <FaultFs as clap::ValueEnum>::from_str(value, false).is_ok_and(|f| f != FaultFs::Off);
+    node.args.windows(2).any(|w| w[0] == "--fault-fs" && lazy(&w[1]))
+        || node.args.iter().any(|a| a.strip_prefix("--fault-fs=").is_some_and(lazy))
 }
 
 /// Cuts a node's power: SIGKILL of a node whose file layer keeps its unsynced writes in the

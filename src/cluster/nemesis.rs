@@ -2,6 +2,7 @@
 //! into containers, `docker.rs`), heal it, and record both in the history
 //! (`"process":"nemesis"`), so the checker's report shows when each fault happened.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +61,57 @@ pub enum Fault {
     Clock,
 }
 
+/// `--nemesis`: one fault kind, or `all` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NemesisChoice {
+    Kind(Fault),
+    /// Every kind of [`Fault`] the target supports ([`Target::supports`]).
+    All,
+}
+
+impl clap::ValueEnum for NemesisChoice {
+    fn value_variants<'a>() -> &'a [Self] {
+        static VARIANTS: std::sync::OnceLock<Vec<NemesisChoice>> = std::sync::OnceLock::new();
+        VARIANTS.get_or_init(|| {
+            let kinds = <Fault as clap::ValueEnum>::value_variants().iter().map(|f| NemesisChoice::Kind(*f));
+            kinds.chain([NemesisChoice::All]).collect()
+        })
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        match self {
+            NemesisChoice::Kind(fault) => clap::ValueEnum::to_possible_value(fault),
+            NemesisChoice::All => {
+                Some(clap::builder::PossibleValue::new(ALL_NODES).help("Every kind above that the cluster supports"))
+            }
+        }
+    }
+}
+
+impl NemesisChoice {
+    /// The fault kinds `choices` name against `target`: `all` stands for every kind the
+    /// target supports, in the order the kinds are declared.
+    pub fn resolve(choices: &[NemesisChoice], target: &Target) -> Vec<Fault> {
+        let mut faults: Vec<Fault> = Vec::new();
+        for choice in choices {
+            let kinds: Vec<Fault> = match choice {
+                NemesisChoice::Kind(fault) => vec![*fault],
+                NemesisChoice::All => <Fault as clap::ValueEnum>::value_variants()
+                    .iter()
+                    .copied()
+                    .filter(|f| target.supports(*f))
+                    .collect(),
+            };
+            for kind in kinds {
+                if !faults.contains(&kind) {
+                    faults.push(kind);
+                }
+            }
+        }
+        faults
+    }
+}
+
 /// What the faults act on.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -75,6 +127,22 @@ impl Target {
         match self {
             Target::Local(dir) => Ok(ClusterState::require(dir)?.nodes.iter().map(|n| n.name.clone()).collect()),
             Target::Docker(docker) => Ok(docker.containers.clone()),
+        }
+    }
+
+    /// Whether `fault` can act on this target (what `--nemesis all` picks): membership
+    /// changes need a local cluster of a mode with membership, power cuts one started with
+    /// `--fault-fs lazy`, disk faults a local cluster; containers take kill, pause and
+    /// partition. Kinds not named here are assumed supported.
+    pub fn supports(&self, fault: Fault) -> bool {
+        let state = match self {
+            Target::Docker(_) => return matches!(fault, Fault::Kill | Fault::Pause | Fault::Partition),
+            Target::Local(dir) => ClusterState::require(dir).ok(),
+        };
+        match fault {
+            Fault::Membership => state.is_some_and(|s| s.mode != "s3"),
+            Fault::PowerLoss => state.is_some_and(|s| !s.nodes.is_empty() && s.nodes.iter().all(super::is_lazy)),
+            _ => true,
         }
     }
 
@@ -230,6 +298,8 @@ impl Nemesis {
         // Faults come in rounds, each kind once per round in a seeded order, so a short run
         // still sees every kind.
         let mut round: Vec<Fault> = Vec::new();
+        // The nodes a fault left down (its undo failed), and which fault.
+        let mut down: HashMap<String, Fault> = HashMap::new();
         while !*stop.borrow() {
             let pause_for = self.interval / 2;
             if tokio::time::timeout(pause_for, stop.changed()).await.is_ok() {
@@ -278,9 +348,18 @@ impl Nemesis {
                 Self::blocking(move || target.undo(fault, &victim)).await
             };
             note(undo, &victim, healed.as_ref().err());
+            if healed.is_err() && matches!(fault, Fault::Kill | Fault::PowerLoss | Fault::Disk) {
+                // The node may still be down: its fault stays open until the final repair.
+                self.record(undo, None, json!(victim), healed.err());
+                let nodes = if victim == ALL_NODES { nodes.clone() } else { vec![victim.clone()] };
+                for node in nodes {
+                    down.insert(node, fault);
+                }
+                continue;
+            }
             self.record(undo, Some(FaultMark::end(fault.name())), json!(victim), healed.err());
         }
-        for line in self.heal_everything().await? {
+        for line in self.heal_everything(&down).await? {
             note(&line, "", None);
         }
         Ok(log)
@@ -289,19 +368,13 @@ impl Nemesis {
     /// Resumes paused nodes, restarts dead ones, heals partitions — each attempted even
     /// when an earlier one failed, so one stubborn node leaves no other one hurt.
     /// Returns the repairs it made beyond healing partitions (`restart n2`).
-    async fn heal_everything(&self) -> Result<Vec<String>, String> {
+    async fn heal_everything(&self, down: &HashMap<String, Fault>) -> Result<Vec<String>, String> {
         let target = self.target.clone();
         let outcomes = Self::blocking(move || target.heal_everything()).await;
         let mut errors = Vec::new();
         let mut repairs = Vec::new();
         for (f, node, result) in outcomes {
-            // A final repair ends whatever fault of its kind is still open on the node.
-            let kind = match f {
-                "resume" => Some(Fault::Pause),
-                "restart" => Some(Fault::Kill),
-                "heal" => Some(Fault::Partition),
-                _ => None,
-            };
+            let kind = final_repair_ends(f, &node, down);
             self.record(f, kind.map(|k| FaultMark::end(k.name())), json!(node), result.as_ref().err().cloned());
             match result {
                 Err(e) => errors.push(e),
@@ -310,5 +383,31 @@ impl Nemesis {
             }
         }
         if errors.is_empty() { Ok(repairs) } else { Err(errors.join("; ")) }
+    }
+}
+
+/// The fault a final repair `f` of `node` ends: a restart ends the fault that left the node
+/// down (a kill, a power cut or a failed disk whose undo did not bring it back), a kill when
+/// none is known.
+fn final_repair_ends(f: &str, node: &str, down: &HashMap<String, Fault>) -> Option<Fault> {
+    match f {
+        "resume" => Some(Fault::Pause),
+        "restart" => Some(down.get(node).copied().unwrap_or(Fault::Kill)),
+        "heal" => Some(Fault::Partition),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_final_restart_ends_the_fault_that_left_the_node_down() {
+        let down = HashMap::from([("n1".to_string(), Fault::PowerLoss), ("n2".to_string(), Fault::Disk)]);
+        assert_eq!(final_repair_ends("restart", "n1", &down), Some(Fault::PowerLoss));
+        assert_eq!(final_repair_ends("restart", "n2", &down), Some(Fault::Disk));
+        assert_eq!(final_repair_ends("restart", "n3", &down), Some(Fault::Kill), "a node found dead: a kill");
+        assert_eq!(final_repair_ends("resume", "n1", &down), Some(Fault::Pause));
     }
 }

@@ -138,6 +138,55 @@ pub enum FaultFs {
     Off,
     /// Inside the process until fsync: a SIGKILL loses what a power cut would.
     Lazy,
+    /// As `lazy`, and the last unsynced write of each file is torn: a random prefix of it
+    /// reaches the kernel at once, so a SIGKILL leaves that prefix behind (LazyFS's torn-op).
+    #[value(name = "lazy-torn", hide = true)]
+    LazyTorn,
+}
+
+impl FaultFs {
+    /// `off`, `lazy` or `lazy-torn`, as the command line spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultFs::Off => "off",
+            FaultFs::Lazy => "lazy",
+            FaultFs::LazyTorn => "lazy-torn",
+        }
+    }
+}
+
+/// What the name of a kernel temporary file of the overlay has after the file's name,
+/// before `PID-ID`: `.NAME.fault-fs-PID-ID`.
+const MATERIALIZING: &str = ".fault-fs-";
+
+/// True for a kernel temporary file of the overlay that no running process is writing: its
+/// process is gone (a SIGKILL mid-copy), or it is of the older form `.NAME.fault-fs-ID`.
+fn is_stale_temporary(name: &str) -> bool {
+    let Some(tail) = name.strip_prefix('.').and_then(|n| n.rsplit_once(MATERIALIZING)).map(|(_, t)| t) else {
+        return false;
+    };
+    let numbers: Vec<&str> = tail.split('-').collect();
+    if numbers.is_empty()
+        || numbers.len() > 2
+        || !numbers.iter().all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return false;
+    }
+    numbers.len() == 1 || !Path::new("/proc").join(numbers[0]).exists()
+}
+
+/// The trailer of a sealed file: this magic, the body's length (8 bytes, big-endian) and its
+/// CRC-32C (4 bytes, big-endian).
+const SEAL_MAGIC: &[u8; 8] = b"v3sealed";
+const SEAL_LEN: usize = SEAL_MAGIC.len() + 8 + 4;
+
+fn seal(body: &[u8]) -> [u8; SEAL_LEN] {
+    const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+    let mut out = [0; SEAL_LEN];
+    out[..8].copy_from_slice(SEAL_MAGIC);
+    out[8..16].copy_from_slice(&(body.len() as u64).to_be_bytes());
+    out[16..].copy_from_slice(&CRC.checksum(body).to_be_bytes());
+    out
 }
 
 /// The unit of the overlay's unsynced data.
@@ -204,7 +253,10 @@ impl FileSystem {
 
     /// The layer `--fault-fs` and `--unsafe-skip-fsync` ask for.
     pub fn new(fault: FaultFs, skip_fsync: bool) -> Self {
-        let lazy = (fault == FaultFs::Lazy).then(|| Mutex::new(Overlay::default()));
+        let lazy = (fault != FaultFs::Off).then(|| {
+            let torn = (fault == FaultFs::LazyTorn).then(fastrand::Rng::new);
+            Mutex::new(Overlay { torn, ..Overlay::default() })
+        });
         Self { inner: Arc::new(Inner { lazy, skip_fsync, ..Inner::default() }) }
     }
 
@@ -282,7 +334,7 @@ impl FileSystem {
         }
     }
 
-    /// True with `--fault-fs lazy`.
+    /// True with `--fault-fs lazy` (or `lazy-torn`).
     pub fn is_lazy(&self) -> bool {
         self.inner.lazy.is_some()
     }
@@ -303,6 +355,21 @@ impl FileSystem {
         for made in missing.iter().rev() {
             if let Some(parent) = made.parent().filter(|p| !p.as_os_str().is_empty()) {
                 self.sync_kernel_dir(parent)?;
+            }
+        }
+        self.remove_stale_temporaries(dir)
+    }
+
+    /// Removes what a lazy node killed while copying a file into the kernel left in `dir`
+    /// (`.NAME.fault-fs-PID-ID`, never renamed into place, so no name reaches it).
+    fn remove_stale_temporaries(&self, dir: &Path) -> io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_name().to_str().is_some_and(is_stale_temporary) {
+                match std::fs::remove_file(entry.path()) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => tracing::info!("removed {}, left by a node that stopped mid-copy", entry.path().display()),
+                }
             }
         }
         Ok(())
@@ -406,10 +473,48 @@ impl FileSystem {
         self.sync_dir(path.parent().unwrap_or(Path::new(".")))
     }
 
+    /// [`FileSystem::write_atomically`] with a checksum: `bytes`, then a trailer that
+    /// [`FileSystem::read_sealed`] checks, so a flipped byte or a lost tail is found.
+    pub fn write_sealed(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let mut sealed = Vec::with_capacity(bytes.len() + SEAL_LEN);
+        sealed.extend_from_slice(bytes);
+        sealed.extend_from_slice(&seal(bytes));
+        self.write_atomically(path, &sealed)
+    }
+
+    /// The content of a file [`FileSystem::write_sealed`] wrote, checked: a file whose trailer
+    /// does not match its bytes is an `InvalidData` error naming it. A file without a
+    /// trailer (written by an older release) is returned whole, for its decoder to judge.
+    pub fn read_sealed(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let mut bytes = self.read(path)?;
+        let Some(body_len) = bytes.len().checked_sub(SEAL_LEN) else { return Ok(bytes) };
+        if !bytes[body_len..].starts_with(SEAL_MAGIC) {
+            return Ok(bytes);
+        }
+        if bytes[body_len..] != seal(&bytes[..body_len]) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                corrupt(path, &"its checksum does not match its bytes"),
+            ));
+        }
+        bytes.truncate(body_len);
+        Ok(bytes)
+    }
+
     /// Opens (or creates) the redb database `path` on this layer. A new database file's name
     /// is made durable before redb writes to it.
+    ///
+    /// Every page's checksum is checked first (redb checks them only after a crash): a
+    /// database with a flipped byte or a lost tail is refused, naming the file, so that a
+    /// node never serves what its disk corrupted. When redb could only repair it by going
+    /// back to an earlier commit — one that may lack writes this node acknowledged — it is
+    /// refused too, and stays refused (a `.corrupt` note beside it): rebuild the node.
     pub fn open_database(&self, path: &Path) -> Result<redb::Database, String> {
         let failed = |e: &dyn fmt::Display| format!("cannot open {}: {e}", path.display());
+        let note = path.with_extension("corrupt");
+        if self.exists(&note) {
+            return Err(corrupt(path, &"an earlier start found it corrupt (see the note beside it)"));
+        }
         if !self.exists(path) {
             let file = self.create(path).map_err(|e| failed(&e))?;
             file.sync().map_err(|e| failed(&e))?;
@@ -418,7 +523,38 @@ impl FileSystem {
         }
         let file = self.open(path).map_err(|e| failed(&e))?;
         file.try_lock().map_err(|e| failed(&e))?;
-        redb::Builder::new().create_with_backend(DatabaseFile(file)).map_err(|e| failed(&e))
+        // redb asserts on some damage (a file shorter than its header says): a refusal too.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            redb::Builder::new().create_with_backend(DatabaseFile(file))
+        }));
+        let mut db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(e)) if is_corruption(&e) => return Err(corrupt(path, &e)),
+            Ok(Err(e)) => return Err(failed(&e)),
+            Err(panic) => return Err(corrupt(path, &format!("redb could not read it: {}", panic_text(&*panic)))),
+        };
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.check_integrity()));
+        match checked {
+            Ok(Ok(true)) => Ok(db),
+            Ok(Ok(false)) => {
+                let why = "its last commit failed its checksums and redb went back to an earlier one, \
+                           which may lack writes this node acknowledged";
+                let _ = self.write_atomically(&note, why.as_bytes());
+                Err(corrupt(path, &why))
+            }
+            failed_check => {
+                // redb cannot close a database whose check failed (its drop would commit over
+                // pages it knows are bad, and asserts instead): the process that refuses to
+                // start lets it go unclosed.
+                std::mem::forget(db);
+                match failed_check {
+                    Ok(Err(e)) if is_corruption(&e) => Err(corrupt(path, &e)),
+                    Ok(Err(e)) => Err(failed(&e)),
+                    Err(panic) => Err(corrupt(path, &format!("redb could not check it: {}", panic_text(&*panic)))),
+                    Ok(Ok(_)) => unreachable!("matched above"),
+                }
+            }
+        }
     }
 
     /// Drops every unsynced write and name, as a power cut would (the kernel keeps what was
@@ -426,7 +562,8 @@ impl FileSystem {
     /// Open handles of lazy files fail from then on.
     pub fn lose_unsynced(&self) {
         if let Some(mut overlay) = self.overlay() {
-            *overlay = Overlay::default();
+            let torn = overlay.torn.take();
+            *overlay = Overlay { torn, ..Overlay::default() };
         }
     }
 }
@@ -493,7 +630,15 @@ impl File {
     pub fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.fs.guard(DiskOp::Write, || match &self.handle {
             Handle::Real(file) => file.write_all_at(data, offset),
-            Handle::Lazy(id) => self.node(*id, |n| n.write(offset, data)),
+            Handle::Lazy(id) => {
+                let mut overlay = self.fs.overlay().expect("a lazy handle comes from a lazy layer");
+                let Overlay { nodes, torn, .. } = &mut *overlay;
+                let node = nodes.get_mut(id).ok_or_else(lost)?;
+                let Some(rng) = torn else { return node.write(offset, data) };
+                node.mend()?;
+                node.write(offset, data)?;
+                node.tear(offset, data, rng)
+            }
         })
     }
 
@@ -502,6 +647,7 @@ impl File {
         self.fs.guard(DiskOp::Write, || match &self.handle {
             Handle::Real(file) => file.set_len(len),
             Handle::Lazy(id) => self.node(*id, |n| {
+                n.mend()?;
                 n.set_len(len);
                 Ok(())
             }),
@@ -581,6 +727,8 @@ struct Overlay {
     names: HashMap<PathBuf, Option<u64>>,
     nodes: HashMap<u64, Node>,
     next_id: u64,
+    /// With `--fault-fs lazy-torn`: where each torn write is cut.
+    torn: Option<fastrand::Rng>,
 }
 
 /// A file of the overlay.
@@ -604,6 +752,17 @@ struct Node {
     version: u64,
     /// Open handles.
     handles: usize,
+    /// The torn prefix of the last unsynced write, in the kernel file now (`lazy-torn`).
+    torn: Option<Torn>,
+}
+
+/// A prefix of an unsynced write put into the kernel file, and what it replaced there.
+struct Torn {
+    offset: u64,
+    /// The kernel file's bytes the prefix overwrote.
+    replaced: Vec<u8>,
+    /// The kernel file's length before.
+    kernel_len: u64,
 }
 
 enum Backing {
@@ -629,6 +788,7 @@ impl Node {
             len,
             version: 0,
             handles: 0,
+            torn: None,
         }
     }
 
@@ -720,8 +880,40 @@ impl Node {
         self.version += 1;
     }
 
+    /// `lazy-torn`: puts a random prefix of the write of `data` at `offset` (just made, not
+    /// yet synced) into the kernel file, after taking back the previous torn prefix — so the
+    /// kernel holds the durable bytes plus a prefix of the file's last unsynced write, which
+    /// is what a power cut now would leave. A file whose name is not durable has nothing a
+    /// power cut could leave, so nothing is torn.
+    fn tear(&mut self, offset: u64, data: &[u8], rng: &mut fastrand::Rng) -> io::Result<()> {
+        self.mend()?;
+        let Backing::Kernel(file) = &self.backing else { return Ok(()) };
+        let kept = rng.usize(0..=data.len());
+        if kept == 0 {
+            return Ok(());
+        }
+        let kernel_len = file.metadata()?.len();
+        let mut replaced = vec![0; kernel_len.saturating_sub(offset).min(kept as u64) as usize];
+        file.read_exact_at(&mut replaced, offset)?;
+        file.write_all_at(&data[..kept], offset)?;
+        self.torn = Some(Torn { offset, replaced, kernel_len });
+        Ok(())
+    }
+
+    /// Takes the torn prefix back out of the kernel file: before anything else reads or
+    /// writes the durable bytes.
+    fn mend(&mut self) -> io::Result<()> {
+        let (Some(torn), Backing::Kernel(file)) = (self.torn.take(), &self.backing) else { return Ok(()) };
+        file.write_all_at(&torn.replaced, torn.offset)?;
+        if file.metadata()?.len() > torn.kernel_len {
+            file.set_len(torn.kernel_len)?;
+        }
+        Ok(())
+    }
+
     /// fsync: the pages and length become the durable bytes.
     fn flush(&mut self) -> io::Result<()> {
+        self.mend()?;
         match &mut self.backing {
             Backing::Kernel(file) => {
                 if self.through < self.durable_len {
@@ -764,6 +956,35 @@ impl Node {
         self.read(0, &mut bytes)?;
         Ok(bytes)
     }
+}
+
+/// True for an error of redb's that says the file is damaged: a checksum or a structure that
+/// does not hold, or a read past the end of a file cut short.
+fn is_corruption(e: &redb::DatabaseError) -> bool {
+    match e {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => true,
+        redb::DatabaseError::Storage(redb::StorageError::Io(e)) => e.kind() == io::ErrorKind::UnexpectedEof,
+        _ => false,
+    }
+}
+
+/// The message of a caught panic.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(text), _) => (*text).to_string(),
+        (_, Some(text)) => text.clone(),
+        _ => "a panic".to_string(),
+    }
+}
+
+/// Why a node refuses a corrupt file (a database, a snapshot): what to say when it will not
+/// start.
+pub fn corrupt(path: &Path, why: &dyn fmt::Display) -> String {
+    format!(
+        "{} is corrupt ({why}): refusing to start rather than serve wrong data; restore it from a \
+         backup, or empty this node's data directory and let it rejoin its peers",
+        path.display()
+    )
 }
 
 fn not_found(path: &Path) -> io::Error {
@@ -934,9 +1155,10 @@ impl Overlay {
     /// Gives the file `id` the durable name `path`, with its durable bytes: a kernel
     /// temporary file, fsync'd, renamed into place (the caller fsyncs the directory).
     fn materialize(&mut self, path: &Path, id: u64) -> io::Result<()> {
+        self.nodes.get_mut(&id).expect("named nodes exist").mend()?;
         let bytes = self.nodes[&id].durable_bytes()?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = path.with_file_name(format!(".{name}.fault-fs-{id}"));
+        let tmp = path.with_file_name(format!(".{name}{MATERIALIZING}{}-{id}", std::process::id()));
         {
             let mut file = std::fs::File::create(&tmp)?;
             io::Write::write_all(&mut file, &bytes)?;
@@ -1101,6 +1323,178 @@ mod tests {
         file.sync().unwrap();
         file.read_at(2 * PAGE, &mut out[..2]).unwrap();
         assert_eq!(&out[..2], b"\0x");
+    }
+
+    #[test]
+    fn a_copy_left_by_a_killed_lazy_node_is_removed_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = format!(".f.fault-fs-{}-3", std::process::id());
+        for name in [".f.fault-fs-7", ".f.fault-fs-4294967-3", live.as_str(), "f", ".f.tmp", ".g.fault-fs-x"] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        lazy().create_dir_all(dir.path()).unwrap();
+        let mut left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, vec![live, ".f.tmp".to_string(), ".g.fault-fs-x".into(), "f".into()]);
+    }
+
+    /// A database written through `lazy-torn`, with a power cut after durable commits and
+    /// then non-durable ones (whose writes are torn): it opens, with every durable commit.
+    #[test]
+    fn a_redb_database_recovers_from_a_torn_tail() {
+        use redb::{ReadableDatabase, TableDefinition};
+        const T: TableDefinition<u64, &[u8]> = TableDefinition::new("t");
+        for round in 0..12u64 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db.redb");
+            let fs = FileSystem::new(FaultFs::LazyTorn, false);
+            let db = fs.open_database(&path).unwrap();
+            let value = vec![round as u8; 3000];
+            let commit = |db: &redb::Database, k: u64, durable: bool| {
+                let mut txn = db.begin_write().unwrap();
+                if !durable {
+                    txn.set_durability(redb::Durability::None).unwrap();
+                }
+                txn.open_table(T).unwrap().insert(k, &value[..]).unwrap();
+                txn.commit().unwrap();
+            };
+            let durable = 5 + round % 4;
+            for k in 0..durable {
+                commit(&db, k, true);
+            }
+            for k in 100..100 + round * 3 {
+                commit(&db, k, false);
+            }
+            std::mem::forget(db);
+            fs.lose_unsynced();
+            let db = FileSystem::real().open_database(&path).unwrap();
+            let txn = db.begin_read().unwrap();
+            let table = txn.open_table(T).unwrap();
+            for k in 0..durable {
+                assert_eq!(table.get(k).unwrap().map(|v| v.value().to_vec()), Some(value.clone()), "round {round}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_torn_write_leaves_a_prefix_in_the_kernel_until_the_next_write_or_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut torn_midway = false;
+        for _ in 0..40 {
+            std::fs::write(&path, vec![b'o'; 100]).unwrap();
+            let fs = FileSystem::new(FaultFs::LazyTorn, false);
+            let file = fs.open(&path).unwrap();
+            file.write_at(50, &[b'n'; 100]).unwrap();
+            assert_eq!(fs.read(&path).unwrap().len(), 150, "the process sees the whole write");
+            let kernel = std::fs::read(&path).unwrap();
+            assert!(kernel[..50].iter().all(|b| *b == b'o'), "before the write: untouched");
+            let prefix = kernel[50..].iter().take_while(|b| **b == b'n').count();
+            assert!(kernel[50 + prefix..].iter().all(|b| *b == b'o'), "a prefix of the write, then the old bytes");
+            assert_eq!(kernel.len(), 100.max(50 + prefix));
+            torn_midway |= prefix > 0 && prefix < 100;
+            // The next write takes the torn prefix back before it tears itself.
+            file.write_at(0, b"x").unwrap();
+            file.write_at(200, b"y").unwrap();
+            let kernel = std::fs::read(&path).unwrap();
+            assert_eq!(&kernel[1..100], &[b'o'; 99][..], "only the last write is torn");
+            file.sync().unwrap();
+            let mut want = vec![b'o'; 50];
+            want[0] = b'x';
+            want.extend([b'n'; 100]);
+            want.resize(201, 0);
+            want[200] = b'y';
+            assert_eq!(std::fs::read(&path).unwrap(), want, "an fsync leaves exactly the writes");
+        }
+        assert!(torn_midway, "some write was torn mid-way");
+    }
+
+    #[test]
+    fn an_atomic_write_cut_by_a_power_loss_leaves_the_old_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, tmp) = (dir.path().join("g"), dir.path().join(".g.tmp"));
+        for _ in 0..20 {
+            let fs = FileSystem::new(FaultFs::LazyTorn, false);
+            fs.write_atomically(&path, b"first").unwrap();
+            // A temporary file left by an earlier crash, then a write into it cut short.
+            std::fs::write(&tmp, b"stale temporary").unwrap();
+            let file = fs.create(&tmp).unwrap();
+            file.write_at(0, b"second, not yet synced").unwrap();
+            drop(file);
+            fs.lose_unsynced();
+            assert_eq!(FileSystem::real().read(&path).unwrap(), b"first");
+        }
+    }
+
+    #[test]
+    fn a_sealed_file_reads_back_and_any_flipped_byte_or_lost_tail_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let fs = FileSystem::real();
+        fs.write_sealed(&path, b"the snapshot").unwrap();
+        assert_eq!(fs.read_sealed(&path).unwrap(), b"the snapshot");
+        let good = std::fs::read(&path).unwrap();
+        for at in 0..good.len() {
+            let mut bad = good.clone();
+            bad[at] ^= 0x10;
+            std::fs::write(&path, &bad).unwrap();
+            match fs.read_sealed(&path) {
+                Err(e) => {
+                    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+                    assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+                }
+                // A flip in the magic: an unsealed file, the whole of it, for the decoder.
+                Ok(bytes) => assert_eq!(bytes, bad, "byte {at}"),
+            }
+        }
+        std::fs::write(&path, &good[..good.len() - 1]).unwrap();
+        assert_ne!(fs.read_sealed(&path).unwrap(), b"the snapshot", "a lost tail is never the snapshot");
+        std::fs::write(&path, b"older").unwrap();
+        assert_eq!(fs.read_sealed(&path).unwrap(), b"older", "an unsealed file reads whole");
+    }
+
+    #[test]
+    fn a_database_with_a_flipped_byte_or_a_lost_tail_is_refused_by_name() {
+        use redb::{ReadableDatabase, TableDefinition};
+        const T: TableDefinition<u64, &[u8]> = TableDefinition::new("t");
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FileSystem::real();
+        let good_path = dir.path().join("good.redb");
+        {
+            let db = fs.open_database(&good_path).unwrap();
+            for k in 0..50u64 {
+                let txn = db.begin_write().unwrap();
+                txn.open_table(T).unwrap().insert(k, &vec![b'v'; 2000][..]).unwrap();
+                txn.commit().unwrap();
+            }
+        }
+        let good = std::fs::read(&good_path).unwrap();
+        let value_at = good.windows(2000).position(|w| w.iter().all(|b| *b == b'v')).unwrap();
+        let mut flipped = good.clone();
+        flipped[value_at + 1000] = b'w';
+        let truncated = good[..good.len() / 2].to_vec();
+        // Each on its own file: a database refused is left unclosed (and locked) by design.
+        for (name, bad) in [("flipped.redb", flipped), ("truncated.redb", truncated)] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, &bad).unwrap();
+            let refused = match fs.open_database(&path) {
+                Err(e) => e,
+                Ok(db) => {
+                    // Opened: then every value must be the one written.
+                    let txn = db.begin_read().unwrap();
+                    let table = txn.open_table(T).unwrap();
+                    for k in 0..50u64 {
+                        if let Some(v) = table.get(k).unwrap() {
+                            assert_eq!(v.value(), &vec![b'v'; 2000][..], "a value served wrong");
+                        }
+                    }
+                    panic!("a corrupt database opened");
+                }
+            };
+            assert!(refused.contains(&path.display().to_string()) && refused.contains("corrupt"), "{refused}");
+        }
+        fs.open_database(&good_path).unwrap();
     }
 
     #[test]

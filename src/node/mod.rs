@@ -18,7 +18,9 @@ pub use args::{NodeArgs, Switch, parse_size};
 pub use batcher::{BatchJob, Pipeline, PipelineLimits, PipelineQueue, exit_on_writer_panic, pipeline, spawn_batcher};
 pub use clock::now_ms;
 pub use faults::{Faults, OBJECT_STORE};
-pub use fs::{DiskError, DiskOp, FAILURE_EXIT_DELAY, FaultFs, File, FileIdentity, FileSystem, STORAGE_FAILED_EXIT};
+pub use fs::{
+    DiskError, DiskOp, FAILURE_EXIT_DELAY, FaultFs, File, FileIdentity, FileSystem, STORAGE_FAILED_EXIT, corrupt,
+};
 pub use lock::{lock, read_lock, write_lock};
 pub use log_throttle::{LogThrottle, REPEAT_TARGET, REPEAT_WINDOW, RepeatLimit};
 pub use member::{Member, NodeId, list, parse_peers};

@@ -275,7 +275,7 @@ impl ObjectStore for LocalDir {
         let lock_path = self.lock_path(key);
         lock(&self.lock_files).remove(key);
         lock(&self.seen).remove(&path);
-        let fs = self.fs.clone();
+        let (fs, root) = (self.fs.clone(), self.root.clone());
         tokio::task::spawn_blocking(move || {
             let gone = |r: std::io::Result<()>| match r {
                 Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
@@ -283,7 +283,9 @@ impl ObjectStore for LocalDir {
             };
             gone(fs.remove_file(&path))
                 .and_then(|()| gone(std::fs::remove_file(&lock_path)))
-                .map_err(|e| ObjectError::Unavailable(format!("delete {}: {e}", path.display())))
+                .map_err(|e| ObjectError::Unavailable(format!("delete {}: {e}", path.display())))?;
+            // Until the directory is fsync'd a power cut can bring the object back.
+            fs.sync_dir(&root).map_err(|e| ObjectError::Indeterminate(format!("fsync directory: {e}")))
         })
         .await
         .map_err(|e| ObjectError::Unavailable(e.to_string()))?
@@ -323,6 +325,17 @@ mod tests {
         }
         std::fs::remove_file(&path).unwrap();
         assert!(matches!(a.get_if_changed("db.json", &e2).await.unwrap(), Fetched::Current(None)));
+    }
+
+    #[tokio::test]
+    async fn a_delete_survives_a_power_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FileSystem::new(crate::node::FaultFs::Lazy, false);
+        let store = LocalDir::open_with(dir.path(), fs.clone()).unwrap();
+        store.put("db.json", Bytes::from_static(b"one"), PutCondition::IfAbsent).await.unwrap();
+        store.delete("db.json").await.unwrap();
+        fs.lose_unsynced();
+        assert!(store.get("db.json").await.unwrap().is_none(), "an acknowledged delete is durable");
     }
 
     #[tokio::test]

@@ -285,8 +285,8 @@ impl Machine {
     }
 
     fn read_stored(&self) -> Result<Option<StoredSnapshot>, StorageError<NodeId>> {
-        match self.fs.read(&self.path) {
-            Ok(bytes) => Ok(Some(codec::decode(&bytes).map_err(io)?)),
+        match self.fs.read_sealed(&self.path) {
+            Ok(bytes) => Ok(Some(codec::decode(&bytes).map_err(|e| io(crate::node::corrupt(&self.path, &e)))?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(e)),
         }
@@ -304,7 +304,7 @@ impl Machine {
         if self.fs.exists(&self.path) && *self.durable.borrow() >= index {
             return Ok(());
         }
-        self.fs.write_atomically(&self.path, &codec::encode(stored).map_err(io)?).map_err(io)?;
+        self.fs.write_sealed(&self.path, &codec::encode(stored).map_err(io)?).map_err(io)?;
         self.durable.send_modify(|d| *d = (*d).max(index));
         Ok(())
     }
