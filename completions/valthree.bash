@@ -64,6 +64,9 @@ _valthree() {
             valthree__subcmd__cluster,kill)
                 cmd="valthree__subcmd__cluster__subcmd__kill"
                 ;;
+            valthree__subcmd__cluster,packet)
+                cmd="valthree__subcmd__cluster__subcmd__packet"
+                ;;
             valthree__subcmd__cluster,partition)
                 cmd="valthree__subcmd__cluster__subcmd__partition"
                 ;;
@@ -105,6 +108,9 @@ _valthree() {
                 ;;
             valthree__subcmd__cluster__subcmd__help,kill)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__kill"
+                ;;
+            valthree__subcmd__cluster__subcmd__help,packet)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__packet"
                 ;;
             valthree__subcmd__cluster__subcmd__help,partition)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__partition"
@@ -177,6 +183,9 @@ _valthree() {
                 ;;
             valthree__subcmd__help__subcmd__cluster,kill)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__kill"
+                ;;
+            valthree__subcmd__help__subcmd__cluster,packet)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__packet"
                 ;;
             valthree__subcmd__help__subcmd__cluster,partition)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__partition"
@@ -278,7 +287,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster)
-            opts="-h -V --dir --json --help --version up status kill power-loss pause resume restart rolling-restart partition heal add-node remove-node down help"
+            opts="-h -V --dir --json --help --version up status kill power-loss pause resume restart rolling-restart partition packet heal add-node remove-node down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -350,7 +359,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__help)
-            opts="up status kill power-loss pause resume restart rolling-restart partition heal add-node remove-node down help"
+            opts="up status kill power-loss pause resume restart rolling-restart partition packet heal add-node remove-node down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -420,6 +429,20 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__help__subcmd__kill)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__packet)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -577,13 +600,63 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        valthree__subcmd__cluster__subcmd__partition)
-            opts="-h -V --dir --json --help --version"
+        valthree__subcmd__cluster__subcmd__packet)
+            opts="-h -V --delay --jitter --loss --duplicate --reorder --seed --dir --json --help --version n1 n2 n3 n4 n5 n6 n7 n8 n9"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --delay)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jitter)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --loss)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duplicate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reorder)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --seed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__partition)
+            opts="-h -V --shape --seed --refuse --dir --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --shape)
+                    COMPREPLY=($(compgen -W "one halves ring bridge one-way" -- "${cur}"))
+                    return 0
+                    ;;
+                --seed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -842,7 +915,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help__subcmd__cluster)
-            opts="up status kill power-loss pause resume restart rolling-restart partition heal add-node remove-node down"
+            opts="up status kill power-loss pause resume restart rolling-restart partition packet heal add-node remove-node down"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -898,6 +971,20 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help__subcmd__cluster__subcmd__kill)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__packet)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1509,7 +1596,7 @@ _valthree() {
                     return 0
                     ;;
                 --nemesis)
-                    COMPREPLY=($(compgen -P "${cur%"${cur##*,}"}" -W "kill power-loss pause partition membership disk" -- "${cur##*,}"))
+                    COMPREPLY=($(compgen -P "${cur%"${cur##*,}"}" -W "kill power-loss pause partition packet membership disk" -- "${cur##*,}"))
                     return 0
                     ;;
                 --nemesis-interval)

@@ -193,11 +193,19 @@ mod tests {
     #[test]
     fn a_comma_separated_list_completes_each_of_its_items() {
         let first = bash_offers(&["valthree", "workload", "--nemesis", "pa"]);
-        assert_eq!(first, ["pause", "partition"]);
+        assert_eq!(first, ["pause", "partition", "packet"]);
         let next = bash_offers(&["valthree", "workload", "--nemesis", "kill,"]);
         assert_eq!(
             next,
-            ["kill,kill", "kill,power-loss", "kill,pause", "kill,partition", "kill,membership", "kill,disk"]
+            [
+                "kill,kill",
+                "kill,power-loss",
+                "kill,pause",
+                "kill,partition",
+                "kill,packet",
+                "kill,membership",
+                "kill,disk"
+            ]
         );
         let third = bash_offers(&["valthree", "workload", "--nemesis", "kill,pause,m"]);
         assert_eq!(third, ["kill,pause,membership"]);
@@ -220,11 +228,11 @@ mod tests {
     fn completions_offer_fault_kinds_and_node_names() {
         let bash = String::from_utf8(script(Shell::Bash)).unwrap();
         assert!(
-            bash.contains(r#"-W "kill power-loss pause partition membership disk""#),
+            bash.contains(r#"-W "kill power-loss pause partition packet membership disk""#),
             "--nemesis completes the fault kinds"
         );
         assert!(bash.contains("n1 n2 n3"), "cluster kill and friends complete node names");
         let fish = String::from_utf8(script(Shell::Fish)).unwrap();
-        assert!(fish.contains(r#"kill \"SIGKILL a node"#), "{fish}");
+        assert!(fish.contains(r#"kill \"SIGKILL nodes"#), "{fish}");
     }
 }
