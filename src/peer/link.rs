@@ -15,7 +15,8 @@
 //! into a retransmission; the protocols above care about messages): each request and each
 //! reply is delayed by `delay` plus up to `jitter`; lost with chance `loss` (the caller
 //! waits for its deadline; a lost reply means the call ran); a request is delivered twice
-//! with chance `duplicate` (the copy's reply is discarded), and held back with chance
+//! with chance `duplicate` (the copy's reply is discarded) — protocol messages only, not a
+//! forwarded client command (see [`may_duplicate`]) — and held back with chance
 //! `reorder` until the next call on the link has left (at most [`REORDER_HOLD`]), so that
 //! call overtakes it.
 
@@ -36,6 +37,16 @@ type Response = http::Response<tonic::body::Body>;
 
 /// The longest a call held back for reordering waits for the next call on its link.
 pub const REORDER_HOLD: Duration = Duration::from_millis(100);
+
+/// Whether a call may be duplicated: every protocol message (acceptor batches, Raft's
+/// appends and votes, replica writes, SWIM, anti-entropy), which must be idempotent, and no
+/// `Forward`: a forwarded client command is sent at most once (no layer re-sends it; a lost
+/// one is answered `-UNCERTAIN`, never retried, and TCP never duplicates), and the modes keep
+/// no table to recognise a second copy, so a duplicate would run the command twice — a GETSET
+/// would return its own value. That would need a request id and a dedup table at each home.
+fn may_duplicate(request: &Request) -> bool {
+    request.uri().path().rsplit('/').next() != Some("Forward")
+}
 
 /// Sends `request` on `inner` (ready first: the call is made on a clone of the channel).
 async fn send(mut inner: Channel, request: Request) -> Result<Response, BoxError> {
@@ -91,7 +102,7 @@ async fn through_packets(
         departures.notify_waiters();
         return std::future::pending().await;
     }
-    let request = if faults.chance(packets.duplicate) {
+    let request = if may_duplicate(&request) && faults.chance(packets.duplicate) {
         let (original, copy) = twin(request).await?;
         let channel = inner.clone();
         tokio::spawn(async move {
@@ -155,9 +166,10 @@ mod tests {
         }
         async fn forward(
             &self,
-            _: tonic::Request<proto::ForwardRequest>,
+            request: tonic::Request<proto::ForwardRequest>,
         ) -> Result<tonic::Response<proto::ForwardReply>, tonic::Status> {
-            Err(tonic::Status::unimplemented("test"))
+            self.0.lock().unwrap().push(request.into_inner().from);
+            Ok(tonic::Response::new(proto::ForwardReply::default()))
         }
         async fn list_keys(
             &self,
@@ -303,6 +315,11 @@ mod tests {
         let mut seen = p.recorder.seen();
         seen.sort();
         assert_eq!(seen, [1, 1, 2, 2, 3, 3]);
+        // A forwarded client command is never duplicated: it would run twice.
+        let mut client = p.client.clone();
+        client.forward(proto::ForwardRequest { from: 9, ..Default::default() }).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(p.recorder.seen().iter().filter(|f| **f == 9).count(), 1);
     }
 
     #[tokio::test]
