@@ -122,7 +122,7 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('--cluster', '--cluster', [CompletionResultType]::ParameterName, 'A local cluster''s directory (from `valthree cluster up`): its nodes are the addresses, and the nemesis acts on it')
             [CompletionResult]::new('--docker', '--docker', [CompletionResultType]::ParameterName, 'Containers on a Docker network that are the nodes (comma-separated names): the nemesis acts on them with `docker kill/start`, `pause/unpause` and `network disconnect/connect` (give the addresses with --addrs)')
             [CompletionResult]::new('--docker-network', '--docker-network', [CompletionResultType]::ParameterName, 'With --docker: the network a partition disconnects a container from')
-            [CompletionResult]::new('--nemesis', '--nemesis', [CompletionResultType]::ParameterName, 'Faults to inject while the workload runs: kill, pause, partition, membership (a node joins, then leaves; local clusters only), power-loss (one node or all at once; a local cluster up with --fault-fs lazy), disk (EIO or ENOSPC on one node''s writes or fsyncs; local clusters), clock (one node''s wall clock bumped or strobed, then reset; local clusters), or all (every kind the cluster supports: power-loss only when it is up with --fault-fs lazy, membership not in s3 mode) (comma-separated); needs --cluster or --docker')
+            [CompletionResult]::new('--nemesis', '--nemesis', [CompletionResultType]::ParameterName, 'Faults to inject while the workload runs (comma-separated; needs --cluster or --docker): kill, pause, power-loss (each on one node, a minority, a majority, all, or the primary, drawn from the seed; power-loss needs a local cluster up with --fault-fs lazy), partition (a shape drawn from the seed: one, halves, ring, bridge, one-way; dropping messages), packet (call-level delay, loss, duplication, reordering on the peer plane; local clusters), membership (a node joins, then leaves; local clusters), disk (EIO or ENOSPC on one node''s writes or fsyncs; local clusters), clock (one node''s wall clock bumped or strobed, then reset; local clusters), or all (every kind the cluster supports: power-loss only when it is up with --fault-fs lazy, membership not in s3 mode)')
             [CompletionResult]::new('--nemesis-interval', '--nemesis-interval', [CompletionResultType]::ParameterName, 'Time between two faults; each lasts half of it')
             [CompletionResult]::new('--clients', '--clients', [CompletionResultType]::ParameterName, 'Concurrent clients, each with one operation outstanding at a time')
             [CompletionResult]::new('--keys', '--keys', [CompletionResultType]::ParameterName, 'Size of the key set (small means contention, which is the point)')
@@ -160,8 +160,9 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'SIGCONT a paused node')
             [CompletionResult]::new('restart', 'restart', [CompletionResultType]::ParameterValue, 'Restart a node with the same flags and data')
             [CompletionResult]::new('rolling-restart', 'rolling-restart', [CompletionResultType]::ParameterValue, 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s')
-            [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)')
-            [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic')
+            [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups, `n1 | n2,n3`, or in a `--shape` (peer traffic only). Cut links drop calls, as a real network does: a caller waits for its deadline or its connection''s keepalive (1 s). In s3 mode the nodes outside the largest group lose the object store (on a tie, the last group keeps it)')
+            [CompletionResult]::new('packet', 'packet', [CompletionResultType]::ParameterValue, 'Call-level packet faults on node-to-node links (paxos, raft, dynamo): each request and reply delayed, lost, a request duplicated or overtaken by the next; on every link, or on the links of the nodes named. They act on whole calls, not IP packets. `heal` ends them')
+            [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic: end the partition and the packet faults')
             [CompletionResult]::new('clock', 'clock', [CompletionResultType]::ParameterValue, 'Skew a node''s wall clock (testing): its timestamps, tombstone ages and hint windows read the skewed clock; timeouts and timers run on the monotonic clock and are not moved. A restart resets it')
             [CompletionResult]::new('add-node', 'add-node', [CompletionResultType]::ParameterValue, 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)')
             [CompletionResult]::new('remove-node', 'remove-node', [CompletionResultType]::ParameterValue, 'paxos, raft and dynamo modes: remove a node from the membership (dynamo: once its partitions have moved to the others), then stop it and delete its data')
@@ -246,6 +247,24 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;cluster;partition' {
+            [CompletionResult]::new('--shape', '--shape', [CompletionResultType]::ParameterName, 'A shape instead of groups, its members drawn from `--seed`: one (a node cut off), halves (a minority and a majority), ring (each node sees a different majority), bridge (two halves joined through one node), one-way (a node that cannot reach the others but they reach it, or the reverse). s3 mode: one and halves')
+            [CompletionResult]::new('--seed', '--seed', [CompletionResultType]::ParameterName, 'The seed that picks a shape''s members')
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
+            [CompletionResult]::new('--refuse', '--refuse', [CompletionResultType]::ParameterName, 'Refuse calls at once on both sides instead of dropping them (fail-fast, for tests; not with one-way cuts)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'valthree;cluster;packet' {
+            [CompletionResult]::new('--delay', '--delay', [CompletionResultType]::ParameterName, 'Added to each request and reply, in milliseconds')
+            [CompletionResult]::new('--jitter', '--jitter', [CompletionResultType]::ParameterName, 'Up to this many more milliseconds, drawn for each message')
+            [CompletionResult]::new('--loss', '--loss', [CompletionResultType]::ParameterName, 'The chance (0 to 1) that a request, or its reply, is lost')
+            [CompletionResult]::new('--duplicate', '--duplicate', [CompletionResultType]::ParameterName, 'The chance (0 to 1) that a request is delivered twice')
+            [CompletionResult]::new('--reorder', '--reorder', [CompletionResultType]::ParameterName, 'The chance (0 to 1) that a request is held back until the next one on its link has left')
+            [CompletionResult]::new('--seed', '--seed', [CompletionResultType]::ParameterName, 'Seeds the draws')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'The cluster''s directory (state file, node data, logs)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -359,8 +378,9 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'SIGCONT a paused node')
             [CompletionResult]::new('restart', 'restart', [CompletionResultType]::ParameterValue, 'Restart a node with the same flags and data')
             [CompletionResult]::new('rolling-restart', 'rolling-restart', [CompletionResultType]::ParameterValue, 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s')
-            [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)')
-            [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic')
+            [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups, `n1 | n2,n3`, or in a `--shape` (peer traffic only). Cut links drop calls, as a real network does: a caller waits for its deadline or its connection''s keepalive (1 s). In s3 mode the nodes outside the largest group lose the object store (on a tie, the last group keeps it)')
+            [CompletionResult]::new('packet', 'packet', [CompletionResultType]::ParameterValue, 'Call-level packet faults on node-to-node links (paxos, raft, dynamo): each request and reply delayed, lost, a request duplicated or overtaken by the next; on every link, or on the links of the nodes named. They act on whole calls, not IP packets. `heal` ends them')
+            [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic: end the partition and the packet faults')
             [CompletionResult]::new('clock', 'clock', [CompletionResultType]::ParameterValue, 'Skew a node''s wall clock (testing): its timestamps, tombstone ages and hint windows read the skewed clock; timeouts and timers run on the monotonic clock and are not moved. A restart resets it')
             [CompletionResult]::new('add-node', 'add-node', [CompletionResultType]::ParameterValue, 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)')
             [CompletionResult]::new('remove-node', 'remove-node', [CompletionResultType]::ParameterValue, 'paxos, raft and dynamo modes: remove a node from the membership (dynamo: once its partitions have moved to the others), then stop it and delete its data')
@@ -393,6 +413,9 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;cluster;help;partition' {
+            break
+        }
+        'valthree;cluster;help;packet' {
             break
         }
         'valthree;cluster;help;heal' {
@@ -531,8 +554,9 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'SIGCONT a paused node')
             [CompletionResult]::new('restart', 'restart', [CompletionResultType]::ParameterValue, 'Restart a node with the same flags and data')
             [CompletionResult]::new('rolling-restart', 'rolling-restart', [CompletionResultType]::ParameterValue, 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s')
-            [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)')
-            [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic')
+            [CompletionResult]::new('partition', 'partition', [CompletionResultType]::ParameterValue, 'Cut node-to-node traffic between groups, `n1 | n2,n3`, or in a `--shape` (peer traffic only). Cut links drop calls, as a real network does: a caller waits for its deadline or its connection''s keepalive (1 s). In s3 mode the nodes outside the largest group lose the object store (on a tie, the last group keeps it)')
+            [CompletionResult]::new('packet', 'packet', [CompletionResultType]::ParameterValue, 'Call-level packet faults on node-to-node links (paxos, raft, dynamo): each request and reply delayed, lost, a request duplicated or overtaken by the next; on every link, or on the links of the nodes named. They act on whole calls, not IP packets. `heal` ends them')
+            [CompletionResult]::new('heal', 'heal', [CompletionResultType]::ParameterValue, 'Restore all node-to-node traffic: end the partition and the packet faults')
             [CompletionResult]::new('clock', 'clock', [CompletionResultType]::ParameterValue, 'Skew a node''s wall clock (testing): its timestamps, tombstone ages and hint windows read the skewed clock; timeouts and timers run on the monotonic clock and are not moved. A restart resets it')
             [CompletionResult]::new('add-node', 'add-node', [CompletionResultType]::ParameterValue, 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)')
             [CompletionResult]::new('remove-node', 'remove-node', [CompletionResultType]::ParameterValue, 'paxos, raft and dynamo modes: remove a node from the membership (dynamo: once its partitions have moved to the others), then stop it and delete its data')
@@ -564,6 +588,9 @@ Register-ArgumentCompleter -Native -CommandName 'valthree' -ScriptBlock {
             break
         }
         'valthree;help;cluster;partition' {
+            break
+        }
+        'valthree;help;cluster;packet' {
             break
         }
         'valthree;help;cluster;heal' {

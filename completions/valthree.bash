@@ -67,6 +67,9 @@ _valthree() {
             valthree__subcmd__cluster,kill)
                 cmd="valthree__subcmd__cluster__subcmd__kill"
                 ;;
+            valthree__subcmd__cluster,packet)
+                cmd="valthree__subcmd__cluster__subcmd__packet"
+                ;;
             valthree__subcmd__cluster,partition)
                 cmd="valthree__subcmd__cluster__subcmd__partition"
                 ;;
@@ -135,6 +138,9 @@ _valthree() {
                 ;;
             valthree__subcmd__cluster__subcmd__help,kill)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__kill"
+                ;;
+            valthree__subcmd__cluster__subcmd__help,packet)
+                cmd="valthree__subcmd__cluster__subcmd__help__subcmd__packet"
                 ;;
             valthree__subcmd__cluster__subcmd__help,partition)
                 cmd="valthree__subcmd__cluster__subcmd__help__subcmd__partition"
@@ -219,6 +225,9 @@ _valthree() {
                 ;;
             valthree__subcmd__help__subcmd__cluster,kill)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__kill"
+                ;;
+            valthree__subcmd__help__subcmd__cluster,packet)
+                cmd="valthree__subcmd__help__subcmd__cluster__subcmd__packet"
                 ;;
             valthree__subcmd__help__subcmd__cluster,partition)
                 cmd="valthree__subcmd__help__subcmd__cluster__subcmd__partition"
@@ -329,7 +338,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster)
-            opts="-h -V --dir --json --help --version up status kill power-loss pause resume restart rolling-restart partition heal clock add-node remove-node down help"
+            opts="-h -V --dir --json --help --version up status kill power-loss pause resume restart rolling-restart partition packet heal clock add-node remove-node down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -543,7 +552,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__help)
-            opts="up status kill power-loss pause resume restart rolling-restart partition heal clock add-node remove-node down help"
+            opts="up status kill power-loss pause resume restart rolling-restart partition packet heal clock add-node remove-node down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -669,6 +678,20 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__help__subcmd__kill)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__help__subcmd__packet)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -826,13 +849,63 @@ _valthree() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        valthree__subcmd__cluster__subcmd__partition)
-            opts="-h -V --dir --json --help --version"
+        valthree__subcmd__cluster__subcmd__packet)
+            opts="-h -V --delay --jitter --loss --duplicate --reorder --seed --dir --json --help --version n1 n2 n3 n4 n5 n6 n7 n8 n9"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --delay)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jitter)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --loss)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duplicate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reorder)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --seed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__cluster__subcmd__partition)
+            opts="-h -V --shape --seed --refuse --dir --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --shape)
+                    COMPREPLY=($(compgen -W "one halves ring bridge one-way" -- "${cur}"))
+                    return 0
+                    ;;
+                --seed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1091,7 +1164,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help__subcmd__cluster)
-            opts="up status kill power-loss pause resume restart rolling-restart partition heal clock add-node remove-node down"
+            opts="up status kill power-loss pause resume restart rolling-restart partition packet heal clock add-node remove-node down"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1203,6 +1276,20 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__help__subcmd__cluster__subcmd__kill)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        valthree__subcmd__help__subcmd__cluster__subcmd__packet)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1814,7 +1901,7 @@ _valthree() {
                     return 0
                     ;;
                 --nemesis)
-                    COMPREPLY=($(compgen -P "${cur%"${cur##*,}"}" -W "kill power-loss pause partition membership disk clock all" -- "${cur##*,}"))
+                    COMPREPLY=($(compgen -P "${cur%"${cur##*,}"}" -W "kill power-loss pause partition packet membership disk clock all" -- "${cur##*,}"))
                     return 0
                     ;;
                 --nemesis-interval)

@@ -117,7 +117,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --cluster 'A local cluster''s directory (from `valthree cluster up`): its nodes are the addresses, and the nemesis acts on it'
             cand --docker 'Containers on a Docker network that are the nodes (comma-separated names): the nemesis acts on them with `docker kill/start`, `pause/unpause` and `network disconnect/connect` (give the addresses with --addrs)'
             cand --docker-network 'With --docker: the network a partition disconnects a container from'
-            cand --nemesis 'Faults to inject while the workload runs: kill, pause, partition, membership (a node joins, then leaves; local clusters only), power-loss (one node or all at once; a local cluster up with --fault-fs lazy), disk (EIO or ENOSPC on one node''s writes or fsyncs; local clusters), clock (one node''s wall clock bumped or strobed, then reset; local clusters), or all (every kind the cluster supports: power-loss only when it is up with --fault-fs lazy, membership not in s3 mode) (comma-separated); needs --cluster or --docker'
+            cand --nemesis 'Faults to inject while the workload runs (comma-separated; needs --cluster or --docker): kill, pause, power-loss (each on one node, a minority, a majority, all, or the primary, drawn from the seed; power-loss needs a local cluster up with --fault-fs lazy), partition (a shape drawn from the seed: one, halves, ring, bridge, one-way; dropping messages), packet (call-level delay, loss, duplication, reordering on the peer plane; local clusters), membership (a node joins, then leaves; local clusters), disk (EIO or ENOSPC on one node''s writes or fsyncs; local clusters), clock (one node''s wall clock bumped or strobed, then reset; local clusters), or all (every kind the cluster supports: power-loss only when it is up with --fault-fs lazy, membership not in s3 mode)'
             cand --nemesis-interval 'Time between two faults; each lasts half of it'
             cand --clients 'Concurrent clients, each with one operation outstanding at a time'
             cand --keys 'Size of the key set (small means contention, which is the point)'
@@ -154,8 +154,9 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand resume 'SIGCONT a paused node'
             cand restart 'Restart a node with the same flags and data'
             cand rolling-restart 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s'
-            cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
-            cand heal 'Restore all node-to-node traffic'
+            cand partition 'Cut node-to-node traffic between groups, `n1 | n2,n3`, or in a `--shape` (peer traffic only). Cut links drop calls, as a real network does: a caller waits for its deadline or its connection''s keepalive (1 s). In s3 mode the nodes outside the largest group lose the object store (on a tie, the last group keeps it)'
+            cand packet 'Call-level packet faults on node-to-node links (paxos, raft, dynamo): each request and reply delayed, lost, a request duplicated or overtaken by the next; on every link, or on the links of the nodes named. They act on whole calls, not IP packets. `heal` ends them'
+            cand heal 'Restore all node-to-node traffic: end the partition and the packet faults'
             cand clock 'Skew a node''s wall clock (testing): its timestamps, tombstone ages and hint windows read the skewed clock; timeouts and timers run on the monotonic clock and are not moved. A restart resets it'
             cand add-node 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)'
             cand remove-node 'paxos, raft and dynamo modes: remove a node from the membership (dynamo: once its partitions have moved to the others), then stop it and delete its data'
@@ -231,6 +232,23 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --version 'Print version'
         }
         &'valthree;cluster;partition'= {
+            cand --shape 'A shape instead of groups, its members drawn from `--seed`: one (a node cut off), halves (a minority and a majority), ring (each node sees a different majority), bridge (two halves joined through one node), one-way (a node that cannot reach the others but they reach it, or the reverse). s3 mode: one and halves'
+            cand --seed 'The seed that picks a shape''s members'
+            cand --dir 'The cluster''s directory (state file, node data, logs)'
+            cand --refuse 'Refuse calls at once on both sides instead of dropping them (fail-fast, for tests; not with one-way cuts)'
+            cand --json 'Print JSON for scripts'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'valthree;cluster;packet'= {
+            cand --delay 'Added to each request and reply, in milliseconds'
+            cand --jitter 'Up to this many more milliseconds, drawn for each message'
+            cand --loss 'The chance (0 to 1) that a request, or its reply, is lost'
+            cand --duplicate 'The chance (0 to 1) that a request is delivered twice'
+            cand --reorder 'The chance (0 to 1) that a request is held back until the next one on its link has left'
+            cand --seed 'Seeds the draws'
             cand --dir 'The cluster''s directory (state file, node data, logs)'
             cand --json 'Print JSON for scripts'
             cand -h 'Print help'
@@ -330,8 +348,9 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand resume 'SIGCONT a paused node'
             cand restart 'Restart a node with the same flags and data'
             cand rolling-restart 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s'
-            cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
-            cand heal 'Restore all node-to-node traffic'
+            cand partition 'Cut node-to-node traffic between groups, `n1 | n2,n3`, or in a `--shape` (peer traffic only). Cut links drop calls, as a real network does: a caller waits for its deadline or its connection''s keepalive (1 s). In s3 mode the nodes outside the largest group lose the object store (on a tie, the last group keeps it)'
+            cand packet 'Call-level packet faults on node-to-node links (paxos, raft, dynamo): each request and reply delayed, lost, a request duplicated or overtaken by the next; on every link, or on the links of the nodes named. They act on whole calls, not IP packets. `heal` ends them'
+            cand heal 'Restore all node-to-node traffic: end the partition and the packet faults'
             cand clock 'Skew a node''s wall clock (testing): its timestamps, tombstone ages and hint windows read the skewed clock; timeouts and timers run on the monotonic clock and are not moved. A restart resets it'
             cand add-node 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)'
             cand remove-node 'paxos, raft and dynamo modes: remove a node from the membership (dynamo: once its partitions have moved to the others), then stop it and delete its data'
@@ -355,6 +374,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;cluster;help;rolling-restart'= {
         }
         &'valthree;cluster;help;partition'= {
+        }
+        &'valthree;cluster;help;packet'= {
         }
         &'valthree;cluster;help;heal'= {
         }
@@ -473,8 +494,9 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand resume 'SIGCONT a paused node'
             cand restart 'Restart a node with the same flags and data'
             cand rolling-restart 'Restart every node in turn without downtime: SIGTERM (a raft leader hands its leadership over first; raft followers go first, the leader last), wait for it to end, start it with the same flags and data, and go on once it answers VALTHREE.HEALTH (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s'
-            cand partition 'Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode the nodes outside the largest group lose the object store; on a tie, the last group keeps it)'
-            cand heal 'Restore all node-to-node traffic'
+            cand partition 'Cut node-to-node traffic between groups, `n1 | n2,n3`, or in a `--shape` (peer traffic only). Cut links drop calls, as a real network does: a caller waits for its deadline or its connection''s keepalive (1 s). In s3 mode the nodes outside the largest group lose the object store (on a tie, the last group keeps it)'
+            cand packet 'Call-level packet faults on node-to-node links (paxos, raft, dynamo): each request and reply delayed, lost, a request duplicated or overtaken by the next; on every link, or on the links of the nodes named. They act on whole calls, not IP packets. `heal` ends them'
+            cand heal 'Restore all node-to-node traffic: end the partition and the packet faults'
             cand clock 'Skew a node''s wall clock (testing): its timestamps, tombstone ages and hint windows read the skewed clock; timeouts and timers run on the monotonic clock and are not moved. A restart resets it'
             cand add-node 'paxos, raft and dynamo modes: start one more node (empty) and add it to the membership while the cluster serves (paxos: joint consensus, then a rescan of every key; raft: a learner that catches up, then a voter; dynamo: it claims an even share of partitions, filled as a pending replica before the ring changes)'
             cand remove-node 'paxos, raft and dynamo modes: remove a node from the membership (dynamo: once its partitions have moved to the others), then stop it and delete its data'
@@ -497,6 +519,8 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;help;cluster;rolling-restart'= {
         }
         &'valthree;help;cluster;partition'= {
+        }
+        &'valthree;help;cluster;packet'= {
         }
         &'valthree;help;cluster;heal'= {
         }

@@ -4,6 +4,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::{Down, Verdict, assert_verdict, cluster, free_base, text, valthree};
 use serde_json::Value;
@@ -160,7 +161,7 @@ fn a_workload_under_every_nemesis_stays_linearizable() {
     assert_verdict(&out, Verdict::Linearizable, "every nemesis");
     let said = text(&out);
     assert!(said.contains("faults injected ("), "the summary lists the faults: {said}");
-    for f in ["kill n", "pause n", "partition n"] {
+    for f in ["s  kill ", "s  pause ", "s  partition "] {
         assert!(said.contains(f), "no {f:?} among the faults shown: {said}");
     }
     assert!(said.contains(&format!("report: {}", html.display())), "{said}");
@@ -190,4 +191,57 @@ fn a_workload_under_every_nemesis_stays_linearizable() {
         assert!(page.contains(&format!(r#"<rect class="fault" data-kind="{kind}""#)), "no {kind} band in the report");
     }
     assert_eq!(states(&cluster(&dir, &["status"])), ["up", "up", "up"], "all faults healed at the end");
+}
+
+#[test]
+fn s3_under_partitions_of_every_group_shape_is_linearizable() {
+    common::shaped_partitions_and_packet_faults_are_linearizable("s3", "4");
+}
+
+#[test]
+fn partition_shapes_and_packet_faults_reach_every_node_survive_a_restart_and_heal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = common::up(&dir, "paxos", &[]);
+    let _down = Down(&dir);
+    let addrs = common::addrs(&status);
+    let links = |status: &Value| -> Vec<Vec<String>> {
+        status["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["links"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect())
+            .collect()
+    };
+    // A one-way cut: one node is mute (or deaf) towards the two others; each end knows its side.
+    let said = cluster(&dir, &["partition", "--shape", "one-way", "--seed", "1"]);
+    assert!(said["message"].as_str().unwrap().contains(" -/-> "), "{said}");
+    let cut = links(&cluster(&dir, &["status"]));
+    assert_eq!(cut.iter().map(Vec::len).sum::<usize>(), 4, "two cuts, each known at both ends: {cut:?}");
+    assert!(cut.iter().flatten().all(|l| l.ends_with("to:drop") || l.ends_with("from:drop")), "{cut:?}");
+    // A restarted node is given its side again.
+    cluster(&dir, &["restart", "n1"]);
+    assert_eq!(links(&cluster(&dir, &["status"])), cut, "a restart keeps the partition");
+    // The fail-fast shape cuts both ways only.
+    let refused = valthree(&["cluster", "--dir", dir.to_str().unwrap(), "partition", "--shape", "one-way", "--refuse"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    // Packet faults on n2's links: n2 knows both peers, each peer knows n2.
+    cluster(&dir, &["heal"]);
+    cluster(&dir, &["packet", "--delay", "5", "--jitter", "5", "--loss", "0.05", "--duplicate", "0.1", "n2"]);
+    let faulty = links(&cluster(&dir, &["status"]));
+    assert_eq!(faulty.iter().map(Vec::len).collect::<Vec<_>>(), [1, 2, 1], "{faulty:?}");
+    assert!(faulty[1][0].contains("packets delay 5ms jitter 5ms loss 5% duplicate 10%"), "{faulty:?}");
+    cluster(&dir, &["heal"]);
+    assert!(links(&cluster(&dir, &["status"])).iter().all(Vec::is_empty), "heal ends every link fault");
+    // A dropping partition is learned by waiting: n1, cut off, answers an error only once its
+    // calls have given up, never at once; healed, it serves again.
+    cluster(&dir, &["partition", "n1 | n2,n3"]);
+    let started = Instant::now();
+    let cut_off = redis::cmd("SET").arg("k").arg("v").query::<()>(&mut redis(&addrs[0]));
+    assert!(cut_off.is_err(), "a node cut off from a majority cannot write");
+    assert!(started.elapsed() >= Duration::from_millis(500), "the error came at once: {:?}", started.elapsed());
+    cluster(&dir, &["heal"]);
+    common::wait_until(Duration::from_secs(20), "n1 to write again after heal", || {
+        redis::cmd("SET").arg("k").arg("v").query::<()>(&mut redis(&addrs[0])).is_ok()
+    });
 }

@@ -433,6 +433,27 @@ fn workloads_under_kill_pause_and_partition_keep_what_dynamo_promises_on_several
 }
 
 #[test]
+fn workloads_under_every_partition_shape_packet_faults_and_every_target_keep_what_dynamo_promises() {
+    for (seed, nemesis) in [("4", "partition,packet"), ("5", "kill,pause")] {
+        let (out, events) = common::network_fault_workload("dynamo", seed, nemesis, "20s");
+        let said = common::text(&out);
+        assert_eq!(out.status.code(), Some(0), "seed {seed}: {said}");
+        assert!(dynamo_verdict(&out).starts_with("consistent: "), "seed {seed}: {said}");
+        if nemesis.starts_with("partition") {
+            common::assert_every_shape_and_packet_fault("dynamo", &events, &format!("seed {seed}"));
+        } else {
+            let mut targets = common::fault_targets(&events, "kill");
+            targets.extend(common::fault_targets(&events, "pause"));
+            for aim in ["one n", "minority n", "majority n", "all", "primary n"] {
+                assert!(targets.iter().any(|t| t.starts_with(aim)), "seed {seed}: no {aim:?} among {targets:?}");
+            }
+        }
+        let acked = events.iter().filter(|e| e["type"] == "ok" && e["f"] == "vset").count();
+        assert!(acked > 50, "seed {seed}: only {acked} writes acknowledged under faults");
+    }
+}
+
+#[test]
 fn last_writer_wins_and_per_server_clocks_are_caught_by_the_checker() {
     // Two classic mistakes, each behind a hidden switch: under concurrent writes the checker
     // must name what each one breaks.

@@ -43,6 +43,16 @@ fn workloads_under_kill_pause_and_partition_are_linearizable_on_several_seeds() 
 }
 
 #[test]
+fn workloads_under_every_partition_shape_and_packet_faults_are_linearizable() {
+    common::shaped_partitions_and_packet_faults_are_linearizable("paxos", "4");
+}
+
+#[test]
+fn kills_and_pauses_of_every_target_are_linearizable() {
+    common::kills_and_pauses_of_every_target_are_linearizable("paxos", "5");
+}
+
+#[test]
 fn a_broken_accept_quorum_is_caught_by_the_checker() {
     // Accepting on one acceptor breaks quorum intersection: under partitions the isolated
     // side keeps acknowledging writes the majority never sees. The checker must say so.

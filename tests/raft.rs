@@ -192,6 +192,16 @@ fn workloads_under_kill_pause_and_partition_are_linearizable_on_several_seeds() 
 }
 
 #[test]
+fn workloads_under_every_partition_shape_and_packet_faults_are_linearizable() {
+    common::shaped_partitions_and_packet_faults_are_linearizable("raft", "4");
+}
+
+#[test]
+fn kills_and_pauses_of_every_target_are_linearizable() {
+    common::kills_and_pauses_of_every_target_are_linearizable("raft", "5");
+}
+
+#[test]
 fn stale_reads_are_caught_by_the_checker_under_partitions() {
     // --stale-reads answers from the local state machine: a node cut off from the leader keeps
     // serving old values. It is documented as not linearizable; the checker must see it.

@@ -1,4 +1,4 @@
-//! `valthree cluster up|status|kill|pause|resume|restart|rolling-restart|partition|heal|clock|down`: a local
+//! `valthree cluster up|status|kill|pause|resume|restart|rolling-restart|partition|packet|heal|clock|down`: a local
 //! cluster in one command, and the faults to test it with.
 
 use std::path::PathBuf;
@@ -79,13 +79,55 @@ pub enum ClusterCommand {
     /// start it with the same flags and data, and go on once it answers VALTHREE.HEALTH
     /// (dynamo: and its missed writes were replayed). Fails if a node is not ready in 60 s.
     RollingRestart,
-    /// Cut node-to-node traffic between groups: `n1 | n2,n3` (peer traffic only; in s3 mode
-    /// the nodes outside the largest group lose the object store; on a tie, the last group keeps it).
+    /// Cut node-to-node traffic between groups, `n1 | n2,n3`, or in a `--shape` (peer traffic
+    /// only). Cut links drop calls, as a real network does: a caller waits for its deadline
+    /// or its connection's keepalive (1 s). In s3 mode the nodes outside the largest group
+    /// lose the object store (on a tie, the last group keeps it).
     Partition {
-        #[arg(required = true, num_args = 1..)]
+        /// The groups, e.g. `n1 | n2,n3` (or, with `--shape`, nothing).
+        #[arg(required_unless_present = "shape", conflicts_with = "shape", num_args = 1..)]
         groups: Vec<String>,
+        /// A shape instead of groups, its members drawn from `--seed`: one (a node cut off),
+        /// halves (a minority and a majority), ring (each node sees a different majority),
+        /// bridge (two halves joined through one node), one-way (a node that cannot reach
+        /// the others but they reach it, or the reverse). s3 mode: one and halves.
+        #[arg(long, value_enum)]
+        shape: Option<cluster::Shape>,
+        /// The seed that picks a shape's members.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Refuse calls at once on both sides instead of dropping them (fail-fast, for tests;
+        /// not with one-way cuts).
+        #[arg(long)]
+        refuse: bool,
     },
-    /// Restore all node-to-node traffic.
+    /// Call-level packet faults on node-to-node links (paxos, raft, dynamo): each request and
+    /// reply delayed, lost, a request duplicated or overtaken by the next; on every link, or
+    /// on the links of the nodes named. They act on whole calls, not IP packets. `heal` ends them.
+    Packet {
+        /// The nodes whose links suffer (default: every link).
+        #[arg(value_parser = NodeName, hide_possible_values = true)]
+        nodes: Vec<String>,
+        /// Added to each request and reply, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        delay: u64,
+        /// Up to this many more milliseconds, drawn for each message.
+        #[arg(long, default_value_t = 0)]
+        jitter: u64,
+        /// The chance (0 to 1) that a request, or its reply, is lost.
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
+        /// The chance (0 to 1) that a request is delivered twice.
+        #[arg(long, default_value_t = 0.0)]
+        duplicate: f64,
+        /// The chance (0 to 1) that a request is held back until the next one on its link has left.
+        #[arg(long, default_value_t = 0.0)]
+        reorder: f64,
+        /// Seeds the draws.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Restore all node-to-node traffic: end the partition and the packet faults.
     Heal,
     /// Skew a node's wall clock (testing): its timestamps, tombstone ages and hint windows
     /// read the skewed clock; timeouts and timers run on the monotonic clock and are not
@@ -179,6 +221,7 @@ fn node_json(state: &ClusterState, node: &cluster::NodeState) -> Value {
             cluster::info(node).into_iter().map(|(k, v)| (k, Value::String(v))).collect();
         v["info"] = Value::Object(info);
         v["isolated_from"] = json!(cluster::isolated_peers(state, node).unwrap_or_default());
+        v["links"] = json!(cluster::links(state, node).unwrap_or_default());
     }
     v
 }
@@ -376,12 +419,36 @@ fn run_command(args: &ClusterArgs) -> Result<Value, String> {
             }
             Ok(json!({"ok": true, "message": last, "steps": lines}))
         }
-        ClusterCommand::Partition { groups } => {
-            let state = ClusterState::require(dir)?;
-            let groups = cluster::parse_groups(&state, groups)?;
-            cluster::partition(dir, &groups)?;
-            let shown: Vec<String> = groups.iter().map(|g| g.join(",")).collect();
-            done(format!("partitioned: {}", shown.join(" | ")))
+        ClusterCommand::Partition { groups, shape, seed, refuse } => {
+            let how = if *refuse { " (refusing)" } else { "" };
+            let partition = match shape {
+                Some(shape) => cluster::partition_shape(dir, *shape, *seed, *refuse)?,
+                None => {
+                    let state = ClusterState::require(dir)?;
+                    let partition = cluster::Partition::of_groups(cluster::parse_groups(&state, groups)?);
+                    cluster::partition_with(dir, &partition, *refuse)?;
+                    partition
+                }
+            };
+            done(format!("partitioned{how}: {}", partition.describe()))
+        }
+        ClusterCommand::Packet { nodes, delay, jitter, loss, duplicate, reorder, seed } => {
+            for (name, p) in [("--loss", loss), ("--duplicate", duplicate), ("--reorder", reorder)] {
+                if !(0.0..=1.0).contains(p) {
+                    return Err(format!("{name} is a chance from 0 to 1"));
+                }
+            }
+            let packets = crate::node::Packets {
+                delay: Duration::from_millis(*delay),
+                jitter: Duration::from_millis(*jitter),
+                loss: *loss,
+                duplicate: *duplicate,
+                reorder: *reorder,
+            };
+            cluster::packet(dir, nodes, &packets, *seed)?;
+            let on =
+                if nodes.is_empty() { "every link".to_string() } else { format!("the links of {}", nodes.join(",")) };
+            done(format!("packet faults on {on}: {}", packets.describe()))
         }
         ClusterCommand::Heal => {
             cluster::heal(dir)?;

@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn a_comma_separated_list_completes_each_of_its_items() {
         let first = bash_offers(&["valthree", "workload", "--nemesis", "pa"]);
-        assert_eq!(first, ["pause", "partition"]);
+        assert_eq!(first, ["pause", "partition", "packet"]);
         let next = bash_offers(&["valthree", "workload", "--nemesis", "kill,"]);
         assert_eq!(
             next,
@@ -202,6 +202,7 @@ mod tests {
                 "kill,power-loss",
                 "kill,pause",
                 "kill,partition",
+                "kill,packet",
                 "kill,membership",
                 "kill,disk",
                 "kill,clock",
@@ -229,11 +230,11 @@ mod tests {
     fn completions_offer_fault_kinds_and_node_names() {
         let bash = String::from_utf8(script(Shell::Bash)).unwrap();
         assert!(
-            bash.contains(r#"-W "kill power-loss pause partition membership disk clock all""#),
+            bash.contains(r#"-W "kill power-loss pause partition packet membership disk clock all""#),
             "--nemesis completes the fault kinds"
         );
         assert!(bash.contains("n1 n2 n3"), "cluster kill and friends complete node names");
         let fish = String::from_utf8(script(Shell::Fish)).unwrap();
-        assert!(fish.contains(r#"kill \"SIGKILL a node"#), "{fish}");
+        assert!(fish.contains(r#"kill \"SIGKILL nodes"#), "{fish}");
     }
 }

@@ -54,13 +54,16 @@ pub struct WorkloadArgs {
     /// With --docker: the network a partition disconnects a container from.
     #[arg(long)]
     pub docker_network: Option<String>,
-    /// Faults to inject while the workload runs: kill, pause, partition, membership (a node
-    /// joins, then leaves; local clusters only), power-loss (one node or all at once; a local
-    /// cluster up with --fault-fs lazy), disk (EIO or ENOSPC on one node's writes or fsyncs;
-    /// local clusters), clock (one node's wall clock bumped or strobed, then reset; local
-    /// clusters), or all (every kind the cluster supports: power-loss only when it is up
-    /// with --fault-fs lazy, membership not in s3 mode) (comma-separated); needs --cluster or
-    /// --docker.
+    /// Faults to inject while the workload runs (comma-separated; needs --cluster or
+    /// --docker): kill, pause, power-loss (each on one node, a minority, a majority, all, or
+    /// the primary, drawn from the seed; power-loss needs a local cluster up with --fault-fs
+    /// lazy), partition (a shape drawn from the seed: one, halves, ring, bridge, one-way;
+    /// dropping messages), packet (call-level delay, loss, duplication, reordering on the
+    /// peer plane; local clusters), membership (a node joins, then leaves; local clusters),
+    /// disk (EIO or ENOSPC on one node's writes or fsyncs; local clusters), clock (one node's
+    /// wall clock bumped or strobed, then reset; local clusters), or all (every kind the
+    /// cluster supports: power-loss only when it is up with --fault-fs lazy, membership not
+    /// in s3 mode).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub nemesis: Vec<NemesisChoice>,
     /// Time between two faults; each lasts half of it.
@@ -273,6 +276,7 @@ async fn drive(args: &WorkloadArgs) -> Result<(workload::Summary, Vec<String>), 
                 interval: args.nemesis_interval,
                 seed: args.seed,
                 history: history.clone(),
+                primary_key: format!("{key_prefix}k0"),
             };
             Some(tokio::spawn(nemesis.run(stopped)))
         }

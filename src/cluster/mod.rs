@@ -22,12 +22,14 @@
 //! line is that node's `valthree serve`, so a `cluster.json` left behind by a reboot is
 //! recognised as stale instead of signalling some unrelated process.
 
+mod aim;
 mod client;
 mod docker;
 mod nemesis;
 mod port;
 pub mod process;
 mod rolling;
+mod shape;
 mod state;
 
 pub use client::{call, call_with_timeout, password, set_password};
@@ -36,6 +38,7 @@ pub use nemesis::{Fault, Nemesis, NemesisChoice, Target};
 pub use port::{PortUse, check_port, port_use};
 pub use process::Liveness;
 pub use rolling::rolling_restart;
+pub use shape::{Partition, SHAPES, Shape};
 pub use state::{ClusterState, NodeState, STATE_FILE};
 
 use std::path::{Path, PathBuf};
@@ -174,6 +177,9 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
         requirepass,
         nodes,
         partition: Vec::new(),
+        cuts: Vec::new(),
+        refuse: false,
+        packets: Default::default(),
         next_id: options.nodes + 1,
     };
     // What this `up` creates, to take back if it fails (an older cluster's data stays).
@@ -288,11 +294,11 @@ pub fn restart(dir: &Path, name: &str) -> Result<(), String> {
         node.pid = process::spawn(node, &secrets)?;
         let node = node.clone();
         process::wait_ready(&node, READY_TIMEOUT)?;
-        let peers = isolation_for(state, &state.partition, &node.name);
-        if !peers.is_empty() {
-            let mut args = vec!["ISOLATE"];
-            args.extend(peers.iter().map(String::as_str));
-            fault(state, &node, &args)?;
+        for args in link_commands(state, &in_force(state), state.refuse, &node.name) {
+            fault(state, &node, &args.iter().map(String::as_str).collect::<Vec<_>>())?;
+        }
+        if let Some(args) = state.packets.get(&node.name) {
+            fault(state, &node, &args.iter().map(String::as_str).collect::<Vec<_>>())?;
         }
         Ok(())
     })
@@ -380,7 +386,7 @@ pub fn add_node(dir: &Path) -> Result<(NodeState, Vec<String>), String> {
         if state.mode == ModeName::S3.as_str() {
             return Err("s3 mode has no membership: every node shares the object store".into());
         }
-        if !state.partition.is_empty() {
+        if has_network_faults(state) {
             return Err("heal the partition first".into());
         }
         if let Some(n) = state.nodes.iter().find(|n| process::liveness(n) != Liveness::Up) {
@@ -474,7 +480,7 @@ pub fn remove_node(dir: &Path, name: &str) -> Result<Vec<String>, String> {
         if state.mode == ModeName::S3.as_str() {
             return Err("s3 mode has no membership: every node shares the object store".into());
         }
-        if !state.partition.is_empty() {
+        if has_network_faults(state) {
             return Err("heal the partition first".into());
         }
         state.node(name)?;
@@ -582,6 +588,11 @@ pub fn isolated_peers(state: &ClusterState, node: &NodeState) -> Result<Vec<Stri
     fault(state, node, &["STATUS"])
 }
 
+/// `node`'s faulty links, one line each (`n2 to:drop from:drop`, `n3 packets delay 20ms …`).
+pub fn links(state: &ClusterState, node: &NodeState) -> Result<Vec<String>, String> {
+    fault(state, node, &["LINKS"])
+}
+
 /// Parses `n1|n2,n3` (or the groups as separate arguments) into groups of node names.
 pub fn parse_groups(state: &ClusterState, spec: &[String]) -> Result<Vec<Vec<String>>, String> {
     let joined = spec.join("|");
@@ -613,9 +624,71 @@ fn isolation_for(state: &ClusterState, groups: &[Vec<String>], name: &str) -> Ve
     groups.iter().enumerate().filter(|(i, _)| *i != mine).flat_map(|(_, g)| g.iter().cloned()).collect()
 }
 
-/// Cuts peer traffic between the groups; every node must be up. On any failure the cut is
-/// undone, so a partition is never left half applied.
+/// True while a partition or a packet fault is in force.
+fn has_network_faults(state: &ClusterState) -> bool {
+    !state.partition.is_empty() || !state.cuts.is_empty() || !state.packets.is_empty()
+}
+
+/// The partition in force (from its groups alone in a file written before shapes).
+fn in_force(state: &ClusterState) -> Partition {
+    if state.cuts.is_empty() && !state.partition.is_empty() {
+        return Partition::of_groups(state.partition.clone());
+    }
+    Partition { cuts: state.cuts.iter().cloned().collect(), groups: state.partition.clone() }
+}
+
+/// The `VALTHREE.FAULT` commands that give node `name` its side of `partition`: its links cut
+/// both ways (`ISOLATE`, or `REFUSE` when `refuse`), and those cut one way (`DROP TO`/`DROP
+/// FROM`). In s3 mode, the object store placed by the groups.
+fn link_commands(state: &ClusterState, partition: &Partition, refuse: bool, name: &str) -> Vec<Vec<String>> {
+    let command = |words: &[&str], peers: Vec<String>| -> Vec<Vec<String>> {
+        if peers.is_empty() {
+            return Vec::new();
+        }
+        vec![words.iter().map(|w| w.to_string()).chain(peers).collect()]
+    };
+    let both_ways = if refuse { "REFUSE" } else { "ISOLATE" };
+    if state.mode == ModeName::S3.as_str() {
+        return command(&[both_ways], isolation_for(state, &partition.groups, name));
+    }
+    let (to, from) = partition.links_of(name);
+    let both: Vec<String> = to.iter().filter(|p| from.contains(p)).cloned().collect();
+    let mut commands = command(&[both_ways], both.clone());
+    commands.extend(command(&["DROP", "TO"], to.into_iter().filter(|p| !both.contains(p)).collect()));
+    commands.extend(command(&["DROP", "FROM"], from.into_iter().filter(|p| !both.contains(p)).collect()));
+    commands
+}
+
+/// Cuts peer traffic between the groups, dropping it; every node must be up. On any
+/// failure the cut is undone, so a partition is never left half applied.
 pub fn partition(dir: &Path, groups: &[Vec<String>]) -> Result<(), String> {
+    partition_with(dir, &Partition::of_groups(groups.to_vec()), false)
+}
+
+/// A partition of `shape`, its members drawn from `seed`, applied as [`partition_with`] does.
+pub fn partition_shape(dir: &Path, shape: Shape, seed: u64, refuse: bool) -> Result<Partition, String> {
+    let state = ClusterState::require(dir)?;
+    if state.mode == ModeName::S3.as_str() && !shape.is_groups() {
+        return Err(format!(
+            "s3 mode: a node is cut from the object store or not, so only the shapes of groups (one, halves) \
+             apply, not {}",
+            shape.name()
+        ));
+    }
+    let nodes: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
+    let partition = shape.partition(&nodes, &mut fastrand::Rng::with_seed(seed))?;
+    partition_with(dir, &partition, refuse)?;
+    Ok(partition)
+}
+
+/// Cuts the links of `partition` on every node, dropping their messages (or, with `refuse`,
+/// refusing every call at once: only for a partition whose cuts all go both ways); every
+/// node must be up. On any failure the cut is undone, so a partition is never left half
+/// applied. The packet faults in force stay.
+pub fn partition_with(dir: &Path, partition: &Partition, refuse: bool) -> Result<(), String> {
+    if refuse && !partition.is_symmetric() {
+        return Err("a refusing partition cuts both ways: this shape has one-way cuts".into());
+    }
     ClusterState::update(dir, |state| {
         if let Some(node) = state.nodes.iter().find(|n| process::liveness(n) != Liveness::Up) {
             return Err(format!(
@@ -624,23 +697,86 @@ pub fn partition(dir: &Path, groups: &[Vec<String>]) -> Result<(), String> {
                 process::liveness(node).as_str()
             ));
         }
+        if state.mode == ModeName::S3.as_str() && partition.groups.is_empty() {
+            return Err("s3 mode: a partition must be one of groups".into());
+        }
+        state.partition.clear();
+        state.cuts.clear();
         heal_nodes(state)?;
         let apply = |state: &ClusterState| -> Result<(), String> {
             for node in &state.nodes {
-                let peers = isolation_for(state, groups, &node.name);
-                if !peers.is_empty() {
-                    let mut args = vec!["ISOLATE"];
-                    args.extend(peers.iter().map(String::as_str));
-                    fault(state, node, &args)?;
+                for args in link_commands(state, partition, refuse, &node.name) {
+                    fault(state, node, &args.iter().map(String::as_str).collect::<Vec<_>>())?;
+                }
+                if let Some(args) = state.packets.get(&node.name) {
+                    fault(state, node, &args.iter().map(String::as_str).collect::<Vec<_>>())?;
                 }
             }
             Ok(())
         };
         if let Err(e) = apply(state) {
             let _ = heal_nodes(state);
+            state.packets.clear();
             return Err(e);
         }
-        state.partition = groups.to_vec();
+        state.partition = partition.groups.clone();
+        state.cuts = partition.cuts.iter().cloned().collect();
+        state.refuse = refuse;
+        Ok(())
+    })
+}
+
+/// Puts call-level packet faults on every link that touches one of `nodes` (all links when
+/// empty), each node's draws seeded from `seed`: peer traffic only (paxos, raft and dynamo
+/// modes). They stay until `heal`; a partition in force stays too.
+pub fn packet(dir: &Path, nodes: &[String], packets: &crate::node::Packets, seed: u64) -> Result<(), String> {
+    ClusterState::update(dir, |state| {
+        if state.mode == ModeName::S3.as_str() {
+            return Err("packet faults act on the peer plane: paxos, raft and dynamo modes".into());
+        }
+        let names: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
+        for wanted in nodes {
+            state.node(wanted)?;
+        }
+        let touched =
+            |name: &str| nodes.is_empty() || nodes.iter().any(|n| state.node(n).is_ok_and(|n| n.name == name));
+        let mut planned = std::collections::BTreeMap::new();
+        for node in &state.nodes {
+            let peers: Vec<String> = names
+                .iter()
+                .filter(|peer| **peer != node.name && (touched(&node.name) || touched(peer)))
+                .cloned()
+                .collect();
+            if peers.is_empty() {
+                continue;
+            }
+            let mut args: Vec<String> = vec!["PACKETS".into()];
+            for (name, value) in [
+                ("DELAY", packets.delay.as_millis().to_string()),
+                ("JITTER", packets.jitter.as_millis().to_string()),
+                ("LOSS", packets.loss.to_string()),
+                ("DUPLICATE", packets.duplicate.to_string()),
+                ("REORDER", packets.reorder.to_string()),
+                ("SEED", (seed ^ u64::from(node.id).wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_string()),
+            ] {
+                args.extend([name.to_string(), value]);
+            }
+            args.push("PEERS".into());
+            args.extend(peers);
+            planned.insert(node.name.clone(), args);
+        }
+        for node in &state.nodes {
+            if let Some(args) = planned.get(&node.name)
+                && let Err(e) = fault(state, node, &args.iter().map(String::as_str).collect::<Vec<_>>())
+            {
+                let _ = heal_nodes(state);
+                state.partition.clear();
+                state.cuts.clear();
+                state.packets.clear();
+                return Err(e);
+            }
+        }
+        state.packets = planned;
         Ok(())
     })
 }
@@ -662,10 +798,13 @@ fn heal_nodes(state: &ClusterState) -> Result<(), String> {
     if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
 }
 
-/// Restores all peer traffic and forgets the partition.
+/// Restores all peer traffic: forgets the partition and the packet faults.
 pub fn heal(dir: &Path) -> Result<(), String> {
     ClusterState::update(dir, |state| {
         state.partition.clear();
+        state.cuts.clear();
+        state.refuse = false;
+        state.packets.clear();
         heal_nodes(state)
     })
 }

@@ -1,6 +1,12 @@
 //! The nemesis: while a workload runs, inject one fault at a time into a local cluster (or
 //! into containers, `docker.rs`), heal it, and record both in the history
 //! (`"process":"nemesis"`), so the checker's report shows when each fault happened.
+//!
+//! Each fault's particulars are drawn from the seed: whom a kill, pause or power loss strikes
+//! ([`Aim`]: one node, a minority, a majority, all, the primary), a partition's
+//! [`Shape`](super::Shape), a packet fault's delay, loss, duplication and reordering. The
+//! history's fault marks name them (`majority n1,n3`, `ring n1 -/-> n2; …`,
+//! `all links: delay 12ms …`), and the same text ends the fault.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,11 +16,13 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::watch;
 
+use super::aim::{AIMS, ALL_NODES, Aim, primary};
 use super::docker::Docker;
 use super::{
-    ClusterState, Liveness, clock_fault, disk_fault, disk_heal, heal, kill, partition, pause, power_loss, process,
-    restart, resume,
+    ClusterState, Liveness, Partition, SHAPES, Shape, clock_fault, disk_fault, disk_heal, heal, kill, packet,
+    partition_with, pause, power_loss, process, restart, resume,
 };
+use crate::node::Packets;
 
 /// The disk faults the `disk` nemesis picks from: operation and error.
 const DISK_FAULTS: [(&str, &str); 4] = [("write", "eio"), ("write", "enospc"), ("fsync", "eio"), ("fsync", "enospc")];
@@ -32,22 +40,25 @@ const CLOCK_FAULTS: [&[&str]; 8] = [
 ];
 use crate::history::{EventType, FaultMark, HistoryWriter, Process, Record};
 
-/// The victim of a fault that strikes every node at once.
-pub const ALL_NODES: &str = "all";
-
 /// A kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Fault {
-    /// SIGKILL a node, later restart it.
+    /// SIGKILL nodes (one, a minority, a majority, all, or the primary), later restart them.
     Kill,
-    /// Cut the power of one node, or of every node at once (a SIGKILL of nodes started with
-    /// `cluster up --fault-fs lazy`, which loses every write not yet fsync'd), later restart
-    /// them: a local cluster.
+    /// Cut the power of nodes (one, a minority, a majority, all, or the primary: a SIGKILL of
+    /// nodes started with `cluster up --fault-fs lazy`, which loses every write not yet
+    /// fsync'd), later restart them: a local cluster.
     PowerLoss,
-    /// SIGSTOP a node, later SIGCONT it.
+    /// SIGSTOP nodes (one, a minority, a majority, all, or the primary), later SIGCONT them.
     Pause,
-    /// Cut one node off from the others (in s3 mode: from the object store), later heal.
+    /// Partition the nodes in a shape drawn from the seed (one node cut off, halves, a
+    /// majorities ring, a bridge, a one-way cut; s3 mode and containers: one node or halves,
+    /// s3 cutting from the object store), dropping messages; later heal.
     Partition,
+    /// Call-level packet faults on every link or on one node's links (delay with jitter,
+    /// loss, duplication, reordering, drawn from the seed), later heal: a local cluster of
+    /// paxos, raft or dynamo mode.
+    Packet,
     /// A new node joins (`cluster add-node`), later it leaves again (`remove-node`): a local
     /// cluster of paxos, raft or dynamo mode.
     Membership,
@@ -131,32 +142,49 @@ impl Target {
     }
 
     /// Whether `fault` can act on this target (what `--nemesis all` picks): membership
-    /// changes need a local cluster of a mode with membership, power cuts one started with
-    /// `--fault-fs lazy`, disk faults a local cluster; containers take kill, pause and
-    /// partition. Kinds not named here are assumed supported.
+    /// changes and packet faults need a local cluster of a mode with peers (not s3), power
+    /// cuts one started with `--fault-fs lazy`, disk and clock faults a local cluster;
+    /// containers take kill, pause and partition. Kinds not named here are assumed supported.
     pub fn supports(&self, fault: Fault) -> bool {
         let state = match self {
             Target::Docker(_) => return matches!(fault, Fault::Kill | Fault::Pause | Fault::Partition),
             Target::Local(dir) => ClusterState::require(dir).ok(),
         };
         match fault {
-            Fault::Membership => state.is_some_and(|s| s.mode != "s3"),
+            Fault::Membership | Fault::Packet => state.is_some_and(|s| s.mode != "s3"),
             Fault::PowerLoss => state.is_some_and(|s| !s.nodes.is_empty() && s.nodes.iter().all(super::is_lazy)),
             _ => true,
         }
     }
 
-    /// Injects `fault` on `victim`; the node it acts on (a membership change: the new one).
-    /// A disk fault is `DISK_FAULTS[pick]`, a clock fault `CLOCK_FAULTS[pick]`.
-    fn inject(&self, fault: Fault, victim: &str, pick: usize) -> Result<String, String> {
+    /// The mode of the cluster (`None` for containers, whose mode is not known here).
+    fn mode(&self) -> Option<String> {
+        match self {
+            Target::Local(dir) => ClusterState::require(dir).ok().map(|s| s.mode),
+            Target::Docker(_) => None,
+        }
+    }
+
+    /// The primary, if the target knows one (see [`super::aim`]).
+    fn primary(&self, key: &str) -> Option<String> {
+        match self {
+            Target::Local(dir) => primary(&ClusterState::require(dir).ok()?, key),
+            Target::Docker(_) => None,
+        }
+    }
+
+    /// Injects `fault` as `strike` says; what it acted on (a membership change: the new node).
+    fn inject(&self, fault: Fault, strike: &Strike) -> Result<String, String> {
         match (self, fault) {
             (Target::Local(dir), Fault::Disk) => {
-                let (op, error) = DISK_FAULTS[pick % DISK_FAULTS.len()];
+                let victim = &strike.nodes[0];
+                let (op, error) = DISK_FAULTS[strike.disk % DISK_FAULTS.len()];
                 disk_fault(&ClusterState::require(dir)?, victim, op, error).map(|_| format!("{victim} {op} {error}"))
             }
             (Target::Docker(_), Fault::Disk) => Err("disk faults need a local cluster".into()),
             (Target::Local(dir), Fault::Clock) => {
-                let args = CLOCK_FAULTS[pick % CLOCK_FAULTS.len()];
+                let victim = &strike.nodes[0];
+                let args = CLOCK_FAULTS[strike.disk % CLOCK_FAULTS.len()];
                 clock_fault(&ClusterState::require(dir)?, victim, args).map(|skew| format!("{victim} {skew}"))
             }
             (Target::Docker(_), Fault::Clock) => Err("clock faults need a local cluster".into()),
@@ -165,63 +193,54 @@ impl Target {
             (Target::Docker(_), Fault::PowerLoss) => {
                 Err("power loss needs a local cluster started with --fault-fs lazy".into())
             }
-            _ => self.inject_on(fault, victim).map(|()| victim.to_string()),
+            (Target::Local(dir), Fault::Partition) => {
+                partition_with(dir, strike.partition.as_ref().expect("planned"), false).map(|()| strike.label.clone())
+            }
+            (Target::Local(dir), Fault::Packet) => {
+                let (packets, seed) = strike.packets.expect("planned");
+                packet(dir, &strike.nodes, &packets, seed).map(|()| strike.label.clone())
+            }
+            (Target::Docker(_), Fault::Packet) => Err(
+                "packet faults need a local cluster (containers built FROM scratch have no tc; see docs/verification.md)"
+                    .into(),
+            ),
+            _ => strike.nodes.iter().try_for_each(|victim| self.inject_on(fault, victim)).map(|()| strike.label.clone()),
         }
     }
 
     fn inject_on(&self, fault: Fault, victim: &str) -> Result<(), String> {
         match (self, fault) {
             (Target::Local(dir), Fault::Kill) => kill(&ClusterState::require(dir)?, victim),
-            (Target::Local(dir), Fault::PowerLoss) => {
-                let state = ClusterState::require(dir)?;
-                for node in Self::victims(&state, victim) {
-                    power_loss(&state, &node)?;
-                }
-                Ok(())
-            }
+            (Target::Local(dir), Fault::PowerLoss) => power_loss(&ClusterState::require(dir)?, victim),
             (Target::Local(dir), Fault::Pause) => pause(&ClusterState::require(dir)?, victim),
-            (Target::Local(dir), Fault::Partition) => {
-                let rest: Vec<String> = self.nodes()?.into_iter().filter(|n| n != victim).collect();
-                partition(dir, &[vec![victim.to_string()], rest])
-            }
             (Target::Docker(docker), Fault::Kill) => docker.kill(victim),
             (Target::Docker(docker), Fault::Pause) => docker.pause(victim),
             (Target::Docker(docker), Fault::Partition) => docker.partition(victim),
-            (_, Fault::Membership | Fault::Disk | Fault::Clock) | (Target::Docker(_), Fault::PowerLoss) => {
-                unreachable!("handled by inject")
-            }
+            _ => unreachable!("handled by inject"),
         }
     }
 
-    fn undo(&self, fault: Fault, victim: &str) -> Result<(), String> {
+    fn undo(&self, fault: Fault, strike: &Strike) -> Result<(), String> {
+        let each = |f: &dyn Fn(&str) -> Result<(), String>| strike.nodes.iter().try_for_each(|n| f(n));
         match (self, fault) {
-            (Target::Local(dir), Fault::Kill) => restart(dir, victim),
-            (Target::Local(dir), Fault::PowerLoss) => {
+            // Every node first, then wait for each: a majority must be up to serve.
+            (Target::Local(dir), Fault::Kill | Fault::PowerLoss) => each(&|n| restart(dir, n)),
+            (Target::Local(dir), Fault::Pause) => {
                 let state = ClusterState::require(dir)?;
-                // Every node first, then wait for each: a majority must be up to serve.
-                Self::victims(&state, victim).iter().try_for_each(|node| restart(dir, node))
+                each(&|n| resume(&state, n))
             }
-            (Target::Local(dir), Fault::Pause) => resume(&ClusterState::require(dir)?, victim),
-            (Target::Local(dir), Fault::Partition) => heal(dir),
-            (Target::Docker(docker), Fault::Kill) => docker.restart(victim),
-            (Target::Docker(docker), Fault::Pause) => docker.resume(victim),
-            (Target::Docker(docker), Fault::Partition) => docker.heal(victim),
-            (Target::Local(dir), Fault::Membership) => super::remove_node(dir, victim).map(|_| ()),
-            (Target::Local(dir), Fault::Disk) => disk_heal(dir, victim.split(' ').next().unwrap_or(victim)),
+            (Target::Local(dir), Fault::Partition | Fault::Packet) => heal(dir),
+            (Target::Docker(docker), Fault::Kill) => each(&|n| docker.restart(n)),
+            (Target::Docker(docker), Fault::Pause) => each(&|n| docker.resume(n)),
+            (Target::Docker(docker), Fault::Partition) => each(&|n| docker.heal(n)),
+            (Target::Local(dir), Fault::Membership) => super::remove_node(dir, &strike.label).map(|_| ()),
+            (Target::Local(dir), Fault::Disk) => disk_heal(dir, &strike.nodes[0]),
             (Target::Local(dir), Fault::Clock) => {
-                let node = victim.split(' ').next().unwrap_or(victim);
-                clock_fault(&ClusterState::require(dir)?, node, &["RESET"]).map(|_| ())
+                clock_fault(&ClusterState::require(dir)?, &strike.nodes[0], &["RESET"]).map(|_| ())
             }
-            (Target::Docker(_), Fault::Membership | Fault::PowerLoss | Fault::Disk | Fault::Clock) => Ok(()),
-        }
-    }
-
-    /// The nodes a power loss named `victim` cuts: one node, or `all`.
-    fn victims(state: &ClusterState, victim: &str) -> Vec<String> {
-        if victim == ALL_NODES {
-            state.nodes.iter().map(|n| n.name.clone()).collect()
-        } else {
-            vec![victim.to_string()]
+            (Target::Docker(_), Fault::Membership | Fault::PowerLoss | Fault::Disk | Fault::Packet | Fault::Clock) => {
+                Ok(())
+            }
         }
     }
 
@@ -256,6 +275,73 @@ pub struct Nemesis {
     pub interval: Duration,
     pub seed: u64,
     pub history: Arc<HistoryWriter>,
+    /// The key whose home or coordinator is the primary in paxos and dynamo modes (the
+    /// workload's first key, `k0` after its prefix).
+    pub primary_key: String,
+}
+
+/// One fault's particulars, drawn before it is injected.
+#[derive(Debug, Clone, Default)]
+struct Strike {
+    /// The nodes struck (a packet fault: whose links; empty for every link).
+    nodes: Vec<String>,
+    /// How the history names it, at its start and at its end.
+    label: String,
+    partition: Option<Partition>,
+    packets: Option<(Packets, u64)>,
+    /// Which of [`DISK_FAULTS`] (a disk fault) or [`CLOCK_FAULTS`] (a clock fault).
+    disk: usize,
+}
+
+/// Values drawn in rounds: each once per round, in a seeded order, so that a short run
+/// still sees every one.
+struct Round<T> {
+    all: Vec<T>,
+    left: Vec<T>,
+}
+
+impl<T: Copy> Round<T> {
+    fn of(all: impl IntoIterator<Item = T>) -> Self {
+        Self { all: all.into_iter().collect(), left: Vec::new() }
+    }
+
+    fn next(&mut self, rng: &mut fastrand::Rng) -> T {
+        if self.left.is_empty() {
+            self.left = self.all.clone();
+            rng.shuffle(&mut self.left);
+        }
+        self.left.pop().expect("refilled above")
+    }
+}
+
+/// The rounds a nemesis draws targets and shapes from.
+struct Rounds {
+    aims: Round<Aim>,
+    shapes: Round<Shape>,
+    group_shapes: Round<Shape>,
+}
+
+impl Default for Rounds {
+    fn default() -> Self {
+        Self {
+            aims: Round::of(AIMS),
+            shapes: Round::of(SHAPES),
+            group_shapes: Round::of(SHAPES.into_iter().filter(|s| s.is_groups())),
+        }
+    }
+}
+
+/// The packet faults the `packet` nemesis draws: a delay of up to 30 ms with as much jitter,
+/// and loss, duplication and reordering each from none to a fifth of the calls or more.
+fn draw_packets(rng: &mut fastrand::Rng) -> Packets {
+    let delay = rng.u64(1..=30);
+    Packets {
+        delay: Duration::from_millis(delay),
+        jitter: Duration::from_millis(rng.u64(0..=delay)),
+        loss: [0.0, 0.02, 0.05, 0.1][rng.usize(..4)],
+        duplicate: [0.0, 0.05, 0.1, 0.2][rng.usize(..4)],
+        reorder: [0.0, 0.1, 0.2, 0.3][rng.usize(..4)],
+    }
 }
 
 impl Fault {
@@ -268,12 +354,71 @@ impl Fault {
             Fault::Membership => "membership",
             Fault::PowerLoss => "power-loss",
             Fault::Disk => "disk",
+            Fault::Packet => "packet",
             Fault::Clock => "clock",
         }
     }
 }
 
 impl Nemesis {
+    /// Draws the particulars of the next `fault` among `nodes`.
+    async fn plan(&self, fault: Fault, nodes: &[String], rng: &mut fastrand::Rng, rounds: &mut Rounds) -> Strike {
+        let mode = {
+            let target = self.target.clone();
+            Self::blocking(move || target.mode()).await
+        };
+        let one = nodes[rng.usize(0..nodes.len())].clone();
+        let mut strike = Strike { nodes: vec![one.clone()], label: one, disk: rng.usize(..), ..Strike::default() };
+        match fault {
+            Fault::Kill | Fault::Pause | Fault::PowerLoss => {
+                let aim = rounds.aims.next(rng);
+                let primary = if aim == Aim::Primary {
+                    let (target, key) = (self.target.clone(), self.primary_key.clone());
+                    Self::blocking(move || target.primary(&key)).await
+                } else {
+                    None
+                };
+                let aim = if aim == Aim::Primary && primary.is_none() { Aim::One } else { aim };
+                strike.nodes = aim.pick(nodes, primary.as_deref(), rng);
+                strike.label = aim.label(&strike.nodes, nodes.len());
+            }
+            Fault::Partition => {
+                // s3 mode cuts nodes from the object store, and containers are disconnected
+                // from their network: both only take shapes of groups.
+                let groups_only = matches!(self.target, Target::Docker(_)) || mode.as_deref() == Some("s3");
+                let shape = if groups_only { rounds.group_shapes.next(rng) } else { rounds.shapes.next(rng) };
+                match shape.partition(nodes, rng) {
+                    Ok(partition) => {
+                        // Containers: every node of the smaller group is disconnected.
+                        strike.nodes = partition.groups.first().cloned().unwrap_or_default();
+                        strike.label = format!("{} {}", shape.name(), partition.describe());
+                        strike.partition = Some(partition);
+                    }
+                    Err(_) => {
+                        let partition = Partition::of_groups(vec![
+                            vec![strike.nodes[0].clone()],
+                            nodes.iter().filter(|n| **n != strike.nodes[0]).cloned().collect(),
+                        ]);
+                        strike.label = format!("one {}", partition.describe());
+                        strike.partition = Some(partition);
+                    }
+                }
+            }
+            Fault::Packet => {
+                let packets = draw_packets(rng);
+                if rng.bool() {
+                    strike.label = format!("{} links: {}", strike.nodes[0], packets.describe());
+                } else {
+                    strike.nodes.clear();
+                    strike.label = format!("all links: {}", packets.describe());
+                }
+                strike.packets = Some((packets, rng.u64(..)));
+            }
+            Fault::Membership | Fault::Disk | Fault::Clock => {}
+        }
+        strike
+    }
+
     /// Records one nemesis action; `mark` says which fault it starts or ends.
     fn record(&self, f: &str, mark: Option<FaultMark>, value: serde_json::Value, error: Option<String>) {
         let record = Record { process: Process::Nemesis, kind: EventType::Info, f: f.into(), key: None, value, error };
@@ -298,6 +443,7 @@ impl Nemesis {
         // Faults come in rounds, each kind once per round in a seeded order, so a short run
         // still sees every kind.
         let mut round: Vec<Fault> = Vec::new();
+        let mut rounds = Rounds::default();
         // The nodes a fault left down (its undo failed), and which fault.
         let mut down: HashMap<String, Fault> = HashMap::new();
         while !*stop.borrow() {
@@ -312,11 +458,7 @@ impl Nemesis {
                 rng.shuffle(&mut round);
             }
             let fault = round.pop().expect("refilled above");
-            let mut victim = nodes[rng.usize(0..nodes.len())].clone();
-            if fault == Fault::PowerLoss && rng.bool() {
-                // Half the power cuts take every node down at once, as a real outage does.
-                victim = ALL_NODES.to_string();
-            }
+            let strike = self.plan(fault, &nodes, &mut rng, &mut rounds).await;
             let (name, undo) = match fault {
                 Fault::Kill => ("kill", "restart"),
                 Fault::PowerLoss => ("power-loss", "restart"),
@@ -324,17 +466,19 @@ impl Nemesis {
                 Fault::Clock => ("clock", "clock-reset"),
                 Fault::Pause => ("pause", "resume"),
                 Fault::Partition => ("partition", "heal"),
+                Fault::Packet => ("packet", "heal"),
                 Fault::Membership => ("add-node", "remove-node"),
             };
             let injected = {
-                let (target, victim, pick) = (self.target.clone(), victim.clone(), rng.usize(..));
-                Self::blocking(move || target.inject(fault, &victim, pick)).await
+                let (target, strike) = (self.target.clone(), strike.clone());
+                Self::blocking(move || target.inject(fault, &strike)).await
             };
             let victim = match &injected {
                 Ok(acted_on) => acted_on.clone(),
                 Err(_) if fault == Fault::Membership => "a new node".into(),
-                Err(_) => victim,
+                Err(_) => strike.label.clone(),
             };
+            let strike = Strike { label: victim.clone(), ..strike };
             note(name, &victim, injected.as_ref().err());
             self.record(name, Some(FaultMark::start(fault.name())), json!(victim), injected.as_ref().err().cloned());
             if injected.is_err() && matches!(fault, Fault::Membership | Fault::PowerLoss) {
@@ -343,16 +487,16 @@ impl Nemesis {
                 continue;
             }
             let _ = tokio::time::timeout(pause_for, stop.changed()).await;
+            let struck = strike.nodes.clone();
             let healed = {
-                let (target, victim) = (self.target.clone(), victim.clone());
-                Self::blocking(move || target.undo(fault, &victim)).await
+                let target = self.target.clone();
+                Self::blocking(move || target.undo(fault, &strike)).await
             };
             note(undo, &victim, healed.as_ref().err());
             if healed.is_err() && matches!(fault, Fault::Kill | Fault::PowerLoss | Fault::Disk) {
-                // The node may still be down: its fault stays open until the final repair.
+                // The nodes may still be down: the fault stays open until the final repair.
                 self.record(undo, None, json!(victim), healed.err());
-                let nodes = if victim == ALL_NODES { nodes.clone() } else { vec![victim.clone()] };
-                for node in nodes {
+                for node in struck {
                     down.insert(node, fault);
                 }
                 continue;

@@ -44,10 +44,22 @@ pub struct ClusterState {
     #[serde(default)]
     pub requirepass: String,
     pub nodes: Vec<NodeState>,
-    /// The partition in force (groups of node names), re-applied to a node that restarts;
-    /// empty when healed.
+    /// The groups of the partition in force, when it is one of groups; re-applied to a node
+    /// that restarts; empty when healed.
     #[serde(default)]
     pub partition: Vec<Vec<String>>,
+    /// The directed cuts of the partition in force (`[a, b]`: a's messages to b are lost),
+    /// whatever its shape; empty when healed (and in files written before shapes, whose
+    /// groups say it all).
+    #[serde(default)]
+    pub cuts: Vec<(String, String)>,
+    /// The partition in force refuses calls at once instead of dropping them.
+    #[serde(default)]
+    pub refuse: bool,
+    /// Per node, the `VALTHREE.FAULT … PACKETS` arguments of the packet faults in force,
+    /// re-applied to a node that restarts; empty when healed.
+    #[serde(default)]
+    pub packets: std::collections::BTreeMap<String, Vec<String>>,
     /// The id the next added node gets: ids are never reused (a reused id would reuse ballots
     /// in paxos mode). 0 in files written before nodes could be added.
     #[serde(default)]

@@ -17,7 +17,7 @@ mod tasks;
 pub use args::{NodeArgs, Switch, parse_size};
 pub use batcher::{BatchJob, Pipeline, PipelineLimits, PipelineQueue, exit_on_writer_panic, pipeline, spawn_batcher};
 pub use clock::now_ms;
-pub use faults::{Faults, OBJECT_STORE};
+pub use faults::{Cut, Direction, Faults, Link, OBJECT_STORE, Packets};
 pub use fs::{
     DiskError, DiskOp, FAILURE_EXIT_DELAY, FaultFs, File, FileIdentity, FileSystem, STORAGE_FAILED_EXIT, corrupt,
 };

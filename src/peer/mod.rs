@@ -13,8 +13,10 @@
 //! * [`admission`] — connections that have not yet shown it: a deadline, and caps per source
 //!   and in all, so idle connections cannot exhaust a node's descriptors.
 //! * [`partition`] — the secret check and test partitions (`valthree cluster partition`) applied in one place:
-//!   a client refuses to send to a peer it is cut off from, and a server refuses, before
-//!   any handler runs, a caller it is cut off from.
+//!   by default a cut link drops calls (the caller waits for its deadline), and the refusing
+//!   shape fails them at once on both sides.
+//! * [`link`] — what a faulty link does to one call: dropped requests and replies, and
+//!   call-level packet faults (delay, jitter, loss, duplication, reordering).
 //! * [`call`] — what a failed call means: not sent, refused, or maybe delivered.
 //! * [`clients`] — a node's cache of lazily connected channels, one per peer.
 
@@ -23,6 +25,7 @@ mod budget;
 mod call;
 mod clients;
 mod handshake;
+mod link;
 mod partition;
 mod secret;
 mod tls;
@@ -37,7 +40,8 @@ pub use budget::{BATCH_BYTES, MAX_STREAMS, MessageBudget, ReplyBudget, split_bat
 pub use call::{CallError, never_sent};
 pub use clients::Clients;
 pub use handshake::{Connector, prove_secret};
-pub use partition::{FROM_HEADER, Partitioned, PeerChannel, PeerGuard};
+pub use link::REORDER_HOLD;
+pub use partition::{Dropped, FROM_HEADER, Partitioned, PeerChannel, PeerGuard};
 pub use proto::peer_client::PeerClient;
 pub use proto::peer_server::{Peer, PeerServer};
 pub use secret::{ClusterSecret, MIN_SECRET_LEN, SECRET_ENV, generate as generate_secret};

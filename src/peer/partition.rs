@@ -7,12 +7,17 @@
 //! [`PeerGuard`] on the peer server answers `UNAUTHENTICATED`, before any handler runs, a
 //! call on a connection that has not proven it.
 //!
-//! `valthree cluster partition` tells each node which peers it is cut off from (the
-//! [`Faults`] switch). Then a [`PeerChannel`] to such a peer fails every call before it leaves
-//! — with a [`Partitioned`] error that [`CallError`](super::CallError) reads as "not sent" —
-//! and the [`PeerGuard`] on the node's peer server answers a caller it is cut off from
-//! with `FAILED_PRECONDITION` before any handler runs ("refused"). Callers name themselves in
-//! the [`FROM_HEADER`] metadata, which every `PeerChannel` adds.
+//! `valthree cluster partition` and `valthree cluster packet` tell each node what its link to
+//! each peer suffers (the [`Faults`] switch, [`crate::node::Link`]). By default a cut link
+//! *drops* messages: a [`PeerChannel`] carries the call across the faulty link
+//! ([`super::link`]: the caller waits for its deadline or its connection's keepalive, and
+//! learns "maybe sent"), and the [`PeerGuard`] on the receiving side holds a call it must not
+//! receive, or the reply it must not send, without answering. The explicit *refusing* shape
+//! fails fast instead: the channel fails every call before it leaves — with a
+//! [`Partitioned`] error that [`CallError`](super::CallError) reads as "not sent" — and the
+//! guard answers a caller it is cut off from with `FAILED_PRECONDITION` before any handler
+//! runs ("refused"). Callers name themselves in the [`FROM_HEADER`] metadata, which every
+//! `PeerChannel` adds.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,7 +31,7 @@ use std::time::Instant;
 use super::ClusterSecret;
 use super::admission::PeerConnection;
 use crate::metrics::{Metrics, PeerFailure, PeerStats};
-use crate::node::{Faults, NodeId, peer_name};
+use crate::node::{Cut, Faults, NodeId, peer_name};
 
 /// The metadata key a caller's node id travels in.
 pub const FROM_HEADER: &str = "valthree-from";
@@ -34,7 +39,8 @@ pub const FROM_HEADER: &str = "valthree-from";
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// A call not sent because this node is cut off from the peer.
+/// A call not sent because this node is cut off from the peer: refused before it left, or
+/// (a dropping cut that outlived the connection) a connection attempt never answered.
 #[derive(Debug)]
 pub struct Partitioned(pub NodeId);
 
@@ -46,8 +52,21 @@ impl std::fmt::Display for Partitioned {
 
 impl std::error::Error for Partitioned {}
 
+/// A call whose request or reply a dropping cut lost: the connection's keepalive gave up on
+/// the peer. It may have run there.
+#[derive(Debug)]
+pub struct Dropped(pub NodeId);
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "connection to n{} lost: no answer to keepalive (partitioned, messages dropped)", self.0)
+    }
+}
+
+impl std::error::Error for Dropped {}
+
 /// A channel to one peer, as every mode's gRPC clients use it: it names the caller,
-/// refuses to send while the node is cut off from the peer, and counts every call in the
+/// carries each call across the link's faults (a cut, packet faults), and counts every call in the
 /// node's metrics (by peer and RPC: calls, failures by kind, latency).
 #[derive(Clone)]
 pub struct PeerChannel {
@@ -113,15 +132,22 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for PeerChannel {
         let peer = peer_name(self.to);
         let rpc = request.uri().path().rsplit('/').next().unwrap_or_default();
         let mut counting = Counting { stats: self.metrics.peer(&peer, rpc), started: Instant::now(), done: false };
-        if self.faults.is_isolated_from(&peer) {
+        let link = self.faults.link(&peer);
+        if link.refused() {
             counting.finish(Some(PeerFailure::NotSent));
             let refused: BoxError = Box::new(Partitioned(self.to));
             return Box::pin(std::future::ready(Err(refused)));
         }
         request.headers_mut().insert(FROM_HEADER, http::HeaderValue::from(self.from));
-        let call = self.inner.call(request);
+        let call: BoxFuture<Result<Self::Response, BoxError>> = if link.is_clear() {
+            let call = self.inner.call(request);
+            Box::pin(async move { call.await.map_err(Into::into) })
+        } else {
+            let (inner, faults, to) = (self.inner.clone(), self.faults.clone(), self.to);
+            Box::pin(async move { super::link::carry(inner, request, link, &faults, &peer, to).await })
+        };
         Box::pin(async move {
-            let result: Result<Self::Response, BoxError> = call.await.map_err(Into::into);
+            let result = call.await;
             counting.finish(match &result {
                 Ok(response) => failure_in(response.headers()),
                 Err(e) if super::call::error_never_sent(e.as_ref()) => Some(PeerFailure::NotSent),
@@ -224,15 +250,29 @@ where
             connection.begin_call()
         });
         let from = request.headers().get(FROM_HEADER).and_then(|v| v.to_str().ok()?.parse::<NodeId>().ok());
-        if let Some(from) = from
-            && self.faults.is_isolated_from(&peer_name(from))
-        {
-            let status = tonic::Status::failed_precondition(format!("partitioned from n{from}"));
+        let link = from.map(|from| self.faults.link(&peer_name(from))).unwrap_or_default();
+        if link.refused() {
+            let status = tonic::Status::failed_precondition(format!("partitioned from n{}", from.unwrap_or_default()));
             return Box::pin(std::future::ready(Ok(status.into_http())));
         }
+        if link.from == Some(Cut::Drop) {
+            // The request never arrives: nothing runs and nothing answers, until the caller
+            // gives up and resets the call.
+            return Box::pin(async move {
+                let _held = call;
+                std::future::pending().await
+            });
+        }
         let answer = self.inner.call(request);
+        let reply_lost = link.to == Some(Cut::Drop);
         Box::pin(async move {
             let answered = answer.await;
+            if reply_lost {
+                // The call ran here; its reply never reaches the caller.
+                drop(answered);
+                let _held = call;
+                return std::future::pending().await;
+            }
             drop(call);
             answered
         })

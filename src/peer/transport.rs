@@ -19,6 +19,11 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(250);
 /// control windows below keep short.
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_millis(750);
 
+/// How long after a peer stops answering the keepalive gives its connection up: a call to a
+/// partitioned peer fails (maybe sent) within this, and new connections then time out.
+pub const KEEPALIVE_GIVES_UP: Duration =
+    Duration::from_millis((KEEPALIVE_INTERVAL.as_millis() + KEEPALIVE_TIMEOUT.as_millis()) as u64);
+
 /// HTTP/2 flow-control windows of a peer client's connection (what a peer may send it
 /// unread: replies to its own calls): large, so a value of many megabytes streams in a few
 /// round trips instead of one per 64 KiB (h2's default), and a PING queued behind it is

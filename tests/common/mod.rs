@@ -889,3 +889,78 @@ pub fn check_compare_and_set_commands(ports: &[u16], support: CasSupport) {
         CasSupport::Refused => unreachable!(),
     }
 }
+
+// ---- partition shapes, packet faults and targets ----
+
+/// Every partition shape the nemesis can draw in `mode`: s3 mode takes only the shapes of
+/// groups (a node is cut from the object store or not).
+pub fn shapes_of(mode: &str) -> &'static [&'static str] {
+    if mode == "s3" { &["one", "halves"] } else { &["one", "halves", "ring", "bridge", "one-way"] }
+}
+
+/// `workload --check` in `mode` on `seed` under `nemesis`, faults 1 s apart for `seconds`;
+/// the output and the history's events.
+pub fn network_fault_workload(mode: &str, seed: &str, nemesis: &str, seconds: &str) -> (Output, Vec<Value>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    up(&dir, mode, &[]);
+    let _down = Down(&dir);
+    let history = tmp.path().join("h.jsonl");
+    let extra = ["--duration", seconds, "--seed", seed, "--nemesis", nemesis, "--nemesis-interval", "1s"];
+    let out = workload(&dir, &history, &extra);
+    let events = recorded_events(&history);
+    (out, events)
+}
+
+/// The `value`s of the nemesis' successful `f` starts.
+pub fn fault_targets(events: &[Value], f: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["process"] == "nemesis" && e["f"] == f && e["error"].is_null())
+        .map(|e| e["value"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Partitions of every shape of `mode` came up, and (but in s3 mode) packet faults, each
+/// marked as a fault's start and end.
+pub fn assert_every_shape_and_packet_fault(mode: &str, events: &[Value], context: &str) {
+    let partitions = fault_targets(events, "partition");
+    for shape in shapes_of(mode) {
+        assert!(
+            partitions.iter().any(|p| p.starts_with(&format!("{shape} "))),
+            "{context}: no {shape} partition among {partitions:?}"
+        );
+    }
+    if mode != "s3" {
+        let packets = fault_targets(events, "packet");
+        assert!(packets.iter().any(|p| p.contains("links: delay")), "{context}: no packet fault: {packets:?}");
+        let marked =
+            |phase: &str| events.iter().any(|e| e["fault"]["kind"] == "packet" && e["fault"]["phase"] == phase);
+        assert!(marked("start") && marked("end"), "{context}: packet faults are marked as faults");
+    }
+}
+
+/// Under every partition shape and (but in s3 mode) packet faults, on `seed`: linearizable,
+/// every shape seen, and enough operations succeeded to mean something.
+pub fn shaped_partitions_and_packet_faults_are_linearizable(mode: &str, seed: &str) {
+    let nemesis = if mode == "s3" { "partition" } else { "partition,packet" };
+    let (out, events) = network_fault_workload(mode, seed, nemesis, "20s");
+    let context = format!("{mode}, seed {seed}");
+    assert_verdict(&out, Verdict::Linearizable, &context);
+    assert_every_shape_and_packet_fault(mode, &events, &context);
+    let oks = events.iter().filter(|e| e["type"] == "ok").count();
+    assert!(oks > 100, "{context}: only {oks} operations succeeded under partitions and packet faults");
+}
+
+/// Kills and pauses of every target — one node, a minority, a majority, all, the primary —
+/// keep `mode` linearizable, and the history names each target.
+pub fn kills_and_pauses_of_every_target_are_linearizable(mode: &str, seed: &str) {
+    let (out, events) = network_fault_workload(mode, seed, "kill,pause", "20s");
+    let context = format!("{mode}, seed {seed}");
+    assert_verdict(&out, Verdict::Linearizable, &context);
+    let mut targets = fault_targets(&events, "kill");
+    targets.extend(fault_targets(&events, "pause"));
+    for aim in ["one n", "minority n", "majority n", "all", "primary n"] {
+        assert!(targets.iter().any(|t| t.starts_with(aim)), "{context}: no {aim:?} target among {targets:?}");
+    }
+}

@@ -218,7 +218,7 @@ pub(super) fn spawn_writer(storage: Arc<Storage>, mut counter: Counter) -> std::
 
 impl Node {
     pub(super) fn isolated_from(&self, id: NodeId) -> bool {
-        id != self.id && self.faults.is_isolated_from(&peer_name(id))
+        id != self.id && self.faults.refuses(&peer_name(id))
     }
 
     /// The ring as this node knows it now.

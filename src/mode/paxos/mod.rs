@@ -47,7 +47,7 @@ mod wire;
 
 pub use args::PaxosArgs;
 pub use ballot::{Ballot, NodeId};
-pub use node::{PaxosMode, PaxosOptions};
+pub use node::{PaxosMode, PaxosOptions, home_of};
 
 /// The decoders peers' input meets, for the seeded fuzz tests (`tests/decoders_fuzz.rs`):
 /// each turns a malformed message into an error, never a panic.

@@ -118,6 +118,13 @@ pub struct PaxosMode {
 }
 
 /// FNV-1a: a stable hash, the same in every process and build.
+/// The home node of `key` among `members` (in the configuration's order, as INFO's
+/// `paxos_members` lists them): the proposer commands on the key are forwarded to.
+pub fn home_of(members: &[NodeId], key: &[u8]) -> Option<NodeId> {
+    let n = members.len() as u64;
+    (n > 0).then(|| members[(fnv1a(key) % n) as usize])
+}
+
 pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
@@ -231,7 +238,7 @@ impl Node {
     }
 
     pub(super) fn isolated_from(&self, id: NodeId) -> bool {
-        id != self.id && self.faults.is_isolated_from(&peer_name(id))
+        id != self.id && self.faults.refuses(&peer_name(id))
     }
 
     pub(super) async fn local_acceptor(&self, batch: Vec<(Bytes, AcceptorMessage)>) -> Result<Vec<AcceptorReply>> {
@@ -255,8 +262,7 @@ impl Node {
     /// The home node of `key`: a stable hash over the members.
     pub(super) fn home(&self, key: &[u8]) -> Option<NodeId> {
         let config = read_lock(&self.config);
-        let n = config.members.len() as u64;
-        (n > 0).then(|| config.members[(fnv1a(key) % n) as usize].id)
+        home_of(&config.members.iter().map(|m| m.id).collect::<Vec<_>>(), key)
     }
 
     /// Runs a command on this node's proposer.

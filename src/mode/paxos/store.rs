@@ -247,9 +247,9 @@ mod tests {
         let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
         let key = Bytes::from_static(b"k");
         // The value is chosen on {A,B}: C is cut off from both while it is written through A.
-        c.node.faults.isolate(["n1".to_string(), "n2".to_string()]);
-        a.node.faults.isolate(["n3".to_string()]);
-        b.node.faults.isolate(["n3".to_string()]);
+        c.node.faults.refuse(["n1".to_string(), "n2".to_string()]);
+        a.node.faults.refuse(["n3".to_string()]);
+        b.node.faults.refuse(["n3".to_string()]);
         let written = a.node.propose(
             key.clone(),
             Command::Write(Mutation::Set {
@@ -268,15 +268,15 @@ mod tests {
         for n in [a, b, c] {
             n.node.faults.heal();
         }
-        c.node.faults.isolate(["n1".to_string()]);
-        a.node.faults.isolate(["n3".to_string()]);
+        c.node.faults.refuse(["n1".to_string()]);
+        a.node.faults.refuse(["n3".to_string()]);
         c.flushall().await.unwrap();
         // A GET served by {A,C} must not bring the value back.
         for n in [a, b, c] {
             n.node.faults.heal();
         }
-        a.node.faults.isolate(["n2".to_string()]);
-        c.node.faults.isolate(["n2".to_string()]);
+        a.node.faults.refuse(["n2".to_string()]);
+        c.node.faults.refuse(["n2".to_string()]);
         assert_eq!(c.node.propose(key.clone(), Command::Read).await.unwrap(), Outcome::Read(None));
         assert_eq!(c.dbsize().await.unwrap(), 0);
     }

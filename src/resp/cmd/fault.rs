@@ -1,16 +1,24 @@
-//! `VALTHREE.FAULT token ISOLATE peer [peer ...] | HEAL | STATUS | DISK WRITE|FSYNC
-//! EIO|ENOSPC|OFF | CLOCK BUMP ±ms | CLOCK STROBE ms-a ms-b period-ms | CLOCK RESET`: the
-//! authenticated admin command behind `valthree cluster partition|heal|clock` and the `disk`
-//! and `clock` nemeses. It only flips the node's fault switches ([`crate::node::Faults`], and
-//! the skew of its one wall clock, [`crate::node::clock`]); the modes consult them on every
-//! peer call, the file layer on every write and fsync, every wall-clock read the skew.
+//! `VALTHREE.FAULT token ISOLATE peer [peer ...] | REFUSE peer [peer ...] | DROP TO|FROM peer
+//! [peer ...] | PACKETS name value [name value ...] PEERS peer [peer ...] | HEAL | STATUS | LINKS
+//! | DISK WRITE|FSYNC EIO|ENOSPC|OFF | CLOCK BUMP ±ms | CLOCK STROBE ms-a ms-b period-ms | CLOCK
+//! RESET`: the authenticated admin command behind `valthree cluster partition|packet|heal|clock`
+//! and the `disk` and `clock` nemeses. It only flips the node's fault switches
+//! ([`crate::node::Faults`], and the skew of its one wall clock, [`crate::node::clock`]); the
+//! peer plane consults them on every call, the file layer on every write and fsync, every
+//! wall-clock read the skew.
+//!
+//! `ISOLATE` drops messages both ways (as a real partition does), `REFUSE` refuses them at
+//! once both ways (fail-fast, for tests), `DROP TO` loses this node's messages to the peers
+//! and `DROP FROM` theirs to it (one-way cuts). `PACKETS` takes `DELAY ms`, `JITTER ms`,
+//! `LOSS p`, `DUPLICATE p`, `REORDER p` (chances from 0 to 1) and `SEED n`. `STATUS` answers
+//! the peers cut off either way, `LINKS` one line per faulty link.
 
 use bytes::Bytes;
 
 use super::{Args, Ctx, lower};
 use crate::errinput;
 use crate::error::Result;
-use crate::node::{DiskError, DiskOp, clock};
+use crate::node::{Cut, Direction, DiskError, DiskOp, Packets, clock};
 use crate::resp::Reply;
 use crate::resp::auth::check_admin_token;
 
@@ -22,9 +30,12 @@ pub struct Fault {
 
 #[derive(Debug)]
 enum Action {
-    Isolate(Vec<String>),
+    /// Cut the links to the peers, in these directions, this way.
+    Cut(Vec<String>, Vec<Direction>, Cut),
+    Packets(Vec<String>, Packets, Option<u64>),
     Heal,
     Status,
+    Links,
     /// Inject (or with `None` clear) a disk error into writes or fsyncs.
     Disk(DiskOp, Option<DiskError>),
     /// Skew the node's wall clock.
@@ -39,7 +50,8 @@ enum ClockFault {
     Reset,
 }
 
-const SYNTAX: &str = "syntax error: VALTHREE.FAULT token ISOLATE peer [peer ...] | HEAL | STATUS | DISK WRITE|FSYNC \
+const SYNTAX: &str = "syntax error: VALTHREE.FAULT token ISOLATE|REFUSE peer [peer ...] | DROP TO|FROM peer \
+     [peer ...] | PACKETS name value [...] PEERS peer [peer ...] | HEAL | STATUS | LINKS | DISK WRITE|FSYNC \
      EIO|ENOSPC|OFF | CLOCK BUMP ms | CLOCK STROBE ms-a ms-b period-ms | CLOCK RESET";
 
 impl ClockFault {
@@ -74,15 +86,73 @@ impl ClockFault {
     }
 }
 
+const BOTH: [Direction; 2] = [Direction::To, Direction::From];
+
+fn peers(args: &mut Args) -> Vec<String> {
+    args.rest().iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect()
+}
+
+/// `PACKETS name value [name value ...] PEERS peer [peer ...]`.
+fn parse_packets(args: &mut Args) -> Result<Action> {
+    let mut packets = Packets::default();
+    let mut seed = None;
+    loop {
+        if args.remaining() == 0 {
+            return Err(errinput!("VALTHREE.FAULT PACKETS: the peers follow PEERS"));
+        }
+        let name = lower(&args.next_bytes()?);
+        if name == "peers" {
+            break;
+        }
+        let value = String::from_utf8_lossy(&args.next_bytes()?).into_owned();
+        let millis = || {
+            value.parse::<u64>().map(std::time::Duration::from_millis).map_err(|_| {
+                errinput!("VALTHREE.FAULT PACKETS: {} is a whole number of milliseconds", name.to_uppercase())
+            })
+        };
+        let chance = || match value.parse::<f64>() {
+            Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+            _ => Err(errinput!("VALTHREE.FAULT PACKETS: {} is a chance from 0 to 1", name.to_uppercase())),
+        };
+        match name.as_str() {
+            "delay" => packets.delay = millis()?,
+            "jitter" => packets.jitter = millis()?,
+            "loss" => packets.loss = chance()?,
+            "duplicate" => packets.duplicate = chance()?,
+            "reorder" => packets.reorder = chance()?,
+            "seed" => seed = Some(value.parse().map_err(|_| errinput!("VALTHREE.FAULT PACKETS: SEED is a number"))?),
+            _ => {
+                return Err(errinput!(
+                    "VALTHREE.FAULT PACKETS: the faults are DELAY, JITTER, LOSS, DUPLICATE, REORDER and SEED"
+                ));
+            }
+        }
+    }
+    let peers = peers(args);
+    if peers.is_empty() {
+        return Err(errinput!("VALTHREE.FAULT PACKETS: name at least one peer after PEERS"));
+    }
+    Ok(Action::Packets(peers, packets, seed))
+}
+
 impl Fault {
     pub fn parse(args: &mut Args) -> Result<Self> {
         let token = args.next_bytes()?;
         let action = match lower(&args.next_bytes()?).as_str() {
-            "isolate" if args.remaining() > 0 => {
-                Action::Isolate(args.rest().iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect())
+            "isolate" if args.remaining() > 0 => Action::Cut(peers(args), BOTH.to_vec(), Cut::Drop),
+            "refuse" if args.remaining() > 0 => Action::Cut(peers(args), BOTH.to_vec(), Cut::Refuse),
+            "drop" if args.remaining() > 1 => {
+                let direction = match lower(&args.next_bytes()?).as_str() {
+                    "to" => Direction::To,
+                    "from" => Direction::From,
+                    _ => return Err(errinput!("VALTHREE.FAULT DROP: the direction is TO or FROM")),
+                };
+                Action::Cut(peers(args), vec![direction], Cut::Drop)
             }
+            "packets" => parse_packets(args)?,
             "heal" => Action::Heal,
             "status" => Action::Status,
+            "links" => Action::Links,
             "disk" if args.remaining() == 2 => {
                 let op = match lower(&args.next_bytes()?).as_str() {
                     "write" => DiskOp::Write,
@@ -109,10 +179,16 @@ impl Fault {
         check_admin_token(ctx.server.admin_token.as_deref(), &self.token)?;
         let faults = &ctx.server.faults;
         match self.action {
-            Action::Isolate(peers) => {
-                tracing::warn!(?peers, "fault injected: isolated from peers");
-                faults.isolate(peers);
+            Action::Cut(peers, directions, how) => {
+                tracing::warn!(?peers, ?directions, ?how, "fault injected: links to peers cut");
+                faults.cut(peers, &directions, how);
             }
+            Action::Packets(peers, packets, seed) => {
+                tracing::warn!(?peers, packets = packets.describe(), "fault injected: packet faults");
+                faults.set_packets(peers, packets, seed);
+                return Ok(Reply::Array(faults.describe().into_iter().map(Reply::text).collect()));
+            }
+            Action::Links => return Ok(Reply::Array(faults.describe().into_iter().map(Reply::text).collect())),
             Action::Heal => {
                 tracing::warn!("fault healed: all peers reachable");
                 faults.heal();
