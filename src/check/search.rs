@@ -56,12 +56,50 @@
 //!   came after `p` already). After [`super::reduce`] renames values no operation can tell
 //!   apart, all SETs of such values of one length are identical: without this rule, the
 //!   search tries them in every order.
+//!
+//! Three more rules let it follow keys where values are not written once — APPEND builds
+//! on the value, INCR counts, DEL empties it — with crashed operations among them; each
+//! only prunes a configuration that has no linearization, or a choice that another choice
+//! at the same configuration covers, so the search stays complete, and each depends only on
+//! the configuration, so the memoization stays sound:
+//!
+//! * **A demanded value that can no longer come back ends the configuration.** A
+//!   determinate operation *demands* a value when its answer says the key held it at its
+//!   instant: a GET (GETDEL, GETSET) that answered it, a CAS that swapped it, an INCR that
+//!   answered `n ≥ 2` (it found `n - 1`). A *producer* of a value `v` is an operation that
+//!   can make the key hold `v` when it held something else: a SET or GETSET of `v`, a CAS
+//!   whose new value is `v` (unless it answered false), an APPEND whose suffix `v` ends with
+//!   (of `v`'s length, if it answered), an INCR (answering `v`, if it answered). If some
+//!   unplaced operation demands `v`, every producer of `v` is placed, and the key does not
+//!   hold `v`, the configuration fails. *Why it is sound:* the list is every way the model
+//!   ([`super::model::step`]) takes a key from another value to `v` (GET, a CAS that does
+//!   not swap, an INCR of a non-integer keep the value); with none left, the key never holds
+//!   `v` again, and the demanding operation can never be placed. Without the rule the
+//!   search learns this only when it reaches that operation's return, after trying every
+//!   order of the operations in flight before it; with the rule, right after the choice that
+//!   buried `v`. Only the values whose standing a placement changes are looked at (the one
+//!   it replaced, the ones it could produce), so it costs a few counters per step.
+//! * **A crashed operation is not placed where it would change nothing** (a CAS that finds
+//!   another value, an INCR of a non-integer, a DEL of an absent key, a write of the value
+//!   already there). *Why it is complete:* placing it leads to the same state with one more
+//!   operation placed; every continuation from there is also one from the configuration
+//!   itself with the crashed operation never happening (it never returns, so nothing has to
+//!   follow it), and the search explores those through the other choices. Without the rule,
+//!   each such operation doubles the configurations a failing subtree is explored from.
+//! * **Crashed operations are tried after the determinate ones.** This only orders the
+//!   choices at a configuration, all of which are still tried; it makes the search find a
+//!   linearization sooner when most crashed operations either never took effect or matter
+//!   only to explain a later answer.
+//!
+//! `the_search_rules_never_change_a_verdict` (in `check/tests.rs`) holds the search with
+//! these three rules against the search without them on small random histories of every
+//! operation, linearizable and not.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use super::model::{only_reads, step};
+use super::model::{Input, Output, only_reads, parse_integer, step};
 use super::prepare::{NEVER, Operation};
 
 /// How the search of one key ended.
@@ -178,9 +216,143 @@ fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// What the operations still to be placed demand of the key's value, and which of them can
+/// still produce it: the bookkeeping of the rule "a demanded value that can no longer come
+/// back ends the configuration" (see the module documentation).
+struct Demands {
+    /// Each demanded value.
+    values: Vec<String>,
+    ids: HashMap<String, usize>,
+    /// Per operation, the value it demands (`NIL`: none).
+    need: Vec<usize>,
+    /// Per value, the operations that demand it, and how many of them are not yet placed.
+    readers: Vec<Vec<usize>>,
+    readers_left: Vec<usize>,
+    /// Per operation, the demanded values it may produce; per value, how many of its
+    /// producers are not yet placed.
+    produces: Vec<Vec<usize>>,
+    producers_left: Vec<usize>,
+}
+
+impl Demands {
+    fn new(ops: &[Operation]) -> Self {
+        let mut d = Demands {
+            values: Vec::new(),
+            ids: HashMap::new(),
+            need: vec![NIL; ops.len()],
+            readers: Vec::new(),
+            readers_left: Vec::new(),
+            produces: vec![Vec::new(); ops.len()],
+            producers_left: Vec::new(),
+        };
+        for (i, op) in ops.iter().enumerate() {
+            let Some(v) = demanded(op) else { continue };
+            let id = *d.ids.entry(v.clone()).or_insert_with(|| {
+                d.values.push(v);
+                d.readers.push(Vec::new());
+                d.values.len() - 1
+            });
+            d.need[i] = id;
+            d.readers[id].push(i);
+        }
+        d.readers_left = d.readers.iter().map(Vec::len).collect();
+        d.producers_left = vec![0; d.values.len()];
+        // Who can make the key hold a demanded value `v` when it held another: a write of
+        // `v` (SET, GETSET, a CAS unless it answered false), an APPEND whose suffix `v` ends
+        // with (of `v`'s length, if it answered), an INCR (yielding `v`, if it answered).
+        let mut writers: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut appends: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut incrs: Vec<usize> = Vec::new();
+        for (i, op) in ops.iter().enumerate() {
+            match (&op.input, &op.output) {
+                (Input::Cas { .. }, Some(Output::Swapped(false))) => {}
+                (Input::Append(suffix), _) => appends.entry(suffix.as_str()).or_default().push(i),
+                (Input::Incr, _) => incrs.push(i),
+                (input, _) => {
+                    if let Some(v) = input.written() {
+                        writers.entry(v).or_default().push(i);
+                    }
+                }
+            }
+        }
+        for (id, v) in d.values.iter().enumerate() {
+            let mut producers: Vec<usize> = writers.get(v.as_str()).cloned().unwrap_or_default();
+            for (at, _) in v.char_indices() {
+                for &i in appends.get(&v[at..]).into_iter().flatten() {
+                    if !matches!(ops[i].output, Some(Output::Int(n)) if n != v.len() as i64) {
+                        producers.push(i);
+                    }
+                }
+            }
+            if let Some(n) = parse_integer(v) {
+                producers.extend(incrs.iter().copied().filter(|&i| match ops[i].output {
+                    Some(Output::Int(got)) => got == n,
+                    _ => true,
+                }));
+            }
+            for i in producers {
+                d.produces[i].push(id);
+                d.producers_left[id] += 1;
+            }
+        }
+        d
+    }
+
+    fn unmet(&self, id: usize, value: Option<&str>) -> bool {
+        self.readers_left[id] > 0 && self.producers_left[id] == 0 && value != Some(self.values[id].as_str())
+    }
+
+    /// A demanded value no operation can ever make the key hold, placed or not.
+    fn never_met(&self) -> Option<usize> {
+        (0..self.values.len()).find(|&id| self.unmet(id, None))
+    }
+
+    /// Places `op`, which took the value from `before` to `after`; returns a demanded value
+    /// that can no longer be met, if placing it left one. Only the values whose standing
+    /// it changed are looked at: the one it replaced and the ones it could produce.
+    fn place(&mut self, op: usize, before: Option<&str>, after: Option<&str>) -> Option<usize> {
+        if self.need[op] != NIL {
+            self.readers_left[self.need[op]] -= 1;
+        }
+        for &id in &self.produces[op] {
+            self.producers_left[id] -= 1;
+        }
+        let replaced = before.and_then(|v| self.ids.get(v)).copied();
+        self.produces[op].iter().copied().chain(replaced).find(|&id| self.unmet(id, after))
+    }
+
+    fn unplace(&mut self, op: usize) {
+        if self.need[op] != NIL {
+            self.readers_left[self.need[op]] += 1;
+        }
+        for &id in &self.produces[op] {
+            self.producers_left[id] += 1;
+        }
+    }
+}
+
+/// The value a determinate operation needs the key to hold at its instant, when it names
+/// one: a read that answered it, a CAS that swapped it, an INCR that answered `n` (it found
+/// `n - 1`; for `n = 1`, absence or "0", which is not one value).
+fn demanded(op: &Operation) -> Option<String> {
+    match (&op.input, op.output.as_ref()?) {
+        (Input::Get | Input::Getdel | Input::Getset(_), Output::Value(Some(v))) => Some(v.clone()),
+        (Input::Cas { expected, .. }, Output::Swapped(true)) => Some(expected.clone()),
+        (Input::Incr, Output::Int(n)) if *n >= 2 => Some((n - 1).to_string()),
+        _ => None,
+    }
+}
+
 /// Searches for a linearization of `ops` (all on one key), giving up at `deadline` or once
 /// `stop` is set.
 pub fn check_key(ops: &[Operation], deadline: Option<Instant>, stop: &AtomicBool) -> Outcome {
+    search(ops, deadline, stop, true)
+}
+
+/// The search, with (`rules`) or without the rules that only prune or order it — the
+/// demanded values, the idle crashed operations and the crashed operations tried last —,
+/// so that tests can hold the two against each other.
+pub(super) fn search(ops: &[Operation], deadline: Option<Instant>, stop: &AtomicBool, rules: bool) -> Outcome {
     let mut list = List::new(ops);
     let zobrist: Vec<u128> =
         (0..ops.len() as u64).map(|i| (splitmix(2 * i) as u128) << 64 | splitmix(2 * i + 1) as u128).collect();
@@ -233,6 +405,12 @@ pub fn check_key(ops: &[Operation], deadline: Option<Instant>, stop: &AtomicBool
             }
         }
     }
+    let mut demands = Demands::new(ops);
+    if rules && let Some(id) = demands.never_met() {
+        let stuck = *demands.readers[id].iter().min_by_key(|&&r| (ops[r].ret, r)).expect("a demand has a reader");
+        return Outcome::Violation { prefix: Vec::new(), stuck };
+    }
+    let mut is_placed = vec![false; ops.len()];
     let mut call_entry = vec![NIL; ops.len()];
     for (idx, e) in list.e.iter().enumerate().skip(1) {
         if e.is_call {
@@ -243,6 +421,9 @@ pub fn check_key(ops: &[Operation], deadline: Option<Instant>, stop: &AtomicBool
     // arena is in time order, so an index comparison says which entry comes first).
     let mut returns: BTreeSet<usize> = (1..list.e.len()).filter(|&i| !list.e[i].is_call).collect();
     let mut entry = list.e[HEAD].next;
+    // Which candidates the walk tries: determinate operations first, then, from the head
+    // again, crashed ones.
+    let mut lazy = false;
     // Set after each placement: look for an operation that changes nothing first.
     let mut fresh = true;
     let mut steps: u64 = 0;
@@ -272,6 +453,10 @@ pub fn check_key(ops: &[Operation], deadline: Option<Instant>, stop: &AtomicBool
         let e = &list.e[if forced != NIL { forced } else { entry }];
         if forced != NIL || e.is_call {
             let at = if forced != NIL { forced } else { entry };
+            if rules && forced == NIL && ops[e.op].is_determinate() == lazy {
+                entry = e.next; // tried in the other pass
+                continue;
+            }
             let g = group_of[e.op];
             if g != NIL && members[g][placed_in_group[g]] != e.op {
                 entry = e.next; // an earlier identical crashed operation stands for it
@@ -290,10 +475,15 @@ pub fn check_key(ops: &[Operation], deadline: Option<Instant>, stop: &AtomicBool
             }
             let op = &ops[e.op];
             let mut placed = false;
+            let mut dead = None;
+            let previous = state;
+            let this = e.op;
             if let Some(next) = step(current, &op.input, op.output.as_ref()) {
                 let next = states.id(next);
                 let hashed = linearized ^ zobrist[e.op];
-                if cache.insert((hashed, next)) {
+                // Rule: a crashed operation is not placed where it would change nothing.
+                let idle = rules && !op.is_determinate() && next == state;
+                if !idle && cache.insert((hashed, next)) {
                     let parent = calls.last().map_or(NIL, |c| c.2);
                     trail.push((e.op, parent));
                     calls.push((at, state, trail.len() - 1, forced != NIL));
@@ -310,20 +500,41 @@ pub fn check_key(ops: &[Operation], deadline: Option<Instant>, stop: &AtomicBool
                     }
                     returns.remove(&list.e[at].partner);
                     list.lift(at);
+                    is_placed[this] = true;
                     entry = list.e[HEAD].next;
                     fresh = true;
+                    lazy = false;
                     placed = true;
+                    let unmet = demands.place(
+                        this,
+                        states.values[previous as usize].as_deref(),
+                        states.values[state as usize].as_deref(),
+                    );
+                    dead = unmet.filter(|_| rules);
                 }
             }
             if placed {
-                continue;
-            }
-            if forced == NIL {
+                let Some(unmet) = dead else { continue };
+                // Rule: a value some operation still has to find can no longer come back.
+                if calls.len() > best.0 || best.2 == NIL {
+                    let stuck = demands.readers[unmet]
+                        .iter()
+                        .copied()
+                        .filter(|&r| !is_placed[r])
+                        .min_by_key(|&r| (ops[r].ret, r))
+                        .expect("an unmet demand has a reader left");
+                    best = (calls.len(), calls.last().map_or(NIL, |c| c.2), stuck);
+                }
+            } else if forced == NIL {
                 entry = list.e[entry].next;
                 continue;
             }
             // The only choice at this configuration leads where the search has been: it
             // fails, and so does the configuration.
+        } else if rules && !lazy {
+            lazy = true;
+            entry = list.e[HEAD].next;
+            continue;
         } else if calls.len() > best.0 || best.2 == NIL {
             best = (calls.len(), calls.last().map_or(NIL, |c| c.2), e.op);
         }
@@ -353,9 +564,12 @@ pub fn check_key(ops: &[Operation], deadline: Option<Instant>, stop: &AtomicBool
                 twins[twin_of[op]].insert((ops[op].ret, op));
             }
             list.unlift(call);
+            is_placed[op] = false;
+            demands.unplace(op);
             returns.insert(list.e[call].partner);
             if !only {
                 entry = list.e[call].next;
+                lazy = !ops[op].is_determinate();
                 break;
             }
         }
