@@ -34,7 +34,9 @@
 //! Bypassing a home (or taking it back) also drops this node's cached one-round-trip promises
 //! ([`Proposer::forget_promises`](super::proposer::Proposer::forget_promises)): the home's
 //! rounds since made them stale, and an accept on a stale promise is refused by the live
-//! acceptors but waits for the hung one's answer until the accept times out (2 s).
+//! acceptors but waits for the hung one's answer until the accept times out (2 s). A stand-in
+//! that gets a key from a node that bypassed its home before it did so itself drops that
+//! key's cached promise (`service`).
 //!
 //! A hung home thus costs its keys about `hedge_after` + [`HUNG_PING`] (under 0.2 s with an
 //! idle machine's latencies) where the keepalive cost 1–2 s; a home wrongly found hung (a ping

@@ -81,6 +81,10 @@ pub(super) enum DriverEvent {
     },
     /// A peer was bypassed or taken back: see [`Proposer::forget_promises`].
     RoutingChanged,
+    /// Another node sent a key here as its home's stand-in: see [`Proposer::forget_promise`].
+    StandingIn {
+        key: Bytes,
+    },
 }
 
 pub(super) type Outgoing = (Bytes, u64, AcceptorMessage);
@@ -332,6 +336,7 @@ async fn run_driver(
                     let _ = done.send(());
                 }
                 DriverEvent::RoutingChanged => proposer.forget_promises(),
+                DriverEvent::StandingIn { key } => proposer.forget_promise(&key),
             }
         }
         let Some(node) = node_weak.upgrade() else { return };

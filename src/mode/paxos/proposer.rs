@@ -490,6 +490,13 @@ impl Proposer {
         }
     }
 
+    /// Drops the cached promise of `key` (see [`Proposer::forget_promises`]).
+    pub fn forget_promise(&mut self, key: &Bytes) {
+        if let Some(state) = self.keys.get_mut(key) {
+            state.promised_next = None;
+        }
+    }
+
     /// Drops the oldest cached promises of idle keys beyond the limit.
     fn evict_idle_caches(&mut self) {
         while self.cached.len() > MAX_CACHED_PROMISES {
