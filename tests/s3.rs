@@ -151,6 +151,43 @@ fn group_commit_carries_many_writes_per_put_and_off_does_not() {
     }
 }
 
+/// A pipeline of SETs on one connection is one batch for the committer: a few PUTs, not one
+/// each; the SETs apply in the order sent (each `SET … GET` sees the one before it), and every
+/// acknowledged one survives a kill -9.
+#[test]
+fn pipelined_sets_on_one_connection_share_a_put_and_apply_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut node = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap()]);
+    let mut con = redis::Client::open(node.url()).unwrap().get_connection().unwrap();
+    let puts_before = info_field(&mut con, "s3_puts");
+    let mut pipe = redis::pipe();
+    for i in 0..60 {
+        pipe.cmd("SET").arg("ordered").arg(i).arg("GET");
+        pipe.cmd("SET").arg(format!("k{i}")).arg(i);
+    }
+    let replies: Vec<redis::Value> = pipe.query(&mut con).unwrap();
+    let puts = info_field(&mut con, "s3_puts") - puts_before;
+    for (i, pair) in replies.chunks(2).enumerate() {
+        let previous = match &pair[0] {
+            redis::Value::Nil => None,
+            redis::Value::BulkString(v) => Some(String::from_utf8(v.clone()).unwrap()),
+            other => panic!("SET ordered {i} GET answered {other:?}"),
+        };
+        assert_eq!(previous, i.checked_sub(1).map(|p| p.to_string()), "SET {i} saw another SET before it");
+        assert_eq!(pair[1], redis::Value::Okay, "SET k{i}");
+    }
+    assert!(puts <= 12, "120 pipelined SETs took {puts} PUTs: they should share a few");
+    node.kill9();
+    node.restart();
+    let mut con = redis::Client::open(node.url()).unwrap().get_connection().unwrap();
+    let keys: Vec<String> = (0..60).map(|i| format!("k{i}")).collect();
+    let values: Vec<Option<u64>> = redis::cmd("MGET").arg(&keys).query(&mut con).unwrap();
+    assert_eq!(values, (0..60).map(Some).collect::<Vec<_>>());
+    let last: u64 = redis::cmd("GET").arg("ordered").query(&mut con).unwrap();
+    assert_eq!(last, 59);
+}
+
 /// Writer `w` writes `SET w<w>-<i> <i>` one at a time until the connection fails, counting
 /// acknowledgements in `acked_so_far` and returning the acknowledged (key, value) pairs. Each
 /// writer has keys of its own, so no other writer's write can stand in for one it lost.

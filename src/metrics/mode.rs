@@ -44,6 +44,7 @@ pub const FIELDS: &[Row] = rows! {
     "paxos_forwarded" Counter "paxos: commands forwarded to the key's home node.";
     "paxos_served_for_peers" Counter "paxos: commands run here for other nodes.";
     "paxos_local_fallbacks" Counter "paxos: commands run here because the key's home did not answer.";
+    "paxos_forwards_hedged" Counter "paxos: forwards given up on because their home answered neither them nor a ping (hung).";
     "paxos_tombstones_collected" Counter "paxos: deleted registers garbage-collected.";
     "dynamo_replicas" Gauge "dynamo: N, the replicas of each key.";
     "dynamo_r" Gauge "dynamo: R, the replies a read waits for.";

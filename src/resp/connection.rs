@@ -25,6 +25,9 @@ use crate::store::Store;
 pub const MAX_REPLY_DELAY: Duration = Duration::from_millis(2);
 /// Consecutive GETs and STRLENs of a pipeline run as one read at most this many at a time.
 pub const MAX_GET_RUN: usize = 128;
+/// Consecutive SETs of a pipeline are handed to a store that groups writes (s3 mode) as one
+/// batch, at most this many at a time.
+pub const MAX_SET_RUN: usize = 128;
 
 /// What the loop works on next: a frame from the client, or a command already parsed while
 /// looking ahead for the end of a run of GETs.
@@ -137,6 +140,44 @@ pub async fn handle<S>(
         let first = match parsed {
             Ok(Command::Get(get)) => (get.into_key(), false),
             Ok(Command::Strlen(strlen)) => (strlen.into_key(), true),
+            Ok(Command::Set(set)) if session.authenticated && store.groups_writes() => {
+                // A run of SETs already received is one batch of writes for the store, in
+                // order: one commit for all of them where the mode groups writes (s3).
+                let mut sets = vec![set.into_mutation()];
+                while sets.len() < MAX_SET_RUN {
+                    match framed.next().now_or_never() {
+                        None => break,
+                        Some(Some(Ok(request))) => {
+                            server.commands.fetch_add(1, Ordering::Relaxed);
+                            match Command::parse(request) {
+                                Ok(Command::Set(set)) => sets.push(set.into_mutation()),
+                                other => {
+                                    ahead = Some(Input::Parsed(other));
+                                    break;
+                                }
+                            }
+                        }
+                        Some(other) => {
+                            ahead = Some(Input::Frame(other));
+                            break;
+                        }
+                    }
+                }
+                let (mutations, gets): (Vec<_>, Vec<bool>) = sets.into_iter().unzip();
+                let started = Instant::now();
+                let written = store.set_each(mutations).await;
+                let took = started.elapsed();
+                let mut sent = true;
+                for (result, get) in written.into_iter().zip(gets) {
+                    server.metrics.command_done("set", took, result.as_ref().err().map(crate::error::Error::kind));
+                    let reply = result.map_or_else(Reply::from, |r| super::cmd::Set::reply(get, r));
+                    sent &= send(&mut framed, &mut output, &session, &server, reply, false, &mut queued_since).await;
+                }
+                if !sent {
+                    break;
+                }
+                continue;
+            }
             parsed => {
                 let read_only = is_read_only(&parsed);
                 let reply = run(parsed, store.as_ref(), &mut session, &server).await;

@@ -128,6 +128,35 @@ pub trait Store: Send + Sync + 'static {
     /// Applies one write atomically and returns its outcome.
     async fn mutate(&self, mutation: Mutation) -> Result<MutationReply>;
 
+    /// Whether [`Store::mutate_each`] commits writes that arrive together in fewer rounds than
+    /// one each (s3 mode's group commit): only then does a connection hand a run of
+    /// pipelined SETs over as one batch rather than running them one by one.
+    fn groups_writes(&self) -> bool {
+        false
+    }
+
+    /// Several writes that arrived together (a client's pipeline), in order: each takes effect
+    /// after the one before it and gets the result it would have had alone. A mode may carry
+    /// them in one commit ([`Store::groups_writes`]); by default they run one after another.
+    async fn mutate_each(&self, mutations: Vec<Mutation>) -> Vec<Result<MutationReply>> {
+        let mut results = Vec::with_capacity(mutations.len());
+        for mutation in mutations {
+            results.push(self.mutate(mutation).await);
+        }
+        results
+    }
+
+    /// [`Store::mutate_each`] for a run of SETs (each a [`Mutation::Set`]).
+    async fn set_each(&self, sets: Vec<Mutation>) -> Vec<Result<SetReply>> {
+        let replies = self.mutate_each(sets).await.into_iter();
+        replies
+            .map(|reply| match reply? {
+                MutationReply::Set(reply) => Ok(reply),
+                other => Err(mismatched("SET", &other)),
+            })
+            .collect()
+    }
+
     /// Describes the mode for INFO (and, through [`crate::metrics::mode`], for `/metrics`).
     fn describe(&self) -> ModeInfo;
 

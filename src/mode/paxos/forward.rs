@@ -1,30 +1,133 @@
-//! Home routing: a command runs at its key's home proposer, or here when the home is
-//! unreachable (safe in a leaderless protocol, merely contended).
+//! Home routing: a command runs at its key's home proposer; while the home is bypassed
+//! (unreachable, or hung), at the next member that is not, or here (safe in a leaderless
+//! protocol, merely contended).
+//!
+//! ## The hedge: a hung home
+//!
+//! A crashed home refuses the connection and a cut-off one is refused by the partition layer:
+//! the command then certainly did not run there, and runs here at once. A *hung* home (a
+//! stopped process, a frozen container) is worse: its kernel still takes the forward into a
+//! socket buffer, and the peer plane's keepalive notices only after a second or two. So a
+//! forward unanswered for a few times the recent forward latency
+//! ([`ForwardLatency::hedge_after`]: 5 × the median of the last 64, within
+//! [`HEDGE_FLOOR`]–[`HEDGE_CAP`]) asks the home a ping. A home that answers it is alive and
+//! only slow (a long fsync): the forward is waited for as before, and the ping repeated while
+//! it lasts. A home that does not answer within [`HUNG_PING`] is hung: it is bypassed (marked
+//! down, as a failed call marks it, until it answers a ping again), so every later command for
+//! its keys goes to its stand-in ([`Node::route`]: the same node from every node, so that one
+//! proposer runs the key while its home is away), and the forward in flight is hedged:
+//!
+//! * A **read** is routed anew (to the stand-in). It changes nothing: if the home also runs it when it wakes, its
+//!   round writes back the value it read and answers nobody.
+//! * A **write** answers `-UNCERTAIN` at once, instead of after the keepalive; it is **not**
+//!   run here. The forward sits in the hung home's socket buffer (or its proposer's queue, or
+//!   its accept in flight) and runs when the home wakes, and nothing tells that late run that
+//!   the command already took effect: a register holds a value, not the ids of the commands
+//!   that made it. Run here as well, an INCR would count twice, and even a SET, replayed after
+//!   a later write, would bring an overwritten value back — not linearizable. So each command
+//!   is either forwarded or run here, never both, and a write is applied at most once; the
+//!   client of the one write in flight hears that its outcome is unknown (the error contract
+//!   allows the home's late run), and its retry goes to the stand-in. Running the write again
+//!   would need the register to remember the ids of the commands applied to it (a
+//!   deduplication table carried in the replicated value, so that either run sees the other).
+//!
+//! Bypassing a home (or taking it back) also drops this node's cached one-round-trip promises
+//! ([`Proposer::forget_promises`](super::proposer::Proposer::forget_promises)): the home's
+//! rounds since made them stale, and an accept on a stale promise is refused by the live
+//! acceptors but waits for the hung one's answer until the accept times out (2 s). A stand-in
+//! that gets a key from a node that bypassed its home before it did so itself drops that
+//! key's cached promise (`service`).
+//!
+//! A hung home thus costs its keys about `hedge_after` + [`HUNG_PING`] (under 0.2 s with an
+//! idle machine's latencies) where the keepalive cost 1–2 s; a home wrongly found hung (a ping
+//! slower than [`HUNG_PING`]) costs one write an `-UNCERTAIN` and its keys a second of
+//! contended local rounds, never correctness: CASPaxos orders the two proposers' rounds by
+//! ballot.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::proposer::{Command, Outcome};
 use super::wire;
 use crate::error::{Error, Result};
-use crate::peer::{self};
+use crate::node::{lock, read_lock};
+use crate::peer::{self, proto};
 
+use super::ballot::NodeId;
 use super::network::transfer_time;
-use super::node::Node;
+use super::node::{Node, fnv1a};
 
 /// How long a forwarded command may take at its home (plus the time its bytes take to move).
-/// A hung home is not waited for: the peer plane's keepalive closes its connection within
-/// 1 s, which fails the forward, and the home is bypassed until it answers a ping.
+/// A hung home is not waited for (see the module doc); this bounds a home that is alive and
+/// answers pings but does not finish the command.
 pub(super) const FORWARD_TIMEOUT: Duration = Duration::from_secs(6);
+/// A forward is hedged after at least this long (the median of a healthy cluster's forwards
+/// is a millisecond or two, and a loaded machine's scheduling hiccups are tens).
+pub(super) const HEDGE_FLOOR: Duration = Duration::from_millis(40);
+/// ... and after at most this long, however slow recent forwards were.
+pub(super) const HEDGE_CAP: Duration = Duration::from_millis(250);
+/// The hedge waits this many times the median recent forward.
+pub(super) const HEDGE_MULTIPLE: u32 = 5;
+/// A home that does not answer a ping within this long is hung. A ping touches no disk, so
+/// an alive home answers it in well under a millisecond even while its fsyncs are slow.
+pub(super) const HUNG_PING: Duration = Duration::from_millis(100);
+/// How often a home that answered the ping is asked again while the forward lasts.
+pub(super) const PING_AGAIN: Duration = Duration::from_millis(200);
+/// Forward latencies remembered for the median.
+const LATENCY_SAMPLES: usize = 64;
+
+/// The latencies of this node's recent forwards that were answered.
+#[derive(Default)]
+pub(super) struct ForwardLatency {
+    samples: std::sync::Mutex<VecDeque<Duration>>,
+}
+
+impl ForwardLatency {
+    fn record(&self, took: Duration) {
+        let mut samples = lock(&self.samples);
+        if samples.len() == LATENCY_SAMPLES {
+            samples.pop_front();
+        }
+        samples.push_back(took);
+    }
+
+    /// How long a forward goes unanswered before its home is asked whether it is alive.
+    pub(super) fn hedge_after(&self) -> Duration {
+        let mut sorted: Vec<Duration> = lock(&self.samples).iter().copied().collect();
+        if sorted.is_empty() {
+            return HEDGE_CAP;
+        }
+        let middle = sorted.len() / 2;
+        let (_, median, _) = sorted.select_nth_unstable(middle);
+        (*median * HEDGE_MULTIPLE).clamp(HEDGE_FLOOR, HEDGE_CAP)
+    }
+}
 
 impl Node {
-    /// Runs a command at its key's home, or here when the home is unreachable.
+    /// Where a command on `key` runs: its home, or, while the home is bypassed, the first
+    /// member after it (in the members' order, wrapping around) that is not. Every node then
+    /// sends a bypassed home's keys to the same stand-in instead of each running them itself:
+    /// two proposers on one key refuse each other, and with an acceptor hung every refused
+    /// accept waits out the proposer's accept timeout for the hung one's answer.
+    fn route(&self, key: &[u8]) -> Option<NodeId> {
+        let members: Vec<NodeId> = read_lock(&self.config).members.iter().map(|m| m.id).collect();
+        let n = members.len();
+        if n == 0 {
+            return None;
+        }
+        let home = (fnv1a(key) % n as u64) as usize;
+        let up = (0..n).map(|i| members[(home + i) % n]).find(|m| *m == self.id || !self.is_down(*m));
+        Some(up.unwrap_or(self.id))
+    }
+
+    /// Runs a command at its key's home (or stand-in, see [`Node::route`]), or here when
+    /// that is this node or cannot be reached.
     pub(super) async fn run(&self, key: Bytes, command: Command) -> Result<Outcome> {
-        let home = self.home(&key);
-        let Some(home) = home.filter(|h| *h != self.id && !self.is_down(*h)) else {
-            if home.is_some_and(|h| h != self.id) {
+        let Some(home) = self.route(&key).filter(|h| *h != self.id) else {
+            if self.home(&key).is_some_and(|h| h != self.id) {
                 self.stats.local_fallbacks.fetch_add(1, Ordering::Relaxed);
             }
             return self.propose(key, command).await;
@@ -33,12 +136,33 @@ impl Node {
         let mut client = self.client(home)?;
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
         let deadline = FORWARD_TIMEOUT + transfer_time(prost::Message::encoded_len(&request));
-        let failure = match tokio::time::timeout(deadline, client.forward(request)).await {
-            Ok(Ok(reply)) => return wire::outcome_from(reply.into_inner()),
+        let started = Instant::now();
+        let call = tokio::time::timeout(deadline, client.forward(request));
+        let answered = tokio::select! {
+            biased;
+            answered = call => answered,
+            () = self.until_hung(home, self.forward_latency.hedge_after()) => {
+                // Hedged: the forward is dropped (its stream reset), the home bypassed.
+                self.stats.hedged.fetch_add(1, Ordering::Relaxed);
+                antithesis_sdk::assert_sometimes!(true, "paxos: a forward to a hung home was hedged");
+                if command == Command::Read {
+                    // Routed anew: the home is bypassed now.
+                    return Box::pin(self.run(key, command)).await;
+                }
+                return Err(Error::Uncertain(format!(
+                    "n{home} did not answer the forwarded command, nor a ping: it may run it when it wakes"
+                )));
+            }
+        };
+        let failure = match answered {
+            Ok(Ok(reply)) => {
+                self.forward_latency.record(started.elapsed());
+                return wire::outcome_from(reply.into_inner());
+            }
             Ok(Err(status)) => peer::CallError::from_status(&status),
             Err(_) => {
-                // The home is alive (a hung one loses its connection to the keepalive first)
-                // but slow: running the command here too would only duel with it.
+                // The home answers pings but not this command: running it here too would
+                // only duel with it.
                 let why = format!("n{home} did not answer the forwarded command in time");
                 return if command == Command::Read { Err(Error::TryAgain(why)) } else { Err(Error::Uncertain(why)) };
             }
@@ -50,21 +174,62 @@ impl Node {
                 tracing::debug!(peer = home, error_kind, "forward not sent ({why}); running here");
                 antithesis_sdk::assert_sometimes!(true, "paxos: a forward to an unreachable home ran locally");
                 self.mark_down(home);
-                self.stats.local_fallbacks.fetch_add(1, Ordering::Relaxed);
-                self.propose(key, command).await
+                Box::pin(self.run(key, command)).await
             }
             peer::CallError::MaybeSent(why) => {
                 // The connection failed after the command was sent (reset, or the keepalive
                 // found the home hung): bypass the home for a while.
                 self.mark_down(home);
                 if command == Command::Read {
-                    // A read changes nothing: running it again here is safe.
-                    self.stats.local_fallbacks.fetch_add(1, Ordering::Relaxed);
-                    self.propose(key, command).await
+                    // A read changes nothing: running it again elsewhere is safe.
+                    Box::pin(self.run(key, command)).await
                 } else {
                     Err(Error::Uncertain(format!("forward to n{home}: {why}")))
                 }
             }
         }
+    }
+
+    /// Completes once `home` is found hung: after `after`, and then every [`PING_AGAIN`], it
+    /// is asked a ping, and one unanswered within [`HUNG_PING`] marks it down. A home another
+    /// forward already marked down counts at once. Never completes while the home answers.
+    async fn until_hung(&self, home: NodeId, after: Duration) {
+        tokio::time::sleep(after).await;
+        loop {
+            if self.is_down(home) {
+                return;
+            }
+            let Ok(mut client) = self.client(home) else { return std::future::pending().await };
+            let ping = tokio::time::timeout(HUNG_PING, client.ping(proto::PingRequest { from: self.id }));
+            if !matches!(ping.await, Ok(Ok(_))) {
+                tracing::debug!(peer = home, "a forward and a ping went unanswered: bypassing the hung home");
+                self.mark_down(home);
+                return;
+            }
+            tokio::time::sleep(PING_AGAIN).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hedge_waits_a_multiple_of_the_median_forward_within_its_bounds() {
+        let latency = ForwardLatency::default();
+        assert_eq!(latency.hedge_after(), HEDGE_CAP, "no forward seen yet: the cautious bound");
+        for ms in [1, 2, 2, 3, 900] {
+            latency.record(Duration::from_millis(ms));
+        }
+        assert_eq!(latency.hedge_after(), HEDGE_FLOOR, "5 × a 2 ms median is below the floor");
+        for _ in 0..LATENCY_SAMPLES {
+            latency.record(Duration::from_millis(20));
+        }
+        assert_eq!(latency.hedge_after(), Duration::from_millis(100), "the old samples are forgotten");
+        for _ in 0..LATENCY_SAMPLES {
+            latency.record(Duration::from_millis(400));
+        }
+        assert_eq!(latency.hedge_after(), HEDGE_CAP);
     }
 }

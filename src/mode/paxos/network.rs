@@ -115,8 +115,10 @@ impl Node {
         if probing {
             return;
         }
+        // Its keys' commands now run elsewhere (see `forward`): cached promises may go stale.
+        let _ = self.driver.send(DriverEvent::RoutingChanged);
         let Ok(client) = self.client(id) else { return };
-        let (down, from) = (self.down.clone(), self.id);
+        let (down, from, driver) = (self.down.clone(), self.id, self.driver.clone());
         self.tasks.spawn(async move {
             loop {
                 tokio::time::sleep(PROBE_EVERY).await;
@@ -129,6 +131,7 @@ impl Node {
                     None => return,
                     Some(until) if answered && Instant::now() >= *until => {
                         down.remove(&id);
+                        let _ = driver.send(DriverEvent::RoutingChanged);
                         tracing::debug!(peer = id, "peer answers again");
                         return;
                     }

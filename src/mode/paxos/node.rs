@@ -66,9 +66,25 @@ pub struct PaxosOptions {
 }
 
 pub(super) enum DriverEvent {
-    Submit { key: Bytes, command: Command, reply: oneshot::Sender<Result<Outcome>> },
-    Replies { from: NodeId, replies: Vec<(Bytes, u64, super::acceptor::Response)> },
-    SetConfig { config: Config, done: oneshot::Sender<()> },
+    Submit {
+        key: Bytes,
+        command: Command,
+        reply: oneshot::Sender<Result<Outcome>>,
+    },
+    Replies {
+        from: NodeId,
+        replies: Vec<(Bytes, u64, super::acceptor::Response)>,
+    },
+    SetConfig {
+        config: Config,
+        done: oneshot::Sender<()>,
+    },
+    /// A peer was bypassed or taken back: see [`Proposer::forget_promises`].
+    RoutingChanged,
+    /// Another node sent a key here as its home's stand-in: see [`Proposer::forget_promise`].
+    StandingIn {
+        key: Bytes,
+    },
 }
 
 pub(super) type Outgoing = (Bytes, u64, AcceptorMessage);
@@ -83,6 +99,8 @@ pub(super) struct Stats {
     pub(super) forwarded: AtomicU64,
     pub(super) served_for_peers: AtomicU64,
     pub(super) local_fallbacks: AtomicU64,
+    /// Forwards given up on because their home stopped answering pings (see `forward`).
+    pub(super) hedged: AtomicU64,
     pub(super) collected: AtomicU64,
     pub(super) proposer: Mutex<ProposerStats>,
 }
@@ -110,6 +128,8 @@ pub(super) struct Node {
     pub(super) installing: tokio::sync::Mutex<()>,
     /// Commands other nodes forwarded here (this node is their key's home), drained at stop.
     pub(super) peer_commands: crate::node::PeerCommands,
+    /// Recent forwards' latencies: when a forward is late enough to ask whether its home hung.
+    pub(super) forward_latency: super::forward::ForwardLatency,
 }
 
 /// paxos mode's [`Store`].
@@ -202,6 +222,7 @@ impl PaxosMode {
             membership: tokio::sync::Mutex::new(()),
             installing: tokio::sync::Mutex::new(()),
             peer_commands: Default::default(),
+            forward_latency: Default::default(),
         });
         node.tasks.spawn(run_driver(node.clone(), proposer, counter, driver_rx));
         let service = peer::PeerServer::new(PeerService { node: node.clone() })
@@ -320,6 +341,8 @@ async fn run_driver(
                     proposer.set_quorums(config.quorums());
                     let _ = done.send(());
                 }
+                DriverEvent::RoutingChanged => proposer.forget_promises(),
+                DriverEvent::StandingIn { key } => proposer.forget_promise(&key),
             }
         }
         let Some(node) = node_weak.upgrade() else { return };

@@ -475,6 +475,28 @@ impl Proposer {
         }
     }
 
+    /// Drops every cached promise. The driver asks for it when its node's routing changes (a
+    /// home bypassed or taken back): another proposer may then have run rounds on a key this
+    /// one cached, and an accept on a stale promise, refused by the live acceptors, would wait
+    /// out `accept_timeout` for a hung one's answer before it could give up.
+    pub fn forget_promises(&mut self) {
+        for key in std::mem::take(&mut self.cached) {
+            if let Some(state) = self.keys.get_mut(&key) {
+                state.promised_next = None;
+                if state.round.is_none() && state.queue.is_empty() {
+                    self.keys.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Drops the cached promise of `key` (see [`Proposer::forget_promises`]).
+    pub fn forget_promise(&mut self, key: &Bytes) {
+        if let Some(state) = self.keys.get_mut(key) {
+            state.promised_next = None;
+        }
+    }
+
     /// Drops the oldest cached promises of idle keys beyond the limit.
     fn evict_idle_caches(&mut self) {
         while self.cached.len() > MAX_CACHED_PROMISES {

@@ -54,7 +54,16 @@ impl peer::Peer for PeerService {
         let _running = self.node.peer_commands.admit(format!("n{}", self.node.id))?;
         self.node.stats.served_for_peers.fetch_add(1, Ordering::Relaxed);
         let result = match wire::forward_from(request) {
-            Ok((key, command)) => self.node.propose(key, command).await,
+            Ok((key, command)) => {
+                if let Some(home) = self.node.home(&key).filter(|h| *h != self.node.id && !self.node.is_down(*h)) {
+                    // The sender bypassed the key's home and this node has not (yet): the home
+                    // may have run the key since this node's last round, so a cached promise
+                    // may be stale, and an accept on it would wait for the bypassed home.
+                    tracing::trace!(home, "standing in for a bypassed home");
+                    let _ = self.node.driver.send(super::node::DriverEvent::StandingIn { key: key.clone() });
+                }
+                self.node.propose(key, command).await
+            }
             Err(e) => Err(e),
         };
         Ok(tonic::Response::new(wire::outcome_to(result)))

@@ -181,6 +181,7 @@ impl Store for PaxosMode {
             ("paxos_forwarded".into(), node.stats.forwarded.load(Ordering::Relaxed).to_string()),
             ("paxos_served_for_peers".into(), node.stats.served_for_peers.load(Ordering::Relaxed).to_string()),
             ("paxos_local_fallbacks".into(), node.stats.local_fallbacks.load(Ordering::Relaxed).to_string()),
+            ("paxos_forwards_hedged".into(), node.stats.hedged.load(Ordering::Relaxed).to_string()),
         ];
         if let Some(previous) = &config.previous {
             details.push(("paxos_previous_members".into(), list(previous)));

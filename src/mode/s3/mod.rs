@@ -19,7 +19,9 @@
 //! 412 and the batch re-reads, so the shortcut costs nothing in correctness and saves a GET
 //! per batch when one node does most writing. Reads that are queued together share one GET
 //! — but only reads that arrived before it was sent, so a read never returns a document
-//! older than its own arrival. `--s3-batch off` gives every request its own GET/PUT cycle.
+//! older than its own arrival. A connection's pipeline joins in: its run of pipelined SETs is
+//! queued whole, in order ([`Store::mutate_each`]), so it shares a PUT rather than waiting
+//! for one PUT per SET. `--s3-batch off` gives every request its own GET/PUT cycle.
 //!
 //! ## Invariants and promises
 //!
@@ -170,6 +172,27 @@ impl S3Mode {
     }
 }
 
+impl S3Mode {
+    /// `mutation` as a write for the committer (planted bugs applied), and where its answer
+    /// comes.
+    fn pending(&self, mut mutation: Mutation) -> (PendingWrite, oneshot::Receiver<Result<MutationReply>>) {
+        if self.options.unsafe_blind_cas
+            && let Mutation::Set { options, .. } = &mut mutation
+            && matches!(options.condition, Some(SetCondition::IfValue(ValueCondition::Equal(_))))
+        {
+            options.condition = None;
+        }
+        let (tx, rx) = oneshot::channel();
+        (PendingWrite { mutation, reply: tx }, rx)
+    }
+}
+
+/// The committer's answer to one write.
+async fn answer(rx: oneshot::Receiver<Result<MutationReply>>) -> Result<MutationReply> {
+    // The committer always answers; a dropped sender means it died mid-commit.
+    rx.await.map_err(|_| Error::Uncertain("commit task ended before answering".into()))?
+}
+
 /// Serves queued writes in batches, one conditional PUT per batch.
 async fn commit_loop(committer: Arc<Committer>, mut queue: mpsc::Receiver<PendingWrite>) {
     let mut cache: Option<Base> = None;
@@ -216,23 +239,46 @@ impl Store for S3Mode {
         Ok(self.snapshot().await?.scan(cursor, count).matching(pattern))
     }
 
-    async fn mutate(&self, mut mutation: Mutation) -> Result<MutationReply> {
-        if self.options.unsafe_blind_cas
-            && let Mutation::Set { options, .. } = &mut mutation
-            && matches!(options.condition, Some(SetCondition::IfValue(ValueCondition::Equal(_))))
-        {
-            options.condition = None;
-        }
-        let (tx, rx) = oneshot::channel();
-        let write = PendingWrite { mutation, reply: tx };
+    async fn mutate(&self, mutation: Mutation) -> Result<MutationReply> {
+        let (write, rx) = self.pending(mutation);
         match &self.writes {
             Some(queue) => {
                 queue.send(write).await.map_err(|_| Error::TryAgain("server is shutting down".into()))?;
             }
             None => self.committer.commit(vec![write], &mut None).await,
         }
-        // The committer always answers; a dropped sender means it died mid-commit.
-        rx.await.map_err(|_| Error::Uncertain("commit task ended before answering".into()))?
+        answer(rx).await
+    }
+
+    fn groups_writes(&self) -> bool {
+        self.writes.is_some()
+    }
+
+    /// Queues every write at once, in order, so the committer carries them in one batch (or
+    /// in consecutive ones: its queue is first in, first out), and one conditional PUT makes
+    /// them durable together, as it does for writes from many connections.
+    async fn mutate_each(&self, mutations: Vec<Mutation>) -> Vec<Result<MutationReply>> {
+        let Some(queue) = &self.writes else {
+            let mut results = Vec::with_capacity(mutations.len());
+            for mutation in mutations {
+                results.push(self.mutate(mutation).await);
+            }
+            return results;
+        };
+        let mut waiting = Vec::with_capacity(mutations.len());
+        for mutation in mutations {
+            let (write, rx) = self.pending(mutation);
+            // A closed queue stays closed: this write and every later one were never queued.
+            waiting.push(queue.send(write).await.ok().map(|()| rx));
+        }
+        let mut results = Vec::with_capacity(waiting.len());
+        for rx in waiting {
+            results.push(match rx {
+                Some(rx) => answer(rx).await,
+                None => Err(Error::TryAgain("server is shutting down".into())),
+            });
+        }
+        results
     }
 
     /// One version of the document, read as a GET reads it (never the planted stale one).

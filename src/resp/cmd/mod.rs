@@ -47,4 +47,5 @@ mod vget;
 mod vset;
 
 pub use args::{Args, lower};
+pub use set::Set;
 pub use table::{COMMANDS, Command, Ctx, Spec, lookup};

@@ -16,7 +16,7 @@ use super::{Args, Ctx, lower};
 use crate::errinput;
 use crate::error::Result;
 use crate::resp::Reply;
-use crate::store::{SetCondition, SetOptions, ValueCondition};
+use crate::store::{Mutation, SetCondition, SetOptions, SetReply, ValueCondition};
 
 /// Parses the value condition `token` names (IFEQ, IFNE, IFDEQ, IFDNE, lowercase) with its
 /// argument; `None` when `token` is not one. SET and DELEX share it.
@@ -105,10 +105,23 @@ impl Set {
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
         let get = self.options.get;
         let reply = ctx.store.set(self.key, self.value, self.options).await?;
-        Ok(match (get, reply.written) {
+        Ok(Self::reply(get, reply))
+    }
+
+    /// The write this SET asks for, and whether it asked for the old value (`GET`): a run of
+    /// pipelined SETs is handed to the store as one batch of mutations (see
+    /// [`Store::mutate_each`](crate::store::Store::mutate_each)).
+    pub fn into_mutation(self) -> (Mutation, bool) {
+        let get = self.options.get;
+        (Mutation::Set { key: self.key, value: self.value, options: self.options }, get)
+    }
+
+    /// The reply to a SET (with `GET` when `get`) whose write answered `reply`.
+    pub fn reply(get: bool, reply: SetReply) -> Reply {
+        match (get, reply.written) {
             (true, _) => Reply::bulk_or_null(reply.previous),
             (false, true) => Reply::ok(),
             (false, false) => Reply::Null,
-        })
+        }
     }
 }
