@@ -36,19 +36,38 @@ fn strings(n: usize) -> Keyspace {
 /// SETs every key; a batch refused by a loaded cluster (`-TRYAGAIN`, `-UNCERTAIN`) is sent
 /// again: setting a key to the same value twice is harmless.
 fn fill(addr: &str, keys: &Keyspace) {
-    let mut con = redis(addr);
-    for chunk in keys.iter().collect::<Vec<_>>().chunks(100) {
-        let mut pipe = redis::pipe();
-        for (k, v) in chunk {
-            pipe.cmd("SET").arg(&k[..]).arg(&v[..]).ignore();
+    // Eight connections at once: paxos and dynamo mode write key by key and each connection
+    // runs its pipeline in order, so one connection is one write in flight (3,000 keys took
+    // most of a minute in a test build on a loaded machine). A pipeline that failed (a
+    // timeout, an -UNCERTAIN under load) is sent again on a new connection: SET is idempotent.
+    let entries: Vec<_> = keys.iter().collect();
+    std::thread::scope(|s| {
+        for part in entries.chunks(entries.len().div_ceil(8).max(1)) {
+            s.spawn(move || {
+                let connect = || {
+                    let con = redis(addr);
+                    // A 64 MB value through a consensus round of a test build outlasts the
+                    // helper's 10 s read timeout when the machine is busy.
+                    con.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+                    con
+                };
+                let mut con = connect();
+                for chunk in part.chunks(100) {
+                    let mut pipe = redis::pipe();
+                    for (k, v) in chunk {
+                        pipe.cmd("SET").arg(&k[..]).arg(&v[..]).ignore();
+                    }
+                    let mut attempt = 0;
+                    while let Err(e) = pipe.exec(&mut con) {
+                        attempt += 1;
+                        assert!(attempt < 10, "filling {addr}: {e}");
+                        std::thread::sleep(Duration::from_millis(200 * attempt));
+                        con = connect();
+                    }
+                }
+            });
         }
-        let mut attempt = 0;
-        while let Err(e) = pipe.exec(&mut con) {
-            attempt += 1;
-            assert!(attempt < 10, "filling {addr}: {e}");
-            std::thread::sleep(Duration::from_millis(200 * attempt));
-        }
-    }
+    });
 }
 
 /// Every key of `want` has its value at `addr`, and nothing else is there.
