@@ -314,6 +314,125 @@ async fn a_ballot_above_the_clocks_ceiling_is_refused_and_one_below_wedges_nothi
     });
 }
 
+/// One round of the duel: every node's acceptor is made to promise `key` at exactly the
+/// clock's ceiling, by a prepare at the ceiling or (every other round) by an accept one below
+/// it that promises its successor. Refusals are ignored: the attacker just goes on.
+async fn pin_at_the_ceiling(channels: &[tonic::transport::Channel], key: &str, round: u64) {
+    use valthree::peer::proto::paxos_message::Request;
+    use valthree::peer::{PeerClient, proto};
+    let ceiling = valthree::mode::paxos::Ballot::ceiling(std::time::SystemTime::now());
+    let request = if round.is_multiple_of(2) {
+        Request::Prepare(proto::Prepare { ballot: Some(proto::Ballot { counter: ceiling, node: 9 }) })
+    } else {
+        Request::Accept(proto::Accept {
+            ballot: Some(proto::Ballot { counter: ceiling - 1, node: 9 }),
+            value: Some(b"pinned".to_vec().into()),
+            promise_next: true,
+        })
+    };
+    let batch = proto::PaxosBatch {
+        from: 9,
+        messages: vec![proto::PaxosMessage { key: key.as_bytes().to_vec().into(), round, request: Some(request) }],
+    };
+    for channel in channels {
+        let _ = PeerClient::new(channel.clone()).paxos(batch.clone()).await;
+    }
+}
+
+/// What writers saw: how many writes succeeded and failed, and the slowest answer.
+#[derive(Debug, Default)]
+struct Writes {
+    ok: usize,
+    failed: usize,
+    slowest: Duration,
+}
+
+/// `SET`s through `addr` until `stop`, to `key` or (when `key` is None) to fresh keys.
+fn write_until(addr: String, key: Option<&'static str>, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Writes {
+    let mut con = common::redis(&addr);
+    let mut writes = Writes::default();
+    let mut i = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        i += 1;
+        let key = key.map_or_else(|| format!("other-{addr}-{i}"), str::to_string);
+        let started = Instant::now();
+        match redis::cmd("SET").arg(&key).arg("v").query::<()>(&mut con) {
+            Ok(()) => writes.ok += 1,
+            Err(_) => writes.failed += 1,
+        }
+        writes.slowest = writes.slowest.max(started.elapsed());
+    }
+    writes
+}
+
+/// Issue 25's duel: a peer holding the secret re-promises one key at exactly the clock's
+/// ceiling every 20 ms, and honest clients keep writing that key. The key gets few writes
+/// (inherent: any holder of the secret can duel a key in any Paxos), but nothing else may
+/// suffer. Before the fix the key's home followed the duelled ballot with its one node-wide
+/// counter, so the ballots it then made for *every* key were above the ceiling until the
+/// clock's next second: peers refused the whole batch carrying them, other keys' accepts in
+/// those batches included, and 12–36 other writes of a few thousand failed, p99 up to 4 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_duelled_at_the_ceiling_fails_alone_and_fast() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &[]));
+    let _down = common::Down(&dir);
+    let addrs = common::addrs(&status);
+    let secret = cluster_secret(&dir);
+    let pinned = "duelled";
+    tokio::task::block_in_place(|| set_eventually(&addrs[0], pinned, "before"));
+    let channels: Vec<_> = (0..3).map(|i| peer_channel(&peer_addr(&status, i), &secret)).collect();
+    for channel in &channels {
+        let ping = || {
+            let channel = channel.clone();
+            async move {
+                valthree::peer::PeerClient::new(channel).ping(valthree::peer::proto::PingRequest { from: 9 }).await
+            }
+        };
+        until_connected(ping).await.expect("the attacker reaches every node");
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let attacker = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut round = 0;
+            while !stop.load(Ordering::Relaxed) {
+                round += 1;
+                pin_at_the_ceiling(&channels, pinned, round).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let writer = |addr: &String, key| {
+        let (addr, stop) = (addr.clone(), stop.clone());
+        std::thread::spawn(move || write_until(addr, key, stop))
+    };
+    let duelled: Vec<_> = addrs.iter().map(|a| writer(a, Some(pinned))).collect();
+    let others: Vec<_> = addrs.iter().map(|a| writer(a, None)).collect();
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    stop.store(true, Ordering::Relaxed);
+    attacker.await.unwrap();
+    let join = |handles: Vec<std::thread::JoinHandle<Writes>>| {
+        handles.into_iter().map(|h| h.join().unwrap()).fold(Writes::default(), |all, w| Writes {
+            ok: all.ok + w.ok,
+            failed: all.failed + w.failed,
+            slowest: all.slowest.max(w.slowest),
+        })
+    };
+    let (duelled, others) = tokio::task::block_in_place(|| (join(duelled), join(others)));
+    eprintln!("duelled key: {duelled:?}; other keys: {others:?}");
+    assert!(others.ok > 0, "other keys were written: {others:?}");
+    assert_eq!(others.failed, 0, "writes to keys nobody duels failed: {others:?}");
+    assert!(others.slowest < Duration::from_secs(5), "other keys' writes waited on the duel: {others:?}");
+    assert!(duelled.slowest < Duration::from_secs(5), "the duelled key is answered promptly: {duelled:?}");
+    // Once the duel is over, the key is writable again.
+    tokio::task::block_in_place(|| set_eventually(&addrs[1], pinned, "after"));
+}
+
 /// The stable hash paxos homes keys by (FNV-1a), and the index of `key`'s home among three.
 fn home_of(key: &str) -> usize {
     let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));

@@ -41,6 +41,7 @@ pub const FIELDS: &[Row] = rows! {
     "paxos_commands" Counter "paxos: commands carried by those rounds.";
     "paxos_one_round_trip_rounds" Counter "paxos: rounds that skipped the prepare phase (one round trip).";
     "paxos_retries" Counter "paxos: rounds retried after a conflicting ballot.";
+    "paxos_out_of_reach_rounds" Counter "paxos: rounds refused at once, their key promised a ballot this node does not follow yet (a duel at the ceiling).";
     "paxos_forwarded" Counter "paxos: commands forwarded to the key's home node.";
     "paxos_served_for_peers" Counter "paxos: commands run here for other nodes.";
     "paxos_local_fallbacks" Counter "paxos: commands run here because the key's home did not answer.";

@@ -69,6 +69,25 @@ impl Ballot {
         seconds.saturating_mul(Self::CEILING_RATE).clamp(Self::CEILING_FLOOR, Self::MAX_COUNTER)
     }
 
+    /// How far below its own [ceiling](Self::ceiling) a proposer's ballots stay: one second
+    /// of the ceiling's rise.
+    pub const FOLLOW_MARGIN: u64 = Self::CEILING_RATE;
+
+    /// The highest counter a proposer whose ceiling is `ceiling` follows: [`Self::MAX_FOLLOWED`],
+    /// and at least [`Self::FOLLOW_MARGIN`] below the ceiling.
+    ///
+    /// A holder of the secret can make acceptors promise a key at exactly the ceiling, again
+    /// and again (a duel). A proposer that followed such a ballot with its one node-wide
+    /// counter would make every key's next ballots above the ceiling until the clock's next
+    /// second, and peers would refuse them all; one that stays a second below it never makes
+    /// a ballot its peers refuse (unless their clocks run more than a second behind), and
+    /// only the duelled key, whose acceptors promised more than it follows, is refused its
+    /// writes, at once (`TRYAGAIN`). A ballot the attacker left is followed one second after
+    /// it was made, so the key is writable again a second after the duel ends.
+    pub fn followable(ceiling: u64) -> u64 {
+        ceiling.saturating_sub(Self::FOLLOW_MARGIN).min(Self::MAX_FOLLOWED)
+    }
+
     pub fn new(counter: u64, node: NodeId) -> Self {
         Self { counter, node }
     }

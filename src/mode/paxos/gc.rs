@@ -44,9 +44,13 @@ pub(super) async fn run_gc(node: std::sync::Weak<Node>) {
         cursor = if tombstones.len() < BATCH { None } else { tombstones.last().cloned() };
         for key in tombstones {
             match node.propose(key.clone(), Command::Collect).await {
-                // A tombstone above the ballots every proposer follows is never removed
-                // (acceptors refuse: see `Storage::handle`); it stays a tombstone.
-                Ok(Outcome::Collected(Some(ballot))) if ballot.counter <= Ballot::MAX_FOLLOWED => {
+                // Removing raises every acceptor's node-wide floor to the ballot, so it is done
+                // only at a ballot every proposer follows now. Above the followed limit never
+                // (acceptors refuse too: see `Storage::handle`); within a second of the clock's
+                // ceiling (this node followed a duelled key up to there) not yet: the other
+                // nodes would not pass that floor, and every fresh key of theirs would be
+                // refused for the rest of the second. It stays a tombstone, for a later pass.
+                Ok(Outcome::Collected(Some(ballot))) if ballot.counter <= Ballot::followable(node.ballot_ceiling()) => {
                     remove_everywhere(&node, &config, key, ballot);
                 }
                 Ok(_) => {}

@@ -325,6 +325,8 @@ async fn run_driver(
         {
             events.push(e);
         }
+        let Some(node) = node_weak.upgrade() else { return };
+        proposer.set_ceiling(node.ballot_ceiling());
         for event in events {
             match event {
                 DriverEvent::Submit { key, command, reply } => {
@@ -345,7 +347,6 @@ async fn run_driver(
                 DriverEvent::StandingIn { key } => proposer.forget_promise(&key),
             }
         }
-        let Some(node) = node_weak.upgrade() else { return };
         let mut output = proposer.take_output();
         if proposer.counter() >= reserved {
             // No ballot above the durable mark may leave before the mark moves past it.

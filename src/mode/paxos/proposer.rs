@@ -150,6 +150,9 @@ enum Phase {
         ballot: Ballot,
         promises: BTreeMap<NodeId, (Ballot, Option<Bytes>)>,
         refused: BTreeSet<NodeId>,
+        /// Refusals naming a ballot above what this proposer follows: no ballot it makes now
+        /// gets past those acceptors.
+        beyond_reach: BTreeMap<NodeId, Ballot>,
     },
     Accepting {
         ballot: Ballot,
@@ -194,6 +197,9 @@ pub struct ProposerStats {
     pub one_round_trip: u64,
     pub retries: u64,
     pub commands: u64,
+    /// Rounds given up at once: their key's acceptors promised a ballot this node does not
+    /// follow (within a second of the ceiling, or past the followed limit).
+    pub out_of_reach: u64,
 }
 
 /// One node's proposer.
@@ -201,8 +207,10 @@ pub struct Proposer {
     id: NodeId,
     quorums: Quorums,
     options: Options,
-    /// The highest ballot counter seen anywhere.
+    /// The highest ballot counter seen anywhere (and followed).
     counter: u64,
+    /// The highest counter peers take now ([`Ballot::ceiling`]), as the driver last said.
+    ceiling: u64,
     now: u64,
     next_round: u64,
     keys: BTreeMap<Bytes, KeyState>,
@@ -259,6 +267,7 @@ impl Proposer {
             quorums,
             options,
             counter,
+            ceiling: Ballot::MAX_COUNTER,
             now: 0,
             next_round: 0,
             keys: BTreeMap::new(),
@@ -295,6 +304,18 @@ impl Proposer {
     /// The highest ballot counter this proposer has used or seen.
     pub fn counter(&self) -> u64 {
         self.counter
+    }
+
+    /// Tells the proposer the highest ballot counter peers take now ([`Ballot::ceiling`]):
+    /// it follows ballots only up to [`Ballot::followable`] of it. Without a call, there is
+    /// no ceiling ([`Ballot::MAX_COUNTER`]).
+    pub fn set_ceiling(&mut self, ceiling: u64) {
+        self.ceiling = ceiling;
+    }
+
+    /// The highest counter this proposer follows now.
+    fn followable(&self) -> u64 {
+        Ballot::followable(self.ceiling)
     }
 
     pub fn stats(&self) -> ProposerStats {
@@ -403,7 +424,12 @@ impl Proposer {
         round.id = phase_id;
         round.attempts += 1;
         round.deadline = deadline;
-        round.phase = Phase::Preparing { ballot, promises: BTreeMap::new(), refused: BTreeSet::new() };
+        round.phase = Phase::Preparing {
+            ballot,
+            promises: BTreeMap::new(),
+            refused: BTreeSet::new(),
+            beyond_reach: BTreeMap::new(),
+        };
         let id = round.id;
         for to in self.quorums.all() {
             self.output.push(Output::Send { to, key: key.clone(), round: id, request: Request::Prepare { ballot } });
@@ -422,6 +448,7 @@ impl Proposer {
         let moving = current.as_ref().map_or(0, Bytes::len) + written;
         self.remember_size(key, moving);
         let deadline = self.phase_deadline(key, moving, self.options.accept_timeout);
+        let followable = self.followable();
         self.next_round += 1;
         let phase_id = self.next_round;
         let round = self.keys.get_mut(key).and_then(|s| s.round.as_mut()).expect("a round is running");
@@ -430,11 +457,11 @@ impl Proposer {
             self.finish(key, vec![Ok(Outcome::Collected(None))]);
             return;
         }
-        // Honest counters stay far below the ceiling's floor; a ballot pushed up there (by a
-        // holder of the secret) takes no promise of its successor, which acceptors refuse at
-        // the ceiling (`wire::message_from`): the round costs a prepare, not a refused batch.
-        let promise_next =
-            self.options.one_round_trip && !round.collect && ballot.counter < super::ballot::Ballot::CEILING_FLOOR;
+        // A ballot at or past what this node follows (it followed one a second below the
+        // ceiling, and has prepared since) takes no promise of its successor: acceptors
+        // refuse a promise above their ceiling (`wire::message_from`). Below it, the
+        // successor is a second below the ceiling.
+        let promise_next = self.options.one_round_trip && !round.collect && ballot.counter < followable;
         round.id = phase_id;
         let (value, outcomes) = apply_batch(key, current, &round.batch);
         round.deadline = deadline;
@@ -551,13 +578,20 @@ impl Proposer {
 
     /// Handles an acceptor's reply to round `round` on `key`.
     pub fn step(&mut self, from: NodeId, key: &Bytes, round: u64, response: Response) {
+        let followable = self.followable();
+        let beyond_reach = match &response {
+            Response::Conflict { seen, .. } if seen.counter > followable => Some(*seen),
+            _ => None,
+        };
         if let Response::Conflict { seen, .. } = &response
-            && seen.counter <= Ballot::MAX_FOLLOWED
+            && beyond_reach.is_none()
         {
-            // A ballot beyond the limit is not followed: this key's prepares keep being
-            // refused and its round gives up, the node's other keys are untouched.
             self.counter = self.counter.max(seen.counter);
         }
+        // A ballot beyond reach (past the followed limit, or within a second of the ceiling:
+        // a duel) is not followed, so the node's other keys keep ballots every peer takes;
+        // this key's round gives up at once when it cannot get a quorum without those
+        // acceptors, since no ballot this node makes before the ceiling rises gets past them.
         if let Response::Promised { value, .. } = &response {
             // Late replies too: a retried prepare then waits long enough for this value.
             self.remember_size(key, value.as_ref().map_or(0, Bytes::len));
@@ -574,12 +608,14 @@ impl Proposer {
             Wait,
             Accept(Ballot, Option<Bytes>),
             Retry(&'static str),
+            GiveUp(Ballot),
             Done(Ballot, Option<Bytes>, Vec<Result<Outcome>>),
             Uncertain,
         }
         let next = match (&mut r.phase, response) {
-            (Phase::Preparing { ballot, promises, refused }, Response::Promised { accepted, value }) => {
+            (Phase::Preparing { ballot, promises, refused, beyond_reach }, Response::Promised { accepted, value }) => {
                 refused.remove(&from);
+                beyond_reach.remove(&from);
                 promises.insert(from, (accepted, value));
                 let granted: BTreeSet<NodeId> = promises.keys().copied().collect();
                 if self.quorums.is_quorum(&granted) {
@@ -589,11 +625,20 @@ impl Proposer {
                     Next::Wait
                 }
             }
-            (Phase::Preparing { refused, promises, .. }, Response::Conflict { .. }) => {
+            (Phase::Preparing { refused, promises, beyond_reach: out_of_reach, .. }, Response::Conflict { .. }) => {
                 if !promises.contains_key(&from) {
                     refused.insert(from);
+                    if let Some(seen) = beyond_reach {
+                        out_of_reach.insert(from, seen);
+                    }
                 }
-                if self.quorums.reachable_without(refused) { Next::Wait } else { Next::Retry("prepare refused") }
+                if self.quorums.reachable_without(refused) {
+                    Next::Wait
+                } else if self.quorums.reachable_without(&out_of_reach.keys().copied().collect()) {
+                    Next::Retry("prepare refused")
+                } else {
+                    Next::GiveUp(out_of_reach.values().copied().max().unwrap_or_default())
+                }
             }
             (
                 Phase::Accepting { acks, refused, doubtful, ballot, value, outcomes },
@@ -640,6 +685,15 @@ impl Proposer {
             Next::Wait => {}
             Next::Accept(ballot, current) => self.send_accepts(key, ballot, current),
             Next::Retry(why) => self.retry_or_give_up(key, why),
+            Next::GiveUp(seen) => {
+                self.stats.out_of_reach += 1;
+                let why = format!(
+                    "the key's acceptors promised ballot {}.{}, past the {followable} this node follows now \
+                     (a ballot within a second of the clock's ceiling: a peer duelling for the key); try again",
+                    seen.counter, seen.node
+                );
+                self.fail_all(key, Error::TryAgain(why));
+            }
             Next::Done(ballot, value, mut outcomes) => {
                 let state = self.keys.get_mut(key).expect("present");
                 if collect {
@@ -791,6 +845,67 @@ mod tests {
         assert_eq!(Ballot::resumable_counter(Ballot::MAX_COUNTER + 7), Ballot::MAX_FOLLOWED);
         assert_eq!(Ballot::resumable_counter(Ballot::MAX_COUNTER), Ballot::MAX_COUNTER);
         assert_eq!(Ballot::resumable_counter(12), 12);
+    }
+
+    /// The duel of issue 25: a holder of the secret makes acceptors promise a key at exactly
+    /// the clock's ceiling. The proposer does not follow (its counter would then make every
+    /// key's ballots above what peers take), answers that key `TryAgain` after one prepare,
+    /// and its other keys keep their one-round-trip ballots.
+    #[test]
+    fn a_key_promised_at_the_ceiling_fails_at_once_and_spends_no_other_keys_ballots() {
+        let ceiling = Ballot::CEILING_FLOOR << 2;
+        assert_eq!(Ballot::followable(ceiling), ceiling - Ballot::CEILING_RATE);
+        assert_eq!(Ballot::followable(Ballot::MAX_COUNTER), Ballot::MAX_FOLLOWED);
+        let mut pinned = acceptors();
+        for slot in pinned.values_mut() {
+            handle(slot, &Request::Prepare { ballot: Ballot::new(ceiling, 9) });
+        }
+        let mut p = proposer(1, true);
+        p.set_ceiling(ceiling);
+        p.submit(1, key(), set("v"));
+        let (sends, _) = drain(&mut p);
+        let (_, replies) = pump(&mut p, &mut pinned, sends, &[1, 2, 3]);
+        assert!(matches!(replies[..], [(1, Err(Error::TryAgain(_)))]), "{replies:?}");
+        assert_eq!(p.stats().retries, 0, "no retry: no ballot this node makes now gets past the promise");
+        assert_eq!(p.stats().out_of_reach, 1);
+        assert!(p.counter() < Ballot::followable(ceiling), "the node-wide counter did not follow: {}", p.counter());
+
+        // Another key (fresh acceptors) still gets ballots every peer takes, and promises
+        // its successor (the one-round-trip optimisation).
+        let mut other = acceptors();
+        p.submit(2, key(), set("w"));
+        let (sends, _) = drain(&mut p);
+        let (_, replies) = pump(&mut p, &mut other, sends, &[1, 2, 3]);
+        assert!(matches!(replies[..], [(2, Ok(_))]), "{replies:?}");
+        p.submit(3, key(), set("x"));
+        let (sends, _) = drain(&mut p);
+        assert!(
+            sends.iter().all(|(_, _, r)| matches!(r, Request::Accept { promise_next: true, .. })),
+            "the next command skips the prepare: {sends:?}"
+        );
+        pump(&mut p, &mut other, sends, &[1, 2, 3]);
+
+        // A second later the duelled ballot is followed, and the key is writable.
+        p.set_ceiling(ceiling + Ballot::CEILING_RATE);
+        p.submit(4, key(), set("y"));
+        let (sends, _) = drain(&mut p);
+        let (_, replies) = pump(&mut p, &mut pinned, sends, &[1, 2, 3]);
+        assert!(matches!(replies[..], [(4, Ok(_))]), "{replies:?}");
+    }
+
+    /// One acceptor held at the ceiling does not fail the key: the others are a quorum.
+    #[test]
+    fn a_key_with_one_acceptor_at_the_ceiling_is_written_by_the_others() {
+        let ceiling = Ballot::CEILING_FLOOR << 2;
+        let mut acc = acceptors();
+        handle(acc.get_mut(&1).unwrap(), &Request::Prepare { ballot: Ballot::new(ceiling, 9) });
+        let mut p = proposer(2, true);
+        p.set_ceiling(ceiling);
+        p.submit(1, key(), set("v"));
+        let (sends, _) = drain(&mut p);
+        let (_, replies) = pump(&mut p, &mut acc, sends, &[1, 2, 3]);
+        assert!(matches!(replies[..], [(1, Ok(_))]), "{replies:?}");
+        assert_eq!(p.stats().out_of_reach, 0);
     }
 
     #[test]

@@ -178,6 +178,7 @@ impl Store for PaxosMode {
             ("paxos_commands".into(), p.commands.to_string()),
             ("paxos_one_round_trip_rounds".into(), p.one_round_trip.to_string()),
             ("paxos_retries".into(), p.retries.to_string()),
+            ("paxos_out_of_reach_rounds".into(), p.out_of_reach.to_string()),
             ("paxos_forwarded".into(), node.stats.forwarded.load(Ordering::Relaxed).to_string()),
             ("paxos_served_for_peers".into(), node.stats.served_for_peers.load(Ordering::Relaxed).to_string()),
             ("paxos_local_fallbacks".into(), node.stats.local_fallbacks.load(Ordering::Relaxed).to_string()),
