@@ -158,22 +158,18 @@ fn assert_no_client_visible_error(run: &Run, mode: &str, allowed: impl Fn(&(Stri
     assert!(unexpected.is_empty(), "{mode}: clients saw errors during the rolling restart: {unexpected:?}");
 }
 
-/// paxos: no `-ERR`, no `-TRYAGAIN`, no timeout. A few `-UNCERTAIN` remain (measured: 0–7 in
-/// some 500 operations): while a node stops, the commands of its keys run at other nodes'
-/// proposers, and when it is back its own proposer duels with them for a moment; an accept
-/// refused by the winner's acceptor and cut at the stopping one reaches no quorum, and its
-/// outcome is honestly unknown (the checker weighs both). They are counted, and bounded.
+/// paxos: no `-ERR`, no `-TRYAGAIN`, no `-UNCERTAIN`, no timeout. Every key runs at one
+/// proposer at a time: its home, or while the home is away the next member in the key's
+/// order, the same for every node (a stopping node says it leaves, a started one says it is
+/// back), so no two proposers duel over a key and no accept is left without a quorum.
 #[test]
-fn paxos_rolling_restart_is_linearizable_and_no_client_sees_a_definite_error() {
+fn paxos_rolling_restart_is_linearizable_and_no_client_sees_an_error() {
     let run = rolling_restart_under_a_workload("paxos");
     assert_verdict(&run.workload, Verdict::Linearizable, "paxos rolling restart");
     assert_every_node_restarted(&run, "paxos");
-    let uncertain = |(kind, error): &(String, String)| kind == "info" && error.starts_with("UNCERTAIN ");
-    assert_no_client_visible_error(&run, "paxos", uncertain);
-    let doubts = failures(&run.events).iter().filter(|f| uncertain(f)).count();
     let total = run.events.iter().filter(|e| e["type"] == "invoke").count();
-    eprintln!("paxos: {doubts} -UNCERTAIN of {total} operations");
-    assert!(doubts * 20 <= total, "paxos: {doubts} of {total} operations were left uncertain");
+    eprintln!("paxos: {total} operations");
+    assert_no_client_visible_error(&run, "paxos", |_| false);
     let gap = longest_write_gap(&run.events);
     assert!(gap < MAX_WRITE_GAP, "paxos: writes stopped for {gap:?} during the rolling restart");
 }
@@ -193,10 +189,9 @@ fn raft_rolling_restart_is_linearizable_and_moves_leadership_with_a_short_gap() 
     assert!(gap < MAX_WRITE_GAP, "raft: writes stopped for {gap:?} while leadership moved: {steps}");
 }
 
-/// dynamo: no `-ERR`, no timeout. On a loaded machine a read may rarely get a definite
-/// `-TRYAGAIN` (R replicas did not answer in time) and a write an `-UNCERTAIN` (W did not):
-/// the stopping node does not tell SWIM it leaves, so its peers still ask it until they
-/// notice. Seen once each in several runs; counted, and bounded.
+/// dynamo: no `-ERR`, no `-TRYAGAIN`, no `-UNCERTAIN`, no timeout. A stopping node leaves
+/// SWIM before it stops, so its peers' coordinators stop asking it at once and meet their
+/// quorums on the other replicas.
 #[test]
 fn dynamo_rolling_restart_is_consistent_and_no_client_sees_an_error() {
     let run = rolling_restart_under_a_workload("dynamo");
@@ -206,15 +201,9 @@ fn dynamo_rolling_restart_is_consistent_and_no_client_sees_an_error() {
     let verdict = common::verdict_line(&stdout).unwrap_or_default();
     assert!(verdict.starts_with("consistent: "), "dynamo rolling restart: {said}");
     assert_every_node_restarted(&run, "dynamo");
-    let read_refused = |(kind, error): &(String, String)| {
-        (kind == "fail" && error.starts_with("TRYAGAIN only "))
-            || (kind == "info" && error.starts_with("UNCERTAIN replicas holding the write"))
-    };
-    assert_no_client_visible_error(&run, "dynamo", read_refused);
-    let refused = failures(&run.events).iter().filter(|f| read_refused(f)).count();
     let total = run.events.iter().filter(|e| e["type"] == "invoke").count();
-    eprintln!("dynamo: {refused} quorums missed (-TRYAGAIN, -UNCERTAIN) of {total} operations");
-    assert!(refused * 50 <= total, "dynamo: {refused} of {total} operations missed their quorum");
+    eprintln!("dynamo: {total} operations");
+    assert_no_client_visible_error(&run, "dynamo", |_| false);
     let gap = longest_write_gap(&run.events);
     assert!(gap < MAX_WRITE_GAP, "dynamo: writes stopped for {gap:?} during the rolling restart");
 }
