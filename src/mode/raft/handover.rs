@@ -11,8 +11,9 @@
 //! a voter that stands for election itself holds an uncommitted vote for itself, and grants a
 //! request of a higher term from a candidate whose log is at least as long as its own. So:
 //!
-//! 1. The leader waits (up to [`CATCH_UP`]) until a voter holds every entry in its log, and
-//!    picks the voter that holds the most (the *target*).
+//! 1. The leader refuses new proposals (they are retried on the next leader), waits (up to
+//!    [`CATCH_UP`]) until a voter holds every entry in its log, and picks the voter that
+//!    holds the most (the *target*).
 //! 2. It stops openraft: no more appends or heartbeats.
 //! 3. It asks every other voter to stand for election (`Campaign`, which runs
 //!    `Raft::trigger().elect()` there and answers once the voter is a candidate): each now
@@ -52,7 +53,7 @@ impl Inner {
         let others: Vec<NodeId> =
             metrics.membership_config.membership().voter_ids().filter(|id| *id != self.id).collect();
         let leading = metrics.current_leader == Some(self.id);
-        let needed = CATCH_UP + 3 * RPC_TIMEOUT;
+        let needed = CATCH_UP + RPC_TIMEOUT;
         let skip = if !leading {
             Some("not the leader: no leadership to hand over".to_string())
         } else if others.is_empty() {
@@ -66,6 +67,9 @@ impl Inner {
             self.stop_raft().await;
             return note;
         }
+        // New proposals are refused from here on (their nodes retry them on the next leader),
+        // so the log the target must hold stops growing.
+        self.stepping_down.store(true, std::sync::atomic::Ordering::SeqCst);
         let catch_up = limit.saturating_sub(needed - CATCH_UP).min(CATCH_UP);
         let (target, matched, last) = self.caught_up_voter(&others, catch_up).await;
         // No appends from here on.
