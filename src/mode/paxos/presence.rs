@@ -37,15 +37,12 @@ impl Node {
         let peers: Vec<NodeId> =
             self.config().everyone().into_iter().map(|m| m.id).filter(|id| *id != self.id).collect();
         let note = PresenceNote { from: self.id, change: change.into() };
-        join_all(peers.into_iter().map(|to| {
-            let note = note.clone();
-            async move {
-                let Ok(mut client) = self.client(to) else { return };
-                match tokio::time::timeout(NOTE_TIMEOUT, client.presence(note)).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(status)) => tracing::debug!(peer = to, "presence note not taken: {}", status.message()),
-                    Err(_) => tracing::debug!(peer = to, "presence note not answered in time"),
-                }
+        join_all(peers.into_iter().map(|to| async move {
+            let Ok(mut client) = self.client(to) else { return };
+            match tokio::time::timeout(NOTE_TIMEOUT, client.presence(note)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(status)) => tracing::debug!(peer = to, "presence note not taken: {}", status.message()),
+                Err(_) => tracing::debug!(peer = to, "presence note not answered in time"),
             }
         }))
         .await;

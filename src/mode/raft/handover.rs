@@ -4,12 +4,12 @@
 //! openraft 0.9 has no leader transfer (it came in 0.10), so this is the nearest equivalent
 //! built from what 0.9 offers. What stands in the way is the followers' leader lease: a voter
 //! whose vote is *committed* (it follows an elected leader) refuses every vote request until
-//! `election_timeout_max` has passed since it last heard from that leader
-//! (`Engine::handle_vote_req` in openraft 0.9: `if vote.is_committed() { if now <= vote_utime
-//! + lease { reject } }`). The lease is fixed when `Raft` is built and measured on openraft's
-//! own clock, so it cannot be shortened for a hand-over. But it guards only a committed vote:
-//! a voter that stands for election itself holds an uncommitted vote for itself, and grants a
-//! request of a higher term from a candidate whose log is at least as long as its own. So:
+//! `election_timeout_max` has passed since it last heard from that leader (openraft 0.9's
+//! `Engine::handle_vote_req`: a committed vote rejects while `now <= vote_utime + lease`).
+//! The lease is fixed when `Raft` is built and measured on openraft's own clock, so it cannot
+//! be shortened for a hand-over. But it guards only a committed vote: a voter that stands for
+//! election itself holds an uncommitted vote for itself, and grants a request of a higher term
+//! from a candidate whose log is at least as long as its own. So:
 //!
 //! 1. The leader refuses new proposals (they are retried on the next leader), waits (up to
 //!    [`CATCH_UP`]) until a voter holds every entry in its log, and picks the voter that
