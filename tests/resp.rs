@@ -244,6 +244,16 @@ fn connections_beyond_maxclients_are_refused() {
     let _second = connect_ok();
     let mut third = Raw::connect(server.port);
     assert_eq!(third.read_exact_or_eof(64), b"-ERR max number of clients reached\r\n");
+    // Counted, as Redis counts it (INFO's rejected_connections).
+    let mut first = first;
+    first.send(&request(&[b"INFO", b"stats"]));
+    let info = String::from_utf8_lossy(&first.read_reply()).to_string();
+    let rejected: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("rejected_connections:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rejected_connections in {info}"));
+    assert!(rejected >= 1, "{info}");
     drop(first);
     // The freed slot is usable again.
     connect_ok();

@@ -14,7 +14,7 @@ use common::{BIN, Down, Valthree, Verdict, assert_verdict, recorded_events, text
 use serde_json::Value;
 
 /// The longest a leader move may stop writes in these tests: generous for a loaded 2-core
-/// machine (measured at about 1.2 s; see docs/operations.md).
+/// machine (measured at 0.25–0.4 s with the hand-over; see docs/operations.md).
 const MAX_WRITE_GAP: Duration = Duration::from_secs(3);
 
 /// What a rolling restart under a workload left in the history.
@@ -158,11 +158,12 @@ fn assert_no_client_visible_error(run: &Run, mode: &str, allowed: impl Fn(&(Stri
     assert!(unexpected.is_empty(), "{mode}: clients saw errors during the rolling restart: {unexpected:?}");
 }
 
-/// paxos: no `-ERR`, no `-TRYAGAIN`, no timeout. A few `-UNCERTAIN` remain (measured: 0–7 in
-/// some 500 operations): while a node stops, the commands of its keys run at other nodes'
-/// proposers, and when it is back its own proposer duels with them for a moment; an accept
-/// refused by the winner's acceptor and cut at the stopping one reaches no quorum, and its
-/// outcome is honestly unknown (the checker weighs both). They are counted, and bounded.
+/// paxos: no `-ERR`, no `-TRYAGAIN`, no timeout, and in most runs no `-UNCERTAIN`. Every key
+/// runs at one proposer at a time: its home, or while the home is away the next member in the
+/// key's order, the same for every node (a stopping node says it leaves, a started one says it
+/// is back), so proposers do not duel over a key. Rarely (measured: 2 in one run of 8 on a
+/// loaded machine, 0 in the others) an accept still misses its quorum and its outcome is
+/// honestly unknown (the checker weighs both): counted, and bounded.
 #[test]
 fn paxos_rolling_restart_is_linearizable_and_no_client_sees_a_definite_error() {
     let run = rolling_restart_under_a_workload("paxos");
@@ -173,7 +174,7 @@ fn paxos_rolling_restart_is_linearizable_and_no_client_sees_a_definite_error() {
     let doubts = failures(&run.events).iter().filter(|f| uncertain(f)).count();
     let total = run.events.iter().filter(|e| e["type"] == "invoke").count();
     eprintln!("paxos: {doubts} -UNCERTAIN of {total} operations");
-    assert!(doubts * 20 <= total, "paxos: {doubts} of {total} operations were left uncertain");
+    assert!(doubts * 50 <= total, "paxos: {doubts} of {total} operations were left uncertain");
     let gap = longest_write_gap(&run.events);
     assert!(gap < MAX_WRITE_GAP, "paxos: writes stopped for {gap:?} during the rolling restart");
 }
@@ -189,14 +190,14 @@ fn raft_rolling_restart_is_linearizable_and_moves_leadership_with_a_short_gap() 
     let handed = steps.matches("leadership handed to n").count();
     assert_eq!(handed, 1, "raft: leadership should move once, by hand-over: {steps}");
     let gap = longest_write_gap(&run.events);
-    eprintln!("raft: longest time without a successful write: {gap:?}");
+    eprintln!("raft: longest time without a successful write: {gap:?}; {steps}");
     assert!(gap < MAX_WRITE_GAP, "raft: writes stopped for {gap:?} while leadership moved: {steps}");
 }
 
-/// dynamo: no `-ERR`, no timeout. On a loaded machine a read may rarely get a definite
-/// `-TRYAGAIN` (R replicas did not answer in time) and a write an `-UNCERTAIN` (W did not):
-/// the stopping node does not tell SWIM it leaves, so its peers still ask it until they
-/// notice. Seen once each in several runs; counted, and bounded.
+/// dynamo: no `-ERR`, no timeout, and in most runs no missed quorum. A stopping node leaves
+/// SWIM before it stops, so its peers' coordinators stop asking it at once. Rarely (measured:
+/// one read's `-TRYAGAIN` in one run of 8 on a loaded machine) a quorum is still missed:
+/// counted, and bounded.
 #[test]
 fn dynamo_rolling_restart_is_consistent_and_no_client_sees_an_error() {
     let run = rolling_restart_under_a_workload("dynamo");
@@ -206,12 +207,12 @@ fn dynamo_rolling_restart_is_consistent_and_no_client_sees_an_error() {
     let verdict = common::verdict_line(&stdout).unwrap_or_default();
     assert!(verdict.starts_with("consistent: "), "dynamo rolling restart: {said}");
     assert_every_node_restarted(&run, "dynamo");
-    let read_refused = |(kind, error): &(String, String)| {
+    let missed = |(kind, error): &(String, String)| {
         (kind == "fail" && error.starts_with("TRYAGAIN only "))
             || (kind == "info" && error.starts_with("UNCERTAIN replicas holding the write"))
     };
-    assert_no_client_visible_error(&run, "dynamo", read_refused);
-    let refused = failures(&run.events).iter().filter(|f| read_refused(f)).count();
+    assert_no_client_visible_error(&run, "dynamo", missed);
+    let refused = failures(&run.events).iter().filter(|f| missed(f)).count();
     let total = run.events.iter().filter(|e| e["type"] == "invoke").count();
     eprintln!("dynamo: {refused} quorums missed (-TRYAGAIN, -UNCERTAIN) of {total} operations");
     assert!(refused * 50 <= total, "dynamo: {refused} of {total} operations missed their quorum");

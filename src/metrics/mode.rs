@@ -117,9 +117,13 @@ pub fn samples(info: &ModeInfo, out: &mut Vec<Sample>) {
                 }
             }
             "dynamo_members" => {
-                // `1=addr:alive,2=addr:suspect,...`: what this node's failure detector sees.
+                // `1=addr:ALIVE,2=addr:SUSPECT,...`: what this node's failure detector sees.
+                let members: Vec<(&str, String)> = value
+                    .split(',')
+                    .filter_map(|m| Some((m.split('=').next()?, m.rsplit(':').next()?.to_ascii_lowercase())))
+                    .collect();
                 for state in ["alive", "suspect", "dead"] {
-                    let n = value.split(',').filter(|m| m.rsplit(':').next() == Some(state)).count();
+                    let n = members.iter().filter(|(_, s)| s == state).count();
                     out.push(
                         Sample::new(
                             "valthree_dynamo_members",
@@ -129,6 +133,19 @@ pub fn samples(info: &ModeInfo, out: &mut Vec<Sample>) {
                         )
                         .label("state", state),
                     );
+                    for (id, seen) in &members {
+                        out.push(
+                            Sample::new(
+                                "valthree_dynamo_member_state",
+                                "dynamo: each member's state as this node's failure detector (SWIM) sees it \
+                                 (1 for the state it has).",
+                                Kind::Gauge,
+                                f64::from(u8::from(seen == state)),
+                            )
+                            .label("peer", format!("n{id}"))
+                            .label("state", state),
+                        );
+                    }
                 }
             }
             _ => {}
@@ -145,7 +162,7 @@ mod tests {
         let info = ModeInfo {
             mode: "dynamo",
             details: vec![
-                ("dynamo_members".into(), "1=127.0.0.1:7001:alive,2=127.0.0.1:7002:dead,3=h:7003:alive".into()),
+                ("dynamo_members".into(), "1=127.0.0.1:7001:ALIVE,2=127.0.0.1:7002:DEAD,3=h:7003:ALIVE".into()),
                 ("dynamo_read_repairs".into(), "12".into()),
                 ("dynamo_objects".into(), "storage: broken".into()),
                 ("dynamo_actor".into(), "00ff".into()),
@@ -158,6 +175,13 @@ mod tests {
         };
         assert_eq!(find("valthree_dynamo_members", Some("alive")).unwrap().value, 2.0);
         assert_eq!(find("valthree_dynamo_members", Some("dead")).unwrap().value, 1.0);
+        let member = |peer: &str, state: &str| {
+            let labels = vec![("peer", peer.to_string()), ("state", state.to_string())];
+            out.iter().find(|s| s.name == "valthree_dynamo_member_state" && s.labels == labels).map(|s| s.value)
+        };
+        assert_eq!(member("n2", "dead"), Some(1.0));
+        assert_eq!(member("n2", "alive"), Some(0.0));
+        assert_eq!(member("n3", "alive"), Some(1.0));
         let repairs = find("valthree_dynamo_read_repairs", None).unwrap();
         assert_eq!((repairs.kind, repairs.value), (Kind::Counter, 12.0));
         assert!(find("valthree_dynamo_objects", None).is_none(), "an error text is no number");

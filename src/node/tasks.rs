@@ -79,6 +79,11 @@ impl PeerCommands {
         Ok(admitted)
     }
 
+    /// True once the node stopped admitting commands.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     /// Refuses every new command and waits up to `limit` for the admitted ones to finish;
     /// returns how many still run.
     pub async fn drain(&self, limit: Duration) -> usize {

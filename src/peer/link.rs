@@ -196,6 +196,12 @@ mod tests {
         ) -> Result<tonic::Response<proto::ConfigReply>, tonic::Status> {
             Err(tonic::Status::unimplemented("test"))
         }
+        async fn presence(
+            &self,
+            _: tonic::Request<proto::PresenceNote>,
+        ) -> Result<tonic::Response<proto::Empty>, tonic::Status> {
+            Err(tonic::Status::unimplemented("test"))
+        }
     }
 
     /// Node 1's client of node 2's peer server, each with its own fault switches.

@@ -107,6 +107,7 @@ pub async fn serve(
         next_client_id: AtomicU64::new(0),
         commands: AtomicU64::new(0),
         auth_failures: AtomicU64::new(0),
+        rejected_connections: AtomicU64::new(0),
         freed_since_trim: AtomicUsize::new(0),
         snapshot_walks: Default::default(),
         auth_failures_by_source: Default::default(),
@@ -144,6 +145,7 @@ pub async fn serve(
             },
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
+            state.rejected_connections.fetch_add(1, Ordering::Relaxed);
             tracker.spawn(async move {
                 let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
                 let _ = socket.shutdown().await;
@@ -205,6 +207,12 @@ fn gauges(state: std::sync::Weak<ServerState>) -> impl Fn(&mut Vec<Sample>) + Se
                 "Client connections accepted.",
                 Kind::Counter,
                 load(&state.next_client_id),
+            ),
+            Sample::new(
+                "valthree_rejected_connections",
+                "Client connections refused because --maxclients were open (INFO's rejected_connections).",
+                Kind::Counter,
+                load(&state.rejected_connections),
             ),
             Sample::new(
                 "valthree_client_query_buffers_bytes",

@@ -46,6 +46,8 @@ pub struct ServerState {
     pub commands: AtomicU64,
     /// Wrong passwords ever received (INFO's `acl_access_denied_auth`).
     pub auth_failures: AtomicU64,
+    /// Connections refused because `--maxclients` were open (INFO's `rejected_connections`).
+    pub rejected_connections: AtomicU64,
     /// Buffer bytes closed connections freed since the allocator last gave memory back.
     pub freed_since_trim: AtomicUsize,
     /// Snapshot walks (`VALTHREE.SNAPSHOT`) held now: each pins one version of the keyspace.

@@ -83,6 +83,16 @@ impl Node {
     }
 
     /// Sends one SWIM packet to `to`, without waiting for it.
+    /// Sends this node's SWIM leave packets and waits until each is delivered or failed.
+    pub(super) async fn send_leave(&self, packets: Vec<(NodeId, Bytes)>) -> usize {
+        let sends = packets.into_iter().map(|(to, packet)| async move {
+            let Ok(mut client) = self.client(to) else { return false };
+            let payload = crate::peer::proto::DynamoPayload { from: self.id, body: packet };
+            matches!(tokio::time::timeout(SWIM_TIMEOUT, client.swim(payload)).await, Ok(Ok(_)))
+        });
+        futures_util::future::join_all(sends).await.into_iter().filter(|told| *told).count()
+    }
+
     pub(super) fn send_swim(&self, to: NodeId, packet: Bytes) {
         let Ok(mut client) = self.client(to) else { return };
         let payload = crate::peer::proto::DynamoPayload { from: self.id, body: packet };

@@ -565,13 +565,16 @@ impl Store for DynamoMode {
     }
 
     async fn shutdown(&self, hand_over: std::time::Duration) -> Vec<String> {
-        // Forwarded writes first (new ones go to another owner), then hints, while the peer
+        // SWIM's leave, then forwarded writes (new ones go to another owner), then hints, while the peer
         // server and the writer still run: what this node keeps for an owner that missed a
         // write is better delivered now than after its restart.
         let started = std::time::Instant::now();
-        let cut = self.node.peer_commands.drain(hand_over).await;
+        // Leave SWIM first: the peers' coordinators stop asking this node as a replica and
+        // forwarding writes to it, so nothing they do from here on waits for it.
+        let told = self.node.send_leave(self.node.swim.leave().await).await;
+        let cut = self.node.peer_commands.drain(hand_over.saturating_sub(started.elapsed())).await;
         let (replayed, kept) = super::hints::hand_over(&self.node, hand_over.saturating_sub(started.elapsed())).await;
-        let mut notes = Vec::new();
+        let mut notes = vec![format!("left the cluster ({told} peers told)")];
         if cut > 0 {
             notes.push(format!("{cut} writes forwarded here were cut off (their clients got -UNCERTAIN)"));
         }

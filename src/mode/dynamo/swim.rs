@@ -8,6 +8,10 @@
 //! above every earlier one: [`super::storage::Storage::life`]), so peers take it as ALIVE
 //! again at once, even when its clock was stepped back. The coordinator counts every member
 //! that is not DEAD. Every timer here runs on the monotonic clock.
+//!
+//! A node stopping gracefully leaves (foca's `leave_cluster`): it declares itself DEAD to its
+//! peers before it stops, so their coordinators route around it at once instead of asking it
+//! until their probes find it gone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::{NonZeroU8, NonZeroUsize};
@@ -18,7 +22,7 @@ use bytes::Bytes;
 use foca::{Config, Foca, Member, PostcardCodec, State, Timer};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::node::Node;
 use crate::node::NodeId;
@@ -81,12 +85,20 @@ pub struct MemberState {
 /// The handle the rest of the node uses: the membership table and the packet inbox.
 pub struct Swim {
     table: Arc<Mutex<HashMap<NodeId, MemberState>>>,
-    inbox: mpsc::UnboundedSender<Bytes>,
+    inbox: mpsc::UnboundedSender<Input>,
     changes: std::sync::atomic::AtomicU64,
 }
 
+/// What the detector's task is handed.
+enum Input {
+    /// A peer's packet.
+    Packet(Bytes),
+    /// Leave the cluster: the packets that say so, to send before the node stops.
+    Leave(oneshot::Sender<Vec<(NodeId, Bytes)>>),
+}
+
 /// The receiving end, for [`run`].
-pub struct Inbox(mpsc::UnboundedReceiver<Bytes>);
+pub struct Inbox(mpsc::UnboundedReceiver<Input>);
 
 impl Swim {
     pub fn new() -> (Self, Inbox) {
@@ -97,7 +109,18 @@ impl Swim {
 
     /// Hands a peer's packet to the detector.
     pub fn receive(&self, packet: Bytes) {
-        let _ = self.inbox.send(packet);
+        let _ = self.inbox.send(Input::Packet(packet));
+    }
+
+    /// Leaves the cluster: from now on this node answers no probe, and the returned packets
+    /// (to send before the node stops) tell its peers it is DEAD. Empty when the detector has
+    /// stopped or knows no peer.
+    pub async fn leave(&self) -> Vec<(NodeId, Bytes)> {
+        let (tx, rx) = oneshot::channel();
+        if self.inbox.send(Input::Leave(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
     }
 
     /// What the detector knows of `id` (`None`: nothing yet).
@@ -177,8 +200,17 @@ pub(super) async fn run(node: Weak<Node>, Inbox(mut inbox): Inbox) {
         let next = timers.keys().next().map(|(at, _)| *at);
         let sleep = tokio::time::sleep_until(next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)).into());
         let result = tokio::select! {
-            packet = inbox.recv() => match packet {
-                Some(p) => foca.handle_data(&p, &mut runtime),
+            input = inbox.recv() => match input {
+                Some(Input::Packet(p)) => foca.handle_data(&p, &mut runtime),
+                Some(Input::Leave(done)) => {
+                    let left = foca.leave_cluster(&mut runtime);
+                    let mut packets = Vec::new();
+                    while let Some((to, packet)) = runtime.to_send() {
+                        packets.push((to.id, packet));
+                    }
+                    let _ = done.send(packets);
+                    left
+                }
                 None => return,
             },
             _ = sleep, if next.is_some() => {

@@ -1,6 +1,7 @@
-//! Home routing: a command runs at its key's home proposer; while the home is bypassed
-//! (unreachable, or hung), at the next member that is not, or here (safe in a leaderless
-//! protocol, merely contended).
+//! Home routing: a command runs at its key's home proposer; while the home is away (down,
+//! cut off, hung, stopping) at the next member in the key's order that is up, the same for
+//! every node, so that one proposer runs a key at a time (safe with any number of proposers
+//! in a leaderless protocol, but two of them duel).
 //!
 //! ## The hedge: a hung home
 //!
@@ -14,7 +15,7 @@
 //! only slow (a long fsync): the forward is waited for as before, and the ping repeated while
 //! it lasts. A home that does not answer within [`HUNG_PING`] is hung: it is bypassed (marked
 //! down, as a failed call marks it, until it answers a ping again), so every later command for
-//! its keys goes to its stand-in ([`Node::route`]: the same node from every node, so that one
+//! its keys goes to its stand-in ([`Node::run`]: the same node from every node, so that one
 //! proposer runs the key while its home is away), and the forward in flight is hedged:
 //!
 //! * A **read** is routed anew (to the stand-in). It changes nothing: if the home also runs it when it wakes, its
@@ -53,12 +54,12 @@ use bytes::Bytes;
 use super::proposer::{Command, Outcome};
 use super::wire;
 use crate::error::{Error, Result};
-use crate::node::{lock, read_lock};
+use crate::node::lock;
 use crate::peer::{self, proto};
 
 use super::ballot::NodeId;
 use super::network::transfer_time;
-use super::node::{Node, fnv1a};
+use super::node::Node;
 
 /// How long a forwarded command may take at its home (plus the time its bytes take to move).
 /// A hung home is not waited for (see the module doc); this bounds a home that is alive and
@@ -107,33 +108,45 @@ impl ForwardLatency {
 }
 
 impl Node {
-    /// Where a command on `key` runs: its home, or, while the home is bypassed, the first
-    /// member after it (in the members' order, wrapping around) that is not. Every node then
-    /// sends a bypassed home's keys to the same stand-in instead of each running them itself:
-    /// two proposers on one key refuse each other, and with an acceptor hung every refused
-    /// accept waits out the proposer's accept timeout for the hung one's answer.
-    fn route(&self, key: &[u8]) -> Option<NodeId> {
-        let members: Vec<NodeId> = read_lock(&self.config).members.iter().map(|m| m.id).collect();
-        let n = members.len();
-        if n == 0 {
-            return None;
+    /// Runs a command at the first member of its key's order that is up: its home, or the
+    /// next one (its stand-in) while the home is away. Every node then sends an away home's
+    /// keys to the same stand-in instead of each running them itself: two proposers on one
+    /// key refuse each other, and with an acceptor hung every refused accept waits out the
+    /// proposer's accept timeout for the hung one's answer. This node is always up to itself,
+    /// so the walk ends here at the latest.
+    pub(super) async fn run(&self, key: Bytes, command: Command) -> Result<Outcome> {
+        let homes = self.homes(&key);
+        let home = homes.first().copied();
+        for candidate in homes {
+            if candidate == self.id {
+                break;
+            }
+            if self.is_down(candidate) {
+                // A leaving node finishes what it took before its keys run elsewhere.
+                self.wait_while_leaving(candidate).await;
+                continue;
+            }
+            if let Some(outcome) = self.forward(candidate, &key, &command).await {
+                return outcome;
+            }
         }
-        let home = (fnv1a(key) % n as u64) as usize;
-        let up = (0..n).map(|i| members[(home + i) % n]).find(|m| *m == self.id || !self.is_down(*m));
-        Some(up.unwrap_or(self.id))
+        if home.is_some_and(|h| h != self.id) {
+            self.stats.local_fallbacks.fetch_add(1, Ordering::Relaxed);
+        }
+        self.propose(key, command).await
     }
 
-    /// Runs a command at its key's home (or stand-in, see [`Node::route`]), or here when
-    /// that is this node or cannot be reached.
-    pub(super) async fn run(&self, key: Bytes, command: Command) -> Result<Outcome> {
-        let Some(home) = self.route(&key).filter(|h| *h != self.id) else {
-            if self.home(&key).is_some_and(|h| h != self.id) {
-                self.stats.local_fallbacks.fetch_add(1, Ordering::Relaxed);
-            }
-            return self.propose(key, command).await;
+    /// Runs a command at `home`. `None`: it certainly did not run there (or it is a read),
+    /// and `home` is bypassed from now on: the caller tries the next member.
+    async fn forward(&self, home: NodeId, key: &Bytes, command: &Command) -> Option<Result<Outcome>> {
+        let request = match wire::forward_to(self.id, key.clone(), command) {
+            Ok(request) => request,
+            Err(e) => return Some(Err(e)),
         };
-        let request = wire::forward_to(self.id, key.clone(), &command)?;
-        let mut client = self.client(home)?;
+        let mut client = match self.client(home) {
+            Ok(client) => client,
+            Err(e) => return Some(Err(e)),
+        };
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
         let deadline = FORWARD_TIMEOUT + transfer_time(prost::Message::encoded_len(&request));
         let started = Instant::now();
@@ -145,46 +158,50 @@ impl Node {
                 // Hedged: the forward is dropped (its stream reset), the home bypassed.
                 self.stats.hedged.fetch_add(1, Ordering::Relaxed);
                 antithesis_sdk::assert_sometimes!(true, "paxos: a forward to a hung home was hedged");
-                if command == Command::Read {
+                if *command == Command::Read {
                     // Routed anew: the home is bypassed now.
-                    return Box::pin(self.run(key, command)).await;
+                    return None;
                 }
-                return Err(Error::Uncertain(format!(
+                return Some(Err(Error::Uncertain(format!(
                     "n{home} did not answer the forwarded command, nor a ping: it may run it when it wakes"
-                )));
+                ))));
             }
         };
         let failure = match answered {
             Ok(Ok(reply)) => {
                 self.forward_latency.record(started.elapsed());
-                return wire::outcome_from(reply.into_inner());
+                return Some(wire::outcome_from(reply.into_inner()));
             }
             Ok(Err(status)) => peer::CallError::from_status(&status),
             Err(_) => {
-                // The home answers pings but not this command: running it here too would
+                // The home answers pings but not this command: running it elsewhere too would
                 // only duel with it.
                 let why = format!("n{home} did not answer the forwarded command in time");
-                return if command == Command::Read { Err(Error::TryAgain(why)) } else { Err(Error::Uncertain(why)) };
+                return Some(if *command == Command::Read {
+                    Err(Error::TryAgain(why))
+                } else {
+                    Err(Error::Uncertain(why))
+                });
             }
         };
         let error_kind = failure.kind();
         match failure {
             peer::CallError::NotSent(why) | peer::CallError::Refused(why) => {
-                // Certainly not run at the home: run it here.
-                tracing::debug!(peer = home, error_kind, "forward not sent ({why}); running here");
-                antithesis_sdk::assert_sometimes!(true, "paxos: a forward to an unreachable home ran locally");
+                // Certainly not run at the home: run it at the next member.
+                tracing::debug!(peer = home, error_kind, "forward not sent ({why}); running it at the next member");
+                antithesis_sdk::assert_sometimes!(true, "paxos: a forward to an unreachable home ran elsewhere");
                 self.mark_down(home);
-                Box::pin(self.run(key, command)).await
+                None
             }
             peer::CallError::MaybeSent(why) => {
                 // The connection failed after the command was sent (reset, or the keepalive
                 // found the home hung): bypass the home for a while.
                 self.mark_down(home);
-                if command == Command::Read {
+                if *command == Command::Read {
                     // A read changes nothing: running it again elsewhere is safe.
-                    Box::pin(self.run(key, command)).await
+                    None
                 } else {
-                    Err(Error::Uncertain(format!("forward to n{home}: {why}")))
+                    Some(Err(Error::Uncertain(format!("forward to n{home}: {why}"))))
                 }
             }
         }

@@ -25,7 +25,7 @@
 //! a state machine over messages), so a seeded simulator replays any interleaving of dropped,
 //! duplicated and reordered messages. The I/O around it is split by concern: `node` (the node,
 //! its acceptor thread and proposer driver), `network` (channels, outboxes, bypassing down
-//! peers), `forward` (home routing), `membership`, `gc`, `service` (the peer RPCs) and
+//! peers), `forward` (home routing), `presence` (stopping and started nodes tell their peers), `membership`, `gc`, `service` (the peer RPCs) and
 //! `store` (the [`Store`](crate::store::Store) implementation).
 
 pub mod acceptor;
@@ -37,6 +37,7 @@ mod gc;
 mod membership;
 mod network;
 mod node;
+mod presence;
 pub mod proposer;
 mod service;
 #[cfg(test)]

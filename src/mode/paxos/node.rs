@@ -9,8 +9,10 @@
 //!   gRPC call (or one local call for its own acceptor).
 //! * **Routing**: every key has a home node (a hash over the members); commands go there,
 //!   so one proposer owns a key, its 1-RTT cache keeps hitting and its queue batches
-//!   concurrent commands. When the home is cut off or down, the command runs on this node's
-//!   proposer instead — CASPaxos is leaderless, so that is always safe, only slower.
+//!   concurrent commands. When the home is cut off, down or stopping, the command runs at the
+//!   next member in the key's order instead — CASPaxos is leaderless, so that is always
+//!   safe; every node picks the same one, so no two proposers duel over the key
+//!   ([`super::presence`]: how a stopping and a started node tell their peers).
 //! * **Garbage collection** (§3.1) runs on every node for the tombstones whose home it is.
 //! * **Membership** changes run joint consensus: see [`PaxosMode::change_membership`].
 
@@ -121,6 +123,9 @@ pub(super) struct Node {
     /// Peers bypassed (commands for their keys run here), each until the time given and
     /// then until a probe sees it answer again.
     pub(super) down: Arc<Mutex<HashMap<NodeId, Instant>>>,
+    /// Peers that said they are stopping and have not yet said they are done, each with the
+    /// time after which their keys run elsewhere anyway ([`super::presence`]).
+    pub(super) leaving: Mutex<HashMap<NodeId, Instant>>,
     pub(super) faults: Arc<Faults>,
     pub(super) stats: Stats,
     pub(super) membership: tokio::sync::Mutex<()>,
@@ -217,6 +222,7 @@ impl PaxosMode {
             tasks: Tasks::default(),
             outboxes: Mutex::new(HashMap::new()),
             down: Arc::new(Mutex::new(HashMap::new())),
+            leaving: Mutex::new(HashMap::new()),
             faults,
             stats: Stats::default(),
             membership: tokio::sync::Mutex::new(()),
@@ -236,6 +242,9 @@ impl PaxosMode {
             node.tasks.stopping(),
         ));
         node.tasks.spawn(run_gc(Arc::downgrade(&node)));
+        // Before any client is served: peers that ran this node's keys while it was away
+        // hand them back now, not once their probes notice.
+        node.announce(crate::peer::proto::PresenceChange::Back).await;
         Ok(Self { node })
     }
 }
@@ -282,8 +291,19 @@ impl Node {
 
     /// The home node of `key`: a stable hash over the members.
     pub(super) fn home(&self, key: &[u8]) -> Option<NodeId> {
+        self.homes(key).first().copied()
+    }
+
+    /// The members in `key`'s order: its home first, then the members after it in the
+    /// configuration, wrapping around. The same on every node of one configuration.
+    pub(super) fn homes(&self, key: &[u8]) -> Vec<NodeId> {
         let config = read_lock(&self.config);
-        home_of(&config.members.iter().map(|m| m.id).collect::<Vec<_>>(), key)
+        let n = config.members.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let first = (fnv1a(key) % n as u64) as usize;
+        (0..n).map(|i| config.members[(first + i) % n].id).collect()
     }
 
     /// Runs a command on this node's proposer.

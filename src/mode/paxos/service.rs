@@ -102,6 +102,24 @@ impl peer::Peer for PeerService {
         &self,
         _request: tonic::Request<proto::PingRequest>,
     ) -> std::result::Result<tonic::Response<proto::Empty>, tonic::Status> {
+        // A stopping node is not up again for a peer's probe: it says when it is back.
+        if self.node.peer_commands.is_stopping() {
+            return Err(tonic::Status::unavailable(format!("n{} is stopping", self.node.id)));
+        }
+        Ok(tonic::Response::new(proto::Empty {}))
+    }
+
+    async fn presence(
+        &self,
+        request: tonic::Request<proto::PresenceNote>,
+    ) -> std::result::Result<tonic::Response<proto::Empty>, tonic::Status> {
+        let note = request.into_inner();
+        let change = proto::PresenceChange::try_from(note.change)
+            .map_err(|_| tonic::Status::invalid_argument(format!("unknown presence change {}", note.change)))?;
+        if !self.node.config().everyone().iter().any(|m| m.id == note.from && m.id != self.node.id) {
+            return Err(tonic::Status::invalid_argument(format!("n{} is no other member", note.from)));
+        }
+        self.node.heard(note.from, change);
         Ok(tonic::Response::new(proto::Empty {}))
     }
 

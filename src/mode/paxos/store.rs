@@ -141,11 +141,16 @@ impl Store for PaxosMode {
     }
 
     /// Nothing to hand over: every acceptor's promise and value are on disk before it
-    /// answers, and any proposer (on any node) can finish a round this node began. Commands
-    /// other nodes forwarded here are finished first, and new ones refused (their senders run
-    /// them themselves), so a stop costs their clients nothing.
+    /// answers, and any proposer (on any node) can finish a round this node began. The peers
+    /// are told this node is leaving (they send its keys to the next member from now on, once
+    /// it has left), commands they forwarded here before are finished, and then they are told
+    /// it has left ([`super::presence`]), so a stop costs no client anything.
     async fn shutdown(&self, hand_over: std::time::Duration) -> Vec<String> {
-        let cut = self.node.peer_commands.drain(hand_over).await;
+        use crate::peer::proto::PresenceChange;
+        let started = std::time::Instant::now();
+        self.node.announce(PresenceChange::Leaving).await;
+        let cut = self.node.peer_commands.drain(hand_over.saturating_sub(started.elapsed())).await;
+        self.node.announce(PresenceChange::Left).await;
         let note = match cut {
             0 => "no forwarded command cut off".to_string(),
             n => format!("{n} commands forwarded here were cut off (their clients got -UNCERTAIN)"),

@@ -2,28 +2,33 @@
 //! rolling restart costs one short pause in writes instead of an election timeout.
 //!
 //! openraft 0.9 has no leader transfer (it came in 0.10), so this is the nearest equivalent
-//! built from what 0.9 offers:
+//! built from what 0.9 offers. What stands in the way is the followers' leader lease: a voter
+//! whose vote is *committed* (it follows an elected leader) refuses every vote request until
+//! `election_timeout_max` has passed since it last heard from that leader (openraft 0.9's
+//! `Engine::handle_vote_req`: a committed vote rejects while `now <= vote_utime + lease`).
+//! The lease is fixed when `Raft` is built and measured on openraft's own clock, so it cannot
+//! be shortened for a hand-over. But it guards only a committed vote: a voter that stands for
+//! election itself holds an uncommitted vote for itself, and grants a request of a higher term
+//! from a candidate whose log is at least as long as its own. So:
 //!
-//! 1. The leader waits (up to [`CATCH_UP`]) until a voter holds every entry in its log, and
-//!    picks the voter that holds the most.
-//! 2. It stops openraft: no more appends, so the followers' leader lease starts to run out.
-//! 3. Once the lease has run out everywhere (openraft's lease is the configured
-//!    `election_timeout_max`, [`super::node::ELECTION_TIMEOUT_MAX`]; a voter refuses every
-//!    vote while it holds one), it asks the chosen voter over the peer plane to stand for
-//!    election at once (`Campaign`, which runs `Raft::trigger().elect()` there). The other
-//!    followers would wait the lease plus a randomised election timeout before campaigning
-//!    themselves, so the chosen one runs alone, and it wins: its log is at least as long as
-//!    any other voter's.
+//! 1. The leader refuses new proposals (they are retried on the next leader), waits (up to
+//!    [`CATCH_UP`]) until a voter holds every entry in its log, and picks the voter that
+//!    holds the most (the *target*).
+//! 2. It stops openraft: no more appends or heartbeats.
+//! 3. It asks every other voter to stand for election (`Campaign`, which runs
+//!    `Raft::trigger().elect()` there and answers once the voter is a candidate): each now
+//!    holds an uncommitted vote for itself at term T+1, and no lease. None of them can win:
+//!    the target still holds its lease and refuses them.
+//! 4. It asks the target to stand twice: at T+1 (refused: the others voted for themselves at
+//!    that term) and at T+2, which every other voter grants — the target's log is the longest.
 //!
-//! Safety does not rest on any of this: it is an ordinary Raft election, which a voter with a
-//! shorter log loses. If the chosen voter cannot campaign (it stopped, the call failed), the
-//! followers' own election timers elect someone a moment later. Writes that reach the old
-//! leader while it steps down are refused with a definite "maybe" (they are retried by their
-//! node on the new leader, exactly once, as any write that meets a leader change).
-//!
-//! What this costs: writes pause for the lease plus one vote round (measured in
-//! `docs/operations.md`), against the lease plus 0.5–1 s of election timeout, and sometimes
-//! a split vote, without it.
+//! Writes pause for the catch-up wait, the stop and a few peer calls, not for the lease.
+//! Safety does not rest on any of this: each step is an ordinary Raft election, which a voter
+//! with a shorter log loses. If a call fails (a voter stopped, a call timed out), the
+//! followers' own election timers elect someone a lease and an election timeout later, as
+//! without a hand-over. Writes that reach the old leader while it steps down are refused with
+//! a definite "maybe" (they are retried by their node on the new leader, exactly once, as any
+//! write that meets a leader change).
 
 // openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
 #![allow(clippy::result_large_err)]
@@ -31,14 +36,13 @@
 use std::time::{Duration, Instant};
 
 use super::network::LeaderCall;
-use super::node::{ELECTION_TIMEOUT_MAX, Inner, RPC_TIMEOUT, encode};
+use super::node::{Inner, RPC_TIMEOUT, encode};
 use super::types::NodeId;
 
 /// How long the leader waits for a voter to hold its whole log before it steps down anyway.
 pub(super) const CATCH_UP: Duration = Duration::from_secs(1);
-/// Past the followers' lease, before the chosen voter campaigns: the lease runs from the
-/// last append each follower received, a little before openraft stopped.
-const LEASE_MARGIN: Duration = Duration::from_millis(100);
+/// How long a voter asked to campaign waits to stand at a higher term before it answers.
+const CAMPAIGN_WAIT: Duration = Duration::from_millis(500);
 
 impl Inner {
     /// Moves leadership to a caught-up voter if this node leads, within `limit`; stops
@@ -49,12 +53,12 @@ impl Inner {
         let others: Vec<NodeId> =
             metrics.membership_config.membership().voter_ids().filter(|id| *id != self.id).collect();
         let leading = metrics.current_leader == Some(self.id);
-        let needed = CATCH_UP + ELECTION_TIMEOUT_MAX + LEASE_MARGIN + RPC_TIMEOUT;
+        let needed = CATCH_UP + RPC_TIMEOUT;
         let skip = if !leading {
             Some("not the leader: no leadership to hand over".to_string())
         } else if others.is_empty() {
             Some("the only voter: no one to hand leadership to".to_string())
-        } else if limit < ELECTION_TIMEOUT_MAX + LEASE_MARGIN {
+        } else if limit < RPC_TIMEOUT {
             Some(format!("no time to hand leadership over ({limit:?} left); the followers will elect a leader"))
         } else {
             None
@@ -63,21 +67,14 @@ impl Inner {
             self.stop_raft().await;
             return note;
         }
+        // New proposals are refused from here on (their nodes retry them on the next leader),
+        // so the log the target must hold stops growing.
+        self.stepping_down.store(true, std::sync::atomic::Ordering::SeqCst);
         let catch_up = limit.saturating_sub(needed - CATCH_UP).min(CATCH_UP);
         let (target, matched, last) = self.caught_up_voter(&others, catch_up).await;
-        let addr = self.addr_of(target);
-        // No appends from here on: the followers' lease starts to run out.
+        // No appends from here on.
         self.stop_raft().await;
-        tokio::time::sleep(ELECTION_TIMEOUT_MAX + LEASE_MARGIN).await;
-        let asked = match (addr, encode(self.id, &())) {
-            (None, _) => Err(format!("n{target} is not in the membership")),
-            (_, Err(e)) => Err(e.message().to_string()),
-            (Some(_), Ok(payload)) => self
-                .call_peer::<Result<(), String>>(target, LeaderCall::Campaign, payload, RPC_TIMEOUT)
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r),
-        };
+        let asked = self.hand_to(target, &others).await;
         let caught_up = if matched >= last {
             format!("caught up at index {last}")
         } else {
@@ -85,13 +82,39 @@ impl Inner {
         };
         match asked {
             Ok(()) => format!(
-                "leadership handed to n{target} ({caught_up}), which stood for election {:.1}s after the request",
+                "leadership handed to n{target} ({caught_up}), which stood for election {:.2}s after the request",
                 started.elapsed().as_secs_f64()
             ),
             Err(e) => format!(
                 "could not ask n{target} ({caught_up}) to stand for election: {e}; the followers will elect a leader"
             ),
         }
+    }
+
+    /// Steps 3 and 4 of the hand-over: every voter but `target` stands for election, then
+    /// `target` twice. Fails with the first call that failed.
+    async fn hand_to(&self, target: NodeId, voters: &[NodeId]) -> Result<(), String> {
+        if self.addr_of(target).is_none() {
+            return Err(format!("n{target} is not in the membership"));
+        }
+        let others = voters.iter().copied().filter(|id| *id != target);
+        let asked = futures_util::future::join_all(others.map(|id| self.ask_to_campaign(id))).await;
+        for (id, result) in voters.iter().filter(|id| **id != target).zip(asked) {
+            // A voter that could not be asked still holds its lease, and refuses the target:
+            // the followers' own timers elect someone (a lease later).
+            result.map_err(|e| format!("n{id}: {e}"))?;
+        }
+        self.ask_to_campaign(target).await?;
+        self.ask_to_campaign(target).await
+    }
+
+    /// Asks voter `id` to stand for election; it answers once it is a candidate.
+    async fn ask_to_campaign(&self, id: NodeId) -> Result<(), String> {
+        let payload = encode(self.id, &()).map_err(|e| e.message().to_string())?;
+        self.call_peer::<Result<(), String>>(id, LeaderCall::Campaign, payload, RPC_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
     }
 
     /// Waits up to `limit` until one of `voters` holds every entry of this leader's log;
@@ -127,13 +150,22 @@ impl Inner {
         }
     }
 
-    /// A leader stepping down asks this node to stand for election at once.
+    /// A leader stepping down asks this node to stand for election at once; answers once
+    /// this node stands at a higher term (or [`CAMPAIGN_WAIT`] passed), so that the leader
+    /// asks the next voter only after this one holds its new vote.
     pub(super) async fn campaign(&self, from: NodeId) -> Result<(), String> {
         let metrics = self.metrics();
         if !metrics.membership_config.membership().voter_ids().any(|id| id == self.id) {
             return Err(format!("n{} is not a voter", self.id));
         }
-        tracing::info!(from, "the leader is stepping down and asked this node to stand for election");
-        self.raft.trigger().elect().await.map_err(|e| e.to_string())
+        let term = metrics.current_term;
+        tracing::info!(from, term, "the leader is stepping down and asked this node to stand for election");
+        self.raft.trigger().elect().await.map_err(|e| e.to_string())?;
+        self.raft
+            .wait(Some(CAMPAIGN_WAIT))
+            .metrics(|m| m.current_term > term, "standing at a higher term")
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("did not stand for election: {e}"))
     }
 }

@@ -81,6 +81,9 @@ pub(super) struct Inner {
     pub(super) read_rounds: crate::node::Pipeline<(), super::service::ReadIndexReply>,
     /// Set once openraft was told to stop (see [`Inner::stop_raft`]).
     pub(super) raft_stopped: std::sync::atomic::AtomicBool,
+    /// Set when the leader begins to hand its leadership over: no new proposal reaches
+    /// openraft, so the log the chosen voter must catch up with stops growing.
+    pub(super) stepping_down: std::sync::atomic::AtomicBool,
 }
 
 /// raft mode's [`Store`].
@@ -249,6 +252,7 @@ impl RaftMode {
             read_rounds,
             recovered,
             raft_stopped: Default::default(),
+            stepping_down: Default::default(),
         });
         let weak = Arc::downgrade(&inner);
         inner.tasks.spawn(proposal_queue.serve(super::write::PROPOSALS, Request::weight, move |batch| {

@@ -112,7 +112,7 @@ impl Inner {
         self.proposed.fetch_add(count as u64, Ordering::Relaxed);
         self.proposal_batches.fetch_add(1, Ordering::Relaxed);
         let all = |reply: ForwardReply| vec![reply; count];
-        if self.raft_stopped.load(Ordering::SeqCst) {
+        if self.raft_stopped.load(Ordering::SeqCst) || self.stepping_down.load(Ordering::SeqCst) {
             // Stepping down (see `handover`): nothing reaches openraft any more, so nothing
             // was appended; the node that forwarded it retries on the next leader.
             return all(ForwardReply::NotLeader(None));

@@ -70,6 +70,7 @@ impl Info {
                 "stats" => {
                     line("# Stats\r\ntotal_connections_received", &server.next_client_id.load(Ordering::Relaxed));
                     line("total_commands_processed", &server.commands.load(Ordering::Relaxed));
+                    line("rejected_connections", &server.rejected_connections.load(Ordering::Relaxed));
                     line("acl_access_denied_auth", &server.auth_failures.load(Ordering::Relaxed));
                     line("snapshot_walks", &server.snapshot_walks.load(Ordering::Relaxed));
                     line("total_net_input_bytes", &server.metrics.net_input_bytes.load(Ordering::Relaxed));
