@@ -13,7 +13,7 @@
 //! ([`ForwardLatency::hedge_after`]: 5 × the median of the last 64, within
 //! [`HEDGE_FLOOR`]–[`HEDGE_CAP`]) asks the home a ping. A home that answers it is alive and
 //! only slow (a long fsync): the forward is waited for as before, and the ping repeated while
-//! it lasts. A home that does not answer within [`HUNG_PING`] is hung: it is bypassed (marked
+//! it lasts. A home that leaves [`HUNG_PINGS`] pings in a row unanswered for [`HUNG_PING`] each is hung: it is bypassed (marked
 //! down, as a failed call marks it, until it answers a ping again), so every later command for
 //! its keys goes to its stand-in ([`Node::run`]: the same node from every node, so that one
 //! proposer runs the key while its home is away), and the forward in flight is hedged:
@@ -39,9 +39,9 @@
 //! that gets a key from a node that bypassed its home before it did so itself drops that
 //! key's cached promise (`service`).
 //!
-//! A hung home thus costs its keys about `hedge_after` + [`HUNG_PING`] (about 0.35 s with an
+//! A hung home thus costs its keys about `hedge_after` + [`HUNG_PINGS`] × [`HUNG_PING`] (about 0.65 s with an
 //! idle machine's latencies) where the keepalive cost 1–2 s; a home wrongly found hung (a ping
-//! slower than [`HUNG_PING`]) costs one write an `-UNCERTAIN` and its keys a second of
+//! slower than [`HUNG_PING`] twice in a row) costs one write an `-UNCERTAIN` and its keys a second of
 //! contended local rounds, never correctness: CASPaxos orders the two proposers' rounds by
 //! ballot.
 
@@ -77,6 +77,8 @@ pub(super) const HEDGE_MULTIPLE: u32 = 5;
 /// margin is for a loaded machine, where 100 ms wrongly found busy homes hung (each such
 /// false alarm costs a write an `-UNCERTAIN` and its key a duel with the stand-in).
 pub(super) const HUNG_PING: Duration = Duration::from_millis(300);
+/// ... and this many pings in a row go unanswered.
+pub(super) const HUNG_PINGS: u32 = 2;
 /// How often a home that answered the ping is asked again while the forward lasts.
 pub(super) const PING_AGAIN: Duration = Duration::from_millis(200);
 /// Forward latencies remembered for the median.
@@ -212,7 +214,7 @@ impl Node {
     }
 
     /// Completes once `home` is found hung: after `after`, and then every [`PING_AGAIN`], it
-    /// is asked a ping, and one unanswered within [`HUNG_PING`] marks it down. A home another
+    /// is asked a ping, and [`HUNG_PINGS`] in a row unanswered within [`HUNG_PING`] mark it down. A home another
     /// forward already marked down counts at once. Never completes while the home answers.
     async fn until_hung(&self, home: NodeId, after: Duration) {
         tokio::time::sleep(after).await;
@@ -221,9 +223,18 @@ impl Node {
                 return;
             }
             let Ok(mut client) = self.client(home) else { return std::future::pending().await };
-            let ping = tokio::time::timeout(HUNG_PING, client.ping(proto::PingRequest { from: self.id }));
-            if !matches!(ping.await, Ok(Ok(_))) {
-                tracing::debug!(peer = home, "a forward and a ping went unanswered: bypassing the hung home");
+            // Two pings in a row unanswered: one alone, on a loaded machine, is a stall of the
+            // home's scheduler more often than a hang.
+            let mut unanswered = 0;
+            while unanswered < HUNG_PINGS {
+                let ping = tokio::time::timeout(HUNG_PING, client.ping(proto::PingRequest { from: self.id }));
+                if matches!(ping.await, Ok(Ok(_))) {
+                    break;
+                }
+                unanswered += 1;
+            }
+            if unanswered == HUNG_PINGS {
+                tracing::debug!(peer = home, "a forward and its pings went unanswered: bypassing the hung home");
                 self.mark_down(home);
                 return;
             }

@@ -158,6 +158,11 @@ impl Inner {
         if !metrics.membership_config.membership().voter_ids().any(|id| id == self.id) {
             return Err(format!("n{} is not a voter", self.id));
         }
+        if metrics.current_leader == Some(self.id) {
+            // Elected already (the first request won outright, with every other voter
+            // standing): nothing to stand for.
+            return Ok(());
+        }
         let term = metrics.current_term;
         tracing::info!(from, term, "the leader is stepping down and asked this node to stand for election");
         self.raft.trigger().elect().await.map_err(|e| e.to_string())?;
