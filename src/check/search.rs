@@ -10,7 +10,10 @@
 //!
 //! The linearized set is kept as a 128-bit Zobrist hash (the XOR of a random word per
 //! operation) rather than a bitset, so a cache entry costs 20 bytes however long the history;
-//! two different sets collide with probability about 2^-128 per pair.
+//! two different sets collide with probability about 2^-128 per pair. The cache and the
+//! state table hash with FNV rather than SipHash, and a step that leaves the value as it
+//! was keeps its state id without a look-up: on a key with many operations in flight the
+//! search spends most of its time hashing, and neither changes what it explores.
 //!
 //! Operations with unknown outcome return at the end of time, so they may be placed anywhere
 //! after their call. Each of them is always applicable, so once every determinate operation
@@ -96,6 +99,7 @@
 //! operation, linearizable and not.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -189,10 +193,52 @@ impl List {
     }
 }
 
+/// FNV-1a for bytes, a rotate-and-multiply for words: the search hashes a state or a cache
+/// key at almost every step, and a hash this cheap beats the standard library's SipHash
+/// several times over. It has no defence against crafted keys; a history built to collide
+/// could only slow its own check (equality still decides every look-up), and the cache's
+/// Zobrist words are random already.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn write_u128(&mut self, word: u128) {
+        self.write_u64(word as u64);
+        self.write_u64((word >> 64) as u64);
+    }
+
+    fn write_u32(&mut self, word: u32) {
+        self.write_u64(u64::from(word));
+    }
+
+    fn write_usize(&mut self, word: usize) {
+        self.write_u64(word as u64);
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+type FastSet<K> = HashSet<K, BuildHasherDefault<Fnv>>;
+
 /// Interns model states so the cache stores small ids.
 #[derive(Default)]
 struct States {
-    ids: HashMap<Option<String>, u32>,
+    ids: FastMap<Option<String>, u32>,
     values: Vec<Option<String>>,
 }
 
@@ -222,7 +268,7 @@ fn splitmix(mut x: u64) -> u64 {
 struct Demands {
     /// Each demanded value.
     values: Vec<String>,
-    ids: HashMap<String, usize>,
+    ids: FastMap<String, usize>,
     /// Per operation, the value it demands (`NIL`: none).
     need: Vec<usize>,
     /// Per value, the operations that demand it, and how many of them are not yet placed.
@@ -238,7 +284,7 @@ impl Demands {
     fn new(ops: &[Operation]) -> Self {
         let mut d = Demands {
             values: Vec::new(),
-            ids: HashMap::new(),
+            ids: FastMap::default(),
             need: vec![NIL; ops.len()],
             readers: Vec::new(),
             readers_left: Vec::new(),
@@ -359,7 +405,7 @@ pub(super) fn search(ops: &[Operation], deadline: Option<Instant>, stop: &Atomic
     let mut states = States::default();
     let mut state = states.id(None);
     let mut linearized: u128 = 0;
-    let mut cache: HashSet<(u128, u32)> = HashSet::new();
+    let mut cache: FastSet<(u128, u32)> = FastSet::default();
     // The choices made so far: (call entry, state before it, its node in `trail`, whether
     // it was the only choice tried at its configuration).
     let mut calls: Vec<(usize, u32, usize, bool)> = Vec::new();
@@ -479,7 +525,9 @@ pub(super) fn search(ops: &[Operation], deadline: Option<Instant>, stop: &Atomic
             let previous = state;
             let this = e.op;
             if let Some(next) = step(current, &op.input, op.output.as_ref()) {
-                let next = states.id(next);
+                // Most steps leave the value as it was (reads, failed CASes): no need to
+                // look the state up.
+                let next = if next.as_deref() == current { state } else { states.id(next) };
                 let hashed = linearized ^ zobrist[e.op];
                 // Rule: a crashed operation is not placed where it would change nothing.
                 let idle = rules && !op.is_determinate() && next == state;
