@@ -68,6 +68,11 @@ impl Node {
         }
     }
 
+    /// Whether `id` said it is leaving and has not yet said it left (at most [`LEAVE_WAIT`]).
+    pub(super) fn is_leaving(&self, id: NodeId) -> bool {
+        lock(&self.leaving).get(&id).is_some_and(|until| Instant::now() < *until)
+    }
+
     /// Waits while `id` is leaving and has not said it left (at most [`LEAVE_WAIT`]).
     pub(super) async fn wait_while_leaving(&self, id: NodeId) {
         loop {

@@ -168,7 +168,7 @@ impl Inner {
         self.raft.trigger().elect().await.map_err(|e| e.to_string())?;
         self.raft
             .wait(Some(CAMPAIGN_WAIT))
-            .metrics(|m| m.current_term > term, "standing at a higher term")
+            .metrics(|m| m.current_term > term || m.current_leader == Some(self.id), "standing at a higher term")
             .await
             .map(|_| ())
             .map_err(|e| format!("did not stand for election: {e}"))
