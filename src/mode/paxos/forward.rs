@@ -79,6 +79,8 @@ pub(super) const HEDGE_MULTIPLE: u32 = 5;
 pub(super) const HUNG_PING: Duration = Duration::from_millis(300);
 /// ... and this many pings in a row go unanswered.
 pub(super) const HUNG_PINGS: u32 = 2;
+/// A ping's timeout that fires this much late means this node was starved, not the home hung.
+pub(super) const STARVED: Duration = Duration::from_millis(100);
 /// How often a home that answered the ping is asked again while the forward lasts.
 pub(super) const PING_AGAIN: Duration = Duration::from_millis(200);
 /// Forward latencies remembered for the median.
@@ -233,9 +235,15 @@ impl Node {
             // home's scheduler more often than a hang.
             let mut unanswered = 0;
             while unanswered < HUNG_PINGS {
+                let asked = Instant::now();
                 let ping = tokio::time::timeout(HUNG_PING, client.ping(proto::PingRequest { from: self.id }));
                 if matches!(ping.await, Ok(Ok(_))) {
                     break;
+                }
+                if asked.elapsed() > HUNG_PING + STARVED {
+                    // The timeout itself fired late: this node's own runtime was starved (a
+                    // loaded machine), and the silence says nothing about the home.
+                    continue;
                 }
                 unanswered += 1;
             }
