@@ -51,32 +51,11 @@ fn power_loss_run(mode: &str, serve_flags: &[&str], seed: &str) -> Output {
         redis::cmd("FLUSHALL").query::<String>(&mut redis(&first)).is_ok()
     });
     let history = tmp.path().join("h.jsonl");
-    let mut args = vec![
-        "workload",
-        "--cluster",
-        dir.to_str().unwrap(),
-        "--clients",
-        "6",
-        "--keys",
-        "4",
-        "--timeout",
-        "2s",
-        "--history",
-        history.to_str().unwrap(),
-        "--check",
-        "--duration",
-        "6s",
-        "--seed",
-        seed,
-        "--nemesis",
-        "power-loss",
-        "--nemesis-interval",
-        "2s",
-    ];
+    let mut extra = vec!["--duration", "6s", "--seed", seed, "--nemesis", "power-loss", "--nemesis-interval", "2s"];
     if mode == "dynamo" {
-        args.extend(["--settle-timeout", "30s"]);
+        extra.extend(["--settle-timeout", "30s"]);
     }
-    let out = valthree(&args);
+    let out = common::workload(&dir, &history, &extra);
     let events = std::fs::read_to_string(&history).unwrap_or_default();
     assert!(events.contains("\"power-loss\""), "{mode} seed {seed}: no power loss in the history: {}", text(&out));
     out
