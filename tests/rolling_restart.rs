@@ -13,9 +13,20 @@ use std::time::{Duration, Instant};
 use common::{BIN, Down, Valthree, Verdict, assert_verdict, recorded_events, text, up, wait_until};
 use serde_json::Value;
 
-/// The longest a leader move may stop writes in these tests: generous for a loaded 2-core
-/// machine (measured at 0.25–0.4 s with the hand-over; see docs/operations.md).
-const MAX_WRITE_GAP: Duration = Duration::from_secs(3);
+/// The longest a raft leader move may stop writes in these tests: measured at 0.12–0.54 s in
+/// 16 runs with the hand-over on a 2-core machine at load average 19–38, and an election
+/// timeout (0.8–1.2 s) more when the hand-over failed; the bound leaves room for a loaded
+/// machine and catches that (see docs/operations.md).
+const MAX_LEADER_MOVE: Duration = Duration::from_millis(1500);
+/// The longest writes may stop in paxos and dynamo mode, where nothing has to move: measured at
+/// 0.24–0.74 s on the same machine (a key whose home stops waits until it has finished with
+/// it), and 2–3.3 s before a tombstone's collection stopped holding its key while a peer
+/// restarted.
+const MAX_WRITE_GAP: Duration = Duration::from_secs(2);
+/// The operations of one run that may end `-UNCERTAIN` (paxos) or miss their quorum
+/// (dynamo): measured 0 in every run of 16 on a loaded machine; one is allowed for a
+/// scheduler stall long enough to look like a failure.
+const MAX_DOUBTS: usize = 1;
 
 /// What a rolling restart under a workload left in the history.
 struct Run {
@@ -128,7 +139,13 @@ fn is_by_design((kind, error): &(String, String)) -> bool {
 fn longest_write_gap(events: &[Value]) -> Duration {
     let writes: Vec<u64> = events
         .iter()
-        .filter(|e| e["type"] == "ok" && matches!(e["f"].as_str(), Some("set" | "del" | "incr" | "append" | "cas")))
+        .filter(|e| {
+            e["type"] == "ok"
+                && matches!(
+                    e["f"].as_str(),
+                    Some("set" | "del" | "incr" | "append" | "cas" | "getset" | "getdel" | "setnx" | "vset" | "vdel")
+                )
+        })
         .filter_map(|e| e["time"].as_u64())
         .collect();
     let gap = writes.windows(2).map(|w| w[1].saturating_sub(w[0])).max().unwrap_or(0);
@@ -158,12 +175,13 @@ fn assert_no_client_visible_error(run: &Run, mode: &str, allowed: impl Fn(&(Stri
     assert!(unexpected.is_empty(), "{mode}: clients saw errors during the rolling restart: {unexpected:?}");
 }
 
-/// paxos: no `-ERR`, no `-TRYAGAIN`, no timeout, and in most runs no `-UNCERTAIN`. Every key
-/// runs at one proposer at a time: its home, or while the home is away the next member in the
-/// key's order, the same for every node (a stopping node says it leaves, a started one says it
-/// is back), so proposers do not duel over a key. Rarely (measured: 2 in one run of 8 on a
-/// loaded machine, 0 in the others) an accept still misses its quorum and its outcome is
-/// honestly unknown (the checker weighs both): counted, and bounded.
+/// paxos: no `-ERR`, no `-TRYAGAIN`, no timeout, and no `-UNCERTAIN`. Every key runs at one
+/// proposer at a time: its home, or while the home is away the next member in the key's
+/// order, the same for every node (a stopping node says it leaves, and again while it works; a
+/// started one says it is back, and runs nothing before its peers have ended their own
+/// commands on its keys), so proposers do not duel over a key. Measured 0 `-UNCERTAIN` in 16
+/// runs (before: 1 in 2 runs of 7, and 2 in 1 of 9 earlier); an accept that still misses its
+/// quorum has an honestly unknown outcome (the checker weighs both): counted, and bounded.
 #[test]
 fn paxos_rolling_restart_is_linearizable_and_no_client_sees_a_definite_error() {
     let run = rolling_restart_under_a_workload("paxos");
@@ -173,9 +191,9 @@ fn paxos_rolling_restart_is_linearizable_and_no_client_sees_a_definite_error() {
     assert_no_client_visible_error(&run, "paxos", uncertain);
     let doubts = failures(&run.events).iter().filter(|f| uncertain(f)).count();
     let total = run.events.iter().filter(|e| e["type"] == "invoke").count();
-    eprintln!("paxos: {doubts} -UNCERTAIN of {total} operations");
-    assert!(doubts * 50 <= total, "paxos: {doubts} of {total} operations were left uncertain");
     let gap = longest_write_gap(&run.events);
+    eprintln!("paxos: {doubts} -UNCERTAIN of {total} operations; longest time without a successful write: {gap:?}");
+    assert!(doubts <= MAX_DOUBTS, "paxos: {doubts} of {total} operations were left uncertain");
     assert!(gap < MAX_WRITE_GAP, "paxos: writes stopped for {gap:?} during the rolling restart");
 }
 
@@ -191,13 +209,13 @@ fn raft_rolling_restart_is_linearizable_and_moves_leadership_with_a_short_gap() 
     assert_eq!(handed, 1, "raft: leadership should move once, by hand-over: {steps}");
     let gap = longest_write_gap(&run.events);
     eprintln!("raft: longest time without a successful write: {gap:?}; {steps}");
-    assert!(gap < MAX_WRITE_GAP, "raft: writes stopped for {gap:?} while leadership moved: {steps}");
+    assert!(gap < MAX_LEADER_MOVE, "raft: writes stopped for {gap:?} while leadership moved: {steps}");
 }
 
-/// dynamo: no `-ERR`, no timeout, and in most runs no missed quorum. A stopping node leaves
-/// SWIM before it stops, so its peers' coordinators stop asking it at once. Rarely (measured:
-/// one read's `-TRYAGAIN` in one run of 8 on a loaded machine) a quorum is still missed:
-/// counted, and bounded.
+/// dynamo: no `-ERR`, no timeout, and no missed quorum. A stopping node leaves SWIM before it
+/// stops, so its peers' coordinators stop asking it at once, and a read asks a replica whose
+/// call failed (a connection a restart broke) once more before it counts it out. Measured 0 in
+/// 16 runs (before: one read's `-TRYAGAIN` in one run of 9): counted, and bounded.
 #[test]
 fn dynamo_rolling_restart_is_consistent_and_no_client_sees_an_error() {
     let run = rolling_restart_under_a_workload("dynamo");
@@ -214,9 +232,12 @@ fn dynamo_rolling_restart_is_consistent_and_no_client_sees_an_error() {
     assert_no_client_visible_error(&run, "dynamo", missed);
     let refused = failures(&run.events).iter().filter(|f| missed(f)).count();
     let total = run.events.iter().filter(|e| e["type"] == "invoke").count();
-    eprintln!("dynamo: {refused} quorums missed (-TRYAGAIN, -UNCERTAIN) of {total} operations");
-    assert!(refused * 50 <= total, "dynamo: {refused} of {total} operations missed their quorum");
     let gap = longest_write_gap(&run.events);
+    eprintln!(
+        "dynamo: {refused} quorums missed (-TRYAGAIN, -UNCERTAIN) of {total} operations; \
+         longest time without a successful write: {gap:?}"
+    );
+    assert!(refused <= MAX_DOUBTS, "dynamo: {refused} of {total} operations missed their quorum");
     assert!(gap < MAX_WRITE_GAP, "dynamo: writes stopped for {gap:?} during the rolling restart");
 }
 

@@ -179,6 +179,8 @@ enum Op {
         held: Option<Object>,
         /// Read repairs sent (async), so a late answer is compared once.
         repaired: bool,
+        /// Replicas asked a second time after their call failed (see `step_get`).
+        asked_again: BTreeSet<NodeId>,
     },
 }
 
@@ -343,6 +345,7 @@ impl Coordinator {
             repairing: BTreeSet::new(),
             held: None,
             repaired: false,
+            asked_again: BTreeSet::new(),
         };
         self.ops.insert(op, (state, self.now + self.options.timeout));
     }
@@ -442,7 +445,9 @@ impl Coordinator {
     }
 
     fn step_get(&mut self, op: OpId, state: &mut Op, from: NodeId, response: Response) -> bool {
-        let Op::Get { key, r, replies, waiting, answered, repairing, held, repaired } = state else { unreachable!() };
+        let Op::Get { key, r, replies, waiting, answered, repairing, held, repaired, asked_again } = state else {
+            unreachable!()
+        };
         if repairing.remove(&from) {
             // A sync repair's acknowledgement (or failure: the answer goes out anyway).
             if repairing.is_empty()
@@ -458,6 +463,15 @@ impl Coordinator {
         match response {
             Response::Got(object) => {
                 replies.insert(from, object);
+            }
+            // The call failed (a connection reset by a peer that restarted a moment ago, or
+            // refused by one stopping): a read changes nothing, so the replica is asked once
+            // more before the read counts it out, within the read's deadline.
+            Response::Unreachable(why) if !*answered && from != self.id && asked_again.insert(from) => {
+                tracing::debug!(peer = from, "a read's call failed ({why}); asking again");
+                waiting.insert(from);
+                self.send(op, from, Request::Get { key: key.clone() });
+                return false;
             }
             other => tracing::debug!(peer = from, "a read got no object: {other:?}"),
         }
@@ -821,12 +835,37 @@ mod tests {
     }
 
     #[test]
+    fn a_get_asks_again_a_replica_whose_call_failed_once() {
+        // n3 is down (left the cluster for a restart); the call to n2 fails once (its
+        // connection was reset: n2 had itself restarted a moment before) and then goes through.
+        let mut c = Coordinator::new(1, Options::default());
+        c.get(5, key(), &[1, 2, 3], &[2], 2);
+        c.take_output();
+        c.step(5, 1, Response::Got(Object::new()));
+        c.step(5, 2, Response::Unreachable("connection reset".into()));
+        let out = c.take_output();
+        assert!(replies(&out).is_empty(), "not given up on: {out:?}");
+        assert_eq!(sends(&out), vec![(2, &Request::Get { key: key() })], "asked again");
+        c.step(5, 2, Response::Unreachable("connection refused".into()));
+        assert!(matches!(replies(&c.take_output())[..], [Err(Error::TryAgain(_))]), "but only once");
+        // Asked again, it answers: the read is served.
+        c.get(6, key(), &[1, 2, 3], &[2], 2);
+        c.take_output();
+        c.step(6, 1, Response::Got(Object::new()));
+        c.step(6, 2, Response::Unreachable("connection reset".into()));
+        c.take_output();
+        c.step(6, 2, Response::Got(Object::new()));
+        assert!(matches!(replies(&c.take_output())[..], [Ok(Reply::Read(_))]));
+    }
+
+    #[test]
     fn a_get_short_of_r_is_tryagain() {
         let mut c = Coordinator::new(1, Options::default());
         c.get(5, key(), &[1, 2, 3], &[2, 3], 2);
         c.take_output();
         c.step(5, 2, Response::Unreachable("down".into()));
         c.step(5, 3, Response::Failed("disk".into()));
+        c.step(5, 2, Response::Unreachable("down".into())); // asked again: down indeed
         assert!(matches!(replies(&c.take_output())[..], [Err(Error::TryAgain(_))]));
         c.get(6, key(), &[1, 2, 3], &[2, 3], 3);
         c.take_output();

@@ -31,6 +31,11 @@ pub(super) async fn run_gc(node: std::sync::Weak<Node>) {
         if config.previous.is_some() || !config.members.iter().any(|m| m.id == node.id) {
             continue; // no collection while a membership change runs
         }
+        // A collection needs every acceptor: while one is away (down, stopping, cut off) it
+        // could only time out, and hold its key's commands meanwhile.
+        if config.members.iter().any(|m| m.id != node.id && (node.is_down(m.id) || node.is_leaving(m.id))) {
+            continue;
+        }
         pass += 1;
         let everything = pass.is_multiple_of(10);
         let scan = node.clone();
@@ -43,6 +48,10 @@ pub(super) async fn run_gc(node: std::sync::Weak<Node>) {
         let Ok(Ok(tombstones)) = found else { continue };
         cursor = if tombstones.len() < BATCH { None } else { tombstones.last().cloned() };
         for key in tombstones {
+            // A collection is a round on the key like a command: a stopping node starts none
+            // (its peers run its keys once it has left), and finishes the one it runs before
+            // it says it has left.
+            let Ok(_running) = node.peer_commands.admit(format!("n{}", node.id)) else { return };
             match node.propose(key.clone(), Command::Collect).await {
                 // Removing raises every acceptor's node-wide floor to the ballot, so it is done
                 // only at a ballot every proposer follows now. Above the followed limit never

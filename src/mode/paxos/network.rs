@@ -195,7 +195,7 @@ impl Node {
             let replies = match self.call_acceptor(to, batch).await {
                 Ok(replies) => replies,
                 Err(e) => {
-                    tracing::trace!(peer = to, "acceptor call failed: {e}");
+                    tracing::debug!(peer = to, "acceptor call failed: {e}");
                     return;
                 }
             };

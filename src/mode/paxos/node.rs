@@ -135,6 +135,37 @@ pub(super) struct Node {
     pub(super) peer_commands: crate::node::PeerCommands,
     /// Recent forwards' latencies: when a forward is late enough to ask whether its home hung.
     pub(super) forward_latency: super::forward::ForwardLatency,
+    /// The keys of the commands this node's proposer runs now, each with how many: a peer
+    /// coming back gets its keys once none of them is here ([`super::presence`]).
+    pub(super) proposing: Mutex<HashMap<Bytes, usize>>,
+    /// Set once this node, started, has told its peers it is back and they have handed its
+    /// keys back: no command runs here before ([`super::presence`]).
+    pub(super) back: tokio::sync::watch::Sender<bool>,
+}
+
+/// One command on this node's proposer, counted in [`Node::proposing`] until dropped.
+struct Proposing<'a> {
+    node: &'a Node,
+    key: Bytes,
+}
+
+impl<'a> Proposing<'a> {
+    fn new(node: &'a Node, key: &Bytes) -> Self {
+        *lock(&node.proposing).entry(key.clone()).or_default() += 1;
+        Self { node, key: key.clone() }
+    }
+}
+
+impl Drop for Proposing<'_> {
+    fn drop(&mut self) {
+        let mut proposing = lock(&self.node.proposing);
+        if let Some(count) = proposing.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                proposing.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// paxos mode's [`Store`].
@@ -229,6 +260,8 @@ impl PaxosMode {
             installing: tokio::sync::Mutex::new(()),
             peer_commands: Default::default(),
             forward_latency: Default::default(),
+            proposing: Mutex::new(HashMap::new()),
+            back: tokio::sync::watch::Sender::new(false),
         });
         node.tasks.spawn(run_driver(node.clone(), proposer, counter, driver_rx));
         let service = peer::PeerServer::new(PeerService { node: node.clone() })
@@ -243,8 +276,10 @@ impl PaxosMode {
         ));
         node.tasks.spawn(run_gc(Arc::downgrade(&node)));
         // Before any client is served: peers that ran this node's keys while it was away
-        // hand them back now, not once their probes notice.
+        // hand them back now, not once their probes notice, and only then does this node
+        // run a command (a peer's forward, a garbage collection) on one of them.
         node.announce(crate::peer::proto::PresenceChange::Back).await;
+        node.back.send_replace(true);
         Ok(Self { node })
     }
 }
@@ -306,11 +341,16 @@ impl Node {
         (0..n).map(|i| config.members[(first + i) % n].id).collect()
     }
 
-    /// Runs a command on this node's proposer.
+    /// Runs a command on this node's proposer (once its peers handed its keys back, after a
+    /// start).
     pub(super) async fn propose(&self, key: Bytes, command: Command) -> Result<Outcome> {
         if read_lock(&self.config).members.is_empty() {
             return Err(Error::TryAgain("this node has not joined a cluster yet".into()));
         }
+        if !*self.back.borrow() {
+            self.until_back().await;
+        }
+        let _proposing = Proposing::new(self, &key);
         let (reply, rx) = oneshot::channel();
         self.driver
             .send(DriverEvent::Submit { key, command, reply })

@@ -9,10 +9,21 @@
 //! learnt of its stop one refused call at a time and each ran the key itself, and the node,
 //! started again, ran its keys while its peers still did.
 //!
-//! Between *leaving* and *left* (at most [`LEAVE_WAIT`]) a command for the leaving node's
-//! keys waits, so that the next member starts on a key only once the leaving node has
-//! finished with it. The notes are best effort: a note that is lost costs what it cost
-//! before (the peer learns from a refused call, or from a probe), never safety.
+//! Between *leaving* and *left* a command for the leaving node's keys waits, so that the next
+//! member starts on a key only once the leaving node has finished with it. A peer waits at
+//! most [`LEAVE_WAIT`] after the last *leaving* note it heard, and the leaving node says it
+//! again every [`LEAVING_AGAIN`] while it still finishes commands (a slow round on a loaded
+//! machine can outlast one wait), so its peers wait as long as it works, and no longer than a
+//! lost node would make them.
+//!
+//! The way back is the mirror image (*hand-back*): a peer that hears *back* sends the node's
+//! keys to it from then on, and answers the note only once the commands it was running on
+//! those keys itself (as their stand-in, or for a client while the home was away) have ended
+//! (at most [`HAND_BACK`]); the returning node runs no command before every peer has answered.
+//! So the home's first round on a key never meets a stand-in's round in flight.
+//!
+//! The notes are best effort: a note that is lost costs what it cost before (the peer learns
+//! from a refused call, or from a probe), never safety.
 
 use std::time::{Duration, Instant};
 
@@ -23,33 +34,64 @@ use super::node::Node;
 use crate::node::lock;
 use crate::peer::proto::{PresenceChange, PresenceNote};
 
-/// How long commands for a leaving node's keys wait for it to say it has left.
+/// How long commands for a leaving node's keys wait for its next note (again *leaving*, or
+/// *left*).
 pub(super) const LEAVE_WAIT: Duration = Duration::from_secs(2);
+/// How often a leaving node that still finishes commands says again that it is leaving.
+pub(super) const LEAVING_AGAIN: Duration = Duration::from_millis(500);
+/// How long a peer that hears *back* waits for its own commands on the returning node's keys
+/// to end before it answers (the returning node waits for the answers before it proposes).
+pub(super) const HAND_BACK: Duration = Duration::from_secs(1);
 /// How long one note may take to reach a peer.
 const NOTE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a returning node waits before it sends a *back* note a peer did not take again.
+const NOTE_RETRY: Duration = Duration::from_millis(50);
 /// How often a command waiting for a leaving node looks again.
 const WAIT_STEP: Duration = Duration::from_millis(5);
 
 impl Node {
     /// Tells every other member of the configuration about this node's `change`, and waits
-    /// (up to [`NOTE_TIMEOUT`]) until each has taken it or failed to.
+    /// (up to [`NOTE_TIMEOUT`]; *back*: plus [`HAND_BACK`], sent again while a peer does not
+    /// take it) until each has taken it or failed to.
     pub(super) async fn announce(&self, change: PresenceChange) {
         let peers: Vec<NodeId> =
             self.config().everyone().into_iter().map(|m| m.id).filter(|id| *id != self.id).collect();
         let note = PresenceNote { from: self.id, change: change.into() };
+        // A peer answers *back* once its own commands on this node's keys have ended.
+        let limit = if change == PresenceChange::Back { NOTE_TIMEOUT + HAND_BACK } else { NOTE_TIMEOUT };
+        let deadline = tokio::time::Instant::now() + limit;
         join_all(peers.into_iter().map(|to| async move {
             let Ok(mut client) = self.client(to) else { return };
-            match tokio::time::timeout(NOTE_TIMEOUT, client.presence(note)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(status)) => tracing::debug!(peer = to, "presence note not taken: {}", status.message()),
-                Err(_) => tracing::debug!(peer = to, "presence note not answered in time"),
+            loop {
+                match tokio::time::timeout_at(deadline, client.presence(note)).await {
+                    Ok(Ok(_)) => return,
+                    // A node just started may not reach a peer at once (a connection not made
+                    // in time on a loaded machine): *back* is sent again while time is left, or
+                    // that peer keeps sending this node's keys to the stand-in until its probe
+                    // notices, and the two run them at once.
+                    Ok(Err(status))
+                        if change == PresenceChange::Back && tokio::time::Instant::now() + NOTE_RETRY < deadline =>
+                    {
+                        tracing::debug!(peer = to, "presence note not taken: {}; again", status.message());
+                        tokio::time::sleep(NOTE_RETRY).await;
+                    }
+                    Ok(Err(status)) => {
+                        tracing::debug!(peer = to, "presence note not taken: {}", status.message());
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(peer = to, "presence note not answered in time");
+                        return;
+                    }
+                }
             }
         }))
         .await;
     }
 
-    /// A peer's note about itself.
-    pub(super) fn heard(&self, from: NodeId, change: PresenceChange) {
+    /// A peer's note about itself. On *back*, answers once this node has ended its own
+    /// commands on the keys that go back to `from` (at most [`HAND_BACK`]).
+    pub(super) async fn heard(&self, from: NodeId, change: PresenceChange) {
         match change {
             PresenceChange::Leaving => {
                 lock(&self.leaving).insert(from, Instant::now() + LEAVE_WAIT);
@@ -62,10 +104,41 @@ impl Node {
             PresenceChange::Back => {
                 lock(&self.leaving).remove(&from);
                 lock(&self.down).remove(&from);
-                tracing::debug!(peer = from, "peer is back");
+                let began = Instant::now();
+                let settled = self.until_settled(|key| self.home(key) == Some(from), HAND_BACK).await;
+                tracing::debug!(
+                    peer = from,
+                    settled,
+                    waited_ms = began.elapsed().as_millis() as u64,
+                    "peer is back: its keys go to it"
+                );
             }
             PresenceChange::Unspecified => {}
         }
+    }
+
+    /// Waits until no command this node proposes is on a key `handed` picks, or `limit` has
+    /// passed; true when none is left.
+    pub(super) async fn until_settled(&self, handed: impl Fn(&[u8]) -> bool, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let busy = lock(&self.proposing).keys().any(|key| handed(key));
+            if !busy {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(WAIT_STEP).await;
+        }
+    }
+
+    /// Waits until this node, started again, has told its peers it is back and each has
+    /// handed its keys back (or [`NOTE_TIMEOUT`] + [`HAND_BACK`] passed): until then a
+    /// stand-in may still run one of them.
+    pub(super) async fn until_back(&self) {
+        let mut back = self.back.subscribe();
+        let _ = tokio::time::timeout(NOTE_TIMEOUT + HAND_BACK, back.wait_for(|b| *b)).await;
     }
 
     /// Whether `id` said it is leaving and has not yet said it left (at most [`LEAVE_WAIT`]).

@@ -447,7 +447,13 @@ impl Proposer {
             .unwrap_or(0);
         let moving = current.as_ref().map_or(0, Bytes::len) + written;
         self.remember_size(key, moving);
-        let deadline = self.phase_deadline(key, moving, self.options.accept_timeout);
+        // A collection waits for every acceptor, and the key's commands queue behind it: one
+        // acceptor that cannot answer (away, restarting, its connection just broken) would
+        // hold them for the whole accept timeout. It gives up after a prepare's timeout
+        // instead (the key stays a tombstone, collected by a later pass).
+        let collecting = self.keys.get(key).and_then(|s| s.round.as_ref()).is_some_and(|r| r.collect);
+        let timeout = if collecting { self.options.phase_timeout } else { self.options.accept_timeout };
+        let deadline = self.phase_deadline(key, moving, timeout);
         let followable = self.followable();
         self.next_round += 1;
         let phase_id = self.next_round;

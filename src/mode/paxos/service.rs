@@ -119,7 +119,7 @@ impl peer::Peer for PeerService {
         if !self.node.config().everyone().iter().any(|m| m.id == note.from && m.id != self.node.id) {
             return Err(tonic::Status::invalid_argument(format!("n{} is no other member", note.from)));
         }
-        self.node.heard(note.from, change);
+        self.node.heard(note.from, change).await;
         Ok(tonic::Response::new(proto::Empty {}))
     }
 

@@ -149,7 +149,18 @@ impl Store for PaxosMode {
         use crate::peer::proto::PresenceChange;
         let started = std::time::Instant::now();
         self.node.announce(PresenceChange::Leaving).await;
-        let cut = self.node.peer_commands.drain(hand_over.saturating_sub(started.elapsed())).await;
+        // While commands still run here, the peers are told again that this node is leaving,
+        // so that their wait for it (`LEAVE_WAIT` from the last note) lasts as long as they do.
+        let drain = self.node.peer_commands.drain(hand_over.saturating_sub(started.elapsed()));
+        tokio::pin!(drain);
+        let cut = loop {
+            tokio::select! {
+                cut = &mut drain => break cut,
+                () = tokio::time::sleep(super::presence::LEAVING_AGAIN) => {
+                    self.node.announce(PresenceChange::Leaving).await;
+                }
+            }
+        };
         self.node.announce(PresenceChange::Left).await;
         let note = match cut {
             0 => "no forwarded command cut off".to_string(),

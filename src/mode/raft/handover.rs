@@ -21,6 +21,15 @@
 //!    the target still holds its lease and refuses them.
 //! 4. It asks the target to stand twice: at T+1 (refused: the others voted for themselves at
 //!    that term) and at T+2, which every other voter grants — the target's log is the longest.
+//!    At one term openraft ranks candidates by node id, so another voter with a higher id
+//!    could win the target's vote at T+1 (its request arriving after the target stood) and
+//!    with it the election, and the target standing again at T+2 would depose it and leave no
+//!    leader for an election timeout (the 0.8–1.2 s pauses measured before). So the target is
+//!    the caught-up voter with the *highest* id (no one can win its vote at its own term: it
+//!    usually wins at T+1 already). A target that still finds its vote held by another voter
+//!    waits a moment for that voter to lead (it holds the whole log too), and stands only if
+//!    it does not: the vote may only have been taken from that voter's refusal, which elects
+//!    no one.
 //!
 //! Writes pause for the catch-up wait, the stop and a few peer calls, not for the lease.
 //! Safety does not rest on any of this: each step is an ordinary Raft election, which a voter
@@ -43,6 +52,9 @@ use super::types::NodeId;
 pub(super) const CATCH_UP: Duration = Duration::from_secs(1);
 /// How long a voter asked to campaign waits to stand at a higher term before it answers.
 const CAMPAIGN_WAIT: Duration = Duration::from_millis(500);
+/// How long a target whose vote another voter holds waits for that voter to lead before it
+/// stands itself (see `campaign`).
+const WINNER_WAIT: Duration = Duration::from_millis(200);
 
 impl Inner {
     /// Moves leadership to a caught-up voter if this node leads, within `limit`; stops
@@ -118,15 +130,16 @@ impl Inner {
     }
 
     /// Waits up to `limit` until one of `voters` holds every entry of this leader's log;
-    /// returns the voter holding the most (the smallest id on a tie), its matched index and
-    /// the last index of this leader's log.
+    /// returns the voter holding the most (the largest id on a tie: at one term openraft
+    /// ranks candidates by id, so no other voter standing at the target's term can win its
+    /// vote), its matched index and the last index of this leader's log.
     async fn caught_up_voter(&self, voters: &[NodeId], limit: Duration) -> (NodeId, u64, u64) {
         let best = |m: &openraft::RaftMetrics<NodeId, super::types::RaftMember>| {
             let last = m.last_log_index.unwrap_or(0);
             let matched = |id: &NodeId| {
                 m.replication.as_ref().and_then(|r| r.get(id).cloned().flatten()).map_or(0, |log_id| log_id.index)
             };
-            let target = voters.iter().copied().max_by_key(|id| (matched(id), std::cmp::Reverse(*id)));
+            let target = voters.iter().copied().max_by_key(|id| (matched(id), *id));
             target.map(|t| (t, matched(&t), last))
         };
         let waited = self
@@ -162,6 +175,30 @@ impl Inner {
             // Elected already (the first request won outright, with every other voter
             // standing): nothing to stand for.
             return Ok(());
+        }
+        // At one term openraft ranks candidates by id, so a voter that stood before this one
+        // and has the higher id can win this node's vote at that term, and with it the
+        // election (its log is as long as this node's, or the vote was refused). Standing
+        // again would then only depose the new leader, with no one elected for an election
+        // timeout: the hand-over is done once it leads.
+        let vote = self.raft.with_raft_state(|s| *s.vote_ref()).await.map_err(|e| e.to_string())?;
+        if vote.is_committed() && vote.leader_id().voted_for() == Some(self.id) {
+            return Ok(()); // elected (the metrics read above lag the core)
+        }
+        if let Some(holder) = vote.leader_id().voted_for().filter(|h| *h != self.id && *h != from) {
+            // Granted (`holder` is winning) or only taken from `holder`'s refusal of this node's
+            // request (then `holder` has no grant from here, and no one wins): a winner sends
+            // its first heartbeat within a few milliseconds.
+            let elected = self
+                .raft
+                .wait(Some(WINNER_WAIT))
+                .metrics(|m| m.current_leader == Some(holder), "the holder of this node's vote leads")
+                .await
+                .is_ok();
+            if elected {
+                tracing::info!(from, holder, term = vote.leader_id().term, "n{holder} won with this node's vote");
+                return Ok(());
+            }
         }
         let term = metrics.current_term;
         tracing::info!(from, term, "the leader is stepping down and asked this node to stand for election");

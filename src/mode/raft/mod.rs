@@ -32,8 +32,8 @@
 //!   adds a learner, waits for it to catch up, then makes it a voter; or removes a voter.
 //!
 //! * **Stopping.** A leader that is told to stop (SIGTERM) hands its leadership to a
-//!   caught-up follower first (`handover`), so a rolling restart pauses writes for about the
-//!   leader lease instead of a whole election timeout.
+//!   caught-up follower first (`handover`), so a rolling restart pauses writes for a few
+//!   peer calls instead of the leader lease and an election timeout.
 //!
 //! Files by concern: [`types`] (what the log holds), [`log`] and [`machine`] (storage),
 //! `node` (openraft, start-up), `network` (openraft's network and calls to the leader),
