@@ -53,6 +53,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l admin-token 
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l admin-token-file -d 'Read the admin token from this file instead (one line)' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l proto-max-bulk-len -d 'Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l maxmemory-clients -d 'The bytes all clients\' query buffers may hold together; a client whose next read would pass it gets an error and is closed (0: no limit)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l client-output-buffer-limit -d 'Redis\' normal-class `client-output-buffer-limit`: "HARD SOFT SECONDS" (a leading `normal` is accepted). A reply that would leave more than HARD bytes unsent is not queued; a client that leaves more than SOFT bytes unread for SECONDS is closed (0: no limit)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l tls-port -d 'Also serve TLS clients on this address (e.g. 127.0.0.1:6380); needs --tls-cert-file and --tls-key-file' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l tls-cert-file -d 'The server\'s certificate chain (PEM)' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l tls-key-file -d 'The server\'s private key (PEM)' -r -F

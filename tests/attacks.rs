@@ -893,6 +893,93 @@ fn a_reply_larger_than_maxmemory_clients_is_refused_not_buffered() {
     assert!(raw.read_reply().starts_with(b"*2\r\n$4194304\r\n"));
 }
 
+/// One field of `INFO` (every section).
+fn info_line(addr: &str, field: &str) -> String {
+    let info: String = redis::cmd("INFO").arg("everything").query(&mut common::redis(addr)).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+        .unwrap_or_else(|| panic!("no {field} in INFO: {info}"))
+}
+
+/// Item 4, clients that stop reading: each holds one reply below `--maxmemory-clients`, and
+/// together they held 743 MB for as long as they stayed connected. As Redis' soft
+/// `client-output-buffer-limit` does, a client that leaves more than the soft limit unread
+/// for its seconds is now closed, and its memory is returned; a client that reads is not.
+#[test]
+fn clients_that_stop_reading_are_closed_and_their_memory_returned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let server = common::Valthree::start(
+        tmp.path(),
+        &["--data-dir", data.to_str().unwrap(), "--client-output-buffer-limit", "0 8mb 2"],
+    );
+    let value = vec![b'v'; 4 << 20];
+    let mut reader = common::redis(&server.addr());
+    let _: () = redis::cmd("SET").arg("big").arg(&value).query(&mut reader).unwrap();
+    let before = rss(server.child.id());
+    let sent = Instant::now();
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut raw = common::Raw::connect(server.port);
+        let mut args: Vec<&[u8]> = vec![b"MGET"];
+        args.extend(std::iter::repeat_n(&b"big"[..], 8));
+        raw.send(&common::request(&args));
+        stalled.push(raw);
+    }
+    // A client that reads gets the same 32 MB reply meanwhile, however long it takes.
+    let got: Vec<Vec<u8>> = redis::cmd("MGET").arg(vec!["big"; 8]).query(&mut reader).unwrap();
+    assert_eq!(got.len(), 8);
+    let started = Instant::now();
+    let closed = loop {
+        let closed: u64 = info_line(&server.addr(), "client_output_buffer_limit_disconnections").parse().unwrap();
+        if closed == 20 || started.elapsed() > Duration::from_secs(60) {
+            break closed;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(closed, 20, "every client that stopped reading is closed");
+    assert!(sent.elapsed() >= Duration::from_secs(2), "not before the soft limit's 2 s");
+    let held: u64 = info_line(&server.addr(), "client_query_buffers").parse().unwrap();
+    assert!(held < 1 << 20, "the closed clients' buffers are released: {held} bytes still held");
+    let grown = rss(server.child.id()).saturating_sub(before);
+    assert!(grown < 128 * MB, "the server kept {} MB after the clients were closed", grown / MB);
+    let log = server.log_text();
+    assert!(log.contains("soft limit unread"), "the closing is logged");
+    // The reader was never closed.
+    let got: Vec<u8> = redis::cmd("GET").arg("big").query(&mut reader).unwrap();
+    assert_eq!(got.len(), value.len());
+    drop(stalled);
+}
+
+/// The hard `client-output-buffer-limit`: a reply that would leave more unsent than it is
+/// refused (a read's with an error, and the connection goes on), and the flag takes Redis'
+/// own form, which `CONFIG GET` shows.
+#[test]
+fn a_reply_past_the_hard_output_limit_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let server = common::Valthree::start(
+        tmp.path(),
+        &["--data-dir", data.to_str().unwrap(), "--client-output-buffer-limit", "normal 10mb 0 0"],
+    );
+    let mut con = common::redis(&server.addr());
+    let _: () = redis::cmd("SET").arg("big").arg(vec![b'v'; 4 << 20]).query(&mut con).unwrap();
+    let refused = redis::cmd("MGET").arg(vec!["big"; 3]).query::<Vec<Vec<u8>>>(&mut con).unwrap_err();
+    assert!(refused.to_string().contains("client-output-buffer-limit"), "{refused}");
+    let got: Vec<Vec<u8>> = redis::cmd("MGET").arg(vec!["big"; 2]).query(&mut con).unwrap();
+    assert_eq!(got.len(), 2);
+    let config: Vec<String> =
+        redis::cmd("CONFIG").arg("GET").arg("client-output-buffer-limit").query(&mut con).unwrap();
+    assert_eq!(config, ["client-output-buffer-limit", &format!("normal {} 0 0", 10 << 20)]);
+    for bad in ["pubsub 32mb 8mb 60", "1 2", "1mb 2mb x"] {
+        let log = refuses_to_start(
+            tmp.path(),
+            &["--data-dir", tmp.path().join("bad").to_str().unwrap(), "--client-output-buffer-limit", bad],
+        );
+        assert!(log.contains("client-output-buffer-limit"), "{bad}: {log}");
+    }
+}
+
 /// Item 4, parsed request tables: a request announcing 2^31 - 1 empty elements costs the
 /// server far more per element (its table) than the 4 bytes each takes on the wire. Before the
 /// fix 300 MiB of budget let it take 1.1 GB; now each element is charged what it costs.

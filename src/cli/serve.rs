@@ -15,7 +15,7 @@ use crate::mode::s3::S3Args;
 use crate::mode::{ModeConfig, ModeName};
 use crate::node::{Faults, NodeArgs, parse_size};
 use crate::peer::ClusterSecret;
-use crate::resp::ServerConfig;
+use crate::resp::{OutputLimit, ServerConfig};
 
 /// Arguments of `valthree serve`.
 #[derive(Debug, Args)]
@@ -64,6 +64,12 @@ pub struct ServeArgs {
     /// pass it gets an error and is closed (0: no limit).
     #[arg(long, default_value = "1gb", value_parser = parse_size)]
     pub maxmemory_clients: u64,
+    /// Redis' normal-class `client-output-buffer-limit`: "HARD SOFT SECONDS" (a leading
+    /// `normal` is accepted). A reply that would leave more than HARD bytes unsent is not
+    /// queued; a client that leaves more than SOFT bytes unread for SECONDS is closed (0: no
+    /// limit).
+    #[arg(long, default_value = "0 64mb 60", value_parser = OutputLimit::parse)]
+    pub client_output_buffer_limit: OutputLimit,
     /// Also serve TLS clients on this address (e.g. 127.0.0.1:6380); needs --tls-cert-file and
     /// --tls-key-file.
     #[arg(long, help_heading = "TLS", requires_all = ["tls_cert_file", "tls_key_file"])]
@@ -311,6 +317,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         maxclients: args.maxclients,
         proto_max_bulk_len: args.proto_max_bulk_len,
         maxmemory_clients: args.maxmemory_clients,
+        output_limit: args.client_output_buffer_limit,
         idle_timeout: (args.timeout > 0).then(|| std::time::Duration::from_secs(args.timeout)),
         drain_timeout: args.shutdown_timeout,
         metrics,

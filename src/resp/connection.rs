@@ -53,12 +53,12 @@ pub async fn handle<S>(
     let mut codec = RespCodec::new(server.proto_max_bulk_len).with_budget(budget.clone());
     codec.authenticated = session.authenticated;
     let mut framed = Framed::new(socket, codec);
-    let mut output = OutputShare { budget: server.client_buffers.clone(), held: 0, peak: 0 };
+    let mut output = OutputShare { budget: server.client_buffers.clone(), held: 0, peak: 0, cut: false };
     let mut queued_since: Option<Instant> = None;
     let mut ahead: Option<Input> = None;
     loop {
         if queued_since.is_some_and(|t| t.elapsed() >= MAX_REPLY_DELAY) {
-            if framed.flush().await.is_err() {
+            if !flush(&mut framed, &mut output, &session, &server).await {
                 break;
             }
             output.settle(framed.write_buffer().len());
@@ -81,7 +81,7 @@ pub async fn handle<S>(
         let next = match next {
             Some(next) => next,
             None => {
-                if framed.flush().await.is_err() || shutdown.is_cancelled() {
+                if !flush(&mut framed, &mut output, &session, &server).await || shutdown.is_cancelled() {
                     break;
                 }
                 output.settle(framed.write_buffer().len());
@@ -245,7 +245,7 @@ pub async fn handle<S>(
             break;
         }
     }
-    let _ = framed.flush().await;
+    let _ = flush(&mut framed, &mut output, &session, &server).await;
     tracing::debug!(client = session.id, "disconnected");
     let held = framed.codec().peak() + output.peak;
     drop(framed);
@@ -328,7 +328,39 @@ where
     }
     let size = reply.wire_len();
     let mut closing = session.closing;
-    let reply = if output.settle_within_budget(framed.write_buffer().len().saturating_add(size)) {
+    // A client that leaves more than the soft limit unread is waited for only so long.
+    if server.output_limit.over_soft(framed.write_buffer().len()) && !flush(framed, output, session, server).await {
+        return false;
+    }
+    let pending = framed.write_buffer().len().saturating_add(size);
+    let reply = if server.output_limit.over_hard(pending) {
+        let unsent = pending - size;
+        if read_only {
+            tracing::warn!(
+                client = session.id,
+                size,
+                unsent,
+                "a reply would pass --client-output-buffer-limit; answered with an error"
+            );
+            Reply::error(format!(
+                "ERR the reply ({size} bytes) would pass client-output-buffer-limit with the {unsent} bytes the client \
+                 has not read yet; nothing was sent (read less at once)"
+            ))
+        } else {
+            tracing::warn!(
+                client = session.id,
+                size,
+                unsent,
+                "a reply would pass --client-output-buffer-limit; closing"
+            );
+            server.output_limit_closed.fetch_add(1, Ordering::Relaxed);
+            closing = true;
+            Reply::error(format!(
+                "UNCERTAIN the reply ({size} bytes) would pass client-output-buffer-limit; the command ran, its reply \
+                 is dropped, and the connection closes"
+            ))
+        }
+    } else if output.settle_within_budget(pending) {
         reply
     } else if read_only {
         tracing::warn!(client = session.id, size, "a reply would pass --maxmemory-clients; answered with an error");
@@ -352,12 +384,64 @@ where
     !closing
 }
 
+/// Sends what the write buffer holds; false when the client is gone, or when it left more
+/// than `--client-output-buffer-limit`'s soft limit unread for longer than the limit's
+/// seconds (then it is closed, as Redis closes such a client).
+async fn flush<S>(
+    framed: &mut Framed<S, RespCodec>,
+    output: &mut OutputShare,
+    session: &Session,
+    server: &ServerState,
+) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if output.cut {
+        return false;
+    }
+    let limit = server.output_limit;
+    let mut above_since: Option<Instant> = None;
+    loop {
+        if !limit.over_soft(framed.write_buffer().len()) {
+            above_since = None;
+        }
+        let Some(since) = above_since.or_else(|| limit.over_soft(framed.write_buffer().len()).then(Instant::now))
+        else {
+            return framed.flush().await.is_ok();
+        };
+        above_since = Some(since);
+        let left = limit.soft_for.saturating_sub(since.elapsed());
+        if left.is_zero() {
+            let unread = framed.write_buffer().len();
+            tracing::warn!(
+                client = session.id,
+                unread,
+                "a client left more than --client-output-buffer-limit's soft limit unread for its time; closing"
+            );
+            server.output_limit_closed.fetch_add(1, Ordering::Relaxed);
+            output.cut = true;
+            return false;
+        }
+        // Flushing is cancel-safe: what was written is gone from the buffer. Look again at
+        // least every SOFT_CHECK to see whether the client got below the soft limit.
+        match tokio::time::timeout(left.min(SOFT_CHECK), framed.flush()).await {
+            Ok(flushed) => return flushed.is_ok(),
+            Err(_) => continue,
+        }
+    }
+}
+
+/// How often a blocked flush looks whether the client has read below the soft limit.
+const SOFT_CHECK: Duration = Duration::from_millis(250);
+
 /// The part of the shared client budget one connection's write buffer holds.
 struct OutputShare {
     budget: Arc<super::codec::BufferBudget>,
     held: usize,
     /// The most it ever held.
     peak: usize,
+    /// Closed for leaving too much unread: nothing more is sent.
+    cut: bool,
 }
 
 impl OutputShare {

@@ -16,7 +16,7 @@ mod tls;
 
 pub use codec::{CodecError, DEFAULT_PROTO_MAX_BULK_LEN, RespCodec};
 pub use reply::Reply;
-pub use server::{DRAIN_TIMEOUT, Drained, ServerConfig, serve};
+pub use server::{DRAIN_TIMEOUT, Drained, OutputLimit, ServerConfig, serve};
 pub use session::Session;
 pub use state::ServerState;
 pub use tls::{ClientAuth, TlsOptions, acceptor as tls_acceptor};

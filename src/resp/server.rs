@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub proto_max_bulk_len: u64,
     /// The bytes all connections' query buffers may hold together (0: no limit).
     pub maxmemory_clients: u64,
+    /// What one connection's unsent replies may hold (`client-output-buffer-limit`).
+    pub output_limit: OutputLimit,
     /// Close a connection idle this long (`None`: never), as Redis' `timeout`.
     pub idle_timeout: Option<Duration>,
     /// How long shutdown waits for connections to finish the commands they are running.
@@ -54,6 +56,64 @@ pub struct ServerConfig {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// End a snapshot walk idle this long (`--snapshot-walk-timeout`).
     pub snapshot_walk_timeout: Duration,
+}
+
+/// Redis' `client-output-buffer-limit` for its normal class: what one connection's unsent
+/// replies may hold. A reply that would leave more than `hard` bytes unsent is not queued
+/// (the reply to a read becomes an error, a write's outcome is uncertain and the connection
+/// closes); a client that leaves more than `soft` bytes unread for `soft_for` is closed. 0
+/// turns a limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputLimit {
+    pub hard: u64,
+    pub soft: u64,
+    pub soft_for: Duration,
+}
+
+impl OutputLimit {
+    /// No limit, Redis' own default for normal clients.
+    pub const NONE: Self = Self { hard: 0, soft: 0, soft_for: Duration::ZERO };
+
+    /// Parses Redis' form, "HARD SOFT SECONDS" (sizes as `--maxmemory-clients` takes them), with
+    /// an optional leading class name, which must be `normal`: valthree has no replicas and no
+    /// pub/sub clients.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut words: Vec<&str> = text.split_whitespace().collect();
+        if words.first().is_some_and(|w| w.eq_ignore_ascii_case("normal")) {
+            words.remove(0);
+        } else if words.first().is_some_and(|w| w.parse::<u64>().is_err() && crate::node::parse_size(w).is_err()) {
+            return Err(format!(
+                "only the normal class has a limit here (valthree has no replica or pubsub clients): {text:?}"
+            ));
+        }
+        let [hard, soft, seconds] = words[..] else {
+            return Err(format!("expected \"HARD SOFT SECONDS\" (e.g. \"0 64mb 60\"), got {text:?}"));
+        };
+        let seconds: u64 = seconds.parse().map_err(|_| format!("not a number of seconds: {seconds:?}"))?;
+        Ok(Self {
+            hard: crate::node::parse_size(hard)?,
+            soft: crate::node::parse_size(soft)?,
+            soft_for: Duration::from_secs(seconds),
+        })
+    }
+
+    /// True when `pending` unsent bytes pass the hard limit.
+    pub fn over_hard(&self, pending: usize) -> bool {
+        self.hard > 0 && pending as u64 > self.hard
+    }
+
+    /// True when `pending` unsent bytes are above the soft limit (which counts only with a
+    /// time: a soft limit of 0 bytes, or for 0 seconds, is off, as in Redis).
+    pub fn over_soft(&self, pending: usize) -> bool {
+        self.soft > 0 && !self.soft_for.is_zero() && pending as u64 > self.soft
+    }
+}
+
+impl std::fmt::Display for OutputLimit {
+    /// As `CONFIG GET client-output-buffer-limit` shows it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "normal {} {} {}", self.hard, self.soft, self.soft_for.as_secs())
+    }
 }
 
 /// How a drain ended.
@@ -99,6 +159,8 @@ pub async fn serve(
             .unwrap_or(usize::MAX),
         )),
         idle_timeout: config.idle_timeout,
+        output_limit: config.output_limit,
+        output_limit_closed: AtomicU64::new(0),
         snapshot_walk_timeout: config.snapshot_walk_timeout,
         snapshot_walks_expired: AtomicU64::new(0),
         local_addr: listener.local_addr()?,
@@ -213,6 +275,13 @@ fn gauges(state: std::sync::Weak<ServerState>) -> impl Fn(&mut Vec<Sample>) + Se
                 "Client connections refused because --maxclients were open (INFO's rejected_connections).",
                 Kind::Counter,
                 load(&state.rejected_connections),
+            ),
+            Sample::new(
+                "valthree_client_output_buffer_limit_disconnections",
+                "Client connections closed for passing --client-output-buffer-limit (INFO's \
+                 client_output_buffer_limit_disconnections).",
+                Kind::Counter,
+                load(&state.output_limit_closed),
             ),
             Sample::new(
                 "valthree_client_query_buffers_bytes",

@@ -28,6 +28,10 @@ pub struct ServerState {
     /// The part of it connections that have not authenticated may hold together (an eighth),
     /// so that strangers cannot spend what authenticated clients need.
     pub unauthenticated_buffers: Arc<super::codec::BufferBudget>,
+    /// What one connection's unsent replies may hold (`--client-output-buffer-limit`).
+    pub output_limit: super::OutputLimit,
+    /// Connections closed for passing it (INFO's `client_output_buffer_limit_disconnections`).
+    pub output_limit_closed: AtomicU64,
     /// Close a connection idle this long (`--timeout`; `None`: never).
     pub idle_timeout: Option<std::time::Duration>,
     /// End a snapshot walk idle this long (`--snapshot-walk-timeout`).

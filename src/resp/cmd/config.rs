@@ -39,6 +39,7 @@ impl Config {
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
         let server = ctx.server;
         let settings = [
+            ("client-output-buffer-limit", server.output_limit.to_string()),
             ("maxclients", server.maxclients.to_string()),
             ("proto-max-bulk-len", server.proto_max_bulk_len.to_string()),
             ("timeout", server.idle_timeout.map_or(0, |t| t.as_secs()).to_string()),

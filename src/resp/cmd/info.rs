@@ -72,6 +72,10 @@ impl Info {
                     line("total_commands_processed", &server.commands.load(Ordering::Relaxed));
                     line("rejected_connections", &server.rejected_connections.load(Ordering::Relaxed));
                     line("acl_access_denied_auth", &server.auth_failures.load(Ordering::Relaxed));
+                    line(
+                        "client_output_buffer_limit_disconnections",
+                        &server.output_limit_closed.load(Ordering::Relaxed),
+                    );
                     line("snapshot_walks", &server.snapshot_walks.load(Ordering::Relaxed));
                     line("total_net_input_bytes", &server.metrics.net_input_bytes.load(Ordering::Relaxed));
                     line("total_net_output_bytes", &server.metrics.net_output_bytes.load(Ordering::Relaxed));
