@@ -4,7 +4,9 @@
 //!
 //! Each durable file kind of each mode is damaged three ways in turn: every stored copy of
 //! one value gets a byte flipped, one byte in the middle of the file is flipped, and the file
-//! loses its second half.
+//! loses its second half. In s3 mode the files are the objects of the shared object directory
+//! (the document, snapshots, value objects): nothing else holds the database, so every damage
+//! must be refused.
 
 mod common;
 
@@ -20,20 +22,29 @@ fn value(i: usize) -> String {
     format!("value-{i:02}-").repeat(200)
 }
 
-/// The files of `dir` whose bytes must survive: databases and snapshots (not logs, lock
-/// files, or hidden temporaries).
-fn durable_files(dir: &Path) -> Vec<PathBuf> {
+/// The files of `dir` whose bytes must survive: databases, snapshots and, in s3 mode, every
+/// object (not logs, lock files, or hidden temporaries).
+fn durable_files(dir: &Path, mode: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_file())
         .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy();
-            !name.starts_with('.') && (name.ends_with(".redb") || name.ends_with(".bin"))
+            !name.starts_with('.') && (mode == "s3" || name.ends_with(".redb") || name.ends_with(".bin"))
         })
         .collect();
     files.sort();
     files
+}
+
+/// What a node must do when it finds one of its files damaged.
+#[derive(Clone, Copy, PartialEq)]
+enum Expect {
+    /// Refuse to start, naming the file, or start and serve exactly what was written.
+    RefusalOrHarmless,
+    /// Refuse to start, naming the file and saying how to recover (nothing else holds a copy).
+    Refusal,
 }
 
 /// Flips one byte in the middle of every copy of `needle` in `bytes`; how many it found.
@@ -50,12 +61,18 @@ fn flip_every_copy(bytes: &mut [u8], needle: &[u8]) -> usize {
 }
 
 fn corruption_is_refused_or_harmless(mode: &str, extra: &[&str]) {
+    corruption_is_found(mode, extra, Expect::RefusalOrHarmless);
+}
+
+fn corruption_is_found(mode: &str, extra: &[&str], expect: Expect) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
     let status = up(&dir, mode, extra);
     let _down = Down(&dir);
     let addrs = addrs(&status);
+    // s3 mode's nodes share the cluster's object directory: the database is there.
     let data_dir = PathBuf::from(status["nodes"][0]["data_dir"].as_str().unwrap());
+    let data_dir = if mode == "s3" { data_dir.parent().unwrap().join("objects") } else { data_dir };
     let log = PathBuf::from(status["nodes"][0]["log"].as_str().unwrap());
     let mut con = redis(&addrs[0]);
     for i in 0..KEYS {
@@ -63,11 +80,15 @@ fn corruption_is_refused_or_harmless(mode: &str, extra: &[&str]) {
             redis::cmd("SET").arg(format!("k{i}")).arg(value(i)).query::<String>(&mut con).is_ok()
         });
     }
-    let files = durable_files(&data_dir);
+    if mode == "s3" {
+        // Objects a write replaced are deleted right after it, in the background.
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let files = durable_files(&data_dir, mode);
     if mode == "raft" {
         wait_until(Duration::from_secs(30), "n1's first snapshot", || data_dir.join("raft-snapshot.bin").exists());
     }
-    let files = if mode == "raft" { durable_files(&data_dir) } else { files };
+    let files = if mode == "raft" { durable_files(&data_dir, mode) } else { files };
     assert!(!files.is_empty(), "{mode}: no durable file in {}", data_dir.display());
     cluster(&dir, &["kill", "n1"]);
 
@@ -89,6 +110,7 @@ fn corruption_is_refused_or_harmless(mode: &str, extra: &[&str]) {
             let before = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
             let out = valthree(&["cluster", "--dir", dir.to_str().unwrap(), "restart", "n1"]);
             if out.status.success() {
+                assert!(expect != Expect::Refusal, "{context}: n1 started");
                 // It started: then it serves what was written, or nothing it cannot vouch for.
                 let mut con = redis(&addrs[0]);
                 for i in 0..KEYS {
@@ -106,6 +128,9 @@ fn corruption_is_refused_or_harmless(mode: &str, extra: &[&str]) {
                     said.contains(&file.display().to_string()) && said.contains("corrupt"),
                     "{context}: refused to start without naming the file as corrupt: {said}"
                 );
+                if expect == Expect::Refusal {
+                    assert!(said.contains("restore"), "{context}: the refusal does not say how to recover: {said}");
+                }
             }
             std::fs::write(file, &good).unwrap();
             let _ = std::fs::remove_file(file.with_extension("corrupt"));
@@ -133,4 +158,15 @@ fn a_corrupt_log_or_snapshot_is_refused_in_raft_mode() {
 #[test]
 fn a_corrupt_replica_database_is_refused_in_dynamo_mode() {
     corruption_is_refused_or_harmless("dynamo", &[]);
+}
+
+#[test]
+fn a_corrupt_document_is_refused_in_s3_mode() {
+    corruption_is_found("s3", &[], Expect::Refusal);
+}
+
+#[test]
+fn a_corrupt_snapshot_or_value_object_is_refused_in_s3_mode() {
+    // Values of 2.4 kB become objects of their own, and a snapshot is written every few keys.
+    corruption_is_found("s3", &["--s3-value-objects-from", "2kb", "--s3-snapshot-keys", "4"], Expect::Refusal);
 }

@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use common::{Moto, Valthree, wait_until};
 use valthree::mode::s3::{S3Mode, S3ModeOptions};
-use valthree::object::{ObjectStore, S3, S3Options};
-use valthree::store::{Store, run_conformance_suite};
+use valthree::object::{ObjectStore, PutCondition, S3, S3Options};
+use valthree::store::{SetOptions, Store, run_conformance_suite};
 
 async fn moto_node(moto: &Moto, bucket: &str, batch: bool) -> Arc<dyn Store> {
     let s3 = S3::connect(S3Options {
@@ -271,18 +272,60 @@ fn a_dead_object_store_gives_tryagain_not_a_crash() {
 }
 
 #[test]
-fn an_invalid_document_is_reported_not_served() {
+fn an_invalid_document_is_refused_at_start_and_reported_not_served_later() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    let data_flag = ["--data-dir", data.to_str().unwrap()];
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("db.json"), b"{this is not json").unwrap();
-    let node = Valthree::start(dir.path(), &["--data-dir", data.to_str().unwrap()]);
+    let port = common::free_port().to_string();
+    let out = common::valthree(&["serve", "--addr", &format!("127.0.0.1:{port}"), data_flag[0], data_flag[1]]);
+    let said = common::text(&out);
+    assert!(!out.status.success(), "it started on an invalid document: {said}");
+    let file = data.join("db.json").display().to_string();
+    assert!(said.contains(&file) && said.contains("is corrupt") && said.contains("valthree restore"), "{said}");
+
+    // Found while serving (a document damaged under a running node): reported, never served,
+    // never overwritten.
+    std::fs::remove_file(data.join("db.json")).unwrap();
+    let node = Valthree::start(dir.path(), &data_flag);
     let mut con = redis::Client::open(node.url()).unwrap().get_connection().unwrap();
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut con).unwrap();
+    std::fs::write(data.join("db.json"), b"{this is not json").unwrap();
     let err = redis::cmd("GET").arg("k").query::<Option<String>>(&mut con).unwrap_err();
     assert!(err.to_string().contains("invalid document"), "{err}");
     let err = redis::cmd("SET").arg("k").arg("v").query::<()>(&mut con).unwrap_err();
     assert_eq!(err.code(), Some("TRYAGAIN"), "{err}");
     assert_eq!(std::fs::read(data.join("db.json")).unwrap(), b"{this is not json", "nothing may overwrite it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_in_a_document_on_moto_is_refused_at_start() {
+    let moto = Moto::start();
+    let s3 = S3::connect(S3Options {
+        endpoint: Some(moto.endpoint()),
+        bucket: "flipped".into(),
+        region: "us-east-1".into(),
+        access_key: Some("test".into()),
+        secret_key: Some("test".into()),
+    })
+    .await
+    .expect("connect to moto");
+    let objects: Arc<dyn ObjectStore> = Arc::new(s3);
+    let node = S3Mode::open(objects.clone(), S3ModeOptions::default()).await.unwrap();
+    let value = Bytes::from_static(b"a value the disk will damage");
+    node.set(Bytes::from_static(b"k"), value, SetOptions::default()).await.unwrap();
+    drop(node);
+    let good = objects.get("db.json").await.unwrap().unwrap();
+    let mut bad = good.body.to_vec();
+    let at = bad.windows(5).position(|w| w == b"value").unwrap();
+    bad[at] ^= 0x01;
+    objects.put("db.json", bad.into(), PutCondition::IfMatch(good.etag)).await.unwrap();
+    let Err(e) = S3Mode::open(objects.clone(), S3ModeOptions::default()).await else {
+        panic!("s3 mode started on a document with a flipped byte")
+    };
+    let said = e.to_string();
+    assert!(said.contains("s3://flipped/db.json") && said.contains("checksum does not match"), "{said}");
 }
 
 /// Deletes a bucket and everything in it, through boto3 from the test venv.

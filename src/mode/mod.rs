@@ -100,7 +100,7 @@ pub async fn open(config: &ModeConfig, faults: Arc<Faults>) -> Result<Arc<dyn St
                     "--unsafe-blind-cas: SET IFEQ writes without comparing; this server is NOT linearizable"
                 );
             }
-            Ok(Arc::new(s3::S3Mode::start(objects, s3.options())))
+            Ok(Arc::new(s3::S3Mode::open(objects, s3.options()).await?))
         }
         ModeName::Paxos => {
             config.node.check_exposure().map_err(Error::Config)?;

@@ -77,4 +77,8 @@ impl ObjectStore for Partitionable {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+
+    fn locate(&self, key: &str) -> String {
+        self.inner.locate(key)
+    }
 }

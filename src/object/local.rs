@@ -294,6 +294,10 @@ impl ObjectStore for LocalDir {
     fn describe(&self) -> String {
         format!("local:{}", self.root.display())
     }
+
+    fn locate(&self, key: &str) -> String {
+        self.root.join(key).display().to_string()
+    }
 }
 
 #[cfg(test)]

@@ -116,4 +116,7 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// A one-line description for INFO and logs (`local:/path`, `s3://bucket@endpoint`).
     fn describe(&self) -> String;
+
+    /// Where the object `key` is, for an operator: its file, or its URL.
+    fn locate(&self, key: &str) -> String;
 }

@@ -218,6 +218,10 @@ impl ObjectStore for S3 {
     fn describe(&self) -> String {
         format!("s3://{}@{}", self.bucket, self.endpoint)
     }
+
+    fn locate(&self, key: &str) -> String {
+        format!("s3://{}/{key} (at {})", self.bucket, self.endpoint)
+    }
 }
 
 impl S3 {

@@ -92,10 +92,40 @@ impl Base {
     }
 }
 
-/// An unreadable document or snapshot: reported, never served.
-fn invalid(e: String) -> Error {
-    assert_unreachable!("s3: object store holds an invalid document", &json!({"error": e}));
-    Error::TryAgain(format!("object store holds an invalid document: {e}"))
+/// Why a version of the database could not be read.
+pub enum Unreadable {
+    /// The object store failed, or kept deleting what the document named.
+    Failed(Error),
+    /// An object holds what no writer wrote: a document, snapshot or value object that does
+    /// not parse or does not match its checksum or digest.
+    Invalid {
+        /// The object's key.
+        object: String,
+        why: String,
+    },
+}
+
+impl From<Error> for Unreadable {
+    fn from(e: Error) -> Self {
+        Unreadable::Failed(e)
+    }
+}
+
+impl Unreadable {
+    /// The error a client gets: an invalid object is reported, never served.
+    fn into_error(self) -> Error {
+        match self {
+            Unreadable::Failed(e) => e,
+            Unreadable::Invalid { object, why } => {
+                assert_unreachable!("s3: object store holds an invalid document", &json!({"error": why}));
+                Error::TryAgain(format!("object store holds an invalid document: {object}: {why}"))
+            }
+        }
+    }
+}
+
+fn invalid(object: &str) -> impl FnOnce(String) -> Unreadable + '_ {
+    move |why| Unreadable::Invalid { object: object.to_owned(), why }
 }
 
 /// The bytes of a keyspace's keys and values.
@@ -137,6 +167,17 @@ impl Committer {
 
     /// Reads the current version of the document, and its value objects.
     async fn fetch(&self) -> Result<Base> {
+        self.fetch_checked().await.map_err(Unreadable::into_error)
+    }
+
+    /// Reads the current version of the document and every object it names, as a reader
+    /// does: at start-up, to refuse a database the object store's disk corrupted.
+    pub async fn check(&self) -> std::result::Result<(), Unreadable> {
+        self.fetch_checked().await.map(|_| ())
+    }
+
+    /// [`Committer::fetch`], telling an invalid object from a failed read.
+    async fn fetch_checked(&self) -> std::result::Result<Base, Unreadable> {
         let mut missing = String::new();
         for _ in 0..RESOLVE_ATTEMPTS {
             match self.fetch_once().await? {
@@ -147,13 +188,13 @@ impl Committer {
                 }
             }
         }
-        Err(Error::TryAgain(format!(
+        Err(Unreadable::Failed(Error::TryAgain(format!(
             "the document names {missing}, which does not exist ({RESOLVE_ATTEMPTS} reads in a row)"
-        )))
+        ))))
     }
 
     /// [`Committer::fetch`] once; `Err(name)` when an object it names is already gone.
-    async fn fetch_once(&self) -> Result<std::result::Result<Base, String>> {
+    async fn fetch_once(&self) -> std::result::Result<std::result::Result<Base, String>, Unreadable> {
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
         // Holding a parsed version, ask only whether it is still current (S3: If-None-Match;
         // the local directory: the etag its last writer noted): no transfer, no parse.
@@ -170,7 +211,7 @@ impl Committer {
             Ok(Fetched::Current(object)) => object,
             Err(e) => {
                 assert_reachable!("s3: object store read failed", &json!({"error": e.to_string()}));
-                return Err(read_error(e));
+                return Err(read_error(e).into());
             }
         };
         let Some(object) = object else {
@@ -181,7 +222,7 @@ impl Committer {
         {
             return Ok(Ok(hit.clone()));
         }
-        let parsed = document::decode(&object.body).map_err(invalid)?;
+        let parsed = document::decode(&object.body).map_err(invalid(&self.key))?;
         let held = held.and_then(|h| h.snapshot);
         let snapshot = match parsed.base {
             None => None,
@@ -202,8 +243,8 @@ impl Committer {
                 Some(value) => match self.values.resolve(&*self.objects, value).await {
                     Ok(value) => Some(value),
                     Err(Unresolved::Gone(name)) => return Ok(Err(name)),
-                    Err(Unresolved::Failed(e)) => return Err(read_error(e)),
-                    Err(Unresolved::Corrupt(e)) => return Err(invalid(e)),
+                    Err(Unresolved::Failed(e)) => return Err(read_error(e).into()),
+                    Err(Unresolved::Corrupt(object, why)) => return Err(invalid(&object)(why)),
                 },
                 None => None,
             };
@@ -234,26 +275,29 @@ impl Committer {
 
     /// Reads the snapshot `name`; `Err(name)` when it or an object it names is already gone
     /// (the document that named it was replaced).
-    async fn read_snapshot(&self, name: String) -> Result<std::result::Result<Snapshot, String>> {
+    async fn read_snapshot(
+        &self,
+        name: String,
+    ) -> std::result::Result<std::result::Result<Snapshot, String>, Unreadable> {
         let Some(object) = self.objects.get(&name).await.map_err(read_error)? else { return Ok(Err(name)) };
         let digest = digest_of(object.body.clone()).await.map_err(read_error)?;
         if name.strip_prefix(&format!("{}.base.", self.key)).and_then(|rest| rest.split_once('-')).map(|(d, _)| d)
             != Some(digest.as_str())
         {
-            return Err(invalid(format!("the snapshot {name} does not match its digest")));
+            return Err(invalid(&name)("the snapshot does not match the digest in its name".into()));
         }
-        let parsed = document::decode(&object.body).map_err(invalid)?;
+        let parsed = document::decode(&object.body).map_err(invalid(&name))?;
         if parsed.base.is_some() {
-            return Err(invalid(format!("the snapshot {name} names a base of its own")));
+            return Err(invalid(&name)("the snapshot names a base of its own".into()));
         }
         let (mut keyspace, mut large) = (Keyspace::new(), imbl::OrdMap::new());
         for (key, value) in parsed.entries {
-            let Some(value) = value else { return Err(invalid(format!("the snapshot {name} deletes a key"))) };
+            let Some(value) = value else { return Err(invalid(&name)("the snapshot deletes a key".into())) };
             let value = match self.values.resolve(&*self.objects, value).await {
                 Ok(value) => value,
                 Err(Unresolved::Gone(name)) => return Ok(Err(name)),
-                Err(Unresolved::Failed(e)) => return Err(read_error(e)),
-                Err(Unresolved::Corrupt(e)) => return Err(invalid(e)),
+                Err(Unresolved::Failed(e)) => return Err(read_error(e).into()),
+                Err(Unresolved::Corrupt(object, why)) => return Err(invalid(&object)(why)),
             };
             if let Some(object) = self.values.name_of(&value) {
                 large.insert(key.clone(), object);

@@ -1,8 +1,17 @@
 //! The database document: one JSON object, the one compare-and-swap point of s3 mode.
 //!
 //! ```json
-//! {"valthree":2,"base":"db.json.base.5e88…-09ab…","keys":{"user:1":"alice","base64:AP8=":"base64:3q2+7w==","video":"object:db.json.value.9f86…-1c2d…","gone":null}}
+//! {"valthree":2,"crc32c":"5b1e07c4","base":"db.json.base.5e88…-09ab…","keys":{"user:1":"alice","base64:AP8=":"base64:3q2+7w==","video":"object:db.json.value.9f86…-1c2d…","gone":null}}
 //! ```
+//!
+//! `crc32c` is the CRC-32C, in hex, of every byte after it (from `"base"` or `"keys"` to the
+//! closing brace), so a byte flipped or a tail lost on the object store's disk is found by the
+//! reader, which refuses the document rather than serve it: nothing else checks a document's
+//! bytes (a local directory's etag is computed from what it reads, and S3 keeps no checksum
+//! unless asked). The checksum travels inside the object, so it works on any S3 server. A
+//! document without one (written by an older release) is read as before, and an older release
+//! reads this field as an unknown one and ignores it. Snapshots, in the same format, carry one
+//! too, though their names already hold their SHA-256.
 //!
 //! `base`, when present, names a snapshot: an immutable object in the same format holding
 //! a whole keyspace (and no `base` or `null` of its own). The database is that snapshot with
@@ -23,11 +32,14 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use serde::Deserialize;
 
+use crate::node::crc32c;
 use crate::store::Keyspace;
 
 /// The document format version written in the `valthree` field.
 pub const FORMAT_VERSION: u32 = 2;
 
+/// The field holding the document's checksum.
+const CHECKSUM_FIELD: &str = "crc32c";
 const BINARY_PREFIX: &str = "base64:";
 const OBJECT_PREFIX: &str = "object:";
 
@@ -50,6 +62,8 @@ pub struct Parsed {
 
 struct Document {
     valthree: u32,
+    /// The CRC-32C of the bytes after it (absent from documents of older releases).
+    sum: Option<String>,
     base: Option<String>,
     keys: Vec<(String, Option<String>)>,
 }
@@ -94,7 +108,9 @@ pub fn encode_over<'a>(
     mut stored_as: impl FnMut(&Bytes) -> Option<String>,
 ) -> Bytes {
     let mut out = Vec::with_capacity(4096);
-    out.extend_from_slice(format!("{{\"valthree\":{FORMAT_VERSION},").as_bytes());
+    // The checksum goes first, a placeholder until the bytes it covers are written.
+    out.extend_from_slice(checksum_prefix(FORMAT_VERSION, "00000000").as_bytes());
+    let (sum_at, covered) = (out.len() - 10, out.len());
     if let Some(base) = base {
         out.extend_from_slice(b"\"base\":");
         write_str(&mut out, base);
@@ -114,7 +130,26 @@ pub fn encode_over<'a>(
         }
     }
     out.extend_from_slice(b"}}");
+    let sum = format!("{:08x}", crc32c(&out[covered..]));
+    out[sum_at..sum_at + 8].copy_from_slice(sum.as_bytes());
     Bytes::from(out)
+}
+
+/// What a document with checksum `sum` starts with: the bytes after it are what it covers.
+fn checksum_prefix(version: u32, sum: &str) -> String {
+    format!("{{\"valthree\":{version},\"{CHECKSUM_FIELD}\":\"{sum}\",")
+}
+
+/// Checks the checksum `sum` a document carries against its bytes.
+fn check_sum(body: &[u8], version: u32, sum: &str) -> Result<(), String> {
+    let prefix = checksum_prefix(version, sum);
+    let Some(covered) = body.strip_prefix(prefix.as_bytes()) else {
+        return Err(format!("its {CHECKSUM_FIELD} field is not where valthree writes it"));
+    };
+    if sum.len() != 8 || u32::from_str_radix(sum, 16).ok() != Some(crc32c(covered)) {
+        return Err("its checksum does not match its bytes".into());
+    }
+    Ok(())
 }
 
 /// Parses a document; an error names what is wrong with it.
@@ -122,6 +157,9 @@ pub fn decode(body: &[u8]) -> Result<Parsed, String> {
     let doc: Document = parse(body)?;
     if doc.valthree == 0 || doc.valthree > FORMAT_VERSION {
         return Err(format!("unsupported document version {}", doc.valthree));
+    }
+    if let Some(sum) = &doc.sum {
+        check_sum(body, doc.valthree, sum)?;
     }
     if doc.valthree < 2 && (doc.base.is_some() || doc.keys.iter().any(|(_, v)| v.is_none())) {
         return Err("a version 1 document has neither a base nor deleted keys".into());
@@ -167,17 +205,26 @@ fn parse(body: &[u8]) -> Result<Document, String> {
     #[derive(Deserialize)]
     struct Raw {
         valthree: u32,
+        #[serde(default, rename = "crc32c")]
+        sum: Option<String>,
         #[serde(default)]
         base: Option<String>,
         keys: Pairs,
     }
     let raw: Raw = serde_json::from_slice(body).map_err(|e| format!("invalid JSON document: {e}"))?;
-    Ok(Document { valthree: raw.valthree, base: raw.base, keys: raw.keys.0 })
+    Ok(Document { valthree: raw.valthree, sum: raw.sum, base: raw.base, keys: raw.keys.0 })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A document's checksum and the bytes it covers.
+    fn checked(doc: &[u8]) -> (String, &[u8]) {
+        let rest = doc.strip_prefix(br#"{"valthree":2,"crc32c":""#).expect("the checksum comes first");
+        let (sum, rest) = rest.split_at(8);
+        (String::from_utf8(sum.to_vec()).unwrap(), rest.strip_prefix(b"\",").unwrap())
+    }
 
     fn inline(parsed: Parsed) -> Keyspace {
         let mut ks = Keyspace::new();
@@ -208,7 +255,9 @@ mod tests {
         ks.insert(Bytes::from_static(b"user:1"), Bytes::from_static(b"alice"));
         ks.insert(Bytes::from_static(b"video"), Bytes::from_static(b"a large value"));
         let doc = encode(&ks, |v| (v.len() > 5).then(|| "db.json.value.abc-1".to_string()));
-        assert_eq!(&doc[..], br#"{"valthree":2,"keys":{"user:1":"alice","video":"object:db.json.value.abc-1"}}"#);
+        let (sum, rest) = checked(&doc);
+        assert_eq!(rest, br#""keys":{"user:1":"alice","video":"object:db.json.value.abc-1"}}"#);
+        assert_eq!(sum, format!("{:08x}", crc32c(rest)));
         let parsed = decode(&doc).unwrap();
         assert_eq!(
             parsed.entries[1],
@@ -221,7 +270,7 @@ mod tests {
         let (k, gone) = (Bytes::from_static(b"k"), Bytes::from_static(b"gone"));
         let v = Bytes::from_static(b"v");
         let doc = encode_over(Some("db.json.base.x-1"), [(&gone, None), (&k, Some(&v))].into_iter(), |_| None);
-        assert_eq!(&doc[..], br#"{"valthree":2,"base":"db.json.base.x-1","keys":{"gone":null,"k":"v"}}"#);
+        assert_eq!(checked(&doc).1, br#""base":"db.json.base.x-1","keys":{"gone":null,"k":"v"}}"#);
         let parsed = decode(&doc).unwrap();
         assert_eq!(parsed.base.as_deref(), Some("db.json.base.x-1"));
         assert_eq!(parsed.entries, vec![(gone, None), (k, Some(Value::Inline(v)))]);
@@ -232,6 +281,38 @@ mod tests {
     fn version_1_documents_are_read_with_object_text_as_itself() {
         let parsed = decode(br#"{"valthree":1,"keys":{"k":"object:not-a-reference"}}"#).unwrap();
         assert_eq!(parsed.entries[0].1, Some(Value::Inline(Bytes::from_static(b"object:not-a-reference"))));
+    }
+
+    #[test]
+    fn a_flipped_byte_or_a_lost_tail_is_found() {
+        let mut ks = Keyspace::new();
+        ks.insert(Bytes::from_static(b"user:1"), Bytes::from_static(b"alice"));
+        ks.insert(Bytes::from_static(b"user:2"), Bytes::from_static(b"bob"));
+        let good = encode(&ks, |_| None).to_vec();
+        let at = good.windows(5).position(|w| w == b"alice").unwrap();
+        let mut flipped = good.clone();
+        flipped[at + 2] ^= 0x01;
+        let e = decode(&flipped).unwrap_err();
+        assert!(e.contains("checksum"), "{e}");
+        // Every single flipped bit is found, or (in the checksum's own name) changes nothing.
+        for i in 0..good.len() {
+            for bit in 0..8 {
+                let mut bad = good.clone();
+                bad[i] ^= 1 << bit;
+                if let Ok(parsed) = decode(&bad) {
+                    assert_eq!(inline(parsed), ks, "byte {i} bit {bit} changed the data unnoticed");
+                }
+            }
+        }
+        for len in 0..good.len() {
+            assert!(decode(&good[..len]).is_err(), "cut to {len} bytes");
+        }
+    }
+
+    #[test]
+    fn documents_without_a_checksum_are_still_read() {
+        let parsed = decode(br#"{"valthree":2,"keys":{"k":"v"}}"#).unwrap();
+        assert_eq!(parsed.entries, vec![(Bytes::from_static(b"k"), Some(Value::Inline(Bytes::from_static(b"v"))))]);
     }
 
     #[test]

@@ -53,7 +53,7 @@ use crate::object::{ObjectError, ObjectStore};
 use crate::store::{
     Keyspace, ModeInfo, Mutation, MutationReply, Pattern, ScanPage, SetCondition, Snapshot, Store, ValueCondition,
 };
-use commit::{Base, Committer, PendingWrite};
+use commit::{Base, Committer, PendingWrite, Unreadable};
 
 /// The default object key of the database document.
 pub const DEFAULT_OBJECT_KEY: &str = "db.json";
@@ -137,6 +137,38 @@ impl S3Mode {
             (writes, reads) = (Some(wtx), Some(rtx));
         }
         Self { committer, options, writes, reads, stale: Default::default() }
+    }
+
+    /// Starts s3 mode as [`S3Mode::start`] does, after reading the database once as a reader
+    /// would: a document, snapshot or value object that does not match its checksum or
+    /// digest (a byte flipped or a tail lost on the object store's disk) refuses the start,
+    /// naming the object and what to do, rather than meet the first client. A store that
+    /// cannot be read right now does not: every read checks again.
+    pub async fn open(objects: Arc<dyn ObjectStore>, options: S3ModeOptions) -> Result<Self> {
+        let mode = Self::start(objects, options);
+        match mode.committer.check().await {
+            Ok(()) => Ok(mode),
+            Err(Unreadable::Invalid { object, why }) => {
+                let (objects, key) = (&mode.committer.objects, &mode.options.object_key);
+                let document = objects.locate(key);
+                let aside = if object == *key {
+                    "move it aside".to_string()
+                } else {
+                    format!("move the document {document} aside")
+                };
+                Err(Error::Config(format!(
+                    "{} is corrupt ({why}): refusing to start rather than serve wrong data. The object store \
+                     holds the only copy of the database: put back a good copy of this object (from a \
+                     backup of the directory, or the bucket's versioning), or {aside} (the database then \
+                     starts empty) and restore a backup with `valthree restore`",
+                    objects.locate(&object)
+                )))
+            }
+            Err(Unreadable::Failed(e)) => {
+                tracing::warn!("could not read the database at start ({e}); serving, each read tries again");
+                Ok(mode)
+            }
+        }
     }
 
     async fn snapshot(&self) -> Result<Arc<Keyspace>> {

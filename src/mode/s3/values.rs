@@ -47,8 +47,8 @@ pub enum Unresolved {
     /// An object is gone: the document was replaced meanwhile; read it again.
     Gone(String),
     Failed(ObjectError),
-    /// An object's bytes do not match its name.
-    Corrupt(String),
+    /// An object's bytes do not match its name: the object, and what is wrong.
+    Corrupt(String, String),
 }
 
 #[derive(Default)]
@@ -153,13 +153,13 @@ impl Values {
             .strip_prefix(&self.prefix)
             .and_then(|rest| rest.split_once('-'))
             .map(|(digest, _)| digest.to_owned())
-            .ok_or_else(|| Unresolved::Corrupt(format!("{name:?} is not a value object of this document")))?;
+            .ok_or_else(|| Unresolved::Corrupt(name.to_owned(), "not a value object of this document".into()))?;
         let object =
             objects.get(name).await.map_err(Unresolved::Failed)?.ok_or_else(|| Unresolved::Gone(name.to_owned()))?;
         let body = object.body;
         let digest = digest_of(body.clone()).await.map_err(Unresolved::Failed)?;
         if digest != want {
-            return Err(Unresolved::Corrupt(format!("the value in {name} does not match its digest")));
+            return Err(Unresolved::Corrupt(name.to_owned(), "the value does not match the digest in its name".into()));
         }
         lock(&self.table).insert(name.to_owned(), body.clone(), &self.shortest);
         Ok(body)
