@@ -433,6 +433,116 @@ async fn a_key_duelled_at_the_ceiling_fails_alone_and_fast() {
     tokio::task::block_in_place(|| set_eventually(&addrs[1], pinned, "after"));
 }
 
+/// One round of the floor attack on the acceptor behind `channel`: a tombstone at exactly the
+/// clock's ceiling on a key of its own, then the garbage collector's `Remove` at that ballot.
+/// Whether the acceptor removed it (which raises its node-wide floor to the ballot).
+async fn tombstone_and_remove_at_the_ceiling(
+    channel: &tonic::transport::Channel,
+    config_version: u64,
+    round: u64,
+) -> bool {
+    use valthree::peer::proto::paxos_message::Request;
+    use valthree::peer::{PeerClient, proto};
+    let ceiling = valthree::mode::paxos::Ballot::ceiling(std::time::SystemTime::now());
+    let ballot = Some(proto::Ballot { counter: ceiling, node: 9 });
+    let key: bytes::Bytes = format!("raised-{round}").into_bytes().into();
+    let message = |request| proto::PaxosBatch {
+        from: 9,
+        messages: vec![proto::PaxosMessage { key: key.clone(), round, request: Some(request) }],
+    };
+    let tomb = Request::Accept(proto::Accept { ballot, value: None, promise_next: false });
+    let _ = PeerClient::new(channel.clone()).paxos(message(tomb)).await;
+    let remove = Request::Remove(proto::Remove { ballot, config_version });
+    let Ok(replies) = PeerClient::new(channel.clone()).paxos(message(remove)).await else { return false };
+    replies
+        .into_inner()
+        .replies
+        .iter()
+        .any(|r| matches!(r.response, Some(proto::paxos_reply::Response::Removed(proto::Removed { removed: true }))))
+}
+
+/// Issue 25, the floor: a peer holding the secret accepted a tombstone at exactly the clock's
+/// ceiling on a key of its own, then sent the garbage collector's `Remove` at that ballot.
+/// Removing raises the acceptor's node-wide floor to the ballot, so every fresh key on the
+/// node was promised at the ceiling, above what any proposer follows: every fresh key through
+/// every node got `TRYAGAIN` until the clock's next second, and the attacker repeated it every
+/// second. An acceptor now removes a tombstone only at a ballot every node follows now
+/// ([`Ballot::followable`] of its own ceiling), as the collector itself does; the tombstone
+/// stays, and the floor with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remove_at_the_ceiling_does_not_raise_every_nodes_floor() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &[]));
+    let _down = common::Down(&dir);
+    let addrs = common::addrs(&status);
+    let secret = cluster_secret(&dir);
+    let channels: Vec<_> = (0..3).map(|i| peer_channel(&peer_addr(&status, i), &secret)).collect();
+    let mut config_versions = Vec::new();
+    for channel in &channels {
+        let list = || {
+            let channel = channel.clone();
+            async move {
+                let request = valthree::peer::proto::ListKeysRequest { from: 9, tombstones: true };
+                valthree::peer::PeerClient::new(channel).list_keys(request).await
+            }
+        };
+        let listing = until_connected(list).await.expect("the attacker reaches every node");
+        config_versions.push(listing.into_inner().config_version);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let removed = Arc::new(AtomicUsize::new(0));
+    let attacker = {
+        let (stop, removed) = (stop.clone(), removed.clone());
+        tokio::spawn(async move {
+            let mut round = 0;
+            while !stop.load(Ordering::Relaxed) {
+                round += 1;
+                for (channel, version) in channels.iter().zip(&config_versions) {
+                    if tombstone_and_remove_at_the_ceiling(channel, *version, round).await {
+                        removed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+    // Let the attack land at least once before writing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writers: Vec<_> = addrs
+        .iter()
+        .map(|a| {
+            let (addr, stop) = (a.clone(), stop.clone());
+            std::thread::spawn(move || write_until(addr, None, stop))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    stop.store(true, Ordering::Relaxed);
+    attacker.await.unwrap();
+    let writes: Vec<Writes> = tokio::task::block_in_place(|| writers.into_iter().map(|h| h.join().unwrap()).collect());
+    let removed = removed.load(Ordering::Relaxed);
+    eprintln!("tombstones removed (of those written at the ceiling): {removed}; fresh keys: {writes:?}");
+    for (addr, w) in addrs.iter().zip(&writes) {
+        assert!(w.ok > 0, "fresh keys were written through {addr}: {w:?}");
+        assert_eq!(w.failed, 0, "fresh keys through {addr} failed: {w:?}");
+        assert!(w.slowest < Duration::from_secs(5), "fresh keys through {addr} waited: {w:?}");
+    }
+    // A removal may still land when it reaches a node a clock second after the attacker read
+    // its ceiling: its ballot is then one every node follows, and the floor it raises harms
+    // nobody (the writes above). The floor never passes what every node follows.
+    for addr in &addrs {
+        let floor = common::info_field(addr, "paxos_gc_floor");
+        let counter: u64 = floor.split('.').next().unwrap().parse().unwrap();
+        let followable = valthree::mode::paxos::Ballot::followable(valthree::mode::paxos::Ballot::ceiling(
+            std::time::SystemTime::now(),
+        ));
+        assert!(counter <= followable, "{addr}'s floor rose past what every node follows: {floor}");
+    }
+}
+
 /// The stable hash paxos homes keys by (FNV-1a), and the index of `key`'s home among three.
 fn home_of(key: &str) -> usize {
     let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
