@@ -112,12 +112,56 @@ fn peer_channel(addr: &str, secret: &valthree::peer::ClusterSecret) -> tonic::tr
     valthree::peer::channel(addr, None, Some(secret)).unwrap()
 }
 
-/// Sets `count` fresh keys through `addr`; the number of writes that failed.
+/// Sets `count` fresh keys through `addr`; the number of writes that failed (each is printed
+/// with what it answered).
 fn failed_sets(addr: &str, prefix: &str, count: usize) -> usize {
     let mut con = common::redis(addr);
     (0..count)
-        .filter(|i| redis::cmd("SET").arg(format!("{prefix}-{i}")).arg("v").query::<()>(&mut con).is_err())
+        .filter(|i| {
+            let key = format!("{prefix}-{i}");
+            let result = redis::cmd("SET").arg(&key).arg("v").query::<()>(&mut con);
+            if let Err(e) = &result {
+                eprintln!("SET {key} through {addr} failed: {e}");
+            }
+            result.is_err()
+        })
         .count()
+}
+
+/// When the test fails, prints what the cluster in `dir` saw around a failed write: each
+/// node's paxos counters (INFO) and the warnings, errors and routing changes of its log
+/// (`n1.log`...).
+struct LogsOnFailure<'a>(&'a Path, &'a [String]);
+
+impl Drop for LogsOnFailure<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (i, node) in ["n1", "n2", "n3"].iter().enumerate() {
+            let fields = [
+                "paxos_gc_floor",
+                "paxos_retries",
+                "paxos_out_of_reach_rounds",
+                "paxos_forwarded",
+                "paxos_local_fallbacks",
+                "paxos_forwards_hedged",
+            ];
+            let info = std::panic::catch_unwind(|| {
+                let addr = &self.1[i];
+                fields.iter().map(|f| format!("{f}:{}", common::info_field(addr, f))).collect::<Vec<_>>().join(" ")
+            });
+            eprintln!("--- {node}: {}", info.unwrap_or_else(|_| "no INFO".into()));
+            let log = std::fs::read_to_string(self.0.join(format!("{node}.log"))).unwrap_or_default();
+            let noted =
+                |l: &&str| ["WARN", "ERROR", "forward", "bypass", "answers again"].iter().any(|w| l.contains(w));
+            let lines: Vec<&str> = log.lines().filter(noted).collect();
+            eprintln!("--- {node}.log: {} noted lines, the last 40:", lines.len());
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
 }
 
 /// A peer holding `secret` prepares `key` at ballot counter `counter` on every node's acceptor,
@@ -290,6 +334,7 @@ async fn a_ballot_above_the_clocks_ceiling_is_refused_and_one_below_wedges_nothi
     let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &["--paxos-gc-interval", "100ms"]));
     let _down = common::Down(&dir);
     let addrs = common::addrs(&status);
+    let _logs = LogsOnFailure(&dir, &addrs);
     let secret = cluster_secret(&dir);
     for i in 0..3 {
         let refused = prepare_at(&peer_addr(&status, i), &secret, "a-victim", 1 << 61).await;
@@ -339,12 +384,14 @@ async fn pin_at_the_ceiling(channels: &[tonic::transport::Channel], key: &str, r
     }
 }
 
-/// What writers saw: how many writes succeeded and failed, and the slowest answer.
+/// What writers saw: how many writes succeeded and failed, the slowest answer, and what the
+/// first few failed writes answered (key, error, how long after the writer started).
 #[derive(Debug, Default)]
 struct Writes {
     ok: usize,
     failed: usize,
     slowest: Duration,
+    errors: Vec<String>,
 }
 
 /// `SET`s through `addr` until `stop`, to `key` or (when `key` is None) to fresh keys.
@@ -352,13 +399,20 @@ fn write_until(addr: String, key: Option<&'static str>, stop: std::sync::Arc<std
     let mut con = common::redis(&addr);
     let mut writes = Writes::default();
     let mut i = 0u64;
+    let begun = Instant::now();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         i += 1;
         let key = key.map_or_else(|| format!("other-{addr}-{i}"), str::to_string);
         let started = Instant::now();
         match redis::cmd("SET").arg(&key).arg("v").query::<()>(&mut con) {
             Ok(()) => writes.ok += 1,
-            Err(_) => writes.failed += 1,
+            Err(e) => {
+                writes.failed += 1;
+                if writes.errors.len() < 5 {
+                    let (after, took) = (started - begun, started.elapsed());
+                    writes.errors.push(format!("{key} after {after:.1?}, took {took:.1?}: {e}"));
+                }
+            }
         }
         writes.slowest = writes.slowest.max(started.elapsed());
     }
@@ -381,6 +435,7 @@ async fn a_key_duelled_at_the_ceiling_fails_alone_and_fast() {
     let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &[]));
     let _down = common::Down(&dir);
     let addrs = common::addrs(&status);
+    let _logs = LogsOnFailure(&dir, &addrs);
     let secret = cluster_secret(&dir);
     let pinned = "duelled";
     tokio::task::block_in_place(|| set_eventually(&addrs[0], pinned, "before"));
@@ -421,6 +476,7 @@ async fn a_key_duelled_at_the_ceiling_fails_alone_and_fast() {
             ok: all.ok + w.ok,
             failed: all.failed + w.failed,
             slowest: all.slowest.max(w.slowest),
+            errors: [all.errors, w.errors].concat(),
         })
     };
     let (duelled, others) = tokio::task::block_in_place(|| (join(duelled), join(others)));
@@ -478,6 +534,7 @@ async fn a_remove_at_the_ceiling_does_not_raise_every_nodes_floor() {
     let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &[]));
     let _down = common::Down(&dir);
     let addrs = common::addrs(&status);
+    let _logs = LogsOnFailure(&dir, &addrs);
     let secret = cluster_secret(&dir);
     let channels: Vec<_> = (0..3).map(|i| peer_channel(&peer_addr(&status, i), &secret)).collect();
     let mut config_versions = Vec::new();
