@@ -507,6 +507,18 @@ impl Storage {
         }
     }
 
+    /// Whether `key`'s slot holds anything a proposer got accepted (a value or a tombstone):
+    /// false for a slot that only holds a promise (its key's first write is in flight, or its
+    /// proposer gave up before its accept) and for an absent one.
+    pub fn accepted_anything(&self, key: &[u8]) -> Result<bool> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(SLOTS).map_err(db_error)?;
+        let slot = table.get(key).map_err(db_error)?;
+        Ok(slot
+            .map(|v| decode_ballot(v.value().get(12..).unwrap_or_default()))
+            .is_some_and(|b| b.is_some_and(|b| b != Ballot::ZERO)))
+    }
+
     /// The number of slots (values and tombstones).
     pub fn slot_count(&self) -> Result<u64> {
         let txn = self.db.begin_read().map_err(db_error)?;
@@ -724,5 +736,20 @@ mod tests {
             assert_eq!(s.handle(&[(k, remove(ballot))], 1, later).unwrap(), vec![AcceptorReply::Removed(true)]);
         }
         assert_eq!(s.floor().unwrap(), b(ceiling, 9));
+    }
+
+    /// A slot that only holds a promise has accepted nothing; a tombstone has.
+    #[test]
+    fn a_slot_holding_only_a_promise_has_accepted_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = Storage::open(&FileSystem::real(), dir.path()).unwrap();
+        let prepare = AcceptorMessage::Paxos(Request::Prepare { ballot: b(4, 1) });
+        s.handle(&[(key(), prepare)], 1, NO_CEILING).unwrap();
+        assert_eq!(s.keys(KeyFilter::Tombstones, None, 10, |_| true).unwrap(), vec![key()]);
+        assert!(!s.accepted_anything(b"k").unwrap());
+        assert!(!s.accepted_anything(b"absent").unwrap());
+        let tomb = AcceptorMessage::Paxos(Request::Accept { ballot: b(4, 1), value: None, promise_next: false });
+        s.handle(&[(key(), tomb)], 1, NO_CEILING).unwrap();
+        assert!(s.accepted_anything(b"k").unwrap());
     }
 }
