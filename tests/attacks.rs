@@ -359,6 +359,44 @@ async fn a_ballot_above_the_clocks_ceiling_is_refused_and_one_below_wedges_nothi
     });
 }
 
+/// A message above the ceiling is refused alone: the rest of its batch is answered. Before,
+/// the whole batch was refused, so a peer whose clock ran more than a second ahead lost the
+/// accepts it batched with its refused prepares too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_above_the_ceiling_is_refused_alone_and_the_rest_of_its_batch_answered() {
+    use valthree::peer::proto::paxos_message::Request;
+    use valthree::peer::{PeerClient, proto};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &[]));
+    let _down = common::Down(&dir);
+    let secret = cluster_secret(&dir);
+    let channel = peer_channel(&peer_addr(&status, 0), &secret);
+    let above = valthree::mode::paxos::Ballot::ceiling(std::time::SystemTime::now()) + (60 << 20);
+    let prepare = |key: &str, round, counter| proto::PaxosMessage {
+        key: key.as_bytes().to_vec().into(),
+        round,
+        request: Some(Request::Prepare(proto::Prepare { ballot: Some(proto::Ballot { counter, node: 9 }) })),
+    };
+    let batch = proto::PaxosBatch { from: 9, messages: vec![prepare("ahead", 1, above), prepare("honest", 2, 5)] };
+    let call = || {
+        let (channel, batch) = (channel.clone(), batch.clone());
+        async move { PeerClient::new(channel).paxos(batch).await }
+    };
+    let replies = until_connected(call).await.expect("the batch is answered").into_inner().replies;
+    assert_eq!(replies.len(), 1, "only the message below the ceiling is answered: {replies:?}");
+    assert_eq!((replies[0].key.as_ref(), replies[0].round), (&b"honest"[..], 2));
+    assert!(matches!(replies[0].response, Some(proto::paxos_reply::Response::Promised(_))), "{replies:?}");
+    // The refused prepare promised nothing: a low ballot still gets the key.
+    let batch = proto::PaxosBatch { from: 9, messages: vec![prepare("ahead", 3, 5)] };
+    let replies = PeerClient::new(channel.clone()).paxos(batch).await.unwrap().into_inner().replies;
+    assert!(matches!(replies[0].response, Some(proto::paxos_reply::Response::Promised(_))), "{replies:?}");
+    // A batch with nothing below the ceiling is refused whole, as before.
+    let batch = proto::PaxosBatch { from: 9, messages: vec![prepare("ahead", 4, above)] };
+    let refused = PeerClient::new(channel).paxos(batch).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+}
+
 /// One round of the duel: every node's acceptor is made to promise `key` at exactly the
 /// clock's ceiling, by a prepare at the ceiling or (every other round) by an accept one below
 /// it that promises its successor. Refusals are ignored: the attacker just goes on.
