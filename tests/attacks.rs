@@ -112,12 +112,56 @@ fn peer_channel(addr: &str, secret: &valthree::peer::ClusterSecret) -> tonic::tr
     valthree::peer::channel(addr, None, Some(secret)).unwrap()
 }
 
-/// Sets `count` fresh keys through `addr`; the number of writes that failed.
+/// Sets `count` fresh keys through `addr`; the number of writes that failed (each is printed
+/// with what it answered).
 fn failed_sets(addr: &str, prefix: &str, count: usize) -> usize {
     let mut con = common::redis(addr);
     (0..count)
-        .filter(|i| redis::cmd("SET").arg(format!("{prefix}-{i}")).arg("v").query::<()>(&mut con).is_err())
+        .filter(|i| {
+            let key = format!("{prefix}-{i}");
+            let result = redis::cmd("SET").arg(&key).arg("v").query::<()>(&mut con);
+            if let Err(e) = &result {
+                eprintln!("SET {key} through {addr} failed: {e}");
+            }
+            result.is_err()
+        })
         .count()
+}
+
+/// When the test fails, prints what the cluster in `dir` saw around a failed write: each
+/// node's paxos counters (INFO) and the warnings, errors and routing changes of its log
+/// (`n1.log`...).
+struct LogsOnFailure<'a>(&'a Path, &'a [String]);
+
+impl Drop for LogsOnFailure<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (i, node) in ["n1", "n2", "n3"].iter().enumerate() {
+            let fields = [
+                "paxos_gc_floor",
+                "paxos_retries",
+                "paxos_out_of_reach_rounds",
+                "paxos_forwarded",
+                "paxos_local_fallbacks",
+                "paxos_forwards_hedged",
+            ];
+            let info = std::panic::catch_unwind(|| {
+                let addr = &self.1[i];
+                fields.iter().map(|f| format!("{f}:{}", common::info_field(addr, f))).collect::<Vec<_>>().join(" ")
+            });
+            eprintln!("--- {node}: {}", info.unwrap_or_else(|_| "no INFO".into()));
+            let log = std::fs::read_to_string(self.0.join(format!("{node}.log"))).unwrap_or_default();
+            let noted =
+                |l: &&str| ["WARN", "ERROR", "forward", "bypass", "answers again"].iter().any(|w| l.contains(w));
+            let lines: Vec<&str> = log.lines().filter(noted).collect();
+            eprintln!("--- {node}.log: {} noted lines, the last 40:", lines.len());
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
 }
 
 /// A peer holding `secret` prepares `key` at ballot counter `counter` on every node's acceptor,
@@ -290,6 +334,7 @@ async fn a_ballot_above_the_clocks_ceiling_is_refused_and_one_below_wedges_nothi
     let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &["--paxos-gc-interval", "100ms"]));
     let _down = common::Down(&dir);
     let addrs = common::addrs(&status);
+    let _logs = LogsOnFailure(&dir, &addrs);
     let secret = cluster_secret(&dir);
     for i in 0..3 {
         let refused = prepare_at(&peer_addr(&status, i), &secret, "a-victim", 1 << 61).await;
@@ -312,6 +357,44 @@ async fn a_ballot_above_the_clocks_ceiling_is_refused_and_one_below_wedges_nothi
             assert_eq!(failed_sets(addr, &format!("fresh-{i}"), 30), 0, "fresh keys through {addr}");
         }
     });
+}
+
+/// A message above the ceiling is refused alone: the rest of its batch is answered. Before,
+/// the whole batch was refused, so a peer whose clock ran more than a second ahead lost the
+/// accepts it batched with its refused prepares too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_above_the_ceiling_is_refused_alone_and_the_rest_of_its_batch_answered() {
+    use valthree::peer::proto::paxos_message::Request;
+    use valthree::peer::{PeerClient, proto};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &[]));
+    let _down = common::Down(&dir);
+    let secret = cluster_secret(&dir);
+    let channel = peer_channel(&peer_addr(&status, 0), &secret);
+    let above = valthree::mode::paxos::Ballot::ceiling(std::time::SystemTime::now()) + (60 << 20);
+    let prepare = |key: &str, round, counter| proto::PaxosMessage {
+        key: key.as_bytes().to_vec().into(),
+        round,
+        request: Some(Request::Prepare(proto::Prepare { ballot: Some(proto::Ballot { counter, node: 9 }) })),
+    };
+    let batch = proto::PaxosBatch { from: 9, messages: vec![prepare("ahead", 1, above), prepare("honest", 2, 5)] };
+    let call = || {
+        let (channel, batch) = (channel.clone(), batch.clone());
+        async move { PeerClient::new(channel).paxos(batch).await }
+    };
+    let replies = until_connected(call).await.expect("the batch is answered").into_inner().replies;
+    assert_eq!(replies.len(), 1, "only the message below the ceiling is answered: {replies:?}");
+    assert_eq!((replies[0].key.as_ref(), replies[0].round), (&b"honest"[..], 2));
+    assert!(matches!(replies[0].response, Some(proto::paxos_reply::Response::Promised(_))), "{replies:?}");
+    // The refused prepare promised nothing: a low ballot still gets the key.
+    let batch = proto::PaxosBatch { from: 9, messages: vec![prepare("ahead", 3, 5)] };
+    let replies = PeerClient::new(channel.clone()).paxos(batch).await.unwrap().into_inner().replies;
+    assert!(matches!(replies[0].response, Some(proto::paxos_reply::Response::Promised(_))), "{replies:?}");
+    // A batch with nothing below the ceiling is refused whole, as before.
+    let batch = proto::PaxosBatch { from: 9, messages: vec![prepare("ahead", 4, above)] };
+    let refused = PeerClient::new(channel).paxos(batch).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 }
 
 /// One round of the duel: every node's acceptor is made to promise `key` at exactly the
@@ -339,12 +422,14 @@ async fn pin_at_the_ceiling(channels: &[tonic::transport::Channel], key: &str, r
     }
 }
 
-/// What writers saw: how many writes succeeded and failed, and the slowest answer.
+/// What writers saw: how many writes succeeded and failed, the slowest answer, and what the
+/// first few failed writes answered (key, error, how long after the writer started).
 #[derive(Debug, Default)]
 struct Writes {
     ok: usize,
     failed: usize,
     slowest: Duration,
+    errors: Vec<String>,
 }
 
 /// `SET`s through `addr` until `stop`, to `key` or (when `key` is None) to fresh keys.
@@ -352,13 +437,20 @@ fn write_until(addr: String, key: Option<&'static str>, stop: std::sync::Arc<std
     let mut con = common::redis(&addr);
     let mut writes = Writes::default();
     let mut i = 0u64;
+    let begun = Instant::now();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         i += 1;
         let key = key.map_or_else(|| format!("other-{addr}-{i}"), str::to_string);
         let started = Instant::now();
         match redis::cmd("SET").arg(&key).arg("v").query::<()>(&mut con) {
             Ok(()) => writes.ok += 1,
-            Err(_) => writes.failed += 1,
+            Err(e) => {
+                writes.failed += 1;
+                if writes.errors.len() < 5 {
+                    let (after, took) = (started - begun, started.elapsed());
+                    writes.errors.push(format!("{key} after {after:.1?}, took {took:.1?}: {e}"));
+                }
+            }
         }
         writes.slowest = writes.slowest.max(started.elapsed());
     }
@@ -381,6 +473,7 @@ async fn a_key_duelled_at_the_ceiling_fails_alone_and_fast() {
     let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &[]));
     let _down = common::Down(&dir);
     let addrs = common::addrs(&status);
+    let _logs = LogsOnFailure(&dir, &addrs);
     let secret = cluster_secret(&dir);
     let pinned = "duelled";
     tokio::task::block_in_place(|| set_eventually(&addrs[0], pinned, "before"));
@@ -421,6 +514,7 @@ async fn a_key_duelled_at_the_ceiling_fails_alone_and_fast() {
             ok: all.ok + w.ok,
             failed: all.failed + w.failed,
             slowest: all.slowest.max(w.slowest),
+            errors: [all.errors, w.errors].concat(),
         })
     };
     let (duelled, others) = tokio::task::block_in_place(|| (join(duelled), join(others)));
@@ -431,6 +525,117 @@ async fn a_key_duelled_at_the_ceiling_fails_alone_and_fast() {
     assert!(duelled.slowest < Duration::from_secs(5), "the duelled key is answered promptly: {duelled:?}");
     // Once the duel is over, the key is writable again.
     tokio::task::block_in_place(|| set_eventually(&addrs[1], pinned, "after"));
+}
+
+/// One round of the floor attack on the acceptor behind `channel`: a tombstone at exactly the
+/// clock's ceiling on a key of its own, then the garbage collector's `Remove` at that ballot.
+/// Whether the acceptor removed it (which raises its node-wide floor to the ballot).
+async fn tombstone_and_remove_at_the_ceiling(
+    channel: &tonic::transport::Channel,
+    config_version: u64,
+    round: u64,
+) -> bool {
+    use valthree::peer::proto::paxos_message::Request;
+    use valthree::peer::{PeerClient, proto};
+    let ceiling = valthree::mode::paxos::Ballot::ceiling(std::time::SystemTime::now());
+    let ballot = Some(proto::Ballot { counter: ceiling, node: 9 });
+    let key: bytes::Bytes = format!("raised-{round}").into_bytes().into();
+    let message = |request| proto::PaxosBatch {
+        from: 9,
+        messages: vec![proto::PaxosMessage { key: key.clone(), round, request: Some(request) }],
+    };
+    let tomb = Request::Accept(proto::Accept { ballot, value: None, promise_next: false });
+    let _ = PeerClient::new(channel.clone()).paxos(message(tomb)).await;
+    let remove = Request::Remove(proto::Remove { ballot, config_version });
+    let Ok(replies) = PeerClient::new(channel.clone()).paxos(message(remove)).await else { return false };
+    replies
+        .into_inner()
+        .replies
+        .iter()
+        .any(|r| matches!(r.response, Some(proto::paxos_reply::Response::Removed(proto::Removed { removed: true }))))
+}
+
+/// Issue 25, the floor: a peer holding the secret accepted a tombstone at exactly the clock's
+/// ceiling on a key of its own, then sent the garbage collector's `Remove` at that ballot.
+/// Removing raises the acceptor's node-wide floor to the ballot, so every fresh key on the
+/// node was promised at the ceiling, above what any proposer follows: every fresh key through
+/// every node got `TRYAGAIN` until the clock's next second, and the attacker repeated it every
+/// second. An acceptor now removes a tombstone only at a ballot every node follows now
+/// ([`Ballot::followable`] of its own ceiling), as the collector itself does; the tombstone
+/// stays, and the floor with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remove_at_the_ceiling_does_not_raise_every_nodes_floor() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &[]));
+    let _down = common::Down(&dir);
+    let addrs = common::addrs(&status);
+    let _logs = LogsOnFailure(&dir, &addrs);
+    let secret = cluster_secret(&dir);
+    let channels: Vec<_> = (0..3).map(|i| peer_channel(&peer_addr(&status, i), &secret)).collect();
+    let mut config_versions = Vec::new();
+    for channel in &channels {
+        let list = || {
+            let channel = channel.clone();
+            async move {
+                let request = valthree::peer::proto::ListKeysRequest { from: 9, tombstones: true };
+                valthree::peer::PeerClient::new(channel).list_keys(request).await
+            }
+        };
+        let listing = until_connected(list).await.expect("the attacker reaches every node");
+        config_versions.push(listing.into_inner().config_version);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let removed = Arc::new(AtomicUsize::new(0));
+    let attacker = {
+        let (stop, removed) = (stop.clone(), removed.clone());
+        tokio::spawn(async move {
+            let mut round = 0;
+            while !stop.load(Ordering::Relaxed) {
+                round += 1;
+                for (channel, version) in channels.iter().zip(&config_versions) {
+                    if tombstone_and_remove_at_the_ceiling(channel, *version, round).await {
+                        removed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+    // Let the attack land at least once before writing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writers: Vec<_> = addrs
+        .iter()
+        .map(|a| {
+            let (addr, stop) = (a.clone(), stop.clone());
+            std::thread::spawn(move || write_until(addr, None, stop))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    stop.store(true, Ordering::Relaxed);
+    attacker.await.unwrap();
+    let writes: Vec<Writes> = tokio::task::block_in_place(|| writers.into_iter().map(|h| h.join().unwrap()).collect());
+    let removed = removed.load(Ordering::Relaxed);
+    eprintln!("tombstones removed (of those written at the ceiling): {removed}; fresh keys: {writes:?}");
+    for (addr, w) in addrs.iter().zip(&writes) {
+        assert!(w.ok > 0, "fresh keys were written through {addr}: {w:?}");
+        assert_eq!(w.failed, 0, "fresh keys through {addr} failed: {w:?}");
+        assert!(w.slowest < Duration::from_secs(5), "fresh keys through {addr} waited: {w:?}");
+    }
+    // A removal may still land when it reaches a node a clock second after the attacker read
+    // its ceiling: its ballot is then one every node follows, and the floor it raises harms
+    // nobody (the writes above). The floor never passes what every node follows.
+    for addr in &addrs {
+        let floor = common::info_field(addr, "paxos_gc_floor");
+        let counter: u64 = floor.split('.').next().unwrap().parse().unwrap();
+        let followable = valthree::mode::paxos::Ballot::followable(valthree::mode::paxos::Ballot::ceiling(
+            std::time::SystemTime::now(),
+        ));
+        assert!(counter <= followable, "{addr}'s floor rose past what every node follows: {floor}");
+    }
 }
 
 /// The stable hash paxos homes keys by (FNV-1a), and the index of `key`'s home among three.

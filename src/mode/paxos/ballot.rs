@@ -64,9 +64,20 @@ impl Ballot {
     /// `s` seconds; a proposer also refuses replies above its own ceiling, so it never follows
     /// an acceptor whose clock runs ahead). The limit reaches [`Self::MAX_FOLLOWED`] in
     /// 69,000 years.
+    ///
+    /// It rises smoothly, not a second at a time: an honest proposer that followed a ballot at
+    /// exactly what it follows now (a duelled ballot a second old) makes its next ballots a few
+    /// counters above it, and another proposer meeting them a moment later must follow them
+    /// too. With a ceiling that rose in whole seconds, those ballots stayed out of every other
+    /// proposer's reach until the clock's next second, and a write meeting one failed at once.
     pub fn ceiling(now: std::time::SystemTime) -> u64 {
-        let seconds = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        seconds.saturating_mul(Self::CEILING_RATE).clamp(Self::CEILING_FLOOR, Self::MAX_COUNTER)
+        let since = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let within = u64::from(since.subsec_nanos()) * Self::CEILING_RATE / 1_000_000_000;
+        since
+            .as_secs()
+            .saturating_mul(Self::CEILING_RATE)
+            .saturating_add(within)
+            .clamp(Self::CEILING_FLOOR, Self::MAX_COUNTER)
     }
 
     /// How far below its own [ceiling](Self::ceiling) a proposer's ballots stay: one second
@@ -88,6 +99,18 @@ impl Ballot {
         ceiling.saturating_sub(Self::FOLLOW_MARGIN).min(Self::MAX_FOLLOWED)
     }
 
+    /// How far past what it follows a proposer still waits for a ballot it met instead of
+    /// giving its key up at once: 1/16 of a second of the ceiling's rise.
+    ///
+    /// A proposer that follows a ballot at exactly what it follows then makes its next
+    /// ballots a few counters above it (one per prepare). A second proposer meeting one on a
+    /// key both ran (a stand-in after a hedge) a moment later follows it once its own ceiling
+    /// rose by those few counters, microseconds later; a loaded node's driver may still read
+    /// its ceiling just before. Such a round retries (its backoff lets the ceiling rise past
+    /// the ballot) instead of failing. A duelled ballot, at the ceiling itself, is still
+    /// given up on at once for all but the last 1/16 of the second before it is followed.
+    pub const REACH_SLACK: u64 = Self::CEILING_RATE / 16;
+
     pub fn new(counter: u64, node: NodeId) -> Self {
         Self { counter, node }
     }
@@ -96,5 +119,28 @@ impl Ballot {
     /// the same proposer's next counter.
     pub fn successor(self) -> Self {
         Self { counter: self.counter + 1, node: self.node }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// The ceiling rises smoothly, [`Ballot::CEILING_RATE`] a second, not a second at a time:
+    /// a ballot a few counters above what a proposer follows now is followed microseconds
+    /// later, not at the clock's next second.
+    #[test]
+    fn the_ceiling_rises_smoothly_within_a_second() {
+        let at = |ms: u64| Ballot::ceiling(UNIX_EPOCH + Duration::from_millis(1_800_000_000_000 + ms));
+        let second = 1_800_000_000 * Ballot::CEILING_RATE;
+        assert_eq!(at(0), second);
+        assert_eq!(at(500), second + Ballot::CEILING_RATE / 2);
+        assert_eq!(at(999), second + Ballot::CEILING_RATE * 999 / 1000);
+        assert_eq!(at(1000), second + Ballot::CEILING_RATE);
+        let micro = Ballot::ceiling(UNIX_EPOCH + Duration::from_micros(1_800_000_000_000_010));
+        assert_eq!(micro, second + 10, "about a counter a microsecond");
+        assert_eq!(Ballot::ceiling(UNIX_EPOCH), Ballot::CEILING_FLOOR);
+        assert_eq!(Ballot::ceiling(UNIX_EPOCH + Duration::from_secs(1 << 43)), Ballot::MAX_COUNTER);
     }
 }

@@ -412,7 +412,7 @@ mod tests {
                         let value = rng.bool().then(|| Bytes::from(vec![b'v'; rng.usize(0..100)]));
                         Request::Accept { ballot, value, promise_next: rng.bool() }
                     };
-                    s.handle(&[(key.clone(), AcceptorMessage::Paxos(m))], 1).unwrap();
+                    s.handle(&[(key.clone(), AcceptorMessage::Paxos(m))], 1, Ballot::MAX_COUNTER).unwrap();
                 }
             }
             // A collected tombstone gives the floor.
@@ -421,9 +421,10 @@ mod tests {
             s.handle(
                 &[(t.clone(), AcceptorMessage::Paxos(Request::Accept { ballot, value: None, promise_next: false }))],
                 1,
+                Ballot::MAX_COUNTER,
             )
             .unwrap();
-            s.handle(&[(t, AcceptorMessage::Remove { ballot, config_version: 1 })], 1).unwrap();
+            s.handle(&[(t, AcceptorMessage::Remove { ballot, config_version: 1 })], 1, Ballot::MAX_COUNTER).unwrap();
         }
         let before: Vec<_> = dirs.iter().map(|(_, d)| snapshot(d)).collect();
         // A member missing is refused, and so is a dry run's change.
@@ -472,7 +473,7 @@ mod tests {
             let (s, _) = Storage::open(&crate::node::FileSystem::real(), dir).unwrap();
             let ballot = Ballot::new(Ballot::MAX_FOLLOWED + i as u64, 1);
             let key = Bytes::from_static(b"k");
-            s.handle(&[(key, AcceptorMessage::Paxos(Request::Prepare { ballot }))], 1).unwrap();
+            s.handle(&[(key, AcceptorMessage::Paxos(Request::Prepare { ballot }))], 1, Ballot::MAX_COUNTER).unwrap();
         }
         // Interrupted after the plan was written and the first database rewritten.
         let counters = vec![Ballot::MAX_FOLLOWED, Ballot::MAX_FOLLOWED + 1];

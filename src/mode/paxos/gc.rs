@@ -41,12 +41,25 @@ pub(super) async fn run_gc(node: std::sync::Weak<Node>) {
         let scan = node.clone();
         let after = cursor.clone();
         let found = tokio::task::spawn_blocking(move || {
-            scan.storage
-                .keys(KeyFilter::Tombstones, after.as_deref(), BATCH, |k| everything || scan.home(k) == Some(scan.id))
+            let listed = scan.storage.keys(KeyFilter::Tombstones, after.as_deref(), BATCH, |k| {
+                everything || scan.home(k) == Some(scan.id)
+            })?;
+            let next = if listed.len() < BATCH { None } else { listed.last().cloned() };
+            // A slot of another node's key that only holds a promise is most likely that
+            // key's first write in flight at its home: collecting it here would prepare above
+            // the write's ballot between its prepare and its accept, and the write would fail
+            // (`-UNCERTAIN`). Its home's own pass collects it, behind the write.
+            let mut tombstones = Vec::with_capacity(listed.len());
+            for key in listed {
+                if scan.home(&key) == Some(scan.id) || scan.storage.accepted_anything(&key)? {
+                    tombstones.push(key);
+                }
+            }
+            Ok::<_, crate::error::Error>((tombstones, next))
         })
         .await;
-        let Ok(Ok(tombstones)) = found else { continue };
-        cursor = if tombstones.len() < BATCH { None } else { tombstones.last().cloned() };
+        let Ok(Ok((tombstones, next))) = found else { continue };
+        cursor = next;
         for key in tombstones {
             // A collection is a round on the key like a command: a stopping node starts none
             // (its peers run its keys once it has left), and finishes the one it runs before

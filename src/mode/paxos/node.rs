@@ -215,7 +215,7 @@ impl PaxosMode {
             );
         }
         let config_version = Arc::new(AtomicU64::new(config.version));
-        let acceptor = spawn_acceptor(storage.clone(), config_version.clone());
+        let acceptor = spawn_acceptor(storage.clone(), config_version.clone(), options.ballot_ceiling);
         let (driver, driver_rx) = mpsc::unbounded_channel();
         let proposer = Proposer::with_quorums(
             id,
@@ -286,10 +286,22 @@ impl PaxosMode {
 
 /// The acceptor thread: every batch of acceptor messages queued at once is one fsync'd
 /// transaction.
-fn spawn_acceptor(storage: Arc<Storage>, config_version: Arc<AtomicU64>) -> std::sync::mpsc::Sender<AcceptorJob> {
+/// `ballot_ceiling` says whether the clock's [ceiling](Ballot::ceiling) applies (as
+/// [`Node::ballot_ceiling`]); it is read once per transaction, here, not in the storage.
+fn spawn_acceptor(
+    storage: Arc<Storage>,
+    config_version: Arc<AtomicU64>,
+    ballot_ceiling: bool,
+) -> std::sync::mpsc::Sender<AcceptorJob> {
     crate::node::spawn_batcher("paxos-acceptor", ACCEPTOR_BATCH, move |all: &[Incoming]| {
-        storage.handle_bounded(all, config_version.load(Ordering::SeqCst))
+        storage.handle_bounded(all, config_version.load(Ordering::SeqCst), ceiling_now(ballot_ceiling))
     })
+}
+
+/// The highest ballot counter a node takes from a peer now: [`Ballot::ceiling`] of the clock,
+/// or (without the ceiling, in tests only) every counter the wire allows.
+fn ceiling_now(ballot_ceiling: bool) -> u64 {
+    if ballot_ceiling { Ballot::ceiling(crate::node::clock::now()) } else { Ballot::MAX_COUNTER }
 }
 
 impl Node {
@@ -299,7 +311,7 @@ impl Node {
 
     /// The highest ballot counter this node takes from a peer now.
     pub(super) fn ballot_ceiling(&self) -> u64 {
-        if self.options.ballot_ceiling { Ballot::ceiling(crate::node::clock::now()) } else { Ballot::MAX_COUNTER }
+        ceiling_now(self.options.ballot_ceiling)
     }
 
     pub(super) fn isolated_from(&self, id: NodeId) -> bool {

@@ -585,12 +585,12 @@ impl Proposer {
     /// Handles an acceptor's reply to round `round` on `key`.
     pub fn step(&mut self, from: NodeId, key: &Bytes, round: u64, response: Response) {
         let followable = self.followable();
-        let beyond_reach = match &response {
+        let unfollowed = match &response {
             Response::Conflict { seen, .. } if seen.counter > followable => Some(*seen),
             _ => None,
         };
         if let Response::Conflict { seen, .. } = &response
-            && beyond_reach.is_none()
+            && unfollowed.is_none()
         {
             self.counter = self.counter.max(seen.counter);
         }
@@ -598,6 +598,10 @@ impl Proposer {
         // a duel) is not followed, so the node's other keys keep ballots every peer takes;
         // this key's round gives up at once when it cannot get a quorum without those
         // acceptors, since no ballot this node makes before the ceiling rises gets past them.
+        // One only just past what it follows ([`Ballot::REACH_SLACK`]: an honest proposer's,
+        // made a moment ago above a ballot it followed) is not followed yet either, but the
+        // round retries: the ceiling passes it before the backoff ends.
+        let beyond_reach = unfollowed.filter(|seen| seen.counter > followable.saturating_add(Ballot::REACH_SLACK));
         if let Response::Promised { value, .. } = &response {
             // Late replies too: a retried prepare then waits long enough for this value.
             self.remember_size(key, value.as_ref().map_or(0, Bytes::len));
@@ -897,6 +901,51 @@ mod tests {
         let (sends, _) = drain(&mut p);
         let (_, replies) = pump(&mut p, &mut pinned, sends, &[1, 2, 3]);
         assert!(matches!(replies[..], [(4, Ok(_))]), "{replies:?}");
+    }
+
+    /// Another honest proposer followed a duelled ballot at exactly what this one follows now
+    /// and made its next ballot a few counters above it, on a key both ran (a stand-in after
+    /// a hedge). That ballot is not followed yet, but the key is not given up on either: the
+    /// round retries, and once the ceiling rose past the ballot (microseconds later) it is
+    /// followed and the write goes through. Before, the write failed at once (`TryAgain`),
+    /// and with a ceiling that rose a second at a time, every write meeting it until then.
+    #[test]
+    fn a_ballot_just_past_what_is_followed_is_retried_not_given_up() {
+        let ceiling = Ballot::CEILING_FLOOR << 2;
+        let honest = Ballot::new(Ballot::followable(ceiling) + 3, 3);
+        let mut acc = acceptors();
+        for slot in acc.values_mut() {
+            handle(slot, &Request::Prepare { ballot: honest });
+        }
+        let mut p = Proposer::new(1, vec![1, 2, 3], Options::default());
+        p.set_ceiling(ceiling);
+        p.submit(1, key(), set("v"));
+        let (sends, _) = drain(&mut p);
+        let mut later = Vec::new();
+        for (to, round, request) in sends {
+            let (response, _) = handle(acc.get_mut(&to).unwrap(), &request);
+            p.step(to, &key(), round, response);
+            let (s, replies) = drain(&mut p);
+            assert!(replies.is_empty(), "not given up: {replies:?}");
+            later.extend(s);
+        }
+        assert_eq!(p.stats().out_of_reach, 0);
+        assert_eq!(p.stats().retries, 1);
+        assert!(p.counter() < honest.counter, "not followed yet: {}", p.counter());
+        // The ceiling rises past the ballot: the retry follows it and writes.
+        p.set_ceiling(ceiling + 3);
+        let mut answered = Vec::new();
+        for _ in 0..100 {
+            let (_, replies) = pump(&mut p, &mut acc, std::mem::take(&mut later), &[1, 2, 3]);
+            answered.extend(replies);
+            if !answered.is_empty() {
+                break;
+            }
+            p.tick();
+            later = drain(&mut p).0;
+        }
+        assert!(matches!(answered[..], [(1, Ok(_))]), "{answered:?}");
+        assert!(p.counter() > honest.counter);
     }
 
     /// One acceptor held at the ceiling does not fail the key: the others are a quorum.

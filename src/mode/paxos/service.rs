@@ -29,11 +29,25 @@ impl peer::Peer for PeerService {
         let ceiling = self.node.ballot_ceiling();
         let mut rounds = Vec::with_capacity(batch.messages.len());
         let mut messages = Vec::with_capacity(batch.messages.len());
+        let mut refused = None;
         for m in batch.messages {
-            let (key, round, message) =
-                wire::message_from(m, ceiling).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
-            rounds.push((key.clone(), round));
-            messages.push((key, message));
+            // A message above the ceiling (or malformed) is refused alone, unanswered, as if
+            // lost: the rest of the batch is answered. A peer whose clock runs more than a
+            // second ahead makes fresh prepares this node refuses, and its batches also
+            // carry accepts on promises it holds from before; those go through.
+            match wire::message_from(m, ceiling) {
+                Ok((key, round, message)) => {
+                    rounds.push((key.clone(), round));
+                    messages.push((key, message));
+                }
+                Err(e) => refused = Some(e),
+            }
+        }
+        if let Some(e) = refused {
+            if messages.is_empty() {
+                return Err(tonic::Status::invalid_argument(e.to_string()));
+            }
+            tracing::debug!(from = batch.from, "refused a paxos message of a batch: {e}");
         }
         let replies = self
             .node

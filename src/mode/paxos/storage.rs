@@ -339,14 +339,24 @@ impl Storage {
     }
 
     /// Handles a batch of messages, `(key, message)`, in one fsync'd transaction; replies in
-    /// order. `config_version` is the node's installed configuration, which removals must match.
-    pub fn handle(&self, batch: &[(Bytes, AcceptorMessage)], config_version: u64) -> Result<Vec<AcceptorReply>> {
+    /// order. `config_version` is the node's installed configuration, which removals must match;
+    /// `ceiling` is the highest ballot counter the node takes from a peer now
+    /// ([`Ballot::ceiling`], read by the caller), which bounds the ballots removals may carry.
+    pub fn handle(
+        &self,
+        batch: &[(Bytes, AcceptorMessage)],
+        config_version: u64,
+        ceiling: u64,
+    ) -> Result<Vec<AcceptorReply>> {
         let items: Vec<Incoming> = batch.iter().map(|(k, m)| (k.clone(), m.clone(), None)).collect();
-        self.handle_bounded(&items, config_version)
+        self.handle_bounded(&items, config_version, ceiling)
     }
 
     /// [`Self::handle`], for messages each of which may answer within its call's [`ReplyRoom`].
-    pub fn handle_bounded(&self, batch: &[Incoming], config_version: u64) -> Result<Vec<AcceptorReply>> {
+    pub fn handle_bounded(&self, batch: &[Incoming], config_version: u64, ceiling: u64) -> Result<Vec<AcceptorReply>> {
+        // Removing raises the node-wide floor to the removal's ballot: only a ballot every
+        // proposer follows now may get there (below).
+        let removable_up_to = Ballot::followable(ceiling);
         let txn = self.db.begin_write().map_err(db_error)?;
         let mut replies = Vec::with_capacity(batch.len());
         let mut dirty = false;
@@ -396,12 +406,14 @@ impl Storage {
                     }
                     AcceptorMessage::Remove { ballot, config_version: version } => {
                         // Only the untouched tombstone GC wrote, under the configuration GC saw,
-                        // and only at a ballot every proposer can follow: removing raises this
-                        // node-wide floor to the ballot, so a tombstone above the followed limit
-                        // (a peer that pushed one key's ballots there) would leave every other
-                        // node's fresh keys below the floor for good. Such a tombstone stays.
+                        // and only at a ballot every proposer follows now (as GC itself removes):
+                        // removing raises this node-wide floor to the ballot, and every fresh key
+                        // on the node starts promised at the floor. A tombstone above that (a
+                        // peer that wrote one at the clock's ceiling, or past the followed
+                        // limit) would leave every fresh key promised above what any proposer
+                        // follows, refused until the ceiling rose (or for good). It stays.
                         let removable = exists
-                            && ballot.counter <= Ballot::MAX_FOLLOWED
+                            && ballot.counter <= removable_up_to
                             && *version == config_version
                             && slot.value.is_none()
                             && slot.accepted == *ballot
@@ -495,6 +507,18 @@ impl Storage {
         }
     }
 
+    /// Whether `key`'s slot holds anything a proposer got accepted (a value or a tombstone):
+    /// false for a slot that only holds a promise (its key's first write is in flight, or its
+    /// proposer gave up before its accept) and for an absent one.
+    pub fn accepted_anything(&self, key: &[u8]) -> Result<bool> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(SLOTS).map_err(db_error)?;
+        let slot = table.get(key).map_err(db_error)?;
+        Ok(slot
+            .map(|v| decode_ballot(v.value().get(12..).unwrap_or_default()))
+            .is_some_and(|b| b.is_some_and(|b| b != Ballot::ZERO)))
+    }
+
     /// The number of slots (values and tombstones).
     pub fn slot_count(&self) -> Result<u64> {
         let txn = self.db.begin_read().map_err(db_error)?;
@@ -511,6 +535,10 @@ impl Storage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node without the clock's ceiling (`--unsafe-no-ballot-ceiling`): every ballot the
+    /// wire allows.
+    const NO_CEILING: u64 = Ballot::MAX_COUNTER;
 
     fn b(c: u64, n: u32) -> Ballot {
         Ballot::new(c, n)
@@ -547,7 +575,7 @@ mod tests {
                     (k.clone(), AcceptorMessage::Paxos(Request::Accept { ballot: b(3, 1), value, promise_next: false }))
                 })
                 .collect();
-            s.handle(&batch, 1).unwrap();
+            s.handle(&batch, 1, NO_CEILING).unwrap();
             let listed = scan_all(&s);
             let mut expected: Vec<(Bytes, bool)> = keys.iter().map(|k| (k.clone(), k != "k0")).collect();
             expected.sort_by_key(|(k, _)| (scan_hash(k), k.clone()));
@@ -575,7 +603,10 @@ mod tests {
                 value: Some(Bytes::from_static(b"v")),
                 promise_next: false,
             });
-            assert_eq!(s.handle(&[(key(), accept)], 1).unwrap(), vec![AcceptorReply::Paxos(Response::Accepted)]);
+            assert_eq!(
+                s.handle(&[(key(), accept)], 1, NO_CEILING).unwrap(),
+                vec![AcceptorReply::Paxos(Response::Accepted)]
+            );
             s.save_counter(42).unwrap();
         }
         let (s, rec) = Storage::open(&FileSystem::real(), dir.path()).unwrap();
@@ -583,18 +614,27 @@ mod tests {
         assert_eq!(s.keys(KeyFilter::Values, None, 10, |_| true).unwrap(), vec![key()]);
         let prepare = AcceptorMessage::Paxos(Request::Prepare { ballot: b(4, 2) });
         assert_eq!(
-            s.handle(&[(key(), prepare)], 1).unwrap(),
+            s.handle(&[(key(), prepare)], 1, NO_CEILING).unwrap(),
             vec![AcceptorReply::Paxos(Response::Promised { accepted: b(3, 1), value: Some(Bytes::from_static(b"v")) })]
         );
         // A tombstone at (5,2), then its removal; a wrong ballot or configuration removes nothing.
         let tomb = AcceptorMessage::Paxos(Request::Accept { ballot: b(5, 2), value: None, promise_next: false });
-        s.handle(&[(key(), tomb)], 1).unwrap();
+        s.handle(&[(key(), tomb)], 1, NO_CEILING).unwrap();
         assert_eq!(s.keys(KeyFilter::Tombstones, None, 10, |_| true).unwrap(), vec![key()]);
         assert_eq!(s.keys(KeyFilter::All, Some(b"k"), 10, |_| true).unwrap(), Vec::<Bytes>::new());
         let remove = |ballot, config_version| AcceptorMessage::Remove { ballot, config_version };
-        assert_eq!(s.handle(&[(key(), remove(b(5, 1), 1))], 1).unwrap(), vec![AcceptorReply::Removed(false)]);
-        assert_eq!(s.handle(&[(key(), remove(b(5, 2), 2))], 1).unwrap(), vec![AcceptorReply::Removed(false)]);
-        assert_eq!(s.handle(&[(key(), remove(b(5, 2), 1))], 1).unwrap(), vec![AcceptorReply::Removed(true)]);
+        assert_eq!(
+            s.handle(&[(key(), remove(b(5, 1), 1))], 1, NO_CEILING).unwrap(),
+            vec![AcceptorReply::Removed(false)]
+        );
+        assert_eq!(
+            s.handle(&[(key(), remove(b(5, 2), 2))], 1, NO_CEILING).unwrap(),
+            vec![AcceptorReply::Removed(false)]
+        );
+        assert_eq!(
+            s.handle(&[(key(), remove(b(5, 2), 1))], 1, NO_CEILING).unwrap(),
+            vec![AcceptorReply::Removed(true)]
+        );
         assert_eq!(s.slot_count().unwrap(), 0);
         assert_eq!(s.floor().unwrap(), b(5, 2));
         // The removed key (and any other absent key) refuses ballots up to the floor...
@@ -604,14 +644,14 @@ mod tests {
             promise_next: false,
         });
         assert!(matches!(
-            s.handle(&[(key(), stale.clone()), (Bytes::from_static(b"other"), stale)], 1).unwrap()[..],
+            s.handle(&[(key(), stale.clone()), (Bytes::from_static(b"other"), stale)], 1, NO_CEILING).unwrap()[..],
             [AcceptorReply::Paxos(Response::Conflict { .. }), AcceptorReply::Paxos(Response::Conflict { .. })]
         ));
         // ...reports the floor as the accepted ballot of a refusal (the refused value may have
         // been chosen, then collected)...
         let stale = AcceptorMessage::Paxos(Request::Accept { ballot: b(5, 1), value: None, promise_next: false });
         assert_eq!(
-            s.handle(&[(key(), stale)], 1).unwrap(),
+            s.handle(&[(key(), stale)], 1, NO_CEILING).unwrap(),
             vec![AcceptorReply::Paxos(Response::Conflict {
                 seen: b(5, 2),
                 accepted: b(5, 2),
@@ -622,7 +662,7 @@ mod tests {
         // must never outrank a real value another acceptor reports for this key.
         let prepare = AcceptorMessage::Paxos(Request::Prepare { ballot: b(6, 1) });
         assert_eq!(
-            s.handle(&[(key(), prepare)], 1).unwrap(),
+            s.handle(&[(key(), prepare)], 1, NO_CEILING).unwrap(),
             vec![AcceptorReply::Paxos(Response::Promised { accepted: Ballot::ZERO, value: None })]
         );
         drop(s);
@@ -638,18 +678,78 @@ mod tests {
         let (s, _) = Storage::open(&FileSystem::real(), dir.path()).unwrap();
         let high = b(Ballot::MAX_FOLLOWED + 3, 2);
         let tomb = AcceptorMessage::Paxos(Request::Accept { ballot: high, value: None, promise_next: false });
-        s.handle(&[(key(), tomb)], 1).unwrap();
+        s.handle(&[(key(), tomb)], 1, NO_CEILING).unwrap();
         let remove = AcceptorMessage::Remove { ballot: high, config_version: 1 };
-        assert_eq!(s.handle(&[(key(), remove)], 1).unwrap(), vec![AcceptorReply::Removed(false)]);
+        assert_eq!(s.handle(&[(key(), remove)], 1, NO_CEILING).unwrap(), vec![AcceptorReply::Removed(false)]);
         assert_eq!(s.floor().unwrap(), Ballot::ZERO);
         assert_eq!(s.keys(KeyFilter::Tombstones, None, 10, |_| true).unwrap(), vec![key()]);
         // At the limit itself, removal works: a proposer follows it and makes ballots above.
         let limit = b(Ballot::MAX_FOLLOWED, 2);
         let other = Bytes::from_static(b"other");
         let tomb = AcceptorMessage::Paxos(Request::Accept { ballot: limit, value: None, promise_next: false });
-        s.handle(&[(other.clone(), tomb)], 1).unwrap();
+        s.handle(&[(other.clone(), tomb)], 1, NO_CEILING).unwrap();
         let remove = AcceptorMessage::Remove { ballot: limit, config_version: 1 };
-        assert_eq!(s.handle(&[(other, remove)], 1).unwrap(), vec![AcceptorReply::Removed(true)]);
+        assert_eq!(s.handle(&[(other, remove)], 1, NO_CEILING).unwrap(), vec![AcceptorReply::Removed(true)]);
         assert_eq!(s.floor().unwrap(), limit);
+    }
+
+    /// A peer holding the secret can write a tombstone at exactly the clock's ceiling and then
+    /// ask for its removal: removing it would raise the node-wide floor there, so every fresh
+    /// key on the node would start promised above what any proposer follows, refused until the
+    /// ceiling rose a second later (again every second). Only a tombstone at a ballot every
+    /// node follows now is removed; the others stay, until the ceiling has risen past them.
+    #[test]
+    fn a_tombstone_above_what_every_node_follows_now_is_not_removed_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = Storage::open(&FileSystem::real(), dir.path()).unwrap();
+        let ceiling = Ballot::CEILING_FLOOR << 2;
+        let followable = Ballot::followable(ceiling);
+        let tomb = |ballot| AcceptorMessage::Paxos(Request::Accept { ballot, value: None, promise_next: false });
+        let remove = |ballot| AcceptorMessage::Remove { ballot, config_version: 1 };
+        let (at_ceiling, above, at_limit) =
+            (Bytes::from_static(b"ceiling"), Bytes::from_static(b"above"), Bytes::from_static(b"limit"));
+        let tombs = [(at_ceiling.clone(), b(ceiling, 9)), (above.clone(), b(followable + 1, 9))];
+        for (k, ballot) in &tombs {
+            s.handle(&[(k.clone(), tomb(*ballot))], 1, ceiling).unwrap();
+            assert_eq!(
+                s.handle(&[(k.clone(), remove(*ballot))], 1, ceiling).unwrap(),
+                vec![AcceptorReply::Removed(false)]
+            );
+        }
+        assert_eq!(s.floor().unwrap(), Ballot::ZERO);
+        // A fresh key is still promised nothing: a proposer's ballots get through.
+        let prepare = AcceptorMessage::Paxos(Request::Prepare { ballot: b(7, 1) });
+        assert_eq!(
+            s.handle(&[(Bytes::from_static(b"fresh"), prepare)], 1, ceiling).unwrap(),
+            vec![AcceptorReply::Paxos(Response::Promised { accepted: Ballot::ZERO, value: None })]
+        );
+        // At what every node follows now, removal works.
+        s.handle(&[(at_limit.clone(), tomb(b(followable, 9)))], 1, ceiling).unwrap();
+        assert_eq!(
+            s.handle(&[(at_limit, remove(b(followable, 9)))], 1, ceiling).unwrap(),
+            vec![AcceptorReply::Removed(true)]
+        );
+        assert_eq!(s.floor().unwrap(), b(followable, 9));
+        // The tombstones that stayed are removed once the ceiling has risen a second past them.
+        let later = ceiling + Ballot::FOLLOW_MARGIN;
+        for (k, ballot) in tombs {
+            assert_eq!(s.handle(&[(k, remove(ballot))], 1, later).unwrap(), vec![AcceptorReply::Removed(true)]);
+        }
+        assert_eq!(s.floor().unwrap(), b(ceiling, 9));
+    }
+
+    /// A slot that only holds a promise has accepted nothing; a tombstone has.
+    #[test]
+    fn a_slot_holding_only_a_promise_has_accepted_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = Storage::open(&FileSystem::real(), dir.path()).unwrap();
+        let prepare = AcceptorMessage::Paxos(Request::Prepare { ballot: b(4, 1) });
+        s.handle(&[(key(), prepare)], 1, NO_CEILING).unwrap();
+        assert_eq!(s.keys(KeyFilter::Tombstones, None, 10, |_| true).unwrap(), vec![key()]);
+        assert!(!s.accepted_anything(b"k").unwrap());
+        assert!(!s.accepted_anything(b"absent").unwrap());
+        let tomb = AcceptorMessage::Paxos(Request::Accept { ballot: b(4, 1), value: None, promise_next: false });
+        s.handle(&[(key(), tomb)], 1, NO_CEILING).unwrap();
+        assert!(s.accepted_anything(b"k").unwrap());
     }
 }

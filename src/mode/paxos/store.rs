@@ -281,7 +281,7 @@ mod tests {
         let ballot = Ballot { counter: 1 << 40, node: 2 };
         let tombstone = AcceptorMessage::Paxos(AcceptorRequest::Accept { ballot, value: None, promise_next: false });
         let version = b.node.config_version.load(Ordering::SeqCst);
-        b.node.storage.handle(&[(key.clone(), tombstone)], version).unwrap();
+        b.node.storage.handle(&[(key.clone(), tombstone)], version, Ballot::MAX_COUNTER).unwrap();
         // FLUSHALL through C, which reaches B but not A: its listing quorum is {B,C}.
         for n in [a, b, c] {
             n.node.faults.heal();
