@@ -47,7 +47,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --admin-token-file 'Read the admin token from this file instead (one line)'
             cand --proto-max-bulk-len 'Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted)'
             cand --maxmemory-clients 'The bytes all clients'' query buffers may hold together; a client whose next read would pass it gets an error and is closed (0: no limit)'
-            cand --client-output-buffer-limit 'Redis'' normal-class `client-output-buffer-limit`: "HARD SOFT SECONDS" (a leading `normal` is accepted). A reply that would leave more than HARD bytes unsent is not queued; a client that leaves more than SOFT bytes unread for SECONDS is closed (0: no limit)'
+            cand --client-output-buffer-limit 'Redis'' normal-class `client-output-buffer-limit`: "HARD SOFT SECONDS" (a leading `normal` is accepted). A reply that would leave more than HARD bytes unsent is not queued; a client with more than SOFT bytes unsent that reads none of them for SECONDS is closed (0: no limit)'
             cand --tls-port 'Also serve TLS clients on this address (e.g. 127.0.0.1:6380); needs --tls-cert-file and --tls-key-file'
             cand --tls-cert-file 'The server''s certificate chain (PEM)'
             cand --tls-key-file 'The server''s private key (PEM)'

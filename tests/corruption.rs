@@ -130,6 +130,14 @@ fn corruption_is_found(mode: &str, extra: &[&str], expect: Expect) {
                 );
                 if expect == Expect::Refusal {
                     assert!(said.contains("restore"), "{context}: the refusal does not say how to recover: {said}");
+                    // Emptying a replicated node's data and starting it under its old name
+                    // loses acknowledged writes (a paxos acceptor forgets what it promised):
+                    // the advice is to replace the node.
+                    assert!(
+                        mode == "s3"
+                            || (said.contains("remove-node") && said.contains("add-node") && !said.contains("rejoin")),
+                        "{context}: the refusal must advise replacing the node, not emptying it: {said}"
+                    );
                 }
             }
             std::fs::write(file, &good).unwrap();

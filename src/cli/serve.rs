@@ -66,9 +66,9 @@ pub struct ServeArgs {
     pub maxmemory_clients: u64,
     /// Redis' normal-class `client-output-buffer-limit`: "HARD SOFT SECONDS" (a leading
     /// `normal` is accepted). A reply that would leave more than HARD bytes unsent is not
-    /// queued; a client that leaves more than SOFT bytes unread for SECONDS is closed (0: no
-    /// limit).
-    #[arg(long, default_value = "0 64mb 60", value_parser = OutputLimit::parse)]
+    /// queued; a client with more than SOFT bytes unsent that reads none of them for SECONDS
+    /// is closed (0: no limit).
+    #[arg(long, default_value = "0 8mb 60", value_parser = OutputLimit::parse)]
     pub client_output_buffer_limit: OutputLimit,
     /// Also serve TLS clients on this address (e.g. 127.0.0.1:6380); needs --tls-cert-file and
     /// --tls-key-file.

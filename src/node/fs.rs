@@ -1003,11 +1003,18 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Why a node refuses a corrupt file (a database, a snapshot): what to say when it will not
-/// start.
+/// start. The advice is to replace the node, never to empty or roll back its files and start
+/// it under its old name: its peers count on everything it promised and stored (a paxos
+/// acceptor that forgot its promises lets two values be chosen; a raft voter that forgot its
+/// vote votes twice), so that would lose acknowledged writes.
 pub fn corrupt(path: &Path, why: &dyn fmt::Display) -> String {
     format!(
-        "{} is corrupt ({why}): refusing to start rather than serve wrong data; restore it from a \
-         backup, or empty this node's data directory and let it rejoin its peers",
+        "{} is corrupt ({why}): refusing to start rather than serve wrong data. Replace this node: remove it \
+         from the cluster (`valthree cluster remove-node`, or VALTHREE.MEMBERS on a deployed cluster) and add a \
+         new node with an empty data directory (`valthree cluster add-node`); its peers hold the data. Do not start \
+         it again under its old name with this file emptied or put back from an older copy: its peers count on \
+         what it promised, and acknowledged writes would be lost. A single-node database is rebuilt with \
+         `valthree restore` from a backup",
         path.display()
     )
 }

@@ -384,9 +384,11 @@ where
     !closing
 }
 
-/// Sends what the write buffer holds; false when the client is gone, or when it left more
-/// than `--client-output-buffer-limit`'s soft limit unread for longer than the limit's
-/// seconds (then it is closed, as Redis closes such a client).
+/// Sends what the write buffer holds; false when the client is gone, or when it holds more
+/// than `--client-output-buffer-limit`'s soft limit unsent and has read none of it for the
+/// limit's seconds (then it is closed). Unlike Redis, which closes a client that stays above
+/// the soft limit that long even while it reads, a client that keeps reading is never closed
+/// here: a slow reader of a large value is not a client that stopped reading.
 async fn flush<S>(
     framed: &mut Framed<S, RespCodec>,
     output: &mut OutputShare,
@@ -400,30 +402,33 @@ where
         return false;
     }
     let limit = server.output_limit;
-    let mut above_since: Option<Instant> = None;
+    // Since when the client has read nothing, and what was unsent when last looked.
+    let mut stalled: Option<(Instant, usize)> = None;
     loop {
-        if !limit.over_soft(framed.write_buffer().len()) {
-            above_since = None;
-        }
-        let Some(since) = above_since.or_else(|| limit.over_soft(framed.write_buffer().len()).then(Instant::now))
-        else {
+        let unsent = framed.write_buffer().len();
+        if !limit.over_soft(unsent) {
             return framed.flush().await.is_ok();
+        }
+        let since = match stalled {
+            Some((since, before)) if unsent >= before => since,
+            // The first look, or the client read some: its time starts again.
+            _ => Instant::now(),
         };
-        above_since = Some(since);
+        stalled = Some((since, unsent));
         let left = limit.soft_for.saturating_sub(since.elapsed());
         if left.is_zero() {
-            let unread = framed.write_buffer().len();
             tracing::warn!(
                 client = session.id,
-                unread,
-                "a client left more than --client-output-buffer-limit's soft limit unread for its time; closing"
+                unsent,
+                "a client read none of its replies for --client-output-buffer-limit's time, with more than its soft \
+                 limit unsent; closing"
             );
             server.output_limit_closed.fetch_add(1, Ordering::Relaxed);
             output.cut = true;
             return false;
         }
         // Flushing is cancel-safe: what was written is gone from the buffer. Look again at
-        // least every SOFT_CHECK to see whether the client got below the soft limit.
+        // least every SOFT_CHECK to see whether the client read any.
         match tokio::time::timeout(left.min(SOFT_CHECK), framed.flush()).await {
             Ok(flushed) => return flushed.is_ok(),
             Err(_) => continue,

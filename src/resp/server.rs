@@ -61,8 +61,8 @@ pub struct ServerConfig {
 /// Redis' `client-output-buffer-limit` for its normal class: what one connection's unsent
 /// replies may hold. A reply that would leave more than `hard` bytes unsent is not queued
 /// (the reply to a read becomes an error, a write's outcome is uncertain and the connection
-/// closes); a client that leaves more than `soft` bytes unread for `soft_for` is closed. 0
-/// turns a limit off.
+/// closes); a client with more than `soft` bytes unsent that reads none of them for
+/// `soft_for` is closed. 0 turns a limit off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutputLimit {
     pub hard: u64,
