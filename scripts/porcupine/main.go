@@ -88,7 +88,11 @@ func step(st interface{}, in interface{}, out interface{}) (bool, interface{}) {
 	case "set":
 		return true, state{true, i.Value}
 	case "del", "flushall":
-		if o.Known && i.Op == "del" && (o.Int == 1) != s.Present {
+		present := int64(0)
+		if s.Present {
+			present = 1
+		}
+		if o.Known && i.Op == "del" && o.Int != present {
 			return false, s
 		}
 		return true, state{}
