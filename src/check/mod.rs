@@ -30,6 +30,7 @@
 
 pub mod dynamo;
 pub mod faults;
+mod interned;
 mod model;
 pub mod plots;
 mod prepare;

@@ -10,10 +10,11 @@
 //!
 //! The linearized set is kept as a 128-bit Zobrist hash (the XOR of a random word per
 //! operation) rather than a bitset, so a cache entry costs 20 bytes however long the history;
-//! two different sets collide with probability about 2^-128 per pair. The cache and the
-//! state table hash with FNV rather than SipHash, and a step that leaves the value as it
-//! was keeps its state id without a look-up: on a key with many operations in flight the
-//! search spends most of its time hashing, and neither changes what it explores.
+//! two different sets collide with probability about 2^-128 per pair. The model state is
+//! the key's value as an interned id, and the model is stepped on ids
+//! ([`super::interned`]): a step allocates nothing and a cache entry hashes 20 bytes, with
+//! a hash cheaper than SipHash. On a key with many operations in flight the search spends
+//! most of its time stepping and hashing; neither changes what it explores.
 //!
 //! Operations with unknown outcome return at the end of time, so they may be placed anywhere
 //! after their call. Each of them is always applicable, so once every determinate operation
@@ -99,11 +100,12 @@
 //! operation, linearizable and not.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use super::model::{Input, Output, only_reads, parse_integer, step};
+use super::interned::{ABSENT, Fast, In, Out, Value, Values};
+use super::model::{Input, Output, only_reads, parse_integer};
 use super::prepare::{NEVER, Operation};
 
 /// How the search of one key ended.
@@ -193,66 +195,7 @@ impl List {
     }
 }
 
-/// FNV-1a for bytes, a rotate-and-multiply for words: the search hashes a state or a cache
-/// key at almost every step, and a hash this cheap beats the standard library's SipHash
-/// several times over. It has no defence against crafted keys; a history built to collide
-/// could only slow its own check (equality still decides every look-up), and the cache's
-/// Zobrist words are random already.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-
-    fn write_u128(&mut self, word: u128) {
-        self.write_u64(word as u64);
-        self.write_u64((word >> 64) as u64);
-    }
-
-    fn write_u32(&mut self, word: u32) {
-        self.write_u64(u64::from(word));
-    }
-
-    fn write_usize(&mut self, word: usize) {
-        self.write_u64(word as u64);
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
-type FastSet<K> = HashSet<K, BuildHasherDefault<Fnv>>;
-
-/// Interns model states so the cache stores small ids.
-#[derive(Default)]
-struct States {
-    ids: FastMap<Option<String>, u32>,
-    values: Vec<Option<String>>,
-}
-
-impl States {
-    fn id(&mut self, s: Option<String>) -> u32 {
-        if let Some(&id) = self.ids.get(&s) {
-            return id;
-        }
-        let id = self.values.len() as u32;
-        self.values.push(s.clone());
-        self.ids.insert(s, id);
-        id
-    }
-}
+type FastSet<K> = HashSet<K, BuildHasherDefault<Fast>>;
 
 /// A 64-bit mix (splitmix64), for the per-operation Zobrist words.
 fn splitmix(mut x: u64) -> u64 {
@@ -267,8 +210,10 @@ fn splitmix(mut x: u64) -> u64 {
 /// back ends the configuration" (see the module documentation).
 struct Demands {
     /// Each demanded value.
-    values: Vec<String>,
-    ids: FastMap<String, usize>,
+    values: Vec<Value>,
+    /// Per value id (as interned when the search began), the demand on it (`NIL`: none).
+    /// Values interned later are new strings, so no operation demands them.
+    of_value: Vec<usize>,
     /// Per operation, the value it demands (`NIL`: none).
     need: Vec<usize>,
     /// Per value, the operations that demand it, and how many of them are not yet placed.
@@ -281,20 +226,23 @@ struct Demands {
 }
 
 impl Demands {
-    fn new(ops: &[Operation]) -> Self {
+    fn new(ops: &[Operation], interned: &mut Values) -> Self {
         let mut d = Demands {
             values: Vec::new(),
-            ids: FastMap::default(),
+            of_value: Vec::new(),
             need: vec![NIL; ops.len()],
             readers: Vec::new(),
             readers_left: Vec::new(),
             produces: vec![Vec::new(); ops.len()],
             producers_left: Vec::new(),
         };
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        let mut texts: Vec<String> = Vec::new();
         for (i, op) in ops.iter().enumerate() {
             let Some(v) = demanded(op) else { continue };
-            let id = *d.ids.entry(v.clone()).or_insert_with(|| {
-                d.values.push(v);
+            let id = *ids.entry(v.clone()).or_insert_with(|| {
+                d.values.push(interned.id(&v));
+                texts.push(v);
                 d.readers.push(Vec::new());
                 d.values.len() - 1
             });
@@ -321,7 +269,7 @@ impl Demands {
                 }
             }
         }
-        for (id, v) in d.values.iter().enumerate() {
+        for (id, v) in texts.iter().enumerate() {
             let mut producers: Vec<usize> = writers.get(v.as_str()).cloned().unwrap_or_default();
             for (at, _) in v.char_indices() {
                 for &i in appends.get(&v[at..]).into_iter().flatten() {
@@ -341,29 +289,35 @@ impl Demands {
                 d.producers_left[id] += 1;
             }
         }
+        for (id, &v) in d.values.iter().enumerate() {
+            if d.of_value.len() <= v as usize {
+                d.of_value.resize(v as usize + 1, NIL);
+            }
+            d.of_value[v as usize] = id;
+        }
         d
     }
 
-    fn unmet(&self, id: usize, value: Option<&str>) -> bool {
-        self.readers_left[id] > 0 && self.producers_left[id] == 0 && value != Some(self.values[id].as_str())
+    fn unmet(&self, id: usize, value: Value) -> bool {
+        self.readers_left[id] > 0 && self.producers_left[id] == 0 && value != self.values[id]
     }
 
     /// A demanded value no operation can ever make the key hold, placed or not.
     fn never_met(&self) -> Option<usize> {
-        (0..self.values.len()).find(|&id| self.unmet(id, None))
+        (0..self.values.len()).find(|&id| self.unmet(id, ABSENT))
     }
 
     /// Places `op`, which took the value from `before` to `after`; returns a demanded value
     /// that can no longer be met, if placing it left one. Only the values whose standing
     /// it changed are looked at: the one it replaced and the ones it could produce.
-    fn place(&mut self, op: usize, before: Option<&str>, after: Option<&str>) -> Option<usize> {
+    fn place(&mut self, op: usize, before: Value, after: Value) -> Option<usize> {
         if self.need[op] != NIL {
             self.readers_left[self.need[op]] -= 1;
         }
         for &id in &self.produces[op] {
             self.producers_left[id] -= 1;
         }
-        let replaced = before.and_then(|v| self.ids.get(v)).copied();
+        let replaced = self.of_value.get(before as usize).copied().filter(|&id| id != NIL);
         self.produces[op].iter().copied().chain(replaced).find(|&id| self.unmet(id, after))
     }
 
@@ -402,8 +356,12 @@ pub(super) fn search(ops: &[Operation], deadline: Option<Instant>, stop: &Atomic
     let mut list = List::new(ops);
     let zobrist: Vec<u128> =
         (0..ops.len() as u64).map(|i| (splitmix(2 * i) as u128) << 64 | splitmix(2 * i + 1) as u128).collect();
-    let mut states = States::default();
-    let mut state = states.id(None);
+    // The model over interned values: every operation's input and answer as ids, and
+    // whether its answer says it only read.
+    let mut values = Values::default();
+    let compiled: Vec<(In, Option<Out>)> = ops.iter().map(|o| values.compile(&o.input, o.output.as_ref())).collect();
+    let reads_only: Vec<bool> = ops.iter().map(|o| only_reads(&o.input, o.output.as_ref())).collect();
+    let mut state: Value = ABSENT;
     let mut linearized: u128 = 0;
     let mut cache: FastSet<(u128, u32)> = FastSet::default();
     // The choices made so far: (call entry, state before it, its node in `trail`, whether
@@ -451,7 +409,7 @@ pub(super) fn search(ops: &[Operation], deadline: Option<Instant>, stop: &Atomic
             }
         }
     }
-    let mut demands = Demands::new(ops);
+    let mut demands = Demands::new(ops, &mut values);
     if rules && let Some(id) = demands.never_met() {
         let stuck = *demands.readers[id].iter().min_by_key(|&&r| (ops[r].ret, r)).expect("a demand has a reader");
         return Outcome::Violation { prefix: Vec::new(), stuck };
@@ -481,15 +439,14 @@ pub(super) fn search(ops: &[Operation], deadline: Option<Instant>, stop: &Atomic
             return Outcome::TimedOut;
         }
         steps += 1;
-        let current = states.values[state as usize].as_deref();
         // Rule: an operation that changes nothing goes first, and alone.
         let mut forced = NIL;
         if fresh {
             fresh = false;
             let mut at = list.e[HEAD].next;
             while at != NIL && list.e[at].is_call {
-                let op = &ops[list.e[at].op];
-                if only_reads(&op.input, op.output.as_ref()) && step(current, &op.input, op.output.as_ref()).is_some() {
+                let op = list.e[at].op;
+                if reads_only[op] && values.step(state, compiled[op].0, compiled[op].1).is_some() {
                     forced = at;
                     break;
                 }
@@ -524,10 +481,7 @@ pub(super) fn search(ops: &[Operation], deadline: Option<Instant>, stop: &Atomic
             let mut dead = None;
             let previous = state;
             let this = e.op;
-            if let Some(next) = step(current, &op.input, op.output.as_ref()) {
-                // Most steps leave the value as it was (reads, failed CASes): no need to
-                // look the state up.
-                let next = if next.as_deref() == current { state } else { states.id(next) };
+            if let Some(next) = values.step(state, compiled[this].0, compiled[this].1) {
                 let hashed = linearized ^ zobrist[e.op];
                 // Rule: a crashed operation is not placed where it would change nothing.
                 let idle = rules && !op.is_determinate() && next == state;
@@ -553,11 +507,7 @@ pub(super) fn search(ops: &[Operation], deadline: Option<Instant>, stop: &Atomic
                     fresh = true;
                     lazy = false;
                     placed = true;
-                    let unmet = demands.place(
-                        this,
-                        states.values[previous as usize].as_deref(),
-                        states.values[state as usize].as_deref(),
-                    );
+                    let unmet = demands.place(this, previous, state);
                     dead = unmet.filter(|_| rules);
                 }
             }
