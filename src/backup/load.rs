@@ -17,8 +17,13 @@ use crate::rdb::{RdbReader, Value};
 const SET_BATCH_KEYS: usize = 256;
 /// ...and about the most bytes (one larger value still goes alone).
 const SET_BATCH_BYTES: usize = 8 << 20;
-/// The most keys one MSET carries (s3 and raft mode, and a server that is not valthree).
+/// The most keys one MSET carries (raft mode, and a server that is not valthree)...
 const MSET_KEYS: usize = 10_000;
+/// ... and in s3 mode, where what matters is the bytes: a commit that changes more than
+/// 1,024 keys writes the whole keyspace as a new snapshot (`mode::s3::commit::DIFF_KEYS`),
+/// so every MSET of a restore (or the several a group commit joins) costs a snapshot of all
+/// the keys restored so far, and the fewer and larger the MSETs, the fewer the snapshots.
+const S3_MSET_KEYS: usize = 1 << 20;
 /// About the most bytes of keys and values one MSET carries in s3 mode (one document swap,
 /// joined with the other connections' MSETs by the node's group commit), and from a Redis
 /// server...
@@ -66,7 +71,7 @@ impl Plan {
             connections,
         };
         match mode {
-            "s3" => mset(MSET_BYTES, MSET_BYTES, 8),
+            "s3" => Plan { batch_keys: S3_MSET_KEYS, ..mset(MSET_BYTES, MSET_BYTES, 8) },
             "raft" => mset(RAFT_MSET_BYTES, RAFT_MSET_PAIR, 8),
             "paxos" | "dynamo" => Plan {
                 mset: false,
