@@ -61,6 +61,9 @@ impl TargetArgs {
         }
         let bar = ProgressBar::new(0);
         bar.set_style(ProgressStyle::with_template(template).expect("template"));
+        // Redrawn on its own too: the spinner and the elapsed time move while a slow batch
+        // is written or read.
+        bar.enable_steady_tick(std::time::Duration::from_millis(250));
         bar
     }
 }
