@@ -271,13 +271,13 @@ complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_se
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c valthree -n "__fish_valthree_using_subcommand backup" -l addrs -d 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster\'s, or $REDISCLI_AUTH' -r
 complete -c valthree -n "__fish_valthree_using_subcommand backup" -l cluster -d 'A local cluster\'s directory (from `valthree cluster up`)' -r -F
-complete -c valthree -n "__fish_valthree_using_subcommand backup" -l connections -d 'Connections working at once (a restore\'s writes; a key-by-key backup\'s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in paxos and dynamo mode, which write key by key; backup: 32)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand backup" -l connections -d 'Connections working at once (a restore\'s writes; a key-by-key backup\'s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in paxos and dynamo mode, which write key by key; backup: 32, 8 in paxos mode, whose reads are rounds that write the value back)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand backup" -l json -d 'Print the report as JSON; no progress bar'
 complete -c valthree -n "__fish_valthree_using_subcommand backup" -s h -l help -d 'Print help'
 complete -c valthree -n "__fish_valthree_using_subcommand backup" -s V -l version -d 'Print version'
 complete -c valthree -n "__fish_valthree_using_subcommand restore" -l addrs -d 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster\'s, or $REDISCLI_AUTH' -r
 complete -c valthree -n "__fish_valthree_using_subcommand restore" -l cluster -d 'A local cluster\'s directory (from `valthree cluster up`)' -r -F
-complete -c valthree -n "__fish_valthree_using_subcommand restore" -l connections -d 'Connections working at once (a restore\'s writes; a key-by-key backup\'s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in paxos and dynamo mode, which write key by key; backup: 32)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand restore" -l connections -d 'Connections working at once (a restore\'s writes; a key-by-key backup\'s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in paxos and dynamo mode, which write key by key; backup: 32, 8 in paxos mode, whose reads are rounds that write the value back)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand restore" -l replace -d 'Restore into a database that already holds keys: the file\'s keys overwrite theirs, other keys stay'
 complete -c valthree -n "__fish_valthree_using_subcommand restore" -l json -d 'Print the report as JSON; no progress bar'
 complete -c valthree -n "__fish_valthree_using_subcommand restore" -s h -l help -d 'Print help'

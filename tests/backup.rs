@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Down, RedisServer, addrs, find_program, redis, text, up, valthree, wait_until};
+use common::{Down, RedisServer, addrs, find_program, info_field, redis, text, up, valthree, wait_until};
 use serde_json::Value;
 
 type Keyspace = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -485,6 +485,31 @@ fn a_paxos_backup_survives_a_failing_node() {
 #[test]
 fn a_dynamo_backup_survives_a_failing_node() {
     key_by_key_backup_survives_a_failing_node("dynamo");
+}
+
+/// A paxos backup reads each key at its home (INFO `paxos_members`, hashed as the nodes do),
+/// so no read is forwarded over the peer plane. Before, a key's STRLEN and read went to
+/// whichever node the reader was connected to, and two in three were forwarded: on a loaded
+/// machine a forward waited in its home's queue past the 6 s forward timeout, and a
+/// 10,000-key backup failed (`-TRYAGAIN n2 did not answer the forwarded command in time`).
+#[test]
+fn a_paxos_backup_reads_each_key_at_its_home() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let status = up(&dir, "paxos", &[]);
+    let _down = Down(&dir);
+    let nodes = addrs(&status);
+    let want = strings(3000);
+    fill(&nodes[0], &want);
+    let forwarded = || nodes.iter().map(|a| info_field(a, "paxos_forwarded").parse::<u64>().unwrap()).sum::<u64>();
+    let before = forwarded();
+    let file = tmp.path().join("paxos.rdb");
+    let report = backup(&dir, &file);
+    let during = forwarded() - before;
+    assert_eq!(report["keys"], want.len() as u64, "{report}");
+    assert!(file_strings(&file) == want, "the backup differs from what was written");
+    // SCAN reads the few keys some acceptor lacks (a write it missed) wherever they are.
+    assert!(during < want.len() as u64 / 20, "{during} commands forwarded during a backup of {} keys", want.len());
 }
 
 // ---- migration through every mode ----

@@ -67,17 +67,21 @@ impl Conn {
 
     /// Sends every request, then reads one reply each, in order.
     pub async fn pipeline(&mut self, requests: Vec<Vec<Bytes>>) -> Result<Vec<BytesFrame>, String> {
-        self.pipeline_until(requests, |_| false).await
+        self.pipeline_until(requests, |_| false, Duration::ZERO).await
     }
 
-    /// As [`Self::pipeline`], but stops reading at the first reply `stop` picks, which ends
-    /// the list: a node that refuses one request of a pipeline likely refuses the rest, each
-    /// after its own wait, so its caller moves on at once. The connection must then be
-    /// dropped (the other replies are still to come).
+    /// As [`Self::pipeline`], but once a reply `stop` picks has come, reads the replies
+    /// after it for at most `grace` more, and answers those that came (fewer than the
+    /// requests if the grace ran out): a node that refuses one request of a pipeline may
+    /// refuse the rest, each after its own wait, so its caller moves on soon, while replies
+    /// already on their way (a pipeline's reads that a node ran at once) are kept. With
+    /// fewer replies than requests the connection must be dropped (the others are still to
+    /// come).
     pub async fn pipeline_until(
         &mut self,
         requests: Vec<Vec<Bytes>>,
         stop: impl Fn(&BytesFrame) -> bool,
+        grace: Duration,
     ) -> Result<Vec<BytesFrame>, String> {
         let n = requests.len();
         let addr = self.addr.clone();
@@ -90,16 +94,24 @@ impl Conn {
                 .await
                 .map_err(|e| format!("{addr}: send: {}", e.details()))?;
             let mut replies = Vec::with_capacity(n);
+            let mut until: Option<tokio::time::Instant> = None;
             while replies.len() < n {
-                match self.framed.next().await {
+                let next = match until {
+                    None => self.framed.next().await,
+                    Some(until) => match tokio::time::timeout_at(until, self.framed.next()).await {
+                        Ok(next) => next,
+                        Err(_) => break,
+                    },
+                };
+                match next {
                     Some(Ok(frame)) => {
-                        let last = stop(&frame);
-                        replies.push(frame);
-                        if last {
-                            break;
+                        if until.is_none() && stop(&frame) {
+                            until = Some(tokio::time::Instant::now() + grace);
                         }
+                        replies.push(frame);
                     }
                     Some(Err(e)) => return Err(format!("{addr}: bad reply: {}", e.details())),
+                    None if until.is_some() => break,
                     None => return Err(format!("{addr} closed the connection")),
                 }
             }

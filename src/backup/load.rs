@@ -17,8 +17,13 @@ use crate::rdb::{RdbReader, Value};
 const SET_BATCH_KEYS: usize = 256;
 /// ...and about the most bytes (one larger value still goes alone).
 const SET_BATCH_BYTES: usize = 8 << 20;
-/// The most keys one MSET carries (s3 and raft mode, and a server that is not valthree).
+/// The most keys one MSET carries (raft mode, and a server that is not valthree)...
 const MSET_KEYS: usize = 10_000;
+/// ... and in s3 mode, where what matters is the bytes: a commit that changes more than
+/// 1,024 keys writes the whole keyspace as a new snapshot (`mode::s3::commit::DIFF_KEYS`),
+/// so every MSET of a restore (or the several a group commit joins) costs a snapshot of all
+/// the keys restored so far, and the fewer and larger the MSETs, the fewer the snapshots.
+const S3_MSET_KEYS: usize = 1 << 20;
 /// About the most bytes of keys and values one MSET carries in s3 mode (one document swap,
 /// joined with the other connections' MSETs by the node's group commit), and from a Redis
 /// server...
@@ -66,7 +71,7 @@ impl Plan {
             connections,
         };
         match mode {
-            "s3" => mset(MSET_BYTES, MSET_BYTES, 8),
+            "s3" => Plan { batch_keys: S3_MSET_KEYS, ..mset(MSET_BYTES, MSET_BYTES, 8) },
             "raft" => mset(RAFT_MSET_BYTES, RAFT_MSET_PAIR, 8),
             "paxos" | "dynamo" => Plan {
                 mset: false,
@@ -84,6 +89,10 @@ impl Plan {
 struct Batch {
     mset: bool,
     pairs: Vec<(Bytes, Bytes)>,
+    /// The bytes of the file its entries take, for the progress bar: the file is read ahead
+    /// of the writes by the batches queued and in flight (most of a small file at once), so
+    /// the bar counts the bytes whose keys are written.
+    span: u64,
 }
 
 /// What a restore did.
@@ -201,7 +210,8 @@ pub async fn restore<R: BufRead>(
         }
     }
     let (batches_tx, batches_rx) = work_queue::<Batch>(connections * 2);
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Result<u64, String>>();
+    // Each batch's span of the file, and the keys its writer wrote (or why it failed).
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, Result<u64, String>)>();
     let mut writers = tokio::task::JoinSet::new();
     for i in 0..connections {
         let addr = addrs[i % addrs.len()].clone();
@@ -210,12 +220,13 @@ pub async fn restore<R: BufRead>(
         writers.spawn(async move {
             let mut conn = match Conn::connect(&addr, password.as_deref()).await {
                 Ok(conn) => conn,
-                Err(e) => return drop(done_tx.send(Err(e))),
+                Err(e) => return drop(done_tx.send((0, Err(e)))),
             };
             while let Some(batch) = batches_rx.recv().await {
+                let span = batch.span;
                 let written = write_batch(&mut conn, batch).await;
                 let failed = written.is_err();
-                if done_tx.send(written).is_err() || failed {
+                if done_tx.send((span, written)).is_err() || failed {
                     return;
                 }
             }
@@ -223,21 +234,22 @@ pub async fn restore<R: BufRead>(
     }
     drop((batches_rx, done_tx));
     let now_ms = crate::node::now_ms() as i64;
-    let (mut batch, mut batch_bytes) = (Vec::new(), 0usize);
+    let (mut batch, mut batch_bytes, mut batch_start) = (Vec::new(), 0usize, 0u64);
     let mut failure = None;
     loop {
         // A writer's failure stops the reading at once.
-        while let Ok(done) = done_rx.try_recv() {
+        while let Ok((span, done)) = done_rx.try_recv() {
             match done {
                 Ok(n) => report.restored += n,
                 Err(e) => failure = Some(e),
             }
+            progress.inc(span);
         }
         if failure.is_some() {
             break;
         }
+        let before = reader.offset();
         let Some(entry) = reader.next_entry().map_err(|e| e.to_string())? else { break };
-        progress.set_position(reader.offset());
         if entry.db != 0 {
             report.skipped_other_db += 1;
             continue;
@@ -259,37 +271,45 @@ pub async fn restore<R: BufRead>(
         }
         let weight = entry.key.len() + value.len() + 4;
         if weight > plan.alone_over {
-            if batches_tx.send(Batch { mset: false, pairs: vec![(entry.key, value)] }).await.is_err() {
+            let span = reader.offset() - before;
+            if batches_tx.send(Batch { mset: false, pairs: vec![(entry.key, value)], span }).await.is_err() {
                 break; // every writer stopped: the reason is in `done_rx`
             }
             continue;
         }
         if !batch.is_empty() && batch_bytes + weight > plan.batch_bytes {
-            let full = Batch { mset: plan.mset, pairs: std::mem::take(&mut batch) };
+            let full = Batch { mset: plan.mset, pairs: std::mem::take(&mut batch), span: before - batch_start };
             batch_bytes = 0;
             if batches_tx.send(full).await.is_err() {
                 break;
             }
         }
+        if batch.is_empty() {
+            batch_start = before;
+        }
         batch_bytes += weight;
         batch.push((entry.key, value));
         if batch.len() >= plan.batch_keys {
             batch_bytes = 0;
-            if batches_tx.send(Batch { mset: plan.mset, pairs: std::mem::take(&mut batch) }).await.is_err() {
+            let span = reader.offset() - batch_start;
+            let full = Batch { mset: plan.mset, pairs: std::mem::take(&mut batch), span };
+            if batches_tx.send(full).await.is_err() {
                 break;
             }
         }
     }
     report.skipped_functions = reader.functions_skipped();
     if failure.is_none() && !batch.is_empty() {
-        let _ = batches_tx.send(Batch { mset: plan.mset, pairs: batch }).await;
+        let span = reader.offset() - batch_start;
+        let _ = batches_tx.send(Batch { mset: plan.mset, pairs: batch, span }).await;
     }
     drop(batches_tx);
-    while let Some(done) = done_rx.recv().await {
+    while let Some((span, done)) = done_rx.recv().await {
         match done {
             Ok(n) => report.restored += n,
             Err(e) => failure = failure.or(Some(e)),
         }
+        progress.inc(span);
     }
     writers.abort_all();
     progress.finish_and_clear();

@@ -15,11 +15,16 @@
 //!   page's lengths (`STRLEN`), and reads the values in groups of about 1 MiB (a larger
 //!   value alone) once a byte budget shared by every reader has room for them: memory is
 //!   bounded by bytes, not keys, though one value of any size still travels whole. paxos
-//!   mode reads a group with `MGET` (each key linearizable on its own); dynamo mode with
+//!   mode reads a group with pipelined `GET`s (each key linearizable on its own), each sent
+//!   to the key's home node (INFO `paxos_members` and each node's `paxos_node_id`, hashed as
+//!   the nodes do), so no read is forwarded over the peer plane; dynamo mode with
 //!   `VGET key WITHDOTS`, which gives every sibling with its timestamp, so one read yields
-//!   the value GET would pick and whether the key had siblings (the report names them). A
-//!   read or SCAN refused with `-TRYAGAIN` (or `-UNCERTAIN`, `-LOADING`), or whose
-//!   connection breaks, is sent again on the next node after a growing pause: a SCAN cursor
+//!   the value GET would pick and whether the key had siblings (the report names them). Each
+//!   reader holds a connection to every node and sends each its share of a page at once. A
+//!   read refused with `-TRYAGAIN` (or `-UNCERTAIN`, `-LOADING`), or whose connection
+//!   breaks, is sent again alone — the page's other reads are kept — to the next node in
+//!   the key's order (paxos: where the key runs while its home is away), after a growing
+//!   pause and in pipelines half as long; a SCAN likewise, on the next node: a SCAN cursor
 //!   means the same on every node, so the scan goes on where it was. A key written during
 //!   the backup may be in it with its old or new value, or absent if it was created after
 //!   `SCAN` passed it; a key deleted meanwhile is left out. SCAN may return a key twice, and
@@ -32,7 +37,8 @@
 //! not exceed the server's `CONFIG GET proto-max-bulk-len`), then entry by entry
 //! ([`crate::rdb::RdbReader`]) and written through several connections at once, as the
 //! mode writes many keys cheapest: `MSET`s in s3 mode (one document swap each, joined by
-//! the node's group commit) and raft mode (one log entry each, under raft's 4 MiB cap),
+//! the node's group commit; as large as 8 MiB allows, since a swap that changes more than
+//! 1,024 keys writes the whole keyspace as a new snapshot) and raft mode (one log entry each, under raft's 4 MiB cap),
 //! pipelines of `SET`s over many connections in paxos and dynamo mode, which cannot write
 //! several keys as one. Memory stays a few batches whatever the file's size. Strings of
 //! database 0 are restored; every other type, key of another database, key whose expiry

@@ -30,7 +30,8 @@ pub struct TargetArgs {
     pub cluster: Option<PathBuf>,
     /// Connections working at once (a restore's writes; a key-by-key backup's reads).
     /// Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs;
-    /// 128 in paxos and dynamo mode, which write key by key; backup: 32).
+    /// 128 in paxos and dynamo mode, which write key by key; backup: 32, 8 in paxos mode,
+    /// whose reads are rounds that write the value back).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub connections: Option<u64>,
     /// Print the report as JSON; no progress bar.
@@ -60,6 +61,9 @@ impl TargetArgs {
         }
         let bar = ProgressBar::new(0);
         bar.set_style(ProgressStyle::with_template(template).expect("template"));
+        // Redrawn on its own too: the spinner and the elapsed time move while a slow batch
+        // is written or read.
+        bar.enable_steady_tick(std::time::Duration::from_millis(250));
         bar
     }
 }

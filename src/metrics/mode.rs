@@ -80,6 +80,8 @@ pub const FIELDS: &[Row] = rows! {
     "s3_reads_served" Counter "s3: client reads served.";
     "s3_occ_conflicts" Counter "s3: compare-and-swap conflicts (another writer replaced the document first).";
     "s3_snapshots_written" Counter "s3: snapshot objects written.";
+    "s3_put_bytes" Counter "s3: bytes of the document's PUTs.";
+    "s3_snapshot_bytes" Counter "s3: bytes of the snapshot objects written.";
     "s3_value_objects" Gauge "s3: values stored as objects of their own.";
     "used_memory_dataset" Gauge "s3: bytes the keyspace holds.";
     "maxmemory" Gauge "s3: --maxmemory (0: no limit).";

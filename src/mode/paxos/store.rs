@@ -57,8 +57,14 @@ impl Store for PaxosMode {
     }
 
     async fn mget(&self, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>> {
-        let reads = keys.iter().map(|k| self.get(k));
-        futures_util::future::join_all(reads).await.into_iter().collect()
+        self.get_each(keys).await.into_iter().collect()
+    }
+
+    /// Each key read on its own (at its home): a pipeline's GETs are answered each with its
+    /// own outcome, so one refused read (`-TRYAGAIN` under load) does not fail the others,
+    /// and a client sends only that one again (`valthree backup` does).
+    async fn get_each(&self, keys: &[Bytes]) -> Vec<Result<Option<Bytes>>> {
+        futures_util::future::join_all(keys.iter().map(|k| self.get(k))).await
     }
 
     async fn dbsize(&self) -> Result<u64> {

@@ -432,6 +432,7 @@ impl Committer {
                 None => document::encode(&done.keyspace, |v| self.values.name_of(v)),
             };
             self.stats.puts.fetch_add(1, Ordering::Relaxed);
+            self.stats.put_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
             match self.objects.put(&self.key, body, condition).await {
                 Ok(etag) => {
                     let done = Base { etag: Some(etag), ..done };
@@ -574,8 +575,10 @@ impl Committer {
             let digest = digest_of(body.clone()).await?;
             let name = format!("{}.base.{digest}-{:016x}", self.key, fastrand::u64(..));
             written.push(name.clone());
+            let bytes = body.len() as u64;
             self.objects.put(&name, body, PutCondition::IfAbsent).await?;
             self.stats.snapshots.fetch_add(1, Ordering::Relaxed);
+            self.stats.snapshot_bytes.fetch_add(bytes, Ordering::Relaxed);
             diff = imbl::OrdMap::new();
             Some(Arc::new(Snapshot { name, keyspace: next.clone(), large: large.clone(), size }))
         } else if base_it {

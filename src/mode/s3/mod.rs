@@ -109,6 +109,10 @@ pub(crate) struct Stats {
     pub conflicts: AtomicU64,
     /// Snapshots written (the document started over from a new one).
     pub snapshots: AtomicU64,
+    /// Bytes of the document's PUTs (each attempt's).
+    pub put_bytes: AtomicU64,
+    /// Bytes of the snapshots written.
+    pub snapshot_bytes: AtomicU64,
 }
 
 /// A reader waiting for a snapshot of the keyspace.
@@ -335,6 +339,8 @@ impl Store for S3Mode {
                 ("s3_reads_served".into(), n(&s.reads)),
                 ("s3_occ_conflicts".into(), n(&s.conflicts)),
                 ("s3_snapshots_written".into(), n(&s.snapshots)),
+                ("s3_put_bytes".into(), n(&s.put_bytes)),
+                ("s3_snapshot_bytes".into(), n(&s.snapshot_bytes)),
                 ("s3_value_objects".into(), self.committer.values.count().to_string()),
                 ("used_memory_dataset".into(), self.committer.dataset_bytes().to_string()),
                 ("maxmemory".into(), self.committer.maxmemory().to_string()),
