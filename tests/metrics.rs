@@ -267,6 +267,59 @@ fn readyz_says_why_a_raft_node_without_its_quorum_is_not_ready_and_recovers() {
     });
 }
 
+/// A follower applies what it learns committed a moment after it learns it: under writes it
+/// is an entry or two behind most of the time, which must not make it "not ready" (it answered
+/// 503 several times a second before: a load balancer would have dropped every follower).
+#[test]
+fn raft_nodes_stay_ready_under_a_steady_write_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "raft", &[]);
+    let _down = Down(&dir);
+    let addrs = metrics_addrs(&status);
+    wait_until(Duration::from_secs(60), "every node ready", || {
+        addrs.iter().all(|a| get(a, "/readyz").is_some_and(|(code, _)| code == 200))
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|i| {
+            let addr = status["nodes"][i]["addr"].as_str().unwrap().to_string();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut con = redis(&addr);
+                let mut k = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    set(&mut con, &format!("w{i}-{}", k % 100));
+                    k += 1;
+                }
+                k
+            })
+        })
+        .collect();
+    let mut not_ready = Vec::new();
+    let started = std::time::Instant::now();
+    let mut polls = 0;
+    while started.elapsed() < Duration::from_secs(6) {
+        for a in &addrs {
+            polls += 1;
+            match get(a, "/readyz") {
+                Some((200, _)) => {}
+                other => not_ready.push(format!("{a}: {other:?}")),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written: usize = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(written > 50, "the writers wrote ({written} SETs)");
+    assert!(
+        not_ready.is_empty(),
+        "{} of {polls} polls not ready under writes: {:?}",
+        not_ready.len(),
+        &not_ready[..not_ready.len().min(5)]
+    );
+}
+
 #[test]
 fn a_raft_leader_with_a_voter_down_logs_a_bounded_number_of_json_lines() {
     let tmp = tempfile::tempdir().unwrap();
