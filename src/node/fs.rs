@@ -191,9 +191,17 @@ fn seal(body: &[u8]) -> [u8; SEAL_LEN] {
 /// The CRC-32C (Castagnoli) of `bytes`: the checksum of every plain file and document this
 /// project writes (it finds every flipped byte and every burst of up to 32 flipped bits).
 pub fn crc32c(bytes: &[u8]) -> u32 {
-    const CRC: crc::Crc<u32, crc::Table<16>> = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
-    CRC.checksum(bytes)
+    CRC32C.checksum(bytes)
 }
+
+/// The CRC-32C of `parts`, one after another.
+pub fn crc32c_of<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u32 {
+    let mut digest = CRC32C.digest();
+    parts.into_iter().for_each(|part| digest.update(part));
+    digest.finalize()
+}
+
+const CRC32C: crc::Crc<u32, crc::Table<16>> = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
 
 /// The unit of the overlay's unsynced data.
 const PAGE: u64 = 4096;

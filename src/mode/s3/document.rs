@@ -4,14 +4,16 @@
 //! {"valthree":2,"crc32c":"5b1e07c4","base":"db.json.base.5e88…-09ab…","keys":{"user:1":"alice","base64:AP8=":"base64:3q2+7w==","video":"object:db.json.value.9f86…-1c2d…","gone":null}}
 //! ```
 //!
-//! `crc32c` is the CRC-32C, in hex, of every byte after it (from `"base"` or `"keys"` to the
-//! closing brace), so a byte flipped or a tail lost on the object store's disk is found by the
-//! reader, which refuses the document rather than serve it: nothing else checks a document's
-//! bytes (a local directory's etag is computed from what it reads, and S3 keeps no checksum
-//! unless asked). The checksum travels inside the object, so it works on any S3 server. A
-//! document without one (written by an older release) is read as before, and an older release
-//! reads this field as an unknown one and ignores it. Snapshots, in the same format, carry one
-//! too, though their names already hold their SHA-256.
+//! `crc32c` is the CRC-32C, in hex, of the whole document with its own eight digits taken as
+//! `00000000` (so the version is covered too), and a byte flipped or a tail lost on the object
+//! store's disk is found by the reader, which refuses the document rather than serve it:
+//! nothing else checks a document's bytes (a local directory's etag is computed from what it
+//! reads, and S3 keeps no checksum unless asked). The checksum travels inside the object, so
+//! it works on any S3 server. A document without one (written by an older release) is read as
+//! before, and an older release reads this field as an unknown one and ignores it. A document
+//! with any other field than these (a flipped bit in the checksum's name, say) is refused, as
+//! is a version 1 document with a checksum, a base or a deletion. Snapshots, in the same
+//! format, carry a checksum too, though their names already hold their SHA-256.
 //!
 //! `base`, when present, names a snapshot: an immutable object in the same format holding
 //! a whole keyspace (and no `base` or `null` of its own). The database is that snapshot with
@@ -34,7 +36,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::node::crc32c;
+use crate::node::{crc32c, crc32c_of};
 use crate::store::Keyspace;
 
 /// The document format version written in the `valthree` field.
@@ -42,6 +44,8 @@ pub const FORMAT_VERSION: u32 = 2;
 
 /// The field holding the document's checksum.
 const CHECKSUM_FIELD: &str = "crc32c";
+/// The checksum's digits while it is computed.
+const UNSUMMED: &str = "00000000";
 const BINARY_PREFIX: &str = "base64:";
 const OBJECT_PREFIX: &str = "object:";
 
@@ -64,7 +68,7 @@ pub struct Parsed {
 
 struct Document {
     valthree: u32,
-    /// The CRC-32C of the bytes after it (absent from documents of older releases).
+    /// The CRC-32C of the document (absent from documents of older releases).
     sum: Option<String>,
     base: Option<String>,
     keys: Vec<(String, Option<String>)>,
@@ -131,9 +135,9 @@ pub fn encode_over<'a>(
     mut stored_as: impl FnMut(&Bytes) -> Option<String>,
 ) -> Bytes {
     let mut out = Vec::with_capacity(4096);
-    // The checksum goes first, a placeholder until the bytes it covers are written.
-    out.extend_from_slice(checksum_prefix(FORMAT_VERSION, "00000000").as_bytes());
-    let (sum_at, covered) = (out.len() - 10, out.len());
+    // The checksum goes first, a placeholder until the rest is written.
+    out.extend_from_slice(checksum_prefix(FORMAT_VERSION, UNSUMMED).as_bytes());
+    let sum_at = out.len() - 10;
     if let Some(base) = base {
         out.extend_from_slice(b"\"base\":");
         write_str(&mut out, base);
@@ -153,12 +157,12 @@ pub fn encode_over<'a>(
         }
     }
     out.extend_from_slice(b"}}");
-    let sum = format!("{:08x}", crc32c(&out[covered..]));
+    let sum = format!("{:08x}", crc32c(&out));
     out[sum_at..sum_at + 8].copy_from_slice(sum.as_bytes());
     Bytes::from(out)
 }
 
-/// What a document with checksum `sum` starts with: the bytes after it are what it covers.
+/// What a document with checksum `sum` starts with.
 fn checksum_prefix(version: u32, sum: &str) -> String {
     format!("{{\"valthree\":{version},\"{CHECKSUM_FIELD}\":\"{sum}\",")
 }
@@ -166,10 +170,11 @@ fn checksum_prefix(version: u32, sum: &str) -> String {
 /// Checks the checksum `sum` a document carries against its bytes.
 fn check_sum(body: &[u8], version: u32, sum: &str) -> Result<(), String> {
     let prefix = checksum_prefix(version, sum);
-    let Some(covered) = body.strip_prefix(prefix.as_bytes()) else {
+    let Some(rest) = body.strip_prefix(prefix.as_bytes()) else {
         return Err(format!("its {CHECKSUM_FIELD} field is not where valthree writes it"));
     };
-    if sum.len() != 8 || u32::from_str_radix(sum, 16).ok() != Some(crc32c(covered)) {
+    let unsummed = checksum_prefix(version, UNSUMMED);
+    if *sum != format!("{:08x}", crc32c_of([unsummed.as_bytes(), rest])) {
         return Err("its checksum does not match its bytes".into());
     }
     Ok(())
@@ -184,8 +189,8 @@ pub fn decode(body: &[u8]) -> Result<Parsed, String> {
     if let Some(sum) = &doc.sum {
         check_sum(body, doc.valthree, sum)?;
     }
-    if doc.valthree < 2 && (doc.base.is_some() || doc.keys.iter().any(|(_, v)| v.is_none())) {
-        return Err("a version 1 document has neither a base nor deleted keys".into());
+    if doc.valthree < 2 && (doc.sum.is_some() || doc.base.is_some() || doc.keys.iter().any(|(_, v)| v.is_none())) {
+        return Err("a version 1 document has no checksum, base or deleted keys".into());
     }
     let mut entries = Vec::with_capacity(doc.keys.len());
     for (k, v) in doc.keys {
@@ -225,7 +230,9 @@ fn parse(body: &[u8]) -> Result<Document, String> {
             d.deserialize_map(V)
         }
     }
+    // Any other field is damage (a bit flipped in a name, which would hide what it holds).
     #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Raw {
         valthree: u32,
         #[serde(default, rename = "crc32c")]
@@ -242,7 +249,7 @@ fn parse(body: &[u8]) -> Result<Document, String> {
 mod tests {
     use super::*;
 
-    /// A document's checksum and the bytes it covers.
+    /// A document's checksum and the bytes after it.
     fn checked(doc: &[u8]) -> (String, &[u8]) {
         let rest = doc.strip_prefix(br#"{"valthree":2,"crc32c":""#).expect("the checksum comes first");
         let (sum, rest) = rest.split_at(8);
@@ -301,7 +308,8 @@ mod tests {
         let doc = encode(&ks, |v| (v.len() > 5).then(|| "db.json.value.abc-1".to_string()));
         let (sum, rest) = checked(&doc);
         assert_eq!(rest, br#""keys":{"user:1":"alice","video":"object:db.json.value.abc-1"}}"#);
-        assert_eq!(sum, format!("{:08x}", crc32c(rest)));
+        let unsummed = [br#"{"valthree":2,"crc32c":"00000000","#.as_slice(), rest].concat();
+        assert_eq!(sum, format!("{:08x}", crc32c(&unsummed)));
         let parsed = decode(&doc).unwrap();
         assert_eq!(
             parsed.entries[1],
@@ -338,14 +346,12 @@ mod tests {
         flipped[at + 2] ^= 0x01;
         let e = decode(&flipped).unwrap_err();
         assert!(e.contains("checksum"), "{e}");
-        // Every single flipped bit is found, or (in the checksum's own name) changes nothing.
+        // Every single flipped bit is found, wherever it is.
         for i in 0..good.len() {
             for bit in 0..8 {
                 let mut bad = good.clone();
                 bad[i] ^= 1 << bit;
-                if let Ok(parsed) = decode(&bad) {
-                    assert_eq!(inline(parsed), ks, "byte {i} bit {bit} changed the data unnoticed");
-                }
+                assert!(decode(&bad).is_err(), "byte {i} bit {bit} went unnoticed");
             }
         }
         for len in 0..good.len() {
@@ -353,10 +359,44 @@ mod tests {
         }
     }
 
+    /// A document of inline and stored values.
+    fn with_references() -> Vec<u8> {
+        let mut ks = Keyspace::new();
+        ks.insert(Bytes::from_static(b"user:1"), Bytes::from_static(b"alice"));
+        ks.insert(Bytes::from_static(b"video"), Bytes::from_static(b"a large value"));
+        encode(&ks, |v| (v.len() > 5).then(|| "db.json.value.abc-1".to_string())).to_vec()
+    }
+
+    #[test]
+    fn the_checksum_covers_the_version() {
+        // '2' to '1' would make the stored value's reference a literal value of version 1.
+        let doc = with_references();
+        let mut old = doc.clone();
+        old[br#"{"valthree":"#.len()] = b'1';
+        let e = decode(&old).unwrap_err();
+        assert!(e.contains("checksum"), "{e}");
+    }
+
+    #[test]
+    fn a_renamed_checksum_field_is_refused() {
+        // `crc32b`, one bit from `crc32c`, would be an unknown field and the document unchecked.
+        let doc = with_references();
+        let at = br#"{"valthree":2,"crc32"#.len();
+        for bit in 0..8 {
+            let mut renamed = doc.clone();
+            renamed[at] ^= 1 << bit;
+            assert!(decode(&renamed).is_err(), "{}", String::from_utf8_lossy(&renamed));
+        }
+        assert!(decode(br#"{"valthree":2,"other":"00000000","keys":{"k":"v"}}"#).is_err());
+        assert!(decode(br#"{"valthree":1,"crc32c":"00000000","keys":{"k":"v"}}"#).is_err());
+    }
+
     #[test]
     fn documents_without_a_checksum_are_still_read() {
         let parsed = decode(br#"{"valthree":2,"keys":{"k":"v"}}"#).unwrap();
         assert_eq!(parsed.entries, vec![(Bytes::from_static(b"k"), Some(Value::Inline(Bytes::from_static(b"v"))))]);
+        let parsed = decode(br#"{"valthree":2,"base":"db.json.base.x-1","keys":{"k":null}}"#).unwrap();
+        assert_eq!(parsed.base.as_deref(), Some("db.json.base.x-1"));
     }
 
     #[test]
