@@ -507,16 +507,19 @@ impl Storage {
         }
     }
 
-    /// Whether `key`'s slot holds anything a proposer got accepted (a value or a tombstone):
-    /// false for a slot that only holds a promise (its key's first write is in flight, or its
-    /// proposer gave up before its accept) and for an absent one.
-    pub fn accepted_anything(&self, key: &[u8]) -> Result<bool> {
+    /// The promise of `key`'s slot if that is all it holds: nothing a proposer got accepted
+    /// (neither a value nor a tombstone), as when its key's first write is in flight, or its
+    /// proposer gave up before its accept. `None` for a slot that accepted something and for an
+    /// absent one.
+    pub fn promise_only(&self, key: &[u8]) -> Result<Option<Ballot>> {
         let txn = self.db.begin_read().map_err(db_error)?;
         let table = txn.open_table(SLOTS).map_err(db_error)?;
-        let slot = table.get(key).map_err(db_error)?;
-        Ok(slot
-            .map(|v| decode_ballot(v.value().get(12..).unwrap_or_default()))
-            .is_some_and(|b| b.is_some_and(|b| b != Ballot::ZERO)))
+        let Some(slot) = table.get(key).map_err(db_error)? else { return Ok(None) };
+        let bytes = slot.value();
+        let corrupt = || Error::Io("corrupt acceptor slot".into());
+        let promised = decode_ballot(bytes).ok_or_else(corrupt)?;
+        let accepted = decode_ballot(bytes.get(12..).unwrap_or_default()).ok_or_else(corrupt)?;
+        Ok((accepted == Ballot::ZERO).then_some(promised))
     }
 
     /// The number of slots (values and tombstones).
@@ -746,10 +749,10 @@ mod tests {
         let prepare = AcceptorMessage::Paxos(Request::Prepare { ballot: b(4, 1) });
         s.handle(&[(key(), prepare)], 1, NO_CEILING).unwrap();
         assert_eq!(s.keys(KeyFilter::Tombstones, None, 10, |_| true).unwrap(), vec![key()]);
-        assert!(!s.accepted_anything(b"k").unwrap());
-        assert!(!s.accepted_anything(b"absent").unwrap());
+        assert_eq!(s.promise_only(b"k").unwrap(), Some(b(4, 1)));
+        assert_eq!(s.promise_only(b"absent").unwrap(), None);
         let tomb = AcceptorMessage::Paxos(Request::Accept { ballot: b(4, 1), value: None, promise_next: false });
         s.handle(&[(key(), tomb)], 1, NO_CEILING).unwrap();
-        assert!(s.accepted_anything(b"k").unwrap());
+        assert_eq!(s.promise_only(b"k").unwrap(), None);
     }
 }
