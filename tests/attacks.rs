@@ -1206,6 +1206,29 @@ fn a_reply_past_the_hard_output_limit_is_refused() {
     }
 }
 
+/// Item 4, what a request leaves behind: a request is cut out of its connection's read
+/// buffer, and the buffer kept the rest of its allocation. Ten idle connections that had each
+/// sent one 200 MiB argument the server discards held 2 GB, which no budget counted.
+#[test]
+fn a_large_request_leaves_no_memory_behind_on_an_idle_connection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let server = common::Valthree::start(tmp.path(), &["--data-dir", data.to_str().unwrap()]);
+    let before = rss(server.child.id());
+    let argument = vec![b'n'; 48 << 20];
+    let mut idle = Vec::new();
+    for _ in 0..6 {
+        let mut raw = common::Raw::connect(server.port);
+        raw.send(&common::request(&[b"EXISTS", &argument]));
+        assert_eq!(raw.read_reply(), b":0\r\n");
+        idle.push(raw);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = rss(server.child.id()).saturating_sub(before);
+    assert!(grown < 96 * MB, "six idle connections keep {} MB after 288 MB of requests", grown / MB);
+    drop(idle);
+}
+
 /// Item 4, parsed request tables: a request announcing 2^31 - 1 empty elements costs the
 /// server far more per element (its table) than the 4 bytes each takes on the wire. Before the
 /// fix 300 MiB of budget let it take 1.1 GB; now each element is charged what it costs.

@@ -38,6 +38,9 @@ pub const MAX_INLINE_LEN: usize = 64 * 1024;
 /// What one element of a request costs besides its bytes while the request is parsed: its
 /// entry in the element table (16 bytes) and, once complete, its argument (32 bytes).
 pub const PARSED_ELEMENT_COST: usize = 48;
+/// A request larger than this is not left sharing the read buffer's allocation.
+const KEPT_READ_BUFFER: usize = 64 << 10;
+
 /// An element table larger than this many entries is given back once its request is done.
 const KEPT_ELEMENT_TABLE: usize = 1024;
 /// Redis' default `proto-max-bulk-len`: 512 MiB.
@@ -381,9 +384,17 @@ impl Decoder for RespCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Request>, CodecError> {
         self.account(self.cost(src.len()))?;
+        let before = src.len();
         let decoded = self.decode_one(src);
         if self.bulks.is_empty() && self.bulks.capacity() > KEPT_ELEMENT_TABLE {
             self.bulks = Vec::new();
+        }
+        // A request is cut out of the read buffer, and the buffer keeps the rest of its
+        // allocation: after a large request the connection would hold that allocation for as
+        // long as it lives, uncounted (ten idle connections each held the 200 MiB of one
+        // discarded argument). What is left is moved to a buffer of its own instead.
+        if before.saturating_sub(src.len()) > KEPT_READ_BUFFER {
+            *src = BytesMut::from(&src[..]);
         }
         self.account(self.cost(src.len()))?;
         decoded
