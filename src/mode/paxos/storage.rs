@@ -507,11 +507,8 @@ impl Storage {
         }
     }
 
-    /// The promise of `key`'s slot if that is all it holds: nothing a proposer got accepted
-    /// (neither a value nor a tombstone), as when its key's first write is in flight, or its
-    /// proposer gave up before its accept. `None` for a slot that accepted something and for an
-    /// absent one.
-    pub fn promise_only(&self, key: &[u8]) -> Result<Option<Ballot>> {
+    /// The ballots of `key`'s slot, promised and accepted; `None` for an absent slot.
+    pub fn slot_ballots(&self, key: &[u8]) -> Result<Option<(Ballot, Ballot)>> {
         let txn = self.db.begin_read().map_err(db_error)?;
         let table = txn.open_table(SLOTS).map_err(db_error)?;
         let Some(slot) = table.get(key).map_err(db_error)? else { return Ok(None) };
@@ -519,7 +516,7 @@ impl Storage {
         let corrupt = || Error::Io("corrupt acceptor slot".into());
         let promised = decode_ballot(bytes).ok_or_else(corrupt)?;
         let accepted = decode_ballot(bytes.get(12..).unwrap_or_default()).ok_or_else(corrupt)?;
-        Ok((accepted == Ballot::ZERO).then_some(promised))
+        Ok(Some((promised, accepted)))
     }
 
     /// The number of slots (values and tombstones).
@@ -744,15 +741,16 @@ mod tests {
     /// A slot that only holds a promise has accepted nothing; a tombstone has.
     #[test]
     fn a_slot_holding_only_a_promise_has_accepted_nothing() {
+        let zero = Ballot::ZERO;
         let dir = tempfile::tempdir().unwrap();
         let (s, _) = Storage::open(&FileSystem::real(), dir.path()).unwrap();
         let prepare = AcceptorMessage::Paxos(Request::Prepare { ballot: b(4, 1) });
         s.handle(&[(key(), prepare)], 1, NO_CEILING).unwrap();
         assert_eq!(s.keys(KeyFilter::Tombstones, None, 10, |_| true).unwrap(), vec![key()]);
-        assert_eq!(s.promise_only(b"k").unwrap(), Some(b(4, 1)));
-        assert_eq!(s.promise_only(b"absent").unwrap(), None);
+        assert_eq!(s.slot_ballots(b"k").unwrap(), Some((b(4, 1), zero)));
+        assert_eq!(s.slot_ballots(b"absent").unwrap(), None);
         let tomb = AcceptorMessage::Paxos(Request::Accept { ballot: b(4, 1), value: None, promise_next: false });
         s.handle(&[(key(), tomb)], 1, NO_CEILING).unwrap();
-        assert_eq!(s.promise_only(b"k").unwrap(), None);
+        assert_eq!(s.slot_ballots(b"k").unwrap(), Some((b(4, 1), b(4, 1))));
     }
 }
