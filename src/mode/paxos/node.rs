@@ -126,6 +126,9 @@ pub(super) struct Node {
     /// Peers that said they are stopping and have not yet said they are done, each with the
     /// time after which their keys run elsewhere anyway ([`super::presence`]).
     pub(super) leaving: Mutex<HashMap<NodeId, Instant>>,
+    /// Peers that said they have left and have not yet said they are back, each with when
+    /// ([`super::presence`]).
+    pub(super) left: Mutex<HashMap<NodeId, Instant>>,
     pub(super) faults: Arc<Faults>,
     pub(super) stats: Stats,
     pub(super) membership: tokio::sync::Mutex<()>,
@@ -254,6 +257,7 @@ impl PaxosMode {
             outboxes: Mutex::new(HashMap::new()),
             down: Arc::new(Mutex::new(HashMap::new())),
             leaving: Mutex::new(HashMap::new()),
+            left: Mutex::new(HashMap::new()),
             faults,
             stats: Stats::default(),
             membership: tokio::sync::Mutex::new(()),

@@ -14,7 +14,17 @@
 //! most [`LEAVE_WAIT`] after the last *leaving* note it heard, and the leaving node says it
 //! again every [`LEAVING_AGAIN`] while it still finishes commands (a slow round on a loaded
 //! machine can outlast one wait), so its peers wait as long as it works, and no longer than a
-//! lost node would make them.
+//! lost node would make them. A stopping node refuses a peer's call (a forward, a ping) with
+//! a status that says it is stopping ([`crate::peer::stopping`]): such a refusal counts as
+//! its *leaving* note, which may have been lost or may still be on its way. A forward the
+//! leaving node took is never given up for hung while it is leaving or has just left
+//! (`forward`): it ends the commands it took before it says *left*, so the answer is on its
+//! way, or the connection closes as the node exits.
+//!
+//! A *leaving* note can arrive after *left* (the notes are separate calls, run as they come,
+//! and a slow one is overtaken): one heard less than [`LEAVE_WAIT`] after *left*, with no
+//! *back* since, is stale and ignored, or it would hold the node's keys for another
+//! [`LEAVE_WAIT`] and mark it leaving once it is back.
 //!
 //! The way back is the mirror image (*hand-back*): a peer that hears *back* sends the node's
 //! keys to it from then on, and answers the note only once the commands it was running on
@@ -93,15 +103,13 @@ impl Node {
     /// commands on the keys that go back to `from` (at most [`HAND_BACK`]).
     pub(super) async fn heard(&self, from: NodeId, change: PresenceChange) {
         match change {
-            PresenceChange::Leaving => {
-                lock(&self.leaving).insert(from, Instant::now() + LEAVE_WAIT);
-                self.mark_down(from);
-                tracing::debug!(peer = from, "peer is leaving");
-            }
+            PresenceChange::Leaving => self.note_leaving(from),
             PresenceChange::Left => {
                 lock(&self.leaving).remove(&from);
+                lock(&self.left).insert(from, Instant::now());
             }
             PresenceChange::Back => {
+                lock(&self.left).remove(&from);
                 lock(&self.leaving).remove(&from);
                 lock(&self.down).remove(&from);
                 let began = Instant::now();
@@ -115,6 +123,24 @@ impl Node {
             }
             PresenceChange::Unspecified => {}
         }
+    }
+
+    /// `from` is stopping: it said so (a *leaving* note), or refused a call because it is
+    /// ([`crate::peer::is_stopping`]). Its keys wait for it ([`LEAVE_WAIT`] from now at most),
+    /// unless it said it left lately: then this is a stale note, overtaken by *left*.
+    pub(super) fn note_leaving(&self, from: NodeId) {
+        self.mark_down(from);
+        if self.left_lately(from) {
+            tracing::debug!(peer = from, "a leaving note after the peer said it left: stale, ignored");
+            return;
+        }
+        lock(&self.leaving).insert(from, Instant::now() + LEAVE_WAIT);
+        tracing::debug!(peer = from, "peer is leaving");
+    }
+
+    /// Whether `id` said it has left less than [`LEAVE_WAIT`] ago and has not said it is back.
+    pub(super) fn left_lately(&self, id: NodeId) -> bool {
+        lock(&self.left).get(&id).is_some_and(|at| at.elapsed() < LEAVE_WAIT)
     }
 
     /// Waits until no command this node proposes is on a key `handed` picks, or `limit` has
@@ -159,5 +185,31 @@ impl Node {
                 None => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::local;
+    use super::*;
+
+    /// The notes of one stop can arrive out of order: a *leaving* note heard after *left* is
+    /// stale (it would hold the node's keys for another [`LEAVE_WAIT`]); after *back*, the
+    /// next *leaving* is a new stop.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leaving_note_that_comes_after_left_is_ignored_until_the_node_is_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = local::cluster(dir.path(), 3).await;
+        let n2 = &nodes[1].node;
+        n2.heard(1, PresenceChange::Leaving).await;
+        assert!(n2.is_leaving(1));
+        n2.heard(1, PresenceChange::Left).await;
+        assert!(!n2.is_leaving(1));
+        n2.heard(1, PresenceChange::Leaving).await;
+        assert!(!n2.is_leaving(1), "a leaving note overtaken by left marked the node leaving again");
+        n2.heard(1, PresenceChange::Back).await;
+        assert!(!n2.is_leaving(1) && !n2.is_down(1));
+        n2.heard(1, PresenceChange::Leaving).await;
+        assert!(n2.is_leaving(1), "a stop after the node came back is heard");
     }
 }
