@@ -30,7 +30,8 @@
 //! keys to it from then on, and answers the note only once the commands it was running on
 //! those keys itself (as their stand-in, or for a client while the home was away) have ended
 //! (at most [`HAND_BACK`]); the returning node runs no command before every peer has answered.
-//! So the home's first round on a key never meets a stand-in's round in flight.
+//! So the home's first round on a key never meets a stand-in's round in flight. A command
+//! counts until the proposer has answered it, even if its caller gave up before.
 //!
 //! The notes are best effort: a note that is lost costs what it cost before (the peer learns
 //! from a refused call, or from a probe), never safety.
@@ -192,6 +193,7 @@ impl Node {
 mod tests {
     use super::super::local;
     use super::*;
+    use bytes::Bytes;
 
     /// The notes of one stop can arrive out of order: a *leaving* note heard after *left* is
     /// stale (it would hold the node's keys for another [`LEAVE_WAIT`]); after *back*, the
@@ -211,5 +213,28 @@ mod tests {
         assert!(!n2.is_leaving(1) && !n2.is_down(1));
         n2.heard(1, PresenceChange::Leaving).await;
         assert!(n2.is_leaving(1), "a stop after the node came back is heard");
+    }
+
+    /// A command whose caller gave up (a forward's sender hedged, a client went away) still
+    /// runs on the proposer until its round ends: it counts on its key until then, or a
+    /// returning home would take the key back while the round is in flight.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_command_whose_caller_gave_up_counts_until_the_proposer_answers_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = local::cluster(dir.path(), 3).await;
+        let n2 = nodes[1].node.clone();
+        let key = Bytes::from_static(b"k");
+        // No acceptor but its own answers n2: its round retries until it gives up (seconds).
+        n2.faults.refuse(["n1".to_string(), "n3".to_string()]);
+        let caller = tokio::spawn({
+            let (n2, key) = (n2.clone(), key.clone());
+            async move { n2.propose(key.clone(), local::set(&key)).await }
+        });
+        local::until_proposing(&n2, &key).await;
+        caller.abort();
+        assert!(caller.await.unwrap_err().is_cancelled());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!n2.until_settled(|k| k == &key[..], Duration::ZERO).await, "the round runs on, uncounted");
+        assert!(n2.until_settled(|k| k == &key[..], Duration::from_secs(60)).await, "the round never ended");
     }
 }
