@@ -147,6 +147,12 @@ impl Node {
         self.propose(key, command).await
     }
 
+    /// The member `key` runs at now, as this node routes it ([`Node::run`]): the first in its
+    /// order that is up, or this node.
+    pub(super) fn runs_at(&self, key: &[u8]) -> Option<NodeId> {
+        self.homes(key).into_iter().find(|candidate| *candidate == self.id || !self.is_down(*candidate))
+    }
+
     /// Runs a command at `home`. `None`: it certainly did not run there (or it is a read),
     /// and `home` is bypassed from now on: the caller tries the next member.
     async fn forward(&self, home: NodeId, key: &Bytes, command: &Command) -> Option<Result<Outcome>> {

@@ -30,7 +30,9 @@
 //! keys to it from then on, and answers the note only once the commands it was running on
 //! those keys itself (as their stand-in, or for a client while the home was away) have ended
 //! (at most [`HAND_BACK`]); the returning node runs no command before every peer has answered.
-//! So the home's first round on a key never meets a stand-in's round in flight. A command
+//! So the home's first round on a key never meets a stand-in's round in flight. "Its keys"
+//! are every key that goes to it now: those homed on it, and those whose home (and the
+//! members between) is still away, for which it stands in ([`Node::runs_at`]). A command
 //! counts until the proposer has answered it, even if its caller gave up before.
 //!
 //! The notes are best effort: a note that is lost costs what it cost before (the peer learns
@@ -114,7 +116,7 @@ impl Node {
                 lock(&self.leaving).remove(&from);
                 lock(&self.down).remove(&from);
                 let began = Instant::now();
-                let settled = self.until_settled(|key| self.home(key) == Some(from), HAND_BACK).await;
+                let settled = self.until_settled(|key| self.runs_at(key) == Some(from), HAND_BACK).await;
                 tracing::debug!(
                     peer = from,
                     settled,
@@ -236,5 +238,37 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!n2.until_settled(|k| k == &key[..], Duration::ZERO).await, "the round runs on, uncounted");
         assert!(n2.until_settled(|k| k == &key[..], Duration::from_secs(60)).await, "the round never ended");
+    }
+
+    /// A returning node gets back the keys homed on it and those it stands in for (their home
+    /// is still away): the hand-back waits for this node's commands on both. It waited on the
+    /// first only, so the returning node could start on a key this node still ran.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_hand_back_waits_for_the_keys_the_returning_node_stands_in_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = local::cluster(dir.path(), 3).await;
+        let n2 = nodes[1].node.clone();
+        // Homed on n3, then n1: n2 runs it while both are away, n1 once it is back.
+        let key = local::key_in_order(&n2, &[3, 1, 2]);
+        n2.faults.refuse(["n3".to_string()]);
+        n2.heard(1, PresenceChange::Leaving).await;
+        n2.heard(1, PresenceChange::Left).await;
+        assert_eq!(n2.runs_at(&key), Some(2));
+        // n2's round on the key reaches n1's acceptor too late for every phase: it runs on
+        // for seconds (every attempt of it).
+        local::slow_calls_to(&n2, &[1], Duration::from_secs(2));
+        let running = tokio::spawn({
+            let (n2, key) = (n2.clone(), key.clone());
+            async move { n2.propose(key.clone(), local::set(&key)).await }
+        });
+        local::until_proposing(&n2, &key).await;
+        let began = Instant::now();
+        n2.heard(1, PresenceChange::Back).await;
+        assert_eq!(n2.runs_at(&key), Some(1), "the key goes to n1 again");
+        assert!(
+            began.elapsed() >= HAND_BACK || running.is_finished(),
+            "the hand-back did not wait for n2's command on a key n1 stands in for"
+        );
+        running.abort();
     }
 }
