@@ -23,9 +23,9 @@ const MAX_LEADER_MOVE: Duration = Duration::from_millis(1500);
 /// it), and 2–3.3 s before a tombstone's collection stopped holding its key while a peer
 /// restarted.
 const MAX_WRITE_GAP: Duration = Duration::from_secs(2);
-/// The operations of one run that may end `-UNCERTAIN` (paxos) or miss their quorum
-/// (dynamo): measured 0 in every run of 16 on a loaded machine; one is allowed for a
-/// scheduler stall long enough to look like a failure.
+/// The operations of one run that may miss their quorum (dynamo): measured 0 in every run of
+/// 16 on a loaded machine; one is allowed for a scheduler stall long enough to look like a
+/// failure. Paxos mode allows none (see its test).
 const MAX_DOUBTS: usize = 1;
 
 /// What a rolling restart under a workload left in the history.
@@ -179,21 +179,22 @@ fn assert_no_client_visible_error(run: &Run, mode: &str, allowed: impl Fn(&(Stri
 /// proposer at a time: its home, or while the home is away the next member in the key's
 /// order, the same for every node (a stopping node says it leaves, and again while it works; a
 /// started one says it is back, and runs nothing before its peers have ended their own
-/// commands on its keys), so proposers do not duel over a key. Measured 0 `-UNCERTAIN` in 16
-/// runs (before: 1 in 2 runs of 7, and 2 in 1 of 9 earlier); an accept that still misses its
-/// quorum has an honestly unknown outcome (the checker weighs both): counted, and bounded.
+/// commands on its keys), so proposers do not duel over a key; and a forward to a stopping
+/// home is waited for, never given up as hung (its refusals say it is stopping). Measured 0
+/// `-UNCERTAIN` and no other error in every run of 160 at load average 8–28, 61 of them two or
+/// three at once (see docs/operations.md; before: 1 in 2 runs of 7, 2 in 1 of 9, and one in a
+/// trial, from a stopping home's refused pings), so none is allowed.
 #[test]
 fn paxos_rolling_restart_is_linearizable_and_no_client_sees_a_definite_error() {
     let run = rolling_restart_under_a_workload("paxos");
     assert_verdict(&run.workload, Verdict::Linearizable, "paxos rolling restart");
     assert_every_node_restarted(&run, "paxos");
     let uncertain = |(kind, error): &(String, String)| kind == "info" && error.starts_with("UNCERTAIN ");
-    assert_no_client_visible_error(&run, "paxos", uncertain);
     let doubts = failures(&run.events).iter().filter(|f| uncertain(f)).count();
     let total = run.events.iter().filter(|e| e["type"] == "invoke").count();
     let gap = longest_write_gap(&run.events);
     eprintln!("paxos: {doubts} -UNCERTAIN of {total} operations; longest time without a successful write: {gap:?}");
-    assert!(doubts <= MAX_DOUBTS, "paxos: {doubts} of {total} operations were left uncertain");
+    assert_no_client_visible_error(&run, "paxos", |_| false);
     assert!(gap < MAX_WRITE_GAP, "paxos: writes stopped for {gap:?} during the rolling restart");
 }
 

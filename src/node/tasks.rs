@@ -68,13 +68,14 @@ impl Drop for Admitted<'_> {
 
 impl PeerCommands {
     /// Admits a command, or refuses it with the status its sender reads as "certainly not
-    /// run here" (`CallError::Refused`) once the node is stopping.
+    /// run here" (`CallError::Refused`) and as "stopping, not hung"
+    /// ([`crate::peer::is_stopping`]) once the node is stopping.
     pub fn admit(&self, node: impl std::fmt::Display) -> Result<Admitted<'_>, tonic::Status> {
         // Counted before the check, so that `drain` never misses one it let in.
         self.running.fetch_add(1, Ordering::SeqCst);
         let admitted = Admitted(self);
         if self.stopping.load(Ordering::SeqCst) {
-            return Err(tonic::Status::failed_precondition(format!("{node} is stopping")));
+            return Err(crate::peer::stopping(node));
         }
         Ok(admitted)
     }

@@ -59,6 +59,27 @@ impl fmt::Display for CallError {
     }
 }
 
+/// The metadata key that marks a refusal as "this node is stopping".
+pub const STOPPING_HEADER: &str = "valthree-stopping";
+
+/// The status a stopping node refuses a peer's call with: the call did not run (the status
+/// is `FAILED_PRECONDITION`, so [`CallError::from_status`] reads it as refused) and the node
+/// is alive, finishing what it took before (see [`is_stopping`]).
+pub fn stopping(node: impl fmt::Display) -> tonic::Status {
+    let mut status = tonic::Status::failed_precondition(format!("{node} is stopping"));
+    status.metadata_mut().insert(STOPPING_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+    status
+}
+
+/// True when a failed call's status is a peer's [`stopping`] refusal, as it came over the
+/// wire: the peer answered, so it is not hung; it runs no new call and ends the ones it took.
+/// A status made on this side (a transport error) carries a source and never counts.
+pub fn is_stopping(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::FailedPrecondition
+        && std::error::Error::source(status).is_none()
+        && status.metadata().contains_key(STOPPING_HEADER)
+}
+
 /// A status' message followed by its causes ("transport error: connection closed: ..."), so
 /// that a log line or a `-UNCERTAIN` reply says what actually failed.
 fn describe(status: &tonic::Status) -> String {
@@ -114,6 +135,17 @@ mod tests {
 
     fn list_request() -> proto::ListKeysRequest {
         proto::ListKeysRequest { from: 1, tombstones: false }
+    }
+
+    #[test]
+    fn a_stopping_refusal_reads_as_refused_and_stopping_over_the_wire() {
+        let sent = stopping("n1").into_http::<tonic::body::Body>();
+        let heard = tonic::Status::from_header_map(sent.headers()).expect("a status in the headers");
+        assert!(is_stopping(&heard), "{heard:?}");
+        assert!(matches!(CallError::from_status(&heard), CallError::Refused(_)));
+        // A partition's refusal is no stop; nor is a stopping node's ping of an older version.
+        assert!(!is_stopping(&tonic::Status::failed_precondition("partitioned from n1")));
+        assert!(!is_stopping(&tonic::Status::unavailable("n1 is stopping")));
     }
 
     #[tokio::test]

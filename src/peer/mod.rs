@@ -37,7 +37,7 @@ pub mod proto {
 }
 
 pub use budget::{BATCH_BYTES, MAX_STREAMS, MessageBudget, ReplyBudget, split_batch};
-pub use call::{CallError, never_sent};
+pub use call::{CallError, STOPPING_HEADER, is_stopping, never_sent, stopping};
 pub use clients::Clients;
 pub use handshake::{Connector, prove_secret};
 pub use link::REORDER_HOLD;

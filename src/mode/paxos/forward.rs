@@ -13,7 +13,10 @@
 //! ([`ForwardLatency::hedge_after`]: 5 × the median of the last 64, within
 //! [`HEDGE_FLOOR`]–[`HEDGE_CAP`]) asks the home a ping. A home that answers it is alive and
 //! only slow (a long fsync): the forward is waited for as before, and the ping repeated while
-//! it lasts. A home that leaves [`HUNG_PINGS`] pings in a row unanswered for [`HUNG_PING`] each is hung: it is bypassed (marked
+//! it lasts. So is a home that refuses the ping because it is stopping
+//! ([`crate::peer::is_stopping`]), or that said it is leaving or has just left
+//! ([`super::presence`]): it is alive, and ends the commands it took before it leaves — only
+//! silence is a hang. A home that leaves [`HUNG_PINGS`] pings in a row unanswered for [`HUNG_PING`] each is hung: it is bypassed (marked
 //! down, as a failed call marks it, until it answers a ping again), so every later command for
 //! its keys goes to its stand-in ([`Node::run`]: the same node from every node, so that one
 //! proposer runs the key while its home is away), and the forward in flight is hedged:
@@ -135,11 +138,19 @@ impl Node {
             if let Some(outcome) = self.forward(candidate, &key, &command).await {
                 return outcome;
             }
+            // Refused because it is stopping: as if it had said so (see above).
+            self.wait_while_leaving(candidate).await;
         }
         if home.is_some_and(|h| h != self.id) {
             self.stats.local_fallbacks.fetch_add(1, Ordering::Relaxed);
         }
         self.propose(key, command).await
+    }
+
+    /// The member `key` runs at now, as this node routes it ([`Node::run`]): the first in its
+    /// order that is up, or this node.
+    pub(super) fn runs_at(&self, key: &[u8]) -> Option<NodeId> {
+        self.homes(key).into_iter().find(|candidate| *candidate == self.id || !self.is_down(*candidate))
     }
 
     /// Runs a command at `home`. `None`: it certainly did not run there (or it is a read),
@@ -180,7 +191,13 @@ impl Node {
                 self.forward_latency.record(started.elapsed());
                 return Some(wire::outcome_from(reply.into_inner()));
             }
-            Ok(Err(status)) => peer::CallError::from_status(&status),
+            Ok(Err(status)) => {
+                if peer::is_stopping(&status) {
+                    // Refused, and alive: it ends what it took before it leaves.
+                    self.note_leaving(home);
+                }
+                peer::CallError::from_status(&status)
+            }
             Err(_) => {
                 // The home answers pings but not this command: running it elsewhere too would
                 // only duel with it.
@@ -217,17 +234,23 @@ impl Node {
 
     /// Completes once `home` is found hung: after `after`, and then every [`PING_AGAIN`], it
     /// is asked a ping, and [`HUNG_PINGS`] in a row unanswered within [`HUNG_PING`] mark it down. A home another
-    /// forward already marked down counts at once. Never completes while the home answers.
+    /// forward already marked down counts at once, unless it is stopping. Never completes
+    /// while the home answers, or refuses because it is stopping, or is leaving.
     async fn until_hung(&self, home: NodeId, after: Duration) {
         tokio::time::sleep(after).await;
+        // Whether the home said (by a note or a refused ping) that it is stopping: then it is
+        // down to this node's routing, and alive.
+        let mut stopping = false;
         loop {
-            if self.is_leaving(home) {
+            if self.is_leaving(home) || self.left_lately(home) {
                 // A home stopping gracefully finishes the commands it took before it says it
-                // has left (its pings are refused meanwhile): its forwards are not hedged.
+                // has left (its pings are refused meanwhile), and its answer to this one is
+                // then on its way, or its connection closes as it exits: not hedged.
+                stopping = true;
                 tokio::time::sleep(PING_AGAIN).await;
                 continue;
             }
-            if self.is_down(home) {
+            if self.is_down(home) && !stopping {
                 return;
             }
             let Ok(mut client) = self.client(home) else { return std::future::pending().await };
@@ -237,8 +260,15 @@ impl Node {
             while unanswered < HUNG_PINGS {
                 let asked = Instant::now();
                 let ping = tokio::time::timeout(HUNG_PING, client.ping(proto::PingRequest { from: self.id }));
-                if matches!(ping.await, Ok(Ok(_))) {
-                    break;
+                match ping.await {
+                    Ok(Ok(_)) => break,
+                    Ok(Err(status)) if peer::is_stopping(&status) => {
+                        // Its *leaving* note was lost, or is still on its way.
+                        self.note_leaving(home);
+                        stopping = true;
+                        break;
+                    }
+                    _ => {}
                 }
                 if asked.elapsed() > HUNG_PING + STARVED {
                     // The timeout itself fired late: this node's own runtime was starved (a
@@ -259,7 +289,9 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
+    use super::super::local;
     use super::*;
+    use crate::peer::proto::PresenceChange;
 
     #[test]
     fn the_hedge_waits_a_multiple_of_the_median_forward_within_its_bounds() {
@@ -277,5 +309,62 @@ mod tests {
             latency.record(Duration::from_millis(400));
         }
         assert_eq!(latency.hedge_after(), HEDGE_CAP);
+    }
+
+    /// A home that stops while it runs a forwarded write (it takes no new command and refuses
+    /// pings), before the sender has heard its *leaving* note (lost, or late on a loaded
+    /// machine), is alive: the forward is waited for and answered. Its refused pings were
+    /// counted as unanswered, the home found hung and the write answered `-UNCERTAIN`, seen in
+    /// a rolling restart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_forward_to_a_home_stopping_before_its_leaving_note_is_heard_is_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = local::cluster(dir.path(), 3).await;
+        let (n1, n2) = (nodes[0].node.clone(), nodes[1].node.clone());
+        let key = local::key_in_order(&n2, &[1]);
+        // n1's rounds outlast the hedge (several hundred milliseconds).
+        local::slow_calls_to(&n1, &[2, 3], Duration::from_millis(120));
+        let forwarded = tokio::spawn({
+            let (n2, key) = (n2.clone(), key.clone());
+            async move { n2.run(key.clone(), local::set(&key)).await }
+        });
+        local::until_proposing(&n1, &key).await;
+        // n1 stops taking commands; n2 hears nothing of it.
+        let drained = tokio::spawn({
+            let n1 = n1.clone();
+            async move { n1.peer_commands.drain(Duration::from_secs(30)).await }
+        });
+        let outcome = forwarded.await.unwrap();
+        assert!(matches!(outcome, Ok(Outcome::Write(_))), "{outcome:?}");
+        assert_eq!(drained.await.unwrap(), 0, "the forward was finished, not cut off");
+        assert_eq!(n2.stats.hedged.load(Ordering::Relaxed), 0);
+    }
+
+    /// A home's *left* note can overtake its answer to a forward (separate calls), or its
+    /// *leaving* note expire while it still works: it finished the command before it said it
+    /// left, so the answer is on its way. Seen as down and no longer leaving, the home was
+    /// found hung at once and the write answered `-UNCERTAIN`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_forward_to_a_home_that_says_it_left_before_answering_is_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = local::cluster(dir.path(), 3).await;
+        let (n1, n2) = (nodes[0].node.clone(), nodes[1].node.clone());
+        let key = local::key_in_order(&n2, &[1]);
+        local::slow_calls_to(&n1, &[2, 3], Duration::from_millis(120));
+        let forwarded = tokio::spawn({
+            let (n2, key) = (n2.clone(), key.clone());
+            async move { n2.run(key.clone(), local::set(&key)).await }
+        });
+        local::until_proposing(&n1, &key).await;
+        let drained = tokio::spawn({
+            let n1 = n1.clone();
+            async move { n1.peer_commands.drain(Duration::from_secs(30)).await }
+        });
+        n2.heard(1, PresenceChange::Leaving).await;
+        n2.heard(1, PresenceChange::Left).await;
+        let outcome = forwarded.await.unwrap();
+        assert!(matches!(outcome, Ok(Outcome::Write(_))), "{outcome:?}");
+        assert_eq!(drained.await.unwrap(), 0, "the forward was finished, not cut off");
+        assert_eq!(n2.stats.hedged.load(Ordering::Relaxed), 0);
     }
 }

@@ -34,6 +34,8 @@ pub mod ballot;
 pub mod compact;
 mod forward;
 mod gc;
+#[cfg(test)]
+mod local;
 mod membership;
 mod network;
 mod node;

@@ -72,6 +72,9 @@ pub(super) enum DriverEvent {
         key: Bytes,
         command: Command,
         reply: oneshot::Sender<Result<Outcome>>,
+        /// Held by the driver until the proposer answers the command, not by its caller,
+        /// who may give up while the round runs on.
+        proposing: Proposing,
     },
     Replies {
         from: NodeId,
@@ -126,6 +129,9 @@ pub(super) struct Node {
     /// Peers that said they are stopping and have not yet said they are done, each with the
     /// time after which their keys run elsewhere anyway ([`super::presence`]).
     pub(super) leaving: Mutex<HashMap<NodeId, Instant>>,
+    /// Peers that said they have left and have not yet said they are back, each with when
+    /// ([`super::presence`]).
+    pub(super) left: Mutex<HashMap<NodeId, Instant>>,
     pub(super) faults: Arc<Faults>,
     pub(super) stats: Stats,
     pub(super) membership: tokio::sync::Mutex<()>,
@@ -137,28 +143,32 @@ pub(super) struct Node {
     pub(super) forward_latency: super::forward::ForwardLatency,
     /// The keys of the commands this node's proposer runs now, each with how many: a peer
     /// coming back gets its keys once none of them is here ([`super::presence`]).
-    pub(super) proposing: Mutex<HashMap<Bytes, usize>>,
+    pub(super) proposing: Arc<Mutex<HashMap<Bytes, usize>>>,
     /// Set once this node, started, has told its peers it is back and they have handed its
     /// keys back: no command runs here before ([`super::presence`]).
     pub(super) back: tokio::sync::watch::Sender<bool>,
 }
 
-/// One command on this node's proposer, counted in [`Node::proposing`] until dropped.
-struct Proposing<'a> {
-    node: &'a Node,
+/// One command on this node's proposer, counted in [`Node::proposing`] until dropped: when
+/// the proposer has answered it. Its caller may have given up before (a forward's sender
+/// hedged or timed out, a client went away), while the round still runs (up to the accept
+/// timeout); until it ends, the command still counts, or a peer coming back would take the
+/// key while this round is in flight and the two would duel.
+pub(super) struct Proposing {
+    proposing: Arc<Mutex<HashMap<Bytes, usize>>>,
     key: Bytes,
 }
 
-impl<'a> Proposing<'a> {
-    fn new(node: &'a Node, key: &Bytes) -> Self {
+impl Proposing {
+    fn new(node: &Node, key: &Bytes) -> Self {
         *lock(&node.proposing).entry(key.clone()).or_default() += 1;
-        Self { node, key: key.clone() }
+        Self { proposing: node.proposing.clone(), key: key.clone() }
     }
 }
 
-impl Drop for Proposing<'_> {
+impl Drop for Proposing {
     fn drop(&mut self) {
-        let mut proposing = lock(&self.node.proposing);
+        let mut proposing = lock(&self.proposing);
         if let Some(count) = proposing.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
@@ -254,13 +264,14 @@ impl PaxosMode {
             outboxes: Mutex::new(HashMap::new()),
             down: Arc::new(Mutex::new(HashMap::new())),
             leaving: Mutex::new(HashMap::new()),
+            left: Mutex::new(HashMap::new()),
             faults,
             stats: Stats::default(),
             membership: tokio::sync::Mutex::new(()),
             installing: tokio::sync::Mutex::new(()),
             peer_commands: Default::default(),
             forward_latency: Default::default(),
-            proposing: Mutex::new(HashMap::new()),
+            proposing: Arc::new(Mutex::new(HashMap::new())),
             back: tokio::sync::watch::Sender::new(false),
         });
         node.tasks.spawn(run_driver(node.clone(), proposer, counter, driver_rx));
@@ -362,10 +373,10 @@ impl Node {
         if !*self.back.borrow() {
             self.until_back().await;
         }
-        let _proposing = Proposing::new(self, &key);
+        let proposing = Proposing::new(self, &key);
         let (reply, rx) = oneshot::channel();
         self.driver
-            .send(DriverEvent::Submit { key, command, reply })
+            .send(DriverEvent::Submit { key, command, reply, proposing })
             .map_err(|_| Error::TryAgain("the proposer has stopped".into()))?;
         rx.await.map_err(|_| Error::Uncertain("the proposer stopped while the command ran".into()))?
     }
@@ -377,7 +388,8 @@ async fn run_driver(
     mut reserved: u64,
     mut rx: mpsc::UnboundedReceiver<DriverEvent>,
 ) {
-    let mut waiting: HashMap<CommandId, oneshot::Sender<Result<Outcome>>> = HashMap::new();
+    // Each command's reply and its count in `Node::proposing`, until the proposer answers it.
+    let mut waiting: HashMap<CommandId, (oneshot::Sender<Result<Outcome>>, Proposing)> = HashMap::new();
     let mut next_id: CommandId = 0;
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -401,9 +413,9 @@ async fn run_driver(
         proposer.set_ceiling(node.ballot_ceiling());
         for event in events {
             match event {
-                DriverEvent::Submit { key, command, reply } => {
+                DriverEvent::Submit { key, command, reply, proposing } => {
                     next_id += 1;
-                    waiting.insert(next_id, reply);
+                    waiting.insert(next_id, (reply, proposing));
                     proposer.submit(next_id, key, command);
                 }
                 DriverEvent::Replies { from, replies } => {
@@ -439,8 +451,9 @@ async fn run_driver(
                     sends.entry(to).or_default().push((key, round, AcceptorMessage::Paxos(request)))
                 }
                 Output::Reply { id, result } => {
-                    if let Some(reply) = waiting.remove(&id) {
+                    if let Some((reply, proposing)) = waiting.remove(&id) {
                         let _ = reply.send(result);
+                        drop(proposing);
                     }
                 }
             }

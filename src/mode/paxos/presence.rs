@@ -14,13 +14,26 @@
 //! most [`LEAVE_WAIT`] after the last *leaving* note it heard, and the leaving node says it
 //! again every [`LEAVING_AGAIN`] while it still finishes commands (a slow round on a loaded
 //! machine can outlast one wait), so its peers wait as long as it works, and no longer than a
-//! lost node would make them.
+//! lost node would make them. A stopping node refuses a peer's call (a forward, a ping) with
+//! a status that says it is stopping ([`crate::peer::stopping`]): such a refusal counts as
+//! its *leaving* note, which may have been lost or may still be on its way. A forward the
+//! leaving node took is never given up for hung while it is leaving or has just left
+//! (`forward`): it ends the commands it took before it says *left*, so the answer is on its
+//! way, or the connection closes as the node exits.
+//!
+//! A *leaving* note can arrive after *left* (the notes are separate calls, run as they come,
+//! and a slow one is overtaken): one heard less than [`LEAVE_WAIT`] after *left*, with no
+//! *back* since, is stale and ignored, or it would hold the node's keys for another
+//! [`LEAVE_WAIT`] and mark it leaving once it is back.
 //!
 //! The way back is the mirror image (*hand-back*): a peer that hears *back* sends the node's
 //! keys to it from then on, and answers the note only once the commands it was running on
 //! those keys itself (as their stand-in, or for a client while the home was away) have ended
 //! (at most [`HAND_BACK`]); the returning node runs no command before every peer has answered.
-//! So the home's first round on a key never meets a stand-in's round in flight.
+//! So the home's first round on a key never meets a stand-in's round in flight. "Its keys"
+//! are every key that goes to it now: those homed on it, and those whose home (and the
+//! members between) is still away, for which it stands in ([`Node::runs_at`]). A command
+//! counts until the proposer has answered it, even if its caller gave up before.
 //!
 //! The notes are best effort: a note that is lost costs what it cost before (the peer learns
 //! from a refused call, or from a probe), never safety.
@@ -93,19 +106,17 @@ impl Node {
     /// commands on the keys that go back to `from` (at most [`HAND_BACK`]).
     pub(super) async fn heard(&self, from: NodeId, change: PresenceChange) {
         match change {
-            PresenceChange::Leaving => {
-                lock(&self.leaving).insert(from, Instant::now() + LEAVE_WAIT);
-                self.mark_down(from);
-                tracing::debug!(peer = from, "peer is leaving");
-            }
+            PresenceChange::Leaving => self.note_leaving(from),
             PresenceChange::Left => {
                 lock(&self.leaving).remove(&from);
+                lock(&self.left).insert(from, Instant::now());
             }
             PresenceChange::Back => {
+                lock(&self.left).remove(&from);
                 lock(&self.leaving).remove(&from);
                 lock(&self.down).remove(&from);
                 let began = Instant::now();
-                let settled = self.until_settled(|key| self.home(key) == Some(from), HAND_BACK).await;
+                let settled = self.until_settled(|key| self.runs_at(key) == Some(from), HAND_BACK).await;
                 tracing::debug!(
                     peer = from,
                     settled,
@@ -115,6 +126,24 @@ impl Node {
             }
             PresenceChange::Unspecified => {}
         }
+    }
+
+    /// `from` is stopping: it said so (a *leaving* note), or refused a call because it is
+    /// ([`crate::peer::is_stopping`]). Its keys wait for it ([`LEAVE_WAIT`] from now at most),
+    /// unless it said it left lately: then this is a stale note, overtaken by *left*.
+    pub(super) fn note_leaving(&self, from: NodeId) {
+        self.mark_down(from);
+        if self.left_lately(from) {
+            tracing::debug!(peer = from, "a leaving note after the peer said it left: stale, ignored");
+            return;
+        }
+        lock(&self.leaving).insert(from, Instant::now() + LEAVE_WAIT);
+        tracing::debug!(peer = from, "peer is leaving");
+    }
+
+    /// Whether `id` said it has left less than [`LEAVE_WAIT`] ago and has not said it is back.
+    pub(super) fn left_lately(&self, id: NodeId) -> bool {
+        lock(&self.left).get(&id).is_some_and(|at| at.elapsed() < LEAVE_WAIT)
     }
 
     /// Waits until no command this node proposes is on a key `handed` picks, or `limit` has
@@ -159,5 +188,87 @@ impl Node {
                 None => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::local;
+    use super::*;
+    use bytes::Bytes;
+
+    /// The notes of one stop can arrive out of order: a *leaving* note heard after *left* is
+    /// stale (it would hold the node's keys for another [`LEAVE_WAIT`]); after *back*, the
+    /// next *leaving* is a new stop.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leaving_note_that_comes_after_left_is_ignored_until_the_node_is_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = local::cluster(dir.path(), 3).await;
+        let n2 = &nodes[1].node;
+        n2.heard(1, PresenceChange::Leaving).await;
+        assert!(n2.is_leaving(1));
+        n2.heard(1, PresenceChange::Left).await;
+        assert!(!n2.is_leaving(1));
+        n2.heard(1, PresenceChange::Leaving).await;
+        assert!(!n2.is_leaving(1), "a leaving note overtaken by left marked the node leaving again");
+        n2.heard(1, PresenceChange::Back).await;
+        assert!(!n2.is_leaving(1) && !n2.is_down(1));
+        n2.heard(1, PresenceChange::Leaving).await;
+        assert!(n2.is_leaving(1), "a stop after the node came back is heard");
+    }
+
+    /// A command whose caller gave up (a forward's sender hedged, a client went away) still
+    /// runs on the proposer until its round ends: it counts on its key until then, or a
+    /// returning home would take the key back while the round is in flight.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_command_whose_caller_gave_up_counts_until_the_proposer_answers_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = local::cluster(dir.path(), 3).await;
+        let n2 = nodes[1].node.clone();
+        let key = Bytes::from_static(b"k");
+        // No acceptor but its own answers n2: its round retries until it gives up (seconds).
+        n2.faults.refuse(["n1".to_string(), "n3".to_string()]);
+        let caller = tokio::spawn({
+            let (n2, key) = (n2.clone(), key.clone());
+            async move { n2.propose(key.clone(), local::set(&key)).await }
+        });
+        local::until_proposing(&n2, &key).await;
+        caller.abort();
+        assert!(caller.await.unwrap_err().is_cancelled());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!n2.until_settled(|k| k == &key[..], Duration::ZERO).await, "the round runs on, uncounted");
+        assert!(n2.until_settled(|k| k == &key[..], Duration::from_secs(60)).await, "the round never ended");
+    }
+
+    /// A returning node gets back the keys homed on it and those it stands in for (their home
+    /// is still away): the hand-back waits for this node's commands on both. It waited on the
+    /// first only, so the returning node could start on a key this node still ran.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_hand_back_waits_for_the_keys_the_returning_node_stands_in_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = local::cluster(dir.path(), 3).await;
+        let n2 = nodes[1].node.clone();
+        // Homed on n3, then n1: n2 runs it while both are away, n1 once it is back.
+        let key = local::key_in_order(&n2, &[3, 1, 2]);
+        n2.faults.refuse(["n3".to_string()]);
+        n2.heard(1, PresenceChange::Leaving).await;
+        n2.heard(1, PresenceChange::Left).await;
+        assert_eq!(n2.runs_at(&key), Some(2));
+        // n2's round on the key reaches n1's acceptor too late for every phase: it runs on
+        // for seconds (every attempt of it).
+        local::slow_calls_to(&n2, &[1], Duration::from_secs(2));
+        let running = tokio::spawn({
+            let (n2, key) = (n2.clone(), key.clone());
+            async move { n2.propose(key.clone(), local::set(&key)).await }
+        });
+        local::until_proposing(&n2, &key).await;
+        let began = Instant::now();
+        n2.heard(1, PresenceChange::Back).await;
+        assert_eq!(n2.runs_at(&key), Some(1), "the key goes to n1 again");
+        assert!(
+            began.elapsed() >= HAND_BACK || running.is_finished(),
+            "the hand-back did not wait for n2's command on a key n1 stands in for"
+        );
+        running.abort();
     }
 }

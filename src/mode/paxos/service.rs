@@ -116,9 +116,11 @@ impl peer::Peer for PeerService {
         &self,
         _request: tonic::Request<proto::PingRequest>,
     ) -> std::result::Result<tonic::Response<proto::Empty>, tonic::Status> {
-        // A stopping node is not up again for a peer's probe: it says when it is back.
+        // A stopping node is not up again for a peer's probe: it says when it is back. The
+        // refusal says why, so that a peer waiting for a command forwarded here knows this
+        // node alive (it ends the commands it took), not hung (`forward`).
         if self.node.peer_commands.is_stopping() {
-            return Err(tonic::Status::unavailable(format!("n{} is stopping", self.node.id)));
+            return Err(peer::stopping(format!("n{}", self.node.id)));
         }
         Ok(tonic::Response::new(proto::Empty {}))
     }
