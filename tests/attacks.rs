@@ -1574,3 +1574,60 @@ async fn churning_peer_connections_past_the_cap_fails_no_forwarded_write() {
     eprintln!("churn opened {opened} proven connections; {} of {} forwarded writes failed", failures.len(), keys.len());
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// Second rerun, dynamo siblings: every blind write (VSET with the empty context) adds a
+/// sibling nothing supersedes. Before the fix 5,000 of them left one key with 5,000 siblings,
+/// which every read returned and every write copied. Now a write that would leave a key with
+/// more than `--max-siblings` (Riak's `max_siblings`, 100 by default) is refused with
+/// -CONFLICT saying how to resolve them, and both ways out work: VSET under the context VGET
+/// returned, or a plain SET.
+#[test]
+fn blind_writes_cannot_pile_up_siblings_past_max_siblings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let peer = format!("127.0.0.1:{}", free_port());
+    let server = common::Valthree::start(
+        tmp.path(),
+        &["--mode", "dynamo", "--data-dir", data.to_str().unwrap(), "--peer-addr", &peer],
+    );
+    let blind = |raw: &mut common::Raw, n: usize, prefix: &str| -> (usize, Vec<Vec<u8>>) {
+        let mut pipeline = Vec::new();
+        for i in 0..n {
+            let value = format!("{prefix}{i}");
+            pipeline.extend(common::request(&[b"VSET", b"k", value.as_bytes(), b""]));
+        }
+        raw.send(&pipeline);
+        let mut written = 0;
+        let mut refused = Vec::new();
+        for _ in 0..n {
+            let reply = raw.read_reply();
+            if reply.starts_with(b"*2\r\n") {
+                written += 1;
+            } else {
+                refused.push(reply);
+            }
+        }
+        (written, refused)
+    };
+    let mut raw = common::Raw::connect(server.port);
+    let (written, refused) = blind(&mut raw, 150, "a");
+    assert_eq!(written, 100, "100 siblings are let in; {} writes refused", refused.len());
+    assert_eq!(refused.len(), 50);
+    let error = String::from_utf8_lossy(&refused[0]).into_owned();
+    assert!(error.starts_with("-CONFLICT") && error.contains("VGET") && error.contains("max-siblings"), "{error}");
+    let mut con = common::redis(&server.addr());
+    let read: Vec<String> = redis::cmd("VGET").arg("k").query(&mut con).unwrap();
+    assert_eq!(read.len(), 1 + 100, "the context and 100 siblings");
+    // Resolving them with the context read leaves one sibling, and blind writes go on.
+    let _: Vec<String> = redis::cmd("VSET").arg("k").arg("merged").arg(&read[0]).query(&mut con).unwrap();
+    let read: Vec<String> = redis::cmd("VGET").arg("k").query(&mut con).unwrap();
+    assert_eq!(read[1..], ["merged"]);
+    let (written, refused) = blind(&mut raw, 100, "b");
+    assert_eq!((written, refused.len()), (99, 1));
+    // A plain SET supersedes them all.
+    let _: () = redis::cmd("SET").arg("k").arg("plain").query(&mut con).unwrap();
+    let read: Vec<String> = redis::cmd("VGET").arg("k").query(&mut con).unwrap();
+    assert_eq!(read[1..], ["plain"]);
+    assert_eq!(info_line(&server.addr(), "dynamo_max_siblings"), "100");
+    assert_eq!(info_line(&server.addr(), "dynamo_sibling_limit_refusals"), "51");
+}
