@@ -68,6 +68,57 @@ fn an_empty_secret_file_refuses_to_start_for_every_secret_flag() {
     }
 }
 
+/// Second rerun, item 3: a secret file holding one byte nobody types was taken as the secret
+/// — a NUL, a UTF-8 byte-order mark alone, a control character — so the node was guarded by
+/// a one-byte password. Now a first line that is only whitespace, holds a control character
+/// or a byte-order mark, or is not UTF-8 is refused at start, naming the file, in every
+/// secret flag; and a cluster secret shorter than 16 bytes is refused naming its file too.
+#[test]
+fn a_secret_file_of_control_characters_or_a_lone_bom_refuses_to_start_for_every_secret_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let contents: [(&str, &[u8]); 7] = [
+        ("nul", b"\0"),
+        ("bom", "\u{feff}".as_bytes()),
+        ("bom-then-secret", "\u{feff}0123456789abcdef0123\n".as_bytes()),
+        ("control", b"\x01\n"),
+        ("whitespace", b" \t \n"),
+        ("nul-inside", b"0123456789\0abcdef0123\n"),
+        ("not-utf8", b"\xff\xfe0123456789abcdef0123\n"),
+    ];
+    for flag in ["--requirepass-file", "--admin-token-file", "--cluster-secret-file"] {
+        for (name, bytes) in contents {
+            let file = tmp.path().join(name);
+            std::fs::write(&file, bytes).unwrap();
+            let data = tmp.path().join(format!("data{}", free_port()));
+            let peer = format!("127.0.0.1:{}", free_port());
+            let mut args = vec!["--data-dir", data.to_str().unwrap(), flag, file.to_str().unwrap()];
+            if flag == "--cluster-secret-file" {
+                args.extend_from_slice(&["--mode", "paxos", "--peer-addr", &peer]);
+            }
+            let log = refuses_to_start(tmp.path(), &args);
+            assert!(log.contains(file.to_str().unwrap()), "{flag} {name}: the message names the file: {log}");
+        }
+    }
+    let short = tmp.path().join("short");
+    std::fs::write(&short, "hunter2\n").unwrap();
+    let data = tmp.path().join("short-data");
+    let peer = format!("127.0.0.1:{}", free_port());
+    let log = refuses_to_start(
+        tmp.path(),
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--cluster-secret-file",
+            short.to_str().unwrap(),
+            "--mode",
+            "paxos",
+            "--peer-addr",
+            &peer,
+        ],
+    );
+    assert!(log.contains(short.to_str().unwrap()) && log.contains("16"), "{log}");
+}
+
 /// Item 5: before AUTH a request may carry at most 10 arguments (Redis' pre-AUTH limit on
 /// multibulk requests). Before the fix an inline request was split into all its arguments
 /// (30,000 here) before login, and answered as a command.
