@@ -173,6 +173,7 @@ pub async fn serve(
         freed_since_trim: AtomicUsize::new(0),
         snapshot_walks: Default::default(),
         auth_failures_by_source: Default::default(),
+        auth_repeated_failures: Default::default(),
         auth_failure_log: crate::node::LogThrottle::new(super::auth::FAILURE_LOG_EVERY),
         metrics: config.metrics.clone(),
     });

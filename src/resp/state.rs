@@ -58,6 +58,8 @@ pub struct ServerState {
     pub snapshot_walks: Arc<AtomicUsize>,
     /// Wrong passwords by source address, for the slowdown.
     pub auth_failures_by_source: super::auth::FailuresBySource,
+    /// Wrong passwords already refused, whose repeats are not slowed.
+    pub auth_repeated_failures: super::auth::RepeatedFailures,
     /// Throttles the log line about them.
     pub auth_failure_log: crate::node::LogThrottle,
     /// The node's counters: per command, errors by kind, bytes in and out.
