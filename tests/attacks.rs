@@ -1289,6 +1289,55 @@ fn clients_that_stop_reading_are_closed_and_their_memory_returned() {
     drop(stalled);
 }
 
+/// Second rerun, item 4: clients that ask for large replies and stop reading, each under the
+/// soft output limit or within its seconds, filled `--maxmemory-clients` (forty of them with
+/// 60 MiB each), and for up to a minute every other client's large reply was refused and its
+/// large request closed its connection. Now, as Redis' client eviction does, a request or
+/// reply that cannot get its share closes the connections holding the most unsent output that
+/// read none of it (`evicted_clients` in INFO), and the client asking is served.
+#[test]
+fn clients_that_stop_reading_are_evicted_when_the_clients_budget_is_full() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let server =
+        common::Valthree::start(tmp.path(), &["--data-dir", data.to_str().unwrap(), "--maxmemory-clients", "64mb"]);
+    let value = vec![b'v'; 4 << 20];
+    let mut setup = common::redis(&server.addr());
+    let _: () = redis::cmd("SET").arg("big").arg(&value).query(&mut setup).unwrap();
+    let before = rss(server.child.id());
+    // Twenty clients each ask for 16 MiB and read none of it: more than the budget holds.
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut raw = common::Raw::connect(server.port);
+        raw.send(&common::request(&[b"MGET", b"big", b"big", b"big", b"big"]));
+        stalled.push(raw);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let limit = 64 * MB;
+    let stat = |field: &str| -> u64 { info_line(&server.addr(), field).parse().unwrap() };
+    let held = stat("client_query_buffers");
+    assert!(held > limit / 2, "the stalled clients fill the budget: {} MB held", held / MB);
+    // An honest client's request, then its reply, each 1 MiB more than is left.
+    let mut honest = common::redis(&server.addr());
+    let large = vec![b'l'; (limit - stat("client_query_buffers") + MB) as usize];
+    let _: () = redis::cmd("SET").arg("large").arg(&large).query(&mut honest).unwrap();
+    assert!(stat("evicted_clients") > 0, "the request made room by evicting");
+    let evicted = stat("evicted_clients");
+    let room = limit - stat("client_query_buffers");
+    let n = (room / (4 * MB) + 1) as usize;
+    let got: Vec<Vec<u8>> = redis::cmd("MGET").arg(vec!["big"; n]).query(&mut honest).unwrap();
+    assert_eq!(got.iter().map(Vec::len).sum::<usize>(), n << 22);
+    assert!(stat("evicted_clients") > evicted, "the reply made room by evicting");
+    assert!(stat("evicted_clients") < 20, "not every stalled client was evicted");
+    let held = stat("client_query_buffers");
+    assert!(held <= limit, "the budget holds: {} MB", held / MB);
+    let grown = rss(server.child.id()).saturating_sub(before);
+    eprintln!("RSS grew by {} MB; {} MB held; {} evicted", grown / MB, held / MB, stat("evicted_clients"));
+    assert!(grown < limit + 64 * MB, "the server grew by {} MB for a {} MB budget", grown / MB, limit / MB);
+    assert!(server.log_text().contains("client evicted"), "evictions are logged");
+    drop(stalled);
+}
+
 /// The hard `client-output-buffer-limit`: a reply that would leave more unsent than it is
 /// refused (a read's with an error, and the connection goes on), and the flag takes Redis'
 /// own form, which `CONFIG GET` shows.

@@ -60,8 +60,10 @@ pub struct ServeArgs {
     /// Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted).
     #[arg(long, default_value = "512mb", value_parser = parse_size)]
     pub proto_max_bulk_len: u64,
-    /// The bytes all clients' query buffers may hold together; a client whose next read would
-    /// pass it gets an error and is closed (0: no limit).
+    /// The bytes all clients' query and output buffers may hold together. A request or reply
+    /// that would pass it first evicts (closes) the clients holding the most unsent output
+    /// that read none of it; failing that, a request gets an error and is closed, a reply is
+    /// refused (0: no limit).
     #[arg(long, default_value = "1gb", value_parser = parse_size)]
     pub maxmemory_clients: u64,
     /// Redis' normal-class `client-output-buffer-limit`: "HARD SOFT SECONDS" (a leading

@@ -30,6 +30,9 @@ pub struct ServerState {
     pub unauthenticated_buffers: Arc<super::codec::BufferBudget>,
     /// What one connection's unsent replies may hold (`--client-output-buffer-limit`).
     pub output_limit: super::OutputLimit,
+    /// Every connection's unsent output, and the evictions made to fit `client_buffers`
+    /// (INFO's `evicted_clients`).
+    pub evictor: Arc<super::eviction::Evictor>,
     /// Connections closed for passing it (INFO's `client_output_buffer_limit_disconnections`).
     pub output_limit_closed: AtomicU64,
     /// Close a connection idle this long (`--timeout`; `None`: never).
