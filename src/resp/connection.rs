@@ -432,6 +432,9 @@ where
     // Since when the client has read nothing, and what was unsent when last looked.
     let mut since = Instant::now();
     let mut before = framed.write_buffer().len();
+    // For eviction, reading is taking at least READING_PROGRESS at a time: a client that
+    // never reads still lets the kernel's buffers take a trickle now and then.
+    let (mut reading_since, mut reading_mark) = (since, before);
     let flushed = loop {
         let unsent = framed.write_buffer().len();
         if unsent < before {
@@ -439,8 +442,11 @@ where
             since = Instant::now();
         }
         before = unsent;
+        if reading_mark.saturating_sub(unsent) >= READING_PROGRESS || unsent > reading_mark {
+            (reading_since, reading_mark) = (Instant::now(), unsent);
+        }
         output.settle(unsent);
-        entry.set_stalled(unsent > 0 && since.elapsed() >= STALLED_AFTER);
+        entry.set_stalled(unsent > 0 && reading_since.elapsed() >= STALLED_AFTER);
         let mut wait = SOFT_CHECK;
         if limit.over_soft(unsent) {
             let left = limit.soft_for.saturating_sub(since.elapsed());
@@ -476,6 +482,10 @@ where
 
 /// How often a blocked flush looks whether the client has read any of its unsent output.
 const SOFT_CHECK: Duration = Duration::from_millis(250);
+
+/// What a client must take of its unsent output within [`STALLED_AFTER`] to count as reading
+/// (not to be evicted): 64 KiB, 256 KiB/s.
+const READING_PROGRESS: usize = 64 << 10;
 
 /// A write buffer this large is flushed before another reply is queued (what `Framed::feed`
 /// would otherwise do, out of reach of evictions).

@@ -9,9 +9,10 @@
 //! the most unsent output *that are not reading it* are closed, enough of them to make room,
 //! and the one asking waits (at most [`EVICTION_WAIT`]) for their memory to come back.
 //!
-//! * A connection counts as not reading once its client has taken none of its unsent output
-//!   for [`STALLED_AFTER`] while the connection waited to write. A client that reads, however
-//!   slowly, is never evicted (unlike Redis, which also closes busy readers).
+//! * A connection counts as not reading once its client has taken less than 64 KiB of its
+//!   unsent output in [`STALLED_AFTER`] while the connection waited to write (a client that
+//!   never reads still lets the kernel's socket buffers take a trickle). A client that reads
+//!   faster than that is never evicted (Redis evicts by memory alone, readers too).
 //! * The connection asking is never its own victim, and nothing is closed when the idle
 //!   writers together hold too little to make room: the request or reply is refused as before.
 //! * Every eviction is counted (INFO's `evicted_clients`, as Redis names it) and logged.
@@ -25,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::codec::BufferBudget;
 
-/// How long a connection's client must have read none of its unsent output before it may be
-/// evicted.
+/// How long a connection's client must have read (almost) none of its unsent output before
+/// it may be evicted.
 pub const STALLED_AFTER: Duration = Duration::from_millis(250);
 /// The longest a request or reply waits for the memory of the connections it evicted.
 pub const EVICTION_WAIT: Duration = Duration::from_secs(2);
