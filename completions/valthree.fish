@@ -52,7 +52,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l maxclients -
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l admin-token -d 'Enables the VALTHREE.FAULT admin command (partitions for testing) for holders of this token' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l admin-token-file -d 'Read the admin token from this file instead (one line)' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l proto-max-bulk-len -d 'Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted)' -r
-complete -c valthree -n "__fish_valthree_using_subcommand serve" -l maxmemory-clients -d 'The bytes all clients\' query buffers may hold together; a client whose next read would pass it gets an error and is closed (0: no limit)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l maxmemory-clients -d 'The bytes all clients\' query and output buffers may hold together. A request or reply that would pass it first evicts (closes) the clients holding the most unsent output that read none of it; failing that, a request gets an error and is closed, a reply is refused (0: no limit)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l client-output-buffer-limit -d 'Redis\' normal-class `client-output-buffer-limit`: "HARD SOFT SECONDS" (a leading `normal` is accepted). A reply that would leave more than HARD bytes unsent is not queued; a client with more than SOFT bytes unsent that reads none of them for SECONDS is closed (0: no limit)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l tls-port -d 'Also serve TLS clients on this address (e.g. 127.0.0.1:6380); needs --tls-cert-file and --tls-key-file' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l tls-cert-file -d 'The server\'s certificate chain (PEM)' -r -F
@@ -104,6 +104,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l max-hints -d
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l hint-window -d 'dynamo mode: hints older than this are dropped unreplayed' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l sibling-read -d 'dynamo mode: what GET answers for a key with several siblings: the latest one (pick) or -CONFLICT' -r -f -a "pick\t'The latest sibling (timestamp, then dot); every sibling stays stored'
 error\t'`-CONFLICT`: the client must read them with VGET'"
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l max-siblings -d 'dynamo mode: a write that would leave a key with more siblings than this is refused (-CONFLICT: resolve them with VGET then VSET under the context read, or a plain SET)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l swim-period -d 'dynamo mode: how often the failure detector (SWIM) probes a member' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l aae-interval -d 'dynamo mode: how often anti-entropy compares every partition with each co-owner\'s (0: never)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l aae-max-keys -d 'dynamo mode: keys one anti-entropy exchange repairs at most (the next starts at once if more differ)' -r

@@ -14,7 +14,7 @@ use crate::mode::raft::RaftArgs;
 use crate::mode::s3::S3Args;
 use crate::mode::{ModeConfig, ModeName};
 use crate::node::{Faults, NodeArgs, parse_size};
-use crate::peer::ClusterSecret;
+use crate::peer::{ClusterSecret, MIN_SECRET_LEN};
 use crate::resp::{OutputLimit, ServerConfig};
 
 /// Arguments of `valthree serve`.
@@ -60,8 +60,10 @@ pub struct ServeArgs {
     /// Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted).
     #[arg(long, default_value = "512mb", value_parser = parse_size)]
     pub proto_max_bulk_len: u64,
-    /// The bytes all clients' query buffers may hold together; a client whose next read would
-    /// pass it gets an error and is closed (0: no limit).
+    /// The bytes all clients' query and output buffers may hold together. A request or reply
+    /// that would pass it first evicts (closes) the clients holding the most unsent output
+    /// that read none of it; failing that, a request gets an error and is closed, a reply is
+    /// refused (0: no limit).
     #[arg(long, default_value = "1gb", value_parser = parse_size)]
     pub maxmemory_clients: u64,
     /// Redis' normal-class `client-output-buffer-limit`: "HARD SOFT SECONDS" (a leading
@@ -179,7 +181,8 @@ where
 
 /// `valthree serve`'s flags as the mode configuration.
 fn mode_config(args: &ServeArgs) -> Result<ModeConfig> {
-    let from_file = args.node.cluster_secret_file.as_deref().map(read_secret_file).transpose()?;
+    let from_file =
+        args.node.cluster_secret_file.as_deref().map(|f| read_secret_file(f, MIN_SECRET_LEN)).transpose()?;
     let secret = ClusterSecret::configured(from_file.as_deref()).map_err(Error::Config)?;
     Ok(ModeConfig {
         mode: args.mode,
@@ -215,22 +218,38 @@ fn make_private(dir: &std::path::Path) {
 /// A secret from its flag (or environment variable), or from its file.
 fn secret_flag(value: Option<&String>, file: Option<&Path>) -> Result<Option<String>> {
     match file {
-        Some(file) => read_secret_file(file).map(Some),
+        Some(file) => read_secret_file(file, 1).map(Some),
         None => Ok(value.cloned().filter(|t| !t.is_empty())),
     }
 }
 
-/// The secret in `file`: its first line. A file that exists but holds no secret (empty, or a
-/// blank first line) is refused: starting without the password or token the operator meant
-/// to set would let everyone in, and nothing would say so.
-fn read_secret_file(file: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(file).map_err(|e| Error::Config(format!("{}: {e}", file.display())))?;
+/// The secret in `file`: its first line, without its line ending. Refused, naming the file:
+///
+/// * an empty file, or a blank first line (only whitespace): starting without the password or
+///   token the operator meant to set would let everyone in, and nothing would say so;
+/// * a first line holding a NUL, another control character (tab, escape, DEL, ...) or a
+///   UTF-8 byte-order mark: a secret nobody types, most often a file written by the wrong
+///   tool (`printf '\0'`, an editor's BOM, a binary file), which would otherwise guard the
+///   node with a one-byte password; and bytes that are not UTF-8;
+/// * a secret shorter than `min_len` bytes (the cluster secret's [`MIN_SECRET_LEN`]).
+fn read_secret_file(file: &Path, min_len: usize) -> Result<String> {
+    let refuse = |why: String| Error::Config(format!("{}: {why}; refusing to start with it", file.display()));
+    let bytes = std::fs::read(file).map_err(|e| Error::Config(format!("{}: {e}", file.display())))?;
+    let text = String::from_utf8(bytes).map_err(|_| refuse("the secret file is not UTF-8 text".into()))?;
     let first = text.lines().next().unwrap_or("");
     if first.trim().is_empty() {
-        return Err(Error::Config(format!(
-            "{}: the secret file is empty or its first line is blank; refusing to start without the secret",
-            file.display()
+        return Err(refuse("the secret file is empty or its first line is blank".into()));
+    }
+    if first.starts_with('\u{feff}') {
+        return Err(refuse("the secret starts with a UTF-8 byte-order mark (save the file without one)".into()));
+    }
+    if let Some((at, c)) = first.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(refuse(format!(
+            "the secret holds a control character ({c:?} at byte {at}); a secret is printable text on the first line"
         )));
+    }
+    if first.len() < min_len {
+        return Err(refuse(format!("the secret is {} bytes; it must be at least {min_len}", first.len())));
     }
     Ok(first.to_string())
 }

@@ -58,6 +58,8 @@ pub const FIELDS: &[Row] = rows! {
     "dynamo_puts" Counter "dynamo: writes this node coordinated.";
     "dynamo_gets" Counter "dynamo: reads this node coordinated.";
     "dynamo_sibling_reads" Counter "dynamo: reads that found siblings.";
+    "dynamo_max_siblings" Gauge "dynamo: --max-siblings, the most siblings a write may leave a key with.";
+    "dynamo_sibling_limit_refusals" Counter "dynamo: writes refused for leaving a key with more than --max-siblings siblings.";
     "dynamo_read_repairs" Counter "dynamo: stale replicas repaired by reads.";
     "dynamo_quorum_failures" Counter "dynamo: reads and writes that did not reach their quorum.";
     "dynamo_forwarded" Counter "dynamo: requests forwarded to an owner.";

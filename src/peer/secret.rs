@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 /// The environment variable a node reads its cluster secret from.
 pub const SECRET_ENV: &str = "VALTHREE_CLUSTER_SECRET";
 
-/// The shortest secret accepted.
+/// The shortest secret accepted, in bytes: the handshake's HMAC is only as strong as the
+/// secret, and anyone who can reach the peer port may try secrets offline against a recorded
+/// handshake, so a short one would be found. `valthree cluster up` makes 64 hex digits.
 pub const MIN_SECRET_LEN: usize = 16;
 
 /// A cluster secret (never printed: its `Debug` is redacted).
@@ -40,6 +42,11 @@ impl ClusterSecret {
         let text = text.trim_end_matches(['\r', '\n']);
         if text.len() < MIN_SECRET_LEN {
             return Err(format!("the cluster secret must be at least {MIN_SECRET_LEN} bytes"));
+        }
+        if text.trim().is_empty() || text.starts_with('\u{feff}') || text.chars().any(char::is_control) {
+            return Err("the cluster secret must be printable text (no control characters, byte-order mark or \
+                        whitespace alone)"
+                .into());
         }
         let derived = sha256(&[b"valthree derived keys\0".as_slice(), text.as_bytes()].concat());
         Ok(Self { derived })
@@ -95,6 +102,9 @@ mod tests {
         assert_ne!(secret.key_for("a"), secret.key_for("b"));
         assert_eq!(format!("{secret:?}"), "ClusterSecret(..)");
         assert!(ClusterSecret::new("short").is_err());
+        assert!(ClusterSecret::new(&"\0".repeat(MIN_SECRET_LEN)).is_err());
+        assert!(ClusterSecret::new(&" ".repeat(MIN_SECRET_LEN)).is_err());
+        assert!(ClusterSecret::new("\u{feff}0123456789abcdef").is_err());
         let (one, two) = (generate().unwrap(), generate().unwrap());
         assert_eq!(one.len(), 64);
         assert_ne!(one, two);

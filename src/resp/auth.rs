@@ -16,6 +16,16 @@
 //!   parallelism: each of a source's connections may wait out its second at once, so a
 //!   guesser is bounded by its connections (`--maxclients`), not by time. A long random
 //!   password (or TLS client certificates) is the real defence.
+//! * **A wrong password repeated** from the same address within [`SOURCE_MEMORY`] is not a
+//!   guess: it tells the client nothing it did not learn the first time. It is counted in INFO
+//!   but not toward the slowdown, and answered at once ([`RepeatedFailures`]). Client libraries
+//!   retry a failed login (redis-py 8 tries eleven times, each on a new connection): while a
+//!   flood of guesses from its network keeps the source slowed, each retry of a mistyped
+//!   password used to wait its full second again (15 s in all); now only the first does.
+//!   What must hold: a wrong password is answered within [`MAX_FAILURE_DELAY`] whatever other
+//!   connections do (the slowdown is a sleep of the connection that failed, never a queue
+//!   behind other connections' failures), a right one is never delayed, and each *new* wrong
+//!   password past the free ones costs its connection up to that second.
 //!
 //! Secrets are compared by their SHA-256 digests, byte for byte without stopping early, so
 //! the time a wrong guess takes says nothing about how much of it was right, nor how long
@@ -81,6 +91,55 @@ impl FailuresBySource {
         }
         *entry = (entry.0.saturating_add(1), now);
         entry.0
+    }
+}
+
+/// Wrong passwords already refused, by exact source address: their repeats are answered at
+/// once. Only a digest of each is kept (SHA-256 of the user and password under a key drawn
+/// at start, so a memory dump does not hold the near-misses of the real password in a form
+/// that can be checked offline), for [`SOURCE_MEMORY`] after its last try, at most
+/// [`MAX_SOURCES`] of them.
+///
+/// What a repeat's fast answer tells: that the same address tried that wrong password in
+/// the last minute. Only a client on that very address can ask, and finding another
+/// client's mistyped password that way costs a full guess per candidate, as any guess does.
+#[derive(Debug)]
+pub struct RepeatedFailures {
+    key: [u8; 32],
+    table: Mutex<HashMap<(IpAddr, [u8; 32]), Instant>>,
+}
+
+impl Default for RepeatedFailures {
+    fn default() -> Self {
+        let mut key = [0u8; 32];
+        // A process-lifetime key; without the system's generator the digests are merely unkeyed.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().secure_random.fill(&mut key);
+        Self { key, table: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl RepeatedFailures {
+    /// True when `source` already failed with these credentials within [`SOURCE_MEMORY`];
+    /// either way they are remembered from `now` on.
+    pub fn repeated(&self, source: IpAddr, username: &[u8], password: &[u8], now: Instant) -> bool {
+        let digest: [u8; 32] = Sha256::new()
+            .chain_update(self.key)
+            .chain_update((username.len() as u64).to_be_bytes())
+            .chain_update(username)
+            .chain_update(password)
+            .finalize()
+            .into();
+        let entry = (source.to_canonical(), digest);
+        let mut table = crate::node::lock(&self.table);
+        if table.len() >= MAX_SOURCES && !table.contains_key(&entry) {
+            table.retain(|_, last| now.saturating_duration_since(*last) < SOURCE_MEMORY);
+            if table.len() >= MAX_SOURCES {
+                let oldest = table.iter().min_by_key(|(_, last)| **last).map(|(k, _)| *k);
+                table.remove(&oldest.expect("not empty"));
+            }
+        }
+        let before = table.insert(entry, now);
+        before.is_some_and(|last| now.saturating_duration_since(last) < SOURCE_MEMORY)
     }
 }
 
@@ -186,6 +245,24 @@ mod tests {
             failures.record(IpAddr::from((i << 8).to_be_bytes()), t0 + Duration::from_secs(1));
         }
         assert!(crate::node::lock(&failures.table).len() <= MAX_SOURCES);
+    }
+
+    #[test]
+    fn a_wrong_password_repeated_from_the_same_address_is_known_and_others_are_not() {
+        let repeated = RepeatedFailures::default();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let t0 = Instant::now();
+        assert!(!repeated.repeated(a, b"default", b"typo", t0));
+        assert!(repeated.repeated(a, b"default", b"typo", t0 + Duration::from_secs(1)));
+        assert!(!repeated.repeated(a, b"default", b"typo2", t0), "another password is a guess");
+        assert!(!repeated.repeated(a, b"other", b"typo", t0), "so is another user");
+        assert!(!repeated.repeated(b, b"default", b"typo", t0), "the exact address, not its network");
+        assert!(!repeated.repeated(a, b"default", b"late", t0));
+        assert!(!repeated.repeated(a, b"default", b"late", t0 + SOURCE_MEMORY), "forgotten after a minute");
+        for i in 0..(MAX_SOURCES as u32 + 10) {
+            repeated.repeated(a, b"default", &i.to_be_bytes(), t0 + Duration::from_secs(2));
+        }
+        assert!(crate::node::lock(&repeated.table).len() <= MAX_SOURCES);
     }
 
     #[test]

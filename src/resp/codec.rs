@@ -90,6 +90,14 @@ impl BufferBudget {
         self.used.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// How many bytes past the limit `bytes` more would take (0: they fit, or no limit).
+    pub fn shortfall(&self, bytes: usize) -> usize {
+        match self.limit {
+            0 => 0,
+            limit => self.used().saturating_add(bytes).saturating_sub(limit),
+        }
+    }
+
     /// Gives back `bytes` taken by [`Self::reserve`].
     pub fn release(&self, bytes: usize) {
         self.used.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
@@ -136,6 +144,8 @@ pub struct RespCodec {
     held: usize,
     /// The most the connection's buffer ever cost.
     peak: usize,
+    /// What the last refused reservation asked for ([`CodecError::OverBudget`]).
+    wanted: usize,
 }
 
 impl RespCodec {
@@ -152,6 +162,7 @@ impl RespCodec {
             budget: None,
             held: 0,
             peak: 0,
+            wanted: 0,
         }
     }
 
@@ -187,6 +198,7 @@ impl RespCodec {
         let Some(budget) = &self.budget else { return Ok(()) };
         if buffered > self.held {
             if !budget.reserve(buffered - self.held) {
+                self.wanted = buffered - self.held;
                 return Err(CodecError::OverBudget);
             }
         } else {
@@ -195,6 +207,11 @@ impl RespCodec {
         self.held = buffered;
         self.peak = self.peak.max(buffered);
         Ok(())
+    }
+
+    /// The bytes the last [`CodecError::OverBudget`] could not get.
+    pub fn wanted(&self) -> usize {
+        self.wanted
     }
 
     /// The most this connection's query buffer ever cost.

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::auth::{allowed_without_auth, auth_required};
 use super::cmd::{Command, Ctx};
 use super::codec::{CodecError, RespCodec};
+use super::eviction::STALLED_AFTER;
 use super::{Reply, ServerState, Session};
 use crate::store::Store;
 
@@ -53,7 +54,14 @@ pub async fn handle<S>(
     let mut codec = RespCodec::new(server.proto_max_bulk_len).with_budget(budget.clone());
     codec.authenticated = session.authenticated;
     let mut framed = Framed::new(socket, codec);
-    let mut output = OutputShare { budget: server.client_buffers.clone(), held: 0, peak: 0, cut: false };
+    framed.set_backpressure_boundary(WRITE_BACKPRESSURE);
+    let mut output = OutputShare {
+        budget: server.client_buffers.clone(),
+        held: 0,
+        peak: 0,
+        cut: false,
+        entry: server.evictor.register(id),
+    };
     let mut queued_since: Option<Instant> = None;
     let mut ahead: Option<Input> = None;
     loop {
@@ -122,6 +130,14 @@ pub async fn handle<S>(
         let request = match next {
             None | Some(Err(CodecError::Io(_))) => break,
             Some(Err(CodecError::OverBudget)) => {
+                // Client eviction: an authenticated client's request makes room by closing
+                // the connections that hold the most output and read none of it.
+                let wanted = framed.codec().wanted();
+                if session.authenticated && server.evictor.make_room(&server.client_buffers, wanted, session.id).await {
+                    // The decoder stopped at its error: start it again on what already arrived.
+                    framed = Framed::from_parts(framed.into_parts());
+                    continue;
+                }
                 tracing::warn!(client = session.id, "query buffers of all clients exceed --maxmemory-clients; closing");
                 let _ = framed
                     .send(Reply::error("ERR client query buffers exceed maxmemory-clients; closing the connection"))
@@ -360,7 +376,10 @@ where
                  is dropped, and the connection closes"
             ))
         }
-    } else if output.settle_within_budget(pending) {
+    } else if output.settle_within_budget(pending)
+        || (server.evictor.make_room(&output.budget, pending.saturating_sub(output.held), session.id).await
+            && output.settle_within_budget(pending))
+    {
         reply
     } else if read_only {
         tracing::warn!(client = session.id, size, "a reply would pass --maxmemory-clients; answered with an error");
@@ -376,6 +395,11 @@ where
              and the connection closes"
         ))
     };
+    // What `feed` would wait for (it flushes a buffer past the backpressure boundary first),
+    // waited for here, where an eviction or the soft limit can end it.
+    if framed.write_buffer().len() >= WRITE_BACKPRESSURE && !flush(framed, output, session, server).await {
+        return false;
+    }
     if framed.feed(reply).await.is_err() {
         return false;
     }
@@ -384,11 +408,13 @@ where
     !closing
 }
 
-/// Sends what the write buffer holds; false when the client is gone, or when it holds more
-/// than `--client-output-buffer-limit`'s soft limit unsent and has read none of it for the
-/// limit's seconds (then it is closed). Unlike Redis, which closes a client that stays above
-/// the soft limit that long even while it reads, a client that keeps reading is never closed
-/// here: a slow reader of a large value is not a client that stopped reading.
+/// Sends what the write buffer holds; false when the client is gone, when the connection was
+/// evicted (see [`super::eviction`]: it read none of its replies while the clients' budget
+/// was full), or when it holds more than `--client-output-buffer-limit`'s soft limit unsent
+/// and has read none of it for the limit's seconds (then it is closed). Unlike Redis, which
+/// closes a client that stays above the soft limit that long even while it reads, a client
+/// that keeps reading is never closed here: a slow reader of a large value is not a client
+/// that stopped reading.
 async fn flush<S>(
     framed: &mut Framed<S, RespCodec>,
     output: &mut OutputShare,
@@ -402,42 +428,68 @@ where
         return false;
     }
     let limit = server.output_limit;
+    let entry = output.entry.holding.clone();
     // Since when the client has read nothing, and what was unsent when last looked.
-    let mut stalled: Option<(Instant, usize)> = None;
-    loop {
+    let mut since = Instant::now();
+    let mut before = framed.write_buffer().len();
+    // For eviction, reading is taking at least READING_PROGRESS at a time: a client that
+    // never reads still lets the kernel's buffers take a trickle now and then.
+    let (mut reading_since, mut reading_mark) = (since, before);
+    let flushed = loop {
         let unsent = framed.write_buffer().len();
-        if !limit.over_soft(unsent) {
-            return framed.flush().await.is_ok();
+        if unsent < before {
+            // The client read some: its time starts again.
+            since = Instant::now();
         }
-        let since = match stalled {
-            Some((since, before)) if unsent >= before => since,
-            // The first look, or the client read some: its time starts again.
-            _ => Instant::now(),
-        };
-        stalled = Some((since, unsent));
-        let left = limit.soft_for.saturating_sub(since.elapsed());
-        if left.is_zero() {
-            tracing::warn!(
-                client = session.id,
-                unsent,
-                "a client read none of its replies for --client-output-buffer-limit's time, with more than its soft \
-                 limit unsent; closing"
-            );
-            server.output_limit_closed.fetch_add(1, Ordering::Relaxed);
-            output.cut = true;
-            return false;
+        before = unsent;
+        if reading_mark.saturating_sub(unsent) >= READING_PROGRESS || unsent > reading_mark {
+            (reading_since, reading_mark) = (Instant::now(), unsent);
+        }
+        output.settle(unsent);
+        entry.set_stalled(unsent > 0 && reading_since.elapsed() >= STALLED_AFTER);
+        let mut wait = SOFT_CHECK;
+        if limit.over_soft(unsent) {
+            let left = limit.soft_for.saturating_sub(since.elapsed());
+            if left.is_zero() {
+                tracing::warn!(
+                    client = session.id,
+                    unsent,
+                    "a client read none of its replies for --client-output-buffer-limit's time, with more than its \
+                     soft limit unsent; closing"
+                );
+                server.output_limit_closed.fetch_add(1, Ordering::Relaxed);
+                break false;
+            }
+            wait = wait.min(left);
         }
         // Flushing is cancel-safe: what was written is gone from the buffer. Look again at
-        // least every SOFT_CHECK to see whether the client read any.
-        match tokio::time::timeout(left.min(SOFT_CHECK), framed.flush()).await {
-            Ok(flushed) => return flushed.is_ok(),
-            Err(_) => continue,
+        // least every SOFT_CHECK whether the client read any.
+        tokio::select! {
+            biased;
+            _ = entry.evicted() => break false,
+            flushed = tokio::time::timeout(wait, framed.flush()) => match flushed {
+                Ok(flushed) => break flushed.is_ok(),
+                Err(_) => continue,
+            },
         }
+    };
+    entry.set_stalled(false);
+    if !flushed {
+        output.cut = true;
     }
+    flushed
 }
 
-/// How often a blocked flush looks whether the client has read below the soft limit.
+/// How often a blocked flush looks whether the client has read any of its unsent output.
 const SOFT_CHECK: Duration = Duration::from_millis(250);
+
+/// What a client must take of its unsent output within [`STALLED_AFTER`] to count as reading
+/// (not to be evicted): 64 KiB, 256 KiB/s.
+const READING_PROGRESS: usize = 64 << 10;
+
+/// A write buffer this large is flushed before another reply is queued (what `Framed::feed`
+/// would otherwise do, out of reach of evictions).
+const WRITE_BACKPRESSURE: usize = 8 << 10;
 
 /// The part of the shared client budget one connection's write buffer holds.
 struct OutputShare {
@@ -445,8 +497,10 @@ struct OutputShare {
     held: usize,
     /// The most it ever held.
     peak: usize,
-    /// Closed for leaving too much unread: nothing more is sent.
+    /// Closed for leaving too much unread, or evicted: nothing more is sent.
     cut: bool,
+    /// What the evictor sees of this connection.
+    entry: super::eviction::Registration,
 }
 
 impl OutputShare {
@@ -460,6 +514,7 @@ impl OutputShare {
         }
         self.held = bytes;
         self.peak = self.peak.max(bytes);
+        self.entry.holding.set_unsent(bytes);
     }
 
     /// Holds `bytes`, unless more than what is held now would pass the limit.
@@ -473,6 +528,7 @@ impl OutputShare {
         }
         self.held = bytes;
         self.peak = self.peak.max(bytes);
+        self.entry.holding.set_unsent(bytes);
         true
     }
 }

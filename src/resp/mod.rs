@@ -1,13 +1,14 @@
 //! The Redis front: RESP2/RESP3 over TCP, one file per command, nothing mode-specific.
 //!
 //! Layers, each using only those before it: the leaves `reply`, `codec`, `session`,
-//! `state` and `auth`; then `cmd` (the command table and one file per command); then
+//! `state`, `auth` and `eviction`; then `cmd` (the command table and one file per command); then
 //! `connection` (one client's request loop); then `server` (the listener).
 
 mod auth;
 pub mod cmd;
 mod codec;
 mod connection;
+mod eviction;
 mod reply;
 mod server;
 mod session;

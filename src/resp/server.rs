@@ -161,6 +161,7 @@ pub async fn serve(
         idle_timeout: config.idle_timeout,
         output_limit: config.output_limit,
         output_limit_closed: AtomicU64::new(0),
+        evictor: Default::default(),
         snapshot_walk_timeout: config.snapshot_walk_timeout,
         snapshot_walks_expired: AtomicU64::new(0),
         local_addr: listener.local_addr()?,
@@ -173,6 +174,7 @@ pub async fn serve(
         freed_since_trim: AtomicUsize::new(0),
         snapshot_walks: Default::default(),
         auth_failures_by_source: Default::default(),
+        auth_repeated_failures: Default::default(),
         auth_failure_log: crate::node::LogThrottle::new(super::auth::FAILURE_LOG_EVERY),
         metrics: config.metrics.clone(),
     });
@@ -282,6 +284,13 @@ fn gauges(state: std::sync::Weak<ServerState>) -> impl Fn(&mut Vec<Sample>) + Se
                  client_output_buffer_limit_disconnections).",
                 Kind::Counter,
                 load(&state.output_limit_closed),
+            ),
+            Sample::new(
+                "valthree_evicted_clients",
+                "Client connections closed to make room in --maxmemory-clients: they held the most unsent \
+                 output and read none of it (INFO's evicted_clients).",
+                Kind::Counter,
+                state.evictor.evicted() as f64,
             ),
             Sample::new(
                 "valthree_client_query_buffers_bytes",

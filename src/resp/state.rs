@@ -30,6 +30,9 @@ pub struct ServerState {
     pub unauthenticated_buffers: Arc<super::codec::BufferBudget>,
     /// What one connection's unsent replies may hold (`--client-output-buffer-limit`).
     pub output_limit: super::OutputLimit,
+    /// Every connection's unsent output, and the evictions made to fit `client_buffers`
+    /// (INFO's `evicted_clients`).
+    pub evictor: Arc<super::eviction::Evictor>,
     /// Connections closed for passing it (INFO's `client_output_buffer_limit_disconnections`).
     pub output_limit_closed: AtomicU64,
     /// Close a connection idle this long (`--timeout`; `None`: never).
@@ -58,6 +61,8 @@ pub struct ServerState {
     pub snapshot_walks: Arc<AtomicUsize>,
     /// Wrong passwords by source address, for the slowdown.
     pub auth_failures_by_source: super::auth::FailuresBySource,
+    /// Wrong passwords already refused, whose repeats are not slowed.
+    pub auth_repeated_failures: super::auth::RepeatedFailures,
     /// Throttles the log line about them.
     pub auth_failure_log: crate::node::LogThrottle,
     /// The node's counters: per command, errors by kind, bytes in and out.

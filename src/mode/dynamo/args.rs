@@ -47,6 +47,10 @@ pub struct DynamoArgs {
     /// dynamo mode: what GET answers for a key with several siblings: the latest one (pick) or -CONFLICT.
     #[arg(long, value_enum, default_value = "pick", help_heading = "dynamo mode")]
     pub sibling_read: SiblingRead,
+    /// dynamo mode: a write that would leave a key with more siblings than this is refused
+    /// (-CONFLICT: resolve them with VGET then VSET under the context read, or a plain SET).
+    #[arg(long, default_value_t = super::node::DEFAULT_MAX_SIBLINGS as u64, value_parser = clap::value_parser!(u64).range(1..), help_heading = "dynamo mode")]
+    pub max_siblings: u64,
     /// dynamo mode: how often the failure detector (SWIM) probes a member.
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration, help_heading = "dynamo mode")]
     pub swim_period: Duration,
@@ -99,6 +103,7 @@ impl DynamoArgs {
         options.max_hints = self.max_hints;
         options.hint_window = self.hint_window;
         options.sibling_read = self.sibling_read;
+        options.max_siblings = usize::try_from(self.max_siblings).unwrap_or(usize::MAX);
         options.swim_period = self.swim_period;
         options.suspect_timeout = self.suspect_timeout;
         options.sloppy_quorum = self.sloppy_quorum;

@@ -25,6 +25,19 @@ use crate::node::NodeId;
 /// A request's id, unique per coordinator; never [`REPAIR`].
 pub type OpId = u64;
 
+/// The refusal of a write that would leave its key with `siblings` siblings, more than `max`
+/// (Riak's `max_siblings`): definite, and it says how to resolve them.
+pub fn too_many_siblings(siblings: u64, max: u64) -> Error {
+    Error::Prefixed {
+        prefix: "CONFLICT",
+        message: format!(
+            "the write would leave the key with {siblings} siblings, more than --max-siblings ({max}); nothing was \
+             written. Resolve them: VGET the key, then VSET the merged value with the context VGET returned (or SET \
+             it, which replaces them all)"
+        ),
+    }
+}
+
 /// The id a read repair is sent under: its answer finds no request and is dropped.
 pub const REPAIR: OpId = 0;
 
@@ -55,6 +68,12 @@ pub enum Response {
     Got(Object),
     /// The replica could not do it (a storage error, a refused object).
     Failed(String),
+    /// The local replica refused a PUT, nothing written: it would have left the key with
+    /// `siblings` siblings, more than `max` (`--max-siblings`).
+    TooManySiblings {
+        siblings: u64,
+        max: u64,
+    },
     /// The call never reached the replica, or its answer was lost (the driver says which
     /// does not matter here: either way the replica did not answer).
     Unreachable(String),
@@ -144,6 +163,8 @@ pub struct Stats {
     pub quorum_failures: u64,
     /// Reads that found more than one live sibling.
     pub sibling_reads: u64,
+    /// Writes refused for leaving their key with more than `--max-siblings` siblings.
+    pub sibling_limit_refusals: u64,
 }
 
 #[derive(Debug)]
@@ -407,6 +428,12 @@ impl Coordinator {
             }
             Response::Merged if from != self.id && written.is_some() => {
                 acks.insert(from);
+            }
+            Response::TooManySiblings { siblings, max } if from == self.id => {
+                *answered = true;
+                self.stats.sibling_limit_refusals += 1;
+                self.output.push(Output::Reply { op, result: Err(too_many_siblings(siblings, max)) });
+                return true;
             }
             Response::Failed(why) | Response::Unreachable(why) if from == self.id => {
                 // The local write failed: its transaction may or may not have committed.

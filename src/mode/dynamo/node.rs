@@ -35,6 +35,10 @@ const INLINE_READS: usize = 16;
 /// Writes one writer-thread transaction carries at most.
 const WRITE_BATCH: usize = 512;
 
+/// The most siblings a write may leave a key with (Riak's `max_siblings` default): blind
+/// writes (VSET with the empty context) each add one, and every read returns them all.
+pub const DEFAULT_MAX_SIBLINGS: usize = 100;
+
 /// What a plain GET answers when a key has several live siblings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum SiblingRead {
@@ -67,6 +71,9 @@ pub struct DynamoOptions {
     /// Hints older than this are dropped unreplayed (`--hint-window`).
     pub hint_window: Duration,
     pub sibling_read: SiblingRead,
+    /// A write that would leave a key with more siblings than this is refused
+    /// (`--max-siblings`, Riak's `max_siblings`).
+    pub max_siblings: usize,
     /// How often the failure detector probes a member (`--swim-period`).
     pub swim_period: Duration,
     /// How long a member stays SUSPECT before it is DEAD (`--suspect-timeout`).
@@ -107,6 +114,7 @@ impl DynamoOptions {
             max_hints: 1_000_000,
             hint_window: Duration::from_secs(3 * 3600),
             sibling_read: SiblingRead::Pick,
+            max_siblings: DEFAULT_MAX_SIBLINGS,
             swim_period: Duration::from_millis(500),
             suspect_timeout: Duration::from_secs(2),
             causality: Causality::Dvv,
@@ -309,6 +317,10 @@ impl Node {
                     for (i, result) in written_at.into_iter().zip(results) {
                         replies[i] = Some(match result {
                             Ok(Written::Put { object, dot }) => Response::Put { object, dot },
+                            Ok(Written::TooManySiblings { siblings }) => Response::TooManySiblings {
+                                siblings: siblings as u64,
+                                max: self.options.max_siblings as u64,
+                            },
                             Ok(_) => Response::Merged,
                             Err(e) => Response::Failed(e.to_string()),
                         });

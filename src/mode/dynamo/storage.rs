@@ -78,6 +78,9 @@ pub enum Written {
     Hint,
     /// A reap: whether the object was still the one to delete.
     Reaped(bool),
+    /// A PUT refused, nothing written: it would have left the key with `siblings` siblings,
+    /// more than `--max-siblings`.
+    TooManySiblings { siblings: usize },
 }
 
 fn db_error(e: impl std::fmt::Display) -> Error {
@@ -93,6 +96,8 @@ pub struct Storage {
     hints_dropped: std::sync::atomic::AtomicU64,
     /// How writes and merges reconcile (only [`Causality::Dvv`] is correct).
     causality: Causality,
+    /// A PUT that would leave a key with more siblings is refused (`--max-siblings`).
+    max_siblings: usize,
     /// The AAE hash trees of what is stored, kept up to date by every commit.
     trees: std::sync::Mutex<Trees>,
     /// Which life of the node this run is, for SWIM ([`Self::life`]).
@@ -229,10 +234,16 @@ impl Storage {
             max_hints: u64::MAX,
             hints_dropped: Default::default(),
             causality: Causality::Dvv,
+            max_siblings: usize::MAX,
             trees: std::sync::Mutex::new(trees),
             life,
         };
         Ok((storage, Counter { next: leased + 1, leased }))
+    }
+
+    /// Refuses a PUT that would leave a key with more than `n` siblings.
+    pub fn set_max_siblings(&mut self, n: usize) {
+        self.max_siblings = n;
     }
 
     /// Keeps at most `n` hints.
@@ -305,6 +316,13 @@ impl Storage {
                         let skey = aae::storage_key(key);
                         let (mut object, old_hash) = load(&objects, key, &skey)?;
                         let context = context.clone().unwrap_or_else(|| object.context().clone());
+                        // Riak's max_siblings: the siblings the context does not cover stay,
+                        // and the write adds one. Checked before a dot is taken.
+                        let kept = object.siblings().iter().filter(|s| !context.covers(s.dot)).count();
+                        if self.causality != Causality::Lww && kept >= self.max_siblings {
+                            results.push(Ok(Written::TooManySiblings { siblings: kept + 1 }));
+                            continue;
+                        }
                         if counter.next > counter.leased {
                             counter.leased = counter.next + LEASE_BLOCK;
                             meta.insert(LEASE, counter.leased).map_err(db_error)?;
@@ -711,6 +729,34 @@ mod tests {
         let results = storage.apply(&mut counter, &[put("k", VersionVector::new(), "z")]).unwrap();
         assert!(matches!(&results[0], Ok(Written::Put { .. })), "{results:?}");
         assert_eq!(storage.get(b"k").unwrap().pick(), Some(&Bytes::from_static(b"z")));
+    }
+
+    #[test]
+    fn a_put_that_would_leave_more_than_max_siblings_is_refused_and_a_covering_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut storage, mut counter) = Storage::open(&FileSystem::real(), dir.path(), 256).unwrap();
+        storage.set_max_siblings(2);
+        let blind = |storage: &Storage, counter: &mut Counter, value: &str| {
+            storage.apply(counter, &[put("k", VersionVector::new(), value)]).unwrap().remove(0).unwrap()
+        };
+        assert!(matches!(blind(&storage, &mut counter, "a"), Written::Put { .. }));
+        assert!(matches!(blind(&storage, &mut counter, "b"), Written::Put { .. }));
+        let stored = storage.get(b"k").unwrap();
+        assert!(matches!(blind(&storage, &mut counter, "c"), Written::TooManySiblings { siblings: 3 }));
+        assert_eq!(storage.get(b"k").unwrap(), stored, "nothing written");
+        // A context covering one sibling leaves two: let in. A plain write covers them all.
+        let one = VersionVector::from_iter([(stored.siblings()[0].dot.actor, stored.siblings()[0].dot.counter)]);
+        let results = storage.apply(&mut counter, &[put("k", one, "d")]).unwrap();
+        assert!(matches!(&results[0], Ok(Written::Put { object, .. }) if object.siblings().len() == 2), "{results:?}");
+        let plain = Write::Put {
+            key: Bytes::from_static(b"k"),
+            context: None,
+            value: Some(Bytes::from_static(b"e")),
+            timestamp_ms: 2,
+            hints: vec![],
+        };
+        let results = storage.apply(&mut counter, &[plain]).unwrap();
+        assert!(matches!(&results[0], Ok(Written::Put { object, .. }) if object.siblings().len() == 1), "{results:?}");
     }
 
     #[test]

@@ -83,6 +83,7 @@ impl DynamoMode {
             }
         };
         storage.set_max_hints(options.max_hints);
+        storage.set_max_siblings(options.max_siblings);
         storage.set_causality(options.causality);
         if options.causality != super::dvv::Causality::Dvv {
             tracing::warn!(causality = ?options.causality, "dynamo: a broken reconciliation, for testing the checker");
@@ -161,6 +162,7 @@ impl DynamoMode {
                 }
                 Ok(ForwardReply::TryAgain(m)) => why.push(format!("n{owner}: {m}")),
                 Ok(ForwardReply::Uncertain(m)) => return Err(Error::Uncertain(format!("n{owner}: {m}"))),
+                Ok(ForwardReply::Conflict(message)) => return Err(Error::Prefixed { prefix: "CONFLICT", message }),
                 Err(e @ (CallError::NotSent(_) | CallError::Refused(_))) => why.push(format!("n{owner}: {e}")),
                 Err(CallError::MaybeSent(m)) => {
                     return Err(Error::Uncertain(format!("the write was forwarded to n{owner}, which failed: {m}")));
@@ -538,6 +540,8 @@ impl Store for DynamoMode {
             ("dynamo_puts".into(), c.puts.to_string()),
             ("dynamo_gets".into(), c.gets.to_string()),
             ("dynamo_sibling_reads".into(), c.sibling_reads.to_string()),
+            ("dynamo_max_siblings".into(), node.options.max_siblings.to_string()),
+            ("dynamo_sibling_limit_refusals".into(), c.sibling_limit_refusals.to_string()),
             ("dynamo_read_repairs".into(), c.read_repairs.to_string()),
             ("dynamo_quorum_failures".into(), c.quorum_failures.to_string()),
             ("dynamo_forwarded".into(), node.stats.forwarded.load(Ordering::Relaxed).to_string()),

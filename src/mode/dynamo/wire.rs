@@ -52,12 +52,16 @@ pub enum ForwardReply {
     /// Not done: certainly not (`TryAgain`), or maybe (`Uncertain`).
     TryAgain(String),
     Uncertain(String),
+    /// Certainly not done, and no other owner should be asked: the key has too many siblings
+    /// (`--max-siblings`); the message says how to resolve them.
+    Conflict(String),
 }
 
 impl ForwardReply {
     pub fn from_error(e: Error) -> Self {
         match e {
             Error::Uncertain(m) => ForwardReply::Uncertain(m),
+            Error::Prefixed { prefix: "CONFLICT", message } => ForwardReply::Conflict(message),
             other => ForwardReply::TryAgain(other.to_string()),
         }
     }

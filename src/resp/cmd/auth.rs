@@ -33,7 +33,7 @@ impl Auth {
         }
         let username = self.username.as_deref().unwrap_or(b"default");
         if !credentials_match(ctx.server.requirepass.as_deref(), username, &self.password) {
-            return Err(ctx.refuse_credentials().await);
+            return Err(ctx.refuse_credentials(username, &self.password).await);
         }
         ctx.session.authenticated = true;
         Ok(Reply::ok())
@@ -42,13 +42,20 @@ impl Auth {
 
 impl Ctx<'_> {
     /// Answers a wrong username or password (AUTH, HELLO ... AUTH): counted, logged now and
-    /// then, and past the free failures of this connection answered late (see
-    /// [`crate::resp::auth`]).
-    pub(super) async fn refuse_credentials(&mut self) -> crate::error::Error {
+    /// then, and past the free failures of this connection or its network answered late —
+    /// unless the same address already tried it (see [`crate::resp::auth`]).
+    pub(super) async fn refuse_credentials(&mut self, username: &[u8], password: &[u8]) -> crate::error::Error {
         use std::sync::atomic::Ordering;
-        self.session.auth_failures = self.session.auth_failures.saturating_add(1);
-        let from_source = self.server.auth_failures_by_source.record(self.session.peer.ip(), std::time::Instant::now());
+        let now = std::time::Instant::now();
         let total = self.server.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let peer = self.session.peer.ip();
+        let repeated = self.server.auth_repeated_failures.repeated(peer, username, password, now);
+        let from_source = if repeated {
+            0
+        } else {
+            self.session.auth_failures = self.session.auth_failures.saturating_add(1);
+            self.server.auth_failures_by_source.record(peer, now)
+        };
         if let Some(held_back) = self.server.auth_failure_log.allow() {
             tracing::warn!(
                 client = self.session.id,
@@ -56,12 +63,15 @@ impl Ctx<'_> {
                 on_this_connection = self.session.auth_failures,
                 total,
                 held_back,
+                repeated,
                 "authentication failed"
             );
         }
-        let delay = failure_delay(self.session.auth_failures.max(from_source));
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+        if !repeated {
+            let delay = failure_delay(self.session.auth_failures.max(from_source));
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
         }
         wrong_pass()
     }

@@ -48,7 +48,7 @@ impl Hello {
         };
         if let Some((user, pass)) = &self.auth {
             if !credentials_match(ctx.server.requirepass.as_deref(), user, pass) {
-                return Err(ctx.refuse_credentials().await);
+                return Err(ctx.refuse_credentials(user, pass).await);
             }
             ctx.session.authenticated = true;
         }

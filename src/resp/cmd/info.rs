@@ -76,6 +76,7 @@ impl Info {
                         "client_output_buffer_limit_disconnections",
                         &server.output_limit_closed.load(Ordering::Relaxed),
                     );
+                    line("evicted_clients", &server.evictor.evicted());
                     line("snapshot_walks", &server.snapshot_walks.load(Ordering::Relaxed));
                     line("total_net_input_bytes", &server.metrics.net_input_bytes.load(Ordering::Relaxed));
                     line("total_net_output_bytes", &server.metrics.net_output_bytes.load(Ordering::Relaxed));
