@@ -1579,7 +1579,7 @@ async fn churning_peer_connections_past_the_cap_fails_no_forwarded_write() {
 /// connection to `addr` proving `secret`, and returns the call's gRPC status, if it ends
 /// within two minutes.
 async fn send_message(addr: &str, secret: &valthree::peer::ClusterSecret, path: &str, message: &[u8]) -> Option<i32> {
-    let mut send = raw_peer_connection(addr, secret).await;
+    let send = raw_peer_connection(addr, secret).await;
     let request = http::Request::post(format!("http://{addr}{path}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
@@ -1658,7 +1658,10 @@ async fn a_batch_of_empty_messages_cannot_decode_beyond_the_budget() {
         })
         .collect();
     let (peak, took, statuses) = peak_growth(pid, calls).await;
-    eprintln!("four 15 MB batches of empty messages: the node grew by {} MB at most, in {took:?}: {statuses:?}", peak / MB);
+    eprintln!(
+        "four 15 MB batches of empty messages: the node grew by {} MB at most, in {took:?}: {statuses:?}",
+        peak / MB
+    );
     assert!(statuses.iter().all(|s| *s != Some(0)), "a batch of 7.8 million empty messages is refused: {statuses:?}");
     assert!(peak < 256 * MB, "four 15 MB messages grew the node by {} MB", peak / MB);
     tokio::task::block_in_place(|| still_serves(&addrs[0]));
@@ -1725,13 +1728,16 @@ async fn an_append_entries_of_blank_entries_cannot_decode_beyond_the_budget() {
     let calls = (0..4)
         .map(|_| {
             let (target, secret, message) = (target.clone(), secret.clone(), message.clone());
-            tokio::spawn(
-                async move { send_message(&target, &secret, "/valthree.peer.RaftPeer/AppendEntries", &message).await },
-            )
+            tokio::spawn(async move {
+                send_message(&target, &secret, "/valthree.peer.RaftPeer/AppendEntries", &message).await
+            })
         })
         .collect();
     let (peak, took, statuses) = peak_growth(pid, calls).await;
-    eprintln!("four 15 MB AppendEntries of blank entries: the node grew by {} MB at most, in {took:?}: {statuses:?}", peak / MB);
+    eprintln!(
+        "four 15 MB AppendEntries of blank entries: the node grew by {} MB at most, in {took:?}: {statuses:?}",
+        peak / MB
+    );
     assert!(statuses.iter().all(|s| *s != Some(0)), "{statuses:?}");
     assert!(peak < 256 * MB, "four 15 MB messages grew the node by {} MB", peak / MB);
     tokio::task::block_in_place(|| still_serves(&addrs[0]));
@@ -1768,7 +1774,10 @@ async fn a_replica_batch_of_empty_gets_cannot_decode_beyond_the_budget() {
         })
         .collect();
     let (peak, took, statuses) = peak_growth(pid, calls).await;
-    eprintln!("four 15 MB replica batches of empty GETs: the node grew by {} MB at most, in {took:?}: {statuses:?}", peak / MB);
+    eprintln!(
+        "four 15 MB replica batches of empty GETs: the node grew by {} MB at most, in {took:?}: {statuses:?}",
+        peak / MB
+    );
     assert!(statuses.iter().all(|s| *s != Some(0)), "{statuses:?}");
     assert!(peak < 256 * MB, "four 15 MB messages grew the node by {} MB", peak / MB);
     tokio::task::block_in_place(|| still_serves(&addrs[0]));

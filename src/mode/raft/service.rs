@@ -117,8 +117,7 @@ pub(super) fn lost_data_message(id: NodeId, incarnation: u64, known: u64) -> Str
 #[tonic::async_trait]
 impl RaftPeer for Service {
     async fn append_entries(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
-        let payload = request.into_inner();
-        let Addressed { to, rpc }: Addressed<AppendEntriesRequest<TypeConfig>> = decode(&payload)?;
+        let Addressed { to, rpc }: Addressed<AppendEntriesRequest<TypeConfig>> = decode(&request)?;
         self.check_addressee(to)?;
         self.check_term(&rpc.vote)?;
         let result = self.inner.raft.append_entries(rpc).await;
@@ -126,8 +125,7 @@ impl RaftPeer for Service {
     }
 
     async fn vote(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
-        let payload = request.into_inner();
-        let Addressed { to, rpc }: Addressed<VoteRequest<NodeId>> = decode(&payload)?;
+        let Addressed { to, rpc }: Addressed<VoteRequest<NodeId>> = decode(&request)?;
         self.check_addressee(to)?;
         self.check_term(&rpc.vote)?;
         let result = self.inner.raft.vote(rpc).await;
@@ -135,8 +133,7 @@ impl RaftPeer for Service {
     }
 
     async fn install_snapshot(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
-        let payload = request.into_inner();
-        let Addressed { to, rpc }: Addressed<InstallSnapshotRequest<TypeConfig>> = decode(&payload)?;
+        let Addressed { to, rpc }: Addressed<InstallSnapshotRequest<TypeConfig>> = decode(&request)?;
         self.check_addressee(to)?;
         self.check_term(&rpc.vote)?;
         let result = self.inner.raft.install_snapshot(rpc).await;
@@ -144,8 +141,7 @@ impl RaftPeer for Service {
     }
 
     async fn forward(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
-        let payload = request.into_inner();
-        let reply = match decode::<Forwarded>(&payload)? {
+        let reply = match decode::<Forwarded>(&request)? {
             Forwarded::Write(request) => self.inner.write_here(request).await,
             Forwarded::Membership(change) => match self.inner.change_here(change).await {
                 Ok(lines) => ForwardReply::Membership(lines),
@@ -170,9 +166,8 @@ impl RaftPeer for Service {
     }
 
     async fn campaign(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
-        let payload = request.into_inner();
-        let () = decode(&payload)?;
-        let outcome: Result<(), String> = self.inner.campaign(payload.from).await;
+        let () = decode(&request)?;
+        let outcome: Result<(), String> = self.inner.campaign(request.get_ref().from).await;
         Ok(tonic::Response::new(encode(self.inner.id, &outcome)?))
     }
 }
