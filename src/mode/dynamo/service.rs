@@ -20,12 +20,16 @@ type RpcResult = std::result::Result<tonic::Response<proto::DynamoPayload>, toni
 impl DynamoPeer for Service {
     async fn replica(&self, request: tonic::Request<proto::DynamoPayload>) -> RpcResult {
         let batch: ReplicaBatch = wire::decode_request(&request)?;
+        // The values are copied out of the payload: it need not be held beside them.
+        drop(request);
         let replies = self.node.local_replica(batch, true).await;
         Ok(tonic::Response::new(wire::encode(self.node.id, &replies)?))
     }
 
     async fn forward(&self, request: tonic::Request<proto::DynamoPayload>) -> RpcResult {
         let Forwarded { key, context, value, w } = wire::decode_request(&request)?;
+        // The values are copied out of the payload: it need not be held beside them.
+        drop(request);
         // A stopping node coordinates no new write (its sender asks the next owner) and
         // finishes the ones it took before its background work stops.
         let _running = self.node.peer_commands.admit(format!("n{}", self.node.id))?;

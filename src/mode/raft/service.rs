@@ -118,6 +118,8 @@ pub(super) fn lost_data_message(id: NodeId, incarnation: u64, known: u64) -> Str
 impl RaftPeer for Service {
     async fn append_entries(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
         let Addressed { to, rpc }: Addressed<AppendEntriesRequest<TypeConfig>> = decode(&request)?;
+        // The values are copied out of the payload: it need not be held beside them.
+        drop(request);
         self.check_addressee(to)?;
         self.check_term(&rpc.vote)?;
         let result = self.inner.raft.append_entries(rpc).await;
@@ -134,6 +136,8 @@ impl RaftPeer for Service {
 
     async fn install_snapshot(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
         let Addressed { to, rpc }: Addressed<InstallSnapshotRequest<TypeConfig>> = decode(&request)?;
+        // The values are copied out of the payload: it need not be held beside them.
+        drop(request);
         self.check_addressee(to)?;
         self.check_term(&rpc.vote)?;
         let result = self.inner.raft.install_snapshot(rpc).await;
@@ -141,7 +145,9 @@ impl RaftPeer for Service {
     }
 
     async fn forward(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
-        let reply = match decode::<Forwarded>(&request)? {
+        let forwarded = decode::<Forwarded>(&request)?;
+        drop(request);
+        let reply = match forwarded {
             Forwarded::Write(request) => self.inner.write_here(request).await,
             Forwarded::Membership(change) => match self.inner.change_here(change).await {
                 Ok(lines) => ForwardReply::Membership(lines),
