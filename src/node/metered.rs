@@ -1,14 +1,18 @@
-//! A serde deserializer that meters what a decode takes in memory beyond its input: every
-//! element of a sequence or map costs its in-memory size, twice (the vector or map holding
-//! it has slack), taken from a [`Meter`] before the element is decoded.
+//! A serde deserializer that meters what a decode takes in memory beyond its input, taken
+//! from a [`Meter`] before it is allocated: a sequence's elements as a `Vec` holds them (serde
+//! reserves what the format announces, up to 1 MiB, then the vector doubles as it fills), a
+//! map's entries at twice their size (a tree's nodes have slack), and each byte string or
+//! string an allocation's overhead beside its bytes.
 //!
 //! Why: postcard writes a vector as its length and its elements, and an element may take a
 //! byte or two on the wire (a blank raft entry, a dynamo GET of the empty key) and a hundred
 //! decoded, so a message from a peer could decode to fifty times its size before any handler
 //! looked at it. The peer message budget charges a message's bytes when they arrive; what
 //! their decoding adds is charged here, as it happens, and the decode stops with an error as
-//! soon as the meter has no more room. Byte strings are not metered: a decoded byte string
-//! costs at most the input bytes it was read from.
+//! soon as the meter has no more room. The bytes of byte strings are not metered: a decoded
+//! byte string costs the input bytes it was copied from (the caller drops the input once
+//! decoded), but each is an allocation of its own, which costs more than a short string's
+//! bytes.
 //!
 //! The wrapper is transparent otherwise: every call goes to the wrapped deserializer, every
 //! visitor, sequence, map and enum it hands out is wrapped in turn, so nested collections
@@ -67,11 +71,26 @@ impl<'m> Meter<'m> {
         Ok(())
     }
 
-    /// Takes what one element of type `T` costs, or says why not.
-    fn element<T, E: de::Error>(&self) -> Result<(), E> {
+    /// Takes what the allocation of a string of `len` bytes costs beside them, or says why not.
+    fn allocation<E: de::Error>(&self, len: usize) -> Result<(), E> {
+        match len {
+            0 => Ok(()),
+            _ => self.take(ALLOCATION),
+        }
+    }
+
+    /// Takes what one map entry of type `T` costs, or says why not.
+    fn entry<T, E: de::Error>(&self) -> Result<(), E> {
         self.take(2 * std::mem::size_of::<T>().max(1) as u64)
     }
 }
+
+/// What serde's `Vec` reserves at most before its first element, whatever length the format
+/// announces (serde's own cap).
+const PREALLOCATED: usize = 1 << 20;
+
+/// What an allocation of its own (a byte string's, a string's) costs beside its bytes.
+const ALLOCATION: u64 = 32;
 
 /// A deserializer whose collections are metered by `meter`.
 pub struct Metered<'a, 'm, D> {
@@ -202,13 +221,30 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, '_, V> {
         visit_f32(f32),
         visit_f64(f64),
         visit_char(char),
-        visit_str(&str),
-        visit_borrowed_str(&'de str),
         visit_string(String),
-        visit_bytes(&[u8]),
-        visit_borrowed_bytes(&'de [u8]),
         visit_byte_buf(Vec<u8>),
     );
+
+    // Decoded from borrowed input, these are copied into an allocation of their own.
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        self.meter.allocation(v.len())?;
+        self.inner.visit_str(v)
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        self.meter.allocation(v.len())?;
+        self.inner.visit_borrowed_str(v)
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+        self.meter.allocation(v.len())?;
+        self.inner.visit_bytes(v)
+    }
+
+    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+        self.meter.allocation(v.len())?;
+        self.inner.visit_borrowed_bytes(v)
+    }
 
     fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
         self.inner.visit_none()
@@ -227,7 +263,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, '_, V> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        self.inner.visit_seq(Wrap { inner: seq, meter: self.meter, fixed: self.fixed })
+        self.inner.visit_seq(Seq { inner: seq, meter: self.meter, fixed: self.fixed, len: 0, capacity: None })
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
@@ -247,14 +283,52 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Wrap<'_, '_, S> {
     }
 }
 
-impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Wrap<'_, '_, A> {
+/// A sequence being decoded, and the vector its elements go to as the meter sees it.
+struct Seq<'a, 'm, A> {
+    inner: A,
+    meter: &'a Meter<'m>,
+    /// A tuple's or struct's fields, held inline: not charged, only what they hold.
+    fixed: bool,
+    /// Elements decoded, and the vector's capacity (once its element type is known).
+    len: usize,
+    capacity: Option<usize>,
+}
+
+impl<A> Seq<'_, '_, A> {
+    /// Takes what the vector reserves before its element of type `T` at `len` (`hint`
+    /// elements announced), as `Vec` grows: serde's preallocation, then doubling.
+    fn reserve<T, E: de::Error>(&mut self, hint: Option<usize>) -> Result<(), E> {
+        let size = std::mem::size_of::<T>().max(1);
+        let capacity = match self.capacity {
+            Some(capacity) => capacity,
+            None => {
+                let preallocated = hint.unwrap_or(0).min(PREALLOCATED / size);
+                self.meter.take((preallocated * size) as u64)?;
+                preallocated
+            }
+        };
+        let grown = match self.len < capacity {
+            true => capacity,
+            false => (2 * capacity).max(4).max(self.len + 1),
+        };
+        self.meter.take(((grown - capacity) * size) as u64)?;
+        self.capacity = Some(grown);
+        Ok(())
+    }
+}
+
+impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Seq<'_, '_, A> {
     type Error = A::Error;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, A::Error> {
-        if !self.fixed {
-            self.meter.element::<T::Value, A::Error>()?;
+        let hint = self.inner.size_hint();
+        // Past the last element the format says so (postcard counts down): nothing is pushed.
+        if !self.fixed && hint != Some(0) {
+            self.reserve::<T::Value, A::Error>(hint.map(|left| left + self.len))?;
         }
-        self.inner.next_element_seed(Wrap::new(seed, self.meter))
+        let element = self.inner.next_element_seed(Wrap::new(seed, self.meter))?;
+        self.len += 1;
+        Ok(element)
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -266,12 +340,12 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Wrap<'_, '_, A> {
     type Error = A::Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
-        self.meter.element::<K::Value, A::Error>()?;
+        self.meter.entry::<K::Value, A::Error>()?;
         self.inner.next_key_seed(Wrap::new(seed, self.meter))
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
-        self.meter.element::<V::Value, A::Error>()?;
+        self.meter.entry::<V::Value, A::Error>()?;
         self.inner.next_value_seed(Wrap::new(seed, self.meter))
     }
 
