@@ -27,6 +27,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 pub struct Refused {
     /// It would have taken more memory than there was room for (it may be well formed).
     pub no_room: bool,
+    /// What was wrong, for the log and the caller.
     pub message: String,
 }
 

@@ -94,7 +94,9 @@ const ALLOCATION: u64 = 32;
 
 /// A deserializer whose collections are metered by `meter`.
 pub struct Metered<'a, 'm, D> {
+    /// The deserializer wrapped (postcard's).
     pub inner: D,
+    /// Where what the decode takes is charged.
     pub meter: &'a Meter<'m>,
 }
 
