@@ -323,12 +323,21 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Seq<'_, '_, A> {
     type Error = A::Error;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, A::Error> {
-        let hint = self.inner.size_hint();
-        // Past the last element the format says so (postcard counts down): nothing is pushed.
-        if !self.fixed && hint != Some(0) {
-            self.reserve::<T::Value, A::Error>(hint.map(|left| left + self.len))?;
+        // Within what is reserved already nothing is taken (the common case: a byte at a time
+        // of a snapshot's chunk).
+        if !self.fixed && self.capacity.is_none_or(|capacity| self.len >= capacity) {
+            let hint = self.inner.size_hint();
+            // Past the last element the format says so (postcard counts down): nothing is pushed.
+            if hint != Some(0) {
+                self.reserve::<T::Value, A::Error>(hint.map(|left| left + self.len))?;
+            }
         }
-        let element = self.inner.next_element_seed(Wrap::new(seed, self.meter))?;
+        // An element smaller than a pointer owns no memory of its own (a byte of a snapshot's
+        // chunk): it is decoded as it is, without the wrapping.
+        let element = match std::mem::size_of::<T::Value>() < std::mem::size_of::<usize>() {
+            true => self.inner.next_element_seed(seed)?,
+            false => self.inner.next_element_seed(Wrap::new(seed, self.meter))?,
+        };
         self.len += 1;
         Ok(element)
     }
