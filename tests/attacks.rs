@@ -1792,3 +1792,211 @@ fn blind_writes_cannot_pile_up_siblings_past_max_siblings() {
     assert_eq!(info_line(&server.addr(), "dynamo_max_siblings"), "100");
     assert_eq!(info_line(&server.addr(), "dynamo_sibling_limit_refusals"), "51");
 }
+
+/// Sends one gRPC message of `message` bytes (protobuf, unframed) to `path` on a fresh
+/// connection to `addr` proving `secret`, and returns the call's gRPC status, if it ends
+/// within two minutes.
+async fn send_message(addr: &str, secret: &valthree::peer::ClusterSecret, path: &str, message: &[u8]) -> Option<i32> {
+    let send = raw_peer_connection(addr, secret).await;
+    let request = http::Request::post(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let mut ready = send.ready().await.ok()?;
+    let (response, mut stream) = ready.send_request(request, false).ok()?;
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    framed.extend_from_slice(message);
+    stream.send_data(framed.into(), true).ok()?;
+    tokio::time::timeout(Duration::from_secs(120), grpc_status(response)).await.ok().flatten()
+}
+
+/// Runs `calls` at once against the node `pid`, sampling its resident memory until they are
+/// done: how much it grew at most, how long they took, and their gRPC statuses.
+async fn peak_growth(pid: u32, calls: Vec<tokio::task::JoinHandle<Option<i32>>>) -> (u64, Duration, Vec<Option<i32>>) {
+    let (before, started) = (rss(pid), Instant::now());
+    let mut peak = 0;
+    while !calls.iter().all(|c| c.is_finished()) {
+        peak = peak.max(rss(pid).saturating_sub(before));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = started.elapsed();
+    let mut statuses = Vec::new();
+    for call in calls {
+        statuses.push(call.await.unwrap());
+    }
+    (peak, took, statuses)
+}
+
+/// A client on `addr` still writes and reads, within a minute.
+fn still_serves(addr: &str) {
+    common::wait_until(Duration::from_secs(60), "a write after the attack", || {
+        redis::cmd("SET").arg("after").arg("v").query::<()>(&mut common::redis(addr)).is_ok()
+    });
+    let read: String = redis::cmd("GET").arg("after").query(&mut common::redis(addr)).unwrap();
+    assert_eq!(read, "v");
+}
+
+/// A varint as protobuf and postcard write one.
+fn varint(mut n: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    while n >= 0x80 {
+        bytes.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    bytes.push(n as u8);
+    bytes
+}
+
+/// Issue 25, item C: the budget charged a message's wire bytes, but a `PaxosBatch` of empty
+/// messages (`12 00`, two bytes each) decodes to some fifty times that before anything looks
+/// at it: one 15 MB message took 834 MB of the node, four at once 1.7 GB (the budget here is
+/// 2 × 8 MiB + 32 MiB). Now a message's elements are counted as it arrives and charged at
+/// what they take decoded; a message with more than a batch's worth is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_empty_messages_cannot_decode_beyond_the_budget() {
+    use valthree::peer::{PeerClient, proto};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = tokio::task::block_in_place(|| common::up(&dir, "paxos", &["--proto-max-bulk-len", "8mb"]));
+    let _down = common::Down(&dir);
+    let addrs = common::addrs(&status);
+    let target = peer_addr(&status, 0);
+    let pid = u32::try_from(status["nodes"][0]["pid"].as_u64().unwrap()).unwrap();
+    let secret = cluster_secret(&dir);
+    // The connection is proven (the cluster is up and its nodes talk) before measuring.
+    tokio::task::block_in_place(|| still_serves(&addrs[0]));
+
+    let empties: std::sync::Arc<[u8]> = b"\x12\x00".repeat(15 << 19).into();
+    let calls = (0..4)
+        .map(|_| {
+            let (target, secret, empties) = (target.clone(), secret.clone(), empties.clone());
+            tokio::spawn(async move { send_message(&target, &secret, "/valthree.peer.Peer/Paxos", &empties).await })
+        })
+        .collect();
+    let (peak, took, statuses) = peak_growth(pid, calls).await;
+    eprintln!(
+        "four 15 MB batches of empty messages: the node grew by {} MB at most, in {took:?}: {statuses:?}",
+        peak / MB
+    );
+    assert!(statuses.iter().all(|s| *s != Some(0)), "a batch of 7.8 million empty messages is refused: {statuses:?}");
+    assert!(peak < 256 * MB, "four 15 MB messages grew the node by {} MB", peak / MB);
+    tokio::task::block_in_place(|| still_serves(&addrs[0]));
+
+    // A real batch of many small messages is still answered, every message of it.
+    let messages = 16_384;
+    let batch = proto::PaxosBatch {
+        from: 9,
+        messages: (0..messages)
+            .map(|round| proto::PaxosMessage {
+                key: format!("small-{round}").into_bytes().into(),
+                round,
+                request: Some(proto::paxos_message::Request::Prepare(proto::Prepare {
+                    ballot: Some(proto::Ballot { counter: 1, node: 9 }),
+                })),
+            })
+            .collect(),
+    };
+    let channel = peer_channel(&target, &secret);
+    let replies = until_connected(|| {
+        let (channel, batch) = (channel.clone(), batch.clone());
+        async move { PeerClient::new(channel).max_decoding_message_size(usize::MAX).paxos(batch).await }
+    })
+    .await
+    .expect("a batch of small prepares is answered");
+    assert_eq!(replies.into_inner().replies.len(), messages as usize);
+}
+
+/// Issue 25, item C, raft: an AppendEntries carries its entries postcard-encoded inside the
+/// payload's bytes, decoded by the handler; a blank entry takes four bytes there and a
+/// hundred once decoded. A 15 MB payload of blank entries must cost the node no more than its
+/// budget, and be refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_entries_of_blank_entries_cannot_decode_beyond_the_budget() {
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+    use valthree::mode::raft::TypeConfig;
+    use valthree::peer::proto;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = tokio::task::block_in_place(|| common::up(&dir, "raft", &["--proto-max-bulk-len", "8mb"]));
+    let _down = common::Down(&dir);
+    let addrs = common::addrs(&status);
+    let target = peer_addr(&status, 0);
+    let pid = u32::try_from(status["nodes"][0]["pid"].as_u64().unwrap()).unwrap();
+    let secret = cluster_secret(&dir);
+    tokio::task::block_in_place(|| still_serves(&addrs[0]));
+
+    // An addressed AppendEntriesRequest (to, vote, prev_log_id, entries, leader_commit), as
+    // postcard writes one, with millions of blank entries.
+    let blank = postcard::to_stdvec(&Entry::<TypeConfig> {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+        payload: EntryPayload::Blank,
+    })
+    .unwrap();
+    let entries = (15 << 20) / blank.len();
+    let mut body = varint(1);
+    body.extend(postcard::to_stdvec(&Vote::new(1, 1)).unwrap());
+    body.push(0);
+    body.extend(varint(entries as u64));
+    body.extend(blank.repeat(entries));
+    body.push(0);
+    let message = prost::Message::encode_to_vec(&proto::RaftPayload { from: 9, body: body.into() });
+    let message: std::sync::Arc<[u8]> = message.into();
+    let calls = (0..4)
+        .map(|_| {
+            let (target, secret, message) = (target.clone(), secret.clone(), message.clone());
+            tokio::spawn(async move {
+                send_message(&target, &secret, "/valthree.peer.RaftPeer/AppendEntries", &message).await
+            })
+        })
+        .collect();
+    let (peak, took, statuses) = peak_growth(pid, calls).await;
+    eprintln!(
+        "four 15 MB AppendEntries of blank entries: the node grew by {} MB at most, in {took:?}: {statuses:?}",
+        peak / MB
+    );
+    assert!(statuses.iter().all(|s| *s != Some(0)), "{statuses:?}");
+    assert!(peak < 256 * MB, "four 15 MB messages grew the node by {} MB", peak / MB);
+    tokio::task::block_in_place(|| still_serves(&addrs[0]));
+}
+
+/// Issue 25, item C, dynamo: a replica batch is a postcard vector inside the payload's bytes;
+/// a GET of the empty key takes three bytes there and a hundred or more decoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_batch_of_empty_gets_cannot_decode_beyond_the_budget() {
+    use valthree::mode::dynamo::coordinator::Request;
+    use valthree::peer::proto;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = tokio::task::block_in_place(|| common::up(&dir, "dynamo", &["--proto-max-bulk-len", "8mb"]));
+    let _down = common::Down(&dir);
+    let addrs = common::addrs(&status);
+    let target = peer_addr(&status, 0);
+    let pid = u32::try_from(status["nodes"][0]["pid"].as_u64().unwrap()).unwrap();
+    let secret = cluster_secret(&dir);
+    tokio::task::block_in_place(|| still_serves(&addrs[0]));
+
+    let get = postcard::to_stdvec(&(0u64, Request::Get { key: bytes::Bytes::new() })).unwrap();
+    let gets = (15 << 20) / get.len();
+    let mut body = varint(gets as u64);
+    body.extend(get.repeat(gets));
+    let message = prost::Message::encode_to_vec(&proto::DynamoPayload { from: 9, body: body.into() });
+    let message: std::sync::Arc<[u8]> = message.into();
+    let calls = (0..4)
+        .map(|_| {
+            let (target, secret, message) = (target.clone(), secret.clone(), message.clone());
+            tokio::spawn(
+                async move { send_message(&target, &secret, "/valthree.peer.DynamoPeer/Replica", &message).await },
+            )
+        })
+        .collect();
+    let (peak, took, statuses) = peak_growth(pid, calls).await;
+    eprintln!(
+        "four 15 MB replica batches of empty GETs: the node grew by {} MB at most, in {took:?}: {statuses:?}",
+        peak / MB
+    );
+    assert!(statuses.iter().all(|s| *s != Some(0)), "{statuses:?}");
+    assert!(peak < 256 * MB, "four 15 MB messages grew the node by {} MB", peak / MB);
+    tokio::task::block_in_place(|| still_serves(&addrs[0]));
+}

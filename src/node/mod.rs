@@ -11,6 +11,7 @@ mod fs;
 mod lock;
 mod log_throttle;
 mod member;
+pub mod metered;
 mod options;
 mod tasks;
 

@@ -19,13 +19,17 @@ type RpcResult = std::result::Result<tonic::Response<proto::DynamoPayload>, toni
 #[tonic::async_trait]
 impl DynamoPeer for Service {
     async fn replica(&self, request: tonic::Request<proto::DynamoPayload>) -> RpcResult {
-        let batch: ReplicaBatch = wire::decode(request.get_ref())?;
+        let batch: ReplicaBatch = wire::decode_request(&request)?;
+        // The values are copied out of the payload: it need not be held beside them.
+        drop(request);
         let replies = self.node.local_replica(batch, true).await;
         Ok(tonic::Response::new(wire::encode(self.node.id, &replies)?))
     }
 
     async fn forward(&self, request: tonic::Request<proto::DynamoPayload>) -> RpcResult {
-        let Forwarded { key, context, value, w } = wire::decode(request.get_ref())?;
+        let Forwarded { key, context, value, w } = wire::decode_request(&request)?;
+        // The values are copied out of the payload: it need not be held beside them.
+        drop(request);
         // A stopping node coordinates no new write (its sender asks the next owner) and
         // finishes the ones it took before its background work stops.
         let _running = self.node.peer_commands.admit(format!("n{}", self.node.id))?;
@@ -56,13 +60,13 @@ impl DynamoPeer for Service {
 
     async fn anti_entropy(&self, request: tonic::Request<proto::DynamoPayload>) -> RpcResult {
         let from = request.get_ref().from;
-        let question: AaeRequest = wire::decode(request.get_ref())?;
+        let question: AaeRequest = wire::decode_request(&request)?;
         let reply = super::anti_entropy::answer(&self.node, from, question).await;
         Ok(tonic::Response::new(wire::encode(self.node.id, &reply)?))
     }
 
     async fn scan(&self, request: tonic::Request<proto::DynamoPayload>) -> RpcResult {
-        let ScanRequest { cursor, count } = wire::decode(request.get_ref())?;
+        let ScanRequest { cursor, count } = wire::decode_request(&request)?;
         let storage = self.node.storage.clone();
         let listing = tokio::task::spawn_blocking(move || storage.scan(cursor, count as usize))
             .await

@@ -105,3 +105,11 @@ pub fn encode<T: Serialize>(from: NodeId, value: &T) -> Result<proto::DynamoPayl
 pub fn decode<T: DeserializeOwned>(payload: &proto::DynamoPayload) -> Result<T, tonic::Status> {
     codec::decode(&payload.body).map_err(tonic::Status::invalid_argument)
 }
+
+/// Decodes a peer's call, what it decodes to charged to the call's share of the node's peer
+/// message budget (see [`codec::decode_within`]).
+pub fn decode_request<T: DeserializeOwned>(request: &tonic::Request<proto::DynamoPayload>) -> Result<T, tonic::Status> {
+    let budget = crate::peer::ReplyBudget::of(request);
+    let room = |bytes| budget.as_ref().is_none_or(|budget| budget.try_take(bytes));
+    codec::decode_within(&request.get_ref().body, &room).map_err(tonic::Status::from)
+}

@@ -116,6 +116,16 @@ impl Connection {
         };
         let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
             Err(_) => return Err(RPCError::Network(NetworkError::new(&std::io::Error::other("timed out")))),
+            // The receiver had no room in its peer message budget to decode this many entries
+            // (it is busy with large values): send fewer at a time.
+            Ok(Err(status))
+                if kind == RaftCall::Append
+                    && status.code() == tonic::Code::ResourceExhausted
+                    && self.last_entries > 1 =>
+            {
+                let fewer = (self.last_entries / 2).max(1);
+                return Err(RPCError::PayloadTooLarge(openraft::error::PayloadTooLarge::new_entries_hint(fewer)));
+            }
             // A peer that cannot be reached (or that this node is cut off from) is
             // unreachable: openraft then backs off instead of retrying at once.
             Ok(Err(status)) if peer::CallError::from_status(&status).certainly_not_run() => {

@@ -96,8 +96,21 @@ pub(super) fn encode<T: Serialize>(from: NodeId, value: &T) -> std::result::Resu
     Ok(proto::RaftPayload { from, body: body.into() })
 }
 
-pub(super) fn decode<T: DeserializeOwned>(payload: &proto::RaftPayload) -> std::result::Result<T, tonic::Status> {
-    codec::decode(&payload.body).map_err(tonic::Status::invalid_argument)
+/// The entries one AppendEntries carries at most. Each may hold a batch of up to a thousand
+/// small writes ([`super::write::PROPOSALS`]), which decode to a few hundred bytes each and
+/// are charged to the receiver's peer message budget as they are decoded: 64 such entries
+/// take about 15 MB, within the budget of a node whose values are small (openraft's default,
+/// 300, took 70 MB). A follower that lags catches up 64 entries a round trip.
+pub(super) const MAX_PAYLOAD_ENTRIES: u64 = 64;
+
+/// Decodes a peer's call, what it decodes to charged to the call's share of the node's peer
+/// message budget (see [`codec::decode_within`]).
+pub(super) fn decode<T: DeserializeOwned>(
+    request: &tonic::Request<proto::RaftPayload>,
+) -> std::result::Result<T, tonic::Status> {
+    let budget = crate::peer::ReplyBudget::of(request);
+    let room = |bytes| budget.as_ref().is_none_or(|budget| budget.try_take(bytes));
+    codec::decode_within(&request.get_ref().body, &room).map_err(tonic::Status::from)
 }
 
 impl Inner {
@@ -205,6 +218,7 @@ impl RaftMode {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every.max(1)),
             max_in_snapshot_log_to_keep: options.snapshot_every / 4,
             snapshot_max_chunk_size: 1 << 20,
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
             // One chunk of a snapshot may take this long to be sent and written (openraft's
             // default, 200 ms, is too short for a loaded machine, and a follower waiting for its
             // snapshot would then start elections).

@@ -117,8 +117,9 @@ pub(super) fn lost_data_message(id: NodeId, incarnation: u64, known: u64) -> Str
 #[tonic::async_trait]
 impl RaftPeer for Service {
     async fn append_entries(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
-        let payload = request.into_inner();
-        let Addressed { to, rpc }: Addressed<AppendEntriesRequest<TypeConfig>> = decode(&payload)?;
+        let Addressed { to, rpc }: Addressed<AppendEntriesRequest<TypeConfig>> = decode(&request)?;
+        // The values are copied out of the payload: it need not be held beside them.
+        drop(request);
         self.check_addressee(to)?;
         self.check_term(&rpc.vote)?;
         let result = self.inner.raft.append_entries(rpc).await;
@@ -126,8 +127,7 @@ impl RaftPeer for Service {
     }
 
     async fn vote(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
-        let payload = request.into_inner();
-        let Addressed { to, rpc }: Addressed<VoteRequest<NodeId>> = decode(&payload)?;
+        let Addressed { to, rpc }: Addressed<VoteRequest<NodeId>> = decode(&request)?;
         self.check_addressee(to)?;
         self.check_term(&rpc.vote)?;
         let result = self.inner.raft.vote(rpc).await;
@@ -135,8 +135,9 @@ impl RaftPeer for Service {
     }
 
     async fn install_snapshot(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
-        let payload = request.into_inner();
-        let Addressed { to, rpc }: Addressed<InstallSnapshotRequest<TypeConfig>> = decode(&payload)?;
+        let Addressed { to, rpc }: Addressed<InstallSnapshotRequest<TypeConfig>> = decode(&request)?;
+        // The values are copied out of the payload: it need not be held beside them.
+        drop(request);
         self.check_addressee(to)?;
         self.check_term(&rpc.vote)?;
         let result = self.inner.raft.install_snapshot(rpc).await;
@@ -144,8 +145,9 @@ impl RaftPeer for Service {
     }
 
     async fn forward(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
-        let payload = request.into_inner();
-        let reply = match decode::<Forwarded>(&payload)? {
+        let forwarded = decode::<Forwarded>(&request)?;
+        drop(request);
+        let reply = match forwarded {
             Forwarded::Write(request) => self.inner.write_here(request).await,
             Forwarded::Membership(change) => match self.inner.change_here(change).await {
                 Ok(lines) => ForwardReply::Membership(lines),
@@ -170,9 +172,8 @@ impl RaftPeer for Service {
     }
 
     async fn campaign(&self, request: tonic::Request<proto::RaftPayload>) -> RpcResult {
-        let payload = request.into_inner();
-        let () = decode(&payload)?;
-        let outcome: Result<(), String> = self.inner.campaign(payload.from).await;
+        let () = decode(&request)?;
+        let outcome: Result<(), String> = self.inner.campaign(request.get_ref().from).await;
         Ok(tonic::Response::new(encode(self.inner.id, &outcome)?))
     }
 }
@@ -223,4 +224,60 @@ pub fn decode_every_message(bytes: &[u8]) {
     let _ = codec::decode::<Forwarded>(bytes);
     let _ = codec::decode::<ForwardReply>(bytes);
     let _ = codec::decode::<ReadIndexReply>(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Mutation;
+    use bytes::Bytes;
+    use openraft::{Entry, EntryPayload, LogId, Vote};
+
+    /// The largest AppendEntries a leader sends of small writes: a payload's most entries,
+    /// each a batch of proposals ([`super::super::write::PROPOSALS`]), is charged well within
+    /// the budget of a node whose values are small (its slack alone).
+    #[test]
+    fn the_largest_append_entries_of_small_writes_decodes_within_a_small_budget() {
+        let request = |seq| Request {
+            session: (1, 42),
+            seq,
+            done_below: seq,
+            command: Command::Mutate(Mutation::Set {
+                key: Bytes::from(format!("key-{seq}")),
+                value: Bytes::from_static(b"v"),
+                options: Default::default(),
+            }),
+        };
+        let per_entry = super::super::write::PROPOSALS.max_items as u64;
+        let most = super::super::node::MAX_PAYLOAD_ENTRIES;
+        let entries = (0..most)
+            .map(|i| Entry::<TypeConfig> {
+                log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), i),
+                payload: EntryPayload::Normal((0..per_entry).map(|seq| request(i * per_entry + seq)).collect()),
+            })
+            .collect();
+        let append = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new(1, 1),
+            prev_log_id: None,
+            leader_commit: None,
+            entries,
+        };
+        let bytes = codec::encode(&Addressed { to: 7, rpc: append }).unwrap();
+        let taken = std::cell::Cell::new(0u64);
+        let room = |bytes| {
+            taken.set(taken.get() + bytes);
+            true
+        };
+        let decoded: Addressed<AppendEntriesRequest<TypeConfig>> = codec::decode_within(&bytes, &room).unwrap();
+        assert_eq!(decoded.rpc.entries.len() as u64, most);
+        eprintln!(
+            "{} bytes on the wire, {} charged decoded (Request {} bytes, Entry {} bytes)",
+            bytes.len(),
+            taken.get(),
+            std::mem::size_of::<Request>(),
+            std::mem::size_of::<Entry<TypeConfig>>()
+        );
+        let budget = crate::peer::MessageBudget::for_values(0).available();
+        assert!(taken.get() <= budget / 2, "{} bytes of a budget of {budget}", taken.get());
+    }
 }
