@@ -206,8 +206,12 @@ fn raft_rolling_restart_is_linearizable_and_moves_leadership_with_a_short_gap() 
     assert_no_client_visible_error(&run, "raft", |(kind, error)| kind == "fail" && error.starts_with("TRYAGAIN"));
     // The followers go first; the leader last, and it hands its leadership over on SIGTERM.
     let steps = run.restart["steps"].to_string();
-    let handed = steps.matches("leadership handed to n").count();
+    let handed = steps.matches("leadership handed over: asked n").count();
     assert_eq!(handed, 1, "raft: leadership should move once, by hand-over: {steps}");
+    // The restart names the node that leads after the move, found by asking the cluster.
+    let named = run.restart["steps"].as_array().unwrap().iter().filter_map(Value::as_str);
+    let named = named.filter(|s| s.contains(" leads now, ")).count();
+    assert_eq!(named, 1, "raft: the restart should name the new leader once: {steps}");
     let gap = longest_write_gap(&run.events);
     eprintln!("raft: longest time without a successful write: {gap:?}; {steps}");
     assert!(gap < MAX_LEADER_MOVE, "raft: writes stopped for {gap:?} while leadership moved: {steps}");
@@ -252,6 +256,27 @@ fn s3_rolling_restart_is_linearizable_and_no_client_sees_an_error() {
     assert_no_client_visible_error(&run, "s3", |(kind, error)| kind == "fail" && error.starts_with("TRYAGAIN"));
 }
 
+/// Without `--json` the rolling restart prints each step once, as it happens, and the summary
+/// last (it was printed twice).
+#[test]
+fn a_rolling_restart_prints_each_step_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    up(&dir, "s3", &[]);
+    let _down = Down(&dir);
+    let out = common::valthree(&["cluster", "--dir", dir.to_str().unwrap(), "rolling-restart"]);
+    assert!(out.status.success(), "rolling-restart failed: {}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let summaries = lines.iter().filter(|l| l.contains("nodes restarted in")).count();
+    assert_eq!(summaries, 1, "the summary once: {stdout}");
+    assert!(lines.last().is_some_and(|l| l.contains("3 nodes restarted in")), "the summary last: {stdout}");
+    for node in ["n1", "n2", "n3"] {
+        let stops = lines.iter().filter(|l| l.contains(&format!("{node}: stopping (SIGTERM)"))).count();
+        assert_eq!(stops, 1, "{node} stopped once: {stdout}");
+    }
+}
+
 /// The leader of a raft cluster, stopped with SIGTERM, hands its leadership to a follower
 /// that holds its whole log, and says so in its last log line.
 #[test]
@@ -276,7 +301,7 @@ fn a_raft_leader_stopped_by_sigterm_hands_its_leadership_over() {
     let said = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_until(Duration::from_secs(20), "the leader's last log line", || said().contains("stopped: "));
     let last = said().lines().rev().find(|l| l.contains("stopped: ")).unwrap().to_string();
-    assert!(last.contains("leadership handed to n"), "{last}");
+    assert!(last.contains("leadership handed over: asked n"), "{last}");
     assert!(last.contains("no command in flight was cut off"), "{last}");
     // Another node leads, and writes go on through any node still up.
     wait_until(Duration::from_secs(10), "a new leader", || {

@@ -93,8 +93,11 @@ impl Inner {
             format!("at index {matched} of {last}")
         };
         match asked {
+            // The voter asked last stood; another one may win (see `campaign`), which only
+            // the cluster can tell now (`cluster rolling-restart` asks it).
             Ok(()) => format!(
-                "leadership handed to n{target} ({caught_up}), which stood for election {:.2}s after the request",
+                "leadership handed over: asked n{target} ({caught_up}) to stand for election, which it did {:.2}s \
+                 after the request",
                 started.elapsed().as_secs_f64()
             ),
             Err(e) => format!(
