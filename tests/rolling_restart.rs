@@ -315,6 +315,63 @@ fn a_raft_leader_stopped_by_sigterm_hands_its_leadership_over() {
     assert_eq!(v, "after");
 }
 
+/// While a node drains after SIGTERM (its listener refuses new clients), `/readyz` says it is
+/// not ready because it is stopping, so a load balancer takes it out; `/livez` still answers.
+#[test]
+fn readyz_says_a_stopping_node_is_not_ready_while_it_drains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (p1, p2, p3, metrics) = (common::free_port(), common::free_port(), common::free_port(), common::free_port());
+    let peers = format!("1=127.0.0.1:{p1},2=127.0.0.1:{p2},3=127.0.0.1:{p3}");
+    let metrics = format!("127.0.0.1:{metrics}");
+    // Its two peers never start: a write waits for a quorum it cannot get, which keeps the
+    // node draining for its whole --shutdown-timeout.
+    let server = Valthree::start(
+        tmp.path(),
+        &[
+            "--mode",
+            "paxos",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--node-id",
+            "1",
+            "--peer-addr",
+            &format!("127.0.0.1:{p1}"),
+            "--peers",
+            &peers,
+            "--shutdown-timeout",
+            "5s",
+            "--metrics-addr",
+            &metrics,
+        ],
+    );
+    let mut raw = common::Raw::connect(server.port);
+    raw.send(&common::request(&[b"SET", b"k", b"v"]));
+    std::thread::sleep(Duration::from_millis(200)); // the SET is running (it waits for peers)
+    server.signal("TERM");
+    wait_until(Duration::from_secs(5), "the client listener refuses", || {
+        std::net::TcpStream::connect(("127.0.0.1", server.port)).is_err()
+    });
+    let (code, body) = http_get(&metrics, "/readyz").expect("/readyz answers while the node drains");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("stopping"), "{body}");
+    let (code, body) = http_get(&metrics, "/livez").expect("/livez answers while the node drains");
+    assert_eq!(code, 200, "{body}");
+}
+
+/// An HTTP/1.0 GET: the status and the body.
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(15))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    Some((head.split_whitespace().nth(1)?.parse().ok()?, body.to_string()))
+}
+
 /// A command still running when `--shutdown-timeout` is up is cut off (its client is told
 /// the outcome is unknown), the node still exits 0, and its last log line counts what was cut.
 #[test]
