@@ -310,7 +310,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
             .map_err(|e| Error::Config(format!("cannot listen for /metrics on {addr}: {e}")))?;
         tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /livez and /readyz");
         let (metrics, store) = (metrics.clone(), store.clone());
-        tokio::spawn(crate::metrics::endpoint::serve(listener, metrics, store, stopping.clone(), stop_endpoint.clone()));
+        tokio::spawn(crate::metrics::endpoint::serve(
+            listener,
+            metrics,
+            store,
+            stopping.clone(),
+            stop_endpoint.clone(),
+        ));
     }
     let config = ServerConfig {
         requirepass,
