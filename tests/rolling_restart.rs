@@ -206,8 +206,12 @@ fn raft_rolling_restart_is_linearizable_and_moves_leadership_with_a_short_gap() 
     assert_no_client_visible_error(&run, "raft", |(kind, error)| kind == "fail" && error.starts_with("TRYAGAIN"));
     // The followers go first; the leader last, and it hands its leadership over on SIGTERM.
     let steps = run.restart["steps"].to_string();
-    let handed = steps.matches("leadership handed to n").count();
+    let handed = steps.matches("leadership handed over: asked n").count();
     assert_eq!(handed, 1, "raft: leadership should move once, by hand-over: {steps}");
+    // The restart names the node that leads after the move, found by asking the cluster.
+    let named = run.restart["steps"].as_array().unwrap().iter().filter_map(Value::as_str);
+    let named = named.filter(|s| s.contains(" leads now, ")).count();
+    assert_eq!(named, 1, "raft: the restart should name the new leader once: {steps}");
     let gap = longest_write_gap(&run.events);
     eprintln!("raft: longest time without a successful write: {gap:?}; {steps}");
     assert!(gap < MAX_LEADER_MOVE, "raft: writes stopped for {gap:?} while leadership moved: {steps}");
@@ -252,6 +256,27 @@ fn s3_rolling_restart_is_linearizable_and_no_client_sees_an_error() {
     assert_no_client_visible_error(&run, "s3", |(kind, error)| kind == "fail" && error.starts_with("TRYAGAIN"));
 }
 
+/// Without `--json` the rolling restart prints each step once, as it happens, and the summary
+/// last (it was printed twice).
+#[test]
+fn a_rolling_restart_prints_each_step_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    up(&dir, "s3", &[]);
+    let _down = Down(&dir);
+    let out = common::valthree(&["cluster", "--dir", dir.to_str().unwrap(), "rolling-restart"]);
+    assert!(out.status.success(), "rolling-restart failed: {}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let summaries = lines.iter().filter(|l| l.contains("nodes restarted in")).count();
+    assert_eq!(summaries, 1, "the summary once: {stdout}");
+    assert!(lines.last().is_some_and(|l| l.contains("3 nodes restarted in")), "the summary last: {stdout}");
+    for node in ["n1", "n2", "n3"] {
+        let stops = lines.iter().filter(|l| l.contains(&format!("{node}: stopping (SIGTERM)"))).count();
+        assert_eq!(stops, 1, "{node} stopped once: {stdout}");
+    }
+}
+
 /// The leader of a raft cluster, stopped with SIGTERM, hands its leadership to a follower
 /// that holds its whole log, and says so in its last log line.
 #[test]
@@ -276,7 +301,7 @@ fn a_raft_leader_stopped_by_sigterm_hands_its_leadership_over() {
     let said = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_until(Duration::from_secs(20), "the leader's last log line", || said().contains("stopped: "));
     let last = said().lines().rev().find(|l| l.contains("stopped: ")).unwrap().to_string();
-    assert!(last.contains("leadership handed to n"), "{last}");
+    assert!(last.contains("leadership handed over: asked n"), "{last}");
     assert!(last.contains("no command in flight was cut off"), "{last}");
     // Another node leads, and writes go on through any node still up.
     wait_until(Duration::from_secs(10), "a new leader", || {
@@ -288,6 +313,63 @@ fn a_raft_leader_stopped_by_sigterm_hands_its_leadership_over() {
     let _: () = redis::cmd("SET").arg("k").arg("after").query(&mut con).unwrap();
     let v: String = redis::cmd("GET").arg("k").query(&mut con).unwrap();
     assert_eq!(v, "after");
+}
+
+/// While a node drains after SIGTERM (its listener refuses new clients), `/readyz` says it is
+/// not ready because it is stopping, so a load balancer takes it out; `/livez` still answers.
+#[test]
+fn readyz_says_a_stopping_node_is_not_ready_while_it_drains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (p1, p2, p3, metrics) = (common::free_port(), common::free_port(), common::free_port(), common::free_port());
+    let peers = format!("1=127.0.0.1:{p1},2=127.0.0.1:{p2},3=127.0.0.1:{p3}");
+    let metrics = format!("127.0.0.1:{metrics}");
+    // Its two peers never start: a write waits for a quorum it cannot get, which keeps the
+    // node draining for its whole --shutdown-timeout.
+    let server = Valthree::start(
+        tmp.path(),
+        &[
+            "--mode",
+            "paxos",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--node-id",
+            "1",
+            "--peer-addr",
+            &format!("127.0.0.1:{p1}"),
+            "--peers",
+            &peers,
+            "--shutdown-timeout",
+            "5s",
+            "--metrics-addr",
+            &metrics,
+        ],
+    );
+    let mut raw = common::Raw::connect(server.port);
+    raw.send(&common::request(&[b"SET", b"k", b"v"]));
+    std::thread::sleep(Duration::from_millis(200)); // the SET is running (it waits for peers)
+    server.signal("TERM");
+    wait_until(Duration::from_secs(5), "the client listener refuses", || {
+        std::net::TcpStream::connect(("127.0.0.1", server.port)).is_err()
+    });
+    let (code, body) = http_get(&metrics, "/readyz").expect("/readyz answers while the node drains");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("stopping"), "{body}");
+    let (code, body) = http_get(&metrics, "/livez").expect("/livez answers while the node drains");
+    assert_eq!(code, 200, "{body}");
+}
+
+/// An HTTP/1.0 GET: the status and the body.
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(15))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    Some((head.split_whitespace().nth(1)?.parse().ok()?, body.to_string()))
 }
 
 /// A command still running when `--shutdown-timeout` is up is cut off (its client is told

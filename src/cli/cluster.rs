@@ -413,10 +413,8 @@ fn run_command(args: &ClusterArgs) -> Result<Value, String> {
                 // Progress goes where it does not spoil the JSON answer.
                 if json { eprintln!("{line}") } else { println!("{line}") }
             })?;
+            // The summary is the last progress line, printed already.
             let last = lines.last().cloned().unwrap_or_default();
-            if !json {
-                println!("{last}");
-            }
             Ok(json!({"ok": true, "message": last, "steps": lines}))
         }
         ClusterCommand::Partition { groups, shape, seed, refuse } => {

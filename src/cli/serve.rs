@@ -322,12 +322,20 @@ async fn serve(args: ServeArgs) -> Result<()> {
         move |out| crate::metrics::mode::samples(&store.describe(), out)
     }));
     let stop_endpoint = tokio_util::sync::CancellationToken::new();
+    let stopping = tokio_util::sync::CancellationToken::new();
     if let Some(addr) = &args.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| Error::Config(format!("cannot listen for /metrics on {addr}: {e}")))?;
         tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /livez and /readyz");
-        tokio::spawn(crate::metrics::endpoint::serve(listener, metrics.clone(), store.clone(), stop_endpoint.clone()));
+        let (metrics, store) = (metrics.clone(), store.clone());
+        tokio::spawn(crate::metrics::endpoint::serve(
+            listener,
+            metrics,
+            store,
+            stopping.clone(),
+            stop_endpoint.clone(),
+        ));
     }
     let config = ServerConfig {
         requirepass,
@@ -342,7 +350,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         metrics,
         snapshot_walk_timeout: std::time::Duration::from_secs(args.snapshot_walk_timeout),
     };
-    let drained = crate::resp::serve(listener, tls, store.clone(), config, shutdown_signal()).await?;
+    let signalled = async {
+        shutdown_signal().await;
+        stopping.cancel(); // `/readyz` answers not ready from here on
+    };
+    let drained = crate::resp::serve(listener, tls, store.clone(), config, signalled).await?;
     stop_endpoint.cancel();
     let signalled_at = std::time::Instant::now() - drained.took;
     // Clients are drained; now the hand-over and the mode's own background work (peers,

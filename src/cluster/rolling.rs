@@ -25,6 +25,8 @@ use crate::mode::ModeName;
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// dynamo mode: how long to wait for the hints to be replayed before going on.
 pub const HINTS_TIMEOUT: Duration = Duration::from_secs(20);
+/// raft mode: how long to wait, after the leader stopped, for another node to say it leads.
+const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a node may take to stop on SIGTERM beyond its `--shutdown-timeout` (its
 /// background tasks' own grace) before it is killed.
 const STOP_SLACK: Duration = Duration::from_secs(6);
@@ -60,10 +62,24 @@ pub fn rolling_restart(dir: &Path, mut progress: impl FnMut(&str)) -> Result<Vec
         left.retain(|n| *n != name);
         let node = state.node(&name)?.clone();
         let step = Instant::now();
-        let role = role(&state, &node).map(|r| format!(" ({r})")).unwrap_or_default();
-        say(format!("{name}{role}: stopping (SIGTERM)"));
+        let role = role(&state, &node);
+        let shown = role.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+        say(format!("{name}{shown}: stopping (SIGTERM)"));
         let stopped = stop(&node)?;
         say(format!("{name}: {stopped}"));
+        if role.as_deref() == Some("leader") {
+            // The stopped leader names the voter it asked to stand; the cluster knows who won.
+            let others: Vec<NodeState> = state.nodes.iter().filter(|n| n.name != name).cloned().collect();
+            match wait_for_leader(&others, Instant::now() + LEADER_TIMEOUT) {
+                Some(leader) => say(format!(
+                    "{leader} leads now, {:.1}s after {name} was asked to stop",
+                    step.elapsed().as_secs_f64()
+                )),
+                None => say(format!(
+                    "no other node leads {LEADER_TIMEOUT:?} after {name} stopped; going on (the followers elect one)"
+                )),
+            }
+        }
         super::restart(dir, &name)?;
         say(format!(
             "{name}: started (pid {}), waiting until it is ready",
@@ -104,6 +120,29 @@ fn role(state: &ClusterState, node: &NodeState) -> Option<String> {
         return None;
     }
     super::info(node).into_iter().find(|(k, _)| k == "raft_role").map(|(_, v)| v)
+}
+
+/// Waits until one of `nodes` says it is the raft leader (the highest term's, should two say
+/// so for a moment), or `deadline`; returns its name.
+fn wait_for_leader(nodes: &[NodeState], deadline: Instant) -> Option<String> {
+    loop {
+        let leader = nodes
+            .iter()
+            .filter_map(|n| {
+                let info = super::info(n);
+                let field = |k: &str| info.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+                (field("raft_role").as_deref() == Some("leader"))
+                    .then(|| (field("raft_term").and_then(|t| t.parse::<u64>().ok()).unwrap_or(0), n.name.clone()))
+            })
+            .max();
+        if let Some((_, name)) = leader {
+            return Some(name);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// SIGTERM, then waits for the node to end: up to its `--shutdown-timeout` and the slack of

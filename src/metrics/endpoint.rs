@@ -33,8 +33,15 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// How long a client may take to send a request's headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves the endpoint on `listener` until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, store: Arc<dyn Store>, shutdown: CancellationToken) {
+/// Serves the endpoint on `listener` until `shutdown` is cancelled. Once `stopping` is
+/// cancelled (the node got SIGTERM and refuses new clients), `/readyz` answers not ready.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    store: Arc<dyn Store>,
+    stopping: CancellationToken,
+    shutdown: CancellationToken,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let socket = tokio::select! {
@@ -50,10 +57,11 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, store: Arc<dyn 
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else { continue };
         let (metrics, store, shutdown) = (metrics.clone(), store.clone(), shutdown.clone());
+        let stopping = stopping.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
-                let (metrics, store) = (metrics.clone(), store.clone());
-                async move { Ok::<_, Infallible>(respond(&request, &metrics, store.as_ref()).await) }
+                let (metrics, store, stopping) = (metrics.clone(), store.clone(), stopping.is_cancelled());
+                async move { Ok::<_, Infallible>(respond(&request, &metrics, store.as_ref(), stopping).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -75,8 +83,13 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     response
 }
 
-/// The answer to one request.
-pub async fn respond<B>(request: &Request<B>, metrics: &Arc<Metrics>, store: &dyn Store) -> Response<Full<Bytes>> {
+/// The answer to one request; `stopping`: the node is stopping (it refuses new clients).
+pub async fn respond<B>(
+    request: &Request<B>,
+    metrics: &Arc<Metrics>,
+    store: &dyn Store,
+    stopping: bool,
+) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
     }
@@ -90,6 +103,8 @@ pub async fn respond<B>(request: &Request<B>, metrics: &Arc<Metrics>, store: &dy
             response
         }
         "/livez" => text(StatusCode::OK, "ok\n"),
+        // A load balancer takes the node out before its listener refuses anyone for long.
+        "/readyz" if stopping => text(StatusCode::SERVICE_UNAVAILABLE, "not ready: stopping (SIGTERM)\n"),
         "/readyz" => match tokio::time::timeout(READY_TIMEOUT, store.readiness()).await {
             Ok(Ok(())) => text(StatusCode::OK, "ready\n"),
             Ok(Err(reason)) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),

@@ -12,8 +12,9 @@
 //! from a candidate whose log is at least as long as its own. So:
 //!
 //! 1. The leader refuses new proposals (they are retried on the next leader), waits (up to
-//!    [`CATCH_UP`]) until a voter holds every entry in its log, and picks the voter that
-//!    holds the most (the *target*).
+//!    [`CATCH_UP`]) for the proposals openraft already has to be answered and then until a
+//!    voter holds every entry in its log, and picks the voter that holds the most (the
+//!    *target*).
 //! 2. It stops openraft: no more appends or heartbeats.
 //! 3. It asks every other voter to stand for election (`Campaign`, which runs
 //!    `Raft::trigger().elect()` there and answers once the voter is a candidate): each now
@@ -83,18 +84,34 @@ impl Inner {
         // so the log the target must hold stops growing.
         self.stepping_down.store(true, std::sync::atomic::Ordering::SeqCst);
         let catch_up = limit.saturating_sub(needed - CATCH_UP).min(CATCH_UP);
+        // A proposal already in openraft may still append an entry, after a voter was seen
+        // to hold the whole log; if it reached another voter but not the target, the target's
+        // log is the shorter one, it loses every vote it asks for, and no one leads for an
+        // election timeout or two (2 s measured).
+        let deadline = Instant::now() + catch_up;
+        while self.proposing.load(std::sync::atomic::Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let catch_up = deadline.saturating_duration_since(Instant::now());
         let (target, matched, last) = self.caught_up_voter(&others, catch_up).await;
         // No appends from here on.
         self.stop_raft().await;
+        let grew = self.metrics().last_log_index.unwrap_or(0).saturating_sub(last);
         let asked = self.hand_to(target, &others).await;
-        let caught_up = if matched >= last {
+        let mut caught_up = if matched >= last {
             format!("caught up at index {last}")
         } else {
             format!("at index {matched} of {last}")
         };
+        if grew > 0 {
+            caught_up.push_str(&format!(", {grew} more entries appended after"));
+        }
         match asked {
+            // The voter asked last stood; another one may win (see `campaign`), which only
+            // the cluster can tell now (`cluster rolling-restart` asks it).
             Ok(()) => format!(
-                "leadership handed to n{target} ({caught_up}), which stood for election {:.2}s after the request",
+                "leadership handed over: asked n{target} ({caught_up}) to stand for election, which it did {:.2}s \
+                 after the request",
                 started.elapsed().as_secs_f64()
             ),
             Err(e) => format!(

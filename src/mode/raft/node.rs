@@ -84,6 +84,9 @@ pub(super) struct Inner {
     /// Set when the leader begins to hand its leadership over: no new proposal reaches
     /// openraft, so the log the chosen voter must catch up with stops growing.
     pub(super) stepping_down: std::sync::atomic::AtomicBool,
+    /// Proposals handed to openraft and not answered yet: a leader stepping down waits for
+    /// them, since each may still append an entry the chosen voter must hold.
+    pub(super) proposing: std::sync::atomic::AtomicUsize,
 }
 
 /// raft mode's [`Store`].
@@ -267,6 +270,7 @@ impl RaftMode {
             recovered,
             raft_stopped: Default::default(),
             stepping_down: Default::default(),
+            proposing: Default::default(),
         });
         let weak = Arc::downgrade(&inner);
         inner.tasks.spawn(proposal_queue.serve(super::write::PROPOSALS, Request::weight, move |batch| {

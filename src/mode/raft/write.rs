@@ -97,6 +97,23 @@ pub(super) async fn read_floor<T>(
     (confirmed, floor)
 }
 
+/// One proposal on its way through openraft, counted in `Inner::proposing` until it is
+/// answered (or dropped).
+struct Proposing<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Proposing<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Proposing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Inner {
     /// Appends a write on this node, if it leads: it joins the next batch of proposals.
     pub(super) async fn write_here(&self, request: Request) -> ForwardReply {
@@ -112,6 +129,9 @@ impl Inner {
         self.proposed.fetch_add(count as u64, Ordering::Relaxed);
         self.proposal_batches.fetch_add(1, Ordering::Relaxed);
         let all = |reply: ForwardReply| vec![reply; count];
+        // Counted before the check: a leader that begins to step down after it sees this
+        // proposal, and waits for it (see `handover`).
+        let _proposing = Proposing::new(&self.proposing);
         if self.raft_stopped.load(Ordering::SeqCst) || self.stepping_down.load(Ordering::SeqCst) {
             // Stepping down (see `handover`): nothing reaches openraft any more, so nothing
             // was appended; the node that forwarded it retries on the next leader.
