@@ -30,6 +30,7 @@ impl Node {
             async move {
                 let keys = async {
                     if m.id == node.id {
+                        node.may_vote()?;
                         let storage = node.storage.clone();
                         tokio::task::spawn_blocking(move || storage.keys(filter, None, usize::MAX, |_| true))
                             .await
@@ -83,6 +84,7 @@ impl Node {
             async move {
                 let listing = async {
                     if m.id == node.id {
+                        node.may_vote()?;
                         let storage = node.storage.clone();
                         tokio::task::spawn_blocking(move || storage.scan(cursor, count))
                             .await
@@ -280,6 +282,8 @@ impl PaxosMode {
                 highest_id: target.iter().map(|m| m.id).max().unwrap_or(0).max(current.highest_id),
                 members: target.clone(),
                 previous: Some(current.members.clone()),
+                // A node added is recorded once it has joined (see `identity`).
+                incarnations: current.incarnations.clone(),
             },
         };
         let everyone = joint.everyone();
@@ -291,6 +295,7 @@ impl PaxosMode {
                     members: current.members.clone(),
                     previous: None,
                     highest_id: joint.highest_id,
+                    incarnations: current.incarnations.clone(),
                 };
                 let _ = node.push_config(&back, &everyone).await;
             }
@@ -324,7 +329,15 @@ impl PaxosMode {
                 "rescan failed ({e}); the cluster stays in the joint configuration: repeat the command"
             )));
         }
-        let last = Config { version: joint.version + 1, members: target, previous: None, highest_id: joint.highest_id };
+        let mut incarnations = joint.incarnations.clone();
+        incarnations.retain(|id, _| target.iter().any(|m| m.id == *id));
+        let last = Config {
+            version: joint.version + 1,
+            members: target,
+            previous: None,
+            highest_id: joint.highest_id,
+            incarnations,
+        };
         let failed = node.push_config(&last, &everyone).await;
         tracing::info!(scanned, version = last.version, "membership change done");
         let mut lines = show(&last);
@@ -380,7 +393,7 @@ mod pushed_tests {
 
     fn config(version: u64, ids: &[u32], previous: Option<&[u32]>) -> Config {
         let members = |ids: &[u32]| ids.iter().map(|&id| Member { id, peer_addr: format!("h{id}:1") }).collect();
-        Config { version, members: members(ids), previous: previous.map(members), highest_id: 3 }
+        Config { version, members: members(ids), previous: previous.map(members), highest_id: 3, ..Config::default() }
     }
 
     #[test]

@@ -186,6 +186,7 @@ impl Store for PaxosMode {
         let mut details = vec![
             ("paxos_node_id".into(), node.id.to_string()),
             ("paxos_peer_addr".into(), node.options.node.peer_addr.clone()),
+            ("paxos_data".into(), node.data_state()),
             ("paxos_config_version".into(), config.version.to_string()),
             ("paxos_members".into(), list(&config.members)),
             ("paxos_joint".into(), if config.previous.is_some() { "1" } else { "0" }.into()),
