@@ -270,11 +270,7 @@ mod tests {
             nodes.push(PaxosMode::start(options, Arc::new(Faults::default())).await.unwrap());
         }
         // A new cluster's acceptors vote once every member is up and recorded (`identity`).
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while nodes.iter().any(|n| n.node.silenced().is_some()) {
-            assert!(std::time::Instant::now() < deadline, "the incarnations were not recorded");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        super::super::local::until_recorded(&nodes).await;
         let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
         let key = Bytes::from_static(b"k");
         // The value is chosen on {A,B}: C is cut off from both while it is written through A.
