@@ -12,8 +12,8 @@
 //!   only while every member answers and none holds a newer configuration (a recorder
 //!   whose own directory was emptied learns the cluster's configuration instead, and with it
 //!   that its data was lost), and only while no membership change runs. A brand-new cluster
-//!   is recorded as soon as all its nodes are up; a node added by `add-node` a moment after
-//!   it joined.
+//!   is recorded as soon as all its nodes are up; a node added by `add-node` with the
+//!   change's last configuration (or by the recorder, if that failed).
 //! * An acceptor votes (answers prepares, accepts, removals and key listings) only once its
 //!   installed configuration records its own incarnation. A directory created empty has
 //!   therefore never voted before it was recorded, which is what makes recording it safe.
@@ -121,7 +121,7 @@ impl Node {
 
     /// One configuration call to `to`: offers `config` and returns the peer's configuration
     /// and its incarnation.
-    async fn exchange(&self, to: &super::storage::Member, config: &Config) -> Result<(Config, u64)> {
+    pub(super) async fn exchange(&self, to: &super::storage::Member, config: &Config) -> Result<(Config, u64)> {
         let mut client = self.client_at(to.id, &to.peer_addr)?;
         let reply = tokio::time::timeout(CALL_TIMEOUT, client.configure(wire::config_to(config)))
             .await

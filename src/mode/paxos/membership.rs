@@ -331,6 +331,20 @@ impl PaxosMode {
         }
         let mut incarnations = joint.incarnations.clone();
         incarnations.retain(|id, _| target.iter().any(|m| m.id == *id));
+        // A node added with an empty directory has never voted: its incarnation is recorded
+        // with the change, so it votes as soon as the change is done (`identity`).
+        if let MembershipChange::Add { id, peer_addr } = &change
+            && !incarnations.contains_key(id)
+        {
+            let added = Member { id: *id, peer_addr: peer_addr.clone() };
+            match node.exchange(&added, &joint).await {
+                Ok((_, incarnation)) if incarnation != 0 => {
+                    incarnations.insert(*id, incarnation);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::info!("n{id}'s incarnation not recorded with the change (later): {e}"),
+            }
+        }
         let last = Config {
             version: joint.version + 1,
             members: target,
