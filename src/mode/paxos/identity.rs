@@ -228,3 +228,74 @@ pub(super) async fn run_identity(node: std::sync::Weak<Node>) {
         node.record_if_recorder().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::super::local;
+    use super::super::node::{PaxosMode, PaxosOptions};
+    use crate::node::{Faults, NodeOptions};
+    use crate::store::MembershipChange;
+
+    /// A node to be added (`--join`: no configuration yet) at `peer_addr`.
+    async fn joining(dir: &std::path::Path, id: u32, peer_addr: &str) -> PaxosMode {
+        let mut node = NodeOptions::local(id, peer_addr, Vec::new(), dir.join(format!("n{id}")));
+        node.join = true;
+        let options = PaxosOptions {
+            node,
+            one_round_trip: false,
+            unsafe_accept_quorum: None,
+            gc_interval: Duration::ZERO,
+            ballot_ceiling: true,
+        };
+        PaxosMode::start(options, Arc::new(Faults::default())).await.unwrap()
+    }
+
+    fn free_addr() -> String {
+        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+    }
+
+    /// A one-node cluster grows to two: the joint configuration's quorums need the new node
+    /// (a majority of two is both), so it must vote from the joint configuration on — its
+    /// incarnation is recorded there, not only once the change is done.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_one_node_cluster_grows_to_two() {
+        let tmp = tempfile::tempdir().unwrap();
+        let nodes = local::cluster(tmp.path(), 1).await;
+        let addr = free_addr();
+        let added = joining(tmp.path(), 2, &addr).await;
+        let done = tokio::time::timeout(
+            Duration::from_secs(60),
+            nodes[0].change_membership(MembershipChange::Add { id: 2, peer_addr: addr }),
+        )
+        .await
+        .expect("the change ends");
+        done.unwrap();
+        assert_eq!(nodes[0].node.config().ids(), vec![1, 2]);
+        assert!(nodes[0].node.config().previous.is_none());
+        local::until_recorded(&[added]).await;
+    }
+
+    /// A node being added may accept its first connection late (just started, on a loaded
+    /// machine): the change waits a while for it instead of failing at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_added_that_answers_late_is_added() {
+        let tmp = tempfile::tempdir().unwrap();
+        let nodes = local::cluster(tmp.path(), 3).await;
+        let addr = free_addr();
+        let late = {
+            let (dir, addr) = (tmp.path().to_path_buf(), addr.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                joining(&dir, 4, &addr).await
+            })
+        };
+        let change = nodes[0].change_membership(MembershipChange::Add { id: 4, peer_addr: addr.clone() });
+        tokio::time::timeout(Duration::from_secs(60), change).await.expect("the change ends").unwrap();
+        let added = late.await.unwrap();
+        assert_eq!(nodes[0].node.config().ids(), vec![1, 2, 3, 4]);
+        local::until_recorded(&[added]).await;
+    }
+}
