@@ -12,8 +12,9 @@
 //!   only while every member answers and none holds a newer configuration (a recorder
 //!   whose own directory was emptied learns the cluster's configuration instead, and with it
 //!   that its data was lost), and only while no membership change runs. A brand-new cluster
-//!   is recorded as soon as all its nodes are up; a node added by `add-node` with the
-//!   change's last configuration (or by the recorder, if that failed).
+//!   is recorded as soon as all its nodes are up; a node added by `add-node` in the
+//!   change's joint configuration (the joint quorums may need its vote: from one node to two
+//!   they do), asked for its incarnation before the change starts.
 //! * An acceptor votes (answers prepares, accepts, removals and key listings) only once its
 //!   installed configuration records its own incarnation. A directory created empty has
 //!   therefore never voted before it was recorded, which is what makes recording it safe.
@@ -42,6 +43,10 @@ use crate::error::{Error, Result};
 pub(super) const RECORD_EVERY: Duration = Duration::from_millis(250);
 /// How long one peer may take to answer a configuration call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a membership change waits for the node it adds to answer: a node just started
+/// on a loaded machine may take a while to accept its first connection (a peer connection
+/// must be made within half a second).
+const NEW_NODE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Why this node's acceptor may not vote now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +135,25 @@ impl Node {
             .into_inner();
         let current = reply.current.map(wire::config_from).ok_or_else(|| Error::Peer("no configuration".into()))?;
         Ok((current, reply.incarnation))
+    }
+
+    /// The incarnation of `added`'s data directory (0 from a release older than incarnations),
+    /// asked before the membership change that adds it: a configuration call offering
+    /// version 0, which installs nothing. Repeated for [`NEW_NODE_PATIENCE`] while it fails —
+    /// harmless, and the node may be just starting — and that first connection is then the
+    /// one the joint configuration is pushed on.
+    pub(super) async fn incarnation_of_new(&self, added: &super::storage::Member) -> Result<u64> {
+        let deadline = tokio::time::Instant::now() + NEW_NODE_PATIENCE;
+        loop {
+            match self.exchange(added, &Config::default()).await {
+                Ok((_, incarnation)) => return Ok(incarnation),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(e) => {
+                    tracing::debug!(node = added.id, "the node to add does not answer yet: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
     }
 
     /// A node that may not vote yet: installs the newest configuration a peer holds (a

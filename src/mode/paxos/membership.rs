@@ -274,17 +274,33 @@ impl PaxosMode {
                     "another membership change is unfinished: repeat it before starting a new one".into(),
                 ));
             }
-            None => Config {
-                version: current
-                    .version
-                    .checked_add(1)
-                    .ok_or_else(|| Error::Input("the configuration version is exhausted".into()))?,
-                highest_id: target.iter().map(|m| m.id).max().unwrap_or(0).max(current.highest_id),
-                members: target.clone(),
-                previous: Some(current.members.clone()),
-                // A node added is recorded once it has joined (see `identity`).
-                incarnations: current.incarnations.clone(),
-            },
+            None => {
+                let mut incarnations = current.incarnations.clone();
+                // A node added with an empty directory has never voted: its incarnation is
+                // recorded in the joint configuration, so it votes from there on — the joint
+                // quorums may need it (growing from one node to two, they do) — see `identity`.
+                if let MembershipChange::Add { id, peer_addr } = &change
+                    && !incarnations.contains_key(id)
+                {
+                    let added = Member { id: *id, peer_addr: peer_addr.clone() };
+                    let incarnation = node.incarnation_of_new(&added).await.map_err(|e| {
+                        Error::TryAgain(format!("n{id}, the node to add, does not answer ({e}); nothing changed"))
+                    })?;
+                    if incarnation != 0 {
+                        incarnations.insert(*id, incarnation);
+                    }
+                }
+                Config {
+                    version: current
+                        .version
+                        .checked_add(1)
+                        .ok_or_else(|| Error::Input("the configuration version is exhausted".into()))?,
+                    highest_id: target.iter().map(|m| m.id).max().unwrap_or(0).max(current.highest_id),
+                    members: target.clone(),
+                    previous: Some(current.members.clone()),
+                    incarnations,
+                }
+            }
         };
         let everyone = joint.everyone();
         let failed = node.push_config(&joint, &everyone).await;
@@ -331,8 +347,8 @@ impl PaxosMode {
         }
         let mut incarnations = joint.incarnations.clone();
         incarnations.retain(|id, _| target.iter().any(|m| m.id == *id));
-        // A node added with an empty directory has never voted: its incarnation is recorded
-        // with the change, so it votes as soon as the change is done (`identity`).
+        // An interrupted change resumed from a joint configuration that does not record the
+        // node added (an older release's): it is recorded with the last configuration.
         if let MembershipChange::Add { id, peer_addr } = &change
             && !incarnations.contains_key(id)
         {
