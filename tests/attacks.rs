@@ -227,6 +227,7 @@ async fn prepare_everywhere(
     for i in 0..3 {
         let request = tonic::Request::new(proto::PaxosBatch {
             from: 9,
+            to: 0,
             messages: vec![proto::PaxosMessage {
                 key: key.as_bytes().to_vec().into(),
                 round: 1,
@@ -356,6 +357,7 @@ async fn prepare_at(
     use valthree::peer::{PeerClient, proto};
     let request = tonic::Request::new(proto::PaxosBatch {
         from: 9,
+        to: 0,
         messages: vec![proto::PaxosMessage {
             key: key.as_bytes().to_vec().into(),
             round: 1,
@@ -429,7 +431,8 @@ async fn a_message_above_the_ceiling_is_refused_alone_and_the_rest_of_its_batch_
         round,
         request: Some(Request::Prepare(proto::Prepare { ballot: Some(proto::Ballot { counter, node: 9 }) })),
     };
-    let batch = proto::PaxosBatch { from: 9, messages: vec![prepare("ahead", 1, above), prepare("honest", 2, 5)] };
+    let batch =
+        proto::PaxosBatch { from: 9, to: 0, messages: vec![prepare("ahead", 1, above), prepare("honest", 2, 5)] };
     let call = || {
         let (channel, batch) = (channel.clone(), batch.clone());
         async move { PeerClient::new(channel).paxos(batch).await }
@@ -439,11 +442,11 @@ async fn a_message_above_the_ceiling_is_refused_alone_and_the_rest_of_its_batch_
     assert_eq!((replies[0].key.as_ref(), replies[0].round), (&b"honest"[..], 2));
     assert!(matches!(replies[0].response, Some(proto::paxos_reply::Response::Promised(_))), "{replies:?}");
     // The refused prepare promised nothing: a low ballot still gets the key.
-    let batch = proto::PaxosBatch { from: 9, messages: vec![prepare("ahead", 3, 5)] };
+    let batch = proto::PaxosBatch { from: 9, to: 0, messages: vec![prepare("ahead", 3, 5)] };
     let replies = PeerClient::new(channel.clone()).paxos(batch).await.unwrap().into_inner().replies;
     assert!(matches!(replies[0].response, Some(proto::paxos_reply::Response::Promised(_))), "{replies:?}");
     // A batch with nothing below the ceiling is refused whole, as before.
-    let batch = proto::PaxosBatch { from: 9, messages: vec![prepare("ahead", 4, above)] };
+    let batch = proto::PaxosBatch { from: 9, to: 0, messages: vec![prepare("ahead", 4, above)] };
     let refused = PeerClient::new(channel).paxos(batch).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
 }
@@ -466,6 +469,7 @@ async fn pin_at_the_ceiling(channels: &[tonic::transport::Channel], key: &str, r
     };
     let batch = proto::PaxosBatch {
         from: 9,
+        to: 0,
         messages: vec![proto::PaxosMessage { key: key.as_bytes().to_vec().into(), round, request: Some(request) }],
     };
     for channel in channels {
@@ -593,6 +597,7 @@ async fn tombstone_and_remove_at_the_ceiling(
     let key: bytes::Bytes = format!("raised-{round}").into_bytes().into();
     let message = |request| proto::PaxosBatch {
         from: 9,
+        to: 0,
         messages: vec![proto::PaxosMessage { key: key.clone(), round, request: Some(request) }],
     };
     let tomb = Request::Accept(proto::Accept { ballot, value: None, promise_next: false });
@@ -805,6 +810,7 @@ async fn a_small_batch_of_prepares_cannot_build_a_reply_beyond_the_message_budge
     });
     let batch = || proto::PaxosBatch {
         from: 9,
+        to: 0,
         messages: (0..200)
             .map(|round| proto::PaxosMessage {
                 key: b"big".to_vec().into(),

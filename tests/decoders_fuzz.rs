@@ -75,6 +75,7 @@ fn paxos_peer_messages_never_panic() {
     let mut rng = fastrand::Rng::with_seed(2);
     let batch = proto::PaxosBatch {
         from: 1,
+        to: 0,
         messages: vec![proto::PaxosMessage {
             key: b"k".to_vec().into(),
             round: 7,

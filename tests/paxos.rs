@@ -369,3 +369,89 @@ fn a_paused_home_costs_its_keys_well_under_a_second_and_no_write_twice() {
     assert_verdict(&out, Verdict::Linearizable, "paxos, pauses");
     assert!(std::fs::read_to_string(&history).unwrap().contains("\"pause\""), "no pause in the history");
 }
+
+/// An acceptor whose data directory was emptied and that was restarted under its old name has
+/// forgotten its promises and accepted values: counted in a quorum, it would let a second value
+/// be chosen. Here 11 writes are acknowledged by n2 and n3 while n1 is cut off; n3's directory is
+/// emptied and n3 restarted; then n2 is cut off, leaving n1 (which missed the writes) and the
+/// emptied n3. No read may return a value from before the writes — reads may only fail — and
+/// n3 says that its data was lost. Removed and replaced by a new node, the writes are all read.
+#[test]
+fn an_emptied_acceptor_restarted_in_place_does_not_vote() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "paxos", &[]);
+    let _down = Down(&dir);
+    let nodes = addrs(&status);
+    let keys: Vec<String> = (0..11).map(|i| format!("key{i}")).collect();
+    let set = |addr: &str, key: &str, value: &str| -> redis::RedisResult<String> {
+        redis::cmd("SET").arg(key).arg(value).query(&mut redis(addr))
+    };
+    let get = |addr: &str, key: &str| -> redis::RedisResult<Option<String>> {
+        redis::cmd("GET").arg(key).query(&mut redis(addr))
+    };
+    let until_ok = |addr: &str, key: &str, value: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(e) = set(addr, key, value) {
+            assert!(Instant::now() < deadline, "SET {key} {value} through {addr} never succeeded: {e}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    for key in &keys {
+        until_ok(&nodes[1], key, "old");
+    }
+    cluster(&dir, &["partition", "n1 | n2,n3"]);
+    for key in &keys {
+        until_ok(&nodes[1], key, "new");
+    }
+    cluster(&dir, &["kill", "n3"]);
+    let data = std::path::PathBuf::from(status["nodes"][2]["data_dir"].as_str().unwrap());
+    std::fs::remove_dir_all(&data).unwrap();
+    cluster(&dir, &["restart", "n3"]);
+    cluster(&dir, &["partition", "n2 | n1,n3"]);
+    // n1 and the emptied n3 are two of three: every read that succeeds must see the writes
+    // (none should succeed at all). Each key is read through both, all at once (a read that
+    // finds no quorum takes seconds to give up).
+    let reads: Vec<(String, usize, redis::RedisResult<Option<String>>)> = std::thread::scope(|s| {
+        let reading: Vec<_> = [0, 2]
+            .iter()
+            .flat_map(|at| keys.iter().map(move |key| (*at, key)))
+            .map(|(at, key)| {
+                let (nodes, get) = (&nodes, &get);
+                (key.clone(), at, s.spawn(move || get(&nodes[at], key)))
+            })
+            .collect();
+        reading.into_iter().map(|(key, at, read)| (key, at, read.join().unwrap())).collect()
+    });
+    for (key, at, read) in &reads {
+        if let Ok(got) = read {
+            assert_eq!(got.as_deref(), Some("new"), "{key} through n{}: an acknowledged write lost", at + 1);
+        }
+    }
+    let succeeded = reads.iter().filter(|(_, _, read)| read.is_ok()).count();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !info_field(&nodes[2], "paxos_data").starts_with("lost") {
+        assert!(Instant::now() < deadline, "the emptied node did not notice: {}", info_field(&nodes[2], "paxos_data"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(succeeded, 0, "no quorum of intact acceptors, so no read");
+    // Replaced by a new node (remove, then add with an empty directory), the writes are read.
+    cluster(&dir, &["heal"]);
+    cluster(&dir, &["remove-node", "n3"]);
+    let added = cluster(&dir, &["add-node"]);
+    let n4 = added["addr"].as_str().unwrap().to_string();
+    cluster(&dir, &["partition", "n2 | n1,n4"]);
+    for key in &keys {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match get(&n4, key) {
+                Ok(got) => {
+                    assert_eq!(got.as_deref(), Some("new"), "{key} through n4");
+                    break;
+                }
+                Err(e) => assert!(Instant::now() < deadline, "GET {key} through n4 never succeeded: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

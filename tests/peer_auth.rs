@@ -38,6 +38,7 @@ fn get(addr: &str, key: &str) -> Option<String> {
 fn prepare(key: &str, counter: u64) -> proto::PaxosBatch {
     proto::PaxosBatch {
         from: 9,
+        to: 0,
         messages: vec![proto::PaxosMessage {
             key: key.as_bytes().to_vec().into(),
             round: 1,

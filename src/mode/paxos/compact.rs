@@ -394,7 +394,7 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         let members: Vec<crate::node::Member> =
             (1..=3).map(|id| crate::node::Member { id, peer_addr: format!("127.0.0.1:{}", 7000 + id) }).collect();
-        let config = Config { version: 1, members, previous: None, highest_id: 3 };
+        let config = Config { version: 1, members, previous: None, highest_id: 3, incarnations: Default::default() };
         let dirs: Vec<(NodeId, PathBuf)> = (1..=3).map(|id| (id, tmp.path().join(format!("n{id}")))).collect();
         // Counters from tiny to the followed limit and past it, shared between nodes.
         let counters = [1u64, 2, 5, 1 << 20, 1 << 40, Ballot::MAX_FOLLOWED, Ballot::MAX_FOLLOWED + 3, 1 << 62];

@@ -28,7 +28,22 @@ pub(super) async fn cluster(dir: &std::path::Path, n: NodeId) -> Vec<PaxosMode> 
         PaxosMode::start(options, Arc::new(Faults::default()))
     });
     // Together: each one's *back* note waits (a while) for the others to answer.
-    futures_util::future::join_all(starts).await.into_iter().map(|started| started.unwrap()).collect()
+    let nodes: Vec<PaxosMode> =
+        futures_util::future::join_all(starts).await.into_iter().map(|started| started.unwrap()).collect();
+    until_recorded(&nodes).await;
+    nodes
+}
+
+/// Waits until every node's acceptor votes: a new cluster's, once the first node has recorded
+/// every member's incarnation ([`super::identity`]).
+pub(super) async fn until_recorded(nodes: &[PaxosMode]) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while nodes.iter().any(|n| n.node.silenced().is_some()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the incarnations are recorded");
 }
 
 /// A key whose members' order (home first) begins with `order`.

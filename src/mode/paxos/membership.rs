@@ -30,6 +30,7 @@ impl Node {
             async move {
                 let keys = async {
                     if m.id == node.id {
+                        node.may_vote()?;
                         let storage = node.storage.clone();
                         tokio::task::spawn_blocking(move || storage.keys(filter, None, usize::MAX, |_| true))
                             .await
@@ -83,6 +84,7 @@ impl Node {
             async move {
                 let listing = async {
                     if m.id == node.id {
+                        node.may_vote()?;
                         let storage = node.storage.clone();
                         tokio::task::spawn_blocking(move || storage.scan(cursor, count))
                             .await
@@ -272,15 +274,33 @@ impl PaxosMode {
                     "another membership change is unfinished: repeat it before starting a new one".into(),
                 ));
             }
-            None => Config {
-                version: current
-                    .version
-                    .checked_add(1)
-                    .ok_or_else(|| Error::Input("the configuration version is exhausted".into()))?,
-                highest_id: target.iter().map(|m| m.id).max().unwrap_or(0).max(current.highest_id),
-                members: target.clone(),
-                previous: Some(current.members.clone()),
-            },
+            None => {
+                let mut incarnations = current.incarnations.clone();
+                // A node added with an empty directory has never voted: its incarnation is
+                // recorded in the joint configuration, so it votes from there on — the joint
+                // quorums may need it (growing from one node to two, they do) — see `identity`.
+                if let MembershipChange::Add { id, peer_addr } = &change
+                    && !incarnations.contains_key(id)
+                {
+                    let added = Member { id: *id, peer_addr: peer_addr.clone() };
+                    let incarnation = node.incarnation_of_new(&added).await.map_err(|e| {
+                        Error::TryAgain(format!("n{id}, the node to add, does not answer ({e}); nothing changed"))
+                    })?;
+                    if incarnation != 0 {
+                        incarnations.insert(*id, incarnation);
+                    }
+                }
+                Config {
+                    version: current
+                        .version
+                        .checked_add(1)
+                        .ok_or_else(|| Error::Input("the configuration version is exhausted".into()))?,
+                    highest_id: target.iter().map(|m| m.id).max().unwrap_or(0).max(current.highest_id),
+                    members: target.clone(),
+                    previous: Some(current.members.clone()),
+                    incarnations,
+                }
+            }
         };
         let everyone = joint.everyone();
         let failed = node.push_config(&joint, &everyone).await;
@@ -291,6 +311,7 @@ impl PaxosMode {
                     members: current.members.clone(),
                     previous: None,
                     highest_id: joint.highest_id,
+                    incarnations: current.incarnations.clone(),
                 };
                 let _ = node.push_config(&back, &everyone).await;
             }
@@ -324,7 +345,29 @@ impl PaxosMode {
                 "rescan failed ({e}); the cluster stays in the joint configuration: repeat the command"
             )));
         }
-        let last = Config { version: joint.version + 1, members: target, previous: None, highest_id: joint.highest_id };
+        let mut incarnations = joint.incarnations.clone();
+        incarnations.retain(|id, _| target.iter().any(|m| m.id == *id));
+        // An interrupted change resumed from a joint configuration that does not record the
+        // node added (an older release's): it is recorded with the last configuration.
+        if let MembershipChange::Add { id, peer_addr } = &change
+            && !incarnations.contains_key(id)
+        {
+            let added = Member { id: *id, peer_addr: peer_addr.clone() };
+            match node.exchange(&added, &joint).await {
+                Ok((_, incarnation)) if incarnation != 0 => {
+                    incarnations.insert(*id, incarnation);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::info!("n{id}'s incarnation not recorded with the change (later): {e}"),
+            }
+        }
+        let last = Config {
+            version: joint.version + 1,
+            members: target,
+            previous: None,
+            highest_id: joint.highest_id,
+            incarnations,
+        };
         let failed = node.push_config(&last, &everyone).await;
         tracing::info!(scanned, version = last.version, "membership change done");
         let mut lines = show(&last);
@@ -380,7 +423,7 @@ mod pushed_tests {
 
     fn config(version: u64, ids: &[u32], previous: Option<&[u32]>) -> Config {
         let members = |ids: &[u32]| ids.iter().map(|&id| Member { id, peer_addr: format!("h{id}:1") }).collect();
-        Config { version, members: members(ids), previous: previous.map(members), highest_id: 3 }
+        Config { version, members: members(ids), previous: previous.map(members), highest_id: 3, ..Config::default() }
     }
 
     #[test]

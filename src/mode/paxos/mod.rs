@@ -17,6 +17,10 @@
 //!   removal; the paper's proposer ages become a durable per-acceptor floor ([`storage`]).
 //! * Membership change (§2.3): done as joint consensus with the paper's rescan step
 //!   ([`PaxosMode::change_membership`]).
+//! * Identity: each data directory has a random incarnation that the configuration records;
+//!   an acceptor votes only under a configuration that records its own, and one whose
+//!   directory was emptied (or swapped) and that restarts in place refuses to vote until it
+//!   is removed and replaced (`identity`).
 //!
 //! Invariants: a ballot is used by one proposer only (ballot = (counter, node), the counter's
 //! high-water mark durable); an acceptor never takes a ballot below its promise and persists
@@ -25,8 +29,9 @@
 //! a state machine over messages), so a seeded simulator replays any interleaving of dropped,
 //! duplicated and reordered messages. The I/O around it is split by concern: `node` (the node,
 //! its acceptor thread and proposer driver), `network` (channels, outboxes, bypassing down
-//! peers), `forward` (home routing), `presence` (stopping and started nodes tell their peers), `membership`, `gc`, `service` (the peer RPCs) and
-//! `store` (the [`Store`](crate::store::Store) implementation).
+//! peers), `forward` (home routing), `presence` (stopping and started nodes tell their peers),
+//! `identity` (incarnations), `membership`, `gc`, `service` (the peer RPCs) and `store` (the
+//! [`Store`](crate::store::Store) implementation).
 
 pub mod acceptor;
 mod args;
@@ -34,6 +39,7 @@ pub mod ballot;
 pub mod compact;
 mod forward;
 mod gc;
+mod identity;
 #[cfg(test)]
 mod local;
 mod membership;

@@ -83,6 +83,7 @@ impl Node {
         let mut client = self.client(to)?;
         let request = proto::PaxosBatch {
             from: self.id,
+            to: read_lock(&self.config).incarnation_of(to),
             messages: batch.iter().map(|(k, r, m)| wire::message_to(k.clone(), *r, m)).collect(),
         };
         let carried: usize = request.messages.iter().map(prost::Message::encoded_len).sum();

@@ -147,6 +147,13 @@ pub(super) struct Node {
     /// Set once this node, started, has told its peers it is back and they have handed its
     /// keys back: no command runs here before ([`super::presence`]).
     pub(super) back: tokio::sync::watch::Sender<bool>,
+    /// The incarnation of this node's data directory ([`super::identity`]).
+    pub(super) incarnation: u64,
+    /// The data directory held acceptor state before it had an incarnation.
+    pub(super) late: bool,
+    /// The incarnation the cluster knows this node by, once it turned out not to be this
+    /// directory's: this node's acceptor state was lost, and it votes no more.
+    pub(super) lost: std::sync::OnceLock<u64>,
 }
 
 /// One command on this node's proposer, counted in [`Node::proposing`] until dropped: when
@@ -207,7 +214,8 @@ impl PaxosMode {
             None => {
                 let members = options.node.initial_members().map_err(Error::Config)?;
                 let highest_id = members.iter().map(|m| m.id).max().unwrap_or(0);
-                let config = Config { version: 1, members, previous: None, highest_id };
+                let config =
+                    Config { version: 1, members, previous: None, highest_id, incarnations: Default::default() };
                 storage.save_config(&config)?;
                 config
             }
@@ -247,6 +255,7 @@ impl PaxosMode {
             members = ?config.ids(),
             floor = ?recovered.floor,
             counter,
+            incarnation = format!("{:x}", recovered.incarnation),
             "paxos node starting"
         );
         let (secret, peer_tls) = (options.node.secret.clone(), options.node.peer_tls.clone());
@@ -273,6 +282,9 @@ impl PaxosMode {
             forward_latency: Default::default(),
             proposing: Arc::new(Mutex::new(HashMap::new())),
             back: tokio::sync::watch::Sender::new(false),
+            incarnation: recovered.incarnation,
+            late: recovered.late,
+            lost: std::sync::OnceLock::new(),
         });
         node.tasks.spawn(run_driver(node.clone(), proposer, counter, driver_rx));
         let service = peer::PeerServer::new(PeerService { node: node.clone() })
@@ -286,6 +298,10 @@ impl PaxosMode {
             node.tasks.stopping(),
         ));
         node.tasks.spawn(run_gc(Arc::downgrade(&node)));
+        // A node alone in its configuration (or the first of a new cluster whose peers are
+        // up) records incarnations before it serves: its acceptor votes only once recorded.
+        node.record_if_recorder().await;
+        node.tasks.spawn(super::identity::run_identity(Arc::downgrade(&node)));
         // Before any client is served: peers that ran this node's keys while it was away
         // hand them back now, not once their probes notice, and only then does this node
         // run a command (a peer's forward, a garbage collection) on one of them.
@@ -339,6 +355,7 @@ impl Node {
         batch: Vec<(Bytes, AcceptorMessage)>,
         room: Option<Arc<ReplyRoom>>,
     ) -> Result<Vec<AcceptorReply>> {
+        self.may_vote()?;
         let batch = batch.into_iter().map(|(k, m)| (k, m, room.clone())).collect();
         let (reply, rx) = oneshot::channel();
         self.acceptor

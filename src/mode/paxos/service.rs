@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::identity::Silenced;
 use super::storage::{KeyFilter, ReplyRoom};
 use super::wire;
 use crate::peer::{self, proto};
@@ -26,6 +27,12 @@ impl peer::Peer for PeerService {
         let room =
             ReplyRoom::new(peer::BATCH_BYTES as u64, move |bytes| budget.as_ref().is_none_or(|b| b.try_take(bytes)));
         let batch = request.into_inner();
+        // A batch meant for another incarnation of this node: this directory is not the one
+        // the cluster knows, so its promises are lost ([`super::identity`]).
+        if batch.to != 0 && batch.to != self.node.incarnation {
+            self.node.lose(batch.to);
+        }
+        self.refuse_unless_voting()?;
         let ceiling = self.node.ballot_ceiling();
         let mut rounds = Vec::with_capacity(batch.messages.len());
         let mut messages = Vec::with_capacity(batch.messages.len());
@@ -87,6 +94,8 @@ impl peer::Peer for PeerService {
         &self,
         request: tonic::Request<proto::ListKeysRequest>,
     ) -> std::result::Result<tonic::Response<proto::ListKeysReply>, tonic::Status> {
+        // A listing counts toward a quorum too: an acceptor that lost its state lists nothing.
+        self.refuse_unless_voting()?;
         let request = request.into_inner();
         let storage = self.node.storage.clone();
         let filter = if request.tombstones { KeyFilter::All } else { KeyFilter::Values };
@@ -102,6 +111,7 @@ impl peer::Peer for PeerService {
         &self,
         request: tonic::Request<proto::ScanKeysRequest>,
     ) -> std::result::Result<tonic::Response<proto::ScanKeysReply>, tonic::Status> {
+        self.refuse_unless_voting()?;
         let request = request.into_inner();
         let storage = self.node.storage.clone();
         let listing = tokio::task::spawn_blocking(move || storage.scan(request.cursor, request.count as usize))
@@ -146,6 +156,21 @@ impl peer::Peer for PeerService {
         let config = wire::config_from(request.into_inner());
         let installed = self.node.install(config).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let current = wire::config_to(&self.node.config());
-        Ok(tonic::Response::new(proto::ConfigReply { installed, current: Some(current) }))
+        Ok(tonic::Response::new(proto::ConfigReply {
+            installed,
+            current: Some(current),
+            incarnation: self.node.incarnation,
+        }))
+    }
+}
+
+impl PeerService {
+    /// Refuses a call that counts toward a quorum unless this node's acceptor may vote.
+    fn refuse_unless_voting(&self) -> std::result::Result<(), tonic::Status> {
+        match self.node.silenced() {
+            None => Ok(()),
+            Some(why @ Silenced::Lost(_)) => Err(tonic::Status::failed_precondition(self.node.silenced_message(&why))),
+            Some(why) => Err(tonic::Status::unavailable(self.node.silenced_message(&why))),
+        }
     }
 }

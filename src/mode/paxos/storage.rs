@@ -45,6 +45,11 @@ pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 pub(super) const FLOOR: &str = "floor";
 pub(super) const COUNTER: &str = "counter";
 pub(super) const CONFIG: &str = "config";
+/// This data directory's incarnation (see [`super::identity`]).
+pub(super) const INCARNATION: &str = "incarnation";
+/// Present when the directory held acceptor state before it had an incarnation (a release
+/// older than incarnations wrote it).
+pub(super) const INCARNATION_LATE: &str = "incarnation_late";
 
 pub use crate::node::Member;
 
@@ -58,6 +63,10 @@ pub struct Config {
     /// ballots carry the node id and a reused id could reuse a ballot.
     #[serde(default)]
     pub highest_id: u32,
+    /// The incarnation of each node's data directory, once recorded (see
+    /// [`super::identity`]); a node not listed is not recorded yet.
+    #[serde(default)]
+    pub incarnations: std::collections::BTreeMap<u32, u64>,
 }
 
 impl Config {
@@ -75,6 +84,11 @@ impl Config {
             }
         }
         all
+    }
+
+    /// The incarnation recorded for node `id`; 0 when none is.
+    pub fn incarnation_of(&self, id: u32) -> u64 {
+        self.incarnations.get(&id).copied().unwrap_or(0)
     }
 
     pub fn quorums(&self) -> super::proposer::Quorums {
@@ -279,6 +293,11 @@ pub struct Recovered {
     pub counter: u64,
     pub config: Option<Config>,
     pub floor: Ballot,
+    /// The data directory's incarnation: drawn when the directory is first opened, kept after.
+    pub incarnation: u64,
+    /// The directory held acceptor state before it had an incarnation: it may have voted
+    /// before any configuration recorded it (see [`super::identity`]).
+    pub late: bool,
 }
 
 impl Storage {
@@ -299,7 +318,18 @@ impl Storage {
                 }
             }
         }
-        txn.open_table(META).map_err(db_error)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db_error)?;
+            if meta.get(INCARNATION).map_err(db_error)?.is_none() {
+                // An older release's directory holds a configuration or slots already.
+                let held = meta.get(CONFIG).map_err(db_error)?.is_some()
+                    || !txn.open_table(SLOTS).map_err(db_error)?.is_empty().map_err(db_error)?;
+                meta.insert(INCARNATION, fastrand::u64(1..).to_be_bytes().as_slice()).map_err(db_error)?;
+                if held {
+                    meta.insert(INCARNATION_LATE, [1u8].as_slice()).map_err(db_error)?;
+                }
+            }
+        }
         txn.commit().map_err(db_error)?;
         let storage = Self { db };
         let recovered = Recovered {
@@ -312,6 +342,12 @@ impl Storage {
                 None => None,
             },
             floor: storage.meta(FLOOR)?.and_then(|b| decode_ballot(&b)).unwrap_or(Ballot::ZERO),
+            incarnation: storage
+                .meta(INCARNATION)?
+                .and_then(|b| Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?)))
+                .filter(|i| *i != 0)
+                .ok_or_else(|| db_error("the data directory's incarnation is unreadable"))?,
+            late: storage.meta(INCARNATION_LATE)?.is_some(),
         };
         Ok((storage, recovered))
     }
@@ -592,12 +628,38 @@ mod tests {
         assert_eq!(scan_all(&s), expected);
     }
 
+    /// A data directory draws its incarnation once and keeps it; one an older release wrote
+    /// (slots, no incarnation) draws one too, marked as written before incarnations.
+    #[test]
+    fn a_data_directory_keeps_its_incarnation_and_an_older_one_is_marked_late() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Storage::open(&FileSystem::real(), dir.path()).unwrap().1;
+        assert_ne!(first.incarnation, 0);
+        assert!(!first.late, "an empty directory is not late");
+        let again = Storage::open(&FileSystem::real(), dir.path()).unwrap();
+        assert_eq!((again.1.incarnation, again.1.late), (first.incarnation, false));
+        let accept = AcceptorMessage::Paxos(Request::Accept { ballot: b(3, 1), value: None, promise_next: false });
+        again.0.handle(&[(key(), accept)], 1, NO_CEILING).unwrap();
+        drop(again);
+        {
+            let db = Database::create(dir.path().join("acceptor.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META).unwrap().remove(INCARNATION).unwrap();
+            txn.commit().unwrap();
+        }
+        let older = Storage::open(&FileSystem::real(), dir.path()).unwrap().1;
+        assert!(older.late, "a directory with slots and no incarnation was written by an older release");
+        assert_ne!(older.incarnation, 0);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(Storage::open(&FileSystem::real(), other.path()).unwrap().1.incarnation, first.incarnation);
+    }
+
     #[test]
     fn slots_survive_reopening_and_removal_raises_the_floor() {
         let dir = tempfile::tempdir().unwrap();
         {
             let (s, rec) = Storage::open(&FileSystem::real(), dir.path()).unwrap();
-            assert_eq!((rec.counter, rec.config, rec.floor), (0, None, Ballot::ZERO));
+            assert_eq!((rec.counter, rec.config, rec.floor, rec.late), (0, None, Ballot::ZERO, false));
             let accept = AcceptorMessage::Paxos(Request::Accept {
                 ballot: b(3, 1),
                 value: Some(Bytes::from_static(b"v")),

@@ -186,6 +186,7 @@ impl Store for PaxosMode {
         let mut details = vec![
             ("paxos_node_id".into(), node.id.to_string()),
             ("paxos_peer_addr".into(), node.options.node.peer_addr.clone()),
+            ("paxos_data".into(), node.data_state()),
             ("paxos_config_version".into(), config.version.to_string()),
             ("paxos_members".into(), list(&config.members)),
             ("paxos_joint".into(), if config.previous.is_some() { "1" } else { "0" }.into()),
@@ -268,6 +269,8 @@ mod tests {
             };
             nodes.push(PaxosMode::start(options, Arc::new(Faults::default())).await.unwrap());
         }
+        // A new cluster's acceptors vote once every member is up and recorded (`identity`).
+        super::super::local::until_recorded(&nodes).await;
         let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
         let key = Bytes::from_static(b"k");
         // The value is chosen on {A,B}: C is cut off from both while it is written through A.

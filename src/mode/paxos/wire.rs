@@ -281,7 +281,9 @@ pub fn outcome_from(reply: proto::ForwardReply) -> Result<Outcome> {
 
 pub fn config_to(c: &Config) -> proto::Config {
     let members = |ms: &[Member]| {
-        ms.iter().map(|m| proto::Member { id: m.id, peer_addr: m.peer_addr.clone() }).collect::<Vec<_>>()
+        ms.iter()
+            .map(|m| proto::Member { id: m.id, peer_addr: m.peer_addr.clone(), incarnation: c.incarnation_of(m.id) })
+            .collect::<Vec<_>>()
     };
     proto::Config {
         version: c.version,
@@ -292,7 +294,11 @@ pub fn config_to(c: &Config) -> proto::Config {
     }
 }
 
+/// A configuration from the wire. A member's incarnation 0 means none is recorded.
 pub fn config_from(c: proto::Config) -> Config {
+    let previous = if c.joint { c.previous.as_slice() } else { &[] };
+    let incarnations =
+        previous.iter().chain(&c.members).filter(|m| m.incarnation != 0).map(|m| (m.id, m.incarnation)).collect();
     let members = |ms: Vec<proto::Member>| {
         ms.into_iter().map(|m| Member { id: m.id, peer_addr: m.peer_addr }).collect::<Vec<_>>()
     };
@@ -301,12 +307,31 @@ pub fn config_from(c: proto::Config) -> Config {
         members: members(c.members),
         previous: c.joint.then(|| members(c.previous)),
         highest_id: c.highest_id,
+        incarnations,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Incarnations travel with the members; a configuration from an older node (every
+    /// incarnation 0) records none.
+    #[test]
+    fn a_configuration_keeps_its_incarnations_on_the_wire() {
+        let member = |id: u32| Member { id, peer_addr: format!("h{id}:1") };
+        let config = Config {
+            version: 7,
+            members: vec![member(1), member(2), member(4)],
+            previous: Some(vec![member(1), member(2), member(3)]),
+            highest_id: 4,
+            incarnations: [(1, 0xa1), (2, 0xb2), (3, 0xc3)].into(),
+        };
+        assert_eq!(config_from(config_to(&config)), config);
+        let mut older = config_to(&config);
+        older.members.iter_mut().chain(older.previous.iter_mut()).for_each(|m| m.incarnation = 0);
+        assert!(config_from(older).incarnations.is_empty());
+    }
 
     #[test]
     fn absent_or_absurd_ballots_are_refused() {
