@@ -29,9 +29,11 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Reads and SCANs of a backup: ten tries, about 21 s of pauses.
+    /// Reads and SCANs of a backup: about a minute of pauses, up to 5 s each. (Ten tries
+    /// and 21 s of pauses were too few: a dynamo backup of a test build at load 24 gave up
+    /// on `-TRYAGAIN only 1 replicas answered the read; R is 2`.)
     pub const READS: Policy =
-        Policy { first: Duration::from_millis(100), max: Duration::from_secs(5), patience: Duration::from_secs(20) };
+        Policy { first: Duration::from_millis(100), max: Duration::from_secs(5), patience: Duration::from_secs(60) };
 
     /// Restore's writes (idempotent: each key to the file's value): about two minutes of
     /// pauses, up to 10 s each.
@@ -105,14 +107,13 @@ mod tests {
         assert_eq!(backoff.next_pause(), None, "a spent policy stays spent");
     }
 
-    /// A backup's reads keep their ten tries; a restore's writes wait for a cluster that
-    /// refuses them for two minutes — far past the 6.2 s of pauses (five retries) after
-    /// which a 1,000,000-key raft restore once gave up on an -UNCERTAIN MSET.
+    /// A backup's reads wait about a minute for a cluster that refuses them; a restore's
+    /// writes two minutes — far past the 6.2 s of pauses (five retries) after which a
+    /// 1,000,000-key raft restore once gave up on an -UNCERTAIN MSET.
     #[test]
     fn a_restore_waits_minutes_for_a_cluster_that_refuses_its_writes() {
-        let reads = pauses(Policy::READS);
-        assert_eq!(reads.len(), 9, "{reads:?}");
-        assert!(reads.iter().sum::<Duration>() < Duration::from_secs(30));
+        let reads: Duration = pauses(Policy::READS).iter().sum();
+        assert!(reads >= Duration::from_secs(60) && reads < Duration::from_secs(70), "{reads:?}");
         let writes = pauses(Policy::WRITES);
         let total: Duration = writes.iter().sum();
         assert!(total >= Duration::from_secs(120) && total < Duration::from_secs(135), "{total:?}");
