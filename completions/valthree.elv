@@ -403,7 +403,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;backup'= {
             cand --addrs 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster''s, or $REDISCLI_AUTH'
             cand --cluster 'A local cluster''s directory (from `valthree cluster up`)'
-            cand --connections 'Connections working at once (a restore''s writes; a key-by-key backup''s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in paxos and dynamo mode, which write key by key; backup: 32, 8 in paxos mode, whose reads are rounds that write the value back)'
+            cand --connections 'Connections working at once (a restore''s writes; a key-by-key backup''s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in dynamo mode, which writes key by key, and 48 in paxos mode, each with a connection to every node to write each key at its home; backup: 32, 8 in paxos mode, whose reads are rounds that write the value back)'
             cand --json 'Print the report as JSON; no progress bar'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -413,7 +413,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
         &'valthree;restore'= {
             cand --addrs 'Comma-separated addresses of the nodes (default: the nodes of --cluster, or 127.0.0.1:6379). The client password is the cluster''s, or $REDISCLI_AUTH'
             cand --cluster 'A local cluster''s directory (from `valthree cluster up`)'
-            cand --connections 'Connections working at once (a restore''s writes; a key-by-key backup''s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in paxos and dynamo mode, which write key by key; backup: 32, 8 in paxos mode, whose reads are rounds that write the value back)'
+            cand --connections 'Connections working at once (a restore''s writes; a key-by-key backup''s reads). Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs; 128 in dynamo mode, which writes key by key, and 48 in paxos mode, each with a connection to every node to write each key at its home; backup: 32, 8 in paxos mode, whose reads are rounds that write the value back)'
             cand --replace 'Restore into a database that already holds keys: the file''s keys overwrite theirs, other keys stay'
             cand --json 'Print the report as JSON; no progress bar'
             cand -h 'Print help'

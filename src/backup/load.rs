@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
-use std::time::Duration;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use indicatif::ProgressBar;
@@ -10,6 +10,8 @@ use redis_protocol::resp2::types::BytesFrame;
 use tokio::sync::mpsc;
 
 use super::conn::{Conn, describe};
+use super::retry::Policy;
+use super::route::{Failover, Router, Routes};
 use super::{Target, work_queue};
 use crate::rdb::{RdbReader, Value};
 
@@ -34,8 +36,11 @@ const RAFT_MSET_BYTES: usize = 3 << 20;
 /// A pair larger than this goes as a SET of its own in raft mode: raft sends a SET's value
 /// in chunks, and an MSET in one entry.
 const RAFT_MSET_PAIR: usize = 512 << 10;
-/// How often a write answered `-TRYAGAIN` or `-UNCERTAIN` is sent again.
-const RETRIES: u32 = 5;
+/// Writers in paxos mode: each sends its batch's SETs to their keys' homes, every node at
+/// once, so what is in flight on each node is the number of writers (each node runs one
+/// connection's SETs in order) — about as much, cluster-wide, as 128 connections of one
+/// node each.
+const PAXOS_WRITERS: usize = 48;
 /// What `CONFIG GET proto-max-bulk-len` is taken to be on a server that does not answer it:
 /// Redis' default, and valthree's.
 const DEFAULT_PROTO_MAX_BULK_LEN: u64 = 512 << 20;
@@ -78,7 +83,7 @@ impl Plan {
                 batch_bytes: SET_BATCH_BYTES,
                 batch_keys: SET_BATCH_KEYS,
                 alone_over: usize::MAX,
-                connections: 128,
+                connections: if mode == "paxos" { PAXOS_WRITERS } else { 128 },
             },
             _ => mset(MSET_BYTES, MSET_BYTES, 8),
         }
@@ -197,10 +202,13 @@ pub async fn restore<R: BufRead>(
     }
     // Only an empty database is restored into without `replace` (DBSIZE is a full read in
     // paxos and dynamo mode, cheap when there is nothing to read, and not needed otherwise).
+    // It is a read: refused, it goes to the next node.
+    let addrs = Arc::new(addrs);
     if !replace {
-        let keys = match conn.call(vec![Bytes::from_static(b"DBSIZE")]).await? {
+        let mut first = Failover::with(conn, addrs.clone(), target.password.clone(), Policy::READS);
+        let keys = match first.call(vec![Bytes::from_static(b"DBSIZE")]).await? {
             BytesFrame::Integer(n) => n.max(0) as u64,
-            other => return Err(format!("{addr}: DBSIZE answered {}", describe(&other))),
+            other => return Err(format!("{}: DBSIZE answered {}", first.addr(), describe(&other))),
         };
         if keys > 0 {
             return Err(format!(
@@ -212,19 +220,19 @@ pub async fn restore<R: BufRead>(
     let (batches_tx, batches_rx) = work_queue::<Batch>(connections * 2);
     // Each batch's span of the file, and the keys its writer wrote (or why it failed).
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, Result<u64, String>)>();
+    // paxos: each key's SET to its home, so that none is forwarded over the peer plane.
+    let routes = Arc::new(match mode.as_str() {
+        "paxos" => Routes::learn(&addrs, target.password.as_deref()).await,
+        _ => Routes::default(),
+    });
     let mut writers = tokio::task::JoinSet::new();
     for i in 0..connections {
-        let addr = addrs[i % addrs.len()].clone();
-        let password = target.password.clone();
+        let mut writer = Writer::new(addrs.clone(), target.password.clone(), routes.clone(), i, Policy::WRITES);
         let (batches_rx, done_tx) = (batches_rx.clone(), done_tx.clone());
         writers.spawn(async move {
-            let mut conn = match Conn::connect(&addr, password.as_deref()).await {
-                Ok(conn) => conn,
-                Err(e) => return drop(done_tx.send((0, Err(e)))),
-            };
             while let Some(batch) = batches_rx.recv().await {
                 let span = batch.span;
-                let written = write_batch(&mut conn, batch).await;
+                let written = writer.write(batch).await;
                 let failed = written.is_err();
                 if done_tx.send((span, written)).is_err() || failed {
                     return;
@@ -314,69 +322,156 @@ pub async fn restore<R: BufRead>(
     writers.abort_all();
     progress.finish_and_clear();
     match failure {
-        Some(e) => Err(format!("{e} (restored {} keys before the failure)", report.restored)),
+        Some(e) => Err(format!(
+            "{e}: the restore stopped, {} keys restored before it (a restore of the same file with \
+             --replace writes them again and the rest)",
+            report.restored
+        )),
         None => Ok(report),
     }
 }
 
-/// Writes `batch`: one MSET, or every pair's SET in one pipeline. A write answered with an
-/// error that says it may be retried is sent again (writing the same values twice is
-/// harmless), with a pause that grows.
-async fn write_batch(conn: &mut Conn, batch: Batch) -> Result<u64, String> {
-    if batch.mset {
-        let mut mset = Vec::with_capacity(1 + batch.pairs.len() * 2);
-        mset.push(Bytes::from_static(b"MSET"));
-        for (key, value) in &batch.pairs {
-            mset.push(key.clone());
-            mset.push(value.clone());
-        }
-        let mut attempt = 0;
-        loop {
-            match conn.call(mset.clone()).await? {
-                BytesFrame::SimpleString(ok) if ok.as_ref() == b"OK" => return Ok(batch.pairs.len() as u64),
-                BytesFrame::Error(e)
-                    if attempt < RETRIES && (e.starts_with("TRYAGAIN") || e.starts_with("UNCERTAIN")) =>
-                {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-                }
-                other => {
-                    return Err(format!(
-                        "{}: MSET of {} keys answered {}",
-                        conn.addr(),
-                        batch.pairs.len(),
-                        describe(&other)
-                    ));
-                }
-            }
+/// A writer's connections: one that moves on to the next node when an MSET fails, and one
+/// to every node (pipelines of SETs, each to its key's route's
+/// node: in paxos mode its home). Every write is sent again when it is refused with a
+/// reply that says it may be ([`super::route::retryable`]: `-TRYAGAIN`, `-UNCERTAIN`,
+/// `-LOADING`) or its connection breaks, as [`Policy::WRITES`] says: writing the file's
+/// value to a key twice is harmless.
+struct Writer {
+    one: Failover,
+    each: Router,
+}
+
+impl Writer {
+    /// Starts at the `i`-th node (modulo their number) for keys without a home.
+    fn new(addrs: Arc<Vec<String>>, password: Option<String>, routes: Arc<Routes>, i: usize, policy: Policy) -> Self {
+        Writer {
+            one: Failover::new(addrs.clone(), password.clone(), i, policy),
+            each: Router::new(addrs, password, routes, i, policy),
         }
     }
-    let batch = batch.pairs;
-    let set = |key: &Bytes, value: &Bytes| vec![Bytes::from_static(b"SET"), key.clone(), value.clone()];
-    let requests = batch.iter().map(|(k, v)| set(k, v)).collect();
-    let replies = conn.pipeline(requests).await?;
-    for ((key, value), mut reply) in batch.iter().zip(replies) {
-        let mut attempt = 0;
-        loop {
-            match &reply {
-                BytesFrame::SimpleString(ok) if ok.as_ref() == b"OK" => break,
-                BytesFrame::Error(e)
-                    if attempt < RETRIES && (e.starts_with("TRYAGAIN") || e.starts_with("UNCERTAIN")) =>
-                {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-                    reply = conn.call(set(key, value)).await?;
-                }
-                other => {
-                    return Err(format!(
-                        "{}: SET {:?} answered {}",
-                        conn.addr(),
-                        String::from_utf8_lossy(&key[..key.len().min(64)]),
-                        describe(other)
-                    ));
-                }
+
+    /// Writes `batch`: one MSET, or every pair's SET. Answers the keys written, or why the
+    /// batch could not be, with the tries it took.
+    async fn write(&mut self, batch: Batch) -> Result<u64, String> {
+        let written = batch.pairs.len() as u64;
+        if batch.mset {
+            let mset = std::iter::once(Bytes::from_static(b"MSET"))
+                .chain(batch.pairs.iter().flat_map(|(key, value)| [key.clone(), value.clone()]))
+                .collect();
+            return match self.one.call(mset).await {
+                Ok(BytesFrame::SimpleString(ok)) if ok.as_ref() == b"OK" => Ok(written),
+                Ok(other) => Err(format!("{}: MSET of {written} keys answered {}", self.one.addr(), describe(&other))),
+                Err(e) => Err(format!("MSET of {written} keys: {e}")),
+            };
+        }
+        let keys: Vec<Bytes> = batch.pairs.iter().map(|(key, _)| key.clone()).collect();
+        let replies = self
+            .each
+            .each(&keys, |i| set(&batch.pairs[i].0, &batch.pairs[i].1))
+            .await
+            .map_err(|e| format!("SETs of {} keys: {e}", keys.len()))?;
+        for (key, reply) in keys.iter().zip(replies) {
+            match reply {
+                BytesFrame::SimpleString(ok) if ok.as_ref() == b"OK" => {}
+                other => return Err(format!("SET {} answered {}", printable(key), describe(&other))),
             }
         }
+        Ok(written)
     }
-    Ok(batch.len() as u64)
+}
+
+fn set(key: &Bytes, value: &Bytes) -> Vec<Bytes> {
+    vec![Bytes::from_static(b"SET"), key.clone(), value.clone()]
+}
+
+/// A key for an error message: its first 64 bytes, lossily as text.
+fn printable(key: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(&key[..key.len().min(64)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use futures_util::{SinkExt, StreamExt};
+    use redis_protocol::codec::Resp2;
+    use tokio_util::codec::Framed;
+
+    use super::*;
+
+    /// A server that answers its first `refusals` requests with `-UNCERTAIN` and the rest
+    /// with +OK; it counts the requests.
+    async fn uncertain_server(refusals: u32) -> (String, Arc<AtomicU32>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let asked = Arc::new(AtomicU32::new(0));
+        let count = asked.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let asked = asked.clone();
+                tokio::spawn(async move {
+                    let mut framed = Framed::new(stream, Resp2::default());
+                    while let Some(Ok(_)) = framed.next().await {
+                        let reply = match asked.fetch_add(1, Ordering::SeqCst) < refusals {
+                            true => BytesFrame::Error("UNCERTAIN the write may have been committed".into()),
+                            false => BytesFrame::SimpleString("OK".into()),
+                        };
+                        if framed.send(reply).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, count)
+    }
+
+    /// A policy as patient in tries as a restore's, with pauses short enough for a test.
+    const QUICK: Policy = Policy {
+        first: Duration::from_millis(1),
+        max: Duration::from_millis(20),
+        patience: Duration::from_millis(300),
+    };
+
+    fn batch(mset: bool) -> Batch {
+        let pairs = (0..3).map(|i| (Bytes::from(format!("k{i}")), Bytes::from(format!("v{i}")))).collect();
+        Batch { mset, pairs, span: 0 }
+    }
+
+    fn writer(addr: String) -> Writer {
+        Writer::new(Arc::new(vec![addr]), None, Arc::default(), 0, QUICK)
+    }
+
+    /// An MSET answered -UNCERTAIN is sent again until it is taken: a raft restore of
+    /// 1,000,000 keys once failed at 440,000 when one MSET was answered -UNCERTAIN six times
+    /// (five retries). Its keys get the file's values whether it applied once or more.
+    #[tokio::test]
+    async fn an_uncertain_mset_is_sent_again_until_it_is_taken() {
+        let (addr, asked) = uncertain_server(8).await;
+        assert_eq!(writer(addr).write(batch(true)).await, Ok(3));
+        assert_eq!(asked.load(Ordering::SeqCst), 9);
+    }
+
+    /// So are SETs, each alone.
+    #[tokio::test]
+    async fn uncertain_sets_are_sent_again_until_they_are_taken() {
+        let (addr, asked) = uncertain_server(8).await;
+        assert_eq!(writer(addr).write(batch(false)).await, Ok(3));
+        assert!(asked.load(Ordering::SeqCst) >= 11, "{asked:?}");
+    }
+
+    /// A cluster that never takes the write ends the restore with an error that says which
+    /// write, what the node answered, and how long it was tried.
+    #[tokio::test]
+    async fn a_write_never_taken_fails_with_what_was_tried() {
+        let (addr, _) = uncertain_server(u32::MAX).await;
+        let e = writer(addr.clone()).write(batch(true)).await.unwrap_err();
+        assert!(e.starts_with(&format!("MSET of 3 keys: {addr}: -UNCERTAIN")), "{e}");
+        assert!(e.contains("gave up") && e.contains("(tried 20 times"), "{e}");
+        let (addr, _) = uncertain_server(u32::MAX).await;
+        let e = writer(addr).write(batch(false)).await.unwrap_err();
+        assert!(e.starts_with("SETs of 3 keys: ") && e.contains("-UNCERTAIN") && e.contains("gave up"), "{e}");
+    }
 }

@@ -40,20 +40,31 @@
 //! the node's group commit; as large as 8 MiB allows, since a swap that changes more than
 //! 1,024 keys writes the whole keyspace as a new snapshot) and raft mode (one log entry each, under raft's 4 MiB cap),
 //! pipelines of `SET`s over many connections in paxos and dynamo mode, which cannot write
-//! several keys as one. Memory stays a few batches whatever the file's size. Strings of
-//! database 0 are restored; every other type, key of another database, key whose expiry
-//! has passed and function library is skipped and counted in the report (valthree has no
-//! expiries: a key with a future one is restored without it, and counted too). A database
-//! that already holds keys is refused unless the caller says `replace`; then the file's
-//! keys overwrite theirs and other keys stay. A write answered `-TRYAGAIN` or `-UNCERTAIN`
-//! is sent again (writing the same values twice is harmless), a few times, before the
-//! restore fails.
+//! several keys as one. paxos mode sends each key's `SET` to its home, as the backup reads it
+//! there (each writer holds a connection to every node and sends each its share of a batch
+//! at once), so no write is forwarded over the peer plane. Memory stays a few batches
+//! whatever the file's size. Strings of database 0 are restored; every other type, key of
+//! another database, key whose expiry has passed and function library is skipped and
+//! counted in the report (valthree has no expiries: a key with a future one is restored
+//! without it, and counted too). A database that already holds keys is refused unless the
+//! caller says `replace`; then the file's keys overwrite theirs and other keys stay.
+//!
+//! A write refused with `-TRYAGAIN`, `-UNCERTAIN` or `-LOADING`, or whose connection breaks,
+//! is sent again — an `-UNCERTAIN` one too: a restore writes each key to the file's value,
+//! so a write that did apply and is sent again changes nothing — an MSET to the next node,
+//! a SET alone (the batch's others are kept) to the next node in its key's order, after
+//! pauses that double up to 10 s, for about two minutes of pauses ([`retry::Policy`])
+//! before the restore gives up with an error that names the write, the last refusal and
+//! the tries; the keys written before it stay, and a restore of the same file with
+//! `replace` writes the rest.
 //!
 //! [`Store::snapshot`]: crate::store::Store::snapshot
 
 mod conn;
 mod dump;
 mod load;
+mod retry;
+mod route;
 
 pub use dump::{BackupReport, backup};
 pub use load::{FileSummary, RestoreReport, restore, verify};

@@ -30,7 +30,8 @@ pub struct TargetArgs {
     pub cluster: Option<PathBuf>,
     /// Connections working at once (a restore's writes; a key-by-key backup's reads).
     /// Default: what suits the mode (restore: 8 in s3 and raft mode, which write MSETs;
-    /// 128 in paxos and dynamo mode, which write key by key; backup: 32, 8 in paxos mode,
+    /// 128 in dynamo mode, which writes key by key, and 48 in paxos mode, each with a
+    /// connection to every node to write each key at its home; backup: 32, 8 in paxos mode,
     /// whose reads are rounds that write the value back).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub connections: Option<u64>,
