@@ -1894,6 +1894,7 @@ async fn a_batch_of_empty_messages_cannot_decode_beyond_the_budget() {
     let messages = 16_384;
     let batch = proto::PaxosBatch {
         from: 9,
+        to: 0,
         messages: (0..messages)
             .map(|round| proto::PaxosMessage {
                 key: format!("small-{round}").into_bytes().into(),
