@@ -610,3 +610,44 @@ fn migration_through_every_mode_loses_nothing() {
     wait_ready(server.port);
     assert_holds(&format!("127.0.0.1:{}", server.port), &want);
 }
+
+/// An address that is not a Redis port (here, one answering HTTP and closing, as a node's
+/// metrics port answers a RESP request) fails a backup or a restore at once, with a message
+/// naming it, and leaves no file behind. Before, the tool often died of SIGPIPE without a
+/// word (its vectored writes to the closed connection raise it), leaving `FILE.rdb.partial`,
+/// and otherwise retried the "bad reply" for one to two minutes.
+#[test]
+fn an_address_that_is_not_a_redis_port_fails_at_once_and_leaves_nothing() {
+    use std::io::{Read, Write};
+    use std::os::unix::process::ExitStatusExt;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source.rdb");
+    write_file(&source, &strings(2000));
+    let backup_file = tmp.path().join("backup.rdb");
+    let runs = [
+        vec!["restore", source.to_str().unwrap(), "--addrs", &addr],
+        vec!["restore", source.to_str().unwrap(), "--addrs", &addr, "--replace"],
+        vec!["backup", backup_file.to_str().unwrap(), "--addrs", &addr],
+    ];
+    for args in runs {
+        let started = std::time::Instant::now();
+        let out = valthree(&args);
+        let took = started.elapsed();
+        assert_eq!(out.status.signal(), None, "{args:?} was killed by a signal: {}", text(&out));
+        assert!(!out.status.success(), "{args:?} succeeded: {}", text(&out));
+        assert!(text(&out).contains("Redis protocol"), "{args:?}: {}", text(&out));
+        assert!(took < Duration::from_secs(20), "{args:?} took {took:?}: {}", text(&out));
+    }
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, ["source.rdb"], "files left behind");
+}

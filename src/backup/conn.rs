@@ -19,6 +19,27 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// to a mode that replicates each one before it answers.
 pub const BATCH_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// What an error says when the server's reply is not RESP: sending it again cannot help
+/// (an address of some other service, e.g. a node's metrics port), so callers give up at once.
+const NOT_RESP: &str = "answered in something other than the Redis protocol (is it a valthree or Redis client port?)";
+
+/// Whether `error` (from this module) says the server does not speak the Redis protocol.
+pub fn not_resp(error: &str) -> bool {
+    error.contains(NOT_RESP)
+}
+
+/// Connects to the first of `addrs` that takes a connection.
+pub async fn connect_any(addrs: &[String], password: Option<&str>) -> Result<Conn, String> {
+    let mut last_error = String::from("no address given");
+    for addr in addrs {
+        match Conn::connect(addr, password).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) => last_error = e,
+        }
+    }
+    Err(last_error)
+}
+
 /// One connection to a node.
 pub struct Conn {
     framed: Framed<TcpStream, Resp2>,
@@ -110,7 +131,7 @@ impl Conn {
                         }
                         replies.push(frame);
                     }
-                    Some(Err(e)) => return Err(format!("{addr}: bad reply: {}", e.details())),
+                    Some(Err(e)) => return Err(format!("{addr}: {NOT_RESP} ({})", e.details())),
                     None if until.is_some() => break,
                     None => return Err(format!("{addr} closed the connection")),
                 }

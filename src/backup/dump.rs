@@ -54,18 +54,7 @@ pub struct BackupReport {
 
 /// Writes the target's keyspace to `out` as an RDB file.
 pub async fn backup<W: Write>(target: &Target, out: W, progress: &ProgressBar) -> Result<BackupReport, String> {
-    let mut first = None;
-    let mut last_error = String::from("no address given");
-    for addr in &target.addrs {
-        match Conn::connect(addr, target.password.as_deref()).await {
-            Ok(conn) => {
-                first = Some(conn);
-                break;
-            }
-            Err(e) => last_error = e,
-        }
-    }
-    let mut conn = first.ok_or(last_error)?;
+    let mut conn = super::conn::connect_any(&target.addrs, target.password.as_deref()).await?;
     let mode = conn.server_mode().await;
     let aux = [("valthree-ver", env!("CARGO_PKG_VERSION")), ("valthree-mode", mode.as_str()), ("redis-bits", "64")];
     let mut report = BackupReport { mode: mode.clone(), ..Default::default() };

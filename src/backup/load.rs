@@ -180,8 +180,9 @@ pub async fn restore<R: BufRead>(
 ) -> Result<RestoreReport, String> {
     let mut reader = RdbReader::new(input).map_err(|e| e.to_string())?;
     let mut report = RestoreReport { version: reader.version(), ..Default::default() };
-    let addr = target.addrs.first().ok_or("no address given")?;
-    let mut conn = Conn::connect(addr, target.password.as_deref()).await?;
+    // The first node that takes a connection: any node serves the whole keyspace.
+    let mut conn = super::conn::connect_any(&target.addrs, target.password.as_deref()).await?;
+    let addr = conn.addr().to_string();
     let mode = conn.server_mode().await;
     let plan = Plan::for_mode(&mode);
     let addrs = match mode.as_str() {

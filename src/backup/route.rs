@@ -79,6 +79,7 @@ impl Failover {
                     None => return Ok(replies),
                     Some(refusal) => format!("{}: {}", self.addr(), describe(refusal)),
                 },
+                Err(e) if super::conn::not_resp(&e) => return Err(e),
                 Err(e) => e,
             };
             self.conn = None;
@@ -246,6 +247,9 @@ impl Router {
             }
             attempt += 1;
             let why = why.unwrap_or_default();
+            if super::conn::not_resp(&why) {
+                return Err(why);
+            }
             tracing::debug!("{why}; {} keys go to the next node", pending.len());
             self.window = (self.window / 2).max(MIN_WINDOW);
             if !backoff.wait().await {

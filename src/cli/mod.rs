@@ -71,7 +71,11 @@ pub fn parse() -> Cli {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
-    if !matches!(cli.command, Command::Serve(_)) {
+    // Backup and restore write to their servers with vectored writes, which raise SIGPIPE
+    // on a connection the server closed (unlike `send`): under SIG_DFL such a server (a
+    // metrics port given by mistake, a node killed mid-write) killed the tool without a word,
+    // leaving a partial file. They keep SIGPIPE ignored and report the broken connection.
+    if !matches!(cli.command, Command::Serve(_) | Command::Backup(_) | Command::Restore(_)) {
         quiet_on_closed_stdout();
     }
     if matches!(cli.command, Command::Serve(_) | Command::Cluster(_) | Command::PaxosCompactBallots(_)) {
