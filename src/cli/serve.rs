@@ -223,6 +223,9 @@ fn secret_flag(value: Option<&String>, file: Option<&Path>) -> Result<Option<Str
     }
 }
 
+/// The longest secret file read: a secret is one short line.
+const MAX_SECRET_FILE: u64 = 64 << 10;
+
 /// The secret in `file`: its first line, without its line ending. Refused, naming the file:
 ///
 /// * an empty file, or a blank first line (only whitespace): starting without the password or
@@ -231,10 +234,18 @@ fn secret_flag(value: Option<&String>, file: Option<&Path>) -> Result<Option<Str
 ///   UTF-8 byte-order mark: a secret nobody types, most often a file written by the wrong
 ///   tool (`printf '\0'`, an editor's BOM, a binary file), which would otherwise guard the
 ///   node with a one-byte password; and bytes that are not UTF-8;
-/// * a secret shorter than `min_len` bytes (the cluster secret's [`MIN_SECRET_LEN`]).
+/// * a secret shorter than `min_len` bytes (the cluster secret's [`MIN_SECRET_LEN`]);
+/// * a file longer than [`MAX_SECRET_FILE`], read no further: a flag pointed at the wrong
+///   file (a log, `/dev/zero`) would otherwise be read whole into memory.
 fn read_secret_file(file: &Path, min_len: usize) -> Result<String> {
+    use std::io::Read;
     let refuse = |why: String| Error::Config(format!("{}: {why}; refusing to start with it", file.display()));
-    let bytes = std::fs::read(file).map_err(|e| Error::Config(format!("{}: {e}", file.display())))?;
+    let unreadable = |e: std::io::Error| Error::Config(format!("{}: {e}", file.display()));
+    let mut bytes = Vec::new();
+    std::fs::File::open(file).and_then(|f| f.take(MAX_SECRET_FILE + 1).read_to_end(&mut bytes)).map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(refuse(format!("the file is longer than {MAX_SECRET_FILE} bytes: not a secret file")));
+    }
     let text = String::from_utf8(bytes).map_err(|_| refuse("the secret file is not UTF-8 text".into()))?;
     let first = text.lines().next().unwrap_or("");
     if first.trim().is_empty() {
@@ -411,6 +422,20 @@ mod tests {
             Command::Serve(args) => *args,
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A secret flag pointed at an endless or huge file read it whole: `/dev/zero` took the
+    /// node to 3.2 GB before it was killed. Now it reads no more than the limit and refuses.
+    #[test]
+    fn a_secret_file_past_the_limit_is_refused_without_reading_it_whole() {
+        let refused = read_secret_file(Path::new("/dev/zero"), 1).unwrap_err().to_string();
+        assert!(refused.contains("/dev/zero") && refused.contains("not a secret file"), "{refused}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, format!("a-good-secret-line\n{}", "x".repeat(MAX_SECRET_FILE as usize))).unwrap();
+        assert!(read_secret_file(&file, 1).unwrap_err().to_string().contains("not a secret file"));
+        std::fs::write(&file, "a-good-secret-line\nsecond line\n").unwrap();
+        assert_eq!(read_secret_file(&file, 1).unwrap(), "a-good-secret-line");
     }
 
     #[test]
