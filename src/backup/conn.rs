@@ -131,7 +131,15 @@ impl Conn {
                         }
                         replies.push(frame);
                     }
-                    Some(Err(e)) => return Err(format!("{addr}: {NOT_RESP} ({})", e.details())),
+                    Some(Err(e)) => {
+                        return Err(match e.kind() {
+                            // The connection broke (a node killed mid-batch): worth another try.
+                            redis_protocol::error::RedisProtocolErrorKind::IO(io) => {
+                                format!("{addr}: connection failed: {io}")
+                            }
+                            _ => format!("{addr}: {NOT_RESP} ({})", e.details()),
+                        });
+                    }
                     None if until.is_some() => break,
                     None => return Err(format!("{addr} closed the connection")),
                 }
