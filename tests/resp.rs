@@ -322,12 +322,14 @@ fn query_buffers_of_all_clients_share_one_budget() {
     a.send(&vec![b'x'; 6 * mb]);
     // Wait until the server holds a's 6 MB, then b's 6 MB would pass 10 MB.
     let mut watcher = Raw::connect(server.port);
-    common::wait_until(Duration::from_secs(30), "a's 6 MB in the server's query buffers", || {
+    let mut held = || {
         watcher.send(&request(&[b"INFO", b"clients"]));
         let info = String::from_utf8(watcher.read_reply()).unwrap();
         let held = info.lines().find_map(|l| l.strip_prefix("client_query_buffers:")).expect("the field");
-        held.trim().parse::<usize>().unwrap() >= 6 * mb
-    });
+        held.trim().parse::<usize>().unwrap()
+    };
+    common::wait_until(Duration::from_secs(30), "a's 6 MB in the server's query buffers", || held() >= 6 * mb);
+    let held_by_a = held();
     let mut b = Raw::connect(server.port);
     b.send(&header("b"));
     // The server may close b while b is still sending: then the reply can be lost to the reset.
@@ -342,6 +344,9 @@ fn query_buffers_of_all_clients_share_one_budget() {
         assert!(Instant::now() < deadline, "b was not refused: {}", server.log_text());
         std::thread::sleep(Duration::from_millis(50));
     }
+    // b's buffers return once its connection is dropped, which may be after the log line: wait
+    // for them, or a's last 2 MB could find b still holding its share.
+    common::wait_until(Duration::from_secs(30), "b's buffers returned", || held() < held_by_a + mb);
     // a finishes its value (8 MB in all, under the budget once b is gone).
     a.send(&vec![b'x'; 2 * mb]);
     a.send(b"\r\n");

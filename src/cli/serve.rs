@@ -62,8 +62,8 @@ pub struct ServeArgs {
     pub proto_max_bulk_len: u64,
     /// The bytes all clients' query and output buffers may hold together. A request or reply
     /// that would pass it first evicts (closes) the clients holding the most unsent output
-    /// that read none of it; failing that, a request gets an error and is closed, a reply is
-    /// refused (0: no limit).
+    /// that received less than 64 KiB of it in the last 2 s; failing that, a request gets
+    /// an error and is closed, a reply is refused (0: no limit).
     #[arg(long, default_value = "1gb", value_parser = parse_size)]
     pub maxmemory_clients: u64,
     /// Redis' normal-class `client-output-buffer-limit`: "HARD SOFT SECONDS" (a leading
@@ -215,34 +215,103 @@ fn make_private(dir: &std::path::Path) {
     }
 }
 
-/// A secret from its flag (or environment variable), or from its file.
-fn secret_flag(value: Option<&String>, file: Option<&Path>) -> Result<Option<String>> {
+/// A secret from its flag (or environment variable), or from its file. A value from the flag
+/// or the environment passes the checks a file's does ([`check_secret`]); empty, it means
+/// none (Redis' meaning for `requirepass ""`).
+fn secret_flag(flag: &str, value: Option<&String>, file: Option<&Path>) -> Result<Option<String>> {
     match file {
         Some(file) => read_secret_file(file, 1).map(Some),
-        None => Ok(value.cloned().filter(|t| !t.is_empty())),
+        None => match value.filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(value) => {
+                let env = format!("VALTHREE_{}", flag.trim_start_matches('-').replace('-', "_").to_uppercase());
+                check_secret(value, 1)
+                    .map_err(|why| Error::Config(format!("{flag} (or {env}): {why}; refusing to start with it")))?;
+                Ok(Some(value.clone()))
+            }
+        },
     }
 }
 
 /// The longest secret file read: a secret is one short line.
 const MAX_SECRET_FILE: u64 = 64 << 10;
 
+/// How long a secret file that is not a regular file (a named pipe, a device) may take to
+/// give its first line before the node gives up. A pipe from process substitution
+/// (`--requirepass-file <(pass show valthree)`) has its line at once; a FIFO nobody writes
+/// to would otherwise hold the start forever, saying nothing.
+pub const SECRET_FILE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Why `secret` is refused as a secret, if it is: whitespace alone, a control character
+/// (NUL, tab, escape, DEL, ...), a leading UTF-8 byte-order mark, or fewer than `min_len`
+/// bytes. Such a value is nearly always a mistake (a file written by the wrong tool, an
+/// escape sequence pasted into a variable), which would guard the node with a password
+/// nobody types.
+fn check_secret(secret: &str, min_len: usize) -> std::result::Result<(), String> {
+    if secret.trim().is_empty() {
+        return Err("the secret is empty or only whitespace".into());
+    }
+    if secret.starts_with('\u{feff}') {
+        return Err("the secret starts with a UTF-8 byte-order mark (save the file without one)".into());
+    }
+    if let Some((at, c)) = secret.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(format!(
+            "the secret holds a control character ({c:?} at byte {at}); a secret is printable text on one line"
+        ));
+    }
+    if secret.len() < min_len {
+        return Err(format!("the secret is {} bytes; it must be at least {min_len}", secret.len()));
+    }
+    Ok(())
+}
+
 /// The secret in `file`: its first line, without its line ending. Refused, naming the file:
 ///
 /// * an empty file, or a blank first line (only whitespace): starting without the password or
 ///   token the operator meant to set would let everyone in, and nothing would say so;
-/// * a first line holding a NUL, another control character (tab, escape, DEL, ...) or a
-///   UTF-8 byte-order mark: a secret nobody types, most often a file written by the wrong
-///   tool (`printf '\0'`, an editor's BOM, a binary file), which would otherwise guard the
-///   node with a one-byte password; and bytes that are not UTF-8;
-/// * a secret shorter than `min_len` bytes (the cluster secret's [`MIN_SECRET_LEN`]);
-/// * a file longer than [`MAX_SECRET_FILE`], read no further: a flag pointed at the wrong
-///   file (a log, `/dev/zero`) would otherwise be read whole into memory.
+/// * a first line [`check_secret`] refuses, and bytes that are not UTF-8;
+/// * a regular file longer than [`MAX_SECRET_FILE`], read no further: a flag pointed at the
+///   wrong file (a log) would otherwise be read whole into memory; a pipe or device (a FIFO,
+///   `<(cmd)`, `/dev/zero`) is read up to its first line ending, or that limit;
+/// * a file that is not a regular file and gives no line within [`SECRET_FILE_WAIT`] (the
+///   wait is logged once it lasts).
 fn read_secret_file(file: &Path, min_len: usize) -> Result<String> {
-    use std::io::Read;
+    read_secret_file_within(file, min_len, SECRET_FILE_WAIT)
+}
+
+fn read_secret_file_within(file: &Path, min_len: usize, wait: std::time::Duration) -> Result<String> {
     let refuse = |why: String| Error::Config(format!("{}: {why}; refusing to start with it", file.display()));
     let unreadable = |e: std::io::Error| Error::Config(format!("{}: {e}", file.display()));
-    let mut bytes = Vec::new();
-    std::fs::File::open(file).and_then(|f| f.take(MAX_SECRET_FILE + 1).read_to_end(&mut bytes)).map_err(unreadable)?;
+    let regular = std::fs::metadata(file).map_err(unreadable)?.is_file();
+    let bytes = if regular {
+        read_to_line(file, false).map_err(unreadable)?
+    } else {
+        // Opening a FIFO blocks until a writer opens it, and reading until it writes: on a
+        // thread of its own, given up on after the wait (the process then exits).
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = file.to_path_buf();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_to_line(&path, true));
+        });
+        let quick = std::time::Duration::from_millis(200).min(wait);
+        let read = match rx.recv_timeout(quick) {
+            Ok(read) => read,
+            Err(_) => {
+                tracing::warn!(
+                    "waiting for {} (not a regular file: a named pipe or a device) to give the secret; giving up in {}s",
+                    file.display(),
+                    wait.as_secs()
+                );
+                rx.recv_timeout(wait.saturating_sub(quick)).map_err(|_| {
+                    refuse(format!(
+                        "it is not a regular file, and nothing was written to it in {}s (a named pipe nobody writes to?)",
+                        wait.as_secs()
+                    ))
+                })?
+            }
+        };
+        read.map_err(unreadable)?
+    };
     if bytes.len() as u64 > MAX_SECRET_FILE {
         return Err(refuse(format!("the file is longer than {MAX_SECRET_FILE} bytes: not a secret file")));
     }
@@ -251,18 +320,29 @@ fn read_secret_file(file: &Path, min_len: usize) -> Result<String> {
     if first.trim().is_empty() {
         return Err(refuse("the secret file is empty or its first line is blank".into()));
     }
-    if first.starts_with('\u{feff}') {
-        return Err(refuse("the secret starts with a UTF-8 byte-order mark (save the file without one)".into()));
-    }
-    if let Some((at, c)) = first.char_indices().find(|(_, c)| c.is_control()) {
-        return Err(refuse(format!(
-            "the secret holds a control character ({c:?} at byte {at}); a secret is printable text on the first line"
-        )));
-    }
-    if first.len() < min_len {
-        return Err(refuse(format!("the secret is {} bytes; it must be at least {min_len}", first.len())));
-    }
+    check_secret(first, min_len).map_err(refuse)?;
     Ok(first.to_string())
+}
+
+/// Up to [`MAX_SECRET_FILE`] + 1 bytes of `file`: all of them, or with `first_line`, up to
+/// its first line ending (a pipe's writer need not close it).
+fn read_to_line(file: &Path, first_line: bool) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut reader = std::fs::File::open(file)?.take(MAX_SECRET_FILE + 1);
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        bytes.extend_from_slice(&chunk[..n]);
+        if first_line && chunk[..n].contains(&b'\n') {
+            return Ok(bytes);
+        }
+    }
 }
 
 /// Warns about secrets given on the command line, where every local user's `ps` sees them.
@@ -281,12 +361,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     crate::node::exit_on_writer_panic();
     warn_about_secrets_in_argv();
     // Secrets are read before anything listens: a node that refuses its secret never serves.
-    let requirepass = secret_flag(args.requirepass.as_ref(), args.requirepass_file.as_deref())?;
+    let requirepass = secret_flag("--requirepass", args.requirepass.as_ref(), args.requirepass_file.as_deref())?;
     if args.requirepass.as_ref().is_some_and(String::is_empty) {
         // Redis' meaning, kept; but an empty value is more often a variable that was not set.
         tracing::warn!("--requirepass (or VALTHREE_REQUIREPASS) is empty: no password, every client is let in");
     }
-    let admin_token = secret_flag(args.admin_token.as_ref(), args.admin_token_file.as_deref())?;
+    let admin_token = secret_flag("--admin-token", args.admin_token.as_ref(), args.admin_token_file.as_deref())?;
     let mode_config = mode_config(&args)?;
     // A failed write or fsync ends the process: a supervisor restarts it from what is durable.
     mode_config.node.fs.exit_on_failure();
@@ -436,6 +516,46 @@ mod tests {
         assert!(read_secret_file(&file, 1).unwrap_err().to_string().contains("not a secret file"));
         std::fs::write(&file, "a-good-secret-line\nsecond line\n").unwrap();
         assert_eq!(read_secret_file(&file, 1).unwrap(), "a-good-secret-line");
+    }
+
+    /// A FIFO nobody writes to held the start forever; one written to, by a writer that
+    /// keeps it open, gives its first line.
+    #[test]
+    fn a_secret_file_that_is_a_pipe_is_read_to_its_first_line_or_given_up_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR).unwrap();
+        let wait = std::time::Duration::from_millis(400);
+        let refused = read_secret_file_within(&fifo, 1, wait).unwrap_err().to_string();
+        assert!(refused.contains(fifo.to_str().unwrap()) && refused.contains("not a regular file"), "{refused}");
+        // Another FIFO: the reader given up on above still waits on this one (the process
+        // exits after giving up, which ends it).
+        let fifo = dir.path().join("written");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR).unwrap();
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let mut pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+                std::io::Write::write_all(&mut pipe, b"from-the-pipe\nrest").unwrap();
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            })
+        };
+        assert_eq!(read_secret_file_within(&fifo, 1, std::time::Duration::from_secs(10)).unwrap(), "from-the-pipe");
+        writer.join().unwrap();
+    }
+
+    /// `VALTHREE_REQUIREPASS` took an escape character or spaces alone, which files refuse.
+    #[test]
+    fn a_secret_from_the_environment_or_its_flag_passes_the_files_checks() {
+        let value = |v: &str| secret_flag("--requirepass", Some(&v.to_string()), None);
+        assert_eq!(value("").unwrap(), None, "empty: no password, as in Redis");
+        assert_eq!(value("a good one").unwrap().as_deref(), Some("a good one"));
+        for bad in ["\x1b", "  ", "pw\x1b[0m", "\u{feff}pw", "pw\n"] {
+            let refused = value(bad).unwrap_err().to_string();
+            assert!(refused.contains("--requirepass (or VALTHREE_REQUIREPASS)"), "{bad:?}: {refused}");
+        }
+        let refused = secret_flag("--admin-token", Some(&" ".to_string()), None).unwrap_err().to_string();
+        assert!(refused.contains("VALTHREE_ADMIN_TOKEN"), "{refused}");
     }
 
     #[test]

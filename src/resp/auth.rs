@@ -8,24 +8,59 @@
 //!   are disabled, and a wrong token answers `NOPERM`.
 //!
 //! * **Guessing** is counted (INFO's `acl_access_denied_auth`, as in Redis), logged at most
-//!   once per [`FAILURE_LOG_EVERY`], and slowed: past [`FREE_FAILURES`] on one connection
-//!   *or from one source network* ([`FailuresBySource`]: reconnecting does not start over),
-//!   each further wrong password is answered [`FAILURE_DELAY_STEP`] later than the one
-//!   before, up to [`MAX_FAILURE_DELAY`] — a client that mistyped is not bothered, a guesser
-//!   on one connection drops from a million tries a second to one. What is left is
-//!   parallelism: each of a source's connections may wait out its second at once, so a
-//!   guesser is bounded by its connections (`--maxclients`), not by time. A long random
-//!   password (or TLS client certificates) is the real defence.
+//!   once per [`FAILURE_LOG_EVERY`], and bounded where it matters: in the passwords
+//!   *compared*, per source network ([`source_group`]: all of loopback, an IPv4 /24, an IPv6
+//!   /64), not in the answers sent. The [`Allowance`] decides, before a password is compared,
+//!   whether it may be compared now, at a later turn, or not at all. A source group's first
+//!   [`FREE_FAILURES`] wrong passwords (forgotten [`SOURCE_MEMORY`] after its last one) are
+//!   compared at once; past them its passwords take turns, one at a time, each turn
+//!   [`FAILURE_DELAY_STEP`] further from the one before, up to [`MAX_FAILURE_DELAY`] apart:
+//!   whatever the number of connections, a source group has its first 10 wrong passwords
+//!   compared at once, at most 19 more passwords in the next 10 s (turns 50, 150, 300, ...
+//!   ms after the tenth), then **one a second**, right or wrong. A password that gets a
+//!   turn is compared at that turn and answered at once, right or wrong; a turn is taken
+//!   only within [`MAX_FAILURE_DELAY`], and an AUTH for which none is free then is answered
+//!   `-ERR too many AUTH attempts from your network; try again later` without comparing
+//!   (INFO's `auth_attempts_throttled`; on a connection that keeps asking, each such answer
+//!   waits a little longer, up to that second). So the time an answer takes says nothing of
+//!   the password, and abandoning a slow AUTH gains nothing: one abandoned before its turn
+//!   was never compared, one abandoned after it spent the source's turn.
+//!   (The slowdown this replaced delayed the *answer* to a wrong password and compared at
+//!   once: a right one was answered sooner, so a guesser that gave up on every AUTH not
+//!   answered within milliseconds learned 94 wrong passwords a second on one connection and
+//!   1,613 on 40.)
 //! * **A wrong password repeated** from the same address within [`SOURCE_MEMORY`] is not a
-//!   guess: it tells the client nothing it did not learn the first time. It is counted in INFO
-//!   but not toward the slowdown, and answered at once ([`RepeatedFailures`]). Client libraries
-//!   retry a failed login (redis-py 8 tries eleven times, each on a new connection): while a
-//!   flood of guesses from its network keeps the source slowed, each retry of a mistyped
-//!   password used to wait its full second again (15 s in all); now only the first does.
-//!   What must hold: a wrong password is answered within [`MAX_FAILURE_DELAY`] whatever other
-//!   connections do (the slowdown is a sleep of the connection that failed, never a queue
-//!   behind other connections' failures), a right one is never delayed, and each *new* wrong
-//!   password past the free ones costs its connection up to that second.
+//!   guess: it tells the client nothing it did not learn the first time. It is answered at
+//!   once without taking a turn, counted in INFO but not toward the source's failures
+//!   ([`RepeatedFailures`]). Client libraries retry a failed login (redis-py 8 tries eleven
+//!   times, each on a new connection): only the first try of a mistyped password takes a turn.
+//! * **An address that logged in** within [`LOGIN_MEMORY`] has its passwords compared at
+//!   once, without waiting for its group's turn: a client reconnecting during a flood of
+//!   guesses from its network is not locked out. Its right password reveals nothing the
+//!   first login did not; a *wrong* one compared that way is a guess, so each such address
+//!   has its own allowance of them besides its group's ([`FREE_FAILURES`] at once, refilled
+//!   one per [`MAX_FAILURE_DELAY`]), past which its passwords take turns like any other. A
+//!   guesser on the very address of a client that logged in (the same host, the same NAT)
+//!   thus adds at most one guess a second, and the client there then waits for turns too.
+//! * **Who gets a turn**: an address that itself had [`FREE_FAILURES`] wrong passwords
+//!   compared within [`SOURCE_MEMORY`] takes only a turn free at that moment (it waits for
+//!   the next one, if within [`MAX_FAILURE_DELAY`], and takes it if nobody booked it
+//!   meanwhile); any other may book the group's next turn up to [`MAX_FAILURE_DELAY`]
+//!   ahead. So a guesser on one
+//!   address, however many connections it opens, cannot keep a newcomer of its network (a
+//!   client logging in for the first time) out: the newcomer's password is compared within
+//!   the second. A guesser spread over many addresses of its network competes with
+//!   newcomers as an equal, and a newcomer may then be told to try later: that is the price
+//!   of the bound.
+//!
+//! What holds: each AUTH is answered within [`MAX_FAILURE_DELAY`] whatever other
+//! connections do; the time it takes depends only on the source's allowance, decided before
+//! the password is compared, never on the password (save a repeated wrong one, answered at
+//! once); and a source group has passwords compared at most at the rate above, plus, for
+//! each of its addresses that logged in within the hour, 10 wrong ones at once and one a
+//! second. A guesser holding many networks (many
+//! IPv6 /64s) has an allowance in each: a long random password (or TLS client certificates)
+//! is the real defence.
 //!
 //! Secrets are compared by their SHA-256 digests, byte for byte without stopping early, so
 //! the time a wrong guess takes says nothing about how much of it was right, nor how long
@@ -48,49 +83,194 @@ use crate::error::{Error, Result};
 /// may run before it authenticates.
 pub const NO_AUTH: &str = "no-auth";
 
-/// Wrong passwords a connection may send before its answers are delayed.
+/// Wrong passwords a source group may have compared at once before its passwords take turns.
 pub const FREE_FAILURES: u32 = 10;
-/// How much longer each wrong password past [`FREE_FAILURES`] waits than the one before.
+/// How much further each turn of a source group is from the one before.
 pub const FAILURE_DELAY_STEP: Duration = Duration::from_millis(50);
-/// The longest a wrong password waits for its answer.
+/// The widest gap between a source group's turns, and the longest any AUTH waits for its
+/// answer.
 pub const MAX_FAILURE_DELAY: Duration = Duration::from_secs(1);
 /// How often failed authentications are logged, at most.
 pub const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// How long a source's failures are remembered after its last one.
 pub const SOURCE_MEMORY: Duration = Duration::from_secs(60);
+/// How long an address that logged in keeps its passwords compared at once, after its last
+/// login.
+pub const LOGIN_MEMORY: Duration = Duration::from_secs(3600);
 /// Sources whose failures are remembered at once; past it, the table forgets the sources
 /// whose last failure is oldest (a flood of sources cannot grow it without bound).
 pub const MAX_SOURCES: usize = 4096;
 
-/// Wrong passwords per source network, so that a guesser who reconnects after every few
-/// tries is slowed as one who stays. Sources are grouped ([`source_group`]): one host holds
-/// every loopback address, and often a whole IPv4 /24 or IPv6 /64, so counting exact
-/// addresses would let it rotate through them.
+/// When passwords may be compared, per source network (see the module doc): so that a
+/// guesser who reconnects, or opens many connections, or gives up on slow answers, learns no
+/// faster than one who waits. Sources are grouped ([`source_group`]): one host holds every
+/// loopback address, and often a whole IPv4 /24 or IPv6 /64, so counting exact addresses
+/// would let it rotate through them.
 #[derive(Debug, Default)]
-pub struct FailuresBySource {
-    table: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+pub struct Allowance {
+    tables: Mutex<Tables>,
 }
 
-impl FailuresBySource {
-    /// Counts one more failure from `source` at `now`; its group's failures within
-    /// [`SOURCE_MEMORY`].
-    pub fn record(&self, source: IpAddr, now: Instant) -> u32 {
-        let source = source_group(source);
-        let mut table = crate::node::lock(&self.table);
-        if table.len() >= MAX_SOURCES && !table.contains_key(&source) {
-            table.retain(|_, (_, last)| now.saturating_duration_since(*last) < SOURCE_MEMORY);
-            if table.len() >= MAX_SOURCES {
-                let oldest = table.iter().min_by_key(|(_, (_, last))| *last).map(|(ip, _)| *ip);
-                table.remove(&oldest.expect("not empty"));
+/// What the allowance decided for one password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Compared at once: whether it matched (already recorded).
+    Compared(bool),
+    /// A turn was reserved for it at this instant: compare it then, and record the verdict
+    /// with [`Allowance::settle`].
+    At(Instant),
+    /// The source's address sent many wrong passwords itself, so it may not book a turn
+    /// ahead: the next one is at this instant (within [`MAX_FAILURE_DELAY`]); ask again then,
+    /// once — unless another address booked it meanwhile, it is free then.
+    Wait(Instant),
+    /// No turn is free within [`MAX_FAILURE_DELAY`]: answer without comparing.
+    Refused,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    /// By source group.
+    groups: HashMap<IpAddr, Group>,
+    /// By exact address, the addresses that logged in.
+    logins: HashMap<IpAddr, Login>,
+    /// By exact address, wrong passwords compared and when the last was.
+    addresses: HashMap<IpAddr, (u32, Instant)>,
+}
+
+/// A source group that sent wrong passwords.
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    /// Wrong passwords compared, and turns given past the free ones, since it was last quiet
+    /// for [`SOURCE_MEMORY`].
+    failures: u32,
+    turns: u32,
+    last_failure: Instant,
+    /// Its last turn (or its last free failure): the next is [`turn_gap`] later.
+    last_turn: Instant,
+}
+
+/// An address that logged in.
+#[derive(Debug, Clone, Copy)]
+struct Login {
+    last: Instant,
+    /// Wrong passwords it may still have compared at once, and when that was last refilled.
+    misses: f64,
+    refilled: Instant,
+}
+
+impl Allowance {
+    /// Decides whether the password `source` sent at `now` is compared now (`matches` is
+    /// called, under the table's lock, so concurrent AUTHs cannot all pass as free), at a
+    /// reserved turn, or not at all.
+    pub fn admit(&self, source: IpAddr, now: Instant, matches: impl FnOnce() -> bool) -> Admission {
+        let mut tables = crate::node::lock(&self.tables);
+        let group = source_group(source);
+        if tables.failures(group, now) < FREE_FAILURES {
+            let matched = matches();
+            tables.settle(source, matched, now);
+            return Admission::Compared(matched);
+        }
+        if let Some(login) = tables.logins.get_mut(&source.to_canonical())
+            && now.saturating_duration_since(login.last) < LOGIN_MEMORY
+        {
+            let refill = now.saturating_duration_since(login.refilled).as_secs_f64() / MAX_FAILURE_DELAY.as_secs_f64();
+            login.misses = (login.misses + refill).min(FREE_FAILURES as f64);
+            login.refilled = now;
+            if login.misses >= 1.0 {
+                let matched = matches();
+                if !matched {
+                    login.misses -= 1.0;
+                }
+                tables.settle(source, matched, now);
+                return Admission::Compared(matched);
             }
         }
-        let entry = table.entry(source).or_insert((0, now));
-        if now.saturating_duration_since(entry.1) >= SOURCE_MEMORY {
-            entry.0 = 0;
+        // An address that sent many wrong passwords itself takes only a turn free now; the
+        // others may book the next one up to a second ahead, so a guesser on one address
+        // cannot keep its network's newcomers out.
+        let guesser = tables.address_failures(source, now) >= FREE_FAILURES;
+        let entry = tables.groups.get_mut(&group).expect("a group past its free failures is in the table");
+        let turns = entry.turns.saturating_add(1);
+        let at = (entry.last_turn + turn_gap(turns)).max(now);
+        if at.saturating_duration_since(now) > MAX_FAILURE_DELAY {
+            return Admission::Refused;
         }
-        *entry = (entry.0.saturating_add(1), now);
-        entry.0
+        if guesser && at > now {
+            return Admission::Wait(at);
+        }
+        (entry.turns, entry.last_turn) = (turns, at);
+        Admission::At(at)
+    }
+
+    /// Records the verdict on a password compared at its turn.
+    pub fn settle(&self, source: IpAddr, matched: bool, now: Instant) {
+        crate::node::lock(&self.tables).settle(source, matched, now);
+    }
+}
+
+impl Tables {
+    /// The wrong passwords `group` had compared, unless it has been quiet for [`SOURCE_MEMORY`].
+    fn failures(&self, group: IpAddr, now: Instant) -> u32 {
+        self.groups
+            .get(&group)
+            .filter(|g| now.saturating_duration_since(g.last_failure) < SOURCE_MEMORY)
+            .map_or(0, |g| g.failures)
+    }
+
+    /// The wrong passwords `source` itself had compared, unless it has been quiet for
+    /// [`SOURCE_MEMORY`].
+    fn address_failures(&self, source: IpAddr, now: Instant) -> u32 {
+        self.addresses
+            .get(&source.to_canonical())
+            .filter(|(_, last)| now.saturating_duration_since(*last) < SOURCE_MEMORY)
+            .map_or(0, |(failures, _)| *failures)
+    }
+
+    fn settle(&mut self, source: IpAddr, matched: bool, now: Instant) {
+        if matched {
+            let source = source.to_canonical();
+            make_room(&mut self.logins, &source, now, LOGIN_MEMORY, |l| l.last);
+            let fresh = Login { last: now, misses: FREE_FAILURES as f64, refilled: now };
+            self.logins.entry(source).and_modify(|l| l.last = now).or_insert(fresh);
+            return;
+        }
+        let address = source.to_canonical();
+        let failures = self.address_failures(address, now);
+        make_room(&mut self.addresses, &address, now, SOURCE_MEMORY, |(_, last)| *last);
+        self.addresses.insert(address, (failures.saturating_add(1), now));
+        let group = source_group(source);
+        make_room(&mut self.groups, &group, now, SOURCE_MEMORY, |g| g.last_failure);
+        let entry =
+            self.groups.entry(group).or_insert(Group { failures: 0, turns: 0, last_failure: now, last_turn: now });
+        if now.saturating_duration_since(entry.last_failure) >= SOURCE_MEMORY {
+            (entry.failures, entry.turns) = (0, 0);
+        }
+        entry.failures = entry.failures.saturating_add(1);
+        entry.last_failure = now;
+        if entry.failures <= FREE_FAILURES {
+            entry.last_turn = now;
+        }
+    }
+}
+
+/// Makes room for `key` in `table` when it is full ([`MAX_SOURCES`]): forgets the entries
+/// older than `memory`, and if that is not enough, the oldest (a flood of sources cannot grow
+/// the table without bound).
+fn make_room<K: Eq + std::hash::Hash + Copy, V>(
+    table: &mut HashMap<K, V>,
+    key: &K,
+    now: Instant,
+    memory: Duration,
+    last: impl Fn(&V) -> Instant,
+) {
+    if table.len() < MAX_SOURCES || table.contains_key(key) {
+        return;
+    }
+    table.retain(|_, v| now.saturating_duration_since(last(v)) < memory);
+    if table.len() >= MAX_SOURCES {
+        let oldest = table.iter().min_by_key(|(_, v)| last(v)).map(|(k, _)| *k);
+        table.remove(&oldest.expect("not empty"));
     }
 }
 
@@ -119,27 +299,36 @@ impl Default for RepeatedFailures {
 }
 
 impl RepeatedFailures {
-    /// True when `source` already failed with these credentials within [`SOURCE_MEMORY`];
-    /// either way they are remembered from `now` on.
-    pub fn repeated(&self, source: IpAddr, username: &[u8], password: &[u8], now: Instant) -> bool {
-        let digest: [u8; 32] = Sha256::new()
+    fn digest(&self, username: &[u8], password: &[u8]) -> [u8; 32] {
+        Sha256::new()
             .chain_update(self.key)
             .chain_update((username.len() as u64).to_be_bytes())
             .chain_update(username)
             .chain_update(password)
             .finalize()
-            .into();
-        let entry = (source.to_canonical(), digest);
+            .into()
+    }
+
+    /// True when `source` already failed with these credentials within [`SOURCE_MEMORY`]
+    /// (and then they are remembered from `now` on).
+    pub fn seen(&self, source: IpAddr, username: &[u8], password: &[u8], now: Instant) -> bool {
+        let entry = (source.to_canonical(), self.digest(username, password));
         let mut table = crate::node::lock(&self.table);
-        if table.len() >= MAX_SOURCES && !table.contains_key(&entry) {
-            table.retain(|_, last| now.saturating_duration_since(*last) < SOURCE_MEMORY);
-            if table.len() >= MAX_SOURCES {
-                let oldest = table.iter().min_by_key(|(_, last)| **last).map(|(k, _)| *k);
-                table.remove(&oldest.expect("not empty"));
+        match table.get_mut(&entry) {
+            Some(last) if now.saturating_duration_since(*last) < SOURCE_MEMORY => {
+                *last = now;
+                true
             }
+            _ => false,
         }
-        let before = table.insert(entry, now);
-        before.is_some_and(|last| now.saturating_duration_since(last) < SOURCE_MEMORY)
+    }
+
+    /// Remembers that `source` failed with these credentials at `now`.
+    pub fn remember(&self, source: IpAddr, username: &[u8], password: &[u8], now: Instant) {
+        let entry = (source.to_canonical(), self.digest(username, password));
+        let mut table = crate::node::lock(&self.table);
+        make_room(&mut table, &entry, now, SOURCE_MEMORY, |last| *last);
+        table.insert(entry, now);
     }
 }
 
@@ -156,9 +345,14 @@ pub fn source_group(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// How long the answer to a connection's `failures`-th wrong password waits.
-pub fn failure_delay(failures: u32) -> Duration {
-    FAILURE_DELAY_STEP.saturating_mul(failures.saturating_sub(FREE_FAILURES)).min(MAX_FAILURE_DELAY)
+/// The gap between a source group's `turns`-th turn past its free failures and the next.
+pub fn turn_gap(turns: u32) -> Duration {
+    FAILURE_DELAY_STEP.saturating_mul(turns).min(MAX_FAILURE_DELAY)
+}
+
+/// Redis-style reply to an AUTH that was not compared: its source has no turn free.
+pub fn too_many_attempts() -> Error {
+    errinput!("too many AUTH attempts from your network; try again later")
 }
 
 /// Whether a command with these flags may run on a connection that has not authenticated.
@@ -214,37 +408,124 @@ mod tests {
     }
 
     #[test]
-    fn wrong_passwords_past_the_free_ones_wait_longer_and_longer_up_to_a_limit() {
-        assert_eq!(failure_delay(1), Duration::ZERO);
-        assert_eq!(failure_delay(FREE_FAILURES), Duration::ZERO);
-        assert_eq!(failure_delay(FREE_FAILURES + 1), FAILURE_DELAY_STEP);
-        assert_eq!(failure_delay(FREE_FAILURES + 3), FAILURE_DELAY_STEP * 3);
-        assert_eq!(failure_delay(u32::MAX), MAX_FAILURE_DELAY);
+    fn turns_past_the_free_failures_grow_further_apart_up_to_a_limit() {
+        assert_eq!(turn_gap(1), FAILURE_DELAY_STEP);
+        assert_eq!(turn_gap(3), FAILURE_DELAY_STEP * 3);
+        assert_eq!(turn_gap(u32::MAX), MAX_FAILURE_DELAY);
+    }
+
+    /// `n` wrong passwords from `source` at `now`, each compared at once.
+    fn fail_at_once(allowance: &Allowance, source: &str, n: u32, now: Instant) {
+        for _ in 0..n {
+            assert_eq!(allowance.admit(source.parse().unwrap(), now, || false), Admission::Compared(false));
+        }
     }
 
     #[test]
-    fn a_sources_failures_add_up_across_connections_and_are_forgotten_in_time() {
-        let failures = FailuresBySource::default();
-        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+    fn past_its_free_failures_a_source_groups_passwords_take_turns_whatever_they_are() {
+        let allowance = Allowance::default();
         let t0 = Instant::now();
-        for i in 1..=12 {
-            assert_eq!(failures.record(a, t0), i);
-        }
-        assert_eq!(failures.record(b, t0), 13, "the same /24");
-        let c: IpAddr = "10.0.1.2".parse().unwrap();
-        assert_eq!(failures.record(c, t0), 1);
-        // Every loopback address is one source; so is an IPv6 /64.
-        assert_eq!(failures.record("127.0.0.1".parse().unwrap(), t0), 1);
-        assert_eq!(failures.record("127.3.4.5".parse().unwrap(), t0), 2);
-        assert_eq!(failures.record("::1".parse().unwrap(), t0), 3);
-        assert_eq!(failures.record("2001:db8::1".parse().unwrap(), t0), 1);
-        assert_eq!(failures.record("2001:db8::ffff:1".parse().unwrap(), t0), 2);
-        assert_eq!(failures.record(c, t0 + SOURCE_MEMORY), 1, "forgotten a minute after the last");
-        // A flood of sources keeps the table bounded.
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        fail_at_once(&allowance, "10.0.0.1", FREE_FAILURES - 1, t0);
+        fail_at_once(&allowance, "10.0.0.2", 1, t0); // the same /24
+        // Past them nothing is compared before its turn: not a wrong password, not the right one.
+        let never = || -> bool { panic!("compared before its turn") };
+        assert_eq!(allowance.admit(a, t0, never), Admission::At(t0 + FAILURE_DELAY_STEP));
+        let mut turn = t0 + FAILURE_DELAY_STEP;
+        let mut turns = 1;
+        let right_password = loop {
+            match allowance.admit("10.0.0.3".parse().unwrap(), t0, never) {
+                Admission::At(at) => {
+                    assert_eq!(at - turn, turn_gap(turns + 1), "each turn further from the one before");
+                    (turn, turns) = (at, turns + 1);
+                }
+                Admission::Refused => break allowance.admit(a, t0, never),
+                other => panic!("{other:?}: a newcomer books ahead, compared at no turn"),
+            }
+        };
+        assert_eq!(right_password, Admission::Refused, "no turn free within the second: refused unchecked");
+        assert!(turn - t0 <= MAX_FAILURE_DELAY);
+        // A second later a turn is free again; a second after that, too: one a second at most.
+        let later = t0 + Duration::from_secs(2);
+        assert!(matches!(allowance.admit(a, later, never), Admission::At(_)));
+        // Other groups are not concerned; loopback is one group, so is an IPv6 /64.
+        assert_eq!(allowance.admit("10.0.1.1".parse().unwrap(), t0, || true), Admission::Compared(true));
+        fail_at_once(&allowance, "127.0.0.1", FREE_FAILURES / 2, t0);
+        fail_at_once(&allowance, "127.3.4.5", FREE_FAILURES / 2, t0);
+        assert!(matches!(allowance.admit("::1".parse().unwrap(), t0, never), Admission::At(_)));
+        fail_at_once(&allowance, "2001:db8::1", FREE_FAILURES, t0);
+        assert!(matches!(allowance.admit("2001:db8::ffff:1".parse().unwrap(), t0, never), Admission::At(_)));
+        assert_eq!(allowance.admit("2001:db8:0:1::1".parse().unwrap(), t0, || false), Admission::Compared(false));
+        // Forgotten a minute after the last failure; a verdict at a turn is a failure too.
+        allowance.settle(a, false, t0 + Duration::from_secs(5));
+        let quiet = t0 + Duration::from_secs(5) + SOURCE_MEMORY;
+        fail_at_once(&allowance, "10.0.0.1", FREE_FAILURES, quiet);
+        assert!(matches!(allowance.admit("10.0.0.4".parse().unwrap(), quiet, never), Admission::At(_)));
+        // A flood of sources keeps the tables bounded.
         for i in 0..(MAX_SOURCES as u32 + 10) {
-            failures.record(IpAddr::from((i << 8).to_be_bytes()), t0 + Duration::from_secs(1));
+            allowance.admit(IpAddr::from((i << 8).to_be_bytes()), t0, || false);
+            allowance.admit(IpAddr::from(i.to_be_bytes()), t0, || true);
         }
-        assert!(crate::node::lock(&failures.table).len() <= MAX_SOURCES);
+        let tables = crate::node::lock(&allowance.tables);
+        assert!(tables.groups.len() <= MAX_SOURCES && tables.logins.len() <= MAX_SOURCES);
+        assert!(tables.addresses.len() <= MAX_SOURCES);
+    }
+
+    #[test]
+    fn a_guesser_on_one_address_takes_only_turns_free_now_and_cannot_keep_newcomers_out() {
+        let allowance = Allowance::default();
+        let t0 = Instant::now();
+        let (guesser, newcomer): (IpAddr, IpAddr) = ("127.0.0.1".parse().unwrap(), "127.0.0.9".parse().unwrap());
+        fail_at_once(&allowance, "127.0.0.1", FREE_FAILURES, t0);
+        let never = || -> bool { panic!("compared before its turn") };
+        // Its next turn is 50 ms ahead: not free now, so it is told to ask again then.
+        let free = t0 + FAILURE_DELAY_STEP;
+        assert_eq!(allowance.admit(guesser, t0, never), Admission::Wait(free));
+        assert_eq!(allowance.admit(guesser, free, never), Admission::At(free));
+        let turn = free + turn_gap(2);
+        assert_eq!(allowance.admit(guesser, free, never), Admission::Wait(turn));
+        // A newcomer books that turn meanwhile, and when the guesser asks again, the next is
+        // ahead again (its caller then answers "too many").
+        assert_eq!(allowance.admit(newcomer, free, never), Admission::At(turn));
+        assert_eq!(allowance.admit(guesser, turn, never), Admission::Wait(turn + turn_gap(3)));
+        allowance.settle(newcomer, true, turn);
+        assert_eq!(allowance.admit(newcomer, turn, || true), Admission::Compared(true), "and it logged in");
+    }
+
+    #[test]
+    fn an_address_that_logged_in_is_compared_at_once_and_its_wrong_passwords_are_bounded_too() {
+        let allowance = Allowance::default();
+        let t0 = Instant::now();
+        let client: IpAddr = "127.0.0.1".parse().unwrap();
+        let never = || -> bool { panic!("compared before its turn") };
+        assert_eq!(allowance.admit(client, t0, || true), Admission::Compared(true));
+        fail_at_once(&allowance, "127.0.0.2", FREE_FAILURES, t0);
+        // The group is flooded: its turns for the next second are taken.
+        let mut i = 3;
+        while allowance.admit(IpAddr::from([127, 0, 0, i]), t0, never) != Admission::Refused {
+            i += 1;
+        }
+        // The client that logged in is answered at once, again and again.
+        for _ in 0..100 {
+            assert_eq!(allowance.admit(client, t0, || true), Admission::Compared(true));
+        }
+        // A guesser on its very address has its own few wrong passwords compared at once...
+        fail_at_once(&allowance, "127.0.0.1", FREE_FAILURES, t0);
+        // ... and then waits for the group's turns like anyone, the right password too.
+        assert_eq!(allowance.admit(client, t0, never), Admission::Refused);
+        // One more a second.
+        let later = t0 + MAX_FAILURE_DELAY;
+        assert_eq!(allowance.admit(client, later, || false), Admission::Compared(false));
+        assert!(!matches!(allowance.admit(client, later, never), Admission::At(_)), "no turn booked ahead");
+        // Two seconds on, two more; and then a turn free at once, which it may take.
+        let free = t0 + 3 * MAX_FAILURE_DELAY;
+        assert_eq!(allowance.admit(client, free, || false), Admission::Compared(false));
+        assert_eq!(allowance.admit(client, free, || false), Admission::Compared(false));
+        assert_eq!(allowance.admit(client, free, never), Admission::At(free), "a turn free now");
+        // Forgotten an hour after the last login.
+        let late = t0 + LOGIN_MEMORY + Duration::from_secs(10);
+        fail_at_once(&allowance, "127.0.0.2", FREE_FAILURES, late);
+        assert!(matches!(allowance.admit(client, late, never), Admission::At(_)));
     }
 
     #[test]
@@ -252,15 +533,20 @@ mod tests {
         let repeated = RepeatedFailures::default();
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let t0 = Instant::now();
-        assert!(!repeated.repeated(a, b"default", b"typo", t0));
-        assert!(repeated.repeated(a, b"default", b"typo", t0 + Duration::from_secs(1)));
-        assert!(!repeated.repeated(a, b"default", b"typo2", t0), "another password is a guess");
-        assert!(!repeated.repeated(a, b"other", b"typo", t0), "so is another user");
-        assert!(!repeated.repeated(b, b"default", b"typo", t0), "the exact address, not its network");
-        assert!(!repeated.repeated(a, b"default", b"late", t0));
-        assert!(!repeated.repeated(a, b"default", b"late", t0 + SOURCE_MEMORY), "forgotten after a minute");
+        assert!(!repeated.seen(a, b"default", b"typo", t0));
+        repeated.remember(a, b"default", b"typo", t0);
+        assert!(repeated.seen(a, b"default", b"typo", t0 + Duration::from_secs(1)));
+        assert!(!repeated.seen(a, b"default", b"typo2", t0), "another password is a guess");
+        assert!(!repeated.seen(a, b"other", b"typo", t0), "so is another user");
+        assert!(!repeated.seen(b, b"default", b"typo", t0), "the exact address, not its network");
+        assert!(
+            repeated.seen(a, b"default", b"typo", t0 + SOURCE_MEMORY),
+            "a minute after its last try, which the one a second in was"
+        );
+        repeated.remember(a, b"default", b"late", t0);
+        assert!(!repeated.seen(a, b"default", b"late", t0 + SOURCE_MEMORY), "forgotten after a minute");
         for i in 0..(MAX_SOURCES as u32 + 10) {
-            repeated.repeated(a, b"default", &i.to_be_bytes(), t0 + Duration::from_secs(2));
+            repeated.remember(a, b"default", &i.to_be_bytes(), t0 + Duration::from_secs(2));
         }
         assert!(crate::node::lock(&repeated.table).len() <= MAX_SOURCES);
     }

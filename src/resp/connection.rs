@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::auth::{allowed_without_auth, auth_required};
 use super::cmd::{Command, Ctx};
 use super::codec::{CodecError, RespCodec};
-use super::eviction::STALLED_AFTER;
+use super::eviction::{Acknowledged, ReadMeter};
 use super::{Reply, ServerState, Session};
 use crate::store::Store;
 
@@ -45,7 +45,7 @@ pub async fn handle<S>(
     server: Arc<ServerState>,
     shutdown: CancellationToken,
 ) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Acknowledged + Unpin,
 {
     let id = server.next_client_id.fetch_add(1, Ordering::Relaxed) + 1;
     let mut session = Session::new(id, peer, server.local_addr, server.requirepass.is_none());
@@ -131,7 +131,7 @@ pub async fn handle<S>(
             None | Some(Err(CodecError::Io(_))) => break,
             Some(Err(CodecError::OverBudget)) => {
                 // Client eviction: an authenticated client's request makes room by closing
-                // the connections that hold the most output and read none of it.
+                // the connections that hold the most output and are not reading it.
                 let wanted = framed.codec().wanted();
                 if session.authenticated && server.evictor.make_room(&server.client_buffers, wanted, session.id).await {
                     // The decoder stopped at its error: start it again on what already arrived.
@@ -334,7 +334,7 @@ async fn send<S>(
     queued_since: &mut Option<Instant>,
 ) -> bool
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Acknowledged + Unpin,
 {
     let codec = framed.codec_mut();
     codec.protocol = session.protocol;
@@ -409,12 +409,12 @@ where
 }
 
 /// Sends what the write buffer holds; false when the client is gone, when the connection was
-/// evicted (see [`super::eviction`]: it read none of its replies while the clients' budget
-/// was full), or when it holds more than `--client-output-buffer-limit`'s soft limit unsent
-/// and has read none of it for the limit's seconds (then it is closed). Unlike Redis, which
-/// closes a client that stays above the soft limit that long even while it reads, a client
-/// that keeps reading is never closed here: a slow reader of a large value is not a client
-/// that stopped reading.
+/// evicted (see [`super::eviction`]: its client received less than 64 KiB of its output in
+/// the last 2 s while the clients' budget was full), or when it holds more than
+/// `--client-output-buffer-limit`'s soft limit unsent and has read none of it for the
+/// limit's seconds (then it is closed). Unlike Redis, which closes a client that stays above
+/// the soft limit that long even while it reads, a client that keeps reading is never closed
+/// here: a slow reader of a large value is not a client that stopped reading.
 async fn flush<S>(
     framed: &mut Framed<S, RespCodec>,
     output: &mut OutputShare,
@@ -422,7 +422,7 @@ async fn flush<S>(
     server: &ServerState,
 ) -> bool
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Acknowledged + Unpin,
 {
     if output.cut {
         return false;
@@ -432,9 +432,8 @@ where
     // Since when the client has read nothing, and what was unsent when last looked.
     let mut since = Instant::now();
     let mut before = framed.write_buffer().len();
-    // For eviction, reading is taking at least READING_PROGRESS at a time: a client that
-    // never reads still lets the kernel's buffers take a trickle now and then.
-    let (mut reading_since, mut reading_mark) = (since, before);
+    // For eviction: whether the client takes its output, by what its socket shows.
+    let mut reading = ReadMeter::start(since, framed.get_ref().acknowledged(), before);
     let flushed = loop {
         let unsent = framed.write_buffer().len();
         if unsent < before {
@@ -442,11 +441,8 @@ where
             since = Instant::now();
         }
         before = unsent;
-        if reading_mark.saturating_sub(unsent) >= READING_PROGRESS || unsent > reading_mark {
-            (reading_since, reading_mark) = (Instant::now(), unsent);
-        }
         output.settle(unsent);
-        entry.set_stalled(unsent > 0 && reading_since.elapsed() >= STALLED_AFTER);
+        entry.set_reading(reading.observe(Instant::now(), framed.get_ref().acknowledged(), unsent));
         let mut wait = SOFT_CHECK;
         if limit.over_soft(unsent) {
             let left = limit.soft_for.saturating_sub(since.elapsed());
@@ -482,10 +478,6 @@ where
 
 /// How often a blocked flush looks whether the client has read any of its unsent output.
 const SOFT_CHECK: Duration = Duration::from_millis(250);
-
-/// What a client must take of its unsent output within [`STALLED_AFTER`] to count as reading
-/// (not to be evicted): 64 KiB, 256 KiB/s.
-const READING_PROGRESS: usize = 64 << 10;
 
 /// A write buffer this large is flushed before another reply is queued (what `Framed::feed`
 /// would otherwise do, out of reach of evictions).

@@ -173,7 +173,8 @@ pub async fn serve(
         rejected_connections: AtomicU64::new(0),
         freed_since_trim: AtomicUsize::new(0),
         snapshot_walks: Default::default(),
-        auth_failures_by_source: Default::default(),
+        auth_throttled: AtomicU64::new(0),
+        auth_allowance: Default::default(),
         auth_repeated_failures: Default::default(),
         auth_failure_log: crate::node::LogThrottle::new(super::auth::FAILURE_LOG_EVERY),
         metrics: config.metrics.clone(),
@@ -288,7 +289,7 @@ fn gauges(state: std::sync::Weak<ServerState>) -> impl Fn(&mut Vec<Sample>) + Se
             Sample::new(
                 "valthree_evicted_clients",
                 "Client connections closed to make room in --maxmemory-clients: they held the most unsent \
-                 output and read none of it (INFO's evicted_clients).",
+                 output and received less than 64 KiB of it in 2 s (INFO's evicted_clients).",
                 Kind::Counter,
                 state.evictor.evicted() as f64,
             ),
@@ -303,6 +304,13 @@ fn gauges(state: std::sync::Weak<ServerState>) -> impl Fn(&mut Vec<Sample>) + Se
                 "Wrong passwords received (INFO's acl_access_denied_auth).",
                 Kind::Counter,
                 load(&state.auth_failures),
+            ),
+            Sample::new(
+                "valthree_auth_attempts_throttled",
+                "AUTHs answered without comparing their password: their source network had no turn free \
+                 (INFO's auth_attempts_throttled).",
+                Kind::Counter,
+                load(&state.auth_throttled),
             ),
             Sample::new(
                 "valthree_uptime_seconds",
@@ -364,5 +372,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<S: super::eviction::Acknowledged> super::eviction::Acknowledged for Counted<S> {
+    fn acknowledged(&self) -> Option<u64> {
+        self.inner.acknowledged()
     }
 }

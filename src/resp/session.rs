@@ -28,6 +28,8 @@ pub struct Session {
     pub authenticated: bool,
     /// Wrong passwords sent on this connection (AUTH, HELLO ... AUTH).
     pub auth_failures: u32,
+    /// AUTHs on this connection answered without comparing (too many from its network).
+    pub auth_throttled: u32,
     /// Set by QUIT: close after this reply.
     pub closing: bool,
     /// `CLIENT SETINFO LIB-NAME`.
@@ -94,6 +96,7 @@ impl Session {
             protocol: 2,
             authenticated,
             auth_failures: 0,
+            auth_throttled: 0,
             closing: false,
             lib_name: String::new(),
             lib_ver: String::new(),

@@ -59,8 +59,11 @@ pub struct ServerState {
     pub freed_since_trim: AtomicUsize,
     /// Snapshot walks (`VALTHREE.SNAPSHOT`) held now: each pins one version of the keyspace.
     pub snapshot_walks: Arc<AtomicUsize>,
-    /// Wrong passwords by source address, for the slowdown.
-    pub auth_failures_by_source: super::auth::FailuresBySource,
+    /// AUTHs answered without comparing their password: their source had no turn free
+    /// (INFO's `auth_attempts_throttled`).
+    pub auth_throttled: AtomicU64,
+    /// When each source's passwords may be compared.
+    pub auth_allowance: super::auth::Allowance,
     /// Wrong passwords already refused, whose repeats are not slowed.
     pub auth_repeated_failures: super::auth::RepeatedFailures,
     /// Throttles the log line about them.

@@ -4,7 +4,7 @@ use super::{Args, Ctx};
 use crate::errinput;
 use crate::error::Result;
 use crate::resp::Reply;
-use crate::resp::auth::{credentials_match, failure_delay, wrong_pass};
+use crate::resp::auth::{Admission, credentials_match, too_many_attempts, turn_gap, wrong_pass};
 
 #[derive(Debug)]
 pub struct Auth {
@@ -32,30 +32,78 @@ impl Auth {
             ));
         }
         let username = self.username.as_deref().unwrap_or(b"default");
-        if !credentials_match(ctx.server.requirepass.as_deref(), username, &self.password) {
-            return Err(ctx.refuse_credentials(username, &self.password).await);
-        }
-        ctx.session.authenticated = true;
+        ctx.authenticate(username, &self.password).await?;
         Ok(Reply::ok())
     }
 }
 
 impl Ctx<'_> {
-    /// Answers a wrong username or password (AUTH, HELLO ... AUTH): counted, logged now and
-    /// then, and past the free failures of this connection or its network answered late —
-    /// unless the same address already tried it (see [`crate::resp::auth`]).
-    pub(super) async fn refuse_credentials(&mut self, username: &[u8], password: &[u8]) -> crate::error::Error {
+    /// Checks a username and password (AUTH, HELLO ... AUTH) when the source's allowance lets
+    /// it (see [`crate::resp::auth`]): a wrong password repeated from the same address is
+    /// answered at once; any other is compared at once, or at the source's next turn, or —
+    /// no turn being free within a second — refused without being compared. Wrong passwords
+    /// are counted and logged now and then.
+    pub(super) async fn authenticate(&mut self, username: &[u8], password: &[u8]) -> Result<()> {
         use std::sync::atomic::Ordering;
-        let now = std::time::Instant::now();
-        let total = self.server.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let server = self.server;
         let peer = self.session.peer.ip();
-        let repeated = self.server.auth_repeated_failures.repeated(peer, username, password, now);
-        let from_source = if repeated {
-            0
-        } else {
-            self.session.auth_failures = self.session.auth_failures.saturating_add(1);
-            self.server.auth_failures_by_source.record(peer, now)
+        let now = std::time::Instant::now();
+        let matches = || credentials_match(server.requirepass.as_deref(), username, password);
+        if server.auth_repeated_failures.seen(peer, username, password, now) {
+            self.log_refusal(true, server.auth_failures.fetch_add(1, Ordering::Relaxed) + 1);
+            return Err(wrong_pass());
+        }
+        let mut admission = server.auth_allowance.admit(peer, now, matches);
+        let mut waited = false;
+        if let Admission::Wait(turn) = admission {
+            // Once: if another address booked that turn meanwhile, the answer is "too many".
+            tokio::time::sleep_until(turn.into()).await;
+            waited = true;
+            admission = match server.auth_allowance.admit(peer, std::time::Instant::now(), matches) {
+                Admission::Wait(_) => Admission::Refused,
+                other => other,
+            };
+        }
+        let matched = match admission {
+            Admission::Compared(matched) => matched,
+            Admission::At(turn) => {
+                tokio::time::sleep_until(turn.into()).await;
+                let matched = matches();
+                server.auth_allowance.settle(peer, matched, std::time::Instant::now());
+                matched
+            }
+            Admission::Wait(_) | Admission::Refused => {
+                let throttled = server.auth_throttled.fetch_add(1, Ordering::Relaxed) + 1;
+                self.session.auth_throttled = self.session.auth_throttled.saturating_add(1);
+                if let Some(held_back) = server.auth_failure_log.allow() {
+                    tracing::warn!(
+                        client = self.session.id,
+                        peer = %self.session.peer,
+                        throttled,
+                        held_back,
+                        "too many AUTH attempts from this network: answered without comparing"
+                    );
+                }
+                // Not an answer about the password, only about the source: a connection that
+                // keeps asking is answered later and later (unless it waited already), so
+                // that it cannot spin.
+                if !waited {
+                    tokio::time::sleep(turn_gap(self.session.auth_throttled)).await;
+                }
+                return Err(too_many_attempts());
+            }
         };
+        if matched {
+            self.session.authenticated = true;
+            return Ok(());
+        }
+        server.auth_repeated_failures.remember(peer, username, password, std::time::Instant::now());
+        self.session.auth_failures = self.session.auth_failures.saturating_add(1);
+        self.log_refusal(false, server.auth_failures.fetch_add(1, Ordering::Relaxed) + 1);
+        Err(wrong_pass())
+    }
+
+    fn log_refusal(&self, repeated: bool, total: u64) {
         if let Some(held_back) = self.server.auth_failure_log.allow() {
             tracing::warn!(
                 client = self.session.id,
@@ -67,12 +115,5 @@ impl Ctx<'_> {
                 "authentication failed"
             );
         }
-        if !repeated {
-            let delay = failure_delay(self.session.auth_failures.max(from_source));
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-        }
-        wrong_pass()
     }
 }

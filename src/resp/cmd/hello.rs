@@ -8,7 +8,6 @@ use super::{Args, Ctx, lower};
 use crate::errinput;
 use crate::error::{Error, Result};
 use crate::resp::Reply;
-use crate::resp::auth::credentials_match;
 
 #[derive(Debug)]
 pub struct Hello {
@@ -47,10 +46,7 @@ impl Hello {
             }
         };
         if let Some((user, pass)) = &self.auth {
-            if !credentials_match(ctx.server.requirepass.as_deref(), user, pass) {
-                return Err(ctx.refuse_credentials(user, pass).await);
-            }
-            ctx.session.authenticated = true;
+            ctx.authenticate(user, pass).await?;
         }
         if !ctx.session.authenticated {
             return Err(Error::Prefixed {

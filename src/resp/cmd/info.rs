@@ -72,6 +72,7 @@ impl Info {
                     line("total_commands_processed", &server.commands.load(Ordering::Relaxed));
                     line("rejected_connections", &server.rejected_connections.load(Ordering::Relaxed));
                     line("acl_access_denied_auth", &server.auth_failures.load(Ordering::Relaxed));
+                    line("auth_attempts_throttled", &server.auth_throttled.load(Ordering::Relaxed));
                     line(
                         "client_output_buffer_limit_disconnections",
                         &server.output_limit_closed.load(Ordering::Relaxed),
