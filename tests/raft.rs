@@ -29,6 +29,7 @@ async fn conformance_suite_passes_on_three_nodes() {
             node: NodeOptions::local(m.id, &m.peer_addr, members.clone(), tmp.path().join(format!("n{}", m.id))),
             stale_reads: false,
             snapshot_every: 2000,
+            forward_batch: true,
         };
         nodes.push(Arc::new(RaftMode::start(options, Arc::new(Faults::default())).await.unwrap()));
     }
@@ -92,6 +93,48 @@ fn a_killed_leader_is_replaced_and_writes_resume() {
     cluster(&dir, &["restart", &name]);
     let v: String = redis::cmd("GET").arg("after").query(&mut redis(&addrs[li])).unwrap();
     assert_eq!(v, "2", "the old leader caught up after its restart");
+}
+
+/// Writes sent at once to a follower go to the leader together, in shared peer calls (INFO's
+/// `raft_forward_calls` against `raft_forwarded_writes`; with `--raft-forward-batch off`, one
+/// call each), and each is applied once: the counters they increment add up to the increments
+/// acknowledged.
+#[test]
+fn concurrent_writes_through_a_follower_share_forward_calls() {
+    for batch in ["on", "off"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        let status = up(&dir, "raft", &["--raft-forward-batch", batch]);
+        let _down = Down(&dir);
+        let addrs = addrs(&status);
+        let (li, _) = leader(&status);
+        let follower = addrs[(li + 1) % 3].clone();
+        let (clients, each, counters) = (32, 25, 4);
+        std::thread::scope(|s| {
+            for c in 0..clients {
+                let follower = &follower;
+                s.spawn(move || {
+                    let mut con = redis(follower);
+                    for _ in 0..each {
+                        let _: i64 =
+                            redis::cmd("INCR").arg(format!("counter-{}", c % counters)).query(&mut con).unwrap();
+                    }
+                });
+            }
+        });
+        let total: i64 = (0..counters)
+            .map(|i| redis::cmd("GET").arg(format!("counter-{i}")).query::<i64>(&mut redis(&addrs[li])).unwrap())
+            .sum();
+        assert_eq!(total, clients * each, "batch {batch}: every acknowledged INCR applied once");
+        let forwarded: u64 = info_field(&follower, "raft_forwarded_writes").parse().unwrap();
+        let calls: u64 = info_field(&follower, "raft_forward_calls").parse().unwrap();
+        assert!(forwarded >= (clients * each) as u64, "batch {batch}: {forwarded} writes forwarded");
+        if batch == "on" {
+            assert!(calls * 2 <= forwarded, "{forwarded} writes forwarded in {calls} calls: they should share calls");
+        } else {
+            assert_eq!(calls, forwarded, "without batching, each write is its own call");
+        }
+    }
 }
 
 #[test]
@@ -166,6 +209,48 @@ fn a_node_that_was_down_catches_up_by_snapshot() {
     let v: String = redis::cmd("GET").arg("k49").query(&mut redis(&addrs[down])).unwrap();
     assert_eq!(v, "399");
     assert!(info_field(&addrs[li], "raft_log_entries_kept").parse::<u64>().unwrap() < 400, "the log was compacted");
+}
+
+/// A log of large entries is snapshotted and purged by its bytes, long before
+/// `--raft-snapshot-every` entries: 200 values of 1 MB are 200 entries (of the 2,000 between
+/// snapshots by count) and 200 MB of log. Building those snapshots does not cost the leader
+/// its leadership.
+#[test]
+fn a_log_of_large_values_is_snapshotted_and_purged_by_its_bytes() {
+    const VALUES: usize = 200;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let status = up(&dir, "raft", &[]);
+    let _down = Down(&dir);
+    let addrs = addrs(&status);
+    let (li, _) = leader(&status);
+    set(&addrs[li], "first", "1").unwrap();
+    let terms: Vec<String> = addrs.iter().map(|a| info_field(a, "raft_term")).collect();
+    let value = vec![7u8; 1_000_000];
+    let mut con = redis(&addrs[li]);
+    for i in 0..VALUES {
+        let _: () = redis::cmd("SET").arg(format!("big{i}")).arg(&value).query(&mut con).unwrap();
+    }
+    let written = (VALUES * value.len()) as u64;
+    common::wait_until(Duration::from_secs(60), "a snapshot and a purge on every node", || {
+        addrs.iter().all(|a| {
+            info_field(a, "raft_snapshot_index").parse::<u64>().unwrap_or(0) > 0
+                && info_field(a, "raft_log_entries_kept").parse::<usize>().unwrap_or(usize::MAX) < VALUES * 3 / 4
+        })
+    });
+    // The snapshots are taken at 64 MiB of log past the last one, and 64 MiB of what they
+    // cover is kept: the log holds less than the 200 MB written (a snapshot by count alone
+    // would have kept every entry).
+    for a in &addrs {
+        let kept: u64 = info_field(a, "raft_log_bytes_kept").parse().unwrap();
+        assert!(kept < written * 3 / 4, "{a}'s log holds {kept} bytes of the {written} written");
+    }
+    let now: Vec<String> = addrs.iter().map(|a| info_field(a, "raft_term")).collect();
+    assert_eq!(now, terms, "no election while the snapshots were built");
+    for a in &addrs {
+        let got: Vec<u8> = redis::cmd("GET").arg(format!("big{}", VALUES - 1)).query(&mut redis(a)).unwrap();
+        assert!(got == value, "the last value on {a}");
+    }
 }
 
 #[test]

@@ -26,8 +26,12 @@ pub const FIELDS: &[Row] = rows! {
     "raft_last_applied" Gauge "raft: the highest index applied to the state machine.";
     "raft_snapshot_index" Gauge "raft: the index of the last snapshot.";
     "raft_log_entries_kept" Gauge "raft: entries kept in the log (not yet purged by a snapshot).";
+    "raft_log_bytes_kept" Gauge "raft: bytes of the entries kept in the log.";
+    "raft_snapshot_bytes" Gauge "raft: the size of the snapshot on disk, in bytes.";
     "raft_leader_changes" Counter "raft: times this node saw the leader change.";
     "raft_writes_retried" Counter "raft: writes forwarded to a leader again after a leader change.";
+    "raft_forwarded_writes" Counter "raft: writes this node forwarded to the leader.";
+    "raft_forward_calls" Counter "raft: peer calls those writes went in (forwarded writes / calls: writes per call).";
     "raft_snapshots_installed" Counter "raft: snapshots installed from the leader.";
     "raft_snapshots_built" Counter "raft: snapshots this node built of its state machine.";
     "raft_proposals" Counter "raft: client writes proposed to the log.";

@@ -21,7 +21,32 @@ pub fn exit_on_writer_panic() {
 /// One caller's items and where its results go (one result per item, in order).
 pub struct BatchJob<T, R> {
     pub batch: Vec<T>,
-    pub reply: oneshot::Sender<Result<Vec<R>>>,
+    pub reply: BatchReply<R>,
+}
+
+/// Where a [`BatchJob`]'s results go: to a waiting caller, or to a function the writer thread
+/// calls itself once the batch is durable (it must be quick: a channel send), so no task
+/// needs waking between the writer and whoever takes the results next.
+pub enum BatchReply<R> {
+    Once(oneshot::Sender<Result<Vec<R>>>),
+    Then(Box<dyn FnOnce(Result<Vec<R>>) + Send>),
+}
+
+impl<R> BatchReply<R> {
+    fn send(self, results: Result<Vec<R>>) {
+        match self {
+            Self::Once(tx) => {
+                let _ = tx.send(results);
+            }
+            Self::Then(then) => then(results),
+        }
+    }
+}
+
+impl<R> From<oneshot::Sender<Result<Vec<R>>>> for BatchReply<R> {
+    fn from(tx: oneshot::Sender<Result<Vec<R>>>) -> Self {
+        Self::Once(tx)
+    }
 }
 
 /// Starts the thread `name`: it applies up to `max_items` queued items at once (more wait for
@@ -58,7 +83,7 @@ where
                     // test running nodes in-process) every later caller is refused instead.
                     let failed = || Err(Error::Uncertain(format!("{thread}: the writer panicked")));
                     for job in jobs {
-                        let _ = job.reply.send(failed());
+                        job.reply.send(failed());
                     }
                     if EXIT_ON_PANIC.load(std::sync::atomic::Ordering::Relaxed) {
                         tracing::error!("{thread}: the writer panicked; stopping the node");
@@ -66,7 +91,7 @@ where
                     }
                     tracing::error!("{thread}: the writer panicked; refusing every later write");
                     while let Ok(job) = rx.recv() {
-                        let _ = job.reply.send(failed());
+                        job.reply.send(failed());
                     }
                     return;
                 };
@@ -75,13 +100,13 @@ where
                         let mut results = results.into_iter();
                         for job in jobs {
                             let mine = results.by_ref().take(job.batch.len()).collect();
-                            let _ = job.reply.send(Ok(mine));
+                            job.reply.send(Ok(mine));
                         }
                     }
                     Err(e) => {
                         tracing::error!("{thread}: a batch failed: {e}");
                         for job in jobs {
-                            let _ = job.reply.send(Err(e.clone()));
+                            job.reply.send(Err(e.clone()));
                         }
                     }
                 }
@@ -100,6 +125,12 @@ where
 /// its read-index rounds run on it.
 pub struct Pipeline<T, R> {
     tx: tokio::sync::mpsc::UnboundedSender<(T, oneshot::Sender<R>)>,
+}
+
+impl<T, R> Clone for Pipeline<T, R> {
+    fn clone(&self) -> Self {
+        Self { tx: self.tx.clone() }
+    }
 }
 
 /// The receiving end of a [`Pipeline`], served by [`PipelineQueue::serve`].
@@ -187,8 +218,8 @@ mod tests {
         let tx = spawn_batcher("test-batcher", 100, |items: &[u32]| Ok(items.iter().map(|i| i * 10).collect()));
         let (a, ra) = oneshot::channel();
         let (b, rb) = oneshot::channel();
-        tx.send(BatchJob { batch: vec![1, 2], reply: a }).unwrap();
-        tx.send(BatchJob { batch: vec![3], reply: b }).unwrap();
+        tx.send(BatchJob { batch: vec![1, 2], reply: a.into() }).unwrap();
+        tx.send(BatchJob { batch: vec![3], reply: b.into() }).unwrap();
         assert_eq!(ra.await.unwrap().unwrap(), vec![10, 20]);
         assert_eq!(rb.await.unwrap().unwrap(), vec![30]);
     }
@@ -203,7 +234,7 @@ mod tests {
         });
         let call = |batch: Vec<u32>| {
             let (reply, rx) = oneshot::channel();
-            tx.send(BatchJob { batch, reply }).unwrap();
+            tx.send(BatchJob { batch, reply: reply.into() }).unwrap();
             rx
         };
         assert_eq!(call(vec![1]).await.unwrap().unwrap(), vec![1]);

@@ -201,7 +201,15 @@ pub fn crc32c_of<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u32 {
     digest.finalize()
 }
 
-const CRC32C: crc::Crc<u32, crc::Table<16>> = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
+/// A CRC-32C computed piece by piece, for a file written or read as a stream.
+pub fn crc32c_digest() -> crc::Digest<'static, u32, crc::Table<16>> {
+    CRC32C.digest()
+}
+
+static CRC32C: crc::Crc<u32, crc::Table<16>> = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
+
+/// redb's page cache for a database, by default (redb's own default).
+pub const DATABASE_CACHE: usize = 1 << 30;
 
 /// The unit of the overlay's unsynced data.
 const PAGE: u64 = 4096;
@@ -525,6 +533,12 @@ impl FileSystem {
     /// ERROR line: redb does not say which it was. A `.corrupt` note beside the file (left by
     /// an older version of this check) still refuses it: rebuild the node.
     pub fn open_database(&self, path: &Path) -> Result<redb::Database, String> {
+        self.open_database_cached(path, DATABASE_CACHE)
+    }
+
+    /// [`FileSystem::open_database`] with redb's page cache at most `cache` bytes (a log
+    /// written once and read back soon needs little; redb's default is 1 GiB).
+    pub fn open_database_cached(&self, path: &Path, cache: usize) -> Result<redb::Database, String> {
         let failed = |e: &dyn fmt::Display| format!("cannot open {}: {e}", path.display());
         let note = path.with_extension("corrupt");
         if self.exists(&note) {
@@ -540,7 +554,7 @@ impl FileSystem {
         file.try_lock().map_err(|e| failed(&e))?;
         // redb asserts on some damage (a file shorter than its header says): a refusal too.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            redb::Builder::new().create_with_backend(DatabaseFile(file))
+            redb::Builder::new().set_cache_size(cache).create_with_backend(DatabaseFile(file))
         }));
         let mut db = match opened {
             Ok(Ok(db)) => db,

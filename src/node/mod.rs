@@ -16,12 +16,14 @@ mod options;
 mod tasks;
 
 pub use args::{NodeArgs, Switch, parse_size};
-pub use batcher::{BatchJob, Pipeline, PipelineLimits, PipelineQueue, exit_on_writer_panic, pipeline, spawn_batcher};
+pub use batcher::{
+    BatchJob, BatchReply, Pipeline, PipelineLimits, PipelineQueue, exit_on_writer_panic, pipeline, spawn_batcher,
+};
 pub use clock::now_ms;
 pub use faults::{Cut, Direction, Faults, Link, OBJECT_STORE, Packets};
 pub use fs::{
     DiskError, DiskOp, FAILURE_EXIT_DELAY, FaultFs, File, FileIdentity, FileSystem, STORAGE_FAILED_EXIT, corrupt,
-    crc32c, crc32c_of,
+    crc32c, crc32c_digest, crc32c_of,
 };
 pub use lock::{lock, read_lock, write_lock};
 pub use log_throttle::{LogThrottle, REPEAT_TARGET, REPEAT_WINDOW, RepeatLimit};

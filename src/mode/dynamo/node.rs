@@ -270,7 +270,7 @@ impl Node {
     pub(super) async fn write(&self, batch: Vec<Write>) -> Result<Vec<Result<Written>>> {
         let (reply, rx) = oneshot::channel();
         self.writer
-            .send(crate::node::BatchJob { batch, reply })
+            .send(crate::node::BatchJob { batch, reply: reply.into() })
             .map_err(|_| Error::TryAgain("the dynamo writer has stopped".into()))?;
         rx.await.map_err(|_| Error::Uncertain("the dynamo writer stopped during a write".into()))?
     }

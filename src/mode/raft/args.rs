@@ -1,7 +1,7 @@
 //! raft mode's flags of `valthree serve` (flattened), converted once into [`RaftOptions`].
 
 use super::{RaftOptions, SNAPSHOT_EVERY};
-use crate::node::NodeOptions;
+use crate::node::{NodeOptions, Switch};
 
 /// raft mode's flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -13,11 +13,20 @@ pub struct RaftArgs {
     /// raft mode: log entries between snapshots (the log is then purged but for a quarter of that).
     #[arg(long, default_value_t = SNAPSHOT_EVERY, help_heading = "raft mode")]
     pub raft_snapshot_every: u64,
+    /// raft mode: a follower forwards the writes queued at once to the leader in one peer call
+    /// (off, the default: one call per write).
+    #[arg(long, value_enum, default_value = "off", help_heading = "raft mode")]
+    pub raft_forward_batch: Switch,
 }
 
 impl RaftArgs {
     /// The mode's options for the node `node`.
     pub fn options(&self, node: NodeOptions) -> RaftOptions {
-        RaftOptions { node, stale_reads: self.stale_reads, snapshot_every: self.raft_snapshot_every }
+        RaftOptions {
+            node,
+            stale_reads: self.stale_reads,
+            snapshot_every: self.raft_snapshot_every,
+            forward_batch: self.raft_forward_batch.is_on(),
+        }
     }
 }

@@ -33,6 +33,14 @@ use super::{NodeId, TypeConfig};
 
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The encoded size of each entry in `logs`, by index: what the log holds in bytes, read
+/// without reading the entries (a log written before this table existed counts as 0).
+const SIZES: TableDefinition<u64, u64> = TableDefinition::new("sizes");
+
+/// redb's page cache for the log: entries are read back soon after they are written (to
+/// replicate and apply them), and a cache as large as redb's default (1 GiB) held that much of
+/// old 1 MiB chunks in memory besides the state machine.
+const CACHE: usize = 64 << 20;
 
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
@@ -58,10 +66,11 @@ pub struct LogStore {
 impl LogStore {
     /// Opens (or creates) the log at `path` through the file layer `fs`.
     pub fn open(fs: &crate::node::FileSystem, path: &std::path::Path) -> Result<Self, String> {
-        let db = fs.open_database(path)?;
+        let db = fs.open_database_cached(path, CACHE)?;
         let txn = db.begin_write().map_err(|e| e.to_string())?;
         txn.open_table(LOGS).map_err(|e| e.to_string())?;
         txn.open_table(META).map_err(|e| e.to_string())?;
+        txn.open_table(SIZES).map_err(|e| e.to_string())?;
         txn.commit().map_err(|e| e.to_string())?;
         Ok(Self { db: Arc::new(db), snapshot: None })
     }
@@ -124,6 +133,30 @@ impl LogStore {
         let table = txn.open_table(LOGS).ok()?;
         let last = table.last().ok().flatten().map(|(k, _)| k.value())?;
         Some((vote.leader_id.term, last))
+    }
+
+    /// The bytes of the entries kept with an index in `range`.
+    pub fn bytes(&self, range: impl RangeBounds<u64>) -> u64 {
+        let Ok(txn) = self.db.begin_read() else { return 0 };
+        let Ok(table) = txn.open_table(SIZES) else { return 0 };
+        let Ok(rows) = table.range::<u64>((range.start_bound().cloned(), range.end_bound().cloned())) else { return 0 };
+        rows.filter_map(|row| row.ok()).map(|(_, size)| size.value()).sum()
+    }
+
+    /// The highest index at or below `upto` whose purge leaves at most `keep` bytes of the
+    /// entries up to `upto` in the log; `None` when they hold no more than that.
+    pub fn purge_point(&self, upto: u64, keep: u64) -> Option<u64> {
+        let txn = self.db.begin_read().ok()?;
+        let table = txn.open_table(SIZES).ok()?;
+        let mut kept = 0;
+        for row in table.range(..=upto).ok()?.rev() {
+            let (index, size) = row.ok()?;
+            kept += size.value();
+            if kept > keep {
+                return Some(index.value());
+            }
+        }
+        None
     }
 
     /// The number of entries kept (for INFO).
@@ -205,9 +238,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let txn = self.db.begin_write().map_err(io_error)?;
             {
                 let mut table = txn.open_table(LOGS).map_err(io_error)?;
+                let mut sizes = txn.open_table(SIZES).map_err(io_error)?;
                 for entry in entries {
                     let bytes = codec::encode(&entry).map_err(io_error)?;
                     table.insert(entry.log_id.index, bytes.as_slice()).map_err(io_error)?;
+                    sizes.insert(entry.log_id.index, bytes.len() as u64).map_err(io_error)?;
                 }
             }
             txn.commit().map_err(io_error)
@@ -228,7 +263,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let txn = self.db.begin_write().map_err(io_error)?;
         {
             let mut table = txn.open_table(LOGS).map_err(io_error)?;
-            table.retain(|index, _| index < log_id.index).map_err(io_error)?;
+            table.retain_in(log_id.index.., |_, _| false).map_err(io_error)?;
+            txn.open_table(SIZES).map_err(io_error)?.retain_in(log_id.index.., |_, _| false).map_err(io_error)?;
         }
         txn.commit().map_err(io_error)
     }
@@ -244,7 +280,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             txn.open_table(META).map_err(io_error)?.insert(PURGED, bytes.as_slice()).map_err(io_error)?;
             let mut table = txn.open_table(LOGS).map_err(io_error)?;
-            table.retain(|index, _| index > log_id.index).map_err(io_error)?;
+            // Only the entries removed are visited, not the ones kept.
+            table.retain_in(..=log_id.index, |_, _| false).map_err(io_error)?;
+            txn.open_table(SIZES).map_err(io_error)?.retain_in(..=log_id.index, |_, _| false).map_err(io_error)?;
         }
         txn.commit().map_err(io_error)
     }

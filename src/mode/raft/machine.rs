@@ -26,7 +26,8 @@
 //! sessions of recent starts only, not one per start of any node ever.
 //!
 //! The machine lives in memory. Snapshots are written to `DATA/raft-snapshot.bin` (temporary
-//! file, fsync, rename, directory fsync) when built or installed, and loaded at start-up; the
+//! file, fsync, rename, directory fsync) when built or installed — from a copy-on-write clone,
+//! as a stream, off the runtime's threads ([`super::snapshot`]) — and loaded at start-up; the
 //! log after the snapshot is replayed by openraft up to the committed index it saved, and the
 //! rest once the leader commits it again; reads wait for a read index that covers every write
 //! acknowledged before the restart (see [`super::log`]), so they observe exactly the
@@ -36,7 +37,6 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -48,8 +48,8 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::snapshot;
 use super::{Command, NodeId, Request, Response, SessionId, TypeConfig};
-use crate::node::codec;
 use crate::node::{FileSystem, lock, read_lock, write_lock};
 use crate::store::Keyspace;
 
@@ -121,19 +121,20 @@ impl Session {
     }
 }
 
-/// What the machine holds; shared with the readers of the RESP front.
-#[derive(Default)]
+/// What the machine holds; shared with the readers of the RESP front. Cloning it is cheap for
+/// the keyspace (a persistent map shares its nodes), so a snapshot is written from a clone.
+#[derive(Default, Clone)]
 pub struct MachineState {
     pub last_applied: Option<LogId<NodeId>>,
     pub membership: StoredMembership<NodeId, super::types::RaftMember>,
     pub keyspace: Keyspace,
-    sessions: HashMap<SessionId, Session>,
+    pub(super) sessions: HashMap<SessionId, Session>,
     /// Sessions dropped for silence, with the index they expired at: their requests are
     /// refused, never applied — for [`EXPIRED_KEPT`] entries, after which no retry of theirs
     /// can be alive (a node retries for seconds), and they are forgotten: every node start
     /// opens a session, and the set would otherwise grow with each, in every snapshot.
-    expired: BTreeMap<SessionId, u64>,
-    last_sweep: u64,
+    pub(super) expired: BTreeMap<SessionId, u64>,
+    pub(super) last_sweep: u64,
 }
 
 impl MachineState {
@@ -217,23 +218,6 @@ impl MachineState {
     }
 }
 
-/// A snapshot as stored and sent.
-#[derive(Serialize, Deserialize)]
-struct SnapshotBody {
-    last_applied: Option<LogId<NodeId>>,
-    membership: StoredMembership<NodeId, super::types::RaftMember>,
-    keyspace: Keyspace,
-    sessions: Vec<(SessionId, Session)>,
-    expired: Vec<(SessionId, u64)>,
-    last_sweep: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, super::types::RaftMember>,
-    data: Vec<u8>,
-}
-
 fn io(e: impl std::fmt::Display) -> StorageError<NodeId> {
     StorageIOError::<NodeId>::write(&std::io::Error::other(e.to_string())).into()
 }
@@ -247,6 +231,8 @@ pub struct Machine {
     fs: FileSystem,
     snapshots_installed: Arc<std::sync::atomic::AtomicU64>,
     snapshots_built: Arc<std::sync::atomic::AtomicU64>,
+    /// The size of the snapshot on disk, in bytes.
+    snapshot_bytes: Arc<std::sync::atomic::AtomicU64>,
     /// Serializes snapshot writes: openraft builds snapshots in their own task, which can
     /// race an install.
     writing: Arc<std::sync::Mutex<()>>,
@@ -258,19 +244,28 @@ pub struct Machine {
 impl Machine {
     /// Opens the machine, loading the last snapshot in `dir` if there is one.
     pub fn open(fs: &FileSystem, dir: &std::path::Path) -> Result<Self, String> {
-        let path = dir.join("raft-snapshot.bin");
+        let path = dir.join(snapshot::FILE);
         let machine = Self {
             fs: fs.clone(),
             state: Arc::new(RwLock::new(MachineState::default())),
             path,
             snapshots_installed: Arc::default(),
             snapshots_built: Arc::default(),
+            snapshot_bytes: Arc::default(),
             writing: Arc::default(),
             durable: Arc::new(tokio::sync::watch::channel(0).0),
         };
-        if let Some(stored) = machine.read_stored().map_err(|e| e.to_string())? {
-            machine.load(&stored.data).map_err(|e| e.to_string())?;
-            machine.durable.send_replace(stored.meta.last_log_id.map_or(0, |l| l.index));
+        // A snapshot being written or received when the node stopped is of no use.
+        for what in ["tmp", "incoming"] {
+            let partial = snapshot::sibling(&machine.path, what);
+            if fs.exists(&partial) {
+                fs.remove_file(&partial).map_err(|e| format!("cannot remove {}: {e}", partial.display()))?;
+            }
+        }
+        if let Some(loaded) = snapshot::read(fs, &machine.path).map_err(|e| e.to_string())? {
+            machine.durable.send_replace(loaded.meta.last_log_id.map_or(0, |l| l.index));
+            *write_lock(&machine.state) = loaded.state;
+            machine.note_size();
         }
         Ok(machine)
     }
@@ -284,12 +279,14 @@ impl Machine {
         self.snapshots_built.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn read_stored(&self) -> Result<Option<StoredSnapshot>, StorageError<NodeId>> {
-        match self.fs.read_sealed(&self.path) {
-            Ok(bytes) => Ok(Some(codec::decode(&bytes).map_err(|e| io(crate::node::corrupt(&self.path, &e)))?)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(e)),
-        }
+    /// The size of the snapshot on disk, in bytes (0 without one).
+    pub fn snapshot_bytes(&self) -> u64 {
+        self.snapshot_bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn note_size(&self) {
+        let size = self.fs.identity(&self.path).map_or(0, |i| i.size);
+        self.snapshot_bytes.store(size, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Watches the index the durable snapshot covers.
@@ -297,55 +294,65 @@ impl Machine {
         self.durable.subscribe()
     }
 
-    /// Writes `stored` unless the snapshot on disk is already as new.
-    fn write_stored(&self, stored: &StoredSnapshot) -> Result<(), StorageError<NodeId>> {
-        let _one_at_a_time = lock(&self.writing);
-        let index = stored.meta.last_log_id.map_or(0, |l| l.index);
-        if self.fs.exists(&self.path) && *self.durable.borrow() >= index {
-            return Ok(());
+    /// The snapshot on disk, opened for reading: its meta and its bytes from the same file. A
+    /// build or an install may rename a newer snapshot into place at any moment (without this
+    /// node's lock, which a build holds for as long as it writes), so the file's identity is
+    /// taken before the meta is read and again after the file is opened, and the two must
+    /// agree: a follower sent one snapshot's meta with another's bytes would refuse it.
+    fn current(&self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let identity = |fs: &FileSystem| match fs.identity(&self.path) {
+            Ok(identity) => Ok(Some(identity)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(e)),
+        };
+        for _ in 0..100 {
+            let before = identity(&self.fs)?;
+            let Some(meta) = snapshot::read_meta(&self.fs, &self.path).map_err(io)? else { return Ok(None) };
+            let file = snapshot::SnapshotFile::open(&self.fs, &self.path).map_err(io)?;
+            if before.is_some() && identity(&self.fs)? == before {
+                return Ok(Some(Snapshot { meta, snapshot: Box::new(file) }));
+            }
         }
-        self.fs.write_sealed(&self.path, &codec::encode(stored).map_err(io)?).map_err(io)?;
-        self.durable.send_modify(|d| *d = (*d).max(index));
-        Ok(())
+        Err(io("the snapshot kept being replaced while it was opened"))
     }
 
-    fn load(&self, data: &[u8]) -> Result<(), StorageError<NodeId>> {
-        let body: SnapshotBody = codec::decode(data).map_err(io)?;
-        let mut state = write_lock(&self.state);
-        state.last_applied = body.last_applied;
-        state.membership = body.membership;
-        state.keyspace = body.keyspace;
-        state.sessions = body.sessions.into_iter().collect();
-        state.expired = body.expired.into_iter().collect();
-        state.last_sweep = body.last_sweep;
-        Ok(())
+    /// Writes a snapshot of `frozen` unless the one on disk is already as new; returns the
+    /// snapshot on disk. Runs on a blocking thread: the file is as large as the data.
+    fn write_snapshot(
+        &self,
+        meta: &SnapshotMeta<NodeId, super::types::RaftMember>,
+        frozen: &MachineState,
+    ) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let _one_at_a_time = lock(&self.writing);
+        let index = meta.last_log_id.map_or(0, |l| l.index);
+        if !(self.fs.exists(&self.path) && *self.durable.borrow() >= index) {
+            let started = std::time::Instant::now();
+            let bytes = snapshot::write(&self.fs, &self.path, meta, frozen).map_err(io)?;
+            self.durable.send_modify(|d| *d = (*d).max(index));
+            self.note_size();
+            tracing::info!(index, bytes, keys = frozen.keyspace.len(), took = ?started.elapsed(), "snapshot written");
+        }
+        self.current()?.ok_or_else(|| io("the snapshot just written is gone"))
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for Machine {
+    /// Clones the machine under its lock — O(1) for the keyspace, a persistent map — and
+    /// writes the clone to disk on a blocking thread while the machine goes on applying
+    /// entries and the runtime's threads go on with heartbeats.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         self.snapshots_built.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (meta, data) = {
+        let (meta, frozen) = {
             let state = read_lock(&self.state);
-            let body = SnapshotBody {
-                last_applied: state.last_applied,
-                membership: state.membership.clone(),
-                keyspace: state.keyspace.clone(),
-                sessions: state.sessions.iter().map(|(id, s)| (*id, s.clone())).collect(),
-                expired: state.expired.iter().map(|(id, at)| (*id, *at)).collect(),
-                last_sweep: state.last_sweep,
-            };
             let meta = SnapshotMeta {
                 last_log_id: state.last_applied,
                 last_membership: state.membership.clone(),
                 snapshot_id: format!("{}-{}", state.last_applied.map_or(0, |l| l.index), crate::node::now_ms()),
             };
-            (meta, codec::encode(&body).map_err(io)?)
+            (meta, state.clone())
         };
-        let stored = StoredSnapshot { meta: meta.clone(), data: data.clone() };
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.write_stored(&stored)).await.map_err(io)??;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        tokio::task::spawn_blocking(move || this.write_snapshot(&meta, &frozen)).await.map_err(io)?
     }
 }
 
@@ -387,30 +394,74 @@ impl RaftStateMachine<TypeConfig> for Machine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    /// A snapshot from the leader is written to a file beside the snapshot, chunk by chunk.
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<snapshot::SnapshotFile>, StorageError<NodeId>> {
+        let incoming = snapshot::sibling(&self.path, "incoming");
+        Ok(Box::new(snapshot::SnapshotFile::create(&self.fs, &incoming).map_err(io)?))
     }
 
+    /// Checks and loads the received file frame by frame on a blocking thread, renames it into
+    /// place, and only then swaps the machine's state (the old one is dropped outside the lock).
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, super::types::RaftMember>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<snapshot::SnapshotFile>,
     ) -> Result<(), StorageError<NodeId>> {
-        let data = snapshot.into_inner();
-        self.load(&data)?;
-        let stored = StoredSnapshot { meta: meta.clone(), data };
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.write_stored(&stored)).await.map_err(io)??;
+        let meta = meta.clone();
+        let last = meta.last_log_id;
+        tokio::task::spawn_blocking(move || {
+            snapshot.sync().map_err(io)?;
+            drop(snapshot);
+            let incoming = snapshot::sibling(&this.path, "incoming");
+            // A leader of the earlier version sends the encoded state alone: it is loaded and
+            // written here in this version's format rather than renamed into place.
+            let (loaded, earlier) = match snapshot::read(&this.fs, &incoming) {
+                Ok(Some(loaded)) => (loaded, false),
+                Ok(None) => return Err(io("no snapshot arrived")),
+                Err(e) => match snapshot::read_sent_by_earlier_version(&this.fs, &incoming, &meta) {
+                    Ok(loaded) => (loaded, true),
+                    Err(_) => return Err(io(e)),
+                },
+            };
+            if loaded.meta.last_log_id != meta.last_log_id {
+                return Err(io(format!(
+                    "the snapshot received covers {:?}, not {:?} as announced",
+                    loaded.meta.last_log_id, meta.last_log_id
+                )));
+            }
+            let index = meta.last_log_id.map_or(0, |l| l.index);
+            {
+                let _one_at_a_time = lock(&this.writing);
+                if this.fs.exists(&this.path) && *this.durable.borrow() >= index {
+                    this.fs.remove_file(&incoming).map_err(io)?;
+                } else if earlier {
+                    snapshot::write(&this.fs, &this.path, &meta, &loaded.state).map_err(io)?;
+                    this.fs.remove_file(&incoming).map_err(io)?;
+                    this.durable.send_modify(|d| *d = (*d).max(index));
+                    this.note_size();
+                } else {
+                    this.fs.rename(&incoming, &this.path).map_err(io)?;
+                    this.fs.sync_dir(this.path.parent().unwrap_or(std::path::Path::new("."))).map_err(io)?;
+                    this.durable.send_modify(|d| *d = (*d).max(index));
+                    this.note_size();
+                }
+            }
+            let old = std::mem::replace(&mut *write_lock(&this.state), loaded.state);
+            drop(old);
+            Ok(())
+        })
+        .await
+        .map_err(io)??;
         self.snapshots_installed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         antithesis_sdk::assert_sometimes!(true, "raft: a snapshot was installed");
-        tracing::info!(last = ?meta.last_log_id, "snapshot installed");
+        tracing::info!(?last, "snapshot installed");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         let this = self.clone();
-        let stored = tokio::task::spawn_blocking(move || this.read_stored()).await.map_err(io)??;
-        Ok(stored.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+        tokio::task::spawn_blocking(move || this.current()).await.map_err(io)?
     }
 }
 
@@ -601,25 +652,67 @@ mod tests {
         assert_eq!(state.keyspace.get(b"n").map(|v| v.as_ref()), Some(&b"2"[..]));
     }
 
-    #[test]
-    fn sessions_survive_a_snapshot() {
+    fn at(index: u64) -> Option<LogId<NodeId>> {
+        Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), index))
+    }
+
+    #[tokio::test]
+    async fn sessions_survive_a_snapshot() {
         let dir = tempfile::tempdir().unwrap();
-        let machine = Machine::open(&FileSystem::real(), dir.path()).unwrap();
-        machine.state.write().unwrap().apply(&incr((3, 1), 5, 5), 1);
-        let body = {
-            let state = machine.state.read().unwrap();
-            SnapshotBody {
-                last_applied: None,
-                membership: state.membership.clone(),
-                keyspace: state.keyspace.clone(),
-                sessions: state.sessions.iter().map(|(id, s)| (*id, s.clone())).collect(),
-                expired: Vec::new(),
-                last_sweep: 0,
-            }
-        };
+        let mut machine = Machine::open(&FileSystem::real(), dir.path()).unwrap();
+        {
+            let mut state = machine.state.write().unwrap();
+            state.apply(&incr((3, 1), 5, 5), 1);
+            state.last_applied = at(1);
+        }
+        machine.build_snapshot().await.unwrap();
         let restored = Machine::open(&FileSystem::real(), dir.path()).unwrap();
-        restored.load(&codec::encode(&body).unwrap()).unwrap();
         let mut state = restored.state.write().unwrap();
+        assert_eq!(state.last_applied, at(1));
         assert_eq!(state.apply(&incr((3, 1), 5, 5), 2).result, Ok(MutationReply::Integer(1)), "deduplicated");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_is_the_machine_at_one_index_while_writes_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut machine = Machine::open(&FileSystem::real(), dir.path()).unwrap();
+        {
+            let mut state = machine.state.write().unwrap();
+            for i in 0..100_000u32 {
+                state.keyspace.insert(Bytes::from(format!("k{i}")), Bytes::from(vec![1; 200]));
+            }
+            state.last_applied = at(1);
+        }
+        // Writes go on while the snapshot is written: each sets `n` to its own index.
+        let writer = machine.clone();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let writes = std::thread::spawn(move || {
+            let mut index = 1;
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                index += 1;
+                let mut state = writer.state.write().unwrap();
+                let set = Mutation::Set {
+                    key: Bytes::from_static(b"n"),
+                    value: Bytes::from(index.to_string()),
+                    options: Default::default(),
+                };
+                state.keyspace.apply(&set).unwrap();
+                state.keyspace.remove(format!("k{index}").as_bytes());
+                state.last_applied = at(index);
+            }
+            index
+        });
+        let built = machine.build_snapshot().await.unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let last = writes.join().unwrap();
+        let index = built.meta.last_log_id.unwrap().index;
+        let loaded = snapshot::read(&FileSystem::real(), &dir.path().join(snapshot::FILE)).unwrap().unwrap();
+        // The file holds the machine exactly as it was at its index, not a mix.
+        assert_eq!(loaded.state.last_applied, at(index));
+        let n = loaded.state.keyspace.get(b"n").map(|v| std::str::from_utf8(v).unwrap().parse::<u64>().unwrap());
+        assert_eq!(n, (index > 1).then_some(index));
+        assert_eq!(loaded.state.keyspace.len() as u64, 100_000 - (index - 1) + u64::from(index > 1));
+        assert!(last >= index);
     }
 }

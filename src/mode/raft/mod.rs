@@ -4,10 +4,12 @@
 //! * **Storage.** The log, vote and committed index live in redb (`DATA/raft-log.redb`),
 //!   the vote and every append fsync'd before they are reported done, the committed index
 //!   saved without an fsync (a quorum holding an entry is what commits it; see [`log`] for
-//!   the read-index floor that follows); the state machine is in memory,
-//!   snapshotted to a file every `--raft-snapshot-every` entries (default
-//!   [`SNAPSHOT_EVERY`]), after which the log is purged but for a quarter of that
-//!   ([`machine`]). A node that was down long catches up by snapshot.
+//!   the read-index floor that follows); the state machine is in memory, snapshotted to a
+//!   file every `--raft-snapshot-every` entries (default [`SNAPSHOT_EVERY`]) or sooner by the
+//!   bytes of log ([`compaction`]), after which the log is purged but for a quarter of that
+//!   count and at most 64 MiB ([`machine`]). A snapshot is written from a copy-on-write clone
+//!   of the machine, as a stream, and sent to followers from the file in chunks
+//!   ([`snapshot`]). A node that was down long catches up by snapshot.
 //! * **Start.** The node with the smallest id in `--peers` initialises the cluster once: only
 //!   while its own storage is empty and every peer answers that its storage is empty too.
 //!   A restart (or a wiped node whose peers have state) never initialises again.
@@ -17,7 +19,8 @@
 //!   votes and acknowledged entries, so its peers' messages are refused there and it neither
 //!   votes nor stores entries (INFO `raft_data: lost`) until it is removed and added again
 //!   ([`types::RaftMember`]).
-//! * **Writes** go to the leader: a follower forwards them over the peer plane. Every write
+//! * **Writes** go to the leader: a follower forwards them over the peer plane, the writes
+//!   that arrive while earlier forwards are out in one call ([`forward`]). Every write
 //!   carries its node's session (node, a random id drawn at start) and a sequence number; the
 //!   state machine keeps each session's replies until the node says they are answered, so
 //!   the node may retry a write whose outcome it did not learn — on the same or a new leader
@@ -35,12 +38,16 @@
 //!   caught-up follower first (`handover`), so a rolling restart pauses writes for a few
 //!   peer calls instead of the leader lease and an election timeout.
 //!
-//! Files by concern: [`types`] (what the log holds), [`log`] and [`machine`] (storage),
+//! Files by concern: [`types`] (what the log holds), [`log`], [`machine`], [`snapshot`] and
+//! [`compaction`] (storage),
 //! `node` (openraft, start-up), `network` (openraft's network and calls to the leader),
-//! `service` (the peer RPCs), `write` (sessions, writes, read index), `membership`,
+//! `service` (the peer RPCs), `write` (sessions, writes, read index), `forward` (a
+//! follower's writes batched on their way to the leader), `membership`,
 //! `handover` (stepping down), `store`.
 
 mod args;
+mod compaction;
+mod forward;
 mod handover;
 mod log;
 mod machine;
@@ -48,6 +55,7 @@ mod membership;
 mod network;
 mod node;
 mod service;
+mod snapshot;
 mod store;
 pub mod types;
 mod write;

@@ -171,6 +171,19 @@ impl RaftNetwork<TypeConfig> for Connection {
     }
 }
 
+/// A failed call to another node: what may have run there, and whether it could not decode
+/// the call (an older version that does not know it: nothing ran).
+pub(super) struct CallFailure {
+    pub(super) error: peer::CallError,
+    pub(super) undecodable: bool,
+}
+
+impl From<peer::CallError> for CallFailure {
+    fn from(error: peer::CallError) -> Self {
+        Self { error, undecodable: false }
+    }
+}
+
 impl Inner {
     /// Calls the leader `id`; a failure says whether the call may have run there.
     pub(super) async fn call_peer<T: DeserializeOwned>(
@@ -180,6 +193,17 @@ impl Inner {
         payload: proto::RaftPayload,
         timeout: Duration,
     ) -> std::result::Result<T, peer::CallError> {
+        self.call_leader(id, kind, payload, timeout).await.map_err(|failure| failure.error)
+    }
+
+    /// [`Inner::call_peer`], telling apart a call the node could not decode.
+    pub(super) async fn call_leader<T: DeserializeOwned>(
+        &self,
+        id: NodeId,
+        kind: LeaderCall,
+        payload: proto::RaftPayload,
+        timeout: Duration,
+    ) -> std::result::Result<T, CallFailure> {
         let addr =
             self.addr_of(id).ok_or_else(|| peer::CallError::NotSent(format!("n{id} is not in the membership")))?;
         let mut client = client_for(&self.clients, id, &addr).map_err(peer::CallError::NotSent)?;
@@ -191,10 +215,16 @@ impl Inner {
             }
         };
         match tokio::time::timeout(timeout, call).await {
-            Err(_) => Err(peer::CallError::timed_out(&format!("n{id}"))),
-            Ok(Err(status)) => Err(peer::CallError::from_status(&status)),
+            Err(_) => Err(peer::CallError::timed_out(&format!("n{id}")).into()),
+            Ok(Err(status)) => Err(CallFailure {
+                error: peer::CallError::from_status(&status),
+                // Sent by the peer (a status from the wire has no local source): its decoding
+                // refused the call before anything ran (see `node::decode`).
+                undecodable: status.code() == tonic::Code::InvalidArgument
+                    && std::error::Error::source(&status).is_none(),
+            }),
             // The call ran there; only its answer is unreadable.
-            Ok(Ok(reply)) => codec::decode(&reply.into_inner().body).map_err(peer::CallError::MaybeSent),
+            Ok(Ok(reply)) => codec::decode(&reply.into_inner().body).map_err(|e| peer::CallError::MaybeSent(e).into()),
         }
     }
 }

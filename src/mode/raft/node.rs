@@ -45,6 +45,8 @@ pub struct RaftOptions {
     pub stale_reads: bool,
     /// Entries between snapshots.
     pub snapshot_every: u64,
+    /// A follower batches the writes it forwards ([`super::forward`]); off, each goes alone.
+    pub forward_batch: bool,
 }
 
 pub(super) struct Inner {
@@ -67,6 +69,11 @@ pub(super) struct Inner {
     /// The peer server and the watchers; stopped with openraft at shutdown.
     pub(super) tasks: Tasks,
     pub(super) forwards_retried: AtomicU64,
+    /// Writes this node forwarded to a leader, and the peer calls they went in.
+    pub(super) forwarded_writes: AtomicU64,
+    pub(super) forward_calls: AtomicU64,
+    /// Writes waiting to be forwarded, one queue per leader ([`super::forward`]).
+    pub(super) forward_queues: super::forward::ForwardQueues,
     pub(super) leader_changes: AtomicU64,
     /// Client writes proposed to the log, and the log appends they went in.
     pub(super) proposed: AtomicU64,
@@ -218,7 +225,8 @@ impl RaftMode {
             heartbeat_interval: HEARTBEAT.as_millis() as u64,
             election_timeout_min: ELECTION_TIMEOUT_MIN.as_millis() as u64,
             election_timeout_max: ELECTION_TIMEOUT_MAX.as_millis() as u64,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every.max(1)),
+            // The log keeper decides, by entries and by bytes (see `compaction`).
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: options.snapshot_every / 4,
             snapshot_max_chunk_size: 1 << 20,
             max_payload_entries: MAX_PAYLOAD_ENTRIES,
@@ -261,6 +269,9 @@ impl RaftMode {
             clients,
             tasks: Tasks::default(),
             forwards_retried: AtomicU64::new(0),
+            forwarded_writes: AtomicU64::new(0),
+            forward_calls: AtomicU64::new(0),
+            forward_queues: Default::default(),
             leader_changes: AtomicU64::new(0),
             proposed: AtomicU64::new(0),
             proposal_batches: AtomicU64::new(0),
@@ -298,6 +309,7 @@ impl RaftMode {
         ));
         inner.tasks.spawn(inner.clone().bootstrap());
         inner.tasks.spawn(watch_leader(Arc::downgrade(&inner)));
+        inner.tasks.spawn(super::compaction::keep_log(Arc::downgrade(&inner)));
         Ok(Self { inner })
     }
 }

@@ -20,8 +20,12 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) enum Forwarded {
+    /// One write; answered with a [`ForwardReply`].
     Write(Request),
     Membership(WireChange),
+    /// Writes a follower batched ([`super::forward`]); answered with a `Vec<ForwardReply>`,
+    /// one per write, in order. (Appended last: the variants before it keep their encoding.)
+    Writes(Vec<Request>),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,6 +152,12 @@ impl RaftPeer for Service {
         let forwarded = decode::<Forwarded>(&request)?;
         drop(request);
         let reply = match forwarded {
+            Forwarded::Writes(requests) => {
+                // Queued for the next proposal together, in order: each future queues its
+                // write on its first poll, and `join_all` polls them in order.
+                let replies = futures_util::future::join_all(requests.into_iter().map(|r| self.inner.write_here(r)));
+                return Ok(tonic::Response::new(encode(self.inner.id, &replies.await)?));
+            }
             Forwarded::Write(request) => self.inner.write_here(request).await,
             Forwarded::Membership(change) => match self.inner.change_here(change).await {
                 Ok(lines) => ForwardReply::Membership(lines),
@@ -209,7 +219,8 @@ pub fn sample_messages() -> Vec<Vec<u8>> {
         codec::encode(&Addressed { to: 7, rpc: append }).unwrap_or_default(),
         codec::encode(&Addressed { to: 7, rpc: vote }).unwrap_or_default(),
         codec::encode(&Probe { pristine: true, incarnation: 7 }).unwrap_or_default(),
-        codec::encode(&Forwarded::Write(request)).unwrap_or_default(),
+        codec::encode(&Forwarded::Write(request.clone())).unwrap_or_default(),
+        codec::encode(&Forwarded::Writes(vec![request.clone(), request])).unwrap_or_default(),
         codec::encode(&Forwarded::Membership(WireChange::Remove { id: 2 })).unwrap_or_default(),
     ]
 }
@@ -223,6 +234,7 @@ pub fn decode_every_message(bytes: &[u8]) {
     let _ = codec::decode::<Probe>(bytes);
     let _ = codec::decode::<Forwarded>(bytes);
     let _ = codec::decode::<ForwardReply>(bytes);
+    let _ = codec::decode::<Vec<ForwardReply>>(bytes);
     let _ = codec::decode::<ReadIndexReply>(bytes);
 }
 

@@ -4,8 +4,6 @@
 // openraft's trait methods return its `StorageError`/`RaftError`, which are large by design.
 #![allow(clippy::result_large_err)]
 
-use std::io::Cursor;
-
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -205,6 +203,7 @@ openraft::declare_raft_types!(
         D = Proposal,
         R = Vec<Response>,
         Node = RaftMember,
+        SnapshotData = super::snapshot::SnapshotFile,
 );
 
 /// Entries between snapshots.

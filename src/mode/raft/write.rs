@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -21,8 +22,9 @@ use crate::error::{Error, Result};
 use crate::node::lock;
 use crate::store::{Mutation, MutationReply};
 
+use super::network::LeaderCall;
 use super::node::{COMMAND_DEADLINE, Inner, RPC_TIMEOUT, encode};
-use super::service::{ForwardReply, Forwarded, ReadIndexReply};
+use super::service::{ForwardReply, ReadIndexReply};
 use super::types::{CHUNK, Command, Proposal, Request, SessionId, split_value, too_large};
 
 /// Chunks of one value being committed at once.
@@ -207,7 +209,7 @@ impl Inner {
     /// Runs a write through the leader; a large value goes first as chunks (see [`Command`]).
     /// If this node's session expired (it was idle while the log moved on), nothing was
     /// applied: a new session is opened and the write sent once more.
-    pub(super) async fn write(&self, mutation: Mutation) -> Result<MutationReply> {
+    pub(super) async fn write(self: &Arc<Self>, mutation: Mutation) -> Result<MutationReply> {
         if let Some(refusal) = too_large(&mutation) {
             return Err(Error::Input(refusal));
         }
@@ -239,7 +241,7 @@ impl Inner {
 
     /// [`Inner::write`] in `session`.
     async fn write_in(
-        &self,
+        self: &Arc<Self>,
         session: SessionId,
         mutation: Mutation,
     ) -> std::result::Result<Result<MutationReply>, Expired> {
@@ -286,7 +288,10 @@ impl Inner {
 
     /// Runs one request through the leader, retrying it with the same id (the state machine
     /// applies it once) until it settles or the deadline passes.
-    pub(super) async fn write_request(&self, request: Request) -> std::result::Result<Result<MutationReply>, Expired> {
+    pub(super) async fn write_request(
+        self: &Arc<Self>,
+        request: Request,
+    ) -> std::result::Result<Result<MutationReply>, Expired> {
         let deadline = Instant::now() + COMMAND_DEADLINE;
         let mut maybe_applied = false;
         let mut last = String::from("no leader is known");
@@ -302,23 +307,8 @@ impl Inner {
             let reply = if leader == self.id {
                 self.write_here(request.clone()).await
             } else {
-                let payload = match encode(self.id, &Forwarded::Write(request.clone())) {
-                    Ok(payload) => payload,
-                    Err(status) => return Ok(Err(Error::Input(status.message().to_string()))),
-                };
                 let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
-                match self
-                    .call_peer::<ForwardReply>(
-                        leader,
-                        super::network::LeaderCall::Forward,
-                        payload,
-                        left.min(RPC_TIMEOUT),
-                    )
-                    .await
-                {
-                    Ok(reply) => reply,
-                    Err(e) => ForwardReply::Failed { maybe: !e.certainly_not_run(), message: e.to_string() },
-                }
+                self.forward(leader, request.clone(), left.min(RPC_TIMEOUT)).await
             };
             match reply {
                 ForwardReply::Write(response) if response.session_expired => return Err(Expired),
@@ -364,7 +354,7 @@ impl Inner {
                 self.read_index_here().await
             } else {
                 let payload = encode(self.id, &()).map_err(|s| Error::Io(s.message().to_string()))?;
-                self.call_peer::<ReadIndexReply>(leader, super::network::LeaderCall::ReadIndex, payload, RPC_TIMEOUT)
+                self.call_peer::<ReadIndexReply>(leader, LeaderCall::ReadIndex, payload, RPC_TIMEOUT)
                     .await
                     .unwrap_or_else(|e| ReadIndexReply::Failed(e.to_string()))
             };
