@@ -5,8 +5,9 @@
 //!   redb transaction, fsyncs once, and only then replies.
 //! * The **driver** task owns the [`Proposer`]: it feeds it commands, acceptor replies and a
 //!   10 ms tick, persists the ballot high-water mark before any ballot above it leaves, and
-//!   hands requests to one **outbox** per acceptor, which packs whatever is queued into one
-//!   gRPC call (or one local call for its own acceptor).
+//!   hands each peer's requests to one **outbox** per peer, which packs whatever is queued
+//!   into one gRPC call. Its own acceptor's requests go last, straight to the acceptor
+//!   thread, which hands the replies, once durable, straight back to the driver.
 //! * **Routing**: every key has a home node (a hash over the members); commands go there,
 //!   so one proposer owns a key, its 1-RTT cache keeps hitting and its queue batches
 //!   concurrent commands. When the home is cut off, down or stopping, the command runs at the
@@ -359,9 +360,42 @@ impl Node {
         let batch = batch.into_iter().map(|(k, m)| (k, m, room.clone())).collect();
         let (reply, rx) = oneshot::channel();
         self.acceptor
-            .send(AcceptorJob { batch, reply })
+            .send(AcceptorJob { batch, reply: reply.into() })
             .map_err(|_| Error::TryAgain("the acceptor has stopped".into()))?;
         rx.await.map_err(|_| Error::TryAgain("the acceptor has stopped".into()))?
+    }
+
+    /// Runs the driver's messages on this node's own acceptor: the acceptor thread hands its
+    /// replies, once durable, straight to the driver. No task sits between them (the round
+    /// trip through an outbox task and a call task cost two wake-ups on each side).
+    fn accept_here(&self, batch: Vec<Outgoing>) {
+        if let Err(e) = self.may_vote() {
+            tracing::debug!("own acceptor not voting: {e}");
+            return;
+        }
+        let rounds: Vec<(Bytes, u64)> = batch.iter().map(|(k, r, _)| (k.clone(), *r)).collect();
+        let (driver, from) = (self.driver.clone(), self.id);
+        let then = move |replies: Result<Vec<AcceptorReply>>| match replies {
+            Ok(replies) => {
+                let replies: Vec<_> = rounds
+                    .into_iter()
+                    .zip(replies)
+                    .filter_map(|((key, round), reply)| match reply {
+                        AcceptorReply::Paxos(response) => Some((key, round, response)),
+                        _ => None,
+                    })
+                    .collect();
+                if !replies.is_empty() {
+                    let _ = driver.send(DriverEvent::Replies { from, replies });
+                }
+            }
+            Err(e) => tracing::debug!("own acceptor failed a batch: {e}"),
+        };
+        let batch = batch.into_iter().map(|(k, _, m)| (k, m, None)).collect();
+        let job = AcceptorJob { batch, reply: crate::node::BatchReply::Then(Box::new(then)) };
+        if self.acceptor.send(job).is_err() {
+            tracing::debug!("the acceptor has stopped");
+        }
     }
 
     /// The home node of `key`: a stable hash over the members.
@@ -475,8 +509,14 @@ async fn run_driver(
                 }
             }
         }
+        // Peers first (their round trip is the longer one), then this node's own acceptor,
+        // straight to its thread.
+        let own = sends.remove(&node.id);
         for (to, batch) in sends {
             let _ = node.outbox(to).send(batch);
+        }
+        if let Some(batch) = own {
+            node.accept_here(batch);
         }
         *lock(&node.stats.proposer) = proposer.stats();
     }

@@ -185,6 +185,9 @@ struct KeyState {
     /// After a successful 1-RTT accept: the ballot every acceptor of its quorum promised
     /// next, and the value they hold.
     promised_next: Option<(Ballot, Option<Bytes>)>,
+    /// The stamp of this key's newest entry in [`Proposer::cached`] (0: none): older entries
+    /// of the key there are stale and evict nothing.
+    cached_at: u64,
 }
 
 /// How many idle keys keep a cached one-round-trip promise (and their value) in memory.
@@ -216,9 +219,12 @@ pub struct Proposer {
     keys: BTreeMap<Bytes, KeyState>,
     /// Keys with a round running: the only ones `tick` looks at.
     active: BTreeSet<Bytes>,
-    /// Keys idle with a cached promise, oldest first; beyond [`MAX_CACHED_PROMISES`] the
+    /// Keys idle with a cached promise, oldest first, each entry stamped (a key used again is
+    /// queued again, and only its newest entry counts); beyond [`MAX_CACHED_PROMISES`] the
     /// oldest caches are dropped (the key's next round simply prepares again).
-    cached: VecDeque<Bytes>,
+    cached: VecDeque<(Bytes, u64)>,
+    /// The last stamp given to an entry of `cached`.
+    cache_stamp: u64,
     output: Vec<Output>,
     rng: fastrand::Rng,
     stats: ProposerStats,
@@ -273,6 +279,7 @@ impl Proposer {
             keys: BTreeMap::new(),
             active: BTreeSet::new(),
             cached: VecDeque::new(),
+            cache_stamp: 0,
             output: Vec::new(),
             rng: fastrand::Rng::with_seed(u64::from(id)),
             stats: ProposerStats::default(),
@@ -495,14 +502,16 @@ impl Proposer {
             self.output.push(Output::Reply { id: pending.id, result });
         }
         self.start_round_if_idle(key);
-        if let Some(state) = self.keys.get(key)
+        if let Some(state) = self.keys.get_mut(key)
             && state.round.is_none()
             && state.queue.is_empty()
         {
             if state.promised_next.is_none() {
                 self.keys.remove(key);
             } else {
-                self.cached.push_back(key.clone());
+                self.cache_stamp += 1;
+                state.cached_at = self.cache_stamp;
+                self.cached.push_back((key.clone(), self.cache_stamp));
                 self.evict_idle_caches();
             }
         }
@@ -513,9 +522,10 @@ impl Proposer {
     /// one cached, and an accept on a stale promise, refused by the live acceptors, would wait
     /// out `accept_timeout` for a hung one's answer before it could give up.
     pub fn forget_promises(&mut self) {
-        for key in std::mem::take(&mut self.cached) {
+        for (key, _) in std::mem::take(&mut self.cached) {
             if let Some(state) = self.keys.get_mut(&key) {
                 state.promised_next = None;
+                state.cached_at = 0;
                 if state.round.is_none() && state.queue.is_empty() {
                     self.keys.remove(&key);
                 }
@@ -530,11 +540,16 @@ impl Proposer {
         }
     }
 
-    /// Drops the oldest cached promises of idle keys beyond the limit.
+    /// Drops the oldest cached promises of idle keys beyond the limit. An entry of a key
+    /// cached again since is stale: dropped, the key's promise kept. (Before the stamps, a key
+    /// written more than [`MAX_CACHED_PROMISES`] times met its own oldest entry, and lost its
+    /// promise whenever it was idle then: after 10,000 writes, every write to a key written
+    /// one at a time paid a prepare round, a second fsync'd round trip.)
     fn evict_idle_caches(&mut self) {
         while self.cached.len() > MAX_CACHED_PROMISES {
-            let Some(key) = self.cached.pop_front() else { break };
+            let Some((key, stamp)) = self.cached.pop_front() else { break };
             if let Some(state) = self.keys.get(&key)
+                && state.cached_at == stamp
                 && state.round.is_none()
                 && state.queue.is_empty()
             {
@@ -961,6 +976,45 @@ mod tests {
         let (_, replies) = pump(&mut p, &mut acc, sends, &[1, 2, 3]);
         assert!(matches!(replies[..], [(1, Ok(_))]), "{replies:?}");
         assert_eq!(p.stats().out_of_reach, 0);
+    }
+
+    /// A key written one command at a time, more often than the cache holds keys, keeps its
+    /// promise: every write after the first is one round trip (its own older cache entries
+    /// evict nothing). Other keys past the limit are still evicted, oldest first.
+    #[test]
+    fn a_key_written_many_times_keeps_its_promise_and_the_cache_stays_bounded() {
+        let mut acc = acceptors();
+        let mut p = proposer(1, true);
+        let writes = MAX_CACHED_PROMISES as u64 + 50;
+        for id in 1..=writes {
+            p.submit(id, key(), set("v"));
+            let (sends, _) = drain(&mut p);
+            let (_, replies) = pump(&mut p, &mut acc, sends, &[1, 2, 3]);
+            assert!(matches!(replies[..], [(i, Ok(_))] if i == id), "{replies:?}");
+        }
+        assert_eq!(p.stats().one_round_trip, writes - 1, "only the first write prepared");
+        assert!(p.cached.len() <= MAX_CACHED_PROMISES);
+        // Many other keys: the oldest idle ones lose their promise, the cache stays bounded.
+        for i in 0..(MAX_CACHED_PROMISES + 10) {
+            let k = Bytes::from(format!("other{i}"));
+            p.submit(1_000_000 + i as u64, k.clone(), Command::Read);
+            // Promise every prepare, accept every accept: a fresh key on fresh acceptors.
+            for out in p.take_output() {
+                if let Output::Send { to, round, request, .. } = out {
+                    let mut slot = Slot::default();
+                    let (response, _) = handle(&mut slot, &request);
+                    p.step(to, &k, round, response);
+                    for out in p.take_output() {
+                        if let Output::Send { to, round, request, .. } = out {
+                            let (response, _) = handle(&mut slot, &request);
+                            p.step(to, &k, round, response);
+                        }
+                    }
+                }
+            }
+        }
+        assert!(p.cached.len() <= MAX_CACHED_PROMISES);
+        assert!(p.keys.len() <= MAX_CACHED_PROMISES + 1, "{}", p.keys.len());
     }
 
     #[test]
