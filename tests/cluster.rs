@@ -127,6 +127,56 @@ fn a_taken_port_is_refused_with_a_clear_message() {
     assert!(text(&out).contains(&format!("port {} is taken", base + 2)), "{}", text(&out));
 }
 
+/// `cluster up --nodes 7` serves in every mode whose nodes are peers: each node takes a write
+/// and another node reads it back.
+#[test]
+fn seven_node_clusters_of_every_replicated_mode_serve_through_every_node() {
+    for mode in ["paxos", "raft", "dynamo"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        // A claimed base holds ten client, peer and metrics ports each: room for seven nodes.
+        let base = free_base().to_string();
+        let up = cluster(&dir, &["up", "--mode", mode, "--nodes", "7", "--base-port", &base]);
+        let _down = Down(&dir);
+        assert_eq!(states(&up), ["up"; 7], "{mode}");
+        for i in 0..7 {
+            let key = format!("key-{i}");
+            let _: () = redis::cmd("SET").arg(&key).arg(i).query(&mut redis(&addr(&up, i))).unwrap();
+            let read: i64 = redis::cmd("GET").arg(&key).query(&mut redis(&addr(&up, (i + 3) % 7))).unwrap();
+            assert_eq!(read, i as i64, "{mode}: a write through n{} read through n{}", i + 1, (i + 3) % 7 + 1);
+        }
+    }
+}
+
+/// `--port-offset` places the peer and metrics ports nearer the client ports, so a cluster
+/// fits in a narrow range of ports; an offset that would make them overlap is refused.
+#[test]
+fn a_port_offset_keeps_a_cluster_in_a_narrow_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let refused = valthree(&["cluster", "--dir", dir.to_str().unwrap(), "up", "--nodes", "3", "--port-offset", "2"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused).contains("--port-offset 2 is below --nodes 3"), "{}", text(&refused));
+    assert!(!dir.exists(), "a refused up leaves nothing behind");
+    // Clients on base+1..3, peers on base+4..6, metrics on base+7..9: the claimed block.
+    let base = free_base();
+    let up = cluster(
+        &dir,
+        &["up", "--mode", "raft", "--nodes", "3", "--base-port", &base.to_string(), "--port-offset", "3"],
+    );
+    let _down = Down(&dir);
+    let ports = |field: &str| -> Vec<String> {
+        (0..3).map(|i| up["nodes"][i][field].as_str().unwrap().rsplit(':').next().unwrap().to_string()).collect()
+    };
+    let want = |first: u16| -> Vec<String> { (first..first + 3).map(|p| p.to_string()).collect() };
+    assert_eq!(ports("addr"), want(base + 1));
+    assert_eq!(ports("peer_addr"), want(base + 4));
+    assert_eq!(ports("metrics_addr"), want(base + 7));
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut redis(&addr(&up, 0))).unwrap();
+    let read: String = redis::cmd("GET").arg("k").query(&mut redis(&addr(&up, 2))).unwrap();
+    assert_eq!(read, "v");
+}
+
 #[test]
 fn a_workload_under_every_nemesis_stays_linearizable() {
     let tmp = tempfile::tempdir().unwrap();

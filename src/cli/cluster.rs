@@ -35,9 +35,12 @@ pub enum ClusterCommand {
         mode: ModeName,
         #[arg(long, default_value_t = 3)]
         nodes: u32,
-        /// Node i serves clients on base+i and peers on base+1000+i.
+        /// Node i serves clients on base+i and peers on base+1000+i (metrics on base+2000+i).
         #[arg(long, default_value_t = 6379)]
         base_port: u16,
+        /// Peer ports are client ports plus this, metrics ports plus twice this (at least --nodes).
+        #[arg(long, default_value_t = crate::cluster::PEER_PORT_OFFSET)]
+        port_offset: u16,
         /// Testing: `lazy` starts every node with a file layer that keeps each write not yet
         /// fsync'd inside the process, so that `power-loss` (a SIGKILL) loses what a power cut would.
         #[arg(long, value_enum, default_value = "off")]
@@ -348,7 +351,7 @@ fn run_command(args: &ClusterArgs) -> Result<Value, String> {
         Ok(json!({"ok": true, "message": what}))
     };
     match &args.command {
-        ClusterCommand::Up { mode, nodes, base_port, fault_fs, extra } => {
+        ClusterCommand::Up { mode, nodes, base_port, port_offset, fault_fs, extra } => {
             let spinner = if args.json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
             spinner.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("template"));
             spinner.enable_steady_tick(Duration::from_millis(100));
@@ -358,6 +361,7 @@ fn run_command(args: &ClusterArgs) -> Result<Value, String> {
                 nodes: *nodes,
                 dir: dir.clone(),
                 base_port: *base_port,
+                port_offset: *port_offset,
                 extra: extra.clone(),
                 fault_fs: *fault_fs,
             };

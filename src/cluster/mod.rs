@@ -54,10 +54,11 @@ use crate::node::{FaultFs, OBJECT_STORE};
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `down` waits after SIGTERM before SIGKILL.
 pub const DOWN_GRACE: Duration = Duration::from_secs(10);
-/// Peer ports are client ports plus this.
+/// Peer ports are client ports plus this, by default (`cluster up --port-offset`).
 pub const PEER_PORT_OFFSET: u16 = 1000;
-/// Metrics ports (`--metrics-addr`: /metrics, /livez, /readyz) are client ports plus this.
-pub const METRICS_PORT_OFFSET: u16 = 2000;
+/// Metrics ports (`--metrics-addr`: /metrics, /livez, /readyz) are client ports plus twice
+/// the peer ports' offset: plus this, by default.
+pub const METRICS_PORT_OFFSET: u16 = 2 * PEER_PORT_OFFSET;
 
 /// What `cluster up` starts.
 #[derive(Debug, Clone)]
@@ -66,6 +67,9 @@ pub struct UpOptions {
     pub nodes: u32,
     pub dir: PathBuf,
     pub base_port: u16,
+    /// Peer ports are client ports plus this, metrics ports plus twice this
+    /// ([`PEER_PORT_OFFSET`] by default): a smaller one keeps a cluster in a narrow port range.
+    pub port_offset: u16,
     /// Extra `valthree serve` flags for every node.
     pub extra: Vec<String>,
     /// The file layer of every node (`--fault-fs lazy`: a SIGKILL is a power cut).
@@ -95,6 +99,12 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
     if options.nodes == 0 {
         return Err("--nodes must be at least 1".into());
     }
+    if u32::from(options.port_offset) < options.nodes {
+        return Err(format!(
+            "--port-offset {} is below --nodes {}: client, peer and metrics ports would overlap",
+            options.port_offset, options.nodes
+        ));
+    }
     // Every check that can refuse runs before anything is created, so a refused `up`
     // leaves nothing behind.
     if options.dir.exists() {
@@ -115,8 +125,8 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
     let mut ports = Vec::new();
     for id in 1..=options.nodes {
         let port = u16::try_from(id).ok().and_then(|i| options.base_port.checked_add(i)).ok_or("port out of range")?;
-        let peer_port = port.checked_add(PEER_PORT_OFFSET).ok_or("peer port out of range")?;
-        let metrics_port = port.checked_add(METRICS_PORT_OFFSET).ok_or("metrics port out of range")?;
+        let peer_port = port.checked_add(options.port_offset).ok_or("peer port out of range")?;
+        let metrics_port = peer_port.checked_add(options.port_offset).ok_or("metrics port out of range")?;
         for p in [port, peer_port, metrics_port] {
             check_port(p)?;
         }
@@ -154,7 +164,7 @@ pub fn up(options: &UpOptions) -> Result<ClusterState, String> {
         }
         if options.mode != ModeName::S3 {
             let peers: Vec<String> = (1..=options.nodes)
-                .map(|i| format!("{i}=127.0.0.1:{}", u32::from(options.base_port) + i + u32::from(PEER_PORT_OFFSET)))
+                .map(|i| format!("{i}=127.0.0.1:{}", u32::from(options.base_port) + i + u32::from(options.port_offset)))
                 .collect();
             args.extend(["--node-id".into(), id.to_string(), "--peer-addr".into(), peer_addr.clone()]);
             args.extend(["--peers".into(), peers.join(",")]);
@@ -396,9 +406,13 @@ pub fn add_node(dir: &Path) -> Result<(NodeState, Vec<String>), String> {
         let id = state.next_id.max(state.nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1);
         let base: u16 = template.addr.rsplit(':').next().and_then(|p| p.parse().ok()).ok_or("bad address")?;
         let base = base - template.id as u16;
+        // The offset the cluster was started with (`up --port-offset`), as its first node shows.
+        let template_peer: u16 =
+            template.peer_addr.rsplit(':').next().and_then(|p| p.parse().ok()).ok_or("bad peer address")?;
+        let offset = template_peer.checked_sub(base + template.id as u16).unwrap_or(PEER_PORT_OFFSET);
         let port = base.checked_add(id as u16).ok_or("port out of range")?;
-        let peer_port = port.checked_add(PEER_PORT_OFFSET).ok_or("peer port out of range")?;
-        let metrics_port = port.checked_add(METRICS_PORT_OFFSET).ok_or("metrics port out of range")?;
+        let peer_port = port.checked_add(offset).ok_or("peer port out of range")?;
+        let metrics_port = peer_port.checked_add(offset).ok_or("metrics port out of range")?;
         let has_metrics = !template.metrics_addr.is_empty();
         for p in [port, peer_port].into_iter().chain(has_metrics.then_some(metrics_port)) {
             check_port(p)?;

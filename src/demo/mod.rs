@@ -299,6 +299,7 @@ impl Stage {
             nodes,
             dir: dir.clone(),
             base_port: self.options.base_port,
+            port_offset: cluster::PEER_PORT_OFFSET,
             extra,
             fault_fs: crate::node::FaultFs::Off,
         };

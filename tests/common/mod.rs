@@ -361,6 +361,17 @@ impl Raw {
         Self { stream }
     }
 
+    /// Connects from `from`, another loopback address (every one of 127/8 is this host's).
+    pub fn connect_from(from: std::net::Ipv4Addr, port: u16) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((from, 0).into()).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+        let stream = runtime.block_on(socket.connect(([127, 0, 0, 1], port).into())).unwrap().into_std().unwrap();
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Self { stream }
+    }
+
     pub fn send(&mut self, bytes: &[u8]) {
         use std::io::Write;
         self.stream.write_all(bytes).unwrap();
