@@ -1044,7 +1044,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__cluster__subcmd__up)
-            opts="-h -V --mode --nodes --base-port --fault-fs --dir --json --help --version"
+            opts="-h -V --mode --nodes --base-port --port-offset --fault-fs --dir --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1059,6 +1059,10 @@ _valthree() {
                     return 0
                     ;;
                 --base-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --port-offset)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1628,7 +1632,7 @@ _valthree() {
             return 0
             ;;
         valthree__subcmd__serve)
-            opts="-v -h -V --mode --addr --data-dir --log-format --json --metrics-addr --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --client-output-buffer-limit --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --shutdown-timeout --snapshot-walk-timeout --s3-endpoint --s3-bucket --s3-region --s3-access-key --s3-secret-key --s3-dir --s3-key --unsafe-trust-object-store --s3-batch --s3-value-objects-from --maxmemory --s3-snapshot-keys --unsafe-stale-reads --unsafe-blind-cas --node-id --peer-addr --peer-listen --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --fault-fs --unsafe-skip-fsync --paxos-one-rtt --paxos-gc-interval --unsafe-accept-quorum --unsafe-no-ballot-ceiling --stale-reads --raft-snapshot-every --vnodes --replicas --r --w --read-repair --hinted-handoff --max-hints --hint-window --sibling-read --max-siblings --swim-period --sloppy-quorum --aae-interval --aae-max-keys --tombstone-grace --handoff-grace --suspect-timeout --unsafe-lww --unsafe-server-clocks --help --version"
+            opts="-v -h -V --mode --addr --data-dir --log-format --json --metrics-addr --verbose --requirepass --requirepass-file --maxclients --admin-token --admin-token-file --proto-max-bulk-len --maxmemory-clients --client-output-buffer-limit --tls-port --tls-cert-file --tls-key-file --tls-ca-cert-file --tls-auth-clients --timeout --shutdown-timeout --snapshot-walk-timeout --s3-endpoint --s3-bucket --s3-region --s3-access-key --s3-secret-key --s3-dir --s3-key --unsafe-trust-object-store --s3-batch --s3-value-objects-from --maxmemory --s3-snapshot-keys --unsafe-stale-reads --unsafe-blind-cas --node-id --peer-addr --peer-listen --peers --cluster-secret-file --peer-tls-cert --peer-tls-key --peer-tls-ca --join --fault-fs --unsafe-skip-fsync --paxos-one-rtt --paxos-gc-interval --unsafe-accept-quorum --unsafe-no-ballot-ceiling --stale-reads --raft-snapshot-every --raft-forward-batch --vnodes --replicas --r --w --read-repair --hinted-handoff --max-hints --hint-window --sibling-read --max-siblings --swim-period --sloppy-quorum --aae-interval --aae-max-keys --tombstone-grace --handoff-grace --suspect-timeout --unsafe-lww --unsafe-server-clocks --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1812,6 +1816,10 @@ _valthree() {
                     ;;
                 --raft-snapshot-every)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --raft-forward-batch)
+                    COMPREPLY=($(compgen -W "on off" -- "${cur}"))
                     return 0
                     ;;
                 --vnodes)

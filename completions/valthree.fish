@@ -52,7 +52,7 @@ complete -c valthree -n "__fish_valthree_using_subcommand serve" -l maxclients -
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l admin-token -d 'Enables the VALTHREE.FAULT admin command (partitions for testing) for holders of this token' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l admin-token-file -d 'Read the admin token from this file instead (one line)' -r -F
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l proto-max-bulk-len -d 'Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted)' -r
-complete -c valthree -n "__fish_valthree_using_subcommand serve" -l maxmemory-clients -d 'The bytes all clients\' query and output buffers may hold together. A request or reply that would pass it first evicts (closes) the clients holding the most unsent output that read none of it; failing that, a request gets an error and is closed, a reply is refused (0: no limit)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l maxmemory-clients -d 'The bytes all clients\' query and output buffers may hold together. A request or reply that would pass it first evicts (closes) the clients holding the most unsent output that received less than 64 KiB of it in the last 2 s; failing that, a request gets an error and is closed, a reply is refused (0: no limit)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l client-output-buffer-limit -d 'Redis\' normal-class `client-output-buffer-limit`: "HARD SOFT SECONDS" (a leading `normal` is accepted). A reply that would leave more than HARD bytes unsent is not queued; a client with more than SOFT bytes unsent that reads none of them for SECONDS is closed (0: no limit)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l tls-port -d 'Also serve TLS clients on this address (e.g. 127.0.0.1:6380); needs --tls-cert-file and --tls-key-file' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l tls-cert-file -d 'The server\'s certificate chain (PEM)' -r -F
@@ -91,6 +91,8 @@ off\t''"
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l paxos-gc-interval -d 'paxos mode: how often tombstones of deleted keys are garbage-collected (0s: never)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l unsafe-accept-quorum -d 'Test only: accept a paxos value after this many acknowledgements (breaks quorum intersection, so the checker has a bug to catch)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l raft-snapshot-every -d 'raft mode: log entries between snapshots (the log is then purged but for a quarter of that)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand serve" -l raft-forward-batch -d 'raft mode: a follower forwards the writes queued at once to the leader in one peer call (off, the default: one call per write)' -r -f -a "on\t''
+off\t''"
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l vnodes -d 'dynamo mode: partitions of the ring (a power of two)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l replicas -d 'dynamo mode: copies of every key, N (default: 3, or the number of nodes if fewer)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand serve" -l r -d 'dynamo mode: replicas a read waits for, R (default: 2, or N if smaller)' -r
@@ -173,7 +175,8 @@ paxos\t'CASPaxos: one replicated register per key'
 raft\t'A Raft log replicated to a majority'
 dynamo\t'A Dynamo-style ring: N replicas, R/W quorums, dotted version vectors, siblings'"
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l nodes -r
-complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l base-port -d 'Node i serves clients on base+i and peers on base+1000+i' -r
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l base-port -d 'Node i serves clients on base+i and peers on base+1000+i (metrics on base+2000+i)' -r
+complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l port-offset -d 'Peer ports are client ports plus this, metrics ports plus twice this (at least --nodes)' -r
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l fault-fs -d 'Testing: `lazy` starts every node with a file layer that keeps each write not yet fsync\'d inside the process, so that `power-loss` (a SIGKILL) loses what a power cut would' -r -f -a "off\t'In the kernel\'s page cache (pass-through): a SIGKILL loses none of them'
 lazy\t'Inside the process until fsync: a SIGKILL loses what a power cut would'"
 complete -c valthree -n "__fish_valthree_using_subcommand cluster; and __fish_seen_subcommand_from up" -l dir -d 'The cluster\'s directory (state file, node data, logs)' -r -F
