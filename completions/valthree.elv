@@ -46,7 +46,7 @@ set edit:completion:arg-completer[valthree] = {|@words|
             cand --admin-token 'Enables the VALTHREE.FAULT admin command (partitions for testing) for holders of this token'
             cand --admin-token-file 'Read the admin token from this file instead (one line)'
             cand --proto-max-bulk-len 'Longest bulk string a client may send (bytes; k, kb, m, mb, g, gb suffixes accepted)'
-            cand --maxmemory-clients 'The bytes all clients'' query and output buffers may hold together. A request or reply that would pass it first evicts (closes) the clients holding the most unsent output that received less than 64 KiB of it in the last 2 s; failing that, a request gets an error and is closed, a reply is refused (0: no limit)'
+            cand --maxmemory-clients 'The bytes all clients'' query and output buffers may hold together. A request or reply that would pass it first evicts (closes) the clients holding the most unsent output that received less than 64 KiB of it, or a thirtieth of what waits, in the last 2 s; failing that, a request gets an error and is closed, a reply is refused (0: no limit)'
             cand --client-output-buffer-limit 'Redis'' normal-class `client-output-buffer-limit`: "HARD SOFT SECONDS" (a leading `normal` is accepted). A reply that would leave more than HARD bytes unsent is not queued; a client with more than SOFT bytes unsent that reads none of them for SECONDS is closed (0: no limit)'
             cand --tls-port 'Also serve TLS clients on this address (e.g. 127.0.0.1:6380); needs --tls-cert-file and --tls-key-file'
             cand --tls-cert-file 'The server''s certificate chain (PEM)'

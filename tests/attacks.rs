@@ -1719,8 +1719,32 @@ fn read_paced(
     rate: usize,
     fast: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> usize {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    read_paced_on(stream, request, whole, rate, fast)
+}
+
+/// A connection to `port` whose receive buffer is `bytes` (set before it connects, so its
+/// window stays that small): a client that lets the kernel take only a trickle at a time.
+fn connect_with_receive_buffer(port: u16, bytes: u32) -> std::net::TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+    runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap().into_std().unwrap();
+        stream.set_nonblocking(false).unwrap();
+        stream
+    })
+}
+
+/// [`read_paced`] on a connection already made.
+fn read_paced_on(
+    mut stream: std::net::TcpStream,
+    request: Vec<u8>,
+    whole: usize,
+    rate: usize,
+    fast: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> usize {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     stream.write_all(&request).unwrap();
     let started = Instant::now();
@@ -1836,6 +1860,75 @@ fn slow_honest_readers_of_a_large_reply_are_not_evicted_and_clients_that_read_no
         evictions.iter().all(|l| l.contains("acknowledged by its TCP stack")),
         "the log says what was measured: {evictions:#?}"
     );
+}
+
+/// Fourth rerun, item 4: clients that read a trickle — a 16 KiB receive buffer, 40 KiB/s,
+/// so 64 KiB and more in every 2 s — counted as reading, held 8.7 MB of unsent output each
+/// for as long as they liked, and an honest 12 MB GET was refused 22 times in 22 with a 30mb
+/// budget. A client must now take, in each 2 s, 64 KiB or a thirtieth of what waits for it
+/// (the rate that would send it all within a minute), whichever is more: the trickle readers
+/// are evicted and the honest reply is served.
+#[test]
+fn trickle_readers_holding_megabytes_are_evicted_for_an_honest_reply() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let limit = 30 * MB;
+    let server =
+        common::Valthree::start(tmp.path(), &["--data-dir", data.to_str().unwrap(), "--maxmemory-clients", "30mb"]);
+    let value = vec![b'v'; 4 << 20];
+    let _: () = redis::cmd("SET").arg("big").arg(&value).query(&mut common::redis(&server.addr())).unwrap();
+    let stat = |field: &str| -> u64 { info_line(&server.addr(), field).parse().unwrap() };
+    // Three trickle readers each ask for 8 MiB.
+    let fast = Arc::new(AtomicBool::new(false));
+    let whole = 4 + 2 * (10 + (4 << 20) + 2);
+    let trickles: Vec<_> = (0..3)
+        .map(|_| {
+            let stream = connect_with_receive_buffer(server.port, 16 << 10);
+            let fast = fast.clone();
+            let request = common::request(&[b"MGET", b"big", b"big"]);
+            std::thread::spawn(move || read_paced_on(stream, request, whole, 40 << 10, fast))
+        })
+        .collect();
+    common::wait_until(Duration::from_secs(10), "the trickle readers' replies are queued", || {
+        stat("client_query_buffers") > 15 * MB
+    });
+    // Past the 2 s window in which reading is judged.
+    std::thread::sleep(Duration::from_millis(2500));
+    // An honest client asks for a reply 4 to 8 MiB larger than the room left: it must evict.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut honest = common::redis(&server.addr());
+    let mut refused = 0;
+    loop {
+        let room = limit.saturating_sub(stat("client_query_buffers"));
+        let n = (room / (4 * MB) + 2) as usize;
+        let got: redis::RedisResult<Vec<Vec<u8>>> = redis::cmd("MGET").arg(vec!["big"; n]).query(&mut honest);
+        match got {
+            Ok(got) if stat("evicted_clients") > 0 => {
+                assert_eq!(got.iter().map(Vec::len).sum::<usize>(), n << 22);
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                refused += 1;
+                assert!(e.to_string().contains("maxmemory-clients"), "{e}");
+                honest = common::redis(&server.addr());
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the honest reply was refused {refused} times in 15 s and nobody was evicted: {} MB held",
+            stat("client_query_buffers") / MB
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    fast.store(true, Ordering::Relaxed);
+    let got: Vec<usize> = trickles.into_iter().map(|t| t.join().unwrap()).collect();
+    let closed = got.iter().filter(|&&got| got < whole).count() as u64;
+    assert_eq!(closed, stat("evicted_clients"), "the evicted are trickle readers: {got:?} of {whole}");
+    let log = server.log_text();
+    assert!(log.contains("client evicted") && log.contains("a thirtieth"), "the log says why");
 }
 
 /// The hard `client-output-buffer-limit`: a reply that would leave more unsent than it is

@@ -62,8 +62,8 @@ pub struct ServeArgs {
     pub proto_max_bulk_len: u64,
     /// The bytes all clients' query and output buffers may hold together. A request or reply
     /// that would pass it first evicts (closes) the clients holding the most unsent output
-    /// that received less than 64 KiB of it in the last 2 s; failing that, a request gets
-    /// an error and is closed, a reply is refused (0: no limit).
+    /// that received less than 64 KiB of it, or a thirtieth of what waits, in the last 2 s;
+    /// failing that, a request gets an error and is closed, a reply is refused (0: no limit).
     #[arg(long, default_value = "1gb", value_parser = parse_size)]
     pub maxmemory_clients: u64,
     /// Redis' normal-class `client-output-buffer-limit`: "HARD SOFT SECONDS" (a leading

@@ -409,8 +409,8 @@ where
 }
 
 /// Sends what the write buffer holds; false when the client is gone, when the connection was
-/// evicted (see [`super::eviction`]: its client received less than 64 KiB of its output in
-/// the last 2 s while the clients' budget was full), or when it holds more than
+/// evicted (see [`super::eviction`]: its client received less than 64 KiB of its output, or
+/// a thirtieth of what waits, in the last 2 s while the clients' budget was full), or when it holds more than
 /// `--client-output-buffer-limit`'s soft limit unsent and has read none of it for the
 /// limit's seconds (then it is closed). Unlike Redis, which closes a client that stays above
 /// the soft limit that long even while it reads, a client that keeps reading is never closed

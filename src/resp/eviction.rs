@@ -11,7 +11,11 @@
 //!
 //! * A connection counts as not reading once its client has received less than
 //!   [`READING_PROGRESS`] (64 KiB) of its output in [`STALLED_AFTER`] (2 s) while the
-//!   connection waited to write. What the client received is what its TCP stack acknowledged
+//!   connection waited to write, or less than the share of what waits that would send it
+//!   all within [`DRAIN_WITHIN`] (a minute: a thirtieth of it per 2 s), whichever is more
+//!   ([`progress_needed`]). Without that share, a client with a 16 KiB receive buffer
+//!   reading 40 KiB/s counted as reading while it held 8.7 MB of unsent output for as long
+//!   as it liked, and a few of them kept every large reply refused. What the client received is what its TCP stack acknowledged
 //!   (TCP_INFO's `tcpi_bytes_acked`, beneath TLS too): a client that never reads lets its
 //!   kernel take a receive buffer's worth and then nothing. Not what drains from the node's
 //!   own buffer: the kernel takes that in bursts (its send buffer grows to 4 MB and wakes the
@@ -47,6 +51,9 @@ pub const DRAINED_STALLED_AFTER: Duration = Duration::from_millis(250);
 /// What a client must take of its output within the window to count as reading. A client
 /// that never reads still lets the kernel's buffers take a trickle now and then.
 pub const READING_PROGRESS: u64 = 64 << 10;
+/// A client that would take longer than this to receive what waits for it, at the rate it
+/// takes it, is not reading it: it holds memory it is not using.
+pub const DRAIN_WITHIN: Duration = Duration::from_secs(60);
 /// The longest a request or reply waits for the memory of the connections it evicted.
 pub const EVICTION_WAIT: Duration = Duration::from_secs(2);
 
@@ -64,8 +71,10 @@ pub struct Holding {
     unsent: AtomicUsize,
     /// Its client has taken less than [`READING_PROGRESS`] of them for its measure's window.
     stalled: AtomicBool,
-    /// What the client took in the window so far, and over how long (for the log line).
+    /// What the client took in the window so far, and over how long, and what it had to
+    /// take (for the log line).
     taken: AtomicU64,
+    needed: AtomicU64,
     over_ms: AtomicU64,
     /// Measured by the socket's acknowledgements ([`Measure::Acknowledged`]), not the drain.
     acknowledged: AtomicBool,
@@ -85,6 +94,7 @@ impl Holding {
     /// What a [`ReadMeter`] saw last.
     pub fn set_reading(&self, reading: Reading) {
         self.taken.store(reading.taken, Ordering::Relaxed);
+        self.needed.store(reading.needed, Ordering::Relaxed);
         self.over_ms.store(reading.over.as_millis() as u64, Ordering::Relaxed);
         self.acknowledged.store(reading.measure == Measure::Acknowledged, Ordering::Relaxed);
         self.stalled.store(reading.stalled, Ordering::Relaxed);
@@ -153,6 +163,7 @@ impl Evictor {
             holding.evict.cancel();
             self.evicted.fetch_add(1, Ordering::Relaxed);
             let taken = holding.taken.load(Ordering::Relaxed);
+            let needed = holding.needed.load(Ordering::Relaxed);
             let over_ms = holding.over_ms.load(Ordering::Relaxed);
             if holding.acknowledged.load(Ordering::Relaxed) {
                 tracing::warn!(
@@ -160,9 +171,11 @@ impl Evictor {
                     unsent,
                     asking,
                     received = taken,
+                    needed,
                     over_ms,
                     "client evicted: --maxmemory-clients is full and its client received {taken} bytes of its output \
-                     in {over_ms} ms (acknowledged by its TCP stack; reading is 64 KiB per {} ms)",
+                     in {over_ms} ms (acknowledged by its TCP stack; reading is, per {} ms, 64 KiB or a thirtieth \
+                     of what waits, whichever is more: here {needed} bytes)",
                     STALLED_AFTER.as_millis()
                 );
             } else {
@@ -171,10 +184,11 @@ impl Evictor {
                     unsent,
                     asking,
                     drained = taken,
+                    needed,
                     over_ms,
                     "client evicted: --maxmemory-clients is full and {taken} bytes of its output drained from the \
                      node's buffer into its socket in {over_ms} ms (what the client received is not known on this \
-                     socket; reading is 64 KiB per {} ms)",
+                     socket; reading is {needed} bytes per {} ms)",
                     DRAINED_STALLED_AFTER.as_millis()
                 );
             }
@@ -206,6 +220,14 @@ impl Evictor {
     }
 }
 
+/// What a client must take of its output within `window` to count as reading, with `unsent`
+/// bytes waiting for it: [`READING_PROGRESS`], or the share of them that would send them all
+/// within [`DRAIN_WITHIN`] at that pace, whichever is more.
+pub fn progress_needed(window: Duration, unsent: usize) -> u64 {
+    let share = unsent as u128 * window.as_millis() / DRAIN_WITHIN.as_millis();
+    READING_PROGRESS.max(u64::try_from(share).unwrap_or(u64::MAX))
+}
+
 /// How a connection's reading is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Measure {
@@ -216,7 +238,7 @@ pub enum Measure {
 }
 
 impl Measure {
-    /// How long a client may take less than [`READING_PROGRESS`] by this measure and still
+    /// How long a client may take less than [`progress_needed`] by this measure and still
     /// count as reading.
     pub fn window(self) -> Duration {
         match self {
@@ -229,10 +251,12 @@ impl Measure {
 /// What a [`ReadMeter`] saw at one look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reading {
-    /// Output waits, and the client took less than [`READING_PROGRESS`] of it for the window.
+    /// Output waits, and the client took less than [`progress_needed`] of it for the window.
     pub stalled: bool,
-    /// What it took since it last took [`READING_PROGRESS`] (or since the wait began)...
+    /// What it took since it last took what was needed (or since the wait began)...
     pub taken: u64,
+    /// ...of what it needed to take, with what waits now...
+    pub needed: u64,
     /// ...over this long.
     pub over: Duration,
     pub measure: Measure,
@@ -244,7 +268,7 @@ pub struct Reading {
 #[derive(Debug)]
 pub struct ReadMeter {
     measure: Measure,
-    /// Since when the client took less than [`READING_PROGRESS`]...
+    /// Since when the client took less than [`progress_needed`]...
     since: Instant,
     /// ...and where it stood then: bytes acknowledged, or the node's unsent bytes.
     mark: u64,
@@ -269,8 +293,9 @@ impl ReadMeter {
             // The socket stopped showing acknowledgements.
             _ => None,
         };
+        let needed = progress_needed(self.measure.window(), unsent);
         let taken = match taken {
-            Some(taken) if taken < READING_PROGRESS => taken,
+            Some(taken) if taken < needed => taken,
             // It reads, or its measure starts again.
             _ => {
                 *self = ReadMeter::start(now, acked, unsent);
@@ -278,7 +303,7 @@ impl ReadMeter {
             }
         };
         let over = now.saturating_duration_since(self.since);
-        Reading { stalled: unsent > 0 && over >= self.measure.window(), taken, over, measure: self.measure }
+        Reading { stalled: unsent > 0 && over >= self.measure.window(), taken, needed, over, measure: self.measure }
     }
 }
 
@@ -373,14 +398,44 @@ mod tests {
             assert_eq!(seen.measure, Measure::Acknowledged);
         }
         // A client that never reads: its kernel takes a receive buffer's worth, then nothing.
+        let unsent = 1 << 20;
         let mut idle = ReadMeter::start(t0, Some(0), unsent);
         assert!(!idle.observe(t0 + 250 * MS, Some(128 << 10), unsent).stalled);
         let seen = idle.observe(t0 + 2000 * MS, Some((128 << 10) + 100), unsent);
         assert!(!seen.stalled, "not before two seconds without 64 KiB");
         let seen = idle.observe(t0 + 2250 * MS, Some((128 << 10) + 100), unsent);
-        assert_eq!(seen, Reading { stalled: true, taken: 100, over: 2000 * MS, measure: Measure::Acknowledged });
+        assert_eq!(
+            seen,
+            Reading {
+                stalled: true,
+                taken: 100,
+                needed: progress_needed(STALLED_AFTER, unsent),
+                over: 2000 * MS,
+                measure: Measure::Acknowledged
+            }
+        );
         // Nothing waits to be written: not stalled, whatever the client does.
         assert!(!idle.observe(t0 + 5000 * MS, Some((128 << 10) + 100), 0).stalled);
+    }
+
+    /// A trickle of acknowledgements: 40 KiB/s from a client with a 16 KiB receive buffer is
+    /// more than 64 KiB per 2 s, and was reading while it held 8.7 MB. Measured against what
+    /// waits, it is not; a reader of the same that would finish within a minute is.
+    #[test]
+    fn a_trickle_against_megabytes_waiting_is_not_reading() {
+        let t0 = Instant::now();
+        let unsent = 8_700_000;
+        assert_eq!(progress_needed(STALLED_AFTER, unsent), unsent as u64 / 30);
+        assert_eq!(progress_needed(STALLED_AFTER, 1 << 20), READING_PROGRESS, "the floor");
+        let pace = |rate: u64| {
+            let mut meter = ReadMeter::start(t0, Some(0), unsent);
+            (1..=50u32)
+                .any(|step| meter.observe(t0 + 100 * MS * step, Some(rate * u64::from(step) / 10), unsent).stalled)
+        };
+        assert!(pace(40 << 10), "a 40 KiB/s trickle holding 8.7 MB is stalled");
+        assert!(!pace(200 << 10), "a reader that would drain 8.7 MB in 45 s reads");
+        // What waits shrinks as it is read, and so does the share.
+        assert!(progress_needed(STALLED_AFTER, unsent / 4) < progress_needed(STALLED_AFTER, unsent));
     }
 
     #[test]
@@ -389,14 +444,26 @@ mod tests {
         let mut drained = ReadMeter::start(t0, None, 1 << 20);
         assert!(!drained.observe(t0 + 200 * MS, None, (1 << 20) - 1000).stalled);
         let seen = drained.observe(t0 + 250 * MS, None, (1 << 20) - 1000);
-        assert_eq!(seen, Reading { stalled: true, taken: 1000, over: 250 * MS, measure: Measure::Drained });
+        assert_eq!(
+            seen,
+            Reading { stalled: true, taken: 1000, needed: READING_PROGRESS, over: 250 * MS, measure: Measure::Drained }
+        );
         assert!(!drained.observe(t0 + 300 * MS, None, (1 << 20) - (70 << 10)).stalled, "64 KiB drained");
         assert!(!drained.observe(t0 + 600 * MS, None, 2 << 20).stalled, "output was queued: its wait starts again");
         assert!(drained.observe(t0 + 850 * MS, None, 2 << 20).stalled);
         // A socket that stops showing acknowledgements starts again by the drain.
         let mut socket = ReadMeter::start(t0, Some(0), 1 << 20);
         let seen = socket.observe(t0 + 3000 * MS, None, 1 << 20);
-        assert_eq!(seen, Reading { stalled: false, taken: 0, over: Duration::ZERO, measure: Measure::Drained });
+        assert_eq!(
+            seen,
+            Reading {
+                stalled: false,
+                taken: 0,
+                needed: READING_PROGRESS,
+                over: Duration::ZERO,
+                measure: Measure::Drained
+            }
+        );
     }
 
     #[test]

@@ -289,7 +289,8 @@ fn gauges(state: std::sync::Weak<ServerState>) -> impl Fn(&mut Vec<Sample>) + Se
             Sample::new(
                 "valthree_evicted_clients",
                 "Client connections closed to make room in --maxmemory-clients: they held the most unsent \
-                 output and received less than 64 KiB of it in 2 s (INFO's evicted_clients).",
+                 output and received less than 64 KiB of it, or a thirtieth of what waits, in 2 s (INFO's \
+                 evicted_clients).",
                 Kind::Counter,
                 state.evictor.evicted() as f64,
             ),
