@@ -221,16 +221,24 @@ fn make_private(dir: &std::path::Path) {
 fn secret_flag(flag: &str, value: Option<&String>, file: Option<&Path>) -> Result<Option<String>> {
     match file {
         Some(file) => read_secret_file(file, 1).map(Some),
-        None => match value.filter(|v| !v.is_empty()) {
+        // Empty means none; a line ending alone is a secret refused as empty, not none.
+        None => match value.filter(|v| !v.is_empty()).map(|v| without_line_ending(v)) {
             None => Ok(None),
             Some(value) => {
                 let env = format!("VALTHREE_{}", flag.trim_start_matches('-').replace('-', "_").to_uppercase());
                 check_secret(value, 1)
                     .map_err(|why| Error::Config(format!("{flag} (or {env}): {why}; refusing to start with it")))?;
-                Ok(Some(value.clone()))
+                Ok(Some(value.to_string()))
             }
         },
     }
+}
+
+/// `value` without one trailing line ending: a variable filled from a file (a Kubernetes
+/// secret, `$(cat file)` keeps none, `--from-file` does) often ends in one, as a secret file
+/// does, whose line ending is not part of the secret either.
+fn without_line_ending(value: &str) -> &str {
+    value.strip_suffix('\n').map_or(value, |v| v.strip_suffix('\r').unwrap_or(v))
 }
 
 /// The longest secret file read: a secret is one short line.
@@ -258,6 +266,9 @@ fn check_secret(secret: &str, min_len: usize) -> std::result::Result<(), String>
         return Err(format!(
             "the secret holds a control character ({c:?} at byte {at}); a secret is printable text on one line"
         ));
+    }
+    if secret.len() > crate::resp::MAX_SECRET_LEN {
+        return Err(format!("the secret is {} bytes; it may be at most {}", secret.len(), crate::resp::MAX_SECRET_LEN));
     }
     if secret.len() < min_len {
         return Err(format!("the secret is {} bytes; it must be at least {min_len}", secret.len()));
@@ -550,7 +561,9 @@ mod tests {
         let value = |v: &str| secret_flag("--requirepass", Some(&v.to_string()), None);
         assert_eq!(value("").unwrap(), None, "empty: no password, as in Redis");
         assert_eq!(value("a good one").unwrap().as_deref(), Some("a good one"));
-        for bad in ["\x1b", "  ", "pw\x1b[0m", "\u{feff}pw", "pw\n"] {
+        assert_eq!(value("pw\n").unwrap().as_deref(), Some("pw"), "one line ending is not the secret's");
+        assert_eq!(value("pw\r\n").unwrap().as_deref(), Some("pw"));
+        for bad in ["\x1b", "  ", "pw\x1b[0m", "\u{feff}pw", "pw\n\n", "\n", &"x".repeat(70_000)] {
             let refused = value(bad).unwrap_err().to_string();
             assert!(refused.contains("--requirepass (or VALTHREE_REQUIREPASS)"), "{bad:?}: {refused}");
         }

@@ -17,14 +17,17 @@
 //!   [`FAILURE_DELAY_STEP`] further from the one before, up to [`MAX_FAILURE_DELAY`] apart:
 //!   whatever the number of connections, a source group has its first 10 wrong passwords
 //!   compared at once, at most 19 more passwords in the next 10 s (turns 50, 150, 300, ...
-//!   ms after the tenth), then **one a second**, right or wrong. A password that gets a
+//!   ms after the tenth), then **one a second** (a right password compared at a turn gives
+//!   it back: the next turn comes as if it had not been taken, so logins do not slow their
+//!   network). A password that gets a
 //!   turn is compared at that turn and answered at once, right or wrong; a turn is taken
 //!   only within [`MAX_FAILURE_DELAY`], and an AUTH for which none is free then is answered
 //!   `-ERR too many AUTH attempts from your network; try again later` without comparing
 //!   (INFO's `auth_attempts_throttled`; on a connection that keeps asking, each such answer
 //!   waits a little longer, up to that second). So the time an answer takes says nothing of
-//!   the password, and abandoning a slow AUTH gains nothing: one abandoned before its turn
-//!   was never compared, one abandoned after it spent the source's turn.
+//!   the password, and abandoning a slow AUTH gains nothing: it is compared at its turn all
+//!   the same (the connection does not watch for the hang-up while it waits) and spends the
+//!   source's turn as any other.
 //!   (The slowdown this replaced delayed the *answer* to a wrong password and compared at
 //!   once: a right one was answered sooner, so a guesser that gave up on every AUTH not
 //!   answered within milliseconds learned 94 wrong passwords a second on one connection and
@@ -42,16 +45,22 @@
 //!   one per [`MAX_FAILURE_DELAY`]), past which its passwords take turns like any other. A
 //!   guesser on the very address of a client that logged in (the same host, the same NAT)
 //!   thus adds at most one guess a second, and the client there then waits for turns too.
-//! * **Who gets a turn**: an address that itself had [`FREE_FAILURES`] wrong passwords
+//! * **Who gets a turn**: an address that itself had a wrong password ([`GUESSER_FAILURES`])
 //!   compared within [`SOURCE_MEMORY`] takes only a turn free at that moment (it waits for
 //!   the next one, if within [`MAX_FAILURE_DELAY`], and takes it if nobody booked it
 //!   meanwhile); any other may book the group's next turn up to [`MAX_FAILURE_DELAY`]
-//!   ahead. So a guesser on one
-//!   address, however many connections it opens, cannot keep a newcomer of its network (a
-//!   client logging in for the first time) out: the newcomer's password is compared within
-//!   the second. A guesser spread over many addresses of its network competes with
-//!   newcomers as an equal, and a newcomer may then be told to try later: that is the price
-//!   of the bound.
+//!   ahead. So guessers on any number of addresses, each of which has guessed wrong once,
+//!   however many connections they open, cannot keep a newcomer of their network (a client
+//!   logging in for the first time) out: the newcomer books the next turn and its password is
+//!   compared within the second. (When an address's tenth wrong password was what made the
+//!   difference, 30 guessing addresses of one network let 0 of 25 newcomers in.) What a
+//!   guesser can still do is guess from a fresh address every time, booking ahead as a
+//!   newcomer does: an IPv4 /24 has 254 of them a minute; loopback and an IPv6 /64 have no
+//!   such limit, and there such a guesser competes with newcomers as an equal, so a newcomer
+//!   may be told to try later: that is the price of the bound. So may some of a burst of
+//!   clients all connecting at once from addresses that each sent a wrong password in the
+//!   last minute (a stale password before a rollout): they take the turns free at the
+//!   moment, one at a time.
 //!
 //! What holds: each AUTH is answered within [`MAX_FAILURE_DELAY`] whatever other
 //! connections do; the time it takes depends only on the source's allowance, decided before
@@ -77,7 +86,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::errinput;
-use crate::error::{Error, Result};
+use crate::error::Error;
 
 /// The command flag (Redis' own name, shown by `COMMAND INFO`) of the commands a connection
 /// may run before it authenticates.
@@ -85,6 +94,9 @@ pub const NO_AUTH: &str = "no-auth";
 
 /// Wrong passwords a source group may have compared at once before its passwords take turns.
 pub const FREE_FAILURES: u32 = 10;
+/// Wrong passwords an address must have had compared itself (within [`SOURCE_MEMORY`]) to
+/// take only the turns free at the moment, never one booked ahead.
+pub const GUESSER_FAILURES: u32 = 1;
 /// How much further each turn of a source group is from the one before.
 pub const FAILURE_DELAY_STEP: Duration = Duration::from_millis(50);
 /// The widest gap between a source group's turns, and the longest any AUTH waits for its
@@ -189,7 +201,7 @@ impl Allowance {
         // An address that sent many wrong passwords itself takes only a turn free now; the
         // others may book the next one up to a second ahead, so a guesser on one address
         // cannot keep its network's newcomers out.
-        let guesser = tables.address_failures(source, now) >= FREE_FAILURES;
+        let guesser = tables.address_failures(source, now) >= GUESSER_FAILURES;
         let entry = tables.groups.get_mut(&group).expect("a group past its free failures is in the table");
         let turns = entry.turns.saturating_add(1);
         let at = (entry.last_turn + turn_gap(turns)).max(now);
@@ -203,9 +215,15 @@ impl Allowance {
         Admission::At(at)
     }
 
-    /// Records the verdict on a password compared at its turn.
+    /// Records the verdict on a password compared at its turn. A right one gives its turn
+    /// back: the group's next turn comes no later than if it had not been taken, so a burst of
+    /// clients logging in does not push a network's turns a second apart.
     pub fn settle(&self, source: IpAddr, matched: bool, now: Instant) {
-        crate::node::lock(&self.tables).settle(source, matched, now);
+        let mut tables = crate::node::lock(&self.tables);
+        if matched && let Some(group) = tables.groups.get_mut(&source_group(source)) {
+            group.turns = group.turns.saturating_sub(1);
+        }
+        tables.settle(source, matched, now);
     }
 }
 
@@ -370,30 +388,24 @@ pub fn wrong_pass() -> Error {
     Error::Prefixed { prefix: "WRONGPASS", message: "invalid username-password pair or user is disabled.".into() }
 }
 
-/// Compares secrets in time independent of their contents and lengths.
-pub fn same_secret(expected: &[u8], given: &[u8]) -> bool {
-    let (expected, given) = (Sha256::digest(expected), Sha256::digest(given));
+/// The longest secret (a password, a token) that may be configured or given: what a secret
+/// file may hold. A longer one given cannot match and is neither hashed nor compared.
+pub const MAX_SECRET_LEN: usize = 64 << 10;
+
+/// A secret's digest: secrets are compared by their digests, so that a comparison's time is
+/// independent of their contents and lengths.
+pub fn secret_digest(secret: &[u8]) -> [u8; 32] {
+    Sha256::digest(secret).into()
+}
+
+/// Compares two digests without stopping early.
+pub fn same_digest(expected: &[u8; 32], given: &[u8; 32]) -> bool {
     expected.iter().zip(given.iter()).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
 }
 
-/// Checks credentials for the `default` user against `requirepass`.
-pub fn credentials_match(requirepass: Option<&str>, username: &[u8], password: &[u8]) -> bool {
-    match requirepass {
-        None => username == b"default",
-        Some(expected) => username == b"default" && same_secret(expected.as_bytes(), password),
-    }
-}
-
-/// Checks the token an admin command was given against `--admin-token`: an error when
-/// none is configured (admin commands are off) or when the token differs.
-pub fn check_admin_token(expected: Option<&str>, given: &[u8]) -> Result<()> {
-    let Some(expected) = expected else {
-        return Err(errinput!("admin commands are disabled: start the server with --admin-token"));
-    };
-    if !same_secret(expected.as_bytes(), given) {
-        return Err(Error::Prefixed { prefix: "NOPERM", message: "invalid admin token".into() });
-    }
-    Ok(())
+/// The reply to a wrong admin token.
+pub fn admin_token_refused() -> Error {
+    Error::Prefixed { prefix: "NOPERM", message: "invalid admin token".into() }
 }
 
 #[cfg(test)]
@@ -430,7 +442,13 @@ mod tests {
         fail_at_once(&allowance, "10.0.0.2", 1, t0); // the same /24
         // Past them nothing is compared before its turn: not a wrong password, not the right one.
         let never = || -> bool { panic!("compared before its turn") };
-        assert_eq!(allowance.admit(a, t0, never), Admission::At(t0 + FAILURE_DELAY_STEP));
+        assert_eq!(
+            allowance.admit(a, t0, never),
+            Admission::Wait(t0 + FAILURE_DELAY_STEP),
+            "an address that guessed wrong may not book ahead"
+        );
+        let b: IpAddr = "10.0.0.6".parse().unwrap();
+        assert_eq!(allowance.admit(b, t0, never), Admission::At(t0 + FAILURE_DELAY_STEP));
         let mut turn = t0 + FAILURE_DELAY_STEP;
         let mut turns = 1;
         let right_password = loop {
@@ -439,7 +457,7 @@ mod tests {
                     assert_eq!(at - turn, turn_gap(turns + 1), "each turn further from the one before");
                     (turn, turns) = (at, turns + 1);
                 }
-                Admission::Refused => break allowance.admit(a, t0, never),
+                Admission::Refused => break allowance.admit(b, t0, never),
                 other => panic!("{other:?}: a newcomer books ahead, compared at no turn"),
             }
         };
@@ -490,6 +508,31 @@ mod tests {
         assert_eq!(allowance.admit(guesser, turn, never), Admission::Wait(turn + turn_gap(3)));
         allowance.settle(newcomer, true, turn);
         assert_eq!(allowance.admit(newcomer, turn, || true), Admission::Compared(true), "and it logged in");
+    }
+
+    /// Guessers spread over many addresses of one network, each having guessed wrong once,
+    /// take only the turns free at the moment: a newcomer books ahead of them all. (When an
+    /// address needed ten wrong passwords of its own to count as a guesser, 30 guessing
+    /// addresses let 0 of 25 newcomers in.)
+    #[test]
+    fn guessers_on_many_addresses_cannot_keep_newcomers_out_and_logins_give_their_turn_back() {
+        let allowance = Allowance::default();
+        let t0 = Instant::now();
+        for i in 1..=FREE_FAILURES {
+            fail_at_once(&allowance, &format!("127.0.1.{i}"), 1, t0);
+        }
+        let never = || -> bool { panic!("compared before its turn") };
+        let next = t0 + FAILURE_DELAY_STEP;
+        for i in 1..=FREE_FAILURES {
+            let guesser: IpAddr = format!("127.0.1.{i}").parse().unwrap();
+            assert_eq!(allowance.admit(guesser, t0, never), Admission::Wait(next), "127.0.1.{i}");
+        }
+        let newcomer: IpAddr = "127.0.2.1".parse().unwrap();
+        assert_eq!(allowance.admit(newcomer, t0, never), Admission::At(next));
+        // It logged in at its turn: the turn is given back, and the next is as near as it was.
+        allowance.settle(newcomer, true, next);
+        let other: IpAddr = "127.0.2.2".parse().unwrap();
+        assert_eq!(allowance.admit(other, next, never), Admission::At(next + turn_gap(1)));
     }
 
     #[test]
@@ -553,31 +596,12 @@ mod tests {
 
     #[test]
     fn secrets_match_only_when_equal() {
-        assert!(same_secret(b"s3cret", b"s3cret"));
-        assert!(same_secret(b"", b""));
-        assert!(!same_secret(b"s3cret", b"s3creT"));
-        assert!(!same_secret(b"s3cret", b"s3cre"));
-        assert!(!same_secret(b"s3cret", b"s3cret!"));
-        assert!(!same_secret(b"s3cret", b""));
-    }
-
-    #[test]
-    fn the_default_user_needs_requirepass_or_nothing() {
-        assert!(credentials_match(Some("pw"), b"default", b"pw"));
-        assert!(!credentials_match(Some("pw"), b"default", b"wrong"));
-        assert!(!credentials_match(Some("pw"), b"admin", b"pw"));
-        assert!(credentials_match(None, b"default", b"anything"));
-        assert!(!credentials_match(None, b"admin", b"anything"));
-    }
-
-    #[test]
-    fn admin_commands_are_off_without_a_token_and_refuse_a_wrong_one() {
-        let reply = |r: Result<()>| r.map_err(|e| e.to_resp());
-        assert_eq!(reply(check_admin_token(Some("tok"), b"tok")), Ok(()));
-        assert_eq!(reply(check_admin_token(Some("tok"), b"bad")), Err("NOPERM invalid admin token".into()));
-        assert_eq!(
-            reply(check_admin_token(None, b"tok")),
-            Err("ERR admin commands are disabled: start the server with --admin-token".into())
-        );
+        let same = |a: &[u8], b: &[u8]| same_digest(&secret_digest(a), &secret_digest(b));
+        assert!(same(b"s3cret", b"s3cret"));
+        assert!(same(b"", b""));
+        assert!(!same(b"s3cret", b"s3creT"));
+        assert!(!same(b"s3cret", b"s3cre"));
+        assert!(!same(b"s3cret", b"s3cret!"));
+        assert!(!same(b"s3cret", b""));
     }
 }

@@ -23,11 +23,14 @@
 //!   for 4.6 s at a time, and honest readers of a 12 MB reply were evicted. Acknowledgements
 //!   come in bursts too (with default buffers a receiver reopens its window 93 KiB at a time
 //!   on loopback): 0.73 s apart at 128 KiB/s, which leaves a loaded client a second's pause
-//!   within the 2 s, so a client that reads steadily at 128 KiB/s or more is never evicted. (A
+//!   within the 2 s, so a client that reads steadily at 128 KiB/s or more, fast enough to
+//!   receive what waits for it within half a minute (the same room against the minute's
+//!   share), is never evicted. (A
 //!   1 s window evicted readers at 64 KiB/s every time, and readers at 150 to 300 KiB/s whose
 //!   process paused 0.9 s under load.) Where the platform shows no acknowledgements (not
-//!   Linux), the drain of the node's buffer is all there is: 64 KiB per
-//!   [`DRAINED_STALLED_AFTER`] (250 ms), and a slow reader of a large reply can look idle.
+//!   Linux), the drain of the node's buffer is all there is: 64 KiB (or the share of what
+//!   waits) per [`DRAINED_STALLED_AFTER`] (250 ms), and a slow reader of a large reply can
+//!   look idle.
 //! * The connection asking is never its own victim, and nothing is closed when the idle
 //!   writers together hold too little to make room: the request or reply is refused as before.
 //! * Every eviction is counted (INFO's `evicted_clients`, as Redis names it) and logged, with
@@ -140,7 +143,10 @@ impl Evictor {
     /// Evicts the stalled connections holding the most unsent output, other than `asking`,
     /// until they hold at least `needed` bytes together. Nothing when they cannot: false.
     pub fn evict(&self, needed: usize, asking: u64) -> bool {
-        let mut idle: Vec<(u64, usize, Arc<Holding>)> = crate::node::lock(&self.table)
+        // The table stays locked until the victims are cancelled, so that two requests making
+        // room at once cannot both count the same victims.
+        let table = crate::node::lock(&self.table);
+        let mut idle: Vec<(u64, usize, Arc<Holding>)> = table
             .iter()
             .filter(|(id, h)| **id != asking && h.stalled.load(Ordering::Relaxed) && !h.is_evicted())
             .map(|(id, h)| (*id, h.unsent.load(Ordering::Relaxed), h.clone()))

@@ -15,6 +15,7 @@ mod session;
 mod state;
 mod tls;
 
+pub use auth::MAX_SECRET_LEN;
 pub use codec::{CodecError, DEFAULT_PROTO_MAX_BULK_LEN, RespCodec};
 pub use reply::Reply;
 pub use server::{DRAIN_TIMEOUT, Drained, OutputLimit, ServerConfig, serve};

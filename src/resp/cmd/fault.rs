@@ -20,7 +20,6 @@ use crate::errinput;
 use crate::error::Result;
 use crate::node::{Cut, Direction, DiskError, DiskOp, Packets, clock};
 use crate::resp::Reply;
-use crate::resp::auth::check_admin_token;
 
 #[derive(Debug)]
 pub struct Fault {
@@ -176,7 +175,7 @@ impl Fault {
     }
 
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
-        check_admin_token(ctx.server.admin_token.as_deref(), &self.token)?;
+        ctx.check_admin_token(&self.token).await?;
         let faults = &ctx.server.faults;
         match self.action {
             Action::Cut(peers, directions, how) => {

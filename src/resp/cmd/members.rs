@@ -8,7 +8,6 @@ use super::{Args, Ctx, lower};
 use crate::errinput;
 use crate::error::Result;
 use crate::resp::Reply;
-use crate::resp::auth::check_admin_token;
 use crate::store::MembershipChange;
 
 #[derive(Debug)]
@@ -43,7 +42,7 @@ impl Members {
     }
 
     pub async fn apply(self, ctx: &mut Ctx<'_>) -> Result<Reply> {
-        check_admin_token(ctx.server.admin_token.as_deref(), &self.token)?;
+        ctx.check_admin_token(&self.token).await?;
         tracing::warn!(change = ?self.change, "membership change requested");
         let Some(membership) = ctx.store.membership() else {
             return Err(crate::error::Error::Input(format!(
