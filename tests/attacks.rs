@@ -1258,6 +1258,33 @@ fn admin_token_guessing_is_bounded_counted_and_logged() {
     assert_eq!(raw.read_reply(), b"-ERR admin commands are disabled: start the server with --admin-token\r\n".to_vec());
 }
 
+/// Fourth rerun, item 9: an authenticated client's AUTH with a 400 MB password was hashed
+/// under the lock every AUTH shares, and every client's commands stalled 1.3 s. A password
+/// longer than any secret may be (64 KiB) is now wrong without being hashed or compared, and
+/// a startup secret past that length is refused.
+#[test]
+fn a_password_longer_than_any_secret_is_wrong_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = common::Valthree::start(
+        tmp.path(),
+        &["--data-dir", tmp.path().join("d").to_str().unwrap(), "--requirepass", "pw"],
+    );
+    let mut raw = common::Raw::connect(server.port);
+    raw.send(&common::request(&[b"AUTH", b"pw"]));
+    assert_eq!(raw.read_reply(), b"+OK\r\n");
+    let long = vec![b'x'; 4 << 20];
+    for _ in 0..3 {
+        raw.send(&common::request(&[b"AUTH", &long]));
+        assert!(raw.read_reply().starts_with(b"-WRONGPASS"));
+    }
+    raw.send(&common::request(&[b"INFO", b"stats"]));
+    let info = String::from_utf8(raw.read_reply()).unwrap();
+    assert!(info.contains("acl_access_denied_auth:3\r\n"), "{info}");
+    let too_long = "x".repeat(65 << 10);
+    let refused = refuses_to_start(tmp.path(), &["--requirepass", &too_long]);
+    assert!(refused.contains("it may be at most 65536"), "{refused}");
+}
+
 /// Fourth rerun, item 9: guessers spread over many addresses of one network (30 of them in
 /// 127/8, each under ten wrong passwords) booked every turn ahead, and 0 of 25 clients
 /// logging in for the first time got in: only an address's tenth wrong password made it a
