@@ -1215,6 +1215,56 @@ fn password_guessing_is_counted_logged_and_slowed() {
 /// Item 9, a variant: the slowdown was per connection, so a guesser reconnecting after
 /// every ten tries was never slowed (13,775 guesses a second). Now failures are counted per
 /// source address too. And an empty `--requirepass` (Redis: no password) is said in the log.
+/// Fourth rerun, item 2 on the client port: with `--requirepass`, connections that never
+/// authenticate stayed open for good, and 100 idle ones from one address kept every client
+/// of a `--maxclients 100` node out (`max number of clients reached`). Now an address may
+/// hold 64 connections that have not authenticated, each for 10 s; those that authenticate
+/// no longer count.
+#[test]
+fn unauthenticated_client_connections_are_capped_per_address_and_closed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = common::Valthree::start(
+        tmp.path(),
+        &["--data-dir", tmp.path().join("d").to_str().unwrap(), "--requirepass", "pw", "--maxclients", "200"],
+    );
+    let started = Instant::now();
+    let mut idle: Vec<common::Raw> = (0..100).map(|_| common::Raw::connect(server.port)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // The 36 past the cap are told why and closed; the 64 others are held.
+    let refused = idle
+        .iter_mut()
+        .map(|raw| {
+            raw.set_read_timeout(Duration::from_millis(10));
+            raw.read_exact_or_eof(70) == b"-ERR too many connections from your address have not authenticated\r\n"
+        })
+        .filter(|&told| told)
+        .count();
+    assert_eq!(refused, 36);
+    // Connections that authenticate at once do not count, however many one address opens.
+    let pool: Vec<common::Raw> = (0..70)
+        .map(|_| {
+            let mut raw = common::Raw::connect_from([127, 0, 0, 3].into(), server.port);
+            raw.send(&common::request(&[b"AUTH", b"pw"]));
+            assert_eq!(raw.read_reply(), b"+OK\r\n");
+            raw
+        })
+        .collect();
+    let mut client = common::Raw::connect_from([127, 0, 0, 2].into(), server.port);
+    client.send(&common::request(&[b"AUTH", b"pw"]));
+    assert_eq!(client.read_reply(), b"+OK\r\n");
+    // The held ones are closed at their deadline.
+    for raw in idle.iter_mut() {
+        raw.set_read_timeout(Duration::from_secs(20));
+        assert!(raw.read_exact_or_eof(1).is_empty(), "an unauthenticated connection closed");
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(9), "closed after {took:?}, before their 10 s");
+    client.send(&common::request(&[b"INFO", b"stats"]));
+    let info = String::from_utf8(client.read_reply()).unwrap();
+    assert!(info.contains("unauthenticated_closed:100\r\n"), "{info}");
+    drop(pool);
+}
+
 /// Fourth rerun, item 9, the admin token: a wrong token to an admin command was compared at
 /// full speed, uncounted and unlogged (a two-letter token found among 676 guesses pipelined
 /// on one connection in 21 ms). It is now a password to the guessing rules: the same

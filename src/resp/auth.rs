@@ -292,6 +292,62 @@ fn make_room<K: Eq + std::hash::Hash + Copy, V>(
     }
 }
 
+/// How long a connection may stay without authenticating (with `--requirepass`): a client
+/// authenticates within milliseconds of connecting; one that does not is closed then.
+pub const AUTH_DEADLINE: Duration = Duration::from_secs(10);
+/// Connections from one address that have not authenticated, at most at once (as the peer
+/// port's cap per source).
+pub const STRANGERS_PER_ADDRESS: usize = 64;
+
+/// The connections that have not authenticated yet, by source address, so that idle ones
+/// from a few addresses cannot take every one of `--maxclients`: each address may hold
+/// [`STRANGERS_PER_ADDRESS`] of them, each for [`AUTH_DEADLINE`]. (Before, 100 idle
+/// connections from one address kept a `--maxclients 100` node's clients out for as long as
+/// they stayed.)
+#[derive(Debug, Default)]
+pub struct Strangers {
+    table: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection that has not authenticated: counted against its address until dropped.
+#[derive(Debug)]
+pub struct Stranger {
+    strangers: std::sync::Arc<Strangers>,
+    source: IpAddr,
+}
+
+impl Strangers {
+    /// Counts a new connection from `source`, unless that address holds
+    /// [`STRANGERS_PER_ADDRESS`] already.
+    pub fn enter(self: &std::sync::Arc<Self>, source: IpAddr) -> Option<Stranger> {
+        let source = source.to_canonical();
+        let mut table = crate::node::lock(&self.table);
+        let held = table.entry(source).or_insert(0);
+        if *held >= STRANGERS_PER_ADDRESS {
+            return None;
+        }
+        *held += 1;
+        Some(Stranger { strangers: self.clone(), source })
+    }
+
+    /// Connections from `source` that have not authenticated.
+    pub fn held(&self, source: IpAddr) -> usize {
+        crate::node::lock(&self.table).get(&source.to_canonical()).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for Stranger {
+    fn drop(&mut self) {
+        let mut table = crate::node::lock(&self.strangers.table);
+        if let Some(held) = table.get_mut(&self.source) {
+            *held -= 1;
+            if *held == 0 {
+                table.remove(&self.source);
+            }
+        }
+    }
+}
+
 /// Wrong passwords already refused, by exact source address: their repeats are answered at
 /// once. Only a digest of each is kept (SHA-256 of the user and password under a key drawn
 /// at start, so a memory dump does not hold the near-misses of the real password in a form

@@ -15,7 +15,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
-use super::auth::{allowed_without_auth, auth_required};
+use super::auth::{AUTH_DEADLINE, allowed_without_auth, auth_required};
 use super::cmd::{Command, Ctx};
 use super::codec::{CodecError, RespCodec};
 use super::eviction::{Acknowledged, ReadMeter};
@@ -39,7 +39,7 @@ enum Input {
 
 /// Serves one connection until the client leaves, a protocol error, or shutdown.
 pub async fn handle<S>(
-    socket: S,
+    mut socket: S,
     peer: std::net::SocketAddr,
     store: Arc<dyn Store>,
     server: Arc<ServerState>,
@@ -50,6 +50,23 @@ pub async fn handle<S>(
     let id = server.next_client_id.fetch_add(1, Ordering::Relaxed) + 1;
     let mut session = Session::new(id, peer, server.local_addr, server.requirepass.is_none());
     tracing::debug!(client = session.id, %peer, "connected");
+    // Until it authenticates, a connection counts against its address's strangers, and has
+    // until the deadline to do so.
+    let mut stranger = None;
+    if !session.authenticated {
+        stranger = server.strangers.enter(peer.ip());
+        if stranger.is_none() {
+            server.strangers_closed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(client = session.id, %peer, "too many unauthenticated connections from this address");
+            let _ = tokio::io::AsyncWriteExt::write_all(
+                &mut socket,
+                b"-ERR too many connections from your address have not authenticated\r\n",
+            )
+            .await;
+            return;
+        }
+    }
+    let auth_deadline = Instant::now() + AUTH_DEADLINE;
     let budget = if session.authenticated { &server.client_buffers } else { &server.unauthenticated_buffers };
     let mut codec = RespCodec::new(server.proto_max_bulk_len).with_budget(budget.clone());
     codec.authenticated = session.authenticated;
@@ -65,6 +82,16 @@ pub async fn handle<S>(
     let mut queued_since: Option<Instant> = None;
     let mut ahead: Option<Input> = None;
     loop {
+        if stranger.is_some() {
+            if session.authenticated {
+                stranger = None;
+            } else if Instant::now() >= auth_deadline {
+                let _ = flush(&mut framed, &mut output, &session, &server).await;
+                server.strangers_closed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(client = session.id, "not authenticated within {AUTH_DEADLINE:?}; closing");
+                break;
+            }
+        }
         if queued_since.is_some_and(|t| t.elapsed() >= MAX_REPLY_DELAY) {
             if !flush(&mut framed, &mut output, &session, &server).await {
                 break;
@@ -94,9 +121,17 @@ pub async fn handle<S>(
                 }
                 output.settle(framed.write_buffer().len());
                 queued_since = None;
+                // A connection that has not authenticated is closed at its deadline at the latest.
+                let unauthenticated = stranger.is_some() && !session.authenticated;
+                let idle_until = server.idle_timeout.map(|limit| Instant::now() + limit);
+                let idle_until = if unauthenticated {
+                    Some(idle_until.map_or(auth_deadline, |t| t.min(auth_deadline)))
+                } else {
+                    idle_until
+                };
                 let idle = async {
-                    match server.idle_timeout {
-                        Some(limit) => tokio::time::sleep(limit).await,
+                    match idle_until {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
                         None => std::future::pending().await,
                     }
                 };
@@ -120,6 +155,11 @@ pub async fn handle<S>(
                         continue;
                     }
                     _ = idle => {
+                        if unauthenticated && Instant::now() >= auth_deadline {
+                            server.strangers_closed.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(client = session.id, "not authenticated within {AUTH_DEADLINE:?}; closing");
+                            break;
+                        }
                         // As Redis' `timeout`: an idle client is closed without a word.
                         tracing::debug!(client = session.id, "idle for longer than --timeout; closing");
                         break;

@@ -177,6 +177,8 @@ pub async fn serve(
         auth_allowance: Default::default(),
         auth_repeated_failures: Default::default(),
         auth_failure_log: crate::node::LogThrottle::new(super::auth::FAILURE_LOG_EVERY),
+        strangers: Default::default(),
+        strangers_closed: AtomicU64::new(0),
         metrics: config.metrics.clone(),
     });
     config.metrics.add_source(Box::new(gauges(Arc::downgrade(&state))));

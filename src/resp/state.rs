@@ -68,6 +68,11 @@ pub struct ServerState {
     pub auth_repeated_failures: super::auth::RepeatedFailures,
     /// Throttles the log line about them.
     pub auth_failure_log: crate::node::LogThrottle,
+    /// Connections that have not authenticated, by source address.
+    pub strangers: Arc<super::auth::Strangers>,
+    /// Connections closed because they had not authenticated in time, or refused because
+    /// their address had too many such (INFO's `unauthenticated_closed`).
+    pub strangers_closed: AtomicU64,
     /// The node's counters: per command, errors by kind, bytes in and out.
     pub metrics: Arc<crate::metrics::Metrics>,
 }

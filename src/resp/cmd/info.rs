@@ -73,6 +73,7 @@ impl Info {
                     line("rejected_connections", &server.rejected_connections.load(Ordering::Relaxed));
                     line("acl_access_denied_auth", &server.auth_failures.load(Ordering::Relaxed));
                     line("auth_attempts_throttled", &server.auth_throttled.load(Ordering::Relaxed));
+                    line("unauthenticated_closed", &server.strangers_closed.load(Ordering::Relaxed));
                     line(
                         "client_output_buffer_limit_disconnections",
                         &server.output_limit_closed.load(Ordering::Relaxed),
