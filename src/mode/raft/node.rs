@@ -94,6 +94,8 @@ pub(super) struct Inner {
     /// Proposals handed to openraft and not answered yet: a leader stepping down waits for
     /// them, since each may still append an entry the chosen voter must hold.
     pub(super) proposing: std::sync::atomic::AtomicUsize,
+    /// Snapshots from the leader, received here rather than by openraft ([`super::receive`]).
+    pub(super) snapshots: super::receive::SnapshotReceiver,
 }
 
 /// raft mode's [`Store`].
@@ -282,6 +284,7 @@ impl RaftMode {
             raft_stopped: Default::default(),
             stepping_down: Default::default(),
             proposing: Default::default(),
+            snapshots: Default::default(),
         });
         let weak = Arc::downgrade(&inner);
         inner.tasks.spawn(proposal_queue.serve(super::write::PROPOSALS, Request::weight, move |batch| {

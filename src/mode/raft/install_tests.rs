@@ -1,0 +1,187 @@
+//! A follower receiving a snapshot, end to end through openraft with the real log store and
+//! state machine: a transfer that arrives damaged or cut short is refused before openraft
+//! takes it, so the leader sends it again and the follower goes on from its own state.
+
+#![allow(clippy::result_large_err)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::{CommittedLeaderId, LogId, Membership, Raft, SnapshotMeta, StoredMembership, Vote};
+
+use super::machine::{Machine, MachineState};
+use super::receive::SnapshotReceiver;
+use super::types::{NodeId, RaftMember, TypeConfig};
+use super::{log, snapshot};
+use crate::node::FileSystem;
+
+/// A network on which every call fails: the follower under test only receives.
+struct Nowhere;
+
+impl RaftNetworkFactory<TypeConfig> for Nowhere {
+    type Network = Nowhere;
+
+    async fn new_client(&mut self, _: NodeId, _: &RaftMember) -> Nowhere {
+        Nowhere
+    }
+}
+
+fn unreachable<E: std::error::Error>() -> RPCError<NodeId, RaftMember, E> {
+    RPCError::Network(NetworkError::new(&std::io::Error::other("no network in this test")))
+}
+
+impl RaftNetwork<TypeConfig> for Nowhere {
+    async fn append_entries(
+        &mut self,
+        _: AppendEntriesRequest<TypeConfig>,
+        _: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, RaftMember, RaftError<NodeId>>> {
+        Err(unreachable())
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _: InstallSnapshotRequest<TypeConfig>,
+        _: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, RaftMember, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        Err(unreachable())
+    }
+
+    async fn vote(
+        &mut self,
+        _: VoteRequest<NodeId>,
+        _: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, RaftMember, RaftError<NodeId>>> {
+        Err(unreachable())
+    }
+}
+
+/// Node 2 of a two-node cluster, as `node.rs` starts one, on the real storage in `dir`.
+async fn follower(dir: &Path) -> (Raft<TypeConfig>, Machine) {
+    let fs = FileSystem::real();
+    let mut log = log::LogStore::open(&fs, &dir.join("raft-log.redb")).unwrap();
+    let machine = Machine::open(&fs, dir).unwrap();
+    log.guard_purges(machine.durable_index());
+    let config = openraft::Config {
+        // Long enough that the follower does not stand for election meanwhile.
+        election_timeout_min: 60_000,
+        election_timeout_max: 60_001,
+        heartbeat_interval: 1_000,
+        install_snapshot_timeout: 2000,
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    let raft = Raft::new(2, Arc::new(config), Nowhere, log, machine.clone()).await.unwrap();
+    (raft, machine)
+}
+
+/// A leader's snapshot at `index` of `keys` keys, as the bytes of its file, and its meta.
+fn leaders_snapshot(index: u64, keys: usize) -> (Vec<u8>, SnapshotMeta<NodeId, RaftMember>) {
+    let dir = tempfile::tempdir().unwrap();
+    let last = LogId::new(CommittedLeaderId::new(1, 1), index);
+    let nodes: BTreeMap<NodeId, RaftMember> =
+        (1..=2).map(|id| (id, RaftMember { addr: format!("127.0.0.1:{id}"), incarnation: 0 })).collect();
+    let membership = StoredMembership::new(Some(LogId::new(CommittedLeaderId::new(1, 1), 1)), {
+        Membership::new(vec![BTreeSet::from([1, 2])], nodes)
+    });
+    let meta = SnapshotMeta {
+        last_log_id: Some(last),
+        last_membership: membership.clone(),
+        snapshot_id: format!("{index}-1"),
+    };
+    let mut state = MachineState { last_applied: Some(last), membership, ..MachineState::default() };
+    for i in 0..keys {
+        state.keyspace.insert(Bytes::from(format!("k{i:05}")), Bytes::from(vec![i as u8; 100]));
+    }
+    let path = dir.path().join(snapshot::FILE);
+    snapshot::write(&FileSystem::real(), &path, &meta, &state).unwrap();
+    (std::fs::read(&path).unwrap(), meta)
+}
+
+/// Sends `bytes` to `raft` as a leader of term 1 does, in chunks; the last call's result,
+/// or `None` when it did not answer within 10 s.
+async fn send(
+    receiver: &SnapshotReceiver,
+    raft: &Raft<TypeConfig>,
+    meta: &SnapshotMeta<NodeId, RaftMember>,
+    bytes: &[u8],
+) -> Option<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>> {
+    const CHUNK: usize = 64 << 10;
+    let mut offset = 0;
+    loop {
+        let end = (offset + CHUNK).min(bytes.len());
+        let request = InstallSnapshotRequest {
+            vote: Vote::new_committed(1, 1),
+            meta: meta.clone(),
+            offset: offset as u64,
+            data: bytes[offset..end].to_vec(),
+            done: end == bytes.len(),
+        };
+        let result = tokio::time::timeout(Duration::from_secs(10), receiver.receive(raft, request)).await.ok()?;
+        if end == bytes.len() || result.is_err() {
+            return Some(result);
+        }
+        offset = end;
+    }
+}
+
+fn keys_in(machine: &Machine) -> usize {
+    machine.state.read().unwrap().keyspace.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_snapshot_is_refused_and_the_follower_takes_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (raft, machine) = follower(dir.path()).await;
+    let receiver = SnapshotReceiver::default();
+    let (good, meta) = leaders_snapshot(100, 3000);
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 1;
+    let cut = &good[..good.len() - 100];
+    for (what, damaged, first) in [("a flipped byte", &flipped[..], true), ("a lost tail", cut, false)] {
+        let answer = send(&receiver, &raft, &meta, damaged).await;
+        let answer = answer.unwrap_or_else(|| panic!("the follower never answered a snapshot with {what}"));
+        match (&answer, first) {
+            // Refused as a transfer to start again from the first byte: the leader sends it
+            // again at once.
+            (Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(mismatch))), true) => {
+                assert_eq!(mismatch.expect.offset, 0);
+            }
+            // The same snapshot damaged again: the leader's copy is suspect, and a storage error
+            // makes the leader pause and send its snapshot afresh.
+            (Err(RaftError::Fatal(openraft::error::Fatal::StorageError(_))), false) => {}
+            (other, _) => panic!("a snapshot with {what} was refused as {other:?}"),
+        }
+        assert_eq!(keys_in(&machine), 0, "nothing of a snapshot with {what} was installed");
+        // Its chunks were word from the leader, as heartbeats are (the leader sends none meanwhile).
+        assert_eq!(raft.metrics().borrow().current_leader, Some(1));
+        // The follower is not wedged: openraft still answers and is not stopped.
+        let committed = tokio::time::timeout(Duration::from_secs(5), raft.with_raft_state(|s| s.committed))
+            .await
+            .unwrap_or_else(|_| panic!("openraft is wedged after a snapshot with {what}"));
+        let committed = committed.unwrap_or_else(|e| panic!("openraft stopped after a snapshot with {what}: {e}"));
+        assert_eq!(committed, None, "a refused snapshot is not taken as committed");
+    }
+    // The leader sends it again, intact: it is installed.
+    let answer = send(&receiver, &raft, &meta, &good).await.expect("the follower answers the intact snapshot");
+    assert!(answer.is_ok(), "{answer:?}");
+    assert_eq!(keys_in(&machine), 3000);
+    let metrics = raft.metrics().borrow().clone();
+    assert_eq!(metrics.snapshot.map(|l| l.index), Some(100));
+    assert_eq!(metrics.last_applied.map(|l| l.index), Some(100));
+    raft.shutdown().await.unwrap();
+    // And it is what the follower starts from.
+    let restarted = Machine::open(&FileSystem::real(), dir.path()).unwrap();
+    assert_eq!(keys_in(&restarted), 3000);
+}
