@@ -66,17 +66,22 @@ impl RaftNetwork<TypeConfig> for Nowhere {
     }
 }
 
-/// Node 2 of a two-node cluster, as `node.rs` starts one, on the real storage in `dir`.
+/// Node 2 of a two-node cluster, as `node.rs` starts one, on the real storage in `dir`, with an
+/// election timeout long enough that it does not stand for election meanwhile.
 async fn follower(dir: &Path) -> (Raft<TypeConfig>, Machine) {
+    follower_electing_after(dir, Duration::from_secs(60)).await
+}
+
+/// [`follower`], standing for election after `timeout` without word from a leader.
+async fn follower_electing_after(dir: &Path, timeout: Duration) -> (Raft<TypeConfig>, Machine) {
     let fs = FileSystem::real();
     let mut log = log::LogStore::open(&fs, &dir.join("raft-log.redb")).unwrap();
     let machine = Machine::open(&fs, dir).unwrap();
     log.guard_purges(machine.durable_index());
     let config = openraft::Config {
-        // Long enough that the follower does not stand for election meanwhile.
-        election_timeout_min: 60_000,
-        election_timeout_max: 60_001,
-        heartbeat_interval: 1_000,
+        election_timeout_min: timeout.as_millis() as u64,
+        election_timeout_max: timeout.as_millis() as u64 + 1,
+        heartbeat_interval: timeout.as_millis() as u64 / 3,
         install_snapshot_timeout: 2000,
         ..Default::default()
     }
@@ -109,6 +114,9 @@ fn leaders_snapshot(index: u64, keys: usize) -> (Vec<u8>, SnapshotMeta<NodeId, R
     (std::fs::read(&path).unwrap(), meta)
 }
 
+/// What the follower answered the last chunk of a transfer.
+type Answer = Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>;
+
 /// Sends `bytes` to `raft` as a leader of term 1 does, in chunks; the last call's result,
 /// or `None` when it did not answer within 10 s.
 async fn send(
@@ -116,7 +124,18 @@ async fn send(
     raft: &Raft<TypeConfig>,
     meta: &SnapshotMeta<NodeId, RaftMember>,
     bytes: &[u8],
-) -> Option<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>> {
+) -> Option<Answer> {
+    send_paced(receiver, raft, meta, bytes, Duration::ZERO).await
+}
+
+/// [`send`], a chunk every `pause` (a large snapshot over a busy network).
+async fn send_paced(
+    receiver: &SnapshotReceiver,
+    raft: &Raft<TypeConfig>,
+    meta: &SnapshotMeta<NodeId, RaftMember>,
+    bytes: &[u8],
+    pause: Duration,
+) -> Option<Answer> {
     const CHUNK: usize = 64 << 10;
     let mut offset = 0;
     loop {
@@ -133,6 +152,7 @@ async fn send(
             return Some(result);
         }
         offset = end;
+        tokio::time::sleep(pause).await;
     }
 }
 
@@ -184,4 +204,29 @@ async fn a_damaged_snapshot_is_refused_and_the_follower_takes_the_next_one() {
     // And it is what the follower starts from.
     let restarted = Machine::open(&FileSystem::real(), dir.path()).unwrap();
     assert_eq!(keys_in(&restarted), 3000);
+}
+
+/// openraft's leader sends no heartbeat to a follower it is sending a snapshot to, so a transfer
+/// longer than the election timeout made the follower stand for election, and its higher term,
+/// in its answer to the next chunk, cost the leader its leadership and the transfer its
+/// progress: a 60 MB snapshot never reached a follower. Each chunk is word from the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_receiving_a_long_transfer_does_not_stand_for_election() {
+    let dir = tempfile::tempdir().unwrap();
+    let (raft, machine) = follower_electing_after(dir.path(), Duration::from_millis(300)).await;
+    let receiver = SnapshotReceiver::default();
+    // A first snapshot makes the node a voter of the cluster, which may stand for election.
+    let (small, meta) = leaders_snapshot(100, 10);
+    assert!(send(&receiver, &raft, &meta, &small).await.expect("answered").is_ok());
+    // The next one takes three times the election timeout to arrive.
+    let (large, meta) = leaders_snapshot(200, 5000);
+    let chunks = large.len().div_ceil(64 << 10) as u32;
+    let pause = Duration::from_millis(900) / chunks;
+    let answer = send_paced(&receiver, &raft, &meta, &large, pause).await.expect("answered");
+    assert_eq!(answer.unwrap().vote, Vote::new_committed(1, 1), "the follower kept its leader's vote");
+    let metrics = raft.metrics().borrow().clone();
+    assert_eq!((metrics.current_term, metrics.current_leader), (1, Some(1)), "it never stood for election");
+    assert_eq!(metrics.snapshot.map(|l| l.index), Some(200));
+    assert_eq!(keys_in(&machine), 5000);
+    raft.shutdown().await.unwrap();
 }
