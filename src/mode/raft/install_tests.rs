@@ -136,7 +136,7 @@ async fn send_paced(
     bytes: &[u8],
     pause: Duration,
 ) -> Option<Answer> {
-    const CHUNK: usize = 64 << 10;
+    const CHUNK: usize = 256 << 10;
     let mut offset = 0;
     loop {
         let end = (offset + CHUNK).min(bytes.len());
@@ -209,24 +209,26 @@ async fn a_damaged_snapshot_is_refused_and_the_follower_takes_the_next_one() {
 /// openraft's leader sends no heartbeat to a follower it is sending a snapshot to, so a transfer
 /// longer than the election timeout made the follower stand for election, and its higher term,
 /// in its answer to the next chunk, cost the leader its leadership and the transfer its
-/// progress: a 60 MB snapshot never reached a follower. Each chunk is word from the leader.
+/// progress: a 60 MB snapshot never reached a follower. Each chunk is word from the leader, and
+/// so is the last one for as long as it is being checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_receiving_a_long_transfer_does_not_stand_for_election() {
     let dir = tempfile::tempdir().unwrap();
-    let (raft, machine) = follower_electing_after(dir.path(), Duration::from_millis(300)).await;
+    // The second snapshot takes six times the election timeout to arrive, and longer to be
+    // checked (100,000 keys: about 0.8 s in a debug build).
+    let (small, first) = leaders_snapshot(100, 10);
+    let (large, meta) = leaders_snapshot(200, 100_000);
+    let (raft, machine) = follower_electing_after(dir.path(), Duration::from_millis(150)).await;
     let receiver = SnapshotReceiver::default();
-    // A first snapshot makes the node a voter of the cluster, which may stand for election.
-    let (small, meta) = leaders_snapshot(100, 10);
-    assert!(send(&receiver, &raft, &meta, &small).await.expect("answered").is_ok());
-    // The next one takes three times the election timeout to arrive.
-    let (large, meta) = leaders_snapshot(200, 5000);
-    let chunks = large.len().div_ceil(64 << 10) as u32;
+    // The first makes the node a voter of the cluster, which may stand for election.
+    assert!(send(&receiver, &raft, &first, &small).await.expect("answered").is_ok());
+    let chunks = large.len().div_ceil(256 << 10) as u32;
     let pause = Duration::from_millis(900) / chunks;
     let answer = send_paced(&receiver, &raft, &meta, &large, pause).await.expect("answered");
     assert_eq!(answer.unwrap().vote, Vote::new_committed(1, 1), "the follower kept its leader's vote");
     let metrics = raft.metrics().borrow().clone();
     assert_eq!((metrics.current_term, metrics.current_leader), (1, Some(1)), "it never stood for election");
     assert_eq!(metrics.snapshot.map(|l| l.index), Some(200));
-    assert_eq!(keys_in(&machine), 5000);
+    assert_eq!(keys_in(&machine), 100_000);
     raft.shutdown().await.unwrap();
 }

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use openraft::error::{Fatal, InstallSnapshotError, RaftError, SnapshotMismatch};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse};
-use openraft::{ErrorSubject, ErrorVerb, Raft, Snapshot, SnapshotSegmentId, StorageError};
+use openraft::{ErrorSubject, ErrorVerb, Raft, Snapshot, SnapshotSegmentId, StorageError, Vote};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::snapshot::SnapshotFile;
@@ -87,18 +87,12 @@ impl SnapshotReceiver {
     pub(super) async fn receive(&self, raft: &Raft<TypeConfig>, request: InstallSnapshotRequest<TypeConfig>) -> Reply {
         // A chunk is word from the leader, as a heartbeat is: openraft's leader sends none to a
         // follower it is sending a snapshot to, and a chunk alone does not reach openraft's
-        // election timer. So each chunk is passed on as the heartbeat of a leader that knows
-        // nothing of this node's log (no entries, no log id, no commit index) — or, from a
-        // leader this node no longer follows, answered with the newer vote.
-        let heartbeat =
-            AppendEntriesRequest { vote: request.vote, prev_log_id: None, leader_commit: None, entries: vec![] };
-        let answer = InstallSnapshotResponse { vote: request.vote };
-        match raft.append_entries(heartbeat).await {
-            Ok(AppendEntriesResponse::HigherVote(vote)) => return Ok(InstallSnapshotResponse { vote }),
-            Ok(_) => {}
-            Err(RaftError::Fatal(fatal)) => return Err(RaftError::Fatal(fatal)),
-            Err(RaftError::APIError(never)) => match never {},
+        // election timer. A chunk from a leader this node no longer follows is answered with
+        // the newer vote.
+        if let Some(vote) = heartbeat(raft, request.vote).await? {
+            return Ok(InstallSnapshotResponse { vote });
         }
+        let answer = InstallSnapshotResponse { vote: request.vote };
         let mut receiving = self.receiving.clone().lock_owned().await;
         let reception = &mut receiving.reception;
         if reception.as_ref().map(|r| r.id.as_str()) != Some(request.meta.snapshot_id.as_str()) {
@@ -148,6 +142,19 @@ impl SnapshotReceiver {
     }
 }
 
+/// Passes word from the leader whose vote is `vote` to openraft, as its heartbeat would: an
+/// append of nothing, from a leader that knows nothing of this node's log (no log id, no commit
+/// index). Returns the newer vote this node holds instead, if it does.
+async fn heartbeat(raft: &Raft<TypeConfig>, vote: Vote<NodeId>) -> Result<Option<Vote<NodeId>>, Fatal<NodeId>> {
+    let nothing = AppendEntriesRequest { vote, prev_log_id: None, leader_commit: None, entries: vec![] };
+    match raft.append_entries(nothing).await {
+        Ok(AppendEntriesResponse::HigherVote(newer)) => Ok(Some(newer)),
+        Ok(_) => Ok(None),
+        Err(RaftError::Fatal(fatal)) => Err(fatal),
+        Err(RaftError::APIError(never)) => match never {},
+    }
+}
+
 /// Checks the file of `request`'s snapshot and has openraft install it, unless openraft has
 /// committed as far already (it would not install it: a leader's second attempt after its
 /// call timed out finds it so). A file that fails its checks is refused: the first time as a
@@ -163,7 +170,18 @@ async fn install(
     let committed = raft.with_raft_state(|state| state.committed).await.map_err(RaftError::Fatal)?;
     if request.meta.last_log_id > committed {
         let meta = request.meta.clone();
-        let checked = tokio::task::spawn_blocking(move || file.check(&meta).map(|()| file)).await;
+        let mut checking = tokio::task::spawn_blocking(move || file.check(&meta).map(|()| file));
+        // The check takes seconds for millions of keys, and the leader's transfer is not over
+        // until it is: its word goes on meanwhile, or this node would stand for election.
+        let mut following = true;
+        let checked = loop {
+            tokio::select! {
+                checked = &mut checking => break checked,
+                () = tokio::time::sleep(super::node::HEARTBEAT), if following => {
+                    following = heartbeat(raft, request.vote).await.map_err(RaftError::Fatal)?.is_none();
+                }
+            }
+        };
         file = match checked {
             Ok(Ok(file)) => file,
             Ok(Err(e)) => {
