@@ -232,3 +232,42 @@ async fn a_follower_receiving_a_long_transfer_does_not_stand_for_election() {
     assert_eq!(keys_in(&machine), 100_000);
     raft.shutdown().await.unwrap();
 }
+
+/// The last chunk is answered once the snapshot is checked and installed, which takes seconds
+/// for millions of keys — longer than the leader waits (`install_snapshot_timeout`). The
+/// leader's call then times out and is dropped; the install goes on regardless, the leader's
+/// next attempt is asked to start again, and its second transfer is answered at once, the
+/// snapshot installed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_stops_waiting_for_the_last_chunk_does_not_undo_the_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, meta) = leaders_snapshot(100, 100_000);
+    let (raft, machine) = follower(dir.path()).await;
+    let receiver = SnapshotReceiver::default();
+    let last = bytes.len() - 1000;
+    let chunk = |offset: usize, end: usize| InstallSnapshotRequest {
+        vote: Vote::new_committed(1, 1),
+        meta: meta.clone(),
+        offset: offset as u64,
+        data: bytes[offset..end].to_vec(),
+        done: end == bytes.len(),
+    };
+    assert!(receiver.receive(&raft, chunk(0, last)).await.is_ok());
+    // The leader gives up on the last chunk long before the check is done (about 0.8 s).
+    let gave_up =
+        tokio::time::timeout(Duration::from_millis(100), receiver.receive(&raft, chunk(last, bytes.len()))).await;
+    assert!(gave_up.is_err(), "the check of 100,000 keys took under 100 ms");
+    // Its retry waits for the install, and is asked to start again: the transfer is over.
+    match receiver.receive(&raft, chunk(last, bytes.len())).await {
+        Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(m))) => assert_eq!(m.expect.offset, 0),
+        other => panic!("the retried last chunk was answered {other:?}"),
+    }
+    assert_eq!(keys_in(&machine), 100_000, "installed although the leader stopped waiting");
+    assert_eq!(raft.metrics().borrow().snapshot.map(|l| l.index), Some(100));
+    // The leader sends it all again: nothing to check or install, answered at once.
+    let started = std::time::Instant::now();
+    assert!(send(&receiver, &raft, &meta, &bytes).await.expect("answered").is_ok());
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(machine.snapshots_installed(), 1);
+    raft.shutdown().await.unwrap();
+}
