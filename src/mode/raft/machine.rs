@@ -400,43 +400,38 @@ impl RaftStateMachine<TypeConfig> for Machine {
         Ok(Box::new(snapshot::SnapshotFile::create(&self.fs, &incoming).map_err(io)?))
     }
 
-    /// Checks and loads the received file frame by frame on a blocking thread, renames it into
-    /// place, and only then swaps the machine's state (the old one is dropped outside the lock).
+    /// Puts in place what the receiver checked and loaded before handing the file to openraft
+    /// ([`snapshot::SnapshotFile::check`]; a file that was not checked is checked here): renames
+    /// it into place (on a blocking thread), and only then swaps the machine's state (the old
+    /// one is dropped outside the lock). Nothing here depends on what arrived: openraft has
+    /// already taken the snapshot as installed, and a failure now stops it; only a failing
+    /// disk can fail it, and a failing disk stops the node (see [`crate::node::FileSystem`]).
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, super::types::RaftMember>,
-        snapshot: Box<snapshot::SnapshotFile>,
+        mut snapshot: Box<snapshot::SnapshotFile>,
     ) -> Result<(), StorageError<NodeId>> {
         let this = self.clone();
         let meta = meta.clone();
         let last = meta.last_log_id;
         tokio::task::spawn_blocking(move || {
-            snapshot.sync().map_err(io)?;
-            drop(snapshot);
-            let incoming = snapshot::sibling(&this.path, "incoming");
-            // A leader of the earlier version sends the encoded state alone: it is loaded and
-            // written here in this version's format rather than renamed into place.
-            let (loaded, earlier) = match snapshot::read(&this.fs, &incoming) {
-                Ok(Some(loaded)) => (loaded, false),
-                Ok(None) => return Err(io("no snapshot arrived")),
-                Err(e) => match snapshot::read_sent_by_earlier_version(&this.fs, &incoming, &meta) {
-                    Ok(loaded) => (loaded, true),
-                    Err(_) => return Err(io(e)),
-                },
+            let checked = match snapshot.take_checked() {
+                Some(checked) => checked,
+                None => {
+                    snapshot.check(&meta).map_err(io)?;
+                    snapshot.take_checked().ok_or_else(|| io("the snapshot checked is gone"))?
+                }
             };
-            if loaded.meta.last_log_id != meta.last_log_id {
-                return Err(io(format!(
-                    "the snapshot received covers {:?}, not {:?} as announced",
-                    loaded.meta.last_log_id, meta.last_log_id
-                )));
-            }
+            let incoming = snapshot.path().to_path_buf();
+            drop(snapshot);
+            let snapshot::Checked { state: loaded, earlier } = checked;
             let index = meta.last_log_id.map_or(0, |l| l.index);
             {
                 let _one_at_a_time = lock(&this.writing);
                 if this.fs.exists(&this.path) && *this.durable.borrow() >= index {
                     this.fs.remove_file(&incoming).map_err(io)?;
                 } else if earlier {
-                    snapshot::write(&this.fs, &this.path, &meta, &loaded.state).map_err(io)?;
+                    snapshot::write(&this.fs, &this.path, &meta, &loaded).map_err(io)?;
                     this.fs.remove_file(&incoming).map_err(io)?;
                     this.durable.send_modify(|d| *d = (*d).max(index));
                     this.note_size();
@@ -447,9 +442,9 @@ impl RaftStateMachine<TypeConfig> for Machine {
                     this.note_size();
                 }
             }
-            let old = std::mem::replace(&mut *write_lock(&this.state), loaded.state);
+            let old = std::mem::replace(&mut *write_lock(&this.state), loaded);
             drop(old);
-            Ok(())
+            Ok::<(), StorageError<NodeId>>(())
         })
         .await
         .map_err(io)??;

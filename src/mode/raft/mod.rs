@@ -43,17 +43,21 @@
 //! `node` (openraft, start-up), `network` (openraft's network and calls to the leader),
 //! `service` (the peer RPCs), `write` (sessions, writes, read index), `forward` (a
 //! follower's writes batched on their way to the leader), `membership`,
-//! `handover` (stepping down), `store`.
+//! `handover` (stepping down), `receive` (a snapshot from the leader, checked before
+//! openraft installs it), `store`.
 
 mod args;
 mod compaction;
 mod forward;
 mod handover;
+#[cfg(test)]
+mod install_tests;
 mod log;
 mod machine;
 mod membership;
 mod network;
 mod node;
+mod receive;
 mod service;
 mod snapshot;
 mod store;

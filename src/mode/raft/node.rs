@@ -94,6 +94,8 @@ pub(super) struct Inner {
     /// Proposals handed to openraft and not answered yet: a leader stepping down waits for
     /// them, since each may still append an entry the chosen voter must hold.
     pub(super) proposing: std::sync::atomic::AtomicUsize,
+    /// Snapshots from the leader, received here rather than by openraft ([`super::receive`]).
+    pub(super) snapshots: super::receive::SnapshotReceiver,
 }
 
 /// raft mode's [`Store`].
@@ -231,8 +233,10 @@ impl RaftMode {
             snapshot_max_chunk_size: 1 << 20,
             max_payload_entries: MAX_PAYLOAD_ENTRIES,
             // One chunk of a snapshot may take this long to be sent and written (openraft's
-            // default, 200 ms, is too short for a loaded machine, and a follower waiting for its
-            // snapshot would then start elections).
+            // default, 200 ms, is too short for a loaded machine). The last one is answered once
+            // the whole snapshot is checked and installed, which takes longer for millions of
+            // keys: the leader's call then times out, the install goes on regardless, and the
+            // leader sends the snapshot once more, answered at once ([`super::receive`]).
             install_snapshot_timeout: 2000,
             ..Default::default()
         }
@@ -282,6 +286,7 @@ impl RaftMode {
             raft_stopped: Default::default(),
             stepping_down: Default::default(),
             proposing: Default::default(),
+            snapshots: Default::default(),
         });
         let weak = Arc::downgrade(&inner);
         inner.tasks.spawn(proposal_queue.serve(super::write::PROPOSALS, Request::weight, move |batch| {

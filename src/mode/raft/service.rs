@@ -144,7 +144,7 @@ impl RaftPeer for Service {
         drop(request);
         self.check_addressee(to)?;
         self.check_term(&rpc.vote)?;
-        let result = self.inner.raft.install_snapshot(rpc).await;
+        let result = self.inner.snapshots.receive(&self.inner.raft, rpc).await;
         Ok(tonic::Response::new(encode(self.inner.id, &result)?))
     }
 

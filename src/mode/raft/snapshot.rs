@@ -90,8 +90,24 @@ pub struct Loaded {
     pub state: MachineState,
 }
 
+/// A snapshot file that fails its checks: which, and why. It reads as the advice for a node
+/// that finds its own snapshot damaged at start ([`corrupt`]).
+#[derive(Debug)]
+struct Damaged {
+    path: PathBuf,
+    why: String,
+}
+
+impl std::fmt::Display for Damaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&corrupt(&self.path, &self.why))
+    }
+}
+
+impl std::error::Error for Damaged {}
+
 fn invalid(path: &Path, why: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, corrupt(path, &why))
+    io::Error::new(io::ErrorKind::InvalidData, Damaged { path: path.to_path_buf(), why: why.to_string() })
 }
 
 /// Writes into a file of the layer through a buffer, checksumming what it writes.
@@ -314,26 +330,93 @@ pub fn read_sent_by_earlier_version(
 /// A snapshot file as openraft reads (to send it) and writes (to receive it): positional reads
 /// and writes on a file of the layer. A chunk is at most `snapshot_max_chunk_size` (1 MiB),
 /// which the page cache serves in well under a millisecond, so each call runs in place.
-#[derive(Debug)]
+///
+/// A received file is [checked](SnapshotFile::check) — fsync'd, read back whole, its checksum
+/// and its meta compared — before openraft is handed it: openraft takes a snapshot as
+/// installed (its committed index, its log purge) before the state machine loads it, and
+/// treats any failure of the load as fatal. So the load itself happens in the check, and the
+/// install only puts in place what the check loaded.
 pub struct SnapshotFile {
     file: File,
+    path: PathBuf,
+    fs: FileSystem,
     at: u64,
+    /// What [`SnapshotFile::check`] loaded, until the install takes it.
+    checked: Option<Checked>,
+}
+
+/// A received snapshot that passed its checks.
+pub struct Checked {
+    /// The state machine it holds.
+    pub state: MachineState,
+    /// Sent by a leader of the earlier version (the encoded state alone): it is written in this
+    /// version's format rather than renamed into place.
+    pub earlier: bool,
+}
+
+impl std::fmt::Debug for SnapshotFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotFile")
+            .field("path", &self.path)
+            .field("at", &self.at)
+            .field("checked", &self.checked.is_some())
+            .finish()
+    }
 }
 
 impl SnapshotFile {
     /// Opens `path` to read it from the start.
     pub fn open(fs: &FileSystem, path: &Path) -> io::Result<Self> {
-        Ok(Self { file: fs.open(path)?, at: 0 })
+        Ok(Self { file: fs.open(path)?, path: path.to_path_buf(), fs: fs.clone(), at: 0, checked: None })
     }
 
     /// Creates (or truncates) `path` to write it.
     pub fn create(fs: &FileSystem, path: &Path) -> io::Result<Self> {
-        Ok(Self { file: fs.create(path)?, at: 0 })
+        Ok(Self { file: fs.create(path)?, path: path.to_path_buf(), fs: fs.clone(), at: 0, checked: None })
     }
 
-    /// fsyncs what was written.
-    pub fn sync(&self) -> io::Result<()> {
-        self.file.sync()
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Makes what was received durable and loads it, refusing a file that fails its checksum,
+    /// ends early, or covers another log id than `meta` announces — naming what is wrong,
+    /// as a fault of the transfer (the leader sends it again), not of this node's disk. Runs
+    /// for as long as the snapshot is large: call it on a blocking thread.
+    pub fn check(&mut self, meta: &SnapshotMeta<NodeId, RaftMember>) -> io::Result<()> {
+        if self.checked.is_some() {
+            return Ok(());
+        }
+        self.file.sync()?;
+        let received = |e: io::Error| match e.get_ref().and_then(|e| e.downcast_ref::<Damaged>()) {
+            Some(damaged) => io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the snapshot received ({}) is damaged: {}", damaged.path.display(), damaged.why),
+            ),
+            None => e,
+        };
+        let (loaded, earlier) = match read(&self.fs, &self.path) {
+            Ok(Some(loaded)) => (loaded, false),
+            Ok(None) => return Err(io::Error::new(io::ErrorKind::NotFound, "no snapshot arrived")),
+            Err(e) => match read_sent_by_earlier_version(&self.fs, &self.path, meta) {
+                Ok(loaded) => (loaded, true),
+                Err(_) => return Err(received(e)),
+            },
+        };
+        if loaded.meta.last_log_id != meta.last_log_id {
+            return Err(received(invalid(
+                &self.path,
+                format!("it covers {:?}, not {:?} as announced", loaded.meta.last_log_id, meta.last_log_id),
+            )));
+        }
+        self.checked = Some(Checked { state: loaded.state, earlier });
+        Ok(())
+    }
+
+    /// What [`SnapshotFile::check`] loaded, taken out.
+    pub fn take_checked(&mut self) -> Option<Checked> {
+        self.checked.take()
     }
 }
 
