@@ -176,6 +176,17 @@ impl Allowance {
     /// called, under the table's lock, so concurrent AUTHs cannot all pass as free), at a
     /// reserved turn, or not at all.
     pub fn admit(&self, source: IpAddr, now: Instant, matches: impl FnOnce() -> bool) -> Admission {
+        self.admit_as(source, now, true, matches)
+    }
+
+    /// [`Allowance::admit`] for an admin token: an address that logged in has no allowance of
+    /// its own for it (any client that knows the password, or any client at all without one,
+    /// can log in from many addresses): only its group's turns.
+    pub fn admit_token(&self, source: IpAddr, now: Instant, matches: impl FnOnce() -> bool) -> Admission {
+        self.admit_as(source, now, false, matches)
+    }
+
+    fn admit_as(&self, source: IpAddr, now: Instant, logins: bool, matches: impl FnOnce() -> bool) -> Admission {
         let mut tables = crate::node::lock(&self.tables);
         let group = source_group(source);
         if tables.failures(group, now) < FREE_FAILURES {
@@ -183,7 +194,8 @@ impl Allowance {
             tables.settle(source, matched, now);
             return Admission::Compared(matched);
         }
-        if let Some(login) = tables.logins.get_mut(&source.to_canonical())
+        if logins
+            && let Some(login) = tables.logins.get_mut(&source.to_canonical())
             && now.saturating_duration_since(login.last) < LOGIN_MEMORY
         {
             let refill = now.saturating_duration_since(login.refilled).as_secs_f64() / MAX_FAILURE_DELAY.as_secs_f64();

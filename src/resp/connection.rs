@@ -38,12 +38,16 @@ enum Input {
 }
 
 /// Serves one connection until the client leaves, a protocol error, or shutdown.
+/// `stranger` is its count against its address while it has not authenticated, and when it
+/// must have done so ([`super::server`] takes it when it accepts the connection, before a TLS
+/// handshake).
 pub async fn handle<S>(
-    mut socket: S,
+    socket: S,
     peer: std::net::SocketAddr,
     store: Arc<dyn Store>,
     server: Arc<ServerState>,
     shutdown: CancellationToken,
+    stranger: Option<(super::auth::Stranger, Instant)>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Acknowledged + Unpin,
 {
@@ -52,21 +56,11 @@ pub async fn handle<S>(
     tracing::debug!(client = session.id, %peer, "connected");
     // Until it authenticates, a connection counts against its address's strangers, and has
     // until the deadline to do so.
-    let mut stranger = None;
-    if !session.authenticated {
-        stranger = server.strangers.enter(peer.ip());
-        if stranger.is_none() {
-            server.strangers_closed.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(client = session.id, %peer, "too many unauthenticated connections from this address");
-            let _ = tokio::io::AsyncWriteExt::write_all(
-                &mut socket,
-                b"-ERR too many connections from your address have not authenticated\r\n",
-            )
-            .await;
-            return;
-        }
-    }
-    let auth_deadline = Instant::now() + AUTH_DEADLINE;
+    let (mut stranger, auth_deadline) = match stranger {
+        Some((stranger, deadline)) if !session.authenticated => (Some(stranger), deadline),
+        _ => (None, Instant::now()),
+    };
+    session.auth_deadline = stranger.is_some().then_some(auth_deadline);
     let budget = if session.authenticated { &server.client_buffers } else { &server.unauthenticated_buffers };
     let mut codec = RespCodec::new(server.proto_max_bulk_len).with_budget(budget.clone());
     codec.authenticated = session.authenticated;
@@ -86,7 +80,6 @@ pub async fn handle<S>(
             if session.authenticated {
                 stranger = None;
             } else if Instant::now() >= auth_deadline {
-                let _ = flush(&mut framed, &mut output, &session, &server).await;
                 server.strangers_closed.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(client = session.id, "not authenticated within {AUTH_DEADLINE:?}; closing");
                 break;
@@ -484,6 +477,19 @@ where
         output.settle(unsent);
         entry.set_reading(reading.observe(Instant::now(), framed.get_ref().acknowledged(), unsent));
         let mut wait = SOFT_CHECK;
+        // A connection that has not authenticated is closed at its deadline, also while its
+        // client reads none of its replies.
+        if !session.authenticated
+            && let Some(deadline) = session.auth_deadline
+        {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                server.strangers_closed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(client = session.id, "not authenticated within {AUTH_DEADLINE:?}; closing");
+                break false;
+            }
+            wait = wait.min(left);
+        }
         if limit.over_soft(unsent) {
             let left = limit.soft_for.saturating_sub(since.elapsed());
             if left.is_zero() {

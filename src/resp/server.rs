@@ -223,16 +223,41 @@ pub async fn serve(
         let _ = socket.set_nodelay(true);
         let acceptor = if secure { tls.as_ref().map(|(_, a)| a.clone()) } else { None };
         tracker.spawn(async move {
+            // With a password, a connection counts against its address until it authenticates,
+            // from its accept on (a TLS handshake included), and must do so in time.
+            let accepted = Instant::now();
+            let stranger = match state.requirepass {
+                None => None,
+                Some(_) => match state.strangers.enter(peer.ip()) {
+                    Some(stranger) => Some((stranger, accepted + super::auth::AUTH_DEADLINE)),
+                    None => {
+                        state.strangers_closed.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, "too many unauthenticated connections from this address");
+                        if acceptor.is_none() {
+                            let _ = socket
+                                .write_all(b"-ERR too many connections from your address have not authenticated\r\n")
+                                .await;
+                        }
+                        drop(permit);
+                        return;
+                    }
+                },
+            };
             state.clients.fetch_add(1, Ordering::Relaxed);
             match acceptor {
                 None => {
                     let socket = Counted { inner: socket, metrics: state.metrics.clone() };
-                    connection::handle(socket, peer, store, state.clone(), stop).await
+                    connection::handle(socket, peer, store, state.clone(), stop, stranger).await
                 }
-                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                Some(acceptor) => match tokio::time::timeout(
+                    TLS_HANDSHAKE_TIMEOUT.min(super::auth::AUTH_DEADLINE),
+                    acceptor.accept(socket),
+                )
+                .await
+                {
                     Ok(Ok(stream)) => {
                         let stream = Counted { inner: stream, metrics: state.metrics.clone() };
-                        connection::handle(stream, peer, store, state.clone(), stop).await
+                        connection::handle(stream, peer, store, state.clone(), stop, stranger).await
                     }
                     Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

@@ -26,6 +26,8 @@ pub struct Session {
     pub protocol: u8,
     /// True once AUTH or HELLO succeeded, or from the start without `--requirepass`.
     pub authenticated: bool,
+    /// Until when it may stay without authenticating (with `--requirepass`).
+    pub auth_deadline: Option<std::time::Instant>,
     /// Wrong passwords sent on this connection (AUTH, HELLO ... AUTH).
     pub auth_failures: u32,
     /// AUTHs on this connection answered without comparing (too many from its network).
@@ -95,6 +97,7 @@ impl Session {
             name: None,
             protocol: 2,
             authenticated,
+            auth_deadline: None,
             auth_failures: 0,
             auth_throttled: 0,
             closing: false,

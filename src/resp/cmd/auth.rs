@@ -125,13 +125,17 @@ impl Ctx<'_> {
             self.log_refusal(what, true, server.auth_failures.fetch_add(1, Ordering::Relaxed) + 1);
             return Ok(false);
         }
-        let mut admission = server.auth_allowance.admit(peer, now, matches);
+        let admit = |now| match what {
+            Secret::Password => server.auth_allowance.admit(peer, now, matches),
+            Secret::AdminToken => server.auth_allowance.admit_token(peer, now, matches),
+        };
+        let mut admission = admit(now);
         let mut waited = false;
         if let Admission::Wait(turn) = admission {
             // Once: if another address booked that turn meanwhile, the answer is "too many".
             tokio::time::sleep_until(turn.into()).await;
             waited = true;
-            admission = match server.auth_allowance.admit(peer, std::time::Instant::now(), matches) {
+            admission = match admit(std::time::Instant::now()) {
                 Admission::Wait(_) => Admission::Refused,
                 other => other,
             };
