@@ -18,8 +18,8 @@
 //!   snapshot.
 //!
 //! redb reuses the pages of purged entries and does not give them back to the file system,
-//! so the log file stays at the largest log held: these bounds keep that proportional to
-//! the data.
+//! so the log file stays at about 3 times the largest log held (see `log::remove_through`):
+//! these bounds keep that proportional to the data.
 
 use std::sync::Weak;
 use std::time::Duration;
