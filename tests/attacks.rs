@@ -1228,6 +1228,17 @@ fn unauthenticated_client_connections_are_capped_per_address_and_closed() {
         &["--data-dir", tmp.path().join("d").to_str().unwrap(), "--requirepass", "pw", "--maxclients", "200"],
     );
     let started = Instant::now();
+    // One that pipelines megabytes of PINGs and reads none of the replies: its connection
+    // waits to write, and is closed at its deadline all the same.
+    let port = server.port;
+    let flooder = std::thread::spawn(move || {
+        let mut raw = common::Raw::connect_from([127, 0, 0, 4].into(), port);
+        raw.set_write_timeout(Duration::from_secs(40));
+        let pings = common::request(&[b"PING"]).repeat(1_200_000);
+        let sending = Instant::now();
+        let sent = raw.try_send(&pings);
+        (sent, sending.elapsed())
+    });
     let mut idle: Vec<common::Raw> = (0..100).map(|_| common::Raw::connect(server.port)).collect();
     std::thread::sleep(Duration::from_millis(500));
     // The 36 past the cap are told why and closed; the 64 others are held.
@@ -1259,9 +1270,11 @@ fn unauthenticated_client_connections_are_capped_per_address_and_closed() {
     }
     let took = started.elapsed();
     assert!(took >= Duration::from_secs(9), "closed after {took:?}, before their 10 s");
+    let (sent, sending) = flooder.join().unwrap();
+    assert!(!sent && sending < Duration::from_secs(25), "the flooder was closed: {sent}, {sending:?}");
     client.send(&common::request(&[b"INFO", b"stats"]));
     let info = String::from_utf8(client.read_reply()).unwrap();
-    assert!(info.contains("unauthenticated_closed:100\r\n"), "{info}");
+    assert!(info.contains("unauthenticated_closed:101\r\n"), "{info}");
     drop(pool);
 }
 
@@ -1296,6 +1309,16 @@ fn admin_token_guessing_is_bounded_counted_and_logged() {
     common::wait_until(Duration::from_secs(10), "the failures logged", || {
         server.log_text().contains("wrong admin token")
     });
+    // An address that logged in has no allowance of its own for tokens (without a password
+    // anyone can log in, from as many addresses as it has): its wrong token waits for the
+    // network's turn, where a wrong password would have been compared at once.
+    let mut logged = common::Raw::connect_from([127, 0, 0, 5].into(), server.port);
+    logged.send(&common::request(&[b"AUTH", b"default", b"anything"]));
+    assert_eq!(logged.read_reply(), b"+OK\r\n");
+    let asked = Instant::now();
+    logged.send(&common::request(&[b"VALTHREE.MEMBERS", b"yy", b"SHOW"]));
+    assert!(logged.read_reply().starts_with(b"-"));
+    assert!(asked.elapsed() >= Duration::from_millis(40), "answered in {:?}: compared at once", asked.elapsed());
     // The right token, from an address that guessed nothing, is compared at its turn.
     let mut admin = common::Raw::connect_from([127, 0, 0, 2].into(), server.port);
     admin.send(&common::request(&[b"VALTHREE.MEMBERS", b"zq", b"SHOW"]));
@@ -1442,7 +1465,7 @@ fn a_retried_typo_is_not_slowed_again_during_a_guessing_flood_while_guesses_are(
         tmp.path(),
         &["--data-dir", tmp.path().join("d").to_str().unwrap(), "--requirepass", "pw"],
     );
-    // The client's host logged in before the flood (127.0.0.2; the guessers are on 127.0.0.1,
+    // The client's host logged in before the flood (127.0.0.2; the guessers are on 127.0.1.1-4,
     // the same source group).
     let client = std::net::Ipv4Addr::new(127, 0, 0, 2);
     let mut raw = common::Raw::connect_from(client, server.port);
@@ -1455,7 +1478,9 @@ fn a_retried_typo_is_not_slowed_again_during_a_guessing_flood_while_guesses_are(
         .map(|g| {
             let stop = stop.clone();
             std::thread::spawn(move || {
-                let mut raw = common::Raw::connect(port);
+                // Four addresses of loopback, 50 connections each (an address may hold 64 that
+                // have not logged in).
+                let mut raw = common::Raw::connect_from([127, 0, 1, 1 + (g % 4) as u8].into(), port);
                 let (mut compared, mut tried) = (0, 0);
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let guess = format!("guess-{g}-{tried}");
@@ -1491,7 +1516,7 @@ fn a_retried_typo_is_not_slowed_again_during_a_guessing_flood_while_guesses_are(
     assert_eq!(raw.read_reply(), b"+OK\r\n");
     let login = login.elapsed();
     // A client from a new address of the flooded network waits for a turn, within the second:
-    // the guessers' address, past its own ten failures, takes only turns free at once, so it
+    // the guessers' addresses, each past a wrong password of its own, take only turns free at once, so they
     // cannot hold them all.
     let mut raw = common::Raw::connect_from(std::net::Ipv4Addr::new(127, 0, 0, 3), server.port);
     let newcomer = Instant::now();
@@ -1590,7 +1615,13 @@ async fn abandoning_guesser(port: u16, connections: usize, run_for: Duration) ->
                     };
                     match auth_within(stream, &format!("guess-{c}-{i}"), patience).await {
                         Some(line) if line.starts_with(b"-WRONGPASS") => verdicts += 1,
-                        Some(line) if line.starts_with(b"-ERR too many AUTH attempts") => {
+                        // Refused without being compared: too many AUTHs from the network, or
+                        // too many connections of this address not logged in (its abandoned
+                        // ones wait for their turns a while).
+                        Some(line)
+                            if line.starts_with(b"-ERR too many AUTH attempts")
+                                || line.starts_with(b"-ERR too many connections") =>
+                        {
                             throttled += 1;
                             open = None;
                         }

@@ -80,8 +80,6 @@ pub async fn handle<S>(
             if session.authenticated {
                 stranger = None;
             } else if Instant::now() >= auth_deadline {
-                server.strangers_closed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(client = session.id, "not authenticated within {AUTH_DEADLINE:?}; closing");
                 break;
             }
         }
@@ -149,8 +147,6 @@ pub async fn handle<S>(
                     }
                     _ = idle => {
                         if unauthenticated && Instant::now() >= auth_deadline {
-                            server.strangers_closed.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(client = session.id, "not authenticated within {AUTH_DEADLINE:?}; closing");
                             break;
                         }
                         // As Redis' `timeout`: an idle client is closed without a word.
@@ -295,6 +291,10 @@ pub async fn handle<S>(
         }
     }
     let _ = flush(&mut framed, &mut output, &session, &server).await;
+    if stranger.is_some() && !session.authenticated && Instant::now() >= auth_deadline {
+        server.strangers_closed.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(client = session.id, "not authenticated within {AUTH_DEADLINE:?}; closed");
+    }
     tracing::debug!(client = session.id, "disconnected");
     let held = framed.codec().peak() + output.peak;
     drop(framed);
@@ -484,8 +484,6 @@ where
         {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                server.strangers_closed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(client = session.id, "not authenticated within {AUTH_DEADLINE:?}; closing");
                 break false;
             }
             wait = wait.min(left);
