@@ -214,7 +214,10 @@ pub async fn serve(
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             state.rejected_connections.fetch_add(1, Ordering::Relaxed);
             tracker.spawn(async move {
-                let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
+                // A TLS client would read plain text as a broken handshake: it is only closed.
+                if !secure {
+                    let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
+                }
                 let _ = socket.shutdown().await;
             });
             continue;
